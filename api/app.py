@@ -1,0 +1,55 @@
+"""The FastAPI application, built by a function from explicit settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import ApiResources
+from api.errors import install_error_handlers
+from api.queue import JobQueue
+from api.routes import health, jobs
+from models.blobs import BlobStore
+from models.db import make_engine, make_session_factory
+from models.settings import Settings, get_settings
+
+
+def open_resources(settings: Settings) -> ApiResources:
+    engine = make_engine(settings.database_url)
+    return ApiResources(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        blobs=BlobStore(settings.blob_dir),
+        queue=JobQueue(settings.redis_url),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app; resources open at startup and close at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = open_resources(settings or get_settings())
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            resources.queue.close()
+            resources.engine.dispose()
+
+    app = FastAPI(
+        title="visionq",
+        version="0.1.0",
+        summary="Image-understanding jobs on Google's Gemini API.",
+        description="Submit vision jobs (caption, ask, classify, detect); poll for results. "
+        "Authenticate with `Authorization: Bearer <key>` (`visionq keys create NAME`). "
+        'Errors are `{"error": {"code": "...", "message": "..."}}`.',
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    return app

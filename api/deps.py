@@ -1,0 +1,72 @@
+"""Typed dependencies: settings, one DB session per request, and the caller's tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import ApiError
+from api.queue import JobQueue
+from models.blobs import BlobStore
+from models.keys import authenticate
+from models.settings import Settings
+
+
+@dataclass
+class ApiResources:
+    """Everything the routes use, opened by the app's lifespan and closed with it."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    queue: JobQueue
+
+
+def get_resources(request: Request) -> ApiResources:
+    resources: ApiResources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[ApiResources, Depends(get_resources)]
+
+
+def get_session(resources: ResourcesDep) -> Iterator[Session]:
+    with resources.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key_id: int
+
+
+def get_caller(request: Request, session: SessionDep) -> Caller:
+    """The tenant of the API key in ``Authorization: Bearer <key>``; 401 otherwise."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send an API key as 'Authorization: Bearer <key>'; create one with "
+            "'visionq keys create NAME'.",
+            headers=challenge,
+        )
+    key = authenticate(session, secret.strip())
+    if key is None:
+        raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.", challenge)
+    return Caller(tenant=key.tenant, key_id=key.id)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

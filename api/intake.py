@@ -1,0 +1,264 @@
+"""Turn a POST /v1/jobs request (multipart or JSON) into a validated job and its images."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from api.errors import ApiError
+from api.schemas import JobCreate
+from models.settings import Settings
+from vision.formats import ImageInfo, ImageRejectedError, inspect_image
+from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+
+_MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
+_FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "image"}
+
+
+@dataclass
+class RawJob:
+    """The request's fields before validation."""
+
+    task: str | None = None
+    prompt: str | None = None
+    model: str | None = None
+    labels: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    images: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AdmittedImage:
+    data: bytes
+    info: ImageInfo
+
+
+@dataclass(frozen=True)
+class AdmittedJob:
+    task: TaskKind
+    prompt: str | None
+    model: str
+    labels: list[str] | None
+    options: dict[str, Any]
+    images: list[AdmittedImage]
+
+
+def _too_large(what: str, size: int, limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"The {what} is {size:,} bytes; the limit is {limit:,} bytes."
+    )
+
+
+async def read_job_request(request: Request, settings: Settings) -> RawJob:
+    """Read the body as multipart form data or JSON, within the size limits."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_request_bytes:
+        raise _too_large("request", int(declared), settings.max_request_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, settings)
+    if content_type in ("application/json", ""):
+        return await _read_json(request, settings)
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Send the job as multipart/form-data or application/json, not {content_type!r}.",
+    )
+
+
+async def _read_json(request: Request, settings: Settings) -> RawJob:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > settings.max_request_bytes:
+            raise _too_large("request", len(body), settings.max_request_bytes)
+    try:
+        payload = JobCreate.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", _describe(exc)) from exc
+    images = [_decode_base64(item.data, index) for index, item in enumerate(payload.images)]
+    return RawJob(
+        task=payload.task,
+        prompt=payload.prompt,
+        model=payload.model,
+        labels=payload.labels,
+        options=payload.options,
+        images=images,
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    messages = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"])
+        messages.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(messages)
+
+
+def _decode_base64(data: str, index: int) -> bytes:
+    cleaned = "".join(data.split())
+    if cleaned.startswith("data:") and "," in cleaned:
+        cleaned = cleaned.split(",", 1)[1]
+    cleaned = cleaned.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(
+            422, "invalid_base64", f"images[{index}].data is not valid base64: {exc}."
+        ) from exc
+
+
+async def _read_multipart(request: Request, settings: Settings) -> RawJob:
+    try:
+        form = await request.form(max_files=settings.max_images_per_job + 1, max_fields=1000)
+    except Exception as exc:  # python-multipart raises several parser-specific types
+        raise ApiError(400, "bad_request", f"The multipart body cannot be parsed: {exc}.") from exc
+    try:
+        return await _raw_from_form(form, settings)
+    finally:
+        await form.close()
+
+
+async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
+    unknown = sorted(set(form.keys()) - _FORM_FIELDS)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"Unknown form fields {unknown}; expected {sorted(_FORM_FIELDS)}.",
+        )
+    images = []
+    for index, part in enumerate(form.getlist("image")):
+        if not isinstance(part, UploadFile):
+            raise ApiError(422, "invalid_request", f"Form field image #{index + 1} must be a file.")
+        data = await part.read(settings.max_image_bytes + 1)
+        if len(data) > settings.max_image_bytes:
+            raise _too_large(
+                f"image {part.filename or index + 1}",
+                part.size or len(data),
+                settings.max_image_bytes,
+            )
+        images.append(data)
+    return RawJob(
+        task=_text_field(form, "task"),
+        prompt=_text_field(form, "prompt"),
+        model=_text_field(form, "model"),
+        labels=_labels_field(form),
+        options=_options_field(form),
+        images=images,
+    )
+
+
+def _text_field(form: FormData, name: str) -> str | None:
+    values = form.getlist(name)
+    if len(values) > 1:
+        raise ApiError(422, "invalid_request", f"Form field {name!r} is given more than once.")
+    if not values:
+        return None
+    value = values[0]
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_request", f"Form field {name!r} must be text, not a file.")
+    return value
+
+
+def _labels_field(form: FormData) -> list[str] | None:
+    values = [v for v in form.getlist("labels") if isinstance(v, str)]
+    if not values:
+        return None
+    if len(values) == 1:
+        single = values[0].strip()
+        if single.startswith("["):
+            try:
+                decoded = json.loads(single)
+            except json.JSONDecodeError as exc:
+                raise ApiError(
+                    422, "invalid_request", f"labels is not a JSON list: {exc}."
+                ) from exc
+            if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
+                raise ApiError(422, "invalid_request", "labels must be a JSON list of strings.")
+            return decoded
+        return [part.strip() for part in single.split(",")]
+    return values
+
+
+def _options_field(form: FormData) -> dict[str, Any]:
+    raw = _text_field(form, "options")
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "invalid_request", f"options is not a JSON object: {exc}.") from exc
+    if not isinstance(decoded, dict):
+        raise ApiError(422, "invalid_request", "options must be a JSON object.")
+    return decoded
+
+
+def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
+    """Validate every field and every image; raise ApiError naming the first problem."""
+    task = _task(raw.task)
+    model = _model(raw.model, settings)
+    try:
+        options = JobOptions.model_validate(raw.options)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_options", f"options: {_describe(exc)}") from exc
+    if len(raw.images) > settings.max_images_per_job:
+        raise ApiError(
+            422,
+            "too_many_images",
+            f"{len(raw.images)} images; at most {settings.max_images_per_job} per job.",
+        )
+    labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
+    try:
+        validate_job(task, prompt=raw.prompt, labels=labels, images=len(raw.images))
+    except JobSpecError as exc:
+        raise ApiError(422, exc.code, exc.message) from exc
+    images = [_admit_image(data, index, settings) for index, data in enumerate(raw.images)]
+    return AdmittedJob(
+        task=task,
+        prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
+        model=model,
+        labels=labels,
+        options=options.model_dump(exclude_defaults=True),
+        images=images,
+    )
+
+
+def _task(value: str | None) -> TaskKind:
+    choices = ", ".join(kind.value for kind in TaskKind)
+    if not value:
+        raise ApiError(422, "missing_task", f"Give a task: one of {choices}.")
+    try:
+        return TaskKind(value.strip().lower())
+    except ValueError as exc:
+        raise ApiError(
+            422, "unknown_task", f"Unknown task {value!r}; use one of {choices}."
+        ) from exc
+
+
+def _model(value: str | None, settings: Settings) -> str:
+    model = (value or "").strip().removeprefix("models/") or settings.default_model
+    if not _MODEL_NAME.match(model):
+        raise ApiError(422, "invalid_model", f"{model!r} is not a Gemini model name.")
+    return model
+
+
+def _admit_image(data: bytes, index: int, settings: Settings) -> AdmittedImage:
+    if len(data) > settings.max_image_bytes:
+        raise _too_large(f"image #{index + 1}", len(data), settings.max_image_bytes)
+    if not data:
+        raise ApiError(422, "empty_image", f"Image #{index + 1} is empty.")
+    try:
+        info = inspect_image(data, max_pixels=settings.max_image_pixels)
+    except ImageRejectedError as exc:
+        status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
+        raise ApiError(status, exc.code, f"Image #{index + 1}: {exc.message}") from exc
+    return AdmittedImage(data=data, info=info)

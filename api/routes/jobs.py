@@ -1,0 +1,181 @@
+"""The job endpoints: submit, read, list, cancel. Thin: validation lives in intake/vision."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import ApiResources, Caller, CallerDep, ResourcesDep, SessionDep
+from api.errors import ApiError
+from api.intake import AdmittedJob, admit, read_job_request
+from api.queue import QueueUnavailableError
+from api.schemas import ErrorBody, JobCreate, JobPage, JobPublic
+from models.jobs import (
+    InvalidCursorError,
+    NewInput,
+    cancel_job,
+    create_job,
+    fail_job,
+    get_job,
+    list_jobs,
+)
+from models.tables import JobStatus
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 503)
+}
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """JobCreate's JSON schema with its $defs inlined, for the hand-written request body."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["task", "image"],
+    "properties": {
+        "task": {"type": "string", "enum": ["caption", "ask", "classify", "detect"]},
+        "image": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "One or more image files (PNG, JPEG, WEBP, HEIC, HEIF).",
+        },
+        "prompt": {"type": "string"},
+        "model": {"type": "string"},
+        "labels": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Repeated fields, one comma-separated field, or a JSON list.",
+        },
+        "options": {"type": "string", "description": 'A JSON object, e.g. {"temperature": 0}.'},
+    },
+}
+
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            "application/json": {"schema": _inline_refs(JobCreate.model_json_schema())},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses=_ERRORS,
+    openapi_extra=_CREATE_BODY,
+    summary="Submit a vision job",
+)
+async def submit_job(
+    request: Request, response: Response, caller: CallerDep, resources: ResourcesDep
+) -> JobPublic:
+    """Accept a job (multipart or JSON), store its images and queue it. Answers 202."""
+    raw = await read_job_request(request, resources.settings)
+    admitted = await run_in_threadpool(admit, raw, resources.settings)
+    job = await run_in_threadpool(_store_and_enqueue, admitted, caller, resources)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiResources) -> JobPublic:
+    inputs = [
+        NewInput(
+            sha256=resources.blobs.put(image.data),
+            mime_type=image.info.mime_type,
+            width=image.info.width,
+            height=image.info.height,
+            byte_size=len(image.data),
+        )
+        for image in admitted.images
+    ]
+    with resources.sessions.begin() as session:
+        job = create_job(
+            session,
+            tenant=caller.tenant,
+            task=admitted.task,
+            model=admitted.model,
+            prompt=admitted.prompt,
+            labels=admitted.labels,
+            options=admitted.options,
+            inputs=inputs,
+        )
+        public = JobPublic.of(job)
+    try:
+        resources.queue.enqueue(job.id)
+    except QueueUnavailableError as exc:
+        log.error("could not enqueue job %s: %s", job.id, exc)
+        message = "The job queue (Redis) is unavailable; the job was not accepted. Retry later."
+        with resources.sessions.begin() as session:
+            fail_job(session, job.id, code="queue_unavailable", message=message)
+        raise ApiError(503, "queue_unavailable", message) from exc
+    return public
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS, summary="Read a job")
+def read_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
+    """Status, timestamps, attempts, usage, and the result or the error."""
+    job = get_job(session, tenant=caller.tenant, job_id=job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+    return JobPublic.of(job)
+
+
+@router.get("", response_model=JobPage, responses=_ERRORS, summary="List jobs, newest first")
+def read_jobs(
+    *,
+    caller: CallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> JobPage:
+    """The caller's jobs, newest first, a page at a time."""
+    limit = min(limit, resources.settings.page_size_max)
+    try:
+        jobs, next_cursor = list_jobs(
+            session, tenant=caller.tenant, status=status, limit=limit, cursor=cursor
+        )
+    except InvalidCursorError as exc:
+        raise ApiError(400, "invalid_cursor", "The cursor is invalid; start without one.") from exc
+    return JobPage(jobs=[JobPublic.of(job) for job in jobs], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=JobPublic, responses=_ERRORS, summary="Cancel a job"
+)
+def cancel(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
+    """Cancel a queued or running job; a running job's late result is discarded.
+
+    Cancelling a job that already ended changes nothing and returns it as it is.
+    """
+    cancel_job(session, tenant=caller.tenant, job_id=job_id)
+    session.commit()
+    job = get_job(session, tenant=caller.tenant, job_id=job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+    return JobPublic.of(job)

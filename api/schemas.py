@@ -1,0 +1,170 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.tables import Attempt, Job, JobInput
+
+
+class ImageIn(BaseModel):
+    """An image in a JSON request; the format is read from the bytes, not mime_type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="The image bytes, base64 (standard or URL-safe alphabet).")
+    mime_type: str | None = Field(
+        default=None, description="Informative only: the type is detected from the bytes."
+    )
+
+
+class JobCreate(BaseModel):
+    """A job as JSON. Multipart requests carry the same fields as form fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(description="caption, ask, classify or detect.")
+    images: list[ImageIn] = Field(min_length=1)
+    prompt: str | None = Field(
+        default=None,
+        description="ask: the question (required). detect: what to find. caption/classify: "
+        "extra context.",
+    )
+    model: str | None = Field(default=None, description="Gemini model; server default if unset.")
+    labels: list[str] | None = Field(default=None, description="classify: the candidate labels.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="temperature, max_output_tokens, thinking_budget, max_objects (detect).",
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class InputPublic(BaseModel):
+    position: int
+    sha256: str
+    mime_type: str
+    width: int
+    height: int
+    byte_size: int
+    transport: str | None
+
+    @classmethod
+    def of(cls, row: JobInput) -> InputPublic:
+        return cls(
+            position=row.position,
+            sha256=row.sha256,
+            mime_type=row.mime_type,
+            width=row.width,
+            height=row.height,
+            byte_size=row.byte_size,
+            transport=row.transport,
+        )
+
+
+class AttemptPublic(BaseModel):
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    error_class: str | None
+    error_message: str | None
+    http_status: int | None
+
+    @classmethod
+    def of(cls, row: Attempt) -> AttemptPublic:
+        return cls(
+            number=row.number,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            outcome=row.outcome,
+            error_class=row.error_class,
+            error_message=row.error_message,
+            http_status=row.http_status,
+        )
+
+
+class UsagePublic(BaseModel):
+    prompt_tokens: int | None
+    candidates_tokens: int | None
+    thoughts_tokens: int | None
+    cached_tokens: int | None
+    total_tokens: int | None
+    details: dict[str, Any] = Field(description="usage_metadata as Gemini reported it.")
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    task: str
+    model: str
+    prompt: str | None
+    labels: list[str] | None
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt_count: int
+    model_version: str | None
+    inputs: list[InputPublic]
+    attempts: list[AttemptPublic]
+    usage: UsagePublic | None
+    result: dict[str, Any] | None
+    error: ErrorDetail | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        usage = None
+        if job.usage is not None:
+            usage = UsagePublic(
+                prompt_tokens=job.prompt_tokens,
+                candidates_tokens=job.candidates_tokens,
+                thoughts_tokens=job.thoughts_tokens,
+                cached_tokens=job.cached_tokens,
+                total_tokens=job.total_tokens,
+                details=job.usage,
+            )
+        error = None
+        if job.error_code:
+            error = ErrorDetail(code=job.error_code, message=job.error_message or "")
+        return cls(
+            id=job.id,
+            status=job.status,
+            task=job.task,
+            model=job.model,
+            prompt=job.prompt,
+            labels=job.labels,
+            options=job.options,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempt_count=job.attempt_count,
+            model_version=job.model_version,
+            inputs=[InputPublic.of(row) for row in job.inputs],
+            attempts=[AttemptPublic.of(row) for row in job.attempts],
+            usage=usage,
+            result=job.result,
+            error=error,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobPublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class HealthStatus(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

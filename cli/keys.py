@@ -1,0 +1,58 @@
+"""`visionq keys`: create, list and revoke API keys in the configured database."""
+
+from __future__ import annotations
+
+import typer
+
+from models.db import make_engine, make_session_factory
+from models.keys import create_key, list_keys, revoke_key
+from models.settings import get_settings
+
+app = typer.Typer(help="API keys (only their hashes are stored).", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="A name to recognise the key by."),
+    tenant: str = typer.Option("default", help="Tenant whose jobs the key can see."),
+) -> None:
+    """Create a key and print it once, as the last line of output."""
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    try:
+        with make_session_factory(engine).begin() as session:
+            created = create_key(session, name=name, tenant=tenant)
+    finally:
+        engine.dispose()
+    typer.echo(f"created key {created.id} '{created.name}' for tenant '{created.tenant}'", err=True)
+    typer.echo("store it now: it cannot be shown again", err=True)
+    typer.echo(created.secret)
+
+
+@app.command("list")
+def list_(tenant: str | None = typer.Option(None, help="Only this tenant's keys.")) -> None:
+    """List keys (id, tenant, name, prefix, created, revoked)."""
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    try:
+        with make_session_factory(engine)() as session:
+            rows = list_keys(session, tenant=tenant)
+    finally:
+        engine.dispose()
+    for row in rows:
+        revoked = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        created = f"{row.created_at:%Y-%m-%d %H:%M}"
+        typer.echo(f"{row.id}\t{row.tenant}\t{row.name}\t{row.prefix}...\t{created}\t{revoked}")
+
+
+@app.command("revoke")
+def revoke(key_id: int = typer.Argument(..., help="Key id from 'visionq keys list'.")) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    try:
+        with make_session_factory(engine).begin() as session:
+            done = revoke_key(session, key_id)
+    finally:
+        engine.dispose()
+    if not done:
+        typer.secho(f"error: no active key {key_id}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1)
+    typer.echo(f"revoked key {key_id}")

@@ -1,0 +1,130 @@
+"""The `visionq` command: operator commands that compose the packages.
+
+Heavy imports (celery, uvicorn, alembic) happen inside the commands that need them, so
+`visionq --help` and the quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from cli import keys as keys_commands
+from models.settings import get_settings
+
+app = typer.Typer(
+    name="visionq",
+    help="Run image-understanding jobs on Google's Gemini API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_commands.app, name="keys")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Create or update the schema of VISIONQ_DATABASE_URL."""
+    from models.migrate import current_revision, upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at revision {current_revision(settings.database_url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database."""
+    from models.migrate import current_revision
+
+    typer.echo(current_revision(get_settings().database_url) or "not migrated")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective settings (secrets hidden)."""
+    import json
+
+    typer.echo(json.dumps(get_settings().redacted(), indent=2))
+
+
+@app.command("api")
+def run_api(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Number of uvicorn worker processes."),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )
+
+
+@app.command("worker")
+def run_worker(
+    concurrency: int = typer.Option(32, help="Jobs in flight per worker process."),
+    pool: str = typer.Option(
+        "threads", help="Celery pool: threads suits Gemini calls, which mostly wait."
+    ),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Run a Celery worker that processes jobs."""
+    from worker.celery_app import JOBS_QUEUE
+    from worker.celery_app import app as celery_app
+
+    settings = get_settings()
+    if not settings.gemini_key():
+        typer.secho(
+            "warning: no GEMINI_API_KEY or GOOGLE_API_KEY: jobs will fail until one is set.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            f"--loglevel={loglevel}",
+            f"--queues={JOBS_QUEUE}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command("emulator")
+def run_emulator(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8001, help="Port to listen on (0 picks a free one)."),
+    latency_ms: float = typer.Option(0.0, help="Added latency per model call, in ms."),
+    api_key: list[str] = typer.Option(
+        [], "--api-key", help="Accepted API key (repeatable); none = any non-empty key."
+    ),
+) -> None:
+    """Serve the Gemini API emulator (synthetic answers, for tests and offline demos)."""
+    from emulator.server import run
+
+    from emulator.config import EmulatorConfig
+
+    run(EmulatorConfig(api_keys=tuple(api_key), latency_ms=latency_ms), host=host, port=port)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,272 @@
+"""Job queries: every read is scoped to a tenant, every state change is conditional.
+
+Conditional updates (``UPDATE ... WHERE status = ...``) are what make redelivered Celery
+messages harmless: only one caller can move a job out of a given state.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from models.tables import Attempt, AttemptOutcome, Job, JobInput, JobStatus, utcnow
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class NewInput:
+    """An image already stored in the blob store, to attach to a new job."""
+
+    sha256: str
+    mime_type: str
+    width: int
+    height: int
+    byte_size: int
+
+
+class InvalidCursorError(ValueError):
+    """The pagination cursor was not produced by this API."""
+
+
+def create_job(
+    session: Session,
+    *,
+    tenant: str,
+    task: str,
+    model: str,
+    prompt: str | None,
+    labels: list[str] | None,
+    options: dict[str, Any],
+    inputs: Sequence[NewInput],
+) -> Job:
+    """Add a queued job with its inputs; the caller commits both in one transaction."""
+    job = Job(
+        id=str(uuid.uuid4()),
+        tenant=tenant,
+        task=task,
+        model=model,
+        prompt=prompt,
+        labels=labels,
+        options=options,
+        status=JobStatus.QUEUED,
+        created_at=utcnow(),
+        attempt_count=0,
+    )
+    job.inputs = [
+        JobInput(
+            position=position,
+            sha256=item.sha256,
+            mime_type=item.mime_type,
+            width=item.width,
+            height=item.height,
+            byte_size=item.byte_size,
+        )
+        for position, item in enumerate(inputs)
+    ]
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _with_children() -> tuple[Any, Any]:
+    return selectinload(Job.inputs), selectinload(Job.attempts)
+
+
+def get_job(session: Session, *, tenant: str, job_id: str) -> Job | None:
+    """The tenant's job with inputs and attempts, or None (also for other tenants' jobs)."""
+    query = select(Job).where(Job.id == job_id, Job.tenant == tenant).options(*_with_children())
+    return session.scalar(query)
+
+
+def load_job(session: Session, job_id: str) -> Job | None:
+    """A job by id regardless of tenant: for the worker, which acts on ids from the queue."""
+    return session.scalar(select(Job).where(Job.id == job_id).options(*_with_children()))
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(job_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursorError(cursor) from exc
+
+
+def list_jobs(
+    session: Session,
+    *,
+    tenant: str,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page of the tenant's jobs, newest first, and the cursor of the next page."""
+    query = select(Job).where(Job.tenant == tenant)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(
+            or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+        )
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    jobs = list(session.scalars(query.options(*_with_children())))
+    next_cursor = encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
+    return jobs[:limit], next_cursor
+
+
+def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
+    """Cancel a queued or running job; False when it had already ended (or is not found)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
+        .values(
+            status=JobStatus.CANCELLED,
+            finished_at=utcnow(),
+            error_code="cancelled",
+            error_message="Cancelled at the caller's request.",
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job the worker now runs, and the number of the attempt it recorded."""
+
+    job_id: str
+    attempt_id: int
+    attempt_number: int
+
+
+def claim_job(session: Session, job_id: str) -> Claim | None:
+    """Move a queued job to running and open an attempt; None if the job may not run.
+
+    A job already running is claimed again: that is a redelivered message whose first
+    worker died, and the job must still finish.
+    """
+    now = utcnow()
+    number = session.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
+        .values(status=JobStatus.RUNNING, attempt_count=Job.attempt_count + 1)
+        .returning(Job.attempt_count)
+    )
+    if number is None:
+        return None
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.started_at.is_(None)).values(started_at=now)
+    )
+    attempt = Attempt(job_id=job_id, number=number, started_at=now)
+    session.add(attempt)
+    session.flush()
+    return Claim(job_id=job_id, attempt_id=attempt.id, attempt_number=number)
+
+
+def finish_attempt(
+    session: Session,
+    attempt_id: int,
+    *,
+    outcome: AttemptOutcome,
+    error_class: str | None = None,
+    error_message: str | None = None,
+    http_status: int | None = None,
+    usage: dict[str, Any] | None = None,
+) -> None:
+    """Close an attempt with its outcome."""
+    session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id)
+        .values(
+            finished_at=utcnow(),
+            outcome=outcome,
+            error_class=error_class,
+            error_message=error_message,
+            http_status=http_status,
+            usage=usage,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts from Gemini's usage_metadata, plus the whole metadata as sent."""
+
+    prompt_tokens: int | None
+    candidates_tokens: int | None
+    thoughts_tokens: int | None
+    cached_tokens: int | None
+    total_tokens: int | None
+    raw: dict[str, Any]
+
+    def columns(self) -> dict[str, Any]:
+        """The Job column values for this usage."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "candidates_tokens": self.candidates_tokens,
+            "thoughts_tokens": self.thoughts_tokens,
+            "cached_tokens": self.cached_tokens,
+            "total_tokens": self.total_tokens,
+            "usage": self.raw,
+        }
+
+
+def complete_job(
+    session: Session,
+    job_id: str,
+    *,
+    result: dict[str, Any],
+    usage: Usage | None,
+    model_version: str | None,
+) -> bool:
+    """Store the result of a running job; False if it is no longer running (cancelled)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.SUCCEEDED,
+        "finished_at": utcnow(),
+        "result": result,
+        "model_version": model_version,
+    }
+    if usage is not None:
+        values.update(usage.columns())
+    outcome = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(**values)
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_job(
+    session: Session,
+    job_id: str,
+    *,
+    code: str,
+    message: str,
+    usage: Usage | None = None,
+) -> bool:
+    """End an active job as failed; False if it had already ended."""
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "finished_at": utcnow(),
+        "error_code": code,
+        "error_message": message,
+    }
+    if usage is not None:
+        values.update(usage.columns())
+    outcome = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(**values)
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,61 @@
+"""API keys: generated once, stored only as a hash, looked up by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.tables import ApiKey, utcnow
+
+KEY_PREFIX = "vq_"
+
+
+def hash_key(secret: str) -> str:
+    # The keys are 256 random bits, so a fast unsalted hash cannot be brute-forced;
+    # a slow KDF would only add latency to every request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: int
+    tenant: str
+    name: str
+    secret: str
+
+
+def create_key(session: Session, *, name: str, tenant: str) -> CreatedKey:
+    """Create a key; the returned secret is the only copy that will ever exist."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(tenant=tenant, name=name, prefix=secret[:10], secret_hash=hash_key(secret))
+    session.add(row)
+    session.flush()
+    return CreatedKey(id=row.id, tenant=tenant, name=name, secret=secret)
+
+
+def authenticate(session: Session, secret: str) -> ApiKey | None:
+    """The active key with this secret, or None."""
+    row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_key(secret)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row
+
+
+def list_keys(session: Session, *, tenant: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if tenant is not None:
+        query = query.where(ApiKey.tenant == tenant)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, key_id: int) -> bool:
+    """Revoke a key; False when there is no such active key."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True

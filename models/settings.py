@@ -1,0 +1,92 @@
+"""Runtime configuration: one pydantic-settings class, built on demand.
+
+It lives in models/ because that is the lowest layer that both api/ and worker/ import;
+nothing here is read at import time: call :func:`get_settings` where a process starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "gemini-2.5-flash"
+
+
+def default_data_dir() -> Path:
+    """Where the SQLite database and blob store live unless configured otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "visionq"
+
+
+class Settings(BaseSettings):
+    """All visionq settings; environment variables are ``VISIONQ_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    blob_dir: str = ""
+
+    gemini_base_url: str = ""
+    gemini_api_version: str = "v1beta"
+    # Same variables and precedence as the google-genai SDK: GOOGLE_API_KEY wins.
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    )
+    gemini_timeout_s: float = Field(default=120.0, gt=0)
+    default_model: str = DEFAULT_MODEL
+
+    max_images_per_job: int = Field(default=16, ge=1, le=3600)
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=120_000_000, ge=1)
+    page_size_max: int = Field(default=200, ge=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("gemini_base_url")
+    @classmethod
+    def _strip_base_url(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'visionq.db'}"
+        if not self.blob_dir:
+            self.blob_dir = str(self.data_dir / "blobs")
+        return self
+
+    def gemini_key(self) -> str | None:
+        """The Gemini API key in clear text, for the SDK only; never log it."""
+        return self.gemini_api_key.get_secret_value() if self.gemini_api_key else None
+
+    def redacted(self) -> dict[str, object]:
+        """Settings safe to print: secrets and URL passwords hidden."""
+        shown = self.model_dump(mode="json", exclude={"gemini_api_key"})
+        shown["database_url"] = redact_url(self.database_url)
+        shown["redis_url"] = redact_url(self.redis_url)
+        shown["gemini_api_key"] = "set" if self.gemini_api_key else "not set"
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL such as postgresql://user:pw@host/db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def get_settings() -> Settings:
+    """Build the settings from the environment (and defaults)."""
+    return Settings()

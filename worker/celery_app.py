@@ -1,0 +1,39 @@
+"""The Celery app: the one process-global object visionq allows.
+
+Its configuration is a promise (``add_defaults`` with a callable): settings are read when
+Celery first needs them, in the process that runs, never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from models.settings import Settings, get_settings
+
+JOBS_QUEUE = "visionq.jobs"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for visionq's at-least-once execution of jobs."""
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        # Results live in the SQL database; Celery's result backend would be a second copy.
+        "task_ignore_result": True,
+        "task_default_queue": JOBS_QUEUE,
+        # A message is acknowledged only after the task ran, and given back to the queue
+        # if the worker process dies: no accepted job is lost with a crashed worker.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_transport_options": {"visibility_timeout": 3600},
+    }
+
+
+app = Celery("visionq", set_as_current=False, include=["worker.tasks"])
+app.add_defaults(lambda: celery_config(get_settings()))

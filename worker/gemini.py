@@ -1,0 +1,164 @@
+"""The one place that talks to Gemini: the google-genai SDK, with errors translated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from models.jobs import Usage
+from models.settings import Settings
+
+# finishReason values that mean the answer was withheld rather than cut short.
+_BLOCKED_REASONS = {
+    "SAFETY",
+    "RECITATION",
+    "PROHIBITED_CONTENT",
+    "BLOCKLIST",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+}
+
+
+class GeminiCallError(Exception):
+    """A Gemini call that produced no usable answer, with a code a user can act on."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retryable: bool = False,
+        usage: Usage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.retryable = retryable
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class GeminiAnswer:
+    text: str
+    usage: Usage | None
+    model_version: str | None
+    finish_reason: str | None
+
+
+def make_client(settings: Settings) -> genai.Client | None:
+    """A client for Google, or for the emulator when VISIONQ_GEMINI_BASE_URL is set.
+
+    None when no key is configured: jobs then fail with a message saying so.
+    """
+    key = settings.gemini_key()
+    if not key:
+        return None
+    options = types.HttpOptions(
+        api_version=settings.gemini_api_version,
+        timeout=int(settings.gemini_timeout_s * 1000),
+        base_url=settings.gemini_base_url or None,
+    )
+    return genai.Client(api_key=key, http_options=options)
+
+
+def usage_from_metadata(
+    metadata: types.GenerateContentResponseUsageMetadata | None,
+) -> Usage | None:
+    """Our usage record from the SDK's usage_metadata."""
+    if metadata is None:
+        return None
+    return Usage(
+        prompt_tokens=metadata.prompt_token_count,
+        candidates_tokens=metadata.candidates_token_count,
+        thoughts_tokens=metadata.thoughts_token_count,
+        cached_tokens=metadata.cached_content_token_count,
+        total_tokens=metadata.total_token_count,
+        raw=metadata.model_dump(mode="json", exclude_none=True),
+    )
+
+
+class GeminiCaller:
+    """Calls generate_content; keeps its SDK client alive for the process's lifetime."""
+
+    def __init__(self, client: genai.Client | None) -> None:
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def generate(
+        self, *, model: str, contents: list[types.Part], config: dict[str, Any]
+    ) -> GeminiAnswer:
+        """Call Gemini once; raise GeminiCallError for every kind of failure."""
+        if self._client is None:
+            raise GeminiCallError(
+                "gemini_not_configured",
+                "The worker has no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY).",
+            )
+        try:
+            response = self._client.models.generate_content(
+                model=model,
+                contents=[types.Content(role="user", parts=contents)],
+                config=types.GenerateContentConfig(**config) if config else None,
+            )
+        except genai_errors.APIError as exc:
+            raise _from_api_error(exc) from exc
+        except httpx.TimeoutException as exc:
+            raise GeminiCallError(
+                "gemini_timeout", f"Gemini did not answer in time ({exc}).", retryable=True
+            ) from exc
+        except httpx.TransportError as exc:
+            raise GeminiCallError(
+                "gemini_unreachable", f"Could not reach Gemini: {exc}.", retryable=True
+            ) from exc
+        return _answer_from_response(response)
+
+
+def _from_api_error(exc: genai_errors.APIError) -> GeminiCallError:
+    status = (exc.status or "ERROR").lower()
+    code = exc.code if isinstance(exc.code, int) else None
+    retryable = code in (408, 429, 500, 502, 503, 504)
+    return GeminiCallError(
+        f"gemini_{status}",
+        f"Gemini answered {code} {exc.status}: {exc.message}",
+        http_status=code,
+        retryable=retryable,
+    )
+
+
+def _answer_from_response(response: types.GenerateContentResponse) -> GeminiAnswer:
+    usage = usage_from_metadata(response.usage_metadata)
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = str(feedback.block_reason.value)
+        raise GeminiCallError(
+            "blocked_prompt",
+            f"Gemini refused the request ({reason}): {feedback.block_reason_message or ''}".strip(),
+            usage=usage,
+        )
+    candidate = response.candidates[0] if response.candidates else None
+    finish = candidate.finish_reason.value if candidate and candidate.finish_reason else None
+    if finish in _BLOCKED_REASONS:
+        raise GeminiCallError(
+            "blocked_output", f"Gemini withheld the answer (finish reason {finish}).", usage=usage
+        )
+    text = response.text or ""
+    if not text.strip():
+        raise GeminiCallError(
+            "empty_answer",
+            f"Gemini returned no text (finish reason {finish or 'unknown'}); "
+            "if it is MAX_TOKENS, raise options.max_output_tokens.",
+            usage=usage,
+        )
+    return GeminiAnswer(
+        text=text, usage=usage, model_version=response.model_version, finish_reason=finish
+    )
