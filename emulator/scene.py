@@ -25,6 +25,9 @@ DILATE_CELLS = 2
 MIN_SHAPE_AREA = 64
 MIN_SHAPE_SIDE = 4
 MIN_FILL_RATIO = 0.3
+MAX_TIP_OVERHANG = 6
+MIN_TIP_SLOPE = 0.05
+MAX_TIP_SLOPE = 3.0
 # An image counts as a synthetic scene when almost every pixel sits near a palette colour.
 PALETTE_TOLERANCE = 48
 MAX_OFF_PALETTE_FRACTION = 0.05
@@ -226,7 +229,9 @@ def _components(grid: _Grid, background: int) -> list[tuple[int, list[int]]]:
     return found
 
 
-def _refine(indices: Image.Image, grid: _Grid, value: int, cells: list[int]) -> tuple[Box, Image.Image] | None:
+def _refine(
+    indices: Image.Image, grid: _Grid, value: int, cells: list[int]
+) -> tuple[Box, Image.Image] | None:
     """Pixel-exact box and mask of the shape of colour ``value`` around ``cells``."""
     xs = [c % grid.width for c in cells]
     ys = [c // grid.width for c in cells]
@@ -241,9 +246,7 @@ def _refine(indices: Image.Image, grid: _Grid, value: int, cells: list[int]) -> 
     region = region.resize((span_w * step, span_h * step), Image.Resampling.NEAREST)
     origin_x, origin_y = gx1 * step, gy1 * step
     crop = indices.crop((origin_x, origin_y, origin_x + span_w * step, origin_y + span_h * step))
-    colour = crop.point([255 if v == value else 0 for v in range(256)])
-    mask = ImageChops.darker(colour, region)
-    bbox = mask.getbbox()
+    bbox = ImageChops.darker(crop.point(_colour_lut(value)), region).getbbox()
     if bbox is None:
         return None
     box = (
@@ -252,8 +255,59 @@ def _refine(indices: Image.Image, grid: _Grid, value: int, cells: list[int]) -> 
         min(indices.width, origin_x + bbox[2]),
         min(indices.height, origin_y + bbox[3]),
     )
-    local = (box[0] - origin_x, box[1] - origin_y, box[2] - origin_x, box[3] - origin_y)
-    return box, mask.crop(local)
+    box = _trace_tips(indices, value, box)
+    return box, indices.crop(box).point(_colour_lut(value))
+
+
+def _colour_lut(value: int) -> list[int]:
+    return [255 if v == value else 0 for v in range(256)]
+
+
+def _line(indices: Image.Image, vertical: bool, at: int) -> bytes:
+    """Row ``at`` (or column, if ``vertical``) of the index image."""
+    if vertical:
+        return indices.crop((at, 0, at + 1, indices.height)).tobytes()
+    return indices.crop((0, at, indices.width, at + 1)).tobytes()
+
+
+def _run_touching(line: bytes, value: int, lo: int, hi: int) -> tuple[int, int] | None:
+    """Extent of ``value`` pixels in ``line`` 8-connected to the run ``lo..hi``."""
+    start, end = max(0, lo - 1), min(len(line) - 1, hi + 1)
+    hits = [i for i in range(start, end + 1) if line[i] == value]
+    if not hits:
+        return None
+    lo, hi = hits[0], hits[-1]
+    while lo > 0 and line[lo - 1] == value:
+        lo -= 1
+    while hi < len(line) - 1 and line[hi + 1] == value:
+        hi += 1
+    return lo, hi
+
+
+def _trace_edge(indices: Image.Image, value: int, box: Box, side: int) -> int:
+    """Move one edge of ``box`` outwards while the shape continues past it.
+
+    Grid sampling misses thin tips (a tall triangle's apex is narrower than a cell), so
+    the shape is followed line by line from its outermost line. ``side``: 0 left, 1 top,
+    2 right, 3 bottom; returns the new edge coordinate (exclusive for right/bottom).
+    """
+    vertical = side in (0, 2)
+    outward = -1 if side in (0, 1) else 1
+    edge = box[side] if side in (0, 1) else box[side] - 1
+    limit = indices.width if vertical else indices.height
+    lo, hi = (box[1], box[3] - 1) if vertical else (box[0], box[2] - 1)
+    run = _run_touching(_line(indices, vertical, edge), value, lo, hi)
+    while run is not None and 0 <= edge + outward < limit:
+        nxt = _run_touching(_line(indices, vertical, edge + outward), value, *run)
+        if nxt is None:
+            break
+        edge, run = edge + outward, nxt
+    return edge if side in (0, 1) else edge + 1
+
+
+def _trace_tips(indices: Image.Image, value: int, box: Box) -> Box:
+    traced = [_trace_edge(indices, value, box, side) for side in range(4)]
+    return (traced[0], traced[1], traced[2], traced[3])
 
 
 def classify_fill(fill: float) -> str:
@@ -263,7 +317,48 @@ def classify_fill(fill: float) -> str:
     return "ellipse" if fill >= 0.65 else "triangle"
 
 
-def _to_shape(value: int, box: Box, mask: Image.Image) -> DetectedShape | None:
+def _line_counts(mask: Image.Image) -> list[int]:
+    """Number of set pixels in each row of a 0/255 mask."""
+    data, width = mask.tobytes(), mask.width
+    return [data.count(255, row * width, (row + 1) * width) for row in range(mask.height)]
+
+
+def _tip_overhang(counts: list[int]) -> int:
+    """How many lines a tapering tip extends beyond the first line of ``counts``.
+
+    A triangle's profile grows linearly from its tips; JPEG blurs the last 1-2 px wide
+    lines into the background, so the tip is put where the fitted line reaches one pixel.
+    """
+    first, last = len(counts) // 10, len(counts) // 2
+    if last - first < 4:
+        return 0
+    xs = range(first, last)
+    mean_x = sum(xs) / len(xs)
+    mean_y = sum(counts[x] for x in xs) / len(xs)
+    slope = sum((x - mean_x) * (counts[x] - mean_y) for x in xs) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    if not MIN_TIP_SLOPE < slope < MAX_TIP_SLOPE:
+        return 0  # no taper, or so steep that its outer line is too wide for JPEG to lose
+    tip = mean_x + (1 - mean_y) / slope
+    return min(MAX_TIP_OVERHANG, max(0, round(-tip)))
+
+
+def _extend_tips(box: Box, mask: Image.Image, size: tuple[int, int]) -> Box:
+    """Box of a triangle with each tapering side moved out to its extrapolated tip."""
+    rows = _line_counts(mask)
+    cols = _line_counts(mask.transpose(Image.Transpose.TRANSPOSE))
+    return (
+        max(0, box[0] - _tip_overhang(cols)),
+        max(0, box[1] - _tip_overhang(rows)),
+        min(size[0], box[2] + _tip_overhang(cols[::-1])),
+        min(size[1], box[3] + _tip_overhang(rows[::-1])),
+    )
+
+
+def _to_shape(
+    value: int, box: Box, mask: Image.Image, size: tuple[int, int]
+) -> DetectedShape | None:
     width, height = box[2] - box[0], box[3] - box[1]
     area = mask.histogram()[255]
     if min(width, height) < MIN_SHAPE_SIDE or area < MIN_SHAPE_AREA:
@@ -271,9 +366,14 @@ def _to_shape(value: int, box: Box, mask: Image.Image) -> DetectedShape | None:
     fill = area / (width * height)
     if fill < MIN_FILL_RATIO:
         return None
-    return DetectedShape(
-        kind=classify_fill(fill), color=PALETTE_NAMES[value], box=box, area=area, mask=mask
-    )
+    kind = classify_fill(fill)
+    if kind == "triangle":
+        extended = _extend_tips(box, mask, size)
+        if extended != box:
+            padded = Image.new("L", (extended[2] - extended[0], extended[3] - extended[1]))
+            padded.paste(mask, (box[0] - extended[0], box[1] - extended[1]))
+            box, mask = extended, padded
+    return DetectedShape(kind=kind, color=PALETTE_NAMES[value], box=box, area=area, mask=mask)
 
 
 def _overlap(a: Box, b: Box) -> bool:
@@ -314,7 +414,7 @@ def find_shapes(indices: Image.Image, background: int) -> list[DetectedShape]:
     shapes: list[DetectedShape] = []
     for value, cells, _ in _merge_split(refined):
         result = _refine(indices, grid, value, cells)
-        shape = _to_shape(value, *result) if result is not None else None
+        shape = _to_shape(value, *result, indices.size) if result is not None else None
         if shape is not None:
             shapes.append(shape)
     return sorted(shapes, key=lambda s: (s.box[1], s.box[0]))

@@ -1,0 +1,207 @@
+"""The integration stack: real Redis, SQLite or PostgreSQL, emulator, API and Celery worker.
+
+Everything runs as separate processes started here, talking over real sockets, exactly
+as in production: the API and the worker only share the database, the blob store and
+Redis; the worker reaches the emulator through the google-genai SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.services import (
+    Process,
+    free_port,
+    postgres_bindir,
+    postgres_server,
+    redis_server,
+    visionq_command,
+    wait_http,
+    wait_until,
+)
+
+GEMINI_KEY = "emulator-test-key"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir: Path) -> Iterator[str]:
+    with redis_server(workdir / "redis") as url:
+        yield url
+
+
+def _start_emulator(workdir: Path, name: str, latency_ms: float) -> tuple[Process, str]:
+    port = free_port()
+    log = workdir / f"{name}.log"
+    proc = Process(
+        visionq_command(
+            "emulator",
+            "--port",
+            str(port),
+            "--api-key",
+            GEMINI_KEY,
+            "--latency-ms",
+            str(latency_ms),
+        ),
+        log=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", timeout=30, what=name, log=log)
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def emulator_url(workdir: Path) -> Iterator[str]:
+    proc, url = _start_emulator(workdir, "emulator", 0)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def slow_emulator_url(workdir: Path) -> Iterator[str]:
+    """An emulator whose every answer takes 3 s, so a job can be caught running."""
+    proc, url = _start_emulator(workdir, "slow-emulator", 3000)
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{workdir / 'sqlite' / 'visionq.db'}"
+        return
+    if postgres_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries are required in CI")
+        pytest.skip("PostgreSQL server binaries not installed")
+    with postgres_server(workdir / "postgres") as url:
+        yield url
+
+
+@dataclass
+class Stack:
+    """A running API (and optionally worker) with its environment and API keys."""
+
+    name: str
+    env: dict[str, str]
+    workdir: Path
+    api_url: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    worker: Process | None = None
+
+    def client(self, tenant: str = "acme") -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.keys[tenant]}"},
+            timeout=30,
+        )
+
+    def start_worker(self, concurrency: int = 8) -> Process:
+        log = self.workdir / f"{self.name}-worker.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self.worker = Process(
+            visionq_command("worker", "--concurrency", str(concurrency)), log=log, env=self.env
+        )
+        wait_until(
+            lambda: " ready." in log.read_text(errors="replace")[offset:],
+            timeout=60,
+            what="celery worker",
+            log=log,
+        )
+        return self.worker
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        for proc in self.processes:
+            proc.stop()
+
+
+def _create_key(env: dict[str, str], tenant: str) -> str:
+    done = subprocess.run(
+        visionq_command("keys", "create", f"{tenant}-key", "--tenant", tenant),
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _build_stack(
+    name: str,
+    workdir: Path,
+    database_url: str,
+    redis_url: str,
+    gemini_url: str,
+    redis_db: int,
+    *,
+    with_worker: bool,
+) -> Stack:
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+    env.update(
+        VISIONQ_DATABASE_URL=database_url,
+        VISIONQ_REDIS_URL=f"{redis_url}/{redis_db}",
+        VISIONQ_BLOB_DIR=str(workdir / "blobs"),
+        VISIONQ_GEMINI_BASE_URL=gemini_url,
+        VISIONQ_MAX_IMAGE_BYTES=str(4 * 1024 * 1024),
+        GEMINI_API_KEY=GEMINI_KEY,
+    )
+    stack = Stack(name=name, env=env, workdir=workdir)
+    subprocess.run(visionq_command("db", "upgrade"), env=env, check=True, capture_output=True)
+    stack.keys = {tenant: _create_key(env, tenant) for tenant in ("acme", "globex")}
+    port = free_port()
+    log = workdir / f"{name}-api.log"
+    stack.processes.append(Process(visionq_command("api", "--port", str(port)), log=log, env=env))
+    stack.api_url = f"http://127.0.0.1:{port}"
+    wait_http(f"{stack.api_url}/healthz", timeout=30, what="api", log=log)
+    if with_worker:
+        stack.start_worker()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(workdir: Path, database_url: str, redis_url: str, emulator_url: str) -> Iterator[Stack]:
+    backend = database_url.split(":", 1)[0]
+    built = _build_stack(
+        f"main-{backend}",
+        workdir,
+        database_url,
+        redis_url,
+        emulator_url,
+        1 if backend == "sqlite" else 2,
+        with_worker=True,
+    )
+    yield built
+    built.stop()
+
+
+@pytest.fixture(scope="session")
+def paused_stack(
+    workdir: Path, database_url: str, redis_url: str, slow_emulator_url: str
+) -> Iterator[Stack]:
+    """API without a running worker (tests start it), in front of the slow emulator."""
+    backend = database_url.split(":", 1)[0]
+    built = _build_stack(
+        f"paused-{backend}",
+        workdir,
+        database_url,
+        redis_url,
+        slow_emulator_url,
+        3 if backend == "sqlite" else 4,
+        with_worker=False,
+    )
+    yield built
+    built.stop()

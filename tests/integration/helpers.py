@@ -1,0 +1,76 @@
+"""Small helpers for driving the API over HTTP in integration tests."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from emulator.shapes import Shape, draw_scene, encode, random_scene
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def scene_png(
+    seed: int, width: int = 640, height: int = 480, count: int = 3
+) -> tuple[bytes, list[Shape]]:
+    image, shapes = random_scene(seed, width=width, height=height, count=count)
+    return encode(image, "PNG"), shapes
+
+
+def submit(client: httpx.Client, image: bytes | list[bytes], **fields: Any) -> httpx.Response:
+    images = image if isinstance(image, list) else [image]
+    data: dict[str, Any] = {}
+    for key, value in fields.items():
+        data[key] = json.dumps(value) if key == "options" else value
+    files = [
+        ("image", (f"img{i}.bin", blob, "application/octet-stream"))
+        for i, blob in enumerate(images)
+    ]
+    return client.post("/v1/jobs", data=data, files=files)
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+
+
+def run_job(client: httpx.Client, image: bytes | list[bytes], **fields: Any) -> dict[str, Any]:
+    response = submit(client, image, **fields)
+    assert response.status_code == 202, response.text
+    return wait_done(client, response.json()["id"])
+
+
+def assert_boxes_match(
+    objects: list[dict[str, Any]], shapes: list[Shape], tolerance: int = 1
+) -> None:
+    by_label = {obj["label"]: obj["box"] for obj in objects}
+    assert sorted(by_label) == sorted(shape.label for shape in shapes), objects
+    for shape in shapes:
+        box = by_label[shape.label]
+        assert all(abs(a - b) <= tolerance for a, b in zip(box, shape.box, strict=True)), (
+            shape,
+            box,
+        )
+
+
+def exif_rotated_jpeg(upright: Image.Image) -> bytes:
+    """A JPEG whose pixels are stored rotated, with EXIF orientation 6 to undo it."""
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # 90 degrees counter-clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display: rotate 90 degrees clockwise
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+__all__ = ["Shape", "draw_scene", "encode"]

@@ -1,0 +1,202 @@
+"""The HTTP contract: auth, tenancy, errors, listing and cancellation."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+import redis
+
+from tests.integration.conftest import Stack
+from tests.integration.helpers import scene_png, submit, wait_done
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_and_readiness(stack: Stack) -> None:
+    assert httpx.get(f"{stack.api_url}/healthz").json() == {"status": "ok", "checks": {}}
+    ready = httpx.get(f"{stack.api_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert httpx.get(f"{stack.api_url}/docs").status_code == 200
+    spec = httpx.get(f"{stack.api_url}/openapi.json").json()
+    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "unauthorized"),
+        ({"Authorization": "Bearer vq_wrong"}, "invalid_api_key"),
+        ({"Authorization": "Basic abc"}, "unauthorized"),
+    ],
+)
+def test_requests_without_a_valid_key_are_401(
+    stack: Stack, headers: dict[str, str], code: str
+) -> None:
+    response = httpx.get(f"{stack.api_url}/v1/jobs", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_other_tenants_jobs_are_invisible(stack: Stack) -> None:
+    data, _ = scene_png(31)
+    with stack.client("acme") as acme, stack.client("globex") as globex:
+        job_id = submit(acme, data, task="caption").json()["id"]
+        for response in (
+            globex.get(f"/v1/jobs/{job_id}"),
+            globex.post(f"/v1/jobs/{job_id}/cancel"),
+        ):
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "job_not_found"
+        assert job_id not in [job["id"] for job in globex.get("/v1/jobs?limit=200").json()["jobs"]]
+        assert wait_done(acme, job_id)["status"] == "succeeded"
+
+
+def _png_header_only() -> bytes:
+    data, _ = scene_png(32)
+    return data[:40]
+
+
+@pytest.mark.parametrize(
+    ("fields", "image", "status", "code"),
+    [
+        (
+            {"task": "caption"},
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+            415,
+            "unsupported_media_type",
+        ),
+        ({"task": "caption"}, b"%PDF-1.4 not an image", 415, "unsupported_media_type"),
+        ({"task": "caption"}, "header-only-png", 422, "corrupt_image"),
+        ({"task": "caption"}, b"", 422, "empty_image"),
+        ({"task": "paint"}, "png", 422, "unknown_task"),
+        ({}, "png", 422, "missing_task"),
+        ({"task": "ask"}, "png", 422, "missing_prompt"),
+        ({"task": "classify", "labels": "just-one"}, "png", 422, "missing_labels"),
+        ({"task": "caption", "options": {"temprature": 1}}, "png", 422, "invalid_options"),
+        ({"task": "caption", "options": {"temperature": 9}}, "png", 422, "invalid_options"),
+        ({"task": "caption", "model": "bad model!"}, "png", 422, "invalid_model"),
+        ({"task": "caption", "colour": "red"}, "png", 422, "invalid_request"),
+    ],
+)
+def test_bad_multipart_input_is_a_4xx_with_code(
+    stack: Stack, fields: dict[str, object], image: bytes | str, status: int, code: str
+) -> None:
+    if image == "png":
+        image = scene_png(33)[0]
+    elif image == "header-only-png":
+        image = _png_header_only()
+    assert isinstance(image, bytes)
+    with stack.client() as client:
+        before = client.get("/v1/jobs?limit=200").json()["jobs"]
+        response = submit(client, image, **fields)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+        assert response.json()["error"]["message"]
+        # Nothing is created for a refused request.
+        assert client.get("/v1/jobs?limit=200").json()["jobs"] == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"task": "caption", "images": []}, 422, "invalid_request"),
+        ({"task": "caption", "images": [{"data": "%%%not base64%%%"}]}, 422, "invalid_base64"),
+        ({"task": "caption"}, 422, "invalid_request"),
+        ([1, 2, 3], 422, "invalid_request"),
+    ],
+)
+def test_bad_json_input_is_a_4xx_with_code(
+    stack: Stack, body: object, status: int, code: str
+) -> None:
+    with stack.client() as client:
+        response = client.post("/v1/jobs", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_malformed_bodies(stack: Stack) -> None:
+    with stack.client() as client:
+        not_json = client.post(
+            "/v1/jobs", content=b"{oops", headers={"content-type": "application/json"}
+        )
+        assert not_json.status_code == 422
+        assert not_json.json()["error"]["code"] == "invalid_request"
+        wrong_type = client.post("/v1/jobs", content=b"x", headers={"content-type": "text/plain"})
+        assert wrong_type.status_code == 415
+        assert client.get("/v1/jobs/does-not-exist").status_code == 404
+        assert client.get("/v1/jobs?cursor=garbage").json()["error"]["code"] == "invalid_cursor"
+        assert client.get("/v1/jobs?status=lost").status_code == 422
+
+
+def test_listing_is_newest_first_with_cursor_and_status_filter(stack: Stack) -> None:
+    data, _ = scene_png(34)
+    with stack.client("globex") as client:
+        ids = [submit(client, data, task="caption").json()["id"] for _ in range(5)]
+        for job_id in ids:
+            wait_done(client, job_id)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 2, "status": "succeeded"} | ({"cursor": cursor} if cursor else {})
+            page = client.get("/v1/jobs", params=params).json()
+            assert len(page["jobs"]) <= 2
+            assert all(job["status"] == "succeeded" for job in page["jobs"])
+            seen += [job["id"] for job in page["jobs"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    assert seen[:5] == list(reversed(ids))
+    assert len(seen) == len(set(seen))
+
+
+def _queue_length(stack: Stack) -> int:
+    return int(redis.Redis.from_url(stack.env["VISIONQ_REDIS_URL"]).llen("visionq.jobs"))
+
+
+def test_cancelled_queued_job_never_runs(paused_stack: Stack) -> None:
+    data, _ = scene_png(35)
+    with paused_stack.client() as client:
+        job_id = submit(client, data, task="caption").json()["id"]
+        cancelled = client.post(f"/v1/jobs/{job_id}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        assert _queue_length(paused_stack) >= 1
+        paused_stack.start_worker()
+        deadline = time.monotonic() + 30
+        while _queue_length(paused_stack) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _queue_length(paused_stack) == 0
+        time.sleep(0.5)  # let the worker finish handling the message it took
+        job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled"
+    assert job["attempt_count"] == 0 and job["attempts"] == [] and job["result"] is None
+
+
+def test_cancelled_running_job_discards_its_late_result(paused_stack: Stack) -> None:
+    if paused_stack.worker is None:
+        paused_stack.start_worker()
+    data, _ = scene_png(36)
+    with paused_stack.client() as client:
+        job_id = submit(client, data, task="caption").json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+        # The emulator answers after 3 s; wait for the attempt to close.
+        deadline = time.monotonic() + 30
+        while True:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["attempts"] and job["attempts"][-1]["finished_at"]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # Cancelling an ended job changes nothing.
+        again = client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert job["status"] == "cancelled" and job["result"] is None and job["usage"] is None
+    assert job["attempts"][-1]["outcome"] == "discarded"
+    assert again["status"] == "cancelled"
