@@ -115,9 +115,8 @@ def run_emulator(
     ),
 ) -> None:
     """Serve the Gemini API emulator (synthetic answers, for tests and offline demos)."""
-    from emulator.server import run
-
     from emulator.config import EmulatorConfig
+    from emulator.server import run
 
     run(EmulatorConfig(api_keys=tuple(api_key), latency_ms=latency_ms), host=host, port=port)
 

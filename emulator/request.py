@@ -92,7 +92,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.invalid_json(f"Unexpected token at position {getattr(exc, 'pos', 0)}.") from exc
+        position = getattr(exc, "pos", 0)
+        raise errors.invalid_json(f"Unexpected token at position {position}.") from exc
     if not isinstance(body, dict):
         raise errors.invalid_json("Expected a JSON object.")
     return body

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pillow_heif
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, UnidentifiedImageError
 
+from emulator.edges import colour_lut, extend_tips, trace_tips
 from emulator.shapes import PALETTE
 
 GRID_MAX_SIDE = 256
@@ -25,9 +26,6 @@ DILATE_CELLS = 2
 MIN_SHAPE_AREA = 64
 MIN_SHAPE_SIDE = 4
 MIN_FILL_RATIO = 0.3
-MAX_TIP_OVERHANG = 6
-MIN_TIP_SLOPE = 0.05
-MAX_TIP_SLOPE = 3.0
 # An image counts as a synthetic scene when almost every pixel sits near a palette colour.
 PALETTE_TOLERANCE = 48
 MAX_OFF_PALETTE_FRACTION = 0.05
@@ -89,7 +87,7 @@ class SceneFacts:
 
     @property
     def brightness_word(self) -> str:
-        """"dark", "medium" or "bright" by mean luminance."""
+        """ "dark", "medium" or "bright" by mean luminance."""
         if self.brightness < 85:
             return "dark"
         return "bright" if self.brightness > 170 else "medium"
@@ -147,6 +145,12 @@ def quantise(image: Image.Image, colors: tuple[RGB, ...]) -> Image.Image:
     return indices.point([min(i, last) for i in range(256)])
 
 
+def _index_counts(indices: Image.Image) -> list[tuple[int, int]]:
+    """(count, index) pairs of an "L" index image, most frequent first."""
+    histogram = indices.histogram()
+    return sorted(((n, v) for v, n in enumerate(histogram) if n), reverse=True)
+
+
 def _background_index(indices: Image.Image) -> int:
     width, height = indices.size
     counts: dict[int, int] = {}
@@ -157,7 +161,7 @@ def _background_index(indices: Image.Image) -> int:
         (width - 1, 0, width, height),
     )
     for strip in strips:
-        for count, value in indices.crop(strip).getcolors(256) or []:
+        for count, value in _index_counts(indices.crop(strip)):
             counts[value] = counts.get(value, 0) + count
     return max(counts, key=lambda v: counts[v])
 
@@ -246,7 +250,7 @@ def _refine(
     region = region.resize((span_w * step, span_h * step), Image.Resampling.NEAREST)
     origin_x, origin_y = gx1 * step, gy1 * step
     crop = indices.crop((origin_x, origin_y, origin_x + span_w * step, origin_y + span_h * step))
-    bbox = ImageChops.darker(crop.point(_colour_lut(value)), region).getbbox()
+    bbox = ImageChops.darker(crop.point(colour_lut(value)), region).getbbox()
     if bbox is None:
         return None
     box = (
@@ -255,59 +259,8 @@ def _refine(
         min(indices.width, origin_x + bbox[2]),
         min(indices.height, origin_y + bbox[3]),
     )
-    box = _trace_tips(indices, value, box)
-    return box, indices.crop(box).point(_colour_lut(value))
-
-
-def _colour_lut(value: int) -> list[int]:
-    return [255 if v == value else 0 for v in range(256)]
-
-
-def _line(indices: Image.Image, vertical: bool, at: int) -> bytes:
-    """Row ``at`` (or column, if ``vertical``) of the index image."""
-    if vertical:
-        return indices.crop((at, 0, at + 1, indices.height)).tobytes()
-    return indices.crop((0, at, indices.width, at + 1)).tobytes()
-
-
-def _run_touching(line: bytes, value: int, lo: int, hi: int) -> tuple[int, int] | None:
-    """Extent of ``value`` pixels in ``line`` 8-connected to the run ``lo..hi``."""
-    start, end = max(0, lo - 1), min(len(line) - 1, hi + 1)
-    hits = [i for i in range(start, end + 1) if line[i] == value]
-    if not hits:
-        return None
-    lo, hi = hits[0], hits[-1]
-    while lo > 0 and line[lo - 1] == value:
-        lo -= 1
-    while hi < len(line) - 1 and line[hi + 1] == value:
-        hi += 1
-    return lo, hi
-
-
-def _trace_edge(indices: Image.Image, value: int, box: Box, side: int) -> int:
-    """Move one edge of ``box`` outwards while the shape continues past it.
-
-    Grid sampling misses thin tips (a tall triangle's apex is narrower than a cell), so
-    the shape is followed line by line from its outermost line. ``side``: 0 left, 1 top,
-    2 right, 3 bottom; returns the new edge coordinate (exclusive for right/bottom).
-    """
-    vertical = side in (0, 2)
-    outward = -1 if side in (0, 1) else 1
-    edge = box[side] if side in (0, 1) else box[side] - 1
-    limit = indices.width if vertical else indices.height
-    lo, hi = (box[1], box[3] - 1) if vertical else (box[0], box[2] - 1)
-    run = _run_touching(_line(indices, vertical, edge), value, lo, hi)
-    while run is not None and 0 <= edge + outward < limit:
-        nxt = _run_touching(_line(indices, vertical, edge + outward), value, *run)
-        if nxt is None:
-            break
-        edge, run = edge + outward, nxt
-    return edge if side in (0, 1) else edge + 1
-
-
-def _trace_tips(indices: Image.Image, value: int, box: Box) -> Box:
-    traced = [_trace_edge(indices, value, box, side) for side in range(4)]
-    return (traced[0], traced[1], traced[2], traced[3])
+    box = trace_tips(indices, value, box)
+    return box, indices.crop(box).point(colour_lut(value))
 
 
 def classify_fill(fill: float) -> str:
@@ -315,45 +268,6 @@ def classify_fill(fill: float) -> str:
     if fill >= 0.92:
         return "rectangle"
     return "ellipse" if fill >= 0.65 else "triangle"
-
-
-def _line_counts(mask: Image.Image) -> list[int]:
-    """Number of set pixels in each row of a 0/255 mask."""
-    data, width = mask.tobytes(), mask.width
-    return [data.count(255, row * width, (row + 1) * width) for row in range(mask.height)]
-
-
-def _tip_overhang(counts: list[int]) -> int:
-    """How many lines a tapering tip extends beyond the first line of ``counts``.
-
-    A triangle's profile grows linearly from its tips; JPEG blurs the last 1-2 px wide
-    lines into the background, so the tip is put where the fitted line reaches one pixel.
-    """
-    first, last = len(counts) // 10, len(counts) // 2
-    if last - first < 4:
-        return 0
-    xs = range(first, last)
-    mean_x = sum(xs) / len(xs)
-    mean_y = sum(counts[x] for x in xs) / len(xs)
-    slope = sum((x - mean_x) * (counts[x] - mean_y) for x in xs) / sum(
-        (x - mean_x) ** 2 for x in xs
-    )
-    if not MIN_TIP_SLOPE < slope < MAX_TIP_SLOPE:
-        return 0  # no taper, or so steep that its outer line is too wide for JPEG to lose
-    tip = mean_x + (1 - mean_y) / slope
-    return min(MAX_TIP_OVERHANG, max(0, round(-tip)))
-
-
-def _extend_tips(box: Box, mask: Image.Image, size: tuple[int, int]) -> Box:
-    """Box of a triangle with each tapering side moved out to its extrapolated tip."""
-    rows = _line_counts(mask)
-    cols = _line_counts(mask.transpose(Image.Transpose.TRANSPOSE))
-    return (
-        max(0, box[0] - _tip_overhang(cols)),
-        max(0, box[1] - _tip_overhang(rows)),
-        min(size[0], box[2] + _tip_overhang(cols[::-1])),
-        min(size[1], box[3] + _tip_overhang(rows[::-1])),
-    )
 
 
 def _to_shape(
@@ -368,7 +282,7 @@ def _to_shape(
         return None
     kind = classify_fill(fill)
     if kind == "triangle":
-        extended = _extend_tips(box, mask, size)
+        extended = extend_tips(box, mask, size)
         if extended != box:
             padded = Image.new("L", (extended[2] - extended[0], extended[3] - extended[1]))
             padded.paste(mask, (box[0] - extended[0], box[1] - extended[1]))
@@ -429,7 +343,7 @@ def _colour_stats(image: Image.Image) -> tuple[RGB, float, tuple[str, ...]]:
     names = tuple(NAMED_COLORS)
     indices = quantise(small, tuple(NAMED_COLORS.values()))
     total = small.width * small.height
-    counted = sorted(indices.getcolors(256) or [], reverse=True)
+    counted = _index_counts(indices)
     dominant = tuple(names[value] for count, value in counted[:3] if count >= 0.05 * total)
     return mean_rgb, brightness, dominant
 

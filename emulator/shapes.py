@@ -11,10 +11,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import pillow_heif
 from PIL import Image, ImageDraw
 
 ShapeKind = Literal["rectangle", "ellipse", "triangle"]
-ImageFormat = Literal["PNG", "JPEG", "WEBP"]
+ImageFormat = Literal["PNG", "JPEG", "WEBP", "HEIF"]
 
 SHAPE_KINDS: tuple[ShapeKind, ...] = ("rectangle", "ellipse", "triangle")
 
@@ -113,8 +114,10 @@ def _overlaps(box: tuple[int, int, int, int], other: tuple[int, int, int, int], 
 
 
 def _random_box(
-    rng: random.Random, width: int, height: int, min_side: int, max_side: int, margin: int
+    rng: random.Random, size: tuple[int, int], sides: tuple[int, int], margin: int
 ) -> tuple[int, int, int, int]:
+    width, height = size
+    min_side, max_side = sides
     w = rng.randint(min_side, max_side)
     h = rng.randint(min_side, max_side)
     x1 = rng.randint(margin, width - margin - w)
@@ -127,6 +130,7 @@ def random_scene(
     width: int = 640,
     height: int = 480,
     count: int = 3,
+    *,
     min_side: int = 30,
     margin: int = 24,
 ) -> tuple[Image.Image, list[Shape]]:
@@ -144,7 +148,7 @@ def random_scene(
         if len(shapes) == count:
             break
         for _ in range(200):
-            box = _random_box(rng, width, height, min_side, max_side, margin)
+            box = _random_box(rng, (width, height), (min_side, max_side), margin)
             if not any(_overlaps(box, s.box, margin) for s in shapes):
                 shapes.append(Shape(kind=kind, color=color, box=box))
                 break
@@ -154,7 +158,9 @@ def random_scene(
 
 
 def encode(image: Image.Image, fmt: ImageFormat = "PNG", **kw: Any) -> bytes:
-    """Encode ``image`` as PNG, JPEG or WEBP bytes; ``kw`` goes to ``Image.save``."""
+    """Encode ``image`` as PNG, JPEG, WEBP or HEIF bytes; ``kw`` goes to ``Image.save``."""
+    if fmt == "HEIF":
+        pillow_heif.register_heif_opener()  # idempotent; Pillow has no HEIF writer of its own
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **kw)
     return buffer.getvalue()

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,69 +134,75 @@ def postgres_bindir() -> Path | None:
     return Path(found).parent if found else None
 
 
+def _run(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+
 @contextlib.contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL cluster; as root it runs as the 'postgres' user."""
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster; as root it runs as the 'postgres' user.
+
+    Its directory is a fresh one under the system temp dir (pytest's own is private to
+    root, so the postgres user could not enter it), removed afterwards.
+    """
     bindir = postgres_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found")
     user = "postgres" if os.geteuid() == 0 else None
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="visionq-pg-"))
     data, sockets = workdir / "data", workdir / "sock"
-    sockets.mkdir(exist_ok=True)
+    sockets.mkdir()
     if user:
         shutil.chown(workdir, user)
         shutil.chown(sockets, user)
-        os.chmod(workdir.parent, 0o755)
     prefix = ["runuser", "-u", user, "--"] if user else []
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
     port = free_port()
-    proc = Process(
-        [
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(sockets),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=200",
-        ],
-        log=workdir / "postgres.log",
-        user=user,
-    )
+    proc: Process | None = None
     try:
+        _run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
+        log = workdir / "postgres.log"
+        proc = Process(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            log=log,
+            user=user,
+        )
 
         def ready() -> bool:
-            result = subprocess.run(
-                [*prefix, str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                capture_output=True,
-            )
-            return result.returncode == 0
+            probe = [*prefix, str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
+            return subprocess.run(probe, capture_output=True).returncode == 0
 
-        wait_until(ready, timeout=30, what="postgres", log=workdir / "postgres.log")
-        subprocess.run(
+        wait_until(ready, timeout=30, what="postgres", log=log)
+        _run(
             [
                 *prefix,
                 str(bindir / "createdb"),
@@ -206,13 +213,13 @@ def postgres_server(workdir: Path) -> Iterator[str]:
                 "-U",
                 "postgres",
                 "visionq",
-            ],
-            check=True,
-            capture_output=True,
+            ]
         )
         yield f"postgresql://postgres@127.0.0.1:{port}/visionq"
     finally:
-        proc.stop()
+        if proc is not None:
+            proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def visionq_command(*args: str) -> list[str]:

@@ -85,7 +85,7 @@ def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL server binaries are required in CI")
         pytest.skip("PostgreSQL server binaries not installed")
-    with postgres_server(workdir / "postgres") as url:
+    with postgres_server() as url:
         yield url
 
 

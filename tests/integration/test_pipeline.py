@@ -95,7 +95,7 @@ def test_caption(stack: Stack) -> None:
 
 
 def test_ask_about_one_and_several_images(stack: Stack) -> None:
-    one, shapes = scene_png(5, count=3)
+    one, _ = scene_png(5, count=3)
     with stack.client() as client:
         job = run_job(client, one, task="ask", prompt="How many shapes are there?")
         assert job["status"] == "succeeded", job["error"]

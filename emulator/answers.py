@@ -1,0 +1,239 @@
+"""Read the prompt like a model would, and answer it from the measured scene facts.
+
+Every answer is derived from measurable properties (scene.py) and text answers say that
+they are synthetic, so nobody mistakes emulator output for a real model's judgement.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from PIL import Image
+
+from emulator.request import GenerateRequest
+from emulator.scene import DetectedShape, SceneFacts
+from emulator.schema_fill import fill_schema
+from emulator.shapes import PALETTE, encode
+
+SYNTHETIC_PREFIX = "Synthetic {what} from the visionq Gemini emulator: "
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+KIND_WORDS: dict[str, str] = {
+    "rectangle": "rectangle",
+    "square": "rectangle",
+    "ellipse": "ellipse",
+    "circle": "ellipse",
+    "oval": "ellipse",
+    "triangle": "triangle",
+}
+COLOR_ALIASES: dict[str, str] = {"grey": "gray", "violet": "purple", "pink": "magenta"}
+SUBJECT_VERBS = ("detect", "find", "locate", "segment", "identify", "point", "mark", "outline")
+MASK_SIDE_DIVISOR = 2
+MIN_MASK_SIDE = 8
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words with a plural ``s`` dropped ("shapes" -> "shape")."""
+    found = re.findall(r"[a-z0-9]+", text.lower())
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in found]
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def json_list(items: Sequence[dict[str, Any]]) -> str:
+    """A JSON list with one item per line, the way Gemini lays out detections."""
+    if not items:
+        return "[]"
+    return "[\n" + ",\n".join("  " + json.dumps(item) for item in items) + "\n]"
+
+
+def _count_word(count: int) -> str:
+    return NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else str(count)
+
+
+# --- what the prompt asks about -------------------------------------------------------
+
+
+def mentioned_colors(text: str) -> set[str]:
+    """Palette colour names in ``text`` (with a few common aliases)."""
+    result = set()
+    for word in words(text):
+        name = COLOR_ALIASES.get(word, word)
+        if name in PALETTE:
+            result.add(name)
+    return result
+
+
+def mentioned_kinds(text: str) -> set[str]:
+    """Shape kinds in ``text`` ("circles" counts as ellipse)."""
+    return {KIND_WORDS[w] for w in words(text) if w in KIND_WORDS}
+
+
+def subject_phrase(text: str) -> str:
+    """The first sentence that says what to find ("Detect the red shapes"), else ""."""
+    for sentence in re.split(r"[.\n]", text):
+        if any(verb in sentence.lower() for verb in SUBJECT_VERBS):
+            return sentence
+    return ""
+
+
+def select_shapes(shapes: Iterable[DetectedShape], phrase: str) -> list[DetectedShape]:
+    """Shapes matching the colours and kinds ``phrase`` names (all of them if it names none)."""
+    colors, kinds = mentioned_colors(phrase), mentioned_kinds(phrase)
+    return [
+        s for s in shapes if (not colors or s.color in colors) and (not kinds or s.kind in kinds)
+    ]
+
+
+def candidate_labels(text: str) -> list[str] | None:
+    """The first JSON array of strings in the prompt (classification candidates)."""
+    for match in re.finditer(r"\[[^\[\]]*\]", text):
+        try:
+            value = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return value
+    return None
+
+
+# --- descriptions ----------------------------------------------------------------------
+
+
+def describe(scene: SceneFacts) -> str:
+    """One sentence of measurable facts about one image (no trailing period)."""
+    size = f"a {scene.width}x{scene.height}"
+    if not scene.synthetic:
+        colours = _join(list(scene.dominant_colors)) or scene.mean_color_name
+        return (
+            f"{size} photo, not a synthetic shape scene, mostly {colours},"
+            f" {scene.brightness_word} (mean brightness {scene.brightness:.0f}/255)"
+        )
+    count = len(scene.shapes)
+    noun = "shape" if count == 1 else "shapes"
+    listed = _join([_article(s.label) for s in scene.shapes])
+    tail = f": {listed}" if listed else ""
+    return f"{size} image with {count} {noun} on a {scene.background} background{tail}"
+
+
+def scene_words(scene: SceneFacts) -> set[str]:
+    """Words that truthfully describe ``scene``, for scoring classification labels."""
+    found = {scene.brightness_word, *scene.dominant_colors, scene.mean_color_name}
+    if not scene.synthetic:
+        return found | {"photo", "photograph", "picture", "natural", "real"}
+    count = len(scene.shapes)
+    found |= {"synthetic", "shape", "diagram", "drawing", _count_word(count), str(count)}
+    if count == 0:
+        found |= {"empty", "blank", "no", "none", "plain"}
+    for shape in scene.shapes:
+        found |= {shape.color, shape.kind}
+        found |= {alias for alias, kind in KIND_WORDS.items() if kind == shape.kind}
+    return found
+
+
+def best_label(labels: Sequence[str], scene: SceneFacts | None) -> str:
+    """The label sharing most words with the scene; ties go to the first label."""
+    vocabulary = scene_words(scene) if scene is not None else set()
+    scores = [len(set(words(label)) & vocabulary) for label in labels]
+    return labels[scores.index(max(scores))]
+
+
+# --- task answers ------------------------------------------------------------------------
+
+
+def box_2d(box: tuple[int, int, int, int], width: int, height: int) -> list[int]:
+    """Pixel box (x2/y2 exclusive) -> [ymin, xmin, ymax, xmax] normalised to 0-1000."""
+    x1, y1, x2, y2 = box
+    return [
+        round(y1 / height * 1000),
+        round(x1 / width * 1000),
+        round(y2 / height * 1000),
+        round(x2 / width * 1000),
+    ]
+
+
+def mask_data_url(mask: Image.Image) -> str:
+    """A grayscale PNG probability map at half the box size, so callers must resize it."""
+    size = (
+        max(MIN_MASK_SIDE, mask.width // MASK_SIDE_DIVISOR),
+        max(MIN_MASK_SIDE, mask.height // MASK_SIDE_DIVISOR),
+    )
+    small = mask.resize(size, Image.Resampling.BILINEAR)
+    return "data:image/png;base64," + base64.b64encode(encode(small, "PNG")).decode("ascii")
+
+
+def detection_items(scene: SceneFacts | None, prompt: str, masks: bool) -> list[dict[str, Any]]:
+    """Detection (or, with ``masks``, segmentation) items for the shapes the prompt names."""
+    if scene is None:
+        return []
+    items: list[dict[str, Any]] = []
+    for shape in select_shapes(scene.shapes, subject_phrase(prompt)):
+        item: dict[str, Any] = {
+            "box_2d": box_2d(shape.box, scene.width, scene.height),
+            "label": shape.label,
+        }
+        if masks:
+            item["mask"] = mask_data_url(shape.mask)
+        items.append(item)
+    return items
+
+
+def _fenced(payload: str, bare: bool) -> str:
+    return payload if bare else f"```json\n{payload}\n```"
+
+
+def question_answer(question: str, scene: SceneFacts) -> str:
+    """Answer a free question about one image from its facts."""
+    lowered = question.lower()
+    if "how many" in lowered:
+        chosen = select_shapes(scene.shapes, question)
+        count = len(chosen)
+        listed = _join([s.label for s in chosen])
+        return f"{count} ({listed})" if listed else str(count)
+    if "colour" in lowered or "color" in lowered:
+        if scene.synthetic and scene.shapes:
+            return "the shapes are " + _join([s.color for s in scene.shapes])
+        return "mostly " + (_join(list(scene.dominant_colors)) or scene.mean_color_name)
+    if any(k in lowered for k in ("size", "dimension", "how big", "resolution")):
+        return f"{scene.width}x{scene.height} pixels"
+    return describe(scene)
+
+
+def _per_image(scenes: Sequence[SceneFacts], render: Any) -> str:
+    if len(scenes) == 1:
+        return str(render(scenes[0]))
+    return ", ".join(f"Image {i}: {render(s)}" for i, s in enumerate(scenes, start=1))
+
+
+def answer(request: GenerateRequest, scenes: Sequence[SceneFacts]) -> str:
+    """The model's reply text for ``request`` about ``scenes`` (one per inline image)."""
+    prompt = request.prompt_text
+    instructions = f"{request.system_text}\n{prompt}"
+    settings = request.generation
+    bare_json = (settings.response_mime_type or "").lower() == "application/json"
+    first = scenes[0] if scenes else None
+    if "box_2d" in instructions:
+        items = detection_items(first, prompt, masks="mask" in instructions.lower())
+        return _fenced(json_list(items), bare_json)
+    if bare_json and settings.response_schema is not None:
+        return json.dumps(fill_schema(settings.response_schema, list(scenes), describe, best_label))
+    labels = candidate_labels(prompt)
+    if labels is not None:
+        return best_label(labels, first)
+    if not scenes:
+        return SYNTHETIC_PREFIX.format(what="answer") + "there is no image to look at."
+    if re.search(r"\b(caption|describe|description)\b", prompt.lower()):
+        return SYNTHETIC_PREFIX.format(what="caption") + _per_image(scenes, describe) + "."
+    reply = _per_image(scenes, lambda s: question_answer(prompt, s))
+    return SYNTHETIC_PREFIX.format(what="answer") + reply + "."

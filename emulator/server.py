@@ -1,0 +1,42 @@
+"""Run the emulator under uvicorn, announcing the real bound address on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import uvicorn
+
+from emulator.app import create_app
+from emulator.config import EmulatorConfig
+
+READY_PREFIX = "emulator listening on "
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def run(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8001) -> None:
+    """Serve until interrupted; prints ``emulator listening on http://HOST:PORT`` first.
+
+    The socket is bound before uvicorn starts, so the printed port is the real one even
+    for ``port=0`` and a parent process can connect as soon as it reads the line.
+    """
+    sock = bind_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+    )
+    print(f"{READY_PREFIX}http://{shown_host}:{bound_port}", flush=True)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        sock.close()

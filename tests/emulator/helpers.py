@@ -1,0 +1,55 @@
+"""Small helpers shared by the emulator tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from google import genai
+from google.genai import types
+
+from emulator.shapes import Shape
+from tests.emulator.conftest import MODEL
+
+
+def image_part(data: bytes, mime_type: str = "image/png") -> types.Part:
+    """An inline image part, as callers build it."""
+    return types.Part.from_bytes(data=data, mime_type=mime_type)
+
+
+def parts(*items: types.PartUnionDict) -> list[types.PartUnionDict]:
+    """A typed contents list (list literals of mixed parts infer as list[object])."""
+    return list(items)
+
+
+def ask(
+    client: genai.Client,
+    data: bytes,
+    prompt: str,
+    mime_type: str = "image/png",
+    model: str = MODEL,
+    config: types.GenerateContentConfig | None = None,
+) -> types.GenerateContentResponse:
+    """One generateContent call with the image first and the prompt after it."""
+    return client.models.generate_content(
+        model=model, contents=parts(image_part(data, mime_type), prompt), config=config
+    )
+
+
+def parse_json_reply(text: str) -> Any:
+    """The JSON in a reply, with or without a ```json fence."""
+    fenced = re.fullmatch(r"```json\n(.*)\n```", text, flags=re.DOTALL)
+    return json.loads(fenced.group(1) if fenced else text)
+
+
+def to_pixels(box_2d: list[int], width: int, height: int) -> tuple[float, float, float, float]:
+    """[ymin, xmin, ymax, xmax] in 0-1000 -> (x1, y1, x2, y2) in pixels."""
+    ymin, xmin, ymax, xmax = box_2d
+    return (xmin / 1000 * width, ymin / 1000 * height, xmax / 1000 * width, ymax / 1000 * height)
+
+
+def box_error(item: dict[str, Any], shape: Shape, width: int, height: int) -> float:
+    """Largest distance in pixels between a detected box and the ground truth."""
+    got = to_pixels(item["box_2d"], width, height)
+    return max(abs(a - b) for a, b in zip(got, shape.box, strict=True))

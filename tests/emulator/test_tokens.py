@@ -1,0 +1,119 @@
+"""usageMetadata and countTokens by the documented token rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from google import genai
+from google.genai import types
+
+from emulator import tokens
+from emulator.shapes import draw_scene, encode
+from tests.emulator.helpers import ask, image_part, parts
+
+PROMPT = "How big is it?"  # 14 characters -> 4 text tokens
+
+
+def _blank(width: int, height: int) -> bytes:
+    return encode(draw_scene(width, height, []))
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "image_tokens"),
+    [
+        ("gemini-2.5-flash", (300, 300), 258),
+        ("gemini-2.5-flash", (384, 384), 258),
+        ("gemini-2.5-flash", (1000, 800), 4 * 258),
+        ("gemini-2.0-flash", (1600, 700), 3 * 258),
+        ("gemini-2.5-pro", (385, 100), 258),
+        # 1.5: unit = clamp(min/1.5, 256, 768); 960x540 -> 360 -> 3 x 2 tiles.
+        ("gemini-1.5-flash", (960, 540), 6 * 258),
+        ("gemini-1.5-pro", (200, 100), 258),
+        ("gemini-3-flash-preview", (300, 300), 1120),
+        ("gemini-3.1-pro-preview", (2000, 1000), 1120),
+    ],
+)
+def test_usage_metadata_per_model_rule(
+    client: genai.Client, model: str, size: tuple[int, int], image_tokens: int
+) -> None:
+    reply = ask(client, _blank(*size), PROMPT, model=model)
+    usage = reply.usage_metadata
+    assert usage is not None
+    text_tokens = math.ceil(len(PROMPT) / 4)
+    assert usage.prompt_token_count == image_tokens + text_tokens
+    details = {d.modality: d.token_count for d in usage.prompt_tokens_details or []}
+    assert details == {
+        types.MediaModality.TEXT: text_tokens,
+        types.MediaModality.IMAGE: image_tokens,
+    }
+    answer = reply.text or ""
+    assert usage.candidates_token_count == math.ceil(len(answer) / 4)
+    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    assert reply.model_version == model
+    assert reply.response_id
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (types.MediaResolution.MEDIA_RESOLUTION_LOW, 280),
+        (types.MediaResolution.MEDIA_RESOLUTION_MEDIUM, 560),
+        (types.MediaResolution.MEDIA_RESOLUTION_HIGH, 1120),
+    ],
+)
+def test_gemini3_media_resolution(
+    client: genai.Client, level: types.MediaResolution, expected: int
+) -> None:
+    reply = ask(
+        client,
+        _blank(640, 480),
+        "",
+        model="gemini-3-flash-preview",
+        config=types.GenerateContentConfig(media_resolution=level),
+    )
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata.prompt_token_count == expected
+
+
+def test_count_tokens_matches_generate_usage(client: genai.Client) -> None:
+    data = _blank(1000, 800)
+    counted = client.models.count_tokens(
+        model="gemini-2.5-flash", contents=parts(image_part(data), PROMPT)
+    )
+    assert counted.total_tokens == 4 * 258 + 4
+    usage = ask(client, data, PROMPT).usage_metadata
+    assert usage is not None
+    assert usage.prompt_token_count == counted.total_tokens
+
+
+def test_count_tokens_text_only(client: genai.Client) -> None:
+    counted = client.models.count_tokens(model="gemini-2.5-flash", contents=parts("12345", ""))
+    assert counted.total_tokens == 2
+
+
+def test_max_output_tokens_truncates(client: genai.Client) -> None:
+    reply = ask(
+        client,
+        _blank(640, 480),
+        "Write a caption.",
+        config=types.GenerateContentConfig(max_output_tokens=5),
+    )
+    assert reply.candidates is not None
+    assert reply.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert len(reply.text or "") == 20
+
+
+def test_rule_table_is_per_prefix_and_overridable() -> None:
+    assert tokens.rule_name_for("gemini-2.5-flash-lite") == "tiles_768"
+    assert tokens.rule_name_for("gemini-1.5-pro") == "crop_unit"
+    assert tokens.rule_name_for("gemini-3.1-pro-preview") == "media_resolution"
+    flat = {**tokens.DEFAULT_RULE_BY_PREFIX, "gemini-2.5": "flat_258"}
+    big = tokens.ImageInput(width=3840, height=2160)
+    assert tokens.count_prompt("gemini-2.5-flash", [], [big], flat).image == 258
+    assert tokens.count_prompt("gemini-2.5-flash", [], [big]).image == 5 * 3 * 258
+
+
+def test_gemini25_low_media_resolution() -> None:
+    low = tokens.ImageInput(width=1000, height=800, media_resolution="MEDIA_RESOLUTION_LOW")
+    assert tokens.tiles_768(low) == 64
