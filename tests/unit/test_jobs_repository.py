@@ -1,0 +1,110 @@
+"""Job state changes on a real (SQLite) database created by the migrations."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import make_engine, make_session_factory
+from models.jobs import (
+    InvalidCursorError,
+    NewInput,
+    cancel_job,
+    claim_job,
+    complete_job,
+    create_job,
+    fail_job,
+    get_job,
+    list_jobs,
+)
+from models.keys import authenticate, create_key, revoke_key
+from models.migrate import current_revision, upgrade
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    assert current_revision(url) is not None
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _new_job(sessions: sessionmaker[Session], tenant: str = "t") -> str:
+    with sessions.begin() as session:
+        job = create_job(
+            session,
+            tenant=tenant,
+            task="caption",
+            model="gemini-2.5-flash",
+            prompt=None,
+            labels=None,
+            options={},
+            inputs=[NewInput("ab" * 32, "image/png", 10, 20, 30)],
+        )
+        return job.id
+
+
+def test_a_finished_job_is_never_claimed_or_finished_again(sessions: sessionmaker[Session]) -> None:
+    job_id = _new_job(sessions)
+    with sessions.begin() as session:
+        first = claim_job(session, job_id)
+    assert first is not None and first.attempt_number == 1
+    with sessions.begin() as session:
+        # A redelivered message while the first worker died: the job is claimed again.
+        second = claim_job(session, job_id)
+    assert second is not None and second.attempt_number == 2
+    with sessions.begin() as session:
+        assert complete_job(session, job_id, result={"text": "a"}, usage=None, model_version="m")
+    with sessions.begin() as session:
+        assert claim_job(session, job_id) is None
+        assert not complete_job(
+            session, job_id, result={"text": "b"}, usage=None, model_version=None
+        )
+        assert not fail_job(session, job_id, code="x", message="y")
+    with sessions() as session:
+        job = get_job(session, tenant="t", job_id=job_id)
+        assert job is not None
+        assert (job.status, job.result, job.attempt_count) == ("succeeded", {"text": "a"}, 2)
+        assert [a.number for a in job.attempts] == [1, 2]
+
+
+def test_cancel_only_acts_on_active_jobs_of_the_tenant(sessions: sessionmaker[Session]) -> None:
+    job_id = _new_job(sessions)
+    with sessions.begin() as session:
+        assert not cancel_job(session, tenant="other", job_id=job_id)
+        assert cancel_job(session, tenant="t", job_id=job_id)
+        assert not cancel_job(session, tenant="t", job_id=job_id)
+    with sessions.begin() as session:
+        assert claim_job(session, job_id) is None
+
+
+def test_listing_pages_newest_first(sessions: sessionmaker[Session]) -> None:
+    ids = [_new_job(sessions) for _ in range(5)]
+    _new_job(sessions, tenant="someone-else")
+    seen: list[str] = []
+    cursor = None
+    with sessions() as session:
+        while True:
+            page, cursor = list_jobs(session, tenant="t", limit=2, cursor=cursor)
+            seen += [job.id for job in page]
+            if cursor is None:
+                break
+        with pytest.raises(InvalidCursorError):
+            list_jobs(session, tenant="t", cursor="not-a-cursor")
+    assert seen == list(reversed(ids))
+
+
+def test_keys_are_stored_hashed_and_can_be_revoked(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        created = create_key(session, name="ci", tenant="acme")
+    with sessions.begin() as session:
+        key = authenticate(session, created.secret)
+        assert key is not None and key.tenant == "acme"
+        assert created.secret not in (key.secret_hash, key.prefix)
+        assert authenticate(session, created.secret + "x") is None
+        assert revoke_key(session, created.id)
+    with sessions() as session:
+        assert authenticate(session, created.secret) is None
