@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.queue import JobQueue
-from api.routes import health, jobs
+from api.routes import health, images, jobs
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings, get_settings
@@ -52,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(images.router)
     return app

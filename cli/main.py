@@ -12,6 +12,8 @@ import sys
 import typer
 
 from cli import keys as keys_commands
+from cli import user
+from cli.dev import dev
 from models.settings import get_settings
 
 app = typer.Typer(
@@ -19,15 +21,13 @@ app = typer.Typer(
     help="Run image-understanding jobs on Google's Gemini API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_commands.app, name="keys")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+user.register(app)
+app.command()(dev)
 
 
 @db_app.command("upgrade")

@@ -19,6 +19,8 @@ class TaskKind(enum.StrEnum):
     DETECT = "detect"
 
 
+# Tasks whose single job looks at several images together; the others take one image.
+MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK})
 MAX_LABELS = 200
 MAX_PROMPT_CHARS = 20_000
 
@@ -55,7 +57,7 @@ def validate_job(
     """Refuse a request that the task cannot run, with a message saying what to fix."""
     if images < 1:
         raise JobSpecError("missing_image", "Send at least one image.")
-    if task in (TaskKind.CAPTION, TaskKind.CLASSIFY, TaskKind.DETECT) and images != 1:
+    if task not in MULTI_IMAGE_TASKS and images != 1:
         raise JobSpecError("too_many_images", f"Task {task} takes exactly one image; got {images}.")
     if task is TaskKind.ASK and not (prompt and prompt.strip()):
         raise JobSpecError("missing_prompt", "Task ask needs a question in 'prompt'.")

@@ -1,0 +1,86 @@
+"""`visionq dev`: the whole stack in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from cli.stack import EMULATOR_WARNING, Stack, StackError, start_stack
+from models.settings import get_settings
+
+
+class _StopRequested(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into _StopRequested, so cleanup always runs."""
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
+    """Start the stack, yield it, and always stop it; StackError ends with exit code 1."""
+    settings = get_settings()
+    stack: Stack | None = None
+    try:
+        with stop_signals():
+            try:
+                if settings.gemini_key() is None:
+                    console.print(
+                        Panel(EMULATOR_WARNING, title="synthetic answers", style="yellow")
+                    )
+                stack = start_stack(
+                    settings,
+                    api_port=api_port,
+                    announce=lambda line: console.print(line, highlight=False),
+                )
+                yield stack
+            finally:
+                if stack is not None:
+                    console.print("stopping...", highlight=False)
+                    stack.stop()
+                    console.print("stopped: no process left running", highlight=False)
+    except _StopRequested:
+        pass
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def dev(
+    port: Annotated[
+        int | None, typer.Option(help="API port (default 8000, or a free one if taken).")
+    ] = None,
+) -> None:
+    """Run Redis, the database, the API, a worker (and the emulator without a key) until Ctrl-C."""
+    console = Console()
+    with running_stack(console, port) as stack:
+        console.print(f"api       {stack.api_url}   (docs: {stack.api_url}/docs)", highlight=False)
+        console.print(f"logs      {stack.run_dir}", highlight=False)
+        console.print("\nReady. Use the stack from another terminal:", highlight=False)
+        console.print(f"  export VISIONQ_URL={stack.api_url}", highlight=False)
+        console.print(f"  export VISIONQ_API_KEY={stack.api_key}", highlight=False)
+        console.print("  visionq submit photo.jpg --task caption --wait", highlight=False)
+        console.print("\nPress Ctrl-C to stop.", highlight=False)
+        while True:
+            stack.check_alive()
+            time.sleep(0.5)

@@ -1,0 +1,126 @@
+"""Human output of the user commands: tables, one-line summaries, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from client.models import Job
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "dim",
+}
+
+
+def summary(job: Job, width: int = 80) -> str:
+    """One line saying what a job found, or why it did not finish."""
+    if job.error is not None and job.status != "succeeded":
+        text = f"{job.error.code}: {job.error.message}"
+    elif job.result is None:
+        text = ""
+    elif job.task == "detect":
+        objects = job.result.get("objects", [])
+        labels = ", ".join(str(obj.get("label", "")) for obj in objects)
+        text = f"{len(objects)} object(s): {labels}" if objects else "no objects"
+    elif job.task == "classify":
+        text = str(job.result.get("label", ""))
+    else:
+        text = str(job.result.get("text", ""))
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _seconds(job: Job) -> str:
+    if job.finished_at is None:
+        return ""
+    return f"{(job.finished_at - (job.started_at or job.created_at)).total_seconds():.1f}"
+
+
+def status_text(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def results_table(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Table:
+    """The table shown after jobs finish."""
+    table = Table(show_lines=False, header_style="bold")
+    table.add_column("job")
+    if names is not None:
+        table.add_column("image")
+    for column in ("task", "status", "result"):
+        table.add_column(column, overflow="fold" if column == "result" else "ellipsis")
+    table.add_column("tokens", justify="right")
+    table.add_column("s", justify="right")
+    for job in jobs:
+        tokens = job.usage.total_tokens if job.usage and job.usage.total_tokens else None
+        row = [job.id[:8]]
+        if names is not None:
+            row.append(names.get(job.id, ""))
+        row += [job.task, status_text(job.status), summary(job), str(tokens or ""), _seconds(job)]
+        table.add_row(*row)
+    return table
+
+
+def jobs_table(jobs: Sequence[Job]) -> Table:
+    """The listing of `visionq jobs` and `visionq status`."""
+    table = Table(header_style="bold")
+    for column in ("id", "task", "model", "status", "created", "attempts", "result / error"):
+        table.add_column(column, overflow="fold" if column == "result / error" else "ellipsis")
+    for job in jobs:
+        created = job.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            job.id, job.task, job.model, status_text(job.status), created,
+            str(job.attempt_count), summary(job, 60),
+        )  # fmt: skip
+    return table
+
+
+def detections_table(job: Job) -> Table:
+    table = Table(header_style="bold")
+    for column in ("#", "label", "box [x1, y1, x2, y2]"):
+        table.add_column(column)
+    for index, obj in enumerate((job.result or {}).get("objects", [])):
+        table.add_row(str(index), str(obj.get("label", "")), str(obj.get("box", "")))
+    return table
+
+
+class JobProgress:
+    """A progress bar of finished jobs, fed by VisionqClient.wait's updates."""
+
+    def __init__(self, console: Console, total: int, description: str = "jobs") -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, detail="")
+
+    def __enter__(self) -> JobProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def update(self, jobs: dict[str, Job]) -> None:
+        counts: dict[str, int] = {}
+        for job in jobs.values():
+            counts[job.status] = counts.get(job.status, 0) + 1
+        done = sum(1 for job in jobs.values() if job.done)
+        detail = " ".join(f"{status}={count}" for status, count in sorted(counts.items()))
+        self._progress.update(self._task, completed=done, detail=detail)
+
+
+def local_time(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -1,0 +1,73 @@
+"""The API's JSON bodies as the client sees them (unknown fields are kept, not refused)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class _Body(BaseModel):
+    # A newer server may add fields; an older client must still read the rest.
+    model_config = ConfigDict(extra="allow")
+
+
+class JobError(_Body):
+    code: str
+    message: str
+
+
+class JobInput(_Body):
+    position: int
+    sha256: str
+    mime_type: str
+    width: int
+    height: int
+    byte_size: int
+
+
+class JobAttempt(_Body):
+    number: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str
+    error_class: str | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+
+
+class JobUsage(_Body):
+    prompt_tokens: int | None = None
+    candidates_tokens: int | None = None
+    thoughts_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Job(_Body):
+    id: str
+    status: str
+    task: str
+    model: str
+    prompt: str | None = None
+    labels: list[str] | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempt_count: int = 0
+    inputs: list[JobInput] = []
+    attempts: list[JobAttempt] = []
+    usage: JobUsage | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobPage(_Body):
+    jobs: list[Job]
+    next_cursor: str | None = None
