@@ -7,14 +7,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
-from cli.stack import EMULATOR_WARNING, Stack, StackError, start_stack
 from models.settings import get_settings
+
+if TYPE_CHECKING:
+    from cli.stack import Stack
 
 
 class _StopRequested(Exception):
@@ -39,6 +42,8 @@ def stop_signals() -> Iterator[None]:
 @contextmanager
 def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
     """Start the stack, yield it, and always stop it; StackError ends with exit code 1."""
+    from cli.stack import EMULATOR_WARNING, StackError, start_stack
+
     settings = get_settings()
     stack: Stack | None = None
     try:
@@ -62,7 +67,7 @@ def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
     except _StopRequested:
         pass
     except StackError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 

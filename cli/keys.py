@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from models.db import make_engine, make_session_factory
-from models.keys import create_key, list_keys, revoke_key
 from models.settings import get_settings
 
 app = typer.Typer(help="API keys (only their hashes are stored).", no_args_is_help=True)
@@ -17,6 +15,9 @@ def create(
     tenant: str = typer.Option("default", help="Tenant whose jobs the key can see."),
 ) -> None:
     """Create a key and print it once, as the last line of output."""
+    from models.db import make_engine, make_session_factory
+    from models.keys import create_key
+
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:
@@ -31,6 +32,9 @@ def create(
 @app.command("list")
 def list_(tenant: str | None = typer.Option(None, help="Only this tenant's keys.")) -> None:
     """List keys (id, tenant, name, prefix, created, revoked)."""
+    from models.db import make_engine, make_session_factory
+    from models.keys import list_keys
+
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         with make_session_factory(engine)() as session:
@@ -46,6 +50,9 @@ def list_(tenant: str | None = typer.Option(None, help="Only this tenant's keys.
 @app.command("revoke")
 def revoke(key_id: int = typer.Argument(..., help="Key id from 'visionq keys list'.")) -> None:
     """Revoke a key: requests with it are refused from now on."""
+    from models.db import make_engine, make_session_factory
+    from models.keys import revoke_key
+
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:

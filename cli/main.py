@@ -13,6 +13,7 @@ import typer
 
 from cli import keys as keys_commands
 from cli import user
+from cli.demo import demo
 from cli.dev import dev
 from models.settings import get_settings
 
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_commands.app, name="keys")
 user.register(app)
 app.command()(dev)
+app.command()(demo)
 
 
 @db_app.command("upgrade")

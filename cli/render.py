@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,46 +50,66 @@ def status_text(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def results_table(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Table:
+def results_table(
+    jobs: Iterable[Job], names: dict[str, str] | None = None, *, ids: bool = True
+) -> Table:
     """The table shown after jobs finish."""
-    table = Table(show_lines=False, header_style="bold")
-    table.add_column("job")
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=True)
+    if ids:
+        table.add_column("job", no_wrap=True)
     if names is not None:
-        table.add_column("image")
-    for column in ("task", "status", "result"):
-        table.add_column(column, overflow="fold" if column == "result" else "ellipsis")
-    table.add_column("tokens", justify="right")
-    table.add_column("s", justify="right")
+        table.add_column("image", no_wrap=True)
+    table.add_column("task", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=9)
+    # One line per job: the full text is in `visionq result ID` and the JSON output.
+    table.add_column("result", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("s", justify="right", no_wrap=True)
     for job in jobs:
         tokens = job.usage.total_tokens if job.usage and job.usage.total_tokens else None
-        row = [job.id[:8]]
+        row = [job.id[:8]] if ids else []
         if names is not None:
-            row.append(names.get(job.id, ""))
-        row += [job.task, status_text(job.status), summary(job), str(tokens or ""), _seconds(job)]
+            row.append(escape(names.get(job.id, "")))
+        row += [
+            job.task,
+            status_text(job.status),
+            escape(summary(job)),
+            str(tokens or ""),
+            _seconds(job),
+        ]
         table.add_row(*row)
     return table
 
 
+def _when(moment: datetime) -> str:
+    local = moment.astimezone()
+    today = datetime.now(local.tzinfo).date() == local.date()
+    return local.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M")
+
+
 def jobs_table(jobs: Sequence[Job]) -> Table:
-    """The listing of `visionq jobs` and `visionq status`."""
-    table = Table(header_style="bold")
-    for column in ("id", "task", "model", "status", "created", "attempts", "result / error"):
-        table.add_column(column, overflow="fold" if column == "result / error" else "ellipsis")
+    """The listing of `visionq jobs` and `visionq status`: one line per job."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=True)
+    # Identity and state columns never shrink; the result column takes what is left.
+    for column, width in (("id", 36), ("task", 8), ("status", 9), ("created", 8)):
+        table.add_column(column, no_wrap=True, min_width=width)
+    table.add_column("tries", justify="right", no_wrap=True, min_width=5)
+    table.add_column("result / error", no_wrap=True, overflow="ellipsis", ratio=1)
     for job in jobs:
-        created = job.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        created = _when(job.created_at)
         table.add_row(
-            job.id, job.task, job.model, status_text(job.status), created,
-            str(job.attempt_count), summary(job, 60),
+            job.id, job.task, status_text(job.status), created, str(job.attempt_count),
+            escape(summary(job, 200)),
         )  # fmt: skip
     return table
 
 
 def detections_table(job: Job) -> Table:
-    table = Table(header_style="bold")
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
     for column in ("#", "label", "box [x1, y1, x2, y2]"):
         table.add_column(column)
     for index, obj in enumerate((job.result or {}).get("objects", [])):
-        table.add_row(str(index), str(obj.get("label", "")), str(obj.get("box", "")))
+        table.add_row(str(index), escape(str(obj.get("label", ""))), str(obj.get("box", "")))
     return table
 
 
@@ -120,7 +142,3 @@ class JobProgress:
         done = sum(1 for job in jobs.values() if job.done)
         detail = " ".join(f"{status}={count}" for status, count in sorted(counts.items()))
         self._progress.update(self._task, completed=done, detail=detail)
-
-
-def local_time(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

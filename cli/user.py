@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli.render import JobProgress, detections_table, jobs_table, results_table, summary
 from client import DEFAULT_URL, Job, VisionqClient, VisionqError
@@ -46,7 +47,7 @@ def _client(url: str, api_key: str | None) -> Iterator[VisionqClient]:
 
 
 def _die(message: str, code: int = 1) -> NoReturn:
-    _stderr().print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _stderr().print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,10 +68,22 @@ def _wait_with_progress(
         return client.wait(job_ids, timeout=timeout, on_update=progress.update)
 
 
-def _exit_for(jobs: Sequence[Job]) -> None:
+def _exit_for(jobs: Sequence[Job], *, explain: bool) -> None:
+    """Exit 1 if any job did not succeed, after saying why in full (tables truncate)."""
     unsuccessful = [job for job in jobs if job.status != "succeeded"]
-    if unsuccessful:
-        raise typer.Exit(1)
+    if not unsuccessful:
+        return
+    if explain:
+        console = _stderr()
+        for job in unsuccessful:
+            reason = f"{job.error.code}: {job.error.message}" if job.error else "no reason given"
+            console.print(
+                f"job {job.id} {job.status}: {reason}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    raise typer.Exit(1)
 
 
 def _write_outputs(
@@ -137,7 +150,7 @@ def submit(
         Console().print(results_table(jobs.values(), names))
         if out is not None:
             _stderr().print(f"results written to {out}/")
-    _exit_for(list(jobs.values()))
+    _exit_for(list(jobs.values()), explain=not as_json)
 
 
 def wait(
@@ -154,7 +167,7 @@ def wait(
         _print_json([_dump(job) for job in jobs.values()])
     else:
         Console().print(results_table(jobs.values()))
-    _exit_for(list(jobs.values()))
+    _exit_for(list(jobs.values()), explain=not as_json)
 
 
 def status(
@@ -193,7 +206,7 @@ def result(
     if job.task == "detect":
         console.print(detections_table(job))
     else:
-        console.print(summary(job, width=10_000), highlight=False, soft_wrap=True)
+        console.print(summary(job, width=10_000), markup=False, highlight=False, soft_wrap=True)
 
 
 def jobs(

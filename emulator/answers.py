@@ -19,7 +19,8 @@ from emulator.scene import DetectedShape, SceneFacts
 from emulator.schema_fill import fill_schema
 from emulator.shapes import PALETTE, encode
 
-SYNTHETIC_PREFIX = "Synthetic {what} from the visionq Gemini emulator: "
+# Short, so a one-line summary still shows the answer; unmistakable all the same.
+SYNTHETIC_PREFIX = "[synthetic {what}, emulator] "
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 KIND_WORDS: dict[str, str] = {
     "rectangle": "rectangle",

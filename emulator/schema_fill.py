@@ -118,10 +118,10 @@ class _Filler:
             return shape.label
         scene = self.scene
         if scene is None:
-            return "Synthetic value from the visionq Gemini emulator: no image."
+            return "[synthetic value, emulator] no image."
         if "colo" in lowered and scene.shapes:
             return ", ".join(s.color for s in scene.shapes)
-        return "Synthetic value from the visionq Gemini emulator: " + self.describe(scene)
+        return "[synthetic value, emulator] " + self.describe(scene)
 
 
 def fill_schema(

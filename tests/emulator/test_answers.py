@@ -53,7 +53,7 @@ def test_classification_tie_goes_to_the_first_label(client: genai.Client) -> Non
 
 def test_caption_mentions_count_colours_and_synthetic(client: genai.Client) -> None:
     text = ask(client, SCENE, "Write a one-sentence caption for this image.").text or ""
-    assert text.startswith("Synthetic caption from the visionq Gemini emulator:")
+    assert text.startswith("[synthetic caption, emulator] ")
     assert "640x480" in text and "3 shapes" in text and "white background" in text
     for shape in SHAPES:
         assert shape.label in text
@@ -69,7 +69,7 @@ def test_questions(client: genai.Client) -> None:
     how_many = ask(client, SCENE, "How many shapes are in the picture?").text or ""
     assert "3 (" in how_many and "synthetic" in how_many.lower()
     red = ask(client, SCENE, "How many red shapes are there?").text or ""
-    assert ": 1 (red rectangle)" in red
+    assert "] 1 (red rectangle)" in red
     colours = ask(client, SCENE, "Which colors do you see?").text or ""
     assert all(c in colours for c in ("red", "blue", "green"))
     size = ask(client, SCENE, "What are the dimensions?").text or ""

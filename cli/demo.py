@@ -1,0 +1,110 @@
+"""`visionq demo`: start the stack, run sample jobs of every kind, show and save results."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.dev import running_stack
+from cli.render import JobProgress, results_table
+from cli.samples import PHOTOS, Sample
+from client import Job, VisionqClient
+
+SHAPE_LABELS = ["one shape", "two shapes", "three shapes", "four shapes"]
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    sample: Sample
+    task: str
+    prompt: str | None = None
+    labels: list[str] | None = None
+
+
+def plan(samples: list[Sample]) -> list[DemoJob]:
+    """Caption, classify, ask and detect across the sample images."""
+    jobs: list[DemoJob] = []
+    photo_labels = list(PHOTOS.values())
+    for sample in samples:
+        jobs.append(DemoJob(sample, "detect"))
+        jobs.append(DemoJob(sample, "caption"))
+        if sample.photo:
+            jobs.append(DemoJob(sample, "classify", labels=photo_labels))
+            jobs.append(DemoJob(sample, "ask", prompt="What is the main subject of this photo?"))
+        else:
+            jobs.append(DemoJob(sample, "classify", labels=SHAPE_LABELS))
+            jobs.append(
+                DemoJob(sample, "ask", prompt="How many shapes are there, and what colours?")
+            )
+    return jobs
+
+
+def _save(
+    client: VisionqClient, out: Path, demo_jobs: dict[str, DemoJob], jobs: dict[str, Job]
+) -> None:
+    (out / "inputs").mkdir(parents=True, exist_ok=True)
+    records = []
+    for job_id, item in demo_jobs.items():
+        (out / "inputs" / item.sample.name).write_bytes(item.sample.data)
+        job = jobs[job_id]
+        records.append({"image": item.sample.name, **job.model_dump(mode="json")})
+        if job.task == "detect" and job.status == "succeeded":
+            stem = Path(item.sample.name).stem
+            (out / f"{stem}.detect.png").write_bytes(client.annotated_png(job_id))
+    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+
+
+def demo(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the results (default: a new visionq-demo-* folder)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="API port (default 8000, or a free one if taken).")
+    ] = None,
+) -> None:
+    """Start the stack, run caption/classify/ask/detect on sample images, save results, stop."""
+    from cli.samples import photo_samples, shape_samples
+
+    console = Console()
+    out = out or Path(f"visionq-demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    samples = shape_samples()
+    photos = photo_samples()
+    if not photos:
+        console.print("[yellow]scikit-image is not installed: no photographs, shapes only "
+                      "(pip install 'visionq[demo]').[/]")  # fmt: skip
+    samples += photos
+    todo = plan(samples)
+    failed = False
+    with (
+        running_stack(console, port) as stack,
+        VisionqClient(stack.api_url, stack.api_key) as client,
+    ):
+        console.print(f"\nsubmitting {len(todo)} jobs on {len(samples)} images...", highlight=False)
+        demo_jobs: dict[str, DemoJob] = {}
+        for item in todo:
+            job = client.submit(
+                [item.sample.data], task=item.task, prompt=item.prompt, labels=item.labels
+            )
+            demo_jobs[job.id] = item
+        with JobProgress(console, len(demo_jobs)) as progress:
+            jobs = client.wait(list(demo_jobs), timeout=600, on_update=progress.update)
+        names = {job_id: item.sample.name for job_id, item in demo_jobs.items()}
+        console.print(results_table(jobs.values(), names, ids=False))
+        _save(client, out, demo_jobs, jobs)
+        failed = any(job.status != "succeeded" for job in jobs.values())
+        if stack.uses_emulator:
+            console.print(
+                "[yellow]These answers come from the emulator (synthetic), not Gemini.[/]"
+            )
+        console.print(
+            f"results: {out.resolve()}  (results.json, *.detect.png, inputs/)", highlight=False
+        )
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,182 @@
+"""The CLI's user commands against a running stack, as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from emulator.shapes import Shape, draw_scene, encode
+from tests.integration.conftest import Stack
+from tests.services import visionq_command
+
+pytestmark = pytest.mark.integration
+
+SHAPES = [
+    Shape("rectangle", "red", (40, 50, 200, 150)),
+    Shape("ellipse", "blue", (260, 60, 380, 220)),
+]
+
+
+def visionq(stack: Stack, *args: str, key: str | None = "acme") -> subprocess.CompletedProcess[str]:
+    env = dict(stack.env, VISIONQ_URL=stack.api_url)
+    if key is not None:
+        env["VISIONQ_API_KEY"] = stack.keys[key]
+    return subprocess.run(
+        visionq_command(*args), env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def shapes_png(tmp_path: Path) -> Path:
+    path = tmp_path / "shapes.png"
+    path.write_bytes(encode(draw_scene(420, 300, SHAPES), "PNG"))
+    return path
+
+
+def test_submit_prints_ids_then_status_wait_result(stack: Stack, shapes_png: Path) -> None:
+    submitted = visionq(stack, "submit", str(shapes_png), str(shapes_png), "--task", "caption")
+    assert submitted.returncode == 0, submitted.stderr
+    ids = submitted.stdout.split()
+    assert len(ids) == 2  # caption takes one image: one job per image
+    waited = visionq(stack, "wait", *ids, "--json")
+    assert waited.returncode == 0, waited.stderr
+    assert [job["status"] for job in json.loads(waited.stdout)] == ["succeeded", "succeeded"]
+    status = visionq(stack, "status", ids[0], "--json")
+    assert json.loads(status.stdout)[0]["id"] == ids[0]
+    human = visionq(stack, "status", ids[0])
+    assert "succeeded" in human.stdout and ids[0] in human.stdout
+    result = visionq(stack, "result", ids[0])
+    assert result.returncode == 0 and "420x300" in result.stdout and "synthetic" in result.stdout
+    assert json.loads(visionq(stack, "result", ids[0], "--json").stdout)["result"]["text"]
+
+
+def test_submit_wait_out_writes_json_and_annotated_png(
+    stack: Stack, shapes_png: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = visionq(
+        stack, "submit", str(shapes_png), "--task", "detect", "--wait", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "succeeded" in done.stdout and "2 object(s)" in done.stdout
+    [result_file] = out.glob("shapes-*.json")
+    job = json.loads(result_file.read_text())
+    assert sorted(obj["label"] for obj in job["result"]["objects"]) == [
+        "blue ellipse",
+        "red rectangle",
+    ]
+    [png] = out.glob("shapes-*.annotated.png")
+    annotated = Image.open(io.BytesIO(png.read_bytes())).convert("RGB")
+    assert annotated.size == (420, 300)
+    # Box outlines are drawn exactly on the detected edges, over the white background.
+    red = next(obj for obj in job["result"]["objects"] if obj["label"] == "red rectangle")
+    x1, y1, x2, y2 = red["box"]
+    assert annotated.getpixel((x1, (y1 + y2) // 2)) not in ((255, 255, 255), (230, 30, 30))
+    assert annotated.getpixel((x1 - 3, (y1 + y2) // 2)) == (255, 255, 255)
+    # detect result, human form: a table of objects with pixel boxes.
+    shown = visionq(stack, "result", job["id"])
+    assert f"[{x1}, {y1}, {x2}, {y2}]" in shown.stdout
+
+
+def test_ask_with_several_images_is_one_job(stack: Stack, shapes_png: Path) -> None:
+    done = visionq(
+        stack,
+        "submit",
+        str(shapes_png),
+        str(shapes_png),
+        "--task",
+        "ask",
+        "--prompt",
+        "How many shapes?",
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    [job] = json.loads(done.stdout)
+    assert len(job["inputs"]) == 2 and job["status"] == "succeeded"
+
+
+def test_classify_with_labels(stack: Stack, shapes_png: Path) -> None:
+    done = visionq(
+        stack,
+        "submit",
+        str(shapes_png),
+        "--task",
+        "classify",
+        "--labels",
+        "one shape,two shapes,three shapes",
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["result"]["label"] == "two shapes"
+
+
+def test_jobs_lists_and_filters(stack: Stack, shapes_png: Path) -> None:
+    visionq(stack, "submit", str(shapes_png), "--task", "caption", "--wait", key="globex")
+    listed = json.loads(
+        visionq(
+            stack, "jobs", "--status", "succeeded", "--limit", "3", "--json", key="globex"
+        ).stdout
+    )
+    assert 1 <= len(listed) <= 3 and all(job["status"] == "succeeded" for job in listed)
+    assert "succeeded" in visionq(stack, "jobs", key="globex").stdout
+
+
+def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, shapes_png: Path) -> None:
+    done = visionq(
+        stack,
+        "submit",
+        str(shapes_png),
+        "--task",
+        "caption",
+        "--model",
+        "gemini-0.0-none",
+        "--wait",
+    )
+    assert done.returncode == 1
+    assert "failed" in done.stdout
+    assert "failed: gemini_not_found: Gemini answered 404" in done.stderr
+
+
+def test_cancel(paused_stack: Stack, shapes_png: Path) -> None:
+    if paused_stack.worker is not None:
+        paused_stack.worker.stop()
+        paused_stack.worker = None
+    job_id = visionq(paused_stack, "submit", str(shapes_png), "--task", "caption").stdout.strip()
+    cancelled = visionq(paused_stack, "cancel", job_id)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
+    result = visionq(paused_stack, "result", job_id)
+    assert result.returncode == 1 and "cancelled" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "message"),
+    [
+        (["status", "nope"], "acme", "No job nope"),
+        (["jobs"], None, "no API key"),
+        (["submit", "/does/not/exist.png", "--task", "caption"], "acme", "no such file"),
+        (["submit", "pyproject.toml", "--task", "caption"], "acme", "unsupported_media_type"),
+        (["jobs", "--url", "http://127.0.0.1:9"], "acme", "cannot reach the visionq API"),
+        (["submit", "pyproject.toml", "--task", "paint"], "acme", "paint"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    stack: Stack, args: list[str], key: str | None, message: str
+) -> None:
+    done = visionq(stack, *args, key=key)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_bad_key_is_reported(stack: Stack) -> None:
+    env = dict(stack.env, VISIONQ_URL=stack.api_url, VISIONQ_API_KEY="vq_wrong")
+    done = subprocess.run(visionq_command("jobs"), env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "invalid_api_key" in done.stderr and len(done.stderr.strip().splitlines()) == 1
