@@ -1,0 +1,99 @@
+"""Every command the README shows is a real command with valid options."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.cli_parsing import parse_visionq
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def shell_lines() -> list[str]:
+    lines = []
+    for block in code_blocks("sh"):
+        joined = block.replace("\\\n", " ")
+        for raw in joined.splitlines():
+            line = re.sub(r"\s+#.*$", "", raw).strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+def visionq_commands() -> list[list[str]]:
+    found = []
+    for line in shell_lines():
+        for part in re.split(r"&&|;", line):
+            words = shlex.split(part)
+            if "visionq" in words:
+                found.append(words[words.index("visionq") :])
+    return found
+
+
+@pytest.mark.parametrize("argv", visionq_commands(), ids=" ".join)
+def test_readme_visionq_commands_parse(argv: list[str]) -> None:
+    parse_visionq(argv)
+
+
+def test_readme_shows_the_commands_a_new_user_needs() -> None:
+    commands = {" ".join(argv[:2]) for argv in visionq_commands()}
+    assert {"visionq dev", "visionq submit", "visionq jobs"} <= commands
+    lines = shell_lines()
+    assert lines[0] == "scripts/demo"  # the first command of the README
+    assert "scripts/test" in lines
+
+
+@pytest.mark.parametrize("script", ["scripts/demo", "scripts/test", ".ci/run"])
+def test_scripts_exist_and_are_executable(script: str) -> None:
+    assert os.access(ROOT / script, os.X_OK)
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/test" in ci and "bash scripts/demo" in ci
+
+
+def command_path(variant: str) -> list[str]:
+    """`visionq keys create NAME [--tenant T]` -> ["keys", "create"]: the subcommand words."""
+    words = variant.removeprefix("visionq ").split()
+    path = []
+    for word in words:
+        if word.startswith(("-", "[")) or not word.islower():
+            break
+        path.append(word)
+    return path
+
+
+def test_reference_table_names_real_commands() -> None:
+    import typer
+
+    from cli.main import app
+
+    rows = re.findall(r"^\| `(visionq [^|]+)` \|", README, flags=re.MULTILINE)
+    variants = [v for row in rows for v in row.split("` / `")]
+    assert len(variants) >= 16
+    for variant in variants:
+        command = typer.main.get_command(app)
+        for name in command_path(variant):
+            command = command.commands[name]  # type: ignore[attr-defined]
+
+
+def test_python_example_uses_the_real_client() -> None:
+    from client import VisionqClient
+
+    [block] = code_blocks("python")
+    tree = ast.parse(block)
+    called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert {"submit", "wait"} <= called
+    assert all(hasattr(VisionqClient, name) for name in ("submit", "wait"))
