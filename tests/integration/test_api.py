@@ -200,3 +200,33 @@ def test_cancelled_running_job_discards_its_late_result(paused_stack: Stack) -> 
     assert job["status"] == "cancelled" and job["result"] is None and job["usage"] is None
     assert job["attempts"][-1]["outcome"] == "discarded"
     assert again["status"] == "cancelled"
+
+
+def test_annotated_png_only_for_succeeded_detect_jobs(stack: Stack) -> None:
+    data, _ = scene_png(37)
+    with stack.client() as client:
+        caption = submit(client, data, task="caption").json()["id"]
+        wait_done(client, caption)
+        response = client.get(f"/v1/jobs/{caption}/annotated.png")
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "no_annotation"
+        detect = submit(client, data, task="detect").json()["id"]
+        wait_done(client, detect)
+        png = client.get(f"/v1/jobs/{detect}/annotated.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content.startswith(b"\x89PNG")
+    with stack.client("globex") as other:
+        assert other.get(f"/v1/jobs/{detect}/annotated.png").status_code == 404
+
+
+def test_annotated_png_of_a_job_not_finished(paused_stack: Stack) -> None:
+    if paused_stack.worker is not None:
+        paused_stack.worker.stop()
+        paused_stack.worker = None
+    data, _ = scene_png(38)
+    with paused_stack.client() as client:
+        job_id = submit(client, data, task="detect").json()["id"]
+        response = client.get(f"/v1/jobs/{job_id}/annotated.png")
+        client.post(f"/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "job_not_finished"
