@@ -16,11 +16,13 @@ from starlette.datastructures import FormData, UploadFile
 from api.errors import ApiError
 from api.schemas import JobCreate
 from models.settings import Settings
-from vision.formats import ImageInfo, ImageRejectedError, inspect_image
+from vision.formats import ImageRejectedError
+from vision.prepare import PreparedImage, prepare_image
+from vision.structured import InvalidSchemaError, check_schema
 from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
 
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
-_FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "image"}
+_FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
 
 
 @dataclass
@@ -32,13 +34,10 @@ class RawJob:
     model: str | None = None
     labels: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    schema: Any = None
     images: list[bytes] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class AdmittedImage:
-    data: bytes
-    info: ImageInfo
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,9 @@ class AdmittedJob:
     model: str
     labels: list[str] | None
     options: dict[str, Any]
-    images: list[AdmittedImage]
+    schema: dict[str, Any] | None
+    # Upright, decodable, in a mode Gemini takes: what is stored and sent.
+    images: list[PreparedImage]
 
 
 def _too_large(what: str, size: int, limit: int) -> ApiError:
@@ -91,6 +92,7 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         model=payload.model,
         labels=payload.labels,
         options=payload.options,
+        schema=payload.schema_,
         images=images,
     )
 
@@ -152,7 +154,8 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
         prompt=_text_field(form, "prompt"),
         model=_text_field(form, "model"),
         labels=_labels_field(form),
-        options=_options_field(form),
+        options=_json_object_field(form, "options") or {},
+        schema=_json_object_field(form, "schema"),
         images=images,
     )
 
@@ -189,16 +192,16 @@ def _labels_field(form: FormData) -> list[str] | None:
     return values
 
 
-def _options_field(form: FormData) -> dict[str, Any]:
-    raw = _text_field(form, "options")
+def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
+    raw = _text_field(form, name)
     if raw is None or not raw.strip():
-        return {}
+        return None
     try:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_request", f"options is not a JSON object: {exc}.") from exc
+        raise ApiError(422, "invalid_request", f"{name} is not a JSON object: {exc}.") from exc
     if not isinstance(decoded, dict):
-        raise ApiError(422, "invalid_request", "options must be a JSON object.")
+        raise ApiError(422, "invalid_request", f"{name} must be a JSON object.")
     return decoded
 
 
@@ -218,9 +221,12 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
         )
     labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
     try:
-        validate_job(task, prompt=raw.prompt, labels=labels, images=len(raw.images))
+        schema = check_schema(raw.schema) if raw.schema is not None else None
+        validate_job(task, prompt=raw.prompt, labels=labels, images=len(raw.images), schema=schema)
     except JobSpecError as exc:
         raise ApiError(422, exc.code, exc.message) from exc
+    except InvalidSchemaError as exc:
+        raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
     images = [_admit_image(data, index, settings) for index, data in enumerate(raw.images)]
     return AdmittedJob(
         task=task,
@@ -228,6 +234,7 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
         model=model,
         labels=labels,
         options=options.model_dump(exclude_defaults=True),
+        schema=schema,
         images=images,
     )
 
@@ -251,14 +258,14 @@ def _model(value: str | None, settings: Settings) -> str:
     return model
 
 
-def _admit_image(data: bytes, index: int, settings: Settings) -> AdmittedImage:
+def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
     if len(data) > settings.max_image_bytes:
         raise _too_large(f"image #{index + 1}", len(data), settings.max_image_bytes)
     if not data:
         raise ApiError(422, "empty_image", f"Image #{index + 1} is empty.")
     try:
-        info = inspect_image(data, max_pixels=settings.max_image_pixels)
+        prepared = prepare_image(data, max_pixels=settings.max_image_pixels)
     except ImageRejectedError as exc:
         status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
         raise ApiError(status, exc.code, f"Image #{index + 1}: {exc.message}") from exc
-    return AdmittedImage(data=data, info=info)
+    return prepared

@@ -26,7 +26,7 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(description="caption, ask, classify or detect.")
+    task: str = Field(description="caption, ask, classify, detect, segment, compare or custom.")
     images: list[ImageIn] = Field(min_length=1)
     prompt: str | None = Field(
         default=None,
@@ -37,7 +37,13 @@ class JobCreate(BaseModel):
     labels: list[str] | None = Field(default=None, description="classify: the candidate labels.")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="temperature, max_output_tokens, thinking_budget, max_objects (detect).",
+        description="temperature, max_output_tokens, thinking_budget, max_objects "
+        "(detect/segment), max_side (downscale before sending).",
+    )
+    schema_: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="custom: a JSON Schema the answer must satisfy (structured output).",
     )
 
 
@@ -111,6 +117,7 @@ class JobPublic(BaseModel):
     prompt: str | None
     labels: list[str] | None
     options: dict[str, Any]
+    response_schema: dict[str, Any] | None = Field(description="custom: the answer's schema.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -145,6 +152,7 @@ class JobPublic(BaseModel):
             prompt=job.prompt,
             labels=job.labels,
             options=job.options,
+            response_schema=job.response_schema,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

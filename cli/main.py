@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from cli import files as files_commands
 from cli import keys as keys_commands
 from cli import user
 from cli.demo import demo
@@ -27,6 +28,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_commands.app, name="keys")
+app.add_typer(files_commands.app, name="files")
 user.register(app)
 app.command()(dev)
 app.command()(demo)
@@ -115,12 +117,26 @@ def run_emulator(
     api_key: list[str] = typer.Option(
         [], "--api-key", help="Accepted API key (repeatable); none = any non-empty key."
     ),
+    file_processing_s: float = typer.Option(
+        0.5, help="Seconds an uploaded file stays PROCESSING before ACTIVE."
+    ),
+    file_ttl_s: float = typer.Option(48 * 3600, help="Seconds until an uploaded file expires."),
+    invalid_json_every: int = typer.Option(
+        0, help="Make every Nth structured (JSON schema) answer invalid; 0 = never."
+    ),
 ) -> None:
     """Serve the Gemini API emulator (synthetic answers, for tests and offline demos)."""
     from emulator.config import EmulatorConfig
     from emulator.server import run
 
-    run(EmulatorConfig(api_keys=tuple(api_key), latency_ms=latency_ms), host=host, port=port)
+    config = EmulatorConfig(
+        api_keys=tuple(api_key),
+        latency_ms=latency_ms,
+        file_processing_s=file_processing_s,
+        file_ttl_s=file_ttl_s,
+        invalid_json_every=invalid_json_every,
+    )
+    run(config, host=host, port=port)
 
 
 def main() -> None:

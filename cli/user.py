@@ -97,6 +97,13 @@ def _write_outputs(
             (out / f"{stem}.annotated.png").write_bytes(client.annotated_png(job.id))
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        _die(f"{path}: not a JSON file ({exc})")
+
+
 def submit(
     images: Annotated[
         list[Path], typer.Argument(help="Image files (PNG, JPEG, WEBP, HEIC).", show_default=False)
@@ -108,6 +115,12 @@ def submit(
     labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
     model: Annotated[
         str | None, typer.Option(help="Gemini model (server default if unset).")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
+    ] = None,
+    max_side: Annotated[
+        int | None, typer.Option(help="Downscale images to this longest side before sending.")
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait, show progress and results.")
@@ -123,16 +136,24 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit IMAGE... as jobs: one per image, or one for all where the task takes several."""
-    for path in images:
+    for path in [*images, *([schema] if schema else [])]:
         if not path.is_file():
             _die(f"{path}: no such file")
+    schema_value = _read_json(schema) if schema else None
+    options = {"max_side": max_side} if max_side else None
     groups = [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
     label_list = [part.strip() for part in labels.split(",")] if labels else None
     names: dict[str, str] = {}
     with _client(url, api_key) as client:
         for group in groups:
             job = client.submit(
-                group, task=task.value, prompt=prompt, labels=label_list, model=model
+                group,
+                task=task.value,
+                prompt=prompt,
+                labels=label_list,
+                model=model,
+                options=options,
+                schema=schema_value,
             )
             names[job.id] = ", ".join(path.name for path in group)
             if not (wait or out) and not as_json:

@@ -88,8 +88,12 @@ class VisionqClient:
         labels: Sequence[str] | None = None,
         model: str | None = None,
         options: dict[str, Any] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Job:
-        """Submit one job with ``images`` (paths or bytes); returns it as queued."""
+        """Submit one job with ``images`` (paths or bytes); returns it as queued.
+
+        ``schema`` (task custom) is a JSON Schema the answer must satisfy.
+        """
         data: dict[str, Any] = {"task": task}
         if prompt is not None:
             data["prompt"] = prompt
@@ -99,6 +103,8 @@ class VisionqClient:
             data["labels"] = json.dumps(list(labels))
         if options:
             data["options"] = json.dumps(options)
+        if schema is not None:
+            data["schema"] = json.dumps(schema)
         files = [_image_part(index, image) for index, image in enumerate(images)]
         response = self._request("POST", "/v1/jobs", data=data, files=files)
         return Job.model_validate(response.json())

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from emulator.config import DEFAULT_INLINE_LIMIT_BYTES, EmulatorConfig
+from emulator.config import (
+    DEFAULT_FILE_MAX_BYTES,
+    DEFAULT_FILE_PROCESSING_S,
+    DEFAULT_FILE_TTL_S,
+    DEFAULT_INLINE_LIMIT_BYTES,
+    EmulatorConfig,
+)
 from emulator.server import run
 
 
@@ -23,6 +29,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="accepted key (repeatable); none given = any non-empty key",
     )
     parser.add_argument("--inline-limit-bytes", type=int, default=DEFAULT_INLINE_LIMIT_BYTES)
+    parser.add_argument(
+        "--file-processing-s",
+        type=float,
+        default=DEFAULT_FILE_PROCESSING_S,
+        help="seconds an uploaded file stays PROCESSING (0 = ACTIVE at once)",
+    )
+    parser.add_argument(
+        "--file-ttl-s",
+        type=float,
+        default=DEFAULT_FILE_TTL_S,
+        help="seconds until an uploaded file expires (default 48 h)",
+    )
+    parser.add_argument(
+        "--file-max-bytes",
+        type=int,
+        default=DEFAULT_FILE_MAX_BYTES,
+        help="largest file the File API accepts (default 2 GiB)",
+    )
+    parser.add_argument(
+        "--invalid-json-every",
+        type=int,
+        default=0,
+        help="every Nth structured answer violates its schema (0 = never)",
+    )
     return parser.parse_args(argv)
 
 
@@ -33,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         api_keys=tuple(args.api_keys),
         latency_ms=args.latency_ms,
         inline_limit_bytes=args.inline_limit_bytes,
+        file_processing_s=args.file_processing_s,
+        file_ttl_s=args.file_ttl_s,
+        file_max_bytes=args.file_max_bytes,
+        invalid_json_every=args.invalid_json_every,
     )
     run(config, host=args.host, port=args.port)
 

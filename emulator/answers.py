@@ -2,6 +2,12 @@
 
 Every answer is derived from measurable properties (scene.py) and text answers say that
 they are synthetic, so nobody mistakes emulator output for a real model's judgement.
+
+Segmentation masks are deliberately awkward, as real ones can be: each mask is a
+grayscale PNG probability map at a resolution different from its box (callers must
+resize it to the box and threshold at 127), and the ``data:image/png;base64,`` prefix is
+present on items 0, 2, 4... of the list and absent on items 1, 3, 5..., so callers must
+accept both forms.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from typing import Any
 
 from PIL import Image
 
+from emulator.compare import asks_to_compare, compare_answer
 from emulator.request import GenerateRequest
 from emulator.scene import DetectedShape, SceneFacts
-from emulator.schema_fill import fill_schema
+from emulator.schema_fill import break_schema, fill_schema
 from emulator.shapes import PALETTE, encode
 
 # Short, so a one-line summary still shows the answer; unmistakable all the same.
@@ -34,6 +41,7 @@ COLOR_ALIASES: dict[str, str] = {"grey": "gray", "violet": "purple", "pink": "ma
 SUBJECT_VERBS = ("detect", "find", "locate", "segment", "identify", "point", "mark", "outline")
 MASK_SIDE_DIVISOR = 2
 MIN_MASK_SIDE = 8
+MASK_PREFIX = "data:image/png;base64,"
 
 
 def words(text: str) -> list[str]:
@@ -164,28 +172,42 @@ def box_2d(box: tuple[int, int, int, int], width: int, height: int) -> list[int]
     ]
 
 
-def mask_data_url(mask: Image.Image) -> str:
-    """A grayscale PNG probability map at half the box size, so callers must resize it."""
+def mask_size(width: int, height: int) -> tuple[int, int]:
+    """The mask resolution for a ``width`` x ``height`` box: never the box's own size."""
     size = (
-        max(MIN_MASK_SIDE, mask.width // MASK_SIDE_DIVISOR),
-        max(MIN_MASK_SIDE, mask.height // MASK_SIDE_DIVISOR),
+        max(MIN_MASK_SIDE, width // MASK_SIDE_DIVISOR),
+        max(MIN_MASK_SIDE, height // MASK_SIDE_DIVISOR),
     )
-    small = mask.resize(size, Image.Resampling.BILINEAR)
-    return "data:image/png;base64," + base64.b64encode(encode(small, "PNG")).decode("ascii")
+    # Tiny boxes would get a mask of exactly their size; upsample those instead.
+    return (width * 2, height * 2) if size == (width, height) else size
+
+
+def mask_data_url(mask: Image.Image, with_prefix: bool = True) -> str:
+    """A grayscale PNG probability map at another size than the box, base64-encoded.
+
+    With ``with_prefix`` the string starts ``data:image/png;base64,``; without, it is bare
+    base64. Callers must resize the map to the box and threshold it at 127.
+    """
+    small = mask.resize(mask_size(mask.width, mask.height), Image.Resampling.BILINEAR)
+    encoded = base64.b64encode(encode(small, "PNG")).decode("ascii")
+    return MASK_PREFIX + encoded if with_prefix else encoded
 
 
 def detection_items(scene: SceneFacts | None, prompt: str, masks: bool) -> list[dict[str, Any]]:
-    """Detection (or, with ``masks``, segmentation) items for the shapes the prompt names."""
+    """Detection (or, with ``masks``, segmentation) items for the shapes the prompt names.
+
+    Masks alternate by item index: even items carry the data-URL prefix, odd ones not.
+    """
     if scene is None:
         return []
     items: list[dict[str, Any]] = []
-    for shape in select_shapes(scene.shapes, subject_phrase(prompt)):
+    for index, shape in enumerate(select_shapes(scene.shapes, subject_phrase(prompt))):
         item: dict[str, Any] = {
             "box_2d": box_2d(shape.box, scene.width, scene.height),
             "label": shape.label,
         }
         if masks:
-            item["mask"] = mask_data_url(shape.mask)
+            item["mask"] = mask_data_url(shape.mask, with_prefix=index % 2 == 0)
         items.append(item)
     return items
 
@@ -217,21 +239,54 @@ def _per_image(scenes: Sequence[SceneFacts], render: Any) -> str:
     return ", ".join(f"Image {i}: {render(s)}" for i, s in enumerate(scenes, start=1))
 
 
-def answer(request: GenerateRequest, scenes: Sequence[SceneFacts]) -> str:
-    """The model's reply text for ``request`` about ``scenes`` (one per inline image)."""
+def _wants_boxes(request: GenerateRequest) -> bool:
+    return "box_2d" in f"{request.system_text}\n{request.prompt_text}"
+
+
+def _bare_json(request: GenerateRequest) -> bool:
+    return (request.generation.response_mime_type or "").lower() == "application/json"
+
+
+def is_structured(request: GenerateRequest) -> bool:
+    """True when the answer will be filled from the response schema."""
+    schema = request.generation.response_schema
+    return _bare_json(request) and schema is not None and not _wants_boxes(request)
+
+
+def structured_answer(
+    request: GenerateRequest, scenes: Sequence[SceneFacts], invalid: bool = False
+) -> str:
+    """JSON that validates against the response schema, or (``invalid``) that does not."""
+    schema = request.generation.response_schema or {}
+    value = fill_schema(schema, list(scenes), describe, best_label)
+    return json.dumps(break_schema(schema, value) if invalid else value)
+
+
+def answer(
+    request: GenerateRequest, scenes: Sequence[SceneFacts], *, invalid_structured: bool = False
+) -> str:
+    """The model's reply text for ``request`` about ``scenes`` (one per image).
+
+    ``invalid_structured`` makes a structured answer violate its schema on purpose.
+    """
     prompt = request.prompt_text
     instructions = f"{request.system_text}\n{prompt}"
-    settings = request.generation
-    bare_json = (settings.response_mime_type or "").lower() == "application/json"
-    first = scenes[0] if scenes else None
-    if "box_2d" in instructions:
+    if _wants_boxes(request):
+        first = scenes[0] if scenes else None
         items = detection_items(first, prompt, masks="mask" in instructions.lower())
-        return _fenced(json_list(items), bare_json)
-    if bare_json and settings.response_schema is not None:
-        return json.dumps(fill_schema(settings.response_schema, list(scenes), describe, best_label))
+        return _fenced(json_list(items), _bare_json(request))
+    if is_structured(request):
+        return structured_answer(request, scenes, invalid_structured)
+    return text_answer(prompt, scenes)
+
+
+def text_answer(prompt: str, scenes: Sequence[SceneFacts]) -> str:
+    """A plain-text reply: a label, a comparison, a caption or an answer to a question."""
     labels = candidate_labels(prompt)
     if labels is not None:
-        return best_label(labels, first)
+        return best_label(labels, scenes[0] if scenes else None)
+    if asks_to_compare(prompt, len(scenes)):
+        return SYNTHETIC_PREFIX.format(what="comparison") + compare_answer(scenes)
     if not scenes:
         return SYNTHETIC_PREFIX.format(what="answer") + "there is no image to look at."
     if re.search(r"\b(caption|describe|description)\b", prompt.lower()):

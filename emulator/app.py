@@ -1,4 +1,7 @@
-"""HTTP layer: routes, API-key check, body size limit and Google-style error bodies."""
+"""HTTP layer: routes, Google-style error bodies and the model methods' endpoint.
+
+The File API lives in files_api.py, the emulator-only endpoints in admin.py.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +13,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emulator import errors
+from emulator import admin, errors, files_api
 from emulator.config import EmulatorConfig
 from emulator.errors import EmulatorError
+from emulator.httpio import API_VERSIONS, app_state, check_api_key, read_body
 from emulator.request import parse_json_body
-from emulator.service import EmulatorState, count_tokens, generate_content
+from emulator.service import count_tokens, generate_content
+from emulator.state import EmulatorState
 
-API_VERSIONS = ("v1", "v1beta")
 Method = Callable[[EmulatorState, str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 METHODS: dict[str, Method] = {
     "generateContent": generate_content,
     "streamGenerateContent": generate_content,
     "countTokens": count_tokens,
 }
-
-
-def _state(request: Request) -> EmulatorState:
-    state: EmulatorState = request.app.state.emulator
-    return state
-
-
-def check_api_key(request: Request, config: EmulatorConfig) -> None:
-    """Reject requests without a key (403) or with a key not in the config (400)."""
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
-    if not key.strip():
-        raise errors.missing_api_key()
-    if not config.accepts_key(key):
-        raise errors.invalid_api_key()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused as soon as it grows past ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise errors.payload_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.payload_too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _sse(body: dict[str, Any]) -> Response:
@@ -66,7 +41,7 @@ async def model_method(request: Request, version: str, target: str) -> Response:
     method = METHODS.get(method_name)
     if version not in API_VERSIONS or not model or method is None:
         raise errors.method_not_found(request.url.path)
-    state = _state(request)
+    state = app_state(request)
     check_api_key(request, state.config)
     if not state.config.knows_model(model):
         raise errors.model_not_found(model, version, method_name)
@@ -102,5 +77,13 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_exception_handler(EmulatorError, _emulator_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    # Emulator-only endpoints first, so "/_emulator/..." never reaches the API routes.
+    app.add_api_route("/_emulator/stats", admin.stats, methods=["GET"])
+    app.add_api_route("/_emulator/reset", admin.reset, methods=["POST"])
+    app.add_api_route("/_emulator/files/{target}", admin.file_action, methods=["POST"])
     app.add_api_route("/{version}/models/{target}", model_method, methods=["POST"])
+    app.add_api_route("/upload/{version}/files", files_api.upload, methods=["POST"])
+    app.add_api_route("/{version}/files", files_api.list_files, methods=["GET"])
+    app.add_api_route("/{version}/files/{file_id}", files_api.get_file, methods=["GET"])
+    app.add_api_route("/{version}/files/{file_id}", files_api.delete_file, methods=["DELETE"])
     return app

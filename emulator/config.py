@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+# The File API's documented limits: 2 GB per file, files deleted after 48 hours.
+DEFAULT_FILE_MAX_BYTES = 2 * 1024 * 1024 * 1024
+DEFAULT_FILE_TTL_S = 48 * 3600.0
+DEFAULT_FILE_PROCESSING_S = 0.5
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gemini-2.5-flash",
@@ -26,18 +30,37 @@ class EmulatorConfig:
 
     ``api_keys`` empty means any non-empty key is accepted; a request without a key is
     still rejected, as the real service does.
+
+    File API: an uploaded file is PROCESSING for ``file_processing_s`` seconds (0 = ACTIVE
+    or FAILED at once), expires ``file_ttl_s`` seconds after upload and may be at most
+    ``file_max_bytes`` long.
+
+    ``invalid_json_every`` = N > 0 makes every Nth structured answer (JSON mime type plus a
+    response schema) deliberately violate its schema; 0 never does.
     """
 
     api_keys: tuple[str, ...] = ()
     latency_ms: float = 0.0
     inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES
     models: tuple[str, ...] = DEFAULT_MODELS
+    file_processing_s: float = DEFAULT_FILE_PROCESSING_S
+    file_ttl_s: float = DEFAULT_FILE_TTL_S
+    file_max_bytes: int = DEFAULT_FILE_MAX_BYTES
+    invalid_json_every: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
         if self.inline_limit_bytes <= 0:
             raise ValueError("inline_limit_bytes must be > 0")
+        if self.file_processing_s < 0:
+            raise ValueError("file_processing_s must be >= 0")
+        if self.file_ttl_s <= 0:
+            raise ValueError("file_ttl_s must be > 0")
+        if self.file_max_bytes <= 0:
+            raise ValueError("file_max_bytes must be > 0")
+        if self.invalid_json_every < 0:
+            raise ValueError("invalid_json_every must be >= 0")
         if not self.models:
             raise ValueError("at least one model must be known")
 

@@ -15,6 +15,7 @@ STATUS_BY_CODE: dict[int, str] = {
     400: "INVALID_ARGUMENT",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
@@ -128,5 +129,66 @@ def invalid_json(detail: str) -> EmulatorError:
 
 
 def unsupported_file_uri(uri: str) -> EmulatorError:
-    """400 for a fileData part whose file the emulator does not hold."""
+    """400 for a fileData URI that does not name a File API file at all."""
     return invalid_argument(f"Invalid or unsupported file uri: {uri}")
+
+
+# --- File API ---------------------------------------------------------------------------
+
+
+def file_not_found(file_id: str) -> EmulatorError:
+    """404 from files.get/delete for an id that was never uploaded or was deleted."""
+    return EmulatorError(404, f"File files/{file_id} not found.")
+
+
+def file_permission_denied(file_id: str) -> EmulatorError:
+    """403 for an expired file, and for any unusable URI in generateContent.
+
+    The real service answers this for files past their expiry and (as users report) for
+    deleted or unknown files named in a prompt.
+    """
+    return EmulatorError(
+        403, f"You do not have permission to access the File {file_id} or it may not exist."
+    )
+
+
+def file_not_active(file_id: str) -> EmulatorError:
+    """400 FAILED_PRECONDITION for a PROCESSING or FAILED file used in a prompt."""
+    return EmulatorError(
+        400,
+        f"The File {file_id} is not in an ACTIVE state and usage is not allowed.",
+        status="FAILED_PRECONDITION",
+    )
+
+
+def file_already_exists(file_id: str) -> EmulatorError:
+    """409 for an upload that asks for a name already in use."""
+    return EmulatorError(409, f"File files/{file_id} already exists.")
+
+
+def invalid_file_name(name: str) -> EmulatorError:
+    """400 for a requested file name outside ``[a-z0-9-]{1,40}`` (no leading/trailing dash)."""
+    return invalid_argument(
+        f"Invalid file name: {name}. The ID can contain up to 40 characters that are"
+        " lowercase alphanumeric or dashes (-), and cannot start or end with a dash."
+    )
+
+
+def file_too_large(size: int, limit: int) -> EmulatorError:
+    """400 for an upload declaring more bytes than a file may hold."""
+    return invalid_argument(f"File size {size} bytes exceeds the maximum of {limit} bytes.")
+
+
+def upload_error(message: str) -> EmulatorError:
+    """400 for a resumable-upload protocol violation (bad command, offset or size)."""
+    return invalid_argument(message)
+
+
+def upload_session_not_found() -> EmulatorError:
+    """404 for a chunk sent to an unknown, finished or cancelled upload URL."""
+    return EmulatorError(404, "Upload session not found, finished or cancelled.")
+
+
+def invalid_page_token() -> EmulatorError:
+    """400 for a files.list pageToken the emulator did not issue."""
+    return invalid_argument("Invalid page token.")

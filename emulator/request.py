@@ -41,6 +41,7 @@ class FilePart:
 
     file_uri: str
     mime_type: str | None
+    media_resolution: str | None = None
 
 
 Part = TextPart | ImagePart | FilePart
@@ -66,7 +67,7 @@ class GenerateRequest:
 
     @property
     def images(self) -> list[ImagePart]:
-        """The inline images, in prompt order."""
+        """The images (inline, or files once resolved), in prompt order."""
         return [p for p in self.parts if isinstance(p, ImagePart)]
 
     @property
@@ -134,13 +135,14 @@ def _inline_part(blob: Any, part: Mapping[str, Any], where: str) -> Part:
     return ImagePart(mime_type=mime_type, data=raw, media_resolution=_media_resolution(part))
 
 
-def _file_part(ref: Any, where: str) -> Part:
+def _file_part(ref: Any, part: Mapping[str, Any], where: str) -> Part:
     if not isinstance(ref, Mapping) or not isinstance(get_field(ref, "file_uri"), str):
         raise errors.invalid_argument(f"* {where}.file_data.file_uri: file_uri is required")
     mime_type = get_field(ref, "mime_type")
     return FilePart(
         file_uri=get_field(ref, "file_uri"),
         mime_type=mime_type if isinstance(mime_type, str) else None,
+        media_resolution=_media_resolution(part),
     )
 
 
@@ -158,7 +160,7 @@ def parse_part(part: Any, where: str) -> Part | None:
         return _inline_part(blob, part, where)
     ref = get_field(part, "file_data")
     if ref is not None:
-        return _file_part(ref, where)
+        return _file_part(ref, part, where)
     return None
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
 
 from emulator import errors
-from emulator.answers import answer
+from emulator.answers import answer, is_structured
 from emulator.config import EmulatorConfig
+from emulator.files import FileStore, id_from_uri
 from emulator.request import (
+    IMAGE_MIME_TYPES,
+    TEXT_MIME_TYPES,
     FilePart,
     GenerateRequest,
     ImagePart,
@@ -23,8 +25,8 @@ from emulator.request import (
     parse_generate_request,
 )
 from emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
+from emulator.state import EmulatorState
 from emulator.tokens import (
-    DEFAULT_RULE_BY_PREFIX,
     ImageInput,
     PromptTokens,
     count_prompt,
@@ -33,35 +35,39 @@ from emulator.tokens import (
 )
 
 
-@dataclass
-class EmulatorState:
-    """Per-app state: the config, the token rule table and files known by URI.
+def _resolve_file(part: FilePart, store: FileStore) -> Part:
+    file_id = id_from_uri(part.file_uri)
+    if file_id is None:
+        raise errors.unsupported_file_uri(part.file_uri)
+    stored, data = store.for_prompt(file_id)
+    # The stored MIME type is the truth; the part's own mime_type is only a hint.
+    if stored.mime_type in IMAGE_MIME_TYPES:
+        return ImagePart(
+            mime_type=stored.mime_type, data=data, media_resolution=part.media_resolution
+        )
+    if stored.mime_type in TEXT_MIME_TYPES:
+        return TextPart(data.decode("utf-8", errors="replace"))
+    raise errors.unsupported_mime_type(stored.mime_type)
 
-    ``files`` maps a file URI to (MIME type, bytes); the File API fills it, and fileData
-    parts naming an unknown URI are rejected.
+
+def resolve_files(request: GenerateRequest, store: FileStore) -> tuple[GenerateRequest, int]:
+    """Replace fileData parts by the stored content they name, or fail like the API.
+
+    Returns the request and how many file parts it used. Files never count against the
+    inline request limit: only the HTTP body does, as on the real service.
     """
-
-    config: EmulatorConfig
-    token_rules: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RULE_BY_PREFIX))
-    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
-
-
-def resolve_files(
-    request: GenerateRequest, files: Mapping[str, tuple[str, bytes]]
-) -> GenerateRequest:
-    """Replace fileData parts by the inline image they name, or fail like the API."""
     parts: list[Part] = []
+    used = 0
     for part in request.parts:
-        if not isinstance(part, FilePart):
+        if isinstance(part, FilePart):
+            parts.append(_resolve_file(part, store))
+            used += 1
+        else:
             parts.append(part)
-            continue
-        known = files.get(part.file_uri)
-        if known is None:
-            raise errors.unsupported_file_uri(part.file_uri)
-        parts.append(ImagePart(mime_type=known[0], data=known[1]))
-    return GenerateRequest(
+    resolved = GenerateRequest(
         parts=parts, system_text=request.system_text, generation=request.generation
     )
+    return resolved, used
 
 
 def _analyse_all(images: Sequence[ImagePart]) -> list[SceneFacts]:
@@ -108,12 +114,19 @@ async def generate_content(
     state: EmulatorState, model: str, body: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The generateContent response body for ``body``."""
-    request = resolve_files(parse_generate_request(body), state.files)
+    state.counters.generate_calls += 1
+    parsed = parse_generate_request(body)
+    inline = len(parsed.images)
+    request, file_parts = resolve_files(parsed, state.files)
+    state.counters.file_parts_used += file_parts
+    state.counters.inline_parts_used += inline
     # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
     scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
     await _simulate_latency(state.config)
     prompt = _prompt_tokens(state, model, request, [(s.width, s.height) for s in scenes])
-    text, finish_reason = _truncate(answer(request, scenes), request.generation.max_output_tokens)
+    invalid = is_structured(request) and state.take_invalid_turn()
+    reply = answer(request, scenes, invalid_structured=invalid)
+    text, finish_reason = _truncate(reply, request.generation.max_output_tokens)
     return {
         "candidates": [
             {
@@ -130,7 +143,8 @@ async def generate_content(
 
 async def count_tokens(state: EmulatorState, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """The countTokens response body for ``body``."""
-    request = resolve_files(parse_count_tokens_request(body), state.files)
+    state.counters.count_tokens_calls += 1
+    request, _ = resolve_files(parse_count_tokens_request(body), state.files)
     sizes = _sizes(request.images)
     await _simulate_latency(state.config)
     prompt = _prompt_tokens(state, model, request, sizes)

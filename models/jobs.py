@@ -48,6 +48,7 @@ def create_job(
     labels: list[str] | None,
     options: dict[str, Any],
     inputs: Sequence[NewInput],
+    response_schema: dict[str, Any] | None = None,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction."""
     job = Job(
@@ -58,6 +59,7 @@ def create_job(
         prompt=prompt,
         labels=labels,
         options=options,
+        response_schema=response_schema,
         status=JobStatus.QUEUED,
         created_at=utcnow(),
         attempt_count=0,
@@ -178,6 +180,32 @@ def claim_job(session: Session, job_id: str) -> Claim | None:
     return Claim(job_id=job_id, attempt_id=attempt.id, attempt_number=number)
 
 
+def open_attempt(session: Session, job_id: str) -> Claim | None:
+    """A further attempt of a running job (e.g. a retry after an invalid answer)."""
+    number = session.scalar(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(attempt_count=Job.attempt_count + 1)
+        .returning(Job.attempt_count)
+    )
+    if number is None:
+        return None
+    attempt = Attempt(job_id=job_id, number=number, started_at=utcnow())
+    session.add(attempt)
+    session.flush()
+    return Claim(job_id=job_id, attempt_id=attempt.id, attempt_number=number)
+
+
+def set_transports(session: Session, job_id: str, transports: Sequence[str]) -> None:
+    """Record how each input reached Gemini (inline bytes or the File API)."""
+    for position, transport in enumerate(transports):
+        session.execute(
+            update(JobInput)
+            .where(JobInput.job_id == job_id, JobInput.position == position)
+            .values(transport=transport)
+        )
+
+
 def finish_attempt(
     session: Session,
     attempt_id: int,
@@ -213,6 +241,23 @@ class Usage:
     cached_tokens: int | None
     total_tokens: int | None
     raw: dict[str, Any]
+
+    def plus(self, other: Usage | None) -> Usage:
+        """Both calls' tokens together (a job may call Gemini more than once); raw is ours."""
+        if other is None:
+            return self
+
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            prompt_tokens=add(self.prompt_tokens, other.prompt_tokens),
+            candidates_tokens=add(self.candidates_tokens, other.candidates_tokens),
+            thoughts_tokens=add(self.thoughts_tokens, other.thoughts_tokens),
+            cached_tokens=add(self.cached_tokens, other.cached_tokens),
+            total_tokens=add(self.total_tokens, other.total_tokens),
+            raw=other.raw,
+        )
 
     def columns(self) -> dict[str, Any]:
         """The Job column values for this usage."""

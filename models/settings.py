@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     gemini_timeout_s: float = Field(default=120.0, gt=0)
     default_model: str = DEFAULT_MODEL
 
+    # Inline bytes while the whole request stays under this; larger go via the File API.
+    inline_limit_bytes: int = Field(default=20 * 1024 * 1024, ge=64 * 1024)
+    # An uploaded file this close to its 48 h expiry is uploaded again instead of reused.
+    file_expiry_margin_s: float = Field(default=3600.0, ge=0)
+    file_active_timeout_s: float = Field(default=300.0, gt=0)
+    # An upload claimed this long ago without finishing belongs to a dead worker.
+    file_upload_stale_s: float = Field(default=600.0, gt=0)
+
     max_images_per_job: int = Field(default=16, ge=1, le=3600)
     max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)

@@ -95,6 +95,8 @@ class Job(Base):
     model: Mapped[str] = mapped_column(String(100))
     prompt: Mapped[str | None] = mapped_column(Text, default=None)
     labels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # custom task: the JSON Schema the answer must satisfy.
+    response_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -136,6 +138,40 @@ class JobInput(Base):
     transport: Mapped[str | None] = mapped_column(String(16), default=None)
 
     job: Mapped[Job] = relationship(back_populates="inputs")
+
+
+class FileState(enum.StrEnum):
+    """Our view of a Gemini File API upload (Gemini's own states plus two of ours)."""
+
+    UPLOADING = "UPLOADING"  # a worker holds the right to upload it now
+    PROCESSING = "PROCESSING"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    GONE = "GONE"  # expired, deleted, or refused by Gemini at call time
+
+
+class GeminiFile(Base):
+    """An image uploaded to the Gemini File API, reusable by sha256 until it expires."""
+
+    __tablename__ = "gemini_files"
+    __table_args__ = (UniqueConstraint("identity", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Files belong to a Gemini project; we only know the key (and endpoint), so a hash of
+    # both stands for it. Never the key itself.
+    identity: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime_type: Mapped[str] = mapped_column(String(32))
+    size_bytes: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(100), default=None)
+    uri: Mapped[str | None] = mapped_column(Text, default=None, index=True)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    uploads: Mapped[int] = mapped_column(default=0)
 
 
 class Attempt(Base):

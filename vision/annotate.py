@@ -28,9 +28,35 @@ def open_upright(data: bytes) -> Image.Image:
         return upright.convert("RGB")
 
 
-def annotate_detections(data: bytes, objects: Sequence[dict[str, Any]]) -> bytes:
-    """A PNG of the image with each object's ``box`` ([x1, y1, x2, y2]) and ``label``."""
+def _overlay_masks(
+    image: Image.Image, objects: Sequence[dict[str, Any]], masks: Sequence[bytes | None]
+) -> None:
+    """Tint each mask's pixels with its object's colour, half transparent."""
+    for index, (item, mask_png) in enumerate(zip(objects, masks, strict=False)):
+        if mask_png is None:
+            continue
+        x1, y1, x2, y2 = (int(v) for v in item["box"])
+        with Image.open(io.BytesIO(mask_png)) as decoded:
+            mask = decoded.convert("L").resize((max(1, x2 - x1), max(1, y2 - y1)))
+        tint = Image.new("RGB", mask.size, _COLOURS[index % len(_COLOURS)])
+        region = image.crop((x1, y1, x1 + mask.width, y1 + mask.height))
+        blended = Image.blend(region, tint, 0.5)
+        region.paste(blended, (0, 0), mask)
+        image.paste(region, (x1, y1))
+
+
+def annotate_detections(
+    data: bytes,
+    objects: Sequence[dict[str, Any]],
+    *,
+    masks: Sequence[bytes | None] = (),
+) -> bytes:
+    """A PNG of the image with each object's ``box`` ([x1, y1, x2, y2]) and ``label``.
+
+    ``masks`` (binary PNGs of each box's size, for segmentation) are overlaid too.
+    """
     image = open_upright(data)
+    _overlay_masks(image, objects, masks)
     draw = ImageDraw.Draw(image)
     side = min(image.size)
     line = max(2, side // 250)

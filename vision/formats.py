@@ -1,22 +1,52 @@
-"""Recognise an image from its bytes (never its name) and read its upright size."""
+"""Recognise an image from its bytes (never its name) and read its upright size.
+
+Only the header is read here (cheap, no pixel decoding); ``vision.prepare`` does the full
+decode and the normalisation. Both share the helpers below, so the API gives the same
+error codes and messages whichever of the two it calls:
+
+- ``unsupported_media_type``: not PNG, JPEG, WEBP, HEIC or HEIF; the message names the
+  format when Pillow recognises it ("The file is in GIF format, ...").
+- ``image_too_large``: the header declares more than ``max_pixels`` pixels (checked before
+  any pixel is decoded; the message gives the size, the limit and a size that would fit).
+- ``corrupt_image``: the bytes announce a supported format but cannot be read.
+"""
 
 from __future__ import annotations
 
 import io
+import math
+import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 from PIL import Image, UnidentifiedImageError
 
 PNG, JPEG, WEBP, HEIC, HEIF = "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"
 SUPPORTED_MIME_TYPES = (PNG, JPEG, WEBP, HEIC, HEIF)
 
+# Short names used in messages, and the Pillow format id that decodes each type.
+FORMAT_NAMES = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIC", HEIF: "HEIF"}
+_PILLOW_FORMATS = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIF", HEIF: "HEIF"}
+ACCEPTED_FORMATS_TEXT = "PNG, JPEG, WEBP, HEIC or HEIF"
+
 # ISO-BMFF brands (the 'ftyp' box) of HEVC-coded images, and of generic HEIF images.
 _HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
 _HEIF_BRANDS = {b"mif1", b"msf1"}
+# AVIF is HEIF with AV1 inside: it carries 'mif1' too, but Gemini does not take it as HEIF.
+_AVIF_BRANDS = {b"avif", b"avis"}
 # EXIF orientations 5-8 turn the image a quarter: the upright width is the stored height.
 _QUARTER_TURNS = {5, 6, 7, 8}
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (they carry the size): C0-CF except DHT, JPG and DAC.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# JPEG markers without a length field: TEM, RST0-7, SOI, EOI.
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
+_JPEG_SOS = 0xDA
 
 
 class ImageRejectedError(ValueError):
@@ -39,18 +69,22 @@ class ImageInfo:
 
 def sniff_mime_type(data: bytes) -> str | None:
     """The MIME type the magic bytes announce, among the formats Gemini accepts."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if data.startswith(_PNG_SIGNATURE):
         return PNG
     if data.startswith(b"\xff\xd8\xff"):
         return JPEG
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return WEBP
     if len(data) >= 12 and data[4:8] == b"ftyp":
-        brands = {data[8:12]} | _compatible_brands(data)
-        if brands & _HEIC_BRANDS:
-            return HEIC
-        if brands & _HEIF_BRANDS:
-            return HEIF
+        return _heif_type({data[8:12]} | _compatible_brands(data))
+    return None
+
+
+def _heif_type(brands: set[bytes]) -> str | None:
+    if brands & _HEIC_BRANDS:
+        return HEIC
+    if brands & _HEIF_BRANDS and not brands & _AVIF_BRANDS:
+        return HEIF
     return None
 
 
@@ -60,6 +94,7 @@ def _compatible_brands(data: bytes) -> set[bytes]:
     return {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
 
 
+@cache
 def _register_heif() -> None:
     # Imported lazily: pillow-heif is only needed when a HEIC/HEIF image shows up.
     from pillow_heif import register_heif_opener  # noqa: PLC0415
@@ -67,41 +102,226 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """Check that ``data`` is a supported, readable image and return its upright size.
+def pillow_format_name(data: bytes) -> str | None:
+    """The format Pillow recognises in ``data`` ("GIF", "BMP", "TIFF", ...), if any.
 
-    Raises ImageRejectedError with code ``unsupported_media_type``, ``corrupt_image`` or
-    ``image_too_large``.
+    Only the header is parsed, and only to name the format in an error message.
     """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                return image.format
+    except Exception:  # any failure just means "unknown": this only words a message
+        return None
+
+
+def unsupported_error(data: bytes) -> ImageRejectedError:
+    """The ``unsupported_media_type`` rejection for bytes that are no accepted format."""
+    name = pillow_format_name(data) or _known_signature(data)
+    if name:
+        message = (
+            f"The file is in {name} format, which Gemini does not accept; send "
+            f"{ACCEPTED_FORMATS_TEXT} (convert it to PNG or JPEG first)."
+        )
+    else:
+        message = (
+            f"The file is not a {ACCEPTED_FORMATS_TEXT} image (checked from its bytes, not "
+            "its name); convert it to one of these formats."
+        )
+    return ImageRejectedError("unsupported_media_type", message)
+
+
+def _known_signature(data: bytes) -> str | None:
+    # Formats named even when their body is too broken for Pillow to open.
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith((b"II*\0", b"MM\0*")):
+        return "TIFF"
+    return None
+
+
+def require_supported(data: bytes) -> str:
+    """The sniffed MIME type of ``data``; raise ``unsupported_media_type`` if none."""
     mime_type = sniff_mime_type(data)
     if mime_type is None:
-        raise ImageRejectedError(
-            "unsupported_media_type",
-            "The file is not a PNG, JPEG, WEBP, HEIC or HEIF image (checked from its bytes); "
-            "convert it to one of these formats.",
-        )
+        raise unsupported_error(data)
+    return mime_type
+
+
+def header_size(data: bytes, mime_type: str) -> tuple[int, int] | None:
+    """The stored (not EXIF-rotated) size declared by a PNG, JPEG or WEBP header.
+
+    Read without Pillow, so a decompression bomb is refused from a few bytes. None when
+    the header is too short or malformed (Pillow then reports the problem), and for
+    HEIC/HEIF, whose size comes from pillow-heif.
+    """
+    try:
+        if mime_type == PNG:
+            return _png_size(data)
+        if mime_type == JPEG:
+            return _jpeg_size(data)
+        if mime_type == WEBP:
+            return _webp_size(data)
+    except (struct.error, IndexError):
+        return None
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            pos += 1  # stray byte between segments: libjpeg skips these too
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1  # fill byte
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker == _JPEG_SOS:
+            return None
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(width), int(height)
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return int(width) & 0x3FFF, int(height) & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def too_large_error(width: int, height: int, max_pixels: int) -> ImageRejectedError:
+    """The ``image_too_large`` rejection, with a size that would fit."""
+    scale = math.sqrt(max_pixels / (width * height))
+    fit_w, fit_h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    return ImageRejectedError(
+        "image_too_large",
+        f"The image is {width}x{height} = {width * height:,} pixels, more than the "
+        f"{max_pixels:,} allowed; downscale it (for example to {fit_w}x{fit_h}) and "
+        "submit it again.",
+    )
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """Refuse an empty image or one above the pixel limit."""
+    if width < 1 or height < 1:
+        raise ImageRejectedError("corrupt_image", f"The image has no pixels ({width}x{height}).")
+    if width * height > max_pixels:
+        raise too_large_error(width, height, max_pixels)
+
+
+def check_header(data: bytes, mime_type: str, max_pixels: int) -> tuple[int, int] | None:
+    """Refuse a decompression bomb from the header bytes alone; the declared size, if read."""
+    declared = header_size(data, mime_type)
+    if declared is not None:
+        check_pixels(*declared, max_pixels)
+    return declared
+
+
+def corrupt_error(problem: str, hint: str = "re-save or re-export it") -> ImageRejectedError:
+    """The ``corrupt_image`` rejection: ``problem`` says what is wrong, ``hint`` what to do."""
+    return ImageRejectedError(
+        "corrupt_image", f"The image cannot be decoded: {problem}; {hint} and submit it again."
+    )
+
+
+def _open_failure_reason(data: bytes, mime_type: str) -> str:
+    # Image.open hides the plugin's own reason behind "cannot identify image file"; ask
+    # the plugin directly for it (this runs only after Image.open has failed).
+    opener = Image.OPEN.get(_PILLOW_FORMATS[mime_type])
+    if opener is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opener[0](io.BytesIO(data), "").close()
+        except Exception as exc:  # the reason is all we want from it
+            return str(exc) or type(exc).__name__
+    return "its header cannot be parsed"
+
+
+@contextmanager
+def open_image(data: bytes, mime_type: str, *, max_pixels: int) -> Iterator[Image.Image]:
+    """Open ``data`` with the Pillow plugin of ``mime_type``, reading the header only.
+
+    Refuses decompression bombs before any pixel is decoded: first from our own header
+    parse (PNG, JPEG, WEBP), then from the size Pillow reports (all formats). Pillow's
+    own bomb guard (``Image.MAX_IMAGE_PIXELS``, not changed here) also maps to
+    ``image_too_large``; its warning is silenced since ``max_pixels`` is the policy.
+    """
+    name = FORMAT_NAMES[mime_type]
+    check_header(data, mime_type, max_pixels)
     if mime_type in (HEIC, HEIF):
         _register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejectedError(
-            "corrupt_image", f"The {mime_type} image cannot be read ({exc}); check the file."
-        ) from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageRejectedError("image_too_large", str(exc)) from exc
-    if width < 1 or height < 1:
-        raise ImageRejectedError("corrupt_image", f"The image has no pixels ({width}x{height}).")
-    if width * height > max_pixels:
+            image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[mime_type]])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own limit, below max_pixels: its message gives the size and the limit.
         raise ImageRejectedError(
             "image_too_large",
-            f"The image has {width}x{height} = {width * height:,} pixels, more than the "
-            f"{max_pixels:,} allowed; downscale it first.",
-        )
+            f"The image is too large to decode safely ({exc}); downscale it and submit it again.",
+        ) from exc
+    except UnidentifiedImageError as exc:
+        reason = _open_failure_reason(data, mime_type)
+        raise corrupt_error(f"the {name} is corrupt or truncated: {reason}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
+        raise corrupt_error(f"the {name} is corrupt: {exc}") from exc
+    with image:
+        check_pixels(image.width, image.height, max_pixels)
+        yield image
+
+
+def read_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) Pillow sees, or 1 when absent, invalid or unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = image.getexif().get(EXIF_ORIENTATION, 1)
+        orientation = int(value or 1)
+    except Exception:  # a broken EXIF block must not make a decodable image unusable
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Check that ``data`` is a supported, readable image and return its upright size.
+
+    Header only (pixels are not decoded; use ``vision.prepare.prepare_image`` for the full
+    check). Raises ImageRejectedError with code ``unsupported_media_type``,
+    ``corrupt_image`` or ``image_too_large``.
+    """
+    mime_type = require_supported(data)
+    with open_image(data, mime_type, max_pixels=max_pixels) as image:
+        width, height = image.size
+        if mime_type == PNG:  # Pillow reads a PNG's EXIF only after its pixels
+            try:
+                image.load()
+            except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+                raise corrupt_error(f"the PNG is corrupt: {exc}") from exc
+        orientation = read_orientation(image)
     if orientation in _QUARTER_TURNS:
         width, height = height, width
     return ImageInfo(mime_type=mime_type, width=width, height=height, orientation=orientation)

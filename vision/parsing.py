@@ -39,7 +39,8 @@ def _preview(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
-def _detection_items(data: Any) -> list[Any]:
+def detection_items(data: Any) -> list[Any]:
+    """The list of items in a detection-style answer (bare, or wrapped in one key)."""
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -56,7 +57,7 @@ def parse_detections(text: str, width: int, height: int) -> dict[str, Any]:
     """Detected objects with box_2d as returned and box in pixels; bad items are counted."""
     objects: list[dict[str, Any]] = []
     skipped = 0
-    for item in _detection_items(extract_json(text)):
+    for item in detection_items(extract_json(text)):
         if not isinstance(item, dict) or "box_2d" not in item:
             skipped += 1
             continue

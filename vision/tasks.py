@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vision.parsing import AnswerParseError, parse_detections, parse_label
+from vision.structured import parse_structured
 
 
 class TaskKind(enum.StrEnum):
@@ -17,10 +18,15 @@ class TaskKind(enum.StrEnum):
     ASK = "ask"
     CLASSIFY = "classify"
     DETECT = "detect"
+    SEGMENT = "segment"
+    COMPARE = "compare"
+    CUSTOM = "custom"
 
 
 # Tasks whose single job looks at several images together; the others take one image.
-MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK})
+MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK, TaskKind.COMPARE, TaskKind.CUSTOM})
+# Tasks whose answer is JSON the model is asked to produce (response_mime_type JSON).
+JSON_TASKS = frozenset({TaskKind.DETECT, TaskKind.SEGMENT})
 MAX_LABELS = 200
 MAX_PROMPT_CHARS = 20_000
 
@@ -34,6 +40,13 @@ class JobOptions(BaseModel):
     max_output_tokens: int | None = Field(default=None, ge=1, le=65_536)
     thinking_budget: int | None = Field(default=None, ge=-1, le=32_768)
     max_objects: int = Field(default=50, ge=1, le=500)
+    max_side: int | None = Field(
+        default=None,
+        ge=64,
+        le=8192,
+        description="Downscale images so neither side exceeds this before sending; "
+        "boxes still refer to the original pixels.",
+    )
 
 
 class JobSpecError(ValueError):
@@ -52,20 +65,30 @@ class ImageSize:
 
 
 def validate_job(
-    task: TaskKind, *, prompt: str | None, labels: list[str] | None, images: int
+    task: TaskKind,
+    *,
+    prompt: str | None,
+    labels: list[str] | None,
+    images: int,
+    schema: dict[str, Any] | None = None,
 ) -> None:
     """Refuse a request that the task cannot run, with a message saying what to fix."""
     if images < 1:
         raise JobSpecError("missing_image", "Send at least one image.")
     if task not in MULTI_IMAGE_TASKS and images != 1:
         raise JobSpecError("too_many_images", f"Task {task} takes exactly one image; got {images}.")
-    if task is TaskKind.ASK and not (prompt and prompt.strip()):
-        raise JobSpecError("missing_prompt", "Task ask needs a question in 'prompt'.")
+    if task is TaskKind.COMPARE and images < 2:
+        raise JobSpecError("too_few_images", f"Task compare needs 2 or more images; got {images}.")
+    if task in (TaskKind.ASK, TaskKind.CUSTOM) and not (prompt and prompt.strip()):
+        what = "a question" if task is TaskKind.ASK else "the instructions"
+        raise JobSpecError("missing_prompt", f"Task {task} needs {what} in 'prompt'.")
     if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
         raise JobSpecError(
             "prompt_too_long",
             f"The prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS}.",
         )
+    if schema is not None and task is not TaskKind.CUSTOM:
+        raise JobSpecError("unexpected_schema", "Only task custom takes a JSON 'schema'.")
     if task is TaskKind.CLASSIFY:
         _validate_labels(labels)
     elif labels:
@@ -87,13 +110,16 @@ def _validate_labels(labels: list[str] | None) -> None:
 def build_prompt(
     task: TaskKind, *, prompt: str | None, labels: list[str] | None, options: JobOptions
 ) -> str:
-    """The text part sent with the image(s)."""
+    """The text part sent after the image(s)."""
     extra = (prompt or "").strip()
     if task is TaskKind.CAPTION:
         base = "Write a concise, factual one-sentence caption for this image."
         return f"{base} {extra}" if extra else base
-    if task is TaskKind.ASK:
+    if task in (TaskKind.ASK, TaskKind.CUSTOM):
         return extra
+    if task is TaskKind.COMPARE:
+        base = "Compare these images: say what they have in common and how they differ."
+        return f"{base} {extra}" if extra else base
     if task is TaskKind.CLASSIFY:
         text = (
             "Classify this image. Reply with exactly one label from this JSON list, "
@@ -101,6 +127,14 @@ def build_prompt(
         )
         return f"{text}\nContext: {extra}" if extra else text
     subject = extra or "all prominent objects"
+    if task is TaskKind.SEGMENT:
+        # Google's segmentation prompt, with our cap on the number of items.
+        return (
+            f"Give the segmentation masks for {subject}. Output a JSON list of at most "
+            f"{options.max_objects} segmentation masks where each entry contains the 2D "
+            'bounding box in the key "box_2d", the segmentation mask in key "mask", and the '
+            'text label in the key "label". Use descriptive labels.'
+        )
     return (
         f"Detect {subject} in the image. Return a JSON list with at most {options.max_objects} "
         'entries; each entry has "box_2d" as [ymin, xmin, ymax, xmax] normalized to 0-1000 '
@@ -108,7 +142,9 @@ def build_prompt(
     )
 
 
-def generation_config(task: TaskKind, model: str, options: JobOptions) -> dict[str, Any]:
+def generation_config(
+    task: TaskKind, model: str, options: JobOptions, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Keyword arguments for google.genai.types.GenerateContentConfig."""
     config: dict[str, Any] = {}
     if options.temperature is not None:
@@ -116,25 +152,39 @@ def generation_config(task: TaskKind, model: str, options: JobOptions) -> dict[s
     if options.max_output_tokens is not None:
         config["max_output_tokens"] = options.max_output_tokens
     thinking_budget = options.thinking_budget
-    if task is TaskKind.DETECT:
+    if task in JSON_TASKS:
         config["response_mime_type"] = "application/json"
-        # Google's guide: detection is better without thinking; Pro models cannot turn it off.
+        # Google's guide: boxes and masks are better without thinking; Pro models cannot
+        # turn it off, so they keep their default.
         if thinking_budget is None and "flash" in model:
             thinking_budget = 0
+    if task is TaskKind.CUSTOM and schema is not None:
+        config["response_mime_type"] = "application/json"
+        config["response_json_schema"] = schema
     if thinking_budget is not None:
         config["thinking_config"] = {"thinking_budget": thinking_budget}
     return config
 
 
 def parse_answer(
-    task: TaskKind, text: str, *, images: list[ImageSize], labels: list[str] | None
+    task: TaskKind,
+    text: str,
+    *,
+    images: list[ImageSize],
+    labels: list[str] | None,
+    schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The job result for the model's answer text; raises AnswerParseError."""
+    """The job result for the model's answer text; raises AnswerParseError.
+
+    Segmentation is parsed by vision.masks (its masks become files), not here.
+    """
     if task is TaskKind.DETECT:
         size = images[0]
         return parse_detections(text, size.width, size.height)
     if task is TaskKind.CLASSIFY:
         return {"label": parse_label(text, labels or []), "text": text}
+    if task is TaskKind.CUSTOM and schema is not None:
+        return {"json": parse_structured(text, schema)}
     if not text.strip():
         raise AnswerParseError("the model returned an empty answer")
     return {"text": text.strip()}

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
-from worker.gemini import GeminiCaller, make_client
+from worker.files import FilePolicy, UploadCache
+from worker.gemini import GeminiCaller, gemini_identity, make_client
 
 
 @dataclass
@@ -20,18 +21,26 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     gemini: GeminiCaller
+    uploads: UploadCache
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
         """Open every resource a job needs."""
         engine = make_engine(settings.database_url)
-        return cls(
-            settings=settings,
-            engine=engine,
-            sessions=make_session_factory(engine),
-            blobs=BlobStore(settings.blob_dir),
-            gemini=GeminiCaller(make_client(settings)),
+        sessions = make_session_factory(engine)
+        blobs = BlobStore(settings.blob_dir)
+        gemini = GeminiCaller(make_client(settings))
+        uploads = UploadCache(
+            sessions=sessions,
+            gemini=gemini,
+            blobs=blobs,
+            identity=gemini_identity(settings),
+            policy=FilePolicy.from_settings(settings),
         )
+        return cls(
+            settings=settings, engine=engine, sessions=sessions, blobs=blobs, gemini=gemini,
+            uploads=uploads,
+        )  # fmt: skip
 
     def close(self) -> None:
         self.gemini.close()

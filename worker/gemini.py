@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +89,12 @@ def usage_from_metadata(
     )
 
 
+def gemini_identity(settings: Settings) -> str:
+    """Stands for the Gemini project that owns our uploads: a hash of endpoint and key."""
+    seed = f"{settings.gemini_base_url or 'google'}\n{settings.gemini_key() or ''}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
 class GeminiCaller:
     """Calls generate_content; keeps its SDK client alive for the process's lifetime."""
 
@@ -99,28 +109,58 @@ class GeminiCaller:
         self, *, model: str, contents: list[types.Part], config: dict[str, Any]
     ) -> GeminiAnswer:
         """Call Gemini once; raise GeminiCallError for every kind of failure."""
+        client = self._client_or_fail()
+        with _translated("generate_content"):
+            response = client.models.generate_content(
+                model=model,
+                contents=[types.Content(role="user", parts=contents)],
+                config=types.GenerateContentConfig(**config) if config else None,
+            )
+        return _answer_from_response(response)
+
+    def _client_or_fail(self) -> genai.Client:
         if self._client is None:
             raise GeminiCallError(
                 "gemini_not_configured",
                 "The worker has no Gemini API key: set GEMINI_API_KEY (or GOOGLE_API_KEY).",
             )
-        try:
-            response = self._client.models.generate_content(
-                model=model,
-                contents=[types.Content(role="user", parts=contents)],
-                config=types.GenerateContentConfig(**config) if config else None,
-            )
-        except genai_errors.APIError as exc:
-            raise _from_api_error(exc) from exc
-        except httpx.TimeoutException as exc:
-            raise GeminiCallError(
-                "gemini_timeout", f"Gemini did not answer in time ({exc}).", retryable=True
-            ) from exc
-        except httpx.TransportError as exc:
-            raise GeminiCallError(
-                "gemini_unreachable", f"Could not reach Gemini: {exc}.", retryable=True
-            ) from exc
-        return _answer_from_response(response)
+        return self._client
+
+    def upload(self, data: bytes, *, mime_type: str, display_name: str) -> types.File:
+        """Upload bytes to the File API (the SDK's resumable protocol)."""
+        client = self._client_or_fail()
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name)
+        with _translated("upload"):
+            return client.files.upload(file=io.BytesIO(data), config=config)
+
+    def get_file(self, name: str) -> types.File:
+        with _translated("files.get"):
+            return self._client_or_fail().files.get(name=name)
+
+    def delete_file(self, name: str) -> None:
+        with _translated("files.delete"):
+            self._client_or_fail().files.delete(name=name)
+
+    def list_files(self) -> list[types.File]:
+        with _translated("files.list"):
+            return list(self._client_or_fail().files.list())
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn SDK and transport errors into GeminiCallError, like generate does."""
+    try:
+        yield
+    except genai_errors.APIError as exc:
+        raise _from_api_error(exc) from exc
+    except httpx.TimeoutException as exc:
+        raise GeminiCallError(
+            "gemini_timeout", f"Gemini did not answer {what} in time ({exc}).", retryable=True
+        ) from exc
+    except httpx.TransportError as exc:
+        raise GeminiCallError(
+            "gemini_unreachable", f"Could not reach Gemini for {what}: {exc}.", retryable=True
+        ) from exc
 
 
 def _from_api_error(exc: genai_errors.APIError) -> GeminiCallError:

@@ -4,47 +4,32 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from google.genai import types
-
-from models.blobs import BlobNotFoundError, BlobStore
-from models.jobs import Claim, Usage, claim_job, complete_job, fail_job, finish_attempt, load_job
-from models.tables import AttemptOutcome, Job
-from vision.parsing import AnswerParseError
-from vision.tasks import (
-    ImageSize,
-    JobOptions,
-    TaskKind,
-    build_prompt,
-    generation_config,
-    parse_answer,
+from models.blobs import BlobNotFoundError
+from models.jobs import (
+    Claim,
+    Usage,
+    claim_job,
+    complete_job,
+    fail_job,
+    finish_attempt,
+    load_job,
+    open_attempt,
+    set_transports,
 )
+from models.tables import AttemptOutcome, Job
+from vision.masks import parse_segments
+from vision.parsing import AnswerParseError
+from vision.structured import SchemaMismatchError
+from vision.tasks import ImageSize, TaskKind, parse_answer
 from worker.context import WorkerContext
-from worker.gemini import GeminiCallError
+from worker.gemini import GeminiAnswer, GeminiCallError
+from worker.requests import build_request
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GeminiRequest:
-    model: str
-    parts: list[types.Part]
-    config: dict[str, object]
-
-
-def build_request(job: Job, blobs: BlobStore) -> GeminiRequest:
-    """The parts and config for a job: images inline, then the text (Gemini's advice)."""
-    task = TaskKind(job.task)
-    options = JobOptions.model_validate(job.options or {})
-    parts = [
-        types.Part.from_bytes(data=blobs.get(item.sha256), mime_type=item.mime_type)
-        for item in job.inputs
-    ]
-    text = build_prompt(task, prompt=job.prompt, labels=job.labels, options=options)
-    parts.append(types.Part.from_text(text=text))
-    return GeminiRequest(
-        model=job.model, parts=parts, config=generation_config(task, job.model, options)
-    )
+# Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
+_FILE_REFUSED_STATUSES = {400, 403, 404}
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> str:
@@ -58,40 +43,127 @@ def run_job(ctx: WorkerContext, job_id: str) -> str:
         job = load_job(session, job_id)
     if job is None:  # deleted between the claim and now
         return "skipped"
+    return _execute(ctx, job, claim)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    code: str
+    message: str
+    error_class: str
+    http_status: int | None = None
+
+
+def _failure(exc: Exception) -> _Failure:
+    """What a user reads on a failed job, for each way a run can fail."""
+    if isinstance(exc, BlobNotFoundError):
+        return _Failure(
+            "input_missing",
+            f"Input image {exc} is missing from the blob store.",
+            "BlobNotFoundError",
+        )
+    if isinstance(exc, GeminiCallError):
+        return _Failure(exc.code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
+    if isinstance(exc, SchemaMismatchError):
+        return _Failure(
+            "schema_validation_failed",
+            f"Gemini's answer failed the schema twice: {exc}",
+            "SchemaMismatchError",
+        )
+    return _Failure(
+        "unparseable_answer", f"Gemini's answer could not be read: {exc}", type(exc).__name__
+    )
+
+
+def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
+    usage: Usage | None = None
+    # A structured answer that fails its schema is asked for once more, then fails.
+    for round_number in (1, 2):
+        try:
+            answer = call_gemini(ctx, job)
+            usage = answer.usage.plus(usage) if answer.usage else usage
+            return _complete(ctx, claim, interpret(ctx, job, answer.text), usage, answer)
+        except SchemaMismatchError as exc:
+            if round_number == 2:
+                return _fail(ctx, claim, _failure(exc), usage=usage)
+            retry = _retry_after_invalid_answer(ctx, claim, str(exc), answer)
+            if retry is None:  # cancelled meanwhile
+                return "discarded"
+            claim = retry
+        except (BlobNotFoundError, GeminiCallError, AnswerParseError) as exc:
+            if isinstance(exc, GeminiCallError) and exc.usage:
+                usage = exc.usage.plus(usage)
+            return _fail(ctx, claim, _failure(exc), usage=usage)
+    raise AssertionError("unreachable: the second round always returns")
+
+
+def call_gemini(ctx: WorkerContext, job: Job) -> GeminiAnswer:
+    """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once."""
+    request = build_request(
+        job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
+    )
+    with ctx.sessions.begin() as session:
+        set_transports(session, job.id, request.transports)
     try:
-        request = build_request(job, ctx.blobs)
-        answer = ctx.gemini.generate(
+        return ctx.gemini.generate(
             model=request.model, contents=request.parts, config=request.config
         )
-    except BlobNotFoundError as exc:
-        return _fail(
-            ctx, claim, "input_missing", f"Input image {exc} is missing from the blob store."
-        )
     except GeminiCallError as exc:
-        return _fail(
-            ctx,
-            claim,
-            exc.code,
-            exc.message,
-            error_class=type(exc.__cause__ or exc).__name__,
-            http_status=exc.http_status,
-            usage=exc.usage,
-        )
+        refused = exc.http_status in _FILE_REFUSED_STATUSES and "file" in exc.message.lower()
+        if not (request.file_uris and refused):
+            raise
+        log.info("job %s: Gemini refused file URIs (%s); uploading again", job.id, exc.message)
+        ctx.uploads.forget(request.file_uris)
+    request = build_request(
+        job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
+    )
+    return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
+
+
+def interpret(ctx: WorkerContext, job: Job, text: str) -> dict[str, Any]:
+    """The job's result from the answer text; segmentation masks go to the blob store."""
+    task = TaskKind(job.task)
     sizes = [ImageSize(width=item.width, height=item.height) for item in job.inputs]
-    try:
-        result = parse_answer(TaskKind(job.task), answer.text, images=sizes, labels=job.labels)
-    except AnswerParseError as exc:
-        return _fail(
-            ctx,
-            claim,
-            "unparseable_answer",
-            f"Gemini's answer could not be read: {exc}",
-            error_class="AnswerParseError",
-            usage=answer.usage,
-        )
+    if task is not TaskKind.SEGMENT:
+        return parse_answer(task, text, images=sizes, labels=job.labels, schema=job.response_schema)
+    segments, skipped = parse_segments(text, sizes[0].width, sizes[0].height)
+    objects = [
+        {
+            "label": segment.label,
+            "box_2d": segment.box_2d,
+            "box": list(segment.box),
+            "area": segment.area,
+            "mask_sha256": ctx.blobs.put(segment.mask_png),
+            "mask_url": f"/v1/jobs/{job.id}/masks/{index}.png",
+        }
+        for index, segment in enumerate(segments)
+    ]
+    image = {"width": sizes[0].width, "height": sizes[0].height}
+    return {"objects": objects, "skipped": skipped, "image": image}
+
+
+def _retry_after_invalid_answer(
+    ctx: WorkerContext, claim: Claim, reason: str, answer: GeminiAnswer
+) -> Claim | None:
+    with ctx.sessions.begin() as session:
+        finish_attempt(
+            session, claim.attempt_id, outcome=AttemptOutcome.FAILED,
+            error_class="SchemaMismatchError", error_message=reason, http_status=200,
+            usage=answer.usage.raw if answer.usage else None,
+        )  # fmt: skip
+        return open_attempt(session, claim.job_id)
+
+
+def _complete(
+    ctx: WorkerContext,
+    claim: Claim,
+    result: dict[str, Any],
+    usage: Usage | None,
+    answer: GeminiAnswer,
+) -> str:
     with ctx.sessions.begin() as session:
         stored = complete_job(
-            session, job_id, result=result, usage=answer.usage, model_version=answer.model_version
+            session, claim.job_id, result=result, usage=usage, model_version=answer.model_version
         )
         finish_attempt(
             session,
@@ -103,26 +175,19 @@ def run_job(ctx: WorkerContext, job_id: str) -> str:
     return "succeeded" if stored else "discarded"
 
 
-def _fail(
-    ctx: WorkerContext,
-    claim: Claim,
-    code: str,
-    message: str,
-    *,
-    error_class: str | None = None,
-    http_status: int | None = None,
-    usage: Usage | None = None,
-) -> str:
+def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, *, usage: Usage | None) -> str:
     with ctx.sessions.begin() as session:
-        ended = fail_job(session, claim.job_id, code=code, message=message, usage=usage)
+        ended = fail_job(
+            session, claim.job_id, code=failure.code, message=failure.message, usage=usage
+        )
         finish_attempt(
             session,
             claim.attempt_id,
             outcome=AttemptOutcome.FAILED if ended else AttemptOutcome.DISCARDED,
-            error_class=error_class or code,
-            error_message=message,
-            http_status=http_status,
+            error_class=failure.error_class,
+            error_message=failure.message,
+            http_status=failure.http_status,
             usage=usage.raw if usage else None,
         )
-    log.info("job %s failed: %s %s", claim.job_id, code, message)
+    log.info("job %s failed: %s %s", claim.job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"

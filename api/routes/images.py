@@ -1,6 +1,8 @@
-"""Images derived from a job: the detect result drawn on the original."""
+"""Images derived from a job: detections drawn on the original, segmentation masks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -8,39 +10,73 @@ from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
 from api.schemas import ErrorBody
 from models.jobs import get_job
-from models.tables import JobStatus
+from models.tables import Job, JobStatus
 from vision.annotate import annotate_detections
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+_PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "A PNG image."},
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+}
+_BOX_TASKS = ("detect", "segment")
 
-@router.get(
-    "/{job_id}/annotated.png",
-    response_class=Response,
-    responses={
-        200: {"content": {"image/png": {}}, "description": "The annotated image."},
-        401: {"model": ErrorBody},
-        404: {"model": ErrorBody},
-        409: {"model": ErrorBody},
-    },
-    summary="A detect job's boxes drawn on its image",
-)
-def annotated_png(
-    job_id: str, caller: CallerDep, session: SessionDep, resources: ResourcesDep
-) -> Response:
-    """The upright original image with the detected boxes and labels drawn on it."""
-    job = get_job(session, tenant=caller.tenant, job_id=job_id)
+
+def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[str, ...]) -> Job:
+    job = get_job(session, tenant=tenant, job_id=job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
-    if job.task != "detect":
+    if job.task not in tasks:
         raise ApiError(
-            409, "no_annotation", f"Only detect jobs have one; this is a {job.task} job."
+            409,
+            "no_annotation",
+            f"Only {' and '.join(tasks)} jobs have one; this is a {job.task} job.",
         )
     if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ApiError(
             409, "job_not_finished", f"The job is {job.status}; the image exists once it succeeded."
         )
-    png = annotate_detections(
-        resources.blobs.get(job.inputs[0].sha256), job.result.get("objects", [])
-    )
+    return job
+
+
+@router.get(
+    "/{job_id}/annotated.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+    summary="A detect or segment job's boxes (and masks) drawn on its image",
+)
+def annotated_png(
+    job_id: str, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+) -> Response:
+    """The upright original image with the boxes, labels and masks drawn on it."""
+    job = _finished_job(session, caller.tenant, job_id, _BOX_TASKS)
+    assert job.result is not None
+    objects = job.result.get("objects", [])
+    masks = [
+        resources.blobs.get(obj["mask_sha256"]) if obj.get("mask_sha256") else None
+        for obj in objects
+    ]
+    png = annotate_detections(resources.blobs.get(job.inputs[0].sha256), objects, masks=masks)
     return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{job_id}/masks/{index}.png",
+    response_class=Response,
+    responses=_PNG_RESPONSES,
+    summary="One segmentation mask (binary PNG of its box's size)",
+)
+def mask_png(
+    job_id: str, index: int, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+) -> Response:
+    """Mask ``index`` of a segment job: white where the object is, sized to its box."""
+    job = _finished_job(session, caller.tenant, job_id, ("segment",))
+    assert job.result is not None
+    objects = job.result.get("objects", [])
+    if not 0 <= index < len(objects):
+        raise ApiError(
+            404, "mask_not_found", f"The job has {len(objects)} masks (0-{len(objects) - 1})."
+        )
+    return Response(resources.blobs.get(objects[index]["mask_sha256"]), media_type="image/png")

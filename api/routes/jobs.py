@@ -23,6 +23,7 @@ from models.jobs import (
     list_jobs,
 )
 from models.tables import JobStatus
+from vision.tasks import TaskKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -54,7 +55,7 @@ _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["task", "image"],
     "properties": {
-        "task": {"type": "string", "enum": ["caption", "ask", "classify", "detect"]},
+        "task": {"type": "string", "enum": [kind.value for kind in TaskKind]},
         "image": {
             "type": "array",
             "items": {"type": "string", "format": "binary"},
@@ -68,6 +69,7 @@ _MULTIPART_SCHEMA = {
             "description": "Repeated fields, one comma-separated field, or a JSON list.",
         },
         "options": {"type": "string", "description": 'A JSON object, e.g. {"temperature": 0}.'},
+        "schema": {"type": "string", "description": "custom: a JSON Schema, as JSON text."},
     },
 }
 
@@ -105,9 +107,9 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
     inputs = [
         NewInput(
             sha256=resources.blobs.put(image.data),
-            mime_type=image.info.mime_type,
-            width=image.info.width,
-            height=image.info.height,
+            mime_type=image.mime_type,
+            width=image.width,
+            height=image.height,
             byte_size=len(image.data),
         )
         for image in admitted.images
@@ -122,6 +124,7 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
             labels=admitted.labels,
             options=admitted.options,
             inputs=inputs,
+            response_schema=admitted.schema,
         )
         public = JobPublic.of(job)
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from typing import Any
 
+import httpx
 from google import genai
 from google.genai import types
 
@@ -53,3 +55,30 @@ def box_error(item: dict[str, Any], shape: Shape, width: int, height: int) -> fl
     """Largest distance in pixels between a detected box and the ground truth."""
     got = to_pixels(item["box_2d"], width, height)
     return max(abs(a - b) for a, b in zip(got, shape.box, strict=True))
+
+
+def stats(url: str) -> dict[str, int]:
+    """The emulator-only counters."""
+    response = httpx.get(f"{url}/_emulator/stats")
+    response.raise_for_status()
+    result: dict[str, int] = response.json()
+    return result
+
+
+def reset(url: str) -> None:
+    """Forget every file and counter of the emulator at ``url``."""
+    httpx.post(f"{url}/_emulator/reset").raise_for_status()
+
+
+def expire(url: str, name: str) -> None:
+    """Make the file ``files/<id>`` expire now."""
+    file_id = name.removeprefix("files/")
+    httpx.post(f"{url}/_emulator/files/{file_id}:expire").raise_for_status()
+
+
+def upload_bytes(
+    client: genai.Client, data: bytes, mime_type: str = "image/png", **config: Any
+) -> types.File:
+    """``files.upload`` of in-memory bytes, as callers do it."""
+    settings = types.UploadFileConfig(mime_type=mime_type, **config)
+    return client.files.upload(file=io.BytesIO(data), config=settings)

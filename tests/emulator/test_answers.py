@@ -80,7 +80,7 @@ def test_several_images_are_described_one_by_one(client: genai.Client) -> None:
     other = encode(draw_scene(200, 100, [Shape("ellipse", "cyan", (20, 10, 80, 70))]))
     reply = client.models.generate_content(
         model=MODEL,
-        contents=parts(image_part(SCENE), image_part(other), "Compare these images."),
+        contents=parts(image_part(SCENE), image_part(other), "Describe these images."),
     )
     text = reply.text or ""
     assert "Image 1: a 640x480 image with 3 shapes" in text

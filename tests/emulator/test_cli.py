@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from emulator.__main__ import parse_args
 from emulator.config import EmulatorConfig
 
@@ -21,11 +23,21 @@ def test_flags() -> None:
             "b",
             "--inline-limit-bytes",
             "1000",
+            "--file-processing-s",
+            "2.5",
+            "--file-ttl-s",
+            "60",
+            "--file-max-bytes",
+            "5000",
+            "--invalid-json-every",
+            "4",
         ]
     )
     assert (args.host, args.port, args.latency_ms) == ("0.0.0.0", 0, 25.0)
     assert args.api_keys == ["a", "b"]
     assert args.inline_limit_bytes == 1000
+    assert (args.file_processing_s, args.file_ttl_s) == (2.5, 60.0)
+    assert (args.file_max_bytes, args.invalid_json_every) == (5000, 4)
 
 
 def test_defaults_and_config_rules() -> None:
@@ -36,3 +48,14 @@ def test_defaults_and_config_rules() -> None:
     assert config.accepts_key("anything")
     assert not EmulatorConfig(api_keys=("k",)).accepts_key("other")
     assert config.knows_model("gemini-3.1-pro-preview")
+    assert (config.file_processing_s, config.file_ttl_s) == (0.5, 48 * 3600)
+    assert (config.file_max_bytes, config.invalid_json_every) == (2 * 1024**3, 0)
+    assert (args.file_processing_s, args.file_ttl_s, args.invalid_json_every) == (0.5, 172800, 0)
+    for bad in (
+        {"file_processing_s": -1},
+        {"file_ttl_s": 0},
+        {"file_max_bytes": 0},
+        {"invalid_json_every": -1},
+    ):
+        with pytest.raises(ValueError, match="must be"):
+            EmulatorConfig(**bad)  # type: ignore[arg-type]

@@ -126,22 +126,25 @@ def test_blank_image_has_no_detections(client: genai.Client) -> None:
     assert parse_json_reply(ask(client, data, DETECT_PROMPT).text or "") == []
 
 
-def _decode_mask(url: str) -> Image.Image:
-    prefix = "data:image/png;base64,"
-    assert url.startswith(prefix)
-    return Image.open(io.BytesIO(base64.b64decode(url.removeprefix(prefix))))
+MASK_PREFIX = "data:image/png;base64,"
+
+
+def _decode_mask(text: str) -> Image.Image:
+    # Callers must accept masks with and without the data-URL prefix.
+    return Image.open(io.BytesIO(base64.b64decode(text.removeprefix(MASK_PREFIX))))
 
 
 def test_segmentation_masks_decode_and_fit_their_shapes(client: genai.Client) -> None:
     shapes = [
         Shape("rectangle", "green", (30, 40, 190, 140)),
         Shape("ellipse", "orange", (240, 60, 380, 220)),
+        Shape("rectangle", "blue", (30, 200, 130, 280)),
     ]
     width, height = 420, 300
     items = parse_json_reply(
         ask(client, encode(draw_scene(width, height, shapes)), SEGMENT_PROMPT).text or ""
     )
-    assert [i["label"] for i in items] == ["green rectangle", "orange ellipse"]
+    assert [i["label"] for i in items] == ["green rectangle", "orange ellipse", "blue rectangle"]
     for item, shape in zip(items, shapes, strict=True):
         mask = _decode_mask(item["mask"])
         assert mask.mode == "L"
@@ -151,3 +154,21 @@ def test_segmentation_masks_decode_and_fit_their_shapes(client: genai.Client) ->
         fill = binary.histogram()[255] / (shape.width * shape.height)
         expected = 1.0 if shape.kind == "rectangle" else 0.785
         assert abs(fill - expected) < 0.05, (shape, fill)
+
+
+def test_segmentation_mask_prefix_alternates_by_index(client: genai.Client) -> None:
+    image, _ = random_scene(51, count=5)
+    items = parse_json_reply(ask(client, encode(image), SEGMENT_PROMPT).text or "")
+    assert len(items) == 5
+    prefixed = [item["mask"].startswith(MASK_PREFIX) for item in items]
+    assert prefixed == [True, False, True, False, True]
+    for item in items:
+        assert _decode_mask(item["mask"]).format == "PNG"
+
+
+def test_tiny_box_mask_is_not_box_sized() -> None:
+    from emulator.answers import mask_size
+
+    assert mask_size(8, 8) != (8, 8)
+    assert mask_size(4, 30) != (4, 30)
+    assert mask_size(200, 100) == (100, 50)

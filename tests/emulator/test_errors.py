@@ -100,10 +100,19 @@ def test_undecodable_image(client: genai.Client) -> None:
     )
 
 
-def test_unknown_file_uri(client: genai.Client) -> None:
+def test_unknown_file_uri_is_permission_denied(client: genai.Client) -> None:
+    # Users report 403 for file URIs that are unknown, deleted or expired.
     part = types.Part.from_uri(file_uri="https://example.invalid/files/abc", mime_type="image/png")
     error = _raises(lambda: client.models.generate_content(model=MODEL, contents=parts(part, "x")))
+    assert (error.code, error.status) == (403, "PERMISSION_DENIED")
+    assert error.message == "You do not have permission to access the File abc or it may not exist."
+
+
+def test_non_file_uri_is_invalid_argument(client: genai.Client) -> None:
+    part = types.Part.from_uri(file_uri="gs://bucket/picture.png", mime_type="image/png")
+    error = _raises(lambda: client.models.generate_content(model=MODEL, contents=parts(part, "x")))
     assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
+    assert error.message == "Invalid or unsupported file uri: gs://bucket/picture.png"
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"'])

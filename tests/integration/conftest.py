@@ -41,22 +41,11 @@ def redis_url(workdir: Path) -> Iterator[str]:
         yield url
 
 
-def _start_emulator(workdir: Path, name: str, latency_ms: float) -> tuple[Process, str]:
+def _start_emulator(workdir: Path, name: str, *flags: str) -> tuple[Process, str]:
     port = free_port()
     log = workdir / f"{name}.log"
-    proc = Process(
-        name,
-        visionq_command(
-            "emulator",
-            "--port",
-            str(port),
-            "--api-key",
-            GEMINI_KEY,
-            "--latency-ms",
-            str(latency_ms),
-        ),
-        log=log,
-    )
+    args = visionq_command("emulator", "--port", str(port), "--api-key", GEMINI_KEY, *flags)
+    proc = Process(name, args, log=log)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/healthz", timeout=30, what=name, log=log)
     return proc, url
@@ -64,7 +53,7 @@ def _start_emulator(workdir: Path, name: str, latency_ms: float) -> tuple[Proces
 
 @pytest.fixture(scope="session")
 def emulator_url(workdir: Path) -> Iterator[str]:
-    proc, url = _start_emulator(workdir, "emulator", 0)
+    proc, url = _start_emulator(workdir, "emulator")
     yield url
     proc.stop()
 
@@ -72,7 +61,17 @@ def emulator_url(workdir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def slow_emulator_url(workdir: Path) -> Iterator[str]:
     """An emulator whose every answer takes 3 s, so a job can be caught running."""
-    proc, url = _start_emulator(workdir, "slow-emulator", 3000)
+    proc, url = _start_emulator(workdir, "slow-emulator", "--latency-ms", "3000")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def files_emulator_url(workdir: Path) -> Iterator[str]:
+    """An emulator whose uploads take 0.3 s to turn ACTIVE and whose every 2nd structured
+    answer is invalid, for the File API and schema-retry paths."""
+    flags = ("--file-processing-s", "0.3", "--invalid-json-every", "2")
+    proc, url = _start_emulator(workdir, "files-emulator", *flags)
     yield url
     proc.stop()
 
@@ -153,6 +152,7 @@ def _build_stack(
     redis_db: int,
     *,
     with_worker: bool,
+    max_image_bytes: int = 4 * 1024 * 1024,
 ) -> Stack:
     env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
     env.update(
@@ -160,7 +160,7 @@ def _build_stack(
         VISIONQ_REDIS_URL=f"{redis_url}/{redis_db}",
         VISIONQ_BLOB_DIR=str(workdir / "blobs"),
         VISIONQ_GEMINI_BASE_URL=gemini_url,
-        VISIONQ_MAX_IMAGE_BYTES=str(4 * 1024 * 1024),
+        VISIONQ_MAX_IMAGE_BYTES=str(max_image_bytes),
         GEMINI_API_KEY=GEMINI_KEY,
     )
     stack = Stack(name=name, env=env, workdir=workdir)
@@ -209,5 +209,26 @@ def paused_stack(
         3 if backend == "sqlite" else 4,
         with_worker=False,
     )
+    yield built
+    built.stop()
+
+
+@pytest.fixture(scope="session")
+def files_stack(
+    workdir: Path, database_url: str, redis_url: str, files_emulator_url: str
+) -> Iterator[Stack]:
+    """A stack taking images up to 64 MB, in front of the files emulator."""
+    backend = database_url.split(":", 1)[0]
+    built = _build_stack(
+        f"files-{backend}",
+        workdir,
+        database_url,
+        redis_url,
+        files_emulator_url,
+        5 if backend == "sqlite" else 6,
+        with_worker=True,
+        max_image_bytes=64 * 1024 * 1024,
+    )
+    built.env["EMULATOR_URL"] = files_emulator_url
     yield built
     built.stop()

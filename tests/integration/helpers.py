@@ -26,7 +26,7 @@ def submit(client: httpx.Client, image: bytes | list[bytes], **fields: Any) -> h
     images = image if isinstance(image, list) else [image]
     data: dict[str, Any] = {}
     for key, value in fields.items():
-        data[key] = json.dumps(value) if key == "options" else value
+        data[key] = json.dumps(value) if key in ("options", "schema") else value
     files = [
         ("image", (f"img{i}.bin", blob, "application/octet-stream"))
         for i, blob in enumerate(images)

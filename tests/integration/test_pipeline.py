@@ -37,7 +37,7 @@ def test_detect_boxes_equal_ground_truth(stack: Stack, seed: int) -> None:
         "width": 800,
         "height": 600,
         "byte_size": len(data),
-        "transport": None,
+        "transport": "inline",
     }
     assert job["attempt_count"] == 1 and job["attempts"][0]["outcome"] == "succeeded"
     usage = job["usage"]

@@ -108,3 +108,18 @@ def test_keys_are_stored_hashed_and_can_be_revoked(sessions: sessionmaker[Sessio
         assert revoke_key(session, created.id)
     with sessions() as session:
         assert authenticate(session, created.secret) is None
+
+
+def test_migrations_create_exactly_the_models_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from models.tables import Base
+
+    url = f"sqlite:///{tmp_path / 'schema.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == []

@@ -1,0 +1,420 @@
+"""Submit-time normalisation of an image, and the optional downscale before Gemini.
+
+Pure: bytes in, bytes out (no files, no network). ``prepare_image`` runs once, before an
+image is stored or estimated; the bytes it returns are what gets stored (content-
+addressed by sha256), sent to Gemini and used for every pixel coordinate afterwards.
+
+Checks, in order (each failure raises ``ImageRejectedError``):
+
+1. Format, from the magic bytes: PNG, JPEG, WEBP, HEIC, HEIF. Anything else is
+   ``unsupported_media_type``; the message names the format when Pillow knows it.
+2. Size, from the header, before any pixel is decoded: more than ``max_pixels`` pixels is
+   ``image_too_large`` (as are Pillow's ``DecompressionBombError``/``Warning``).
+3. Container integrity, from the bytes alone (so it holds even if some other code sets
+   Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``, which this module never sets nor relies
+   on): a PNG must reach IEND with valid CRCs on its critical chunks, a JPEG must have an
+   EOI marker after its first scan, a WEBP must hold as many bytes as its RIFF header says.
+   Failing that is ``corrupt_image`` ("the JPEG data is truncated (the file ends early)").
+4. Full decode of the (first) frame with ``Image.load()``: any decoder error is
+   ``corrupt_image`` naming Pillow's reason ("the PNG is corrupt: ...").
+
+Policy: the original bytes are kept, byte for byte, whenever the image is already upright
+and in a mode Gemini handles (so duplicates stay identical and content addressing works);
+otherwise the image is re-encoded: as JPEG quality 95 (ICC profile kept, 4:4:4 chroma
+kept) when the source is a JPEG, HEIC or HEIF without alpha, and as PNG (lossless) for
+everything else. Re-encoded output carries no EXIF and no XMP (so no orientation tag can
+be applied twice) and keeps the ICC profile only while it still matches the colour model.
+``PreparedImage.changes`` lists what was done, and is empty exactly when the bytes are the
+input's:
+
+- EXIF orientation 2-8 (or an XMP tiff:Orientation, as Pillow reads it): the pixels are
+  transposed to upright, as ``ImageOps.exif_transpose`` does -> ``exif_transposed``.
+  HEIC/HEIF carry their rotation in irot/imir boxes, which libheif applies when decoding
+  (pillow-heif then resets the EXIF tag), so an upright-decoding HEIC keeps its bytes.
+- Modes kept as they are: RGB, RGBA, L, LA, 1 (1-bit) and P (palette) without
+  transparency: every PNG/JPEG/WEBP/HEIF decoder shows these correctly, alpha included.
+- P with transparency (tRNS or an RGBA palette) and PA -> RGBA PNG ``palette_expanded``.
+- RGB, L or 1 with a tRNS colour key -> RGBA/LA PNG ``transparency_to_alpha``.
+- CMYK (and YCCK, which libjpeg hands over as CMYK) JPEG -> RGB JPEG ``cmyk_to_rgb``,
+  through the embedded ICC profile when there is one (LittleCMS), else Pillow's formula.
+- 16-bit grayscale (I;16, I;16B, ...) -> 8-bit L PNG ``16bit_to_8bit`` by a linear stretch
+  of the values actually present (min -> 0, max -> 255): 12-bit or narrow-range data
+  stays visible instead of turning black, and nothing is clipped. A colour-key
+  transparency on such an image is dropped. 32-bit integer (I) and float (F) images get the
+  same stretch -> ``32bit_to_8bit``. 16-bit RGB/RGBA/LA PNGs, which Pillow reduces to their
+  high byte (a full-range scale), are re-encoded as 8-bit PNG -> ``16bit_to_8bit``.
+- Other modes (YCbCr, LAB, HSV, ...) -> RGB or RGBA -> ``<mode>_to_<mode>``.
+- Animated PNG (APNG) and animated WEBP: the first frame (for an APNG, the default image
+  that non-animated decoders show) becomes a still PNG -> ``first_frame``. A multi-picture
+  JPEG (MPO) or a multi-image HEIF is not an animation: its primary image is what every
+  decoder shows, so its bytes are kept.
+
+``downscale`` shrinks a prepared image for one job. Gemini's boxes are normalised to
+0-1000 over the whole frame, and the downscaled image shows exactly the same frame, so a
+box maps back to the ORIGINAL pixels by multiplying with the original (prepared) width and
+height; no other mapping is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from typing import Any, cast
+
+from PIL import Image, JpegImagePlugin
+
+from vision.formats import (
+    FORMAT_NAMES,
+    HEIC,
+    HEIF,
+    JPEG,
+    PNG,
+    SUPPORTED_MIME_TYPES,
+    WEBP,
+    ImageRejectedError,
+    check_header,
+    corrupt_error,
+    open_image,
+    read_orientation,
+    require_supported,
+)
+
+JPEG_QUALITY = 95
+DOWNSCALE_JPEG_QUALITY = 90
+
+# The same transpositions as ImageOps.exif_transpose.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_KEPT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
+_WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+# The colour model an ICC profile must describe (header bytes 16-20) to stay valid.
+_ICC_SPACE = {"RGB": b"RGB ", "RGBA": b"RGB ", "P": b"RGB ", "L": b"GRAY", "LA": b"GRAY"}
+_PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+_TRUNCATED = "truncated"
+_NO_LIMIT = 2**62
+# Decoder errors that mean "these bytes are not a good image".
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    source_mime_type: str
+    # What was done to the image; empty exactly when ``data`` is the input unchanged.
+    changes: tuple[str, ...]
+
+
+def prepare_image(data: bytes, *, max_pixels: int) -> PreparedImage:
+    """Check, fully decode and normalise an uploaded image (see the module docstring).
+
+    Raises ImageRejectedError with code ``unsupported_media_type``, ``image_too_large``
+    or ``corrupt_image``.
+    """
+    source = require_supported(data)
+    check_header(data, source, max_pixels)  # before anything else reads past the header
+    _check_container(data, source)
+    with open_image(data, source, max_pixels=max_pixels) as image:
+        _decode(image, source)
+        changes: list[str] = []
+        if source in (PNG, WEBP) and getattr(image, "is_animated", False):
+            changes.append("first_frame")
+        if source == PNG and _png_bit_depth(data) == 16 and image.mode not in _WIDE_GRAY_MODES:
+            changes.append("16bit_to_8bit")  # Pillow already kept the high byte
+        icc = image.info.get("icc_profile") or None
+        subsampling = _chroma_subsampling(image)
+        upright = image
+        orientation = read_orientation(image)
+        if orientation in _TRANSPOSE:
+            upright = image.transpose(_TRANSPOSE[orientation])
+            changes.append("exif_transposed")
+        output, mode_changes = normalise_mode(upright, icc)
+        changes.extend(mode_changes)
+        width, height = output.size
+        if not changes:
+            return PreparedImage(data, source, width, height, source, ())
+        mime_type = JPEG if source in (JPEG, HEIC, HEIF) and output.mode in ("L", "RGB") else PNG
+        encoded = _encode(
+            output,
+            mime_type,
+            quality=JPEG_QUALITY,
+            icc=_matching_icc(icc, output.mode),
+            subsampling=subsampling,
+        )
+    return PreparedImage(encoded, mime_type, width, height, source, tuple(changes))
+
+
+def downscale(data: bytes, mime_type: str, *, max_side: int) -> tuple[bytes, str, int, int] | None:
+    """Shrink an image so its longer side is ``max_side``; None if it already fits.
+
+    ``data`` is a prepared image (any EXIF orientation left is applied anyway, so the
+    result is upright). The longer side becomes exactly ``max_side`` and the shorter one
+    keeps the aspect ratio, rounded to the nearest pixel (at least 1); the resampling is
+    LANCZOS. Re-encoded as JPEG quality 90 when ``mime_type`` is a photo format (JPEG,
+    HEIC, HEIF, lossy WEBP) without alpha, else as PNG. Returns (bytes, mime type, width,
+    height). Boxes Gemini returns for the downscaled image are normalised 0-1000 over the
+    same frame: multiply them by the ORIGINAL width/height to get original pixels.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, not {max_side}")
+    source = require_supported(data)
+    if {source, mime_type} - {HEIC, HEIF} and source != mime_type:
+        raise ValueError(f"the data is {source}, not {mime_type}")
+    # No pixel limit of our own here (the image passed prepare_image); Pillow's guard stays.
+    with open_image(data, source, max_pixels=_NO_LIMIT) as image:
+        if max(image.size) <= max_side:  # a turn does not change the longer side
+            return None
+        _decode(image, source)
+        icc = image.info.get("icc_profile") or None
+        orientation = read_orientation(image)  # after the decode: a PNG's eXIf may trail
+        upright = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+        width, height = upright.size
+        still, _ = normalise_mode(upright, icc)
+        if still.mode in ("1", "P"):  # Pillow resizes these only with NEAREST
+            still = still.convert("L" if still.mode == "1" else "RGB")
+        size = _fit(width, height, max_side)
+        small = still.resize(size, Image.Resampling.LANCZOS)
+        photo = source in (JPEG, HEIC, HEIF) or (source == WEBP and _webp_is_lossy(data))
+        out_mime = JPEG if photo and small.mode in ("L", "RGB") else PNG
+        encoded = _encode(
+            small, out_mime, quality=DOWNSCALE_JPEG_QUALITY, icc=_matching_icc(icc, small.mode)
+        )
+    return encoded, out_mime, size[0], size[1]
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is ``max_side``, rounded half up."""
+    longer, shorter = max(width, height), min(width, height)
+    scaled = max(1, (2 * shorter * max_side + longer) // (2 * longer))
+    return (max_side, scaled) if width >= height else (scaled, max_side)
+
+
+# --- Integrity and decoding -------------------------------------------------------------
+
+
+def _check_container(data: bytes, mime_type: str) -> None:
+    name = FORMAT_NAMES[mime_type]
+    if mime_type == PNG:
+        problem = _png_problem(data)
+    elif mime_type == JPEG:
+        problem = _jpeg_problem(data)
+    elif mime_type == WEBP:
+        problem = _webp_problem(data)
+    else:
+        problem = None  # HEIC/HEIF: libheif checks its boxes itself
+    if problem == _TRUNCATED:
+        raise _truncated_error(name)
+    if problem is not None:
+        raise corrupt_error(f"the {name} is corrupt: {problem}")
+
+
+def _truncated_error(name: str) -> ImageRejectedError:
+    return corrupt_error(
+        f"the {name} data is truncated (the file ends early)", "upload the complete file"
+    )
+
+
+def _png_problem(data: bytes) -> str | None:
+    view = memoryview(data)
+    pos = 8
+    while True:
+        if pos + 12 > len(data):
+            return _TRUNCATED
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF:
+            return f"chunk {kind!r} has an invalid length"
+        if end > len(data):
+            return _TRUNCATED
+        if pos == 8 and kind != b"IHDR":
+            return "the first chunk is not IHDR"
+        if kind in _PNG_CRITICAL:
+            expected = int.from_bytes(data[end - 4 : end], "big")
+            if zlib.crc32(view[pos + 4 : end - 4]) != expected:
+                return f"the {kind.decode('ascii')} chunk fails its CRC check"
+        if kind == b"IEND":
+            return None
+        pos = end
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    pos = 2
+    while True:
+        pos = data.find(b"\xff", pos)  # libjpeg skips stray bytes between segments too
+        if pos < 0 or pos + 2 > len(data):
+            return _TRUNCATED
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker == 0xD9:
+            return "the file ends (EOI) before any image data"
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+        else:
+            if pos + 4 > len(data):
+                return _TRUNCATED
+            end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if end > len(data):
+                return _TRUNCATED
+            if marker == 0xDA:  # start of scan: the entropy-coded data follows
+                break
+            pos = end
+    # 0xFF inside entropy-coded data is always stuffed (FF 00), so the first FF D9 after
+    # the first scan is the end of the image; without it the file was cut.
+    return None if data.find(b"\xff\xd9", end) >= 0 else _TRUNCATED
+
+
+def _webp_problem(data: bytes) -> str | None:
+    riff_size = int.from_bytes(data[4:8], "little")
+    if riff_size < 4:
+        return f"the RIFF header declares an impossible size ({riff_size})"
+    return _TRUNCATED if 8 + riff_size > len(data) else None
+
+
+def _decode(image: Image.Image, mime_type: str) -> None:
+    """Decode every pixel of the current frame; map decoder errors to corrupt_image."""
+    name = FORMAT_NAMES[mime_type]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageRejectedError(
+            "image_too_large", f"The image is too large to decode safely ({exc})."
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
+            raise _truncated_error(name) from exc
+        raise corrupt_error(f"the {name} is corrupt: {reason}") from exc
+
+
+def _png_bit_depth(data: bytes) -> int:
+    return data[24] if len(data) > 24 else 8
+
+
+def _chroma_subsampling(image: Image.Image) -> int | None:
+    """0 (4:4:4) when the source keeps full chroma, so a re-encode keeps it too."""
+    if isinstance(image, JpegImagePlugin.JpegImageFile):
+        return 0 if JpegImagePlugin.get_sampling(image) == 0 else None
+    if image.info.get("chroma") == 444:  # pillow-heif
+        return 0
+    return None
+
+
+def _webp_is_lossy(data: bytes) -> bool:
+    """Whether the first image chunk of a WEBP is VP8 (lossy) rather than VP8L."""
+    pos, end = 12, len(data)
+    while pos + 8 <= end:
+        kind = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if kind == b"VP8 ":
+            return True
+        if kind == b"VP8L":
+            return False
+        # An animation frame (ANMF) holds its image chunks after a 16-byte header.
+        pos = pos + 24 if kind == b"ANMF" else pos + 8 + size + (size & 1)
+    return False
+
+
+# --- Modes ------------------------------------------------------------------------------
+
+
+def normalise_mode(image: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, list[str]]:
+    """``image`` in a mode every decoder shows correctly, and the change made (if any).
+
+    The policy is in the module docstring; ``icc`` is the source's ICC profile, used to
+    turn CMYK into RGB.
+    """
+    mode = image.mode
+    if mode in ("RGB", "L", "1") and "transparency" in image.info:
+        return image.convert("RGBA" if mode == "RGB" else "LA"), ["transparency_to_alpha"]
+    if mode == "PA" or (mode == "P" and image.has_transparency_data):
+        return image.convert("RGBA"), ["palette_expanded"]
+    if mode in _KEPT_MODES:
+        return image, []
+    if mode == "CMYK":
+        return _cmyk_to_rgb(image, icc), ["cmyk_to_rgb"]
+    if mode in _WIDE_GRAY_MODES:
+        change = "16bit_to_8bit" if mode.startswith("I;16") else "32bit_to_8bit"
+        return _stretch_to_l(image), [change]
+    target = "RGBA" if image.has_transparency_data else "RGB"
+    return image.convert(target), [f"{mode.lower()}_to_{target.lower()}"]
+
+
+def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+    if icc and icc[16:20] == b"CMYK":
+        try:
+            from PIL import ImageCms  # noqa: PLC0415 - LittleCMS is optional in Pillow
+
+            converted = ImageCms.profileToProfile(
+                image,
+                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                ImageCms.createProfile("sRGB"),
+                outputMode="RGB",
+            )
+            if converted is not None:
+                return converted
+        except (ImportError, OSError, ValueError, ImageCms.PyCMSError):
+            pass  # a broken profile: fall back on the plain formula
+    return image.convert("RGB")
+
+
+def _stretch_to_l(image: Image.Image) -> Image.Image:
+    """8-bit L from a 16/32-bit or float image: the present range stretched to 0-255."""
+    wide = image if image.mode in ("I", "F") else image.convert("I")
+    low, high = cast("tuple[float, float]", wide.getextrema())
+    if high <= low:  # one value: keep its place in the nominal range (0-65535, or 0-1)
+        nominal = 1.0 if wide.mode == "F" else 65535.0
+        level = round(255 * min(max(float(low) / nominal, 0.0), 1.0))
+        return Image.new("L", image.size, level)
+    scale = 255.0 / (float(high) - float(low))
+    # Mode I truncates the result, so add 0.5 to round; F -> L rounds by itself.
+    offset = -float(low) * scale + (0.5 if wide.mode == "I" else 0.0)
+    return wide.point(lambda value: value * scale + offset).convert("L")
+
+
+def _matching_icc(icc: bytes | None, mode: str) -> bytes | None:
+    """The ICC profile if it still describes ``mode``'s colour model, else None."""
+    if icc and len(icc) >= 20 and _ICC_SPACE.get(mode) == icc[16:20]:
+        return icc
+    return None
+
+
+def _encode(
+    image: Image.Image,
+    mime_type: str,
+    *,
+    quality: int,
+    icc: bytes | None,
+    subsampling: int | None = None,
+) -> bytes:
+    # Nothing of the source's metadata rides along (EXIF, XMP, comments, tRNS already
+    # turned into alpha): only what is passed here is written.
+    image.info = {}
+    out = io.BytesIO()
+    params: dict[str, Any] = {"icc_profile": icc}
+    if mime_type == JPEG:
+        params.update(quality=quality, optimize=False)
+        if subsampling is not None:
+            params["subsampling"] = subsampling
+        image.save(out, "JPEG", **params)
+    else:
+        image.save(out, "PNG", **params)
+    return out.getvalue()
+
+
+__all__ = ["SUPPORTED_MIME_TYPES", "PreparedImage", "downscale", "normalise_mode", "prepare_image"]

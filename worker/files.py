@@ -1,0 +1,143 @@
+"""Images sent through the Gemini File API: uploaded once, reused until near expiry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from google.genai import types
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.blobs import BlobStore
+from models.files import (
+    claim_upload,
+    find_file,
+    mark_gone,
+    mark_used,
+    record_failure,
+    record_upload,
+    usable,
+)
+from models.settings import Settings
+from models.tables import FileState
+from worker.gemini import GeminiCaller, GeminiCallError
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class FilePolicy:
+    margin: timedelta
+    stale_after: timedelta
+    active_timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FilePolicy:
+        return cls(
+            margin=timedelta(seconds=settings.file_expiry_margin_s),
+            stale_after=timedelta(seconds=settings.file_upload_stale_s),
+            active_timeout_s=settings.file_active_timeout_s,
+        )
+
+
+class UploadCache:
+    """Gives the URI of an ACTIVE upload of an image, uploading it only when needed."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        gemini: GeminiCaller,
+        blobs: BlobStore,
+        identity: str,
+        policy: FilePolicy,
+    ) -> None:
+        self._sessions = sessions
+        self._gemini = gemini
+        self._blobs = blobs
+        self._identity = identity
+        self._policy = policy
+
+    def uri_for(self, sha256: str, mime_type: str, size_bytes: int) -> str:
+        """An ACTIVE file URI for the blob ``sha256``; raises GeminiCallError."""
+        deadline = (
+            time.monotonic()
+            + self._policy.active_timeout_s
+            + self._policy.stale_after.total_seconds()
+        )
+        while True:
+            with self._sessions.begin() as session:
+                row = find_file(session, identity=self._identity, sha256=sha256)
+                if row is not None and usable(row, margin=self._policy.margin):
+                    mark_used(session, row.id)
+                    assert row.uri is not None
+                    return row.uri
+                mine = claim_upload(
+                    session, identity=self._identity, sha256=sha256, mime_type=mime_type,
+                    size_bytes=size_bytes, margin=self._policy.margin,
+                    stale_after=self._policy.stale_after,
+                )  # fmt: skip
+            if mine:
+                return self._upload(sha256, mime_type)
+            # Another worker is uploading the same image: wait for its result.
+            if time.monotonic() > deadline:
+                raise GeminiCallError(
+                    "file_upload_timeout",
+                    f"Waited too long for another worker's upload of image {sha256[:12]}.",
+                    retryable=True,
+                )
+            time.sleep(_POLL_S)
+
+    def _upload(self, sha256: str, mime_type: str) -> str:
+        try:
+            uploaded = self._gemini.upload(
+                self._blobs.get(sha256), mime_type=mime_type, display_name=f"visionq-{sha256[:16]}"
+            )
+            active = self._wait_active(uploaded)
+        except Exception as exc:
+            # Release the claim at once, so waiting workers do not wait for the stale timeout.
+            with self._sessions.begin() as session:
+                record_failure(session, identity=self._identity, sha256=sha256, error=str(exc))
+            raise
+        assert active.name is not None and active.uri is not None
+        with self._sessions.begin() as session:
+            record_upload(
+                session, identity=self._identity, sha256=sha256, name=active.name,
+                uri=active.uri, state=FileState.ACTIVE, expires_at=active.expiration_time,
+            )  # fmt: skip
+        log.info("uploaded image %s as %s", sha256[:12], active.name)
+        return active.uri
+
+    def _wait_active(self, file: types.File) -> types.File:
+        """Poll until ACTIVE (the SDK does not wait); FAILED is an error with its message."""
+        deadline = time.monotonic() + self._policy.active_timeout_s
+        current = file
+        while True:
+            state = current.state.value if current.state else "STATE_UNSPECIFIED"
+            if state == "ACTIVE":
+                return current
+            if state == "FAILED":
+                reason = current.error.message if current.error and current.error.message else ""
+                raise GeminiCallError(
+                    "file_processing_failed",
+                    f"Gemini could not process the uploaded image {current.name}: "
+                    f"{reason or 'no reason given'}.",
+                )
+            if time.monotonic() > deadline:
+                raise GeminiCallError(
+                    "file_not_active",
+                    f"Uploaded file {current.name} was still {state} after "
+                    f"{self._policy.active_timeout_s:.0f} s.",
+                    retryable=True,
+                )
+            time.sleep(_POLL_S)
+            assert current.name is not None
+            current = self._gemini.get_file(current.name)
+
+    def forget(self, uris: list[str]) -> None:
+        """Gemini refused these URIs (expired or deleted): the next use uploads again."""
+        with self._sessions.begin() as session:
+            mark_gone(session, identity=self._identity, uris=uris)

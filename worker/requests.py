@@ -1,0 +1,83 @@
+"""Build the Gemini request of a job: images (inline or File API), then the text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.genai import types
+
+from models.blobs import BlobStore
+from models.tables import Job
+from vision.prepare import downscale
+from vision.tasks import JobOptions, TaskKind, build_prompt, generation_config
+from vision.transport import FILE, plan_transport
+from worker.files import UploadCache
+
+
+@dataclass(frozen=True)
+class SentImage:
+    """An image as it is sent: the original, or a downscaled copy (also in the blob store)."""
+
+    sha256: str
+    mime_type: str
+    size: int
+    data: bytes
+
+
+@dataclass
+class GeminiRequest:
+    model: str
+    parts: list[types.Part]
+    config: dict[str, Any]
+    transports: list[str]
+    file_uris: list[str] = field(default_factory=list)
+
+
+def images_to_send(job: Job, blobs: BlobStore, options: JobOptions) -> list[SentImage]:
+    """The job's images, downscaled to options.max_side when asked.
+
+    Boxes come back normalised to 0-1000, so they map to the original pixels with the
+    original width and height whatever size was sent.
+    """
+    sent = []
+    for item in job.inputs:
+        data = blobs.get(item.sha256)
+        smaller = (
+            downscale(data, item.mime_type, max_side=options.max_side) if options.max_side else None
+        )
+        if smaller is None:
+            sent.append(SentImage(item.sha256, item.mime_type, len(data), data))
+            continue
+        small_data, mime_type, _, _ = smaller
+        sent.append(SentImage(blobs.put(small_data), mime_type, len(small_data), small_data))
+    return sent
+
+
+def build_request(
+    job: Job, *, blobs: BlobStore, uploads: UploadCache, inline_limit: int
+) -> GeminiRequest:
+    """Parts and config for a job; images over the inline budget go through the File API."""
+    task = TaskKind(job.task)
+    options = JobOptions.model_validate(job.options or {})
+    text = build_prompt(task, prompt=job.prompt, labels=job.labels, options=options)
+    images = images_to_send(job, blobs, options)
+    transports = plan_transport(
+        [image.size for image in images], text_bytes=len(text.encode()), inline_limit=inline_limit
+    )
+    request = GeminiRequest(
+        model=job.model,
+        parts=[],
+        config=generation_config(task, job.model, options, job.response_schema),
+        transports=transports,
+    )
+    for image, transport in zip(images, transports, strict=True):
+        if transport == FILE:
+            uri = uploads.uri_for(image.sha256, image.mime_type, image.size)
+            request.file_uris.append(uri)
+            request.parts.append(types.Part.from_uri(file_uri=uri, mime_type=image.mime_type))
+        else:
+            request.parts.append(types.Part.from_bytes(data=image.data, mime_type=image.mime_type))
+    # Gemini's advice: the text after the image(s).
+    request.parts.append(types.Part.from_text(text=text))
+    return request
