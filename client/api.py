@@ -140,6 +140,10 @@ class VisionqClient:
         """The detect job's image with its boxes and labels drawn on it."""
         return self._request("GET", f"/v1/jobs/{job_id}/annotated.png").content
 
+    def mask_png(self, job_id: str, index: int) -> bytes:
+        """Segmentation mask ``index`` of a segment job: a binary PNG of its box's size."""
+        return self._request("GET", f"/v1/jobs/{job_id}/masks/{index}.png").content
+
     def wait(
         self,
         job_ids: Sequence[str],

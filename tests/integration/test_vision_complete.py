@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 from emulator.shapes import Shape, draw_scene, encode, triangle_points
 from tests.integration.conftest import Stack
@@ -40,9 +40,10 @@ def truth_mask(shape: Shape) -> Image.Image:
 
 
 def iou(a: Image.Image, b: Image.Image) -> float:
+    """Intersection over union of two binary (mode "1") masks of the same size."""
     assert a.size == b.size
-    both = sum(1 for p, q in zip(a.getdata(), b.getdata(), strict=True) if p and q)
-    either = sum(1 for p, q in zip(a.getdata(), b.getdata(), strict=True) if p or q)
+    both = ImageChops.logical_and(a, b).histogram()[255]
+    either = ImageChops.logical_or(a, b).histogram()[255]
     return both / either
 
 
@@ -64,7 +65,7 @@ def test_segment_masks_match_the_drawn_shapes(stack: Stack) -> None:
             assert mask.size == truth.size  # resized from the model's resolution to the box
             score = iou(mask.convert("1"), truth)
             assert score >= 0.95, (shape.label, score)
-            assert abs(obj["area"] - sum(1 for p in truth.getdata() if p)) <= 0.05 * obj["area"]
+            assert abs(obj["area"] - truth.histogram()[255]) <= 0.05 * obj["area"]
         annotated = client.get(f"/v1/jobs/{job['id']}/annotated.png")
         assert annotated.status_code == 200
         overlay = Image.open(io.BytesIO(annotated.content)).convert("RGB")
@@ -246,3 +247,60 @@ def test_expired_upload_is_uploaded_again_transparently(files_stack: Stack) -> N
         second = run_job(client, data, task="caption")
     assert second["status"] == "succeeded", second["error"]
     assert _stats(files_stack)["uploads_completed"] - stats["uploads_completed"] == 1
+
+
+def test_files_cli_lists_and_prunes_our_uploads(files_stack: Stack) -> None:
+    import json
+    import subprocess
+
+    from tests.services import visionq_command
+
+    data = _big_png(files_stack, 3)
+    with files_stack.client() as client:
+        assert run_job(client, data, task="caption")["status"] == "succeeded"
+    listed = subprocess.run(visionq_command("files", "list", "--json"), env=files_stack.env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    rows = json.loads(listed.stdout)
+    assert any(row["state"] == "ACTIVE" and row["uri"] for row in rows)
+    kept = subprocess.run(visionq_command("files", "prune"), env=files_stack.env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert "deleted 0 upload(s)" in kept.stdout or "kept" in kept.stdout
+    before = _stats(files_stack)
+    pruned = subprocess.run(visionq_command("files", "prune", "--all"), env=files_stack.env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert "kept 0" in pruned.stdout
+    assert _stats(files_stack)["files_deleted"] > before["files_deleted"]
+    after = json.loads(subprocess.run(visionq_command("files", "list", "--json"),
+                                      env=files_stack.env, capture_output=True, text=True,
+                                      check=True).stdout)  # fmt: skip
+    assert after == []
+    # The next job with that image uploads it again, transparently.
+    with files_stack.client() as client:
+        again = run_job(client, data, task="caption")
+    assert again["status"] == "succeeded" and again["inputs"][0]["transport"] == "file"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels (and holds none): a decompression bomb."""
+    import struct
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)))  # fmt: skip
+
+
+def test_bomb_and_heic_at_submit(stack: Stack) -> None:
+    import pillow_heif
+
+    with stack.client() as client:
+        bomb = submit(client, _png_header(100_000, 100_000), task="caption")
+        assert bomb.status_code == 413, bomb.text
+        assert bomb.json()["error"]["code"] == "image_too_large"
+        heif = pillow_heif.from_pillow(draw_scene(320, 240, SEGMENT_SHAPES[:1]))
+        out = io.BytesIO()
+        heif.save(out, quality=95)
+        job = run_job(client, out.getvalue(), task="detect")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["inputs"][0]["mime_type"] in ("image/heic", "image/heif")
+    assert_boxes_match(job["result"]["objects"], SEGMENT_SHAPES[:1], tolerance=2)
