@@ -32,11 +32,11 @@ def truth_mask(shape: Shape) -> Image.Image:
     draw = ImageDraw.Draw(mask)
     size = (0, 0, shape.width - 1, shape.height - 1)
     if shape.kind == "rectangle":
-        draw.rectangle(size, fill=1)
+        draw.rectangle(size, fill=255)
     elif shape.kind == "ellipse":
-        draw.ellipse(size, fill=1)
+        draw.ellipse(size, fill=255)
     else:
-        draw.polygon([(x - x1, y - y1) for x, y in triangle_points(shape.box)], fill=1)
+        draw.polygon([(x - x1, y - y1) for x, y in triangle_points(shape.box)], fill=255)
     return mask
 
 

@@ -31,11 +31,11 @@ def truth_mask(shape: Shape) -> Image.Image:
     mask = Image.new("1", (shape.width, shape.height), 0)
     draw = ImageDraw.Draw(mask)
     if shape.kind == "rectangle":
-        draw.rectangle((0, 0, shape.width - 1, shape.height - 1), fill=1)
+        draw.rectangle((0, 0, shape.width - 1, shape.height - 1), fill=255)
     elif shape.kind == "ellipse":
-        draw.ellipse((0, 0, shape.width - 1, shape.height - 1), fill=1)
+        draw.ellipse((0, 0, shape.width - 1, shape.height - 1), fill=255)
     else:
-        draw.polygon([(x - x1, y - y1) for x, y in triangle_points(shape.box)], fill=1)
+        draw.polygon([(x - x1, y - y1) for x, y in triangle_points(shape.box)], fill=255)
     return mask
 
 
