@@ -38,8 +38,6 @@ class RawJob:
     images: list[bytes] = field(default_factory=list)
 
 
-
-
 @dataclass(frozen=True)
 class AdmittedJob:
     task: TaskKind
