@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.types import Message
 
 from api.errors import ApiError
 from api.schemas import JobCreate
@@ -116,10 +117,44 @@ def _decode_base64(data: str, index: int) -> bytes:
         ) from exc
 
 
+class _BodyTooLargeError(Exception):
+    """The request body grew past the limit while being read."""
+
+
+def _limited(request: Request, limit: int) -> Request:
+    """The same request, whose body reading stops at ``limit`` bytes.
+
+    Content-Length is checked up front, but a chunked body has none: without this, a
+    huge upload would be parsed and spooled to disk before any check.
+    """
+    received = 0
+    receive = request.receive
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise _BodyTooLargeError
+        return message
+
+    return Request(request.scope, counting_receive)
+
+
 async def _read_multipart(request: Request, settings: Settings) -> RawJob:
+    limited = _limited(request, settings.max_request_bytes)
     try:
-        form = await request.form(max_files=settings.max_images_per_job + 1, max_fields=1000)
+        form = await limited.form(max_files=settings.max_images_per_job, max_fields=1000)
+    except _BodyTooLargeError as exc:
+        raise _too_large(
+            "request", settings.max_request_bytes + 1, settings.max_request_bytes
+        ) from exc
     except Exception as exc:  # python-multipart raises several parser-specific types
+        if "Too many files" in str(exc):
+            raise ApiError(
+                422, "too_many_images",
+                f"More than {settings.max_images_per_job} images; that is the limit per job.",
+            ) from exc  # fmt: skip
         raise ApiError(400, "bad_request", f"The multipart body cannot be parsed: {exc}.") from exc
     try:
         return await _raw_from_form(form, settings)
@@ -171,6 +206,8 @@ def _text_field(form: FormData, name: str) -> str | None:
 
 
 def _labels_field(form: FormData) -> list[str] | None:
+    if any(not isinstance(v, str) for v in form.getlist("labels")):
+        raise ApiError(422, "invalid_request", "Form field 'labels' must be text, not a file.")
     values = [v for v in form.getlist("labels") if isinstance(v, str)]
     if not values:
         return None
@@ -203,8 +240,25 @@ def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
     return decoded
 
 
+MAX_LABEL_CHARS = 200
+
+
+def _no_nul(raw: RawJob) -> None:
+    """Refuse NUL characters: PostgreSQL text cannot hold them, and no prompt needs one."""
+    texts = [raw.task, raw.prompt, raw.model, *(raw.labels or [])]
+    if raw.schema is not None:
+        texts.append(json.dumps(raw.schema))
+    if any(text is not None and "\x00" in text for text in texts):
+        raise ApiError(422, "invalid_text", "Text fields must not contain NUL characters.")
+
+
 def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
     """Validate every field and every image; raise ApiError naming the first problem."""
+    _no_nul(raw)
+    if raw.labels and any(len(label) > MAX_LABEL_CHARS for label in raw.labels):
+        raise ApiError(
+            422, "label_too_long", f"Each label may have at most {MAX_LABEL_CHARS} characters."
+        )
     task = _task(raw.task)
     model = _model(raw.model, settings)
     try:

@@ -93,7 +93,7 @@ def _write_outputs(
     for job in jobs.values():
         stem = f"{Path(names.get(job.id, 'job')).stem}-{job.id[:8]}"
         (out / f"{stem}.json").write_text(json.dumps(_dump(job), indent=2) + "\n")
-        if job.task == "detect" and job.status == "succeeded":
+        if job.task in ("detect", "segment") and job.status == "succeeded":
             (out / f"{stem}.annotated.png").write_bytes(client.annotated_png(job.id))
 
 
@@ -137,6 +137,8 @@ def submit(
 ) -> None:
     """Submit IMAGE... as jobs: one per image, or one for all where the task takes several."""
     for path in [*images, *([schema] if schema else [])]:
+        if path.is_dir():
+            _die(f"{path}: is a directory; give image files")
         if not path.is_file():
             _die(f"{path}: no such file")
     schema_value = _read_json(schema) if schema else None
@@ -164,7 +166,10 @@ def submit(
             return
         jobs = _wait_with_progress(client, list(names), timeout, quiet=as_json)
         if out is not None:
-            _write_outputs(client, jobs, names, out)
+            try:
+                _write_outputs(client, jobs, names, out)
+            except OSError as exc:
+                _die(f"cannot write results to {out}: {exc.strerror or exc}")
     if as_json:
         _print_json([_dump(job) for job in jobs.values()])
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from emulator.config import (
@@ -13,6 +14,7 @@ from emulator.config import (
     EmulatorConfig,
 )
 from emulator.server import run
+from emulator.tokens import load_token_rules_file
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,21 +55,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help="every Nth structured answer violates its schema (0 = never)",
     )
+    parser.add_argument(
+        "--token-rules",
+        metavar="FILE",
+        default=None,
+        help="JSON token rules table (shared format); its models entries replace/add "
+        "prefixes of the built-in table",
+    )
+    parser.add_argument(
+        "--flat-image-tokens",
+        metavar="N",
+        type=int,
+        default=None,
+        help="bill every image a flat N tokens for all models (calibration tests)",
+    )
     return parser.parse_args(argv)
+
+
+def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, argparse.Namespace]:
+    """Flags -> a validated config; a bad rules file or setting exits 2 with a message."""
+    args = parse_args(argv)
+    try:
+        rules = load_token_rules_file(args.token_rules) if args.token_rules is not None else None
+        config = EmulatorConfig(
+            api_keys=tuple(args.api_keys),
+            latency_ms=args.latency_ms,
+            inline_limit_bytes=args.inline_limit_bytes,
+            file_processing_s=args.file_processing_s,
+            file_ttl_s=args.file_ttl_s,
+            file_max_bytes=args.file_max_bytes,
+            invalid_json_every=args.invalid_json_every,
+            token_rules=rules,
+            flat_image_tokens=args.flat_image_tokens,
+        )
+    except ValueError as exc:
+        print(f"python -m emulator: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    return config, args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse flags and serve."""
-    args = parse_args(argv)
-    config = EmulatorConfig(
-        api_keys=tuple(args.api_keys),
-        latency_ms=args.latency_ms,
-        inline_limit_bytes=args.inline_limit_bytes,
-        file_processing_s=args.file_processing_s,
-        file_ttl_s=args.file_ttl_s,
-        file_max_bytes=args.file_max_bytes,
-        invalid_json_every=args.invalid_json_every,
-    )
+    config, args = build_config(argv)
     run(config, host=args.host, port=args.port)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from emulator.tokens import TokenTable, build_token_table
 
 DEFAULT_INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 # The File API's documented limits: 2 GB per file, files deleted after 48 hours.
@@ -37,6 +41,12 @@ class EmulatorConfig:
 
     ``invalid_json_every`` = N > 0 makes every Nth structured answer (JSON mime type plus a
     response schema) deliberately violate its schema; 0 never does.
+
+    Token billing (see ``tokens.py``): ``token_rules`` is a parsed rules table in the
+    format shared with ``vision/data/token_rules.json``; its ``models`` entries replace or
+    add prefixes of the built-in table (None = built-in only). ``flat_image_tokens`` = N
+    bills every image N tokens for every model (calibration tests); None = by the rules.
+    An invalid table raises ``ValueError`` (``TokenRulesError``) naming the problem.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -47,6 +57,8 @@ class EmulatorConfig:
     file_ttl_s: float = DEFAULT_FILE_TTL_S
     file_max_bytes: int = DEFAULT_FILE_MAX_BYTES
     invalid_json_every: int = 0
+    token_rules: Mapping[str, Any] | None = None
+    flat_image_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -63,6 +75,15 @@ class EmulatorConfig:
             raise ValueError("invalid_json_every must be >= 0")
         if not self.models:
             raise ValueError("at least one model must be known")
+        if self.flat_image_tokens is not None and (
+            isinstance(self.flat_image_tokens, bool) or self.flat_image_tokens <= 0
+        ):
+            raise ValueError("flat_image_tokens must be > 0")
+        self.token_table()  # validates token_rules
+
+    def token_table(self) -> TokenTable:
+        """The billing table: built-in rules, ``token_rules`` and ``flat_image_tokens``."""
+        return build_token_table(self.token_rules, self.flat_image_tokens)
 
     def accepts_key(self, key: str) -> bool:
         """True if ``key`` (already known to be non-empty) may call the API."""

@@ -55,6 +55,7 @@ class GenerationSettings:
     response_schema: dict[str, Any] | None = None
     media_resolution: str | None = None
     max_output_tokens: int | None = None
+    thinking_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,11 +204,14 @@ def parse_generation_config(config: Any) -> GenerationSettings:
         schema = get_field(config, "response_schema")
     mime_type = get_field(config, "response_mime_type")
     resolution = get_field(config, "media_resolution")
+    thinking = get_field(config, "thinking_config")
+    budget = get_field(thinking, "thinking_budget") if isinstance(thinking, Mapping) else None
     return GenerationSettings(
         response_mime_type=mime_type if isinstance(mime_type, str) else None,
         response_schema=dict(schema) if isinstance(schema, Mapping) else None,
         media_resolution=resolution if isinstance(resolution, str) else None,
         max_output_tokens=_int_or_none(get_field(config, "max_output_tokens")),
+        thinking_budget=_int_or_none(budget),
     )
 
 

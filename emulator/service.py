@@ -26,13 +26,7 @@ from emulator.request import (
 )
 from emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
 from emulator.state import EmulatorState
-from emulator.tokens import (
-    ImageInput,
-    PromptTokens,
-    count_prompt,
-    text_tokens,
-    usage_metadata,
-)
+from emulator.tokens import ImageInput, PromptTokens, TokenTable, thoughts_tokens, usage_metadata
 
 
 def _resolve_file(part: FilePart, store: FileStore) -> Part:
@@ -95,7 +89,7 @@ def _prompt_tokens(
         ImageInput(width=w, height=h, media_resolution=image.media_resolution or default_resolution)
         for image, (w, h) in zip(request.images, sizes, strict=True)
     ]
-    return count_prompt(model, texts, inputs, state.token_rules)
+    return state.token_table.count_prompt(model, texts, inputs)
 
 
 async def _simulate_latency(config: EmulatorConfig) -> None:
@@ -104,10 +98,10 @@ async def _simulate_latency(config: EmulatorConfig) -> None:
         await asyncio.sleep(config.latency_ms / 1000)
 
 
-def _truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
-    if max_tokens is None or text_tokens(text) <= max_tokens:
+def _truncate(text: str, max_tokens: int | None, table: TokenTable) -> tuple[str, str]:
+    if max_tokens is None or table.text_tokens(text) <= max_tokens:
         return text, "STOP"
-    return text[: max_tokens * 4], "MAX_TOKENS"
+    return text[: table.chars_for(max_tokens)], "MAX_TOKENS"
 
 
 async def generate_content(
@@ -126,7 +120,9 @@ async def generate_content(
     prompt = _prompt_tokens(state, model, request, [(s.width, s.height) for s in scenes])
     invalid = is_structured(request) and state.take_invalid_turn()
     reply = answer(request, scenes, invalid_structured=invalid)
-    text, finish_reason = _truncate(reply, request.generation.max_output_tokens)
+    table = state.token_table
+    text, finish_reason = _truncate(reply, request.generation.max_output_tokens, table)
+    thoughts = thoughts_tokens(request.generation.thinking_budget)
     return {
         "candidates": [
             {
@@ -135,7 +131,7 @@ async def generate_content(
                 "index": 0,
             }
         ],
-        "usageMetadata": usage_metadata(prompt, text),
+        "usageMetadata": usage_metadata(prompt, text, thoughts, table),
         "modelVersion": model,
         "responseId": secrets.token_urlsafe(16),
     }

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from emulator.config import EmulatorConfig
 from emulator.files import Clock, FileStore
-from emulator.tokens import DEFAULT_RULE_BY_PREFIX
+from emulator.tokens import TokenTable
 
 
 @dataclass
@@ -58,12 +58,13 @@ class EmulatorState:
 
     config: EmulatorConfig
     clock: Clock = time.time
-    token_rules: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RULE_BY_PREFIX))
     counters: Counters = field(default_factory=Counters)
     files: FileStore = field(init=False)
+    token_table: TokenTable = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.clock)
+        self.token_table = self.config.token_table()
 
     def reset(self) -> None:
         """Forget all files, upload sessions and counters (``POST /_emulator/reset``)."""

@@ -86,6 +86,8 @@ def _with_children() -> tuple[Any, Any]:
 
 def get_job(session: Session, *, tenant: str, job_id: str) -> Job | None:
     """The tenant's job with inputs and attempts, or None (also for other tenants' jobs)."""
+    if not is_job_id(job_id):
+        return None
     query = select(Job).where(Job.id == job_id, Job.tenant == tenant).options(*_with_children())
     return session.scalar(query)
 
@@ -104,9 +106,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, job_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(job_id)
+        moment = datetime.fromisoformat(created)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidCursorError(cursor) from exc
+    if moment.tzinfo is None or not is_job_id(job_id):
+        raise InvalidCursorError(cursor)
+    return moment, job_id
+
+
+def is_job_id(value: object) -> bool:
+    """True for the UUID strings we use as job ids (anything else cannot be a job)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def list_jobs(
@@ -134,6 +149,8 @@ def list_jobs(
 
 def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
     """Cancel a queued or running job; False when it had already ended (or is not found)."""
+    if not is_job_id(job_id):
+        return False
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -113,6 +114,16 @@ class Job(Base):
     total_tokens: Mapped[int | None] = mapped_column(default=None)
     usage: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # The estimate made at submit (vision.estimate), shown beside the actual usage and cost.
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # Money is stored as integer nano-USD (1e-9 $): exact, and atomic to add up in SQL on
+    # every backend (SQLite has no decimal type).
+    cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Budget held for this job until it ends (then settled to its cost, or released).
+    reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Same images, task, prompt, schema, model and options: a finished job's result is reused.
+    cache_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    cached_from: Mapped[str | None] = mapped_column(String(36), default=None)
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"
@@ -189,5 +200,26 @@ class Attempt(Base):
     http_status: Mapped[int | None] = mapped_column(default=None)
     retry_delay_s: Mapped[float | None] = mapped_column(default=None)
     usage: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     job: Mapped[Job] = relationship(back_populates="attempts")
+
+
+class Budget(Base):
+    """A tenant's USD caps and running counters, changed only by conditional updates.
+
+    Admission adds the job's estimated maximum to ``reserved_nusd`` in one UPDATE whose WHERE
+    clause checks the caps, so concurrent submissions can never overshoot. Amounts in nano-USD.
+    """
+
+    __tablename__ = "budgets"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    daily_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    monthly_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    day: Mapped[str] = mapped_column(String(10), default="")
+    spent_day_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    month: Mapped[str] = mapped_column(String(7), default="")
+    spent_month_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,6 +15,8 @@ from vision.parsing import AnswerParseError, detection_items, extract_json
 
 # Google's guide thresholds the probability map at 127: above is inside the object.
 MASK_THRESHOLD = 127
+# A probability map bigger than this is not a mask but an attack (or a broken answer).
+MAX_MASK_PIXELS = 4096 * 4096
 
 
 class InvalidMaskError(ValueError):
@@ -37,14 +39,24 @@ def decode_mask(mask: str, box: tuple[int, int, int, int]) -> tuple[bytes, int]:
     The mask is a base64 PNG probability map, with or without a ``data:`` URL prefix, at
     whatever resolution the model chose: it is resized to the box, then thresholded.
     """
+    width, height = box[2] - box[0], box[3] - box[1]
+    if width < 1 or height < 1:
+        raise InvalidMaskError(f"the box {list(box)} has no pixels")
     payload = mask.split(",", 1)[1] if mask.startswith("data:") else mask
     try:
         raw = base64.b64decode(payload.strip() + "=" * (-len(payload.strip()) % 4), validate=False)
         with Image.open(io.BytesIO(raw)) as decoded:
+            if decoded.width * decoded.height > MAX_MASK_PIXELS:
+                raise InvalidMaskError(f"mask of {decoded.width}x{decoded.height} is too large")
             probability = decoded.convert("L")
-    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as exc:
+    except (
+        binascii.Error,
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as exc:
         raise InvalidMaskError(f"undecodable mask: {exc}") from exc
-    width, height = box[2] - box[0], box[3] - box[1]
     resized = probability.resize((width, height), Image.Resampling.BILINEAR)
     thresholded = resized.point(lambda value: 255 if value > MASK_THRESHOLD else 0)
     area = thresholded.histogram()[255]

@@ -96,7 +96,9 @@ def parse_label(text: str, labels: list[str]) -> str:
         if isinstance(value, str) and _normalise_label(value) in by_key:
             return by_key[_normalise_label(value)]
     mentioned = [
-        label for key, label in by_key.items() if re.search(rf"\b{re.escape(key)}\b", answer)
+        label
+        for key, label in by_key.items()
+        if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", answer)
     ]
     if len(mentioned) == 1:
         return mentioned[0]

@@ -94,6 +94,12 @@ def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
             if isinstance(exc, GeminiCallError) and exc.usage:
                 usage = exc.usage.plus(usage)
             return _fail(ctx, claim, _failure(exc), usage=usage)
+        except Exception as exc:
+            # A bug of ours: logged with its traceback, and the job and its attempt end
+            # failed with the cause instead of staying "running" forever.
+            log.exception("job %s crashed", job.id)
+            failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            return _fail(ctx, claim, failure, usage=usage)
     raise AssertionError("unreachable: the second round always returns")
 
 

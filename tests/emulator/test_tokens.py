@@ -108,7 +108,9 @@ def test_rule_table_is_per_prefix_and_overridable() -> None:
     assert tokens.rule_name_for("gemini-2.5-flash-lite") == "tiles_768"
     assert tokens.rule_name_for("gemini-1.5-pro") == "crop_unit"
     assert tokens.rule_name_for("gemini-3.1-pro-preview") == "media_resolution"
-    flat = {**tokens.DEFAULT_RULE_BY_PREFIX, "gemini-2.5": "flat_258"}
+    flat = tokens.build_token_table(
+        {"models": {"gemini-2.5": {"image_rule": "flat", "tile_tokens": 258}}}
+    )
     big = tokens.ImageInput(width=3840, height=2160)
     assert tokens.count_prompt("gemini-2.5-flash", [], [big], flat).image == 258
     assert tokens.count_prompt("gemini-2.5-flash", [], [big]).image == 5 * 3 * 258
@@ -116,4 +118,4 @@ def test_rule_table_is_per_prefix_and_overridable() -> None:
 
 def test_gemini25_low_media_resolution() -> None:
     low = tokens.ImageInput(width=1000, height=800, media_resolution="MEDIA_RESOLUTION_LOW")
-    assert tokens.tiles_768(low) == 64
+    assert tokens.DEFAULT_TABLE.image_tokens("gemini-2.5-flash", low) == 64

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -230,3 +231,49 @@ def test_annotated_png_of_a_job_not_finished(paused_stack: Stack) -> None:
         client.post(f"/v1/jobs/{job_id}/cancel")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "job_not_finished"
+
+
+def test_hostile_inputs_are_4xx(stack: Stack) -> None:
+    import base64 as b64
+    import json
+
+    data, _ = scene_png(39)
+    naive = b64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode()).decode()
+    with stack.client() as client:
+        assert client.get(f"/v1/jobs?cursor={naive}").json()["error"]["code"] == "invalid_cursor"
+        assert client.get("/v1/jobs/%00").status_code == 404
+        assert client.post("/v1/jobs/%00/cancel").status_code == 404
+        nul = submit(client, data, task="ask", prompt="a\x00b")
+        assert nul.status_code == 422 and nul.json()["error"]["code"] == "invalid_text"
+        remote = submit(
+            client, data, task="custom", prompt="x", schema={"$ref": "http://127.0.0.1:9/x"}
+        )
+        assert remote.status_code == 422 and remote.json()["error"]["code"] == "invalid_schema"
+        many = submit(client, [data] * 17, task="ask", prompt="x")
+        assert many.status_code == 422 and many.json()["error"]["code"] == "too_many_images"
+
+
+def test_chunked_body_over_the_limit_is_413(stack: Stack) -> None:
+    """No Content-Length: the limit is enforced while reading, not after spooling it all."""
+    limit = 200 * 1024 * 1024
+    boundary = "visionqboundary"
+
+    def body() -> Iterator[bytes]:
+        field = 'Content-Disposition: form-data; name="task"'
+        yield f"--{boundary}\r\n{field}\r\n\r\ncaption\r\n".encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        chunk = b"\0" * (1024 * 1024)
+        for _ in range(limit // len(chunk) + 8):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with stack.client() as client:
+        response = client.post(
+            "/v1/jobs", content=body(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )  # fmt: skip
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
