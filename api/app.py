@@ -10,13 +10,15 @@ from fastapi import FastAPI
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.queue import JobQueue
-from api.routes import health, images, jobs
+from api.routes import estimate, health, images, jobs
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings, get_settings
+from vision.costing import CostBook
 
 
 def open_resources(settings: Settings) -> ApiResources:
+    rules, prices = settings.cost_overrides()
     engine = make_engine(settings.database_url)
     return ApiResources(
         settings=settings,
@@ -24,6 +26,7 @@ def open_resources(settings: Settings) -> ApiResources:
         sessions=make_session_factory(engine),
         blobs=BlobStore(settings.blob_dir),
         queue=JobQueue(settings.redis_url),
+        costs=CostBook.load(token_rules=rules, prices=prices),
     )
 
 
@@ -53,4 +56,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(images.router)
+    app.include_router(estimate.router)
     return app

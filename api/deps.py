@@ -15,6 +15,7 @@ from api.queue import JobQueue
 from models.blobs import BlobStore
 from models.keys import authenticate
 from models.settings import Settings
+from vision.costing import CostBook
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ApiResources:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     queue: JobQueue
+    costs: CostBook
 
 
 def get_resources(request: Request) -> ApiResources:

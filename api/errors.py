@@ -32,6 +32,7 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 _STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    402: "budget_exceeded",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

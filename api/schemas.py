@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.tables import Attempt, Job, JobInput
+from vision.costing import usd_text
 
 
 class ImageIn(BaseModel):
@@ -45,6 +46,11 @@ class JobCreate(BaseModel):
         alias="schema",
         description="custom: a JSON Schema the answer must satisfy (structured output).",
     )
+
+
+def _usd(nusd: int | None) -> str | None:
+    """Nano-USD as a plain decimal string (exact, no float rounding)."""
+    return None if nusd is None else usd_text(nusd)
 
 
 class ErrorDetail(BaseModel):
@@ -86,6 +92,7 @@ class AttemptPublic(BaseModel):
     error_class: str | None
     error_message: str | None
     http_status: int | None
+    cost_usd: str | None = Field(description="What this attempt's Gemini call cost, USD.")
 
     @classmethod
     def of(cls, row: Attempt) -> AttemptPublic:
@@ -97,6 +104,7 @@ class AttemptPublic(BaseModel):
             error_class=row.error_class,
             error_message=row.error_message,
             http_status=row.http_status,
+            cost_usd=_usd(row.cost_nusd),
         )
 
 
@@ -128,6 +136,10 @@ class JobPublic(BaseModel):
     usage: UsagePublic | None
     result: dict[str, Any] | None
     error: ErrorDetail | None
+    estimate: dict[str, Any] | None = Field(
+        description="Tokens and USD range estimated at submit (see POST /v1/estimate)."
+    )
+    cost_usd: str | None = Field(description="Actual cost of all of the job's Gemini calls.")
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -163,6 +175,8 @@ class JobPublic(BaseModel):
             usage=usage,
             result=job.result,
             error=error,
+            estimate=job.estimate,
+            cost_usd=_usd(job.cost_nusd),
         )
 
 

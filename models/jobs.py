@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from models.budgets import settle
 from models.tables import Attempt, AttemptOutcome, Job, JobInput, JobStatus, utcnow
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -49,6 +50,8 @@ def create_job(
     options: dict[str, Any],
     inputs: Sequence[NewInput],
     response_schema: dict[str, Any] | None = None,
+    estimate: dict[str, Any] | None = None,
+    reserved_nusd: int = 0,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction."""
     job = Job(
@@ -60,6 +63,8 @@ def create_job(
         labels=labels,
         options=options,
         response_schema=response_schema,
+        estimate=estimate,
+        reserved_nusd=reserved_nusd,
         status=JobStatus.QUEUED,
         created_at=utcnow(),
         attempt_count=0,
@@ -151,7 +156,7 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
     """Cancel a queued or running job; False when it had already ended (or is not found)."""
     if not is_job_id(job_id):
         return False
-    result = session.execute(
+    ended = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
         .values(
@@ -160,8 +165,13 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
             error_code="cancelled",
             error_message="Cancelled at the caller's request.",
         )
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .returning(Job.tenant, Job.reserved_nusd)
+    ).first()
+    if ended is None:
+        return False
+    # The reservation is released; a late answer of a running call is not charged.
+    settle(session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=0)
+    return True
 
 
 @dataclass(frozen=True)
@@ -232,8 +242,9 @@ def finish_attempt(
     error_message: str | None = None,
     http_status: int | None = None,
     usage: dict[str, Any] | None = None,
+    cost_nusd: int | None = None,
 ) -> None:
-    """Close an attempt with its outcome."""
+    """Close an attempt with its outcome (and what its Gemini call cost)."""
     session.execute(
         update(Attempt)
         .where(Attempt.id == attempt_id)
@@ -244,6 +255,7 @@ def finish_attempt(
             error_message=error_message,
             http_status=http_status,
             usage=usage,
+            cost_nusd=cost_nusd,
         )
     )
 
@@ -295,8 +307,12 @@ def complete_job(
     result: dict[str, Any],
     usage: Usage | None,
     model_version: str | None,
+    cost_nusd: int | None = None,
 ) -> bool:
-    """Store the result of a running job; False if it is no longer running (cancelled)."""
+    """Store the result of a running job; False if it is no longer running (cancelled).
+
+    The budget reservation is settled to the actual cost in the same transaction.
+    """
     values: dict[str, Any] = {
         "status": JobStatus.SUCCEEDED,
         "finished_at": utcnow(),
@@ -305,10 +321,7 @@ def complete_job(
     }
     if usage is not None:
         values.update(usage.columns())
-    outcome = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING).values(**values)
-    )
-    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+    return _end(session, job_id, (JobStatus.RUNNING,), values, cost_nusd)
 
 
 def fail_job(
@@ -318,6 +331,7 @@ def fail_job(
     code: str,
     message: str,
     usage: Usage | None = None,
+    cost_nusd: int | None = None,
 ) -> bool:
     """End an active job as failed; False if it had already ended."""
     values: dict[str, Any] = {
@@ -328,7 +342,26 @@ def fail_job(
     }
     if usage is not None:
         values.update(usage.columns())
-    outcome = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)).values(**values)
+    return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd)
+
+
+def _end(
+    session: Session,
+    job_id: str,
+    from_statuses: Sequence[str],
+    values: dict[str, Any],
+    cost_nusd: int | None,
+) -> bool:
+    """Move a job to a terminal state once, settling its budget reservation with it."""
+    ended = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(from_statuses))
+        .values(**values, cost_nusd=cost_nusd)
+        .returning(Job.tenant, Job.reserved_nusd)
+    ).first()
+    if ended is None:
+        return False
+    settle(
+        session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=cost_nusd or 0
     )
-    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+    return True

@@ -6,8 +6,10 @@ nothing here is read at import time: call :func:`get_settings` where a process s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
     # An upload claimed this long ago without finishing belongs to a dead worker.
     file_upload_stale_s: float = Field(default=600.0, gt=0)
 
+    # JSON files overriding the built-in token rules and prices (vision/data/*.json format).
+    token_rules_file: Path | None = None
+    prices_file: Path | None = None
+
     max_images_per_job: int = Field(default=16, ge=1, le=3600)
     max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
@@ -72,6 +78,10 @@ class Settings(BaseSettings):
             self.blob_dir = str(self.data_dir / "blobs")
         return self
 
+    def cost_overrides(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The token-rules and price overrides read from their files (None when unset)."""
+        return _read_json(self.token_rules_file), _read_json(self.prices_file)
+
     def gemini_key(self) -> str | None:
         """The Gemini API key in clear text, for the SDK only; never log it."""
         return self.gemini_api_key.get_secret_value() if self.gemini_api_key else None
@@ -93,6 +103,18 @@ def redact_url(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def _read_json(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.expanduser().read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return data
 
 
 def get_settings() -> Settings:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings
+from vision.costing import CostBook
 from worker.files import FilePolicy, UploadCache
 from worker.gemini import GeminiCaller, gemini_identity, make_client
 
@@ -22,10 +23,12 @@ class WorkerContext:
     blobs: BlobStore
     gemini: GeminiCaller
     uploads: UploadCache
+    costs: CostBook
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
         """Open every resource a job needs."""
+        rules, prices = settings.cost_overrides()
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         blobs = BlobStore(settings.blob_dir)
@@ -39,7 +42,7 @@ class WorkerContext:
         )
         return cls(
             settings=settings, engine=engine, sessions=sessions, blobs=blobs, gemini=gemini,
-            uploads=uploads,
+            uploads=uploads, costs=CostBook.load(token_rules=rules, prices=prices),
         )  # fmt: skip
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from models.jobs import (
     set_transports,
 )
 from models.tables import AttemptOutcome, Job
+from vision.costing import to_nano
 from vision.masks import parse_segments
 from vision.parsing import AnswerParseError
 from vision.structured import SchemaMismatchError
@@ -75,31 +76,50 @@ def _failure(exc: Exception) -> _Failure:
     )
 
 
-def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
+@dataclass
+class _Spend:
+    """Tokens and money of every Gemini call a job made (each attempt records its own)."""
+
     usage: Usage | None = None
+    cost_nusd: int | None = None
+    last_call_nusd: int | None = None
+
+    def add(self, ctx: WorkerContext, model: str, call: Usage | None) -> None:
+        self.last_call_nusd = None
+        if call is None:
+            return
+        self.usage = call.plus(self.usage)
+        cost = ctx.costs.call_cost(model, call.raw)
+        if cost is not None:
+            self.last_call_nusd = to_nano(cost)
+            self.cost_nusd = (self.cost_nusd or 0) + self.last_call_nusd
+
+
+def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
+    spend = _Spend()
     # A structured answer that fails its schema is asked for once more, then fails.
     for round_number in (1, 2):
         try:
             answer = call_gemini(ctx, job)
-            usage = answer.usage.plus(usage) if answer.usage else usage
-            return _complete(ctx, claim, interpret(ctx, job, answer.text), usage, answer)
+            spend.add(ctx, job.model, answer.usage)
+            return _complete(ctx, claim, interpret(ctx, job, answer.text), spend, answer)
         except SchemaMismatchError as exc:
             if round_number == 2:
-                return _fail(ctx, claim, _failure(exc), usage=usage)
-            retry = _retry_after_invalid_answer(ctx, claim, str(exc), answer)
+                return _fail(ctx, claim, _failure(exc), spend)
+            retry = _retry_after_invalid_answer(ctx, claim, str(exc), answer, spend)
             if retry is None:  # cancelled meanwhile
                 return "discarded"
             claim = retry
         except (BlobNotFoundError, GeminiCallError, AnswerParseError) as exc:
-            if isinstance(exc, GeminiCallError) and exc.usage:
-                usage = exc.usage.plus(usage)
-            return _fail(ctx, claim, _failure(exc), usage=usage)
+            if isinstance(exc, GeminiCallError):
+                spend.add(ctx, job.model, exc.usage)
+            return _fail(ctx, claim, _failure(exc), spend)
         except Exception as exc:
             # A bug of ours: logged with its traceback, and the job and its attempt end
             # failed with the cause instead of staying "running" forever.
             log.exception("job %s crashed", job.id)
             failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-            return _fail(ctx, claim, failure, usage=usage)
+            return _fail(ctx, claim, failure, spend)
     raise AssertionError("unreachable: the second round always returns")
 
 
@@ -149,43 +169,42 @@ def interpret(ctx: WorkerContext, job: Job, text: str) -> dict[str, Any]:
 
 
 def _retry_after_invalid_answer(
-    ctx: WorkerContext, claim: Claim, reason: str, answer: GeminiAnswer
+    ctx: WorkerContext, claim: Claim, reason: str, answer: GeminiAnswer, spend: _Spend
 ) -> Claim | None:
     with ctx.sessions.begin() as session:
         finish_attempt(
             session, claim.attempt_id, outcome=AttemptOutcome.FAILED,
             error_class="SchemaMismatchError", error_message=reason, http_status=200,
-            usage=answer.usage.raw if answer.usage else None,
+            usage=answer.usage.raw if answer.usage else None, cost_nusd=spend.last_call_nusd,
         )  # fmt: skip
         return open_attempt(session, claim.job_id)
 
 
 def _complete(
-    ctx: WorkerContext,
-    claim: Claim,
-    result: dict[str, Any],
-    usage: Usage | None,
-    answer: GeminiAnswer,
+    ctx: WorkerContext, claim: Claim, result: dict[str, Any], spend: _Spend, answer: GeminiAnswer
 ) -> str:
     with ctx.sessions.begin() as session:
         stored = complete_job(
-            session, claim.job_id, result=result, usage=usage, model_version=answer.model_version
-        )
+            session, claim.job_id, result=result, usage=spend.usage,
+            model_version=answer.model_version, cost_nusd=spend.cost_nusd,
+        )  # fmt: skip
         finish_attempt(
             session,
             claim.attempt_id,
             outcome=AttemptOutcome.SUCCEEDED if stored else AttemptOutcome.DISCARDED,
             http_status=200,
             usage=answer.usage.raw if answer.usage else None,
+            cost_nusd=spend.last_call_nusd,
         )
     return "succeeded" if stored else "discarded"
 
 
-def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, *, usage: Usage | None) -> str:
+def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: _Spend) -> str:
     with ctx.sessions.begin() as session:
         ended = fail_job(
-            session, claim.job_id, code=failure.code, message=failure.message, usage=usage
-        )
+            session, claim.job_id, code=failure.code, message=failure.message,
+            usage=spend.usage, cost_nusd=spend.cost_nusd,
+        )  # fmt: skip
         finish_attempt(
             session,
             claim.attempt_id,
@@ -193,7 +212,8 @@ def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, *, usage: Usage |
             error_class=failure.error_class,
             error_message=failure.message,
             http_status=failure.http_status,
-            usage=usage.raw if usage else None,
+            usage=spend.usage.raw if spend.usage else None,
+            cost_nusd=spend.last_call_nusd,
         )
     log.info("job %s failed: %s %s", claim.job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from api.admission import budget_refusal, estimate_of
 from api.deps import ApiResources, Caller, CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
 from api.intake import AdmittedJob, admit, read_job_request
 from api.queue import QueueUnavailableError
 from api.schemas import ErrorBody, JobCreate, JobPage, JobPublic
+from models.budgets import reserve
 from models.jobs import (
     InvalidCursorError,
     NewInput,
@@ -23,13 +25,14 @@ from models.jobs import (
     list_jobs,
 )
 from models.tables import JobStatus
+from vision.costing import reservation_nusd
 from vision.tasks import TaskKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 413, 415, 422, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 402, 404, 413, 415, 422, 503)
 }
 
 
@@ -73,7 +76,7 @@ _MULTIPART_SCHEMA = {
     },
 }
 
-_CREATE_BODY = {
+CREATE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
@@ -88,8 +91,8 @@ _CREATE_BODY = {
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=_ERRORS,
-    openapi_extra=_CREATE_BODY,
+    responses=ERRORS,
+    openapi_extra=CREATE_BODY,
     summary="Submit a vision job",
 )
 async def submit_job(
@@ -104,6 +107,8 @@ async def submit_job(
 
 
 def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiResources) -> JobPublic:
+    estimate = estimate_of(admitted, resources)
+    needed = reservation_nusd(estimate)
     inputs = [
         NewInput(
             sha256=resources.blobs.put(image.data),
@@ -115,6 +120,10 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
         for image in admitted.images
     ]
     with resources.sessions.begin() as session:
+        # First write of the transaction: the budget check and hold are one atomic UPDATE.
+        if not reserve(session, tenant=caller.tenant, amount_nusd=needed):
+            session.rollback()
+            raise budget_refusal(session, caller.tenant, needed)
         job = create_job(
             session,
             tenant=caller.tenant,
@@ -125,6 +134,8 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
             options=admitted.options,
             inputs=inputs,
             response_schema=admitted.schema,
+            estimate=estimate.model_dump(mode="json"),
+            reserved_nusd=needed,
         )
         public = JobPublic.of(job)
     try:
@@ -138,7 +149,7 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
     return public
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=_ERRORS, summary="Read a job")
+@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS, summary="Read a job")
 def read_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
     """Status, timestamps, attempts, usage, and the result or the error."""
     job = get_job(session, tenant=caller.tenant, job_id=job_id)
@@ -147,7 +158,7 @@ def read_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
     return JobPublic.of(job)
 
 
-@router.get("", response_model=JobPage, responses=_ERRORS, summary="List jobs, newest first")
+@router.get("", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
 def read_jobs(
     *,
     caller: CallerDep,
@@ -168,9 +179,7 @@ def read_jobs(
     return JobPage(jobs=[JobPublic.of(job) for job in jobs], next_cursor=next_cursor)
 
 
-@router.post(
-    "/{job_id}/cancel", response_model=JobPublic, responses=_ERRORS, summary="Cancel a job"
-)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS, summary="Cancel a job")
 def cancel(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
     """Cancel a queued or running job; a running job's late result is discarded.
 

@@ -1,0 +1,45 @@
+"""Admission of a job: its cost estimate, and the refusal when the budget cannot hold it."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from api.deps import ApiResources
+from api.errors import ApiError
+from api.intake import AdmittedJob
+from models.budgets import budget_state
+from vision.costing import usd_text
+from vision.estimate import Estimate
+
+
+def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
+    """The job's token and cost estimate, as the worker will send it."""
+    return resources.costs.estimate(
+        task=admitted.task,
+        model=admitted.model,
+        prompt=admitted.prompt,
+        labels=admitted.labels,
+        options=admitted.options,
+        schema=admitted.schema,
+        sizes=[(image.width, image.height) for image in admitted.images],
+    )
+
+
+def budget_refusal(session: Session, tenant: str, needed_nusd: int) -> ApiError:
+    """A 402 stating budget, spent, reserved and needed, and what to do about it."""
+    state = budget_state(session, tenant)
+    parts = []
+    if state.daily_nusd is not None:
+        spent = usd_text(state.spent_day_nusd)
+        parts.append(f"daily budget ${usd_text(state.daily_nusd)}, spent today ${spent}")
+    if state.monthly_nusd is not None:
+        spent = usd_text(state.spent_month_nusd)
+        parts.append(f"monthly budget ${usd_text(state.monthly_nusd)}, spent this month ${spent}")
+    return ApiError(
+        402,
+        "budget_exceeded",
+        f"This job may cost up to ${usd_text(needed_nusd)}, more than the remaining budget of "
+        f"tenant {tenant!r}: {'; '.join(parts)}; reserved by unfinished jobs "
+        f"${usd_text(state.reserved_nusd)}. Wait for the next period, raise the budget "
+        "(visionq budgets set), or lower options.max_output_tokens.",
+    )
