@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import typer
 
+from cli import cost as cost_commands
 from cli import files as files_commands
 from cli import keys as keys_commands
 from cli import user
@@ -29,6 +31,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(keys_commands.app, name="keys")
 app.add_typer(files_commands.app, name="files")
+app.add_typer(cost_commands.cost_app, name="cost")
+app.add_typer(cost_commands.budgets_app, name="budgets")
 user.register(app)
 app.command()(dev)
 app.command()(demo)
@@ -124,18 +128,31 @@ def run_emulator(
     invalid_json_every: int = typer.Option(
         0, help="Make every Nth structured (JSON schema) answer invalid; 0 = never."
     ),
+    token_rules: Path | None = typer.Option(
+        None, help="JSON token rules to bill by (vision/data/token_rules.json format)."
+    ),
+    flat_image_tokens: int | None = typer.Option(
+        None, help="Bill every image this many tokens, whatever the model (calibration tests)."
+    ),
 ) -> None:
     """Serve the Gemini API emulator (synthetic answers, for tests and offline demos)."""
     from emulator.config import EmulatorConfig
     from emulator.server import run
+    from emulator.tokens import load_token_rules_file
 
-    config = EmulatorConfig(
-        api_keys=tuple(api_key),
-        latency_ms=latency_ms,
-        file_processing_s=file_processing_s,
-        file_ttl_s=file_ttl_s,
-        invalid_json_every=invalid_json_every,
-    )
+    try:
+        config = EmulatorConfig(
+            api_keys=tuple(api_key),
+            latency_ms=latency_ms,
+            file_processing_s=file_processing_s,
+            file_ttl_s=file_ttl_s,
+            invalid_json_every=invalid_json_every,
+            token_rules=load_token_rules_file(token_rules) if token_rules else None,
+            flat_image_tokens=flat_image_tokens,
+        )
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from exc
     run(config, host=host, port=port)
 
 

@@ -273,7 +273,48 @@ def cancel(
         typer.echo(f"{job.id} {job.status}")
 
 
+def estimate(
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    task: Annotated[TaskKind, typer.Option("--task", "-t", help="The task to estimate.")],
+    prompt: Annotated[str | None, typer.Option(help="The prompt, if the task takes one.")] = None,
+    labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Gemini model (server default if unset).")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate tokens and USD for IMAGE... (one job per image, like submit); nothing runs."""
+    for path in images:
+        if not path.is_file():
+            _die(f"{path}: no such file")
+    groups = [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
+    label_list = [part.strip() for part in labels.split(",")] if labels else None
+    with _client(url, api_key) as client:
+        found = [
+            client.estimate(group, task=task.value, prompt=prompt, labels=label_list, model=model)
+            for group in groups
+        ]
+    if as_json:
+        _print_json(found)
+        return
+    console = Console()
+    for group, item in zip(groups, found, strict=True):
+        names = ", ".join(path.name for path in group)
+        if not item.get("known"):
+            console.print(f"{names}: no estimate: {item.get('reason')}", markup=False)
+            continue
+        sizes = " ".join(f"{i['width']}x{i['height']}={i['tokens']}" for i in item["images"])
+        cost = item["cost_usd"] or {}
+        console.print(
+            f"{names}: {item['model']} input {item['input_tokens']} tokens (images {sizes}), "
+            f"output <= {item['output_tokens_max']}, USD {cost.get('min')} - {cost.get('max')}",
+            markup=False, highlight=False,
+        )  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     """Add the user commands to the `visionq` app."""
-    for command in (submit, status, wait, result, jobs, cancel):
+    for command in (submit, estimate, status, wait, result, jobs, cancel):
         app.command()(command)

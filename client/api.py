@@ -94,20 +94,43 @@ class VisionqClient:
 
         ``schema`` (task custom) is a JSON Schema the answer must satisfy.
         """
-        data: dict[str, Any] = {"task": task}
-        if prompt is not None:
-            data["prompt"] = prompt
-        if model is not None:
-            data["model"] = model
-        if labels:
-            data["labels"] = json.dumps(list(labels))
-        if options:
-            data["options"] = json.dumps(options)
-        if schema is not None:
-            data["schema"] = json.dumps(schema)
-        files = [_image_part(index, image) for index, image in enumerate(images)]
+        data, files = _job_form(
+            images,
+            task=task,
+            prompt=prompt,
+            labels=labels,
+            model=model,
+            options=options,
+            schema=schema,
+        )
         response = self._request("POST", "/v1/jobs", data=data, files=files)
         return Job.model_validate(response.json())
+
+    def estimate(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        task: str,
+        prompt: str | None = None,
+        labels: Sequence[str] | None = None,
+        model: str | None = None,
+        options: dict[str, Any] | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The token and cost estimate of a job, without running it (same fields as submit)."""
+        data, files = _job_form(
+            images,
+            task=task,
+            prompt=prompt,
+            labels=labels,
+            model=model,
+            options=options,
+            schema=schema,
+        )
+        estimate: dict[str, Any] = self._request(
+            "POST", "/v1/estimate", data=data, files=files
+        ).json()
+        return estimate
 
     def job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
@@ -167,6 +190,31 @@ class VisionqClient:
                 pending = [job_id for job_id, job in latest.items() if not job.done]
                 raise TimeoutError(f"{len(pending)} job(s) still unfinished: {', '.join(pending)}")
             time.sleep(poll_interval)
+
+
+def _job_form(
+    images: Sequence[ImageSource],
+    *,
+    task: str,
+    prompt: str | None,
+    labels: Sequence[str] | None,
+    model: str | None,
+    options: dict[str, Any] | None,
+    schema: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[tuple[str, tuple[str, bytes, str]]]]:
+    """The multipart fields and files of a job (POST /v1/jobs and /v1/estimate)."""
+    data: dict[str, Any] = {"task": task}
+    if prompt is not None:
+        data["prompt"] = prompt
+    if model is not None:
+        data["model"] = model
+    if labels:
+        data["labels"] = json.dumps(list(labels))
+    if options:
+        data["options"] = json.dumps(options)
+    if schema is not None:
+        data["schema"] = json.dumps(schema)
+    return data, [_image_part(index, image) for index, image in enumerate(images)]
 
 
 def _error_from(response: httpx.Response) -> VisionqError:

@@ -121,23 +121,25 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
     ]
     with resources.sessions.begin() as session:
         # First write of the transaction: the budget check and hold are one atomic UPDATE.
-        if not reserve(session, tenant=caller.tenant, amount_nusd=needed):
-            session.rollback()
+        held = reserve(session, tenant=caller.tenant, amount_nusd=needed)
+        if held:
+            job = create_job(
+                session,
+                tenant=caller.tenant,
+                task=admitted.task,
+                model=admitted.model,
+                prompt=admitted.prompt,
+                labels=admitted.labels,
+                options=admitted.options,
+                inputs=inputs,
+                response_schema=admitted.schema,
+                estimate=estimate.model_dump(mode="json"),
+                reserved_nusd=needed,
+            )
+            public = JobPublic.of(job)
+    if not held:
+        with resources.sessions() as session:
             raise budget_refusal(session, caller.tenant, needed)
-        job = create_job(
-            session,
-            tenant=caller.tenant,
-            task=admitted.task,
-            model=admitted.model,
-            prompt=admitted.prompt,
-            labels=admitted.labels,
-            options=admitted.options,
-            inputs=inputs,
-            response_schema=admitted.schema,
-            estimate=estimate.model_dump(mode="json"),
-            reserved_nusd=needed,
-        )
-        public = JobPublic.of(job)
     try:
         resources.queue.enqueue(job.id)
     except QueueUnavailableError as exc:

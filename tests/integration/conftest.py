@@ -232,3 +232,17 @@ def files_stack(
     built.env["EMULATOR_URL"] = files_emulator_url
     yield built
     built.stop()
+
+
+@pytest.fixture(scope="session")
+def calibration_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
+    """Its own SQLite database, in front of an emulator that bills every image 258 tokens
+    (as Gemini 2.5 was seen to in the field), unlike the documented tile rule."""
+    proc, url = _start_emulator(workdir, "flat-emulator", "--flat-image-tokens", "258")
+    built = _build_stack(
+        "calibration", workdir, f"sqlite:///{workdir / 'calibration.db'}", redis_url, url, 7,
+        with_worker=True,
+    )  # fmt: skip
+    yield built
+    built.stop()
+    proc.stop()

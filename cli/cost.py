@@ -1,0 +1,180 @@
+"""`visionq cost report` and `visionq budgets`: spending, estimation accuracy, caps."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from models.settings import get_settings
+
+cost_app = typer.Typer(
+    help="What jobs cost, and how good the estimates were.", no_args_is_help=True
+)
+budgets_app = typer.Typer(help="Per-tenant daily and monthly USD caps.", no_args_is_help=True)
+
+
+def _since(value: str | None) -> datetime | None:
+    """'7d', '12h' or an ISO date/time (UTC)."""
+    if value is None:
+        return None
+    relative = re.fullmatch(r"(\d+)([dh])", value.strip())
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        return datetime.now(UTC) - (
+            timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
+        )
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter("use 7d, 12h or a date like 2026-11-01") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cost_app.command("report")
+def report(
+    since: Annotated[
+        str | None, typer.Option(help="Only jobs finished since: 7d, 12h or a date.")
+    ] = None,
+    by: Annotated[str, typer.Option(help="Group by model, tenant, task or day.")] = "model",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Tokens and money per group, and the estimation error per model (with proposals)."""
+    from models.db import make_engine, make_session_factory
+    from models.reports import GROUPINGS, finished_jobs, spend_by
+    from vision.calibration import accuracy, observation_of
+    from vision.costing import usd_text
+
+    if by not in GROUPINGS:
+        raise typer.BadParameter(f"--by must be one of {', '.join(GROUPINGS)}")
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    try:
+        with make_session_factory(engine)() as session:
+            jobs = finished_jobs(session, since=_since(since))
+    finally:
+        engine.dispose()
+    rows = spend_by(jobs, by)
+    checks = accuracy(
+        observation_of(job.model, job.estimate, job.usage) for job in jobs if not job.cached_from
+    )
+    if as_json:
+        typer.echo(json.dumps({
+            "by": by,
+            "rows": [{**row.__dict__, "cost_usd": usd_text(row.cost_nusd)} for row in rows],
+            "estimation": [check.__dict__ for check in checks],
+        }, indent=2))  # fmt: skip
+        return
+    console = Console()
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", title=f"spending by {by}")
+    for column in (by, "jobs", "cached", "prompt tokens", "output tokens", "cost USD"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for row in rows:
+        table.add_row(row.key, str(row.jobs), str(row.cached), f"{row.prompt_tokens:,}",
+                      f"{row.output_tokens:,}", usd_text(row.cost_nusd))  # fmt: skip
+    total = sum(row.cost_nusd for row in rows)
+    table.add_row(
+        "total", str(sum(r.jobs for r in rows)), "", "", "", usd_text(total), style="bold"
+    )
+    console.print(table)
+    accuracy_table = Table(box=box.SIMPLE_HEAD, header_style="bold", title="input-token estimates")
+    for column in ("model", "jobs", "mean abs error %", "worst abs error %"):
+        accuracy_table.add_column(column, justify="left" if column == "model" else "right")
+    for check in checks:
+        accuracy_table.add_row(check.model, str(check.jobs), f"{check.mean_abs_pct:.1f}",
+                               f"{check.worst_abs_pct:.1f}")  # fmt: skip
+    console.print(accuracy_table)
+    for check in checks:
+        if check.finding:
+            console.print(check.finding, markup=False, highlight=False)
+        if check.proposal:
+            console.print("proposed token rules entry (VISIONQ_TOKEN_RULES_FILE):", highlight=False)
+            console.print(
+                json.dumps({"models": check.proposal}, indent=2), markup=False, highlight=False
+            )
+
+
+def _cap(nusd: int | None) -> str:
+    from vision.costing import usd_text
+
+    return "none" if nusd is None else usd_text(nusd)
+
+
+def _nano(usd: str | None) -> int | None:
+    if usd is None or usd.lower() in ("", "none", "unlimited"):
+        return None
+    try:
+        amount = Decimal(usd)
+    except InvalidOperation as exc:
+        raise typer.BadParameter(f"{usd!r} is not an amount in USD") from exc
+    if amount < 0:
+        raise typer.BadParameter("budgets cannot be negative")
+    return int(amount * 1_000_000_000)
+
+
+@budgets_app.command("set")
+def set_(
+    tenant: Annotated[str, typer.Argument(help="Tenant (see visionq keys list).")],
+    daily: Annotated[str | None, typer.Option(help="USD per day (UTC); 'none' = no cap.")] = None,
+    monthly: Annotated[str | None, typer.Option(help="USD per month; 'none' = no cap.")] = None,
+) -> None:
+    """Set a tenant's caps: submissions that could exceed them are refused with 402."""
+    from models.budgets import set_budget
+    from models.db import make_engine, make_session_factory
+
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    try:
+        with make_session_factory(engine).begin() as session:
+            set_budget(session, tenant=tenant, daily_nusd=_nano(daily), monthly_nusd=_nano(monthly))
+    finally:
+        engine.dispose()
+    typer.echo(f"budget of {tenant}: daily {daily or 'none'}, monthly {monthly or 'none'} USD")
+
+
+@budgets_app.command("show")
+def show(
+    tenant: Annotated[str | None, typer.Argument(help="One tenant; all if omitted.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output (USD as strings).")] = False,
+) -> None:
+    """Caps, spending today and this month, and what unfinished jobs hold."""
+    from models.budgets import budget_state, tenants
+    from models.db import make_engine, make_session_factory
+    from vision.costing import usd_text
+
+    engine = make_engine(get_settings().database_url, pool_size=1)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    for column in ("tenant", "daily cap", "spent today", "monthly cap", "spent month", "reserved"):
+        table.add_column(column, justify="left" if column == "tenant" else "right")
+    try:
+        with make_session_factory(engine)() as session:
+            states = [
+                budget_state(session, name) for name in ([tenant] if tenant else tenants(session))
+            ]
+    finally:
+        engine.dispose()
+    if as_json:
+        rows = [
+            {
+                "tenant": s.tenant,
+                "daily_usd": _cap(s.daily_nusd),
+                "spent_today_usd": usd_text(s.spent_day_nusd),
+                "monthly_usd": _cap(s.monthly_nusd),
+                "spent_month_usd": usd_text(s.spent_month_nusd),
+                "reserved_usd": usd_text(s.reserved_nusd),
+            }
+            for s in states
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for s in states:
+        table.add_row(
+            s.tenant, _cap(s.daily_nusd), usd_text(s.spent_day_nusd), _cap(s.monthly_nusd),
+            usd_text(s.spent_month_nusd), usd_text(s.reserved_nusd),
+        )  # fmt: skip
+    Console().print(table)

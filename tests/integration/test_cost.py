@@ -1,0 +1,172 @@
+"""Issue 5 end to end: estimates, actual costs, budgets under concurrency, cost report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from emulator.shapes import random_scene
+from tests.integration.conftest import Stack
+from tests.integration.helpers import run_job, scene_png, submit, wait_done
+from tests.services import visionq_command
+
+pytestmark = pytest.mark.integration
+
+
+def visionq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(visionq_command(*args), env=stack.env, capture_output=True, text=True,
+                          check=True, timeout=120)  # fmt: skip
+
+
+def image_tokens(job: dict[str, object]) -> int:
+    details = job["usage"]["details"]["prompt_tokens_details"]  # type: ignore[index]
+    return next(d["token_count"] for d in details if d["modality"] == "IMAGE")
+
+
+def test_estimate_endpoint_runs_nothing(stack: Stack) -> None:
+    data, _ = scene_png(51, width=800, height=600)
+    with stack.client() as client:
+        before = client.get("/v1/jobs?limit=200").json()["jobs"]
+        response = client.post("/v1/estimate", data={"task": "detect"},
+                                files=[("image", ("a.png", data, "image/png"))])  # fmt: skip
+        assert response.status_code == 200, response.text
+        estimate = response.json()
+        assert client.get("/v1/jobs?limit=200").json()["jobs"] == before
+    assert estimate["known"] is True and estimate["model"] == "gemini-2.5-flash"
+    assert estimate["images"] == [{"width": 800, "height": 600, "tokens": 516}]
+    assert estimate["input_tokens"] == 516 + estimate["text_tokens"]
+    assert Decimal(estimate["cost_usd"]["min"]) < Decimal(estimate["cost_usd"]["max"])
+    unknown = httpx.post(f"{stack.api_url}/v1/estimate", data={"task": "caption", "model": "gpt-4o"},
+                         files=[("image", ("a.png", data, "image/png"))],
+                         headers={"Authorization": f"Bearer {stack.keys['acme']}"}).json()  # fmt: skip
+    assert unknown["known"] is False and "gpt-4o" in unknown["reason"]
+    assert unknown["cost_usd"] is None
+
+
+@pytest.mark.parametrize(("width", "height", "task"), [(300, 300, "caption"), (1000, 800, "detect"),
+                                                      (1600, 1200, "classify")])  # fmt: skip
+def test_estimated_image_tokens_equal_billed_and_cost_is_recorded(
+    stack: Stack, width: int, height: int, task: str
+) -> None:
+    data, _ = scene_png(52, width=width, height=height)
+    labels = {"labels": "one shape,two shapes,three shapes"} if task == "classify" else {}
+    with stack.client() as client:
+        job = run_job(client, data, task=task, **labels)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["estimate"]["images"][0]["tokens"] == image_tokens(job)
+    # The emulator counts text like the estimate does: the whole input matches.
+    assert job["estimate"]["input_tokens"] == job["usage"]["prompt_tokens"]
+    cost = Decimal(job["cost_usd"])
+    usage = job["usage"]
+    expected = (Decimal(usage["prompt_tokens"]) * Decimal("0.30")
+                + Decimal(usage["candidates_tokens"] + (usage["thoughts_tokens"] or 0)) * Decimal("2.50")
+                ) / 1_000_000  # fmt: skip
+    assert abs(cost - expected) < Decimal("0.000000001")
+    assert (
+        Decimal(job["estimate"]["cost_usd"]["min"])
+        <= cost
+        <= Decimal(job["estimate"]["cost_usd"]["max"])
+    )
+    assert job["attempts"][0]["cost_usd"] == job["cost_usd"]
+
+
+def _budget_state(stack: Stack, tenant: str) -> dict[str, str]:
+    [state] = json.loads(visionq(stack, "budgets", "show", tenant, "--json").stdout)
+    assert state["tenant"] == tenant
+    return {"reserved": state["reserved_usd"], "spent_day": state["spent_today_usd"]}
+
+
+def test_parallel_submissions_cannot_overshoot_the_budget(paused_stack: Stack) -> None:
+    if paused_stack.worker is not None:
+        paused_stack.worker.stop()
+        paused_stack.worker = None
+    tenant = f"budgeted-{paused_stack.name}"
+    made = visionq(paused_stack, "keys", "create", "b", "--tenant", tenant)
+    key = made.stdout.strip().splitlines()[-1]
+    image, _ = random_scene(53, width=640, height=480, count=2)
+    from emulator.shapes import encode
+
+    data = encode(image, "PNG")
+    headers = {"Authorization": f"Bearer {key}"}
+    estimate = httpx.post(f"{paused_stack.api_url}/v1/estimate", data={"task": "caption"},
+                          files=[("image", ("a.png", data, "image/png"))], headers=headers).json()  # fmt: skip
+    one = Decimal(estimate["cost_usd"]["max"])
+    budget = one * 5 + one / 2  # room for exactly 5 jobs
+    visionq(paused_stack, "budgets", "set", tenant, "--daily", str(budget))
+    statuses: list[int] = []
+    bodies: list[dict[str, object]] = []
+    lock = threading.Lock()
+
+    def submit_one() -> None:
+        with httpx.Client(base_url=paused_stack.api_url, headers=headers, timeout=60) as client:
+            response = client.post("/v1/jobs", data={"task": "caption"},
+                                   files=[("image", ("a.png", data, "image/png"))])  # fmt: skip
+        with lock:
+            statuses.append(response.status_code)
+            bodies.append(response.json())
+
+    threads = [threading.Thread(target=submit_one) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) == [202, 402], statuses
+    assert statuses.count(202) == 5, statuses
+    refusal = next(body for body in bodies if body.get("error") and "id" not in body)["error"]  # type: ignore[index]
+    assert refusal["code"] == "budget_exceeded"
+    for word in ("daily budget", "spent today", "reserved", "may cost up to"):
+        assert word in refusal["message"]
+    state = _budget_state(paused_stack, tenant)
+    assert Decimal(state["reserved"]) == one * 5
+    # Jobs end: reservations settle to the actual (much smaller) cost.
+    paused_stack.start_worker()
+    admitted = [body["id"] for body in bodies if "id" in body]
+    with httpx.Client(base_url=paused_stack.api_url, headers=headers, timeout=60) as client:
+        jobs = [wait_done(client, job_id, timeout=60) for job_id in admitted]  # type: ignore[arg-type]
+    assert all(job["status"] == "succeeded" for job in jobs)
+    state = _budget_state(paused_stack, tenant)
+    assert Decimal(state["reserved"]) == 0
+    assert Decimal(state["spent_day"]) == sum(Decimal(job["cost_usd"]) for job in jobs)
+
+
+def test_cancel_releases_the_reservation(paused_stack: Stack) -> None:
+    if paused_stack.worker is not None:
+        paused_stack.worker.stop()
+        paused_stack.worker = None
+    tenant = f"cancelling-{paused_stack.name}"
+    key = (
+        visionq(paused_stack, "keys", "create", "c", "--tenant", tenant)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    visionq(paused_stack, "budgets", "set", tenant, "--daily", "1", "--monthly", "10")
+    data, _ = scene_png(54)
+    with httpx.Client(base_url=paused_stack.api_url, timeout=60,
+                      headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
+        job_id = submit(client, data, task="caption").json()["id"]
+        assert Decimal(_budget_state(paused_stack, tenant)["reserved"]) > 0
+        client.post(f"/v1/jobs/{job_id}/cancel")
+    assert Decimal(_budget_state(paused_stack, tenant)["reserved"]) == 0
+
+
+def test_cost_report_proposes_a_flat_rule_when_bills_are_flat(calibration_stack: Stack) -> None:
+    sizes = [(500, 400), (900, 700), (1600, 1000), (2000, 1500)]
+    with calibration_stack.client() as client:
+        for seed, (width, height) in enumerate(sizes):
+            data, _ = scene_png(60 + seed, width=width, height=height)
+            job = run_job(client, data, task="caption")
+            assert job["status"] == "succeeded", job["error"]
+            assert image_tokens(job) == 258
+    report = json.loads(visionq(calibration_stack, "cost", "report", "--json").stdout)
+    [row] = report["rows"]
+    assert row["key"] == "gemini-2.5-flash" and row["jobs"] == 4 and Decimal(row["cost_usd"]) > 0
+    [check] = report["estimation"]
+    assert check["worst_abs_pct"] > 0
+    assert check["proposal"] == {"gemini-2.5-flash": {"image_rule": "flat", "tile_tokens": 258}}
+    human = visionq(calibration_stack, "cost", "report", "--by", "day").stdout
+    assert "proposed token rules entry" in human and "every image was billed 258" in human
