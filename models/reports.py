@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
