@@ -19,8 +19,14 @@ pytestmark = pytest.mark.integration
 
 
 def visionq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(visionq_command(*args), env=stack.env, capture_output=True, text=True,
-                          check=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        visionq_command(*args),
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
 
 
 def image_tokens(job: dict[str, object]) -> int:
@@ -32,8 +38,9 @@ def test_estimate_endpoint_runs_nothing(stack: Stack) -> None:
     data, _ = scene_png(51, width=800, height=600)
     with stack.client() as client:
         before = client.get("/v1/jobs?limit=200").json()["jobs"]
-        response = client.post("/v1/estimate", data={"task": "detect"},
-                                files=[("image", ("a.png", data, "image/png"))])  # fmt: skip
+        response = client.post(
+            "/v1/estimate", data={"task": "detect"}, files=[("image", ("a.png", data, "image/png"))]
+        )
         assert response.status_code == 200, response.text
         estimate = response.json()
         assert client.get("/v1/jobs?limit=200").json()["jobs"] == before
@@ -41,15 +48,20 @@ def test_estimate_endpoint_runs_nothing(stack: Stack) -> None:
     assert estimate["images"] == [{"width": 800, "height": 600, "tokens": 516}]
     assert estimate["input_tokens"] == 516 + estimate["text_tokens"]
     assert Decimal(estimate["cost_usd"]["min"]) < Decimal(estimate["cost_usd"]["max"])
-    unknown = httpx.post(f"{stack.api_url}/v1/estimate", data={"task": "caption", "model": "gpt-4o"},
-                         files=[("image", ("a.png", data, "image/png"))],
-                         headers={"Authorization": f"Bearer {stack.keys['acme']}"}).json()  # fmt: skip
+    unknown = httpx.post(
+        f"{stack.api_url}/v1/estimate",
+        data={"task": "caption", "model": "gpt-4o"},
+        files=[("image", ("a.png", data, "image/png"))],
+        headers={"Authorization": f"Bearer {stack.keys['acme']}"},
+    ).json()
     assert unknown["known"] is False and "gpt-4o" in unknown["reason"]
     assert unknown["cost_usd"] is None
 
 
-@pytest.mark.parametrize(("width", "height", "task"), [(300, 300, "caption"), (1000, 800, "detect"),
-                                                      (1600, 1200, "classify")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("width", "height", "task"),
+    [(300, 300, "caption"), (1000, 800, "detect"), (1600, 1200, "classify")],
+)
 def test_estimated_image_tokens_equal_billed_and_cost_is_recorded(
     stack: Stack, width: int, height: int, task: str
 ) -> None:
@@ -63,9 +75,10 @@ def test_estimated_image_tokens_equal_billed_and_cost_is_recorded(
     assert job["estimate"]["input_tokens"] == job["usage"]["prompt_tokens"]
     cost = Decimal(job["cost_usd"])
     usage = job["usage"]
-    expected = (Decimal(usage["prompt_tokens"]) * Decimal("0.30")
-                + Decimal(usage["candidates_tokens"] + (usage["thoughts_tokens"] or 0)) * Decimal("2.50")
-                ) / 1_000_000  # fmt: skip
+    expected = (
+        Decimal(usage["prompt_tokens"]) * Decimal("0.30")
+        + Decimal(usage["candidates_tokens"] + (usage["thoughts_tokens"] or 0)) * Decimal("2.50")
+    ) / 1_000_000
     assert abs(cost - expected) < Decimal("0.000000001")
     assert (
         Decimal(job["estimate"]["cost_usd"]["min"])
@@ -93,8 +106,12 @@ def test_parallel_submissions_cannot_overshoot_the_budget(paused_stack: Stack) -
 
     data = encode(image, "PNG")
     headers = {"Authorization": f"Bearer {key}"}
-    estimate = httpx.post(f"{paused_stack.api_url}/v1/estimate", data={"task": "caption"},
-                          files=[("image", ("a.png", data, "image/png"))], headers=headers).json()  # fmt: skip
+    estimate = httpx.post(
+        f"{paused_stack.api_url}/v1/estimate",
+        data={"task": "caption"},
+        files=[("image", ("a.png", data, "image/png"))],
+        headers=headers,
+    ).json()
     one = Decimal(estimate["cost_usd"]["max"])
     budget = one * 5 + one / 2  # room for exactly 5 jobs
     visionq(paused_stack, "budgets", "set", tenant, "--daily", str(budget))
@@ -104,8 +121,11 @@ def test_parallel_submissions_cannot_overshoot_the_budget(paused_stack: Stack) -
 
     def submit_one() -> None:
         with httpx.Client(base_url=paused_stack.api_url, headers=headers, timeout=60) as client:
-            response = client.post("/v1/jobs", data={"task": "caption"},
-                                   files=[("image", ("a.png", data, "image/png"))])  # fmt: skip
+            response = client.post(
+                "/v1/jobs",
+                data={"task": "caption"},
+                files=[("image", ("a.png", data, "image/png"))],
+            )
         with lock:
             statuses.append(response.status_code)
             bodies.append(response.json())
@@ -146,8 +166,9 @@ def test_cancel_releases_the_reservation(paused_stack: Stack) -> None:
     )
     visionq(paused_stack, "budgets", "set", tenant, "--daily", "1", "--monthly", "10")
     data, _ = scene_png(54)
-    with httpx.Client(base_url=paused_stack.api_url, timeout=60,
-                      headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
+    with httpx.Client(
+        base_url=paused_stack.api_url, timeout=60, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
         job_id = submit(client, data, task="caption").json()["id"]
         assert Decimal(_budget_state(paused_stack, tenant)["reserved"]) > 0
         client.post(f"/v1/jobs/{job_id}/cancel")
