@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from api.deps import ApiResources
@@ -9,7 +12,7 @@ from api.errors import ApiError
 from api.intake import AdmittedJob
 from models.budgets import budget_state
 from vision.costing import usd_text
-from vision.estimate import Estimate
+from vision.estimate import Estimate, economy_plan
 
 
 def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
@@ -23,6 +26,39 @@ def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
         schema=admitted.schema,
         sizes=[(image.width, image.height) for image in admitted.images],
     )
+
+
+def apply_economy(
+    admitted: AdmittedJob, resources: ApiResources
+) -> tuple[AdmittedJob, dict[str, Any]]:
+    """With options.economy, downscale to the cheapest token tier the task tolerates.
+
+    Returns the job (with options.max_side set when it saves tokens) and its estimate as
+    stored, which then reports the tokens saved under "economy".
+    """
+    economy: dict[str, Any] | None = None
+    if admitted.options.get("economy"):
+        plan = economy_plan(
+            model=admitted.model,
+            task=admitted.task,
+            media_resolution=None,
+            images=[(image.width, image.height) for image in admitted.images],
+            rules=resources.costs.rules,
+        )
+        economy = {
+            "applied": plan.applies,
+            "tokens_saved": plan.tokens_saved,
+            "reason": plan.reason,
+        }
+        current = admitted.options.get("max_side")
+        if plan.applies and plan.max_side and (current is None or plan.max_side < current):
+            options = {**admitted.options, "max_side": plan.max_side}
+            admitted = dataclasses.replace(admitted, options=options)
+            economy["max_side"] = plan.max_side
+    estimate = estimate_of(admitted, resources).model_dump(mode="json")
+    if economy is not None:
+        estimate["economy"] = economy
+    return admitted, estimate
 
 
 def budget_refusal(session: Session, tenant: str, needed_nusd: int) -> ApiError:

@@ -140,6 +140,9 @@ class JobPublic(BaseModel):
         description="Tokens and USD range estimated at submit (see POST /v1/estimate)."
     )
     cost_usd: str | None = Field(description="Actual cost of all of the job's Gemini calls.")
+    cached_from: str | None = Field(
+        description="Answered from the cache: the earlier identical job (zero cost)."
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -177,6 +180,7 @@ class JobPublic(BaseModel):
             error=error,
             estimate=job.estimate,
             cost_usd=_usd(job.cost_nusd),
+            cached_from=job.cached_from,
         )
 
 

@@ -52,8 +52,14 @@ def create_job(
     response_schema: dict[str, Any] | None = None,
     estimate: dict[str, Any] | None = None,
     reserved_nusd: int = 0,
+    cache_key: str | None = None,
+    cached: Job | None = None,
 ) -> Job:
-    """Add a queued job with its inputs; the caller commits both in one transaction."""
+    """Add a queued job with its inputs; the caller commits both in one transaction.
+
+    With ``cached`` (an earlier identical job), the new job is born succeeded with that
+    job's result, at zero cost, and is never queued.
+    """
     job = Job(
         id=str(uuid.uuid4()),
         tenant=tenant,
@@ -65,10 +71,18 @@ def create_job(
         response_schema=response_schema,
         estimate=estimate,
         reserved_nusd=reserved_nusd,
+        cache_key=cache_key,
         status=JobStatus.QUEUED,
         created_at=utcnow(),
         attempt_count=0,
     )
+    if cached is not None:
+        job.status = JobStatus.SUCCEEDED
+        job.started_at = job.finished_at = job.created_at
+        job.result = cached.result
+        job.model_version = cached.model_version
+        job.cached_from = cached.id
+        job.cost_nusd = 0
     job.inputs = [
         JobInput(
             position=position,
@@ -83,6 +97,17 @@ def create_job(
     session.add(job)
     session.flush()
     return job
+
+
+def find_cached(session: Session, *, tenant: str, cache_key: str) -> Job | None:
+    """The tenant's newest succeeded job asking exactly this (see vision.tasks.cache_key)."""
+    query = (
+        select(Job)
+        .where(Job.tenant == tenant, Job.cache_key == cache_key, Job.status == JobStatus.SUCCEEDED)
+        .order_by(Job.finished_at.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
 
 
 def _with_children() -> tuple[Any, Any]:

@@ -82,8 +82,9 @@ class CostBook:
         return usage_cost(price, usage)
 
 
-def reservation_nusd(estimate: Estimate) -> int:
+def reservation_nusd(estimate: dict[str, Any]) -> int:
     """What admission holds against the budget: the estimate's maximum (0 if unknown)."""
-    if estimate.cost_usd is None:
+    cost = estimate.get("cost_usd")
+    if not cost:
         return 0
-    return to_nano(Decimal(estimate.cost_usd.max), up=True)
+    return to_nano(Decimal(cost["max"]), up=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,15 @@ class JobOptions(BaseModel):
         description="Downscale images so neither side exceeds this before sending; "
         "boxes still refer to the original pixels.",
     )
+    cache: bool = Field(
+        default=True,
+        description="Reuse the stored result of an identical earlier job (free); false = run.",
+    )
+    economy: bool = Field(
+        default=False,
+        description="Downscale to the cheapest token tier the task tolerates (caption, "
+        "classify, ask).",
+    )
 
 
 class JobSpecError(ValueError):
@@ -62,6 +72,25 @@ class JobSpecError(ValueError):
 class ImageSize:
     width: int
     height: int
+
+
+def cache_key(
+    *,
+    image_sha256s: list[str],
+    task: TaskKind,
+    prompt: str | None,
+    labels: list[str] | None,
+    schema: dict[str, Any] | None,
+    model: str,
+    options: dict[str, Any],
+) -> str:
+    """Identity of a job's question: same images, task, prompt, schema, model and options."""
+    relevant = {key: value for key, value in options.items() if key != "cache"}
+    canonical = json.dumps(
+        [image_sha256s, task.value, prompt, labels, schema, model, relevant],
+        sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+    )  # fmt: skip
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validate_job(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.admission import budget_refusal, estimate_of
+from api.admission import apply_economy, budget_refusal
 from api.deps import ApiResources, Caller, CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
 from api.intake import AdmittedJob, admit, read_job_request
@@ -21,12 +21,13 @@ from models.jobs import (
     cancel_job,
     create_job,
     fail_job,
+    find_cached,
     get_job,
     list_jobs,
 )
 from models.tables import JobStatus
 from vision.costing import reservation_nusd
-from vision.tasks import TaskKind
+from vision.tasks import TaskKind, cache_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -107,8 +108,7 @@ async def submit_job(
 
 
 def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiResources) -> JobPublic:
-    estimate = estimate_of(admitted, resources)
-    needed = reservation_nusd(estimate)
+    admitted, estimate = apply_economy(admitted, resources)
     inputs = [
         NewInput(
             sha256=resources.blobs.put(image.data),
@@ -119,7 +119,15 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
         )
         for image in admitted.images
     ]
+    key = cache_key(
+        image_sha256s=[item.sha256 for item in inputs], task=admitted.task,
+        prompt=admitted.prompt, labels=admitted.labels, schema=admitted.schema,
+        model=admitted.model, options=admitted.options,
+    )  # fmt: skip
+    use_cache = admitted.options.get("cache", True)
     with resources.sessions.begin() as session:
+        cached = find_cached(session, tenant=caller.tenant, cache_key=key) if use_cache else None
+        needed = 0 if cached is not None else reservation_nusd(estimate)
         # First write of the transaction: the budget check and hold are one atomic UPDATE.
         held = reserve(session, tenant=caller.tenant, amount_nusd=needed)
         if held:
@@ -133,13 +141,17 @@ def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiReso
                 options=admitted.options,
                 inputs=inputs,
                 response_schema=admitted.schema,
-                estimate=estimate.model_dump(mode="json"),
+                estimate=estimate,
                 reserved_nusd=needed,
+                cache_key=key,
+                cached=cached,
             )
             public = JobPublic.of(job)
     if not held:
         with resources.sessions() as session:
             raise budget_refusal(session, caller.tenant, needed)
+    if cached is not None:
+        return public  # answered from the cache: nothing to run
     try:
         resources.queue.enqueue(job.id)
     except QueueUnavailableError as exc:

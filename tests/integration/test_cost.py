@@ -191,3 +191,36 @@ def test_cost_report_proposes_a_flat_rule_when_bills_are_flat(calibration_stack:
     assert check["proposal"] == {"gemini-2.5-flash": {"image_rule": "flat", "tile_tokens": 258}}
     human = visionq(calibration_stack, "cost", "report", "--by", "day").stdout
     assert "proposed token rules entry" in human and "every image was billed 258" in human
+
+
+def test_identical_job_is_answered_from_the_cache_for_free(stack: Stack) -> None:
+    data, _ = scene_png(70)
+    with stack.client() as client:
+        first = run_job(client, data, task="detect", prompt="every shape")
+        assert first["status"] == "succeeded" and first["cached_from"] is None
+        response = submit(client, data, task="detect", prompt="every shape")
+        assert response.status_code == 202
+        second = response.json()
+        assert second["status"] == "succeeded" and second["cached_from"] == first["id"]
+        assert second["result"] == first["result"] and second["cost_usd"] == "0"
+        assert second["attempts"] == []
+        fresh = run_job(client, data, task="detect", prompt="every shape", options={"cache": False})
+        assert fresh["cached_from"] is None and fresh["attempt_count"] == 1
+        other = run_job(client, data, task="detect", prompt="only red shapes")
+        assert other["cached_from"] is None
+    with stack.client("globex") as client:
+        # The cache is per tenant: another tenant's identical job runs.
+        assert run_job(client, data, task="detect", prompt="every shape")["cached_from"] is None
+
+
+def test_economy_downscales_to_the_cheapest_tier_and_reports_savings(stack: Stack) -> None:
+    data, _ = scene_png(71, width=2000, height=1500)
+    with stack.client() as client:
+        job = run_job(client, data, task="caption", options={"economy": True, "cache": False})
+    assert job["status"] == "succeeded", job["error"]
+    economy = job["estimate"]["economy"]
+    assert economy["applied"] is True and economy["tokens_saved"] > 0
+    # 2000x1500 is 3x2 tiles (1548 tokens); at 768 px on the long side, one tile (258).
+    assert job["estimate"]["images"][0]["tokens"] == 258 == image_tokens(job)
+    assert economy["tokens_saved"] == 1548 - 258
+    assert job["options"]["max_side"] == economy["max_side"]

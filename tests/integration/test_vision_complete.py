@@ -124,7 +124,14 @@ def test_invalid_structured_answer_is_retried_once(files_stack: Stack) -> None:
     outcomes = []
     with files_stack.client() as client:
         for _ in range(2):
-            job = run_job(client, data, task="custom", prompt="Count.", schema=SCHEMA)
+            job = run_job(
+                client,
+                data,
+                task="custom",
+                prompt="Count.",
+                schema=SCHEMA,
+                options={"cache": False},
+            )
             outcomes.append(job)
     retried = [job for job in outcomes if job["attempt_count"] == 2]
     assert retried, [job["attempts"] for job in outcomes]
@@ -205,7 +212,7 @@ def test_big_image_goes_through_the_file_api_and_is_reused(files_stack: Stack) -
         assert first["inputs"][0]["transport"] == "file"
         after_first = _stats(files_stack)
         assert after_first["uploads_completed"] - before["uploads_completed"] == 1
-        second = run_job(client, data, task="caption")
+        second = run_job(client, data, task="caption", options={"cache": False})
         assert second["status"] == "succeeded", second["error"]
         assert second["inputs"][0]["transport"] == "file"
     assert _stats(files_stack)["uploads_completed"] == after_first["uploads_completed"]
@@ -218,7 +225,9 @@ def test_concurrent_jobs_with_one_new_image_upload_it_once(files_stack: Stack) -
         ids: list[str] = []
         threads = [
             threading.Thread(
-                target=lambda: ids.append(submit(client, data, task="caption").json()["id"])
+                target=lambda: ids.append(
+                    submit(client, data, task="caption", options={"cache": False}).json()["id"]
+                )
             )
             for _ in range(4)
         ]
@@ -244,7 +253,7 @@ def test_expired_upload_is_uploaded_again_transparently(files_stack: Stack) -> N
         ).json()["files"]
         for file in files:
             httpx.post(f"{files_stack.env['EMULATOR_URL']}/_emulator/{file['name']}:expire")
-        second = run_job(client, data, task="caption")
+        second = run_job(client, data, task="caption", options={"cache": False})
     assert second["status"] == "succeeded", second["error"]
     assert _stats(files_stack)["uploads_completed"] - stats["uploads_completed"] == 1
 
@@ -277,7 +286,7 @@ def test_files_cli_lists_and_prunes_our_uploads(files_stack: Stack) -> None:
     assert after == []
     # The next job with that image uploads it again, transparently.
     with files_stack.client() as client:
-        again = run_job(client, data, task="caption")
+        again = run_job(client, data, task="caption", options={"cache": False})
     assert again["status"] == "succeeded" and again["inputs"][0]["transport"] == "file"
 
 
