@@ -41,7 +41,7 @@ def apply_economy(
         plan = economy_plan(
             model=admitted.model,
             task=admitted.task,
-            media_resolution=None,
+            media_resolution=admitted.options.get("media_resolution"),
             images=[(image.width, image.height) for image in admitted.images],
             rules=resources.costs.rules,
         )

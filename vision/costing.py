@@ -69,7 +69,7 @@ class CostBook:
             images=sizes,
             max_output_tokens=parsed.max_output_tokens,
             thinking_budget=thinking,
-            media_resolution=None,
+            media_resolution=parsed.media_resolution,
             rules=self.rules,
             prices=self.prices,
         )

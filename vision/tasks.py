@@ -6,7 +6,7 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,10 @@ class JobOptions(BaseModel):
         le=8192,
         description="Downscale images so neither side exceeds this before sending; "
         "boxes still refer to the original pixels.",
+    )
+    media_resolution: Literal["LOW", "MEDIUM", "HIGH"] | None = Field(
+        default=None,
+        description="Gemini's media_resolution for the images (fewer tokens at LOW).",
     )
     cache: bool = Field(
         default=True,
@@ -187,6 +191,8 @@ def generation_config(
         # turn it off, so they keep their default.
         if thinking_budget is None and "flash" in model:
             thinking_budget = 0
+    if options.media_resolution is not None:
+        config["media_resolution"] = f"MEDIA_RESOLUTION_{options.media_resolution}"
     if task is TaskKind.CUSTOM and schema is not None:
         config["response_mime_type"] = "application/json"
         config["response_json_schema"] = schema

@@ -224,3 +224,23 @@ def test_economy_downscales_to_the_cheapest_tier_and_reports_savings(stack: Stac
     assert job["estimate"]["images"][0]["tokens"] == 258 == image_tokens(job)
     assert economy["tokens_saved"] == 1548 - 258
     assert job["options"]["max_side"] == economy["max_side"]
+
+
+@pytest.mark.parametrize(
+    ("model", "level", "tokens"),
+    [
+        ("gemini-3-flash-preview", "LOW", 280),
+        ("gemini-3-flash-preview", None, 1120),
+        ("gemini-2.5-flash", "LOW", 64),
+        ("gemini-2.5-flash", "MEDIUM", 256),
+    ],
+)
+def test_media_resolution_estimate_equals_bill(
+    stack: Stack, model: str, level: str | None, tokens: int
+) -> None:
+    data, _ = scene_png(72, width=1200, height=900)
+    options = {"cache": False} | ({"media_resolution": level} if level else {})
+    with stack.client() as client:
+        job = run_job(client, data, task="caption", model=model, options=options)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["estimate"]["images"][0]["tokens"] == tokens == image_tokens(job)
