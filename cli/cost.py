@@ -74,7 +74,7 @@ def report(
     console = Console()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", title=f"spending by {by}")
     for column in (by, "jobs", "cached", "prompt tokens", "output tokens", "cost USD"):
-        table.add_column(column, justify="left" if column == by else "right")
+        table.add_column(column, justify="left" if column == by else "right", no_wrap=column == by)
     for row in rows:
         table.add_row(row.key, str(row.jobs), str(row.cached), f"{row.prompt_tokens:,}",
                       f"{row.output_tokens:,}", usd_text(row.cost_nusd))  # fmt: skip

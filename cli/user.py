@@ -122,6 +122,12 @@ def submit(
     max_side: Annotated[
         int | None, typer.Option(help="Downscale images to this longest side before sending.")
     ] = None,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse an identical earlier job's result (free).")
+    ] = True,
+    economy: Annotated[
+        bool, typer.Option(help="Downscale to the cheapest token tier the task tolerates.")
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait, show progress and results.")
     ] = False,
@@ -136,13 +142,9 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit IMAGE... as jobs: one per image, or one for all where the task takes several."""
-    for path in [*images, *([schema] if schema else [])]:
-        if path.is_dir():
-            _die(f"{path}: is a directory; give image files")
-        if not path.is_file():
-            _die(f"{path}: no such file")
+    _check_files([*images, *([schema] if schema else [])])
     schema_value = _read_json(schema) if schema else None
-    options = {"max_side": max_side} if max_side else None
+    options = _job_options(max_side=max_side, cache=cache, economy=economy)
     groups = [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
     label_list = [part.strip() for part in labels.split(",")] if labels else None
     names: dict[str, str] = {}
@@ -154,7 +156,7 @@ def submit(
                 prompt=prompt,
                 labels=label_list,
                 model=model,
-                options=options,
+                options=options or None,
                 schema=schema_value,
             )
             names[job.id] = ", ".join(path.name for path in group)
@@ -170,6 +172,29 @@ def submit(
                 _write_outputs(client, jobs, names, out)
             except OSError as exc:
                 _die(f"cannot write results to {out}: {exc.strerror or exc}")
+    _show_finished(jobs, names, out=out, as_json=as_json)
+
+
+def _check_files(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            _die(f"{path}: is a directory; give image files")
+        if not path.is_file():
+            _die(f"{path}: no such file")
+
+
+def _job_options(*, max_side: int | None, cache: bool, economy: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_side": max_side} if max_side else {}
+    if not cache:
+        options["cache"] = False
+    if economy:
+        options["economy"] = True
+    return options
+
+
+def _show_finished(
+    jobs: dict[str, Job], names: dict[str, str], *, out: Path | None, as_json: bool
+) -> None:
     if as_json:
         _print_json([_dump(job) for job in jobs.values()])
     else:

@@ -148,7 +148,8 @@ def test_cancel(paused_stack: Stack, shapes_png: Path) -> None:
     if paused_stack.worker is not None:
         paused_stack.worker.stop()
         paused_stack.worker = None
-    job_id = visionq(paused_stack, "submit", str(shapes_png), "--task", "caption").stdout.strip()
+    submitted = visionq(paused_stack, "submit", str(shapes_png), "--task", "caption", "--no-cache")
+    job_id = submitted.stdout.strip()
     cancelled = visionq(paused_stack, "cancel", job_id)
     assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
     result = visionq(paused_stack, "result", job_id)
