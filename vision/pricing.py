@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vision.validation import describe_errors
+
 PER_TOKENS = Decimal(1_000_000)
 DISPLAY_DECIMALS = 10
 _PACKAGE_FILE = "prices.json"
@@ -145,21 +147,12 @@ class PriceTable(BaseModel):
         return found[1] if found else None
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return f"invalid price table ({source}):\n" + "\n".join(lines)
-
-
 def parse_prices(data: Any, *, source: str = "table") -> PriceTable:
     """Validate a whole price table (a parsed JSON object); raises PricesError."""
     try:
         return PriceTable.model_validate(data)
     except ValidationError as error:
-        raise PricesError(_format_errors(error, source)) from error
+        raise PricesError(describe_errors(error, "price table", source)) from error
 
 
 def default_prices_data() -> dict[str, Any]:

@@ -44,6 +44,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vision.validation import describe_errors
+
 ImageRuleName = Literal["tiles_768", "crop_unit", "flat", "media_resolution"]
 MediaLevel = Literal["LOW", "MEDIUM", "HIGH", "ULTRA_HIGH"]
 MEDIA_LEVELS: tuple[MediaLevel, ...] = ("LOW", "MEDIUM", "HIGH", "ULTRA_HIGH")
@@ -141,21 +143,12 @@ class TokenRules(BaseModel):
         return text_tokens(text, chars_per_token=self.text.chars_per_token)
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
-    return f"invalid token rules ({source}):\n" + "\n".join(lines)
-
-
 def parse_token_rules(data: Any, *, source: str = "table") -> TokenRules:
     """Validate a whole table (a parsed JSON object); raises TokenRulesError."""
     try:
         return TokenRules.model_validate(data)
     except ValidationError as error:
-        raise TokenRulesError(_format_errors(error, source)) from error
+        raise TokenRulesError(describe_errors(error, "token rules", source)) from error
 
 
 def default_token_rules_data() -> dict[str, Any]:
