@@ -274,7 +274,14 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
     labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
     try:
         schema = check_schema(raw.schema) if raw.schema is not None else None
-        validate_job(task, prompt=raw.prompt, labels=labels, images=len(raw.images), schema=schema)
+        validate_job(
+            task,
+            prompt=raw.prompt,
+            labels=labels,
+            images=len(raw.images),
+            schema=schema,
+            options=options.model_dump(),
+        )
     except JobSpecError as exc:
         raise ApiError(422, exc.code, exc.message) from exc
     except InvalidSchemaError as exc:

@@ -70,6 +70,7 @@ class CostBook:
             max_output_tokens=parsed.max_output_tokens,
             thinking_budget=thinking,
             media_resolution=parsed.media_resolution,
+            image_media_resolution=parsed.image_media_resolution,
             rules=self.rules,
             prices=self.prices,
         )

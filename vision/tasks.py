@@ -52,6 +52,13 @@ class JobOptions(BaseModel):
         default=None,
         description="Gemini's media_resolution for the images (fewer tokens at LOW).",
     )
+    image_media_resolution: list[Literal["LOW", "MEDIUM", "HIGH", "ULTRA_HIGH"] | None] | None = (
+        Field(
+            default=None,
+            description="Gemini 3: a media_resolution per image (in image order); overrides "
+            "media_resolution for that image.",
+        )
+    )
     cache: bool = Field(
         default=True,
         description="Reuse the stored result of an identical earlier job (free); false = run.",
@@ -104,10 +111,17 @@ def validate_job(
     labels: list[str] | None,
     images: int,
     schema: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Refuse a request that the task cannot run, with a message saying what to fix."""
     if images < 1:
         raise JobSpecError("missing_image", "Send at least one image.")
+    per_image = (options or {}).get("image_media_resolution")
+    if per_image is not None and len(per_image) != images:
+        raise JobSpecError(
+            "invalid_options",
+            f"options.image_media_resolution has {len(per_image)} entries for {images} images.",
+        )
     if task not in MULTI_IMAGE_TASKS and images != 1:
         raise JobSpecError("too_many_images", f"Task {task} takes exactly one image; got {images}.")
     if task is TaskKind.COMPARE and images < 2:

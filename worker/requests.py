@@ -71,13 +71,24 @@ def build_request(
         config=generation_config(task, job.model, options, job.response_schema),
         transports=transports,
     )
-    for image, transport in zip(images, transports, strict=True):
+    levels = options.image_media_resolution or [None] * len(images)
+    for image, transport, level in zip(images, transports, levels, strict=True):
+        # Gemini 3 only: the image's own media_resolution (it overrides the request's).
+        resolution = f"MEDIA_RESOLUTION_{level}" if level else None
         if transport == FILE:
             uri = uploads.uri_for(image.sha256, image.mime_type, image.size)
             request.file_uris.append(uri)
-            request.parts.append(types.Part.from_uri(file_uri=uri, mime_type=image.mime_type))
+            request.parts.append(
+                types.Part.from_uri(
+                    file_uri=uri, mime_type=image.mime_type, media_resolution=resolution
+                )
+            )
         else:
-            request.parts.append(types.Part.from_bytes(data=image.data, mime_type=image.mime_type))
+            request.parts.append(
+                types.Part.from_bytes(
+                    data=image.data, mime_type=image.mime_type, media_resolution=resolution
+                )
+            )
     # Gemini's advice: the text after the image(s).
     request.parts.append(types.Part.from_text(text=text))
     return request

@@ -244,3 +244,29 @@ def test_media_resolution_estimate_equals_bill(
         job = run_job(client, data, task="caption", model=model, options=options)
     assert job["status"] == "succeeded", job["error"]
     assert job["estimate"]["images"][0]["tokens"] == tokens == image_tokens(job)
+
+
+def test_per_image_media_resolution_on_gemini_3(stack: Stack) -> None:
+    first, _ = scene_png(73, width=1200, height=900)
+    second, _ = scene_png(74, width=800, height=600)
+    options = {"cache": False, "image_media_resolution": ["LOW", "HIGH"]}
+    with stack.client() as client:
+        job = run_job(
+            client,
+            [first, second],
+            task="ask",
+            prompt="Which has more shapes?",
+            model="gemini-3-flash-preview",
+            options=options,
+        )
+        assert job["status"] == "succeeded", job["error"]
+        assert [image["tokens"] for image in job["estimate"]["images"]] == [280, 1120]
+        assert image_tokens(job) == 280 + 1120
+        wrong = submit(
+            client,
+            [first, second],
+            task="ask",
+            prompt="x",
+            options={"image_media_resolution": ["LOW"]},
+        )
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_options"
