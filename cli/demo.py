@@ -89,8 +89,13 @@ def demo(
         console.print(f"\nsubmitting {len(todo)} jobs on {len(samples)} images...", highlight=False)
         demo_jobs: dict[str, DemoJob] = {}
         for item in todo:
+            # No result cache: a demo shows the pipeline working, even when run twice.
             job = client.submit(
-                [item.sample.data], task=item.task, prompt=item.prompt, labels=item.labels
+                [item.sample.data],
+                task=item.task,
+                prompt=item.prompt,
+                labels=item.labels,
+                options={"cache": False},
             )
             demo_jobs[job.id] = item
         with JobProgress(console, len(demo_jobs)) as progress:
