@@ -6,6 +6,7 @@ guarded by the (identity, sha256) unique key, or a conditional update of a stale
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -41,12 +42,14 @@ def claim_upload(
     size_bytes: int,
     margin: timedelta,
     stale_after: timedelta,
-) -> bool:
-    """True if this caller must upload now; False if the file is usable or being uploaded.
+) -> str | None:
+    """A claim token if this caller must upload now; None if usable or being uploaded.
 
-    The caller commits right after, so the claim is visible to the other workers.
+    The caller commits right after, so the claim is visible to the other workers, and
+    passes the token to record_upload/record_failure/keep_claim.
     """
     now = utcnow()
+    token = secrets.token_hex(16)
     row = find_file(session, identity=identity, sha256=sha256)
     if row is None:
         try:
@@ -55,23 +58,39 @@ def claim_upload(
                     GeminiFile(
                         identity=identity, sha256=sha256, mime_type=mime_type,
                         size_bytes=size_bytes, state=FileState.UPLOADING,
-                        created_at=now, updated_at=now,
+                        created_at=now, updated_at=now, claim=token,
                     )
                 )  # fmt: skip
         except IntegrityError:
-            return False  # another worker inserted it first: it uploads
-        return True
+            return None  # another worker inserted it first: it uploads
+        return token
     if usable(row, margin=margin, now=now):
-        return False
+        return None
     if row.state == FileState.UPLOADING and now - row.updated_at < stale_after:
-        return False
+        return None
     # Expired, gone, failed, or an upload whose worker died: take it over, if nobody did.
     taken = session.execute(
         update(GeminiFile)
         .where(GeminiFile.id == row.id, GeminiFile.updated_at == row.updated_at)
-        .values(state=FileState.UPLOADING, updated_at=now, error=None, mime_type=mime_type)
-    )
-    return bool(taken.rowcount)  # type: ignore[attr-defined]
+        .values(
+            state=FileState.UPLOADING, updated_at=now, error=None, mime_type=mime_type,
+            claim=token,
+        )
+    )  # fmt: skip
+    return token if taken.rowcount else None  # type: ignore[attr-defined]
+
+
+def keep_claim(session: Session, *, identity: str, sha256: str, token: str) -> bool:
+    """Refresh a claim during a long upload, so it is not taken for a dead worker's."""
+    kept = session.execute(
+        update(GeminiFile)
+        .where(
+            GeminiFile.identity == identity, GeminiFile.sha256 == sha256,
+            GeminiFile.claim == token,
+        )
+        .values(updated_at=utcnow())
+    )  # fmt: skip
+    return bool(kept.rowcount)  # type: ignore[attr-defined]
 
 
 def record_upload(
@@ -83,12 +102,26 @@ def record_upload(
     uri: str,
     state: str,
     expires_at: datetime | None,
+    token: str,
     error: str | None = None,
-) -> None:
-    """Store the outcome of an upload (ACTIVE with its URI, or FAILED with the reason)."""
-    session.execute(
+) -> str | None:
+    """Store the outcome of an upload (ACTIVE with its URI) if the claim is still ours.
+
+    Returns the name of the Gemini file this one replaces (to delete), or None. Raises
+    LookupError when the claim was taken over meanwhile: the caller's upload is surplus.
+    """
+    previous = session.scalar(
+        select(GeminiFile.name).where(
+            GeminiFile.identity == identity, GeminiFile.sha256 == sha256, GeminiFile.claim == token
+        )
+    )
+    recorded = session.execute(
         update(GeminiFile)
-        .where(GeminiFile.identity == identity, GeminiFile.sha256 == sha256)
+        .where(
+            GeminiFile.identity == identity,
+            GeminiFile.sha256 == sha256,
+            GeminiFile.claim == token,
+        )
         .values(
             name=name,
             uri=uri,
@@ -97,16 +130,24 @@ def record_upload(
             error=error,
             updated_at=utcnow(),
             uploads=GeminiFile.uploads + 1,
+            claim=None,
         )
     )
+    if not recorded.rowcount:  # type: ignore[attr-defined]
+        raise LookupError(f"the upload claim of {sha256[:12]} was taken over")
+    return previous if previous and previous != name else None
 
 
-def record_failure(session: Session, *, identity: str, sha256: str, error: str) -> None:
+def record_failure(session: Session, *, identity: str, sha256: str, error: str, token: str) -> None:
+    """Mark our claimed upload FAILED, so waiting workers stop waiting at once."""
     session.execute(
         update(GeminiFile)
-        .where(GeminiFile.identity == identity, GeminiFile.sha256 == sha256)
-        .values(state=FileState.FAILED, error=error, updated_at=utcnow())
-    )
+        .where(
+            GeminiFile.identity == identity, GeminiFile.sha256 == sha256,
+            GeminiFile.claim == token,
+        )
+        .values(state=FileState.FAILED, error=error, updated_at=utcnow(), claim=None)
+    )  # fmt: skip
 
 
 def mark_used(session: Session, file_id: int) -> None:

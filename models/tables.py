@@ -183,6 +183,9 @@ class GeminiFile(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     uploads: Mapped[int] = mapped_column(default=0)
+    # Who may record the upload now: set when a worker claims it, checked when it writes
+    # back, so a worker whose claim was taken over (it seemed dead) cannot overwrite.
+    claim: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class Attempt(Base):

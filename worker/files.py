@@ -14,6 +14,7 @@ from models.blobs import BlobStore
 from models.files import (
     claim_upload,
     find_file,
+    keep_claim,
     mark_gone,
     mark_used,
     record_failure,
@@ -75,13 +76,13 @@ class UploadCache:
                     mark_used(session, row.id)
                     assert row.uri is not None
                     return row.uri
-                mine = claim_upload(
+                token = claim_upload(
                     session, identity=self._identity, sha256=sha256, mime_type=mime_type,
                     size_bytes=size_bytes, margin=self._policy.margin,
                     stale_after=self._policy.stale_after,
                 )  # fmt: skip
-            if mine:
-                return self._upload(sha256, mime_type)
+            if token is not None:
+                return self._upload(sha256, mime_type, token)
             # Another worker is uploading the same image: wait for its result.
             if time.monotonic() > deadline:
                 raise GeminiCallError(
@@ -91,28 +92,48 @@ class UploadCache:
                 )
             time.sleep(_POLL_S)
 
-    def _upload(self, sha256: str, mime_type: str) -> str:
+    def _upload(self, sha256: str, mime_type: str, token: str) -> str:
         try:
             uploaded = self._gemini.upload(
                 self._blobs.get(sha256), mime_type=mime_type, display_name=f"visionq-{sha256[:16]}"
             )
-            active = self._wait_active(uploaded)
+            active = self._wait_active(uploaded, sha256, token)
         except Exception as exc:
             # Release the claim at once, so waiting workers do not wait for the stale timeout.
             with self._sessions.begin() as session:
-                record_failure(session, identity=self._identity, sha256=sha256, error=str(exc))
+                record_failure(
+                    session, identity=self._identity, sha256=sha256, error=str(exc), token=token
+                )
             raise
         assert active.name is not None and active.uri is not None
-        with self._sessions.begin() as session:
-            record_upload(
-                session, identity=self._identity, sha256=sha256, name=active.name,
-                uri=active.uri, state=FileState.ACTIVE, expires_at=active.expiration_time,
-            )  # fmt: skip
+        try:
+            with self._sessions.begin() as session:
+                replaced = record_upload(
+                    session, identity=self._identity, sha256=sha256, name=active.name,
+                    uri=active.uri, state=FileState.ACTIVE, expires_at=active.expiration_time,
+                    token=token,
+                )  # fmt: skip
+        except LookupError:
+            # Our claim was taken over (we looked dead): the other upload is the one kept.
+            self._delete_quietly(active.name)
+            return active.uri
+        if replaced:
+            self._delete_quietly(replaced)  # the expired/failed file this one replaces
         log.info("uploaded image %s as %s", sha256[:12], active.name)
         return active.uri
 
-    def _wait_active(self, file: types.File) -> types.File:
-        """Poll until ACTIVE (the SDK does not wait); FAILED is an error with its message."""
+    def _delete_quietly(self, name: str) -> None:
+        """Free project storage; a file Gemini already dropped is fine."""
+        try:
+            self._gemini.delete_file(name)
+        except GeminiCallError as exc:
+            log.info("could not delete superseded file %s: %s", name, exc.message)
+
+    def _wait_active(self, file: types.File, sha256: str, token: str) -> types.File:
+        """Poll until ACTIVE (the SDK does not wait); FAILED is an error with its message.
+
+        Each poll refreshes our claim, so a slow upload is not mistaken for a dead worker's.
+        """
         deadline = time.monotonic() + self._policy.active_timeout_s
         current = file
         while True:
@@ -134,6 +155,8 @@ class UploadCache:
                     retryable=True,
                 )
             time.sleep(_POLL_S)
+            with self._sessions.begin() as session:
+                keep_claim(session, identity=self._identity, sha256=sha256, token=token)
             assert current.name is not None
             current = self._gemini.get_file(current.name)
 

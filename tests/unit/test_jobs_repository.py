@@ -123,3 +123,52 @@ def test_migrations_create_exactly_the_models_schema(tmp_path: Path) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_upload_claims_are_exclusive_and_fenced(sessions: sessionmaker[Session]) -> None:
+    from datetime import timedelta
+
+    from models.files import claim_upload, find_file, keep_claim, record_upload
+
+    args = {
+        "identity": "p",
+        "sha256": "cd" * 32,
+        "mime_type": "image/png",
+        "size_bytes": 1,
+        "margin": timedelta(hours=1),
+        "stale_after": timedelta(seconds=0),
+    }
+    with sessions.begin() as session:
+        first = claim_upload(session, **args)  # type: ignore[arg-type]
+    assert first is not None
+    with sessions.begin() as session:
+        # stale_after 0: the first claim looks dead and is taken over.
+        second = claim_upload(session, **args)  # type: ignore[arg-type]
+    assert second is not None and second != first
+    with sessions.begin() as session:
+        assert not keep_claim(session, identity="p", sha256="cd" * 32, token=first)
+        with pytest.raises(LookupError):
+            record_upload(
+                session,
+                identity="p",
+                sha256="cd" * 32,
+                name="files/a",
+                uri="u1",
+                state="ACTIVE",
+                expires_at=None,
+                token=first,
+            )
+    with sessions.begin() as session:
+        replaced = record_upload(
+            session,
+            identity="p",
+            sha256="cd" * 32,
+            name="files/b",
+            uri="u2",
+            state="ACTIVE",
+            expires_at=None,
+            token=second,
+        )
+        assert replaced is None
+        row = find_file(session, identity="p", sha256="cd" * 32)
+        assert row is not None and (row.name, row.uri, row.claim) == ("files/b", "u2", None)
