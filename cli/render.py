@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -28,12 +29,14 @@ def summary(job: Job, width: int = 80) -> str:
         text = f"{job.error.code}: {job.error.message}"
     elif job.result is None:
         text = ""
-    elif job.task == "detect":
+    elif job.task in ("detect", "segment"):
         objects = job.result.get("objects", [])
         labels = ", ".join(str(obj.get("label", "")) for obj in objects)
         text = f"{len(objects)} object(s): {labels}" if objects else "no objects"
     elif job.task == "classify":
         text = str(job.result.get("label", ""))
+    elif "json" in job.result:
+        text = json.dumps(job.result["json"], ensure_ascii=False)
     else:
         text = str(job.result.get("text", ""))
     text = " ".join(text.split())

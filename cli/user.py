@@ -254,7 +254,7 @@ def result(
         if job.error is not None:
             message += f": {job.error.code}: {job.error.message}"
         _die(message)
-    if job.task == "detect":
+    if job.task in ("detect", "segment"):
         console.print(detections_table(job))
     else:
         console.print(summary(job, width=10_000), markup=False, highlight=False, soft_wrap=True)

@@ -181,3 +181,38 @@ def test_bad_key_is_reported(stack: Stack) -> None:
     done = subprocess.run(visionq_command("jobs"), env=env, capture_output=True, text=True)
     assert done.returncode == 1
     assert "invalid_api_key" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_segment_and_custom_from_the_cli(stack: Stack, shapes_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seg"
+    done = visionq(
+        stack, "submit", str(shapes_png), "--task", "segment", "--wait", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 object(s)" in done.stdout
+    assert len(list(out.glob("shapes-*.annotated.png"))) == 1
+    job_id = json.loads(next(out.glob("shapes-*.json")).read_text())["id"]
+    shown = visionq(stack, "result", job_id)
+    assert "red rectangle" in shown.stdout and "[40, 50, 200, 150]" in shown.stdout
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        json.dumps(
+            {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
+        )
+    )
+    custom = visionq(
+        stack,
+        "submit",
+        str(shapes_png),
+        "--task",
+        "custom",
+        "--prompt",
+        "Count.",
+        "--schema",
+        str(schema),
+        "--wait",
+        "--json",
+    )
+    assert custom.returncode == 0, custom.stderr
+    [job] = json.loads(custom.stdout)
+    assert isinstance(job["result"]["json"]["count"], int)
