@@ -145,8 +145,8 @@ def submit(
     _check_files([*images, *([schema] if schema else [])])
     schema_value = _read_json(schema) if schema else None
     options = _job_options(max_side=max_side, cache=cache, economy=economy)
-    groups = [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
-    label_list = [part.strip() for part in labels.split(",")] if labels else None
+    groups = _job_groups(images, task)
+    label_list = _label_list(labels)
     names: dict[str, str] = {}
     with _client(url, api_key) as client:
         for group in groups:
@@ -173,6 +173,15 @@ def submit(
             except OSError as exc:
                 _die(f"cannot write results to {out}: {exc.strerror or exc}")
     _show_finished(jobs, names, out=out, as_json=as_json)
+
+
+def _job_groups(images: list[Path], task: TaskKind) -> list[list[Path]]:
+    """One job per image, or one job for all images where the task takes several."""
+    return [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
+
+
+def _label_list(labels: str | None) -> list[str] | None:
+    return [part.strip() for part in labels.split(",")] if labels else None
 
 
 def _check_files(paths: list[Path]) -> None:
@@ -311,11 +320,9 @@ def estimate(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate tokens and USD for IMAGE... (one job per image, like submit); nothing runs."""
-    for path in images:
-        if not path.is_file():
-            _die(f"{path}: no such file")
-    groups = [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
-    label_list = [part.strip() for part in labels.split(",")] if labels else None
+    _check_files(images)
+    groups = _job_groups(images, task)
+    label_list = _label_list(labels)
     with _client(url, api_key) as client:
         found = [
             client.estimate(group, task=task.value, prompt=prompt, labels=label_list, model=model)

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from vision.formats import HEIC, HEIF, sniff_mime_type
+from vision.formats import HEIC, HEIF, register_heif, sniff_mime_type
 
 # Distinct, saturated colours that stay readable on photos.
 _COLOURS = [
@@ -20,9 +20,7 @@ _COLOURS = [
 def open_upright(data: bytes) -> Image.Image:
     """Decode an image and apply its EXIF orientation: the frame boxes refer to."""
     if sniff_mime_type(data) in (HEIC, HEIF):
-        from pillow_heif import register_heif_opener  # noqa: PLC0415
-
-        register_heif_opener()
+        register_heif()
     with Image.open(io.BytesIO(data)) as image:
         upright = ImageOps.exif_transpose(image)
         return upright.convert("RGB")

@@ -19,7 +19,6 @@ import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cache
 
 from PIL import Image, UnidentifiedImageError
@@ -58,15 +57,6 @@ class ImageRejectedError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    mime_type: str
-    width: int
-    height: int
-    # EXIF orientation (1 = upright); width and height above are already upright.
-    orientation: int
-
-
 def sniff_mime_type(data: bytes) -> str | None:
     """The MIME type the magic bytes announce, among the formats Gemini accepts."""
     if data.startswith(_PNG_SIGNATURE):
@@ -95,7 +85,8 @@ def _compatible_brands(data: bytes) -> set[bytes]:
 
 
 @cache
-def _register_heif() -> None:
+def register_heif() -> None:
+    """Let Pillow open HEIC/HEIF images (pillow-heif), registered on first need."""
     # Imported lazily: pillow-heif is only needed when a HEIC/HEIF image shows up.
     from pillow_heif import register_heif_opener  # noqa: PLC0415
 
@@ -273,7 +264,7 @@ def open_image(data: bytes, mime_type: str, *, max_pixels: int) -> Iterator[Imag
     name = FORMAT_NAMES[mime_type]
     check_header(data, mime_type, max_pixels)
     if mime_type in (HEIC, HEIF):
-        _register_heif()
+        register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -304,24 +295,3 @@ def read_orientation(image: Image.Image) -> int:
     except Exception:  # a broken EXIF block must not make a decodable image unusable
         return 1
     return orientation if 1 <= orientation <= 8 else 1
-
-
-def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """Check that ``data`` is a supported, readable image and return its upright size.
-
-    Header only (pixels are not decoded; use ``vision.prepare.prepare_image`` for the full
-    check). Raises ImageRejectedError with code ``unsupported_media_type``,
-    ``corrupt_image`` or ``image_too_large``.
-    """
-    mime_type = require_supported(data)
-    with open_image(data, mime_type, max_pixels=max_pixels) as image:
-        width, height = image.size
-        if mime_type == PNG:  # Pillow reads a PNG's EXIF only after its pixels
-            try:
-                image.load()
-            except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-                raise corrupt_error(f"the PNG is corrupt: {exc}") from exc
-        orientation = read_orientation(image)
-    if orientation in _QUARTER_TURNS:
-        width, height = height, width
-    return ImageInfo(mime_type=mime_type, width=width, height=height, orientation=orientation)

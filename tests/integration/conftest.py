@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -178,17 +179,29 @@ def _build_stack(
     return stack
 
 
+def _backend_stack(
+    kind: str,
+    redis_db: int,
+    workdir: Path,
+    database_url: str,
+    redis_url: str,
+    gemini_url: str,
+    **kwargs: Any,
+) -> Stack:
+    """A stack named after its database backend; each kind and backend gets its own Redis
+    database (``redis_db`` for SQLite, the next one for PostgreSQL), so queues never mix."""
+    backend = database_url.split(":", 1)[0]
+    offset = 0 if backend == "sqlite" else 1
+    return _build_stack(
+        f"{kind}-{backend}", workdir, database_url, redis_url, gemini_url, redis_db + offset,
+        **kwargs,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def stack(workdir: Path, database_url: str, redis_url: str, emulator_url: str) -> Iterator[Stack]:
-    backend = database_url.split(":", 1)[0]
-    built = _build_stack(
-        f"main-{backend}",
-        workdir,
-        database_url,
-        redis_url,
-        emulator_url,
-        1 if backend == "sqlite" else 2,
-        with_worker=True,
+    built = _backend_stack(
+        "main", 1, workdir, database_url, redis_url, emulator_url, with_worker=True
     )
     yield built
     built.stop()
@@ -199,15 +212,8 @@ def paused_stack(
     workdir: Path, database_url: str, redis_url: str, slow_emulator_url: str
 ) -> Iterator[Stack]:
     """API without a running worker (tests start it), in front of the slow emulator."""
-    backend = database_url.split(":", 1)[0]
-    built = _build_stack(
-        f"paused-{backend}",
-        workdir,
-        database_url,
-        redis_url,
-        slow_emulator_url,
-        3 if backend == "sqlite" else 4,
-        with_worker=False,
+    built = _backend_stack(
+        "paused", 3, workdir, database_url, redis_url, slow_emulator_url, with_worker=False
     )
     yield built
     built.stop()
@@ -218,17 +224,10 @@ def files_stack(
     workdir: Path, database_url: str, redis_url: str, files_emulator_url: str
 ) -> Iterator[Stack]:
     """A stack taking images up to 64 MB, in front of the files emulator."""
-    backend = database_url.split(":", 1)[0]
-    built = _build_stack(
-        f"files-{backend}",
-        workdir,
-        database_url,
-        redis_url,
-        files_emulator_url,
-        5 if backend == "sqlite" else 6,
-        with_worker=True,
-        max_image_bytes=64 * 1024 * 1024,
-    )
+    built = _backend_stack(
+        "files", 5, workdir, database_url, redis_url, files_emulator_url,
+        with_worker=True, max_image_bytes=64 * 1024 * 1024,
+    )  # fmt: skip
     built.env["EMULATOR_URL"] = files_emulator_url
     yield built
     built.stop()

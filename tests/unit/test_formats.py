@@ -10,10 +10,11 @@ from PIL import Image
 from vision.formats import (
     ImageRejectedError,
     header_size,
-    inspect_image,
+    open_image,
     pillow_format_name,
     sniff_mime_type,
 )
+from vision.prepare import prepare_image
 
 
 def encode(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB", **kw: object) -> bytes:
@@ -26,7 +27,7 @@ def encode(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB", **kw: 
     ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
 )
 def test_formats_are_recognised_from_bytes(fmt: str, mime: str) -> None:
-    info = inspect_image(encode(fmt), max_pixels=10**6)
+    info = prepare_image(encode(fmt), max_pixels=10**6)
     assert (info.mime_type, info.width, info.height) == (mime, 40, 30)
 
 
@@ -35,40 +36,41 @@ def test_heic_is_recognised() -> None:
     pillow_heif.register_heif_opener()
     data = encode("HEIF")
     assert sniff_mime_type(data) in ("image/heic", "image/heif")
-    info = inspect_image(data, max_pixels=10**6)
+    info = prepare_image(data, max_pixels=10**6)
     assert (info.width, info.height) == (40, 30)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
 def test_other_formats_are_unsupported(fmt: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(encode(fmt, mode="RGB" if fmt != "GIF" else "P"), max_pixels=10**6)
+        prepare_image(encode(fmt, mode="RGB" if fmt != "GIF" else "P"), max_pixels=10**6)
     assert caught.value.code == "unsupported_media_type"
 
 
 def test_text_is_unsupported_even_with_an_image_name() -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(b"hello, I am not a picture", max_pixels=10**6)
+        prepare_image(b"hello, I am not a picture", max_pixels=10**6)
     assert caught.value.code == "unsupported_media_type"
 
 
 def test_truncated_header_is_corrupt() -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(encode("PNG")[:20], max_pixels=10**6)
+        prepare_image(encode("PNG")[:20], max_pixels=10**6)
     assert caught.value.code == "corrupt_image"
 
 
 def test_too_many_pixels() -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(encode("PNG", size=(200, 200)), max_pixels=10_000)
+        prepare_image(encode("PNG", size=(200, 200)), max_pixels=10_000)
     assert caught.value.code == "image_too_large"
 
 
 def test_exif_rotation_gives_upright_size() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    info = inspect_image(encode("JPEG", size=(40, 30), exif=exif.tobytes()), max_pixels=10**6)
-    assert (info.width, info.height, info.orientation) == (30, 40, 6)
+    info = prepare_image(encode("JPEG", size=(40, 30), exif=exif.tobytes()), max_pixels=10**6)
+    assert (info.width, info.height) == (30, 40)
+    assert info.changes == ("exif_transposed",)
 
 
 # --- Header parsing, naming and bombs (shared with vision.prepare) -----------------------
@@ -80,7 +82,7 @@ def test_avif_is_not_taken_for_heif() -> None:
     assert b"mif1" in data[:32]
     assert sniff_mime_type(data) is None
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(data, max_pixels=10**6)
+        prepare_image(data, max_pixels=10**6)
     assert caught.value.code == "unsupported_media_type"
     assert "The file is in AVIF format" in caught.value.message
 
@@ -108,7 +110,7 @@ def test_heif_brands(box: bytes, mime: str | None) -> None:
 @pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
 def test_unsupported_message_names_the_format(fmt: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(encode(fmt, mode="P" if fmt == "GIF" else "RGB"), max_pixels=10**6)
+        prepare_image(encode(fmt, mode="P" if fmt == "GIF" else "RGB"), max_pixels=10**6)
     assert f"The file is in {fmt} format" in caught.value.message
     assert "PNG, JPEG, WEBP, HEIC or HEIF" in caught.value.message
 
@@ -162,7 +164,7 @@ def test_inspect_refuses_a_bomb_from_the_header_alone(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(Image, "open", no_pillow)
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(data, max_pixels=50_000_000)
+        prepare_image(data, max_pixels=50_000_000)
     assert caught.value.code == "image_too_large"
     assert "100000x100000 = 10,000,000,000 pixels" in caught.value.message
     assert "more than the 50,000,000 allowed" in caught.value.message
@@ -170,7 +172,9 @@ def test_inspect_refuses_a_bomb_from_the_header_alone(monkeypatch: pytest.Monkey
 
 def test_corrupt_message_gives_pillows_reason() -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(100), max_pixels=10**6)
+        data = b"\x89PNG\r\n\x1a\n" + random.Random(1).randbytes(100)
+        with open_image(data, "image/png", max_pixels=10**6):
+            pass
     assert caught.value.code == "corrupt_image"
     assert "the PNG is corrupt or truncated: broken PNG file" in caught.value.message
     assert "BytesIO" not in caught.value.message
@@ -180,18 +184,18 @@ def test_corrupt_message_gives_pillows_reason() -> None:
 def test_invalid_orientation_counts_as_upright(orientation: int) -> None:
     exif = Image.Exif()
     exif[0x0112] = orientation
-    info = inspect_image(encode("JPEG", size=(40, 30), exif=exif.tobytes()), max_pixels=10**6)
-    assert (info.width, info.height, info.orientation) == (40, 30, 1)
+    info = prepare_image(encode("JPEG", size=(40, 30), exif=exif.tobytes()), max_pixels=10**6)
+    assert (info.width, info.height, info.changes) == (40, 30, ())
 
 
 def test_inspect_reads_a_png_exif_orientation_and_rejects_a_broken_png() -> None:
     exif = Image.Exif()
     exif[0x0112] = 8
     data = encode("PNG", size=(40, 30), exif=exif.tobytes())
-    info = inspect_image(data, max_pixels=10**6)
-    assert (info.width, info.height, info.orientation) == (30, 40, 8)
+    info = prepare_image(data, max_pixels=10**6)
+    assert (info.width, info.height, info.changes) == (30, 40, ("exif_transposed",))
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(data[: len(data) // 2], max_pixels=10**6)
+        prepare_image(data[: len(data) // 2], max_pixels=10**6)
     assert caught.value.code == "corrupt_image"
 
 
@@ -200,6 +204,6 @@ def test_inspect_reads_a_png_exif_orientation_and_rejects_a_broken_png() -> None
 )
 def test_broken_gif_and_tiff_are_still_named(data: bytes, name: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        inspect_image(data, max_pixels=10**6)
+        prepare_image(data, max_pixels=10**6)
     assert caught.value.code == "unsupported_media_type"
     assert f"The file is in {name} format" in caught.value.message
