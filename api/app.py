@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI
 
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.queue import JobQueue
 from api.routes import estimate, health, images, jobs
+from api.throttle import SubmitThrottle
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings, get_settings
@@ -20,6 +22,13 @@ from vision.costing import CostBook
 def open_resources(settings: Settings) -> ApiResources:
     rules, prices = settings.cost_overrides()
     engine = make_engine(settings.database_url)
+    # Short timeouts: the submit limiter fails open when Redis is unreachable.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    throttle = (
+        SubmitThrottle(client, rate_per_s=settings.submit_rate_per_s, burst=settings.submit_burst)
+        if settings.submit_rate_per_s > 0
+        else None
+    )
     return ApiResources(
         settings=settings,
         engine=engine,
@@ -27,6 +36,8 @@ def open_resources(settings: Settings) -> ApiResources:
         blobs=BlobStore(settings.blob_dir),
         queue=JobQueue(settings.redis_url),
         costs=CostBook.load(token_rules=rules, prices=prices),
+        redis=client,
+        throttle=throttle,
     )
 
 
@@ -41,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             resources.queue.close()
+            resources.redis.close()
             resources.engine.dispose()
 
     app = FastAPI(

@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import redis
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiError
 from api.queue import JobQueue
+from api.throttle import SubmitThrottle
 from models.blobs import BlobStore
 from models.keys import authenticate
 from models.settings import Settings
@@ -28,6 +30,9 @@ class ApiResources:
     blobs: BlobStore
     queue: JobQueue
     costs: CostBook
+    redis: redis.Redis[bytes]
+    # None when VISIONQ_SUBMIT_RATE_PER_S is 0 (no per-key limit).
+    throttle: SubmitThrottle | None
 
 
 def get_resources(request: Request) -> ApiResources:

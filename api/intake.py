@@ -37,6 +37,8 @@ class RawJob:
     options: dict[str, Any] = field(default_factory=dict)
     schema: Any = None
     images: list[bytes] = field(default_factory=list)
+    # JSON requests may give images by URL: fetched (see api/urlfetch.py) before admission.
+    image_urls: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,9 @@ class AttemptPublic(BaseModel):
     error_class: str | None
     error_message: str | None
     http_status: int | None
+    retry_delay_s: float | None = Field(
+        description="When the attempt failed and another followed: the wait before it."
+    )
     cost_usd: str | None = Field(description="What this attempt's Gemini call cost, USD.")
 
     @classmethod
@@ -104,6 +107,7 @@ class AttemptPublic(BaseModel):
             error_class=row.error_class,
             error_message=row.error_message,
             http_status=row.http_status,
+            retry_delay_s=row.retry_delay_s,
             cost_usd=_usd(row.cost_nusd),
         )
 

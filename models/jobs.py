@@ -76,6 +76,9 @@ def create_job(
         created_at=utcnow(),
         attempt_count=0,
     )
+    # The caller sends the message right after the commit; a failed send clears this
+    # (models.leases.mark_unsent) so the sweeper sends it.
+    job.enqueued_at = job.created_at
     if cached is not None:
         job.status = JobStatus.SUCCEEDED
         job.started_at = job.finished_at = job.created_at
@@ -199,55 +202,6 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A job the worker now runs, and the number of the attempt it recorded."""
-
-    job_id: str
-    attempt_id: int
-    attempt_number: int
-
-
-def claim_job(session: Session, job_id: str) -> Claim | None:
-    """Move a queued job to running and open an attempt; None if the job may not run.
-
-    A job already running is claimed again: that is a redelivered message whose first
-    worker died, and the job must still finish.
-    """
-    now = utcnow()
-    number = session.scalar(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES))
-        .values(status=JobStatus.RUNNING, attempt_count=Job.attempt_count + 1)
-        .returning(Job.attempt_count)
-    )
-    if number is None:
-        return None
-    session.execute(
-        update(Job).where(Job.id == job_id, Job.started_at.is_(None)).values(started_at=now)
-    )
-    attempt = Attempt(job_id=job_id, number=number, started_at=now)
-    session.add(attempt)
-    session.flush()
-    return Claim(job_id=job_id, attempt_id=attempt.id, attempt_number=number)
-
-
-def open_attempt(session: Session, job_id: str) -> Claim | None:
-    """A further attempt of a running job (e.g. a retry after an invalid answer)."""
-    number = session.scalar(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-        .values(attempt_count=Job.attempt_count + 1)
-        .returning(Job.attempt_count)
-    )
-    if number is None:
-        return None
-    attempt = Attempt(job_id=job_id, number=number, started_at=utcnow())
-    session.add(attempt)
-    session.flush()
-    return Claim(job_id=job_id, attempt_id=attempt.id, attempt_number=number)
-
-
 def set_transports(session: Session, job_id: str, transports: Sequence[str]) -> None:
     """Record how each input reached Gemini (inline bytes or the File API)."""
     for position, transport in enumerate(transports):
@@ -268,8 +222,10 @@ def finish_attempt(
     http_status: int | None = None,
     usage: dict[str, Any] | None = None,
     cost_nusd: int | None = None,
+    retry_delay_s: float | None = None,
 ) -> None:
-    """Close an attempt with its outcome (and what its Gemini call cost)."""
+    """Close an attempt with its outcome (what its Gemini call cost, and how long the
+    worker waits before the next attempt)."""
     session.execute(
         update(Attempt)
         .where(Attempt.id == attempt_id)
@@ -281,6 +237,7 @@ def finish_attempt(
             http_status=http_status,
             usage=usage,
             cost_nusd=cost_nusd,
+            retry_delay_s=retry_delay_s,
         )
     )
 
@@ -333,8 +290,10 @@ def complete_job(
     usage: Usage | None,
     model_version: str | None,
     cost_nusd: int | None = None,
+    lease_token: str | None = None,
 ) -> bool:
-    """Store the result of a running job; False if it is no longer running (cancelled).
+    """Store the result of a running job; False if it is no longer running (cancelled) or,
+    with ``lease_token``, no longer held under that lease (another worker took it over).
 
     The budget reservation is settled to the actual cost in the same transaction.
     """
@@ -346,7 +305,7 @@ def complete_job(
     }
     if usage is not None:
         values.update(usage.columns())
-    return _end(session, job_id, (JobStatus.RUNNING,), values, cost_nusd)
+    return _end(session, job_id, (JobStatus.RUNNING,), values, cost_nusd, lease_token)
 
 
 def fail_job(
@@ -357,8 +316,10 @@ def fail_job(
     message: str,
     usage: Usage | None = None,
     cost_nusd: int | None = None,
+    lease_token: str | None = None,
 ) -> bool:
-    """End an active job as failed; False if it had already ended."""
+    """End an active job as failed; False if it had already ended (or, with
+    ``lease_token``, is no longer held under that lease)."""
     values: dict[str, Any] = {
         "status": JobStatus.FAILED,
         "finished_at": utcnow(),
@@ -367,21 +328,23 @@ def fail_job(
     }
     if usage is not None:
         values.update(usage.columns())
-    return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd)
+    return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd, lease_token)
 
 
-def _end(
+def _end(  # noqa: PLR0917 - private, called twice with all of them
     session: Session,
     job_id: str,
     from_statuses: Sequence[str],
     values: dict[str, Any],
     cost_nusd: int | None,
+    lease_token: str | None,
 ) -> bool:
     """Move a job to a terminal state once, settling its budget reservation with it."""
+    fence = [] if lease_token is None else [Job.lease_token == lease_token]
     ended = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_(from_statuses))
-        .values(**values, cost_nusd=cost_nusd)
+        .where(Job.id == job_id, Job.status.in_(from_statuses), *fence)
+        .values(**values, cost_nusd=cost_nusd, lease_expires_at=None)
         .returning(Job.tenant, Job.reserved_nusd)
     ).first()
     if ended is None:

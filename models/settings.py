@@ -60,6 +60,41 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=120_000_000, ge=1)
     page_size_max: int = Field(default=200, ge=1)
 
+    # Retries of Gemini calls (worker/retry.py): attempts per job, full-jitter exponential
+    # backoff between them, and a deadline for the whole job from its first start.
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_max_delay_s: float = Field(default=60.0, gt=0)
+    job_deadline_s: float = Field(default=1800.0, gt=0)
+    # Shared Gemini rate limits per model, e.g. {"gemini-2.5-flash": {"rpm": 1000, "tpm":
+    # 1000000}} (JSON in VISIONQ_RATE_LIMITS); models not listed are not paced.
+    rate_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    rate_window_s: float = Field(default=60.0, gt=0)
+
+    # Delivery (models/leases.py, worker/sweeper.py): a running job's lease, renewed by its
+    # worker; when it lapses (the worker died) the job is delivered again, at most
+    # max_deliveries times. The sweeper also sends jobs whose message never reached Redis.
+    lease_s: float = Field(default=90.0, ge=1)
+    max_deliveries: int = Field(default=3, ge=1)
+    sweeper_enabled: bool = True
+    sweep_interval_s: float = Field(default=15.0, gt=0)
+    requeue_after_s: float = Field(default=900.0, gt=0)
+    # Redis gives an unacknowledged message to another worker after this long; it must
+    # outlast any job (deadline plus one call), or a slow job would run twice.
+    broker_visibility_timeout_s: float = Field(default=7200.0, gt=0)
+
+    # Abuse limits per API key / tenant.
+    submit_rate_per_s: float = Field(default=50.0, ge=0, description="0 = no limit")
+    submit_burst: int = Field(default=200, ge=1)
+    max_active_jobs_per_tenant: int = Field(default=100_000, ge=1)
+    idempotency_ttl_s: float = Field(default=48 * 3600.0, ge=24 * 3600.0)
+
+    # Images given by URL: fetched by the API, size and time capped; only public addresses
+    # unless an operator allows networks here (CIDRs, e.g. an internal image host).
+    url_fetch_timeout_s: float = Field(default=20.0, gt=0)
+    url_fetch_max_redirects: int = Field(default=3, ge=0)
+    url_fetch_allowed_networks: list[str] = Field(default_factory=list)
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
@@ -69,6 +104,19 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_base_url(cls, value: str) -> str:
         return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _delivery_bounds(self) -> Settings:
+        longest = self.job_deadline_s + self.gemini_timeout_s + self.lease_s
+        if self.broker_visibility_timeout_s <= longest:
+            raise ValueError(
+                f"VISIONQ_BROKER_VISIBILITY_TIMEOUT_S ({self.broker_visibility_timeout_s:g}) must "
+                f"exceed the longest a job can hold its message: job_deadline_s + "
+                f"gemini_timeout_s + lease_s = {longest:g}"
+            )
+        if self.retry_max_delay_s >= self.job_deadline_s:
+            raise ValueError("VISIONQ_RETRY_MAX_DELAY_S must be below VISIONQ_JOB_DEADLINE_S")
+        return self
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -64,6 +64,8 @@ class AttemptOutcome(enum.StrEnum):
     FAILED = "failed"
     # The call finished but the job had been cancelled meanwhile: its answer is dropped.
     DISCARDED = "discarded"
+    # The worker running it died (its lease expired); the job was delivered again.
+    LOST = "lost"
 
 
 class Base(DeclarativeBase):
@@ -88,7 +90,10 @@ class ApiKey(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
+        Index("ix_jobs_tenant_status", "tenant", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(100))
@@ -124,6 +129,13 @@ class Job(Base):
     # Same images, task, prompt, schema, model and options: a finished job's result is reused.
     cache_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     cached_from: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Delivery (see models/leases.py): when a message was last sent for the job (NULL = the
+    # send failed: the sweeper sends it), how often a worker took it, and the running
+    # worker's lease. Only the holder of lease_token may end the job or open attempts.
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
+    deliveries: Mapped[int] = mapped_column(default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"
@@ -206,6 +218,19 @@ class Attempt(Base):
     cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     job: Mapped[Job] = relationship(back_populates="attempts")
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key on POST /v1/jobs and the job it created, per tenant."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # sha256 of the request's fields and image bytes: the same key with another body is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Budget(Base):

@@ -10,6 +10,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from cli.processes import ManagedProcess as Process
 from cli.processes import free_port, http_ok, redis_args, visionq_command, wait_until
 
 __all__ = [
+    "PostgresServer",
     "Process",
+    "RedisServer",
     "free_port",
     "postgres_server",
     "redis_server",
@@ -33,16 +36,12 @@ __all__ = [
 
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[str]:
-    port = free_port()
-    proc = Process("redis", redis_args(port, workdir, persistent=False), log=workdir / "redis.log")
-    url = f"redis://127.0.0.1:{port}"
+    server = RedisServer(workdir, persistent=False)
     try:
-        wait_until(
-            lambda: bool(redis.Redis.from_url(url).ping()), timeout=20, what="redis", log=proc.log
-        )
-        yield url
+        server.start()
+        yield server.url
     finally:
-        proc.stop()
+        server.stop()
 
 
 def postgres_bindir() -> Path | None:
@@ -59,87 +58,119 @@ def _run(args: list[str]) -> None:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster; as root it runs as the 'postgres' user.
+class PostgresServer:
+    """A throwaway PostgreSQL cluster that can be killed and started again on its port.
 
-    Its directory is a fresh one under the system temp dir (pytest's own is private to
-    root, so the postgres user could not enter it), removed afterwards.
+    As root it runs as the 'postgres' user, in a fresh directory under the system temp dir
+    (pytest's own is private to root, so the postgres user could not enter it).
     """
-    bindir = postgres_bindir()
-    if bindir is None:
-        raise RuntimeError("PostgreSQL server binaries not found")
-    user = "postgres" if os.geteuid() == 0 else None
-    workdir = Path(tempfile.mkdtemp(prefix="visionq-pg-"))
-    data, sockets = workdir / "data", workdir / "sock"
-    sockets.mkdir()
-    if user:
-        shutil.chown(workdir, user)
-        shutil.chown(sockets, user)
-    prefix = ["runuser", "-u", user, "--"] if user else []
-    port = free_port()
-    proc: Process | None = None
-    try:
-        _run(
-            [
-                *prefix,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]
-        )
-        log = workdir / "postgres.log"
-        proc = Process(
+
+    def __init__(self) -> None:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise RuntimeError("PostgreSQL server binaries not found")
+        self.bindir = bindir
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+        self.workdir = Path(tempfile.mkdtemp(prefix="visionq-pg-"))
+        self.data, self.sockets = self.workdir / "data", self.workdir / "sock"
+        self.port = free_port()
+        self.proc: Process | None = None
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/visionq"
+
+    def create(self) -> None:
+        """initdb, start, and create the visionq database."""
+        self.sockets.mkdir()
+        if self.user:
+            shutil.chown(self.workdir, self.user)
+            shutil.chown(self.sockets, self.user)
+        initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust"]
+        _run([*self.prefix, *initdb, "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        self.start()
+        createdb = [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port)]
+        _run([*self.prefix, *createdb, "-U", "postgres", "visionq"])
+
+    def start(self) -> None:
+        log = self.workdir / "postgres.log"
+        self.proc = Process(
             "postgres",
             [
-                str(bindir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-k",
-                str(sockets),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
+                str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                "-k", str(self.sockets), "-c", "listen_addresses=127.0.0.1",
+                "-c", "fsync=off", "-c", "max_connections=200",
             ],
             log=log,
-            user=user,
-        )
+            user=self.user,
+        )  # fmt: skip
 
         def ready() -> bool:
-            probe = [*prefix, str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)]
-            return subprocess.run(probe, capture_output=True).returncode == 0
+            probe = [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)]
+            return subprocess.run([*self.prefix, *probe], capture_output=True).returncode == 0
 
         wait_until(ready, timeout=30, what="postgres", log=log)
-        _run(
-            [
-                *prefix,
-                str(bindir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "visionq",
-            ]
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/visionq"
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster (a crash: it recovers from its WAL when started again).
+
+        Only the postmaster: its parent (runuser) reaps it, so no zombie keeps holding the
+        PID in postmaster.pid, which would make the next start refuse to run.
+        """
+        if self.proc is None:
+            return
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self.proc.popen.wait(10)
+        self.proc.stop()
+        self.proc = None
+
+    def remove(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster's URL, removed afterwards."""
+    server = PostgresServer()
+    try:
+        server.create()
+        yield server.url
     finally:
-        if proc is not None:
-            proc.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.remove()
+
+
+class RedisServer:
+    """A Redis server on a fixed port that can be SIGKILLed and started again (its AOF
+    file, when ``persistent``, brings the data back)."""
+
+    def __init__(self, workdir: Path, *, persistent: bool) -> None:
+        self.workdir = workdir
+        self.persistent = persistent
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc: Process | None = None
+
+    def start(self) -> None:
+        args = redis_args(self.port, self.workdir, persistent=self.persistent)
+        self.proc = Process("redis", args, log=self.workdir / "redis.log")
+        wait_until(
+            lambda: bool(redis.Redis.from_url(self.url).ping()),
+            timeout=20,
+            what="redis",
+            log=self.proc.log,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
 
 
 def wait_http(url: str, *, timeout: float, what: str, log: Path | None = None) -> None:

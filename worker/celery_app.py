@@ -27,11 +27,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # if the worker process dies: no accepted job is lost with a crashed worker.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Long calls: a worker takes one message per free slot, leaving the rest to others.
         "worker_prefetch_multiplier": 1,
+        # On a lost broker connection, running tasks are cancelled and their messages
+        # (unacknowledged) come back; their leases lapse and another claim takes over.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +14,9 @@ from models.settings import Settings
 from vision.costing import CostBook
 from worker.files import FilePolicy, UploadCache
 from worker.gemini import GeminiCaller, gemini_identity, make_client
+from worker.leasekeeper import LeaseKeeper
+from worker.ratelimit import GeminiRateLimiter, parse_quotas
+from worker.retry import RetryPolicy
 
 
 @dataclass
@@ -24,6 +28,10 @@ class WorkerContext:
     gemini: GeminiCaller
     uploads: UploadCache
     costs: CostBook
+    leases: LeaseKeeper
+    retry: RetryPolicy
+    # None when no rate limits are configured (nothing to pace, no Redis round trip).
+    limiter: GeminiRateLimiter | None
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
@@ -32,7 +40,7 @@ class WorkerContext:
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         blobs = BlobStore(settings.blob_dir)
-        gemini = GeminiCaller(make_client(settings))
+        gemini = GeminiCaller(make_client(settings), secret=settings.gemini_key())
         uploads = UploadCache(
             sessions=sessions,
             gemini=gemini,
@@ -43,8 +51,19 @@ class WorkerContext:
         return cls(
             settings=settings, engine=engine, sessions=sessions, blobs=blobs, gemini=gemini,
             uploads=uploads, costs=CostBook.load(token_rules=rules, prices=prices),
+            leases=LeaseKeeper(sessions, lease_s=settings.lease_s),
+            retry=RetryPolicy.from_settings(settings), limiter=_limiter(settings),
         )  # fmt: skip
 
     def close(self) -> None:
+        self.leases.close()
         self.gemini.close()
         self.engine.dispose()
+
+
+def _limiter(settings: Settings) -> GeminiRateLimiter | None:
+    if not settings.rate_limits:
+        return None
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+    quotas = parse_quotas(settings.rate_limits)
+    return GeminiRateLimiter(client, quotas, window_s=settings.rate_window_s)

@@ -40,6 +40,7 @@ class GeminiCallError(Exception):
         http_status: int | None = None,
         retryable: bool = False,
         usage: Usage | None = None,
+        retry_delay_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -47,6 +48,16 @@ class GeminiCallError(Exception):
         self.http_status = http_status
         self.retryable = retryable
         self.usage = usage
+        # RetryInfo.retryDelay of a 429: Gemini's own word on when to ask again.
+        self.retry_delay_s = retry_delay_s
+
+    def scrubbed(self, secret: str | None) -> GeminiCallError:
+        """This error with ``secret`` (the API key) masked in its message, should any
+        server or library ever echo it: messages are stored and shown to users."""
+        if secret and secret in self.message:
+            self.message = self.message.replace(secret, "***")
+            self.args = (self.message,)
+        return self
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,9 @@ def gemini_identity(settings: Settings) -> str:
 class GeminiCaller:
     """Calls generate_content; keeps its SDK client alive for the process's lifetime."""
 
-    def __init__(self, client: genai.Client | None) -> None:
+    def __init__(self, client: genai.Client | None, *, secret: str | None = None) -> None:
         self._client = client
+        self._secret = secret
 
     def close(self) -> None:
         if self._client is not None:
@@ -110,7 +122,7 @@ class GeminiCaller:
     ) -> GeminiAnswer:
         """Call Gemini once; raise GeminiCallError for every kind of failure."""
         client = self._client_or_fail()
-        with _translated("generate_content"):
+        with _translated("generate_content", self._secret):
             response = client.models.generate_content(
                 model=model,
                 contents=[types.Content(role="user", parts=contents)],
@@ -130,49 +142,96 @@ class GeminiCaller:
         """Upload bytes to the File API (the SDK's resumable protocol)."""
         client = self._client_or_fail()
         config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name)
-        with _translated("upload"):
+        with _translated("upload", self._secret):
             return client.files.upload(file=io.BytesIO(data), config=config)
 
     def get_file(self, name: str) -> types.File:
-        with _translated("files.get"):
+        with _translated("files.get", self._secret):
             return self._client_or_fail().files.get(name=name)
 
     def delete_file(self, name: str) -> None:
-        with _translated("files.delete"):
+        with _translated("files.delete", self._secret):
             self._client_or_fail().files.delete(name=name)
 
     def list_files(self) -> list[types.File]:
-        with _translated("files.list"):
+        with _translated("files.list", self._secret):
             return list(self._client_or_fail().files.list())
 
 
 @contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, secret: str | None) -> Iterator[None]:
     """Turn SDK and transport errors into GeminiCallError, like generate does."""
     try:
         yield
     except genai_errors.APIError as exc:
-        raise _from_api_error(exc) from exc
+        raise _from_api_error(exc).scrubbed(secret) from exc
     except httpx.TimeoutException as exc:
         raise GeminiCallError(
             "gemini_timeout", f"Gemini did not answer {what} in time ({exc}).", retryable=True
-        ) from exc
+        ).scrubbed(secret) from exc
     except httpx.TransportError as exc:
         raise GeminiCallError(
             "gemini_unreachable", f"Could not reach Gemini for {what}: {exc}.", retryable=True
-        ) from exc
+        ).scrubbed(secret) from exc
+
+
+_RETRYABLE_STATUSES = (408, 429, 500, 502, 503, 504)
 
 
 def _from_api_error(exc: genai_errors.APIError) -> GeminiCallError:
     status = (exc.status or "ERROR").lower()
     code = exc.code if isinstance(exc.code, int) else None
-    retryable = code in (408, 429, 500, 502, 503, 504)
+    details = _error_details(exc.details)
+    quota_ids = [
+        str(violation.get("quotaId", ""))
+        for detail in details
+        if str(detail.get("@type", "")).endswith("google.rpc.QuotaFailure")
+        for violation in detail.get("violations") or []
+        if isinstance(violation, dict)
+    ]
+    delay = next(
+        (
+            _seconds(detail.get("retryDelay"))
+            for detail in details
+            if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo")
+        ),
+        None,
+    )
+    message = f"Gemini answered {code} {exc.status}: {exc.message}"
+    if code == 429 and any("PerDay" in quota for quota in quota_ids):
+        # Retrying within the day only burns attempts: fail now and say why.
+        return GeminiCallError(
+            "daily_quota_exhausted",
+            f"{message} (daily quota {', '.join(quota_ids)} is used up; it resets at "
+            "midnight Pacific time: submit again then, or raise the quota)",
+            http_status=code,
+            retry_delay_s=delay,
+        )
     return GeminiCallError(
         f"gemini_{status}",
-        f"Gemini answered {code} {exc.status}: {exc.message}",
+        message,
         http_status=code,
-        retryable=retryable,
+        retryable=code in _RETRYABLE_STATUSES,
+        retry_delay_s=delay,
     )
+
+
+def _error_details(body: Any) -> list[dict[str, Any]]:
+    """The ``error.details`` objects of a Google error body (empty when absent or odd)."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return [item for item in details if isinstance(item, dict)] if isinstance(details, list) else []
+
+
+def _seconds(value: Any) -> float | None:
+    """A google.protobuf.Duration in JSON ("26s", "0.5s") as seconds."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return None
+    try:
+        seconds = float(value[:-1])
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _answer_from_response(response: types.GenerateContentResponse) -> GeminiAnswer:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.blobs import BlobNotFoundError
 from models.jobs import (
-    Claim,
     Usage,
-    claim_job,
     complete_job,
     fail_job,
     finish_attempt,
     load_job,
-    open_attempt,
     set_transports,
 )
-from models.tables import AttemptOutcome, Job
+from models.leases import Claim, claim_job, open_attempt
+from models.tables import AttemptOutcome, Job, utcnow
 from vision.costing import to_nano
 from vision.masks import parse_segments
 from vision.parsing import AnswerParseError
@@ -26,7 +25,9 @@ from vision.structured import SchemaMismatchError
 from vision.tasks import ImageSize, TaskKind, parse_answer
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCallError
+from worker.ratelimit import RateLimitTimeout
 from worker.requests import build_request
+from worker.retry import decide
 
 log = logging.getLogger(__name__)
 # Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
@@ -35,16 +36,20 @@ _FILE_REFUSED_STATUSES = {400, 403, 404}
 
 def run_job(ctx: WorkerContext, job_id: str) -> str:
     """Run a job once; returns what happened (for logs): skipped, succeeded, failed, discarded."""
+    settings = ctx.settings
     with ctx.sessions.begin() as session:
-        claim = claim_job(session, job_id)
+        claim = claim_job(
+            session, job_id, lease_s=settings.lease_s, max_deliveries=settings.max_deliveries
+        )
     if claim is None:
-        log.info("job %s is not queued or running; nothing to do", job_id)
+        log.info("job %s is not claimable (ended, held by a live worker, or given up)", job_id)
         return "skipped"
-    with ctx.sessions() as session:
-        job = load_job(session, job_id)
-    if job is None:  # deleted between the claim and now
-        return "skipped"
-    return _execute(ctx, job, claim)
+    with ctx.leases.held(claim.lease_token):
+        with ctx.sessions() as session:
+            job = load_job(session, job_id)
+        if job is None:  # deleted between the claim and now
+            return "skipped"
+        return _execute(ctx, job, claim)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,13 @@ def _failure(exc: Exception) -> _Failure:
         )
     if isinstance(exc, GeminiCallError):
         return _Failure(exc.code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
+    if isinstance(exc, RateLimitTimeout):
+        return _Failure(
+            "rate_limited",
+            f"The job waited for the shared Gemini rate limit until its deadline: {exc}. "
+            "Raise VISIONQ_RATE_LIMITS for this model or submit fewer jobs at once.",
+            "RateLimitTimeout",
+        )
     if isinstance(exc, SchemaMismatchError):
         return _Failure(
             "schema_validation_failed",
@@ -96,31 +108,97 @@ class _Spend:
 
 
 def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
-    spend = _Spend()
-    # A structured answer that fails its schema is asked for once more, then fails.
-    for round_number in (1, 2):
+    run = _Run(ctx=ctx, job=job, claim=claim, deadline=_deadline(ctx, job))
+    while True:
+        outcome = run.step()
+        if outcome is not None:
+            return outcome
+
+
+def _deadline(ctx: WorkerContext, job: Job) -> float:
+    """The job's deadline on this process's monotonic clock (from its first start)."""
+    started = job.started_at or utcnow()
+    left = ctx.settings.job_deadline_s - (utcnow() - started).total_seconds()
+    return time.monotonic() + left
+
+
+@dataclass
+class _Run:
+    """One delivery of a job: attempts until an answer, a final failure or a lost lease."""
+
+    ctx: WorkerContext
+    job: Job
+    claim: Claim
+    deadline: float
+    spend: _Spend = field(default_factory=_Spend)
+    schema_retried: bool = False
+
+    def step(self) -> str | None:
+        """One attempt; the outcome when the job is done with, None to attempt again."""
+        ctx, job = self.ctx, self.job
         try:
+            self._pace()
             answer = call_gemini(ctx, job)
-            spend.add(ctx, job.model, answer.usage)
-            return _complete(ctx, claim, interpret(ctx, job, answer.text), spend, answer)
+            self.spend.add(ctx, job.model, answer.usage)
+            return _complete(ctx, self.claim, interpret(ctx, job, answer.text), self.spend, answer)
         except SchemaMismatchError as exc:
-            if round_number == 2:
-                return _fail(ctx, claim, _failure(exc), spend)
-            retry = _retry_after_invalid_answer(ctx, claim, str(exc), answer, spend)
-            if retry is None:  # cancelled meanwhile
-                return "discarded"
-            claim = retry
-        except (BlobNotFoundError, GeminiCallError, AnswerParseError) as exc:
-            if isinstance(exc, GeminiCallError):
-                spend.add(ctx, job.model, exc.usage)
-            return _fail(ctx, claim, _failure(exc), spend)
+            # A structured answer that fails its schema is asked for once more, then fails.
+            if self.schema_retried:
+                return _fail(ctx, self.claim, _failure(exc), self.spend)
+            self.schema_retried = True
+            usage = answer.usage.raw if answer.usage else None
+            return self._again(_Failure("schema_validation_failed", str(exc),
+                                        "SchemaMismatchError", 200), 0.0, usage)  # fmt: skip
+        except GeminiCallError as exc:
+            self.spend.add(ctx, job.model, exc.usage)
+            return self._after_call_error(exc)
+        except (BlobNotFoundError, AnswerParseError, RateLimitTimeout) as exc:
+            return _fail(ctx, self.claim, _failure(exc), self.spend)
         except Exception as exc:
             # A bug of ours: logged with its traceback, and the job and its attempt end
             # failed with the cause instead of staying "running" forever.
             log.exception("job %s crashed", job.id)
             failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-            return _fail(ctx, claim, failure, spend)
-    raise AssertionError("unreachable: the second round always returns")
+            return _fail(ctx, self.claim, failure, self.spend)
+
+    def _pace(self) -> None:
+        """Wait for the shared rate limiter (requests and estimated input tokens per model)."""
+        if self.ctx.limiter is None:
+            return
+        tokens = int((self.job.estimate or {}).get("input_tokens") or 0)
+        self.ctx.limiter.acquire(self.job.model, tokens, deadline=self.deadline)
+
+    def _after_call_error(self, exc: GeminiCallError) -> str | None:
+        remaining = self.deadline - time.monotonic()
+        decision = decide(self.ctx.retry, exc, attempt=self.claim.attempt_number,
+                          remaining_s=remaining)  # fmt: skip
+        failure = _failure(exc)
+        if not decision.retry:
+            if decision.reason:
+                failure = replace(failure, message=f"{failure.message} ({decision.reason})")
+            return _fail(self.ctx, self.claim, failure, self.spend)
+        assert decision.delay_s is not None
+        log.info("job %s attempt %d: %s; retrying in %.2f s", self.job.id,
+                 self.claim.attempt_number, exc.code, decision.delay_s)  # fmt: skip
+        usage = exc.usage.raw if exc.usage else None
+        return self._again(failure, decision.delay_s, usage)
+
+    def _again(self, failure: _Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
+        """Close the failed attempt, wait ``delay_s`` and open the next one."""
+        with self.ctx.sessions.begin() as session:
+            finish_attempt(
+                session, self.claim.attempt_id, outcome=AttemptOutcome.FAILED,
+                error_class=failure.error_class, error_message=failure.message,
+                http_status=failure.http_status, usage=usage,
+                cost_nusd=self.spend.last_call_nusd, retry_delay_s=delay_s or None,
+            )  # fmt: skip
+        time.sleep(delay_s)
+        with self.ctx.sessions.begin() as session:
+            claim = open_attempt(session, self.claim)
+        if claim is None:  # cancelled, or the lease was lost to another worker meanwhile
+            return "discarded"
+        self.claim = claim
+        return None
 
 
 def call_gemini(ctx: WorkerContext, job: Job) -> GeminiAnswer:
@@ -168,18 +246,6 @@ def interpret(ctx: WorkerContext, job: Job, text: str) -> dict[str, Any]:
     return {"objects": objects, "skipped": skipped, "image": image}
 
 
-def _retry_after_invalid_answer(
-    ctx: WorkerContext, claim: Claim, reason: str, answer: GeminiAnswer, spend: _Spend
-) -> Claim | None:
-    with ctx.sessions.begin() as session:
-        finish_attempt(
-            session, claim.attempt_id, outcome=AttemptOutcome.FAILED,
-            error_class="SchemaMismatchError", error_message=reason, http_status=200,
-            usage=answer.usage.raw if answer.usage else None, cost_nusd=spend.last_call_nusd,
-        )  # fmt: skip
-        return open_attempt(session, claim.job_id)
-
-
 def _complete(
     ctx: WorkerContext, claim: Claim, result: dict[str, Any], spend: _Spend, answer: GeminiAnswer
 ) -> str:
@@ -187,6 +253,7 @@ def _complete(
         stored = complete_job(
             session, claim.job_id, result=result, usage=spend.usage,
             model_version=answer.model_version, cost_nusd=spend.cost_nusd,
+            lease_token=claim.lease_token,
         )  # fmt: skip
         finish_attempt(
             session,
@@ -203,7 +270,7 @@ def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: _Spend) ->
     with ctx.sessions.begin() as session:
         ended = fail_job(
             session, claim.job_id, code=failure.code, message=failure.message,
-            usage=spend.usage, cost_nusd=spend.cost_nusd,
+            usage=spend.usage, cost_nusd=spend.cost_nusd, lease_token=claim.lease_token,
         )  # fmt: skip
         finish_attempt(
             session,

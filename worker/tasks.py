@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from typing import Any
 
-from celery import Task
+import redis
+from celery import Task, signals
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from models.db import make_engine, make_session_factory
 from models.jobs import fail_job
 from models.settings import get_settings
-from worker.celery_app import app
+from worker.celery_app import JOBS_QUEUE, app
 from worker.context import WorkerContext
 from worker.pipeline import run_job
+from worker.sweeper import Sweeper
 
 # The API enqueues by this name (it does not import the worker); keep the two in step.
 PROCESS_JOB = "visionq.process_job"
+# Errors that mean "the database is unreachable right now", not "this job is bad".
+_DB_UNAVAILABLE = (OperationalError, InterfaceError)
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +46,18 @@ class PipelineTask(Task):  # type: ignore[misc]
             return self._context
 
 
-@app.task(name=PROCESS_JOB, base=PipelineTask, bind=True)  # type: ignore[untyped-decorator]
+@app.task(name=PROCESS_JOB, base=PipelineTask, bind=True, max_retries=120)  # type: ignore[untyped-decorator]
 def process_job(self: PipelineTask, job_id: str) -> str:
     """Run job ``job_id``; every outcome, even a bug of ours, ends the job with a reason."""
     context = self.context
     try:
         return run_job(context, job_id)
+    except _DB_UNAVAILABLE as exc:
+        # The database is down or restarting: nothing could be recorded, so the message is
+        # sent again later. A lease this run took lapses; the next claim takes it over.
+        countdown = min(30.0, 2.0 ** min(self.request.retries, 5)) * random.uniform(0.5, 1.0)
+        log.warning("job %s: database unavailable (%s); again in %.1f s", job_id, exc, countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     except Exception as exc:
         # Not swallowed: logged with its traceback, and the job ends failed with the cause
         # instead of staying "running" forever.
@@ -51,3 +65,27 @@ def process_job(self: PipelineTask, job_id: str) -> str:
         with context.sessions.begin() as session:
             fail_job(session, job_id, code="internal_error", message=f"{type(exc).__name__}: {exc}")
         return "failed"
+
+
+def send_job(job_id: str) -> None:
+    """Send a job's message (as the API does)."""
+    app.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE)
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    """Every worker runs the sweeper in a thread of its main process (see worker/sweeper.py)."""
+    settings = get_settings()
+    if not settings.sweeper_enabled:
+        return
+    engine = make_engine(settings.database_url, pool_size=2)
+    sweeper = Sweeper(
+        sessions=make_session_factory(engine),
+        send=send_job,
+        redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=10),
+        settings=settings,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=sweeper.run, args=(stop,), name="visionq-sweeper", daemon=True)
+    thread.start()
+    signals.worker_shutting_down.connect(lambda **_: stop.set(), weak=False)

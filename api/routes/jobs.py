@@ -8,32 +8,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.admission import apply_economy, budget_refusal
-from api.deps import ApiResources, Caller, CallerDep, ResourcesDep, SessionDep
+from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
-from api.intake import AdmittedJob, admit, read_job_request
-from api.queue import QueueUnavailableError
+from api.intake import admit, read_job_request
 from api.schemas import ErrorBody, JobCreate, JobPage, JobPublic
-from models.budgets import reserve
-from models.jobs import (
-    InvalidCursorError,
-    NewInput,
-    cancel_job,
-    create_job,
-    fail_job,
-    find_cached,
-    get_job,
-    list_jobs,
+from api.submission import (
+    check_submit_limits,
+    fingerprint,
+    idempotency_key,
+    replay,
+    store_and_enqueue,
 )
+from models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
 from models.tables import JobStatus
-from vision.costing import reservation_nusd
-from vision.tasks import TaskKind, cache_key
+from vision.tasks import TaskKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 402, 404, 413, 415, 422, 503)
+    status: {"model": ErrorBody} for status in (400, 401, 402, 404, 413, 415, 422, 429, 503)
 }
 
 
@@ -99,68 +93,29 @@ CREATE_BODY = {
 async def submit_job(
     request: Request, response: Response, caller: CallerDep, resources: ResourcesDep
 ) -> JobPublic:
-    """Accept a job (multipart or JSON), store its images and queue it. Answers 202."""
+    """Accept a job (multipart or JSON), store its images and queue it. Answers 202.
+
+    With an `Idempotency-Key` header, a repeated request (same key, same body) returns the
+    job the first one created (header `Idempotent-Replayed: true`) instead of a new one.
+    """
+    key = idempotency_key(request)
+    await run_in_threadpool(check_submit_limits, caller, resources)
     raw = await read_job_request(request, resources.settings)
-    admitted = await run_in_threadpool(admit, raw, resources.settings)
-    job = await run_in_threadpool(_store_and_enqueue, admitted, caller, resources)
+    idempotency = (key, fingerprint(raw)) if key is not None else None
+    earlier = None
+    if idempotency is not None:
+        earlier = await run_in_threadpool(replay, caller, resources, *idempotency)
+    if earlier is not None:
+        job, replayed = earlier, True
+    else:  # a new job (or the key's earlier job is gone)
+        admitted = await run_in_threadpool(admit, raw, resources.settings)
+        job, replayed = await run_in_threadpool(
+            store_and_enqueue, admitted, caller, resources, idempotency
+        )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
-
-
-def _store_and_enqueue(admitted: AdmittedJob, caller: Caller, resources: ApiResources) -> JobPublic:
-    admitted, estimate = apply_economy(admitted, resources)
-    inputs = [
-        NewInput(
-            sha256=resources.blobs.put(image.data),
-            mime_type=image.mime_type,
-            width=image.width,
-            height=image.height,
-            byte_size=len(image.data),
-        )
-        for image in admitted.images
-    ]
-    key = cache_key(
-        image_sha256s=[item.sha256 for item in inputs], task=admitted.task,
-        prompt=admitted.prompt, labels=admitted.labels, schema=admitted.schema,
-        model=admitted.model, options=admitted.options,
-    )  # fmt: skip
-    use_cache = admitted.options.get("cache", True)
-    with resources.sessions.begin() as session:
-        cached = find_cached(session, tenant=caller.tenant, cache_key=key) if use_cache else None
-        needed = 0 if cached is not None else reservation_nusd(estimate)
-        # First write of the transaction: the budget check and hold are one atomic UPDATE.
-        held = reserve(session, tenant=caller.tenant, amount_nusd=needed)
-        if held:
-            job = create_job(
-                session,
-                tenant=caller.tenant,
-                task=admitted.task,
-                model=admitted.model,
-                prompt=admitted.prompt,
-                labels=admitted.labels,
-                options=admitted.options,
-                inputs=inputs,
-                response_schema=admitted.schema,
-                estimate=estimate,
-                reserved_nusd=needed,
-                cache_key=key,
-                cached=cached,
-            )
-            public = JobPublic.of(job)
-    if not held:
-        with resources.sessions() as session:
-            raise budget_refusal(session, caller.tenant, needed)
-    if cached is not None:
-        return public  # answered from the cache: nothing to run
-    try:
-        resources.queue.enqueue(job.id)
-    except QueueUnavailableError as exc:
-        log.error("could not enqueue job %s: %s", job.id, exc)
-        message = "The job queue (Redis) is unavailable; the job was not accepted. Retry later."
-        with resources.sessions.begin() as session:
-            fail_job(session, job.id, code="queue_unavailable", message=message)
-        raise ApiError(503, "queue_unavailable", message) from exc
-    return public
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=ERRORS, summary="Read a job")

@@ -11,13 +11,13 @@ from models.jobs import (
     InvalidCursorError,
     NewInput,
     cancel_job,
-    claim_job,
     complete_job,
     create_job,
     fail_job,
     get_job,
     list_jobs,
 )
+from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
 from models.keys import authenticate, create_key, revoke_key
 from models.migrate import current_revision, upgrade
 
@@ -47,19 +47,34 @@ def _new_job(sessions: sessionmaker[Session], tenant: str = "t") -> str:
         return job.id
 
 
+def _claim(session: Session, job_id: str, *, lease_s: float = 60.0) -> Claim | None:
+    return claim_job(session, job_id, lease_s=lease_s, max_deliveries=3)
+
+
 def test_a_finished_job_is_never_claimed_or_finished_again(sessions: sessionmaker[Session]) -> None:
     job_id = _new_job(sessions)
     with sessions.begin() as session:
-        first = claim_job(session, job_id)
+        # A lease of -1 s has lapsed at once: as if the first worker died.
+        first = _claim(session, job_id, lease_s=-1)
     assert first is not None and first.attempt_number == 1
     with sessions.begin() as session:
-        # A redelivered message while the first worker died: the job is claimed again.
-        second = claim_job(session, job_id)
+        # The redelivered message: the job is claimed again under a new lease.
+        second = _claim(session, job_id)
     assert second is not None and second.attempt_number == 2
+    assert second.lease_token != first.lease_token
     with sessions.begin() as session:
-        assert complete_job(session, job_id, result={"text": "a"}, usage=None, model_version="m")
+        # The presumed-dead first worker is fenced off: it can neither finish nor retry.
+        assert not complete_job(
+            session, job_id, result={"text": "x"}, usage=None, model_version="m",
+            lease_token=first.lease_token,
+        )  # fmt: skip
+        assert open_attempt(session, first) is None
+        assert complete_job(
+            session, job_id, result={"text": "a"}, usage=None, model_version="m",
+            lease_token=second.lease_token,
+        )  # fmt: skip
     with sessions.begin() as session:
-        assert claim_job(session, job_id) is None
+        assert _claim(session, job_id) is None
         assert not complete_job(
             session, job_id, result={"text": "b"}, usage=None, model_version=None
         )
@@ -68,7 +83,45 @@ def test_a_finished_job_is_never_claimed_or_finished_again(sessions: sessionmake
         job = get_job(session, tenant="t", job_id=job_id)
         assert job is not None
         assert (job.status, job.result, job.attempt_count) == ("succeeded", {"text": "a"}, 2)
-        assert [a.number for a in job.attempts] == [1, 2]
+        assert [(a.number, a.outcome) for a in job.attempts] == [(1, "lost"), (2, "running")]
+
+
+def test_a_live_lease_is_not_claimed_twice(sessions: sessionmaker[Session]) -> None:
+    job_id = _new_job(sessions)
+    with sessions.begin() as session:
+        assert _claim(session, job_id) is not None
+    with sessions.begin() as session:
+        assert _claim(session, job_id) is None  # a duplicate message while the worker lives
+
+
+def test_a_job_that_keeps_killing_its_worker_ends_failed(sessions: sessionmaker[Session]) -> None:
+    job_id = _new_job(sessions)
+    for _ in range(3):
+        with sessions.begin() as session:
+            assert claim_job(session, job_id, lease_s=-1, max_deliveries=3) is not None
+    with sessions.begin() as session:
+        assert claim_job(session, job_id, lease_s=60, max_deliveries=3) is None
+    with sessions() as session:
+        job = get_job(session, tenant="t", job_id=job_id)
+        assert job is not None
+        assert (job.status, job.error_code, job.deliveries) == ("failed", "worker_lost", 4)
+        assert [a.outcome for a in job.attempts] == ["lost"] * 3
+
+
+def test_the_sweeper_finds_unsent_stale_and_lapsed_jobs(sessions: sessionmaker[Session]) -> None:
+    sent, unsent, lapsed, live = (_new_job(sessions) for _ in range(4))
+    with sessions.begin() as session:
+        mark_unsent(session, unsent)
+        assert _claim(session, lapsed, lease_s=0) is not None
+        assert _claim(session, live) is not None
+    with sessions() as session:
+        assert set(jobs_to_send(session, requeue_after_s=3600)) == {unsent, lapsed}
+        # A message older than requeue_after_s may have been lost with Redis.
+        assert set(jobs_to_send(session, requeue_after_s=-1)) == {sent, unsent, lapsed}
+    with sessions.begin() as session:
+        mark_sent(session, [unsent, lapsed])
+    with sessions() as session:
+        assert jobs_to_send(session, requeue_after_s=3600) == []
 
 
 def test_cancel_only_acts_on_active_jobs_of_the_tenant(sessions: sessionmaker[Session]) -> None:
@@ -78,7 +131,7 @@ def test_cancel_only_acts_on_active_jobs_of_the_tenant(sessions: sessionmaker[Se
         assert cancel_job(session, tenant="t", job_id=job_id)
         assert not cancel_job(session, tenant="t", job_id=job_id)
     with sessions.begin() as session:
-        assert claim_job(session, job_id) is None
+        assert _claim(session, job_id) is None
 
 
 def test_listing_pages_newest_first(sessions: sessionmaker[Session]) -> None:

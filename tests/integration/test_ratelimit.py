@@ -1,0 +1,443 @@
+"""The Redis rate limiters against a real Redis: GCRA submit throttle and Gemini sliding log.
+
+The concurrency tests run the limiter the way workers do (several processes, several
+threads each) and check the admissions as seen by the clients' own clocks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api.throttle import SubmitThrottle
+from tests.services import free_port, redis_server
+from worker.ratelimit import GeminiRateLimiter, ModelQuota, RateLimitTimeout, parse_quotas
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gemini-test"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("ratelimit-redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url)
+    yield conn
+    conn.close()
+
+
+def _unreachable_redis() -> redis.Redis:
+    # No retries: redis-py would otherwise back off for seconds before raising.
+    return redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh key prefix, so no test sees another's state."""
+    return f"test:{uuid.uuid4().hex}"
+
+
+def test_server_replicates_script_effects(client: redis.Redis) -> None:
+    # TIME before writes in a script needs effects replication, the default from Redis 5.
+    major = int(str(client.info("server")["redis_version"]).split(".")[0])
+    assert major >= 5
+
+
+# --- GCRA submit throttle -------------------------------------------------------------
+
+
+def test_gcra_burst_then_refusal_then_refill(client: redis.Redis, prefix: str) -> None:
+    throttle = SubmitThrottle(client, rate_per_s=10, burst=3, prefix=prefix)
+    start = time.monotonic()
+    assert [throttle.check(1) for _ in range(3)] == [0.0, 0.0, 0.0]
+    retry = throttle.check(1)
+    elapsed = time.monotonic() - start
+    # After a burst of 3 at ~start, the next slot opens one interval (0.1 s) after start.
+    assert 0.1 - elapsed - 0.01 <= retry <= 0.1
+    # Refusals are not counted: otherwise the sleep below would not be enough.
+    assert throttle.check(1) > 0
+    assert throttle.check("other-key") == 0.0, "keys are independent"
+
+    time.sleep(retry + 0.005)
+    assert throttle.check(1) == 0.0
+    assert throttle.check(1) > 0, "one interval refills one request only"
+
+    ttl_ms = client.pttl(throttle.key(1))
+    assert 0 < ttl_ms <= 300
+    time.sleep(0.32)
+    assert client.exists(throttle.key(1)) == 0, "a fully refilled key is gone"
+    assert [throttle.check(1) > 0 for _ in range(4)] == [False, False, False, True]
+
+
+def test_gcra_slow_rate_retry_after(client: redis.Redis, prefix: str) -> None:
+    throttle = SubmitThrottle(client, rate_per_s=0.5, burst=1, prefix=prefix)
+    assert throttle.check("k") == 0.0
+    retry = throttle.check("k")
+    assert 1.9 < retry <= 2.0
+
+
+def test_gcra_redis_errors_propagate() -> None:
+    dead = _unreachable_redis()
+    throttle = SubmitThrottle(dead, rate_per_s=1, burst=1)
+    with pytest.raises(redis.ConnectionError):
+        throttle.check(1)
+    dead.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate_per_s": 0, "burst": 1}, "rate_per_s"),
+        ({"rate_per_s": float("inf"), "burst": 1}, "rate_per_s"),
+        ({"rate_per_s": 1, "burst": 0}, "burst"),
+        ({"rate_per_s": 1, "burst": 1.5}, "burst"),
+    ],
+)
+def test_gcra_rejects_bad_settings(client: redis.Redis, kwargs: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SubmitThrottle(client, **kwargs)
+
+
+# --- Gemini sliding log: requests ------------------------------------------------------
+
+
+def test_rpm_admits_exactly_then_waits_for_oldest(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=3, tpm=None)}, window_s=0.5, margin_s=0.05, prefix=prefix
+    )
+    log, tokens = limiter.keys(MODEL)
+    first = time.monotonic()
+    assert limiter.try_acquire(MODEL, 1) == 0.0
+    time.sleep(0.1)
+    assert limiter.try_acquire(MODEL, 1) == 0.0
+    assert limiter.try_acquire(MODEL, 1) == 0.0
+    wait = limiter.try_acquire(MODEL, 1)
+    # The oldest entry leaves 0.55 s (+1 ms rounding) after it was admitted.
+    expected = 0.551 - (time.monotonic() - first)
+    assert expected - 0.01 <= wait <= expected + 0.01
+    assert client.zcard(log) == 3, "a refusal records nothing"
+
+    for key in (log, tokens):
+        assert 0 < client.pttl(key) <= 1100, "keys expire after ~2 windows"
+
+    time.sleep(wait)
+    assert limiter.try_acquire(MODEL, 1) == 0.0, "the oldest has left: one more fits"
+    # The next to leave is the second entry, admitted 0.1 s after the first.
+    second_wait = limiter.try_acquire(MODEL, 1)
+    assert 0.07 <= second_wait <= 0.11
+
+
+def test_idle_model_leaves_no_keys(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=5, tpm=100)}, window_s=0.1, margin_s=0.0, prefix=prefix
+    )
+    assert limiter.try_acquire(MODEL, 10) == 0.0
+    time.sleep(0.25)
+    assert client.exists(*limiter.keys(MODEL)) == 0
+
+
+def test_unknown_and_unlimited_models_do_not_touch_redis() -> None:
+    dead = _unreachable_redis()
+    quotas = {MODEL: ModelQuota(rpm=1, tpm=1), "free": ModelQuota(rpm=None, tpm=None)}
+    limiter = GeminiRateLimiter(dead, quotas)
+    for _ in range(100):
+        assert limiter.try_acquire("gemini-unknown", 10**9) == 0.0
+        assert limiter.try_acquire("free", 10**9) == 0.0
+    limiter.acquire("gemini-unknown", 10**9, deadline=0.0)
+    with pytest.raises(redis.ConnectionError):
+        limiter.try_acquire(MODEL, 1)
+    dead.close()
+
+
+# --- Gemini sliding log: tokens ---------------------------------------------------------
+
+
+def test_tpm_respected(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=None, tpm=100)}, window_s=0.5, margin_s=0.0, prefix=prefix
+    )
+    log, tokens = limiter.keys(MODEL)
+    assert limiter.try_acquire(MODEL, 60) == 0.0
+    assert limiter.try_acquire(MODEL, 50) > 0
+    assert limiter.try_acquire(MODEL, 40) == 0.0, "exactly the quota is allowed"
+    assert limiter.try_acquire(MODEL, 1) > 0
+    assert limiter.try_acquire(MODEL, 0) == 0.0, "a request without tokens adds none"
+    assert int(client.get(tokens) or 0) == 100
+    assert client.zcard(log) == 3
+
+
+def test_tpm_wait_is_for_the_entry_that_makes_room(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=None, tpm=100)}, window_s=0.6, margin_s=0.0, prefix=prefix
+    )
+    first = time.monotonic()
+    for size in (30, 30, 40):
+        assert limiter.try_acquire(MODEL, size) == 0.0
+        time.sleep(0.1)
+    # 50 tokens need the first two entries (30 + 30) gone: the second leaves 0.7 s after first.
+    wait = limiter.try_acquire(MODEL, 50)
+    expected = 0.1 + 0.601 - (time.monotonic() - first)
+    assert expected - 0.015 <= wait <= expected + 0.01
+    # 20 tokens need only the first gone.
+    wait_small = limiter.try_acquire(MODEL, 20)
+    assert wait - 0.115 <= wait_small <= wait - 0.085
+
+
+def test_request_larger_than_tpm_runs_alone(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=None, tpm=100)}, window_s=0.3, margin_s=0.0, prefix=prefix
+    )
+    assert limiter.try_acquire(MODEL, 150) == 0.0, "an empty window admits it"
+    wait = limiter.try_acquire(MODEL, 1)
+    assert 0.25 < wait <= 0.31, "nothing else until it leaves"
+    time.sleep(wait)
+    assert limiter.try_acquire(MODEL, 10) == 0.0
+    time.sleep(0.1)
+    # Not alone now: it must wait for the 10-token entry to leave.
+    wait_big = limiter.try_acquire(MODEL, 150)
+    assert 0.15 < wait_big <= 0.21
+    time.sleep(wait_big)
+    assert limiter.try_acquire(MODEL, 150) == 0.0
+
+
+def test_both_quotas_wait_for_the_later(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=2, tpm=100)}, window_s=0.5, margin_s=0.0, prefix=prefix
+    )
+    assert limiter.try_acquire(MODEL, 5) == 0.0
+    time.sleep(0.2)
+    assert limiter.try_acquire(MODEL, 90) == 0.0
+    # 20 more tokens: rpm frees when the first entry leaves (~0.3 s), but the 5 tokens it
+    # frees are not enough, so the second must leave too (~0.5 s).
+    assert 0.45 < limiter.try_acquire(MODEL, 20) <= 0.51
+    assert 0.25 < limiter.try_acquire(MODEL, 1) <= 0.31
+
+
+# --- acquire ----------------------------------------------------------------------------
+
+
+def test_acquire_sleeps_until_admitted(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=1, tpm=None)}, window_s=0.3, margin_s=0.0, prefix=prefix
+    )
+    start = time.monotonic()
+    limiter.acquire(MODEL, 1, deadline=start + 5)
+    limiter.acquire(MODEL, 1, deadline=start + 5)
+    assert 0.3 <= time.monotonic() - start < 0.5
+
+
+def test_acquire_deadline_raises_without_sleeping(client: redis.Redis, prefix: str) -> None:
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=1, tpm=None)}, window_s=10, margin_s=0.0, prefix=prefix
+    )
+    limiter.acquire(MODEL, 1, deadline=time.monotonic() + 1)
+    sleeps: list[float] = []
+    with pytest.raises(RateLimitTimeout) as caught:
+        limiter.acquire(MODEL, 1, deadline=time.monotonic() + 2, sleep=sleeps.append)
+    assert sleeps == [], "a wait past the deadline is not slept"
+    assert caught.value.model == MODEL
+    assert 9.5 < caught.value.wait_s <= 10.01
+
+
+def test_acquire_deadline_after_sleeping(client: redis.Redis, prefix: str) -> None:
+    # Another client keeps taking the slot, so the sleeper never gets it before its deadline.
+    limiter = GeminiRateLimiter(
+        client, {MODEL: ModelQuota(rpm=1, tpm=None)}, window_s=0.2, margin_s=0.0, prefix=prefix
+    )
+    limiter.acquire(MODEL, 1, deadline=time.monotonic() + 1)
+    sleeps: list[float] = []
+
+    def sleep_while_another_takes_the_slot(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+        limiter.acquire(MODEL, 1, deadline=time.monotonic() + 1)
+
+    with pytest.raises(RateLimitTimeout):
+        limiter.acquire(
+            MODEL, 1, deadline=time.monotonic() + 0.5, sleep=sleep_while_another_takes_the_slot
+        )
+    assert 1 <= len(sleeps) <= 3
+    assert all(0.15 < s <= 0.26 for s in sleeps), sleeps
+
+
+# --- concurrency: processes x threads --------------------------------------------------
+
+PROCESSES = 2
+THREADS = 8
+WINDOW_S = 1.0
+MARGIN_S = 0.05
+RUN_S = 3.0
+
+
+def _hammer(
+    url: str, prefix: str, quota: ModelQuota, ready: Any, go: Any, start_at: Any, out: str
+) -> None:
+    """One worker process: THREADS threads acquiring until the shared stop time."""
+    conn = redis.Redis.from_url(url)
+    limiter = GeminiRateLimiter(
+        conn, {MODEL: quota}, window_s=WINDOW_S, margin_s=MARGIN_S, prefix=prefix
+    )
+    admitted: list[tuple[float, int]] = []
+    errors: list[str] = []
+    ready.release()
+    go.wait(30)
+    start = start_at.value
+    stop = start + RUN_S
+
+    def run(index: int) -> None:
+        # Different sizes per thread, so token packing is exercised too.
+        size = 10 * (1 + index % 4)
+        time.sleep(max(0.0, start - time.time()))
+        try:
+            while True:
+                # time.time() deadlines: all processes share the same stop instant.
+                limiter.acquire(MODEL, size, deadline=stop, clock=time.time)
+                admitted.append((time.time(), size))
+        except RateLimitTimeout:
+            pass
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    conn.close()
+    Path(out).write_text(json.dumps({"admitted": admitted, "errors": errors}))
+
+
+def _run_workers(
+    redis_url: str, prefix: str, quota: ModelQuota, tmp_path: Path
+) -> tuple[list[tuple[float, int]], float]:
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Semaphore(0), ctx.Event()
+    start_at = ctx.Value("d", 0.0)
+    outs = [tmp_path / f"admitted-{n}.json" for n in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=_hammer, args=(redis_url, prefix, quota, ready, go, start_at, str(out)))
+        for out in outs
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        # Start together once every process has imported everything.
+        for _ in procs:
+            assert ready.acquire(timeout=30), "worker process did not start"
+        start_at.value = time.time() + 0.2
+        go.set()
+        for proc in procs:
+            proc.join(RUN_S + 15)
+            assert proc.exitcode == 0, f"worker process exit code {proc.exitcode}"
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    admitted: list[tuple[float, int]] = []
+    for out in outs:
+        result = json.loads(out.read_text())
+        assert result["errors"] == []
+        admitted += [(t, size) for t, size in result["admitted"]]
+    return sorted(admitted), float(start_at.value)
+
+
+def _max_in_any_window(admitted: list[tuple[float, int]], weight: bool) -> int:
+    """Largest count (or token sum) over every closed window [t, t + WINDOW_S]."""
+    times = [t for t, _ in admitted]
+    best = 0
+    for i, (t, _) in enumerate(admitted):
+        end = bisect.bisect_right(times, t + WINDOW_S)
+        best = max(best, sum(size if weight else 1 for _, size in admitted[i:end]))
+    return best
+
+
+def _theoretical_max(limit: int) -> int:
+    # Starting from an empty log, a full quota is admitted at the start and again each time
+    # the window (margin included) has passed.
+    return limit * math.ceil(RUN_S / (WINDOW_S + MARGIN_S))
+
+
+def test_rpm_holds_across_processes_and_threads(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    rpm = 20
+    admitted, start = _run_workers(redis_url, prefix, ModelQuota(rpm=rpm, tpm=None), tmp_path)
+    assert all(start <= t <= start + RUN_S + 0.1 for t, _ in admitted)
+    assert _max_in_any_window(admitted, weight=False) <= rpm
+    assert len(admitted) >= 0.8 * _theoretical_max(rpm), len(admitted)
+
+
+def test_tpm_holds_across_processes_and_threads(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    tpm = 400
+    admitted, start = _run_workers(redis_url, prefix, ModelQuota(rpm=None, tpm=tpm), tmp_path)
+    assert all(start <= t <= start + RUN_S + 0.1 for t, _ in admitted)
+    assert _max_in_any_window(admitted, weight=True) <= tpm
+    total = sum(size for _, size in admitted)
+    assert total >= 0.8 * _theoretical_max(tpm), total
+
+
+# --- parse_quotas -----------------------------------------------------------------------
+
+
+def test_parse_quotas_accepts_valid() -> None:
+    raw = {
+        "gemini-2.5-flash": {"rpm": 1000, "tpm": 1_000_000},
+        "gemini-2.5-pro": {"rpm": 150},
+        "gemini-2.5-flash-lite": {"tpm": 4_000_000, "rpm": None},
+    }
+    assert parse_quotas(raw) == {
+        "gemini-2.5-flash": ModelQuota(rpm=1000, tpm=1_000_000),
+        "gemini-2.5-pro": ModelQuota(rpm=150, tpm=None),
+        "gemini-2.5-flash-lite": ModelQuota(rpm=None, tpm=4_000_000),
+    }
+    assert parse_quotas({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([1, 2], "must be a JSON object"),
+        ({"": {"rpm": 1}}, "non-empty strings"),
+        ({"m": 5}, r"quota for 'm': expected an object"),
+        ({"m": {"rpm": 1, "rqm": 2}}, r"quota for 'm': unknown key\(s\) 'rqm'"),
+        ({"m": {}}, r"quota for 'm': set 'rpm' and/or 'tpm'"),
+        ({"m": {"rpm": 0}}, r"quota for 'm': 'rpm' must be a positive integer"),
+        ({"m": {"tpm": -5}}, r"'tpm' must be a positive integer or null, got -5"),
+        ({"m": {"rpm": 1.5}}, r"'rpm' must be a positive integer"),
+        ({"m": {"rpm": "100"}}, r"'rpm' must be a positive integer"),
+        ({"m": {"tpm": True}}, r"'tpm' must be a positive integer"),
+    ],
+)
+def test_parse_quotas_errors(raw: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_quotas(raw)
+
+
+def test_limiter_rejects_bad_arguments(client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        GeminiRateLimiter(client, {}, window_s=0)
+    with pytest.raises(ValueError, match="margin_s"):
+        GeminiRateLimiter(client, {}, margin_s=-1)
+    with pytest.raises(ValueError, match="tokens"):
+        GeminiRateLimiter(client, {MODEL: ModelQuota(rpm=1, tpm=None)}).try_acquire(MODEL, -1)

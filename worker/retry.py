@@ -1,0 +1,80 @@
+"""When to call Gemini again after a failed call, and after how long.
+
+One retry layer only: the SDK's own retries are off (worker/gemini.py makes one attempt per
+call). Transient failures (429, 5xx, timeouts, connection errors) are retried with
+exponential backoff and full jitter, never sooner than the RetryInfo delay Gemini asked for,
+within a cap on attempts per job and a deadline for the whole job. Everything else fails
+the job at once with its cause.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from models.settings import Settings
+from worker.gemini import GeminiCallError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_s: float
+    max_delay_s: float
+    deadline_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.max_attempts,
+            base_s=settings.retry_base_s,
+            max_delay_s=settings.retry_max_delay_s,
+            deadline_s=settings.job_deadline_s,
+        )
+
+    def backoff(
+        self, attempt: int, uniform: Callable[[float, float], float] = random.uniform
+    ) -> float:
+        """Full jitter: a random delay up to base * 2^(attempt-1), capped (AWS's advice)."""
+        ceiling = min(self.max_delay_s, self.base_s * 2 ** min(attempt - 1, 30))
+        return uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Retry after ``delay_s`` seconds, or give up with ``reason`` (None when retrying)."""
+
+    delay_s: float | None
+    reason: str | None = None
+
+    @property
+    def retry(self) -> bool:
+        return self.delay_s is not None
+
+
+def decide(
+    policy: RetryPolicy,
+    error: GeminiCallError,
+    *,
+    attempt: int,
+    remaining_s: float,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> Decision:
+    """Whether attempt number ``attempt`` (1-based, of the job) that failed with ``error`` is
+    followed by another, ``remaining_s`` seconds before the job's deadline."""
+    if not error.retryable:
+        return Decision(None)
+    if attempt >= policy.max_attempts:
+        return Decision(None, f"gave up after {attempt} attempts (VISIONQ_MAX_ATTEMPTS)")
+    delay = policy.backoff(attempt, uniform)
+    if error.retry_delay_s is not None:
+        # Gemini said when capacity returns; asking sooner only earns another 429.
+        delay = max(delay, error.retry_delay_s)
+    if delay >= remaining_s:
+        return Decision(
+            None,
+            f"gave up after {attempt} attempts: the next one (in {delay:.1f} s) would pass "
+            "the job's deadline (VISIONQ_JOB_DEADLINE_S)",
+        )
+    return Decision(delay)

@@ -1,0 +1,86 @@
+"""The sweeper: sends the jobs that would otherwise wait forever.
+
+- queued jobs whose message never reached Redis (the send after the commit failed) or
+  whose message is older than VISIONQ_REQUEUE_AFTER_S (it may have been lost with Redis);
+- running jobs whose lease lapsed: their worker died (SIGKILL, OOM, machine lost);
+- and it deletes idempotency keys past their retention.
+
+Every worker process runs one in a thread; a Redis lock lets one of them work per interval.
+Sending twice is harmless: a job is claimed by one worker only (models/leases.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.idempotency import forget_expired
+from models.leases import jobs_to_send, mark_sent
+from models.settings import Settings
+
+log = logging.getLogger(__name__)
+LOCK_KEY = "visionq:sweeper"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    sent: int
+    unsendable: int
+    keys_forgotten: int
+
+
+class Sweeper:
+    """One sweep at a time across all workers; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        send: Callable[[str], None],
+        redis_client: redis.Redis[bytes],
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._send = send
+        self._redis = redis_client
+        self._settings = settings
+
+    def sweep_once(self) -> SweepReport | None:
+        """Sweep now unless another worker did within the interval; None when skipped."""
+        lock_ms = max(int(self._settings.sweep_interval_s * 900), 100)
+        if not self._redis.set(LOCK_KEY, "1", nx=True, px=lock_ms):
+            return None
+        with self._sessions() as session:
+            due = jobs_to_send(session, requeue_after_s=self._settings.requeue_after_s)
+        sent: list[str] = []
+        for job_id in due:
+            try:
+                self._send(job_id)
+            except Exception as exc:  # kombu raises transport-specific types
+                log.warning("sweeper could not send job %s: %s", job_id, exc)
+                break
+            sent.append(job_id)
+        with self._sessions.begin() as session:
+            mark_sent(session, sent)
+            forgotten = forget_expired(session, ttl_s=self._settings.idempotency_ttl_s)
+        if sent:
+            log.info("sweeper sent %d job(s) again", len(sent))
+        return SweepReport(
+            sent=len(sent), unsendable=len(due) - len(sent), keys_forgotten=forgotten
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Sweep every VISIONQ_SWEEP_INTERVAL_S until ``stop`` is set; outages are logged."""
+        while not stop.wait(self._settings.sweep_interval_s):
+            try:
+                self.sweep_once()
+            except (SQLAlchemyError, redis.RedisError) as exc:
+                log.warning("sweep skipped: %s", exc)
+            except Exception:
+                log.exception("sweep failed")
