@@ -134,8 +134,30 @@ def run_emulator(
     flat_image_tokens: int | None = typer.Option(
         None, help="Bill every image this many tokens, whatever the model (calibration tests)."
     ),
+    fail_503_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 503."),
+    fail_500_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 500."),
+    fail_429_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 429."),
+    retry_delay_s: float = typer.Option(1.0, help="RetryInfo delay of a random 429, seconds."),
+    daily_quota_exhausted: bool = typer.Option(
+        False, "--daily-quota-exhausted", help="Every call answers the per-day quota 429."
+    ),
+    hang_rate: float = typer.Option(
+        0.0, help="Probability (0..1) a call hangs --hang-s before answering."
+    ),
+    hang_s: float = typer.Option(600.0, help="Length of a hang, seconds."),
+    always_fail: int | None = typer.Option(
+        None, metavar="STATUS", help="Every call fails with this HTTP status (e.g. 503, 500)."
+    ),
+    fault_seed: int | None = typer.Option(None, help="Seed of the fault draws."),
+    rpm: int | None = typer.Option(None, help="Requests per quota window per model."),
+    tpm: int | None = typer.Option(None, help="Prompt tokens per quota window per model."),
+    quota_window_s: float = typer.Option(60.0, help="Sliding quota window, seconds."),
 ) -> None:
-    """Serve the Gemini API emulator (synthetic answers, for tests and offline demos)."""
+    """Serve the Gemini API emulator (synthetic answers, for tests and offline demos).
+
+    The fault and quota options apply to generateContent; they can also be changed while
+    it runs with POST /_emulator/faults.
+    """
     from emulator.config import EmulatorConfig
     from emulator.server import run
     from emulator.tokens import load_token_rules_file
@@ -149,6 +171,18 @@ def run_emulator(
             invalid_json_every=invalid_json_every,
             token_rules=load_token_rules_file(token_rules) if token_rules else None,
             flat_image_tokens=flat_image_tokens,
+            fail_503_rate=fail_503_rate,
+            fail_500_rate=fail_500_rate,
+            fail_429_rate=fail_429_rate,
+            retry_delay_s=retry_delay_s,
+            daily_quota_exhausted=daily_quota_exhausted,
+            hang_rate=hang_rate,
+            hang_s=hang_s,
+            always_fail=always_fail,
+            fault_seed=fault_seed,
+            rpm=rpm,
+            tpm=tpm,
+            quota_window_s=quota_window_s,
         )
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

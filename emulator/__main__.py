@@ -13,6 +13,12 @@ from emulator.config import (
     DEFAULT_INLINE_LIMIT_BYTES,
     EmulatorConfig,
 )
+from emulator.faults import (
+    ALWAYS_FAIL_STATUSES,
+    DEFAULT_HANG_S,
+    DEFAULT_QUOTA_WINDOW_S,
+    DEFAULT_RETRY_DELAY_S,
+)
 from emulator.server import run
 from emulator.tokens import load_token_rules_file
 
@@ -69,7 +75,57 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="bill every image a flat N tokens for all models (calibration tests)",
     )
+    _add_fault_flags(parser)
     return parser.parse_args(argv)
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "faults and quotas (generateContent only; changeable at runtime via /_emulator/faults)"
+    )
+    for status in (503, 500, 429):
+        group.add_argument(
+            f"--fail-{status}-rate",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"probability (0..1) that a call answers {status}",
+        )
+    group.add_argument(
+        "--retry-delay-s",
+        type=float,
+        default=DEFAULT_RETRY_DELAY_S,
+        help="RetryInfo delay of a random 429 (default %(default)s)",
+    )
+    group.add_argument(
+        "--daily-quota-exhausted",
+        action="store_true",
+        help="every call answers the per-day quota 429",
+    )
+    group.add_argument(
+        "--hang-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability (0..1) that a call hangs for --hang-s before answering",
+    )
+    group.add_argument("--hang-s", type=float, default=DEFAULT_HANG_S, help="length of a hang")
+    group.add_argument(
+        "--always-fail",
+        type=int,
+        default=None,
+        metavar="STATUS",
+        help=f"every call fails with this status ({', '.join(map(str, ALWAYS_FAIL_STATUSES))})",
+    )
+    group.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
+    group.add_argument("--rpm", type=int, default=None, help="requests per window per model")
+    group.add_argument("--tpm", type=int, default=None, help="prompt tokens per window per model")
+    group.add_argument(
+        "--quota-window-s",
+        type=float,
+        default=DEFAULT_QUOTA_WINDOW_S,
+        help="length of the sliding quota window (default %(default)s)",
+    )
 
 
 def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, argparse.Namespace]:
@@ -87,6 +143,18 @@ def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, arg
             invalid_json_every=args.invalid_json_every,
             token_rules=rules,
             flat_image_tokens=args.flat_image_tokens,
+            fail_503_rate=args.fail_503_rate,
+            fail_500_rate=args.fail_500_rate,
+            fail_429_rate=args.fail_429_rate,
+            retry_delay_s=args.retry_delay_s,
+            daily_quota_exhausted=args.daily_quota_exhausted,
+            hang_rate=args.hang_rate,
+            hang_s=args.hang_s,
+            always_fail=args.always_fail,
+            fault_seed=args.fault_seed,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            quota_window_s=args.quota_window_s,
         )
     except ValueError as exc:
         print(f"python -m emulator: error: {exc}", file=sys.stderr)

@@ -4,8 +4,13 @@ They need no API key, live under ``/_emulator/`` (a prefix Google does not use) 
 never appear in the SDK:
 
 - ``GET /_emulator/stats``: counters (see ``state.Counters``) plus ``files`` (live,
-  unexpired files) and ``upload_sessions`` (uploads started but not finalized).
-- ``POST /_emulator/reset``: forget all files, upload sessions and counters.
+  unexpired files), ``upload_sessions`` (uploads started but not finalized) and the
+  busiest quota windows (see ``quota.QuotaTracker.stats``).
+- ``POST /_emulator/reset``: forget all files, upload sessions, counters and quota
+  windows; restore the fault settings given at start-up.
+- ``GET /_emulator/faults``: the current fault and quota settings.
+- ``POST /_emulator/faults``: change some of them (a JSON object of fields); answers all
+  of them. An unknown field or a bad value is a 400 and changes nothing.
 - ``POST /_emulator/files/{id}:expire``: make one file expire now, as if its 48 hours had
   passed; answers the (now expired) File, 404 for an unknown id.
 """
@@ -18,16 +23,21 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from emulator import errors
-from emulator.httpio import app_state, base_url
+from emulator.httpio import app_state, base_url, read_body
+from emulator.request import parse_json_body
 from emulator.state import EmulatorState
+
+# Far more than any settings object needs; the limit only guards against accidents.
+FAULTS_BODY_LIMIT = 64 * 1024
 
 
 def stats_body(state: EmulatorState) -> dict[str, Any]:
-    """The stats JSON: every counter, live files and open upload sessions."""
+    """The stats JSON: every counter, live files, open upload sessions, quota windows."""
     return {
         **state.counters.as_dict(),
         "files": len(state.files.live()),
         "upload_sessions": len(state.files.sessions),
+        **state.quota.stats(state.monotonic(), state.faults.quota_window_s),
     }
 
 
@@ -41,6 +51,22 @@ async def reset(request: Request) -> Response:
     state = app_state(request)
     state.reset()
     return JSONResponse(stats_body(state))
+
+
+async def get_faults(request: Request) -> Response:
+    """``GET /_emulator/faults``: the fault and quota settings in force."""
+    return JSONResponse(app_state(request).faults.as_dict())
+
+
+async def set_faults(request: Request) -> Response:
+    """``POST /_emulator/faults``: apply the given fields; answers all settings after it."""
+    state = app_state(request)
+    changes = parse_json_body(await read_body(request, FAULTS_BODY_LIMIT))
+    try:
+        settings = state.set_faults(changes)
+    except ValueError as exc:
+        raise errors.invalid_argument(f"Invalid fault settings: {exc}") from exc
+    return JSONResponse(settings.as_dict())
 
 
 async def file_action(request: Request, target: str) -> Response:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emulator import admin, errors, files_api
+from emulator import admin, errors, files_api, gate
 from emulator.config import EmulatorConfig
 from emulator.errors import EmulatorError
 from emulator.httpio import API_VERSIONS, app_state, check_api_key, read_body
@@ -27,6 +27,8 @@ METHODS: dict[str, Method] = {
     "streamGenerateContent": generate_content,
     "countTokens": count_tokens,
 }
+# The methods that pass through the fault stage (gate.py); countTokens does not.
+GENERATE_METHODS = frozenset({"generateContent", "streamGenerateContent"})
 
 
 def _sse(body: dict[str, Any]) -> Response:
@@ -46,6 +48,8 @@ async def model_method(request: Request, version: str, target: str) -> Response:
     if not state.config.knows_model(model):
         raise errors.model_not_found(model, version, method_name)
     body = parse_json_body(await read_body(request, state.config.inline_limit_bytes))
+    if method_name in GENERATE_METHODS:
+        await gate.fault_stage(state, model, request.is_disconnected)
     result = await method(state, model, body)
     if method_name == "streamGenerateContent":
         return _sse(result)
@@ -80,6 +84,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     # Emulator-only endpoints first, so "/_emulator/..." never reaches the API routes.
     app.add_api_route("/_emulator/stats", admin.stats, methods=["GET"])
     app.add_api_route("/_emulator/reset", admin.reset, methods=["POST"])
+    app.add_api_route("/_emulator/faults", admin.get_faults, methods=["GET"])
+    app.add_api_route("/_emulator/faults", admin.set_faults, methods=["POST"])
     app.add_api_route("/_emulator/files/{target}", admin.file_action, methods=["POST"])
     app.add_api_route("/{version}/models/{target}", model_method, methods=["POST"])
     app.add_api_route("/upload/{version}/files", files_api.upload, methods=["POST"])

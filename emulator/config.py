@@ -6,6 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.faults import (
+    DEFAULT_HANG_S,
+    DEFAULT_QUOTA_WINDOW_S,
+    DEFAULT_RETRY_DELAY_S,
+    FaultSettings,
+    fault_field_names,
+)
 from emulator.tokens import TokenTable, build_token_table
 
 DEFAULT_INLINE_LIMIT_BYTES = 20 * 1024 * 1024
@@ -47,6 +54,12 @@ class EmulatorConfig:
     add prefixes of the built-in table (None = built-in only). ``flat_image_tokens`` = N
     bills every image N tokens for every model (calibration tests); None = by the rules.
     An invalid table raises ``ValueError`` (``TokenRulesError``) naming the problem.
+
+    Faults and quotas of generateContent (see ``faults.FaultSettings`` for each field):
+    ``fail_503_rate``, ``fail_500_rate``, ``fail_429_rate``, ``retry_delay_s``,
+    ``daily_quota_exhausted``, ``hang_rate``, ``hang_s``, ``always_fail``, ``fault_seed``,
+    ``rpm``, ``tpm``, ``quota_window_s``. They are the start-up values: the app can change
+    them at runtime and ``/_emulator/reset`` restores these.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -59,6 +72,18 @@ class EmulatorConfig:
     invalid_json_every: int = 0
     token_rules: Mapping[str, Any] | None = None
     flat_image_tokens: int | None = None
+    fail_503_rate: float = 0.0
+    fail_500_rate: float = 0.0
+    fail_429_rate: float = 0.0
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S
+    daily_quota_exhausted: bool = False
+    hang_rate: float = 0.0
+    hang_s: float = DEFAULT_HANG_S
+    always_fail: int | None = None
+    fault_seed: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    quota_window_s: float = DEFAULT_QUOTA_WINDOW_S
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -80,6 +105,11 @@ class EmulatorConfig:
         ):
             raise ValueError("flat_image_tokens must be > 0")
         self.token_table()  # validates token_rules
+        self.fault_settings()  # validates the fault and quota fields
+
+    def fault_settings(self) -> FaultSettings:
+        """The start-up fault and quota settings (the same-named fields of this config)."""
+        return FaultSettings(**{name: getattr(self, name) for name in fault_field_names()})
 
     def token_table(self) -> TokenTable:
         """The billing table: built-in rules, ``token_rules`` and ``flat_image_tokens``."""

@@ -7,6 +7,7 @@ the SDK maps to ``google.genai.errors.ClientError``/``ServerError``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -192,3 +193,87 @@ def upload_session_not_found() -> EmulatorError:
 def invalid_page_token() -> EmulatorError:
     """400 for a files.list pageToken the emulator did not issue."""
     return invalid_argument("Invalid page token.")
+
+
+# --- Injected faults and quotas ---------------------------------------------------------
+
+RATE_LIMITS_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
+
+# Messages of the real service for the statuses ``always_fail`` may name.
+FAILURE_MESSAGES: dict[int, str] = {
+    400: "Request contains an invalid argument.",
+    403: "The caller does not have permission",
+    404: "Requested entity was not found.",
+    500: f"An internal error has occurred. Please retry or report in {TROUBLESHOOTING_URL}",
+    503: "The model is overloaded. Please try again later.",
+    504: "Deadline expired before operation could complete.",
+}
+
+
+@dataclass(frozen=True)
+class QuotaLimit:
+    """One violated quota as the QuotaFailure detail names it."""
+
+    quota_metric: str
+    quota_id: str
+    quota_value: int
+
+
+def format_duration(seconds: float) -> str:
+    """A google.protobuf.Duration in JSON, as RetryInfo carries it: "2s", "0.5s", "1.25s".
+
+    Millisecond precision; trailing zeros of the fraction are dropped.
+    """
+    whole, millis = divmod(max(round(seconds * 1000), 0), 1000)
+    if not millis:
+        return f"{whole}s"
+    return f"{whole}.{millis:03d}".rstrip("0") + "s"
+
+
+def failure(code: int) -> EmulatorError:
+    """The real service's error for ``code`` (500 INTERNAL, 503 UNAVAILABLE...)."""
+    return EmulatorError(code, FAILURE_MESSAGES.get(code, "Unknown error."))
+
+
+def quota_exceeded(model: str, limits: list[QuotaLimit], retry_delay_s: float) -> EmulatorError:
+    """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo, like the Gemini API.
+
+    The delay is in the body only (RetryInfo ``retryDelay``), never in a Retry-After header.
+    """
+    delay = format_duration(retry_delay_s)
+    lines = "".join(
+        f"* Quota exceeded for metric: {limit.quota_metric}, limit: {limit.quota_value},"
+        f" model: {model}\n"
+        for limit in limits
+    )
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more"
+        f" information on this error, head to: {RATE_LIMITS_URL}. To monitor your current"
+        f" usage, head to: https://ai.dev/rate-limit. \n{lines}Please retry in {delay}."
+    )
+    violations = [
+        {
+            "quotaMetric": limit.quota_metric,
+            "quotaId": limit.quota_id,
+            "quotaDimensions": {"location": "global", "model": model},
+            # int64 travels as a JSON string in Google's proto3 JSON.
+            "quotaValue": str(limit.quota_value),
+        }
+        for limit in limits
+    ]
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [
+                {"description": "Learn more about Gemini API quotas", "url": RATE_LIMITS_URL}
+            ],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return EmulatorError(429, message, details=details)
+
+
+def client_closed() -> EmulatorError:
+    """499 CANCELLED for a call whose client left while it hung (nobody reads the answer)."""
+    return EmulatorError(499, "The client closed the request.", status="CANCELLED")

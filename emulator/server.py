@@ -11,6 +11,9 @@ from emulator.app import create_app
 from emulator.config import EmulatorConfig
 
 READY_PREFIX = "emulator listening on "
+# A call hanging on purpose (hang_s, 600 s by default) must not hold up Ctrl-C or
+# SIGTERM: in-flight calls get this long, then are cancelled.
+GRACEFUL_SHUTDOWN_S = 3
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -33,7 +36,12 @@ def run(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8001) -> No
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
     )
     print(f"{READY_PREFIX}http://{shown_host}:{bound_port}", flush=True)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from emulator import errors
+from emulator import errors, gate
 from emulator.answers import answer, is_structured
 from emulator.config import EmulatorConfig
 from emulator.files import FileStore, id_from_uri
@@ -107,8 +107,11 @@ def _truncate(text: str, max_tokens: int | None, table: TokenTable) -> tuple[str
 async def generate_content(
     state: EmulatorState, model: str, body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The generateContent response body for ``body``."""
-    state.counters.generate_calls += 1
+    """The generateContent response body for ``body``.
+
+    The call has passed the fault stage (``gate.fault_stage``, which counts it); the
+    quota windows admit it here, once its prompt tokens are known.
+    """
     parsed = parse_generate_request(body)
     inline = len(parsed.images)
     request, file_parts = resolve_files(parsed, state.files)
@@ -116,13 +119,16 @@ async def generate_content(
     state.counters.inline_parts_used += inline
     # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
     scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
-    await _simulate_latency(state.config)
     prompt = _prompt_tokens(state, model, request, [(s.width, s.height) for s in scenes])
+    # After every check that can refuse the request, so only calls answered 200 count.
+    gate.admit(state, model, prompt.total)
+    await _simulate_latency(state.config)
     invalid = is_structured(request) and state.take_invalid_turn()
     reply = answer(request, scenes, invalid_structured=invalid)
     table = state.token_table
     text, finish_reason = _truncate(reply, request.generation.max_output_tokens, table)
     thoughts = thoughts_tokens(request.generation.thinking_budget)
+    state.counters.answered_ok += 1
     return {
         "candidates": [
             {

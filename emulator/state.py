@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from emulator.config import EmulatorConfig
+from emulator.faults import FAULT_KINDS, FaultSettings, new_rng
 from emulator.files import Clock, FileStore
+from emulator.quota import RPM, TPM, QuotaTracker
 from emulator.tokens import TokenTable
 
 
@@ -21,13 +26,20 @@ class Counters:
     - ``upload_bytes``: bytes accepted in upload chunks.
     - ``files_deleted``: successful files.delete calls.
     - ``generate_calls``: generateContent/streamGenerateContent calls that passed the
-      key and model checks (whether or not they then failed).
-    - ``count_tokens_calls``: the same for countTokens.
+      key, model and JSON body checks and so reached the fault stage (whether or not
+      they then failed).
+    - ``count_tokens_calls``: countTokens calls that passed the same checks.
     - ``file_parts_used``: fileData parts resolved to a stored file in generateContent.
     - ``inline_parts_used``: inline image parts in generateContent.
     - ``structured_answers``: answers built from a response schema (the counter that
       ``invalid_json_every`` works on).
     - ``invalid_structured_answers``: those deliberately made invalid.
+    - ``answered_ok``: generate calls answered 200 (admitted by the quotas and answered).
+    - ``faults``: injected faults per kind: "503", "500", "429", "daily_quota", "hang"
+      (plus the status of ``always_fail`` when it is another one).
+    - ``hangs_abandoned``: hung calls whose client disconnected before ``hang_s`` passed.
+    - ``quota_rejections``: calls refused by the rpm/tpm windows (429);
+      ``quota_rejections_by_limit`` counts them per exceeded limit ("rpm", "tpm").
     """
 
     uploads_started: int = 0
@@ -42,34 +54,70 @@ class Counters:
     inline_parts_used: int = 0
     structured_answers: int = 0
     invalid_structured_answers: int = 0
+    answered_ok: int = 0
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+    hangs_abandoned: int = 0
+    quota_rejections: int = 0
+    quota_rejections_by_limit: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((RPM, TPM), 0)
+    )
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON object."""
         return asdict(self)
 
 
 @dataclass
 class EmulatorState:
-    """Per-app state: the config, the token rule table, the File API store and counters.
+    """Per-app state: the config, the token rule table, the File API store, counters,
+    the current fault settings with their random generator, and the quota windows.
 
-    ``clock`` is injectable so lifecycle rules (processing delay, expiry) can be tested
-    without sleeping.
+    ``clock`` (wall time) is injectable so lifecycle rules (processing delay, expiry) can
+    be tested without sleeping; ``monotonic`` times the quota windows, which must not
+    jump with the wall clock.
     """
 
     config: EmulatorConfig
     clock: Clock = time.time
+    monotonic: Clock = time.monotonic
     counters: Counters = field(default_factory=Counters)
     files: FileStore = field(init=False)
     token_table: TokenTable = field(init=False)
+    faults: FaultSettings = field(init=False)
+    fault_rng: random.Random = field(init=False)
+    quota: QuotaTracker = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.clock)
         self.token_table = self.config.token_table()
+        self._start_faults()
+
+    def _start_faults(self) -> None:
+        self.faults = self.config.fault_settings()
+        self.fault_rng = new_rng(self.faults.fault_seed)
+        self.quota = QuotaTracker()
 
     def reset(self) -> None:
-        """Forget all files, upload sessions and counters (``POST /_emulator/reset``)."""
+        """Back to start-up (``POST /_emulator/reset``).
+
+        Forgets all files, upload sessions, counters and quota windows, and restores the
+        fault settings given at start-up (runtime changes are undone; the draws restart
+        from ``fault_seed``).
+        """
         self.files.clear()
         self.counters = Counters()
+        self._start_faults()
+
+    def set_faults(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """Apply runtime fault/quota changes (``POST /_emulator/faults``); ValueError if bad.
+
+        A new ``fault_seed`` restarts the draws from it. Quota windows and counters stay:
+        admissions made under the old limits still count against the new ones.
+        """
+        self.faults = self.faults.updated(changes)
+        if "fault_seed" in changes:
+            self.fault_rng = new_rng(self.faults.fault_seed)
+        return self.faults
 
     def take_invalid_turn(self) -> bool:
         """Count one structured answer; True if this one must violate its schema.

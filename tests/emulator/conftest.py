@@ -106,3 +106,15 @@ def flaky_json_url() -> Iterator[str]:
     """Every third structured answer violates its schema (tests here may reset)."""
     with running_emulator("--invalid-json-every", "3", "--file-processing-s", "0") as url:
         yield url
+
+
+# Start-up fault settings of ``faults_url``: harmless on their own, and /_emulator/reset
+# must bring them back after a test changes them at runtime.
+FAULTS_STARTUP_FLAGS = ("--fault-seed", "11", "--retry-delay-s", "2.5", "--hang-s", "30")
+
+
+@pytest.fixture(scope="session")
+def faults_url() -> Iterator[str]:
+    """For fault and quota tests: each test resets it, then sets its faults at runtime."""
+    with running_emulator(*FAULTS_STARTUP_FLAGS) as url:
+        yield url

@@ -57,12 +57,20 @@ def box_error(item: dict[str, Any], shape: Shape, width: int, height: int) -> fl
     return max(abs(a - b) for a, b in zip(got, shape.box, strict=True))
 
 
-def stats(url: str) -> dict[str, int]:
-    """The emulator-only counters."""
+def stats(url: str) -> dict[str, Any]:
+    """The emulator-only counters (ints, plus the nested fault and quota-window objects)."""
     response = httpx.get(f"{url}/_emulator/stats")
     response.raise_for_status()
-    result: dict[str, int] = response.json()
+    result: dict[str, Any] = response.json()
     return result
+
+
+def counter_values(counters: dict[str, Any]) -> list[int]:
+    """Every number in a stats object, nested objects (faults, windows) included."""
+    values: list[int] = []
+    for value in counters.values():
+        values.extend(counter_values(value) if isinstance(value, dict) else [value])
+    return values
 
 
 def reset(url: str) -> None:
@@ -82,3 +90,12 @@ def upload_bytes(
     """``files.upload`` of in-memory bytes, as callers do it."""
     settings = types.UploadFileConfig(mime_type=mime_type, **config)
     return client.files.upload(file=io.BytesIO(data), config=settings)
+
+
+def set_faults(url: str, **changes: Any) -> dict[str, Any]:
+    """Reset the emulator at ``url`` (start-up faults, zero counters), then apply ``changes``."""
+    reset(url)
+    response = httpx.post(f"{url}/_emulator/faults", json=changes)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result

@@ -14,7 +14,7 @@ from emulator.errors import EmulatorError
 from emulator.files import FileStore, id_from_uri
 from emulator.shapes import encode, random_scene
 from tests.emulator.conftest import API_KEY, make_client
-from tests.emulator.helpers import expire, reset, stats, upload_bytes
+from tests.emulator.helpers import counter_values, expire, reset, stats, upload_bytes
 
 PNG = encode(random_scene(71, count=1)[0])
 POLL_LIMIT_S = 60.0
@@ -149,7 +149,7 @@ def test_reset_clears_files_and_counters(delayed_files_url: str) -> None:
     reset(delayed_files_url)
     after = stats(delayed_files_url)
     assert after["files"] == 0
-    assert all(value == 0 for value in after.values())
+    assert all(value == 0 for value in counter_values(after))
 
 
 # --- the store's state machine with a fake clock (no HTTP, no sleeping) -----------------

@@ -1,0 +1,170 @@
+"""Fault and quota settings, and the per-request fault draw (no HTTP, no state here).
+
+The settings start from ``EmulatorConfig`` and can be replaced at runtime through
+``POST /_emulator/faults`` (see admin.py); both paths validate through
+``FaultSettings.__post_init__``, so a bad CLI flag and a bad JSON value get the same message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_RETRY_DELAY_S = 1.0
+DEFAULT_HANG_S = 600.0
+DEFAULT_QUOTA_WINDOW_S = 60.0
+
+# Fault kinds as counted in the stats. ``always_fail`` with another status counts under
+# that status ("504"...), added when it first happens.
+FAULT_KINDS: tuple[str, ...] = ("503", "500", "429", "daily_quota", "hang")
+DAILY_QUOTA = "daily_quota"
+HANG = "hang"
+
+# Statuses ``always_fail`` may name: those the Gemini API answers generateContent with.
+ALWAYS_FAIL_STATUSES: tuple[int, ...] = (400, 403, 404, 429, 500, 503, 504)
+
+_RATES = ("fail_503_rate", "fail_500_rate", "fail_429_rate", "hang_rate")
+_DURATIONS = ("retry_delay_s", "hang_s")
+_LIMITS = ("rpm", "tpm")
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass, but `true` for a rate is a mistake worth reporting.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What goes wrong with generateContent, and the per-model quotas.
+
+    - ``fail_503_rate``, ``fail_500_rate``, ``fail_429_rate``: probability (0..1) that a call
+      answers that error; the three together may not exceed 1.
+    - ``retry_delay_s``: the RetryInfo delay of a random 429.
+    - ``daily_quota_exhausted``: every call answers the per-day quota 429.
+    - ``hang_rate``, ``hang_s``: probability that a call waits ``hang_s`` seconds before
+      answering normally (a hung backend).
+    - ``always_fail``: every call fails with this HTTP status (None = off).
+    - ``fault_seed``: seed of the draws (None = unpredictable).
+    - ``rpm``, ``tpm``: admitted requests / prompt tokens per ``quota_window_s`` seconds,
+      per model (None = unlimited).
+
+    Every value is checked here (ValueError with a readable message), whatever its source.
+    """
+
+    fail_503_rate: float = 0.0
+    fail_500_rate: float = 0.0
+    fail_429_rate: float = 0.0
+    retry_delay_s: float = DEFAULT_RETRY_DELAY_S
+    daily_quota_exhausted: bool = False
+    hang_rate: float = 0.0
+    hang_s: float = DEFAULT_HANG_S
+    always_fail: int | None = None
+    fault_seed: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    quota_window_s: float = DEFAULT_QUOTA_WINDOW_S
+
+    def __post_init__(self) -> None:
+        for name in _RATES:
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value <= 1):
+                raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        total = self.fail_503_rate + self.fail_500_rate + self.fail_429_rate
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"fail_503_rate + fail_500_rate + fail_429_rate must be at most 1, got {total:g}"
+            )
+        for name in _DURATIONS:
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        self._check_options()
+        # JSON may send 1 for 1.0; stored as float so GET /_emulator/faults echoes floats.
+        for name in (*_RATES, *_DURATIONS, "quota_window_s"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _check_options(self) -> None:
+        if not isinstance(self.daily_quota_exhausted, bool):
+            raise ValueError(
+                f"daily_quota_exhausted must be true or false, got {self.daily_quota_exhausted!r}"
+            )
+        if self.always_fail is not None and (
+            not _is_int(self.always_fail) or self.always_fail not in ALWAYS_FAIL_STATUSES
+        ):
+            allowed = ", ".join(map(str, ALWAYS_FAIL_STATUSES))
+            raise ValueError(
+                f"always_fail must be null or one of {allowed}, got {self.always_fail!r}"
+            )
+        if self.fault_seed is not None and not _is_int(self.fault_seed):
+            raise ValueError(f"fault_seed must be null or an integer, got {self.fault_seed!r}")
+        for name in _LIMITS:
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and value > 0):
+                raise ValueError(
+                    f"{name} must be null (unlimited) or an integer > 0, got {value!r}"
+                )
+        window = self.quota_window_s
+        if not (_is_number(window) and math.isfinite(window) and window > 0):
+            raise ValueError(f"quota_window_s must be a number of seconds > 0, got {window!r}")
+
+    def updated(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """A copy with ``changes`` (field name -> JSON value) applied and checked.
+
+        Raises ValueError for an unknown field or a bad value; nothing is applied then.
+        """
+        known = fault_field_names()
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown fault setting(s): {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a JSON object (``GET /_emulator/faults``)."""
+        return dataclasses.asdict(self)
+
+
+def fault_field_names() -> tuple[str, ...]:
+    """Names of every fault and quota setting, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(FaultSettings))
+
+
+def new_rng(seed: int | None) -> random.Random:
+    """The generator the fault draws come from (None = seeded from the OS)."""
+    return random.Random(seed)
+
+
+def decide_fault(settings: FaultSettings, rng: random.Random) -> str | None:
+    """The fault one generateContent call suffers, or None for a normal answer.
+
+    Returns ``str(always_fail)``, ``"daily_quota"``, ``"503"``, ``"500"``, ``"429"`` or
+    ``"hang"``. Exactly two numbers are drawn per call whatever the settings, so with a
+    fixed seed the Nth call draws the same numbers even after the rates change.
+    """
+    failure_draw = rng.random()
+    hang_draw = rng.random()
+    if settings.always_fail is not None:
+        return str(settings.always_fail)
+    if settings.daily_quota_exhausted:
+        return DAILY_QUOTA
+    threshold = 0.0
+    for kind, rate in (
+        ("503", settings.fail_503_rate),
+        ("500", settings.fail_500_rate),
+        ("429", settings.fail_429_rate),
+    ):
+        threshold += rate
+        if failure_draw < threshold:
+            return kind
+    if hang_draw < settings.hang_rate:
+        return HANG
+    return None
