@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -158,6 +159,12 @@ class GeminiCaller:
             return list(self._client_or_fail().files.list())
 
 
+# google-genai 3.x sends through httpx2 (a fork of httpx under another name, whose classes
+# are not httpx's); a client built with the SDK's httpx extra would raise httpx's own.
+_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
+_TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
+
+
 @contextlib.contextmanager
 def _translated(what: str, secret: str | None) -> Iterator[None]:
     """Turn SDK and transport errors into GeminiCallError, like generate does."""
@@ -165,11 +172,11 @@ def _translated(what: str, secret: str | None) -> Iterator[None]:
         yield
     except genai_errors.APIError as exc:
         raise _from_api_error(exc).scrubbed(secret) from exc
-    except httpx.TimeoutException as exc:
+    except _TIMEOUTS as exc:
         raise GeminiCallError(
             "gemini_timeout", f"Gemini did not answer {what} in time ({exc}).", retryable=True
         ).scrubbed(secret) from exc
-    except httpx.TransportError as exc:
+    except _TRANSPORT_ERRORS as exc:
         raise GeminiCallError(
             "gemini_unreachable", f"Could not reach Gemini for {what}: {exc}.", retryable=True
         ).scrubbed(secret) from exc

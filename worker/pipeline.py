@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,8 +138,7 @@ class _Run:
         """One attempt; the outcome when the job is done with, None to attempt again."""
         ctx, job = self.ctx, self.job
         try:
-            self._pace()
-            answer = call_gemini(ctx, job)
+            answer = call_gemini(ctx, job, pace=self._pace)
             self.spend.add(ctx, job.model, answer.usage)
             return _complete(ctx, self.claim, interpret(ctx, job, answer.text), self.spend, answer)
         except SchemaMismatchError as exc:
@@ -162,7 +162,11 @@ class _Run:
             return _fail(ctx, self.claim, failure, self.spend)
 
     def _pace(self) -> None:
-        """Wait for the shared rate limiter (requests and estimated input tokens per model)."""
+        """Wait for the shared rate limiter (requests and estimated input tokens per model).
+
+        Called right before the SDK call, after the request is built: the time between
+        admission and the request reaching Gemini must stay well under the limiter's margin.
+        """
         if self.ctx.limiter is None:
             return
         tokens = int((self.job.estimate or {}).get("input_tokens") or 0)
@@ -201,14 +205,18 @@ class _Run:
         return None
 
 
-def call_gemini(ctx: WorkerContext, job: Job) -> GeminiAnswer:
-    """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once."""
+def call_gemini(ctx: WorkerContext, job: Job, *, pace: Callable[[], None]) -> GeminiAnswer:
+    """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once.
+
+    ``pace`` waits for the rate limiter; it runs right before each call.
+    """
     request = build_request(
         job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
     )
     with ctx.sessions.begin() as session:
         set_transports(session, job.id, request.transports)
     try:
+        pace()
         return ctx.gemini.generate(
             model=request.model, contents=request.parts, config=request.config
         )
@@ -221,6 +229,7 @@ def call_gemini(ctx: WorkerContext, job: Job) -> GeminiAnswer:
     request = build_request(
         job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
     )
+    pace()
     return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
 
 

@@ -1,0 +1,265 @@
+"""A whole visionq stack per fault test: its own Redis (AOF on), database, emulator, API and
+workers, all real processes that the test can kill and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+
+from models.db import make_engine
+from tests.integration.helpers import scene_png
+from tests.services import Process, RedisServer, free_port, visionq_command, wait_http, wait_until
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+GEMINI_KEY = "fault-test-key"
+
+# Small numbers so that faults resolve in seconds: leases lapse after 4 s, the sweeper runs
+# every second, calls time out after 3 s, retries wait 0.1..1.5 s.
+FAULT_SETTINGS = {
+    "VISIONQ_LEASE_S": "4",
+    "VISIONQ_SWEEP_INTERVAL_S": "1",
+    "VISIONQ_REQUEUE_AFTER_S": "15",
+    "VISIONQ_GEMINI_TIMEOUT_S": "3",
+    "VISIONQ_RETRY_BASE_S": "0.1",
+    "VISIONQ_RETRY_MAX_DELAY_S": "1.5",
+    "VISIONQ_MAX_ATTEMPTS": "12",
+    "VISIONQ_JOB_DEADLINE_S": "300",
+    "VISIONQ_BROKER_VISIBILITY_TIMEOUT_S": "900",
+    "VISIONQ_SUBMIT_RATE_PER_S": "0",
+}
+
+
+@dataclass
+class FaultStack:
+    workdir: Path
+    database_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    redis: RedisServer | None = None
+    emulator: Process | None = None
+    emulator_url: str = ""
+    api: Process | None = None
+    api_url: str = ""
+    key: str = ""
+    workers: list[Process] = field(default_factory=list)
+    engine: Engine | None = None
+
+    # --- processes -------------------------------------------------------------------
+
+    def start(self, *, emulator_flags: Iterable[str] = (), **settings: str) -> None:
+        self.redis = RedisServer(self.workdir / "redis", persistent=True)
+        self.redis.start()
+        self.start_emulator(*emulator_flags)
+        env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
+        env.update(FAULT_SETTINGS)
+        env.update(
+            VISIONQ_DATABASE_URL=self.database_url,
+            VISIONQ_REDIS_URL=f"{self.redis.url}/0",
+            VISIONQ_BLOB_DIR=str(self.workdir / "blobs"),
+            VISIONQ_GEMINI_BASE_URL=self.emulator_url,
+            GEMINI_API_KEY=settings.pop("gemini_key", GEMINI_KEY),
+        )
+        env.update({f"VISIONQ_{name.upper()}": value for name, value in settings.items()})
+        self.env = env
+        subprocess.run(visionq_command("db", "upgrade"), env=env, check=True, capture_output=True)
+        created = subprocess.run(
+            visionq_command("keys", "create", "faults", "--tenant", "acme"),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        self.key = created.stdout.strip().splitlines()[-1]
+        self.start_api()
+        self.engine = make_engine(self.database_url, pool_size=2)
+
+    def start_emulator(self, *flags: str) -> None:
+        port = free_port()
+        log = self.workdir / "emulator.log"
+        args = visionq_command("emulator", "--port", str(port), *flags)
+        self.emulator = Process("emulator", args, log=log)
+        self.emulator_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.emulator_url}/healthz", timeout=30, what="emulator", log=log)
+
+    def start_api(self) -> None:
+        port = free_port()
+        log = self.workdir / "api.log"
+        self.api = Process(
+            "api", visionq_command("api", "--port", str(port)), log=log, env=self.env
+        )
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.api_url}/healthz", timeout=30, what="api", log=log)
+
+    def start_worker(self, concurrency: int = 16, **settings: str) -> Process:
+        name = f"worker-{len(self.workers) + 1}"
+        log = self.workdir / f"{name}.log"
+        env = dict(self.env)
+        env.update({f"VISIONQ_{key.upper()}": value for key, value in settings.items()})
+        args = visionq_command("worker", "--concurrency", str(concurrency))
+        worker = Process(name, args, log=log, env=env)
+        wait_until(lambda: " ready." in log.read_text(errors="replace"), timeout=60,
+                   what=name, log=log)  # fmt: skip
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.api, self.emulator]:
+            if proc is not None:
+                proc.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    # --- emulator --------------------------------------------------------------------
+
+    def set_faults(self, **faults: Any) -> None:
+        httpx.post(f"{self.emulator_url}/_emulator/faults", json=faults).raise_for_status()
+
+    def emulator_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.emulator_url}/_emulator/stats").json()
+        return stats
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        return httpx.Client(base_url=self.api_url, headers=headers, timeout=60)
+
+    def submit_many(self, count: int, *, task: str = "caption") -> list[httpx.Response]:
+        """Submit ``count`` jobs from 8 threads (result cache off: every job runs)."""
+        image, _ = scene_png(7, 320, 240)
+        local = threading.local()
+
+        def one(index: int) -> httpx.Response:
+            if not hasattr(local, "client"):
+                local.client = self.client()
+            files = [("image", ("scene.png", image, "image/png"))]
+            data = {"task": task, "options": json.dumps({"cache": False}), "prompt": f"#{index}"}
+            return local.client.post("/v1/jobs", data=data, files=files)  # type: ignore[no-any-return]
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(count)))
+
+    def counts(self) -> dict[str, int]:
+        assert self.engine is not None
+        with self.engine.connect() as connection:
+            rows = connection.execute(text("SELECT status, count(*) FROM jobs GROUP BY status"))
+            return {status: int(count) for status, count in rows}
+
+    def wait_for(
+        self, condition: Callable[[dict[str, int]], bool], timeout: float, what: str
+    ) -> None:
+        last: dict[str, int] = {}
+
+        def check() -> bool:
+            nonlocal last
+            try:
+                last = self.counts()
+            except Exception:  # the database may be the thing restarting
+                return False
+            return condition(last)
+
+        try:
+            wait_until(check, timeout=timeout, what=what)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; job counts: {last}") from None
+
+    def wait_all_terminal(self, total: int, timeout: float = 180) -> float:
+        """Wait until ``total`` jobs are terminal; returns the seconds it took."""
+        started = time.monotonic()
+        self.wait_for(
+            lambda c: sum(c.get(s, 0) for s in TERMINAL) >= total, timeout, "all jobs terminal"
+        )
+        return time.monotonic() - started
+
+    def audit(self) -> Audit:
+        assert self.engine is not None
+        with self.engine.connect() as connection:
+            jobs = (
+                connection.execute(
+                    text(
+                        "SELECT id, status, error_code, error_message, result, total_tokens, "
+                        "attempt_count, deliveries FROM jobs"
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            attempts = (
+                connection.execute(
+                    text(
+                        "SELECT job_id, outcome, http_status, error_class, retry_delay_s, usage "
+                        "FROM attempts"
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return Audit([dict(row) for row in jobs], [dict(row) for row in attempts])
+
+
+def _total_tokens(usage: Any) -> int:
+    if isinstance(usage, str):
+        usage = json.loads(usage)
+    return int((usage or {}).get("total_token_count") or 0)
+
+
+@dataclass
+class Audit:
+    """What the database says happened, and the exactly-once checks on it."""
+
+    jobs: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+
+    def by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            counts[job["status"]] = counts.get(job["status"], 0) + 1
+        return counts
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for attempt in self.attempts:
+            counts[attempt["outcome"]] = counts.get(attempt["outcome"], 0) + 1
+        return counts
+
+    def check_exactly_once(self) -> None:
+        """Every job terminal; each succeeded job has one result from one succeeded attempt,
+        and its usage is the sum of its counted attempts' usage (recorded once)."""
+        per_job: dict[str, list[dict[str, Any]]] = {}
+        for attempt in self.attempts:
+            per_job.setdefault(attempt["job_id"], []).append(attempt)
+        for job in self.jobs:
+            assert job["status"] in TERMINAL, job
+            tries = per_job.get(job["id"], [])
+            assert all(t["outcome"] != "running" for t in tries), (job, tries)
+            if job["status"] != "succeeded":
+                assert job["error_code"] and job["error_message"], job
+                continue
+            assert job["result"] is not None, job
+            won = [t for t in tries if t["outcome"] == "succeeded"]
+            assert len(won) == 1, (job["id"], tries)
+            counted = sum(
+                _total_tokens(t["usage"]) for t in tries if t["outcome"] in ("succeeded", "failed")
+            )
+            assert job["total_tokens"] == counted, (job, tries)
+
+    def figures(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "jobs": len(self.jobs),
+            "statuses": self.by_status(),
+            "attempts": len(self.attempts),
+            "attempt_outcomes": self.outcomes(),
+            **extra,
+        }

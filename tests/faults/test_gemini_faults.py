@@ -1,0 +1,113 @@
+"""Gemini misbehaves (errors, 429s, hangs, quotas): retries, pacing and final failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.faults.conftest import report
+from tests.faults.stack import FaultStack
+
+pytestmark = pytest.mark.faults
+N = 100
+
+
+def _submit_and_finish(stack: FaultStack, already: int = 0) -> None:
+    responses = stack.submit_many(N)
+    assert all(r.status_code == 202 for r in responses), {r.status_code for r in responses}
+    stack.wait_all_terminal(already + N)
+
+
+def test_flaky_gemini_503_and_429_all_jobs_succeed(make_stack: Callable[..., FaultStack]) -> None:
+    flags = ["--fail-503-rate", "0.3", "--fail-429-rate", "0.1", "--retry-delay-s", "0.3",
+             "--fault-seed", "11", "--latency-ms", "50"]  # fmt: skip
+    stack = make_stack(emulator_flags=flags)
+    stack.start_worker(concurrency=16)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N}
+    failed = [a for a in audit.attempts if a["outcome"] == "failed"]
+    statuses = {a["http_status"] for a in failed}
+    assert statuses == {429, 503}, statuses
+    # A 429 waits at least what its RetryInfo asked for.
+    assert all(a["retry_delay_s"] >= 0.3 for a in failed if a["http_status"] == 429)
+    assert all(a["retry_delay_s"] is not None for a in failed)
+    stats = stack.emulator_stats()
+    report("emulator 30% 503 + 10% 429", audit.figures(
+        gemini_calls=stats["generate_calls"], faults=stats["faults"],
+        duplicate_calls=stats["answered_ok"] - N))  # fmt: skip
+    assert stats["answered_ok"] == N  # a failed call is retried, a good one never repeated
+
+
+def test_hanging_gemini_times_out_and_is_retried(make_stack: Callable[..., FaultStack]) -> None:
+    flags = ["--hang-rate", "0.2", "--hang-s", "60", "--fault-seed", "5", "--latency-ms", "50"]
+    stack = make_stack(emulator_flags=flags, gemini_timeout_s="2")
+    stack.start_worker(concurrency=32)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N}
+    timeouts = [a for a in audit.attempts if a["outcome"] == "failed"]
+    assert timeouts and all("Timeout" in a["error_class"] for a in timeouts), timeouts[:3]
+    report("emulator hangs 20%", audit.figures(timeouts=len(timeouts)))
+
+
+def test_gemini_failing_always_fails_jobs_with_the_cause(
+    make_stack: Callable[..., FaultStack],
+) -> None:
+    stack = make_stack(emulator_flags=["--always-fail", "503"], max_attempts="4")
+    stack.start_worker(concurrency=32)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"failed": N}
+    assert {j["error_code"] for j in audit.jobs} == {"gemini_unavailable"}
+    assert all("gave up after 4 attempts" in j["error_message"] for j in audit.jobs)
+    assert {j["attempt_count"] for j in audit.jobs} == {4}
+    figures = audit.figures()
+
+    # Not retryable: a 400 and a per-day quota fail at the first attempt.
+    stack.set_faults(always_fail=400)
+    _submit_and_finish(stack, already=N)
+    stack.set_faults(always_fail=None, daily_quota_exhausted=True)
+    _submit_and_finish(stack, already=2 * N)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    later = [j for j in audit.jobs if j["error_code"] != "gemini_unavailable"]
+    codes = sorted({j["error_code"] for j in later})
+    assert codes == ["daily_quota_exhausted", "gemini_invalid_argument"], codes
+    assert {j["attempt_count"] for j in later} == {1}
+    daily = next(j for j in later if j["error_code"] == "daily_quota_exhausted")
+    assert "PerDay" in daily["error_message"]
+    report("emulator always 503", figures)
+
+
+@pytest.mark.parametrize("limit", ["rpm", "tpm"])
+def test_two_workers_share_one_rate_limit(
+    make_stack: Callable[..., FaultStack], limit: str
+) -> None:
+    # One 320x240 caption costs 258 image tokens plus its prompt; 12 calls' worth per window.
+    quota = {"rpm": 12} if limit == "rpm" else {"tpm": 12 * 280}
+    flag = f"--{limit}"
+    stack = make_stack(
+        emulator_flags=[flag, str(quota[limit]), "--quota-window-s", "2"],
+        rate_limits=json.dumps({"gemini-2.5-flash": quota}),
+        rate_window_s="2",
+    )
+    stack.start_worker(concurrency=16)
+    stack.start_worker(concurrency=16)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N}
+    stats = stack.emulator_stats()
+    # The emulator enforces the same quota: it never had to refuse a call.
+    assert stats["quota_rejections"] == 0, stats
+    peak = stats["max_requests_in_window" if limit == "rpm" else "max_tokens_in_window"]
+    assert 0.5 * quota[limit] <= peak <= quota[limit], stats
+    assert {a["outcome"] for a in audit.attempts} == {"succeeded"}
+    report(f"rate limit {limit} across 2 workers", audit.figures(peak_in_window=peak,
+                                                                 quota=quota[limit]))  # fmt: skip
