@@ -5,25 +5,34 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
+from pydantic_core import from_json
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from api.errors import ApiError
 from api.schemas import JobCreate
+from api.urlfetch import FetchPolicy, UrlFetchError, fetch_image
 from models.settings import Settings
 from vision.formats import ImageRejectedError
 from vision.prepare import PreparedImage, prepare_image
-from vision.structured import InvalidSchemaError, check_schema
+from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
 from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
 
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
 _FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
+# JSON containers nested deeper than this in a schema are refused: jsonschema checks a
+# schema recursively, and ~120 levels exhaust Python's recursion limit.
+MAX_SCHEMA_DEPTH = 64
 
 
 @dataclass
@@ -85,8 +94,8 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
     try:
         payload = JobCreate.model_validate_json(bytes(body))
     except ValidationError as exc:
-        raise ApiError(422, "invalid_request", _describe(exc)) from exc
-    images = [_decode_base64(item.data, index) for index, item in enumerate(payload.images)]
+        raise ApiError(422, _json_error_code(exc), _describe(exc)) from exc
+    images, urls = await _json_images(payload, settings)
     return RawJob(
         task=payload.task,
         prompt=payload.prompt,
@@ -95,7 +104,44 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         options=payload.options,
         schema=payload.schema_,
         images=images,
+        image_urls=urls,
     )
+
+
+async def _json_images(payload: JobCreate, settings: Settings) -> tuple[list[bytes], list[str]]:
+    """The bytes of every image, in order: decoded from base64 or downloaded from its URL."""
+    if len(payload.images) > settings.max_images_per_job:
+        raise ApiError(
+            422,
+            "too_many_images",
+            f"{len(payload.images)} images; at most {settings.max_images_per_job} per job.",
+        )
+    policy = FetchPolicy(
+        max_bytes=settings.max_image_bytes,
+        timeout_s=settings.url_fetch_timeout_s,
+        max_redirects=settings.url_fetch_max_redirects,
+        allowed_networks=tuple(settings.url_fetch_allowed_networks),
+    )
+    images: list[bytes] = []
+    urls: list[str] = []
+    for index, item in enumerate(payload.images):
+        if item.url is None:
+            images.append(_decode_base64(item.data or "", index))
+            continue
+        try:
+            fetched = await run_in_threadpool(fetch_image, item.url, policy)
+        except UrlFetchError as exc:
+            raise ApiError(exc.status, exc.code, f"images[{index}].url: {exc.message}") from exc
+        images.append(fetched.data)
+        urls.append(item.url)
+    return images, urls
+
+
+def _json_error_code(exc: ValidationError) -> str:
+    """invalid_options / invalid_schema when only that field is wrong, else invalid_request."""
+    fields = {str(error["loc"][0]) if error["loc"] else "" for error in exc.errors()}
+    only = fields.pop() if len(fields) == 1 else ""
+    return {"options": "invalid_options", "schema": "invalid_schema"}.get(only, "invalid_request")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -152,12 +198,19 @@ async def _read_multipart(request: Request, settings: Settings) -> RawJob:
             "request", settings.max_request_bytes + 1, settings.max_request_bytes
         ) from exc
     except Exception as exc:  # python-multipart raises several parser-specific types
-        if "Too many files" in str(exc):
+        reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
+        if "Too many files" in reason:
             raise ApiError(
                 422, "too_many_images",
                 f"More than {settings.max_images_per_job} images; that is the limit per job.",
             ) from exc  # fmt: skip
-        raise ApiError(400, "bad_request", f"The multipart body cannot be parsed: {exc}.") from exc
+        if "exceeded maximum size" in reason:  # a text field over Starlette's 1 MB
+            raise ApiError(
+                413, "payload_too_large", f"A form field is too large: {reason}."
+            ) from exc
+        raise ApiError(
+            400, "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
+        ) from exc
     try:
         return await _raw_from_form(form, settings)
     finally:
@@ -217,11 +270,9 @@ def _labels_field(form: FormData) -> list[str] | None:
         single = values[0].strip()
         if single.startswith("["):
             try:
-                decoded = json.loads(single)
-            except json.JSONDecodeError as exc:
-                raise ApiError(
-                    422, "invalid_request", f"labels is not a JSON list: {exc}."
-                ) from exc
+                decoded = _parse_json(single)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", f"labels is not valid JSON: {exc}.") from exc
             if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
                 raise ApiError(422, "invalid_request", "labels must be a JSON list of strings.")
             return decoded
@@ -229,29 +280,58 @@ def _labels_field(form: FormData) -> list[str] | None:
     return values
 
 
+def _parse_json(text: str) -> Any:
+    """Strict JSON, as in JSON bodies: no NaN, no lone surrogates, bounded nesting and
+    number sizes (``json.loads`` raises RecursionError or an int-size ValueError instead)."""
+    return from_json(text, allow_inf_nan=False)
+
+
 def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
     raw = _text_field(form, name)
     if raw is None or not raw.strip():
         return None
+    code = f"invalid_{name}"  # invalid_options, invalid_schema
     try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_request", f"{name} is not a JSON object: {exc}.") from exc
+        decoded = _parse_json(raw)
+    except ValueError as exc:
+        raise ApiError(422, code, f"{name} is not valid JSON: {exc}.") from exc
     if not isinstance(decoded, dict):
-        raise ApiError(422, "invalid_request", f"{name} must be a JSON object.")
+        raise ApiError(422, code, f"{name} must be a JSON object.")
     return decoded
 
 
 MAX_LABEL_CHARS = 200
 
 
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a JSON value, keys included (iteratively: no recursion limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _no_nul(raw: RawJob) -> None:
-    """Refuse NUL characters: PostgreSQL text cannot hold them, and no prompt needs one."""
-    texts = [raw.task, raw.prompt, raw.model, *(raw.labels or [])]
-    if raw.schema is not None:
-        texts.append(json.dumps(raw.schema))
-    if any(text is not None and "\x00" in text for text in texts):
-        raise ApiError(422, "invalid_text", "Text fields must not contain NUL characters.")
+    """Refuse NUL characters (PostgreSQL text cannot hold them, and no prompt needs one) and
+    lone surrogates (not encodable as UTF-8, so no database can store them)."""
+    texts = [raw.task, raw.prompt, raw.model, *(raw.labels or []), *_strings(raw.schema)]
+    for text in texts:
+        if text is None:
+            continue
+        if "\x00" in text:
+            raise ApiError(422, "invalid_text", "Text fields must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(
+                422, "invalid_text", f"Text fields must be valid Unicode: {exc}."
+            ) from exc
 
 
 def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
@@ -274,6 +354,8 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
             f"{len(raw.images)} images; at most {settings.max_images_per_job} per job.",
         )
     labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
+    if raw.schema is not None:
+        _check_schema_shape(raw.schema)
     try:
         schema = check_schema(raw.schema) if raw.schema is not None else None
         validate_job(
@@ -298,6 +380,33 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
         schema=schema,
         images=images,
     )
+
+
+def _check_schema_shape(schema: object) -> None:
+    """Refuse what JSON Schema validation cannot be trusted with: non-finite numbers (not
+    JSON: the database and Gemini refuse them), deep nesting, and a schema over the size
+    limit."""
+    stack: list[tuple[object, int]] = [(schema, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ApiError(422, "invalid_schema", "schema: numbers must be finite, not NaN or ±∞.")
+        if isinstance(item, dict | list):
+            if depth > MAX_SCHEMA_DEPTH:
+                raise ApiError(
+                    422,
+                    "invalid_schema",
+                    f"schema: nested more than {MAX_SCHEMA_DEPTH} levels deep.",
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(schema))
+    if size > MAX_SCHEMA_CHARS:
+        raise ApiError(
+            422,
+            "schema_too_large",
+            f"The schema is {size:,} characters as JSON; at most {MAX_SCHEMA_CHARS:,}.",
+        )
 
 
 def _task(value: str | None) -> TaskKind:

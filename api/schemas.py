@@ -5,21 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.tables import Attempt, Job, JobInput
 from vision.costing import usd_text
 
 
 class ImageIn(BaseModel):
-    """An image in a JSON request; the format is read from the bytes, not mime_type."""
+    """An image in a JSON request: its bytes (base64) or a URL the API downloads.
+
+    The format is read from the bytes, not from ``mime_type``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(description="The image bytes, base64 (standard or URL-safe alphabet).")
+    data: str | None = Field(
+        default=None, description="The image bytes, base64 (standard or URL-safe alphabet)."
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An http(s) URL of a public host; fetched by the API (size and time "
+        "capped, redirects checked). Give either data or url.",
+    )
     mime_type: str | None = Field(
         default=None, description="Informative only: the type is detected from the bytes."
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageIn:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("give exactly one of data (base64 bytes) or url")
+        return self
 
 
 class JobCreate(BaseModel):

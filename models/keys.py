@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -38,9 +39,16 @@ def create_key(session: Session, *, name: str, tenant: str) -> CreatedKey:
 
 
 def authenticate(session: Session, secret: str) -> ApiKey | None:
-    """The active key with this secret, or None."""
-    row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_key(secret)))
-    if row is None or row.revoked_at is not None:
+    """The active key with this secret, or None.
+
+    The lookup is by the secret's hash (an attacker cannot steer which index entries are
+    compared), and the stored hash is then compared in constant time.
+    """
+    digest = hash_key(secret)
+    row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    if row.revoked_at is not None:
         return None
     return row
 

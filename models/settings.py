@@ -6,6 +6,7 @@ nothing here is read at import time: call :func:`get_settings` where a process s
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -99,6 +100,29 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("url_fetch_allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a network (CIDR such as 10.0.0.0/8): {cidr!r}") from exc
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for model, limits in value.items():
+            unknown = set(limits) - {"rpm", "tpm"}
+            if unknown or not limits:
+                raise ValueError(
+                    f"{model}: give rpm and/or tpm, not {sorted(unknown) or 'nothing'}"
+                )
+            if any(isinstance(v, bool) or v <= 0 for v in limits.values()):
+                raise ValueError(f"{model}: rpm and tpm must be positive integers")
+        return value
 
     @field_validator("gemini_base_url")
     @classmethod

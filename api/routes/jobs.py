@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 402, 404, 413, 415, 422, 429, 503)
+    status: {"model": ErrorBody}
+    for status in (400, 401, 402, 404, 413, 415, 422, 429, 502, 503, 504)
 }
 
 

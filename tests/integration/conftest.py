@@ -154,6 +154,7 @@ def _build_stack(
     *,
     with_worker: bool,
     max_image_bytes: int = 4 * 1024 * 1024,
+    extra_env: dict[str, str] | None = None,
 ) -> Stack:
     env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
     env.update(
@@ -162,8 +163,12 @@ def _build_stack(
         VISIONQ_BLOB_DIR=str(workdir / "blobs"),
         VISIONQ_GEMINI_BASE_URL=gemini_url,
         VISIONQ_MAX_IMAGE_BYTES=str(max_image_bytes),
+        # Image URLs: 127.0.0.2 stands for a public image host (tests/integration/urls.py);
+        # every other local address stays forbidden.
+        VISIONQ_URL_FETCH_ALLOWED_NETWORKS='["127.0.0.2/32"]',
         GEMINI_API_KEY=GEMINI_KEY,
     )
+    env.update(extra_env or {})
     stack = Stack(name=name, env=env, workdir=workdir)
     subprocess.run(visionq_command("db", "upgrade"), env=env, check=True, capture_output=True)
     stack.keys = {tenant: _create_key(env, tenant) for tenant in ("acme", "globex")}
@@ -245,3 +250,20 @@ def calibration_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
     yield built
     built.stop()
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def limits_stack(workdir: Path, redis_url: str, emulator_url: str) -> Iterator[Stack]:
+    """No worker, its own SQLite database, and tight abuse limits: 2 submissions/s with a
+    burst of 4 per key, at most 4 unfinished jobs per tenant."""
+    limits = {
+        "VISIONQ_SUBMIT_RATE_PER_S": "2",
+        "VISIONQ_SUBMIT_BURST": "4",
+        "VISIONQ_MAX_ACTIVE_JOBS_PER_TENANT": "4",
+    }
+    built = _build_stack(
+        "limits", workdir, f"sqlite:///{workdir / 'limits.db'}", redis_url, emulator_url, 8,
+        with_worker=False, extra_env=limits,
+    )  # fmt: skip
+    yield built
+    built.stop()

@@ -43,20 +43,6 @@ def test_requests_without_a_valid_key_are_401(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_other_tenants_jobs_are_invisible(stack: Stack) -> None:
-    data, _ = scene_png(31)
-    with stack.client("acme") as acme, stack.client("globex") as globex:
-        job_id = submit(acme, data, task="caption").json()["id"]
-        for response in (
-            globex.get(f"/v1/jobs/{job_id}"),
-            globex.post(f"/v1/jobs/{job_id}/cancel"),
-        ):
-            assert response.status_code == 404
-            assert response.json()["error"]["code"] == "job_not_found"
-        assert job_id not in [job["id"] for job in globex.get("/v1/jobs?limit=200").json()["jobs"]]
-        assert wait_done(acme, job_id)["status"] == "succeeded"
-
-
 def _png_header_only() -> bytes:
     data, _ = scene_png(32)
     return data[:40]

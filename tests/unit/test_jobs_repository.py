@@ -17,8 +17,8 @@ from models.jobs import (
     get_job,
     list_jobs,
 )
-from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
 from models.keys import authenticate, create_key, revoke_key
+from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
 from models.migrate import current_revision, upgrade
 
 
