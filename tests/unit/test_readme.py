@@ -97,3 +97,15 @@ def test_python_example_uses_the_real_client() -> None:
     called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert {"submit", "wait"} <= called
     assert all(hasattr(VisionqClient, name) for name in ("submit", "wait"))
+
+
+def test_readme_documents_every_setting_and_no_other() -> None:
+    from models.settings import Settings
+
+    mentioned = set(re.findall(r"VISIONQ_([A-Z0-9_]+)", README))
+    fields = {
+        name.upper() for name, info in Settings.model_fields.items() if not info.validation_alias
+    }
+    client_only = {"URL", "API_KEY"}  # read by the CLI's user commands, not by Settings
+    assert fields - mentioned == set(), "settings missing from the README"
+    assert mentioned - fields - client_only == set(), "README names settings that do not exist"
