@@ -140,7 +140,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, job_id = json.loads(raw)
         moment = datetime.fromisoformat(created)
-    except (binascii.Error, ValueError, TypeError) as exc:
+    except (binascii.Error, ValueError, TypeError, RecursionError) as exc:
+        # RecursionError: json.loads of a cursor nested thousands of levels deep.
         raise InvalidCursorError(cursor) from exc
     if moment.tzinfo is None or not is_job_id(job_id):
         raise InvalidCursorError(cursor)

@@ -53,10 +53,12 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 _MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["task", "image"],
+    "additionalProperties": False,
     "properties": {
         "task": {"type": "string", "enum": [kind.value for kind in TaskKind]},
         "image": {
             "type": "array",
+            "minItems": 1,
             "items": {"type": "string", "format": "binary"},
             "description": "One or more image files (PNG, JPEG, WEBP, HEIC, HEIF).",
         },
