@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -19,11 +23,20 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 class VisionqError(Exception):
     """The API refused a request; ``code`` and ``message`` come from its error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{message} ({code}, HTTP {status})")
         self.status = status
         self.code = code
         self.message = message
+        # Seconds the server asked us to wait (Retry-After of a 429 or 503), if any.
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: rate limited, unavailable, or not reached at all."""
+        return self.status in (0, 429, 502, 503, 504)
 
 
 class VisionqConnectionError(VisionqError):
@@ -45,11 +58,18 @@ class VisionqClient:
     """Submit jobs and read them back. Use as a context manager, or call ``close()``."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, api_key: str | None = None, *, timeout: float = 60.0
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def __enter__(self) -> VisionqClient:
         return self
@@ -89,10 +109,15 @@ class VisionqClient:
         model: str | None = None,
         options: dict[str, Any] | None = None,
         schema: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        retries: int = 8,
     ) -> Job:
         """Submit one job with ``images`` (paths or bytes); returns it as queued.
 
-        ``schema`` (task custom) is a JSON Schema the answer must satisfy.
+        ``schema`` (task custom) is a JSON Schema the answer must satisfy. The request
+        carries an Idempotency-Key (``idempotency_key``, or a fresh one), so it is retried
+        safely, up to ``retries`` times, when the API is rate limiting (429, after its
+        Retry-After), unavailable or unreachable: a retry never makes a second job.
         """
         data, files = _job_form(
             images,
@@ -103,8 +128,18 @@ class VisionqClient:
             options=options,
             schema=schema,
         )
-        response = self._request("POST", "/v1/jobs", data=data, files=files)
-        return Job.model_validate(response.json())
+        headers = {"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"}
+        for attempt in range(retries + 1):
+            try:
+                response = self._request(
+                    "POST", "/v1/jobs", data=data, files=files, headers=headers
+                )
+                return Job.model_validate(response.json())
+            except VisionqError as exc:
+                if not exc.transient or attempt == retries:
+                    raise
+                time.sleep(_retry_delay(exc, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def estimate(
         self,
@@ -217,10 +252,25 @@ def _job_form(
     return data, [_image_part(index, image) for index, image in enumerate(images)]
 
 
+def _retry_delay(error: VisionqError, attempt: int) -> float:
+    """The server's Retry-After when it gave one, else full-jitter backoff (cap 30 s)."""
+    if error.retry_after is not None:
+        return min(error.retry_after, 300.0)
+    return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+
+
 def _error_from(response: httpx.Response) -> VisionqError:
+    retry_after: float | None = None
+    with contextlib.suppress(ValueError):
+        retry_after = float(response.headers.get("retry-after", ""))
+    if retry_after is not None and not 0 <= retry_after < math.inf:
+        retry_after = None  # a nonsense header: fall back to our own backoff
     try:
         error = response.json()["error"]
-        return VisionqError(response.status_code, str(error["code"]), str(error["message"]))
+        return VisionqError(
+            response.status_code, str(error["code"]), str(error["message"]),
+            retry_after=retry_after,
+        )  # fmt: skip
     except (ValueError, KeyError, TypeError):
         text = response.text.strip()[:200] or response.reason_phrase
-        return VisionqError(response.status_code, "http_error", text)
+        return VisionqError(response.status_code, "http_error", text, retry_after=retry_after)

@@ -37,6 +37,7 @@ class JobAttempt(_Body):
     error_class: str | None = None
     error_message: str | None = None
     http_status: int | None = None
+    retry_delay_s: float | None = None
 
 
 class JobUsage(_Body):

@@ -1,0 +1,63 @@
+"""The client retries a submission on 429/503 with one Idempotency-Key (a fake server)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from client.api import VisionqClient, VisionqError
+
+JOB = {"id": "j1", "status": "queued", "task": "caption", "model": "m",
+       "created_at": "2026-11-24T00:00:00Z"}  # fmt: skip
+
+
+def _error(status: int, code: str, **headers: str) -> httpx.Response:
+    body = {"error": {"code": code, "message": code}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def _client(answers: list[httpx.Response], seen: list[httpx.Request]) -> VisionqClient:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    return VisionqClient("http://api.test", "k", transport=httpx.MockTransport(handle))
+
+
+def test_rate_limits_and_outages_are_retried_with_one_key() -> None:
+    seen: list[httpx.Request] = []
+    answers = [
+        _error(429, "rate_limited", **{"Retry-After": "0"}),
+        _error(503, "unavailable", **{"Retry-After": "0"}),
+        httpx.Response(202, json=JOB),
+    ]
+    with _client(answers, seen) as client:
+        job = client.submit([b"png"], task="caption")
+    assert job.id == "j1"
+    keys = {request.headers["idempotency-key"] for request in seen}
+    assert len(seen) == 3 and len(keys) == 1
+
+
+@pytest.mark.parametrize("status", [400, 402, 413, 422])
+def test_refusals_are_not_retried(status: int) -> None:
+    seen: list[httpx.Request] = []
+    with _client([_error(status, "nope")], seen) as client, pytest.raises(VisionqError) as raised:
+        client.submit([b"png"], task="caption")
+    assert raised.value.status == status and len(seen) == 1
+
+
+def test_retries_are_bounded() -> None:
+    seen: list[httpx.Request] = []
+    answers = [_error(429, "rate_limited", **{"Retry-After": "0"}) for _ in range(3)]
+    with _client(answers, seen) as client, pytest.raises(VisionqError) as raised:
+        client.submit([b"png"], task="caption", retries=2)
+    assert raised.value.code == "rate_limited" and len(seen) == 3
+
+
+def test_a_nonsense_retry_after_is_ignored() -> None:
+    for value in ("nan", "-1", "inf", "soon"):
+        error = _error(429, "rate_limited", **{"Retry-After": value})
+        seen: list[httpx.Request] = []
+        with _client([error], seen) as client, pytest.raises(VisionqError) as raised:
+            client.submit([b"png"], task="caption", retries=0)
+        assert raised.value.retry_after is None
