@@ -30,7 +30,7 @@ class ApiResources:
     blobs: BlobStore
     queue: JobQueue
     costs: CostBook
-    redis: redis.Redis[bytes]
+    redis: redis.Redis
     # None when VISIONQ_SUBMIT_RATE_PER_S is 0 (no per-key limit).
     throttle: SubmitThrottle | None
 

@@ -43,7 +43,7 @@ class Sweeper:
         *,
         sessions: sessionmaker[Session],
         send: Callable[[str], None],
-        redis_client: redis.Redis[bytes],
+        redis_client: redis.Redis,
         settings: Settings,
     ) -> None:
         self._sessions = sessions
