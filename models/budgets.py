@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,29 +23,29 @@ def _periods(now: datetime) -> tuple[str, str]:
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
 
 
-def _ensure_row(session: Session, tenant: str) -> None:
+def _ensure_row(session: Session, tenant: str) -> bool:
+    """Create the tenant's row if missing; True when it was missing (created here or by a
+    concurrent request meanwhile)."""
     if session.get(Budget, tenant) is not None:
-        return
+        return False
     try:
         with session.begin_nested():
             session.add(Budget(tenant=tenant))
     except IntegrityError:
         pass  # created meanwhile by another request
+    return True
 
 
-def _roll_periods(session: Session, tenant: str, now: datetime) -> None:
-    """Start today's and this month's spending at zero when the period changed."""
+def _current(now: datetime) -> dict[str, Any]:
+    """Column values that move a row to the current day and month in the same UPDATE:
+    spending of a period that ended counts as zero (no separate roll-over statement)."""
     day, month = _periods(now)
-    session.execute(
-        update(Budget)
-        .where(Budget.tenant == tenant, Budget.day != day)
-        .values(day=day, spent_day_nusd=0)
-    )
-    session.execute(
-        update(Budget)
-        .where(Budget.tenant == tenant, Budget.month != month)
-        .values(month=month, spent_month_nusd=0)
-    )
+    return {
+        "day": day,
+        "month": month,
+        "spent_day_nusd": case((Budget.day == day, Budget.spent_day_nusd), else_=0),
+        "spent_month_nusd": case((Budget.month == month, Budget.spent_month_nusd), else_=0),
+    }
 
 
 def set_budget(
@@ -92,41 +93,59 @@ def reserve(session: Session, *, tenant: str, amount_nusd: int) -> bool:
     Must run in the same transaction that creates the job, as its first write.
     """
     now = utcnow()
-    _ensure_row(session, tenant)
-    _roll_periods(session, tenant, now)
+    current = _current(now)
+    spent_day, spent_month = current["spent_day_nusd"], current["spent_month_nusd"]
     fits = and_(
         or_(
             Budget.daily_nusd.is_(None),
-            Budget.spent_day_nusd + Budget.reserved_nusd + amount_nusd <= Budget.daily_nusd,
+            spent_day + Budget.reserved_nusd + amount_nusd <= Budget.daily_nusd,
         ),
         or_(
             Budget.monthly_nusd.is_(None),
-            Budget.spent_month_nusd + Budget.reserved_nusd + amount_nusd <= Budget.monthly_nusd,
+            spent_month + Budget.reserved_nusd + amount_nusd <= Budget.monthly_nusd,
         ),
     )
-    held = session.execute(
-        update(Budget)
-        .where(Budget.tenant == tenant, fits)
-        .values(reserved_nusd=Budget.reserved_nusd + amount_nusd, updated_at=now)
-    )
-    return bool(held.rowcount)  # type: ignore[attr-defined]
+
+    def hold() -> int:
+        held = session.execute(
+            update(Budget)
+            .where(Budget.tenant == tenant, fits)
+            .values(**current, reserved_nusd=Budget.reserved_nusd + amount_nusd, updated_at=now)
+        )
+        return int(held.rowcount)  # type: ignore[attr-defined]
+
+    if hold():
+        return True
+    # No row (a tenant's first job) or over the cap: only the first is worth a retry.
+    return _ensure_row(session, tenant) and bool(hold())
 
 
 def settle(session: Session, *, tenant: str, reserved_nusd: int, cost_nusd: int) -> None:
-    """Release a job's reservation and count what it actually cost (0 if it never ran)."""
+    """Release a job's reservation and count what it actually cost (0 if it never ran).
+
+    One UPDATE in the common case (the worker's hot path); the row is created only for a
+    tenant that has none yet.
+    """
     now = utcnow()
-    _ensure_row(session, tenant)
-    _roll_periods(session, tenant, now)
-    session.execute(
-        update(Budget)
-        .where(Budget.tenant == tenant)
-        .values(
-            reserved_nusd=Budget.reserved_nusd - reserved_nusd,
-            spent_day_nusd=Budget.spent_day_nusd + cost_nusd,
-            spent_month_nusd=Budget.spent_month_nusd + cost_nusd,
-            updated_at=now,
+    current = _current(now)
+
+    def apply() -> int:
+        done = session.execute(
+            update(Budget)
+            .where(Budget.tenant == tenant)
+            .values(
+                day=current["day"],
+                month=current["month"],
+                reserved_nusd=Budget.reserved_nusd - reserved_nusd,
+                spent_day_nusd=current["spent_day_nusd"] + cost_nusd,
+                spent_month_nusd=current["spent_month_nusd"] + cost_nusd,
+                updated_at=now,
+            )
         )
-    )
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
+    if not apply() and _ensure_row(session, tenant):
+        apply()
 
 
 def tenants(session: Session) -> list[str]:

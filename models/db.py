@@ -28,7 +28,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        # Bounded waits: a connection attempt to an unreachable server gives up after 10 s
+        # (psycopg's default is to wait for the OS, minutes); the pool's checkout after 30 s.
+        kwargs.update(
+            pool_size=pool_size, max_overflow=pool_size, connect_args={"connect_timeout": 10}
+        )
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

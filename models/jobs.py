@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.budgets import settle
 from models.tables import Attempt, AttemptOutcome, Job, JobInput, JobStatus, utcnow
@@ -126,8 +126,10 @@ def get_job(session: Session, *, tenant: str, job_id: str) -> Job | None:
 
 
 def load_job(session: Session, job_id: str) -> Job | None:
-    """A job by id regardless of tenant: for the worker, which acts on ids from the queue."""
-    return session.scalar(select(Job).where(Job.id == job_id).options(*_with_children()))
+    """A job and its inputs by id regardless of tenant, in one query: for the worker, which
+    acts on ids from the queue (and does not need the attempts)."""
+    query = select(Job).where(Job.id == job_id).options(joinedload(Job.inputs))
+    return session.scalars(query).unique().first()
 
 
 def encode_cursor(job: Job) -> str:

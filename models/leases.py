@@ -53,12 +53,14 @@ def claim_job(
             deliveries=Job.deliveries + 1,
             lease_token=token,
             lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=func.coalesce(Job.started_at, now),
         )
         .returning(Job.attempt_count, Job.deliveries)
     ).first()
     if claimed is None:
         return None
-    _close_lost_attempts(session, job_id, now)
+    if claimed.deliveries > 1:  # only a redelivery can find attempts of a dead worker
+        _close_lost_attempts(session, job_id, now)
     if claimed.deliveries > max_deliveries:
         fail_job(
             session,
@@ -69,9 +71,6 @@ def claim_job(
             "not tried again. If the input is unusual (huge or odd image), check it.",
         )
         return None
-    session.execute(
-        update(Job).where(Job.id == job_id, Job.started_at.is_(None)).values(started_at=now)
-    )
     attempt = Attempt(job_id=job_id, number=claimed.attempt_count, started_at=now)
     session.add(attempt)
     session.flush()

@@ -42,14 +42,11 @@ def run_job(ctx: WorkerContext, job_id: str) -> str:
         claim = claim_job(
             session, job_id, lease_s=settings.lease_s, max_deliveries=settings.max_deliveries
         )
-    if claim is None:
+        job = load_job(session, job_id) if claim is not None else None
+    if claim is None or job is None:
         log.info("job %s is not claimable (ended, held by a live worker, or given up)", job_id)
         return "skipped"
     with ctx.leases.held(claim.lease_token):
-        with ctx.sessions() as session:
-            job = load_job(session, job_id)
-        if job is None:  # deleted between the claim and now
-            return "skipped"
         return _execute(ctx, job, claim)
 
 
@@ -91,11 +88,13 @@ def _failure(exc: Exception) -> _Failure:
 
 @dataclass
 class _Spend:
-    """Tokens and money of every Gemini call a job made (each attempt records its own)."""
+    """Tokens and money of every Gemini call a job made (each attempt records its own), and
+    how its images were last sent (inline or File API), written when the job ends."""
 
     usage: Usage | None = None
     cost_nusd: int | None = None
     last_call_nusd: int | None = None
+    transports: list[str] = field(default_factory=list)
 
     def add(self, ctx: WorkerContext, model: str, call: Usage | None) -> None:
         self.last_call_nusd = None
@@ -138,7 +137,7 @@ class _Run:
         """One attempt; the outcome when the job is done with, None to attempt again."""
         ctx, job = self.ctx, self.job
         try:
-            answer = call_gemini(ctx, job, pace=self._pace)
+            answer = call_gemini(ctx, job, pace=self._pace, spend=self.spend)
             self.spend.add(ctx, job.model, answer.usage)
             return _complete(ctx, self.claim, interpret(ctx, job, answer.text), self.spend, answer)
         except SchemaMismatchError as exc:
@@ -205,7 +204,9 @@ class _Run:
         return None
 
 
-def call_gemini(ctx: WorkerContext, job: Job, *, pace: Callable[[], None]) -> GeminiAnswer:
+def call_gemini(
+    ctx: WorkerContext, job: Job, *, pace: Callable[[], None], spend: _Spend
+) -> GeminiAnswer:
     """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once.
 
     ``pace`` waits for the rate limiter; it runs right before each call.
@@ -213,8 +214,7 @@ def call_gemini(ctx: WorkerContext, job: Job, *, pace: Callable[[], None]) -> Ge
     request = build_request(
         job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
     )
-    with ctx.sessions.begin() as session:
-        set_transports(session, job.id, request.transports)
+    spend.transports = request.transports
     try:
         pace()
         return ctx.gemini.generate(
@@ -259,6 +259,7 @@ def _complete(
     ctx: WorkerContext, claim: Claim, result: dict[str, Any], spend: _Spend, answer: GeminiAnswer
 ) -> str:
     with ctx.sessions.begin() as session:
+        set_transports(session, claim.job_id, spend.transports)
         stored = complete_job(
             session, claim.job_id, result=result, usage=spend.usage,
             model_version=answer.model_version, cost_nusd=spend.cost_nusd,
@@ -277,6 +278,7 @@ def _complete(
 
 def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: _Spend) -> str:
     with ctx.sessions.begin() as session:
+        set_transports(session, claim.job_id, spend.transports)
         ended = fail_job(
             session, claim.job_id, code=failure.code, message=failure.message,
             usage=spend.usage, cost_nusd=spend.cost_nusd, lease_token=claim.lease_token,
