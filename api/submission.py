@@ -139,12 +139,14 @@ def store_and_enqueue(
         prompt=admitted.prompt, labels=admitted.labels, schema=admitted.schema,
         model=admitted.model, options=admitted.options,
     )  # fmt: skip
-    use_cache = admitted.options.get("cache", True)
+    cached = None
+    if admitted.options.get("cache", True):
+        # Read before the write transaction: on SQLite a transaction that reads first and
+        # writes later fails at once ("database is locked") if another writer got in between.
+        with resources.sessions() as session:
+            cached = find_cached(session, tenant=caller.tenant, cache_key=key)
     try:
         with resources.sessions.begin() as session:
-            cached = (
-                find_cached(session, tenant=caller.tenant, cache_key=key) if use_cache else None
-            )
             needed = 0 if cached is not None else reservation_nusd(estimate)
             # First write of the transaction: the budget check and hold are one atomic UPDATE.
             held = reserve(session, tenant=caller.tenant, amount_nusd=needed)

@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.tables import Budget, utcnow
+from models.tables import BUDGETS, Budget, utcnow
 
 NANO = 1_000_000_000
 
@@ -131,7 +131,7 @@ def settle(session: Session, *, tenant: str, reserved_nusd: int, cost_nusd: int)
 
     def apply() -> int:
         done = session.execute(
-            update(Budget)
+            update(BUDGETS)
             .where(Budget.tenant == tenant)
             .values(
                 day=current["day"],

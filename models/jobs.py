@@ -19,7 +19,17 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from models.budgets import settle
-from models.tables import Attempt, AttemptOutcome, Job, JobInput, JobStatus, utcnow
+from models.tables import (
+    ATTEMPTS,
+    JOB_INPUTS,
+    JOBS,
+    Attempt,
+    AttemptOutcome,
+    Job,
+    JobInput,
+    JobStatus,
+    utcnow,
+)
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -209,7 +219,7 @@ def set_transports(session: Session, job_id: str, transports: Sequence[str]) -> 
     """Record how each input reached Gemini (inline bytes or the File API)."""
     for position, transport in enumerate(transports):
         session.execute(
-            update(JobInput)
+            update(JOB_INPUTS)
             .where(JobInput.job_id == job_id, JobInput.position == position)
             .values(transport=transport)
         )
@@ -230,7 +240,7 @@ def finish_attempt(
     """Close an attempt with its outcome (what its Gemini call cost, and how long the
     worker waits before the next attempt)."""
     session.execute(
-        update(Attempt)
+        update(ATTEMPTS)
         .where(Attempt.id == attempt_id)
         .values(
             finished_at=utcnow(),
@@ -345,7 +355,7 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     """Move a job to a terminal state once, settling its budget reservation with it."""
     fence = [] if lease_token is None else [Job.lease_token == lease_token]
     ended = session.execute(
-        update(Job)
+        update(JOBS)
         .where(Job.id == job_id, Job.status.in_(from_statuses), *fence)
         .values(**values, cost_nusd=cost_nusd, lease_expires_at=None)
         .returning(Job.tenant, Job.reserved_nusd)

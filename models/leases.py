@@ -14,12 +14,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from models.jobs import fail_job
-from models.tables import Attempt, AttemptOutcome, Job, JobStatus, utcnow
+from models.tables import ATTEMPTS, JOBS, Attempt, AttemptOutcome, Job, JobStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def claim_job(
     now = utcnow()
     token = uuid.uuid4().hex
     claimed = session.execute(
-        update(Job)
+        update(JOBS)
         .where(Job.id == job_id, _claimable(now))
         .values(
             status=JobStatus.RUNNING,
@@ -71,16 +71,24 @@ def claim_job(
             "not tried again. If the input is unusual (huge or odd image), check it.",
         )
         return None
-    attempt = Attempt(job_id=job_id, number=claimed.attempt_count, started_at=now)
-    session.add(attempt)
-    session.flush()
+    attempt_id = _insert_attempt(session, job_id, claimed.attempt_count, now)
     return Claim(
         job_id=job_id,
         lease_token=token,
-        attempt_id=attempt.id,
+        attempt_id=attempt_id,
         attempt_number=claimed.attempt_count,
         delivery=claimed.deliveries,
     )
+
+
+def _insert_attempt(session: Session, job_id: str, number: int, now: datetime) -> int:
+    # Core INSERT ... RETURNING: the ORM unit of work would cost more than the statement.
+    inserted = session.execute(
+        insert(ATTEMPTS)
+        .values(job_id=job_id, number=number, started_at=now, outcome=AttemptOutcome.RUNNING)
+        .returning(ATTEMPTS.c.id)
+    )
+    return int(inserted.scalar_one())
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:

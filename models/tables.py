@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -251,3 +252,11 @@ class Budget(Base):
     month: Mapped[str] = mapped_column(String(7), default="")
     spent_month_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Core views of the tables, for hot conditional statements where ORM-enabled UPDATE and
+# INSERT would add session synchronisation and unit-of-work overhead for nothing.
+JOBS = cast(Table, Job.__table__)
+JOB_INPUTS = cast(Table, JobInput.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
+BUDGETS = cast(Table, Budget.__table__)
