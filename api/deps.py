@@ -57,7 +57,7 @@ class Caller:
     key_id: int
 
 
-def get_caller(request: Request, session: SessionDep) -> Caller:
+def get_caller(request: Request, resources: ResourcesDep) -> Caller:
     """The tenant of the API key in ``Authorization: Bearer <key>``; 401 otherwise."""
     challenge = {"WWW-Authenticate": "Bearer"}
     header = request.headers.get("authorization", "")
@@ -70,7 +70,10 @@ def get_caller(request: Request, session: SessionDep) -> Caller:
             "'visionq keys create NAME'.",
             headers=challenge,
         )
-    key = authenticate(session, secret.strip())
+    # Its own short session: a request-scoped one would hold a pooled connection for the
+    # whole request, and a submit needs more; under load the pool ran dry (deadlock).
+    with resources.sessions() as session:
+        key = authenticate(session, secret.strip())
     if key is None:
         raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.", challenge)
     return Caller(tenant=key.tenant, key_id=key.id)

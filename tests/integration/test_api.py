@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -263,3 +264,18 @@ def test_chunked_body_over_the_limit_is_413(stack: Stack) -> None:
         )  # fmt: skip
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_many_concurrent_submissions_are_all_accepted(stack: Stack) -> None:
+    # 48 at once is more than the API's connection pool (5 + 10 overflow): each request
+    # must hold at most one pooled connection at a time, or they deadlock until the pool's
+    # 30 s timeout and fail with 500. Large images keep the requests in flight together.
+    data, _ = scene_png(77, 1600, 1200)
+
+    def one(index: int) -> int:
+        with stack.client("acme") as client:
+            return submit(client, data, task="caption", prompt=f"#{index}").status_code
+
+    with ThreadPoolExecutor(48) as pool:
+        codes = list(pool.map(one, range(48)))
+    assert codes == [202] * 48
