@@ -80,7 +80,9 @@ def run_api(
 
 @app.command("worker")
 def run_worker(
-    concurrency: int = typer.Option(32, help="Jobs in flight per worker process."),
+    concurrency: int = typer.Option(
+        64, help="Jobs in flight per worker process (threads: each mostly waits on Gemini)."
+    ),
     pool: str = typer.Option(
         "threads", help="Celery pool: threads suits Gemini calls, which mostly wait."
     ),
@@ -100,6 +102,12 @@ def run_worker(
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # The SDK and its HTTP client log two INFO lines per Gemini call ("AFC is enabled",
+    # "HTTP Request: POST ..."): noise that costs CPU on every job. Their warnings stay.
+    for noisy in ("google_genai", "httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(
+            max(logging.WARNING, logging.getLevelName(loglevel.upper()))
+        )
     celery_app.worker_main(
         [
             "worker",

@@ -22,17 +22,21 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for SQLite or PostgreSQL; creates the directory of a SQLite file."""
     url = normalise_database_url(url)
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+    }
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:  # one connection per thread: no pool to size
+            del kwargs["pool_size"], kwargs["max_overflow"]
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         # Bounded waits: a connection attempt to an unreachable server gives up after 10 s
         # (psycopg's default is to wait for the OS, minutes); the pool's checkout after 30 s.
-        kwargs.update(
-            pool_size=pool_size, max_overflow=pool_size, connect_args={"connect_timeout": 10}
-        )
+        kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -37,7 +37,9 @@ class WorkerContext:
     def build(cls, settings: Settings) -> WorkerContext:
         """Open every resource a job needs."""
         rules, prices = settings.cost_overrides()
-        engine = make_engine(settings.database_url)
+        # Up to 40 connections: a worker runs up to 64 jobs at once, each holding a
+        # connection only for its short transactions.
+        engine = make_engine(settings.database_url, pool_size=20)
         sessions = make_session_factory(engine)
         blobs = BlobStore(settings.blob_dir)
         gemini = GeminiCaller(make_client(settings), secret=settings.gemini_key())
