@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.intake import AdmittedJob, RawJob
 from api.queue import QueueUnavailableError
 from api.schemas import JobPublic
-from models.budgets import reserve
+from models.budgets import has_caps, reserve
 from models.idempotency import recall, remember
 from models.jobs import NewInput, create_job, find_cached, get_job
 from models.leases import count_active, mark_unsent
@@ -139,17 +139,20 @@ def store_and_enqueue(
         prompt=admitted.prompt, labels=admitted.labels, schema=admitted.schema,
         model=admitted.model, options=admitted.options,
     )  # fmt: skip
-    cached = None
-    if admitted.options.get("cache", True):
-        # Read before the write transaction: on SQLite a transaction that reads first and
-        # writes later fails at once ("database is locked") if another writer got in between.
-        with resources.sessions() as session:
+    # Reads before the write transaction: on SQLite a transaction that reads first and
+    # writes later fails at once ("database is locked") if another writer got in between.
+    with resources.sessions() as session:
+        cached = None
+        if admitted.options.get("cache", True):
             cached = find_cached(session, tenant=caller.tenant, cache_key=key)
+        # Only a tenant with a cap has jobs reserved for: the others' submits do not all
+        # update (and queue on) one budget row.
+        capped = cached is None and has_caps(session, caller.tenant)
+    needed = reservation_nusd(estimate) if capped else 0
     try:
         with resources.sessions.begin() as session:
-            needed = 0 if cached is not None else reservation_nusd(estimate)
             # First write of the transaction: the budget check and hold are one atomic UPDATE.
-            held = reserve(session, tenant=caller.tenant, amount_nusd=needed)
+            held = reserve(session, tenant=caller.tenant, amount_nusd=needed) if capped else True
             if held:
                 job = create_job(
                     session, tenant=caller.tenant, task=admitted.task, model=admitted.model,

@@ -87,6 +87,13 @@ def budget_state(session: Session, tenant: str, now: datetime | None = None) -> 
     )
 
 
+def has_caps(session: Session, tenant: str) -> bool:
+    """True when the tenant has a daily or monthly cap (only then are jobs reserved for)."""
+    query = select(Budget.daily_nusd, Budget.monthly_nusd).where(Budget.tenant == tenant)
+    row = session.execute(query).first()
+    return row is not None and (row.daily_nusd is not None or row.monthly_nusd is not None)
+
+
 def reserve(session: Session, *, tenant: str, amount_nusd: int) -> bool:
     """Hold ``amount_nusd`` against the caps; False (nothing held) if it does not fit.
 
