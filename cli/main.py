@@ -84,7 +84,9 @@ def run_worker(
         64, help="Jobs in flight per worker process (threads: each mostly waits on Gemini)."
     ),
     pool: str = typer.Option(
-        "threads", help="Celery pool: threads suits Gemini calls, which mostly wait."
+        "threads",
+        help="Celery pool: threads (suits Gemini calls, which mostly wait) or prefork; "
+        "gevent and eventlet are not supported (this command does not monkey-patch).",
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
