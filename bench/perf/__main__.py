@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -37,8 +38,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM as Ctrl-C, so every `finally` runs: processes stopped, temp dirs removed."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     if not args.no_wait:
         wait_until_quiet()
     module, _ = COMMANDS[args.command]

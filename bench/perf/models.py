@@ -60,7 +60,7 @@ def _one(
         stall = 30.0 if model == "gevent-unpatched" else 180.0
         run = run_batch(stack, Batch(model, c, jobs, stall_s=stall), images, label=label)
     except Exception as exc:  # one model failing must not lose the others' numbers
-        console.print(f"[red]{label} failed: {exc}[/]")
+        console.print(f"[red]{label} failed: {_first_clause(str(exc))}[/]")
         stack.stop_worker()
         stack.purge_queue()
         return {

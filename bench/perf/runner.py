@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.perf.images import BenchImage
 from bench.perf.load import Background, submit_in_background
-from bench.perf.procstats import MB, CpuMeter, RssSeries
+from bench.perf.procstats import MB, CpuMeter, RssSeries, machine_is_busy
 from bench.perf.report import percentiles
 from bench.perf.stack import BenchStack
 
@@ -57,10 +57,10 @@ def _wait_terminal(
     rss: RssSeries,
     label: str,
     submit: Background,
-) -> None:
+) -> bool:
     """Poll the database every 0.5 s (RSS sampled alongside) until every job the API
-    accepted is terminal."""
-    jobs = batch.jobs
+    accepted is terminal. True if a pytest run was seen meanwhile (checked every 5 s)."""
+    jobs, polls, disturbed = batch.jobs, 0, False
     with progress_bar() as bar:
         sent = bar.add_task(f"{label} submitted", total=jobs, rate="")
         ended = bar.add_task(f"{label} terminal", total=jobs, rate="")
@@ -79,8 +79,11 @@ def _wait_terminal(
                     f"{label}: stuck at {done}/{jobs} jobs terminal; worker log:\n{tail}"
                 )
             stack.check_alive()
+            polls += 1
+            disturbed = disturbed or (polls % 10 == 1 and machine_is_busy())
             bar.update(sent, completed=submit.log.done)
             bar.update(ended, completed=done, rate=f"{done / (now - start):6.1f}/s")
+    return disturbed
 
 
 def run_batch(
@@ -110,7 +113,7 @@ def run_batch(
         )
         if on_start is not None:
             on_start(worker_pid)
-        _wait_terminal(stack, tenant, batch, rss, label, submit)
+        disturbed = _wait_terminal(stack, tenant, batch, rss, label, submit)
         cpu = meter.stop()
         submit.thread.join()
         time.sleep(1.0)
@@ -141,5 +144,6 @@ def run_batch(
         "rss_start_mb": round(rss.samples[0][2] / MB, 1) if rss.samples else 0.0,
         "rss_peak_mb": round(rss.peak_mb, 1),
         "rss_end_mb": round(rss.end_mb, 1),
+        "pytest_seen": disturbed,
         "rss_samples": [(round(t, 2), n, round(b / MB, 1)) for t, n, b in rss.samples],
     }

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from bench.perf.images import BenchImage, jpeg_of_size
 from bench.perf.load import submit_closed, submit_open
-from bench.perf.procstats import CpuMeter
+from bench.perf.procstats import CpuMeter, machine_is_busy
 from bench.perf.report import TARGET_SUBMIT_P99_MS, percentiles, table, write
 from bench.perf.stack import BenchStack
 
@@ -72,6 +72,7 @@ def one_rate(
         "client_lag_ms": percentiles(log.lags),
         "api_cpu_ms_per_job": round(api_cpu * 1000 / max(1, log.done), 2),
         "api_cpu_share": round(api_cpu / log.seconds, 2),
+        "pytest_seen": machine_is_busy(),
     }
     lat = figures["latency_ms"]
     console.print(
@@ -82,27 +83,35 @@ def one_rate(
     return figures
 
 
+def keeps_up(step: dict[str, Any]) -> bool:
+    """The API answered the offered rate: >= 95% of it, and no errors."""
+    return bool(step["errors"] == 0 and step["achieved_per_s"] >= 0.95 * step["rate"])
+
+
 def sustained(step: dict[str, Any], p99_ms: float) -> bool:
-    return bool(
-        step["latency_ms"]["p99"] <= p99_ms
-        and step["errors"] == 0
-        and step["achieved_per_s"] >= 0.95 * step["rate"]
-    )
+    """Kept up, with p99 within the target."""
+    return keeps_up(step) and step["latency_ms"]["p99"] <= p99_ms
 
 
 def find_max(
     stack: BenchStack, image: BenchImage, args: argparse.Namespace
-) -> tuple[float | None, list[dict[str, Any]]]:
+) -> tuple[float | None, float | None, list[dict[str, Any]]]:
+    """Step the rate up until the API no longer keeps up. Returns the highest rate
+    sustained (p99 target met at that step and every lower one), the highest rate the API
+    kept up with whatever its latency, and the steps."""
     steps: list[dict[str, Any]] = []
     best: float | None = None
+    capacity: float | None = None
     for rate in STEPS:
         step = one_rate(stack, image, rate, args.step_duration)
         step["sustained"] = sustained(step, args.p99_ms)
         steps.append(step)
-        if not step["sustained"]:
+        if step["sustained"] and all(s["sustained"] for s in steps):
+            best = rate
+        if not keeps_up(step):
             break
-        best = rate
-    return best, steps
+        capacity = rate
+    return best, capacity, steps
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -144,12 +153,13 @@ def markdown(result: dict[str, Any]) -> str:
         rows,
     )
     if "max_rate" in result:
-        text += f"\nHighest rate sustained (p99 <= {result['p99_ms']:g} ms, no errors, >= 95% "
-        best = result["max_rate"]
+        best, capacity = result["max_rate"], result.get("capacity_rate")
         text += (
-            f"of offered): **{best:g}** jobs/s.\n"
-            if best
-            else f"none of the steps (from {STEPS[0]}/s).\n"
+            f"\nHighest rate sustained (p99 <= {result['p99_ms']:g} ms at it and every lower step, "
+            f"no errors, >= 95% of offered answered): "
+            + (f"**{best:g}** jobs/s" if best else f"none (from {STEPS[0]}/s)")
+            + "; highest rate answered in full whatever the latency: "
+            + (f"**{capacity:g}** jobs/s.\n" if capacity else "none.\n")
         )
     return text
 
@@ -171,7 +181,9 @@ def run(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
             "fixed": one_rate(stack, image, args.rate, args.duration),
         }
         if args.find_max:
-            result["max_rate"], result["steps"] = find_max(stack, image, args)
+            result["max_rate"], result["capacity_rate"], result["steps"] = find_max(
+                stack, image, args
+            )
     finally:
         stack.stop()
     text = markdown(result)

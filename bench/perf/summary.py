@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from bench.perf import models, soak, submit, throughput
-from bench.perf.procstats import code_version, machine_facts
+from bench.perf.procstats import code_version, machine_facts, wait_until_quiet
 from bench.perf.report import summary_markdown, summary_rows
 
 console = Console()
@@ -19,7 +19,12 @@ PARTS = ("throughput", "submit", "soak", "models")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--skip", default="", help=f"comma-separated parts to skip: {PARTS}")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help=f"comma-separated parts not to run, of {PARTS}; the summary then reuses their "
+        "last results from --out, if any",
+    )
     parser.add_argument(
         "--scale",
         type=float,
@@ -66,7 +71,7 @@ def plan(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
             image_kb=200,
             duration=max(5.0, 30 * args.scale),
             find_max=True,
-            step_duration=max(5.0, 15 * args.scale),
+            step_duration=max(5.0, 20 * args.scale),
             database=args.database,
         ),
         "soak": _defaults(
@@ -89,7 +94,12 @@ def run(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
     started = time.monotonic()
     for part, part_args in plan(args).items():
         if part in skip:
+            earlier = outdir / f"{part}.json"
+            if earlier.exists():
+                results[part] = json.loads(earlier.read_text())
             continue
+        if not args.no_wait:  # a test run started since would skew this part
+            wait_until_quiet(say=console.print)
         console.rule(f"{part}")
         results[part] = modules[part].run(part_args, outdir)
     results["duration_s"] = round(time.monotonic() - started, 1)
@@ -130,7 +140,11 @@ def _headline(results: dict[str, Any]) -> dict[str, Any]:
         }
     if "submit" in results:
         sub = results["submit"]
-        out["submit"] = {"fixed": sub["fixed"], "max_rate": sub.get("max_rate")}
+        out["submit"] = {
+            "fixed": sub["fixed"],
+            "max_rate": sub.get("max_rate"),
+            "capacity_rate": sub.get("capacity_rate"),
+        }
     if "soak" in results:
         out["soak"] = {
             k: v for k, v in results["soak"].items() if k.startswith("rss_") and k != "rss_samples"
