@@ -53,6 +53,7 @@ class FaultStack:
     key: str = ""
     workers: list[Process] = field(default_factory=list)
     engine: Engine | None = None
+    restarts: int = 0
 
     # --- processes -------------------------------------------------------------------
 
@@ -175,12 +176,23 @@ class FaultStack:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; job counts: {last}") from None
 
-    def wait_all_terminal(self, total: int, timeout: float = 180) -> float:
-        """Wait until ``total`` jobs are terminal; returns the seconds it took."""
+    def wait_all_terminal(
+        self, total: int, timeout: float = 180, *, supervise: bool = False
+    ) -> float:
+        """Wait until ``total`` jobs are terminal; returns the seconds it took.
+
+        With ``supervise``, a worker that exited is started again, as a process supervisor
+        (compose's restart policy, systemd) does; each restart is counted in ``restarts``.
+        """
         started = time.monotonic()
-        self.wait_for(
-            lambda c: sum(c.get(s, 0) for s in TERMINAL) >= total, timeout, "all jobs terminal"
-        )
+
+        def done(counts: dict[str, int]) -> bool:
+            if supervise and self.workers and not self.workers[-1].running:
+                self.restarts += 1
+                self.start_worker(concurrency=16)
+            return sum(counts.get(s, 0) for s in TERMINAL) >= total
+
+        self.wait_for(done, timeout, "all jobs terminal")
         return time.monotonic() - started
 
     def audit(self) -> Audit:
