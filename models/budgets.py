@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -127,29 +127,46 @@ def reserve(session: Session, *, tenant: str, amount_nusd: int) -> bool:
     return _ensure_row(session, tenant) and bool(hold())
 
 
+# The settling UPDATE runs once per job in the worker: built once, parameters at execution.
+_SETTLE = (
+    update(BUDGETS)
+    .where(BUDGETS.c.tenant == bindparam("settle_tenant"))
+    .values(
+        day=bindparam("settle_day"),
+        month=bindparam("settle_month"),
+        reserved_nusd=BUDGETS.c.reserved_nusd - bindparam("settle_reserved", type_=BigInteger),
+        spent_day_nusd=case(
+            (BUDGETS.c.day == bindparam("settle_day"), BUDGETS.c.spent_day_nusd), else_=0
+        )
+        + bindparam("settle_cost", type_=BigInteger),
+        spent_month_nusd=case(
+            (BUDGETS.c.month == bindparam("settle_month"), BUDGETS.c.spent_month_nusd), else_=0
+        )
+        + bindparam("settle_cost", type_=BigInteger),
+        updated_at=bindparam("settle_now", type_=BUDGETS.c.updated_at.type),
+    )
+)
+
+
 def settle(session: Session, *, tenant: str, reserved_nusd: int, cost_nusd: int) -> None:
     """Release a job's reservation and count what it actually cost (0 if it never ran).
 
-    One UPDATE in the common case (the worker's hot path); the row is created only for a
-    tenant that has none yet.
+    One UPDATE in the common case (the worker's hot path), moving the row to the current
+    day and month as it goes; the row is created only for a tenant that has none yet.
     """
     now = utcnow()
-    current = _current(now)
+    day, month = _periods(now)
+    params = {
+        "settle_tenant": tenant,
+        "settle_day": day,
+        "settle_month": month,
+        "settle_reserved": reserved_nusd,
+        "settle_cost": cost_nusd,
+        "settle_now": now,
+    }
 
     def apply() -> int:
-        done = session.execute(
-            update(BUDGETS)
-            .where(Budget.tenant == tenant)
-            .values(
-                day=current["day"],
-                month=current["month"],
-                reserved_nusd=Budget.reserved_nusd - reserved_nusd,
-                spent_day_nusd=current["spent_day_nusd"] + cost_nusd,
-                spent_month_nusd=current["spent_month_nusd"] + cost_nusd,
-                updated_at=now,
-            )
-        )
-        return int(done.rowcount)  # type: ignore[attr-defined]
+        return int(session.connection().execute(_SETTLE, params).rowcount)
 
     if not apply() and _ensure_row(session, tenant):
         apply()

@@ -28,6 +28,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         "max_overflow": pool_size,
     }
     if parsed.get_backend_name() == "sqlite":
+        # A file opened in-process cannot go away as a server connection can: no ping at
+        # each checkout (two per job in the worker).
+        kwargs["pool_pre_ping"] = False
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         else:  # one connection per thread: no pool to size

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, insert, or_, select, update
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy import Table, Update, and_, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from models.budgets import settle
 from models.tables import (
     ATTEMPTS,
     JOB_INPUTS,
     JOBS,
-    Attempt,
     AttemptOutcome,
     Job,
     JobInput,
@@ -146,13 +146,6 @@ def get_job(session: Session, *, tenant: str, job_id: str) -> Job | None:
     return session.scalar(query)
 
 
-def load_job(session: Session, job_id: str) -> Job | None:
-    """A job and its inputs by id regardless of tenant, in one query: for the worker, which
-    acts on ids from the queue (and does not need the attempts)."""
-    query = select(Job).where(Job.id == job_id).options(joinedload(Job.inputs))
-    return session.scalars(query).unique().first()
-
-
 def encode_cursor(job: Job) -> str:
     raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -226,13 +219,24 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
     return True
 
 
+# The worker's per-job statements are built once (see models/leases.py for why); values
+# are passed at execution: an UPDATE without .values() sets the columns named in them.
+_SET_TRANSPORT = update(JOB_INPUTS).where(
+    JOB_INPUTS.c.job_id == bindparam("input_job_id"),
+    JOB_INPUTS.c.position == bindparam("input_position"),
+)
+_FINISH_ATTEMPT = update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
+
+
 def set_transports(session: Session, job_id: str, transports: Sequence[str]) -> None:
     """Record how each input reached Gemini (inline bytes or the File API)."""
-    for position, transport in enumerate(transports):
-        session.execute(
-            update(JOB_INPUTS)
-            .where(JobInput.job_id == job_id, JobInput.position == position)
-            .values(transport=transport)
+    if transports:
+        session.connection().execute(
+            _SET_TRANSPORT,
+            [
+                {"input_job_id": job_id, "input_position": position, "transport": transport}
+                for position, transport in enumerate(transports)
+            ],
         )
 
 
@@ -250,19 +254,19 @@ def finish_attempt(
 ) -> None:
     """Close an attempt with its outcome (what its Gemini call cost, and how long the
     worker waits before the next attempt)."""
-    session.execute(
-        update(ATTEMPTS)
-        .where(Attempt.id == attempt_id)
-        .values(
-            finished_at=utcnow(),
-            outcome=outcome,
-            error_class=error_class,
-            error_message=error_message,
-            http_status=http_status,
-            usage=usage,
-            cost_nusd=cost_nusd,
-            retry_delay_s=retry_delay_s,
-        )
+    session.connection().execute(
+        _FINISH_ATTEMPT,
+        {
+            "attempt_id": attempt_id,
+            "finished_at": utcnow(),
+            "outcome": outcome,
+            "error_class": error_class,
+            "error_message": error_message,
+            "http_status": http_status,
+            "usage": usage,
+            "cost_nusd": cost_nusd,
+            "retry_delay_s": retry_delay_s,
+        },
     )
 
 
@@ -355,22 +359,43 @@ def fail_job(
     return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd, lease_token)
 
 
+def _any_status(statuses: Sequence[str]) -> ColumnElement[bool]:
+    # OR of equalities rather than IN: a constant IN list is expanded at every execution.
+    return or_(*(JOBS.c.status == status for status in statuses))
+
+
+def _end_statement(from_statuses: Sequence[str], *, fenced: bool) -> Update:
+    fence = [JOBS.c.lease_token == bindparam("fence_token")] if fenced else []
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("end_job_id"), _any_status(from_statuses), *fence)
+        .returning(JOBS.c.tenant, JOBS.c.reserved_nusd)
+    )
+
+
+# Keyed by (statuses the job may end from, fenced by a lease token).
+_END_FROM: tuple[tuple[JobStatus, ...], ...] = ((JobStatus.RUNNING,), ACTIVE_STATUSES)
+_END: dict[tuple[tuple[JobStatus, ...], bool], Update] = {
+    (statuses, fenced): _end_statement(statuses, fenced=fenced)
+    for statuses in _END_FROM
+    for fenced in (False, True)
+}
+
+
 def _end(  # noqa: PLR0917 - private, called twice with all of them
     session: Session,
     job_id: str,
-    from_statuses: Sequence[str],
+    from_statuses: tuple[JobStatus, ...],
     values: dict[str, Any],
     cost_nusd: int | None,
     lease_token: str | None,
 ) -> bool:
     """Move a job to a terminal state once, settling its budget reservation with it."""
-    fence = [] if lease_token is None else [Job.lease_token == lease_token]
-    ended = session.execute(
-        update(JOBS)
-        .where(Job.id == job_id, Job.status.in_(from_statuses), *fence)
-        .values(**values, cost_nusd=cost_nusd, lease_expires_at=None)
-        .returning(Job.tenant, Job.reserved_nusd)
-    ).first()
+    params = {**values, "end_job_id": job_id, "cost_nusd": cost_nusd, "lease_expires_at": None}
+    if lease_token is not None:
+        params["fence_token"] = lease_token
+    statement = _END[(from_statuses, lease_token is not None)]
+    ended = session.connection().execute(statement, params).first()
     if ended is None:
         return False
     settle(

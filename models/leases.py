@@ -11,15 +11,52 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from models.jobs import fail_job
-from models.tables import ATTEMPTS, JOBS, Attempt, AttemptOutcome, Job, JobStatus, utcnow
+from models.tables import (
+    ATTEMPTS,
+    JOB_INPUTS,
+    JOBS,
+    Attempt,
+    AttemptOutcome,
+    Job,
+    JobStatus,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input image of a claimed job, as the worker needs it."""
+
+    position: int
+    sha256: str
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to run a job, read in the claim's own statements."""
+
+    id: str
+    tenant: str
+    task: str
+    model: str
+    prompt: str | None
+    labels: list[str] | None
+    options: dict[str, Any]
+    response_schema: dict[str, Any] | None
+    estimate: dict[str, Any] | None
+    started_at: datetime
+    inputs: tuple[InputSpec, ...]
 
 
 @dataclass(frozen=True)
@@ -31,6 +68,52 @@ class Claim:
     attempt_id: int
     attempt_number: int
     delivery: int
+    job: JobSpec
+
+
+# The worker's per-job statements are built once: building a statement and its cache key
+# costs more CPU than SQLite takes to run it (see tests/unit/test_hot_path.py). Plain Table
+# columns keep them off the ORM's bulk-update path.
+_NOW = bindparam("now", type_=JOBS.c.started_at.type)
+_JOB_COLUMNS = (
+    JOBS.c.tenant, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
+    JOBS.c.response_schema, JOBS.c.estimate, JOBS.c.started_at,
+)  # fmt: skip
+_CLAIM = (
+    update(JOBS)
+    .where(
+        JOBS.c.id == bindparam("job_id"),
+        or_(
+            JOBS.c.status == JobStatus.QUEUED,
+            and_(
+                JOBS.c.status == JobStatus.RUNNING,
+                or_(JOBS.c.lease_expires_at.is_(None), JOBS.c.lease_expires_at < _NOW),
+            ),
+        ),
+    )
+    .values(
+        status=JobStatus.RUNNING,
+        attempt_count=JOBS.c.attempt_count + 1,
+        deliveries=JOBS.c.deliveries + 1,
+        lease_token=bindparam("token"),
+        lease_expires_at=bindparam("expires", type_=JOBS.c.lease_expires_at.type),
+        started_at=func.coalesce(JOBS.c.started_at, _NOW),
+    )
+    .returning(JOBS.c.attempt_count, JOBS.c.deliveries, *_JOB_COLUMNS)
+)
+_INPUTS = (
+    select(
+        JOB_INPUTS.c.position,
+        JOB_INPUTS.c.sha256,
+        JOB_INPUTS.c.mime_type,
+        JOB_INPUTS.c.width,
+        JOB_INPUTS.c.height,
+    )
+    .where(JOB_INPUTS.c.job_id == bindparam("job_id"))
+    .order_by(JOB_INPUTS.c.position)
+)
+# Executed with job_id, number, started_at and outcome.
+_INSERT_ATTEMPT = insert(ATTEMPTS).returning(ATTEMPTS.c.id)
 
 
 def claim_job(
@@ -40,22 +123,19 @@ def claim_job(
 
     None when the job may not run here: it ended, another worker holds a live lease, or it
     was delivered ``max_deliveries`` times already (then it ends failed: a job that kills
-    its worker every time must not loop forever).
+    its worker every time must not loop forever). Three statements in the common case.
     """
     now = utcnow()
     token = uuid.uuid4().hex
-    claimed = session.execute(
-        update(JOBS)
-        .where(Job.id == job_id, _claimable(now))
-        .values(
-            status=JobStatus.RUNNING,
-            attempt_count=Job.attempt_count + 1,
-            deliveries=Job.deliveries + 1,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=func.coalesce(Job.started_at, now),
-        )
-        .returning(Job.attempt_count, Job.deliveries)
+    connection = session.connection()
+    claimed = connection.execute(
+        _CLAIM,
+        {
+            "job_id": job_id,
+            "now": now,
+            "token": token,
+            "expires": now + timedelta(seconds=lease_s),
+        },
     ).first()
     if claimed is None:
         return None
@@ -71,31 +151,27 @@ def claim_job(
             "not tried again. If the input is unusual (huge or odd image), check it.",
         )
         return None
-    attempt_id = _insert_attempt(session, job_id, claimed.attempt_count, now)
+    inputs = tuple(InputSpec(*row) for row in connection.execute(_INPUTS, {"job_id": job_id}))
+    job = JobSpec(
+        id=job_id, tenant=claimed.tenant, task=claimed.task, model=claimed.model,
+        prompt=claimed.prompt, labels=claimed.labels, options=claimed.options or {},
+        response_schema=claimed.response_schema, estimate=claimed.estimate,
+        started_at=claimed.started_at, inputs=inputs,
+    )  # fmt: skip
     return Claim(
         job_id=job_id,
         lease_token=token,
-        attempt_id=attempt_id,
+        attempt_id=_insert_attempt(session, job_id, claimed.attempt_count, now),
         attempt_number=claimed.attempt_count,
         delivery=claimed.deliveries,
+        job=job,
     )
 
 
 def _insert_attempt(session: Session, job_id: str, number: int, now: datetime) -> int:
-    # Core INSERT ... RETURNING: the ORM unit of work would cost more than the statement.
-    inserted = session.execute(
-        insert(ATTEMPTS)
-        .values(job_id=job_id, number=number, started_at=now, outcome=AttemptOutcome.RUNNING)
-        .returning(ATTEMPTS.c.id)
-    )
-    return int(inserted.scalar_one())
-
-
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    lapsed = (Job.status == JobStatus.RUNNING) & (
-        Job.lease_expires_at.is_(None) | (Job.lease_expires_at < now)
-    )
-    return or_(Job.status == JobStatus.QUEUED, lapsed)
+    params = {"job_id": job_id, "number": number, "started_at": now,
+              "outcome": AttemptOutcome.RUNNING}  # fmt: skip
+    return int(session.connection().execute(_INSERT_ATTEMPT, params).scalar_one())
 
 
 def _close_lost_attempts(session: Session, job_id: str, now: datetime) -> None:
@@ -116,27 +192,19 @@ def _close_lost_attempts(session: Session, job_id: str, now: datetime) -> None:
 def open_attempt(session: Session, claim: Claim) -> Claim | None:
     """The next attempt of a job this worker still holds (a retry); None if it lost it."""
     number = session.scalar(
-        update(Job)
+        update(JOBS)
         .where(
-            Job.id == claim.job_id,
-            Job.status == JobStatus.RUNNING,
-            Job.lease_token == claim.lease_token,
+            JOBS.c.id == claim.job_id,
+            JOBS.c.status == JobStatus.RUNNING,
+            JOBS.c.lease_token == claim.lease_token,
         )
-        .values(attempt_count=Job.attempt_count + 1)
-        .returning(Job.attempt_count)
+        .values(attempt_count=JOBS.c.attempt_count + 1)
+        .returning(JOBS.c.attempt_count)
     )
     if number is None:
         return None
-    attempt = Attempt(job_id=claim.job_id, number=number, started_at=utcnow())
-    session.add(attempt)
-    session.flush()
-    return Claim(
-        job_id=claim.job_id,
-        lease_token=claim.lease_token,
-        attempt_id=attempt.id,
-        attempt_number=number,
-        delivery=claim.delivery,
-    )
+    attempt_id = _insert_attempt(session, claim.job_id, number, utcnow())
+    return replace(claim, attempt_id=attempt_id, attempt_number=number)
 
 
 def renew_leases(session: Session, tokens: Collection[str], *, lease_s: float) -> int:

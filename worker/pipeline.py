@@ -14,11 +14,10 @@ from models.jobs import (
     complete_job,
     fail_job,
     finish_attempt,
-    load_job,
     set_transports,
 )
-from models.leases import Claim, claim_job, open_attempt
-from models.tables import AttemptOutcome, Job, utcnow
+from models.leases import Claim, JobSpec, claim_job, open_attempt
+from models.tables import AttemptOutcome, utcnow
 from vision.costing import to_nano
 from vision.masks import parse_segments
 from vision.parsing import AnswerParseError
@@ -42,12 +41,11 @@ def run_job(ctx: WorkerContext, job_id: str) -> str:
         claim = claim_job(
             session, job_id, lease_s=settings.lease_s, max_deliveries=settings.max_deliveries
         )
-        job = load_job(session, job_id) if claim is not None else None
-    if claim is None or job is None:
+    if claim is None:
         log.info("job %s is not claimable (ended, held by a live worker, or given up)", job_id)
         return "skipped"
     with ctx.leases.held(claim.lease_token):
-        return _execute(ctx, job, claim)
+        return _execute(ctx, claim)
 
 
 @dataclass(frozen=True)
@@ -107,18 +105,17 @@ class _Spend:
             self.cost_nusd = (self.cost_nusd or 0) + self.last_call_nusd
 
 
-def _execute(ctx: WorkerContext, job: Job, claim: Claim) -> str:
-    run = _Run(ctx=ctx, job=job, claim=claim, deadline=_deadline(ctx, job))
+def _execute(ctx: WorkerContext, claim: Claim) -> str:
+    run = _Run(ctx=ctx, job=claim.job, claim=claim, deadline=_deadline(ctx, claim.job))
     while True:
         outcome = run.step()
         if outcome is not None:
             return outcome
 
 
-def _deadline(ctx: WorkerContext, job: Job) -> float:
+def _deadline(ctx: WorkerContext, job: JobSpec) -> float:
     """The job's deadline on this process's monotonic clock (from its first start)."""
-    started = job.started_at or utcnow()
-    left = ctx.settings.job_deadline_s - (utcnow() - started).total_seconds()
+    left = ctx.settings.job_deadline_s - (utcnow() - job.started_at).total_seconds()
     return time.monotonic() + left
 
 
@@ -127,7 +124,7 @@ class _Run:
     """One delivery of a job: attempts until an answer, a final failure or a lost lease."""
 
     ctx: WorkerContext
-    job: Job
+    job: JobSpec
     claim: Claim
     deadline: float
     spend: _Spend = field(default_factory=_Spend)
@@ -205,7 +202,7 @@ class _Run:
 
 
 def call_gemini(
-    ctx: WorkerContext, job: Job, *, pace: Callable[[], None], spend: _Spend
+    ctx: WorkerContext, job: JobSpec, *, pace: Callable[[], None], spend: _Spend
 ) -> GeminiAnswer:
     """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once.
 
@@ -233,7 +230,7 @@ def call_gemini(
     return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
 
 
-def interpret(ctx: WorkerContext, job: Job, text: str) -> dict[str, Any]:
+def interpret(ctx: WorkerContext, job: JobSpec, text: str) -> dict[str, Any]:
     """The job's result from the answer text; segmentation masks go to the blob store."""
     task = TaskKind(job.task)
     sizes = [ImageSize(width=item.width, height=item.height) for item in job.inputs]

@@ -8,7 +8,7 @@ from typing import Any
 from google.genai import types
 
 from models.blobs import BlobStore
-from models.tables import Job
+from models.leases import JobSpec
 from vision.prepare import downscale
 from vision.tasks import JobOptions, TaskKind, build_prompt, generation_config
 from vision.transport import FILE, plan_transport
@@ -34,7 +34,7 @@ class GeminiRequest:
     file_uris: list[str] = field(default_factory=list)
 
 
-def images_to_send(job: Job, blobs: BlobStore, options: JobOptions) -> list[SentImage]:
+def images_to_send(job: JobSpec, blobs: BlobStore, options: JobOptions) -> list[SentImage]:
     """The job's images, downscaled to options.max_side when asked.
 
     Boxes come back normalised to 0-1000, so they map to the original pixels with the
@@ -55,7 +55,7 @@ def images_to_send(job: Job, blobs: BlobStore, options: JobOptions) -> list[Sent
 
 
 def build_request(
-    job: Job, *, blobs: BlobStore, uploads: UploadCache, inline_limit: int
+    job: JobSpec, *, blobs: BlobStore, uploads: UploadCache, inline_limit: int
 ) -> GeminiRequest:
     """Parts and config for a job; images over the inline budget go through the File API."""
     task = TaskKind(job.task)

@@ -86,15 +86,32 @@ def test_a_job_costs_two_transactions_one_blob_read_and_no_decode(
 
     assert run_job(context, job_id) == "succeeded"
 
-    # Claim (UPDATE ... RETURNING, INSERT attempt, SELECT job with inputs), then the end
+    # Claim (UPDATE ... RETURNING the job, SELECT its inputs, INSERT attempt), then the end
     # (transports, job, budget, attempt): 7 statements, no per-job SELECT of attempts.
-    assert statements == ["UPDATE", "INSERT", "SELECT", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
+    assert statements == ["UPDATE", "SELECT", "INSERT", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
     assert isinstance(context.blobs, CountingBlobs) and context.blobs.reads == 1
     assert decodes == []  # the image was checked at submit; the worker sends its bytes
     with context.sessions() as session:
         job = get_job(session, tenant="t", job_id=job_id)
         assert job is not None and job.status == "succeeded"
         assert job.inputs[0].transport == "inline" and job.started_at is not None
+
+
+def test_the_statements_of_a_job_are_built_once_not_per_job(context: WorkerContext) -> None:
+    # Building a statement and its cache key costs more CPU than SQLite takes to run it:
+    # the second job must execute the very statement objects the first one did.
+    first, second = _queued_caption(context), _queued_caption(context)
+    executed: list[object] = []
+    event.listen(context.engine, "before_execute",
+                 lambda _c, element, *_: executed.append(element))  # fmt: skip
+
+    assert run_job(context, first) == "succeeded"
+    of_first = list(executed)
+    executed.clear()
+    assert run_job(context, second) == "succeeded"
+
+    assert len(of_first) == 7
+    assert [id(element) for element in executed] == [id(element) for element in of_first]
 
 
 def test_the_sdk_client_and_engine_are_made_once_per_process(
