@@ -19,6 +19,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for visionq's at-least-once execution of jobs."""
     return {
         "broker_url": settings.redis_url,
+        # kombu's Redis transport without a new client object per command (worker/broker.py).
+        "broker_transport": "worker.broker:Transport",
         "broker_connection_retry_on_startup": True,
         # Results live in the SQL database; Celery's result backend would be a second copy.
         "task_ignore_result": True,
