@@ -1,0 +1,36 @@
+"""worker/broker.py: kombu's Redis channel with one client object per pool."""
+
+from __future__ import annotations
+
+import redis
+
+from worker.broker import Channel
+
+
+def _channel(pool: redis.ConnectionPool) -> Channel:
+    channel = Channel.__new__(Channel)  # no broker connection needed: no command is sent
+    channel._pool = pool
+    channel._async_pool = None
+    channel.Client = redis.Redis
+    return channel
+
+
+def test_commands_reuse_one_client_until_the_pool_is_replaced() -> None:
+    first_pool = redis.ConnectionPool(host="127.0.0.1", port=1)
+    channel = _channel(first_pool)
+
+    client = channel._create_client()
+    assert channel._create_client() is client
+    assert client.connection_pool is first_pool
+
+    channel._pool = redis.ConnectionPool(host="127.0.0.1", port=2)  # kombu reconnected
+    replaced = channel._create_client()
+    assert replaced is not client and replaced.connection_pool is channel._pool
+
+
+def test_the_consumer_s_asynchronous_client_is_kombu_s_own() -> None:
+    channel = _channel(redis.ConnectionPool(host="127.0.0.1", port=1))
+    channel._async_pool = redis.ConnectionPool(host="127.0.0.1", port=3)
+    asynchronous = channel._create_client(asynchronous=True)
+    assert asynchronous is not channel._create_client()
+    assert asynchronous.connection_pool is channel._async_pool
