@@ -1,4 +1,4 @@
-"""kombu's Redis transport, reusing one Redis client per channel for its commands.
+"""kombu's Redis transport, reusing one Redis client per channel, and surviving a restart.
 
 kombu 5.7's ``Channel.conn_or_acquire`` builds a new ``redis.Redis`` object for every
 command it sends outside a pipeline: each acknowledgement, each restore, each publish.
@@ -7,17 +7,31 @@ dict; profiled in the worker it was a tenth of the process's CPU, more than the 
 A ``redis.Redis`` object is thread-safe (each command checks a connection out of the
 pool), so one per channel and pool does the same work. Selected with Celery's
 ``broker_transport`` setting (see worker/celery_app.py).
+
+On a Redis restart, Celery 5.7 collects the broker connection (which detaches the
+transport) and then closes it, which restores the unacknowledged messages through a new
+pool built from the detached connection: an AttributeError that ends the worker
+("Unrecoverable error: 'NoneType' object has no attribute 'hostname'"). Raising the
+connection error Redis being down would raise keeps it a connection error, which Celery
+handles by reconnecting; the unacknowledged messages stay in Redis and come back after
+the visibility timeout (and our sweeper re-sends their jobs sooner).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 
 class Channel(kombu_redis.Channel):
     _sync_client: Any = None
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is closed")
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:

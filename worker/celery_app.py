@@ -7,6 +7,7 @@ Celery first needs them, in the process that runs, never at import time.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -19,8 +20,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for visionq's at-least-once execution of jobs."""
     return {
         "broker_url": settings.redis_url,
-        # kombu's Redis transport without a new client object per command (worker/broker.py).
-        "broker_transport": "worker.broker:Transport",
         "broker_connection_retry_on_startup": True,
         # Results live in the SQL database; Celery's result backend would be a second copy.
         "task_ignore_result": True,
@@ -38,7 +37,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
-    }
+    } | _transport(settings.redis_url)
+
+
+def _transport(redis_url: str) -> dict[str, Any]:
+    """Our kombu Redis transport (worker/broker.py) for redis:// URLs.
+
+    Not for rediss://: kombu turns TLS on by that URL scheme's transport name, which an
+    explicit transport class would replace.
+    """
+    if urlsplit(redis_url).scheme != "redis":
+        return {}
+    return {"broker_transport": "worker.broker:Transport"}
 
 
 app = Celery("visionq", set_as_current=False, include=["worker.tasks"])

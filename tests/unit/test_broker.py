@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import types
+
+import pytest
 import redis
 
 from worker.broker import Channel
@@ -34,3 +37,12 @@ def test_the_consumer_s_asynchronous_client_is_kombu_s_own() -> None:
     asynchronous = channel._create_client(asynchronous=True)
     assert asynchronous is not channel._create_client()
     assert asynchronous.connection_pool is channel._async_pool
+
+
+def test_a_detached_connection_is_a_connection_error_not_a_crash() -> None:
+    # After Celery collects the connection on a Redis restart the transport is detached;
+    # closing the channel then builds a pool: that must raise what Celery recovers from.
+    channel = _channel(None)  # type: ignore[arg-type]
+    channel.connection = types.SimpleNamespace(client=None)
+    with pytest.raises(redis.ConnectionError):
+        channel._create_client()
