@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -78,19 +79,52 @@ def run_api(
     )
 
 
+class WorkerPool(StrEnum):
+    """The Celery pools `visionq worker` runs."""
+
+    THREADS = "threads"
+    PREFORK = "prefork"
+    SOLO = "solo"
+
+
+def _parse_pool(value: str) -> WorkerPool:
+    """--pool: a WorkerPool; gevent and eventlet are refused with the reason."""
+    if value in ("gevent", "eventlet"):
+        raise typer.BadParameter(
+            f"{value} is not supported: this process is not monkey-patched, so the worker "
+            "would hang, and the database drivers (SQLite, psycopg) would block its hub "
+            "anyway; use threads, the default, for Gemini calls that mostly wait."
+        )
+    try:
+        return WorkerPool(value)
+    except ValueError:
+        choices = ", ".join(pool.value for pool in WorkerPool)
+        raise typer.BadParameter(f"{value!r} is not one of {choices}.") from None
+
+
 @app.command("worker")
 def run_worker(
     concurrency: int = typer.Option(
         64, help="Jobs in flight per worker process (threads: each mostly waits on Gemini)."
     ),
-    pool: str = typer.Option(
-        "threads",
-        help="Celery pool: threads (suits Gemini calls, which mostly wait) or prefork; "
-        "gevent and eventlet are not supported (this command does not monkey-patch).",
+    pool: WorkerPool = typer.Option(
+        WorkerPool.THREADS,
+        parser=_parse_pool,
+        help="Celery pool: threads (suits Gemini calls, which mostly wait), prefork or solo; "
+        "gevent and eventlet are refused (this command does not monkey-patch).",
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Run a Celery worker that processes jobs."""
+    start_worker(concurrency=concurrency, pool=pool.value, loglevel=loglevel)
+
+
+def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run Celery's worker in this process until it stops, as `visionq worker` does.
+
+    ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
+    bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
+    """
     from worker.celery_app import JOBS_QUEUE
     from worker.celery_app import app as celery_app
 

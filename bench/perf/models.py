@@ -17,7 +17,6 @@ from bench.perf.stack import BenchStack
 
 console = Console()
 PREFORK_MAX = 32  # a process per slot: more than 32 on 2 cores only adds memory and switching
-PROBE_JOBS = 30  # `visionq worker --pool gevent` as shipped runs one job at a time
 
 
 def _ints(text: str) -> list[int]:
@@ -33,23 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated: prefork, threads, gevent, solo",
     )
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument(
-        "--no-probe", action="store_true", help="skip the short run of the unpatched gevent worker"
-    )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     """(model, concurrency, jobs) for one latency; prefork capped at PREFORK_MAX."""
-    plan = [
+    return [
         (model, c, args.jobs)
         for model in args.models.split(",")
         for c in args.concurrencies
         if not (model == "prefork" and c > PREFORK_MAX)
     ]
-    if not args.no_probe and "gevent" in args.models:
-        plan.append(("gevent-unpatched", max(args.concurrencies), PROBE_JOBS))
-    return plan
 
 
 def _one(
@@ -57,8 +50,7 @@ def _one(
 ) -> dict[str, Any]:
     label = f"{latency} ms {model} c={c}"
     try:
-        stall = 30.0 if model == "gevent-unpatched" else 180.0
-        run = run_batch(stack, Batch(model, c, jobs, stall_s=stall), images, label=label)
+        run = run_batch(stack, Batch(model, c, jobs, stall_s=180.0), images, label=label)
     except Exception as exc:  # one model failing must not lose the others' numbers
         console.print(f"[red]{label} failed: {_first_clause(str(exc))}[/]")
         stack.stop_worker()
@@ -163,8 +155,9 @@ def markdown(result: dict[str, Any]) -> str:
     text = (
         f"# models: worker execution models, {result['jobs']} caption jobs per point\n\n"
         f"prefork is capped at concurrency {result['prefork_max']} (one process per slot). "
-        "`gevent-unpatched` is `visionq worker --pool gevent` as shipped (no monkey-patching), "
-        "a short probe. Memory: the worker's RSS; for prefork the sum of its processes' PSS.\n\n"
+        "`gevent-unpatched` (in runs before `visionq worker` refused gevent) was that command "
+        "without monkey-patching, a short probe. Memory: the worker's RSS; for prefork the "
+        "sum of its processes' PSS.\n\n"
     )
     text += table(
         [

@@ -25,7 +25,7 @@ from models.tables import Job
 from worker.celery_app import JOBS_QUEUE
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-POOLS = ("threads", "prefork", "gevent", "gevent-unpatched", "solo")
+POOLS = ("threads", "prefork", "gevent", "solo")
 # Settings that keep visionq's own abuse limits out of the measurement.
 BENCH_SETTINGS = {
     "VISIONQ_SUBMIT_RATE_PER_S": "0",
@@ -55,9 +55,8 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def worker_args(pool: str, concurrency: int, loglevel: str) -> list[str]:
-    """The worker's command line. ``gevent`` runs `visionq worker --pool gevent` behind
-    gevent's monkey-patching (bench/perf/gevent_worker.py); ``gevent-unpatched`` runs it
-    exactly as shipped, without."""
+    """The worker's command line. ``gevent`` (which `visionq worker` refuses) starts the
+    worker behind gevent's monkey-patching (bench/perf/gevent_worker.py)."""
     options = ["--concurrency", str(concurrency), "--loglevel", loglevel]
     if pool == "gevent":
         return [
@@ -69,8 +68,7 @@ def worker_args(pool: str, concurrency: int, loglevel: str) -> list[str]:
             "gevent",
             *options,
         ]
-    real = "gevent" if pool == "gevent-unpatched" else pool
-    return visionq_command("worker", "--pool", real, *options)
+    return visionq_command("worker", "--pool", pool, *options)
 
 
 class BenchStack:

@@ -1,0 +1,71 @@
+"""`visionq worker --pool`: the pools it runs, and gevent/eventlet refused with the reason."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import WorkerPool, app
+
+
+def _text(output: str) -> str:
+    """Rich's help and error panels as plain words: no box drawing, no line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv of every Celery worker the command starts (none actually runs)."""
+    from worker.celery_app import app as celery_app
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(celery_app, "worker_main", calls.append)
+    return calls
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet"])
+def test_gevent_and_eventlet_are_refused_with_the_reason(
+    pool: str, started: list[list[str]]
+) -> None:
+    result = CliRunner().invoke(app, ["worker", "--pool", pool])
+    assert result.exit_code == 2  # a usage error
+    assert f"{pool} is not supported: this process is not monkey-patched" in _text(result.output)
+    assert started == []
+
+
+def test_an_unknown_pool_names_the_choices(started: list[list[str]]) -> None:
+    result = CliRunner().invoke(app, ["worker", "--pool", "asyncio"])
+    assert result.exit_code == 2
+    assert "'asyncio' is not one of threads, prefork, solo" in _text(result.output)
+    assert started == []
+
+
+def test_help_lists_the_pools() -> None:
+    result = CliRunner().invoke(app, ["worker", "--help"])
+    assert result.exit_code == 0
+    assert "threads|prefork|solo" in _text(result.output)
+    assert [pool.value for pool in WorkerPool] == ["threads", "prefork", "solo"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "pool"),
+    [([], "threads"), (["--pool", "prefork"], "prefork"), (["--pool", "solo"], "solo")],
+)
+def test_a_supported_pool_reaches_celery(
+    argv: list[str], pool: str, started: list[list[str]]
+) -> None:
+    result = CliRunner().invoke(app, ["worker", "--concurrency", "8", *argv])
+    assert result.exit_code == 0, result.output
+    assert started == [
+        [
+            "worker",
+            "--concurrency=8",
+            f"--pool={pool}",
+            "--loglevel=INFO",
+            "--queues=visionq.jobs",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    ]
