@@ -119,7 +119,8 @@ class VisionqClient:
         safely, up to ``retries`` times, when the API is rate limiting (429, after its
         Retry-After), unavailable or unreachable: a retry never makes a second job.
         """
-        data, files = _job_form(
+        response = self._post_job(
+            "/v1/jobs",
             images,
             task=task,
             prompt=prompt,
@@ -127,19 +128,10 @@ class VisionqClient:
             model=model,
             options=options,
             schema=schema,
+            headers={"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"},
+            retries=retries,
         )
-        headers = {"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"}
-        for attempt in range(retries + 1):
-            try:
-                response = self._request(
-                    "POST", "/v1/jobs", data=data, files=files, headers=headers
-                )
-                return Job.model_validate(response.json())
-            except VisionqError as exc:
-                if not exc.transient or attempt == retries:
-                    raise
-                time.sleep(_retry_delay(exc, attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return Job.model_validate(response.json())
 
     def estimate(
         self,
@@ -153,7 +145,8 @@ class VisionqClient:
         schema: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The token and cost estimate of a job, without running it (same fields as submit)."""
-        data, files = _job_form(
+        response = self._post_job(
+            "/v1/estimate",
             images,
             task=task,
             prompt=prompt,
@@ -162,10 +155,45 @@ class VisionqClient:
             options=options,
             schema=schema,
         )
-        estimate: dict[str, Any] = self._request(
-            "POST", "/v1/estimate", data=data, files=files
-        ).json()
+        estimate: dict[str, Any] = response.json()
         return estimate
+
+    def _post_job(
+        self,
+        path: str,
+        images: Sequence[ImageSource],
+        *,
+        task: str,
+        prompt: str | None,
+        labels: Sequence[str] | None,
+        model: str | None,
+        options: dict[str, Any] | None,
+        schema: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        retries: int = 0,
+    ) -> httpx.Response:
+        """POST a job's multipart form (built once) to ``path``; transient errors are retried
+        up to ``retries`` times, after the server's Retry-After or a backoff."""
+        data: dict[str, Any] = {"task": task}
+        if prompt is not None:
+            data["prompt"] = prompt
+        if model is not None:
+            data["model"] = model
+        if labels:
+            data["labels"] = json.dumps(list(labels))
+        if options:
+            data["options"] = json.dumps(options)
+        if schema is not None:
+            data["schema"] = json.dumps(schema)
+        files = [_image_part(index, image) for index, image in enumerate(images)]
+        for attempt in range(retries + 1):
+            try:
+                return self._request("POST", path, data=data, files=files, headers=headers)
+            except VisionqError as exc:
+                if not exc.transient or attempt == retries:
+                    raise
+                time.sleep(_retry_delay(exc, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def job(self, job_id: str) -> Job:
         return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
@@ -225,31 +253,6 @@ class VisionqClient:
                 pending = [job_id for job_id, job in latest.items() if not job.done]
                 raise TimeoutError(f"{len(pending)} job(s) still unfinished: {', '.join(pending)}")
             time.sleep(poll_interval)
-
-
-def _job_form(
-    images: Sequence[ImageSource],
-    *,
-    task: str,
-    prompt: str | None,
-    labels: Sequence[str] | None,
-    model: str | None,
-    options: dict[str, Any] | None,
-    schema: dict[str, Any] | None,
-) -> tuple[dict[str, Any], list[tuple[str, tuple[str, bytes, str]]]]:
-    """The multipart fields and files of a job (POST /v1/jobs and /v1/estimate)."""
-    data: dict[str, Any] = {"task": task}
-    if prompt is not None:
-        data["prompt"] = prompt
-    if model is not None:
-        data["model"] = model
-    if labels:
-        data["labels"] = json.dumps(list(labels))
-    if options:
-        data["options"] = json.dumps(options)
-    if schema is not None:
-        data["schema"] = json.dumps(schema)
-    return data, [_image_part(index, image) for index, image in enumerate(images)]
 
 
 def _retry_delay(error: VisionqError, attempt: int) -> float:

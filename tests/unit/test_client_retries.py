@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -61,3 +63,41 @@ def test_a_nonsense_retry_after_is_ignored() -> None:
         with _client([error], seen) as client, pytest.raises(VisionqError) as raised:
             client.submit([b"png"], task="caption", retries=0)
         assert raised.value.retry_after is None
+
+
+def _form(request: httpx.Request) -> bytes:
+    """The multipart body without its (random) boundary."""
+    boundary = request.headers["content-type"].split("boundary=")[1].encode()
+    return request.content.replace(boundary, b"BOUNDARY")
+
+
+def test_submit_and_estimate_send_the_same_form() -> None:
+    seen: list[httpx.Request] = []
+    fields: dict[str, Any] = {
+        "task": "classify",
+        "prompt": "which?",
+        "labels": ["cat", "dog"],
+        "model": "gemini-2.5-flash",
+        "options": {"max_side": 512},
+        "schema": {"type": "object"},
+    }
+    answers = [httpx.Response(202, json=JOB), httpx.Response(200, json={"cost_usd": "0"})]
+    with _client(answers, seen) as client:
+        client.submit([b"png", b"jpg"], **fields)
+        assert client.estimate([b"png", b"jpg"], **fields) == {"cost_usd": "0"}
+    submitted, estimated = seen
+    assert (submitted.url.path, estimated.url.path) == ("/v1/jobs", "/v1/estimate")
+    assert _form(submitted) == _form(estimated)
+    for part in (b'name="labels"\r\n\r\n["cat", "dog"]', b'name="options"', b'name="schema"'):
+        assert part in _form(submitted)
+    assert _form(submitted).count(b'name="image"') == 2
+    assert "idempotency-key" in submitted.headers
+    assert "idempotency-key" not in estimated.headers
+
+
+def test_an_estimate_is_not_retried() -> None:
+    seen: list[httpx.Request] = []
+    answers = [_error(503, "unavailable", **{"Retry-After": "0"})]
+    with _client(answers, seen) as client, pytest.raises(VisionqError) as raised:
+        client.estimate([b"png"], task="caption")
+    assert raised.value.status == 503 and len(seen) == 1
