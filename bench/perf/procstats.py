@@ -23,10 +23,10 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live descendants."""
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` and (unless told not to) its live descendants."""
     total = 0.0
-    for proc in _tree(pid):
+    for proc in _tree(pid) if descendants else [psutil.Process(pid)]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             times = proc.cpu_times()
             total += float(times.user) + float(times.system)
@@ -59,15 +59,24 @@ class CpuMeter:
     """CPU seconds used by a set of processes between ``start`` and ``stop``."""
 
     pids: dict[str, int]
+    # Names whose process is measured alone (the harness: its children are the stack).
+    alone: frozenset[str] = frozenset()
     before: dict[str, float] | None = None
     used: dict[str, float] | None = None
 
+    def _read(self) -> dict[str, float]:
+        return {
+            name: cpu_seconds(pid, descendants=name not in self.alone)
+            for name, pid in self.pids.items()
+        }
+
     def start(self) -> None:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.before = self._read()
 
     def stop(self) -> dict[str, float]:
         assert self.before is not None
-        self.used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        after = self._read()
+        self.used = {name: after[name] - self.before[name] for name in self.pids}
         return self.used
 
 

@@ -3,6 +3,7 @@ terminal in the database, and account for time, CPU and worker memory."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,7 +104,15 @@ def run_batch(
     worker_pid = stack.start_worker(batch.pool, batch.concurrency, loglevel=batch.loglevel)
     try:
         meter = CpuMeter(
-            {"worker": worker_pid, "api": stack.pid("api"), "emulator": stack.pid("emulator")}
+            {
+                "worker": worker_pid,
+                "api": stack.pid("api"),
+                "emulator": stack.pid("emulator"),
+                "redis": stack.pid("redis"),
+                # This process: the load generator's client threads and the DB polling.
+                "harness": os.getpid(),
+            },
+            alone=frozenset({"harness"}),
         )
         rss = RssSeries.of(worker_pid)
         rss.sample(0, force=True)
@@ -141,6 +150,8 @@ def run_batch(
         "worker_cpu_ms_per_job": round(cpu["worker"] * 1000 / batch.jobs, 3),
         "api_cpu_ms_per_job": round(cpu["api"] * 1000 / batch.jobs, 3),
         "emulator_cpu_ms_per_job": round(cpu["emulator"] * 1000 / batch.jobs, 3),
+        "redis_cpu_ms_per_job": round(cpu["redis"] * 1000 / batch.jobs, 3),
+        "harness_cpu_ms_per_job": round(cpu["harness"] * 1000 / batch.jobs, 3),
         "rss_start_mb": round(rss.samples[0][2] / MB, 1) if rss.samples else 0.0,
         "rss_peak_mb": round(rss.peak_mb, 1),
         "rss_end_mb": round(rss.end_mb, 1),

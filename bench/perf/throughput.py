@@ -111,6 +111,12 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         ("API CPU per job, ms", vq["api_cpu_ms_per_job"], "-"),
         ("emulator CPU per job, ms", vq["emulator_cpu_ms_per_job"], raw["emulator_cpu_ms_per_job"]),
+        ("Redis CPU per job, ms", vq.get("redis_cpu_ms_per_job", "-"), "-"),
+        (
+            "harness CPU per job, ms (load generator, polling)",
+            vq.get("harness_cpu_ms_per_job", "-"),
+            "-",
+        ),
         ("submit time, s (closed loop)", vq["submit_s"], "-"),
         (
             "submit rate, jobs/s / p99 latency, ms",
