@@ -74,9 +74,12 @@ def worker_args(pool: str, concurrency: int, loglevel: str) -> list[str]:
 class BenchStack:
     """Start with ``start()``; ``stop()`` always (it stops whatever did start)."""
 
-    def __init__(self, *, latency_ms: float, database: str = "sqlite", label: str = "") -> None:
+    def __init__(
+        self, *, latency_ms: float, database: str = "sqlite", label: str = "", api_workers: int = 1
+    ) -> None:
         self.latency_ms = latency_ms
         self.database = database
+        self.api_workers = api_workers
         self.workdir = Path(tempfile.mkdtemp(prefix=f"visionq-bench-{label}"))
         self.processes: dict[str, ManagedProcess] = {}
         self.gemini_key = "bench-" + secrets.token_hex(8)
@@ -159,7 +162,9 @@ class BenchStack:
 
     def _start_api(self, port: int) -> None:
         self.api_url = f"http://127.0.0.1:{port}"
-        api = visionq_command("api", "--host", "127.0.0.1", "--port", str(port))
+        api = visionq_command(
+            "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.api_workers)
+        )
         self._start("api", api, lambda: http_ok(f"{self.api_url}/readyz"))
 
     def restart_api(self) -> None:

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run a worker too (threads, 64) so jobs also execute",
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API processes (`visionq api --workers`)"
+    )
     parser.add_argument("--p99-ms", type=float, default=TARGET_SUBMIT_P99_MS)
 
 
@@ -134,7 +137,8 @@ def markdown(result: dict[str, Any]) -> str:
     worker = "with a worker running" if result["with_worker"] else "API only (no worker)"
     text = (
         f"# submit: POST /v1/jobs, {result['image_kb']} KB JPEG, {worker}, "
-        f"{result['database']}\n\nFirst row: {fixed['rate']:g}/s for {result['duration_s']:g} s; "
+        f"{result['database']}, {result.get('api_workers', 1)} API process(es)\n\n"
+        f"First row: {fixed['rate']:g}/s for {result['duration_s']:g} s; "
         f"then the --find-max steps. Latencies in ms from the scheduled send time.\n\n"
     )
     text += table(
@@ -166,7 +170,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
     image = jpeg_of_size(args.image_kb)
-    stack = BenchStack(latency_ms=300, database=args.database, label="submit-")
+    stack = BenchStack(
+        latency_ms=300, database=args.database, label="submit-", api_workers=args.api_workers
+    )
     try:
         stack.start()
         if args.with_worker:
@@ -177,6 +183,7 @@ def run(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
             "duration_s": args.duration,
             "with_worker": args.with_worker,
             "database": args.database,
+            "api_workers": args.api_workers,
             "p99_ms": args.p99_ms,
             "fixed": one_rate(stack, image, args.rate, args.duration),
         }

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pool", default="threads", help="threads, prefork, gevent (patched launcher), solo"
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API processes (`visionq api --workers`)"
+    )
     parser.add_argument("--submit-threads", type=int, default=4)
     parser.add_argument("--worker-loglevel", default="INFO")
     parser.add_argument(
@@ -45,7 +48,12 @@ def measure(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
         console.print("[yellow]py-spy not found (pip install py-spy): no profile[/]")
         profiler = None
     batch = Batch(args.pool, args.concurrency, args.jobs, args.submit_threads, args.worker_loglevel)
-    stack = BenchStack(latency_ms=args.latency_ms, database=args.database, label="throughput-")
+    stack = BenchStack(
+        latency_ms=args.latency_ms,
+        database=args.database,
+        label="throughput-",
+        api_workers=args.api_workers,
+    )
     try:
         console.print(f"starting the stack ({args.database}, emulator {args.latency_ms:g} ms)")
         stack.start()
@@ -80,6 +88,7 @@ def measure(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
         stack.stop()
     result: dict[str, Any] = {
         "database": args.database,
+        "api_workers": args.api_workers,
         "pool": args.pool,
         "concurrency": args.concurrency,
         "latency_ms": args.latency_ms,
@@ -131,7 +140,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     head = (
         f"# throughput: {result['pool']} pool, concurrency {result['concurrency']}, emulator "
-        f"{result['latency_ms']:g} ms, {result['database']}\n\n"
+        f"{result['latency_ms']:g} ms, {result['database']}, "
+        f"{result.get('api_workers', 1)} API process(es)\n\n"
         f"Ideal (concurrency / latency): {result['ideal_jobs_per_s']} jobs/s.\n\n"
     )
     checks = table(
