@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ApiResources
 from api.errors import ApiError
-from api.intake import AdmittedJob
+from api.validation import AdmittedJob
 from models.budgets import budget_state
 from vision.costing import usd_text
 from vision.estimate import Estimate, economy_plan

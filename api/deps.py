@@ -35,7 +35,8 @@ class ApiResources:
     throttle: SubmitThrottle | None
 
 
-def get_resources(request: Request) -> ApiResources:
+async def get_resources(request: Request) -> ApiResources:
+    # async: a plain attribute read; a sync dependency would cost a thread-pool round trip.
     resources: ApiResources = request.app.state.resources
     return resources
 
@@ -59,6 +60,14 @@ class Caller:
 
 def get_caller(request: Request, resources: ResourcesDep) -> Caller:
     """The tenant of the API key in ``Authorization: Bearer <key>``; 401 otherwise."""
+    # Its own short session: a request-scoped one would hold a pooled connection for the
+    # whole request, and a submit needs more; under load the pool ran dry (deadlock).
+    with resources.sessions() as session:
+        return authenticate_caller(request, session)
+
+
+def authenticate_caller(request: Request, session: Session) -> Caller:
+    """get_caller in a session of the caller's (see api.submission.authorize_submit)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -70,10 +79,7 @@ def get_caller(request: Request, resources: ResourcesDep) -> Caller:
             "'visionq keys create NAME'.",
             headers=challenge,
         )
-    # Its own short session: a request-scoped one would hold a pooled connection for the
-    # whole request, and a submit needs more; under load the pool ran dry (deadlock).
-    with resources.sessions() as session:
-        key = authenticate(session, secret.strip())
+    key = authenticate(session, secret.strip())
     if key is None:
         raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.", challenge)
     return Caller(tenant=key.tenant, key_id=key.id)

@@ -13,11 +13,12 @@ from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 
 from api.admission import apply_economy, budget_refusal
-from api.deps import ApiResources, Caller
+from api.deps import ApiResources, Caller, authenticate_caller
 from api.errors import ApiError
-from api.intake import AdmittedJob, RawJob
 from api.queue import QueueUnavailableError
+from api.rawjob import RawJob
 from api.schemas import JobPublic
+from api.validation import AdmittedJob, admit
 from models.budgets import has_caps, reserve
 from models.idempotency import recall, remember
 from models.jobs import NewInput, create_job, find_cached, get_job
@@ -63,27 +64,21 @@ def fingerprint(raw: RawJob) -> str:
     return digest.hexdigest()
 
 
-def check_submit_limits(caller: Caller, resources: ApiResources) -> None:
-    """429 when the key submits too fast or the tenant has too many unfinished jobs."""
-    settings = resources.settings
-    if resources.throttle is not None:
-        try:
-            wait = resources.throttle.check(caller.key_id)
-        except redis.RedisError as exc:
-            # Fail open: Redis being down must not stop intake (jobs are kept in the
-            # database and the sweeper sends them once Redis is back).
-            log.warning("submit rate limit unavailable (%s); not applied", exc)
-            wait = 0.0
-        if wait > 0:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"This API key submits faster than {settings.submit_rate_per_s:g} jobs/s "
-                f"(burst {settings.submit_burst}); retry after the Retry-After delay.",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+def authorize_submit(request: Request, resources: ApiResources) -> tuple[Caller, str | None]:
+    """What a submit checks before its body is read, in this order: the API key (401), the
+    Idempotency-Key header (400), the submit rate (429) and the unfinished jobs (429).
+    Returns the caller and the Idempotency-Key.
+
+    Blocking (database, Redis): run it in the thread pool. One round trip and one session
+    for all of it (each costs more CPU than these queries); the session is closed before
+    the rate limiter's Redis call, which may wait for its timeout.
+    """
     with resources.sessions() as session:
+        caller = authenticate_caller(request, session)
+        key = idempotency_key(request)
         active = count_active(session, caller.tenant)
+    _check_rate(caller, resources)
+    settings = resources.settings
     if active >= settings.max_active_jobs_per_tenant:
         raise ApiError(
             429,
@@ -91,6 +86,48 @@ def check_submit_limits(caller: Caller, resources: ApiResources) -> None:
             f"{active} of your jobs are queued or running; the limit is "
             f"{settings.max_active_jobs_per_tenant}. Wait for some to finish.",
             headers={"Retry-After": "10"},
+        )
+    return caller, key
+
+
+def submit(
+    raw: RawJob, caller: Caller, resources: ApiResources, key: str | None
+) -> tuple[JobPublic, bool]:
+    """Validate, store and enqueue the job the request asks for (or, for a repeated
+    Idempotency-Key, find the job it created). Returns the job and whether it is a replay.
+
+    Blocking and CPU-bound (image checks, hashing, database, Redis): run it in the thread
+    pool, in one round trip.
+    """
+    idempotency = (key, fingerprint(raw)) if key is not None else None
+    if idempotency is not None:
+        earlier = replay(caller, resources, *idempotency)
+        if earlier is not None:
+            return earlier, True
+        # else a new job (or the key's earlier job is gone)
+    admitted = admit(raw, resources.settings)
+    return store_and_enqueue(admitted, caller, resources, idempotency)
+
+
+def _check_rate(caller: Caller, resources: ApiResources) -> None:
+    """429 when the key submits faster than its rate limit allows."""
+    if resources.throttle is None:
+        return
+    try:
+        wait = resources.throttle.check(caller.key_id)
+    except redis.RedisError as exc:
+        # Fail open: Redis being down must not stop intake (jobs are kept in the
+        # database and the sweeper sends them once Redis is back).
+        log.warning("submit rate limit unavailable (%s); not applied", exc)
+        return
+    if wait > 0:
+        settings = resources.settings
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"This API key submits faster than {settings.submit_rate_per_s:g} jobs/s "
+            f"(burst {settings.submit_burst}); retry after the Retry-After delay.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
 
 

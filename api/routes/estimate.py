@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.admission import estimate_of
 from api.deps import CallerDep, ResourcesDep
-from api.intake import admit, read_job_request
+from api.intake import read_job_request
 from api.routes.jobs import CREATE_BODY, ERRORS
+from api.validation import admit
 
 router = APIRouter(prefix="/v1", tags=["cost"])
 

@@ -10,15 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
-from api.intake import admit, read_job_request
+from api.intake import read_job_request
 from api.schemas import ErrorBody, JobCreate, JobPage, JobPublic
-from api.submission import (
-    check_submit_limits,
-    fingerprint,
-    idempotency_key,
-    replay,
-    store_and_enqueue,
-)
+from api.submission import authorize_submit, submit
 from models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
 from models.tables import JobStatus
 from vision.tasks import TaskKind
@@ -93,28 +87,17 @@ CREATE_BODY = {
     openapi_extra=CREATE_BODY,
     summary="Submit a vision job",
 )
-async def submit_job(
-    request: Request, response: Response, caller: CallerDep, resources: ResourcesDep
-) -> JobPublic:
+async def submit_job(request: Request, response: Response, resources: ResourcesDep) -> JobPublic:
     """Accept a job (multipart or JSON), store its images and queue it. Answers 202.
 
     With an `Idempotency-Key` header, a repeated request (same key, same body) returns the
     job the first one created (header `Idempotent-Replayed: true`) instead of a new one.
     """
-    key = idempotency_key(request)
-    await run_in_threadpool(check_submit_limits, caller, resources)
+    # Two thread-pool round trips in all: the checks before the body (the API key first),
+    # then everything after it; the body is read on the event loop in between.
+    caller, key = await run_in_threadpool(authorize_submit, request, resources)
     raw = await read_job_request(request, resources.settings)
-    idempotency = (key, fingerprint(raw)) if key is not None else None
-    earlier = None
-    if idempotency is not None:
-        earlier = await run_in_threadpool(replay, caller, resources, *idempotency)
-    if earlier is not None:
-        job, replayed = earlier, True
-    else:  # a new job (or the key's earlier job is gone)
-        admitted = await run_in_threadpool(admit, raw, resources.settings)
-        job, replayed = await run_in_threadpool(
-            store_and_enqueue, admitted, caller, resources, idempotency
-        )
+    job, replayed = await run_in_threadpool(submit, raw, caller, resources, key)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -478,6 +478,58 @@ def test_jpeg_without_a_scan_is_corrupt() -> None:
     assert error.code == "corrupt_image"
 
 
+@pytest.fixture
+def drafts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int] | None]:
+    """The sizes prepare_image asks JPEG drafts (1/8-scale decodes) for."""
+    asked: list[tuple[int, int] | None] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self: JpegImagePlugin.JpegImageFile, mode: str | None, size: Any) -> Any:
+        asked.append(size)
+        return draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return asked
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_jpeg_kept_as_is_is_checked_at_one_eighth_scale_and_keeps_its_size(
+    mode: str, drafts: list[tuple[int, int] | None]
+) -> None:
+    data = encode(photo((640, 480)).convert(mode), "JPEG", exif=exif(1))
+    prepared = prepare_image(data, max_pixels=LIMIT)
+    assert prepared == PreparedImage(data, "image/jpeg", 640, 480, "image/jpeg", ())
+    assert drafts == [(80, 60)]
+
+
+@pytest.mark.parametrize(
+    ("image", "params"),
+    [(photo((64, 48)), {"exif": exif(6)}), (photo((64, 48)).convert("CMYK"), {})],
+)
+def test_a_jpeg_that_changes_is_decoded_in_full(
+    image: Image.Image, params: dict[str, Any], drafts: list[tuple[int, int] | None]
+) -> None:
+    prepared = prepare_image(encode(image, "JPEG", **params), max_pixels=LIMIT)
+    assert prepared.changes and not drafts
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("where", [0.5, 0.95])
+def test_a_jpeg_kept_as_is_is_still_decoded_to_the_end_of_its_scans(
+    progressive: bool, where: float, drafts: list[tuple[int, int] | None]
+) -> None:
+    """The 1/8-scale check entropy-decodes every scan: damage late in the data still fails
+    (here a DHT marker where scan data should be), with the full decode's message."""
+    data = bytearray(encode(photo((320, 240)), "JPEG", quality=90, progressive=progressive))
+    start = data.index(b"\xff\xda")
+    at = start + int((len(data) - start) * where)
+    data[at : at + 2] = b"\xff\xc4"
+    error = reject(bytes(data))
+    assert error.code == "corrupt_image"
+    assert "the JPEG is corrupt: broken data stream" in error.message
+    assert drafts == [(40, 30)]
+
+
 def bomb_png(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)

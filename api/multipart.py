@@ -1,0 +1,153 @@
+"""Read a multipart/form-data job request: image file parts and text fields, within limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from pydantic_core import from_json
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import Message
+
+from api.errors import ApiError
+from api.rawjob import RawJob, too_large
+from models.settings import Settings
+
+FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
+
+
+class _BodyTooLargeError(Exception):
+    """The request body grew past the limit while being read."""
+
+
+def _limited(request: Request, limit: int) -> Request:
+    """The same request, whose body reading stops at ``limit`` bytes.
+
+    Content-Length is checked up front, but a chunked body has none: without this, a
+    huge upload would be parsed and spooled to disk before any check.
+    """
+    received = 0
+    receive = request.receive
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise _BodyTooLargeError
+        return message
+
+    return Request(request.scope, counting_receive)
+
+
+async def read_multipart(request: Request, settings: Settings) -> RawJob:
+    """The job fields of a multipart body; ApiError (400, 413, 422) naming what is wrong."""
+    limited = _limited(request, settings.max_request_bytes)
+    try:
+        form = await limited.form(max_files=settings.max_images_per_job, max_fields=1000)
+    except _BodyTooLargeError as exc:
+        raise too_large(
+            "request", settings.max_request_bytes + 1, settings.max_request_bytes
+        ) from exc
+    except Exception as exc:  # python-multipart raises several parser-specific types
+        reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
+        if "Too many files" in reason:
+            raise ApiError(
+                422, "too_many_images",
+                f"More than {settings.max_images_per_job} images; that is the limit per job.",
+            ) from exc  # fmt: skip
+        if "exceeded maximum size" in reason:  # a text field over Starlette's 1 MB
+            raise ApiError(
+                413, "payload_too_large", f"A form field is too large: {reason}."
+            ) from exc
+        raise ApiError(
+            400, "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
+        ) from exc
+    try:
+        return await _raw_from_form(form, settings)
+    finally:
+        await form.close()
+
+
+async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
+    unknown = sorted(set(form.keys()) - FORM_FIELDS)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"Unknown form fields {unknown}; expected {sorted(FORM_FIELDS)}.",
+        )
+    images = []
+    for index, part in enumerate(form.getlist("image")):
+        if not isinstance(part, UploadFile):
+            raise ApiError(422, "invalid_request", f"Form field image #{index + 1} must be a file.")
+        data = await part.read(settings.max_image_bytes + 1)
+        if len(data) > settings.max_image_bytes:
+            raise too_large(
+                f"image {part.filename or index + 1}",
+                part.size or len(data),
+                settings.max_image_bytes,
+            )
+        images.append(data)
+    return RawJob(
+        task=_text_field(form, "task"),
+        prompt=_text_field(form, "prompt"),
+        model=_text_field(form, "model"),
+        labels=_labels_field(form),
+        options=_json_object_field(form, "options") or {},
+        schema=_json_object_field(form, "schema"),
+        images=images,
+    )
+
+
+def _text_field(form: FormData, name: str) -> str | None:
+    values = form.getlist(name)
+    if len(values) > 1:
+        raise ApiError(422, "invalid_request", f"Form field {name!r} is given more than once.")
+    if not values:
+        return None
+    value = values[0]
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_request", f"Form field {name!r} must be text, not a file.")
+    return value
+
+
+def _labels_field(form: FormData) -> list[str] | None:
+    if any(not isinstance(v, str) for v in form.getlist("labels")):
+        raise ApiError(422, "invalid_request", "Form field 'labels' must be text, not a file.")
+    values = [v for v in form.getlist("labels") if isinstance(v, str)]
+    if not values:
+        return None
+    if len(values) == 1:
+        single = values[0].strip()
+        if single.startswith("["):
+            try:
+                decoded = _parse_json(single)
+            except ValueError as exc:
+                raise ApiError(422, "invalid_request", f"labels is not valid JSON: {exc}.") from exc
+            if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
+                raise ApiError(422, "invalid_request", "labels must be a JSON list of strings.")
+            return decoded
+        return [part.strip() for part in single.split(",")]
+    return values
+
+
+def _parse_json(text: str) -> Any:
+    """Strict JSON, as in JSON bodies: no NaN, no lone surrogates, bounded nesting and
+    number sizes (``json.loads`` raises RecursionError or an int-size ValueError instead)."""
+    return from_json(text, allow_inf_nan=False)
+
+
+def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
+    raw = _text_field(form, name)
+    if raw is None or not raw.strip():
+        return None
+    code = f"invalid_{name}"  # invalid_options, invalid_schema
+    try:
+        decoded = _parse_json(raw)
+    except ValueError as exc:
+        raise ApiError(422, code, f"{name} is not valid JSON: {exc}.") from exc
+    if not isinstance(decoded, dict):
+        raise ApiError(422, code, f"{name} must be a JSON object.")
+    return decoded

@@ -1,0 +1,177 @@
+"""Validate a job request's fields and images: every check a submit (or an estimate) makes
+before anything is stored, each failure an ApiError with its specific 4xx code."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.errors import ApiError
+from api.rawjob import RawJob, describe, too_large
+from models.settings import Settings
+from vision.formats import ImageRejectedError
+from vision.prepare import PreparedImage, prepare_image
+from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
+from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+
+_MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
+# JSON containers nested deeper than this in a schema are refused: jsonschema checks a
+# schema recursively, and ~120 levels exhaust Python's recursion limit.
+MAX_SCHEMA_DEPTH = 64
+MAX_LABEL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class AdmittedJob:
+    task: TaskKind
+    prompt: str | None
+    model: str
+    labels: list[str] | None
+    options: dict[str, Any]
+    schema: dict[str, Any] | None
+    # Upright, decodable, in a mode Gemini takes: what is stored and sent.
+    images: list[PreparedImage]
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in a JSON value, keys included (iteratively: no recursion limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _no_nul(raw: RawJob) -> None:
+    """Refuse NUL characters (PostgreSQL text cannot hold them, and no prompt needs one) and
+    lone surrogates (not encodable as UTF-8, so no database can store them)."""
+    texts = [raw.task, raw.prompt, raw.model, *(raw.labels or []), *_strings(raw.schema)]
+    for text in texts:
+        if text is None:
+            continue
+        if "\x00" in text:
+            raise ApiError(422, "invalid_text", "Text fields must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(
+                422, "invalid_text", f"Text fields must be valid Unicode: {exc}."
+            ) from exc
+
+
+def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
+    """Validate every field and every image; raise ApiError naming the first problem."""
+    _no_nul(raw)
+    if raw.labels and any(len(label) > MAX_LABEL_CHARS for label in raw.labels):
+        raise ApiError(
+            422, "label_too_long", f"Each label may have at most {MAX_LABEL_CHARS} characters."
+        )
+    task = _task(raw.task)
+    model = _model(raw.model, settings)
+    try:
+        options = JobOptions.model_validate(raw.options)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_options", f"options: {describe(exc)}") from exc
+    if len(raw.images) > settings.max_images_per_job:
+        raise ApiError(
+            422,
+            "too_many_images",
+            f"{len(raw.images)} images; at most {settings.max_images_per_job} per job.",
+        )
+    labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
+    if raw.schema is not None:
+        _check_schema_shape(raw.schema)
+    try:
+        schema = check_schema(raw.schema) if raw.schema is not None else None
+        validate_job(
+            task,
+            prompt=raw.prompt,
+            labels=labels,
+            images=len(raw.images),
+            schema=schema,
+            options=options.model_dump(),
+        )
+    except JobSpecError as exc:
+        raise ApiError(422, exc.code, exc.message) from exc
+    except InvalidSchemaError as exc:
+        raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
+    images = [_admit_image(data, index, settings) for index, data in enumerate(raw.images)]
+    return AdmittedJob(
+        task=task,
+        prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
+        model=model,
+        labels=labels,
+        options=options.model_dump(exclude_defaults=True),
+        schema=schema,
+        images=images,
+    )
+
+
+def _check_schema_shape(schema: object) -> None:
+    """Refuse what JSON Schema validation cannot be trusted with: non-finite numbers (not
+    JSON: the database and Gemini refuse them), deep nesting, and a schema over the size
+    limit."""
+    stack: list[tuple[object, int]] = [(schema, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ApiError(422, "invalid_schema", "schema: numbers must be finite, not NaN or ±∞.")
+        if isinstance(item, dict | list):
+            if depth > MAX_SCHEMA_DEPTH:
+                raise ApiError(
+                    422,
+                    "invalid_schema",
+                    f"schema: nested more than {MAX_SCHEMA_DEPTH} levels deep.",
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(schema))
+    if size > MAX_SCHEMA_CHARS:
+        raise ApiError(
+            422,
+            "schema_too_large",
+            f"The schema is {size:,} characters as JSON; at most {MAX_SCHEMA_CHARS:,}.",
+        )
+
+
+def _task(value: str | None) -> TaskKind:
+    choices = ", ".join(kind.value for kind in TaskKind)
+    if not value:
+        raise ApiError(422, "missing_task", f"Give a task: one of {choices}.")
+    try:
+        return TaskKind(value.strip().lower())
+    except ValueError as exc:
+        raise ApiError(
+            422, "unknown_task", f"Unknown task {value!r}; use one of {choices}."
+        ) from exc
+
+
+def _model(value: str | None, settings: Settings) -> str:
+    model = (value or "").strip().removeprefix("models/") or settings.default_model
+    if not _MODEL_NAME.match(model):
+        raise ApiError(422, "invalid_model", f"{model!r} is not a Gemini model name.")
+    return model
+
+
+def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
+    if len(data) > settings.max_image_bytes:
+        raise too_large(f"image #{index + 1}", len(data), settings.max_image_bytes)
+    if not data:
+        raise ApiError(422, "empty_image", f"Image #{index + 1} is empty.")
+    try:
+        prepared = prepare_image(data, max_pixels=settings.max_image_pixels)
+    except ImageRejectedError as exc:
+        status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
+        raise ApiError(status, exc.code, f"Image #{index + 1}: {exc.message}") from exc
+    return prepared
