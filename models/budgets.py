@@ -87,10 +87,14 @@ def budget_state(session: Session, tenant: str, now: datetime | None = None) -> 
     )
 
 
+_CAPS = select(BUDGETS.c.daily_nusd, BUDGETS.c.monthly_nusd).where(
+    BUDGETS.c.tenant == bindparam("tenant")
+)
+
+
 def has_caps(session: Session, tenant: str) -> bool:
     """True when the tenant has a daily or monthly cap (only then are jobs reserved for)."""
-    query = select(Budget.daily_nusd, Budget.monthly_nusd).where(Budget.tenant == tenant)
-    row = session.execute(query).first()
+    row = session.connection().execute(_CAPS, {"tenant": tenant}).first()
     return row is not None and (row.daily_nusd is not None or row.monthly_nusd is not None)
 
 

@@ -109,12 +109,17 @@ def create_job(
     ]
     # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
     # The returned object is not attached to the session; it carries what was inserted.
-    session.execute(insert(JOBS).values(**_set_columns(job, JOBS)))
-    session.execute(
-        insert(JOB_INPUTS),
-        [{**_set_columns(item, JOB_INPUTS), "job_id": job.id} for item in job.inputs],
-    )
+    connection = session.connection()
+    connection.execute(_INSERT_JOB, _set_columns(job, JOBS))
+    for item in job.inputs:  # usually one: an executemany costs more for a single row
+        connection.execute(_INSERT_INPUT, {**_set_columns(item, JOB_INPUTS), "job_id": job.id})
     return job
+
+
+# Built once (the statement and its cache key cost more than SQLite takes to run it); the
+# columns are the keys of the values given at execution.
+_INSERT_JOB = insert(JOBS)
+_INSERT_INPUT = insert(JOB_INPUTS)
 
 
 def _set_columns(row: object, table: Table) -> dict[str, Any]:
