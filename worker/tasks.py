@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from typing import Any
 
 import redis
@@ -50,8 +51,11 @@ class PipelineTask(Task):  # type: ignore[misc]
 def process_job(self: PipelineTask, job_id: str) -> str:
     """Run job ``job_id``; every outcome, even a bug of ours, ends the job with a reason."""
     context = self.context
+    started = time.monotonic()
     try:
-        return run_job(context, job_id)
+        outcome = run_job(context, job_id)
+        log.info("job %s %s in %.2f s", job_id, outcome, time.monotonic() - started)
+        return outcome
     except _DB_UNAVAILABLE as exc:
         # The database is down or restarting: nothing could be recorded, so the message is
         # sent again later. A lease this run took lapses; the next claim takes it over.
