@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="py-spy the worker this many seconds in `throughput` (0 = no)",
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=2,
+        help="API processes in throughput and submit (2: one per core, as docker-compose runs)",
+    )
 
 
 def _defaults(module: Any, **overrides: Any) -> argparse.Namespace:
@@ -64,6 +70,7 @@ def plan(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
             pool="threads",
             database=args.database,
             profile=args.profile,
+            api_workers=args.api_workers,
         ),
         "submit": _defaults(
             submit,
@@ -73,6 +80,7 @@ def plan(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
             find_max=True,
             step_duration=max(5.0, 20 * args.scale),
             database=args.database,
+            api_workers=args.api_workers,
         ),
         "soak": _defaults(
             soak, jobs=n(5000), concurrency=64, latency_ms=50, database=args.database
