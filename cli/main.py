@@ -140,7 +140,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     )
     # The SDK and its HTTP client log two INFO lines per Gemini call ("AFC is enabled",
     # "HTTP Request: POST ..."), Celery two per task ("received", "succeeded" with its own
-    # task id, not the job's): noise that cost ~0.4 ms of CPU per job. The worker logs one
+    # task id, not the job's): noise that costs CPU on every job. The worker logs one
     # line per job instead (worker/tasks.py); their warnings and errors stay.
     for noisy in ("google_genai", "httpx", "httpx2", "celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(noisy).setLevel(

@@ -1,4 +1,4 @@
-"""`python -m bench.perf SUBCOMMAND`: throughput, submit, soak, models, all."""
+"""`python -m bench.perf SUBCOMMAND`: throughput, pipeline, submit, soak, models, all."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.perf import models, soak, submit, summary, throughput
+from bench.perf import models, pipeline, soak, submit, summary, throughput
 from bench.perf.procstats import wait_until_quiet
 
 COMMANDS = {
     "throughput": (throughput, "end-to-end jobs/s against the raw SDK ceiling, CPU per job"),
+    "pipeline": (pipeline, "visionq's own CPU per job in process, against the same SDK calls"),
     "submit": (submit, "POST /v1/jobs latency at a fixed offered rate; --find-max"),
     "soak": (soak, "worker RSS over a long run"),
     "models": (models, "throughput per worker execution model, concurrency and latency"),

@@ -33,6 +33,19 @@ def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
     return total
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the main thread of ``pid`` (0 if gone).
+
+    In a Celery worker that is the consumer: its event loop receives the messages, hands
+    them to the pool and acknowledges them; the tasks run in other threads (or processes).
+    """
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        for thread in psutil.Process(pid).threads():
+            if thread.id == pid:
+                return float(thread.user_time) + float(thread.system_time)
+    return 0.0
+
+
 def _pss(pid: int) -> int:
     """Proportional set size (shared pages split between their sharers), from the kernel."""
     with open(f"/proc/{pid}/smaps_rollup") as rollup:

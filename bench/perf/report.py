@@ -84,6 +84,12 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ),
             ("failed jobs", str(vq["failed"]), "0", verdict(vq["failed"] == 0)),
             ("worker CPU per job", f"{vq['worker_cpu_ms_per_job']:.2f} ms", "", ""),
+            (
+                "of which Celery's consumer thread",
+                f"{vq.get('worker_consumer_cpu_ms_per_job', float('nan')):.2f} ms",
+                "",
+                "",
+            ),
             ("raw SDK CPU per call", f"{raw['cpu_ms_per_job']:.2f} ms", "", ""),
             (
                 "worker CPU above raw",
@@ -100,6 +106,17 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "",
             ),
         ]
+    if (pipe := results.get("pipeline")) is not None:
+        rows += [
+            (
+                "in process, no Celery: run_job / the same SDK call",
+                f"{pipe['pipeline']['cpu_ms_per_item']:.2f} / {pipe['raw_cpu_ms_per_call']:.2f} ms",
+                "",
+                "",
+            ),
+            ("visionq's own work per job (the difference)",
+             f"{pipe['visionq_own_ms_per_job']:+.2f} ms", "", ""),
+        ]  # fmt: skip
     if (sub := results.get("submit")) is not None:
         fixed = sub["fixed"]
         lat = fixed["latency_ms"]

@@ -13,7 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.perf.images import BenchImage
 from bench.perf.load import Background, submit_in_background
-from bench.perf.procstats import MB, CpuMeter, RssSeries, machine_is_busy
+from bench.perf.procstats import (
+    MB,
+    CpuMeter,
+    RssSeries,
+    machine_is_busy,
+    main_thread_cpu_seconds,
+)
 from bench.perf.report import percentiles
 from bench.perf.stack import BenchStack
 
@@ -117,6 +123,7 @@ def run_batch(
         rss = RssSeries.of(worker_pid)
         rss.sample(0, force=True)
         meter.start()
+        consumer_before = main_thread_cpu_seconds(worker_pid)
         submit = submit_in_background(
             stack.api_url, key, images, jobs=batch.jobs, threads=batch.submit_threads
         )
@@ -124,6 +131,7 @@ def run_batch(
             on_start(worker_pid)
         disturbed = _wait_terminal(stack, tenant, batch, rss, label, submit)
         cpu = meter.stop()
+        consumer = main_thread_cpu_seconds(worker_pid) - consumer_before
         submit.thread.join()
         time.sleep(1.0)
         rss.sample(batch.jobs, force=True)
@@ -148,6 +156,9 @@ def run_batch(
         "submit_jobs_per_s": round(batch.jobs / log.seconds, 1),
         "submit_latency_ms": percentiles(log.latencies),
         "worker_cpu_ms_per_job": round(cpu["worker"] * 1000 / batch.jobs, 3),
+        # Celery's consumer thread (messages in, acknowledgements out); the rest of the
+        # worker's CPU is the pool's threads running the jobs (SDK call included).
+        "worker_consumer_cpu_ms_per_job": round(consumer * 1000 / batch.jobs, 3),
         "api_cpu_ms_per_job": round(cpu["api"] * 1000 / batch.jobs, 3),
         "emulator_cpu_ms_per_job": round(cpu["emulator"] * 1000 / batch.jobs, 3),
         "redis_cpu_ms_per_job": round(cpu["redis"] * 1000 / batch.jobs, 3),

@@ -10,12 +10,12 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.perf import models, soak, submit, throughput
+from bench.perf import models, pipeline, soak, submit, throughput
 from bench.perf.procstats import code_version, machine_facts, wait_until_quiet
 from bench.perf.report import summary_markdown, summary_rows
 
 console = Console()
-PARTS = ("throughput", "submit", "soak", "models")
+PARTS = ("throughput", "pipeline", "submit", "soak", "models")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +72,7 @@ def plan(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
             profile=args.profile,
             api_workers=args.api_workers,
         ),
+        "pipeline": _defaults(pipeline, jobs=n(1000), concurrency=64, latency_ms=300),
         "submit": _defaults(
             submit,
             rate=100,
@@ -98,7 +99,13 @@ def plan(args: argparse.Namespace) -> dict[str, argparse.Namespace]:
 def run(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     results: dict[str, Any] = {"machine": machine_facts(), "scale": args.scale}
-    modules = {"throughput": throughput, "submit": submit, "soak": soak, "models": models}
+    modules = {
+        "throughput": throughput,
+        "pipeline": pipeline,
+        "submit": submit,
+        "soak": soak,
+        "models": models,
+    }
     started = time.monotonic()
     for part, part_args in plan(args).items():
         if part in skip:
@@ -145,6 +152,10 @@ def _headline(results: dict[str, Any]) -> dict[str, Any]:
             "raw": {k: tp["raw"][k] for k in ("jobs_per_s", "cpu_ms_per_job", "errors")},
             "ratio": tp["ratio"],
             "cpu_extra_ms": tp["cpu_extra_ms"],
+        }
+    if "pipeline" in results:
+        out["pipeline"] = {
+            k: results["pipeline"][k] for k in ("raw_cpu_ms_per_call", "visionq_own_ms_per_job")
         }
     if "submit" in results:
         sub = results["submit"]

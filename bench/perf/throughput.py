@@ -118,6 +118,11 @@ def markdown(result: dict[str, Any]) -> str:
             vq["worker_cpu_ms_per_job"],
             raw["cpu_ms_per_job"],
         ),
+        (
+            "of which Celery's consumer thread (messages in, acks out), ms",
+            vq.get("worker_consumer_cpu_ms_per_job", "-"),
+            "-",
+        ),
         ("API CPU per job, ms", vq["api_cpu_ms_per_job"], "-"),
         ("emulator CPU per job, ms", vq["emulator_cpu_ms_per_job"], raw["emulator_cpu_ms_per_job"]),
         ("Redis CPU per job, ms", vq.get("redis_cpu_ms_per_job", "-"), "-"),
