@@ -1,4 +1,4 @@
-"""Job queries: every read is scoped to a tenant, every state change is conditional.
+"""Jobs: creation, reads scoped to a tenant, cancellation (how a run ends: models/outcomes.py).
 
 Conditional updates (``UPDATE ... WHERE status = ...``) are what make redelivered Celery
 messages harmless: only one caller can move a job out of a given state.
@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql.elements import ColumnElement
 
 from models.budgets import settle
 from models.tables import (
-    ATTEMPTS,
     JOB_INPUTS,
     JOBS,
-    AttemptOutcome,
     Job,
     JobInput,
     JobStatus,
@@ -221,188 +218,4 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
         return False
     # The reservation is released; a late answer of a running call is not charged.
     settle(session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=0)
-    return True
-
-
-# The worker's per-job statements are built once (see models/leases.py for why); values
-# are passed at execution: an UPDATE without .values() sets the columns named in them.
-_SET_TRANSPORT = update(JOB_INPUTS).where(
-    JOB_INPUTS.c.job_id == bindparam("input_job_id"),
-    JOB_INPUTS.c.position == bindparam("input_position"),
-)
-_FINISH_ATTEMPT = update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt_id"))
-
-
-def set_transports(session: Session, job_id: str, transports: Sequence[str]) -> None:
-    """Record how each input reached Gemini (inline bytes or the File API)."""
-    connection = session.connection()
-    # One execute per input (usually one): an executemany costs several times more CPU.
-    for position, transport in enumerate(transports):
-        connection.execute(
-            _SET_TRANSPORT,
-            {"input_job_id": job_id, "input_position": position, "transport": transport},
-        )
-
-
-def finish_attempt(
-    session: Session,
-    attempt_id: int,
-    *,
-    outcome: AttemptOutcome,
-    error_class: str | None = None,
-    error_message: str | None = None,
-    http_status: int | None = None,
-    usage: dict[str, Any] | None = None,
-    cost_nusd: int | None = None,
-    retry_delay_s: float | None = None,
-) -> None:
-    """Close an attempt with its outcome (what its Gemini call cost, and how long the
-    worker waits before the next attempt)."""
-    session.connection().execute(
-        _FINISH_ATTEMPT,
-        {
-            "attempt_id": attempt_id,
-            "finished_at": utcnow(),
-            "outcome": outcome,
-            "error_class": error_class,
-            "error_message": error_message,
-            "http_status": http_status,
-            "usage": usage,
-            "cost_nusd": cost_nusd,
-            "retry_delay_s": retry_delay_s,
-        },
-    )
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token counts from Gemini's usage_metadata, plus the whole metadata as sent."""
-
-    prompt_tokens: int | None
-    candidates_tokens: int | None
-    thoughts_tokens: int | None
-    cached_tokens: int | None
-    total_tokens: int | None
-    raw: dict[str, Any]
-
-    def plus(self, other: Usage | None) -> Usage:
-        """Both calls' tokens together (a job may call Gemini more than once); raw is ours."""
-        if other is None:
-            return self
-
-        def add(a: int | None, b: int | None) -> int | None:
-            return None if a is None and b is None else (a or 0) + (b or 0)
-
-        return Usage(
-            prompt_tokens=add(self.prompt_tokens, other.prompt_tokens),
-            candidates_tokens=add(self.candidates_tokens, other.candidates_tokens),
-            thoughts_tokens=add(self.thoughts_tokens, other.thoughts_tokens),
-            cached_tokens=add(self.cached_tokens, other.cached_tokens),
-            total_tokens=add(self.total_tokens, other.total_tokens),
-            raw=other.raw,
-        )
-
-    def columns(self) -> dict[str, Any]:
-        """The Job column values for this usage."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "candidates_tokens": self.candidates_tokens,
-            "thoughts_tokens": self.thoughts_tokens,
-            "cached_tokens": self.cached_tokens,
-            "total_tokens": self.total_tokens,
-            "usage": self.raw,
-        }
-
-
-def complete_job(
-    session: Session,
-    job_id: str,
-    *,
-    result: dict[str, Any],
-    usage: Usage | None,
-    model_version: str | None,
-    cost_nusd: int | None = None,
-    lease_token: str | None = None,
-) -> bool:
-    """Store the result of a running job; False if it is no longer running (cancelled) or,
-    with ``lease_token``, no longer held under that lease (another worker took it over).
-
-    The budget reservation is settled to the actual cost in the same transaction.
-    """
-    values: dict[str, Any] = {
-        "status": JobStatus.SUCCEEDED,
-        "finished_at": utcnow(),
-        "result": result,
-        "model_version": model_version,
-    }
-    if usage is not None:
-        values.update(usage.columns())
-    return _end(session, job_id, (JobStatus.RUNNING,), values, cost_nusd, lease_token)
-
-
-def fail_job(
-    session: Session,
-    job_id: str,
-    *,
-    code: str,
-    message: str,
-    usage: Usage | None = None,
-    cost_nusd: int | None = None,
-    lease_token: str | None = None,
-) -> bool:
-    """End an active job as failed; False if it had already ended (or, with
-    ``lease_token``, is no longer held under that lease)."""
-    values: dict[str, Any] = {
-        "status": JobStatus.FAILED,
-        "finished_at": utcnow(),
-        "error_code": code,
-        "error_message": message,
-    }
-    if usage is not None:
-        values.update(usage.columns())
-    return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd, lease_token)
-
-
-def _any_status(statuses: Sequence[str]) -> ColumnElement[bool]:
-    # OR of equalities rather than IN: a constant IN list is expanded at every execution.
-    return or_(*(JOBS.c.status == status for status in statuses))
-
-
-def _end_statement(from_statuses: Sequence[str], *, fenced: bool) -> Update:
-    fence = [JOBS.c.lease_token == bindparam("fence_token")] if fenced else []
-    return (
-        update(JOBS)
-        .where(JOBS.c.id == bindparam("end_job_id"), _any_status(from_statuses), *fence)
-        .returning(JOBS.c.tenant, JOBS.c.reserved_nusd)
-    )
-
-
-# Keyed by (statuses the job may end from, fenced by a lease token).
-_END_FROM: tuple[tuple[JobStatus, ...], ...] = ((JobStatus.RUNNING,), ACTIVE_STATUSES)
-_END: dict[tuple[tuple[JobStatus, ...], bool], Update] = {
-    (statuses, fenced): _end_statement(statuses, fenced=fenced)
-    for statuses in _END_FROM
-    for fenced in (False, True)
-}
-
-
-def _end(  # noqa: PLR0917 - private, called twice with all of them
-    session: Session,
-    job_id: str,
-    from_statuses: tuple[JobStatus, ...],
-    values: dict[str, Any],
-    cost_nusd: int | None,
-    lease_token: str | None,
-) -> bool:
-    """Move a job to a terminal state once, settling its budget reservation with it."""
-    params = {**values, "end_job_id": job_id, "cost_nusd": cost_nusd, "lease_expires_at": None}
-    if lease_token is not None:
-        params["fence_token"] = lease_token
-    statement = _END[(from_statuses, lease_token is not None)]
-    ended = session.connection().execute(statement, params).first()
-    if ended is None:
-        return False
-    settle(
-        session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=cost_nusd or 0
-    )
     return True

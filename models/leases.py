@@ -2,7 +2,7 @@
 
 Celery gives at-least-once delivery; these conditional updates make the effect exactly-once.
 A worker claims a job with a fresh ``lease_token`` and renews the lease while it works. Only
-the token's holder may open attempts or end the job (see ``models.jobs.complete_job``), so
+the token's holder may open attempts or end the job (see ``models.outcomes.complete_job``), so
 a worker that was presumed dead and replaced cannot store a second result. A job whose lease
 lapsed may be claimed again by whoever gets its next message, up to ``max_deliveries`` times.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.jobs import fail_job
+from models.outcomes import fail_job
 from models.tables import (
     ATTEMPTS,
     JOB_INPUTS,

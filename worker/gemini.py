@@ -15,7 +15,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from models.jobs import Usage
+from models.outcomes import Usage
 from models.settings import Settings
 
 # finishReason values that mean the answer was withheld rather than cut short.

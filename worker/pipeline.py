@@ -9,14 +9,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.blobs import BlobNotFoundError
-from models.jobs import (
+from models.leases import Claim, JobSpec, claim_job, open_attempt
+from models.outcomes import (
     Usage,
     complete_job,
     fail_job,
     finish_attempt,
     set_transports,
 )
-from models.leases import Claim, JobSpec, claim_job, open_attempt
 from models.tables import AttemptOutcome, utcnow
 from vision.costing import to_nano
 from vision.masks import parse_segments

@@ -13,7 +13,7 @@ from celery import Task, signals
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models.db import make_engine, make_session_factory
-from models.jobs import fail_job
+from models.outcomes import fail_job
 from models.settings import get_settings
 from worker.celery_app import JOBS_QUEUE, app
 from worker.context import WorkerContext

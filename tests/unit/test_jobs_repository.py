@@ -7,19 +7,11 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import make_engine, make_session_factory
-from models.jobs import (
-    InvalidCursorError,
-    NewInput,
-    cancel_job,
-    complete_job,
-    create_job,
-    fail_job,
-    get_job,
-    list_jobs,
-)
+from models.jobs import InvalidCursorError, NewInput, cancel_job, create_job, get_job, list_jobs
 from models.keys import authenticate, create_key, revoke_key
 from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
 from models.migrate import current_revision, upgrade
+from models.outcomes import complete_job, fail_job
 
 
 @pytest.fixture
