@@ -3,7 +3,7 @@
 kombu 5.7's ``Channel.conn_or_acquire`` builds a new ``redis.Redis`` object for every
 command it sends outside a pipeline: each acknowledgement, each restore, each publish.
 With redis-py 8 that constructor copies ~200 response callbacks into a case-insensitive
-dict; profiled in the worker it was a tenth of the process's CPU, more than the database.
+dict; profiled in the worker it was about a tenth of the process's on-CPU samples.
 A ``redis.Redis`` object is thread-safe (each command checks a connection out of the
 pool), so one per channel and pool does the same work. Selected with Celery's
 ``broker_transport`` setting (see worker/celery_app.py).
