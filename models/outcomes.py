@@ -124,15 +124,8 @@ def complete_job(
 
     The budget reservation is settled to the actual cost in the same transaction.
     """
-    values: dict[str, Any] = {
-        "status": JobStatus.SUCCEEDED,
-        "finished_at": utcnow(),
-        "result": result,
-        "model_version": model_version,
-    }
-    if usage is not None:
-        values.update(usage.columns())
-    return _end(session, job_id, (JobStatus.RUNNING,), values, cost_nusd, lease_token)
+    values = {"status": JobStatus.SUCCEEDED, "result": result, "model_version": model_version}
+    return _end(session, job_id, (JobStatus.RUNNING,), values, usage, cost_nusd, lease_token)
 
 
 def fail_job(
@@ -147,15 +140,8 @@ def fail_job(
 ) -> bool:
     """End an active job as failed; False if it had already ended (or, with
     ``lease_token``, is no longer held under that lease)."""
-    values: dict[str, Any] = {
-        "status": JobStatus.FAILED,
-        "finished_at": utcnow(),
-        "error_code": code,
-        "error_message": message,
-    }
-    if usage is not None:
-        values.update(usage.columns())
-    return _end(session, job_id, ACTIVE_STATUSES, values, cost_nusd, lease_token)
+    values = {"status": JobStatus.FAILED, "error_code": code, "error_message": message}
+    return _end(session, job_id, ACTIVE_STATUSES, values, usage, cost_nusd, lease_token)
 
 
 def _any_status(statuses: Sequence[str]) -> ColumnElement[bool]:
@@ -186,11 +172,15 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     job_id: str,
     from_statuses: tuple[JobStatus, ...],
     values: dict[str, Any],
+    usage: Usage | None,
     cost_nusd: int | None,
     lease_token: str | None,
 ) -> bool:
     """Move a job to a terminal state once, settling its budget reservation with it."""
-    params = {**values, "end_job_id": job_id, "cost_nusd": cost_nusd, "lease_expires_at": None}
+    params = {**values, "finished_at": utcnow(), "end_job_id": job_id, "cost_nusd": cost_nusd,
+              "lease_expires_at": None}  # fmt: skip
+    if usage is not None:
+        params.update(usage.columns())
     if lease_token is not None:
         params["fence_token"] = lease_token
     statement = _END[(from_statuses, lease_token is not None)]

@@ -13,7 +13,7 @@ from bench.perf.plots import models_plot
 from bench.perf.raw import run_raw
 from bench.perf.report import table, write
 from bench.perf.runner import Batch, run_batch
-from bench.perf.stack import BenchStack
+from bench.perf.stack import BenchStack, add_stack_arguments
 
 console = Console()
 PREFORK_MAX = 32  # a process per slot: more than 32 on 2 cores only adds memory and switching
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated: prefork, threads, gevent, solo",
     )
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    add_stack_arguments(parser)
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:

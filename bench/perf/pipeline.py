@@ -12,7 +12,6 @@ worker's CPU per job into the SDK call, visionq's pipeline and Celery.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,7 +76,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     stack = BenchStack(latency_ms=args.latency_ms, label="pipeline-")
     try:
         stack.start()
-        settings = Settings(**_settings_from(stack.env))
+        settings = Settings(**_settings_from(stack.env), GEMINI_API_KEY=stack.gemini_key)
         context = WorkerContext.build(settings)
         try:
             job_ids = _queue_jobs(context, images, args.jobs + WARMUP)
@@ -114,8 +113,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings_from(env: dict[str, str]) -> dict[str, Any]:
-    """The stack's VISIONQ_* variables as Settings fields (the key is read from the env)."""
-    os.environ["GEMINI_API_KEY"] = env["GEMINI_API_KEY"]
+    """The stack's VISIONQ_* variables as Settings fields."""
     prefix = "VISIONQ_"
     return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
 

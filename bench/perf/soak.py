@@ -12,7 +12,7 @@ from bench.perf.images import describe, image_pool
 from bench.perf.plots import rss_plot
 from bench.perf.report import TARGET_RSS_GROWTH_MB, table, verdict, write
 from bench.perf.runner import Batch, run_batch
-from bench.perf.stack import BenchStack
+from bench.perf.stack import BenchStack, add_stack_arguments
 
 console = Console()
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--pool", default="threads")
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    add_stack_arguments(parser)
     parser.add_argument(
         "--warmup",
         type=float,

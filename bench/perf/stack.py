@@ -3,6 +3,7 @@ the emulator at a set latency, the API, and workers started and stopped at will.
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -31,6 +32,18 @@ BENCH_SETTINGS = {
     "VISIONQ_SUBMIT_RATE_PER_S": "0",
     "VISIONQ_MAX_ACTIVE_JOBS_PER_TENANT": "100000000",
 }
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, *, api_workers: int | None = None) -> None:
+    """--database, and --api-workers (with this default) for parts that measure the API."""
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    if api_workers is not None:
+        parser.add_argument(
+            "--api-workers",
+            type=int,
+            default=api_workers,
+            help="API processes (`visionq api --workers`)",
+        )
 
 
 class StackError(RuntimeError):

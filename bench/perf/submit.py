@@ -14,7 +14,7 @@ from bench.perf.images import BenchImage, jpeg_of_size
 from bench.perf.load import submit_closed, submit_open
 from bench.perf.procstats import CpuMeter, machine_is_busy
 from bench.perf.report import TARGET_SUBMIT_P99_MS, percentiles, table, write
-from bench.perf.stack import BenchStack
+from bench.perf.stack import BenchStack, add_stack_arguments
 
 console = Console()
 STEPS = (25, 50, 75, 100, 125, 150, 200, 250, 300, 400, 500, 600, 800)
@@ -35,10 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run a worker too (threads, 64) so jobs also execute",
     )
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument(
-        "--api-workers", type=int, default=1, help="API processes (`visionq api --workers`)"
-    )
+    add_stack_arguments(parser, api_workers=1)
     parser.add_argument("--p99-ms", type=float, default=TARGET_SUBMIT_P99_MS)
 
 

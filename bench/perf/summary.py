@@ -13,6 +13,7 @@ from rich.console import Console
 from bench.perf import models, pipeline, soak, submit, throughput
 from bench.perf.procstats import code_version, machine_facts, wait_until_quiet
 from bench.perf.report import summary_markdown, summary_rows
+from bench.perf.stack import add_stack_arguments
 
 console = Console()
 PARTS = ("throughput", "pipeline", "submit", "soak", "models")
@@ -37,13 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         help="py-spy the worker this many seconds in `throughput` (0 = no)",
     )
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument(
-        "--api-workers",
-        type=int,
-        default=2,
-        help="API processes in throughput and submit (2: one per core, as docker-compose runs)",
-    )
+    add_stack_arguments(parser, api_workers=2)
 
 
 def _defaults(module: Any, **overrides: Any) -> argparse.Namespace:

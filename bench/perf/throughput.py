@@ -14,7 +14,7 @@ from bench.perf.profile import Profiler
 from bench.perf.raw import run_raw
 from bench.perf.report import TARGET_CPU_EXTRA_MS, TARGET_RATIO, table, verdict, write
 from bench.perf.runner import Batch, run_batch
-from bench.perf.stack import BenchStack
+from bench.perf.stack import BenchStack, add_stack_arguments
 
 console = Console()
 
@@ -26,10 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pool", default="threads", help="threads, prefork, gevent (patched launcher), solo"
     )
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument(
-        "--api-workers", type=int, default=1, help="API processes (`visionq api --workers`)"
-    )
+    add_stack_arguments(parser, api_workers=1)
     parser.add_argument("--submit-threads", type=int, default=4)
     parser.add_argument("--worker-loglevel", default="INFO")
     parser.add_argument(
