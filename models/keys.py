@@ -7,10 +7,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from models.tables import ApiKey, utcnow
+from models.tables import API_KEYS, ApiKey, utcnow
 
 KEY_PREFIX = "vq_"
 
@@ -38,19 +38,33 @@ def create_key(session: Session, *, name: str, tenant: str) -> CreatedKey:
     return CreatedKey(id=row.id, tenant=tenant, name=name, secret=secret)
 
 
-def authenticate(session: Session, secret: str) -> ApiKey | None:
+@dataclass(frozen=True)
+class KeyIdentity:
+    """Who an authenticated request comes from."""
+
+    id: int
+    tenant: str
+
+
+# Every request authenticates: the statement is built once, and reads only what it needs.
+_BY_HASH = select(
+    API_KEYS.c.id, API_KEYS.c.tenant, API_KEYS.c.secret_hash, API_KEYS.c.revoked_at
+).where(API_KEYS.c.secret_hash == bindparam("digest"))
+
+
+def authenticate(session: Session, secret: str) -> KeyIdentity | None:
     """The active key with this secret, or None.
 
     The lookup is by the secret's hash (an attacker cannot steer which index entries are
     compared), and the stored hash is then compared in constant time.
     """
     digest = hash_key(secret)
-    row = session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
+    row = session.connection().execute(_BY_HASH, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         return None
     if row.revoked_at is not None:
         return None
-    return row
+    return KeyIdentity(id=row.id, tenant=row.tenant)
 
 
 def list_keys(session: Session, *, tenant: str | None = None) -> list[ApiKey]:

@@ -12,6 +12,7 @@ from models.keys import authenticate, create_key, revoke_key
 from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
 from models.migrate import current_revision, upgrade
 from models.outcomes import complete_job, fail_job
+from models.tables import ApiKey
 
 
 @pytest.fixture
@@ -147,8 +148,9 @@ def test_keys_are_stored_hashed_and_can_be_revoked(sessions: sessionmaker[Sessio
         created = create_key(session, name="ci", tenant="acme")
     with sessions.begin() as session:
         key = authenticate(session, created.secret)
-        assert key is not None and key.tenant == "acme"
-        assert created.secret not in (key.secret_hash, key.prefix)
+        assert key is not None and (key.id, key.tenant) == (created.id, "acme")
+        stored = session.get(ApiKey, created.id)
+        assert stored is not None and created.secret not in (stored.secret_hash, stored.prefix)
         assert authenticate(session, created.secret + "x") is None
         assert revoke_key(session, created.id)
     with sessions() as session:
