@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from models.broker import transport_options
+
 # Must match the worker's registration (worker/tasks.py, worker/celery_app.py); a unit
 # test checks they agree, since the API deliberately does not import the worker.
 PROCESS_JOB = "visionq.process_job"
@@ -20,6 +22,7 @@ class JobQueue:
     def __init__(self, broker_url: str) -> None:
         self._app = Celery("visionq-api", broker=broker_url, set_as_current=False)
         self._app.conf.broker_connection_retry_on_startup = True
+        self._app.conf.update(transport_options(broker_url))
 
     def enqueue(self, job_id: str) -> None:
         try:

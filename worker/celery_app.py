@@ -7,10 +7,10 @@ Celery first needs them, in the process that runs, never at import time.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 
+from models.broker import transport_options
 from models.settings import Settings, get_settings
 
 JOBS_QUEUE = "visionq.jobs"
@@ -37,18 +37,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "broker_transport_options": {"visibility_timeout": settings.broker_visibility_timeout_s},
-    } | _transport(settings.redis_url)
-
-
-def _transport(redis_url: str) -> dict[str, Any]:
-    """Our kombu Redis transport (worker/broker.py) for redis:// URLs.
-
-    Not for rediss://: kombu turns TLS on by that URL scheme's transport name, which an
-    explicit transport class would replace.
-    """
-    if urlsplit(redis_url).scheme != "redis":
-        return {}
-    return {"broker_transport": "worker.broker:Transport"}
+    } | transport_options(settings.redis_url)
 
 
 app = Celery("visionq", set_as_current=False, include=["worker.tasks"])

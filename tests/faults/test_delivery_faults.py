@@ -55,7 +55,7 @@ def test_redis_killed_and_restarted_with_aof(make_stack: Callable[..., FaultStac
     stack.redis.start()
     # Supervised like compose would, so that a crash shows as a failed check below rather
     # than as jobs waiting for a worker: Celery 5.7 used to exit on the reconnect while
-    # restoring unacknowledged messages (worker/broker.py keeps it alive).
+    # restoring unacknowledged messages (models/broker.py keeps it alive).
     _finish_and_check(stack, N, "redis SIGKILL + restart (AOF)", supervise=True)
     assert stack.restarts == 0, "the worker exited on the Redis restart (see its log)"
 

@@ -1,4 +1,4 @@
-"""worker/broker.py: kombu's Redis channel with one client object per pool."""
+"""models/broker.py: kombu's Redis channel with one client object per pool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import types
 import pytest
 import redis
 
-from worker.broker import Channel
+from models.broker import Channel, transport_options
 
 
 def _channel(pool: redis.ConnectionPool) -> Channel:
@@ -46,3 +46,23 @@ def test_a_detached_connection_is_a_connection_error_not_a_crash() -> None:
     channel.connection = types.SimpleNamespace(client=None)
     with pytest.raises(redis.ConnectionError):
         channel._create_client()
+
+
+def test_both_ends_of_the_queue_use_it_for_redis_urls_only() -> None:
+    from api.queue import JobQueue
+    from models.settings import Settings
+    from worker.celery_app import celery_config
+
+    ours = "models.broker:Transport"
+    assert transport_options("redis://127.0.0.1:6379/0") == {"broker_transport": ours}
+    # rediss:// selects kombu's TLS transport by its scheme: an explicit class would drop TLS.
+    assert transport_options("rediss://cache.example:6380/0") == {}
+
+    queue = JobQueue("redis://127.0.0.1:1/0")  # no connection is made before a send
+    try:
+        assert queue._app.conf.broker_transport == ours
+    finally:
+        queue.close()
+    settings = Settings(redis_url="redis://127.0.0.1:1/0")
+    assert celery_config(settings)["broker_transport"] == ours
+    assert "broker_transport" not in celery_config(Settings(redis_url="rediss://h:1/0"))
