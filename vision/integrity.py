@@ -10,12 +10,21 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 
 from PIL import Image
 
 from vision.formats import FORMAT_NAMES, JPEG, PNG, WEBP, ImageRejectedError, corrupt_error
 
 _PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
+# Bytes per pixel of the 8-bit PNG colour types whose rows ``check_png_rows`` reads:
+# grayscale, RGB, grayscale + alpha, RGBA.
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_PNG_FILTERS = 5  # row filter types 0-4
+_INFLATE_STEP = 1 << 16  # bytes of rows inflated at a time: memory stays flat
+# Bytes a PNG's data may inflate to past its last row (decoders ignore them). A bound, as
+# a few compressed bytes can inflate to gigabytes that would cost seconds to read.
+_PNG_SLACK = 1 << 20
 _TRUNCATED = "truncated"
 # Decoder errors that mean "these bytes are not a good image".
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error)
@@ -129,3 +138,70 @@ def decode(image: Image.Image, mime_type: str, *, check_only: bool = False) -> N
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
             raise _truncated_error(name) from exc
         raise corrupt_error(f"the {name} is corrupt: {reason}") from exc
+
+
+@dataclass(frozen=True)
+class PngChunk:
+    kind: bytes
+    start: int  # of the chunk's data
+    end: int
+
+
+def png_chunks(data: bytes) -> list[PngChunk]:
+    """The chunks of a PNG that passed ``check_container``, up to IEND."""
+    chunks, pos = [], 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunk = PngChunk(data[pos + 4 : pos + 8], pos + 8, pos + 8 + length)
+        chunks.append(chunk)
+        if chunk.kind == b"IEND":
+            break
+        pos = chunk.end + 4
+    return chunks
+
+
+def check_png_rows(data: bytes, chunks: list[PngChunk]) -> None:
+    """Check the pixel data of a non-interlaced 8-bit PNG without building its pixels.
+
+    The IDAT data is inflated to the end of its zlib stream (its Adler-32 checked) and
+    every row's filter type byte is read, which is what a decoder can fail on; the rows
+    are not unfiltered, which no corrupt file can fail. Failures are the ``corrupt_image``
+    errors a full decode gives, for about 3/4 of its CPU.
+    """
+    header = data[chunks[0].start : chunks[0].end]
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    stride = 1 + width * PNG_CHANNELS[header[9]]
+    rows = stride * height
+    view = memoryview(data)
+    inflater = zlib.decompressobj()
+    done = 0  # bytes of the decompressed stream seen so far
+    try:
+        for chunk in (c for c in chunks if c.kind == b"IDAT"):
+            pending: bytes | memoryview = view[chunk.start : chunk.end]
+            while pending and not inflater.eof:
+                out = inflater.decompress(pending, _INFLATE_STEP)
+                pending = inflater.unconsumed_tail
+                _check_filters(out, done, stride, rows)
+                done += len(out)
+                if done > rows + _PNG_SLACK:
+                    raise corrupt_error(
+                        "the PNG is corrupt: its image data is longer than its rows"
+                    )
+            if inflater.eof:
+                break
+    except zlib.error as exc:
+        raise corrupt_error(f"the PNG is corrupt: its image data does not inflate ({exc})") from exc
+    if done < rows:
+        raise _truncated_error("PNG")
+    if not inflater.eof:
+        raise corrupt_error("the PNG is corrupt: its image data stream does not end")
+
+
+def _check_filters(out: bytes, offset: int, stride: int, rows: int) -> None:
+    """The filter type bytes of the rows in ``out`` (which starts at ``offset``)."""
+    first = -offset % stride  # index in ``out`` of the first row start in it
+    last = min(len(out), rows - offset)
+    if first < last:
+        worst = max(out[first:last:stride])
+        if worst >= _PNG_FILTERS:
+            raise corrupt_error(f"the PNG is corrupt: a row has an unknown filter type ({worst})")

@@ -458,7 +458,7 @@ def test_png_with_a_damaged_idat_crc_is_corrupt() -> None:
     assert "IDAT chunk fails its CRC check" in error.message
 
 
-def test_png_with_broken_compressed_data_is_corrupt_with_pillows_reason() -> None:
+def test_png_with_broken_compressed_data_is_corrupt() -> None:
     raw = b"".join(b"\x00" + bytes(30) for _ in range(10))
     broken = bytearray(zlib.compress(raw))
     broken[2:6] = b"\xff\xff\xff\xff"
