@@ -230,8 +230,9 @@ def _jpeg_kept_as_is(image: Image.Image, mime_type: str) -> bool:
     )
 
 
-# Chunks after which a PNG may not keep its bytes: transparency to turn into alpha, an
-# animation, an EXIF block. Text chunks only by these keywords, which hold an orientation.
+# Chunks that may make a PNG change: transparency to turn into alpha, an animation, an
+# EXIF block (its orientation). Text chunks only with these keywords, which can hold an
+# orientation too (Pillow reads one from XMP and from ImageMagick's raw EXIF profile).
 _PNG_CHANGING = {b"tRNS", b"acTL", b"eXIf"}
 _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
 _PNG_ORIENTATION_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
