@@ -10,33 +10,11 @@ import pytest
 from PIL import Image, ImageFile
 
 import vision.prepare
+from tests.unit.pngbytes import chunks_of, png, png_chunk
 from vision.formats import ImageRejectedError
 from vision.prepare import PreparedImage, prepare_image
 
 LIMIT = 50_000_000
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def chunk(kind: bytes, payload: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(payload))
-        + kind
-        + payload
-        + struct.pack(">I", zlib.crc32(kind + payload))
-    )
-
-
-def chunks_of(data: bytes) -> list[tuple[bytes, bytes]]:
-    found, pos = [], 8
-    while pos < len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        found.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
-        pos += 12 + length
-    return found
-
-
-def png(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    return SIGNATURE + b"".join(chunk(kind, payload) for kind, payload in chunks)
 
 
 def noisy(mode: str, size: tuple[int, int], seed: int = 1) -> Image.Image:
@@ -107,7 +85,7 @@ def test_metadata_before_the_image_data_still_keeps_the_bytes(pixel_loads: list[
     data = encode(image, **info)
     kinds = [kind for kind, _ in chunks_of(data)]
     assert b"iCCP" in kinds and b"pHYs" in kinds
-    comment = chunk(b"tEXt", b"Comment\x00made by a test")
+    comment = png_chunk(b"tEXt", b"Comment\x00made by a test")
     data = data[:33] + comment + data[33:]
     assert prepare_image(data, max_pixels=LIMIT).data is data
     assert pixel_loads == []

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, JpegImagePlugin
 
+from tests.unit.pngbytes import png
 from vision.annotate import open_upright
 from vision.formats import ImageRejectedError
 from vision.prepare import PreparedImage, downscale, normalise_mode, prepare_image
@@ -66,15 +67,6 @@ def reject(data: bytes, max_pixels: int = LIMIT) -> ImageRejectedError:
     with pytest.raises(ImageRejectedError) as caught:
         prepare_image(data, max_pixels=max_pixels)
     return caught.value
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(payload))
-        + kind
-        + payload
-        + struct.pack(">I", zlib.crc32(kind + payload))
-    )
 
 
 # --- Unchanged images keep their bytes ----------------------------------------------------
@@ -271,11 +263,12 @@ def test_constant_16bit_gray_keeps_its_level() -> None:
 
 def test_16bit_rgb_png_is_reencoded_as_8bit() -> None:
     raw = b"".join(b"\x00" + b"\x12\x34\x56\x78\x9a\xbc" * 4 for _ in range(3))
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 3, 16, 2, 0, 0, 0))
-        + png_chunk(b"IDAT", zlib.compress(raw))
-        + png_chunk(b"IEND", b"")
+    data = png(
+        [
+            (b"IHDR", struct.pack(">IIBBBBB", 4, 3, 16, 2, 0, 0, 0)),
+            (b"IDAT", zlib.compress(raw)),
+            (b"IEND", b""),
+        ]
     )
     prepared = prepare_image(data, max_pixels=LIMIT)
     assert prepared.changes == ("16bit_to_8bit",)
@@ -462,11 +455,12 @@ def test_png_with_broken_compressed_data_is_corrupt() -> None:
     raw = b"".join(b"\x00" + bytes(30) for _ in range(10))
     broken = bytearray(zlib.compress(raw))
     broken[2:6] = b"\xff\xff\xff\xff"
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 2, 0, 0, 0))
-        + png_chunk(b"IDAT", bytes(broken))
-        + png_chunk(b"IEND", b"")
+    data = png(
+        [
+            (b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 2, 0, 0, 0)),
+            (b"IDAT", bytes(broken)),
+            (b"IEND", b""),
+        ]
     )
     error = reject(data)
     assert error.code == "corrupt_image"
@@ -532,7 +526,7 @@ def test_a_jpeg_kept_as_is_is_still_decoded_to_the_end_of_its_scans(
 
 def bomb_png(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+    return png([(b"IHDR", ihdr)])
 
 
 def bomb_jpeg(width: int, height: int) -> bytes:
