@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,35 @@ def measure(args: argparse.Namespace, outdir: Path) -> dict[str, Any]:
     return result
 
 
+def phase_rates(visionq: dict[str, Any]) -> tuple[float, float] | None:
+    """visionq's jobs/s while jobs were being submitted, and after the last submission.
+
+    From the run's samples of jobs done (every 0.5 s, timed from the first submission),
+    interpolated at the moment submission ended. While submitting, the API and the load
+    generator share the machine with the worker and the emulator; after it, they do not.
+    """
+    samples = [(t, done) for t, done, _ in visionq.get("rss_samples", [])]
+    submit_s, wall_s, jobs = visionq["submit_s"], visionq["wall_s"], visionq["jobs"]
+    for (t0, done0), (t1, done1) in pairwise(samples):
+        if t0 <= submit_s <= t1 < wall_s and t1 > t0:
+            done = done0 + (done1 - done0) * (submit_s - t0) / (t1 - t0)
+            return round(done / submit_s, 1), round((jobs - done) / (wall_s - submit_s), 1)
+    return None
+
+
 def markdown(result: dict[str, Any]) -> str:
     vq, raw = result["visionq"], result["raw"]
+    phases = phase_rates(vq)
     rows = [
         ("jobs / calls", vq["jobs"], raw["jobs"]),
         ("failed", vq["failed"], raw["errors"]),
         ("wall time, s", vq["wall_s"], raw["wall_s"]),
         ("throughput, jobs/s", vq["jobs_per_s"], raw["jobs_per_s"]),
+        (
+            "of which while submitting / after the last submission, jobs/s",
+            f"{phases[0]} / {phases[1]}" if phases else "-",
+            "-",
+        ),
         (
             "CPU per job, ms (worker / raw SDK process)",
             vq["worker_cpu_ms_per_job"],
