@@ -23,7 +23,7 @@ Checks, in order (each failure raises ``ImageRejectedError``):
    bytes (8-bit gray, RGB or with alpha, not interlaced, nothing after its image data) is
    only inflated, to the end of its zlib stream, and each row's filter type read
    (``check_png_rows``, with zlib-ng's inflate): a bad filter, missing rows or broken
-   compressed data fail as in a full decode, for a tenth of its CPU or less. It is
+   compressed data fail as in a full decode, for 1/5 to 1/20 of its CPU. It is
    stricter than Pillow, which stops at the last row: a stream whose Adler-32 checksum
    is wrong, or that does not end, is corrupt even when every row inflates (a fuzz of
    20,000 damaged PNGs found no file the check accepts and a full decode refuses).
