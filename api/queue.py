@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from models.broker import transport_options
-
-# Must match the worker's registration (worker/tasks.py, worker/celery_app.py); a unit
-# test checks they agree, since the API deliberately does not import the worker.
-PROCESS_JOB = "visionq.process_job"
-JOBS_QUEUE = "visionq.jobs"
+from models.broker import JOBS_QUEUE, PROCESS_JOB, transport_options
 
 
 class QueueUnavailableError(RuntimeError):

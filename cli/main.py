@@ -125,7 +125,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
     """
-    from worker.celery_app import JOBS_QUEUE
+    from models.broker import JOBS_QUEUE
     from worker.celery_app import app as celery_app
 
     settings = get_settings()

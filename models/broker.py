@@ -28,6 +28,11 @@ from urllib.parse import urlsplit
 import redis
 from kombu.transport import redis as kombu_redis
 
+# The one task and queue of visionq's messages: the API sends by these names (it does not
+# import the worker), and the worker registers and consumes them.
+PROCESS_JOB = "visionq.process_job"
+JOBS_QUEUE = "visionq.jobs"
+
 
 class Channel(kombu_redis.Channel):
     _sync_client: Any = None

@@ -10,10 +10,8 @@ from typing import Any
 
 from celery import Celery
 
-from models.broker import transport_options
+from models.broker import JOBS_QUEUE, transport_options
 from models.settings import Settings, get_settings
-
-JOBS_QUEUE = "visionq.jobs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

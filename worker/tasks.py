@@ -12,16 +12,15 @@ import redis
 from celery import Task, signals
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from models.broker import JOBS_QUEUE, PROCESS_JOB
 from models.db import make_engine, make_session_factory
 from models.outcomes import fail_job
 from models.settings import get_settings
-from worker.celery_app import JOBS_QUEUE, app
+from worker.celery_app import app
 from worker.context import WorkerContext
 from worker.pipeline import run_job
 from worker.sweeper import Sweeper
 
-# The API enqueues by this name (it does not import the worker); keep the two in step.
-PROCESS_JOB = "visionq.process_job"
 # Errors that mean "the database is unreachable right now", not "this job is bad".
 _DB_UNAVAILABLE = (OperationalError, InterfaceError)
 
