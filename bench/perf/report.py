@@ -60,6 +60,10 @@ def write(outdir: Path, name: str, data: dict[str, Any], markdown: str) -> Path:
     return path
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
@@ -86,7 +90,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ("worker CPU per job", f"{vq['worker_cpu_ms_per_job']:.2f} ms", "", ""),
             (
                 "of which Celery's consumer thread",
-                f"{vq.get('worker_consumer_cpu_ms_per_job', float('nan')):.2f} ms",
+                _ms(vq.get("worker_consumer_cpu_ms_per_job")),
                 "",
                 "",
             ),
