@@ -92,8 +92,8 @@ def _parse_pool(value: str) -> WorkerPool:
     if value in ("gevent", "eventlet"):
         raise typer.BadParameter(
             f"{value} is not supported: this process is not monkey-patched, so the worker "
-            "would hang, and the database drivers (SQLite, psycopg) would block its hub "
-            "anyway; use threads, the default, for Gemini calls that mostly wait."
+            "would hang, and SQLite's calls would block its hub anyway; use threads, the "
+            "default, for Gemini calls that mostly wait."
         )
     try:
         return WorkerPool(value)
