@@ -1,10 +1,12 @@
 """`pipeline`: what visionq itself adds to a Gemini call, without Celery, API or queue.
 
 In one process, against the emulator: the same N caption requests sent straight through
-the SDK (as `raw` does), then N queued caption jobs run by ``worker.pipeline.run_job``
-from a thread pool of the same size (claim, build the request, the SDK call, parse, price,
-store). Both are timed with this process's CPU clock, so the difference is visionq's own
-work per job: its database transactions, blob read, request building and answer handling.
+the SDK (as `raw` does), from threads and then through its asyncio client (what an asyncio
+client inside the task would cost per call), then N queued caption jobs run by
+``worker.pipeline.run_job`` from a thread pool of the same size (claim, build the request,
+the SDK call, parse, price, store). All are timed with this process's CPU clock; the
+difference between run_job and the threads' SDK call is visionq's own work per job: its
+database transactions, blob read, request building and answer handling.
 Together with `throughput` (the whole worker process, Celery included) it splits the
 worker's CPU per job into the SDK call, visionq's pipeline and Celery.
 """
@@ -22,6 +24,7 @@ from rich.console import Console
 
 from bench.perf.images import BenchImage, describe, image_pool
 from bench.perf.raw import measure as measure_raw
+from bench.perf.raw import measure_aio
 from bench.perf.report import table, write
 from bench.perf.stack import BenchStack
 from models.budgets import reserve
@@ -90,6 +93,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 jobs=args.jobs,
                 concurrency=args.concurrency,
             )
+            measure_aio(stack.emulator_url, stack.gemini_key, sent, jobs=WARMUP, concurrency=8)
+            console.print(f"raw SDK, client.aio: {args.jobs} calls, {args.concurrency} at a time")
+            aio = measure_aio(
+                stack.emulator_url,
+                stack.gemini_key,
+                sent,
+                jobs=args.jobs,
+                concurrency=args.concurrency,
+            )
             for job_id in job_ids[:WARMUP]:
                 run_job(context, job_id)
             console.print(f"run_job: {args.jobs} jobs from {args.concurrency} threads")
@@ -107,6 +119,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "images": describe(images),
         "raw_cpu_ms_per_call": raw["cpu_ms_per_job"],
         "raw_errors": raw["errors"],
+        # The SDK's asyncio client on one event loop: an asyncio client inside the task.
+        "raw_aio_cpu_ms_per_call": aio["cpu_ms_per_job"],
+        "raw_aio_errors": aio["errors"],
         "pipeline": pipeline,
         "visionq_own_ms_per_job": round(pipeline["cpu_ms_per_item"] - raw["cpu_ms_per_job"], 3),
     }
@@ -130,6 +145,9 @@ def markdown(result: dict[str, Any]) -> str:
         [
             ("the request straight through the SDK", result["raw_cpu_ms_per_call"],
              f"{result['raw_errors']} errors"),
+            ("the same through the SDK's asyncio client (client.aio, one event loop)",
+             result.get("raw_aio_cpu_ms_per_call", "-"),
+             f"{result.get('raw_aio_errors', '-')} errors"),
             ("run_job (claim, request, SDK call, parse, price, store)",
              pipeline["cpu_ms_per_item"], pipeline["outcomes"]),
             ("visionq's own work (the difference)", result["visionq_own_ms_per_job"], ""),

@@ -8,6 +8,7 @@ is its own; `run_raw` starts it and reads the answer.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import subprocess
 import sys
@@ -31,37 +32,24 @@ def _caption_request() -> tuple[str, dict[str, Any]]:
     return text, generation_config(TaskKind.CAPTION, MODEL, options)
 
 
-def measure(
-    base_url: str, api_key: str, images: list[tuple[bytes, str]], *, jobs: int, concurrency: int
-) -> dict[str, Any]:
-    """Send ``jobs`` calls (image ``i % len(images)``) from ``concurrency`` threads."""
-    text, config = _caption_request()
-    cpu0 = time.process_time()
+def _client(base_url: str, api_key: str) -> genai.Client:
     options = types.HttpOptions(base_url=base_url, api_version="v1beta", timeout=120_000)
-    client = genai.Client(api_key=api_key, http_options=options)
+    return genai.Client(api_key=api_key, http_options=options)
 
-    def call(index: int) -> str | None:
-        data, mime_type = images[index % len(images)]
-        parts = [
-            types.Part.from_bytes(data=data, mime_type=mime_type),
-            types.Part.from_text(text=text),
-        ]
-        try:
-            response = client.models.generate_content(
-                model=MODEL,
-                contents=[types.Content(role="user", parts=parts)],
-                config=types.GenerateContentConfig(**config) if config else None,
-            )
-        except Exception as exc:  # counted, not fatal: the report shows them
-            return f"{type(exc).__name__}: {exc}"
-        return None if (response.text or "").strip() else "empty answer"
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        errors = [error for error in pool.map(call, range(jobs)) if error]
-    wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu0
-    client.close()
+def _contents(images: list[tuple[bytes, str]], index: int, text: str) -> list[types.Content]:
+    data, mime_type = images[index % len(images)]
+    parts = [types.Part.from_bytes(data=data, mime_type=mime_type), types.Part.from_text(text=text)]
+    return [types.Content(role="user", parts=parts)]
+
+
+def _outcome(response: types.GenerateContentResponse) -> str | None:
+    return None if (response.text or "").strip() else "empty answer"
+
+
+def _result(
+    jobs: int, concurrency: int, wall: float, cpu: float, errors: list[str]
+) -> dict[str, Any]:
     return {
         "jobs": jobs,
         "concurrency": concurrency,
@@ -71,6 +59,71 @@ def measure(
         "errors": len(errors),
         "error_examples": errors[:3],
     }
+
+
+def measure(
+    base_url: str, api_key: str, images: list[tuple[bytes, str]], *, jobs: int, concurrency: int
+) -> dict[str, Any]:
+    """Send ``jobs`` calls (image ``i % len(images)``) from ``concurrency`` threads."""
+    text, config = _caption_request()
+    cpu0 = time.process_time()
+    client = _client(base_url, api_key)
+
+    def call(index: int) -> str | None:
+        try:
+            response = client.models.generate_content(
+                model=MODEL,
+                contents=_contents(images, index, text),
+                config=types.GenerateContentConfig(**config) if config else None,
+            )
+        except Exception as exc:  # counted, not fatal: the report shows them
+            return f"{type(exc).__name__}: {exc}"
+        return _outcome(response)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        errors = [error for error in pool.map(call, range(jobs)) if error]
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu0
+    client.close()
+    return _result(jobs, concurrency, wall, cpu, errors)
+
+
+def measure_aio(
+    base_url: str, api_key: str, images: list[tuple[bytes, str]], *, jobs: int, concurrency: int
+) -> dict[str, Any]:
+    """The same calls through the SDK's asyncio client (``client.aio``), at most
+    ``concurrency`` at a time on one event loop: what an asyncio client inside the task
+    would spend per call."""
+    text, config = _caption_request()
+    cpu0 = time.process_time()
+    client = _client(base_url, api_key)
+
+    async def run_all() -> tuple[list[str], float]:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def call(index: int) -> str | None:
+            async with slots:
+                try:
+                    response = await client.aio.models.generate_content(
+                        model=MODEL,
+                        contents=_contents(images, index, text),
+                        config=types.GenerateContentConfig(**config) if config else None,
+                    )
+                except Exception as exc:  # counted, not fatal: the report shows them
+                    return f"{type(exc).__name__}: {exc}"
+                return _outcome(response)
+
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(call(index) for index in range(jobs)))
+        wall = time.perf_counter() - started
+        await client.aio.aclose()
+        return [error for error in outcomes if error], wall
+
+    errors, wall = asyncio.run(run_all())
+    cpu = time.process_time() - cpu0
+    client.close()
+    return _result(jobs, concurrency, wall, cpu, errors)
 
 
 def run_raw(

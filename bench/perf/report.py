@@ -121,6 +121,9 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ("visionq's own work per job (the difference)",
              f"{pipe['visionq_own_ms_per_job']:+.2f} ms", "", ""),
         ]  # fmt: skip
+        if "raw_aio_cpu_ms_per_call" in pipe:
+            rows.append(("the same SDK call through client.aio (an asyncio client in the task)",
+                         f"{pipe['raw_aio_cpu_ms_per_call']:.2f} ms", "", ""))  # fmt: skip
     if (sub := results.get("submit")) is not None:
         fixed = sub["fixed"]
         lat = fixed["latency_ms"]
