@@ -140,7 +140,7 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         (
             "of which Celery's consumer thread (messages in, acks out), ms",
-            vq.get("worker_consumer_cpu_ms_per_job") or "-",
+            "-" if (consumer := vq.get("worker_consumer_cpu_ms_per_job")) is None else consumer,
             "-",
         ),
         ("API CPU per job, ms", vq["api_cpu_ms_per_job"], "-"),
