@@ -84,24 +84,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         try:
             job_ids = _queue_jobs(context, images, args.jobs + WARMUP)
             sent = [(image.data, image.mime_type) for image in images]
-            measure_raw(stack.emulator_url, stack.gemini_key, sent, jobs=WARMUP, concurrency=8)
-            console.print(f"raw SDK: {args.jobs} calls from {args.concurrency} threads")
-            raw = measure_raw(
-                stack.emulator_url,
-                stack.gemini_key,
-                sent,
-                jobs=args.jobs,
-                concurrency=args.concurrency,
-            )
-            measure_aio(stack.emulator_url, stack.gemini_key, sent, jobs=WARMUP, concurrency=8)
-            console.print(f"raw SDK, client.aio: {args.jobs} calls, {args.concurrency} at a time")
-            aio = measure_aio(
-                stack.emulator_url,
-                stack.gemini_key,
-                sent,
-                jobs=args.jobs,
-                concurrency=args.concurrency,
-            )
+            raw, aio = (
+                _sdk_calls(measure, label, stack, sent, args)
+                for measure, label in ((measure_raw, "raw SDK, threads"),
+                                       (measure_aio, "raw SDK, client.aio"))
+            )  # fmt: skip
             for job_id in job_ids[:WARMUP]:
                 run_job(context, job_id)
             console.print(f"run_job: {args.jobs} jobs from {args.concurrency} threads")
@@ -125,6 +112,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": pipeline,
         "visionq_own_ms_per_job": round(pipeline["cpu_ms_per_item"] - raw["cpu_ms_per_job"], 3),
     }
+
+
+def _sdk_calls(
+    measure: Callable[..., dict[str, Any]],
+    label: str,
+    stack: BenchStack,
+    sent: list[tuple[bytes, str]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """``measure``'s result for ``args.jobs`` calls, after ``WARMUP`` calls not counted."""
+    measure(stack.emulator_url, stack.gemini_key, sent, jobs=WARMUP, concurrency=8)
+    console.print(f"{label}: {args.jobs} calls, {args.concurrency} at a time")
+    return measure(
+        stack.emulator_url, stack.gemini_key, sent, jobs=args.jobs, concurrency=args.concurrency
+    )
 
 
 def _settings_from(env: dict[str, str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,28 @@ def _client(base_url: str, api_key: str) -> genai.Client:
     return genai.Client(api_key=api_key, http_options=options)
 
 
-def _contents(images: list[tuple[bytes, str]], index: int, text: str) -> list[types.Content]:
-    data, mime_type = images[index % len(images)]
-    parts = [types.Part.from_bytes(data=data, mime_type=mime_type), types.Part.from_text(text=text)]
-    return [types.Content(role="user", parts=parts)]
+def _requests(images: list[tuple[bytes, str]]) -> Callable[[int], dict[str, Any]]:
+    """The generate_content arguments of call ``index`` (image ``index % len(images)``)."""
+    text, config = _caption_request()
+
+    def request(index: int) -> dict[str, Any]:
+        data, mime_type = images[index % len(images)]
+        parts = [
+            types.Part.from_bytes(data=data, mime_type=mime_type),
+            types.Part.from_text(text=text),
+        ]
+        return {
+            "model": MODEL,
+            "contents": [types.Content(role="user", parts=parts)],
+            "config": types.GenerateContentConfig(**config) if config else None,
+        }
+
+    return request
+
+
+def _failure(exc: Exception) -> str:
+    # Counted, not fatal: the report shows them.
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _outcome(response: types.GenerateContentResponse) -> str | None:
@@ -65,19 +84,15 @@ def measure(
     base_url: str, api_key: str, images: list[tuple[bytes, str]], *, jobs: int, concurrency: int
 ) -> dict[str, Any]:
     """Send ``jobs`` calls (image ``i % len(images)``) from ``concurrency`` threads."""
-    text, config = _caption_request()
+    request = _requests(images)
     cpu0 = time.process_time()
     client = _client(base_url, api_key)
 
     def call(index: int) -> str | None:
         try:
-            response = client.models.generate_content(
-                model=MODEL,
-                contents=_contents(images, index, text),
-                config=types.GenerateContentConfig(**config) if config else None,
-            )
-        except Exception as exc:  # counted, not fatal: the report shows them
-            return f"{type(exc).__name__}: {exc}"
+            response = client.models.generate_content(**request(index))
+        except Exception as exc:
+            return _failure(exc)
         return _outcome(response)
 
     started = time.perf_counter()
@@ -95,7 +110,7 @@ def measure_aio(
     """The same calls through the SDK's asyncio client (``client.aio``), at most
     ``concurrency`` at a time on one event loop: what an asyncio client inside the task
     would spend per call."""
-    text, config = _caption_request()
+    request = _requests(images)
     cpu0 = time.process_time()
     client = _client(base_url, api_key)
 
@@ -105,13 +120,9 @@ def measure_aio(
         async def call(index: int) -> str | None:
             async with slots:
                 try:
-                    response = await client.aio.models.generate_content(
-                        model=MODEL,
-                        contents=_contents(images, index, text),
-                        config=types.GenerateContentConfig(**config) if config else None,
-                    )
-                except Exception as exc:  # counted, not fatal: the report shows them
-                    return f"{type(exc).__name__}: {exc}"
+                    response = await client.aio.models.generate_content(**request(index))
+                except Exception as exc:
+                    return _failure(exc)
                 return _outcome(response)
 
         started = time.perf_counter()
