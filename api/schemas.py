@@ -152,6 +152,11 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     attempt_count: int
     model_version: str | None
+    warnings: list[ErrorDetail] = Field(
+        default_factory=list,
+        description="What to know about a job that ran anyway: a deprecated model "
+        "(model_deprecated), Google answering with another model (model_routed).",
+    )
     inputs: list[InputPublic]
     attempts: list[AttemptPublic]
     usage: UsagePublic | None
@@ -194,6 +199,7 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             attempt_count=job.attempt_count,
             model_version=job.model_version,
+            warnings=[ErrorDetail(code=w["code"], message=w["message"]) for w in job.warnings or []],
             inputs=[InputPublic.of(row) for row in job.inputs],
             attempts=[AttemptPublic.of(row) for row in job.attempts],
             usage=usage,

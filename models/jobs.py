@@ -61,6 +61,7 @@ def create_job(
     reserved_nusd: int = 0,
     cache_key: str | None = None,
     cached: Job | None = None,
+    warnings: list[dict[str, str]] | None = None,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction.
 
@@ -79,6 +80,7 @@ def create_job(
         estimate=estimate,
         reserved_nusd=reserved_nusd,
         cache_key=cache_key,
+        warnings=warnings or None,
         status=JobStatus.QUEUED,
         created_at=utcnow(),
         attempt_count=0,

@@ -57,6 +57,8 @@ class JobSpec:
     estimate: dict[str, Any] | None
     started_at: datetime
     inputs: tuple[InputSpec, ...]
+    # Warnings given at submit (a deprecated model); the worker may add its own.
+    warnings: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Claim:
 _NOW = bindparam("now", type_=JOBS.c.started_at.type)
 _JOB_COLUMNS = (
     JOBS.c.tenant, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
-    JOBS.c.response_schema, JOBS.c.estimate, JOBS.c.started_at,
+    JOBS.c.response_schema, JOBS.c.estimate, JOBS.c.started_at, JOBS.c.warnings,
 )  # fmt: skip
 _CLAIM = (
     update(JOBS)
@@ -156,7 +158,7 @@ def claim_job(
         id=job_id, tenant=claimed.tenant, task=claimed.task, model=claimed.model,
         prompt=claimed.prompt, labels=claimed.labels, options=claimed.options or {},
         response_schema=claimed.response_schema, estimate=claimed.estimate,
-        started_at=claimed.started_at, inputs=inputs,
+        started_at=claimed.started_at, inputs=inputs, warnings=tuple(claimed.warnings or ()),
     )  # fmt: skip
     return Claim(
         job_id=job_id,

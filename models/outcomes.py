@@ -118,13 +118,21 @@ def complete_job(
     model_version: str | None,
     cost_nusd: int | None = None,
     lease_token: str | None = None,
+    warnings: list[dict[str, str]] | None = None,
 ) -> bool:
     """Store the result of a running job; False if it is no longer running (cancelled) or,
     with ``lease_token``, no longer held under that lease (another worker took it over).
 
     The budget reservation is settled to the actual cost in the same transaction.
     """
-    values = {"status": JobStatus.SUCCEEDED, "result": result, "model_version": model_version}
+    values: dict[str, Any] = {
+        "status": JobStatus.SUCCEEDED,
+        "result": result,
+        "model_version": model_version,
+    }
+    if warnings:
+        # The whole list (the submit's warnings and the run's): it replaces the column.
+        values["warnings"] = warnings
     return _end(session, job_id, (JobStatus.RUNNING,), values, usage, cost_nusd, lease_token)
 
 

@@ -113,6 +113,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     model_version: Mapped[str | None] = mapped_column(String(100), default=None)
+    # What a user should know about the job though it ran: a deprecated model at submit,
+    # Google answering with another model than the one asked for. [{"code", "message"}].
+    warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     prompt_tokens: Mapped[int | None] = mapped_column(default=None)
     candidates_tokens: Mapped[int | None] = mapped_column(default=None)
     thoughts_tokens: Mapped[int | None] = mapped_column(default=None)
