@@ -56,6 +56,8 @@ class GenerationSettings:
     media_resolution: str | None = None
     max_output_tokens: int | None = None
     thinking_budget: int | None = None
+    thinking_level: str | None = None
+    include_thoughts: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,13 +207,16 @@ def parse_generation_config(config: Any) -> GenerationSettings:
     mime_type = get_field(config, "response_mime_type")
     resolution = get_field(config, "media_resolution")
     thinking = get_field(config, "thinking_config")
-    budget = get_field(thinking, "thinking_budget") if isinstance(thinking, Mapping) else None
+    thinking = thinking if isinstance(thinking, Mapping) else {}
+    level = get_field(thinking, "thinking_level")
     return GenerationSettings(
         response_mime_type=mime_type if isinstance(mime_type, str) else None,
         response_schema=dict(schema) if isinstance(schema, Mapping) else None,
         media_resolution=resolution if isinstance(resolution, str) else None,
         max_output_tokens=_int_or_none(get_field(config, "max_output_tokens")),
-        thinking_budget=_int_or_none(budget),
+        thinking_budget=_int_or_none(get_field(thinking, "thinking_budget")),
+        thinking_level=level if isinstance(level, str) else None,
+        include_thoughts=get_field(thinking, "include_thoughts") is True,
     )
 
 
