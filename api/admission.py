@@ -22,8 +22,7 @@ def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
         model=admitted.model,
         prompt=admitted.prompt,
         labels=admitted.labels,
-        options=admitted.options,
-        schema=admitted.schema,
+        options=admitted.job_options(),
         sizes=[(image.width, image.height) for image in admitted.images],
     )
 
@@ -43,7 +42,7 @@ def apply_economy(
             task=admitted.task,
             media_resolution=admitted.options.get("media_resolution"),
             images=[(image.width, image.height) for image in admitted.images],
-            rules=resources.costs.rules,
+            catalogue=resources.costs.catalogue,
         )
         economy = {
             "applied": plan.applies,
@@ -59,6 +58,18 @@ def apply_economy(
     if economy is not None:
         estimate["economy"] = economy
     return admitted, estimate
+
+
+def unbounded_refusal(admitted: AdmittedJob, estimate: dict[str, Any]) -> ApiError:
+    """A 422 for a job whose cost has no known bound, submitted by a tenant with a budget."""
+    reason = estimate.get("reason") or "no price is known"
+    return ApiError(
+        422,
+        "cost_unbounded",
+        f"This tenant has a budget, and the cost of a job on {admitted.model} cannot be "
+        f"bounded ({reason}). Send a model with a known price (`visionq models`), or ask the "
+        "operator to add its price to the VISIONQ_MODELS_FILE catalogue.",
+    )
 
 
 def budget_refusal(session: Session, tenant: str, needed_nusd: int) -> ApiError:

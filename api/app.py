@@ -11,16 +11,18 @@ from fastapi import FastAPI
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.queue import JobQueue
-from api.routes import estimate, health, images, jobs
+from api.routes import estimate, health, images, jobs, models
 from api.throttle import SubmitThrottle
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.settings import Settings, get_settings
+from vision.catalogue import check_default_model
 from vision.costing import CostBook
 
 
 def open_resources(settings: Settings) -> ApiResources:
-    rules, prices = settings.cost_overrides()
+    costs = CostBook.load(settings.catalogue_override())
+    check_default_model(costs.catalogue, settings.default_model)
     engine = make_engine(settings.database_url)
     # Short timeouts: the submit limiter fails open when Redis is unreachable.
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
@@ -35,7 +37,7 @@ def open_resources(settings: Settings) -> ApiResources:
         sessions=make_session_factory(engine),
         blobs=BlobStore(settings.blob_dir),
         queue=JobQueue(settings.redis_url),
-        costs=CostBook.load(token_rules=rules, prices=prices),
+        costs=costs,
         redis=client,
         throttle=throttle,
     )
@@ -69,4 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(images.router)
     app.include_router(estimate.router)
+    app.include_router(models.router)
     return app

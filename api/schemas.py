@@ -199,7 +199,9 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             attempt_count=job.attempt_count,
             model_version=job.model_version,
-            warnings=[ErrorDetail(code=w["code"], message=w["message"]) for w in job.warnings or []],
+            warnings=[
+                ErrorDetail(code=w["code"], message=w["message"]) for w in job.warnings or []
+            ],
             inputs=[InputPublic.of(row) for row in job.inputs],
             attempts=[AttemptPublic.of(row) for row in job.attempts],
             usage=usage,

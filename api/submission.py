@@ -12,7 +12,7 @@ import redis
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError
 
-from api.admission import apply_economy, budget_refusal
+from api.admission import apply_economy, budget_refusal, unbounded_refusal
 from api.deps import ApiResources, Caller, authenticate_caller
 from api.errors import ApiError
 from api.queue import QueueUnavailableError
@@ -105,7 +105,7 @@ def submit(
         if earlier is not None:
             return earlier, True
         # else a new job (or the key's earlier job is gone)
-    admitted = admit(raw, resources.settings)
+    admitted = admit(raw, resources.settings, resources.costs.catalogue)
     return store_and_enqueue(admitted, caller, resources, idempotency)
 
 
@@ -185,6 +185,8 @@ def store_and_enqueue(
         # Only a tenant with a cap has jobs reserved for: the others' submits do not all
         # update (and queue on) one budget row.
         capped = cached is None and has_caps(session, caller.tenant)
+    if capped and not estimate.get("cost_usd"):
+        raise unbounded_refusal(admitted, estimate)
     needed = reservation_nusd(estimate) if capped else 0
     try:
         with resources.sessions.begin() as session:
@@ -196,6 +198,7 @@ def store_and_enqueue(
                     prompt=admitted.prompt, labels=admitted.labels, options=admitted.options,
                     inputs=inputs, response_schema=admitted.schema, estimate=estimate,
                     reserved_nusd=needed, cache_key=key, cached=cached,
+                    warnings=admitted.warnings,
                 )  # fmt: skip
                 if idempotency is not None:
                     remember(

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +15,9 @@ from pydantic import ValidationError
 from api.errors import ApiError
 from api.rawjob import RawJob, describe, too_large
 from models.settings import Settings
+from vision.catalogue import Catalogue
 from vision.formats import ImageRejectedError
+from vision.model_fit import check_options, choose_model
 from vision.prepare import PreparedImage, prepare_image
 from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
 from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
@@ -37,6 +39,12 @@ class AdmittedJob:
     schema: dict[str, Any] | None
     # Upright, decodable, in a mode Gemini takes: what is stored and sent.
     images: list[PreparedImage]
+    # What to know about a job that runs anyway (a deprecated model, an alias resolved).
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def job_options(self) -> JobOptions:
+        """The options as the typed model (they were validated into it at admission)."""
+        return JobOptions.model_validate(self.options)
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -70,15 +78,19 @@ def _no_nul(raw: RawJob) -> None:
             ) from exc
 
 
-def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
-    """Validate every field and every image; raise ApiError naming the first problem."""
+def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
+    """Validate every field and every image; raise ApiError naming the first problem.
+
+    The model is checked against the catalogue: retired and unknown ids, and options the
+    model does not take, are refused here rather than by Google after the job waited.
+    """
     _no_nul(raw)
     if raw.labels and any(len(label) > MAX_LABEL_CHARS for label in raw.labels):
         raise ApiError(
             422, "label_too_long", f"Each label may have at most {MAX_LABEL_CHARS} characters."
         )
     task = _task(raw.task)
-    model = _model(raw.model, settings)
+    requested = _model_name(raw.model)
     try:
         options = JobOptions.model_validate(raw.options)
     except ValidationError as exc:
@@ -102,6 +114,11 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
             schema=schema,
             options=options.model_dump(),
         )
+        choice = choose_model(
+            catalogue, requested, task, configured_default=settings.default_model or None,
+            allow_unknown=settings.allow_unknown_models,
+        )  # fmt: skip
+        warnings = [*choice.warnings, *check_options(task, options, choice, images=len(raw.images))]
     except JobSpecError as exc:
         raise ApiError(422, exc.code, exc.message) from exc
     except InvalidSchemaError as exc:
@@ -110,11 +127,12 @@ def admit(raw: RawJob, settings: Settings) -> AdmittedJob:
     return AdmittedJob(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
-        model=model,
+        model=choice.model,
         labels=labels,
         options=options.model_dump(exclude_defaults=True),
         schema=schema,
         images=images,
+        warnings=[warning.as_dict() for warning in warnings],
     )
 
 
@@ -157,8 +175,11 @@ def _task(value: str | None) -> TaskKind:
         ) from exc
 
 
-def _model(value: str | None, settings: Settings) -> str:
-    model = (value or "").strip().removeprefix("models/") or settings.default_model
+def _model_name(value: str | None) -> str | None:
+    """The model the request names (``models/`` dropped); None for the default."""
+    model = (value or "").strip().removeprefix("models/")
+    if not model:
+        return None
     if not _MODEL_NAME.match(model):
         raise ApiError(422, "invalid_model", f"{model!r} is not a Gemini model name.")
     return model

@@ -94,7 +94,7 @@ def report(
         if check.finding:
             console.print(check.finding, markup=False, highlight=False)
         if check.proposal:
-            console.print("proposed token rules entry (VISIONQ_TOKEN_RULES_FILE):", highlight=False)
+            console.print("proposed catalogue entry (VISIONQ_MODELS_FILE):", highlight=False)
             console.print(
                 json.dumps({"models": check.proposal}, indent=2), markup=False, highlight=False
             )

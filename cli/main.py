@@ -57,6 +57,20 @@ def db_current() -> None:
     typer.echo(current_revision(get_settings().database_url) or "not migrated")
 
 
+@app.command("models")
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    all_models: bool = typer.Option(
+        False, "--all", help="Also list retired models (shut down, routed, closed)."
+    ),
+) -> None:
+    """List the model catalogue: status, prices today, thinking, tasks (VISIONQ_MODELS_FILE
+    applied)."""
+    from cli.models import show_models
+
+    show_models(get_settings(), as_json=as_json, include_retired=all_models)
+
+
 @app.command("config")
 def show_config() -> None:
     """Print the effective settings (secrets hidden)."""

@@ -15,8 +15,6 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "gemini-2.5-flash"
-
 
 def default_data_dir() -> Path:
     """Where the SQLite database and blob store live unless configured otherwise."""
@@ -41,7 +39,10 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
     )
     gemini_timeout_s: float = Field(default=120.0, gt=0)
-    default_model: str = DEFAULT_MODEL
+    # Empty: the model catalogue's default (its segmentation default for segment jobs).
+    default_model: str = ""
+    # Jobs may name models the catalogue does not know (no estimate, price or checks).
+    allow_unknown_models: bool = False
 
     # Inline bytes while the whole request stays under this; larger go via the File API.
     inline_limit_bytes: int = Field(default=20 * 1024 * 1024, ge=64 * 1024)
@@ -51,9 +52,9 @@ class Settings(BaseSettings):
     # An upload claimed this long ago without finishing belongs to a dead worker.
     file_upload_stale_s: float = Field(default=600.0, gt=0)
 
-    # JSON files overriding the built-in token rules and prices (vision/data/*.json format).
-    token_rules_file: Path | None = None
-    prices_file: Path | None = None
+    # A JSON file overriding or extending the packaged model catalogue
+    # (vision/data/models.json format): models, prices, token and thinking rules, aliases.
+    models_file: Path | None = None
 
     max_images_per_job: int = Field(default=16, ge=1, le=3600)
     max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
@@ -150,9 +151,9 @@ class Settings(BaseSettings):
             self.blob_dir = str(self.data_dir / "blobs")
         return self
 
-    def cost_overrides(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The token-rules and price overrides read from their files (None when unset)."""
-        return _read_json(self.token_rules_file), _read_json(self.prices_file)
+    def catalogue_override(self) -> dict[str, Any] | None:
+        """The model catalogue override read from VISIONQ_MODELS_FILE (None when unset)."""
+        return _read_json(self.models_file)
 
     def gemini_key(self) -> str | None:
         """The Gemini API key in clear text, for the SDK only; never log it."""

@@ -1,4 +1,5 @@
-"""Compare estimated and billed tokens, and propose token-rule entries that fit the bills."""
+"""Compare estimated and billed tokens, and propose catalogue image-token rules that fit
+the bills."""
 
 from __future__ import annotations
 
@@ -87,11 +88,11 @@ def _propose(
     if len(billed) == 1 and len(sizes) > 1:
         flat = billed.pop()
         return (
-            {model: {"image_rule": "flat", "tile_tokens": flat}},
+            {model: {"image_tokens": {"image_rule": "flat", "tile_tokens": flat}}},
             f"{model}: every image was billed {flat} tokens whatever its size "
             f"({len(pairs)} images, {len(sizes)} sizes), unlike the rule; a flat entry fits.",
         )
     return None, (
         f"{model}: billed image tokens differ from the rule in {len(differing)} of "
-        f"{len(pairs)} images, with no simple pattern; check the token rules."
+        f"{len(pairs)} images, with no simple pattern; check the model's image_tokens rule in the catalogue."
     )

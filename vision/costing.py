@@ -1,15 +1,17 @@
-"""Estimates and actual costs of jobs, from the token rules and the price table."""
+"""Estimates and actual costs of jobs, from the model catalogue."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
+from vision.catalogue import Catalogue, ServiceTier, load_catalogue
 from vision.estimate import Estimate, estimate_job
-from vision.pricing import PriceTable, load_prices, usage_cost
-from vision.tasks import JobOptions, TaskKind, build_prompt, generation_config
-from vision.tokens import TokenRules, fit_within, load_token_rules
+from vision.pricing import usage_cost
+from vision.tasks import JobOptions, TaskKind, build_prompt
+from vision.tokens import fit_within
 
 NANO = Decimal(1_000_000_000)
 
@@ -31,16 +33,13 @@ def usd_text(amount_nusd: int) -> str:
 
 @dataclass(frozen=True)
 class CostBook:
-    """The token rules and prices in force (defaults, or overridden from files)."""
+    """The model catalogue in force (packaged, or overridden from a file), for money."""
 
-    rules: TokenRules
-    prices: PriceTable
+    catalogue: Catalogue
 
     @classmethod
-    def load(
-        cls, *, token_rules: dict[str, Any] | None = None, prices: dict[str, Any] | None = None
-    ) -> CostBook:
-        return cls(rules=load_token_rules(token_rules), prices=load_prices(prices))
+    def load(cls, override: dict[str, Any] | None = None) -> CostBook:
+        return cls(catalogue=load_catalogue(override))
 
     def estimate(
         self,
@@ -49,38 +48,47 @@ class CostBook:
         model: str,
         prompt: str | None,
         labels: list[str] | None,
-        options: dict[str, Any],
-        schema: dict[str, Any] | None,
+        options: JobOptions,
         sizes: list[tuple[int, int]],
+        day: dt.date | None = None,
+        tier: ServiceTier = ServiceTier.STANDARD,
     ) -> Estimate:
         """The estimate of a job as the worker will send it (downscale and thinking included)."""
-        parsed = JobOptions.model_validate(options)
-        if parsed.max_side:
+        if options.max_side:
             sizes = [
-                fit_within(w, h, parsed.max_side) if max(w, h) > parsed.max_side else (w, h)
+                fit_within(w, h, options.max_side) if max(w, h) > options.max_side else (w, h)
                 for w, h in sizes
             ]
-        config = generation_config(task, model, parsed, schema)
-        thinking = config.get("thinking_config", {}).get("thinking_budget")
         return estimate_job(
             model=model,
             task=task,
-            prompt_text=build_prompt(task, prompt=prompt, labels=labels, options=parsed),
+            prompt_text=build_prompt(task, prompt=prompt, labels=labels, options=options),
             images=sizes,
-            max_output_tokens=parsed.max_output_tokens,
-            thinking_budget=thinking,
-            media_resolution=parsed.media_resolution,
-            image_media_resolution=parsed.image_media_resolution,
-            rules=self.rules,
-            prices=self.prices,
+            options=options,
+            catalogue=self.catalogue,
+            day=day or today(),
+            tier=tier,
         )
 
-    def call_cost(self, model: str, usage: dict[str, Any] | None) -> Decimal | None:
+    def call_cost(
+        self,
+        model: str,
+        usage: dict[str, Any] | None,
+        *,
+        day: dt.date | None = None,
+        tier: ServiceTier = ServiceTier.STANDARD,
+    ) -> Decimal | None:
         """What one Gemini call cost from its usage_metadata; None for an unpriced model."""
-        price = self.prices.price_for(model)
+        entry = self.catalogue.entry(model)
+        price = entry.price(day or today(), tier) if entry is not None else None
         if price is None or usage is None:
             return None
         return usage_cost(price, usage)
+
+
+def today() -> dt.date:
+    """The UTC date whose prices apply now (prices change on dates)."""
+    return dt.datetime.now(dt.UTC).date()
 
 
 def reservation_nusd(estimate: dict[str, Any]) -> int:

@@ -1,24 +1,25 @@
 """What a job will cost before it runs, and what the economy option would save.
 
-Pure: token rules and prices are passed in (``vision.tokens.load_token_rules``,
-``vision.pricing.load_prices``). Image sizes are the sizes the model will receive, i.e.
-after any ``max_side`` downscale; the prompt text is the text part actually sent
-(``vision.tasks.build_prompt``).
+Pure: the model catalogue is passed in (``vision.catalogue.load_catalogue``). Image sizes
+are the sizes the model will receive, i.e. after any ``max_side`` downscale; the prompt
+text is the text part actually sent (``vision.tasks.build_prompt``).
 
 ``Estimate.model_dump(mode="json")`` is::
 
-    {"model": "gemini-2.5-flash",
-     "images": [{"width": 1000, "height": 800, "tokens": 1032}],
-     "text_tokens": 15, "input_tokens": 1047, "output_tokens_max": 32768,
-     "cost_usd": {"min": "0.0003141", "max": "0.0822341"},
-     "rule": "gemini-2.5", "prices_as_of": "2026-11-01", "known": true,
+    {"model": "gemini-3.5-flash-lite", "tier": "standard",
+     "images": [{"width": 1000, "height": 800, "tokens": 1120}],
+     "text_tokens": 15, "input_tokens": 1135, "output_tokens_max": 32768,
+     "cost_usd": {"min": "0.0003405", "max": "0.0822341"},
+     "rule": "gemini-3.5-flash-lite", "prices_as_of": "2026-12-04", "known": true,
      "assumptions": ["..."], "reason": null}
 
 Costs are decimal strings (fixed-point, at most 10 decimals, no trailing zeros) so no
 precision is lost to floats; ``Estimate.cost_usd.min``/``max`` are exact ``Decimal`` in
-Python. ``known`` is false when no token rule matches the model: then every token and cost
-field is null and ``reason`` says what to add, never a guess. With a token rule but no
-price, tokens are given, ``cost_usd`` is null and ``reason`` says the price is missing.
+Python. ``known`` is false when the catalogue has no token rule for the model: then every
+token and cost field is null and ``reason`` says what to add, never a guess. With a token
+rule but no price for the day and tier, tokens are given, ``cost_usd`` is null and
+``reason`` says the price is missing. ``rule`` is the catalogue entry used and
+``prices_as_of`` the catalogue's date.
 """
 
 from __future__ import annotations
@@ -26,33 +27,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from vision.pricing import PriceTable, cost, format_usd
-from vision.tasks import JobOptions, TaskKind, generation_config
-from vision.tokens import (
-    ModelRule,
-    TokenRules,
-    cheapest_max_side,
-    cheapest_size,
-    image_tokens,
-    normalise_level,
-)
+from vision.catalogue import Catalogue, ServiceTier
+from vision.generation import thinking_allowance
+from vision.levels import normalise_level
+from vision.pricing import cost, format_usd
+from vision.tasks import JobOptions, TaskKind
+from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
 
 DEFAULT_MAX_OUTPUT = 8192
-
-# Thinking when the request sets no budget, by model-name prefix (longest wins):
-# (thinks by default, the most a dynamic budget may use). The maxima are the top of each
-# model's documented thinking_budget range; Gemini 3's is an assumption (it thinks by
-# default with thinking levels, not budgets). Models not listed do not think.
-THINKING_DEFAULTS: dict[str, tuple[bool, int]] = {
-    "gemini-2.5-pro": (True, 32_768),
-    "gemini-2.5-flash": (True, 24_576),
-    "gemini-2.5-flash-lite": (False, 24_576),
-    "gemini-3": (True, 32_768),
-}
 
 # Tasks whose answer survives a smaller image; detect/segment need the resolution, and
 # compare/custom are left alone (their needs are not known).
@@ -82,6 +68,7 @@ class Estimate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str
+    tier: ServiceTier = ServiceTier.STANDARD
     images: list[ImageEstimate]
     text_tokens: int | None
     input_tokens: int | None
@@ -94,10 +81,18 @@ class Estimate(BaseModel):
     reason: str | None = None
 
     @classmethod
-    def unknown(cls, model: str, reason: str, images: Sequence[tuple[int, int]] = ()) -> Estimate:
+    def unknown(
+        cls,
+        model: str,
+        reason: str,
+        images: Sequence[tuple[int, int]] = (),
+        *,
+        tier: ServiceTier = ServiceTier.STANDARD,
+    ) -> Estimate:
         """No estimate: ``known`` false, tokens and costs null, and why."""
         return cls(
             model=model,
+            tier=tier,
             images=[ImageEstimate(width=w, height=h, tokens=None) for w, h in images],
             text_tokens=None,
             input_tokens=None,
@@ -111,38 +106,10 @@ class Estimate(BaseModel):
 
 
 def no_rule_reason(model: str) -> str:
-    return f"no token rule for model {model}; add it to the token rules file"
-
-
-def _longest_prefix(model: str, table: dict[str, Any]) -> str | None:
-    name = model.removeprefix("models/")
-    matches = [prefix for prefix in table if name.startswith(prefix)]
-    return max(matches, key=len) if matches else None
-
-
-def _thinking_allowance(
-    model: str, task: TaskKind, thinking_budget: int | None
-) -> tuple[int, list[str]]:
-    """Output tokens thinking may add, and the assumptions made to say so."""
-    # The worker's own defaults (e.g. budget 0 for detect/segment on flash models).
-    config = generation_config(task, model, JobOptions(thinking_budget=thinking_budget))
-    budget: int | None = config.get("thinking_config", {}).get("thinking_budget")
-    if budget is not None and budget >= 0:
-        return budget, []
-    prefix = _longest_prefix(model, THINKING_DEFAULTS)
-    thinks, maximum = THINKING_DEFAULTS[prefix] if prefix else (False, 0)
-    if budget == -1:
-        if prefix is None:
-            return 0, [f"thinking_budget -1 (dynamic) on {model}: assumed to add no tokens"]
-        return maximum, [
-            f"dynamic thinking (thinking_budget -1) counted at its maximum, {maximum} tokens"
-        ]
-    if thinks:
-        return maximum, [
-            f"no thinking_budget given: {model} thinks by default (dynamic); "
-            f"counted at the maximum budget, {maximum} tokens"
-        ]
-    return 0, []
+    return (
+        f"model {model} is not in the model catalogue (or has no image_tokens rule); add it "
+        "to the VISIONQ_MODELS_FILE catalogue"
+    )
 
 
 def _image_levels(
@@ -164,71 +131,74 @@ def estimate_job(
     task: TaskKind,
     prompt_text: str,
     images: list[tuple[int, int]],
-    max_output_tokens: int | None,
-    thinking_budget: int | None,
-    media_resolution: str | None,
-    rules: TokenRules,
-    prices: PriceTable,
+    options: JobOptions,
+    catalogue: Catalogue,
+    day: dt.date,
+    tier: ServiceTier = ServiceTier.STANDARD,
     default_max_output: int = DEFAULT_MAX_OUTPUT,
-    image_media_resolution: Sequence[str | None] | None = None,
-    batch: bool = False,
 ) -> Estimate:
     """The token and cost estimate of one job (see the module docstring for the format).
 
-    ``images`` are (width, height) as sent; ``media_resolution`` is the request's level,
-    ``image_media_resolution`` optional per-image levels (Gemini 3 parts) overriding it.
-    output_tokens_max = (max_output_tokens or default_max_output) + the thinking allowance
-    (the budget when > 0; the model's maximum when it thinks dynamically). Raises
-    ValueError for an unknown media_resolution or a non-positive image size.
+    ``images`` are (width, height) as sent; options.media_resolution is the request's level,
+    options.image_media_resolution optional per-image levels (Gemini 3 parts) overriding it.
+    Thinking shares ``max_output_tokens`` (Gemini bills thoughts as output and counts them
+    against the cap), so with a cap the output bound is the cap; without one it is
+    ``default_max_output`` plus what thinking may add. Prices are those of ``tier`` on
+    ``day``. Raises ValueError for an unknown media_resolution or a non-positive size.
     """
-    found = rules.match(model)
-    if found is None:
-        return Estimate.unknown(model, no_rule_reason(model), images)
-    prefix, rule = found
-    levels = _image_levels(len(images), media_resolution, image_media_resolution)
+    found = catalogue.lookup(model)
+    rule = found[1].image_tokens if found else None
+    if found is None or rule is None:
+        return Estimate.unknown(model, no_rule_reason(model), images, tier=tier)
+    key, entry = found
+    levels = _image_levels(len(images), options.media_resolution, options.image_media_resolution)
     image_estimates = [
         ImageEstimate(width=w, height=h, tokens=image_tokens(rule, w, h, level))
         for (w, h), level in zip(images, levels, strict=True)
     ]
-    text = rules.text_tokens(prompt_text)
+    text = catalogue.text_tokens(prompt_text)
     input_tokens = text + sum(image.tokens or 0 for image in image_estimates)
 
     assumptions = [
-        f"text tokens: ceil(characters / {rules.text.chars_per_token:g}) "
-        f"(token rules {rules.version})"
+        f"text tokens: ceil(characters / {catalogue.text.chars_per_token:g}) "
+        f"(model catalogue {catalogue.as_of.isoformat()})"
     ]
-    if max_output_tokens is None:
+    thinking, thinking_notes = thinking_allowance(task, options, entry)
+    if options.max_output_tokens is not None:
+        output_max = options.max_output_tokens
+        if thinking:
+            assumptions.append("thinking shares max_output_tokens: the cap bounds both")
+    else:
+        output_max = default_max_output + thinking
         assumptions.append(
-            f"no max_output_tokens given: output bounded at {default_max_output} tokens"
+            f"no max_output_tokens given: the answer bounded at {default_max_output} tokens"
         )
-    thinking, thinking_notes = _thinking_allowance(model, task, thinking_budget)
-    assumptions.extend(thinking_notes)
-    output_max = (max_output_tokens or default_max_output) + thinking
+        assumptions.extend(thinking_notes)
 
     cost_range: CostRange | None = None
     reason: str | None = None
-    priced = prices.match(model)
-    if priced is None:
-        reason = f"no price for model {model}; add it to the prices file"
+    price = entry.price(day, tier)
+    if price is None:
+        reason = (
+            f"no {tier} price for model {model} on {day.isoformat()}; add it to the "
+            "VISIONQ_MODELS_FILE catalogue"
+        )
     else:
-        price_prefix, price = priced
         cost_range = CostRange(
-            min=cost(price, prompt_tokens=input_tokens, output_tokens=0, batch=batch),
-            max=cost(price, prompt_tokens=input_tokens, output_tokens=output_max, batch=batch),
+            min=cost(price, prompt_tokens=input_tokens, output_tokens=0),
+            max=cost(price, prompt_tokens=input_tokens, output_tokens=output_max),
         )
-        assumptions.append(
-            f"prices: {price_prefix} list prices as of {prices.as_of.isoformat()}"
-            + (f", batch x{price.batch_factor}" if batch else "")
-        )
+        assumptions.append(f"prices: {key} {tier} list prices on {day.isoformat()}")
     return Estimate(
         model=model,
+        tier=tier,
         images=image_estimates,
         text_tokens=text,
         input_tokens=input_tokens,
         output_tokens_max=output_max,
         cost_usd=cost_range,
-        rule=prefix,
-        prices_as_of=prices.as_of,
+        rule=key,
+        prices_as_of=catalogue.as_of,
         known=True,
         assumptions=assumptions,
         reason=reason,
@@ -293,7 +263,7 @@ def economy_plan(
     task: TaskKind,
     images: list[tuple[int, int]],
     media_resolution: str | None,
-    rules: TokenRules,
+    catalogue: Catalogue,
     image_media_resolution: Sequence[str | None] | None = None,
 ) -> EconomyPlan:
     """Per image, the largest size in the rule's cheapest token tier and the tokens saved.
@@ -302,8 +272,9 @@ def economy_plan(
     for others, for size-independent rules (flat, media_resolution) and for images already
     in the cheapest tier, nothing changes and ``reason`` says why.
     """
-    found = rules.match(model)
-    if found is None:
+    found = catalogue.lookup(model)
+    rule = found[1].image_tokens if found else None
+    if found is None or rule is None:
         return EconomyPlan(
             model=model,
             task=task,
@@ -317,7 +288,7 @@ def economy_plan(
             tokens_saved=0,
             reason=no_rule_reason(model),
         )
-    prefix, rule = found
+    prefix = found[0]
     levels = _image_levels(len(images), media_resolution, image_media_resolution)
     tolerant = task in ECONOMY_TASKS
     max_side = cheapest_max_side(rule)

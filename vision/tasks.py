@@ -6,10 +6,11 @@ import enum
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
 from vision.parsing import AnswerParseError, parse_detections, parse_label
 from vision.structured import parse_structured
 
@@ -29,6 +30,11 @@ MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK, TaskKind.COMPARE, TaskKind.CUSTOM})
 # Tasks whose answer is JSON the model is asked to produce (response_mime_type JSON).
 JSON_TASKS = frozenset({TaskKind.DETECT, TaskKind.SEGMENT})
 MAX_LABELS = 200
+# ULTRA_HIGH exists only per image (Gemini 3 parts), never for the whole request.
+RequestMediaLevel = Annotated[
+    Literal["LOW", "MEDIUM", "HIGH"],
+    BeforeValidator(lambda value: normalise_level(value) if isinstance(value, str) else value),
+]
 MAX_PROMPT_CHARS = 20_000
 
 
@@ -39,7 +45,18 @@ class JobOptions(BaseModel):
 
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_output_tokens: int | None = Field(default=None, ge=1, le=65_536)
-    thinking_budget: int | None = Field(default=None, ge=-1, le=32_768)
+    thinking_budget: int | None = Field(
+        default=None,
+        ge=-1,
+        le=32_768,
+        description="Thinking tokens the model may use (0 = off where the model allows it, "
+        "-1 = the model decides); the model catalogue says which values each model takes.",
+    )
+    thinking_level: ThinkingLevelOption | None = Field(
+        default=None,
+        description="Gemini 3: MINIMAL, LOW, MEDIUM or HIGH (any case, THINKING_LEVEL_ prefix "
+        "allowed); not together with thinking_budget.",
+    )
     max_objects: int = Field(default=50, ge=1, le=500)
     max_side: int | None = Field(
         default=None,
@@ -48,16 +65,15 @@ class JobOptions(BaseModel):
         description="Downscale images so neither side exceeds this before sending; "
         "boxes still refer to the original pixels.",
     )
-    media_resolution: Literal["LOW", "MEDIUM", "HIGH"] | None = Field(
+    media_resolution: RequestMediaLevel | None = Field(
         default=None,
-        description="Gemini's media_resolution for the images (fewer tokens at LOW).",
+        description="Gemini's media_resolution for the images (fewer tokens at LOW): LOW, "
+        "MEDIUM or HIGH, in any case, with or without Gemini's MEDIA_RESOLUTION_ prefix.",
     )
-    image_media_resolution: list[Literal["LOW", "MEDIUM", "HIGH", "ULTRA_HIGH"] | None] | None = (
-        Field(
-            default=None,
-            description="Gemini 3: a media_resolution per image (in image order); overrides "
-            "media_resolution for that image.",
-        )
+    image_media_resolution: list[MediaLevelOption | None] | None = Field(
+        default=None,
+        description="Gemini 3: a media_resolution per image (in image order; ULTRA_HIGH "
+        "allowed); overrides media_resolution for that image.",
     )
     cache: bool = Field(
         default=True,
@@ -187,32 +203,6 @@ def build_prompt(
         'entries; each entry has "box_2d" as [ymin, xmin, ymax, xmax] normalized to 0-1000 '
         'and "label" as a short description.'
     )
-
-
-def generation_config(
-    task: TaskKind, model: str, options: JobOptions, schema: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Keyword arguments for google.genai.types.GenerateContentConfig."""
-    config: dict[str, Any] = {}
-    if options.temperature is not None:
-        config["temperature"] = options.temperature
-    if options.max_output_tokens is not None:
-        config["max_output_tokens"] = options.max_output_tokens
-    thinking_budget = options.thinking_budget
-    if task in JSON_TASKS:
-        config["response_mime_type"] = "application/json"
-        # Google's guide: boxes and masks are better without thinking; Pro models cannot
-        # turn it off, so they keep their default.
-        if thinking_budget is None and "flash" in model:
-            thinking_budget = 0
-    if options.media_resolution is not None:
-        config["media_resolution"] = f"MEDIA_RESOLUTION_{options.media_resolution}"
-    if task is TaskKind.CUSTOM and schema is not None:
-        config["response_mime_type"] = "application/json"
-        config["response_json_schema"] = schema
-    if thinking_budget is not None:
-        config["thinking_config"] = {"thinking_budget": thinking_budget}
-    return config
 
 
 def parse_answer(

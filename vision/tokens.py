@@ -1,22 +1,10 @@
-"""Prompt-token rules per model family: how many tokens an image and a text will cost.
+"""Image- and text-token rules: how many tokens an image and a text will cost.
 
-Pure: the only data read is the packaged default table (``vision/data/token_rules.json``,
-through importlib.resources). Corrections come in as already-parsed dicts (the caller reads
-the user's file), because real billing differs from the documented rules for some models
-(GEMINI.md, "Images": field reports of a flat 258 on 2.5 models).
-
-The table's JSON format is shared with the emulator::
-
-    {"version": "2026-11-24",
-     "text": {"chars_per_token": 4},
-     "models": {"<model-name prefix>": {"image_rule": "tiles_768" | "crop_unit" | "flat"
-                                                      | "media_resolution",
-                                         "tile_tokens": 258, "small_max_side": 384,
-                                         "media_resolution": {"LOW": 64, "MEDIUM": 256},
-                                         "default_level": "HIGH"}}}
-
-The longest model-name prefix wins. A model no prefix matches has no rule: callers must
-say "no estimate" rather than guess.
+Pure. Each model's rule is its ``image_tokens`` entry in the model catalogue
+(``vision/catalogue.py``), because real billing differs from the documented rules for some
+models (GEMINI.md, "Images": field reports of a flat 258 on 2.5 models) and a rule can be
+corrected per model from observed usage. A model without a rule gets no estimate, never a
+guess.
 
 Image rules (``w`` x ``h`` pixels as the model receives them):
 
@@ -36,30 +24,20 @@ Levels are written LOW, MEDIUM, HIGH, ULTRA_HIGH; the API's spelling
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
-from importlib import resources
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vision.validation import describe_errors
+from vision.levels import MediaLevel, normalise_level
 
 ImageRuleName = Literal["tiles_768", "crop_unit", "flat", "media_resolution"]
-MediaLevel = Literal["LOW", "MEDIUM", "HIGH", "ULTRA_HIGH"]
-MEDIA_LEVELS: tuple[MediaLevel, ...] = ("LOW", "MEDIUM", "HIGH", "ULTRA_HIGH")
 
 TILE_SIDE = 768
 CROP_UNIT_MIN = 256
 CROP_UNIT_MAX = 768
 DEFAULT_CHARS_PER_TOKEN = 4
-_API_LEVEL_PREFIX = "MEDIA_RESOLUTION_"
-_PACKAGE_FILE = "token_rules.json"
-
-
-class TokenRulesError(ValueError):
-    """A token-rules table (packaged or override) that does not validate."""
 
 
 class TextRule(BaseModel):
@@ -104,104 +82,6 @@ class ModelRule(BaseModel):
         if any(tokens < 0 for tokens in (self.media_resolution or {}).values()):
             raise ValueError("media_resolution token counts must be >= 0")
         return self
-
-
-class TokenRules(BaseModel):
-    """The whole table: a version, the text rule, and image rules by model-name prefix."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: str = Field(min_length=1)
-    text: TextRule = TextRule()
-    models: dict[str, ModelRule]
-
-    @model_validator(mode="after")
-    def _check_prefixes(self) -> TokenRules:
-        if any(not prefix.strip() for prefix in self.models):
-            raise ValueError("model prefixes must be non-empty")
-        return self
-
-    def match(self, model: str) -> tuple[str, ModelRule] | None:
-        """(prefix, rule) of the longest prefix of ``model``; None for an unknown model.
-
-        A leading ``models/`` (the API's resource name) is ignored.
-        """
-        name = model.removeprefix("models/")
-        prefixes = [prefix for prefix in self.models if name.startswith(prefix)]
-        if not prefixes:
-            return None
-        best = max(prefixes, key=len)
-        return best, self.models[best]
-
-    def rule_for(self, model: str) -> ModelRule | None:
-        """The image rule for ``model``; None means unknown: give no estimate."""
-        found = self.match(model)
-        return found[1] if found else None
-
-    def text_tokens(self, text: str) -> int:
-        """Text tokens by this table's characters-per-token ratio."""
-        return text_tokens(text, chars_per_token=self.text.chars_per_token)
-
-
-def parse_token_rules(data: Any, *, source: str = "table") -> TokenRules:
-    """Validate a whole table (a parsed JSON object); raises TokenRulesError."""
-    try:
-        return TokenRules.model_validate(data)
-    except ValidationError as error:
-        raise TokenRulesError(describe_errors(error, "token rules", source)) from error
-
-
-def default_token_rules_data() -> dict[str, Any]:
-    """The packaged default table as parsed JSON (a fresh copy)."""
-    text = resources.files("vision").joinpath("data", _PACKAGE_FILE).read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
-
-
-def load_token_rules(override: dict[str, Any] | None = None) -> TokenRules:
-    """The packaged defaults, with ``override`` (same format, every key optional) applied.
-
-    The override's ``models`` entries replace or add whole entries per prefix (a replaced
-    entry keeps nothing of the default one); ``text`` and ``version`` replace the
-    defaults' when given. Raises TokenRulesError naming the offending keys.
-    """
-    data = default_token_rules_data()
-    if override is None:
-        return parse_token_rules(data, source="packaged defaults")
-    if not isinstance(override, dict):
-        raise TokenRulesError(
-            f"invalid token rules (override): expected a JSON object, got {type(override).__name__}"
-        )
-    unknown = sorted(set(override) - {"version", "text", "models"})
-    if unknown:
-        raise TokenRulesError(
-            "invalid token rules (override): unknown top-level keys "
-            f"{', '.join(unknown)} (allowed: version, text, models)"
-        )
-    models = override.get("models", {})
-    if not isinstance(models, dict):
-        raise TokenRulesError("invalid token rules (override): 'models' must be an object")
-    merged = {
-        "version": override.get("version", data["version"]),
-        "text": override.get("text", data["text"]),
-        "models": {**data["models"], **models},
-    }
-    return parse_token_rules(merged, source="override")
-
-
-def normalise_level(level: str | None) -> MediaLevel | None:
-    """LOW/MEDIUM/HIGH/ULTRA_HIGH from any accepted spelling; None for unset/unspecified."""
-    if level is None:
-        return None
-    name = level.strip().upper().removeprefix(_API_LEVEL_PREFIX)
-    if name in ("", "UNSPECIFIED"):
-        return None
-    for known in MEDIA_LEVELS:
-        if name == known:
-            return known
-    raise ValueError(
-        f"unknown media_resolution {level!r}; expected one of {', '.join(MEDIA_LEVELS)}"
-    )
 
 
 def _tile_tokens(rule: ModelRule) -> int:

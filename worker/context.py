@@ -36,7 +36,6 @@ class WorkerContext:
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
         """Open every resource a job needs."""
-        rules, prices = settings.cost_overrides()
         # Up to 40 connections: a worker runs up to 64 jobs at once, each holding a
         # connection only for its short transactions.
         engine = make_engine(settings.database_url, pool_size=20)
@@ -52,7 +51,7 @@ class WorkerContext:
         )
         return cls(
             settings=settings, engine=engine, sessions=sessions, blobs=blobs, gemini=gemini,
-            uploads=uploads, costs=CostBook.load(token_rules=rules, prices=prices),
+            uploads=uploads, costs=CostBook.load(settings.catalogue_override()),
             leases=LeaseKeeper(sessions, lease_s=settings.lease_s),
             retry=RetryPolicy.from_settings(settings), limiter=_limiter(settings),
         )  # fmt: skip

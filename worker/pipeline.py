@@ -26,7 +26,7 @@ from vision.tasks import ImageSize, TaskKind, parse_answer
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
-from worker.requests import build_request
+from worker.requests import GeminiRequest, build_request
 from worker.retry import decide
 
 log = logging.getLogger(__name__)
@@ -208,9 +208,7 @@ def call_gemini(
 
     ``pace`` waits for the rate limiter; it runs right before each call.
     """
-    request = build_request(
-        job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
-    )
+    request = _build(ctx, job)
     spend.transports = request.transports
     try:
         pace()
@@ -223,11 +221,19 @@ def call_gemini(
             raise
         log.info("job %s: Gemini refused file URIs (%s); uploading again", job.id, exc.message)
         ctx.uploads.forget(request.file_uris)
-    request = build_request(
-        job, blobs=ctx.blobs, uploads=ctx.uploads, inline_limit=ctx.settings.inline_limit_bytes
-    )
+    request = _build(ctx, job)
     pace()
     return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
+
+
+def _build(ctx: WorkerContext, job: JobSpec) -> GeminiRequest:
+    return build_request(
+        job,
+        blobs=ctx.blobs,
+        uploads=ctx.uploads,
+        inline_limit=ctx.settings.inline_limit_bytes,
+        catalogue=ctx.costs.catalogue,
+    )
 
 
 def interpret(ctx: WorkerContext, job: JobSpec, text: str) -> dict[str, Any]:

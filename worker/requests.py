@@ -9,8 +9,10 @@ from google.genai import types
 
 from models.blobs import BlobStore
 from models.leases import JobSpec
+from vision.catalogue import Catalogue
+from vision.generation import generation_config
 from vision.prepare import downscale
-from vision.tasks import JobOptions, TaskKind, build_prompt, generation_config
+from vision.tasks import JobOptions, TaskKind, build_prompt
 from vision.transport import FILE, plan_transport
 from worker.files import UploadCache
 
@@ -55,9 +57,18 @@ def images_to_send(job: JobSpec, blobs: BlobStore, options: JobOptions) -> list[
 
 
 def build_request(
-    job: JobSpec, *, blobs: BlobStore, uploads: UploadCache, inline_limit: int
+    job: JobSpec,
+    *,
+    blobs: BlobStore,
+    uploads: UploadCache,
+    inline_limit: int,
+    catalogue: Catalogue,
 ) -> GeminiRequest:
-    """Parts and config for a job; images over the inline budget go through the File API."""
+    """Parts and config for a job; images over the inline budget go through the File API.
+
+    What the model takes (how to make it think less, which options it ignores) comes from
+    its entry in ``catalogue``.
+    """
     task = TaskKind(job.task)
     options = JobOptions.model_validate(job.options or {})
     text = build_prompt(task, prompt=job.prompt, labels=job.labels, options=options)
@@ -68,7 +79,9 @@ def build_request(
     request = GeminiRequest(
         model=job.model,
         parts=[],
-        config=generation_config(task, job.model, options, job.response_schema),
+        config=generation_config(
+            task, options, job.response_schema, entry=catalogue.entry(job.model)
+        ),
         transports=transports,
     )
     levels = options.image_media_resolution or [None] * len(images)

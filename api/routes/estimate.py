@@ -25,10 +25,12 @@ router = APIRouter(prefix="/v1", tags=["cost"])
 async def estimate(request: Request, caller: CallerDep, resources: ResourcesDep) -> dict[str, Any]:
     """Tokens per image, text tokens, the output bound and the USD range; nothing is enqueued.
 
-    ``known`` is false (with a ``reason``) for a model the token rules do not cover.
+    ``known`` is false (with a ``reason``) for a model the catalogue does not cover;
+    ``warnings`` are those the job would carry (a deprecated model, an alias resolved).
     """
     del caller  # authenticated like every route; the estimate does not depend on the tenant
     raw = await read_job_request(request, resources.settings)
-    admitted = await run_in_threadpool(admit, raw, resources.settings)
+    admitted = await run_in_threadpool(admit, raw, resources.settings, resources.costs.catalogue)
     result: dict[str, Any] = estimate_of(admitted, resources).model_dump(mode="json")
+    result["warnings"] = admitted.warnings
     return result

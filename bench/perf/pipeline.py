@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 
 from bench.perf.images import BenchImage, describe, image_pool
+from bench.perf.raw import MODEL, measure_aio
 from bench.perf.raw import measure as measure_raw
-from bench.perf.raw import measure_aio
 from bench.perf.report import table, write
 from bench.perf.stack import BenchStack
 from models.budgets import reserve
@@ -53,7 +53,7 @@ def _queue_jobs(context: WorkerContext, images: list[BenchImage], count: int) ->
         reserve(session, tenant="bench", amount_nusd=0)
         return [
             create_job(
-                session, tenant="bench", task="caption", model="gemini-2.5-flash", prompt=None,
+                session, tenant="bench", task="caption", model=MODEL, prompt=None,
                 labels=None, options={"cache": False}, inputs=[inputs[n % len(inputs)]],
             ).id
             for n in range(count)

@@ -21,16 +21,20 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from vision.tasks import JobOptions, TaskKind, build_prompt, generation_config
+from vision.catalogue import load_catalogue
+from vision.generation import generation_config
+from vision.tasks import JobOptions, TaskKind, build_prompt
 
-MODEL = "gemini-2.5-flash"  # VISIONQ_DEFAULT_MODEL's default, what the jobs use
+# The catalogue's default model: what the benchmark's jobs use.
+MODEL = load_catalogue().defaults["model"]
 
 
 def _caption_request() -> tuple[str, dict[str, Any]]:
     """The prompt text and generation config the worker sends for a caption job."""
     options = JobOptions(cache=False)
     text = build_prompt(TaskKind.CAPTION, prompt=None, labels=None, options=options)
-    return text, generation_config(TaskKind.CAPTION, MODEL, options)
+    entry = load_catalogue().entry(MODEL)
+    return text, generation_config(TaskKind.CAPTION, options, entry=entry)
 
 
 def _client(base_url: str, api_key: str) -> genai.Client:
