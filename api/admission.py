@@ -30,7 +30,9 @@ def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
 def apply_economy(
     admitted: AdmittedJob, resources: ApiResources
 ) -> tuple[AdmittedJob, dict[str, Any]]:
-    """With options.economy, downscale to the cheapest token tier the task tolerates.
+    """With options.economy, send the images at the cheapest token tier the task tolerates:
+    downscaled for models billed by size, at the lowest media resolution for models
+    billed by level (Gemini 3).
 
     Returns the job (with options.max_side set when it saves tokens) and its estimate as
     stored, which then reports the tokens saved under "economy".
@@ -49,6 +51,10 @@ def apply_economy(
             "tokens_saved": plan.tokens_saved,
             "reason": plan.reason,
         }
+        if plan.media_resolution is not None:
+            options = {**admitted.options, "media_resolution": plan.media_resolution}
+            admitted = dataclasses.replace(admitted, options=options)
+            economy["media_resolution"] = plan.media_resolution
         current = admitted.options.get("max_side")
         if plan.applies and plan.max_side and (current is None or plan.max_side < current):
             options = {**admitted.options, "max_side": plan.max_side}

@@ -94,5 +94,6 @@ def _propose(
         )
     return None, (
         f"{model}: billed image tokens differ from the rule in {len(differing)} of "
-        f"{len(pairs)} images, with no simple pattern; check the model's image_tokens rule in the catalogue."
+        f"{len(pairs)} images, with no simple pattern; check the model's image_tokens rule "
+        "in the catalogue."
     )

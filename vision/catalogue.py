@@ -301,8 +301,9 @@ def load_catalogue(override: dict[str, Any] | None = None) -> Catalogue:
     A ``models`` entry for a packaged id is merged into it key by key (so
     ``{"models": {"gemini-3.6-flash": {"image_tokens": {...}}}}`` corrects one rule and
     keeps the rest); an entry for a new id adds a model and needs every field its status
-    requires. ``aliases`` and ``defaults`` entries replace or add per key; ``as_of``, ``note`` and ``text`` replace
-    the packaged ones when given. Raises CatalogueError naming what is wrong.
+    requires. ``aliases`` and ``defaults`` entries replace or add per key; ``as_of``,
+    ``note`` and ``text`` replace the packaged ones when given. Raises CatalogueError
+    naming what is wrong.
     """
     data = default_catalogue_data()
     if override is None:

@@ -232,6 +232,8 @@ class EconomyPlan(BaseModel):
     rule: str | None
     applies: bool
     max_side: int | None
+    # For models billed by media resolution level (Gemini 3): the request level to send.
+    media_resolution: str | None = None
     images: list[EconomyImage]
     tokens_saved: int
     reason: str | None = None
@@ -291,6 +293,8 @@ def economy_plan(
     prefix = found[0]
     levels = _image_levels(len(images), media_resolution, image_media_resolution)
     tolerant = task in ECONOMY_TASKS
+    if tolerant and rule.image_rule == "media_resolution":
+        return _level_plan(model, task, prefix, rule, images, levels, image_media_resolution)
     max_side = cheapest_max_side(rule)
     planned = [
         _plan_image(rule, w, h, level, tolerant and max_side is not None)
@@ -313,4 +317,44 @@ def economy_plan(
         images=planned,
         tokens_saved=saved,
         reason=reason,
+    )
+
+
+def _level_plan(  # noqa: PLR0917 - private, the economy plan's own arguments
+    model: str,
+    task: TaskKind,
+    prefix: str,
+    rule: ModelRule,
+    images: list[tuple[int, int]],
+    levels: list[str | None],
+    per_image: Sequence[str | None] | None,
+) -> EconomyPlan:
+    """Economy for a model billed by media resolution level: the request's cheapest level
+    for every image that has no level of its own (a smaller image would cost the same)."""
+    costs = {level: tokens for level, tokens in (rule.media_resolution or {}).items()}
+    request_levels = [level for level in costs if level != "ULTRA_HIGH"]
+    cheapest = min(request_levels, key=lambda level: costs[level])
+    planned = []
+    for index, ((width, height), level) in enumerate(zip(images, levels, strict=True)):
+        tokens = image_tokens(rule, width, height, level)
+        own_level = per_image is not None and per_image[index] is not None
+        target_tokens = costs[cheapest]
+        if own_level or target_tokens >= tokens:
+            planned.append(EconomyImage(width=width, height=height, tokens=tokens, target=None,
+                                        tokens_saved=0))  # fmt: skip
+            continue
+        target = ImageEstimate(width=width, height=height, tokens=target_tokens)
+        planned.append(EconomyImage(width=width, height=height, tokens=tokens, target=target,
+                                    tokens_saved=tokens - target_tokens))  # fmt: skip
+    saved = sum(image.tokens_saved for image in planned)
+    return EconomyPlan(
+        model=model,
+        task=task,
+        rule=prefix,
+        applies=saved > 0,
+        max_side=None,
+        media_resolution=cheapest if saved > 0 else None,
+        images=planned,
+        tokens_saved=saved,
+        reason=None if saved > 0 else "every image is already at the cheapest level",
     )
