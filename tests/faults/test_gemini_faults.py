@@ -9,9 +9,11 @@ import pytest
 
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
+from vision.catalogue import load_catalogue
 
 pytestmark = pytest.mark.faults
 N = 100
+DEFAULT_MODEL = load_catalogue().defaults["model"]
 
 
 def _submit_and_finish(stack: FaultStack, already: int = 0) -> None:
@@ -89,12 +91,13 @@ def test_gemini_failing_always_fails_jobs_with_the_cause(
 def test_two_workers_share_one_rate_limit(
     make_stack: Callable[..., FaultStack], limit: str
 ) -> None:
-    # One 320x240 caption costs 258 image tokens plus its prompt; 12 calls' worth per window.
-    quota = {"rpm": 12} if limit == "rpm" else {"tpm": 12 * 280}
+    # One caption on the default model costs 1120 image tokens (HIGH) plus its prompt; 12
+    # calls' worth per window.
+    quota = {"rpm": 12} if limit == "rpm" else {"tpm": 12 * 1150}
     flag = f"--{limit}"
     stack = make_stack(
         emulator_flags=[flag, str(quota[limit]), "--quota-window-s", "2"],
-        rate_limits=json.dumps({"gemini-2.5-flash": quota}),
+        rate_limits=json.dumps({DEFAULT_MODEL: quota}),
         rate_window_s="2",
     )
     stack.start_worker(concurrency=16)

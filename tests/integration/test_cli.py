@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -128,20 +129,44 @@ def test_jobs_lists_and_filters(stack: Stack, shapes_png: Path) -> None:
     assert "succeeded" in visionq(stack, "jobs", key="globex").stdout
 
 
-def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, shapes_png: Path) -> None:
+def test_unknown_model_is_refused_naming_close_matches(stack: Stack, shapes_png: Path) -> None:
     done = visionq(
-        stack,
-        "submit",
-        str(shapes_png),
-        "--task",
-        "caption",
-        "--model",
-        "gemini-0.0-none",
-        "--wait",
+        stack, "submit", str(shapes_png), "--task", "caption", "--model", "gemini-3.6-flsh"
     )
+    assert done.returncode != 0
+    assert "Unknown model 'gemini-3.6-flsh'" in done.stderr and "gemini-3.6-flash" in done.stderr
+
+
+def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, shapes_png: Path) -> None:
+    # A model the catalogue lists but this "Google" does not serve (its 404 for a model
+    # retired since the catalogue's date); the job fails with Gemini's reason.
+    faults = f"{stack.env['VISIONQ_GEMINI_BASE_URL']}/_emulator/faults"
+    httpx.post(faults, json={"always_fail": 404}).raise_for_status()
+    try:
+        done = visionq(
+            stack, "submit", str(shapes_png), "--task", "caption", "--no-cache", "--wait"
+        )
+    finally:
+        httpx.post(faults, json={"always_fail": None}).raise_for_status()
     assert done.returncode == 1
     assert "failed" in done.stdout
     assert "failed: gemini_not_found: Gemini answered 404" in done.stderr
+
+
+def test_models_lists_the_catalogue(stack: Stack) -> None:
+    shown = visionq(stack, "models", "--json")
+    rows = {row["id"]: row for row in json.loads(shown.stdout)}
+    assert rows["gemini-3.5-flash-lite"]["default_for"] == ["every task"]
+    assert rows["gemini-3.6-flash"]["default_for"] == ["segment"]
+    assert "gemini-2.5-flash" not in rows
+    retired = {
+        row["id"]: row for row in json.loads(visionq(stack, "models", "--all", "--json").stdout)
+    }
+    assert retired["gemini-2.5-flash"]["routed_to"] == "gemini-3.5-flash-lite"
+    with stack.client() as client:
+        listed = client.get("/v1/models").json()
+    assert {row["id"] for row in listed["models"]} == set(retired)
+    assert listed["aliases"]["gemini-flash-latest"] == "gemini-3.8-flash"
 
 
 def test_cancel(paused_stack: Stack, shapes_png: Path) -> None:

@@ -44,18 +44,20 @@ def test_estimate_endpoint_runs_nothing(stack: Stack) -> None:
         assert response.status_code == 200, response.text
         estimate = response.json()
         assert client.get("/v1/jobs?limit=200").json()["jobs"] == before
-    assert estimate["known"] is True and estimate["model"] == "gemini-2.5-flash"
-    assert estimate["images"] == [{"width": 800, "height": 600, "tokens": 516}]
-    assert estimate["input_tokens"] == 516 + estimate["text_tokens"]
+    # The catalogue's default model, billed by media resolution (HIGH by default).
+    assert estimate["known"] is True and estimate["model"] == "gemini-3.5-flash-lite"
+    assert estimate["images"] == [{"width": 800, "height": 600, "tokens": 1120}]
+    assert estimate["input_tokens"] == 1120 + estimate["text_tokens"]
     assert Decimal(estimate["cost_usd"]["min"]) < Decimal(estimate["cost_usd"]["max"])
+    assert estimate["warnings"] == []
     unknown = httpx.post(
         f"{stack.api_url}/v1/estimate",
         data={"task": "caption", "model": "gpt-4o"},
         files=[("image", ("a.png", data, "image/png"))],
         headers={"Authorization": f"Bearer {stack.keys['acme']}"},
-    ).json()
-    assert unknown["known"] is False and "gpt-4o" in unknown["reason"]
-    assert unknown["cost_usd"] is None
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "unknown_model"
 
 
 @pytest.mark.parametrize(
@@ -185,12 +187,15 @@ def test_cost_report_proposes_a_flat_rule_when_bills_are_flat(calibration_stack:
             assert image_tokens(job) == 258
     report = json.loads(visionq(calibration_stack, "cost", "report", "--json").stdout)
     [row] = report["rows"]
-    assert row["key"] == "gemini-2.5-flash" and row["jobs"] == 4 and Decimal(row["cost_usd"]) > 0
+    model = "gemini-3.5-flash-lite"
+    assert row["key"] == model and row["jobs"] == 4 and Decimal(row["cost_usd"]) > 0
     [check] = report["estimation"]
     assert check["worst_abs_pct"] > 0
-    assert check["proposal"] == {"gemini-2.5-flash": {"image_rule": "flat", "tile_tokens": 258}}
+    assert check["proposal"] == {
+        model: {"image_tokens": {"image_rule": "flat", "tile_tokens": 258}}
+    }
     human = visionq(calibration_stack, "cost", "report", "--by", "day").stdout
-    assert "proposed token rules entry" in human and "every image was billed 258" in human
+    assert "proposed catalogue entry" in human and "every image was billed 258" in human
 
 
 def test_identical_job_is_answered_from_the_cache_for_free(stack: Stack) -> None:
@@ -220,10 +225,11 @@ def test_economy_downscales_to_the_cheapest_tier_and_reports_savings(stack: Stac
     assert job["status"] == "succeeded", job["error"]
     economy = job["estimate"]["economy"]
     assert economy["applied"] is True and economy["tokens_saved"] > 0
-    # 2000x1500 is 3x2 tiles (1548 tokens); at 768 px on the long side, one tile (258).
-    assert job["estimate"]["images"][0]["tokens"] == 258 == image_tokens(job)
-    assert economy["tokens_saved"] == 1548 - 258
-    assert job["options"]["max_side"] == economy["max_side"]
+    # The default model bills by level, not size: HIGH (1120) by default, LOW costs 280.
+    assert job["estimate"]["images"][0]["tokens"] == 280 == image_tokens(job)
+    assert economy["tokens_saved"] == 1120 - 280
+    assert job["options"]["media_resolution"] == economy["media_resolution"] == "LOW"
+    assert "max_side" not in job["options"]
 
 
 @pytest.mark.parametrize(
@@ -231,8 +237,8 @@ def test_economy_downscales_to_the_cheapest_tier_and_reports_savings(stack: Stac
     [
         ("gemini-3-flash-preview", "LOW", 280),
         ("gemini-3-flash-preview", None, 1120),
-        ("gemini-2.5-flash", "LOW", 64),
-        ("gemini-2.5-flash", "MEDIUM", 256),
+        ("gemini-3.5-flash-lite", "MEDIA_RESOLUTION_MEDIUM", 560),
+        ("gemini-3.8-flash", "low", 280),
     ],
 )
 def test_media_resolution_estimate_equals_bill(

@@ -130,8 +130,8 @@ def test_json_submission(stack: Stack) -> None:
     body = {
         "task": "classify",
         "labels": ["red rectangle", "blue ellipse"],
-        "model": "models/gemini-2.5-flash",
-        "options": {"temperature": 0},
+        "model": "models/gemini-3.6-flash",
+        "options": {"temperature": 0, "media_resolution": "MEDIA_RESOLUTION_LOW"},
         "images": [{"data": base64.b64encode(data).decode(), "mime_type": "image/png"}],
     }
     with stack.client() as client:
@@ -144,18 +144,87 @@ def test_json_submission(stack: Stack) -> None:
     assert job["result"]["label"] == "blue ellipse"
     # The declared type is informative: the bytes say JPEG.
     assert job["inputs"][0]["mime_type"] == "image/jpeg"
-    assert job["model"] == "gemini-2.5-flash" and job["options"] == {"temperature": 0.0}
+    # Gemini's own spelling of the level is accepted and stored in ours.
+    assert job["model"] == "gemini-3.6-flash"
+    assert job["options"] == {"temperature": 0.0, "media_resolution": "LOW"}
+    # gemini-3.6-flash ignores temperature (deprecated by Google): said, and not sent.
+    assert [warning["code"] for warning in job["warnings"]] == ["option_ignored"]
+    assert "temperature" in job["warnings"][0]["message"]
 
 
-def test_unknown_model_fails_with_geminis_reason(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("model", "code", "named"),
+    [
+        ("gemini-2.5-flash", "model_retired", "gemini-3.5-flash-lite"),
+        ("gemini-3.7-flash", "model_retired", "gemini-3.8-flash"),
+        ("gemini-2.0-flash-lite", "model_retired", "gemini-3.5-flash-lite"),
+        ("gemini-2.5-flash-lite", "model_retired", "gemini-3.5-flash-lite"),
+        ("gemini-3.8-flsh", "unknown_model", "gemini-3.8-flash"),
+    ],
+)
+def test_retired_and_unknown_models_are_refused_at_submit(
+    stack: Stack, model: str, code: str, named: str
+) -> None:
     data, _ = scene_png(7)
     with stack.client() as client:
-        job = run_job(client, data, task="caption", model="gemini-0.1-imaginary")
-    assert job["status"] == "failed"
-    assert job["error"]["code"] == "gemini_not_found"
-    assert "gemini-0.1-imaginary" in job["error"]["message"]
-    assert job["attempts"][0]["http_status"] == 404
-    assert job["attempts"][0]["outcome"] == "failed"
+        before = len(client.get("/v1/jobs?limit=200").json()["jobs"])
+        response = submit(client, data, task="caption", model=model)
+        assert len(client.get("/v1/jobs?limit=200").json()["jobs"]) == before
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and named in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "options", "hint"),
+    [
+        # Google answers these with a 400 after the job waited; refused before it queues.
+        ("gemini-3.8-flash", "detect", {"thinking_budget": 0}, "thinking_level LOW"),
+        ("gemini-3.5-flash-lite", "caption", {"thinking_budget": 0}, "thinking mode"),
+        ("gemini-3.8-flash", "caption", {"thinking_level": "minimal"}, "LOW"),
+        (
+            "gemini-3.6-flash",
+            "caption",
+            {"thinking_level": "LOW", "thinking_budget": 512},
+            "not both",
+        ),
+        ("gemini-3.5-flash-lite", "segment", {}, "segment"),
+    ],
+)
+def test_options_the_model_does_not_take_are_422s(
+    stack: Stack, model: str, task: str, options: dict[str, object], hint: str
+) -> None:
+    data, _ = scene_png(8)
+    with stack.client() as client:
+        response = submit(client, data, task=task, model=model, options=options)
+    assert response.status_code == 422, response.text
+    assert hint in response.json()["error"]["message"], response.json()
+
+
+@pytest.mark.parametrize("task", ["detect", "segment"])
+@pytest.mark.parametrize("model", ["gemini-3.8-flash", "gemini-3.6-flash", None])
+def test_detect_and_segment_run_on_models_that_only_think(
+    stack: Stack, task: str, model: str | None
+) -> None:
+    """The least thinking each model allows comes from the catalogue: never budget 0 to a
+    model that answers it with 400 "only works in thinking mode" (python-genai#2936)."""
+    image, shapes = scene_png(9, count=2)
+    fields: dict[str, object] = {"task": task, "options": {"cache": False}}
+    if model is not None:
+        fields["model"] = model
+    with stack.client() as client:
+        job = run_job(client, image, **fields)
+    assert job["status"] == "succeeded", job["error"]
+    assert_boxes_match(job["result"]["objects"], shapes, tolerance=3)
+
+
+def test_alias_is_pinned_with_a_warning(stack: Stack) -> None:
+    data, _ = scene_png(10)
+    with stack.client() as client:
+        job = run_job(client, data, task="caption", model="gemini-flash-latest")
+    assert job["status"] == "succeeded", job["error"]
+    assert job["model"] == "gemini-3.8-flash"
+    assert [warning["code"] for warning in job["warnings"]] == ["model_alias"]
 
 
 def test_oversize_for_gemini_inline_limit_is_a_clear_failure(stack: Stack) -> None:
