@@ -267,3 +267,15 @@ def limits_stack(workdir: Path, redis_url: str, emulator_url: str) -> Iterator[S
     )  # fmt: skip
     yield built
     built.stop()
+
+
+@pytest.fixture(scope="session")
+def open_models_stack(workdir: Path, redis_url: str, emulator_url: str) -> Iterator[Stack]:
+    """No worker, its own SQLite database, and VISIONQ_ALLOW_UNKNOWN_MODELS: jobs may name
+    models the catalogue does not know (no estimate, no price)."""
+    built = _build_stack(
+        "open-models", workdir, f"sqlite:///{workdir / 'open-models.db'}", redis_url,
+        emulator_url, 9, with_worker=False, extra_env={"VISIONQ_ALLOW_UNKNOWN_MODELS": "true"},
+    )  # fmt: skip
+    yield built
+    built.stop()

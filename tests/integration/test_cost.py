@@ -276,3 +276,32 @@ def test_per_image_media_resolution_on_gemini_3(stack: Stack) -> None:
             options={"image_media_resolution": ["LOW"]},
         )
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "invalid_options"
+
+
+def test_a_budget_applies_to_every_model_and_an_unbounded_cost_is_refused(
+    open_models_stack: Stack,
+) -> None:
+    """A tenant capped at a millionth of a dollar a day: a 402 whatever the model, and a
+    model without a price (allowed by the operator) is a 422, never admitted unbounded."""
+    stack = open_models_stack
+    tenant = "tiny-budget"
+    key = visionq(stack, "keys", "create", "t", "--tenant", tenant).stdout.strip().splitlines()[-1]
+    visionq(stack, "budgets", "set", tenant, "--daily", "0.000001")
+    data, _ = scene_png(75)
+    with httpx.Client(
+        base_url=stack.api_url, timeout=60, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+        for model in ("gemini-3.8-flash", "gemini-3.6-flash", "gemini-3.5-flash-lite"):
+            response = submit(client, data, task="caption", model=model)
+            assert response.status_code == 402, (model, response.text)
+        unknown = submit(client, data, task="caption", model="gemini-9-experimental")
+        assert unknown.status_code == 422, unknown.text
+        assert unknown.json()["error"]["code"] == "cost_unbounded"
+        assert "gemini-9-experimental" in unknown.json()["error"]["message"]
+    # Without a budget the operator's unknown model is admitted, with a warning and no price.
+    with stack.client() as client:
+        admitted = submit(client, data, task="caption", model="gemini-9-experimental")
+    assert admitted.status_code == 202, admitted.text
+    job = admitted.json()
+    assert [warning["code"] for warning in job["warnings"]] == ["model_unknown"]
+    assert job["estimate"]["known"] is False and job["estimate"]["cost_usd"] is None
