@@ -160,6 +160,12 @@ def submit(
                 schema=schema_value,
             )
             names[job.id] = ", ".join(path.name for path in group)
+            for warning in job.warnings:
+                _stderr().print(
+                    f"[yellow]warning:[/] {names[job.id]}: {escape(warning.message)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             if not (wait or out) and not as_json:
                 typer.echo(job.id)
         if not (wait or out):

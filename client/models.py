@@ -63,6 +63,10 @@ class Job(_Body):
     usage: JobUsage | None = None
     result: dict[str, Any] | None = None
     error: JobError | None = None
+    model_version: str | None = None
+    # A deprecated model, an alias resolved, an option ignored, an answer from another
+    # model than the one asked for: same shape as an error.
+    warnings: list[JobError] = []
 
     @property
     def done(self) -> bool:
