@@ -51,12 +51,19 @@ class JobCreate(BaseModel):
         description="ask: the question (required). detect: what to find. caption/classify: "
         "extra context.",
     )
-    model: str | None = Field(default=None, description="Gemini model; server default if unset.")
+    model: str | None = Field(
+        default=None,
+        description="Gemini model id or alias (GET /v1/models); the server's default for the "
+        "task if unset. Retired and unknown ids are 422s.",
+    )
     labels: list[str] | None = Field(default=None, description="classify: the candidate labels.")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="temperature, max_output_tokens, thinking_budget, max_objects "
-        "(detect/segment), max_side (downscale before sending).",
+        description="temperature, max_output_tokens (thinking shares it), thinking_level "
+        "(MINIMAL/LOW/MEDIUM/HIGH) or thinking_budget, max_objects (detect/segment), max_side "
+        "(downscale before sending), media_resolution (LOW/MEDIUM/HIGH, any case, Gemini's "
+        "MEDIA_RESOLUTION_ spelling too), image_media_resolution (one per image), cache, "
+        "economy. What each model takes: GET /v1/models.",
     )
     schema_: dict[str, Any] | None = Field(
         default=None,
