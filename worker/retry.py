@@ -5,6 +5,14 @@ call). Transient failures (429, 5xx, timeouts, connection errors) are retried wi
 exponential backoff and full jitter, never sooner than the RetryInfo delay Gemini asked for,
 within a cap on attempts per job and a deadline for the whole job. Everything else fails
 the job at once with its cause.
+
+Per-day quotas (see worker/quotas.py for how each 429 body is read): a 429 naming only
+per-day quotas with no RetryInfo or a long one ends the job ``daily_quota_exhausted`` at
+once. One naming per-day and per-minute quotas together with a short RetryInfo (what the
+free tier sends when either runs out) is retried after that delay; only when
+``DAILY_REFUSALS`` attempts in a row are refused naming a per-day quota does the job end
+``daily_quota_exhausted``: the day's quota is then what refuses, and it returns only at
+midnight Pacific.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.settings import Settings
-from worker.gemini import GeminiCallError
+from worker.errors import GeminiCallError
+
+# Attempts refused in a row by 429s naming a per-day quota before the job gives up.
+DAILY_REFUSALS = 3
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,8 @@ class Decision:
 
     delay_s: float | None
     reason: str | None = None
+    # The job's error code when it is not the error's own (a daily quota found used up).
+    code: str | None = None
 
     @property
     def retry(self) -> bool:
@@ -59,12 +72,24 @@ def decide(
     *,
     attempt: int,
     remaining_s: float,
+    daily_refusals: int = 0,
     uniform: Callable[[float, float], float] = random.uniform,
 ) -> Decision:
     """Whether attempt number ``attempt`` (1-based, of the job) that failed with ``error`` is
-    followed by another, ``remaining_s`` seconds before the job's deadline."""
+    followed by another, ``remaining_s`` seconds before the job's deadline.
+
+    ``daily_refusals`` counts the attempts in a row, this one included, refused by a 429
+    naming a per-day quota.
+    """
     if not error.retryable:
         return Decision(None)
+    if error.daily_quota and daily_refusals >= DAILY_REFUSALS:
+        return Decision(
+            None,
+            f"{daily_refusals} attempts in a row were refused naming a per-day quota: it is "
+            "used up until midnight Pacific time; submit again then, or raise the quota",
+            code="daily_quota_exhausted",
+        )
     if attempt >= policy.max_attempts:
         return Decision(None, f"gave up after {attempt} attempts (VISIONQ_MAX_ATTEMPTS)")
     delay = policy.backoff(attempt, uniform)
