@@ -15,15 +15,16 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# Dependencies in their own layer, keyed on pyproject.toml only: editing the code does
-# not reinstall celery, grpc, pillow... setuptools cannot install the project before its
-# packages are present, so this reads the dependency list (plus the `ops` extra) with
-# tomllib (stdlib) and installs just that. (python -c rather than a RUN heredoc: works
-# with every builder, not only BuildKit.)
-COPY pyproject.toml ./
+# Dependencies in their own layer, keyed on pyproject.toml and constraints.txt only:
+# editing the code does not reinstall celery, grpc, pillow... setuptools cannot install the
+# project before its packages are present, so this reads the dependency list (plus the
+# `ops` extra) with tomllib (stdlib) and installs just that, at the exact versions CI
+# tested (constraints.txt, written by scripts/lock). (python -c rather than a RUN heredoc:
+# works with every builder, not only BuildKit.)
+COPY pyproject.toml constraints.txt ./
 RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["ops"]))' > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
+    && pip install -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # The project itself: only the packages pyproject.toml installs, so nothing else in the
@@ -38,7 +39,7 @@ COPY vision ./vision
 COPY emulator ./emulator
 COPY client ./client
 COPY cli ./cli
-RUN pip install ".[ops]"
+RUN pip install -c constraints.txt ".[ops]"
 
 # Run as an unprivileged user: a compromised process cannot modify the installed code.
 # /data is the data dir (SQLite and blobs when nothing else is configured); it is created

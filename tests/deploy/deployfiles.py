@@ -21,6 +21,8 @@ COMPOSE_PATH = ROOT / "docker-compose.yml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 DOCKERIGNORE_PATH = ROOT / ".dockerignore"
 PYPROJECT_PATH = ROOT / "pyproject.toml"
+# Exact versions CI and the image install (written by scripts/lock).
+CONSTRAINTS_PATH = ROOT / "constraints.txt"
 
 SHARED_ENV_KEY = "x-visionq-env"
 # The only variables besides VISIONQ_* that visionq reads (same names as the google-genai SDK).

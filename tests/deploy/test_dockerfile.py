@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from pathlib import PurePosixPath
@@ -11,8 +12,10 @@ import pytest
 from models.settings import Settings
 from tests.deploy.deployfiles import (
     BUILT_SERVICES,
+    CONSTRAINTS_PATH,
     DOCKERIGNORE_PATH,
     ROOT,
+    dockerfile,
     dockerfile_args,
     mounts,
     pyproject,
@@ -43,6 +46,38 @@ def test_image_installs_the_ops_extra_and_no_dev_tools() -> None:
     assert not any("[dev" in arg or arg == "-e" for argv in installs for arg in argv)
     ops = pyproject()["project"]["optional-dependencies"]["ops"]
     assert any(re.match(r"flower\b", requirement) for requirement in ops)
+
+
+def _pip_installs(run: str) -> list[list[str]]:
+    """The `pip install ...` commands of a RUN line (split at &&, || and ;)."""
+    commands: list[list[str]] = [[]]
+    for word in shlex.split(run):
+        if word in ("&&", "||", ";"):
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [argv for argv in commands if argv[:2] == ["pip", "install"]]
+
+
+def _constraint_files(argv: list[str]) -> list[str]:
+    found = [value for flag, value in itertools.pairwise(argv) if flag in ("-c", "--constraint")]
+    return found + [arg.partition("=")[2] for arg in argv if arg.startswith("--constraint=")]
+
+
+def test_image_installs_the_versions_ci_tested() -> None:
+    installs = [argv for run in dockerfile_args("RUN") for argv in _pip_installs(run)]
+    assert len(installs) >= 2, "the dependency layer and the project install"
+    for argv in installs:
+        assert CONSTRAINTS_PATH.name in _constraint_files(argv), (
+            f"{' '.join(argv)}: add -c {CONSTRAINTS_PATH.name}, the versions CI tested"
+        )
+    copied = []
+    for keyword, arguments in dockerfile():
+        if keyword == "RUN" and _pip_installs(arguments):
+            break
+        if keyword == "COPY":
+            copied += [word for word in shlex.split(arguments) if not word.startswith("--")][:-1]
+    assert CONSTRAINTS_PATH.name in copied, f"COPY {CONSTRAINTS_PATH.name} before pip install"
 
 
 def test_image_copies_everything_the_build_needs() -> None:
