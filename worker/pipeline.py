@@ -11,23 +11,28 @@ from typing import Any
 from models.blobs import BlobNotFoundError
 from models.leases import Claim, JobSpec, claim_job, open_attempt
 from models.outcomes import (
-    Usage,
     complete_job,
     fail_job,
     finish_attempt,
     set_transports,
 )
 from models.tables import AttemptOutcome, utcnow
-from vision.costing import to_nano
 from vision.masks import parse_segments
 from vision.parsing import AnswerParseError
 from vision.structured import SchemaMismatchError
-from vision.tasks import ImageSize, TaskKind, parse_answer
+from vision.tasks import ImageSize, JobOptions, TaskKind, parse_answer
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
 from worker.requests import GeminiRequest, build_request
 from worker.retry import decide
+from worker.spend import Spend
+from worker.thinking import (
+    DEFAULT_OUTPUT_LIMIT,
+    answer_allowance,
+    exhausted_message,
+    raised_cap,
+)
 
 log = logging.getLogger(__name__)
 # Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
@@ -56,8 +61,9 @@ class _Failure:
     http_status: int | None = None
 
 
-def _failure(exc: Exception) -> _Failure:
-    """What a user reads on a failed job, for each way a run can fail."""
+def _failure(exc: Exception, finish_reason: str | None = None) -> _Failure:
+    """What a user reads on a failed job, for each way a run can fail (``finish_reason``:
+    the answer's, when it was read)."""
     if isinstance(exc, BlobNotFoundError):
         return _Failure(
             "input_missing",
@@ -79,30 +85,15 @@ def _failure(exc: Exception) -> _Failure:
             f"Gemini's answer failed the schema twice: {exc}",
             "SchemaMismatchError",
         )
-    return _Failure(
-        "unparseable_answer", f"Gemini's answer could not be read: {exc}", type(exc).__name__
+    cut = (
+        " (the answer was cut at max_output_tokens, finish reason MAX_TOKENS: raise "
+        "options.max_output_tokens)"
+        if finish_reason == "MAX_TOKENS"
+        else ""
     )
-
-
-@dataclass
-class _Spend:
-    """Tokens and money of every Gemini call a job made (each attempt records its own), and
-    how its images were last sent (inline or File API), written when the job ends."""
-
-    usage: Usage | None = None
-    cost_nusd: int | None = None
-    last_call_nusd: int | None = None
-    transports: list[str] = field(default_factory=list)
-
-    def add(self, ctx: WorkerContext, model: str, call: Usage | None) -> None:
-        self.last_call_nusd = None
-        if call is None:
-            return
-        self.usage = call.plus(self.usage)
-        cost = ctx.costs.call_cost(model, call.raw)
-        if cost is not None:
-            self.last_call_nusd = to_nano(cost)
-            self.cost_nusd = (self.cost_nusd or 0) + self.last_call_nusd
+    return _Failure(
+        "unparseable_answer", f"Gemini's answer could not be read: {exc}{cut}", type(exc).__name__
+    )
 
 
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
@@ -127,29 +118,37 @@ class _Run:
     job: JobSpec
     claim: Claim
     deadline: float
-    spend: _Spend = field(default_factory=_Spend)
+    spend: Spend = field(default_factory=Spend)
     schema_retried: bool = False
+    # Attempts in a row refused by a 429 naming a per-day quota (worker/retry.py).
+    daily_refusals: int = 0
+    # max_output_tokens raised after thoughts used the whole cap (worker/thinking.py).
+    raised_cap: int | None = None
+    first_cap: int | None = None
+    finish_reason: str | None = None
 
     def step(self) -> str | None:
         """One attempt; the outcome when the job is done with, None to attempt again."""
         ctx, job = self.ctx, self.job
         try:
-            answer = call_gemini(ctx, job, pace=self._pace, spend=self.spend)
-            self.spend.add(ctx, job.model, answer.usage)
-            return _complete(ctx, self.claim, interpret(ctx, job, answer.text), self.spend, answer)
+            answer = call_gemini(ctx, job, pace=self._pace, spend=self.spend, cap=self.raised_cap)
+            self.spend.add(ctx, job.model, answer.usage, answer.model_version)
+            self.finish_reason = answer.finish_reason
+            result = interpret(ctx, job, answer.text)
+            return _complete(ctx, self.claim, result, self.spend, answer, submitted=job.warnings)
         except SchemaMismatchError as exc:
             # A structured answer that fails its schema is asked for once more, then fails.
             if self.schema_retried:
                 return _fail(ctx, self.claim, _failure(exc), self.spend)
             self.schema_retried = True
             usage = answer.usage.raw if answer.usage else None
-            return self._again(_Failure("schema_validation_failed", str(exc),
-                                        "SchemaMismatchError", 200), 0.0, usage)  # fmt: skip
+            failure = _Failure("schema_validation_failed", str(exc), "SchemaMismatchError", 200)
+            return self._again(failure, 0.0, usage)
         except GeminiCallError as exc:
-            self.spend.add(ctx, job.model, exc.usage)
+            self.spend.add(ctx, job.model, exc.usage, exc.model_version)
             return self._after_call_error(exc)
         except (BlobNotFoundError, AnswerParseError, RateLimitTimeout) as exc:
-            return _fail(ctx, self.claim, _failure(exc), self.spend)
+            return _fail(ctx, self.claim, _failure(exc, self.finish_reason), self.spend)
         except Exception as exc:
             # A bug of ours: logged with its traceback, and the job and its attempt end
             # failed with the cause instead of staying "running" forever.
@@ -169,19 +168,48 @@ class _Run:
         self.ctx.limiter.acquire(self.job.model, tokens, deadline=self.deadline)
 
     def _after_call_error(self, exc: GeminiCallError) -> str | None:
+        if exc.code == "max_tokens_exhausted":
+            return self._after_max_tokens(exc)
         remaining = self.deadline - time.monotonic()
+        self.daily_refusals = self.daily_refusals + 1 if exc.daily_quota else 0
         decision = decide(self.ctx.retry, exc, attempt=self.claim.attempt_number,
-                          remaining_s=remaining)  # fmt: skip
+                          remaining_s=remaining, daily_refusals=self.daily_refusals)  # fmt: skip
         failure = _failure(exc)
         if not decision.retry:
             if decision.reason:
                 failure = replace(failure, message=f"{failure.message} ({decision.reason})")
+            if decision.code:
+                failure = replace(failure, code=decision.code)
             return _fail(self.ctx, self.claim, failure, self.spend)
         assert decision.delay_s is not None
         log.info("job %s attempt %d: %s; retrying in %.2f s", self.job.id,
                  self.claim.attempt_number, exc.code, decision.delay_s)  # fmt: skip
         usage = exc.usage.raw if exc.usage else None
         return self._again(failure, decision.delay_s, usage)
+
+    def _after_max_tokens(self, exc: GeminiCallError) -> str | None:
+        """Thoughts used the whole output cap: ask once more with it raised, else fail."""
+        sent = self.spend.output_cap
+        thoughts = exc.usage.thoughts_tokens if exc.usage else None
+        usage = exc.usage.raw if exc.usage else None
+        if self.raised_cap is None:
+            options = JobOptions.model_validate(self.job.options or {})
+            allowance = answer_allowance(TaskKind(self.job.task), options)
+            entry = self.ctx.costs.catalogue.entry(self.job.model)
+            limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT
+            raised = raised_cap(cap=sent, thoughts=thoughts, allowance=allowance, limit=limit)
+            room = self.claim.attempt_number < self.ctx.retry.max_attempts
+            if raised is not None and room and time.monotonic() < self.deadline:
+                self.first_cap, self.raised_cap = sent, raised
+                was = sent if sent is not None else "the model's default"
+                message = (
+                    f"{exc.message} Asking once more with max_output_tokens {raised} (was {was})."
+                )
+                failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
+                return self._again(failure, 0.0, usage)
+        message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
+        failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
+        return _fail(self.ctx, self.claim, failure, self.spend)
 
     def _again(self, failure: _Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
         """Close the failed attempt, wait ``delay_s`` and open the next one."""
@@ -202,14 +230,19 @@ class _Run:
 
 
 def call_gemini(
-    ctx: WorkerContext, job: JobSpec, *, pace: Callable[[], None], spend: _Spend
+    ctx: WorkerContext,
+    job: JobSpec,
+    *,
+    pace: Callable[[], None],
+    spend: Spend,
+    cap: int | None = None,
 ) -> GeminiAnswer:
     """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once.
 
-    ``pace`` waits for the rate limiter; it runs right before each call.
+    ``pace`` waits for the rate limiter; it runs right before each call. ``cap`` replaces
+    the request's max_output_tokens (raised after thoughts used it all).
     """
-    request = _build(ctx, job)
-    spend.transports = request.transports
+    request = _request(ctx, job, spend, cap)
     try:
         pace()
         return ctx.gemini.generate(
@@ -221,19 +254,24 @@ def call_gemini(
             raise
         log.info("job %s: Gemini refused file URIs (%s); uploading again", job.id, exc.message)
         ctx.uploads.forget(request.file_uris)
-    request = _build(ctx, job)
+    request = _request(ctx, job, spend, cap)
     pace()
     return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
 
 
-def _build(ctx: WorkerContext, job: JobSpec) -> GeminiRequest:
-    return build_request(
+def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) -> GeminiRequest:
+    request = build_request(
         job,
         blobs=ctx.blobs,
         uploads=ctx.uploads,
         inline_limit=ctx.settings.inline_limit_bytes,
         catalogue=ctx.costs.catalogue,
     )
+    if cap is not None:
+        request.config["max_output_tokens"] = cap
+    spend.transports = request.transports
+    spend.output_cap = request.config.get("max_output_tokens")
+    return request
 
 
 def interpret(ctx: WorkerContext, job: JobSpec, text: str) -> dict[str, Any]:
@@ -259,14 +297,21 @@ def interpret(ctx: WorkerContext, job: JobSpec, text: str) -> dict[str, Any]:
 
 
 def _complete(
-    ctx: WorkerContext, claim: Claim, result: dict[str, Any], spend: _Spend, answer: GeminiAnswer
+    ctx: WorkerContext,
+    claim: Claim,
+    result: dict[str, Any],
+    spend: Spend,
+    answer: GeminiAnswer,
+    *,
+    submitted: tuple[dict[str, str], ...] = (),
 ) -> str:
+    warnings = [*submitted, *({"code": c, "message": m} for c, m in spend.warnings.items())]
     with ctx.sessions.begin() as session:
         set_transports(session, claim.job_id, spend.transports)
         stored = complete_job(
             session, claim.job_id, result=result, usage=spend.usage,
             model_version=answer.model_version, cost_nusd=spend.cost_nusd,
-            lease_token=claim.lease_token,
+            lease_token=claim.lease_token, warnings=warnings if spend.warnings else None,
         )  # fmt: skip
         finish_attempt(
             session,
@@ -279,7 +324,7 @@ def _complete(
     return "succeeded" if stored else "discarded"
 
 
-def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: _Spend) -> str:
+def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: Spend) -> str:
     with ctx.sessions.begin() as session:
         set_transports(session, claim.job_id, spend.transports)
         ended = fail_job(

@@ -1,0 +1,225 @@
+"""The pipeline on Gemini's real answer shapes: a real (SQLite) database and blob store,
+with Gemini's HTTP replies stood in for by their JSON bodies read through the SDK's types
+(the collaborator faked here is the network, not the reading of the answers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from emulator.shapes import encode, random_scene
+from models.budgets import reserve
+from models.db import make_engine, make_session_factory
+from models.jobs import NewInput, create_job, get_job
+from models.migrate import upgrade
+from models.settings import Settings
+from models.tables import Job
+from vision.costing import to_nano
+from worker.context import WorkerContext
+from worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response, _from_api_error
+from worker.pipeline import run_job
+
+Reply = dict[str, Any]
+
+
+def _text(text: str, *, model: str, thoughts: int = 0, finish: str = "STOP") -> Reply:
+    parts = [{"text": "Let me look at the shapes first.", "thought": True}, {"text": text}]
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+        "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 10,
+                          "thoughtsTokenCount": thoughts, "totalTokenCount": 1010 + thoughts},
+        "modelVersion": model,
+    }  # fmt: skip
+
+
+def _thoughts_only(thoughts: int, *, model: str) -> Reply:
+    # python-genai#782: the whole cap went to thinking; the candidate has no content.
+    return {
+        "candidates": [{"finishReason": "MAX_TOKENS", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 1000, "thoughtsTokenCount": thoughts,
+                          "totalTokenCount": 1000 + thoughts},
+        "modelVersion": model,
+    }  # fmt: skip
+
+
+def _mixed_429(delay: str) -> genai_errors.APIError:
+    quota = "type.googleapis.com/google.rpc.QuotaFailure"
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                      "message": "You exceeded your current quota.",
+                      "details": [{"@type": quota, "violations": [
+                          {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"},
+                          {"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
+                          {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                           "retryDelay": delay}]}}  # fmt: skip
+    return genai_errors.APIError(429, body)
+
+
+class ScriptedGemini(GeminiCaller):
+    """Answers each call with the next scripted reply, read as the real caller reads it."""
+
+    def __init__(self, replies: list[Reply | genai_errors.APIError]) -> None:
+        super().__init__(None)
+        self.replies = list(replies)
+        self.configs: list[dict[str, Any]] = []
+
+    def generate(self, *, model: str, contents: list[Any], config: dict[str, Any]) -> GeminiAnswer:
+        self.configs.append(dict(config))
+        reply = self.replies.pop(0)
+        if isinstance(reply, genai_errors.APIError):
+            raise _from_api_error(reply)
+        return _answer_from_response(types.GenerateContentResponse.model_validate(reply))
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[WorkerContext]:
+    settings = Settings(
+        data_dir=tmp_path, gemini_api_key=None, retry_base_s=0.01, retry_max_delay_s=0.02
+    )
+    upgrade(settings.database_url)
+    built = WorkerContext.build(settings)
+    built.engine.dispose()
+    built.engine = make_engine(settings.database_url)
+    built.sessions = make_session_factory(built.engine)
+    yield built
+    built.close()
+
+
+def _run(
+    context: WorkerContext,
+    replies: list[Reply | genai_errors.APIError],
+    *,
+    model: str,
+    options: dict[str, Any] | None = None,
+    task: str = "caption",
+) -> tuple[Job, ScriptedGemini]:
+    gemini = ScriptedGemini(replies)
+    context.gemini = gemini
+    image, _ = random_scene(3, width=320, height=240)
+    data = encode(image, "PNG")
+    sha = context.blobs.put(data)
+    with context.sessions.begin() as session:
+        assert reserve(session, tenant="t", amount_nusd=0)
+        job_id = create_job(
+            session, tenant="t", task=task, model=model, prompt=None, labels=None,
+            options=options or {}, inputs=[NewInput(sha, "image/png", 320, 240, len(data))],
+        ).id  # fmt: skip
+    run_job(context, job_id)
+    assert gemini.replies == [], "every scripted reply was asked for"
+    with context.sessions() as session:
+        job = get_job(session, tenant="t", job_id=job_id)
+        assert job is not None
+        job.attempts.sort(key=lambda attempt: attempt.id)
+        session.expunge_all()
+    return job, gemini
+
+
+def test_thoughts_using_the_cap_raise_it_once_and_the_answer_comes(
+    context: WorkerContext,
+) -> None:
+    model = "gemini-3.6-flash"
+    job, gemini = _run(
+        context,
+        [_thoughts_only(252, model=model), _text("Two shapes.", model=model, thoughts=900)],
+        model=model,
+        options={"max_output_tokens": 256},
+    )
+    assert job.status == "succeeded" and job.result == {"text": "Two shapes."}
+    # The cap went from 256 to the thoughts plus a caption's allowance (252 + 1024).
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [256, 1276]
+    first, second = job.attempts
+    assert first.outcome == "failed" and second.outcome == "succeeded"
+    assert first.error_message is not None
+    assert "252 tokens" in first.error_message and "max_output_tokens 1276" in first.error_message
+    # Both calls are billed, thinking tokens at the output price.
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": 10, "thoughtsTokenCount": 1152}
+    expected = context.costs.call_cost(model, usage)
+    assert expected is not None and job.cost_nusd == to_nano(expected)
+
+
+def test_thoughts_using_the_raised_cap_too_fail_saying_what_to_change(
+    context: WorkerContext,
+) -> None:
+    model = "gemini-3.6-flash"
+    replies: list[Reply | genai_errors.APIError] = [
+        _thoughts_only(252, model=model),
+        _thoughts_only(1270, model=model),
+    ]
+    job, _ = _run(context, replies, model=model, options={"max_output_tokens": 256})
+    assert job.status == "failed" and job.error_code == "max_tokens_exhausted"
+    assert job.error_message is not None
+    assert "1270 of the 1276 output tokens" in job.error_message
+    assert "raised once from 256" in job.error_message
+    assert "options.max_output_tokens" in job.error_message
+    assert "thinking_level" in job.error_message and len(job.attempts) == 2
+
+
+def test_without_a_cap_to_raise_it_fails_at_once(context: WorkerContext) -> None:
+    # No max_output_tokens: the model's own limit was already what thinking used up.
+    model = "gemini-3.6-flash"
+    job, _ = _run(context, [_thoughts_only(65_000, model=model)], model=model)
+    assert job.error_code == "max_tokens_exhausted" and len(job.attempts) == 1
+    assert job.error_message is not None and "65000 of the" in job.error_message
+
+
+def test_a_routed_answer_is_flagged_and_priced_as_the_model_that_answered(
+    context: WorkerContext,
+) -> None:
+    served = "gemini-3.5-flash-lite-001"
+    job, _ = _run(context, [_text("A scene.", model=served, thoughts=40)],
+                  model="gemini-2.5-flash")  # fmt: skip
+    assert job.status == "succeeded" and job.model_version == served
+    assert job.warnings is not None
+    [warning] = [w for w in job.warnings if w["code"] == "model_routed"]
+    assert served in warning["message"] and "gemini-2.5-flash" in warning["message"]
+    assert f"priced at {served}'s rate" in warning["message"]
+    usage = {"promptTokenCount": 1000, "candidatesTokenCount": 10, "thoughtsTokenCount": 40}
+    price = context.costs.call_cost(served, usage)
+    assert price is not None and price > Decimal(0) and job.cost_nusd == to_nano(price)
+
+
+def test_a_routed_answer_from_an_unpriced_model_is_priced_as_asked_and_says_so(
+    context: WorkerContext,
+) -> None:
+    job, _ = _run(context, [_text("A scene.", model="gemini-9-flash")], model="gemini-3.6-flash")
+    assert job.warnings is not None and job.warnings[0]["code"] == "model_routed"
+    assert "gemini-9-flash has no known price" in job.warnings[0]["message"]
+    usage = {"promptTokenCount": 1000, "candidatesTokenCount": 10}
+    price = context.costs.call_cost("gemini-3.6-flash", usage)
+    assert price is not None and job.cost_nusd == to_nano(price)
+
+
+def test_a_version_suffix_is_not_routing(context: WorkerContext) -> None:
+    job, _ = _run(context, [_text("A scene.", model="gemini-3.6-flash-001")],
+                  model="gemini-3.6-flash")  # fmt: skip
+    assert job.status == "succeeded" and not job.warnings
+
+
+def test_a_mixed_minute_and_day_429_is_retried_after_its_delay(context: WorkerContext) -> None:
+    model = "gemini-3.6-flash"
+    job, _ = _run(context, [_mixed_429("0.05s"), _text("A scene.", model=model)], model=model)
+    assert job.status == "succeeded"
+    first = job.attempts[0]
+    assert first.http_status == 429 and first.retry_delay_s is not None
+    assert first.retry_delay_s >= 0.05
+
+
+def test_day_quota_refusals_that_keep_coming_end_the_job(context: WorkerContext) -> None:
+    replies: list[Reply | genai_errors.APIError] = [_mixed_429("0.01s") for _ in range(3)]
+    job, _ = _run(context, replies, model="gemini-3.6-flash")
+    assert job.status == "failed" and job.error_code == "daily_quota_exhausted"
+    assert len(job.attempts) == 3
+    assert job.error_message is not None and "3 attempts in a row" in job.error_message
+
+
+def test_an_answer_cut_at_the_cap_says_so_when_it_cannot_be_read(context: WorkerContext) -> None:
+    model = "gemini-3.6-flash"
+    cut = _text('[{"box_2d": [10, 20, 30', model=model, finish="MAX_TOKENS")
+    job, _ = _run(context, [cut], model=model, task="detect", options={"max_output_tokens": 64})
+    assert job.status == "failed" and job.error_code == "unparseable_answer"
+    assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message

@@ -1,0 +1,59 @@
+"""Thinking shares max_output_tokens: what to ask for when thoughts used the whole cap.
+
+On thinking models (Gemini 2.5, every 3.x) the thoughts and the answer draw on one
+budget, ``maxOutputTokens``; a small cap can be spent on thinking alone, and Gemini then
+returns an empty candidate with finish reason MAX_TOKENS (billed all the same). The
+pipeline asks once more with the cap raised to ``raised_cap``: twice the cap, or the
+thoughts plus what the task's answer needs (``answer_allowance``), whichever is more,
+never above the model's output limit. A second empty MAX_TOKENS answer fails the job
+``max_tokens_exhausted`` with ``exhausted_message``.
+"""
+
+from __future__ import annotations
+
+from vision.tasks import JobOptions, TaskKind
+
+# Gemini's output limit of every current model (the catalogue's output_token_limit), and
+# the most options.max_output_tokens takes.
+DEFAULT_OUTPUT_LIMIT = 65_536
+
+# Output tokens an answer of each task needs at most (its JSON, its text), besides thinking.
+_ANSWER_TOKENS = {
+    TaskKind.CAPTION: 1024,
+    TaskKind.ASK: 2048,
+    TaskKind.CLASSIFY: 256,
+    TaskKind.COMPARE: 2048,
+    TaskKind.CUSTOM: 4096,
+}
+# detect and segment: per object (a box and label; a mask is 512 tokens or a polygon).
+_PER_OBJECT = {TaskKind.DETECT: 40, TaskKind.SEGMENT: 600}
+
+
+def answer_allowance(task: TaskKind, options: JobOptions) -> int:
+    """The output tokens a task's answer needs at most, thinking aside."""
+    if task in _PER_OBJECT:
+        return 64 + _PER_OBJECT[task] * options.max_objects
+    return _ANSWER_TOKENS[task]
+
+
+def raised_cap(
+    *, cap: int | None, thoughts: int | None, allowance: int, limit: int = DEFAULT_OUTPUT_LIMIT
+) -> int | None:
+    """The max_output_tokens to ask again with after thoughts used ``cap`` (None: the
+    model's own limit); None when it cannot go higher than what was sent."""
+    sent = cap if cap is not None else limit
+    raised = min(max(2 * sent, (thoughts or 0) + allowance), limit)
+    return raised if raised > sent else None
+
+
+def exhausted_message(*, cap: int | None, thoughts: int | None, first_cap: int | None) -> str:
+    """What a user reads when thoughts used the whole output budget (for the last time)."""
+    of = f"{cap}" if cap is not None else "the model's maximum of"
+    used = f"{thoughts}" if thoughts is not None else "all"
+    raised = f" (raised once from {first_cap})" if first_cap not in (None, cap) else ""
+    return (
+        f"Gemini returned no answer: its thoughts used {used} of the {of} output tokens"
+        f"{raised} that thinking shares with the answer (finish reason MAX_TOKENS). Raise "
+        "options.max_output_tokens or lower thinking (options.thinking_level or "
+        "options.thinking_budget)."
+    )
