@@ -188,8 +188,14 @@ def run_emulator(
     invalid_json_every: int = typer.Option(
         0, help="Make every Nth structured (JSON schema) answer invalid; 0 = never."
     ),
-    token_rules: Path | None = typer.Option(
-        None, help="JSON token rules to bill by (vision/data/token_rules.json format)."
+    models_file: Path | None = typer.Option(
+        None, help="JSON override of the emulator's own model catalogue (billing, rules...)."
+    ),
+    existing_project: bool = typer.Option(
+        False, "--existing-project", help="Closed models answer (an existing project)."
+    ),
+    fetch_allow_host: list[str] = typer.Option(
+        [], "--fetch-allow-host", help="Host whose URLs fileData parts may name (repeatable)."
     ),
     flat_image_tokens: int | None = typer.Option(
         None, help="Bill every image this many tokens, whatever the model (calibration tests)."
@@ -212,15 +218,38 @@ def run_emulator(
     rpm: int | None = typer.Option(None, help="Requests per quota window per model."),
     tpm: int | None = typer.Option(None, help="Prompt tokens per quota window per model."),
     quota_window_s: float = typer.Option(60.0, help="Sliding quota window, seconds."),
+    quota_shape: str = typer.Option(
+        "standard", help="Injected 429 body: standard, mixed_daily, help_only, spend_limit."
+    ),
+    quota_tier: str = typer.Option("paid", help="Quota ids of the paid or free tier."),
+    spend_tier: int = typer.Option(1, help="Tier (1-3) named by the spend-limit 429."),
+    prompt_block_reason: str | None = typer.Option(None, help="Block prompts (SAFETY...)."),
+    blocked_finish_reason: str | None = typer.Option(
+        None, help="Stop answers for this reason (SAFETY, RECITATION...)."
+    ),
+    empty_answer: str | None = typer.Option(
+        None, help="Empty answers: no_candidates, no_parts, empty_text."
+    ),
+    outcome_every: int = typer.Option(1, help="The forced outcome hits every Nth answer."),
+    thoughts_tokens: int | None = typer.Option(None, help="Thoughts of every thinking call."),
+    mask_format: str | None = typer.Option(
+        None, help="Masks of every model: png, seg_tokens, polygon."
+    ),
+    priority_downgrade: bool = typer.Option(
+        False, "--priority-downgrade", help="serviceTier priority is served as standard."
+    ),
+    flex_shed_rate: float = typer.Option(
+        0.0, help="Probability (0..1) a flex call is shed with 503."
+    ),
 ) -> None:
     """Serve the Gemini API emulator (synthetic answers, for tests and offline demos).
 
     The fault and quota options apply to generateContent; they can also be changed while
     it runs with POST /_emulator/faults.
     """
+    from emulator.catalog import load_models_file
     from emulator.config import EmulatorConfig
     from emulator.server import run
-    from emulator.tokens import load_token_rules_file
 
     try:
         config = EmulatorConfig(
@@ -229,7 +258,9 @@ def run_emulator(
             file_processing_s=file_processing_s,
             file_ttl_s=file_ttl_s,
             invalid_json_every=invalid_json_every,
-            token_rules=load_token_rules_file(token_rules) if token_rules else None,
+            model_catalogue=load_models_file(models_file) if models_file else None,
+            existing_project=existing_project,
+            fetch_allowed_hosts=tuple(fetch_allow_host),
             flat_image_tokens=flat_image_tokens,
             fail_503_rate=fail_503_rate,
             fail_500_rate=fail_500_rate,
@@ -243,6 +274,17 @@ def run_emulator(
             rpm=rpm,
             tpm=tpm,
             quota_window_s=quota_window_s,
+            quota_shape=quota_shape,
+            quota_tier=quota_tier,
+            spend_tier=spend_tier,
+            prompt_block_reason=prompt_block_reason,
+            blocked_finish_reason=blocked_finish_reason,
+            empty_answer=empty_answer,
+            outcome_every=outcome_every,
+            thoughts_tokens=thoughts_tokens,
+            mask_format=mask_format,
+            priority_downgrade=priority_downgrade,
+            flex_shed_rate=flex_shed_rate,
         )
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

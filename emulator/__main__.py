@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from emulator.catalog import load_models_file
 from emulator.config import (
     DEFAULT_FILE_MAX_BYTES,
     DEFAULT_FILE_PROCESSING_S,
@@ -15,12 +16,18 @@ from emulator.config import (
 )
 from emulator.faults import (
     ALWAYS_FAIL_STATUSES,
+    BLOCKED_FINISH_REASONS,
     DEFAULT_HANG_S,
     DEFAULT_QUOTA_WINDOW_S,
     DEFAULT_RETRY_DELAY_S,
+    EMPTY_ANSWERS,
+    MASK_FORMATS,
+    PROMPT_BLOCK_REASONS,
+    QUOTA_SHAPES,
+    QUOTA_TIERS,
+    fault_field_names,
 )
 from emulator.server import run
-from emulator.tokens import load_token_rules_file
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -62,11 +69,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="every Nth structured answer violates its schema (0 = never)",
     )
     parser.add_argument(
-        "--token-rules",
+        "--models-file",
         metavar="FILE",
         default=None,
-        help="JSON token rules table (shared format); its models entries replace/add "
-        "prefixes of the built-in table",
+        help="JSON override of the built-in model catalogue (emulator/data/models.json): "
+        "its models entries are merged per id (billing, thinking, status...)",
+    )
+    parser.add_argument(
+        "--existing-project",
+        action="store_true",
+        help="play a project that used closed models before (they answer instead of 404)",
+    )
+    parser.add_argument(
+        "--fetch-allow-host",
+        action="append",
+        default=[],
+        dest="fetch_allowed_hosts",
+        metavar="HOST[:PORT]",
+        help="host whose http(s) URLs fileData parts may name (repeatable)",
     )
     parser.add_argument(
         "--flat-image-tokens",
@@ -126,13 +146,45 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_QUOTA_WINDOW_S,
         help="length of the sliding quota window (default %(default)s)",
     )
+    _add_outcome_flags(parser)
+
+
+def _add_outcome_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "429 bodies, answers and service tiers (changeable at runtime via /_emulator/faults)"
+    )
+    group.add_argument("--quota-shape", choices=QUOTA_SHAPES, default="standard")
+    group.add_argument("--quota-tier", choices=QUOTA_TIERS, default="paid")
+    group.add_argument("--spend-tier", type=int, choices=(1, 2, 3), default=1)
+    group.add_argument("--prompt-block-reason", choices=PROMPT_BLOCK_REASONS, default=None)
+    group.add_argument("--blocked-finish-reason", choices=BLOCKED_FINISH_REASONS, default=None)
+    group.add_argument("--empty-answer", choices=EMPTY_ANSWERS, default=None)
+    group.add_argument(
+        "--outcome-every", type=int, default=1, help="forced outcome on every Nth answer"
+    )
+    group.add_argument(
+        "--thoughts-tokens", type=int, default=None, help="thoughts of every thinking call"
+    )
+    group.add_argument("--mask-format", choices=MASK_FORMATS, default=None)
+    group.add_argument(
+        "--priority-downgrade",
+        action="store_true",
+        help="serviceTier priority is served (and reported) as standard",
+    )
+    group.add_argument(
+        "--flex-shed-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability (0..1) that a serviceTier flex call is shed with 503",
+    )
 
 
 def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, argparse.Namespace]:
     """Flags -> a validated config; a bad rules file or setting exits 2 with a message."""
     args = parse_args(argv)
     try:
-        rules = load_token_rules_file(args.token_rules) if args.token_rules is not None else None
+        catalogue = load_models_file(args.models_file) if args.models_file is not None else None
         config = EmulatorConfig(
             api_keys=tuple(args.api_keys),
             latency_ms=args.latency_ms,
@@ -141,20 +193,11 @@ def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, arg
             file_ttl_s=args.file_ttl_s,
             file_max_bytes=args.file_max_bytes,
             invalid_json_every=args.invalid_json_every,
-            token_rules=rules,
+            model_catalogue=catalogue,
+            existing_project=args.existing_project,
+            fetch_allowed_hosts=tuple(args.fetch_allowed_hosts),
             flat_image_tokens=args.flat_image_tokens,
-            fail_503_rate=args.fail_503_rate,
-            fail_500_rate=args.fail_500_rate,
-            fail_429_rate=args.fail_429_rate,
-            retry_delay_s=args.retry_delay_s,
-            daily_quota_exhausted=args.daily_quota_exhausted,
-            hang_rate=args.hang_rate,
-            hang_s=args.hang_s,
-            always_fail=args.always_fail,
-            fault_seed=args.fault_seed,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            quota_window_s=args.quota_window_s,
+            **{name: getattr(args, name) for name in fault_field_names()},
         )
     except ValueError as exc:
         print(f"python -m emulator: error: {exc}", file=sys.stderr)

@@ -13,6 +13,9 @@ never appear in the SDK:
   of them. An unknown field or a bad value is a 400 and changes nothing.
 - ``POST /_emulator/files/{id}:expire``: make one file expire now, as if its 48 hours had
   passed; answers the (now expired) File, 404 for an unknown id.
+- ``PUT /_emulator/public/{name}``: store a "public web object" (the body, with its
+  Content-Type) that ``fileData`` parts may name by its URL on this emulator;
+  ``GET /_emulator/public/{name}`` serves it back (404 if unknown).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from emulator.state import EmulatorState
 
 # Far more than any settings object needs; the limit only guards against accidents.
 FAULTS_BODY_LIMIT = 64 * 1024
+DEFAULT_PUBLIC_TYPE = "application/octet-stream"
 
 
 def stats_body(state: EmulatorState) -> dict[str, Any]:
@@ -77,3 +81,20 @@ async def file_action(request: Request, target: str) -> Response:
     state = app_state(request)
     stored = state.files.expire(file_id.removeprefix("files/"))
     return JSONResponse(stored.resource(state.clock(), base_url(request)))
+
+
+async def put_public(request: Request, name: str) -> Response:
+    """``PUT /_emulator/public/{name}``: answers ``{"uri": URL to use in fileData}``."""
+    state = app_state(request)
+    data = await read_body(request, state.config.file_max_bytes)
+    mime_type = request.headers.get("content-type", DEFAULT_PUBLIC_TYPE).split(";")[0].strip()
+    state.public[name] = (mime_type.lower(), data)
+    return JSONResponse({"uri": f"{base_url(request)}/_emulator/public/{name}"})
+
+
+async def get_public(request: Request, name: str) -> Response:
+    """``GET /_emulator/public/{name}``: the stored object, 404 if there is none."""
+    found = app_state(request).public.get(name)
+    if found is None:
+        raise errors.method_not_found(request.url.path)
+    return Response(found[1], media_type=found[0])

@@ -3,11 +3,11 @@
 Every answer is derived from measurable properties (scene.py) and text answers say that
 they are synthetic, so nobody mistakes emulator output for a real model's judgement.
 
-Segmentation masks are deliberately awkward, as real ones can be: each mask is a
-grayscale PNG probability map at a resolution different from its box (callers must
-resize it to the box and threshold at 127), and the ``data:image/png;base64,`` prefix is
-present on items 0, 2, 4... of the list and absent on items 1, 3, 5..., so callers must
-accept both forms.
+Segmentation masks come in the format the model's catalogue entry names (masks.py). The
+``png`` format is deliberately awkward, as real masks can be: each mask is a grayscale
+PNG probability map at a resolution different from its box (callers must resize it to
+the box and threshold at 127), and the ``data:image/png;base64,`` prefix is present on
+items 0, 2, 4... of the list and absent on items 1, 3, 5..., so callers must accept both.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from emulator.compare import asks_to_compare, compare_answer
+from emulator.masks import polygon, seg_tokens
 from emulator.request import GenerateRequest
 from emulator.scene import DetectedShape, SceneFacts
 from emulator.schema_fill import break_schema, fill_schema
@@ -193,10 +194,21 @@ def mask_data_url(mask: Image.Image, with_prefix: bool = True) -> str:
     return MASK_PREFIX + encoded if with_prefix else encoded
 
 
-def detection_items(scene: SceneFacts | None, prompt: str, masks: bool) -> list[dict[str, Any]]:
+def _mask(shape: DetectedShape, scene: SceneFacts, index: int, mask_format: str) -> Any:
+    if mask_format == "seg_tokens":
+        return seg_tokens(shape.mask)
+    if mask_format == "polygon":
+        return polygon(shape.mask, shape.box, scene.width, scene.height)
+    return mask_data_url(shape.mask, with_prefix=index % 2 == 0)
+
+
+def detection_items(
+    scene: SceneFacts | None, prompt: str, masks: bool, mask_format: str = "png"
+) -> list[dict[str, Any]]:
     """Detection (or, with ``masks``, segmentation) items for the shapes the prompt names.
 
-    Masks alternate by item index: even items carry the data-URL prefix, odd ones not.
+    ``png`` masks alternate by item index: even items carry the data-URL prefix, odd ones
+    not. ``seg_tokens`` and ``polygon`` masks are described in masks.py.
     """
     if scene is None:
         return []
@@ -207,7 +219,7 @@ def detection_items(scene: SceneFacts | None, prompt: str, masks: bool) -> list[
             "label": shape.label,
         }
         if masks:
-            item["mask"] = mask_data_url(shape.mask, with_prefix=index % 2 == 0)
+            item["mask"] = _mask(shape, scene, index, mask_format)
         items.append(item)
     return items
 
@@ -263,17 +275,23 @@ def structured_answer(
 
 
 def answer(
-    request: GenerateRequest, scenes: Sequence[SceneFacts], *, invalid_structured: bool = False
+    request: GenerateRequest,
+    scenes: Sequence[SceneFacts],
+    *,
+    invalid_structured: bool = False,
+    mask_format: str = "png",
 ) -> str:
     """The model's reply text for ``request`` about ``scenes`` (one per image).
 
-    ``invalid_structured`` makes a structured answer violate its schema on purpose.
+    ``invalid_structured`` makes a structured answer violate its schema on purpose;
+    ``mask_format`` is the segmentation mask format (masks.py).
     """
     prompt = request.prompt_text
     instructions = f"{request.system_text}\n{prompt}"
     if _wants_boxes(request):
         first = scenes[0] if scenes else None
-        items = detection_items(first, prompt, masks="mask" in instructions.lower())
+        wants_masks = "mask" in instructions.lower()
+        items = detection_items(first, prompt, wants_masks, mask_format)
         return _fenced(json_list(items), _bare_json(request))
     if is_structured(request):
         return structured_answer(request, scenes, invalid_structured)

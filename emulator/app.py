@@ -13,15 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emulator import admin, errors, files_api, gate
+from emulator import admin, errors, files_api, frontend, gate, models_api
 from emulator.config import EmulatorConfig
 from emulator.errors import EmulatorError
-from emulator.httpio import API_VERSIONS, app_state, check_api_key, read_body
+from emulator.httpio import API_VERSIONS, app_state, base_url, check_api_key, read_body
 from emulator.request import parse_json_body
-from emulator.service import count_tokens, generate_content
+from emulator.service import Call, Result, count_tokens, generate_content
 from emulator.state import EmulatorState
 
-Method = Callable[[EmulatorState, str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
+Method = Callable[[EmulatorState, Call, Mapping[str, Any]], Awaitable[Result]]
 METHODS: dict[str, Method] = {
     "generateContent": generate_content,
     "streamGenerateContent": generate_content,
@@ -31,10 +31,10 @@ METHODS: dict[str, Method] = {
 GENERATE_METHODS = frozenset({"generateContent", "streamGenerateContent"})
 
 
-def _sse(body: dict[str, Any]) -> Response:
+def _sse(result: Result) -> Response:
     # One chunk carrying the whole answer is a valid stream for the SDK's SSE reader.
-    payload = f"data: {json.dumps(body)}\r\n\r\n"
-    return Response(payload, media_type="text/event-stream")
+    payload = f"data: {json.dumps(result.body)}\r\n\r\n"
+    return Response(payload, media_type="text/event-stream", headers=result.headers)
 
 
 async def model_method(request: Request, version: str, target: str) -> Response:
@@ -45,15 +45,18 @@ async def model_method(request: Request, version: str, target: str) -> Response:
         raise errors.method_not_found(request.url.path)
     state = app_state(request)
     check_api_key(request, state.config)
-    if not state.config.knows_model(model):
-        raise errors.model_not_found(model, version, method_name)
+    # Aliases and routed ids are answered by the model they point at (its rules, billing
+    # and quotas; modelVersion names it); shut-down, closed and unknown ids are 404s.
+    spec = state.catalogue.resolve(model, version, method_name, state.config.existing_project)
     body = parse_json_body(await read_body(request, state.config.inline_limit_bytes))
+    frontend.check_body(body, version, method_name, request.url.path)
     if method_name in GENERATE_METHODS:
-        await gate.fault_stage(state, model, request.is_disconnected)
-    result = await method(state, model, body)
+        await gate.fault_stage(state, spec.id, request.is_disconnected)
+    call = Call(requested=model, spec=spec, api_version=version, base_url=base_url(request))
+    result = await method(state, call, body)
     if method_name == "streamGenerateContent":
         return _sse(result)
-    return JSONResponse(result)
+    return JSONResponse(result.body, headers=result.headers)
 
 
 async def healthz() -> dict[str, str]:
@@ -87,7 +90,11 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_api_route("/_emulator/faults", admin.get_faults, methods=["GET"])
     app.add_api_route("/_emulator/faults", admin.set_faults, methods=["POST"])
     app.add_api_route("/_emulator/files/{target}", admin.file_action, methods=["POST"])
+    app.add_api_route("/_emulator/public/{name}", admin.put_public, methods=["PUT"])
+    app.add_api_route("/_emulator/public/{name}", admin.get_public, methods=["GET"])
     app.add_api_route("/{version}/models/{target}", model_method, methods=["POST"])
+    app.add_api_route("/{version}/models/{target}", models_api.get_model, methods=["GET"])
+    app.add_api_route("/{version}/models", models_api.list_models, methods=["GET"])
     app.add_api_route("/upload/{version}/files", files_api.upload, methods=["POST"])
     app.add_api_route("/{version}/files", files_api.list_files, methods=["GET"])
     app.add_api_route("/{version}/files/{file_id}", files_api.get_file, methods=["GET"])

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.catalog import Catalogue, build_catalogue
 from emulator.faults import (
     DEFAULT_HANG_S,
     DEFAULT_QUOTA_WINDOW_S,
@@ -13,26 +14,14 @@ from emulator.faults import (
     FaultSettings,
     fault_field_names,
 )
-from emulator.tokens import TokenTable, build_token_table
+from emulator.tokens import TokenTable
 
-DEFAULT_INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+# Google raised the inline request limit of generateContent to 100 MB in January 2026.
+DEFAULT_INLINE_LIMIT_BYTES = 100 * 1024 * 1024
 # The File API's documented limits: 2 GB per file, files deleted after 48 hours.
 DEFAULT_FILE_MAX_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_FILE_TTL_S = 48 * 3600.0
 DEFAULT_FILE_PROCESSING_S = 0.5
-
-DEFAULT_MODELS: tuple[str, ...] = (
-    "gemini-2.5-flash",
-    "gemini-2.5-flash-lite",
-    "gemini-2.5-pro",
-    "gemini-2.0-flash",
-    "gemini-2.0-flash-lite",
-    "gemini-1.5-flash",
-    "gemini-1.5-pro",
-    "gemini-3-flash-preview",
-    "gemini-3-pro-preview",
-    "gemini-3.1-pro-preview",
-)
 
 
 @dataclass(frozen=True)
@@ -49,11 +38,17 @@ class EmulatorConfig:
     ``invalid_json_every`` = N > 0 makes every Nth structured answer (JSON mime type plus a
     response schema) deliberately violate its schema; 0 never does.
 
-    Token billing (see ``tokens.py``): ``token_rules`` is a parsed rules table in the
-    format shared with ``vision/data/token_rules.json``; its ``models`` entries replace or
-    add prefixes of the built-in table (None = built-in only). ``flat_image_tokens`` = N
-    bills every image N tokens for every model (calibration tests); None = by the rules.
-    An invalid table raises ``ValueError`` (``TokenRulesError``) naming the problem.
+    Models (see ``catalog.py``): ``model_catalogue`` is the parsed JSON of an override of
+    the built-in catalogue ``emulator/data/models.json`` (None = built-in only): which ids
+    exist, their status, thinking rules, mask format and billing. ``existing_project``
+    makes the emulator play a project that used closed models before (they answer instead
+    of the "no longer available to new users" 404). ``flat_image_tokens`` = N bills every
+    image N tokens for every model (calibration tests); None = by each model's billing.
+    An invalid catalogue raises ``ValueError`` (``CatalogueError``) naming the problem.
+
+    ``fetch_allowed_hosts``: ``host`` or ``host:port`` names whose http(s) URLs a
+    ``fileData`` part may name; the emulator fetches them (it cannot reach the internet,
+    so every other web URL answers the API's unreachable-URL 400).
 
     Faults and quotas of generateContent (see ``faults.FaultSettings`` for each field):
     ``fail_503_rate``, ``fail_500_rate``, ``fail_429_rate``, ``retry_delay_s``,
@@ -65,12 +60,13 @@ class EmulatorConfig:
     api_keys: tuple[str, ...] = ()
     latency_ms: float = 0.0
     inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES
-    models: tuple[str, ...] = DEFAULT_MODELS
     file_processing_s: float = DEFAULT_FILE_PROCESSING_S
     file_ttl_s: float = DEFAULT_FILE_TTL_S
     file_max_bytes: int = DEFAULT_FILE_MAX_BYTES
     invalid_json_every: int = 0
-    token_rules: Mapping[str, Any] | None = None
+    model_catalogue: Mapping[str, Any] | None = None
+    existing_project: bool = False
+    fetch_allowed_hosts: tuple[str, ...] = ()
     flat_image_tokens: int | None = None
     fail_503_rate: float = 0.0
     fail_500_rate: float = 0.0
@@ -84,6 +80,17 @@ class EmulatorConfig:
     rpm: int | None = None
     tpm: int | None = None
     quota_window_s: float = DEFAULT_QUOTA_WINDOW_S
+    quota_shape: str = "standard"
+    quota_tier: str = "paid"
+    spend_tier: int = 1
+    prompt_block_reason: str | None = None
+    blocked_finish_reason: str | None = None
+    empty_answer: str | None = None
+    outcome_every: int = 1
+    thoughts_tokens: int | None = None
+    mask_format: str | None = None
+    priority_downgrade: bool = False
+    flex_shed_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -98,27 +105,25 @@ class EmulatorConfig:
             raise ValueError("file_max_bytes must be > 0")
         if self.invalid_json_every < 0:
             raise ValueError("invalid_json_every must be >= 0")
-        if not self.models:
-            raise ValueError("at least one model must be known")
         if self.flat_image_tokens is not None and (
             isinstance(self.flat_image_tokens, bool) or self.flat_image_tokens <= 0
         ):
             raise ValueError("flat_image_tokens must be > 0")
-        self.token_table()  # validates token_rules
+        self.token_table()  # validates model_catalogue and flat_image_tokens
         self.fault_settings()  # validates the fault and quota fields
 
     def fault_settings(self) -> FaultSettings:
         """The start-up fault and quota settings (the same-named fields of this config)."""
         return FaultSettings(**{name: getattr(self, name) for name in fault_field_names()})
 
+    def catalogue(self) -> Catalogue:
+        """The model catalogue: built-in, with ``model_catalogue`` merged in."""
+        return build_catalogue(self.model_catalogue)
+
     def token_table(self) -> TokenTable:
-        """The billing table: built-in rules, ``token_rules`` and ``flat_image_tokens``."""
-        return build_token_table(self.token_rules, self.flat_image_tokens)
+        """Every answering model's billing (or ``flat_image_tokens`` for all images)."""
+        return self.catalogue().token_table(self.flat_image_tokens)
 
     def accepts_key(self, key: str) -> bool:
         """True if ``key`` (already known to be non-empty) may call the API."""
         return not self.api_keys or key in self.api_keys
-
-    def knows_model(self, model: str) -> bool:
-        """True if ``model`` (without the ``models/`` prefix) is served."""
-        return model in self.models

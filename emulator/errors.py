@@ -7,6 +7,7 @@ the SDK maps to ``google.genai.errors.ClientError``/``ServerError``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,64 @@ def model_not_found(model: str, version: str, method: str) -> EmulatorError:
     )
 
 
+def model_closed(model: str) -> EmulatorError:
+    """404 for a model closed to new projects (the API's wording)."""
+    return EmulatorError(
+        404,
+        f"This model models/{model} is no longer available to new users. Please update your"
+        " code to use a newer model for the latest features and improvements.",
+    )
+
+
+# --- per-model request rules (thinking, media resolution) -------------------------------
+
+
+def thinking_budget_zero() -> EmulatorError:
+    """400 for thinking_budget 0 on a model that only thinks (python-genai#2936)."""
+    return invalid_argument("Budget 0 is invalid. This model only works in thinking mode.")
+
+
+def thinking_budget_range(budget: int, low: int, high: int) -> EmulatorError:
+    """400 for a thinking budget outside the model's range."""
+    return invalid_argument(
+        f"The thinking budget {budget} is invalid. Please choose a value between {low} and {high}."
+    )
+
+
+def thinking_level_unsupported(level: str) -> EmulatorError:
+    """400 for a thinking level the model does not take."""
+    return invalid_argument(
+        f"Thinking level {level} is not supported for this model. Please retry with other"
+        " thinking level."
+    )
+
+
+def thinking_level_and_budget() -> EmulatorError:
+    """400 for thinkingConfig with both a level and a budget (the API's own wording)."""
+    return invalid_argument("You can only set only one of thinking budget and thinking level.")
+
+
+def per_part_media_resolution_unsupported() -> EmulatorError:
+    """400 for a part-level mediaResolution on a model without per-part support."""
+    return invalid_argument("Per part media resolution is not supported for this Model.")
+
+
+def media_resolution_value(where: str, value: str) -> EmulatorError:
+    """400 for a media resolution level the field does not take (ULTRA_HIGH at the top)."""
+    return invalid_argument(
+        f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage."
+        f'v1beta.GenerationConfig.MediaResolution), "{value}"'
+    )
+
+
+def url_unreachable(uri: str) -> EmulatorError:
+    """400 for an https fileData URI the service cannot fetch."""
+    return invalid_argument(
+        f"Cannot fetch content from the provided URL. Please ensure the URL is valid and"
+        f" accessible by Gemini API. URL: {uri}"
+    )
+
+
 def method_not_found(path: str) -> EmulatorError:
     """404 for an unknown URL, as Google's front end answers it."""
     return EmulatorError(404, f"Method not found: {path}")
@@ -127,6 +186,28 @@ def undecodable_image() -> EmulatorError:
 def invalid_json(detail: str) -> EmulatorError:
     """400 for a body that is not a JSON object."""
     return invalid_argument(f"Invalid JSON payload received. {detail}")
+
+
+def bad_request(violations: Sequence[tuple[str, str]]) -> EmulatorError:
+    """400 for a body the ProtoJSON front end refuses: one ``(field, description)`` each.
+
+    As Google sends it: the descriptions joined by newlines as the message, and a
+    ``google.rpc.BadRequest`` listing them (``field`` left out for the top level).
+    """
+    field_violations = [
+        ({"field": field} if field else {}) | {"description": description}
+        for field, description in violations
+    ]
+    return EmulatorError(
+        400,
+        "\n".join(description for _, description in violations),
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": field_violations,
+            }
+        ],
+    )
 
 
 def unsupported_file_uri(uri: str) -> EmulatorError:
@@ -205,7 +286,8 @@ FAILURE_MESSAGES: dict[int, str] = {
     403: "The caller does not have permission",
     404: "Requested entity was not found.",
     500: f"An internal error has occurred. Please retry or report in {TROUBLESHOOTING_URL}",
-    503: "The model is overloaded. Please try again later.",
+    503: "This model is currently experiencing high demand. Spikes in demand are usually"
+    " temporary. Please try again later.",
     504: "Deadline expired before operation could complete.",
 }
 
@@ -235,9 +317,25 @@ def failure(code: int) -> EmulatorError:
     return EmulatorError(code, FAILURE_MESSAGES.get(code, "Unknown error."))
 
 
+def _quota_message(lines: str, delay: str | None) -> str:
+    retry = f"Please retry in {delay}." if delay is not None else ""
+    return (
+        "You exceeded your current quota, please check your plan and billing details. For more"
+        f" information on this error, head to: {RATE_LIMITS_URL}. To monitor your current"
+        f" usage, head to: https://ai.dev/rate-limit. \n{lines}{retry}"
+    )
+
+
+HELP_DETAIL: dict[str, Any] = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [{"description": "Learn more about Gemini API quotas", "url": RATE_LIMITS_URL}],
+}
+
+
 def quota_exceeded(model: str, limits: list[QuotaLimit], retry_delay_s: float) -> EmulatorError:
     """429 RESOURCE_EXHAUSTED with QuotaFailure, Help and RetryInfo, like the Gemini API.
 
+    ``limits`` may mix per-minute and per-day quotas (the free tier lists both at once).
     The delay is in the body only (RetryInfo ``retryDelay``), never in a Retry-After header.
     """
     delay = format_duration(retry_delay_s)
@@ -245,11 +343,6 @@ def quota_exceeded(model: str, limits: list[QuotaLimit], retry_delay_s: float) -
         f"* Quota exceeded for metric: {limit.quota_metric}, limit: {limit.quota_value},"
         f" model: {model}\n"
         for limit in limits
-    )
-    message = (
-        "You exceeded your current quota, please check your plan and billing details. For more"
-        f" information on this error, head to: {RATE_LIMITS_URL}. To monitor your current"
-        f" usage, head to: https://ai.dev/rate-limit. \n{lines}Please retry in {delay}."
     )
     violations = [
         {
@@ -263,12 +356,52 @@ def quota_exceeded(model: str, limits: list[QuotaLimit], retry_delay_s: float) -
     ]
     details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
-        {
-            "@type": "type.googleapis.com/google.rpc.Help",
-            "links": [
-                {"description": "Learn more about Gemini API quotas", "url": RATE_LIMITS_URL}
-            ],
-        },
+        HELP_DETAIL,
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return EmulatorError(429, _quota_message(lines, delay), details=details)
+
+
+def quota_help_only() -> EmulatorError:
+    """429 whose only detail is a google.rpc.Help: no QuotaFailure, no RetryInfo.
+
+    What paid-tier projects were seen to get (python-genai#1427).
+    """
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more"
+        f" information on this error, head to: {RATE_LIMITS_URL}."
+    )
+    return EmulatorError(429, message, details=[HELP_DETAIL])
+
+
+# Rolling spend limits per usage tier, USD per 10 minutes (GEMINI.md, "Rate limits").
+SPEND_LIMITS_USD: dict[int, int] = {1: 10, 2: 50, 3: 200}
+
+
+def spend_limit_exceeded(model: str, tier: int, retry_delay_s: float) -> EmulatorError:
+    """429 for Gemini's rolling spend limit (dollars per 10 minutes per usage tier).
+
+    The shape is assumed, not captured: a message naming the limit and tier, a
+    QuotaFailure with quota id ``GenerateContentSpendPer10MinutesPerProjectTier{N}``,
+    Help and RetryInfo.
+    """
+    limit = SPEND_LIMITS_USD[tier]
+    delay = format_duration(retry_delay_s)
+    message = (
+        f"Your project has exceeded its spend limit of ${limit:.2f} per 10 minutes for Tier"
+        f" {tier}. Wait for earlier spending to leave the 10-minute window, or raise your"
+        f" usage tier. For more information, head to: {RATE_LIMITS_URL}. Please retry in"
+        f" {delay}."
+    )
+    violation = {
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_spend",
+        "quotaId": f"GenerateContentSpendPer10MinutesPerProjectTier{tier}",
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": str(limit),
+    }
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        HELP_DETAIL,
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
     ]
     return EmulatorError(429, message, details=details)

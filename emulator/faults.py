@@ -27,7 +27,21 @@ HANG = "hang"
 # Statuses ``always_fail`` may name: those the Gemini API answers generateContent with.
 ALWAYS_FAIL_STATUSES: tuple[int, ...] = (400, 403, 404, 429, 500, 503, 504)
 
-_RATES = ("fail_503_rate", "fail_500_rate", "fail_429_rate", "hang_rate")
+_RATES = ("fail_503_rate", "fail_500_rate", "fail_429_rate", "hang_rate", "flex_shed_rate")
+
+# The body of an injected 429 (``fail_429_rate`` or ``always_fail`` 429); see errors.py.
+QUOTA_SHAPES: tuple[str, ...] = ("standard", "mixed_daily", "help_only", "spend_limit")
+QUOTA_TIERS: tuple[str, ...] = ("paid", "free")
+SPEND_TIERS: tuple[int, ...] = (1, 2, 3)
+PROMPT_BLOCK_REASONS: tuple[str, ...] = (
+    "SAFETY", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "IMAGE_SAFETY",
+)  # fmt: skip
+BLOCKED_FINISH_REASONS: tuple[str, ...] = (
+    "SAFETY", "RECITATION", "PROHIBITED_CONTENT", "IMAGE_SAFETY", "MALFORMED_RESPONSE",
+    "OTHER", "BLOCKLIST", "SPII",
+)  # fmt: skip
+EMPTY_ANSWERS: tuple[str, ...] = ("no_candidates", "no_parts", "empty_text")
+MASK_FORMATS: tuple[str, ...] = ("png", "seg_tokens", "polygon")
 _DURATIONS = ("retry_delay_s", "hang_s")
 _LIMITS = ("rpm", "tpm")
 
@@ -55,6 +69,21 @@ class FaultSettings:
     - ``fault_seed``: seed of the draws (None = unpredictable).
     - ``rpm``, ``tpm``: admitted requests / prompt tokens per ``quota_window_s`` seconds,
       per model (None = unlimited).
+    - ``quota_shape``: body of an injected 429: ``standard`` (QuotaFailure, Help,
+      RetryInfo), ``mixed_daily`` (per-minute and per-day ids together, RetryInfo
+      ``retry_delay_s``), ``help_only`` (only a Help detail) or ``spend_limit``.
+    - ``quota_tier``: ``paid`` quota ids, or ``free`` ones (``-FreeTier`` suffix).
+    - ``spend_tier``: 1, 2 or 3: the spend-limit 429's tier ($10, $50, $200 per 10 min).
+    - ``prompt_block_reason``: answered calls come back with ``promptFeedback.blockReason``
+      and no candidates; ``blocked_finish_reason``: with one candidate stopped for that
+      reason and no content; ``empty_answer``: ``no_candidates``, ``no_parts`` (a
+      candidate whose content has no parts) or ``empty_text``. At most one of the three;
+      they hit every ``outcome_every``-th answered call (1 = all).
+    - ``thoughts_tokens``: thoughts of every thinking call (None = the catalogue's count).
+    - ``mask_format``: segmentation masks of every model (None = per model).
+    - ``priority_downgrade``: ``serviceTier: priority`` calls are served (and reported in
+      ``x-gemini-service-tier``) as ``standard``; ``flex_shed_rate``: probability that a
+      ``flex`` call is shed with 503.
 
     Every value is checked here (ValueError with a readable message), whatever its source.
     """
@@ -71,6 +100,17 @@ class FaultSettings:
     rpm: int | None = None
     tpm: int | None = None
     quota_window_s: float = DEFAULT_QUOTA_WINDOW_S
+    quota_shape: str = "standard"
+    quota_tier: str = "paid"
+    spend_tier: int = 1
+    prompt_block_reason: str | None = None
+    blocked_finish_reason: str | None = None
+    empty_answer: str | None = None
+    outcome_every: int = 1
+    thoughts_tokens: int | None = None
+    mask_format: str | None = None
+    priority_downgrade: bool = False
+    flex_shed_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _RATES:
@@ -114,6 +154,48 @@ class FaultSettings:
         window = self.quota_window_s
         if not (_is_number(window) and math.isfinite(window) and window > 0):
             raise ValueError(f"quota_window_s must be a number of seconds > 0, got {window!r}")
+        self._check_outcomes()
+
+    def _check_outcomes(self) -> None:
+        for name, allowed, optional in (
+            ("quota_shape", QUOTA_SHAPES, False),
+            ("quota_tier", QUOTA_TIERS, False),
+            ("spend_tier", SPEND_TIERS, False),
+            ("prompt_block_reason", PROMPT_BLOCK_REASONS, True),
+            ("blocked_finish_reason", BLOCKED_FINISH_REASONS, True),
+            ("empty_answer", EMPTY_ANSWERS, True),
+            ("mask_format", MASK_FORMATS, True),
+        ):
+            value = getattr(self, name)
+            if (value is None and optional) or (value in allowed and not isinstance(value, bool)):
+                continue
+            choices = ", ".join(map(str, allowed))
+            prefix = "null or " if optional else ""
+            raise ValueError(f"{name} must be {prefix}one of {choices}, got {value!r}")
+        chosen = [
+            name
+            for name in ("prompt_block_reason", "blocked_finish_reason", "empty_answer")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"set at most one of {', '.join(chosen)}")
+        if not (_is_int(self.outcome_every) and self.outcome_every >= 1):
+            raise ValueError(f"outcome_every must be an integer >= 1, got {self.outcome_every!r}")
+        thoughts = self.thoughts_tokens
+        if thoughts is not None and not (_is_int(thoughts) and thoughts >= 0):
+            raise ValueError(f"thoughts_tokens must be null or an integer >= 0, got {thoughts!r}")
+        if not isinstance(self.priority_downgrade, bool):
+            raise ValueError(
+                f"priority_downgrade must be true or false, got {self.priority_downgrade!r}"
+            )
+
+    def outcome(self) -> tuple[str, str] | None:
+        """The forced outcome (setting name, value), or None for normal answers."""
+        for name in ("prompt_block_reason", "blocked_finish_reason", "empty_answer"):
+            value = getattr(self, name)
+            if value is not None:
+                return name, value
+        return None
 
     def updated(self, changes: Mapping[str, Any]) -> FaultSettings:
         """A copy with ``changes`` (field name -> JSON value) applied and checked.

@@ -250,13 +250,15 @@ class FileStore:
                 stored.data = None
 
     def get(self, file_id: str) -> StoredFile:
-        """files.get: 404 for unknown or deleted ids, 403 once expired."""
+        """files.get: 403 PERMISSION_DENIED for unknown, deleted and expired ids.
+
+        The Gemini API does not say whether a file exists that the caller may not see, so
+        an id that never existed gets the same 403 as an expired one.
+        """
         now = self.clock()
         self._sweep(now)
         stored = self.files.get(file_id)
-        if stored is None:
-            raise errors.file_not_found(file_id)
-        if stored.is_expired(now):
+        if stored is None or stored.is_expired(now):
             raise errors.file_permission_denied(file_id)
         return stored
 

@@ -25,7 +25,7 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator import errors
+from emulator import errors, frontend
 from emulator.errors import EmulatorError
 from emulator.files import UploadSession, decodes
 from emulator.httpio import app_state, base_url, check_api_key, check_version, read_body
@@ -81,7 +81,9 @@ async def _start(request: Request, state: EmulatorState, version: str) -> Respon
             "The first resumable request must be X-Goog-Upload-Command: start."
         )
     raw = await read_body(request, START_BODY_LIMIT)
-    meta = _file_meta(parse_json_body(raw) if raw.strip() else {})
+    body = parse_json_body(raw) if raw.strip() else {}
+    frontend.check_body(body, version, "CreateFile", request.url.path)
+    meta = _file_meta(body)
     size = _declared_size(request, meta)
     if size > state.config.file_max_bytes:
         raise errors.file_too_large(size, state.config.file_max_bytes)
@@ -205,7 +207,7 @@ async def upload(request: Request, version: str) -> Response:
 
 
 async def get_file(request: Request, version: str, file_id: str) -> Response:
-    """``GET /{version}/files/{id}``: the File, 404 if unknown, 403 once expired."""
+    """``GET /{version}/files/{id}``: the File; 403 if unknown, deleted or expired."""
     check_version(request, version)
     state = app_state(request)
     check_api_key(request, state.config)
@@ -243,7 +245,7 @@ async def list_files(request: Request, version: str) -> Response:
 
 
 async def delete_file(request: Request, version: str, file_id: str) -> Response:
-    """``DELETE /{version}/files/{id}``: ``{}``; 404 if unknown, 403 once expired."""
+    """``DELETE /{version}/files/{id}``: ``{}``; 403 if unknown, deleted or expired."""
     check_version(request, version)
     state = app_state(request)
     check_api_key(request, state.config)

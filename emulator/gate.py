@@ -17,21 +17,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from emulator import errors
 from emulator.errors import EmulatorError, QuotaLimit
 from emulator.faults import DAILY_QUOTA, HANG, FaultSettings, decide_fault
-from emulator.quota import RPM, QuotaViolation
+from emulator.quota import RPM, TPM
 from emulator.state import EmulatorState
 
 Disconnected = Callable[[], Awaitable[bool]]
 
-# Quota ids exactly as the Gemini API names them in QuotaFailure (paid tier: no
-# "-FreeTier" suffix). The metrics follow the free tier's documented names.
+# Quota ids exactly as the Gemini API names them in QuotaFailure: the paid tier's have no
+# suffix, the free tier's end "-FreeTier" (quota_tier setting).
 RPM_QUOTA_ID = "GenerateRequestsPerMinutePerProjectPerModel"
 TPM_QUOTA_ID = "GenerateContentInputTokensPerModelPerMinute"
 RPD_QUOTA_ID = "GenerateRequestsPerDayPerProjectPerModel"
-REQUESTS_METRIC = "generativelanguage.googleapis.com/generate_content_paid_tier_requests"
-TOKENS_METRIC = "generativelanguage.googleapis.com/generate_content_paid_tier_input_token_count"
+FREE_TIER_SUFFIX = "-FreeTier"
+METRIC_PREFIX = "generativelanguage.googleapis.com/generate_content_"
+# The free tier's per-minute token quota as the field reports show it.
+NOMINAL_FREE_TPM = 250_000
 # Quota sizes a random or daily 429 claims when no rpm is configured (tier-1-like figures).
 NOMINAL_RPM = 1000
 NOMINAL_RPD = 10_000
+RPD_KIND = "rpd"
 # How often a hung call checks whether its client gave up.
 HANG_POLL_S = 0.1
 
@@ -53,13 +56,35 @@ def seconds_until_pacific_midnight(now: float) -> float:
     return midnight.timestamp() - now
 
 
+def quota_limit(kind: str, settings: FaultSettings, value: int) -> QuotaLimit:
+    """The QuotaFailure entry of quota ``kind`` (rpm, tpm or rpd) in the settings' tier."""
+    free = settings.quota_tier == "free"
+    metric = METRIC_PREFIX + ("free_tier_" if free else "paid_tier_")
+    metric += "input_token_count" if kind == TPM else "requests"
+    base = {RPM: RPM_QUOTA_ID, TPM: TPM_QUOTA_ID}.get(kind, RPD_QUOTA_ID)
+    return QuotaLimit(metric, base + (FREE_TIER_SUFFIX if free else ""), value)
+
+
+def injected_429(settings: FaultSettings, model: str) -> EmulatorError:
+    """The 429 of ``fail_429_rate`` / ``always_fail`` 429, in the ``quota_shape`` chosen."""
+    if settings.quota_shape == "help_only":
+        return errors.quota_help_only()
+    if settings.quota_shape == "spend_limit":
+        return errors.spend_limit_exceeded(model, settings.spend_tier, settings.retry_delay_s)
+    limits = [quota_limit(RPM, settings, settings.rpm or NOMINAL_RPM)]
+    if settings.quota_shape == "mixed_daily":
+        # As the free tier sends it: per-minute and per-day ids at once, a short RetryInfo.
+        limits.append(quota_limit(TPM, settings, settings.tpm or NOMINAL_FREE_TPM))
+        limits.append(quota_limit(RPD_KIND, settings, NOMINAL_RPD))
+    return errors.quota_exceeded(model, limits, settings.retry_delay_s)
+
+
 def _fault_error(kind: str, settings: FaultSettings, model: str, now: float) -> EmulatorError:
     if kind == DAILY_QUOTA:
-        limit = QuotaLimit(REQUESTS_METRIC, RPD_QUOTA_ID, NOMINAL_RPD)
+        limit = quota_limit(RPD_KIND, settings, NOMINAL_RPD)
         return errors.quota_exceeded(model, [limit], seconds_until_pacific_midnight(now))
     if kind == "429":
-        limit = QuotaLimit(REQUESTS_METRIC, RPM_QUOTA_ID, settings.rpm or NOMINAL_RPM)
-        return errors.quota_exceeded(model, [limit], settings.retry_delay_s)
+        return injected_429(settings, model)
     return errors.failure(int(kind))
 
 
@@ -94,12 +119,6 @@ async def fault_stage(state: EmulatorState, model: str, disconnected: Disconnect
         raise errors.client_closed()
 
 
-def _quota_limit(violation: QuotaViolation) -> QuotaLimit:
-    if violation.limit == RPM:
-        return QuotaLimit(REQUESTS_METRIC, RPM_QUOTA_ID, violation.quota_value)
-    return QuotaLimit(TOKENS_METRIC, TPM_QUOTA_ID, violation.quota_value)
-
-
 def admit(state: EmulatorState, model: str, prompt_tokens: int) -> None:
     """Admit the call into ``model``'s rpm/tpm window or raise the quota 429.
 
@@ -121,5 +140,5 @@ def admit(state: EmulatorState, model: str, prompt_tokens: int) -> None:
     by_limit = state.counters.quota_rejections_by_limit
     for violation in rejection.violations:
         by_limit[violation.limit] = by_limit.get(violation.limit, 0) + 1
-    limits = [_quota_limit(v) for v in rejection.violations]
+    limits = [quota_limit(v.limit, settings, v.quota_value) for v in rejection.violations]
     raise errors.quota_exceeded(model, limits, rejection.retry_after_s)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio.to_thread
 
 from emulator import errors, gate
 from emulator.answers import answer, is_structured
+from emulator.catalog import ModelSpec
 from emulator.config import EmulatorConfig
-from emulator.files import FileStore, id_from_uri
+from emulator.files import id_from_uri
+from emulator.remote import fetch, is_web_uri
+from emulator.replies import Reply, answer_body, outcome_body
 from emulator.request import (
     IMAGE_MIME_TYPES,
     TEXT_MIME_TYPES,
@@ -21,41 +24,81 @@ from emulator.request import (
     ImagePart,
     Part,
     TextPart,
+    get_field,
     parse_count_tokens_request,
     parse_generate_request,
 )
+from emulator.rules import check_media_resolution, thoughts_for
 from emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
 from emulator.state import EmulatorState
-from emulator.tokens import ImageInput, PromptTokens, TokenTable, thoughts_tokens, usage_metadata
+from emulator.tokens import ImageInput, PromptTokens
+
+SERVICE_TIERS = ("standard", "flex", "priority")
+SERVICE_TIER_HEADER = "x-gemini-service-tier"
 
 
-def _resolve_file(part: FilePart, store: FileStore) -> Part:
-    file_id = id_from_uri(part.file_uri)
-    if file_id is None:
-        raise errors.unsupported_file_uri(part.file_uri)
-    stored, data = store.for_prompt(file_id)
-    # The stored MIME type is the truth; the part's own mime_type is only a hint.
-    if stored.mime_type in IMAGE_MIME_TYPES:
-        return ImagePart(
-            mime_type=stored.mime_type, data=data, media_resolution=part.media_resolution
-        )
-    if stored.mime_type in TEXT_MIME_TYPES:
+@dataclass(frozen=True)
+class Call:
+    """One model call: the id asked for, the model that answers it, where it came in."""
+
+    requested: str
+    spec: ModelSpec
+    api_version: str
+    base_url: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """A response body and the extra headers that go with it."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _stored_part(mime_type: str, data: bytes, media_resolution: str | None) -> Part:
+    if mime_type in IMAGE_MIME_TYPES:
+        return ImagePart(mime_type=mime_type, data=data, media_resolution=media_resolution)
+    if mime_type in TEXT_MIME_TYPES:
         return TextPart(data.decode("utf-8", errors="replace"))
-    raise errors.unsupported_mime_type(stored.mime_type)
+    raise errors.unsupported_mime_type(mime_type)
 
 
-def resolve_files(request: GenerateRequest, store: FileStore) -> tuple[GenerateRequest, int]:
-    """Replace fileData parts by the stored content they name, or fail like the API.
+async def _resolve_file(part: FilePart, state: EmulatorState, base_url: str) -> Part:
+    file_id = id_from_uri(part.file_uri)
+    if file_id is not None:
+        stored, data = state.files.for_prompt(file_id)
+        # The stored MIME type is the truth; the part's own mime_type is only a hint.
+        return _stored_part(stored.mime_type, data, part.media_resolution)
+    if not is_web_uri(part.file_uri):
+        raise errors.unsupported_file_uri(part.file_uri)
+    mime_type, data = await fetch(
+        part.file_uri,
+        own_base=base_url,
+        public=state.public,
+        allowed=state.config.fetch_allowed_hosts,
+        limit=state.config.file_max_bytes,
+    )
+    if mime_type not in IMAGE_MIME_TYPES | TEXT_MIME_TYPES and part.mime_type:
+        mime_type = part.mime_type
+    state.counters.web_parts_used += 1
+    return _stored_part(mime_type, data, part.media_resolution)
 
-    Returns the request and how many file parts it used. Files never count against the
-    inline request limit: only the HTTP body does, as on the real service.
+
+async def resolve_files(
+    request: GenerateRequest, state: EmulatorState, base_url: str = ""
+) -> tuple[GenerateRequest, int]:
+    """Replace fileData parts by the content they name, or fail like the API.
+
+    File API URIs name stored files; web URLs are fetched (remote.py). Returns the
+    request and how many File API parts it used. Files never count against the inline
+    request limit: only the HTTP body does, as on the real service.
     """
     parts: list[Part] = []
     used = 0
     for part in request.parts:
         if isinstance(part, FilePart):
-            parts.append(_resolve_file(part, store))
-            used += 1
+            parts.append(await _resolve_file(part, state, base_url))
+            used += id_from_uri(part.file_uri) is not None
         else:
             parts.append(part)
     resolved = GenerateRequest(
@@ -98,56 +141,77 @@ async def _simulate_latency(config: EmulatorConfig) -> None:
         await asyncio.sleep(config.latency_ms / 1000)
 
 
-def _truncate(text: str, max_tokens: int | None, table: TokenTable) -> tuple[str, str]:
-    if max_tokens is None or table.text_tokens(text) <= max_tokens:
-        return text, "STOP"
-    return text[: table.chars_for(max_tokens)], "MAX_TOKENS"
+def _service_tier(state: EmulatorState, body: Mapping[str, Any]) -> str:
+    """The tier that serves the call: ``serviceTier`` of the body, after the tier faults."""
+    raw = get_field(body, "service_tier")
+    if raw is None:
+        return "standard"
+    tier = raw.strip().lower().removeprefix("service_tier_") if isinstance(raw, str) else None
+    if tier in ("", "unspecified"):
+        return "standard"
+    if tier not in SERVICE_TIERS:
+        raise errors.invalid_argument(
+            f"Invalid value at 'service_tier' (type.googleapis.com/google.ai."
+            f"generativelanguage.v1beta.GenerateContentRequest.ServiceTier), {raw!r}"
+        )
+    settings = state.faults
+    if tier == "priority" and settings.priority_downgrade:
+        return "standard"
+    if tier == "flex" and state.tier_rng.random() < settings.flex_shed_rate:
+        state.counters.faults["flex_shed"] = state.counters.faults.get("flex_shed", 0) + 1
+        raise errors.failure(503)
+    return tier
 
 
-async def generate_content(
-    state: EmulatorState, model: str, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The generateContent response body for ``body``.
+async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, Any]) -> Result:
+    """The generateContent response for ``body``, answered by ``call.spec``.
 
     The call has passed the fault stage (``gate.fault_stage``, which counts it); the
     quota windows admit it here, once its prompt tokens are known.
     """
+    tier = _service_tier(state, body)
+    spec = call.spec
     parsed = parse_generate_request(body)
+    check_media_resolution(spec, parsed.generation, parsed.parts)
+    thoughts = thoughts_for(spec, parsed.generation, state.catalogue)
+    if thoughts > 0 and state.faults.thoughts_tokens is not None:
+        thoughts = state.faults.thoughts_tokens
     inline = len(parsed.images)
-    request, file_parts = resolve_files(parsed, state.files)
+    request, file_parts = await resolve_files(parsed, state, call.base_url)
     state.counters.file_parts_used += file_parts
     state.counters.inline_parts_used += inline
     # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
     scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
-    prompt = _prompt_tokens(state, model, request, [(s.width, s.height) for s in scenes])
+    prompt = _prompt_tokens(state, spec.id, request, [(s.width, s.height) for s in scenes])
     # After every check that can refuse the request, so only calls answered 200 count.
-    gate.admit(state, model, prompt.total)
+    gate.admit(state, spec.id, prompt.total)
     await _simulate_latency(state.config)
-    invalid = is_structured(request) and state.take_invalid_turn()
-    reply = answer(request, scenes, invalid_structured=invalid)
-    table = state.token_table
-    text, finish_reason = _truncate(reply, request.generation.max_output_tokens, table)
-    thoughts = thoughts_tokens(request.generation.thinking_budget)
+    reply = Reply(
+        model_version=spec.id,
+        prompt=prompt,
+        text="",
+        thoughts=thoughts,
+        max_output_tokens=request.generation.max_output_tokens or spec.output_token_limit,
+        include_thoughts=request.generation.include_thoughts,
+    )
+    outcome = state.take_outcome_turn()
     state.counters.answered_ok += 1
-    return {
-        "candidates": [
-            {
-                "content": {"parts": [{"text": text}], "role": "model"},
-                "finishReason": finish_reason,
-                "index": 0,
-            }
-        ],
-        "usageMetadata": usage_metadata(prompt, text, thoughts, table),
-        "modelVersion": model,
-        "responseId": secrets.token_urlsafe(16),
-    }
+    headers = {SERVICE_TIER_HEADER: tier}
+    if outcome is not None:
+        return Result(outcome_body(reply, *outcome), headers)
+    invalid = is_structured(request) and state.take_invalid_turn()
+    mask_format = state.faults.mask_format or spec.mask_format
+    text = answer(request, scenes, invalid_structured=invalid, mask_format=mask_format)
+    return Result(answer_body(replace(reply, text=text), state.token_table), headers)
 
 
-async def count_tokens(state: EmulatorState, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+async def count_tokens(state: EmulatorState, call: Call, body: Mapping[str, Any]) -> Result:
     """The countTokens response body for ``body``."""
     state.counters.count_tokens_calls += 1
-    request, _ = resolve_files(parse_count_tokens_request(body), state.files)
+    parsed = parse_count_tokens_request(body)
+    check_media_resolution(call.spec, parsed.generation, parsed.parts)
+    request, _ = await resolve_files(parsed, state, call.base_url)
     sizes = _sizes(request.images)
     await _simulate_latency(state.config)
-    prompt = _prompt_tokens(state, model, request, sizes)
-    return {"totalTokens": prompt.total, "promptTokensDetails": prompt.details()}
+    prompt = _prompt_tokens(state, call.spec.id, request, sizes)
+    return Result({"totalTokens": prompt.total, "promptTokensDetails": prompt.details()})

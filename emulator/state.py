@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from emulator.catalog import Catalogue
 from emulator.config import EmulatorConfig
 from emulator.faults import FAULT_KINDS, FaultSettings, new_rng
 from emulator.files import Clock, FileStore
@@ -40,6 +41,10 @@ class Counters:
     - ``hangs_abandoned``: hung calls whose client disconnected before ``hang_s`` passed.
     - ``quota_rejections``: calls refused by the rpm/tpm windows (429);
       ``quota_rejections_by_limit`` counts them per exceeded limit ("rpm", "tpm").
+    - ``web_parts_used``: fileData parts naming a web URL that were fetched.
+    - ``outcome_calls``: answered calls seen while a forced outcome was set (the counter
+      ``outcome_every`` works on); ``outcomes``: forced outcomes given, per value
+      ("SAFETY", "no_parts"...).
     """
 
     uploads_started: int = 0
@@ -61,6 +66,9 @@ class Counters:
     quota_rejections_by_limit: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys((RPM, TPM), 0)
     )
+    web_parts_used: int = 0
+    outcome_calls: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON object."""
@@ -82,19 +90,26 @@ class EmulatorState:
     monotonic: Clock = time.monotonic
     counters: Counters = field(default_factory=Counters)
     files: FileStore = field(init=False)
+    catalogue: Catalogue = field(init=False)
     token_table: TokenTable = field(init=False)
     faults: FaultSettings = field(init=False)
     fault_rng: random.Random = field(init=False)
+    tier_rng: random.Random = field(init=False)
     quota: QuotaTracker = field(init=False)
+    # Objects served at /_emulator/public/{name}: name -> (MIME type, bytes).
+    public: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.clock)
-        self.token_table = self.config.token_table()
+        self.catalogue = self.config.catalogue()
+        self.token_table = self.catalogue.token_table(self.config.flat_image_tokens)
         self._start_faults()
 
     def _start_faults(self) -> None:
         self.faults = self.config.fault_settings()
         self.fault_rng = new_rng(self.faults.fault_seed)
+        # A generator of its own, so flex shedding never shifts the seeded fault draws.
+        self.tier_rng = new_rng(self.faults.fault_seed)
         self.quota = QuotaTracker()
 
     def reset(self) -> None:
@@ -105,6 +120,7 @@ class EmulatorState:
         from ``fault_seed``).
         """
         self.files.clear()
+        self.public.clear()
         self.counters = Counters()
         self._start_faults()
 
@@ -117,7 +133,24 @@ class EmulatorState:
         self.faults = self.faults.updated(changes)
         if "fault_seed" in changes:
             self.fault_rng = new_rng(self.faults.fault_seed)
+            self.tier_rng = new_rng(self.faults.fault_seed)
         return self.faults
+
+    def take_outcome_turn(self) -> tuple[str, str] | None:
+        """The forced outcome of this answered call (setting, value), or None.
+
+        With an outcome set, answered calls N, 2N, 3N... (``outcome_every`` = N, counted
+        since start or the last reset) get it.
+        """
+        outcome = self.faults.outcome()
+        if outcome is None:
+            return None
+        self.counters.outcome_calls += 1
+        if self.counters.outcome_calls % self.faults.outcome_every:
+            return None
+        value = outcome[1]
+        self.counters.outcomes[value] = self.counters.outcomes.get(value, 0) + 1
+        return outcome
 
     def take_invalid_turn(self) -> bool:
         """Count one structured answer; True if this one must violate its schema.

@@ -17,7 +17,7 @@ from emulator.server import READY_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key"
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-3.5-flash-lite"
 # The File API emulator's inline limit is low so a file can exceed it (files don't count).
 FILES_INLINE_LIMIT = 4 * 1024 * 1024
 SLOW_FILES_MAX_BYTES = 100_000

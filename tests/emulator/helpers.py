@@ -5,13 +5,21 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import uvicorn
 from google import genai
 from google.genai import types
 
-from emulator.shapes import Shape
+from emulator.app import create_app
+from emulator.config import EmulatorConfig
+from emulator.server import bind_socket
+from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import MODEL
 
 
@@ -99,3 +107,34 @@ def set_faults(url: str, **changes: Any) -> dict[str, Any]:
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
+
+
+def blank(width: int, height: int) -> bytes:
+    """A PNG of one colour, no shapes."""
+    return encode(draw_scene(width, height, []))
+
+
+def image_tokens(usage: types.GenerateContentResponseUsageMetadata | None) -> int | None:
+    """The IMAGE entry of promptTokensDetails (None when absent)."""
+    assert usage is not None
+    details = {d.modality: d.token_count for d in usage.prompt_tokens_details or []}
+    return details.get(types.MediaModality.IMAGE)
+
+
+@contextmanager
+def serving(config: EmulatorConfig) -> Iterator[str]:
+    """``create_app(config)`` under uvicorn in a thread; yields its URL."""
+    sock = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "emulator thread did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

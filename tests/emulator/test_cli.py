@@ -44,10 +44,10 @@ def test_defaults_and_config_rules() -> None:
     args = parse_args([])
     assert (args.host, args.port, args.api_keys) == ("127.0.0.1", 8001, [])
     config = EmulatorConfig()
-    assert config.inline_limit_bytes == 20 * 1024 * 1024
+    assert config.inline_limit_bytes == 100 * 1024 * 1024
     assert config.accepts_key("anything")
     assert not EmulatorConfig(api_keys=("k",)).accepts_key("other")
-    assert config.knows_model("gemini-3.1-pro-preview")
+    assert config.catalogue().models["gemini-3.1-pro-preview"].status == "preview"
     assert (config.file_processing_s, config.file_ttl_s) == (0.5, 48 * 3600)
     assert (config.file_max_bytes, config.invalid_json_every) == (2 * 1024**3, 0)
     assert (args.file_processing_s, args.file_ttl_s, args.invalid_json_every) == (0.5, 172800, 0)

@@ -80,15 +80,27 @@ def test_unsupported_mime_type(client: genai.Client) -> None:
     assert error.message == "Unsupported MIME type: image/gif"
 
 
-def test_payload_over_the_inline_limit(client: genai.Client) -> None:
-    big = b"\x00" * (16 * 1024 * 1024)  # base64 growth pushes the request past 20 MiB
+def test_payload_over_the_inline_limit(files_client: genai.Client) -> None:
+    big = b"\x00" * (4 * 1024 * 1024)  # base64 growth pushes the request past 4 MiB
+    error = _raises(
+        lambda: files_client.models.generate_content(
+            model=MODEL, contents=parts(image_part(big, "image/png"), "caption")
+        )
+    )
+    assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
+    assert error.message == "Request payload size exceeds the limit: 4194304 bytes."
+
+
+def test_default_inline_limit_is_100_mb(client: genai.Client) -> None:
+    # 16 MiB of bytes is over 21 MiB of JSON: past the old 20 MB limit, within 100 MB,
+    # so the request is read and the image itself is what gets refused.
+    big = b"\x00" * (16 * 1024 * 1024)
     error = _raises(
         lambda: client.models.generate_content(
             model=MODEL, contents=parts(image_part(big, "image/png"), "caption")
         )
     )
-    assert (error.code, error.status) == (400, "INVALID_ARGUMENT")
-    assert error.message == "Request payload size exceeds the limit: 20971520 bytes."
+    assert (error.message or "").startswith("Unable to process input image.")
 
 
 def test_undecodable_image(client: genai.Client) -> None:
@@ -140,7 +152,8 @@ def test_missing_contents_and_bad_base64(emulator_url: str) -> None:
 
 
 def test_both_casings_and_both_base64_alphabets(emulator_url: str) -> None:
-    url = f"{emulator_url}/v1/models/{MODEL}:generateContent"
+    # v1beta: the v1 API has no responseMimeType (see test_strict_parsing.py).
+    url = f"{emulator_url}/v1beta/models/{MODEL}:generateContent"
     headers = {"x-goog-api-key": API_KEY}
     standard = base64.b64encode(PNG).decode()
     for part in (

@@ -35,21 +35,23 @@ def test_get_returns_the_uploaded_file(files_client: genai.Client) -> None:
     assert by_id.name == uploaded.name
 
 
-def test_unknown_file_is_not_found(files_client: genai.Client) -> None:
+def test_unknown_file_is_permission_denied(files_client: genai.Client) -> None:
     error = _client_error(lambda: files_client.files.get(name="files/doesnotexist0"))
-    assert (error.code, error.status) == (404, "NOT_FOUND")
-    assert error.message == "File files/doesnotexist0 not found."
+    assert (error.code, error.status) == (403, "PERMISSION_DENIED")
+    assert error.message == (
+        "You do not have permission to access the File doesnotexist0 or it may not exist."
+    )
     error = _client_error(lambda: files_client.files.delete(name="files/doesnotexist0"))
-    assert error.code == 404
+    assert error.code == 403
 
 
-def test_delete_then_get_is_not_found(files_client: genai.Client, files_url: str) -> None:
+def test_delete_then_get_is_permission_denied(files_client: genai.Client, files_url: str) -> None:
     uploaded = upload_bytes(files_client, PNG)
     before = stats(files_url)["files_deleted"]
     files_client.files.delete(name=uploaded.name or "")
     assert stats(files_url)["files_deleted"] - before == 1
     error = _client_error(lambda: files_client.files.get(name=uploaded.name or ""))
-    assert error.code == 404
+    assert error.code == 403
 
 
 def test_delete_answers_an_empty_object(files_client: genai.Client, files_url: str) -> None:

@@ -8,7 +8,6 @@ import pytest
 from google import genai
 from google.genai import types
 
-from emulator import tokens
 from emulator.shapes import draw_scene, encode
 from tests.emulator.helpers import ask, image_part, parts
 
@@ -20,22 +19,16 @@ def _blank(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("model", "size", "image_tokens"),
+    ("model", "size", "image_tokens", "thoughts"),
     [
-        ("gemini-2.5-flash", (300, 300), 258),
-        ("gemini-2.5-flash", (384, 384), 258),
-        ("gemini-2.5-flash", (1000, 800), 4 * 258),
-        ("gemini-2.0-flash", (1600, 700), 3 * 258),
-        ("gemini-2.5-pro", (385, 100), 258),
-        # 1.5: unit = clamp(min/1.5, 256, 768); 960x540 -> 360 -> 3 x 2 tiles.
-        ("gemini-1.5-flash", (960, 540), 6 * 258),
-        ("gemini-1.5-pro", (200, 100), 258),
-        ("gemini-3-flash-preview", (300, 300), 1120),
-        ("gemini-3.1-pro-preview", (2000, 1000), 1120),
+        ("gemini-3.5-flash-lite", (300, 300), 1120, 8),  # MINIMAL by default
+        ("gemini-3.8-flash", (1000, 800), 1120, 48),  # MEDIUM by default
+        ("gemini-3-flash-preview", (300, 300), 1120, 96),  # HIGH by default
+        ("gemini-3.1-pro-preview", (2000, 1000), 1120, 96),
     ],
 )
 def test_usage_metadata_per_model_rule(
-    client: genai.Client, model: str, size: tuple[int, int], image_tokens: int
+    client: genai.Client, model: str, size: tuple[int, int], image_tokens: int, thoughts: int
 ) -> None:
     reply = ask(client, _blank(*size), PROMPT, model=model)
     usage = reply.usage_metadata
@@ -49,7 +42,11 @@ def test_usage_metadata_per_model_rule(
     }
     answer = reply.text or ""
     assert usage.candidates_token_count == math.ceil(len(answer) / 4)
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    # 3.x models think by default; thoughts are billed and in the total.
+    assert usage.thoughts_token_count == thoughts
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.candidates_token_count + thoughts
+    )
     assert reply.model_version == model
     assert reply.response_id
 
@@ -79,16 +76,16 @@ def test_gemini3_media_resolution(
 def test_count_tokens_matches_generate_usage(client: genai.Client) -> None:
     data = _blank(1000, 800)
     counted = client.models.count_tokens(
-        model="gemini-2.5-flash", contents=parts(image_part(data), PROMPT)
+        model="gemini-3.5-flash-lite", contents=parts(image_part(data), PROMPT)
     )
-    assert counted.total_tokens == 4 * 258 + 4
+    assert counted.total_tokens == 1120 + 4
     usage = ask(client, data, PROMPT).usage_metadata
     assert usage is not None
     assert usage.prompt_token_count == counted.total_tokens
 
 
 def test_count_tokens_text_only(client: genai.Client) -> None:
-    counted = client.models.count_tokens(model="gemini-2.5-flash", contents=parts("12345", ""))
+    counted = client.models.count_tokens(model="gemini-3.8-flash", contents=parts("12345", ""))
     assert counted.total_tokens == 2
 
 
@@ -97,25 +94,11 @@ def test_max_output_tokens_truncates(client: genai.Client) -> None:
         client,
         _blank(640, 480),
         "Write a caption.",
-        config=types.GenerateContentConfig(max_output_tokens=5),
+        config=types.GenerateContentConfig(max_output_tokens=13),
     )
     assert reply.candidates is not None
     assert reply.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    # The default MINIMAL thinking (8 tokens) shares the cap: 5 tokens are left for text.
     assert len(reply.text or "") == 20
-
-
-def test_rule_table_is_per_prefix_and_overridable() -> None:
-    assert tokens.rule_name_for("gemini-2.5-flash-lite") == "tiles_768"
-    assert tokens.rule_name_for("gemini-1.5-pro") == "crop_unit"
-    assert tokens.rule_name_for("gemini-3.1-pro-preview") == "media_resolution"
-    flat = tokens.build_token_table(
-        {"models": {"gemini-2.5": {"image_rule": "flat", "tile_tokens": 258}}}
-    )
-    big = tokens.ImageInput(width=3840, height=2160)
-    assert tokens.count_prompt("gemini-2.5-flash", [], [big], flat).image == 258
-    assert tokens.count_prompt("gemini-2.5-flash", [], [big]).image == 5 * 3 * 258
-
-
-def test_gemini25_low_media_resolution() -> None:
-    low = tokens.ImageInput(width=1000, height=800, media_resolution="MEDIA_RESOLUTION_LOW")
-    assert tokens.DEFAULT_TABLE.image_tokens("gemini-2.5-flash", low) == 64
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata.thoughts_token_count == 8
