@@ -69,6 +69,7 @@ def _thinking_input(value: object) -> object:
     return normalise_thinking_level(value) if isinstance(value, str) else value
 
 
-# Option types that take any spelling and hold the short name.
-MediaLevelOption = Annotated[MediaLevel, BeforeValidator(_media_input)]
-ThinkingLevelOption = Annotated[ThinkingLevel, BeforeValidator(_thinking_input)]
+# Option types that take any spelling and hold the short name. None is inside the
+# annotation so that Gemini's *_UNSPECIFIED spellings, which normalise to None, mean unset.
+MediaLevelOption = Annotated[MediaLevel | None, BeforeValidator(_media_input)]
+ThinkingLevelOption = Annotated[ThinkingLevel | None, BeforeValidator(_thinking_input)]

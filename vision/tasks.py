@@ -30,10 +30,21 @@ MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK, TaskKind.COMPARE, TaskKind.CUSTOM})
 # Tasks whose answer is JSON the model is asked to produce (response_mime_type JSON).
 JSON_TASKS = frozenset({TaskKind.DETECT, TaskKind.SEGMENT})
 MAX_LABELS = 200
-# ULTRA_HIGH exists only per image (Gemini 3 parts), never for the whole request.
+
+
+def _request_media_input(value: object) -> object:
+    level = normalise_level(value) if isinstance(value, str) else value
+    if level == "ULTRA_HIGH":
+        # Gemini takes ULTRA_HIGH only on a part (Gemini 3), never for the whole request.
+        raise ValueError(
+            "ULTRA_HIGH can only be set per image (options.image_media_resolution); "
+            "send LOW, MEDIUM or HIGH here"
+        )
+    return level
+
+
 RequestMediaLevel = Annotated[
-    Literal["LOW", "MEDIUM", "HIGH"],
-    BeforeValidator(lambda value: normalise_level(value) if isinstance(value, str) else value),
+    Literal["LOW", "MEDIUM", "HIGH"] | None, BeforeValidator(_request_media_input)
 ]
 MAX_PROMPT_CHARS = 20_000
 
@@ -52,7 +63,7 @@ class JobOptions(BaseModel):
         description="Thinking tokens the model may use (0 = off where the model allows it, "
         "-1 = the model decides); the model catalogue says which values each model takes.",
     )
-    thinking_level: ThinkingLevelOption | None = Field(
+    thinking_level: ThinkingLevelOption = Field(
         default=None,
         description="Gemini 3: MINIMAL, LOW, MEDIUM or HIGH (any case, THINKING_LEVEL_ prefix "
         "allowed); not together with thinking_budget.",
@@ -65,12 +76,12 @@ class JobOptions(BaseModel):
         description="Downscale images so neither side exceeds this before sending; "
         "boxes still refer to the original pixels.",
     )
-    media_resolution: RequestMediaLevel | None = Field(
+    media_resolution: RequestMediaLevel = Field(
         default=None,
         description="Gemini's media_resolution for the images (fewer tokens at LOW): LOW, "
         "MEDIUM or HIGH, in any case, with or without Gemini's MEDIA_RESOLUTION_ prefix.",
     )
-    image_media_resolution: list[MediaLevelOption | None] | None = Field(
+    image_media_resolution: list[MediaLevelOption] | None = Field(
         default=None,
         description="Gemini 3: a media_resolution per image (in image order; ULTRA_HIGH "
         "allowed); overrides media_resolution for that image.",

@@ -1,14 +1,11 @@
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from api.queue import JOBS_QUEUE, PROCESS_JOB
-from vision.tasks import (
-    JobOptions,
-    JobSpecError,
-    TaskKind,
-    build_prompt,
-    generation_config,
-    validate_job,
-)
+from vision.levels import ThinkingLevel, normalise_thinking_level
+from vision.tasks import JobOptions, JobSpecError, TaskKind, build_prompt, validate_job
 
 
 def test_api_enqueues_the_task_the_worker_registers() -> None:
@@ -49,16 +46,92 @@ def test_classify_prompt_lists_labels_as_json() -> None:
     assert '["cat", "dog"]' in text
 
 
-def test_detect_prompt_and_config() -> None:
+def test_detect_and_segment_prompts() -> None:
     text = build_prompt(TaskKind.DETECT, prompt="the red shapes", labels=None, options=JobOptions())
     assert "the red shapes" in text and "box_2d" in text and "0-1000" in text
-    config = generation_config(TaskKind.DETECT, "gemini-2.5-flash", JobOptions())
-    assert config["response_mime_type"] == "application/json"
-    assert config["thinking_config"] == {"thinking_budget": 0}
-    # Pro models cannot turn thinking off, so no budget is forced on them.
-    assert "thinking_config" not in generation_config(
-        TaskKind.DETECT, "gemini-2.5-pro", JobOptions()
+    mask = build_prompt(TaskKind.SEGMENT, prompt=None, labels=None, options=JobOptions())
+    assert "segmentation masks for all prominent objects" in mask
+    assert "at most 50" in mask
+
+
+def test_per_image_levels_must_match_the_images() -> None:
+    with pytest.raises(JobSpecError) as caught:
+        validate_job(
+            TaskKind.ASK,
+            prompt="?",
+            labels=None,
+            images=2,
+            options={"image_media_resolution": ["LOW"]},
+        )
+    assert caught.value.code == "invalid_options"
+    assert "1 entries for 2 images" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "spelling", ["MEDIA_RESOLUTION_LOW", "LOW", "low", " Low ", "media_resolution_low"]
+)
+def test_media_resolution_in_any_spelling(spelling: str) -> None:
+    assert JobOptions.model_validate({"media_resolution": spelling}).media_resolution == "LOW"
+    per_image = JobOptions.model_validate({"image_media_resolution": [spelling, None]})
+    assert per_image.image_media_resolution == ["LOW", None]
+
+
+def test_media_resolution_levels() -> None:
+    assert JobOptions.model_validate({"media_resolution": "high"}).media_resolution == "HIGH"
+    assert JobOptions.model_validate({"media_resolution": "Medium"}).media_resolution == "MEDIUM"
+    # Gemini's unspecified spelling means unset.
+    unset = JobOptions.model_validate(
+        {"media_resolution": "MEDIA_RESOLUTION_UNSPECIFIED", "image_media_resolution": [""]}
     )
+    assert unset.media_resolution is None
+    assert unset.image_media_resolution == [None]
+    # ULTRA_HIGH exists only per image.
+    with pytest.raises(ValidationError, match="ULTRA_HIGH can only be set per image"):
+        JobOptions.model_validate({"media_resolution": "ULTRA_HIGH"})
+    with pytest.raises(ValidationError, match="ULTRA_HIGH can only be set per image"):
+        JobOptions.model_validate({"media_resolution": "MEDIA_RESOLUTION_ULTRA_HIGH"})
+    per_image = JobOptions.model_validate({"image_media_resolution": ["ultra_high"]})
+    assert per_image.image_media_resolution == ["ULTRA_HIGH"]
+
+
+@pytest.mark.parametrize(
+    ("spelling", "level"),
+    [
+        ("low", ThinkingLevel.LOW),
+        ("THINKING_LEVEL_LOW", ThinkingLevel.LOW),
+        ("High", ThinkingLevel.HIGH),
+        ("MINIMAL", ThinkingLevel.MINIMAL),
+        ("thinking_level_medium", ThinkingLevel.MEDIUM),
+    ],
+)
+def test_thinking_level_in_any_spelling(spelling: str, level: ThinkingLevel) -> None:
+    assert JobOptions.model_validate({"thinking_level": spelling}).thinking_level is level
+    assert normalise_thinking_level(spelling) is level
+
+
+def test_thinking_level_unspecified_is_unset() -> None:
+    unset = JobOptions.model_validate({"thinking_level": "THINKING_LEVEL_UNSPECIFIED"})
+    assert unset.thinking_level is None
+    assert normalise_thinking_level(None) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"media_resolution": "EXTREME"}, "unknown media_resolution 'EXTREME'"),
+        ({"media_resolution": "MEDIA_RESOLUTION_LOWEST"}, "unknown media_resolution"),
+        ({"media_resolution": 1}, "media_resolution"),
+        ({"image_media_resolution": ["SUPER"]}, "unknown media_resolution 'SUPER'"),
+        ({"thinking_level": "ULTRA"}, "unknown thinking_level 'ULTRA'; expected one of MINIMAL"),
+        ({"thinking_level": "THINKING_LEVEL_MAX"}, "unknown thinking_level"),
+        ({"thinking_level": 2}, "thinking_level"),
+        ({"thinking_budget": -2}, "thinking_budget"),
+        ({"thinking_budget": 32769}, "thinking_budget"),
+    ],
+)
+def test_bad_levels_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        JobOptions.model_validate(options)
 
 
 def test_options_refuse_unknown_keys() -> None:
