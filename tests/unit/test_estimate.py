@@ -1,20 +1,71 @@
-"""Job estimates and the economy plan (vision.estimate)."""
+"""Job estimates and the economy plan (vision.estimate), from the model catalogue."""
 
+import datetime as dt
 import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from vision.catalogue import Catalogue, ServiceTier, load_catalogue
+from vision.costing import CostBook
 from vision.estimate import Estimate, economy_plan, estimate_job
-from vision.pricing import load_prices
 from vision.tasks import JobOptions, TaskKind, build_prompt
-from vision.tokens import load_token_rules
 
-RULES = load_token_rules()
-PRICES = load_prices()
+DAY = dt.date(2026, 12, 5)
+EVERY_TASK_BUT_SEGMENT = ["caption", "ask", "classify", "detect", "compare", "custom"]
+# Models with the older tile rules (what Gemini 2.x / 1.5 billed), added by an override:
+# the economy plan only has sizes to choose under such rules.
+TEST_MODELS: dict[str, Any] = {
+    # Like Gemini 2.5 Flash: 258 per 768 tile, thinks by default, budget 0 turns it off.
+    "test-tiles": {
+        "status": "stable",
+        "prices": [
+            {
+                "standard": {"input": "0.30", "output": "2.50"},
+                "batch": {"input": "0.15", "output": "1.25"},
+            }
+        ],
+        "image_tokens": {
+            "image_rule": "tiles_768",
+            "tile_tokens": 258,
+            "small_max_side": 384,
+            "media_resolution": {"LOW": 64, "MEDIUM": 256},
+        },
+        "thinking": {"budget": {"min": 1, "max": 24576, "off": True}, "max_tokens": 24576},
+        "tasks": ["caption", "ask", "classify", "detect", "segment", "compare", "custom"],
+        "mask_format": "png",
+    },
+    # Like Gemini 2.5 Flash-Lite: thinks only when asked.
+    "test-tiles-lite": {
+        "status": "stable",
+        "prices": [{"standard": {"input": "0.10", "output": "0.40"}}],
+        "image_tokens": {"image_rule": "tiles_768", "tile_tokens": 258, "small_max_side": 384},
+        "thinking": {
+            "budget": {"min": 512, "max": 24576, "off": True},
+            "default_on": False,
+            "max_tokens": 24576,
+        },
+        "tasks": EVERY_TASK_BUT_SEGMENT,
+    },
+    # Like Gemini 1.5: the crop-unit rule, no thinking and (here) no price.
+    "test-crop": {
+        "status": "stable",
+        "image_tokens": {"image_rule": "crop_unit", "tile_tokens": 258, "small_max_side": 384},
+        "tasks": EVERY_TASK_BUT_SEGMENT,
+    },
+    # Priced only from 2027.
+    "test-later": {
+        "status": "preview",
+        "prices": [{"from": "2027-01-01", "standard": {"input": "1", "output": "2"}}],
+        "image_tokens": {"image_rule": "flat", "tile_tokens": 258},
+        "tasks": EVERY_TASK_BUT_SEGMENT,
+    },
+}
+CATALOGUE = load_catalogue({"models": TEST_MODELS})
 KEYS = {
     "model",
+    "tier",
     "images",
     "text_tokens",
     "input_tokens",
@@ -28,130 +79,184 @@ KEYS = {
 }
 
 
-def estimate(model: str = "gemini-2.5-flash", **overrides: Any) -> Estimate:
-    arguments: dict[str, Any] = {
-        "model": model,
-        "task": TaskKind.CAPTION,
-        "prompt_text": "x" * 60,
-        "images": [(1000, 800)],
-        "max_output_tokens": None,
-        "thinking_budget": None,
-        "media_resolution": None,
-        "rules": RULES,
-        "prices": PRICES,
-    }
-    arguments.update(overrides)
-    return estimate_job(**arguments)
+def estimate(
+    model: str = "gemini-3.5-flash-lite",
+    *,
+    catalogue: Catalogue = CATALOGUE,
+    task: TaskKind = TaskKind.CAPTION,
+    prompt_text: str = "x" * 60,
+    images: list[tuple[int, int]] | None = None,
+    day: dt.date = DAY,
+    tier: ServiceTier = ServiceTier.STANDARD,
+    **options: Any,
+) -> Estimate:
+    return estimate_job(
+        model=model,
+        task=task,
+        prompt_text=prompt_text,
+        images=images if images is not None else [(1000, 800)],
+        options=JobOptions.model_validate(options),
+        catalogue=catalogue,
+        day=day,
+        tier=tier,
+    )
 
 
-def test_flash_caption_serialises_exactly() -> None:
+def test_default_model_caption_serialises_exactly() -> None:
     result = estimate()
     data = json.loads(result.model_dump_json())
     assert set(data) == KEYS
-    assert data["model"] == "gemini-2.5-flash"
-    assert data["images"] == [{"width": 1000, "height": 800, "tokens": 1032}]
+    assert data["model"] == "gemini-3.5-flash-lite"
+    assert data["tier"] == "standard"
+    assert data["images"] == [{"width": 1000, "height": 800, "tokens": 1120}]
     assert data["text_tokens"] == 15
-    assert data["input_tokens"] == 1047
-    # 8192 default output + 24576 dynamic-thinking allowance.
+    assert data["input_tokens"] == 1135
+    # 8192 default output + the 24576 thinking tokens it may use by default.
     assert data["output_tokens_max"] == 8192 + 24576
-    assert data["cost_usd"] == {"min": "0.0003141", "max": "0.0822341"}
-    assert data["rule"] == "gemini-2.5"
-    assert data["prices_as_of"] == "2026-11-01"
+    # 1135 x 0.30 / 1M; + 32768 x 2.50 / 1M.
+    assert data["cost_usd"] == {"min": "0.0003405", "max": "0.0822605"}
+    assert data["rule"] == "gemini-3.5-flash-lite"
+    assert data["prices_as_of"] == "2026-12-04"
     assert data["known"] is True
     assert data["reason"] is None
     assert any("thinks by default" in note for note in data["assumptions"])
     assert any("8192" in note for note in data["assumptions"])
     # Exact Decimals in Python, and a lossless round trip.
     assert result.cost_usd is not None
-    assert result.cost_usd.min == Decimal("0.0003141")
+    assert result.cost_usd.min == Decimal("0.0003405")
     assert Estimate.model_validate(data) == result
 
 
 def test_real_prompt_text() -> None:
     prompt = build_prompt(TaskKind.CAPTION, prompt=None, labels=None, options=JobOptions())
-    result = estimate(prompt_text=prompt, images=[(300, 300)])
+    result = estimate("test-tiles", prompt_text=prompt, images=[(300, 300)])
     assert result.text_tokens == -(-len(prompt) // 4)
     assert result.input_tokens == 258 + result.text_tokens
 
 
 @pytest.mark.parametrize(
-    ("model", "task", "max_output", "budget", "expected"),
+    ("model", "task", "options", "expected"),
     [
-        ("gemini-2.5-flash", TaskKind.CAPTION, 500, 1024, 1524),
-        ("gemini-2.5-flash", TaskKind.CAPTION, 500, 0, 500),
-        ("gemini-2.5-flash", TaskKind.CAPTION, None, -1, 8192 + 24576),
-        ("gemini-2.5-flash", TaskKind.DETECT, None, None, 8192),  # the worker sends budget 0
-        ("gemini-2.5-flash", TaskKind.SEGMENT, 2000, None, 2000),
-        ("gemini-2.5-pro", TaskKind.DETECT, None, None, 8192 + 32768),  # pro cannot turn it off
-        ("gemini-2.5-pro", TaskKind.CAPTION, 100, None, 100 + 32768),
-        ("gemini-2.5-flash-lite", TaskKind.CAPTION, None, None, 8192),  # no thinking by default
-        ("gemini-2.5-flash-lite", TaskKind.CAPTION, None, -1, 8192 + 24576),
-        ("gemini-2.0-flash", TaskKind.CAPTION, None, None, 8192),
-        ("gemini-2.0-flash", TaskKind.CAPTION, None, -1, 8192),
-        ("gemini-3-flash-preview", TaskKind.CAPTION, 1000, None, 1000 + 32768),
+        # Thinking shares max_output_tokens: with a cap, the cap bounds answer and thoughts.
+        ("test-tiles", TaskKind.CAPTION, {"max_output_tokens": 500, "thinking_budget": 1024}, 500),
+        ("test-tiles", TaskKind.CAPTION, {"max_output_tokens": 500, "thinking_budget": 0}, 500),
+        ("gemini-3.8-flash", TaskKind.CAPTION, {"max_output_tokens": 500}, 500),
+        ("gemini-3.8-flash", TaskKind.DETECT, {"max_output_tokens": 2000}, 2000),
+        # Without one: the default answer bound plus what thinking may add.
+        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": 1024}, 8192 + 1024),
+        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": -1}, 8192 + 24576),
+        ("test-tiles", TaskKind.CAPTION, {}, 8192 + 24576),  # thinks by default
+        ("test-tiles", TaskKind.DETECT, {}, 8192),  # the worker sends budget 0
+        ("test-tiles", TaskKind.SEGMENT, {}, 8192),
+        ("test-tiles-lite", TaskKind.CAPTION, {}, 8192),  # no thinking by default
+        ("test-tiles-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 8192 + 24576),
+        ("test-crop", TaskKind.CAPTION, {}, 8192),  # no thinking rule
+        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 8192 + 32768),
+        ("gemini-3.8-flash", TaskKind.CAPTION, {"thinking_level": "high"}, 8192 + 32768),
+        # Gemini 3 cannot turn thinking off: its lowest level is counted at the most.
+        ("gemini-3.8-flash", TaskKind.DETECT, {}, 8192 + 32768),
+        ("gemini-3.5-flash-lite", TaskKind.DETECT, {}, 8192 + 24576),
     ],
 )
-def test_output_bound(
-    model: str, task: TaskKind, max_output: int | None, budget: int | None, expected: int
-) -> None:
-    result = estimate(model, task=task, max_output_tokens=max_output, thinking_budget=budget)
+def test_output_bound(model: str, task: TaskKind, options: dict[str, Any], expected: int) -> None:
+    result = estimate(model, task=task, **options)
     assert result.output_tokens_max == expected
 
 
+def test_a_cap_bounds_thinking_and_says_so() -> None:
+    capped = estimate("gemini-3.8-flash", max_output_tokens=1000)
+    assert capped.output_tokens_max == 1000
+    assert capped.cost_usd is not None
+    assert capped.cost_usd.max - capped.cost_usd.min == Decimal(1000) * Decimal("3.75") / 10**6
+    assert any("thinking shares max_output_tokens" in note for note in capped.assumptions)
+    uncapped = estimate("gemini-3.8-flash")
+    assert any("32768 thinking tokens" in note for note in uncapped.assumptions)
+
+
 def test_default_max_output_parameter() -> None:
-    result = estimate("gemini-2.0-flash", default_max_output=1000)
+    result = estimate_job(
+        model="test-crop",
+        task=TaskKind.CAPTION,
+        prompt_text="",
+        images=[(10, 10)],
+        options=JobOptions(),
+        catalogue=CATALOGUE,
+        day=DAY,
+        default_max_output=1000,
+    )
     assert result.output_tokens_max == 1000
 
 
 def test_costs_min_is_input_only_max_adds_full_output() -> None:
-    result = estimate("gemini-2.0-flash", max_output_tokens=1000, images=[(300, 300)] * 3)
+    result = estimate("test-tiles-lite", max_output_tokens=1000, images=[(300, 300)] * 3)
     assert result.input_tokens == 3 * 258 + 15
     assert result.cost_usd is not None
     assert result.cost_usd.min == Decimal(789) * Decimal("0.10") / 1_000_000
     assert result.cost_usd.max == result.cost_usd.min + Decimal(1000) * Decimal("0.40") / 10**6
+
+
+def test_batch_tier_prices() -> None:
+    standard = estimate("test-tiles", max_output_tokens=1000, images=[(300, 300)] * 3)
     batch = estimate(
-        "gemini-2.0-flash", max_output_tokens=1000, images=[(300, 300)] * 3, batch=True
+        "test-tiles", max_output_tokens=1000, images=[(300, 300)] * 3, tier=ServiceTier.BATCH
     )
+    assert standard.cost_usd is not None
     assert batch.cost_usd is not None
-    assert batch.cost_usd.max == result.cost_usd.max / 2
+    assert batch.tier is ServiceTier.BATCH
+    assert batch.cost_usd.max == standard.cost_usd.max / 2
     assert any("batch" in note for note in batch.assumptions)
 
 
-def test_pro_long_context_tier() -> None:
-    # 52 4K images at 3870 tokens: 201,240 prompt tokens, above the 200k tier.
+def test_dated_prices_change_the_estimate() -> None:
+    before = estimate("gemini-3.8-flash", max_output_tokens=100, day=dt.date(2026, 12, 31))
+    after = estimate("gemini-3.8-flash", max_output_tokens=100, day=dt.date(2027, 1, 1))
+    assert before.cost_usd is not None
+    assert after.cost_usd is not None
+    assert before.cost_usd.min == Decimal(1135) * Decimal("0.75") / 10**6
+    assert after.cost_usd.min == 2 * before.cost_usd.min
+    assert after.cost_usd.max == 2 * before.cost_usd.max
+    assert any("2027-01-01" in note for note in after.assumptions)
+
+
+def test_long_context_tier() -> None:
+    # 179 images at 1120 tokens: 200,480 prompt tokens, above the 200k tier.
     result = estimate(
-        "gemini-2.5-pro",
+        "gemini-3.1-pro-preview",
         task=TaskKind.ASK,
         prompt_text="",
-        images=[(3840, 2160)] * 52,
+        images=[(300, 300)] * 179,
         max_output_tokens=1000,
-        thinking_budget=128,
     )
-    assert result.input_tokens == 201_240
-    assert result.output_tokens_max == 1128
+    assert result.input_tokens == 200_480
+    assert result.output_tokens_max == 1000
     assert result.cost_usd is not None
-    assert result.cost_usd.min == Decimal("0.5031")  # 201,240 x 2.50 / 1M
-    assert result.cost_usd.max == Decimal("0.5031") + Decimal("0.01692")  # 1128 x 15.00 / 1M
-    small = estimate("gemini-2.5-pro", images=[(300, 300)], max_output_tokens=1000)
+    assert result.cost_usd.min == Decimal("0.80192")  # 200,480 x 4.00 / 1M
+    assert result.cost_usd.max == Decimal("0.80192") + Decimal("0.018")  # 1000 x 18.00 / 1M
+    small = estimate(
+        "gemini-3.1-pro-preview",
+        task=TaskKind.ASK,
+        prompt_text="",
+        images=[(300, 300)] * 178,
+        max_output_tokens=1000,
+    )
     assert small.cost_usd is not None
-    assert small.cost_usd.min == Decimal(273) * Decimal("1.25") / 1_000_000
+    assert small.cost_usd.min == Decimal(199_360) * Decimal("2.00") / 1_000_000
 
 
 def test_media_resolution() -> None:
-    low = estimate(images=[(3840, 2160), (300, 300)], media_resolution="LOW")
+    low = estimate("test-tiles", images=[(3840, 2160), (300, 300)], media_resolution="LOW")
     assert [image.tokens for image in low.images] == [64, 64]
     three = estimate(
-        "gemini-3-flash-preview",
+        "gemini-3.8-flash",
+        task=TaskKind.ASK,
         images=[(100, 100), (100, 100), (100, 100)],
         media_resolution="MEDIA_RESOLUTION_MEDIUM",
-        image_media_resolution=[None, "ULTRA_HIGH", "LOW"],
+        image_media_resolution=[None, "ULTRA_HIGH", "low"],
     )
     assert [image.tokens for image in three.images] == [560, 2240, 280]
-    assert estimate("gemini-3-flash-preview").images[0].tokens == 1120
-    with pytest.raises(ValueError, match="ULTRA_HIGH can only be set per image"):
-        estimate("gemini-3-flash-preview", media_resolution="ULTRA_HIGH")
+    assert estimate("gemini-3.8-flash").images[0].tokens == 1120
     with pytest.raises(ValueError, match="2 per-image media resolutions for 1 images"):
-        estimate("gemini-3-flash-preview", image_media_resolution=["LOW", "LOW"])
+        estimate("gemini-3.8-flash", image_media_resolution=["LOW", "LOW"])
 
 
 def test_unknown_model_gives_no_estimate() -> None:
@@ -162,40 +267,88 @@ def test_unknown_model_gives_no_estimate() -> None:
     assert data["images"] == [{"width": 640, "height": 480, "tokens": None}]
     for key in ("text_tokens", "input_tokens", "output_tokens_max", "cost_usd", "rule"):
         assert data[key] is None
-    assert data["reason"] == "no token rule for model gpt-4o; add it to the token rules file"
+    assert "gpt-4o is not in the model catalogue" in data["reason"]
+    assert "VISIONQ_MODELS_FILE" in data["reason"]
+    # A retired family has no token rule either: no guess.
+    assert estimate("gemini-2.0-flash").known is False
     bare = Estimate.unknown("x", "why").model_dump(mode="json")
     assert bare["known"] is False
     assert bare["images"] == []
     assert bare["reason"] == "why"
 
 
-def test_rule_without_price_gives_tokens_but_no_cost() -> None:
-    result = estimate("gemini-1.5-pro", images=[(960, 540)])
+@pytest.mark.parametrize(
+    ("model", "day", "tier"),
+    [
+        ("test-crop", DAY, ServiceTier.STANDARD),  # no prices at all
+        ("test-later", DAY, ServiceTier.STANDARD),  # priced from 2027 only
+        ("gemini-3.8-flash", DAY, ServiceTier.PRIORITY),  # the tier is not listed
+    ],
+)
+def test_no_price_gives_tokens_but_no_cost(model: str, day: dt.date, tier: ServiceTier) -> None:
+    result = estimate(model, images=[(960, 540)], day=day, tier=tier)
     assert result.known is True
-    assert result.images[0].tokens == 1548
-    assert result.input_tokens == 1548 + 15
+    assert result.images[0].tokens is not None
+    assert result.input_tokens == result.images[0].tokens + 15
     assert result.cost_usd is None
-    assert result.reason == "no price for model gemini-1.5-pro; add it to the prices file"
+    assert result.reason == (
+        f"no {tier} price for model {model} on {day.isoformat()}; add it to the "
+        "VISIONQ_MODELS_FILE catalogue"
+    )
+    if model == "test-crop":
+        assert result.images[0].tokens == 1548
+    if model == "test-later":
+        assert estimate(model, day=dt.date(2027, 1, 1)).cost_usd is not None
 
 
 def test_flat_override_changes_the_estimate() -> None:
-    flat = load_token_rules({"models": {"gemini-2.5": {"image_rule": "flat", "tile_tokens": 258}}})
-    result = estimate(rules=flat, images=[(3840, 2160), (768, 1280)])
+    flat = load_catalogue(
+        {
+            "models": {
+                "gemini-3.5-flash-lite": {
+                    "image_tokens": {"image_rule": "flat", "tile_tokens": 258}
+                }
+            }
+        }
+    )
+    result = estimate(catalogue=flat, task=TaskKind.ASK, images=[(3840, 2160), (768, 1280)])
     assert [image.tokens for image in result.images] == [258, 258]
+
+
+def test_cost_book_estimate_uses_the_downscaled_size_and_real_prompt() -> None:
+    book = CostBook(CATALOGUE)
+    result = book.estimate(
+        task=TaskKind.CLASSIFY,
+        model="test-tiles",
+        prompt=None,
+        labels=["cat", "dog"],
+        options=JobOptions(max_side=768),
+        sizes=[(1000, 800)],
+        day=DAY,
+        tier=ServiceTier.BATCH,
+    )
+    assert [(image.width, image.height, image.tokens) for image in result.images] == [
+        (768, 614, 258)
+    ]
+    prompt = build_prompt(
+        TaskKind.CLASSIFY, prompt=None, labels=["cat", "dog"], options=JobOptions()
+    )
+    assert result.text_tokens == -(-len(prompt) // 4)
+    assert result.tier is ServiceTier.BATCH
 
 
 def test_economy_plan_for_a_caption() -> None:
     plan = economy_plan(
-        model="gemini-2.5-flash",
+        model="test-tiles",
         task=TaskKind.CAPTION,
         images=[(1000, 800), (300, 300), (3840, 2160)],
         media_resolution=None,
-        rules=RULES,
+        catalogue=CATALOGUE,
     )
     data = plan.model_dump(mode="json")
     assert data["applies"] is True
     assert data["max_side"] == 768
-    assert data["rule"] == "gemini-2.5"
+    assert data["rule"] == "test-tiles"
     assert data["images"] == [
         {
             "width": 1000,
@@ -219,11 +372,11 @@ def test_economy_plan_for_a_caption() -> None:
 
 def test_economy_plan_crop_unit() -> None:
     plan = economy_plan(
-        model="gemini-1.5-flash",
+        model="test-crop",
         task=TaskKind.CLASSIFY,
         images=[(960, 540)],
         media_resolution=None,
-        rules=RULES,
+        catalogue=CATALOGUE,
     )
     assert plan.max_side == 384
     target = plan.images[0].target
@@ -235,11 +388,13 @@ def test_economy_plan_crop_unit() -> None:
 @pytest.mark.parametrize(
     ("model", "task", "media_resolution", "reason"),
     [
-        ("gemini-2.5-flash", TaskKind.DETECT, None, "task detect needs the full resolution"),
-        ("gemini-2.5-flash", TaskKind.SEGMENT, None, "task segment needs the full resolution"),
-        ("gemini-3-flash-preview", TaskKind.ASK, None, "does not depend on image size"),
-        ("gemini-2.5-flash", TaskKind.CAPTION, "LOW", "already in the cheapest token tier"),
-        ("gpt-4o", TaskKind.CAPTION, None, "no token rule for model gpt-4o"),
+        ("test-tiles", TaskKind.DETECT, None, "task detect needs the full resolution"),
+        ("test-tiles", TaskKind.SEGMENT, None, "task segment needs the full resolution"),
+        ("gemini-3.8-flash", TaskKind.DETECT, None, "task detect needs the full resolution"),
+        ("test-later", TaskKind.ASK, None, "(flat) does not depend on image size"),
+        ("test-tiles", TaskKind.CAPTION, "LOW", "already in the cheapest token tier"),
+        ("gemini-3.8-flash", TaskKind.CAPTION, "low", "already at the cheapest level"),
+        ("gpt-4o", TaskKind.CAPTION, None, "gpt-4o is not in the model catalogue"),
     ],
 )
 def test_economy_plan_leaves_images_alone(
@@ -250,11 +405,48 @@ def test_economy_plan_leaves_images_alone(
         task=task,
         images=[(3840, 2160)],
         media_resolution=media_resolution,
-        rules=RULES,
+        catalogue=CATALOGUE,
     )
     assert plan.applies is False
     assert plan.max_side is None
+    assert plan.media_resolution is None
     assert plan.tokens_saved == 0
     assert plan.images[0].target is None
     assert plan.reason is not None
     assert reason in plan.reason
+
+
+def test_economy_plan_by_level_on_gemini_3() -> None:
+    # A smaller image costs the same under a media_resolution rule: economy sends the
+    # request's lowest level instead, and leaves images that have a level of their own.
+    plan = economy_plan(
+        model="gemini-3.8-flash",
+        task=TaskKind.ASK,
+        images=[(3840, 2160), (100, 100), (640, 480)],
+        media_resolution=None,
+        image_media_resolution=[None, "ULTRA_HIGH", None],
+        catalogue=CATALOGUE,
+    )
+    data = plan.model_dump(mode="json")
+    assert data["applies"] is True
+    assert data["media_resolution"] == "LOW"
+    assert data["max_side"] is None
+    assert data["images"] == [
+        {
+            "width": 3840,
+            "height": 2160,
+            "tokens": 1120,
+            "target": {"width": 3840, "height": 2160, "tokens": 280},
+            "tokens_saved": 840,
+        },
+        {"width": 100, "height": 100, "tokens": 2240, "target": None, "tokens_saved": 0},
+        {
+            "width": 640,
+            "height": 480,
+            "tokens": 1120,
+            "target": {"width": 640, "height": 480, "tokens": 280},
+            "tokens_saved": 840,
+        },
+    ]
+    assert data["tokens_saved"] == 2 * 840
+    assert data["reason"] is None

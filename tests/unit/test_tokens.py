@@ -1,47 +1,52 @@
-"""Image and text token rules (vision.tokens) and the rules table."""
+"""Image and text token rules (vision.tokens), each rule exercised on ModelRule objects.
 
-import json
-from importlib import resources
+The packaged catalogue now holds only media_resolution rules (every usable model is a
+Gemini 3 model), but the tile rules stay for catalogue overrides and older models, so their
+arithmetic is tested on rules built here with the figures Google documents.
+"""
+
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from vision.catalogue import load_catalogue
+from vision.levels import normalise_level
 from vision.prepare import _fit
 from vision.tokens import (
     ModelRule,
-    TokenRules,
-    TokenRulesError,
     cheapest_max_side,
     cheapest_size,
     crop_unit_side,
+    fit_within,
     image_tokens,
-    load_token_rules,
-    normalise_level,
-    parse_token_rules,
     text_tokens,
 )
 
-RULES = load_token_rules()
+# Gemini 2.0 / 2.5: 258 per 768 tile, one tile when both sides <= 384; LOW/MEDIUM levels.
+TILES = ModelRule(
+    image_rule="tiles_768",
+    tile_tokens=258,
+    small_max_side=384,
+    media_resolution={"LOW": 64, "MEDIUM": 256},
+)
+# Gemini 1.5: the crop-unit rule.
+CROP = ModelRule(image_rule="crop_unit", tile_tokens=258, small_max_side=384)
+# Gemini 3: tokens by media-resolution level, whatever the size.
+LEVELS = ModelRule(
+    image_rule="media_resolution",
+    media_resolution={"LOW": 280, "MEDIUM": 560, "HIGH": 1120, "ULTRA_HIGH": 2240},
+    default_level="HIGH",
+)
+FLAT = ModelRule(image_rule="flat", tile_tokens=258)
 
 
-def rule(model: str) -> ModelRule:
-    found = RULES.rule_for(model)
-    assert found is not None, model
-    return found
-
-
-def test_packaged_table_is_the_shared_format() -> None:
-    raw = json.loads(resources.files("vision").joinpath("data/token_rules.json").read_text())
-    assert set(raw) == {"version", "text", "models"}
-    assert raw["text"] == {"chars_per_token": 4}
-    assert raw["models"]["gemini-2.5"] == {
-        "image_rule": "tiles_768",
-        "tile_tokens": 258,
-        "small_max_side": 384,
-        "media_resolution": {"LOW": 64, "MEDIUM": 256},
-    }
-    assert RULES.version == raw["version"]
-    assert set(RULES.models) == {"gemini-1.5", "gemini-2.0", "gemini-2.5", "gemini-3"}
+def test_packaged_models_carry_the_gemini_3_rule() -> None:
+    catalogue = load_catalogue()
+    for model in ("gemini-3.8-flash", "gemini-3.6-flash", "gemini-3.5-flash-lite"):
+        entry = catalogue.entry(model)
+        assert entry is not None
+        assert entry.image_tokens == LEVELS
 
 
 @pytest.mark.parametrize(
@@ -58,19 +63,17 @@ def test_packaged_table_is_the_shared_format() -> None:
     ],
 )
 def test_tiles_768(size: tuple[int, int], tokens: int) -> None:
-    assert image_tokens(rule("gemini-2.5-flash"), *size) == tokens
-    assert image_tokens(rule("gemini-2.0-flash"), *size) == tokens
+    assert image_tokens(TILES, *size) == tokens
 
 
 def test_tiles_768_media_resolution_levels() -> None:
-    flash = rule("gemini-2.5-flash")
-    assert image_tokens(flash, 3840, 2160, "LOW") == 64
-    assert image_tokens(flash, 3840, 2160, "MEDIUM") == 256
-    assert image_tokens(flash, 300, 300, "MEDIA_RESOLUTION_LOW") == 64
-    assert image_tokens(flash, 300, 300, "medium") == 256
+    assert image_tokens(TILES, 3840, 2160, "LOW") == 64
+    assert image_tokens(TILES, 3840, 2160, "MEDIUM") == 256
+    assert image_tokens(TILES, 300, 300, "MEDIA_RESOLUTION_LOW") == 64
+    assert image_tokens(TILES, 300, 300, "medium") == 256
     # HIGH (or unspecified) has no entry: the tile rule stays in force.
-    assert image_tokens(flash, 1000, 800, "HIGH") == 1032
-    assert image_tokens(flash, 1000, 800, "MEDIA_RESOLUTION_UNSPECIFIED") == 1032
+    assert image_tokens(TILES, 1000, 800, "HIGH") == 1032
+    assert image_tokens(TILES, 1000, 800, "MEDIA_RESOLUTION_UNSPECIFIED") == 1032
 
 
 @pytest.mark.parametrize(
@@ -88,30 +91,31 @@ def test_tiles_768_media_resolution_levels() -> None:
 def test_crop_unit(size: tuple[int, int], unit: int | None, tokens: int) -> None:
     if unit is not None:
         assert crop_unit_side(*size) == unit
-    assert image_tokens(rule("gemini-1.5-pro"), *size) == tokens
+    assert image_tokens(CROP, *size) == tokens
 
 
 def test_gemini_3_levels() -> None:
-    pro = rule("gemini-3.1-pro-preview")
-    assert image_tokens(pro, 300, 300) == 1120  # default HIGH, whatever the size
-    assert image_tokens(pro, 8000, 8000) == 1120
-    assert image_tokens(pro, 100, 100, "LOW") == 280
-    assert image_tokens(pro, 100, 100, "MEDIUM") == 560
-    assert image_tokens(pro, 100, 100, "MEDIA_RESOLUTION_HIGH") == 1120
-    assert image_tokens(pro, 100, 100, "ULTRA_HIGH") == 2240
+    assert image_tokens(LEVELS, 300, 300) == 1120  # default HIGH, whatever the size
+    assert image_tokens(LEVELS, 8000, 8000) == 1120
+    assert image_tokens(LEVELS, 100, 100, "LOW") == 280
+    assert image_tokens(LEVELS, 100, 100, "MEDIUM") == 560
+    assert image_tokens(LEVELS, 100, 100, "MEDIA_RESOLUTION_HIGH") == 1120
+    assert image_tokens(LEVELS, 100, 100, "ULTRA_HIGH") == 2240
+    assert image_tokens(LEVELS, 100, 100, "media_resolution_ultra_high") == 2240
 
 
 def test_flat_rule() -> None:
-    flat = ModelRule(image_rule="flat", tile_tokens=258)
     for size in [(1, 1), (768, 1280), (1024, 1024), (3840, 2160)]:
-        assert image_tokens(flat, *size) == 258
+        assert image_tokens(FLAT, *size) == 258
+    # A level the flat rule has no entry for leaves it in force.
+    assert image_tokens(FLAT, 10, 10, "LOW") == 258
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="positive"):
-        image_tokens(rule("gemini-2.5-flash"), 0, 10)
+        image_tokens(TILES, 0, 10)
     with pytest.raises(ValueError, match="unknown media_resolution 'EXTREME'"):
-        image_tokens(rule("gemini-2.5-flash"), 10, 10, "EXTREME")
+        image_tokens(TILES, 10, 10, "EXTREME")
     no_ultra = ModelRule(
         image_rule="media_resolution", media_resolution={"LOW": 1, "HIGH": 2}, default_level="HIGH"
     )
@@ -128,157 +132,87 @@ def test_text_tokens() -> None:
     assert text_tokens("abcde") == 2
     assert text_tokens("x" * 400) == 100
     assert text_tokens("abcde", chars_per_token=2.5) == 2
-    assert RULES.text_tokens("abcdefghi") == 3
-
-
-def test_longest_prefix_wins() -> None:
-    table = parse_token_rules(
-        {
-            "version": "t",
-            "models": {
-                "gemini-2.5-flash": {"image_rule": "flat", "tile_tokens": 1},
-                "gemini-2.5-flash-lite": {"image_rule": "flat", "tile_tokens": 2},
-                "gemini-2.5": {"image_rule": "flat", "tile_tokens": 3},
-            },
-        }
-    )
-    assert table.match("gemini-2.5-flash-lite-preview-09-2025") == (
-        "gemini-2.5-flash-lite",
-        table.models["gemini-2.5-flash-lite"],
-    )
-    assert image_tokens(rule_of(table, "gemini-2.5-flash-lite"), 9, 9) == 2
-    assert table.match("gemini-2.5-flash")[0] == "gemini-2.5-flash"  # type: ignore[index]
-    assert table.match("models/gemini-2.5-pro")[0] == "gemini-2.5"  # type: ignore[index]
-    assert table.rule_for("gemini-2.0-flash") is None
-    assert table.text.chars_per_token == 4  # the default text rule
-
-
-def test_unknown_model_has_no_rule() -> None:
-    assert RULES.rule_for("gpt-4o") is None
-    assert RULES.rule_for("gemma-3") is None
-    assert RULES.match("claude") is None
-
-
-def test_override_replaces_a_model_and_adds_others() -> None:
-    rules = load_token_rules(
-        {
-            "models": {
-                "gemini-2.5": {"image_rule": "flat", "tile_tokens": 258},
-                "gemma-3": {"image_rule": "flat", "tile_tokens": 256},
-            }
-        }
-    )
-    assert image_tokens(rule_of(rules, "gemini-2.5-flash"), 3840, 2160) == 258
-    # The replaced entry keeps nothing of the default (no LOW level any more).
-    assert image_tokens(rule_of(rules, "gemini-2.5-flash"), 3840, 2160, "LOW") == 258
-    assert image_tokens(rule_of(rules, "gemma-3-27b"), 10, 10) == 256
-    assert image_tokens(rule_of(rules, "gemini-2.0-flash"), 3840, 2160) == 3870  # untouched
-    assert rules.version == RULES.version
-    again = load_token_rules({"version": "mine", "text": {"chars_per_token": 3}})
-    assert again.version == "mine"
-    assert again.text_tokens("abcdef") == 2
-    assert load_token_rules() == RULES  # defaults are not mutated by overrides
-
-
-def rule_of(rules: TokenRules, model: str) -> ModelRule:
-    found = rules.rule_for(model)
-    assert found is not None
-    return found
+    assert load_catalogue().text_tokens("abcdefghi") == 3
+    with pytest.raises(ValueError, match="chars_per_token must be positive"):
+        text_tokens("abc", chars_per_token=0)
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("fields", "message"),
     [
-        ({"models": {"gemini-2.5": {"image_rule": "tiles_768"}}}, "needs 'tile_tokens'"),
-        ({"models": {"gemini-2.5": {"image_rule": "tiles"}}}, "models.gemini-2.5.image_rule"),
+        ({"image_rule": "tiles_768"}, "needs 'tile_tokens' and 'small_max_side'"),
+        ({"image_rule": "crop_unit", "tile_tokens": 258}, "needs 'tile_tokens' and 'small"),
+        ({"image_rule": "tiles"}, "image_rule"),
+        ({"image_rule": "flat"}, "image_rule 'flat' needs 'tile_tokens'"),
+        ({"image_rule": "flat", "tile_tokens": 258, "tile": 1}, "Extra inputs are not permitted"),
+        ({"image_rule": "flat", "tile_tokens": -1}, "tile_tokens"),
         (
-            {"models": {"gemini-2.5": {"image_rule": "flat", "tile_tokens": 258, "tile": 1}}},
-            "models.gemini-2.5.tile: Extra inputs are not permitted",
-        ),
-        ({"models": {"x": {"image_rule": "flat", "tile_tokens": -1}}}, "models.x.tile_tokens"),
-        (
-            {"models": {"x": {"image_rule": "media_resolution", "media_resolution": {"LOW": 1}}}},
+            {"image_rule": "media_resolution", "media_resolution": {"LOW": 1}},
             "needs a 'media_resolution' map",
         ),
         (
             {
-                "models": {
-                    "x": {
-                        "image_rule": "media_resolution",
-                        "media_resolution": {"LOW": 1},
-                        "default_level": "HIGH",
-                    }
-                }
+                "image_rule": "media_resolution",
+                "media_resolution": {"LOW": 1},
+                "default_level": "HIGH",
             },
             "default_level 'HIGH' is not in the media_resolution map",
         ),
         (
-            {"models": {"x": {"image_rule": "flat", "tile_tokens": 1, "default_level": "LOW"}}},
+            {"image_rule": "flat", "tile_tokens": 1, "default_level": "LOW"},
             "only for image_rule 'media_resolution'",
         ),
+        ({"image_rule": "flat", "tile_tokens": 1, "media_resolution": {"X": 1}}, "X"),
         (
-            {
-                "models": {
-                    "x": {"image_rule": "flat", "tile_tokens": 1, "media_resolution": {"X": 1}}
-                }
-            },
-            "models.x.media_resolution.X",
+            {"image_rule": "flat", "tile_tokens": 1, "media_resolution": {"LOW": -1}},
+            "token counts must be >= 0",
         ),
-        ({"text": {"chars_per_token": 0}}, "text.chars_per_token"),
-        ({"modles": {}}, "unknown top-level keys modles"),
-        ({"models": []}, "'models' must be an object"),
-        ({"models": {"": {"image_rule": "flat", "tile_tokens": 1}}}, "prefixes must be non-empty"),
     ],
 )
-def test_invalid_override_is_a_clear_error(override: dict[str, Any], message: str) -> None:
-    with pytest.raises(TokenRulesError) as caught:
-        load_token_rules(override)
-    assert "invalid token rules (override)" in str(caught.value)
+def test_invalid_rules_are_clear_errors(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ModelRule.model_validate(fields)
     assert message in str(caught.value)
 
 
-def test_invalid_whole_table() -> None:
-    with pytest.raises(TokenRulesError, match=r"version: Field required"):
-        parse_token_rules({"models": {}})
-    with pytest.raises(TokenRulesError, match="expected a JSON object"):
-        load_token_rules([])  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
-    ("model", "size", "target"),
+    ("rule", "size", "target"),
     [
-        ("gemini-2.5-flash", (1000, 800), (768, 614)),
-        ("gemini-2.5-flash", (3840, 2160), (768, 432)),
-        ("gemini-2.5-flash", (800, 3000), (205, 768)),
-        ("gemini-2.5-flash", (768, 500), None),  # already a single tile
-        ("gemini-2.5-flash", (300, 300), None),
-        ("gemini-1.5-pro", (960, 540), (384, 216)),
-        ("gemini-1.5-pro", (385, 100), (384, 100)),
-        ("gemini-1.5-pro", (384, 200), None),
-        ("gemini-3-flash-preview", (3840, 2160), None),  # size does not matter
+        (TILES, (1000, 800), (768, 614)),
+        (TILES, (3840, 2160), (768, 432)),
+        (TILES, (800, 3000), (205, 768)),
+        (TILES, (768, 500), None),  # already a single tile
+        (TILES, (300, 300), None),
+        (CROP, (960, 540), (384, 216)),
+        (CROP, (385, 100), (384, 100)),
+        (CROP, (384, 200), None),
+        (LEVELS, (3840, 2160), None),  # size does not matter
     ],
 )
-def test_cheapest_size(model: str, size: tuple[int, int], target: tuple[int, int] | None) -> None:
-    model_rule = rule(model)
-    assert cheapest_size(model_rule, *size) == target
+def test_cheapest_size(
+    rule: ModelRule, size: tuple[int, int], target: tuple[int, int] | None
+) -> None:
+    assert cheapest_size(rule, *size) == target
     if target is not None:
-        assert image_tokens(model_rule, *target) == model_rule.tile_tokens
+        assert image_tokens(rule, *target) == rule.tile_tokens
         # The same size vision.prepare.downscale produces for this max_side.
-        max_side = cheapest_max_side(model_rule)
+        max_side = cheapest_max_side(rule)
         assert max_side is not None
         assert _fit(*size, max_side) == target
+        assert fit_within(*size, max_side) == target
 
 
 def test_cheapest_size_is_the_largest_in_the_tier() -> None:
-    for model in ("gemini-2.5-flash", "gemini-1.5-pro"):
-        model_rule = rule(model)
-        max_side = cheapest_max_side(model_rule)
+    for rule in (TILES, CROP):
+        max_side = cheapest_max_side(rule)
         assert max_side is not None
-        assert image_tokens(model_rule, max_side, max_side) == 258
-        assert image_tokens(model_rule, max_side + 1, max_side) > 258
+        assert image_tokens(rule, max_side, max_side) == 258
+        assert image_tokens(rule, max_side + 1, max_side) > 258
 
 
 def test_cheapest_size_flat_and_bad_size() -> None:
-    assert cheapest_size(ModelRule(image_rule="flat", tile_tokens=258), 4000, 3000) is None
+    assert cheapest_max_side(FLAT) is None
+    assert cheapest_max_side(LEVELS) is None
+    assert cheapest_size(FLAT, 4000, 3000) is None
     with pytest.raises(ValueError, match="positive"):
-        cheapest_size(rule("gemini-2.5-flash"), -1, 3)
+        cheapest_size(TILES, -1, 3)

@@ -1,0 +1,164 @@
+"""The generation config a job sends and the thinking it may cost (vision.generation): every
+thinking choice comes from the model's catalogue entry, never from its name."""
+
+from typing import Any
+
+import pytest
+
+from vision.catalogue import ModelEntry, load_catalogue
+from vision.generation import generation_config, least_thinking, thinking_allowance
+from vision.tasks import JobOptions, TaskKind
+
+LEVELS_RULE = {
+    "image_rule": "media_resolution",
+    "media_resolution": {"LOW": 280, "HIGH": 1120},
+    "default_level": "HIGH",
+}
+# Budget-only models, like Gemini 2.5: one whose thinking turns off with budget 0, one that
+# only thinks, and one that thinks only when asked.
+CATALOGUE = load_catalogue(
+    {
+        "models": {
+            name: {
+                "status": "stable",
+                "image_tokens": LEVELS_RULE,
+                "thinking": thinking,
+                "tasks": ["caption", "detect", "segment"],
+                "mask_format": "png",
+            }
+            for name, thinking in {
+                "budget-off": {
+                    "budget": {"min": 1, "max": 24576, "off": True},
+                    "max_tokens": 24576,
+                },
+                "budget-on": {
+                    "budget": {"min": 128, "max": 32768, "off": False},
+                    "max_tokens": 32768,
+                },
+                "budget-lazy": {
+                    "budget": {"min": 512, "max": 24576, "off": True},
+                    "default_on": False,
+                    "max_tokens": 24576,
+                },
+            }.items()
+        }
+    }
+)
+
+
+def entry(model: str) -> ModelEntry:
+    found = CATALOGUE.entry(model)
+    assert found is not None, model
+    return found
+
+
+def config(model: str | None, task: TaskKind = TaskKind.DETECT, **options: Any) -> dict[str, Any]:
+    return generation_config(
+        task,
+        JobOptions.model_validate(options),
+        entry=entry(model) if model is not None else None,
+    )
+
+
+@pytest.mark.parametrize("task", [TaskKind.DETECT, TaskKind.SEGMENT])
+@pytest.mark.parametrize(
+    ("model", "thinking"),
+    [
+        # Models that only work in thinking mode get their lowest level, never budget 0.
+        ("gemini-3.8-flash", {"thinking_level": "LOW"}),
+        ("gemini-3.6-flash", {"thinking_level": "MINIMAL"}),
+        ("gemini-3.5-flash-lite", {"thinking_level": "MINIMAL"}),
+        ("gemini-3.1-pro-preview", {"thinking_level": "LOW"}),
+        ("budget-off", {"thinking_budget": 0}),
+        ("budget-on", {"thinking_budget": 128}),
+    ],
+)
+def test_detect_and_segment_ask_for_the_least_thinking(
+    task: TaskKind, model: str, thinking: dict[str, Any]
+) -> None:
+    sent = config(model, task)
+    assert sent["thinking_config"] == thinking
+    assert sent["response_mime_type"] == "application/json"
+
+
+def test_no_thinking_config_where_none_is_needed() -> None:
+    # A model that does not think by default is left alone.
+    assert "thinking_config" not in config("budget-lazy", TaskKind.DETECT)
+    assert least_thinking(entry("budget-lazy")) is None
+    # Other tasks keep the model's default thinking.
+    for model in ("gemini-3.8-flash", "gemini-3.5-flash-lite", "budget-off"):
+        assert "thinking_config" not in config(model, TaskKind.CAPTION)
+    assert config("gemini-3.8-flash", TaskKind.CAPTION) == {}
+    # An unknown model (entry None) gets only what the job asks for.
+    assert least_thinking(None) is None
+    assert config(None, TaskKind.DETECT) == {"response_mime_type": "application/json"}
+
+
+def test_the_jobs_own_thinking_wins() -> None:
+    assert config("gemini-3.8-flash", thinking_level="high")["thinking_config"] == {
+        "thinking_level": "HIGH"
+    }
+    assert config("gemini-3.8-flash", thinking_budget=2048)["thinking_config"] == {
+        "thinking_budget": 2048
+    }
+    assert config("budget-off", TaskKind.CAPTION, thinking_budget=0)["thinking_config"] == {
+        "thinking_budget": 0
+    }
+    assert config(None, TaskKind.CAPTION, thinking_level="THINKING_LEVEL_LOW")[
+        "thinking_config"
+    ] == {"thinking_level": "LOW"}
+
+
+def test_sampling_and_output_options() -> None:
+    # gemini-3.6-flash ignores temperature (the catalogue says so): it is not sent.
+    assert "temperature" not in config("gemini-3.6-flash", TaskKind.CAPTION, temperature=0.2)
+    assert config("gemini-3.5-flash-lite", TaskKind.CAPTION, temperature=0.2) == {
+        "temperature": 0.2
+    }
+    assert config(None, TaskKind.CAPTION, temperature=0.0) == {"temperature": 0.0}
+    sent = config(
+        "gemini-3.5-flash-lite",
+        TaskKind.CAPTION,
+        max_output_tokens=500,
+        media_resolution="media_resolution_low",
+    )
+    assert sent == {"max_output_tokens": 500, "media_resolution": "MEDIA_RESOLUTION_LOW"}
+
+
+def test_custom_schema() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    sent = generation_config(
+        TaskKind.CUSTOM, JobOptions(), schema, entry=entry("gemini-3.5-flash-lite")
+    )
+    assert sent == {"response_mime_type": "application/json", "response_json_schema": schema}
+    plain = generation_config(TaskKind.CUSTOM, JobOptions(), entry=entry("gemini-3.5-flash-lite"))
+    assert plain == {}
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "options", "tokens", "note"),
+    [
+        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 32768, "thinks by default"),
+        ("gemini-3.8-flash", TaskKind.DETECT, {}, 32768, "thinking_level LOW"),
+        ("gemini-3.5-flash-lite", TaskKind.CAPTION, {"thinking_budget": 1024}, 1024, None),
+        ("gemini-3.5-flash-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 24576, "dynamic"),
+        ("budget-off", TaskKind.DETECT, {}, 0, None),
+        ("budget-on", TaskKind.SEGMENT, {}, 128, None),
+        ("budget-lazy", TaskKind.CAPTION, {}, 0, None),
+        ("budget-lazy", TaskKind.CAPTION, {"thinking_budget": -1}, 24576, "dynamic"),
+    ],
+)
+def test_thinking_allowance(
+    model: str, task: TaskKind, options: dict[str, Any], tokens: int, note: str | None
+) -> None:
+    allowance, notes = thinking_allowance(task, JobOptions.model_validate(options), entry(model))
+    assert allowance == tokens
+    if note is None:
+        assert notes == []
+    else:
+        assert any(note in text for text in notes)
+
+
+def test_thinking_allowance_of_an_unknown_model() -> None:
+    assert thinking_allowance(TaskKind.CAPTION, JobOptions(), None) == (0, [])
+    assert thinking_allowance(TaskKind.CAPTION, JobOptions(thinking_budget=300), None) == (300, [])
