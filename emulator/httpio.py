@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from emulator import errors
+from emulator import errors, frontend
 from emulator.config import EmulatorConfig
 from emulator.errors import EmulatorError
 from emulator.state import EmulatorState
@@ -21,9 +21,11 @@ def app_state(request: Request) -> EmulatorState:
 
 
 def check_version(request: Request, version: str) -> None:
-    """404 like Google's front end for an API version the emulator does not serve."""
+    """404 like Google's front end for an API version the emulator does not serve, or a
+    route that version's schema has no method for (v1 has no File API)."""
     if version not in API_VERSIONS:
         raise errors.method_not_found(request.url.path)
+    frontend.check_route(version, request.method, request.url.path)
 
 
 def check_api_key(request: Request, config: EmulatorConfig) -> None:

@@ -133,7 +133,7 @@ def test_both_casings_of_file_data(
     part: dict[str, Any] = {key: {uri_key: uploaded.uri, mime_key: "image/png"}}
     body = {"contents": [{"role": "user", "parts": [part, {"text": DETECT}]}]}
     response = httpx.post(
-        f"{files_url}/v1/models/{MODEL}:generateContent",
+        f"{files_url}/v1beta/models/{MODEL}:generateContent",
         headers={"x-goog-api-key": API_KEY},
         json=body,
     )
