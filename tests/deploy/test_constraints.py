@@ -69,14 +69,15 @@ def test_every_requirement_is_pinned_within_its_range() -> None:
         )
 
 
-def test_the_test_script_installs_the_pinned_versions() -> None:
-    script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["test", "demo"])
+def test_the_readme_scripts_install_the_pinned_versions(name: str) -> None:
+    script = (ROOT / "scripts" / name).read_text(encoding="utf-8")
     installs = [
         shlex.split(line)
         for line in script.splitlines()
         if "pip install" in line and not line.lstrip().startswith("#") and "-e" in line
     ]
-    assert installs, "scripts/test no longer installs visionq"
+    assert installs, f"scripts/{name} no longer installs visionq"
     for argv in installs:
         assert "-c" in argv and argv[argv.index("-c") + 1] == CONSTRAINTS_PATH.name, argv
 
