@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
