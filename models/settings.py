@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,11 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_delay_s: float = Field(default=60.0, gt=0)
     job_deadline_s: float = Field(default=1800.0, gt=0)
-    # Shared Gemini rate limits per model, e.g. {"gemini-2.5-flash": {"rpm": 1000, "tpm":
-    # 1000000}} (JSON in VISIONQ_RATE_LIMITS); models not listed are not paced.
-    rate_limits: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # Shared Gemini rate limits per model, e.g. {"gemini-3.6-flash": {"rpm": 1000, "tpm":
+    # 1000000}, "*": {"usd": 10}} (JSON in VISIONQ_RATE_LIMITS): requests, input tokens and
+    # estimated dollars per window ("window_s", default rate_window_s, 600 s for usd); "*"
+    # is all models together; models not listed are paced by "*" only (worker/ratelimit.py).
+    rate_limits: dict[str, dict[str, int | float | str]] = Field(default_factory=dict)
     rate_window_s: float = Field(default=60.0, gt=0)
 
     # Delivery (models/leases.py, worker/sweeper.py): a running job's lease, renewed by its
@@ -114,15 +117,29 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limits")
     @classmethod
-    def _rate_limits(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    def _rate_limits(
+        cls, value: dict[str, dict[str, int | float | str]]
+    ) -> dict[str, dict[str, int | float | str]]:
+        # The same rules as worker/ratelimit.parse_quotas, checked when settings load.
         for model, limits in value.items():
-            unknown = set(limits) - {"rpm", "tpm"}
-            if unknown or not limits:
+            unknown = set(limits) - {"rpm", "tpm", "usd", "window_s"}
+            if unknown or not set(limits) - {"window_s"}:
                 raise ValueError(
-                    f"{model}: give rpm and/or tpm, not {sorted(unknown) or 'nothing'}"
+                    f"{model}: give rpm, tpm and/or usd (and optionally window_s), not "
+                    f"{sorted(unknown) or 'nothing'}"
                 )
-            if any(isinstance(v, bool) or v <= 0 for v in limits.values()):
-                raise ValueError(f"{model}: rpm and tpm must be positive integers")
+            for key, limit in limits.items():
+                if key in ("rpm", "tpm") and (
+                    not isinstance(limit, int) or isinstance(limit, bool)
+                ):
+                    raise ValueError(f"{model}: {key} must be a positive integer")
+                try:
+                    number = Decimal(str(limit))
+                    positive = number.is_finite() and number > 0 and not isinstance(limit, bool)
+                except ArithmeticError:
+                    positive = False
+                if not positive:
+                    raise ValueError(f"{model}: {key} must be a positive number, got {limit!r}")
         return value
 
     @field_validator("gemini_base_url")
@@ -190,6 +207,21 @@ def _read_json(path: Path | None) -> dict[str, Any] | None:
     return data
 
 
+# Settings that were replaced: starting with one set would silently ignore it.
+_REPLACED = {
+    "VISIONQ_TOKEN_RULES_FILE": "VISIONQ_MODELS_FILE (the model catalogue's image_tokens)",
+    "VISIONQ_PRICES_FILE": "VISIONQ_MODELS_FILE (the model catalogue's prices)",
+}
+
+
 def get_settings() -> Settings:
-    """Build the settings from the environment (and defaults)."""
+    """Build the settings from the environment (and defaults).
+
+    Raises ValueError for a replaced setting that is still set, naming its successor.
+    """
+    stale = [name for name in _REPLACED if os.environ.get(name)]
+    if stale:
+        raise ValueError(
+            "; ".join(f"{name} is no longer read: use {_REPLACED[name]}" for name in stale)
+        )
     return Settings()

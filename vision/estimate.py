@@ -9,7 +9,7 @@ text is the text part actually sent (``vision.tasks.build_prompt``).
     {"model": "gemini-3.5-flash-lite", "tier": "standard",
      "images": [{"width": 1000, "height": 800, "tokens": 1120}],
      "text_tokens": 15, "input_tokens": 1135, "output_tokens_max": 32768,
-     "cost_usd": {"min": "0.0003405", "max": "0.0822341"},
+     "cost_usd": {"min": "0.0003405", "max": "0.0822605"},
      "rule": "gemini-3.5-flash-lite", "prices_as_of": "2026-12-04", "known": true,
      "assumptions": ["..."], "reason": null}
 
@@ -268,11 +268,13 @@ def economy_plan(
     catalogue: Catalogue,
     image_media_resolution: Sequence[str | None] | None = None,
 ) -> EconomyPlan:
-    """Per image, the largest size in the rule's cheapest token tier and the tokens saved.
+    """Per image, the cheapest token tier the task tolerates, and the tokens saved.
 
-    Only for tasks that tolerate a smaller image (ECONOMY_TASKS: caption, classify, ask);
-    for others, for size-independent rules (flat, media_resolution) and for images already
-    in the cheapest tier, nothing changes and ``reason`` says why.
+    Only for tasks that tolerate a smaller image (ECONOMY_TASKS: caption, classify, ask).
+    Size rules (tiles, crop units): the largest size in the cheapest tier (``max_side``).
+    Level rules (Gemini 3's media resolution): the cheapest request level
+    (``media_resolution``) for images without a level of their own. For other tasks, flat
+    rules and images already in the cheapest tier nothing changes and ``reason`` says why.
     """
     found = catalogue.lookup(model)
     rule = found[1].image_tokens if found else None

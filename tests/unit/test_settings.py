@@ -93,3 +93,12 @@ def test_secrets_never_appear_in_printable_forms(monkeypatch: pytest.MonkeyPatch
 def test_redact_url() -> None:
     assert redact_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
     assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("name", ["VISIONQ_TOKEN_RULES_FILE", "VISIONQ_PRICES_FILE"])
+def test_a_replaced_setting_is_refused_naming_its_successor(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    monkeypatch.setenv(name, str(tmp_path / "old.json"))
+    with pytest.raises(ValueError, match=f"{name} is no longer read: use VISIONQ_MODELS_FILE"):
+        get_settings()
