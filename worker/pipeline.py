@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from models.blobs import BlobNotFoundError
@@ -157,15 +158,18 @@ class _Run:
             return _fail(ctx, self.claim, failure, self.spend)
 
     def _pace(self) -> None:
-        """Wait for the shared rate limiter (requests and estimated input tokens per model).
+        """Wait for the shared rate limiter (requests, estimated input tokens and estimated
+        dollars: the estimate's maximum, 0 when the cost is unknown).
 
         Called right before the SDK call, after the request is built: the time between
         admission and the request reaching Gemini must stay well under the limiter's margin.
         """
         if self.ctx.limiter is None:
             return
-        tokens = int((self.job.estimate or {}).get("input_tokens") or 0)
-        self.ctx.limiter.acquire(self.job.model, tokens, deadline=self.deadline)
+        estimate = self.job.estimate or {}
+        tokens = int(estimate.get("input_tokens") or 0)
+        usd = Decimal((estimate.get("cost_usd") or {}).get("max") or 0)
+        self.ctx.limiter.acquire(self.job.model, tokens, usd=usd, deadline=self.deadline)
 
     def _after_call_error(self, exc: GeminiCallError) -> str | None:
         if exc.code == "max_tokens_exhausted":

@@ -1,16 +1,26 @@
-"""One Gemini rate limit shared by every worker process and thread: a sliding log in Redis.
+"""One Gemini rate limit shared by every worker process and thread: sliding logs in Redis.
 
-Per model, at most ``rpm`` requests and ``tpm`` input tokens are admitted in any window of
-``window_s + margin_s`` seconds. The margin absorbs the delay between admission here and the
-request reaching Gemini, whose own window is ``window_s``.
+Per quota entry (a model, or ``"*"`` for all models together), at most ``rpm`` requests and
+``tpm`` input tokens are admitted in any window of ``window_s + margin_s`` seconds, and at
+most ``usd`` estimated dollars in any window of ``usd window + margin_s`` seconds. The
+margin absorbs the delay between admission here and the request reaching Gemini, whose
+own window is ``window_s``. A call is admitted only when every entry that applies to it
+(its model's and ``"*"``) admits it; one refused by a later entry is taken back from the
+earlier ones.
 
-Redis keys per model (the ``{model}`` hash tag keeps both in one Redis Cluster slot):
+Dollars are paced with each job's estimate (the upper bound ``estimate.cost_usd.max``,
+so the pacing errs on the safe side), kept in nano-dollars: Gemini's spend limits are
+rolling dollars per 10 minutes per project ($10 on Tier 1), which is why the usd window
+defaults to 600 s. A job whose cost is unknown (no price) counts 0 dollars.
+
+Redis keys per entry (the ``{model}`` hash tag keeps each pair in one Redis Cluster slot):
 
 - ``<prefix>:{<model>}:log``: sorted set of admissions, score = Redis server time in ms,
   member = ``"<tokens>:<unique id>"``;
-- ``<prefix>:{<model>}:tokens``: running sum of the tokens of the members of the log.
+- ``<prefix>:{<model>}:tokens``: running sum of the tokens of the members of the log;
+- ``<prefix>:{<model>}:usd:log`` and ``:usd:sum``: the same for nano-dollars.
 
-Both expire two windows after the last admission, so idle models leave nothing behind.
+All expire two windows after the last admission, so idle models leave nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import redis
@@ -31,7 +42,12 @@ __all__ = ["GeminiRateLimiter", "ModelQuota", "RateLimitTimeout", "parse_quotas"
 # would otherwise all retry at the same millisecond and collide again.
 _JITTER_S = 0.05
 
-_QUOTA_KEYS = ("rpm", "tpm")
+_QUOTA_KEYS = ("rpm", "tpm", "usd", "window_s")
+# The entry that applies to every model, all of them together.
+ALL_MODELS = "*"
+# Gemini's spend limits are over a rolling 10 minutes.
+DEFAULT_USD_WINDOW_S = 600.0
+_NANO = Decimal(1_000_000_000)
 
 # KEYS[1] log (sorted set), KEYS[2] token sum.
 # ARGV: window ms (margin included), rpm (-1 = none), tpm (-1 = none), tokens, member, ttl ms.
@@ -121,6 +137,15 @@ redis.call('PEXPIRE', sum, ARGV[6])
 return 0
 """
 
+# KEYS[1] log, KEYS[2] sum; ARGV[1] member, ARGV[2] its amount. Takes an admission back.
+_RELEASE_LUA = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DECRBY', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 class RateLimitTimeout(TimeoutError):
     """The request could not be admitted before its deadline."""
@@ -139,28 +164,53 @@ def _check_limit(name: str, value: object) -> None:
         raise ValueError(f"{name!r} must be a positive integer or null, got {value!r}")
 
 
+def _positive(name: str, value: object) -> Decimal | None:
+    """A positive finite number (JSON number or decimal string) as an exact Decimal."""
+    if value is None:
+        return None
+    try:
+        number = Decimal(str(value)) if not isinstance(value, bool) else Decimal(0)
+    except InvalidOperation:
+        number = Decimal(0)
+    if not number.is_finite() or number <= 0:
+        raise ValueError(f"{name!r} must be a positive number or null, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class ModelQuota:
-    """Limits of one model per window; None means unlimited."""
+    """Limits of one model (or of all, ``"*"``) per window; None means unlimited.
+
+    ``window_s`` is this entry's window for all its limits; None means the limiter's
+    (``VISIONQ_RATE_WINDOW_S``) for rpm and tpm and ``DEFAULT_USD_WINDOW_S`` for usd.
+    """
 
     rpm: int | None  # requests per window
     tpm: int | None  # input tokens per window
+    usd: Decimal | None = None  # estimated dollars per window
+    window_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in _QUOTA_KEYS:
+        for name in ("rpm", "tpm"):
             _check_limit(name, getattr(self, name))
+        _positive("usd", self.usd)
+        if self.window_s is not None and not (math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(f"'window_s' must be a positive number, got {self.window_s!r}")
 
     @property
     def unlimited(self) -> bool:
-        """Neither requests nor tokens are limited."""
-        return self.rpm is None and self.tpm is None
+        """Neither requests, tokens nor dollars are limited."""
+        return self.rpm is None and self.tpm is None and self.usd is None
 
 
 def parse_quotas(raw: Mapping[str, Any]) -> dict[str, ModelQuota]:
-    """Validate a JSON object like ``{"gemini-2.5-flash": {"rpm": 1000, "tpm": 1000000}}``.
+    """Validate a JSON object like ``{"gemini-3.6-flash": {"rpm": 1000, "tpm": 1000000},
+    "*": {"usd": 10}}``.
 
-    Each model takes ``rpm`` and/or ``tpm`` (positive integers; missing or null means
-    unlimited). Raises ValueError naming the offending model and key.
+    Each entry (a model name, or ``"*"`` for all models together) takes ``rpm`` and
+    ``tpm`` (positive integers), ``usd`` (a positive number or decimal string: estimated
+    dollars per window) and ``window_s`` (its window in seconds); a missing or null limit
+    is unlimited. Raises ValueError naming the offending entry and key.
     """
     if not isinstance(raw, Mapping):
         raise ValueError(
@@ -178,26 +228,46 @@ def parse_quotas(raw: Mapping[str, Any]) -> dict[str, ModelQuota]:
         unknown = sorted(str(key) for key in spec if key not in _QUOTA_KEYS)
         if unknown:
             raise ValueError(
-                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                "allowed: 'rpm' (requests per window), 'tpm' (input tokens per window)"
+                f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: 'rpm' "
+                "(requests per window), 'tpm' (input tokens per window), 'usd' (estimated "
+                "dollars per window), 'window_s' (the window, seconds)"
             )
-        if not spec:
-            raise ValueError(f"{where}: set 'rpm' and/or 'tpm' (leave the model out for no limit)")
+        if not set(spec) - {"window_s"}:
+            raise ValueError(
+                f"{where}: set 'rpm', 'tpm' and/or 'usd' (leave the model out for no limit)"
+            )
         try:
-            quotas[model] = ModelQuota(rpm=spec.get("rpm"), tpm=spec.get("tpm"))
+            window = _positive("window_s", spec.get("window_s"))
+            quotas[model] = ModelQuota(
+                rpm=spec.get("rpm"),
+                tpm=spec.get("tpm"),
+                usd=_positive("usd", spec.get("usd")),
+                window_s=float(window) if window is not None else None,
+            )
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
     return quotas
 
 
-class GeminiRateLimiter:
-    """Admits Gemini calls per model within requests and input-token quotas, across processes.
+@dataclass(frozen=True)
+class _Log:
+    """One sliding log: its keys, window and limits (-1 = none), as the script takes them."""
 
-    Exact sliding log: in any window of ``window_s + margin_s`` seconds of Redis server time,
-    the admitted requests of a model never exceed its ``rpm`` and their tokens its ``tpm``.
-    A single request with more tokens than ``tpm`` is admitted only when no other tokens are
-    in the window (otherwise it could never run); it then blocks the model's token quota
-    until it leaves the window.
+    keys: tuple[str, str]
+    window_ms: int
+    count_limit: int
+    amount_limit: int
+
+
+class GeminiRateLimiter:
+    """Admits Gemini calls within requests, input-token and dollar quotas, across processes.
+
+    Exact sliding logs: in any window of an entry's window + ``margin_s`` seconds of Redis
+    server time, the admitted requests of a model never exceed its ``rpm``, their tokens
+    its ``tpm`` and their estimated dollars its ``usd`` (and likewise for ``"*"``, over
+    all models). A single request larger than a whole quota is admitted only when nothing
+    else is in that window (otherwise it could never run); it then blocks the quota until
+    it leaves the window.
     """
 
     def __init__(
@@ -210,46 +280,82 @@ class GeminiRateLimiter:
         window_s: float = 60.0,
         margin_s: float = 0.5,
         prefix: str = "visionq:rl",
+        usd_window_s: float = DEFAULT_USD_WINDOW_S,
     ) -> None:
-        if not (math.isfinite(window_s) and window_s > 0):
-            raise ValueError(f"window_s must be a positive number, got {window_s!r}")
+        for name, value in (("window_s", window_s), ("usd_window_s", usd_window_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not (math.isfinite(margin_s) and margin_s >= 0):
             raise ValueError(f"margin_s must be zero or positive, got {margin_s!r}")
         self._quotas = dict(quotas)
-        self._window_ms = math.ceil((window_s + margin_s) * 1000)
-        # Two windows: every entry has left by then, so an expired key loses nothing.
-        self._ttl_ms = 2 * self._window_ms
+        self._window_s, self._margin_s, self._usd_window_s = window_s, margin_s, usd_window_s
         self._prefix = prefix
         self._script = redis.register_script(_SLIDING_LOG_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
+        self._logs = {name: self._logs_of(name, quota) for name, quota in self._quotas.items()}
 
     def keys(self, model: str) -> tuple[str, str]:
-        """The Redis keys of ``model``: its log (sorted set) and its token sum."""
+        """The Redis keys of ``model``'s requests and tokens: its log and its token sum."""
         base = f"{self._prefix}:{{{model}}}"
         return f"{base}:log", f"{base}:tokens"
 
-    def try_acquire(self, model: str, tokens: int) -> float:
-        """Admit one request of ``tokens`` input tokens for ``model`` if the quota allows it now.
+    def usd_keys(self, model: str) -> tuple[str, str]:
+        """The Redis keys of ``model``'s dollars (``"*"``: all models'): log and sum."""
+        base = f"{self._prefix}:{{{model}}}:usd"
+        return f"{base}:log", f"{base}:sum"
+
+    def _window_ms(self, window_s: float) -> int:
+        return math.ceil((window_s + self._margin_s) * 1000)
+
+    def _logs_of(self, name: str, quota: ModelQuota) -> tuple[_Log | None, _Log | None]:
+        """The (requests and tokens, dollars) logs of one entry; None where unlimited."""
+        requests = None
+        if quota.rpm is not None or quota.tpm is not None:
+            requests = _Log(
+                keys=self.keys(name),
+                window_ms=self._window_ms(quota.window_s or self._window_s),
+                count_limit=-1 if quota.rpm is None else quota.rpm,
+                amount_limit=-1 if quota.tpm is None else quota.tpm,
+            )
+        dollars = None
+        if quota.usd is not None:
+            dollars = _Log(
+                keys=self.usd_keys(name),
+                window_ms=self._window_ms(quota.window_s or self._usd_window_s),
+                count_limit=-1,
+                amount_limit=int(quota.usd * _NANO),
+            )
+        return requests, dollars
+
+    def try_acquire(self, model: str, tokens: int, usd: Decimal = Decimal(0)) -> float:
+        """Admit one request of ``tokens`` input tokens and ``usd`` estimated dollars for
+        ``model`` if every quota that applies (the model's, ``"*"``) allows it now.
 
         Returns 0.0 when admitted (and recorded), else the seconds until the entry that
-        blocks it leaves the window (nothing recorded). Models without a quota are admitted
-        without asking Redis. Redis errors propagate.
+        blocks it leaves its window (nothing recorded). Calls no quota applies to are
+        admitted without asking Redis. Redis errors propagate.
         """
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
-        quota = self._quotas.get(model)
-        if quota is None or quota.unlimited:
-            return 0.0
-        member = f"{tokens}:{uuid.uuid4().hex}"
-        args: list[int | str] = [
-            self._window_ms,
-            -1 if quota.rpm is None else quota.rpm,
-            -1 if quota.tpm is None else quota.tpm,
-            tokens,
-            member,
-            self._ttl_ms,
-        ]
-        wait_ms = int(self._script(keys=list(self.keys(model)), args=args))
-        return wait_ms / 1000.0
+        if usd < 0:
+            raise ValueError(f"usd must be >= 0, got {usd}")
+        nano = math.ceil(usd * _NANO)
+        admitted: list[tuple[_Log, str, int]] = []
+        for name in dict.fromkeys((model, ALL_MODELS)):
+            for log, amount in zip(self._logs.get(name, (None, None)), (tokens, nano), strict=True):
+                if log is None:
+                    continue
+                member = f"{amount}:{uuid.uuid4().hex}"
+                args: list[int | str] = [log.window_ms, log.count_limit, log.amount_limit,
+                                         amount, member, 2 * log.window_ms]  # fmt: skip
+                wait_ms = int(self._script(keys=list(log.keys), args=args))
+                if wait_ms > 0:
+                    # Refused here: take back what the other logs admitted for this call.
+                    for taken, taken_member, taken_amount in admitted:
+                        self._release(keys=list(taken.keys), args=[taken_member, taken_amount])
+                    return wait_ms / 1000.0
+                admitted.append((log, member, amount))
+        return 0.0
 
     def acquire(
         self,
@@ -257,6 +363,7 @@ class GeminiRateLimiter:
         tokens: int,
         *,
         deadline: float,
+        usd: Decimal = Decimal(0),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -266,7 +373,7 @@ class GeminiRateLimiter:
         falls after the deadline, rather than sleeping in vain.
         """
         while True:
-            wait = self.try_acquire(model, tokens)
+            wait = self.try_acquire(model, tokens, usd)
             if wait <= 0:
                 return
             now = clock()

@@ -24,6 +24,7 @@ from vision.costing import to_nano
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response, _from_api_error
 from worker.pipeline import run_job
+from worker.ratelimit import GeminiRateLimiter
 
 Reply = dict[str, Any]
 
@@ -97,6 +98,7 @@ def _run(
     model: str,
     options: dict[str, Any] | None = None,
     task: str = "caption",
+    estimate: dict[str, Any] | None = None,
 ) -> tuple[Job, ScriptedGemini]:
     gemini = ScriptedGemini(replies)
     context.gemini = gemini
@@ -108,6 +110,7 @@ def _run(
         job_id = create_job(
             session, tenant="t", task=task, model=model, prompt=None, labels=None,
             options=options or {}, inputs=[NewInput(sha, "image/png", 320, 240, len(data))],
+            estimate=estimate,
         ).id  # fmt: skip
     run_job(context, job_id)
     assert gemini.replies == [], "every scripted reply was asked for"
@@ -223,3 +226,32 @@ def test_an_answer_cut_at_the_cap_says_so_when_it_cannot_be_read(context: Worker
     job, _ = _run(context, [cut], model=model, task="detect", options={"max_output_tokens": 64})
     assert job.status == "failed" and job.error_code == "unparseable_answer"
     assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message
+
+
+class RecordingLimiter(GeminiRateLimiter):
+    """Admits every call at once and remembers what it was asked to pace."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, Decimal]] = []
+
+    def acquire(self, model: str, tokens: int, *, deadline: float, usd: Decimal = Decimal(0),
+                sleep: object = None, clock: object = None) -> None:  # fmt: skip
+        self.calls.append((model, tokens, usd))
+
+
+def test_each_call_is_paced_with_the_estimated_dollars(context: WorkerContext) -> None:
+    limiter = RecordingLimiter()
+    context.limiter = limiter
+    model = "gemini-3.6-flash"
+    estimate = {"input_tokens": 300, "cost_usd": {"min": "0.00045", "max": "0.0123456789"}}
+    replies: list[Reply | genai_errors.APIError] = [
+        _mixed_429("0.01s"),
+        _text("A scene.", model=model),
+    ]
+    job, _ = _run(context, replies, model=model, estimate=estimate)
+    assert job.status == "succeeded"
+    # Every call (the retry too) is paced: it may cost that much again.
+    assert limiter.calls == [(model, 300, Decimal("0.0123456789"))] * 2
+    limiter.calls.clear()
+    _run(context, [_text("A scene.", model=model)], model=model, estimate={"input_tokens": 5})
+    assert limiter.calls == [(model, 5, Decimal(0))], "an unknown cost counts no dollars"
