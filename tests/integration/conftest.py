@@ -7,6 +7,7 @@ Redis; the worker reaches the emulator through the google-genai SDK.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -279,3 +280,31 @@ def open_models_stack(workdir: Path, redis_url: str, emulator_url: str) -> Itera
     )  # fmt: skip
     yield built
     built.stop()
+
+
+# The emulator's own billing, made to disagree with visionq's catalogue: 3.5 Flash-Lite bills
+# a flat 1,089 tokens per image (as one field report measured), 3.8 Flash bills 768-px tiles.
+DISAGREEING_MODELS = {
+    "models": {
+        "gemini-3.5-flash-lite": {"billing": {"image_rule": "flat", "tile_tokens": 1089}},
+        "gemini-3.8-flash": {
+            "billing": {"image_rule": "tiles_768", "tile_tokens": 258, "small_max_side": 384}
+        },
+    }
+}
+
+
+@pytest.fixture(scope="session")
+def witness_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
+    """Its own SQLite database, in front of an emulator whose catalogue file bills images
+    unlike visionq's estimates (``DISAGREEING_MODELS``)."""
+    models_file = workdir / "witness-models.json"
+    models_file.write_text(json.dumps(DISAGREEING_MODELS), encoding="utf-8")
+    proc, url = _start_emulator(workdir, "witness-emulator", "--models-file", str(models_file))
+    built = _build_stack(
+        "witness", workdir, f"sqlite:///{workdir / 'witness.db'}", redis_url, url, 10,
+        with_worker=True,
+    )  # fmt: skip
+    yield built
+    built.stop()
+    proc.stop()
