@@ -9,19 +9,23 @@ item's ``mask`` value says which one it is:
   covering the item's box. Resized to the box (bilinear), then thresholded: above 127 is
   the object.
 - **Mask tokens** (Gemini 2.5 since mid-2025, google-gemini/cookbook#798): a string
-  ``<start_of_mask><seg_N>...<seg_N>[<end_of_mask>]``. Decoded as a 64x64 bitmap covering
-  the item's box: exactly 512 tokens, each N a byte (0-255), 8 bytes per row, rows top to
-  bottom, the most significant bit the leftmost pixel, 1 = the object (the reading of
-  Princeton-Robot-Planning-and-Learning/prpl-mono#472; the emulator encodes its masks the
-  same way). The bitmap then goes the PNG map's way (0/255, resized, thresholded).
-  Sixteen tokens are PaliGemma-style VQ-VAE codewords (128 codes, decoded to 64x64 by a
-  learned decoder whose weights Gemini does not publish): that item is refused with a
-  message saying so, like any other undecodable mask.
+  ``<start_of_mask><seg_N>...<seg_N>[<end_of_mask>]`` standing for a 64x64 bitmap that
+  covers the item's box. Google documents no decoding; visionq reads the tokens as run
+  lengths, the reading the emulator documents: row-major over the 4,096 cells, runs
+  alternating outside / inside, starting outside (``<seg_0>`` first when the first cell
+  is inside), summing to exactly 4,096. Tokens that do not sum to 4,096 but are exactly
+  512 are read as packed bytes instead (N in 0-255, 8 cells per token, the most
+  significant bit leftmost: the reading of Princeton-Robot-Planning-and-Learning/
+  prpl-mono#472). Sixteen tokens are PaliGemma-style VQ-VAE codewords (a 128-code book
+  decoded by a learned decoder whose weights Gemini does not publish): that item is
+  refused saying so. The bitmap then goes the PNG map's way (0/255, resized, thresholded).
 - **Polygon** (Gemini 3.5 Flash, Robotics-ER): ``[[x, y], ...]`` in 0-1000 normalised
   coordinates of the whole image (x first, unlike box_2d), or a list of such rings.
-  Vertices are scaled to pixels as box_2d is (rounded), shifted to the box's origin and
-  filled with Pillow's ImageDraw.polygon (edges included); whatever lies outside the box
-  is cut off.
+  Vertices are scaled to pixels (to the nearest half pixel) and shifted to the box's
+  origin; a pixel is the object when its centre is inside a ring or on its edge (filled
+  with Pillow's ImageDraw.polygon on a grid of half pixels, then sampled at the pixel
+  centres), so a ring along pixel corners covers exactly the pixels within, as box_2d
+  does. Whatever lies outside the box is cut off.
 
 An item whose box or mask cannot be read is skipped and counted, never guessed.
 """
@@ -123,19 +127,23 @@ def _token_bitmap(text: str) -> Image.Image:
     leftover = _SEG_TOKEN.sub("", body).strip()
     if leftover:
         raise InvalidMaskError(f"mask tokens mixed with other text: {leftover[:40]!r}")
+    side = TOKEN_MASK_SIDE
+    if sum(values) == side * side:
+        cells = bytearray()
+        for index, run in enumerate(values):
+            cells += (b"\xff" if index % 2 else b"\x00") * run
+        return Image.frombytes("L", (side, side), bytes(cells))
+    if len(values) == TOKEN_MASK_TOKENS and all(value <= 255 for value in values):
+        return Image.frombytes("1", (side, side), bytes(values)).convert("L")
     if len(values) == VQ_CODEWORDS:
         raise InvalidMaskError(
             "16 VQ-VAE mask codewords (PaliGemma style): their decoder is not public, so "
             "this mask cannot be read; use a model whose masks are PNG maps or polygons"
         )
-    if len(values) != TOKEN_MASK_TOKENS:
-        raise InvalidMaskError(
-            f"{len(values)} mask tokens: a 64x64 bitmap takes exactly {TOKEN_MASK_TOKENS}"
-        )
-    if any(value > 255 for value in values):
-        raise InvalidMaskError("a mask token is a byte: <seg_0> to <seg_255>")
-    bits = Image.frombytes("1", (TOKEN_MASK_SIDE, TOKEN_MASK_SIDE), bytes(values))
-    return bits.convert("L")
+    raise InvalidMaskError(
+        f"{len(values)} mask tokens summing to {sum(values)}: run lengths over a 64x64 "
+        f"bitmap sum to {side * side} (or {TOKEN_MASK_TOKENS} byte tokens)"
+    )
 
 
 def _binary_png(probability: Image.Image, width: int, height: int) -> tuple[bytes, int]:
@@ -159,23 +167,28 @@ def _polygon_mask(
     """A polygon (or a list of rings) in 0-1000 image coordinates filled inside the box."""
     rings = polygon if polygon and all(_is_ring(item) for item in polygon) else [polygon]
     width, height = image_size
-    canvas = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
-    draw = ImageDraw.Draw(canvas)
+    box_width, box_height = box[2] - box[0], box[3] - box[1]
+    if box_width * box_height > MAX_MASK_PIXELS:
+        raise InvalidMaskError(f"a box of {box_width}x{box_height} is too large for a mask")
+    # Half pixels: Pillow fills a polygon with its edges, so sampling a grid of half pixels
+    # at the pixel centres (NEAREST at half size picks cell 2i + 1) gives centre sampling.
+    grid = Image.new("L", (2 * box_width, 2 * box_height), 0)
+    draw = ImageDraw.Draw(grid)
     total = 0
     for ring in rings:
         points = _ring_points(ring)
         total += len(points)
         if total > MAX_POLYGON_POINTS:
             raise InvalidMaskError(f"a polygon of more than {MAX_POLYGON_POINTS} points")
-        pixels = [
+        halves = [
             (
-                round(x / NORMALISED_MAX * width) - box[0],
-                round(y / NORMALISED_MAX * height) - box[1],
+                round(2 * x / NORMALISED_MAX * width) - 2 * box[0],
+                round(2 * y / NORMALISED_MAX * height) - 2 * box[1],
             )
             for x, y in points
         ]
-        draw.polygon(pixels, fill=255, outline=255)
-    return _encode(canvas)
+        draw.polygon(halves, fill=255, outline=255)
+    return _encode(grid.resize((box_width, box_height), Image.Resampling.NEAREST))
 
 
 def _is_ring(item: object) -> bool:
