@@ -44,10 +44,14 @@ def test_detect_boxes_equal_ground_truth(stack: Stack, seed: int) -> None:
     by_modality = {
         d["modality"]: d["token_count"] for d in usage["details"]["prompt_tokens_details"]
     }
-    # 800x600 under Gemini 2.5 rules: ceil(800/768) * ceil(600/768) = 2 tiles of 258 tokens.
-    assert by_modality["IMAGE"] == 516
+    # The default model (Gemini 3.x) bills an image by its level: HIGH (1120) by default.
+    assert by_modality["IMAGE"] == 1120
     assert usage["prompt_tokens"] == by_modality["IMAGE"] + by_modality["TEXT"]
-    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["candidates_tokens"]
+    # 3.x models always think: the thoughts are billed and in the total.
+    assert usage["thoughts_tokens"] > 0
+    assert usage["total_tokens"] == (
+        usage["prompt_tokens"] + usage["candidates_tokens"] + usage["thoughts_tokens"]
+    )
 
 
 def test_detect_jpeg_and_webp(stack: Stack) -> None:
