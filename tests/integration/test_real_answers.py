@@ -108,25 +108,25 @@ def test_thinking_that_uses_every_cap_fails_saying_what_to_change(
 
 
 @pytest.mark.parametrize(
-    ("setting", "value", "code"),
+    ("setting", "value", "code", "advice"),
     [
-        ("prompt_block_reason", "SAFETY", "blocked_prompt"),
-        ("prompt_block_reason", "PROHIBITED_CONTENT", "blocked_prompt"),
-        ("blocked_finish_reason", "RECITATION", "blocked_output"),
-        ("blocked_finish_reason", "IMAGE_SAFETY", "blocked_output"),
-        ("blocked_finish_reason", "SPII", "blocked_output"),
-        ("blocked_finish_reason", "MALFORMED_RESPONSE", "malformed_response"),
-        ("blocked_finish_reason", "OTHER", "answer_stopped"),
+        ("prompt_block_reason", "SAFETY", "blocked_prompt", "change the image or the prompt"),
+        ("prompt_block_reason", "PROHIBITED_CONTENT", "blocked_prompt", "refused again"),
+        ("blocked_finish_reason", "RECITATION", "blocked_output", "description or summary"),
+        ("blocked_finish_reason", "IMAGE_SAFETY", "blocked_output", "about the image"),
+        ("blocked_finish_reason", "SPII", "blocked_output", "without personal data"),
+        ("blocked_finish_reason", "MALFORMED_RESPONSE", "malformed_response", "retried"),
+        ("blocked_finish_reason", "OTHER", "answer_stopped", "again later"),
     ],
 )
 def test_blocked_and_stopped_answers_fail_with_their_reason(
-    answers: tuple[Stack, str], stack: Stack, setting: str, value: str, code: str
+    answers: tuple[Stack, str], stack: Stack, setting: str, value: str, code: str, advice: str
 ) -> None:
     _faults(answers, **{setting: value})
     with stack.client() as client:
         job = _run(client, "caption", "gemini-3.8-flash")
     assert job["status"] == "failed" and job["error"]["code"] == code
-    assert value in job["error"]["message"]
+    assert value in job["error"]["message"] and advice in job["error"]["message"]
     # Only a malformed answer is worth asking for again.
     assert job["attempt_count"] == (4 if code == "malformed_response" else 1)
 
