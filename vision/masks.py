@@ -18,7 +18,7 @@ item's ``mask`` value says which one it is:
   significant bit leftmost: the reading of Princeton-Robot-Planning-and-Learning/
   prpl-mono#472). Sixteen tokens are PaliGemma-style VQ-VAE codewords (a 128-code book
   decoded by a learned decoder whose weights Gemini does not publish): that item is
-  refused saying so. The bitmap then goes the PNG map's way (0/255, resized, thresholded).
+  refused saying so. The bitmap is resized to the box with nearest neighbour.
 - **Polygon** (Gemini 3.5 Flash, Robotics-ER): ``[[x, y], ...]`` in 0-1000 normalised
   coordinates of the whole image (x first, unlike box_2d), or a list of such rings.
   Vertices are scaled to pixels (to the nearest half pixel) and shifted to the box's
@@ -87,7 +87,9 @@ def decode_mask(
     if isinstance(mask, str):
         text = mask.strip()
         if text.startswith(MASK_START) or text.startswith("<seg_"):
-            return _binary_png(_token_bitmap(text), width, height)
+            # A bitmap, not a probability map: nearest neighbour keeps its cells whole.
+            bitmap = _token_bitmap(text).resize((width, height), Image.Resampling.NEAREST)
+            return _encode(bitmap)
         return _binary_png(_png_map(text), width, height)
     if isinstance(mask, list):
         if image_size is None:
