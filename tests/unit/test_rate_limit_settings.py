@@ -1,0 +1,34 @@
+"""VISIONQ_RATE_LIMITS as JSON: per-model or all-models ("*") entries with requests,
+input tokens, estimated dollars and their window, checked when settings load and read by
+worker/ratelimit.parse_quotas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from models.settings import Settings
+from worker.ratelimit import DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
+
+
+def test_dollar_budgets_parse_from_settings_json() -> None:
+    settings = Settings(
+        rate_limits={
+            "*": {"usd": 10},
+            "gemini-3.8-flash": {"rpm": 60, "usd": "2.5", "window_s": 60},
+        }
+    )
+    assert parse_quotas(settings.rate_limits) == {
+        "*": ModelQuota(rpm=None, tpm=None, usd=Decimal(10)),
+        "gemini-3.8-flash": ModelQuota(rpm=60, tpm=None, usd=Decimal("2.5"), window_s=60.0),
+    }
+    for bad in ({"*": {"usd": 0}}, {"*": {"usd": "x"}}, {"*": {"window_s": 600}},
+                {"*": {"usd": 1, "window_s": -1}}, {"*": {"usd": "NaN"}}):  # fmt: skip
+        with pytest.raises(ValueError, match="rate_limits"):
+            Settings(rate_limits=bad)
+
+
+def test_a_dollar_window_defaults_to_gemini_s_ten_minutes() -> None:
+    assert parse_quotas({"*": {"usd": 10}})["*"].window_s is None
+    assert DEFAULT_USD_WINDOW_S == 600.0
