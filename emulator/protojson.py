@@ -301,8 +301,5 @@ def check(body: Any, schema: ApiSchema, message: str) -> list[Violation]:
     Single values given for repeated fields are turned into lists in ``body`` itself.
     """
     checker = _Checker(schema)
-    if isinstance(body, dict):
-        checker.message(body, schema.message(message), "")
-    else:
-        checker.invalid("", f"{TYPE_URL_PREFIX}{message}", body)
+    checker.message_value(body, message, "")
     return checker.violations

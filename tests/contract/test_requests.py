@@ -1,0 +1,251 @@
+"""Contract (a): every request visionq's worker builds is one the published schema accepts.
+
+For each usable model of visionq's catalogue and each task it serves, every job option
+(one at a time, each value the model takes, and a combination), inline and through the
+File API: the job goes through the worker's own ``build_request`` and ``GeminiCaller``
+(the real SDK, with an UploadCache over a real database), to the emulator. The bodies the
+SDK put on the wire (generateContent, and the upload start) are checked against the stored
+schema of the API version visionq uses, unknown fields included; so are the answers.
+Option sets visionq refuses at submit are never built (as in production).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from google import genai
+from google.genai import types
+from PIL import Image
+
+from models.blobs import BlobStore
+from models.db import make_engine, make_session_factory
+from models.leases import InputSpec, JobSpec
+from models.migrate import upgrade
+from models.settings import Settings
+from tests.contract.wire import REFUSALS, Recorder, request_problems, response_problems
+from tests.emulator.conftest import API_KEY
+from vision.catalogue import Catalogue, ModelEntry, load_catalogue
+from vision.model_fit import ModelChoice, check_options
+from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+from worker.files import FilePolicy, UploadCache
+from worker.gemini import GeminiCaller, GeminiCallError
+from worker.requests import build_request
+
+CATALOGUE = load_catalogue()
+# The API version the worker talks to unless configured otherwise.
+VERSION = str(Settings.model_fields["gemini_api_version"].default)
+INLINE_LIMIT = int(Settings.model_fields["inline_limit_bytes"].default)
+SCHEMA = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
+PROMPTS: dict[TaskKind, dict[str, Any]] = {
+    TaskKind.CAPTION: {},
+    TaskKind.ASK: {"prompt": "How many shapes are there?"},
+    TaskKind.CLASSIFY: {"labels": ["circle", "square"], "prompt": "drawn shapes"},
+    TaskKind.DETECT: {"prompt": "the shapes"},
+    TaskKind.SEGMENT: {"prompt": "the shapes"},
+    TaskKind.COMPARE: {},
+    TaskKind.CUSTOM: {"prompt": "Count the shapes.", "schema": SCHEMA},
+}
+MULTI_IMAGE = {TaskKind.ASK, TaskKind.COMPARE, TaskKind.CUSTOM}
+
+
+def _image(colour: str, fmt: str) -> tuple[bytes, str]:
+    picture = Image.new("RGB", (96, 64), "white")
+    picture.paste(colour, (20, 10, 60, 50))
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt)
+    return buffer.getvalue(), f"image/{fmt.lower()}"
+
+
+@dataclass
+class Worker:
+    """What the worker needs to build and send a job's request, pointed at the emulator."""
+
+    gemini: GeminiCaller
+    uploads: UploadCache
+    blobs: BlobStore
+    recorder: Recorder
+    inputs: list[InputSpec]
+
+
+@pytest.fixture(scope="module")
+def worker(contract_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    root: Path = tmp_path_factory.mktemp("contract")
+    database = f"sqlite:///{root / 'visionq.db'}"
+    upgrade(database)
+    engine = make_engine(database, pool_size=2)
+    recorder = Recorder()
+    http = httpx2.Client(event_hooks=recorder.hooks(), timeout=60)
+    client = genai.Client(
+        api_key=API_KEY,
+        http_options=types.HttpOptions(
+            base_url=contract_emulator, api_version=VERSION, timeout=60_000, httpx_client=http
+        ),
+    )
+    gemini = GeminiCaller(client, secret=API_KEY)
+    blobs = BlobStore(str(root / "blobs"))
+    uploads = UploadCache(
+        sessions=make_session_factory(engine),
+        gemini=gemini,
+        blobs=blobs,
+        identity="contract",
+        policy=FilePolicy(
+            margin=timedelta(minutes=5), stale_after=timedelta(minutes=2), active_timeout_s=30
+        ),
+    )
+    inputs = []
+    for position, (colour, fmt) in enumerate((("red", "PNG"), ("blue", "JPEG"))):
+        data, mime_type = _image(colour, fmt)
+        inputs.append(InputSpec(position, blobs.put(data), mime_type, 96, 64))
+    yield Worker(gemini, uploads, blobs, recorder, inputs)
+    gemini.close()
+    http.close()
+    engine.dispose()
+
+
+def option_sets(entry: ModelEntry, task: TaskKind, images: int) -> list[dict[str, Any]]:
+    """Every job option alone (each value the model may take), plus one combination."""
+    sets: list[dict[str, Any]] = [
+        {},
+        {"temperature": 0.4},
+        {"max_output_tokens": 3000},
+        {"max_side": 64},
+        {"economy": True},
+        {"cache": False},
+    ]
+    sets += [{"media_resolution": level} for level in ("LOW", "MEDIUM", "HIGH")]
+    others: list[str | None] = [None] * (images - 1)
+    sets += [
+        {"image_media_resolution": [level, *others]}
+        for level in ("LOW", "MEDIUM", "HIGH", "ULTRA_HIGH")
+    ]
+    if task in (TaskKind.DETECT, TaskKind.SEGMENT):
+        sets.append({"max_objects": 5})
+    thinking = entry.thinking
+    if thinking is not None:
+        sets += [{"thinking_level": level.value} for level in thinking.levels]
+        budget = thinking.budget
+        if budget is not None:
+            sets += [{"thinking_budget": value} for value in (budget.min, budget.max, 0, -1)]
+    floor = thinking.floor if thinking is not None else None
+    combination: dict[str, Any] = {
+        "temperature": 0.2,
+        "max_output_tokens": 4096,
+        "media_resolution": "LOW",
+        "max_side": 80,
+    }
+    if floor is not None:
+        combination["thinking_level"] = floor.value
+    sets.append(combination)
+    return sets
+
+
+def admitted(
+    task: TaskKind, model: str, entry: ModelEntry, options: dict[str, Any], images: int
+) -> bool:
+    """Whether visionq's submit checks let this job in (refused ones are never built)."""
+    fields = PROMPTS[task]
+    try:
+        validate_job(
+            task,
+            prompt=fields.get("prompt"),
+            labels=fields.get("labels"),
+            images=images,
+            schema=fields.get("schema"),
+            options=options,
+        )
+        parsed = JobOptions.model_validate(options)
+        check_options(task, parsed, ModelChoice(model, entry), images=images)
+    except (JobSpecError, ValueError):
+        return False
+    return True
+
+
+def _job(task: TaskKind, model: str, options: dict[str, Any], inputs: list[InputSpec]) -> JobSpec:
+    fields = PROMPTS[task]
+    return JobSpec(
+        id=str(uuid.uuid4()),
+        tenant="contract",
+        task=task.value,
+        model=model,
+        prompt=fields.get("prompt"),
+        labels=fields.get("labels"),
+        options=options,
+        response_schema=fields.get("schema"),
+        estimate=None,
+        started_at=dt.datetime.now(dt.UTC),
+        inputs=tuple(inputs),
+    )
+
+
+def _cases(catalogue: Catalogue) -> Iterator[tuple[str, TaskKind]]:
+    for model in catalogue.usable():
+        entry = catalogue.models[model]
+        yield from ((model, task) for task in TaskKind if task in entry.tasks)
+
+
+CASES = list(_cases(CATALOGUE))
+
+
+def test_the_catalogue_gives_cases() -> None:
+    assert CATALOGUE.usable(), "visionq's catalogue has no usable model"
+    assert {model for model, _ in CASES} == set(CATALOGUE.usable())
+
+
+@pytest.mark.parametrize(("model", "task"), CASES, ids=[f"{m}-{t}" for m, t in CASES])
+def test_every_request_the_worker_builds_fits_the_schema(
+    worker: Worker, model: str, task: TaskKind
+) -> None:
+    entry = CATALOGUE.models[model]
+    images = 2 if task in MULTI_IMAGE else 1
+    inputs = worker.inputs[:images]
+    problems: list[str] = []
+    sent = 0
+    runs: list[tuple[dict[str, Any], int, int | None]] = []
+    for options in option_sets(entry, task, images):
+        if not admitted(task, model, entry, options, images):
+            continue
+        runs.append((options, INLINE_LIMIT, None))
+        # Through the File API (an inline limit nothing fits under): what changes the parts.
+        if not options or "image_media_resolution" in options:
+            runs.append((options, 1, None))
+    # With max_output_tokens raised, as the pipeline does after an empty MAX_TOKENS answer.
+    runs.append(({}, INLINE_LIMIT, 8192))
+    for options, limit, cap in runs:
+        job = _job(task, model, options, inputs)
+        request = build_request(
+            job,
+            blobs=worker.blobs,
+            uploads=worker.uploads,
+            inline_limit=limit,
+            catalogue=CATALOGUE,
+        )
+        if cap is not None:
+            request.config["max_output_tokens"] = cap
+        try:
+            worker.gemini.generate(
+                model=request.model, contents=request.parts, config=request.config
+            )
+        except GeminiCallError as exc:
+            if exc.http_status == 400:
+                key = f"{model}: {exc.message}"
+                REFUSALS[key] = REFUSALS.get(key, 0) + 1
+        exchanges = worker.recorder.take()
+        for exchange in exchanges:
+            where = f"{model} {task} {options} inline_limit={limit} cap={cap}"
+            if exchange.request_body.startswith(b"{"):
+                problems += [f"{where}: {p}" for p in request_problems(exchange)]
+                sent += 1
+            problems += [f"{where}: {p}" for p in response_problems(exchange)]
+        assert any(e.path.endswith(":generateContent") for e in exchanges), "no call was sent"
+    assert sent >= len(runs)
+    assert not problems, "\n".join(itertools.islice(problems, 20))
