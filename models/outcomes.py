@@ -145,10 +145,18 @@ def fail_job(
     usage: Usage | None = None,
     cost_nusd: int | None = None,
     lease_token: str | None = None,
+    warnings: list[dict[str, str]] | None = None,
 ) -> bool:
     """End an active job as failed; False if it had already ended (or, with
-    ``lease_token``, is no longer held under that lease)."""
-    values = {"status": JobStatus.FAILED, "error_code": code, "error_message": message}
+    ``lease_token``, is no longer held under that lease). ``warnings``, when given, is the
+    job's whole list (the submit's and the run's)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "error_code": code,
+        "error_message": message,
+    }
+    if warnings:
+        values["warnings"] = warnings
     return _end(session, job_id, ACTIVE_STATUSES, values, usage, cost_nusd, lease_token)
 
 

@@ -136,7 +136,7 @@ class _Run:
             self.spend.add(ctx, job.model, answer.usage, answer.model_version)
             self.finish_reason = answer.finish_reason
             result = interpret(ctx, job, answer.text)
-            return _complete(ctx, self.claim, result, self.spend, answer, submitted=job.warnings)
+            return _complete(ctx, self.claim, result, self.spend, answer)
         except SchemaMismatchError as exc:
             # A structured answer that fails its schema is asked for once more, then fails.
             if self.schema_retried:
@@ -306,16 +306,13 @@ def _complete(
     result: dict[str, Any],
     spend: Spend,
     answer: GeminiAnswer,
-    *,
-    submitted: tuple[dict[str, str], ...] = (),
 ) -> str:
-    warnings = [*submitted, *({"code": c, "message": m} for c, m in spend.warnings.items())]
     with ctx.sessions.begin() as session:
         set_transports(session, claim.job_id, spend.transports)
         stored = complete_job(
             session, claim.job_id, result=result, usage=spend.usage,
             model_version=answer.model_version, cost_nusd=spend.cost_nusd,
-            lease_token=claim.lease_token, warnings=warnings if spend.warnings else None,
+            lease_token=claim.lease_token, warnings=_warnings(claim, spend),
         )  # fmt: skip
         finish_attempt(
             session,
@@ -328,12 +325,22 @@ def _complete(
     return "succeeded" if stored else "discarded"
 
 
+def _warnings(claim: Claim, spend: Spend) -> list[dict[str, str]] | None:
+    """The job's whole warning list when the run added any (a routed answer), else None
+    (the submit's warnings are stored already)."""
+    if not spend.warnings:
+        return None
+    run = [{"code": code, "message": message} for code, message in spend.warnings.items()]
+    return [*claim.job.warnings, *run]
+
+
 def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: Spend) -> str:
     with ctx.sessions.begin() as session:
         set_transports(session, claim.job_id, spend.transports)
         ended = fail_job(
             session, claim.job_id, code=failure.code, message=failure.message,
             usage=spend.usage, cost_nusd=spend.cost_nusd, lease_token=claim.lease_token,
+            warnings=_warnings(claim, spend),
         )  # fmt: skip
         finish_attempt(
             session,

@@ -165,6 +165,17 @@ def test_a_routed_answer_is_flagged_and_priced_at_the_served_model(
     assert job["cost_usd"] == direct["cost_usd"]
 
 
+def test_a_routed_answer_is_flagged_on_a_job_that_fails_too(
+    answers: tuple[Stack, str], stack: Stack
+) -> None:
+    _faults(answers, blocked_finish_reason="SAFETY")
+    with stack.client() as client:
+        job = _run(client, "caption", "gemini-3.1-flash-lite")
+    assert job["status"] == "failed" and job["error"]["code"] == "blocked_output"
+    [warning] = [w for w in job["warnings"] if w["code"] == "model_routed"]
+    assert "gemini-3.5-flash-lite" in warning["message"]
+
+
 def test_a_free_tier_429_naming_minute_and_day_quotas_is_retried_after_its_delay(
     answers: tuple[Stack, str], stack: Stack
 ) -> None:
