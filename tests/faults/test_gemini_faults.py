@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -81,10 +83,20 @@ def test_gemini_failing_always_fails_jobs_with_the_cause(
     later = [j for j in audit.jobs if j["error_code"] != "gemini_unavailable"]
     codes = sorted({j["error_code"] for j in later})
     assert codes == ["daily_quota_exhausted", "gemini_invalid_argument"], codes
-    assert {j["attempt_count"] for j in later} == {1}
+    # Gemini's per-day 429 asks to come back at midnight Pacific: within a minute of it
+    # that is a short wait worth taking (worker/quotas.py), so a job may try again then.
+    near_midnight = _seconds_to_midnight_pacific() < 120
+    allowed = {1, 2, 3} if near_midnight else {1}
+    assert {j["attempt_count"] for j in later} <= allowed
     daily = next(j for j in later if j["error_code"] == "daily_quota_exhausted")
     assert "PerDay" in daily["error_message"]
     report("emulator always 503", figures)
+
+
+def _seconds_to_midnight_pacific() -> float:
+    now = datetime.now(ZoneInfo("America/Los_Angeles"))
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - now).total_seconds()
 
 
 @pytest.mark.parametrize("limit", ["rpm", "tpm"])
