@@ -204,7 +204,13 @@ class _Checker:
         key_type = field.map_key or "string"
         for index, (entry_key, item) in enumerate(value.items()):
             entry = f"{where}[{index}]"
-            if key_type != "string" and not _scalar_ok(key_type, entry_key):
+            # JSON object keys are strings: "12" for an integer key, "true" for a bool one.
+            key_ok = (
+                entry_key in ("true", "false")
+                if key_type == "bool"
+                else (key_type == "string" or _scalar_ok(key_type, entry_key))
+            )
+            if not key_ok:
                 self.invalid(f"{entry}.key", f"TYPE_{key_type.upper()}", entry_key)
             self.single(item, field.map_value, f"{entry}.value", str(entry_key), entry)
 
