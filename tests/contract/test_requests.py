@@ -27,12 +27,19 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
+from emulator.apischema import load_schema
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.leases import InputSpec, JobSpec
 from models.migrate import upgrade
 from models.settings import Settings
-from tests.contract.wire import REFUSALS, Recorder, request_problems, response_problems
+from tests.contract.wire import (
+    REFUSALS,
+    Recorder,
+    request_problems,
+    response_problems,
+    version_of,
+)
 from tests.emulator.conftest import API_KEY
 from vision.catalogue import Catalogue, ModelEntry, load_catalogue
 from vision.model_fit import ModelChoice, check_options
@@ -249,3 +256,22 @@ def test_every_request_the_worker_builds_fits_the_schema(
         assert any(e.path.endswith(":generateContent") for e in exchanges), "no call was sent"
     assert sent >= len(runs)
     assert not problems, "\n".join(itertools.islice(problems, 20))
+
+
+def test_the_worker_s_file_calls_use_routes_the_schema_has(worker: Worker) -> None:
+    data = worker.blobs.get(worker.inputs[0].sha256)
+    uploaded = worker.gemini.upload(data, mime_type="image/png", display_name="contract")
+    assert uploaded.name is not None
+    worker.gemini.get_file(uploaded.name)
+    assert any(f.name == uploaded.name for f in worker.gemini.list_files())
+    worker.gemini.delete_file(uploaded.name)
+    problems: list[str] = []
+    exchanges = worker.recorder.take()
+    for exchange in exchanges:
+        schema = load_schema(version_of(exchange.path))
+        assert schema.route(exchange.method, exchange.path.split("?")[0]) is not None, exchange
+        if exchange.request_body.startswith(b"{"):
+            problems += request_problems(exchange)
+        problems += response_problems(exchange)
+    assert {e.method for e in exchanges} == {"POST", "GET", "DELETE"}
+    assert not problems, "\n".join(problems)
