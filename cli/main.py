@@ -241,6 +241,10 @@ def run_emulator(
     flex_shed_rate: float = typer.Option(
         0.0, help="Probability (0..1) a flex call is shed with 503."
     ),
+    spend_limit_usd: float | None = typer.Option(
+        None, help="Spend-limit 429 once the window's calls cost this much (USD)."
+    ),
+    spend_window_s: float = typer.Option(600.0, help="Rolling spend window, seconds."),
 ) -> None:
     """Serve the Gemini API emulator (synthetic answers, for tests and offline demos).
 
@@ -285,6 +289,8 @@ def run_emulator(
             mask_format=mask_format,
             priority_downgrade=priority_downgrade,
             flex_shed_rate=flex_shed_rate,
+            spend_limit_usd=spend_limit_usd,
+            spend_window_s=spend_window_s,
         )
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -20,6 +20,7 @@ from emulator.faults import (
     DEFAULT_HANG_S,
     DEFAULT_QUOTA_WINDOW_S,
     DEFAULT_RETRY_DELAY_S,
+    DEFAULT_SPEND_WINDOW_S,
     EMPTY_ANSWERS,
     MASK_FORMATS,
     PROMPT_BLOCK_REASONS,
@@ -170,6 +171,18 @@ def _add_outcome_flags(parser: argparse.ArgumentParser) -> None:
         "--priority-downgrade",
         action="store_true",
         help="serviceTier priority is served (and reported) as standard",
+    )
+    group.add_argument(
+        "--spend-limit-usd",
+        type=float,
+        default=None,
+        help="refuse calls (spend-limit 429) once the window's calls cost this much",
+    )
+    group.add_argument(
+        "--spend-window-s",
+        type=float,
+        default=DEFAULT_SPEND_WINDOW_S,
+        help="length of the rolling spend window (default %(default)s)",
     )
     group.add_argument(
         "--flex-shed-rate",

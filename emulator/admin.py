@@ -42,6 +42,8 @@ def stats_body(state: EmulatorState) -> dict[str, Any]:
         "files": len(state.files.live()),
         "upload_sessions": len(state.files.sessions),
         **state.quota.stats(state.monotonic(), state.faults.quota_window_s),
+        "spend_usd": state.spend.total_usd,
+        "spend_usd_in_window": state.spend.spent(state.monotonic(), state.faults.spend_window_s),
     }
 
 

@@ -33,6 +33,7 @@ STATUSES: Final = ("stable", "preview", "deprecated", "routed", "closed", "shut_
 SERVED_STATUSES: Final = frozenset({"stable", "preview", "deprecated"})
 MASK_FORMATS: Final = ("png", "seg_tokens", "polygon")
 THINKING_LEVELS: Final = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
+SERVICE_TIERS: Final = ("standard", "flex", "priority")
 DEFAULT_INPUT_LIMIT: Final = 1_048_576
 DEFAULT_OUTPUT_LIMIT: Final = 65_536
 BUILTIN_FILE: Final = "data/models.json"
@@ -55,6 +56,15 @@ class ThinkingRules:
 
 
 @dataclass(frozen=True)
+class Price:
+    """Standard-tier USD per 1M tokens from ``valid_from`` (ISO date; None = always)."""
+
+    input: float
+    output: float
+    valid_from: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One catalogue entry (``billing`` and ``thinking`` only for models that can answer)."""
 
@@ -71,11 +81,17 @@ class ModelSpec:
     mask_format: str = "png"
     deprecation_date: str | None = None
     shutdown_date: str | None = None
+    prices: tuple[Price, ...] = ()
 
     @property
     def answers(self) -> bool:
         """True if this model can answer a call itself (served, or closed to new users)."""
         return self.billing is not None
+
+    def price_on(self, day: str) -> Price | None:
+        """The price in force on ``day`` (ISO date): the last one valid from it or before."""
+        valid = [p for p in self.prices if p.valid_from is None or p.valid_from <= day]
+        return valid[-1] if valid else None
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class Catalogue:
 
     version: str
     chars_per_token: float
+    tier_price_factor: Mapping[str, float]
     thoughts_by_level: Mapping[str, int]
     thoughts_budget_cap: int
     aliases: Mapping[str, str]
@@ -185,6 +202,38 @@ def _thinking(value: Any, where: str) -> ThinkingRules:
     )
 
 
+def _usd(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise CatalogueError(f"{where}: expected a number of USD >= 0, got {value!r}")
+    return float(value)
+
+
+def _prices(value: Any, where: str) -> tuple[Price, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise CatalogueError(f"{where}: expected a list of prices, got {value!r}")
+    prices: list[Price] = []
+    for index, entry in enumerate(value):
+        item = _object(entry, f"{where}[{index}]")
+        valid_from = item.get("from")
+        prices.append(
+            Price(
+                input=_usd(item.get("input"), f"{where}[{index}].input"),
+                output=_usd(item.get("output"), f"{where}[{index}].output"),
+                valid_from=None
+                if valid_from is None
+                else _str(valid_from, f"{where}[{index}].from"),
+            )
+        )
+    return tuple(prices)
+
+
+def _factors(value: Any, where: str) -> dict[str, float]:
+    data = _object(value, where)
+    return {tier: _usd(data.get(tier), f"{where}.{tier}") for tier in SERVICE_TIERS}
+
+
 def _optional_date(data: Mapping[str, Any], key: str, where: str) -> str | None:
     value = data.get(key)
     return None if value is None else _str(value, f"{where}.{key}")
@@ -241,6 +290,7 @@ def _model(model_id: str, entry: Any, where: str) -> ModelSpec:
         mask_format=mask_format,
         deprecation_date=deprecation_date,
         shutdown_date=shutdown_date,
+        prices=_prices(data.get("prices"), f"{where}.prices"),
     )
 
 
@@ -269,7 +319,7 @@ def _check_links(models: Mapping[str, ModelSpec], aliases: Mapping[str, str]) ->
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """The raw catalogue ``base`` with an override file's content applied (see the module)."""
     merged = dict(base)
-    for key in ("version", "source", "text", "thoughts_tokens"):
+    for key in ("version", "source", "text", "thoughts_tokens", "service_tier_price_factor"):
         if key in override:
             merged[key] = override[key]
     aliases = dict(_object(base.get("aliases", {}), "$.aliases"))
@@ -301,6 +351,9 @@ def parse_catalogue(data: Any, where: str = "model catalogue") -> Catalogue:
         return Catalogue(
             version=_str(top.get("version"), "$.version"),
             chars_per_token=chars_per_token,
+            tier_price_factor=_factors(
+                top.get("service_tier_price_factor"), "$.service_tier_price_factor"
+            ),
             thoughts_by_level=by_level,
             thoughts_budget_cap=cap,
             aliases=aliases,

@@ -11,6 +11,7 @@ from emulator.faults import (
     DEFAULT_HANG_S,
     DEFAULT_QUOTA_WINDOW_S,
     DEFAULT_RETRY_DELAY_S,
+    DEFAULT_SPEND_WINDOW_S,
     FaultSettings,
     fault_field_names,
 )
@@ -91,6 +92,8 @@ class EmulatorConfig:
     mask_format: str | None = None
     priority_downgrade: bool = False
     flex_shed_rate: float = 0.0
+    spend_limit_usd: float | None = None
+    spend_window_s: float = DEFAULT_SPEND_WINDOW_S
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:

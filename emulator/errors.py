@@ -378,17 +378,24 @@ def quota_help_only() -> EmulatorError:
 SPEND_LIMITS_USD: dict[int, int] = {1: 10, 2: 50, 3: 200}
 
 
-def spend_limit_exceeded(model: str, tier: int, retry_delay_s: float) -> EmulatorError:
+def _dollars(usd: float) -> str:
+    # Real limits are whole dollars ("10.00"); tiny test limits keep their digits.
+    return f"{usd:.2f}" if usd >= 0.01 else f"{usd:g}"
+
+
+def spend_limit_exceeded(
+    model: str, tier: int, retry_delay_s: float, limit_usd: float | None = None
+) -> EmulatorError:
     """429 for Gemini's rolling spend limit (dollars per 10 minutes per usage tier).
 
     The shape is assumed, not captured: a message naming the limit and tier, a
     QuotaFailure with quota id ``GenerateContentSpendPer10MinutesPerProjectTier{N}``,
-    Help and RetryInfo.
+    Help and RetryInfo. ``limit_usd`` (a configured limit) replaces the tier's own.
     """
-    limit = SPEND_LIMITS_USD[tier]
+    limit = SPEND_LIMITS_USD[tier] if limit_usd is None else limit_usd
     delay = format_duration(retry_delay_s)
     message = (
-        f"Your project has exceeded its spend limit of ${limit:.2f} per 10 minutes for Tier"
+        f"Your project has exceeded its spend limit of ${_dollars(limit)} per 10 minutes for Tier"
         f" {tier}. Wait for earlier spending to leave the 10-minute window, or raise your"
         f" usage tier. For more information, head to: {RATE_LIMITS_URL}. Please retry in"
         f" {delay}."
@@ -397,7 +404,7 @@ def spend_limit_exceeded(model: str, tier: int, retry_delay_s: float) -> Emulato
         "quotaMetric": "generativelanguage.googleapis.com/generate_content_spend",
         "quotaId": f"GenerateContentSpendPer10MinutesPerProjectTier{tier}",
         "quotaDimensions": {"location": "global", "model": model},
-        "quotaValue": str(limit),
+        "quotaValue": str(round(limit)),
     }
     details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},

@@ -17,6 +17,8 @@ from typing import Any
 DEFAULT_RETRY_DELAY_S = 1.0
 DEFAULT_HANG_S = 600.0
 DEFAULT_QUOTA_WINDOW_S = 60.0
+# Gemini's spend limits are per rolling 10 minutes.
+DEFAULT_SPEND_WINDOW_S = 600.0
 
 # Fault kinds as counted in the stats. ``always_fail`` with another status counts under
 # that status ("504"...), added when it first happens.
@@ -84,6 +86,9 @@ class FaultSettings:
     - ``priority_downgrade``: ``serviceTier: priority`` calls are served (and reported in
       ``x-gemini-service-tier``) as ``standard``; ``flex_shed_rate``: probability that a
       ``flex`` call is shed with 503.
+    - ``spend_limit_usd``: calls are refused with the spend-limit 429 while the calls
+      answered in the last ``spend_window_s`` seconds cost that much (None = no limit);
+      costs come from the catalogue's prices.
 
     Every value is checked here (ValueError with a readable message), whatever its source.
     """
@@ -111,6 +116,8 @@ class FaultSettings:
     mask_format: str | None = None
     priority_downgrade: bool = False
     flex_shed_rate: float = 0.0
+    spend_limit_usd: float | None = None
+    spend_window_s: float = DEFAULT_SPEND_WINDOW_S
 
     def __post_init__(self) -> None:
         for name in _RATES:
@@ -128,7 +135,7 @@ class FaultSettings:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
         self._check_options()
         # JSON may send 1 for 1.0; stored as float so GET /_emulator/faults echoes floats.
-        for name in (*_RATES, *_DURATIONS, "quota_window_s"):
+        for name in (*_RATES, *_DURATIONS, "quota_window_s", "spend_window_s"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check_options(self) -> None:
@@ -184,6 +191,14 @@ class FaultSettings:
         thoughts = self.thoughts_tokens
         if thoughts is not None and not (_is_int(thoughts) and thoughts >= 0):
             raise ValueError(f"thoughts_tokens must be null or an integer >= 0, got {thoughts!r}")
+        limit = self.spend_limit_usd
+        if limit is not None and not (_is_number(limit) and math.isfinite(limit) and limit > 0):
+            raise ValueError(f"spend_limit_usd must be null or a number > 0, got {limit!r}")
+        spend_window = self.spend_window_s
+        if not (_is_number(spend_window) and math.isfinite(spend_window) and spend_window > 0):
+            raise ValueError(
+                f"spend_window_s must be a number of seconds > 0, got {spend_window!r}"
+            )
         if not isinstance(self.priority_downgrade, bool):
             raise ValueError(
                 f"priority_downgrade must be true or false, got {self.priority_downgrade!r}"

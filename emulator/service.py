@@ -30,6 +30,7 @@ from emulator.request import (
 )
 from emulator.rules import check_media_resolution, thoughts_for
 from emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
+from emulator.spend import call_cost_usd
 from emulator.state import EmulatorState
 from emulator.tokens import ImageInput, PromptTokens
 
@@ -183,6 +184,7 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
     # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
     scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
     prompt = _prompt_tokens(state, spec.id, request, [(s.width, s.height) for s in scenes])
+    _check_spend(state, spec.id)
     # After every check that can refuse the request, so only calls answered 200 count.
     gate.admit(state, spec.id, prompt.total)
     await _simulate_latency(state.config)
@@ -198,11 +200,36 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
     state.counters.answered_ok += 1
     headers = {SERVICE_TIER_HEADER: tier}
     if outcome is not None:
-        return Result(outcome_body(reply, *outcome), headers)
-    invalid = is_structured(request) and state.take_invalid_turn()
-    mask_format = state.faults.mask_format or spec.mask_format
-    text = answer(request, scenes, invalid_structured=invalid, mask_format=mask_format)
-    return Result(answer_body(replace(reply, text=text), state.token_table), headers)
+        body = outcome_body(reply, *outcome)
+    else:
+        invalid = is_structured(request) and state.take_invalid_turn()
+        mask_format = state.faults.mask_format or spec.mask_format
+        text = answer(request, scenes, invalid_structured=invalid, mask_format=mask_format)
+        body = answer_body(replace(reply, text=text), state.token_table)
+    _record_spend(state, spec, tier, body["usageMetadata"])
+    return Result(body, headers)
+
+
+def _check_spend(state: EmulatorState, model: str) -> None:
+    settings = state.faults
+    if settings.spend_limit_usd is None:
+        return
+    wait = state.spend.wait_s(state.monotonic(), settings.spend_window_s, settings.spend_limit_usd)
+    if wait is not None:
+        state.counters.spend_rejections += 1
+        raise errors.spend_limit_exceeded(
+            model, settings.spend_tier, wait, limit_usd=settings.spend_limit_usd
+        )
+
+
+def _record_spend(
+    state: EmulatorState, spec: ModelSpec, tier: str, usage: Mapping[str, Any]
+) -> None:
+    output = usage.get("candidatesTokenCount", 0) + usage.get("thoughtsTokenCount", 0)
+    usd = call_cost_usd(
+        state.catalogue, spec, tier, (usage["promptTokenCount"], output), state.clock()
+    )
+    state.spend.record(state.monotonic(), usd)
 
 
 async def count_tokens(state: EmulatorState, call: Call, body: Mapping[str, Any]) -> Result:

@@ -13,6 +13,7 @@ from emulator.config import EmulatorConfig
 from emulator.faults import FAULT_KINDS, FaultSettings, new_rng
 from emulator.files import Clock, FileStore
 from emulator.quota import RPM, TPM, QuotaTracker
+from emulator.spend import SpendWindow
 from emulator.tokens import TokenTable
 
 
@@ -42,6 +43,7 @@ class Counters:
     - ``quota_rejections``: calls refused by the rpm/tpm windows (429);
       ``quota_rejections_by_limit`` counts them per exceeded limit ("rpm", "tpm").
     - ``web_parts_used``: fileData parts naming a web URL that were fetched.
+    - ``spend_rejections``: calls refused by ``spend_limit_usd`` (429).
     - ``outcome_calls``: answered calls seen while a forced outcome was set (the counter
       ``outcome_every`` works on); ``outcomes``: forced outcomes given, per value
       ("SAFETY", "no_parts"...).
@@ -67,6 +69,7 @@ class Counters:
         default_factory=lambda: dict.fromkeys((RPM, TPM), 0)
     )
     web_parts_used: int = 0
+    spend_rejections: int = 0
     outcome_calls: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -96,6 +99,7 @@ class EmulatorState:
     fault_rng: random.Random = field(init=False)
     tier_rng: random.Random = field(init=False)
     quota: QuotaTracker = field(init=False)
+    spend: SpendWindow = field(init=False)
     # Objects served at /_emulator/public/{name}: name -> (MIME type, bytes).
     public: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
@@ -111,6 +115,7 @@ class EmulatorState:
         # A generator of its own, so flex shedding never shifts the seeded fault draws.
         self.tier_rng = new_rng(self.faults.fault_seed)
         self.quota = QuotaTracker()
+        self.spend = SpendWindow()
 
     def reset(self) -> None:
         """Back to start-up (``POST /_emulator/reset``).

@@ -292,3 +292,10 @@ def test_bad_models_file_stops_startup(tmp_path: Path, content: str | None, mess
     )
     assert done.returncode == 2
     assert done.stderr.startswith("python -m emulator: error: ")
+
+
+def test_dated_prices() -> None:
+    spec = build_catalogue().models["gemini-3.8-flash"]
+    before, after = spec.price_on("2026-12-31"), spec.price_on("2027-01-01")
+    assert before is not None and (before.input, before.output) == (0.75, 3.75)
+    assert after is not None and (after.input, after.output) == (1.50, 7.50)

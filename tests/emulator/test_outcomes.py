@@ -322,3 +322,37 @@ def test_png_mask_still_decodes() -> None:
     mask = Image.new("L", (40, 20), 255)
     raw = base64.b64decode(mask_data_url(mask).removeprefix("data:image/png;base64,"))
     assert Image.open(io.BytesIO(raw)).size != (40, 20)
+
+
+# --- the rolling spend limit ----------------------------------------------------------------
+
+
+def test_spend_limit_refuses_once_the_window_has_cost_the_limit(
+    faults_url: str, sdk: genai.Client
+) -> None:
+    set_faults(faults_url, spend_limit_usd=0.0001, spend_window_s=600)
+    first = ask(sdk, blank(64, 64), PROMPT)  # nothing spent yet: answered
+    usage = first.usage_metadata
+    assert usage is not None
+    # 3.5 Flash-Lite at $0.30 / $2.50 per 1M tokens (the emulator's own prices).
+    output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+    expected = ((usage.prompt_token_count or 0) * 0.30 + output * 2.50) / 1_000_000
+    counters = stats(faults_url)
+    assert counters["spend_usd"] == pytest.approx(expected)
+    assert expected > 0.0001
+    error = _client_error(sdk)
+    assert (error.message or "").startswith(
+        "Your project has exceeded its spend limit of $0.0001 per 10 minutes for Tier 1."
+    )
+    delay = _details(error)[RETRY_INFO]["retryDelay"]
+    assert 0 < float(delay.removesuffix("s")) <= 600
+    assert stats(faults_url)["spend_rejections"] == 1
+
+
+def test_flex_costs_half(faults_url: str) -> None:
+    set_faults(faults_url)
+    _raw(faults_url, model="gemini-3.6-flash", serviceTier="standard").raise_for_status()
+    standard = stats(faults_url)["spend_usd"]
+    set_faults(faults_url)
+    _raw(faults_url, model="gemini-3.6-flash", serviceTier="flex").raise_for_status()
+    assert stats(faults_url)["spend_usd"] == pytest.approx(standard / 2)
