@@ -17,6 +17,10 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
+SUPPORTED_API_VERSIONS = ("v1beta",)
+
+
 def default_data_dir() -> Path:
     """Where the SQLite database and blob store live unless configured otherwise."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -34,6 +38,8 @@ class Settings(BaseSettings):
     blob_dir: str = ""
 
     gemini_base_url: str = ""
+    # visionq needs v1beta: the public v1 has no File API, no thinkingConfig and no JSON
+    # output (responseMimeType), so detect, segment, custom and large images would fail.
     gemini_api_version: str = "v1beta"
     # Same variables and precedence as the google-genai SDK: GOOGLE_API_KEY wins.
     gemini_api_key: SecretStr | None = Field(
@@ -141,6 +147,18 @@ class Settings(BaseSettings):
                 if not positive:
                     raise ValueError(f"{model}: {key} must be a positive number, got {limit!r}")
         return value
+
+    @field_validator("gemini_api_version")
+    @classmethod
+    def _supported_api_version(cls, value: str) -> str:
+        version = value.strip()
+        if version not in SUPPORTED_API_VERSIONS:
+            raise ValueError(
+                f"Gemini API version {value!r} is not supported: visionq needs "
+                f"{' or '.join(SUPPORTED_API_VERSIONS)} (v1 has no File API, thinkingConfig or "
+                "responseMimeType)"
+            )
+        return version
 
     @field_validator("gemini_base_url")
     @classmethod

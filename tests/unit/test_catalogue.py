@@ -370,7 +370,7 @@ def test_model_rows() -> None:
     assert (eight.input_usd_per_1m, eight.output_usd_per_1m) == ("0.75", "3.75")
     assert eight.tiers == ["standard", "batch", "flex"]
     assert eight.thinking_levels == ["LOW", "MEDIUM", "HIGH"]
-    assert eight.thinking_budget == "128 to 32768, or -1 (dynamic)"
+    assert eight.thinking_budget == "1 to 24576, or -1 (dynamic)"
     assert eight.mask_format == "polygon"
     assert by_id["gemini-3.5-flash-lite"].default_for == ["every task"]
     assert by_id["gemini-3.6-flash"].default_for == ["segment"]

@@ -151,10 +151,10 @@ def test_real_prompt_text() -> None:
         ("test-tiles-lite", TaskKind.CAPTION, {}, 8192),  # no thinking by default
         ("test-tiles-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 8192 + 24576),
         ("test-crop", TaskKind.CAPTION, {}, 8192),  # no thinking rule
-        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 8192 + 32768),
-        ("gemini-3.8-flash", TaskKind.CAPTION, {"thinking_level": "high"}, 8192 + 32768),
+        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 8192 + 24576),
+        ("gemini-3.8-flash", TaskKind.CAPTION, {"thinking_level": "high"}, 8192 + 24576),
         # Gemini 3 cannot turn thinking off: its lowest level is counted at the most.
-        ("gemini-3.8-flash", TaskKind.DETECT, {}, 8192 + 32768),
+        ("gemini-3.8-flash", TaskKind.DETECT, {}, 8192 + 24576),
         ("gemini-3.5-flash-lite", TaskKind.DETECT, {}, 8192 + 24576),
     ],
 )
@@ -170,7 +170,7 @@ def test_a_cap_bounds_thinking_and_says_so() -> None:
     assert capped.cost_usd.max - capped.cost_usd.min == Decimal(1000) * Decimal("3.75") / 10**6
     assert any("thinking shares max_output_tokens" in note for note in capped.assumptions)
     uncapped = estimate("gemini-3.8-flash")
-    assert any("32768 thinking tokens" in note for note in uncapped.assumptions)
+    assert any("24576 thinking tokens" in note for note in uncapped.assumptions)
 
 
 def test_default_max_output_parameter() -> None:

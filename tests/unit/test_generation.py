@@ -138,8 +138,8 @@ def test_custom_schema() -> None:
 @pytest.mark.parametrize(
     ("model", "task", "options", "tokens", "note"),
     [
-        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 32768, "thinks by default"),
-        ("gemini-3.8-flash", TaskKind.DETECT, {}, 32768, "thinking_level LOW"),
+        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 24576, "thinks by default"),
+        ("gemini-3.8-flash", TaskKind.DETECT, {}, 24576, "thinking_level LOW"),
         ("gemini-3.5-flash-lite", TaskKind.CAPTION, {"thinking_budget": 1024}, 1024, None),
         ("gemini-3.5-flash-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 24576, "dynamic"),
         ("budget-off", TaskKind.DETECT, {}, 0, None),

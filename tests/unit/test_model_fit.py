@@ -154,7 +154,7 @@ def test_a_versioned_id_is_kept_as_sent() -> None:
 @pytest.mark.parametrize(
     ("model", "instead"),
     [
-        ("gemini-3.8-flash", "send thinking_level LOW or a budget of 128 to 32768"),
+        ("gemini-3.8-flash", "send thinking_level LOW or a budget of 1 to 24576"),
         ("gemini-3.5-flash-lite", "send thinking_level MINIMAL or a budget of 512 to 24576"),
     ],
 )
@@ -167,7 +167,7 @@ def test_budget_zero_on_a_model_that_only_thinks(model: str, instead: str) -> No
 
 @pytest.mark.parametrize(
     ("model", "budget"),
-    [("gemini-3.8-flash", 127), ("gemini-3.5-flash-lite", 511), ("gemini-3.5-flash-lite", 24577)],
+    [("gemini-3.8-flash", 24577), ("gemini-3.5-flash-lite", 511), ("gemini-3.5-flash-lite", 24577)],
 )
 def test_budget_out_of_range(model: str, budget: int) -> None:
     error = refusal(model, thinking_budget=budget)

@@ -102,3 +102,12 @@ def test_a_replaced_setting_is_refused_naming_its_successor(
     monkeypatch.setenv(name, str(tmp_path / "old.json"))
     with pytest.raises(ValueError, match=f"{name} is no longer read: use VISIONQ_MODELS_FILE"):
         get_settings()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", ""])
+def test_only_an_api_version_with_everything_visionq_sends_is_taken(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    monkeypatch.setenv("VISIONQ_GEMINI_API_VERSION", version)
+    with pytest.raises(ValueError, match="v1 has no File API"):
+        get_settings()
