@@ -16,7 +16,6 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
 
