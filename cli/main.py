@@ -251,7 +251,7 @@ def run_emulator(
     The fault and quota options apply to generateContent; they can also be changed while
     it runs with POST /_emulator/faults.
     """
-    from emulator.catalog import load_models_file
+    from emulator.catalog_load import load_models_file
     from emulator.config import EmulatorConfig
     from emulator.server import run
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emulator.catalog import load_models_file
+from emulator.catalog_load import load_models_file
 from emulator.config import (
     DEFAULT_FILE_MAX_BYTES,
     DEFAULT_FILE_PROCESSING_S,

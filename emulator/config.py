@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.catalog import Catalogue, build_catalogue
+from emulator.catalog import Catalogue
+from emulator.catalog_load import build_catalogue
 from emulator.faults import (
     DEFAULT_HANG_S,
     DEFAULT_QUOTA_WINDOW_S,

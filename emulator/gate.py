@@ -14,10 +14,11 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from datetime import time as day_start
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from emulator import errors
-from emulator.errors import EmulatorError, QuotaLimit
+from emulator import errors, quota_errors
+from emulator.errors import EmulatorError
 from emulator.faults import DAILY_QUOTA, HANG, FaultSettings, decide_fault
 from emulator.quota import RPM, TPM
+from emulator.quota_errors import QuotaLimit
 from emulator.state import EmulatorState
 
 Disconnected = Callable[[], Awaitable[bool]]
@@ -68,21 +69,21 @@ def quota_limit(kind: str, settings: FaultSettings, value: int) -> QuotaLimit:
 def injected_429(settings: FaultSettings, model: str) -> EmulatorError:
     """The 429 of ``fail_429_rate`` / ``always_fail`` 429, in the ``quota_shape`` chosen."""
     if settings.quota_shape == "help_only":
-        return errors.quota_help_only()
+        return quota_errors.quota_help_only()
     if settings.quota_shape == "spend_limit":
-        return errors.spend_limit_exceeded(model, settings.spend_tier, settings.retry_delay_s)
+        return quota_errors.spend_limit_exceeded(model, settings.spend_tier, settings.retry_delay_s)
     limits = [quota_limit(RPM, settings, settings.rpm or NOMINAL_RPM)]
     if settings.quota_shape == "mixed_daily":
         # As the free tier sends it: per-minute and per-day ids at once, a short RetryInfo.
         limits.append(quota_limit(TPM, settings, settings.tpm or NOMINAL_FREE_TPM))
         limits.append(quota_limit(RPD_KIND, settings, NOMINAL_RPD))
-    return errors.quota_exceeded(model, limits, settings.retry_delay_s)
+    return quota_errors.quota_exceeded(model, limits, settings.retry_delay_s)
 
 
 def _fault_error(kind: str, settings: FaultSettings, model: str, now: float) -> EmulatorError:
     if kind == DAILY_QUOTA:
         limit = quota_limit(RPD_KIND, settings, NOMINAL_RPD)
-        return errors.quota_exceeded(model, [limit], seconds_until_pacific_midnight(now))
+        return quota_errors.quota_exceeded(model, [limit], seconds_until_pacific_midnight(now))
     if kind == "429":
         return injected_429(settings, model)
     return errors.failure(int(kind))
@@ -141,4 +142,4 @@ def admit(state: EmulatorState, model: str, prompt_tokens: int) -> None:
     for violation in rejection.violations:
         by_limit[violation.limit] = by_limit.get(violation.limit, 0) + 1
     limits = [quota_limit(v.limit, settings, v.quota_value) for v in rejection.violations]
-    raise errors.quota_exceeded(model, limits, rejection.retry_after_s)
+    raise quota_errors.quota_exceeded(model, limits, rejection.retry_after_s)

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from emulator import errors, gate
+from emulator import errors, gate, quota_errors
 from emulator.answers import answer, is_structured
 from emulator.catalog import ModelSpec
 from emulator.config import EmulatorConfig
@@ -217,7 +217,7 @@ def _check_spend(state: EmulatorState, model: str) -> None:
     wait = state.spend.wait_s(state.monotonic(), settings.spend_window_s, settings.spend_limit_usd)
     if wait is not None:
         state.counters.spend_rejections += 1
-        raise errors.spend_limit_exceeded(
+        raise quota_errors.spend_limit_exceeded(
             model, settings.spend_tier, wait, limit_usd=settings.spend_limit_usd
         )
 

@@ -15,7 +15,8 @@ from google import genai
 from google.genai import errors, types
 
 from emulator import tokens
-from emulator.catalog import CatalogueError, build_catalogue, builtin_raw, load_models_file
+from emulator.catalog import CatalogueError
+from emulator.catalog_load import build_catalogue, builtin_raw, load_models_file
 from emulator.config import EmulatorConfig
 from tests.emulator.conftest import API_KEY, REPO_ROOT, make_client, running_emulator
 from tests.emulator.helpers import ask, blank, image_part, image_tokens, parts, serving

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emulator import errors
+from emulator import quota_errors
 from emulator.__main__ import build_config, parse_args
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultSettings, decide_fault, fault_field_names
@@ -135,7 +135,7 @@ def test_runtime_changes_and_reset_restore_start_up() -> None:
 
 
 def test_duration_format() -> None:
-    assert [errors.format_duration(s) for s in (2, 0.5, 1.25, 0.0004, 26.4544, 0)] == [
+    assert [quota_errors.format_duration(s) for s in (2, 0.5, 1.25, 0.0004, 26.4544, 0)] == [
         "2s",
         "0.5s",
         "1.25s",
@@ -146,8 +146,8 @@ def test_duration_format() -> None:
 
 
 def test_quota_body_has_quota_failure_help_and_retry_info() -> None:
-    limit = errors.QuotaLimit("metric/x", "GenerateRequestsPerMinutePerProjectPerModel", 3)
-    body = errors.quota_exceeded("gemini-2.5-flash", [limit], 0.5).body()["error"]
+    limit = quota_errors.QuotaLimit("metric/x", "GenerateRequestsPerMinutePerProjectPerModel", 3)
+    body = quota_errors.quota_exceeded("gemini-2.5-flash", [limit], 0.5).body()["error"]
     assert (body["code"], body["status"]) == (429, "RESOURCE_EXHAUSTED")
     assert body["message"].endswith("model: gemini-2.5-flash\nPlease retry in 0.5s.")
     failure, help_, retry = body["details"]
