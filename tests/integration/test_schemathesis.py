@@ -45,6 +45,7 @@ OPERATIONS = {
     "GET /v1/jobs/{job_id}/annotated.png": (POSITIVE,),
     "GET /v1/jobs/{job_id}/masks/{index}.png": (POSITIVE, NEGATIVE),
     "POST /v1/estimate": (POSITIVE, NEGATIVE),
+    "GET /v1/models": (POSITIVE,),
 }
 
 
