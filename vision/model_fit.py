@@ -49,12 +49,12 @@ def choose_model(
     Raises JobSpecError for a retired (shut down, routed, closed) or unknown id.
     """
     if not requested:
-        default = (
-            configured_default
-            if configured_default and task is not TaskKind.SEGMENT
-            else catalogue.default_for(task)
-        )
-        return _known(catalogue, default, [])
+        # The operator's default when it serves the task (check_default_model made sure
+        # it is usable), else the catalogue's default for the task (segment has its own).
+        configured = catalogue.entry(configured_default) if configured_default else None
+        if configured_default and configured is not None and task in configured.tasks:
+            return _known(catalogue, configured_default, [])
+        return _known(catalogue, catalogue.default_for(task), [])
     warnings: list[JobWarning] = []
     model = requested
     target = catalogue.aliases.get(requested)

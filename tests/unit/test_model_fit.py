@@ -133,11 +133,15 @@ def test_default_model_per_task() -> None:
     )
     assert choose_model(CATALOGUE, "", TaskKind.DETECT).model == "gemini-3.5-flash-lite"
     assert choose_model(CATALOGUE, None, TaskKind.SEGMENT).model == "gemini-3.6-flash"
-    # The operator's default wins, except for segment (it may not serve segment).
+    # The operator's default wins where it serves the task (gemini-3.8-flash segments)...
     configured = "gemini-3.8-flash"
     caption = choose_model(CATALOGUE, None, TaskKind.CAPTION, configured_default=configured)
     assert caption.model == "gemini-3.8-flash"
     segment = choose_model(CATALOGUE, None, TaskKind.SEGMENT, configured_default=configured)
+    assert segment.model == "gemini-3.8-flash"
+    # ... and the catalogue's default for the task where it does not.
+    lite = "gemini-3.1-flash-lite"
+    segment = choose_model(CATALOGUE, None, TaskKind.SEGMENT, configured_default=lite)
     assert segment.model == "gemini-3.6-flash"
     # A job naming a model is not changed by the default.
     named = choose_model(CATALOGUE, "gemini-3.6-flash", TaskKind.ASK, configured_default=configured)
