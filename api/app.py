@@ -23,7 +23,7 @@ from vision.costing import CostBook
 def open_resources(settings: Settings) -> ApiResources:
     costs = CostBook.load(settings.catalogue_override())
     check_default_model(costs.catalogue, settings.default_model)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout_s=settings.api_db_busy_timeout_s)
     # Short timeouts: the submit limiter fails open when Redis is unreachable.
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
     throttle = (

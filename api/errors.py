@@ -7,7 +7,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.blobs import BlobStoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,11 @@ _STATUS_CODES = {
     422: "invalid_request",
     429: "rate_limited",
     503: "unavailable",
+    507: "insufficient_storage",
 }
+# Seconds a client waits after a storage fault (database locked or down, store full).
+DATABASE_RETRY_AFTER_S = 5
+STORE_RETRY_AFTER_S = 30
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -75,6 +83,33 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        # A locked (SQLite) or unreachable (PostgreSQL) database is a resource fault, not a
+        # bug: the request stored nothing (its transaction rolled back); it can be repeated.
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            error_body(
+                "unavailable",
+                "The database is busy or unreachable; nothing was stored. Retry after the "
+                "Retry-After delay.",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(BlobStoreUnavailableError)
+    async def _store(_: Request, exc: BlobStoreUnavailableError) -> JSONResponse:
+        log.warning("blob store refused a write: %s", exc)
+        status, code = (507, "insufficient_storage") if exc.full else (503, "unavailable")
+        return JSONResponse(
+            error_body(code, str(exc)),
+            status_code=status,
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

@@ -10,7 +10,7 @@ import re
 
 import redis
 from fastapi import Request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from api.admission import apply_economy, budget_refusal, unbounded_refusal
 from api.deps import ApiResources, Caller, authenticate_caller
@@ -159,7 +159,11 @@ def store_and_enqueue(
     idempotency: tuple[str, str] | None = None,
 ) -> tuple[JobPublic, bool]:
     """Store the job (budget held, idempotency key bound) in one transaction, then send its
-    message. Returns the job and whether it is a replay of a concurrent identical request."""
+    message. Returns the job and whether it is a replay of a concurrent identical request.
+
+    The images are stored first and the row last: a full store (507) or a locked database
+    (503, api/errors.py) leaves no row, and the blob store leaves no partial file.
+    """
     admitted, estimate = apply_economy(admitted, resources)
     inputs = [
         NewInput(
@@ -229,5 +233,12 @@ def _send(resources: ApiResources, job_id: str) -> None:
         resources.queue.enqueue(job_id)
     except QueueUnavailableError as exc:
         log.error("could not enqueue job %s (%s); the sweeper will send it", job_id, exc)
-        with resources.sessions.begin() as session:
-            mark_unsent(session, job_id)
+        try:
+            with resources.sessions.begin() as session:
+                mark_unsent(session, job_id)
+        except SQLAlchemyError as db_exc:
+            # The job is stored: answering 503 now would make the client submit it twice.
+            # Unmarked, it is still sent by the sweeper once its message looks stale
+            # (VISIONQ_REQUEUE_AFTER_S).
+            log.error("could not mark job %s unsent (%s); sent after the requeue delay",
+                      job_id, db_exc)  # fmt: skip

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
+import time
 import uuid
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+# A write refused for lack of room: the disk or quota is full, the file system read-only.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+TEMPORARY_SUFFIX = ".tmp"
+
 
 class BlobNotFoundError(LookupError):
     """The blob store has no object with this sha256."""
+
+
+class BlobStoreUnavailableError(Exception):
+    """The store cannot take a write now (an infrastructure fault, not the job's): ``full``
+    when it has no room or is read-only (HTTP 507), otherwise failing (HTTP 503)."""
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 class BlobStore:
@@ -20,7 +37,9 @@ class BlobStore:
         self._fs, root = fsspec.core.url_to_fs(url)
         self._root = root.rstrip("/")
         if isinstance(self._fs, LocalFileSystem):
-            self._fs.makedirs(self._root, exist_ok=True)
+            # A read-only store still opens (reads work); writes are refused with a 507.
+            with contextlib.suppress(OSError):
+                self._fs.makedirs(self._root, exist_ok=True)
 
     def _path(self, sha256: str) -> str:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
@@ -28,17 +47,35 @@ class BlobStore:
         return f"{self._root}/{sha256[:2]}/{sha256}"
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` (once) and return its sha256."""
+        """Store ``data`` (once) and return its sha256.
+
+        Raises :class:`BlobStoreUnavailableError` when the store refuses the write; no
+        temporary file is left behind on any failure.
+        """
         sha256 = hashlib.sha256(data).hexdigest()
         path = self._path(sha256)
-        if self._fs.exists(path):
-            return sha256
-        self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            if self._fs.exists(path):
+                return sha256
+            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        except OSError as exc:
+            raise _unavailable(exc) from exc
         # Write then rename, so a reader never sees a half-written image.
-        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-        with self._fs.open(temporary, "wb") as handle:
-            handle.write(data)
-        self._fs.mv(temporary, path)
+        temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
+        stored = False
+        try:
+            with self._fs.open(temporary, "wb") as handle:
+                handle.write(data)
+            self._fs.mv(temporary, path)
+            stored = True
+        except OSError as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            if not stored:
+                # A partial file would keep a full disk full: removed on every failure path
+                # (the sweeper removes any a killed process left).
+                with contextlib.suppress(OSError):
+                    self._fs.rm_file(temporary)
         return sha256
 
     def get(self, sha256: str) -> bytes:
@@ -52,3 +89,35 @@ class BlobStore:
 
     def exists(self, sha256: str) -> bool:
         return bool(self._fs.exists(self._path(sha256)))
+
+    def remove_stale_temporaries(self, older_than_s: float) -> int:
+        """Delete ``*.tmp`` files older than ``older_than_s`` (left by a killed process);
+        returns how many. Local stores only: object stores write whole objects."""
+        if not isinstance(self._fs, LocalFileSystem):
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        try:
+            shards = [entry for entry in os.scandir(self._root) if entry.is_dir()]
+        except OSError:
+            return 0
+        for shard in shards:
+            with contextlib.suppress(OSError), os.scandir(shard.path) as entries:
+                for entry in entries:
+                    if not entry.name.endswith(TEMPORARY_SUFFIX):
+                        continue
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime < cutoff:
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
+
+
+def _unavailable(exc: OSError) -> BlobStoreUnavailableError:
+    full = exc.errno in _NO_ROOM
+    reason = "is full or read-only" if full else "failed"
+    message = (
+        f"The image store {reason} ({exc.strerror or exc}); nothing was stored. "
+        "Retry after the Retry-After delay; operators: free space or fix the blob directory."
+    )
+    return BlobStoreUnavailableError(message, full=full)

@@ -18,8 +18,12 @@ def normalise_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for SQLite or PostgreSQL; creates the directory of a SQLite file."""
+def make_engine(url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0) -> Engine:
+    """An engine for SQLite or PostgreSQL; creates the directory of a SQLite file.
+
+    ``busy_timeout_s``: how long a SQLite write waits for another process's lock before
+    "database is locked" (the API takes a short one, to answer 503 quickly).
+    """
     url = normalise_database_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {
@@ -35,18 +39,19 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         else:  # one connection per thread: no pool to size
             del kwargs["pool_size"], kwargs["max_overflow"]
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_s}
     else:
         # Bounded waits: a connection attempt to an unreachable server gives up after 10 s
         # (psycopg's default is to wait for the OS, minutes); the pool's checkout after 30 s.
         kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = max(0, int(busy_timeout_s * 1000))
+        event.listen(engine, "connect", lambda conn, rec: _sqlite_pragmas(conn, rec, busy_ms))
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     # WAL lets the API read while a worker writes; the busy timeout absorbs lock waits
     # between the API and worker processes instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
@@ -55,7 +60,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # process crash (only a power loss can undo the last ones), and costs no fsync.
     # SQLite is the single-machine default; production runs PostgreSQL.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -18,16 +18,16 @@ from models.outcomes import (
     set_transports,
 )
 from models.tables import AttemptOutcome, utcnow
-from vision.masks import parse_segments
 from vision.parsing import AnswerParseError
-from vision.structured import SchemaMismatchError
-from vision.tasks import ImageSize, JobOptions, TaskKind, parse_answer
+from vision.structured import SchemaMismatchError, SchemaUnverifiableError
+from vision.tasks import JobOptions, TaskKind
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
 from worker.requests import GeminiRequest, build_request
 from worker.retry import decide
 from worker.spend import Spend
+from worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
 from worker.thinking import (
     DEFAULT_OUTPUT_LIMIT,
     answer_allowance,
@@ -41,7 +41,8 @@ _FILE_REFUSED_STATUSES = {400, 403, 404}
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> str:
-    """Run a job once; returns what happened (for logs): skipped, succeeded, failed, discarded."""
+    """Run a job once; returns what happened (for logs): skipped, succeeded, failed, discarded,
+    or deferred (a storage fault: left running for redelivery, worker/storing.py)."""
     settings = ctx.settings
     with ctx.sessions.begin() as session:
         claim = claim_job(
@@ -79,6 +80,12 @@ def _failure(exc: Exception, finish_reason: str | None = None) -> _Failure:
             f"The job waited for the shared Gemini rate limit until its deadline: {exc}. "
             "Raise VISIONQ_RATE_LIMITS for this model or submit fewer jobs at once.",
             "RateLimitTimeout",
+        )
+    if isinstance(exc, SchemaUnverifiableError):
+        return _Failure(
+            "schema_validation_failed",
+            f"Gemini's answer could not be checked against the schema: {exc}",
+            "SchemaUnverifiableError",
         )
     if isinstance(exc, SchemaMismatchError):
         return _Failure(
@@ -135,8 +142,8 @@ class _Run:
             answer = call_gemini(ctx, job, pace=self._pace, spend=self.spend, cap=self.raised_cap)
             self.spend.add(ctx, job.model, answer.usage, answer.model_version)
             self.finish_reason = answer.finish_reason
-            result = interpret(ctx, job, answer.text)
-            return _complete(ctx, self.claim, result, self.spend, answer)
+            parsed = interpret(job, answer.text)
+            return self._keep(parsed, answer)
         except SchemaMismatchError as exc:
             # A structured answer that fails its schema is asked for once more, then fails.
             if self.schema_retried:
@@ -151,11 +158,32 @@ class _Run:
         except (BlobNotFoundError, AnswerParseError, RateLimitTimeout) as exc:
             return _fail(ctx, self.claim, _failure(exc, self.finish_reason), self.spend)
         except Exception as exc:
-            # A bug of ours: logged with its traceback, and the job and its attempt end
-            # failed with the cause instead of staying "running" forever.
-            log.exception("job %s crashed", job.id)
-            failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-            return _fail(ctx, self.claim, failure, self.spend)
+            return self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> str:
+        if isinstance(exc, INFRASTRUCTURE_ERRORS):
+            # The database, blob store or Redis failed (before a call, or while recording a
+            # retry or a failure): not the job's fault, so not failed, never internal_error.
+            # It stays running; its lease lapses and the sweeper delivers it again.
+            log.warning("job %s: %s: %s; left for redelivery", self.job.id,
+                        type(exc).__name__, exc)  # fmt: skip
+            return DEFERRED
+        # A bug of ours: logged with its traceback, and the job and its attempt end failed
+        # with the cause instead of staying "running" forever.
+        log.exception("job %s crashed", self.job.id)
+        failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        return _fail(self.ctx, self.claim, failure, self.spend)
+
+    def _keep(self, parsed: ParsedAnswer, answer: GeminiAnswer) -> str:
+        """Store a paid answer (masks, then the job), through storage faults (worker/storing.py)."""
+        ctx = self.ctx
+
+        def store() -> str:
+            parsed.store_masks(ctx.blobs)
+            return _complete(ctx, self.claim, parsed.result, self.spend, answer)
+
+        return keep(store, job_id=self.job.id, deadline=self.deadline,
+                    base_s=ctx.retry.base_s, max_delay_s=ctx.retry.max_delay_s)  # fmt: skip
 
     def _pace(self) -> None:
         """Wait for the shared rate limiter (requests, estimated input tokens and estimated
@@ -276,28 +304,6 @@ def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) ->
     spend.transports = request.transports
     spend.output_cap = request.config.get("max_output_tokens")
     return request
-
-
-def interpret(ctx: WorkerContext, job: JobSpec, text: str) -> dict[str, Any]:
-    """The job's result from the answer text; segmentation masks go to the blob store."""
-    task = TaskKind(job.task)
-    sizes = [ImageSize(width=item.width, height=item.height) for item in job.inputs]
-    if task is not TaskKind.SEGMENT:
-        return parse_answer(task, text, images=sizes, labels=job.labels, schema=job.response_schema)
-    segments, skipped = parse_segments(text, sizes[0].width, sizes[0].height)
-    objects = [
-        {
-            "label": segment.label,
-            "box_2d": segment.box_2d,
-            "box": list(segment.box),
-            "area": segment.area,
-            "mask_sha256": ctx.blobs.put(segment.mask_png),
-            "mask_url": f"/v1/jobs/{job.id}/masks/{index}.png",
-        }
-        for index, segment in enumerate(segments)
-    ]
-    image = {"width": sizes[0].width, "height": sizes[0].height}
-    return {"objects": objects, "skipped": skipped, "image": image}
 
 
 def _complete(

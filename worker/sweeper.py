@@ -3,7 +3,8 @@
 - queued jobs whose message never reached Redis (the send after the commit failed) or
   whose message is older than VISIONQ_REQUEUE_AFTER_S (it may have been lost with Redis);
 - running jobs whose lease lapsed: their worker died (SIGKILL, OOM, machine lost);
-- and it deletes idempotency keys past their retention.
+- and it deletes idempotency keys past their retention, and temporary blob files
+  (``*.tmp``) older than VISIONQ_BLOB_TMP_GRACE_S that a killed process left behind.
 
 Every worker process runs one in a thread; a Redis lock lets one of them work per interval.
 Sending twice is harmless: a job is claimed by one worker only (models/leases.py).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.blobs import BlobStore
 from models.idempotency import forget_expired
 from models.leases import jobs_to_send, mark_sent
 from models.settings import Settings
@@ -33,6 +36,7 @@ class SweepReport:
     sent: int
     unsendable: int
     keys_forgotten: int
+    temporaries_removed: int = 0
 
 
 class Sweeper:
@@ -45,11 +49,16 @@ class Sweeper:
         send: Callable[[str], None],
         redis_client: redis.Redis,
         settings: Settings,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._sessions = sessions
         self._send = send
         self._redis = redis_client
         self._settings = settings
+        self._blobs = blobs
+        # The blob directory is walked at most this often (it may hold millions of files).
+        self._temporaries_every_s = min(60.0, settings.blob_tmp_grace_s)
+        self._temporaries_due = 0.0
 
     def sweep_once(self) -> SweepReport | None:
         """Sweep now unless another worker did within the interval; None when skipped."""
@@ -72,8 +81,20 @@ class Sweeper:
         if sent:
             log.info("sweeper sent %d job(s) again", len(sent))
         return SweepReport(
-            sent=len(sent), unsendable=len(due) - len(sent), keys_forgotten=forgotten
-        )
+            sent=len(sent), unsendable=len(due) - len(sent), keys_forgotten=forgotten,
+            temporaries_removed=self.remove_temporaries(),
+        )  # fmt: skip
+
+    def remove_temporaries(self) -> int:
+        """Delete stale ``*.tmp`` blob files (each write removes its own on failure; these
+        are a killed process's), at most every minute; returns how many."""
+        if self._blobs is None or time.monotonic() < self._temporaries_due:
+            return 0
+        self._temporaries_due = time.monotonic() + self._temporaries_every_s
+        removed = self._blobs.remove_stale_temporaries(self._settings.blob_tmp_grace_s)
+        if removed:
+            log.info("sweeper removed %d stale temporary blob file(s)", removed)
+        return removed
 
     def run(self, stop: threading.Event) -> None:
         """Sweep every VISIONQ_SWEEP_INTERVAL_S until ``stop`` is set; outages are logged."""

@@ -12,6 +12,7 @@ import redis
 from celery import Task, signals
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from models.blobs import BlobStore
 from models.broker import JOBS_QUEUE, PROCESS_JOB
 from models.db import make_engine, make_session_factory
 from models.outcomes import fail_job
@@ -87,6 +88,7 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
         send=send_job,
         redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=10),
         settings=settings,
+        blobs=BlobStore(settings.blob_dir),
     )
     stop = threading.Event()
     thread = threading.Thread(target=sweeper.run, args=(stop,), name="visionq-sweeper", daemon=True)
