@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=120_000_000, ge=1)
+    # Memory for decoding images (vision/memory.py), per process (API and each worker): an
+    # image whose decode would take more than the per-image bound is refused (413); decodes
+    # running at once hold at most the budget; a decode waits at most the wait for its
+    # share (then the API answers 503 with Retry-After).
+    image_decode_max_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
+    image_decode_budget_bytes: int = Field(default=320 * 1024 * 1024, ge=16 * 1024 * 1024)
+    image_decode_wait_s: float = Field(default=10.0, gt=0)
     page_size_max: int = Field(default=200, ge=1)
 
     # Retries of Gemini calls (worker/retry.py): attempts per job, full-jitter exponential
