@@ -99,10 +99,12 @@ class Settings(BaseSettings):
     # Redis gives an unacknowledged message to another worker after this long; it must
     # outlast any job (deadline plus one call), or a slow job would run twice.
     broker_visibility_timeout_s: float = Field(default=7200.0, gt=0)
-    # Storage faults: a SQLite write at submit waits this long for another process's lock,
-    # then the API answers 503 (the worker keeps its 30 s). Temporary blob files older than
-    # blob_tmp_grace_s (left by a killed process) are deleted by the sweeper.
+    # Storage faults: a SQLite write at submit waits api_db_busy_timeout_s for another
+    # process's lock, then the API answers 503; a worker's waits db_busy_timeout_s, then
+    # retries (worker/storing.py). Temporary blob files older than blob_tmp_grace_s (left
+    # by a killed process) are deleted by the sweeper.
     api_db_busy_timeout_s: float = Field(default=5.0, ge=0)
+    db_busy_timeout_s: float = Field(default=30.0, ge=0)
     blob_tmp_grace_s: float = Field(default=600.0, gt=0)
 
     # Abuse limits per API key / tenant.

@@ -38,7 +38,9 @@ class WorkerContext:
         """Open every resource a job needs."""
         # Up to 40 connections: a worker runs up to 64 jobs at once, each holding a
         # connection only for its short transactions.
-        engine = make_engine(settings.database_url, pool_size=20)
+        engine = make_engine(
+            settings.database_url, pool_size=20, busy_timeout_s=settings.db_busy_timeout_s
+        )
         sessions = make_session_factory(engine)
         blobs = BlobStore(settings.blob_dir)
         gemini = GeminiCaller(make_client(settings), secret=settings.gemini_key())
