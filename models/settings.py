@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     max_active_jobs_per_tenant: int = Field(default=100_000, ge=1)
     idempotency_ttl_s: float = Field(default=48 * 3600.0, ge=24 * 3600.0)
 
+    # Slow and excess HTTP clients (api/server.py): headers must arrive within
+    # header_timeout_s; a body may pause at most body_timeout_s and must average
+    # body_min_bytes_per_s after that grace (0 = no rate); open connections per client IP
+    # per API process (0 = no cap; behind a proxy every client shares its address).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_s: float = Field(default=4096.0, ge=0)
+    max_connections_per_client: int = Field(default=100, ge=0)
+
     # Images given by URL: fetched by the API, size and time capped; only public addresses
     # unless an operator allows networks here (CIDRs, e.g. an internal image host).
     url_fetch_timeout_s: float = Field(default=20.0, gt=0)
