@@ -47,6 +47,12 @@ class LeaseKeeper:
             with self._lock:
                 self._tokens.discard(token)
 
+    def release(self, token: str) -> None:
+        """Stop renewing ``token``'s lease now (the watchdog ended its job): a thread still
+        inside ``held`` can no longer keep the job."""
+        with self._lock:
+            self._tokens.discard(token)
+
     def _run(self) -> None:
         while not self._stop.wait(self._lease_s / 3):
             with self._lock:

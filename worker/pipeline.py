@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -34,15 +35,20 @@ from worker.thinking import (
     exhausted_message,
     raised_cap,
 )
+from worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 # Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
 _FILE_REFUSED_STATUSES = {400, 403, 404}
 
 
-def run_job(ctx: WorkerContext, job_id: str) -> str:
+def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -> str:
     """Run a job once; returns what happened (for logs): skipped, succeeded, failed, discarded,
-    or deferred (a storage fault: left running for redelivery, worker/storing.py)."""
+    or deferred (a storage fault: left running for redelivery, worker/storing.py).
+
+    With ``watchdog``, a run still going past the job's deadline is ended
+    (worker/watchdog.py): JobDeadlineExceeded is raised here.
+    """
     settings = ctx.settings
     with ctx.sessions.begin() as session:
         claim = claim_job(
@@ -51,7 +57,13 @@ def run_job(ctx: WorkerContext, job_id: str) -> str:
     if claim is None:
         log.info("job %s is not claimable (ended, held by a live worker, or given up)", job_id)
         return "skipped"
-    with ctx.leases.held(claim.lease_token):
+    deadline = _deadline(ctx, claim.job)
+    guard = (
+        watchdog.watching(claim.job_id, claim.lease_token, deadline)
+        if watchdog is not None
+        else contextlib.nullcontext()
+    )
+    with ctx.leases.held(claim.lease_token), guard:
         return _execute(ctx, claim)
 
 

@@ -21,6 +21,7 @@ from worker.celery_app import app
 from worker.context import WorkerContext
 from worker.pipeline import run_job
 from worker.sweeper import Sweeper
+from worker.watchdog import JobDeadlineExceeded, Watchdog
 
 # Errors that mean "the database is unreachable right now", not "this job is bad".
 _DB_UNAVAILABLE = (OperationalError, InterfaceError)
@@ -46,6 +47,20 @@ class PipelineTask(Task):  # type: ignore[misc]
             assert self._context is not None
             return self._context
 
+    _watchdog: Watchdog | None = None
+
+    @property
+    def watchdog(self) -> Watchdog:
+        """The process's job watchdog (worker/watchdog.py), started on first use."""
+        context = self.context
+        with self._lock:
+            if self._watchdog is None:
+                type(self)._watchdog = Watchdog(
+                    context.sessions, context.leases, deadline_s=context.settings.job_deadline_s
+                )
+            assert self._watchdog is not None
+            return self._watchdog
+
 
 @app.task(name=PROCESS_JOB, base=PipelineTask, bind=True, max_retries=120)  # type: ignore[untyped-decorator]
 def process_job(self: PipelineTask, job_id: str) -> str:
@@ -53,9 +68,13 @@ def process_job(self: PipelineTask, job_id: str) -> str:
     context = self.context
     started = time.monotonic()
     try:
-        outcome = run_job(context, job_id)
+        outcome = run_job(context, job_id, self.watchdog)
         log.info("job %s %s in %.2f s", job_id, outcome, time.monotonic() - started)
         return outcome
+    except JobDeadlineExceeded:
+        # The watchdog ended the job (deadline_exceeded) and interrupted this thread.
+        log.info("job %s stopped at its deadline after %.2f s", job_id, time.monotonic() - started)
+        return "failed"
     except _DB_UNAVAILABLE as exc:
         # The database is down or restarting: nothing could be recorded, so the message is
         # sent again later. A lease this run took lapses; the next claim takes it over.
