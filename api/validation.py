@@ -17,6 +17,7 @@ from api.rawjob import RawJob, describe, too_large
 from models.settings import Settings
 from vision.catalogue import Catalogue
 from vision.formats import ImageRejectedError
+from vision.memory import MemoryBusyError, process_limits
 from vision.model_fit import check_options, choose_model
 from vision.prepare import PreparedImage, prepare_image
 from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
@@ -190,9 +191,22 @@ def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
         raise too_large(f"image #{index + 1}", len(data), settings.max_image_bytes)
     if not data:
         raise ApiError(422, "empty_image", f"Image #{index + 1} is empty.")
+    # One decode budget for the whole process: parallel submits share it.
+    limits = process_limits(
+        settings.image_decode_max_bytes,
+        settings.image_decode_budget_bytes,
+        settings.image_decode_wait_s,
+    )
     try:
-        prepared = prepare_image(data, max_pixels=settings.max_image_pixels)
+        prepared = prepare_image(data, max_pixels=settings.max_image_pixels, limits=limits)
     except ImageRejectedError as exc:
         status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
         raise ApiError(status, exc.code, f"Image #{index + 1}: {exc.message}") from exc
+    except MemoryBusyError as exc:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"Image #{index + 1}: {exc}.",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from exc
     return prepared

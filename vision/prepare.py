@@ -67,9 +67,7 @@ height; no other mapping is needed.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from typing import Any, cast
 
 from PIL import Image, JpegImagePlugin
 
@@ -93,6 +91,8 @@ from vision.integrity import (
     decode,
     png_chunks,
 )
+from vision.memory import DecodeLimits, decode_bytes, png_rows_bytes
+from vision.modes import KEPT_MODES, WIDE_GRAY_MODES, encode, matching_icc, normalise_mode
 
 JPEG_QUALITY = 95
 DOWNSCALE_JPEG_QUALITY = 90
@@ -107,11 +107,8 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_KEPT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
-_WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
-# The colour model an ICC profile must describe (header bytes 16-20) to stay valid.
-_ICC_SPACE = {"RGB": b"RGB ", "RGBA": b"RGB ", "P": b"RGB ", "L": b"GRAY", "LA": b"GRAY"}
 _NO_LIMIT = 2**62
+_QUARTER_TURNS = {5, 6, 7, 8}  # orientations whose upright width is the stored height
 
 
 @dataclass(frozen=True)
@@ -125,63 +122,136 @@ class PreparedImage:
     changes: tuple[str, ...]
 
 
-def prepare_image(data: bytes, *, max_pixels: int) -> PreparedImage:
+def prepare_image(
+    data: bytes, *, max_pixels: int, limits: DecodeLimits | None = None
+) -> PreparedImage:
     """Check, decode and normalise an uploaded image (see the module docstring).
+
+    With ``limits``, the decode's memory (``vision.memory``) is known before any pixel is
+    decoded: over the per-image bound the image is refused, else the decode waits for its
+    bytes in the process's budget (``MemoryBusyError`` when the wait runs out).
 
     Raises ImageRejectedError with code ``unsupported_media_type``, ``image_too_large``
     or ``corrupt_image``.
     """
     source = require_supported(data)
-    check_header(data, source, max_pixels)  # before anything else reads past the header
+    declared = check_header(data, source, max_pixels)  # before anything reads past the header
     check_container(data, source)
+    if limits is not None and declared is not None and source == WEBP:
+        # Pillow sets up libwebp's decoder (and its canvases) when it opens the file.
+        limits.check(*declared, decode_bytes(*declared, WEBP, "RGB"))
     with open_image(data, source, max_pixels=max_pixels) as image:
-        if _jpeg_kept_as_is(image, source):
-            width, height = image.size  # before the draft below shrinks it
-            decode(image, source, check_only=True)
-            return PreparedImage(data, source, width, height, source, ())
         chunks = png_chunks(data) if source == PNG else []
-        if _png_kept_as_is(data, chunks):
-            check_png_rows(data, chunks)
-            return PreparedImage(data, source, *image.size, source, ())
-        decode(image, source)
-        changes: list[str] = []
-        if source in (PNG, WEBP) and getattr(image, "is_animated", False):
-            changes.append("first_frame")
-        if source == PNG and _png_bit_depth(data) == 16 and image.mode not in _WIDE_GRAY_MODES:
-            changes.append("16bit_to_8bit")  # Pillow already kept the high byte
-        icc = image.info.get("icc_profile") or None
-        subsampling = _chroma_subsampling(image)
-        upright = image
-        orientation = read_orientation(image)
-        if orientation in _TRANSPOSE:
-            upright = image.transpose(_TRANSPOSE[orientation])
-            changes.append("exif_transposed")
-        output, mode_changes = normalise_mode(upright, icc)
-        changes.extend(mode_changes)
-        width, height = output.size
-        if not changes:
-            return PreparedImage(data, source, width, height, source, ())
-        mime_type = JPEG if source in (JPEG, HEIC, HEIF) and output.mode in ("L", "RGB") else PNG
-        encoded = _encode(
-            output,
-            mime_type,
-            quality=JPEG_QUALITY,
-            icc=_matching_icc(icc, output.mode),
-            subsampling=subsampling,
+        if _jpeg_kept_as_is(image, source):
+            path = _JPEG_CHECK
+        elif _png_kept_as_is(data, chunks):
+            path = _PNG_ROWS
+        else:
+            path = _DECODE
+        if limits is None:
+            return _prepare_open(image, data, source, chunks, path)
+        with limits.hold(*image.size, _prepare_bytes(image, source, chunks, path)):
+            return _prepare_open(image, data, source, chunks, path)
+
+
+_JPEG_CHECK, _PNG_ROWS, _DECODE = "jpeg_check", "png_rows", "decode"
+
+
+def _prepare_bytes(image: Image.Image, source: str, chunks: list[PngChunk], path: str) -> int:
+    """The peak memory of ``_prepare_open`` on ``path``, from the opened (undecoded) image."""
+    width, height = image.size
+    if path == _PNG_ROWS:
+        return png_rows_bytes()
+    components = _progressive_components(image)
+    if path == _JPEG_CHECK:
+        return decode_bytes(
+            width, height, source, image.mode, scale=8, progressive_components=components
         )
+    turned = read_orientation(image) in _TRANSPOSE or any(c.kind == b"eXIf" for c in chunks)
+    return decode_bytes(
+        width,
+        height,
+        source,
+        image.mode,
+        copies=int(turned) + _conversion_copies(image),
+        progressive_components=components,
+    )
+
+
+def _conversion_copies(image: Image.Image) -> int:
+    """Full-size images ``normalise_mode`` makes for ``image``'s mode."""
+    mode = image.mode
+    if mode in WIDE_GRAY_MODES:
+        return 2  # to I, then to L
+    if mode in ("RGB", "L", "1") and "transparency" in image.info:
+        return 1
+    if mode == "P" and image.has_transparency_data:
+        return 1
+    return 0 if mode in KEPT_MODES else 1
+
+
+def _progressive_components(image: Image.Image) -> int:
+    """Components of a progressive JPEG (whose coefficients libjpeg keeps whole), else 0."""
+    if isinstance(image, JpegImagePlugin.JpegImageFile) and image.info.get("progressive"):
+        return max(1, len(image.mode))
+    return 0
+
+
+def _prepare_open(
+    image: Image.Image, data: bytes, source: str, chunks: list[PngChunk], path: str
+) -> PreparedImage:
+    """``prepare_image`` once the image is open and the path chosen."""
+    if path == _JPEG_CHECK:
+        width, height = image.size  # before the draft below shrinks it
+        decode(image, source, check_only=True)
+        return PreparedImage(data, source, width, height, source, ())
+    if path == _PNG_ROWS:
+        check_png_rows(data, chunks)
+        return PreparedImage(data, source, *image.size, source, ())
+    decode(image, source)
+    changes: list[str] = []
+    if source in (PNG, WEBP) and getattr(image, "is_animated", False):
+        changes.append("first_frame")
+    if source == PNG and _png_bit_depth(data) == 16 and image.mode not in WIDE_GRAY_MODES:
+        changes.append("16bit_to_8bit")  # Pillow already kept the high byte
+    icc = image.info.get("icc_profile") or None
+    subsampling = _chroma_subsampling(image)
+    upright = image
+    orientation = read_orientation(image)
+    if orientation in _TRANSPOSE:
+        upright = image.transpose(_TRANSPOSE[orientation])
+        changes.append("exif_transposed")
+    output, mode_changes = normalise_mode(upright, icc)
+    changes.extend(mode_changes)
+    width, height = output.size
+    if not changes:
+        return PreparedImage(data, source, width, height, source, ())
+    mime_type = JPEG if source in (JPEG, HEIC, HEIF) and output.mode in ("L", "RGB") else PNG
+    encoded = encode(
+        output,
+        mime_type,
+        quality=JPEG_QUALITY,
+        icc=matching_icc(icc, output.mode),
+        subsampling=subsampling,
+    )
     return PreparedImage(encoded, mime_type, width, height, source, tuple(changes))
 
 
-def downscale(data: bytes, mime_type: str, *, max_side: int) -> tuple[bytes, str, int, int] | None:
+def downscale(
+    data: bytes, mime_type: str, *, max_side: int, limits: DecodeLimits | None = None
+) -> tuple[bytes, str, int, int] | None:
     """Shrink an image so its longer side is ``max_side``; None if it already fits.
 
     ``data`` is a prepared image (any EXIF orientation left is applied anyway, so the
     result is upright). The longer side becomes exactly ``max_side`` and the shorter one
     keeps the aspect ratio, rounded to the nearest pixel (at least 1); the resampling is
-    LANCZOS. Re-encoded as JPEG quality 90 when ``mime_type`` is a photo format (JPEG,
-    HEIC, HEIF, lossy WEBP) without alpha, else as PNG. Returns (bytes, mime type, width,
-    height). Boxes Gemini returns for the downscaled image are normalised 0-1000 over the
-    same frame: multiply them by the ORIGINAL width/height to get original pixels.
+    LANCZOS. A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) still at least
+    the target size, for a fraction of the memory. Re-encoded as JPEG quality 90 when
+    ``mime_type`` is a photo format (JPEG, HEIC, HEIF, lossy WEBP) without alpha, else as
+    PNG. Returns (bytes, mime type, width, height). Boxes Gemini returns for the
+    downscaled image are normalised 0-1000 over the same frame: multiply them by the
+    ORIGINAL width/height to get original pixels. With ``limits``, the decode's memory is
+    checked against the per-image bound (``image_too_large``) and held in the budget.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, not {max_side}")
@@ -190,23 +260,52 @@ def downscale(data: bytes, mime_type: str, *, max_side: int) -> tuple[bytes, str
         raise ValueError(f"the data is {source}, not {mime_type}")
     # No pixel limit of our own here (the image passed prepare_image); Pillow's guard stays.
     with open_image(data, source, max_pixels=_NO_LIMIT) as image:
-        if max(image.size) <= max_side:  # a turn does not change the longer side
+        stored = image.size
+        if max(stored) <= max_side:  # a turn does not change the longer side
             return None
-        decode(image, source)
-        icc = image.info.get("icc_profile") or None
-        orientation = read_orientation(image)  # after the decode: a PNG's eXIf may trail
-        upright = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
-        width, height = upright.size
-        still, _ = normalise_mode(upright, icc)
-        if still.mode in ("1", "P"):  # Pillow resizes these only with NEAREST
-            still = still.convert("L" if still.mode == "1" else "RGB")
-        size = _fit(width, height, max_side)
-        small = still.resize(size, Image.Resampling.LANCZOS)
-        photo = source in (JPEG, HEIC, HEIF) or (source == WEBP and _webp_is_lossy(data))
-        out_mime = JPEG if photo and small.mode in ("L", "RGB") else PNG
-        encoded = _encode(
-            small, out_mime, quality=DOWNSCALE_JPEG_QUALITY, icc=_matching_icc(icc, small.mode)
+        if isinstance(image, JpegImagePlugin.JpegImageFile):
+            image.draft(image.mode, _fit(*stored, max_side))
+        if limits is None:
+            return _downscale_open(image, data, source, stored, max_side)
+        scale = max(1, round(stored[0] / image.size[0]))
+        # A PNG's eXIf may come after its pixels, unread yet: count a turn if it has one.
+        turned = read_orientation(image) in _TRANSPOSE or (source == PNG and b"eXIf" in data)
+        copies = int(turned) + _conversion_copies(image) + int(image.mode in ("1", "P"))
+        needed = decode_bytes(
+            *stored,
+            source,
+            image.mode,
+            scale=scale,
+            copies=copies,
+            progressive_components=_progressive_components(image),
         )
+        # Pillow resizes in two passes, rows first (max_side x the decoded height), then
+        # the small image and its encoding.
+        needed += 4 * max_side * (max(stored) // scale + 1) + 8 * max_side * max_side
+        with limits.hold(*stored, needed):
+            return _downscale_open(image, data, source, stored, max_side)
+
+
+def _downscale_open(
+    image: Image.Image, data: bytes, source: str, stored: tuple[int, int], max_side: int
+) -> tuple[bytes, str, int, int]:
+    """``downscale`` once the image is open (and a JPEG's DCT scale chosen)."""
+    decode(image, source)
+    icc = image.info.get("icc_profile") or None
+    orientation = read_orientation(image)  # after the decode: a PNG's eXIf may trail
+    upright = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+    # The full-size frame (a JPEG may be decoded smaller): it decides the output size.
+    width, height = stored[::-1] if orientation in _QUARTER_TURNS else stored
+    still, _ = normalise_mode(upright, icc)
+    if still.mode in ("1", "P"):  # Pillow resizes these only with NEAREST
+        still = still.convert("L" if still.mode == "1" else "RGB")
+    size = _fit(width, height, max_side)
+    small = still.resize(size, Image.Resampling.LANCZOS)
+    photo = source in (JPEG, HEIC, HEIF) or (source == WEBP and _webp_is_lossy(data))
+    out_mime = JPEG if photo and small.mode in ("L", "RGB") else PNG
+    encoded = encode(
+        small, out_mime, quality=DOWNSCALE_JPEG_QUALITY, icc=matching_icc(icc, small.mode)
+    )
     return encoded, out_mime, size[0], size[1]
 
 
@@ -288,93 +387,6 @@ def _webp_is_lossy(data: bytes) -> bool:
         # An animation frame (ANMF) holds its image chunks after a 16-byte header.
         pos = pos + 24 if kind == b"ANMF" else pos + 8 + size + (size & 1)
     return False
-
-
-# --- Modes ------------------------------------------------------------------------------
-
-
-def normalise_mode(image: Image.Image, icc: bytes | None = None) -> tuple[Image.Image, list[str]]:
-    """``image`` in a mode every decoder shows correctly, and the change made (if any).
-
-    The policy is in the module docstring; ``icc`` is the source's ICC profile, used to
-    turn CMYK into RGB.
-    """
-    mode = image.mode
-    if mode in ("RGB", "L", "1") and "transparency" in image.info:
-        return image.convert("RGBA" if mode == "RGB" else "LA"), ["transparency_to_alpha"]
-    if mode == "PA" or (mode == "P" and image.has_transparency_data):
-        return image.convert("RGBA"), ["palette_expanded"]
-    if mode in _KEPT_MODES:
-        return image, []
-    if mode == "CMYK":
-        return _cmyk_to_rgb(image, icc), ["cmyk_to_rgb"]
-    if mode in _WIDE_GRAY_MODES:
-        change = "16bit_to_8bit" if mode.startswith("I;16") else "32bit_to_8bit"
-        return _stretch_to_l(image), [change]
-    target = "RGBA" if image.has_transparency_data else "RGB"
-    return image.convert(target), [f"{mode.lower()}_to_{target.lower()}"]
-
-
-def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> Image.Image:
-    if icc and icc[16:20] == b"CMYK":
-        try:
-            from PIL import ImageCms  # noqa: PLC0415 - LittleCMS is optional in Pillow
-
-            converted = ImageCms.profileToProfile(
-                image,
-                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-                ImageCms.createProfile("sRGB"),
-                outputMode="RGB",
-            )
-            if converted is not None:
-                return converted
-        except (ImportError, OSError, ValueError, ImageCms.PyCMSError):
-            pass  # a broken profile: fall back on the plain formula
-    return image.convert("RGB")
-
-
-def _stretch_to_l(image: Image.Image) -> Image.Image:
-    """8-bit L from a 16/32-bit or float image: the present range stretched to 0-255."""
-    wide = image if image.mode in ("I", "F") else image.convert("I")
-    low, high = cast("tuple[float, float]", wide.getextrema())
-    if high <= low:  # one value: keep its place in the nominal range (0-65535, or 0-1)
-        nominal = 1.0 if wide.mode == "F" else 65535.0
-        level = round(255 * min(max(float(low) / nominal, 0.0), 1.0))
-        return Image.new("L", image.size, level)
-    scale = 255.0 / (float(high) - float(low))
-    # Mode I truncates the result, so add 0.5 to round; F -> L rounds by itself.
-    offset = -float(low) * scale + (0.5 if wide.mode == "I" else 0.0)
-    return wide.point(lambda value: value * scale + offset).convert("L")
-
-
-def _matching_icc(icc: bytes | None, mode: str) -> bytes | None:
-    """The ICC profile if it still describes ``mode``'s colour model, else None."""
-    if icc and len(icc) >= 20 and _ICC_SPACE.get(mode) == icc[16:20]:
-        return icc
-    return None
-
-
-def _encode(
-    image: Image.Image,
-    mime_type: str,
-    *,
-    quality: int,
-    icc: bytes | None,
-    subsampling: int | None = None,
-) -> bytes:
-    # Nothing of the source's metadata rides along (EXIF, XMP, comments, tRNS already
-    # turned into alpha): only what is passed here is written.
-    image.info = {}
-    out = io.BytesIO()
-    params: dict[str, Any] = {"icc_profile": icc}
-    if mime_type == JPEG:
-        params.update(quality=quality, optimize=False)
-        if subsampling is not None:
-            params["subsampling"] = subsampling
-        image.save(out, "JPEG", **params)
-    else:
-        image.save(out, "PNG", **params)
-    return out.getvalue()
 
 
 __all__ = ["SUPPORTED_MIME_TYPES", "PreparedImage", "downscale", "normalise_mode", "prepare_image"]

@@ -25,7 +25,7 @@ from vision.tasks import JobOptions, TaskKind
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
-from worker.requests import GeminiRequest, build_request
+from worker.requests import GeminiRequest, build_request, decode_limits
 from worker.retry import decide
 from worker.spend import Spend
 from worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
@@ -310,6 +310,7 @@ def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) ->
         uploads=ctx.uploads,
         inline_limit=ctx.settings.inline_limit_bytes,
         catalogue=ctx.costs.catalogue,
+        limits=decode_limits(ctx.settings),
     )
     if cap is not None:
         request.config["max_output_tokens"] = cap

@@ -9,8 +9,10 @@ from google.genai import types
 
 from models.blobs import BlobStore
 from models.leases import JobSpec
+from models.settings import Settings
 from vision.catalogue import Catalogue
 from vision.generation import generation_config
+from vision.memory import DecodeLimits, process_limits
 from vision.prepare import downscale
 from vision.tasks import JobOptions, TaskKind, build_prompt
 from vision.transport import FILE, plan_transport
@@ -36,17 +38,30 @@ class GeminiRequest:
     file_uris: list[str] = field(default_factory=list)
 
 
-def images_to_send(job: JobSpec, blobs: BlobStore, options: JobOptions) -> list[SentImage]:
+def decode_limits(settings: Settings) -> DecodeLimits:
+    """This worker process's image decode bound and budget. A downscale waits for its
+    share as long as a job may run: the pool's concurrency already bounds the waiters."""
+    return process_limits(
+        settings.image_decode_max_bytes, settings.image_decode_budget_bytes, settings.job_deadline_s
+    )
+
+
+def images_to_send(
+    job: JobSpec, blobs: BlobStore, options: JobOptions, limits: DecodeLimits | None = None
+) -> list[SentImage]:
     """The job's images, downscaled to options.max_side when asked.
 
     Boxes come back normalised to 0-1000, so they map to the original pixels with the
-    original width and height whatever size was sent.
+    original width and height whatever size was sent. ``limits``: the worker's decode
+    memory bound and budget (vision/memory.py).
     """
     sent = []
     for item in job.inputs:
         data = blobs.get(item.sha256)
         smaller = (
-            downscale(data, item.mime_type, max_side=options.max_side) if options.max_side else None
+            downscale(data, item.mime_type, max_side=options.max_side, limits=limits)
+            if options.max_side
+            else None
         )
         if smaller is None:
             sent.append(SentImage(item.sha256, item.mime_type, len(data), data))
@@ -63,16 +78,17 @@ def build_request(
     uploads: UploadCache,
     inline_limit: int,
     catalogue: Catalogue,
+    limits: DecodeLimits | None = None,
 ) -> GeminiRequest:
     """Parts and config for a job; images over the inline budget go through the File API.
 
     What the model takes (how to make it think less, which options it ignores) comes from
-    its entry in ``catalogue``.
+    its entry in ``catalogue``. ``limits`` bound the memory of downscaling its images.
     """
     task = TaskKind(job.task)
     options = JobOptions.model_validate(job.options or {})
     text = build_prompt(task, prompt=job.prompt, labels=job.labels, options=options)
-    images = images_to_send(job, blobs, options)
+    images = images_to_send(job, blobs, options, limits)
     transports = plan_transport(
         [image.size for image in images], text_bytes=len(text.encode()), inline_limit=inline_limit
     )
