@@ -85,12 +85,10 @@ def run_api(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Number of uvicorn worker processes."),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs)."""
-    import uvicorn
+    """Serve the HTTP API (OpenAPI docs at /docs), cutting off slow clients (api/server.py)."""
+    from api.server import run
 
-    uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
-    )
+    run(host=host, port=port, workers=workers)
 
 
 class WorkerPool(StrEnum):
