@@ -31,6 +31,8 @@ POOLS = ("threads", "prefork", "gevent", "solo")
 BENCH_SETTINGS = {
     "VISIONQ_SUBMIT_RATE_PER_S": "0",
     "VISIONQ_MAX_ACTIVE_JOBS_PER_TENANT": "100000000",
+    # The open-loop load keeps up to 256 connections from this one address.
+    "VISIONQ_MAX_CONNECTIONS_PER_CLIENT": "0",
 }
 
 
