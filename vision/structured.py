@@ -269,6 +269,9 @@ def parse_structured(text: str, schema: dict[str, Any]) -> Any:
             f"checking the answer against the schema took over {VALIDATION_BUDGET_S:g} s; "
             "simplify the schema (fewer anyOf/oneOf branches applying to the same values)"
         ) from exc
+    except PatternError as exc:
+        # A job stored before patterns were checked at submit.
+        raise SchemaUnverifiableError(f"the schema cannot be used: {exc}") from exc
     except RecursionError as exc:
         raise SchemaUnverifiableError(
             "checking the answer against the schema nested too deeply (its $refs and the "

@@ -193,3 +193,9 @@ def test_a_recursion_error_while_validating_is_a_schema_failure(
     monkeypatch.setattr(structured, "best_match", deep)
     with pytest.raises(SchemaUnverifiableError, match="nested too deeply"):
         parse_structured("[]", check_schema({"type": "array"}))
+
+
+def test_a_stored_schema_with_a_pattern_re2_refuses_fails_the_answer_clearly() -> None:
+    # A job admitted before patterns were checked at submit: no internal_error after the call.
+    with pytest.raises(SchemaUnverifiableError, match="RE2"):
+        parse_structured('{"a": "b"}', _string_with("(?=b)b"))
