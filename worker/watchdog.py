@@ -23,10 +23,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.outcomes import fail_job
+from models.tables import Attempt, AttemptOutcome, utcnow
 from worker.leasekeeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ class Watchdog:
                     message=message,
                     lease_token=watched.lease_token,
                 )
+                if ended:
+                    _close_attempts(session, watched.job_id)
         except SQLAlchemyError as exc:
             # The lease is no longer renewed: it lapses and the sweeper takes the job back,
             # whose next run fails it at once (its deadline is past).
@@ -147,6 +151,20 @@ class Watchdog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _close_attempts(session: Session, job_id: str) -> None:
+    """The attempt the stopped thread had open ends failed (its call's usage is unknown)."""
+    session.execute(
+        update(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.outcome == AttemptOutcome.RUNNING)
+        .values(
+            outcome=AttemptOutcome.FAILED,
+            finished_at=utcnow(),
+            error_class="JobDeadlineExceeded",
+            error_message="The watchdog stopped the job at its deadline during this attempt.",
+        )
+    )
 
 
 def _raise_in(thread_id: int) -> None:

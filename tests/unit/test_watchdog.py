@@ -124,6 +124,8 @@ def test_a_spinning_job_is_stopped_at_its_deadline_and_its_thread_freed(
     assert "VISIONQ_JOB_DEADLINE_S" in (job.error_message or "")
     assert watchdog.stopped == 1
     assert not context.leases._tokens, "the lease is no longer renewed"
+    assert [a.outcome for a in job.attempts] == ["failed"]
+    assert job.attempts[0].error_class == "JobDeadlineExceeded"
 
 
 def test_an_answer_after_the_deadline_is_discarded(context: WorkerContext) -> None:
