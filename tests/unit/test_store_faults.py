@@ -171,3 +171,24 @@ def test_a_full_store_while_storing_masks_is_waited_out(
 def test_settings_defaults() -> None:
     settings = Settings(gemini_api_key=None)
     assert settings.api_db_busy_timeout_s < 30 and settings.blob_tmp_grace_s > 0
+
+
+def test_the_sweeper_removes_stale_temporaries_at_most_every_minute(tmp_path: Path) -> None:
+    from unittest.mock import MagicMock
+
+    from worker.sweeper import Sweeper
+
+    store = BlobStore(str(tmp_path))
+    shard = tmp_path / "ab"
+    shard.mkdir()
+    settings = Settings(gemini_api_key=None, blob_tmp_grace_s=600)
+    sweeper = Sweeper(sessions=MagicMock(), send=MagicMock(), redis_client=MagicMock(),
+                      settings=settings, blobs=store)  # fmt: skip
+    hour_ago = time.time() - 3600
+    for name in ("a.tmp", "b.tmp"):
+        (shard / name).write_bytes(b"partial")
+        os.utime(shard / name, (hour_ago, hour_ago))
+    assert sweeper.remove_temporaries() == 2 and _temporaries(tmp_path) == []
+    (shard / "c.tmp").write_bytes(b"partial")
+    os.utime(shard / "c.tmp", (hour_ago, hour_ago))
+    assert sweeper.remove_temporaries() == 0  # walked a moment ago: not again yet
