@@ -107,6 +107,15 @@ def check_safety(schema: dict[str, Any]) -> None:
     graph.check_in_place()  # first: it registers what $refs reach outside the usual places
     for node, where in graph.nodes():
         _check_node(node, where, node is schema)
+    nodes = [node for node, _ in graph.nodes()]
+    if any("unevaluatedProperties" in n for n in nodes) and any(
+        "patternProperties" in n for n in nodes
+    ):
+        # jsonschema finds the keys unevaluatedProperties applies to with Python's re.
+        raise UnsafeSchemaError(
+            "unevaluatedProperties cannot be combined with patternProperties; use "
+            "additionalProperties next to patternProperties instead"
+        )
 
 
 def _check_node(node: dict[str, Any], where: str, root: bool) -> None:

@@ -199,3 +199,15 @@ def test_a_stored_schema_with_a_pattern_re2_refuses_fails_the_answer_clearly() -
     # A job admitted before patterns were checked at submit: no internal_error after the call.
     with pytest.raises(SchemaUnverifiableError, match="RE2"):
         parse_structured('{"a": "b"}', _string_with("(?=b)b"))
+
+
+def test_unevaluated_properties_with_pattern_properties_is_refused() -> None:
+    # jsonschema matches patternProperties keys with Python's re for unevaluatedProperties.
+    with pytest.raises(InvalidSchemaError, match="unevaluatedProperties cannot"):
+        check_schema(
+            {
+                "allOf": [{"patternProperties": {HOSTILE: {}}}],
+                "unevaluatedProperties": False,
+            }
+        )
+    assert check_schema({"properties": {"a": {}}, "unevaluatedProperties": False})
