@@ -19,6 +19,7 @@ from models.outcomes import (
     set_transports,
 )
 from models.tables import AttemptOutcome, utcnow
+from vision.formats import ImageRejectedError
 from vision.parsing import AnswerParseError
 from vision.structured import SchemaMismatchError, SchemaUnverifiableError
 from vision.tasks import JobOptions, TaskKind
@@ -180,6 +181,10 @@ class _Run:
             log.warning("job %s: %s: %s; left for redelivery", self.job.id,
                         type(exc).__name__, exc)  # fmt: skip
             return DEFERRED
+        if isinstance(exc, ImageRejectedError):
+            # A downscale over the decode memory bound (vision/memory.py), before any call.
+            failure = _Failure(exc.code, exc.message, "ImageRejectedError")
+            return _fail(self.ctx, self.claim, failure, self.spend)
         # A bug of ours: logged with its traceback, and the job and its attempt end failed
         # with the cause instead of staying "running" forever.
         log.exception("job %s crashed", self.job.id)
