@@ -32,13 +32,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from vision.catalogue import Catalogue, ServiceTier
-from vision.generation import thinking_allowance
+from vision.generation import DEFAULT_ANSWER_TOKENS, output_cap, thinking_allowance
 from vision.levels import normalise_level
 from vision.pricing import cost, format_usd
 from vision.tasks import JobOptions, TaskKind
 from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
 
-DEFAULT_MAX_OUTPUT = 8192
+DEFAULT_MAX_OUTPUT = DEFAULT_ANSWER_TOKENS
 
 # Tasks whose answer survives a smaller image; detect/segment need the resolution, and
 # compare/custom are left alone (their needs are not known).
@@ -164,14 +164,15 @@ def estimate_job(
         f"(model catalogue {catalogue.as_of.isoformat()})"
     ]
     thinking, thinking_notes = thinking_allowance(task, options, entry)
+    output_max = output_cap(task, options, entry, answer_tokens=default_max_output)
+    assert output_max is not None  # the model is in the catalogue
     if options.max_output_tokens is not None:
-        output_max = options.max_output_tokens
         if thinking:
             assumptions.append("thinking shares max_output_tokens: the cap bounds both")
     else:
-        output_max = default_max_output + thinking
         assumptions.append(
-            f"no max_output_tokens given: the answer bounded at {default_max_output} tokens"
+            f"no max_output_tokens given: sent as {output_max} ({default_max_output} for the "
+            "answer and what thinking may add, within the model's output limit)"
         )
         assumptions.extend(thinking_notes)
 

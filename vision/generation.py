@@ -13,6 +13,8 @@ from vision.catalogue import ModelEntry
 from vision.tasks import JSON_TASKS, JobOptions, TaskKind
 
 ThinkingConfig = dict[str, Any]
+# Output tokens allowed for the answer itself when a job sets no max_output_tokens.
+DEFAULT_ANSWER_TOKENS = 8192
 
 
 def least_thinking(entry: ModelEntry | None) -> ThinkingConfig | None:
@@ -59,8 +61,9 @@ def generation_config(
     ignored = entry.sampling_ignored if entry is not None else frozenset()
     if options.temperature is not None and "temperature" not in ignored:
         config["temperature"] = options.temperature
-    if options.max_output_tokens is not None:
-        config["max_output_tokens"] = options.max_output_tokens
+    cap = output_cap(task, options, entry)
+    if cap is not None:
+        config["max_output_tokens"] = cap
     if task in JSON_TASKS:
         config["response_mime_type"] = "application/json"
     if options.media_resolution is not None:
@@ -96,3 +99,27 @@ def thinking_allowance(
         else ("dynamic thinking (thinking_budget -1)")
     )
     return most, [f"{what} counted at the model's most, {most} thinking tokens"]
+
+
+def output_cap(
+    task: TaskKind,
+    options: JobOptions,
+    entry: ModelEntry | None,
+    *,
+    answer_tokens: int = DEFAULT_ANSWER_TOKENS,
+) -> int | None:
+    """The max_output_tokens a job's call is sent with: the job's own, else room for the
+    answer plus what thinking may add, within the model's output limit.
+
+    Always sending a cap makes the estimate's output bound (what a budget holds) the most
+    the call can be billed for: without one, Gemini's own limit (65,536) applies. None for
+    a model the catalogue does not know and a job that sets no cap.
+    """
+    if options.max_output_tokens is not None:
+        return options.max_output_tokens
+    if entry is None:
+        return None
+    thinking, _ = thinking_allowance(task, options, entry)
+    cap = answer_tokens + thinking
+    limit = entry.output_token_limit
+    return min(cap, limit) if limit is not None else cap

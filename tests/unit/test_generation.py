@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from vision.catalogue import ModelEntry, load_catalogue
-from vision.generation import generation_config, least_thinking, thinking_allowance
+from vision.generation import generation_config, least_thinking, output_cap, thinking_allowance
 from vision.tasks import JobOptions, TaskKind
 
 LEVELS_RULE = {
@@ -88,7 +88,8 @@ def test_no_thinking_config_where_none_is_needed() -> None:
     # Other tasks keep the model's default thinking.
     for model in ("gemini-3.8-flash", "gemini-3.5-flash-lite", "budget-off"):
         assert "thinking_config" not in config(model, TaskKind.CAPTION)
-    assert config("gemini-3.8-flash", TaskKind.CAPTION) == {}
+    # The cap is always sent: 8192 for the answer plus the most thinking may use.
+    assert config("gemini-3.8-flash", TaskKind.CAPTION) == {"max_output_tokens": 8192 + 24576}
     # An unknown model (entry None) gets only what the job asks for.
     assert least_thinking(None) is None
     assert config(None, TaskKind.DETECT) == {"response_mime_type": "application/json"}
@@ -113,7 +114,8 @@ def test_sampling_and_output_options() -> None:
     # gemini-3.6-flash ignores temperature (the catalogue says so): it is not sent.
     assert "temperature" not in config("gemini-3.6-flash", TaskKind.CAPTION, temperature=0.2)
     assert config("gemini-3.5-flash-lite", TaskKind.CAPTION, temperature=0.2) == {
-        "temperature": 0.2
+        "temperature": 0.2,
+        "max_output_tokens": 8192 + 24576,
     }
     assert config(None, TaskKind.CAPTION, temperature=0.0) == {"temperature": 0.0}
     sent = config(
@@ -130,9 +132,22 @@ def test_custom_schema() -> None:
     sent = generation_config(
         TaskKind.CUSTOM, JobOptions(), schema, entry=entry("gemini-3.5-flash-lite")
     )
-    assert sent == {"response_mime_type": "application/json", "response_json_schema": schema}
+    assert sent == {
+        "response_mime_type": "application/json",
+        "response_json_schema": schema,
+        "max_output_tokens": 8192 + 24576,
+    }
     plain = generation_config(TaskKind.CUSTOM, JobOptions(), entry=entry("gemini-3.5-flash-lite"))
-    assert plain == {}
+    assert plain == {"max_output_tokens": 8192 + 24576}
+
+
+def test_a_cap_is_always_sent_within_the_model_limit() -> None:
+    """Without a cap Gemini's own limit (65,536) applies, past what the estimate holds."""
+    lite = entry("gemini-3.5-flash-lite")
+    assert output_cap(TaskKind.CAPTION, JobOptions(), lite) == 8192 + 24576
+    assert output_cap(TaskKind.CAPTION, JobOptions(max_output_tokens=300), lite) == 300
+    assert output_cap(TaskKind.CAPTION, JobOptions(), lite, answer_tokens=60_000) == 65_536
+    assert output_cap(TaskKind.CAPTION, JobOptions(), None) is None
 
 
 @pytest.mark.parametrize(

@@ -162,12 +162,17 @@ def test_thoughts_using_the_raised_cap_too_fail_saying_what_to_change(
     assert "thinking_level" in job.error_message and len(job.attempts) == 2
 
 
-def test_without_a_cap_to_raise_it_fails_at_once(context: WorkerContext) -> None:
-    # No max_output_tokens: the model's own limit was already what thinking used up.
+def test_without_a_job_cap_the_sent_cap_is_raised_to_the_model_limit_then_it_fails(
+    context: WorkerContext,
+) -> None:
+    # No options.max_output_tokens: visionq sent the answer's 8192 plus the model's most
+    # thinking (24576); thinking used it all, then the model's whole 65536.
     model = "gemini-3.6-flash"
-    job, _ = _run(context, [_thoughts_only(65_000, model=model)], model=model)
-    assert job.error_code == "max_tokens_exhausted" and len(job.attempts) == 1
-    assert job.error_message is not None and "65000 of the" in job.error_message
+    replies = [_thoughts_only(32_768, model=model), _thoughts_only(65_536, model=model)]
+    job, gemini = _run(context, replies, model=model)
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [32_768, 65_536]
+    assert job.error_code == "max_tokens_exhausted" and len(job.attempts) == 2
+    assert job.error_message is not None and "65536 of the 65536" in job.error_message
 
 
 def test_a_routed_answer_is_flagged_and_priced_as_the_model_that_answered(
