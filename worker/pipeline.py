@@ -141,8 +141,10 @@ class _Run:
     deadline: float
     spend: Spend = field(default_factory=Spend)
     schema_retried: bool = False
-    # Attempts in a row refused by a 429 naming a per-day quota (worker/retry.py).
+    # Attempts in a row refused by a 429 naming a per-day quota, and when the first of them
+    # was refused (monotonic seconds; worker/retry.py).
     daily_refusals: int = 0
+    daily_since: float | None = None
     # max_output_tokens raised after thoughts used the whole cap (worker/thinking.py).
     raised_cap: int | None = None
     first_cap: int | None = None
@@ -220,9 +222,12 @@ class _Run:
         if exc.code == "max_tokens_exhausted":
             return self._after_max_tokens(exc)
         remaining = self.deadline - time.monotonic()
+        now = time.monotonic()
         self.daily_refusals = self.daily_refusals + 1 if exc.daily_quota else 0
+        self.daily_since = (self.daily_since or now) if exc.daily_quota else None
         decision = decide(self.ctx.retry, exc, attempt=self.claim.attempt_number,
-                          remaining_s=remaining, daily_refusals=self.daily_refusals)  # fmt: skip
+                          remaining_s=remaining, daily_refusals=self.daily_refusals,
+                          daily_refused_for_s=now - (self.daily_since or now))  # fmt: skip
         failure = _failure(exc)
         if not decision.retry:
             if decision.reason:

@@ -9,7 +9,7 @@ or ``...PerDay...``), ``google.rpc.RetryInfo`` (``retryDelay``, "26s") and
   (python-genai#2044, gemini-cli#8437): code ``gemini_resource_exhausted``, retried after
   at least the RetryInfo delay. When a per-day id is named the error is flagged
   ``daily_quota``; worker/retry.py ends the job ``daily_quota_exhausted`` once
-  ``DAILY_REFUSALS`` attempts in a row have been refused so.
+  ``DAILY_REFUSALS`` attempts in a row, over more than a minute, have been refused so.
 - **per-day only, with no RetryInfo or one of ``LONG_DELAY_S`` or more**: the day's quota
   is gone and asking again within the job's deadline only burns attempts: code
   ``daily_quota_exhausted`` at once.

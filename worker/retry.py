@@ -10,9 +10,11 @@ Per-day quotas (see worker/quotas.py for how each 429 body is read): a 429 namin
 per-day quotas with no RetryInfo or a long one ends the job ``daily_quota_exhausted`` at
 once. One naming per-day and per-minute quotas together with a short RetryInfo (what the
 free tier sends when either runs out) is retried after that delay; only when
-``DAILY_REFUSALS`` attempts in a row are refused naming a per-day quota does the job end
-``daily_quota_exhausted``: the day's quota is then what refuses, and it returns only at
-midnight Pacific.
+``DAILY_REFUSALS`` attempts in a row, spread over more than a per-minute window
+(``MINUTE_WINDOW_S``), are refused naming a per-day quota does the job end
+``daily_quota_exhausted``: a per-minute quota would have come back by then, so the day's
+quota is what refuses, and it returns only at midnight Pacific. Refusals within one minute
+prove nothing: the per-minute quota alone explains them.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from dataclasses import dataclass
 from models.settings import Settings
 from worker.errors import GeminiCallError
 
-# Attempts refused in a row by 429s naming a per-day quota before the job gives up.
+# Attempts refused in a row by 429s naming a per-day quota before the job gives up, and
+# the time those refusals must span: longer than a per-minute quota's window.
 DAILY_REFUSALS = 3
+MINUTE_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,25 +77,34 @@ def decide(
     attempt: int,
     remaining_s: float,
     daily_refusals: int = 0,
+    daily_refused_for_s: float = 0.0,
     uniform: Callable[[float, float], float] = random.uniform,
 ) -> Decision:
     """Whether attempt number ``attempt`` (1-based, of the job) that failed with ``error`` is
     followed by another, ``remaining_s`` seconds before the job's deadline.
 
     ``daily_refusals`` counts the attempts in a row, this one included, refused by a 429
-    naming a per-day quota.
+    naming a per-day quota, over ``daily_refused_for_s`` seconds since the first of them.
     """
     if not error.retryable:
         return Decision(None)
-    if error.daily_quota and daily_refusals >= DAILY_REFUSALS:
+    day_refuses = daily_refusals >= DAILY_REFUSALS and daily_refused_for_s > MINUTE_WINDOW_S
+    if error.daily_quota and day_refuses:
         return Decision(
             None,
-            f"{daily_refusals} attempts in a row were refused naming a per-day quota: it is "
-            "used up until midnight Pacific time; submit again then, or raise the quota",
+            f"{daily_refusals} attempts in a row over {daily_refused_for_s:.0f} s were refused "
+            "naming a per-day quota: it is used up until midnight Pacific time; submit again "
+            "then, or raise the quota",
             code="daily_quota_exhausted",
         )
     if attempt >= policy.max_attempts:
-        return Decision(None, f"gave up after {attempt} attempts (VISIONQ_MAX_ATTEMPTS)")
+        named = (
+            "; the refusals named a per-day quota, which returns at midnight Pacific if it is "
+            "what ran out"
+            if error.daily_quota
+            else ""
+        )
+        return Decision(None, f"gave up after {attempt} attempts (VISIONQ_MAX_ATTEMPTS){named}")
     delay = policy.backoff(attempt, uniform)
     if error.retry_delay_s is not None:
         # Gemini said when capacity returns; asking sooner only earns another 429.

@@ -217,12 +217,17 @@ def test_a_mixed_minute_and_day_429_is_retried_after_its_delay(context: WorkerCo
     assert first.retry_delay_s >= 0.05
 
 
-def test_day_quota_refusals_that_keep_coming_end_the_job(context: WorkerContext) -> None:
-    replies: list[Reply | genai_errors.APIError] = [_mixed_429("0.01s") for _ in range(3)]
+def test_day_quota_refusals_within_a_minute_are_not_taken_for_the_day(
+    context: WorkerContext,
+) -> None:
+    # Quick refusals naming both quotas: the per-minute one explains them; the job keeps
+    # asking until VISIONQ_MAX_ATTEMPTS and says the per-day quota may be what ran out.
+    attempts = context.settings.max_attempts
+    replies: list[Reply | genai_errors.APIError] = [_mixed_429("0.01s") for _ in range(attempts)]
     job, _ = _run(context, replies, model="gemini-3.6-flash")
-    assert job.status == "failed" and job.error_code == "daily_quota_exhausted"
-    assert len(job.attempts) == 3
-    assert job.error_message is not None and "3 attempts in a row" in job.error_message
+    assert job.status == "failed" and job.error_code == "gemini_resource_exhausted"
+    assert len(job.attempts) == attempts
+    assert job.error_message is not None and "per-day quota" in job.error_message
 
 
 def test_an_answer_cut_at_the_cap_says_so_when_it_cannot_be_read(context: WorkerContext) -> None:

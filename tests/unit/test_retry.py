@@ -8,7 +8,7 @@ import pytest
 from google.genai import errors as genai_errors
 
 from worker.gemini import GeminiCallError, _from_api_error
-from worker.retry import DAILY_REFUSALS, RetryPolicy, decide
+from worker.retry import DAILY_REFUSALS, MINUTE_WINDOW_S, RetryPolicy, decide
 
 POLICY = RetryPolicy(max_attempts=5, base_s=1.0, max_delay_s=8.0, deadline_s=100.0)
 
@@ -194,10 +194,16 @@ def test_per_minute_and_per_day_together_with_a_short_delay_are_retried_after_it
     assert decision.delay_s == 1.0
 
 
-def test_refusals_naming_a_day_quota_end_the_job_when_they_keep_coming() -> None:
+def test_refusals_naming_a_day_quota_end_the_job_when_they_keep_coming_past_a_minute() -> None:
     error = _429(FREE_TIER_MIXED)
-    assert decide(POLICY, error, attempt=2, remaining_s=50, daily_refusals=DAILY_REFUSALS - 1).retry
-    last = decide(POLICY, error, attempt=3, remaining_s=50, daily_refusals=DAILY_REFUSALS)
+    n = DAILY_REFUSALS
+    assert decide(POLICY, error, attempt=2, remaining_s=500, daily_refusals=n - 1,
+                  daily_refused_for_s=MINUTE_WINDOW_S + 5).retry  # fmt: skip
+    # Refused within a minute: the per-minute quota explains it; asked again.
+    assert decide(POLICY, error, attempt=3, remaining_s=500, daily_refusals=n,
+                  daily_refused_for_s=3).retry  # fmt: skip
+    last = decide(POLICY, error, attempt=3, remaining_s=500, daily_refusals=n,
+                  daily_refused_for_s=MINUTE_WINDOW_S + 5)  # fmt: skip
     assert not last.retry and last.code == "daily_quota_exhausted"
     assert last.reason is not None and "midnight Pacific" in last.reason
 
