@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # running at once hold at most the budget; a decode waits at most the wait for its
     # share (then the API answers 503 with Retry-After).
     image_decode_max_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
-    image_decode_budget_bytes: int = Field(default=320 * 1024 * 1024, ge=16 * 1024 * 1024)
+    image_decode_budget_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
     image_decode_wait_s: float = Field(default=10.0, gt=0)
     page_size_max: int = Field(default=200, ge=1)
 
