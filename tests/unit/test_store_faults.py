@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -94,7 +95,7 @@ def test_storage_faults_are_503_or_507_with_retry_after(path: str, status: int, 
 
 
 def test_keep_retries_storage_faults_then_stores() -> None:
-    faults = [LOCKED, BlobStoreUnavailableError("full", full=True)]
+    faults = [LOCKED, BlobStoreUnavailableError("full", full=True), redis.ConnectionError("down")]
 
     def store() -> str:
         if faults:
