@@ -167,13 +167,15 @@ def _prepare_bytes(image: Image.Image, source: str, chunks: list[PngChunk], path
         return decode_bytes(
             width, height, source, image.mode, scale=8, progressive_components=components
         )
-    turned = read_orientation(image) in _TRANSPOSE or any(c.kind == b"eXIf" for c in chunks)
+    kinds = {chunk.kind for chunk in chunks}
+    turned = read_orientation(image) in _TRANSPOSE or b"eXIf" in kinds
+    animated = b"acTL" in kinds  # an APNG's decoder keeps the previous frame too
     return decode_bytes(
         width,
         height,
         source,
         image.mode,
-        copies=int(turned) + _conversion_copies(image),
+        copies=int(turned) + int(animated) + _conversion_copies(image),
         progressive_components=components,
     )
 

@@ -156,3 +156,4 @@ def test_huge_images_keep_the_api_memory_bounded(
     assert len(failed) == PARALLEL and ended.get("succeeded") == accepted - PARALLEL, ended
     assert {job["error_code"] for job in failed} == {"image_too_large"}, failed[0]
     assert all(job["total_tokens"] in (None, 0) for job in failed)
+    assert not list((stack.workdir / "blobs").rglob("*.tmp"))
