@@ -28,6 +28,13 @@ Checks, in order (each failure raises ``ImageRejectedError``):
    is wrong, or that does not end, is corrupt even when every row inflates (a fuzz of
    20,000 damaged PNGs found no file the check accepts and a full decode refuses).
 
+Memory: given ``limits`` (``vision.memory``), the peak memory of the path an image takes
+(the 1/8-scale JPEG check, the PNG row check, or a full decode plus its copies) is computed
+once the header is read, before any pixel is decoded: over the per-image bound the image
+is ``image_too_large``; otherwise the decode waits for that many bytes of the process's
+budget. A WEBP is checked from its own header before Pillow opens it (libwebp's decoder
+sets up its canvases on open).
+
 Policy: the original bytes are kept, byte for byte, whenever the image is already upright
 and in a mode Gemini handles (so duplicates stay identical and content addressing works);
 otherwise the image is re-encoded: as JPEG quality 95 (ICC profile kept, 4:4:4 chroma
