@@ -32,8 +32,7 @@ Memory: given ``limits`` (``vision.memory``), the peak memory of the path an ima
 (the 1/8-scale JPEG check, the PNG row check, or a full decode plus its copies) is computed
 once the header is read, before any pixel is decoded: over the per-image bound the image
 is ``image_too_large``; otherwise the decode waits for that many bytes of the process's
-budget. A WEBP is checked from its own header before Pillow opens it (libwebp's decoder
-sets up its canvases on open).
+budget. A WEBP is checked from its header before Pillow opens it (and libwebp allocates).
 
 Policy: the original bytes are kept, byte for byte, whenever the image is already upright
 and in a mode Gemini handles (so duplicates stay identical and content addressing works);
