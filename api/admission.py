@@ -45,6 +45,7 @@ def apply_economy(
             media_resolution=admitted.options.get("media_resolution"),
             images=[(image.width, image.height) for image in admitted.images],
             catalogue=resources.costs.catalogue,
+            image_media_resolution=admitted.options.get("image_media_resolution"),
         )
         economy = {
             "applied": plan.applies,

@@ -54,7 +54,8 @@ class JobCreate(BaseModel):
     model: str | None = Field(
         default=None,
         description="Gemini model id or alias (GET /v1/models); the server's default for the "
-        "task if unset. Retired and unknown ids are 422s.",
+        "task if unset. Retired ids are 422s, and so are unknown ids unless the operator "
+        "allows them (VISIONQ_ALLOW_UNKNOWN_MODELS).",
     )
     labels: list[str] | None = Field(default=None, description="classify: the candidate labels.")
     options: dict[str, Any] = Field(
@@ -161,8 +162,11 @@ class JobPublic(BaseModel):
     model_version: str | None
     warnings: list[ErrorDetail] = Field(
         default_factory=list,
-        description="What to know about a job that ran anyway: a deprecated model "
-        "(model_deprecated), Google answering with another model (model_routed).",
+        description="What to know about a job that runs anyway: a deprecated model "
+        "(model_deprecated), an alias pinned to a model (model_alias), a model the "
+        "catalogue does not know (model_unknown, when the operator allows them), an option "
+        "the model ignores (option_ignored), Google answering with another model "
+        "(model_routed).",
     )
     inputs: list[InputPublic]
     attempts: list[AttemptPublic]

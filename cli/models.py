@@ -19,7 +19,8 @@ ALL_TASKS = frozenset(task.value for task in TaskKind)
 def show_models(settings: Settings, *, as_json: bool, include_retired: bool) -> None:
     """Print the catalogue (packaged, with VISIONQ_MODELS_FILE applied)."""
     catalogue = CostBook.load(settings.catalogue_override()).catalogue
-    rows = [row for row in model_rows(catalogue, today()) if include_retired or row.usable]
+    rows = model_rows(catalogue, today(), settings.default_model or None)
+    rows = [row for row in rows if include_retired or row.usable]
     if as_json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
         return

@@ -230,7 +230,11 @@ class Catalogue(BaseModel):
         for where, model in named.items():
             entry = self.models.get(model)
             if entry is None or not entry.status.usable:
-                raise ValueError(f"{where} names {model!r}, which is not a usable model here")
+                usable = ", ".join(key for key, e in self.models.items() if e.status.usable)
+                raise ValueError(
+                    f"{where} names {model!r}, which is not a usable model here; name one "
+                    f"of {usable}"
+                )
         if (
             self.defaults.get("segment")
             and TaskKind.SEGMENT not in self.models[self.defaults["segment"]].tasks

@@ -11,7 +11,8 @@ item's ``mask`` value says which one it is:
 - **Mask tokens** (Gemini 2.5 since mid-2025, google-gemini/cookbook#798): a string
   ``<start_of_mask><seg_N>...<seg_N>[<end_of_mask>]`` standing for a 64x64 bitmap that
   covers the item's box. Google documents no decoding; visionq reads the tokens as run
-  lengths, the reading the emulator documents: row-major over the 4,096 cells, runs
+  lengths (an unverified assumption: the emulator documents the same reading, so the
+  tests cannot confirm it against Google): row-major over the 4,096 cells, runs
   alternating outside / inside, starting outside (``<seg_0>`` first when the first cell
   is inside), summing to exactly 4,096. Tokens that do not sum to 4,096 but are exactly
   512 are read as packed bytes instead (N in 0-255, 8 cells per token, the most

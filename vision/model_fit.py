@@ -114,7 +114,9 @@ def _known(catalogue: Catalogue, model: str, warnings: list[JobWarning]) -> Mode
             f"{model} is closed to new projects (Google answers 404). Send model "
             f"{entry.replacement or catalogue.defaults['model']} instead.",
         )
-    if status is ModelStatus.DEPRECATED:
+    # Google's deprecations page gives a shutdown date to models it still calls stable:
+    # either way the user's code must move before that day.
+    if status is ModelStatus.DEPRECATED or entry.shutdown_date is not None:
         when = f" on {entry.shutdown_date.isoformat()}" if entry.shutdown_date else " soon"
         instead = f"; move to {entry.replacement}" if entry.replacement else ""
         warnings.append(

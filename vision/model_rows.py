@@ -7,7 +7,9 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from vision.catalogue import Catalogue, ModelEntry, ServiceTier
+from vision.model_fit import choose_model
 from vision.pricing import format_usd
+from vision.tasks import TaskKind
 
 
 class ModelRow(BaseModel):
@@ -23,8 +25,8 @@ class ModelRow(BaseModel):
     routed_to: str | None
     shutdown_date: dt.date | None = Field(description="Announced (earliest) shutdown date.")
     default_for: list[str] = Field(
-        description="Where it is the default: 'every task' (unless a task has its own), or "
-        "a task's name."
+        description="Where jobs naming no model get it: 'every task', or the tasks' names "
+        "(VISIONQ_DEFAULT_MODEL applied)."
     )
     tasks: list[str]
     mask_format: str | None
@@ -37,11 +39,30 @@ class ModelRow(BaseModel):
     note: str | None
 
 
-def _row(catalogue: Catalogue, model: str, entry: ModelEntry, day: dt.date) -> ModelRow:
+def _defaults(catalogue: Catalogue, configured: str | None) -> dict[str, list[str]]:
+    """Model -> where it is the default ('every task', 'every task but segment', or the
+    tasks' names), as jobs
+    naming no model are given one (vision.model_fit.choose_model)."""
+    by_model: dict[str, list[str]] = {}
+    for task in TaskKind:
+        model = choose_model(catalogue, None, task, configured_default=configured).model
+        by_model.setdefault(model, []).append(task.value)
+    return {model: _where(tasks) for model, tasks in by_model.items()}
+
+
+def _where(tasks: list[str]) -> list[str]:
+    missing = [task.value for task in TaskKind if task.value not in tasks]
+    if not missing:
+        return ["every task"]
+    if len(missing) < len(tasks):
+        return [f"every task but {', '.join(missing)}"]
+    return tasks
+
+
+def _row(model: str, entry: ModelEntry, day: dt.date, defaults: dict[str, list[str]]) -> ModelRow:
     price = entry.price(day)
     first = price.all_tiers()[0] if price is not None else None
     thinking = entry.thinking
-    defaults = [task for task, name in sorted(catalogue.defaults.items()) if name == model]
     return ModelRow(
         id=model,
         status=entry.status.value,
@@ -49,7 +70,7 @@ def _row(catalogue: Catalogue, model: str, entry: ModelEntry, day: dt.date) -> M
         replacement=entry.replacement,
         routed_to=entry.routed_to,
         shutdown_date=entry.shutdown_date or entry.shut_down_on,
-        default_for=["every task" if task == "model" else task for task in defaults],
+        default_for=defaults.get(model, []),
         tasks=sorted(task.value for task in entry.tasks),
         mask_format=entry.mask_format.value if entry.mask_format else None,
         input_usd_per_1m=format_usd(first.input) if first else None,
@@ -64,7 +85,11 @@ def _row(catalogue: Catalogue, model: str, entry: ModelEntry, day: dt.date) -> M
     )
 
 
-def model_rows(catalogue: Catalogue, day: dt.date) -> list[ModelRow]:
-    """Every catalogue entry, usable models first, with the prices in force on ``day``."""
-    rows = [_row(catalogue, model, entry, day) for model, entry in catalogue.models.items()]
+def model_rows(
+    catalogue: Catalogue, day: dt.date, configured_default: str | None = None
+) -> list[ModelRow]:
+    """Every catalogue entry, usable models first, with the prices in force on ``day`` and
+    the defaults jobs get (``configured_default``: VISIONQ_DEFAULT_MODEL, if set)."""
+    defaults = _defaults(catalogue, configured_default)
+    rows = [_row(model, entry, day, defaults) for model, entry in catalogue.models.items()]
     return sorted(rows, key=lambda row: not row.usable)

@@ -92,8 +92,9 @@ class JobOptions(BaseModel):
     )
     economy: bool = Field(
         default=False,
-        description="Downscale to the cheapest token tier the task tolerates (caption, "
-        "classify, ask).",
+        description="Send the images at the cheapest token tier the task tolerates "
+        "(caption, classify, ask): downscaled on models billed by size, at the LOW media "
+        "resolution on models billed by level (Gemini 3).",
     )
 
 

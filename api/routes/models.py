@@ -27,5 +27,5 @@ def list_models(caller: CallerDep, resources: ResourcesDep) -> ModelList:
     return ModelList(
         as_of=catalogue.as_of.isoformat(),
         aliases=dict(catalogue.aliases),
-        models=model_rows(catalogue, today()),
+        models=model_rows(catalogue, today(), resources.settings.default_model or None),
     )

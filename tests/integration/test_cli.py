@@ -156,7 +156,7 @@ def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, shapes_png: Path) -
 def test_models_lists_the_catalogue(stack: Stack) -> None:
     shown = visionq(stack, "models", "--json")
     rows = {row["id"]: row for row in json.loads(shown.stdout)}
-    assert rows["gemini-3.5-flash-lite"]["default_for"] == ["every task"]
+    assert rows["gemini-3.5-flash-lite"]["default_for"] == ["every task but segment"]
     assert rows["gemini-3.6-flash"]["default_for"] == ["segment"]
     assert "gemini-2.5-flash" not in rows
     retired = {

@@ -241,3 +241,16 @@ def test_oversize_for_gemini_inline_limit_is_a_clear_failure(stack: Stack) -> No
         response = submit(client, out.getvalue(), task="caption")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_model_with_a_shutdown_date_runs_with_a_warning(stack: Stack) -> None:
+    data, _ = scene_png(11)
+    with stack.client() as client:
+        response = submit(client, data, task="caption", model="gemini-3.1-flash-lite")
+        assert response.status_code == 202, response.text
+        [warning] = response.json()["warnings"]
+        job = wait_done(client, response.json()["id"])
+    assert warning["code"] == "model_deprecated" and "2027-05-07" in warning["message"]
+    assert "gemini-3.5-flash-lite" in warning["message"]
+    assert job["status"] == "succeeded", job["error"]
+    assert [w["code"] for w in job["warnings"]] == ["model_deprecated"]

@@ -372,7 +372,7 @@ def test_model_rows() -> None:
     assert eight.thinking_levels == ["LOW", "MEDIUM", "HIGH"]
     assert eight.thinking_budget == "1 to 24576, or -1 (dynamic)"
     assert eight.mask_format == "polygon"
-    assert by_id["gemini-3.5-flash-lite"].default_for == ["every task"]
+    assert by_id["gemini-3.5-flash-lite"].default_for == ["every task but segment"]
     assert by_id["gemini-3.6-flash"].default_for == ["segment"]
     routed = by_id["gemini-2.5-flash"]
     assert (routed.usable, routed.status, routed.replacement) == (
@@ -384,3 +384,13 @@ def test_model_rows() -> None:
     assert routed.input_usd_per_1m is None
     later = {row.id: row for row in model_rows(CATALOGUE, dt.date(2027, 1, 1))}
     assert later["gemini-3.8-flash"].input_usd_per_1m == "1.5"
+
+
+def test_model_rows_show_the_operators_default() -> None:
+    rows = {row.id: row for row in model_rows(CATALOGUE, DAY, "gemini-3.8-flash")}
+    # gemini-3.8-flash segments too, so it is every task's default.
+    assert rows["gemini-3.8-flash"].default_for == ["every task"]
+    assert rows["gemini-3.5-flash-lite"].default_for == []
+    lite = {row.id: row for row in model_rows(CATALOGUE, DAY, "gemini-3.1-flash-lite")}
+    assert lite["gemini-3.1-flash-lite"].default_for == ["every task but segment"]
+    assert lite["gemini-3.6-flash"].default_for == ["segment"]

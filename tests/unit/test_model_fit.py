@@ -115,8 +115,10 @@ def test_a_deprecated_model_runs_with_a_warning() -> None:
         "gemini-3.5-flash-lite."
     )
     assert warnings[0].as_dict() == {"code": "model_deprecated", "message": warnings[0].message}
-    # Not deprecated in the packaged catalogue: no warning.
-    assert fit("gemini-3.1-flash-lite") == []
+    # Stable in the packaged catalogue, but its shutdown date is announced: warned too.
+    assert [warning.code for warning in fit("gemini-3.1-flash-lite")] == ["model_deprecated"]
+    # A stable model without a shutdown date: no warning.
+    assert fit("gemini-3.5-flash-lite") == []
 
 
 def test_an_alias_is_pinned_with_a_warning() -> None:
