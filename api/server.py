@@ -274,9 +274,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _check_body(self) -> None:
         self._timer = None
         now = self.loop.time()
-        if self.flow.read_paused:
-            # Reading was paused by us (the app has not taken what arrived), not the client:
-            # the time since the last check does not count against it.
+        if self.flow.read_paused or self.cycle.waiting_for_100_continue:
+            # The wait is ours, not the client's: reading was paused (the app has not taken
+            # what arrived), or the client waits for the 100 Continue that uvicorn sends
+            # when the app first asks for the body. The time since the last check is free.
             self._body_started += now - self._checked
             self._last_read = now
         self._checked = now

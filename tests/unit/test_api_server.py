@@ -195,6 +195,17 @@ def test_a_body_the_app_is_slow_to_read_is_not_cut_off(served: Served) -> None:
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(size).encode()), answer
 
 
+def test_a_client_waiting_for_100_continue_is_not_cut_off(served: Served) -> None:
+    """The app asks for the body after the deadline: until then the client rightly waits."""
+    with served.connect() as sock:
+        sock.sendall(post(10, "/slow").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(b"x" * 10)
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"10"), answer
+
+
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_body_below_the_minimum_rate_is_cut_off_after_the_grace(loop: str) -> None:
     limits = ClientLimits(
