@@ -142,6 +142,14 @@ def check_options(
             "one whose `visionq models` row lists it.",
         )
     _check_thinking(options, model, entry)
+    limit = entry.output_token_limit
+    cap = options.max_output_tokens
+    if cap is not None and limit is not None and cap > limit:
+        raise JobSpecError(
+            "invalid_options",
+            f"{model} answers with at most {limit} output tokens; send "
+            f"options.max_output_tokens of at most {limit}.",
+        )
     per_image = options.image_media_resolution
     if per_image and any(per_image) and not entry.per_part_media_resolution:
         raise JobSpecError(

@@ -55,11 +55,12 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_output_tokens: int | None = Field(default=None, ge=1, le=65_536)
+    # Upper bounds are per model (the catalogue's output limit and thinking budget range),
+    # checked by vision.model_fit.check_options.
+    max_output_tokens: int | None = Field(default=None, ge=1)
     thinking_budget: int | None = Field(
         default=None,
         ge=-1,
-        le=32_768,
         description="Thinking tokens the model may use (0 = off where the model allows it, "
         "-1 = the model decides); the model catalogue says which values each model takes.",
     )

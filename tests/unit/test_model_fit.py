@@ -268,3 +268,13 @@ def test_ignored_and_refused_sampling_options() -> None:
     error = refusal("gemini-3.6-flash", catalogue=catalogue, temperature=0.2)
     assert error.code == "invalid_options"
     assert error.message == "gemini-3.6-flash refuses temperature; leave it unset."
+
+
+def test_max_output_tokens_over_the_models_limit_is_refused() -> None:
+    with pytest.raises(JobSpecError) as caught:
+        fit("gemini-3.6-flash", max_output_tokens=65_537)
+    assert caught.value.code == "invalid_options"
+    assert "at most 65536" in caught.value.message
+    # The bound is the catalogue's: a model added with a larger limit takes more.
+    big = load_catalogue({"models": {"gemini-3.6-flash": {"output_token_limit": 131_072}}})
+    assert fit("gemini-3.6-flash", catalogue=big, max_output_tokens=100_000) == []
