@@ -12,6 +12,8 @@ connection:
 - a body deadline: the body must keep arriving, at most ``body_timeout_s`` between two
   reads, and at ``body_min_bytes_per_s`` on average after a ``body_timeout_s`` grace;
 - at most ``MAX_HEADER_BYTES`` of request line and headers (431 beyond);
+- a write deadline: a client that stops reading its response for ``body_timeout_s`` (the
+  send buffers full) is disconnected, which frees the request waiting to write to it;
 - a cap of ``max_connections_per_client`` open connections per client IP address (per API
   process): the next one is answered 429 and closed.
 
@@ -23,8 +25,11 @@ is faster than h11), and `visionq api` selects it explicitly so a guard is alway
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import socket
+import struct
 import sys
 import weakref
 from collections import Counter
@@ -143,6 +148,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._counted_peer: str | None = None
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._phase = _IDLE
         self._seen = False  # a byte of the request being read has arrived
         self._header_bytes = 0
@@ -168,6 +174,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the deadlines and uncount the connection."""
         self._cancel_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self._counted_peer is not None:
             self._registry.open[self._counted_peer] -= 1
             if self._registry.open[self._counted_peer] <= 0:
@@ -245,6 +254,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timer()
         self._phase = _IDLE
         super().on_message_complete()
+
+    def pause_writing(self) -> None:
+        """The client is not reading what we send: start the write deadline."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(
+                self._limits.body_timeout_s, self._write_stalled
+            )
+
+    def resume_writing(self) -> None:
+        """The client reads again."""
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if not self.transport.is_closing():
+            self._registry.note("response unread for VISIONQ_BODY_TIMEOUT_S", self.loop)
+        # abort, not close: close would wait for the unread buffer to drain first; and a
+        # reset (linger 0) rather than a FIN, or the kernel would keep the buffer and retry.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     # --- deadlines -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from api.server import MAX_HEADER_BYTES, PROTOCOL, ClientLimits, GuardedHttpTool
 TIGHT = ClientLimits(
     header_timeout_s=0.4, body_timeout_s=0.4, body_min_bytes_per_s=0, max_connections_per_client=3
 )
+BIG = 16 * 1024 * 1024  # a response larger than the socket buffers
 GIVE_UP_S = 10.0  # a client gives up on an answer after this (the deadlines are far shorter)
 
 
@@ -41,6 +42,9 @@ class App:
             return
         if scope["path"] == "/slow":
             await asyncio.sleep(1.0)  # longer than the body deadline
+        if scope["path"] == "/big":
+            await self.send_big(send)
+            return
         size, more = 0, True
         while more:
             message = await receive()
@@ -53,6 +57,16 @@ class App:
         headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def send_big(self, send: Any) -> None:
+        """BIG bytes in 64 KiB chunks; notes whether the last send returned."""
+        headers = [(b"content-length", str(BIG).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        chunk = b"x" * 65536
+        for _ in range(BIG // len(chunk)):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        self.disconnects.append("/big sent")
 
 
 @dataclass
@@ -204,6 +218,21 @@ def test_a_client_waiting_for_100_continue_is_not_cut_off(served: Served) -> Non
         sock.sendall(b"x" * 10)
         answer = read_response(sock)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"10"), answer
+
+
+def test_a_client_that_stops_reading_its_response_is_disconnected(served: Served) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", served.port))
+    with sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + GIVE_UP_S
+        while "/big sent" not in served.app.disconnects and time.monotonic() < deadline:
+            time.sleep(0.05)  # not reading: the app's send waits until the server gives up
+        assert served.app.disconnects == ["/big sent"]
+        sock.settimeout(GIVE_UP_S)
+        received = read_until_closed(sock)
+    assert len(received) < BIG  # cut off, not finished
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
