@@ -115,7 +115,8 @@ class Settings(BaseSettings):
 
     # Slow and excess HTTP clients (api/server.py): headers must arrive within
     # header_timeout_s; a body may pause at most body_timeout_s and must average
-    # body_min_bytes_per_s after that grace (0 = no rate); open connections per client IP
+    # body_min_bytes_per_s after that grace (0 = no rate), and a response may go unread at
+    # most body_timeout_s; open connections per client IP
     # per API process (0 = no cap; behind a proxy every client shares its address).
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
