@@ -17,9 +17,9 @@ from api.rawjob import RawJob, describe, too_large
 from models.settings import Settings
 from vision.catalogue import Catalogue
 from vision.formats import ImageRejectedError
-from vision.memory import MemoryBusyError, process_limits
+from vision.memory import MemoryBusyError, process_limits, too_much_memory_error
 from vision.model_fit import check_options, choose_model
-from vision.prepare import PreparedImage, prepare_image
+from vision.prepare import PreparedImage, downscale_memory, prepare_image
 from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
 from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
 
@@ -125,6 +125,8 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
     except InvalidSchemaError as exc:
         raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
     images = [_admit_image(data, index, settings) for index, data in enumerate(raw.images)]
+    if options.max_side:
+        _check_downscale(images, options.max_side, settings)
     return AdmittedJob(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
@@ -210,3 +212,16 @@ def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from exc
     return prepared
+
+
+def _check_downscale(images: list[PreparedImage], max_side: int, settings: Settings) -> None:
+    """413 for an image the worker could not downscale to ``max_side`` within the per-image
+    memory bound (a PNG passes its check row by row, but shrinking it decodes it whole):
+    refused now, not failed after the job waited in the queue."""
+    limit = settings.image_decode_max_bytes
+    for index, image in enumerate(images):
+        found = downscale_memory(image.data, max_side)
+        if found is not None and found[2] > limit:
+            width, height, needed = found
+            error = too_much_memory_error(width, height, needed, limit, "downscaling it")
+            raise ApiError(413, error.code, f"Image #{index + 1}: {error.message}")

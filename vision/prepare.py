@@ -90,13 +90,13 @@ from vision.formats import (
     require_supported,
 )
 from vision.integrity import (
-    PNG_CHANNELS,
     PngChunk,
     check_container,
     check_png_rows,
     decode,
     png_chunks,
 )
+from vision.keepable import chroma_subsampling, png_bit_depth, png_kept_as_is, webp_is_lossy
 from vision.memory import DecodeLimits, decode_bytes, png_rows_bytes
 from vision.modes import KEPT_MODES, WIDE_GRAY_MODES, encode, matching_icc, normalise_mode
 
@@ -150,7 +150,7 @@ def prepare_image(
         chunks = png_chunks(data) if source == PNG else []
         if _jpeg_kept_as_is(image, source):
             path = _JPEG_CHECK
-        elif _png_kept_as_is(data, chunks):
+        elif png_kept_as_is(data, chunks):
             path = _PNG_ROWS
         else:
             path = _DECODE
@@ -220,10 +220,10 @@ def _prepare_open(
     changes: list[str] = []
     if source in (PNG, WEBP) and getattr(image, "is_animated", False):
         changes.append("first_frame")
-    if source == PNG and _png_bit_depth(data) == 16 and image.mode not in WIDE_GRAY_MODES:
+    if source == PNG and png_bit_depth(data) == 16 and image.mode not in WIDE_GRAY_MODES:
         changes.append("16bit_to_8bit")  # Pillow already kept the high byte
     icc = image.info.get("icc_profile") or None
-    subsampling = _chroma_subsampling(image)
+    subsampling = chroma_subsampling(image)
     upright = image
     orientation = read_orientation(image)
     if orientation in _TRANSPOSE:
@@ -275,23 +275,45 @@ def downscale(
             image.draft(image.mode, _fit(*stored, max_side))
         if limits is None:
             return _downscale_open(image, data, source, stored, max_side)
-        scale = max(1, round(stored[0] / image.size[0]))
-        # A PNG's eXIf may come after its pixels, unread yet: count a turn if it has one.
-        turned = read_orientation(image) in _TRANSPOSE or (source == PNG and b"eXIf" in data)
-        copies = int(turned) + _conversion_copies(image) + int(image.mode in ("1", "P"))
-        needed = decode_bytes(
-            *stored,
-            source,
-            image.mode,
-            scale=scale,
-            copies=copies,
-            progressive_components=_progressive_components(image),
-        )
-        # Pillow resizes in two passes, rows first (max_side x the decoded height), then
-        # the small image and its encoding.
-        needed += 4 * max_side * (max(stored) // scale + 1) + 8 * max_side * max_side
+        needed = _downscale_bytes(image, data, source, stored, max_side)
         with limits.hold(*stored, needed):
             return _downscale_open(image, data, source, stored, max_side)
+
+
+def downscale_memory(data: bytes, max_side: int) -> tuple[int, int, int] | None:
+    """(width, height, peak bytes) of ``downscale`` to ``max_side``, read from the header
+    without decoding; None when the image already fits. For a check at submit: a job whose
+    downscale would pass the per-image bound is refused before it is queued."""
+    source = require_supported(data)
+    with open_image(data, source, max_pixels=_NO_LIMIT) as image:
+        stored = image.size
+        if max(stored) <= max_side:
+            return None
+        if isinstance(image, JpegImagePlugin.JpegImageFile):
+            image.draft(image.mode, _fit(*stored, max_side))
+        return (*stored, _downscale_bytes(image, data, source, stored, max_side))
+
+
+def _downscale_bytes(
+    image: Image.Image, data: bytes, source: str, full: tuple[int, int], max_side: int
+) -> int:
+    """Peak bytes of downscaling ``image`` of ``full`` size (open, a JPEG's DCT scale
+    chosen, so ``image.size`` may be smaller)."""
+    scale = max(1, round(full[0] / image.size[0]))
+    # A PNG's eXIf may come after its pixels, unread yet: count a turn if it has one.
+    turned = read_orientation(image) in _TRANSPOSE or (source == PNG and b"eXIf" in data)
+    copies = int(turned) + _conversion_copies(image) + int(image.mode in ("1", "P"))
+    needed = decode_bytes(
+        *full,
+        source,
+        image.mode,
+        scale=scale,
+        copies=copies,
+        progressive_components=_progressive_components(image),
+    )
+    # Pillow resizes in two passes, rows first (max_side x the decoded height), then the
+    # small image and its encoding.
+    return needed + 4 * max_side * (max(full) // scale + 1) + 8 * max_side * max_side
 
 
 def _downscale_open(
@@ -309,7 +331,7 @@ def _downscale_open(
         still = still.convert("L" if still.mode == "1" else "RGB")
     size = _fit(width, height, max_side)
     small = still.resize(size, Image.Resampling.LANCZOS)
-    photo = source in (JPEG, HEIC, HEIF) or (source == WEBP and _webp_is_lossy(data))
+    photo = source in (JPEG, HEIC, HEIF) or (source == WEBP and webp_is_lossy(data))
     out_mime = JPEG if photo and small.mode in ("L", "RGB") else PNG
     encoded = encode(
         small, out_mime, quality=DOWNSCALE_JPEG_QUALITY, icc=matching_icc(icc, small.mode)
@@ -335,66 +357,6 @@ def _jpeg_kept_as_is(image: Image.Image, mime_type: str) -> bool:
         and image.mode in ("RGB", "L")
         and read_orientation(image) not in _TRANSPOSE
     )
-
-
-# Chunks that may make a PNG change: transparency to turn into alpha, an animation, an
-# EXIF block (its orientation). Text chunks only with these keywords, which can hold an
-# orientation too (Pillow reads one from XMP and from ImageMagick's raw EXIF profile).
-_PNG_CHANGING = {b"tRNS", b"acTL", b"eXIf"}
-_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
-_PNG_ORIENTATION_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
-
-
-def _png_kept_as_is(data: bytes, chunks: list[PngChunk]) -> bool:
-    """Whether a PNG keeps its bytes, known from its chunks without decoding a pixel: 8-bit
-    gray, RGB, gray + alpha or RGBA, not interlaced, with nothing ``normalise_mode`` or
-    the orientation would change. Every chunk but IDAT and IEND must come before the image
-    data, where opening the file read (and CRC-checked) them as a full decode would.
-    """
-    if not chunks or chunks[0].kind != b"IHDR" or chunks[0].end - chunks[0].start != 13:
-        return False
-    header = data[chunks[0].start : chunks[0].end]
-    if header[8] != 8 or header[9] not in PNG_CHANNELS or header[12] != 0:
-        return False
-    kinds = [chunk.kind for chunk in chunks]
-    if b"IDAT" not in kinds:
-        return False
-    after_data = kinds[kinds.index(b"IDAT") :]
-    if set(after_data) - {b"IDAT", b"IEND"} or _PNG_CHANGING.intersection(kinds):
-        return False
-    return not any(
-        chunk.kind in _PNG_TEXT
-        and data[chunk.start : chunk.end].startswith(_PNG_ORIENTATION_KEYWORDS)
-        for chunk in chunks
-    )
-
-
-def _png_bit_depth(data: bytes) -> int:
-    return data[24] if len(data) > 24 else 8
-
-
-def _chroma_subsampling(image: Image.Image) -> int | None:
-    """0 (4:4:4) when the source keeps full chroma, so a re-encode keeps it too."""
-    if isinstance(image, JpegImagePlugin.JpegImageFile):
-        return 0 if JpegImagePlugin.get_sampling(image) == 0 else None
-    if image.info.get("chroma") == 444:  # pillow-heif
-        return 0
-    return None
-
-
-def _webp_is_lossy(data: bytes) -> bool:
-    """Whether the first image chunk of a WEBP is VP8 (lossy) rather than VP8L."""
-    pos, end = 12, len(data)
-    while pos + 8 <= end:
-        kind = data[pos : pos + 4]
-        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if kind == b"VP8 ":
-            return True
-        if kind == b"VP8L":
-            return False
-        # An animation frame (ANMF) holds its image chunks after a 16-byte header.
-        pos = pos + 24 if kind == b"ANMF" else pos + 8 + size + (size & 1)
-    return False
 
 
 __all__ = ["SUPPORTED_MIME_TYPES", "PreparedImage", "downscale", "normalise_mode", "prepare_image"]

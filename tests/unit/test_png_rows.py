@@ -58,14 +58,14 @@ def pixel_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def full_decode(data: bytes) -> PreparedImage | str:
     """prepare_image as it was before the row check: every PNG decoded by Pillow."""
-    kept_as_is = vision.prepare._png_kept_as_is
-    vision.prepare._png_kept_as_is = lambda *_: False  # type: ignore[assignment]
+    kept_as_is = vision.prepare.png_kept_as_is
+    vision.prepare.png_kept_as_is = lambda *_: False  # type: ignore[assignment]
     try:
         return prepare_image(data, max_pixels=LIMIT)
     except ImageRejectedError as exc:
         return exc.code
     finally:
-        vision.prepare._png_kept_as_is = kept_as_is
+        vision.prepare.png_kept_as_is = kept_as_is
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
