@@ -22,7 +22,7 @@ import pytest
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
 from tests.integration.helpers import scene_png
-from tests.services import PostgresServer, postgres_bindir
+from tests.services import postgres_bindir, postgres_server
 from vision.schema_safety import pattern_search
 
 pytestmark = pytest.mark.faults
@@ -170,12 +170,8 @@ def test_hostile_schemas_on_sqlite(make_stack: Callable[..., FaultStack]) -> Non
 def postgres_url() -> Iterator[str]:
     if postgres_bindir() is None:
         pytest.skip("PostgreSQL server binaries not installed")
-    server = PostgresServer()
-    try:
-        server.create()
-        yield server.url
-    finally:
-        server.remove()
+    with postgres_server() as url:
+        yield url
 
 
 def test_hostile_schemas_on_postgresql(

@@ -15,11 +15,9 @@ from google.genai import types
 
 from emulator.shapes import encode, random_scene
 from models.budgets import reserve
-from models.db import make_engine, make_session_factory
 from models.jobs import NewInput, create_job, get_job
-from models.migrate import upgrade
-from models.settings import Settings
 from models.tables import Job
+from tests.unit.workercontext import worker_context
 from vision.costing import to_nano
 from worker.context import WorkerContext
 from worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response, _from_api_error
@@ -79,14 +77,7 @@ class ScriptedGemini(GeminiCaller):
 
 @pytest.fixture
 def context(tmp_path: Path) -> Iterator[WorkerContext]:
-    settings = Settings(
-        data_dir=tmp_path, gemini_api_key=None, retry_base_s=0.01, retry_max_delay_s=0.02
-    )
-    upgrade(settings.database_url)
-    built = WorkerContext.build(settings)
-    built.engine.dispose()
-    built.engine = make_engine(settings.database_url)
-    built.sessions = make_session_factory(built.engine)
+    built = worker_context(tmp_path)
     yield built
     built.close()
 
