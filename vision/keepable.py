@@ -13,7 +13,7 @@ from vision.integrity import PNG_CHANNELS, PngChunk
 # orientation too (Pillow reads one from XMP and from ImageMagick's raw EXIF profile).
 _PNG_CHANGING = {b"tRNS", b"acTL", b"eXIf"}
 _PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
-_PNG_ORIENTATION_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
+PNG_ORIENTATION_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
 
 
 def png_kept_as_is(data: bytes, chunks: list[PngChunk]) -> bool:
@@ -35,7 +35,7 @@ def png_kept_as_is(data: bytes, chunks: list[PngChunk]) -> bool:
         return False
     return not any(
         chunk.kind in _PNG_TEXT
-        and data[chunk.start : chunk.end].startswith(_PNG_ORIENTATION_KEYWORDS)
+        and data[chunk.start : chunk.end].startswith(PNG_ORIENTATION_KEYWORDS)
         for chunk in chunks
     )
 

@@ -96,7 +96,13 @@ from vision.integrity import (
     decode,
     png_chunks,
 )
-from vision.keepable import chroma_subsampling, png_bit_depth, png_kept_as_is, webp_is_lossy
+from vision.keepable import (
+    PNG_ORIENTATION_KEYWORDS,
+    chroma_subsampling,
+    png_bit_depth,
+    png_kept_as_is,
+    webp_is_lossy,
+)
 from vision.memory import DecodeLimits, decode_bytes, png_rows_bytes
 from vision.modes import KEPT_MODES, WIDE_GRAY_MODES, encode, matching_icc, normalise_mode
 
@@ -300,8 +306,12 @@ def _downscale_bytes(
     """Peak bytes of downscaling ``image`` of ``full`` size (open, a JPEG's DCT scale
     chosen, so ``image.size`` may be smaller)."""
     scale = max(1, round(full[0] / image.size[0]))
-    # A PNG's eXIf may come after its pixels, unread yet: count a turn if it has one.
-    turned = read_orientation(image) in _TRANSPOSE or (source == PNG and b"eXIf" in data)
+    if source == PNG:
+        # Pillow reads a PNG's orientation by decoding it whole (its eXIf may trail the
+        # pixels): count a turn from its chunks instead, before any pixel is decoded.
+        turned = b"eXIf" in data or any(key in data for key in PNG_ORIENTATION_KEYWORDS)
+    else:
+        turned = read_orientation(image) in _TRANSPOSE
     copies = int(turned) + _conversion_copies(image) + int(image.mode in ("1", "P"))
     needed = decode_bytes(
         *full,

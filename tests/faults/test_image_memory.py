@@ -140,20 +140,16 @@ def test_huge_images_keep_the_api_memory_bounded(
                 body = answer.json()["error"]
                 assert body["code"] == "image_too_large", body
                 assert "MB allowed per image" in body["message"], body
-    # What cannot be decoded within the bound is refused; what can is accepted.
-    assert statuses["webp"] == statuses["heif"] == [413] * PARALLEL
-    assert statuses["png"] == statuses["jpeg"] == [202] * PARALLEL
+    # What cannot be decoded within the bound is refused; what can is accepted. A
+    # 10000x10000 PNG passes its row check in a few MB, but shrinking it to max_side would
+    # decode it whole (440 MB): refused at submit too, from its header.
+    assert statuses["webp"] == statuses["heif"] == statuses["png"] == [413] * PARALLEL
+    assert statuses["jpeg"] == [202] * PARALLEL
     assert statuses["webp-3000"].count(202) >= PARALLEL // 2, statuses
     stack.wait_all_terminal(accepted, timeout=120)
     # The worker downscales (max_side) within the same bound: a JPEG at a DCT scale, a
-    # 3000x3000 WEBP in full; a 10000x10000 PNG would need 440 MB, so its job fails
-    # image_too_large before any Gemini call.
+    # 3000x3000 WEBP in full; every accepted job succeeds.
     jobs = stack.audit().jobs
-    ended = {job["status"]: 0 for job in jobs}
-    for job in jobs:
-        ended[job["status"]] += 1
-    failed = [job for job in jobs if job["status"] == "failed"]
-    assert len(failed) == PARALLEL and ended.get("succeeded") == accepted - PARALLEL, ended
-    assert {job["error_code"] for job in failed} == {"image_too_large"}, failed[0]
-    assert all(job["total_tokens"] in (None, 0) for job in failed)
+    assert {job["status"] for job in jobs} == {"succeeded"}, [job["error_code"] for job in jobs]
+    assert len(jobs) == accepted
     assert not list((stack.workdir / "blobs").rglob("*.tmp"))

@@ -7,13 +7,14 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from api.errors import ApiError
 from api.rawjob import RawJob
 from api.validation import admit
 from models.settings import Settings
 from vision.catalogue import load_catalogue
+from vision.prepare import downscale_memory
 
 MIB = 1024 * 1024
 
@@ -53,3 +54,21 @@ def test_the_same_image_without_a_downscale_is_admitted(tmp_path: Path, big_png:
         load_catalogue(),
     )
     assert small.options == {"max_side": 512}
+
+
+def test_the_downscale_cost_is_read_without_decoding_a_pixel(
+    big_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow reads a PNG's orientation by decoding it whole: the estimate must not ask
+    (8 parallel 10000x10000 PNG submits took the API to 2.8 GB that way)."""
+
+    decoded: list[str] = []
+
+    def record(self: ImageFile.ImageFile) -> None:
+        # Recorded, not raised: an orientation read swallows errors.
+        decoded.append(type(self).__name__)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", record)
+    found = downscale_memory(big_png, 512)
+    assert found is not None and found[:2] == (4000, 4000) and found[2] > 48 * MIB
+    assert decoded == []
