@@ -12,8 +12,6 @@ import math
 import multiprocessing
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +21,20 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api.throttle import SubmitThrottle
-from tests.services import free_port, redis_server
+from tests.integration.limiter_fixtures import client, prefix, redis_url
+from tests.services import free_port
 from worker.ratelimit import GeminiRateLimiter, ModelQuota, RateLimitTimeout, parse_quotas
+
+__all__ = ["client", "prefix", "redis_url"]  # fixtures used by this module
 
 pytestmark = pytest.mark.integration
 
 MODEL = "gemini-test"
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("ratelimit-redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url)
-    yield conn
-    conn.close()
-
-
 def _unreachable_redis() -> redis.Redis:
     # No retries: redis-py would otherwise back off for seconds before raising.
     return redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A fresh key prefix, so no test sees another's state."""
-    return f"test:{uuid.uuid4().hex}"
 
 
 def test_server_replicates_script_effects(client: redis.Redis) -> None:

@@ -5,39 +5,21 @@ real Redis."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 import redis
 
-from tests.services import redis_server
+from tests.integration.limiter_fixtures import client, prefix, redis_url
 from worker.ratelimit import (
     GeminiRateLimiter,
     RateLimitTimeout,
     parse_quotas,
 )
 
+__all__ = ["client", "prefix", "redis_url"]  # fixtures used by this module
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("dollars-redis")) as url:
-        yield url
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test:{uuid.uuid4().hex}"
 
 
 def test_all_models_share_one_dollar_budget_per_window(client: redis.Redis, prefix: str) -> None:
