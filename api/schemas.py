@@ -180,6 +180,9 @@ class JobPublic(BaseModel):
     cached_from: str | None = Field(
         description="Answered from the cache: the earlier identical job (zero cost)."
     )
+    retry_of: str | None = Field(
+        description="Made by POST /v1/jobs/{id}/retry: the job it retries."
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -221,6 +224,7 @@ class JobPublic(BaseModel):
             estimate=job.estimate,
             cost_usd=_usd(job.cost_nusd),
             cached_from=job.cached_from,
+            retry_of=job.retry_of,
         )
 
 

@@ -133,6 +133,8 @@ class Job(Base):
     # Same images, task, prompt, schema, model and options: a finished job's result is reused.
     cache_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     cached_from: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Made by POST /v1/jobs/{id}/retry: the finished job whose inputs it runs again.
+    retry_of: Mapped[str | None] = mapped_column(String(36), default=None)
     # Delivery (see models/leases.py): when a message was last sent for the job (NULL = the
     # send failed: the sweeper sends it), how often a worker took it, and the running
     # worker's lease. Only the holder of lease_token may end the job or open attempts.
