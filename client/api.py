@@ -222,6 +222,22 @@ class VisionqClient:
     def cancel(self, job_id: str) -> Job:
         return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
+    def retry(self, job_id: str, *, idempotency_key: str | None = None, retries: int = 8) -> Job:
+        """A new job running finished job ``job_id`` again (same stored images, task,
+        prompt, labels, model, options and schema); returns it as queued (``retry_of`` is
+        ``job_id``). Retried like ``submit`` under one Idempotency-Key: never two jobs.
+        """
+        headers = {"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"}
+        for attempt in range(retries + 1):
+            try:
+                response = self._request("POST", f"/v1/jobs/{job_id}/retry", headers=headers)
+                return Job.model_validate(response.json())
+            except VisionqError as exc:
+                if not exc.transient or attempt == retries:
+                    raise
+                time.sleep(_retry_delay(exc, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def annotated_png(self, job_id: str) -> bytes:
         """The detect job's image with its boxes and labels drawn on it."""
         return self._request("GET", f"/v1/jobs/{job_id}/annotated.png").content

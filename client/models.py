@@ -67,6 +67,8 @@ class Job(_Body):
     # A deprecated model, an alias resolved, an option ignored, an answer from another
     # model than the one asked for: same shape as an error.
     warnings: list[JobError] = []
+    # Set on a job made by VisionqClient.retry: the job it runs again.
+    retry_of: str | None = None
 
     @property
     def done(self) -> bool:
