@@ -11,10 +11,10 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -85,7 +85,10 @@ class Settings(BaseSettings):
     # 1000000}, "*": {"usd": 10}} (JSON in VISIONQ_RATE_LIMITS): requests, input tokens and
     # estimated dollars per window ("window_s", default rate_window_s, 600 s for usd); "*"
     # is all models together; models not listed are paced by "*" only (worker/ratelimit.py).
-    rate_limits: dict[str, dict[str, int | float | str]] = Field(default_factory=dict)
+    # Read as JSON by _decode_rate_limits, so an empty value (compose's `${VAR:-}`) means {}.
+    rate_limits: Annotated[dict[str, dict[str, int | float | str]], NoDecode] = Field(
+        default_factory=dict
+    )
     rate_window_s: float = Field(default=60.0, gt=0)
 
     # Delivery (models/leases.py, worker/sweeper.py): a running job's lease, renewed by its
@@ -128,6 +131,27 @@ class Settings(BaseSettings):
     url_fetch_timeout_s: float = Field(default=20.0, gt=0)
     url_fetch_max_redirects: int = Field(default=3, ge=0)
     url_fetch_allowed_networks: list[str] = Field(default_factory=list)
+
+    # Retention (models/retention.py, `visionq gc`): finished jobs older than this many days
+    # are deleted with their inputs, attempts and masks; 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0)
+    # Log lines of every process (models/logs.py): "text" for people, "json" for collectors.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _decode_rate_limits(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(
+                'VISIONQ_RATE_LIMITS must be a JSON object such as {"*": {"rpm": 100}}, or '
+                f"empty: {exc}"
+            ) from exc
 
     @field_validator("data_dir")
     @classmethod

@@ -80,6 +80,24 @@ def test_settings_read_every_variable_the_service_sets(
     assert settings.gemini_key() == "key-from-dotenv"
 
 
+@pytest.mark.parametrize("name", BUILT_SERVICES)
+def test_json_values_from_the_shell_pass_through_unchanged(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ${VAR:-default} whose default holds "}" renders one "}" too many once VAR is set
+    # (compose ends the expression at the first "}"): every service then failed on its settings.
+    limits = '{"m": {"rpm": 1}}'
+    shell = {variable: limits for variable, _ in referenced_variables(compose())}
+    env = environment(name, shell)
+    for variable in shell:
+        assert env.get(variable, limits) == limits, f"${{{variable}}} renders {env[variable]!r}"
+    for key in list(os.environ):
+        if key.startswith("VISIONQ_") or key in SECRET_VARIABLES:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("VISIONQ_RATE_LIMITS", env["VISIONQ_RATE_LIMITS"])
+    assert get_settings().rate_limits == {"m": {"rpm": 1}}
+
+
 def _same(actual: object, raw: str) -> bool:
     if str(actual) == raw:
         return True
