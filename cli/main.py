@@ -297,8 +297,16 @@ def run_emulator(
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script: operator errors end as one line and exit code 1."""
+    from cli.failures import explain
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        line = explain(exc)
+        if line is None:
+            raise
+        typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
+        sys.exit(1)

@@ -1,0 +1,90 @@
+"""Admin commands end with one line (the cause, the fix) and exit code 1, never a traceback:
+an unmigrated database, an unreachable one, a malformed setting."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+
+# Every admin command that reads the settings and the database.
+DATABASE_COMMANDS = [
+    ["keys", "create", "me"],
+    ["keys", "list"],
+    ["keys", "revoke", "1"],
+    ["cost", "report"],
+    ["budgets", "show"],
+    ["budgets", "set", "acme", "--daily", "1"],
+    ["files", "list"],
+    ["db", "current"],
+]
+SETTINGS_COMMANDS = [*DATABASE_COMMANDS, ["db", "upgrade"], ["config"], ["models"]]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("VISIONQ_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path / "data"))
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run `visionq ARGV` as the console script does; (exit code, stdout + stderr)."""
+    old = sys.argv
+    sys.argv = ["visionq", *argv]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), captured.out + captured.err
+
+
+def assert_one_line(output: str, *words: str) -> None:
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: "), output
+    for word in words:
+        assert word in lines[0], output
+
+
+@pytest.mark.parametrize("argv", DATABASE_COMMANDS, ids=" ".join)
+def test_an_unmigrated_database_says_run_db_upgrade(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, output = run(argv, capsys)
+    if argv == ["db", "current"]:  # a fresh database is a fine answer here
+        assert (code, output.strip()) == (0, "not migrated")
+        return
+    assert code == 1
+    assert_one_line(output, "visionq db upgrade")
+    assert "secret_hash" not in output and "INSERT" not in output
+
+
+@pytest.mark.parametrize("argv", [*DATABASE_COMMANDS, ["db", "upgrade"]], ids=" ".join)
+def test_an_unreachable_database_is_named_without_its_password(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISIONQ_DATABASE_URL", "postgresql://visionq:hunter2@127.0.0.1:1/visionq")
+    code, output = run(argv, capsys)
+    assert code == 1
+    assert_one_line(output, "VISIONQ_DATABASE_URL", "127.0.0.1")
+    assert "hunter2" not in output
+
+
+@pytest.mark.parametrize("argv", SETTINGS_COMMANDS, ids=" ".join)
+def test_a_malformed_setting_is_named(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISIONQ_RATE_LIMITS", '{"m": {"rpm": 1}}}')
+    code, output = run(argv, capsys)
+    assert code == 1
+    assert_one_line(output, "VISIONQ_RATE_LIMITS")
