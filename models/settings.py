@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=90.0, ge=1)
     max_deliveries: int = Field(default=3, ge=1)
     sweeper_enabled: bool = True
+    # /readyz needs a worker heartbeat (worker/heartbeat.py) at most this old; workers beat
+    # every third of it.
+    worker_heartbeat_s: float = Field(default=30.0, gt=0)
     sweep_interval_s: float = Field(default=15.0, gt=0)
     requeue_after_s: float = Field(default=900.0, gt=0)
     # Redis gives an unacknowledged message to another worker after this long; it must
