@@ -82,6 +82,9 @@ class ManagedProcess:
         self._handle = log.open("ab")
         if user is not None:
             args = ["runuser", "-u", user, "--", *args]
+        # The children's Python must not import the user's files: with the working directory
+        # first on sys.path, a models.py or api.py there shadows our packages.
+        env = {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
         self.popen = subprocess.Popen(  # noqa: S603 - our own commands, no shell
             args,
             stdin=subprocess.DEVNULL,
@@ -123,8 +126,12 @@ class ManagedProcess:
 
 
 def visionq_command(*args: str) -> list[str]:
-    """Run a visionq command with this interpreter (works without the console script)."""
-    return [sys.executable, "-m", "cli", *args]
+    """Run a visionq command with this interpreter (works without the console script).
+
+    -P: the working directory is not put on sys.path, so a models.py (or api.py, cli/...)
+    in the folder `visionq dev` runs from is never imported instead of ours.
+    """
+    return [sys.executable, "-P", "-m", "cli", *args]
 
 
 def redis_server_binary() -> str:
