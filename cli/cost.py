@@ -21,27 +21,30 @@ cost_app = typer.Typer(
 budgets_app = typer.Typer(help="Per-tenant daily and monthly USD caps.", no_args_is_help=True)
 
 
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
 def _since(value: str | None) -> datetime | None:
-    """'7d', '12h' or an ISO date/time (UTC)."""
+    """A duration back from now ('90s', '30m', '12h', '7d', '2w') or an ISO date/time (UTC)."""
     if value is None:
         return None
-    relative = re.fullmatch(r"(\d+)([dh])", value.strip())
+    relative = re.fullmatch(r"(\d+)\s*([smhdw])", value.strip().lower())
     if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        return datetime.now(UTC) - (
-            timedelta(days=amount) if unit == "d" else timedelta(hours=amount)
-        )
+        amount, unit = int(relative.group(1)), _UNITS[relative.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: amount})
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise typer.BadParameter("use 7d, 12h or a date like 2026-11-01") from exc
+        raise typer.BadParameter(
+            "use a duration (30m, 12h, 7d, 2w) or a date like 2026-11-01"
+        ) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @cost_app.command("report")
 def report(
     since: Annotated[
-        str | None, typer.Option(help="Only jobs finished since: 7d, 12h or a date.")
+        str | None, typer.Option(help="Only jobs finished since: 30m, 12h, 7d, 2w or a date.")
     ] = None,
     by: Annotated[str, typer.Option(help="Group by model, tenant, task or day.")] = "model",
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 from models.settings import get_settings
@@ -30,8 +32,11 @@ def create(
 
 
 @app.command("list")
-def list_(tenant: str | None = typer.Option(None, help="Only this tenant's keys.")) -> None:
-    """List keys (id, tenant, name, prefix, created, revoked)."""
+def list_(
+    tenant: str | None = typer.Option(None, help="Only this tenant's keys."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
+) -> None:
+    """List keys (id, tenant, name, prefix, created, status); never the keys or their hashes."""
     from models.db import make_engine, make_session_factory
     from models.keys import list_keys
 
@@ -41,6 +46,21 @@ def list_(tenant: str | None = typer.Option(None, help="Only this tenant's keys.
             rows = list_keys(session, tenant=tenant)
     finally:
         engine.dispose()
+    if as_json:
+        listed = [
+            {
+                "id": row.id,
+                "tenant": row.tenant,
+                "name": row.name,
+                "prefix": row.prefix,
+                "created_at": row.created_at.isoformat(),
+                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            }
+            for row in rows
+        ]
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    typer.echo("id\ttenant\tname\tprefix\tcreated (UTC)\tstatus")
     for row in rows:
         revoked = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         created = f"{row.created_at:%Y-%m-%d %H:%M}"
