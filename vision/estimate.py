@@ -8,8 +8,8 @@ text is the text part actually sent (``vision.tasks.build_prompt``).
 
     {"model": "gemini-3.5-flash-lite", "tier": "standard",
      "images": [{"width": 1000, "height": 800, "tokens": 1120}],
-     "text_tokens": 15, "input_tokens": 1135, "output_tokens_max": 32768,
-     "cost_usd": {"min": "0.0003405", "max": "0.0822605"},
+     "text_tokens": 15, "input_tokens": 1135, "output_tokens_max": 1280,
+     "cost_usd": {"min": "0.0003405", "max": "0.0035405"},
      "rule": "gemini-3.5-flash-lite", "prices_as_of": "2026-12-04", "known": true,
      "assumptions": ["..."], "reason": null}
 
@@ -32,13 +32,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 from vision.catalogue import Catalogue, ServiceTier
-from vision.generation import DEFAULT_ANSWER_TOKENS, output_cap, thinking_allowance
+from vision.generation import output_cap, thinking_allowance
 from vision.levels import normalise_level
 from vision.pricing import cost, format_usd
-from vision.tasks import JobOptions, TaskKind
+from vision.tasks import TASK_DEFAULTS, JobOptions, TaskKind
 from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
-
-DEFAULT_MAX_OUTPUT = DEFAULT_ANSWER_TOKENS
 
 # Tasks whose answer survives a smaller image; detect/segment need the resolution, and
 # compare/custom are left alone (their needs are not known).
@@ -135,7 +133,7 @@ def estimate_job(
     catalogue: Catalogue,
     day: dt.date,
     tier: ServiceTier = ServiceTier.STANDARD,
-    default_max_output: int = DEFAULT_MAX_OUTPUT,
+    default_max_output: int | None = None,
 ) -> Estimate:
     """The token and cost estimate of one job (see the module docstring for the format).
 
@@ -143,8 +141,10 @@ def estimate_job(
     options.image_media_resolution optional per-image levels (Gemini 3 parts) overriding it.
     Thinking shares ``max_output_tokens`` (Gemini bills thoughts as output and counts them
     against the cap), so with a cap the output bound is the cap; without one it is
-    ``default_max_output`` plus what thinking may add. Prices are those of ``tier`` on
-    ``day``. Raises ValueError for an unknown media_resolution or a non-positive size.
+    ``default_max_output`` (None: the task's own answer room, vision.tasks.TASK_DEFAULTS)
+    plus what thinking may add: exactly the cap vision.generation sends. Prices are those
+    of ``tier`` on ``day``. Raises ValueError for an unknown media_resolution or a
+    non-positive size.
     """
     found = catalogue.lookup(model)
     rule = found[1].image_tokens if found else None
@@ -164,15 +164,16 @@ def estimate_job(
         f"(model catalogue {catalogue.as_of.isoformat()})"
     ]
     thinking, thinking_notes = thinking_allowance(task, options, entry)
-    output_max = output_cap(task, options, entry, answer_tokens=default_max_output)
+    answer = default_max_output or TASK_DEFAULTS[task].answer_allowance(options)
+    output_max = output_cap(task, options, entry, answer_tokens=answer)
     assert output_max is not None  # the model is in the catalogue
     if options.max_output_tokens is not None:
         if thinking:
             assumptions.append("thinking shares max_output_tokens: the cap bounds both")
     else:
         assumptions.append(
-            f"no max_output_tokens given: sent as {output_max} ({default_max_output} for the "
-            "answer and what thinking may add, within the model's output limit)"
+            f"no max_output_tokens given: sent as {output_max} ({answer} for a {task} answer "
+            "and what thinking may add, within the model's output limit)"
         )
         assumptions.extend(thinking_notes)
 

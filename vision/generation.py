@@ -10,39 +10,56 @@ from __future__ import annotations
 from typing import Any
 
 from vision.catalogue import ModelEntry
-from vision.tasks import JSON_TASKS, JobOptions, TaskKind
+from vision.levels import ThinkingLevel
+from vision.tasks import JSON_TASKS, TASK_DEFAULTS, JobOptions, TaskKind
 
 ThinkingConfig = dict[str, Any]
-# Output tokens allowed for the answer itself when a job sets no max_output_tokens.
-DEFAULT_ANSWER_TOKENS = 8192
+_ORDER = list(ThinkingLevel)
 
 
 def least_thinking(entry: ModelEntry | None) -> ThinkingConfig | None:
     """The request's thinking config for the least thinking ``entry``'s model allows:
     its lowest level, else budget 0 where allowed, else its smallest budget. None when the
     model does not think by default or the catalogue says nothing."""
+    return _task_thinking(ThinkingLevel.MINIMAL, 0, entry)
+
+
+def _task_thinking(
+    wanted: ThinkingLevel, tokens: int, entry: ModelEntry | None
+) -> ThinkingConfig | None:
+    """At most ``wanted`` (and never above the model's default level), as the model takes
+    it: the highest of its levels not above that, else its floor; a budget-only model gets
+    0 (off) for MINIMAL where it allows it, else ``tokens`` within its budget range."""
     thinking = entry.thinking if entry is not None else None
     if thinking is None or not thinking.default_on:
         return None
-    if thinking.floor is not None:
-        return {"thinking_level": thinking.floor.value}
-    if thinking.budget is not None:
-        return {"thinking_budget": 0 if thinking.budget.off else thinking.budget.min}
-    return None
+    if thinking.levels:
+        ceiling = wanted
+        if thinking.default_level is not None:
+            ceiling = min(wanted, thinking.default_level, key=_ORDER.index)
+        below = [lvl for lvl in thinking.levels if _ORDER.index(lvl) <= _ORDER.index(ceiling)]
+        return {"thinking_level": (below[-1] if below else thinking.levels[0]).value}
+    budget = thinking.budget
+    if budget is None:
+        return None
+    if wanted is ThinkingLevel.MINIMAL:
+        return {"thinking_budget": 0 if budget.off else budget.min}
+    return {"thinking_budget": min(max(tokens, budget.min), budget.max)}
 
 
 def thinking_config(
     task: TaskKind, options: JobOptions, entry: ModelEntry | None
 ) -> ThinkingConfig | None:
-    """What the job asks for, else the least thinking for detect/segment (Google's guide:
-    boxes and masks come out better without thinking), else nothing (the model's default)."""
+    """What the job asks for, else the task's default (vision.tasks.TASK_DEFAULTS: the least
+    thinking for caption, classify, detect and segment, LOW for the open questions), as
+    the model's catalogue entry says it takes it; nothing for a model that does not think
+    by default or that the catalogue does not know."""
     if options.thinking_level is not None:
         return {"thinking_level": options.thinking_level.value}
     if options.thinking_budget is not None:
         return {"thinking_budget": options.thinking_budget}
-    if task in JSON_TASKS:
-        return least_thinking(entry)
-    return None
+    defaults = TASK_DEFAULTS[task]
+    return _task_thinking(defaults.thinking_level, defaults.thinking_tokens, entry)
 
 
 def generation_config(
@@ -80,12 +97,17 @@ def generation_config(
 def thinking_allowance(
     task: TaskKind, options: JobOptions, entry: ModelEntry | None
 ) -> tuple[int, list[str]]:
-    """Output tokens thinking may add to a job's answer, and the assumptions made."""
+    """Output tokens thinking may add to a job's answer, and the assumptions made.
+
+    The task's own thinking (no thinking option set) gets the task's room
+    (TASK_DEFAULTS.thinking_tokens); a budget is what it says; a level or dynamic thinking
+    the job asks for itself is counted at the model's most.
+    """
     sent = thinking_config(task, options, entry)
     thinking = entry.thinking if entry is not None else None
     most = thinking.max_tokens if thinking is not None else 0
     if sent is None:
-        if thinking is not None and thinking.default_on:
+        if thinking is not None and thinking.default_on:  # thinks, with no way to lower it
             return most, [
                 f"the model thinks by default: counted at its most, {most} thinking tokens"
             ]
@@ -93,6 +115,12 @@ def thinking_allowance(
     budget = sent.get("thinking_budget")
     if isinstance(budget, int) and budget >= 0:
         return budget, []
+    if options.thinking_level is None and options.thinking_budget is None:
+        room = TASK_DEFAULTS[task].thinking_tokens
+        return room, [
+            f"task {task} thinks at {sent['thinking_level']}: {room} thinking tokens allowed "
+            "(an answer that needs more is asked for once more with a larger cap)"
+        ]
     what = (
         f"thinking_level {sent['thinking_level']}"
         if "thinking_level" in sent
@@ -106,10 +134,11 @@ def output_cap(
     options: JobOptions,
     entry: ModelEntry | None,
     *,
-    answer_tokens: int = DEFAULT_ANSWER_TOKENS,
+    answer_tokens: int | None = None,
 ) -> int | None:
     """The max_output_tokens a job's call is sent with: the job's own, else room for the
-    answer plus what thinking may add, within the model's output limit.
+    task's answer (``answer_tokens``, default vision.tasks.TASK_DEFAULTS) plus what
+    thinking may add, within the model's output limit.
 
     Always sending a cap makes the estimate's output bound (what a budget holds) the most
     the call can be billed for: without one, Gemini's own limit (65,536) applies. None for
@@ -119,6 +148,8 @@ def output_cap(
         return options.max_output_tokens
     if entry is None:
         return None
+    if answer_tokens is None:
+        answer_tokens = TASK_DEFAULTS[task].answer_allowance(options)
     thinking, _ = thinking_allowance(task, options, entry)
     cap = answer_tokens + thinking
     limit = entry.output_token_limit

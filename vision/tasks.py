@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
+from vision.levels import MediaLevelOption, ThinkingLevel, ThinkingLevelOption, normalise_level
 from vision.parsing import AnswerParseError, parse_detections, parse_label
 from vision.structured import parse_structured
 
@@ -97,6 +97,48 @@ class JobOptions(BaseModel):
         "(caption, classify, ask): downscaled on models billed by size, at the LOW media "
         "resolution on models billed by level (Gemini 3).",
     )
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """What a task's call may spend on output when the job does not say: the one place
+    both the request (vision.generation: max_output_tokens, thinking_config) and the
+    estimate (what a budget holds) read, so the hold is the worst case of what is sent.
+
+    ``answer_tokens`` (+ ``per_object_tokens`` times options.max_objects) bounds the answer
+    itself; ``thinking_level`` is the most thinking the task asks for (never more than the
+    model's own default level); ``thinking_tokens`` is the room left for those thoughts in
+    the cap (thoughts and answer share max_output_tokens). An answer that hits the cap is
+    asked for once more with it raised (worker/thinking.py), then fails; it is never kept.
+    """
+
+    answer_tokens: int
+    thinking_level: ThinkingLevel
+    thinking_tokens: int
+    per_object_tokens: int = 0
+
+    def answer_allowance(self, options: JobOptions) -> int:
+        """The output tokens the task's answer needs at most, thinking aside."""
+        return self.answer_tokens + self.per_object_tokens * options.max_objects
+
+
+# Why these numbers: a caption is one sentence (~30-60 tokens) and a classify answer one
+# label (labels are short; 256 leaves room for long ones); an ask answer is a few
+# paragraphs at most, a comparison somewhat longer, and a custom schema's JSON can be
+# larger still. detect needs ~30 tokens per box and label (40 with margin); segment ~600
+# per mask (a 512-token mask or a polygon, with its box and label). Thinking: the least
+# for caption, classify, detect and segment (Google: boxes and masks come out better
+# without it, and a caption or a label gains nothing), LOW for the open questions. 1-2k
+# thinking tokens cover those levels' usual use; more hits the cap, which is raised once.
+TASK_DEFAULTS: dict[TaskKind, TaskDefaults] = {
+    TaskKind.CAPTION: TaskDefaults(256, ThinkingLevel.MINIMAL, 1024),
+    TaskKind.CLASSIFY: TaskDefaults(256, ThinkingLevel.MINIMAL, 1024),
+    TaskKind.ASK: TaskDefaults(1024, ThinkingLevel.LOW, 2048),
+    TaskKind.COMPARE: TaskDefaults(1536, ThinkingLevel.LOW, 2048),
+    TaskKind.CUSTOM: TaskDefaults(4096, ThinkingLevel.LOW, 2048),
+    TaskKind.DETECT: TaskDefaults(64, ThinkingLevel.MINIMAL, 1024, per_object_tokens=40),
+    TaskKind.SEGMENT: TaskDefaults(64, ThinkingLevel.MINIMAL, 1024, per_object_tokens=600),
+}
 
 
 class JobSpecError(ValueError):

@@ -15,6 +15,9 @@ Each way Gemini answers without an answer has its own error code (``GeminiCallEr
 - ``max_tokens_exhausted``: an empty candidate with finish reason MAX_TOKENS: thinking
   (which shares maxOutputTokens on thinking models) used the whole cap. The pipeline
   raises the cap once and asks again (worker/thinking.py); a second one fails the job.
+- ``answer_truncated``: some text, cut at maxOutputTokens (finish reason MAX_TOKENS). Never
+  kept as a success (a cut caption reads like a whole one): handled like
+  ``max_tokens_exhausted``, the cap raised once, then the job fails with this code.
 - ``empty_answer``: no candidate and no block reason, or a candidate with no text part
   (only thoughts, or no parts at all) that finished normally. Retried with backoff: a
   known transient of the service.
@@ -105,7 +108,13 @@ def answer_from_response(response: types.GenerateContentResponse) -> GeminiAnswe
             f"Gemini returned no answer: {spent} and hit max_output_tokens (finish reason "
             "MAX_TOKENS), which thinking shares with the answer.",
         )
-    if finish not in _NORMAL and finish != "MAX_TOKENS":
+    if finish == "MAX_TOKENS":
+        raise fail(
+            "answer_truncated",
+            f"Gemini's answer was cut at max_output_tokens after {len(text)} characters "
+            "(finish reason MAX_TOKENS).",
+        )
+    if finish not in _NORMAL:
         raise fail(
             "answer_stopped",
             f"Gemini stopped without giving a reason (finish reason {finish}). Submit the "

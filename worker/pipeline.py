@@ -35,6 +35,7 @@ from worker.thinking import (
     answer_allowance,
     exhausted_message,
     raised_cap,
+    truncated_message,
 )
 from worker.watchdog import Watchdog
 
@@ -219,7 +220,7 @@ class _Run:
         self.ctx.limiter.acquire(self.job.model, tokens, usd=usd, deadline=self.deadline)
 
     def _after_call_error(self, exc: GeminiCallError) -> str | None:
-        if exc.code == "max_tokens_exhausted":
+        if exc.code in ("max_tokens_exhausted", "answer_truncated"):
             return self._after_max_tokens(exc)
         remaining = self.deadline - time.monotonic()
         now = time.monotonic()
@@ -242,7 +243,8 @@ class _Run:
         return self._again(failure, decision.delay_s, usage)
 
     def _after_max_tokens(self, exc: GeminiCallError) -> str | None:
-        """Thoughts used the whole output cap: ask once more with it raised, else fail."""
+        """Thoughts used the whole output cap, or the answer was cut at it: ask once more
+        with it raised, else fail (a cut answer is never kept)."""
         sent = self.spend.output_cap
         thoughts = exc.usage.thoughts_tokens if exc.usage else None
         usage = exc.usage.raw if exc.usage else None
@@ -261,7 +263,10 @@ class _Run:
                 )
                 failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
                 return self._again(failure, 0.0, usage)
-        message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
+        if exc.code == "answer_truncated":
+            message = truncated_message(cap=sent, first_cap=self.first_cap)
+        else:
+            message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
         failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
         return _fail(self.ctx, self.claim, failure, self.spend)
 

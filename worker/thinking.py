@@ -11,29 +11,16 @@ never above the model's output limit. A second empty MAX_TOKENS answer fails the
 
 from __future__ import annotations
 
-from vision.tasks import JobOptions, TaskKind
+from vision.tasks import TASK_DEFAULTS, JobOptions, TaskKind
 
 # Gemini's output limit of every current model (the catalogue's output_token_limit), and
 # the most options.max_output_tokens takes.
 DEFAULT_OUTPUT_LIMIT = 65_536
 
-# Output tokens an answer of each task needs at most (its JSON, its text), besides thinking.
-_ANSWER_TOKENS = {
-    TaskKind.CAPTION: 1024,
-    TaskKind.ASK: 2048,
-    TaskKind.CLASSIFY: 256,
-    TaskKind.COMPARE: 2048,
-    TaskKind.CUSTOM: 4096,
-}
-# detect and segment: per object (a box and label; a mask is 512 tokens or a polygon).
-_PER_OBJECT = {TaskKind.DETECT: 40, TaskKind.SEGMENT: 600}
-
 
 def answer_allowance(task: TaskKind, options: JobOptions) -> int:
-    """The output tokens a task's answer needs at most, thinking aside."""
-    if task in _PER_OBJECT:
-        return 64 + _PER_OBJECT[task] * options.max_objects
-    return _ANSWER_TOKENS[task]
+    """The output tokens a task's answer needs at most, thinking aside (TASK_DEFAULTS)."""
+    return TASK_DEFAULTS[task].answer_allowance(options)
 
 
 def raised_cap(
@@ -56,4 +43,15 @@ def exhausted_message(*, cap: int | None, thoughts: int | None, first_cap: int |
         f"{raised} that thinking shares with the answer (finish reason MAX_TOKENS). Raise "
         "options.max_output_tokens or lower thinking (options.thinking_level or "
         "options.thinking_budget)."
+    )
+
+
+def truncated_message(*, cap: int | None, first_cap: int | None) -> str:
+    """What a user reads when the answer was cut at the output cap (for the last time)."""
+    of = f"{cap}" if cap is not None else "the model's maximum"
+    raised = f" (raised once from {first_cap})" if first_cap not in (None, cap) else ""
+    return (
+        f"Gemini's answer was cut at max_output_tokens {of}{raised} (finish reason "
+        "MAX_TOKENS); a cut answer is not kept. Raise options.max_output_tokens, lower "
+        "options.max_objects, or ask for a shorter answer."
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ from tests.contract.wire import (
 )
 from tests.emulator.conftest import API_KEY
 from vision.catalogue import Catalogue, ModelEntry, load_catalogue
+from vision.estimate import estimate_job
 from vision.model_fit import ModelChoice, check_options
-from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+from vision.tasks import TASK_DEFAULTS, JobOptions, JobSpecError, TaskKind, validate_job
 from worker.files import FilePolicy, UploadCache
 from worker.gemini import GeminiCaller, GeminiCallError
 from worker.requests import build_request
@@ -280,3 +282,32 @@ def test_the_worker_s_file_calls_use_routes_the_schema_has(worker: Worker) -> No
         problems += response_problems(exchange)
     assert {e.method for e in exchanges} == {"POST", "GET", "DELETE"}
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("task", list(TaskKind), ids=[task.value for task in TaskKind])
+def test_each_task_sends_its_own_cap_and_thinking(worker: Worker, task: TaskKind) -> None:
+    """Issue 17: every caption went out with max_output_tokens 32,768 (8192 + the most
+    thinking), which the budget held. On the wire now: the task's own cap and thinking
+    (vision.tasks.TASK_DEFAULTS), the same number the estimate holds."""
+    model = "gemini-3.6-flash"  # takes every task, and every thinking level
+    images = 2 if task in MULTI_IMAGE else 1
+    job = _job(task, model, {}, worker.inputs[:images])
+    request = build_request(
+        job, blobs=worker.blobs, uploads=worker.uploads, inline_limit=INLINE_LIMIT,
+        catalogue=CATALOGUE,
+    )  # fmt: skip
+    worker.gemini.generate(model=request.model, contents=request.parts, config=request.config)
+    [call] = [e for e in worker.recorder.take() if e.path.endswith(":generateContent")]
+    sent = json.loads(call.request_body)["generationConfig"]
+    defaults = TASK_DEFAULTS[task]
+    options = JobOptions()
+    assert sent["maxOutputTokens"] == defaults.answer_allowance(options) + defaults.thinking_tokens
+    expected_level = "MINIMAL" if defaults.thinking_level == "MINIMAL" else "LOW"
+    thinking = sent["thinkingConfig"]  # the SDK leaves a dict's own keys as they are
+    assert thinking.get("thinkingLevel", thinking.get("thinking_level")) == expected_level
+    assert sent["maxOutputTokens"] <= 6144 or task is TaskKind.SEGMENT
+    estimate = estimate_job(
+        model=model, task=task, prompt_text="", images=[(96, 64)] * images, options=options,
+        catalogue=CATALOGUE, day=dt.date(2026, 12, 5),
+    )  # fmt: skip
+    assert estimate.output_tokens_max == sent["maxOutputTokens"]

@@ -156,6 +156,29 @@ def test_parallel_submissions_cannot_overshoot_the_budget(paused_stack: Stack) -
     assert Decimal(state["spent_day"]) == sum(Decimal(job["cost_usd"]) for job in jobs)
 
 
+def test_a_dollar_a_day_admits_many_captions(stack: Stack) -> None:
+    """Issue 17: a caption's hold assumed 32,768 output tokens (~400x its real cost), so a
+    $1 daily budget refused the 13th $0.0002 job. Now each caption holds its task's cap
+    (vision.tasks.TASK_DEFAULTS), within a small multiple of what it really costs."""
+    tenant = f"dollar-{stack.name}"
+    key = visionq(stack, "keys", "create", "d", "--tenant", tenant).stdout.strip().splitlines()[-1]
+    visionq(stack, "budgets", "set", tenant, "--daily", "1")
+    data, _ = scene_png(55, width=640, height=480)
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as client:
+        responses = [
+            submit(client, data, task="caption", options={"cache": False}) for _ in range(30)
+        ]
+        assert [r.status_code for r in responses] == [202] * 30, responses[-1].text
+        jobs = [wait_done(client, r.json()["id"]) for r in responses]
+    assert all(job["status"] == "succeeded" for job in jobs), jobs[0]["error"]
+    hold = Decimal(jobs[0]["estimate"]["cost_usd"]["max"])
+    real = max(Decimal(job["cost_usd"]) for job in jobs)
+    assert hold <= 10 * real, (hold, real)
+    assert int(Decimal(1) / hold) >= 250
+    assert Decimal(_budget_state(stack, tenant)["reserved"]) == 0
+
+
 def test_cancel_releases_the_reservation(paused_stack: Stack) -> None:
     if paused_stack.worker is not None:
         paused_stack.worker.stop()

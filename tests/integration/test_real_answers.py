@@ -84,10 +84,10 @@ def test_thinking_that_uses_the_cap_gets_it_raised_once(
     assert job["status"] == "succeeded", job["error"]
     first, second = job["attempts"]
     assert first["outcome"] == "failed" and second["outcome"] == "succeeded"
-    # The thoughts took all 64 tokens: 64 + a caption's 1024 leaves room for the answer
+    # The thoughts took all 64 tokens: 64 + a caption's 256 leaves room for the answer
     # even though they use 200 this time.
     assert "thinking used 64 tokens" in first["error_message"]
-    assert "max_output_tokens 1088 (was 64)" in first["error_message"]
+    assert "max_output_tokens 320 (was 64)" in first["error_message"]
     assert "synthetic" in job["result"]["text"].lower()
     assert "thought summary" not in job["result"]["text"]
     # Both calls' thoughts are in the usage (billed as output).

@@ -131,9 +131,9 @@ def test_thoughts_that_use_the_whole_cap_are_never_an_empty_success() -> None:
     assert error.code == "max_tokens_exhausted" and not error.retryable
     assert "252" in error.message and "MAX_TOKENS" in error.message
     assert error.usage is not None and error.usage.thoughts_tokens == 252
-    # Some text cut short is an answer: the parser decides whether it is usable.
-    cut = _answer_from_response(_response(parts=[{"text": "A red"}], finish="MAX_TOKENS"))
-    assert cut.text == "A red" and cut.finish_reason == "MAX_TOKENS"
+    # Some text cut short is not an answer either (issue 17: a cut caption was kept).
+    cut = _error(_response(parts=[{"text": "A red"}], finish="MAX_TOKENS"))
+    assert cut.code == "answer_truncated" and not cut.retryable and "MAX_TOKENS" in cut.message
 
 
 def test_routing_is_another_model_not_a_version_suffix() -> None:
@@ -159,7 +159,7 @@ def test_the_cap_is_raised_once_within_the_model_limit() -> None:
     assert raised_cap(cap=None, thoughts=65_000, allowance=1024) is None
     detect = answer_allowance(TaskKind.DETECT, JobOptions(max_objects=10))
     assert detect == 64 + 40 * 10
-    assert answer_allowance(TaskKind.CAPTION, JobOptions()) == 1024
+    assert answer_allowance(TaskKind.CAPTION, JobOptions()) == 256
 
 
 def test_the_final_message_says_what_thinking_used_and_what_to_change() -> None:

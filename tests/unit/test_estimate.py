@@ -111,16 +111,17 @@ def test_default_model_caption_serialises_exactly() -> None:
     assert data["images"] == [{"width": 1000, "height": 800, "tokens": 1120}]
     assert data["text_tokens"] == 15
     assert data["input_tokens"] == 1135
-    # 8192 default output + the 24576 thinking tokens it may use by default.
-    assert data["output_tokens_max"] == 8192 + 24576
-    # 1135 x 0.30 / 1M; + 32768 x 2.50 / 1M.
-    assert data["cost_usd"] == {"min": "0.0003405", "max": "0.0822605"}
+    # A caption's 256 answer tokens + the 1024 its MINIMAL thinking may use (issue 17: the
+    # 32,768 held before made a $1 budget refuse the 13th caption).
+    assert data["output_tokens_max"] == 256 + 1024
+    # 1135 x 0.30 / 1M; + 1280 x 2.50 / 1M.
+    assert data["cost_usd"] == {"min": "0.0003405", "max": "0.0035405"}
     assert data["rule"] == "gemini-3.5-flash-lite"
     assert data["prices_as_of"] == "2026-12-04"
     assert data["known"] is True
     assert data["reason"] is None
-    assert any("thinks by default" in note for note in data["assumptions"])
-    assert any("8192" in note for note in data["assumptions"])
+    assert any("thinks at MINIMAL" in note for note in data["assumptions"])
+    assert any("256 for a caption answer" in note for note in data["assumptions"])
     # Exact Decimals in Python, and a lossless round trip.
     assert result.cost_usd is not None
     assert result.cost_usd.min == Decimal("0.0003405")
@@ -142,20 +143,23 @@ def test_real_prompt_text() -> None:
         ("test-tiles", TaskKind.CAPTION, {"max_output_tokens": 500, "thinking_budget": 0}, 500),
         ("gemini-3.8-flash", TaskKind.CAPTION, {"max_output_tokens": 500}, 500),
         ("gemini-3.8-flash", TaskKind.DETECT, {"max_output_tokens": 2000}, 2000),
-        # Without one: the default answer bound plus what thinking may add.
-        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": 1024}, 8192 + 1024),
-        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": -1}, 8192 + 24576),
-        ("test-tiles", TaskKind.CAPTION, {}, 8192 + 24576),  # thinks by default
-        ("test-tiles", TaskKind.DETECT, {}, 8192),  # the worker sends budget 0
-        ("test-tiles", TaskKind.SEGMENT, {}, 8192),
-        ("test-tiles-lite", TaskKind.CAPTION, {}, 8192),  # no thinking by default
-        ("test-tiles-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 8192 + 24576),
-        ("test-crop", TaskKind.CAPTION, {}, 8192),  # no thinking rule
-        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 8192 + 24576),
-        ("gemini-3.8-flash", TaskKind.CAPTION, {"thinking_level": "high"}, 8192 + 24576),
-        # Gemini 3 cannot turn thinking off: its lowest level is counted at the most.
-        ("gemini-3.8-flash", TaskKind.DETECT, {}, 8192 + 24576),
-        ("gemini-3.5-flash-lite", TaskKind.DETECT, {}, 8192 + 24576),
+        # Without one: the task's answer bound plus what its thinking may add.
+        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": 1024}, 256 + 1024),
+        ("test-tiles", TaskKind.CAPTION, {"thinking_budget": -1}, 256 + 24576),
+        ("test-tiles", TaskKind.CAPTION, {}, 256),  # the worker sends budget 0
+        ("test-tiles", TaskKind.ASK, {}, 1024 + 2048),  # budget 2048 for LOW
+        ("test-tiles", TaskKind.DETECT, {}, 64 + 40 * 50),  # budget 0
+        ("test-tiles", TaskKind.SEGMENT, {"max_objects": 4}, 64 + 600 * 4),
+        ("test-tiles-lite", TaskKind.CAPTION, {}, 256),  # no thinking by default
+        ("test-tiles-lite", TaskKind.CAPTION, {"thinking_budget": -1}, 256 + 24576),
+        ("test-crop", TaskKind.CUSTOM, {}, 4096),  # no thinking rule
+        ("gemini-3.8-flash", TaskKind.CAPTION, {}, 256 + 1024),
+        ("gemini-3.8-flash", TaskKind.COMPARE, {}, 1536 + 2048),
+        # The job's own level is counted at the model's most.
+        ("gemini-3.8-flash", TaskKind.CAPTION, {"thinking_level": "high"}, 256 + 24576),
+        # Gemini 3 cannot turn thinking off: its lowest level gets the task's room.
+        ("gemini-3.8-flash", TaskKind.DETECT, {}, 64 + 40 * 50 + 1024),
+        ("gemini-3.5-flash-lite", TaskKind.DETECT, {"max_objects": 10}, 64 + 400 + 1024),
     ],
 )
 def test_output_bound(model: str, task: TaskKind, options: dict[str, Any], expected: int) -> None:
@@ -170,7 +174,20 @@ def test_a_cap_bounds_thinking_and_says_so() -> None:
     assert capped.cost_usd.max - capped.cost_usd.min == Decimal(1000) * Decimal("3.75") / 10**6
     assert any("thinking shares max_output_tokens" in note for note in capped.assumptions)
     uncapped = estimate("gemini-3.8-flash")
-    assert any("24576 thinking tokens" in note for note in uncapped.assumptions)
+    assert any("1024 thinking tokens allowed" in note for note in uncapped.assumptions)
+    asked = estimate("gemini-3.8-flash", thinking_level="medium")
+    assert any("24576 thinking tokens" in note for note in asked.assumptions)
+
+
+def test_a_dollar_holds_hundreds_of_captions() -> None:
+    """Issue 17: a $1 daily budget refused the 13th caption, its hold ~400x the real cost.
+    The hold (cost max) is now within a small multiple of the input cost plus a real
+    one-sentence caption (~40 answer tokens and MINIMAL thinking's few)."""
+    result = estimate()
+    assert result.cost_usd is not None
+    typical = result.cost_usd.min + Decimal(40 + 64) * Decimal("2.50") / 10**6
+    assert result.cost_usd.max <= 10 * typical
+    assert int(Decimal(1) / result.cost_usd.max) >= 250
 
 
 def test_default_max_output_parameter() -> None:

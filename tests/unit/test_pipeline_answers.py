@@ -124,12 +124,12 @@ def test_thoughts_using_the_cap_raise_it_once_and_the_answer_comes(
         options={"max_output_tokens": 256},
     )
     assert job.status == "succeeded" and job.result == {"text": "Two shapes."}
-    # The cap went from 256 to the thoughts plus a caption's allowance (252 + 1024).
-    assert [config.get("max_output_tokens") for config in gemini.configs] == [256, 1276]
+    # The cap went from 256 to twice that (more than the thoughts plus a caption's 256).
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [256, 512]
     first, second = job.attempts
     assert first.outcome == "failed" and second.outcome == "succeeded"
     assert first.error_message is not None
-    assert "252 tokens" in first.error_message and "max_output_tokens 1276" in first.error_message
+    assert "252 tokens" in first.error_message and "max_output_tokens 512" in first.error_message
     # Both calls are billed, thinking tokens at the output price.
     usage = {"promptTokenCount": 2000, "candidatesTokenCount": 10, "thoughtsTokenCount": 1152}
     expected = context.costs.call_cost(model, usage)
@@ -142,12 +142,12 @@ def test_thoughts_using_the_raised_cap_too_fail_saying_what_to_change(
     model = "gemini-3.6-flash"
     replies: list[Reply | genai_errors.APIError] = [
         _thoughts_only(252, model=model),
-        _thoughts_only(1270, model=model),
+        _thoughts_only(510, model=model),
     ]
     job, _ = _run(context, replies, model=model, options={"max_output_tokens": 256})
     assert job.status == "failed" and job.error_code == "max_tokens_exhausted"
     assert job.error_message is not None
-    assert "1270 of the 1276 output tokens" in job.error_message
+    assert "510 of the 512 output tokens" in job.error_message
     assert "raised once from 256" in job.error_message
     assert "options.max_output_tokens" in job.error_message
     assert "thinking_level" in job.error_message and len(job.attempts) == 2
@@ -156,14 +156,15 @@ def test_thoughts_using_the_raised_cap_too_fail_saying_what_to_change(
 def test_without_a_job_cap_the_sent_cap_is_raised_to_the_model_limit_then_it_fails(
     context: WorkerContext,
 ) -> None:
-    # No options.max_output_tokens: visionq sent the answer's 8192 plus the model's most
-    # thinking (24576); thinking used it all, then the model's whole 65536.
+    # No options.max_output_tokens: visionq sent a caption's 256 plus its thinking's 1024
+    # (vision.tasks.TASK_DEFAULTS); thinking used it all, then twice that.
     model = "gemini-3.6-flash"
-    replies = [_thoughts_only(32_768, model=model), _thoughts_only(65_536, model=model)]
+    replies = [_thoughts_only(1280, model=model), _thoughts_only(2560, model=model)]
     job, gemini = _run(context, replies, model=model)
-    assert [config.get("max_output_tokens") for config in gemini.configs] == [32_768, 65_536]
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [1280, 2560]
+    assert gemini.configs[0]["thinking_config"] == {"thinking_level": "MINIMAL"}
     assert job.error_code == "max_tokens_exhausted" and len(job.attempts) == 2
-    assert job.error_message is not None and "65536 of the 65536" in job.error_message
+    assert job.error_message is not None and "2560 of the 2560" in job.error_message
 
 
 def test_a_routed_answer_is_flagged_and_priced_as_the_model_that_answered(
@@ -221,12 +222,30 @@ def test_day_quota_refusals_within_a_minute_are_not_taken_for_the_day(
     assert job.error_message is not None and "per-day quota" in job.error_message
 
 
-def test_an_answer_cut_at_the_cap_says_so_when_it_cannot_be_read(context: WorkerContext) -> None:
+def test_an_answer_cut_at_the_cap_is_never_kept(context: WorkerContext) -> None:
+    """Issue 17: a caption cut at max_output_tokens read like a whole one and was stored as
+    a success. It is asked for once more with the cap raised, then fails answer_truncated."""
+    model = "gemini-3.6-flash"
+    cut = _text("A red square and a", model=model, finish="MAX_TOKENS")
+    longer = _text("A red square and a blue", model=model, finish="MAX_TOKENS")
+    job, gemini = _run(context, [cut, longer], model=model, options={"max_output_tokens": 5})
+    assert job.status == "failed" and job.error_code == "answer_truncated"
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [5, 256]
+    assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message
+    assert "raised once from 5" in job.error_message and job.result is None
+
+
+def test_an_answer_cut_at_the_cap_is_asked_for_again_with_a_larger_one(
+    context: WorkerContext,
+) -> None:
     model = "gemini-3.6-flash"
     cut = _text('[{"box_2d": [10, 20, 30', model=model, finish="MAX_TOKENS")
-    job, _ = _run(context, [cut], model=model, task="detect", options={"max_output_tokens": 64})
-    assert job.status == "failed" and job.error_code == "unparseable_answer"
-    assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message
+    whole = _text('[{"box_2d": [10, 20, 30, 40], "label": "square"}]', model=model)
+    job, gemini = _run(context, [cut, whole], model=model, task="detect")
+    assert job.status == "succeeded" and job.result is not None
+    assert len(job.result["objects"]) == 1
+    sent = [config.get("max_output_tokens") for config in gemini.configs]
+    assert sent == [64 + 40 * 50 + 1024, 2 * (64 + 40 * 50 + 1024)]
 
 
 class RecordingLimiter(GeminiRateLimiter):
