@@ -161,7 +161,8 @@ def start_stack(
         if stack.uses_emulator:
             announce(f"emulator  {_start_emulator(stack, env)}")
         args = visionq_command("api", "--host", "127.0.0.1", "--port", str(port))
-        _start(stack, "api", args, env, _safe(lambda: http_ok(f"{stack.api_url}/readyz")))
+        # /healthz: /readyz also needs a worker's heartbeat, and the worker starts next.
+        _start(stack, "api", args, env, _safe(lambda: http_ok(f"{stack.api_url}/healthz")))
         _start_worker(stack, env, worker_concurrency)
         stack.api_key = _new_key(settings)
     except BaseException:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect
 
 from models.db import make_engine, normalise_database_url
 
@@ -34,9 +36,36 @@ def current_revision(database_url: str) -> str | None:
     engine = make_engine(database_url, pool_size=1)
     try:
         with engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return None
-            row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-            return str(row[0]) if row else None
+            return revision_of(connection)
     finally:
         engine.dispose()
+
+
+def revision_of(connection: Connection) -> str | None:
+    """The revision of the database behind ``connection``; None when never migrated."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    return str(row[0]) if row else None
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    # Read once: the migration scripts do not change while a process runs.
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    """The newest revision of our migration scripts."""
+    head = _scripts().get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration scripts in {MIGRATIONS_DIR}")
+    return head
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision our migration scripts know."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())

@@ -19,6 +19,7 @@ from models.outcomes import fail_job
 from models.settings import get_settings
 from worker.celery_app import app
 from worker.context import WorkerContext
+from worker.heartbeat import Heartbeat
 from worker.pipeline import run_job
 from worker.sweeper import Sweeper
 from worker.watchdog import JobDeadlineExceeded, Watchdog
@@ -93,6 +94,15 @@ def process_job(self: PipelineTask, job_id: str) -> str:
 def send_job(job_id: str) -> None:
     """Send a job's message (as the API does)."""
     app.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE)
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Every worker records a heartbeat for /readyz (see worker/heartbeat.py)."""
+    settings = get_settings()
+    heartbeat = Heartbeat(redis.Redis.from_url(settings.redis_url, socket_timeout=5), settings)
+    heartbeat.start()
+    signals.worker_shutting_down.connect(lambda **_: heartbeat.stop(), weak=False)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

@@ -8,8 +8,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ResourcesDep
+from api.deps import ApiResources, ResourcesDep
 from api.schemas import HealthStatus
+from models.heartbeats import workers_seen
+from models.migrate import head_revision, known_revisions, revision_of
 
 router = APIRouter(tags=["health"])
 
@@ -22,24 +24,50 @@ def healthz() -> HealthStatus:
 
 @router.get("/readyz", response_model=HealthStatus, responses={503: {"model": HealthStatus}})
 def readyz(resources: ResourcesDep) -> JSONResponse:
-    """The database and Redis answer; 503 with the failing check otherwise."""
+    """Ready to run jobs end to end: the database answers, its schema is at the migrations'
+    head, Redis answers, and a worker beat within VISIONQ_WORKER_HEARTBEAT_S. 503 otherwise,
+    each failing check saying what to do (`checks`)."""
     checks: dict[str, str] = {}
     try:
         with resources.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+            revision = revision_of(connection)
         checks["database"] = "ok"
+        checks["migrations"] = _migrations(revision)
     except SQLAlchemyError as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    client = redis.Redis.from_url(
-        resources.settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-    )
-    try:
-        client.ping()
-        checks["redis"] = "ok"
-    except redis.RedisError as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
-    finally:
-        client.close()
+        checks["database"] = f"error: {type(exc).__name__}; check VISIONQ_DATABASE_URL"
+        checks["migrations"] = "error: unknown while the database is unreachable"
+    checks.update(_redis_and_workers(resources))
     ready = all(value == "ok" for value in checks.values())
     body = HealthStatus(status="ready" if ready else "not ready", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _migrations(revision: str | None) -> str:
+    head = head_revision()
+    if revision == head:
+        return "ok"
+    if revision is None:
+        return f"error: not migrated, head is {head}; run visionq db upgrade"
+    if revision not in known_revisions():
+        # A newer visionq migrated it: upgrading this one cannot help.
+        return f"error: at {revision}, newer than this visionq (head {head}); deploy the newer one"
+    return f"error: at {revision}, head is {head}; run visionq db upgrade"
+
+
+def _redis_and_workers(resources: ApiResources) -> dict[str, str]:
+    window = resources.settings.worker_heartbeat_s
+    try:
+        resources.redis.ping()
+        seen = workers_seen(resources.redis, window)
+    except redis.RedisError as exc:
+        return {
+            "redis": f"error: {type(exc).__name__}; check VISIONQ_REDIS_URL",
+            "workers": "error: unknown while Redis is unreachable",
+        }
+    if seen.recent:
+        return {"redis": "ok", "workers": "ok"}
+    message = f"error: no worker seen in {window:g} s; start visionq worker"
+    if seen.last_seen_s_ago is not None:
+        message += f" (the last one beat {seen.last_seen_s_ago:.0f} s ago)"
+    return {"redis": "ok", "workers": message}

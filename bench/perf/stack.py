@@ -180,7 +180,8 @@ class BenchStack:
         api = visionq_command(
             "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.api_workers)
         )
-        self._start("api", api, lambda: http_ok(f"{self.api_url}/readyz"))
+        # /healthz: /readyz also needs a worker's heartbeat, and workers start per run.
+        self._start("api", api, lambda: http_ok(f"{self.api_url}/healthz"))
 
     def restart_api(self) -> None:
         """A fresh API process (on a new port): nothing left over from an earlier overload."""
