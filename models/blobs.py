@@ -6,8 +6,12 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -15,6 +19,9 @@ from fsspec.implementations.local import LocalFileSystem
 # A write refused for lack of room: the disk or quota is full, the file system read-only.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 TEMPORARY_SUFFIX = ".tmp"
+_TRASH = "trash"
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobNotFoundError(LookupError):
@@ -79,13 +86,80 @@ class BlobStore:
         return sha256
 
     def get(self, sha256: str) -> bytes:
-        """The bytes stored under ``sha256``."""
+        """The bytes stored under ``sha256`` (or waiting in the trash: see :meth:`trash`)."""
         try:
             with self._fs.open(self._path(sha256), "rb") as handle:
                 data: bytes = handle.read()
         except FileNotFoundError as exc:
+            for path in self._trashed(sha256):
+                with contextlib.suppress(FileNotFoundError), self._fs.open(path, "rb") as handle:
+                    found: bytes = handle.read()
+                    return found
             raise BlobNotFoundError(sha256) from exc
         return data
+
+    # --- garbage collection (models/retention.py) -------------------------------------
+    # Deleting is two-phase: an unreferenced blob is first moved to the trash (a job that
+    # took it meanwhile can still read it there, and gc puts it back), and only deleted
+    # from the trash a grace period later, after its references are checked once more.
+
+    def stored_before(self, cutoff: float) -> Iterator[str]:
+        """The sha256 of every blob last written before ``cutoff`` (Unix time)."""
+        try:
+            shards = self._fs.ls(self._root, detail=True)
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            name = shard["name"].rstrip("/").rsplit("/", 1)[-1]
+            if shard["type"] != "directory" or not _SHARD.fullmatch(name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                for entry in self._fs.ls(shard["name"], detail=True):
+                    sha256 = entry["name"].rsplit("/", 1)[-1]
+                    modified = _modified(entry)
+                    if _SHA256.fullmatch(sha256) and modified is not None and modified < cutoff:
+                        yield sha256
+
+    def trash(self, sha256: str) -> bool:
+        """Move the blob to the trash, named with the time it was moved; False if gone."""
+        target = f"{self._root}/{_TRASH}/{sha256}.{int(time.time())}"
+        try:
+            self._fs.makedirs(f"{self._root}/{_TRASH}", exist_ok=True)
+            self._fs.mv(self._path(sha256), target)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def trashed(self) -> Iterator[tuple[str, str, float]]:
+        """(path, sha256, Unix time it was trashed) of everything in the trash."""
+        try:
+            entries = self._fs.ls(f"{self._root}/{_TRASH}", detail=False)
+        except FileNotFoundError:
+            return
+        for path in entries:
+            sha256, _, moved = str(path).rsplit("/", 1)[-1].partition(".")
+            if _SHA256.fullmatch(sha256) and moved.isdigit():
+                yield str(path), sha256, float(moved)
+
+    def restore(self, path: str, sha256: str) -> None:
+        """Put a trashed blob back (it is referenced after all); drop it if stored anew."""
+        if self._fs.exists(self._path(sha256)):
+            self.purge(path)
+            return
+        self._fs.makedirs(self._path(sha256).rsplit("/", 1)[0], exist_ok=True)
+        self._fs.mv(path, self._path(sha256))
+
+    def purge(self, path: str) -> None:
+        """Delete a trashed blob for good."""
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm_file(path)
+
+    def _trashed(self, sha256: str) -> list[str]:
+        self._path(sha256)  # checks it is a digest: no glob characters reach the pattern
+        try:
+            return [str(path) for path in self._fs.glob(f"{self._root}/{_TRASH}/{sha256}.*")]
+        except FileNotFoundError:
+            return []
 
     def exists(self, sha256: str) -> bool:
         return bool(self._fs.exists(self._path(sha256)))
@@ -111,6 +185,21 @@ class BlobStore:
                             os.unlink(entry.path)
                             removed += 1
         return removed
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """When a listed object was last written (Unix time), across fsspec backends; None
+    when the backend does not say (such an object is never collected)."""
+    for key in ("mtime", "LastModified", "updated", "last_modified"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
 
 
 def _unavailable(exc: OSError) -> BlobStoreUnavailableError:

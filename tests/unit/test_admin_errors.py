@@ -21,6 +21,7 @@ DATABASE_COMMANDS = [
     ["budgets", "set", "acme", "--daily", "1"],
     ["files", "list"],
     ["db", "current"],
+    ["gc", "--dry-run"],
 ]
 SETTINGS_COMMANDS = [*DATABASE_COMMANDS, ["db", "upgrade"], ["config"], ["models"]]
 

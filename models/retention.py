@@ -1,0 +1,201 @@
+"""Retention (`visionq gc`): old finished jobs, expired idempotency keys, unused images.
+
+Safe while the service runs:
+- a job is deleted only when finished more than VISIONQ_RETENTION_DAYS ago, and the
+  DELETE itself re-checks that, batch by batch (short transactions, no long locks);
+- a blob no job references is not deleted at once: it is moved to the store's trash
+  (models/blobs.py), where readers still find it, once it is older than a grace period;
+  it is deleted only when it has stayed there for the grace period and is still
+  unreferenced. A job submitted between gc's scan and its move referenced a blob that
+  then reads from the trash and is put back by the next run, so no job loses an image.
+The grace period outlasts any job (its deadline, a Gemini call and a lease), so a
+worker's intermediate blob (a downscaled copy) is never collected while a job uses it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.blobs import BlobStore
+from models.idempotency import forget_expired
+from models.settings import Settings
+from models.tables import Attempt, IdempotencyKey, Job, JobInput, JobStatus, utcnow
+
+BATCH = 500
+# Never less than an hour, whatever the settings: room for a slow submit or store.
+MIN_GRACE_S = 3600.0
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+T = TypeVar("T")
+
+
+@dataclass
+class GcReport:
+    """What one run deleted (or, dry, would delete)."""
+
+    jobs: int = 0
+    idempotency_keys: int = 0
+    blobs_trashed: int = 0
+    blobs_restored: int = 0
+    blobs_deleted: int = 0
+
+
+def grace_s(settings: Settings) -> float:
+    """How long an unreferenced blob waits before the trash, and in the trash."""
+    longest_job = settings.job_deadline_s + settings.gemini_timeout_s + settings.lease_s
+    return max(MIN_GRACE_S, longest_job)
+
+
+def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def delete_old_jobs(
+    sessions: sessionmaker[Session], *, retention_days: int, dry_run: bool = False
+) -> int:
+    """Delete jobs finished more than ``retention_days`` ago with their inputs, attempts
+    and idempotency keys, one batch per transaction; returns how many (0 days: none)."""
+    if retention_days <= 0:
+        return 0
+    cutoff = utcnow() - timedelta(days=retention_days)
+    old = (Job.status.in_(FINISHED), Job.finished_at < cutoff)
+    if dry_run:
+        with sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(Job).where(*old)) or 0)
+    deleted = 0
+    while True:
+        with sessions.begin() as session:
+            ids = list(session.scalars(select(Job.id).where(*old).limit(BATCH)))
+            if not ids:
+                return deleted
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(ids)))
+            session.execute(delete(Attempt).where(Attempt.job_id.in_(ids)))
+            session.execute(delete(JobInput).where(JobInput.job_id.in_(ids)))
+            # The same conditions again: nothing about these jobs changed meanwhile.
+            result = session.execute(delete(Job).where(Job.id.in_(ids), *old))
+            deleted += int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mask_digests(result: dict[str, Any] | None) -> set[str]:
+    """The mask blobs a segment result names."""
+    objects = (result or {}).get("objects")
+    if not isinstance(objects, list):
+        return set()
+    return {
+        item["mask_sha256"]
+        for item in objects
+        if isinstance(item, dict) and isinstance(item.get("mask_sha256"), str)
+    }
+
+
+def _kept(doomed_before: datetime | None) -> list[ColumnElement[bool]]:
+    """Conditions of the jobs a dry run would keep (all jobs when nothing is deleted)."""
+    if doomed_before is None:
+        return []
+    return [or_(Job.status.not_in(FINISHED), Job.finished_at >= doomed_before)]
+
+
+def referenced(
+    session: Session, digests: list[str], masks: set[str], doomed_before: datetime | None = None
+) -> set[str]:
+    """Which of ``digests`` a job still uses: as an input, or as a mask in ``masks``
+    (ignoring jobs finished before ``doomed_before``: a dry run's deletions)."""
+    query = select(JobInput.sha256).where(JobInput.sha256.in_(digests))
+    if doomed_before is not None:
+        query = query.join(Job, Job.id == JobInput.job_id).where(*_kept(doomed_before))
+    return set(session.scalars(query.distinct())) | (masks & set(digests))
+
+
+def referenced_masks(session: Session, doomed_before: datetime | None = None) -> set[str]:
+    """Every mask blob a stored result names (segment jobs, cached copies included)."""
+    found: set[str] = set()
+    rows = session.execute(
+        select(Job.result).where(
+            Job.task == "segment", Job.result.is_not(None), *_kept(doomed_before)
+        )
+    ).yield_per(BATCH)
+    for (result,) in rows:
+        found |= mask_digests(result)
+    return found
+
+
+def collect_blobs(
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    *,
+    grace: float,
+    dry_run: bool = False,
+    doomed_before: datetime | None = None,
+) -> tuple[int, int, int]:
+    """(trashed, restored, deleted): trash old unreferenced blobs, put back referenced
+    ones, delete those trashed more than ``grace`` seconds ago and still unreferenced.
+    A dry run passes ``doomed_before``, the jobs it would have deleted."""
+    now = time.time()
+    trashed = restored = deleted = 0
+    # First the trash: the references are read after every entry in it was moved there
+    # (a reference made before the move has been committed for at least ``grace``).
+    with sessions() as session:
+        masks = referenced_masks(session, doomed_before)
+    for batch in _batches(blobs.trashed()):
+        with sessions() as session:
+            used = referenced(session, [sha for _, sha, _ in batch], masks, doomed_before)
+        for path, sha256, moved in batch:
+            if sha256 in used:
+                restored += 1
+                if not dry_run:
+                    blobs.restore(path, sha256)
+            elif moved < now - grace:
+                deleted += 1
+                if not dry_run:
+                    blobs.purge(path)
+    # Then the store: old blobs nothing references go to the trash.
+    with sessions() as session:
+        masks = referenced_masks(session, doomed_before)
+    for digests in _batches(blobs.stored_before(now - grace)):
+        with sessions() as session:
+            used = referenced(session, digests, masks, doomed_before)
+        for sha256 in digests:
+            if sha256 not in used and (dry_run or blobs.trash(sha256)):
+                trashed += 1
+    return trashed, restored, deleted
+
+
+def collect(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    *,
+    dry_run: bool = False,
+    grace: float | None = None,
+) -> GcReport:
+    """One garbage collection: old jobs, expired idempotency keys, unreferenced blobs."""
+    report = GcReport()
+    report.jobs = delete_old_jobs(sessions, retention_days=settings.retention_days, dry_run=dry_run)
+    if dry_run:
+        cutoff = utcnow() - timedelta(seconds=settings.idempotency_ttl_s)
+        with sessions() as session:
+            expired = select(func.count()).where(IdempotencyKey.created_at < cutoff)
+            report.idempotency_keys = int(session.scalar(expired) or 0)
+    else:
+        with sessions.begin() as session:
+            report.idempotency_keys = forget_expired(session, ttl_s=settings.idempotency_ttl_s)
+    doomed_before = None
+    if dry_run and settings.retention_days > 0:
+        doomed_before = utcnow() - timedelta(days=settings.retention_days)
+    report.blobs_trashed, report.blobs_restored, report.blobs_deleted = collect_blobs(
+        sessions,
+        blobs,
+        grace=grace_s(settings) if grace is None else grace,
+        dry_run=dry_run,
+        doomed_before=doomed_before,
+    )
+    return report
