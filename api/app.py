@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.queue import JobQueue
-from api.routes import estimate, health, images, jobs, models
+from api.routes import estimate, health, images, jobs, models, retry
 from api.throttle import SubmitThrottle
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(retry.router)
     app.include_router(images.router)
     app.include_router(estimate.router)
     app.include_router(models.router)

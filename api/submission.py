@@ -47,10 +47,14 @@ def idempotency_key(request: Request) -> str | None:
     return value
 
 
-def fingerprint(raw: RawJob) -> str:
-    """sha256 of everything the request asks: the same key must come with the same body."""
+def fingerprint(raw: RawJob, retry_of: str | None = None) -> str:
+    """sha256 of everything the request asks: the same key must come with the same body.
+
+    A retry's fingerprint names the job it retries (a submit's stays as it was, so keys
+    stored before retries existed still match).
+    """
     digest = hashlib.sha256()
-    fields = {
+    fields: dict[str, object] = {
         "task": raw.task,
         "prompt": raw.prompt,
         "model": raw.model,
@@ -60,6 +64,8 @@ def fingerprint(raw: RawJob) -> str:
         "images": [hashlib.sha256(data).hexdigest() for data in raw.images],
         "urls": raw.image_urls,
     }
+    if retry_of is not None:
+        fields["retry_of"] = retry_of
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -91,22 +97,28 @@ def authorize_submit(request: Request, resources: ApiResources) -> tuple[Caller,
 
 
 def submit(
-    raw: RawJob, caller: Caller, resources: ApiResources, key: str | None
+    raw: RawJob,
+    caller: Caller,
+    resources: ApiResources,
+    key: str | None,
+    *,
+    retry_of: str | None = None,
 ) -> tuple[JobPublic, bool]:
     """Validate, store and enqueue the job the request asks for (or, for a repeated
     Idempotency-Key, find the job it created). Returns the job and whether it is a replay.
+    ``retry_of``: the finished job whose stored inputs ``raw`` holds (api/routes/retry.py).
 
     Blocking and CPU-bound (image checks, hashing, database, Redis): run it in the thread
     pool, in one round trip.
     """
-    idempotency = (key, fingerprint(raw)) if key is not None else None
+    idempotency = (key, fingerprint(raw, retry_of)) if key is not None else None
     if idempotency is not None:
         earlier = replay(caller, resources, *idempotency)
         if earlier is not None:
             return earlier, True
         # else a new job (or the key's earlier job is gone)
     admitted = admit(raw, resources.settings, resources.costs.catalogue)
-    return store_and_enqueue(admitted, caller, resources, idempotency)
+    return store_and_enqueue(admitted, caller, resources, idempotency, retry_of=retry_of)
 
 
 def _check_rate(caller: Caller, resources: ApiResources) -> None:
@@ -157,6 +169,8 @@ def store_and_enqueue(
     caller: Caller,
     resources: ApiResources,
     idempotency: tuple[str, str] | None = None,
+    *,
+    retry_of: str | None = None,
 ) -> tuple[JobPublic, bool]:
     """Store the job (budget held, idempotency key bound) in one transaction, then send its
     message. Returns the job and whether it is a replay of a concurrent identical request.
@@ -202,7 +216,7 @@ def store_and_enqueue(
                     prompt=admitted.prompt, labels=admitted.labels, options=admitted.options,
                     inputs=inputs, response_schema=admitted.schema, estimate=estimate,
                     reserved_nusd=needed, cache_key=key, cached=cached,
-                    warnings=admitted.warnings,
+                    warnings=admitted.warnings, retry_of=retry_of,
                 )  # fmt: skip
                 if idempotency is not None:
                     remember(

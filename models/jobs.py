@@ -62,6 +62,7 @@ def create_job(
     cache_key: str | None = None,
     cached: Job | None = None,
     warnings: list[dict[str, str]] | None = None,
+    retry_of: str | None = None,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction.
 
@@ -81,6 +82,7 @@ def create_job(
         reserved_nusd=reserved_nusd,
         cache_key=cache_key,
         warnings=warnings or None,
+        retry_of=retry_of,
         status=JobStatus.QUEUED,
         created_at=utcnow(),
         attempt_count=0,

@@ -1,0 +1,105 @@
+"""POST /v1/jobs/{id}/retry: a new job from a finished job's stored inputs.
+
+The stored request (images from the blob store, task, prompt, labels, model, options,
+schema) goes through the submit path (api/submission.py) as a new request would: it is
+admitted again (a model retired since is refused), budgets and rate limits apply, and an
+Idempotency-Key makes a repeated retry return the job the first one made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import ApiResources, Caller, ResourcesDep
+from api.errors import ApiError
+from api.rawjob import RawJob
+from api.schemas import ErrorBody, JobPublic
+from api.submission import authorize_submit, submit
+from models.blobs import BlobNotFoundError
+from models.retries import JobNotFinishedError, retry_source
+from models.tables import JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody}
+    for status in (400, 401, 402, 404, 409, 410, 413, 422, 429, 503, 507)
+}
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobPublic,
+    responses=ERRORS,
+    summary="Retry a finished job",
+)
+async def retry_job(
+    job_id: str, request: Request, response: Response, resources: ResourcesDep
+) -> JobPublic:
+    """Queue a new job with a finished (failed, cancelled or succeeded) job's images, task,
+    prompt, labels, model, options and schema; its `retry_of` names the job retried.
+    Answers 202 like a submit; 409 `job_not_finished` while the job is queued or running.
+
+    A succeeded job's retry runs again rather than copying its cached result. With an
+    `Idempotency-Key` header, a repeated request returns the job the first one created
+    (header `Idempotent-Replayed: true`).
+    """
+    caller, key = await run_in_threadpool(authorize_submit, request, resources)
+    raw, source_id = await run_in_threadpool(stored_request, job_id, caller, resources)
+    job, replayed = await run_in_threadpool(submit, raw, caller, resources, key, retry_of=source_id)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tuple[RawJob, str]:
+    """The request the finished job ``job_id`` was made from, and its full id; its images
+    are read back from the blob store. Blocking: run it in the thread pool."""
+    with resources.sessions() as session:
+        try:
+            source = retry_source(session, tenant=caller.tenant, job_id=job_id)
+        except JobNotFinishedError as exc:
+            found = exc.job
+            raise ApiError(
+                409,
+                "job_not_finished",
+                f"Job {found.id} is {found.status}; only a finished job can be retried. "
+                f"Wait for it (visionq wait {found.id}) or cancel it first.",
+            ) from exc
+        if source is None:
+            raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+        hashes = [item.sha256 for item in source.inputs]  # in position order
+        options = dict(source.options or {})
+        if source.status == JobStatus.SUCCEEDED:
+            # Its result is in the cache: a retry that copied it would change nothing.
+            options["cache"] = False
+        raw = RawJob(
+            task=source.task,
+            prompt=source.prompt,
+            model=source.model,
+            labels=list(source.labels) if source.labels is not None else None,
+            options=options,
+            schema=source.response_schema,
+        )
+    try:
+        raw.images = [resources.blobs.get(sha256) for sha256 in hashes]
+    except BlobNotFoundError as exc:
+        raise ApiError(
+            410,
+            "job_inputs_gone",
+            f"Job {source.id}'s images are no longer stored (removed by retention); "
+            "submit the images again.",
+        ) from exc
+    except OSError as exc:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"The image store cannot be read now ({type(exc).__name__}); try again shortly.",
+            headers={"Retry-After": "5"},
+        ) from exc
+    return raw, source.id

@@ -1,0 +1,32 @@
+"""Retrying a job: finding the finished job whose stored inputs a new job runs again.
+
+The new job itself is made like any submit (api/submission.py): same admission, budget
+hold, rate limits and idempotency, with ``retry_of`` naming the job it retries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from models.jobs import get_job
+from models.tables import Job, JobStatus
+
+
+class JobNotFinishedError(Exception):
+    """The job is queued or running: it may still succeed, so it cannot be retried yet."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} is {job.status}")
+        self.job = job
+
+
+def retry_source(session: Session, *, tenant: str, job_id: str) -> Job | None:
+    """The tenant's finished job ``job_id`` with its inputs, or None when there is no such
+    job; raises JobNotFinishedError for a queued or running one."""
+    # TODO(H3): accept unique id prefixes once models.jobs has its resolver.
+    job = get_job(session, tenant=tenant, job_id=job_id)
+    if job is None:
+        return None
+    if not JobStatus(job.status).terminal:
+        raise JobNotFinishedError(job)
+    return job
