@@ -386,5 +386,5 @@ def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: Spend) -> 
             usage=spend.usage.raw if spend.usage else None,
             cost_nusd=spend.last_call_nusd,
         )
-    log.info("job %s failed: %s %s", claim.job_id, failure.code, failure.message)
+    log.warning("job %s failed: %s %s", claim.job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"
