@@ -7,6 +7,12 @@ a pattern RE2 cannot compile (backreferences, lookaround) is refused. ``$ref`` c
 that loop without descending into the answer would recurse forever, and chains of
 combinators can multiply the subschemas applied at one place exponentially with a small
 schema (``a: anyOf[$ref b, $ref b]``, ``b: anyOf[$ref c, $ref c]``, ...): both are refused.
+
+Every ``$ref`` of the whole schema is resolved at submit with the resolver that checks the
+answers (``referencing``), and must name a subschema (``#/$defs/name``, ``#/properties/a``,
+an ``$anchor``): one that resolves to nothing, or to something that is not a schema (an
+``enum`` value, the ``$defs`` map itself), is refused before the job is billed, instead of
+failing after Gemini answered (issue 17).
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import re2  # type: ignore[import-untyped]
+from referencing import Registry
+from referencing.exceptions import NoSuchResource, Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 # A pattern longer than this is refused: RE2's matching time grows with the pattern's size.
 MAX_PATTERN_CHARS = 1_000
@@ -45,6 +55,16 @@ _DESCENDING_ONE = (
 _DESCENDING_LISTS = ("prefixItems",)
 _DESCENDING_MAPS = ("properties", "patternProperties")
 _CONTAINERS = ("$defs", "definitions")
+# Keywords whose values are data, not schemas: a "$ref" key inside them is not a reference.
+_DATA = ("enum", "const", "examples", "default")
+# Keywords whose values are not schemas (a $ref to them names no subschema).
+_VALUES = frozenset({
+    "type", "required", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "minLength", "maxLength", "pattern", "format", "minItems", "maxItems",
+    "uniqueItems", "minProperties", "maxProperties", "dependentRequired", "title",
+    "description", "minContains", "maxContains", "readOnly", "writeOnly", "deprecated",
+    "contentEncoding", "contentMediaType",
+})  # fmt: skip
 
 
 class UnsafeSchemaError(ValueError):
@@ -103,6 +123,7 @@ def check_safety(schema: dict[str, Any]) -> None:
     """Raise UnsafeSchemaError if ``schema`` (already a valid JSON Schema) has a pattern RE2
     refuses, a ``$ref`` loop, too many subschemas at one place, or a keyword whose
     matching cannot be bounded."""
+    check_refs(schema)
     graph = _Graph(schema)
     graph.check_in_place()  # first: it registers what $refs reach outside the usual places
     for node, where in graph.nodes():
@@ -116,6 +137,78 @@ def check_safety(schema: dict[str, Any]) -> None:
             "unevaluatedProperties cannot be combined with patternProperties; use "
             "additionalProperties next to patternProperties instead"
         )
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    # Only this schema's own subschemas: a reference never makes us fetch anything.
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+
+def check_refs(schema: dict[str, Any]) -> None:
+    """Raise UnsafeSchemaError naming the first ``$ref`` (anywhere in ``schema``, data
+    keywords aside) that does not resolve to one of its subschemas."""
+    given = schema.get("$id")
+    base = given if isinstance(given, str) else ""
+    resource = DRAFT202012.create_resource(schema)
+    registry: Registry[Any] = Registry(retrieve=_refuse_retrieval).with_resource(base, resource)  # type: ignore[call-arg]
+    resolver = registry.resolver(base_uri=base)
+    stack: list[tuple[object, str]] = [(schema, "#")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, f"{where}/{index}") for index, item in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            _check_ref(resolver, ref, f"{where}/$ref", schema)
+        stack.extend(
+            (value, f"{where}/{_escape(str(key))}")
+            for key, value in node.items()
+            if key not in _DATA
+        )
+
+
+def _check_ref(resolver: Any, ref: str, where: str, root: dict[str, Any]) -> None:
+    try:
+        target = resolver.lookup(ref).contents
+    except Unresolvable as exc:
+        raise UnsafeSchemaError(
+            f"{where}: {ref!r} cannot be resolved ({type(exc).__name__}: nothing of this "
+            "schema has that name or JSON pointer); refer to a subschema of this schema, "
+            "such as '#/$defs/name'"
+        ) from exc
+    fragment = ref.partition("#")[2]
+    if not isinstance(target, dict | bool) or (
+        fragment.startswith("/") and not _schema_position(fragment, root)
+    ):
+        raise UnsafeSchemaError(
+            f"{where}: {ref!r} names something that is not a subschema; refer to a "
+            "subschema of this schema, such as '#/$defs/name'"
+        )
+
+
+def _schema_position(pointer: str, root: dict[str, Any]) -> bool:
+    """Whether a JSON pointer into the schema ends at a subschema (a schema keyword's
+    value, an entry of a schema list or map, or anything under a keyword JSON Schema does
+    not know: the author's own container), not at data (enum, const, ...) or at a map or
+    list of subschemas itself."""
+    one = {*_IN_PLACE_ONE, *_DESCENDING_ONE}
+    lists = {*_IN_PLACE_LISTS, *_DESCENDING_LISTS}
+    maps = {*_IN_PLACE_MAPS, *_DESCENDING_MAPS, *_CONTAINERS}
+    expect = "schema"  # what the next token steps into: a schema, a list or a map entry
+    for token in pointer.split("/")[1:]:
+        name = token.replace("~1", "/").replace("~0", "~")
+        if expect in ("list", "map") or name in one:
+            expect = "schema"
+        elif name in lists:
+            expect = "list"
+        elif name in maps:
+            expect = "map"
+        else:
+            return name not in _DATA and not name.startswith("$") and name not in _VALUES
+    return expect == "schema"
 
 
 def _check_node(node: dict[str, Any], where: str, root: bool) -> None:
@@ -211,7 +304,9 @@ class _Graph:
             target: object = self.anchors.get(fragment)
         else:
             target = self.root
-            for token in filter(None, fragment.split("/")):
+            # As the validator's resolver reads it: percent-decoded (check_refs has refused
+            # pointers that name nothing, so no token is empty here).
+            for token in filter(None, unquote(fragment).split("/")):
                 name = token.replace("~1", "/").replace("~0", "~")
                 if isinstance(target, dict):
                     target = target.get(name)

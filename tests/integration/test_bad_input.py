@@ -291,6 +291,13 @@ def _nested(levels: int) -> dict[str, Any]:
     return schema
 
 
+UNRESOLVABLE = {
+    "$defs": {"item": {"type": "string"}},
+    "type": "object",
+    "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/item/"}}},
+}
+
+
 def _big_schema() -> dict[str, Any]:
     properties = {f"field_{i}": {"type": "string", "description": "x" * 100} for i in range(600)}
     return {"type": "object", "properties": properties}
@@ -439,6 +446,12 @@ CASES = [
          422, "invalid_schema"),
     case("schema-file-ref", multipart(CUSTOM | {"schema": '{"$ref": "file:///etc/passwd"}'}),
          422, "invalid_schema"),
+    # Issue 17: a $ref that resolves to nothing was accepted, billed, blamed on Gemini.
+    case("schema-ref-to-nothing", multipart(CUSTOM | {"schema": json.dumps(UNRESOLVABLE)}), 422,
+         "invalid_schema"),
+    case("schema-ref-not-a-subschema",
+         multipart(CUSTOM | {"schema": '{"$defs": {"x": {}}, "items": {"$ref": "#/$defs"}}'}),
+         422, "invalid_schema"),
     case("schema-not-an-object", multipart(CUSTOM | {"schema": '["type", "string"]'}), 422,
          "invalid_schema"),
     case("schema-bad-json", multipart(CUSTOM | {"schema": '{"type": '}), 422, "invalid_schema"),
@@ -579,6 +592,15 @@ def test_malformed_request_is_refused(corpus: Corpus, send: Send, status: int, c
     response = send(corpus)
     assert_error(response, status, code)
     assert corpus.job_count() == before, "a refused request left a job behind"
+
+
+def test_an_unresolvable_ref_is_named_in_the_refusal(corpus: Corpus) -> None:
+    before = corpus.job_count()
+    response = multipart(CUSTOM | {"schema": json.dumps(UNRESOLVABLE)})(corpus)
+    assert_error(response, 422, "invalid_schema")
+    message = response.json()["error"]["message"]
+    assert "'#/$defs/item/'" in message and "#/properties/items/items/$ref" in message
+    assert corpus.job_count() == before
 
 
 def test_the_corpus_is_large_enough() -> None:

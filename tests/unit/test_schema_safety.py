@@ -211,3 +211,47 @@ def test_unevaluated_properties_with_pattern_properties_is_refused() -> None:
             }
         )
     assert check_schema({"properties": {"a": {}}, "unevaluatedProperties": False})
+
+
+@pytest.mark.parametrize(
+    ("schema", "named", "why"),
+    [
+        # Issue 17: these passed at submit, were billed, then failed "unparseable_answer".
+        ({"$defs": {"x": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/x/"}}},
+         "'#/$defs/x/'", "cannot be resolved"),
+        ({"$defs": {"x": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs//x"}}},
+         "'#/$defs//x'", "cannot be resolved"),
+        # Under a keyword 2020-12 does not apply (draft-7 dependencies): still checked.
+        ({"dependencies": {"a": {"$ref": "#/$defs/missing"}}}, "#/dependencies/a/$ref",
+         "cannot be resolved"),
+        # Resolvable, but not to a subschema: Gemini and a reader would take it otherwise.
+        ({"$defs": {"x": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs"}}},
+         "'#/$defs'", "not a subschema"),
+        ({"properties": {"a": {"enum": [{"type": "integer"}]},
+                         "b": {"$ref": "#/properties/a/enum/0"}}},
+         "'#/properties/a/enum/0'", "not a subschema"),
+    ],
+)  # fmt: skip
+def test_every_ref_is_resolved_at_submit(schema: dict[str, Any], named: str, why: str) -> None:
+    with pytest.raises(InvalidSchemaError) as refused:
+        check_schema(schema)
+    assert named in str(refused.value) and why in str(refused.value)
+    assert "#/$defs/name" in str(refused.value)  # what to write instead
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"a b": {"type": "integer"}}, "properties": {"a": {"$ref": "#/$defs/a%20b"}}},
+        {"$defs": {"n": {"$anchor": "node", "type": "integer"}},
+         "properties": {"a": {"$ref": "#node"}}},
+        {"properties": {"a": {"anyOf": [{"type": "integer"}]},
+                        "b": {"$ref": "#/properties/a/anyOf/0"}}},
+        {"$id": "urn:example:s", "$defs": {"x": {"type": "integer"}},
+         "properties": {"a": {"$ref": "#/$defs/x"}}},
+        {"const": {"$ref": "#/not/a/reference"}},  # data, not a schema
+    ],
+)  # fmt: skip
+def test_refs_the_validator_resolves_are_accepted(schema: dict[str, Any]) -> None:
+    assert check_schema(schema) is schema
+    parse_structured('{"a": 1, "b": 1}', schema) if "const" not in schema else None
