@@ -1,0 +1,82 @@
+"""POST /v1/jobs/{id}/retry in process (issue 17): a retry is admitted like a submit (the
+rate limit applies to it), and a job whose images are gone is a 410, not a 500."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.app import create_app
+from models.blobs import BlobStore
+from models.db import make_engine, make_session_factory
+from models.keys import create_key
+from models.migrate import upgrade
+from models.settings import Settings
+from tests.services import redis_server
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+def _api(tmp_path: Path, redis_url: str, **overrides: Any) -> tuple[TestClient, Settings]:
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, gemini_api_key=None, **overrides)
+    # Key ids restart at 1 in each test's database: the submit limiter starts afresh too.
+    redis.Redis.from_url(redis_url).flushdb()
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine).begin() as session:
+        secret = create_key(session, name="t", tenant="acme").secret
+    engine.dispose()
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {secret}"})
+    return client, settings
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(out, "PNG")
+    return out.getvalue()
+
+
+def _cancelled_job(api: TestClient) -> dict[str, Any]:
+    submitted = api.post(
+        "/v1/jobs", data={"task": "caption"}, files=[("image", ("a.png", _png(), "image/png"))]
+    )
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    cancelled: dict[str, Any] = api.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    return cancelled
+
+
+def test_a_retry_is_refused_by_the_submit_rate_limit(tmp_path: Path, redis_url: str) -> None:
+    api, _ = _api(tmp_path, redis_url, submit_rate_per_s=0.001, submit_burst=1)
+    with api:
+        job = _cancelled_job(api)  # took the one submit the burst allows
+        refused = api.post(f"/v1/jobs/{job['id']}/retry")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+
+
+def test_a_retry_of_a_job_whose_images_are_gone_is_410(tmp_path: Path, redis_url: str) -> None:
+    api, settings = _api(tmp_path, redis_url)
+    with api:
+        job = _cancelled_job(api)
+        retried = api.post(f"/v1/jobs/{job['id']}/retry")
+        assert retried.status_code == 202 and retried.json()["retry_of"] == job["id"]
+        api.post(f"/v1/jobs/{retried.json()['id']}/cancel")
+        store = BlobStore(settings.blob_dir)
+        Path(store._path(job["inputs"][0]["sha256"])).unlink()
+        gone = api.post(f"/v1/jobs/{job['id']}/retry")
+    assert gone.status_code == 410
+    assert gone.json()["error"]["code"] == "job_inputs_gone"
+    assert "submit the images again" in gone.json()["error"]["message"]
