@@ -82,6 +82,7 @@ def authenticate_caller(request: Request, session: Session) -> Caller:
     key = authenticate(session, secret.strip())
     if key is None:
         raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.", challenge)
+    request.state.tenant = key.tenant  # for the access log (api/accesslog.py)
     return Caller(tenant=key.tenant, key_id=key.id)
 
 

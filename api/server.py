@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from models.logs import logging_config
 from models.settings import Settings, get_settings
 
 log = logging.getLogger("uvicorn.error")
@@ -355,18 +356,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def run(*, host: str, port: int, workers: int) -> None:
-    """Serve the API (api.app:create_app) with the guarded protocol until stopped."""
+    """Serve the API (api.app:create_app, with its access log) with the guarded protocol
+    until stopped."""
     try:
         _configured_limits()  # a bad setting fails here, before the port is taken
     except ValueError as exc:
         sys.exit(f"visionq api: {exc}")
     uvicorn.run(
-        "api.app:create_app",
+        # The app with its access log (api/accesslog.py), which replaces uvicorn's.
+        "api.accesslog:create_logged_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
         log_level="info",
+        log_config=logging_config(get_settings().log_format),
+        access_log=False,
         http=PROTOCOL,
         ws="none",
     )

@@ -6,7 +6,6 @@ Heavy imports (celery, uvicorn, alembic) happen inside the commands that need th
 
 from __future__ import annotations
 
-import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -162,6 +161,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
     """
     from models.broker import JOBS_QUEUE
+    from models.logs import configure_logging
     from worker.celery_app import app as celery_app
 
     settings = get_settings()
@@ -171,17 +171,9 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
             err=True,
             fg=typer.colors.YELLOW,
         )
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # The SDK and its HTTP client log two INFO lines per Gemini call ("AFC is enabled",
-    # "HTTP Request: POST ..."), Celery two per task ("received", "succeeded" with its own
-    # task id, not the job's): noise that costs CPU on every job. The worker logs one
-    # line per job instead (worker/tasks.py); their warnings and errors stay.
-    for noisy in ("google_genai", "httpx", "httpx2", "celery.app.trace", "celery.worker.strategy"):
-        logging.getLogger(noisy).setLevel(
-            max(logging.WARNING, logging.getLevelName(loglevel.upper()))
-        )
+    # Text or JSON lines (VISIONQ_LOG_FORMAT); the per-call INFO lines of the SDK, httpx and
+    # Celery are quietened there: the worker logs one line per job instead (worker/tasks.py).
+    configure_logging(settings.log_format, loglevel)
     celery_app.worker_main(
         [
             "worker",

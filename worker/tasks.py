@@ -70,11 +70,19 @@ def process_job(self: PipelineTask, job_id: str) -> str:
     started = time.monotonic()
     try:
         outcome = run_job(context, job_id, self.watchdog)
-        log.info("job %s %s in %.2f s", job_id, outcome, time.monotonic() - started)
+        # Failures at WARNING; job_id and outcome as fields for VISIONQ_LOG_FORMAT=json.
+        log.log(
+            logging.WARNING if outcome == "failed" else logging.INFO,
+            "job %s %s in %.2f s", job_id, outcome, time.monotonic() - started,
+            extra={"job_id": job_id, "outcome": outcome},
+        )  # fmt: skip
         return outcome
     except JobDeadlineExceeded:
         # The watchdog ended the job (deadline_exceeded) and interrupted this thread.
-        log.info("job %s stopped at its deadline after %.2f s", job_id, time.monotonic() - started)
+        log.warning(
+            "job %s stopped at its deadline after %.2f s", job_id, time.monotonic() - started,
+            extra={"job_id": job_id, "outcome": "failed"},
+        )  # fmt: skip
         return "failed"
     except _DB_UNAVAILABLE as exc:
         # The database is down or restarting: nothing could be recorded, so the message is

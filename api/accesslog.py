@@ -1,0 +1,93 @@
+"""The API's access log: one line per request with its time, request id, tenant, job id,
+status and duration; failures (4xx, 5xx) at WARNING.
+
+A pure ASGI middleware around the whole app (so a 500 from an unhandled error is logged
+too). The tenant comes from the authentication dependency (``request.state.tenant``, set
+in api/deps.py), the job id from the route's ``job_id`` or the Location of a created job.
+Each response carries the request id in ``X-Request-ID`` (the client's, if it sent a sane
+one), so a user's report can be matched to the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.app import create_app
+
+log = logging.getLogger("visionq.access")
+REQUEST_ID_HEADER = b"x-request-id"
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+_JOB_LOCATION = re.compile(r"/v1/jobs/([^/?]+)$")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER and _SANE_ID.fullmatch(value):
+            return str(value.decode("ascii"))
+    return uuid.uuid4().hex
+
+
+class AccessLog:
+    """Logs every HTTP request once it has been answered (or failed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        answer: dict[str, Any] = {"status": 500, "location": None}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                for name, value in headers:
+                    if name.lower() == b"location":
+                        answer["location"] = value.decode("latin-1")
+                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._log(scope, request_id, answer, time.perf_counter() - started)
+
+    @staticmethod
+    def _log(scope: Scope, request_id: str, answer: dict[str, Any], seconds: float) -> None:
+        state = scope.get("state") or {}
+        job_id = (scope.get("path_params") or {}).get("job_id")
+        if job_id is None and answer["location"]:
+            found = _JOB_LOCATION.search(answer["location"])
+            job_id = found.group(1) if found else None
+        status = int(answer["status"])
+        fields = {
+            "request_id": request_id,
+            "method": scope.get("method", ""),
+            "path": scope.get("path", ""),
+            "status": status,
+            "tenant": state.get("tenant"),
+            "job_id": job_id,
+            "duration_ms": round(seconds * 1000, 1),
+            "client": (scope.get("client") or ("", 0))[0],
+        }
+        text = " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items())
+        log.log(logging.WARNING if status >= 400 else logging.INFO, text, extra=fields)
+
+
+def create_logged_app() -> FastAPI:
+    """The API app (api.app.create_app) wrapped in the access log; `visionq api` serves it."""
+    app = create_app()
+    app.add_middleware(AccessLog)
+    return app

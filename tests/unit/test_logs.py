@@ -1,0 +1,113 @@
+"""Logs: the API's access line (time, request id, tenant, job id, status; failures at
+WARNING) and VISIONQ_LOG_FORMAT=json for every process."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+import api.server as api_server
+from api.accesslog import create_logged_app
+from models.db import make_engine, make_session_factory
+from models.keys import create_key
+from models.logs import JsonFormatter, configure_logging, logging_config
+from models.migrate import upgrade
+from models.settings import get_settings
+
+
+@pytest.fixture
+def api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for key in list(os.environ):
+        if key.startswith("VISIONQ_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VISIONQ_REDIS_URL", "redis://127.0.0.1:1/0")  # never reached here
+    url = get_settings().database_url
+    upgrade(url)
+    engine = make_engine(url, pool_size=1)
+    with make_session_factory(engine).begin() as session:
+        secret = create_key(session, name="logs", tenant="acme").secret
+    engine.dispose()
+    yield secret
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "visionq.access"]
+
+
+def test_the_access_line_names_request_tenant_job_and_status(
+    api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="visionq.access")
+    with TestClient(create_logged_app()) as client:
+        healthy = client.get("/healthz")
+        missing = client.get(
+            "/v1/jobs/no-such-job",
+            headers={"Authorization": f"Bearer {api_key}", "X-Request-ID": "req-42"},
+        )
+    assert healthy.status_code == 200 and missing.status_code == 404
+    assert missing.headers["X-Request-ID"] == "req-42"
+    ok, failed = access_records(caplog)
+    assert ok.levelno == logging.INFO and failed.levelno == logging.WARNING
+    fields: dict[str, Any] = vars(failed)
+    assert {k: fields[k] for k in ("request_id", "tenant", "job_id", "status", "method")} == {
+        "request_id": "req-42", "tenant": "acme", "job_id": "no-such-job", "status": 404,
+        "method": "GET",
+    }  # fmt: skip
+    for text in ("request_id=req-42", "tenant=acme", "job_id=no-such-job", "status=404"):
+        assert text in failed.getMessage()
+    assert healthy.headers["X-Request-ID"] == vars(ok)["request_id"]
+
+
+def test_json_lines_parse_and_carry_the_fields() -> None:
+    record = logging.LogRecord(
+        "visionq.access", logging.WARNING, __file__, 1, "GET %s", ("/x",), None
+    )
+    record.__dict__.update(request_id="r1", tenant="acme", job_id="j1", status=404)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "WARNING" and entry["message"] == "GET /x"
+    assert {k: entry[k] for k in ("request_id", "tenant", "job_id", "status")} == {
+        "request_id": "r1", "tenant": "acme", "job_id": "j1", "status": 404
+    }  # fmt: skip
+    assert entry["time"].endswith("+00:00")
+
+
+def test_configure_logging_json_writes_one_object_per_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("json")
+        logging.getLogger("visionq.test").warning("job %s failed", "j1", extra={"job_id": "j1"})
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("visionq.test").exception("crashed")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["job_id"] == "j1" and first["message"] == "job j1 failed"
+    assert "RuntimeError: boom" in second["exception"]
+
+
+def test_visionq_api_logs_in_the_configured_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
+    monkeypatch.setenv("VISIONQ_LOG_FORMAT", "json")
+    api_server.run(host="127.0.0.1", port=8000, workers=1)
+    assert seen["log_config"] == logging_config("json")
+    assert seen["access_log"] is False  # ours replaces uvicorn's
+    assert seen["log_config"]["formatters"]["visionq"]["()"].endswith("JsonFormatter")
