@@ -42,6 +42,7 @@ OPERATIONS = {
     "GET /v1/jobs": (POSITIVE, NEGATIVE),
     "GET /v1/jobs/{job_id}": (POSITIVE,),
     "POST /v1/jobs/{job_id}/cancel": (POSITIVE,),
+    "POST /v1/jobs/{job_id}/retry": (POSITIVE,),
     "GET /v1/jobs/{job_id}/annotated.png": (POSITIVE,),
     "GET /v1/jobs/{job_id}/masks/{index}.png": (POSITIVE, NEGATIVE),
     "POST /v1/estimate": (POSITIVE, NEGATIVE),
