@@ -7,10 +7,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from client.models import Job
 
@@ -21,6 +23,8 @@ _STATUS_STYLE = {
     "running": "cyan",
     "queued": "dim",
 }
+# Summaries shown whole (wrapped by the terminal), not cut to a width.
+_WHOLE = 1_000_000
 
 
 def summary(job: Job, width: int = 80) -> str:
@@ -56,32 +60,61 @@ def status_text(status: str) -> str:
 def results_table(
     jobs: Iterable[Job], names: dict[str, str] | None = None, *, ids: bool = True
 ) -> Table:
-    """The table shown after jobs finish."""
+    """A table of finished jobs; long answers wrap inside their column, never cut."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=True)
     if ids:
-        table.add_column("job", no_wrap=True)
+        table.add_column("job", no_wrap=True, min_width=36)
     if names is not None:
-        table.add_column("image", no_wrap=True)
+        table.add_column("image", overflow="fold")
     table.add_column("task", no_wrap=True, min_width=8)
     table.add_column("status", no_wrap=True, min_width=9)
-    # One line per job: the full text is in `visionq result ID` and the JSON output.
-    table.add_column("result", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("result", no_wrap=False, overflow="fold", ratio=1, min_width=20)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("s", justify="right", no_wrap=True)
     for job in jobs:
-        tokens = job.usage.total_tokens if job.usage and job.usage.total_tokens else None
-        row = [job.id[:8]] if ids else []
+        row = [job.id] if ids else []
         if names is not None:
             row.append(escape(names.get(job.id, "")))
         row += [
             job.task,
             status_text(job.status),
-            escape(summary(job)),
-            str(tokens or ""),
+            escape(summary(job, _WHOLE)),
+            _tokens(job),
             _seconds(job),
         ]
         table.add_row(*row)
     return table
+
+
+def results_view(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Group:
+    """Finished jobs, for `submit --wait` and `wait`: a heading line per job (full id, image,
+    task, status, tokens, seconds) and its whole answer below it, wrapped to the terminal.
+
+    Not a table: a full id takes 36 columns, which at 80 columns leaves an answer column
+    too narrow to read.
+    """
+    parts: list[RenderableType] = []
+    for job in jobs:
+        heading = Text(job.id, style="bold")
+        if names is not None and names.get(job.id):
+            heading.append(f"  {names[job.id]}")
+        heading.append(f"  {job.task}  ")
+        heading.append(job.status, style=_STATUS_STYLE.get(job.status, "white"))
+        tokens, seconds = _tokens(job), _seconds(job)
+        if tokens:
+            heading.append(f"  {tokens} tokens")
+        if seconds:
+            heading.append(f"  {seconds} s")
+        parts.append(heading)
+        answer = summary(job, _WHOLE)
+        if answer:
+            parts.append(Padding(Text(answer, overflow="fold"), (0, 0, 0, 4)))
+    return Group(*parts)
+
+
+def _tokens(job: Job) -> str:
+    tokens = job.usage.total_tokens if job.usage and job.usage.total_tokens else None
+    return str(tokens or "")
 
 
 def _when(moment: datetime) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -36,6 +37,15 @@ def visionq(stack: Stack, *args: str, key: str | None = "acme") -> subprocess.Co
 def shapes_png(tmp_path: Path) -> Path:
     path = tmp_path / "shapes.png"
     path.write_bytes(encode(draw_scene(420, 300, SHAPES), "PNG"))
+    return path
+
+
+def fresh_png(path: Path, colour: str = "red") -> Path:
+    """A small PNG no other test sends: the CLI derives a job's Idempotency-Key from its
+    files, so the same file and options would find another test's job."""
+    offset = secrets.randbelow(40)
+    shape = Shape("rectangle", colour, (10 + offset, 10, 80 + offset, 60))
+    path.write_bytes(encode(draw_scene(160, 90, [shape]), "PNG"))
     return path
 
 
@@ -137,15 +147,14 @@ def test_unknown_model_is_refused_naming_close_matches(stack: Stack, shapes_png:
     assert "Unknown model 'gemini-3.6-flsh'" in done.stderr and "gemini-3.6-flash" in done.stderr
 
 
-def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, shapes_png: Path) -> None:
+def test_wait_exits_non_zero_when_a_job_failed(stack: Stack, tmp_path: Path) -> None:
     # A model the catalogue lists but this "Google" does not serve (its 404 for a model
     # retired since the catalogue's date); the job fails with Gemini's reason.
     faults = f"{stack.env['VISIONQ_GEMINI_BASE_URL']}/_emulator/faults"
     httpx.post(faults, json={"always_fail": 404}).raise_for_status()
     try:
-        done = visionq(
-            stack, "submit", str(shapes_png), "--task", "caption", "--no-cache", "--wait"
-        )
+        image = fresh_png(tmp_path / "shapes.png")
+        done = visionq(stack, "submit", str(image), "--task", "caption", "--no-cache", "--wait")
     finally:
         httpx.post(faults, json={"always_fail": None}).raise_for_status()
     assert done.returncode == 1
@@ -169,11 +178,12 @@ def test_models_lists_the_catalogue(stack: Stack) -> None:
     assert listed["aliases"]["gemini-flash-latest"] == "gemini-3.8-flash"
 
 
-def test_cancel(paused_stack: Stack, shapes_png: Path) -> None:
+def test_cancel(paused_stack: Stack, tmp_path: Path) -> None:
     if paused_stack.worker is not None:
         paused_stack.worker.stop()
         paused_stack.worker = None
-    submitted = visionq(paused_stack, "submit", str(shapes_png), "--task", "caption", "--no-cache")
+    image = fresh_png(tmp_path / "shapes.png")
+    submitted = visionq(paused_stack, "submit", str(image), "--task", "caption", "--no-cache")
     job_id = submitted.stdout.strip()
     cancelled = visionq(paused_stack, "cancel", job_id)
     assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{job_id} cancelled"
@@ -187,7 +197,7 @@ def test_cancel(paused_stack: Stack, shapes_png: Path) -> None:
         (["status", "nope"], "acme", "No job nope"),
         (["jobs"], None, "no API key"),
         (["submit", "/does/not/exist.png", "--task", "caption"], "acme", "no such file"),
-        (["submit", "pyproject.toml", "--task", "caption"], "acme", "unsupported_media_type"),
+        (["submit", "pyproject.toml", "--task", "caption"], "acme", "pyproject.toml: The file"),
         (["jobs", "--url", "http://127.0.0.1:9"], "acme", "cannot reach the visionq API"),
         (["submit", "pyproject.toml", "--task", "paint"], "acme", "paint"),
     ],
@@ -241,3 +251,73 @@ def test_segment_and_custom_from_the_cli(stack: Stack, shapes_png: Path, tmp_pat
     assert custom.returncode == 0, custom.stderr
     [job] = json.loads(custom.stdout)
     assert isinstance(job["result"]["json"]["count"], int)
+
+
+def test_the_same_submit_twice_makes_no_new_job(stack: Stack, tmp_path: Path) -> None:
+    # Issue 17: a rerun (after a Ctrl-C or a failure) must find its jobs, not pay again,
+    # even with --no-cache: the Idempotency-Keys come from the files and options.
+    files = [str(fresh_png(tmp_path / f"{c}.png", c)) for c in ("red", "green", "blue")]
+    args = ["submit", *files, "--task", "caption", "--no-cache"]
+    first = visionq(stack, *args)
+    assert first.returncode == 0, first.stderr
+    ids = first.stdout.split()
+    assert len(set(ids)) == 3
+    second = visionq(stack, *args)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split() == ids
+    # Any change (here an option) is a new job.
+    third = visionq(
+        stack, "submit", files[0], "-t", "caption", "--no-cache", "--max-output-tokens", "300"
+    )
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.split()[0] not in ids
+
+
+def test_a_bad_file_among_many_queues_nothing_and_is_named(
+    stack: Stack, shapes_png: Path, tmp_path: Path
+) -> None:
+    coffee = tmp_path / "coffee.gif"
+    coffee.write_text("not an image at all\n")
+    before = visionq(stack, "jobs", "--json", "--limit", "200", key="globex")
+    done = visionq(
+        stack, "submit", str(shapes_png), str(coffee), str(shapes_png), "--task", "caption",
+        "--no-cache", key="globex",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"{coffee}: The file is not a" in done.stderr and "nothing was submitted" in done.stderr
+    after = visionq(stack, "jobs", "--json", "--limit", "200", key="globex")
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+
+
+def test_a_file_the_api_refuses_is_named_and_the_run_can_resume(
+    stack: Stack, tmp_path: Path
+) -> None:
+    shapes_png = fresh_png(tmp_path / "shapes.png")
+    # A PNG signature over garbage passes the local check; the API refuses it (422).
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    done = visionq(stack, "submit", str(shapes_png), str(broken), "--task", "caption", "--no-cache")
+    assert done.returncode == 1
+    stderr = " ".join(done.stderr.split())
+    assert f"{broken}: The image cannot be decoded" in stderr and "Image #1" not in stderr
+    [made] = done.stdout.split()
+    assert "stopped: 1 of 2 job(s) submitted" in stderr and made in stderr
+    resumed = visionq(stack, "submit", str(shapes_png), "--task", "caption", "--no-cache")
+    assert resumed.stdout.split() == [made]
+
+
+def test_wait_results_show_full_ids_and_whole_answers(stack: Stack, shapes_png: Path) -> None:
+    done = visionq(stack, "submit", str(shapes_png), "--task", "caption", "--wait")
+    assert done.returncode == 0, done.stderr
+    [job_id] = [line.split()[1] for line in done.stderr.splitlines() if "submitted" in line]
+    assert len(job_id) == 36 and job_id in done.stdout
+    answer = json.loads(visionq(stack, "result", job_id, "--json").stdout)["result"]["text"]
+    assert " ".join(answer.split()) in " ".join(done.stdout.split())
+
+
+def test_cancel_of_a_finished_job_says_so(stack: Stack, shapes_png: Path) -> None:
+    done = visionq(stack, "submit", str(shapes_png), "--task", "caption", "--json", "--wait")
+    [job] = json.loads(done.stdout)
+    cancelled = visionq(stack, "cancel", job["id"])
+    assert cancelled.returncode == 0
+    assert cancelled.stdout.strip() == f"job {job['id']} already succeeded; nothing to cancel"

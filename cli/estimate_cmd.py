@@ -1,0 +1,127 @@
+"""`visionq estimate`: tokens and USD of jobs before they run, per job and in total."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cli.common import JsonOption, KeyOption, UrlOption, client_for, die, print_json
+from cli.inputs import (
+    InputError,
+    check_images,
+    group_name,
+    job_groups,
+    label_list,
+    name_files,
+    read_schema,
+)
+from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking, job_options
+from client import DEFAULT_URL, VisionqError
+from vision.tasks import TaskKind
+
+
+def _usd(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except InvalidOperation:
+        return None
+
+
+def estimate_line(name: str, item: dict[str, Any]) -> str:
+    """One job's estimate in words: input tokens, the output cap, USD from input only to
+    input plus the whole output cap; "no price" (and why) when the model has none."""
+    if not item.get("known"):
+        return f"{name}: no estimate: {item.get('reason')}"
+    sizes = " ".join(f"{i['width']}x{i['height']}={i['tokens']}" for i in item["images"])
+    line = (
+        f"{name}: {item['model']}: input {item['input_tokens']} tokens (images {sizes}), "
+        f"output up to {item['output_tokens_max']} tokens"
+    )
+    cost = item.get("cost_usd") or {}
+    low, high = _usd(cost.get("min")), _usd(cost.get("max"))
+    if low is None or high is None:
+        return f"{line}; no price ({item.get('reason') or 'the catalogue has none'})"
+    return f"{line}; USD {low} (no output) - {high} (output up to the cap)"
+
+
+def total_line(items: list[dict[str, Any]]) -> str:
+    """The sum of every priced job's min and max, and how many jobs had no price."""
+    low = high = Decimal(0)
+    priced = 0
+    for item in items:
+        cost = item.get("cost_usd") or {}
+        item_low, item_high = _usd(cost.get("min")), _usd(cost.get("max"))
+        if item.get("known") and item_low is not None and item_high is not None:
+            low, high, priced = low + item_low, high + item_high, priced + 1
+    line = f"total: {len(items)} job(s): USD {low} - {high}"
+    if priced < len(items):
+        line += f" ({len(items) - priced} without a price, not counted)"
+    return line
+
+
+def estimate(
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    task: Annotated[TaskKind, typer.Option("--task", "-t", help="The task to estimate.")],
+    prompt: Annotated[str | None, typer.Option(help="The prompt, if the task takes one.")] = None,
+    labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Gemini model (server default if unset).")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
+    ] = None,
+    option: OptionArgs = None,
+    max_output_tokens: MaxOutputTokens = None,
+    thinking: Thinking = None,
+    max_side: MaxSide = None,
+    economy: Economy = False,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate tokens and USD for IMAGE... (one job per image, like submit); nothing runs.
+
+    Per job: the input tokens, the output cap (what the answer and thinking may use), and
+    USD from the input alone (min) to the input plus the whole output cap (max); then,
+    over several jobs, a total line.
+    """
+    options = job_options(
+        option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
+        economy=economy,
+    )  # fmt: skip
+    try:
+        check_images(images)
+        schema_value = read_schema(schema) if schema else None
+    except InputError as exc:
+        die(str(exc))
+    groups = job_groups(images, task)
+    labels_sent = label_list(labels)
+    with client_for(url, api_key) as client:
+        found = []
+        for group in groups:
+            try:
+                found.append(
+                    client.estimate(
+                        group,
+                        task=task.value,
+                        prompt=prompt,
+                        labels=labels_sent,
+                        model=model,
+                        options=options or None,
+                        schema=schema_value,
+                    )
+                )
+            except VisionqError as exc:
+                die(name_files(str(exc), group))
+    if as_json:
+        print_json(found)
+        return
+    console = Console()
+    for group, item in zip(groups, found, strict=True):
+        console.print(estimate_line(group_name(group), item), markup=False, highlight=False)
+    if len(found) > 1:
+        console.print(total_line(found), markup=False, highlight=False)

@@ -1,0 +1,106 @@
+"""Job options on the command line: ``--option k=v`` and named flags, for submit and estimate."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from vision.tasks import JobOptions
+
+OptionArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="A job option (repeatable), e.g. -o temperature=0.2 -o media_resolution=LOW; "
+        "VALUE is read as JSON when it parses, else as a string. Keys: "
+        + ", ".join(JobOptions.model_fields)
+        + ".",
+        show_default=False,
+    ),
+]
+MaxOutputTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--max-output-tokens",
+        min=1,
+        help="Cap on the answer's tokens (thinking included); bounds the cost held.",
+        show_default=False,
+    ),
+]
+Thinking = Annotated[
+    str | None,
+    typer.Option(
+        "--thinking",
+        metavar="LEVEL",
+        help="Gemini 3 thinking level: MINIMAL, LOW, MEDIUM or HIGH.",
+        show_default=False,
+    ),
+]
+MaxSide = Annotated[
+    int | None, typer.Option(help="Downscale images to this longest side before sending.")
+]
+Economy = Annotated[
+    bool, typer.Option(help="Downscale to the cheapest token tier the task tolerates.")
+]
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` as (key, value): the value as JSON when it parses, else the string.
+
+    Raises typer.BadParameter for a missing ``=`` or a key the API does not take.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise typer.BadParameter(f"{text!r}: write an option as KEY=VALUE", param_hint="--option")
+    if key not in JobOptions.model_fields:
+        known = ", ".join(JobOptions.model_fields)
+        raise typer.BadParameter(f"unknown option {key!r}; known: {known}", param_hint="--option")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def job_options(
+    pairs: list[str] | None,
+    *,
+    max_output_tokens: int | None = None,
+    thinking: str | None = None,
+    max_side: int | None = None,
+    cache: bool = True,
+    economy: bool = False,
+) -> dict[str, Any]:
+    """The ``options`` object of a job from ``--option`` pairs and the named flags.
+
+    Only what differs from the API's defaults is sent. A named flag and an ``--option``
+    that set one key to two values are refused (typer.BadParameter), not silently merged.
+    """
+    options: dict[str, Any] = {}
+    for text in pairs or []:
+        key, value = parse_option(text)
+        if key in options and options[key] != value:
+            raise typer.BadParameter(f"{key} given twice, as {options[key]!r} and {value!r}")
+        options[key] = value
+    flags: dict[str, Any] = {
+        "max_output_tokens": max_output_tokens,
+        "thinking_level": thinking.upper() if thinking else None,
+        "max_side": max_side,
+        "cache": None if cache else False,
+        "economy": True if economy else None,
+    }
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in options and options[key] != value:
+            raise typer.BadParameter(
+                f"{key} given twice, as --option {key}={json.dumps(options[key])} and by its "
+                "own flag; give it once"
+            )
+        options[key] = value
+    return options

@@ -1,0 +1,257 @@
+"""`visionq submit`: check every file, then submit jobs that a second run resumes, not repeats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    client_for,
+    die,
+    dump,
+    exit_for,
+    print_json,
+    say,
+    stderr,
+    unfinished,
+    wait_for,
+)
+from cli.idempotency import job_key, numbered
+from cli.inputs import (
+    InputError,
+    check_images,
+    file_sha256,
+    group_name,
+    group_stem,
+    job_groups,
+    label_list,
+    name_files,
+    read_schema,
+)
+from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking, job_options
+from cli.outputs import write_outputs
+from cli.render import results_view
+from client import DEFAULT_URL, Job, VisionqClient, VisionqError
+from vision.tasks import TaskKind
+
+RESUME_HINT = (
+    "run the same command again to resume: the jobs already submitted are found again by "
+    "their Idempotency-Key (derived from the files and options; the API keeps keys for "
+    "VISIONQ_IDEMPOTENCY_TTL_S, 48 h by default), not submitted twice"
+)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of a submit: its files and the Idempotency-Key derived from them."""
+
+    files: list[Path]
+    key: str
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What every job of one submit asks, apart from its images."""
+
+    task: str
+    prompt: str | None
+    labels: list[str] | None
+    model: str | None
+    options: dict[str, Any]
+    schema: dict[str, Any] | None
+
+    def plan(self, groups: list[list[Path]]) -> list[PlannedJob]:
+        """Each group's job with its key (reads every file once, to hash it)."""
+        digests = [[file_sha256(path) for path in group] for group in groups]
+        occurrences = numbered([",".join(group) for group in digests])
+        return [
+            PlannedJob(
+                files=group,
+                key=job_key(
+                    task=self.task,
+                    prompt=self.prompt,
+                    labels=self.labels,
+                    model=self.model,
+                    options=self.options,
+                    schema=self.schema,
+                    image_sha256s=shas,
+                    occurrence=occurrence,
+                ),
+            )
+            for group, shas, occurrence in zip(groups, digests, occurrences, strict=True)
+        ]
+
+    def send(self, client: VisionqClient, job: PlannedJob) -> Job:
+        """Submit one planned job; an API refusal names the job's files, not "Image #1"."""
+        try:
+            return client.submit(
+                job.files,
+                task=self.task,
+                prompt=self.prompt,
+                labels=self.labels,
+                model=self.model,
+                options=self.options or None,
+                schema=self.schema,
+                idempotency_key=job.key,
+            )
+        except VisionqError as exc:
+            raise VisionqError(
+                exc.status, exc.code, name_files(exc.message, job.files),
+                retry_after=exc.retry_after,
+            ) from exc  # fmt: skip
+
+
+def submit_all(
+    client: VisionqClient,
+    request: JobRequest,
+    planned: list[PlannedJob],
+    *,
+    announce: bool,
+    submitted: dict[str, PlannedJob],
+) -> None:
+    """Submit every planned job in order, adding each to ``submitted`` as soon as it exists.
+
+    ``announce``: print each id on stdout as it comes (else on stderr, so an interrupted
+    wait still shows them). The caller reports ``submitted`` when this is interrupted.
+    """
+    for plan in planned:
+        job = request.send(client, plan)
+        submitted[job.id] = plan
+        if job.status in ("failed", "cancelled"):
+            # Only a job an earlier run made can have ended already: the same key finds it.
+            say(
+                f"note: {group_name(plan.files)}: job {job.id} of an earlier run of this "
+                f"command {job.status}; the same command finds it again while its key is kept "
+                f"(VISIONQ_IDEMPOTENCY_TTL_S): run it anew with: visionq retry {job.id}"
+            )
+        for warning in job.warnings:
+            stderr().print(
+                f"[yellow]warning:[/] {escape(group_name(plan.files))}: {escape(warning.message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if announce:
+            typer.echo(job.id)
+        else:
+            say(f"submitted {job.id} {group_name(plan.files)}")
+
+
+def report_partial(submitted: dict[str, PlannedJob], total: int, cause: str) -> None:
+    """After an interruption or a failure: what was submitted and how to resume."""
+    say(f"{cause}: {len(submitted)} of {total} job(s) submitted")
+    for job_id, plan in submitted.items():
+        say(f"  {job_id} {group_name(plan.files)}")
+    if len(submitted) < total:
+        say(RESUME_HINT)
+
+
+def submit(
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (PNG, JPEG, WEBP, HEIC, HEIF).", show_default=False),
+    ],
+    task: Annotated[TaskKind, typer.Option("--task", "-t", help="What to do with the images.")],
+    prompt: Annotated[
+        str | None, typer.Option(help="ask: the question; detect: what to find.")
+    ] = None,
+    labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Gemini model (server default if unset).")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
+    ] = None,
+    option: OptionArgs = None,
+    max_output_tokens: MaxOutputTokens = None,
+    thinking: Thinking = None,
+    max_side: MaxSide = None,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse an identical earlier job's result (free).")
+    ] = True,
+    economy: Economy = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait, show progress and results.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write results (JSON, annotated images, masks) here; implies --wait."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Stop waiting after this many seconds (finished results are kept)."),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit IMAGE... as jobs: one per image, or one for all where the task takes several.
+
+    Every file is checked first: if any cannot be sent, nothing is submitted. Each job's
+    id is printed as soon as it exists (on stderr with --wait or --json). Running the same
+    command again (same files, same options) finds the jobs it already made instead of
+    making new ones, so an interrupted or failed submit is resumed by running it again.
+    """
+    options = job_options(
+        option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
+        cache=cache, economy=economy,
+    )  # fmt: skip
+    try:
+        check_images(images)
+        schema_value = read_schema(schema) if schema else None
+    except InputError as exc:
+        die(f"{exc}; nothing was submitted")
+    request = JobRequest(task.value, prompt, label_list(labels), model, options, schema_value)
+    planned = request.plan(job_groups(images, task))
+    waiting = wait or out is not None
+    submitted: dict[str, PlannedJob] = {}
+    with client_for(url, api_key) as client:
+        try:
+            submit_all(
+                client, request, planned, announce=not (waiting or as_json), submitted=submitted
+            )
+        except KeyboardInterrupt:
+            report_partial(submitted, len(planned), "interrupted")
+            raise typer.Exit(130) from None
+        except VisionqError as exc:
+            say(f"error: {exc}")
+            report_partial(submitted, len(planned), "stopped")
+            raise typer.Exit(1) from None
+        names = {job_id: group_name(plan.files) for job_id, plan in submitted.items()}
+        if not waiting:
+            if as_json:
+                print_json([{"id": job_id, "images": name} for job_id, name in names.items()])
+            return
+        try:
+            jobs = wait_for(client, list(submitted), timeout, quiet=as_json)
+        except KeyboardInterrupt:
+            say(f"interrupted; the jobs keep running: visionq wait {' '.join(submitted)}")
+            raise typer.Exit(130) from None
+        if out is not None:
+            stems = {job_id: group_stem(p.files, task.value) for job_id, p in submitted.items()}
+            try:
+                write_outputs(client, jobs, stems, out)
+            except OSError as exc:
+                die(f"cannot write results to {out}: {exc.strerror or exc}")
+    show_finished(jobs, names, out=out, as_json=as_json)
+
+
+def show_finished(
+    jobs: dict[str, Job], names: dict[str, str] | None, *, out: Path | None, as_json: bool
+) -> None:
+    """The jobs' results (JSON or human), then exit 1 if any failed or is still running."""
+    if as_json:
+        print_json([dump(job) for job in jobs.values()])
+    else:
+        Console().print(results_view(jobs.values(), names))
+        if out is not None:
+            written = "results" if not unfinished(jobs) else "finished jobs' results"
+            say(f"{written} written to {out}/")
+    exit_for(list(jobs.values()), explain=not as_json)
