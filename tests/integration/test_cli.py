@@ -321,3 +321,21 @@ def test_cancel_of_a_finished_job_says_so(stack: Stack, shapes_png: Path) -> Non
     cancelled = visionq(stack, "cancel", job["id"])
     assert cancelled.returncode == 0
     assert cancelled.stdout.strip() == f"job {job['id']} already succeeded; nothing to cancel"
+
+
+def test_out_writes_segment_masks_and_a_jpeg_for_a_photo(stack: Stack, tmp_path: Path) -> None:
+    photo = tmp_path / "shelf.jpg"
+    photo.write_bytes(encode(draw_scene(420, 300, SHAPES), "JPEG", quality=92))
+    out = tmp_path / "out"
+    done = visionq(stack, "submit", str(photo), "--task", "segment", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    [result_file] = out.glob("shelf-*.json")
+    job = json.loads(result_file.read_text())
+    stem = f"shelf-{job['id']}"
+    masks = sorted(out.glob(f"{stem}.mask-*.png"))
+    assert len(masks) == len(job["result"]["objects"]) == 2
+    for mask, obj in zip(masks, job["result"]["objects"], strict=True):
+        x1, y1, x2, y2 = obj["box"]
+        assert Image.open(mask).size == (x2 - x1, y2 - y1)
+    [annotated] = out.glob(f"{stem}.annotated.*")
+    assert annotated.suffix == ".jpg" and Image.open(annotated).size == (420, 300)
