@@ -21,6 +21,7 @@ from cli.inputs import (
 )
 from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking, job_options
 from client import DEFAULT_URL, VisionqError
+from vision.formats import ACCEPTED_FORMATS_TEXT
 from vision.tasks import TaskKind
 
 
@@ -64,7 +65,10 @@ def total_line(items: list[dict[str, Any]]) -> str:
 
 
 def estimate(
-    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help=f"Image files ({ACCEPTED_FORMATS_TEXT}).", show_default=False),
+    ],
     task: Annotated[TaskKind, typer.Option("--task", "-t", help="The task to estimate.")],
     prompt: Annotated[str | None, typer.Option(help="The prompt, if the task takes one.")] = None,
     labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
@@ -85,9 +89,9 @@ def estimate(
 ) -> None:
     """Estimate tokens and USD for IMAGE... (one job per image, like submit); nothing runs.
 
-    Per job: the input tokens, the output cap (what the answer and thinking may use), and
-    USD from the input alone (min) to the input plus the whole output cap (max); then,
-    over several jobs, a total line.
+    Per job: the input tokens, the output cap (the answer and thinking together),
+    and USD from the input alone (min) to the input plus the whole output cap (max).
+    Over several jobs, a total line sums them.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,

@@ -40,6 +40,7 @@ from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking,
 from cli.outputs import write_outputs
 from cli.render import results_view
 from client import DEFAULT_URL, Job, VisionqClient, VisionqError
+from vision.formats import ACCEPTED_FORMATS_TEXT
 from vision.tasks import TaskKind
 
 RESUME_HINT = (
@@ -156,7 +157,7 @@ def report_partial(submitted: dict[str, PlannedJob], total: int, cause: str) -> 
 def submit(
     images: Annotated[
         list[Path],
-        typer.Argument(help="Image files (PNG, JPEG, WEBP, HEIC, HEIF).", show_default=False),
+        typer.Argument(help=f"Image files ({ACCEPTED_FORMATS_TEXT}).", show_default=False),
     ],
     task: Annotated[TaskKind, typer.Option("--task", "-t", help="What to do with the images.")],
     prompt: Annotated[
@@ -194,10 +195,10 @@ def submit(
 ) -> None:
     """Submit IMAGE... as jobs: one per image, or one for all where the task takes several.
 
-    Every file is checked first: if any cannot be sent, nothing is submitted. Each job's
-    id is printed as soon as it exists (on stderr with --wait or --json). Running the same
-    command again (same files, same options) finds the jobs it already made instead of
-    making new ones, so an interrupted or failed submit is resumed by running it again.
+    Every file is checked first: if any cannot be sent, nothing is submitted.
+    Each job's id is printed as soon as it exists (on stderr with --wait, --json).
+    The same command run again (same files, same options) finds the jobs
+    it made instead of making new ones: rerun an interrupted submit to resume it.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,

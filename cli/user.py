@@ -113,8 +113,8 @@ def cancel(
 ) -> None:
     """Cancel a queued or running job.
 
-    A job that already ended is left as it is: the command says so ("already succeeded;
-    nothing to cancel") and exits 0, since the job is not running either way.
+    A job that already ended is left as it is: the command says so
+    ("already succeeded; nothing to cancel") and exits 0.
     """
     with client_for(url, api_key) as client:
         job = client.job(job_id)
