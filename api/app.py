@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.deps import ApiResources
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.queue import JobQueue
 from api.routes import estimate, health, images, jobs, models, retry
 from api.throttle import SubmitThrottle
@@ -43,6 +45,18 @@ def open_resources(settings: Settings) -> ApiResources:
     )
 
 
+DESCRIPTION = (
+    "Submit vision jobs and poll for their results. Tasks: caption (describe an image), ask "
+    "(answer a question about one or more images), classify (pick one of your labels), "
+    "detect (boxes and labels), segment (boxes, labels and masks), compare (how images "
+    "differ) and custom (an answer satisfying your JSON Schema). Authenticate with "
+    "`Authorization: Bearer <key>` (`visionq keys create NAME`). Errors are "
+    '`{"error": {"code": "...", "message": "..."}}`, a method a path does not have '
+    "included (405 method_not_allowed, with an Allow header). A job id in a path may be a "
+    "unique prefix of at least 8 characters."
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app; resources open at startup and close at shutdown."""
 
@@ -57,15 +71,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resources.redis.close()
             resources.engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from files shipped in fastapi-offline's
+    # package (under /static-offline-docs), not from a CDN: they work without a network.
+    app = FastAPIOffline(
         title="visionq",
         version="0.1.0",
         summary="Image-understanding jobs on Google's Gemini API.",
-        description="Submit vision jobs (caption, ask, classify, detect); poll for results. "
-        "Authenticate with `Authorization: Bearer <key>` (`visionq keys create NAME`). "
-        'Errors are `{"error": {"code": "...", "message": "..."}}`.',
+        description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI would otherwise ask validator.swagger.io to check the document.
+        swagger_ui_parameters={"validatorUrl": None},
+        # Operation ids are the route functions' names, so generated clients get
+        # read_job rather than read_job_v1_jobs_job_id_get.
+        generate_unique_id_function=lambda route: route.name,
     )
+    install_openapi(app, lambda: settings or get_settings())
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

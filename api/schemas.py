@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from models.tables import Attempt, Job, JobInput
+from api.results import result_schema
+from models.tables import Attempt, Job, JobInput, JobStatus
 from vision.costing import usd_text
+from vision.estimate import Estimate
+from vision.tasks import TaskKind
 
 
 class ImageIn(BaseModel):
@@ -44,7 +47,11 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(description="caption, ask, classify, detect, segment, compare or custom.")
+    # Checked by the admission (its message lists the tasks); the document shows the enum.
+    task: str = Field(
+        description="caption, ask, classify, detect, segment, compare or custom.",
+        json_schema_extra={"enum": [kind.value for kind in TaskKind]},
+    )
     images: list[ImageIn] = Field(min_length=1)
     prompt: str | None = Field(
         default=None,
@@ -148,8 +155,8 @@ class UsagePublic(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
-    status: str = Field(description="queued, running, succeeded, failed or cancelled.")
-    task: str
+    status: JobStatus = Field(description="queued, running, succeeded, failed or cancelled.")
+    task: TaskKind
     model: str
     prompt: str | None
     labels: list[str] | None
@@ -171,7 +178,8 @@ class JobPublic(BaseModel):
     inputs: list[InputPublic]
     attempts: list[AttemptPublic]
     usage: UsagePublic | None
-    result: dict[str, Any] | None
+    # Served as stored (not validated again on every read); the document types it.
+    result: Annotated[dict[str, Any] | None, WithJsonSchema(result_schema())]
     error: ErrorDetail | None
     estimate: dict[str, Any] | None = Field(
         description="Tokens and USD range estimated at submit (see POST /v1/estimate)."
@@ -201,8 +209,8 @@ class JobPublic(BaseModel):
             error = ErrorDetail(code=job.error_code, message=job.error_message or "")
         return cls(
             id=job.id,
-            status=job.status,
-            task=job.task,
+            status=JobStatus(job.status),
+            task=TaskKind(job.task),
             model=job.model,
             prompt=job.prompt,
             labels=job.labels,
@@ -232,6 +240,20 @@ class JobPage(BaseModel):
     jobs: list[JobPublic]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null at the end."
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        description="With ?ids=: the ids asked for that name no job of this API key (unknown, "
+        "another key's, or not a job id), in the order given.",
+    )
+
+
+class EstimatePublic(Estimate):
+    """POST /v1/estimate's answer: the estimate and the warnings the job would carry."""
+
+    warnings: list[ErrorDetail] = Field(
+        default_factory=list,
+        description="As a job's: a deprecated model, an alias resolved, an option ignored.",
     )
 
 

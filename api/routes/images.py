@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
-from api.schemas import ErrorBody
+from api.jobids import job_id_of
+from api.openapi import PNG_RESPONSE, error_responses
+from api.routes.jobs import JobIdPath
 from models.jobs import get_job
 from models.tables import Job, JobStatus
 from vision.annotate import annotate_detections
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}}, "description": "A PNG image."},
-    401: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-}
+# 409: not a detect/segment job, not succeeded yet, or an ambiguous id prefix; 422: too
+# short a prefix (or, for a mask, an index that is not a number).
+_PNG_RESPONSES = {**PNG_RESPONSE, **error_responses(401, 404, 409, 422, 503)}
 _BOX_TASKS = ("detect", "segment")
 
 
 def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[str, ...]) -> Job:
-    job = get_job(session, tenant=tenant, job_id=job_id)
+    job = get_job(session, tenant=tenant, job_id=job_id_of(session, tenant, job_id))
     if job is None:
         raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
     if job.task not in tasks:
@@ -48,7 +45,7 @@ def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[st
     summary="A detect or segment job's boxes (and masks) drawn on its image",
 )
 def annotated_png(
-    job_id: str, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+    job_id: JobIdPath, caller: CallerDep, session: SessionDep, resources: ResourcesDep
 ) -> Response:
     """The upright original image with the boxes, labels and masks drawn on it."""
     job = _finished_job(session, caller.tenant, job_id, _BOX_TASKS)
@@ -69,7 +66,7 @@ def annotated_png(
     summary="One segmentation mask (binary PNG of its box's size)",
 )
 def mask_png(
-    job_id: str, index: int, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+    job_id: JobIdPath, index: int, caller: CallerDep, session: SessionDep, resources: ResourcesDep
 ) -> Response:
     """Mask ``index`` of a segment job: white where the object is, sized to its box."""
     job = _finished_job(session, caller.tenant, job_id, ("segment",))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
 from api.intake import read_job_request
-from api.schemas import ErrorBody, JobCreate, JobPage, JobPublic
+from api.jobids import JOB_ID_DESCRIPTION, job_id_of
+from api.openapi import error_responses
+from api.schemas import JobCreate, JobPage, JobPublic
 from api.submission import authorize_submit, submit
+from models.jobrefs import get_jobs
 from models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
 from models.tables import JobStatus
 from vision.tasks import TaskKind
@@ -20,10 +23,11 @@ from vision.tasks import TaskKind
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody}
-    for status in (400, 401, 402, 404, 413, 415, 422, 429, 502, 503, 504)
-}
+# The errors each route can answer (api.openapi has what each status means).
+SUBMIT_ERRORS = error_responses(400, 401, 402, 413, 415, 422, 429, 502, 503, 504, 507)
+JOB_ERRORS = error_responses(401, 404, 409, 422, 503)
+LIST_ERRORS = error_responses(400, 401, 422, 503)
+JobIdPath = Annotated[str, Path(description=JOB_ID_DESCRIPTION)]
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,13 +72,34 @@ _MULTIPART_SCHEMA = {
     },
 }
 
-CREATE_BODY = {
+_CREATE_CONTENT = {
+    "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+    "application/json": {"schema": _inline_refs(JobCreate.model_json_schema())},
+}
+CREATE_BODY: dict[str, Any] = {
+    "requestBody": {"required": True, "content": _CREATE_CONTENT},
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "Makes the submit safe to repeat: the same key with the same body "
+            "returns the job the first request created (header Idempotent-Replayed: true); "
+            "with another body it is a 422 idempotency_key_reused.",
+        }
+    ],
+}
+# POST /v1/estimate takes the same body. It is marked optional only because of a bug of
+# openapi-python-client 0.29 (a required body with two content types is typed `| Unset`
+# without importing Unset, so the generated module does not import); without a body the
+# API answers 415 or 422 as for any bad body. POST /v1/jobs escapes the bug through its
+# optional Idempotency-Key header, which imports Unset.
+ESTIMATE_BODY: dict[str, Any] = {
     "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
-            "application/json": {"schema": _inline_refs(JobCreate.model_json_schema())},
-        },
+        "required": False,
+        "description": "Required: the same body as POST /v1/jobs.",
+        "content": _CREATE_CONTENT,
     }
 }
 
@@ -83,7 +108,7 @@ CREATE_BODY = {
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=ERRORS,
+    responses=SUBMIT_ERRORS,
     openapi_extra=CREATE_BODY,
     summary="Submit a vision job",
 )
@@ -104,26 +129,46 @@ async def submit_job(request: Request, response: Response, resources: ResourcesD
     return job
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=ERRORS, summary="Read a job")
-def read_job(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
+@router.get("/{job_id}", response_model=JobPublic, responses=JOB_ERRORS, summary="Read a job")
+def read_job(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPublic:
     """Status, timestamps, attempts, usage, and the result or the error."""
-    job = get_job(session, tenant=caller.tenant, job_id=job_id)
-    if job is None:
+    full_id = job_id_of(session, caller.tenant, job_id)
+    job = get_job(session, tenant=caller.tenant, job_id=full_id)
+    if job is None:  # deleted since it was resolved
         raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
     return JobPublic.of(job)
 
 
-@router.get("", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
+@router.get("", response_model=JobPage, responses=LIST_ERRORS, summary="List jobs, newest first")
 def read_jobs(
     *,
     caller: CallerDep,
     session: SessionDep,
     resources: ResourcesDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
-    limit: Annotated[int, Query(ge=1, description="Page size.")] = 50,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            description="Page size, at most VISIONQ_PAGE_SIZE_MAX (the document's maximum is "
+            "this server's); a larger value is served as that maximum.",
+        ),
+    ] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    ids: Annotated[
+        list[str] | None,
+        Query(
+            description="Only these jobs (full ids; repeat the parameter or separate ids by "
+            "commas), at most VISIONQ_PAGE_SIZE_MAX, in the order given, in one page: ids "
+            "of no job of this key are listed in `missing`. Not with cursor.",
+        ),
+    ] = None,
 ) -> JobPage:
-    """The caller's jobs, newest first, a page at a time."""
+    """The caller's jobs, newest first, a page at a time; or, with ``ids``, those jobs."""
+    if ids is not None:
+        return _jobs_by_id(
+            session, caller.tenant, ids=ids, status=status, cursor=cursor, resources=resources
+        )
     limit = min(limit, resources.settings.page_size_max)
     try:
         jobs, next_cursor = list_jobs(
@@ -134,15 +179,53 @@ def read_jobs(
     return JobPage(jobs=[JobPublic.of(job) for job in jobs], next_cursor=next_cursor)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ERRORS, summary="Cancel a job")
-def cancel(job_id: str, caller: CallerDep, session: SessionDep) -> JobPublic:
+def _jobs_by_id(
+    session: SessionDep,
+    tenant: str,
+    *,
+    ids: list[str],
+    status: JobStatus | None,
+    cursor: str | None,
+    resources: ResourcesDep,
+) -> JobPage:
+    """GET /v1/jobs?ids=...: the tenant's jobs among ``ids``, and the ids that are none."""
+    wanted = list(dict.fromkeys(part.strip() for item in ids for part in item.split(",")))
+    wanted = [job_id for job_id in wanted if job_id]
+    limit = resources.settings.page_size_max
+    if cursor is not None:
+        raise ApiError(
+            422, "invalid_request", "ids and cursor do not go together: ids is one page."
+        )
+    if not wanted or len(wanted) > limit:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"ids: give 1 to {limit} job ids (got {len(wanted)}); split a longer list into "
+            "several requests.",
+        )
+    jobs = get_jobs(session, tenant=tenant, job_ids=wanted)
+    found = {job.id for job in jobs}
+    if status is not None:
+        jobs = [job for job in jobs if job.status == status]
+    return JobPage(
+        jobs=[JobPublic.of(job) for job in jobs],
+        next_cursor=None,
+        missing=[job_id for job_id in wanted if job_id not in found],
+    )
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=JobPublic, responses=JOB_ERRORS, summary="Cancel a job"
+)
+def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPublic:
     """Cancel a queued or running job; a running job's late result is discarded.
 
     Cancelling a job that already ended changes nothing and returns it as it is.
     """
-    cancel_job(session, tenant=caller.tenant, job_id=job_id)
+    full_id = job_id_of(session, caller.tenant, job_id)
+    cancel_job(session, tenant=caller.tenant, job_id=full_id)
     session.commit()
-    job = get_job(session, tenant=caller.tenant, job_id=job_id)
+    job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
     return JobPublic.of(job)

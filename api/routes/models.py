@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import CallerDep, ResourcesDep
-from api.routes.jobs import ERRORS
+from api.openapi import error_responses
 from vision.costing import today
 from vision.model_rows import ModelRow, model_rows
 
@@ -19,7 +19,9 @@ class ModelList(BaseModel):
     models: list[ModelRow]
 
 
-@router.get("/models", response_model=ModelList, responses=ERRORS, summary="List models")
+@router.get(
+    "/models", response_model=ModelList, responses=error_responses(401, 503), summary="List models"
+)
 def list_models(caller: CallerDep, resources: ResourcesDep) -> ModelList:
     """Every model the catalogue knows: status, replacement, prices today, thinking, tasks."""
     del caller  # authenticated like every route; the catalogue is the same for all tenants

@@ -1,0 +1,90 @@
+"""The OpenAPI document: what FastAPI derives from the routes, completed with what it cannot
+see (the bearer scheme checked inside the routes, the result shapes, the page size setting),
+so that a client generated from /openapi.json works as it is."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic.json_schema import models_json_schema
+
+from api.results import COMPONENTS, RESULT_MODELS
+from api.schemas import ErrorBody
+from models.settings import Settings
+
+BEARER = "HTTPBearer"
+# Operations open to anyone (no API key): health probes and the document itself.
+_PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+# What each status means wherever it is documented; a route lists only those it can answer.
+_MEANINGS = {
+    400: "A malformed request: a multipart body that cannot be parsed, an invalid "
+    "Idempotency-Key header or cursor.",
+    401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`).",
+    402: "The job's worst-case cost is more than the tenant's remaining budget.",
+    404: "No such job for this API key (other keys' jobs are never shown).",
+    409: "The job is not in a state that has this (not finished, wrong task), or a job id "
+    "prefix matches several jobs (ambiguous_job_id).",
+    413: "An image or the request is too large.",
+    415: "The body is neither multipart/form-data nor application/json, or an image's "
+    "format is not supported.",
+    422: "A field or parameter is invalid; the message names it and says what is allowed.",
+    429: "Too many submissions (per-key rate or unfinished jobs); retry after Retry-After.",
+    502: "An image URL's server failed or answered an error.",
+    503: "The database or the blob store is unavailable; nothing was stored. Retry after "
+    "Retry-After.",
+    504: "An image URL's server did not answer in time.",
+    507: "The blob store is full; nothing was stored. Retry after Retry-After.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that can answer these errors, each in the error shape."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
+
+
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A PNG image.",
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def install_openapi(app: FastAPI, settings: Callable[[], Settings]) -> None:
+    """Make ``app.openapi`` return the completed document (built once, on first use)."""
+    generate = app.openapi
+    built: list[dict[str, Any]] = []
+
+    def document() -> dict[str, Any]:
+        if not built:
+            doc = copy.deepcopy(generate())
+            complete(doc, settings())
+            built.append(doc)
+        return built[0]
+
+    app.openapi = document  # type: ignore[method-assign]
+
+
+def complete(doc: dict[str, Any], settings: Settings) -> None:
+    """Add the bearer scheme, the result schemas and the page size limit to ``doc``."""
+    components = doc.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: `visionq keys create NAME` prints one.",
+    }
+    for path, operations in doc.get("paths", {}).items():
+        for operation in operations.values():
+            if path not in _PUBLIC_PATHS:
+                operation["security"] = [{BEARER: []}]
+            for parameter in operation.get("parameters", []):
+                if path == "/v1/jobs" and parameter["name"] == "limit":
+                    parameter["schema"]["maximum"] = settings.page_size_max
+    _, schemas = models_json_schema(
+        [(model, "serialization") for model in RESULT_MODELS], ref_template=COMPONENTS
+    )
+    components.setdefault("schemas", {}).update(schemas.get("$defs", {}))

@@ -1,0 +1,179 @@
+"""The OpenAPI document is true to the API (issue 17), and /docs works offline."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from models.leases import InputSpec, JobSpec
+from models.settings import Settings
+from vision.tasks import ImageSize, TaskKind, parse_answer
+from worker.storing import interpret
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return create_app(Settings(page_size_max=77)).openapi()
+
+
+def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        f"{method.upper()} {path}": operation
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+def test_every_v1_operation_asks_for_the_bearer_key(doc: dict[str, Any]) -> None:
+    scheme = doc["components"]["securitySchemes"]["HTTPBearer"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    for label, operation in _operations(doc).items():
+        expected = [{"HTTPBearer": []}] if " /v1/" in label else None
+        assert operation.get("security") == expected, label
+
+
+def test_png_routes_type_their_image_and_their_errors(doc: dict[str, Any]) -> None:
+    for path in ("/v1/jobs/{job_id}/annotated.png", "/v1/jobs/{job_id}/masks/{index}.png"):
+        responses = doc["paths"][path]["get"]["responses"]
+        binary = {"type": "string", "format": "binary"}
+        assert responses["200"]["content"] == {"image/png": {"schema": binary}}
+        errors = {status for status in responses if status != "200"}
+        assert errors == {"401", "404", "409", "422", "503"}, path
+        for status in errors:
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+
+
+def test_each_route_lists_only_the_errors_it_can_answer(doc: dict[str, Any]) -> None:
+    operations = _operations(doc)
+
+    def errors(label: str) -> set[int]:
+        return {int(status) for status in operations[label]["responses"]} - {200, 202}
+
+    assert errors("GET /v1/models") == {401, 503}
+    assert errors("GET /v1/jobs/{job_id}") == {401, 404, 409, 422, 503}
+    assert errors("POST /v1/jobs/{job_id}/cancel") == {401, 404, 409, 422, 503}
+    assert errors("GET /v1/jobs") == {400, 401, 422, 503}
+    assert {402, 429, 507} <= errors("POST /v1/jobs")
+    assert not {402, 429, 404} & errors("POST /v1/estimate")
+
+
+def test_status_and_task_are_enums(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    job = schemas["JobPublic"]["properties"]
+    assert job["status"]["$ref"] == "#/components/schemas/JobStatus"
+    assert set(schemas["JobStatus"]["enum"]) == {
+        "queued", "running", "succeeded", "failed", "cancelled",
+    }  # fmt: skip
+    assert job["task"]["$ref"] == "#/components/schemas/TaskKind"
+    assert schemas["TaskKind"]["enum"] == [kind.value for kind in TaskKind]
+    body = doc["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["properties"]["task"]["enum"] == list(TaskKind)
+
+
+def test_the_description_names_all_seven_tasks(doc: dict[str, Any]) -> None:
+    for kind in TaskKind:
+        assert re.search(rf"\b{kind.value}\b", doc["info"]["description"]), kind
+
+
+def test_limit_has_the_servers_maximum(doc: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert params["limit"]["schema"]["maximum"] == 77
+    assert "ids" in params
+
+
+def test_the_estimate_answer_is_typed(doc: dict[str, Any]) -> None:
+    answer = doc["paths"]["/v1/estimate"]["post"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/EstimatePublic"}
+    properties = doc["components"]["schemas"]["EstimatePublic"]["properties"]
+    assert {"model", "images", "cost_usd", "known", "warnings"} <= set(properties)
+
+
+def _segment_result() -> dict[str, Any]:
+    box_2d = [100, 100, 200, 200]
+    mask = [[100, 100], [150, 100], [150, 200], [100, 200]]
+    image = InputSpec(position=0, sha256="a" * 64, mime_type="image/png", width=640, height=640)
+    job = JobSpec(
+        id="j", tenant="t", task="segment", model="m", prompt=None, labels=None, options={},
+        response_schema=None, estimate=None, started_at=datetime.now(UTC), inputs=(image,),
+    )  # fmt: skip
+    return interpret(job, json.dumps([{"box_2d": box_2d, "label": "cat", "mask": mask}])).result
+
+
+def _result(task: TaskKind) -> dict[str, Any]:
+    if task is TaskKind.SEGMENT:
+        return _segment_result()
+    text = {
+        TaskKind.DETECT: '[{"box_2d": [10, 20, 300, 400], "label": "cat"}]',
+        TaskKind.CLASSIFY: "dog",
+        TaskKind.CUSTOM: '{"count": 2}',
+    }.get(task, "A cat on a mat.")
+    schema = {"type": "object", "properties": {"count": {"type": "integer"}}}
+    return parse_answer(
+        task,
+        text,
+        images=[ImageSize(640, 480)],
+        labels=["cat", "dog"],
+        schema=schema if task is TaskKind.CUSTOM else None,
+    )
+
+
+EXPECTED = {
+    TaskKind.CAPTION: "TextResult", TaskKind.ASK: "TextResult", TaskKind.COMPARE: "TextResult",
+    TaskKind.CLASSIFY: "ClassifyResult", TaskKind.DETECT: "DetectResult",
+    TaskKind.SEGMENT: "SegmentResult", TaskKind.CUSTOM: "CustomResult",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", list(TaskKind))
+def test_the_worker_results_fit_their_documented_schema(
+    doc: dict[str, Any], task: TaskKind
+) -> None:
+    result = _result(task)
+    union = doc["components"]["schemas"]["JobPublic"]["properties"]["result"]["anyOf"]
+    # A generated client keeps the first shape that reads: it must be the task's own.
+    first = next(
+        ref["$ref"].rsplit("/", 1)[1]
+        for ref in union
+        if "$ref" in ref and _fits(doc, ref["$ref"], result)
+    )
+    assert first == EXPECTED[task]
+
+
+def _fits(doc: dict[str, Any], ref: str, value: Any) -> bool:
+    schema = {**doc, "$ref": ref}
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError:
+        return False
+    # Readable the way a generated client reads it: every required property present.
+    required = doc["components"]["schemas"][ref.rsplit("/", 1)[1]].get("required", [])
+    return all(name in value for name in required)
+
+
+def test_docs_load_only_local_assets_and_they_are_served() -> None:
+    client = TestClient(create_app(Settings()))
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|spec-url)=["']([^"']+)["']""", html.text)
+        urls += re.findall(r"""url: ?["']([^"']+)["']""", html.text)
+        assert urls, html.text
+        for url in urls:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            assert client.get(url).status_code == 200, url
+        assert "https://" not in html.text, html.text
+
+
+def test_a_method_a_path_lacks_is_405_in_the_error_shape() -> None:
+    response = TestClient(create_app(Settings())).delete("/v1/models")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET"
