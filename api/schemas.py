@@ -102,6 +102,12 @@ class InputPublic(BaseModel):
     height: int
     byte_size: int
     transport: str | None
+    changes: list[str] = Field(
+        default_factory=list,
+        description="What submit did to the uploaded image before storing it, e.g. "
+        '"converted GIF to PNG (first frame of 12)" (GIF, BMP and TIFF become PNG), '
+        '"first_frame", "cmyk_to_rgb", "exif_transposed"; empty when it is stored as sent.',
+    )
 
     @classmethod
     def of(cls, row: JobInput) -> InputPublic:
@@ -113,6 +119,7 @@ class InputPublic(BaseModel):
             height=row.height,
             byte_size=row.byte_size,
             transport=row.transport,
+            changes=list(row.changes or []),
         )
 
 

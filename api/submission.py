@@ -186,6 +186,7 @@ def store_and_enqueue(
             width=image.width,
             height=image.height,
             byte_size=len(image.data),
+            changes=image.changes,
         )
         for image in admitted.images
     ]

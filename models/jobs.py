@@ -40,6 +40,8 @@ class NewInput:
     width: int
     height: int
     byte_size: int
+    # What submit did to the uploaded image (vision.prepare.PreparedImage.changes).
+    changes: tuple[str, ...] = ()
 
 
 class InvalidCursorError(ValueError):
@@ -105,6 +107,7 @@ def create_job(
             width=item.width,
             height=item.height,
             byte_size=item.byte_size,
+            changes=list(item.changes) or None,
         )
         for position, item in enumerate(inputs)
     ]

@@ -165,6 +165,9 @@ class JobInput(Base):
     byte_size: Mapped[int]
     # "inline" or "file": how the bytes reached Gemini (decided by the worker).
     transport: Mapped[str | None] = mapped_column(String(16), default=None)
+    # What submit did to the uploaded image before storing it (vision.prepare: "converted
+    # GIF to PNG (first frame of 12)", "exif_transposed", ...); None or [] for none.
+    changes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
     job: Mapped[Job] = relationship(back_populates="inputs")
 

@@ -4,8 +4,10 @@ Only the header is read here (cheap, no pixel decoding); ``vision.prepare`` does
 decode and the normalisation. Both share the helpers below, so the API gives the same
 error codes and messages whichever of the two it calls:
 
-- ``unsupported_media_type``: not PNG, JPEG, WEBP, HEIC or HEIF; the message names the
-  format when Pillow recognises it ("The file is in GIF format, ...").
+- ``unsupported_media_type``: not PNG, JPEG, WEBP, HEIC, HEIF, GIF, BMP or TIFF; the
+  message names the format when Pillow recognises it ("The file is in ICO format, ...").
+  GIF, BMP and TIFF are taken but Gemini is never sent them: ``vision.prepare`` converts
+  them to PNG at submit (``CONVERTED_MIME_TYPES``).
 - ``image_too_large``: the header declares more than ``max_pixels`` pixels (checked before
   any pixel is decoded; the message gives the size, the limit and a size that would fit).
 - ``corrupt_image``: the bytes announce a supported format but cannot be read.
@@ -17,19 +19,26 @@ import io
 import math
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 
 from PIL import Image, UnidentifiedImageError
 
 PNG, JPEG, WEBP, HEIC, HEIF = "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"
+GIF, BMP, TIFF = "image/gif", "image/bmp", "image/tiff"
+# What Gemini takes (and what is stored and sent); the others are converted to PNG first.
 SUPPORTED_MIME_TYPES = (PNG, JPEG, WEBP, HEIC, HEIF)
+CONVERTED_MIME_TYPES = (GIF, BMP, TIFF)
 
 # Short names used in messages, and the Pillow format id that decodes each type.
-FORMAT_NAMES = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIC", HEIF: "HEIF"}
-_PILLOW_FORMATS = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIF", HEIF: "HEIF"}
-ACCEPTED_FORMATS_TEXT = "PNG, JPEG, WEBP, HEIC or HEIF"
+FORMAT_NAMES = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIC", HEIF: "HEIF",
+                GIF: "GIF", BMP: "BMP", TIFF: "TIFF"}  # fmt: skip
+_PILLOW_FORMATS = {PNG: "PNG", JPEG: "JPEG", WEBP: "WEBP", HEIC: "HEIF", HEIF: "HEIF",
+                   GIF: "GIF", BMP: "BMP", TIFF: "TIFF"}  # fmt: skip
+ACCEPTED_FORMATS_TEXT = "PNG, JPEG, WEBP, HEIC, HEIF, GIF, BMP or TIFF"
+# The sizes of a BMP's info header (BITMAPCOREHEADER, BITMAPINFOHEADER, its v2-v5).
+_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
 
 # ISO-BMFF brands (the 'ftyp' box) of HEVC-coded images, and of generic HEIF images.
 _HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
@@ -59,6 +68,29 @@ class ImageRejectedError(ValueError):
 
 def sniff_mime_type(data: bytes) -> str | None:
     """The MIME type the magic bytes announce, among the formats Gemini accepts."""
+    return _sniff_gemini(data)
+
+
+def sniff_source_type(data: bytes) -> str | None:
+    """The MIME type the magic bytes announce, among every format taken at submit: those
+    Gemini accepts, and GIF, BMP and TIFF (converted to PNG)."""
+    found = _sniff_gemini(data)
+    if found is not None:
+        return found
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return GIF
+    if data.startswith((b"II*\0", b"MM\0*")):
+        return TIFF
+    if (
+        data[:2] == b"BM"
+        and len(data) >= 18
+        and int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES
+    ):
+        return BMP
+    return None
+
+
+def _sniff_gemini(data: bytes) -> str | None:
     if data.startswith(_PNG_SIGNATURE):
         return PNG
     if data.startswith(b"\xff\xd8\xff"):
@@ -133,30 +165,32 @@ def _known_signature(data: bytes) -> str | None:
 
 
 def require_supported(data: bytes) -> str:
-    """The sniffed MIME type of ``data``; raise ``unsupported_media_type`` if none."""
-    mime_type = sniff_mime_type(data)
+    """The sniffed MIME type of ``data`` (a format taken at submit, GIF/BMP/TIFF included);
+    raise ``unsupported_media_type`` if none."""
+    mime_type = sniff_source_type(data)
     if mime_type is None:
         raise unsupported_error(data)
     return mime_type
 
 
 def header_size(data: bytes, mime_type: str) -> tuple[int, int] | None:
-    """The stored (not EXIF-rotated) size declared by a PNG, JPEG or WEBP header.
+    """The stored (not EXIF-rotated) size declared by a PNG, JPEG, WEBP, GIF or BMP header.
 
     Read without Pillow, so a decompression bomb is refused from a few bytes. None when
-    the header is too short or malformed (Pillow then reports the problem), and for
-    HEIC/HEIF, whose size comes from pillow-heif.
+    the header is too short or malformed (Pillow then reports the problem), for
+    HEIC/HEIF, whose size comes from pillow-heif, and for TIFF, whose size sits in an IFD
+    anywhere in the file (Pillow reads it there, before decoding any pixel).
     """
+    reader = _SIZE_READERS.get(mime_type)
     try:
-        if mime_type == PNG:
-            return _png_size(data)
-        if mime_type == JPEG:
-            return _jpeg_size(data)
-        if mime_type == WEBP:
-            return _webp_size(data)
+        return reader(data) if reader is not None else None
     except (struct.error, IndexError):
         return None
-    return None
+
+
+def _gif_size(data: bytes) -> tuple[int, int] | None:
+    width, height = struct.unpack("<HH", data[6:10])  # the logical screen
+    return int(width), int(height)
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
@@ -188,6 +222,14 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if int.from_bytes(data[14:18], "little") == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        width, height = struct.unpack("<HH", data[18:22])
+        return int(width), int(height)
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(int(width)), abs(int(height))  # a negative height is a top-down bitmap
+
+
 def _webp_size(data: bytes) -> tuple[int, int] | None:
     chunk = data[12:16]
     if chunk == b"VP8X":
@@ -201,6 +243,11 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
         bits = int.from_bytes(data[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     return None
+
+
+_SIZE_READERS: dict[str, Callable[[bytes], tuple[int, int] | None]] = {
+    PNG: _png_size, JPEG: _jpeg_size, WEBP: _webp_size, GIF: _gif_size, BMP: _bmp_size,
+}  # fmt: skip
 
 
 def too_large_error(width: int, height: int, max_pixels: int) -> ImageRejectedError:
@@ -267,7 +314,9 @@ def open_image(data: bytes, mime_type: str, *, max_pixels: int) -> Iterator[Imag
         register_heif()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # A bomb is refused by size below; other warnings (a TIFF's "Corrupt EXIF
+            # data") are followed by an error, or by an image that decodes.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[mime_type]])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own limit, below max_pixels: its message gives the size and the limit.

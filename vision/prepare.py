@@ -6,7 +6,8 @@ addressed by sha256), sent to Gemini and used for every pixel coordinate afterwa
 
 Checks, in order (each failure raises ``ImageRejectedError``):
 
-1. Format, from the magic bytes: PNG, JPEG, WEBP, HEIC, HEIF. Anything else is
+1. Format, from the magic bytes: PNG, JPEG, WEBP, HEIC, HEIF, and GIF, BMP and TIFF,
+   which are always converted to PNG (``vision.conversion``). Anything else is
    ``unsupported_media_type``; the message names the format when Pillow knows it.
 2. Size, from the header, before any pixel is decoded: more than ``max_pixels`` pixels is
    ``image_too_large`` (as are Pillow's ``DecompressionBombError``/``Warning``).
@@ -60,6 +61,9 @@ input's:
   same stretch -> ``32bit_to_8bit``. 16-bit RGB/RGBA/LA PNGs, which Pillow reduces to their
   high byte (a full-range scale), are re-encoded as 8-bit PNG -> ``16bit_to_8bit``.
 - Other modes (YCbCr, LAB, HSV, ...) -> RGB or RGBA -> ``<mode>_to_<mode>``.
+- GIF, BMP and TIFF (which Gemini does not take) -> PNG, the first frame of an animated
+  GIF and the first page of a multi-page TIFF -> "converted GIF to PNG (first frame of
+  12)" (``vision.conversion.conversion_note``), before any change below.
 - Animated PNG (APNG) and animated WEBP: the first frame (for an APNG, the default image
   that non-animated decoders show) becomes a still PNG -> ``first_frame``. A multi-picture
   JPEG (MPO) or a multi-image HEIF is not an animation: its primary image is what every
@@ -77,7 +81,9 @@ from dataclasses import dataclass
 
 from PIL import Image, JpegImagePlugin
 
+from vision.conversion import conversion_note
 from vision.formats import (
+    CONVERTED_MIME_TYPES,
     HEIC,
     HEIF,
     JPEG,
@@ -224,6 +230,8 @@ def _prepare_open(
         return PreparedImage(data, source, *image.size, source, ())
     decode(image, source)
     changes: list[str] = []
+    if source in CONVERTED_MIME_TYPES:  # never kept: Gemini does not take the format
+        changes.append(conversion_note(data, source))
     if source in (PNG, WEBP) and getattr(image, "is_animated", False):
         changes.append("first_frame")
     if source == PNG and png_bit_depth(data) == 16 and image.mode not in WIDE_GRAY_MODES:

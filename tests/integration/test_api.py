@@ -60,9 +60,9 @@ def _png_header_only() -> bytes:
     [
         (
             {"task": "caption"},
-            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
-            415,
-            "unsupported_media_type",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",  # GIFs are taken; this one has no image
+            422,
+            "corrupt_image",
         ),
         ({"task": "caption"}, b"%PDF-1.4 not an image", 415, "unsupported_media_type"),
         ({"task": "caption"}, "header-only-png", 422, "corrupt_image"),

@@ -40,11 +40,19 @@ def test_heic_is_recognised() -> None:
     assert (info.width, info.height) == (40, 30)
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["ICO", "PCX", "PPM"])
 def test_other_formats_are_unsupported(fmt: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        prepare_image(encode(fmt, mode="RGB" if fmt != "GIF" else "P"), max_pixels=10**6)
+        prepare_image(encode(fmt, mode="RGB"), max_pixels=10**6)
     assert caught.value.code == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_gif_bmp_and_tiff_are_taken_and_become_png(fmt: str) -> None:
+    data = encode(fmt, mode="RGB" if fmt != "GIF" else "P")
+    assert sniff_mime_type(data) is None  # not a format Gemini takes
+    prepared = prepare_image(data, max_pixels=10**6)
+    assert prepared.mime_type == "image/png" and prepared.changes[0].startswith("converted")
 
 
 def test_text_is_unsupported_even_with_an_image_name() -> None:
@@ -107,12 +115,12 @@ def test_heif_brands(box: bytes, mime: str | None) -> None:
     assert sniff_mime_type(box) == mime
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["ICO", "PCX"])
 def test_unsupported_message_names_the_format(fmt: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
-        prepare_image(encode(fmt, mode="P" if fmt == "GIF" else "RGB"), max_pixels=10**6)
+        prepare_image(encode(fmt, mode="RGB"), max_pixels=10**6)
     assert f"The file is in {fmt} format" in caught.value.message
-    assert "PNG, JPEG, WEBP, HEIC or HEIF" in caught.value.message
+    assert "PNG, JPEG, WEBP, HEIC, HEIF, GIF, BMP or TIFF" in caught.value.message
 
 
 def test_unknown_bytes_have_no_pillow_name() -> None:
@@ -202,8 +210,8 @@ def test_inspect_reads_a_png_exif_orientation_and_rejects_a_broken_png() -> None
 @pytest.mark.parametrize(
     ("data", "name"), [(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "GIF"), (b"II*\x00junk", "TIFF")]
 )
-def test_broken_gif_and_tiff_are_still_named(data: bytes, name: str) -> None:
+def test_broken_gif_and_tiff_are_corrupt_and_named(data: bytes, name: str) -> None:
     with pytest.raises(ImageRejectedError) as caught:
         prepare_image(data, max_pixels=10**6)
-    assert caught.value.code == "unsupported_media_type"
-    assert f"The file is in {name} format" in caught.value.message
+    assert caught.value.code == "corrupt_image"
+    assert f"the {name} is corrupt" in caught.value.message

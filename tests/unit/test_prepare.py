@@ -11,6 +11,7 @@ from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, Jpe
 from tests.unit.pngbytes import png
 from vision.annotate import open_upright
 from vision.formats import ImageRejectedError
+from vision.memory import DecodeLimits, MemoryBudget
 from vision.prepare import PreparedImage, downscale, normalise_mode, prepare_image
 
 LIMIT = 10**7
@@ -382,18 +383,79 @@ def test_multi_picture_jpeg_is_not_an_animation() -> None:
 # --- Rejections -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("GIF", "P"), ("BMP", "RGB"), ("TIFF", "RGB")])
+@pytest.mark.parametrize(
+    ("fmt", "mode", "params", "note"),
+    [
+        ("GIF", "P", {}, "converted GIF to PNG"),
+        (
+            "GIF",
+            "RGB",
+            {"save_all": True, "duration": 80},
+            "converted GIF to PNG (first frame of 3)",
+        ),
+        ("BMP", "RGB", {}, "converted BMP to PNG"),
+        ("BMP", "L", {}, "converted BMP to PNG"),
+        ("TIFF", "RGB", {"compression": "tiff_lzw"}, "converted TIFF to PNG"),
+        ("TIFF", "RGB", {"save_all": True}, "converted TIFF to PNG (first page of 3)"),
+    ],
+)
+def test_gif_bmp_and_tiff_become_png_saying_so(
+    fmt: str, mode: str, params: dict[str, Any], note: str
+) -> None:
+    """Issue 17: Gemini does not take them; converted at submit like animated WEBP/CMYK."""
+    first, *rest = (frame.convert(mode) for frame in frames())
+    if params.get("save_all"):
+        params = {**params, "append_images": rest}
+    prepared = prepare_image(encode(first, fmt, **params), max_pixels=LIMIT)
+    assert prepared.mime_type == "image/png" and prepared.data.startswith(b"\x89PNG")
+    assert prepared.source_mime_type == f"image/{fmt.lower()}"
+    assert prepared.changes[0] == note
+    assert (prepared.width, prepared.height) == (12, 10)
+    # The first frame or page, pixel for pixel.
+    assert (
+        ImageChops.difference(decode(prepared.data).convert("RGB"), first.convert("RGB")).getbbox()
+        is None
+    )
+
+
+def test_a_cmyk_tiff_and_a_transparent_gif_get_their_other_changes_too() -> None:
+    cmyk = prepare_image(encode(Image.new("CMYK", (8, 8)), "TIFF"), max_pixels=LIMIT)
+    assert cmyk.changes == ("converted TIFF to PNG", "cmyk_to_rgb")
+    clear = encode(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "GIF")
+    assert prepare_image(clear, max_pixels=LIMIT).changes == (
+        "converted GIF to PNG", "palette_expanded",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_converted_formats_keep_the_pixel_and_memory_bounds(fmt: str) -> None:
+    big = encode(Image.new("RGB", (400, 300)), fmt)
+    assert reject(big, max_pixels=100_000).code == "image_too_large"
+    limits = DecodeLimits(per_image=400 * 300, budget=MemoryBudget(1 << 30, 1.0))
+    with pytest.raises(ImageRejectedError) as caught:
+        prepare_image(big, max_pixels=LIMIT, limits=limits)
+    assert caught.value.code == "image_too_large" and "memory" in caught.value.message
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_a_truncated_gif_bmp_or_tiff_is_corrupt(fmt: str) -> None:
+    rng = random.Random(3)
+    noise = Image.frombytes("L", (120, 90), bytes(rng.randrange(256) for _ in range(120 * 90)))
+    data = encode(noise, fmt)
+    assert reject(data[: len(data) // 2]).code == "corrupt_image"
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("ICO", "RGB"), ("PCX", "RGB"), ("PPM", "L")])
 def test_other_formats_are_unsupported_and_named(fmt: str, mode: str) -> None:
     error = reject(encode(Image.new(mode, (8, 8)), fmt))
     assert error.code == "unsupported_media_type"
-    assert f"The file is in {fmt} format" in error.message
-    assert "PNG, JPEG, WEBP, HEIC or HEIF" in error.message
+    assert "PNG, JPEG, WEBP, HEIC, HEIF, GIF, BMP or TIFF" in error.message
 
 
 def test_unknown_bytes_are_unsupported() -> None:
     error = reject(b"%PDF-1.7 not an image at all")
     assert error.code == "unsupported_media_type"
-    assert "PNG, JPEG, WEBP, HEIC or HEIF" in error.message
+    assert "PNG, JPEG, WEBP, HEIC, HEIF, GIF, BMP or TIFF" in error.message
 
 
 def photo(size: tuple[int, int] = (160, 120)) -> Image.Image:
