@@ -58,7 +58,8 @@ _MULTIPART_SCHEMA = {
             "type": "array",
             "minItems": 1,
             "items": {"type": "string", "format": "binary"},
-            "description": "One or more image files (PNG, JPEG, WEBP, HEIC, HEIF).",
+            "description": "One or more image files (PNG, JPEG, WEBP, HEIC, HEIF; GIF, BMP and "
+            "TIFF are converted to PNG).",
         },
         "prompt": {"type": "string"},
         "model": {"type": "string"},
