@@ -21,9 +21,9 @@ class JobNotFinishedError(Exception):
 
 
 def retry_source(session: Session, *, tenant: str, job_id: str) -> Job | None:
-    """The tenant's finished job ``job_id`` with its inputs, or None when there is no such
-    job; raises JobNotFinishedError for a queued or running one."""
-    # TODO(H3): accept unique id prefixes once models.jobs has its resolver.
+    """The tenant's finished job ``job_id`` (a full id: models.jobrefs resolves prefixes)
+    with its inputs, or None when there is no such job; raises JobNotFinishedError for a
+    queued or running one."""
     job = get_job(session, tenant=tenant, job_id=job_id)
     if job is None:
         return None

@@ -8,13 +8,15 @@ Idempotency-Key makes a repeated retry return the job the first one made.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ApiResources, Caller, ResourcesDep
 from api.errors import ApiError
+from api.jobids import JOB_ID_DESCRIPTION, job_id_of
+from api.openapi import error_responses
 from api.rawjob import RawJob
 from api.schemas import ErrorBody, JobPublic
 from api.submission import authorize_submit, submit
@@ -24,9 +26,25 @@ from models.tables import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+# A submit's errors, the job id's (404, 409, 422), and 410 for images no longer stored.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody}
-    for status in (400, 401, 402, 404, 409, 410, 413, 422, 429, 503, 507)
+    **error_responses(400, 401, 402, 404, 409, 413, 422, 429, 503, 507),
+    410: {
+        "model": ErrorBody,
+        "description": "The job's images are no longer stored (job_inputs_gone).",
+    },
+}
+IDEMPOTENCY_HEADER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "Makes the retry safe to repeat: the same key for the same job "
+            "returns the job the first request created (header Idempotent-Replayed: true).",
+        }
+    ]
 }
 
 
@@ -35,10 +53,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=JobPublic,
     responses=ERRORS,
+    openapi_extra=IDEMPOTENCY_HEADER,
     summary="Retry a finished job",
 )
 async def retry_job(
-    job_id: str, request: Request, response: Response, resources: ResourcesDep
+    job_id: Annotated[str, Path(description=JOB_ID_DESCRIPTION)],
+    request: Request,
+    response: Response,
+    resources: ResourcesDep,
 ) -> JobPublic:
     """Queue a new job with a finished (failed, cancelled or succeeded) job's images, task,
     prompt, labels, model, options and schema; its `retry_of` names the job retried.
@@ -61,8 +83,9 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
     """The request the finished job ``job_id`` was made from, and its full id; its images
     are read back from the blob store. Blocking: run it in the thread pool."""
     with resources.sessions() as session:
+        full_id = job_id_of(session, caller.tenant, job_id)  # a unique prefix will do
         try:
-            source = retry_source(session, tenant=caller.tenant, job_id=job_id)
+            source = retry_source(session, tenant=caller.tenant, job_id=full_id)
         except JobNotFinishedError as exc:
             found = exc.job
             raise ApiError(

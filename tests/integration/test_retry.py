@@ -67,8 +67,9 @@ def test_retrying_a_succeeded_job_runs_it_again(stack: Stack) -> None:
     with stack.client() as client:
         first = wait_done(client, submit(client, data, task="caption").json()["id"])
         assert first["status"] == "succeeded"
-        retried = client.post(f"/v1/jobs/{first['id']}/retry")
+        retried = client.post(f"/v1/jobs/{first['id'][:8]}/retry")  # a unique prefix
         assert retried.status_code == 202, retried.text
+        assert retried.json()["retry_of"] == first["id"]
         done = wait_done(client, retried.json()["id"])
     # Not a copy of the cached result: a new call, billed as such.
     assert done["status"] == "succeeded" and done["cached_from"] is None

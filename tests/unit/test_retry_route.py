@@ -80,3 +80,13 @@ def test_a_retry_of_a_job_whose_images_are_gone_is_410(tmp_path: Path, redis_url
     assert gone.status_code == 410
     assert gone.json()["error"]["code"] == "job_inputs_gone"
     assert "submit the images again" in gone.json()["error"]["message"]
+
+
+def test_the_openapi_document_describes_the_retry() -> None:
+    operation = create_app(Settings()).openapi()["paths"]["/v1/jobs/{job_id}/retry"]["post"]
+    assert set(operation["responses"]) == {
+        "202", "400", "401", "402", "404", "409", "410", "413", "422", "429", "503", "507",
+    }  # fmt: skip
+    headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+    assert headers == ["Idempotency-Key"]
+    assert operation["security"] == [{"HTTPBearer": []}]
