@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from cli.dev import running_stack
 from cli.render import JobProgress, results_table
-from cli.samples import PHOTOS, Sample
+from cli.samples import PHOTO_LABELS, Sample
 from client import Job, VisionqClient
 
 SHAPE_LABELS = ["one shape", "two shapes", "three shapes", "four shapes"]
@@ -30,12 +31,11 @@ class DemoJob:
 def plan(samples: list[Sample]) -> list[DemoJob]:
     """Caption, classify, ask and detect across the sample images."""
     jobs: list[DemoJob] = []
-    photo_labels = list(PHOTOS.values())
     for sample in samples:
         jobs.append(DemoJob(sample, "detect"))
         jobs.append(DemoJob(sample, "caption"))
         if sample.photo:
-            jobs.append(DemoJob(sample, "classify", labels=photo_labels))
+            jobs.append(DemoJob(sample, "classify", labels=PHOTO_LABELS))
             jobs.append(DemoJob(sample, "ask", prompt="What is the main subject of this photo?"))
         else:
             jobs.append(DemoJob(sample, "classify", labels=SHAPE_LABELS))
@@ -68,12 +68,33 @@ def demo(
     port: Annotated[
         int | None, typer.Option(help="API port (default 8000, or a free one if taken).")
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the stack's database, images and Redis (default: a temporary "
+            "one, removed afterwards); your VISIONQ_DATABASE_URL is never used."
+        ),
+    ] = None,
 ) -> None:
-    """Start the stack, run caption/classify/ask/detect on sample images, save results, stop."""
-    from cli.samples import photo_samples, shape_samples
+    """Start the stack, run caption/classify/ask/detect on sample images, save results, stop.
 
+    The stack keeps its data in a temporary folder (or --data-dir) and its API key is
+    revoked at the end: the demo leaves nothing behind but the results folder.
+    """
     console = Console()
     out = out or Path(f"visionq-demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    if data_dir is not None:
+        _run(console, out, port, data_dir)
+        return
+    with tempfile.TemporaryDirectory(
+        prefix="visionq-demo-data-", ignore_cleanup_errors=True
+    ) as temporary:
+        _run(console, out, port, Path(temporary))
+
+
+def _run(console: Console, out: Path, port: int | None, data_dir: Path) -> None:
+    from cli.samples import photo_samples, shape_samples
+
     samples = shape_samples()
     photos = photo_samples()
     if not photos:
@@ -83,7 +104,7 @@ def demo(
     todo = plan(samples)
     failed = False
     with (
-        running_stack(console, port) as stack,
+        running_stack(console, port, data_dir) as stack,
         VisionqClient(stack.api_url, stack.api_key) as client,
     ):
         console.print(f"\nsubmitting {len(todo)} jobs on {len(samples)} images...", highlight=False)

@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -40,8 +41,9 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextmanager
-def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
-    """Start the stack, yield it, and always stop it; StackError ends with exit code 1."""
+def running_stack(console: Console, api_port: int | None, data_dir: Path) -> Iterator[Stack]:
+    """Start the stack with its data in ``data_dir``, yield it, and always stop it (which
+    revokes its API key); StackError ends with exit code 1."""
     from cli.stack import EMULATOR_WARNING, StackError, start_stack
 
     settings = get_settings()
@@ -55,6 +57,7 @@ def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
                     )
                 stack = start_stack(
                     settings,
+                    data_dir=data_dir,
                     api_port=api_port,
                     announce=lambda line: console.print(line, highlight=False),
                 )
@@ -63,7 +66,9 @@ def running_stack(console: Console, api_port: int | None) -> Iterator[Stack]:
                 if stack is not None:
                     console.print("stopping...", highlight=False)
                     stack.stop()
-                    console.print("stopped: no process left running", highlight=False)
+                    console.print(
+                        "stopped: no process left running, its API key revoked", highlight=False
+                    )
     except _StopRequested:
         pass
     except StackError as exc:
@@ -75,15 +80,29 @@ def dev(
     port: Annotated[
         int | None, typer.Option(help="API port (default 8000, or a free one if taken).")
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for this stack's database, images and Redis (default: dev/ in "
+            "VISIONQ_DATA_DIR); VISIONQ_DATABASE_URL, _BLOB_DIR and _REDIS_URL are not used."
+        ),
+    ] = None,
 ) -> None:
-    """Run Redis, the database, the API, a worker (and the emulator without a key) until Ctrl-C."""
+    """Run Redis, the database, the API, a worker (and the emulator without a key) until Ctrl-C.
+
+    Everything lives in its own data folder, never in your configured database; the API key
+    it prints is revoked when it stops.
+    """
     console = Console()
-    with running_stack(console, port) as stack:
+    folder = data_dir or get_settings().data_dir / "dev"
+    with running_stack(console, port, folder) as stack:
         console.print(f"api       {stack.api_url}   (docs: {stack.api_url}/docs)", highlight=False)
         console.print(f"logs      {stack.run_dir}", highlight=False)
         console.print("\nReady. Use the stack from another terminal:", highlight=False)
         console.print(f"  export VISIONQ_URL={stack.api_url}", highlight=False)
-        console.print(f"  export VISIONQ_API_KEY={stack.api_key}", highlight=False)
+        console.print(
+            f"  export VISIONQ_API_KEY={stack.api_key}   # revoked at stop", highlight=False
+        )
         console.print("  visionq submit photo.jpg --task caption --wait", highlight=False)
         console.print("\nPress Ctrl-C to stop.", highlight=False)
         while True:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from emulator.shapes import Shape, draw_scene, encode, random_scene
 
-PHOTOS = {
-    "astronaut.png": "an astronaut",
-    "chelsea.png": "a cat",
-    "coffee.png": "a cup of coffee",
-    "rocket.jpg": "a rocket on a launch pad",
-}
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+# Classification labels for the photographs: their dominant colours, which Gemini sees and
+# the emulator measures (emulator/scene.py), so even synthetic answers are true and differ
+# from photo to photo (subjects such as "a cat" only Gemini can tell apart).
+PHOTO_LABELS = ["mostly gray and silver", "mostly brown", "mostly navy blue and black"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """The whole visionq stack on one machine: Redis, database, emulator, API and a worker.
 
-Used by `visionq dev` (in the foreground until Ctrl-C) and `visionq demo`.
+Used by `visionq dev` (in the foreground until Ctrl-C) and `visionq demo`. The stack keeps
+everything in its own data directory (SQLite database, images, Redis), whatever
+VISIONQ_DATABASE_URL, VISIONQ_BLOB_DIR and VISIONQ_REDIS_URL say, so trying it never
+touches a configured deployment; the API key it makes is revoked when it stops.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from cli.processes import (
     visionq_command,
 )
 from models.db import make_engine, make_session_factory
-from models.keys import create_key
+from models.keys import create_key, revoke_key
 from models.migrate import upgrade
-from models.settings import Settings, redact_url
+from models.settings import Settings
 
 DEFAULT_API_PORT = 8000
 EMULATOR_WARNING = (
@@ -46,6 +49,9 @@ class Stack:
     redis_url: str
     uses_emulator: bool
     run_dir: Path
+    database_url: str = ""
+    # The key made for this run (revoked by stop()).
+    api_key_id: int | None = None
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def check_alive(self) -> None:
@@ -58,9 +64,18 @@ class Stack:
                 )
 
     def stop(self) -> None:
-        """Stop the processes, newest first (API before worker before Redis)."""
+        """Stop the processes, newest first (API before worker before Redis), and revoke
+        the key made for this run."""
         for proc in reversed(self.processes):
             proc.stop()
+        if self.api_key_id is not None:
+            engine = make_engine(self.database_url, pool_size=1)
+            try:
+                with make_session_factory(engine).begin() as session:
+                    revoke_key(session, self.api_key_id)
+            finally:
+                engine.dispose()
+            self.api_key_id = None
 
 
 def _api_port(requested: int | None) -> int:
@@ -127,55 +142,56 @@ def _start_worker(stack: Stack, env: dict[str, str], concurrency: int) -> None:
 def start_stack(
     settings: Settings,
     *,
+    data_dir: Path,
     api_port: int | None = None,
     announce: Callable[[str], None] = print,
     worker_concurrency: int = 16,
 ) -> Stack:
-    """Start every part and return once the API is ready; stops what started on failure.
-
-    An explicit VISIONQ_REDIS_URL is used as is; otherwise a private Redis is started.
-    """
+    """Start every part with its data in ``data_dir`` and return once the API is ready;
+    stops what started on failure. The other settings (Gemini key, models...) apply."""
     port = _api_port(api_port)
-    own_redis = "VISIONQ_REDIS_URL" not in os.environ
+    data_dir = data_dir.expanduser().resolve()
+    database_url = f"sqlite:///{data_dir / 'visionq.db'}"
     stack = Stack(
         api_url=f"http://127.0.0.1:{port}",
         api_key="",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0" if own_redis else settings.redis_url,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
         uses_emulator=settings.gemini_key() is None,
-        run_dir=settings.data_dir / "run" / f"dev-{port}",
+        run_dir=data_dir / "run" / f"dev-{port}",
+        database_url=database_url,
     )
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
-        VISIONQ_DATA_DIR=str(settings.data_dir),
-        VISIONQ_DATABASE_URL=settings.database_url,
-        VISIONQ_BLOB_DIR=settings.blob_dir,
+        VISIONQ_DATA_DIR=str(data_dir),
+        VISIONQ_DATABASE_URL=database_url,
+        VISIONQ_BLOB_DIR=str(data_dir / "blobs"),
         VISIONQ_REDIS_URL=stack.redis_url,
     )
     try:
-        if own_redis:
-            _start_redis(stack, env)
-            announce(f"redis     {stack.redis_url}  (data in {stack.run_dir / 'redis'})")
-        upgrade(settings.database_url)
-        announce(f"database  {redact_url(settings.database_url)}  (migrated)")
+        announce(f"data      {data_dir}  (this stack's database, images and logs)")
+        _start_redis(stack, env)
+        announce(f"redis     {stack.redis_url}  (data in {stack.run_dir / 'redis'})")
+        upgrade(database_url)
         if stack.uses_emulator:
             announce(f"emulator  {_start_emulator(stack, env)}")
         args = visionq_command("api", "--host", "127.0.0.1", "--port", str(port))
         # /healthz: /readyz also needs a worker's heartbeat, and the worker starts next.
         _start(stack, "api", args, env, _safe(lambda: http_ok(f"{stack.api_url}/healthz")))
         _start_worker(stack, env, worker_concurrency)
-        stack.api_key = _new_key(settings)
+        stack.api_key_id, stack.api_key = _new_key(database_url)
     except BaseException:
         stack.stop()
         raise
     return stack
 
 
-def _new_key(settings: Settings) -> str:
-    engine = make_engine(settings.database_url, pool_size=1)
+def _new_key(database_url: str) -> tuple[int, str]:
+    engine = make_engine(database_url, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:
             name = f"dev-{time.strftime('%Y%m%d-%H%M%S')}"
-            return create_key(session, name=name, tenant="default").secret
+            created = create_key(session, name=name, tenant="default")
+            return created.id, created.secret
     finally:
         engine.dispose()

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.processes import port_is_free
+from cli.samples import PHOTO_LABELS, PHOTOS
 from client import VisionqClient
 from emulator.shapes import Shape, draw_scene, encode
 from tests.services import visionq_command
@@ -92,9 +94,18 @@ def redis_ports_in(output: str) -> list[int]:
     return [int(port) for port in re.findall(r"redis://127\.0\.0\.1:(\d+)", output)]
 
 
+def revoked_keys(data_dir: Path) -> list[tuple[str, bool]]:
+    """(name, revoked) of the keys in the SQLite database of ``data_dir``, by name."""
+    with sqlite3.connect(data_dir / "visionq.db") as db:
+        rows = db.execute("SELECT name, revoked_at IS NOT NULL FROM api_keys").fetchall()
+    return sorted((name, bool(revoked)) for name, revoked in rows)
+
+
 def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    env = user_env(data_dir)
+    user_database = tmp_path / "user.db"
+    env = {**user_env(tmp_path / "data"), "VISIONQ_DATABASE_URL": f"sqlite:///{user_database}"}
+    # Its own data directory (dev/ in VISIONQ_DATA_DIR), never the configured database.
+    data_dir = tmp_path / "data" / "dev"
     first = DevProcess(env)
     url1, key1 = first.wait_ready()
     second = DevProcess(env)
@@ -102,8 +113,9 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
     try:
         assert url1 != url2
         assert "EMULATOR" in first.output and "synthetic" in first.output
-        # A key made by `visionq keys create` with the same settings works on both stacks.
-        made = subprocess.run(visionq_command("keys", "create", "cli-user"), env=env,
+        # A key made by `visionq keys create` in the stacks' data directory works on both.
+        dev_env = {**user_env(data_dir)}
+        made = subprocess.run(visionq_command("keys", "create", "cli-user"), env=dev_env,
                               capture_output=True, text=True, check=True)  # fmt: skip
         cli_key = made.stdout.strip().splitlines()[-1]
         shapes = [Shape("rectangle", "green", (30, 40, 230, 140))]
@@ -117,7 +129,8 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
                 assert done.result["objects"][0]["box"] == [30, 40, 230, 140]
         redis_ports = redis_ports_in(first.output + second.output)
         assert len(redis_ports) == 2
-        pids = processes_of(data_dir, redis_ports)
+        # The children run in the stack's data directory, `visionq dev` in the user's.
+        pids = processes_of(data_dir, redis_ports) | processes_of(tmp_path / "data")
         assert len(pids) >= 10  # 2 x (dev, redis, emulator, api, worker)
     finally:
         first.proc.send_signal(signal.SIGTERM)
@@ -131,6 +144,11 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
     assert processes_of(data_dir, redis_ports) == set()
     for port in ports_in(first.output) + ports_in(second.output):
         assert port_is_free(port), port
+    # Each stack revoked the key it made; the user's own key stays.
+    keys = revoked_keys(data_dir)
+    assert ("cli-user", False) in keys
+    assert sorted(revoked for name, revoked in keys if name.startswith("dev-")) == [True, True]
+    assert not user_database.exists()
 
 
 def test_dev_refuses_a_busy_port(tmp_path: Path) -> None:
@@ -145,16 +163,23 @@ def test_dev_refuses_a_busy_port(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"port {port} is in use" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
-    assert processes_of(tmp_path) == set()
+    assert processes_of(tmp_path / "dev") == set()
 
 
 def test_demo_runs_every_task_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
-    env = user_env(tmp_path / "data")
+    user_database = tmp_path / "user.db"
+    env = {**user_env(tmp_path / "data"), "VISIONQ_DATABASE_URL": f"sqlite:///{user_database}"}
     done = subprocess.run(visionq_command("demo", "--out", str(out)), env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "synthetic" in done.stdout.lower()
+    # Its data lived in a temporary folder, now removed; the user's database is untouched.
+    found = re.search(r"^data\s+(\S+)", done.stdout, flags=re.MULTILINE)
+    assert found, done.stdout
+    demo_data = Path(found.group(1))
+    assert not demo_data.exists() and not user_database.exists()
+    assert not (tmp_path / "data").exists()
     records = json.loads((out / "results.json").read_text())
     images = {record["image"] for record in records}
     assert {
@@ -172,4 +197,12 @@ def test_demo_runs_every_task_and_writes_results(tmp_path: Path) -> None:
     for image in images:
         assert (out / f"{Path(image).stem}.detect.png").is_file()
         assert (out / "inputs" / image).is_file()
-    assert processes_of(tmp_path / "data") == set()
+    # The photographs are classified by what the emulator measures, not all the same.
+    photo_classes = {
+        record["image"]: record["result"]["label"]
+        for record in records
+        if record["task"] == "classify" and record["image"] in PHOTOS
+    }
+    assert set(photo_classes.values()) <= set(PHOTO_LABELS), photo_classes
+    assert len(set(photo_classes.values())) > 1, photo_classes
+    assert processes_of(demo_data) == set()
