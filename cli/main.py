@@ -19,6 +19,7 @@ from cli import user
 from cli.demo import demo
 from cli.dev import dev
 from cli.gc import gc
+from cli.retry import retry
 from models.settings import get_settings
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.add_typer(cost_commands.budgets_app, name="budgets")
 user.register(app)
 app.command()(dev)
 app.command()(demo)
+app.command()(retry)
 app.command()(gc)
 
 

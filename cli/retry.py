@@ -1,0 +1,105 @@
+"""`visionq retry`: new jobs from finished ones' stored inputs (POST /v1/jobs/{id}/retry)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    client_for,
+    die,
+    dump,
+    exit_for,
+    print_json,
+    say,
+    wait_for,
+)
+from cli.render import results_table
+from client import DEFAULT_URL, Job, VisionqClient, VisionqError
+
+
+class Finished(StrEnum):
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUCCEEDED = "succeeded"
+
+
+def retry(
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Finished jobs to retry (ids or unique prefixes).", show_default=False),
+    ] = None,
+    status: Annotated[
+        Finished | None,
+        typer.Option("--status", help="Retry your newest jobs in this status instead of IDs."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="With --status: retry at most this many jobs.")
+    ] = 100,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the new jobs to end.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: stop waiting after this many seconds.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run finished jobs again as new jobs: same images, task, prompt, labels, model,
+    options and schema; each new job's retry_of names the old one. Prints OLD -> NEW.
+
+    Each retry's Idempotency-Key comes from the old job's id, so running the
+    command again returns the same new jobs instead of paying twice (within
+    the server's idempotency retention). To retry a retry, give the new id.
+    Exit code 1 if a job could not be retried or, with --wait, did not succeed.
+    """
+    if bool(job_ids) == (status is not None):
+        die("give job ids or --status (e.g. visionq retry --status failed), not both")
+    made: list[Job] = []
+    refused = 0
+    with client_for(url, api_key) as client:
+        sources = job_ids or _jobs_in(client, status, limit)
+        for source in sources:
+            try:
+                new = _retry_one(client, source)
+            except VisionqError as exc:
+                refused += 1
+                say(f"error: {source}: {exc.message}")
+                continue
+            made.append(new)
+            if not as_json:
+                typer.echo(f"{new.retry_of} -> {new.id} {new.status}")
+        ids = [job.id for job in made]
+        found = wait_for(client, ids, timeout, quiet=as_json) if wait and ids else {}
+    if as_json:
+        print_json([dump(found.get(job.id, job)) for job in made])
+    elif found:
+        Console().print(results_table(found.values()))
+    if wait:
+        exit_for(list(found.values()), explain=not as_json)
+    if refused:
+        raise typer.Exit(1)
+
+
+def _jobs_in(client: VisionqClient, status: Finished | None, limit: int) -> list[str]:
+    """The ids of the caller's newest ``limit`` jobs in ``status``; says when more remain."""
+    found: list[str] = []
+    for job in client.iter_jobs(status=status, page_size=min(limit + 1, 200)):
+        if len(found) == limit:
+            say(f"more {status} jobs remain; retried the newest {limit} (raise --limit)")
+            break
+        found.append(job.id)
+    if not found:
+        say(f"no {status} jobs to retry")
+    return found
+
+
+def _retry_one(client: VisionqClient, source: str) -> Job:
+    """The retry of job ``source`` (an id or a prefix), under a key made from its full id."""
+    full_id = client.job(source).id
+    return client.retry(full_id, idempotency_key=f"vq-retry-{full_id}")
