@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from client.inputs import ImageSource, image_list, job_request, text_list
 from client.models import Job, JobPage
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -43,15 +42,12 @@ class VisionqConnectionError(VisionqError):
     """The API could not be reached at all."""
 
 
-ImageSource = str | Path | bytes
-
-
-def _image_part(index: int, image: ImageSource) -> tuple[str, tuple[str, bytes, str]]:
-    if isinstance(image, bytes):
-        return ("image", (f"image-{index}", image, "application/octet-stream"))
-    path = Path(image)
-    # The server reads the format from the bytes; the name is only for people.
-    return ("image", (path.name, path.read_bytes(), "application/octet-stream"))
+# Jobs asked for in one GET /v1/jobs?ids= (the API takes up to VISIONQ_PAGE_SIZE_MAX, 200
+# by default).
+IDS_PER_REQUEST = 100
+# wait(): the longest pause between two tries while the API is unreachable or overloaded,
+# so that a restarted API is noticed within seconds.
+WAIT_RETRY_CAP_S = 5.0
 
 
 class VisionqClient:
@@ -101,19 +97,21 @@ class VisionqClient:
 
     def submit(
         self,
-        images: Sequence[ImageSource],
+        images: ImageSource | Sequence[ImageSource],
         *,
         task: str,
         prompt: str | None = None,
-        labels: Sequence[str] | None = None,
+        labels: str | Sequence[str] | None = None,
         model: str | None = None,
         options: dict[str, Any] | None = None,
         schema: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         retries: int = 8,
     ) -> Job:
-        """Submit one job with ``images`` (paths or bytes); returns it as queued.
+        """Submit one job with ``images``; returns it as queued.
 
+        An image is a path, an http(s) URL (str; the API fetches it) or bytes; one alone is
+        one image. ``labels`` is a list or one comma-separated string ("cat,dog").
         ``schema`` (task custom) is a JSON Schema the answer must satisfy. The request
         carries an Idempotency-Key (``idempotency_key``, or a fresh one), so it is retried
         safely, up to ``retries`` times, when the API is rate limiting (429, after its
@@ -135,11 +133,11 @@ class VisionqClient:
 
     def estimate(
         self,
-        images: Sequence[ImageSource],
+        images: ImageSource | Sequence[ImageSource],
         *,
         task: str,
         prompt: str | None = None,
-        labels: Sequence[str] | None = None,
+        labels: str | Sequence[str] | None = None,
         model: str | None = None,
         options: dict[str, Any] | None = None,
         schema: dict[str, Any] | None = None,
@@ -161,34 +159,32 @@ class VisionqClient:
     def _post_job(
         self,
         path: str,
-        images: Sequence[ImageSource],
+        images: ImageSource | Sequence[ImageSource],
         *,
         task: str,
         prompt: str | None,
-        labels: Sequence[str] | None,
+        labels: str | Sequence[str] | None,
         model: str | None,
         options: dict[str, Any] | None,
         schema: dict[str, Any] | None,
         headers: dict[str, str] | None = None,
         retries: int = 0,
     ) -> httpx.Response:
-        """POST a job's multipart form (built once) to ``path``; transient errors are retried
-        up to ``retries`` times, after the server's Retry-After or a backoff."""
-        data: dict[str, Any] = {"task": task}
-        if prompt is not None:
-            data["prompt"] = prompt
-        if model is not None:
-            data["model"] = model
-        if labels:
-            data["labels"] = json.dumps(list(labels))
-        if options:
-            data["options"] = json.dumps(options)
-        if schema is not None:
-            data["schema"] = json.dumps(schema)
-        files = [_image_part(index, image) for index, image in enumerate(images)]
+        """POST a job (built once: multipart, or JSON when an image is a URL) to ``path``;
+        transient errors are retried up to ``retries`` times, after the server's
+        Retry-After or a backoff."""
+        body = job_request(
+            image_list(images),
+            task=task,
+            prompt=prompt,
+            labels=text_list("labels", labels),
+            model=model,
+            options=options,
+            schema=schema,
+        )
         for attempt in range(retries + 1):
             try:
-                return self._request("POST", path, data=data, files=files, headers=headers)
+                return self._request("POST", path, headers=headers, **body)
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise
@@ -196,6 +192,7 @@ class VisionqClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def job(self, job_id: str) -> Job:
+        """One job, by its id or a unique prefix of it (at least 8 characters)."""
         return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
 
     def jobs(
@@ -248,27 +245,92 @@ class VisionqClient:
 
     def wait(
         self,
-        job_ids: Sequence[str],
+        job_ids: str | Sequence[str],
         *,
         timeout: float | None = None,
         poll_interval: float = 0.25,
+        max_poll_interval: float = 2.0,
         on_update: Callable[[dict[str, Job]], None] | None = None,
     ) -> dict[str, Job]:
-        """Poll until every job has ended; TimeoutError after ``timeout`` seconds."""
+        """Poll until every job has ended; TimeoutError after ``timeout`` seconds.
+
+        Each round asks for all unfinished jobs at once (GET /v1/jobs?ids=, in batches of
+        IDS_PER_REQUEST), first after ``poll_interval`` seconds, the pause growing to
+        ``max_poll_interval``. An API that is unreachable, restarting or overloaded
+        (connection refused, 429, 502-504) does not end the wait: it is asked again with
+        backoff until ``timeout``. An id may be a unique prefix; an id that names no job is
+        a VisionqError (404). The result is keyed by the ids as given.
+        """
+        wanted = list(dict.fromkeys(text_list("job_ids", job_ids) or []))
         deadline = None if timeout is None else time.monotonic() + timeout
+        full_ids: dict[str, str] = {}
         latest: dict[str, Job] = {}
+        interval, failures = poll_interval, 0
         while True:
-            for job_id in job_ids:
-                if job_id not in latest or not latest[job_id].done:
-                    latest[job_id] = self.job(job_id)
+            try:
+                self._poll(wanted, full_ids, latest)
+                failures = 0
+            except VisionqError as exc:
+                if not exc.transient:
+                    raise
+                delay = min(_retry_delay(exc, failures), WAIT_RETRY_CAP_S)
+                failures += 1
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise TimeoutError(
+                        f"{_pending(wanted, latest)}; the API did not answer: {exc}"
+                    ) from exc
+                time.sleep(delay)
+                continue
             if on_update is not None:
                 on_update(latest)
-            if all(job.done for job in latest.values()):
-                return latest
+            if all(job_id in latest and latest[job_id].done for job_id in wanted):
+                return {job_id: latest[job_id] for job_id in wanted}
             if deadline is not None and time.monotonic() > deadline:
-                pending = [job_id for job_id, job in latest.items() if not job.done]
-                raise TimeoutError(f"{len(pending)} job(s) still unfinished: {', '.join(pending)}")
-            time.sleep(poll_interval)
+                raise TimeoutError(_pending(wanted, latest))
+            time.sleep(interval)
+            interval = min(max_poll_interval, interval * 1.5)
+
+    def _poll(self, wanted: list[str], full_ids: dict[str, str], latest: dict[str, Job]) -> None:
+        """One round of wait(): ``latest`` (keyed by the ids as given) brought up to date."""
+        for job_id in wanted:
+            if job_id not in full_ids:
+                if _is_full_id(job_id):
+                    full_ids[job_id] = job_id
+                else:  # a prefix: resolved once, by the API
+                    job = self.job(job_id)
+                    full_ids[job_id], latest[job_id] = job.id, job
+        pending = list(
+            dict.fromkeys(
+                full_ids[job_id]
+                for job_id in wanted
+                if job_id not in latest or not latest[job_id].done
+            )
+        )
+        found: dict[str, Job] = {}
+        for start in range(0, len(pending), IDS_PER_REQUEST):
+            batch = ",".join(pending[start : start + IDS_PER_REQUEST])
+            response = self._request("GET", "/v1/jobs", params={"ids": batch})
+            page = JobPage.model_validate(response.json())
+            if page.missing:
+                raise VisionqError(
+                    404, "job_not_found", f"No job {', '.join(page.missing)} for this API key."
+                )
+            found.update((job.id, job) for job in page.jobs)
+        for job_id in wanted:
+            if full_ids[job_id] in found:
+                latest[job_id] = found[full_ids[job_id]]
+
+
+def _is_full_id(job_id: str) -> bool:
+    try:
+        return len(job_id) == 36 and str(uuid.UUID(job_id)) == job_id
+    except ValueError:
+        return False
+
+
+def _pending(wanted: list[str], latest: dict[str, Job]) -> str:
+    pending = [job_id for job_id in wanted if job_id not in latest or not latest[job_id].done]
+    return f"{len(pending)} job(s) still unfinished: {', '.join(pending)}"
 
 
 def _retry_delay(error: VisionqError, attempt: int) -> float:

@@ -78,3 +78,5 @@ class Job(_Body):
 class JobPage(_Body):
     jobs: list[Job]
     next_cursor: str | None = None
+    # GET /v1/jobs?ids=: the ids asked for that name no job of this API key.
+    missing: list[str] = []
