@@ -14,7 +14,7 @@ from api.errors import ApiError
 from api.multipart import read_multipart
 from api.rawjob import RawJob, describe, too_large
 from api.schemas import JobCreate
-from api.urlfetch import FetchPolicy, UrlFetchError, fetch_image
+from api.urlfetch import FetchPolicy, UrlFetchError, fetch_image, shown_url
 from models.settings import Settings
 
 __all__ = ["RawJob", "read_job_request"]
@@ -47,7 +47,7 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         payload = JobCreate.model_validate_json(body)
     except ValidationError as exc:
         raise ApiError(422, _json_error_code(exc), describe(exc)) from exc
-    images, urls = await _json_images(payload, settings)
+    images, urls, names = await _json_images(payload, settings)
     return RawJob(
         task=payload.task,
         prompt=payload.prompt,
@@ -57,11 +57,15 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         schema=payload.schema_,
         images=images,
         image_urls=urls,
+        image_names=names,
     )
 
 
-async def _json_images(payload: JobCreate, settings: Settings) -> tuple[list[bytes], list[str]]:
-    """The bytes of every image, in order: decoded from base64 or downloaded from its URL."""
+async def _json_images(
+    payload: JobCreate, settings: Settings
+) -> tuple[list[bytes], list[str], list[str | None]]:
+    """The bytes of every image, in order: decoded from base64 or downloaded from its URL;
+    the URLs; and each image's name for errors (its URL, None for base64 data)."""
     if len(payload.images) > settings.max_images_per_job:
         raise ApiError(
             422,
@@ -76,17 +80,24 @@ async def _json_images(payload: JobCreate, settings: Settings) -> tuple[list[byt
     )
     images: list[bytes] = []
     urls: list[str] = []
+    names: list[str | None] = []
     for index, item in enumerate(payload.images):
         if item.url is None:
             images.append(_decode_base64(item.data or "", index))
+            names.append(None)
             continue
         try:
             fetched = await run_in_threadpool(fetch_image, item.url, policy)
         except UrlFetchError as exc:
-            raise ApiError(exc.status, exc.code, f"images[{index}].url: {exc.message}") from exc
+            shown = shown_url(item.url)
+            named = "" if shown in exc.message else f" {shown}"
+            raise ApiError(
+                exc.status, exc.code, f"images[{index}].url{named}: {exc.message}"
+            ) from exc
         images.append(fetched.data)
         urls.append(item.url)
-    return images, urls
+        names.append(item.url)
+    return images, urls, names
 
 
 def _json_error_code(exc: ValidationError) -> str:

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from api.errors import ApiError
-from api.rawjob import RawJob, too_large
+from api.rawjob import RawJob, image_label, too_large
 from models.settings import Settings
 
 FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
@@ -79,17 +79,17 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
             f"Unknown form fields {unknown}; expected {sorted(FORM_FIELDS)}.",
         )
     images = []
+    names: list[str | None] = []
     for index, part in enumerate(form.getlist("image")):
         if not isinstance(part, UploadFile):
             raise ApiError(422, "invalid_request", f"Form field image #{index + 1} must be a file.")
         data = await part.read(settings.max_image_bytes + 1)
         if len(data) > settings.max_image_bytes:
-            raise too_large(
-                f"image {part.filename or index + 1}",
-                part.size or len(data),
-                settings.max_image_bytes,
-            )
+            what = image_label(part.filename, index)
+            raise too_large(what[0].lower() + what[1:], part.size or len(data),
+                            settings.max_image_bytes)  # fmt: skip
         images.append(data)
+        names.append(part.filename)
     return RawJob(
         task=_text_field(form, "task"),
         prompt=_text_field(form, "prompt"),
@@ -98,6 +98,7 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
         options=_json_object_field(form, "options") or {},
         schema=_json_object_field(form, "schema"),
         images=images,
+        image_names=names,
     )
 
 

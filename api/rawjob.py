@@ -23,6 +23,29 @@ class RawJob:
     images: list[bytes] = field(default_factory=list)
     # JSON requests may give images by URL: fetched (see api/urlfetch.py) before admission.
     image_urls: list[str] = field(default_factory=list)
+    # What each image is called in error messages: the multipart part's file name, or the
+    # URL it was fetched from; None (or missing) for none: then "Image #N".
+    image_names: list[str | None] = field(default_factory=list)
+
+    def image_label(self, index: int) -> str:
+        """How errors name image ``index``: its file name or URL, else "Image #N"."""
+        name = self.image_names[index] if index < len(self.image_names) else None
+        return image_label(name, index)
+
+
+# A name shown in an error is cut to this many characters (names come from clients).
+_NAME_CHARS = 120
+
+
+def image_label(name: str | None, index: int) -> str:
+    """``name`` as errors show it (quoted, printable, at most 120 characters), else
+    "Image #N" when the image has no name."""
+    if not name or not name.strip():
+        return f"Image #{index + 1}"
+    printable = "".join(char if char.isprintable() else "?" for char in name.strip())
+    if len(printable) > _NAME_CHARS:
+        printable = printable[:_NAME_CHARS] + "..."
+    return f"Image {printable!r}"
 
 
 def too_large(what: str, size: int, limit: int) -> ApiError:

@@ -115,6 +115,11 @@ def _shown(text: str) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
+def shown_url(url: str) -> str:
+    """A URL as error messages show it (cut to a readable length)."""
+    return _shown(url)
+
+
 def _check_url(raw: str, resolve: Resolver, networks: tuple[IPNetwork, ...]) -> _Target:
     url, host, literal = _parse(raw)
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -124,9 +124,12 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
         raise ApiError(422, exc.code, exc.message) from exc
     except InvalidSchemaError as exc:
         raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
-    images = [_admit_image(data, index, settings) for index, data in enumerate(raw.images)]
+    images = [
+        _admit_image(data, raw.image_label(index), settings)
+        for index, data in enumerate(raw.images)
+    ]
     if options.max_side:
-        _check_downscale(images, options.max_side, settings)
+        _check_downscale(images, options.max_side, settings, raw)
     return AdmittedJob(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
@@ -188,11 +191,13 @@ def _model_name(value: str | None) -> str | None:
     return model
 
 
-def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
+def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
+    """The prepared image; ApiError naming it by ``label`` (its file name or URL, else
+    "Image #N": see RawJob.image_label)."""
     if len(data) > settings.max_image_bytes:
-        raise too_large(f"image #{index + 1}", len(data), settings.max_image_bytes)
+        raise too_large(label[0].lower() + label[1:], len(data), settings.max_image_bytes)
     if not data:
-        raise ApiError(422, "empty_image", f"Image #{index + 1} is empty.")
+        raise ApiError(422, "empty_image", f"{label} is empty.")
     # One decode budget for the whole process: parallel submits share it.
     limits = process_limits(
         settings.image_decode_max_bytes,
@@ -203,18 +208,20 @@ def _admit_image(data: bytes, index: int, settings: Settings) -> PreparedImage:
         prepared = prepare_image(data, max_pixels=settings.max_image_pixels, limits=limits)
     except ImageRejectedError as exc:
         status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
-        raise ApiError(status, exc.code, f"Image #{index + 1}: {exc.message}") from exc
+        raise ApiError(status, exc.code, f"{label}: {exc.message}") from exc
     except MemoryBusyError as exc:
         raise ApiError(
             503,
             "unavailable",
-            f"Image #{index + 1}: {exc}.",
+            f"{label}: {exc}.",
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from exc
     return prepared
 
 
-def _check_downscale(images: list[PreparedImage], max_side: int, settings: Settings) -> None:
+def _check_downscale(
+    images: list[PreparedImage], max_side: int, settings: Settings, raw: RawJob
+) -> None:
     """413 for an image the worker could not downscale to ``max_side`` within the per-image
     memory bound (a PNG passes its check row by row, but shrinking it decodes it whole):
     refused now, not failed after the job waited in the queue."""
@@ -224,4 +231,4 @@ def _check_downscale(images: list[PreparedImage], max_side: int, settings: Setti
         if found is not None and found[2] > limit:
             width, height, needed = found
             error = too_much_memory_error(width, height, needed, limit, "downscaling it")
-            raise ApiError(413, error.code, f"Image #{index + 1}: {error.message}")
+            raise ApiError(413, error.code, f"{raw.image_label(index)}: {error.message}")

@@ -107,7 +107,8 @@ _IMAGE_NUMBER = re.compile(r"\b[Ii]mage #(\d+)")
 
 
 def name_files(message: str, group: list[Path]) -> str:
-    """An API error about a job's images with "Image #N" replaced by the file's name.
+    """An API error about a job's images with "Image #N" (or the file name the API saw)
+    replaced by the file's path.
 
     A message that names no image number is prefixed with the job's file names.
     """
@@ -116,5 +117,9 @@ def name_files(message: str, group: list[Path]) -> str:
         number = int(match.group(1))
         return str(group[number - 1]) if 1 <= number <= len(group) else match.group(0)
 
+    for path in group:  # the API names an uploaded file by its name: show the path
+        prefix = f"Image {path.name!r}: "
+        if message.startswith(prefix):
+            return f"{path}: {message.removeprefix(prefix)}"
     named, count = _IMAGE_NUMBER.subn(file_of, message)
     return named if count else f"{', '.join(str(path) for path in group)}: {message}"

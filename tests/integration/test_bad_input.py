@@ -736,3 +736,21 @@ def test_gif_bmp_and_tiff_are_converted_to_png_and_run(
     [image] = job["inputs"]
     assert image["mime_type"] == "image/png" and image["changes"] == [note]
     assert (image["width"], image["height"]) == (64, 48)
+
+
+def test_a_bad_file_is_named_by_its_file_name(corpus: Corpus) -> None:
+    """Issue 17, bug 3: the error named "Image #1", not the file the user sent."""
+    before = corpus.job_count()
+    with corpus.client() as client:
+        response = client.post(
+            "/v1/jobs",
+            data={"task": "compare"},
+            files=[
+                ("image", ("shapes.png", PNG, "image/png")),
+                ("image", ("coffee.gif", b"not an image at all\n", "image/gif")),
+            ],
+        )
+    assert_error(response, 415, "unsupported_media_type")
+    message = response.json()["error"]["message"]
+    assert message.startswith("Image 'coffee.gif': ") and "#" not in message
+    assert corpus.job_count() == before
