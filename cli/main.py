@@ -270,6 +270,7 @@ def run_emulator(
     from emulator.catalog_load import load_models_file
     from emulator.config import EmulatorConfig
     from emulator.server import run
+    from models.logs import logging_config
 
     try:
         config = EmulatorConfig(
@@ -311,7 +312,8 @@ def run_emulator(
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from exc
-    run(config, host=host, port=port)
+    # VISIONQ_LOG_FORMAT applies here too (the emulator itself never reads visionq settings).
+    run(config, host=host, port=port, log_config=logging_config(get_settings().log_format))
 
 
 def main() -> None:

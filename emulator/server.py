@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from emulator.app import create_app
 from emulator.config import EmulatorConfig
@@ -30,11 +32,18 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8001) -> None:
+def run(
+    config: EmulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    log_config: dict[str, Any] | None = None,
+) -> None:
     """Serve until interrupted; prints ``emulator listening on http://HOST:PORT`` first.
 
     The socket is bound before uvicorn starts, so the printed port is the real one even
     for ``port=0`` and a parent process can connect as soon as it reads the line.
+    ``log_config``: a logging dictConfig (`visionq emulator` passes visionq's, so
+    VISIONQ_LOG_FORMAT applies); uvicorn's own by default.
     """
     sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
@@ -44,6 +53,7 @@ def run(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8001) -> No
             create_app(config),
             log_level="warning",
             access_log=False,
+            log_config=LOGGING_CONFIG if log_config is None else log_config,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 import api.server as api_server
 from api.accesslog import create_logged_app
+from cli.main import app
 from models.db import make_engine, make_session_factory
 from models.keys import create_key
 from models.logs import JsonFormatter, configure_logging, logging_config
@@ -111,3 +113,23 @@ def test_visionq_api_logs_in_the_configured_format(monkeypatch: pytest.MonkeyPat
     assert seen["log_config"] == logging_config("json")
     assert seen["access_log"] is False  # ours replaces uvicorn's
     assert seen["log_config"]["formatters"]["visionq"]["()"].endswith("JsonFormatter")
+
+
+def test_the_emulator_and_the_worker_use_the_same_setup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import emulator.server
+    import models.logs
+    from worker.celery_app import app as celery_app
+
+    monkeypatch.setenv("VISIONQ_LOG_FORMAT", "json")
+    emulator_calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(emulator.server, "run", lambda *a, **kw: emulator_calls.append(kw))
+    worker_formats: list[str] = []
+    monkeypatch.setattr(models.logs, "configure_logging", lambda f, *a: worker_formats.append(f))
+    monkeypatch.setattr(celery_app, "worker_main", lambda argv: None)
+    runner = CliRunner()
+    assert runner.invoke(app, ["emulator", "--port", "0"]).exit_code == 0
+    assert runner.invoke(app, ["worker"]).exit_code == 0
+    assert emulator_calls[0]["log_config"] == logging_config("json")
+    assert worker_formats == ["json"]
