@@ -20,6 +20,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 SUPPORTED_API_VERSIONS = ("v1beta",)
 
 
+class ConfigurationError(ValueError):
+    """A setting cannot be used as given (a file it names, a replaced variable); the message
+    says which and what to do."""
+
+
 def default_data_dir() -> Path:
     """Where the SQLite database and blob store live unless configured otherwise."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -269,9 +274,9 @@ def _read_json(path: Path | None) -> dict[str, Any] | None:
     try:
         data = json.loads(path.expanduser().read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
+        raise ConfigurationError(f"{path} must hold a JSON object")
     return data
 
 
@@ -289,7 +294,7 @@ def get_settings() -> Settings:
     """
     stale = [name for name in _REPLACED if os.environ.get(name)]
     if stale:
-        raise ValueError(
+        raise ConfigurationError(
             "; ".join(f"{name} is no longer read: use {_REPLACED[name]}" for name in stale)
         )
     return Settings()
