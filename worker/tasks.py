@@ -108,7 +108,9 @@ def send_job(job_id: str) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     """Every worker records a heartbeat for /readyz (see worker/heartbeat.py)."""
     settings = get_settings()
-    heartbeat = Heartbeat(redis.Redis.from_url(settings.redis_url, socket_timeout=5), settings)
+    # Bounded waits: a beat must not hang on an unreachable Redis (the next one retries).
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    heartbeat = Heartbeat(client, settings)
     heartbeat.start()
     signals.worker_shutting_down.connect(lambda **_: heartbeat.stop(), weak=False)
 
