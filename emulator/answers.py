@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from emulator.classify import photo_label
 from emulator.compare import asks_to_compare, compare_answer
 from emulator.masks import polygon, seg_tokens
 from emulator.request import GenerateRequest
@@ -153,7 +154,10 @@ def scene_words(scene: SceneFacts) -> set[str]:
 
 
 def best_label(labels: Sequence[str], scene: SceneFacts | None) -> str:
-    """The label sharing most words with the scene; ties go to the first label."""
+    """The label sharing most words with the scene; ties go to the first label. A
+    photograph's label is the one its measured properties fit best (emulator/classify.py)."""
+    if scene is not None and not scene.synthetic:
+        return photo_label(labels, scene)
     vocabulary = scene_words(scene) if scene is not None else set()
     scores = [len(set(words(label)) & vocabulary) for label in labels]
     return labels[scores.index(max(scores))]

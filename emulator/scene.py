@@ -17,6 +17,7 @@ import pillow_heif
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, UnidentifiedImageError
 
 from emulator.edges import colour_lut, extend_tips, trace_tips
+from emulator.photo import colour_measures
 from emulator.shapes import PALETTE
 
 GRID_MAX_SIDE = 256
@@ -84,6 +85,10 @@ class SceneFacts:
     mean_color_name: str
     dominant_colors: tuple[str, ...]
     brightness: float
+    # Mean HSV saturation (0-255) and the dominant hue family of the coloured pixels
+    # (emulator/photo.py): what classify reads in a photograph.
+    saturation: float = 0.0
+    hue: str | None = None
 
     @property
     def brightness_word(self) -> str:
@@ -334,7 +339,9 @@ def find_shapes(indices: Image.Image, background: int) -> list[DetectedShape]:
     return sorted(shapes, key=lambda s: (s.box[1], s.box[0]))
 
 
-def _colour_stats(image: Image.Image) -> tuple[RGB, float, tuple[str, ...]]:
+def _colour_stats(
+    image: Image.Image,
+) -> tuple[RGB, float, tuple[str, ...], tuple[float, str | None]]:
     small = image.copy()
     small.thumbnail((STATS_SIDE, STATS_SIDE))
     mean = ImageStat.Stat(small).mean
@@ -345,12 +352,12 @@ def _colour_stats(image: Image.Image) -> tuple[RGB, float, tuple[str, ...]]:
     total = small.width * small.height
     counted = _index_counts(indices)
     dominant = tuple(names[value] for count, value in counted[:3] if count >= 0.05 * total)
-    return mean_rgb, brightness, dominant
+    return mean_rgb, brightness, dominant, colour_measures(small)
 
 
 def analyse(image: Image.Image) -> SceneFacts:
     """Facts about an upright RGB image: size, colours, brightness and solid shapes."""
-    mean_rgb, brightness, dominant = _colour_stats(image)
+    mean_rgb, brightness, dominant, (saturation, hue) = _colour_stats(image)
     colors = tuple(PALETTE[name] for name in PALETTE_NAMES)
     indices = quantise(image, colors)
     background = _background_index(indices)
@@ -367,6 +374,8 @@ def analyse(image: Image.Image) -> SceneFacts:
         mean_color_name=nearest_color_name(mean_rgb),
         dominant_colors=dominant,
         brightness=brightness,
+        saturation=saturation,
+        hue=hue,
     )
 
 

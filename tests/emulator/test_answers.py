@@ -154,3 +154,51 @@ def test_system_instruction_is_read(client: genai.Client) -> None:
         ),
     )
     assert [item["label"] for item in json.loads(reply.text or "")] == ["blue ellipse"]
+
+
+def _tinted_photo(tint: tuple[int, int, int], spread: int, seed: int) -> bytes:
+    # Noise around a tint: far from every palette colour, so it reads as a photograph.
+    rng = random.Random(seed)
+    image = Image.new("RGB", (160, 120))
+    image.putdata(
+        [
+            tuple(max(0, min(255, c + rng.randrange(-spread, spread + 1))) for c in tint)
+            for _ in range(160 * 120)
+        ]
+    )
+    return encode(image, "JPEG", quality=90)
+
+
+PHOTO_LABELS = [
+    "a dark night scene",
+    "a bright snowy scene",
+    "a green forest",
+    "a blue sky or sea",
+    "a black and white photo",
+    "a warm sunset",
+]
+
+
+def test_photos_are_classified_by_what_can_be_measured(client: genai.Client) -> None:
+    """Issue 17: every photograph was classified with the first label ("an astronaut").
+    The label now follows the photo's brightness, hue and saturation (emulator/classify.py)."""
+    photos = {
+        "a dark night scene": _tinted_photo((30, 30, 40), 20, 1),
+        "a bright snowy scene": _tinted_photo((235, 235, 240), 15, 2),
+        "a green forest": _tinted_photo((40, 140, 50), 40, 3),
+        "a blue sky or sea": _tinted_photo((60, 110, 200), 40, 4),
+        "a black and white photo": _tinted_photo((128, 128, 128), 70, 5),
+        "a warm sunset": _tinted_photo((220, 120, 40), 40, 6),
+    }
+    prompt = f"Classify this image. Reply with one label from {json.dumps(PHOTO_LABELS)}."
+    for expected, data in photos.items():
+        assert ask(client, data, prompt, "image/jpeg").text == expected
+
+
+def test_labels_nothing_measurable_tells_apart_follow_brightness(client: genai.Client) -> None:
+    """Subjects only Gemini can see score alike: the labels are read from darkest to
+    brightest, so a dark and a bright photo get different ones (not always the first)."""
+    prompt = 'Classify this image. Reply with one label from ["an astronaut", "a cat", "a rocket"].'
+    dark = ask(client, _tinted_photo((25, 20, 30), 20, 7), prompt, "image/jpeg").text
+    bright = ask(client, _tinted_photo((225, 220, 230), 20, 8), prompt, "image/jpeg").text
+    assert (dark, bright) == ("an astronaut", "a rocket")
