@@ -7,12 +7,18 @@ shown: a SQL error's statement and parameters (an API key's hash, for instance) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from models.settings import ConfigurationError
+
+_FIX_SETTINGS = "Fix it in the environment (or .env) and run again."
 # How a missing table reads on each backend (SQLite; PostgreSQL's UndefinedTable).
 _NO_TABLE = ("no such table", "does not exist")
 
@@ -36,10 +42,10 @@ def _settings_line(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(item) for item in error["loc"])
-        name = f"VISIONQ_{where.upper()}" if where else "a setting"
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}: {message}")
-    return f"invalid setting {'; '.join(parts)}. Fix it in the environment (or .env) and run again."
+        # A check across settings (no location) names the variables in its message.
+        parts.append(f"VISIONQ_{where.upper()}: {message}" if where else message)
+    return f"invalid settings: {'; '.join(parts)}. {_FIX_SETTINGS}"
 
 
 def _database_line(exc: DBAPIError) -> str:
@@ -53,20 +59,49 @@ def _database_line(exc: DBAPIError) -> str:
     )
 
 
+def _os_line(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"{exc.strerror or exc}{where}: check the paths in your settings (VISIONQ_DATA_DIR, "
+        "VISIONQ_DATABASE_URL, VISIONQ_BLOB_DIR, VISIONQ_MODELS_FILE) and their permissions."
+    )
+
+
+def _url_line(exc: ArgumentError) -> str:
+    return (
+        f"VISIONQ_DATABASE_URL is not a usable database URL ({_first_line(exc)}): use "
+        "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB."
+    )
+
+
+def _redis_line(exc: Exception) -> str:
+    return (
+        f"cannot reach Redis: {_first_line(exc)}. Check VISIONQ_REDIS_URL and that Redis is "
+        "running."
+    )
+
+
+def _configuration_line(exc: Exception) -> str:
+    # pydantic-settings' SettingsError names the variable it could not decode.
+    return f"invalid settings: {exc}. {_FIX_SETTINGS}"
+
+
+# Checked in order: the first kind an exception is decides its line.
+_LINES: list[tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Any], str]]] = [
+    ((SettingsError, ConfigurationError), _configuration_line),
+    (DBAPIError, _database_line),
+    (ArgumentError, _url_line),  # an unparsable URL, or a driver we do not ship
+    ((RedisConnectionError, RedisTimeoutError), _redis_line),
+]
+
+
 def explain(exc: BaseException) -> str | None:
     """The one-line message for an operator error, or None for a real bug (re-raised)."""
-    if isinstance(exc, ValidationError) and exc.title == "Settings":
-        return _settings_line(exc)
-    if isinstance(exc, SettingsError):
-        # pydantic-settings could not decode a value (it names the field in its message).
-        return f"invalid setting: {exc}. Fix it in the environment (or .env) and run again."
-    if isinstance(exc, DBAPIError):
-        return _database_line(exc)
-    if isinstance(exc, NoSuchModuleError):
-        return f"{exc}: check the scheme of VISIONQ_DATABASE_URL (sqlite:/// or postgresql://)."
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return (
-            f"cannot reach Redis: {_first_line(exc)}. Check VISIONQ_REDIS_URL and that Redis is "
-            "running."
-        )
+    if isinstance(exc, ValidationError):
+        return _settings_line(exc) if exc.title == "Settings" else None
+    for kinds, line in _LINES:
+        if isinstance(exc, kinds):
+            return line(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        return _os_line(exc)
     return None

@@ -89,3 +89,33 @@ def test_a_malformed_setting_is_named(
     code, output = run(argv, capsys)
     assert code == 1
     assert_one_line(output, "VISIONQ_RATE_LIMITS")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("VISIONQ_MODELS_FILE", "/nonexistent/models.json", "/nonexistent/models.json"),
+        ("VISIONQ_PRICES_FILE", "prices.json", "VISIONQ_MODELS_FILE"),
+        ("VISIONQ_DATABASE_URL", "not a url", "VISIONQ_DATABASE_URL"),
+        ("VISIONQ_DATABASE_URL", "sqlite:////proc/no-such-dir/visionq.db", "/proc/no-such-dir"),
+        ("VISIONQ_BROKER_VISIBILITY_TIMEOUT_S", "10", "VISIONQ_BROKER_VISIBILITY_TIMEOUT_S"),
+    ],
+)
+@pytest.mark.parametrize("argv", [["keys", "list"], ["models"], ["gc"]], ids=" ".join)
+def test_other_configuration_mistakes_are_one_line_too(
+    argv: list[str],
+    variable: str,
+    value: str,
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    code, output = run(argv, capsys)
+    if code == 0:  # the command does not use this setting (models: no database)
+        unused = {("models", "VISIONQ_DATABASE_URL"), ("keys", "VISIONQ_MODELS_FILE"),
+                  ("gc", "VISIONQ_MODELS_FILE")}  # fmt: skip
+        assert (argv[0], variable) in unused, output
+        return
+    assert code == 1
+    assert_one_line(output, named)
