@@ -110,6 +110,10 @@ def test_other_configuration_mistakes_are_one_line_too(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from models.migrate import upgrade
+    from models.settings import get_settings
+
+    upgrade(get_settings().database_url)  # only the mistake below can fail the command
     monkeypatch.setenv(variable, value)
     code, output = run(argv, capsys)
     if code == 0:  # the command does not use this setting (models: no database)
