@@ -22,9 +22,17 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "taskName",
 }
 # Libraries that log a line per request or per call at INFO (the SDK's "AFC is enabled",
-# httpx's "HTTP Request: POST ...", Celery's "received"/"succeeded" with its own task id):
-# noise on every job. Their warnings and errors stay.
-NOISY = ("google_genai", "httpx", "httpx2", "celery.app.trace", "celery.worker.strategy")
+# httpx's "HTTP Request: POST ...", Celery's "received"/"succeeded" with its own task id,
+# Alembic's "setup plugin" lines whenever the schema revision is read): noise on every job.
+# Their warnings and errors stay.
+NOISY = (
+    "google_genai",
+    "httpx",
+    "httpx2",
+    "celery.app.trace",
+    "celery.worker.strategy",
+    "alembic.runtime.plugins",
+)
 
 
 class JsonFormatter(logging.Formatter):
