@@ -25,6 +25,8 @@ class JobQueue:
                 PROCESS_JOB,
                 args=[job_id],
                 queue=JOBS_QUEUE,
+                # Flower and Celery's events show the task under the job's own id.
+                task_id=job_id,
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
             )

@@ -1,4 +1,12 @@
-"""Celery tasks: thin wrappers that hand a job id to the pipeline."""
+"""Celery tasks: thin wrappers that hand a job id to the pipeline.
+
+The task id of a job's message is the job's id, and the task's state follows the job: a
+job that ends failed makes the task raise ``JobFailedError`` once the failure is stored,
+so Celery's events (what Flower shows) say FAILURE under the job's id, with its error code
+and message. It is one of the task's expected errors (``throws``): logged in one line,
+never retried, and with acks_late the message is acknowledged all the same (Celery acks
+a failed task; only a lost worker gives a message back).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from models.broker import JOBS_QUEUE, PROCESS_JOB
 from models.db import make_engine, make_session_factory
 from models.outcomes import fail_job
 from models.settings import get_settings
+from models.tables import Job, JobStatus
 from worker.celery_app import app
 from worker.context import WorkerContext
 from worker.heartbeat import Heartbeat
@@ -28,6 +37,31 @@ from worker.watchdog import JobDeadlineExceeded, Watchdog
 _DB_UNAVAILABLE = (OperationalError, InterfaceError)
 
 log = logging.getLogger(__name__)
+
+
+class JobFailedError(Exception):
+    """The job ended failed (already stored): raised so the task's state is FAILURE."""
+
+    def __init__(self, job_id: str, code: str | None, message: str | None) -> None:
+        # The arguments as args: Celery pickles the exception (and rebuilds it from them).
+        super().__init__(job_id, code, message)
+        self.job_id, self.code, self.message = job_id, code, message
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} failed: {self.code or 'unknown'}: {self.message or ''}"
+
+
+def _job_failed(context: WorkerContext, job_id: str) -> JobFailedError | None:
+    """The task's FAILURE for a job that ended failed (its stored code and message), None
+    for a job in any other state."""
+    try:
+        with context.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.FAILED:
+                return None
+            return JobFailedError(job_id, job.error_code, job.error_message)
+    except _DB_UNAVAILABLE:  # the failure is stored; only its wording cannot be read now
+        return JobFailedError(job_id, None, "the error could not be read back")
 
 
 class PipelineTask(Task):  # type: ignore[misc]
@@ -63,7 +97,9 @@ class PipelineTask(Task):  # type: ignore[misc]
             return self._watchdog
 
 
-@app.task(name=PROCESS_JOB, base=PipelineTask, bind=True, max_retries=120)  # type: ignore[untyped-decorator]
+@app.task(  # type: ignore[untyped-decorator]
+    name=PROCESS_JOB, base=PipelineTask, bind=True, max_retries=120, throws=(JobFailedError,)
+)
 def process_job(self: PipelineTask, job_id: str) -> str:
     """Run job ``job_id``; every outcome, even a bug of ours, ends the job with a reason."""
     context = self.context
@@ -76,14 +112,13 @@ def process_job(self: PipelineTask, job_id: str) -> str:
             "job %s %s in %.2f s", job_id, outcome, time.monotonic() - started,
             extra={"job_id": job_id, "outcome": outcome},
         )  # fmt: skip
-        return outcome
     except JobDeadlineExceeded:
         # The watchdog ended the job (deadline_exceeded) and interrupted this thread.
         log.warning(
             "job %s stopped at its deadline after %.2f s", job_id, time.monotonic() - started,
             extra={"job_id": job_id, "outcome": "failed"},
         )  # fmt: skip
-        return "failed"
+        outcome = "failed"
     except _DB_UNAVAILABLE as exc:
         # The database is down or restarting: nothing could be recorded, so the message is
         # sent again later. A lease this run took lapses; the next claim takes it over.
@@ -96,12 +131,18 @@ def process_job(self: PipelineTask, job_id: str) -> str:
         log.exception("job %s crashed", job_id)
         with context.sessions.begin() as session:
             fail_job(session, job_id, code="internal_error", message=f"{type(exc).__name__}: {exc}")
-        return "failed"
+        outcome = "failed"
+    # The failure is stored: now the task's state follows the job's (a message delivered
+    # again for a job that already failed, "skipped", fails the same way).
+    failed = _job_failed(context, job_id) if outcome in ("failed", "skipped") else None
+    if failed is not None:
+        raise failed
+    return outcome
 
 
 def send_job(job_id: str) -> None:
-    """Send a job's message (as the API does)."""
-    app.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE)
+    """Send a job's message (as the API does), under the job's id as its task id."""
+    app.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE, task_id=job_id)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

@@ -1,0 +1,76 @@
+"""Flower shows a failed job as failed under the job's id (issue 17): the task id is the
+job id, and the task's state follows the job (FAILURE once the job's failure is stored)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.queue import JobQueue
+from models.budgets import reserve
+from models.jobs import NewInput, create_job, get_job
+from tests.unit.workercontext import worker_context
+from worker import tasks
+from worker.celery_app import app as celery_app
+from worker.context import WorkerContext
+from worker.tasks import JobFailedError, PipelineTask, process_job
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[WorkerContext]:
+    built = worker_context(tmp_path)
+    saved = PipelineTask._context, PipelineTask._watchdog
+    PipelineTask._context, PipelineTask._watchdog = built, None
+    yield built
+    PipelineTask._context, PipelineTask._watchdog = saved
+    built.close()
+
+
+def _job(context: WorkerContext, sha256: str) -> str:
+    with context.sessions.begin() as session:
+        assert reserve(session, tenant="t", amount_nusd=0)
+        return create_job(
+            session, tenant="t", task="caption", model="gemini-3.6-flash", prompt=None,
+            labels=None, options={}, inputs=[NewInput(sha256, "image/png", 8, 8, 100)],
+        ).id  # fmt: skip
+
+
+def test_a_failed_job_is_a_failed_task_under_the_jobs_id(context: WorkerContext) -> None:
+    # Its image is missing from the blob store: the job fails input_missing, no call made.
+    job_id = _job(context, "0" * 64)
+    result = process_job.apply(args=[job_id], task_id=job_id)
+    assert result.id == job_id and result.state == "FAILURE"
+    assert isinstance(result.result, JobFailedError)
+    assert result.result.code == "input_missing" and job_id in str(result.result)
+    with context.sessions() as session:
+        job = get_job(session, tenant="t", job_id=job_id)
+        assert job is not None and job.status == "failed"  # stored before the task failed
+    # A message delivered again for the failed job fails the same way (not SUCCESS).
+    again = process_job.apply(args=[job_id], task_id=job_id)
+    assert again.state == "FAILURE" and isinstance(again.result, JobFailedError)
+
+
+def test_the_failure_is_expected_and_never_retried() -> None:
+    # throws: Celery logs it in one line (no traceback) and records FAILURE; no autoretry.
+    assert JobFailedError in process_job.throws
+    assert not getattr(process_job, "autoretry_for", ())
+
+
+def test_messages_carry_the_job_id_as_task_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def record(name: str, **kwargs: Any) -> None:
+        sent.append(kwargs)
+
+    monkeypatch.setattr(celery_app, "send_task", record)
+    tasks.send_job("job-1")
+    queue = JobQueue("redis://127.0.0.1:1/0")
+    monkeypatch.setattr(queue._app, "send_task", record)
+    queue.enqueue("job-2")
+    queue.close()
+    assert [(item["args"], item["task_id"]) for item in sent] == [
+        (["job-1"], "job-1"), (["job-2"], "job-2"),
+    ]  # fmt: skip
