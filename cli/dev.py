@@ -104,6 +104,11 @@ def dev(
             f"  export VISIONQ_API_KEY={stack.api_key}   # revoked at stop", highlight=False
         )
         console.print("  visionq submit photo.jpg --task caption --wait", highlight=False)
+        console.print(
+            f"More keys for this stack: VISIONQ_DATA_DIR={stack.data_dir} visionq keys create NAME",
+            highlight=False,
+            soft_wrap=True,  # one line, to copy and paste whole
+        )
         console.print("\nPress Ctrl-C to stop.", highlight=False)
         while True:
             stack.check_alive()

@@ -49,6 +49,8 @@ class Stack:
     redis_url: str
     uses_emulator: bool
     run_dir: Path
+    # The stack's own data directory (its database, images and Redis).
+    data_dir: Path = Path()
     database_url: str = ""
     # The key made for this run (revoked by stop()).
     api_key_id: int | None = None
@@ -158,6 +160,7 @@ def start_stack(
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
         uses_emulator=settings.gemini_key() is None,
         run_dir=data_dir / "run" / f"dev-{port}",
+        data_dir=data_dir,
         database_url=database_url,
     )
     stack.run_dir.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,9 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
     try:
         assert url1 != url2
         assert "EMULATOR" in first.output and "synthetic" in first.output
-        # A key made by `visionq keys create` in the stacks' data directory works on both.
+        # A key made by `visionq keys create` in the stacks' data directory (as dev says)
+        # works on both.
+        assert f"VISIONQ_DATA_DIR={data_dir} visionq keys create" in first.output
         dev_env = {**user_env(data_dir)}
         made = subprocess.run(visionq_command("keys", "create", "cli-user"), env=dev_env,
                               capture_output=True, text=True, check=True)  # fmt: skip
