@@ -78,6 +78,13 @@ def test_status_and_task_are_enums(doc: dict[str, Any]) -> None:
     assert body["application/json"]["schema"]["properties"]["task"]["enum"] == list(TaskKind)
 
 
+def test_submit_documents_its_required_body_and_idempotency_key(doc: dict[str, Any]) -> None:
+    submit = doc["paths"]["/v1/jobs"]["post"]
+    assert submit["requestBody"]["required"] is True
+    assert set(submit["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert [p["name"] for p in submit["parameters"]] == ["Idempotency-Key"]
+
+
 def test_the_description_names_all_seven_tasks(doc: dict[str, Any]) -> None:
     for kind in TaskKind:
         assert re.search(rf"\b{kind.value}\b", doc["info"]["description"]), kind
