@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.conftest import Stack
@@ -151,3 +153,14 @@ def test_many_jobs_are_read_in_one_request(stack: Stack) -> None:
         refused = client.get("/v1/jobs", params={"ids": too_many})
         assert refused.status_code == 422
         assert "1 to 200 job ids" in refused.json()["error"]["message"]
+
+
+def test_the_docs_and_their_assets_come_from_the_api_server(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["'](/[^"']+)["']""", page.text)
+        assert len(assets) >= 2 and "https://" not in page.text
+        for asset in assets:
+            response = client.get(asset)
+            assert response.status_code == 200 and response.content, asset
