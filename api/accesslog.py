@@ -82,7 +82,12 @@ class AccessLog:
             "duration_ms": round(seconds * 1000, 1),
             "client": (scope.get("client") or ("", 0))[0],
         }
-        text = " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items())
+        # Led by the usual `client "METHOD path" status`, so a grep for " 500 " still works.
+        text = (
+            f'{fields["client"]} "{fields["method"]} {fields["path"]}" {status} '
+            f"{fields['duration_ms']}ms request_id={request_id} "
+            f"tenant={fields['tenant'] or '-'} job_id={job_id or '-'}"
+        )
         log.log(logging.WARNING if status >= 400 else logging.INFO, text, extra=fields)
 
 
