@@ -38,6 +38,7 @@ def test_detect_boxes_equal_ground_truth(stack: Stack, seed: int) -> None:
         "height": 600,
         "byte_size": len(data),
         "transport": "inline",
+        "changes": [],  # stored as sent
     }
     assert job["attempt_count"] == 1 and job["attempts"][0]["outcome"] == "succeeded"
     usage = job["usage"]
