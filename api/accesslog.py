@@ -16,14 +16,12 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.app import create_app
 
 log = logging.getLogger("visionq.access")
 REQUEST_ID_HEADER = b"x-request-id"
-_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+REQUEST_ID_PATTERN = "[A-Za-z0-9._:-]{1,64}"
+_SANE_ID = re.compile(REQUEST_ID_PATTERN.encode("ascii"))
 _JOB_LOCATION = re.compile(r"/v1/jobs/([^/?]+)$")
 
 
@@ -89,10 +87,3 @@ class AccessLog:
             f"tenant={fields['tenant'] or '-'} job_id={job_id or '-'}"
         )
         log.log(logging.WARNING if status >= 400 else logging.INFO, text, extra=fields)
-
-
-def create_logged_app() -> FastAPI:
-    """The API app (api.app.create_app) wrapped in the access log; `visionq api` serves it."""
-    app = create_app()
-    app.add_middleware(AccessLog)
-    return app

@@ -9,6 +9,7 @@ import redis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from api.accesslog import AccessLog
 from api.deps import ApiResources
 from api.errors import install_error_handlers
 from api.openapi import install_openapi
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app, lambda: settings or get_settings())
     install_error_handlers(app)
+    # Outermost, so a 500 from an unhandled error is logged too.
+    app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(retry.router)

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
+from api.accesslog import REQUEST_ID_PATTERN
 from api.results import COMPONENTS, RESULT_MODELS
 from api.schemas import ErrorBody
 from models.settings import Settings
@@ -69,8 +70,21 @@ def install_openapi(app: FastAPI, settings: Callable[[], Settings]) -> None:
     app.openapi = document  # type: ignore[method-assign]
 
 
+# Every response carries X-Request-ID (api/accesslog.py): the client's, when it sends a sane
+# one, so its own id can be matched to our log line.
+REQUEST_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": f"^{REQUEST_ID_PATTERN}$"},
+    "description": "Your id for this request, echoed in the response's X-Request-ID and "
+    "written to the API's access log (one is made up when absent or not of this form).",
+}
+
+
 def complete(doc: dict[str, Any], settings: Settings) -> None:
-    """Add the bearer scheme, the result schemas and the page size limit to ``doc``."""
+    """Add the bearer scheme, the request id header, the result schemas and the page size
+    limit to ``doc``."""
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER] = {
         "type": "http",
@@ -81,6 +95,7 @@ def complete(doc: dict[str, Any], settings: Settings) -> None:
         for operation in operations.values():
             if path not in _PUBLIC_PATHS:
                 operation["security"] = [{BEARER: []}]
+            operation.setdefault("parameters", []).append(dict(REQUEST_ID_PARAMETER))
             for parameter in operation.get("parameters", []):
                 if path == "/v1/jobs" and parameter["name"] == "limit":
                     parameter["schema"]["maximum"] = settings.page_size_max

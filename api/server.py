@@ -364,7 +364,7 @@ def run(*, host: str, port: int, workers: int) -> None:
         sys.exit(f"visionq api: {exc}")
     uvicorn.run(
         # The app with its access log (api/accesslog.py), which replaces uvicorn's.
-        "api.accesslog:create_logged_app",
+        "api.app:create_app",
         factory=True,
         host=host,
         port=port,

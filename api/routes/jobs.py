@@ -91,15 +91,10 @@ CREATE_BODY: dict[str, Any] = {
         }
     ],
 }
-# POST /v1/estimate takes the same body. It is marked optional only because of a bug of
-# openapi-python-client 0.29 (a required body with two content types is typed `| Unset`
-# without importing Unset, so the generated module does not import); without a body the
-# API answers 415 or 422 as for any bad body. POST /v1/jobs escapes the bug through its
-# optional Idempotency-Key header, which imports Unset.
 ESTIMATE_BODY: dict[str, Any] = {
     "requestBody": {
-        "required": False,
-        "description": "Required: the same body as POST /v1/jobs.",
+        "required": True,
+        "description": "The same body as POST /v1/jobs.",
         "content": _CREATE_CONTENT,
     }
 }

@@ -288,7 +288,7 @@ def test_visionq_api_serves_with_the_guarded_protocol(monkeypatch: pytest.Monkey
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
     api_server.run(host="127.0.0.1", port=8000, workers=2)
-    assert seen["app"] == "api.accesslog:create_logged_app" and seen["factory"] is True
+    assert seen["app"] == "api.app:create_app" and seen["factory"] is True
     assert seen["http"] == PROTOCOL and seen["workers"] == 2
     module, _, name = PROTOCOL.partition(":")
     assert getattr(__import__(module, fromlist=[name]), name) is GuardedHttpToolsProtocol

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import api.server as api_server
-from api.accesslog import create_logged_app
+from api.app import create_app
 from cli.main import app
 from models.db import make_engine, make_session_factory
 from models.keys import create_key
@@ -50,7 +50,7 @@ def test_the_access_line_names_request_tenant_job_and_status(
     api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="visionq.access")
-    with TestClient(create_logged_app()) as client:
+    with TestClient(create_app()) as client:
         healthy = client.get("/healthz")
         missing = client.get(
             "/v1/jobs/no-such-job",

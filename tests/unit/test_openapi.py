@@ -82,7 +82,17 @@ def test_submit_documents_its_required_body_and_idempotency_key(doc: dict[str, A
     submit = doc["paths"]["/v1/jobs"]["post"]
     assert submit["requestBody"]["required"] is True
     assert set(submit["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
-    assert [p["name"] for p in submit["parameters"]] == ["Idempotency-Key"]
+    assert [p["name"] for p in submit["parameters"]] == ["Idempotency-Key", "X-Request-ID"]
+
+
+def test_the_estimate_body_is_required_and_every_operation_takes_a_request_id(
+    doc: dict[str, Any],
+) -> None:
+    assert doc["paths"]["/v1/estimate"]["post"]["requestBody"]["required"] is True
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            names = [p["name"] for p in operation.get("parameters", [])]
+            assert names.count("X-Request-ID") == 1, (method, path)
 
 
 def test_the_description_names_all_seven_tasks(doc: dict[str, Any]) -> None:

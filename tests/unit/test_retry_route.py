@@ -88,5 +88,5 @@ def test_the_openapi_document_describes_the_retry() -> None:
         "202", "400", "401", "402", "404", "409", "410", "413", "422", "429", "503", "507",
     }  # fmt: skip
     headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
-    assert headers == ["Idempotency-Key"]
+    assert headers == ["Idempotency-Key", "X-Request-ID"]
     assert operation["security"] == [{"HTTPBearer": []}]
