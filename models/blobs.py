@@ -95,7 +95,14 @@ class BlobStore:
                 with contextlib.suppress(FileNotFoundError), self._fs.open(path, "rb") as handle:
                     found: bytes = handle.read()
                     return found
-            raise BlobNotFoundError(sha256) from exc
+            # gc may have restored the blob from the trash after the first miss: one more
+            # look at the main path before calling an existing image missing.
+            try:
+                with self._fs.open(self._path(sha256), "rb") as handle:
+                    restored: bytes = handle.read()
+            except FileNotFoundError:
+                raise BlobNotFoundError(sha256) from exc
+            return restored
         return data
 
     # --- garbage collection (models/retention.py) -------------------------------------

@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     image_decode_max_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
     image_decode_budget_bytes: int = Field(default=256 * 1024 * 1024, ge=16 * 1024 * 1024)
     image_decode_wait_s: float = Field(default=10.0, gt=0)
-    page_size_max: int = Field(default=200, ge=1)
+    # At least 100: VisionqClient.wait() asks for 100 ids per GET /v1/jobs?ids=, which a
+    # smaller maximum would refuse (422).
+    page_size_max: int = Field(default=200, ge=100)
 
     # Retries of Gemini calls (worker/retry.py): attempts per job, full-jitter exponential
     # backoff between them, and a deadline for the whole job from its first start.

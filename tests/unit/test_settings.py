@@ -111,3 +111,15 @@ def test_only_an_api_version_with_everything_visionq_sends_is_taken(
     monkeypatch.setenv("VISIONQ_GEMINI_API_VERSION", version)
     with pytest.raises(ValueError, match="v1 has no File API"):
         get_settings()
+
+
+def test_page_size_max_is_at_least_the_clients_batch_of_100(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # VisionqClient.wait() sends 100 ids per GET /v1/jobs?ids=: a smaller maximum would
+    # answer every such poll 422.
+    monkeypatch.setenv("VISIONQ_PAGE_SIZE_MAX", "99")
+    with pytest.raises(ValueError, match="page_size_max"):
+        get_settings()
+    monkeypatch.setenv("VISIONQ_PAGE_SIZE_MAX", "100")
+    assert get_settings().page_size_max == 100
