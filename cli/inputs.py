@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from client.inputs import part_names
 from vision.formats import ImageRejectedError, require_supported
 from vision.tasks import MULTI_IMAGE_TASKS, TaskKind
 
@@ -117,8 +118,10 @@ def name_files(message: str, group: list[Path]) -> str:
         number = int(match.group(1))
         return str(group[number - 1]) if 1 <= number <= len(group) else match.group(0)
 
-    for path in group:  # the API names an uploaded file by its name: show the path
-        prefix = f"Image {path.name!r}: "
+    # The API names an uploaded file by the name the client sent it under (unique within
+    # the request, see client.inputs.part_names): show the path that name stands for.
+    for path, sent_as in zip(group, part_names(group), strict=True):
+        prefix = f"Image {sent_as!r}: "
         if message.startswith(prefix):
             return f"{path}: {message.removeprefix(prefix)}"
     named, count = _IMAGE_NUMBER.subn(file_of, message)

@@ -50,9 +50,22 @@ def _image_bytes(image: str | Path | bytes) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
 
 
-def _image_name(index: int, image: str | Path | bytes) -> str:
-    # The server reads the format from the bytes; the name is only for people.
-    return f"image-{index}" if isinstance(image, bytes) else Path(image).name
+def part_names(images: Sequence[ImageSource]) -> list[str]:
+    """The file name each image is sent under in a multipart request, unique in it.
+
+    The API names an image by this name in its errors ("Image 'photo.jpg': ..."); the server
+    reads the format from the bytes, so the name is only for people. Bytes are
+    ``image-1``, ``image-2``... (counted from 1, as people count); a path is its base name.
+    When two names would be the same (``a/photo.jpg``, ``b/photo.jpg``), every name gets its
+    image's number in front (``1-photo.jpg``, ``2-photo.jpg``), so an error names one file.
+    """
+    names = [
+        f"image-{number}" if isinstance(image, bytes) else Path(image).name
+        for number, image in enumerate(images, start=1)
+    ]
+    if len(set(names)) < len(names):
+        names = [f"{number}-{name}" for number, name in enumerate(names, start=1)]
+    return names
 
 
 def job_request(
@@ -88,7 +101,7 @@ def job_request(
         for key, value in fields.items()
     }
     files = [
-        ("image", (_image_name(index, image), _image_bytes(image), "application/octet-stream"))
-        for index, image in enumerate(images)
+        ("image", (name, _image_bytes(image), "application/octet-stream"))
+        for name, image in zip(part_names(images), images, strict=True)
     ]
     return {"data": data, "files": files}

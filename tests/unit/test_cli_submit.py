@@ -224,3 +224,18 @@ def test_a_rerun_that_finds_a_failed_job_says_how_to_run_it_again(
     text = " ".join(again.stderr.split())
     assert f"job {job.id} of an earlier run of this command failed" in text
     assert f"visionq retry {job.id}" in text
+
+
+def test_a_refusal_names_the_right_file_of_two_with_one_base_name(
+    fake: FakeClient, tmp_path: Path
+) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first = png_file(tmp_path / "a" / "photo.png", colour="red")
+    second = png_file(tmp_path / "b" / "photo.png", colour="blue")
+    # The API names the image by the multipart name the client sent (unique per request).
+    fake.fail_on[1] = VisionqError(422, "corrupt_image", "Image '2-photo.png': cannot be decoded.")
+    done = run("submit", str(first), str(second), "--task", "compare")
+    assert done.exit_code == 1
+    text = " ".join(done.stderr.split())
+    assert f"{second}: cannot be decoded" in text and f"{first}: cannot" not in text

@@ -14,6 +14,7 @@ import pytest
 
 import client.api
 from client.api import VisionqClient, VisionqError
+from client.inputs import part_names
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(3)]
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -198,3 +199,23 @@ def test_a_url_image_is_sent_as_json_with_the_others_inline(tmp_path: Path) -> N
     # A str that is not an http(s) URL is a path.
     request = _sent(lambda api: api.submit([str(photo)], task="caption"))
     assert request.headers["content-type"].startswith("multipart/form-data")
+
+
+def test_bytes_images_are_named_from_1(tmp_path: Path) -> None:
+    request = _sent(lambda api: api.submit([b"one", b"two"], task="compare"))
+    assert b'filename="image-1"' in request.content
+    assert b'filename="image-2"' in request.content
+    assert b'filename="image-0"' not in request.content
+
+
+def test_files_with_the_same_base_name_are_sent_under_unique_names(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.jpg").write_bytes(folder.encode())
+    images = [tmp_path / "a" / "photo.jpg", tmp_path / "b" / "photo.jpg"]
+    request = _sent(lambda api: api.submit(images, task="compare"))
+    assert b'filename="1-photo.jpg"' in request.content
+    assert b'filename="2-photo.jpg"' in request.content
+    assert part_names([*images, b"x"]) == ["1-photo.jpg", "2-photo.jpg", "3-image-3"]
+    # Distinct names are sent as they are.
+    assert part_names([images[0], tmp_path / "c.png"]) == ["photo.jpg", "c.png"]
