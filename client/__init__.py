@@ -1,10 +1,17 @@
 """Python client of the visionq HTTP API."""
 
-from client.api import DEFAULT_URL, VisionqClient, VisionqConnectionError, VisionqError
+from client.api import (
+    DEFAULT_URL,
+    PAGE_SIZE_MIN,
+    VisionqClient,
+    VisionqConnectionError,
+    VisionqError,
+)
 from client.models import Job, JobPage
 
 __all__ = [
     "DEFAULT_URL",
+    "PAGE_SIZE_MIN",
     "Job",
     "JobPage",
     "VisionqClient",

@@ -42,9 +42,10 @@ class VisionqConnectionError(VisionqError):
     """The API could not be reached at all."""
 
 
-# Jobs asked for in one GET /v1/jobs?ids= (the API takes up to VISIONQ_PAGE_SIZE_MAX, 200
-# by default).
-IDS_PER_REQUEST = 100
+# The page size every visionq API accepts: VISIONQ_PAGE_SIZE_MAX (the longest page, and the
+# most ids in one GET /v1/jobs?ids=) can be set no lower than this (models/settings.py). The
+# client never asks for more in one request: wait()'s id batches, iter_jobs()'s pages.
+PAGE_SIZE_MIN = 100
 # wait(): the longest pause between two tries while the API is unreachable or overloaded,
 # so that a restarted API is noticed within seconds.
 WAIT_RETRY_CAP_S = 5.0
@@ -206,7 +207,9 @@ class VisionqClient:
             params["cursor"] = cursor
         return JobPage.model_validate(self._request("GET", "/v1/jobs", params=params).json())
 
-    def iter_jobs(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
+    def iter_jobs(
+        self, *, status: str | None = None, page_size: int = PAGE_SIZE_MIN
+    ) -> Iterator[Job]:
         """Every job, newest first, fetching pages as needed."""
         cursor = None
         while True:
@@ -255,7 +258,7 @@ class VisionqClient:
         """Poll until every job has ended; TimeoutError after ``timeout`` seconds.
 
         Each round asks for all unfinished jobs at once (GET /v1/jobs?ids=, in batches of
-        IDS_PER_REQUEST), first after ``poll_interval`` seconds, the pause growing to
+        PAGE_SIZE_MIN), first after ``poll_interval`` seconds, the pause growing to
         ``max_poll_interval``. An API that is unreachable, restarting or overloaded
         (connection refused, 429, 502-504) does not end the wait: it is asked again with
         backoff until ``timeout``. An id may be a unique prefix; an id that names no job is
@@ -307,8 +310,8 @@ class VisionqClient:
             )
         )
         found: dict[str, Job] = {}
-        for start in range(0, len(pending), IDS_PER_REQUEST):
-            batch = ",".join(pending[start : start + IDS_PER_REQUEST])
+        for start in range(0, len(pending), PAGE_SIZE_MIN):
+            batch = ",".join(pending[start : start + PAGE_SIZE_MIN])
             response = self._request("GET", "/v1/jobs", params={"ids": batch})
             page = JobPage.model_validate(response.json())
             if page.missing:

@@ -4,6 +4,7 @@ outlasts an API that is down or restarting; image URLs; sequence arguments given
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,8 +14,9 @@ import httpx
 import pytest
 
 import client.api
-from client.api import VisionqClient, VisionqError
+from client.api import PAGE_SIZE_MIN, VisionqClient, VisionqError
 from client.inputs import part_names
+from models.settings import Settings
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(3)]
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -73,6 +75,23 @@ def test_wait_asks_for_every_unfinished_job_in_one_request(clock: Clock) -> None
     assert [job.status for job in jobs.values()] == ["succeeded"] * 3
     # One request per round; a job seen finished is not asked for again.
     assert asked == [IDS, IDS, [IDS[0], IDS[2]]]
+
+
+def test_wait_asks_in_batches_every_api_accepts(clock: Clock) -> None:
+    many = [str(uuid.UUID(int=n + 1)) for n in range(250)]
+    sizes: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        ids = request.url.params["ids"].split(",")
+        sizes.append(len(ids))
+        return _page([_job(job_id, "succeeded") for job_id in ids])
+
+    with _client(handle) as api:
+        assert len(api.wait(many, timeout=60)) == 250
+    assert sizes == [PAGE_SIZE_MIN, PAGE_SIZE_MIN, 50]
+    # The API's VISIONQ_PAGE_SIZE_MAX cannot be set below the client's batch.
+    [lowest] = [m.ge for m in Settings.model_fields["page_size_max"].metadata if hasattr(m, "ge")]
+    assert lowest >= PAGE_SIZE_MIN
 
 
 def test_the_pause_between_rounds_grows_to_its_cap(clock: Clock) -> None:
