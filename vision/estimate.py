@@ -42,6 +42,16 @@ from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tok
 # compare/custom are left alone (their needs are not known).
 ECONOMY_TASKS = frozenset({TaskKind.CAPTION, TaskKind.CLASSIFY, TaskKind.ASK})
 
+# What cost_usd.max covers, said in every priced estimate (and README's Costs): holding the
+# worst case of every possible second call would make budget holds several times a job's
+# real cost, so the hold is one call's most and extra calls are settled when the job ends.
+MAX_COVERS = (
+    "cost_usd.max covers one call (input plus the whole output cap); a second billed call "
+    "(visionq's own cap raised once after the answer hit it, never a max_output_tokens you "
+    "set; the schema retry; an empty or malformed answer asked for again) can cost up to "
+    "that again, charged when the job ends"
+)
+
 UsdDecimal = Annotated[Decimal, PlainSerializer(format_usd, return_type=str, when_used="json")]
 
 
@@ -54,7 +64,8 @@ class ImageEstimate(BaseModel):
 
 
 class CostRange(BaseModel):
-    """USD: ``min`` = input only (no output), ``max`` = input + the full output bound."""
+    """USD: ``min`` = input only (no output), ``max`` = input + the full output bound of
+    ONE call (MAX_COVERS: a call asked for again costs up to that again)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -191,6 +202,7 @@ def estimate_job(
             max=cost(price, prompt_tokens=input_tokens, output_tokens=output_max),
         )
         assumptions.append(f"prices: {key} {tier} list prices on {day.isoformat()}")
+        assumptions.append(MAX_COVERS)
     return Estimate(
         model=model,
         tier=tier,

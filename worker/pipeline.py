@@ -244,12 +244,14 @@ class _Run:
 
     def _after_max_tokens(self, exc: GeminiCallError) -> str | None:
         """Thoughts used the whole output cap, or the answer was cut at it: ask once more
-        with it raised, else fail (a cut answer is never kept)."""
+        with it raised (only visionq's own per-task cap, never the job's
+        options.max_output_tokens), else fail (a cut answer is never kept)."""
         sent = self.spend.output_cap
         thoughts = exc.usage.thoughts_tokens if exc.usage else None
         usage = exc.usage.raw if exc.usage else None
-        if self.raised_cap is None:
-            options = JobOptions.model_validate(self.job.options or {})
+        options = JobOptions.model_validate(self.job.options or {})
+        # A cap the user set is never raised: the job must not spend past it.
+        if self.raised_cap is None and options.max_output_tokens is None:
             allowance = answer_allowance(TaskKind(self.job.task), options)
             entry = self.ctx.costs.catalogue.entry(self.job.model)
             limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT

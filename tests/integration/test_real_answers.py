@@ -78,23 +78,24 @@ def _run(client: httpx.Client, task: str, model: str, **options: Any) -> dict[st
 def test_thinking_that_uses_the_cap_gets_it_raised_once(
     answers: tuple[Stack, str], stack: Stack
 ) -> None:
-    _faults(answers, thoughts_tokens=200)
+    _faults(answers, thoughts_tokens=2000)
     with stack.client() as client:
-        job = _run(client, "caption", "gemini-3.8-flash", max_output_tokens=64)
+        # No max_output_tokens: visionq's own caption cap (256 + 1024 thinking) is raised.
+        job = _run(client, "caption", "gemini-3.8-flash")
     assert job["status"] == "succeeded", job["error"]
     first, second = job["attempts"]
     assert first["outcome"] == "failed" and second["outcome"] == "succeeded"
-    # The thoughts took all 64 tokens: 64 + a caption's 256 leaves room for the answer
-    # even though they use 200 this time.
-    assert "thinking used 64 tokens" in first["error_message"]
-    assert "max_output_tokens 320 (was 64)" in first["error_message"]
+    # The thoughts took all 1280 tokens: twice that leaves room for the answer even though
+    # they use 2000 this time.
+    assert "thinking used 1280 tokens" in first["error_message"]
+    assert "max_output_tokens 2560 (was 1280)" in first["error_message"]
     assert "synthetic" in job["result"]["text"].lower()
     assert "thought summary" not in job["result"]["text"]
     # Both calls' thoughts are in the usage (billed as output).
-    assert job["usage"]["thoughts_tokens"] == 64 + 200
+    assert job["usage"]["thoughts_tokens"] == 1280 + 2000
 
 
-def test_thinking_that_uses_every_cap_fails_saying_what_to_change(
+def test_thinking_that_uses_the_users_cap_fails_at_once_saying_what_to_change(
     answers: tuple[Stack, str], stack: Stack
 ) -> None:
     _faults(answers, thoughts_tokens=70_000)
@@ -102,9 +103,10 @@ def test_thinking_that_uses_every_cap_fails_saying_what_to_change(
         job = _run(client, "caption", "gemini-3.8-flash", max_output_tokens=40_000)
     assert job["status"] == "failed" and job["error"]["code"] == "max_tokens_exhausted"
     message = job["error"]["message"]
-    assert "65536 of the 65536 output tokens (raised once from 40000)" in message
+    # The user's cap is never raised (a retry would spend past it).
+    assert "40000 of the 40000 output tokens" in message and "raised once" not in message
     assert "options.max_output_tokens" in message and "thinking_level" in message
-    assert job["attempt_count"] == 2
+    assert job["attempt_count"] == 1
 
 
 @pytest.mark.parametrize(

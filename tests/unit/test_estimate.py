@@ -9,7 +9,7 @@ import pytest
 
 from vision.catalogue import Catalogue, ServiceTier, load_catalogue
 from vision.costing import CostBook
-from vision.estimate import Estimate, economy_plan, estimate_job
+from vision.estimate import MAX_COVERS, Estimate, economy_plan, estimate_job
 from vision.tasks import JobOptions, TaskKind, build_prompt
 
 DAY = dt.date(2026, 12, 5)
@@ -122,6 +122,9 @@ def test_default_model_caption_serialises_exactly() -> None:
     assert data["reason"] is None
     assert any("thinks at MINIMAL" in note for note in data["assumptions"])
     assert any("256 for a caption answer" in note for note in data["assumptions"])
+    # The max is one call's: the estimate says so, and what a second call would be.
+    assert MAX_COVERS in data["assumptions"]
+    assert MAX_COVERS.startswith("cost_usd.max covers one call")
     # Exact Decimals in Python, and a lossless round trip.
     assert result.cost_usd is not None
     assert result.cost_usd.min == Decimal("0.0003405")

@@ -116,41 +116,42 @@ def _run(
 def test_thoughts_using_the_cap_raise_it_once_and_the_answer_comes(
     context: WorkerContext,
 ) -> None:
+    # No options.max_output_tokens: visionq's own caption cap (256 + 1024 thinking) is
+    # raised once.
     model = "gemini-3.6-flash"
     job, gemini = _run(
         context,
-        [_thoughts_only(252, model=model), _text("Two shapes.", model=model, thoughts=900)],
+        [_thoughts_only(1276, model=model), _text("Two shapes.", model=model, thoughts=900)],
         model=model,
-        options={"max_output_tokens": 256},
     )
     assert job.status == "succeeded" and job.result == {"text": "Two shapes."}
-    # The cap went from 256 to twice that (more than the thoughts plus a caption's 256).
-    assert [config.get("max_output_tokens") for config in gemini.configs] == [256, 512]
+    # The cap went from 1280 to twice that (more than the thoughts plus a caption's 256).
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [1280, 2560]
     first, second = job.attempts
     assert first.outcome == "failed" and second.outcome == "succeeded"
     assert first.error_message is not None
-    assert "252 tokens" in first.error_message and "max_output_tokens 512" in first.error_message
+    assert "1276 tokens" in first.error_message
+    assert "max_output_tokens 2560" in first.error_message
     # Both calls are billed, thinking tokens at the output price.
-    usage = {"promptTokenCount": 2000, "candidatesTokenCount": 10, "thoughtsTokenCount": 1152}
+    usage = {"promptTokenCount": 2000, "candidatesTokenCount": 10, "thoughtsTokenCount": 2176}
     expected = context.costs.call_cost(model, usage)
     assert expected is not None and job.cost_nusd == to_nano(expected)
 
 
-def test_thoughts_using_the_raised_cap_too_fail_saying_what_to_change(
+def test_thoughts_using_the_users_cap_fail_at_once_saying_what_to_change(
     context: WorkerContext,
 ) -> None:
+    """A cap the user set is never raised: the job must not spend past it."""
     model = "gemini-3.6-flash"
-    replies: list[Reply | genai_errors.APIError] = [
-        _thoughts_only(252, model=model),
-        _thoughts_only(510, model=model),
-    ]
-    job, _ = _run(context, replies, model=model, options={"max_output_tokens": 256})
+    replies: list[Reply | genai_errors.APIError] = [_thoughts_only(252, model=model)]
+    job, gemini = _run(context, replies, model=model, options={"max_output_tokens": 256})
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [256]
     assert job.status == "failed" and job.error_code == "max_tokens_exhausted"
     assert job.error_message is not None
-    assert "510 of the 512 output tokens" in job.error_message
-    assert "raised once from 256" in job.error_message
+    assert "252 of the 256 output tokens" in job.error_message
+    assert "raised once" not in job.error_message
     assert "options.max_output_tokens" in job.error_message
-    assert "thinking_level" in job.error_message and len(job.attempts) == 2
+    assert "thinking_level" in job.error_message and len(job.attempts) == 1
 
 
 def test_without_a_job_cap_the_sent_cap_is_raised_to_the_model_limit_then_it_fails(
@@ -222,17 +223,33 @@ def test_day_quota_refusals_within_a_minute_are_not_taken_for_the_day(
     assert job.error_message is not None and "per-day quota" in job.error_message
 
 
-def test_an_answer_cut_at_the_cap_is_never_kept(context: WorkerContext) -> None:
+def test_an_answer_cut_at_the_users_cap_is_never_kept_nor_asked_again(
+    context: WorkerContext,
+) -> None:
     """Issue 17: a caption cut at max_output_tokens read like a whole one and was stored as
-    a success. It is asked for once more with the cap raised, then fails answer_truncated."""
+    a success. Cut at the cap the user set, it fails answer_truncated at once: that cap is
+    never raised (a retry at twice it would spend past what the user allowed)."""
+    model = "gemini-3.6-flash"
+    cut = _text("A red square and a", model=model, finish="MAX_TOKENS")
+    job, gemini = _run(context, [cut], model=model, options={"max_output_tokens": 5})
+    assert job.status == "failed" and job.error_code == "answer_truncated"
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [5]
+    assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message
+    assert "Raise options.max_output_tokens" in job.error_message
+    assert "raised once" not in job.error_message and job.result is None
+    assert len(job.attempts) == 1
+
+
+def test_an_answer_cut_at_the_raised_cap_is_never_kept(context: WorkerContext) -> None:
     model = "gemini-3.6-flash"
     cut = _text("A red square and a", model=model, finish="MAX_TOKENS")
     longer = _text("A red square and a blue", model=model, finish="MAX_TOKENS")
-    job, gemini = _run(context, [cut, longer], model=model, options={"max_output_tokens": 5})
+    replies: list[Reply | genai_errors.APIError] = [cut, longer]
+    job, gemini = _run(context, replies, model=model)
     assert job.status == "failed" and job.error_code == "answer_truncated"
-    assert [config.get("max_output_tokens") for config in gemini.configs] == [5, 256]
-    assert job.error_message is not None and "finish reason MAX_TOKENS" in job.error_message
-    assert "raised once from 5" in job.error_message and job.result is None
+    assert [config.get("max_output_tokens") for config in gemini.configs] == [1280, 2560]
+    assert job.error_message is not None and "raised once from 1280" in job.error_message
+    assert job.result is None
 
 
 def test_an_answer_cut_at_the_cap_is_asked_for_again_with_a_larger_one(
