@@ -160,7 +160,10 @@ def test_without_a_job_cap_the_sent_cap_is_raised_to_the_model_limit_then_it_fai
     # No options.max_output_tokens: visionq sent a caption's 256 plus its thinking's 1024
     # (vision.tasks.TASK_DEFAULTS); thinking used it all, then twice that.
     model = "gemini-3.6-flash"
-    replies = [_thoughts_only(1280, model=model), _thoughts_only(2560, model=model)]
+    replies: list[Reply | genai_errors.APIError] = [
+        _thoughts_only(1280, model=model),
+        _thoughts_only(2560, model=model),
+    ]
     job, gemini = _run(context, replies, model=model)
     assert [config.get("max_output_tokens") for config in gemini.configs] == [1280, 2560]
     assert gemini.configs[0]["thinking_config"] == {"thinking_level": "MINIMAL"}
