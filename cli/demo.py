@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from cli.dev import running_stack
-from cli.render import JobProgress, results_table
+from cli.render import JobProgress, results_view
 from cli.samples import PHOTO_LABELS, Sample
 from client import Job, VisionqClient
 
@@ -43,6 +43,13 @@ def plan(samples: list[Sample]) -> list[DemoJob]:
                 DemoJob(sample, "ask", prompt="How many shapes are there, and what colours?")
             )
     return jobs
+
+
+def demo_results(demo_jobs: dict[str, DemoJob], jobs: dict[str, Job]) -> RenderableType:
+    """The demo's results as `submit --wait` shows them: per job a heading (full id, image,
+    task, status) and its whole answer, wrapped to the terminal, never cut."""
+    names = {job_id: item.sample.name for job_id, item in demo_jobs.items()}
+    return results_view(jobs.values(), names)
 
 
 def _save(
@@ -121,8 +128,7 @@ def _run(console: Console, out: Path, port: int | None, data_dir: Path) -> None:
             demo_jobs[job.id] = item
         with JobProgress(console, len(demo_jobs)) as progress:
             jobs = client.wait(list(demo_jobs), timeout=600, on_update=progress.update)
-        names = {job_id: item.sample.name for job_id, item in demo_jobs.items()}
-        console.print(results_table(jobs.values(), names, ids=False))
+        console.print(demo_results(demo_jobs, jobs))
         _save(client, out, demo_jobs, jobs)
         failed = any(job.status != "succeeded" for job in jobs.values())
         if stack.uses_emulator:

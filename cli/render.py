@@ -57,38 +57,10 @@ def status_text(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def results_table(
-    jobs: Iterable[Job], names: dict[str, str] | None = None, *, ids: bool = True
-) -> Table:
-    """A table of finished jobs; long answers wrap inside their column, never cut."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=True)
-    if ids:
-        table.add_column("job", no_wrap=True, min_width=36)
-    if names is not None:
-        table.add_column("image", overflow="fold")
-    table.add_column("task", no_wrap=True, min_width=8)
-    table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("result", no_wrap=False, overflow="fold", ratio=1, min_width=20)
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("s", justify="right", no_wrap=True)
-    for job in jobs:
-        row = [job.id] if ids else []
-        if names is not None:
-            row.append(escape(names.get(job.id, "")))
-        row += [
-            job.task,
-            status_text(job.status),
-            escape(summary(job, _WHOLE)),
-            _tokens(job),
-            _seconds(job),
-        ]
-        table.add_row(*row)
-    return table
-
-
 def results_view(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Group:
-    """Finished jobs, for `submit --wait` and `wait`: a heading line per job (full id, image,
-    task, status, tokens, seconds) and its whole answer below it, wrapped to the terminal.
+    """Finished jobs, for `submit --wait`, `wait`, `retry --wait` and the demo: a heading
+    line per job (full id, image, task, status, tokens, seconds) and its whole answer below
+    it, wrapped to the terminal.
 
     Not a table: a full id takes 36 columns, which at 80 columns leaves an answer column
     too narrow to read.

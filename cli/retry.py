@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,14 +19,20 @@ from cli.common import (
     say,
     wait_for,
 )
-from cli.render import results_table
-from client import DEFAULT_URL, Job, VisionqClient, VisionqError
+from cli.render import results_view
+from client import DEFAULT_URL, PAGE_SIZE_MIN, Job, VisionqClient, VisionqError
+from models.tables import JobStatus
+
+# The statuses a job can be retried from: JobStatus's terminal ones (one declaration).
+FINISHED = [status for status in JobStatus if status.terminal]
 
 
-class Finished(StrEnum):
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SUCCEEDED = "succeeded"
+def finished_status(value: str) -> JobStatus:
+    """``--status``'s value as a JobStatus; BadParameter unless it is a finished one."""
+    status = JobStatus(value) if value in set(JobStatus) else None
+    if status is None or not status.terminal:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FINISHED)}")
+    return status
 
 
 def retry(
@@ -36,8 +41,13 @@ def retry(
         typer.Argument(help="Finished jobs to retry (ids or unique prefixes).", show_default=False),
     ] = None,
     status: Annotated[
-        Finished | None,
-        typer.Option("--status", help="Retry your newest jobs in this status instead of IDs."),
+        JobStatus | None,
+        typer.Option(
+            "--status",
+            parser=finished_status,
+            metavar="|".join(FINISHED),
+            help="Retry your newest jobs in this status instead of IDs.",
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option(min=1, help="With --status: retry at most this many jobs.")
@@ -79,17 +89,18 @@ def retry(
     if as_json:
         print_json([dump(found.get(job.id, job)) for job in made])
     elif found:
-        Console().print(results_table(found.values()))
+        Console().print(results_view(found.values()))
     if wait:
         exit_for(list(found.values()), explain=not as_json)
     if refused:
         raise typer.Exit(1)
 
 
-def _jobs_in(client: VisionqClient, status: Finished | None, limit: int) -> list[str]:
+def _jobs_in(client: VisionqClient, status: JobStatus | None, limit: int) -> list[str]:
     """The ids of the caller's newest ``limit`` jobs in ``status``; says when more remain."""
     found: list[str] = []
-    for job in client.iter_jobs(status=status, page_size=min(limit + 1, 200)):
+    # Pages no larger than every API accepts (VISIONQ_PAGE_SIZE_MAX is at least this).
+    for job in client.iter_jobs(status=status, page_size=min(limit + 1, PAGE_SIZE_MIN)):
         if len(found) == limit:
             say(f"more {status} jobs remain; retried the newest {limit} (raise --limit)")
             break

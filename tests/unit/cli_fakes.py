@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class FakeClient:
         self.wait_timeout_for: set[str] = set()
         self.annotated: bytes = b""
         self.masks: list[tuple[str, int]] = []
+        self.page_sizes: list[int] = []
 
     def __enter__(self) -> FakeClient:
         return self
@@ -109,6 +110,18 @@ class FakeClient:
         if any(not job.done for job in latest.values()):
             raise TimeoutError("still unfinished")
         return latest
+
+    def retry(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
+        old = self.jobs[job_id]
+        job = make_job(old.task, "queued").model_copy(update={"retry_of": old.id})
+        self.jobs[job.id] = job
+        return job
+
+    def iter_jobs(self, *, status: str | None = None, page_size: int = 100) -> Iterator[Job]:
+        self.page_sizes.append(page_size)
+        for job in reversed(list(self.jobs.values())):
+            if status is None or job.status == status:
+                yield job
 
     def annotated_png(self, job_id: str) -> bytes:
         return self.annotated

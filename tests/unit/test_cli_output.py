@@ -18,7 +18,7 @@ from cli.estimate_cmd import estimate_line, total_line
 from cli.inputs import group_stem
 from cli.options import job_options, parse_option
 from cli.outputs import compact_image
-from cli.render import results_table, results_view
+from cli.render import results_view
 from tests.unit.cli_fakes import FakeClient, install_fake, make_job, png_file, run
 
 LONG_ANSWER = (
@@ -46,18 +46,19 @@ def test_results_at_80_columns_show_the_full_id_and_the_whole_answer() -> None:
     assert all(len(line) <= 80 for line in text.splitlines())
 
 
-def test_results_table_wraps_answers_instead_of_cutting_them() -> None:
-    job = make_job(result={"text": LONG_ANSWER})
-    text = _rendered(results_table([job], ids=False))
-    words = " ".join(text.split())
-    for word in LONG_ANSWER.split():
-        assert word in words
-    assert "…" not in text
+def test_demo_results_at_80_columns_show_full_ids_and_whole_answers() -> None:
+    from cli.demo import DemoJob, demo_results
+    from cli.samples import Sample
 
-
-def test_results_table_shows_full_ids_when_wide() -> None:
-    job = make_job(result={"text": "short"})
-    assert job.id in _rendered(results_table([job]), width=160)
+    jobs = [make_job(result={"text": LONG_ANSWER}), make_job(result={"text": "short"})]
+    sample = Sample("coffee.png", b"", photo=True)
+    text = _rendered(
+        demo_results({job.id: DemoJob(sample, "caption") for job in jobs}, {j.id: j for j in jobs})
+    )
+    assert all(job.id in text for job in jobs)
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    words = " ".join(text.replace(jobs[1].id, "").split())
+    assert LONG_ANSWER in words and "coffee.png" in words
 
 
 def test_wait_prints_full_ids(fake: FakeClient) -> None:
