@@ -26,6 +26,9 @@ class RawJob:
     # What each image is called in error messages: the multipart part's file name, or the
     # URL it was fetched from; None (or missing) for none: then "Image #N".
     image_names: list[str | None] = field(default_factory=list)
+    # What was done to each image before this request (a retry's stored inputs, already
+    # converted at their first submit): kept in front of the new job's inputs' changes.
+    image_changes: list[list[str]] = field(default_factory=list)
 
     def image_label(self, index: int) -> str:
         """How errors name image ``index``: its file name or URL, else "Image #N"."""

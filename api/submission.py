@@ -118,7 +118,9 @@ def submit(
             return earlier, True
         # else a new job (or the key's earlier job is gone)
     admitted = admit(raw, resources.settings, resources.costs.catalogue)
-    return store_and_enqueue(admitted, caller, resources, idempotency, retry_of=retry_of)
+    return store_and_enqueue(
+        admitted, caller, resources, idempotency, retry_of=retry_of, prior_changes=raw.image_changes
+    )
 
 
 def _check_rate(caller: Caller, resources: ApiResources) -> None:
@@ -171,14 +173,17 @@ def store_and_enqueue(
     idempotency: tuple[str, str] | None = None,
     *,
     retry_of: str | None = None,
+    prior_changes: list[list[str]] | None = None,
 ) -> tuple[JobPublic, bool]:
     """Store the job (budget held, idempotency key bound) in one transaction, then send its
     message. Returns the job and whether it is a replay of a concurrent identical request.
+    ``prior_changes``: per image, what was done to it before (a retry's stored inputs).
 
     The images are stored first and the row last: a full store (507) or a locked database
     (503, api/errors.py) leaves no row, and the blob store leaves no partial file.
     """
     admitted, estimate = apply_economy(admitted, resources)
+    prior = prior_changes or []
     inputs = [
         NewInput(
             sha256=resources.blobs.put(image.data),
@@ -186,9 +191,9 @@ def store_and_enqueue(
             width=image.width,
             height=image.height,
             byte_size=len(image.data),
-            changes=image.changes,
+            changes=(*(prior[index] if index < len(prior) else ()), *image.changes),
         )
-        for image in admitted.images
+        for index, image in enumerate(admitted.images)
     ]
     key = cache_key(
         image_sha256s=[item.sha256 for item in inputs], task=admitted.task,

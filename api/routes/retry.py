@@ -21,6 +21,9 @@ from api.rawjob import RawJob
 from api.schemas import ErrorBody, JobPublic
 from api.submission import authorize_submit, submit
 from models.blobs import BlobNotFoundError
+from models.idempotency import recall
+from models.jobrefs import MIN_PREFIX
+from models.jobs import get_job
 from models.retries import JobNotFinishedError, retry_source
 from models.tables import JobStatus
 
@@ -71,12 +74,44 @@ async def retry_job(
     (header `Idempotent-Replayed: true`).
     """
     caller, key = await run_in_threadpool(authorize_submit, request, resources)
-    raw, source_id = await run_in_threadpool(stored_request, job_id, caller, resources)
-    job, replayed = await run_in_threadpool(submit, raw, caller, resources, key, retry_of=source_id)
+    # The key first: a repeated retry returns the job it made even after retention removed
+    # the job retried or its images (which the stored request below needs).
+    earlier = None
+    if key is not None:
+        earlier = await run_in_threadpool(earlier_retry, job_id, caller, resources, key)
+    if earlier is not None:
+        job, replayed = earlier, True
+    else:
+        raw, source_id = await run_in_threadpool(stored_request, job_id, caller, resources)
+        job, replayed = await run_in_threadpool(
+            submit, raw, caller, resources, key, retry_of=source_id
+        )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
+
+
+def earlier_retry(
+    job_id: str, caller: Caller, resources: ApiResources, key: str
+) -> JobPublic | None:
+    """The retry of ``job_id`` (full id or prefix) an earlier request with this
+    Idempotency-Key made, if it is still stored; None otherwise (then the retry proceeds,
+    and a key used for another request is refused as for a submit). Blocking."""
+    wanted = job_id.strip().lower()
+    with resources.sessions() as session:
+        known = recall(
+            session, tenant=caller.tenant, key=key, ttl_s=resources.settings.idempotency_ttl_s
+        )
+        if known is None:
+            return None
+        job = get_job(session, tenant=caller.tenant, job_id=known.job_id)
+        if job is None or job.retry_of is None:
+            return None
+        same = job.retry_of == wanted or (
+            len(wanted.replace("-", "")) >= MIN_PREFIX and job.retry_of.startswith(wanted)
+        )
+        return JobPublic.of(job) if same else None
 
 
 def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tuple[RawJob, str]:
@@ -97,6 +132,7 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
         if source is None:
             raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
         hashes = [item.sha256 for item in source.inputs]  # in position order
+        changes = [list(item.changes or []) for item in source.inputs]
         options = dict(source.options or {})
         if source.status == JobStatus.SUCCEEDED:
             # Its result is in the cache: a retry that copied it would change nothing.
@@ -108,6 +144,7 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
             labels=list(source.labels) if source.labels is not None else None,
             options=options,
             schema=source.response_schema,
+            image_changes=changes,
         )
     try:
         raw.images = [resources.blobs.get(sha256) for sha256 in hashes]

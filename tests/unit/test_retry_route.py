@@ -12,6 +12,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import text
 
 from api.app import create_app
 from models.blobs import BlobStore
@@ -90,3 +91,62 @@ def test_the_openapi_document_describes_the_retry() -> None:
     headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
     assert headers == ["Idempotency-Key", "X-Request-ID"]
     assert operation["security"] == [{"HTTPBearer": []}]
+
+
+def _forget_job(settings: Settings, job_id: str) -> None:
+    """What retention does to an old finished job: its rows and its images gone."""
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine).begin() as session:
+        for table in ("idempotency_keys", "attempts", "job_inputs"):
+            session.execute(text(f"DELETE FROM {table} WHERE job_id = :id"), {"id": job_id})
+        session.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": job_id})
+    engine.dispose()
+
+
+def test_a_repeated_retry_returns_its_job_after_the_job_retried_is_gone(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The Idempotency-Key is looked up before the job retried: after gc removed that job
+    (or its images), a rerun gets the retry it already made, not a 404 or 410."""
+    api, settings = _api(tmp_path, redis_url)
+    with api:
+        job = _cancelled_job(api)
+        key = {"Idempotency-Key": f"retry-{job['id']}"}
+        first = api.post(f"/v1/jobs/{job['id']}/retry", headers=key)
+        assert first.status_code == 202, first.text
+        store = BlobStore(settings.blob_dir)
+        Path(store._path(job["inputs"][0]["sha256"])).unlink()
+        again = api.post(f"/v1/jobs/{job['id']}/retry", headers=key)
+        assert again.status_code == 202, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        _forget_job(settings, job["id"])
+        for named in (job["id"], job["id"][:8]):
+            rerun = api.post(f"/v1/jobs/{named}/retry", headers=key)
+            assert rerun.status_code == 202, rerun.text
+            assert rerun.json()["id"] == first.json()["id"]
+            assert rerun.json()["retry_of"] == job["id"]
+        # Without the key (or with another), the job retried is gone: 404.
+        gone = api.post(f"/v1/jobs/{job['id']}/retry", headers={"Idempotency-Key": "other"})
+        assert gone.status_code == 404
+
+
+def test_a_retry_keeps_what_submit_did_to_the_images(tmp_path: Path, redis_url: str) -> None:
+    """A retry re-admits the stored PNG: its inputs keep the first submit's changes
+    ("converted GIF to PNG ..."), not an empty list."""
+    api, _ = _api(tmp_path, redis_url)
+    gif = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(gif, "GIF")
+    with api:
+        submitted = api.post(
+            "/v1/jobs",
+            data={"task": "caption"},
+            files=[("image", ("coffee.gif", gif.getvalue(), "image/gif"))],
+        )
+        assert submitted.status_code == 202, submitted.text
+        changes = submitted.json()["inputs"][0]["changes"]
+        assert any("converted GIF to PNG" in change for change in changes), changes
+        api.post(f"/v1/jobs/{submitted.json()['id']}/cancel")
+        retried = api.post(f"/v1/jobs/{submitted.json()['id']}/retry")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["inputs"][0]["changes"] == changes
