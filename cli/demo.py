@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console, RenderableType
 
-from cli.dev import running_stack
+from cli.dev import RedisUrlOption, running_stack
 from cli.render import JobProgress, results_view
 from cli.samples import PHOTO_LABELS, Sample
 from client import Job, VisionqClient
@@ -82,6 +82,7 @@ def demo(
             "one, removed afterwards); your VISIONQ_DATABASE_URL is never used."
         ),
     ] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
     """Start the stack, run caption/classify/ask/detect on sample images, save results, stop.
 
@@ -91,15 +92,17 @@ def demo(
     console = Console()
     out = out or Path(f"visionq-demo-{time.strftime('%Y%m%d-%H%M%S')}")
     if data_dir is not None:
-        _run(console, out, port, data_dir)
+        _run(console, out, port, data_dir, redis_url)
         return
     with tempfile.TemporaryDirectory(
         prefix="visionq-demo-data-", ignore_cleanup_errors=True
     ) as temporary:
-        _run(console, out, port, Path(temporary))
+        _run(console, out, port, Path(temporary), redis_url)
 
 
-def _run(console: Console, out: Path, port: int | None, data_dir: Path) -> None:
+def _run(
+    console: Console, out: Path, port: int | None, data_dir: Path, redis_url: str | None
+) -> None:
     from cli.samples import photo_samples, shape_samples
 
     samples = shape_samples()
@@ -111,7 +114,7 @@ def _run(console: Console, out: Path, port: int | None, data_dir: Path) -> None:
     todo = plan(samples)
     failed = False
     with (
-        running_stack(console, port, data_dir) as stack,
+        running_stack(console, port, data_dir, redis_url) as stack,
         VisionqClient(stack.api_url, stack.api_key) as client,
     ):
         console.print(f"\nsubmitting {len(todo)} jobs on {len(samples)} images...", highlight=False)

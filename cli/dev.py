@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import time
 from collections.abc import Iterator
@@ -40,8 +41,22 @@ def stop_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+# `--redis-url` of dev and demo.
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        help="Use this running Redis (e.g. redis://127.0.0.1:6379/15) instead of starting "
+        "one; give it a database no other visionq uses.",
+        show_default=False,
+    ),
+]
+
+
 @contextmanager
-def running_stack(console: Console, api_port: int | None, data_dir: Path) -> Iterator[Stack]:
+def running_stack(
+    console: Console, api_port: int | None, data_dir: Path, redis_url: str | None = None
+) -> Iterator[Stack]:
     """Start the stack with its data in ``data_dir``, yield it, and always stop it (which
     revokes its API key); StackError ends with exit code 1."""
     from cli.stack import EMULATOR_WARNING, StackError, start_stack
@@ -59,6 +74,7 @@ def running_stack(console: Console, api_port: int | None, data_dir: Path) -> Ite
                     settings,
                     data_dir=data_dir,
                     api_port=api_port,
+                    redis_url=redis_url,
                     announce=lambda line: console.print(line, highlight=False),
                 )
                 yield stack
@@ -87,15 +103,17 @@ def dev(
             "VISIONQ_DATA_DIR); VISIONQ_DATABASE_URL, _BLOB_DIR and _REDIS_URL are not used."
         ),
     ] = None,
+    redis_url: RedisUrlOption = None,
 ) -> None:
-    """Run Redis, the database, the API, a worker (and the emulator without a key) until Ctrl-C.
+    """Run the whole stack in the foreground until Ctrl-C.
 
+    Redis, the database, the API, a worker, and the emulator when no Gemini key is set.
     Everything lives in its own data folder, never in your configured database; the API key
     it prints is revoked when it stops.
     """
     console = Console()
     folder = data_dir or get_settings().data_dir / "dev"
-    with running_stack(console, port, folder) as stack:
+    with running_stack(console, port, folder, redis_url) as stack:
         console.print(f"api       {stack.api_url}   (docs: {stack.api_url}/docs)", highlight=False)
         console.print(f"logs      {stack.run_dir}", highlight=False)
         console.print("\nReady. Use the stack from another terminal:", highlight=False)
@@ -105,7 +123,7 @@ def dev(
         )
         console.print("  visionq submit photo.jpg --task caption --wait", highlight=False)
         console.print(
-            f"More keys for this stack: VISIONQ_DATA_DIR={stack.data_dir} visionq keys create NAME",
+            f"More keys for this stack: {keys_command(stack)}",
             highlight=False,
             soft_wrap=True,  # one line, to copy and paste whole
         )
@@ -113,3 +131,15 @@ def dev(
         while True:
             stack.check_alive()
             time.sleep(0.5)
+
+
+def keys_command(stack: Stack) -> str:
+    """The shell command that makes another API key in this stack's own database.
+
+    It names the database itself: VISIONQ_DATA_DIR alone would not do when the user's
+    shell sets VISIONQ_DATABASE_URL, which then wins (models/settings.py derives the
+    database from the data folder only when the URL is unset).
+    """
+    env = {"VISIONQ_DATABASE_URL": stack.database_url, "VISIONQ_DATA_DIR": str(stack.data_dir)}
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+    return f"{assignments} visionq keys create NAME"

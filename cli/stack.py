@@ -3,7 +3,8 @@
 Used by `visionq dev` (in the foreground until Ctrl-C) and `visionq demo`. The stack keeps
 everything in its own data directory (SQLite database, images, Redis), whatever
 VISIONQ_DATABASE_URL, VISIONQ_BLOB_DIR and VISIONQ_REDIS_URL say, so trying it never
-touches a configured deployment; the API key it makes is revoked when it stops.
+touches a configured deployment; the API key it makes is revoked when it stops. Only with
+--redis-url does it use a Redis it did not start (where visionq bundles no redis-server).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 
 from cli.processes import (
     ManagedProcess,
+    RedisNotFoundError,
     free_port,
     http_ok,
     port_is_free,
@@ -28,7 +30,7 @@ from cli.processes import (
 from models.db import make_engine, make_session_factory
 from models.keys import create_key, revoke_key
 from models.migrate import upgrade
-from models.settings import Settings
+from models.settings import Settings, redact_url
 
 DEFAULT_API_PORT = 8000
 EMULATOR_WARNING = (
@@ -114,8 +116,30 @@ def _safe(check: Callable[[], bool]) -> Callable[[], bool]:
 def _start_redis(stack: Stack, env: dict[str, str]) -> None:
     url = stack.redis_url
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    args = redis_args(port, stack.run_dir / "redis", persistent=True)
+    try:
+        args = redis_args(port, stack.run_dir / "redis", persistent=True)
+    except RedisNotFoundError as exc:
+        raise StackError(str(exc)) from exc
     _start(stack, "redis", args, env, _safe(lambda: bool(redis.Redis.from_url(url).ping())))
+
+
+def _check_redis(url: str) -> None:
+    """StackError unless the Redis at ``url`` (given with --redis-url) answers."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError) as exc:
+        raise StackError(f"cannot use the Redis at {redact_url(url)} (--redis-url): {exc}") from exc
+
+
+# Said when the stack uses a Redis it did not start: the Celery queue lives in that database.
+SHARED_REDIS_NOTE = (
+    "the worker takes jobs from this Redis database's queue: give the stack a database no "
+    "other visionq uses (e.g. redis://HOST:6379/15)"
+)
 
 
 def _start_emulator(stack: Stack, env: dict[str, str]) -> str:
@@ -146,18 +170,22 @@ def start_stack(
     *,
     data_dir: Path,
     api_port: int | None = None,
+    redis_url: str | None = None,
     announce: Callable[[str], None] = print,
     worker_concurrency: int = 16,
 ) -> Stack:
     """Start every part with its data in ``data_dir`` and return once the API is ready;
-    stops what started on failure. The other settings (Gemini key, models...) apply."""
+    stops what started on failure. The other settings (Gemini key, models...) apply.
+
+    ``redis_url``: use that running Redis instead of starting one (for machines where
+    visionq bundles no redis-server)."""
     port = _api_port(api_port)
     data_dir = data_dir.expanduser().resolve()
     database_url = f"sqlite:///{data_dir / 'visionq.db'}"
     stack = Stack(
         api_url=f"http://127.0.0.1:{port}",
         api_key="",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
         uses_emulator=settings.gemini_key() is None,
         run_dir=data_dir / "run" / f"dev-{port}",
         data_dir=data_dir,
@@ -173,8 +201,14 @@ def start_stack(
     )
     try:
         announce(f"data      {data_dir}  (this stack's database, images and logs)")
-        _start_redis(stack, env)
-        announce(f"redis     {stack.redis_url}  (data in {stack.run_dir / 'redis'})")
+        if redis_url is None:
+            _start_redis(stack, env)
+            announce(f"redis     {stack.redis_url}  (data in {stack.run_dir / 'redis'})")
+        else:
+            _check_redis(redis_url)
+            announce(
+                f"redis     {redact_url(redis_url)}  (yours, not started; {SHARED_REDIS_NOTE})"
+            )
         upgrade(database_url)
         if stack.uses_emulator:
             announce(f"emulator  {_start_emulator(stack, env)}")
