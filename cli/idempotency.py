@@ -26,16 +26,21 @@ def job_key(
     schema: Any,
     image_sha256s: Sequence[str],
     occurrence: int = 0,
+    salt: str | None = None,
 ) -> str:
     """The Idempotency-Key of one job: a sha256 over a canonical form of its request.
 
     Everything the API bills for is in it (task, prompt, labels, model, options, schema,
     and each image's sha256 in order): any change gives a new key, the same request the
     same key. ``occurrence`` tells identical jobs of one command apart (the same file
-    given twice is two jobs, as asked).
+    given twice is two jobs, as asked). ``salt`` (`submit --new`, random per run) makes
+    keys no earlier run had, so the same request makes new jobs; without it the key is
+    what it always was.
     """
+    salted = {} if salt is None else {"salt": salt}
     canonical = json.dumps(
         {
+            **salted,
             "v": _KEY_VERSION,
             "task": task,
             "prompt": prompt,

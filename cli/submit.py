@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,6 +51,12 @@ RESUME_HINT = (
 )
 
 
+FRESH_HINT = (
+    "this run used --new, so running the command again submits every file anew (billed "
+    "again); the jobs above keep running: follow them with visionq wait ID..."
+)
+
+
 @dataclass(frozen=True)
 class PlannedJob:
     """One job of a submit: its files and the Idempotency-Key derived from them."""
@@ -69,8 +76,9 @@ class JobRequest:
     options: dict[str, Any]
     schema: dict[str, Any] | None
 
-    def plan(self, groups: list[list[Path]]) -> list[PlannedJob]:
-        """Each group's job with its key (reads every file once, to hash it)."""
+    def plan(self, groups: list[list[Path]], salt: str | None = None) -> list[PlannedJob]:
+        """Each group's job with its key (reads every file once, to hash it); ``salt``
+        (--new) gives keys no earlier run had."""
         digests = [[file_sha256(path) for path in group] for group in groups]
         occurrences = numbered([",".join(group) for group in digests])
         return [
@@ -85,6 +93,7 @@ class JobRequest:
                     schema=self.schema,
                     image_sha256s=shas,
                     occurrence=occurrence,
+                    salt=salt,
                 ),
             )
             for group, shas, occurrence in zip(groups, digests, occurrences, strict=True)
@@ -145,13 +154,15 @@ def submit_all(
             say(f"submitted {job.id} {group_name(plan.files)}")
 
 
-def report_partial(submitted: dict[str, PlannedJob], total: int, cause: str) -> None:
+def report_partial(
+    submitted: dict[str, PlannedJob], total: int, cause: str, *, fresh: bool = False
+) -> None:
     """After an interruption or a failure: what was submitted and how to resume."""
     say(f"{cause}: {len(submitted)} of {total} job(s) submitted")
     for job_id, plan in submitted.items():
         say(f"  {job_id} {group_name(plan.files)}")
     if len(submitted) < total:
-        say(RESUME_HINT)
+        say(FRESH_HINT if fresh else RESUME_HINT)
 
 
 def submit(
@@ -178,6 +189,14 @@ def submit(
         bool, typer.Option(help="Reuse an identical earlier job's result (free).")
     ] = True,
     economy: Economy = False,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new",
+            help="Make new jobs even if this command ran before (within the key retention, "
+            "48 h by default): fresh Idempotency-Keys, so the jobs run and are billed again.",
+        ),
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait, show progress and results.")
     ] = False,
@@ -193,12 +212,15 @@ def submit(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit IMAGE... as jobs: one per image, or one for all where the task takes several.
+    """Submit IMAGE... as jobs; run it again to resume, not repeat.
 
+    One job per image, or one for all where the task takes several.
     Every file is checked first: if any cannot be sent, nothing is submitted.
     Each job's id is printed as soon as it exists (on stderr with --wait, --json).
     The same command run again (same files, same options) finds the jobs
     it made instead of making new ones: rerun an interrupted submit to resume it.
+    To run them again anyway (billed again) add --new; to rerun failed jobs,
+    use visionq retry.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
@@ -210,7 +232,7 @@ def submit(
     except InputError as exc:
         die(f"{exc}; nothing was submitted")
     request = JobRequest(task.value, prompt, label_list(labels), model, options, schema_value)
-    planned = request.plan(job_groups(images, task))
+    planned = request.plan(job_groups(images, task), salt=secrets.token_hex(16) if new else None)
     waiting = wait or out is not None
     submitted: dict[str, PlannedJob] = {}
     with client_for(url, api_key) as client:
@@ -219,11 +241,11 @@ def submit(
                 client, request, planned, announce=not (waiting or as_json), submitted=submitted
             )
         except KeyboardInterrupt:
-            report_partial(submitted, len(planned), "interrupted")
+            report_partial(submitted, len(planned), "interrupted", fresh=new)
             raise typer.Exit(130) from None
         except VisionqError as exc:
             say(f"error: {exc}")
-            report_partial(submitted, len(planned), "stopped")
+            report_partial(submitted, len(planned), "stopped", fresh=new)
             raise typer.Exit(1) from None
         names = {job_id: group_name(plan.files) for job_id, plan in submitted.items()}
         if not waiting:

@@ -79,6 +79,28 @@ def test_same_command_twice_sends_the_same_keys(fake: FakeClient, pngs: list[Pat
     assert first.stdout == second.stdout and len(first.stdout.split()) == 3
 
 
+def test_new_makes_new_jobs_each_run(fake: FakeClient, pngs: list[Path]) -> None:
+    args = ["submit", *map(str, pngs), "--task", "caption", "--no-cache"]
+    plain, first, second = run(*args), run(*args, "--new"), run(*args, "--new")
+    assert all(done.exit_code == 0 for done in (plain, first, second))
+    keys = [call["idempotency_key"] for call in fake.submitted]
+    assert len(set(keys)) == 9  # three runs, three files: nine distinct keys
+    assert len(set(plain.stdout.split() + first.stdout.split() + second.stdout.split())) == 9
+    # Without --new the key is what it always was: the plain run still resumes.
+    assert run(*args).stdout == plain.stdout
+    assert "billed again" in " ".join(run("submit", "--help").stdout.split())
+
+
+def test_an_interrupted_new_run_does_not_promise_a_resume(
+    fake: FakeClient, pngs: list[Path]
+) -> None:
+    fake.fail_on[2] = KeyboardInterrupt()
+    done = run("submit", *map(str, pngs), "--task", "caption", "--new")
+    assert done.exit_code == 130
+    text = " ".join(done.stderr.split())
+    assert "used --new" in text and "to resume" not in text
+
+
 def test_the_same_file_twice_is_two_jobs(fake: FakeClient, pngs: list[Path]) -> None:
     done = run("submit", str(pngs[0]), str(pngs[0]), "--task", "caption")
     assert done.exit_code == 0, done.stderr
