@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -113,10 +114,13 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
     try:
         assert url1 != url2
         assert "EMULATOR" in first.output and "synthetic" in first.output
-        # A key made by `visionq keys create` in the stacks' data directory (as dev says)
-        # works on both.
-        assert f"VISIONQ_DATA_DIR={data_dir} visionq keys create" in first.output
-        dev_env = {**user_env(data_dir)}
+        # A key made by the command dev prints works on both, even from the user's shell,
+        # whose VISIONQ_DATABASE_URL names another database.
+        hint = re.search(r"More keys for this stack: (.+) visionq keys create NAME", first.output)
+        assert hint, first.output
+        assignments = dict(item.split("=", 1) for item in shlex.split(hint.group(1)))
+        assert assignments["VISIONQ_DATA_DIR"] == str(data_dir)
+        dev_env = {**env, **assignments}
         made = subprocess.run(visionq_command("keys", "create", "cli-user"), env=dev_env,
                               capture_output=True, text=True, check=True)  # fmt: skip
         cli_key = made.stdout.strip().splitlines()[-1]
