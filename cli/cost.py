@@ -49,7 +49,10 @@ def report(
     by: Annotated[str, typer.Option(help="Group by model, tenant, task or day.")] = "model",
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Tokens and money per group, and the estimation error per model (with proposals)."""
+    """Tokens and money per group, and how good the estimates were.
+
+    The estimation error per model, with proposed corrections.
+    """
     from models.db import make_engine, make_session_factory
     from models.reports import GROUPINGS, finished_jobs, spend_by
     from vision.calibration import accuracy, observation_of
@@ -127,7 +130,10 @@ def set_(
     daily: Annotated[str | None, typer.Option(help="USD per day (UTC); 'none' = no cap.")] = None,
     monthly: Annotated[str | None, typer.Option(help="USD per month; 'none' = no cap.")] = None,
 ) -> None:
-    """Set a tenant's caps: submissions that could exceed them are refused with 402."""
+    """Set a tenant's daily and monthly USD caps.
+
+    Submissions that could exceed them are refused with 402.
+    """
     from models.budgets import set_budget
     from models.db import make_engine, make_session_factory
 
@@ -145,7 +151,10 @@ def show(
     tenant: Annotated[str | None, typer.Argument(help="One tenant; all if omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output (USD as strings).")] = False,
 ) -> None:
-    """Caps, spending today and this month, and what unfinished jobs hold."""
+    """Caps, spending, and what unfinished jobs hold.
+
+    Spending today and this month, per tenant.
+    """
     from models.budgets import budget_state, tenants
     from models.db import make_engine, make_session_factory
     from vision.costing import usd_text

@@ -84,10 +84,12 @@ def demo(
     ] = None,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """Start the stack, run caption/classify/ask/detect on sample images, save results, stop.
+    """Start a throwaway stack, run sample jobs, save the results.
 
-    The stack keeps its data in a temporary folder (or --data-dir) and its API key is
-    revoked at the end: the demo leaves nothing behind but the results folder.
+    Caption, classify, ask and detect on generated shapes and photographs,
+    then stop. The stack keeps its data in a temporary folder (or --data-dir)
+    and its API key is revoked at the end: the demo leaves nothing behind but
+    the results folder.
     """
     console = Console()
     out = out or Path(f"visionq-demo-{time.strftime('%Y%m%d-%H%M%S')}")

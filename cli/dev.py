@@ -107,9 +107,9 @@ def dev(
 ) -> None:
     """Run the whole stack in the foreground until Ctrl-C.
 
-    Redis, the database, the API, a worker, and the emulator when no Gemini key is set.
-    Everything lives in its own data folder, never in your configured database; the API key
-    it prints is revoked when it stops.
+    Redis, the database, the API, a worker, and the emulator when no Gemini
+    key is set. Everything lives in its own data folder, never in your
+    configured database; the API key it prints is revoked when it stops.
     """
     console = Console()
     folder = data_dir or get_settings().data_dir / "dev"

@@ -87,11 +87,13 @@ def estimate(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Estimate tokens and USD for IMAGE... (one job per image, like submit); nothing runs.
+    """Estimate tokens and USD for IMAGE...; nothing runs.
 
-    Per job: the input tokens, the output cap (the answer and thinking together),
-    and USD from the input alone (min) to the input plus the whole output cap (max).
-    Over several jobs, a total line sums them.
+    One job per image (or one for all where the task takes several), like submit.
+
+    Per job: the input tokens, the output cap (the answer and thinking
+    together), and USD from the input alone (min) to the input plus the whole
+    output cap (max). Over several jobs, a total line sums them.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,

@@ -59,7 +59,10 @@ def prune(
         float | None, typer.Option(help="Also delete ACTIVE uploads unused for this long.")
     ] = None,
 ) -> None:
-    """Delete expired, failed and (optionally) unused uploads from Gemini and from our table."""
+    """Delete expired, failed and (optionally) unused uploads.
+
+    They are deleted from Gemini and from visionq's table.
+    """
     from models.db import make_engine, make_session_factory
     from models.files import forget_file, list_files, usable
     from models.tables import utcnow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -14,18 +15,30 @@ def gc(
         bool, typer.Option("--dry-run", help="Only count what would be deleted.")
     ] = False,
 ) -> None:
-    """Delete finished jobs older than VISIONQ_RETENTION_DAYS (inputs, attempts, masks),
-    expired idempotency keys, and images no job uses; safe while the service runs."""
+    """Delete old finished jobs and unused images; safe while running.
+
+    Finished jobs older than VISIONQ_RETENTION_DAYS (with their inputs,
+    attempts and masks), expired idempotency keys, and images no job uses.
+    """
     from models.blobs import BlobStore
     from models.db import make_engine, make_session_factory
-    from models.retention import collect, grace_s
+    from models.retention import GcRunningError, collect, gc_lock, grace_s
 
     settings = get_settings()
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        report = collect(
-            settings, make_session_factory(engine), BlobStore(settings.blob_dir), dry_run=dry_run
-        )
+        # One gc at a time (a dry run only reads): two would trash and restore the same
+        # blobs under each other.
+        with contextlib.nullcontext() if dry_run else gc_lock(settings.redis_url):
+            report = collect(
+                settings,
+                make_session_factory(engine),
+                BlobStore(settings.blob_dir),
+                dry_run=dry_run,
+            )
+    except GcRunningError as exc:
+        typer.echo(f"visionq gc: {exc}", err=True)
+        raise typer.Exit(1) from exc
     finally:
         engine.dispose()
     delete, move, put = (

@@ -36,7 +36,10 @@ def list_(
     tenant: str | None = typer.Option(None, help="Only this tenant's keys."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
 ) -> None:
-    """List keys (id, tenant, name, prefix, created, status); never the keys or their hashes."""
+    """List keys; never the keys or their hashes.
+
+    Id, tenant, name, prefix, created and status of each.
+    """
     from models.db import make_engine, make_session_factory
     from models.keys import list_keys
 

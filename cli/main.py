@@ -89,8 +89,10 @@ def list_models(
         False, "--all", help="Also list retired models (shut down, routed, closed)."
     ),
 ) -> None:
-    """List the model catalogue: status, prices today, thinking, tasks (VISIONQ_MODELS_FILE
-    applied)."""
+    """List the model catalogue: status, prices, thinking, tasks.
+
+    VISIONQ_MODELS_FILE is applied; prices are today's.
+    """
     from cli.models import show_models
 
     show_models(get_settings(), as_json=as_json, include_retired=all_models)
@@ -110,7 +112,10 @@ def run_api(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Number of uvicorn worker processes."),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs), cutting off slow clients (api/server.py)."""
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    Slow clients are cut off (api/server.py).
+    """
     from api.server import run
 
     run(host=host, port=port, workers=workers)
@@ -262,10 +267,11 @@ def run_emulator(
     ),
     spend_window_s: float = typer.Option(600.0, help="Rolling spend window, seconds."),
 ) -> None:
-    """Serve the Gemini API emulator (synthetic answers, for tests and offline demos).
+    """Serve the Gemini API emulator (synthetic answers).
 
-    The fault and quota options apply to generateContent; they can also be changed while
-    it runs with POST /_emulator/faults.
+    For tests and offline demos. The fault and quota options apply to
+    generateContent; they can also be changed while it runs with
+    POST /_emulator/faults.
     """
     from emulator.catalog_load import load_models_file
     from emulator.config import EmulatorConfig

@@ -60,8 +60,10 @@ def retry(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run finished jobs again as new jobs: same images, task, prompt, labels, model,
-    options and schema; each new job's retry_of names the old one. Prints OLD -> NEW.
+    """Run finished jobs again as new jobs; prints OLD -> NEW.
+
+    Same images, task, prompt, labels, model, options and schema;
+    each new job's retry_of names the old one.
 
     Each retry's Idempotency-Key comes from the old job's id, so running the
     command again returns the same new jobs instead of paying twice (within

@@ -37,7 +37,10 @@ def wait(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Wait for jobs to end; exit code 1 if any did not succeed or is still running."""
+    """Wait for jobs to end and show their results.
+
+    Exit code 1 if any did not succeed or is still running.
+    """
     with client_for(url, api_key) as client:
         found = wait_for(client, job_ids, timeout, quiet=as_json)
     show_finished(found, None, out=None, as_json=as_json)
