@@ -149,12 +149,14 @@ class BlobStore:
                 yield str(path), sha256, float(moved)
 
     def restore(self, path: str, sha256: str) -> None:
-        """Put a trashed blob back (it is referenced after all); drop it if stored anew."""
+        """Put a trashed blob back (it is referenced after all); drop it if stored anew.
+        Gone from the trash already (another gc put it back or deleted it): nothing to do."""
         if self._fs.exists(self._path(sha256)):
             self.purge(path)
             return
         self._fs.makedirs(self._path(sha256).rsplit("/", 1)[0], exist_ok=True)
-        self._fs.mv(path, self._path(sha256))
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.mv(path, self._path(sha256))
 
     def purge(self, path: str) -> None:
         """Delete a trashed blob for good."""

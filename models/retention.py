@@ -14,26 +14,57 @@ worker's intermediate blob (a downscaled copy) is never collected while a job us
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, TypeVar
 
+import redis
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.blobs import BlobStore
 from models.idempotency import forget_expired
 from models.settings import Settings
-from models.tables import Attempt, IdempotencyKey, Job, JobInput, JobStatus, utcnow
+from models.tables import TERMINAL_STATUSES, Attempt, IdempotencyKey, Job, JobInput, utcnow
 
 BATCH = 500
 # Never less than an hour, whatever the settings: room for a slow submit or store.
 MIN_GRACE_S = 3600.0
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 T = TypeVar("T")
+# One gc at a time across every host sharing the database and the blob store: a Redis lock
+# (they share Redis too). Its TTL frees it if a gc dies holding it.
+GC_LOCK = "visionq:gc"
+GC_LOCK_TTL_S = 3600
+
+
+class GcRunningError(RuntimeError):
+    """Another `visionq gc` holds the lock."""
+
+
+@contextmanager
+def gc_lock(redis_url: str) -> Iterator[None]:
+    """Hold the gc lock for the block; GcRunningError if another gc holds it."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        lock = client.lock(GC_LOCK, timeout=GC_LOCK_TTL_S)
+        if not lock.acquire(blocking=False):
+            raise GcRunningError(
+                "another gc is running (it holds the lock in Redis, freed when it ends or "
+                f"within {GC_LOCK_TTL_S // 60} minutes if it died); run gc again later."
+            )
+        try:
+            yield
+        finally:
+            # Expired (a run longer than the TTL) or Redis gone: nothing left to free.
+            with contextlib.suppress(redis.RedisError):
+                lock.release()
+    finally:
+        client.close()
 
 
 @dataclass
@@ -67,22 +98,30 @@ def delete_old_jobs(
     if retention_days <= 0:
         return 0
     cutoff = utcnow() - timedelta(days=retention_days)
-    old = (Job.status.in_(FINISHED), Job.finished_at < cutoff)
+    old = (Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff)
     if dry_run:
         with sessions() as session:
             return int(session.scalar(select(func.count()).select_from(Job).where(*old)) or 0)
     deleted = 0
     while True:
         with sessions.begin() as session:
-            ids = list(session.scalars(select(Job.id).where(*old).limit(BATCH)))
+            ids = _candidates(session, old)
             if not ids:
                 return deleted
-            session.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(ids)))
-            session.execute(delete(Attempt).where(Attempt.job_id.in_(ids)))
-            session.execute(delete(JobInput).where(JobInput.job_id.in_(ids)))
-            # The same conditions again: nothing about these jobs changed meanwhile.
+            # Children and job under the same conditions, checked again in each DELETE: a
+            # job that changed since the SELECT (no longer finished and old) keeps its
+            # inputs, attempts and keys.
+            still_old = select(Job.id).where(Job.id.in_(ids), *old)
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(still_old)))
+            session.execute(delete(Attempt).where(Attempt.job_id.in_(still_old)))
+            session.execute(delete(JobInput).where(JobInput.job_id.in_(still_old)))
             result = session.execute(delete(Job).where(Job.id.in_(ids), *old))
             deleted += int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _candidates(session: Session, old: tuple[ColumnElement[bool], ...]) -> list[str]:
+    """A batch of ids of jobs matching ``old`` (re-checked by the DELETEs that follow)."""
+    return list(session.scalars(select(Job.id).where(*old).limit(BATCH)))
 
 
 def mask_digests(result: dict[str, Any] | None) -> set[str]:
@@ -101,7 +140,7 @@ def _kept(doomed_before: datetime | None) -> list[ColumnElement[bool]]:
     """Conditions of the jobs a dry run would keep (all jobs when nothing is deleted)."""
     if doomed_before is None:
         return []
-    return [or_(Job.status.not_in(FINISHED), Job.finished_at >= doomed_before)]
+    return [or_(Job.status.not_in(TERMINAL_STATUSES), Job.finished_at >= doomed_before)]
 
 
 def referenced(

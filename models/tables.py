@@ -56,7 +56,11 @@ class JobStatus(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in TERMINAL_STATUSES
+
+
+# The states a job never leaves (a finished job).
+TERMINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class AttemptOutcome(enum.StrEnum):

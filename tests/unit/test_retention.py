@@ -8,18 +8,21 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
+from models import retention
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
 from models.migrate import upgrade
-from models.retention import collect
+from models.retention import GcRunningError, collect, gc_lock
 from models.settings import Settings
 from models.tables import Attempt, IdempotencyKey, Job, JobInput, utcnow
-from tests.services import postgres_bindir, postgres_server
+from tests.services import postgres_bindir, postgres_server, redis_server
 
 GRACE_S = 600.0
 
@@ -157,3 +160,70 @@ def test_zero_days_keeps_every_job(sessions: sessionmaker[Session], tmp_path: Pa
 
 def test_the_default_keeps_thirty_days() -> None:
     assert Settings.model_fields["retention_days"].default == 30
+
+
+def test_a_job_that_changed_after_the_select_keeps_its_inputs_attempts_and_keys(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child rows are deleted under the job's own conditions (finished and older than
+    the cutoff), re-checked in the DELETE, not for every id the SELECT found: a job that
+    is no longer old by then keeps them."""
+    settings = Settings(data_dir=tmp_path, retention_days=30)
+    blobs = BlobStore(str(tmp_path / "blobs"))
+    add_job(sessions, "old", finished_days_ago=40, inputs=[blobs.put(b"a")],
+            key_age=timedelta(0))  # fmt: skip
+    add_job(sessions, "recent", finished_days_ago=1, inputs=[blobs.put(b"b")],
+            key_age=timedelta(0))  # fmt: skip
+    found = retention._candidates
+    calls = 0
+
+    def changed_meanwhile(session: Session, old: Any) -> list[str]:
+        # As if "recent" had matched when the ids were read and changed before the DELETEs.
+        nonlocal calls
+        calls += 1
+        return found(session, old) + (["recent"] if calls == 1 else [])
+
+    monkeypatch.setattr(retention, "_candidates", changed_meanwhile)
+    assert collect(settings, sessions, blobs, grace=GRACE_S).jobs == 1
+    with sessions() as session:
+        assert list(session.scalars(select(Job.id))) == ["recent"]
+        assert list(session.scalars(select(JobInput.job_id))) == ["recent"]
+        assert list(session.scalars(select(Attempt.job_id))) == ["recent"]
+        assert list(session.scalars(select(IdempotencyKey.job_id))) == ["recent"]
+
+
+def test_restore_of_a_blob_another_gc_already_handled_is_no_error(tmp_path: Path) -> None:
+    blobs = BlobStore(str(tmp_path / "blobs"))
+    sha256 = blobs.put(b"a")
+    assert blobs.trash(sha256)
+    ((path, _, _),) = list(blobs.trashed())
+    blobs.purge(path)  # another gc deleted it for good meanwhile
+    blobs.restore(path, sha256)
+    assert not blobs.exists(sha256)
+
+
+def test_one_gc_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two gc runs at once would trash and restore the same blobs under each other: the
+    second one says another gc is running and exits 1; once the first ends, gc runs."""
+    from cli.main import app
+
+    with redis_server(tmp_path / "redis") as url:
+        for key in list(os.environ):
+            if key.startswith("VISIONQ_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("VISIONQ_REDIS_URL", url)
+        upgrade(Settings(data_dir=tmp_path / "data").database_url)
+        runner = CliRunner()
+        with gc_lock(url):
+            with pytest.raises(GcRunningError), gc_lock(url):
+                pass
+            refused = runner.invoke(app, ["gc"])
+            assert refused.exit_code == 1
+            assert "another gc is running" in refused.stderr
+            assert "deleted" not in refused.stdout
+            # A dry run only reads: it runs beside a real one.
+            assert runner.invoke(app, ["gc", "--dry-run"]).exit_code == 0
+        ran = runner.invoke(app, ["gc"])
+        assert ran.exit_code == 0, ran.output
+        assert "deleted 0 jobs" in ran.stdout
