@@ -5,7 +5,9 @@ job that ends failed makes the task raise ``JobFailedError`` once the failure is
 so Celery's events (what Flower shows) say FAILURE under the job's id, with its error code
 and message. It is one of the task's expected errors (``throws``): logged in one line,
 never retried, and with acks_late the message is acknowledged all the same (Celery acks
-a failed task; only a lost worker gives a message back).
+a failed task; only a lost worker gives a message back). A cancelled job's task sends the
+``task-revoked`` event (Flower: REVOKED) and raises ``Ignore``, so no ``task-succeeded``
+follows it; an ignored task's message is acknowledged too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import redis
 from celery import Task, signals
+from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from models.blobs import BlobStore
@@ -62,6 +65,26 @@ def _job_failed(context: WorkerContext, job_id: str) -> JobFailedError | None:
             return JobFailedError(job_id, job.error_code, job.error_message)
     except _DB_UNAVAILABLE:  # the failure is stored; only its wording cannot be read now
         return JobFailedError(job_id, None, "the error could not be read back")
+
+
+def _job_cancelled(context: WorkerContext, job_id: str) -> bool:
+    """True when the job ended cancelled (False when that cannot be read now)."""
+    try:
+        with context.sessions() as session:
+            job = session.get(Job, job_id)
+            return job is not None and job.status == JobStatus.CANCELLED
+    except _DB_UNAVAILABLE:
+        return False
+
+
+def _revoked(task: Task, job_id: str) -> Ignore:
+    """Announce the task revoked (what Flower shows for a cancelled job) and return the
+    Ignore to raise: Celery then sends no task-succeeded event after it."""
+    try:
+        task.send_event("task-revoked", retry=False, terminated=False, signum=None, expired=False)
+    except Exception as exc:  # only Flower's view is at stake: the job is stored cancelled
+        log.info("job %s: task-revoked event not sent (%s)", job_id, exc)
+    return Ignore(f"job {job_id} was cancelled")
 
 
 class PipelineTask(Task):  # type: ignore[misc]
@@ -137,6 +160,8 @@ def process_job(self: PipelineTask, job_id: str) -> str:
     failed = _job_failed(context, job_id) if outcome in ("failed", "skipped") else None
     if failed is not None:
         raise failed
+    if outcome in ("skipped", "discarded") and _job_cancelled(context, job_id):
+        raise _revoked(self, job_id)
     return outcome
 
 

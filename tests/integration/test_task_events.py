@@ -74,3 +74,49 @@ def test_a_failed_job_is_a_failed_task_under_its_id(stack: Stack, emulator_url: 
     assert "task-failed" in states.get(failing, []), states
     assert "task-succeeded" not in states.get(failing, [])
     assert "task-succeeded" in states.get(passing, []), states
+
+
+def test_a_cancelled_job_is_a_revoked_task_under_its_id(stack: Stack, emulator_url: str) -> None:
+    """Flower showed a cancelled job SUCCESS: its task now ends with task-revoked."""
+    app = _events_app(stack)
+    app.control.enable_events()
+    assert app.control.ping(timeout=10, limit=1), "no worker answered"
+    states: dict[str, list[str]] = {}
+    ready = threading.Event()
+    receivers: list[Any] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        states.setdefault(event.get("uuid", ""), []).append(event["type"])
+
+    def listen() -> None:
+        with app.connection() as connection:
+            receiver = app.events.Receiver(connection, handlers={"*": on_event})
+            receivers.append(receiver)
+            ready.set()
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    # Every call hangs 3 s: the job is cancelled while it runs (or before it starts).
+    faults = {"hang_rate": 1.0, "hang_s": 3.0}
+    httpx.post(f"{emulator_url}/_emulator/faults", json=faults, timeout=10).raise_for_status()
+    try:
+        data, _ = scene_png(78)
+        with stack.client() as client:
+            job_id = submit(client, data, task="caption", options={"cache": False}).json()["id"]
+            cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
+            assert cancelled.json()["status"] == "cancelled", cancelled.text
+        pause = threading.Event()
+        for _ in range(150):
+            if "task-revoked" in states.get(job_id, []):
+                break
+            pause.wait(0.1)
+    finally:
+        receivers[0].should_stop = True
+        thread.join(10)
+        httpx.post(f"{emulator_url}/_emulator/reset", timeout=10)
+        app.control.disable_events()
+        app.close()
+    assert "task-revoked" in states.get(job_id, []), states
+    assert "task-succeeded" not in states.get(job_id, []), states

@@ -11,7 +11,7 @@ import pytest
 
 from api.queue import JobQueue
 from models.budgets import reserve
-from models.jobs import NewInput, create_job, get_job
+from models.jobs import NewInput, cancel_job, create_job, get_job
 from tests.unit.workercontext import worker_context
 from worker import tasks
 from worker.celery_app import app as celery_app
@@ -74,3 +74,28 @@ def test_messages_carry_the_job_id_as_task_id(monkeypatch: pytest.MonkeyPatch) -
     assert [(item["args"], item["task_id"]) for item in sent] == [
         (["job-1"], "job-1"), (["job-2"], "job-2"),
     ]  # fmt: skip
+
+
+def test_a_cancelled_job_is_a_revoked_task_not_a_success(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flower showed a cancelled job SUCCESS: its task now announces task-revoked (Flower:
+    REVOKED) and is ignored, so no task-succeeded event follows."""
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def record(type_: str, **fields: Any) -> None:
+        events.append((type_, fields))
+
+    monkeypatch.setattr(process_job, "send_event", record)
+    job_id = _job(context, "0" * 64)
+    with context.sessions.begin() as session:
+        assert cancel_job(session, tenant="t", job_id=job_id)
+    result = process_job.apply(args=[job_id], task_id=job_id)
+    assert result.id == job_id and result.state == "IGNORED"
+    assert [type_ for type_, _ in events] == ["task-revoked"]
+    assert events[0][1]["terminated"] is False
+    # A job that succeeded or failed sends no such event.
+    events.clear()
+    failed = _job(context, "0" * 64)
+    assert process_job.apply(args=[failed], task_id=failed).state == "FAILURE"
+    assert events == []
