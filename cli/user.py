@@ -24,7 +24,7 @@ from cli.common import (
 from cli.estimate_cmd import estimate
 from cli.render import detections_table, jobs_table, summary
 from cli.submit import show_finished, submit
-from client import DEFAULT_URL, Job
+from client import DEFAULT_URL, PAGE_SIZE_MIN, Job
 
 
 def wait(
@@ -90,7 +90,7 @@ def jobs(
         str | None,
         typer.Option("--status", help="queued, running, succeeded, failed or cancelled."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many jobs to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many jobs to show.")] = 20,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -98,7 +98,8 @@ def jobs(
     """List your jobs, newest first."""
     with client_for(url, api_key) as client:
         found: list[Job] = []
-        for job in client.iter_jobs(status=status_filter, page_size=min(limit, 200)):
+        # Pages no larger than every API accepts (VISIONQ_PAGE_SIZE_MAX is at least this).
+        for job in client.iter_jobs(status=status_filter, page_size=min(limit, PAGE_SIZE_MIN)):
             found.append(job)
             if len(found) >= limit:
                 break

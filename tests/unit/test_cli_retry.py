@@ -1,6 +1,6 @@
 """`visionq retry` in-process (review of issue 17): its results read like submit's at 80
 columns, --status takes only finished statuses (JobStatus's terminal ones), and its pages
-are ones every API accepts."""
+(and `visionq jobs`') are ones every API accepts."""
 
 from __future__ import annotations
 
@@ -54,3 +54,9 @@ def test_status_pages_are_no_larger_than_every_api_accepts(fake: FakeClient) -> 
     assert fake.page_sizes == [PAGE_SIZE_MIN]
     assert len(fake.jobs) == 6
     assert {job.status for job in fake.jobs.values()} == {JobStatus.FAILED, JobStatus.QUEUED}
+
+
+def test_jobs_pages_are_no_larger_than_every_api_accepts(fake: FakeClient) -> None:
+    done = run("jobs", "--limit", "500")
+    assert done.exit_code == 0, done.stderr
+    assert fake.page_sizes == [PAGE_SIZE_MIN]
