@@ -21,10 +21,10 @@ from cli.common import (
 )
 from cli.render import results_view
 from client import DEFAULT_URL, PAGE_SIZE_MIN, Job, VisionqClient, VisionqError
-from models.tables import JobStatus
+from models.tables import TERMINAL_STATUSES, JobStatus
 
-# The statuses a job can be retried from: JobStatus's terminal ones (one declaration).
-FINISHED = [status for status in JobStatus if status.terminal]
+# The statuses a job can be retried from: the finished ones, declared once in models.tables.
+FINISHED = TERMINAL_STATUSES
 
 
 def finished_status(value: str) -> JobStatus:
