@@ -42,6 +42,21 @@ _MEANINGS = {
 }
 
 
+# Every path answers a method it does not take with 405 in the error shape and an Allow
+# header (api/errors.py): documented on each operation so a client knows the shape.
+METHOD_NOT_ALLOWED: dict[str, Any] = {
+    "description": "This path does not take that method (method_not_allowed); the Allow "
+    "header lists the methods it takes.",
+    "headers": {
+        "Allow": {
+            "description": "The methods this path takes, e.g. `GET, POST`.",
+            "schema": {"type": "string"},
+        }
+    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route that can answer these errors, each in the error shape."""
     return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
@@ -83,8 +98,8 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
 
 
 def complete(doc: dict[str, Any], settings: Settings) -> None:
-    """Add the bearer scheme, the request id header, the result schemas and the page size
-    limit to ``doc``."""
+    """Add the bearer scheme, the request id header, the 405 answer, the result schemas
+    and the page size limit to ``doc``."""
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER] = {
         "type": "http",
@@ -96,6 +111,7 @@ def complete(doc: dict[str, Any], settings: Settings) -> None:
             if path not in _PUBLIC_PATHS:
                 operation["security"] = [{BEARER: []}]
             operation.setdefault("parameters", []).append(dict(REQUEST_ID_PARAMETER))
+            operation.setdefault("responses", {})["405"] = copy.deepcopy(METHOD_NOT_ALLOWED)
             for parameter in operation.get("parameters", []):
                 if path == "/v1/jobs" and parameter["name"] == "limit":
                     parameter["schema"]["maximum"] = settings.page_size_max
@@ -103,3 +119,7 @@ def complete(doc: dict[str, Any], settings: Settings) -> None:
         [(model, "serialization") for model in RESULT_MODELS], ref_template=COMPONENTS
     )
     components.setdefault("schemas", {}).update(schemas.get("$defs", {}))
+    # The 405s name ErrorBody: present even if no route listed an error of its own.
+    _, errors = models_json_schema([(ErrorBody, "serialization")], ref_template=COMPONENTS)
+    for name, schema in errors.get("$defs", {}).items():
+        components["schemas"].setdefault(name, schema)

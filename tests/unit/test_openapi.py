@@ -45,7 +45,7 @@ def test_png_routes_type_their_image_and_their_errors(doc: dict[str, Any]) -> No
         binary = {"type": "string", "format": "binary"}
         assert responses["200"]["content"] == {"image/png": {"schema": binary}}
         errors = {status for status in responses if status != "200"}
-        assert errors == {"401", "404", "409", "422", "503"}, path
+        assert errors == {"401", "404", "405", "409", "422", "503"}, path
         for status in errors:
             schema = responses[status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
@@ -57,12 +57,24 @@ def test_each_route_lists_only_the_errors_it_can_answer(doc: dict[str, Any]) -> 
     def errors(label: str) -> set[int]:
         return {int(status) for status in operations[label]["responses"]} - {200, 202}
 
-    assert errors("GET /v1/models") == {401, 503}
-    assert errors("GET /v1/jobs/{job_id}") == {401, 404, 409, 422, 503}
-    assert errors("POST /v1/jobs/{job_id}/cancel") == {401, 404, 409, 422, 503}
-    assert errors("GET /v1/jobs") == {400, 401, 422, 503}
+    # 405 everywhere: any path answers a method it does not take.
+    assert errors("GET /v1/models") == {401, 405, 503}
+    assert errors("GET /v1/jobs/{job_id}") == {401, 404, 405, 409, 422, 503}
+    assert errors("POST /v1/jobs/{job_id}/cancel") == {401, 404, 405, 409, 422, 503}
+    assert errors("GET /v1/jobs") == {400, 401, 405, 422, 503}
     assert {402, 429, 507} <= errors("POST /v1/jobs")
     assert not {402, 429, 404} & errors("POST /v1/estimate")
+
+
+def test_every_operation_documents_405_with_its_allow_header(doc: dict[str, Any]) -> None:
+    """The issue wants 405 documented: our error shape, and the Allow header it carries."""
+    for label, operation in _operations(doc).items():
+        answer = operation["responses"]["405"]
+        assert "does not take that method" in answer["description"], label
+        assert set(answer["headers"]) == {"Allow"}, label
+        schema = answer["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, label
+    assert "ErrorBody" in doc["components"]["schemas"]
 
 
 def test_status_and_task_are_enums(doc: dict[str, Any]) -> None:
