@@ -1,11 +1,14 @@
 """The API's access log: one line per request with its time, request id, tenant, job id,
 status and duration; failures (4xx, 5xx) at WARNING.
 
-A pure ASGI middleware around the whole app (so a 500 from an unhandled error is logged
-too). The tenant comes from the authentication dependency (``request.state.tenant``, set
-in api/deps.py), the job id from the route's ``job_id`` or the Location of a created job.
-Each response carries the request id in ``X-Request-ID`` (the client's, if it sent a sane
-one), so a user's report can be matched to the log line.
+A pure ASGI middleware around the routes, inside Starlette's ServerErrorMiddleware: an
+unhandled error passes through it before that middleware answers 500, and is logged as
+a 500. A client that went away before any answer is logged as 499 "client closed request"
+at INFO (nothing failed on our side), the field ``client_closed`` set. The tenant comes
+from the authentication dependency (``request.state.tenant``, set in api/deps.py), the
+job id from the route's ``job_id`` or the Location of a created job. Each response
+carries the request id in ``X-Request-ID`` (the client's, if it sent a sane one), so a
+user's report can be matched to the log line.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_PATTERN = "[A-Za-z0-9._:-]{1,64}"
 _SANE_ID = re.compile(REQUEST_ID_PATTERN.encode("ascii"))
 _JOB_LOCATION = re.compile(r"/v1/jobs/([^/?]+)$")
+# nginx's status for a request whose client disconnected before the response.
+CLIENT_CLOSED = 499
 
 
 def _request_id(scope: Scope) -> str:
@@ -44,7 +49,13 @@ class AccessLog:
             return
         started = time.perf_counter()
         request_id = _request_id(scope)
-        answer: dict[str, Any] = {"status": 500, "location": None}
+        answer: dict[str, Any] = {"status": None, "location": None, "disconnected": False}
+
+        async def receive_watched() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                answer["disconnected"] = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -58,7 +69,7 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watched, send_with_id)
         finally:
             self._log(scope, request_id, answer, time.perf_counter() - started)
 
@@ -69,7 +80,9 @@ class AccessLog:
         if job_id is None and answer["location"]:
             found = _JOB_LOCATION.search(answer["location"])
             job_id = found.group(1) if found else None
-        status = int(answer["status"])
+        # No answer started: the client went away first (499), or an error escaped (500).
+        closed = answer["status"] is None and answer["disconnected"]
+        status = int(answer["status"] or (CLIENT_CLOSED if closed else 500))
         fields = {
             "request_id": request_id,
             "method": scope.get("method", ""),
@@ -79,6 +92,7 @@ class AccessLog:
             "job_id": job_id,
             "duration_ms": round(seconds * 1000, 1),
             "client": (scope.get("client") or ("", 0))[0],
+            "client_closed": closed,
         }
         # Led by the usual `client "METHOD path" status`, so a grep for " 500 " still works.
         text = (
@@ -86,4 +100,7 @@ class AccessLog:
             f"{fields['duration_ms']}ms request_id={request_id} "
             f"tenant={fields['tenant'] or '-'} job_id={job_id or '-'}"
         )
-        log.log(logging.WARNING if status >= 400 else logging.INFO, text, extra=fields)
+        if closed:
+            text += " client closed request"
+        failed = status >= 400 and not closed
+        log.log(logging.WARNING if failed else logging.INFO, text, extra=fields)

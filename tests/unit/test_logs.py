@@ -3,6 +3,7 @@ WARNING) and VISIONQ_LOG_FORMAT=json for every process."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -134,3 +135,48 @@ def test_the_emulator_and_the_worker_use_the_same_setup(
     assert runner.invoke(app, ["worker"]).exit_code == 0
     assert emulator_calls[0]["log_config"] == logging_config("json")
     assert worker_formats == ["json"]
+
+
+def _run_asgi(app: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call an ASGI app once with these incoming messages; returns what it sent."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+    incoming = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/jobs", "headers": [],
+             "client": ("10.0.0.1", 1234)}  # fmt: skip
+    with contextlib.suppress(RuntimeError):
+        asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_client_gone_before_the_answer_is_499_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """Not a 500 WARNING: nothing failed on our side when the client hung up first."""
+    from api.accesslog import AccessLog
+
+    async def reads_until_gone(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def crashes(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("a bug")
+
+    caplog.set_level(logging.INFO, logger="visionq.access")
+    _run_asgi(
+        AccessLog(reads_until_gone), [{"type": "http.request", "body": b"x", "more_body": True}]
+    )
+    _run_asgi(AccessLog(crashes), [])
+    gone, crashed = access_records(caplog)
+    assert vars(gone)["status"] == 499 and gone.levelno == logging.INFO
+    assert vars(gone)["client_closed"] is True
+    assert " 499 " in gone.getMessage() and "client closed request" in gone.getMessage()
+    # An error that escaped before any answer is still a 500 at WARNING.
+    assert vars(crashed)["status"] == 500 and crashed.levelno == logging.WARNING
+    assert vars(crashed)["client_closed"] is False
