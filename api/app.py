@@ -18,6 +18,7 @@ from api.routes import estimate, health, images, jobs, models, retry
 from api.throttle import SubmitThrottle
 from models.blobs import BlobStore
 from models.db import make_engine, make_session_factory
+from models.jobrefs import MIN_PREFIX
 from models.settings import Settings, get_settings
 from vision.catalogue import check_default_model
 from vision.costing import CostBook
@@ -54,7 +55,7 @@ DESCRIPTION = (
     "`Authorization: Bearer <key>` (`visionq keys create NAME`). Errors are "
     '`{"error": {"code": "...", "message": "..."}}`, a method a path does not have '
     "included (405 method_not_allowed, with an Allow header). A job id in a path may be a "
-    "unique prefix of at least 8 characters."
+    f"unique prefix of at least {MIN_PREFIX} characters."
 )
 
 
@@ -88,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app, lambda: settings or get_settings())
     install_error_handlers(app)
-    # Outermost, so a 500 from an unhandled error is logged too.
+    # Inside Starlette's ServerErrorMiddleware (add_middleware puts user middleware
+    # there), so it never sees the 500 that one sends; an unhandled error still passes
+    # through it, and its `finally` logs the request as a 500.
     app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(jobs.router)

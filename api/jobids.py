@@ -5,15 +5,15 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from models.jobrefs import JobIdError, resolve_job_id
+from models.jobrefs import MIN_PREFIX, JobIdError, not_found_message, resolve_job_id
 
 # What a JobIdError becomes: too short a prefix is the request's fault, an ambiguous one a
 # conflict between the request and what exists.
 _STATUS = {"invalid_job_id": 422, "job_not_found": 404, "ambiguous_job_id": 409}
 # For the OpenAPI document of every route that takes a job id.
 JOB_ID_DESCRIPTION = (
-    "A job id, or a unique prefix of one (at least 8 hex characters): a shorter prefix is "
-    "422 invalid_job_id, one that matches several jobs 409 ambiguous_job_id."
+    f"A job id, or a unique prefix of one (at least {MIN_PREFIX} hex characters): a shorter "
+    "prefix is 422 invalid_job_id, one that matches several jobs 409 ambiguous_job_id."
 )
 
 
@@ -23,3 +23,8 @@ def job_id_of(session: Session, tenant: str, job_id: str) -> str:
         return resolve_job_id(session, tenant=tenant, job_id=job_id)
     except JobIdError as exc:
         raise ApiError(_STATUS[exc.code], exc.code, exc.message) from exc
+
+
+def job_not_found(job_id: str) -> ApiError:
+    """The 404 for a job id that names no job of the caller's key (e.g. deleted since)."""
+    return ApiError(404, "job_not_found", not_found_message(job_id))

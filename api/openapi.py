@@ -57,6 +57,18 @@ METHOD_NOT_ALLOWED: dict[str, Any] = {
 }
 
 
+# The Idempotency-Key header of the routes that create a job (submit, retry), declared once.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Makes the request safe to repeat: the same key with the same request "
+    "returns the job the first one created (header Idempotent-Replayed: true); with "
+    "another request it is a 422 idempotency_key_reused.",
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route that can answer these errors, each in the error shape."""
     return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}

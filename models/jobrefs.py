@@ -76,8 +76,13 @@ def resolve_job_id(session: Session, *, tenant: str, job_id: str) -> str:
     return matches[0]
 
 
+def not_found_message(job_id: str) -> str:
+    """What every "no such job" answer says (here and in api/jobids.py)."""
+    return f"No job {job_id} for this API key."
+
+
 def _not_found(job_id: str) -> JobIdError:
-    return JobIdError("job_not_found", f"No job {job_id} for this API key.")
+    return JobIdError("job_not_found", not_found_message(job_id))
 
 
 def get_jobs(session: Session, *, tenant: str, job_ids: Sequence[str]) -> list[Job]:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
-from api.jobids import job_id_of
+from api.jobids import job_id_of, job_not_found
 from api.openapi import PNG_RESPONSE, error_responses
 from api.routes.jobs import JobIdPath
 from models.jobs import get_job
@@ -24,7 +24,7 @@ _BOX_TASKS = ("detect", "segment")
 def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[str, ...]) -> Job:
     job = get_job(session, tenant=tenant, job_id=job_id_of(session, tenant, job_id))
     if job is None:
-        raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+        raise job_not_found(job_id)
     if job.task not in tasks:
         raise ApiError(
             409,

@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
 from api.intake import read_job_request
-from api.jobids import JOB_ID_DESCRIPTION, job_id_of
-from api.openapi import error_responses
+from api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
+from api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
 from api.schemas import JobCreate, JobPage, JobPublic
 from api.submission import authorize_submit, submit
 from models.jobrefs import get_jobs
@@ -79,17 +79,7 @@ _CREATE_CONTENT = {
 }
 CREATE_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": _CREATE_CONTENT},
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            "description": "Makes the submit safe to repeat: the same key with the same body "
-            "returns the job the first request created (header Idempotent-Replayed: true); "
-            "with another body it is a 422 idempotency_key_reused.",
-        }
-    ],
+    "parameters": [IDEMPOTENCY_KEY_PARAMETER],
 }
 ESTIMATE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -131,7 +121,7 @@ def read_job(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPu
     full_id = job_id_of(session, caller.tenant, job_id)
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:  # deleted since it was resolved
-        raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+        raise job_not_found(job_id)
     return JobPublic.of(job)
 
 
@@ -223,5 +213,5 @@ def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPubl
     session.commit()
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:
-        raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+        raise job_not_found(job_id)
     return JobPublic.of(job)

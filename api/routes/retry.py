@@ -15,8 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import ApiResources, Caller, ResourcesDep
 from api.errors import ApiError
-from api.jobids import JOB_ID_DESCRIPTION, job_id_of
-from api.openapi import error_responses
+from api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
+from api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
 from api.rawjob import RawJob
 from api.schemas import ErrorBody, JobPublic
 from api.submission import authorize_submit, submit
@@ -37,18 +37,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "The job's images are no longer stored (job_inputs_gone).",
     },
 }
-IDEMPOTENCY_HEADER: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            "description": "Makes the retry safe to repeat: the same key for the same job "
-            "returns the job the first request created (header Idempotent-Replayed: true).",
-        }
-    ]
-}
 
 
 @router.post(
@@ -56,7 +44,7 @@ IDEMPOTENCY_HEADER: dict[str, Any] = {
     status_code=202,
     response_model=JobPublic,
     responses=ERRORS,
-    openapi_extra=IDEMPOTENCY_HEADER,
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY_PARAMETER]},
     summary="Retry a finished job",
 )
 async def retry_job(
@@ -130,7 +118,7 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
                 f"Wait for it (visionq wait {found.id}) or cancel it first.",
             ) from exc
         if source is None:
-            raise ApiError(404, "job_not_found", f"No job {job_id} for this API key.")
+            raise job_not_found(job_id)
         hashes = [item.sha256 for item in source.inputs]  # in position order
         changes = [list(item.changes or []) for item in source.inputs]
         options = dict(source.options or {})

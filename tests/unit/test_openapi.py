@@ -206,3 +206,23 @@ def test_a_method_a_path_lacks_is_405_in_the_error_shape() -> None:
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert response.headers["allow"] == "GET"
+
+
+def test_shared_declarations_are_written_once(doc: dict[str, Any]) -> None:
+    """Submit and retry document the one Idempotency-Key header; the prefix minimum comes
+    from models.jobrefs.MIN_PREFIX wherever the document states it."""
+    from models.jobrefs import MIN_PREFIX
+
+    def key_header(path: str) -> dict[str, Any]:
+        (found,) = [
+            parameter
+            for parameter in doc["paths"][path]["post"]["parameters"]
+            if parameter["name"] == "Idempotency-Key"
+        ]
+        return found
+
+    assert key_header("/v1/jobs") == key_header("/v1/jobs/{job_id}/retry")
+    assert f"at least {MIN_PREFIX} " in doc["info"]["description"]
+    retry = doc["paths"]["/v1/jobs/{job_id}/retry"]["post"]["parameters"]
+    (job_id,) = [parameter for parameter in retry if parameter["name"] == "job_id"]
+    assert f"at least {MIN_PREFIX} hex characters" in job_id["description"]
