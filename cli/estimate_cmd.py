@@ -19,7 +19,17 @@ from cli.inputs import (
     name_files,
     read_schema,
 )
-from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking, job_options
+from cli.options import (
+    Economy,
+    Labels,
+    MaxOutputTokens,
+    MaxSide,
+    Model,
+    OptionArgs,
+    SchemaFile,
+    Thinking,
+    job_options,
+)
 from client import DEFAULT_URL, VisionqError
 from vision.formats import ACCEPTED_FORMATS_TEXT
 from vision.tasks import TaskKind
@@ -71,13 +81,9 @@ def estimate(
     ],
     task: Annotated[TaskKind, typer.Option("--task", "-t", help="The task to estimate.")],
     prompt: Annotated[str | None, typer.Option(help="The prompt, if the task takes one.")] = None,
-    labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Gemini model (server default if unset).")
-    ] = None,
-    schema: Annotated[
-        Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
-    ] = None,
+    labels: Labels = None,
+    model: Model = None,
+    schema: SchemaFile = None,
     option: OptionArgs = None,
     max_output_tokens: MaxOutputTokens = None,
     thinking: Thinking = None,

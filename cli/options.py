@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,11 @@ Thinking = Annotated[
         help="Gemini 3 thinking level: MINIMAL, LOW, MEDIUM or HIGH.",
         show_default=False,
     ),
+]
+Labels = Annotated[str | None, typer.Option(help="classify: comma-separated labels.")]
+Model = Annotated[str | None, typer.Option(help="Gemini model (server default if unset).")]
+SchemaFile = Annotated[
+    Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
 ]
 MaxSide = Annotated[
     int | None, typer.Option(help="Downscale images to this longest side before sending.")

@@ -37,7 +37,17 @@ from cli.inputs import (
     name_files,
     read_schema,
 )
-from cli.options import Economy, MaxOutputTokens, MaxSide, OptionArgs, Thinking, job_options
+from cli.options import (
+    Economy,
+    Labels,
+    MaxOutputTokens,
+    MaxSide,
+    Model,
+    OptionArgs,
+    SchemaFile,
+    Thinking,
+    job_options,
+)
 from cli.outputs import write_outputs
 from cli.render import results_view
 from client import DEFAULT_URL, Job, VisionqClient, VisionqError
@@ -174,13 +184,9 @@ def submit(
     prompt: Annotated[
         str | None, typer.Option(help="ask: the question; detect: what to find.")
     ] = None,
-    labels: Annotated[str | None, typer.Option(help="classify: comma-separated labels.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Gemini model (server default if unset).")
-    ] = None,
-    schema: Annotated[
-        Path | None, typer.Option(help="custom: a JSON Schema file the answer must satisfy.")
-    ] = None,
+    labels: Labels = None,
+    model: Model = None,
+    schema: SchemaFile = None,
     option: OptionArgs = None,
     max_output_tokens: MaxOutputTokens = None,
     thinking: Thinking = None,
