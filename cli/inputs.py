@@ -59,7 +59,7 @@ def check_images(paths: list[Path]) -> None:
     """Raise InputError naming every file that cannot be sent (all of them, not the first)."""
     problems = [problem for path in paths if (problem := image_problem(path)) is not None]
     if problems:
-        raise InputError("; ".join(problems))
+        raise InputError("; ".join(problem.rstrip(".") for problem in problems))
 
 
 def read_schema(path: Path) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def submit(
         check_images(images)
         schema_value = read_schema(schema) if schema else None
     except InputError as exc:
-        die(f"{exc}; nothing was submitted")
+        die(f"{str(exc).rstrip('.')}; nothing was submitted")
     request = JobRequest(task.value, prompt, label_list(labels), model, options, schema_value)
     planned = request.plan(job_groups(images, task), salt=secrets.token_hex(16) if new else None)
     waiting = wait or out is not None

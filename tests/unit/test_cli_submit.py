@@ -141,6 +141,7 @@ def test_every_bad_file_is_named_at_once(fake: FakeClient, tmp_path: Path) -> No
     assert done.exit_code == 1 and fake.submitted == []
     text = " ".join(done.stderr.split())
     assert str(one) in text and str(two) in text and "is a directory" in text
+    assert ".;" not in text and text.endswith("nothing was submitted")
 
 
 def test_a_schema_that_is_not_json_queues_nothing(
