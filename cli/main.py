@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from pathlib import Path
 
 import typer
 
@@ -18,6 +17,7 @@ from cli import keys as keys_commands
 from cli import user
 from cli.demo import demo
 from cli.dev import dev
+from cli.emulator_cmd import run_emulator
 from cli.gc import gc
 from cli.retry import retry
 from models.settings import get_settings
@@ -194,132 +194,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     )
 
 
-@app.command("emulator")
-def run_emulator(
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8001, help="Port to listen on (0 picks a free one)."),
-    latency_ms: float = typer.Option(0.0, help="Added latency per model call, in ms."),
-    api_key: list[str] = typer.Option(
-        [], "--api-key", help="Accepted API key (repeatable); none = any non-empty key."
-    ),
-    file_processing_s: float = typer.Option(
-        0.5, help="Seconds an uploaded file stays PROCESSING before ACTIVE."
-    ),
-    file_ttl_s: float = typer.Option(48 * 3600, help="Seconds until an uploaded file expires."),
-    invalid_json_every: int = typer.Option(
-        0, help="Make every Nth structured (JSON schema) answer invalid; 0 = never."
-    ),
-    models_file: Path | None = typer.Option(
-        None, help="JSON override of the emulator's own model catalogue (billing, rules...)."
-    ),
-    existing_project: bool = typer.Option(
-        False, "--existing-project", help="Closed models answer (an existing project)."
-    ),
-    fetch_allow_host: list[str] = typer.Option(
-        [], "--fetch-allow-host", help="Host whose URLs fileData parts may name (repeatable)."
-    ),
-    flat_image_tokens: int | None = typer.Option(
-        None, help="Bill every image this many tokens, whatever the model (calibration tests)."
-    ),
-    fail_503_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 503."),
-    fail_500_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 500."),
-    fail_429_rate: float = typer.Option(0.0, help="Probability (0..1) a call answers 429."),
-    retry_delay_s: float = typer.Option(1.0, help="RetryInfo delay of a random 429, seconds."),
-    daily_quota_exhausted: bool = typer.Option(
-        False, "--daily-quota-exhausted", help="Every call answers the per-day quota 429."
-    ),
-    hang_rate: float = typer.Option(
-        0.0, help="Probability (0..1) a call hangs --hang-s before answering."
-    ),
-    hang_s: float = typer.Option(600.0, help="Length of a hang, seconds."),
-    always_fail: int | None = typer.Option(
-        None, metavar="STATUS", help="Every call fails with this HTTP status (e.g. 503, 500)."
-    ),
-    fault_seed: int | None = typer.Option(None, help="Seed of the fault draws."),
-    rpm: int | None = typer.Option(None, help="Requests per quota window per model."),
-    tpm: int | None = typer.Option(None, help="Prompt tokens per quota window per model."),
-    quota_window_s: float = typer.Option(60.0, help="Sliding quota window, seconds."),
-    quota_shape: str = typer.Option(
-        "standard", help="Injected 429 body: standard, mixed_daily, help_only, spend_limit."
-    ),
-    quota_tier: str = typer.Option("paid", help="Quota ids of the paid or free tier."),
-    spend_tier: int = typer.Option(1, help="Tier (1-3) named by the spend-limit 429."),
-    prompt_block_reason: str | None = typer.Option(None, help="Block prompts (SAFETY...)."),
-    blocked_finish_reason: str | None = typer.Option(
-        None, help="Stop answers for this reason (SAFETY, RECITATION...)."
-    ),
-    empty_answer: str | None = typer.Option(
-        None, help="Empty answers: no_candidates, no_parts, empty_text."
-    ),
-    outcome_every: int = typer.Option(1, help="The forced outcome hits every Nth answer."),
-    thoughts_tokens: int | None = typer.Option(None, help="Thoughts of every thinking call."),
-    mask_format: str | None = typer.Option(
-        None, help="Masks of every model: png, seg_tokens, polygon."
-    ),
-    priority_downgrade: bool = typer.Option(
-        False, "--priority-downgrade", help="serviceTier priority is served as standard."
-    ),
-    flex_shed_rate: float = typer.Option(
-        0.0, help="Probability (0..1) a flex call is shed with 503."
-    ),
-    spend_limit_usd: float | None = typer.Option(
-        None, help="Spend-limit 429 once the window's calls cost this much (USD)."
-    ),
-    spend_window_s: float = typer.Option(600.0, help="Rolling spend window, seconds."),
-) -> None:
-    """Serve the Gemini API emulator (synthetic answers).
-
-    For tests and offline demos. The fault and quota options apply to
-    generateContent; they can also be changed while it runs with
-    POST /_emulator/faults.
-    """
-    from emulator.catalog_load import load_models_file
-    from emulator.config import EmulatorConfig
-    from emulator.server import run
-    from models.logs import logging_config
-
-    try:
-        config = EmulatorConfig(
-            api_keys=tuple(api_key),
-            latency_ms=latency_ms,
-            file_processing_s=file_processing_s,
-            file_ttl_s=file_ttl_s,
-            invalid_json_every=invalid_json_every,
-            model_catalogue=load_models_file(models_file) if models_file else None,
-            existing_project=existing_project,
-            fetch_allowed_hosts=tuple(fetch_allow_host),
-            flat_image_tokens=flat_image_tokens,
-            fail_503_rate=fail_503_rate,
-            fail_500_rate=fail_500_rate,
-            fail_429_rate=fail_429_rate,
-            retry_delay_s=retry_delay_s,
-            daily_quota_exhausted=daily_quota_exhausted,
-            hang_rate=hang_rate,
-            hang_s=hang_s,
-            always_fail=always_fail,
-            fault_seed=fault_seed,
-            rpm=rpm,
-            tpm=tpm,
-            quota_window_s=quota_window_s,
-            quota_shape=quota_shape,
-            quota_tier=quota_tier,
-            spend_tier=spend_tier,
-            prompt_block_reason=prompt_block_reason,
-            blocked_finish_reason=blocked_finish_reason,
-            empty_answer=empty_answer,
-            outcome_every=outcome_every,
-            thoughts_tokens=thoughts_tokens,
-            mask_format=mask_format,
-            priority_downgrade=priority_downgrade,
-            flex_shed_rate=flex_shed_rate,
-            spend_limit_usd=spend_limit_usd,
-            spend_window_s=spend_window_s,
-        )
-    except ValueError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from exc
-    # VISIONQ_LOG_FORMAT applies here too (the emulator itself never reads visionq settings).
-    run(config, host=host, port=port, log_config=logging_config(get_settings().log_format))
+app.command("emulator")(run_emulator)
 
 
 def main() -> None:

@@ -59,3 +59,30 @@ def test_defaults_and_config_rules() -> None:
     ):
         with pytest.raises(ValueError, match="must be"):
             EmulatorConfig(**bad)  # type: ignore[arg-type]
+
+
+def _visionq_emulator_params(argv: list[str]) -> dict[str, object]:
+    import typer.main
+
+    from cli.main import app
+
+    group = typer.main.get_command(app)
+    command = group.get_command(group.make_context("visionq", ["emulator"]), "emulator")  # type: ignore[attr-defined]
+    assert command is not None
+    return dict(command.make_context("emulator", list(argv)).params)
+
+
+def test_both_command_lines_take_the_same_options_with_the_same_defaults() -> None:
+    import dataclasses
+
+    from emulator.options import OPTIONS
+
+    assert _visionq_emulator_params([]) == vars(parse_args([]))
+    # Every option not about listening or the catalogue file is a config field, and back.
+    config_fields = {field.name for field in dataclasses.fields(EmulatorConfig)}
+    dests = {option.dest for option in OPTIONS}
+    assert config_fields - {"model_catalogue"} == dests - {"host", "port", "models_file"}
+    argv = ["--existing-project", "--api-key", "a", "--api-key", "b", "--spend-tier", "2"]
+    argv += ["--quota-shape", "help_only", "--fail-503-rate", "0.25", "--rpm", "7"]
+    argv += ["--fetch-allow-host", "h:1", "--inline-limit-bytes", "9", "--hang-s", "3"]
+    assert _visionq_emulator_params(argv) == vars(parse_args(argv))
