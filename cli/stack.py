@@ -9,24 +9,17 @@ touches a configured deployment; the API key it makes is revoked when it stops. 
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from cli.processes import (
-    ManagedProcess,
-    RedisNotFoundError,
-    free_port,
-    http_ok,
-    port_is_free,
-    redis_args,
-    visionq_command,
-)
+from cli.processes import free_port, port_is_free
+from cli.stackbuild import StackBuilder, StackError
+
+__all__ = ["EMULATOR_WARNING", "Stack", "StackError", "start_stack"]
 from models.db import make_engine, make_session_factory
 from models.keys import create_key, revoke_key
 from models.migrate import upgrade
@@ -38,10 +31,6 @@ EMULATOR_WARNING = (
     "EMULATOR. Its answers are synthetic (measured shapes and colours), not Gemini's. "
     "Set GEMINI_API_KEY to use the real Gemini API."
 )
-
-
-class StackError(RuntimeError):
-    """A part of the stack could not start or stopped unexpectedly."""
 
 
 @dataclass
@@ -56,22 +45,18 @@ class Stack:
     database_url: str = ""
     # The key made for this run (revoked by stop()).
     api_key_id: int | None = None
-    processes: list[ManagedProcess] = field(default_factory=list)
+    builder: StackBuilder | None = None
 
     def check_alive(self) -> None:
         """Raise StackError naming the first process that has exited."""
-        for proc in self.processes:
-            if not proc.running:
-                raise StackError(
-                    f"{proc.name} exited with code {proc.popen.returncode}; "
-                    f"last lines of {proc.log}:\n{proc.log_tail()}"
-                )
+        if self.builder is not None:
+            self.builder.check_alive()
 
     def stop(self) -> None:
         """Stop the processes, newest first (API before worker before Redis), and revoke
         the key made for this run."""
-        for proc in reversed(self.processes):
-            proc.stop()
+        if self.builder is not None:
+            self.builder.stop()
         if self.api_key_id is not None:
             engine = make_engine(self.database_url, pool_size=1)
             try:
@@ -88,39 +73,6 @@ def _api_port(requested: int | None) -> int:
             raise StackError(f"port {requested} is in use; pick another with --port")
         return requested
     return DEFAULT_API_PORT if port_is_free(DEFAULT_API_PORT) else free_port()
-
-
-def _start(
-    stack: Stack, name: str, args: list[str], env: dict[str, str], ready: Callable[[], bool]
-) -> ManagedProcess:
-    proc = ManagedProcess(name, args, log=stack.run_dir / f"{name}.log", env=env)
-    stack.processes.append(proc)
-    deadline = time.monotonic() + 60
-    while not ready():
-        if not proc.running or time.monotonic() > deadline:
-            raise StackError(f"{name} did not start; last lines of {proc.log}:\n{proc.log_tail()}")
-        time.sleep(0.1)
-    return proc
-
-
-def _safe(check: Callable[[], bool]) -> Callable[[], bool]:
-    def run() -> bool:
-        try:
-            return check()
-        except Exception:  # not up yet: connection refused, half-written log, ...
-            return False
-
-    return run
-
-
-def _start_redis(stack: Stack, env: dict[str, str]) -> None:
-    url = stack.redis_url
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
-    try:
-        args = redis_args(port, stack.run_dir / "redis", persistent=True)
-    except RedisNotFoundError as exc:
-        raise StackError(str(exc)) from exc
-    _start(stack, "redis", args, env, _safe(lambda: bool(redis.Redis.from_url(url).ping())))
 
 
 def _check_redis(url: str) -> None:
@@ -142,29 +94,6 @@ SHARED_REDIS_NOTE = (
 )
 
 
-def _start_emulator(stack: Stack, env: dict[str, str]) -> str:
-    """Start the emulator with a throwaway key; point the children's SDK at it."""
-    key = "emulator-" + secrets.token_hex(8)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = visionq_command("emulator", "--port", str(port), "--api-key", key)
-    _start(stack, "emulator", args, env, _safe(lambda: http_ok(f"{url}/healthz")))
-    env.update(GEMINI_API_KEY=key, VISIONQ_GEMINI_BASE_URL=url)
-    env.pop("GOOGLE_API_KEY", None)
-    return url
-
-
-def _start_worker(stack: Stack, env: dict[str, str], concurrency: int) -> None:
-    log = stack.run_dir / "worker.log"
-    offset = log.stat().st_size if log.exists() else 0
-
-    def ready() -> bool:
-        return " ready." in log.read_text(errors="replace")[offset:]
-
-    args = visionq_command("worker", "--concurrency", str(concurrency))
-    _start(stack, "worker", args, env, _safe(ready))
-
-
 def start_stack(
     settings: Settings,
     *,
@@ -182,40 +111,40 @@ def start_stack(
     port = _api_port(api_port)
     data_dir = data_dir.expanduser().resolve()
     database_url = f"sqlite:///{data_dir / 'visionq.db'}"
+    run_dir = data_dir / "run" / f"dev-{port}"
+    builder = StackBuilder(
+        run_dir,
+        database_url=database_url,
+        keep_gemini_keys=True,
+        extra_env={"VISIONQ_DATA_DIR": str(data_dir), "VISIONQ_BLOB_DIR": str(data_dir / "blobs")},
+    )
     stack = Stack(
         api_url=f"http://127.0.0.1:{port}",
         api_key="",
-        redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
+        redis_url=redis_url or "",
         uses_emulator=settings.gemini_key() is None,
-        run_dir=data_dir / "run" / f"dev-{port}",
+        run_dir=run_dir,
         data_dir=data_dir,
         database_url=database_url,
+        builder=builder,
     )
-    stack.run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
-        VISIONQ_DATA_DIR=str(data_dir),
-        VISIONQ_DATABASE_URL=database_url,
-        VISIONQ_BLOB_DIR=str(data_dir / "blobs"),
-        VISIONQ_REDIS_URL=stack.redis_url,
-    )
+    run_dir.mkdir(parents=True, exist_ok=True)
     try:
         announce(f"data      {data_dir}  (this stack's database, images and logs)")
         if redis_url is None:
-            _start_redis(stack, env)
-            announce(f"redis     {stack.redis_url}  (data in {stack.run_dir / 'redis'})")
+            stack.redis_url = builder.start_redis(persistent=True)
+            announce(f"redis     {stack.redis_url}  (data in {run_dir / 'redis'})")
         else:
             _check_redis(redis_url)
+            builder.use_redis(redis_url)
             announce(
                 f"redis     {redact_url(redis_url)}  (yours, not started; {SHARED_REDIS_NOTE})"
             )
         upgrade(database_url)
         if stack.uses_emulator:
-            announce(f"emulator  {_start_emulator(stack, env)}")
-        args = visionq_command("api", "--host", "127.0.0.1", "--port", str(port))
-        # /healthz: /readyz also needs a worker's heartbeat, and the worker starts next.
-        _start(stack, "api", args, env, _safe(lambda: http_ok(f"{stack.api_url}/healthz")))
-        _start_worker(stack, env, worker_concurrency)
+            announce(f"emulator  {builder.start_own_emulator()}")
+        builder.start_api(port)
+        builder.start_worker(concurrency=worker_concurrency)
         stack.api_key_id, stack.api_key = _new_key(database_url)
     except BaseException:
         stack.stop()

@@ -12,6 +12,7 @@ import pytest
 
 from cli.dev import keys_command
 from cli.stack import Stack, StackError, _new_key, start_stack
+from cli.stackbuild import StackBuilder
 from models.db import make_engine, make_session_factory
 from models.keys import list_keys
 from models.migrate import upgrade
@@ -53,13 +54,12 @@ def _fake_start(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, st
     """Record the processes start_stack would start, starting none."""
     started: list[tuple[str, dict[str, str]]] = []
 
-    def start(stack: Stack, name: str, args: list[str], env: dict[str, str], ready: Any) -> None:
-        started.append((name, dict(env)))
+    def start(
+        builder: StackBuilder, name: str, args: list[str], ready: Any, *, env: Any = None
+    ) -> None:
+        started.append((name, dict(env or builder.env)))
 
-    monkeypatch.setattr("cli.stack._start", start)
-    monkeypatch.setattr(
-        "cli.stack._start_worker", lambda stack, env, n: start(stack, "worker", [], env, None)
-    )
+    monkeypatch.setattr(StackBuilder, "start", start)
     return started
 
 
