@@ -12,21 +12,63 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.blobs import BlobStoreUnavailableError
+from vision.errors import CodedError
+from vision.tasks import JobSpecError
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status, a stable machine code and a message for people."""
+class ApiError(CodedError):
+    """An error answer, raised by a route or its checks: HTTP status, a stable machine code
+    and a message for people (the error shape of install_error_handlers)."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(code, message)
         self.status = status
-        self.code = code
-        self.message = message
         self.headers = headers
+
+    @classmethod
+    def of(cls, exc: CodedError, message: str | None = None) -> ApiError:
+        """The answer to a coded error of a lower layer: its code, the status HTTP_STATUS
+        gives that code, and its message (or ``message``, e.g. naming the image)."""
+        return cls(http_status(exc.code), exc.code, exc.message if message is None else message)
+
+
+# The HTTP status of each code a lower layer's CodedError carries to the API: declared once
+# here, so a route never picks one by hand. tests/unit/test_error_codes.py checks every code
+# of JobSpecError, ImageRejectedError, JobIdError and UrlFetchError has its entry.
+HTTP_STATUS: dict[str, int] = {
+    # vision.tasks.JobSpecError: the request cannot be run as given.
+    **dict.fromkeys(JobSpecError.codes, 422),
+    # vision.formats.ImageRejectedError
+    "unsupported_media_type": 415,
+    "image_too_large": 413,
+    "corrupt_image": 422,
+    # models.jobrefs.JobIdError: a short prefix is the request's fault, an ambiguous one a
+    # conflict between the request and what exists.
+    "invalid_job_id": 422,
+    "job_not_found": 404,
+    "ambiguous_job_id": 409,
+    # api.urlfetch.UrlFetchError: refused before fetching (422), the remote end failed
+    # (502), too slow (504) or too large (413).
+    "url_invalid": 422,
+    "url_scheme_not_allowed": 422,
+    "url_host_not_allowed": 422,
+    "url_unresolvable": 422,
+    "url_too_many_redirects": 422,
+    "url_fetch_failed": 502,
+    "url_http_error": 502,
+    "url_fetch_timeout": 504,
+    "url_too_large": 413,
+}
+
+
+def http_status(code: str) -> int:
+    """The HTTP status of ``code``; a KeyError (a bug, caught by the unit test) if the table
+    has no entry: there is no default status."""
+    return HTTP_STATUS[code]
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:

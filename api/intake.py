@@ -91,9 +91,7 @@ async def _json_images(
         except UrlFetchError as exc:
             shown = shown_url(item.url)
             named = "" if shown in exc.message else f" {shown}"
-            raise ApiError(
-                exc.status, exc.code, f"images[{index}].url{named}: {exc.message}"
-            ) from exc
+            raise ApiError.of(exc, f"images[{index}].url{named}: {exc.message}") from exc
         images.append(fetched.data)
         urls.append(item.url)
         names.append(item.url)

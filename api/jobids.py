@@ -7,9 +7,6 @@ from sqlalchemy.orm import Session
 from api.errors import ApiError
 from models.jobrefs import MIN_PREFIX, JobIdError, not_found_message, resolve_job_id
 
-# What a JobIdError becomes: too short a prefix is the request's fault, an ambiguous one a
-# conflict between the request and what exists.
-_STATUS = {"invalid_job_id": 422, "job_not_found": 404, "ambiguous_job_id": 409}
 # For the OpenAPI document of every route that takes a job id.
 JOB_ID_DESCRIPTION = (
     f"A job id, or a unique prefix of one (at least {MIN_PREFIX} hex characters): a shorter "
@@ -22,7 +19,7 @@ def job_id_of(session: Session, tenant: str, job_id: str) -> str:
     try:
         return resolve_job_id(session, tenant=tenant, job_id=job_id)
     except JobIdError as exc:
-        raise ApiError(_STATUS[exc.code], exc.code, exc.message) from exc
+        raise ApiError.of(exc) from exc
 
 
 def job_not_found(job_id: str) -> ApiError:

@@ -26,6 +26,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from api.errors import http_status
+from vision.errors import CodedError
+
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,14 +55,21 @@ class FetchPolicy:
     user_agent: str = "visionq-fetch/1"
 
 
-class UrlFetchError(Exception):
-    """A URL was refused or could not be fetched; ``status`` is what our API should answer."""
+class UrlFetchError(CodedError):
+    """An image URL of a submit was refused before fetching (invalid, not http(s), a private
+    or unresolvable host, too many redirects) or could not be fetched (timeout, connection
+    or HTTP error, compressed or too large a body); the submit is refused."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
+    codes = frozenset({
+        "url_invalid", "url_scheme_not_allowed", "url_host_not_allowed", "url_unresolvable",
+        "url_too_many_redirects", "url_fetch_timeout", "url_fetch_failed", "url_http_error",
+        "url_too_large",
+    })  # fmt: skip
+
+    @property
+    def status(self) -> int:
+        """What our API answers (api.errors.HTTP_STATUS)."""
+        return http_status(self.code)
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def fetch_image(url: str, policy: FetchPolicy, *, resolve: Resolver | None = Non
                 target = _check_url(current, resolve or _system_resolve, networks)
             except UrlFetchError as exc:
                 prefix = f"The URL redirected to {_shown(current)}: " if hop else ""
-                raise UrlFetchError(exc.code, prefix + exc.message, exc.status) from None
+                raise UrlFetchError(exc.code, prefix + exc.message) from None
             result = _fetch_hop(client, target, policy, deadline)
             if isinstance(result, FetchedImage):
                 return result
@@ -108,7 +118,7 @@ def fetch_image(url: str, policy: FetchPolicy, *, resolve: Resolver | None = Non
 
 
 def _refused(code: str, message: str) -> UrlFetchError:
-    return UrlFetchError(code, message, 422)
+    return UrlFetchError(code, message)
 
 
 def _shown(text: str) -> str:
@@ -241,9 +251,9 @@ def _fetch_hop(
         # Past the deadline the watchdog cut the connection; the error then is a timeout.
         if isinstance(exc, httpx.TimeoutException) or time.monotonic() >= deadline:
             message = f"Fetching {shown} took too long; try a faster host."
-            raise UrlFetchError("url_fetch_timeout", message, 504) from exc
+            raise UrlFetchError("url_fetch_timeout", message) from exc
         message = f"Could not fetch {shown} ({type(exc).__name__}); check it is reachable."
-        raise UrlFetchError("url_fetch_failed", message, 502) from exc
+        raise UrlFetchError("url_fetch_failed", message) from exc
 
 
 def _request(
@@ -290,12 +300,12 @@ def _read_response(
             raise _refused("url_invalid", f"{shown} redirected to an invalid URL.") from None
     if not response.is_success:
         message = f"The image server answered HTTP {response.status_code} for {shown}."
-        raise UrlFetchError("url_http_error", message + " Check the URL.", 502)
+        raise UrlFetchError("url_http_error", message + " Check the URL.")
     if response.headers.get("content-encoding", "identity").lower() != "identity":
         message = f"{shown} sent a compressed body; link the raw image file."
-        raise UrlFetchError("url_fetch_failed", message, 502)
+        raise UrlFetchError("url_fetch_failed", message)
     too_large = UrlFetchError(
-        "url_too_large", f"The image at {shown} is over {policy.max_bytes} bytes.", 413
+        "url_too_large", f"The image at {shown} is over {policy.max_bytes} bytes."
     )
     with contextlib.suppress(ValueError):
         if int(response.headers.get("content-length", "")) > policy.max_bytes:

@@ -121,7 +121,7 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
         )  # fmt: skip
         warnings = [*choice.warnings, *check_options(task, options, choice, images=len(raw.images))]
     except JobSpecError as exc:
-        raise ApiError(422, exc.code, exc.message) from exc
+        raise ApiError.of(exc) from exc
     except InvalidSchemaError as exc:
         raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
     images = [
@@ -207,8 +207,7 @@ def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
     try:
         prepared = prepare_image(data, max_pixels=settings.max_image_pixels, limits=limits)
     except ImageRejectedError as exc:
-        status = {"unsupported_media_type": 415, "image_too_large": 413}.get(exc.code, 422)
-        raise ApiError(status, exc.code, f"{label}: {exc.message}") from exc
+        raise ApiError.of(exc, f"{label}: {exc.message}") from exc
     except MemoryBusyError as exc:
         raise ApiError(
             503,
@@ -231,4 +230,4 @@ def _check_downscale(
         if found is not None and found[2] > limit:
             width, height, needed = found
             error = too_much_memory_error(width, height, needed, limit, "downscaling it")
-            raise ApiError(413, error.code, f"{raw.image_label(index)}: {error.message}")
+            raise ApiError.of(error, f"{raw.image_label(index)}: {error.message}")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from models.jobs import is_job_id
 from models.tables import Job
+from vision.errors import CodedError
 
 # 8 hex characters of a random UUID: 4 billion values, so a tenant needs tens of thousands
 # of jobs before two share one; fewer would make ambiguity usual.
@@ -23,13 +24,14 @@ MAX_CANDIDATES = 5
 _PREFIX = re.compile(r"[0-9a-f-]+")
 
 
-class JobIdError(ValueError):
-    """``job_id`` names no single job of the tenant; ``code`` says why (see resolve_job_id)."""
+class JobIdError(CodedError, ValueError):
+    """A job id or prefix in a request names no single job of the tenant: too short a
+    prefix, no match, or several matches (``candidates``); see resolve_job_id."""
+
+    codes = frozenset({"invalid_job_id", "job_not_found", "ambiguous_job_id"})
 
     def __init__(self, code: str, message: str, candidates: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.candidates = list(candidates)
 
 

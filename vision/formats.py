@@ -25,6 +25,8 @@ from functools import cache
 
 from PIL import Image, UnidentifiedImageError
 
+from vision.errors import CodedError
+
 PNG, JPEG, WEBP, HEIC, HEIF = "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"
 GIF, BMP, TIFF = "image/gif", "image/bmp", "image/tiff"
 # What Gemini takes (and what is stored and sent); the others are converted to PNG first.
@@ -57,13 +59,12 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8), 0xD8, 0xD9}
 _JPEG_SOS = 0xDA
 
 
-class ImageRejectedError(ValueError):
-    """The bytes are not an image we can send to Gemini; ``code`` names the reason."""
+class ImageRejectedError(CodedError, ValueError):
+    """The bytes are not an image we can send to Gemini: not a format we take, undecodable,
+    or too large to decode within the memory bound. Raised at submit (the API refuses the
+    image) and, for a downscale over the bound, in the worker (the job fails)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    codes = frozenset({"unsupported_media_type", "corrupt_image", "image_too_large"})
 
 
 def sniff_mime_type(data: bytes) -> str | None:

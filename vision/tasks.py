@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from vision.errors import CodedError
 from vision.levels import MediaLevelOption, ThinkingLevel, ThinkingLevelOption, normalise_level
 from vision.parsing import AnswerParseError, parse_detections, parse_label
 from vision.structured import parse_structured
@@ -141,13 +142,16 @@ TASK_DEFAULTS: dict[TaskKind, TaskDefaults] = {
 }
 
 
-class JobSpecError(ValueError):
-    """A job request that cannot be run as given; ``code`` is for the API's error body."""
+class JobSpecError(CodedError, ValueError):
+    """A job request that cannot be run as given, found at submit before anything is stored
+    (validate_job here, the model checks of vision/model_fit.py); the API answers 422."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    codes = frozenset({
+        "missing_image", "too_many_images", "too_few_images", "missing_prompt",
+        "prompt_too_long", "unexpected_schema", "unexpected_labels", "missing_labels",
+        "too_many_labels", "duplicate_labels", "invalid_options", "unknown_model",
+        "model_retired", "task_not_supported",
+    })  # fmt: skip
 
 
 @dataclass(frozen=True)

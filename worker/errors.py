@@ -5,10 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.outcomes import Usage
+from vision.errors import CodedError
 
 
-class GeminiCallError(Exception):
-    """A Gemini call that produced no usable answer, with a code a user can act on."""
+class GeminiCallError(CodedError):
+    """A Gemini call (or a File API upload) that produced no usable answer: Google refused
+    it (``gemini_<status>``, a quota), it timed out or could not connect, or a 200 held no
+    answer (worker/answers.py). ``retryable`` says whether worker/retry.py asks again; when
+    it does not (or gives up) the job fails with this code (worker/failures.py)."""
+
+    codes = frozenset({
+        "spend_limit_exceeded", "daily_quota_exhausted", "file_upload_timeout",
+        "file_processing_failed", "file_not_active", "gemini_not_configured",
+        "gemini_timeout", "gemini_unreachable", "blocked_prompt", "blocked_output",
+        "malformed_response", "answer_stopped", "max_tokens_exhausted", "answer_truncated",
+        "empty_answer",
+    })  # fmt: skip
+    # gemini_<status>: the lower-cased google.rpc status Google answered with.
+    code_prefixes = ("gemini_",)
 
     def __init__(
         self,
@@ -22,9 +36,7 @@ class GeminiCallError(Exception):
         daily_quota: bool = False,
         model_version: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.http_status = http_status
         self.retryable = retryable
         self.usage = usage

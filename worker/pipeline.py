@@ -24,6 +24,7 @@ from vision.parsing import AnswerParseError
 from vision.structured import SchemaMismatchError, SchemaUnverifiableError
 from vision.tasks import JobOptions, TaskKind
 from worker.context import WorkerContext
+from worker.failures import job_error_code
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
 from worker.requests import GeminiRequest, build_request, decode_limits
@@ -87,7 +88,8 @@ def _failure(exc: Exception, finish_reason: str | None = None) -> _Failure:
             "BlobNotFoundError",
         )
     if isinstance(exc, GeminiCallError):
-        return _Failure(exc.code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
+        code = job_error_code(exc)
+        return _Failure(code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
     if isinstance(exc, RateLimitTimeout):
         return _Failure(
             "rate_limited",
@@ -186,7 +188,7 @@ class _Run:
             return DEFERRED
         if isinstance(exc, ImageRejectedError):
             # A downscale over the decode memory bound (vision/memory.py), before any call.
-            failure = _Failure(exc.code, exc.message, "ImageRejectedError")
+            failure = _Failure(job_error_code(exc), exc.message, "ImageRejectedError")
             return _fail(self.ctx, self.claim, failure, self.spend)
         # A bug of ours: logged with its traceback, and the job and its attempt end failed
         # with the cause instead of staying "running" forever.
@@ -263,13 +265,13 @@ class _Run:
                 message = (
                     f"{exc.message} Asking once more with max_output_tokens {raised} (was {was})."
                 )
-                failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
+                failure = _Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
                 return self._again(failure, 0.0, usage)
         if exc.code == "answer_truncated":
             message = truncated_message(cap=sent, first_cap=self.first_cap)
         else:
             message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
-        failure = _Failure(exc.code, message, "GeminiCallError", exc.http_status)
+        failure = _Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
         return _fail(self.ctx, self.claim, failure, self.spend)
 
     def _again(self, failure: _Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:

@@ -1,0 +1,142 @@
+"""Every code a coded error can carry has its HTTP status and its job error code declared.
+
+The codes are read from the source: each call that builds a leaf of vision.errors.CodedError
+(or one of the helpers that build one) with a literal code must name a code its class
+declares in ``codes``, and each declared code must have an entry in the table of the layer
+that shows it, so no code falls to a silent default status or job code.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from api.errors import HTTP_STATUS, ApiError, http_status
+from api.urlfetch import UrlFetchError
+from models.jobrefs import JobIdError
+from vision.errors import CodedError
+from vision.formats import ImageRejectedError
+from vision.tasks import JobSpecError
+from worker.errors import GeminiCallError
+from worker.failures import JOB_ERROR_CODES, JOB_ERROR_PREFIXES
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("api", "worker", "models", "vision")
+# Leaves whose codes reach the API (HTTP_STATUS) and those that end a job (JOB_ERROR_CODES).
+API_LEAVES: tuple[type[CodedError], ...] = (
+    JobSpecError,
+    ImageRejectedError,
+    JobIdError,
+    UrlFetchError,
+)
+JOB_LEAVES: tuple[type[CodedError], ...] = (GeminiCallError, ImageRejectedError)
+# Helpers that build a leaf from their first argument, by (file, function name).
+BUILDERS: dict[tuple[str, str], type[CodedError]] = {
+    ("api/urlfetch.py", "_refused"): UrlFetchError,
+    ("worker/answers.py", "fail"): GeminiCallError,
+}
+
+
+def _leaves() -> set[type[CodedError]]:
+    found: set[type[CodedError]] = set()
+    todo = list(CodedError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        found.add(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def _callee(node: ast.Call) -> str | None:
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return None
+
+
+def _literal_codes() -> list[tuple[str, type[CodedError], str, bool]]:
+    """(where, class, code, is_prefix) of every leaf built with a literal (or f-string) code."""
+    by_name = {cls.__name__: cls for cls in (*API_LEAVES, *JOB_LEAVES)}
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                name = _callee(node)
+                cls = BUILDERS.get((rel, name or "")) or by_name.get(name or "")
+                if cls is None:
+                    continue
+                first = node.args[0]
+                where = f"{rel}:{node.lineno}"
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    found.append((where, cls, first.value, False))
+                elif isinstance(first, ast.JoinedStr):
+                    head = first.values[0] if first.values else None
+                    assert isinstance(head, ast.Constant), f"{where}: a code with no literal head"
+                    found.append((where, cls, str(head.value), True))
+    return found
+
+
+def test_the_source_builds_coded_errors_with_literal_codes() -> None:
+    # The scan below is only as good as what it finds: it must see the known raise sites.
+    classes = {cls for _, cls, _, _ in _literal_codes()}
+    assert classes == {*API_LEAVES, *JOB_LEAVES}
+
+
+def test_every_literal_code_is_one_its_class_declares() -> None:
+    for where, cls, code, prefix in _literal_codes():
+        if prefix:
+            assert code in cls.code_prefixes, f"{where}: {cls.__name__} code prefix {code!r}"
+        else:
+            assert cls.carries(code), f"{where}: {cls.__name__} does not declare {code!r}"
+
+
+def test_every_leaf_is_served_by_a_table() -> None:
+    # A new leaf must say which layer shows it (and get its table entries).
+    assert _leaves() - {ApiError} == {*API_LEAVES, *JOB_LEAVES}
+    for cls in _leaves():
+        assert cls.__doc__ and len(cls.__doc__.split()) > 8, f"{cls.__name__} says when"
+
+
+@pytest.mark.parametrize("cls", API_LEAVES, ids=lambda cls: cls.__name__)
+def test_every_code_the_api_shows_has_its_http_status(cls: type[CodedError]) -> None:
+    assert not cls.code_prefixes
+    assert cls.codes and cls.codes <= HTTP_STATUS.keys(), cls.codes - HTTP_STATUS.keys()
+
+
+@pytest.mark.parametrize("cls", JOB_LEAVES, ids=lambda cls: cls.__name__)
+def test_every_code_that_ends_a_job_has_its_job_error_code(cls: type[CodedError]) -> None:
+    assert cls.codes and cls.codes <= JOB_ERROR_CODES.keys(), cls.codes - JOB_ERROR_CODES.keys()
+    assert set(cls.code_prefixes) <= set(JOB_ERROR_PREFIXES)
+
+
+def test_the_tables_hold_no_code_no_leaf_carries() -> None:
+    api_codes = set().union(*(cls.codes for cls in API_LEAVES))
+    job_codes = set().union(*(cls.codes for cls in JOB_LEAVES))
+    assert HTTP_STATUS.keys() == api_codes
+    assert JOB_ERROR_CODES.keys() == job_codes
+
+
+def test_there_is_no_default_status() -> None:
+    with pytest.raises(KeyError):
+        http_status("no_such_code")
+
+
+def test_an_api_error_raised_by_hand_agrees_with_the_table() -> None:
+    """A route that answers a table's code itself (e.g. job_not_found for a job deleted
+    since) gives the status the table gives it."""
+    for package in ("api",):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (isinstance(node, ast.Call) and _callee(node) == "ApiError"):
+                    continue
+                status, code = [*node.args, None, None][:2]
+                if not (isinstance(status, ast.Constant) and isinstance(code, ast.Constant)):
+                    continue
+                if code.value in HTTP_STATUS:
+                    assert HTTP_STATUS[code.value] == status.value, f"{path}:{node.lineno}"
