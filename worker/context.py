@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import redis
 from sqlalchemy import Engine
@@ -32,10 +33,12 @@ class WorkerContext:
     retry: RetryPolicy
     # None when no rate limits are configured (nothing to pace, no Redis round trip).
     limiter: GeminiRateLimiter | None
+    # The limiter's Redis connection pool, closed with the context (None without limits).
+    redis: redis.Redis | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
-        """Open every resource a job needs."""
+        """Open every resource a job needs; ``close`` releases them."""
         # Up to 40 connections: a worker runs up to 64 jobs at once, each holding a
         # connection only for its short transactions.
         engine = make_engine(
@@ -55,18 +58,28 @@ class WorkerContext:
             settings=settings, engine=engine, sessions=sessions, blobs=blobs, gemini=gemini,
             uploads=uploads, costs=CostBook.load(settings.catalogue_override()),
             leases=LeaseKeeper(sessions, lease_s=settings.lease_s),
-            retry=RetryPolicy.from_settings(settings), limiter=_limiter(settings),
+            retry=RetryPolicy.from_settings(settings), **_limiter(settings),
         )  # fmt: skip
 
     def close(self) -> None:
+        """Release what ``build`` opened: lease renewals, the SDK client, Redis, the pool."""
         self.leases.close()
         self.gemini.close()
+        if self.redis is not None:
+            self.redis.close()
         self.engine.dispose()
 
 
-def _limiter(settings: Settings) -> GeminiRateLimiter | None:
+class _Limiting(TypedDict):
+    limiter: GeminiRateLimiter | None
+    redis: redis.Redis | None
+
+
+def _limiter(settings: Settings) -> _Limiting:
+    """The rate limiter and its Redis client, both None when no limits are configured."""
     if not settings.rate_limits:
-        return None
+        return {"limiter": None, "redis": None}
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     quotas = parse_quotas(settings.rate_limits)
-    return GeminiRateLimiter(client, quotas, window_s=settings.rate_window_s)
+    limiter = GeminiRateLimiter(client, quotas, window_s=settings.rate_window_s)
+    return {"limiter": limiter, "redis": client}

@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from typing import Any
 
 import redis
 from celery import Task, signals
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models.blobs import BlobStore
 from models.broker import JOBS_QUEUE, PROCESS_JOB
-from models.db import make_engine, make_session_factory
 from models.outcomes import fail_job
-from models.settings import get_settings
+from models.settings import Settings, get_settings
 from models.tables import Job, JobStatus
 from worker.celery_app import app
 from worker.context import WorkerContext
 from worker.heartbeat import Heartbeat
+from worker.lifecycle import SweeperThread, WorkerLifecycle, open_resources
 from worker.pipeline import run_job
-from worker.sweeper import Sweeper
 from worker.watchdog import JobDeadlineExceeded, Watchdog
 
 # Errors that mean "the database is unreachable right now", not "this job is bad".
@@ -88,36 +87,17 @@ def _revoked(task: Task, job_id: str) -> Ignore:
 
 
 class PipelineTask(Task):  # type: ignore[misc]
-    """Task base holding the worker process's resources, opened on first use.
-
-    Celery keeps one instance of each task per process, which is its documented place
-    for per-process resources such as database connections.
-    """
-
-    _context: WorkerContext | None = None
-    _lock = threading.Lock()
+    """Task base handing a job the resources its worker process opened (WORKER)."""
 
     @property
     def context(self) -> WorkerContext:
-        with self._lock:
-            if self._context is None:
-                type(self)._context = WorkerContext.build(get_settings())
-            assert self._context is not None
-            return self._context
-
-    _watchdog: Watchdog | None = None
+        """The process's job context (worker/context.py)."""
+        return WORKER.resources.context
 
     @property
     def watchdog(self) -> Watchdog:
-        """The process's job watchdog (worker/watchdog.py), started on first use."""
-        context = self.context
-        with self._lock:
-            if self._watchdog is None:
-                type(self)._watchdog = Watchdog(
-                    context.sessions, context.leases, deadline_s=context.settings.job_deadline_s
-                )
-            assert self._watchdog is not None
-            return self._watchdog
+        """The process's job watchdog (worker/watchdog.py)."""
+        return WORKER.resources.watchdog
 
 
 @app.task(  # type: ignore[untyped-decorator]
@@ -181,21 +161,55 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     signals.worker_shutting_down.connect(lambda **_: heartbeat.stop(), weak=False)
 
 
+def _sweeper(settings: Settings) -> SweeperThread:
+    return SweeperThread(settings, send_job)
+
+
+# The worker's resources in this process: opened and closed by the signals below.
+WORKER = WorkerLifecycle(open_resources, open_sweeper=_sweeper)
+
+
+def _runs_jobs_in_main_process(worker: Any) -> bool:
+    """False for the prefork pool, whose child processes run the jobs (and open their own
+    resources on worker_process_init); True for threads (and solo, which also sends it)."""
+    pool = get_implementation(getattr(worker, "pool_cls", None) or "prefork")
+    return not (isinstance(pool, type) and issubclass(pool, PreforkPool))
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _open_worker(sender: Any = None, **_: Any) -> None:
+    """Main process: open the job resources unless pool processes run the jobs."""
+    if _runs_jobs_in_main_process(sender):
+        WORKER.open(get_settings())
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _open_pool_process(**_: Any) -> None:
+    """A pool process (prefork child, or solo's main process): open its job resources."""
+    WORKER.open(get_settings())
+
+
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_sweeper(sender: Any = None, **_: Any) -> None:
     """Every worker runs the sweeper in a thread of its main process (see worker/sweeper.py)."""
     settings = get_settings()
-    if not settings.sweeper_enabled:
-        return
-    engine = make_engine(settings.database_url, pool_size=2)
-    sweeper = Sweeper(
-        sessions=make_session_factory(engine),
-        send=send_job,
-        redis_client=redis.Redis.from_url(settings.redis_url, socket_timeout=10),
-        settings=settings,
-        blobs=BlobStore(settings.blob_dir),
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=sweeper.run, args=(stop,), name="visionq-sweeper", daemon=True)
-    thread.start()
-    signals.worker_shutting_down.connect(lambda **_: stop.set(), weak=False)
+    if settings.sweeper_enabled:
+        WORKER.start_sweeper(settings)
+
+
+@signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _stop_sweeping(**_: Any) -> None:
+    """No new sweep once the worker is asked to stop (jobs under way may still finish)."""
+    WORKER.stop_sweeper()
+
+
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _close_pool_process(**_: Any) -> None:
+    """A pool process ends: close its engine, Redis, Gemini client and watchdog."""
+    WORKER.close_resources()
+
+
+@signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
+def _close_worker(**_: Any) -> None:
+    """The worker stops (its jobs ended): close the sweeper and the job resources."""
+    WORKER.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -118,7 +119,8 @@ def test_the_sdk_client_and_engine_are_made_once_per_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import worker.context
-    from worker.tasks import PipelineTask
+    from worker import tasks
+    from worker.lifecycle import WorkerLifecycle
 
     made: list[str] = []
     real_engine, real_client = worker.context.make_engine, worker.context.make_client
@@ -127,7 +129,12 @@ def test_the_sdk_client_and_engine_are_made_once_per_process(
     monkeypatch.setattr(worker.context, "make_client",
                         lambda *a, **k: made.append("client") or real_client(*a, **k))  # fmt: skip
     monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(PipelineTask, "_context", None)
-    contexts = {id(PipelineTask().context) for _ in range(5)}
+    lifecycle = WorkerLifecycle()
+    monkeypatch.setattr(tasks, "WORKER", lifecycle)
+    # The worker's start signals open the process's resources (threads pool: worker_init;
+    # solo also sends worker_process_init): once.
+    tasks._open_worker(sender=SimpleNamespace(pool_cls="threads"))
+    tasks._open_pool_process()
+    contexts = {id(tasks.PipelineTask().context) for _ in range(5)}
     assert len(contexts) == 1 and made == ["engine", "client"]
-    PipelineTask().context.close()
+    lifecycle.close()

@@ -12,21 +12,23 @@ import pytest
 from api.queue import JobQueue
 from models.budgets import reserve
 from models.jobs import NewInput, cancel_job, create_job, get_job
-from tests.unit.workercontext import worker_context
+from tests.unit.workercontext import worker_context, worker_resources
 from worker import tasks
 from worker.celery_app import app as celery_app
 from worker.context import WorkerContext
-from worker.tasks import JobFailedError, PipelineTask, process_job
+from worker.lifecycle import WorkerLifecycle
+from worker.tasks import JobFailedError, process_job
 
 
 @pytest.fixture
-def context(tmp_path: Path) -> Iterator[WorkerContext]:
+def context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerContext]:
+    """The task runs on a test database: its process's lifecycle opens this context."""
     built = worker_context(tmp_path)
-    saved = PipelineTask._context, PipelineTask._watchdog
-    PipelineTask._context, PipelineTask._watchdog = built, None
+    lifecycle = WorkerLifecycle(lambda settings: worker_resources(built))
+    monkeypatch.setattr(tasks, "WORKER", lifecycle)
+    lifecycle.open(built.settings)
     yield built
-    PipelineTask._context, PipelineTask._watchdog = saved
-    built.close()
+    lifecycle.close()
 
 
 def _job(context: WorkerContext, sha256: str) -> str:

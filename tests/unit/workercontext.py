@@ -10,6 +10,8 @@ from models.db import make_engine, make_session_factory
 from models.migrate import upgrade
 from models.settings import Settings
 from worker.context import WorkerContext
+from worker.lifecycle import WorkerResources
+from worker.watchdog import Watchdog
 
 
 def worker_context(tmp_path: Path, **settings: Any) -> WorkerContext:
@@ -26,3 +28,11 @@ def worker_context(tmp_path: Path, **settings: Any) -> WorkerContext:
     built.engine = make_engine(config.database_url)
     built.sessions = make_session_factory(built.engine)
     return built
+
+
+def worker_resources(context: WorkerContext) -> WorkerResources:
+    """A process's resources around ``context`` (its watchdog on the context's database)."""
+    watchdog = Watchdog(
+        context.sessions, context.leases, deadline_s=context.settings.job_deadline_s
+    )
+    return WorkerResources(context, watchdog)
