@@ -62,20 +62,21 @@ class StackBuilder:
         self,
         workdir: Path,
         *,
-        database_url: str,
+        database_url: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         keep_gemini_keys: bool = False,
         timeout: float = 60,
     ) -> None:
         self.workdir = workdir
-        self.database_url = database_url
+        self.database_url = database_url or ""
         self.timeout = timeout
         self.env = {
             name: value
             for name, value in os.environ.items()
             if keep_gemini_keys or name not in GEMINI_KEY_VARIABLES
         }
-        self.env["VISIONQ_DATABASE_URL"] = database_url
+        if database_url is not None:  # None: a builder for shared parts (an emulator)
+            self.env["VISIONQ_DATABASE_URL"] = database_url
         self.env.update(extra_env or {})
         self.processes: list[ManagedProcess] = []
         self.redis_url = ""

@@ -18,15 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.stackbuild import StackBuilder
 from tests.services import (
     Process,
-    free_port,
     postgres_bindir,
     postgres_server,
     redis_server,
     visionq_command,
-    wait_http,
-    wait_until,
 )
 
 GEMINI_KEY = "emulator-test-key"
@@ -43,14 +41,10 @@ def redis_url(workdir: Path) -> Iterator[str]:
         yield url
 
 
-def _start_emulator(workdir: Path, name: str, *flags: str) -> tuple[Process, str]:
-    port = free_port()
-    log = workdir / f"{name}.log"
-    args = visionq_command("emulator", "--port", str(port), "--api-key", GEMINI_KEY, *flags)
-    proc = Process(name, args, log=log)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", timeout=30, what=name, log=log)
-    return proc, url
+def _start_emulator(workdir: Path, name: str, *flags: str) -> tuple[StackBuilder, str]:
+    """An emulator shared by several stacks (so a builder of its own); ``stop()`` it."""
+    builder = StackBuilder(workdir)
+    return builder, builder.start_emulator(flags, name=name, key=GEMINI_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -96,12 +90,22 @@ class Stack:
     """A running API (and optionally worker) with its environment and API keys."""
 
     name: str
-    env: dict[str, str]
-    workdir: Path
+    builder: StackBuilder
     api_url: str = ""
     keys: dict[str, str] = field(default_factory=dict)
-    processes: list[Process] = field(default_factory=list)
     worker: Process | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.builder.env
+
+    @property
+    def workdir(self) -> Path:
+        return self.builder.workdir
+
+    @property
+    def processes(self) -> list[Process]:
+        return self.builder.processes
 
     def client(self, tenant: str = "acme") -> httpx.Client:
         return httpx.Client(
@@ -111,27 +115,11 @@ class Stack:
         )
 
     def start_worker(self, concurrency: int = 8) -> Process:
-        log = self.workdir / f"{self.name}-worker.log"
-        offset = log.stat().st_size if log.exists() else 0
-        self.worker = Process(
-            "worker",
-            visionq_command("worker", "--concurrency", str(concurrency)),
-            log=log,
-            env=self.env,
-        )
-        wait_until(
-            lambda: " ready." in log.read_text(errors="replace")[offset:],
-            timeout=60,
-            what="celery worker",
-            log=log,
-        )
+        self.worker = self.builder.start_worker(name=f"{self.name}-worker", concurrency=concurrency)
         return self.worker
 
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-        for proc in self.processes:
-            proc.stop()
+        self.builder.stop()
 
 
 def _create_key(env: dict[str, str], tenant: str) -> str:
@@ -157,29 +145,21 @@ def _build_stack(
     max_image_bytes: int = 4 * 1024 * 1024,
     extra_env: dict[str, str] | None = None,
 ) -> Stack:
-    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
-    env.update(
-        VISIONQ_DATABASE_URL=database_url,
-        VISIONQ_REDIS_URL=f"{redis_url}/{redis_db}",
-        VISIONQ_BLOB_DIR=str(workdir / "blobs"),
-        VISIONQ_GEMINI_BASE_URL=gemini_url,
-        VISIONQ_MAX_IMAGE_BYTES=str(max_image_bytes),
+    env = {
+        "VISIONQ_BLOB_DIR": str(workdir / "blobs"),
+        "VISIONQ_MAX_IMAGE_BYTES": str(max_image_bytes),
         # Image URLs: 127.0.0.2 stands for a public image host (tests/integration/urls.py);
         # every other local address stays forbidden.
-        VISIONQ_URL_FETCH_ALLOWED_NETWORKS='["127.0.0.2/32"]',
-        GEMINI_API_KEY=GEMINI_KEY,
-    )
-    env.update(extra_env or {})
-    stack = Stack(name=name, env=env, workdir=workdir)
-    subprocess.run(visionq_command("db", "upgrade"), env=env, check=True, capture_output=True)
-    stack.keys = {tenant: _create_key(env, tenant) for tenant in ("acme", "globex")}
-    port = free_port()
-    log = workdir / f"{name}-api.log"
-    stack.processes.append(
-        Process("api", visionq_command("api", "--port", str(port)), log=log, env=env)
-    )
-    stack.api_url = f"http://127.0.0.1:{port}"
-    wait_http(f"{stack.api_url}/healthz", timeout=30, what="api", log=log)
+        "VISIONQ_URL_FETCH_ALLOWED_NETWORKS": '["127.0.0.2/32"]',
+        **(extra_env or {}),
+    }
+    builder = StackBuilder(workdir, database_url=database_url, extra_env=env)
+    builder.use_redis(f"{redis_url}/{redis_db}")
+    builder.use_gemini(gemini_url, GEMINI_KEY)
+    stack = Stack(name=name, builder=builder)
+    builder.migrate()
+    stack.keys = {tenant: _create_key(builder.env, tenant) for tenant in ("acme", "globex")}
+    stack.api_url = builder.start_api(name=f"{name}-api")
     if with_worker:
         stack.start_worker()
     return stack

@@ -13,7 +13,7 @@ from client.api import VisionqClient
 from client.models import Job
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png, submit
-from tests.services import Process, visionq_command, wait_http, wait_until
+from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,9 @@ class CountingTransport(httpx.HTTPTransport):
 def _restart_api(stack: Stack, transport: CountingTransport) -> None:
     """Stop the stack's API and start a new one on the same port, as a deploy would, once
     the waiting client has found nothing listening."""
-    api = next(proc for proc in stack.processes if proc.name == "api")
-    api.stop()
+    stack.builder.stop_process(f"{stack.name}-api")
     wait_until(lambda: transport.refused > 0, timeout=30, what="a refused poll")
-    port = urlsplit(stack.api_url).port
-    log = stack.workdir / f"{stack.name}-api.log"
-    stack.processes[stack.processes.index(api)] = Process(
-        "api", visionq_command("api", "--port", str(port)), log=log, env=stack.env
-    )
-    wait_http(f"{stack.api_url}/healthz", timeout=30, what="api", log=log)
+    stack.builder.start_api(urlsplit(stack.api_url).port, name=f"{stack.name}-api")
 
 
 def test_wait_outlasts_an_api_restart(paused_stack: Stack) -> None:
