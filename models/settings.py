@@ -9,12 +9,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.ratelimits import parse_quotas
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -183,26 +184,8 @@ class Settings(BaseSettings):
     def _rate_limits(
         cls, value: dict[str, dict[str, int | float | str]]
     ) -> dict[str, dict[str, int | float | str]]:
-        # The same rules as worker/ratelimit.parse_quotas, checked when settings load.
-        for model, limits in value.items():
-            unknown = set(limits) - {"rpm", "tpm", "usd", "window_s"}
-            if unknown or not set(limits) - {"window_s"}:
-                raise ValueError(
-                    f"{model}: give rpm, tpm and/or usd (and optionally window_s), not "
-                    f"{sorted(unknown) or 'nothing'}"
-                )
-            for key, limit in limits.items():
-                if key in ("rpm", "tpm") and (
-                    not isinstance(limit, int) or isinstance(limit, bool)
-                ):
-                    raise ValueError(f"{model}: {key} must be a positive integer")
-                try:
-                    number = Decimal(str(limit))
-                    positive = number.is_finite() and number > 0 and not isinstance(limit, bool)
-                except ArithmeticError:
-                    positive = False
-                if not positive:
-                    raise ValueError(f"{model}: {key} must be a positive number, got {limit!r}")
+        # The limiter's own rules (models/ratelimits.py), checked once when settings load.
+        parse_quotas(value)
         return value
 
     @field_validator("gemini_api_version")

@@ -1,6 +1,6 @@
 """VISIONQ_RATE_LIMITS as JSON: per-model or all-models ("*") entries with requests,
 input tokens, estimated dollars and their window, checked when settings load and read by
-worker/ratelimit.parse_quotas."""
+models/ratelimits.parse_quotas."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from models.ratelimits import DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
 from models.settings import Settings
-from worker.ratelimit import DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
 
 
 def test_dollar_budgets_parse_from_settings_json() -> None:
@@ -32,3 +32,13 @@ def test_dollar_budgets_parse_from_settings_json() -> None:
 def test_a_dollar_window_defaults_to_gemini_s_ten_minutes() -> None:
     assert parse_quotas({"*": {"usd": 10}})["*"].window_s is None
     assert DEFAULT_USD_WINDOW_S == 600.0
+
+
+def test_settings_check_the_limits_with_the_limiters_own_rules() -> None:
+    """One set of rules (models/ratelimits.py): the settings' error is the limiter's."""
+    bad = {"gemini-3.8-flash": {"rpm": 5, "rps": 1}}
+    with pytest.raises(ValueError) as limiter_error:
+        parse_quotas(bad)
+    with pytest.raises(ValueError, match="rate_limits") as settings_error:
+        Settings(rate_limits=bad)
+    assert str(limiter_error.value) in str(settings_error.value)
