@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.errors import ApiError
+from vision.validation import problems
 
 
 @dataclass
@@ -60,8 +61,4 @@ def too_large(what: str, size: int, limit: int) -> ApiError:
 
 def describe(exc: ValidationError) -> str:
     """The first few problems of a pydantic validation error, as one message."""
-    messages = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"])
-        messages.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(messages)
+    return "; ".join(f"{where}: {msg}" if where else msg for where, msg in problems(exc, limit=5))

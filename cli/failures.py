@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from models.settings import ConfigurationError
+from vision.validation import problems
 
 _FIX_SETTINGS = "Fix it in the environment (or .env) and run again."
 # How a missing table reads on each backend (SQLite; PostgreSQL's UndefinedTable).
@@ -39,12 +40,11 @@ def _first_line(error: BaseException | None) -> str:
 
 
 def _settings_line(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(item) for item in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        # A check across settings (no location) names the variables in its message.
-        parts.append(f"VISIONQ_{where.upper()}: {message}" if where else message)
+    # A check across settings (no location) names the variables in its message.
+    parts = [
+        f"VISIONQ_{where.upper()}: {message}" if where else message
+        for where, message in problems(exc, plain=True)
+    ]
     return f"invalid settings: {'; '.join(parts)}. {_FIX_SETTINGS}"
 
 
