@@ -16,8 +16,6 @@ from sqlalchemy.orm import Session
 
 from models.tables import BUDGETS, Budget, utcnow
 
-NANO = 1_000_000_000
-
 
 def _periods(now: datetime) -> tuple[str, str]:
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
