@@ -193,6 +193,13 @@ class StackBuilder:
         ready = worker_ready(self.workdir / f"{name}.log")
         return self.start(name, args, ready, env={**self.env, **(env or {})})
 
+    def process(self, name: str) -> ManagedProcess:
+        """The newest process called ``name`` (KeyError if none)."""
+        for proc in reversed(self.processes):
+            if proc.name == name:
+                return proc
+        raise KeyError(name)
+
     def stop_process(self, name: str) -> None:
         """Stop (and forget) the newest process called ``name``, if any."""
         for proc in reversed(self.processes):

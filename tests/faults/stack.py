@@ -4,7 +4,6 @@ workers, all real processes that the test can kill and restart."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -17,9 +16,10 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
+from cli.stackbuild import StackBuilder
 from models.db import make_engine
 from tests.integration.helpers import scene_png
-from tests.services import Process, RedisServer, free_port, visionq_command, wait_http, wait_until
+from tests.services import Process, RedisServer, visionq_command, wait_until
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 GEMINI_KEY = "fault-test-key"
@@ -44,9 +44,9 @@ FAULT_SETTINGS = {
 class FaultStack:
     workdir: Path
     database_url: str
-    env: dict[str, str] = field(default_factory=dict)
+    builder: StackBuilder | None = None
+    # A Redis of its own that a test may kill and start again on the same port.
     redis: RedisServer | None = None
-    emulator: Process | None = None
     emulator_url: str = ""
     api: Process | None = None
     api_url: str = ""
@@ -57,66 +57,49 @@ class FaultStack:
 
     # --- processes -------------------------------------------------------------------
 
+    @property
+    def env(self) -> dict[str, str]:
+        assert self.builder is not None
+        return self.builder.env
+
     def start(self, *, emulator_flags: Iterable[str] = (), **settings: str) -> None:
         self.redis = RedisServer(self.workdir / "redis", persistent=True)
         self.redis.start()
-        self.start_emulator(*emulator_flags)
-        env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
-        env.update(FAULT_SETTINGS)
-        env.update(
-            VISIONQ_DATABASE_URL=self.database_url,
-            VISIONQ_REDIS_URL=f"{self.redis.url}/0",
-            VISIONQ_BLOB_DIR=str(self.workdir / "blobs"),
-            VISIONQ_GEMINI_BASE_URL=self.emulator_url,
-            GEMINI_API_KEY=settings.pop("gemini_key", GEMINI_KEY),
-        )
-        env.update({f"VISIONQ_{name.upper()}": value for name, value in settings.items()})
-        self.env = env
-        subprocess.run(visionq_command("db", "upgrade"), env=env, check=True, capture_output=True)
+        gemini_key = settings.pop("gemini_key", GEMINI_KEY)
+        extra_env = {
+            **FAULT_SETTINGS,
+            "VISIONQ_BLOB_DIR": str(self.workdir / "blobs"),
+            **{f"VISIONQ_{name.upper()}": value for name, value in settings.items()},
+        }
+        builder = StackBuilder(self.workdir, database_url=self.database_url, extra_env=extra_env)
+        self.builder = builder
+        builder.use_redis(f"{self.redis.url}/0")
+        self.emulator_url = builder.start_emulator(emulator_flags)
+        builder.use_gemini(self.emulator_url, gemini_key)
+        builder.migrate()
         created = subprocess.run(
             visionq_command("keys", "create", "faults", "--tenant", "acme"),
-            env=env,
+            env=builder.env,
             check=True,
             capture_output=True,
             text=True,
         )
         self.key = created.stdout.strip().splitlines()[-1]
-        self.start_api()
+        self.api_url = builder.start_api()
+        self.api = builder.process("api")
         self.engine = make_engine(self.database_url, pool_size=2)
 
-    def start_emulator(self, *flags: str) -> None:
-        port = free_port()
-        log = self.workdir / "emulator.log"
-        args = visionq_command("emulator", "--port", str(port), *flags)
-        self.emulator = Process("emulator", args, log=log)
-        self.emulator_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.emulator_url}/healthz", timeout=30, what="emulator", log=log)
-
-    def start_api(self) -> None:
-        port = free_port()
-        log = self.workdir / "api.log"
-        self.api = Process(
-            "api", visionq_command("api", "--port", str(port)), log=log, env=self.env
-        )
-        self.api_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.api_url}/healthz", timeout=30, what="api", log=log)
-
     def start_worker(self, concurrency: int = 16, **settings: str) -> Process:
+        assert self.builder is not None
+        env = {f"VISIONQ_{key.upper()}": value for key, value in settings.items()}
         name = f"worker-{len(self.workers) + 1}"
-        log = self.workdir / f"{name}.log"
-        env = dict(self.env)
-        env.update({f"VISIONQ_{key.upper()}": value for key, value in settings.items()})
-        args = visionq_command("worker", "--concurrency", str(concurrency))
-        worker = Process(name, args, log=log, env=env)
-        wait_until(lambda: " ready." in log.read_text(errors="replace"), timeout=60,
-                   what=name, log=log)  # fmt: skip
+        worker = self.builder.start_worker(name=name, concurrency=concurrency, env=env)
         self.workers.append(worker)
         return worker
 
     def stop(self) -> None:
-        for proc in [*self.workers, self.api, self.emulator]:
-            if proc is not None:
-                proc.stop()
+        if self.builder is not None:
+            self.builder.stop()  # workers, API, emulator
         if self.redis is not None:
             self.redis.stop()
         if self.engine is not None:
