@@ -68,15 +68,15 @@ class StackBuilder:
         timeout: float = 60,
     ) -> None:
         self.workdir = workdir
-        self.database_url = database_url or ""
+        self.database_url = ""
         self.timeout = timeout
         self.env = {
             name: value
             for name, value in os.environ.items()
             if keep_gemini_keys or name not in GEMINI_KEY_VARIABLES
         }
-        if database_url is not None:  # None: a builder for shared parts (an emulator)
-            self.env["VISIONQ_DATABASE_URL"] = database_url
+        if database_url is not None:  # None: decided later, or shared parts (an emulator)
+            self.use_database(database_url)
         self.env.update(extra_env or {})
         self.processes: list[ManagedProcess] = []
         self.redis_url = ""
@@ -150,6 +150,11 @@ class StackBuilder:
         return url
 
     # --- database, API, workers -----------------------------------------------------------
+
+    def use_database(self, url: str) -> None:
+        """The database the API and workers use (created by the caller)."""
+        self.database_url = url
+        self.env["VISIONQ_DATABASE_URL"] = url
 
     def migrate(self) -> None:
         """`visionq db upgrade` on the stack's database."""

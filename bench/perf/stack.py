@@ -4,14 +4,10 @@ the emulator at a set latency, the API, and workers started and stopped at will.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +15,8 @@ from pathlib import Path
 import redis
 from sqlalchemy import Engine, func, select
 
-from cli.processes import ManagedProcess, free_port, http_ok, redis_args, visionq_command
+from cli.processes import ManagedProcess, visionq_command
+from cli.stackbuild import StackBuilder
 from models.db import make_engine, make_session_factory
 from models.keys import create_key
 from models.tables import Job
@@ -46,10 +43,6 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, api_workers: int | N
             default=api_workers,
             help="API processes (`visionq api --workers`)",
         )
-
-
-class StackError(RuntimeError):
-    """A process of the stack did not start."""
 
 
 @dataclass
@@ -96,30 +89,27 @@ class BenchStack:
         self.database = database
         self.api_workers = api_workers
         self.workdir = Path(tempfile.mkdtemp(prefix=f"visionq-bench-{label}"))
-        self.processes: dict[str, ManagedProcess] = {}
+        extra_env = {**BENCH_SETTINGS, "VISIONQ_DATA_DIR": str(self.workdir)}
+        extra_env["VISIONQ_BLOB_DIR"] = str(self.workdir / "blobs")
+        self.builder = StackBuilder(self.workdir, extra_env=extra_env, timeout=90)
         self.gemini_key = "bench-" + secrets.token_hex(8)
         self.emulator_url = ""
         self.api_url = ""
         self.database_url = ""
-        self.env: dict[str, str] = {}
         self.engine: Engine | None = None
         self._postgres: object | None = None
 
-    # --- processes -----------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of the stack's processes."""
+        return self.builder.env
 
-    def _start(self, name: str, args: list[str], ready: Callable[[], bool]) -> ManagedProcess:
-        proc = ManagedProcess(name, args, log=self.workdir / f"{name}.log", env=self.env)
-        self.processes[name] = proc
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if ready():
-                    return proc
-            except Exception:  # not up yet: connection refused, log not written, ...
-                pass
-            if not proc.running or time.monotonic() > deadline:
-                raise StackError(f"{name} did not start:\n{proc.log_tail()}")
-            time.sleep(0.1)
+    @property
+    def processes(self) -> dict[str, ManagedProcess]:
+        """The running processes by name."""
+        return {proc.name: proc for proc in self.builder.processes}
+
+    # --- processes -----------------------------------------------------------------
 
     def _database(self) -> str:
         if self.database == "sqlite":
@@ -133,77 +123,33 @@ class BenchStack:
 
     def start(self) -> None:
         """Redis, database (migrated), emulator and API."""
-        redis_port = free_port()
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        self.env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY",)}
-        self._start(
-            "redis",
-            redis_args(redis_port, self.workdir / "redis", persistent=False),
-            lambda: bool(redis.Redis.from_url(redis_url).ping()),
-        )
+        self.builder.start_redis(persistent=False)
         self.database_url = self._database()
-        emulator_port, api_port = free_port(), free_port()
-        self.emulator_url = f"http://127.0.0.1:{emulator_port}"
-        self.env.update(BENCH_SETTINGS)
-        self.env.update(
-            VISIONQ_DATA_DIR=str(self.workdir),
-            VISIONQ_DATABASE_URL=self.database_url,
-            VISIONQ_BLOB_DIR=str(self.workdir / "blobs"),
-            VISIONQ_REDIS_URL=redis_url,
-            VISIONQ_GEMINI_BASE_URL=self.emulator_url,
-            GEMINI_API_KEY=self.gemini_key,
-        )
-        upgrade = subprocess.run(
-            visionq_command("db", "upgrade"),
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if upgrade.returncode != 0:
-            raise StackError(f"visionq db upgrade failed:\n{upgrade.stderr[-2000:]}")
+        self.builder.use_database(self.database_url)
+        self.builder.migrate()
         self.engine = make_engine(self.database_url, pool_size=2)
-        emulator = visionq_command(
-            "emulator",
-            "--port",
-            str(emulator_port),
-            "--api-key",
-            self.gemini_key,
-            "--latency-ms",
-            f"{self.latency_ms:g}",
-        )
-        self._start("emulator", emulator, lambda: http_ok(f"{self.emulator_url}/healthz"))
-        self._start_api(api_port)
+        flags = ("--latency-ms", f"{self.latency_ms:g}")
+        self.emulator_url = self.builder.start_emulator(flags, key=self.gemini_key)
+        self.builder.use_gemini(self.emulator_url, self.gemini_key)
+        self._start_api()
 
-    def _start_api(self, port: int) -> None:
-        self.api_url = f"http://127.0.0.1:{port}"
-        api = visionq_command(
-            "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.api_workers)
-        )
+    def _start_api(self) -> None:
         # /healthz: /readyz also needs a worker's heartbeat, and workers start per run.
-        self._start("api", api, lambda: http_ok(f"{self.api_url}/healthz"))
+        self.api_url = self.builder.start_api(args=("--workers", str(self.api_workers)))
 
     def restart_api(self) -> None:
         """A fresh API process (on a new port): nothing left over from an earlier overload."""
-        self.processes.pop("api").stop()
-        self._start_api(free_port())
+        self.builder.stop_process("api")
+        self._start_api()
 
     def start_worker(self, pool: str, concurrency: int, *, loglevel: str = "INFO") -> int:
         """Start the one worker; returns its pid once Celery says it is ready."""
         self.stop_worker()
-        log = self.workdir / "worker.log"
-        offset = log.stat().st_size if log.exists() else 0
-
-        def ready() -> bool:
-            return " ready." in log.read_text(errors="replace")[offset:]
-
-        proc = self._start("worker", worker_args(pool, concurrency, loglevel), ready)
+        proc = self.builder.start_worker(args=worker_args(pool, concurrency, loglevel))
         return proc.popen.pid
 
     def stop_worker(self) -> None:
-        worker = self.processes.pop("worker", None)
-        if worker is not None:
-            worker.stop()
+        self.builder.stop_process("worker")
 
     def purge_queue(self) -> None:
         """Drop queued messages (after a failed run, so they do not land on the next worker)."""
@@ -214,17 +160,14 @@ class BenchStack:
             client.close()
 
     def pid(self, name: str) -> int:
-        return self.processes[name].popen.pid
+        return self.builder.process(name).popen.pid
 
     def check_alive(self) -> None:
-        for name, proc in self.processes.items():
-            if not proc.running:
-                raise StackError(f"{name} exited:\n{proc.log_tail()}")
+        self.builder.check_alive()
 
     def stop(self) -> None:
         """Stop everything that started (newest first) and remove the temp dir."""
-        for name in reversed(list(self.processes)):
-            self.processes.pop(name).stop()
+        self.builder.stop()
         if self.engine is not None:
             self.engine.dispose()
         remove = getattr(self._postgres, "remove", None)
