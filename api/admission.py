@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.validation import AdmittedJob
 from models.budgets import budget_state
 from vision.costing import usd_text
-from vision.estimate import Estimate, economy_plan
+from vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
 
 
 def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
@@ -22,14 +22,14 @@ def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
         model=admitted.model,
         prompt=admitted.prompt,
         labels=admitted.labels,
-        options=admitted.job_options(),
+        options=admitted.options,
         sizes=[(image.width, image.height) for image in admitted.images],
     )
 
 
 def apply_economy(
     admitted: AdmittedJob, resources: ApiResources
-) -> tuple[AdmittedJob, dict[str, Any]]:
+) -> tuple[AdmittedJob, StoredEstimate]:
     """With options.economy, send the images at the cheapest token tier the task tolerates:
     downscaled for models billed by size, at the lowest media resolution for models
     billed by level (Gemini 3).
@@ -37,39 +37,35 @@ def apply_economy(
     Returns the job (with options.max_side set when it saves tokens) and its estimate as
     stored, which then reports the tokens saved under "economy".
     """
-    economy: dict[str, Any] | None = None
-    if admitted.options.get("economy"):
+    economy: EconomyReport | None = None
+    options = admitted.options
+    if options.economy:
         plan = economy_plan(
             model=admitted.model,
             task=admitted.task,
-            media_resolution=admitted.options.get("media_resolution"),
+            media_resolution=options.media_resolution,
             images=[(image.width, image.height) for image in admitted.images],
             catalogue=resources.costs.catalogue,
-            image_media_resolution=admitted.options.get("image_media_resolution"),
+            image_media_resolution=options.image_media_resolution,
         )
-        economy = {
-            "applied": plan.applies,
-            "tokens_saved": plan.tokens_saved,
-            "reason": plan.reason,
-        }
+        changes: dict[str, Any] = {}
         if plan.media_resolution is not None:
-            options = {**admitted.options, "media_resolution": plan.media_resolution}
-            admitted = dataclasses.replace(admitted, options=options)
-            economy["media_resolution"] = plan.media_resolution
-        current = admitted.options.get("max_side")
+            changes["media_resolution"] = plan.media_resolution
+        current = options.max_side
         if plan.applies and plan.max_side and (current is None or plan.max_side < current):
-            options = {**admitted.options, "max_side": plan.max_side}
-            admitted = dataclasses.replace(admitted, options=options)
-            economy["max_side"] = plan.max_side
-    estimate = estimate_of(admitted, resources).model_dump(mode="json")
-    if economy is not None:
-        estimate["economy"] = economy
-    return admitted, estimate
+            changes["max_side"] = plan.max_side
+        # Only the keys economy changed are set, so only they are stored under "economy".
+        economy = EconomyReport(
+            applied=plan.applies, tokens_saved=plan.tokens_saved, reason=plan.reason, **changes
+        )
+        if changes:
+            admitted = dataclasses.replace(admitted, options=options.model_copy(update=changes))
+    return admitted, StoredEstimate.of(estimate_of(admitted, resources), economy)
 
 
-def unbounded_refusal(admitted: AdmittedJob, estimate: dict[str, Any]) -> ApiError:
+def unbounded_refusal(admitted: AdmittedJob, estimate: Estimate) -> ApiError:
     """A 422 for a job whose cost has no known bound, submitted by a tenant with a budget."""
-    reason = estimate.get("reason") or "no price is known"
+    reason = estimate.reason or "no price is known"
     return ApiError(
         422,
         "cost_unbounded",

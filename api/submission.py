@@ -204,12 +204,12 @@ def store_and_enqueue(
     # writes later fails at once ("database is locked") if another writer got in between.
     with resources.sessions() as session:
         cached = None
-        if admitted.options.get("cache", True):
+        if admitted.options.cache:
             cached = find_cached(session, tenant=caller.tenant, cache_key=key)
         # Only a tenant with a cap has jobs reserved for: the others' submits do not all
         # update (and queue on) one budget row.
         capped = cached is None and has_caps(session, caller.tenant)
-    if capped and not estimate.get("cost_usd"):
+    if capped and estimate.cost_usd is None:
         raise unbounded_refusal(admitted, estimate)
     needed = reservation_nusd(estimate) if capped else 0
     try:

@@ -36,16 +36,12 @@ class AdmittedJob:
     prompt: str | None
     model: str
     labels: list[str] | None
-    options: dict[str, Any]
+    options: JobOptions
     schema: dict[str, Any] | None
     # Upright, decodable, in a mode Gemini takes: what is stored and sent.
     images: list[PreparedImage]
     # What to know about a job that runs anyway (a deprecated model, an alias resolved).
     warnings: list[dict[str, str]] = field(default_factory=list)
-
-    def job_options(self) -> JobOptions:
-        """The options as the typed model (they were validated into it at admission)."""
-        return JobOptions.model_validate(self.options)
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -113,7 +109,7 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
             labels=labels,
             images=len(raw.images),
             schema=schema,
-            options=options.model_dump(),
+            options=options,
         )
         choice = choose_model(
             catalogue, requested, task, configured_default=settings.default_model or None,
@@ -135,7 +131,7 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
         model=choice.model,
         labels=labels,
-        options=options.model_dump(exclude_defaults=True),
+        options=options,
         schema=schema,
         images=images,
         warnings=[warning.as_dict() for warning in warnings],

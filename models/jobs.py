@@ -27,6 +27,8 @@ from models.tables import (
     JobStatus,
     utcnow,
 )
+from vision.estimate import StoredEstimate
+from vision.tasks import JobOptions
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -56,10 +58,10 @@ def create_job(
     model: str,
     prompt: str | None,
     labels: list[str] | None,
-    options: dict[str, Any],
+    options: JobOptions,
     inputs: Sequence[NewInput],
     response_schema: dict[str, Any] | None = None,
-    estimate: dict[str, Any] | None = None,
+    estimate: StoredEstimate | None = None,
     reserved_nusd: int = 0,
     cache_key: str | None = None,
     cached: Job | None = None,

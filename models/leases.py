@@ -29,6 +29,8 @@ from models.tables import (
     JobStatus,
     utcnow,
 )
+from vision.estimate import StoredEstimate
+from vision.tasks import JobOptions
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,9 @@ class JobSpec:
     model: str
     prompt: str | None
     labels: list[str] | None
-    options: dict[str, Any]
+    options: JobOptions
     response_schema: dict[str, Any] | None
-    estimate: dict[str, Any] | None
+    estimate: StoredEstimate | None
     started_at: datetime
     inputs: tuple[InputSpec, ...]
     # Warnings given at submit (a deprecated model); the worker may add its own.
@@ -156,7 +158,7 @@ def claim_job(
     inputs = tuple(InputSpec(*row) for row in connection.execute(_INPUTS, {"job_id": job_id}))
     job = JobSpec(
         id=job_id, tenant=claimed.tenant, task=claimed.task, model=claimed.model,
-        prompt=claimed.prompt, labels=claimed.labels, options=claimed.options or {},
+        prompt=claimed.prompt, labels=claimed.labels, options=claimed.options,
         response_schema=claimed.response_schema, estimate=claimed.estimate,
         started_at=claimed.started_at, inputs=inputs, warnings=tuple(claimed.warnings or ()),
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, Self, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from vision.estimate import StoredEstimate
+from vision.tasks import JobOptions
 
 
 def utcnow() -> datetime:
@@ -45,6 +48,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class StorableModel(Protocol):
+    """A pydantic model a JSON column holds: ``stored()`` is its one dump for the row."""
+
+    def stored(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> Self: ...
+
+
+ModelT = TypeVar("ModelT", bound=StorableModel)
+
+
+class ModelJSON(TypeDecorator[ModelT]):
+    """A JSON column read and written as a pydantic model: dumped once here (``stored()``),
+    validated once on load, so code between intake and the worker only sees the model.
+
+    A plain dict is stored as given (tests and data fixes write rows that way).
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, model: type[ModelT]) -> None:
+        super().__init__()
+        self.model = model
+
+    def process_bind_param(self, value: ModelT | dict[str, Any] | None, dialect: Dialect) -> Any:
+        if value is None or isinstance(value, dict):
+            return value
+        return value.stored()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> ModelT | None:
+        return None if value is None else self.model.model_validate(value)
 
 
 class JobStatus(enum.StrEnum):
@@ -108,7 +146,7 @@ class Job(Base):
     labels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     # custom task: the JSON Schema the answer must satisfy.
     response_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[JobOptions] = mapped_column(ModelJSON(JobOptions), default=JobOptions)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -128,7 +166,7 @@ class Job(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # The estimate made at submit (vision.estimate), shown beside the actual usage and cost.
-    estimate: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    estimate: Mapped[StoredEstimate | None] = mapped_column(ModelJSON(StoredEstimate), default=None)
     # Money is stored as integer nano-USD (1e-9 $): exact, and atomic to add up in SQL on
     # every backend (SQLite has no decimal type).
     cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)

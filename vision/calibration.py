@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from vision.estimate import Estimate
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -34,12 +36,11 @@ class ModelAccuracy:
 
 
 def observation_of(
-    model: str, estimate: dict[str, Any] | None, usage: dict[str, Any] | None
+    model: str, estimate: Estimate | None, usage: dict[str, Any] | None
 ) -> Observation:
     """An Observation from a job's stored estimate and usage_metadata (snake_case)."""
-    estimated_input = estimate.get("input_tokens") if estimate else None
     billed_input = usage.get("prompt_token_count") if usage else None
-    images = (estimate or {}).get("images") or []
+    images = estimate.images if estimate else []
     billed_image = None
     for detail in (usage or {}).get("prompt_tokens_details") or []:
         if detail.get("modality") == "IMAGE":
@@ -47,11 +48,11 @@ def observation_of(
     single = images[0] if len(images) == 1 else None
     return Observation(
         model=model,
-        estimated_input=estimated_input,
+        estimated_input=estimate.input_tokens if estimate else None,
         billed_input=billed_input,
-        estimated_image=single.get("tokens") if single else None,
+        estimated_image=single.tokens if single else None,
         billed_image=billed_image if single else None,
-        size=(single["width"], single["height"]) if single else None,
+        size=(single.width, single.height) if single else None,
     )
 
 

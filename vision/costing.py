@@ -9,7 +9,7 @@ from typing import Any
 
 from vision.catalogue import Catalogue, ServiceTier, load_catalogue
 from vision.estimate import Estimate, estimate_job
-from vision.pricing import usage_cost
+from vision.pricing import format_usd, usage_cost
 from vision.tasks import JobOptions, TaskKind, build_prompt
 from vision.tokens import fit_within
 
@@ -91,9 +91,9 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def reservation_nusd(estimate: dict[str, Any]) -> int:
-    """What admission holds against the budget: the estimate's maximum (0 if unknown)."""
-    cost = estimate.get("cost_usd")
-    if not cost:
+def reservation_nusd(estimate: Estimate) -> int:
+    """What admission holds against the budget: the estimate's maximum (0 if unknown), as
+    stored and shown (``format_usd``'s decimals), so the hold matches the figure a user sees."""
+    if estimate.cost_usd is None:
         return 0
-    return to_nano(Decimal(cost["max"]), up=True)
+    return to_nano(Decimal(format_usd(estimate.cost_usd.max)), up=True)

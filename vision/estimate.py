@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -112,6 +112,55 @@ class Estimate(BaseModel):
             known=False,
             reason=reason,
         )
+
+
+class EconomyReport(BaseModel):
+    """What options.economy did to a job, stored under its estimate's "economy": whether it
+    applied, the tokens saved and why not; ``media_resolution`` and ``max_side`` are
+    present only when economy set them."""
+
+    # A row written by another version may hold more: kept and shown as stored.
+    model_config = ConfigDict(extra="allow")
+
+    applied: bool
+    tokens_saved: int | None = None
+    reason: str | None = None
+    media_resolution: str | None = None
+    max_side: int | None = None
+
+
+class StoredEstimate(Estimate):
+    """A job's estimate as its row holds it: the submit's Estimate plus what economy did.
+
+    Rows written by older versions may lack fields (each has a default here) or hold others
+    (kept): ``stored()`` gives back exactly the keys the row holds, so the API shows an old
+    row unchanged. One built by ``of`` has every Estimate field set.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ""
+    images: list[ImageEstimate] = []
+    text_tokens: int | None = None
+    input_tokens: int | None = None
+    output_tokens_max: int | None = None
+    cost_usd: CostRange | None = None
+    rule: str | None = None
+    prices_as_of: dt.date | None = None
+    known: bool = False
+    economy: EconomyReport | None = None
+
+    @classmethod
+    def of(cls, estimate: Estimate, economy: EconomyReport | None = None) -> StoredEstimate:
+        """The row's estimate: every field of ``estimate`` set, "economy" only if given."""
+        fields = {name: getattr(estimate, name) for name in Estimate.model_fields}
+        if economy is not None:
+            fields["economy"] = economy
+        return cls(**fields)
+
+    def stored(self) -> dict[str, Any]:
+        """The estimate as the row stores it and the API shows it (JSON, the keys set)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 def no_rule_reason(model: str) -> str:

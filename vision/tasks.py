@@ -99,6 +99,11 @@ class JobOptions(BaseModel):
         "resolution on models billed by level (Gemini 3).",
     )
 
+    def stored(self) -> dict[str, Any]:
+        """The options as a job's row stores them and the API shows them: JSON, only the
+        options that differ from their defaults (what the cache key hashes, too)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
 
 @dataclass(frozen=True)
 class TaskDefaults:
@@ -168,10 +173,10 @@ def cache_key(
     labels: list[str] | None,
     schema: dict[str, Any] | None,
     model: str,
-    options: dict[str, Any],
+    options: JobOptions,
 ) -> str:
     """Identity of a job's question: same images, task, prompt, schema, model and options."""
-    relevant = {key: value for key, value in options.items() if key != "cache"}
+    relevant = {key: value for key, value in options.stored().items() if key != "cache"}
     canonical = json.dumps(
         [image_sha256s, task.value, prompt, labels, schema, model, relevant],
         sort_keys=True, ensure_ascii=True, separators=(",", ":"),
@@ -186,12 +191,12 @@ def validate_job(
     labels: list[str] | None,
     images: int,
     schema: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
+    options: JobOptions | None = None,
 ) -> None:
     """Refuse a request that the task cannot run, with a message saying what to fix."""
     if images < 1:
         raise JobSpecError("missing_image", "Send at least one image.")
-    per_image = (options or {}).get("image_media_resolution")
+    per_image = options.image_media_resolution if options else None
     if per_image is not None and len(per_image) != images:
         raise JobSpecError(
             "invalid_options",

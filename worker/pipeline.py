@@ -22,7 +22,7 @@ from models.tables import AttemptOutcome, utcnow
 from vision.formats import ImageRejectedError
 from vision.parsing import AnswerParseError
 from vision.structured import SchemaMismatchError, SchemaUnverifiableError
-from vision.tasks import JobOptions, TaskKind
+from vision.tasks import TaskKind
 from worker.context import WorkerContext
 from worker.failures import job_error_code
 from worker.gemini import GeminiAnswer, GeminiCallError
@@ -216,9 +216,10 @@ class _Run:
         """
         if self.ctx.limiter is None:
             return
-        estimate = self.job.estimate or {}
-        tokens = int(estimate.get("input_tokens") or 0)
-        usd = Decimal((estimate.get("cost_usd") or {}).get("max") or 0)
+        estimate = self.job.estimate
+        tokens = (estimate.input_tokens if estimate else None) or 0
+        cost = estimate.cost_usd if estimate else None
+        usd = cost.max if cost else Decimal(0)
         self.ctx.limiter.acquire(self.job.model, tokens, usd=usd, deadline=self.deadline)
 
     def _after_call_error(self, exc: GeminiCallError) -> str | None:
@@ -251,7 +252,7 @@ class _Run:
         sent = self.spend.output_cap
         thoughts = exc.usage.thoughts_tokens if exc.usage else None
         usage = exc.usage.raw if exc.usage else None
-        options = JobOptions.model_validate(self.job.options or {})
+        options = self.job.options
         # A cap the user set is never raised: the job must not spend past it.
         if self.raised_cap is None and options.max_output_tokens is None:
             allowance = answer_allowance(TaskKind(self.job.task), options)

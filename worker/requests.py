@@ -86,7 +86,7 @@ def build_request(
     its entry in ``catalogue``. ``limits`` bound the memory of downscaling its images.
     """
     task = TaskKind(job.task)
-    options = JobOptions.model_validate(job.options or {})
+    options = job.options
     text = build_prompt(task, prompt=job.prompt, labels=job.labels, options=options)
     images = images_to_send(job, blobs, options, limits)
     transports = plan_transport(

@@ -121,7 +121,8 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
             raise job_not_found(job_id)
         hashes = [item.sha256 for item in source.inputs]  # in position order
         changes = [list(item.changes or []) for item in source.inputs]
-        options = dict(source.options or {})
+        # The retry is admitted again like a new request: its options as the job shows them.
+        options = source.options.stored()
         if source.status == JobStatus.SUCCEEDED:
             # Its result is in the cache: a retry that copied it would change nothing.
             options["cache"] = False

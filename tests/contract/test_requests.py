@@ -164,15 +164,15 @@ def admitted(
     """Whether visionq's submit checks let this job in (refused ones are never built)."""
     fields = PROMPTS[task]
     try:
+        parsed = JobOptions.model_validate(options)
         validate_job(
             task,
             prompt=fields.get("prompt"),
             labels=fields.get("labels"),
             images=images,
             schema=fields.get("schema"),
-            options=options,
+            options=parsed,
         )
-        parsed = JobOptions.model_validate(options)
         check_options(task, parsed, ModelChoice(model, entry), images=images)
     except (JobSpecError, ValueError):
         return False
@@ -188,7 +188,8 @@ def _job(task: TaskKind, model: str, options: dict[str, Any], inputs: list[Input
         model=model,
         prompt=fields.get("prompt"),
         labels=fields.get("labels"),
-        options=options,
+        # As the row gives it to the worker: the model loaded from the stored JSON.
+        options=JobOptions.model_validate(options),
         response_schema=fields.get("schema"),
         estimate=None,
         started_at=dt.datetime.now(dt.UTC),

@@ -53,7 +53,7 @@ def test_the_same_image_without_a_downscale_is_admitted(tmp_path: Path, big_png:
         _settings(tmp_path),
         load_catalogue(),
     )
-    assert small.options == {"max_side": 512}
+    assert small.options.stored() == {"max_side": 512}
 
 
 def test_the_downscale_cost_is_read_without_decoding_a_pixel(

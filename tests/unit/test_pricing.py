@@ -9,6 +9,7 @@ import pytest
 
 from vision.catalogue import CatalogueError, ServiceTier, load_catalogue
 from vision.costing import CostBook, from_nano, reservation_nusd, to_nano, usd_text
+from vision.estimate import StoredEstimate
 from vision.pricing import ModelPrice, cost, format_usd, usage_cost
 
 CATALOGUE = load_catalogue()
@@ -202,8 +203,14 @@ def test_nano_usd() -> None:
     assert from_nano(77_400) == Decimal("0.0000774")
     assert usd_text(77_400) == "0.0000774"
     assert usd_text(2_000_000_000) == "2"
-    assert reservation_nusd({"cost_usd": {"min": "0", "max": "0.0822605"}}) == 82_260_500
-    assert reservation_nusd({"cost_usd": None}) == 0
+    priced = StoredEstimate.model_validate(
+        {"model": "m", "cost_usd": {"min": "0", "max": "0.0822605"}}
+    )
+    assert reservation_nusd(priced) == 82_260_500
+    assert reservation_nusd(StoredEstimate(model="m")) == 0
+    # The hold is the maximum as shown (10 decimals), whatever precision the sum had.
+    exact = StoredEstimate(model="m", cost_usd={"min": "0", "max": Decimal("1.00000000004")})
+    assert reservation_nusd(exact) == 1_000_000_000
 
 
 @pytest.mark.parametrize(

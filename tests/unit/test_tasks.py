@@ -61,7 +61,7 @@ def test_per_image_levels_must_match_the_images() -> None:
             prompt="?",
             labels=None,
             images=2,
-            options={"image_media_resolution": ["LOW"]},
+            options=JobOptions(image_media_resolution=["LOW"]),
         )
     assert caught.value.code == "invalid_options"
     assert "1 entries for 2 images" in caught.value.message
