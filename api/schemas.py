@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from api.results import result_schema
-from models.tables import Attempt, Job, JobInput, JobStatus
+from models.tables import Job, JobStatus
 from vision.costing import usd_text
 from vision.estimate import Estimate
 from vision.tasks import TaskKind
@@ -95,6 +103,10 @@ class ErrorBody(BaseModel):
 
 
 class InputPublic(BaseModel):
+    # Read from its JobInput row: model_validate(row). (No docstring: it would enter the
+    # OpenAPI document.)
+    model_config = ConfigDict(from_attributes=True)
+
     position: int
     sha256: str
     mime_type: str
@@ -109,21 +121,16 @@ class InputPublic(BaseModel):
         '"first_frame", "cmyk_to_rgb", "exif_transposed"; empty when it is stored as sent.',
     )
 
+    @field_validator("changes", mode="before")
     @classmethod
-    def of(cls, row: JobInput) -> InputPublic:
-        return cls(
-            position=row.position,
-            sha256=row.sha256,
-            mime_type=row.mime_type,
-            width=row.width,
-            height=row.height,
-            byte_size=row.byte_size,
-            transport=row.transport,
-            changes=list(row.changes or []),
-        )
+    def _null_is_no_changes(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class AttemptPublic(BaseModel):
+    # Read from its Attempt row: model_validate(row).
+    model_config = ConfigDict(from_attributes=True)
+
     number: int
     started_at: datetime
     finished_at: datetime | None
@@ -134,21 +141,16 @@ class AttemptPublic(BaseModel):
     retry_delay_s: float | None = Field(
         description="When the attempt failed and another followed: the wait before it."
     )
-    cost_usd: str | None = Field(description="What this attempt's Gemini call cost, USD.")
+    cost_usd: str | None = Field(
+        validation_alias=AliasChoices("cost_nusd", "cost_usd"),
+        description="What this attempt's Gemini call cost, USD.",
+    )
 
+    @field_validator("cost_usd", mode="before")
     @classmethod
-    def of(cls, row: Attempt) -> AttemptPublic:
-        return cls(
-            number=row.number,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            outcome=row.outcome,
-            error_class=row.error_class,
-            error_message=row.error_message,
-            http_status=row.http_status,
-            retry_delay_s=row.retry_delay_s,
-            cost_usd=_usd(row.cost_nusd),
-        )
+    def _usd_text(cls, value: object) -> object:
+        # The row's nano-USD integer; a string is already the text.
+        return _usd(value) if isinstance(value, int) else value
 
 
 class UsagePublic(BaseModel):
@@ -221,7 +223,7 @@ class JobPublic(BaseModel):
             model=job.model,
             prompt=job.prompt,
             labels=job.labels,
-            options=job.options.stored(),
+            options=job.options,
             response_schema=job.response_schema,
             created_at=job.created_at,
             started_at=job.started_at,
@@ -231,12 +233,12 @@ class JobPublic(BaseModel):
             warnings=[
                 ErrorDetail(code=w["code"], message=w["message"]) for w in job.warnings or []
             ],
-            inputs=[InputPublic.of(row) for row in job.inputs],
-            attempts=[AttemptPublic.of(row) for row in job.attempts],
+            inputs=[InputPublic.model_validate(row) for row in job.inputs],
+            attempts=[AttemptPublic.model_validate(row) for row in job.attempts],
             usage=usage,
             result=job.result,
             error=error,
-            estimate=job.estimate.stored() if job.estimate else None,
+            estimate=job.estimate,
             cost_usd=_usd(job.cost_nusd),
             cached_from=job.cached_from,
             retry_of=job.retry_of,
