@@ -9,10 +9,6 @@ from typing import Any
 from emulator.catalog import Catalogue
 from emulator.catalog_load import build_catalogue
 from emulator.faults import (
-    DEFAULT_HANG_S,
-    DEFAULT_QUOTA_WINDOW_S,
-    DEFAULT_RETRY_DELAY_S,
-    DEFAULT_SPEND_WINDOW_S,
     FaultSettings,
     fault_field_names,
 )
@@ -27,7 +23,7 @@ DEFAULT_FILE_PROCESSING_S = 0.5
 
 
 @dataclass(frozen=True)
-class EmulatorConfig:
+class EmulatorConfig(FaultSettings):
     """What the emulator accepts and how it behaves.
 
     ``api_keys`` empty means any non-empty key is accepted; a request without a key is
@@ -52,11 +48,10 @@ class EmulatorConfig:
     ``fileData`` part may name; the emulator fetches them (it cannot reach the internet,
     so every other web URL answers the API's unreachable-URL 400).
 
-    Faults and quotas of generateContent (see ``faults.FaultSettings`` for each field):
-    ``fail_503_rate``, ``fail_500_rate``, ``fail_429_rate``, ``retry_delay_s``,
-    ``daily_quota_exhausted``, ``hang_rate``, ``hang_s``, ``always_fail``, ``fault_seed``,
-    ``rpm``, ``tpm``, ``quota_window_s``. They are the start-up values: the app can change
-    them at runtime and ``/_emulator/reset`` restores these.
+    Faults and quotas of generateContent: the fields of ``faults.FaultSettings``, inherited
+    (declared once, there). They are the start-up values: the app can change them at
+    runtime (``fault_settings()`` is where that starts) and ``/_emulator/reset`` restores
+    these.
     """
 
     api_keys: tuple[str, ...] = ()
@@ -70,31 +65,6 @@ class EmulatorConfig:
     existing_project: bool = False
     fetch_allowed_hosts: tuple[str, ...] = ()
     flat_image_tokens: int | None = None
-    fail_503_rate: float = 0.0
-    fail_500_rate: float = 0.0
-    fail_429_rate: float = 0.0
-    retry_delay_s: float = DEFAULT_RETRY_DELAY_S
-    daily_quota_exhausted: bool = False
-    hang_rate: float = 0.0
-    hang_s: float = DEFAULT_HANG_S
-    always_fail: int | None = None
-    fault_seed: int | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    quota_window_s: float = DEFAULT_QUOTA_WINDOW_S
-    quota_shape: str = "standard"
-    quota_tier: str = "paid"
-    spend_tier: int = 1
-    prompt_block_reason: str | None = None
-    blocked_finish_reason: str | None = None
-    empty_answer: str | None = None
-    outcome_every: int = 1
-    thoughts_tokens: int | None = None
-    mask_format: str | None = None
-    priority_downgrade: bool = False
-    flex_shed_rate: float = 0.0
-    spend_limit_usd: float | None = None
-    spend_window_s: float = DEFAULT_SPEND_WINDOW_S
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -114,7 +84,7 @@ class EmulatorConfig:
         ):
             raise ValueError("flat_image_tokens must be > 0")
         self.token_table()  # validates model_catalogue and flat_image_tokens
-        self.fault_settings()  # validates the fault and quota fields
+        super().__post_init__()  # validates the fault and quota fields
 
     def fault_settings(self) -> FaultSettings:
         """The start-up fault and quota settings (the same-named fields of this config)."""
