@@ -86,3 +86,13 @@ def test_both_command_lines_take_the_same_options_with_the_same_defaults() -> No
     argv += ["--quota-shape", "help_only", "--fail-503-rate", "0.25", "--rpm", "7"]
     argv += ["--fetch-allow-host", "h:1", "--inline-limit-bytes", "9", "--hang-s", "3"]
     assert _visionq_emulator_params(argv) == vars(parse_args(argv))
+
+
+def test_the_readme_table_names_every_flag() -> None:
+    from pathlib import Path
+
+    from emulator.options import OPTIONS
+
+    readme = (Path(__file__).parents[2] / "emulator" / "README.md").read_text(encoding="utf-8")
+    missing = [o.name for o in OPTIONS if o.dest not in ("host", "port") and o.name not in readme]
+    assert missing == []
