@@ -16,6 +16,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from vision.errors import FixedCodeError
+
 # A write refused for lack of room: the disk or quota is full, the file system read-only.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 TEMPORARY_SUFFIX = ".tmp"
@@ -24,8 +26,11 @@ _SHARD = re.compile(r"[0-9a-f]{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class BlobNotFoundError(LookupError):
-    """The blob store has no object with this sha256."""
+class BlobNotFoundError(FixedCodeError, LookupError):
+    """The blob store has no object with this sha256 (its message): an input removed
+    (e.g. by gc) before the worker or a retry read it."""
+
+    codes = frozenset({"blob_not_found"})
 
 
 class BlobStoreUnavailableError(Exception):

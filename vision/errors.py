@@ -32,3 +32,12 @@ class CodedError(Exception):
     def carries(cls, code: str) -> bool:
         """Whether ``code`` is one this class declares (exactly or by prefix)."""
         return code in cls.codes or code.startswith(cls.code_prefixes)
+
+
+class FixedCodeError(CodedError):
+    """A leaf with exactly one code (its ``codes``), raised like a plain exception, with its
+    message only: ``Leaf(message)``."""
+
+    def __init__(self, message: str = "") -> None:
+        (code,) = type(self).codes
+        super().__init__(code, message)

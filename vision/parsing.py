@@ -7,12 +7,16 @@ import re
 from typing import Any
 
 from vision.boxes import InvalidBoxError, box_2d_to_pixels
+from vision.errors import FixedCodeError
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 
-class AnswerParseError(ValueError):
-    """The model's answer does not have the shape the task asked for."""
+class AnswerParseError(FixedCodeError, ValueError):
+    """The model's answer does not have the shape the task asked for (no JSON, boxes or
+    labels it should hold, an empty text): the job fails, its answer unread."""
+
+    codes = frozenset({"unparseable_answer"})
 
 
 def extract_json(text: str) -> Any:

@@ -51,12 +51,17 @@ class InvalidSchemaError(ValueError):
 
 
 class SchemaMismatchError(AnswerParseError):
-    """The model's JSON answer does not satisfy the job's schema."""
+    """The model's JSON answer does not satisfy the job's schema: asked for once more, then
+    the job fails."""
+
+    codes = frozenset({"schema_mismatch"})
 
 
 class SchemaUnverifiableError(AnswerParseError):
     """The answer could not be checked against the schema within the bounds (size, nesting,
-    time); asking again would not help."""
+    time); asking again would not help, so the job fails."""
+
+    codes = frozenset({"schema_unverifiable"})
 
 
 class _OverBudget(Exception):

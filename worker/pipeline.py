@@ -19,12 +19,13 @@ from models.outcomes import (
     set_transports,
 )
 from models.tables import AttemptOutcome, utcnow
+from vision.errors import CodedError
 from vision.formats import ImageRejectedError
 from vision.parsing import AnswerParseError
-from vision.structured import SchemaMismatchError, SchemaUnverifiableError
+from vision.structured import SchemaMismatchError
 from vision.tasks import TaskKind
 from worker.context import WorkerContext
-from worker.failures import job_error_code
+from worker.failures import failure_message, job_error_code
 from worker.gemini import GeminiAnswer, GeminiCallError
 from worker.ratelimit import RateLimitTimeout
 from worker.requests import GeminiRequest, build_request, decode_limits
@@ -78,46 +79,13 @@ class _Failure:
     http_status: int | None = None
 
 
-def _failure(exc: Exception, finish_reason: str | None = None) -> _Failure:
-    """What a user reads on a failed job, for each way a run can fail (``finish_reason``:
-    the answer's, when it was read)."""
-    if isinstance(exc, BlobNotFoundError):
-        return _Failure(
-            "input_missing",
-            f"Input image {exc} is missing from the blob store.",
-            "BlobNotFoundError",
-        )
+def _failure(exc: CodedError, finish_reason: str | None = None) -> _Failure:
+    """What a user reads on a failed job: the job error code its error's code maps to and
+    its wording (worker/failures.py; ``finish_reason``: the answer's, when it was read)."""
     if isinstance(exc, GeminiCallError):
         code = job_error_code(exc)
         return _Failure(code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
-    if isinstance(exc, RateLimitTimeout):
-        return _Failure(
-            "rate_limited",
-            f"The job waited for the shared Gemini rate limit until its deadline: {exc}. "
-            "Raise VISIONQ_RATE_LIMITS for this model or submit fewer jobs at once.",
-            "RateLimitTimeout",
-        )
-    if isinstance(exc, SchemaUnverifiableError):
-        return _Failure(
-            "schema_validation_failed",
-            f"Gemini's answer could not be checked against the schema: {exc}",
-            "SchemaUnverifiableError",
-        )
-    if isinstance(exc, SchemaMismatchError):
-        return _Failure(
-            "schema_validation_failed",
-            f"Gemini's answer failed the schema twice: {exc}",
-            "SchemaMismatchError",
-        )
-    cut = (
-        " (the answer was cut at max_output_tokens, finish reason MAX_TOKENS: raise "
-        "options.max_output_tokens)"
-        if finish_reason == "MAX_TOKENS"
-        else ""
-    )
-    return _Failure(
-        "unparseable_answer", f"Gemini's answer could not be read: {exc}{cut}", type(exc).__name__
-    )
+    return _Failure(job_error_code(exc), failure_message(exc, finish_reason), type(exc).__name__)
 
 
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
@@ -168,7 +136,7 @@ class _Run:
                 return _fail(ctx, self.claim, _failure(exc), self.spend)
             self.schema_retried = True
             usage = answer.usage.raw if answer.usage else None
-            failure = _Failure("schema_validation_failed", str(exc), "SchemaMismatchError", 200)
+            failure = _Failure(job_error_code(exc), str(exc), "SchemaMismatchError", 200)
             return self._again(failure, 0.0, usage)
         except GeminiCallError as exc:
             self.spend.add(ctx, job.model, exc.usage, exc.model_version)

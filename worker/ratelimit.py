@@ -36,6 +36,7 @@ from decimal import Decimal
 import redis
 
 from models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
+from vision.errors import CodedError
 
 __all__ = ["GeminiRateLimiter", "ModelQuota", "RateLimitTimeout", "parse_quotas"]
 
@@ -143,12 +144,17 @@ return 0
 """
 
 
-class RateLimitTimeout(TimeoutError):
-    """The request could not be admitted before its deadline."""
+class RateLimitTimeout(CodedError, TimeoutError):
+    """The shared rate limiter could not admit a Gemini call before the job's deadline: the
+    job fails (too many jobs for the model's configured limits)."""
+
+    codes = frozenset({"rate_limit_timeout"})
 
     def __init__(self, model: str, wait_s: float) -> None:
         super().__init__(
-            f"Gemini rate limit for {model!r}: next admission in {wait_s:.3f} s, after the deadline"
+            "rate_limit_timeout",
+            f"Gemini rate limit for {model!r}: next admission in {wait_s:.3f} s, "
+            "after the deadline",
         )
         self.model = model
         self.wait_s = wait_s

@@ -15,12 +15,16 @@ import pytest
 
 from api.errors import HTTP_STATUS, ApiError, http_status
 from api.urlfetch import UrlFetchError
+from models.blobs import BlobNotFoundError
 from models.jobrefs import JobIdError
-from vision.errors import CodedError
+from vision.errors import CodedError, FixedCodeError
 from vision.formats import ImageRejectedError
+from vision.parsing import AnswerParseError
+from vision.structured import SchemaMismatchError, SchemaUnverifiableError
 from vision.tasks import JobSpecError
 from worker.errors import GeminiCallError
-from worker.failures import JOB_ERROR_CODES, JOB_ERROR_PREFIXES
+from worker.failures import FAILURE_WORDING, JOB_ERROR_CODES, JOB_ERROR_PREFIXES, failure_message
+from worker.ratelimit import RateLimitTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("api", "worker", "models", "vision")
@@ -31,7 +35,17 @@ API_LEAVES: tuple[type[CodedError], ...] = (
     JobIdError,
     UrlFetchError,
 )
-JOB_LEAVES: tuple[type[CodedError], ...] = (GeminiCallError, ImageRejectedError)
+JOB_LEAVES: tuple[type[CodedError], ...] = (
+    GeminiCallError,
+    ImageRejectedError,
+    BlobNotFoundError,
+    RateLimitTimeout,
+    AnswerParseError,
+    SchemaMismatchError,
+    SchemaUnverifiableError,
+)
+# Leaves built with their code as the first argument (the others have one code of their own).
+BUILT_WITH_CODE = (*API_LEAVES, GeminiCallError)
 # Helpers that build a leaf from their first argument, by (file, function name).
 BUILDERS: dict[tuple[str, str], type[CodedError]] = {
     ("api/urlfetch.py", "_refused"): UrlFetchError,
@@ -59,7 +73,7 @@ def _callee(node: ast.Call) -> str | None:
 
 def _literal_codes() -> list[tuple[str, type[CodedError], str, bool]]:
     """(where, class, code, is_prefix) of every leaf built with a literal (or f-string) code."""
-    by_name = {cls.__name__: cls for cls in (*API_LEAVES, *JOB_LEAVES)}
+    by_name = {cls.__name__: cls for cls in BUILT_WITH_CODE}
     found = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -85,7 +99,7 @@ def _literal_codes() -> list[tuple[str, type[CodedError], str, bool]]:
 def test_the_source_builds_coded_errors_with_literal_codes() -> None:
     # The scan below is only as good as what it finds: it must see the known raise sites.
     classes = {cls for _, cls, _, _ in _literal_codes()}
-    assert classes == {*API_LEAVES, *JOB_LEAVES}
+    assert classes == set(BUILT_WITH_CODE)
 
 
 def test_every_literal_code_is_one_its_class_declares() -> None:
@@ -98,8 +112,8 @@ def test_every_literal_code_is_one_its_class_declares() -> None:
 
 def test_every_leaf_is_served_by_a_table() -> None:
     # A new leaf must say which layer shows it (and get its table entries).
-    assert _leaves() - {ApiError} == {*API_LEAVES, *JOB_LEAVES}
-    for cls in _leaves():
+    assert _leaves() - {ApiError, FixedCodeError} == {*API_LEAVES, *JOB_LEAVES}
+    for cls in _leaves() - {FixedCodeError}:
         assert cls.__doc__ and len(cls.__doc__.split()) > 8, f"{cls.__name__} says when"
 
 
@@ -140,3 +154,35 @@ def test_an_api_error_raised_by_hand_agrees_with_the_table() -> None:
                     continue
                 if code.value in HTTP_STATUS:
                     assert HTTP_STATUS[code.value] == status.value, f"{path}:{node.lineno}"
+
+
+@pytest.mark.parametrize("cls", JOB_LEAVES, ids=lambda cls: cls.__name__)
+def test_a_leaf_with_one_code_needs_no_code_argument(cls: type[CodedError]) -> None:
+    if cls in BUILT_WITH_CODE:
+        return
+    assert len(cls.codes) == 1
+    assert issubclass(cls, FixedCodeError) or cls is RateLimitTimeout
+
+
+def test_each_wording_is_for_a_code_that_ends_a_job() -> None:
+    assert FAILURE_WORDING.keys() <= JOB_ERROR_CODES.keys()
+
+
+def test_the_failure_mapping_reads_the_code() -> None:
+    """The job error code and words a failed job shows, by the error's code (unchanged from
+    the per-type mapping this replaced)."""
+    sha = "ab" * 32
+    cases = [
+        (BlobNotFoundError(sha), "input_missing", f"Input image {sha} is missing"),
+        (RateLimitTimeout("gemini-x", 2.0), "rate_limited", "The job waited for the shared"),
+        (AnswerParseError("no JSON"), "unparseable_answer", "could not be read: no JSON"),
+        (SchemaMismatchError("bad"), "schema_validation_failed", "failed the schema twice: bad"),
+        (SchemaUnverifiableError("deep"), "schema_validation_failed", "checked against"),
+        (ImageRejectedError("image_too_large", "Too big."), "image_too_large", "Too big."),
+        (GeminiCallError("gemini_unavailable", "503."), "gemini_unavailable", "503."),
+    ]
+    for exc, code, words in cases:
+        assert JOB_ERROR_CODES.get(exc.code, exc.code) == code
+        assert words in failure_message(exc)
+    cut = failure_message(AnswerParseError("half"), "MAX_TOKENS")
+    assert cut.endswith("raise options.max_output_tokens)")
