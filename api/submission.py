@@ -12,13 +12,13 @@ import redis
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from api.admission import apply_economy, budget_refusal, unbounded_refusal
+from api.budget_gate import apply_economy, budget_refusal, unbounded_refusal
 from api.deps import ApiResources, Caller, authenticate_caller
 from api.errors import ApiError
+from api.job_checks import AdmittedJob, admit
 from api.queue import QueueUnavailableError
 from api.rawjob import RawJob
 from api.schemas import JobPublic
-from api.validation import AdmittedJob, admit
 from models.budgets import has_caps, reserve
 from models.idempotency import recall, remember
 from models.jobs import NewInput, create_job, find_cached, get_job

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.admission import estimate_of
+from api.budget_gate import estimate_of
 from api.deps import CallerDep, ResourcesDep
-from api.intake import read_job_request
+from api.job_checks import admit
 from api.openapi import error_responses
+from api.request_body import read_job_request
 from api.routes.jobs import ESTIMATE_BODY
 from api.schemas import EstimatePublic
-from api.validation import admit
 
 router = APIRouter(prefix="/v1", tags=["cost"])
 

@@ -1,4 +1,4 @@
-"""The job endpoints: submit, read, list, cancel. Thin: validation lives in intake/vision."""
+"""The job endpoints: submit, read, list, cancel. Thin: checks live in api/job_checks.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ResourcesDep, SessionDep
 from api.errors import ApiError
-from api.intake import read_job_request
 from api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
 from api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
+from api.request_body import read_job_request
 from api.schemas import JobCreate, JobPage, JobPublic
 from api.submission import authorize_submit, submit
 from models.jobrefs import get_jobs

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from api.errors import ApiError
+from api.job_checks import admit
 from api.rawjob import RawJob
-from api.validation import admit
 from models.settings import Settings
 from vision.catalogue import load_catalogue
 from vision.prepare import downscale_memory

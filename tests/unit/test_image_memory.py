@@ -1,5 +1,5 @@
 """Memory of image decodes: the cost known before decoding, the per-image refusal, the
-process budget, and their use at submit (api/validation.py) and in downscale."""
+process budget, and their use at submit (api/job_checks.py) and in downscale."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from api.errors import ApiError
-from api.validation import _admit_image
+from api.job_checks import _admit_image
 from models.settings import Settings
 from vision.formats import HEIF, JPEG, PNG, WEBP, ImageRejectedError, register_heif
 from vision.memory import (

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from api.errors import ApiError
-from api.intake import _json_images
+from api.job_checks import admit
 from api.rawjob import RawJob, image_label
+from api.request_body import _json_images
 from api.schemas import JobCreate
-from api.validation import admit
 from models.settings import Settings
 from vision.catalogue import load_catalogue
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from api.errors import ApiError
-from api.intake import _decode_base64
+from api.request_body import _decode_base64
 
 DATA = bytes(range(256)) * 3 + b"\xfb\xff"  # standard base64 of this has '+' and '/'
 STANDARD = base64.b64encode(DATA).decode()

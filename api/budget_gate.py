@@ -1,4 +1,4 @@
-"""Admission of a job: its cost estimate, and the refusal when the budget cannot hold it."""
+"""The budget gate of a job: its cost estimate, and the refusal when the budget cannot hold it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ApiResources
 from api.errors import ApiError
-from api.validation import AdmittedJob
+from api.job_checks import AdmittedJob
 from models.budgets import budget_state
 from vision.costing import usd_text
 from vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan

@@ -1,5 +1,5 @@
-"""Read a POST /v1/jobs (or /v1/estimate) request: multipart form data or JSON, whose
-images come as base64 or as URLs to download. Validation is in api/validation.py."""
+"""Read a POST /v1/jobs (or /v1/estimate) request body into a RawJob: multipart form data or
+JSON, whose images come as base64 or as URLs to download. Checks are in api/job_checks.py."""
 
 from __future__ import annotations
 
