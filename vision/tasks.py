@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from vision.errors import CodedError
-from vision.levels import MediaLevelOption, ThinkingLevel, ThinkingLevelOption, normalise_level
-from vision.parsing import AnswerParseError, parse_detections, parse_label
+from vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
 from vision.structured import parse_structured
+from vision.task_registry import TASKS, ImageSize, TaskDefaults, TaskKind, kinds_with
 
+# TaskKind, TaskDefaults and ImageSize are declared with the registry and re-exported here,
+# where their readers import them from.
+__all__ = [
+    "JSON_TASKS", "MAX_LABELS", "MAX_PROMPT_CHARS", "MULTI_IMAGE_TASKS", "TASK_DEFAULTS",
+    "ImageSize", "JobOptions", "JobSpecError", "RequestMediaLevel", "TaskDefaults", "TaskKind",
+    "build_prompt", "cache_key", "parse_answer", "validate_job",
+]  # fmt: skip
 
-class TaskKind(enum.StrEnum):
-    CAPTION = "caption"
-    ASK = "ask"
-    CLASSIFY = "classify"
-    DETECT = "detect"
-    SEGMENT = "segment"
-    COMPARE = "compare"
-    CUSTOM = "custom"
-
-
-# Tasks whose single job looks at several images together; the others take one image.
-MULTI_IMAGE_TASKS = frozenset({TaskKind.ASK, TaskKind.COMPARE, TaskKind.CUSTOM})
-# Tasks whose answer is JSON the model is asked to produce (response_mime_type JSON).
-JSON_TASKS = frozenset({TaskKind.DETECT, TaskKind.SEGMENT})
+# Derived from the registry (vision.task_registry), kept for their readers.
+MULTI_IMAGE_TASKS = frozenset(kind for kind, spec in TASKS.items() if spec.multi_image)
+JSON_TASKS = frozenset(kind for kind, spec in TASKS.items() if spec.json_answer)
 MAX_LABELS = 200
 
 
@@ -105,46 +99,8 @@ class JobOptions(BaseModel):
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
-@dataclass(frozen=True)
-class TaskDefaults:
-    """What a task's call may spend on output when the job does not say: the one place
-    both the request (vision.generation: max_output_tokens, thinking_config) and the
-    estimate (what a budget holds) read, so the hold is the worst case of what is sent.
-
-    ``answer_tokens`` (+ ``per_object_tokens`` times options.max_objects) bounds the answer
-    itself; ``thinking_level`` is the most thinking the task asks for (never more than the
-    model's own default level); ``thinking_tokens`` is the room left for those thoughts in
-    the cap (thoughts and answer share max_output_tokens). An answer that hits the cap is
-    asked for once more with it raised (worker/thinking.py), then fails; it is never kept.
-    """
-
-    answer_tokens: int
-    thinking_level: ThinkingLevel
-    thinking_tokens: int
-    per_object_tokens: int = 0
-
-    def answer_allowance(self, options: JobOptions) -> int:
-        """The output tokens the task's answer needs at most, thinking aside."""
-        return self.answer_tokens + self.per_object_tokens * options.max_objects
-
-
-# Why these numbers: a caption is one sentence (~30-60 tokens) and a classify answer one
-# label (labels are short; 256 leaves room for long ones); an ask answer is a few
-# paragraphs at most, a comparison somewhat longer, and a custom schema's JSON can be
-# larger still. detect needs ~30 tokens per box and label (40 with margin); segment ~600
-# per mask (a 512-token mask or a polygon, with its box and label). Thinking: the least
-# for caption, classify, detect and segment (Google: boxes and masks come out better
-# without it, and a caption or a label gains nothing), LOW for the open questions. 1-2k
-# thinking tokens cover those levels' usual use; more hits the cap, which is raised once.
-TASK_DEFAULTS: dict[TaskKind, TaskDefaults] = {
-    TaskKind.CAPTION: TaskDefaults(256, ThinkingLevel.MINIMAL, 1024),
-    TaskKind.CLASSIFY: TaskDefaults(256, ThinkingLevel.MINIMAL, 1024),
-    TaskKind.ASK: TaskDefaults(1024, ThinkingLevel.LOW, 2048),
-    TaskKind.COMPARE: TaskDefaults(1536, ThinkingLevel.LOW, 2048),
-    TaskKind.CUSTOM: TaskDefaults(4096, ThinkingLevel.LOW, 2048),
-    TaskKind.DETECT: TaskDefaults(64, ThinkingLevel.MINIMAL, 1024, per_object_tokens=40),
-    TaskKind.SEGMENT: TaskDefaults(64, ThinkingLevel.MINIMAL, 1024, per_object_tokens=600),
-}
+# Each task's output defaults (vision.task_registry.TaskDefaults, declared in its TaskSpec).
+TASK_DEFAULTS: dict[TaskKind, TaskDefaults] = {kind: spec.defaults for kind, spec in TASKS.items()}
 
 
 class JobSpecError(CodedError, ValueError):
@@ -157,12 +113,6 @@ class JobSpecError(CodedError, ValueError):
         "too_many_labels", "duplicate_labels", "invalid_options", "unknown_model",
         "model_retired", "task_not_supported",
     })  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ImageSize:
-    width: int
-    height: int
 
 
 def cache_key(
@@ -202,31 +152,35 @@ def validate_job(
             "invalid_options",
             f"options.image_media_resolution has {len(per_image)} entries for {images} images.",
         )
-    if task not in MULTI_IMAGE_TASKS and images != 1:
+    spec = TASKS[task]
+    if spec.max_images == 1 and images != 1:
         raise JobSpecError("too_many_images", f"Task {task} takes exactly one image; got {images}.")
-    if task is TaskKind.COMPARE and images < 2:
-        raise JobSpecError("too_few_images", f"Task compare needs 2 or more images; got {images}.")
-    if task in (TaskKind.ASK, TaskKind.CUSTOM) and not (prompt and prompt.strip()):
-        what = "a question" if task is TaskKind.ASK else "the instructions"
-        raise JobSpecError("missing_prompt", f"Task {task} needs {what} in 'prompt'.")
+    if images < spec.min_images:
+        raise JobSpecError(
+            "too_few_images", f"Task {task} needs {spec.min_images} or more images; got {images}."
+        )
+    if spec.prompt_needs is not None and not (prompt and prompt.strip()):
+        raise JobSpecError("missing_prompt", f"Task {task} needs {spec.prompt_needs} in 'prompt'.")
     if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
         raise JobSpecError(
             "prompt_too_long",
             f"The prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS}.",
         )
-    if schema is not None and task is not TaskKind.CUSTOM:
-        raise JobSpecError("unexpected_schema", "Only task custom takes a JSON 'schema'.")
-    if task is TaskKind.CLASSIFY:
-        _validate_labels(labels)
+    if schema is not None and not spec.takes_schema:
+        only = " and ".join(kinds_with(lambda spec: spec.takes_schema))
+        raise JobSpecError("unexpected_schema", f"Only task {only} takes a JSON 'schema'.")
+    if spec.takes_labels:
+        _validate_labels(task, labels)
     elif labels:
-        raise JobSpecError("unexpected_labels", f"Task {task} takes no labels; only classify does.")
+        only = " and ".join(kinds_with(lambda spec: spec.takes_labels))
+        raise JobSpecError("unexpected_labels", f"Task {task} takes no labels; only {only} does.")
 
 
-def _validate_labels(labels: list[str] | None) -> None:
+def _validate_labels(task: TaskKind, labels: list[str] | None) -> None:
     cleaned = [label.strip() for label in labels or []]
     if len(cleaned) < 2 or any(not label for label in cleaned):
         raise JobSpecError(
-            "missing_labels", "Task classify needs at least two non-empty labels in 'labels'."
+            "missing_labels", f"Task {task} needs at least two non-empty labels in 'labels'."
         )
     if len(cleaned) > MAX_LABELS:
         raise JobSpecError("too_many_labels", f"At most {MAX_LABELS} labels; got {len(cleaned)}.")
@@ -238,35 +192,7 @@ def build_prompt(
     task: TaskKind, *, prompt: str | None, labels: list[str] | None, options: JobOptions
 ) -> str:
     """The text part sent after the image(s)."""
-    extra = (prompt or "").strip()
-    if task is TaskKind.CAPTION:
-        base = "Write a concise, factual one-sentence caption for this image."
-        return f"{base} {extra}" if extra else base
-    if task in (TaskKind.ASK, TaskKind.CUSTOM):
-        return extra
-    if task is TaskKind.COMPARE:
-        base = "Compare these images: say what they have in common and how they differ."
-        return f"{base} {extra}" if extra else base
-    if task is TaskKind.CLASSIFY:
-        text = (
-            "Classify this image. Reply with exactly one label from this JSON list, "
-            f"copied verbatim, and nothing else: {json.dumps(labels, ensure_ascii=False)}"
-        )
-        return f"{text}\nContext: {extra}" if extra else text
-    subject = extra or "all prominent objects"
-    if task is TaskKind.SEGMENT:
-        # Google's segmentation prompt, with our cap on the number of items.
-        return (
-            f"Give the segmentation masks for {subject}. Output a JSON list of at most "
-            f"{options.max_objects} segmentation masks where each entry contains the 2D "
-            'bounding box in the key "box_2d", the segmentation mask in key "mask", and the '
-            'text label in the key "label". Use descriptive labels.'
-        )
-    return (
-        f"Detect {subject} in the image. Return a JSON list with at most {options.max_objects} "
-        'entries; each entry has "box_2d" as [ymin, xmin, ymax, xmax] normalized to 0-1000 '
-        'and "label" as a short description.'
-    )
+    return TASKS[task].prompt((prompt or "").strip(), labels, options)
 
 
 def parse_answer(
@@ -281,13 +207,9 @@ def parse_answer(
 
     Segmentation is parsed by vision.masks (its masks become files), not here.
     """
-    if task is TaskKind.DETECT:
-        size = images[0]
-        return parse_detections(text, size.width, size.height)
-    if task is TaskKind.CLASSIFY:
-        return {"label": parse_label(text, labels or []), "text": text}
-    if task is TaskKind.CUSTOM and schema is not None:
+    if TASKS[task].takes_schema and schema is not None:
         return {"json": parse_structured(text, schema)}
-    if not text.strip():
-        raise AnswerParseError("the model returned an empty answer")
-    return {"text": text.strip()}
+    parse = TASKS[task].parse
+    if parse is None:
+        raise ValueError(f"task {task} is parsed by its own module (see its TaskSpec)")
+    return parse(text, images, labels)
