@@ -1,4 +1,9 @@
-"""A corpus of malformed requests against the running stack (SQLite and PostgreSQL).
+"""A corpus of malformed requests: in process, and a sample against the running stack.
+
+Every case runs in process (the app from ``create_app`` behind FastAPI's TestClient, on a
+migrated SQLite database and the session's real Redis: seconds, not minutes); a sample of
+the cases (``END_TO_END``), the raw-socket body limits and the accepted inputs run against
+the process stack on SQLite and PostgreSQL, so the served app is still covered end to end.
 
 Every case must be a 4xx, never a 5xx, in the API's one error shape
 ``{"error": {"code", "message"}}`` with the specific code stated here and a message, and
@@ -21,16 +26,22 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from select import select as poll
 from typing import Any
 
 import httpx
 import pytest
+import redis
+from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
+from api.app import create_app
 from models.db import make_engine, make_session_factory
 from models.keys import create_key, revoke_key
+from models.migrate import upgrade
+from models.settings import Settings
 from models.tables import Job
 from tests.integration.conftest import Stack
 from tests.integration.helpers import wait_done
@@ -125,21 +136,41 @@ IMAGES: dict[str, bytes] = {
 # --- Sending ----------------------------------------------------------------------------
 
 
+class _InProcessClient(TestClient):
+    """A TestClient on an app whose lifespan the ``corpus`` fixture already runs: entering
+    it (``with corpus.client() as client``) must not start and stop the app's resources."""
+
+    def __enter__(self) -> _InProcessClient:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
 @dataclass
 class Corpus:
-    """The stack, a key of a tenant of its own, a revoked key, and the job table."""
+    """Where requests go (in process or the process stack), a key of a tenant of its own,
+    a revoked key, and the job table."""
 
-    stack: Stack
+    open_client: Callable[[dict[str, str]], httpx.Client]
     key: str
     revoked_key: str
     engine: Engine
+    stack: Stack | None = None
 
     def client(self, key: str | None = None, **headers: str) -> httpx.Client:
-        auth = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.stack.api_url, headers=auth | headers, timeout=60)
+        return self.open_client({"Authorization": f"Bearer {key or self.key}"} | headers)
+
+    def anonymous(self) -> httpx.Client:
+        return self.open_client({})
+
+    @property
+    def process_stack(self) -> Stack:
+        assert self.stack is not None, "this test needs the process stack (stack_corpus)"
+        return self.stack
 
     def job_count(self) -> int:
-        """Every job row in the stack's database (any tenant: auth failures have none)."""
+        """Every job row in the database (any tenant: auth failures have none)."""
         with self.engine.connect() as connection:
             return int(connection.scalar(select(func.count()).select_from(Job)) or 0)
 
@@ -149,16 +180,57 @@ class Corpus:
             return int(connection.scalar(query) or 0)
 
 
-@pytest.fixture(scope="module")
-def corpus(stack: Stack) -> Iterator[Corpus]:
-    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"], pool_size=2)
+def _keys(engine: Engine) -> tuple[str, str]:
+    """A key of the corpus's own tenant and a revoked one."""
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         key = create_key(session, name="bad-input", tenant=TENANT)
         revoked = create_key(session, name="bad-input-revoked", tenant=TENANT)
     with sessions.begin() as session:
         assert revoke_key(session, revoked.id)
-    yield Corpus(stack=stack, key=key.secret, revoked_key=revoked.secret, engine=engine)
+    return key.secret, revoked.secret
+
+
+# The in-process app's Redis database on the session's server: the stacks use 1 to 10.
+IN_PROCESS_REDIS_DB = 12
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Corpus]:
+    """The API app in process: its own migrated SQLite database and a flushed Redis
+    database, the same limits as the process stack (tests/integration/conftest.py)."""
+    url = f"{redis_url}/{IN_PROCESS_REDIS_DB}"
+    redis.Redis.from_url(url).flushdb()
+    settings = Settings(
+        data_dir=Path(tmp_path_factory.mktemp("bad-input")),
+        redis_url=url,
+        gemini_api_key=None,
+        max_image_bytes=4 * 1024 * 1024,
+        url_fetch_allowed_networks=["127.0.0.2/32"],
+    )
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=2)
+    key, revoked = _keys(engine)
+    app = create_app(settings)
+
+    def open_client(headers: dict[str, str]) -> httpx.Client:
+        return _InProcessClient(app, headers=headers)
+
+    with TestClient(app):  # runs the lifespan once: resources open for the whole module
+        yield Corpus(open_client, key=key, revoked_key=revoked, engine=engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def stack_corpus(stack: Stack) -> Iterator[Corpus]:
+    """The process stack (SQLite, then PostgreSQL): the served app, end to end."""
+    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"], pool_size=2)
+    key, revoked = _keys(engine)
+
+    def open_client(headers: dict[str, str]) -> httpx.Client:
+        return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
+
+    yield Corpus(open_client, key=key, revoked_key=revoked, engine=engine, stack=stack)
     engine.dispose()
 
 
@@ -248,7 +320,7 @@ def _key(corpus: Corpus, key: str | None) -> str | None:
 def _unauthenticated(headers: dict[str, str]) -> Send:
     def send(corpus: Corpus) -> httpx.Response:
         files = [("image", ("a.png", PNG, "image/png"))]
-        with httpx.Client(base_url=corpus.stack.api_url, timeout=30) as client:
+        with corpus.anonymous() as client:
             return client.post("/v1/jobs", data={"task": "caption"}, files=files, headers=headers)
 
     return send
@@ -580,6 +652,22 @@ def test_malformed_request_is_refused(corpus: Corpus, send: Send, status: int, c
     assert corpus.job_count() == before, "a refused request left a job behind"
 
 
+# The cases run end to end too, on each database: one of each refusal code (the first case
+# that gives it), so every error path is also seen through the served app.
+END_TO_END = [case for index, case in enumerate(CASES) if case.values[2] not in
+              {other.values[2] for other in CASES[:index]}]  # fmt: skip
+
+
+@pytest.mark.parametrize(("send", "status", "code"), END_TO_END)
+def test_malformed_request_is_refused_end_to_end(
+    stack_corpus: Corpus, send: Send, status: int, code: str
+) -> None:
+    before = stack_corpus.job_count()
+    response = send(stack_corpus)
+    assert_error(response, status, code)
+    assert stack_corpus.job_count() == before, "a refused request left a job behind"
+
+
 def test_an_unresolvable_ref_is_named_in_the_refusal(corpus: Corpus) -> None:
     before = corpus.job_count()
     response = multipart(CUSTOM | {"schema": json.dumps(UNRESOLVABLE)})(corpus)
@@ -598,7 +686,7 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 def _connect(corpus: Corpus) -> socket.socket:
-    url = httpx.URL(corpus.stack.api_url)
+    url = httpx.URL(corpus.process_stack.api_url)
     assert url.port is not None
     return socket.create_connection((url.host, url.port), timeout=30)
 
@@ -631,38 +719,38 @@ def _request_head(corpus: Corpus, path: str, headers: dict[str, str]) -> bytes:
 
 @pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data; boundary=b"])
 def test_declared_content_length_over_the_limit_is_413_before_the_body(
-    corpus: Corpus, content_type: str
+    stack_corpus: Corpus, content_type: str
 ) -> None:
     """Only the headers are sent: the answer cannot have waited for (or buffered) the body."""
-    before = corpus.job_count()
+    before = stack_corpus.job_count()
     declared = MAX_REQUEST_BYTES + 1
     head = _request_head(
-        corpus, "/v1/jobs", {"Content-Type": content_type, "Content-Length": str(declared)}
+        stack_corpus, "/v1/jobs", {"Content-Type": content_type, "Content-Length": str(declared)}
     )
     started = time.monotonic()
-    with _connect(corpus) as sock:
+    with _connect(stack_corpus) as sock:
         sock.sendall(head)
         status, body = _read_response(sock)
     assert time.monotonic() - started < 5
     assert status == 413, body
     assert body["error"]["code"] == "payload_too_large"
     assert f"{declared:,}" in body["error"]["message"]
-    assert corpus.job_count() == before
+    assert stack_corpus.job_count() == before
 
 
-def test_chunked_json_body_over_the_limit_is_413(corpus: Corpus) -> None:
+def test_chunked_json_body_over_the_limit_is_413(stack_corpus: Corpus) -> None:
     """No Content-Length: the limit holds while reading, and the answer comes as soon as it
     is crossed (the client stops sending when the response arrives)."""
-    before = corpus.job_count()
+    before = stack_corpus.job_count()
     head = _request_head(
-        corpus,
+        stack_corpus,
         "/v1/jobs",
         {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
     )
     piece = b" " * (1024 * 1024)
     chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     sent = 0
-    with _connect(corpus) as sock:
+    with _connect(stack_corpus) as sock:
         sock.sendall(head + b'7\r\n{"task"\r\n')
         while sent <= MAX_REQUEST_BYTES + 16 * len(piece):
             readable, _, _ = poll([sock], [], [], 0)
@@ -677,16 +765,16 @@ def test_chunked_json_body_over_the_limit_is_413(corpus: Corpus) -> None:
     assert status == 413, body
     assert body["error"]["code"] == "payload_too_large"
     assert MAX_REQUEST_BYTES < sent < MAX_REQUEST_BYTES + 16 * len(piece)
-    assert corpus.job_count() == before
+    assert stack_corpus.job_count() == before
 
 
 # --- What is accepted, and the count that proves nothing was left behind ------------------
 
 
-def test_harmless_oddities_are_accepted(corpus: Corpus) -> None:
+def test_harmless_oddities_are_accepted(stack_corpus: Corpus) -> None:
     """Not malformed: the format is read from the bytes, and bytes after a PNG's IEND are
     ignored by every decoder. Each creates exactly one job: the count sees jobs."""
-    assert corpus.tenant_job_count() == 0, "a refused request created a job for the tenant"
+    assert stack_corpus.tenant_job_count() == 0, "a refused request created a job for the tenant"
     trailing = PNG + b"<html>trailing bytes after IEND</html>" + b"PK\x03\x04" + b"\0" * 26
     sends = [
         multipart(CAPTION, [trailing]),
@@ -695,11 +783,11 @@ def test_harmless_oddities_are_accepted(corpus: Corpus) -> None:
     ]
     ids = []
     for number, send in enumerate(sends, start=1):
-        response = send(corpus)
+        response = send(stack_corpus)
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
-        assert corpus.tenant_job_count() == number
-    with corpus.client() as client:
+        assert stack_corpus.tenant_job_count() == number
+    with stack_corpus.client() as client:
         for job_id in ids:
             assert wait_done(client, job_id)["status"] == "succeeded"
 
@@ -720,11 +808,11 @@ def _frames(fmt: str, count: int) -> bytes:
     ],
 )
 def test_gif_bmp_and_tiff_are_converted_to_png_and_run(
-    corpus: Corpus, name: str, data: bytes, note: str
+    stack_corpus: Corpus, name: str, data: bytes, note: str
 ) -> None:
     """Issue 17: Gemini takes none of them; they become PNG at submit, and the job's input
     says so (another tenant's key: the harmless-oddities count stays its own)."""
-    with corpus.stack.client() as client:
+    with stack_corpus.process_stack.client() as client:
         response = client.post(
             "/v1/jobs",
             data={"task": "caption", "options": json.dumps({"cache": False})},
