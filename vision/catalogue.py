@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vision.levels import ThinkingLevel
 from vision.pricing import ModelPrice
+from vision.task_registry import TASKS
 from vision.tasks import TaskKind
 from vision.tokens import ModelRule, TextRule, text_tokens
 from vision.validation import describe_errors
@@ -195,7 +196,7 @@ class ModelEntry(BaseModel):
             raise ValueError("a routed model needs 'routed_to'")
         if self.status.usable and self.image_tokens is None:
             raise ValueError(f"a {self.status} model needs 'image_tokens'")
-        if TaskKind.SEGMENT in self.tasks and self.mask_format is None:
+        if any(TASKS[task].masks for task in self.tasks) and self.mask_format is None:
             raise ValueError("a model that serves segment needs 'mask_format'")
         return self
 

@@ -35,12 +35,9 @@ from vision.catalogue import Catalogue, ServiceTier
 from vision.generation import output_cap, thinking_allowance
 from vision.levels import normalise_level
 from vision.pricing import cost, format_usd
-from vision.tasks import TASK_DEFAULTS, JobOptions, TaskKind
+from vision.task_registry import TASKS
+from vision.tasks import JobOptions, TaskKind
 from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
-
-# Tasks whose answer survives a smaller image; detect/segment need the resolution, and
-# compare/custom are left alone (their needs are not known).
-ECONOMY_TASKS = frozenset({TaskKind.CAPTION, TaskKind.CLASSIFY, TaskKind.ASK})
 
 # What cost_usd.max covers, said in every priced estimate (and README's Costs): holding the
 # worst case of every possible second call would make budget holds several times a job's
@@ -201,7 +198,7 @@ def estimate_job(
     options.image_media_resolution optional per-image levels (Gemini 3 parts) overriding it.
     Thinking shares ``max_output_tokens`` (Gemini bills thoughts as output and counts them
     against the cap), so with a cap the output bound is the cap; without one it is
-    ``default_max_output`` (None: the task's own answer room, vision.tasks.TASK_DEFAULTS)
+    ``default_max_output`` (None: the task's own answer room, TaskSpec.defaults)
     plus what thinking may add: exactly the cap vision.generation sends. Prices are those
     of ``tier`` on ``day``. Raises ValueError for an unknown media_resolution or a
     non-positive size.
@@ -224,7 +221,7 @@ def estimate_job(
         f"(model catalogue {catalogue.as_of.isoformat()})"
     ]
     thinking, thinking_notes = thinking_allowance(task, options, entry)
-    answer = default_max_output or TASK_DEFAULTS[task].answer_allowance(options)
+    answer = default_max_output or TASKS[task].defaults.answer_allowance(options)
     output_max = output_cap(task, options, entry, answer_tokens=answer)
     assert output_max is not None  # the model is in the catalogue
     if options.max_output_tokens is not None:
@@ -333,7 +330,7 @@ def economy_plan(
 ) -> EconomyPlan:
     """Per image, the cheapest token tier the task tolerates, and the tokens saved.
 
-    Only for tasks that tolerate a smaller image (ECONOMY_TASKS: caption, classify, ask).
+    Only for tasks that tolerate a smaller image (TaskSpec.economy: caption, classify, ask).
     Size rules (tiles, crop units): the largest size in the cheapest tier (``max_side``).
     Level rules (Gemini 3's media resolution): the cheapest request level
     (``media_resolution``) for images without a level of their own. For other tasks, flat
@@ -357,7 +354,7 @@ def economy_plan(
         )
     prefix = found[0]
     levels = _image_levels(len(images), media_resolution, image_media_resolution)
-    tolerant = task in ECONOMY_TASKS
+    tolerant = TASKS[task].economy
     if tolerant and rule.image_rule == "media_resolution":
         return _level_plan(model, task, prefix, rule, images, levels, image_media_resolution)
     max_side = cheapest_max_side(rule)

@@ -11,7 +11,8 @@ from typing import Any
 
 from vision.catalogue import ModelEntry
 from vision.levels import ThinkingLevel
-from vision.tasks import JSON_TASKS, TASK_DEFAULTS, JobOptions, TaskKind
+from vision.task_registry import TASKS
+from vision.tasks import JobOptions, TaskKind
 
 ThinkingConfig = dict[str, Any]
 _ORDER = list(ThinkingLevel)
@@ -50,7 +51,7 @@ def _task_thinking(
 def thinking_config(
     task: TaskKind, options: JobOptions, entry: ModelEntry | None
 ) -> ThinkingConfig | None:
-    """What the job asks for, else the task's default (vision.tasks.TASK_DEFAULTS: the least
+    """What the job asks for, else the task's default (TaskSpec.defaults: the least
     thinking for caption, classify, detect and segment, LOW for the open questions), as
     the model's catalogue entry says it takes it; nothing for a model that does not think
     by default or that the catalogue does not know."""
@@ -58,7 +59,7 @@ def thinking_config(
         return {"thinking_level": options.thinking_level.value}
     if options.thinking_budget is not None:
         return {"thinking_budget": options.thinking_budget}
-    defaults = TASK_DEFAULTS[task]
+    defaults = TASKS[task].defaults
     return _task_thinking(defaults.thinking_level, defaults.thinking_tokens, entry)
 
 
@@ -81,11 +82,11 @@ def generation_config(
     cap = output_cap(task, options, entry)
     if cap is not None:
         config["max_output_tokens"] = cap
-    if task in JSON_TASKS:
+    if TASKS[task].json_answer:
         config["response_mime_type"] = "application/json"
     if options.media_resolution is not None:
         config["media_resolution"] = f"MEDIA_RESOLUTION_{options.media_resolution}"
-    if task is TaskKind.CUSTOM and schema is not None:
+    if TASKS[task].takes_schema and schema is not None:
         config["response_mime_type"] = "application/json"
         config["response_json_schema"] = schema
     thinking = thinking_config(task, options, entry)
@@ -100,7 +101,7 @@ def thinking_allowance(
     """Output tokens thinking may add to a job's answer, and the assumptions made.
 
     The task's own thinking (no thinking option set) gets the task's room
-    (TASK_DEFAULTS.thinking_tokens); a budget is what it says; a level or dynamic thinking
+    (TaskSpec.defaults.thinking_tokens); a budget is what it says; a level or dynamic thinking
     the job asks for itself is counted at the model's most.
     """
     sent = thinking_config(task, options, entry)
@@ -116,7 +117,7 @@ def thinking_allowance(
     if isinstance(budget, int) and budget >= 0:
         return budget, []
     if options.thinking_level is None and options.thinking_budget is None:
-        room = TASK_DEFAULTS[task].thinking_tokens
+        room = TASKS[task].defaults.thinking_tokens
         return room, [
             f"task {task} thinks at {sent['thinking_level']}: {room} thinking tokens allowed "
             "(an answer that needs more is asked for once more with a larger cap)"
@@ -137,7 +138,7 @@ def output_cap(
     answer_tokens: int | None = None,
 ) -> int | None:
     """The max_output_tokens a job's call is sent with: the job's own, else room for the
-    task's answer (``answer_tokens``, default vision.tasks.TASK_DEFAULTS) plus what
+    task's answer (``answer_tokens``, default TaskSpec.defaults) plus what
     thinking may add, within the model's output limit.
 
     Always sending a cap makes the estimate's output bound (what a budget holds) the most
@@ -149,7 +150,7 @@ def output_cap(
     if entry is None:
         return None
     if answer_tokens is None:
-        answer_tokens = TASK_DEFAULTS[task].answer_allowance(options)
+        answer_tokens = TASKS[task].defaults.answer_allowance(options)
     thinking, _ = thinking_allowance(task, options, entry)
     cap = answer_tokens + thinking
     limit = entry.output_token_limit

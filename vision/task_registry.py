@@ -167,8 +167,8 @@ def _detect_answer(text: str, images: list[ImageSize], labels: list[str] | None)
 # for caption, classify, detect and segment (Google: boxes and masks come out better
 # without it, and a caption or a label gains nothing), LOW for the open questions. 1-2k
 # thinking tokens cover those levels' usual use; more hits the cap, which is raised once.
-# Economy: caption, classify and ask read a smaller image as well; boxes, masks and
-# fine comparisons do not.
+# Economy: caption, classify and ask read a smaller image as well; detect and segment
+# need the resolution, and compare/custom are left alone (their needs are not known).
 TASKS: dict[TaskKind, TaskSpec] = {
     spec.kind: spec
     for spec in (

@@ -26,6 +26,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from models.blobs import BlobStore, BlobStoreUnavailableError
 from models.leases import JobSpec
 from vision.masks import parse_segments
+from vision.task_registry import TASKS
 from vision.tasks import ImageSize, TaskKind, parse_answer
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def interpret(job: JobSpec, text: str) -> ParsedAnswer:
     segmentation masks are named by their sha256, to be stored before the result."""
     task = TaskKind(job.task)
     sizes = [ImageSize(width=item.width, height=item.height) for item in job.inputs]
-    if task is not TaskKind.SEGMENT:
+    if not TASKS[task].masks:
         result = parse_answer(
             task, text, images=sizes, labels=job.labels, schema=job.response_schema
         )

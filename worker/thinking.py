@@ -11,7 +11,8 @@ never above the model's output limit. A second empty MAX_TOKENS answer fails the
 
 from __future__ import annotations
 
-from vision.tasks import TASK_DEFAULTS, JobOptions, TaskKind
+from vision.task_registry import TASKS
+from vision.tasks import JobOptions, TaskKind
 
 # Gemini's output limit of every current model (the catalogue's output_token_limit), and
 # the most options.max_output_tokens takes.
@@ -19,8 +20,8 @@ DEFAULT_OUTPUT_LIMIT = 65_536
 
 
 def answer_allowance(task: TaskKind, options: JobOptions) -> int:
-    """The output tokens a task's answer needs at most, thinking aside (TASK_DEFAULTS)."""
-    return TASK_DEFAULTS[task].answer_allowance(options)
+    """The output tokens a task's answer needs at most, thinking aside (TaskSpec.defaults)."""
+    return TASKS[task].defaults.answer_allowance(options)
 
 
 def raised_cap(
