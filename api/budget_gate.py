@@ -67,7 +67,6 @@ def unbounded_refusal(admitted: AdmittedJob, estimate: Estimate) -> ApiError:
     """A 422 for a job whose cost has no known bound, submitted by a tenant with a budget."""
     reason = estimate.reason or "no price is known"
     return ApiError(
-        422,
         "cost_unbounded",
         f"This tenant has a budget, and the cost of a job on {admitted.model} cannot be "
         f"bounded ({reason}). Send a model with a known price (`visionq models`), or ask the "
@@ -86,7 +85,6 @@ def budget_refusal(session: Session, tenant: str, needed_nusd: int) -> ApiError:
         spent = usd_text(state.spent_month_nusd)
         parts.append(f"monthly budget ${usd_text(state.monthly_nusd)}, spent this month ${spent}")
     return ApiError(
-        402,
         "budget_exceeded",
         f"This job may cost up to ${usd_text(needed_nusd)}, more than the remaining budget of "
         f"tenant {tenant!r}: {'; '.join(parts)}; reserved by unfinished jobs "

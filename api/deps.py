@@ -73,7 +73,6 @@ def authenticate_caller(request: Request, session: Session) -> Caller:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise ApiError(
-            401,
             "unauthorized",
             "Send an API key as 'Authorization: Bearer <key>'; create one with "
             "'visionq keys create NAME'.",
@@ -81,7 +80,7 @@ def authenticate_caller(request: Request, session: Session) -> Caller:
         )
     key = authenticate(session, secret.strip())
     if key is None:
-        raise ApiError(401, "invalid_api_key", "The API key is unknown or revoked.", challenge)
+        raise ApiError("invalid_api_key", "The API key is unknown or revoked.", challenge)
     request.state.tenant = key.tenant  # for the access log (api/accesslog.py)
     return Caller(tenant=key.tenant, key_id=key.id)
 

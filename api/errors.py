@@ -19,27 +19,94 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(CodedError):
-    """An error answer, raised by a route or its checks: HTTP status, a stable machine code
-    and a message for people (the error shape of install_error_handlers)."""
+    """An error answer, raised by a route or its checks: a stable machine code, a message for
+    people and the HTTP status HTTP_STATUS gives the code (the error shape of
+    install_error_handlers). ``codes`` lists the API's own codes; lower layers' codes come
+    through ``ApiError.of``."""
 
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
+    codes = frozenset(
+        {
+            "budget_exceeded",
+            "cost_unbounded",
+            "empty_image",
+            "idempotency_key_reused",
+            "invalid_api_key",
+            "invalid_base64",
+            "invalid_cursor",
+            "invalid_idempotency_key",
+            "invalid_model",
+            "invalid_multipart",
+            "invalid_options",
+            "invalid_request",
+            "invalid_schema",
+            "invalid_text",
+            "job_inputs_gone",
+            "job_not_finished",
+            "job_not_found",
+            "label_too_long",
+            "mask_not_found",
+            "missing_task",
+            "no_annotation",
+            "payload_too_large",
+            "rate_limited",
+            "schema_too_large",
+            "too_many_active_jobs",
+            "too_many_images",
+            "unauthorized",
+            "unavailable",
+            "unknown_task",
+            "unsupported_media_type",
+        }
+    )
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(code, message)
-        self.status = status
+        # No status by hand: a code missing from the table is a KeyError (a bug the unit
+        # test catches), never a silent default.
+        self.status = http_status(code)
         self.headers = headers
 
     @classmethod
     def of(cls, exc: CodedError, message: str | None = None) -> ApiError:
         """The answer to a coded error of a lower layer: its code, the status HTTP_STATUS
         gives that code, and its message (or ``message``, e.g. naming the image)."""
-        return cls(http_status(exc.code), exc.code, exc.message if message is None else message)
+        return cls(exc.code, exc.message if message is None else message)
 
 
-# The HTTP status of each code a lower layer's CodedError carries to the API: declared once
-# here, so a route never picks one by hand. tests/unit/test_error_codes.py checks every code
-# of JobSpecError, ImageRejectedError, JobIdError and UrlFetchError has its entry.
+# The HTTP status of each code the API answers: its own (ApiError.codes) and those a lower
+# layer's CodedError carries to it; declared once here, so no route picks a status by hand.
+# tests/unit/test_error_codes.py checks every code of ApiError, JobSpecError,
+# ImageRejectedError, JobIdError and UrlFetchError has its entry.
 HTTP_STATUS: dict[str, int] = {
+    # The API's own codes (ApiError.codes), by status.
+    "invalid_cursor": 400,
+    "invalid_idempotency_key": 400,
+    "invalid_multipart": 400,
+    "invalid_api_key": 401,
+    "unauthorized": 401,
+    "budget_exceeded": 402,
+    "job_not_finished": 409,
+    "no_annotation": 409,
+    "mask_not_found": 404,
+    "job_inputs_gone": 410,
+    "payload_too_large": 413,
+    "cost_unbounded": 422,
+    "empty_image": 422,
+    "idempotency_key_reused": 422,
+    "invalid_base64": 422,
+    "invalid_model": 422,
+    "invalid_options": 422,
+    "invalid_request": 422,
+    "invalid_schema": 422,
+    "invalid_text": 422,
+    "label_too_long": 422,
+    "missing_task": 422,
+    "schema_too_large": 422,
+    "too_many_images": 422,
+    "unknown_task": 422,
+    "rate_limited": 429,
+    "too_many_active_jobs": 429,
+    "unavailable": 503,
     # vision.tasks.JobSpecError: the request cannot be run as given.
     **dict.fromkeys(JobSpecError.codes, 422),
     # vision.formats.ImageRejectedError

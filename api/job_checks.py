@@ -66,13 +66,11 @@ def _no_nul(raw: RawJob) -> None:
         if text is None:
             continue
         if "\x00" in text:
-            raise ApiError(422, "invalid_text", "Text fields must not contain NUL characters.")
+            raise ApiError("invalid_text", "Text fields must not contain NUL characters.")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ApiError(
-                422, "invalid_text", f"Text fields must be valid Unicode: {exc}."
-            ) from exc
+            raise ApiError("invalid_text", f"Text fields must be valid Unicode: {exc}.") from exc
 
 
 def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
@@ -84,17 +82,16 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
     _no_nul(raw)
     if raw.labels and any(len(label) > MAX_LABEL_CHARS for label in raw.labels):
         raise ApiError(
-            422, "label_too_long", f"Each label may have at most {MAX_LABEL_CHARS} characters."
+            "label_too_long", f"Each label may have at most {MAX_LABEL_CHARS} characters."
         )
     task = _task(raw.task)
     requested = _model_name(raw.model)
     try:
         options = JobOptions.model_validate(raw.options)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_options", f"options: {describe(exc)}") from exc
+        raise ApiError("invalid_options", f"options: {describe(exc)}") from exc
     if len(raw.images) > settings.max_images_per_job:
         raise ApiError(
-            422,
             "too_many_images",
             f"{len(raw.images)} images; at most {settings.max_images_per_job} per job.",
         )
@@ -119,7 +116,7 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
     except JobSpecError as exc:
         raise ApiError.of(exc) from exc
     except InvalidSchemaError as exc:
-        raise ApiError(422, "invalid_schema", f"schema: {exc}") from exc
+        raise ApiError("invalid_schema", f"schema: {exc}") from exc
     images = [
         _admit_image(data, raw.image_label(index), settings)
         for index, data in enumerate(raw.images)
@@ -146,11 +143,10 @@ def _check_schema_shape(schema: object) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            raise ApiError(422, "invalid_schema", "schema: numbers must be finite, not NaN or ±∞.")
+            raise ApiError("invalid_schema", "schema: numbers must be finite, not NaN or ±∞.")
         if isinstance(item, dict | list):
             if depth > MAX_SCHEMA_DEPTH:
                 raise ApiError(
-                    422,
                     "invalid_schema",
                     f"schema: nested more than {MAX_SCHEMA_DEPTH} levels deep.",
                 )
@@ -159,7 +155,6 @@ def _check_schema_shape(schema: object) -> None:
     size = len(json.dumps(schema))
     if size > MAX_SCHEMA_CHARS:
         raise ApiError(
-            422,
             "schema_too_large",
             f"The schema is {size:,} characters as JSON; at most {MAX_SCHEMA_CHARS:,}.",
         )
@@ -168,13 +163,11 @@ def _check_schema_shape(schema: object) -> None:
 def _task(value: str | None) -> TaskKind:
     choices = ", ".join(kind.value for kind in TaskKind)
     if not value:
-        raise ApiError(422, "missing_task", f"Give a task: one of {choices}.")
+        raise ApiError("missing_task", f"Give a task: one of {choices}.")
     try:
         return TaskKind(value.strip().lower())
     except ValueError as exc:
-        raise ApiError(
-            422, "unknown_task", f"Unknown task {value!r}; use one of {choices}."
-        ) from exc
+        raise ApiError("unknown_task", f"Unknown task {value!r}; use one of {choices}.") from exc
 
 
 def _model_name(value: str | None) -> str | None:
@@ -183,7 +176,7 @@ def _model_name(value: str | None) -> str | None:
     if not model:
         return None
     if not _MODEL_NAME.match(model):
-        raise ApiError(422, "invalid_model", f"{model!r} is not a Gemini model name.")
+        raise ApiError("invalid_model", f"{model!r} is not a Gemini model name.")
     return model
 
 
@@ -193,7 +186,7 @@ def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
     if len(data) > settings.max_image_bytes:
         raise too_large(label[0].lower() + label[1:], len(data), settings.max_image_bytes)
     if not data:
-        raise ApiError(422, "empty_image", f"{label} is empty.")
+        raise ApiError("empty_image", f"{label} is empty.")
     # One decode budget for the whole process: parallel submits share it.
     limits = process_limits(
         settings.image_decode_max_bytes,
@@ -206,7 +199,6 @@ def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
         raise ApiError.of(exc, f"{label}: {exc.message}") from exc
     except MemoryBusyError as exc:
         raise ApiError(
-            503,
             "unavailable",
             f"{label}: {exc}.",
             headers={"Retry-After": str(exc.retry_after_s)},

@@ -24,4 +24,4 @@ def job_id_of(session: Session, tenant: str, job_id: str) -> str:
 
 def job_not_found(job_id: str) -> ApiError:
     """The 404 for a job id that names no job of the caller's key (e.g. deleted since)."""
-    return ApiError(404, "job_not_found", not_found_message(job_id))
+    return ApiError("job_not_found", not_found_message(job_id))

@@ -54,15 +54,13 @@ async def read_multipart(request: Request, settings: Settings) -> RawJob:
         reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
         if "Too many files" in reason:
             raise ApiError(
-                422, "too_many_images",
+                "too_many_images",
                 f"More than {settings.max_images_per_job} images; that is the limit per job.",
             ) from exc  # fmt: skip
         if "exceeded maximum size" in reason:  # a text field over Starlette's 1 MB
-            raise ApiError(
-                413, "payload_too_large", f"A form field is too large: {reason}."
-            ) from exc
+            raise ApiError("payload_too_large", f"A form field is too large: {reason}.") from exc
         raise ApiError(
-            400, "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
+            "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
         ) from exc
     try:
         return await _raw_from_form(form, settings)
@@ -74,7 +72,6 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
     unknown = sorted(set(form.keys()) - FORM_FIELDS)
     if unknown:
         raise ApiError(
-            422,
             "invalid_request",
             f"Unknown form fields {unknown}; expected {sorted(FORM_FIELDS)}.",
         )
@@ -82,7 +79,7 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
     names: list[str | None] = []
     for index, part in enumerate(form.getlist("image")):
         if not isinstance(part, UploadFile):
-            raise ApiError(422, "invalid_request", f"Form field image #{index + 1} must be a file.")
+            raise ApiError("invalid_request", f"Form field image #{index + 1} must be a file.")
         data = await part.read(settings.max_image_bytes + 1)
         if len(data) > settings.max_image_bytes:
             what = image_label(part.filename, index)
@@ -105,18 +102,18 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
 def _text_field(form: FormData, name: str) -> str | None:
     values = form.getlist(name)
     if len(values) > 1:
-        raise ApiError(422, "invalid_request", f"Form field {name!r} is given more than once.")
+        raise ApiError("invalid_request", f"Form field {name!r} is given more than once.")
     if not values:
         return None
     value = values[0]
     if not isinstance(value, str):
-        raise ApiError(422, "invalid_request", f"Form field {name!r} must be text, not a file.")
+        raise ApiError("invalid_request", f"Form field {name!r} must be text, not a file.")
     return value
 
 
 def _labels_field(form: FormData) -> list[str] | None:
     if any(not isinstance(v, str) for v in form.getlist("labels")):
-        raise ApiError(422, "invalid_request", "Form field 'labels' must be text, not a file.")
+        raise ApiError("invalid_request", "Form field 'labels' must be text, not a file.")
     values = [v for v in form.getlist("labels") if isinstance(v, str)]
     if not values:
         return None
@@ -126,9 +123,9 @@ def _labels_field(form: FormData) -> list[str] | None:
             try:
                 decoded = _parse_json(single)
             except ValueError as exc:
-                raise ApiError(422, "invalid_request", f"labels is not valid JSON: {exc}.") from exc
+                raise ApiError("invalid_request", f"labels is not valid JSON: {exc}.") from exc
             if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
-                raise ApiError(422, "invalid_request", "labels must be a JSON list of strings.")
+                raise ApiError("invalid_request", "labels must be a JSON list of strings.")
             return decoded
         return [part.strip() for part in single.split(",")]
     return values
@@ -148,7 +145,7 @@ def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
     try:
         decoded = _parse_json(raw)
     except ValueError as exc:
-        raise ApiError(422, code, f"{name} is not valid JSON: {exc}.") from exc
+        raise ApiError(code, f"{name} is not valid JSON: {exc}.") from exc
     if not isinstance(decoded, dict):
-        raise ApiError(422, code, f"{name} must be a JSON object.")
+        raise ApiError(code, f"{name} must be a JSON object.")
     return decoded

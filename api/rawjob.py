@@ -55,7 +55,7 @@ def image_label(name: str | None, index: int) -> str:
 def too_large(what: str, size: int, limit: int) -> ApiError:
     """The 413 for a request or an image over its byte limit."""
     return ApiError(
-        413, "payload_too_large", f"The {what} is {size:,} bytes; the limit is {limit:,} bytes."
+        "payload_too_large", f"The {what} is {size:,} bytes; the limit is {limit:,} bytes."
     )
 
 

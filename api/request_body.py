@@ -31,7 +31,6 @@ async def read_job_request(request: Request, settings: Settings) -> RawJob:
     if content_type in ("application/json", ""):
         return await _read_json(request, settings)
     raise ApiError(
-        415,
         "unsupported_media_type",
         f"Send the job as multipart/form-data or application/json, not {content_type!r}.",
     )
@@ -46,7 +45,7 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
     try:
         payload = JobCreate.model_validate_json(body)
     except ValidationError as exc:
-        raise ApiError(422, _json_error_code(exc), describe(exc)) from exc
+        raise ApiError(_json_error_code(exc), describe(exc)) from exc
     images, urls, names = await _json_images(payload, settings)
     return RawJob(
         task=payload.task,
@@ -68,7 +67,6 @@ async def _json_images(
     the URLs; and each image's name for errors (its URL, None for base64 data)."""
     if len(payload.images) > settings.max_images_per_job:
         raise ApiError(
-            422,
             "too_many_images",
             f"{len(payload.images)} images; at most {settings.max_images_per_job} per job.",
         )
@@ -119,5 +117,5 @@ def _decode_base64(data: str, index: int) -> bytes:
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(
-            422, "invalid_base64", f"images[{index}].data is not valid base64: {exc}."
+            "invalid_base64", f"images[{index}].data is not valid base64: {exc}."
         ) from exc

@@ -39,7 +39,6 @@ def idempotency_key(request: Request) -> str | None:
         return None
     if not _IDEMPOTENCY_KEY.match(value):
         raise ApiError(
-            400,
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces "
             "(a UUID is a good choice).",
@@ -87,7 +86,6 @@ def authorize_submit(request: Request, resources: ApiResources) -> tuple[Caller,
     settings = resources.settings
     if active >= settings.max_active_jobs_per_tenant:
         raise ApiError(
-            429,
             "too_many_active_jobs",
             f"{active} of your jobs are queued or running; the limit is "
             f"{settings.max_active_jobs_per_tenant}. Wait for some to finish.",
@@ -137,7 +135,6 @@ def _check_rate(caller: Caller, resources: ApiResources) -> None:
     if wait > 0:
         settings = resources.settings
         raise ApiError(
-            429,
             "rate_limited",
             f"This API key submits faster than {settings.submit_rate_per_s:g} jobs/s "
             f"(burst {settings.submit_burst}); retry after the Retry-After delay.",
@@ -157,7 +154,6 @@ def replay(
             return None
         if known.request_hash != request_hash:
             raise ApiError(
-                422,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used for a different request; use a new key for a "
                 "new job.",

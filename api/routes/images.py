@@ -27,13 +27,12 @@ def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[st
         raise job_not_found(job_id)
     if job.task not in tasks:
         raise ApiError(
-            409,
             "no_annotation",
             f"Only {' and '.join(tasks)} jobs have one; this is a {job.task} job.",
         )
     if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ApiError(
-            409, "job_not_finished", f"The job is {job.status}; the image exists once it succeeded."
+            "job_not_finished", f"The job is {job.status}; the image exists once it succeeded."
         )
     return job
 
@@ -74,6 +73,6 @@ def mask_png(
     objects = job.result.get("objects", [])
     if not 0 <= index < len(objects):
         raise ApiError(
-            404, "mask_not_found", f"The job has {len(objects)} masks (0-{len(objects) - 1})."
+            "mask_not_found", f"The job has {len(objects)} masks (0-{len(objects) - 1})."
         )
     return Response(resources.blobs.get(objects[index]["mask_sha256"]), media_type="image/png")

@@ -161,7 +161,7 @@ def read_jobs(
             session, tenant=caller.tenant, status=status, limit=limit, cursor=cursor
         )
     except InvalidCursorError as exc:
-        raise ApiError(400, "invalid_cursor", "The cursor is invalid; start without one.") from exc
+        raise ApiError("invalid_cursor", "The cursor is invalid; start without one.") from exc
     return JobPage(jobs=[JobPublic.of(job) for job in jobs], next_cursor=next_cursor)
 
 
@@ -179,12 +179,9 @@ def _jobs_by_id(
     wanted = [job_id for job_id in wanted if job_id]
     limit = resources.settings.page_size_max
     if cursor is not None:
-        raise ApiError(
-            422, "invalid_request", "ids and cursor do not go together: ids is one page."
-        )
+        raise ApiError("invalid_request", "ids and cursor do not go together: ids is one page.")
     if not wanted or len(wanted) > limit:
         raise ApiError(
-            422,
             "invalid_request",
             f"ids: give 1 to {limit} job ids (got {len(wanted)}); split a longer list into "
             "several requests.",

@@ -112,7 +112,6 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
         except JobNotFinishedError as exc:
             found = exc.job
             raise ApiError(
-                409,
                 "job_not_finished",
                 f"Job {found.id} is {found.status}; only a finished job can be retried. "
                 f"Wait for it (visionq wait {found.id}) or cancel it first.",
@@ -139,14 +138,12 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
         raw.images = [resources.blobs.get(sha256) for sha256 in hashes]
     except BlobNotFoundError as exc:
         raise ApiError(
-            410,
             "job_inputs_gone",
             f"Job {source.id}'s images are no longer stored (removed by retention); "
             "submit the images again.",
         ) from exc
     except OSError as exc:
         raise ApiError(
-            503,
             "unavailable",
             f"The image store cannot be read now ({type(exc).__name__}); try again shortly.",
             headers={"Retry-After": "5"},

@@ -45,7 +45,7 @@ JOB_LEAVES: tuple[type[CodedError], ...] = (
     SchemaUnverifiableError,
 )
 # Leaves built with their code as the first argument (the others have one code of their own).
-BUILT_WITH_CODE = (*API_LEAVES, GeminiCallError)
+BUILT_WITH_CODE = (*API_LEAVES, ApiError, GeminiCallError)
 # Helpers that build a leaf from their first argument, by (file, function name).
 BUILDERS: dict[tuple[str, str], type[CodedError]] = {
     ("api/urlfetch.py", "_refused"): UrlFetchError,
@@ -117,7 +117,7 @@ def test_every_leaf_is_served_by_a_table() -> None:
         assert cls.__doc__ and len(cls.__doc__.split()) > 8, f"{cls.__name__} says when"
 
 
-@pytest.mark.parametrize("cls", API_LEAVES, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("cls", (*API_LEAVES, ApiError), ids=lambda cls: cls.__name__)
 def test_every_code_the_api_shows_has_its_http_status(cls: type[CodedError]) -> None:
     assert not cls.code_prefixes
     assert cls.codes and cls.codes <= HTTP_STATUS.keys(), cls.codes - HTTP_STATUS.keys()
@@ -130,7 +130,7 @@ def test_every_code_that_ends_a_job_has_its_job_error_code(cls: type[CodedError]
 
 
 def test_the_tables_hold_no_code_no_leaf_carries() -> None:
-    api_codes = set().union(*(cls.codes for cls in API_LEAVES))
+    api_codes = set().union(*(cls.codes for cls in (*API_LEAVES, ApiError)))
     job_codes = set().union(*(cls.codes for cls in JOB_LEAVES))
     assert HTTP_STATUS.keys() == api_codes
     assert JOB_ERROR_CODES.keys() == job_codes
@@ -141,19 +141,22 @@ def test_there_is_no_default_status() -> None:
         http_status("no_such_code")
 
 
-def test_an_api_error_raised_by_hand_agrees_with_the_table() -> None:
-    """A route that answers a table's code itself (e.g. job_not_found for a job deleted
-    since) gives the status the table gives it."""
-    for package in ("api",):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if not (isinstance(node, ast.Call) and _callee(node) == "ApiError"):
-                    continue
-                status, code = [*node.args, None, None][:2]
-                if not (isinstance(status, ast.Constant) and isinstance(code, ast.Constant)):
-                    continue
-                if code.value in HTTP_STATUS:
-                    assert HTTP_STATUS[code.value] == status.value, f"{path}:{node.lineno}"
+def test_no_api_error_is_given_its_status_by_hand() -> None:
+    """ApiError takes (code, message): the status comes from HTTP_STATUS only."""
+    for path in sorted((ROOT / "api").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _callee(node) == "ApiError" and node.args:
+                first = node.args[0]
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                assert not (isinstance(first, ast.Constant) and isinstance(first.value, int)), where
+
+
+def test_an_api_error_takes_its_status_from_the_table() -> None:
+    assert ApiError("job_not_found", "No such job.").status == 404
+    assert ApiError("budget_exceeded", "Over budget.").status == 402
+    # A code missing from the table fails when built: no silent default status.
+    with pytest.raises(KeyError):
+        ApiError("no_such_code", "never answered")
 
 
 @pytest.mark.parametrize("cls", JOB_LEAVES, ids=lambda cls: cls.__name__)
