@@ -32,19 +32,15 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
-from api.app import create_app
 from models.db import make_engine, make_session_factory
 from models.keys import create_key, revoke_key
-from models.migrate import upgrade
-from models.settings import Settings
 from models.tables import Job
 from tests.integration.conftest import Stack
 from tests.integration.helpers import wait_done
+from tests.integration.inprocess import UnmanagedClient, in_process_api
 
 pytestmark = pytest.mark.integration
 
@@ -136,17 +132,6 @@ IMAGES: dict[str, bytes] = {
 # --- Sending ----------------------------------------------------------------------------
 
 
-class _InProcessClient(TestClient):
-    """A TestClient on an app whose lifespan the ``corpus`` fixture already runs: entering
-    it (``with corpus.client() as client``) must not start and stop the app's resources."""
-
-    def __enter__(self) -> _InProcessClient:
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
-
-
 @dataclass
 class Corpus:
     """Where requests go (in process or the process stack), a key of a tenant of its own,
@@ -197,28 +182,22 @@ IN_PROCESS_REDIS_DB = 12
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Corpus]:
-    """The API app in process: its own migrated SQLite database and a flushed Redis
-    database, the same limits as the process stack (tests/integration/conftest.py)."""
-    url = f"{redis_url}/{IN_PROCESS_REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
-    settings = Settings(
-        data_dir=Path(tmp_path_factory.mktemp("bad-input")),
-        redis_url=url,
-        gemini_api_key=None,
+    """The API app in process (tests/integration/inprocess.py): its own migrated SQLite
+    database and Redis database, the same limits as the process stack (conftest.py)."""
+    with in_process_api(
+        Path(tmp_path_factory.mktemp("bad-input")),
+        f"{redis_url}/{IN_PROCESS_REDIS_DB}",
+        tenants=(),
         max_image_bytes=4 * 1024 * 1024,
         url_fetch_allowed_networks=["127.0.0.2/32"],
-    )
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url, pool_size=2)
-    key, revoked = _keys(engine)
-    app = create_app(settings)
-
-    def open_client(headers: dict[str, str]) -> httpx.Client:
-        return _InProcessClient(app, headers=headers)
-
-    with TestClient(app):  # runs the lifespan once: resources open for the whole module
-        yield Corpus(open_client, key=key, revoked_key=revoked, engine=engine)
-    engine.dispose()
+    ) as api:
+        key, revoked = _keys(api.engine)
+        yield Corpus(
+            lambda headers: UnmanagedClient(api.app, headers=headers),
+            key=key,
+            revoked_key=revoked,
+            engine=api.engine,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,73 @@
+"""The API app in process, for route tests that need no worker.
+
+``create_app`` behind FastAPI's TestClient, on a migrated SQLite database of its own and a
+real Redis (a database of the session's server, flushed first): no process to start, no
+socket, so a route test costs milliseconds. Nothing of ours is faked; what needs the
+served app (raw sockets, a worker) stays on the process stack (conftest.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from api.app import create_app
+from models.db import make_engine, make_session_factory
+from models.keys import create_key
+from models.migrate import upgrade
+from models.settings import Settings
+
+
+class UnmanagedClient(TestClient):
+    """A TestClient on an app whose lifespan ``in_process_api`` already runs: entering it
+    (``with api.client() as client``) must not start and stop the app's resources again."""
+
+    def __enter__(self) -> UnmanagedClient:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+
+@dataclass
+class InProcessApi:
+    """The app, its database engine and one API key per tenant."""
+
+    app: FastAPI
+    engine: Engine
+    keys: dict[str, str]
+
+    def client(self, tenant: str | None = "acme", **headers: str) -> TestClient:
+        """A client sending ``tenant``'s key (none when ``tenant`` is None)."""
+        auth = {"Authorization": f"Bearer {self.keys[tenant]}"} if tenant else {}
+        return UnmanagedClient(self.app, headers=auth | headers)
+
+
+@contextmanager
+def in_process_api(
+    data_dir: Path, redis_url: str, tenants: tuple[str, ...], **overrides: Any
+) -> Iterator[InProcessApi]:
+    """The app with its resources open, on ``data_dir``'s SQLite and ``redis_url`` (a
+    database of its own: it is flushed), with a key per tenant; settings ``overrides``."""
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = Settings(data_dir=data_dir, redis_url=redis_url, gemini_api_key=None, **overrides)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=2)
+    with make_session_factory(engine).begin() as session:
+        keys = {
+            tenant: create_key(session, name=tenant, tenant=tenant).secret for tenant in tenants
+        }
+    app = create_app(settings)
+    try:
+        with TestClient(app):  # runs the lifespan once: resources open until the end
+            yield InProcessApi(app=app, engine=engine, keys=keys)
+    finally:
+        engine.dispose()
