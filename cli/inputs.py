@@ -10,7 +10,8 @@ from typing import Any
 
 from client.inputs import part_names
 from vision.formats import ImageRejectedError, require_supported
-from vision.tasks import MULTI_IMAGE_TASKS, TaskKind
+from vision.task_registry import TASKS
+from vision.tasks import TaskKind
 
 # Enough bytes for every format's signature and for Pillow to name a refused format.
 _HEAD_BYTES = 64 * 1024
@@ -75,7 +76,7 @@ def read_schema(path: Path) -> dict[str, Any]:
 
 def job_groups(images: list[Path], task: TaskKind) -> list[list[Path]]:
     """One job per image, or one job for all images where the task takes several."""
-    return [images] if task in MULTI_IMAGE_TASKS else [[path] for path in images]
+    return [images] if TASKS[task].multi_image else [[path] for path in images]
 
 
 def label_list(labels: str | None) -> list[str] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from client import Job, VisionqClient
+from vision.task_registry import has_boxes, has_masks
 
 # More distinct colours than this in the annotated image: a photograph, stored as JPEG;
 # fewer: a drawing or a screenshot, stored as PNG (lossless and smaller for flat colours).
@@ -57,12 +58,12 @@ def write_outputs(
             continue
         stem = f"{stems.get(job.id, 'job')}-{job.id}"
         write(f"{stem}.json", (json.dumps(job.model_dump(mode="json"), indent=2) + "\n").encode())
-        if job.status != "succeeded" or job.task not in ("detect", "segment"):
+        if job.status != "succeeded" or not has_boxes(job.task):
             continue
         photo_hint = bool(job.inputs) and job.inputs[0].mime_type == "image/jpeg"
         data, extension = compact_image(client.annotated_png(job.id), photo_hint=photo_hint)
         write(f"{stem}.annotated.{extension}", data)
-        if job.task == "segment":
+        if has_masks(job.task):
             for index, obj in enumerate((job.result or {}).get("objects", [])):
                 if obj.get("mask_sha256"):
                     write(f"{stem}.mask-{index}.png", client.mask_png(job.id, index))

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from client.models import Job
+from vision.task_registry import rendering
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -33,11 +34,11 @@ def summary(job: Job, width: int = 80) -> str:
         text = f"{job.error.code}: {job.error.message}"
     elif job.result is None:
         text = ""
-    elif job.task in ("detect", "segment"):
+    elif rendering(job.task) == "objects":
         objects = job.result.get("objects", [])
         labels = ", ".join(str(obj.get("label", "")) for obj in objects)
         text = f"{len(objects)} object(s): {labels}" if objects else "no objects"
-    elif job.task == "classify":
+    elif rendering(job.task) == "label":
         text = str(job.result.get("label", ""))
     elif "json" in job.result:
         text = json.dumps(job.result["json"], ensure_ascii=False)

@@ -25,6 +25,7 @@ from cli.estimate_cmd import estimate
 from cli.render import detections_table, jobs_table, summary
 from cli.submit import show_finished, submit
 from client import DEFAULT_URL, PAGE_SIZE_MIN, Job
+from vision.task_registry import rendering
 
 
 def wait(
@@ -79,7 +80,7 @@ def result(
         if job.error is not None:
             message += f": {job.error.code}: {job.error.message}"
         die(message)
-    if job.task in ("detect", "segment"):
+    if rendering(job.task) == "objects":
         console.print(detections_table(job))
     else:
         console.print(summary(job, width=10_000), markup=False, highlight=False, soft_wrap=True)

@@ -221,3 +221,26 @@ def task_spec(task: str) -> TaskSpec:
 def kinds_with(flag: Callable[[TaskSpec], bool]) -> tuple[str, ...]:
     """The names of the task kinds whose spec has ``flag``, in declaration order."""
     return tuple(kind.value for kind in TaskKind if flag(TASKS[kind]))
+
+
+def _known(task: str) -> TaskSpec | None:
+    # A client may meet a task name a newer server added: it is then shown as text.
+    return TASKS.get(TaskKind(task)) if task in TaskKind.__members__.values() else None
+
+
+def rendering(task: str) -> Rendering:
+    """How the CLI shows a job of this task in one line ("text" for a name it does not know)."""
+    spec = _known(task)
+    return spec.rendering if spec is not None else "text"
+
+
+def has_boxes(task: str) -> bool:
+    """Whether a job of this task has objects with boxes (an annotated PNG)."""
+    spec = _known(task)
+    return spec is not None and spec.boxes
+
+
+def has_masks(task: str) -> bool:
+    """Whether a job of this task has mask PNGs."""
+    spec = _known(task)
+    return spec is not None and spec.masks

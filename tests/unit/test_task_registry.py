@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vision.task_registry import TASKS, TaskKind, kinds_with, task_spec
+from vision.task_registry import (
+    TASKS,
+    TaskKind,
+    has_boxes,
+    has_masks,
+    kinds_with,
+    rendering,
+    task_spec,
+)  # fmt: skip
 from vision.tasks import JSON_TASKS, MULTI_IMAGE_TASKS, TASK_DEFAULTS, JobOptions, build_prompt
 
 
@@ -39,3 +47,11 @@ def test_each_prompt_comes_from_its_spec(kind: TaskKind) -> None:
     options = JobOptions()
     expected = TASKS[kind].prompt("red", ["a", "b"], options)
     assert build_prompt(kind, prompt=" red ", labels=["a", "b"], options=options) == expected
+
+
+def test_a_task_name_the_cli_does_not_know_is_shown_as_text() -> None:
+    assert (rendering("detect"), rendering("classify"), rendering("paint")) == (
+        "objects", "label", "text",
+    )  # fmt: skip
+    assert (has_boxes("segment"), has_masks("segment"), has_masks("detect")) == (True, True, False)
+    assert not has_boxes("paint") and not has_masks("paint")
