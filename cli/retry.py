@@ -30,7 +30,7 @@ FINISHED = TERMINAL_STATUSES
 def finished_status(value: str) -> JobStatus:
     """``--status``'s value as a JobStatus; BadParameter unless it is a finished one."""
     status = JobStatus(value) if value in set(JobStatus) else None
-    if status is None or not status.terminal:
+    if status is None or status not in TERMINAL_STATUSES:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(FINISHED)}")
     return status
 

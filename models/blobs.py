@@ -175,9 +175,6 @@ class BlobStore:
         except FileNotFoundError:
             return []
 
-    def exists(self, sha256: str) -> bool:
-        return bool(self._fs.exists(self._path(sha256)))
-
     def remove_stale_temporaries(self, older_than_s: float) -> int:
         """Delete ``*.tmp`` files older than ``older_than_s`` (left by a killed process);
         returns how many. Local stores only: object stores write whole objects."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from models.jobs import get_job
-from models.tables import Job, JobStatus
+from models.tables import TERMINAL_STATUSES, Job
 
 
 class JobNotFinishedError(Exception):
@@ -27,6 +27,6 @@ def retry_source(session: Session, *, tenant: str, job_id: str) -> Job | None:
     job = get_job(session, tenant=tenant, job_id=job_id)
     if job is None:
         return None
-    if not JobStatus(job.status).terminal:
+    if job.status not in TERMINAL_STATUSES:
         raise JobNotFinishedError(job)
     return job

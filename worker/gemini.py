@@ -98,10 +98,6 @@ class GeminiCaller:
         with _translated("files.delete", self._secret):
             self._client_or_fail().files.delete(name=name)
 
-    def list_files(self) -> list[types.File]:
-        with _translated("files.list", self._secret):
-            return list(self._client_or_fail().files.list())
-
 
 # google-genai 3.x sends through httpx2 (a fork of httpx under another name, whose classes
 # are not httpx's); a client built with the SDK's httpx extra would raise httpx's own.

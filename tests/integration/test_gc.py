@@ -100,5 +100,6 @@ def test_gc_running_beside_submits_loses_no_image(gc_stack: Stack) -> None:
     finally:
         engine.dispose()
     for data in datas:
-        assert blobs.exists(hashlib.sha256(data).hexdigest())
+        sha256 = hashlib.sha256(data).hexdigest()
+        assert (blob_dir / sha256[:2] / sha256).is_file()
     assert not (blob_dir / "trash").exists() or not any((blob_dir / "trash").iterdir())

@@ -166,7 +166,7 @@ def test_a_full_store_while_storing_masks_is_waited_out(
     assert job.status == "succeeded", (job.error_code, job.error_message)
     assert job.result is not None and refusals == [1, 1]
     (segment,) = job.result["objects"]
-    assert context.blobs.exists(segment["mask_sha256"])
+    assert context.blobs.get(segment["mask_sha256"])  # stored: get raises for a missing blob
 
 
 def test_settings_defaults() -> None:
