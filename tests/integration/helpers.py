@@ -11,6 +11,8 @@ import httpx
 from PIL import Image
 
 from emulator.shapes import Shape, draw_scene, encode, random_scene
+from models.db import make_engine, make_session_factory
+from models.keys import create_key
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -74,3 +76,14 @@ def exif_rotated_jpeg(upright: Image.Image) -> bytes:
 
 
 __all__ = ["Shape", "draw_scene", "encode"]
+
+
+def own_tenant(database_url: str, api_url: str, tenant: str) -> httpx.Client:
+    """A client of a tenant no other test uses (a new key in the stack's database), so
+    counting or listing its jobs sees only this test's jobs."""
+    engine = make_engine(database_url, pool_size=1)
+    with make_session_factory(engine).begin() as session:
+        secret = create_key(session, name=tenant, tenant=tenant).secret
+    engine.dispose()
+    headers = {"Authorization": f"Bearer {secret}"}
+    return httpx.Client(base_url=api_url, headers=headers, timeout=30)

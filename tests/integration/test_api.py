@@ -11,14 +11,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
 from tests.integration.conftest import Stack
-from tests.integration.helpers import scene_png, submit, wait_done
+from tests.integration.helpers import own_tenant, scene_png, submit, wait_done
 from tests.integration.inprocess import InProcessApi, in_process_api
 
 pytestmark = pytest.mark.integration
@@ -33,33 +30,6 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[In
     data_dir = Path(tmp_path_factory.mktemp("api"))
     with in_process_api(data_dir, f"{redis_url}/{IN_PROCESS_REDIS_DB}", ("acme",)) as app:
         yield app
-
-
-def _own_tenant(stack: Stack, tenant: str) -> httpx.Client:
-    """A client of a tenant no other test uses, so its job listing is its own."""
-    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"], pool_size=1)
-    with make_session_factory(engine).begin() as session:
-        secret = create_key(session, name=tenant, tenant=tenant).secret
-    engine.dispose()
-    headers = {"Authorization": f"Bearer {secret}"}
-    return httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
-
-
-def test_health_and_readiness(stack: Stack) -> None:
-    assert httpx.get(f"{stack.api_url}/healthz").json() == {"status": "ok", "checks": {}}
-    ready = httpx.get(f"{stack.api_url}/readyz")
-    assert ready.status_code == 200
-    # Its worker's heartbeat counts (the unit tests cover each failing check).
-    assert ready.json()["checks"] == {
-        "database": "ok",
-        "migrations": "ok",
-        "redis": "ok",
-        "workers": "ok",
-    }
-    assert httpx.get(f"{stack.api_url}/docs").status_code == 200
-    spec = httpx.get(f"{stack.api_url}/openapi.json").json()
-    body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
-    assert set(body) == {"multipart/form-data", "application/json"}
 
 
 @pytest.mark.parametrize(
@@ -159,7 +129,7 @@ def test_malformed_bodies(api: InProcessApi) -> None:
 
 def test_listing_is_newest_first_with_cursor_and_status_filter(stack: Stack) -> None:
     data, _ = scene_png(34)
-    with _own_tenant(stack, "listing") as client:
+    with own_tenant(stack.env["VISIONQ_DATABASE_URL"], stack.api_url, "listing") as client:
         ids = [submit(client, data, task="caption").json()["id"] for _ in range(5)]
         for job_id in ids:
             wait_done(client, job_id)
