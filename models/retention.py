@@ -31,6 +31,7 @@ from models.blobs import BlobStore
 from models.idempotency import forget_expired
 from models.settings import Settings
 from models.tables import TERMINAL_STATUSES, Attempt, IdempotencyKey, Job, JobInput, utcnow
+from vision.task_registry import kinds_with
 
 BATCH = 500
 # Never less than an hour, whatever the settings: room for a slow submit or store.
@@ -159,7 +160,9 @@ def referenced_masks(session: Session, doomed_before: datetime | None = None) ->
     found: set[str] = set()
     rows = session.execute(
         select(Job.result).where(
-            Job.task == "segment", Job.result.is_not(None), *_kept(doomed_before)
+            Job.task.in_(kinds_with(lambda spec: spec.masks)),
+            Job.result.is_not(None),
+            *_kept(doomed_before),
         )
     ).yield_per(BATCH)
     for (result,) in rows:
