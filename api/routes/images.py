@@ -12,13 +12,15 @@ from api.routes.jobs import JobIdPath
 from models.jobs import get_job
 from models.tables import Job, JobStatus
 from vision.annotate import annotate_detections
+from vision.task_registry import kinds_with
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 # 409: not a detect/segment job, not succeeded yet, or an ambiguous id prefix; 422: too
 # short a prefix (or, for a mask, an index that is not a number).
 _PNG_RESPONSES = {**PNG_RESPONSE, **error_responses(401, 404, 409, 422, 503)}
-_BOX_TASKS = ("detect", "segment")
+_BOX_TASKS = kinds_with(lambda spec: spec.boxes)
+_MASK_TASKS = kinds_with(lambda spec: spec.masks)
 
 
 def _finished_job(session: SessionDep, tenant: str, job_id: str, tasks: tuple[str, ...]) -> Job:
@@ -68,7 +70,7 @@ def mask_png(
     job_id: JobIdPath, index: int, caller: CallerDep, session: SessionDep, resources: ResourcesDep
 ) -> Response:
     """Mask ``index`` of a segment job: white where the object is, sized to its box."""
-    job = _finished_job(session, caller.tenant, job_id, ("segment",))
+    job = _finished_job(session, caller.tenant, job_id, _MASK_TASKS)
     assert job.result is not None
     objects = job.result.get("objects", [])
     if not 0 <= index < len(objects):
