@@ -39,6 +39,7 @@ COPY vision ./vision
 COPY emulator ./emulator
 COPY client ./client
 COPY cli ./cli
+COPY visionq ./visionq
 RUN pip install -c constraints.txt ".[ops]"
 
 # Run as an unprivileged user: a compromised process cannot modify the installed code.

@@ -9,19 +9,19 @@ import redis
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from api.accesslog import AccessLog
-from api.deps import ApiResources
-from api.errors import install_error_handlers
-from api.openapi import install_openapi
-from api.queue import JobQueue
-from api.routes import estimate, health, images, jobs, models, retry
-from api.throttle import SubmitThrottle
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.jobrefs import MIN_PREFIX
-from models.settings import Settings, get_settings
-from vision.catalogue import check_default_model
-from vision.costing import CostBook
+from visionq.api.accesslog import AccessLog
+from visionq.api.deps import ApiResources
+from visionq.api.errors import install_error_handlers
+from visionq.api.openapi import install_openapi
+from visionq.api.queue import JobQueue
+from visionq.api.routes import estimate, health, images, jobs, models, retry
+from visionq.api.throttle import SubmitThrottle
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.jobrefs import MIN_PREFIX
+from visionq.models.settings import Settings, get_settings
+from visionq.vision.catalogue import check_default_model
+from visionq.vision.costing import CostBook
 
 
 def open_resources(settings: Settings) -> ApiResources:

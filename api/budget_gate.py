@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.deps import ApiResources
-from api.errors import ApiError
-from api.job_checks import AdmittedJob
-from models.budgets import budget_state
-from vision.costing import usd_text
-from vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
+from visionq.api.deps import ApiResources
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import AdmittedJob
+from visionq.models.budgets import budget_state
+from visionq.vision.costing import usd_text
+from visionq.vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
 
 
 def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:

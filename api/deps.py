@@ -11,13 +11,13 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import ApiError
-from api.queue import JobQueue
-from api.throttle import SubmitThrottle
-from models.blobs import BlobStore
-from models.keys import authenticate
-from models.settings import Settings
-from vision.costing import CostBook
+from visionq.api.errors import ApiError
+from visionq.api.queue import JobQueue
+from visionq.api.throttle import SubmitThrottle
+from visionq.models.blobs import BlobStore
+from visionq.models.keys import authenticate
+from visionq.models.settings import Settings
+from visionq.vision.costing import CostBook
 
 
 @dataclass

@@ -11,9 +11,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.blobs import BlobStoreUnavailableError
-from vision.errors import CodedError
-from vision.tasks import JobSpecError
+from visionq.models.blobs import BlobStoreUnavailableError
+from visionq.vision.errors import CodedError
+from visionq.vision.tasks import JobSpecError
 
 log = logging.getLogger(__name__)
 

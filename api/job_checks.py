@@ -12,16 +12,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.errors import ApiError
-from api.rawjob import RawJob, describe, too_large
-from models.settings import Settings
-from vision.catalogue import Catalogue
-from vision.formats import ImageRejectedError
-from vision.memory import MemoryBusyError, process_limits, too_much_memory_error
-from vision.model_fit import check_options, choose_model
-from vision.prepare import PreparedImage, downscale_memory, prepare_image
-from vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
-from vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+from visionq.api.errors import ApiError
+from visionq.api.rawjob import RawJob, describe, too_large
+from visionq.models.settings import Settings
+from visionq.vision.catalogue import Catalogue
+from visionq.vision.formats import ImageRejectedError
+from visionq.vision.memory import MemoryBusyError, process_limits, too_much_memory_error
+from visionq.vision.model_fit import check_options, choose_model
+from visionq.vision.prepare import PreparedImage, downscale_memory, prepare_image
+from visionq.vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
+from visionq.vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
 
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
 # JSON containers nested deeper than this in a schema are refused: jsonschema checks a

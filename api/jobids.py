@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from models.jobrefs import MIN_PREFIX, JobIdError, not_found_message, resolve_job_id
+from visionq.api.errors import ApiError
+from visionq.models.jobrefs import MIN_PREFIX, JobIdError, not_found_message, resolve_job_id
 
 # For the OpenAPI document of every route that takes a job id.
 JOB_ID_DESCRIPTION = (

@@ -10,9 +10,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from api.errors import ApiError
-from api.rawjob import RawJob, image_label, too_large
-from models.settings import Settings
+from visionq.api.errors import ApiError
+from visionq.api.rawjob import RawJob, image_label, too_large
+from visionq.models.settings import Settings
 
 FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
 

@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
-from api.accesslog import REQUEST_ID_PATTERN
-from api.results import COMPONENTS, RESULT_MODELS
-from api.schemas import ErrorBody
-from models.settings import Settings
+from visionq.api.accesslog import REQUEST_ID_PATTERN
+from visionq.api.results import COMPONENTS, RESULT_MODELS
+from visionq.api.schemas import ErrorBody
+from visionq.models.settings import Settings
 
 BEARER = "HTTPBearer"
 # Operations open to anyone (no API key): health probes and the document itself.

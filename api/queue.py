@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from models.broker import JOBS_QUEUE, PROCESS_JOB, transport_options
+from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, transport_options
 
 
 class QueueUnavailableError(RuntimeError):

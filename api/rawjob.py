@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.errors import ApiError
-from vision.validation import problems
+from visionq.api.errors import ApiError
+from visionq.vision.validation import problems
 
 
 @dataclass

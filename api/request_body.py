@@ -10,12 +10,12 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from api.errors import ApiError
-from api.multipart import read_multipart
-from api.rawjob import RawJob, describe, too_large
-from api.schemas import JobCreate
-from api.urlfetch import FetchPolicy, UrlFetchError, fetch_image, shown_url
-from models.settings import Settings
+from visionq.api.errors import ApiError
+from visionq.api.multipart import read_multipart
+from visionq.api.rawjob import RawJob, describe, too_large
+from visionq.api.schemas import JobCreate
+from visionq.api.urlfetch import FetchPolicy, UrlFetchError, fetch_image, shown_url
+from visionq.models.settings import Settings
 
 __all__ = ["RawJob", "read_job_request"]
 

@@ -15,11 +15,11 @@ from pydantic import (
     model_validator,
 )
 
-from api.results import result_schema
-from models.tables import Job, JobStatus
-from vision.costing import usd_text
-from vision.estimate import Estimate
-from vision.tasks import TaskKind
+from visionq.api.results import result_schema
+from visionq.models.tables import Job, JobStatus
+from visionq.vision.costing import usd_text
+from visionq.vision.estimate import Estimate
+from visionq.vision.tasks import TaskKind
 
 
 class ImageIn(BaseModel):

@@ -41,13 +41,13 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from models.logs import logging_config
-from models.settings import Settings, get_settings
+from visionq.models.logs import logging_config
+from visionq.models.settings import Settings, get_settings
 
 log = logging.getLogger("uvicorn.error")
 
 # The protocol uvicorn runs, by import string so that every `--workers` process loads it.
-PROTOCOL = "api.server:GuardedHttpToolsProtocol"
+PROTOCOL = "visionq.api.server:GuardedHttpToolsProtocol"
 # A summary of cut-off connections is logged at most this often: a slowloris attack would
 # otherwise turn into a log flood.
 _LOG_EVERY_S = 10.0
@@ -364,7 +364,7 @@ def run(*, host: str, port: int, workers: int) -> None:
         sys.exit(f"visionq api: {exc}")
     uvicorn.run(
         # The app with its access log (api/accesslog.py), which replaces uvicorn's.
-        "api.app:create_app",
+        "visionq.api.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -12,19 +12,19 @@ import redis
 from fastapi import Request
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from api.budget_gate import apply_economy, budget_refusal, unbounded_refusal
-from api.deps import ApiResources, Caller, authenticate_caller
-from api.errors import ApiError
-from api.job_checks import AdmittedJob, admit
-from api.queue import QueueUnavailableError
-from api.rawjob import RawJob
-from api.schemas import JobPublic
-from models.budgets import has_caps, reserve
-from models.idempotency import recall, remember
-from models.jobs import NewInput, create_job, find_cached, get_job
-from models.leases import count_active, mark_unsent
-from vision.costing import reservation_nusd
-from vision.tasks import cache_key
+from visionq.api.budget_gate import apply_economy, budget_refusal, unbounded_refusal
+from visionq.api.deps import ApiResources, Caller, authenticate_caller
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import AdmittedJob, admit
+from visionq.api.queue import QueueUnavailableError
+from visionq.api.rawjob import RawJob
+from visionq.api.schemas import JobPublic
+from visionq.models.budgets import has_caps, reserve
+from visionq.models.idempotency import recall, remember
+from visionq.models.jobs import NewInput, create_job, find_cached, get_job
+from visionq.models.leases import count_active, mark_unsent
+from visionq.vision.costing import reservation_nusd
+from visionq.vision.tasks import cache_key
 
 log = logging.getLogger(__name__)
 # Printable ASCII without spaces, as Stripe and the IETF draft use; long enough for UUIDs

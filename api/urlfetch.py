@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from api.errors import http_status
-from vision.errors import CodedError
+from visionq.api.errors import http_status
+from visionq.vision.errors import CodedError
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

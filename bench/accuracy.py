@@ -13,8 +13,8 @@ import statistics
 
 from PIL import Image, ImageChops, ImageDraw
 
-from client import VisionqClient
-from emulator.shapes import Shape, encode, random_scene, triangle_points
+from visionq.client import VisionqClient
+from visionq.emulator.shapes import Shape, encode, random_scene, triangle_points
 
 
 def exif_rotated(upright: Image.Image) -> bytes:

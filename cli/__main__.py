@@ -1,5 +1,5 @@
-"""`python -m cli` is the same as the `visionq` command."""
+"""`python -m visionq.cli` is the same as the `visionq` command."""
 
-from cli.main import main
+from visionq.cli.main import main
 
 main()

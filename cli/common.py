@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli.render import JobProgress
-from client import Job, VisionqClient, VisionqError
+from visionq.cli.render import JobProgress
+from visionq.client import Job, VisionqClient, VisionqError
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="VISIONQ_URL", help="visionq API URL.", show_default=True)

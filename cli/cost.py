@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from models.settings import get_settings
+from visionq.models.settings import get_settings
 
 cost_app = typer.Typer(
     help="What jobs cost, and how good the estimates were.", no_args_is_help=True
@@ -53,10 +53,10 @@ def report(
 
     The estimation error per model, with proposed corrections.
     """
-    from models.db import make_engine, make_session_factory
-    from models.reports import GROUPINGS, finished_jobs, spend_by
-    from vision.calibration import accuracy, observation_of
-    from vision.costing import usd_text
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.reports import GROUPINGS, finished_jobs, spend_by
+    from visionq.vision.calibration import accuracy, observation_of
+    from visionq.vision.costing import usd_text
 
     if by not in GROUPINGS:
         raise typer.BadParameter(f"--by must be one of {', '.join(GROUPINGS)}")
@@ -107,7 +107,7 @@ def report(
 
 
 def _cap(nusd: int | None) -> str:
-    from vision.costing import usd_text
+    from visionq.vision.costing import usd_text
 
     return "none" if nusd is None else usd_text(nusd)
 
@@ -134,8 +134,8 @@ def set_(
 
     Submissions that could exceed them are refused with 402.
     """
-    from models.budgets import set_budget
-    from models.db import make_engine, make_session_factory
+    from visionq.models.budgets import set_budget
+    from visionq.models.db import make_engine, make_session_factory
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
@@ -155,9 +155,9 @@ def show(
 
     Spending today and this month, per tenant.
     """
-    from models.budgets import budget_state, tenants
-    from models.db import make_engine, make_session_factory
-    from vision.costing import usd_text
+    from visionq.models.budgets import budget_state, tenants
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.vision.costing import usd_text
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold")

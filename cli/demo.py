@@ -12,10 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console, RenderableType
 
-from cli.dev import RedisUrlOption, running_stack
-from cli.render import JobProgress, results_view
-from cli.samples import PHOTO_LABELS, Sample
-from client import Job, VisionqClient
+from visionq.cli.dev import RedisUrlOption, running_stack
+from visionq.cli.render import JobProgress, results_view
+from visionq.cli.samples import PHOTO_LABELS, Sample
+from visionq.client import Job, VisionqClient
 
 SHAPE_LABELS = ["one shape", "two shapes", "three shapes", "four shapes"]
 
@@ -105,7 +105,7 @@ def demo(
 def _run(
     console: Console, out: Path, port: int | None, data_dir: Path, redis_url: str | None
 ) -> None:
-    from cli.samples import photo_samples, shape_samples
+    from visionq.cli.samples import photo_samples, shape_samples
 
     samples = shape_samples()
     photos = photo_samples()

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-from models.settings import get_settings
+from visionq.models.settings import get_settings
 
 if TYPE_CHECKING:
-    from cli.stack import Stack
+    from visionq.cli.stack import Stack
 
 
 class _StopRequested(Exception):
@@ -59,7 +59,7 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Start the stack with its data in ``data_dir``, yield it, and always stop it (which
     revokes its API key); StackError ends with exit code 1."""
-    from cli.stack import EMULATOR_WARNING, StackError, start_stack
+    from visionq.cli.stack import EMULATOR_WARNING, StackError, start_stack
 
     settings = get_settings()
     stack: Stack | None = None

@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional
 
 import typer
 
-from emulator.options import OPTIONS, Option
+from visionq.emulator.options import OPTIONS, Option
 
 
 def _parameter(option: Option) -> inspect.Parameter:
@@ -38,10 +38,10 @@ def run_emulator(**values: Any) -> None:
     generateContent; they can also be changed while it runs with
     POST /_emulator/faults.
     """
-    from emulator.options import config_from_options
-    from emulator.server import run
-    from models.logs import logging_config
-    from models.settings import get_settings
+    from visionq.emulator.options import config_from_options
+    from visionq.emulator.server import run
+    from visionq.models.logs import logging_config
+    from visionq.models.settings import get_settings
 
     try:
         config = config_from_options(values)

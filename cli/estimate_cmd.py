@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli.common import JsonOption, KeyOption, UrlOption, client_for, die, print_json
-from cli.inputs import (
+from visionq.cli.common import JsonOption, KeyOption, UrlOption, client_for, die, print_json
+from visionq.cli.inputs import (
     InputError,
     check_images,
     group_name,
@@ -19,7 +19,7 @@ from cli.inputs import (
     name_files,
     read_schema,
 )
-from cli.options import (
+from visionq.cli.options import (
     Economy,
     Labels,
     MaxOutputTokens,
@@ -30,9 +30,9 @@ from cli.options import (
     Thinking,
     job_options,
 )
-from client import DEFAULT_URL, VisionqError
-from vision.formats import ACCEPTED_FORMATS_TEXT
-from vision.tasks import TaskKind
+from visionq.client import DEFAULT_URL, VisionqError
+from visionq.vision.formats import ACCEPTED_FORMATS_TEXT
+from visionq.vision.tasks import TaskKind
 
 
 def _usd(value: Any) -> Decimal | None:

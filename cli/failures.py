@@ -16,8 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from models.settings import ConfigurationError
-from vision.validation import problems
+from visionq.models.settings import ConfigurationError
+from visionq.vision.validation import problems
 
 _FIX_SETTINGS = "Fix it in the environment (or .env) and run again."
 # How a missing table reads on each backend (SQLite; PostgreSQL's UndefinedTable).
@@ -26,7 +26,7 @@ _NO_TABLE = ("no such table", "does not exist")
 
 def _database_url() -> str:
     """The configured database URL, password hidden; a placeholder if settings fail too."""
-    from models.settings import get_settings, redact_url
+    from visionq.models.settings import get_settings, redact_url
 
     try:
         return redact_url(get_settings().database_url)

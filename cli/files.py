@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from models.settings import get_settings
+from visionq.models.settings import get_settings
 
 app = typer.Typer(help="Images uploaded to the Gemini File API (reused until expiry).",
                   no_args_is_help=True)  # fmt: skip
@@ -20,8 +20,8 @@ app = typer.Typer(help="Images uploaded to the Gemini File API (reused until exp
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
     """Show every upload visionq knows of, newest first."""
-    from models.db import make_engine, make_session_factory
-    from models.files import list_files
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.files import list_files
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
@@ -63,10 +63,10 @@ def prune(
 
     They are deleted from Gemini and from visionq's table.
     """
-    from models.db import make_engine, make_session_factory
-    from models.files import forget_file, list_files, usable
-    from models.tables import utcnow
-    from worker.gemini import GeminiCaller, GeminiCallError, gemini_identity, make_client
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.files import forget_file, list_files, usable
+    from visionq.models.tables import utcnow
+    from visionq.worker.gemini import GeminiCaller, GeminiCallError, gemini_identity, make_client
 
     settings = get_settings()
     identity = gemini_identity(settings)

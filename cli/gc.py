@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.settings import get_settings
+from visionq.models.settings import get_settings
 
 
 def gc(
@@ -20,9 +20,9 @@ def gc(
     Finished jobs older than VISIONQ_RETENTION_DAYS (with their inputs,
     attempts and masks), expired idempotency keys, and images no job uses.
     """
-    from models.blobs import BlobStore
-    from models.db import make_engine, make_session_factory
-    from models.retention import GcRunningError, collect, gc_lock, grace_s
+    from visionq.models.blobs import BlobStore
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.retention import GcRunningError, collect, gc_lock, grace_s
 
     settings = get_settings()
     engine = make_engine(settings.database_url, pool_size=1)

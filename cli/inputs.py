@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from client.inputs import part_names
-from vision.formats import ImageRejectedError, require_supported
-from vision.task_registry import TASKS
-from vision.tasks import TaskKind
+from visionq.client.inputs import part_names
+from visionq.vision.formats import ImageRejectedError, require_supported
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import TaskKind
 
 # Enough bytes for every format's signature and for Pillow to name a refused format.
 _HEAD_BYTES = 64 * 1024

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from models.settings import get_settings
+from visionq.models.settings import get_settings
 
 app = typer.Typer(help="API keys (only their hashes are stored).", no_args_is_help=True)
 
@@ -17,8 +17,8 @@ def create(
     tenant: str = typer.Option("default", help="Tenant whose jobs the key can see."),
 ) -> None:
     """Create a key and print it once, as the last line of output."""
-    from models.db import make_engine, make_session_factory
-    from models.keys import create_key
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.keys import create_key
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
@@ -40,8 +40,8 @@ def list_(
 
     Id, tenant, name, prefix, created and status of each.
     """
-    from models.db import make_engine, make_session_factory
-    from models.keys import list_keys
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.keys import list_keys
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
@@ -73,8 +73,8 @@ def list_(
 @app.command("revoke")
 def revoke(key_id: int = typer.Argument(..., help="Key id from 'visionq keys list'.")) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    from models.db import make_engine, make_session_factory
-    from models.keys import revoke_key
+    from visionq.models.db import make_engine, make_session_factory
+    from visionq.models.keys import revoke_key
 
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:

@@ -11,16 +11,16 @@ from enum import StrEnum
 
 import typer
 
-from cli import cost as cost_commands
-from cli import files as files_commands
-from cli import keys as keys_commands
-from cli import user
-from cli.demo import demo
-from cli.dev import dev
-from cli.emulator_cmd import run_emulator
-from cli.gc import gc
-from cli.retry import retry
-from models.settings import get_settings
+from visionq.cli import cost as cost_commands
+from visionq.cli import files as files_commands
+from visionq.cli import keys as keys_commands
+from visionq.cli import user
+from visionq.cli.demo import demo
+from visionq.cli.dev import dev
+from visionq.cli.emulator_cmd import run_emulator
+from visionq.cli.gc import gc
+from visionq.cli.retry import retry
+from visionq.models.settings import get_settings
 
 app = typer.Typer(
     name="visionq",
@@ -67,7 +67,7 @@ app.command()(gc)
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Create or update the schema of VISIONQ_DATABASE_URL."""
-    from models.migrate import current_revision, upgrade
+    from visionq.models.migrate import current_revision, upgrade
 
     settings = get_settings()
     upgrade(settings.database_url, revision)
@@ -77,7 +77,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) 
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision of the database."""
-    from models.migrate import current_revision
+    from visionq.models.migrate import current_revision
 
     typer.echo(current_revision(get_settings().database_url) or "not migrated")
 
@@ -93,7 +93,7 @@ def list_models(
 
     VISIONQ_MODELS_FILE is applied; prices are today's.
     """
-    from cli.models import show_models
+    from visionq.cli.models import show_models
 
     show_models(get_settings(), as_json=as_json, include_retired=all_models)
 
@@ -116,7 +116,7 @@ def run_api(
 
     Slow clients are cut off (api/server.py).
     """
-    from api.server import run
+    from visionq.api.server import run
 
     run(host=host, port=port, workers=workers)
 
@@ -167,9 +167,9 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
     """
-    from models.broker import JOBS_QUEUE
-    from models.logs import configure_logging
-    from worker.celery_app import app as celery_app
+    from visionq.models.broker import JOBS_QUEUE
+    from visionq.models.logs import configure_logging
+    from visionq.worker.celery_app import app as celery_app
 
     settings = get_settings()
     if not settings.gemini_key():
@@ -199,7 +199,7 @@ app.command("emulator")(run_emulator)
 
 def main() -> None:
     """Entry point of the console script: operator errors end as one line and exit code 1."""
-    from cli.failures import explain
+    from visionq.cli.failures import explain
 
     try:
         app()

@@ -8,10 +8,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from models.settings import Settings
-from vision.costing import CostBook, today
-from vision.model_rows import model_rows
-from vision.tasks import TaskKind
+from visionq.models.settings import Settings
+from visionq.vision.costing import CostBook, today
+from visionq.vision.model_rows import model_rows
+from visionq.vision.tasks import TaskKind
 
 ALL_TASKS = frozenset(task.value for task in TaskKind)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vision.tasks import JobOptions
+from visionq.vision.tasks import JobOptions
 
 OptionArgs = Annotated[
     list[str] | None,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from client import Job, VisionqClient
-from vision.task_registry import has_boxes, has_masks
+from visionq.client import Job, VisionqClient
+from visionq.vision.task_registry import has_boxes, has_masks
 
 # More distinct colours than this in the annotated image: a photograph, stored as JPEG;
 # fewer: a drawing or a screenshot, stored as PNG (lossless and smaller for flat colours).

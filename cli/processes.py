@@ -131,7 +131,7 @@ def visionq_command(*args: str) -> list[str]:
     -P: the working directory is not put on sys.path, so a models.py (or api.py, cli/...)
     in the folder `visionq dev` runs from is never imported instead of ours.
     """
-    return [sys.executable, "-P", "-m", "cli", *args]
+    return [sys.executable, "-P", "-m", "visionq.cli", *args]
 
 
 class RedisNotFoundError(FileNotFoundError):

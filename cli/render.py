@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from client.models import Job
-from vision.task_registry import rendering
+from visionq.client.models import Job
+from visionq.vision.task_registry import rendering
 
 _STATUS_STYLE = {
     "succeeded": "green",

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.common import (
+from visionq.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
@@ -19,9 +19,9 @@ from cli.common import (
     say,
     wait_for,
 )
-from cli.render import results_view
-from client import DEFAULT_URL, PAGE_SIZE_MIN, Job, VisionqClient, VisionqError
-from models.tables import TERMINAL_STATUSES, JobStatus
+from visionq.cli.render import results_view
+from visionq.client import DEFAULT_URL, PAGE_SIZE_MIN, Job, VisionqClient, VisionqError
+from visionq.models.tables import TERMINAL_STATUSES, JobStatus
 
 # The statuses a job can be retried from: the finished ones, declared once in models.tables.
 FINISHED = TERMINAL_STATUSES

@@ -10,7 +10,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.shapes import Shape, draw_scene, encode, random_scene
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
 # Classification labels for the photographs: their dominant colours, which Gemini sees and

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import redis
 
-from cli.processes import free_port, port_is_free
-from cli.stackbuild import StackBuilder, StackError
+from visionq.cli.processes import free_port, port_is_free
+from visionq.cli.stackbuild import StackBuilder, StackError
 
 __all__ = ["EMULATOR_WARNING", "Stack", "StackError", "start_stack"]
-from models.db import make_engine, make_session_factory
-from models.keys import create_key, revoke_key
-from models.migrate import upgrade
-from models.settings import Settings, redact_url
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key, revoke_key
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings, redact_url
 
 DEFAULT_API_PORT = 8000
 EMULATOR_WARNING = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from cli.processes import (
+from visionq.cli.processes import (
     ManagedProcess,
     RedisNotFoundError,
     free_port,

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli.common import (
+from visionq.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
@@ -25,8 +25,8 @@ from cli.common import (
     unfinished,
     wait_for,
 )
-from cli.idempotency import job_key, numbered
-from cli.inputs import (
+from visionq.cli.idempotency import job_key, numbered
+from visionq.cli.inputs import (
     InputError,
     check_images,
     file_sha256,
@@ -37,7 +37,7 @@ from cli.inputs import (
     name_files,
     read_schema,
 )
-from cli.options import (
+from visionq.cli.options import (
     Economy,
     Labels,
     MaxOutputTokens,
@@ -48,11 +48,11 @@ from cli.options import (
     Thinking,
     job_options,
 )
-from cli.outputs import write_outputs
-from cli.render import results_view
-from client import DEFAULT_URL, Job, VisionqClient, VisionqError
-from vision.formats import ACCEPTED_FORMATS_TEXT
-from vision.tasks import TaskKind
+from visionq.cli.outputs import write_outputs
+from visionq.cli.render import results_view
+from visionq.client import DEFAULT_URL, Job, VisionqClient, VisionqError
+from visionq.vision.formats import ACCEPTED_FORMATS_TEXT
+from visionq.vision.tasks import TaskKind
 
 RESUME_HINT = (
     "run the same command again to resume: the jobs already submitted are found again by "

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.common import (
+from visionq.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
@@ -21,11 +21,11 @@ from cli.common import (
     print_json,
     wait_for,
 )
-from cli.estimate_cmd import estimate
-from cli.render import detections_table, jobs_table, summary
-from cli.submit import show_finished, submit
-from client import DEFAULT_URL, PAGE_SIZE_MIN, Job
-from vision.task_registry import rendering
+from visionq.cli.estimate_cmd import estimate
+from visionq.cli.render import detections_table, jobs_table, summary
+from visionq.cli.submit import show_finished, submit
+from visionq.client import DEFAULT_URL, PAGE_SIZE_MIN, Job
+from visionq.vision.task_registry import rendering
 
 
 def wait(

@@ -1,13 +1,13 @@
 """Python client of the visionq HTTP API."""
 
-from client.api import (
+from visionq.client.api import (
     DEFAULT_URL,
     PAGE_SIZE_MIN,
     VisionqClient,
     VisionqConnectionError,
     VisionqError,
 )
-from client.models import Job, JobPage
+from visionq.client.models import Job, JobPage
 
 __all__ = [
     "DEFAULT_URL",

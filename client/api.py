@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from client.inputs import ImageSource, image_list, job_request, text_list
-from client.models import Job, JobPage
+from visionq.client.inputs import ImageSource, image_list, job_request, text_list
+from visionq.client.models import Job, JobPage
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

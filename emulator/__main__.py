@@ -1,4 +1,4 @@
-"""``python -m emulator``: run the Gemini API emulator."""
+"""``python -m visionq.emulator``: run the Gemini API emulator."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from emulator.config import EmulatorConfig
-from emulator.options import add_arguments, config_from_options
-from emulator.server import run
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.options import add_arguments, config_from_options
+from visionq.emulator.server import run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags (declared once, in ``emulator.options``)."""
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m visionq.emulator", description=__doc__)
     add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -24,7 +24,7 @@ def build_config(argv: Sequence[str] | None = None) -> tuple[EmulatorConfig, arg
     try:
         config = config_from_options(vars(args))
     except ValueError as exc:
-        print(f"python -m emulator: error: {exc}", file=sys.stderr)
+        print(f"python -m visionq.emulator: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
     return config, args
 

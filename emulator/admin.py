@@ -25,10 +25,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator import errors
-from emulator.httpio import app_state, base_url, read_body
-from emulator.request import parse_json_body
-from emulator.state import EmulatorState
+from visionq.emulator import errors
+from visionq.emulator.httpio import app_state, base_url, read_body
+from visionq.emulator.request import parse_json_body
+from visionq.emulator.state import EmulatorState
 
 # Far more than any settings object needs; the limit only guards against accidents.
 FAULTS_BODY_LIMIT = 64 * 1024

@@ -20,13 +20,13 @@ from typing import Any
 
 from PIL import Image
 
-from emulator.classify import photo_label
-from emulator.compare import asks_to_compare, compare_answer
-from emulator.masks import polygon, seg_tokens
-from emulator.request import GenerateRequest
-from emulator.scene import DetectedShape, SceneFacts
-from emulator.schema_fill import break_schema, fill_schema
-from emulator.shapes import PALETTE, encode
+from visionq.emulator.classify import photo_label
+from visionq.emulator.compare import asks_to_compare, compare_answer
+from visionq.emulator.masks import polygon, seg_tokens
+from visionq.emulator.request import GenerateRequest
+from visionq.emulator.scene import DetectedShape, SceneFacts
+from visionq.emulator.schema_fill import break_schema, fill_schema
+from visionq.emulator.shapes import PALETTE, encode
 
 # Short, so a one-line summary still shows the answer; unmistakable all the same.
 SYNTHETIC_PREFIX = "[synthetic {what}, emulator] "

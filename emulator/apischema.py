@@ -159,5 +159,5 @@ def parse_schema(raw: Mapping[str, Any]) -> ApiSchema:
 @functools.cache
 def load_schema(version: str) -> ApiSchema:
     """The stored schema of ``version`` ("v1", "v1beta"); FileNotFoundError for others."""
-    path = resources.files("emulator").joinpath(*SCHEMA_FILES, f"{version}.json")
+    path = resources.files("visionq.emulator").joinpath(*SCHEMA_FILES, f"{version}.json")
     return parse_schema(json.loads(path.read_text(encoding="utf-8")))

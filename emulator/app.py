@@ -13,13 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emulator import admin, errors, files_api, frontend, gate, models_api
-from emulator.config import EmulatorConfig
-from emulator.errors import EmulatorError
-from emulator.httpio import API_VERSIONS, app_state, base_url, check_api_key, read_body
-from emulator.request import parse_json_body
-from emulator.service import Call, Result, count_tokens, generate_content
-from emulator.state import EmulatorState
+from visionq.emulator import admin, errors, files_api, frontend, gate, models_api
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.errors import EmulatorError
+from visionq.emulator.httpio import API_VERSIONS, app_state, base_url, check_api_key, read_body
+from visionq.emulator.request import parse_json_body
+from visionq.emulator.service import Call, Result, count_tokens, generate_content
+from visionq.emulator.state import EmulatorState
 
 Method = Callable[[EmulatorState, Call, Mapping[str, Any]], Awaitable[Result]]
 METHODS: dict[str, Method] = {

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from emulator import errors
-from emulator.tokens import ModelRule, TokenTable
+from visionq.emulator import errors
+from visionq.emulator.tokens import ModelRule, TokenTable
 
 STATUSES: Final = ("stable", "preview", "deprecated", "routed", "closed", "shut_down")
 SERVED_STATUSES: Final = frozenset({"stable", "preview", "deprecated"})

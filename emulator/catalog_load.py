@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Final
 
-from emulator.catalog import (
+from visionq.emulator.catalog import (
     DEFAULT_INPUT_LIMIT,
     DEFAULT_OUTPUT_LIMIT,
     MASK_FORMATS,
@@ -30,8 +30,8 @@ from emulator.catalog import (
     Price,
     ThinkingRules,
 )
-from emulator.tokens import TokenRulesError, parse_chars_per_token
-from emulator.tokens import parse_model_rule as parse_billing
+from visionq.emulator.tokens import TokenRulesError, parse_chars_per_token
+from visionq.emulator.tokens import parse_model_rule as parse_billing
 
 BUILTIN_FILE: Final = "data/models.json"
 
@@ -252,7 +252,7 @@ def parse_catalogue(data: Any, where: str = "model catalogue") -> Catalogue:
 
 def builtin_raw() -> dict[str, Any]:
     """The built-in catalogue as parsed JSON (``emulator/data/models.json``)."""
-    text = resources.files("emulator").joinpath(BUILTIN_FILE).read_text(encoding="utf-8")
+    text = resources.files("visionq.emulator").joinpath(BUILTIN_FILE).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

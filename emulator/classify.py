@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from emulator.photo import GREYSCALE_SATURATION, VIVID_SATURATION, WARM_HUES
-from emulator.scene import SceneFacts
+from visionq.emulator.photo import GREYSCALE_SATURATION, VIVID_SATURATION, WARM_HUES
+from visionq.emulator.scene import SceneFacts
 
 Check = Callable[[SceneFacts], bool]
 

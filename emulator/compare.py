@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from emulator.scene import DetectedShape, SceneFacts
+from visionq.emulator.scene import DetectedShape, SceneFacts
 
 # Matched against whole lower-case words with a trailing plural "s" dropped.
 COMPARE_WORDS = frozenset(

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.catalog import Catalogue
-from emulator.catalog_load import build_catalogue
-from emulator.faults import (
+from visionq.emulator.catalog import Catalogue
+from visionq.emulator.catalog_load import build_catalogue
+from visionq.emulator.faults import (
     FaultSettings,
     fault_field_names,
 )
-from emulator.tokens import TokenTable
+from visionq.emulator.tokens import TokenTable
 
 # Google raised the inline request limit of generateContent to 100 MB in January 2026.
 DEFAULT_INLINE_LIMIT_BYTES = 100 * 1024 * 1024

@@ -29,8 +29,8 @@ from typing import Any
 
 from PIL import Image
 
-from emulator import errors
-from emulator.scene import UndecodableImageError, load_image
+from visionq.emulator import errors
+from visionq.emulator.scene import UndecodableImageError, load_image
 
 Clock = Callable[[], float]
 

@@ -25,12 +25,12 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator import errors, frontend
-from emulator.errors import EmulatorError
-from emulator.files import UploadSession, decodes
-from emulator.httpio import app_state, base_url, check_api_key, check_version, read_body
-from emulator.request import get_field, parse_json_body
-from emulator.state import EmulatorState
+from visionq.emulator import errors, frontend
+from visionq.emulator.errors import EmulatorError
+from visionq.emulator.files import UploadSession, decodes
+from visionq.emulator.httpio import app_state, base_url, check_api_key, check_version, read_body
+from visionq.emulator.request import get_field, parse_json_body
+from visionq.emulator.state import EmulatorState
 
 STATUS_HEADER = "X-Goog-Upload-Status"
 # Google announces this granularity; the SDK ignores it (its chunks are 8 MiB).

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from emulator import errors
-from emulator.apischema import ApiSchema, load_schema
-from emulator.protojson import check
+from visionq.emulator import errors
+from visionq.emulator.apischema import ApiSchema, load_schema
+from visionq.emulator.protojson import check
 
 # The URL's method name -> the schema's.
 URL_METHODS = {

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from datetime import time as day_start
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from emulator import errors, quota_errors
-from emulator.errors import EmulatorError
-from emulator.faults import DAILY_QUOTA, HANG, FaultSettings, decide_fault
-from emulator.quota import RPM, TPM
-from emulator.quota_errors import QuotaLimit
-from emulator.state import EmulatorState
+from visionq.emulator import errors, quota_errors
+from visionq.emulator.errors import EmulatorError
+from visionq.emulator.faults import DAILY_QUOTA, HANG, FaultSettings, decide_fault
+from visionq.emulator.quota import RPM, TPM
+from visionq.emulator.quota_errors import QuotaLimit
+from visionq.emulator.state import EmulatorState
 
 Disconnected = Callable[[], Awaitable[bool]]
 

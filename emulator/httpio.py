@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from emulator import errors, frontend
-from emulator.config import EmulatorConfig
-from emulator.errors import EmulatorError
-from emulator.state import EmulatorState
+from visionq.emulator import errors, frontend
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.errors import EmulatorError
+from visionq.emulator.state import EmulatorState
 
 API_VERSIONS = ("v1", "v1beta")
 

@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator import errors
-from emulator.catalog import ModelSpec
-from emulator.httpio import app_state, check_api_key, check_version
+from visionq.emulator import errors
+from visionq.emulator.catalog import ModelSpec
+from visionq.emulator.httpio import app_state, check_api_key, check_version
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

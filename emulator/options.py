@@ -1,6 +1,6 @@
 """The emulator's command-line options, declared once.
 
-``python -m emulator`` (argparse, see ``__main__``) and ``visionq emulator`` (typer, see
+``python -m visionq.emulator`` (argparse, see ``__main__``) and ``visionq emulator`` (typer, see
 ``cli/main.py``) both build their flags from ``OPTIONS``; the defaults of the options that
 are ``EmulatorConfig`` fields come from that dataclass, so the two command lines and the
 config cannot drift apart. ``config_from_options`` turns parsed values into a config.
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.catalog_load import load_models_file
-from emulator.config import EmulatorConfig
-from emulator.faults import (
+from visionq.emulator.catalog_load import load_models_file
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.faults import (
     ALWAYS_FAIL_STATUSES,
     BLOCKED_FINISH_REASONS,
     EMPTY_ANSWERS,
@@ -206,7 +206,7 @@ OPTIONS: tuple[Option, ...] = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare every option on an argparse parser (``python -m emulator``)."""
+    """Declare every option on an argparse parser (``python -m visionq.emulator``)."""
     groups: dict[str | None, Any] = {None: parser}
     for option in OPTIONS:
         if option.group not in groups:

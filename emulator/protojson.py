@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.apischema import TYPE_URL_PREFIX, ApiSchema, FieldSpec, MessageSpec
+from visionq.emulator.apischema import TYPE_URL_PREFIX, ApiSchema, FieldSpec, MessageSpec
 
 PROTOBUF = "google.protobuf."
 _INT_RANGES: dict[str, tuple[int, int]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.errors import EmulatorError
+from visionq.emulator.errors import EmulatorError
 
 RATE_LIMITS_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from emulator import errors
+from visionq.emulator import errors
 
 PUBLIC_PATH = "/_emulator/public/"
 WEB_SCHEMES = ("http", "https")

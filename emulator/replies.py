@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.tokens import PromptTokens, TokenTable, usage_metadata
+from visionq.emulator.tokens import PromptTokens, TokenTable, usage_metadata
 
 THOUGHT_SUMMARY = "**Looking at the request**\n\n[synthetic thought summary, emulator] "
 SAFETY_CATEGORIES = (

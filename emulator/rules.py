@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from emulator import errors
-from emulator.catalog import Catalogue, ModelSpec
-from emulator.request import GenerationSettings, Part
-from emulator.tokens import normalise_level
+from visionq.emulator import errors
+from visionq.emulator.catalog import Catalogue, ModelSpec
+from visionq.emulator.request import GenerationSettings, Part
+from visionq.emulator.tokens import normalise_level
 
 THINKING_LEVEL_PREFIX = "THINKING_LEVEL_"
 # thinking_budget -1 asks the model to choose (dynamic thinking).

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import pillow_heif
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat, UnidentifiedImageError
 
-from emulator.edges import colour_lut, extend_tips, trace_tips
-from emulator.photo import colour_measures
-from emulator.shapes import PALETTE
+from visionq.emulator.edges import colour_lut, extend_tips, trace_tips
+from visionq.emulator.photo import colour_measures
+from visionq.emulator.shapes import PALETTE
 
 GRID_MAX_SIDE = 256
 # A grid cell is dilated by this many cells before refinement, so shape pixels in cells

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from emulator.scene import DetectedShape, SceneFacts
+from visionq.emulator.scene import DetectedShape, SceneFacts
 
 Describe = Callable[[SceneFacts], str]
 Choose = Callable[[Sequence[str], SceneFacts | None], str]

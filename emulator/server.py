@@ -9,8 +9,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from emulator.app import create_app
-from emulator.config import EmulatorConfig
+from visionq.emulator.app import create_app
+from visionq.emulator.config import EmulatorConfig
 
 READY_PREFIX = "emulator listening on "
 # A call hanging on purpose (hang_s, 600 s by default) must not hold up Ctrl-C or

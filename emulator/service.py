@@ -9,14 +9,14 @@ from typing import Any
 
 import anyio.to_thread
 
-from emulator import errors, gate, quota_errors
-from emulator.answers import answer, is_structured
-from emulator.catalog import ModelSpec
-from emulator.config import EmulatorConfig
-from emulator.files import id_from_uri
-from emulator.remote import fetch, is_web_uri
-from emulator.replies import Reply, answer_body, outcome_body
-from emulator.request import (
+from visionq.emulator import errors, gate, quota_errors
+from visionq.emulator.answers import answer, is_structured
+from visionq.emulator.catalog import ModelSpec
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.files import id_from_uri
+from visionq.emulator.remote import fetch, is_web_uri
+from visionq.emulator.replies import Reply, answer_body, outcome_body
+from visionq.emulator.request import (
     IMAGE_MIME_TYPES,
     TEXT_MIME_TYPES,
     FilePart,
@@ -28,11 +28,11 @@ from emulator.request import (
     parse_count_tokens_request,
     parse_generate_request,
 )
-from emulator.rules import check_media_resolution, thoughts_for
-from emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
-from emulator.spend import call_cost_usd
-from emulator.state import EmulatorState
-from emulator.tokens import ImageInput, PromptTokens
+from visionq.emulator.rules import check_media_resolution, thoughts_for
+from visionq.emulator.scene import SceneFacts, UndecodableImageError, analyse_bytes, image_size
+from visionq.emulator.spend import call_cost_usd
+from visionq.emulator.state import EmulatorState
+from visionq.emulator.tokens import ImageInput, PromptTokens
 
 SERVICE_TIERS = ("standard", "flex", "priority")
 SERVICE_TIER_HEADER = "x-gemini-service-tier"

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from emulator.catalog import Catalogue, ModelSpec
+from visionq.emulator.catalog import Catalogue, ModelSpec
 
 PER_MILLION = 1_000_000
 

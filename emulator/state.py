@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from emulator.catalog import Catalogue
-from emulator.config import EmulatorConfig
-from emulator.faults import FAULT_KINDS, FaultSettings, new_rng
-from emulator.files import Clock, FileStore
-from emulator.quota import RPM, TPM, QuotaTracker
-from emulator.spend import SpendWindow
-from emulator.tokens import TokenTable
+from visionq.emulator.catalog import Catalogue
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.faults import FAULT_KINDS, FaultSettings, new_rng
+from visionq.emulator.files import Clock, FileStore
+from visionq.emulator.quota import RPM, TPM, QuotaTracker
+from visionq.emulator.spend import SpendWindow
+from visionq.emulator.tokens import TokenTable
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from vision.errors import FixedCodeError
+from visionq.vision.errors import FixedCodeError
 
 # A write refused for lack of room: the disk or quota is full, the file system read-only.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, and_, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.tables import BUDGETS, Budget, utcnow
+from visionq.models.tables import BUDGETS, Budget, utcnow
 
 
 def _periods(now: datetime) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.tables import FileState, GeminiFile, utcnow
+from visionq.models.tables import FileState, GeminiFile, utcnow
 
 
 def find_file(session: Session, *, identity: str, sha256: str) -> GeminiFile | None:

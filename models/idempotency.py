@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from models.tables import IdempotencyKey, utcnow
+from visionq.models.tables import IdempotencyKey, utcnow
 
 
 @dataclass(frozen=True)

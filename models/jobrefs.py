@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from models.jobs import is_job_id
-from models.tables import Job
-from vision.errors import CodedError
+from visionq.models.jobs import is_job_id
+from visionq.models.tables import Job
+from visionq.vision.errors import CodedError
 
 # 8 hex characters of a random UUID: 4 billion values, so a tenant needs tens of thousands
 # of jobs before two share one; fewer would make ambiguity usual.

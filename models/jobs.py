@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from models.budgets import settle
-from models.tables import (
+from visionq.models.budgets import settle
+from visionq.models.tables import (
     JOB_INPUTS,
     JOBS,
     Job,
@@ -27,8 +27,8 @@ from models.tables import (
     JobStatus,
     utcnow,
 )
-from vision.estimate import StoredEstimate
-from vision.tasks import JobOptions
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.tasks import JobOptions
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 

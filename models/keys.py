@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from models.tables import API_KEYS, ApiKey, utcnow
+from visionq.models.tables import API_KEYS, ApiKey, utcnow
 
 KEY_PREFIX = "vq_"
 

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.outcomes import fail_job
-from models.tables import (
+from visionq.models.outcomes import fail_job
+from visionq.models.tables import (
     ATTEMPTS,
     JOB_INPUTS,
     JOBS,
@@ -29,8 +29,8 @@ from models.tables import (
     JobStatus,
     utcnow,
 )
-from vision.estimate import StoredEstimate
-from vision.tasks import JobOptions
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.tasks import JobOptions
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
-from models.db import make_engine, normalise_database_url
+from visionq.models.db import make_engine, normalise_database_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

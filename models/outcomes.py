@@ -15,9 +15,9 @@ from sqlalchemy import Update, bindparam, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from models.budgets import settle
-from models.jobs import ACTIVE_STATUSES
-from models.tables import ATTEMPTS, JOB_INPUTS, JOBS, AttemptOutcome, JobStatus, utcnow
+from visionq.models.budgets import settle
+from visionq.models.jobs import ACTIVE_STATUSES
+from visionq.models.tables import ATTEMPTS, JOB_INPUTS, JOBS, AttemptOutcome, JobStatus, utcnow
 
 # The worker's per-job statements are built once (see models/leases.py for why); values
 # are passed at execution: an UPDATE without .values() sets the columns named in them.

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.tables import Job
+from visionq.models.tables import Job
 
 GROUPINGS = ("model", "tenant", "task", "day")
 

@@ -27,11 +27,11 @@ import redis
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.blobs import BlobStore
-from models.idempotency import forget_expired
-from models.settings import Settings
-from models.tables import TERMINAL_STATUSES, Attempt, IdempotencyKey, Job, JobInput, utcnow
-from vision.task_registry import kinds_with
+from visionq.models.blobs import BlobStore
+from visionq.models.idempotency import forget_expired
+from visionq.models.settings import Settings
+from visionq.models.tables import TERMINAL_STATUSES, Attempt, IdempotencyKey, Job, JobInput, utcnow
+from visionq.vision.task_registry import kinds_with
 
 BATCH = 500
 # Never less than an hour, whatever the settings: room for a slow submit or store.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from models.jobs import get_job
-from models.tables import TERMINAL_STATUSES, Job
+from visionq.models.jobs import get_job
+from visionq.models.tables import TERMINAL_STATUSES, Job
 
 
 class JobNotFinishedError(Exception):

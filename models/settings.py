@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.ratelimits import parse_quotas
+from visionq.models.ratelimits import parse_quotas
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)

@@ -22,8 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vision.estimate import StoredEstimate
-from vision.tasks import JobOptions
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.tasks import JobOptions
 
 
 def utcnow() -> datetime:

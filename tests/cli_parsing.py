@@ -48,7 +48,7 @@ def click_parse(command: Any, argv: Sequence[str]) -> Any:
 
 
 def parse_visionq(argv: Sequence[str]) -> Any:
-    from cli.main import app
+    from visionq.cli.main import app
 
     assert argv[0] == "visionq"
     return click_parse(typer.main.get_command(app), argv)

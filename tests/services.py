@@ -18,8 +18,8 @@ from pathlib import Path
 
 import redis
 
-from cli.processes import ManagedProcess as Process
-from cli.processes import free_port, http_ok, redis_args, visionq_command, wait_until
+from visionq.cli.processes import ManagedProcess as Process
+from visionq.cli.processes import free_port, http_ok, redis_args, visionq_command, wait_until
 
 __all__ = [
     "PostgresServer",

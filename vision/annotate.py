@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from vision.formats import HEIC, HEIF, register_heif, sniff_mime_type
+from visionq.vision.formats import HEIC, HEIF, register_heif, sniff_mime_type
 
 # Distinct, saturated colours that stay readable on photos.
 _COLOURS = [

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from vision.estimate import Estimate
+from visionq.vision.estimate import Estimate
 
 
 @dataclass(frozen=True)

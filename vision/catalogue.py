@@ -42,12 +42,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vision.levels import ThinkingLevel
-from vision.pricing import ModelPrice
-from vision.task_registry import TASKS
-from vision.tasks import TaskKind
-from vision.tokens import ModelRule, TextRule, text_tokens
-from vision.validation import describe_errors
+from visionq.vision.levels import ThinkingLevel
+from visionq.vision.pricing import ModelPrice
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import TaskKind
+from visionq.vision.tokens import ModelRule, TextRule, text_tokens
+from visionq.vision.validation import describe_errors
 
 _PACKAGE_FILE = "models.json"
 _VERSION_SUFFIX = re.compile(r"-\d{3}$")
@@ -292,7 +292,7 @@ def parse_catalogue(data: Any, *, source: str = "catalogue") -> Catalogue:
 
 def default_catalogue_data() -> dict[str, Any]:
     """The packaged catalogue as parsed JSON (a fresh copy)."""
-    text = resources.files("vision").joinpath("data", _PACKAGE_FILE).read_text("utf-8")
+    text = resources.files("visionq.vision").joinpath("data", _PACKAGE_FILE).read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

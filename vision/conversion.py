@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from vision.formats import BMP, FORMAT_NAMES, GIF, TIFF
+from visionq.vision.formats import BMP, FORMAT_NAMES, GIF, TIFF
 
 # Counting stops here: a note saying "of 10000+" is as useful as the exact number.
 MAX_COUNTED = 10_000

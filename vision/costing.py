@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from vision.catalogue import Catalogue, ServiceTier, load_catalogue
-from vision.estimate import Estimate, estimate_job
-from vision.pricing import format_usd, usage_cost
-from vision.tasks import JobOptions, TaskKind, build_prompt
-from vision.tokens import fit_within
+from visionq.vision.catalogue import Catalogue, ServiceTier, load_catalogue
+from visionq.vision.estimate import Estimate, estimate_job
+from visionq.vision.pricing import format_usd, usage_cost
+from visionq.vision.tasks import JobOptions, TaskKind, build_prompt
+from visionq.vision.tokens import fit_within
 
 NANO = Decimal(1_000_000_000)
 

@@ -31,13 +31,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
-from vision.catalogue import Catalogue, ServiceTier
-from vision.generation import output_cap, thinking_allowance
-from vision.levels import normalise_level
-from vision.pricing import cost, format_usd
-from vision.task_registry import TASKS
-from vision.tasks import JobOptions, TaskKind
-from vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
+from visionq.vision.catalogue import Catalogue, ServiceTier
+from visionq.vision.generation import output_cap, thinking_allowance
+from visionq.vision.levels import normalise_level
+from visionq.vision.pricing import cost, format_usd
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import JobOptions, TaskKind
+from visionq.vision.tokens import ModelRule, cheapest_max_side, cheapest_size, image_tokens
 
 # What cost_usd.max covers, said in every priced estimate (and README's Costs): holding the
 # worst case of every possible second call would make budget holds several times a job's

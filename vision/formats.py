@@ -25,7 +25,7 @@ from functools import cache
 
 from PIL import Image, UnidentifiedImageError
 
-from vision.errors import CodedError
+from visionq.vision.errors import CodedError
 
 PNG, JPEG, WEBP, HEIC, HEIF = "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"
 GIF, BMP, TIFF = "image/gif", "image/bmp", "image/tiff"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vision.catalogue import ModelEntry
-from vision.levels import ThinkingLevel
-from vision.task_registry import TASKS
-from vision.tasks import JobOptions, TaskKind
+from visionq.vision.catalogue import ModelEntry
+from visionq.vision.levels import ThinkingLevel
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import JobOptions, TaskKind
 
 ThinkingConfig = dict[str, Any]
 _ORDER = list(ThinkingLevel)

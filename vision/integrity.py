@@ -18,7 +18,7 @@ from PIL import Image
 # fast (18x on flat, synthetic images); a PNG's check is mostly inflating its data.
 from zlib_ng import zlib_ng
 
-from vision.formats import FORMAT_NAMES, JPEG, PNG, WEBP, ImageRejectedError, corrupt_error
+from visionq.vision.formats import FORMAT_NAMES, JPEG, PNG, WEBP, ImageRejectedError, corrupt_error
 
 _PNG_CRITICAL = {b"IHDR", b"PLTE", b"IDAT", b"IEND"}
 # Bytes per pixel of the 8-bit PNG colour types whose rows ``check_png_rows`` reads:

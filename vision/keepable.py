@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PIL import Image, JpegImagePlugin
 
-from vision.integrity import PNG_CHANNELS, PngChunk
+from visionq.vision.integrity import PNG_CHANNELS, PngChunk
 
 # Chunks that may make a PNG change: transparency to turn into alpha, an animation, an
 # EXIF block (its orientation). Text chunks only with these keywords, which can hold an

@@ -43,8 +43,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from vision.boxes import NORMALISED_MAX, InvalidBoxError, box_2d_to_pixels
-from vision.parsing import AnswerParseError, detection_items, extract_json
+from visionq.vision.boxes import NORMALISED_MAX, InvalidBoxError, box_2d_to_pixels
+from visionq.vision.parsing import AnswerParseError, detection_items, extract_json
 
 # Google's guide thresholds the probability map at 127: above is inside the object.
 MASK_THRESHOLD = 127

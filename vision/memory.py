@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
-from vision.formats import HEIC, HEIF, WEBP, ImageRejectedError
+from visionq.vision.formats import HEIC, HEIF, WEBP, ImageRejectedError
 
 MIB = 1 << 20
 # Bytes per pixel Pillow holds for an image of each mode (see the module docstring).

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vision.catalogue import Catalogue, ModelEntry, ModelStatus
-from vision.tasks import JobOptions, JobSpecError, TaskKind
+from visionq.vision.catalogue import Catalogue, ModelEntry, ModelStatus
+from visionq.vision.tasks import JobOptions, JobSpecError, TaskKind
 
 
 @dataclass(frozen=True)

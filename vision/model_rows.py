@@ -6,10 +6,10 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from vision.catalogue import Catalogue, ModelEntry, ServiceTier
-from vision.model_fit import choose_model
-from vision.pricing import format_usd
-from vision.tasks import TaskKind
+from visionq.vision.catalogue import Catalogue, ModelEntry, ServiceTier
+from visionq.vision.model_fit import choose_model
+from visionq.vision.pricing import format_usd
+from visionq.vision.tasks import TaskKind
 
 
 class ModelRow(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from PIL import Image
 
-from vision.formats import JPEG
+from visionq.vision.formats import JPEG
 
 KEPT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
 WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}

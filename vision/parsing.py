@@ -6,8 +6,8 @@ import json
 import re
 from typing import Any
 
-from vision.boxes import InvalidBoxError, box_2d_to_pixels
-from vision.errors import FixedCodeError
+from visionq.vision.boxes import InvalidBoxError, box_2d_to_pixels
+from visionq.vision.errors import FixedCodeError
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 

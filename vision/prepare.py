@@ -81,8 +81,8 @@ from dataclasses import dataclass
 
 from PIL import Image, JpegImagePlugin
 
-from vision.conversion import conversion_note
-from vision.formats import (
+from visionq.vision.conversion import conversion_note
+from visionq.vision.formats import (
     CONVERTED_MIME_TYPES,
     HEIC,
     HEIF,
@@ -95,22 +95,22 @@ from vision.formats import (
     read_orientation,
     require_supported,
 )
-from vision.integrity import (
+from visionq.vision.integrity import (
     PngChunk,
     check_container,
     check_png_rows,
     decode,
     png_chunks,
 )
-from vision.keepable import (
+from visionq.vision.keepable import (
     PNG_ORIENTATION_KEYWORDS,
     chroma_subsampling,
     png_bit_depth,
     png_kept_as_is,
     webp_is_lossy,
 )
-from vision.memory import DecodeLimits, decode_bytes, png_rows_bytes
-from vision.modes import KEPT_MODES, WIDE_GRAY_MODES, encode, matching_icc, normalise_mode
+from visionq.vision.memory import DecodeLimits, decode_bytes, png_rows_bytes
+from visionq.vision.modes import KEPT_MODES, WIDE_GRAY_MODES, encode, matching_icc, normalise_mode
 
 JPEG_QUALITY = 95
 DOWNSCALE_JPEG_QUALITY = 90

@@ -22,8 +22,8 @@ from jsonschema.protocols import Validator
 from referencing import Registry
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from vision.parsing import AnswerParseError, extract_json
-from vision.schema_safety import (
+from visionq.vision.parsing import AnswerParseError, extract_json
+from visionq.vision.schema_safety import (
     PatternError,
     UnsafeSchemaError,
     check_safety,

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from vision.levels import ThinkingLevel
-from vision.parsing import AnswerParseError, parse_detections, parse_label
+from visionq.vision.levels import ThinkingLevel
+from visionq.vision.parsing import AnswerParseError, parse_detections, parse_label
 
 if TYPE_CHECKING:
     # Type-only: vision.tasks imports this module (JobOptions lives there).
-    from vision.tasks import JobOptions
+    from visionq.vision.tasks import JobOptions
 
 
 class TaskKind(enum.StrEnum):

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from vision.errors import CodedError
-from vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
-from vision.structured import parse_structured
-from vision.task_registry import TASKS, ImageSize, TaskDefaults, TaskKind, kinds_with
+from visionq.vision.errors import CodedError
+from visionq.vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
+from visionq.vision.structured import parse_structured
+from visionq.vision.task_registry import TASKS, ImageSize, TaskDefaults, TaskKind, kinds_with
 
 # TaskKind, TaskDefaults and ImageSize are declared with the registry and re-exported here,
 # where their readers import them from.

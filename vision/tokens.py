@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vision.levels import MediaLevel, normalise_level
+from visionq.vision.levels import MediaLevel, normalise_level
 
 ImageRuleName = Literal["tiles_768", "crop_unit", "flat", "media_resolution"]
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from google.genai import types
 
-from models.outcomes import Usage
-from worker.errors import GeminiAnswer, GeminiCallError
+from visionq.models.outcomes import Usage
+from visionq.worker.errors import GeminiAnswer, GeminiCallError
 
 # finishReason values that mean the answer was withheld for its content.
 BLOCKED_OUTPUT = {

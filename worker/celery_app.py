@@ -10,8 +10,8 @@ from typing import Any
 
 from celery import Celery
 
-from models.broker import JOBS_QUEUE, transport_options
-from models.settings import Settings, get_settings
+from visionq.models.broker import JOBS_QUEUE, transport_options
+from visionq.models.settings import Settings, get_settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -38,5 +38,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     } | transport_options(settings.redis_url)
 
 
-app = Celery("visionq", set_as_current=False, include=["worker.tasks"])
+app = Celery("visionq", set_as_current=False, include=["visionq.worker.tasks"])
 app.add_defaults(lambda: celery_config(get_settings()))

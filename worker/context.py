@@ -9,15 +9,15 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.settings import Settings
-from vision.costing import CostBook
-from worker.files import FilePolicy, UploadCache
-from worker.gemini import GeminiCaller, gemini_identity, make_client
-from worker.leasekeeper import LeaseKeeper
-from worker.ratelimit import GeminiRateLimiter, parse_quotas
-from worker.retry import RetryPolicy
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.settings import Settings
+from visionq.vision.costing import CostBook
+from visionq.worker.files import FilePolicy, UploadCache
+from visionq.worker.gemini import GeminiCaller, gemini_identity, make_client
+from visionq.worker.leasekeeper import LeaseKeeper
+from visionq.worker.ratelimit import GeminiRateLimiter, parse_quotas
+from visionq.worker.retry import RetryPolicy
 
 
 @dataclass

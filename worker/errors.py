@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.outcomes import Usage
-from vision.errors import CodedError
+from visionq.models.outcomes import Usage
+from visionq.vision.errors import CodedError
 
 
 class GeminiCallError(CodedError):

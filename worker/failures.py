@@ -8,7 +8,7 @@ tests/unit/test_error_codes.py checks every code of the leaves that end a job ha
 
 from __future__ import annotations
 
-from vision.errors import CodedError
+from visionq.vision.errors import CodedError
 
 JOB_ERROR_CODES: dict[str, str] = {
     # worker.errors.GeminiCallError: Google refused or failed the call (quotas, spend,

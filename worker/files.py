@@ -10,8 +10,8 @@ from datetime import timedelta
 from google.genai import types
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.blobs import BlobStore
-from models.files import (
+from visionq.models.blobs import BlobStore
+from visionq.models.files import (
     claim_upload,
     find_file,
     keep_claim,
@@ -21,9 +21,9 @@ from models.files import (
     record_upload,
     usable,
 )
-from models.settings import Settings
-from models.tables import FileState
-from worker.gemini import GeminiCaller, GeminiCallError
+from visionq.models.settings import Settings
+from visionq.models.tables import FileState
+from visionq.worker.gemini import GeminiCaller, GeminiCallError
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.25

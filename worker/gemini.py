@@ -14,10 +14,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from models.settings import Settings
-from worker.answers import answer_from_response, usage_from_metadata
-from worker.errors import GeminiAnswer, GeminiCallError
-from worker.quotas import quota_error, retry_delay
+from visionq.models.settings import Settings
+from visionq.worker.answers import answer_from_response, usage_from_metadata
+from visionq.worker.errors import GeminiAnswer, GeminiCallError
+from visionq.worker.quotas import quota_error, retry_delay
 
 __all__ = [
     "GeminiAnswer",

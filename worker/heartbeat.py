@@ -14,8 +14,8 @@ import threading
 
 import redis
 
-from models.heartbeats import beat, forget
-from models.settings import Settings
+from visionq.models.heartbeats import beat, forget
+from visionq.models.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.leases import renew_leases
+from visionq.models.leases import renew_leases
 
 log = logging.getLogger(__name__)
 

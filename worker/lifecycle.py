@@ -20,12 +20,12 @@ from typing import Protocol
 import redis
 from sqlalchemy import Engine
 
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.settings import Settings
-from worker.context import WorkerContext
-from worker.sweeper import Sweeper
-from worker.watchdog import Watchdog
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.settings import Settings
+from visionq.worker.context import WorkerContext
+from visionq.worker.sweeper import Sweeper
+from visionq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 

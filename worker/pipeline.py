@@ -10,36 +10,36 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from models.blobs import BlobNotFoundError
-from models.leases import Claim, JobSpec, claim_job, open_attempt
-from models.outcomes import (
+from visionq.models.blobs import BlobNotFoundError
+from visionq.models.leases import Claim, JobSpec, claim_job, open_attempt
+from visionq.models.outcomes import (
     complete_job,
     fail_job,
     finish_attempt,
     set_transports,
 )
-from models.tables import AttemptOutcome, utcnow
-from vision.errors import CodedError
-from vision.formats import ImageRejectedError
-from vision.parsing import AnswerParseError
-from vision.structured import SchemaMismatchError
-from vision.tasks import TaskKind
-from worker.context import WorkerContext
-from worker.failures import failure_message, job_error_code
-from worker.gemini import GeminiAnswer, GeminiCallError
-from worker.ratelimit import RateLimitTimeout
-from worker.requests import GeminiRequest, build_request, decode_limits
-from worker.retry import decide
-from worker.spend import Spend
-from worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
-from worker.thinking import (
+from visionq.models.tables import AttemptOutcome, utcnow
+from visionq.vision.errors import CodedError
+from visionq.vision.formats import ImageRejectedError
+from visionq.vision.parsing import AnswerParseError
+from visionq.vision.structured import SchemaMismatchError
+from visionq.vision.tasks import TaskKind
+from visionq.worker.context import WorkerContext
+from visionq.worker.failures import failure_message, job_error_code
+from visionq.worker.gemini import GeminiAnswer, GeminiCallError
+from visionq.worker.ratelimit import RateLimitTimeout
+from visionq.worker.requests import GeminiRequest, build_request, decode_limits
+from visionq.worker.retry import decide
+from visionq.worker.spend import Spend
+from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
+from visionq.worker.thinking import (
     DEFAULT_OUTPUT_LIMIT,
     answer_allowance,
     exhausted_message,
     raised_cap,
     truncated_message,
 )
-from worker.watchdog import Watchdog
+from visionq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 # Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from worker.errors import GeminiCallError
+from visionq.worker.errors import GeminiCallError
 
 # Gemini's spend limits are over a rolling 10 minutes: after that long, every dollar spent
 # before the refusal has left the window.

@@ -35,8 +35,8 @@ from decimal import Decimal
 
 import redis
 
-from models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
-from vision.errors import CodedError
+from visionq.models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
+from visionq.vision.errors import CodedError
 
 __all__ = ["GeminiRateLimiter", "ModelQuota", "RateLimitTimeout", "parse_quotas"]
 

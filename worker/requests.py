@@ -7,16 +7,16 @@ from typing import Any
 
 from google.genai import types
 
-from models.blobs import BlobStore
-from models.leases import JobSpec
-from models.settings import Settings
-from vision.catalogue import Catalogue
-from vision.generation import generation_config
-from vision.memory import DecodeLimits, process_limits
-from vision.prepare import downscale
-from vision.tasks import JobOptions, TaskKind, build_prompt
-from vision.transport import FILE, plan_transport
-from worker.files import UploadCache
+from visionq.models.blobs import BlobStore
+from visionq.models.leases import JobSpec
+from visionq.models.settings import Settings
+from visionq.vision.catalogue import Catalogue
+from visionq.vision.generation import generation_config
+from visionq.vision.memory import DecodeLimits, process_limits
+from visionq.vision.prepare import downscale
+from visionq.vision.tasks import JobOptions, TaskKind, build_prompt
+from visionq.vision.transport import FILE, plan_transport
+from visionq.worker.files import UploadCache
 
 
 @dataclass(frozen=True)

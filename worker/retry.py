@@ -23,8 +23,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from models.settings import Settings
-from worker.errors import GeminiCallError
+from visionq.models.settings import Settings
+from visionq.worker.errors import GeminiCallError
 
 # Attempts refused in a row by 429s naming a per-day quota before the job gives up, and
 # the time those refusals must span: longer than a per-minute quota's window.

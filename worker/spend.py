@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.outcomes import Usage
-from vision.costing import to_nano
-from worker.answers import routed_model
-from worker.context import WorkerContext
+from visionq.models.outcomes import Usage
+from visionq.vision.costing import to_nano
+from visionq.worker.answers import routed_model
+from visionq.worker.context import WorkerContext
 
 
 @dataclass

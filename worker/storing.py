@@ -23,11 +23,11 @@ import redis
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from models.blobs import BlobStore, BlobStoreUnavailableError
-from models.leases import JobSpec
-from vision.masks import parse_segments
-from vision.task_registry import TASKS
-from vision.tasks import ImageSize, TaskKind, parse_answer
+from visionq.models.blobs import BlobStore, BlobStoreUnavailableError
+from visionq.models.leases import JobSpec
+from visionq.vision.masks import parse_segments
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import ImageSize, TaskKind, parse_answer
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.blobs import BlobStore
-from models.idempotency import forget_expired
-from models.leases import jobs_to_send, mark_sent
-from models.settings import Settings
+from visionq.models.blobs import BlobStore
+from visionq.models.idempotency import forget_expired
+from visionq.models.leases import jobs_to_send, mark_sent
+from visionq.models.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "visionq:sweeper"

@@ -24,16 +24,16 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models.broker import JOBS_QUEUE, PROCESS_JOB
-from models.outcomes import fail_job
-from models.settings import Settings, get_settings
-from models.tables import Job, JobStatus
-from worker.celery_app import app
-from worker.context import WorkerContext
-from worker.heartbeat import Heartbeat
-from worker.lifecycle import SweeperThread, WorkerLifecycle, open_resources
-from worker.pipeline import run_job
-from worker.watchdog import JobDeadlineExceeded, Watchdog
+from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB
+from visionq.models.outcomes import fail_job
+from visionq.models.settings import Settings, get_settings
+from visionq.models.tables import Job, JobStatus
+from visionq.worker.celery_app import app
+from visionq.worker.context import WorkerContext
+from visionq.worker.heartbeat import Heartbeat
+from visionq.worker.lifecycle import SweeperThread, WorkerLifecycle, open_resources
+from visionq.worker.pipeline import run_job
+from visionq.worker.watchdog import JobDeadlineExceeded, Watchdog
 
 # Errors that mean "the database is unreachable right now", not "this job is bad".
 _DB_UNAVAILABLE = (OperationalError, InterfaceError)

@@ -11,8 +11,8 @@ never above the model's output limit. A second empty MAX_TOKENS answer fails the
 
 from __future__ import annotations
 
-from vision.task_registry import TASKS
-from vision.tasks import JobOptions, TaskKind
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import JobOptions, TaskKind
 
 # Gemini's output limit of every current model (the catalogue's output_token_limit), and
 # the most options.max_output_tokens takes.

@@ -27,9 +27,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.outcomes import fail_job
-from models.tables import Attempt, AttemptOutcome, utcnow
-from worker.leasekeeper import LeaseKeeper
+from visionq.models.outcomes import fail_job
+from visionq.models.tables import Attempt, AttemptOutcome, utcnow
+from visionq.worker.leasekeeper import LeaseKeeper
 
 log = logging.getLogger(__name__)
 

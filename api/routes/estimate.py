@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.budget_gate import estimate_of
-from api.deps import CallerDep, ResourcesDep
-from api.job_checks import admit
-from api.openapi import error_responses
-from api.request_body import read_job_request
-from api.routes.jobs import ESTIMATE_BODY
-from api.schemas import EstimatePublic
+from visionq.api.budget_gate import estimate_of
+from visionq.api.deps import CallerDep, ResourcesDep
+from visionq.api.job_checks import admit
+from visionq.api.openapi import error_responses
+from visionq.api.request_body import read_job_request
+from visionq.api.routes.jobs import ESTIMATE_BODY
+from visionq.api.schemas import EstimatePublic
 
 router = APIRouter(prefix="/v1", tags=["cost"])
 

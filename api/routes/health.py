@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ApiResources, ResourcesDep
-from api.schemas import HealthStatus
-from models.heartbeats import workers_seen
-from models.migrate import head_revision, known_revisions, revision_of
+from visionq.api.deps import ApiResources, ResourcesDep
+from visionq.api.schemas import HealthStatus
+from visionq.models.heartbeats import workers_seen
+from visionq.models.migrate import head_revision, known_revisions, revision_of
 
 router = APIRouter(tags=["health"])
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from api.deps import CallerDep, ResourcesDep, SessionDep
-from api.errors import ApiError
-from api.jobids import job_id_of, job_not_found
-from api.openapi import PNG_RESPONSE, error_responses
-from api.routes.jobs import JobIdPath
-from models.jobs import get_job
-from models.tables import Job, JobStatus
-from vision.annotate import annotate_detections
-from vision.task_registry import kinds_with
+from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
+from visionq.api.errors import ApiError
+from visionq.api.jobids import job_id_of, job_not_found
+from visionq.api.openapi import PNG_RESPONSE, error_responses
+from visionq.api.routes.jobs import JobIdPath
+from visionq.models.jobs import get_job
+from visionq.models.tables import Job, JobStatus
+from visionq.vision.annotate import annotate_detections
+from visionq.vision.task_registry import kinds_with
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

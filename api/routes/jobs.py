@@ -8,17 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, ResourcesDep, SessionDep
-from api.errors import ApiError
-from api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
-from api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
-from api.request_body import read_job_request
-from api.schemas import JobCreate, JobPage, JobPublic
-from api.submission import authorize_submit, submit
-from models.jobrefs import get_jobs
-from models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
-from models.tables import JobStatus
-from vision.tasks import TaskKind
+from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
+from visionq.api.errors import ApiError
+from visionq.api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
+from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
+from visionq.api.request_body import read_job_request
+from visionq.api.schemas import JobCreate, JobPage, JobPublic
+from visionq.api.submission import authorize_submit, submit
+from visionq.models.jobrefs import get_jobs
+from visionq.models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
+from visionq.models.tables import JobStatus
+from visionq.vision.tasks import TaskKind
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

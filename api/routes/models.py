@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CallerDep, ResourcesDep
-from api.openapi import error_responses
-from vision.costing import today
-from vision.model_rows import ModelRow, model_rows
+from visionq.api.deps import CallerDep, ResourcesDep
+from visionq.api.openapi import error_responses
+from visionq.vision.costing import today
+from visionq.vision.model_rows import ModelRow, model_rows
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

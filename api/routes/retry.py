@@ -13,19 +13,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ApiResources, Caller, ResourcesDep
-from api.errors import ApiError
-from api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
-from api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
-from api.rawjob import RawJob
-from api.schemas import ErrorBody, JobPublic
-from api.submission import authorize_submit, submit
-from models.blobs import BlobNotFoundError
-from models.idempotency import recall
-from models.jobrefs import MIN_PREFIX
-from models.jobs import get_job
-from models.retries import JobNotFinishedError, retry_source
-from models.tables import JobStatus
+from visionq.api.deps import ApiResources, Caller, ResourcesDep
+from visionq.api.errors import ApiError
+from visionq.api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
+from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
+from visionq.api.rawjob import RawJob
+from visionq.api.schemas import ErrorBody, JobPublic
+from visionq.api.submission import authorize_submit, submit
+from visionq.models.blobs import BlobNotFoundError
+from visionq.models.idempotency import recall
+from visionq.models.jobrefs import MIN_PREFIX
+from visionq.models.jobs import get_job
+from visionq.models.retries import JobNotFinishedError, retry_source
+from visionq.models.tables import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

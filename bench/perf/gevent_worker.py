@@ -26,8 +26,8 @@ monkey.patch_all()
 import argparse  # noqa: E402 - after the patching, on purpose
 from collections.abc import Sequence  # noqa: E402
 
-from cli.main import start_worker  # noqa: E402
-from worker.celery_app import app  # noqa: E402
+from visionq.cli.main import start_worker  # noqa: E402
+from visionq.worker.celery_app import app  # noqa: E402
 
 GREEN_PREFETCH_MULTIPLIER = 4
 

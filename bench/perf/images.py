@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from emulator.shapes import encode, random_scene
+from visionq.emulator.shapes import encode, random_scene
 
 
 @dataclass(frozen=True)

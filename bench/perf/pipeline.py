@@ -27,11 +27,11 @@ from bench.perf.raw import MODEL, measure_aio
 from bench.perf.raw import measure as measure_raw
 from bench.perf.report import table, write
 from bench.perf.stack import BenchStack
-from models.budgets import reserve
-from models.jobs import NewInput, create_job
-from models.settings import Settings
-from worker.context import WorkerContext
-from worker.pipeline import run_job
+from visionq.models.budgets import reserve
+from visionq.models.jobs import NewInput, create_job
+from visionq.models.settings import Settings
+from visionq.worker.context import WorkerContext
+from visionq.worker.pipeline import run_job
 
 console = Console()
 WARMUP = 20  # calls/jobs before the clock starts: connections, caches, lazy imports

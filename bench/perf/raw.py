@@ -21,9 +21,9 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from vision.catalogue import load_catalogue
-from vision.generation import generation_config
-from vision.tasks import JobOptions, TaskKind, build_prompt
+from visionq.vision.catalogue import load_catalogue
+from visionq.vision.generation import generation_config
+from visionq.vision.tasks import JobOptions, TaskKind, build_prompt
 
 # The catalogue's default model: what the benchmark's jobs use.
 MODEL = load_catalogue().defaults["model"]

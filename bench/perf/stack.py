@@ -15,12 +15,12 @@ from pathlib import Path
 import redis
 from sqlalchemy import Engine, func, select
 
-from cli.processes import ManagedProcess, visionq_command
-from cli.stackbuild import StackBuilder
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
-from models.tables import Job
-from worker.celery_app import JOBS_QUEUE
+from visionq.cli.processes import ManagedProcess, visionq_command
+from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
+from visionq.models.tables import Job
+from visionq.worker.celery_app import JOBS_QUEUE
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POOLS = ("threads", "prefork", "gevent", "solo")

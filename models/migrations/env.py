@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from models.db import make_engine
-from models.tables import Base
+from visionq.models.db import make_engine
+from visionq.models.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

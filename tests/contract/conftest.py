@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from emulator.apischema import load_schema
 from tests.contract.wire import COUNTS, REFUSALS
 from tests.emulator.conftest import running_emulator
+from visionq.emulator.apischema import load_schema
 
 
 @pytest.fixture(scope="session")

@@ -28,12 +28,6 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
-from emulator.apischema import load_schema
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.leases import InputSpec, JobSpec
-from models.migrate import upgrade
-from models.settings import Settings
 from tests.contract.wire import (
     REFUSALS,
     Recorder,
@@ -42,13 +36,19 @@ from tests.contract.wire import (
     version_of,
 )
 from tests.emulator.conftest import API_KEY
-from vision.catalogue import Catalogue, ModelEntry, load_catalogue
-from vision.estimate import estimate_job
-from vision.model_fit import ModelChoice, check_options
-from vision.tasks import TASK_DEFAULTS, JobOptions, JobSpecError, TaskKind, validate_job
-from worker.files import FilePolicy, UploadCache
-from worker.gemini import GeminiCaller, GeminiCallError
-from worker.requests import build_request
+from visionq.emulator.apischema import load_schema
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.leases import InputSpec, JobSpec
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
+from visionq.vision.catalogue import Catalogue, ModelEntry, load_catalogue
+from visionq.vision.estimate import estimate_job
+from visionq.vision.model_fit import ModelChoice, check_options
+from visionq.vision.tasks import TASK_DEFAULTS, JobOptions, JobSpecError, TaskKind, validate_job
+from visionq.worker.files import FilePolicy, UploadCache
+from visionq.worker.gemini import GeminiCaller, GeminiCallError
+from visionq.worker.requests import build_request
 
 CATALOGUE = load_catalogue()
 # The API version the worker talks to unless configured otherwise.

@@ -21,12 +21,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from emulator import faults
 from tests.contract.wire import Recorder, response_problems
 from tests.emulator.conftest import API_KEY
+from visionq.emulator import faults
 
 HEADERS = {"x-goog-api-key": API_KEY}
-CATALOGUE = json.loads(resources.files("emulator").joinpath("data", "models.json").read_text())
+CATALOGUE = json.loads(
+    resources.files("visionq.emulator").joinpath("data", "models.json").read_text()
+)
 SERVED = [
     model
     for model, spec in CATALOGUE["models"].items()

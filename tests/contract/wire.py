@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator.apischema import ERROR_BODY, load_schema
-from emulator.frontend import required_fields
-from emulator.protojson import check
+from visionq.emulator.apischema import ERROR_BODY, load_schema
+from visionq.emulator.frontend import required_fields
+from visionq.emulator.protojson import check
 
 # Read by the terminal summary (conftest.py) for the closing note.
 COUNTS: dict[str, int] = {"requests": 0, "responses": 0}

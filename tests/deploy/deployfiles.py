@@ -288,12 +288,12 @@ def listen_address(argv: Sequence[str]) -> tuple[str, int, set[str]]:
     if argv[0] == "visionq":
         ctx = parse_visionq(argv)
         if ctx.command_path == "visionq api":
-            from api.app import create_app
+            from visionq.api.app import create_app
 
             routes = http_paths(create_app())
         elif ctx.command_path == "visionq emulator":
-            from emulator.app import create_app as create_emulator
-            from emulator.config import EmulatorConfig
+            from visionq.emulator.app import create_app as create_emulator
+            from visionq.emulator.config import EmulatorConfig
 
             routes = http_paths(create_emulator(EmulatorConfig()))
         else:

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from api.queue import PROCESS_JOB
 from tests.cli_parsing import is_group, parse_celery, parse_visionq
 from tests.deploy.deployfiles import (
     ALL_INTERFACES,
@@ -24,6 +23,7 @@ from tests.deploy.deployfiles import (
     service_argv,
     services,
 )
+from visionq.api.queue import PROCESS_JOB
 
 # --- commands ----------------------------------------------------------------------------
 
@@ -45,8 +45,8 @@ def test_celery_commands_parse_and_load_the_visionq_app(argv: list[str]) -> None
     from celery import Celery
     from celery.app.utils import find_app
 
-    import worker.tasks  # registers the tasks, as the app's `include` does in a worker
-    from worker.celery_app import app as visionq_app
+    import visionq.worker.tasks  # registers the tasks, as the app's `include` does in a worker
+    from visionq.worker.celery_app import app as visionq_app
 
     ctx = parse_celery(argv)
     if ctx.command_path == "celery flower":
@@ -62,7 +62,7 @@ def test_celery_commands_parse_and_load_the_visionq_app(argv: list[str]) -> None
     found = find_app(app_name)  # how celery itself resolves --app
     assert isinstance(found, Celery)
     assert found is visionq_app
-    assert worker.tasks.process_job.name == PROCESS_JOB
+    assert visionq.worker.tasks.process_job.name == PROCESS_JOB
     assert PROCESS_JOB in found.tasks
 
 

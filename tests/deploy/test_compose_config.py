@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from models.settings import Settings, get_settings
 from tests.deploy.deployfiles import (
     BUILT_SERVICES,
     COMPOSE_PATH,
@@ -24,6 +23,7 @@ from tests.deploy.deployfiles import (
     services,
     shared_environment,
 )
+from visionq.models.settings import Settings, get_settings
 
 # --- configuration -------------------------------------------------------------------
 

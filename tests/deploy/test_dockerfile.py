@@ -9,7 +9,6 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from models.settings import Settings
 from tests.deploy.deployfiles import (
     BUILT_SERVICES,
     CONSTRAINTS_PATH,
@@ -20,6 +19,7 @@ from tests.deploy.deployfiles import (
     mounts,
     pyproject,
 )
+from visionq.models.settings import Settings
 
 # --- Dockerfile and .dockerignore --------------------------------------------------------
 
@@ -89,10 +89,7 @@ def test_image_copies_everything_the_build_needs() -> None:
         return
     project = pyproject()
     needed = {"pyproject.toml", project["project"].get("readme", "pyproject.toml")}
-    needed |= {
-        pattern.rstrip("*").rstrip(".")
-        for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]
-    }
+    needed |= set(project["tool"]["setuptools"]["package-dir"].values())
     assert needed <= copied, f"not copied into the image: {needed - copied}"
 
 

@@ -13,7 +13,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from emulator.server import READY_PREFIX
+from visionq.emulator.server import READY_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "test-key"
@@ -25,9 +25,9 @@ SLOW_FILES_MAX_BYTES = 100_000
 
 @contextmanager
 def running_emulator(*flags: str) -> Iterator[str]:
-    """``python -m emulator --port 0 --api-key ... FLAGS``; yields the URL it prints."""
+    """``python -m visionq.emulator --port 0 --api-key ... FLAGS``; yields the URL it prints."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "emulator", "--port", "0", "--api-key", API_KEY]
+    command = [sys.executable, "-m", "visionq.emulator", "--port", "0", "--api-key", API_KEY]
     process = subprocess.Popen(
         [*command, "--api-key", "second-key", *flags],
         cwd=REPO_ROOT,

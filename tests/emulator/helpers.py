@@ -16,11 +16,11 @@ import uvicorn
 from google import genai
 from google.genai import types
 
-from emulator.app import create_app
-from emulator.config import EmulatorConfig
-from emulator.server import bind_socket
-from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import MODEL
+from visionq.emulator.app import create_app
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.server import bind_socket
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 
 def image_part(data: bytes, mime_type: str = "image/png") -> types.Part:

@@ -9,9 +9,9 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import MODEL
 from tests.emulator.helpers import ask, image_part, parts
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 SHAPES = [
     Shape("rectangle", "red", (40, 40, 200, 160)),

@@ -14,12 +14,12 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from emulator import tokens
-from emulator.catalog import CatalogueError
-from emulator.catalog_load import build_catalogue, builtin_raw, load_models_file
-from emulator.config import EmulatorConfig
 from tests.emulator.conftest import API_KEY, REPO_ROOT, make_client, running_emulator
 from tests.emulator.helpers import ask, blank, image_part, image_tokens, parts, serving
+from visionq.emulator import tokens
+from visionq.emulator.catalog import CatalogueError
+from visionq.emulator.catalog_load import build_catalogue, builtin_raw, load_models_file
+from visionq.emulator.config import EmulatorConfig
 
 PROMPT = "How big is it?"  # 14 characters -> 4 text tokens
 TEXT_TOKENS = 4
@@ -285,14 +285,14 @@ def test_bad_models_file_stops_startup(tmp_path: Path, content: str | None, mess
     with pytest.raises(CatalogueError, match=message):
         load_models_file(path)
     done = subprocess.run(
-        [sys.executable, "-m", "emulator", "--port", "0", "--models-file", str(path)],
+        [sys.executable, "-m", "visionq.emulator", "--port", "0", "--models-file", str(path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("python -m emulator: error: ")
+    assert done.stderr.startswith("python -m visionq.emulator: error: ")
 
 
 def test_dated_prices() -> None:

@@ -1,11 +1,11 @@
-"""Command-line flags of ``python -m emulator``."""
+"""Command-line flags of ``python -m visionq.emulator``."""
 
 from __future__ import annotations
 
 import pytest
 
-from emulator.__main__ import parse_args
-from emulator.config import EmulatorConfig
+from visionq.emulator.__main__ import parse_args
+from visionq.emulator.config import EmulatorConfig
 
 
 def test_flags() -> None:
@@ -64,7 +64,7 @@ def test_defaults_and_config_rules() -> None:
 def _visionq_emulator_params(argv: list[str]) -> dict[str, object]:
     import typer.main
 
-    from cli.main import app
+    from visionq.cli.main import app
 
     group = typer.main.get_command(app)
     command = group.get_command(group.make_context("visionq", ["emulator"]), "emulator")  # type: ignore[attr-defined]
@@ -75,7 +75,7 @@ def _visionq_emulator_params(argv: list[str]) -> dict[str, object]:
 def test_both_command_lines_take_the_same_options_with_the_same_defaults() -> None:
     import dataclasses
 
-    from emulator.options import OPTIONS
+    from visionq.emulator.options import OPTIONS
 
     assert _visionq_emulator_params([]) == vars(parse_args([]))
     # Every option not about listening or the catalogue file is a config field, and back.
@@ -91,7 +91,7 @@ def test_both_command_lines_take_the_same_options_with_the_same_defaults() -> No
 def test_the_readme_table_names_every_flag() -> None:
     from pathlib import Path
 
-    from emulator.options import OPTIONS
+    from visionq.emulator.options import OPTIONS
 
     readme = (Path(__file__).parents[2] / "emulator" / "README.md").read_text(encoding="utf-8")
     missing = [o.name for o in OPTIONS if o.dest not in ("host", "port") and o.name not in readme]

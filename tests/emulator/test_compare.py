@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from google import genai
 
-from emulator.compare import asks_to_compare
-from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import MODEL
 from tests.emulator.helpers import image_part, parts
+from visionq.emulator.compare import asks_to_compare
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 FIRST = encode(
     draw_scene(

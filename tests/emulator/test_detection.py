@@ -11,8 +11,8 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode, random_scene
 from tests.emulator.helpers import ask, box_error, parse_json_reply
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
 
 DETECT_PROMPT = (
     "Detect all prominent objects in the image. Return a JSON list where each entry has"
@@ -167,7 +167,7 @@ def test_segmentation_mask_prefix_alternates_by_index(client: genai.Client) -> N
 
 
 def test_tiny_box_mask_is_not_box_sized() -> None:
-    from emulator.answers import mask_size
+    from visionq.emulator.answers import mask_size
 
     assert mask_size(8, 8) != (8, 8)
     assert mask_size(4, 30) != (4, 30)

@@ -10,9 +10,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from emulator.shapes import encode, random_scene
 from tests.emulator.conftest import API_KEY, MODEL, make_client
 from tests.emulator.helpers import ask, image_part, parts
+from visionq.emulator.shapes import encode, random_scene
 
 SCENE, TRUTH = random_scene(7, count=1)
 PNG = encode(SCENE)

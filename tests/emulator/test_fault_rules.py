@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from emulator import quota_errors
-from emulator.__main__ import build_config, parse_args
-from emulator.config import EmulatorConfig
-from emulator.faults import FaultSettings, decide_fault, fault_field_names
-from emulator.gate import seconds_until_pacific_midnight
-from emulator.quota import QuotaTracker, QuotaViolation
-from emulator.state import EmulatorState
+from visionq.emulator import quota_errors
+from visionq.emulator.__main__ import build_config, parse_args
+from visionq.emulator.config import EmulatorConfig
+from visionq.emulator.faults import FaultSettings, decide_fault, fault_field_names
+from visionq.emulator.gate import seconds_until_pacific_midnight
+from visionq.emulator.quota import QuotaTracker, QuotaViolation
+from visionq.emulator.state import EmulatorState
 
 
 def _draws(settings: FaultSettings, seed: int, count: int = 1000) -> Counter[str | None]:
@@ -229,7 +229,7 @@ def test_daily_reset_is_within_a_day() -> None:
 def test_visionq_emulator_takes_the_same_flags() -> None:
     import typer.main
 
-    from cli.main import app
+    from visionq.cli.main import app
 
     group = typer.main.get_command(app)
     context = group.make_context("visionq", ["emulator"])

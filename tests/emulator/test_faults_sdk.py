@@ -17,9 +17,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from emulator.faults import FaultSettings, decide_fault
 from tests.emulator.conftest import API_KEY, MODEL, make_client
 from tests.emulator.helpers import reset, set_faults, stats
+from visionq.emulator.faults import FaultSettings, decide_fault
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"

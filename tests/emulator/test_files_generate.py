@@ -11,9 +11,9 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode, random_scene
 from tests.emulator.conftest import API_KEY, FILES_INLINE_LIMIT, MODEL, make_client
 from tests.emulator.helpers import expire, image_part, parse_json_reply, parts, stats, upload_bytes
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
 
 DETECT = 'Detect every shape. Answer with a JSON list of {"box_2d", "label"}.'
 IMAGE, TRUTH = random_scene(81, width=800, height=600, count=4)

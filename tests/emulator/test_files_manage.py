@@ -10,11 +10,11 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from emulator.errors import EmulatorError
-from emulator.files import FileStore, id_from_uri
-from emulator.shapes import encode, random_scene
 from tests.emulator.conftest import API_KEY, make_client
 from tests.emulator.helpers import counter_values, expire, reset, stats, upload_bytes
+from visionq.emulator.errors import EmulatorError
+from visionq.emulator.files import FileStore, id_from_uri
+from visionq.emulator.shapes import encode, random_scene
 
 PNG = encode(random_scene(71, count=1)[0])
 POLL_LIMIT_S = 60.0

@@ -16,9 +16,9 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from emulator.shapes import encode, random_scene
 from tests.emulator.conftest import API_KEY, SLOW_FILES_MAX_BYTES, make_client
 from tests.emulator.helpers import stats, upload_bytes
+from visionq.emulator.shapes import encode, random_scene
 
 SCENE, _ = random_scene(61, count=2)
 PNG = encode(SCENE)

@@ -15,10 +15,10 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from emulator.masks import SEG_GRID, seg_tokens
-from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import API_KEY, make_client
 from tests.emulator.helpers import ask, blank, parse_json_reply, parts, set_faults, stats
+from visionq.emulator.masks import SEG_GRID, seg_tokens
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 PROMPT = "Write a caption."
 SEGMENT = "Segment the red rectangle. Output a JSON list with box_2d, label and mask."
@@ -288,8 +288,8 @@ def test_unreachable_url_is_400(sdk: genai.Client, uri: str) -> None:
 
 
 def test_allow_listed_host_is_fetched(emulator_url: str) -> None:
-    from emulator.config import EmulatorConfig
     from tests.emulator.helpers import serving
+    from visionq.emulator.config import EmulatorConfig
 
     png = encode(draw_scene(64, 64, []))
     httpx.put(f"{emulator_url}/_emulator/public/x.png", content=png).raise_for_status()
@@ -317,7 +317,7 @@ def test_allow_listed_host_is_fetched(emulator_url: str) -> None:
 
 
 def test_png_mask_still_decodes() -> None:
-    from emulator.answers import mask_data_url
+    from visionq.emulator.answers import mask_data_url
 
     mask = Image.new("L", (40, 20), 255)
     raw = base64.b64decode(mask_data_url(mask).removeprefix("data:image/png;base64,"))

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from emulator.apischema import load_schema, route_pattern
-from emulator.protojson import check
+from visionq.emulator.apischema import load_schema, route_pattern
+from visionq.emulator.protojson import check
 
 V1BETA = load_schema("v1beta")
 FILE_REQUEST = "google.ai.generativelanguage.v1beta.CreateFileRequest"

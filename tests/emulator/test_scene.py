@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from emulator.scene import analyse, analyse_bytes, classify_fill, image_size, load_image
-from emulator.shapes import Shape, draw_scene, encode, random_scene
+from visionq.emulator.scene import analyse, analyse_bytes, classify_fill, image_size, load_image
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -15,10 +15,10 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from emulator.apischema import load_schema
-from emulator.shapes import encode, random_scene
 from tests.emulator.conftest import API_KEY, MODEL, make_client
 from tests.emulator.helpers import image_part, parts
+from visionq.emulator.apischema import load_schema
+from visionq.emulator.shapes import encode, random_scene
 
 PNG = encode(random_scene(3, count=1)[0])
 HEADERS = {"x-goog-api-key": API_KEY}

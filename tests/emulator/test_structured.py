@@ -14,9 +14,9 @@ import pytest
 from google import genai
 from google.genai import types
 
-from emulator.shapes import Shape, draw_scene, encode
 from tests.emulator.conftest import MODEL, make_client
 from tests.emulator.helpers import image_part, parts, reset, stats
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 SCENE = encode(
     draw_scene(

@@ -131,9 +131,9 @@ def test_include_thoughts_returns_a_thought_part_and_a_signature(client: genai.C
 
 def test_per_part_media_resolution_needs_support() -> None:
     # Only 2.x lacks it; 2.5 Flash-Lite answers an existing project.
-    from emulator.config import EmulatorConfig
     from tests.emulator.conftest import make_client
     from tests.emulator.helpers import serving
+    from visionq.emulator.config import EmulatorConfig
 
     low = types.Part(
         inline_data=types.Blob(data=blank(64, 64), mime_type="image/png"),

@@ -8,8 +8,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from emulator.shapes import draw_scene, encode
 from tests.emulator.helpers import ask, image_part, parts
+from visionq.emulator.shapes import draw_scene, encode
 
 PROMPT = "How big is it?"  # 14 characters -> 4 text tokens
 

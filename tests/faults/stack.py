@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, text
 
-from cli.stackbuild import StackBuilder
-from models.db import make_engine
 from tests.integration.helpers import scene_png
 from tests.services import Process, RedisServer, visionq_command, wait_until
+from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 GEMINI_KEY = "fault-test-key"

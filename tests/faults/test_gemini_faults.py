@@ -11,7 +11,7 @@ import pytest
 
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
-from vision.catalogue import load_catalogue
+from visionq.vision.catalogue import load_catalogue
 
 pytestmark = pytest.mark.faults
 N = 100

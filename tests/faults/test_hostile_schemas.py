@@ -23,7 +23,7 @@ from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
 from tests.integration.helpers import scene_png
 from tests.services import postgres_bindir, postgres_server
-from vision.schema_safety import pattern_search
+from visionq.vision.schema_safety import pattern_search
 
 pytestmark = pytest.mark.faults
 N = 120

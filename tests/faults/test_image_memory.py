@@ -24,7 +24,7 @@ from PIL import Image
 
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
-from vision.formats import register_heif
+from visionq.vision.formats import register_heif
 
 pytestmark = pytest.mark.faults
 

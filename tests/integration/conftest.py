@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.stackbuild import StackBuilder
 from tests.services import (
     Process,
     postgres_bindir,
@@ -26,6 +25,7 @@ from tests.services import (
     redis_server,
     visionq_command,
 )
+from visionq.cli.stackbuild import StackBuilder
 
 GEMINI_KEY = "emulator-test-key"
 

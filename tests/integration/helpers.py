@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode, random_scene
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from api.app import create_app
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
-from models.migrate import upgrade
-from models.settings import Settings
+from visionq.api.app import create_app
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
 
 
 class UnmanagedClient(TestClient):

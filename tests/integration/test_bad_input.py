@@ -35,12 +35,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
-from models.db import make_engine, make_session_factory
-from models.keys import create_key, revoke_key
-from models.tables import Job
 from tests.integration.conftest import Stack
 from tests.integration.helpers import wait_done
 from tests.integration.inprocess import UnmanagedClient, in_process_api
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key, revoke_key
+from visionq.models.tables import Job
 
 pytestmark = pytest.mark.integration
 

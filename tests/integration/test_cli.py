@@ -12,9 +12,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode
 from tests.integration.conftest import Stack
 from tests.services import visionq_command
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 pytestmark = pytest.mark.integration
 

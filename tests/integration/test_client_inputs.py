@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from client.api import VisionqClient
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png
 from tests.services import free_port
+from visionq.client.api import VisionqClient
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from client.api import VisionqClient
-from client.models import Job
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png, submit
 from tests.services import wait_until
+from visionq.client.api import VisionqClient
+from visionq.client.models import Job
 
 pytestmark = pytest.mark.integration
 

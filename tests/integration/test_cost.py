@@ -10,10 +10,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from emulator.shapes import random_scene
 from tests.integration.conftest import Stack
 from tests.integration.helpers import run_job, scene_png, submit, wait_done
 from tests.services import visionq_command
+from visionq.emulator.shapes import random_scene
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_parallel_submissions_cannot_overshoot_the_budget(paused_stack: Stack) -
     made = visionq(paused_stack, "keys", "create", "b", "--tenant", tenant)
     key = made.stdout.strip().splitlines()[-1]
     image, _ = random_scene(53, width=640, height=480, count=2)
-    from emulator.shapes import encode
+    from visionq.emulator.shapes import encode
 
     data = encode(image, "PNG")
     headers = {"Authorization": f"Bearer {key}"}

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import port_is_free
-from cli.samples import PHOTO_LABELS, PHOTOS
-from client import VisionqClient
-from emulator.shapes import Shape, draw_scene, encode
 from tests.services import visionq_command
+from visionq.cli.processes import port_is_free
+from visionq.cli.samples import PHOTO_LABELS, PHOTOS
+from visionq.client import VisionqClient
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.retention import GcReport, collect
-from models.settings import Settings
 from tests.integration.conftest import Stack, _backend_stack
 from tests.integration.helpers import Shape, draw_scene, encode, submit, wait_done
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.retention import GcReport, collect
+from visionq.models.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import io
 import pytest
 from PIL import Image
 
-from emulator.shapes import Shape, draw_scene, encode, random_scene
 from tests.integration.conftest import Stack
 from tests.integration.helpers import (
     assert_boxes_match,
@@ -19,6 +18,7 @@ from tests.integration.helpers import (
     submit,
     wait_done,
 )
+from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.throttle import SubmitThrottle
 from tests.integration.limiter_fixtures import client, prefix, redis_url
 from tests.services import free_port
-from worker.ratelimit import GeminiRateLimiter, ModelQuota, RateLimitTimeout, parse_quotas
+from visionq.api.throttle import SubmitThrottle
+from visionq.worker.ratelimit import GeminiRateLimiter, ModelQuota, RateLimitTimeout, parse_quotas
 
 __all__ = ["client", "prefix", "redis_url"]  # fixtures used by this module
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.integration.limiter_fixtures import client, prefix, redis_url
-from worker.ratelimit import (
+from visionq.worker.ratelimit import (
     GeminiRateLimiter,
     RateLimitTimeout,
     parse_quotas,

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.shapes import Shape, draw_scene, encode
 from tests.integration.conftest import Stack, _build_stack, _start_emulator
 from tests.integration.helpers import run_job
+from visionq.emulator.shapes import Shape, draw_scene, encode
 
 pytestmark = pytest.mark.integration
 

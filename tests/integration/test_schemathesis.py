@@ -24,9 +24,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.formats import unregister_string_format
 
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
 from tests.integration.conftest import Stack
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
 
 pytestmark = pytest.mark.integration
 

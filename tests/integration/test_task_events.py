@@ -13,9 +13,9 @@ import httpx
 import pytest
 from celery import Celery
 
-from models.broker import transport_options
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png, submit, wait_done
+from visionq.models.broker import transport_options
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageDraw
 
-from emulator.shapes import Shape, draw_scene, encode, triangle_points
 from tests.integration.conftest import Stack
 from tests.integration.helpers import assert_boxes_match, run_job, submit, wait_done
+from visionq.emulator.shapes import Shape, draw_scene, encode, triangle_points
 
 pytestmark = pytest.mark.integration
 

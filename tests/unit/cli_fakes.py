@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from client import Job, VisionqError
+from visionq.client import Job, VisionqError
 
 
 def png_file(path: Path, size: tuple[int, int] = (64, 48), colour: str = "red") -> Path:
@@ -134,13 +134,13 @@ class FakeClient:
 def install_fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     """Make a FakeClient the client every user command gets, with an API key set."""
     client = FakeClient()
-    monkeypatch.setattr("cli.common.VisionqClient", lambda *_a, **_k: client)
+    monkeypatch.setattr("visionq.cli.common.VisionqClient", lambda *_a, **_k: client)
     monkeypatch.setenv("VISIONQ_API_KEY", "vq-test")
     return client
 
 
 def run(*args: str) -> Result:
     """Run `visionq ARGS` in-process at 80 columns."""
-    from cli.main import app
+    from visionq.cli.main import app
 
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "80"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from visionq.cli.main import main
 
 # Every admin command that reads the settings and the database.
 DATABASE_COMMANDS = [
@@ -111,8 +111,8 @@ def test_other_configuration_mistakes_are_one_line_too(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from models.migrate import upgrade
-    from models.settings import get_settings
+    from visionq.models.migrate import upgrade
+    from visionq.models.settings import get_settings
 
     upgrade(get_settings().database_url)  # only the mistake below can fail the command
     monkeypatch.setenv(variable, value)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from api.errors import ApiError
-from api.job_checks import admit
-from api.rawjob import RawJob
-from models.settings import Settings
-from vision.catalogue import load_catalogue
-from vision.prepare import downscale_memory
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import admit
+from visionq.api.rawjob import RawJob
+from visionq.models.settings import Settings
+from visionq.vision.catalogue import load_catalogue
+from visionq.vision.prepare import downscale_memory
 
 MIB = 1024 * 1024
 

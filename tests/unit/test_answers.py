@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from google.genai import types
 
-from vision.tasks import JobOptions, TaskKind
-from worker.answers import routed_model
-from worker.gemini import GeminiCallError, _answer_from_response
-from worker.thinking import answer_allowance, exhausted_message, raised_cap
+from visionq.vision.tasks import JobOptions, TaskKind
+from visionq.worker.answers import routed_model
+from visionq.worker.gemini import GeminiCallError, _answer_from_response
+from visionq.worker.thinking import answer_allowance, exhausted_message, raised_cap
 
 USAGE = {"promptTokenCount": 1290, "candidatesTokenCount": 12, "totalTokenCount": 1302}
 

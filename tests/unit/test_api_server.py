@@ -21,8 +21,8 @@ import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 
-from api import server as api_server
-from api.server import MAX_HEADER_BYTES, PROTOCOL, ClientLimits, GuardedHttpToolsProtocol
+from visionq.api import server as api_server
+from visionq.api.server import MAX_HEADER_BYTES, PROTOCOL, ClientLimits, GuardedHttpToolsProtocol
 
 TIGHT = ClientLimits(
     header_timeout_s=0.4, body_timeout_s=0.4, body_min_bytes_per_s=0, max_connections_per_client=3
@@ -288,14 +288,14 @@ def test_visionq_api_serves_with_the_guarded_protocol(monkeypatch: pytest.Monkey
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
     api_server.run(host="127.0.0.1", port=8000, workers=2)
-    assert seen["app"] == "api.app:create_app" and seen["factory"] is True
+    assert seen["app"] == "visionq.api.app:create_app" and seen["factory"] is True
     assert seen["http"] == PROTOCOL and seen["workers"] == 2
     module, _, name = PROTOCOL.partition(":")
     assert getattr(__import__(module, fromlist=[name]), name) is GuardedHttpToolsProtocol
 
 
 def test_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.settings import Settings
+    from visionq.models.settings import Settings
 
     settings = Settings(
         header_timeout_s=3, body_timeout_s=4, body_min_bytes_per_s=0, max_connections_per_client=7

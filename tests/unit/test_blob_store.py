@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.blobs import BlobNotFoundError, BlobStore
+from visionq.models.blobs import BlobNotFoundError, BlobStore
 
 
 def test_get_finds_a_blob_gc_restored_between_its_two_looks(

@@ -1,6 +1,6 @@
 import pytest
 
-from vision.boxes import InvalidBoxError, box_2d_to_pixels, validate_box_2d
+from visionq.vision.boxes import InvalidBoxError, box_2d_to_pixels, validate_box_2d
 
 
 def test_converts_normalised_box_to_pixels() -> None:

@@ -7,7 +7,7 @@ import types
 import pytest
 import redis
 
-from models.broker import Channel, transport_options
+from visionq.models.broker import Channel, transport_options
 
 
 def _channel(pool: redis.ConnectionPool) -> Channel:
@@ -49,11 +49,11 @@ def test_a_detached_connection_is_a_connection_error_not_a_crash() -> None:
 
 
 def test_both_ends_of_the_queue_use_it_for_redis_urls_only() -> None:
-    from api.queue import JobQueue
-    from models.settings import Settings
-    from worker.celery_app import celery_config
+    from visionq.api.queue import JobQueue
+    from visionq.models.settings import Settings
+    from visionq.worker.celery_app import celery_config
 
-    ours = "models.broker:Transport"
+    ours = "visionq.models.broker:Transport"
     assert transport_options("redis://127.0.0.1:6379/0") == {"broker_transport": ours}
     # rediss:// selects kombu's TLS transport by its scheme: an explicit class would drop TLS.
     assert transport_options("rediss://cache.example:6380/0") == {}

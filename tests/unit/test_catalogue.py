@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vision.catalogue import (
+from visionq.vision.catalogue import (
     BudgetRule,
     CatalogueError,
     MaskFormat,
@@ -21,9 +21,9 @@ from vision.catalogue import (
     load_catalogue,
     parse_catalogue,
 )
-from vision.levels import ThinkingLevel
-from vision.model_rows import model_rows
-from vision.tasks import TaskKind
+from visionq.vision.levels import ThinkingLevel
+from visionq.vision.model_rows import model_rows
+from visionq.vision.tasks import TaskKind
 
 CATALOGUE = load_catalogue()
 DAY = dt.date(2026, 12, 5)

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer.main
 
-from cli.main import app
 from tests.unit.cli_fakes import run
+from visionq.cli.main import app
 
 # What fits beside a command's name in the help's command list at 80 columns.
 SUMMARY_MAX = 64

@@ -14,12 +14,12 @@ import typer
 from PIL import Image
 from rich.console import Console
 
-from cli.estimate_cmd import estimate_line, total_line
-from cli.inputs import group_stem
-from cli.options import job_options, parse_option
-from cli.outputs import compact_image
-from cli.render import results_view
 from tests.unit.cli_fakes import FakeClient, install_fake, make_job, png_file, run
+from visionq.cli.estimate_cmd import estimate_line, total_line
+from visionq.cli.inputs import group_stem
+from visionq.cli.options import job_options, parse_option
+from visionq.cli.outputs import compact_image
+from visionq.cli.render import results_view
 
 LONG_ANSWER = (
     "A red rectangle in the upper left corner beside a blue ellipse, on a white background "
@@ -47,8 +47,8 @@ def test_results_at_80_columns_show_the_full_id_and_the_whole_answer() -> None:
 
 
 def test_demo_results_at_80_columns_show_full_ids_and_whole_answers() -> None:
-    from cli.demo import DemoJob, demo_results
-    from cli.samples import Sample
+    from visionq.cli.demo import DemoJob, demo_results
+    from visionq.cli.samples import Sample
 
     jobs = [make_job(result={"text": LONG_ANSWER}), make_job(result={"text": "short"})]
     sample = Sample("coffee.png", b"", photo=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from client import PAGE_SIZE_MIN
-from models.tables import JobStatus
 from tests.unit.cli_fakes import FakeClient, install_fake, make_job, run
+from visionq.client import PAGE_SIZE_MIN
+from visionq.models.tables import JobStatus
 
 LONG_ANSWER = (
     "A red rectangle in the upper left corner beside a blue ellipse, on a white background "

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from cli.idempotency import job_key
-from client import VisionqError
 from tests.unit.cli_fakes import FakeClient, install_fake, make_job, png_file, run
+from visionq.cli.idempotency import job_key
+from visionq.client import VisionqError
 
 BASE: dict[str, Any] = {
     "task": "caption",

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from client.api import VisionqClient, VisionqError
+from visionq.client.api import VisionqClient, VisionqError
 
 JOB = {"id": "j1", "status": "queued", "task": "caption", "model": "m",
        "created_at": "2026-11-24T00:00:00Z"}  # fmt: skip

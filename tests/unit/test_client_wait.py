@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-import client.api
-from client.api import PAGE_SIZE_MIN, VisionqClient, VisionqError
-from client.inputs import part_names
-from models.settings import Settings
+import visionq.client.api
+from visionq.client.api import PAGE_SIZE_MIN, VisionqClient, VisionqError
+from visionq.client.inputs import part_names
+from visionq.models.settings import Settings
 
 IDS = [f"0000000{n}-0000-4000-8000-000000000000" for n in range(3)]
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -41,7 +41,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(
-        client.api, "time", SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep)
+        visionq.client.api, "time", SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep)
     )
     return fake
 
@@ -123,7 +123,7 @@ def test_wait_outlasts_an_api_that_is_down_then_restarting(clock: Clock) -> None
     with _client(handle) as api:
         jobs = api.wait([IDS[0]], timeout=600)
     assert jobs[IDS[0]].status == "succeeded" and not answers
-    assert max(clock.sleeps) <= client.api.WAIT_RETRY_CAP_S
+    assert max(clock.sleeps) <= visionq.client.api.WAIT_RETRY_CAP_S
 
 
 def test_wait_gives_up_at_its_timeout_when_the_api_stays_down(clock: Clock) -> None:

@@ -13,18 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from api.errors import HTTP_STATUS, ApiError, http_status
-from api.urlfetch import UrlFetchError
-from models.blobs import BlobNotFoundError
-from models.jobrefs import JobIdError
-from vision.errors import CodedError, FixedCodeError
-from vision.formats import ImageRejectedError
-from vision.parsing import AnswerParseError
-from vision.structured import SchemaMismatchError, SchemaUnverifiableError
-from vision.tasks import JobSpecError
-from worker.errors import GeminiCallError
-from worker.failures import FAILURE_WORDING, JOB_ERROR_CODES, JOB_ERROR_PREFIXES, failure_message
-from worker.ratelimit import RateLimitTimeout
+from visionq.api.errors import HTTP_STATUS, ApiError, http_status
+from visionq.api.urlfetch import UrlFetchError
+from visionq.models.blobs import BlobNotFoundError
+from visionq.models.jobrefs import JobIdError
+from visionq.vision.errors import CodedError, FixedCodeError
+from visionq.vision.formats import ImageRejectedError
+from visionq.vision.parsing import AnswerParseError
+from visionq.vision.structured import SchemaMismatchError, SchemaUnverifiableError
+from visionq.vision.tasks import JobSpecError
+from visionq.worker.errors import GeminiCallError
+from visionq.worker.failures import (
+    FAILURE_WORDING,
+    JOB_ERROR_CODES,
+    JOB_ERROR_PREFIXES,
+    failure_message,
+)
+from visionq.worker.ratelimit import RateLimitTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("api", "worker", "models", "vision")

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from vision.catalogue import Catalogue, ServiceTier, load_catalogue
-from vision.costing import CostBook
-from vision.estimate import MAX_COVERS, Estimate, economy_plan, estimate_job
-from vision.tasks import JobOptions, TaskKind, build_prompt
+from visionq.vision.catalogue import Catalogue, ServiceTier, load_catalogue
+from visionq.vision.costing import CostBook
+from visionq.vision.estimate import MAX_COVERS, Estimate, economy_plan, estimate_job
+from visionq.vision.tasks import JobOptions, TaskKind, build_prompt
 
 DAY = dt.date(2026, 12, 5)
 EVERY_TASK_BUT_SEGMENT = ["caption", "ask", "classify", "detect", "compare", "custom"]

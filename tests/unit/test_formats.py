@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from vision.formats import (
+from visionq.vision.formats import (
     ImageRejectedError,
     header_size,
     open_image,
     pillow_format_name,
     sniff_mime_type,
 )
-from vision.prepare import prepare_image
+from visionq.vision.prepare import prepare_image
 
 
 def encode(fmt: str, size: tuple[int, int] = (40, 30), mode: str = "RGB", **kw: object) -> bytes:

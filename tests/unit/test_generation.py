@@ -5,9 +5,14 @@ from typing import Any
 
 import pytest
 
-from vision.catalogue import ModelEntry, load_catalogue
-from vision.generation import generation_config, least_thinking, output_cap, thinking_allowance
-from vision.tasks import JobOptions, TaskKind
+from visionq.vision.catalogue import ModelEntry, load_catalogue
+from visionq.vision.generation import (
+    generation_config,
+    least_thinking,
+    output_cap,
+    thinking_allowance,
+)
+from visionq.vision.tasks import JobOptions, TaskKind
 
 LEVELS_RULE = {
     "image_rule": "media_resolution",

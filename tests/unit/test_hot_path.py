@@ -12,16 +12,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import event
 
-from emulator.shapes import encode, random_scene
-from models.blobs import BlobStore
-from models.budgets import reserve
-from models.db import make_engine, make_session_factory
-from models.jobs import NewInput, create_job, get_job
-from models.migrate import upgrade
-from models.settings import Settings
-from worker.context import WorkerContext
-from worker.gemini import GeminiAnswer, GeminiCaller
-from worker.pipeline import run_job
+from visionq.emulator.shapes import encode, random_scene
+from visionq.models.blobs import BlobStore
+from visionq.models.budgets import reserve
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.jobs import NewInput, create_job, get_job
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
+from visionq.worker.context import WorkerContext
+from visionq.worker.gemini import GeminiAnswer, GeminiCaller
+from visionq.worker.pipeline import run_job
 
 
 class FakeGemini(GeminiCaller):
@@ -118,15 +118,18 @@ def test_the_statements_of_a_job_are_built_once_not_per_job(context: WorkerConte
 def test_the_sdk_client_and_engine_are_made_once_per_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import worker.context
-    from worker import tasks
-    from worker.lifecycle import WorkerLifecycle
+    import visionq.worker.context
+    from visionq.worker import tasks
+    from visionq.worker.lifecycle import WorkerLifecycle
 
     made: list[str] = []
-    real_engine, real_client = worker.context.make_engine, worker.context.make_client
-    monkeypatch.setattr(worker.context, "make_engine",
+    real_engine, real_client = (
+        visionq.worker.context.make_engine,
+        visionq.worker.context.make_client,
+    )
+    monkeypatch.setattr(visionq.worker.context, "make_engine",
                         lambda *a, **k: made.append("engine") or real_engine(*a, **k))  # fmt: skip
-    monkeypatch.setattr(worker.context, "make_client",
+    monkeypatch.setattr(visionq.worker.context, "make_client",
                         lambda *a, **k: made.append("client") or real_client(*a, **k))  # fmt: skip
     monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path))
     lifecycle = WorkerLifecycle()

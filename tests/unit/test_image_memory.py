@@ -10,11 +10,11 @@ import time
 import pytest
 from PIL import Image
 
-from api.errors import ApiError
-from api.job_checks import _admit_image
-from models.settings import Settings
-from vision.formats import HEIF, JPEG, PNG, WEBP, ImageRejectedError, register_heif
-from vision.memory import (
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import _admit_image
+from visionq.models.settings import Settings
+from visionq.vision.formats import HEIF, JPEG, PNG, WEBP, ImageRejectedError, register_heif
+from visionq.vision.memory import (
     MIB,
     DecodeLimits,
     MemoryBudget,
@@ -22,7 +22,7 @@ from vision.memory import (
     decode_bytes,
     process_limits,
 )
-from vision.prepare import downscale, prepare_image
+from visionq.vision.prepare import downscale, prepare_image
 
 
 def _limits(per_image_mib: int, budget_mib: int = 1024, wait_s: float = 5.0) -> DecodeLimits:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from api.errors import ApiError
-from api.job_checks import admit
-from api.rawjob import RawJob, image_label
-from api.request_body import _json_images
-from api.schemas import JobCreate
-from models.settings import Settings
-from vision.catalogue import load_catalogue
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import admit
+from visionq.api.rawjob import RawJob, image_label
+from visionq.api.request_body import _json_images
+from visionq.api.schemas import JobCreate
+from visionq.models.settings import Settings
+from visionq.vision.catalogue import load_catalogue
 
 
 def _png() -> bytes:

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from api.errors import ApiError
-from api.request_body import _decode_base64
+from visionq.api.errors import ApiError
+from visionq.api.request_body import _decode_base64
 
 DATA = bytes(range(256)) * 3 + b"\xfb\xff"  # standard base64 of this has '+' and '/'
 STANDARD = base64.b64encode(DATA).decode()

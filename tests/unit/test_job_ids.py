@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import ApiError
-from api.jobids import job_id_of
-from models.db import make_engine, make_session_factory
-from models.jobrefs import JobIdError, get_jobs, resolve_job_id
-from models.jobs import NewInput, create_job
-from models.migrate import upgrade
+from visionq.api.errors import ApiError
+from visionq.api.jobids import job_id_of
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.jobrefs import JobIdError, get_jobs, resolve_job_id
+from visionq.models.jobs import NewInput, create_job
+from visionq.models.migrate import upgrade
 
 # Two ids sharing their first 8 characters (and more), one apart.
 TWINS = ("1234abcd-0000-4000-8000-000000000001", "1234abcd-0000-4000-8000-000000000002")
@@ -28,7 +28,7 @@ def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sessio
     engine = make_engine(url)
     factory = make_session_factory(engine)
     ids = iter([*TWINS, LONER, "1234abcd-ffff-4000-8000-000000000004"])
-    monkeypatch.setattr("models.jobs.uuid.uuid4", lambda: uuid.UUID(next(ids)))
+    monkeypatch.setattr("visionq.models.jobs.uuid.uuid4", lambda: uuid.UUID(next(ids)))
     with factory.begin() as session:
         for tenant in ("t", "t", "t", "other"):
             create_job(

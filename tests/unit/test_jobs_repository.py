@@ -6,13 +6,27 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import make_engine, make_session_factory
-from models.jobs import InvalidCursorError, NewInput, cancel_job, create_job, get_job, list_jobs
-from models.keys import authenticate, create_key, revoke_key
-from models.leases import Claim, claim_job, jobs_to_send, mark_sent, mark_unsent, open_attempt
-from models.migrate import current_revision, upgrade
-from models.outcomes import complete_job, fail_job
-from models.tables import ApiKey
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.jobs import (
+    InvalidCursorError,
+    NewInput,
+    cancel_job,
+    create_job,
+    get_job,
+    list_jobs,
+)
+from visionq.models.keys import authenticate, create_key, revoke_key
+from visionq.models.leases import (
+    Claim,
+    claim_job,
+    jobs_to_send,
+    mark_sent,
+    mark_unsent,
+    open_attempt,
+)
+from visionq.models.migrate import current_revision, upgrade
+from visionq.models.outcomes import complete_job, fail_job
+from visionq.models.tables import ApiKey
 
 
 @pytest.fixture
@@ -161,7 +175,7 @@ def test_migrations_create_exactly_the_models_schema(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from models.tables import Base
+    from visionq.models.tables import Base
 
     url = f"sqlite:///{tmp_path / 'schema.sqlite'}"
     upgrade(url)
@@ -175,7 +189,7 @@ def test_migrations_create_exactly_the_models_schema(tmp_path: Path) -> None:
 def test_upload_claims_are_exclusive_and_fenced(sessions: sessionmaker[Session]) -> None:
     from datetime import timedelta
 
-    from models.files import claim_upload, find_file, keep_claim, record_upload
+    from visionq.models.files import claim_upload, find_file, keep_claim, record_upload
 
     args = {
         "identity": "p",

@@ -17,14 +17,14 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-import api.server as api_server
-from api.app import create_app
-from cli.main import app
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
-from models.logs import JsonFormatter, configure_logging, logging_config
-from models.migrate import upgrade
-from models.settings import get_settings
+import visionq.api.server as api_server
+from visionq.api.app import create_app
+from visionq.cli.main import app
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
+from visionq.models.logs import JsonFormatter, configure_logging, logging_config
+from visionq.models.migrate import upgrade
+from visionq.models.settings import get_settings
 
 
 @pytest.fixture
@@ -120,15 +120,17 @@ def test_visionq_api_logs_in_the_configured_format(monkeypatch: pytest.MonkeyPat
 def test_the_emulator_and_the_worker_use_the_same_setup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import emulator.server
-    import models.logs
-    from worker.celery_app import app as celery_app
+    import visionq.emulator.server
+    import visionq.models.logs
+    from visionq.worker.celery_app import app as celery_app
 
     monkeypatch.setenv("VISIONQ_LOG_FORMAT", "json")
     emulator_calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(emulator.server, "run", lambda *a, **kw: emulator_calls.append(kw))
+    monkeypatch.setattr(visionq.emulator.server, "run", lambda *a, **kw: emulator_calls.append(kw))
     worker_formats: list[str] = []
-    monkeypatch.setattr(models.logs, "configure_logging", lambda f, *a: worker_formats.append(f))
+    monkeypatch.setattr(
+        visionq.models.logs, "configure_logging", lambda f, *a: worker_formats.append(f)
+    )
     monkeypatch.setattr(celery_app, "worker_main", lambda argv: None)
     runner = CliRunner()
     assert runner.invoke(app, ["emulator", "--port", "0"]).exit_code == 0
@@ -159,7 +161,7 @@ def _run_asgi(app: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_a_client_gone_before_the_answer_is_499_at_info(caplog: pytest.LogCaptureFixture) -> None:
     """Not a 500 WARNING: nothing failed on our side when the client hung up first."""
-    from api.accesslog import AccessLog
+    from visionq.api.accesslog import AccessLog
 
     async def reads_until_gone(scope: Any, receive: Any, send: Any) -> None:
         while (await receive())["type"] != "http.disconnect":

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from vision.masks import InvalidMaskError, decode_mask, parse_segments
-from vision.parsing import AnswerParseError
+from visionq.vision.masks import InvalidMaskError, decode_mask, parse_segments
+from visionq.vision.parsing import AnswerParseError
 
 
 def _pixels(mask_png: bytes) -> list[list[int]]:

@@ -4,9 +4,9 @@ import io
 import pytest
 from PIL import Image
 
-from vision.masks import InvalidMaskError, decode_mask, parse_segments
-from vision.parsing import AnswerParseError
-from vision.structured import (
+from visionq.vision.masks import InvalidMaskError, decode_mask, parse_segments
+from visionq.vision.parsing import AnswerParseError
+from visionq.vision.structured import (
     InvalidSchemaError,
     SchemaMismatchError,
     check_schema,

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from vision.catalogue import Catalogue, load_catalogue
-from vision.model_fit import JobWarning, ModelChoice, check_options, choose_model
-from vision.tasks import JobOptions, JobSpecError, TaskKind
+from visionq.vision.catalogue import Catalogue, load_catalogue
+from visionq.vision.model_fit import JobWarning, ModelChoice, check_options, choose_model
+from visionq.vision.tasks import JobOptions, JobSpecError, TaskKind
 
 CATALOGUE = load_catalogue()
 

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from models.leases import InputSpec, JobSpec
-from models.settings import Settings
-from vision.tasks import ImageSize, TaskKind, parse_answer
-from worker.storing import interpret
+from visionq.api.app import create_app
+from visionq.models.leases import InputSpec, JobSpec
+from visionq.models.settings import Settings
+from visionq.vision.tasks import ImageSize, TaskKind, parse_answer
+from visionq.worker.storing import interpret
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_a_method_a_path_lacks_is_405_in_the_error_shape() -> None:
 def test_shared_declarations_are_written_once(doc: dict[str, Any]) -> None:
     """Submit and retry document the one Idempotency-Key header; the prefix minimum comes
     from models.jobrefs.MIN_PREFIX wherever the document states it."""
-    from models.jobrefs import MIN_PREFIX
+    from visionq.models.jobrefs import MIN_PREFIX
 
     def key_header(path: str) -> dict[str, Any]:
         (found,) = [

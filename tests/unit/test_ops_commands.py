@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.cost import _since
-from cli.main import app
-from models.migrate import upgrade
-from models.settings import get_settings
+from visionq.cli.cost import _since
+from visionq.cli.main import app
+from visionq.models.migrate import upgrade
+from visionq.models.settings import get_settings
 
 runner = CliRunner()
 

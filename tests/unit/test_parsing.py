@@ -1,6 +1,6 @@
 import pytest
 
-from vision.parsing import AnswerParseError, extract_json, parse_detections, parse_label
+from visionq.vision.parsing import AnswerParseError, extract_json, parse_detections, parse_label
 
 
 def test_plain_json() -> None:

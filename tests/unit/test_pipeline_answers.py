@@ -13,16 +13,16 @@ import pytest
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from emulator.shapes import encode, random_scene
-from models.budgets import reserve
-from models.jobs import NewInput, create_job, get_job
-from models.tables import Job
 from tests.unit.workercontext import worker_context
-from vision.costing import to_nano
-from worker.context import WorkerContext
-from worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response, _from_api_error
-from worker.pipeline import run_job
-from worker.ratelimit import GeminiRateLimiter
+from visionq.emulator.shapes import encode, random_scene
+from visionq.models.budgets import reserve
+from visionq.models.jobs import NewInput, create_job, get_job
+from visionq.models.tables import Job
+from visionq.vision.costing import to_nano
+from visionq.worker.context import WorkerContext
+from visionq.worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response, _from_api_error
+from visionq.worker.pipeline import run_job
+from visionq.worker.ratelimit import GeminiRateLimiter
 
 Reply = dict[str, Any]
 

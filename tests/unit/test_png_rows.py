@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile
 
-import vision.prepare
+import visionq.vision.prepare
 from tests.unit.pngbytes import chunks_of, png, png_chunk
-from vision.formats import ImageRejectedError
-from vision.prepare import PreparedImage, prepare_image
+from visionq.vision.formats import ImageRejectedError
+from visionq.vision.prepare import PreparedImage, prepare_image
 
 LIMIT = 50_000_000
 
@@ -58,14 +58,14 @@ def pixel_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def full_decode(data: bytes) -> PreparedImage | str:
     """prepare_image as it was before the row check: every PNG decoded by Pillow."""
-    kept_as_is = vision.prepare.png_kept_as_is
-    vision.prepare.png_kept_as_is = lambda *_: False  # type: ignore[assignment]
+    kept_as_is = visionq.vision.prepare.png_kept_as_is
+    visionq.vision.prepare.png_kept_as_is = lambda *_: False  # type: ignore[assignment]
     try:
         return prepare_image(data, max_pixels=LIMIT)
     except ImageRejectedError as exc:
         return exc.code
     finally:
-        vision.prepare.png_kept_as_is = kept_as_is
+        visionq.vision.prepare.png_kept_as_is = kept_as_is
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, JpegImagePlugin
 
 from tests.unit.pngbytes import png
-from vision.annotate import open_upright
-from vision.formats import ImageRejectedError
-from vision.memory import DecodeLimits, MemoryBudget
-from vision.prepare import PreparedImage, downscale, normalise_mode, prepare_image
+from visionq.vision.annotate import open_upright
+from visionq.vision.formats import ImageRejectedError
+from visionq.vision.memory import DecodeLimits, MemoryBudget
+from visionq.vision.prepare import PreparedImage, downscale, normalise_mode, prepare_image
 
 LIMIT = 10**7
 ORIENTATION = 0x0112

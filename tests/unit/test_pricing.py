@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from vision.catalogue import CatalogueError, ServiceTier, load_catalogue
-from vision.costing import CostBook, from_nano, reservation_nusd, to_nano, usd_text
-from vision.estimate import StoredEstimate
-from vision.pricing import ModelPrice, cost, format_usd, usage_cost
+from visionq.vision.catalogue import CatalogueError, ServiceTier, load_catalogue
+from visionq.vision.costing import CostBook, from_nano, reservation_nusd, to_nano, usd_text
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.pricing import ModelPrice, cost, format_usd, usage_cost
 
 CATALOGUE = load_catalogue()
 DAY = dt.date(2026, 12, 5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import ManagedProcess, visionq_command
+from visionq.cli.processes import ManagedProcess, visionq_command
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_any_python_child_keeps_the_working_directory_off_its_path(
     user_folder: Path, tmp_path: Path
 ) -> None:
     # What uvicorn or Celery spawn inherits: PYTHONSAFEPATH, not only the -P of our command.
-    args = [sys.executable, "-c", "import models.settings, api.app; print('ours')"]
+    args = [sys.executable, "-c", "import visionq.models.settings, visionq.api.app; print('ours')"]
     code, log = finished(ManagedProcess("child", args, log=tmp_path / "child.log", env={}))
     assert code == 0, log
     assert "ours" in log

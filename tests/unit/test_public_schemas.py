@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.schemas import AttemptPublic, InputPublic
-from models.tables import Attempt, JobInput
+from visionq.api.schemas import AttemptPublic, InputPublic
+from visionq.models.tables import Attempt, JobInput
 
 
 def test_an_input_row_reads_as_before() -> None:

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from models.ratelimits import DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
-from models.settings import Settings
+from visionq.models.ratelimits import DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
+from visionq.models.settings import Settings
 
 
 def test_dollar_budgets_parse_from_settings_json() -> None:

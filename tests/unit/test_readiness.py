@@ -12,12 +12,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from models.heartbeats import KEY, beat, redis_now
-from models.migrate import head_revision, known_revisions, upgrade
-from models.settings import Settings
 from tests.services import free_port, redis_server
-from worker.heartbeat import Heartbeat
+from visionq.api.app import create_app
+from visionq.models.heartbeats import KEY, beat, redis_now
+from visionq.models.migrate import head_revision, known_revisions, upgrade
+from visionq.models.settings import Settings
+from visionq.worker.heartbeat import Heartbeat
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def command_path(variant: str) -> list[str]:
 def test_reference_table_names_real_commands() -> None:
     import typer
 
-    from cli.main import app
+    from visionq.cli.main import app
 
     rows = re.findall(r"^\| `(visionq [^|]+)` \|", README, flags=re.MULTILINE)
     variants = [v for row in rows for v in row.split("` / `")]
@@ -90,7 +90,7 @@ def test_reference_table_names_real_commands() -> None:
 
 
 def test_python_example_uses_the_real_client() -> None:
-    from client import VisionqClient
+    from visionq.client import VisionqClient
 
     [block] = code_blocks("python")
     tree = ast.parse(block)
@@ -100,7 +100,7 @@ def test_python_example_uses_the_real_client() -> None:
 
 
 def test_readme_documents_every_setting_and_no_other() -> None:
-    from models.settings import Settings
+    from visionq.models.settings import Settings
 
     mentioned = set(re.findall(r"VISIONQ_([A-Z0-9_]+)", README))
     fields = {

@@ -15,14 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from models import retention
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.migrate import upgrade
-from models.retention import GcRunningError, collect, gc_lock
-from models.settings import Settings
-from models.tables import Attempt, IdempotencyKey, Job, JobInput, utcnow
 from tests.services import postgres_bindir, postgres_server, redis_server
+from visionq.models import retention
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.migrate import upgrade
+from visionq.models.retention import GcRunningError, collect, gc_lock
+from visionq.models.settings import Settings
+from visionq.models.tables import Attempt, IdempotencyKey, Job, JobInput, utcnow
 
 GRACE_S = 600.0
 
@@ -205,7 +205,7 @@ def test_restore_of_a_blob_another_gc_already_handled_is_no_error(tmp_path: Path
 def test_one_gc_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two gc runs at once would trash and restore the same blobs under each other: the
     second one says another gc is running and exits 1; once the first ends, gc runs."""
-    from cli.main import app
+    from visionq.cli.main import app
 
     with redis_server(tmp_path / "redis") as url:
         for key in list(os.environ):

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from google.genai import errors as genai_errors
 
-from worker.gemini import GeminiCallError, _from_api_error
-from worker.retry import DAILY_REFUSALS, MINUTE_WINDOW_S, RetryPolicy, decide
+from visionq.worker.gemini import GeminiCallError, _from_api_error
+from visionq.worker.retry import DAILY_REFUSALS, MINUTE_WINDOW_S, RetryPolicy, decide
 
 POLICY = RetryPolicy(max_attempts=5, base_s=1.0, max_delay_s=8.0, deadline_s=100.0)
 

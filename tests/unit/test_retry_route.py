@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import text
 
-from api.app import create_app
-from models.blobs import BlobStore
-from models.db import make_engine, make_session_factory
-from models.keys import create_key
-from models.migrate import upgrade
-from models.settings import Settings
 from tests.services import redis_server
+from visionq.api.app import create_app
+from visionq.models.blobs import BlobStore
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import create_key
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from vision.schema_safety import MAX_IN_PLACE_CHAIN, MAX_PATTERN_CHARS
-from vision.structured import (
+from visionq.vision.schema_safety import MAX_IN_PLACE_CHAIN, MAX_PATTERN_CHARS
+from visionq.vision.structured import (
     MAX_ANSWER_CHARS,
     MAX_ANSWER_DEPTH,
     InvalidSchemaError,
@@ -165,7 +165,7 @@ def test_validation_that_multiplies_across_levels_ends_at_the_time_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # anyOf of two failing branches that each descend into the same item: 2**depth work.
-    import vision.structured as structured
+    import visionq.vision.structured as structured
 
     monkeypatch.setattr(structured, "VALIDATION_BUDGET_S", 0.2)
     node = {
@@ -185,7 +185,7 @@ def test_validation_that_multiplies_across_levels_ends_at_the_time_budget(
 def test_a_recursion_error_while_validating_is_a_schema_failure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import vision.structured as structured
+    import visionq.vision.structured as structured
 
     def deep(*_: object) -> Any:
         raise RecursionError("maximum recursion depth exceeded")

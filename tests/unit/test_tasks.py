@@ -3,13 +3,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from api.queue import JOBS_QUEUE, PROCESS_JOB
-from vision.levels import ThinkingLevel, normalise_thinking_level
-from vision.tasks import JobOptions, JobSpecError, TaskKind, build_prompt, validate_job
+from visionq.api.queue import JOBS_QUEUE, PROCESS_JOB
+from visionq.vision.levels import ThinkingLevel, normalise_thinking_level
+from visionq.vision.tasks import JobOptions, JobSpecError, TaskKind, build_prompt, validate_job
 
 
 def test_api_enqueues_the_task_the_worker_registers() -> None:
-    from worker import celery_app, tasks
+    from visionq.worker import celery_app, tasks
 
     assert tasks.PROCESS_JOB == PROCESS_JOB
     assert celery_app.JOBS_QUEUE == JOBS_QUEUE

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vision.catalogue import load_catalogue
-from vision.levels import normalise_level
-from vision.prepare import _fit
-from vision.tokens import (
+from visionq.vision.catalogue import load_catalogue
+from visionq.vision.levels import normalise_level
+from visionq.vision.prepare import _fit
+from visionq.vision.tokens import (
     ModelRule,
     cheapest_max_side,
     cheapest_size,

@@ -1,4 +1,4 @@
-from vision.transport import FILE, INLINE, base64_size, plan_transport
+from visionq.vision.transport import FILE, INLINE, base64_size, plan_transport
 
 MB = 1024 * 1024
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from api.urlfetch import FetchedImage, FetchPolicy, UrlFetchError, fetch_image
+from visionq.api.urlfetch import FetchedImage, FetchPolicy, UrlFetchError, fetch_image
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + b"\x00" * 64
 ALLOWED = ("127.0.0.2/32",)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from api.rawjob import describe
-from vision.validation import describe_errors, problems
+from visionq.api.rawjob import describe
+from visionq.vision.validation import describe_errors, problems
 
 
 class _Inner(BaseModel):

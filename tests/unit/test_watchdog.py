@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from google.genai import types
 
-from emulator.shapes import encode, random_scene
-from models.budgets import reserve
-from models.jobs import NewInput, create_job, get_job
-from models.tables import Job
 from tests.unit.workercontext import worker_context
-from worker.context import WorkerContext
-from worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response
-from worker.pipeline import run_job
-from worker.watchdog import JobDeadlineExceeded, Watchdog
+from visionq.emulator.shapes import encode, random_scene
+from visionq.models.budgets import reserve
+from visionq.models.jobs import NewInput, create_job, get_job
+from visionq.models.tables import Job
+from visionq.worker.context import WorkerContext
+from visionq.worker.gemini import GeminiAnswer, GeminiCaller, _answer_from_response
+from visionq.worker.pipeline import run_job
+from visionq.worker.watchdog import JobDeadlineExceeded, Watchdog
 
 HOSTILE = "^(.|.)*X$"
 

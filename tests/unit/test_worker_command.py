@@ -7,7 +7,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import WorkerPool, app
+from visionq.cli.main import WorkerPool, app
 
 
 def _text(output: str) -> str:
@@ -18,7 +18,7 @@ def _text(output: str) -> str:
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The argv of every Celery worker the command starts (none actually runs)."""
-    from worker.celery_app import app as celery_app
+    from visionq.worker.celery_app import app as celery_app
 
     calls: list[list[str]] = []
     monkeypatch.setattr(celery_app, "worker_main", calls.append)

@@ -12,13 +12,13 @@ import redis
 from celery import signals
 from sqlalchemy import Engine
 
-from models.settings import Settings
 from tests.unit.workercontext import worker_context, worker_resources
-from worker import tasks
-from worker.gemini import GeminiCaller
-from worker.leasekeeper import LeaseKeeper
-from worker.lifecycle import WorkerLifecycle, WorkerResources
-from worker.watchdog import Watchdog
+from visionq.models.settings import Settings
+from visionq.worker import tasks
+from visionq.worker.gemini import GeminiCaller
+from visionq.worker.leasekeeper import LeaseKeeper
+from visionq.worker.lifecycle import WorkerLifecycle, WorkerResources
+from visionq.worker.watchdog import Watchdog
 
 
 class _Recorder:

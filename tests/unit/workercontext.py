@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.db import make_engine, make_session_factory
-from models.migrate import upgrade
-from models.settings import Settings
-from worker.context import WorkerContext
-from worker.lifecycle import WorkerResources
-from worker.watchdog import Watchdog
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
+from visionq.worker.context import WorkerContext
+from visionq.worker.lifecycle import WorkerResources
+from visionq.worker.watchdog import Watchdog
 
 
 def worker_context(tmp_path: Path, **settings: Any) -> WorkerContext:

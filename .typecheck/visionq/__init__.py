@@ -1,0 +1,1 @@
+../../visionq/__init__.py
