@@ -1,7 +1,8 @@
 """The Gemini rate limits of VISIONQ_RATE_LIMITS: their rules, declared once.
 
-Settings check them when they load (models/settings.py) and the worker's limiter
-(worker/ratelimit.py) paces calls by the quotas ``parse_quotas`` returns.
+Settings parse them once when they load (models/settings.py holds the ``ModelQuota``
+values ``parse_quotas`` returns) and the worker's limiter (worker/ratelimit.py) paces calls
+by them.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ class ModelQuota:
     def unlimited(self) -> bool:
         """Neither requests, tokens nor dollars are limited."""
         return self.rpm is None and self.tpm is None and self.usd is None
+
+    def as_json(self) -> dict[str, int | float | str]:
+        """The entry as VISIONQ_RATE_LIMITS spells it: the limits set, ``usd`` as an exact
+        decimal string; ``parse_quotas`` reads it back to an equal quota."""
+        shown: dict[str, int | float | str | None] = {
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "usd": str(self.usd) if self.usd is not None else None,
+            "window_s": self.window_s,
+        }
+        return {key: value for key, value in shown.items() if value is not None}
 
 
 def parse_quotas(raw: Mapping[str, Any]) -> dict[str, ModelQuota]:

@@ -12,10 +12,18 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    InstanceOf,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from visionq.models.ratelimits import parse_quotas
+from visionq.models.ratelimits import ModelQuota, parse_quotas
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -93,8 +101,9 @@ class Settings(BaseSettings):
     # 1000000}, "*": {"usd": 10}} (JSON in VISIONQ_RATE_LIMITS): requests, input tokens and
     # estimated dollars per window ("window_s", default rate_window_s, 600 s for usd); "*"
     # is all models together; models not listed are paced by "*" only (worker/ratelimit.py).
-    # Read as JSON by _decode_rate_limits, so an empty value (compose's `${VAR:-}`) means {}.
-    rate_limits: Annotated[dict[str, dict[str, int | float | str]], NoDecode] = Field(
+    # Read as JSON and parsed once into typed quotas by _parse_rate_limits, so an empty
+    # value (compose's `${VAR:-}`) means {}; the worker's limiter takes them as they are.
+    rate_limits: Annotated[dict[str, InstanceOf[ModelQuota]], NoDecode] = Field(
         default_factory=dict
     )
     rate_window_s: float = Field(default=60.0, gt=0)
@@ -151,18 +160,28 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limits", mode="before")
     @classmethod
-    def _decode_rate_limits(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        if not value.strip():
-            return {}
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise ValueError(
-                'VISIONQ_RATE_LIMITS must be a JSON object such as {"*": {"rpm": 100}}, or '
-                f"empty: {exc}"
-            ) from exc
+    def _parse_rate_limits(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(
+                    'VISIONQ_RATE_LIMITS must be a JSON object such as {"*": {"rpm": 100}}, or '
+                    f"empty: {exc}"
+                ) from exc
+        if isinstance(value, dict) and all(isinstance(q, ModelQuota) for q in value.values()):
+            return value  # already parsed (a copy of loaded settings)
+        # The limiter's own rules (models/ratelimits.py), checked once when settings load.
+        return parse_quotas(value)  # type: ignore[arg-type]  # non-objects: its own message
+
+    @field_serializer("rate_limits")
+    def _show_rate_limits(
+        self, value: dict[str, ModelQuota]
+    ) -> dict[str, dict[str, int | float | str]]:
+        # `visionq config` prints JSON: each quota as VISIONQ_RATE_LIMITS spells it.
+        return {model: quota.as_json() for model, quota in value.items()}
 
     @field_validator("data_dir")
     @classmethod
@@ -177,15 +196,6 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise ValueError(f"not a network (CIDR such as 10.0.0.0/8): {cidr!r}") from exc
-        return value
-
-    @field_validator("rate_limits")
-    @classmethod
-    def _rate_limits(
-        cls, value: dict[str, dict[str, int | float | str]]
-    ) -> dict[str, dict[str, int | float | str]]:
-        # The limiter's own rules (models/ratelimits.py), checked once when settings load.
-        parse_quotas(value)
         return value
 
     @field_validator("gemini_api_version")

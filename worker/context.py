@@ -16,7 +16,7 @@ from visionq.vision.costing import CostBook
 from visionq.worker.files import FilePolicy, UploadCache
 from visionq.worker.gemini import GeminiCaller, gemini_identity, make_client
 from visionq.worker.leasekeeper import LeaseKeeper
-from visionq.worker.ratelimit import GeminiRateLimiter, parse_quotas
+from visionq.worker.ratelimit import GeminiRateLimiter
 from visionq.worker.retry import RetryPolicy
 
 
@@ -80,6 +80,6 @@ def _limiter(settings: Settings) -> _Limiting:
     if not settings.rate_limits:
         return {"limiter": None, "redis": None}
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
-    quotas = parse_quotas(settings.rate_limits)
-    limiter = GeminiRateLimiter(client, quotas, window_s=settings.rate_window_s)
+    # Parsed and checked once, when the settings loaded (models/settings.py).
+    limiter = GeminiRateLimiter(client, settings.rate_limits, window_s=settings.rate_window_s)
     return {"limiter": limiter, "redis": client}

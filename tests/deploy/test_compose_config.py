@@ -23,6 +23,7 @@ from tests.deploy.deployfiles import (
     services,
     shared_environment,
 )
+from visionq.models.ratelimits import ModelQuota
 from visionq.models.settings import Settings, get_settings
 
 # --- configuration -------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_json_values_from_the_shell_pass_through_unchanged(
         if key.startswith("VISIONQ_") or key in SECRET_VARIABLES:
             monkeypatch.delenv(key)
     monkeypatch.setenv("VISIONQ_RATE_LIMITS", env["VISIONQ_RATE_LIMITS"])
-    assert get_settings().rate_limits == {"m": {"rpm": 1}}
+    assert get_settings().rate_limits == {"m": ModelQuota(rpm=1, tpm=None)}
 
 
 def _same(actual: object, raw: str) -> bool:
