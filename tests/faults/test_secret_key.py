@@ -52,8 +52,8 @@ def test_the_gemini_key_appears_nowhere(make_stack: Callable[..., FaultStack]) -
     assert not _files_with(stack, canary), "the key is in a file"
     # The searches are not blind: a planted copy in Redis and in a file is found.
     assert stack.redis is not None
-    planted = redis.Redis.from_url(stack.redis.url)
-    planted.set("control", canary)
+    with redis.Redis.from_url(stack.redis.url) as planted:
+        planted.set("control", canary)
     (stack.workdir / "control.txt").write_text(canary)
     assert _redis_values_with(stack, canary) and _files_with(stack, canary)
 
@@ -83,12 +83,13 @@ def _database_rows_with(stack: FaultStack, needle: str) -> list[str]:
 
 def _redis_values_with(stack: FaultStack, needle: str) -> list[str]:
     assert stack.redis is not None
-    client = redis.Redis.from_url(stack.redis.url)
     found = []
-    for db in range(16):
-        client.execute_command("SELECT", db)
-        for key in client.scan_iter():
-            dumped = client.dump(key) or b""
-            if needle.encode() in key or needle.encode() in dumped:
-                found.append(f"{db}:{key!r}")
+    # Closed on leaving: an unclosed client's socket is a ResourceWarning (an error here).
+    with redis.Redis.from_url(stack.redis.url) as client:
+        for db in range(16):
+            client.execute_command("SELECT", db)
+            for key in client.scan_iter():
+                dumped = client.dump(key) or b""
+                if needle.encode() in key or needle.encode() in dumped:
+                    found.append(f"{db}:{key!r}")
     return found
