@@ -21,6 +21,9 @@ from tests.services import Process, RedisServer, visionq_command, wait_until
 from visionq.cli.stackbuild import StackBuilder
 from visionq.models.db import make_engine
 
+# A job's multipart form: its fields and its files.
+JobForm = tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 GEMINI_KEY = "fault-test-key"
 
@@ -120,9 +123,11 @@ class FaultStack:
         headers = {"Authorization": f"Bearer {self.key}"}
         return httpx.Client(base_url=self.api_url, headers=headers, timeout=60)
 
-    def submit_many(self, count: int, *, task: str = "caption") -> list[httpx.Response]:
-        """Submit ``count`` jobs from 8 threads (result cache off: every job runs)."""
-        image, _ = scene_png(7, 320, 240)
+    def post_jobs(
+        self, count: int, form: Callable[[int], JobForm], *, threads: int = 8
+    ) -> list[httpx.Response]:
+        """POST ``count`` jobs to /v1/jobs from ``threads`` threads; ``form(i)`` gives the
+        i-th job's fields and files."""
         local = threading.local()
         # One client per thread, all closed at the end: an unclosed client leaves its
         # sockets to the garbage collector ("unclosed <socket.socket ...>" ResourceWarning).
@@ -132,16 +137,25 @@ class FaultStack:
             if not hasattr(local, "client"):
                 local.client = self.client()
                 clients.append(local.client)
-            files = [("image", ("scene.png", image, "image/png"))]
-            data = {"task": task, "options": json.dumps({"cache": False}), "prompt": f"#{index}"}
+            data, files = form(index)
             return local.client.post("/v1/jobs", data=data, files=files)  # type: ignore[no-any-return]
 
         try:
-            with ThreadPoolExecutor(8) as pool:
+            with ThreadPoolExecutor(threads) as pool:
                 return list(pool.map(one, range(count)))
         finally:
             for client in clients:
                 client.close()
+
+    def submit_many(self, count: int, *, task: str = "caption") -> list[httpx.Response]:
+        """Submit ``count`` jobs from 8 threads (result cache off: every job runs)."""
+        image, _ = scene_png(7, 320, 240)
+
+        def form(index: int) -> JobForm:
+            data = {"task": task, "options": json.dumps({"cache": False}), "prompt": f"#{index}"}
+            return data, [("image", ("scene.png", image, "image/png"))]
+
+        return self.post_jobs(count, form)
 
     def counts(self) -> dict[str, int]:
         assert self.engine is not None

@@ -6,9 +6,7 @@ import contextlib
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.faults.stack import FaultStack
+from tests.faults.stack import FaultStack, JobForm
 
 
 @contextlib.contextmanager
@@ -70,17 +68,13 @@ def submit_images(
     stack: FaultStack, images: list[bytes], *, task: str = "caption", threads: int = 8
 ) -> list[httpx.Response]:
     """Submit one job per image from ``threads`` threads (result cache off)."""
-    local = threading.local()
 
-    def one(index: int) -> httpx.Response:
-        if not hasattr(local, "client"):
-            local.client = stack.client()
+    def form(index: int) -> JobForm:
         files = [("image", ("noise.png", images[index], "image/png"))]
         data = {"task": task, "options": json.dumps({"cache": False}), "prompt": f"#{index}"}
-        return local.client.post("/v1/jobs", data=data, files=files)  # type: ignore[no-any-return]
+        return data, files
 
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, range(len(images))))
+    return stack.post_jobs(len(images), form, threads=threads)
 
 
 def statuses(responses: list[httpx.Response]) -> dict[int, int]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import httpx
 import pytest
 
 from tests.faults.conftest import report
-from tests.faults.stack import FaultStack
+from tests.faults.stack import FaultStack, JobForm
 from tests.integration.helpers import scene_png
 from tests.services import postgres_bindir, postgres_server
 from visionq.vision.schema_safety import pattern_search
@@ -69,19 +67,14 @@ REFUSED: list[dict[str, Any]] = [
 
 def _submit(stack: FaultStack, schemas: list[dict[str, Any]]) -> list[httpx.Response]:
     image, _ = scene_png(7, 320, 240)
-    local = threading.local()
 
-    def one(index: int) -> httpx.Response:
-        if not hasattr(local, "client"):
-            local.client = stack.client()
+    def form(index: int) -> JobForm:
         schema = schemas[index % len(schemas)]
         data = {"task": "custom", "prompt": f"Describe the image #{index}.",
                 "schema": json.dumps(schema), "options": json.dumps({"cache": False})}  # fmt: skip
-        files = [("image", ("scene.png", image, "image/png"))]
-        return local.client.post("/v1/jobs", data=data, files=files)  # type: ignore[no-any-return]
+        return data, [("image", ("scene.png", image, "image/png"))]
 
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, range(len(schemas) if schemas is REFUSED else N)))
+    return stack.post_jobs(len(schemas) if schemas is REFUSED else N, form)
 
 
 def _cpu_s(pid: int) -> float:
