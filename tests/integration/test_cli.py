@@ -336,6 +336,8 @@ def test_out_writes_segment_masks_and_a_jpeg_for_a_photo(stack: Stack, tmp_path:
     assert len(masks) == len(job["result"]["objects"]) == 2
     for mask, obj in zip(masks, job["result"]["objects"], strict=True):
         x1, y1, x2, y2 = obj["box"]
-        assert Image.open(mask).size == (x2 - x1, y2 - y1)
+        with Image.open(mask) as image:
+            assert image.size == (x2 - x1, y2 - y1)
     [annotated] = out.glob(f"{stem}.annotated.*")
-    assert annotated.suffix == ".jpg" and Image.open(annotated).size == (420, 300)
+    with Image.open(annotated) as image:
+        assert annotated.suffix == ".jpg" and image.size == (420, 300)
