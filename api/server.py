@@ -355,9 +355,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def run(*, host: str, port: int, workers: int) -> None:
+def run(*, host: str, port: int, workers: int, fd: int | None = None) -> None:
     """Serve the API (api.app:create_app, with its access log) with the guarded protocol
-    until stopped."""
+    until stopped; on the listening socket ``fd`` if given, else on ``host:port``."""
     try:
         _configured_limits()  # a bad setting fails here, before the port is taken
     except ValueError as exc:
@@ -368,6 +368,7 @@ def run(*, host: str, port: int, workers: int) -> None:
         factory=True,
         host=host,
         port=port,
+        fd=fd,
         workers=workers,
         log_level="info",
         log_config=logging_config(get_settings().log_format),

@@ -111,6 +111,11 @@ def run_api(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="Number of uvicorn worker processes."),
+    fd: int | None = typer.Option(
+        None,
+        help="Serve on this inherited listening socket instead of --host/--port "
+        "(systemd socket activation; `visionq dev` uses it).",
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs).
 
@@ -118,7 +123,7 @@ def run_api(
     """
     from visionq.api.server import run
 
-    run(host=host, port=port, workers=workers)
+    run(host=host, port=port, workers=workers, fd=fd)
 
 
 class WorkerPool(StrEnum):

@@ -37,13 +37,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
+def listening_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """A socket listening on ``port`` (0: a free one), to hand to a child with `--fd`.
+
+    Binding here, instead of checking a port and letting the child bind it later, means two
+    stacks started at the same moment cannot both pick the same port. OSError if taken.
+    """
+    sock = socket.socket()
+    try:
+        # As uvicorn does: a port in TIME_WAIT from a stopped stack can be taken again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def wait_until(
@@ -75,6 +84,7 @@ class ManagedProcess:
         log: Path,
         env: dict[str, str] | None = None,
         user: str | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.name = name
         self.log = log
@@ -92,6 +102,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            pass_fds=pass_fds,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
 

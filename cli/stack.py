@@ -9,6 +9,7 @@ touches a configured deployment; the API key it makes is revoked when it stops. 
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from visionq.cli.processes import free_port, port_is_free
+from visionq.cli.processes import listening_socket
 from visionq.cli.stackbuild import StackBuilder, StackError
 
 __all__ = ["EMULATOR_WARNING", "Stack", "StackError", "start_stack"]
@@ -67,12 +68,14 @@ class Stack:
             self.api_key_id = None
 
 
-def _api_port(requested: int | None) -> int:
-    if requested is not None:
-        if not port_is_free(requested):
-            raise StackError(f"port {requested} is in use; pick another with --port")
-        return requested
-    return DEFAULT_API_PORT if port_is_free(DEFAULT_API_PORT) else free_port()
+def _api_socket(requested: int | None) -> socket.socket:
+    """The API's listening socket: on ``requested``, else on 8000, else on a free port."""
+    try:
+        return listening_socket(DEFAULT_API_PORT if requested is None else requested)
+    except OSError:
+        if requested is not None:
+            raise StackError(f"port {requested} is in use; pick another with --port") from None
+        return listening_socket(0)
 
 
 def _check_redis(url: str) -> None:
@@ -108,7 +111,8 @@ def start_stack(
 
     ``redis_url``: use that running Redis instead of starting one (for machines where
     visionq bundles no redis-server)."""
-    port = _api_port(api_port)
+    sock = _api_socket(api_port)
+    port = int(sock.getsockname()[1])
     data_dir = data_dir.expanduser().resolve()
     database_url = f"sqlite:///{data_dir / 'visionq.db'}"
     run_dir = data_dir / "run" / f"dev-{port}"
@@ -143,10 +147,11 @@ def start_stack(
         upgrade(database_url)
         if stack.uses_emulator:
             announce(f"emulator  {builder.start_own_emulator()}")
-        builder.start_api(port)
+        builder.start_api(sock=sock)
         builder.start_worker(concurrency=worker_concurrency)
         stack.api_key_id, stack.api_key = _new_key(database_url)
     except BaseException:
+        sock.close()  # if the API never took it
         stack.stop()
         raise
     return stack

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -89,11 +90,12 @@ class StackBuilder:
         ready: Callable[[], bool],
         *,
         env: Mapping[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> ManagedProcess:
         """Start ``args`` as ``name`` and wait until ``ready()`` (exceptions count as not
         yet); StackError with the log's tail if it exits or takes longer than the timeout."""
         log = self.workdir / f"{name}.log"
-        proc = ManagedProcess(name, args, log=log, env=dict(env or self.env))
+        proc = ManagedProcess(name, args, log=log, env=dict(env or self.env), pass_fds=pass_fds)
         self.processes.append(proc)
         deadline = time.monotonic() + self.timeout
         check = _safe(ready)
@@ -169,14 +171,32 @@ class StackBuilder:
             raise StackError(f"visionq db upgrade failed:\n{done.stderr[-2000:]}")
 
     def start_api(
-        self, port: int | None = None, *, name: str = "api", args: Iterable[str] = ()
+        self,
+        port: int | None = None,
+        *,
+        name: str = "api",
+        args: Iterable[str] = (),
+        sock: socket.socket | None = None,
     ) -> str:
         """`visionq api` on 127.0.0.1 (a free port unless given); returns its URL once
-        /healthz answers (/readyz also needs a worker's heartbeat)."""
-        port = free_port() if port is None else port
+        /healthz answers (/readyz also needs a worker's heartbeat).
+
+        ``sock``: a listening socket (processes.listening_socket) the API serves on instead,
+        so the port was never free for anyone else; closed here once the API has it."""
+        if sock is not None:
+            port = int(sock.getsockname()[1])
+            where = ["--fd", str(sock.fileno())]
+        else:
+            port = free_port() if port is None else port
+            where = ["--host", "127.0.0.1", "--port", str(port)]
         url = f"http://127.0.0.1:{port}"
-        command = visionq_command("api", "--host", "127.0.0.1", "--port", str(port), *args)
-        self.start(name, command, lambda: http_ok(f"{url}/healthz"))
+        command = visionq_command("api", *where, *args)
+        fds = () if sock is None else (sock.fileno(),)
+        try:
+            self.start(name, command, lambda: http_ok(f"{url}/healthz"), pass_fds=fds)
+        finally:
+            if sock is not None:
+                sock.close()
         self.api_url = url
         return url
 

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -16,12 +17,20 @@ from pathlib import Path
 import pytest
 
 from tests.services import visionq_command
-from visionq.cli.processes import port_is_free
 from visionq.cli.samples import PHOTO_LABELS, PHOTOS
 from visionq.client import VisionqClient
 from visionq.emulator.shapes import Shape, draw_scene, encode
 
 pytestmark = pytest.mark.integration
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def user_env(data_dir: Path) -> dict[str, str]:
@@ -50,6 +59,16 @@ class DevProcess:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+    def stop(self, sig: signal.Signals) -> int:
+        """Send `sig`, wait for the exit, then close the pipe once everything is read."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self._reader.join(10)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
 
     def wait_ready(self, timeout: float = 120) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
@@ -108,10 +127,10 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
     # Its own data directory (dev/ in VISIONQ_DATA_DIR), never the configured database.
     data_dir = tmp_path / "data" / "dev"
     first = DevProcess(env)
-    url1, key1 = first.wait_ready()
     second = DevProcess(env)
-    url2, key2 = second.wait_ready()
     try:
+        url1, key1 = first.wait_ready()
+        url2, key2 = second.wait_ready()
         assert url1 != url2
         assert "EMULATOR" in first.output and "synthetic" in first.output
         # A key made by the command dev prints works on both, even from the user's shell,
@@ -139,10 +158,10 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
         pids = processes_of(data_dir, redis_ports) | processes_of(tmp_path / "data")
         assert len(pids) >= 10  # 2 x (dev, redis, emulator, api, worker)
     finally:
-        first.proc.send_signal(signal.SIGTERM)
-        second.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        assert first.proc.wait(60) == 0, first.output
-        assert second.proc.wait(60) == 0, second.output
+        first_rc = first.stop(signal.SIGTERM)
+        second_rc = second.stop(signal.SIGINT)  # what Ctrl-C sends
+    assert first_rc == 0, first.output
+    assert second_rc == 0, second.output
     assert "stopped" in first.output and "stopped" in second.output
     deadline = time.monotonic() + 10
     while processes_of(data_dir, redis_ports) and time.monotonic() < deadline:
@@ -158,8 +177,6 @@ def test_two_dev_stacks_side_by_side_then_clean_stop(tmp_path: Path) -> None:
 
 
 def test_dev_refuses_a_busy_port(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
