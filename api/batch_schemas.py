@@ -1,0 +1,280 @@
+"""Request and response bodies of the batch routes (/v1/batches...).
+
+A batch is a named set of items; each item is one job (its latest: a re-run points the item
+at a new job). Defaults given at create apply to every item; an item's own fields replace
+them (``options`` is shallow-merged over the defaults' options).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from visionq.api.schemas import ErrorDetail
+from visionq.models.tables import JobStatus
+from visionq.vision.estimate import CostRange
+from visionq.vision.tasks import TaskKind
+
+BatchState = Literal["open", "closed", "cancelled"]
+# An item's status: its latest job's, or "expired" once retention deleted that job.
+ItemStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str, what: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} must not contain control characters (NUL, newline, tab...)")
+    return value
+
+
+class BatchCreate(BaseModel):
+    """A new batch: its name (unique per API key) and the defaults of its items."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Unique per API key. Creating a batch with a name that exists answers "
+        "that batch (200, Idempotent-Replayed: true) when the defaults are equal, else 409 "
+        "batch_name_taken.",
+    )
+    task: str = Field(
+        description="caption, ask, classify, detect, segment, compare or custom: the "
+        "default of every item.",
+        json_schema_extra={"enum": [kind.value for kind in TaskKind]},
+    )
+    prompt: str | None = Field(default=None, description="Default prompt of the items.")
+    model: str | None = Field(default=None, description="Default model of the items.")
+    labels: list[str] | None = Field(default=None, description="classify: default labels.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Default options of the items (as a job's options); an item's options "
+        "are merged over them key by key.",
+    )
+    schema_: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="custom: the default JSON Schema."
+    )
+    expected_items: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description="How many items the client means to add (e.g. the files it found): the "
+        "whole-batch estimate is extrapolated to it while fewer are added.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_printable(cls, value: str) -> str:
+        return _printable(value, "name")
+
+
+class BatchImageRef(BaseModel):
+    """One image of an item: give exactly one of part, data, url or sha256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    part: int | None = Field(
+        default=None,
+        ge=0,
+        description="Multipart only: the index (0-based) among the request's `image` parts.",
+    )
+    data: str | None = Field(default=None, description="JSON only: the image bytes, base64.")
+    url: str | None = Field(
+        default=None, max_length=2048, description="An http(s) URL the API downloads."
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_PATTERN,
+        description="An image already stored by a job of this API key (its inputs' sha256, "
+        "or an `images` entry of an earlier add): nothing is uploaded again.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchImageRef:
+        given = [v for v in (self.part, self.data, self.url, self.sha256) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of part, data, url or sha256")
+        return self
+
+
+class BatchItemIn(BaseModel):
+    """One item: its key (unique in the batch) and images; other fields override the
+    batch's defaults."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    key: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Unique in the batch (e.g. the file's path): adding a key again answers "
+        "its existing job (outcome exists), so an interrupted upload can be resumed.",
+    )
+    images: list[BatchImageRef] = Field(min_length=1)
+    prompt: str | None = None
+    model: str | None = None
+    labels: list[str] | None = None
+    options: dict[str, Any] | None = Field(
+        default=None, description="Merged over the batch's options key by key."
+    )
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class ItemsAdd(BaseModel):
+    """POST /v1/batches/{id}/items as JSON (multipart: the same document in the `items`
+    field, images as `image` file parts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItemIn]
+
+
+class ItemOutcome(BaseModel):
+    key: str
+    outcome: Literal["created", "exists", "rejected"]
+    job_id: str | None = None
+    status: JobStatus | None = None
+    error: ErrorDetail | None = Field(
+        default=None, description="rejected: why (the code and message a single submit gives)."
+    )
+    images: list[str] = Field(
+        default_factory=list,
+        description="created: the stored sha256 of each image (usable as sha256 refs).",
+    )
+
+
+class ItemsAdded(BaseModel):
+    items: list[ItemOutcome]
+    created: int
+    existing: int
+    rejected: int
+
+
+class StatusCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    expired: int = Field(default=0, description="Items whose job retention deleted.")
+
+
+class TokenTotals(BaseModel):
+    prompt: int = 0
+    candidates: int = 0
+    thoughts: int = 0
+    total: int = 0
+
+
+class BatchProgress(BaseModel):
+    counts: StatusCounts
+    items: int = Field(description="Items added so far.")
+    expected_items: int | None
+    done: int = Field(description="Items whose latest job ended (or expired).")
+    tokens: TokenTotals = Field(description="All calls so far, re-run jobs' included.")
+    cost_usd: str = Field(description="What the batch's jobs cost so far, re-runs included.")
+    estimate_usd: CostRange = Field(
+        description="The whole batch's estimated cost: the added items' estimates, "
+        "extrapolated to expected_items while fewer are added."
+    )
+    rate_per_s: float | None = Field(description="Items ended per second (the basis's).")
+    eta_s: float | None = Field(description="Seconds until every added item has ended.")
+    eta_at: datetime | None
+    eta_basis: Literal["measured", "quota", "none"] = Field(
+        description="measured: the rate of the last VISIONQ_BATCH_ETA_WINDOW_S seconds "
+        "(capped by the quota); quota: the rate limits alone (too few ended yet); none: "
+        "nothing to go by, or nothing left."
+    )
+
+
+class BatchPublic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    name: str
+    state: BatchState = Field(description="open, closed (no more items) or cancelled.")
+    task: str
+    model: str | None
+    prompt: str | None
+    labels: list[str] | None
+    options: dict[str, Any]
+    schema_: dict[str, Any] | None = Field(alias="schema")
+    expected_items: int | None
+    created_at: datetime
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    item_count: int
+    images_received: int = Field(description="Images uploaded (bytes or URL).")
+    images_referenced: int = Field(description="Images given by sha256 (not uploaded).")
+    progress: BatchProgress | None = Field(
+        default=None, description="GET /v1/batches/{id} only (null in lists)."
+    )
+
+
+class BatchPage(BaseModel):
+    batches: list[BatchPublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class ItemPublic(BaseModel):
+    key: str
+    job_id: str | None
+    status: ItemStatus
+    error_code: str | None
+    reruns: int
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class BatchLookup(BaseModel):
+    """Which of these keys the batch has, and which of these images this API key stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(default_factory=list)
+    sha256s: list[str] = Field(default_factory=list)
+
+
+class BatchLookupResult(BaseModel):
+    existing: dict[str, str | None] = Field(
+        description="Each key the batch has, with its job id (null once expired)."
+    )
+    stored_sha256s: list[str]
+
+
+RerunStatus = Literal["failed", "cancelled"]
+
+
+def _failed_only() -> list[RerunStatus]:
+    return ["failed"]
+
+
+class RerunRequest(BaseModel):
+    """Which ended items get a new job, and what changes for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statuses: list[RerunStatus] = Field(default_factory=_failed_only, min_length=1)
+    error_codes: list[str] | None = Field(
+        default=None, description="Only items whose job failed with one of these codes."
+    )
+    model: str | None = Field(default=None, description="Run the new jobs on this model.")
+    options: dict[str, Any] | None = Field(
+        default=None, description="Merged over each old job's options key by key."
+    )
+
+
+class RerunResult(BaseModel):
+    rerun: int = Field(description="Items given a new job.")
+    batch: BatchPublic
