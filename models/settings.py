@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     url_fetch_max_redirects: int = Field(default=3, ge=0)
     url_fetch_allowed_networks: list[str] = Field(default_factory=list)
 
+    # Batches (issue 19): items one add call may carry; threads of the API process checking
+    # and storing a call's images; how far back the ETA's measured rate looks; rows per
+    # database page of an export (each page is its own short read).
+    batch_max_items_per_add: int = Field(default=500, ge=1, le=5000)
+    batch_intake_threads: int = Field(default=4, ge=1, le=64)
+    batch_eta_window_s: float = Field(default=300.0, gt=0)
+    batch_export_page: int = Field(default=1000, ge=10, le=10_000)
+
     # Retention (models/retention.py, `visionq gc`): finished jobs older than this many days
     # are deleted with their inputs, attempts and masks; 0 keeps them forever.
     retention_days: int = Field(default=30, ge=0)

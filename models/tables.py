@@ -300,6 +300,82 @@ class Budget(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BatchState(enum.StrEnum):
+    OPEN = "open"  # items may be added
+    CLOSED = "closed"  # no more items; its jobs run on and may be re-run
+    CANCELLED = "cancelled"  # its queued jobs were cancelled; nothing more is added or re-run
+
+
+class Batch(Base):
+    """A named set of items of one tenant (issue 19), with the defaults its items inherit.
+
+    Progress is computed from the items' jobs on read; the counters here are only what the
+    jobs cannot tell: estimates made at add, images sent vs referenced, and the spend of
+    jobs an item no longer points at (superseded by a re-run).
+    """
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", name="uq_batches_tenant_name"),
+        Index("ix_batches_tenant_created", "tenant", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=BatchState.OPEN)
+    # The items' defaults, stored as given (validated when the batch was created).
+    task: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(100), default=None)
+    prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    labels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    response_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # sha256 of the canonical defaults: creating the same name again with equal defaults
+    # answers the existing batch, with other defaults is refused.
+    defaults_hash: Mapped[str] = mapped_column(String(64))
+    # How many items the creator expects (the CLI's file count): scales the estimate.
+    expected_items: Mapped[int | None] = mapped_column(default=None)
+    item_count: Mapped[int] = mapped_column(default=0)
+    estimate_min_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimate_max_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimate_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Cost and tokens of jobs replaced by a re-run (items point at their latest job only).
+    prior_cost_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    prior_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Images uploaded as bytes vs given as the sha256 of an image the tenant had stored.
+    images_received: Mapped[int] = mapped_column(default=0)
+    images_referenced: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BatchItem(Base):
+    """One key of a batch and its latest job (a re-run points it at the new job; the old
+    one stays, linked by ``jobs.retry_of``). ``id`` is the insertion order: pages and
+    exports walk it, never ``key`` (collations differ between databases)."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "key", name="uq_batch_items_batch_key"),
+        Index("ix_batch_items_batch_id_id", "batch_id", "id"),
+        Index("ix_batch_items_job_id", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(1024))
+    # NULL only once retention deleted the job: the item then reads as expired.
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+    )
+    reruns: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # Core views of the tables, for hot conditional statements where ORM-enabled UPDATE and
 # INSERT would add session synchronisation and unit-of-work overhead for nothing.
 JOBS = cast(Table, Job.__table__)
@@ -307,3 +383,5 @@ JOB_INPUTS = cast(Table, JobInput.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
 BUDGETS = cast(Table, Budget.__table__)
 API_KEYS = cast(Table, ApiKey.__table__)
+BATCHES = cast(Table, Batch.__table__)
+BATCH_ITEMS = cast(Table, BatchItem.__table__)
