@@ -9,42 +9,64 @@ from sqlalchemy.orm import Session
 
 from visionq.api.deps import ApiResources
 from visionq.api.errors import ApiError
-from visionq.api.job_checks import AdmittedJob
+from visionq.api.job_checks import AdmittedFields, AdmittedJob
 from visionq.models.budgets import budget_state
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
+from visionq.vision.tasks import JobOptions
 
 
 def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
     """The job's token and cost estimate, as the worker will send it."""
+    return _estimate(admitted.fields, _sizes(admitted), resources)
+
+
+def _sizes(admitted: AdmittedJob) -> list[tuple[int, int]]:
+    return [(image.width, image.height) for image in admitted.images]
+
+
+def _estimate(
+    fields: AdmittedFields, sizes: list[tuple[int, int]], resources: ApiResources
+) -> Estimate:
     return resources.costs.estimate(
-        task=admitted.task,
-        model=admitted.model,
-        prompt=admitted.prompt,
-        labels=admitted.labels,
-        options=admitted.options,
-        sizes=[(image.width, image.height) for image in admitted.images],
+        task=fields.task,
+        model=fields.model,
+        prompt=fields.prompt,
+        labels=fields.labels,
+        options=fields.options,
+        sizes=sizes,
     )
 
 
 def apply_economy(
     admitted: AdmittedJob, resources: ApiResources
 ) -> tuple[AdmittedJob, StoredEstimate]:
+    """The job with the options economy_and_estimate chose, and its estimate as stored."""
+    options, estimate = economy_and_estimate(admitted.fields, _sizes(admitted), resources)
+    if options is not admitted.options:
+        admitted = dataclasses.replace(admitted, options=options)
+    return admitted, estimate
+
+
+def economy_and_estimate(
+    fields: AdmittedFields, sizes: list[tuple[int, int]], resources: ApiResources
+) -> tuple[JobOptions, StoredEstimate]:
     """With options.economy, send the images at the cheapest token tier the task tolerates:
     downscaled for models billed by size, at the lowest media resolution for models
-    billed by level (Gemini 3).
+    billed by level (Gemini 3). Only the images' ``sizes`` (width, height) are needed.
 
-    Returns the job (with options.max_side set when it saves tokens) and its estimate as
-    stored, which then reports the tokens saved under "economy".
+    Returns the job's options (with max_side set when it saves tokens; the same object
+    when nothing changed) and its estimate as stored, which then reports the tokens saved
+    under "economy".
     """
     economy: EconomyReport | None = None
-    options = admitted.options
+    options = fields.options
     if options.economy:
         plan = economy_plan(
-            model=admitted.model,
-            task=admitted.task,
+            model=fields.model,
+            task=fields.task,
             media_resolution=options.media_resolution,
-            images=[(image.width, image.height) for image in admitted.images],
+            images=sizes,
             catalogue=resources.costs.catalogue,
             image_media_resolution=options.image_media_resolution,
         )
@@ -59,16 +81,17 @@ def apply_economy(
             applied=plan.applies, tokens_saved=plan.tokens_saved, reason=plan.reason, **changes
         )
         if changes:
-            admitted = dataclasses.replace(admitted, options=options.model_copy(update=changes))
-    return admitted, StoredEstimate.of(estimate_of(admitted, resources), economy)
+            options = options.model_copy(update=changes)
+            fields = dataclasses.replace(fields, options=options)
+    return options, StoredEstimate.of(_estimate(fields, sizes, resources), economy)
 
 
-def unbounded_refusal(admitted: AdmittedJob, estimate: Estimate) -> ApiError:
+def unbounded_refusal(model: str, estimate: Estimate) -> ApiError:
     """A 422 for a job whose cost has no known bound, submitted by a tenant with a budget."""
     reason = estimate.reason or "no price is known"
     return ApiError(
         "cost_unbounded",
-        f"This tenant has a budget, and the cost of a job on {admitted.model} cannot be "
+        f"This tenant has a budget, and the cost of a job on {model} cannot be "
         f"bounded ({reason}). Send a model with a known price (`visionq models`), or ask the "
         "operator to add its price to the VISIONQ_MODELS_FILE catalogue.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -33,6 +34,9 @@ class ApiResources:
     redis: redis.Redis
     # None when VISIONQ_SUBMIT_RATE_PER_S is 0 (no per-key limit).
     throttle: SubmitThrottle | None
+    # Checks and stores the images of batch items (api/batch_intake.py); None: each call
+    # makes its own pool of VISIONQ_BATCH_INTAKE_THREADS.
+    intake_pool: ThreadPoolExecutor | None = None
 
 
 async def get_resources(request: Request) -> ApiResources:

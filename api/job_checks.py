@@ -31,6 +31,21 @@ MAX_LABEL_CHARS = 200
 
 
 @dataclass(frozen=True)
+class AdmittedFields:
+    """A job's validated fields, images apart (the same for every item of a batch that
+    asks the same thing: admitted once, see api/batch_intake.py)."""
+
+    task: TaskKind
+    prompt: str | None
+    model: str
+    labels: list[str] | None
+    options: JobOptions
+    schema: dict[str, Any] | None
+    # What to know about a job that runs anyway (a deprecated model, an alias resolved).
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class AdmittedJob:
     task: TaskKind
     prompt: str | None
@@ -42,6 +57,14 @@ class AdmittedJob:
     images: list[PreparedImage]
     # What to know about a job that runs anyway (a deprecated model, an alias resolved).
     warnings: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def fields(self) -> AdmittedFields:
+        """The job's fields without its images."""
+        return AdmittedFields(
+            task=self.task, prompt=self.prompt, model=self.model, labels=self.labels,
+            options=self.options, schema=self.schema, warnings=self.warnings,
+        )  # fmt: skip
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -79,6 +102,30 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
     The model is checked against the catalogue: retired and unknown ids, and options the
     model does not take, are refused here rather than by Google after the job waited.
     """
+    fields = admit_fields(raw, len(raw.images), settings, catalogue)
+    images = [
+        admit_image(data, raw.image_label(index), settings) for index, data in enumerate(raw.images)
+    ]
+    if fields.options.max_side:
+        for index, image in enumerate(images):
+            check_downscale(image.data, fields.options.max_side, settings, raw.image_label(index))
+    return AdmittedJob(
+        task=fields.task,
+        prompt=fields.prompt,
+        model=fields.model,
+        labels=fields.labels,
+        options=fields.options,
+        schema=fields.schema,
+        images=images,
+        warnings=fields.warnings,
+    )
+
+
+def admit_fields(
+    raw: RawJob, images: int, settings: Settings, catalogue: Catalogue
+) -> AdmittedFields:
+    """Validate every field of a job of ``images`` images (``raw.images`` is not read);
+    raise ApiError naming the first problem. The checks ``admit`` makes before the images."""
     _no_nul(raw)
     if raw.labels and any(len(label) > MAX_LABEL_CHARS for label in raw.labels):
         raise ApiError(
@@ -90,10 +137,10 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
         options = JobOptions.model_validate(raw.options)
     except ValidationError as exc:
         raise ApiError("invalid_options", f"options: {describe(exc)}") from exc
-    if len(raw.images) > settings.max_images_per_job:
+    if images > settings.max_images_per_job:
         raise ApiError(
             "too_many_images",
-            f"{len(raw.images)} images; at most {settings.max_images_per_job} per job.",
+            f"{images} images; at most {settings.max_images_per_job} per job.",
         )
     labels = [label.strip() for label in raw.labels] if raw.labels is not None else None
     if raw.schema is not None:
@@ -104,7 +151,7 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
             task,
             prompt=raw.prompt,
             labels=labels,
-            images=len(raw.images),
+            images=images,
             schema=schema,
             options=options,
         )
@@ -112,25 +159,18 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
             catalogue, requested, task, configured_default=settings.default_model or None,
             allow_unknown=settings.allow_unknown_models,
         )  # fmt: skip
-        warnings = [*choice.warnings, *check_options(task, options, choice, images=len(raw.images))]
+        warnings = [*choice.warnings, *check_options(task, options, choice, images=images)]
     except JobSpecError as exc:
         raise ApiError.of(exc) from exc
     except InvalidSchemaError as exc:
         raise ApiError("invalid_schema", f"schema: {exc}") from exc
-    images = [
-        _admit_image(data, raw.image_label(index), settings)
-        for index, data in enumerate(raw.images)
-    ]
-    if options.max_side:
-        _check_downscale(images, options.max_side, settings, raw)
-    return AdmittedJob(
+    return AdmittedFields(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
         model=choice.model,
         labels=labels,
         options=options,
         schema=schema,
-        images=images,
         warnings=[warning.as_dict() for warning in warnings],
     )
 
@@ -180,7 +220,7 @@ def _model_name(value: str | None) -> str | None:
     return model
 
 
-def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
+def admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
     """The prepared image; ApiError naming it by ``label`` (its file name or URL, else
     "Image #N": see RawJob.image_label)."""
     if len(data) > settings.max_image_bytes:
@@ -206,16 +246,13 @@ def _admit_image(data: bytes, label: str, settings: Settings) -> PreparedImage:
     return prepared
 
 
-def _check_downscale(
-    images: list[PreparedImage], max_side: int, settings: Settings, raw: RawJob
-) -> None:
+def check_downscale(data: bytes, max_side: int, settings: Settings, label: str) -> None:
     """413 for an image the worker could not downscale to ``max_side`` within the per-image
     memory bound (a PNG passes its check row by row, but shrinking it decodes it whole):
-    refused now, not failed after the job waited in the queue."""
+    refused now, not failed after the job waited in the queue. ``label`` names the image."""
     limit = settings.image_decode_max_bytes
-    for index, image in enumerate(images):
-        found = downscale_memory(image.data, max_side)
-        if found is not None and found[2] > limit:
-            width, height, needed = found
-            error = too_much_memory_error(width, height, needed, limit, "downscaling it")
-            raise ApiError.of(error, f"{raw.image_label(index)}: {error.message}")
+    found = downscale_memory(data, max_side)
+    if found is not None and found[2] > limit:
+        width, height, needed = found
+        error = too_much_memory_error(width, height, needed, limit, "downscaling it")
+        raise ApiError.of(error, f"{label}: {error.message}")

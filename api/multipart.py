@@ -17,12 +17,12 @@ from visionq.models.settings import Settings
 FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
 
 
-class _BodyTooLargeError(Exception):
+class BodyTooLargeError(Exception):
     """The request body grew past the limit while being read."""
 
 
-def _limited(request: Request, limit: int) -> Request:
-    """The same request, whose body reading stops at ``limit`` bytes.
+def limited_request(request: Request, limit: int) -> Request:
+    """The same request, whose body reading stops at ``limit`` bytes (BodyTooLargeError).
 
     Content-Length is checked up front, but a chunked body has none: without this, a
     huge upload would be parsed and spooled to disk before any check.
@@ -35,7 +35,7 @@ def _limited(request: Request, limit: int) -> Request:
         message = await receive()
         received += len(message.get("body", b""))
         if received > limit:
-            raise _BodyTooLargeError
+            raise BodyTooLargeError
         return message
 
     return Request(request.scope, counting_receive)
@@ -43,10 +43,10 @@ def _limited(request: Request, limit: int) -> Request:
 
 async def read_multipart(request: Request, settings: Settings) -> RawJob:
     """The job fields of a multipart body; ApiError (400, 413, 422) naming what is wrong."""
-    limited = _limited(request, settings.max_request_bytes)
+    limited = limited_request(request, settings.max_request_bytes)
     try:
         form = await limited.form(max_files=settings.max_images_per_job, max_fields=1000)
-    except _BodyTooLargeError as exc:
+    except BodyTooLargeError as exc:
         raise too_large(
             "request", settings.max_request_bytes + 1, settings.max_request_bytes
         ) from exc
@@ -121,7 +121,7 @@ def _labels_field(form: FormData) -> list[str] | None:
         single = values[0].strip()
         if single.startswith("["):
             try:
-                decoded = _parse_json(single)
+                decoded = parse_json(single)
             except ValueError as exc:
                 raise ApiError("invalid_request", f"labels is not valid JSON: {exc}.") from exc
             if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
@@ -131,7 +131,7 @@ def _labels_field(form: FormData) -> list[str] | None:
     return values
 
 
-def _parse_json(text: str) -> Any:
+def parse_json(text: str) -> Any:
     """Strict JSON, as in JSON bodies: no NaN, no lone surrogates, bounded nesting and
     number sizes (``json.loads`` raises RecursionError or an int-size ValueError instead)."""
     return from_json(text, allow_inf_nan=False)
@@ -143,7 +143,7 @@ def _json_object_field(form: FormData, name: str) -> dict[str, Any] | None:
         return None
     code = f"invalid_{name}"  # invalid_options, invalid_schema
     try:
-        decoded = _parse_json(raw)
+        decoded = parse_json(raw)
     except ValueError as exc:
         raise ApiError(code, f"{name} is not valid JSON: {exc}.") from exc
     if not isinstance(decoded, dict):

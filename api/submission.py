@@ -83,15 +83,28 @@ def authorize_submit(request: Request, resources: ApiResources) -> tuple[Caller,
         key = idempotency_key(request)
         active = count_active(session, caller.tenant)
     _check_rate(caller, resources)
-    settings = resources.settings
-    if active >= settings.max_active_jobs_per_tenant:
+    limit = resources.settings.max_active_jobs_per_tenant
+    if active >= limit:
         raise ApiError(
             "too_many_active_jobs",
-            f"{active} of your jobs are queued or running; the limit is "
-            f"{settings.max_active_jobs_per_tenant}. Wait for some to finish.",
+            f"{active} of your jobs are queued or running; the limit is {limit}. "
+            "Wait for some to finish.",
             headers={"Retry-After": "10"},
         )
     return caller, key
+
+
+def authorize_batch(request: Request, resources: ApiResources) -> Caller:
+    """What adding items to a batch checks before its body is read: the API key (401) and
+    the submit rate (429; one token per call: a call is one request, whatever it holds).
+    The unfinished jobs are counted with the items (api/batch_intake.py).
+
+    Blocking (database, Redis): run it in the thread pool.
+    """
+    with resources.sessions() as session:
+        caller = authenticate_caller(request, session)
+    _check_rate(caller, resources)
+    return caller
 
 
 def submit(
@@ -206,7 +219,7 @@ def store_and_enqueue(
         # update (and queue on) one budget row.
         capped = cached is None and has_caps(session, caller.tenant)
     if capped and estimate.cost_usd is None:
-        raise unbounded_refusal(admitted, estimate)
+        raise unbounded_refusal(admitted.model, estimate)
     needed = reservation_nusd(estimate) if capped else 0
     try:
         with resources.sessions.begin() as session:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from visionq.api.errors import ApiError
-from visionq.api.job_checks import _admit_image
+from visionq.api.job_checks import admit_image
 from visionq.models.settings import Settings
 from visionq.vision.formats import HEIF, JPEG, PNG, WEBP, ImageRejectedError, register_heif
 from visionq.vision.memory import (
@@ -163,7 +163,7 @@ def _settings(**values: object) -> Settings:
 def test_submit_refuses_413_naming_the_bound() -> None:
     settings = _settings(image_decode_max_bytes=16 * MIB)
     with pytest.raises(ApiError) as caught:
-        _admit_image(_image("WEBP", 2000, lossless=True), "Image #1", settings)
+        admit_image(_image("WEBP", 2000, lossless=True), "Image #1", settings)
     assert (caught.value.status, caught.value.code) == (413, "image_too_large")
     assert "Image #1" in caught.value.message and "16 MB allowed" in caught.value.message
 
@@ -177,7 +177,7 @@ def test_submit_answers_503_with_retry_after_when_the_budget_stays_taken() -> No
     budget = process_limits(64 * MIB, 64 * MIB, 0.05).budget
     data = _image("WEBP", 600, lossless=True)
     with budget.reserve(64 * MIB), pytest.raises(ApiError) as caught:
-        _admit_image(data, "Image #1", settings)
+        admit_image(data, "Image #1", settings)
     assert (caught.value.status, caught.value.code) == (503, "unavailable")
     assert caught.value.headers and int(caught.value.headers["Retry-After"]) >= 1
-    assert _admit_image(data, "Image #1", settings).width == 600  # once the budget is free
+    assert admit_image(data, "Image #1", settings).width == 600  # once the budget is free
