@@ -9,12 +9,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from visionq.client.inputs import ImageSource, image_list, job_request, text_list
 from visionq.client.models import Job, JobPage
+
+if TYPE_CHECKING:
+    from visionq.client.batches import BatchClient
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -82,19 +85,45 @@ class VisionqClient:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    @property
+    def batches(self) -> BatchClient:
+        """The batch routes: create a batch, add items in bulk, follow, export, re-run."""
+        # Imported here: client/batches.py imports this module (its errors and retry delay).
+        from visionq.client.batches import BatchClient  # noqa: PLC0415
+
+        return BatchClient(self)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request to the API (``path`` under its URL; ``kwargs`` as httpx takes them);
+        VisionqError for an error answer, VisionqConnectionError if it cannot be reached."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise VisionqConnectionError(
-                0,
-                "unreachable",
-                f"cannot reach the visionq API at {self.base_url} ({exc}); is it running? "
-                "Set --url or VISIONQ_URL",
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.is_error:
             raise _error_from(response)
         return response
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A request whose answer is read as it arrives (``response.iter_bytes()``); errors
+        as ``request`` raises them, a connection lost midway too."""
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.TransportError) -> VisionqConnectionError:
+        return VisionqConnectionError(
+            0,
+            "unreachable",
+            f"cannot reach the visionq API at {self.base_url} ({exc}); is it running? "
+            "Set --url or VISIONQ_URL",
+        )
 
     def submit(
         self,
@@ -185,16 +214,16 @@ class VisionqClient:
         )
         for attempt in range(retries + 1):
             try:
-                return self._request("POST", path, headers=headers, **body)
+                return self.request("POST", path, headers=headers, **body)
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise
-                time.sleep(_retry_delay(exc, attempt))
+                time.sleep(retry_delay(exc, attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def job(self, job_id: str) -> Job:
         """One job, by its id or a unique prefix of it (at least 8 characters)."""
-        return Job.model_validate(self._request("GET", f"/v1/jobs/{job_id}").json())
+        return Job.model_validate(self.request("GET", f"/v1/jobs/{job_id}").json())
 
     def jobs(
         self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
@@ -205,7 +234,7 @@ class VisionqClient:
             params["status"] = status
         if cursor:
             params["cursor"] = cursor
-        return JobPage.model_validate(self._request("GET", "/v1/jobs", params=params).json())
+        return JobPage.model_validate(self.request("GET", "/v1/jobs", params=params).json())
 
     def iter_jobs(
         self, *, status: str | None = None, page_size: int = PAGE_SIZE_MIN
@@ -220,7 +249,7 @@ class VisionqClient:
             cursor = page.next_cursor
 
     def cancel(self, job_id: str) -> Job:
-        return Job.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())
+        return Job.model_validate(self.request("POST", f"/v1/jobs/{job_id}/cancel").json())
 
     def retry(self, job_id: str, *, idempotency_key: str | None = None, retries: int = 8) -> Job:
         """A new job running finished job ``job_id`` again (same stored images, task,
@@ -230,21 +259,21 @@ class VisionqClient:
         headers = {"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"}
         for attempt in range(retries + 1):
             try:
-                response = self._request("POST", f"/v1/jobs/{job_id}/retry", headers=headers)
+                response = self.request("POST", f"/v1/jobs/{job_id}/retry", headers=headers)
                 return Job.model_validate(response.json())
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise
-                time.sleep(_retry_delay(exc, attempt))
+                time.sleep(retry_delay(exc, attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def annotated_png(self, job_id: str) -> bytes:
         """The detect job's image with its boxes and labels drawn on it."""
-        return self._request("GET", f"/v1/jobs/{job_id}/annotated.png").content
+        return self.request("GET", f"/v1/jobs/{job_id}/annotated.png").content
 
     def mask_png(self, job_id: str, index: int) -> bytes:
         """Segmentation mask ``index`` of a segment job: a binary PNG of its box's size."""
-        return self._request("GET", f"/v1/jobs/{job_id}/masks/{index}.png").content
+        return self.request("GET", f"/v1/jobs/{job_id}/masks/{index}.png").content
 
     def wait(
         self,
@@ -276,7 +305,7 @@ class VisionqClient:
             except VisionqError as exc:
                 if not exc.transient:
                     raise
-                delay = min(_retry_delay(exc, failures), WAIT_RETRY_CAP_S)
+                delay = min(retry_delay(exc, failures), WAIT_RETRY_CAP_S)
                 failures += 1
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise TimeoutError(
@@ -312,7 +341,7 @@ class VisionqClient:
         found: dict[str, Job] = {}
         for start in range(0, len(pending), PAGE_SIZE_MIN):
             batch = ",".join(pending[start : start + PAGE_SIZE_MIN])
-            response = self._request("GET", "/v1/jobs", params={"ids": batch})
+            response = self.request("GET", "/v1/jobs", params={"ids": batch})
             page = JobPage.model_validate(response.json())
             if page.missing:
                 raise VisionqError(
@@ -336,7 +365,7 @@ def _pending(wanted: list[str], latest: dict[str, Job]) -> str:
     return f"{len(pending)} job(s) still unfinished: {', '.join(pending)}"
 
 
-def _retry_delay(error: VisionqError, attempt: int) -> float:
+def retry_delay(error: VisionqError, attempt: int) -> float:
     """The server's Retry-After when it gave one, else full-jitter backoff (cap 30 s)."""
     if error.retry_after is not None:
         return min(error.retry_after, 300.0)

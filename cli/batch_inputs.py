@@ -1,0 +1,368 @@
+"""What `visionq batch run` sends: files, folders (walked recursively) and manifests, as
+items with a key each, streamed so that a folder of 100,000 images is never held at once.
+
+Two passes over the same PATHs: ``BatchInputs.count()`` walks them once to count the items
+and to check every manifest line (a mistake in line 9,000 stops the run before anything is
+sent, as `visionq submit` checks every file first); iterating yields the items again, one
+at a time. Whether a file is an image is decided later, from its bytes, by the upload
+pipeline (cli/batch_run.py), which lists the others as skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from visionq.cli.inputs import InputError
+from visionq.client.inputs import is_url
+from visionq.vision.task_registry import TASKS
+from visionq.vision.tasks import JobOptions, TaskKind
+
+MANIFEST_SUFFIXES = (".jsonl", ".csv")
+# The API's longest item key (api/batch_schemas.py BatchItemIn.key).
+MAX_KEY_LENGTH = 1024
+# Manifest errors shown before "... and N more": enough to see the pattern of a mistake.
+MAX_ERRORS_SHOWN = 20
+# The fields of a manifest item: JSON Lines takes them all, CSV all but images and schema.
+JSONL_FIELDS = frozenset({"key", "image", "images", "prompt", "labels", "model", "options",
+                          "schema"})  # fmt: skip
+CSV_COLUMNS = ("key", "image", "prompt", "labels", "model", "options")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One item to add: its key, its images (local paths, or http(s) URLs the API fetches)
+    and, from a manifest, the fields that replace the batch's defaults for it."""
+
+    key: str
+    images: tuple[Path | str, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # Where it came from, for messages: the file, or "manifest.jsonl:12".
+    origin: str = ""
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name an item (the API refuses the whole call for it), if it cannot."""
+    if not key:
+        return "the key is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"the key is longer than {MAX_KEY_LENGTH} characters"
+    if any(ord(char) < 32 or ord(char) == 127 for char in key):
+        return "the key holds control characters (a newline, a tab...)"
+    return None
+
+
+def default_name(
+    paths: Sequence[Path],
+    *,
+    task: str,
+    prompt: str | None,
+    labels: list[str] | None,
+    model: str | None,
+    options: dict[str, Any],
+    schema: dict[str, Any] | None,
+) -> str:
+    """The batch name a run gets without --name: ``<first PATH's name>-<task>-<8 hex>``.
+
+    The hex digits hash the absolute PATHs and the batch's defaults, so the same command
+    run again (to resume) finds the same batch, and another command makes another one.
+    """
+    absolute = [os.path.abspath(path) for path in paths]
+    digest = hashlib.sha256(
+        json.dumps(
+            [absolute, task, prompt, labels, model, options, schema],
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+    ).hexdigest()[:8]
+    stem = "".join(char for char in Path(absolute[0]).name if char.isprintable())[:100]
+    return f"{stem or 'batch'}-{task}-{digest}"
+
+
+class BatchInputs:
+    """The items of PATHs: each file, each file under each folder, each manifest line.
+
+    Keys: a file's POSIX path relative to the common parent of the PATHs (one folder: to
+    the folder itself), so that the same command gives the same keys wherever it is run
+    from; a manifest item's ``key``, or its image as written. Folders are walked in name
+    order without following symlinked folders; dot-folders (.git, .cache) are left out.
+    A file reached twice (a folder inside another given folder) is one item.
+    """
+
+    def __init__(self, paths: Sequence[Path], task: TaskKind) -> None:
+        if not paths:
+            raise InputError("give at least one file, folder or manifest")
+        self.paths = list(paths)
+        self.spec = TASKS[task]
+        for path in self.paths:
+            if not path.exists():
+                raise InputError(f"{path}: no such file or folder")
+            if not (path.is_dir() or path.is_file()):
+                raise InputError(f"{path}: not a regular file or folder")
+        parents = [
+            os.path.abspath(path) if path.is_dir() else os.path.dirname(os.path.abspath(path))
+            for path in self.paths
+            if not is_manifest(path)
+        ]
+        self.base = os.path.commonpath(parents) if parents else os.getcwd()
+        if parents and self.spec.min_images > 1:
+            raise InputError(
+                f"task {task.value} takes {self.spec.min_images} or more images per item: a "
+                "file is one image, so list each item's images in a manifest (.jsonl, "
+                '"images": [...])'
+            )
+
+    def count(self) -> int:
+        """The number of items, after checking every manifest line (InputError naming each
+        bad line, by file and number, if any is wrong)."""
+        errors: list[str] = []
+        total = sum(1 for _ in self._items(errors))
+        if errors:
+            shown = errors[:MAX_ERRORS_SHOWN]
+            more = len(errors) - len(shown)
+            raise InputError("; ".join(shown) + (f"; and {more} more" if more else ""))
+        return total
+
+    def __iter__(self) -> Iterator[Source]:
+        errors: list[str] = []
+        for source in self._items(errors):
+            if errors:  # a manifest changed since count() checked it
+                break
+            yield source
+        if errors:
+            raise InputError(f"{errors[0]} (the manifest changed during the run)")
+
+    def _items(self, errors: list[str]) -> Iterator[Source]:
+        # key -> the file it stands for (None: a manifest item). Keys only, never contents.
+        seen: dict[str, str | None] = {}
+        for path in self.paths:
+            manifest = is_manifest(path)
+            if manifest:
+                items = read_manifest(path, errors, self.spec.min_images, self.spec.max_images)
+            else:
+                items = self._files(path)
+            for source in items:
+                file = None if manifest else source.origin
+                if source.key in seen:
+                    if file is not None and seen[source.key] == file:
+                        continue  # the same file reached twice: one item
+                    errors.append(f"{source.origin}: the key {source.key!r} is given twice")
+                    continue
+                seen[source.key] = file
+                yield source
+
+    def _files(self, path: Path) -> Iterator[Source]:
+        if path.is_file():
+            yield self._file_source(os.path.abspath(path))
+            return
+        for file in walk(os.path.abspath(path)):
+            yield self._file_source(file)
+
+    def _file_source(self, absolute: str) -> Source:
+        key = Path(os.path.relpath(absolute, self.base)).as_posix()
+        return Source(key=key, images=(Path(absolute),), origin=absolute)
+
+
+def is_manifest(path: Path) -> bool:
+    """A PATH given on the command line is a manifest when it is a .jsonl or .csv file."""
+    return path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file()
+
+
+def walk(folder: str) -> Iterator[str]:
+    """Every regular file under ``folder`` (absolute paths), in name order (a sub-folder's
+    files where its name falls), depth first; symlinked folders are not followed and
+    dot-folders are left out. Only the folders on the current path are listed at once."""
+    stack = [iter(_entries(folder))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif entry.is_dir(follow_symlinks=False):
+            if not entry.name.startswith("."):
+                stack.append(iter(_entries(entry.path)))
+        elif entry.is_file():
+            yield entry.path
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as scan:
+            return sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        raise InputError(
+            f"{folder}: cannot be listed ({exc.strerror or exc}); check its permissions"
+        ) from exc
+
+
+def read_manifest(
+    path: Path, errors: list[str], min_images: int, max_images: int | None
+) -> Iterator[Source]:
+    """The items of a .jsonl or .csv manifest; a bad line adds its error to ``errors``."""
+    reader = _jsonl_rows if path.suffix.lower() == ".jsonl" else _csv_rows
+    folder = path.parent
+    try:
+        for line, row in reader(path, errors):
+            origin = f"{path}:{line}"
+            try:
+                yield _manifest_item(row, folder, origin, min_images, max_images)
+            except ValueError as exc:
+                errors.append(f"{origin}: {exc}")
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})")
+
+
+def _jsonl_rows(path: Path, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except ValueError as exc:
+                errors.append(f"{path}:{number}: not a JSON object ({exc})")
+                continue
+            if not isinstance(row, dict):
+                errors.append(f"{path}:{number}: a line is a JSON object, not {_kind(row)}")
+                continue
+            yield number, row
+
+
+def _csv_rows(path: Path, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    # utf-8-sig: a spreadsheet's CSV export often starts with a byte-order mark.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        unknown = [column for column in columns if column not in CSV_COLUMNS]
+        if "image" not in columns or unknown:
+            problem = f"unknown columns {', '.join(unknown)}; " if unknown else ""
+            errors.append(
+                f"{path}:1: {problem}the first line names the columns, among "
+                f"{','.join(CSV_COLUMNS)} (image is needed)"
+            )
+            return
+        start = reader.line_num + 1
+        for row in reader:
+            if None in row:
+                errors.append(f"{path}:{start}: more cells than columns")
+            else:
+                # Empty cells are fields not given; labels are comma-separated, options JSON.
+                yield start, _csv_fields({k: v for k, v in row.items() if v})
+            start = reader.line_num + 1
+
+
+def _csv_fields(row: dict[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(row)
+    if "labels" in row:
+        fields["labels"] = [label.strip() for label in row["labels"].split(",") if label.strip()]
+    if "options" in row:
+        try:
+            fields["options"] = json.loads(row["options"])
+        except ValueError as exc:
+            fields["options"] = _Invalid(f"options is not JSON ({exc})")
+    return fields
+
+
+@dataclass(frozen=True)
+class _Invalid:
+    """A cell that could not be decoded; reported with the line's other checks."""
+
+    problem: str
+
+
+def _manifest_item(
+    row: dict[str, Any], folder: Path, origin: str, min_images: int, max_images: int | None
+) -> Source:
+    """One manifest line as a Source; ValueError saying what is wrong with it."""
+    unknown = sorted(set(row) - JSONL_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown field {', '.join(unknown)}; an item has {', '.join(sorted(JSONL_FIELDS))}"
+        )
+    written = _image_fields(row)
+    if not min_images <= len(written) <= (max_images or len(written)):
+        wanted = f"{min_images}" if min_images == max_images else f"at least {min_images}"
+        if max_images not in (None, min_images):
+            wanted = f"{min_images} to {max_images}"
+        raise ValueError(f"{len(written)} image(s) for a task that takes {wanted}")
+    images = tuple(_image(text, folder) for text in written)
+    key = row.get("key", written[0] if len(written) == 1 else None)
+    if not isinstance(key, str):
+        raise ValueError(
+            "key must be a string" if "key" in row else 'give a "key" to an item of several images'
+        )
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    overrides = _overrides(row)
+    return Source(key=key, images=images, overrides=overrides, origin=origin)
+
+
+def _image_fields(row: dict[str, Any]) -> list[str]:
+    if ("image" in row) == ("images" in row):
+        raise ValueError('give "image" (one path or URL) or "images" (a list), not both')
+    written = [row["image"]] if "image" in row else row["images"]
+    if not isinstance(written, list) or not written:
+        raise ValueError("images must be a non-empty list of paths or URLs")
+    if not all(isinstance(text, str) and text for text in written):
+        raise ValueError("an image is a path or an http(s) URL (a non-empty string)")
+    return written
+
+
+def _image(text: str, folder: Path) -> Path | str:
+    """A URL as given, or a local file (relative to the manifest's folder) that exists."""
+    if is_url(text):
+        return text
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else folder / path
+    if not path.is_file():
+        raise ValueError(f"{text}: no such file" if not path.exists() else f"{text}: not a file")
+    return path
+
+
+def _overrides(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields replacing the batch's defaults for this item, checked for their types."""
+    overrides: dict[str, Any] = {}
+    for name in ("prompt", "model"):
+        if name in row:
+            if not isinstance(row[name], str):
+                raise ValueError(f"{name} must be a string")
+            overrides[name] = row[name]
+    if "labels" in row:
+        labels = row["labels"]
+        if isinstance(labels, str):
+            labels = [label.strip() for label in labels.split(",") if label.strip()]
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ValueError("labels must be a list of strings or one comma-separated string")
+        overrides["labels"] = labels
+    if "options" in row:
+        overrides["options"] = _options(row["options"])
+    if "schema" in row:
+        if not isinstance(row["schema"], dict):
+            raise ValueError(f"schema must be a JSON object, not {_kind(row['schema'])}")
+        overrides["schema"] = row["schema"]
+    return overrides
+
+
+def _options(options: Any) -> dict[str, Any]:
+    """An item's options: a JSON object of the options a job takes."""
+    if isinstance(options, _Invalid):
+        raise ValueError(options.problem)
+    if not isinstance(options, dict):
+        raise ValueError(f"options must be a JSON object, not {_kind(options)}")
+    unknown = sorted(set(options) - set(JobOptions.model_fields))
+    if unknown:
+        known = ", ".join(JobOptions.model_fields)
+        raise ValueError(f"unknown option {', '.join(unknown)}; known: {known}")
+    return options
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", dict: "an object", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
