@@ -50,6 +50,7 @@ def gc(
         else "none: VISIONQ_RETENTION_DAYS=0 keeps jobs forever"
     )
     typer.echo(f"{delete} {report.jobs} jobs ({kept})")
+    typer.echo(f"{delete} {report.batches} batches left without jobs")
     typer.echo(f"{delete} {report.idempotency_keys} expired idempotency keys")
     typer.echo(
         f"images: {move} {report.blobs_trashed} unused to the trash, {delete} "

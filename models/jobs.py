@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -50,6 +50,19 @@ class InvalidCursorError(ValueError):
     """The pagination cursor was not produced by this API."""
 
 
+class CachedResult(Protocol):
+    """What a job born from the cache copies: an earlier job's (a Job, or a lighter row)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def result(self) -> dict[str, Any] | None: ...
+
+    @property
+    def model_version(self) -> str | None: ...
+
+
 def create_job(
     session: Session,
     *,
@@ -64,7 +77,7 @@ def create_job(
     estimate: StoredEstimate | None = None,
     reserved_nusd: int = 0,
     cache_key: str | None = None,
-    cached: Job | None = None,
+    cached: CachedResult | None = None,
     warnings: list[dict[str, str]] | None = None,
     retry_of: str | None = None,
 ) -> Job:
@@ -73,8 +86,43 @@ def create_job(
     With ``cached`` (an earlier identical job), the new job is born succeeded with that
     job's result, at zero cost, and is never queued.
     """
+    job = build_job(
+        job_id=str(uuid.uuid4()), tenant=tenant, task=task, model=model, prompt=prompt,
+        labels=labels, options=options, inputs=inputs, response_schema=response_schema,
+        estimate=estimate, reserved_nusd=reserved_nusd, cache_key=cache_key, cached=cached,
+        warnings=warnings, retry_of=retry_of,
+    )  # fmt: skip
+    # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
+    # The returned object is not attached to the session; it carries what was inserted.
+    connection = session.connection()
+    connection.execute(_INSERT_JOB, job_values(job))
+    for item in job.inputs:  # usually one: an executemany costs more for a single row
+        connection.execute(_INSERT_INPUT, input_values(item, job.id))
+    return job
+
+
+def build_job(
+    *,
+    job_id: str,
+    tenant: str,
+    task: str,
+    model: str,
+    prompt: str | None,
+    labels: list[str] | None,
+    options: JobOptions,
+    inputs: Sequence[NewInput],
+    response_schema: dict[str, Any] | None,
+    estimate: StoredEstimate | None,
+    reserved_nusd: int,
+    cache_key: str | None,
+    cached: CachedResult | None,
+    warnings: list[dict[str, str]] | None,
+    retry_of: str | None,
+) -> Job:
+    """A new job and its inputs as unsaved ORM objects: what create_job inserts, and what
+    models.batchjobs.insert_jobs inserts many at a time (the same values either way)."""
     job = Job(
-        id=str(uuid.uuid4()),
+        id=job_id,
         tenant=tenant,
         task=task,
         model=model,
@@ -113,13 +161,17 @@ def create_job(
         )
         for position, item in enumerate(inputs)
     ]
-    # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
-    # The returned object is not attached to the session; it carries what was inserted.
-    connection = session.connection()
-    connection.execute(_INSERT_JOB, _set_columns(job, JOBS))
-    for item in job.inputs:  # usually one: an executemany costs more for a single row
-        connection.execute(_INSERT_INPUT, {**_set_columns(item, JOB_INPUTS), "job_id": job.id})
     return job
+
+
+def job_values(job: Job) -> dict[str, Any]:
+    """The INSERT values of a job built by build_job (the columns it set)."""
+    return _set_columns(job, JOBS)
+
+
+def input_values(item: JobInput, job_id: str) -> dict[str, Any]:
+    """The INSERT values of one of its inputs."""
+    return {**_set_columns(item, JOB_INPUTS), "job_id": job_id}
 
 
 # Built once (the statement and its cache key cost more than SQLite takes to run it); the

@@ -1,4 +1,5 @@
-"""Retention (`visionq gc`): old finished jobs, expired idempotency keys, unused images.
+"""Retention (`visionq gc`): old finished jobs, expired idempotency keys, unused images,
+and batches whose jobs are all gone.
 
 Safe while the service runs:
 - a job is deleted only when finished more than VISIONQ_RETENTION_DAYS ago, and the
@@ -30,7 +31,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from visionq.models.blobs import BlobStore
 from visionq.models.idempotency import forget_expired
 from visionq.models.settings import Settings
-from visionq.models.tables import TERMINAL_STATUSES, Attempt, IdempotencyKey, Job, JobInput, utcnow
+from visionq.models.tables import (
+    BATCH_ITEMS,
+    BATCHES,
+    TERMINAL_STATUSES,
+    Attempt,
+    IdempotencyKey,
+    Job,
+    JobInput,
+    utcnow,
+)
 from visionq.vision.task_registry import kinds_with
 
 BATCH = 500
@@ -73,6 +83,7 @@ class GcReport:
     """What one run deleted (or, dry, would delete)."""
 
     jobs: int = 0
+    batches: int = 0
     idempotency_keys: int = 0
     blobs_trashed: int = 0
     blobs_restored: int = 0
@@ -117,6 +128,39 @@ def delete_old_jobs(
             session.execute(delete(Attempt).where(Attempt.job_id.in_(still_old)))
             session.execute(delete(JobInput).where(JobInput.job_id.in_(still_old)))
             result = session.execute(delete(Job).where(Job.id.in_(ids), *old))
+            deleted += int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_old_batches(
+    sessions: sessionmaker[Session], *, retention_days: int, dry_run: bool = False
+) -> int:
+    """Delete batches left with nothing to show: none of their items has a job any more
+    (retention deleted them: an item's job_id is then NULL) and the batch was last written
+    more than ``retention_days`` ago; their items go with them. Returns how many (0 days:
+    none). A dry run counts the batches that qualify now, before this run's job deletions."""
+    if retention_days <= 0:
+        return 0
+    cutoff = utcnow() - timedelta(days=retention_days)
+    with_job = (
+        select(BATCH_ITEMS.c.id)
+        .where(BATCH_ITEMS.c.batch_id == BATCHES.c.id, BATCH_ITEMS.c.job_id.is_not(None))
+        .exists()
+    )
+    # Re-checked by the DELETE: adding to a batch first writes its updated_at.
+    old = (BATCHES.c.updated_at < cutoff, ~with_job)
+    if dry_run:
+        with sessions() as session:
+            count = select(func.count()).select_from(BATCHES).where(*old)
+            return int(session.scalar(count) or 0)
+    deleted = 0
+    while True:
+        with sessions.begin() as session:
+            ids = list(session.scalars(select(BATCHES.c.id).where(*old).limit(BATCH)))
+            if not ids:
+                return deleted
+            still_old = select(BATCHES.c.id).where(BATCHES.c.id.in_(ids), *old)
+            session.execute(delete(BATCH_ITEMS).where(BATCH_ITEMS.c.batch_id.in_(still_old)))
+            result = session.execute(delete(BATCHES).where(BATCHES.c.id.in_(ids), *old))
             deleted += int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -222,6 +266,9 @@ def collect(
     """One garbage collection: old jobs, expired idempotency keys, unreferenced blobs."""
     report = GcReport()
     report.jobs = delete_old_jobs(sessions, retention_days=settings.retention_days, dry_run=dry_run)
+    report.batches = delete_old_batches(
+        sessions, retention_days=settings.retention_days, dry_run=dry_run
+    )
     if dry_run:
         cutoff = utcnow() - timedelta(seconds=settings.idempotency_ttl_s)
         with sessions() as session:
