@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,12 +22,17 @@ BatchState = Literal["open", "closed", "cancelled"]
 # An item's status: its latest job's, or "expired" once retention deleted that job.
 ItemStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+ERROR_CODE_PATTERN = r"^[a-z0-9_]{1,64}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _printable(value: str, what: str) -> str:
     if _CONTROL.search(value):
         raise ValueError(f"{what} must not contain control characters (NUL, newline, tab...)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it
+        raise ValueError(f"{what} must be valid Unicode") from exc
     return value
 
 
@@ -266,8 +271,11 @@ class RerunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     statuses: list[RerunStatus] = Field(default_factory=_failed_only, min_length=1)
-    error_codes: list[str] | None = Field(
-        default=None, description="Only items whose job failed with one of these codes."
+    error_codes: list[Annotated[str, Field(pattern=ERROR_CODE_PATTERN)]] | None = Field(
+        default=None,
+        max_length=100,
+        description="Only items whose job failed with one of these codes (a job's error.code, "
+        "e.g. rate_limited).",
     )
     model: str | None = Field(default=None, description="Run the new jobs on this model.")
     options: dict[str, Any] | None = Field(
