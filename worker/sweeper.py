@@ -29,6 +29,9 @@ from visionq.models.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "visionq:sweeper"
+# Jobs read per page, and pages at most per sweep (5,000 jobs every sweep interval).
+PAGE = 500
+PAGES_PER_SWEEP = 10
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,29 @@ class Sweeper:
         lock_ms = max(int(self._settings.sweep_interval_s * 900), 100)
         if not self._redis.set(LOCK_KEY, "1", nx=True, px=lock_ms):
             return None
+        sent = unsendable = 0
+        # Page after page while whole pages go out: a batch's jobs left unsent by a long
+        # broker outage (tens of thousands) drain in a few sweeps, not one page per sweep.
+        for _ in range(PAGES_PER_SWEEP):
+            page_sent, due = self._send_page()
+            sent += page_sent
+            unsendable = due - page_sent
+            if unsendable or due < PAGE:
+                break
+        with self._sessions.begin() as session:
+            forgotten = forget_expired(session, ttl_s=self._settings.idempotency_ttl_s)
+        if sent:
+            log.info("sweeper sent %d job(s) again", sent)
+        return SweepReport(
+            sent=sent, unsendable=unsendable, keys_forgotten=forgotten,
+            temporaries_removed=self.remove_temporaries(),
+        )  # fmt: skip
+
+    def _send_page(self) -> tuple[int, int]:
+        """Send one page of due jobs and record them sent; (sent, due). Stops at the first
+        failed send (the broker is down: the rest wait for the next sweep)."""
         with self._sessions() as session:
-            due = jobs_to_send(session, requeue_after_s=self._settings.requeue_after_s)
+            due = jobs_to_send(session, requeue_after_s=self._settings.requeue_after_s, limit=PAGE)
         sent: list[str] = []
         for job_id in due:
             try:
@@ -77,13 +101,7 @@ class Sweeper:
             sent.append(job_id)
         with self._sessions.begin() as session:
             mark_sent(session, sent)
-            forgotten = forget_expired(session, ttl_s=self._settings.idempotency_ttl_s)
-        if sent:
-            log.info("sweeper sent %d job(s) again", len(sent))
-        return SweepReport(
-            sent=len(sent), unsendable=len(due) - len(sent), keys_forgotten=forgotten,
-            temporaries_removed=self.remove_temporaries(),
-        )  # fmt: skip
+        return len(sent), len(due)
 
     def remove_temporaries(self) -> int:
         """Delete stale ``*.tmp`` blob files (each write removes its own on failure; these
