@@ -81,7 +81,7 @@ async def _json_images(
     names: list[str | None] = []
     for index, item in enumerate(payload.images):
         if item.url is None:
-            images.append(_decode_base64(item.data or "", index))
+            images.append(decode_base64(item.data or "", index))
             names.append(None)
             continue
         try:
@@ -103,7 +103,7 @@ def _json_error_code(exc: ValidationError) -> str:
     return {"options": "invalid_options", "schema": "invalid_schema"}.get(only, "invalid_request")
 
 
-def _decode_base64(data: str, index: int) -> bytes:
+def decode_base64(data: str, index: int) -> bytes:
     """Standard or URL-safe base64, padded or not, with whitespace or a data: URL prefix."""
     try:  # the usual case, in one pass: plain, padded standard base64
         return base64.b64decode(data, validate=True)
