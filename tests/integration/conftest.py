@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.inprocess import InProcessApi, in_process_api
 from tests.services import (
     Process,
     postgres_bindir,
@@ -70,6 +71,26 @@ def files_emulator_url(workdir: Path) -> Iterator[str]:
     proc, url = _start_emulator(workdir, "files-emulator", *flags)
     yield url
     proc.stop()
+
+
+# The in-process app's Redis database on the session's server (the stacks use 1 to 10, the
+# bad-input corpus 12, test_security's limits app 14). Each test module gets a new app;
+# modules run one after another.
+IN_PROCESS_REDIS_DB = 13
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
+    """The API app in process (inprocess.py), for route tests that need no worker: a new
+    SQLite database and a flushed Redis database per test module, keys for acme and globex,
+    image URLs allowed from 127.0.0.2 as on the process stack (``_build_stack``)."""
+    with in_process_api(
+        Path(tmp_path_factory.mktemp("api")),
+        f"{redis_url}/{IN_PROCESS_REDIS_DB}",
+        ("acme", "globex"),
+        url_fetch_allowed_networks=["127.0.0.2/32"],
+    ) as app:
+        yield app
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -231,23 +252,6 @@ def calibration_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
     yield built
     built.stop()
     proc.stop()
-
-
-@pytest.fixture(scope="session")
-def limits_stack(workdir: Path, redis_url: str, emulator_url: str) -> Iterator[Stack]:
-    """No worker, its own SQLite database, and tight abuse limits: 2 submissions/s with a
-    burst of 4 per key, at most 4 unfinished jobs per tenant."""
-    limits = {
-        "VISIONQ_SUBMIT_RATE_PER_S": "2",
-        "VISIONQ_SUBMIT_BURST": "4",
-        "VISIONQ_MAX_ACTIVE_JOBS_PER_TENANT": "4",
-    }
-    built = _build_stack(
-        "limits", workdir, f"sqlite:///{workdir / 'limits.db'}", redis_url, emulator_url, 8,
-        with_worker=False, extra_env=limits,
-    )  # fmt: skip
-    yield built
-    built.stop()
 
 
 @pytest.fixture(scope="session")

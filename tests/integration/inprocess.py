@@ -39,9 +39,10 @@ class UnmanagedClient(TestClient):
 
 @dataclass
 class InProcessApi:
-    """The app, its database engine and one API key per tenant."""
+    """The app, its settings, its database engine and one API key per tenant."""
 
     app: FastAPI
+    settings: Settings
     engine: Engine
     keys: dict[str, str]
 
@@ -68,6 +69,6 @@ def in_process_api(
     app = create_app(settings)
     try:
         with TestClient(app):  # runs the lifespan once: resources open until the end
-            yield InProcessApi(app=app, engine=engine, keys=keys)
+            yield InProcessApi(app=app, settings=settings, engine=engine, keys=keys)
     finally:
         engine.dispose()

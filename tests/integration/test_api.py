@@ -1,7 +1,7 @@
 """The HTTP contract: auth, tenancy, errors, listing and cancellation.
 
-Routes that need no worker run in process (``api``: tests/integration/inprocess.py); the
-rest run against the process stack on SQLite and PostgreSQL.
+Routes that need no worker run in process (``api``: conftest.py, inprocess.py); the rest
+run against the process stack on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -9,27 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import redis
 
 from tests.integration.conftest import Stack
 from tests.integration.helpers import own_tenant, scene_png, submit, wait_done
-from tests.integration.inprocess import InProcessApi, in_process_api
+from tests.integration.inprocess import InProcessApi
 
 pytestmark = pytest.mark.integration
-
-# The in-process app's Redis database on the session's server (the stacks use 1 to 10,
-# the bad-input corpus 12).
-IN_PROCESS_REDIS_DB = 13
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
-    data_dir = Path(tmp_path_factory.mktemp("api"))
-    with in_process_api(data_dir, f"{redis_url}/{IN_PROCESS_REDIS_DB}", ("acme",)) as app:
-        yield app
 
 
 @pytest.mark.parametrize(

@@ -1,24 +1,33 @@
-"""Security: tenant isolation, keys, Idempotency-Key, abuse limits and image URLs (SSRF)."""
+"""Security: tenant isolation, keys, Idempotency-Key, abuse limits and image URLs (SSRF).
+
+Routes that need no worker run in process (``api``: conftest.py, inprocess.py); a job the
+worker finishes, and the race of one Idempotency-Key in the database, run against the
+process stack on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import json
-import subprocess
+import os
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png, submit, wait_done
-from tests.services import free_port, visionq_command
+from tests.integration.inprocess import InProcessApi, in_process_api
+from tests.services import free_port
+from visionq.cli.main import app as cli_app
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +56,23 @@ def test_every_route_hides_other_tenants_jobs(stack: Stack) -> None:
         assert acme.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"  # untouched
 
 
-def test_a_revoked_key_is_refused(stack: Stack) -> None:
+def test_a_revoked_key_is_refused(api: InProcessApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The operator's commands (visionq keys ...), run in process on the app's database.
+    for name in [name for name in os.environ if name.startswith("VISIONQ_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VISIONQ_DATABASE_URL", api.settings.database_url)
+
     def cli(*args: str) -> str:
-        done = subprocess.run(visionq_command("keys", *args), env=stack.env, check=True,
-                              capture_output=True, text=True)  # fmt: skip
-        return done.stdout
+        done = CliRunner().invoke(cli_app, ["keys", *args])
+        assert done.exit_code == 0, done.output
+        return done.output
 
     secret = cli("create", "short-lived", "--tenant", "acme").strip().splitlines()[-1]
-    headers = {"Authorization": f"Bearer {secret}"}
-    assert httpx.get(f"{stack.api_url}/v1/jobs", headers=headers).status_code == 200
-    key_id = next(line.split()[0] for line in cli("list").splitlines() if "short-lived" in line)
-    cli("revoke", key_id)
-    refused = httpx.get(f"{stack.api_url}/v1/jobs", headers=headers)
+    with api.client(None, Authorization=f"Bearer {secret}") as client:
+        assert client.get("/v1/jobs").status_code == 200
+        key_id = next(line.split()[0] for line in cli("list").splitlines() if "short-lived" in line)
+        cli("revoke", key_id)
+        refused = client.get("/v1/jobs")
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "invalid_api_key"
 
@@ -71,10 +85,10 @@ def _post(client: httpx.Client, image: bytes, key: str, **fields: object) -> htt
     return client.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
 
 
-def test_idempotency_key_returns_the_same_job(stack: Stack) -> None:
+def test_idempotency_key_returns_the_same_job(api: InProcessApi) -> None:
     image, _ = scene_png(42)
     key = f"order-{time.time_ns()}"
-    with stack.client("acme") as acme, stack.client("globex") as globex:
+    with api.client("acme") as acme, api.client("globex") as globex:
         first = _post(acme, image, key, prompt="one")
         again = _post(acme, image, key, prompt="one")
         assert first.status_code == again.status_code == 202
@@ -104,9 +118,24 @@ def test_concurrent_requests_with_one_key_make_one_job(stack: Stack) -> None:
 # --- abuse limits ----------------------------------------------------------------------
 
 
-def test_submit_rate_limit_and_active_job_cap(limits_stack: Stack) -> None:
+# The in-process limits app's Redis database (conftest.py's ``api`` uses 13).
+LIMITS_REDIS_DB = 14
+
+
+@pytest.fixture(scope="module")
+def limits_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
+    """The app in process (no worker) with tight abuse limits: 2 submissions/s with a burst
+    of 4 per key, at most 4 unfinished jobs per tenant."""
+    with in_process_api(
+        Path(tmp_path_factory.mktemp("limits")), f"{redis_url}/{LIMITS_REDIS_DB}", ("acme",),
+        submit_rate_per_s=2, submit_burst=4, max_active_jobs_per_tenant=4,
+    ) as app:  # fmt: skip
+        yield app
+
+
+def test_submit_rate_limit_and_active_job_cap(limits_api: InProcessApi) -> None:
     image, _ = scene_png(44)
-    with limits_stack.client("acme") as acme:
+    with limits_api.client("acme") as acme:
         codes = [submit(acme, image, task="caption").status_code for _ in range(4)]
         assert codes == [202] * 4  # the burst
         throttled = submit(acme, image, task="caption")
@@ -196,7 +225,7 @@ def test_an_image_url_of_an_allowed_host_is_fetched(
 
 
 def test_ssrf_attempts_never_reach_internal_hosts(
-    stack: Stack, hosts: tuple[ImageHost, ImageHost]
+    api: InProcessApi, hosts: tuple[ImageHost, ImageHost]
 ) -> None:
     forbidden, allowed = hosts
     port = forbidden.port
@@ -222,7 +251,7 @@ def test_ssrf_attempts_never_reach_internal_hosts(
         # An allowed host redirecting to a forbidden one: refused at the hop.
         f"{allowed.url}/redirect?to=http://127.0.0.1:{port}/x.png",
     ]
-    with stack.client("acme") as acme:
+    with api.client("acme") as acme:
         before = len(acme.get("/v1/jobs", params={"limit": 200}).json()["jobs"])
         for url in attempts:
             response = _by_url(acme, url)
@@ -233,8 +262,8 @@ def test_ssrf_attempts_never_reach_internal_hosts(
     assert after == before  # no job row for any of them
 
 
-def test_an_image_item_needs_exactly_one_source(stack: Stack) -> None:
-    with stack.client("acme") as acme:
+def test_an_image_item_needs_exactly_one_source(api: InProcessApi) -> None:
+    with api.client("acme") as acme:
         both = {"data": "aGVsbG8=", "url": "http://127.0.0.2/x.png"}
         for item in ({}, both):
             body = json.dumps({"task": "caption", "images": [item]})
