@@ -35,8 +35,8 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    server = RedisServer(workdir, persistent=False)
+def redis_server(workdir: Path, databases: int = 16) -> Iterator[str]:
+    server = RedisServer(workdir, persistent=False, databases=databases)
     try:
         server.start()
         yield server.url
@@ -145,15 +145,17 @@ class RedisServer:
     """A Redis server on a fixed port that can be SIGKILLed and started again (its AOF
     file, when ``persistent``, brings the data back)."""
 
-    def __init__(self, workdir: Path, *, persistent: bool) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool, databases: int = 16) -> None:
         self.workdir = workdir
         self.persistent = persistent
+        self.databases = databases
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self.proc: Process | None = None
 
     def start(self) -> None:
         args = redis_args(self.port, self.workdir, persistent=self.persistent)
+        args += ["--databases", str(self.databases)]
         self.proc = Process("redis", args, log=self.workdir / "redis.log")
         wait_until(
             lambda: bool(redis.Redis.from_url(self.url).ping()),

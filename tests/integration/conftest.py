@@ -7,6 +7,7 @@ Redis; the worker reaches the emulator through the google-genai SDK.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.inprocess import InProcessApi, in_process_api
 from tests.services import (
@@ -36,10 +38,25 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stack")
 
 
+# Redis databases on the session's server: one per stack or in-process app (``redis_db``).
+REDIS_DATABASES = 256
+_redis_dbs = itertools.count(1)
+
+
 @pytest.fixture(scope="session")
 def redis_url(workdir: Path) -> Iterator[str]:
-    with redis_server(workdir / "redis") as url:
+    with redis_server(workdir / "redis", databases=REDIS_DATABASES) as url:
         yield url
+
+
+def redis_db(redis_url: str) -> str:
+    """A database of the session's Redis no other stack or app of this session uses, so
+    queues, rate limits and keys never mix (flushed first, for a rerun's leftovers)."""
+    number = next(_redis_dbs)
+    assert number < REDIS_DATABASES, "raise REDIS_DATABASES in tests/integration/conftest.py"
+    url = f"{redis_url}/{number}"
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 def _start_emulator(workdir: Path, name: str, *flags: str) -> tuple[StackBuilder, str]:
@@ -73,12 +90,6 @@ def files_emulator_url(workdir: Path) -> Iterator[str]:
     proc.stop()
 
 
-# The in-process app's Redis database on the session's server (the stacks use 1 to 10, the
-# bad-input corpus 12, test_security's limits app 14). Each test module gets a new app;
-# modules run one after another.
-IN_PROCESS_REDIS_DB = 13
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
     """The API app in process (inprocess.py), for route tests that need no worker: a new
@@ -86,7 +97,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[In
     image URLs allowed from 127.0.0.2 as on the process stack (``_build_stack``)."""
     with in_process_api(
         Path(tmp_path_factory.mktemp("api")),
-        f"{redis_url}/{IN_PROCESS_REDIS_DB}",
+        redis_db(redis_url),
         ("acme", "globex"),
         url_fetch_allowed_networks=["127.0.0.2/32"],
     ) as app:
@@ -160,7 +171,6 @@ def _build_stack(
     database_url: str,
     redis_url: str,
     gemini_url: str,
-    redis_db: int,
     *,
     with_worker: bool,
     max_image_bytes: int = 4 * 1024 * 1024,
@@ -175,7 +185,7 @@ def _build_stack(
         **(extra_env or {}),
     }
     builder = StackBuilder(workdir, database_url=database_url, extra_env=env)
-    builder.use_redis(f"{redis_url}/{redis_db}")
+    builder.use_redis(redis_db(redis_url))
     builder.use_gemini(gemini_url, GEMINI_KEY)
     stack = Stack(name=name, builder=builder)
     builder.migrate()
@@ -188,27 +198,23 @@ def _build_stack(
 
 def _backend_stack(
     kind: str,
-    redis_db: int,
     workdir: Path,
     database_url: str,
     redis_url: str,
     gemini_url: str,
     **kwargs: Any,
 ) -> Stack:
-    """A stack named after its database backend; each kind and backend gets its own Redis
-    database (``redis_db`` for SQLite, the next one for PostgreSQL), so queues never mix."""
+    """A stack named after its database backend (its own Redis database, as every stack)."""
     backend = database_url.split(":", 1)[0]
-    offset = 0 if backend == "sqlite" else 1
     return _build_stack(
-        f"{kind}-{backend}", workdir, database_url, redis_url, gemini_url, redis_db + offset,
-        **kwargs,
-    )  # fmt: skip
+        f"{kind}-{backend}", workdir, database_url, redis_url, gemini_url, **kwargs
+    )
 
 
 @pytest.fixture(scope="session")
 def stack(workdir: Path, database_url: str, redis_url: str, emulator_url: str) -> Iterator[Stack]:
     built = _backend_stack(
-        "main", 1, workdir, database_url, redis_url, emulator_url, with_worker=True
+        "main", workdir, database_url, redis_url, emulator_url, with_worker=True
     )
     yield built
     built.stop()
@@ -220,7 +226,7 @@ def paused_stack(
 ) -> Iterator[Stack]:
     """API without a running worker (tests start it), in front of the slow emulator."""
     built = _backend_stack(
-        "paused", 3, workdir, database_url, redis_url, slow_emulator_url, with_worker=False
+        "paused", workdir, database_url, redis_url, slow_emulator_url, with_worker=False
     )
     yield built
     built.stop()
@@ -232,7 +238,7 @@ def files_stack(
 ) -> Iterator[Stack]:
     """A stack taking images up to 64 MB, in front of the files emulator."""
     built = _backend_stack(
-        "files", 5, workdir, database_url, redis_url, files_emulator_url,
+        "files", workdir, database_url, redis_url, files_emulator_url,
         with_worker=True, max_image_bytes=64 * 1024 * 1024,
     )  # fmt: skip
     built.env["EMULATOR_URL"] = files_emulator_url
@@ -246,7 +252,7 @@ def calibration_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
     (as Gemini 2.5 was seen to in the field), unlike the documented tile rule."""
     proc, url = _start_emulator(workdir, "flat-emulator", "--flat-image-tokens", "258")
     built = _build_stack(
-        "calibration", workdir, f"sqlite:///{workdir / 'calibration.db'}", redis_url, url, 7,
+        "calibration", workdir, f"sqlite:///{workdir / 'calibration.db'}", redis_url, url,
         with_worker=True,
     )  # fmt: skip
     yield built
@@ -260,7 +266,7 @@ def open_models_stack(workdir: Path, redis_url: str, emulator_url: str) -> Itera
     models the catalogue does not know (no estimate, no price)."""
     built = _build_stack(
         "open-models", workdir, f"sqlite:///{workdir / 'open-models.db'}", redis_url,
-        emulator_url, 9, with_worker=False, extra_env={"VISIONQ_ALLOW_UNKNOWN_MODELS": "true"},
+        emulator_url, with_worker=False, extra_env={"VISIONQ_ALLOW_UNKNOWN_MODELS": "true"},
     )  # fmt: skip
     yield built
     built.stop()
@@ -286,7 +292,7 @@ def witness_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
     models_file.write_text(json.dumps(DISAGREEING_MODELS), encoding="utf-8")
     proc, url = _start_emulator(workdir, "witness-emulator", "--models-file", str(models_file))
     built = _build_stack(
-        "witness", workdir, f"sqlite:///{workdir / 'witness.db'}", redis_url, url, 10,
+        "witness", workdir, f"sqlite:///{workdir / 'witness.db'}", redis_url, url,
         with_worker=True,
     )  # fmt: skip
     yield built

@@ -35,7 +35,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, redis_db
 from tests.integration.helpers import wait_done
 from tests.integration.inprocess import UnmanagedClient, in_process_api
 from visionq.models.db import make_engine, make_session_factory
@@ -176,17 +176,13 @@ def _keys(engine: Engine) -> tuple[str, str]:
     return key.secret, revoked.secret
 
 
-# The in-process app's Redis database on the session's server: the stacks use 1 to 10.
-IN_PROCESS_REDIS_DB = 12
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Corpus]:
     """The API app in process (tests/integration/inprocess.py): its own migrated SQLite
     database and Redis database, the same limits as the process stack (conftest.py)."""
     with in_process_api(
         Path(tmp_path_factory.mktemp("bad-input")),
-        f"{redis_url}/{IN_PROCESS_REDIS_DB}",
+        redis_db(redis_url),
         tenants=(),
         max_image_bytes=4 * 1024 * 1024,
         url_fetch_allowed_networks=["127.0.0.2/32"],

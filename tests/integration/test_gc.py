@@ -34,7 +34,7 @@ def gc_stack(
     """A stack with a blob store of its own: gc here must not touch other stacks' images."""
     blob_dir = workdir / f"gc-blobs-{database_url.split(':', 1)[0]}"
     built = _backend_stack(
-        "gc", 12, workdir, database_url, redis_url, emulator_url, with_worker=True,
+        "gc", workdir, database_url, redis_url, emulator_url, with_worker=True,
         extra_env={"VISIONQ_BLOB_DIR": str(blob_dir)},
     )  # fmt: skip
     yield built

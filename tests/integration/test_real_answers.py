@@ -47,7 +47,6 @@ def answers(workdir: Path, redis_url: str) -> Iterator[tuple[Stack, str]]:
         f"sqlite:///{workdir / 'answers.db'}",
         redis_url,
         url,
-        9,
         with_worker=True,
         extra_env=QUICK_RETRIES,
     )

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, redis_db
 from tests.integration.helpers import scene_png, submit, wait_done
 from tests.integration.inprocess import InProcessApi, in_process_api
 from tests.services import free_port
@@ -118,16 +118,12 @@ def test_concurrent_requests_with_one_key_make_one_job(stack: Stack) -> None:
 # --- abuse limits ----------------------------------------------------------------------
 
 
-# The in-process limits app's Redis database (conftest.py's ``api`` uses 13).
-LIMITS_REDIS_DB = 14
-
-
 @pytest.fixture(scope="module")
 def limits_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
     """The app in process (no worker) with tight abuse limits: 2 submissions/s with a burst
     of 4 per key, at most 4 unfinished jobs per tenant."""
     with in_process_api(
-        Path(tmp_path_factory.mktemp("limits")), f"{redis_url}/{LIMITS_REDIS_DB}", ("acme",),
+        Path(tmp_path_factory.mktemp("limits")), redis_db(redis_url), ("acme",),
         submit_rate_per_s=2, submit_burst=4, max_active_jobs_per_tenant=4,
     ) as app:  # fmt: skip
         yield app
