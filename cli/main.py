@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import typer
 
+from visionq.cli import batch as batch_commands
 from visionq.cli import cost as cost_commands
 from visionq.cli import files as files_commands
 from visionq.cli import keys as keys_commands
@@ -57,6 +58,7 @@ app.add_typer(keys_commands.app, name="keys")
 app.add_typer(files_commands.app, name="files")
 app.add_typer(cost_commands.cost_app, name="cost")
 app.add_typer(cost_commands.budgets_app, name="budgets")
+app.add_typer(batch_commands.app, name="batch")
 user.register(app)
 app.command()(dev)
 app.command()(demo)

@@ -1,0 +1,204 @@
+"""`visionq batch run` from start to end: check the inputs, find or create the batch, upload
+(cli/batch_run.py), then report, or follow the batch to its end with --wait."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import typer
+from rich.console import Console
+
+from visionq.cli.batch_inputs import BatchInputs, default_name
+from visionq.cli.batch_run import SKIPPED_SHOWN, RunOutcome, Uploader
+from visionq.cli.batch_view import (
+    StatusLine,
+    UploadCounts,
+    ended_badly,
+    progress_line,
+    summary_table,
+)
+from visionq.cli.common import client_for, die, print_json, say, stderr
+from visionq.cli.inputs import InputError, label_list, read_schema
+from visionq.client import Batch, VisionqClient, VisionqError
+from visionq.vision.tasks import TaskKind
+
+# How often --wait asks for the batch's progress.
+FOLLOW_POLL_S = 2.0
+
+
+def start_run(
+    paths: list[Path],
+    *,
+    task: TaskKind,
+    name: str | None,
+    prompt: str | None,
+    labels: str | None,
+    model: str | None,
+    schema_file: Path | None,
+    options: dict[str, Any],
+    parallel: int,
+    chunk: int,
+    wait: bool,
+    timeout: float | None,
+    skipped: Path | None,
+    url: str,
+    api_key: str | None,
+    as_json: bool,
+) -> None:
+    """The whole of `visionq batch run` (see its help)."""
+    started = time.monotonic()
+    label_values = label_list(labels)
+    try:
+        inputs = BatchInputs(paths, task)
+        schema = read_schema(schema_file) if schema_file else None
+        total = inputs.count()
+    except InputError as exc:
+        die(f"{str(exc).rstrip('.')}; nothing was sent")
+    if total == 0:
+        die("no files found in the PATHs given; nothing was sent")
+    defaults: dict[str, Any] = {"task": task.value, "prompt": prompt, "labels": label_values,
+                                "model": model, "options": options, "schema": schema}  # fmt: skip
+    batch_name = name or default_name(paths, **defaults)
+    say(f"batch {batch_name}: {total:,} item(s); if interrupted, run the same command to resume")
+    with client_for(url, api_key) as client:
+        batch = open_batch(client, batch_name, defaults, expected_items=total)
+        with _skipped_file(skipped) as skipped_handle:
+            uploader = Uploader(
+                client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),
+                skipped_file=skipped_handle,
+            )  # fmt: skip
+            outcome = uploader.run(inputs)
+        batch = outcome.batch or batch
+        _report_upload(outcome, uploader, batch, skipped)
+        if not wait:
+            _finish_without_wait(client, batch, outcome.counts, as_json)
+            return
+        batch, finished = follow(client, batch, counts=outcome.counts, timeout=timeout)
+    if as_json:
+        print_json(batch.model_dump(mode="json", by_alias=True))
+    else:
+        Console().print(summary_table(batch, outcome.counts, time.monotonic() - started))
+    if not finished:
+        say(f"--timeout expired; the batch keeps running: visionq batch status {batch.name}")
+        raise typer.Exit(1)
+    if ended_badly(batch) or outcome.counts.rejected:
+        raise typer.Exit(1)
+
+
+def open_batch(
+    client: VisionqClient, name: str, defaults: dict[str, Any], *, expected_items: int
+) -> Batch:
+    """The batch ``name``: created, or found again with the same defaults (a resumed run).
+
+    A batch of that name with other defaults, or one closed or cancelled, ends the command
+    saying what to do instead.
+    """
+    try:
+        batch = client.batches.create(
+            name, task=defaults["task"], prompt=defaults["prompt"], labels=defaults["labels"],
+            model=defaults["model"], options=defaults["options"], schema=defaults["schema"],
+            expected_items=expected_items,
+        )  # fmt: skip
+    except VisionqError as exc:
+        if exc.code != "batch_name_taken":
+            raise
+        die(
+            f"{exc.message} This run's task, prompt, labels, model, options or schema differ "
+            "from that batch's: run it with the same ones to resume it, or give another --name"
+        )
+    if batch.state == "cancelled":
+        die(f"batch {name} was cancelled; to run these files again, give another --name")
+    if batch.state == "closed":
+        die(
+            f"batch {name} is closed (no more items); to add files, give another --name; to "
+            f"run its failed items again: visionq batch rerun {name}"
+        )
+    if batch.item_count:
+        say(f"resuming batch {name} ({batch.id}): {batch.item_count:,} item(s) already in it")
+    return batch
+
+
+@contextlib.contextmanager
+def _skipped_file(path: Path | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        handle = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        die(f"cannot write {path}: {exc.strerror or exc}")
+    with handle:
+        yield handle
+
+
+def _report_upload(
+    outcome: RunOutcome, uploader: Uploader, batch: Batch, skipped: Path | None
+) -> None:
+    """What the upload came to, when it did not end normally: interrupted (exit 130) or
+    stopped by an error (exit 1), with how to resume."""
+    counts = outcome.counts
+    if counts.skipped > SKIPPED_SHOWN:
+        where = f"all listed in {skipped}" if skipped else "list them all with --skipped FILE"
+        say(f"{counts.skipped:,} file(s) skipped, the first {SKIPPED_SHOWN} shown; {where}")
+    if outcome.error is not None:
+        say(f"error: {outcome.error}")
+        say(
+            f"stopped: {counts.added:,} of {counts.total:,} items added to batch {batch.name}; "
+            "they keep running; fix the cause and run the same command to resume"
+        )
+        raise typer.Exit(1)
+    if outcome.interrupted:
+        say(uploader.interrupted_text())
+        raise typer.Exit(130)
+
+
+def _finish_without_wait(
+    client: VisionqClient, batch: Batch, counts: UploadCounts, as_json: bool
+) -> None:
+    if as_json:
+        print_json(client.batches.get(batch.id).model_dump(mode="json", by_alias=True))
+    else:
+        typer.echo(
+            f"batch {batch.name} ({batch.id}): {counts.created:,} added, {counts.existing:,} "
+            f"already there, {counts.rejected:,} rejected, {counts.skipped:,} skipped; "
+            f"follow it: visionq batch status {batch.name} --wait"
+        )
+    if counts.rejected:
+        raise typer.Exit(1)
+
+
+def follow(
+    client: VisionqClient, batch: Batch, *, counts: UploadCounts | None, timeout: float | None
+) -> tuple[Batch, bool]:
+    """Poll the batch until none of its items is queued or running, showing progress on
+    stderr; the batch as last seen and whether it finished (False: ``timeout`` expired).
+    Ctrl-C exits 130, the batch running on."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        with StatusLine(stderr()) as line:
+            while True:
+                with contextlib.suppress(VisionqError):  # transient: asked again next round
+                    batch = _get(client, batch.id)
+                progress = batch.progress
+                line.update(progress_line(counts, progress))
+                if progress is not None and progress.unfinished == 0:
+                    return batch, True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return batch, False
+                time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        say(f"interrupted; the batch keeps running: visionq batch status {batch.name}")
+        raise typer.Exit(130) from None
+
+
+def _get(client: VisionqClient, batch_id: str) -> Batch:
+    try:
+        return client.batches.get(batch_id)
+    except VisionqError as exc:
+        if exc.transient:
+            raise
+        die(str(exc))

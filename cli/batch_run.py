@@ -1,0 +1,380 @@
+"""`visionq batch run`'s upload: chunks of items sent in parallel, nothing sent twice.
+
+Each chunk (at most ``--chunk`` items and 32 MB of files) goes to a pool of ``--parallel``
+threads; the main thread keeps at most that many chunks in flight (so memory stays flat
+whatever the number of files), shows the progress and handles Ctrl-C. Per chunk, in
+its thread:
+
+1. on a batch that had items (a resumed run), ``lookup(keys)``: keys already in the batch
+   are counted "already there", and their files are never read or sent;
+2. the other files are checked from their bytes (a non-image is skipped, not sent) and
+   hashed; ``lookup(sha256s)`` names the images this API key already stored, which go
+   as sha256 references, not bytes;
+3. ``add_items``: one call, retried on transient errors (a key the server already added
+   answers "exists", so a retry never makes a second job); while the API pushes back
+   (429 too_many_active_jobs) the chunk waits and tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, NoReturn
+
+from rich.console import Console
+
+from visionq.cli.batch_inputs import Source, key_problem
+from visionq.cli.batch_view import StatusLine, UploadCounts, progress_line
+from visionq.cli.inputs import InputError, image_problem
+from visionq.client import VisionqClient, VisionqError
+from visionq.client.batch_models import (
+    Batch,
+    BatchProgress,
+    ItemImage,
+    ItemOutcome,
+    ItemsAdded,
+    NewItem,
+    Sha256Ref,
+)
+from visionq.client.inputs import is_url
+
+# The most file bytes in one add call: with --parallel chunks in flight, the CLI holds at
+# most parallel x this in memory (the API takes up to 200 MB per request).
+MAX_CHUNK_BYTES = 32 * 1024 * 1024
+# How often the main thread asks GET /v1/batches/{id} for the done/cost/ETA part.
+POLL_S = 2.0
+# Skipped files shown on stderr (all of them go to --skipped FILE).
+SKIPPED_SHOWN = 20
+# How long the API's push-back may last (429 too_many_active_jobs) before a chunk gives up:
+# the batch's own jobs are draining meanwhile, so this is generous.
+PUSHBACK_LIMIT_S = 6 * 3600.0
+
+
+class Stopped(Exception):
+    """The run was interrupted before this chunk was sent (nothing of it was added)."""
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk came to: counts, plus the lines to show for rejected/skipped items."""
+
+    created: int = 0
+    existing: int = 0
+    rejected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    uploaded_images: int = 0
+    referenced_images: int = 0
+
+
+def chunks(sources: Iterable[Source], size: int, max_bytes: int) -> Iterator[list[Source]]:
+    """``sources`` in lists of at most ``size`` items and ``max_bytes`` of local files (a
+    larger file goes alone)."""
+    chunk: list[Source] = []
+    weight = 0
+    for source in sources:
+        item_bytes = sum(_file_size(image) for image in source.images)
+        if chunk and (len(chunk) >= size or weight + item_bytes > max_bytes):
+            yield chunk
+            chunk, weight = [], 0
+        chunk.append(source)
+        weight += item_bytes
+    if chunk:
+        yield chunk
+
+
+def _file_size(image: Path | str) -> int:
+    if isinstance(image, str):
+        return 0
+    try:
+        return image.stat().st_size
+    except OSError:
+        return 0  # found missing when the chunk is read: skipped then
+
+
+def send_chunk(
+    client: VisionqClient,
+    batch_id: str,
+    sources: list[Source],
+    *,
+    resumed: bool,
+    stop: threading.Event,
+) -> ChunkResult:
+    """Add one chunk of items to the batch (see the module docstring for the steps)."""
+    result = ChunkResult()
+    todo = _not_added(client, batch_id, sources, resumed, result)
+    items: list[NewItem] = []
+    data_of: dict[str, bytes] = {}  # sha256 -> bytes, one object per distinct image
+    for source in todo:
+        images = _read_images(source, data_of, result)
+        if images is not None:
+            items.append(NewItem(source.key, images, source.overrides))
+    if not items:
+        return result
+    stored = set(client.batches.lookup(batch_id, sha256s=list(data_of)).stored_sha256s)
+    sent = [_with_refs(item, stored, data_of) for item in items]
+    outcomes = _add(client, batch_id, sent, stop).items
+    # An image the lookup found stored may be gone by the add (retention): send its bytes.
+    again = {o.key for o in outcomes if o.error is not None and o.error.code == "image_not_stored"}
+    if again:
+        retry = [_with_refs(item, set(), data_of) for item in items if item.key in again]
+        outcomes = [o for o in outcomes if o.key not in again]
+        outcomes += _add(client, batch_id, retry, stop).items
+        sent = [item for item in sent if item.key not in again] + retry
+    _tally(outcomes, sent, result)
+    return result
+
+
+def _not_added(
+    client: VisionqClient, batch_id: str, sources: list[Source], resumed: bool, result: ChunkResult
+) -> list[Source]:
+    """The sources still to send: keys the API cannot take are skipped, and on a resumed
+    batch the keys it has are counted as there (their files are never read)."""
+    todo = []
+    for source in sources:
+        problem = key_problem(source.key)
+        if problem:
+            result.skipped.append(f"{source.origin or source.images[0]}: {problem}")
+        else:
+            todo.append(source)
+    if resumed and todo:
+        existing = client.batches.lookup(batch_id, keys=[s.key for s in todo]).existing
+        result.existing += sum(1 for source in todo if source.key in existing)
+        todo = [source for source in todo if source.key not in existing]
+    return todo
+
+
+def _tally(outcomes: list[ItemOutcome], sent: list[NewItem], result: ChunkResult) -> None:
+    for outcome in outcomes:
+        if outcome.outcome == "created":
+            result.created += 1
+        elif outcome.outcome == "exists":
+            result.existing += 1
+        else:
+            reason = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "?"
+            result.rejected.append(f"{outcome.key}: {reason}")
+    created = {outcome.key for outcome in outcomes if outcome.outcome == "created"}
+    for item in sent:
+        if item.key in created:
+            refs = sum(1 for image in item.images if isinstance(image, Sha256Ref))
+            result.referenced_images += refs
+            result.uploaded_images += len(item.images) - refs
+
+
+def _read_images(
+    source: Source, data_of: dict[str, bytes], result: ChunkResult
+) -> list[ItemImage] | None:
+    """The item's images as sha256 names (bytes kept in ``data_of``) or URLs; None (and
+    the item counted skipped) when a file is no image we can send."""
+    images: list[ItemImage] = []
+    for image in source.images:
+        if isinstance(image, str) and is_url(image):
+            images.append(image)
+            continue
+        path = Path(image)
+        problem = image_problem(path)
+        if problem is None:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                problem = f"{path}: cannot be read ({exc.strerror or exc})"
+        if problem is not None:
+            # A folder's file is named by its key; a manifest's by its line, then its path.
+            where = source.origin or source.key
+            reason = problem if source.origin else problem.removeprefix(f"{path}: ")
+            result.skipped.append(f"{where}: {reason}")
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        data_of.setdefault(digest, data)
+        images.append(Sha256Ref(digest))
+    return images
+
+
+def _with_refs(item: NewItem, stored: set[str], data_of: dict[str, bytes]) -> NewItem:
+    """``item`` with each image the API does not have as its bytes (one shared object per
+    distinct image, so the request carries it once), the others as sha256 references."""
+    images: list[ItemImage] = [
+        data_of[image.sha256]
+        if isinstance(image, Sha256Ref) and image.sha256 not in stored
+        else image
+        for image in item.images
+    ]
+    return NewItem(item.key, images, item.overrides)
+
+
+def _add(
+    client: VisionqClient, batch_id: str, items: list[NewItem], stop: threading.Event
+) -> ItemsAdded:
+    """add_items, waiting out the API's push-back (too many unfinished jobs) until the run
+    is stopped: Stopped then, nothing of this chunk added."""
+    deadline = time.monotonic() + PUSHBACK_LIMIT_S
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            return client.batches.add_items(batch_id, items)
+        except VisionqError as exc:
+            if exc.code != "too_many_active_jobs" or time.monotonic() > deadline:
+                raise
+            stop.wait(exc.retry_after or 10.0)
+
+
+@dataclass
+class RunOutcome:
+    """How the upload ended: counts, and the error that stopped it, if one did."""
+
+    counts: UploadCounts
+    interrupted: bool = False
+    error: str | None = None
+    batch: Batch | None = None
+
+
+class Uploader:
+    """Sends every item of a run, showing progress on ``console`` (stderr)."""
+
+    def __init__(
+        self,
+        client: VisionqClient,
+        batch: Batch,
+        *,
+        total: int,
+        parallel: int,
+        chunk: int,
+        console: Console,
+        skipped_file: IO[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.batch = batch
+        self.resumed = batch.item_count > 0
+        self.parallel = parallel
+        self.chunk = chunk
+        self.console = console
+        self.skipped_file = skipped_file
+        self.counts = UploadCounts(total=total)
+        self.stop = threading.Event()
+        self._interrupts = 0
+        self._last_poll = 0.0
+
+    def run(self, sources: Iterable[Source]) -> RunOutcome:
+        """Upload everything (or until Ctrl-C / an error stops it); the first Ctrl-C stops
+        scheduling and lets the chunks in flight finish, a second one quits at once."""
+        outcome = RunOutcome(self.counts)
+        previous = signal.getsignal(signal.SIGINT)
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            with (
+                ThreadPoolExecutor(self.parallel, thread_name_prefix="upload") as pool,
+                StatusLine(self.console) as line,
+            ):
+                try:
+                    self._loop(pool, line, chunks(sources, self.chunk, MAX_CHUNK_BYTES), outcome)
+                except KeyboardInterrupt:
+                    self._quit_now(pool, line)
+                line.update(progress_line(self.counts, self._progress(force=True)))
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        outcome.interrupted = self.stop.is_set() and outcome.error is None
+        outcome.batch = self.batch
+        return outcome
+
+    def _loop(
+        self,
+        pool: ThreadPoolExecutor,
+        line: StatusLine,
+        work: Iterator[list[Source]],
+        outcome: RunOutcome,
+    ) -> None:
+        pending: set[Future[ChunkResult]] = set()
+        exhausted = False
+        while True:
+            while not self.stop.is_set() and not exhausted and len(pending) < self.parallel:
+                try:
+                    sources = next(work)
+                except StopIteration:
+                    exhausted = True
+                    break
+                except InputError as exc:
+                    self._fail(outcome, str(exc))
+                    break
+                pending.add(pool.submit(self._send, sources))
+            if not pending:
+                return
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._collect(future, outcome, line)
+            line.update(progress_line(self.counts, self._progress()))
+
+    def _send(self, sources: list[Source]) -> ChunkResult:
+        return send_chunk(self.client, self.batch.id, sources, resumed=self.resumed, stop=self.stop)
+
+    def _collect(self, future: Future[ChunkResult], outcome: RunOutcome, line: StatusLine) -> None:
+        try:
+            result = future.result()
+        except Stopped:
+            return
+        except VisionqError as exc:
+            self._fail(outcome, str(exc))
+            return
+        counts = self.counts
+        counts.created += result.created
+        counts.existing += result.existing
+        counts.rejected += len(result.rejected)
+        counts.uploaded_images += result.uploaded_images
+        counts.referenced_images += result.referenced_images
+        for text in result.rejected:
+            line.message(f"rejected: {text}")
+        for text in result.skipped:
+            if counts.skipped < SKIPPED_SHOWN:
+                line.message(f"skipped: {text}")
+            counts.skipped += 1
+            if self.skipped_file is not None:
+                self.skipped_file.write(text + "\n")
+
+    def _fail(self, outcome: RunOutcome, message: str) -> None:
+        if outcome.error is None:
+            outcome.error = message
+        self.stop.set()
+
+    def _progress(self, *, force: bool = False) -> BatchProgress | None:
+        """The batch's progress, asked at most every POLL_S (None until first known)."""
+        now = time.monotonic()
+        if force or now - self._last_poll >= POLL_S:
+            self._last_poll = now
+            # A slow or restarting API: keep the last progress, ask again later.
+            with contextlib.suppress(VisionqError):
+                self.batch = self.client.batches.get(self.batch.id)
+        return self.batch.progress
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self._interrupts += 1
+        if self._interrupts > 1:
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def _quit_now(self, pool: ThreadPoolExecutor, line: StatusLine) -> NoReturn:
+        """The second Ctrl-C: exit 130 without waiting for the requests in flight (the
+        server may still commit one: a resumed run finds its items as "exists")."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        line.close()
+        self.console.print(self.interrupted_text(), markup=False, highlight=False)
+        self.console.file.flush()
+        sys.stdout.flush()
+        os._exit(130)  # not sys.exit: the pool's threads would be waited for at exit
+
+    def interrupted_text(self) -> str:
+        return (
+            f"interrupted: {self.counts.added:,} of {self.counts.total:,} items added to batch "
+            f"{self.batch.name}; they keep running; run the same command to resume"
+        )

@@ -1,0 +1,182 @@
+"""Human output of `visionq batch`: the one-line progress, the summary, the batch tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from visionq.client.batch_models import Batch, BatchProgress
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+# Where stderr is no terminal (a log file, CI), the progress line is printed this often.
+LOG_EVERY_S = 30.0
+
+
+@dataclass
+class UploadCounts:
+    """What this run did with its inputs so far (the upload side of the progress line)."""
+
+    total: int
+    created: int = 0
+    existing: int = 0  # already in the batch (an earlier run, or a lost answer retried)
+    rejected: int = 0
+    skipped: int = 0
+    uploaded_images: int = 0
+    referenced_images: int = 0
+
+    @property
+    def added(self) -> int:
+        """Items of this run's inputs that are in the batch."""
+        return self.created + self.existing
+
+    @property
+    def handled(self) -> int:
+        return self.added + self.rejected + self.skipped
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``1m20s``, ``2h05m``."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02}m"
+
+
+def usd(amount: Decimal) -> str:
+    """``$0.0123`` below a dollar (small batches cost fractions of a cent), ``$12.34`` above."""
+    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+def progress_line(counts: UploadCounts | None, progress: BatchProgress | None) -> str:
+    """One line: ``uploaded 1,234/2,000 (skipped 3, rejected 1) │ done 900/1,234 failed 2
+    │ $0.0123 │ ETA 1m20s``."""
+    parts = []
+    if counts is not None:
+        extra = [f"{label} {value:,}" for label, value in
+                 (("skipped", counts.skipped), ("rejected", counts.rejected)) if value]  # fmt: skip
+        text = f"uploaded {counts.added:,}/{counts.total - counts.skipped:,}"
+        parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
+    if progress is not None:
+        bad = progress.counts.failed + progress.counts.cancelled + progress.counts.expired
+        parts.append(f"done {progress.done:,}/{progress.items:,} failed {bad:,}")
+        parts.append(usd(progress.cost_usd))
+        if progress.eta_s is not None and progress.unfinished:
+            parts.append(f"ETA {duration(progress.eta_s)}")
+    return " │ ".join(parts)
+
+
+class StatusLine:
+    """The progress line on stderr: redrawn in place on a terminal; elsewhere (a log, a
+    pipe) printed every LOG_EVERY_S and once at the end. Messages go above it."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.text = ""
+        self._live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+        self._printed_at = time.monotonic()
+
+    def __enter__(self) -> StatusLine:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def update(self, text: str) -> None:
+        if text == self.text:
+            return
+        self.text = text
+        if self._live is not None:
+            self._live.update(Text(text))
+        elif time.monotonic() - self._printed_at >= LOG_EVERY_S:
+            self._emit(text)
+
+    def message(self, text: str) -> None:
+        """A line printed above the progress line (kept on screen)."""
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Leave the last progress line on screen (printed once, where no terminal)."""
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.stop()
+        elif self.text:
+            self._emit(self.text)
+            self.text = ""
+
+    def _emit(self, text: str) -> None:
+        self._printed_at = time.monotonic()
+        self.message(text)
+
+
+def summary_table(batch: Batch, counts: UploadCounts | None, wall_s: float | None) -> Table:
+    """The end of `batch run --wait` and `batch status`: counts, tokens, cost, time."""
+    table = Table(box=box.SIMPLE, show_header=False, title=f"batch {batch.name}")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("id", batch.id)
+    table.add_row("state", batch.state)
+    progress = batch.progress
+    if progress is not None:
+        counts_text = ", ".join(
+            f"{status} {getattr(progress.counts, status):,}"
+            for status in STATUSES
+            if getattr(progress.counts, status)
+        )
+        table.add_row("items", f"{progress.items:,} ({counts_text or 'none yet'})")
+        tokens = progress.tokens
+        table.add_row(
+            "tokens",
+            f"{tokens.total:,} (prompt {tokens.prompt:,}, answer {tokens.candidates:,}, "
+            f"thinking {tokens.thoughts:,})",
+        )
+        estimate = progress.estimate_usd
+        table.add_row(
+            "cost", f"{usd(progress.cost_usd)} (estimate {usd(estimate.min)}-{usd(estimate.max)})"
+        )
+        if progress.eta_s is not None and progress.unfinished:
+            table.add_row("ETA", f"{duration(progress.eta_s)} ({progress.eta_basis} rate)")
+    table.add_row(
+        "images", f"{batch.images_received:,} uploaded, {batch.images_referenced:,} by sha256"
+    )
+    if counts is not None:
+        table.add_row(
+            "this run",
+            f"{counts.created:,} added, {counts.existing:,} already there, "
+            f"{counts.rejected:,} rejected, {counts.skipped:,} skipped",
+        )
+    if wall_s is not None:
+        table.add_row("wall time", duration(wall_s))
+    return table
+
+
+def batches_table(batches: Iterable[Batch]) -> Table:
+    """`batch list`: one row per batch."""
+    table = Table(box=box.SIMPLE)
+    for column in ("id", "name", "state", "task", "items", "created"):
+        table.add_column(column, justify="right" if column == "items" else "left")
+    for batch in batches:
+        table.add_row(
+            batch.id, batch.name, batch.state, batch.task, f"{batch.item_count:,}",
+            batch.created_at.strftime("%Y-%m-%d %H:%M"),
+        )  # fmt: skip
+    return table
+
+
+def ended_badly(batch: Batch) -> int:
+    """Items that ended without a result (failed, cancelled, expired)."""
+    if batch.progress is None:
+        return 0
+    counts = batch.progress.counts
+    return counts.failed + counts.cancelled + counts.expired

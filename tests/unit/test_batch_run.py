@@ -1,0 +1,272 @@
+"""`visionq batch ...` in-process against a fake batch API (tests/unit/batch_fakes.py): the
+real client and CLI, so the requests counted are the ones a real run sends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.unit.batch_fakes import FakeBatchApi, install_batch_api
+from tests.unit.cli_fakes import png_file, run
+from visionq.cli.batch_inputs import Source
+from visionq.cli.batch_run import chunks
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeBatchApi:
+    return install_batch_api(monkeypatch)
+
+
+def _photos(folder: Path, count: int, *, extra: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        sub = folder / ("sub" if index % 2 else "")
+        sub.mkdir(exist_ok=True)
+        png_file(sub / f"p{index:02}.png", size=(8 + index, 8))
+    if extra:
+        (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_a_folder_run_adds_every_image_and_lists_the_rest_as_skipped(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 6)
+    result = run("batch", "run", str(photos), "--task", "caption", "--name", "photos")
+    assert result.exit_code == 0, result.output
+    (batch,) = api.batches.values()
+    assert sorted(batch.items) == sorted(
+        ["p00.png", "p02.png", "p04.png", "sub/p01.png", "sub/p03.png", "sub/p05.png"]
+    )
+    assert batch.expected_items == 7  # every file is counted before its bytes are read
+    assert "skipped: notes.txt: " in result.stderr
+    assert "6 added, 0 already there, 0 rejected, 1 skipped" in result.stdout
+    assert len(api.uploaded) == 6 and batch.received == 6
+
+
+def test_the_same_command_again_uploads_nothing(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 6)
+    first = run("batch", "run", str(photos), "--task", "caption")
+    assert first.exit_code == 0, first.output
+    posts = len(api.add_calls)
+    again = run("batch", "run", str(photos), "--task", "caption")
+    assert again.exit_code == 0, again.output
+    assert len(api.batches) == 1  # the default name is the same: the batch is found again
+    assert "resuming batch photos-caption-" in again.stderr
+    assert "0 added, 6 already there" in again.stdout
+    assert len(api.add_calls) == posts and len(api.uploaded) == 6
+
+
+def test_other_options_under_the_same_name_are_refused(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 2)
+    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
+    other = run("batch", "run", str(photos), "-t", "caption", "--name", "b", "-o", "temperature=1")
+    assert other.exit_code == 1
+    assert "give another --name" in other.stderr and "Batch b exists" in other.stderr
+
+
+def test_images_this_key_stored_are_sent_by_sha256(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 4, extra=False)
+    assert run("batch", "run", str(photos), "-t", "caption", "--name", "one").exit_code == 0
+    second = run("batch", "run", str(photos), "-t", "caption", "--name", "two")
+    assert second.exit_code == 0, second.output
+    two = next(b for b in api.batches.values() if b.name == "two")
+    assert len(two.items) == 4 and two.referenced == 4 and two.received == 0
+    assert len(api.uploaded) == 4  # the first batch's uploads only
+
+
+def test_an_image_twice_in_a_chunk_is_sent_once(api: FakeBatchApi, tmp_path: Path) -> None:
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        png_file(folder / name)  # identical bytes
+    result = run("batch", "run", str(folder), "-t", "caption")
+    assert result.exit_code == 0, result.output
+    assert len(api.uploaded) == 1
+    (batch,) = api.batches.values()
+    assert len(batch.items) == 3
+
+
+def test_rejected_items_are_named_and_exit_1(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    api.reject = {"sub/p01.png"}
+    result = run("batch", "run", str(photos), "-t", "caption")
+    assert result.exit_code == 1
+    assert "rejected: sub/p01.png: corrupt_image: Image 'x': cannot be read." in result.stderr
+    assert "2 added, 0 already there, 1 rejected" in result.stdout
+
+
+def test_chunks_and_parallel_uploads(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 25, extra=False)
+    result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "4", "--parallel", "3")
+    assert result.exit_code == 0, result.output
+    assert [len(call["items"]) for call in api.add_calls].count(4) == 6
+    assert sum(len(call["items"]) for call in api.add_calls) == 25
+    (batch,) = api.batches.values()
+    assert len(batch.items) == 25 and len(api.uploaded) == 25
+
+
+def test_ctrl_c_stops_the_upload_and_the_same_command_resumes_it(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 10, extra=False)
+    command = ["batch", "run", str(photos), "-t", "caption", "--chunk", "2", "--parallel", "1"]
+
+    def interrupt() -> None:
+        api.on_add = None
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the request in flight still completes
+
+    api.on_add = interrupt
+    first = run(*command)
+    assert first.exit_code == 130, first.output
+    assert "interrupted: 2 of 10 items added to batch photos-caption-" in first.stderr
+    assert "run the same command to resume" in first.stderr
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    second = run(*command)
+    assert second.exit_code == 0, second.output
+    assert "8 added, 2 already there" in second.stdout
+    (batch,) = api.batches.values()
+    assert len(batch.items) == 10
+    assert len(api.uploaded) == 10 == len(set(api.uploaded))  # nothing uploaded twice
+
+
+def test_wait_ends_with_a_summary_and_the_exit_code(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    done = run("batch", "run", str(photos), "-t", "caption", "--wait")
+    assert done.exit_code == 0, done.output
+    assert "succeeded 3" in done.stdout and "wall time" in done.stdout
+    api.status_on_create = "failed"
+    failed = run("batch", "run", str(photos), "-t", "caption", "--name", "f", "--wait", "--json")
+    assert failed.exit_code == 1
+    assert json.loads(failed.stdout)["progress"]["counts"]["failed"] == 3
+
+
+def test_wait_timeout_says_the_batch_keeps_running(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 2, extra=False)
+    api.status_on_create = "queued"
+    result = run("batch", "run", str(photos), "-t", "caption", "--wait", "--timeout", "0")
+    assert result.exit_code == 1
+    assert "--timeout expired; the batch keeps running: visionq batch status" in result.stderr
+
+
+def test_skipped_file_lists_every_skipped_file(api: FakeBatchApi, tmp_path: Path) -> None:
+    folder = _photos(tmp_path / "photos", 1, extra=False)
+    for index in range(25):
+        (folder / f"n{index:02}.txt").write_text("text")
+    listing = tmp_path / "skipped.txt"
+    result = run("batch", "run", str(folder), "-t", "caption", "--skipped", str(listing))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("skipped: n") == 20
+    lines = listing.read_text().splitlines()
+    assert len(lines) == 25 and lines[0].startswith("n00.txt: ")
+
+
+def test_bad_inputs_send_nothing(api: FakeBatchApi, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image": "missing.png"}\n')
+    result = run("batch", "run", str(manifest), "-t", "caption")
+    assert result.exit_code == 1
+    assert "missing.png: no such file; nothing was sent" in result.stderr
+    assert api.requests == []
+
+
+def test_a_manifest_run_sends_overrides(api: FakeBatchApi, tmp_path: Path) -> None:
+    png_file(tmp_path / "a.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"key": "k1", "image": "a.png", "prompt": "how many?"}) + "\n"
+        + json.dumps({"key": "k2", "image": "https://example.test/b.png"}) + "\n"
+    )  # fmt: skip
+    result = run("batch", "run", str(manifest), "-t", "ask", "--prompt", "what?")
+    assert result.exit_code == 0, result.output
+    (batch,) = api.batches.values()
+    assert batch.defaults["prompt"] == "what?"
+    assert batch.items["k1"].fields == {"prompt": "how many?"}
+    assert batch.items["k2"].fields == {}
+
+
+def test_closed_and_cancelled_batches_are_not_added_to(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 2, extra=False)
+    command = ["batch", "run", str(photos), "-t", "caption", "--name", "b"]
+    assert run(*command).exit_code == 0
+    assert run("batch", "close", "b").stdout.endswith("closed\n")
+    closed = run(*command)
+    assert closed.exit_code == 1 and "is closed" in closed.stderr
+    assert run("batch", "cancel", "b").exit_code == 0
+    cancelled = run(*command)
+    assert cancelled.exit_code == 1 and "was cancelled" in cancelled.stderr
+
+
+def test_status_list_rerun(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    api.status_on_create = "failed"
+    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
+    (batch,) = api.batches.values()
+    status = run("batch", "status", "b")
+    assert status.exit_code == 0 and "failed 3" in status.stdout
+    by_id = run("batch", "status", batch.id, "--json")
+    assert json.loads(by_id.stdout)["name"] == "b"
+    listed = run("batch", "list", "--json")
+    assert [entry["name"] for entry in json.loads(listed.stdout)] == ["b"]
+    rerun = run("batch", "rerun", "b", "--error-code", "x", "--model", "m2")
+    assert rerun.exit_code == 0 and "0 item(s) of batch b re-run" in rerun.stdout
+    rerun = run("batch", "rerun", "b")
+    assert "3 item(s) of batch b re-run" in rerun.stdout
+    missing = run("batch", "status", "nope")
+    assert missing.exit_code == 1 and "no batch named 'nope'" in missing.stderr
+
+
+def test_export_jsonl_to_stdout_and_csv_to_a_file(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
+    exported = run("batch", "export", "b")
+    assert exported.exit_code == 0, exported.output
+    keys = [json.loads(line)["key"] for line in exported.stdout.splitlines()]
+    assert keys == ["p00.png", "p02.png", "sub/p01.png"]
+    out = tmp_path / "out" / "results.jsonl"
+    out.parent.mkdir()
+    assert run("batch", "export", "b", "--out", str(out)).exit_code == 0
+    assert len(out.read_text().splitlines()) == 3
+    assert [path.name for path in out.parent.iterdir()] == ["results.jsonl"]  # no temp file
+    no_out = run("batch", "export", "b", "--format", "parquet")
+    assert no_out.exit_code == 1 and "give --out FILE" in no_out.stderr
+
+
+def test_chunks_hold_at_most_the_bytes_limit(tmp_path: Path) -> None:
+    sources = []
+    for index, size in enumerate([40, 40, 40, 200, 10]):
+        path = tmp_path / f"{index}.bin"
+        path.write_bytes(b"x" * size)
+        sources.append(Source(key=path.name, images=(path,)))
+    sizes = [[source.key for source in chunk] for chunk in chunks(sources, 3, 100)]
+    assert sizes == [["0.bin", "1.bin"], ["2.bin"], ["3.bin"], ["4.bin"]]
+    by_count = [len(chunk) for chunk in chunks(sources, 2, 10_000)]
+    assert by_count == [2, 2, 1]
+
+
+def test_the_upload_holds_at_most_parallel_chunks(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 12, extra=False)
+    in_flight = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow() -> None:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.05)
+        with lock:
+            in_flight -= 1
+
+    api.on_add = slow
+    result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "1", "--parallel", "2")
+    assert result.exit_code == 0, result.output
+    assert most == 2
