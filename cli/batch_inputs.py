@@ -43,7 +43,7 @@ class Source:
     key: str
     images: tuple[Path | str, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
-    # Where it came from, for messages: the file, or "manifest.jsonl:12".
+    # A manifest item's line ("manifest.jsonl:12"), for messages; "" for a file.
     origin: str = ""
 
 
@@ -55,6 +55,10 @@ def key_problem(key: str) -> str | None:
         return f"the key is longer than {MAX_KEY_LENGTH} characters"
     if any(ord(char) < 32 or ord(char) == 127 for char in key):
         return "the key holds control characters (a newline, a tab...)"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # a file name whose bytes are not UTF-8
+        return "the key is not valid UTF-8 text; rename the file"
     return None
 
 
@@ -148,7 +152,7 @@ class BatchInputs:
             else:
                 items = self._files(path)
             for source in items:
-                file = None if manifest else source.origin
+                file = None if manifest else str(source.images[0])
                 if source.key in seen:
                     if file is not None and seen[source.key] == file:
                         continue  # the same file reached twice: one item
@@ -166,7 +170,7 @@ class BatchInputs:
 
     def _file_source(self, absolute: str) -> Source:
         key = Path(os.path.relpath(absolute, self.base)).as_posix()
-        return Source(key=key, images=(Path(absolute),), origin=absolute)
+        return Source(key=key, images=(Path(absolute),))
 
 
 def is_manifest(path: Path) -> bool:

@@ -4,6 +4,7 @@ line by line before anything is sent, and items streamed."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,7 @@ def test_walk_lists_regular_files_only(tmp_path: Path) -> None:
 def test_key_problems() -> None:
     assert key_problem("a/b.png") is None
     assert key_problem("") and key_problem("x" * 1025) and key_problem("tab\there")
+    assert key_problem(os.fsdecode(b"caf\xe9.png"))  # a Latin-1 file name on a UTF-8 system
 
 
 def test_default_name_is_stable_and_depends_on_the_defaults(
