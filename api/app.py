@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import redis
@@ -14,7 +15,16 @@ from visionq.api.deps import ApiResources
 from visionq.api.errors import install_error_handlers
 from visionq.api.openapi import install_openapi
 from visionq.api.queue import JobQueue
-from visionq.api.routes import estimate, health, images, jobs, models, retry
+from visionq.api.routes import (
+    batch_items,
+    batches,
+    estimate,
+    health,
+    images,
+    jobs,
+    models,
+    retry,
+)
 from visionq.api.throttle import SubmitThrottle
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
@@ -44,6 +54,10 @@ def open_resources(settings: Settings) -> ApiResources:
         costs=costs,
         redis=client,
         throttle=throttle,
+        # Checks and stores batch items' images (Pillow and hashing release the GIL).
+        intake_pool=ThreadPoolExecutor(
+            max_workers=settings.batch_intake_threads, thread_name_prefix="batch-intake"
+        ),
     )
 
 
@@ -69,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if resources.intake_pool is not None:
+                resources.intake_pool.shutdown(wait=True, cancel_futures=True)
             resources.queue.close()
             resources.redis.close()
             resources.engine.dispose()
@@ -99,4 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router)
     app.include_router(estimate.router)
     app.include_router(models.router)
+    app.include_router(batches.router)
+    app.include_router(batch_items.router)
     return app

@@ -25,9 +25,10 @@ _MEANINGS = {
     400: "A malformed request: a multipart body that cannot be parsed, an invalid "
     "Idempotency-Key header or cursor.",
     401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`).",
-    402: "The job's worst-case cost is more than the tenant's remaining budget.",
-    404: "No such job for this API key (other keys' jobs are never shown).",
-    409: "The job is not in a state that has this (not finished, wrong task), or a job id "
+    402: "The job's (or the jobs') worst-case cost is more than the tenant's remaining budget.",
+    404: "No such job or batch for this API key (other keys' jobs and batches are never shown).",
+    409: "The job or batch is not in a state that has this (a job not finished or of another "
+    "task; a batch closed or cancelled, or its name taken with other defaults), or a job id "
     "prefix matches several jobs (ambiguous_job_id).",
     413: "An image or the request is too large.",
     415: "The body is neither multipart/form-data nor application/json, or an image's "

@@ -47,6 +47,16 @@ OPERATIONS = {
     "GET /v1/jobs/{job_id}/masks/{index}.png": (POSITIVE, NEGATIVE),
     "POST /v1/estimate": (POSITIVE, NEGATIVE),
     "GET /v1/models": (POSITIVE,),
+    "POST /v1/batches": (POSITIVE, NEGATIVE),
+    "GET /v1/batches": (POSITIVE, NEGATIVE),
+    "GET /v1/batches/{batch_id}": (POSITIVE,),
+    "POST /v1/batches/{batch_id}/items": (POSITIVE, NEGATIVE),
+    "POST /v1/batches/{batch_id}/lookup": (POSITIVE, NEGATIVE),
+    "GET /v1/batches/{batch_id}/items": (POSITIVE, NEGATIVE),
+    "POST /v1/batches/{batch_id}/close": (POSITIVE,),
+    "POST /v1/batches/{batch_id}/cancel": (POSITIVE,),
+    "POST /v1/batches/{batch_id}/rerun": (POSITIVE, NEGATIVE),
+    "GET /v1/batches/{batch_id}/results": (POSITIVE, NEGATIVE),
 }
 
 

@@ -1,0 +1,286 @@
+"""POST /v1/batches/{id}/rerun: a new job for each ended item that failed (or was cancelled),
+optionally only for some error codes, optionally on another model or with other options.
+
+The new job is made from the old job's stored inputs (no blob read, no image check: they
+were checked when first added) and its fields, admitted again with the changes (a model
+retired since is a 422). Old jobs and their attempts stay as they are; the item points at
+its latest job, whose ``retry_of`` names the one it replaces. Pages of items, one
+transaction each, which starts by locking the batch row: two concurrent re-runs cannot both
+pick an item (the second sees the new queued job).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from visionq.api.batch_progress import batch_public
+from visionq.api.batch_schemas import RerunRequest, RerunResult
+from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit
+from visionq.api.budget_gate import budget_refusal, economy_and_estimate, unbounded_refusal
+from visionq.api.deps import ApiResources, Caller
+from visionq.api.errors import ApiError
+from visionq.api.job_checks import AdmittedFields, admit_fields
+from visionq.api.rawjob import RawJob
+from visionq.models.batches import (
+    RerunSource,
+    add_counts,
+    get_batch,
+    lock_for_write,
+    repoint_items,
+    rerun_sources,
+)
+from visionq.models.batchjobs import NewJobRow, find_cached_many, insert_jobs, job_inputs_of
+from visionq.models.budgets import has_caps, reserve
+from visionq.models.jobs import NewInput
+from visionq.models.leases import count_active
+from visionq.models.tables import JOBS, BatchState
+from visionq.vision.costing import to_nano
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.pricing import format_usd
+from visionq.vision.tasks import JobOptions, cache_key
+
+# Items per transaction (and per IN list).
+PAGE = 500
+_RERUNNABLE = frozenset({BatchState.OPEN, BatchState.CLOSED})
+
+
+def batch_not_found(batch_id: str) -> ApiError:
+    """The 404 for a batch id this API key has no batch of."""
+    return ApiError(
+        "batch_not_found",
+        f"No batch {batch_id} for this API key; list them with GET /v1/batches "
+        "(visionq batch list).",
+    )
+
+
+def batch_refused(batch_id: str, state: str) -> ApiError:
+    """The 404 or 409 for a batch that lock_for_write found missing or in ``state``."""
+    if state == "missing":
+        return batch_not_found(batch_id)
+    if state == BatchState.CANCELLED:
+        return ApiError(
+            "batch_cancelled",
+            f"Batch {batch_id} was cancelled: nothing more is added to or re-run in it. "
+            "Create a new batch (another name) for this work.",
+        )
+    return ApiError(
+        "batch_closed",
+        f"Batch {batch_id} is closed: no items can be added. Create a new batch (another "
+        "name) for new items; its failed items can still be re-run.",
+    )
+
+
+@dataclass(frozen=True)
+class _OldJob:
+    id: str
+    task: str
+    model: str
+    prompt: str | None
+    labels: list[str] | None
+    options: JobOptions
+    response_schema: dict[str, Any] | None
+
+
+def _old_jobs(session: Session, job_ids: Collection[str]) -> dict[str, _OldJob]:
+    """The fields of the jobs re-run (one IN query, no children)."""
+    columns = (
+        JOBS.c.id, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
+        JOBS.c.response_schema,
+    )  # fmt: skip
+    rows = session.execute(select(*columns).where(JOBS.c.id.in_(list(job_ids))))
+    return {row.id: _OldJob(*row) for row in rows}
+
+
+class _Planner:
+    """Plans the new jobs; fields admitted once per distinct field set, estimates once per
+    (field set, image sizes)."""
+
+    def __init__(self, body: RerunRequest, resources: ApiResources, capped: bool) -> None:
+        self._body = body
+        self._resources = resources
+        self.capped = capped
+        self._fields: dict[str, AdmittedFields] = {}
+        self._estimates: dict[
+            tuple[str, tuple[tuple[int, int], ...]], tuple[JobOptions, StoredEstimate]
+        ] = {}
+
+    def plan(self, old: _OldJob, inputs: Sequence[NewInput]) -> PlannedJob:
+        options = old.options.stored()
+        options.update(self._body.options or {})
+        raw = RawJob(
+            task=old.task,
+            prompt=old.prompt,
+            model=self._body.model or old.model,
+            labels=list(old.labels) if old.labels is not None else None,
+            options=options,
+            schema=old.response_schema,
+        )
+        memo = json.dumps(
+            [raw.task, raw.prompt, raw.model, raw.labels, raw.options, raw.schema, len(inputs)],
+            sort_keys=True,
+            default=str,
+        )
+        fields = self._fields.get(memo)
+        if fields is None:
+            settings = self._resources.settings
+            fields = admit_fields(raw, len(inputs), settings, self._resources.costs.catalogue)
+            self._fields[memo] = fields
+        sizes = tuple((item.width, item.height) for item in inputs)
+        found = self._estimates.get((memo, sizes))
+        if found is None:
+            found = economy_and_estimate(fields, list(sizes), self._resources)
+            self._estimates[(memo, sizes)] = found
+        job_options, estimate = found
+        if self.capped and estimate.cost_usd is None:
+            raise unbounded_refusal(fields.model, estimate)
+        key = cache_key(
+            image_sha256s=[item.sha256 for item in inputs], task=fields.task,
+            prompt=fields.prompt, labels=fields.labels, schema=fields.schema,
+            model=fields.model, options=job_options,
+        )  # fmt: skip
+        return PlannedJob(
+            fields=fields,
+            options=job_options,
+            estimate=estimate,
+            inputs=list(inputs),
+            cache_key=key,
+            retry_of=old.id,
+        )
+
+
+def _estimate_nusd(estimate: StoredEstimate) -> tuple[int, int, int]:
+    """(min, max, input tokens) of an estimate for the batch's counters (0 when unknown)."""
+    cost = estimate.cost_usd
+    low = to_nano(Decimal(format_usd(cost.min))) if cost is not None else 0
+    high = to_nano(Decimal(format_usd(cost.max)), up=True) if cost is not None else 0
+    return low, high, estimate.input_tokens or 0
+
+
+class _NotHeld(Exception):
+    """The page's reservation did not fit the budget (its transaction is rolled back)."""
+
+    def __init__(self, needed_nusd: int) -> None:
+        super().__init__(needed_nusd)
+        self.needed_nusd = needed_nusd
+
+
+def _check_active(
+    session: Session, resources: ApiResources, tenant: str, adding: int, done: int
+) -> None:
+    """429 when the new jobs would take the tenant past its unfinished jobs' limit."""
+    limit = resources.settings.max_active_jobs_per_tenant
+    active = count_active(session, tenant)
+    if active + adding > limit:
+        raise ApiError(
+            "too_many_active_jobs",
+            f"{active} of your jobs are queued or running and re-running {adding} more would "
+            f"pass the limit of {limit}; {done} items were re-run by this call. Wait for some "
+            "to finish, then ask again: items already re-run are not re-run twice.",
+            headers={"Retry-After": "10"},
+        )
+
+
+def rerun(
+    body: RerunRequest, caller: Caller, batch_id: str, resources: ApiResources
+) -> RerunResult:
+    """Give each matching item a new job; answer how many and the batch. Blocking."""
+    tenant = caller.tenant
+    with resources.sessions() as session:
+        batch = get_batch(session, tenant=tenant, batch_id=batch_id)
+        if batch is None:
+            raise batch_not_found(batch_id)
+        if batch.state not in _RERUNNABLE:
+            raise batch_refused(batch_id, batch.state)
+        capped = has_caps(session, tenant)
+    planner = _Planner(body, resources, capped)
+    done, after = 0, 0
+    while True:
+        try:
+            page = _rerun_page(
+                body, resources, planner, tenant=tenant, batch_id=batch_id, after=after, done=done
+            )
+        except _NotHeld as exc:
+            with resources.sessions() as session:
+                raise budget_refusal(session, tenant, exc.needed_nusd) from exc
+        if page is None:
+            break
+        count, after = page
+        done += count
+    with resources.sessions() as session:
+        batch = get_batch(session, tenant=tenant, batch_id=batch_id)
+        if batch is None:  # batches are not deleted; only a broken database gets here
+            raise batch_not_found(batch_id)
+        public = batch_public(session, batch, resources.settings, with_progress=True)
+    return RerunResult(rerun=done, batch=public)
+
+
+def _rerun_page(
+    body: RerunRequest,
+    resources: ApiResources,
+    planner: _Planner,
+    *,
+    tenant: str,
+    batch_id: str,
+    after: int,
+    done: int,
+) -> tuple[int, int] | None:
+    """Re-run one page of items in one transaction, then send the new jobs; (items re-run,
+    the last item id) or None when no item is left."""
+    with resources.sessions.begin() as session:
+        refused = lock_for_write(session, tenant=tenant, batch_id=batch_id, allow=_RERUNNABLE)
+        if refused is not None:
+            raise batch_refused(batch_id, refused)
+        sources = rerun_sources(
+            session,
+            batch_id,
+            statuses=list(body.statuses),
+            error_codes=body.error_codes,
+            after_id=after,
+            limit=PAGE,
+        )
+        if not sources:
+            return None
+        _check_active(session, resources, tenant, len(sources), done)
+        planned, needed, rows = _plan_page(session, sources, tenant, resources, planner)
+        if needed and not reserve(session, tenant=tenant, amount_nusd=needed):
+            raise _NotHeld(needed)  # rolls the page back
+        insert_jobs(session, rows)
+        moves = [(src.item_id, row.id) for src, row in zip(sources, rows, strict=True)]
+        repoint_items(session, moves)
+        estimates = [_estimate_nusd(job.estimate) for job in planned]
+        add_counts(
+            session,
+            batch_id,
+            est_min_nusd=sum(low for low, _, _ in estimates),
+            est_max_nusd=sum(high for _, high, _ in estimates),
+            est_tokens=sum(tokens for _, _, tokens in estimates),
+            prior_cost_nusd=sum(src.cost_nusd for src in sources),
+            prior_tokens=sum(src.total_tokens for src in sources),
+        )
+    send_after_commit(resources, [row.id for row in rows if row.cached is None])
+    return len(rows), sources[-1].item_id
+
+
+def _plan_page(
+    session: Session,
+    sources: Sequence[RerunSource],
+    tenant: str,
+    resources: ApiResources,
+    planner: _Planner,
+) -> tuple[list[PlannedJob], int, list[NewJobRow]]:
+    """The page's new jobs: planned, the reservation they need, and their rows."""
+    old_ids = [src.job_id for src in sources]
+    old = _old_jobs(session, old_ids)
+    inputs = job_inputs_of(session, old_ids)
+    planned = [planner.plan(old[src.job_id], inputs.get(src.job_id, [])) for src in sources]
+    wanted = {job.cache_key for job in planned if job.options.cache}
+    cached = find_cached_many(session, tenant=tenant, cache_keys=wanted) if wanted else {}
+    rows, needed = job_rows(planned, tenant=tenant, cached=cached, capped=planner.capped)
+    return planned, needed, rows
