@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from visionq.cli.batch_view import batches_table, ended_badly, summary_table
+from visionq.cli.batch_view import batches_lines, ended_badly, summary_table
 from visionq.cli.common import (
     JsonOption,
     KeyOption,
@@ -222,7 +222,8 @@ def list_batches(
     if as_json:
         print_json([_dump(batch) for batch in found])
     elif found:
-        Console().print(batches_table(found))
+        for line in batches_lines(found):
+            typer.echo(line)
     else:
         say("no batches")
 

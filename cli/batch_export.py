@@ -142,6 +142,10 @@ def _atomic(path: Path) -> Iterator[IO[bytes]]:
         prefix=f".{path.name}.", suffix=".part", dir=path.parent
     )
     try:
+        # mkstemp makes the file private (0600); the export gets a new file's usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(descriptor, "wb") as handle:
             yield handle
         os.replace(temporary, path)

@@ -368,7 +368,7 @@ class Uploader:
         server may still commit one: a resumed run finds its items as "exists")."""
         pool.shutdown(wait=False, cancel_futures=True)
         line.close()
-        self.console.print(self.interrupted_text(), markup=False, highlight=False)
+        self.console.print(self.interrupted_text(), markup=False, highlight=False, soft_wrap=True)
         self.console.file.flush()
         sys.stdout.flush()
         os._exit(130)  # not sys.exit: the pool's threads would be waited for at exit

@@ -161,17 +161,16 @@ def summary_table(batch: Batch, counts: UploadCounts | None, wall_s: float | Non
     return table
 
 
-def batches_table(batches: Iterable[Batch]) -> Table:
-    """`batch list`: one row per batch."""
-    table = Table(box=box.SIMPLE)
-    for column in ("id", "name", "state", "task", "items", "created"):
-        table.add_column(column, justify="right" if column == "items" else "left")
+def batches_lines(batches: Iterable[Batch]) -> list[str]:
+    """`batch list`: a heading and one line per batch, the name last (whole, however long,
+    like the 36-character id the other commands take)."""
+    lines = [f"{'id':<36}  {'state':<9} {'items':>9}  {'task':<8} {'created':<10}  name"]
     for batch in batches:
-        table.add_row(
-            batch.id, batch.name, batch.state, batch.task, f"{batch.item_count:,}",
-            batch.created_at.strftime("%Y-%m-%d %H:%M"),
-        )  # fmt: skip
-    return table
+        lines.append(
+            f"{batch.id:<36}  {batch.state:<9} {batch.item_count:>9,}  {batch.task:<8} "
+            f"{batch.created_at:%Y-%m-%d}  {batch.name}"
+        )
+    return lines
 
 
 def ended_badly(batch: Batch) -> int:

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from visionq.client.api import VisionqClient, VisionqError, retry_delay
 from visionq.client.batch_models import (
     Batch,
@@ -81,12 +83,18 @@ class BatchClient:
         return BatchPage.model_validate(response.json())
 
     def lookup(
-        self, batch_id: str, *, keys: Sequence[str] = (), sha256s: Sequence[str] = ()
+        self,
+        batch_id: str,
+        *,
+        keys: Sequence[str] = (),
+        sha256s: Sequence[str] = (),
+        retries: int = 8,
     ) -> Lookup:
         """Which of ``keys`` the batch has (with their job ids), and which of ``sha256s``
-        are images this API key stored (send those as Sha256Ref instead of their bytes)."""
+        are images this API key stored (send those as Sha256Ref instead of their bytes).
+        A read: transient errors are retried up to ``retries`` times, as add_items does."""
         body = {"keys": list(keys), "sha256s": list(sha256s)}
-        response = self._client.request("POST", f"/v1/batches/{batch_id}/lookup", json=body)
+        response = self._post_retried(f"/v1/batches/{batch_id}/lookup", retries, json=body)
         return Lookup.model_validate(response.json())
 
     def add_items(self, batch_id: str, items: Sequence[NewItem], *, retries: int = 8) -> ItemsAdded:
@@ -98,11 +106,15 @@ class BatchClient:
         references. Transient errors (429 after its Retry-After, 502-504, unreachable) are
         retried up to ``retries`` times: safe, since a key already added answers "exists".
         """
-        path = f"/v1/batches/{batch_id}/items"
+        body = items_request(items)
+        response = self._post_retried(f"/v1/batches/{batch_id}/items", retries, **body)
+        return ItemsAdded.model_validate(response.json())
+
+    def _post_retried(self, path: str, retries: int, **body: Any) -> httpx.Response:
+        """POST ``body``; transient errors retried after Retry-After or a backoff."""
         for attempt in range(retries + 1):
             try:
-                response = self._client.request("POST", path, **items_request(items))
-                return ItemsAdded.model_validate(response.json())
+                return self._client.request("POST", path, **body)
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise

@@ -275,3 +275,18 @@ def test_export_connection_lost_midway_is_a_connection_error() -> None:
 
     with _client(handle) as client, pytest.raises(VisionqError, match="cannot reach"):
         list(client.batches.export(BATCH["id"]))
+
+
+def test_lookup_is_retried_on_outages() -> None:
+    answers = [
+        httpx.Response(503, json={"error": {"code": "unavailable", "message": "down"}},
+                       headers={"Retry-After": "0"}),
+        httpx.Response(200, json={"existing": {}, "stored_sha256s": ["ab" * 32]}),
+    ]  # fmt: skip
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)
+
+    with _client(handle) as client:
+        lookup = client.batches.lookup(BATCH["id"], sha256s=["ab" * 32])
+    assert lookup.stored_sha256s == ["ab" * 32] and answers == []

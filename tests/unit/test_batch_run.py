@@ -215,6 +215,9 @@ def test_status_list_rerun(api: FakeBatchApi, tmp_path: Path) -> None:
     assert json.loads(by_id.stdout)["name"] == "b"
     listed = run("batch", "list", "--json")
     assert [entry["name"] for entry in json.loads(listed.stdout)] == ["b"]
+    lines = run("batch", "list").stdout.splitlines()
+    assert lines[0].split() == ["id", "state", "items", "task", "created", "name"]
+    assert lines[1].split()[:4] == [batch.id, "open", "3", "caption"] and lines[1].endswith(" b")
     rerun = run("batch", "rerun", "b", "--error-code", "x", "--model", "m2")
     assert rerun.exit_code == 0 and "0 item(s) of batch b re-run" in rerun.stdout
     rerun = run("batch", "rerun", "b")
@@ -235,6 +238,9 @@ def test_export_jsonl_to_stdout_and_csv_to_a_file(api: FakeBatchApi, tmp_path: P
     assert run("batch", "export", "b", "--out", str(out)).exit_code == 0
     assert len(out.read_text().splitlines()) == 3
     assert [path.name for path in out.parent.iterdir()] == ["results.jsonl"]  # no temp file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
     no_out = run("batch", "export", "b", "--format", "parquet")
     assert no_out.exit_code == 1 and "give --out FILE" in no_out.stderr
 
