@@ -147,8 +147,8 @@ def _report_upload(
     if outcome.error is not None:
         say(f"error: {outcome.error}")
         say(
-            f"stopped: {counts.added:,} of {counts.total:,} items added to batch {batch.name}; "
-            "they keep running; fix the cause and run the same command to resume"
+            f"stopped: {counts.added:,} of {counts.total:,} items added to batch {batch.name} "
+            "(those added keep running); fix the cause and run the same command to resume"
         )
         raise typer.Exit(1)
     if outcome.interrupted:

@@ -325,7 +325,8 @@ class Uploader:
         except Stopped:
             return
         except VisionqError as exc:
-            self._fail(outcome, str(exc))
+            hint = "; give a smaller --chunk" if exc.code == "too_many_items" else ""
+            self._fail(outcome, f"{exc}{hint}")
             return
         counts = self.counts
         counts.created += result.created

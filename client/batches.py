@@ -187,12 +187,13 @@ class BatchClient:
 def items_request(items: Sequence[NewItem]) -> dict[str, Any]:
     """The keyword arguments of the httpx request adding ``items``: multipart when an image
     is a path or bytes (its ``items`` field holds the JSON document, each image refers to
-    its part by index), else JSON."""
+    its part by index), else JSON. A part is named after its file, or, for bytes, after the
+    key of the first item using it."""
     parts: list[tuple[str, tuple[str, bytes, str]]] = []
     # One part per distinct path or bytes object: an image two items share is sent once.
     part_of: dict[object, int] = {}
 
-    def ref(image: ItemImage) -> dict[str, Any]:
+    def ref(image: ItemImage, name: str) -> dict[str, Any]:
         if isinstance(image, Sha256Ref):
             return {"sha256": image.sha256}
         if isinstance(image, str) and is_url(image):
@@ -206,7 +207,7 @@ def items_request(items: Sequence[NewItem]) -> dict[str, Any]:
         if identity not in part_of:
             part_of[identity] = len(parts)
             data = image if isinstance(image, bytes) else Path(image).read_bytes()
-            name = f"image-{len(parts) + 1}" if isinstance(image, bytes) else Path(image).name
+            name = name if isinstance(image, bytes) else Path(image).name
             parts.append(("image", (name, data, "application/octet-stream")))
         return {"part": part_of[identity]}
 
@@ -221,5 +222,9 @@ def _item_body(item: NewItem, ref: Any) -> dict[str, Any]:
         raise ValueError(f"item {item.key!r} has no image")
     body: dict[str, Any] = dict(item.overrides)
     body["key"] = item.key
-    body["images"] = [ref(image) for image in item.images]
+    # The API names an image by its part's file name in a rejection ("Image 'x.png': ..."):
+    # bytes are named after the item's key (its last path segment), numbered after the first.
+    stem = item.key.rsplit("/", 1)[-1] or item.key
+    names = [stem if n == 0 else f"{stem} #{n + 1}" for n in range(len(item.images))]
+    body["images"] = [ref(image, name) for image, name in zip(item.images, names, strict=True)]
     return body

@@ -68,27 +68,32 @@ def test_add_items_sends_multipart_with_one_part_per_distinct_image(tmp_path: Pa
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=_added(["a", "b", "c", "d"]))
+        return httpx.Response(200, json=_added(["a", "b", "c", "dir/e.png", "d"]))
 
     items = [
         NewItem("a", [photo], {"prompt": "what is it?", "options": {"temperature": 0.2}}),
         NewItem("b", [shared]),
         NewItem("c", [shared, Sha256Ref("cd" * 32)]),
+        NewItem("dir/e.png", [b"one", b"two"]),
         NewItem("d", ["https://example.test/x.jpg"]),
     ]
     with _client(handle) as client:
         added = client.batches.add_items(BATCH["id"], items)
-    assert added.created == 4 and added.items[0].job_id == "j-a"
+    assert added.created == 5 and added.items[0].job_id == "j-a"
     (request,) = seen
     assert request.method == "POST" and request.url.path == f"/v1/batches/{BATCH['id']}/items"
     document, images = _multipart(request)
-    assert images == [("photo.png", b"file-bytes"), ("image-2", b"shared-bytes")]
+    assert images == [
+        ("photo.png", b"file-bytes"), ("b", b"shared-bytes"), ("e.png", b"one"),
+        ("e.png #2", b"two"),
+    ]  # fmt: skip
     assert document == {
         "items": [
             {"key": "a", "images": [{"part": 0}], "prompt": "what is it?",
              "options": {"temperature": 0.2}},
             {"key": "b", "images": [{"part": 1}]},
             {"key": "c", "images": [{"part": 1}, {"sha256": "cd" * 32}]},
+            {"key": "dir/e.png", "images": [{"part": 2}, {"part": 3}]},
             {"key": "d", "images": [{"url": "https://example.test/x.jpg"}]},
         ]
     }  # fmt: skip

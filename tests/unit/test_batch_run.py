@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.unit.batch_fakes import FakeBatchApi, install_batch_api
@@ -276,3 +277,23 @@ def test_the_upload_holds_at_most_parallel_chunks(api: FakeBatchApi, tmp_path: P
     result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "1", "--parallel", "2")
     assert result.exit_code == 0, result.output
     assert most == 2
+
+
+def test_a_refused_add_stops_the_run_and_says_how_to_resume(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 4, extra=False)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/items") and request.method == "POST":
+            return httpx.Response(
+                422, json={"error": {"code": "too_many_items", "message": "at most 2 per call."}}
+            )
+        return original(request)
+
+    original = api.handle
+    api.handle = handle  # type: ignore[method-assign]
+    result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "3")
+    assert result.exit_code == 1
+    assert "at most 2 per call. (too_many_items, HTTP 422); give a smaller --chunk" in result.stderr
+    assert "stopped: 0 of 4 items added to batch photos-caption-" in result.stderr
