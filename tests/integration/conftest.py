@@ -206,16 +206,12 @@ def _backend_stack(
 ) -> Stack:
     """A stack named after its database backend (its own Redis database, as every stack)."""
     backend = database_url.split(":", 1)[0]
-    return _build_stack(
-        f"{kind}-{backend}", workdir, database_url, redis_url, gemini_url, **kwargs
-    )
+    return _build_stack(f"{kind}-{backend}", workdir, database_url, redis_url, gemini_url, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def stack(workdir: Path, database_url: str, redis_url: str, emulator_url: str) -> Iterator[Stack]:
-    built = _backend_stack(
-        "main", workdir, database_url, redis_url, emulator_url, with_worker=True
-    )
+    built = _backend_stack("main", workdir, database_url, redis_url, emulator_url, with_worker=True)
     yield built
     built.stop()
 
