@@ -279,9 +279,9 @@ class Uploader:
             ):
                 try:
                     self._loop(pool, line, chunks(sources, self.chunk, MAX_CHUNK_BYTES), outcome)
+                    line.update(progress_line(self.counts, self._progress(force=True)))
                 except KeyboardInterrupt:
                     self._quit_now(pool, line)
-                line.update(progress_line(self.counts, self._progress(force=True)))
         finally:
             if in_main:
                 signal.signal(signal.SIGINT, previous)

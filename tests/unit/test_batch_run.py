@@ -297,3 +297,26 @@ def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     assert result.exit_code == 1
     assert "at most 2 per call. (too_many_items, HTTP 422); give a smaller --chunk" in result.stderr
     assert "stopped: 0 of 4 items added to batch photos-caption-" in result.stderr
+
+
+def test_ctrl_c_while_waiting_leaves_the_batch_running(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 2, extra=False)
+    api.status_on_create = "queued"
+    original = api.handle
+    polls = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        if request.method == "GET" and request.url.path.count("/") == 3:
+            polls += 1
+            if polls == 3:  # the upload asks twice (during, at its end), --wait then
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)
+        return original(request)
+
+    api.handle = handle  # type: ignore[method-assign]
+    result = run("batch", "run", str(photos), "-t", "caption", "--name", "b", "--wait")
+    assert result.exit_code == 130, result.output
+    assert "interrupted; the batch keeps running: visionq batch status b" in result.stderr
+    (batch,) = api.batches.values()
+    assert batch.state == "open" and len(batch.items) == 2
