@@ -143,8 +143,9 @@ class BatchInputs:
             raise InputError(f"{errors[0]} (the manifest changed during the run)")
 
     def _items(self, errors: list[str]) -> Iterator[Source]:
-        # key -> the file it stands for (None: a manifest item). Keys only, never contents.
-        seen: dict[str, str | None] = {}
+        # key -> whether a file of a folder (not a manifest line) gave it: the same key from
+        # two folders is the same file (a key is the file's path below the common parent).
+        seen: dict[str, bool] = {}
         for path in self.paths:
             manifest = is_manifest(path)
             if manifest:
@@ -152,13 +153,13 @@ class BatchInputs:
             else:
                 items = self._files(path)
             for source in items:
-                file = None if manifest else str(source.images[0])
                 if source.key in seen:
-                    if file is not None and seen[source.key] == file:
+                    if not manifest and seen[source.key]:
                         continue  # the same file reached twice: one item
-                    errors.append(f"{source.origin}: the key {source.key!r} is given twice")
+                    where = source.origin or str(source.images[0])
+                    errors.append(f"{where}: the key {source.key!r} is given twice")
                     continue
-                seen[source.key] = file
+                seen[source.key] = not manifest
                 yield source
 
     def _files(self, path: Path) -> Iterator[Source]:
