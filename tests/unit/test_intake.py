@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from visionq.api.errors import ApiError
-from visionq.api.request_body import _decode_base64
+from visionq.api.request_body import decode_base64
 
 DATA = bytes(range(256)) * 3 + b"\xfb\xff"  # standard base64 of this has '+' and '/'
 STANDARD = base64.b64encode(DATA).decode()
@@ -27,16 +27,16 @@ STANDARD = base64.b64encode(DATA).decode()
     ids=["standard", "unpadded", "urlsafe", "urlsafe-unpadded", "data-url", "mime-lines", "spaces"],
 )
 def test_every_spelling_decodes_to_the_same_bytes(text: str) -> None:
-    assert _decode_base64(text, 0) == DATA
+    assert decode_base64(text, 0) == DATA
 
 
 def test_empty_data_is_empty_bytes() -> None:
-    assert _decode_base64("", 0) == b""
+    assert decode_base64("", 0) == b""
 
 
 @pytest.mark.parametrize("text", ["abc$", "ab=c", "é" + STANDARD, STANDARD + "A"])
 def test_invalid_base64_is_a_422(text: str) -> None:
     with pytest.raises(ApiError) as caught:
-        _decode_base64(text, 2)
+        decode_base64(text, 2)
     assert (caught.value.status, caught.value.code) == (422, "invalid_base64")
     assert caught.value.message.startswith("images[2].data is not valid base64: ")
