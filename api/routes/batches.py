@@ -145,8 +145,17 @@ def _create(body: BatchCreate, request: Request, resources: ApiResources) -> tup
                 session.flush()
                 session.expunge(batch)
             return batch, False
-        except BatchNameTakenError as exc:  # a concurrent create of the same name won
-            found = exc.existing
+        except BatchNameTakenError:
+            # A concurrent create of the same name won; its row, read again (the failed
+            # transaction's rollback expired what it had loaded).
+            with resources.sessions() as session:
+                found = store.find_batch(session, tenant=tenant, name=body.name)
+            if found is None:  # removed by gc in between (it was empty): try again
+                raise ApiError(
+                    "unavailable",
+                    "The batch was being created and removed at once; create it again.",
+                    headers={"Retry-After": "1"},
+                ) from None
     if found.defaults_hash != wanted:
         raise ApiError(
             "batch_name_taken",

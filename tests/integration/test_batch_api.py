@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -319,3 +320,80 @@ def test_cancel_ends_queued_items_that_never_run(paused_stack: Stack) -> None:
         jobs = _jobs(client, ids)
     assert all(job["status"] == "cancelled" and job["attempts"] == [] for job in jobs.values())
     assert {job["error"]["code"] for job in jobs.values()} == {"cancelled"}
+
+
+def test_concurrent_creates_of_one_name_make_one_batch(stack: Stack) -> None:
+    name = f"race-{stack.name}"
+
+    def create(_: int) -> httpx.Response:
+        with stack.client() as client:
+            return _create(client, name, prompt="Same.")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(create, range(8)))
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+
+
+def _tenant_client(stack: Stack, tenant: str) -> httpx.Client:
+    made = subprocess.run(
+        visionq_command("keys", "create", "k", "--tenant", tenant),
+        env=stack.env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    key = made.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
+
+
+def _set_budget(stack: Stack, tenant: str, daily: str) -> None:
+    subprocess.run(
+        visionq_command("budgets", "set", tenant, "--daily", daily),
+        env=stack.env, capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_reruns_pick_each_item_once_and_answer_the_budget(paused_stack: Stack) -> None:
+    """No worker: items cancelled one by one are re-run (statuses=cancelled); two re-runs at
+    once give each item one new job; a model retired is a 422, a budget too small a 402,
+    and neither changes an item."""
+    if paused_stack.worker is not None:
+        paused_stack.worker.stop()
+        paused_stack.worker = None
+    tenant = f"batch-rerun-{paused_stack.name}"
+    with _tenant_client(paused_stack, tenant) as client:
+        batch_id = _create(client, "reruns").json()["id"]
+        _add(client, batch_id, _items(range(700, 708), "r"))
+        items = _all_items(client, batch_id, limit=1000)
+        for item in items:
+            assert client.post(f"/v1/jobs/{item['job_id']}/cancel").status_code == 200
+        items = _all_items(client, batch_id, limit=1000)
+        assert {item["status"] for item in items} == {"cancelled"}
+        body = {"statuses": ["cancelled"]}
+        _error(
+            client.post(
+                f"/v1/batches/{batch_id}/rerun", json={**body, "model": "gemini-2.0-flash-lite"}
+            ),
+            422,
+            "model_retired",
+        )
+        _set_budget(paused_stack, tenant, "0.000000001")
+        _error(client.post(f"/v1/batches/{batch_id}/rerun", json=body), 402, "budget_exceeded")
+        assert _all_items(client, batch_id, limit=1000) == items
+        _set_budget(paused_stack, tenant, "100")
+
+        def rerun(_: int) -> httpx.Response:
+            return client.post(f"/v1/batches/{batch_id}/rerun", json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(rerun, range(2)))
+        assert [answer.status_code for answer in answers] == [202, 202]
+        assert sum(answer.json()["rerun"] for answer in answers) == len(items)
+        after = _all_items(client, batch_id, limit=1000)
+        assert [item["reruns"] for item in after] == [1] * len(items)
+        assert [item["status"] for item in after] == ["queued"] * len(items)
+        jobs = _jobs(client, [item["job_id"] for item in after])
+        assert [jobs[new["job_id"]]["retry_of"] for new in after] == [
+            old["job_id"] for old in items
+        ]
+        # Leave nothing queued for the tests that start this stack's worker.
+        assert client.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
