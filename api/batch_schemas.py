@@ -180,7 +180,9 @@ class BatchProgress(BaseModel):
     items: int = Field(description="Items added so far.")
     expected_items: int | None
     done: int = Field(description="Items whose latest job ended (or expired).")
-    tokens: TokenTotals = Field(description="All calls so far, re-run jobs' included.")
+    tokens: TokenTotals = Field(
+        description="Tokens of the items' latest jobs; total also counts the jobs re-runs replaced."
+    )
     cost_usd: str = Field(description="What the batch's jobs cost so far, re-runs included.")
     estimate_usd: CostRange = Field(
         description="The whole batch's estimated cost: the added items' estimates, "

@@ -364,7 +364,11 @@ async def rerun_batch(
     from the same stored images, optionally only for some `error_codes`, on another `model`
     or with `options` merged over the old job's. The old jobs and their attempts stay; each
     item points at its new job (its `retry_of` names the old one). 409 for a cancelled
-    batch; a closed one can be re-run."""
+    batch; a closed one can be re-run.
+
+    Items are re-run 500 at a time, each page committed on its own: an error on a later
+    page (budget, unfinished jobs' limit) leaves the pages before it re-run. Asking again
+    continues: an item whose new job is queued or running is not picked again."""
     caller = await run_in_threadpool(authorize_batch, request, resources)
     return await run_in_threadpool(rerun, body, caller, _batch_id(batch_id), resources)
 
