@@ -89,14 +89,24 @@ def test_reference_table_names_real_commands() -> None:
             command = command.commands[name]  # type: ignore[attr-defined]
 
 
-def test_python_example_uses_the_real_client() -> None:
-    from visionq.client import VisionqClient
+def test_python_examples_use_the_real_client() -> None:
+    from visionq.client import BatchClient, VisionqClient
 
-    [block] = code_blocks("python")
-    tree = ast.parse(block)
+    jobs, batches = code_blocks("python")
+    tree = ast.parse(jobs)
     called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert {"submit", "wait"} <= called
     assert all(hasattr(VisionqClient, name) for name in ("submit", "wait"))
+    # The Batches example: every client.batches.X it calls exists.
+    batch_calls = {
+        node.attr
+        for node in ast.walk(ast.parse(batches))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "batches"
+    }
+    assert {"create", "add_items", "get", "export"} <= batch_calls
+    assert all(hasattr(BatchClient, name) for name in batch_calls)
 
 
 def test_readme_documents_every_setting_and_no_other() -> None:
