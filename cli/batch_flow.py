@@ -154,6 +154,8 @@ def _report_upload(
     if outcome.interrupted:
         say(uploader.interrupted_text())
         raise typer.Exit(130)
+    if counts.skipped and counts.skipped == counts.total:
+        die(f"none of the {counts.total:,} file(s) is an image that can be sent; nothing was added")
 
 
 def _finish_without_wait(

@@ -320,3 +320,12 @@ def test_ctrl_c_while_waiting_leaves_the_batch_running(api: FakeBatchApi, tmp_pa
     assert "interrupted; the batch keeps running: visionq batch status b" in result.stderr
     (batch,) = api.batches.values()
     assert batch.state == "open" and len(batch.items) == 2
+
+
+def test_a_folder_without_images_is_an_error(api: FakeBatchApi, tmp_path: Path) -> None:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    result = run("batch", "run", str(folder), "-t", "caption")
+    assert result.exit_code == 1
+    assert "none of the 1 file(s) is an image that can be sent; nothing was added" in result.stderr
