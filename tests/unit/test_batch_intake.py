@@ -5,6 +5,7 @@ single submits do."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,9 @@ from PIL import Image
 
 from visionq.api import batch_intake
 from visionq.api.batch_body import ImagePart, RawItems, check_shape
+from visionq.api.batch_images import ImageWork, store_images
 from visionq.api.batch_intake import _admit_fields, _New, merged_job
+from visionq.api.batch_schemas import BatchImageRef as ImageRef
 from visionq.api.batch_schemas import BatchItemIn
 from visionq.api.batch_store import PlannedJob, job_rows
 from visionq.api.errors import ApiError
@@ -23,6 +26,7 @@ from visionq.api.job_checks import admit, admit_fields
 from visionq.api.rawjob import RawJob
 from visionq.api.schemas import ErrorDetail
 from visionq.models.batchjobs import CachedAnswer
+from visionq.models.blobs import BlobStoreUnavailableError
 from visionq.models.jobs import NewInput
 from visionq.models.settings import Settings
 from visionq.models.tables import Batch
@@ -158,3 +162,51 @@ def test_job_rows_hold_each_jobs_worst_case_unless_cached() -> None:
     uncapped, nothing = job_rows(plans, tenant="t", cached={}, capped=False)
     assert nothing == 0 and all(row.reserved_nusd == 0 for row in uncapped)
     assert isinstance(plans[0].options, JobOptions)
+
+
+class _Blobs:
+    """A blob store that keeps nothing, or refuses every write."""
+
+    def __init__(self, *, full: bool = False) -> None:
+        self.full = full
+        self.puts = 0
+
+    def put(self, data: bytes) -> str:
+        if self.full:
+            raise BlobStoreUnavailableError("no space left on device", full=True)
+        self.puts += 1
+        return hashlib.sha256(data).hexdigest()
+
+
+def _image_resources(tmp_path: Path, blobs: _Blobs) -> Any:
+    return SimpleNamespace(settings=Settings(data_dir=tmp_path), blobs=blobs, intake_pool=None)
+
+
+def test_a_bad_image_rejects_its_item_only(tmp_path: Path) -> None:
+    blobs = _Blobs()
+    good, stored = ImageRef.model_validate({"part": 0}), NewInput("b" * 64, "image/png", 9, 9, 99)
+    work = [
+        ImageWork([good], None),
+        ImageWork([good, ImageRef.model_validate({"part": 1})], None),
+        ImageWork([ImageRef.model_validate({"sha256": "b" * 64})], None),
+        ImageWork([ImageRef.model_validate({"sha256": "c" * 64})], None),
+    ]
+    parts = [ImagePart(_png(), "a.png", 1), ImagePart(b"\x89PNG\r\n\x1a\nbroken", "b.png", 16)]
+    results = store_images(
+        work, parts=parts, stored={"b" * 64: stored}, resources=_image_resources(tmp_path, blobs)
+    )
+    assert [r.error.code if r.error else None for r in results] == [
+        None, "corrupt_image", None, "image_not_stored"
+    ]  # fmt: skip
+    assert (results[0].received, results[0].referenced, results[0].inputs[0].width) == (1, 0, 64)
+    assert "'b.png'" in str(results[1].error and results[1].error.message)
+    assert (results[2].received, results[2].referenced, results[2].inputs) == (0, 1, [stored])
+
+
+def test_a_blob_store_fault_fails_the_whole_call(tmp_path: Path) -> None:
+    work = [ImageWork([ImageRef.model_validate({"part": 0})], None)] * 3
+    with pytest.raises(BlobStoreUnavailableError):
+        store_images(
+            work, parts=[ImagePart(_png(), None, 1)], stored={},
+            resources=_image_resources(tmp_path, _Blobs(full=True)),
+        )  # fmt: skip
