@@ -120,7 +120,7 @@ def send_chunk(
             items.append(NewItem(source.key, images, source.overrides))
     if not items:
         return result
-    stored = set(client.batches.lookup(batch_id, sha256s=list(data_of)).stored_sha256s)
+    stored = _stored(client, batch_id, list(data_of), piece=len(sources))
     sent = [_with_refs(item, stored, data_of) for item in items]
     outcomes = _add(client, batch_id, sent, stop).items
     # An image the lookup found stored may be gone by the add (retention): send its bytes.
@@ -151,6 +151,16 @@ def _not_added(
         result.existing += sum(1 for source in todo if source.key in existing)
         todo = [source for source in todo if source.key not in existing]
     return todo
+
+
+def _stored(client: VisionqClient, batch_id: str, sha256s: list[str], piece: int) -> set[str]:
+    """Which of ``sha256s`` this API key stored, asked ``piece`` at a time (the chunk's item
+    count, which the API took for the keys: items of several images have more sha256s)."""
+    stored: set[str] = set()
+    for start in range(0, len(sha256s), piece):
+        found = client.batches.lookup(batch_id, sha256s=sha256s[start : start + piece])
+        stored.update(found.stored_sha256s)
+    return stored
 
 
 def _tally(outcomes: list[ItemOutcome], sent: list[NewItem], result: ChunkResult) -> None:

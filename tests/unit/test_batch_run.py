@@ -329,3 +329,40 @@ def test_a_folder_without_images_is_an_error(api: FakeBatchApi, tmp_path: Path) 
     result = run("batch", "run", str(folder), "-t", "caption")
     assert result.exit_code == 1
     assert "none of the 1 file(s) is an image that can be sent; nothing was added" in result.stderr
+
+
+def test_sha256_lookups_stay_within_the_chunk_size(api: FakeBatchApi, tmp_path: Path) -> None:
+    for index in range(6):
+        png_file(tmp_path / f"{index}.png", size=(8 + index, 8))
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"key": f"k{i}", "images": [f"{2 * i}.png", f"{2 * i + 1}.png"]}) + "\n"
+            for i in range(3)
+        )
+    )
+    sizes: list[int] = []
+    original = api.handle
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/lookup"):
+            sizes.append(len(json.loads(request.content)["sha256s"]))
+        return original(request)
+
+    api.handle = handle  # type: ignore[method-assign]
+    result = run("batch", "run", str(manifest), "-t", "compare", "--chunk", "3")
+    assert result.exit_code == 0, result.output
+    assert sizes == [3, 3] and len(api.uploaded) == 6
+    (batch,) = api.batches.values()
+    assert [len(item.images) for item in batch.items.values()] == [2, 2, 2]
+
+
+def test_url_items_need_no_sha256_lookup(api: FakeBatchApi, tmp_path: Path) -> None:
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_text(json.dumps({"key": "u", "image": "https://example.test/a.png"}) + "\n")
+    result = run("batch", "run", str(manifest), "-t", "caption")
+    assert result.exit_code == 0, result.output
+    assert not any(path.endswith("/lookup") for _, path in api.requests)
+    assert api.add_calls == [
+        {"items": [{"key": "u", "images": [{"url": "https://example.test/a.png"}]}]}
+    ]
