@@ -55,7 +55,13 @@ def _fake_start(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, st
     started: list[tuple[str, dict[str, str]]] = []
 
     def start(
-        builder: StackBuilder, name: str, args: list[str], ready: Any, *, env: Any = None
+        builder: StackBuilder,
+        name: str,
+        args: list[str],
+        ready: Any,
+        *,
+        env: Any = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         started.append((name, dict(env or builder.env)))
 

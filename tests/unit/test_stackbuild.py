@@ -33,6 +33,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str], dict[
         ready: Any,
         *,
         env: Mapping[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> Any:
         calls.append((name, args, dict(env or builder.env)))
         proc = FakeProcess(name, [])
