@@ -1,4 +1,4 @@
-"""`python -m bench.perf SUBCOMMAND`: throughput, pipeline, submit, soak, models, all."""
+"""`python -m bench.perf SUBCOMMAND`: throughput, pipeline, submit, soak, models, batch, all."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.perf import models, pipeline, soak, submit, summary, throughput
+from bench.perf import batch, models, pipeline, soak, submit, summary, throughput
 from bench.perf.procstats import wait_until_quiet
 
 COMMANDS = {
@@ -16,6 +16,7 @@ COMMANDS = {
     "submit": (submit, "POST /v1/jobs latency at a fixed offered rate; --find-max"),
     "soak": (soak, "worker RSS over a long run"),
     "models": (models, "throughput per worker execution model, concurrency and latency"),
+    "batch": (batch, "visionq batch run of 10,000 images: items/s, API CPU per item, RSS, export"),
     "all": (summary, "every measurement, then summary.json and summary.md"),
 }
 
