@@ -188,14 +188,15 @@ class BatchProgress(BaseModel):
         description="The whole batch's estimated cost: the added items' estimates, "
         "extrapolated to expected_items while fewer are added."
     )
-    rate_per_s: float | None = Field(description="Items ended per second (the basis's).")
-    eta_s: float | None = Field(description="Seconds until every added item has ended.")
+    rate_per_s: float | None = Field(description="Items run per second (basis's); no cache hit.")
+    eta_s: float | None = Field(description="Seconds until every item ends, eta_not_added too.")
     eta_at: datetime | None
     eta_basis: Literal["measured", "quota", "none"] = Field(
         description="measured: the rate of the last VISIONQ_BATCH_ETA_WINDOW_S seconds "
         "(capped by the quota); quota: the rate limits alone (too few ended yet); none: "
         "nothing to go by, or nothing left."
     )
+    eta_not_added: int = Field(0, description="Expected items not added yet, in the ETA as queued.")
 
 
 class BatchPublic(BaseModel):
