@@ -53,6 +53,17 @@ class ExportFormat(StrEnum):
     PARQUET = "parquet"
 
 
+class ItemStatus(StrEnum):
+    """An item's status (its latest job's; expired: retention deleted that job)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
 class BatchState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
@@ -314,7 +325,7 @@ def export(
         typer.Option(help="Write here (default: stdout, for jsonl and csv).", show_default=False),
     ] = None,
     item_status: Annotated[
-        str | None,
+        ItemStatus | None,
         typer.Option("--status", help="Only items of this status.", show_default=False),
     ] = None,
     url: UrlOption = DEFAULT_URL,
@@ -323,7 +334,7 @@ def export(
     """Write every item's key, status, result, error, usage and cost.
 
     Failed items come with their error. The file is written whole or not at
-    all. Parquet needs pyarrow: pip install 'visionq[parquet]'.
+    all. Parquet needs pyarrow: pip install 'visionq\\[parquet]'.
     """
     from visionq.cli.batch_export import ParquetUnavailableError, write_parquet, write_stream
 
@@ -332,7 +343,9 @@ def export(
     with client_for(url, api_key) as client:
         batch = resolve(client, ref)
         wire = "jsonl" if fmt is ExportFormat.PARQUET else fmt.value
-        chunks = client.batches.export(batch.id, fmt=wire, status=item_status)
+        chunks = client.batches.export(
+            batch.id, fmt=wire, status=item_status.value if item_status else None
+        )
         try:
             if fmt is ExportFormat.PARQUET:
                 assert out is not None

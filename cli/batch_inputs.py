@@ -25,8 +25,10 @@ from visionq.vision.task_registry import TASKS
 from visionq.vision.tasks import JobOptions, TaskKind
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
-# The API's longest item key (api/batch_schemas.py BatchItemIn.key).
-MAX_KEY_LENGTH = 1024
+# The API's longest item key, in UTF-8 bytes (api/batch_body.py refuses a longer one with
+# invalid_item_key, failing the whole add call): a path of CJK names passes 1,024 bytes at
+# about 340 characters.
+MAX_KEY_BYTES = 1024
 # Manifest errors shown before "... and N more": enough to see the pattern of a mistake.
 MAX_ERRORS_SHOWN = 20
 # The fields of a manifest item: JSON Lines takes them all, CSV all but images and schema.
@@ -51,14 +53,17 @@ def key_problem(key: str) -> str | None:
     """Why ``key`` cannot name an item (the API refuses the whole call for it), if it cannot."""
     if not key:
         return "the key is empty"
-    if len(key) > MAX_KEY_LENGTH:
-        return f"the key is longer than {MAX_KEY_LENGTH} characters"
     if any(ord(char) < 32 or ord(char) == 127 for char in key):
         return "the key holds control characters (a newline, a tab...)"
     try:
-        key.encode("utf-8")
+        size = len(key.encode("utf-8"))
     except UnicodeEncodeError:  # a file name whose bytes are not UTF-8
         return "the key is not valid UTF-8 text; rename the file"
+    if size > MAX_KEY_BYTES:
+        return (
+            f"the key is {size:,} bytes of UTF-8, over the {MAX_KEY_BYTES:,} an item key may "
+            "have; shorten the path (or give the manifest item a shorter key)"
+        )
     return None
 
 

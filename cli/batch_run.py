@@ -34,6 +34,7 @@ from typing import IO, NoReturn
 from rich.console import Console
 
 from visionq.cli.batch_inputs import Source, key_problem
+from visionq.cli.batch_limit import CallLimit, in_pieces
 from visionq.cli.batch_view import StatusLine, UploadCounts, progress_line
 from visionq.cli.inputs import InputError, image_problem
 from visionq.client import VisionqClient, VisionqError
@@ -76,14 +77,17 @@ class ChunkResult:
     referenced_images: int = 0
 
 
-def chunks(sources: Iterable[Source], size: int, max_bytes: int) -> Iterator[list[Source]]:
-    """``sources`` in lists of at most ``size`` items and ``max_bytes`` of local files (a
-    larger file goes alone)."""
+def chunks(
+    sources: Iterable[Source], size: int | CallLimit, max_bytes: int
+) -> Iterator[list[Source]]:
+    """``sources`` in lists of at most ``size`` items (a CallLimit: its size when each list
+    is built) and ``max_bytes`` of local files (a larger file goes alone)."""
     chunk: list[Source] = []
     weight = 0
     for source in sources:
         item_bytes = sum(_file_size(image) for image in source.images)
-        if chunk and (len(chunk) >= size or weight + item_bytes > max_bytes):
+        most = size if isinstance(size, int) else size.size
+        if chunk and (len(chunk) >= most or weight + item_bytes > max_bytes):
             yield chunk
             chunk, weight = [], 0
         chunk.append(source)
@@ -108,10 +112,13 @@ def send_chunk(
     *,
     resumed: bool,
     stop: threading.Event,
+    limit: CallLimit | None = None,
 ) -> ChunkResult:
-    """Add one chunk of items to the batch (see the module docstring for the steps)."""
+    """Add one chunk of items to the batch (see the module docstring for the steps); each
+    call carries at most ``limit.size`` items (keys, sha256s), lowered when the API says."""
+    limit = limit or CallLimit(len(sources))
     result = ChunkResult()
-    todo = _not_added(client, batch_id, sources, resumed, result)
+    todo = _not_added(client, batch_id, sources, resumed, result, limit)
     items: list[NewItem] = []
     data_of: dict[str, bytes] = {}  # sha256 -> bytes, one object per distinct image
     for source in todo:
@@ -120,22 +127,27 @@ def send_chunk(
             items.append(NewItem(source.key, images, source.overrides))
     if not items:
         return result
-    stored = _stored(client, batch_id, list(data_of), piece=len(sources))
+    stored = _stored(client, batch_id, list(data_of), limit)
     sent = [_with_refs(item, stored, data_of) for item in items]
-    outcomes = _add(client, batch_id, sent, stop).items
+    outcomes = _add(client, batch_id, sent, stop, limit)
     # An image the lookup found stored may be gone by the add (retention): send its bytes.
     again = {o.key for o in outcomes if o.error is not None and o.error.code == "image_not_stored"}
     if again:
         retry = [_with_refs(item, set(), data_of) for item in items if item.key in again]
         outcomes = [o for o in outcomes if o.key not in again]
-        outcomes += _add(client, batch_id, retry, stop).items
+        outcomes += _add(client, batch_id, retry, stop, limit)
         sent = [item for item in sent if item.key not in again] + retry
     _tally(outcomes, sent, result)
     return result
 
 
 def _not_added(
-    client: VisionqClient, batch_id: str, sources: list[Source], resumed: bool, result: ChunkResult
+    client: VisionqClient,
+    batch_id: str,
+    sources: list[Source],
+    resumed: bool,
+    result: ChunkResult,
+    limit: CallLimit,
 ) -> list[Source]:
     """The sources still to send: keys the API cannot take are skipped, and on a resumed
     batch the keys it has are counted as there (their files are never read)."""
@@ -147,20 +159,20 @@ def _not_added(
         else:
             todo.append(source)
     if resumed and todo:
-        existing = client.batches.lookup(batch_id, keys=[s.key for s in todo]).existing
+        found = in_pieces(
+            limit, [s.key for s in todo], lambda keys: client.batches.lookup(batch_id, keys=keys)
+        )
+        existing = {key for answer in found for key in answer.existing}
         result.existing += sum(1 for source in todo if source.key in existing)
         todo = [source for source in todo if source.key not in existing]
     return todo
 
 
-def _stored(client: VisionqClient, batch_id: str, sha256s: list[str], piece: int) -> set[str]:
-    """Which of ``sha256s`` this API key stored, asked ``piece`` at a time (the chunk's item
-    count, which the API took for the keys: items of several images have more sha256s)."""
-    stored: set[str] = set()
-    for start in range(0, len(sha256s), piece):
-        found = client.batches.lookup(batch_id, sha256s=sha256s[start : start + piece])
-        stored.update(found.stored_sha256s)
-    return stored
+def _stored(client: VisionqClient, batch_id: str, sha256s: list[str], limit: CallLimit) -> set[str]:
+    """Which of ``sha256s`` this API key stored, asked ``limit.size`` at a time (items of
+    several images have more sha256s than the chunk has items)."""
+    found = in_pieces(limit, sha256s, lambda piece: client.batches.lookup(batch_id, sha256s=piece))
+    return {sha256 for answer in found for sha256 in answer.stored_sha256s}
 
 
 def _tally(outcomes: list[ItemOutcome], sent: list[NewItem], result: ChunkResult) -> None:
@@ -222,10 +234,22 @@ def _with_refs(item: NewItem, stored: set[str], data_of: dict[str, bytes]) -> Ne
 
 
 def _add(
+    client: VisionqClient,
+    batch_id: str,
+    items: list[NewItem],
+    stop: threading.Event,
+    limit: CallLimit,
+) -> list[ItemOutcome]:
+    """The outcome of each of ``items``, added at most ``limit.size`` per call."""
+    answers = in_pieces(limit, items, lambda piece: _add_call(client, batch_id, piece, stop))
+    return [outcome for answer in answers for outcome in answer.items]
+
+
+def _add_call(
     client: VisionqClient, batch_id: str, items: list[NewItem], stop: threading.Event
 ) -> ItemsAdded:
     """add_items, waiting out the API's push-back (too many unfinished jobs) until the run
-    is stopped: Stopped then, nothing of this chunk added."""
+    is stopped: Stopped then, nothing of this piece added."""
     deadline = time.monotonic() + PUSHBACK_LIMIT_S
     while True:
         if stop.is_set():
@@ -267,6 +291,8 @@ class Uploader:
         self.resumed = batch.item_count > 0
         self.parallel = parallel
         self.chunk = chunk
+        self.limit = CallLimit(chunk)
+        self._limit_told = False
         self.console = console
         self.skipped_file = skipped_file
         self.counts = UploadCounts(total=total)
@@ -288,7 +314,7 @@ class Uploader:
                 StatusLine(self.console) as line,
             ):
                 try:
-                    self._loop(pool, line, chunks(sources, self.chunk, MAX_CHUNK_BYTES), outcome)
+                    self._loop(pool, line, chunks(sources, self.limit, MAX_CHUNK_BYTES), outcome)
                     line.update(progress_line(self.counts, self._progress(force=True)))
                 except KeyboardInterrupt:
                     self._quit_now(pool, line)
@@ -327,7 +353,10 @@ class Uploader:
             line.update(progress_line(self.counts, self._progress()))
 
     def _send(self, sources: list[Source]) -> ChunkResult:
-        return send_chunk(self.client, self.batch.id, sources, resumed=self.resumed, stop=self.stop)
+        return send_chunk(
+            self.client, self.batch.id, sources, resumed=self.resumed, stop=self.stop,
+            limit=self.limit,
+        )  # fmt: skip
 
     def _collect(self, future: Future[ChunkResult], outcome: RunOutcome, line: StatusLine) -> None:
         try:
@@ -335,9 +364,14 @@ class Uploader:
         except Stopped:
             return
         except VisionqError as exc:
-            hint = "; give a smaller --chunk" if exc.code == "too_many_items" else ""
-            self._fail(outcome, f"{exc}{hint}")
+            self._fail(outcome, str(exc))
             return
+        if self.limit.lowered and not self._limit_told:
+            self._limit_told = True
+            line.message(
+                f"the API took fewer than --chunk {self.chunk} items per call: sending "
+                f"{self.limit.size:,} at a time"
+            )
         counts = self.counts
         counts.created += result.created
         counts.existing += result.existing

@@ -58,17 +58,27 @@ def usd(amount: Decimal) -> str:
 
 
 def progress_line(counts: UploadCounts | None, progress: BatchProgress | None) -> str:
-    """One line: ``uploaded 1,234/2,000 (skipped 3, rejected 1) │ done 900/1,234 failed 2
-    │ $0.0123 │ ETA 1m20s``."""
+    """One line: ``in batch 1,234/2,000 (new 1,000, already there 234, skipped 3, rejected
+    1) │ done 900/1,234 failed 1 cancelled 1 │ $0.0123 │ ETA 1m20s``.
+
+    "in batch" counts this run's inputs known to be in the batch: added now ("new") or
+    found there by a resumed run ("already there": nothing of theirs was uploaded).
+    """
     parts = []
     if counts is not None:
         extra = [f"{label} {value:,}" for label, value in
-                 (("skipped", counts.skipped), ("rejected", counts.rejected)) if value]  # fmt: skip
-        text = f"uploaded {counts.added:,}/{counts.total - counts.skipped:,}"
+                 (("new", counts.created if counts.existing else 0),
+                  ("already there", counts.existing), ("skipped", counts.skipped),
+                  ("rejected", counts.rejected)) if value]  # fmt: skip
+        text = f"in batch {counts.added:,}/{counts.total - counts.skipped:,}"
         parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
     if progress is not None:
-        bad = progress.counts.failed + progress.counts.cancelled + progress.counts.expired
-        parts.append(f"done {progress.done:,}/{progress.items:,} failed {bad:,}")
+        ended = progress.counts
+        text = f"done {progress.done:,}/{progress.items:,} failed {ended.failed:,}"
+        # Cancelled and expired items did not fail: each is named only when there are some.
+        others = (("cancelled", ended.cancelled), ("expired", ended.expired))
+        text += "".join(f" {label} {value:,}" for label, value in others if value)
+        parts.append(text)
         parts.append(usd(progress.cost_usd))
         if progress.eta_s is not None and progress.unfinished:
             parts.append(f"ETA {duration(progress.eta_s)}")

@@ -211,6 +211,14 @@ def test_key_problems() -> None:
     assert key_problem(os.fsdecode(b"caf\xe9.png"))  # a Latin-1 file name on a UTF-8 system
 
 
+def test_keys_are_bounded_in_utf8_bytes_as_the_api_bounds_them() -> None:
+    assert key_problem("x" * 1024) is None
+    assert key_problem("\u00e9" * 512) is None  # 1,024 bytes
+    problem = key_problem("\u00e9" * 513)  # 513 characters, 1,026 bytes
+    assert problem and "1,026 bytes of UTF-8" in problem
+    assert key_problem("\U0001f600" * 300)  # 300 characters, 1,200 bytes
+
+
 def test_default_name_is_stable_and_depends_on_the_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.batch_fakes import FakeBatchApi, install_batch_api
+from tests.unit.batch_fakes import FakeBatchApi, install_batch_api, multipart
 from tests.unit.cli_fakes import png_file, run
 from visionq.cli.batch_inputs import Source
 from visionq.cli.batch_run import chunks
@@ -279,6 +279,60 @@ def test_the_upload_holds_at_most_parallel_chunks(api: FakeBatchApi, tmp_path: P
     assert most == 2
 
 
+def _at_most(api: FakeBatchApi, limit: int, *, named: bool = True) -> list[tuple[str, int]]:
+    """Make the fake refuse add and lookup calls of more than ``limit`` items whole (422
+    too_many_items), as the API does; the calls' (route, size), refused ones included."""
+    original = api.handle
+    calls: list[tuple[str, int]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        route = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "POST" and route in ("items", "lookup"):
+            if route == "lookup":
+                body = json.loads(request.content)
+                size = max(len(body["keys"]), len(body["sha256s"]))
+            elif request.headers["content-type"].startswith("multipart/"):
+                size = len(multipart(request)[0]["items"])
+            else:
+                size = len(json.loads(request.content)["items"])
+            calls.append((route, size))
+            if size > limit:
+                says = f"at most {limit} per call" if named else "send fewer per call"
+                return httpx.Response(
+                    422, json={"error": {"code": "too_many_items", "message": f"{size}; {says}."}}
+                )
+        return original(request)
+
+    api.handle = handle  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_chunk_over_the_apis_limit_is_sent_in_pieces(
+    api: FakeBatchApi, tmp_path: Path, named: bool
+) -> None:
+    photos = _photos(tmp_path / "photos", 7, extra=False)
+    calls = _at_most(api, 2, named=named)
+    command = ["batch", "run", str(photos), "-t", "caption", "--chunk", "5", "--parallel", "1"]
+    result = run(*command)
+    assert result.exit_code == 0, result.output
+    assert "the API took fewer than --chunk 5 items per call: sending 2 at a time" in (
+        result.stderr
+    )
+    (batch,) = api.batches.values()
+    assert len(batch.items) == 7 and len(api.uploaded) == 7 == len(set(api.uploaded))
+    assert "7 added, 0 already there" in result.stdout
+    refused = [size for route, size in calls if size > 2]
+    # Refused once (the limit named, or half of 5); the later chunks are built at size 2.
+    assert refused == [5]
+    calls.clear()
+    again = run(*command)  # resumed: the key lookups go in pieces too
+    assert again.exit_code == 0, again.output
+    assert "0 added, 7 already there" in again.stdout
+    assert all(route == "lookup" for route, _ in calls)
+    assert sorted(size for _, size in calls if size <= 2) == [1, 2, 2, 2]
+
+
 def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     api: FakeBatchApi, tmp_path: Path
 ) -> None:
@@ -287,7 +341,7 @@ def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/items") and request.method == "POST":
             return httpx.Response(
-                422, json={"error": {"code": "too_many_items", "message": "at most 2 per call."}}
+                409, json={"error": {"code": "batch_closed", "message": "The batch is closed."}}
             )
         return original(request)
 
@@ -295,7 +349,7 @@ def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     api.handle = handle  # type: ignore[method-assign]
     result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "3")
     assert result.exit_code == 1
-    assert "at most 2 per call. (too_many_items, HTTP 422); give a smaller --chunk" in result.stderr
+    assert "The batch is closed. (batch_closed, HTTP 409)" in result.stderr
     assert "stopped: 0 of 4 items added to batch photos-caption-" in result.stderr
 
 
@@ -366,3 +420,21 @@ def test_url_items_need_no_sha256_lookup(api: FakeBatchApi, tmp_path: Path) -> N
     assert api.add_calls == [
         {"items": [{"key": "u", "images": [{"url": "https://example.test/a.png"}]}]}
     ]
+
+
+def test_help_texts_keep_their_brackets_and_export_status_has_choices(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from visionq.cli.main import app
+
+    wide = CliRunner().invoke(app, ["batch", "export", "--help"], env={"COLUMNS": "300"})
+    # Rich reads "[parquet]" as markup and drops it unless escaped.
+    assert "pip install 'visionq[parquet]'" in wide.stdout
+    assert "<queued|running|succeeded|failed|cancelled|expired>" in wide.stdout
+    photos = _photos(tmp_path / "photos", 1, extra=False)
+    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
+    bad = run("batch", "export", "b", "--status", "done")
+    assert bad.exit_code == 2 and "'done' is not one of" in bad.stderr
+    assert not any(path.endswith("/results") for _, path in api.requests)

@@ -20,16 +20,25 @@ def _progress(**changes: object) -> BatchProgress:
 def test_the_progress_line_has_uploads_done_failed_cost_and_eta() -> None:
     counts = UploadCounts(total=2003, created=1000, existing=234, rejected=1, skipped=3)
     assert progress_line(counts, _progress()) == (
-        "uploaded 1,234/2,000 (skipped 3, rejected 1) │ done 900/1,234 failed 2 │ $0.0123 │ "
-        "ETA 1m20s"
+        "in batch 1,234/2,000 (new 1,000, already there 234, skipped 3, rejected 1) │ "
+        "done 900/1,234 failed 1 cancelled 1 │ $0.0123 │ ETA 1m20s"
     )
+    fresh = UploadCounts(total=10, created=4)
+    assert progress_line(fresh, None) == "in batch 4/10"  # "new" only next to "already there"
+
+
+def test_cancelled_items_are_not_counted_as_failed() -> None:
+    cancelled = _progress(counts={"running": 16, "cancelled": 44}, items=60, done=44)
+    assert "done 44/60 failed 0 cancelled 44 │" in progress_line(None, cancelled)
+    expired = _progress(counts={"failed": 2, "expired": 3}, items=5, done=5)
+    assert progress_line(None, expired).startswith("done 5/5 failed 2 expired 3 │")
 
 
 def test_no_eta_when_unknown_or_nothing_is_left() -> None:
     assert progress_line(None, _progress(eta_s=None)).endswith("$0.0123")
     ended = _progress(counts={"succeeded": 5}, items=5, done=5, eta_s=0.0)
     assert progress_line(None, ended) == "done 5/5 failed 0 │ $0.0123"
-    assert progress_line(UploadCounts(total=4), None) == "uploaded 0/4"
+    assert progress_line(UploadCounts(total=4), None) == "in batch 0/4"
 
 
 def test_durations_and_amounts() -> None:
