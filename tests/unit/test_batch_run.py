@@ -15,8 +15,8 @@ import pytest
 
 from tests.unit.batch_fakes import FakeBatchApi, install_batch_api, multipart
 from tests.unit.cli_fakes import png_file, run
+from visionq.cli.batch_chunk import chunks
 from visionq.cli.batch_inputs import Source
-from visionq.cli.batch_run import chunks
 
 
 @pytest.fixture
