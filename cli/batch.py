@@ -143,6 +143,15 @@ def run(
         Path | None,
         typer.Option(help="Write every skipped file (not an image...) here, one a line."),
     ] = None,
+    rejected: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write every item the API rejected here, one JSON object a line (key, code, "
+            "message, input). Default: NAME.rejected.jsonl in the current folder, written only "
+            "if an item is rejected.",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -167,7 +176,8 @@ def run(
     start_run(
         paths, task=task, name=name, prompt=prompt, labels=labels, model=model,
         schema_file=schema, options=options, parallel=parallel, chunk=chunk, wait=wait,
-        timeout=timeout, skipped=skipped, url=url, api_key=api_key, as_json=as_json,
+        timeout=timeout, skipped=skipped, rejected=rejected, url=url, api_key=api_key,
+        as_json=as_json,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from visionq.cli.batch_files import Rejection
 from visionq.cli.batch_inputs import Source, key_problem
 from visionq.cli.batch_limit import CallLimit, in_pieces
 from visionq.cli.inputs import image_problem
@@ -55,7 +56,7 @@ class ChunkResult:
 
     created: int = 0
     existing: int = 0
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     uploaded_images: int = 0
     referenced_images: int = 0
@@ -121,7 +122,8 @@ def send_chunk(
         outcomes = [o for o in outcomes if o.key not in again]
         outcomes += _add(client, batch_id, retry, stop, limit)
         sent = [item for item in sent if item.key not in again] + retry
-    _tally(outcomes, sent, result)
+    inputs = {source.key: source.origin or str(source.images[0]) for source in sources}
+    _tally(outcomes, sent, inputs, result)
     return result
 
 
@@ -159,15 +161,19 @@ def _stored(client: VisionqClient, batch_id: str, sha256s: list[str], limit: Cal
     return {sha256 for answer in found for sha256 in answer.stored_sha256s}
 
 
-def _tally(outcomes: list[ItemOutcome], sent: list[NewItem], result: ChunkResult) -> None:
+def _tally(
+    outcomes: list[ItemOutcome], sent: list[NewItem], inputs: dict[str, str], result: ChunkResult
+) -> None:
     for outcome in outcomes:
         if outcome.outcome == "created":
             result.created += 1
         elif outcome.outcome == "exists":
             result.existing += 1
         else:
-            reason = f"{outcome.error.code}: {outcome.error.message}" if outcome.error else "?"
-            result.rejected.append(f"{outcome.key}: {reason}")
+            error = outcome.error
+            code, message = (error.code, error.message) if error else ("unknown", "?")
+            where = inputs.get(outcome.key, outcome.key)
+            result.rejected.append(Rejection(outcome.key, code, message, where))
     created = {outcome.key for outcome in outcomes if outcome.outcome == "created"}
     for item in sent:
         if item.key in created:

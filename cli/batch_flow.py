@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from visionq.cli.batch_files import RejectedLog, default_rejected_path, skipped_file
 from visionq.cli.batch_inputs import BatchInputs, default_name
 from visionq.cli.batch_run import SKIPPED_SHOWN, RunOutcome, Uploader
 from visionq.cli.batch_view import (
@@ -30,6 +32,19 @@ from visionq.vision.tasks import TaskKind
 FOLLOW_POLL_S = 2.0
 
 
+@dataclass(frozen=True)
+class BatchDefaults:
+    """What every item of the batch gets unless its manifest line says otherwise (the
+    body of POST /v1/batches, less its name; the same ones find the same batch again)."""
+
+    task: str
+    prompt: str | None = None
+    labels: list[str] | None = None
+    model: str | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema: dict[str, Any] | None = None
+
+
 def start_run(
     paths: list[Path],
     *,
@@ -45,6 +60,7 @@ def start_run(
     wait: bool,
     timeout: float | None,
     skipped: Path | None,
+    rejected: Path | None,
     url: str,
     api_key: str | None,
     as_json: bool,
@@ -60,19 +76,24 @@ def start_run(
         die(f"{str(exc).rstrip('.')}; nothing was sent")
     if total == 0:
         die("no files found in the PATHs given; nothing was sent")
-    defaults: dict[str, Any] = {"task": task.value, "prompt": prompt, "labels": label_values,
-                                "model": model, "options": options, "schema": schema}  # fmt: skip
-    batch_name = name or default_name(paths, **defaults)
+    defaults = BatchDefaults(task.value, prompt, label_values, model, options, schema)
+    batch_name = name or default_name(paths, **dataclasses.asdict(defaults))
     say(f"batch {batch_name}: {total:,} item(s); if interrupted, run the same command to resume")
+    rejected_log = RejectedLog(rejected or default_rejected_path(batch_name), given=bool(rejected))
     with client_for(url, api_key) as client:
         batch = open_batch(client, batch_name, defaults, expected_items=total)
-        with _skipped_file(skipped) as skipped_handle:
+        with skipped_file(skipped) as skipped_handle:
             uploader = Uploader(
                 client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),
-                skipped_file=skipped_handle,
+                skipped_file=skipped_handle, rejected_log=rejected_log,
             )  # fmt: skip
-            outcome = uploader.run(inputs)
+            try:
+                outcome = uploader.run(inputs)
+            finally:
+                rejected_log.close()
         batch = outcome.batch or batch
+        if rejected_log.count:
+            say(rejected_log.summary())
         _report_upload(outcome, uploader, batch, skipped)
         if not wait:
             _finish_without_wait(client, batch, outcome.counts, as_json)
@@ -90,7 +111,7 @@ def start_run(
 
 
 def open_batch(
-    client: VisionqClient, name: str, defaults: dict[str, Any], *, expected_items: int
+    client: VisionqClient, name: str, defaults: BatchDefaults, *, expected_items: int
 ) -> Batch:
     """The batch ``name``: created, or found again with the same defaults (a resumed run).
 
@@ -99,8 +120,8 @@ def open_batch(
     """
     try:
         batch = client.batches.create(
-            name, task=defaults["task"], prompt=defaults["prompt"], labels=defaults["labels"],
-            model=defaults["model"], options=defaults["options"], schema=defaults["schema"],
+            name, task=defaults.task, prompt=defaults.prompt, labels=defaults.labels,
+            model=defaults.model, options=defaults.options, schema=defaults.schema,
             expected_items=expected_items,
         )  # fmt: skip
     except VisionqError as exc:
@@ -120,19 +141,6 @@ def open_batch(
     if batch.item_count:
         say(f"resuming batch {name} ({batch.id}): {batch.item_count:,} item(s) already in it")
     return batch
-
-
-@contextlib.contextmanager
-def _skipped_file(path: Path | None) -> Iterator[IO[str] | None]:
-    if path is None:
-        yield None
-        return
-    try:
-        handle = path.open("w", encoding="utf-8")
-    except OSError as exc:
-        die(f"cannot write {path}: {exc.strerror or exc}")
-    with handle:
-        yield handle
 
 
 def _report_upload(

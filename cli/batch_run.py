@@ -23,6 +23,7 @@ from typing import IO, NoReturn
 from rich.console import Console
 
 from visionq.cli.batch_chunk import MAX_CHUNK_BYTES, ChunkResult, Stopped, chunks, send_chunk
+from visionq.cli.batch_files import RejectedLog
 from visionq.cli.batch_inputs import Source
 from visionq.cli.batch_limit import CallLimit
 from visionq.cli.batch_view import StatusLine, UploadCounts, progress_line
@@ -32,7 +33,7 @@ from visionq.client.batch_models import Batch, BatchProgress
 
 # How often the main thread asks GET /v1/batches/{id} for the done/cost/ETA part.
 POLL_S = 2.0
-# Skipped files shown on stderr (all of them go to --skipped FILE).
+# Skipped files (and rejected items) shown on stderr; all go to --skipped (--rejected) FILE.
 SKIPPED_SHOWN = 20
 
 
@@ -59,6 +60,7 @@ class Uploader:
         chunk: int,
         console: Console,
         skipped_file: IO[str] | None = None,
+        rejected_log: RejectedLog | None = None,
     ) -> None:
         self.client = client
         self.batch = batch
@@ -69,6 +71,7 @@ class Uploader:
         self._limit_told = False
         self.console = console
         self.skipped_file = skipped_file
+        self.rejected_log = rejected_log
         self.counts = UploadCounts(total=total)
         self.stop = threading.Event()
         self._interrupts = 0
@@ -152,8 +155,11 @@ class Uploader:
         counts.rejected += len(result.rejected)
         counts.uploaded_images += result.uploaded_images
         counts.referenced_images += result.referenced_images
-        for text in result.rejected:
-            line.message(f"rejected: {text}")
+        for rejection in result.rejected:
+            if self.rejected_log is None or self.rejected_log.count < SKIPPED_SHOWN:
+                line.message(f"rejected: {rejection.text()}")
+            if self.rejected_log is not None:
+                self.rejected_log.add(rejection)
         for text in result.skipped:
             if counts.skipped < SKIPPED_SHOWN:
                 line.message(f"skipped: {text}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,7 +224,7 @@ def test_default_name_is_stable_and_depends_on_the_defaults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def name(paths: list[Path], **changes: object) -> str:
-        fields: dict = {"task": "caption", "prompt": None, "labels": None, "model": None,
+        fields: dict[str, Any] = {"task": "caption", "prompt": None, "labels": None, "model": None,
                         "options": {}, "schema": None} | changes  # fmt: skip
         return default_name(paths, **fields)
 

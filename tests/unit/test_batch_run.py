@@ -94,13 +94,62 @@ def test_an_image_twice_in_a_chunk_is_sent_once(api: FakeBatchApi, tmp_path: Pat
     assert len(batch.items) == 3
 
 
-def test_rejected_items_are_named_and_exit_1(api: FakeBatchApi, tmp_path: Path) -> None:
+def test_rejected_items_are_named_listed_in_a_file_and_exit_1(
+    api: FakeBatchApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     photos = _photos(tmp_path / "photos", 3, extra=False)
+    monkeypatch.chdir(tmp_path)
     api.reject = {"sub/p01.png"}
-    result = run("batch", "run", str(photos), "-t", "caption")
+    result = run("batch", "run", str(photos), "-t", "caption", "--name", "my/batch")
     assert result.exit_code == 1
     assert "rejected: sub/p01.png: corrupt_image: Image 'x': cannot be read." in result.stderr
     assert "2 added, 0 already there, 1 rejected" in result.stdout
+    listing = tmp_path / "my_batch.rejected.jsonl"
+    assert f"1 item(s) rejected, not in the batch; listed in {listing.name} " in result.stderr
+    assert "fix them and run the same command again to add them" in result.stderr
+    assert [json.loads(line) for line in listing.read_text().splitlines()] == [
+        {"key": "sub/p01.png", "code": "corrupt_image", "message": "Image 'x': cannot be read.",
+         "input": str(photos / "sub" / "p01.png")}
+    ]  # fmt: skip
+    api.reject = set()
+    clean = run("batch", "run", str(photos), "-t", "caption", "--name", "other")
+    assert clean.exit_code == 0, clean.output
+    assert not (tmp_path / "other.rejected.jsonl").exists()  # none rejected, no file
+    assert "rejected, not in the batch" not in clean.stderr
+
+
+def test_rejected_names_the_file_and_the_terminal_shows_the_first_20(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 25, extra=False)
+    api.reject = {f"p{i:02}.png" for i in range(0, 25, 2)} | {
+        f"sub/p{i:02}.png" for i in range(1, 25, 2)
+    }
+    listing = tmp_path / "out" / "rejected.jsonl"
+    listing.parent.mkdir()
+    result = run("batch", "run", str(photos), "-t", "caption", "--rejected", str(listing))
+    assert result.exit_code == 1
+    assert result.stderr.count("rejected: ") == 20
+    assert f"25 item(s) rejected, not in the batch; listed in {listing} " in result.stderr
+    lines = [json.loads(line) for line in listing.read_text().splitlines()]
+    assert len(lines) == 25 and {line["code"] for line in lines} == {"corrupt_image"}
+    api.reject = set()
+    again = run("batch", "run", str(photos), "-t", "caption", "--rejected", str(listing))
+    assert again.exit_code == 0, again.output
+    assert listing.read_text() == ""  # given: written anew, empty when nothing was rejected
+
+
+def test_open_batch_takes_typed_defaults(api: FakeBatchApi) -> None:
+    from visionq.cli.batch_flow import BatchDefaults, open_batch
+    from visionq.client import VisionqClient
+
+    defaults = BatchDefaults("classify", labels=["cat", "dog"], options={"temperature": 0.5})
+    with VisionqClient("http://api.test", "vq-test", transport=api.transport()) as client:
+        batch = open_batch(client, "typed", defaults, expected_items=3)
+    assert batch.task == "classify" and batch.labels == ["cat", "dog"]
+    assert api.batches[batch.id].defaults == {
+        "task": "classify", "labels": ["cat", "dog"], "options": {"temperature": 0.5}
+    }  # fmt: skip
 
 
 def test_chunks_and_parallel_uploads(api: FakeBatchApi, tmp_path: Path) -> None:
