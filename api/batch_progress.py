@@ -3,9 +3,12 @@ estimate and when it should end.
 
 Counts are computed on read from the items' latest jobs (``models.batches.progress_rows``, one
 GROUP BY): the worker maintains nothing, so no batch row is a hot spot for every job's end.
-The ETA divides what is left (queued + running) by a rate: the items ended in the last
-``VISIONQ_BATCH_ETA_WINDOW_S`` seconds (measured), capped by what the rate limits allow
-(``VISIONQ_RATE_LIMITS``: an upper bound, since the quota is shared with other work).
+The ETA divides the work left by a rate. Work left: the queued and running jobs, plus the
+expected items not added yet (``expected_items - item_count``, counted as queued). Rate: the
+jobs a worker ran (cache hits and jobs cancelled while queued take no worker time, so they
+count in neither) that ended in the last ``VISIONQ_BATCH_ETA_WINDOW_S`` seconds, over that
+window or, if shorter, the time since the first of them started (measured); capped by what
+the rate limits allow (``VISIONQ_RATE_LIMITS``: an upper bound, the quota being shared).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from visionq.models.batches import ProgressRow, progress_rows
 from visionq.models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota
 from visionq.models.settings import Settings
 from visionq.models.tables import Batch, utcnow
+from visionq.models.tables import BatchState as StoredState
 from visionq.vision.costing import from_nano, usd_text
 from visionq.vision.estimate import CostRange
 
@@ -96,8 +100,8 @@ class Totals:
     counts: StatusCounts
     tokens: TokenTotals
     cost_nusd: int
-    recent: int
-    first_created: datetime | None
+    recent: int  # jobs a worker ran that ended in the window
+    first_started: datetime | None  # when the first job a worker ran started
 
     @property
     def remaining(self) -> int:
@@ -109,7 +113,9 @@ class Totals:
 
 
 def totals(rows: Sequence[ProgressRow]) -> Totals:
-    """Counts, token and cost sums of the latest jobs (items whose job is gone: expired)."""
+    """Counts, token and cost sums of the latest jobs (items whose job is gone: expired), and
+    the measured rate's figures: only jobs a worker ran (not cache hits, not cancelled while
+    queued)."""
     counts: dict[str, int] = {}
     prompt = candidates = thoughts = total = cost = recent = 0
     first: datetime | None = None
@@ -121,15 +127,15 @@ def totals(rows: Sequence[ProgressRow]) -> Totals:
         thoughts += row.thoughts
         total += row.total
         cost += row.cost_nusd
-        recent += row.recent
-        if row.first_created is not None and (first is None or row.first_created < first):
-            first = row.first_created
+        recent += row.ran_recent
+        if row.first_started is not None and (first is None or row.first_started < first):
+            first = row.first_started
     return Totals(
         counts=StatusCounts(**{k: v for k, v in counts.items() if k in StatusCounts.model_fields}),
         tokens=TokenTotals(prompt=prompt, candidates=candidates, thoughts=thoughts, total=total),
         cost_nusd=cost,
         recent=recent,
-        first_created=first,
+        first_started=first,
     )
 
 
@@ -145,6 +151,14 @@ def whole_estimate(batch: Batch) -> CostRange:
     return CostRange(min=from_nano(low), max=from_nano(high))
 
 
+def not_added_items(batch: Batch) -> int:
+    """Items the batch expects but has not been given yet (0 once closed or cancelled: no
+    more can come)."""
+    if batch.expected_items is None or batch.state != StoredState.OPEN:
+        return 0
+    return max(batch.expected_items - batch.item_count, 0)
+
+
 def progress_of(
     batch: Batch,
     rows: Sequence[ProgressRow],
@@ -157,13 +171,18 @@ def progress_of(
     its items run on, for the quota's rate (None: only the "*" entry applies)."""
     found = totals(rows)
     window = float(settings.batch_eta_window_s)
-    if found.first_created is not None:
-        window = min(window, max((now - found.first_created).total_seconds(), 0.0))
+    if found.first_started is not None:
+        # A young batch: measure over the time its jobs have been running, not the window.
+        window = min(window, max((now - found.first_started).total_seconds(), 0.0))
     added = batch.item_count
+    not_added = not_added_items(batch)
     avg_tokens = batch.estimate_input_tokens / added if added else None
     avg_usd = float(from_nano(batch.estimate_max_nusd)) / added if added else None
     rate, eta_s, basis = eta(
-        found.remaining, found.recent, window, quota_rate(settings, model, avg_tokens, avg_usd)
+        found.remaining + not_added,
+        found.recent,
+        window,
+        quota_rate(settings, model, avg_tokens, avg_usd),
     )
     tokens = found.tokens.model_copy(update={"total": found.tokens.total + batch.prior_tokens})
     return BatchProgress(
@@ -178,6 +197,7 @@ def progress_of(
         eta_s=eta_s,
         eta_at=now + timedelta(seconds=eta_s) if eta_s is not None else None,
         eta_basis=basis,
+        eta_not_added=not_added,
     )
 
 

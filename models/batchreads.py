@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from visionq.models.tables import BATCH_ITEMS, JOBS
@@ -33,12 +33,21 @@ class ProgressRow:
     cost_nusd: int
     recent: int  # of them, finished at or after ``since``
     first_created: datetime | None  # the oldest of their jobs' creation
+    # The ETA's measured rate counts only jobs a worker ran (claimed at least once, so not
+    # answered from the result cache at intake, nor cancelled while queued): of them, how
+    # many finished at or after ``since``, and when the first of them started.
+    ran_recent: int = 0
+    first_started: datetime | None = None
 
 
 def progress_rows(session: Session, batch_id: str, *, since: datetime) -> list[ProgressRow]:
-    """One row per status of the items' latest jobs: counts, tokens, cost, and how many
-    finished since ``since`` (the ETA's measured rate). One GROUP BY over the batch's items."""
+    """One row per status of the items' latest jobs: counts, tokens, cost, how many finished
+    since ``since``, and of the jobs a worker ran, how many finished since ``since`` and the
+    first one's start (the ETA's measured rate). One GROUP BY over the batch's items."""
     j = JOBS.c
+    # A cache hit is stored succeeded with attempt_count 0; a job cancelled while queued
+    # never had an attempt either: neither took a worker's time.
+    ran = and_(j.attempt_count > 0, j.cached_from.is_(None))
     query = (
         select(
             j.status,
@@ -50,6 +59,8 @@ def progress_rows(session: Session, batch_id: str, *, since: datetime) -> list[P
             func.sum(j.cost_nusd),
             func.sum(case((j.finished_at >= since, 1), else_=0)),
             func.min(j.created_at),
+            func.sum(case((and_(ran, j.finished_at >= since), 1), else_=0)),
+            func.min(case((ran, j.started_at), else_=None)),
         )
         .select_from(BATCH_ITEMS.outerjoin(JOBS, j.id == BATCH_ITEMS.c.job_id))
         .where(BATCH_ITEMS.c.batch_id == batch_id)
@@ -61,9 +72,10 @@ def progress_rows(session: Session, batch_id: str, *, since: datetime) -> list[P
             status=status or EXPIRED, count=int(count), prompt=int(prompt or 0),
             candidates=int(candidates or 0), thoughts=int(thoughts or 0), total=int(total or 0),
             cost_nusd=int(cost or 0), recent=int(recent or 0), first_created=first,
+            ran_recent=int(ran_recent or 0), first_started=started,
         )
-        for status, count, prompt, candidates, thoughts, total, cost, recent, first
-        in session.execute(query)
+        for (status, count, prompt, candidates, thoughts, total, cost, recent, first, ran_recent,
+             started) in session.execute(query)
     ]  # fmt: skip
 
 

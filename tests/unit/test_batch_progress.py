@@ -18,10 +18,14 @@ NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
 def _row(status: str, count: int, *, recent: int = 0, cost: int = 0, total: int = 0,
-         first: datetime | None = None) -> ProgressRow:  # fmt: skip
+         first: datetime | None = None, cached: int = 0) -> ProgressRow:  # fmt: skip
+    """``recent`` jobs a worker ran ended in the window, the first of them started at
+    ``first``; ``cached`` more (cache hits) ended in it too, created 100 s before NOW."""
+    created = NOW - timedelta(seconds=100) if cached else first
     return ProgressRow(
         status=status, count=count, prompt=total // 2, candidates=total // 4,
-        thoughts=total // 4, total=total, cost_nusd=cost, recent=recent, first_created=first,
+        thoughts=total // 4, total=total, cost_nusd=cost, recent=recent + cached,
+        first_created=created, ran_recent=recent, first_started=first,
     )  # fmt: skip
 
 
@@ -92,7 +96,7 @@ def test_totals_sum_the_statuses() -> None:
     }  # fmt: skip
     assert (found.remaining, found.done, found.recent, found.cost_nusd) == (3, 8, 5, 57)
     assert found.tokens.total == 440
-    assert found.first_created == NOW - timedelta(seconds=10)
+    assert found.first_started == NOW - timedelta(seconds=10)
 
 
 def test_the_whole_estimate_is_extrapolated_to_the_expected_items() -> None:
@@ -126,3 +130,30 @@ def test_a_young_batch_measures_over_its_age() -> None:
     rows = [_row("succeeded", 12, recent=12, first=NOW - timedelta(seconds=4)), _row("queued", 6)]
     progress = progress_of(_batch(item_count=18), rows, Settings(), now=NOW, model=None)
     assert (progress.rate_per_s, progress.eta_s) == (3.0, 2.0)
+
+
+def test_cache_hits_are_not_part_of_the_measured_rate() -> None:
+    # 60 cache hits ended at once, 20 run jobs ended over the 10 s since the first started:
+    # 2/s (not 8/s), and the 40 queued take 20 s.
+    rows = [
+        _row("succeeded", 80, recent=20, cached=60, first=NOW - timedelta(seconds=10)),
+        _row("queued", 40),
+    ]
+    progress = progress_of(_batch(item_count=120), rows, Settings(), now=NOW, model=None)
+    assert (progress.rate_per_s, progress.eta_s, progress.eta_basis) == (2.0, 20.0, "measured")
+    # Only cache hits ended (and jobs cancelled while queued, which never ran): no rate yet.
+    rows = [_row("succeeded", 60, cached=60), _row("cancelled", 44), _row("running", 16)]
+    progress = progress_of(_batch(item_count=120), rows, Settings(), now=NOW, model=None)
+    assert (progress.rate_per_s, progress.eta_s, progress.eta_basis) == (None, None, "none")
+
+
+def test_the_items_not_added_yet_are_work_left() -> None:
+    rows = [_row("succeeded", 20, recent=20, first=NOW - timedelta(seconds=10)), _row("queued", 10)]
+    # 30 of 100 expected added: 10 queued + 70 to come at 2/s.
+    batch = _batch(item_count=30, expected_items=100)
+    progress = progress_of(batch, rows, Settings(), now=NOW, model=None)
+    assert (progress.eta_s, progress.eta_not_added) == (40.0, 70)
+    # A closed batch takes no more items: only the 10 queued are left.
+    batch = _batch(item_count=30, expected_items=100, state="closed")
+    progress = progress_of(batch, rows, Settings(), now=NOW, model=None)
+    assert (progress.eta_s, progress.eta_not_added) == (5.0, 0)
