@@ -6,7 +6,9 @@ GET /v1/batches?name= for a name).
 
 from __future__ import annotations
 
+import shlex
 import uuid
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from visionq.cli.batch_failures import codes_text, error_codes, next_steps
 from visionq.cli.batch_view import batches_lines, ended_badly, summary_table
 from visionq.cli.common import (
     JsonOption,
@@ -203,10 +206,12 @@ def status(
         finished = True
         if wait:
             batch, finished = follow(client, batch, counts=None, timeout=timeout)
-    if as_json:
-        print_json(_dump(batch))
-    else:
-        Console().print(summary_table(batch, None, None))
+        if as_json:
+            print_json(_dump(batch))
+        else:
+            Console().print(summary_table(batch, None, None))
+        for line in next_steps(client, batch):
+            say(line)
     if wait and not finished:
         say(f"--timeout expired; the batch keeps running: visionq batch status {batch.name}")
         raise typer.Exit(1)
@@ -315,13 +320,34 @@ def rerun(
             batch.id, statuses=statuses, error_codes=error_code, model=model,
             options=options or None,
         )  # fmt: skip
-    if as_json:
-        print_json(result.model_dump(mode="json", by_alias=True))
-    else:
-        typer.echo(
-            f"{result.rerun:,} item(s) of batch {batch.name} re-run; follow them: "
-            f"visionq batch status {batch.name} --wait"
+        if as_json:
+            print_json(result.model_dump(mode="json", by_alias=True))
+        elif result.rerun:
+            typer.echo(
+                f"{result.rerun:,} item(s) of batch {batch.name} re-run; follow them: "
+                f"visionq batch status {shlex.quote(batch.name)} --wait"
+            )
+        else:
+            typer.echo(_nothing_to_rerun(client, batch, statuses, error_code))
+
+
+def _nothing_to_rerun(
+    client: VisionqClient, batch: Batch, statuses: list[str], asked: list[str] | None
+) -> str:
+    """Why a rerun matched no item: which codes the batch's items have instead."""
+    text = f"nothing to re-run in batch {batch.name}: "
+    codes = Counter[str]()
+    for status in statuses:
+        codes += error_codes(client, batch.id, status)
+    if not codes:
+        return text + f"no item is {' or '.join(statuses)}"
+    found = codes_text(codes, sum(codes.values()))
+    if asked:
+        return text + (
+            f"no {' or '.join(statuses)} item has error code {', '.join(asked)}; "
+            f"their codes: {found}"
         )
+    return text + f"the {' or '.join(statuses)} items' codes: {found}"
 
 
 @app.command("export")

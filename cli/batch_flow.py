@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from visionq.cli.batch_failures import next_steps
 from visionq.cli.batch_files import RejectedLog, default_rejected_path, skipped_file
 from visionq.cli.batch_inputs import BatchInputs, default_name
 from visionq.cli.batch_run import SKIPPED_SHOWN, RunOutcome, Uploader
@@ -99,10 +100,12 @@ def start_run(
             _finish_without_wait(client, batch, outcome.counts, as_json)
             return
         batch, finished = follow(client, batch, counts=outcome.counts, timeout=timeout)
-    if as_json:
-        print_json(batch.model_dump(mode="json", by_alias=True))
-    else:
-        Console().print(summary_table(batch, outcome.counts, time.monotonic() - started))
+        if as_json:
+            print_json(batch.model_dump(mode="json", by_alias=True))
+        else:
+            Console().print(summary_table(batch, outcome.counts, time.monotonic() - started))
+        for line in next_steps(client, batch):
+            say(line)
     if not finished:
         say(f"--timeout expired; the batch keeps running: visionq batch status {batch.name}")
         raise typer.Exit(1)

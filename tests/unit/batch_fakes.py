@@ -70,6 +70,7 @@ class FakeBatchApi:
         self.add_calls: list[dict[str, Any]] = []
         self.uploaded: list[str] = []  # sha256 of every image part received
         self.status_on_create = "succeeded"
+        self.error_code_on_create: str | None = None  # a failed item's code (None: "x")
         self.reject: set[str] = set()
         self.on_add: Callable[[], None] | None = None
 
@@ -124,8 +125,14 @@ class FakeBatchApi:
 
     def _items(self, batch: FakeBatch, request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
-            items = [_item_public(item) for item in batch.items.values()]
-            return httpx.Response(200, json={"items": items, "next_cursor": None})
+            status = request.url.params.get("status")
+            start = int(request.url.params.get("cursor", "0"))
+            limit = int(request.url.params.get("limit", "1000"))
+            found = [item for item in batch.items.values() if status in (None, item.status)]
+            page = found[start : start + limit]
+            more = str(start + limit) if start + limit < len(found) else None
+            items = [_item_public(item) for item in page]
+            return httpx.Response(200, json={"items": items, "next_cursor": more})
         if batch.state != "open":
             return _error(409, f"batch_{batch.state}", f"The batch is {batch.state}.")
         if request.headers["content-type"].startswith("multipart/"):
@@ -166,6 +173,11 @@ class FakeBatchApi:
         self.stored.update(images)
         fields = {k: v for k, v in item.items() if k not in ("key", "images")}
         new = FakeItem(key, str(uuid.uuid4()), images, fields, status=self.status_on_create)
+        if new.status == "failed":
+            new.error_code = self.error_code_on_create or "x"
+        if new.status == "cancelled":
+            new.error_code = "cancelled"
+
         batch.items[key] = new
         return {"key": key, "outcome": "created", "job_id": new.job_id, "status": new.status,
                 "images": images}  # fmt: skip

@@ -198,6 +198,33 @@ def test_wait_ends_with_a_summary_and_the_exit_code(api: FakeBatchApi, tmp_path:
     assert json.loads(failed.stdout)["progress"]["counts"]["failed"] == 3
 
 
+def test_a_failed_wait_says_why_by_error_code_and_what_to_run_next(
+    api: FakeBatchApi, tmp_path: Path
+) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    api.status_on_create = "failed"
+    api.error_code_on_create = "gemini_refused"
+    failed = run("batch", "run", str(photos), "-t", "caption", "--name", "my b", "--wait")
+    assert failed.exit_code == 1
+    steps = [
+        "3 item(s) failed, by error code: gemini_refused 3",
+        "see them: visionq batch export 'my b' --status failed",
+        "re-run them: visionq batch rerun 'my b' (only one code: --error-code gemini_refused)",
+    ]
+    assert all(step in failed.stderr for step in steps), failed.stderr
+    status = run("batch", "status", "my b")
+    assert all(step in status.stderr for step in steps), status.stderr
+    api.batches[next(iter(api.batches))].items["p00.png"].status = "cancelled"
+    cancelled = run("batch", "status", "my b", "--json")
+    assert "2 item(s) failed, by error code: gemini_refused 2" in cancelled.stderr
+    assert "1 item(s) cancelled; re-run them: visionq batch rerun 'my b' --include-cancelled" in (
+        cancelled.stderr
+    )
+    api.status_on_create = "succeeded"
+    fine = run("batch", "run", str(photos), "-t", "caption", "--name", "ok", "--wait")
+    assert fine.exit_code == 0 and "by error code" not in fine.stderr
+
+
 def test_wait_timeout_says_the_batch_keeps_running(api: FakeBatchApi, tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos", 2, extra=False)
     api.status_on_create = "queued"
@@ -268,10 +295,15 @@ def test_status_list_rerun(api: FakeBatchApi, tmp_path: Path) -> None:
     lines = run("batch", "list").stdout.splitlines()
     assert lines[0].split() == ["id", "state", "items", "task", "created", "name"]
     assert lines[1].split()[:4] == [batch.id, "open", "3", "caption"] and lines[1].endswith(" b")
-    rerun = run("batch", "rerun", "b", "--error-code", "x", "--model", "m2")
-    assert rerun.exit_code == 0 and "0 item(s) of batch b re-run" in rerun.stdout
+    rerun = run("batch", "rerun", "b", "--error-code", "nope", "--model", "m2")
+    assert rerun.exit_code == 0 and rerun.stdout == (
+        "nothing to re-run in batch b: no failed item has error code nope; their codes: x 3\n"
+    )
     rerun = run("batch", "rerun", "b")
     assert "3 item(s) of batch b re-run" in rerun.stdout
+    api.status_on_create = "succeeded"  # the new jobs are queued in the fake: none failed now
+    again = run("batch", "rerun", "b")
+    assert again.stdout == "nothing to re-run in batch b: no item is failed\n"
     missing = run("batch", "status", "nope")
     assert missing.exit_code == 1 and "no batch named 'nope'" in missing.stderr
 
