@@ -158,8 +158,8 @@ def _report_upload(
     if outcome.error is not None:
         say(f"error: {outcome.error}")
         say(
-            f"stopped: {counts.added:,} of {counts.total:,} items added to batch {batch.name} "
-            "(those added keep running); fix the cause and run the same command to resume"
+            f"stopped: {uploader.held_text()}; they keep running; fix the cause and run the "
+            "same command to resume"
         )
         raise typer.Exit(1)
     if outcome.interrupted:

@@ -176,7 +176,10 @@ def test_ctrl_c_stops_the_upload_and_the_same_command_resumes_it(
     api.on_add = interrupt
     first = run(*command)
     assert first.exit_code == 130, first.output
-    assert "interrupted: 2 of 10 items added to batch photos-caption-" in first.stderr
+    assert "interrupted: batch photos-caption-" in first.stderr
+    assert "holds 2 item(s) (this run: 2 added, 0 found already there, of its 10 input(s))" in (
+        first.stderr
+    )
     assert "run the same command to resume" in first.stderr
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     second = run(*command)
@@ -185,6 +188,31 @@ def test_ctrl_c_stops_the_upload_and_the_same_command_resumes_it(
     (batch,) = api.batches.values()
     assert len(batch.items) == 10
     assert len(api.uploaded) == 10 == len(set(api.uploaded))  # nothing uploaded twice
+
+
+def test_an_interrupted_resume_says_what_the_batch_holds(api: FakeBatchApi, tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 10, extra=False)
+    command = ["batch", "run", str(photos), "-t", "caption", "--chunk", "2", "--parallel", "1"]
+    assert run(*command).exit_code == 0
+    original = api.handle
+    fired = False
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal fired
+        if request.url.path.endswith("/lookup") and not fired:
+            fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the lookup in flight still completes
+        return original(request)
+
+    api.handle = handle  # type: ignore[method-assign]
+    resumed = run(*command)
+    assert resumed.exit_code == 130, resumed.output
+    # The batch holds all 10 (the first run's); this run had looked up 2 keys of them.
+    assert "holds 10 item(s) (this run: 0 added, 2 found already there, of its 10 input(s))" in (
+        resumed.stderr
+    )
+    assert "in batch 2/10 (already there 2)" in resumed.stderr  # nothing counted as uploaded
 
 
 def test_wait_ends_with_a_summary_and_the_exit_code(api: FakeBatchApi, tmp_path: Path) -> None:
@@ -431,7 +459,10 @@ def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     result = run("batch", "run", str(photos), "-t", "caption", "--chunk", "3")
     assert result.exit_code == 1
     assert "The batch is closed. (batch_closed, HTTP 409)" in result.stderr
-    assert "stopped: 0 of 4 items added to batch photos-caption-" in result.stderr
+    assert "stopped: batch photos-caption-" in result.stderr
+    assert "holds 0 item(s) (this run: 0 added, 0 found already there, of its 4 input(s))" in (
+        result.stderr
+    )
 
 
 def test_ctrl_c_while_waiting_leaves_the_batch_running(api: FakeBatchApi, tmp_path: Path) -> None:
