@@ -6,12 +6,16 @@ GET /v1/batches?name= for a name).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
+import sys
 import uuid
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -391,5 +395,19 @@ def export(
                 write_stream(chunks, out)
         except ParquetUnavailableError as exc:
             die(str(exc))
+        except BrokenPipeError as exc:
+            if out is None:
+                _stdout_closed()
+            die(f"cannot write {out}: {exc.strerror or exc}")
         except OSError as exc:
             die(f"cannot write {out or 'stdout'}: {exc.strerror or exc}")
+
+
+def _stdout_closed() -> NoReturn:
+    """stdout's reader went away (``| head -1``): stop quietly as Unix tools do, with the
+    status a shell gives a tool killed by SIGPIPE (128 + 13)."""
+    # Python would report the failed flush of stdout at exit: point it at /dev/null first.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(128 + signal.SIGPIPE)

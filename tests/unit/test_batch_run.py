@@ -550,3 +550,53 @@ def test_help_texts_keep_their_brackets_and_export_status_has_choices(
     bad = run("batch", "export", "b", "--status", "done")
     assert bad.exit_code == 2 and "'done' is not one of" in bad.stderr
     assert not any(path.endswith("/results") for _, path in api.requests)
+
+
+EXPORT_TO_A_PIPE = """
+import json
+import time
+
+import httpx
+
+from tests.unit.batch_fakes import FakeBatch, FakeBatchApi, FakeItem, export_record
+from visionq.cli import common
+from visionq.cli.main import app
+from visionq.client import VisionqClient
+
+api = FakeBatchApi()
+batch = FakeBatch("b1", "b", {"task": "caption"}, None)
+for index in range(3000):
+    key = f"photo-{index:05}.png"
+    batch.items[key] = FakeItem(key, f"job-{index}", [], {}, status="succeeded")
+api.batches[batch.id] = batch
+
+
+def lines():  # as a real export arrives: a line at a time, the reader gone meanwhile
+    for item in batch.items.values():
+        yield (json.dumps(export_record(item)) + "\\n").encode()
+        time.sleep(0.001)
+
+
+api._results = lambda batch, request: httpx.Response(200, content=lines())
+common.VisionqClient = lambda url, key, **_: VisionqClient(url, key, transport=api.transport())
+app(["batch", "export", "b"])
+"""
+
+
+def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, VISIONQ_API_KEY="vq-test")
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXPORT_TO_A_PIPE], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.readline()  # `| head -1`
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(timeout=60) == 128 + signal.SIGPIPE, stderr
+    assert json.loads(first)["key"] == "photo-00000.png"
+    assert stderr == ""  # no "error: cannot write stdout: Broken pipe", no traceback
