@@ -30,6 +30,18 @@ _JOB_LOCATION = re.compile(r"/v1/jobs/([^/?]+)$")
 CLIENT_CLOSED = 499
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, NUL, escapes...) and
+    every backslash written as a backslash escape: a decoded path holds what the client
+    sent, and ``%0A`` must not start a forged line of the log (nor ``%00`` make it binary)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _SANE_ID.fullmatch(value):
@@ -80,13 +92,14 @@ class AccessLog:
         if job_id is None and answer["location"]:
             found = _JOB_LOCATION.search(answer["location"])
             job_id = found.group(1) if found else None
+        job_id = printable(job_id) if isinstance(job_id, str) else job_id
         # No answer started: the client went away first (499), or an error escaped (500).
         closed = answer["status"] is None and answer["disconnected"]
         status = int(answer["status"] or (CLIENT_CLOSED if closed else 500))
         fields = {
             "request_id": request_id,
             "method": scope.get("method", ""),
-            "path": scope.get("path", ""),
+            "path": printable(scope.get("path", "")),
             "status": status,
             "tenant": state.get("tenant"),
             "job_id": job_id,

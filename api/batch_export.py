@@ -101,15 +101,26 @@ def result_text(result: dict[str, Any] | None) -> str:
     return value if isinstance(value, str) else ""
 
 
+# A cell starting with one of these is a formula to a spreadsheet (a file named
+# "=HYPERLINK(...).jpg" would be one): such cells get a leading ' (OWASP's CSV injection advice).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value``, with a leading ' when a spreadsheet would read it as a formula."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def csv_fields(row: ItemRow) -> list[object]:
-    """One item as a CSV row (CSV_COLUMNS' order); nulls are empty cells."""
+    """One item as a CSV row (CSV_COLUMNS' order); nulls are empty cells. The key and text
+    columns (client and model text) are spreadsheet_safe."""
     return [
-        row.key,
+        spreadsheet_safe(row.key),
         row.job_id,
         _status(row),
         row.task,
         row.model,
-        result_text(row.result),
+        spreadsheet_safe(result_text(row.result)),
         row.error_code,
         row.error_message,
         row.prompt_tokens,

@@ -139,3 +139,23 @@ def test_the_stream_reads_a_page_per_session(monkeypatch: Any) -> None:
     assert asked == [0, 10, 20] and sessions.opened == 3
     csv_text = b"".join(export_stream(resources, "b", "csv", None)).decode()
     assert len(list(csv.reader(io.StringIO(csv_text, newline="")))) == 26
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    """Keys and texts starting with = + - @ (a file named =HYPERLINK(...).jpg) get a
+    leading ' in CSV (OWASP's advice); JSON Lines keeps them as they are."""
+    chunks = CsvChunks()
+    chunks.header()
+    rows = [
+        _row('=HYPERLINK("http://x").jpg', result={"text": "+1 cat"}),
+        _row("@sum.png", result={"label": "-dog"}),
+        _row("a=b.png", result={"text": "fine = fine"}),
+    ]
+    records = list(csv.reader(io.StringIO(chunks.chunk(rows).decode(), newline="")))
+    key, text = CSV_COLUMNS.index("key"), CSV_COLUMNS.index("text")
+    assert [(record[key], record[text]) for record in records] == [
+        ('\'=HYPERLINK("http://x").jpg', "'+1 cat"),
+        ("'@sum.png", "'-dog"),
+        ("a=b.png", "fine = fine"),
+    ]
+    assert json.loads(jsonl_chunk(rows[:1]))["key"] == '=HYPERLINK("http://x").jpg'

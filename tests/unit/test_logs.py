@@ -182,3 +182,33 @@ def test_a_client_gone_before_the_answer_is_499_at_info(caplog: pytest.LogCaptur
     # An error that escaped before any answer is still a 500 at WARNING.
     assert vars(crashed)["status"] == 500 and crashed.levelno == logging.WARNING
     assert vars(crashed)["client_closed"] is False
+
+
+def test_a_decoded_path_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A path's %0A, %00 or escape bytes are written escaped: one request, one log line,
+    text a grep reads (the path and job id come decoded from the client)."""
+    import asyncio
+
+    from visionq.api.accesslog import AccessLog, printable
+
+    async def answers(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def nothing() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def ignore(message: dict[str, Any]) -> None:
+        pass
+
+    caplog.set_level(logging.INFO, logger="visionq.access")
+    forged = "/v1/jobs/abc\n2026-12-05 FAKE ERROR\x00\x1b[31m\\"
+    scope = {"type": "http", "method": "GET", "path": forged, "headers": [],
+             "path_params": {"job_id": "abc\nFAKE2"}, "client": ("10.0.0.1", 1)}  # fmt: skip
+    asyncio.run(AccessLog(answers)(scope, nothing, ignore))
+    (record,) = access_records(caplog)
+    line = record.getMessage()
+    assert "\n" not in line and "\x00" not in line and "\x1b" not in line
+    assert "/v1/jobs/abc\\n2026-12-05 FAKE ERROR\\x00\\x1b[31m\\\\" in line
+    assert "job_id=abc\\nFAKE2" in line and vars(record)["path"] == printable(forged)
+    assert printable("/v1/batches/ünï 😀") == "/v1/batches/ünï 😀"
