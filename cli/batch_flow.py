@@ -79,10 +79,17 @@ def start_run(
         die("no files found in the PATHs given; nothing was sent")
     defaults = BatchDefaults(task.value, prompt, label_values, model, options, schema)
     batch_name = name or default_name(paths, **dataclasses.asdict(defaults))
-    say(f"batch {batch_name}: {total:,} item(s); if interrupted, run the same command to resume")
+    items = total - inputs.not_images
+    if items == 0:
+        die(f"none of the {total:,} file(s) is an image that can be sent; nothing was added")
+    others = f" ({inputs.not_images:,} other file(s) to skip)" if inputs.not_images else ""
+    say(
+        f"batch {batch_name}: {items:,} item(s){others}; if interrupted, run the same command "
+        "to resume"
+    )
     rejected_log = RejectedLog(rejected or default_rejected_path(batch_name), given=bool(rejected))
     with client_for(url, api_key) as client:
-        batch = open_batch(client, batch_name, defaults, expected_items=total)
+        batch = open_batch(client, batch_name, defaults, expected_items=items)
         with skipped_file(skipped) as skipped_handle:
             uploader = Uploader(
                 client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),

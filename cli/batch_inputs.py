@@ -21,10 +21,14 @@ from typing import Any
 
 from visionq.cli.inputs import InputError
 from visionq.client.inputs import is_url
+from visionq.vision.formats import sniff_source_type
 from visionq.vision.task_registry import TASKS
 from visionq.vision.tasks import JobOptions, TaskKind
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
+# Bytes read per file by count() to tell images from other files (a format's signature, a
+# HEIF 'ftyp' box with its brands, sit in the first few dozen).
+SNIFF_BYTES = 512
 # The API's longest item key, in UTF-8 bytes (api/batch_body.py refuses a longer one with
 # invalid_item_key, failing the whole add call): a path of CJK names passes 1,024 bytes at
 # about 340 characters.
@@ -108,6 +112,7 @@ class BatchInputs:
         if not paths:
             raise InputError("give at least one file, folder or manifest")
         self.paths = list(paths)
+        self.not_images = 0  # known after count()
         self.spec = TASKS[task]
         for path in self.paths:
             if not path.exists():
@@ -129,9 +134,15 @@ class BatchInputs:
 
     def count(self) -> int:
         """The number of items, after checking every manifest line (InputError naming each
-        bad line, by file and number, if any is wrong)."""
+        bad line, by file and number, if any is wrong); ``not_images`` is then how many of
+        them have a local file whose first bytes are no image (skipped when sent)."""
         errors: list[str] = []
-        total = sum(1 for _ in self._items(errors))
+        total = 0
+        self.not_images = 0
+        for source in self._items(errors):
+            total += 1
+            if not all(looks_like_image(image) for image in source.images):
+                self.not_images += 1
         if errors:
             shown = errors[:MAX_ERRORS_SHOWN]
             more = len(errors) - len(shown)
@@ -177,6 +188,20 @@ class BatchInputs:
     def _file_source(self, absolute: str) -> Source:
         key = Path(os.path.relpath(absolute, self.base)).as_posix()
         return Source(key=key, images=(Path(absolute),))
+
+
+def looks_like_image(image: Path | str) -> bool:
+    """Whether ``image`` is a URL (the API fetches it) or a file whose first bytes name an
+    image format the API takes. Only a head is read: the count's pass over 100,000 files
+    stays cheap; the upload checks each file whole again."""
+    if isinstance(image, str):
+        return True
+    try:
+        with image.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    return sniff_source_type(head) is not None
 
 
 def is_manifest(path: Path) -> bool:

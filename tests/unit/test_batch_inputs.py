@@ -235,3 +235,17 @@ def test_default_name_is_stable_and_depends_on_the_defaults(
     assert name([Path("photos")], options={"temperature": 0.2}) != first
     assert name([Path("photos")], model="other") != first
     assert name([Path("other")]) != first
+
+
+def test_count_tells_files_that_are_no_images_by_their_first_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(_png())
+    (tmp_path / "fake.jpg").write_text("not a JPEG")
+    (tmp_path / "empty.png").write_bytes(b"")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"key": "u", "image": "https://example.test/x.png"}) + "\n"
+        + json.dumps({"key": "t", "image": "fake.jpg"}) + "\n"
+    )  # fmt: skip
+    inputs = BatchInputs([tmp_path / "a.png", tmp_path / "fake.jpg", tmp_path / "empty.png",
+                          manifest], TaskKind.CAPTION)  # fmt: skip
+    assert inputs.count() == 5 and inputs.not_images == 3

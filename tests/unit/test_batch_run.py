@@ -45,7 +45,9 @@ def test_a_folder_run_adds_every_image_and_lists_the_rest_as_skipped(
     assert sorted(batch.items) == sorted(
         ["p00.png", "p02.png", "p04.png", "sub/p01.png", "sub/p03.png", "sub/p05.png"]
     )
-    assert batch.expected_items == 7  # every file is counted before its bytes are read
+    # Told apart by their first bytes before anything is sent: notes.txt is no item.
+    assert batch.expected_items == 6
+    assert "batch photos: 6 item(s) (1 other file(s) to skip);" in result.stderr
     assert "skipped: notes.txt: " in result.stderr
     assert "6 added, 0 already there, 0 rejected, 1 skipped" in result.stdout
     assert len(api.uploaded) == 6 and batch.received == 6
@@ -495,6 +497,7 @@ def test_a_folder_without_images_is_an_error(api: FakeBatchApi, tmp_path: Path) 
     result = run("batch", "run", str(folder), "-t", "caption")
     assert result.exit_code == 1
     assert "none of the 1 file(s) is an image that can be sent; nothing was added" in result.stderr
+    assert api.requests == []  # told before a batch is created
 
 
 def test_sha256_lookups_stay_within_the_chunk_size(api: FakeBatchApi, tmp_path: Path) -> None:
