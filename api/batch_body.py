@@ -6,7 +6,6 @@ items; a problem of one item's fields or images rejects that item only (api/batc
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -14,18 +13,18 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from visionq.api.batch_schemas import BatchItemIn, ItemsAdd
+from visionq.api.batch_schemas import BatchItemIn, ItemsAdd, text_problem
 from visionq.api.errors import ApiError
+from visionq.api.json_body import read_body
 from visionq.api.multipart import BodyTooLargeError, limited_request
 from visionq.api.rawjob import describe, too_large
 from visionq.models.settings import Settings
+from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES, key_bytes
 
 FORM_FIELDS = {"items", "image"}
 # Starlette's default limit for a text part is 1 MB; 500 items with long keys and prompts
 # can pass it.
 MAX_ITEMS_FIELD_BYTES = 8 * 1024 * 1024
-# Control characters (NUL, newlines, tabs...): a key names a file in listings and CSV exports.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ async def read_items_request(request: Request, settings: Settings) -> RawItems:
     if content_type == "multipart/form-data":
         raw = await _read_multipart(request, settings)
     elif content_type in ("application/json", ""):
-        raw = RawItems(items=_parse_items(await _read_json(request, settings)))
+        raw = RawItems(items=_parse_items(await read_body(request, settings)))
     else:
         raise ApiError(
             "unsupported_media_type",
@@ -84,6 +83,13 @@ def check_shape(raw: RawItems, settings: Settings, *, multipart: bool) -> None:
                 "invalid_item_key",
                 f"items[{index}].key must be printable text without control characters "
                 "(NUL, newline, tab...).",
+            )
+        if key_bytes(item.key) > MAX_ITEM_KEY_BYTES:
+            raise ApiError(
+                "invalid_item_key",
+                f"items[{index}].key is {key_bytes(item.key):,} bytes of UTF-8; a key is at "
+                f"most {MAX_ITEM_KEY_BYTES:,} bytes (characters outside ASCII take 2 to 4). "
+                "Give the item a shorter key.",
             )
         if item.key in seen:
             raise ApiError(
@@ -116,13 +122,7 @@ def check_shape(raw: RawItems, settings: Settings, *, multipart: bool) -> None:
 
 def key_is_valid(key: str) -> bool:
     """A key without control characters that UTF-8 can encode (no lone surrogates)."""
-    if _CONTROL.search(key):
-        return False
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return text_problem(key) is None
 
 
 def _parse_items(body: bytes | str) -> list[BatchItemIn]:
@@ -130,15 +130,6 @@ def _parse_items(body: bytes | str) -> list[BatchItemIn]:
         return ItemsAdd.model_validate_json(body).items
     except ValidationError as exc:
         raise ApiError("invalid_request", describe(exc)) from exc
-
-
-async def _read_json(request: Request, settings: Settings) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > settings.max_request_bytes:
-            raise too_large("request", len(body), settings.max_request_bytes)
-    return bytes(body)
 
 
 async def _read_multipart(request: Request, settings: Settings) -> RawItems:

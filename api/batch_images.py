@@ -157,6 +157,6 @@ def _image_input(
 def _not_stored(label: str, sha256: str) -> ApiError:
     return ApiError(
         "image_not_stored",
-        f"{label}: no image of this API key's jobs has sha256 {sha256}; send the image "
+        f"{label}: no image of this tenant's jobs has sha256 {sha256}; send the image "
         "itself (a part, data or url).",
     )

@@ -17,10 +17,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from visionq.api.batch_body import RawItems, key_is_valid
+from visionq.api.batch_ids import batch_not_found, batch_refused
 from visionq.api.batch_images import ImageWork, store_images
 from visionq.api.batch_schemas import (
     BatchItemIn,
@@ -46,48 +46,22 @@ from visionq.models.batches import (
 from visionq.models.batchjobs import (
     CachedAnswer,
     NewJobRow,
-    chunks,
     find_cached_many,
     insert_jobs,
     job_inputs_of,
+    job_statuses,
     stored_inputs,
 )
 from visionq.models.budgets import has_caps, reserve
 from visionq.models.jobs import NewInput
 from visionq.models.leases import count_active
-from visionq.models.tables import JOBS, Batch, JobStatus
+from visionq.models.tables import Batch, JobStatus
+from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES, key_bytes
 from visionq.vision.costing import to_nano
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions, cache_key
 
 _HEX = frozenset("0123456789abcdef")
-# Codes of faults that are not the item's: the whole call fails (and may be retried).
-_CALL_FAULTS = frozenset({"unavailable"})
-
-
-def batch_not_found(batch_id: str) -> ApiError:
-    """The 404 for a batch id this API key has no batch under."""
-    return ApiError(
-        "batch_not_found",
-        f"No batch {batch_id!r} for this API key; find yours with GET /v1/batches "
-        "(visionq batch list).",
-    )
-
-
-def state_refusal(state: str, batch_id: str) -> ApiError:
-    """The answer to an add on a batch in ``state`` (not open): 409, or 404 when missing."""
-    if state == "cancelled":
-        return ApiError(
-            "batch_cancelled",
-            f"Batch {batch_id} is cancelled: it takes no more items. Create another batch.",
-        )
-    if state == "closed":
-        return ApiError(
-            "batch_closed",
-            f"Batch {batch_id} is closed: it takes no more items. Create another batch "
-            "(another name) for new items.",
-        )
-    return batch_not_found(batch_id)
 
 
 @dataclass
@@ -129,7 +103,7 @@ def add_items(raw: RawItems, caller: Caller, batch_id: str, resources: ApiResour
         if batch is None:
             raise batch_not_found(batch_id)
         if batch.state != "open":
-            raise state_refusal(batch.state, batch_id)
+            raise batch_refused(batch_id, batch.state)
         existing = existing_items(session, batch_id, [item.key for item in raw.items])
         new = [_New(item) for item in raw.items if item.key not in existing]
         active = count_active(session, caller.tenant) if new else 0
@@ -281,7 +255,7 @@ def _insert(
                     session, tenant=caller.tenant, batch_id=batch_id, allow={"open"}
                 )
                 if state is not None:
-                    raise state_refusal(state, batch_id)
+                    raise batch_refused(batch_id, state)
                 raced = existing_items(session, batch_id, [one.key for one in ready])
                 todo = [one for one in ready if one.key not in raced]
                 plans = [one.plan for one in todo if one.plan is not None]
@@ -340,9 +314,7 @@ def _answer(
     images: dict[str, list[NewInput]] = {}
     if known:
         with resources.sessions() as session:
-            for chunk in chunks(known):
-                query = select(JOBS.c.id, JOBS.c.status).where(JOBS.c.id.in_(chunk))
-                statuses.update((row.id, row.status) for row in session.execute(query))
+            statuses = job_statuses(session, known)
             images = job_inputs_of(session, known)
     outcomes: list[ItemOutcome] = []
     for item in items:
@@ -383,7 +355,7 @@ def lookup(
     body: BatchLookup, caller: Caller, batch_id: str, resources: ApiResources
 ) -> BatchLookupResult:
     """Which of ``body.keys`` the batch has (with their job ids), and which of
-    ``body.sha256s`` are images of this API key's jobs (sendable as sha256 refs)."""
+    ``body.sha256s`` are images of this tenant's jobs (sendable as sha256 refs)."""
     limit = resources.settings.batch_max_items_per_add
     if len(body.keys) > limit or len(body.sha256s) > limit:
         raise ApiError(
@@ -392,7 +364,11 @@ def lookup(
             "per call (VISIONQ_BATCH_MAX_ITEMS_PER_ADD).",
         )
     # Keys no item can have (and PostgreSQL could not compare: NUL) are simply not found.
-    keys = [key for key in dict.fromkeys(body.keys) if key_is_valid(key)]
+    keys = [
+        key
+        for key in dict.fromkeys(body.keys)
+        if key_is_valid(key) and key_bytes(key) <= MAX_ITEM_KEY_BYTES
+    ]
     sha256s = [sha for sha in dict.fromkeys(body.sha256s) if _is_sha256(sha)]
     with resources.sessions() as session:
         if get_batch(session, tenant=caller.tenant, batch_id=batch_id) is None:

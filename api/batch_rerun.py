@@ -12,14 +12,13 @@ pick an item (the second sees the new queued job).
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from visionq.api.batch_create import check_item_fields
+from visionq.api.batch_ids import batch_not_found, batch_refused
 from visionq.api.batch_progress import batch_public
 from visionq.api.batch_schemas import RerunRequest, RerunResult
 from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit
@@ -36,11 +35,18 @@ from visionq.models.batches import (
     repoint_items,
     rerun_sources,
 )
-from visionq.models.batchjobs import NewJobRow, find_cached_many, insert_jobs, job_inputs_of
+from visionq.models.batchjobs import (
+    NewJobRow,
+    RerunFields,
+    find_cached_many,
+    insert_jobs,
+    job_inputs_of,
+    rerun_fields,
+)
 from visionq.models.budgets import has_caps, reserve
 from visionq.models.jobs import NewInput
 from visionq.models.leases import count_active
-from visionq.models.tables import JOBS, BatchState
+from visionq.models.tables import Batch, BatchState
 from visionq.vision.costing import to_nano
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.pricing import format_usd
@@ -49,53 +55,6 @@ from visionq.vision.tasks import JobOptions, cache_key
 # Items per transaction (and per IN list).
 PAGE = 500
 _RERUNNABLE = frozenset({BatchState.OPEN, BatchState.CLOSED})
-
-
-def batch_not_found(batch_id: str) -> ApiError:
-    """The 404 for a batch id this API key has no batch of."""
-    return ApiError(
-        "batch_not_found",
-        f"No batch {batch_id} for this API key; list them with GET /v1/batches "
-        "(visionq batch list).",
-    )
-
-
-def batch_refused(batch_id: str, state: str) -> ApiError:
-    """The 404 or 409 for a batch that lock_for_write found missing or in ``state``."""
-    if state == "missing":
-        return batch_not_found(batch_id)
-    if state == BatchState.CANCELLED:
-        return ApiError(
-            "batch_cancelled",
-            f"Batch {batch_id} was cancelled: nothing more is added to or re-run in it. "
-            "Create a new batch (another name) for this work.",
-        )
-    return ApiError(
-        "batch_closed",
-        f"Batch {batch_id} is closed: no items can be added. Create a new batch (another "
-        "name) for new items; its failed items can still be re-run.",
-    )
-
-
-@dataclass(frozen=True)
-class _OldJob:
-    id: str
-    task: str
-    model: str
-    prompt: str | None
-    labels: list[str] | None
-    options: JobOptions
-    response_schema: dict[str, Any] | None
-
-
-def _old_jobs(session: Session, job_ids: Collection[str]) -> dict[str, _OldJob]:
-    """The fields of the jobs re-run (one IN query, no children)."""
-    columns = (
-        JOBS.c.id, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
-        JOBS.c.response_schema,
-    )  # fmt: skip
-    rows = session.execute(select(*columns).where(JOBS.c.id.in_(list(job_ids))))
-    return {row.id: _OldJob(*row) for row in rows}
 
 
 class _Planner:
@@ -111,7 +70,7 @@ class _Planner:
             tuple[str, tuple[tuple[int, int], ...]], tuple[JobOptions, StoredEstimate]
         ] = {}
 
-    def plan(self, old: _OldJob, inputs: Sequence[NewInput]) -> PlannedJob:
+    def plan(self, old: RerunFields, inputs: Sequence[NewInput]) -> PlannedJob:
         options = old.options.stored()
         options.update(self._body.options or {})
         raw = RawJob(
@@ -199,6 +158,7 @@ def rerun(
         if batch.state not in _RERUNNABLE:
             raise batch_refused(batch_id, batch.state)
         capped = has_caps(session, tenant)
+    _check_overrides(body, batch, resources)
     planner = _Planner(body, resources, capped)
     done, after = 0, 0
     while True:
@@ -219,6 +179,19 @@ def rerun(
             raise batch_not_found(batch_id)
         public = batch_public(session, batch, resources.settings, with_progress=True)
     return RerunResult(rerun=done, batch=public)
+
+
+def _check_overrides(body: RerunRequest, batch: Batch, resources: ApiResources) -> None:
+    """422 for a model or options no item could run with, whether or not an item
+    qualifies (the same body gets the same answer): checked on the batch's defaults."""
+    if body.model is None and body.options is None:
+        return
+    raw = RawJob(
+        task=batch.task, prompt=batch.prompt, model=body.model or batch.model,
+        labels=list(batch.labels) if batch.labels is not None else None,
+        options={**batch.options, **(body.options or {})}, schema=batch.response_schema,
+    )  # fmt: skip
+    check_item_fields(raw, resources)
 
 
 def _rerun_page(
@@ -277,7 +250,7 @@ def _plan_page(
 ) -> tuple[list[PlannedJob], int, list[NewJobRow]]:
     """The page's new jobs: planned, the reservation they need, and their rows."""
     old_ids = [src.job_id for src in sources]
-    old = _old_jobs(session, old_ids)
+    old = rerun_fields(session, old_ids)
     inputs = job_inputs_of(session, old_ids)
     planned = [planner.plan(old[src.job_id], inputs.get(src.job_id, [])) for src in sources]
     wanted = {job.cache_key for job in planned if job.options.cache}

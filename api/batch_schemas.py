@@ -26,27 +26,37 @@ ERROR_CODE_PATTERN = r"^[a-z0-9_]{1,64}$"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _printable(value: str, what: str) -> str:
+def text_problem(value: str) -> str | None:
+    """Why a database cannot store or compare ``value`` (a name, a key), None if it can:
+    control characters (PostgreSQL refuses NUL; keys name files in listings and CSV) or a
+    lone surrogate (not valid Unicode)."""
     if _CONTROL.search(value):
-        raise ValueError(f"{what} must not contain control characters (NUL, newline, tab...)")
+        return "must not contain control characters (NUL, newline, tab...)"
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it
-        raise ValueError(f"{what} must be valid Unicode") from exc
+    except UnicodeEncodeError:
+        return "must be valid Unicode"
+    return None
+
+
+def _printable(value: str, what: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
     return value
 
 
 class BatchCreate(BaseModel):
-    """A new batch: its name (unique per API key) and the defaults of its items."""
+    """A new batch: its name (unique per tenant) and the defaults of its items."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(
         min_length=1,
         max_length=200,
-        description="Unique per API key. Creating a batch with a name that exists answers "
-        "that batch (200, Idempotent-Replayed: true) when the defaults are equal, else 409 "
-        "batch_name_taken.",
+        description="Unique per tenant (every API key of the tenant sees its batches). "
+        "Creating a batch with a name that exists answers that batch (200, "
+        "Idempotent-Replayed: true) when the defaults are equal, else 409 batch_name_taken.",
     )
     task: str = Field(
         description="caption, ask, classify, detect, segment, compare or custom: the "
@@ -66,6 +76,7 @@ class BatchCreate(BaseModel):
     )
     expected_items: int | None = Field(
         default=None,
+        strict=True,
         ge=0,
         le=10_000_000,
         description="How many items the client means to add (e.g. the files it found): the "
@@ -95,7 +106,7 @@ class BatchImageRef(BaseModel):
     sha256: str | None = Field(
         default=None,
         pattern=SHA256_PATTERN,
-        description="An image already stored by a job of this API key (its inputs' sha256, "
+        description="An image already stored by a job of this tenant (its inputs' sha256, "
         "or an `images` entry of an earlier add): nothing is uploaded again.",
     )
 
@@ -135,7 +146,7 @@ class ItemsAdd(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[BatchItemIn]
+    items: list[BatchItemIn] = Field(min_length=1)
 
 
 class ItemOutcome(BaseModel):
@@ -246,7 +257,7 @@ class ItemPage(BaseModel):
 
 
 class BatchLookup(BaseModel):
-    """Which of these keys the batch has, and which of these images this API key stored."""
+    """Which of these keys the batch has, and which of these images this tenant stored."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -26,7 +26,8 @@ _MEANINGS = {
     "Idempotency-Key header or cursor.",
     401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`).",
     402: "The job's (or the jobs') worst-case cost is more than the tenant's remaining budget.",
-    404: "No such job or batch for this API key (other keys' jobs and batches are never shown).",
+    404: "No such job or batch for the caller's tenant (other tenants' jobs and batches are "
+    "never shown).",
     409: "The job or batch is not in a state that has this (a job not finished or of another "
     "task; a batch closed or cancelled, or its name taken with other defaults), or a job id "
     "prefix matches several jobs (ambiguous_job_id).",

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from visionq.api.results import result_schema
+from visionq.models.batchjobs import BatchRef
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import Estimate
@@ -200,9 +201,16 @@ class JobPublic(BaseModel):
     retry_of: str | None = Field(
         description="Made by POST /v1/jobs/{id}/retry: the job it retries."
     )
+    batch_id: str | None = Field(
+        default=None,
+        description="The batch whose item this job is the latest job of (null for a single "
+        "job; a job a re-run replaced shows null: its replacement's retry_of names it).",
+    )
+    batch_key: str | None = Field(default=None, description="That item's key in the batch.")
 
     @classmethod
-    def of(cls, job: Job) -> JobPublic:
+    def of(cls, job: Job, batch: BatchRef | None = None) -> JobPublic:
+        """The job as answered; ``batch``: the batch item it is the latest job of."""
         usage = None
         if job.usage is not None:
             usage = UsagePublic(
@@ -242,6 +250,8 @@ class JobPublic(BaseModel):
             cost_usd=_usd(job.cost_nusd),
             cached_from=job.cached_from,
             retry_of=job.retry_of,
+            batch_id=batch.batch_id if batch is not None else None,
+            batch_key=batch.key if batch is not None else None,
         )
 
 
@@ -252,8 +262,8 @@ class JobPage(BaseModel):
     )
     missing: list[str] = Field(
         default_factory=list,
-        description="With ?ids=: the ids asked for that name no job of this API key (unknown, "
-        "another key's, or not a job id), in the order given.",
+        description="With ?ids=: the ids asked for that name no job of this tenant (unknown, "
+        "another tenant's, or not a job id), in the order given.",
     )
 
 

@@ -69,6 +69,9 @@ class Job(_Body):
     warnings: list[JobError] = []
     # Set on a job made by VisionqClient.retry: the job it runs again.
     retry_of: str | None = None
+    # A batch item's latest job: its batch and key (None for a single job).
+    batch_id: str | None = None
+    batch_key: str | None = None
 
     @property
     def done(self) -> bool:
@@ -78,5 +81,5 @@ class Job(_Body):
 class JobPage(_Body):
     jobs: list[Job]
     next_cursor: str | None = None
-    # GET /v1/jobs?ids=: the ids asked for that name no job of this API key.
+    # GET /v1/jobs?ids=: the ids asked for that name no job of this tenant.
     missing: list[str] = []

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from visionq.models.jobs import NewInput, build_job, input_values, job_values
-from visionq.models.tables import JOB_INPUTS, JOBS, JobStatus
+from visionq.models.tables import BATCH_ITEMS, JOB_INPUTS, JOBS, JobStatus
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
@@ -194,3 +194,60 @@ def mark_unsent_many(session: Session, job_ids: Collection[str]) -> None:
             .where(JOBS.c.id.in_(chunk), JOBS.c.status == JobStatus.QUEUED)
             .values(enqueued_at=None)
         )
+
+
+def job_statuses(session: Session, job_ids: Collection[str]) -> dict[str, str]:
+    """Each job's status, by id (jobs not found are left out)."""
+    statuses: dict[str, str] = {}
+    for chunk in chunks(job_ids):
+        query = select(JOBS.c.id, JOBS.c.status).where(JOBS.c.id.in_(chunk))
+        statuses.update((row.id, row.status) for row in session.execute(query))
+    return statuses
+
+
+@dataclass(frozen=True)
+class RerunFields:
+    """What a re-run copies of an old job: its fields (its inputs come with job_inputs_of)."""
+
+    id: str
+    task: str
+    model: str
+    prompt: str | None
+    labels: list[str] | None
+    options: JobOptions
+    response_schema: dict[str, Any] | None
+
+
+def rerun_fields(session: Session, job_ids: Collection[str]) -> dict[str, RerunFields]:
+    """The fields of the jobs ``job_ids`` (IN queries, no children), by id."""
+    columns = (
+        JOBS.c.id, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
+        JOBS.c.response_schema,
+    )  # fmt: skip
+    found: dict[str, RerunFields] = {}
+    for chunk in chunks(job_ids):
+        rows = session.execute(select(*columns).where(JOBS.c.id.in_(chunk)))
+        found.update((row.id, RerunFields(*row)) for row in rows)
+    return found
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """The batch item a job is the latest job of."""
+
+    batch_id: str
+    key: str
+
+
+def batch_refs(session: Session, job_ids: Collection[str]) -> dict[str, BatchRef]:
+    """The batch item of each job among ``job_ids`` that is an item's latest job (through
+    ix_batch_items_job_id); single jobs, and jobs a re-run replaced, are left out."""
+    found: dict[str, BatchRef] = {}
+    for chunk in chunks(job_ids):
+        query = select(BATCH_ITEMS.c.job_id, BATCH_ITEMS.c.batch_id, BATCH_ITEMS.c.key).where(
+            BATCH_ITEMS.c.job_id.in_(chunk)
+        )
+        found.update(
+            (row.job_id, BatchRef(row.batch_id, row.key)) for row in session.execute(query)
+        )
+    return found

@@ -80,7 +80,7 @@ def resolve_job_id(session: Session, *, tenant: str, job_id: str) -> str:
 
 def not_found_message(job_id: str) -> str:
     """What every "no such job" answer says (here and in api/jobids.py)."""
-    return f"No job {job_id} for this API key."
+    return f"No job {job_id} for this tenant."
 
 
 def _not_found(job_id: str) -> JobIdError:

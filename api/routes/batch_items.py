@@ -3,43 +3,25 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
 from visionq.api.batch_body import MAX_ITEMS_FIELD_BYTES, read_items_request
-from visionq.api.batch_intake import add_items, batch_not_found, lookup
+from visionq.api.batch_ids import batch_id_of
+from visionq.api.batch_intake import add_items, lookup
 from visionq.api.batch_schemas import BatchLookup, BatchLookupResult, ItemsAdd, ItemsAdded
 from visionq.api.deps import CallerDep, ResourcesDep
+from visionq.api.json_body import inline_refs, json_request_body, read_json_model
 from visionq.api.openapi import error_responses
 from visionq.api.submission import authorize_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 ADD_ERRORS = error_responses(400, 401, 402, 404, 409, 413, 415, 422, 429, 503, 507)
-LOOKUP_ERRORS = error_responses(401, 404, 422, 503)
+LOOKUP_ERRORS = error_responses(401, 404, 413, 415, 422, 503)
 BatchIdPath = Annotated[str, Path(description="The batch's id (a UUID), as created.")]
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its $defs inlined (the body is read by hand, so FastAPI
-    does not put the model in the document's components)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
 
 
 _MULTIPART_SCHEMA = {
@@ -65,19 +47,11 @@ ADD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": _inline(ItemsAdd.model_json_schema())},
+            "application/json": {"schema": inline_refs(ItemsAdd.model_json_schema())},
             "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
         },
     }
 }
-
-
-def _batch_id(value: str) -> str:
-    """The batch id of a path; 404 for anything but a UUID (never sent to the database)."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise batch_not_found(value[:64]) from exc
 
 
 @router.post(
@@ -97,15 +71,15 @@ async def add_batch_items(
     `rejected` (the error a single submit would answer; the other items are added).
 
     Images: multipart `image` parts referred to by index, base64 data (JSON bodies), URLs,
-    or the sha256 of an image a job of this API key already has (nothing is uploaded).
+    or the sha256 of an image a job of the caller's tenant already has (nothing is uploaded).
     The whole call fails, adding nothing, on 402 (budget), 409 (batch closed or
     cancelled), 422 (too many items, a key twice), 429 (rate, or unfinished jobs: retry
     after Retry-After), 503/507.
     """
-    full_id = _batch_id(batch_id)
     # Two thread-pool round trips in all: the key and the rate before the body is read on
     # the event loop, then everything after it.
     caller = await run_in_threadpool(authorize_batch, request, resources)
+    full_id = batch_id_of(batch_id)
     raw = await read_items_request(request, resources.settings)
     return await run_in_threadpool(add_items, raw, caller, full_id, resources)
 
@@ -114,12 +88,18 @@ async def add_batch_items(
     "/{batch_id}/lookup",
     response_model=BatchLookupResult,
     responses=LOOKUP_ERRORS,
+    openapi_extra=json_request_body(BatchLookup.model_json_schema()),
     summary="Which keys a batch has, which images are stored",
 )
-def lookup_batch(
-    batch_id: BatchIdPath, body: BatchLookup, caller: CallerDep, resources: ResourcesDep
+async def lookup_batch(
+    batch_id: BatchIdPath, request: Request, caller: CallerDep, resources: ResourcesDep
 ) -> BatchLookupResult:
     """The keys among `keys` the batch has (with their job ids), and the images among
-    `sha256s` a job of this API key has: a client resuming an upload sends neither the
-    items it finds nor the bytes of the images it finds (it refers to them by sha256)."""
-    return lookup(body, caller, _batch_id(batch_id), resources)
+    `sha256s` a job of the caller's tenant has: a client resuming an upload sends neither
+    the items it finds nor the bytes of the images it finds (it refers to them by sha256).
+    The key is checked before the body is read."""
+    full_id = batch_id_of(batch_id)
+    body = await read_json_model(
+        request, resources.settings, BatchLookup, example='{"keys": ["a.jpg"], "sha256s": []}'
+    )
+    return await run_in_threadpool(lookup, body, caller, full_id, resources)

@@ -3,10 +3,7 @@ cancel, re-run and results export. Adding items is api/routes/batch_items.py's."
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import uuid
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -14,9 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from visionq.api.batch_create import create, model_of
 from visionq.api.batch_export import MEDIA_TYPES, export_stream
+from visionq.api.batch_ids import batch_id_of, batch_not_found, batch_refused
 from visionq.api.batch_progress import batch_public
-from visionq.api.batch_rerun import batch_not_found, batch_refused, rerun
+from visionq.api.batch_rerun import rerun
 from visionq.api.batch_schemas import (
     BatchCreate,
     BatchPage,
@@ -27,29 +26,25 @@ from visionq.api.batch_schemas import (
     ItemStatus,
     RerunRequest,
     RerunResult,
+    text_problem,
 )
 from visionq.api.deps import ApiResources, Caller, CallerDep, ResourcesDep
 from visionq.api.errors import ApiError
-from visionq.api.job_checks import admit_fields
+from visionq.api.json_body import json_request_body, read_json_model
 from visionq.api.openapi import error_responses
-from visionq.api.rawjob import RawJob
 from visionq.api.submission import authorize_batch
 from visionq.models import batches as store
-from visionq.models.batches import BatchNameTakenError
 from visionq.models.jobs import InvalidCursorError
 from visionq.models.tables import Batch
-from visionq.vision.model_fit import choose_model
-from visionq.vision.task_registry import TASKS
-from visionq.vision.tasks import JobSpecError, TaskKind
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-CREATE_ERRORS = error_responses(401, 409, 422, 429, 503)
+CREATE_ERRORS = error_responses(401, 409, 413, 415, 422, 429, 503)
 LIST_ERRORS = error_responses(400, 401, 422, 503)
 READ_ERRORS = error_responses(401, 404, 422, 503)
 ITEMS_ERRORS = error_responses(400, 401, 404, 422, 503)
 CLOSE_ERRORS = error_responses(401, 404, 409, 422, 503)
-RERUN_ERRORS = error_responses(401, 402, 404, 409, 422, 429, 503)
+RERUN_ERRORS = error_responses(401, 402, 404, 409, 413, 415, 422, 429, 503)
 EXPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The results, one item a line (JSON Lines) or a row (CSV, with a "
@@ -64,106 +59,16 @@ EXPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 # Items per page of GET /v1/batches/{id}/items.
 ITEMS_PAGE_MAX = 1000
 BatchIdPath = Annotated[str, Path(description="The batch's id (a UUID), as created.")]
-# Stand-ins for fields each item may give itself, so that create checks everything else
-# of the defaults (the items' own fields are checked when they are added).
-_PROMPT_STAND_IN = "a question each item gives"
-_LABELS_STAND_IN = ["first label", "second label"]
-
-
-def _batch_id(value: str) -> str:
-    """The batch id of a path, or 404: anything but a UUID names no batch (and never
-    reaches the database: PostgreSQL refuses NUL characters, for one)."""
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError as exc:
-        raise batch_not_found(value[:64]) from exc
-    return str(parsed)
+_CREATE_EXAMPLE = '{"name": "photos", "task": "caption"}'
+_RERUN_EXAMPLE = '{"statuses": ["failed"]} ({} or no body: the failed items)'
 
 
 def _text(value: str | None, what: str) -> str | None:
     """``value`` if a database can compare it (no control characters, valid Unicode)."""
-    if value is None:
-        return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ApiError("invalid_request", f"{what} must be valid Unicode.") from exc
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ApiError("invalid_request", f"{what} must not contain control characters.")
+    problem = None if value is None else text_problem(value)
+    if problem is not None:
+        raise ApiError("invalid_request", f"{what} {problem}.")
     return value
-
-
-def defaults_hash(body: BatchCreate) -> str:
-    """sha256 of the canonical defaults: the body without its name and expected_items."""
-    fields = body.model_dump(mode="json", by_alias=True, exclude={"name", "expected_items"})
-    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def check_defaults(body: BatchCreate, resources: ApiResources) -> None:
-    """422 for defaults no item could run with: an unknown task or model, a bad option or
-    schema. A prompt or labels the task needs may come with each item instead."""
-    raw = RawJob(
-        task=body.task,
-        prompt=body.prompt,
-        model=body.model,
-        labels=body.labels,
-        options=dict(body.options),
-        schema=body.schema_,
-    )
-    images = 1
-    try:
-        spec = TASKS[TaskKind(body.task.strip().lower())]
-    except ValueError:
-        spec = None  # admit_fields names the task problem
-    if spec is not None:
-        images = spec.min_images
-        if spec.prompt_needs is not None and not (body.prompt and body.prompt.strip()):
-            raw.prompt = _PROMPT_STAND_IN
-        if spec.takes_labels and body.labels is None:
-            raw.labels = list(_LABELS_STAND_IN)
-    admit_fields(raw, images, resources.settings, resources.costs.catalogue)
-
-
-def _create(body: BatchCreate, request: Request, resources: ApiResources) -> tuple[Batch, bool]:
-    caller = authorize_batch(request, resources)
-    check_defaults(body, resources)
-    wanted = defaults_hash(body)
-    tenant = caller.tenant
-    # Read first, then a write transaction whose first statement is the INSERT (SQLite).
-    with resources.sessions() as session:
-        found = store.find_batch(session, tenant=tenant, name=body.name)
-    if found is None:
-        try:
-            with resources.sessions.begin() as session:
-                batch = store.create_batch(
-                    session, tenant=tenant, name=body.name, task=body.task, model=body.model,
-                    prompt=body.prompt, labels=body.labels, options=dict(body.options),
-                    response_schema=body.schema_, defaults_hash=wanted,
-                    expected_items=body.expected_items,
-                )  # fmt: skip
-                session.flush()
-                session.expunge(batch)
-            return batch, False
-        except BatchNameTakenError:
-            # A concurrent create of the same name won; its row, read again (the failed
-            # transaction's rollback expired what it had loaded).
-            with resources.sessions() as session:
-                found = store.find_batch(session, tenant=tenant, name=body.name)
-            if found is None:  # removed by gc in between (it was empty): try again
-                raise ApiError(
-                    "unavailable",
-                    "The batch was being created and removed at once; create it again.",
-                    headers={"Retry-After": "1"},
-                ) from None
-    if found.defaults_hash != wanted:
-        raise ApiError(
-            "batch_name_taken",
-            f"A batch named {body.name!r} exists (id {found.id}) with other defaults; create "
-            "it with the same task, prompt, model, labels, options and schema to resume it, "
-            "or use another name.",
-        )
-    return found, True
 
 
 @router.post(
@@ -178,15 +83,19 @@ def _create(body: BatchCreate, request: Request, resources: ApiResources) -> tup
         },
         **CREATE_ERRORS,
     },
+    openapi_extra=json_request_body(BatchCreate.model_json_schema(by_alias=True)),
     summary="Create a batch",
 )
 async def create_batch(
-    body: BatchCreate, request: Request, response: Response, resources: ResourcesDep
+    request: Request, response: Response, resources: ResourcesDep
 ) -> BatchPublic:
     """Create a named batch with the defaults of its items (201). The same name with the
     same defaults answers the existing batch (200, `Idempotent-Replayed: true`), so a client
     can resume by creating again; with other defaults it is a 409 `batch_name_taken`."""
-    batch, replayed = await run_in_threadpool(_create, body, request, resources)
+    # The key and the rate first: nothing of the body is read for a caller without a key.
+    caller = await run_in_threadpool(authorize_batch, request, resources)
+    body = await read_json_model(request, resources.settings, BatchCreate, example=_CREATE_EXAMPLE)
+    batch, replayed = await run_in_threadpool(create, body, caller, resources)
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -201,27 +110,12 @@ def _public(resources: ApiResources, batch: Batch, with_progress: bool) -> Batch
             batch,
             resources.settings,
             with_progress=with_progress,
-            model=_model_of(batch, resources) if with_progress else None,
+            model=model_of(batch, resources) if with_progress else None,
         )
-
-
-def _model_of(batch: Batch, resources: ApiResources) -> str | None:
-    """The model the batch's items run on by default (for its quota), None if unknown."""
-    try:
-        choice = choose_model(
-            resources.costs.catalogue,
-            batch.model,
-            TaskKind(batch.task),
-            configured_default=resources.settings.default_model or None,
-            allow_unknown=True,
-        )
-    except (JobSpecError, ValueError):
-        return batch.model
-    return choice.model
 
 
 def _owned(session: Session, caller: Caller, batch_id: str) -> Batch:
-    batch = store.get_batch(session, tenant=caller.tenant, batch_id=_batch_id(batch_id))
+    batch = store.get_batch(session, tenant=caller.tenant, batch_id=batch_id_of(batch_id))
     if batch is None:
         raise batch_not_found(batch_id)
     return batch
@@ -268,13 +162,16 @@ def read_batch(batch_id: BatchIdPath, caller: CallerDep, resources: ResourcesDep
     return _public(resources, batch, True)
 
 
-_ITEM_CURSOR = re.compile(r"[0-9]{1,18}")
+_ITEM_CURSOR = re.compile(r"[0-9]{1,10}")
+# batch_items.id is a 32-bit integer on PostgreSQL: a larger cursor is none we gave (and
+# comparing with it would be an error of the database, a 500).
+_ITEM_ID_MAX = 2**31 - 1
 
 
 def _item_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not _ITEM_CURSOR.fullmatch(cursor):
+    if not _ITEM_CURSOR.fullmatch(cursor) or int(cursor) > _ITEM_ID_MAX:
         raise ApiError("invalid_cursor", "The cursor is invalid; start without one.")
     return int(cursor)
 
@@ -321,7 +218,7 @@ def read_batch_items(
 def close_batch(batch_id: BatchIdPath, caller: CallerDep, resources: ResourcesDep) -> BatchPublic:
     """No more items may be added (409 `batch_closed`); its jobs run on and its failed
     items can still be re-run. Closing a closed batch changes nothing."""
-    full_id = _batch_id(batch_id)
+    full_id = batch_id_of(batch_id)
     with resources.sessions.begin() as session:
         refused = store.close_batch(session, tenant=caller.tenant, batch_id=full_id)
     if refused is not None and refused != "closed":
@@ -355,10 +252,11 @@ def cancel_batch(batch_id: BatchIdPath, caller: CallerDep, resources: ResourcesD
     status_code=202,
     response_model=RerunResult,
     responses=RERUN_ERRORS,
+    openapi_extra=json_request_body(RerunRequest.model_json_schema(), required=False),
     summary="Re-run failed items",
 )
 async def rerun_batch(
-    batch_id: BatchIdPath, body: RerunRequest, request: Request, resources: ResourcesDep
+    batch_id: BatchIdPath, request: Request, resources: ResourcesDep
 ) -> RerunResult:
     """Give each item whose latest job failed (or, with `statuses`, was cancelled) a new job
     from the same stored images, optionally only for some `error_codes`, on another `model`
@@ -368,9 +266,15 @@ async def rerun_batch(
 
     Items are re-run 500 at a time, each page committed on its own: an error on a later
     page (budget, unfinished jobs' limit) leaves the pages before it re-run. Asking again
-    continues: an item whose new job is queued or running is not picked again."""
+    continues: an item whose new job is queued or running is not picked again. No body
+    (or `{}`) re-runs the failed items. `model` and `options` are checked up front (422),
+    whether or not an item qualifies."""
     caller = await run_in_threadpool(authorize_batch, request, resources)
-    return await run_in_threadpool(rerun, body, caller, _batch_id(batch_id), resources)
+    full_id = batch_id_of(batch_id)
+    body = await read_json_model(
+        request, resources.settings, RerunRequest, example=_RERUN_EXAMPLE, empty_is_default=True
+    )
+    return await run_in_threadpool(rerun, body, caller, full_id, resources)
 
 
 @router.get(

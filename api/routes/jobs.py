@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
@@ -15,9 +17,10 @@ from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
 from visionq.api.request_body import read_job_request
 from visionq.api.schemas import JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
+from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
 from visionq.models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
-from visionq.models.tables import JobStatus
+from visionq.models.tables import Job, JobStatus
 from visionq.vision.tasks import TaskKind
 
 log = logging.getLogger(__name__)
@@ -122,7 +125,13 @@ def read_job(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPu
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:  # deleted since it was resolved
         raise job_not_found(job_id)
-    return JobPublic.of(job)
+    return _with_batches(session, [job])[0]
+
+
+def _with_batches(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
+    """The jobs as answered, each with the batch item it is the latest job of (one query)."""
+    refs = batch_refs(session, [job.id for job in jobs]) if jobs else {}
+    return [JobPublic.of(job, refs.get(job.id)) for job in jobs]
 
 
 @router.get("", response_model=JobPage, responses=LIST_ERRORS, summary="List jobs, newest first")
@@ -162,7 +171,7 @@ def read_jobs(
         )
     except InvalidCursorError as exc:
         raise ApiError("invalid_cursor", "The cursor is invalid; start without one.") from exc
-    return JobPage(jobs=[JobPublic.of(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(jobs=_with_batches(session, jobs), next_cursor=next_cursor)
 
 
 def _jobs_by_id(
@@ -191,7 +200,7 @@ def _jobs_by_id(
     if status is not None:
         jobs = [job for job in jobs if job.status == status]
     return JobPage(
-        jobs=[JobPublic.of(job) for job in jobs],
+        jobs=_with_batches(session, jobs),
         next_cursor=None,
         missing=[job_id for job_id in wanted if job_id not in found],
     )
@@ -211,4 +220,4 @@ def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPubl
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:
         raise job_not_found(job_id)
-    return JobPublic.of(job)
+    return _with_batches(session, [job])[0]
