@@ -135,13 +135,14 @@ class BatchInputs:
     def count(self) -> int:
         """The number of items, after checking every manifest line (InputError naming each
         bad line, by file and number, if any is wrong); ``not_images`` is then how many of
-        them have a local file whose first bytes are no image (skipped when sent)."""
+        them will be skipped when sent: a local file whose first bytes are no image, or a
+        file whose key the API would refuse."""
         errors: list[str] = []
         total = 0
         self.not_images = 0
         for source in self._items(errors):
             total += 1
-            if not all(looks_like_image(image) for image in source.images):
+            if key_problem(source.key) or not all(map(looks_like_image, source.images)):
                 self.not_images += 1
         if errors:
             shown = errors[:MAX_ERRORS_SHOWN]

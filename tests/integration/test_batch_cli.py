@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,54 @@ def test_interrupted_run_resumes_without_sending_anything_twice(
         assert (batch["images_received"], batch["images_referenced"]) == (200, 0), batch
         # Let the worker go on to other tests' jobs.
         client.post(f"/v1/batches/{batch['id']}/cancel").raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def small_adds_stack(
+    workdir: Path, database_url: str, redis_url: str, emulator_url: str
+) -> Iterator[Stack]:
+    """An API taking at most 4 items per add or lookup call (no worker: the adds matter)."""
+    from tests.integration.conftest import _backend_stack
+
+    built = _backend_stack(
+        "small-adds", workdir, database_url, redis_url, emulator_url, with_worker=False,
+        extra_env={"VISIONQ_BATCH_MAX_ITEMS_PER_ADD": "4"},
+    )  # fmt: skip
+    yield built
+    built.stop()
+
+
+def test_a_run_over_the_apis_call_limit_goes_on_and_lists_what_it_left_out(
+    small_adds_stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    keys = _folder(folder, 10)
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG")
+    # A key of 1,210 UTF-8 bytes in 410 characters: five folders of 80 CJK characters.
+    deep = folder.joinpath(*["\u5199" * 80] * 5)
+    deep.mkdir(parents=True)
+    (deep / "x.png").write_bytes(_photo(99))
+    rejected = tmp_path / "rejected.jsonl"
+    client, env = _tenant(small_adds_stack, database_url)
+    command = ["batch", "run", str(folder), "--task", "caption", "--name", "small", "--chunk",
+               "10", "--parallel", "1", "--rejected", str(rejected)]  # fmt: skip
+    with client:
+        first = _cli(env, *command)
+        assert first.returncode == 1, first.stderr  # an item was rejected
+        assert "the API took fewer than --chunk 10 items per call: sending 4 at a time" in (
+            first.stderr
+        )
+        assert "x.png: the key is 1,210 bytes of UTF-8, over the 1,024" in first.stderr
+        assert f"1 item(s) rejected, not in the batch; listed in {rejected} " in first.stderr
+        [line] = [json.loads(text) for text in rejected.read_text().splitlines()]
+        assert line["key"] == "bad.png" and line["code"] == "corrupt_image", line
+        assert line["input"] == str(folder / "bad.png")
+        batch = _only_batch(client)
+        assert batch["item_count"] == 10 and batch["expected_items"] == 11
+        items = _all_items(client, batch["id"])
+        assert sorted(item["key"] for item in items) == sorted(keys)
+        # Resumed: the key lookups go 4 at a time too; nothing is added twice.
+        again = _cli(env, *command)
+        assert again.returncode == 1, again.stderr  # bad.png is still refused
+        assert "0 added, 10 already there, 1 rejected, 1 skipped" in again.stdout, again.stdout
+        assert _only_batch(client)["item_count"] == 10

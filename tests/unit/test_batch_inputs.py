@@ -268,3 +268,12 @@ def test_one_folder_is_walked_without_keeping_its_keys(tmp_path: Path) -> None:
         tracemalloc.stop()
     # Keeping every key seen took ~150 bytes each (750 KB here; 15 MB at 100,000 files).
     assert peak < 250_000
+
+
+def test_count_leaves_out_files_whose_key_the_api_would_refuse(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(_png())
+    deep = tmp_path.joinpath(*["\u5199" * 80] * 5)  # a key of 1,210 UTF-8 bytes
+    deep.mkdir(parents=True)
+    (deep / "x.png").write_bytes(_png())
+    inputs = BatchInputs([tmp_path], TaskKind.CAPTION)
+    assert inputs.count() == 2 and inputs.not_images == 1
