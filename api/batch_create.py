@@ -96,6 +96,11 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
             "it with the same task, prompt, model, labels, options and schema to resume it, "
             "or use another name.",
         )
+    if body.expected_items is not None and body.expected_items != found.expected_items:
+        # A resumed run counts its inputs again: the estimate follows the new count.
+        with resources.sessions.begin() as session:
+            store.set_expected_items(session, found.id, body.expected_items)
+        found.expected_items = body.expected_items
     return found, True
 
 

@@ -234,6 +234,16 @@ def add_counts(
     )
 
 
+def set_expected_items(session: Session, batch_id: str, expected_items: int) -> None:
+    """Record how many items the creator now expects (a resumed run counts its files
+    again: the estimate extrapolates to the new count)."""
+    session.execute(
+        update(BATCHES)
+        .where(BATCHES.c.id == batch_id)
+        .values(expected_items=expected_items, updated_at=utcnow())
+    )
+
+
 def close_batch(session: Session, *, tenant: str, batch_id: str) -> str | None:
     """Close an open batch (no more items; its jobs run on and may be re-run). None when
     it is closed now or was already; else the state found ("cancelled", "missing")."""

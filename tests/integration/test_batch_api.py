@@ -104,6 +104,9 @@ def test_create_is_idempotent_by_name(stack: Stack) -> None:
         again = _create(client, name, prompt="Short.", expected_items=99)
         assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
         assert again.json()["id"] == batch["id"]
+        # A resumed run's new count of inputs replaces the old one (the estimate follows it).
+        assert again.json()["expected_items"] == 99
+        assert client.get(f"/v1/batches/{batch['id']}").json()["expected_items"] == 99
         message = _error(_create(client, name, prompt="Long."), 409, "batch_name_taken")
         assert batch["id"] in message
         listed = client.get("/v1/batches", params={"name": name}).json()
