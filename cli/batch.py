@@ -136,7 +136,10 @@ def run(
     chunk: Annotated[
         int,
         typer.Option(
-            min=1, max=5000, help="Items per upload request (at most 32 MB of files each)."
+            min=1,
+            max=5000,
+            help="Items per upload request (at most 32 MB of files each); lowered to the "
+            "API's per-call limit when it refuses more (the run goes on).",
         ),
     ] = 200,
     wait: Annotated[
@@ -171,8 +174,10 @@ def run(
     image as written). Progress (uploaded, done, failed, cost, ETA) on stderr.
     Ctrl-C stops the upload: the items added keep running, and the same
     command run again resumes it; no image is uploaded twice, no item run
-    twice. Exit code: 0 done, 1 if an item was rejected (or, with --wait,
-    failed), 130 if interrupted.
+    twice. Items the API rejects are listed in --rejected FILE. Exit code: 0
+    done, 1 if an item was rejected (or, with --wait, failed; the summary
+    then counts them by error code and says how to re-run them), 130 if
+    interrupted.
     """
     from visionq.cli.batch_flow import start_run
 
