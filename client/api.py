@@ -345,7 +345,7 @@ class VisionqClient:
             page = JobPage.model_validate(response.json())
             if page.missing:
                 raise VisionqError(
-                    404, "job_not_found", f"No job {', '.join(page.missing)} for this API key."
+                    404, "job_not_found", f"No job {', '.join(page.missing)} for this tenant."
                 )
             found.update((job.id, job) for job in page.jobs)
         for job_id in wanted:

@@ -19,7 +19,7 @@ ENDED_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
 
 @dataclass(frozen=True)
 class Sha256Ref:
-    """An image already stored by a job of this API key, named by its sha256: the API
+    """An image already stored by a job of the tenant, named by its sha256: the API
     takes it without the bytes being sent again."""
 
     sha256: str

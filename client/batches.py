@@ -91,7 +91,7 @@ class BatchClient:
         retries: int = 8,
     ) -> Lookup:
         """Which of ``keys`` the batch has (with their job ids), and which of ``sha256s``
-        are images this API key stored (send those as Sha256Ref instead of their bytes).
+        are images the tenant stored (send those as Sha256Ref instead of their bytes).
         A read: transient errors are retried up to ``retries`` times, as add_items does."""
         body = {"keys": list(keys), "sha256s": list(sha256s)}
         response = self._post_retried(f"/v1/batches/{batch_id}/lookup", retries, json=body)

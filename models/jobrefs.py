@@ -79,8 +79,10 @@ def resolve_job_id(session: Session, *, tenant: str, job_id: str) -> str:
 
 
 def not_found_message(job_id: str) -> str:
-    """What every "no such job" answer says (here and in api/jobids.py)."""
-    return f"No job {job_id} for this tenant."
+    """What every "no such job" answer says (here and in api/jobids.py); an id given with
+    control characters (a path's %0A) is shown escaped."""
+    shown = job_id if job_id.isprintable() else job_id.encode("unicode_escape").decode()
+    return f"No job {shown} for this tenant."
 
 
 def _not_found(job_id: str) -> JobIdError:

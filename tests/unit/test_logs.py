@@ -212,3 +212,11 @@ def test_a_decoded_path_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture
     assert "/v1/jobs/abc\\n2026-12-05 FAKE ERROR\\x00\\x1b[31m\\\\" in line
     assert "job_id=abc\\nFAKE2" in line and vars(record)["path"] == printable(forged)
     assert printable("/v1/batches/ünï 😀") == "/v1/batches/ünï 😀"
+
+
+def test_a_job_id_with_control_characters_is_shown_escaped() -> None:
+    """The 404 of /v1/jobs/abc%0AFAKE repeats the id escaped, not with its newline."""
+    from visionq.models.jobrefs import not_found_message
+
+    assert not_found_message("abc\nFAKE\x00") == "No job abc\\nFAKE\\x00 for this tenant."
+    assert not_found_message("nope") == "No job nope for this tenant."
