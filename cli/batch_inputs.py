@@ -21,6 +21,7 @@ from typing import Any
 
 from visionq.cli.inputs import InputError
 from visionq.client.inputs import is_url
+from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES
 from visionq.vision.formats import sniff_source_type
 from visionq.vision.task_registry import TASKS
 from visionq.vision.tasks import JobOptions, TaskKind
@@ -29,10 +30,6 @@ MANIFEST_SUFFIXES = (".jsonl", ".csv")
 # Bytes read per file by count() to tell images from other files (a format's signature, a
 # HEIF 'ftyp' box with its brands, sit in the first few dozen).
 SNIFF_BYTES = 512
-# The API's longest item key, in UTF-8 bytes (api/batch_body.py refuses a longer one with
-# invalid_item_key, failing the whole add call): a path of CJK names passes 1,024 bytes at
-# about 340 characters.
-MAX_KEY_BYTES = 1024
 # Manifest errors shown before "... and N more": enough to see the pattern of a mistake.
 MAX_ERRORS_SHOWN = 20
 # The fields of a manifest item: JSON Lines takes them all, CSV all but images and schema.
@@ -63,9 +60,9 @@ def key_problem(key: str) -> str | None:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError:  # a file name whose bytes are not UTF-8
         return "the key is not valid UTF-8 text; rename the file"
-    if size > MAX_KEY_BYTES:
+    if size > MAX_ITEM_KEY_BYTES:
         return (
-            f"the key is {size:,} bytes of UTF-8, over the {MAX_KEY_BYTES:,} an item key may "
+            f"the key is {size:,} bytes of UTF-8, over the {MAX_ITEM_KEY_BYTES:,} an item key may "
             "have; shorten the path (or give the manifest item a shorter key)"
         )
     return None
