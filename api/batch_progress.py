@@ -140,15 +140,17 @@ def totals(rows: Sequence[ProgressRow]) -> Totals:
 
 
 def whole_estimate(batch: Batch) -> CostRange:
-    """The whole batch's estimate: the added items', scaled up to ``expected_items`` while
-    fewer were added (nothing to scale from before the first item)."""
+    """The whole batch's estimate: the estimates of the items' latest jobs, scaled up to
+    ``expected_items`` while fewer were added (nothing to scale from before the first
+    item), plus what the jobs re-runs replaced actually cost."""
     low, high = batch.estimate_min_nusd, batch.estimate_max_nusd
     expected, added = batch.expected_items, batch.item_count
     if expected is not None and 0 < added < expected:
         # Integer arithmetic: nano-dollars stay exact; rounded up like a reservation.
         low = -(-low * expected // added)
         high = -(-high * expected // added)
-    return CostRange(min=from_nano(low), max=from_nano(high))
+    spent = batch.prior_cost_nusd
+    return CostRange(min=from_nano(low + spent), max=from_nano(high + spent))
 
 
 def not_added_items(batch: Batch) -> int:

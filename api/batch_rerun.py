@@ -227,13 +227,16 @@ def _rerun_page(
         insert_jobs(session, rows)
         moves = [(src.item_id, row.id) for src, row in zip(sources, rows, strict=True)]
         repoint_items(session, moves)
-        estimates = [_estimate_nusd(job.estimate) for job in planned]
+        # The counters hold the latest jobs' estimates: the new ones replace the old ones,
+        # whose actual cost moves to prior_cost (whole_estimate adds it back, exact).
+        new = [_estimate_nusd(job.estimate) for job in planned]
+        old = [_estimate_nusd(src.estimate) for src in sources if src.estimate is not None]
         add_counts(
             session,
             batch_id,
-            est_min_nusd=sum(low for low, _, _ in estimates),
-            est_max_nusd=sum(high for _, high, _ in estimates),
-            est_tokens=sum(tokens for _, _, tokens in estimates),
+            est_min_nusd=sum(e[0] for e in new) - sum(e[0] for e in old),
+            est_max_nusd=sum(e[1] for e in new) - sum(e[1] for e in old),
+            est_tokens=sum(e[2] for e in new) - sum(e[2] for e in old),
             prior_cost_nusd=sum(src.cost_nusd for src in sources),
             prior_tokens=sum(src.total_tokens for src in sources),
         )

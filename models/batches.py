@@ -37,6 +37,7 @@ from visionq.models.tables import (
     JobStatus,
     utcnow,
 )
+from visionq.vision.estimate import StoredEstimate
 
 MISSING = "missing"
 
@@ -310,6 +311,8 @@ class RerunSource:
     job_id: str
     cost_nusd: int
     total_tokens: int
+    # Its estimate, taken out of the batch's estimate counters when a new job replaces it.
+    estimate: StoredEstimate | None = None
 
 
 def rerun_sources(
@@ -327,7 +330,7 @@ def rerun_sources(
     j = JOBS.c
     bi = BATCH_ITEMS.c
     query = (
-        select(bi.id, bi.key, j.id.label("job_id"), j.cost_nusd, j.total_tokens)
+        select(bi.id, bi.key, j.id.label("job_id"), j.cost_nusd, j.total_tokens, j.estimate)
         .select_from(BATCH_ITEMS.join(JOBS, j.id == bi.job_id))
         .where(bi.batch_id == batch_id, bi.id > after_id, j.status.in_(list(statuses)))
         .order_by(bi.id)
@@ -337,7 +340,12 @@ def rerun_sources(
         query = query.where(j.error_code.in_(list(error_codes)))
     return [
         RerunSource(
-            row.id, row.key, row.job_id, int(row.cost_nusd or 0), int(row.total_tokens or 0)
+            row.id,
+            row.key,
+            row.job_id,
+            int(row.cost_nusd or 0),
+            int(row.total_tokens or 0),
+            row.estimate,
         )
         for row in session.execute(query)
     ]

@@ -256,6 +256,13 @@ def test_progress_export_items_and_rerun(stack: Stack) -> None:
         assert Decimal(done["progress"]["cost_usd"]) == sum(
             Decimal(job["cost_usd"] or 0) for job in every
         )
+        # The whole estimate: the latest jobs' estimates, plus what the replaced ones cost
+        # (their estimates leave it; each job's bound is rounded up to a nano-dollar).
+        latest = [*(jobs[item["job_id"]] for item in after[:8]), *new_jobs.values()]
+        spent = sum(Decimal(job["cost_usd"] or 0) for job in old_jobs.values())
+        bound = sum(Decimal(job["estimate"]["cost_usd"]["max"]) for job in latest) + spent
+        whole = Decimal(done["progress"]["estimate_usd"]["max"])
+        assert bound <= whole <= bound + Decimal("0.000000001") * len(latest)
         # Close: no more items, re-runs still allowed.
         closed = client.post(f"/v1/batches/{batch_id}/close")
         assert closed.status_code == 200 and closed.json()["state"] == "closed"

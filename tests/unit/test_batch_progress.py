@@ -109,6 +109,17 @@ def test_the_whole_estimate_is_extrapolated_to_the_expected_items() -> None:
     assert whole_estimate(_batch(item_count=0, expected_items=40)).max == 0
 
 
+def test_the_whole_estimate_adds_what_replaced_jobs_cost_unscaled() -> None:
+    """After a re-run the counters hold the latest jobs' estimates; the replaced jobs'
+    actual cost is added to both bounds as it is (it is spent, not estimated)."""
+    batch = _batch(
+        item_count=10, expected_items=20, estimate_min_nusd=1000, estimate_max_nusd=3000,
+        prior_cost_nusd=500,
+    )  # fmt: skip
+    cost = whole_estimate(batch)
+    assert (cost.min, cost.max) == (Decimal("0.0000025"), Decimal("0.0000065"))
+
+
 def test_progress_counts_cost_with_reruns_and_an_eta() -> None:
     batch = _batch(item_count=30, prior_cost_nusd=1_000_000_000, prior_tokens=60)
     rows = [
