@@ -83,7 +83,7 @@ def resolve(client: VisionqClient, ref: str) -> Batch:
         return client.batches.get(ref)
     found = client.batches.find(ref)
     if found is None:
-        die(f"no batch named {ref!r} for this API key; list them: visionq batch list")
+        die(f"no batch named {ref!r} for your tenant; list them: visionq batch list")
     return client.batches.get(found.id)
 
 

@@ -8,7 +8,7 @@ its thread:
 1. on a batch that had items (a resumed run), ``lookup(keys)``: keys already in the batch
    are counted "already there", and their files are never read or sent;
 2. the other files are checked from their bytes (a non-image is skipped, not sent) and
-   hashed; ``lookup(sha256s)`` names the images this API key already stored, which go
+   hashed; ``lookup(sha256s)`` names the images the tenant already stored, which go
    as sha256 references, not bytes;
 3. ``add_items``: one call, retried on transient errors (a key the server already added
    answers "exists", so a retry never makes a second job); while the API pushes back
@@ -155,7 +155,7 @@ def _not_added(
 
 
 def _stored(client: VisionqClient, batch_id: str, sha256s: list[str], limit: CallLimit) -> set[str]:
-    """Which of ``sha256s`` this API key stored, asked ``limit.size`` at a time (items of
+    """Which of ``sha256s`` the tenant stored, asked ``limit.size`` at a time (items of
     several images have more sha256s than the chunk has items)."""
     found = in_pieces(limit, sha256s, lambda piece: client.batches.lookup(batch_id, sha256s=piece))
     return {sha256 for answer in found for sha256 in answer.stored_sha256s}
