@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from visionq.api.errors import ApiError
+from visionq.api.openapi import inline_refs
 from visionq.api.rawjob import describe, too_large
 from visionq.models.settings import Settings
 
@@ -82,21 +83,3 @@ def json_request_body(schema: dict[str, Any], *, required: bool = True) -> dict[
             "content": {"application/json": {"schema": inline_refs(schema)}},
         }
     }
-
-
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its $defs inlined."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved

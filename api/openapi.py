@@ -137,3 +137,22 @@ def complete(doc: dict[str, Any], settings: Settings) -> None:
     _, errors = models_json_schema([(ErrorBody, "serialization")], ref_template=COMPONENTS)
     for name, schema in errors.get("$defs", {}).items():
         components["schemas"].setdefault(name, schema)
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its $defs inlined, for a hand-written request body (a
+    route that reads its body itself)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved

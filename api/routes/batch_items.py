@@ -13,8 +13,8 @@ from visionq.api.batch_ids import batch_id_of
 from visionq.api.batch_intake import add_items, lookup
 from visionq.api.batch_schemas import BatchLookup, BatchLookupResult, ItemsAdd, ItemsAdded
 from visionq.api.deps import CallerDep, ResourcesDep
-from visionq.api.json_body import inline_refs, json_request_body, read_json_model
-from visionq.api.openapi import error_responses
+from visionq.api.json_body import json_request_body, read_json_model
+from visionq.api.openapi import error_responses, inline_refs
 from visionq.api.submission import authorize_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
 from visionq.api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
-from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses
+from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses, inline_refs
 from visionq.api.request_body import read_job_request
 from visionq.api.schemas import JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
@@ -31,24 +31,6 @@ SUBMIT_ERRORS = error_responses(400, 401, 402, 413, 415, 422, 429, 502, 503, 504
 JOB_ERRORS = error_responses(401, 404, 409, 422, 503)
 LIST_ERRORS = error_responses(400, 401, 422, 503)
 JobIdPath = Annotated[str, Path(description=JOB_ID_DESCRIPTION)]
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """JobCreate's JSON schema with its $defs inlined, for the hand-written request body."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
 
 
 _MULTIPART_SCHEMA = {
@@ -78,7 +60,7 @@ _MULTIPART_SCHEMA = {
 
 _CREATE_CONTENT = {
     "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
-    "application/json": {"schema": _inline_refs(JobCreate.model_json_schema())},
+    "application/json": {"schema": inline_refs(JobCreate.model_json_schema())},
 }
 CREATE_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": _CREATE_CONTENT},
