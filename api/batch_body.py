@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from visionq.api.batch_schemas import BatchItemIn, ItemsAdd, text_problem
 from visionq.api.errors import ApiError
 from visionq.api.json_body import read_body
-from visionq.api.multipart import BodyTooLargeError, limited_request
+from visionq.api.multipart import read_form
 from visionq.api.rawjob import describe, too_large
 from visionq.models.settings import Settings
 from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES, key_bytes
@@ -133,33 +132,23 @@ def _parse_items(body: bytes | str) -> list[BatchItemIn]:
 
 
 async def _read_multipart(request: Request, settings: Settings) -> RawItems:
-    limited = limited_request(request, settings.max_request_bytes)
     max_files = settings.batch_max_items_per_add * settings.max_images_per_job
-    try:
-        form = await limited.form(
-            max_files=max_files, max_fields=10, max_part_size=MAX_ITEMS_FIELD_BYTES
-        )
-    except BodyTooLargeError as exc:
-        raise too_large(
-            "request", settings.max_request_bytes + 1, settings.max_request_bytes
-        ) from exc
-    except Exception as exc:  # python-multipart raises several parser-specific types
-        reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
-        if "Too many files" in reason:
-            raise ApiError(
-                "too_many_items",
-                f"More than {max_files} image parts: at most VISIONQ_BATCH_MAX_ITEMS_PER_ADD "
-                "items of VISIONQ_MAX_IMAGES_PER_JOB images per call. Send fewer per call.",
-            ) from exc
-        if "exceeded maximum size" in reason:
-            raise ApiError(
-                "payload_too_large",
-                f"The items field is over {MAX_ITEMS_FIELD_BYTES:,} bytes: send fewer items "
-                "per call.",
-            ) from exc
-        raise ApiError(
-            "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
-        ) from exc
+    form = await read_form(
+        request,
+        settings,
+        max_files=max_files,
+        max_fields=10,
+        max_part_size=MAX_ITEMS_FIELD_BYTES,
+        too_many_files=ApiError(
+            "too_many_items",
+            f"More than {max_files} image parts: at most VISIONQ_BATCH_MAX_ITEMS_PER_ADD "
+            "items of VISIONQ_MAX_IMAGES_PER_JOB images per call. Send fewer per call.",
+        ),
+        field_too_large=lambda _: ApiError(
+            "payload_too_large",
+            f"The items field is over {MAX_ITEMS_FIELD_BYTES:,} bytes: send fewer items per call.",
+        ),
+    )
     try:
         unknown = sorted(set(form.keys()) - FORM_FIELDS)
         if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -41,11 +42,24 @@ def limited_request(request: Request, limit: int) -> Request:
     return Request(request.scope, counting_receive)
 
 
-async def read_multipart(request: Request, settings: Settings) -> RawJob:
-    """The job fields of a multipart body; ApiError (400, 413, 422) naming what is wrong."""
+async def read_form(
+    request: Request,
+    settings: Settings,
+    *,
+    max_files: int,
+    too_many_files: ApiError,
+    field_too_large: Callable[[str], ApiError],
+    max_fields: int = 1000,
+    max_part_size: int = 1024 * 1024,
+) -> FormData:
+    """The multipart form of ``request``, read within VISIONQ_MAX_REQUEST_BYTES (413);
+    ``too_many_files`` over ``max_files`` file parts, ``field_too_large(reason)`` for a text
+    field over ``max_part_size``, 400 invalid_multipart for the rest."""
     limited = limited_request(request, settings.max_request_bytes)
     try:
-        form = await limited.form(max_files=settings.max_images_per_job, max_fields=1000)
+        return await limited.form(
+            max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
+        )
     except BodyTooLargeError as exc:
         raise too_large(
             "request", settings.max_request_bytes + 1, settings.max_request_bytes
@@ -53,15 +67,29 @@ async def read_multipart(request: Request, settings: Settings) -> RawJob:
     except Exception as exc:  # python-multipart raises several parser-specific types
         reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
         if "Too many files" in reason:
-            raise ApiError(
-                "too_many_images",
-                f"More than {settings.max_images_per_job} images; that is the limit per job.",
-            ) from exc  # fmt: skip
-        if "exceeded maximum size" in reason:  # a text field over Starlette's 1 MB
-            raise ApiError("payload_too_large", f"A form field is too large: {reason}.") from exc
+            raise too_many_files from exc
+        if "exceeded maximum size" in reason:
+            raise field_too_large(reason) from exc
         raise ApiError(
             "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
         ) from exc
+
+
+async def read_multipart(request: Request, settings: Settings) -> RawJob:
+    """The job fields of a multipart body; ApiError (400, 413, 422) naming what is wrong."""
+    form = await read_form(
+        request,
+        settings,
+        max_files=settings.max_images_per_job,
+        too_many_files=ApiError(
+            "too_many_images",
+            f"More than {settings.max_images_per_job} images; that is the limit per job.",
+        ),
+        # A text field over Starlette's 1 MB.
+        field_too_large=lambda reason: ApiError(
+            "payload_too_large", f"A form field is too large: {reason}."
+        ),
+    )
     try:
         return await _raw_from_form(form, settings)
     finally:
