@@ -32,12 +32,14 @@ from visionq.cli.common import (
     say,
 )
 from visionq.cli.options import (
+    Cache,
     Economy,
     Labels,
     MaxOutputTokens,
     MaxSide,
     Model,
     OptionArgs,
+    Prompt,
     SchemaFile,
     Thinking,
     job_options,
@@ -118,9 +120,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help="ask: the question; detect: what to find.")
-    ] = None,
+    prompt: Prompt = None,
     labels: Labels = None,
     model: Model = None,
     schema: SchemaFile = None,
@@ -128,9 +128,7 @@ def run(
     max_output_tokens: MaxOutputTokens = None,
     thinking: Thinking = None,
     max_side: MaxSide = None,
-    cache: Annotated[
-        bool, typer.Option(help="Reuse an identical earlier job's result (free).")
-    ] = True,
+    cache: Cache = True,
     economy: Economy = False,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Chunks uploaded at once.")] = 4,
     chunk: Annotated[

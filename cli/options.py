@@ -41,6 +41,7 @@ Thinking = Annotated[
         show_default=False,
     ),
 ]
+Prompt = Annotated[str | None, typer.Option(help="ask: the question; detect: what to find.")]
 Labels = Annotated[str | None, typer.Option(help="classify: comma-separated labels.")]
 Model = Annotated[str | None, typer.Option(help="Gemini model (server default if unset).")]
 SchemaFile = Annotated[
@@ -52,6 +53,7 @@ MaxSide = Annotated[
 Economy = Annotated[
     bool, typer.Option(help="Downscale to the cheapest token tier the task tolerates.")
 ]
+Cache = Annotated[bool, typer.Option(help="Reuse an identical earlier job's result (free).")]
 
 
 def parse_option(text: str) -> tuple[str, Any]:

@@ -38,12 +38,14 @@ from visionq.cli.inputs import (
     read_schema,
 )
 from visionq.cli.options import (
+    Cache,
     Economy,
     Labels,
     MaxOutputTokens,
     MaxSide,
     Model,
     OptionArgs,
+    Prompt,
     SchemaFile,
     Thinking,
     job_options,
@@ -181,9 +183,7 @@ def submit(
         typer.Argument(help=f"Image files ({ACCEPTED_FORMATS_TEXT}).", show_default=False),
     ],
     task: Annotated[TaskKind, typer.Option("--task", "-t", help="What to do with the images.")],
-    prompt: Annotated[
-        str | None, typer.Option(help="ask: the question; detect: what to find.")
-    ] = None,
+    prompt: Prompt = None,
     labels: Labels = None,
     model: Model = None,
     schema: SchemaFile = None,
@@ -191,9 +191,7 @@ def submit(
     max_output_tokens: MaxOutputTokens = None,
     thinking: Thinking = None,
     max_side: MaxSide = None,
-    cache: Annotated[
-        bool, typer.Option(help="Reuse an identical earlier job's result (free).")
-    ] = True,
+    cache: Cache = True,
     economy: Economy = False,
     new: Annotated[
         bool,
