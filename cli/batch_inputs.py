@@ -5,12 +5,12 @@ Two passes over the same PATHs: ``BatchInputs.count()`` walks them once to count
 and to check every manifest line (a mistake in line 9,000 stops the run before anything is
 sent, as `visionq submit` checks every file first); iterating yields the items again, one
 at a time. Whether a file is an image is decided later, from its bytes, by the upload
-pipeline (cli/batch_run.py), which lists the others as skipped.
+pipeline (cli/batch_run.py), which lists the others as skipped. A manifest's lines are read
+and validated by cli/batch_manifest.py.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visionq.cli.batch_manifest import ManifestItem, manifest_items
 from visionq.cli.inputs import InputError
 from visionq.client.inputs import is_url
 from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES
 from visionq.vision.formats import sniff_source_type
 from visionq.vision.task_registry import TASKS
-from visionq.vision.tasks import JobOptions, TaskKind
+from visionq.vision.tasks import TaskKind
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 # Bytes read per file by count() to tell images from other files (a format's signature, a
@@ -32,10 +33,6 @@ MANIFEST_SUFFIXES = (".jsonl", ".csv")
 SNIFF_BYTES = 512
 # Manifest errors shown before "... and N more": enough to see the pattern of a mistake.
 MAX_ERRORS_SHOWN = 20
-# The fields of a manifest item: JSON Lines takes them all, CSV all but images and schema.
-JSONL_FIELDS = frozenset({"key", "image", "images", "prompt", "labels", "model", "options",
-                          "schema"})  # fmt: skip
-CSV_COLUMNS = ("key", "image", "prompt", "labels", "model", "options")
 
 
 @dataclass(frozen=True)
@@ -241,114 +238,32 @@ def read_manifest(
     path: Path, errors: list[str], min_images: int, max_images: int | None
 ) -> Iterator[Source]:
     """The items of a .jsonl or .csv manifest; a bad line adds its error to ``errors``."""
-    reader = _jsonl_rows if path.suffix.lower() == ".jsonl" else _csv_rows
-    folder = path.parent
-    try:
-        for line, row in reader(path, errors):
-            origin = f"{path}:{line}"
-            try:
-                yield _manifest_item(row, folder, origin, min_images, max_images)
-            except ValueError as exc:
-                errors.append(f"{origin}: {exc}")
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})")
-
-
-def _jsonl_rows(path: Path, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                errors.append(f"{path}:{number}: not a JSON object ({exc})")
-                continue
-            if not isinstance(row, dict):
-                errors.append(f"{path}:{number}: a line is a JSON object, not {_kind(row)}")
-                continue
-            yield number, row
-
-
-def _csv_rows(path: Path, errors: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    # utf-8-sig: a spreadsheet's CSV export often starts with a byte-order mark.
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        unknown = [column for column in columns if column not in CSV_COLUMNS]
-        if "image" not in columns or unknown:
-            problem = f"unknown columns {', '.join(unknown)}; " if unknown else ""
-            errors.append(
-                f"{path}:1: {problem}the first line names the columns, among "
-                f"{','.join(CSV_COLUMNS)} (image is needed)"
-            )
-            return
-        start = reader.line_num + 1
-        for row in reader:
-            if None in row:
-                errors.append(f"{path}:{start}: more cells than columns")
-            else:
-                # Empty cells are fields not given; labels are comma-separated, options JSON.
-                yield start, _csv_fields({k: v for k, v in row.items() if v})
-            start = reader.line_num + 1
-
-
-def _csv_fields(row: dict[str, str]) -> dict[str, Any]:
-    fields: dict[str, Any] = dict(row)
-    if "labels" in row:
-        fields["labels"] = [label.strip() for label in row["labels"].split(",") if label.strip()]
-    if "options" in row:
+    for origin, item in manifest_items(path, errors):
         try:
-            fields["options"] = json.loads(row["options"])
+            yield _manifest_source(item, path.parent, origin, min_images, max_images)
         except ValueError as exc:
-            fields["options"] = _Invalid(f"options is not JSON ({exc})")
-    return fields
+            errors.append(f"{origin}: {exc}")
 
 
-@dataclass(frozen=True)
-class _Invalid:
-    """A cell that could not be decoded; reported with the line's other checks."""
-
-    problem: str
-
-
-def _manifest_item(
-    row: dict[str, Any], folder: Path, origin: str, min_images: int, max_images: int | None
+def _manifest_source(
+    item: ManifestItem, folder: Path, origin: str, min_images: int, max_images: int | None
 ) -> Source:
-    """One manifest line as a Source; ValueError saying what is wrong with it."""
-    unknown = sorted(set(row) - JSONL_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"unknown field {', '.join(unknown)}; an item has {', '.join(sorted(JSONL_FIELDS))}"
-        )
-    written = _image_fields(row)
+    """A valid manifest line as a Source, if the task takes as many images as it has, its
+    local images exist and its key can name an item; ValueError saying what is wrong."""
+    written = item.written_images()
     if not min_images <= len(written) <= (max_images or len(written)):
         wanted = f"{min_images}" if min_images == max_images else f"at least {min_images}"
         if max_images not in (None, min_images):
             wanted = f"{min_images} to {max_images}"
         raise ValueError(f"{len(written)} image(s) for a task that takes {wanted}")
     images = tuple(_image(text, folder) for text in written)
-    key = row.get("key", written[0] if len(written) == 1 else None)
-    if not isinstance(key, str):
-        raise ValueError(
-            "key must be a string" if "key" in row else 'give a "key" to an item of several images'
-        )
+    key = item.key if item.key is not None else written[0] if len(written) == 1 else None
+    if key is None:
+        raise ValueError('give a "key" to an item of several images')
     problem = key_problem(key)
     if problem:
         raise ValueError(problem)
-    overrides = _overrides(row)
-    return Source(key=key, images=images, overrides=overrides, origin=origin)
-
-
-def _image_fields(row: dict[str, Any]) -> list[str]:
-    if ("image" in row) == ("images" in row):
-        raise ValueError('give "image" (one path or URL) or "images" (a list), not both')
-    written = [row["image"]] if "image" in row else row["images"]
-    if not isinstance(written, list) or not written:
-        raise ValueError("images must be a non-empty list of paths or URLs")
-    if not all(isinstance(text, str) and text for text in written):
-        raise ValueError("an image is a path or an http(s) URL (a non-empty string)")
-    return written
+    return Source(key=key, images=images, overrides=item.overrides(), origin=origin)
 
 
 def _image(text: str, folder: Path) -> Path | str:
@@ -360,46 +275,3 @@ def _image(text: str, folder: Path) -> Path | str:
     if not path.is_file():
         raise ValueError(f"{text}: no such file" if not path.exists() else f"{text}: not a file")
     return path
-
-
-def _overrides(row: dict[str, Any]) -> dict[str, Any]:
-    """The fields replacing the batch's defaults for this item, checked for their types."""
-    overrides: dict[str, Any] = {}
-    for name in ("prompt", "model"):
-        if name in row:
-            if not isinstance(row[name], str):
-                raise ValueError(f"{name} must be a string")
-            overrides[name] = row[name]
-    if "labels" in row:
-        labels = row["labels"]
-        if isinstance(labels, str):
-            labels = [label.strip() for label in labels.split(",") if label.strip()]
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-            raise ValueError("labels must be a list of strings or one comma-separated string")
-        overrides["labels"] = labels
-    if "options" in row:
-        overrides["options"] = _options(row["options"])
-    if "schema" in row:
-        if not isinstance(row["schema"], dict):
-            raise ValueError(f"schema must be a JSON object, not {_kind(row['schema'])}")
-        overrides["schema"] = row["schema"]
-    return overrides
-
-
-def _options(options: Any) -> dict[str, Any]:
-    """An item's options: a JSON object of the options a job takes."""
-    if isinstance(options, _Invalid):
-        raise ValueError(options.problem)
-    if not isinstance(options, dict):
-        raise ValueError(f"options must be a JSON object, not {_kind(options)}")
-    unknown = sorted(set(options) - set(JobOptions.model_fields))
-    if unknown:
-        known = ", ".join(JobOptions.model_fields)
-        raise ValueError(f"unknown option {', '.join(unknown)}; known: {known}")
-    return options
-
-
-def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string", dict: "an object", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )
