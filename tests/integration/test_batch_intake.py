@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ from fastapi.testclient import TestClient
 
 from tests.integration.conftest import Stack, redis_db
 from tests.integration.helpers import own_tenant, scene_png, wait_done
+from tests.integration.imagehost import serve_png
 from tests.integration.inprocess import InProcessApi, in_process_api
-from tests.services import free_port, visionq_command
+from tests.services import visionq_command
 
 pytestmark = pytest.mark.integration
 # The process stack's clients and the in-process app's (Starlette's is another httpx's).
@@ -73,26 +73,8 @@ def _error(response: Response, status: int) -> str:
 @pytest.fixture(scope="module")
 def image_url() -> Iterator[str]:
     """A PNG served on 127.0.0.2, the address the integration stack treats as public."""
-    png = _png(90)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.2", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.2:{server.server_address[1]}/scene.png"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_png(_png(90)) as host:
+        yield f"{host.url}/scene.png"
 
 
 def test_items_from_parts_base64_urls_and_sha256_refs(stack: Stack, image_url: str) -> None:

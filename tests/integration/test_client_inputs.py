@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import Stack
 from tests.integration.helpers import scene_png
-from tests.services import free_port
+from tests.integration.imagehost import serve_png
 from visionq.client.api import VisionqClient
 
 pytestmark = pytest.mark.integration
@@ -21,25 +19,8 @@ pytestmark = pytest.mark.integration
 def image_url() -> Iterator[str]:
     """A PNG served on 127.0.0.2, the address the integration stack treats as public."""
     png, _ = scene_png(46, 320, 240)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.2", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.2:{server.server_address[1]}/scene.png"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_png(png) as host:
+        yield f"{host.url}/scene.png"
 
 
 def test_a_url_a_path_and_bytes_in_one_job(stack: Stack, image_url: str, tmp_path: Path) -> None:

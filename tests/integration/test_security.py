@@ -8,15 +8,11 @@ process stack on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,6 +21,7 @@ from typer.testing import CliRunner
 
 from tests.integration.conftest import Stack, redis_db
 from tests.integration.helpers import scene_png, submit, wait_done
+from tests.integration.imagehost import ImageHost, serve_png
 from tests.integration.inprocess import InProcessApi, in_process_api
 from tests.services import free_port
 from visionq.cli.main import app as cli_app
@@ -149,57 +146,15 @@ def test_submit_rate_limit_and_active_job_cap(limits_api: InProcessApi) -> None:
 # --- image URLs and SSRF ---------------------------------------------------------------
 
 
-@dataclass
-class ImageHost:
-    """A tiny HTTP server that counts the requests it gets and serves one PNG."""
-
-    host: str
-    port: int
-    png: bytes
-    hits: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-
-@contextlib.contextmanager
-def _serve(host: str, port: int, png: bytes) -> Iterator[ImageHost]:
-    served = ImageHost(host, port, png)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            served.hits += 1
-            if self.path.startswith("/redirect"):
-                self.send_response(302)
-                self.send_header("Location", self.path.split("to=", 1)[1])
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(served.png)))
-            self.end_headers()
-            self.wfile.write(served.png)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield served
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[tuple[ImageHost, ImageHost]]:
     """A forbidden host on 127.0.0.1 and an allowed one on 127.0.0.2 (same port)."""
     png, _ = scene_png(45, 320, 240)
     port = free_port()
-    with _serve("127.0.0.1", port, png) as forbidden, _serve("127.0.0.2", port, png) as allowed:
+    with (
+        serve_png(png, "127.0.0.1", port) as forbidden,
+        serve_png(png, "127.0.0.2", port) as allowed,
+    ):
         yield forbidden, allowed
 
 
