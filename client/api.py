@@ -212,9 +212,15 @@ class VisionqClient:
             options=options,
             schema=schema,
         )
+        return self.post_retried(path, retries, headers=headers, **body)
+
+    def post_retried(self, path: str, retries: int, **kwargs: Any) -> httpx.Response:
+        """POST to ``path`` (``kwargs`` as for ``request``); transient errors (429, 502-504,
+        unreachable) retried up to ``retries`` times after Retry-After or a backoff. Only
+        for requests a repeat cannot duplicate (an Idempotency-Key, a batch item key)."""
         for attempt in range(retries + 1):
             try:
-                return self.request("POST", path, headers=headers, **body)
+                return self.request("POST", path, **kwargs)
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise

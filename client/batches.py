@@ -4,14 +4,11 @@ the client: no server code imported)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from visionq.client.api import VisionqClient, VisionqError, retry_delay
+from visionq.client.api import VisionqClient
 from visionq.client.batch_models import (
     Batch,
     BatchPage,
@@ -94,7 +91,7 @@ class BatchClient:
         are images the tenant stored (send those as Sha256Ref instead of their bytes).
         A read: transient errors are retried up to ``retries`` times, as add_items does."""
         body = {"keys": list(keys), "sha256s": list(sha256s)}
-        response = self._post_retried(f"/v1/batches/{batch_id}/lookup", retries, json=body)
+        response = self._client.post_retried(f"/v1/batches/{batch_id}/lookup", retries, json=body)
         return Lookup.model_validate(response.json())
 
     def add_items(self, batch_id: str, items: Sequence[NewItem], *, retries: int = 8) -> ItemsAdded:
@@ -107,19 +104,8 @@ class BatchClient:
         retried up to ``retries`` times: safe, since a key already added answers "exists".
         """
         body = items_request(items)
-        response = self._post_retried(f"/v1/batches/{batch_id}/items", retries, **body)
+        response = self._client.post_retried(f"/v1/batches/{batch_id}/items", retries, **body)
         return ItemsAdded.model_validate(response.json())
-
-    def _post_retried(self, path: str, retries: int, **body: Any) -> httpx.Response:
-        """POST ``body``; transient errors retried after Retry-After or a backoff."""
-        for attempt in range(retries + 1):
-            try:
-                return self._client.request("POST", path, **body)
-            except VisionqError as exc:
-                if not exc.transient or attempt == retries:
-                    raise
-                time.sleep(retry_delay(exc, attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def items(
         self,
