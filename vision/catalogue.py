@@ -44,8 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from visionq.vision.levels import ThinkingLevel
 from visionq.vision.pricing import ModelPrice
-from visionq.vision.task_registry import TASKS
-from visionq.vision.tasks import TaskKind
+from visionq.vision.task_registry import TASKS, TaskKind
 from visionq.vision.tokens import ModelRule, TextRule, text_tokens
 from visionq.vision.validation import describe_errors
 

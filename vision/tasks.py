@@ -12,11 +12,13 @@ from visionq.vision.errors import CodedError
 from visionq.vision.levels import MediaLevelOption, ThinkingLevelOption, normalise_level
 from visionq.vision.structured import parse_structured
 from visionq.vision.task_registry import TASKS, ImageSize, TaskDefaults, TaskKind, kinds_with
+from visionq.vision.tiers import Tier
 
 # TaskKind, TaskDefaults and ImageSize are declared with the registry and re-exported here,
 # where their readers import them from.
 __all__ = [
-    "JSON_TASKS", "MAX_LABELS", "MAX_PROMPT_CHARS", "MULTI_IMAGE_TASKS", "TASK_DEFAULTS",
+    "JSON_TASKS", "MAX_DEADLINE_S", "MAX_LABELS", "MAX_PROMPT_CHARS", "MULTI_IMAGE_TASKS",
+    "NOT_IN_CACHE_KEY", "TASK_DEFAULTS",
     "ImageSize", "JobOptions", "JobSpecError", "RequestMediaLevel", "TaskDefaults", "TaskKind",
     "build_prompt", "cache_key", "parse_answer", "validate_job",
 ]  # fmt: skip
@@ -42,6 +44,11 @@ RequestMediaLevel = Annotated[
     Literal["LOW", "MEDIUM", "HIGH"] | None, BeforeValidator(_request_media_input)
 ]
 MAX_PROMPT_CHARS = 20_000
+# Longest deadline a job may ask for: a week (a Gemini batch has 48 h before it expires).
+MAX_DEADLINE_S = 7 * 86_400
+# Options that say how and when a question is answered, not what it is: the cache key leaves
+# them out (the same question has the same answer whatever the tier or deadline).
+NOT_IN_CACHE_KEY = frozenset({"cache", "tier", "deadline_s"})
 
 
 class JobOptions(BaseModel):
@@ -92,6 +99,19 @@ class JobOptions(BaseModel):
         "(caption, classify, ask): downscaled on models billed by size, at the LOW media "
         "resolution on models billed by level (Gemini 3).",
     )
+    tier: Tier | None = Field(
+        default=None,
+        description="Gemini service tier: standard, flex (half price, minutes), priority "
+        "(costs more), batch (half price, hours) or auto (the cheapest tier whose measured "
+        "turnaround meets the deadline); unset = the server's VISIONQ_TIER_DEFAULT.",
+    )
+    deadline_s: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_DEADLINE_S,
+        description="Seconds from submission by which the job should end; unset = the "
+        "tier's default (VISIONQ_TIER_DEADLINES_S). Drives auto's choice and flex fallback.",
+    )
 
     def stored(self) -> dict[str, Any]:
         """The options as a job's row stores them and the API shows them: JSON, only the
@@ -125,8 +145,11 @@ def cache_key(
     model: str,
     options: JobOptions,
 ) -> str:
-    """Identity of a job's question: same images, task, prompt, schema, model and options."""
-    relevant = {key: value for key, value in options.stored().items() if key != "cache"}
+    """Identity of a job's question: same images, task, prompt, schema, model and options
+    (leaving out those of NOT_IN_CACHE_KEY: cache, tier, deadline)."""
+    relevant = {
+        key: value for key, value in options.stored().items() if key not in NOT_IN_CACHE_KEY
+    }
     canonical = json.dumps(
         [image_sha256s, task.value, prompt, labels, schema, model, relevant],
         sort_keys=True, ensure_ascii=True, separators=(",", ":"),

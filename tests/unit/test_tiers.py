@@ -1,0 +1,112 @@
+"""The tier rule (vision/tiers.py) and the tier options (vision/tasks.py JobOptions)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.tasks import JobOptions, TaskKind, cache_key
+from visionq.vision.tiers import Tier, choose_tier, deadline_for
+
+PRIORS = {
+    ServiceTier.STANDARD: 60.0,
+    ServiceTier.PRIORITY: 30.0,
+    ServiceTier.FLEX: 900.0,
+    ServiceTier.BATCH: 86_400.0,
+}
+ALL = frozenset(ServiceTier)
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "expected", "priced", "lane"),
+    [
+        # Priors only: batch needs 36 h, flex 22.5 min.
+        (7_200, PRIORS, ALL, ServiceTier.FLEX),
+        (1_349, PRIORS, ALL, ServiceTier.STANDARD),
+        (1_350, PRIORS, ALL, ServiceTier.FLEX),
+        (129_600, PRIORS, ALL, ServiceTier.BATCH),
+        # Measured batch turnaround of 20 min: a 2-hour deadline goes to batch.
+        (7_200, {**PRIORS, ServiceTier.BATCH: 1_200.0}, ALL, ServiceTier.BATCH),
+        # A tier without a price is skipped.
+        (129_600, PRIORS, ALL - {ServiceTier.BATCH}, ServiceTier.FLEX),
+        (7_200, PRIORS, {ServiceTier.STANDARD}, ServiceTier.STANDARD),
+        # A tier without any turnaround is skipped too.
+        (7_200, {ServiceTier.STANDARD: 60.0}, ALL, ServiceTier.STANDARD),
+    ],
+)
+def test_auto_picks_the_cheapest_tier_that_fits(
+    deadline_s: float,
+    expected: dict[ServiceTier, float],
+    priced: frozenset[ServiceTier],
+    lane: ServiceTier,
+) -> None:
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=deadline_s, expected_s=expected, priced=priced, safety=1.5
+    )
+    assert choice.lane is lane
+    assert choice.expected_s == expected.get(lane)
+    assert choice.reason.startswith(f"tier auto → {lane.value}: ")
+
+
+def test_auto_never_picks_priority() -> None:
+    fast = {tier: 1.0 for tier in ServiceTier}
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=60, expected_s=fast, priced={ServiceTier.PRIORITY}, safety=1.5
+    )
+    assert choice.lane is ServiceTier.STANDARD
+
+
+def test_the_reason_says_what_was_measured_and_what_did_not_fit() -> None:
+    choice = choose_tier(
+        Tier.AUTO,
+        deadline_s=3_600,
+        expected_s={**PRIORS, ServiceTier.FLEX: 412.0},
+        priced=ALL,
+        safety=1.5,
+        measured={ServiceTier.FLEX},
+    )
+    assert choice.reason == (
+        "tier auto → flex: flex p90 412 s x 1.5 <= deadline 3600 s; "
+        "batch (prior) 86400 s x 1.5 > deadline 3600 s: does not fit"
+    )
+
+
+@pytest.mark.parametrize("tier", [t for t in Tier if t is not Tier.AUTO])
+def test_an_explicit_tier_is_its_own_lane(tier: Tier) -> None:
+    choice = choose_tier(tier, deadline_s=60, expected_s=PRIORS, priced=(), safety=1.5)
+    assert choice.lane.value == tier.value
+    assert choice.expected_s == PRIORS[ServiceTier(tier.value)]
+
+
+def test_deadline_defaults_per_tier() -> None:
+    defaults = {"standard": 1800, "flex": 3600, "auto": 7200}
+    assert deadline_for(Tier.FLEX, None, defaults) == 3600.0
+    assert deadline_for(Tier.FLEX, 120, defaults) == 120.0
+    with pytest.raises(ValueError, match="VISIONQ_TIER_DEADLINES_S has no default for tier batch"):
+        deadline_for(Tier.BATCH, None, defaults)
+
+
+def test_tier_options_are_checked() -> None:
+    assert JobOptions.model_validate({"tier": "auto", "deadline_s": 7200}).tier is Tier.AUTO
+    for bad in ({"tier": "cheap"}, {"deadline_s": 59}, {"deadline_s": 8 * 86_400}):
+        with pytest.raises(ValidationError):
+            JobOptions.model_validate(bad)
+
+
+def test_the_cache_key_is_the_same_across_tiers_and_deadlines() -> None:
+    def key(**options: object) -> str:
+        return cache_key(
+            image_sha256s=["a" * 64],
+            task=TaskKind.CAPTION,
+            prompt=None,
+            labels=None,
+            schema=None,
+            model="gemini-2.5-flash",
+            options=JobOptions.model_validate(options),
+        )
+
+    plain = key()
+    assert {key(tier=tier.value) for tier in Tier} == {plain}
+    assert key(tier="batch", deadline_s=86_400) == plain
+    assert key(temperature=0.5, tier="flex") != plain
