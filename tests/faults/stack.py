@@ -4,10 +4,12 @@ workers, all real processes that the test can kill and restart."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from tests.integration.helpers import scene_png
 from tests.services import Process, RedisServer, visionq_command, wait_until
+from visionq.cli.processes import http_ok
 from visionq.cli.stackbuild import StackBuilder
 from visionq.models.db import make_engine
 
@@ -57,6 +60,8 @@ class FaultStack:
     workers: list[Process] = field(default_factory=list)
     engine: Engine | None = None
     restarts: int = 0
+    # The emulator's command-line flags, kept to start it again the same way.
+    emulator_flags: list[str] = field(default_factory=list)
 
     # --- processes -------------------------------------------------------------------
 
@@ -77,7 +82,8 @@ class FaultStack:
         builder = StackBuilder(self.workdir, database_url=self.database_url, extra_env=extra_env)
         self.builder = builder
         builder.use_redis(f"{self.redis.url}/0")
-        self.emulator_url = builder.start_emulator(emulator_flags)
+        self.emulator_flags = list(emulator_flags)
+        self.emulator_url = builder.start_emulator(self.emulator_flags)
         builder.use_gemini(self.emulator_url, gemini_key)
         builder.migrate()
         created = subprocess.run(
@@ -100,6 +106,17 @@ class FaultStack:
         self.workers.append(worker)
         return worker
 
+    def kill_worker(self, signum: int = signal.SIGKILL, index: int = -1) -> Process:
+        """Send ``signum`` to a worker (the newest by default). SIGKILL goes to its whole
+        process group, as the kernel's OOM killer or a node loss would end it: no cleanup,
+        no shutdown hook. Any other signal goes to the main process only (a graceful stop)."""
+        worker = self.workers[index]
+        if signum == signal.SIGKILL:
+            worker.kill()
+        else:
+            os.kill(worker.popen.pid, signum)
+        return worker
+
     def stop(self) -> None:
         if self.builder is not None:
             self.builder.stop()  # workers, API, emulator
@@ -116,6 +133,43 @@ class FaultStack:
     def emulator_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = httpx.get(f"{self.emulator_url}/_emulator/stats").json()
         return stats
+
+    def restart_emulator(self, *, down_s: float = 0.0) -> None:
+        """Stop the emulator and start it again on the same port with the same flags, after
+        ``down_s`` seconds. It remembers nothing: batches, files and runtime faults are gone
+        (Google keeps batches; the test exercises visionq's "lost" path)."""
+        assert self.builder is not None
+        self.builder.stop_process("emulator")
+        time.sleep(down_s)
+        port = self.emulator_url.rsplit(":", 1)[1]
+        args = [*visionq_command("emulator", "--port", port), *self.emulator_flags]
+        self.builder.start("emulator", args, lambda: http_ok(f"{self.emulator_url}/healthz"))
+
+    def gemini_batch_list(self) -> list[dict[str, Any]]:
+        """Every batch the emulator holds, as Gemini's list answers them (all pages)."""
+        batches: list[dict[str, Any]] = []
+        token = ""
+        with httpx.Client(base_url=self.emulator_url, timeout=30) as client:
+            while True:
+                params = {"pageSize": "100"} | ({"pageToken": token} if token else {})
+                page = client.get(
+                    "/v1beta/batches", params=params, headers={"x-goog-api-key": GEMINI_KEY}
+                )
+                page.raise_for_status()
+                body = page.json()
+                batches.extend(body.get("operations", []))
+                token = body.get("nextPageToken", "")
+                if not token:
+                    return batches
+
+    def live_gemini_batches(self) -> list[dict[str, Any]]:
+        """The emulator's batches still PENDING or RUNNING."""
+        live = ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")
+        return [
+            batch
+            for batch in self.gemini_batch_list()
+            if batch.get("metadata", {}).get("state") in live
+        ]
 
     # --- jobs ------------------------------------------------------------------------
 
@@ -147,12 +201,16 @@ class FaultStack:
             for client in clients:
                 client.close()
 
-    def submit_many(self, count: int, *, task: str = "caption") -> list[httpx.Response]:
-        """Submit ``count`` jobs from 8 threads (result cache off: every job runs)."""
+    def submit_many(
+        self, count: int, *, task: str = "caption", options: Mapping[str, Any] | None = None
+    ) -> list[httpx.Response]:
+        """Submit ``count`` jobs from 8 threads (result cache off: every job runs); ``options``
+        are added to each job's (a tier and deadline, say)."""
         image, _ = scene_png(7, 320, 240)
+        job_options = json.dumps({"cache": False, **(options or {})})
 
         def form(index: int) -> JobForm:
-            data = {"task": task, "options": json.dumps({"cache": False}), "prompt": f"#{index}"}
+            data = {"task": task, "options": job_options, "prompt": f"#{index}"}
             return data, [("image", ("scene.png", image, "image/png"))]
 
         return self.post_jobs(count, form)
