@@ -21,9 +21,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from visionq.models.ratelimits import ModelQuota, parse_quotas
+from visionq.models.tier_settings import TierSettings
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -40,8 +41,10 @@ def default_data_dir() -> Path:
     return Path(base) / "visionq"
 
 
-class Settings(BaseSettings):
-    """All visionq settings; environment variables are ``VISIONQ_<FIELD>``."""
+class Settings(TierSettings):
+    """All visionq settings; environment variables are ``VISIONQ_<FIELD>``.
+
+    The service tier and batch lane settings are declared in models/tier_settings.py."""
 
     model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore")
 
@@ -234,6 +237,8 @@ class Settings(BaseSettings):
             )
         if self.retry_max_delay_s >= self.job_deadline_s:
             raise ValueError("VISIONQ_RETRY_MAX_DELAY_S must be below VISIONQ_JOB_DEADLINE_S")
+        self.check_flex_bound(job_deadline_s=self.job_deadline_s, lease_s=self.lease_s)
+        self.check_batch_bounds()
         return self
 
     @model_validator(mode="after")

@@ -9,7 +9,9 @@ from typing import Any, Protocol, Self, TypeVar, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -132,6 +135,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
         Index("ix_jobs_tenant_status", "tenant", "status"),
+        # The batch lane's gatherer: queued lane-batch jobs per model, oldest first.
+        Index("ix_jobs_lane_status_model", "lane", "status", "model", "created_at"),
+        Index("ix_jobs_gemini_batch_id", "gemini_batch_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -180,6 +186,18 @@ class Job(Base):
     deliveries: Mapped[int] = mapped_column(default=0)
     lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # Service tiers (issue 20): the tier asked for (options.tier, maybe "auto"), the lane it
+    # resolved to at admission (standard/flex/priority/batch), and the deadline it must meet.
+    tier: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    lane: Mapped[str] = mapped_column(String(16), default="standard", server_default="standard")
+    deadline_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The tier of the call whose answer was stored, and the same usage priced at standard
+    # (savings are read, never recomputed with later prices).
+    served_tier: Mapped[str | None] = mapped_column(String(16), default=None)
+    standard_cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The Gemini batch holding the job now (lease_token is then that batch's token). No
+    # foreign key: adding one would rebuild `jobs` on SQLite.
+    gemini_batch_id: Mapped[str | None] = mapped_column(String(36), default=None)
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"
@@ -263,6 +281,11 @@ class Attempt(Base):
     retry_delay_s: Mapped[float | None] = mapped_column(default=None)
     usage: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     cost_nusd: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The tier asked for and the one Gemini says it served (a flex call shed, a priority
+    # call downgraded); the Gemini batch the attempt ran in, if any.
+    requested_tier: Mapped[str | None] = mapped_column(String(16), default=None)
+    served_tier: Mapped[str | None] = mapped_column(String(16), default=None)
+    gemini_batch_id: Mapped[str | None] = mapped_column(String(36), default=None)
 
     job: Mapped[Job] = relationship(back_populates="attempts")
 
@@ -376,6 +399,65 @@ class BatchItem(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GeminiBatch(Base):
+    """One Gemini batch job (batchGenerateContent) of the batch lane; models/gemini_batches.py.
+
+    The row is written before the create is sent (state ``creating``) and matched with
+    Gemini's batch afterwards by its display name (prefix + id), so a worker killed between
+    the two leaves neither an orphan nor a double.
+    """
+
+    __tablename__ = "gemini_batches"
+    __table_args__ = (
+        UniqueConstraint("gemini_name", name="uq_gemini_batches_name"),
+        Index("ix_gemini_batches_identity_state", "identity", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The Gemini project (hash of endpoint and key, as gemini_files.identity).
+    identity: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    gemini_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    input_mode: Mapped[str] = mapped_column(String(8))  # inline | file
+    input_file: Mapped[str | None] = mapped_column(String(100), default=None)
+    output_file: Mapped[str | None] = mapped_column(String(100), default=None)
+    job_count: Mapped[int] = mapped_column(Integer)
+    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Gemini's last seen state (BATCH_STATE_*) and batchStats (counts as ints).
+    gemini_state: Mapped[str | None] = mapped_column(String(32), default=None)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    gemini_update_time: Mapped[datetime | None] = mapped_column(default=None)
+    # Last time the stats or updateTime changed (or the row was made): the watchdog's clock.
+    progress_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The submitter's hold while it creates the batch; past it the reconciler takes over.
+    claim: Mapped[str | None] = mapped_column(String(32), default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Generation: jobs re-sent from a stalled/expired batch go out in one with resends + 1.
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TierTurnaround(Base):
+    """Measured turnaround (finished - created) of succeeded jobs per model and served tier,
+    refreshed by the batch lane; ``auto`` reads it to pick a tier (models/tiers.py)."""
+
+    __tablename__ = "tier_turnarounds"
+
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer)
+    p50_s: Mapped[float] = mapped_column(Float)
+    p90_s: Mapped[float] = mapped_column(Float)
+    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # Core views of the tables, for hot conditional statements where ORM-enabled UPDATE and
 # INSERT would add session synchronisation and unit-of-work overhead for nothing.
 JOBS = cast(Table, Job.__table__)
@@ -385,3 +467,5 @@ BUDGETS = cast(Table, Budget.__table__)
 API_KEYS = cast(Table, ApiKey.__table__)
 BATCHES = cast(Table, Batch.__table__)
 BATCH_ITEMS = cast(Table, BatchItem.__table__)
+GEMINI_BATCHES = cast(Table, GeminiBatch.__table__)
+TIER_TURNAROUNDS = cast(Table, TierTurnaround.__table__)

@@ -139,8 +139,10 @@ def test_tier_prices() -> None:
         standard = input_price(model, DAY)
         assert input_price(model, DAY, ServiceTier.BATCH) == standard / 2
         assert input_price(model, DAY, ServiceTier.FLEX) == standard / 2
-    entry = CATALOGUE.models["gemini-3.8-flash"]
-    assert entry.price(DAY, ServiceTier.PRIORITY) is None  # not listed: no known price
+        # Priority: 1.8x standard (Google says 75-100% more; unconfirmed in the notes).
+        assert input_price(model, DAY, ServiceTier.PRIORITY) == standard * Decimal("1.8")
+    preview = CATALOGUE.models["gemini-3-flash-preview"]
+    assert preview.price(DAY, ServiceTier.PRIORITY) is None  # not listed: no known price
     assert CATALOGUE.models["gemini-3-flash-preview"].price(DAY, ServiceTier.FLEX) is None
     # Retired ids have no prices at all.
     assert CATALOGUE.models["gemini-2.5-flash"].price(DAY) is None
@@ -368,7 +370,7 @@ def test_model_rows() -> None:
     by_id = {row.id: row for row in rows}
     eight = by_id["gemini-3.8-flash"]
     assert (eight.input_usd_per_1m, eight.output_usd_per_1m) == ("0.75", "3.75")
-    assert eight.tiers == ["standard", "batch", "flex"]
+    assert eight.tiers == ["standard", "batch", "flex", "priority"]
     assert eight.thinking_levels == ["LOW", "MEDIUM", "HIGH"]
     assert eight.thinking_budget == "1 to 24576, or -1 (dynamic)"
     assert eight.mask_format == "polygon"
