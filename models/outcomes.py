@@ -50,23 +50,31 @@ def finish_attempt(
     usage: dict[str, Any] | None = None,
     cost_nusd: int | None = None,
     retry_delay_s: float | None = None,
+    requested_tier: str | None = None,
+    served_tier: str | None = None,
 ) -> None:
     """Close an attempt with its outcome (what its Gemini call cost, and how long the
-    worker waits before the next attempt)."""
-    session.connection().execute(
-        _FINISH_ATTEMPT,
-        {
-            "attempt_id": attempt_id,
-            "finished_at": utcnow(),
-            "outcome": outcome,
-            "error_class": error_class,
-            "error_message": error_message,
-            "http_status": http_status,
-            "usage": usage,
-            "cost_nusd": cost_nusd,
-            "retry_delay_s": retry_delay_s,
-        },
-    )
+    worker waits before the next attempt). ``requested_tier`` and ``served_tier`` (the tier
+    asked of Gemini and the one that answered) are written only when given: an attempt of
+    the batch lane carries its requested tier from when it was opened."""
+    params: dict[str, Any] = {
+        "attempt_id": attempt_id,
+        "finished_at": utcnow(),
+        "outcome": outcome,
+        "error_class": error_class,
+        "error_message": error_message,
+        "http_status": http_status,
+        "usage": usage,
+        "cost_nusd": cost_nusd,
+        "retry_delay_s": retry_delay_s,
+    }
+    _set_given(params, requested_tier=requested_tier, served_tier=served_tier)
+    session.connection().execute(_FINISH_ATTEMPT, params)
+
+
+def _set_given(params: dict[str, Any], **values: Any) -> None:
+    # A column named in the parameters is set (to NULL too): only the given ones are named.
+    params.update({key: value for key, value in values.items() if value is not None})
 
 
 @dataclass(frozen=True)
@@ -119,17 +127,22 @@ def complete_job(
     cost_nusd: int | None = None,
     lease_token: str | None = None,
     warnings: list[dict[str, str]] | None = None,
+    served_tier: str | None = None,
+    standard_cost_nusd: int | None = None,
 ) -> bool:
     """Store the result of a running job; False if it is no longer running (cancelled) or,
     with ``lease_token``, no longer held under that lease (another worker took it over).
 
     The budget reservation is settled to the actual cost in the same transaction.
+    ``served_tier`` is the tier of the call whose answer is stored; ``standard_cost_nusd``
+    what the job's calls would have cost at the standard price.
     """
     values: dict[str, Any] = {
         "status": JobStatus.SUCCEEDED,
         "result": result,
         "model_version": model_version,
     }
+    _set_given(values, served_tier=served_tier, standard_cost_nusd=standard_cost_nusd)
     if warnings:
         # The whole list (the submit's warnings and the run's): it replaces the column.
         values["warnings"] = warnings
@@ -146,6 +159,7 @@ def fail_job(
     cost_nusd: int | None = None,
     lease_token: str | None = None,
     warnings: list[dict[str, str]] | None = None,
+    standard_cost_nusd: int | None = None,
 ) -> bool:
     """End an active job as failed; False if it had already ended (or, with
     ``lease_token``, is no longer held under that lease). ``warnings``, when given, is the
@@ -155,6 +169,7 @@ def fail_job(
         "error_code": code,
         "error_message": message,
     }
+    _set_given(values, standard_cost_nusd=standard_cost_nusd)
     if warnings:
         values["warnings"] = warnings
     return _end(session, job_id, ACTIVE_STATUSES, values, usage, cost_nusd, lease_token)

@@ -132,6 +132,22 @@ def answer_from_response(response: types.GenerateContentResponse) -> GeminiAnswe
     return GeminiAnswer(text=text, usage=usage, model_version=served, finish_reason=finish)
 
 
+# The response header in which Gemini names the tier that served a call (a priority call
+# over its limit is served, and billed, at standard).
+SERVICE_TIER_HEADER = "x-gemini-service-tier"
+
+
+def served_tier(response: types.GenerateContentResponse, asked: str) -> str:
+    """The tier that served ``response``: its x-gemini-service-tier header, lower-cased,
+    else the tier ``asked`` (Google omits the header on some paths)."""
+    http = response.sdk_http_response
+    headers = (http.headers if http is not None else None) or {}
+    for name, value in headers.items():
+        if name.lower() == SERVICE_TIER_HEADER and value.strip():
+            return value.strip().lower().removeprefix("service_tier_")
+    return asked
+
+
 def answer_text(candidate: types.Candidate) -> str:
     """The candidate's non-thought text parts, joined; thoughts and signatures left out."""
     if candidate.content is None or not candidate.content.parts:

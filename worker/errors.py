@@ -63,3 +63,5 @@ class GeminiAnswer:
     usage: Usage | None
     model_version: str | None
     finish_reason: str | None
+    # The service tier that answered (x-gemini-service-tier; the tier asked when absent).
+    served_tier: str | None = None

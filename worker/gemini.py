@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -15,7 +16,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from visionq.models.settings import Settings
-from visionq.worker.answers import answer_from_response, usage_from_metadata
+from visionq.vision.catalogue import ServiceTier
+from visionq.worker.answers import answer_from_response, served_tier, usage_from_metadata
 from visionq.worker.errors import GeminiAnswer, GeminiCallError
 from visionq.worker.quotas import quota_error, retry_delay
 
@@ -63,17 +65,26 @@ class GeminiCaller:
             self._client.close()
 
     def generate(
-        self, *, model: str, contents: list[types.Part], config: dict[str, Any]
+        self,
+        *,
+        model: str,
+        contents: list[types.Part],
+        config: dict[str, Any],
+        tier: ServiceTier = ServiceTier.STANDARD,
+        timeout_s: float | None = None,
     ) -> GeminiAnswer:
-        """Call Gemini once; raise GeminiCallError for every kind of failure."""
+        """Call Gemini once at ``tier`` (``timeout_s`` replaces the client's timeout for
+        this call: flex answers take minutes); raise GeminiCallError for every kind of
+        failure. The answer names the tier that served it (``served_tier``)."""
         client = self._client_or_fail()
         with _translated("generate_content", self._secret):
             response = client.models.generate_content(
                 model=model,
                 contents=[types.Content(role="user", parts=contents)],
-                config=types.GenerateContentConfig(**config) if config else None,
+                config=_call_config(config, tier, timeout_s),
             )
-        return _answer_from_response(response)
+        answer = _answer_from_response(response)
+        return replace(answer, served_tier=served_tier(response, tier.value))
 
     def _client_or_fail(self) -> genai.Client:
         if self._client is None:
@@ -97,6 +108,20 @@ class GeminiCaller:
     def delete_file(self, name: str) -> None:
         with _translated("files.delete", self._secret):
             self._client_or_fail().files.delete(name=name)
+
+
+def _call_config(
+    config: dict[str, Any], tier: ServiceTier, timeout_s: float | None
+) -> types.GenerateContentConfig | None:
+    """The SDK config of one call. Standard sends no serviceTier (Gemini's default); a
+    per-call timeout goes in the config's http_options (milliseconds)."""
+    extra: dict[str, Any] = {}
+    if tier is not ServiceTier.STANDARD:
+        extra["service_tier"] = tier.value
+    if timeout_s is not None:
+        extra["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_s * 1000)))
+    merged = {**config, **extra}
+    return types.GenerateContentConfig(**merged) if merged else None
 
 
 # google-genai 3.x sends through httpx2 (a fork of httpx under another name, whose classes

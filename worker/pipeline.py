@@ -12,20 +12,15 @@ from typing import Any
 
 from visionq.models.blobs import BlobNotFoundError
 from visionq.models.leases import Claim, JobSpec, claim_job, open_attempt
-from visionq.models.outcomes import (
-    complete_job,
-    fail_job,
-    finish_attempt,
-    set_transports,
-)
+from visionq.models.outcomes import finish_attempt
 from visionq.models.tables import AttemptOutcome, utcnow
-from visionq.vision.errors import CodedError
 from visionq.vision.formats import ImageRejectedError
 from visionq.vision.parsing import AnswerParseError
 from visionq.vision.structured import SchemaMismatchError
 from visionq.vision.tasks import TaskKind
+from visionq.worker.completion import Failure, complete_run, fail_run, failure_of
 from visionq.worker.context import WorkerContext
-from visionq.worker.failures import failure_message, job_error_code
+from visionq.worker.failures import job_error_code
 from visionq.worker.gemini import GeminiAnswer, GeminiCallError
 from visionq.worker.ratelimit import RateLimitTimeout
 from visionq.worker.requests import GeminiRequest, build_request, decode_limits
@@ -69,23 +64,6 @@ def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -
     )
     with ctx.leases.held(claim.lease_token), guard:
         return _execute(ctx, claim)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    code: str
-    message: str
-    error_class: str
-    http_status: int | None = None
-
-
-def _failure(exc: CodedError, finish_reason: str | None = None) -> _Failure:
-    """What a user reads on a failed job: the job error code its error's code maps to and
-    its wording (worker/failures.py; ``finish_reason``: the answer's, when it was read)."""
-    if isinstance(exc, GeminiCallError):
-        code = job_error_code(exc)
-        return _Failure(code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
-    return _Failure(job_error_code(exc), failure_message(exc, finish_reason), type(exc).__name__)
 
 
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
@@ -133,16 +111,16 @@ class _Run:
         except SchemaMismatchError as exc:
             # A structured answer that fails its schema is asked for once more, then fails.
             if self.schema_retried:
-                return _fail(ctx, self.claim, _failure(exc), self.spend)
+                return self._fail(failure_of(exc))
             self.schema_retried = True
             usage = answer.usage.raw if answer.usage else None
-            failure = _Failure(job_error_code(exc), str(exc), "SchemaMismatchError", 200)
+            failure = Failure(job_error_code(exc), str(exc), "SchemaMismatchError", 200)
             return self._again(failure, 0.0, usage)
         except GeminiCallError as exc:
             self.spend.add(ctx, job.model, exc.usage, exc.model_version)
             return self._after_call_error(exc)
         except (BlobNotFoundError, AnswerParseError, RateLimitTimeout) as exc:
-            return _fail(ctx, self.claim, _failure(exc, self.finish_reason), self.spend)
+            return self._fail(failure_of(exc, self.finish_reason))
         except Exception as exc:
             return self._crashed(exc)
 
@@ -156,13 +134,13 @@ class _Run:
             return DEFERRED
         if isinstance(exc, ImageRejectedError):
             # A downscale over the decode memory bound (vision/memory.py), before any call.
-            failure = _Failure(job_error_code(exc), exc.message, "ImageRejectedError")
-            return _fail(self.ctx, self.claim, failure, self.spend)
+            failure = Failure(job_error_code(exc), exc.message, "ImageRejectedError")
+            return self._fail(failure)
         # A bug of ours: logged with its traceback, and the job and its attempt end failed
         # with the cause instead of staying "running" forever.
         log.exception("job %s crashed", self.job.id)
-        failure = _Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-        return _fail(self.ctx, self.claim, failure, self.spend)
+        failure = Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        return self._fail(failure)
 
     def _keep(self, parsed: ParsedAnswer, answer: GeminiAnswer) -> str:
         """Store a paid answer (masks, then the job), through storage faults (worker/storing.py)."""
@@ -170,7 +148,11 @@ class _Run:
 
         def store() -> str:
             parsed.store_masks(ctx.blobs)
-            return _complete(ctx, self.claim, parsed.result, self.spend, answer)
+            return complete_run(
+                ctx, job_id=self.claim.job_id, attempt_id=self.claim.attempt_id,
+                lease_token=self.claim.lease_token, warnings=self.job.warnings,
+                result=parsed.result, spend=self.spend, model_version=answer.model_version,
+            )  # fmt: skip
 
         return keep(store, job_id=self.job.id, deadline=self.deadline,
                     base_s=ctx.retry.base_s, max_delay_s=ctx.retry.max_delay_s)  # fmt: skip
@@ -200,13 +182,13 @@ class _Run:
         decision = decide(self.ctx.retry, exc, attempt=self.claim.attempt_number,
                           remaining_s=remaining, daily_refusals=self.daily_refusals,
                           daily_refused_for_s=now - (self.daily_since or now))  # fmt: skip
-        failure = _failure(exc)
+        failure = failure_of(exc)
         if not decision.retry:
             if decision.reason:
                 failure = replace(failure, message=f"{failure.message} ({decision.reason})")
             if decision.code:
                 failure = replace(failure, code=decision.code)
-            return _fail(self.ctx, self.claim, failure, self.spend)
+            return self._fail(failure)
         assert decision.delay_s is not None
         log.info("job %s attempt %d: %s; retrying in %.2f s", self.job.id,
                  self.claim.attempt_number, exc.code, decision.delay_s)  # fmt: skip
@@ -234,16 +216,22 @@ class _Run:
                 message = (
                     f"{exc.message} Asking once more with max_output_tokens {raised} (was {was})."
                 )
-                failure = _Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
+                failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
                 return self._again(failure, 0.0, usage)
         if exc.code == "answer_truncated":
             message = truncated_message(cap=sent, first_cap=self.first_cap)
         else:
             message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
-        failure = _Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
-        return _fail(self.ctx, self.claim, failure, self.spend)
+        failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
+        return self._fail(failure)
 
-    def _again(self, failure: _Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
+    def _fail(self, failure: Failure) -> str:
+        claim = self.claim
+        return fail_run(self.ctx, job_id=claim.job_id, attempt_id=claim.attempt_id,
+                        lease_token=claim.lease_token, warnings=self.job.warnings,
+                        failure=failure, spend=self.spend)  # fmt: skip
+
+    def _again(self, failure: Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
         """Close the failed attempt, wait ``delay_s`` and open the next one."""
         with self.ctx.sessions.begin() as session:
             finish_attempt(
@@ -305,59 +293,3 @@ def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) ->
     spend.transports = request.transports
     spend.output_cap = request.config.get("max_output_tokens")
     return request
-
-
-def _complete(
-    ctx: WorkerContext,
-    claim: Claim,
-    result: dict[str, Any],
-    spend: Spend,
-    answer: GeminiAnswer,
-) -> str:
-    with ctx.sessions.begin() as session:
-        set_transports(session, claim.job_id, spend.transports)
-        stored = complete_job(
-            session, claim.job_id, result=result, usage=spend.usage,
-            model_version=answer.model_version, cost_nusd=spend.cost_nusd,
-            lease_token=claim.lease_token, warnings=_warnings(claim, spend),
-        )  # fmt: skip
-        finish_attempt(
-            session,
-            claim.attempt_id,
-            outcome=AttemptOutcome.SUCCEEDED if stored else AttemptOutcome.DISCARDED,
-            http_status=200,
-            usage=answer.usage.raw if answer.usage else None,
-            cost_nusd=spend.last_call_nusd,
-        )
-    return "succeeded" if stored else "discarded"
-
-
-def _warnings(claim: Claim, spend: Spend) -> list[dict[str, str]] | None:
-    """The job's whole warning list when the run added any (a routed answer), else None
-    (the submit's warnings are stored already)."""
-    if not spend.warnings:
-        return None
-    run = [{"code": code, "message": message} for code, message in spend.warnings.items()]
-    return [*claim.job.warnings, *run]
-
-
-def _fail(ctx: WorkerContext, claim: Claim, failure: _Failure, spend: Spend) -> str:
-    with ctx.sessions.begin() as session:
-        set_transports(session, claim.job_id, spend.transports)
-        ended = fail_job(
-            session, claim.job_id, code=failure.code, message=failure.message,
-            usage=spend.usage, cost_nusd=spend.cost_nusd, lease_token=claim.lease_token,
-            warnings=_warnings(claim, spend),
-        )  # fmt: skip
-        finish_attempt(
-            session,
-            claim.attempt_id,
-            outcome=AttemptOutcome.FAILED if ended else AttemptOutcome.DISCARDED,
-            error_class=failure.error_class,
-            error_message=failure.message,
-            http_status=failure.http_status,
-            usage=spend.usage.raw if spend.usage else None,
-            cost_nusd=spend.last_call_nusd,
-        )
-    log.warning("job %s failed: %s %s", claim.job_id, failure.code, failure.message)
-    return "failed" if ended else "discarded"

@@ -1,10 +1,12 @@
-"""What a job's Gemini calls cost, priced at the rate of the model that answered."""
+"""What a job's Gemini calls cost, priced at the rate of the model and tier that answered."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from visionq.models.outcomes import Usage
+from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
 from visionq.worker.answers import routed_model
 from visionq.worker.context import WorkerContext
@@ -13,34 +15,68 @@ from visionq.worker.context import WorkerContext
 @dataclass
 class Spend:
     """Tokens and money of every Gemini call a job made (each attempt records its own), how
-    its images were last sent (inline or File API), and the max_output_tokens sent last."""
+    its images were last sent (inline or File API), and the max_output_tokens sent last.
+
+    Each call is billed at the tier that served it; ``standard_nusd`` is the same usage at
+    the standard price (what the job would have cost there: the savings, without
+    recomputation)."""
 
     usage: Usage | None = None
     cost_nusd: int | None = None
     last_call_nusd: int | None = None
+    # The usage_metadata of the last call (its attempt records it) and the tier it was
+    # served at (None when it carried no usage: refused, timed out or shed).
+    last_usage: dict[str, Any] | None = None
+    served_tier: str | None = None
+    standard_nusd: int | None = None
     transports: list[str] = field(default_factory=list)
     output_cap: int | None = None
     # Warnings of the run (code -> message), added to the job's when it ends.
     warnings: dict[str, str] = field(default_factory=dict)
 
     def add(
-        self, ctx: WorkerContext, model: str, call: Usage | None, served: str | None = None
+        self,
+        ctx: WorkerContext,
+        model: str,
+        call: Usage | None,
+        served: str | None = None,
+        *,
+        tier: ServiceTier = ServiceTier.STANDARD,
     ) -> None:
-        """Count one call's usage, priced at the rate of the model that answered it."""
+        """Count one call's usage, priced at the rate of the model and the tier that
+        answered it (``served``: the model Gemini names; ``tier``: the tier it served at)."""
         self.last_call_nusd = None
+        self.last_usage = call.raw if call is not None else None
+        # A call with no usage (refused, timed out, shed) was not served at any tier.
+        self.served_tier = tier.value if call is not None else None
         routed = routed_model(model, served)
         if routed is not None:
             self.warnings["model_routed"] = _routed_message(ctx, model, routed, call)
         if call is None:
             return
         self.usage = call.plus(self.usage)
-        # Google bills a routed call at the served model's price; ours when it has none.
-        cost = ctx.costs.call_cost(routed, call.raw) if routed is not None else None
-        if cost is None:
-            cost = ctx.costs.call_cost(model, call.raw)
+        cost = _call_nusd(ctx, model, routed, call, tier)
         if cost is not None:
-            self.last_call_nusd = to_nano(cost)
-            self.cost_nusd = (self.cost_nusd or 0) + self.last_call_nusd
+            self.last_call_nusd = cost
+            self.cost_nusd = (self.cost_nusd or 0) + cost
+        standard = (
+            cost
+            if tier is ServiceTier.STANDARD
+            else _call_nusd(ctx, model, routed, call, ServiceTier.STANDARD)
+        )
+        if standard is not None:
+            self.standard_nusd = (self.standard_nusd or 0) + standard
+
+
+def _call_nusd(
+    ctx: WorkerContext, model: str, routed: str | None, call: Usage, tier: ServiceTier
+) -> int | None:
+    """One call's cost at ``tier``; Google bills a routed call at the served model's price
+    (ours when it has none)."""
+    cost = ctx.costs.call_cost(routed, call.raw, tier=tier) if routed is not None else None
+    if cost is None:
+        cost = ctx.costs.call_cost(model, call.raw, tier=tier)
+    return to_nano(cost) if cost is not None else None
 
 
 def _routed_message(ctx: WorkerContext, asked: str, served: str, call: Usage | None) -> str:

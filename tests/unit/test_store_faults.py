@@ -127,7 +127,7 @@ def test_a_locked_database_after_the_answer_does_not_fail_the_job(
 ) -> None:
     import visionq.worker.pipeline as pipeline
 
-    real = pipeline._complete
+    real = pipeline.complete_run
     calls = []
 
     def locked_twice(*args: Any, **kwargs: Any) -> str:
@@ -136,7 +136,7 @@ def test_a_locked_database_after_the_answer_does_not_fail_the_job(
             raise LOCKED
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_complete", locked_twice)
+    monkeypatch.setattr(pipeline, "complete_run", locked_twice)
     job, gemini = _run(context, [_text("Two shapes.", model=MODEL)], model=MODEL)
     assert job.status == "succeeded" and job.result == {"text": "Two shapes."}
     assert len(gemini.configs) == 1 and len(calls) == 3  # one paid call, stored on try 3

@@ -1,0 +1,125 @@
+"""How a run ends, for both lanes (the sync pipeline and the Gemini Batch lane): the job
+completed or failed under its lease token, with its usage, cost (at the tier served) and
+standard-price cost, its attempt closed, its inputs' transports recorded; all in one
+transaction. The token is the fence: a run (or a batch) that no longer holds the job ends
+nothing, and its attempt is closed ``discarded``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from visionq.models.outcomes import complete_job, fail_job, finish_attempt, set_transports
+from visionq.models.tables import AttemptOutcome
+from visionq.vision.errors import CodedError
+from visionq.worker.context import WorkerContext
+from visionq.worker.errors import GeminiCallError
+from visionq.worker.failures import failure_message, job_error_code
+from visionq.worker.spend import Spend
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Failure", "complete_run", "fail_run", "failure_of", "run_warnings"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job (or one attempt) failed: the job's error code and message, and what the
+    attempt records (the exception's class, the HTTP status Gemini answered)."""
+
+    code: str
+    message: str
+    error_class: str
+    http_status: int | None = None
+
+
+def failure_of(exc: CodedError, finish_reason: str | None = None) -> Failure:
+    """What a user reads on a failed job: the job error code its error's code maps to and
+    its wording (worker/failures.py; ``finish_reason``: the answer's, when it was read)."""
+    if isinstance(exc, GeminiCallError):
+        code = job_error_code(exc)
+        return Failure(code, exc.message, type(exc.__cause__ or exc).__name__, exc.http_status)
+    return Failure(job_error_code(exc), failure_message(exc, finish_reason), type(exc).__name__)
+
+
+def run_warnings(warnings: Sequence[dict[str, str]], spend: Spend) -> list[dict[str, str]] | None:
+    """The job's whole warning list when the run added any (``spend.warnings``: a routed
+    answer, a priority call served at standard, a flex fallback), else None (the stored
+    ones, ``warnings``, stay as they are)."""
+    if not spend.warnings:
+        return None
+    run = [{"code": code, "message": message} for code, message in spend.warnings.items()]
+    return [*warnings, *run]
+
+
+def complete_run(
+    ctx: WorkerContext,
+    *,
+    job_id: str,
+    attempt_id: int,
+    lease_token: str,
+    warnings: Sequence[dict[str, str]],
+    result: dict[str, Any],
+    spend: Spend,
+    model_version: str | None,
+) -> str:
+    """Store the job's result and close its attempt succeeded; ``discarded`` (nothing
+    stored) when the job is no longer held under ``lease_token`` (cancelled, or taken over).
+
+    ``warnings`` are the job's stored warnings; the run's own come from ``spend``.
+    """
+    with ctx.sessions.begin() as session:
+        set_transports(session, job_id, spend.transports)
+        stored = complete_job(
+            session, job_id, result=result, usage=spend.usage, model_version=model_version,
+            cost_nusd=spend.cost_nusd, lease_token=lease_token,
+            warnings=run_warnings(warnings, spend), served_tier=spend.served_tier,
+            standard_cost_nusd=spend.standard_nusd,
+        )  # fmt: skip
+        finish_attempt(
+            session,
+            attempt_id,
+            outcome=AttemptOutcome.SUCCEEDED if stored else AttemptOutcome.DISCARDED,
+            http_status=200,
+            usage=spend.last_usage,
+            cost_nusd=spend.last_call_nusd,
+            served_tier=spend.served_tier,
+        )
+    return "succeeded" if stored else "discarded"
+
+
+def fail_run(
+    ctx: WorkerContext,
+    *,
+    job_id: str,
+    attempt_id: int,
+    lease_token: str,
+    warnings: Sequence[dict[str, str]],
+    failure: Failure,
+    spend: Spend,
+) -> str:
+    """End the job failed with ``failure`` and close its attempt; ``discarded`` when the
+    job is no longer held under ``lease_token`` (it ended, or another holder took it)."""
+    with ctx.sessions.begin() as session:
+        set_transports(session, job_id, spend.transports)
+        ended = fail_job(
+            session, job_id, code=failure.code, message=failure.message, usage=spend.usage,
+            cost_nusd=spend.cost_nusd, lease_token=lease_token,
+            warnings=run_warnings(warnings, spend), standard_cost_nusd=spend.standard_nusd,
+        )  # fmt: skip
+        finish_attempt(
+            session,
+            attempt_id,
+            outcome=AttemptOutcome.FAILED if ended else AttemptOutcome.DISCARDED,
+            error_class=failure.error_class,
+            error_message=failure.message,
+            http_status=failure.http_status,
+            usage=spend.usage.raw if spend.usage else None,
+            cost_nusd=spend.last_call_nusd,
+            served_tier=spend.served_tier,
+        )
+    log.warning("job %s failed: %s %s", job_id, failure.code, failure.message)
+    return "failed" if ended else "discarded"
