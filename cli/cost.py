@@ -6,7 +6,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from visionq.models.settings import get_settings
+
+if TYPE_CHECKING:
+    from visionq.models.reports import SpendRow
 
 cost_app = typer.Typer(
     help="What jobs cost, and how good the estimates were.", no_args_is_help=True
@@ -46,15 +49,19 @@ def report(
     since: Annotated[
         str | None, typer.Option(help="Only jobs finished since: 30m, 12h, 7d, 2w or a date.")
     ] = None,
-    by: Annotated[str, typer.Option(help="Group by model, tenant, task or day.")] = "model",
+    by: Annotated[
+        str, typer.Option(help="Group by model, tenant, task, day or tier (the tier served).")
+    ] = "model",
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Tokens and money per group, and how good the estimates were.
+    """Spending and savings per group, and how good estimates were.
 
+    Each group's cost beside the same usage at standard prices (saved USD
+    and %: flex and batch bill half; "cached" jobs were answered for free).
     The estimation error per model, with proposed corrections.
     """
     from visionq.models.db import make_engine, make_session_factory
-    from visionq.models.reports import GROUPINGS, finished_jobs, spend_by
+    from visionq.models.reports import GROUPINGS, SpendRow, finished_jobs, spend_by
     from visionq.vision.calibration import accuracy, observation_of
     from visionq.vision.costing import usd_text
 
@@ -73,21 +80,26 @@ def report(
     if as_json:
         typer.echo(json.dumps({
             "by": by,
-            "rows": [{**row.__dict__, "cost_usd": usd_text(row.cost_nusd)} for row in rows],
+            "rows": [_json_row(row) for row in rows],
             "estimation": [check.__dict__ for check in checks],
         }, indent=2))  # fmt: skip
         return
     console = Console()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", title=f"spending by {by}")
-    for column in (by, "jobs", "cached", "prompt tokens", "output tokens", "cost USD"):
+    columns = (by, "jobs", "cached", "prompt tokens", "output tokens", "cost USD",
+               "at standard USD", "saved USD", "saved %")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == by else "right", no_wrap=column == by)
     for row in rows:
         table.add_row(row.key, str(row.jobs), str(row.cached), f"{row.prompt_tokens:,}",
-                      f"{row.output_tokens:,}", usd_text(row.cost_nusd))  # fmt: skip
-    total = sum(row.cost_nusd for row in rows)
-    table.add_row(
-        "total", str(sum(r.jobs for r in rows)), "", "", "", usd_text(total), style="bold"
-    )
+                      f"{row.output_tokens:,}", usd_text(row.cost_nusd),
+                      usd_text(row.standard_nusd), usd_text(row.saved_nusd),
+                      _pct(row.saved_pct))  # fmt: skip
+    total = SpendRow(key="total", cost_nusd=sum(r.cost_nusd for r in rows),
+                     standard_nusd=sum(r.standard_nusd for r in rows))  # fmt: skip
+    table.add_row("total", str(sum(r.jobs for r in rows)), "", "", "", usd_text(total.cost_nusd),
+                  usd_text(total.standard_nusd), usd_text(total.saved_nusd),
+                  _pct(total.saved_pct), style="bold")  # fmt: skip
     console.print(table)
     accuracy_table = Table(box=box.SIMPLE_HEAD, header_style="bold", title="input-token estimates")
     for column in ("model", "jobs", "mean abs error %", "worst abs error %"):
@@ -104,6 +116,23 @@ def report(
             console.print(
                 json.dumps({"models": check.proposal}, indent=2), markup=False, highlight=False
             )
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _json_row(row: SpendRow) -> dict[str, object]:
+    """A report row for --json: money as USD strings beside the nano-USD integers."""
+    from visionq.vision.costing import usd_text
+
+    return {
+        **row.__dict__,
+        "cost_usd": usd_text(row.cost_nusd),
+        "standard_usd": usd_text(row.standard_nusd),
+        "saved_usd": usd_text(row.saved_nusd),
+        "saved_pct": None if row.saved_pct is None else round(row.saved_pct, 2),
+    }
 
 
 def _cap(nusd: int | None) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from visionq.models.tables import Job
 
-GROUPINGS = ("model", "tenant", "task", "day")
+GROUPINGS = ("model", "tenant", "task", "day", "tier")
 
 
 @dataclass
@@ -22,6 +22,20 @@ class SpendRow:
     prompt_tokens: int = 0
     output_tokens: int = 0
     cost_nusd: int = 0
+    # The same usage priced at the standard tier: what the jobs would have cost there.
+    standard_nusd: int = 0
+
+    @property
+    def saved_nusd(self) -> int:
+        """What the tiers saved against standard prices (negative: priority cost more)."""
+        return self.standard_nusd - self.cost_nusd
+
+    @property
+    def saved_pct(self) -> float | None:
+        """Savings as a percentage of the standard price; None when nothing was billed."""
+        if self.standard_nusd == 0:
+            return None
+        return 100.0 * self.saved_nusd / self.standard_nusd
 
 
 def finished_jobs(session: Session, *, since: datetime | None) -> list[Job]:
@@ -31,14 +45,30 @@ def finished_jobs(session: Session, *, since: datetime | None) -> list[Job]:
     return list(session.scalars(query))
 
 
+def tier_of(job: Job) -> str:
+    """The tier a job was served at; "cached" for an answer reused for free, "unknown" for
+    a job that ended with no served call (or finished before tiers were recorded)."""
+    if job.served_tier:
+        return job.served_tier
+    return "cached" if job.cached_from else "unknown"
+
+
+def _key(job: Job, by: str) -> str:
+    assert job.finished_at is not None
+    if by == "day":
+        return job.finished_at.strftime("%Y-%m-%d")
+    if by == "tier":
+        return tier_of(job)
+    return str(getattr(job, by))
+
+
 def spend_by(jobs: list[Job], by: str) -> list[SpendRow]:
-    """Totals per model, tenant, task or day (UTC) of finished jobs."""
+    """Totals per model, tenant, task, day (UTC) or served tier of finished jobs."""
     if by not in GROUPINGS:
         raise ValueError(f"group by one of {', '.join(GROUPINGS)}")
     rows: dict[str, SpendRow] = defaultdict(lambda: SpendRow(key=""))
     for job in jobs:
-        assert job.finished_at is not None
-        key = job.finished_at.strftime("%Y-%m-%d") if by == "day" else str(getattr(job, by))
+        key = _key(job, by)
         row = rows[key]
         row.key = key
         row.jobs += 1
@@ -46,4 +76,7 @@ def spend_by(jobs: list[Job], by: str) -> list[SpendRow]:
         row.prompt_tokens += job.prompt_tokens or 0
         row.output_tokens += (job.candidates_tokens or 0) + (job.thoughts_tokens or 0)
         row.cost_nusd += job.cost_nusd or 0
+        # Jobs from before tiers were recorded ran at standard: their cost is the standard one.
+        standard = job.standard_cost_nusd
+        row.standard_nusd += (job.cost_nusd or 0) if standard is None else standard
     return sorted(rows.values(), key=lambda row: row.key)
