@@ -1,4 +1,5 @@
-"""`python -m bench.perf SUBCOMMAND`: throughput, pipeline, submit, soak, models, batch, all."""
+"""`python -m bench.perf SUBCOMMAND`: throughput, pipeline, submit, soak, models, batch, savings,
+all."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.perf import batch, models, pipeline, soak, submit, summary, throughput
+from bench.perf import batch, models, pipeline, savings, soak, submit, summary, throughput
 from bench.perf.procstats import wait_until_quiet
 
 COMMANDS = {
@@ -17,6 +18,7 @@ COMMANDS = {
     "soak": (soak, "worker RSS over a long run"),
     "models": (models, "throughput per worker execution model, concurrency and latency"),
     "batch": (batch, "visionq batch run of 10,000 images: items/s, API CPU per item, RSS, export"),
+    "savings": (savings, "cost of 1,000 images sent naively against visionq's auto tier"),
     "all": (summary, "every measurement, then summary.json and summary.md"),
 }
 

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,9 +84,16 @@ class BenchStack:
     """Start with ``start()``; ``stop()`` always (it stops whatever did start)."""
 
     def __init__(
-        self, *, latency_ms: float, database: str = "sqlite", label: str = "", api_workers: int = 1
+        self,
+        *,
+        latency_ms: float,
+        database: str = "sqlite",
+        label: str = "",
+        api_workers: int = 1,
+        emulator_flags: Sequence[str] = (),
     ) -> None:
         self.latency_ms = latency_ms
+        self.emulator_flags = tuple(emulator_flags)
         self.database = database
         self.api_workers = api_workers
         self.workdir = Path(tempfile.mkdtemp(prefix=f"visionq-bench-{label}"))
@@ -128,7 +136,7 @@ class BenchStack:
         self.builder.use_database(self.database_url)
         self.builder.migrate()
         self.engine = make_engine(self.database_url, pool_size=2)
-        flags = ("--latency-ms", f"{self.latency_ms:g}")
+        flags = ("--latency-ms", f"{self.latency_ms:g}", *self.emulator_flags)
         self.emulator_url = self.builder.start_emulator(flags, key=self.gemini_key)
         self.builder.use_gemini(self.emulator_url, self.gemini_key)
         self._start_api()
