@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from visionq.emulator import admin, errors, files_api, frontend, gate, models_api
+from visionq.emulator import admin, batches_api, errors, files_api, frontend, gate, models_api
 from visionq.emulator.config import EmulatorConfig
 from visionq.emulator.errors import EmulatorError
 from visionq.emulator.httpio import API_VERSIONS, app_state, base_url, check_api_key, read_body
@@ -29,6 +29,8 @@ METHODS: dict[str, Method] = {
 }
 # The methods that pass through the fault stage (gate.py); countTokens does not.
 GENERATE_METHODS = frozenset({"generateContent", "streamGenerateContent"})
+# The Batch API's create (batches_api.py); its lines pass no fault stage, only batch faults.
+BATCH_METHOD = "batchGenerateContent"
 
 
 def _sse(result: Result) -> Response:
@@ -40,6 +42,8 @@ def _sse(result: Result) -> Response:
 async def model_method(request: Request, version: str, target: str) -> Response:
     """``POST /{version}/models/{model}:{method}``."""
     model, _, method_name = target.rpartition(":")
+    if method_name == BATCH_METHOD and model:
+        return await batches_api.create(request, version, model)
     method = METHODS.get(method_name)
     if version not in API_VERSIONS or not model or method is None:
         raise errors.method_not_found(request.url.path)
@@ -95,6 +99,11 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.add_api_route("/{version}/models/{target}", model_method, methods=["POST"])
     app.add_api_route("/{version}/models/{target}", models_api.get_model, methods=["GET"])
     app.add_api_route("/{version}/models", models_api.list_models, methods=["GET"])
+    app.add_api_route("/{version}/batches", batches_api.list_batches, methods=["GET"])
+    app.add_api_route("/{version}/batches/{batch_id}", batches_api.get_batch, methods=["GET"])
+    app.add_api_route("/{version}/batches/{target}", batches_api.batch_action, methods=["POST"])
+    app.add_api_route("/{version}/batches/{batch_id}", batches_api.delete_batch, methods=["DELETE"])
+    app.add_api_route("/download/{version}/files/{file_id}", files_api.download, methods=["GET"])
     app.add_api_route("/upload/{version}/files", files_api.upload, methods=["POST"])
     app.add_api_route("/{version}/files", files_api.list_files, methods=["GET"])
     app.add_api_route("/{version}/files/{file_id}", files_api.get_file, methods=["GET"])

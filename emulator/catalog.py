@@ -30,7 +30,8 @@ STATUSES: Final = ("stable", "preview", "deprecated", "routed", "closed", "shut_
 SERVED_STATUSES: Final = frozenset({"stable", "preview", "deprecated"})
 MASK_FORMATS: Final = ("png", "seg_tokens", "polygon")
 THINKING_LEVELS: Final = ("MINIMAL", "LOW", "MEDIUM", "HIGH")
-SERVICE_TIERS: Final = ("standard", "flex", "priority")
+# Tiers a price factor is given for; "batch" is the Batch API's (never a serviceTier value).
+SERVICE_TIERS: Final = ("standard", "flex", "priority", "batch")
 DEFAULT_INPUT_LIMIT: Final = 1_048_576
 DEFAULT_OUTPUT_LIMIT: Final = 65_536
 

@@ -20,6 +20,9 @@ DEFAULT_INLINE_LIMIT_BYTES = 100 * 1024 * 1024
 DEFAULT_FILE_MAX_BYTES = 2 * 1024 * 1024 * 1024
 DEFAULT_FILE_TTL_S = 48 * 3600.0
 DEFAULT_FILE_PROCESSING_S = 0.5
+# Batch API: inline batch requests under 20 MB; a batch not done in 48 h expires.
+DEFAULT_BATCH_INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+DEFAULT_BATCH_TTL_S = 48 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class EmulatorConfig(FaultSettings):
     ``fileData`` part may name; the emulator fetches them (it cannot reach the internet,
     so every other web URL answers the API's unreachable-URL 400).
 
+    Batch API: a ``batchGenerateContent`` body with inline requests may be at most
+    ``batch_inline_limit_bytes`` long; a batch not done ``batch_ttl_s`` after creation
+    expires.
+
     Faults and quotas of generateContent: the fields of ``faults.FaultSettings``, inherited
     (declared once, there). They are the start-up values: the app can change them at
     runtime (``fault_settings()`` is where that starts) and ``/_emulator/reset`` restores
@@ -65,6 +72,8 @@ class EmulatorConfig(FaultSettings):
     existing_project: bool = False
     fetch_allowed_hosts: tuple[str, ...] = ()
     flat_image_tokens: int | None = None
+    batch_inline_limit_bytes: int = DEFAULT_BATCH_INLINE_LIMIT_BYTES
+    batch_ttl_s: float = DEFAULT_BATCH_TTL_S
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -77,6 +86,10 @@ class EmulatorConfig(FaultSettings):
             raise ValueError("file_ttl_s must be > 0")
         if self.file_max_bytes <= 0:
             raise ValueError("file_max_bytes must be > 0")
+        if self.batch_inline_limit_bytes <= 0:
+            raise ValueError("batch_inline_limit_bytes must be > 0")
+        if self.batch_ttl_s <= 0:
+            raise ValueError("batch_ttl_s must be > 0")
         if self.invalid_json_every < 0:
             raise ValueError("invalid_json_every must be >= 0")
         if self.flat_image_tokens is not None and (

@@ -19,6 +19,8 @@ DEFAULT_HANG_S = 600.0
 DEFAULT_QUOTA_WINDOW_S = 60.0
 # Gemini's spend limits are per rolling 10 minutes.
 DEFAULT_SPEND_WINDOW_S = 600.0
+DEFAULT_BATCH_PENDING_S = 2.0
+DEFAULT_BATCH_LINES_PER_S = 50.0
 
 # Fault kinds as counted in the stats. ``always_fail`` with another status counts under
 # that status ("504"...), added when it first happens.
@@ -29,7 +31,10 @@ HANG = "hang"
 # Statuses ``always_fail`` may name: those the Gemini API answers generateContent with.
 ALWAYS_FAIL_STATUSES: tuple[int, ...] = (400, 403, 404, 429, 500, 503, 504)
 
-_RATES = ("fail_503_rate", "fail_500_rate", "fail_429_rate", "hang_rate", "flex_shed_rate")
+_RATES = (
+    "fail_503_rate", "fail_500_rate", "fail_429_rate", "hang_rate", "flex_shed_rate",
+    "priority_downgrade_rate", "batch_fail_line_rate",
+)  # fmt: skip
 
 # The body of an injected 429 (``fail_429_rate`` or ``always_fail`` 429); see errors.py.
 QUOTA_SHAPES: tuple[str, ...] = ("standard", "mixed_daily", "help_only", "spend_limit")
@@ -44,7 +49,12 @@ BLOCKED_FINISH_REASONS: tuple[str, ...] = (
 )  # fmt: skip
 EMPTY_ANSWERS: tuple[str, ...] = ("no_candidates", "no_parts", "empty_text")
 MASK_FORMATS: tuple[str, ...] = ("png", "seg_tokens", "polygon")
-_DURATIONS = ("retry_delay_s", "hang_s")
+_DURATIONS = ("retry_delay_s", "hang_s", "batch_pending_s", "batch_create_delay_s")
+_NON_NEGATIVE = ("flex_latency_ms", "batch_lines_per_s")
+# Statuses a failed batch line may carry (``batch_fail_line_status``).
+BATCH_LINE_STATUSES: tuple[int, ...] = (400, 429, 500, 503)
+# Settings that count the next N batches they hit (0 = every batch for the *_count ones).
+BATCH_COUNTS = ("batch_stall_count", "batch_expire_count", "batch_fail", "batch_lose_create")
 _LIMITS = ("rpm", "tpm")
 
 
@@ -86,6 +96,19 @@ class FaultSettings:
     - ``priority_downgrade``: ``serviceTier: priority`` calls are served (and reported in
       ``x-gemini-service-tier``) as ``standard``; ``flex_shed_rate``: probability that a
       ``flex`` call is shed with 503.
+    - ``priority_downgrade_rate``: probability (0..1) that a ``priority`` call is served
+      as ``standard`` (the boolean above downgrades them all); ``flex_latency_ms``: extra
+      latency of every ``flex`` call that is not shed.
+    - Batch API (see batches.py): ``batch_pending_s`` a batch stays PENDING, then its
+      lines are answered at ``batch_lines_per_s`` (0 = no pacing). ``batch_stall``: the
+      next ``batch_stall_count`` batches (0 = all) stay PENDING forever (no stats or
+      updateTime change). ``batch_expire_after_s``: the next ``batch_expire_count``
+      batches (0 = all) stay PENDING and turn EXPIRED that many seconds after creation
+      (None = off). ``batch_fail_line_rate``: probability that a line answers an error of
+      ``batch_fail_line_status``. ``batch_fail``: the next N batches end FAILED.
+      ``batch_lose_create``: the next N creates make the batch but answer 503.
+      ``batch_create_delay_s``: creates are answered that late (the batch exists and runs
+      meanwhile). Counts take ``true`` as 1.
     - ``spend_limit_usd``: calls are refused with the spend-limit 429 while the calls
       answered in the last ``spend_window_s`` seconds cost that much (None = no limit);
       costs come from the catalogue's prices.
@@ -118,6 +141,19 @@ class FaultSettings:
     flex_shed_rate: float = 0.0
     spend_limit_usd: float | None = None
     spend_window_s: float = DEFAULT_SPEND_WINDOW_S
+    priority_downgrade_rate: float = 0.0
+    flex_latency_ms: float = 0.0
+    batch_pending_s: float = DEFAULT_BATCH_PENDING_S
+    batch_lines_per_s: float = DEFAULT_BATCH_LINES_PER_S
+    batch_stall: bool = False
+    batch_stall_count: int = 0
+    batch_expire_after_s: float | None = None
+    batch_expire_count: int = 0
+    batch_fail_line_rate: float = 0.0
+    batch_fail_line_status: int = 500
+    batch_fail: int = 0
+    batch_lose_create: int = 0
+    batch_create_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _RATES:
@@ -133,9 +169,14 @@ class FaultSettings:
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        for name in _NON_NEGATIVE:
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         self._check_options()
+        self._check_batch()
         # JSON may send 1 for 1.0; stored as float so GET /_emulator/faults echoes floats.
-        for name in (*_RATES, *_DURATIONS, "quota_window_s", "spend_window_s"):
+        for name in (*_RATES, *_DURATIONS, *_NON_NEGATIVE, "quota_window_s", "spend_window_s"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check_options(self) -> None:
@@ -203,6 +244,27 @@ class FaultSettings:
             raise ValueError(
                 f"priority_downgrade must be true or false, got {self.priority_downgrade!r}"
             )
+
+    def _check_batch(self) -> None:
+        if not isinstance(self.batch_stall, bool):
+            raise ValueError(f"batch_stall must be true or false, got {self.batch_stall!r}")
+        for name in BATCH_COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool):  # "batch_fail": true means the next one
+                object.__setattr__(self, name, int(value))
+            elif not (_is_int(value) and value >= 0):
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        expire = self.batch_expire_after_s
+        if expire is not None:
+            if not (_is_number(expire) and math.isfinite(expire) and expire >= 0):
+                raise ValueError(
+                    f"batch_expire_after_s must be null or a number of seconds >= 0, got {expire!r}"
+                )
+            object.__setattr__(self, "batch_expire_after_s", float(expire))
+        status = self.batch_fail_line_status
+        if not (_is_int(status) and status in BATCH_LINE_STATUSES):
+            allowed = ", ".join(map(str, BATCH_LINE_STATUSES))
+            raise ValueError(f"batch_fail_line_status must be one of {allowed}, got {status!r}")
 
     def outcome(self) -> tuple[str, str] | None:
         """The forced outcome (setting name, value), or None for normal answers."""

@@ -12,6 +12,9 @@ Lifecycle of a file:
   bytes are dropped and a tombstone stays, so files.get answers 403 as the real service
   does; expired files are not listed.
 - Deleted: forgotten entirely, so files.get answers 404.
+
+Generated files (a batch's output, ``files/batch-<id>``) are ACTIVE at once, have
+``source: GENERATED`` and a ``downloadUri``; only they can be downloaded.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class StoredFile:
     failed: bool
     seq: int
     data: bytes | None = field(repr=False)
+    generated: bool = False
 
     def is_expired(self, now: float) -> bool:
         """True from the expiration time on."""
@@ -133,8 +137,10 @@ class StoredFile:
             "sha256Hash": base64.b64encode(self.sha256_hex.encode("ascii")).decode("ascii"),
             "uri": self.uri(base_url),
             "state": state,
-            "source": "UPLOADED",
+            "source": "GENERATED" if self.generated else "UPLOADED",
         }
+        if self.generated:
+            body["downloadUri"] = f"{self.uri(base_url)}:download?alt=media"
         if state == "FAILED":
             body["error"] = {"code": FAILED_CODE, "message": FAILED_MESSAGE}
         return body
@@ -239,6 +245,39 @@ class FileStore:
             data=data,
         )
         self.files[file_id] = stored
+        return stored
+
+    def add_generated(
+        self, file_id: str, *, mime_type: str, data: bytes, version: str, ttl_s: float
+    ) -> StoredFile:
+        """Store a file the service made (a batch's output): ACTIVE at once, downloadable."""
+        now = self.clock()
+        self._seq += 1
+        stored = StoredFile(
+            file_id=file_id,
+            display_name="",
+            mime_type=mime_type,
+            size=len(data),
+            sha256_hex=hashlib.sha256(data).hexdigest(),
+            version=version,
+            created=now,
+            ready_at=now,
+            expires_at=now + ttl_s,
+            failed=False,
+            seq=self._seq,
+            data=data,
+            generated=True,
+        )
+        self.files[file_id] = stored
+        return stored
+
+    def download(self, file_id: str) -> StoredFile:
+        """files.download: the file's bytes; 403 like ``get``, 400 for an uploaded file."""
+        stored = self.get(file_id)
+        if not stored.generated or stored.data is None:
+            raise errors.invalid_argument(
+                "Only generated files can be downloaded; uploaded files cannot be downloaded."
+            )
         return stored
 
     # --- files --------------------------------------------------------------------------

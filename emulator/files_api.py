@@ -13,7 +13,10 @@ Resumable upload:
    chunk whose answer lacks it and raises on anything but ``active``/``final``.
 3. The finalize answer is ``{"file": File}``.
 
-Plus ``GET /{ver}/files/{id}``, ``GET /{ver}/files`` and ``DELETE /{ver}/files/{id}``.
+Plus ``GET /{ver}/files/{id}``, ``GET /{ver}/files`` and ``DELETE /{ver}/files/{id}``, and
+the download of generated files (a batch's output ``files/batch-<id>``) at both paths the
+SDK and the docs use: ``GET /{ver}/files/{id}:download?alt=media`` and
+``GET /download/{ver}/files/{id}:download?alt=media`` (400 for an uploaded file).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from visionq.emulator.request import get_field, parse_json_body
 from visionq.emulator.state import EmulatorState
 
 STATUS_HEADER = "X-Goog-Upload-Status"
+# The File API is served on v1beta only (v1's schema has no file methods).
+FILE_VERSIONS = ("v1beta",)
 # Google announces this granularity; the SDK ignores it (its chunks are 8 MiB).
 CHUNK_GRANULARITY = str(256 * 1024)
 START_BODY_LIMIT = 1024 * 1024
@@ -206,8 +211,16 @@ async def upload(request: Request, version: str) -> Response:
         return response
 
 
+DOWNLOAD_SUFFIX = ":download"
+
+
 async def get_file(request: Request, version: str, file_id: str) -> Response:
-    """``GET /{version}/files/{id}``: the File; 403 if unknown, deleted or expired."""
+    """``GET /{version}/files/{id}``: the File; 403 if unknown, deleted or expired.
+
+    ``{id}:download`` is the download of a generated file (``download``).
+    """
+    if file_id.endswith(DOWNLOAD_SUFFIX):
+        return await download(request, version, file_id)
     check_version(request, version)
     state = app_state(request)
     check_api_key(request, state.config)
@@ -252,3 +265,17 @@ async def delete_file(request: Request, version: str, file_id: str) -> Response:
     state.files.delete(file_id)
     state.counters.files_deleted += 1
     return JSONResponse({})
+
+
+async def download(request: Request, version: str, file_id: str) -> Response:
+    """``GET [/download]/{version}/files/{id}:download``: a generated file's bytes.
+
+    403 if unknown, deleted or expired (as files.get); 400 for an uploaded file.
+    """
+    if version not in FILE_VERSIONS or not file_id.endswith(DOWNLOAD_SUFFIX):
+        raise errors.method_not_found(request.url.path)
+    state = app_state(request)
+    check_api_key(request, state.config)
+    stored = state.files.download(file_id.removesuffix(DOWNLOAD_SUFFIX))
+    assert stored.data is not None
+    return Response(stored.data, media_type=stored.mime_type)

@@ -18,6 +18,7 @@ from visionq.emulator.catalog_load import load_models_file
 from visionq.emulator.config import EmulatorConfig
 from visionq.emulator.faults import (
     ALWAYS_FAIL_STATUSES,
+    BATCH_LINE_STATUSES,
     BLOCKED_FINISH_REASONS,
     EMPTY_ANSWERS,
     MASK_FORMATS,
@@ -29,6 +30,7 @@ from visionq.emulator.faults import (
 FAULTS_GROUP = (
     "faults and quotas (generateContent only; changeable at runtime via /_emulator/faults)"
 )
+BATCH_GROUP = "Batch API and service tiers (changeable at runtime via /_emulator/faults)"
 OUTCOMES_GROUP = (
     "429 bodies, answers and service tiers (changeable at runtime via /_emulator/faults)"
 )
@@ -63,6 +65,66 @@ class Option:
             return []
         return _CONFIG_FIELDS[self.dest].default
 
+
+_BATCH_OPTIONS = (
+    Option("flex_latency_ms", "extra latency of every flex call, ms", float, group=BATCH_GROUP),
+    Option(
+        "priority_downgrade_rate",
+        "probability (0..1) that a priority call is served as standard",
+        float,
+        metavar="P",
+        group=BATCH_GROUP,
+    ),
+    Option("batch_pending_s", "seconds a batch stays PENDING", float, group=BATCH_GROUP),
+    Option(
+        "batch_lines_per_s",
+        "batch lines answered per second (0 = at once)",
+        float,
+        group=BATCH_GROUP,
+    ),
+    Option(
+        "batch_stall",
+        "batches stay PENDING forever (see --batch-stall-count)",
+        bool,
+        group=BATCH_GROUP,
+    ),
+    Option("batch_stall_count", "how many next batches stall (0 = all)", int, group=BATCH_GROUP),
+    Option(
+        "batch_expire_after_s",
+        "batches stay PENDING and expire this many seconds after creation",
+        float,
+        group=BATCH_GROUP,
+    ),
+    Option("batch_expire_count", "how many next batches expire (0 = all)", int, group=BATCH_GROUP),
+    Option(
+        "batch_fail_line_rate",
+        "probability (0..1) that a batch line answers an error",
+        float,
+        metavar="P",
+        group=BATCH_GROUP,
+    ),
+    Option(
+        "batch_fail_line_status",
+        "status of a failed batch line",
+        int,
+        choices=BATCH_LINE_STATUSES,
+        group=BATCH_GROUP,
+    ),
+    Option("batch_fail", "the next N batches end FAILED", int, metavar="N", group=BATCH_GROUP),
+    Option(
+        "batch_lose_create",
+        "the next N batch creates make the batch but answer 503",
+        int,
+        metavar="N",
+        group=BATCH_GROUP,
+    ),
+    Option(
+        "batch_create_delay_s",
+        "seconds before a batch create is answered (the batch runs meanwhile)",
+        float,
+        group=BATCH_GROUP,
+    ),
+)
 
 # Options that are not config fields (where to listen, a file read into model_catalogue).
 _NOT_CONFIG: dict[str, Any] = {"host": "127.0.0.1", "port": 8001, "models_file": None}
@@ -202,6 +264,9 @@ OPTIONS: tuple[Option, ...] = (
         metavar="P",
         group=OUTCOMES_GROUP,
     ),
+    Option("batch_inline_limit_bytes", "largest batchGenerateContent body (default 20 MiB)", int),
+    Option("batch_ttl_s", "seconds until an unfinished batch expires (default 48 h)", float),
+    *_BATCH_OPTIONS,
 )
 
 

@@ -36,6 +36,8 @@ from visionq.emulator.tokens import ImageInput, PromptTokens
 
 SERVICE_TIERS = ("standard", "flex", "priority")
 SERVICE_TIER_HEADER = "x-gemini-service-tier"
+# The tier of batch lines (priced by the catalogue's "batch" factor; never a serviceTier).
+BATCH_TIER = "batch"
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,13 @@ def _service_tier(state: EmulatorState, body: Mapping[str, Any]) -> str:
     settings = state.faults
     if tier == "priority" and settings.priority_downgrade:
         return "standard"
+    # Drawn only when the rate is set, so seeded flex draws stay where they were.
+    rate = settings.priority_downgrade_rate
+    if tier == "priority" and rate > 0 and state.tier_rng.random() < rate:
+        state.counters.faults["priority_downgraded"] = (
+            state.counters.faults.get("priority_downgraded", 0) + 1
+        )
+        return "standard"
     if tier == "flex" and state.tier_rng.random() < settings.flex_shed_rate:
         state.counters.faults["flex_shed"] = state.counters.faults.get("flex_shed", 0) + 1
         raise errors.failure(503)
@@ -168,9 +177,26 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
     """The generateContent response for ``body``, answered by ``call.spec``.
 
     The call has passed the fault stage (``gate.fault_stage``, which counts it); the
-    quota windows admit it here, once its prompt tokens are known.
+    quota windows admit it here, once its prompt tokens are known. A flex call that is
+    not shed waits ``flex_latency_ms`` more (flex is slower by design).
     """
     tier = _service_tier(state, body)
+    if tier == "flex" and state.faults.flex_latency_ms > 0:
+        await asyncio.sleep(state.faults.flex_latency_ms / 1000)
+    return await answer_call(state, call, body, tier)
+
+
+async def answer_call(
+    state: EmulatorState, call: Call, body: Mapping[str, Any], tier: str
+) -> Result:
+    """The one answer core: ``body`` (a GenerateContentRequest) answered by ``call.spec``
+    and billed at ``tier``; EmulatorError for a request the API refuses.
+
+    generateContent and every Batch API line go through here. Batch lines (tier
+    ``batch``) skip the rpm/tpm windows, the spend limit and the simulated latency: the
+    batch has its own pace (batches.py) and does not use the synchronous quota.
+    """
+    batch = tier == BATCH_TIER
     spec = call.spec
     parsed = parse_generate_request(body)
     check_media_resolution(spec, parsed.generation, parsed.parts)
@@ -184,10 +210,11 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
     # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
     scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
     prompt = _prompt_tokens(state, spec.id, request, [(s.width, s.height) for s in scenes])
-    _check_spend(state, spec.id)
-    # After every check that can refuse the request, so only calls answered 200 count.
-    gate.admit(state, spec.id, prompt.total)
-    await _simulate_latency(state.config)
+    if not batch:
+        _check_spend(state, spec.id)
+        # After every check that can refuse the request, so only calls answered 200 count.
+        gate.admit(state, spec.id, prompt.total)
+        await _simulate_latency(state.config)
     reply = Reply(
         model_version=spec.id,
         prompt=prompt,
@@ -197,7 +224,9 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
         include_thoughts=request.generation.include_thoughts,
     )
     outcome = state.take_outcome_turn()
-    state.counters.answered_ok += 1
+    if not batch:
+        state.counters.answered_ok += 1
+    state.counters.calls_by_tier[tier] = state.counters.calls_by_tier.get(tier, 0) + 1
     headers = {SERVICE_TIER_HEADER: tier}
     if outcome is not None:
         body = outcome_body(reply, *outcome)
@@ -230,6 +259,8 @@ def _record_spend(
         state.catalogue, spec, tier, (usage["promptTokenCount"], output), state.clock()
     )
     state.spend.record(state.monotonic(), usd)
+    by_tier = state.counters.billed_usd_by_tier
+    by_tier[tier] = by_tier.get(tier, 0.0) + usd
 
 
 async def count_tokens(state: EmulatorState, call: Call, body: Mapping[str, Any]) -> Result:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from visionq.emulator.batches import BatchStore
 from visionq.emulator.catalog import Catalogue
 from visionq.emulator.config import EmulatorConfig
 from visionq.emulator.faults import FAULT_KINDS, FaultSettings, new_rng
@@ -15,6 +16,14 @@ from visionq.emulator.files import Clock, FileStore
 from visionq.emulator.quota import RPM, TPM, QuotaTracker
 from visionq.emulator.spend import SpendWindow
 from visionq.emulator.tokens import TokenTable
+
+# The settings that restart the count of each counted batch fault when set.
+_BATCH_FAULT_SETTINGS: dict[str, set[str]] = {
+    "stall": {"batch_stall", "batch_stall_count"},
+    "expire": {"batch_expire_after_s", "batch_expire_count"},
+    "fail": {"batch_fail"},
+    "lose_create": {"batch_lose_create"},
+}
 
 
 @dataclass
@@ -47,6 +56,12 @@ class Counters:
     - ``outcome_calls``: answered calls seen while a forced outcome was set (the counter
       ``outcome_every`` works on); ``outcomes``: forced outcomes given, per value
       ("SAFETY", "no_parts"...).
+    - ``batches_created``: batches made by batchGenerateContent (a lost create included);
+      ``batch_lines_answered`` / ``batch_lines_failed``: batch lines answered with a
+      response / with an error.
+    - ``calls_by_tier``: answered calls per served tier (standard, flex, priority, and
+      batch for batch lines); ``billed_usd_by_tier``: their cost in USD from the
+      catalogue's prices and tier factors.
     """
 
     uploads_started: int = 0
@@ -72,6 +87,11 @@ class Counters:
     spend_rejections: int = 0
     outcome_calls: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    batches_created: int = 0
+    batch_lines_answered: int = 0
+    batch_lines_failed: int = 0
+    calls_by_tier: dict[str, int] = field(default_factory=dict)
+    billed_usd_by_tier: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a JSON object."""
@@ -102,6 +122,10 @@ class EmulatorState:
     spend: SpendWindow = field(init=False)
     # Objects served at /_emulator/public/{name}: name -> (MIME type, bytes).
     public: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    batches: BatchStore = field(default_factory=BatchStore)
+    batch_rng: random.Random = field(init=False)
+    # How many batches each counted batch fault has hit since it was set.
+    batch_fault_uses: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.clock)
@@ -114,18 +138,22 @@ class EmulatorState:
         self.fault_rng = new_rng(self.faults.fault_seed)
         # A generator of its own, so flex shedding never shifts the seeded fault draws.
         self.tier_rng = new_rng(self.faults.fault_seed)
+        self.batch_rng = new_rng(self.faults.fault_seed)
+        self.batch_fault_uses = {}
         self.quota = QuotaTracker()
         self.spend = SpendWindow()
 
     def reset(self) -> None:
         """Back to start-up (``POST /_emulator/reset``).
 
-        Forgets all files, upload sessions, counters and quota windows, and restores the
+        Forgets all files, upload sessions, batches (stopping them), counters and quota
+        windows, and restores the
         fault settings given at start-up (runtime changes are undone; the draws restart
         from ``fault_seed``).
         """
         self.files.clear()
         self.public.clear()
+        self.batches.clear()
         self.counters = Counters()
         self._start_faults()
 
@@ -139,7 +167,33 @@ class EmulatorState:
         if "fault_seed" in changes:
             self.fault_rng = new_rng(self.faults.fault_seed)
             self.tier_rng = new_rng(self.faults.fault_seed)
+            self.batch_rng = new_rng(self.faults.fault_seed)
+        # Setting a counted batch fault again counts its N next batches from now.
+        for kind, names in _BATCH_FAULT_SETTINGS.items():
+            if names & set(changes):
+                self.batch_fault_uses.pop(kind, None)
         return self.faults
+
+    def take_batch_fault(self, kind: str) -> bool:
+        """Whether a new batch suffers ``kind`` (stall, expire, fail, lose_create); counted.
+
+        stall and expire hit their next ``*_count`` batches (0 = all); fail and lose_create
+        hit their next N batches.
+        """
+        settings = self.faults
+        if kind == "stall":
+            on, limit = settings.batch_stall, settings.batch_stall_count
+        elif kind == "expire":
+            on, limit = settings.batch_expire_after_s is not None, settings.batch_expire_count
+        elif kind == "fail":
+            on, limit = settings.batch_fail > 0, settings.batch_fail
+        else:
+            on, limit = settings.batch_lose_create > 0, settings.batch_lose_create
+        used = self.batch_fault_uses.get(kind, 0)
+        if not on or (limit > 0 and used >= limit):
+            return False
+        self.batch_fault_uses[kind] = used + 1
+        return True
 
     def take_outcome_turn(self) -> tuple[str, str] | None:
         """The forced outcome of this answered call (setting, value), or None.
