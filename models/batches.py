@@ -266,7 +266,9 @@ def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> int:
     """Cancel the batch (idempotent) and its items' queued jobs, releasing their budget
     reservations in one settlement; returns how many jobs it cancelled (0: none, or no
     such batch). Running jobs finish: their calls are paid. A worker claims only queued
-    jobs, so a job cancelled here never runs."""
+    jobs, so a job cancelled here never runs. Jobs waiting in a Gemini batch (running under
+    the batch's token, nothing billed until Gemini answers them) are cancelled too: their
+    late answers are discarded, and a batch left with no job is cancelled at Gemini."""
     if not is_job_id(batch_id):
         return 0
     now = utcnow()
@@ -287,7 +289,13 @@ def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> int:
     )
     ended = session.execute(
         update(JOBS)
-        .where(JOBS.c.status == JobStatus.QUEUED, JOBS.c.id.in_(items))
+        .where(
+            or_(
+                JOBS.c.status == JobStatus.QUEUED,
+                (JOBS.c.status == JobStatus.RUNNING) & JOBS.c.gemini_batch_id.is_not(None),
+            ),
+            JOBS.c.id.in_(items),
+        )
         .values(
             status=JobStatus.CANCELLED,
             finished_at=now,

@@ -87,6 +87,9 @@ _CLAIM = (
     update(JOBS)
     .where(
         JOBS.c.id == bindparam("job_id"),
+        # The batch lane's jobs are never run by a Celery message (one may arrive anyway:
+        # the job is in, or waits for, a Gemini batch that holds it).
+        JOBS.c.lane != "batch",
         or_(
             JOBS.c.status == JobStatus.QUEUED,
             and_(
@@ -233,7 +236,7 @@ def mark_unsent(session: Session, job_id: str) -> None:
 def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) -> list[str]:
     """Jobs that need a (new) message: queued without one, or whose message is older than
     ``requeue_after_s`` (lost with Redis), or running under a lease that lapsed since the
-    last message (their worker died)."""
+    last message (their worker died). Never a job of the batch lane (``lane='batch'``)."""
     now = utcnow()
     stale = now - timedelta(seconds=requeue_after_s)
     unsent = Job.enqueued_at.is_(None) | (Job.enqueued_at < stale)
@@ -243,7 +246,13 @@ def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) 
         & (Job.lease_expires_at < now)
         & (unsent | (Job.enqueued_at < Job.lease_expires_at))
     )
-    query = select(Job.id).where(or_(queued, lapsed)).order_by(Job.created_at).limit(limit)
+    # Jobs of the batch lane get no message: the lane gathers them into Gemini batches.
+    query = (
+        select(Job.id)
+        .where(or_(queued, lapsed), Job.lane != "batch")
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 
