@@ -26,6 +26,7 @@ from visionq.api.routes import (
     retry,
 )
 from visionq.api.throttle import SubmitThrottle
+from visionq.api.tiers import TurnaroundCache
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobrefs import MIN_PREFIX
@@ -45,10 +46,11 @@ def open_resources(settings: Settings) -> ApiResources:
         if settings.submit_rate_per_s > 0
         else None
     )
+    sessions = make_session_factory(engine)
     return ApiResources(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         blobs=BlobStore(settings.blob_dir),
         queue=JobQueue(settings.redis_url),
         costs=costs,
@@ -58,6 +60,7 @@ def open_resources(settings: Settings) -> ApiResources:
         intake_pool=ThreadPoolExecutor(
             max_workers=settings.batch_intake_threads, thread_name_prefix="batch-intake"
         ),
+        turnarounds=TurnaroundCache(sessions, settings),
     )
 
 

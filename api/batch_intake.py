@@ -29,7 +29,7 @@ from visionq.api.batch_schemas import (
     ItemOutcome,
     ItemsAdded,
 )
-from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit
+from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit, to_send
 from visionq.api.budget_gate import budget_refusal, economy_and_estimate, unbounded_refusal
 from visionq.api.deps import ApiResources, Caller
 from visionq.api.errors import ApiError
@@ -133,7 +133,7 @@ def add_items(raw: RawItems, caller: Caller, batch_id: str, resources: ApiResour
         ready, batch_id=batch_id, caller=caller, capped=capped, cached=cached, resources=resources
     )
     existing.update(raced)
-    send_after_commit(resources, [row.id for row in created.values() if row.cached is None])
+    send_after_commit(resources, to_send(created.values()))
     return _answer(raw.items, existing, created, rejected, resources)
 
 

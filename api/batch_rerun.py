@@ -21,7 +21,7 @@ from visionq.api.batch_create import check_item_fields
 from visionq.api.batch_ids import batch_not_found, batch_refused
 from visionq.api.batch_progress import batch_public
 from visionq.api.batch_schemas import RerunRequest, RerunResult
-from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit
+from visionq.api.batch_store import PlannedJob, job_rows, send_after_commit, to_send
 from visionq.api.budget_gate import budget_refusal, economy_and_estimate, unbounded_refusal
 from visionq.api.deps import ApiResources, Caller
 from visionq.api.errors import ApiError
@@ -240,7 +240,7 @@ def _rerun_page(
             prior_cost_nusd=sum(src.cost_nusd for src in sources),
             prior_tokens=sum(src.total_tokens for src in sources),
         )
-    send_after_commit(resources, [row.id for row in rows if row.cached is None])
+    send_after_commit(resources, to_send(rows))
     return len(rows), sources[-1].item_id
 
 

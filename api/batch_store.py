@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,6 +14,7 @@ from visionq.api.deps import ApiResources
 from visionq.api.job_checks import AdmittedFields
 from visionq.models.batchjobs import CachedAnswer, NewJobRow, mark_unsent_many
 from visionq.models.jobs import NewInput
+from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
@@ -68,9 +69,18 @@ def job_rows(
                 warnings=plan.fields.warnings or None,
                 retry_of=plan.retry_of,
                 inputs=plan.inputs,
+                tier=plan.fields.tier.value,
+                lane=plan.estimate.tier.value,
+                deadline_s=plan.fields.deadline_s,
             )
         )
     return rows, total
+
+
+def to_send(rows: Iterable[NewJobRow]) -> list[str]:
+    """The ids of the inserted jobs that need a message: not born from the cache, and not
+    in the batch lane (the lane gathers those from the table; they get no message)."""
+    return [row.id for row in rows if row.cached is None and row.lane != ServiceTier.BATCH]
 
 
 def send_after_commit(resources: ApiResources, job_ids: Sequence[str]) -> None:

@@ -10,10 +10,12 @@ from sqlalchemy.orm import Session
 from visionq.api.deps import ApiResources
 from visionq.api.errors import ApiError
 from visionq.api.job_checks import AdmittedFields, AdmittedJob
+from visionq.api.tiers import requested_tier, resolve_lane
 from visionq.models.budgets import budget_state
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
 from visionq.vision.tasks import JobOptions
+from visionq.vision.tiers import Tier
 
 
 def estimate_of(admitted: AdmittedJob, resources: ApiResources) -> Estimate:
@@ -28,14 +30,24 @@ def _sizes(admitted: AdmittedJob) -> list[tuple[int, int]]:
 def _estimate(
     fields: AdmittedFields, sizes: list[tuple[int, int]], resources: ApiResources
 ) -> Estimate:
-    return resources.costs.estimate(
+    """The estimate at the price of the job's lane (its ``tier``: the tier asked for, or
+    the one auto chose, whose reason is added to the assumptions)."""
+    settings, catalogue = resources.settings, resources.costs.catalogue
+    choice = resolve_lane(fields.options, fields.model, settings, catalogue, resources.turnarounds)
+    estimate = resources.costs.estimate(
         task=fields.task,
         model=fields.model,
         prompt=fields.prompt,
         labels=fields.labels,
         options=fields.options,
         sizes=sizes,
+        tier=choice.lane,
     )
+    if requested_tier(fields.options, settings) is Tier.AUTO:
+        estimate = estimate.model_copy(
+            update={"assumptions": [*estimate.assumptions, choice.reason]}
+        )
+    return estimate
 
 
 def apply_economy(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from visionq.api.errors import ApiError
 from visionq.api.queue import JobQueue
 from visionq.api.throttle import SubmitThrottle
+from visionq.api.tiers import TurnaroundCache
 from visionq.models.blobs import BlobStore
 from visionq.models.keys import authenticate
 from visionq.models.settings import Settings
@@ -37,6 +38,8 @@ class ApiResources:
     # Checks and stores the images of batch items (api/batch_intake.py); None: each call
     # makes its own pool of VISIONQ_BATCH_INTAKE_THREADS.
     intake_pool: ThreadPoolExecutor | None = None
+    # Measured turnaround per model and tier, for tier auto (api/tiers.py); None: priors.
+    turnarounds: TurnaroundCache | None = None
 
 
 async def get_resources(request: Request) -> ApiResources:

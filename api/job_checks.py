@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from visionq.api.errors import ApiError
 from visionq.api.rawjob import RawJob, describe, too_large
+from visionq.api.tiers import check_priced, deadline_seconds, requested_tier
 from visionq.models.settings import Settings
 from visionq.vision.catalogue import Catalogue
 from visionq.vision.formats import ImageRejectedError
@@ -22,6 +23,7 @@ from visionq.vision.model_fit import check_options, choose_model
 from visionq.vision.prepare import PreparedImage, downscale_memory, prepare_image
 from visionq.vision.structured import MAX_SCHEMA_CHARS, InvalidSchemaError, check_schema
 from visionq.vision.tasks import JobOptions, JobSpecError, TaskKind, validate_job
+from visionq.vision.tiers import Tier
 
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
 # JSON containers nested deeper than this in a schema are refused: jsonschema checks a
@@ -43,6 +45,10 @@ class AdmittedFields:
     schema: dict[str, Any] | None
     # What to know about a job that runs anyway (a deprecated model, an alias resolved).
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # The tier asked for (options.tier or VISIONQ_TIER_DEFAULT; maybe auto) and the
+    # seconds from submission to the job's deadline (options.deadline_s or the tier's).
+    tier: Tier = Tier.STANDARD
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class AdmittedJob:
     images: list[PreparedImage]
     # What to know about a job that runs anyway (a deprecated model, an alias resolved).
     warnings: list[dict[str, str]] = field(default_factory=list)
+    tier: Tier = Tier.STANDARD
+    deadline_s: float | None = None
 
     @property
     def fields(self) -> AdmittedFields:
@@ -64,6 +72,7 @@ class AdmittedJob:
         return AdmittedFields(
             task=self.task, prompt=self.prompt, model=self.model, labels=self.labels,
             options=self.options, schema=self.schema, warnings=self.warnings,
+            tier=self.tier, deadline_s=self.deadline_s,
         )  # fmt: skip
 
 
@@ -118,6 +127,8 @@ def admit(raw: RawJob, settings: Settings, catalogue: Catalogue) -> AdmittedJob:
         schema=fields.schema,
         images=images,
         warnings=fields.warnings,
+        tier=fields.tier,
+        deadline_s=fields.deadline_s,
     )
 
 
@@ -164,6 +175,7 @@ def admit_fields(
         raise ApiError.of(exc) from exc
     except InvalidSchemaError as exc:
         raise ApiError("invalid_schema", f"schema: {exc}") from exc
+    check_priced(options, choice.model, settings, catalogue)
     return AdmittedFields(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,
@@ -172,6 +184,8 @@ def admit_fields(
         options=options,
         schema=schema,
         warnings=[warning.as_dict() for warning in warnings],
+        tier=requested_tier(options, settings),
+        deadline_s=deadline_seconds(options, settings),
     )
 
 

@@ -80,7 +80,8 @@ class JobCreate(BaseModel):
         "(MINIMAL/LOW/MEDIUM/HIGH) or thinking_budget, max_objects (detect/segment), max_side "
         "(downscale before sending), media_resolution (LOW/MEDIUM/HIGH, any case, Gemini's "
         "MEDIA_RESOLUTION_ spelling too), image_media_resolution (one per image), cache, "
-        "economy. What each model takes: GET /v1/models.",
+        "economy, tier (standard, flex, priority, batch or auto) and deadline_s. What each "
+        "model takes: GET /v1/models.",
     )
     schema_: dict[str, Any] | None = Field(
         default=None,
@@ -144,7 +145,22 @@ class AttemptPublic(BaseModel):
     )
     cost_usd: str | None = Field(
         validation_alias=AliasChoices("cost_nusd", "cost_usd"),
-        description="What this attempt's Gemini call cost, USD.",
+        description="What this attempt's Gemini call cost, USD (at the tier that served it).",
+    )
+    requested_tier: str | None = Field(
+        default=None,
+        description="The service tier asked of Gemini: standard, flex, priority or batch.",
+    )
+    served_tier: str | None = Field(
+        default=None,
+        description="The tier Gemini served the call at (x-gemini-service-tier; a priority "
+        "call over its limit is served at standard); null when nothing was served (a flex "
+        "call shed, a timeout).",
+    )
+    gemini_batch: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("gemini_batch_id", "gemini_batch"),
+        description="The Gemini batch (visionq's id) the attempt ran in, if any.",
     )
 
     @field_validator("cost_usd", mode="before")
@@ -194,7 +210,29 @@ class JobPublic(BaseModel):
     estimate: dict[str, Any] | None = Field(
         description="Tokens and USD range estimated at submit (see POST /v1/estimate)."
     )
-    cost_usd: str | None = Field(description="Actual cost of all of the job's Gemini calls.")
+    cost_usd: str | None = Field(
+        description="Actual cost of all of the job's Gemini calls, at the tiers that served them."
+    )
+    tier: str = Field(
+        default="standard",
+        description="The service tier asked for (options.tier, else the server's default): "
+        "standard, flex, priority, batch or auto.",
+    )
+    lane: str = Field(
+        default="standard",
+        description="The tier the job was sent to (auto resolved at submit: see the "
+        "estimate's assumptions for why): standard, flex, priority or batch.",
+    )
+    served_tier: str | None = Field(
+        default=None,
+        description="The tier that served the stored answer (a flex job that fell back, or "
+        "a priority call downgraded, shows standard); null until then and for a cache hit.",
+    )
+    deadline_at: datetime | None = Field(
+        default=None,
+        description="By when the job should end: submit time + options.deadline_s (or the "
+        "tier's default). Drives auto's choice and the flex fallback.",
+    )
     cached_from: str | None = Field(
         description="Answered from the cache: the earlier identical job (zero cost)."
     )
@@ -248,6 +286,10 @@ class JobPublic(BaseModel):
             error=error,
             estimate=job.estimate.stored() if job.estimate else None,
             cost_usd=_usd(job.cost_nusd),
+            tier=job.tier or "standard",
+            lane=job.lane or "standard",
+            served_tier=job.served_tier,
+            deadline_at=job.deadline_at,
             cached_from=job.cached_from,
             retry_of=job.retry_of,
             batch_id=batch.batch_id if batch is not None else None,

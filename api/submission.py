@@ -23,6 +23,7 @@ from visionq.models.budgets import has_caps, reserve
 from visionq.models.idempotency import recall, remember
 from visionq.models.jobs import NewInput, create_job, find_cached, get_job
 from visionq.models.leases import count_active, mark_unsent
+from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
 from visionq.vision.tasks import cache_key
 
@@ -231,7 +232,8 @@ def store_and_enqueue(
                     prompt=admitted.prompt, labels=admitted.labels, options=admitted.options,
                     inputs=inputs, response_schema=admitted.schema, estimate=estimate,
                     reserved_nusd=needed, cache_key=key, cached=cached,
-                    warnings=admitted.warnings, retry_of=retry_of,
+                    warnings=admitted.warnings, retry_of=retry_of, tier=admitted.tier.value,
+                    lane=estimate.tier.value, deadline_s=admitted.deadline_s,
                 )  # fmt: skip
                 if idempotency is not None:
                     remember(
@@ -251,7 +253,8 @@ def store_and_enqueue(
     if not held:
         with resources.sessions() as session:
             raise budget_refusal(session, caller.tenant, needed)
-    if cached is None:
+    # A batch-lane job gets no message: the worker's batch lane gathers it from the table.
+    if cached is None and estimate.tier is not ServiceTier.BATCH:
         _send(resources, job.id)
     return public, False
 

@@ -54,6 +54,10 @@ class NewJobRow:
     warnings: list[dict[str, str]] | None
     retry_of: str | None
     inputs: Sequence[NewInput]
+    # The tier asked for (maybe auto), the lane it resolved to, seconds to the deadline.
+    tier: str = "standard"
+    lane: str = "standard"
+    deadline_s: float | None = None
 
 
 def chunks(items: Collection[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
@@ -78,7 +82,8 @@ def insert_jobs(session: Session, rows: Sequence[NewJobRow]) -> None:
             prompt=row.prompt, labels=row.labels, options=row.options, inputs=row.inputs,
             response_schema=row.response_schema, estimate=row.estimate,
             reserved_nusd=row.reserved_nusd, cache_key=row.cache_key, cached=row.cached,
-            warnings=row.warnings, retry_of=row.retry_of,
+            warnings=row.warnings, retry_of=row.retry_of, tier=row.tier, lane=row.lane,
+            deadline_s=row.deadline_s,
         )  # fmt: skip
         values = job_values(job)
         # An executemany needs the same columns in every row: group by the columns set.

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, insert, or_, select, update
@@ -80,17 +80,21 @@ def create_job(
     cached: CachedResult | None = None,
     warnings: list[dict[str, str]] | None = None,
     retry_of: str | None = None,
+    tier: str = "standard",
+    lane: str = "standard",
+    deadline_s: float | None = None,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction.
 
     With ``cached`` (an earlier identical job), the new job is born succeeded with that
-    job's result, at zero cost, and is never queued.
+    job's result, at zero cost, and is never queued. ``tier`` is the tier asked for (maybe
+    ``auto``), ``lane`` the one it resolved to, ``deadline_s`` seconds to its deadline.
     """
     job = build_job(
         job_id=str(uuid.uuid4()), tenant=tenant, task=task, model=model, prompt=prompt,
         labels=labels, options=options, inputs=inputs, response_schema=response_schema,
         estimate=estimate, reserved_nusd=reserved_nusd, cache_key=cache_key, cached=cached,
-        warnings=warnings, retry_of=retry_of,
+        warnings=warnings, retry_of=retry_of, tier=tier, lane=lane, deadline_s=deadline_s,
     )  # fmt: skip
     # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
     # The returned object is not attached to the session; it carries what was inserted.
@@ -118,9 +122,13 @@ def build_job(
     cached: CachedResult | None,
     warnings: list[dict[str, str]] | None,
     retry_of: str | None,
+    tier: str = "standard",
+    lane: str = "standard",
+    deadline_s: float | None = None,
 ) -> Job:
     """A new job and its inputs as unsaved ORM objects: what create_job inserts, and what
     models.batchjobs.insert_jobs inserts many at a time (the same values either way)."""
+    created_at = utcnow()
     job = Job(
         id=job_id,
         tenant=tenant,
@@ -136,11 +144,15 @@ def build_job(
         warnings=warnings or None,
         retry_of=retry_of,
         status=JobStatus.QUEUED,
-        created_at=utcnow(),
+        created_at=created_at,
         attempt_count=0,
+        tier=tier,
+        lane=lane,
+        deadline_at=created_at + timedelta(seconds=deadline_s) if deadline_s else None,
     )
     # The caller sends the message right after the commit; a failed send clears this
-    # (models.leases.mark_unsent) so the sweeper sends it.
+    # (models.leases.mark_unsent) so the sweeper sends it. A batch-lane job gets no message
+    # (the batch lane gathers it); the time stays set so the sweeper leaves it alone.
     job.enqueued_at = job.created_at
     if cached is not None:
         job.status = JobStatus.SUCCEEDED

@@ -32,7 +32,8 @@ def test_an_attempt_row_reads_as_before() -> None:
     assert AttemptPublic.model_validate(row).model_dump_json() == (
         '{"number":1,"started_at":"2026-01-02T03:04:05Z","finished_at":null,'
         '"outcome":"succeeded","error_class":null,"error_message":null,"http_status":200,'
-        '"retry_delay_s":null,"cost_usd":"0.0015"}'
+        '"retry_delay_s":null,"cost_usd":"0.0015","requested_tier":null,"served_tier":null,'
+        '"gemini_batch":null}'
     )
     row.cost_nusd = None
     assert AttemptPublic.model_validate(row).cost_usd is None

@@ -1,0 +1,166 @@
+"""What the API expects each service tier to take, for ``auto``: the measured p90 turnaround
+per model and tier (table tier_turnarounds, refreshed by the worker's batch lane), else the
+prior of VISIONQ_TIER_PRIOR_S. Read through a short in-process cache: one small SELECT per
+refresh, whatever the submit rate."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from visionq.api.errors import ApiError
+from visionq.models.settings import Settings
+from visionq.models.tables import TIER_TURNAROUNDS
+from visionq.vision.catalogue import Catalogue, ServiceTier
+from visionq.vision.costing import today
+from visionq.vision.tasks import JobOptions
+from visionq.vision.tiers import Tier, TierChoice, choose_tier, deadline_for
+
+__all__ = [
+    "CACHE_TTL_S", "Expected", "TurnaroundCache", "check_priced", "deadline_seconds",
+    "priced_tiers", "requested_tier", "resolve_lane",
+]  # fmt: skip
+
+# How long a read of the table serves submits; the worker refreshes the table every
+# VISIONQ_BATCH_POLL_S (30 s by default), so fresher reads would see the same rows.
+CACHE_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The turnaround expected per tier for one model, and which of them were measured
+    (the others are priors)."""
+
+    seconds: dict[ServiceTier, float]
+    measured: frozenset[ServiceTier]
+
+
+def _read(session: Session) -> dict[tuple[str, str], tuple[int, float]]:
+    """(model, tier) -> (samples, p90 seconds) of every measured row."""
+    rows = session.execute(
+        select(
+            TIER_TURNAROUNDS.c.model,
+            TIER_TURNAROUNDS.c.tier,
+            TIER_TURNAROUNDS.c.samples,
+            TIER_TURNAROUNDS.c.p90_s,
+        )
+    )
+    return {(row.model, row.tier): (row.samples, row.p90_s) for row in rows}
+
+
+class TurnaroundCache:
+    """The measured turnarounds, read at most once per ``ttl_s`` (thread-safe: submits run
+    in the thread pool)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        ttl_s: float = CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self._priors: Mapping[ServiceTier, float] = settings.tier_prior_s
+        self._min_samples = settings.tier_min_samples
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], tuple[int, float]] = {}
+        self._read_at: float | None = None
+        self.reads = 0  # how many times the table was read (tests)
+
+    def _current(self) -> dict[tuple[str, str], tuple[int, float]]:
+        with self._lock:
+            now = self._clock()
+            if self._read_at is None or now - self._read_at >= self._ttl_s:
+                with self._sessions() as session:
+                    self._rows = _read(session)
+                self._read_at = now
+                self.reads += 1
+            return self._rows
+
+    def lookup(self, model: str) -> Expected:
+        """Per tier: the measured p90 when at least VISIONQ_TIER_MIN_SAMPLES jobs were
+        measured, else the prior."""
+        rows = self._current()
+        seconds = dict(self._priors)
+        measured: set[ServiceTier] = set()
+        for tier in ServiceTier:
+            found = rows.get((model, tier.value))
+            if found is not None and found[0] >= self._min_samples:
+                seconds[tier] = found[1]
+                measured.add(tier)
+        return Expected(seconds, frozenset(measured))
+
+    def expected(self, model: str) -> dict[ServiceTier, float]:
+        """The turnaround expected of each tier for ``model`` (seconds)."""
+        return self.lookup(model).seconds
+
+
+def requested_tier(options: JobOptions, settings: Settings) -> Tier:
+    """The tier a job asks for: options.tier, else VISIONQ_TIER_DEFAULT."""
+    return options.tier if options.tier is not None else Tier(settings.tier_default)
+
+
+def deadline_seconds(options: JobOptions, settings: Settings) -> float:
+    """Seconds from submission to the job's deadline: options.deadline_s, else its tier's
+    default (VISIONQ_TIER_DEADLINES_S)."""
+    return deadline_for(
+        requested_tier(options, settings), options.deadline_s, settings.tier_deadlines_s
+    )
+
+
+def priced_tiers(catalogue: Catalogue, model: str) -> frozenset[ServiceTier]:
+    """The tiers ``model`` has a price for today (none for a model the catalogue lacks)."""
+    entry = catalogue.entry(model)
+    if entry is None:
+        return frozenset()
+    day = today()
+    return frozenset(tier for tier in ServiceTier if entry.price(day, tier) is not None)
+
+
+def check_priced(options: JobOptions, model: str, settings: Settings, catalogue: Catalogue) -> None:
+    """422 tier_not_priced for an explicit tier other than standard that ``model`` has no
+    price for today: such a call could be neither estimated nor billed. (A standard job on
+    an unpriced model is the older, separate case: its cost is unknown, cost_unbounded for
+    a tenant with a budget.)"""
+    tier = requested_tier(options, settings)
+    if tier in (Tier.AUTO, Tier.STANDARD):
+        return
+    if ServiceTier(tier.value) in priced_tiers(catalogue, model):
+        return
+    raise ApiError(
+        "tier_not_priced",
+        f"No {tier.value} price for {model} on {today().isoformat()}: use tier standard (or "
+        "auto), or add the price to the model catalogue (VISIONQ_MODELS_FILE).",
+    )
+
+
+def resolve_lane(
+    options: JobOptions,
+    model: str,
+    settings: Settings,
+    catalogue: Catalogue,
+    turnarounds: TurnaroundCache | None,
+) -> TierChoice:
+    """The lane a job runs in (vision/tiers.py's rule for auto, over the measured
+    turnarounds and the tiers priced today); without a cache, the priors."""
+    tier = requested_tier(options, settings)
+    if turnarounds is not None and tier is Tier.AUTO:
+        expected = turnarounds.lookup(model)
+    else:
+        expected = Expected(dict(settings.tier_prior_s), frozenset())
+    return choose_tier(
+        tier,
+        deadline_s=deadline_seconds(options, settings),
+        expected_s=expected.seconds,
+        priced=priced_tiers(catalogue, model),
+        safety=settings.tier_safety,
+        measured=expected.measured,
+    )

@@ -1,0 +1,148 @@
+"""Service tiers at admission (api/tiers.py, api/budget_gate.py): the estimate and the budget
+hold at the lane's price, 422 for a tier the model has no price for, auto's lane chosen from
+the measured turnarounds (table tier_turnarounds), and one cache across tiers. SQLite and
+PostgreSQL (the ``stack`` fixture)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, insert
+
+from tests.integration.conftest import Stack, redis_db
+from tests.integration.helpers import run_job, scene_png, submit
+from tests.integration.inprocess import InProcessApi, in_process_api
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.tables import TIER_TURNAROUNDS, utcnow
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gemini-3.8-flash"
+# A preview model priced at standard and batch only (vision/data/models.json).
+NO_FLEX_MODEL = "gemini-3-flash-preview"
+
+
+def _estimate(client: httpx.Client, image: bytes, model: str, **options: Any) -> httpx.Response:
+    body = {
+        "task": "caption",
+        "model": model,
+        "images": [{"data": base64.b64encode(image).decode()}],
+        "options": options,
+    }
+    return client.post("/v1/estimate", json=body)
+
+
+def _cost(estimate: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    cost = estimate["cost_usd"]
+    return Decimal(cost["min"]), Decimal(cost["max"])
+
+
+def test_the_estimate_is_at_the_tiers_price(stack: Stack) -> None:
+    image, _ = scene_png(2001)
+    with stack.client() as client:
+        standard = _estimate(client, image, MODEL).raise_for_status().json()
+        flex = _estimate(client, image, MODEL, tier="flex").raise_for_status().json()
+        batch = _estimate(client, image, MODEL, tier="batch").raise_for_status().json()
+        priority = _estimate(client, image, MODEL, tier="priority").raise_for_status().json()
+    assert (standard["tier"], flex["tier"], batch["tier"]) == ("standard", "flex", "batch")
+    low, high = _cost(standard)
+    assert _cost(flex) == (low / 2, high / 2)
+    assert _cost(batch) == (low / 2, high / 2)
+    assert _cost(priority)[1] > high
+
+
+def test_a_tier_without_a_price_is_refused(stack: Stack) -> None:
+    image, _ = scene_png(2002)
+    with stack.client() as client:
+        refused = submit(client, image, task="caption", model=NO_FLEX_MODEL,
+                         options={"tier": "flex"})  # fmt: skip
+        estimate = _estimate(client, image, NO_FLEX_MODEL, tier="flex")
+        # auto skips the unpriced tier instead (flex would fit a 2-hour deadline).
+        auto = _estimate(client, image, NO_FLEX_MODEL, tier="auto", deadline_s=7200)
+    for response in (refused, estimate):
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "tier_not_priced"
+        assert f"No flex price for {NO_FLEX_MODEL}" in error["message"]
+        assert "use tier standard" in error["message"]
+    assert auto.status_code == 200, auto.text
+    assert auto.json()["tier"] == "standard"
+    assert "flex has no price for this model" in auto.json()["assumptions"][-1]
+
+
+@pytest.fixture
+def fresh_api(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[InProcessApi]:
+    """An API of its own (in process) on the session's database: its turnaround cache
+    (api/tiers.py, read at most every 30 s) has read nothing yet, so the rows a test seeds
+    are what its first auto job sees."""
+    with in_process_api(tmp_path, redis_db(redis_url), ("tiers-auto",),
+                        database_url=database_url) as app:  # fmt: skip
+        yield app
+
+
+def test_auto_picks_the_lane_from_measured_turnarounds(fresh_api: InProcessApi) -> None:
+    image, _ = scene_png(2003)
+    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
+    sessions = make_session_factory(engine)
+    # Measured: batch jobs of this model end in 20 min (p90), from enough samples; the other
+    # model has too few samples to count, so its priors apply (batch 24 h).
+    rows = [
+        {"model": MODEL, "tier": "batch", "samples": 50, "p50_s": 600.0, "p90_s": 1200.0,
+         "measured_at": utcnow()},
+        {"model": "gemini-3.6-flash", "tier": "batch", "samples": 3, "p50_s": 60.0,
+         "p90_s": 90.0, "measured_at": utcnow()},
+    ]  # fmt: skip
+    try:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+            session.execute(insert(TIER_TURNAROUNDS), rows)
+        with fresh_api.client("tiers-auto") as client:
+            two_hours = _estimate(client, image, MODEL, tier="auto", deadline_s=7200)
+            urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=600)
+            unmeasured = _estimate(client, image, "gemini-3.6-flash", tier="auto",
+                                   deadline_s=7200)  # fmt: skip
+    finally:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+        engine.dispose()
+    chosen = two_hours.raise_for_status().json()
+    assert chosen["tier"] == "batch"
+    assert chosen["assumptions"][-1] == (
+        "tier auto → batch: batch p90 1200 s x 1.5 <= deadline 7200 s"
+    )
+    assert urgent.raise_for_status().json()["tier"] == "standard"
+    fallback = unmeasured.raise_for_status().json()
+    assert fallback["tier"] == "flex"
+    assert "batch (prior) 86400 s" in fallback["assumptions"][-1]
+
+
+def test_a_job_stores_its_tier_lane_and_deadline(stack: Stack) -> None:
+    image, _ = scene_png(2004)
+    with stack.client() as client:
+        job = run_job(client, image, task="caption", model=MODEL,
+                      options={"tier": "standard", "deadline_s": 900})  # fmt: skip
+    assert job["status"] == "succeeded", job
+    assert (job["tier"], job["lane"], job["served_tier"]) == ("standard", "standard", "standard")
+    created = job["created_at"]
+    assert job["deadline_at"] is not None and job["deadline_at"] > created
+    assert job["attempts"][-1]["served_tier"] == "standard"
+    assert job["estimate"]["tier"] == "standard"
+
+
+def test_the_cache_answers_across_tiers(stack: Stack) -> None:
+    image, _ = scene_png(2005)
+    with stack.client() as client:
+        first = run_job(client, image, task="caption", model=MODEL)
+        assert first["status"] == "succeeded" and first["cached_from"] is None
+        response = submit(client, image, task="caption", model=MODEL,
+                          options={"tier": "flex", "deadline_s": 3600})  # fmt: skip
+    assert response.status_code == 202, response.text
+    second = response.json()
+    assert second["status"] == "succeeded" and second["cached_from"] == first["id"]
+    assert second["tier"] == "flex" and second["cost_usd"] == "0"
