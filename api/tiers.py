@@ -10,12 +10,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.api.errors import ApiError
 from visionq.models.settings import Settings
-from visionq.models.tables import TIER_TURNAROUNDS
+from visionq.models.tiers import read_turnarounds
 from visionq.vision.catalogue import Catalogue, ServiceTier
 from visionq.vision.costing import today
 from visionq.vision.tasks import JobOptions
@@ -42,15 +41,7 @@ class Expected:
 
 def _read(session: Session) -> dict[tuple[str, str], tuple[int, float]]:
     """(model, tier) -> (samples, p90 seconds) of every measured row."""
-    rows = session.execute(
-        select(
-            TIER_TURNAROUNDS.c.model,
-            TIER_TURNAROUNDS.c.tier,
-            TIER_TURNAROUNDS.c.samples,
-            TIER_TURNAROUNDS.c.p90_s,
-        )
-    )
-    return {(row.model, row.tier): (row.samples, row.p90_s) for row in rows}
+    return {key: (row.samples, row.p90_s) for key, row in read_turnarounds(session).items()}
 
 
 class TurnaroundCache:

@@ -61,6 +61,10 @@ class JobSpec:
     inputs: tuple[InputSpec, ...]
     # Warnings given at submit (a deprecated model); the worker may add its own.
     warnings: tuple[dict[str, str], ...] = ()
+    # The tier the job runs at (its lane: standard, flex, priority or batch) and its
+    # deadline (flex falls back to standard in time to hold it).
+    lane: str = "standard"
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ _NOW = bindparam("now", type_=JOBS.c.started_at.type)
 _JOB_COLUMNS = (
     JOBS.c.tenant, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
     JOBS.c.response_schema, JOBS.c.estimate, JOBS.c.started_at, JOBS.c.warnings,
+    JOBS.c.lane, JOBS.c.deadline_at,
 )  # fmt: skip
 _CLAIM = (
     update(JOBS)
@@ -164,6 +169,7 @@ def claim_job(
         prompt=claimed.prompt, labels=claimed.labels, options=claimed.options,
         response_schema=claimed.response_schema, estimate=claimed.estimate,
         started_at=claimed.started_at, inputs=inputs, warnings=tuple(claimed.warnings or ()),
+        lane=claimed.lane, deadline_at=claimed.deadline_at,
     )  # fmt: skip
     return Claim(
         job_id=job_id,
