@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from visionq.emulator.batches import EXPIRED, FAILED, LIVE_STATES, Batch
+from visionq.emulator.batches import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    LIVE_STATES,
+    SUCCEEDED,
+    Batch,
+)
 from visionq.emulator.files import FileStore, rfc3339
 
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
@@ -119,6 +126,7 @@ def operation(batch: Batch) -> dict[str, Any]:
     body: dict[str, Any] = {"name": batch.name, "metadata": metadata, "done": not batch.live}
     if batch.error is not None:
         body["error"] = batch.error
-    elif not batch.live:
+    elif batch.state in (SUCCEEDED, CANCELLED):
+        # EXPIRED has neither results nor an error to show (GEMINI.md: "no results").
         body["response"] = {"@type": OUTPUT_TYPE, **(output or {})}
     return body
