@@ -225,7 +225,7 @@ def test_cancel_keeps_answered_lines_and_delete_refuses_running(
     url: str, sdk: genai.Client
 ) -> None:
     set_faults(url, batch_lines_per_s=4)
-    name = create_inline(sdk, 6)
+    name = create_inline(sdk, 10)
     deadline = time.monotonic() + WAIT_S
     while "successfulRequestCount" not in raw_get(url, name)["metadata"].get("batchStats", {}):
         assert time.monotonic() < deadline
@@ -238,7 +238,7 @@ def test_cancel_keeps_answered_lines_and_delete_refuses_running(
     cancelled = raw_get(url, name)
     assert cancelled["metadata"]["state"] == "BATCH_STATE_CANCELLED" and cancelled["done"]
     answered = cancelled["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
-    assert 1 <= len(answered) < 6
+    assert 1 <= len(answered) < 10
     assert cancelled["metadata"]["batchStats"]["successfulRequestCount"] == str(len(answered))
     time.sleep(0.5)  # nothing moves after a cancel
     assert raw_get(url, name) == cancelled
