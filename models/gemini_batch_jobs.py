@@ -137,11 +137,7 @@ def release_jobs(
         )
     )
     if lane != "batch":
-        for row in released:
-            warnings = list(row.warnings or [])
-            if not any(w.get("code") == "batch_fallback" for w in warnings):
-                warnings.append({"code": "batch_fallback", "message": reason})
-                session.execute(update(JOBS).where(JOBS.c.id == row.id).values(warnings=warnings))
+        _warn_fallback(session, released, reason)
     return len(released)
 
 
@@ -156,7 +152,7 @@ def job_specs(session: Session, job_ids: Collection[str]) -> dict[str, JobSpec]:
             JOBS.c.id, JOBS.c.tenant, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels,
             JOBS.c.options, JOBS.c.response_schema, JOBS.c.estimate,
             func.coalesce(JOBS.c.started_at, JOBS.c.created_at).label("started"),
-            JOBS.c.warnings,
+            JOBS.c.warnings, JOBS.c.lane, JOBS.c.deadline_at,
         ).where(JOBS.c.id.in_(ids))
     ).all()  # fmt: skip
     inputs: dict[str, list[InputSpec]] = {}
@@ -174,7 +170,7 @@ def job_specs(session: Session, job_ids: Collection[str]) -> dict[str, JobSpec]:
             id=row.id, tenant=row.tenant, task=row.task, model=row.model, prompt=row.prompt,
             labels=row.labels, options=row.options, response_schema=row.response_schema,
             estimate=row.estimate, started_at=row.started, inputs=tuple(inputs.get(row.id, ())),
-            warnings=tuple(row.warnings or ()),
+            warnings=tuple(row.warnings or ()), lane=row.lane, deadline_at=row.deadline_at,
         )
         for row in rows
     }  # fmt: skip
@@ -232,3 +228,44 @@ def close_stray_attempts(session: Session, batch_id: str, *, reason: str) -> int
         )
     )
     return int(closed.rowcount)  # type: ignore[attr-defined]
+
+
+def release_waiting(
+    session: Session, *, deadline_before: datetime, reason: str, limit: int = 500
+) -> list[str]:
+    """Send jobs still waiting for a Gemini batch whose deadline comes before
+    ``deadline_before`` to the sync lane (standard, ``batch_fallback`` warning): no batch
+    took them in time (VISIONQ_BATCH_MAX_RUNNING reached, or the lane was down)."""
+    due = list(
+        session.scalars(
+            select(JOBS.c.id)
+            .where(_waiting(), JOBS.c.deadline_at < deadline_before)
+            .order_by(JOBS.c.deadline_at)
+            .limit(limit)
+        )
+    )
+    if not due:
+        return []
+    moved = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id.in_(due), _waiting())
+        .values(lane="standard", enqueued_at=None)
+        .returning(JOBS.c.id, JOBS.c.warnings)
+    ).all()
+    _warn_fallback(session, moved, reason)
+    return [row.id for row in moved]
+
+
+def _warn_fallback(session: Session, rows: Sequence[Any], reason: str) -> None:
+    """Add the ``batch_fallback`` warning (once) to jobs sent to the sync lane."""
+    for row in rows:
+        warnings = list(row.warnings or [])
+        if not any(w.get("code") == "batch_fallback" for w in warnings):
+            warnings.append({"code": "batch_fallback", "message": reason})
+            session.execute(update(JOBS).where(JOBS.c.id == row.id).values(warnings=warnings))
+
+
+def former_jobs(session: Session, batch_id: str) -> list[str]:
+    """Jobs that were ever sent in this batch (each opened an attempt in it)."""
+    query = select(ATTEMPTS.c.job_id).where(ATTEMPTS.c.gemini_batch_id == batch_id).distinct()
+    return sorted(session.scalars(query))

@@ -26,11 +26,13 @@ from visionq.models.gemini_batch_jobs import (
     attach_jobs,
     batch_token,
     close_stray_attempts,
+    former_jobs,
     gather_models,
     gatherable,
     job_specs,
     open_attempts,
     release_jobs,
+    release_waiting,
     unfinished_jobs,
 )
 from visionq.models.tables import GEMINI_BATCHES, utcnow
@@ -46,6 +48,7 @@ __all__ = [
     "close_stray_attempts",
     "count_live",
     "display_name",
+    "former_jobs",
     "gather_models",
     "gatherable",
     "get_row",
@@ -53,8 +56,10 @@ __all__ = [
     "live_batches",
     "observe",
     "open_attempts",
+    "readopt",
     "record_batch",
     "release_jobs",
+    "release_waiting",
     "request_cancel",
     "set_request_bytes",
     "set_state",
@@ -328,3 +333,40 @@ def get_row(session: Session, batch_id: str) -> BatchRow | None:
     """The batch row, or None."""
     found = session.execute(select(*_ROW_COLUMNS).where(GEMINI_BATCHES.c.id == batch_id)).first()
     return None if found is None else _row(found)
+
+
+def readopt(session: Session, batch_id: str, *, gemini_name: str) -> list[str]:
+    """Take back a batch we declared lost before its create was confirmed, now that Gemini
+    shows it (VISIONQ_BATCH_ORPHANS=adopt): its former jobs still waiting for a batch are
+    attached again; returns them. None left: the row stays closed (the caller cancels the
+    batch as an orphan). Jobs sent elsewhere meanwhile are not taken back: their lines are
+    discarded by the token fence."""
+    now = utcnow()
+    reopened = session.execute(
+        update(GEMINI_BATCHES)
+        .where(
+            GEMINI_BATCHES.c.id == batch_id,
+            GEMINI_BATCHES.c.state.in_([GeminiBatchState.LOST, GeminiBatchState.CLOSED]),
+            GEMINI_BATCHES.c.gemini_name.is_(None),
+        )
+        .values(
+            state=GeminiBatchState.PENDING,
+            gemini_name=gemini_name,
+            accepted_at=now,
+            progress_at=now,
+            closed_at=None,
+            ended_at=None,
+            error=None,
+        )
+        .returning(GEMINI_BATCHES.c.model)
+    ).first()
+    if reopened is None:
+        return []
+    attached = attach_jobs(
+        session, batch_id, model=reopened.model, job_ids=former_jobs(session, batch_id), now=now
+    )
+    values: dict[str, Any] = {"job_count": len(attached)}
+    if not attached:
+        values |= {"state": GeminiBatchState.CLOSED, "closed_at": now, "ended_at": now}
+    session.execute(update(GEMINI_BATCHES).where(GEMINI_BATCHES.c.id == batch_id).values(**values))
+    return attached

@@ -1,0 +1,224 @@
+"""The reconciler: Gemini's batches compared with ours, at lane start and every
+VISIONQ_BATCH_RECONCILE_S.
+
+Every Gemini batch whose display name carries our prefix names our row (prefix + id):
+
+- row ``creating`` → adopted (the create landed; its answer was lost or its worker died);
+- row ``pending``/``running`` under that name → refreshed (its updateTime);
+- no row, or a row that is ``lost``, ``stalled``, ``closed`` or holds another name (a double
+  create) → an orphan: cancelled while live (VISIONQ_BATCH_ORPHANS=cancel; ``adopt`` takes a
+  batch declared lost back when its jobs still wait for one), deleted once ended
+  (VISIONQ_BATCH_DELETE_DONE).
+
+Rows Gemini does not list: a ``pending``/``running`` one whose get answers 404 is ``lost``;
+a ``creating`` one is ``lost`` once its submitter's claim and VISIONQ_BATCH_CREATE_GRACE_S
+passed. A lost batch's jobs are re-sent (a new batch, or the sync lane near the deadline).
+Another deployment sharing the Gemini project must use another VISIONQ_BATCH_NAME_PREFIX.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from visionq.models.gemini_batches import (
+    LIVE_STATES,
+    BatchRow,
+    GeminiBatchState,
+    accept,
+    batch_id_of,
+    get_row,
+    live_batches,
+    observe,
+    readopt,
+)
+from visionq.models.settings import Settings
+from visionq.models.tables import utcnow
+from visionq.worker.batch_api import RemoteBatch
+from visionq.worker.batch_release import give_up
+from visionq.worker.errors import GeminiCallError
+
+log = logging.getLogger(__name__)
+
+_FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
+_NOT_FOUND = 404
+
+
+class BatchApi(Protocol):
+    """What the watchdog and the reconciler use of worker/batch_api.GeminiBatches."""
+
+    def get(self, name: str) -> RemoteBatch: ...
+
+    def list_all(self) -> Iterator[RemoteBatch]: ...
+
+    def cancel(self, name: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class Reconciler:
+    """See the module docstring; ``run_once`` is one full comparison."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        batches: BatchApi,
+        settings: Settings,
+        identity: str,
+    ) -> None:
+        self._sessions = sessions
+        self._batches = batches
+        self._settings = settings
+        self._identity = identity
+
+    def run_once(self) -> dict[str, int]:
+        """Compare once: ``adopted``, ``orphans_cancelled``, ``lost``, ``refreshed`` (and
+        ``orphans_deleted``, ``readopted``). Raises GeminiCallError when Gemini cannot be
+        listed (nothing is decided on a partial view)."""
+        counts = dict.fromkeys(("adopted", "orphans_cancelled", "lost", "refreshed"), 0)
+        ours = self._ours(self._batches.list_all())
+        now = utcnow()
+        with self._sessions() as session:
+            rows = {row.id: row for row in live_batches(session, self._identity)}
+            for batch_id in set(ours) - set(rows):
+                row = get_row(session, batch_id)
+                if row is not None:
+                    rows[batch_id] = row
+        for batch_id, remotes in ours.items():
+            for remote in remotes:
+                self._match(rows.get(batch_id), remote, counts)
+        listed = {remote.name for remotes in ours.values() for remote in remotes}
+        for row in rows.values():
+            if row.id in ours or row.state not in LIVE_STATES:
+                continue
+            if row.state == GeminiBatchState.CREATING:
+                self._unconfirmed(row, now, counts)
+            elif row.gemini_name not in listed and self._gone(row):
+                self._lose(row, now, "Gemini no longer has this batch (404, not listed)", counts)
+        log.info("batch reconcile: %s", counts)
+        return counts
+
+    def match_creating(self, rows: Iterable[BatchRow]) -> dict[str, int]:
+        """Settle batches whose create was never confirmed: adopted when Gemini lists their
+        display name, ``lost`` (jobs re-sent) once the claim and the grace passed."""
+        waiting = list(rows)
+        if not waiting:
+            return {}
+        ours = self._ours(self._batches.list_all())
+        counts: dict[str, int] = {}
+        now = utcnow()
+        for row in waiting:
+            remotes = ours.get(row.id)
+            if remotes:
+                self._match(row, remotes[0], counts)
+                for double in remotes[1:]:
+                    self._match(row, double, counts)
+            else:
+                self._unconfirmed(row, now, counts)
+        return counts
+
+    def _ours(self, remotes: Iterable[RemoteBatch]) -> dict[str, list[RemoteBatch]]:
+        """Gemini's batches named by us, by our id (the oldest first: a double create's
+        first batch is adopted, the others are orphans)."""
+        found: dict[str, list[RemoteBatch]] = {}
+        prefix = self._settings.batch_name_prefix
+        for remote in remotes:
+            batch_id = batch_id_of(prefix, remote.display_name)
+            if batch_id is not None:
+                found.setdefault(batch_id, []).append(remote)
+        for batches in found.values():
+            batches.sort(key=lambda remote: (_created(remote), remote.name))
+        return found
+
+    def _match(self, row: BatchRow | None, remote: RemoteBatch, counts: dict[str, int]) -> None:
+        if row is not None and row.state == GeminiBatchState.CREATING:
+            with self._sessions.begin() as session:
+                adopted = accept(session, row.id, gemini_name=remote.name, input_file=None)
+            if adopted:
+                log.warning("Gemini batch %s adopted for %s (its create was not confirmed)",
+                            remote.name, row.id)  # fmt: skip
+                _add(counts, {"adopted": 1})
+                return
+            with self._sessions() as session:
+                row = get_row(session, row.id)
+        if row is not None and row.state in _FOLLOWED and row.gemini_name == remote.name:
+            with self._sessions.begin() as session:
+                # The list carries no batchStats: the stored ones are kept, so only a new
+                # updateTime counts as progress.
+                observe(session, row.id, gemini_state=remote.state,
+                        update_time=remote.update_time, stats=row.stats,
+                        output_file=remote.responses_file)  # fmt: skip
+            _add(counts, {"refreshed": 1})
+            return
+        if row is not None and row.gemini_name == remote.name and row.state not in (
+            GeminiBatchState.CLOSED, GeminiBatchState.LOST, GeminiBatchState.STALLED,
+        ):  # fmt: skip
+            return  # ended at Gemini, results being stored: the poller's
+        self._orphan(row, remote, counts)
+
+    def _orphan(self, row: BatchRow | None, remote: RemoteBatch, counts: dict[str, int]) -> None:
+        """A Gemini batch of ours no live row owns: cancel it while live, delete it once
+        ended (or adopt it back when allowed and its jobs still wait)."""
+        if remote.live and row is not None and self._settings.batch_orphans == "adopt":
+            with self._sessions.begin() as session:
+                taken = readopt(session, row.id, gemini_name=remote.name)
+            if taken:
+                log.warning("Gemini batch %s re-adopted for %s with %d jobs", remote.name,
+                            row.id, len(taken))  # fmt: skip
+                _add(counts, {"readopted": 1})
+                return
+        try:
+            if remote.live:
+                self._batches.cancel(remote.name)
+                log.warning("orphan Gemini batch %s (%s) cancelled", remote.name,
+                            remote.display_name)  # fmt: skip
+                _add(counts, {"orphans_cancelled": 1})
+            elif self._settings.batch_delete_done:
+                self._batches.delete(remote.name)
+                _add(counts, {"orphans_deleted": 1})
+        except GeminiCallError as exc:
+            log.warning("orphan Gemini batch %s not cancelled/deleted (%s); tried again at "
+                        "the next reconcile", remote.name, exc.message)  # fmt: skip
+            _add(counts, {"orphan_errors": 1})
+
+    def _unconfirmed(self, row: BatchRow, now: datetime, counts: dict[str, int]) -> None:
+        """A ``creating`` row Gemini does not list: lost once claim and grace passed."""
+        since = row.claim_expires_at or row.created_at
+        if now < since + timedelta(seconds=self._settings.batch_create_grace_s):
+            return
+        why = (f"Gemini has no batch named {self._settings.batch_name_prefix}{row.id}: its "
+               "create never landed; sent again")  # fmt: skip
+        self._lose(row, now, why, counts)
+
+    def _gone(self, row: BatchRow) -> bool:
+        """A live row missing from Gemini's list: gone when its get answers 404."""
+        assert row.gemini_name is not None
+        try:
+            self._batches.get(row.gemini_name)
+        except GeminiCallError as exc:
+            if exc.http_status == _NOT_FOUND:
+                return True
+            raise
+        return False
+
+    def _lose(self, row: BatchRow, now: datetime, why: str, counts: dict[str, int]) -> None:
+        with self._sessions.begin() as session:
+            released = give_up(session, row, GeminiBatchState.LOST, now=now, reason=why,
+                               error_class="BatchLost", settings=self._settings)  # fmt: skip
+        if released is None:
+            return
+        log.warning("batch %s lost (%s): %d jobs re-sent", row.id, why, sum(released.values()))
+        _add(counts, {"lost": 1, **{f"resent_{lane}": n for lane, n in released.items()}})
+
+
+def _created(remote: RemoteBatch) -> float:
+    return remote.create_time.timestamp() if remote.create_time else float("inf")
+
+
+def _add(counts: dict[str, int], more: Mapping[str, int]) -> None:
+    for key, value in more.items():
+        counts[key] = counts.get(key, 0) + value

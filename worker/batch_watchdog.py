@@ -1,0 +1,208 @@
+"""The batch lane's watchdog: no Gemini batch, and no job waiting for one, is left waiting.
+
+Each tick :func:`judge` (pure) looks at every live batch and the jobs it still holds:
+
+- ``creating`` and the submitter's claim expired → ``adopt_or_lose``: found at Gemini by
+  display name → adopted; not found after VISIONQ_BATCH_CREATE_GRACE_S → ``lost``, its
+  jobs re-sent (worker/batch_reconcile.py);
+- live, and a cancel was asked or every job of it ended (cancelled by users) → ``cancel``
+  at Gemini (the poller then sees CANCELLED and closes it);
+- ``pending``/``running`` with no progress (batchStats, updateTime) for
+  VISIONQ_BATCH_STALL_S → ``stalled``: its jobs re-sent, Gemini cancel asked, row closed;
+- ``pending``/``running`` holding a job within VISIONQ_BATCH_SYNC_RESERVE_S of its deadline
+  → ``release_near_deadline``: those jobs go to the sync lane now.
+
+Batches Gemini ended (succeeded, failed, expired, cancelled) are the poller's
+(worker/batch_follow.py). Jobs still waiting for a batch (VISIONQ_BATCH_MAX_RUNNING reached)
+within VISIONQ_BATCH_SYNC_RESERVE_S of their deadline go to the sync lane too. A job
+released from a batch goes to a new batch while its deadline allows (:func:`resend_lane`),
+else to the sync lane; its attempt is closed with the reason (``BatchStalled``,
+``BatchDeadline``, ``BatchLost``). A released job's late line is discarded: the batch's
+token no longer holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from visionq.models.gemini_batches import (
+    BatchRow,
+    GeminiBatchState,
+    close_stray_attempts,
+    live_batches,
+    release_waiting,
+    unfinished_jobs,
+)
+from visionq.models.settings import Settings
+from visionq.models.tables import utcnow
+from visionq.worker.batch_reconcile import BatchApi, Reconciler
+from visionq.worker.batch_release import STANDARD, give_up, release_held, resend_lane
+from visionq.worker.errors import GeminiCallError
+
+__all__ = ["BatchWatchdog", "WatchAction", "judge", "resend_lane"]
+
+log = logging.getLogger(__name__)
+
+_FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
+
+
+@dataclass(frozen=True)
+class WatchAction:
+    """What the watchdog does with one batch, and why (written into closed attempts)."""
+
+    kind: Literal["ok", "stalled", "release_near_deadline", "adopt_or_lose", "cancel"]
+    reason: str
+    job_ids: tuple[str, ...] = ()
+
+
+def judge(  # noqa: PLR0911 - one return per rule of the table above
+    row: BatchRow,
+    unfinished: Mapping[str, datetime | None],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> WatchAction:
+    """The watchdog's decision for one batch row and the jobs it still holds (pure)."""
+    name = row.gemini_name or row.id
+    if row.state == GeminiBatchState.CREATING:
+        if row.claim_expires_at is not None and now < row.claim_expires_at:
+            return WatchAction("ok", "the submitter is still creating it")
+        return WatchAction("adopt_or_lose", f"the create of batch {row.id} was never confirmed")
+    if row.state not in _FOLLOWED:
+        return WatchAction("ok", f"state {row.state}: the poller's")
+    if row.cancel_requested:
+        return WatchAction("cancel", f"cancel of Gemini batch {name} requested")
+    if not unfinished:
+        return WatchAction("cancel", f"every job of Gemini batch {name} ended (cancelled)")
+    idle = (now - row.progress_at).total_seconds()
+    if idle >= settings.batch_stall_s:
+        return WatchAction(
+            "stalled",
+            f"Gemini batch {name} made no progress for {idle:.0f} s "
+            f"(VISIONQ_BATCH_STALL_S = {settings.batch_stall_s:g}); sent again",
+            tuple(sorted(unfinished)),
+        )
+    reserve = timedelta(seconds=settings.batch_sync_reserve_s)
+    near = tuple(
+        sorted(job for job, deadline in unfinished.items() if deadline and deadline - now < reserve)
+    )
+    if near:
+        return WatchAction(
+            "release_near_deadline",
+            f"deadline within {settings.batch_sync_reserve_s:g} s and Gemini batch {name} has "
+            "not answered; sent at standard to hold it",
+            near,
+        )
+    return WatchAction("ok", "progressing")
+
+
+class BatchWatchdog:
+    """Acts on :func:`judge`'s decisions for this Gemini project's batches."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        batches: BatchApi,
+        settings: Settings,
+        identity: str,
+    ) -> None:
+        self._sessions = sessions
+        self._batches = batches
+        self._settings = settings
+        self._identity = identity
+        self._reconciler = Reconciler(sessions, batches, settings, identity)
+
+    def run_once(self) -> dict[str, int]:
+        """Judge every live batch and act; counts by action and jobs re-sent per lane."""
+        counts: dict[str, int] = {}
+        now = utcnow()
+        with self._sessions() as session:
+            rows = [
+                (row, unfinished_jobs(session, row.id))
+                for row in live_batches(session, self._identity)
+            ]
+        overdue = []
+        for row, unfinished in rows:
+            action = judge(row, unfinished, now=now, settings=self._settings)
+            if action.kind == "ok":
+                continue
+            _add(counts, {action.kind: 1})
+            if action.kind == "adopt_or_lose":
+                overdue.append(row)
+            elif action.kind == "cancel":
+                self._cancel(row, action, counts)
+            elif action.kind == "stalled":
+                self._stalled(row, action, now, counts)
+            else:
+                self._near_deadline(row, action, now, counts)
+        if overdue:
+            _add(counts, self._reconciler.match_creating(overdue))
+        _add(counts, {"waiting_to_standard": self._waiting_to_standard(now)})
+        return {key: value for key, value in counts.items() if value}
+
+    def _cancel(self, row: BatchRow, action: WatchAction, counts: dict[str, int]) -> None:
+        with self._sessions.begin() as session:
+            close_stray_attempts(session, row.id, reason=action.reason)
+        if row.gemini_name is None:
+            return
+        try:
+            self._batches.cancel(row.gemini_name)
+        except GeminiCallError as exc:  # asked again next tick; a 404 is the poller's
+            log.warning("Gemini batch %s not cancelled (%s); asked again next tick",
+                        row.gemini_name, exc.message)  # fmt: skip
+            _add(counts, {"cancel_errors": 1})
+            return
+        log.info("Gemini batch %s cancelled: %s", row.gemini_name, action.reason)
+
+    def _stalled(
+        self, row: BatchRow, action: WatchAction, now: datetime, counts: dict[str, int]
+    ) -> None:
+        with self._sessions.begin() as session:
+            released = give_up(
+                session, row, GeminiBatchState.STALLED, now=now, reason=action.reason,
+                error_class="BatchStalled", settings=self._settings,
+            )  # fmt: skip
+        if released is None:
+            return
+        _add(counts, {f"resent_{lane}": n for lane, n in released.items()})
+        log.warning("%s: %d jobs re-sent", action.reason, sum(released.values()))
+        if row.gemini_name is not None:
+            try:
+                self._batches.cancel(row.gemini_name)
+            except GeminiCallError as exc:  # the reconciler cancels it as an orphan
+                log.warning("stalled Gemini batch %s not cancelled (%s); the reconciler "
+                            "cancels it later", row.gemini_name, exc.message)  # fmt: skip
+
+    def _near_deadline(
+        self, row: BatchRow, action: WatchAction, now: datetime, counts: dict[str, int]
+    ) -> None:
+        with self._sessions.begin() as session:
+            released = release_held(
+                session, row, now=now, reason=action.reason, error_class="BatchDeadline",
+                settings=self._settings, only=action.job_ids, lane=STANDARD,
+            )  # fmt: skip
+        _add(counts, {f"resent_{lane}": n for lane, n in released.items()})
+
+    def _waiting_to_standard(self, now: datetime) -> int:
+        """Jobs no batch took in time (the running cap) go to the sync lane."""
+        reserve = self._settings.batch_sync_reserve_s
+        reason = (
+            f"no Gemini batch took this job {reserve:g} s before its deadline "
+            "(VISIONQ_BATCH_MAX_RUNNING reached, or the lane was down); sent at standard"
+        )
+        with self._sessions.begin() as session:
+            moved = release_waiting(
+                session, deadline_before=now + timedelta(seconds=reserve), reason=reason
+            )
+        return len(moved)
+
+
+def _add(counts: dict[str, int], more: Mapping[str, int]) -> None:
+    for key, value in more.items():
+        counts[key] = counts.get(key, 0) + value
