@@ -39,6 +39,7 @@ from visionq.vision.errors import CodedError
 from visionq.vision.formats import ImageRejectedError
 from visionq.vision.memory import DecodeLimits
 from visionq.vision.transport import FILE, INLINE
+from visionq.worker.errors import GeminiCallError
 from visionq.worker.files import UploadCache
 from visionq.worker.requests import GeminiRequest, build_request
 
@@ -226,6 +227,11 @@ class BatchBuilder:
             self._by_reference(spec, request, shared)
         except JOB_ERRORS as exc:
             batch.failed[spec.id] = exc
+            return
+        except GeminiCallError as exc:
+            if exc.retryable:
+                raise  # Gemini's trouble, not the image's: the batch goes on the next tick
+            batch.failed[spec.id] = exc  # Gemini refused this image: the job fails
             return
         data = _encoded(jsonl_line(spec.id, request))
         handle.write(data)

@@ -1,0 +1,242 @@
+"""worker/batch_results.py: a batch's lines read (inline and JSONL), matched by job id, and
+stored exactly once under the batch's token at the batch price; errors failed or released."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.genai import types
+from sqlalchemy import select, update
+
+from tests.unit.batchlane import MODEL
+from tests.unit.workercontext import worker_context
+from visionq.models.gemini_batches import (
+    BatchRow,
+    batch_token,
+    get_row,
+    record_batch,
+    unfinished_jobs,
+)
+from visionq.models.jobs import NewInput, cancel_job, create_job
+from visionq.models.tables import ATTEMPTS, JOBS
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.costing import to_nano
+from visionq.vision.tasks import JobOptions
+from visionq.worker.batch_results import (
+    LineOutcome,
+    line_error,
+    read_inline,
+    read_jsonl,
+    store_outcomes,
+)
+from visionq.worker.context import WorkerContext
+
+USAGE = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100}
+
+
+def _response(text: str, finish: str = "STOP") -> dict[str, Any]:
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                        "finishReason": finish}],
+        "usageMetadata": USAGE,
+        "modelVersion": MODEL,
+    }  # fmt: skip
+
+
+def test_read_inline_matches_by_metadata_and_skips_strangers() -> None:
+    items = [
+        types.InlinedResponse(
+            response=types.GenerateContentResponse.model_validate(_response("a")),
+            metadata={"job_id": "j2"},
+        ),
+        types.InlinedResponse(metadata={"other": "x"}),
+        types.InlinedResponse(
+            error=types.JobError(code=429, message="slow down"), metadata={"job_id": "j1"}
+        ),
+        types.InlinedResponse(metadata={"job_id": "j3"}),
+    ]
+    lines = list(read_inline(items))
+    assert [line.job_id for line in lines] == ["j2", "j1", "j3"]
+    assert lines[0].response is not None and lines[0].error is None
+    assert lines[1].error == {"code": 429, "message": "slow down"}
+    # Neither response nor error: a retryable line error, never a silent success.
+    assert lines[2].response is None and lines[2].error is not None
+    assert line_error(lines[2].error).retryable
+
+
+def test_read_jsonl_streams_lines_and_skips_bad_ones(tmp_path: Path) -> None:
+    path = tmp_path / "out.tmp"
+    path.write_text(
+        "\n".join([
+            json.dumps({"key": "b", "response": _response("bee")}),
+            "{not json",
+            json.dumps({"key": "a", "error": {"code": 500, "message": "x", "status": "INTERNAL"}}),
+            "",
+            json.dumps({"response": _response("no key")}),
+        ])
+    )  # fmt: skip
+    lines = list(read_jsonl(path))
+    assert [line.job_id for line in lines] == ["b", "a"]
+    assert lines[0].response is not None and lines[0].response.text == "bee"
+    assert lines[1].error == {"code": 500, "message": "x", "status": "INTERNAL"}
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "retryable"),
+    [
+        ({"code": 500, "message": "m", "status": "INTERNAL"}, "gemini_internal", True),
+        ({"code": 429, "message": "m"}, "gemini_resource_exhausted", True),
+        ({"code": 13, "message": "m"}, "gemini_internal", True),  # a gRPC code
+        ({"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"},
+         "gemini_invalid_argument", False),
+        ({"code": 3, "message": "bad"}, "gemini_invalid_argument", False),
+    ],
+)  # fmt: skip
+def test_line_errors_map_like_sync_errors(
+    error: dict[str, Any], code: str, retryable: bool
+) -> None:
+    mapped = line_error(error)
+    assert mapped.retryable is retryable
+    if code != "gemini_resource_exhausted":
+        assert mapped.code == code
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
+    context = worker_context(tmp_path)
+    yield context
+    context.close()
+
+
+def _batch(ctx: WorkerContext, count: int, task: str = "caption") -> tuple[BatchRow, list[str]]:
+    sha = ctx.blobs.put(b"\x89PNG fake image bytes")
+    ids = []
+    with ctx.sessions.begin() as session:
+        for _ in range(count):
+            job = create_job(
+                session, tenant="t", task=task, model=MODEL, prompt=None,
+                labels=["cat", "dog"] if task == "classify" else None, options=JobOptions(),
+                inputs=[NewInput(sha, "image/png", 64, 48, 30)], tier="batch", lane="batch",
+                deadline_s=86400,
+            )  # fmt: skip
+            session.flush()
+            ids.append(job.id)
+    batch_id = str(uuid.uuid4())
+    with ctx.sessions.begin() as session:
+        attached = record_batch(
+            session, batch_id=batch_id, identity="test", model=MODEL, job_ids=ids,
+            input_mode="inline", resends=0, claim_s=60,
+        )  # fmt: skip
+        assert attached == ids
+        row = get_row(session, batch_id)
+    assert row is not None
+    return row, ids
+
+
+def _line(job_id: str, text: str) -> LineOutcome:
+    return LineOutcome(job_id, types.GenerateContentResponse.model_validate(_response(text)), None)
+
+
+def _jobs(ctx: WorkerContext, ids: list[str]) -> dict[str, Any]:
+    with ctx.sessions() as session:
+        rows = session.execute(select(JOBS).where(JOBS.c.id.in_(ids))).all()
+    return {row.id: row for row in rows}
+
+
+def _attempts(ctx: WorkerContext, job_id: str) -> list[Any]:
+    with ctx.sessions() as session:
+        query = select(ATTEMPTS).where(ATTEMPTS.c.job_id == job_id).order_by(ATTEMPTS.c.id)
+        return list(session.execute(query).all())
+
+
+def test_answers_are_stored_once_at_the_batch_price(ctx: WorkerContext) -> None:
+    row, ids = _batch(ctx, 3)
+    lines = [_line(ids[2], "A dog."), _line(ids[0], "A cat."), _line(ids[1], "A mat.")]
+    counts = store_outcomes(ctx, row, lines, ctx.settings)
+    assert counts["stored"] == 3 and counts["skipped"] == 0
+    jobs = _jobs(ctx, ids)
+    batch_cost = ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH)
+    standard_cost = ctx.costs.call_cost(MODEL, USAGE)
+    assert batch_cost is not None and standard_cost is not None
+    assert batch_cost * 2 == standard_cost
+    for job_id, text in zip(ids, ("A cat.", "A mat.", "A dog."), strict=True):
+        job = jobs[job_id]
+        assert job.status == "succeeded" and job.result["text"] == text
+        assert job.served_tier == "batch"
+        assert job.cost_nusd == to_nano(batch_cost)
+        assert job.standard_cost_nusd == to_nano(standard_cost)
+        [attempt] = _attempts(ctx, job_id)
+        assert attempt.outcome == "succeeded" and attempt.gemini_batch_id == row.id
+        assert attempt.requested_tier == "batch" and attempt.served_tier == "batch"
+        assert attempt.cost_nusd == to_nano(batch_cost)
+    # The same lines again (a resumed collection): nothing is stored twice.
+    again = store_outcomes(ctx, row, lines, ctx.settings)
+    assert again["stored"] == 0 and again["skipped"] == 3
+    assert _jobs(ctx, ids)[ids[0]].cost_nusd == to_nano(batch_cost)
+
+
+def test_cancelled_job_answer_is_discarded(ctx: WorkerContext) -> None:
+    row, ids = _batch(ctx, 2)
+    with ctx.sessions.begin() as session:
+        assert cancel_job(session, tenant="t", job_id=ids[0])
+    counts = store_outcomes(ctx, row, [_line(ids[0], "x"), _line(ids[1], "y")], ctx.settings)
+    assert counts["stored"] == 1 and counts["skipped"] == 1
+    jobs = _jobs(ctx, ids)
+    assert jobs[ids[0]].status == "cancelled" and jobs[ids[0]].result is None
+    [attempt] = _attempts(ctx, ids[0])
+    assert attempt.outcome == "discarded"
+
+
+def test_a_job_taken_from_the_batch_is_not_stored(ctx: WorkerContext) -> None:
+    """The watchdog re-sent the job (its token moved): the batch's late answer is dropped."""
+    row, ids = _batch(ctx, 1)
+    with ctx.sessions.begin() as session:
+        session.execute(update(JOBS).where(JOBS.c.id == ids[0]).values(lease_token="other"))
+    counts = store_outcomes(ctx, row, [_line(ids[0], "late")], ctx.settings)
+    assert counts["stored"] == 0 and counts["skipped"] == 1
+    assert _jobs(ctx, ids)[ids[0]].result is None
+
+
+def test_line_errors_fail_or_release(ctx: WorkerContext) -> None:
+    row, ids = _batch(ctx, 4)
+    blocked = _response("")
+    blocked["candidates"][0]["finishReason"] = "SAFETY"
+    cut = _response("half an ans", finish="MAX_TOKENS")
+    lines = [
+        LineOutcome(ids[0], None, {"code": 400, "message": "bad image",
+                                   "status": "INVALID_ARGUMENT"}),
+        LineOutcome(ids[1], None, {"code": 500, "message": "oops", "status": "INTERNAL"}),
+        LineOutcome(ids[2], types.GenerateContentResponse.model_validate(blocked), None),
+        LineOutcome(ids[3], types.GenerateContentResponse.model_validate(cut), None),
+    ]  # fmt: skip
+    counts = store_outcomes(ctx, row, lines, ctx.settings)
+    assert counts["failed"] == 2 and counts["released"] == 2
+    jobs = _jobs(ctx, ids)
+    assert jobs[ids[0]].status == "failed" and jobs[ids[0]].error_code == "gemini_invalid_argument"
+    assert jobs[ids[2]].status == "failed" and jobs[ids[2]].error_code == "blocked_output"
+    # Retryable: back in a queue (the prior 24 h does not fit a 24 h deadline: the sync lane).
+    for job_id in (ids[1], ids[3]):
+        job = jobs[job_id]
+        assert job.status == "queued" and job.gemini_batch_id is None and job.lane == "standard"
+        assert any(w["code"] == "batch_fallback" for w in job.warnings)
+    [retry] = _attempts(ctx, ids[1])
+    assert retry.outcome == "failed" and retry.error_class == "BatchLineError"
+    # The cut answer was paid: its usage and batch cost stay on the closed attempt.
+    [paid] = _attempts(ctx, ids[3])
+    assert paid.outcome == "failed" and paid.usage is not None and paid.cost_nusd
+    with ctx.sessions() as session:
+        assert unfinished_jobs(session, row.id) == {}
+
+
+def test_unparsable_answer_fails_with_the_sync_code(ctx: WorkerContext) -> None:
+    row, ids = _batch(ctx, 1, task="classify")
+    counts = store_outcomes(ctx, row, [_line(ids[0], "a giraffe, maybe")], ctx.settings)
+    job = _jobs(ctx, ids)[ids[0]]
+    assert counts["failed"] == 1 and job.status == "failed"
+    assert job.error_code and job.cost_nusd
+    assert batch_token(row.id)  # the fence held the job until then

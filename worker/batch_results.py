@@ -1,0 +1,356 @@
+"""A Gemini batch's results, stored exactly once per job.
+
+Lines are matched to jobs by the id they carry (inline: ``metadata.job_id``, echoed back by
+Gemini; file: ``key``), never by position; a line naming no job of ours is logged and
+skipped. Each answer goes through the sync lane's own code: ``answer_from_response`` (what a
+200 means), ``interpret`` (the task's parser), ``keep`` (storage faults retried), then
+``complete_run`` under the batch's lease token. That token is the fence: a job cancelled by
+its user, or re-sent elsewhere (the watchdog moved it), is no longer under it, so its answer
+is discarded and nothing is stored twice.
+
+What a line that is not an answer becomes:
+
+- blocked prompt or output, an unreadable answer, a non-retryable line error: the job fails
+  with the sync lane's code (``gemini_<status>`` for a line error);
+- a schema mismatch, or an answer cut at (or emptied by) max_output_tokens: the job is
+  released to the sync lane, whose retry, raised cap and schema retry live there; the batch
+  line's usage and cost stay on its closed attempt;
+- a retryable line error (429, 5xx, a line with neither answer nor error) or a transient
+  answer (empty, malformed): released, to a new batch while resends and the deadline allow,
+  else to the sync lane.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import ValidationError
+
+from visionq.models.gemini_batches import (
+    BatchRow,
+    batch_token,
+    job_specs,
+    open_attempts,
+    release_jobs,
+    unfinished_jobs,
+)
+from visionq.models.leases import JobSpec
+from visionq.models.outcomes import finish_attempt
+from visionq.models.settings import Settings
+from visionq.models.tables import AttemptOutcome, utcnow
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.parsing import AnswerParseError
+from visionq.vision.structured import SchemaMismatchError
+from visionq.worker.answers import answer_from_response, usage_from_metadata
+from visionq.worker.batch_release import resend_lane
+from visionq.worker.completion import Failure, complete_run, fail_run, failure_of
+from visionq.worker.context import WorkerContext
+from visionq.worker.errors import GeminiCallError
+from visionq.worker.gemini import _from_api_error
+from visionq.worker.spend import Spend
+from visionq.worker.storing import DEFERRED, interpret, keep
+
+log = logging.getLogger(__name__)
+
+# Lines handled per transaction batch of reads (bounded memory for 1,000-line batches).
+_CHUNK = 200
+# The longest the lane waits out a storage fault for one job before leaving the batch to
+# be stored again on the next tick (it must not hold up the lane's other batches).
+_STORE_PATIENCE_S = 20.0
+# Answers the sync lane handles better: its raised cap and schema retry live there.
+_TO_SYNC_CODES = frozenset({"max_tokens_exhausted", "answer_truncated"})
+LINE_ERROR = "BatchLineError"
+
+
+@dataclass(frozen=True)
+class LineOutcome:
+    """One line of a batch's output: the job it answers, and its response or its error
+    (a google.rpc Status as a dict: ``code``, ``message``, maybe ``status``)."""
+
+    job_id: str
+    response: types.GenerateContentResponse | None
+    error: dict[str, Any] | None
+
+
+@dataclass
+class StoreCounts:
+    """What storing a batch's lines did, per job."""
+
+    stored: int = 0
+    failed: int = 0
+    released: int = 0
+    discarded: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "stored": self.stored, "failed": self.failed, "released": self.released,
+            "discarded": self.discarded, "deferred": self.deferred, "skipped": self.skipped,
+        }  # fmt: skip
+
+
+def read_inline(responses: Sequence[types.InlinedResponse]) -> Iterator[LineOutcome]:
+    """The lines of an inline batch, each with the job id its metadata echoes."""
+    for index, item in enumerate(responses):
+        job_id = (item.metadata or {}).get("job_id")
+        if not job_id:
+            log.warning("inline batch response %d names no job (metadata %s); skipped",
+                        index, item.metadata)  # fmt: skip
+            continue
+        error = item.error.model_dump(mode="json", exclude_none=True) if item.error else None
+        yield _outcome(str(job_id), item.response, error)
+
+
+def read_jsonl(path: Path) -> Iterator[LineOutcome]:
+    """The lines of a batch's output file (``{"key", "response"}`` or ``{"key", "error"}``),
+    streamed; an unreadable line is logged and skipped (its job is re-sent as missing)."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+                job_id = str(line["key"])
+                response = line.get("response")
+                parsed = (
+                    types.GenerateContentResponse.model_validate(response)
+                    if isinstance(response, dict)
+                    else None
+                )
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                log.warning("batch output %s line %d unreadable (%s); skipped",
+                            path.name, number, exc)  # fmt: skip
+                continue
+            error = line.get("error")
+            yield _outcome(job_id, parsed, error if isinstance(error, dict) else None)
+
+
+def _outcome(
+    job_id: str, response: types.GenerateContentResponse | None, error: dict[str, Any] | None
+) -> LineOutcome:
+    if response is None and error is None:
+        # Neither answer nor error (the error line's shape is unconfirmed): a line error
+        # worth another try, not a failed job.
+        error = {"code": 500, "status": "INTERNAL",
+                 "message": "the batch line held neither a response nor an error"}  # fmt: skip
+    return LineOutcome(job_id, response, error)
+
+
+def line_error(error: Mapping[str, Any]) -> GeminiCallError:
+    """A line's google.rpc Status as the GeminiCallError a sync call would have raised
+    (same codes and retryability: worker/gemini.py). Its ``code`` may be an HTTP status or
+    a gRPC code (13): the status name, when given, decides."""
+    status = str(error.get("status") or "").upper() or None
+    raw = error.get("code")
+    code = int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
+    if status in _HTTP_OF_STATUS:
+        http = _HTTP_OF_STATUS[status]
+    elif code is not None and code >= 100:
+        http = code
+    else:
+        http = _HTTP_OF_GRPC.get(code or 0, 500)
+    name = status or _STATUS_OF_HTTP.get(http, "UNKNOWN")
+    message = str(error.get("message") or "no message")
+    body = {"error": {"code": http, "message": message, "status": name}}
+    return _from_api_error(genai_errors.APIError(http, body))
+
+
+_HTTP_OF_STATUS = {
+    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500, "UNKNOWN": 500,
+    "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
+}  # fmt: skip
+_STATUS_OF_HTTP = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                   429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+                   504: "DEADLINE_EXCEEDED"}  # fmt: skip
+# google.rpc.Code numbers: INVALID_ARGUMENT 3, DEADLINE_EXCEEDED 4, NOT_FOUND 5,
+# PERMISSION_DENIED 7, RESOURCE_EXHAUSTED 8, FAILED_PRECONDITION 9, INTERNAL 13, UNAVAILABLE 14.
+_HTTP_OF_GRPC = {3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503}
+
+
+class ResultStore:
+    """Stores one batch's lines (see the module docstring); ``expected_batch_s`` is how
+    long a new batch is expected to take (where a released job goes)."""
+
+    def __init__(
+        self, ctx: WorkerContext, row: BatchRow, settings: Settings, expected_batch_s: float
+    ) -> None:
+        self._ctx = ctx
+        self._row = row
+        self._settings = settings
+        self._expected_batch_s = expected_batch_s
+        self.counts = StoreCounts()
+        self._token = batch_token(row.id)
+        self._deadlines: dict[str, datetime | None] = {}
+        self._attempts: dict[str, int] = {}
+
+    def store(self, lines: Iterable[LineOutcome]) -> StoreCounts:
+        """Store every line whose job is still this batch's; the counts of what happened."""
+        with self._ctx.sessions.begin() as session:
+            # The jobs still under this batch's token, with their open attempts.
+            self._deadlines = unfinished_jobs(session, self._row.id)
+            self._attempts = open_attempts(session, self._row.id)
+        iterator = iter(lines)
+        while chunk := list(islice(iterator, _CHUNK)):
+            self._chunk(chunk)
+        return self.counts
+
+    def _chunk(self, chunk: list[LineOutcome]) -> None:
+        ours = {line.job_id for line in chunk if line.job_id in self._deadlines}
+        with self._ctx.sessions.begin() as session:
+            specs = job_specs(session, ours) if ours else {}
+        for line in chunk:
+            self.counts.seen.add(line.job_id)
+            spec, attempt = specs.get(line.job_id), self._attempts.get(line.job_id)
+            if spec is None or attempt is None:
+                # Not ours (any more): stored already, cancelled, re-sent, or unknown.
+                log.info("batch %s: line for job %s, no longer in this batch; skipped",
+                         self._row.id, line.job_id)  # fmt: skip
+                self.counts.skipped += 1
+                self._discard(line)
+                continue
+            self._line(spec, attempt, line)
+
+    def _discard(self, line: LineOutcome) -> None:
+        """A line for a job cancelled while in the batch: its answer is dropped, its attempt
+        (still open) closed ``discarded`` with what the line cost."""
+        attempt_id = self._attempts.get(line.job_id)
+        if attempt_id is None:
+            return
+        spend = Spend()
+        metadata = line.response.usage_metadata if line.response is not None else None
+        usage = usage_from_metadata(metadata)
+        if usage is not None:
+            spend.add(self._ctx, self._row.model, usage, tier=ServiceTier.BATCH)
+        with self._ctx.sessions.begin() as session:
+            finish_attempt(
+                session, attempt_id, outcome=AttemptOutcome.DISCARDED,
+                error_message="the job ended (cancelled) while in the Gemini batch; its "
+                "answer was dropped", usage=spend.last_usage, cost_nusd=spend.last_call_nusd,
+                served_tier=spend.served_tier,
+            )  # fmt: skip
+        self._attempts.pop(line.job_id, None)
+
+    def _line(self, spec: JobSpec, attempt_id: int, line: LineOutcome) -> None:
+        spend = Spend()
+        if line.response is None:
+            assert line.error is not None
+            self._after_error(spec, attempt_id, line_error(line.error), spend)
+            return
+        try:
+            answer = answer_from_response(line.response)
+        except GeminiCallError as exc:
+            spend.add(self._ctx, spec.model, exc.usage, exc.model_version, tier=ServiceTier.BATCH)
+            self._after_error(spec, attempt_id, exc, spend)
+            return
+        spend.add(self._ctx, spec.model, answer.usage, answer.model_version,
+                  tier=ServiceTier.BATCH)  # fmt: skip
+        try:
+            parsed = interpret(spec, answer.text)
+        except SchemaMismatchError as exc:
+            self._release(spec, attempt_id, spend, lane="standard", reason=str(exc),
+                          error_class="SchemaMismatchError")  # fmt: skip
+            return
+        except AnswerParseError as exc:
+            self._fail(spec, attempt_id, failure_of(exc, answer.finish_reason), spend)
+            return
+
+        def store() -> str:
+            parsed.store_masks(self._ctx.blobs)
+            return complete_run(
+                self._ctx, job_id=spec.id, attempt_id=attempt_id, lease_token=self._token,
+                warnings=spec.warnings, result=parsed.result, spend=spend,
+                model_version=answer.model_version,
+            )  # fmt: skip
+
+        outcome = keep(store, job_id=spec.id, deadline=time.monotonic() + _STORE_PATIENCE_S,
+                       base_s=self._ctx.retry.base_s,
+                       max_delay_s=self._ctx.retry.max_delay_s)  # fmt: skip
+        if outcome == DEFERRED:
+            self.counts.deferred += 1
+        elif outcome == "succeeded":
+            self.counts.stored += 1
+        else:
+            self.counts.discarded += 1
+
+    def _after_error(
+        self, spec: JobSpec, attempt_id: int, exc: GeminiCallError, spend: Spend
+    ) -> None:
+        if exc.code in _TO_SYNC_CODES:
+            self._release(spec, attempt_id, spend, lane="standard", reason=exc.message,
+                          error_class="GeminiCallError")  # fmt: skip
+        elif exc.retryable:
+            lane = resend_lane(
+                self._deadlines.get(spec.id), utcnow(), resends=self._row.resends,
+                expected_batch_s=self._expected_batch_s, settings=self._settings,
+            )  # fmt: skip
+            self._release(spec, attempt_id, spend, lane=lane, reason=exc.message,
+                          error_class=LINE_ERROR)  # fmt: skip
+        else:
+            self._fail(spec, attempt_id, failure_of(exc), spend)
+
+    def _fail(self, spec: JobSpec, attempt_id: int, failure: Failure, spend: Spend) -> None:
+        outcome = fail_run(
+            self._ctx, job_id=spec.id, attempt_id=attempt_id, lease_token=self._token,
+            warnings=spec.warnings, failure=failure, spend=spend,
+        )  # fmt: skip
+        if outcome == "failed":
+            self.counts.failed += 1
+        else:
+            self.counts.discarded += 1
+
+    def _release(
+        self, spec: JobSpec, attempt_id: int, spend: Spend, *, lane: str, reason: str,
+        error_class: str,
+    ) -> None:  # fmt: skip
+        """Hand the job back (to a new batch or the sync lane), its paid line's usage and
+        cost kept on the attempt the release closes."""
+        with self._ctx.sessions.begin() as session:
+            released = release_jobs(session, self._row.id, [spec.id], lane=lane,
+                                    reason=reason, error_class=error_class)  # fmt: skip
+            if released and spend.last_usage is not None:
+                finish_attempt(
+                    session, attempt_id, outcome=AttemptOutcome.FAILED,
+                    error_class=error_class, error_message=reason, http_status=200,
+                    usage=spend.last_usage, cost_nusd=spend.last_call_nusd,
+                    served_tier=spend.served_tier,
+                )  # fmt: skip
+        if released:
+            self.counts.released += 1
+        else:
+            self.counts.discarded += 1
+
+
+def store_outcomes(
+    ctx: WorkerContext,
+    row: BatchRow,
+    lines: Iterable[LineOutcome],
+    settings: Settings,
+    *,
+    expected_batch_s: float | None = None,
+) -> dict[str, int]:
+    """Store a batch's lines (see the module docstring): counts of stored, failed, released,
+    discarded, deferred (a storage fault: stored again next tick) and skipped lines.
+
+    ``expected_batch_s``: how long a new batch is expected to take (the prior by default),
+    which decides whether a released job goes to a new batch or to the sync lane.
+    """
+    expected = (
+        expected_batch_s
+        if expected_batch_s is not None
+        else settings.tier_prior_s[ServiceTier.BATCH]
+    )
+    return ResultStore(ctx, row, settings, expected).store(lines).as_dict()
