@@ -15,7 +15,7 @@ from sqlalchemy import Update, bindparam, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from visionq.models.budgets import settle
+from visionq.models.budgets import reserve, settle
 from visionq.models.jobs import ACTIVE_STATUSES
 from visionq.models.tables import ATTEMPTS, JOB_INPUTS, JOBS, AttemptOutcome, JobStatus, utcnow
 
@@ -222,3 +222,31 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
         session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=cost_nusd or 0
     )
     return True
+
+
+def hold_more(
+    session: Session, *, job_id: str, lease_token: str, tenant: str, amount_nusd: int
+) -> bool:
+    """Hold ``amount_nusd`` more for a running job held under ``lease_token`` (a flex job
+    falling back to standard): its reserved_nusd and its tenant's reservation both grow, so
+    the settle at its end releases all of it. A job with nothing reserved (its tenant had no
+    cap at submit) needs nothing: True. False when the budget refuses: the caller rolls the
+    transaction back."""
+    raised = (
+        session.connection()
+        .execute(
+            update(JOBS)
+            .where(
+                JOBS.c.id == job_id,
+                JOBS.c.lease_token == lease_token,
+                JOBS.c.status == JobStatus.RUNNING,
+                JOBS.c.reserved_nusd > 0,
+            )
+            .values(reserved_nusd=JOBS.c.reserved_nusd + amount_nusd)
+            .returning(JOBS.c.id)
+        )
+        .first()
+    )
+    if raised is None:
+        return True
+    return reserve(session, tenant=tenant, amount_nusd=amount_nusd)

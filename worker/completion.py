@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from visionq.models.outcomes import complete_job, fail_job, finish_attempt, set_transports
+from visionq.models.leases import Claim
+from visionq.models.outcomes import (
+    complete_job,
+    fail_job,
+    finish_attempt,
+    hold_more,
+    set_transports,
+)
 from visionq.models.tables import AttemptOutcome
 from visionq.vision.errors import CodedError
 from visionq.worker.context import WorkerContext
@@ -22,7 +29,7 @@ from visionq.worker.spend import Spend
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Failure", "complete_run", "fail_run", "failure_of", "run_warnings"]
+__all__ = ["Failure", "complete_run", "fail_run", "failure_of", "hold_difference", "run_warnings"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ def complete_run(
             http_status=200,
             usage=spend.last_usage,
             cost_nusd=spend.last_call_nusd,
+            requested_tier=spend.requested_tier,
             served_tier=spend.served_tier,
         )
     return "succeeded" if stored else "discarded"
@@ -119,7 +127,28 @@ def fail_run(
             http_status=failure.http_status,
             usage=spend.usage.raw if spend.usage else None,
             cost_nusd=spend.last_call_nusd,
+            requested_tier=spend.requested_tier,
             served_tier=spend.served_tier,
         )
     log.warning("job %s failed: %s %s", job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"
+
+
+def hold_difference(ctx: WorkerContext, claim: Claim, amount_nusd: int) -> bool:
+    """Hold ``amount_nusd`` more for the job against its tenant's budget (a flex job
+    falling back to standard); False, nothing held, when the budget cannot take it. A job
+    held nothing for (its tenant had no cap at submit) needs nothing more."""
+    if amount_nusd <= 0:
+        return True
+    try:
+        with ctx.sessions.begin() as session:
+            if not hold_more(session, job_id=claim.job_id, lease_token=claim.lease_token,
+                             tenant=claim.job.tenant, amount_nusd=amount_nusd):  # fmt: skip
+                raise _Refused
+    except _Refused:
+        return False
+    return True
+
+
+class _Refused(Exception):
+    """The budget refused the hold: the transaction is rolled back."""

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,18 +15,25 @@ from visionq.models.blobs import BlobNotFoundError
 from visionq.models.leases import Claim, JobSpec, claim_job, open_attempt
 from visionq.models.outcomes import finish_attempt
 from visionq.models.tables import AttemptOutcome, utcnow
+from visionq.vision.catalogue import ServiceTier
 from visionq.vision.formats import ImageRejectedError
 from visionq.vision.parsing import AnswerParseError
 from visionq.vision.structured import SchemaMismatchError
 from visionq.vision.tasks import TaskKind
-from visionq.worker.completion import Failure, complete_run, fail_run, failure_of
+from visionq.worker.completion import (
+    Failure,
+    complete_run,
+    fail_run,
+    failure_of,
+    hold_difference,
+)
 from visionq.worker.context import WorkerContext
 from visionq.worker.failures import job_error_code
 from visionq.worker.gemini import GeminiAnswer, GeminiCallError
 from visionq.worker.ratelimit import RateLimitTimeout
 from visionq.worker.requests import GeminiRequest, build_request, decode_limits
 from visionq.worker.retry import decide
-from visionq.worker.spend import Spend
+from visionq.worker.spend import Spend, standard_surcharge_nusd
 from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
 from visionq.worker.thinking import (
     DEFAULT_OUTPUT_LIMIT,
@@ -33,6 +41,15 @@ from visionq.worker.thinking import (
     exhausted_message,
     raised_cap,
     truncated_message,
+)
+from visionq.worker.tiering import (
+    after_flex_error,
+    downgraded_message,
+    fallback_message,
+    flex_timeout,
+    is_shed,
+    lane_tier,
+    served_as,
 )
 from visionq.worker.watchdog import Watchdog
 
@@ -68,6 +85,7 @@ def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -
 
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
     run = _Run(ctx=ctx, job=claim.job, claim=claim, deadline=_deadline(ctx, claim.job))
+    run.tier = lane_tier(claim.job.lane)
     while True:
         outcome = run.step()
         if outcome is not None:
@@ -98,13 +116,30 @@ class _Run:
     raised_cap: int | None = None
     first_cap: int | None = None
     finish_reason: str | None = None
+    # The tier the next call asks for (the job's lane; standard after a flex fallback), and
+    # the flex calls shed so far (free: they do not count against VISIONQ_MAX_ATTEMPTS).
+    tier: ServiceTier = ServiceTier.STANDARD
+    sheds: int = 0
 
-    def step(self) -> str | None:
+    def step(self) -> str | None:  # noqa: PLR0911 - one return per way an attempt ends
         """One attempt; the outcome when the job is done with, None to attempt again."""
         ctx, job = self.ctx, self.job
         try:
-            answer = call_gemini(ctx, job, pace=self._pace, spend=self.spend, cap=self.raised_cap)
-            self.spend.add(ctx, job.model, answer.usage, answer.model_version)
+            timeout = self._flex_timeout()
+            if self.tier is ServiceTier.FLEX and timeout is None:
+                ended = self._to_standard("too little time was left before the deadline")
+                if ended is not None:
+                    return ended
+            self.spend.requested_tier = self.tier.value
+            answer = call_gemini(
+                ctx, job, pace=self._pace, spend=self.spend, cap=self.raised_cap,
+                tier=self.tier, timeout_s=timeout,
+            )  # fmt: skip
+            served = served_as(answer.served_tier, self.tier)
+            self.spend.add(ctx, job.model, answer.usage, answer.model_version, tier=served)
+            self.spend.served_tier = served.value
+            if self.tier is ServiceTier.PRIORITY and served is not ServiceTier.PRIORITY:
+                self.spend.warnings["priority_downgraded"] = downgraded_message(served)
             self.finish_reason = answer.finish_reason
             parsed = interpret(job, answer.text)
             return self._keep(parsed, answer)
@@ -117,7 +152,9 @@ class _Run:
             failure = Failure(job_error_code(exc), str(exc), "SchemaMismatchError", 200)
             return self._again(failure, 0.0, usage)
         except GeminiCallError as exc:
-            self.spend.add(ctx, job.model, exc.usage, exc.model_version)
+            self.spend.add(ctx, job.model, exc.usage, exc.model_version, tier=self.tier)
+            if self.tier is ServiceTier.FLEX:
+                return self._after_flex_error(exc)
             return self._after_call_error(exc)
         except (BlobNotFoundError, AnswerParseError, RateLimitTimeout) as exc:
             return self._fail(failure_of(exc, self.finish_reason))
@@ -157,6 +194,58 @@ class _Run:
         return keep(store, job_id=self.job.id, deadline=self.deadline,
                     base_s=ctx.retry.base_s, max_delay_s=ctx.retry.max_delay_s)  # fmt: skip
 
+    @property
+    def _attempt(self) -> int:
+        """The attempt's number for VISIONQ_MAX_ATTEMPTS: flex sheds are not counted."""
+        return self.claim.attempt_number - self.sheds
+
+    def _flex_timeout(self) -> float | None:
+        """The next flex call's timeout (worker/tiering.py); None on another tier."""
+        if self.tier is not ServiceTier.FLEX:
+            return None
+        bound = self.job.started_at + timedelta(seconds=self.ctx.settings.job_deadline_s)
+        deadline = min(self.job.deadline_at or bound, bound)
+        return flex_timeout(utcnow(), deadline, self.ctx.settings) or None
+
+    def _after_flex_error(self, exc: GeminiCallError) -> str | None:
+        """A flex call shed or timed out: asked again at flex while the deadline allows,
+        else answered at standard (worker/tiering.py)."""
+        if is_shed(exc):
+            self.sheds += 1
+        step = after_flex_error(exc, now=utcnow(), deadline_at=self.job.deadline_at,
+                                sheds=self.sheds, settings=self.ctx.settings)  # fmt: skip
+        if step.kind == "default":
+            return self._after_call_error(exc)
+        usage = exc.usage.raw if exc.usage else None
+        error_class = "FlexTimeout" if exc.code == "gemini_timeout" else "FlexShed"
+        if step.kind == "retry_flex":
+            message = f"{exc.message} ({step.reason}; asked again at flex in {step.delay_s:.1f} s)"
+            failure = Failure(job_error_code(exc), message, error_class, exc.http_status)
+            return self._again(failure, step.delay_s, usage)
+        message = f"{exc.message} ({step.reason}; falling back to standard to hold the deadline)"
+        failure = Failure(job_error_code(exc), message, error_class, exc.http_status)
+        ended = self._to_standard(step.reason, attempt=failure)
+        return ended if ended is not None else self._again(failure, 0.0, usage)
+
+    def _to_standard(self, reason: str, attempt: Failure | None = None) -> str | None:
+        """Leave flex for standard: hold the price difference against the tenant's budget
+        first (the job's hold was at the flex price); a refusal fails the job
+        budget_exceeded (``attempt``: what the current attempt ends with then)."""
+        ctx, job, claim = self.ctx, self.job, self.claim
+        extra = standard_surcharge_nusd(ctx, job)
+        if not hold_difference(ctx, claim, extra):
+            message = (
+                f"Falling back to standard ({reason}) would pass the tenant's budget: the "
+                "standard price costs more than the flex hold. Raise the budget "
+                "(visionq budgets set), or submit with a later deadline."
+            )
+            error_class = attempt.error_class if attempt else "BudgetExceeded"
+            status = attempt.http_status if attempt else None
+            return self._fail(Failure("budget_exceeded", message, error_class, status))
+        self.tier = ServiceTier.STANDARD
+        self.spend.warnings["flex_fallback"] = fallback_message(reason)
+        return None
+
     def _pace(self) -> None:
         """Wait for the shared rate limiter (requests, estimated input tokens and estimated
         dollars: the estimate's maximum, 0 when the cost is unknown).
@@ -179,7 +268,7 @@ class _Run:
         now = time.monotonic()
         self.daily_refusals = self.daily_refusals + 1 if exc.daily_quota else 0
         self.daily_since = (self.daily_since or now) if exc.daily_quota else None
-        decision = decide(self.ctx.retry, exc, attempt=self.claim.attempt_number,
+        decision = decide(self.ctx.retry, exc, attempt=self._attempt,
                           remaining_s=remaining, daily_refusals=self.daily_refusals,
                           daily_refused_for_s=now - (self.daily_since or now))  # fmt: skip
         failure = failure_of(exc)
@@ -209,7 +298,7 @@ class _Run:
             entry = self.ctx.costs.catalogue.entry(self.job.model)
             limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT
             raised = raised_cap(cap=sent, thoughts=thoughts, allowance=allowance, limit=limit)
-            room = self.claim.attempt_number < self.ctx.retry.max_attempts
+            room = self._attempt < self.ctx.retry.max_attempts
             if raised is not None and room and time.monotonic() < self.deadline:
                 self.first_cap, self.raised_cap = sent, raised
                 was = sent if sent is not None else "the model's default"
@@ -239,6 +328,7 @@ class _Run:
                 error_class=failure.error_class, error_message=failure.message,
                 http_status=failure.http_status, usage=usage,
                 cost_nusd=self.spend.last_call_nusd, retry_delay_s=delay_s or None,
+                requested_tier=self.spend.requested_tier, served_tier=self.spend.served_tier,
             )  # fmt: skip
         time.sleep(delay_s)
         with self.ctx.sessions.begin() as session:
@@ -256,18 +346,23 @@ def call_gemini(
     pace: Callable[[], None],
     spend: Spend,
     cap: int | None = None,
+    tier: ServiceTier = ServiceTier.STANDARD,
+    timeout_s: float | None = None,
 ) -> GeminiAnswer:
-    """Build the request and call Gemini; a file URI Gemini refuses is uploaded again once.
+    """Build the request and call Gemini at ``tier``; a file URI Gemini refuses is uploaded
+    again once.
 
     ``pace`` waits for the rate limiter; it runs right before each call. ``cap`` replaces
-    the request's max_output_tokens (raised after thoughts used it all).
+    the request's max_output_tokens (raised after thoughts used it all). ``timeout_s``: the
+    call's own timeout (a flex call's).
     """
     request = _request(ctx, job, spend, cap)
     try:
         pace()
         return ctx.gemini.generate(
-            model=request.model, contents=request.parts, config=request.config
-        )
+            model=request.model, contents=request.parts, config=request.config, tier=tier,
+            timeout_s=timeout_s,
+        )  # fmt: skip
     except GeminiCallError as exc:
         refused = exc.http_status in _FILE_REFUSED_STATUSES and "file" in exc.message.lower()
         if not (request.file_uris and refused):
@@ -276,7 +371,8 @@ def call_gemini(
         ctx.uploads.forget(request.file_uris)
     request = _request(ctx, job, spend, cap)
     pace()
-    return ctx.gemini.generate(model=request.model, contents=request.parts, config=request.config)
+    return ctx.gemini.generate(model=request.model, contents=request.parts,
+                               config=request.config, tier=tier, timeout_s=timeout_s)  # fmt: skip
 
 
 def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) -> GeminiRequest:

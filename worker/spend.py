@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from visionq.models.leases import JobSpec
 from visionq.models.outcomes import Usage
 from visionq.vision.catalogue import ServiceTier
-from visionq.vision.costing import to_nano
+from visionq.vision.costing import reservation_nusd, to_nano
+from visionq.vision.tasks import TaskKind
 from visionq.worker.answers import routed_model
 from visionq.worker.context import WorkerContext
 
@@ -29,6 +31,8 @@ class Spend:
     last_usage: dict[str, Any] | None = None
     served_tier: str | None = None
     standard_nusd: int | None = None
+    # The tier the last call asked for (None: as the attempt was opened, e.g. by a batch).
+    requested_tier: str | None = None
     transports: list[str] = field(default_factory=list)
     output_cap: int | None = None
     # Warnings of the run (code -> message), added to the job's when it ends.
@@ -66,6 +70,18 @@ class Spend:
         )
         if standard is not None:
             self.standard_nusd = (self.standard_nusd or 0) + standard
+
+
+def standard_surcharge_nusd(ctx: WorkerContext, job: JobSpec) -> int:
+    """How much more the job may cost at standard than its hold at the lane's price (its
+    stored estimate's): what a fallback from flex to standard must hold on top."""
+    held = reservation_nusd(job.estimate) if job.estimate is not None else 0
+    standard = ctx.costs.estimate(
+        task=TaskKind(job.task), model=job.model, prompt=job.prompt, labels=job.labels,
+        options=job.options, sizes=[(item.width, item.height) for item in job.inputs],
+        tier=ServiceTier.STANDARD,
+    )  # fmt: skip
+    return max(0, reservation_nusd(standard) - held) if standard.cost_usd is not None else 0
 
 
 def _call_nusd(

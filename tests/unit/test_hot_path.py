@@ -31,7 +31,9 @@ class FakeGemini(GeminiCaller):
         super().__init__(None)
         self.calls = 0
 
-    def generate(self, *, model: str, contents: list[Any], config: dict[str, Any]) -> GeminiAnswer:
+    def generate(
+        self, *, model: str, contents: list[Any], config: dict[str, Any], **tier: Any
+    ) -> GeminiAnswer:
         self.calls += 1
         return GeminiAnswer(text="a scene", usage=None, model_version="fake", finish_reason="STOP")
 

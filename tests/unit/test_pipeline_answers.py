@@ -67,7 +67,9 @@ class ScriptedGemini(GeminiCaller):
         self.replies = list(replies)
         self.configs: list[dict[str, Any]] = []
 
-    def generate(self, *, model: str, contents: list[Any], config: dict[str, Any]) -> GeminiAnswer:
+    def generate(
+        self, *, model: str, contents: list[Any], config: dict[str, Any], **tier: Any
+    ) -> GeminiAnswer:
         self.configs.append(dict(config))
         reply = self.replies.pop(0)
         if isinstance(reply, genai_errors.APIError):

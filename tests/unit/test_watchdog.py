@@ -45,7 +45,9 @@ class StandIn(GeminiCaller):
         self.behave = behave
         self.calls = 0
 
-    def generate(self, *, model: str, contents: list[Any], config: dict[str, Any]) -> GeminiAnswer:
+    def generate(
+        self, *, model: str, contents: list[Any], config: dict[str, Any], **tier: Any
+    ) -> GeminiAnswer:
         self.calls += 1
         return _reply(self.behave())
 
