@@ -19,6 +19,7 @@ from visionq.cli.batch_ref import BatchRef, dump_batch, resolve
 from visionq.cli.common import JsonOption, KeyOption, UrlOption, client_for, print_json
 from visionq.cli.options import (
     Cache,
+    DeadlineOption,
     Economy,
     Labels,
     MaxOutputTokens,
@@ -28,6 +29,7 @@ from visionq.cli.options import (
     Prompt,
     SchemaFile,
     Thinking,
+    TierOption,
     job_options,
     parse_option,
 )
@@ -70,6 +72,8 @@ def run(
     max_side: MaxSide = None,
     cache: Cache = True,
     economy: Economy = False,
+    tier: TierOption = None,
+    deadline: DeadlineOption = None,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Chunks uploaded at once.")] = 4,
     chunk: Annotated[
         int,
@@ -121,7 +125,7 @@ def run(
 
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
-        cache=cache, economy=economy,
+        cache=cache, economy=economy, tier=tier, deadline=deadline,
     )  # fmt: skip
     start_run(
         paths, task=task, name=name, prompt=prompt, labels=labels, model=model,

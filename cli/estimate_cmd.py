@@ -20,6 +20,7 @@ from visionq.cli.inputs import (
     read_schema,
 )
 from visionq.cli.options import (
+    DeadlineOption,
     Economy,
     Labels,
     MaxOutputTokens,
@@ -28,6 +29,7 @@ from visionq.cli.options import (
     OptionArgs,
     SchemaFile,
     Thinking,
+    TierOption,
     job_options,
 )
 from visionq.client import DEFAULT_URL, VisionqError
@@ -89,6 +91,8 @@ def estimate(
     thinking: Thinking = None,
     max_side: MaxSide = None,
     economy: Economy = False,
+    tier: TierOption = None,
+    deadline: DeadlineOption = None,
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -103,7 +107,7 @@ def estimate(
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
-        economy=economy,
+        economy=economy, tier=tier, deadline=deadline,
     )  # fmt: skip
     try:
         check_images(images)

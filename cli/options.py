@@ -1,14 +1,17 @@
-"""Job options on the command line: ``--option k=v`` and named flags, for submit and estimate."""
+"""Job options on the command line: ``--option k=v`` and named flags, for submit, batch run
+and estimate."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from visionq.vision.tasks import JobOptions
+from visionq.vision.tasks import MAX_DEADLINE_S, JobOptions
+from visionq.vision.tiers import Tier
 
 OptionArgs = Annotated[
     list[str] | None,
@@ -54,6 +57,45 @@ Economy = Annotated[
     bool, typer.Option(help="Downscale to the cheapest token tier the task tolerates.")
 ]
 Cache = Annotated[bool, typer.Option(help="Reuse an identical earlier job's result (free).")]
+TierOption = Annotated[
+    Tier | None,
+    typer.Option(
+        "--tier",
+        help="Gemini service tier: standard; flex (half price, minutes); priority (costs "
+        "more); batch (half price, hours, a Gemini batch); auto (the cheapest tier whose "
+        "measured turnaround meets the deadline). Default: the server's VISIONQ_TIER_DEFAULT.",
+        show_default=False,
+    ),
+]
+DeadlineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--deadline",
+        metavar="DURATION",
+        help="By when the job should end, from submission: seconds, or with a unit (90m, 2h, "
+        "1d); at least 60 s. Default: the tier's (VISIONQ_TIER_DEADLINES_S).",
+        show_default=False,
+    ),
+]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_deadline(text: str) -> int:
+    """``--deadline`` in seconds: a number of seconds, or one with a unit s, m, h or d."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise typer.BadParameter(
+            f"{text!r}: give seconds (7200) or a duration such as 90m, 2h or 1d",
+            param_hint="--deadline",
+        )
+    seconds = round(float(match.group(1)) * _UNIT_S[match.group(2).lower()])
+    if not 60 <= seconds <= MAX_DEADLINE_S:
+        raise typer.BadParameter(
+            f"{text!r} is {seconds} s; a deadline is from 60 s to {MAX_DEADLINE_S // 86_400} days",
+            param_hint="--deadline",
+        )
+    return seconds
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -83,6 +125,8 @@ def job_options(
     max_side: int | None = None,
     cache: bool = True,
     economy: bool = False,
+    tier: Tier | None = None,
+    deadline: str | None = None,
 ) -> dict[str, Any]:
     """The ``options`` object of a job from ``--option`` pairs and the named flags.
 
@@ -101,6 +145,8 @@ def job_options(
         "max_side": max_side,
         "cache": None if cache else False,
         "economy": True if economy else None,
+        "tier": tier.value if tier is not None else None,
+        "deadline_s": parse_deadline(deadline) if deadline is not None else None,
     }
     for key, value in flags.items():
         if value is None:

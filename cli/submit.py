@@ -39,6 +39,7 @@ from visionq.cli.inputs import (
 )
 from visionq.cli.options import (
     Cache,
+    DeadlineOption,
     Economy,
     Labels,
     MaxOutputTokens,
@@ -48,6 +49,7 @@ from visionq.cli.options import (
     Prompt,
     SchemaFile,
     Thinking,
+    TierOption,
     job_options,
 )
 from visionq.cli.outputs import write_outputs
@@ -193,6 +195,8 @@ def submit(
     max_side: MaxSide = None,
     cache: Cache = True,
     economy: Economy = False,
+    tier: TierOption = None,
+    deadline: DeadlineOption = None,
     new: Annotated[
         bool,
         typer.Option(
@@ -228,7 +232,7 @@ def submit(
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
-        cache=cache, economy=economy,
+        cache=cache, economy=economy, tier=tier, deadline=deadline,
     )  # fmt: skip
     try:
         check_images(images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import typer
 from pydantic import ValidationError
 
 from visionq.vision.catalogue import ServiceTier
@@ -110,3 +111,18 @@ def test_the_cache_key_is_the_same_across_tiers_and_deadlines() -> None:
     assert {key(tier=tier.value) for tier in Tier} == {plain}
     assert key(tier="batch", deadline_s=86_400) == plain
     assert key(temperature=0.5, tier="flex") != plain
+
+
+def test_the_cli_sends_tier_and_deadline() -> None:
+    from visionq.cli.options import job_options, parse_deadline
+
+    assert [parse_deadline(text) for text in ("7200", "90m", "2h", "1d", "1.5h", "60s")] == [
+        7200, 5400, 7200, 86_400, 5400, 60,
+    ]  # fmt: skip
+    for bad in ("soon", "59", "8d", "-2h"):
+        with pytest.raises(typer.BadParameter):
+            parse_deadline(bad)
+    assert job_options(None, tier=Tier.AUTO, deadline="2h") == {"tier": "auto", "deadline_s": 7200}
+    assert job_options(["tier=flex"], deadline="90m") == {"tier": "flex", "deadline_s": 5400}
+    with pytest.raises(typer.BadParameter, match="tier given twice"):
+        job_options(["tier=flex"], tier=Tier.BATCH)
