@@ -211,7 +211,9 @@ def record_batch(
 
 def accept(session: Session, batch_id: str, *, gemini_name: str, input_file: str | None) -> bool:
     """Gemini has the batch (its create answered, or the reconciler found it by name):
-    ``creating`` -> ``pending`` with its name. False when the row had left ``creating``."""
+    ``creating`` -> ``pending`` with its name. Idempotent: True too when the row already
+    holds that name (the reconciler adopted it first; the submitter's answer arrives
+    after). False when the row left ``creating`` otherwise (given up as lost)."""
     now = utcnow()
     changed = session.execute(
         update(GEMINI_BATCHES)
@@ -230,7 +232,14 @@ def accept(session: Session, batch_id: str, *, gemini_name: str, input_file: str
             progress_at=now,
         )
     )
-    return bool(changed.rowcount)  # type: ignore[attr-defined]
+    if changed.rowcount:  # type: ignore[attr-defined]
+        return True
+    same = session.execute(
+        update(GEMINI_BATCHES)
+        .where(GEMINI_BATCHES.c.id == batch_id, GEMINI_BATCHES.c.gemini_name == gemini_name)
+        .values(input_file=func.coalesce(GEMINI_BATCHES.c.input_file, input_file))
+    )
+    return bool(same.rowcount)  # type: ignore[attr-defined]
 
 
 def set_request_bytes(session: Session, batch_id: str, request_bytes: int) -> None:

@@ -2,9 +2,9 @@
 
 Each tick :func:`judge` (pure) looks at every live batch and the jobs it still holds:
 
-- ``creating`` and the submitter's claim expired → ``adopt_or_lose``: found at Gemini by
-  display name → adopted; not found after VISIONQ_BATCH_CREATE_GRACE_S → ``lost``, its
-  jobs re-sent (worker/batch_reconcile.py);
+- ``creating`` (the create's answer was lost, or its lane died) → ``adopt_or_lose``: found
+  at Gemini by display name → adopted; not found once the submitter's claim and
+  VISIONQ_BATCH_CREATE_GRACE_S passed → ``lost``, its jobs re-sent (worker/batch_reconcile.py);
 - live, and a cancel was asked or every job of it ended (cancelled by users) → ``cancel``
   at Gemini (the poller then sees CANCELLED and closes it);
 - ``pending``/``running`` with no progress (batchStats, updateTime) for
@@ -71,9 +71,14 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
     """The watchdog's decision for one batch row and the jobs it still holds (pure)."""
     name = row.gemini_name or row.id
     if row.state == GeminiBatchState.CREATING:
-        if row.claim_expires_at is not None and now < row.claim_expires_at:
-            return WatchAction("ok", "the submitter is still creating it")
-        return WatchAction("adopt_or_lose", f"the create of batch {row.id} was never confirmed")
+        # The lane gathers after the watchdog: a row still creating is a create whose answer
+        # was lost or whose lane died. Adopting it when Gemini lists it is always safe
+        # (accept is idempotent); it is lost only past its claim and the grace.
+        held = row.claim_expires_at is not None and now < row.claim_expires_at
+        state = "its submitter's claim still runs" if held else "its submitter's claim expired"
+        return WatchAction(
+            "adopt_or_lose", f"the create of batch {row.id} is unconfirmed ({state})"
+        )
     if row.state not in _FOLLOWED:
         return WatchAction("ok", f"state {row.state}: the poller's")
     if row.cancel_requested:

@@ -351,3 +351,17 @@ def test_watchdog_adopts_or_loses_unconfirmed_creates(
     counts = BatchWatchdog(sessions, fake, _settings(batch_create_grace_s=120), identity).run_once()
     assert counts["adopt_or_lose"] == 2 and counts["adopted"] == 1 and counts["lost"] == 1
     assert _state(sessions, adopted) == "pending" and _state(sessions, lost) == "closed"
+
+
+def test_watchdog_adopts_a_listed_create_at_once_and_the_submitter_agrees(
+    sessions: sessionmaker[Session], identity: str, model: str, fake: FakeBatches
+) -> None:
+    jobs = _jobs(sessions, model, 2)
+    batch_id = _batch(sessions, identity, model, jobs, claim_s=600)  # claim still held
+    watchdog = BatchWatchdog(sessions, fake, _settings(), identity)
+    assert watchdog.run_once() == {"adopt_or_lose": 1}  # not listed yet: wait, not lost
+    name = fake.add(batch_id)
+    assert watchdog.run_once() == {"adopt_or_lose": 1, "adopted": 1}
+    with sessions.begin() as session:  # the create's answer arrives late: same batch
+        assert accept(session, batch_id, gemini_name=name, input_file=None)
+    assert _state(sessions, batch_id) == "pending" and fake.cancelled == []

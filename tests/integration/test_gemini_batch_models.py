@@ -197,10 +197,12 @@ def test_accept_observe_and_set_state(
     name = f"batches/{uuid.uuid4().hex[:12]}"
     with sessions.begin() as session:
         assert accept(session, batch_id, gemini_name=name, input_file=None)
-        assert not accept(session, batch_id, gemini_name=name, input_file=None)
+        # The submitter's answer after the reconciler adopted it: the same batch, fine.
+        assert accept(session, batch_id, gemini_name=name, input_file="files/in")
+        assert not accept(session, batch_id, gemini_name="batches/other", input_file=None)
         first = get_row(session, batch_id)
     assert first is not None and first.state == "pending" and first.gemini_name == name
-    assert first.claim_expires_at is None
+    assert first.claim_expires_at is None and first.input_file == "files/in"
     _age(sessions, batch_id, hours=2)
     stamp = utcnow()
     stats = {"requestCount": 2, "pendingRequestCount": 2}

@@ -41,9 +41,9 @@ FAR = {"a": NOW + timedelta(hours=5), "b": None}
     [
         (_row(), FAR, "ok", ()),
         (_row(state="pending"), FAR, "ok", ()),
-        # The submitter still holds its claim: not ours yet.
+        # Unconfirmed creates are matched by name at once; lost only past claim and grace.
         (_row(state="creating", gemini_name=None, claim_expires_at=NOW + timedelta(seconds=1)),
-         FAR, "ok", ()),
+         FAR, "adopt_or_lose", ()),
         (_row(state="creating", gemini_name=None, claim_expires_at=NOW), FAR, "adopt_or_lose",
          ()),
         (_row(state="creating", gemini_name=None), FAR, "adopt_or_lose", ()),
