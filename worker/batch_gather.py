@@ -233,7 +233,8 @@ class Gatherer:
                 input_file = self._batches.upload_jsonl(built.path, display_name=name)
         except GeminiCallError as exc:
             # The create was never sent: no batch can exist, the jobs wait for the next one.
-            self._give_back(batch_id, built.job_ids, exc, report, lane="batch")
+            self._give_back(batch_id, built.job_ids, exc, report,
+                            lane="batch" if exc.retryable else "standard")  # fmt: skip
             return
         self._renew()
         try:
@@ -242,7 +243,11 @@ class Gatherer:
             )
         except GeminiCallError as exc:
             status = exc.http_status
-            if status is not None and 400 <= status < 500 and status not in _AMBIGUOUS_STATUSES:
+            refused = status is not None and 400 <= status < 500
+            # No key: nothing was sent; the sync lane fails the jobs saying what to set.
+            if exc.code == "gemini_not_configured" or (
+                refused and status not in _AMBIGUOUS_STATUSES
+            ):
                 self._refused(batch_id, built, exc, report, input_file)
                 return
             # Timed out, 5xx, connection lost: it may exist. The reconciler matches it by

@@ -5,7 +5,8 @@ the jobs with the threads pool), ``worker_process_init`` in each prefork or solo
 process, ``worker_process_shutdown`` / ``worker_shutdown`` at the end. What a process
 opens: the job context (database engine, blob store, Gemini SDK client, the rate
 limiter's Redis, lease renewals) and the job watchdog; the main process also runs the
-sweeper (its own engine and Redis). Tests pass factories that build fakes.
+sweeper and the Gemini Batch lane (each on its own engine and Redis). Tests pass
+factories that build fakes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from sqlalchemy import Engine
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.settings import Settings
+from visionq.worker.batch_api import GeminiBatches
+from visionq.worker.batch_lane import BatchLane
 from visionq.worker.context import WorkerContext
+from visionq.worker.gemini import make_client
 from visionq.worker.sweeper import Sweeper
 from visionq.worker.watchdog import Watchdog
 
@@ -73,6 +77,30 @@ class SweeperThread:
         self._engine.dispose()
 
 
+class BatchLaneThread:
+    """The Gemini Batch lane (worker/batch_lane.py) in a daemon thread, on resources of
+    its own: a job context (engine, blob store, upload cache), an SDK client and Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._context = WorkerContext.build(settings)
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        self._batches = GeminiBatches(make_client(settings), secret=settings.gemini_key())
+        lane = BatchLane(self._context, self._redis, self._batches, settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lane.run, args=(self._stop,), name="visionq-batch-lane", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the lane (a tick under way finishes first), then close its connections."""
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self._batches.close()
+        self._redis.close()
+        self._context.close()
+
+
 def open_resources(settings: Settings) -> WorkerResources:
     """A process's real resources (the default factory of WorkerLifecycle)."""
     context = WorkerContext.build(settings)
@@ -91,11 +119,14 @@ class WorkerLifecycle:
         self,
         open_resources: Callable[[Settings], WorkerResources] = open_resources,
         open_sweeper: Callable[[Settings], Closeable] | None = None,
+        open_batch_lane: Callable[[Settings], Closeable] | None = None,
     ) -> None:
         self._open_resources = open_resources
         self._open_sweeper = open_sweeper
+        self._open_batch_lane = open_batch_lane
         self._resources: WorkerResources | None = None
         self._sweeper: Closeable | None = None
+        self._batch_lane: Closeable | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -136,9 +167,24 @@ class WorkerLifecycle:
         if sweeper is not None:
             sweeper.close()
 
+    def start_batch_lane(self, settings: Settings) -> None:
+        """Run the Gemini Batch lane in this process (once), when there is a factory for it."""
+        with self._lock:
+            if self._open_batch_lane is not None and self._batch_lane is None:
+                self._batch_lane = self._open_batch_lane(settings)
+
+    def stop_batch_lane(self) -> None:
+        """Stop the batch lane and close its connections (nothing when none runs)."""
+        with self._lock:
+            lane, self._batch_lane = self._batch_lane, None
+        if lane is not None:
+            lane.close()
+
     def close(self) -> None:
-        """Stop the sweeper, then close this process's resources; safe to call twice."""
+        """Stop the sweeper and the batch lane, then close this process's resources; safe
+        to call twice."""
         self.stop_sweeper()
+        self.stop_batch_lane()
         self.close_resources()
 
     def close_resources(self) -> None:

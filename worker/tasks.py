@@ -31,7 +31,12 @@ from visionq.models.tables import Job, JobStatus
 from visionq.worker.celery_app import app
 from visionq.worker.context import WorkerContext
 from visionq.worker.heartbeat import Heartbeat
-from visionq.worker.lifecycle import SweeperThread, WorkerLifecycle, open_resources
+from visionq.worker.lifecycle import (
+    BatchLaneThread,
+    SweeperThread,
+    WorkerLifecycle,
+    open_resources,
+)
 from visionq.worker.pipeline import run_job
 from visionq.worker.watchdog import JobDeadlineExceeded, Watchdog
 
@@ -166,7 +171,7 @@ def _sweeper(settings: Settings) -> SweeperThread:
 
 
 # The worker's resources in this process: opened and closed by the signals below.
-WORKER = WorkerLifecycle(open_resources, open_sweeper=_sweeper)
+WORKER = WorkerLifecycle(open_resources, open_sweeper=_sweeper, open_batch_lane=BatchLaneThread)
 
 
 def _runs_jobs_in_main_process(worker: Any) -> bool:
@@ -197,10 +202,21 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
         WORKER.start_sweeper(settings)
 
 
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _start_batch_lane(sender: Any = None, **_: Any) -> None:
+    """Every worker runs the Gemini Batch lane in a thread of its main process; one of them
+    works at a time (worker/batch_lane.py). VISIONQ_BATCH_LANE_ENABLED=false turns it off."""
+    settings = get_settings()
+    if settings.batch_lane_enabled:
+        WORKER.start_batch_lane(settings)
+
+
 @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
 def _stop_sweeping(**_: Any) -> None:
-    """No new sweep once the worker is asked to stop (jobs under way may still finish)."""
+    """No new sweep nor batch tick once the worker is asked to stop (jobs under way may
+    still finish)."""
     WORKER.stop_sweeper()
+    WORKER.stop_batch_lane()
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]

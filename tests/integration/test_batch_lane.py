@@ -1,0 +1,145 @@
+"""The Gemini Batch lane end to end (worker/batch_lane.py in the worker process): 120
+``tier=batch`` jobs become two Gemini batches, one inline and one sent as a JSONL file (a
+small VISIONQ_BATCH_INLINE_MAX_BYTES), and every job succeeds exactly once at the batch
+price, served_tier batch, its one attempt naming its Gemini batch. SQLite and PostgreSQL,
+each on a database and an emulator of its own (another stack's lane would gather its jobs).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from tests.integration.conftest import GEMINI_KEY, Stack, redis_db
+from tests.integration.helpers import TERMINAL, submit
+from tests.integration.test_migration_race import empty_database
+from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine
+from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.costing import CostBook, to_nano
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gemini-3.8-flash"
+PER_BATCH = 60
+# Small images keep the first batch's body under this; the second one's noisy images do not.
+INLINE_MAX = 1024 * 1024
+
+
+def _noise_png(seed: int, side: int) -> bytes:
+    rng = random.Random(seed)
+    pixels = bytes(rng.getrandbits(8) for _ in range(side * side * 3))
+    image = Image.frombytes("RGB", (side, side), pixels)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def batch_stack(
+    workdir: Path, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """API, its own emulator and database; the worker is started by the test."""
+    here = tmp_path_factory.mktemp("batch-lane")
+    url = empty_database(database_url, here)
+    builder = StackBuilder(here, database_url=url, extra_env={
+        "VISIONQ_BLOB_DIR": str(here / "blobs"),
+        "VISIONQ_BATCH_POLL_S": "1",
+        "VISIONQ_BATCH_GATHER_S": "60",
+        "VISIONQ_BATCH_MIN_REQUESTS": str(PER_BATCH),
+        "VISIONQ_BATCH_MAX_REQUESTS": str(PER_BATCH),
+        "VISIONQ_BATCH_INLINE_MAX_BYTES": str(INLINE_MAX),
+        "VISIONQ_BATCH_FILE_IMAGE_MIN_BYTES": "8192",
+        "VISIONQ_SWEEP_INTERVAL_S": "1",
+    })  # fmt: skip
+    builder.use_redis(redis_db(redis_url))
+    emulator = builder.start_emulator(
+        ["--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"],
+        name="batch-emulator", key=GEMINI_KEY,
+    )  # fmt: skip
+    builder.use_gemini(emulator, GEMINI_KEY)
+    stack = Stack(name="batch-lane", builder=builder)
+    builder.migrate()
+    from tests.integration.conftest import _create_key
+
+    stack.keys = {"acme": _create_key(builder.env, "acme")}
+    stack.api_url = builder.start_api(name="batch-lane-api")
+    yield stack
+    stack.stop()
+
+
+def _wait_all(client: httpx.Client, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    done: dict[str, dict[str, Any]] = {}
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} jobs not done in {timeout} s"
+        for job_id in list(pending):
+            job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+            if job["status"] in TERMINAL:
+                done[job_id] = job
+                pending.discard(job_id)
+        time.sleep(0.5)
+    return [done[job_id] for job_id in ids]
+
+
+def test_batch_jobs_go_in_two_gemini_batches_and_succeed_once(batch_stack: Stack) -> None:
+    small = [_noise_png(7000 + n, 24) for n in range(PER_BATCH)]  # ~2 KB
+    large = [_noise_png(8000 + n, 128) for n in range(PER_BATCH)]  # ~49 KB
+    options = {"tier": "batch", "deadline_s": 3600}
+    ids = []
+    with batch_stack.client() as client:
+        for image in small + large:
+            response = submit(client, image, task="caption", model=MODEL, options=options)
+            assert response.status_code == 202, response.text
+            body = response.json()
+            assert body["lane"] == "batch"
+            ids.append(body["id"])
+        batch_stack.start_worker(concurrency=2)
+        jobs = _wait_all(client, ids)
+    assert [job["status"] for job in jobs] == ["succeeded"] * len(ids)
+    assert {job["served_tier"] for job in jobs} == {"batch"}
+
+    engine = make_engine(batch_stack.env["VISIONQ_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(select(JOBS).where(JOBS.c.id.in_(ids))).all()
+            attempts = connection.execute(select(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids))).all()
+            batches = connection.execute(select(GEMINI_BATCHES)).all()
+    finally:
+        engine.dispose()
+    # Two Gemini batches, all closed: the small images inline, the large ones as a file.
+    assert sorted(b.input_mode for b in batches) == ["file", "inline"]
+    assert {b.state for b in batches} == {"closed"}
+    assert [b.job_count for b in batches] == [PER_BATCH, PER_BATCH]
+    by_batch = {b.id: b for b in batches}
+    costs = CostBook.load()
+    attempts_of: dict[str, list[Any]] = {}
+    for attempt in attempts:
+        attempts_of.setdefault(attempt.job_id, []).append(attempt)
+    for row in rows:
+        [attempt] = attempts_of[row.id]  # exactly one attempt: stored once
+        assert attempt.outcome == "succeeded" and attempt.gemini_batch_id in by_batch
+        assert attempt.requested_tier == "batch" and attempt.served_tier == "batch"
+        assert row.gemini_batch_id is None or row.gemini_batch_id == attempt.gemini_batch_id
+        mode = by_batch[attempt.gemini_batch_id].input_mode
+        assert mode == ("inline" if row.id in ids[:PER_BATCH] else "file")
+        assert row.served_tier == "batch" and row.usage is not None
+        batch_cost = costs.call_cost(MODEL, row.usage, tier=ServiceTier.BATCH)
+        standard_cost = costs.call_cost(MODEL, row.usage)
+        assert batch_cost is not None and standard_cost is not None
+        assert row.cost_nusd == to_nano(batch_cost) == attempt.cost_nusd
+        assert row.standard_cost_nusd == to_nano(standard_cost)
+    # The emulator answered each line once.
+    stats = httpx.get(f"{batch_stack.env['VISIONQ_GEMINI_BASE_URL']}/_emulator/stats").json()
+    assert stats["batches_created"] == 2 and stats["batch_lines_answered"] == len(ids)
