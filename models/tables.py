@@ -138,6 +138,7 @@ class Job(Base):
         # The batch lane's gatherer: queued lane-batch jobs per model, oldest first.
         Index("ix_jobs_lane_status_model", "lane", "status", "model", "created_at"),
         Index("ix_jobs_gemini_batch_id", "gemini_batch_id"),
+        Index("ix_jobs_status_finished", "status", "finished_at"),  # turnarounds
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -43,6 +43,8 @@ def upgrade() -> None:
         "ix_jobs_lane_status_model", "jobs", ["lane", "status", "model", "created_at"], unique=False
     )
     op.create_index("ix_jobs_gemini_batch_id", "jobs", ["gemini_batch_id"], unique=False)
+    # Turnarounds are measured each lane tick over recently finished jobs.
+    op.create_index("ix_jobs_status_finished", "jobs", ["status", "finished_at"], unique=False)
 
     op.add_column("attempts", sa.Column("requested_tier", sa.String(length=16), nullable=True))
     op.add_column("attempts", sa.Column("served_tier", sa.String(length=16), nullable=True))
@@ -99,6 +101,7 @@ def downgrade() -> None:
     op.drop_table("tier_turnarounds")
     op.drop_index("ix_gemini_batches_identity_state", table_name="gemini_batches")
     op.drop_table("gemini_batches")
+    op.drop_index("ix_jobs_status_finished", table_name="jobs")
     op.drop_index("ix_jobs_gemini_batch_id", table_name="jobs")
     op.drop_index("ix_jobs_lane_status_model", table_name="jobs")
     # SQLite drops columns only by copying the table: batch mode does that there.
