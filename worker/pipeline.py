@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -203,16 +203,20 @@ class _Run:
         """The next flex call's timeout (worker/tiering.py); None on another tier."""
         if self.tier is not ServiceTier.FLEX:
             return None
+        return flex_timeout(utcnow(), self._flex_deadline(), self.ctx.settings)
+
+    def _flex_deadline(self) -> datetime:
+        """The job's deadline, or the end of its run (VISIONQ_JOB_DEADLINE_S from its first
+        start) when that comes first: flex must leave time for standard before either."""
         bound = self.job.started_at + timedelta(seconds=self.ctx.settings.job_deadline_s)
-        deadline = min(self.job.deadline_at or bound, bound)
-        return flex_timeout(utcnow(), deadline, self.ctx.settings) or None
+        return min(self.job.deadline_at or bound, bound)
 
     def _after_flex_error(self, exc: GeminiCallError) -> str | None:
         """A flex call shed or timed out: asked again at flex while the deadline allows,
         else answered at standard (worker/tiering.py)."""
         if is_shed(exc):
             self.sheds += 1
-        step = after_flex_error(exc, now=utcnow(), deadline_at=self.job.deadline_at,
+        step = after_flex_error(exc, now=utcnow(), deadline_at=self._flex_deadline(),
                                 sheds=self.sheds, settings=self.ctx.settings)  # fmt: skip
         if step.kind == "default":
             return self._after_call_error(exc)

@@ -32,5 +32,6 @@ async def estimate(request: Request, caller: CallerDep, resources: ResourcesDep)
     del caller  # authenticated like every route; the estimate does not depend on the tenant
     raw = await read_job_request(request, resources.settings)
     admitted = await run_in_threadpool(admit, raw, resources.settings, resources.costs.catalogue)
-    found = estimate_of(admitted, resources)
+    # In the thread pool: tier auto may read the measured turnarounds (api/tiers.py).
+    found = await run_in_threadpool(estimate_of, admitted, resources)
     return EstimatePublic.model_validate({**dict(found), "warnings": admitted.warnings})

@@ -6,15 +6,20 @@ warning. SQLite and PostgreSQL (the ``stack`` fixture)."""
 
 from __future__ import annotations
 
+from base64 import b64encode
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from tests.integration.conftest import Stack
-from tests.integration.helpers import run_job, scene_png
+from tests.integration.helpers import own_tenant, run_job, scene_png
+from visionq.models.budgets import BudgetState, budget_state, set_budget
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.tables import Job
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +85,75 @@ def test_a_downgraded_priority_call_is_billed_at_standard(stack: Stack, faults: 
     assert job["cost_usd"] == standard["cost_usd"]
     warning = next(w for w in job["warnings"] if w["code"] == "priority_downgraded")
     assert "billed at standard" in warning["message"]
+
+
+def _nusd(usd: str) -> int:
+    return int((Decimal(usd) * 1_000_000_000).to_integral_value(rounding=ROUND_CEILING))
+
+
+def _budgeted_tenant(stack: Stack, tenant: str, daily_nusd: int) -> httpx.Client:
+    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"], pool_size=1)
+    with make_session_factory(engine).begin() as session:
+        set_budget(session, tenant=tenant, daily_nusd=daily_nusd, monthly_nusd=None)
+    engine.dispose()
+    return own_tenant(stack.env["VISIONQ_DATABASE_URL"], stack.api_url, tenant)
+
+
+def _state(stack: Stack, tenant: str, job_id: str) -> tuple[BudgetState, int | None]:
+    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"], pool_size=1)
+    with make_session_factory(engine)() as session:
+        state = budget_state(session, tenant)
+        standard = session.scalar(select(Job.standard_cost_nusd).where(Job.id == job_id))
+    engine.dispose()
+    return state, standard
+
+
+def _holds(client: httpx.Client, image: bytes) -> tuple[int, int]:
+    """The budget hold (the estimate's maximum) of the job at flex and at standard."""
+    body = {"task": "caption", "model": MODEL, "images": [{"data": b64encode(image).decode()}]}
+    holds = []
+    for tier in ("flex", "standard"):
+        estimate = client.post("/v1/estimate", json={**body, "options": {"tier": tier}})
+        holds.append(_nusd(estimate.raise_for_status().json()["cost_usd"]["max"]))
+    return holds[0], holds[1]
+
+
+def test_a_fallback_holds_the_price_difference(stack: Stack, faults: str) -> None:
+    image, _ = scene_png(2104)
+    tenant = f"flex-budget-{stack.name}"
+    with _budgeted_tenant(stack, tenant, daily_nusd=10**12) as client:
+        flex_hold, standard_hold = _holds(client, image)
+        assert flex_hold * 2 in range(standard_hold - 2, standard_hold + 3)
+        httpx.post(faults, json={"flex_shed_rate": 1.0}).raise_for_status()
+        job = run_job(client, image, task="caption", model=MODEL,
+                      options={"tier": "flex", "deadline_s": 600, "cache": False})  # fmt: skip
+    assert job["status"] == "succeeded" and job["served_tier"] == "standard", job
+    state, standard = _state(stack, tenant, job["id"])
+    # Both holds were released at the end; the day's spend is the standard-price cost.
+    assert state.reserved_nusd == 0
+    assert state.spent_day_nusd == _nusd(job["cost_usd"]) == standard
+
+
+def test_a_fallback_the_budget_cannot_hold_fails_the_job(stack: Stack, faults: str) -> None:
+    image, _ = scene_png(2105)
+    tenant = f"flex-tight-{stack.name}"
+    with _budgeted_tenant(stack, tenant, daily_nusd=10**12) as client:
+        flex_hold, standard_hold = _holds(client, image)
+    # Room for the flex hold, not for the standard one.
+    with _budgeted_tenant(stack, tenant, daily_nusd=(flex_hold + standard_hold) // 2) as client:
+        httpx.post(faults, json={"flex_shed_rate": 1.0}).raise_for_status()
+        job = run_job(client, image, task="caption", model=MODEL,
+                      options={"tier": "flex", "deadline_s": 600, "cache": False})  # fmt: skip
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "budget_exceeded"
+    assert "would pass the tenant's budget" in job["error"]["message"]
+    assert job["attempts"][-1]["error_class"] == "FlexShed"
+    state, _ = _state(stack, tenant, job["id"])
+    assert state.reserved_nusd == 0 and state.spent_day_nusd == 0
+
+
+def test_the_standard_price_of_a_flex_answer_is_kept(stack: Stack, faults: str) -> None:
+    standard = _job(stack, 2106)
+    job = _job(stack, 2106, tier="flex")
+    _, kept = _state(stack, "acme", job["id"])
+    assert kept == _nusd(standard["cost_usd"])
