@@ -97,3 +97,34 @@ def test_the_celery_signals_open_and_close_the_process_resources(
     assert tasks.PipelineTask().context is lifecycle.resources.context
     signals.worker_shutdown.send(sender=None)
     assert sorted(closed) == ["engine", "gemini client", "lease renewals", "redis", "watchdog"]
+
+
+def test_the_batch_lane_starts_once_on_ready_and_stops_on_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """worker_ready starts the Gemini Batch lane once (unless VISIONQ_BATCH_LANE_ENABLED is
+    false); worker_shutting_down stops it before the jobs' resources close."""
+    closed: list[str] = []
+    started: list[str] = []
+
+    def open_lane(settings: Settings) -> _Recorder:
+        started.append("lane")
+        return _Recorder("batch lane", closed)
+
+    lifecycle = WorkerLifecycle(
+        lambda settings: _faked(tmp_path, closed), open_batch_lane=open_lane
+    )
+    monkeypatch.setattr(tasks, "WORKER", lifecycle)
+    monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VISIONQ_SWEEPER_ENABLED", "false")
+    monkeypatch.setenv("VISIONQ_BATCH_LANE_ENABLED", "false")
+    tasks._start_batch_lane()
+    assert started == []
+    monkeypatch.setenv("VISIONQ_BATCH_LANE_ENABLED", "true")
+    tasks._start_batch_lane()
+    tasks._start_batch_lane()
+    assert started == ["lane"]
+    signals.worker_shutting_down.send(sender=None, sig="TERM", how="warm", exitcode=0)
+    assert closed == ["batch lane"]
+    lifecycle.close()
+    assert closed == ["batch lane"]
