@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import delete, insert
 
 from tests.integration.conftest import Stack, redis_db
@@ -146,3 +147,41 @@ def test_the_cache_answers_across_tiers(stack: Stack) -> None:
     second = response.json()
     assert second["status"] == "succeeded" and second["cached_from"] == first["id"]
     assert second["tier"] == "flex" and second["cost_usd"] == "0"
+
+
+def test_batch_lane_jobs_get_no_message(api: InProcessApi) -> None:
+    """A job of the batch lane (single or a user batch's item, the tier given per job or
+    as the batch's default) is stored queued for the worker's batch lane, with no Celery
+    message; the other lanes' jobs get theirs."""
+    queue = redis.Redis.from_url(api.settings.redis_url)
+
+    def messages() -> int:
+        return sum(queue.llen(key) for key in queue.scan_iter() if queue.type(key) == b"list")
+
+    image, _ = scene_png(2006)
+    encoded = base64.b64encode(image).decode()
+    with api.client() as client:
+        flex = submit(client, image, task="caption", model=MODEL, options={"tier": "flex"})
+        assert flex.status_code == 202, flex.text
+        assert messages() == 1
+        lane = submit(client, image, task="caption", model=MODEL,
+                      options={"tier": "batch", "cache": False})  # fmt: skip
+        assert lane.status_code == 202, lane.text
+        assert (lane.json()["status"], lane.json()["lane"]) == ("queued", "batch")
+        assert messages() == 1
+        created = client.post("/v1/batches", json={
+            "name": "tiers", "task": "caption", "model": MODEL,
+            "options": {"tier": "batch", "cache": False},
+        })  # fmt: skip
+        assert created.status_code in (200, 201), created.text
+        added = client.post(f"/v1/batches/{created.json()['id']}/items", json={"items": [
+            {"key": "a", "images": [{"data": encoded}]},
+            {"key": "b", "images": [{"data": encoded}], "options": {"tier": "flex"}},
+        ]})  # fmt: skip
+        assert added.status_code == 200, added.text
+        ids = {item["key"]: item["job_id"] for item in added.json()["items"]}
+        jobs = {key: client.get(f"/v1/jobs/{job_id}").json() for key, job_id in ids.items()}
+    assert messages() == 2  # the flex job and item b
+    assert (jobs["a"]["tier"], jobs["a"]["lane"]) == ("batch", "batch")
+    assert (jobs["b"]["tier"], jobs["b"]["lane"]) == ("flex", "flex")
+    assert jobs["a"]["deadline_at"] > jobs["a"]["created_at"]
