@@ -1,0 +1,248 @@
+"""The batch lane's gather+submit (worker/batch_gather.py) and follow (worker/batch_follow.py)
+steps on a SQLite database, against a fake Batch API (tests/unit/batchfake.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.unit.batchfake import FakeBatches
+from tests.unit.batchlane import MODEL
+from tests.unit.workercontext import worker_context
+from visionq.models.gemini_batches import Gatherable, batch_token, live_batches
+from visionq.models.jobs import NewInput, create_job
+from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOB_INPUTS, JOBS, utcnow
+from visionq.vision.tasks import JobOptions
+from visionq.worker.batch_api import GeminiBatches
+from visionq.worker.batch_follow import Follower
+from visionq.worker.batch_gather import Gatherer, batch_due
+from visionq.worker.batch_requests import BatchBuilder, BatchPolicy
+from visionq.worker.context import WorkerContext
+from visionq.worker.errors import GeminiCallError
+from visionq.worker.files import UploadCache
+
+IDENTITY = "test-project"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
+    context = worker_context(
+        tmp_path, batch_min_requests=3, batch_max_requests=3, batch_gather_s=3600,
+        tier_prior_s='{"batch": 60}',
+    )  # fmt: skip
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeBatches:
+    folder = tmp_path / "gemini"
+    folder.mkdir()
+    return FakeBatches(folder)
+
+
+def _lane(ctx: WorkerContext, fake: FakeBatches, tmp_path: Path) -> tuple[Gatherer, Follower]:
+    batches = cast(GeminiBatches, fake)
+    builder = BatchBuilder(
+        blobs=ctx.blobs, uploads=cast(UploadCache, None), catalogue=ctx.costs.catalogue,
+        policy=BatchPolicy.from_settings(ctx.settings), folder=tmp_path,
+    )  # fmt: skip
+    gatherer = Gatherer(ctx, batches, builder, settings=ctx.settings, identity=IDENTITY)
+    follower = Follower(ctx, batches, settings=ctx.settings, identity=IDENTITY, folder=tmp_path)
+    return gatherer, follower
+
+
+def _jobs(ctx: WorkerContext, count: int, deadline_s: float = 86400) -> list[str]:
+    ids = []
+    with ctx.sessions.begin() as session:
+        for n in range(count):
+            sha = ctx.blobs.put(f"\x89PNG image {n} {uuid.uuid4()}".encode())
+            job = create_job(
+                session, tenant="t", task="caption", model=MODEL, prompt=None, labels=None,
+                options=JobOptions(), inputs=[NewInput(sha, "image/png", 64, 48, 30)],
+                tier="batch", lane="batch", deadline_s=deadline_s,
+            )  # fmt: skip
+            session.flush()
+            ids.append(job.id)
+    return ids
+
+
+def _rows(ctx: WorkerContext, table: Any, **where: Any) -> list[Any]:
+    with ctx.sessions() as session:
+        query = select(table)
+        for key, value in where.items():
+            column = table.c[key]
+            query = query.where(column.in_(value) if isinstance(value, list) else column == value)
+        return list(session.execute(query).all())
+
+
+def test_batch_is_recorded_before_the_create_is_sent(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    ids = _jobs(ctx, 3)
+    seen: list[Any] = []
+
+    def in_flight(display_name: str) -> None:
+        [row] = _rows(ctx, GEMINI_BATCHES)
+        assert display_name == f"visionq-{row.id}"
+        jobs = _rows(ctx, JOBS, id=ids)
+        seen.append((row.state, {(j.status, j.gemini_batch_id, j.lease_token) for j in jobs}))
+
+    fake.on_create = in_flight
+    gatherer, _ = _lane(ctx, fake, tmp_path)
+    report = gatherer.run_once()
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert seen == [("creating", {("running", row.id, batch_token(row.id))})]
+    assert report.batches == 1 and report.jobs == 3
+    assert row.state == "pending" and row.gemini_name == "batches/b1"
+    assert row.input_mode == "inline" and row.request_bytes > 0
+    sent = fake.sources["batches/b1"]
+    assert isinstance(sent, list)
+    assert [(r.metadata or {}).get("job_id") for r in sent] == ids
+
+
+def test_unconfirmed_create_is_left_to_the_reconciler(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    ids = _jobs(ctx, 3)
+    fake.create_error = GeminiCallError("gemini_timeout", "no answer", retryable=True)
+    gatherer, _ = _lane(ctx, fake, tmp_path)
+    assert gatherer.run_once().ambiguous == 1
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    # Still creating and holding its jobs: it may exist at Gemini (adopt or lose later).
+    assert row.state == "creating" and row.claim_expires_at is not None
+    assert {j.status for j in _rows(ctx, JOBS, id=ids)} == {"running"}
+    assert gatherer.run_once().batches == 0  # the jobs are not sent twice
+
+
+def test_refused_create_sends_the_jobs_to_the_sync_lane(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    ids = _jobs(ctx, 3)
+    fake.create_error = GeminiCallError(
+        "gemini_invalid_argument", "Gemini answered 400: bad batch", http_status=400
+    )
+    gatherer, _ = _lane(ctx, fake, tmp_path)
+    assert gatherer.run_once().released == 3
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed" and "bad batch" in row.error
+    for job in _rows(ctx, JOBS, id=ids):
+        assert (job.status, job.lane, job.enqueued_at, job.gemini_batch_id) == (
+            "queued", "standard", None, None,
+        )  # fmt: skip
+        assert [w["code"] for w in job.warnings] == ["batch_fallback"]
+    attempts = _rows(ctx, ATTEMPTS, job_id=ids)
+    assert {(a.outcome, a.error_class) for a in attempts} == {("failed", "BatchCreateRefused")}
+
+
+def test_gather_waits_for_enough_jobs_and_respects_the_running_cap(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    gatherer, _ = _lane(ctx, fake, tmp_path)
+    _jobs(ctx, 2)
+    assert gatherer.run_once().batches == 0  # 2 < VISIONQ_BATCH_MIN_REQUESTS, not old
+    _jobs(ctx, 7)
+    ctx.settings.batch_max_running = 2
+    report = gatherer.run_once()
+    assert report.batches == 2 and report.jobs == 6  # 3 per batch, then the cap
+    with ctx.sessions() as session:
+        assert len(live_batches(session, IDENTITY)) == 2
+
+
+def test_batch_due_rules(ctx: WorkerContext) -> None:
+    now = utcnow()
+    settings = ctx.settings
+    few = Gatherable(MODEL, 1, now, None)
+    assert not batch_due(few, now=now, expected_s=60, settings=settings)
+    assert batch_due(Gatherable(MODEL, 3, now, None), now=now, expected_s=60, settings=settings)
+    old = Gatherable(MODEL, 1, now - timedelta(hours=2), None)
+    assert batch_due(old, now=now, expected_s=60, settings=settings)
+    # 60 s expected x 1.5 + the 3600 s gather wait no longer fit before the deadline.
+    urgent = Gatherable(MODEL, 1, now, now + timedelta(seconds=3000))
+    assert batch_due(urgent, now=now, expected_s=60, settings=settings)
+
+
+@pytest.mark.parametrize("mode", ["inline", "file"])
+def test_succeeded_batch_is_stored_closed_and_deleted(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path, mode: str
+) -> None:
+    if mode == "file":
+        ctx.settings.batch_inline_max_bytes = 64 * 1024
+        ctx.settings.batch_file_image_min_bytes = 1 << 30
+    ids = _jobs(ctx, 3)
+    if mode == "file":  # one request over the cap: the batch goes as a file
+        sha = ctx.blobs.put(b"\x89PNG" + bytes(range(256)) * 400)
+        with ctx.sessions.begin() as session:
+            session.execute(update(JOB_INPUTS).where(JOB_INPUTS.c.job_id == ids[0])
+                            .values(sha256=sha))  # fmt: skip
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.input_mode == mode
+    if mode == "file":
+        assert [line["key"] for line in fake.input_lines("batches/b1")] == ids
+    follower.run_once()  # still pending: nothing stored
+    assert {j.status for j in _rows(ctx, JOBS, id=ids)} == {"running"}
+    # Gemini answers two of the three; the third one's line is missing.
+    fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {ids[1]: "B", ids[0]: "A"})
+    report = follower.run_once()
+    assert report.collected == 1 and report.counts["stored"] == 2
+    jobs = {j.id: j for j in _rows(ctx, JOBS, id=ids)}
+    assert jobs[ids[0]].result == {"text": "A"} and jobs[ids[1]].result == {"text": "B"}
+    assert jobs[ids[0]].served_tier == "batch"
+    missing = jobs[ids[2]]
+    assert (missing.status, missing.lane, missing.gemini_batch_id) == ("queued", "batch", None)
+    [attempt] = _rows(ctx, ATTEMPTS, job_id=ids[2])
+    assert attempt.error_class == "BatchLineMissing"
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
+    assert fake.deleted == ["batches/b1"]
+    assert fake.deleted_files == ([row.input_file] if mode == "file" else [])
+    assert not list(tmp_path.glob("batch-*.tmp"))  # input and output files removed
+
+
+@pytest.mark.parametrize(
+    ("state", "error_class"),
+    [("BATCH_STATE_EXPIRED", "BatchExpired"), ("BATCH_STATE_FAILED", "BatchFailed")],
+)
+def test_an_ended_batch_releases_its_jobs(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path, state: str, error_class: str
+) -> None:
+    ids = _jobs(ctx, 3)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    fake.finish("batches/b1", state, {})
+    follower.run_once()
+    for job in _rows(ctx, JOBS, id=ids):
+        assert (job.status, job.lane) == ("queued", "batch")  # a day left: a new batch
+    assert {a.error_class for a in _rows(ctx, ATTEMPTS, job_id=ids)} == {error_class}
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
+    # The next gather sends them again, one generation later.
+    gatherer.run_once()
+    rows = sorted(_rows(ctx, GEMINI_BATCHES), key=lambda r: r.created_at)
+    assert [r.resends for r in rows] == [0, 1]
+
+
+def test_a_batch_gemini_no_longer_has_is_lost(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    ids = _jobs(ctx, 3, deadline_s=600)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    fake.remotes.clear()  # the emulator restarted: 404, and not listed
+    assert follower.run_once().lost == 1
+    for job in _rows(ctx, JOBS, id=ids):
+        # 600 s left hold a batch expected in 60 s (x 1.5): sent in a new batch.
+        assert (job.status, job.lane, job.gemini_batch_id) == ("queued", "batch", None)
+    assert {(a.outcome, a.error_class) for a in _rows(ctx, ATTEMPTS, job_id=ids)} == {
+        ("lost", "BatchLost")
+    }
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
