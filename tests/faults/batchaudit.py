@@ -39,17 +39,25 @@ class TierAudit(Audit):
 
     def check(self, accepted: int) -> None:
         """Every accepted job ended once (one result, usage recorded once), its cost is the
-        sum of its attempts' costs, and it finished by its deadline."""
+        sum of its attempts' costs, and it finished by its deadline.
+
+        A cancelled job is not billed: an answer Gemini billed after the cancel stays on its
+        ``discarded`` attempt (see ``discarded_nusd``)."""
         assert len(self.jobs) == accepted, (len(self.jobs), accepted)
         self.check_exactly_once()
         late = []
         for job in self.jobs:
-            costs = sum(a["cost_nusd"] or 0 for a in self.attempts_of(job["id"]))
-            assert (job["cost_nusd"] or 0) == costs, (job["id"], job["cost_nusd"], costs)
+            if job["status"] != "cancelled":
+                costs = sum(a["cost_nusd"] or 0 for a in self.attempts_of(job["id"]))
+                assert (job["cost_nusd"] or 0) == costs, (job["id"], job["cost_nusd"], costs)
             deadline: datetime | None = job["deadline_at"]
             if deadline is not None and job["finished_at"] > deadline:
                 late.append((job["id"], job["finished_at"], deadline))
         assert late == [], f"{len(late)} jobs ended past their deadline: {late[:3]}"
+
+    def discarded_nusd(self) -> int:
+        """What Gemini billed for answers that arrived after their job was cancelled."""
+        return sum(a["cost_nusd"] or 0 for a in self.attempts if a["outcome"] == "discarded")
 
     def error_classes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
