@@ -169,7 +169,7 @@ class Follower:
         if expected >= 0:
             with self._lines(row) as lines:
                 counts = store_outcomes(self._ctx, row, lines, self._settings,
-                                        expected_batch_s=expected)  # fmt: skip
+                                        expected_batch_s=expected, renew=self._renew)  # fmt: skip
             report.add(counts)
             if counts.get("deferred"):
                 log.warning("Gemini batch %s: %d results not stored yet (storage fault); "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -186,13 +186,20 @@ class ResultStore:
     long a new batch is expected to take (where a released job goes)."""
 
     def __init__(
-        self, ctx: WorkerContext, row: BatchRow, settings: Settings, expected_batch_s: float
+        self,
+        ctx: WorkerContext,
+        row: BatchRow,
+        settings: Settings,
+        expected_batch_s: float,
+        renew: Callable[[], None] | None = None,
     ) -> None:
         self._ctx = ctx
         self._row = row
         self._settings = settings
         self._expected_batch_s = expected_batch_s
         self.counts = StoreCounts()
+        # Called between chunks: the lane keeps its lock through a long collection.
+        self._renew = renew or (lambda: None)
         self._token = batch_token(row.id)
         self._deadlines: dict[str, datetime | None] = {}
         self._attempts: dict[str, int] = {}
@@ -205,6 +212,7 @@ class ResultStore:
             self._attempts = open_attempts(session, self._row.id)
         iterator = iter(lines)
         while chunk := list(islice(iterator, _CHUNK)):
+            self._renew()
             self._chunk(chunk)
         return self.counts
 
@@ -341,16 +349,18 @@ def store_outcomes(
     settings: Settings,
     *,
     expected_batch_s: float | None = None,
+    renew: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Store a batch's lines (see the module docstring): counts of stored, failed, released,
     discarded, deferred (a storage fault: stored again next tick) and skipped lines.
 
     ``expected_batch_s``: how long a new batch is expected to take (the prior by default),
-    which decides whether a released job goes to a new batch or to the sync lane.
+    which decides whether a released job goes to a new batch or to the sync lane;
+    ``renew`` is called between chunks of lines (the lane's lock).
     """
     expected = (
         expected_batch_s
         if expected_batch_s is not None
         else settings.tier_prior_s[ServiceTier.BATCH]
     )
-    return ResultStore(ctx, row, settings, expected).store(lines).as_dict()
+    return ResultStore(ctx, row, settings, expected, renew).store(lines).as_dict()

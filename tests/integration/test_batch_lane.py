@@ -16,10 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 from sqlalchemy import select
 
-from tests.integration.conftest import GEMINI_KEY, Stack, redis_db
+from tests.integration.conftest import GEMINI_KEY, Stack, _create_key, redis_db
 from tests.integration.helpers import TERMINAL, submit
 from tests.integration.test_migration_race import empty_database
 from visionq.cli.stackbuild import StackBuilder
@@ -27,6 +28,7 @@ from visionq.models.db import make_engine
 from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import CostBook, to_nano
+from visionq.worker.batch_lane import LaneLock
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +72,6 @@ def batch_stack(
     builder.use_gemini(emulator, GEMINI_KEY)
     stack = Stack(name="batch-lane", builder=builder)
     builder.migrate()
-    from tests.integration.conftest import _create_key
-
     stack.keys = {"acme": _create_key(builder.env, "acme")}
     stack.api_url = builder.start_api(name="batch-lane-api")
     yield stack
@@ -143,3 +143,20 @@ def test_batch_jobs_go_in_two_gemini_batches_and_succeed_once(batch_stack: Stack
     # The emulator answered each line once.
     stats = httpx.get(f"{batch_stack.env['VISIONQ_GEMINI_BASE_URL']}/_emulator/stats").json()
     assert stats["batches_created"] == 2 and stats["batch_lines_answered"] == len(ids)
+
+
+def test_one_lane_holds_the_lock_and_keeps_it(redis_url: str) -> None:
+    """The lane lock: one holder at a time; the holder keeps it tick after tick; another
+    lane takes it once the holder releases it (or it lapses)."""
+    client = redis.Redis.from_url(redis_db(redis_url))
+    try:
+        first, second = LaneLock(client, ttl_s=5), LaneLock(client, ttl_s=5)
+        assert first.acquire() and not second.acquire()
+        assert first.acquire() and first.renew()  # the holder's next tick keeps it
+        assert not second.renew()
+        first.release()
+        assert second.acquire() and not first.acquire()
+        client.delete("visionq:batch-lane")
+        assert first.acquire()  # lapsed (deleted here): anyone may take it
+    finally:
+        client.close()
