@@ -182,19 +182,25 @@ class Follower:
 
     @contextlib.contextmanager
     def _lines(self, row: BatchRow) -> Iterator[Iterable[LineOutcome]]:
-        """The batch's output lines (none when it has no output: expired, or failed early)."""
+        """The batch's output lines (none when it has none: expired, failed early, or its
+        output is gone at Gemini, a 404: its jobs are then re-sent, never held forever)."""
         assert row.gemini_name is not None
-        if row.input_mode == "inline":
-            yield read_inline(self._batches.inlined(row.gemini_name))
-            return
-        if not row.output_file:
-            yield iter(())
-            return
         path = scratch_file(self._folder, "batch-output")
+        lines: Iterable[LineOutcome] = ()
         try:
-            self._renew()
-            self._batches.download(row.output_file, path)
-            yield read_jsonl(path)
+            try:
+                if row.input_mode == "inline":
+                    lines = read_inline(self._batches.inlined(row.gemini_name))
+                elif row.output_file:
+                    self._renew()
+                    self._batches.download(row.output_file, path)
+                    lines = read_jsonl(path)
+            except GeminiCallError as exc:
+                if exc.http_status != _NOT_FOUND:
+                    raise
+                log.warning("Gemini batch %s (%s): its output is gone (%s); its jobs are "
+                            "re-sent", row.id, row.gemini_name, exc.message)  # fmt: skip
+            yield lines
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

@@ -246,3 +246,23 @@ def test_a_batch_gemini_no_longer_has_is_lost(
     }
     [row] = _rows(ctx, GEMINI_BATCHES)
     assert row.state == "closed"
+
+
+def test_a_succeeded_batch_whose_output_is_gone_releases_its_jobs(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """The output answers 404 (Gemini lost it): the jobs are re-sent, not held forever."""
+    ids = _jobs(ctx, 3)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {})
+    gone = GeminiCallError("gemini_not_found", "no such output", http_status=404)
+
+    def inlined(name: str) -> list[Any]:
+        raise gone
+
+    fake.inlined = inlined  # type: ignore[method-assign]
+    follower.run_once()
+    assert {(j.status, j.gemini_batch_id) for j in _rows(ctx, JOBS, id=ids)} == {("queued", None)}
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
