@@ -14,6 +14,7 @@ tests/emulator/test_batch_api_wrapper.py pins it (an SDK upgrade that breaks it 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,8 @@ EXPIRED = "BATCH_STATE_EXPIRED"
 LIVE = frozenset({PENDING, RUNNING})
 ENDED = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
 _LIST_PAGE = 100
+# How often an uploaded input file is asked for its state until it is ACTIVE.
+_ACTIVE_POLL_S = 0.25
 _TIMES: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
@@ -161,8 +164,10 @@ class GeminiBatches:
             job = self._sdk().batches.create(model=model, src=source, config=config)
         return remote_from_job(job)
 
-    def upload_jsonl(self, path: Path, *, display_name: str) -> str:
-        """Upload a JSONL input file; its name (``"files/<id>"``)."""
+    def upload_jsonl(self, path: Path, *, display_name: str, active_timeout_s: float = 60.0) -> str:
+        """Upload a JSONL input file; its name (``"files/<id>"``) once Gemini has processed
+        it: a batch created from a file still PROCESSING is refused (400
+        FAILED_PRECONDITION "not in an ACTIVE state"), and the SDK's upload does not wait."""
         config = types.UploadFileConfig(mime_type="jsonl", display_name=display_name)
         with _translated("files.upload", self._secret):
             uploaded = self._sdk().files.upload(file=path, config=config)
@@ -173,7 +178,36 @@ class GeminiBatches:
                 "sent again on the next tick.",
                 retryable=True,
             )
+        self._wait_active(uploaded, active_timeout_s)
         return uploaded.name
+
+    def _wait_active(self, file: types.File, timeout_s: float) -> None:
+        """Poll the file until ACTIVE; FAILED is an error with Gemini's reason, and still
+        PROCESSING after ``timeout_s`` a retryable one (the next tick builds it again)."""
+        assert file.name is not None
+        deadline = time.monotonic() + timeout_s
+        current = file
+        while True:
+            state = current.state.value if current.state else "STATE_UNSPECIFIED"
+            if state == "ACTIVE":
+                return
+            if state == "FAILED":
+                reason = current.error.message if current.error and current.error.message else ""
+                raise GeminiCallError(
+                    "file_processing_failed",
+                    f"Gemini could not process the batch input {file.name}: "
+                    f"{reason or 'no reason given'}.",
+                )
+            if time.monotonic() > deadline:
+                raise GeminiCallError(
+                    "file_not_active",
+                    f"The batch input {file.name} was still {state} after {timeout_s:.0f} s; "
+                    "the batch is sent again on the next tick.",
+                    retryable=True,
+                )
+            time.sleep(_ACTIVE_POLL_S)
+            with _translated("files.get", self._secret):
+                current = self._sdk().files.get(name=file.name)
 
     def get(self, name: str) -> RemoteBatch:
         """The batch with its progress (batchStats, updateTime), read raw."""

@@ -96,6 +96,23 @@ def test_file_batch_upload_download(batches: GeminiBatches, tmp_path: Path) -> N
     batches.delete_file(input_file)
 
 
+def test_jsonl_upload_returns_once_the_file_is_active(emulator_url: str, tmp_path: Path) -> None:
+    """The default emulator keeps an upload PROCESSING for 0.5 s, as Gemini processes files:
+    a batch created from the file at once would be refused (400 FAILED_PRECONDITION)."""
+    wrapper = GeminiBatches(make_client(emulator_url), secret=API_KEY)
+    try:
+        source = tmp_path / "input.jsonl.tmp"
+        line = {"key": "k-1", "request": {"contents": [{"role": "user",
+                                                        "parts": [{"text": "hi"}]}]}}  # fmt: skip
+        source.write_text(json.dumps(line) + "\n")
+        input_file = wrapper.upload_jsonl(source, display_name="visionq-wrap-active")
+        created = wrapper.create(model=MODEL, src=input_file, display_name="visionq-wrap-active")
+        assert created.state == "BATCH_STATE_PENDING"
+        wrapper.cancel(created.name)
+    finally:
+        wrapper.close()
+
+
 def test_cancel_ends_a_running_batch(url: str, batches: GeminiBatches) -> None:
     set_faults(url, batch_stall=True)
     created = batches.create(model=MODEL, src=[_request("j")], display_name="visionq-wrap-3")
