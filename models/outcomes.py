@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, or_, update
+from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -250,3 +250,26 @@ def hold_more(
     if raised is None:
         return True
     return reserve(session, tenant=tenant, amount_nusd=amount_nusd)
+
+
+def hold_up_to(
+    session: Session, *, job_id: str, lease_token: str, tenant: str, target_nusd: int
+) -> bool:
+    """Raise a running job's hold to ``target_nusd`` (its estimate at the tier it now runs
+    at, when its hold was made at a cheaper one: a batch-lane job sent back to the sync
+    lane): the difference is held against its tenant's budget. Idempotent: a redelivered
+    run finds the hold already there and holds nothing more. A job with nothing reserved
+    (its tenant had no cap at submit), or not held under ``lease_token``, needs nothing:
+    True. False when the budget refuses: the caller rolls the transaction back."""
+    held = session.scalar(
+        select(JOBS.c.reserved_nusd).where(
+            JOBS.c.id == job_id, JOBS.c.lease_token == lease_token,
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+    )  # fmt: skip
+    if not held or held >= target_nusd:
+        return True
+    return hold_more(
+        session, job_id=job_id, lease_token=lease_token, tenant=tenant,
+        amount_nusd=target_nusd - held,
+    )  # fmt: skip

@@ -18,10 +18,14 @@ from visionq.models.outcomes import (
     fail_job,
     finish_attempt,
     hold_more,
+    hold_up_to,
     set_transports,
 )
 from visionq.models.tables import AttemptOutcome
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.costing import reservation_nusd
 from visionq.vision.errors import CodedError
+from visionq.vision.tasks import TaskKind
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.failures import failure_message, job_error_code
@@ -29,7 +33,15 @@ from visionq.worker.spend import Spend
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Failure", "complete_run", "fail_run", "failure_of", "hold_difference", "run_warnings"]
+__all__ = [
+    "Failure",
+    "complete_run",
+    "fail_run",
+    "failure_of",
+    "hold_difference",
+    "hold_run_tier",
+    "run_warnings",
+]
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,39 @@ def hold_difference(ctx: WorkerContext, claim: Claim, amount_nusd: int) -> bool:
     except _Refused:
         return False
     return True
+
+
+def hold_run_tier(ctx: WorkerContext, claim: Claim, tier: ServiceTier) -> Failure | None:
+    """Before a sync run's first call: a job whose budget hold was made at a cheaper tier
+    than ``tier`` (a batch-lane job the watchdog, reconciler or results sent back to the
+    sync lane: held at the batch price, run at standard) holds up to its estimate at
+    ``tier`` first, so its spend cannot pass the hold. None when held (or nothing was
+    needed); the job's failure (budget_exceeded) when the tenant's budget cannot take it.
+    """
+    job = claim.job
+    held_at = job.estimate.tier if job.estimate is not None else tier
+    if held_at is tier:
+        return None
+    estimate = ctx.costs.estimate(
+        task=TaskKind(job.task), model=job.model, prompt=job.prompt, labels=job.labels,
+        options=job.options, sizes=[(item.width, item.height) for item in job.inputs],
+        tier=tier,
+    )  # fmt: skip
+    target = reservation_nusd(estimate)
+    try:
+        with ctx.sessions.begin() as session:
+            if not hold_up_to(session, job_id=claim.job_id, lease_token=claim.lease_token,
+                              tenant=job.tenant, target_nusd=target):  # fmt: skip
+                raise _Refused
+    except _Refused:
+        message = (
+            f"This job was sent back from a Gemini batch to the sync lane ({tier} price) to "
+            f"hold its deadline, and the price difference over its {held_at} hold would pass "
+            "the tenant's budget. Raise the budget (visionq budgets set), or submit it again "
+            "with tier batch and a later deadline."
+        )
+        return Failure("budget_exceeded", message, "BudgetExceeded")
+    return None
 
 
 class _Refused(Exception):

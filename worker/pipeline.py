@@ -26,6 +26,7 @@ from visionq.worker.completion import (
     fail_run,
     failure_of,
     hold_difference,
+    hold_run_tier,
 )
 from visionq.worker.context import WorkerContext
 from visionq.worker.failures import job_error_code
@@ -86,6 +87,9 @@ def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
     run = _Run(ctx=ctx, job=claim.job, claim=claim, deadline=_deadline(ctx, claim.job))
     run.tier = lane_tier(claim.job.lane)
+    refused = hold_run_tier(ctx, claim, run.tier)
+    if refused is not None:
+        return run._fail(refused)
     while True:
         outcome = run.step()
         if outcome is not None:
