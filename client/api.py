@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from visionq.client.inputs import ImageSource, image_list, job_request, text_list
+from visionq.client.inputs import ImageSource, image_list, job_request, text_list, tier_options
 from visionq.client.models import Job, JobPage
 
 if TYPE_CHECKING:
@@ -137,6 +137,8 @@ class VisionqClient:
         schema: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         retries: int = 8,
+        tier: str | None = None,
+        deadline_s: int | None = None,
     ) -> Job:
         """Submit one job with ``images``; returns it as queued.
 
@@ -146,6 +148,7 @@ class VisionqClient:
         carries an Idempotency-Key (``idempotency_key``, or a fresh one), so it is retried
         safely, up to ``retries`` times, when the API is rate limiting (429, after its
         Retry-After), unavailable or unreachable: a retry never makes a second job.
+        ``tier`` and ``deadline_s`` set options.tier and options.deadline_s.
         """
         response = self._post_job(
             "/v1/jobs",
@@ -154,7 +157,7 @@ class VisionqClient:
             prompt=prompt,
             labels=labels,
             model=model,
-            options=options,
+            options=tier_options(options, tier, deadline_s),
             schema=schema,
             headers={"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"},
             retries=retries,
@@ -171,6 +174,8 @@ class VisionqClient:
         model: str | None = None,
         options: dict[str, Any] | None = None,
         schema: dict[str, Any] | None = None,
+        tier: str | None = None,
+        deadline_s: int | None = None,
     ) -> dict[str, Any]:
         """The token and cost estimate of a job, without running it (same fields as submit)."""
         response = self._post_job(
@@ -180,7 +185,7 @@ class VisionqClient:
             prompt=prompt,
             labels=labels,
             model=model,
-            options=options,
+            options=tier_options(options, tier, deadline_s),
             schema=schema,
         )
         estimate: dict[str, Any] = response.json()

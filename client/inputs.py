@@ -105,3 +105,23 @@ def job_request(
         for name, image in zip(part_names(images), images, strict=True)
     ]
     return {"data": data, "files": files}
+
+
+def tier_options(
+    options: dict[str, Any] | None, tier: str | None, deadline_s: int | None
+) -> dict[str, Any] | None:
+    """``options`` with ``tier`` and ``deadline_s`` (the submit's own arguments) set in it;
+    a key set both ways to different values is refused (ValueError)."""
+    extra = {key: value for key, value in (("tier", tier), ("deadline_s", deadline_s))
+             if value is not None}  # fmt: skip
+    if not extra:
+        return options
+    merged = dict(options or {})
+    for key, value in extra.items():
+        if key in merged and merged[key] != value:
+            raise ValueError(
+                f"{key} is given twice ({key}={value!r} and options[{key!r}]="
+                f"{merged[key]!r}); pass it once"
+            )
+        merged[key] = value
+    return merged

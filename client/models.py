@@ -38,6 +38,11 @@ class JobAttempt(_Body):
     error_message: str | None = None
     http_status: int | None = None
     retry_delay_s: float | None = None
+    # The service tier asked of Gemini and the one that served the call (None when nothing
+    # was served: a flex call shed); the Gemini batch (visionq's id) the attempt ran in.
+    requested_tier: str | None = None
+    served_tier: str | None = None
+    gemini_batch: str | None = None
 
 
 class JobUsage(_Body):
@@ -72,6 +77,13 @@ class Job(_Body):
     # A batch item's latest job: its batch and key (None for a single job).
     batch_id: str | None = None
     batch_key: str | None = None
+    # The service tier asked for (standard, flex, priority, batch or auto), the one the job
+    # was sent to (auto resolved at submit), the one that served its stored answer, and by
+    # when it should end (submit time + options.deadline_s, or the tier's default).
+    tier: str = "standard"
+    lane: str = "standard"
+    served_tier: str | None = None
+    deadline_at: datetime | None = None
 
     @property
     def done(self) -> bool:
