@@ -264,6 +264,10 @@ def cost_report(stack: BenchStack, by: str) -> str:
     return done.stdout.split("input-token estimates")[0].rstrip()
 
 
+def _usd(text: str) -> str:
+    return f"{Decimal(text):.7f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     naive, vq, warm = result["naive"], result["visionq"], result["warmup"]
 
@@ -275,10 +279,11 @@ def markdown(result: dict[str, Any]) -> str:
          vq["statuses"].get("succeeded", 0)),
         ("cost per 1,000 images (recorded)", f"${naive['cost_per_1000_usd']:.4f}",
          f"${vq['cost_per_1000_usd']:.4f}"),
-        ("emulator billed USD", naive["emulator_billed_usd"], vq["emulator_billed_usd"]),
+        ("emulator billed USD", _usd(naive["emulator_billed_usd"]),
+         _usd(vq["emulator_billed_usd"])),
         ("recorded - billed USD", f"{naive['recorded_minus_billed_usd']:.2e}",
          f"{vq['recorded_minus_billed_usd']:.2e}"),
-        ("same usage at standard USD", naive["standard_usd"], vq["standard_usd"]),
+        ("same usage at standard USD", _usd(naive["standard_usd"]), _usd(vq["standard_usd"])),
         ("served tiers", mix(naive), mix(vq)),
         ("cache hits", naive["cache_hits"], vq["cache_hits"]),
         ("prompt / output tokens", f"{naive['prompt_tokens']:,} / {naive['output_tokens']:,}",
@@ -306,7 +311,11 @@ def markdown(result: dict[str, Any]) -> str:
     body = table(["", "naive", "visionq auto"], rows)
     body += (
         f"\n**visionq / naive = {ratio:.3f}** (target <= {TARGET_RATIO}), jobs past deadline "
-        f"{vq['past_deadline']} (target 0): {verdict(ok)}\n"
+        f"{vq['past_deadline']} (target 0): {verdict(ok)}\n\n"
+        "Cache hits count only repeats whose first copy had already succeeded when they were "
+        "submitted (the cache reuses finished answers, never queued ones): with every image "
+        "sent within seconds and answered by Gemini batches minutes later, the repeats are "
+        "paid for again, at the batch price.\n"
     )
     reports = "\n".join(
         f"\n`visionq cost report --by {by}` (every tenant of the run):\n\n```\n{text}\n```\n"
