@@ -18,12 +18,15 @@ from visionq.models.tiers import read_turnarounds
 from visionq.vision.catalogue import Catalogue, ServiceTier
 from visionq.vision.costing import today
 from visionq.vision.tasks import JobOptions
-from visionq.vision.tiers import Tier, TierChoice, choose_tier, deadline_for
+from visionq.vision.tiers import Margin, Tier, TierChoice, choose_tier, deadline_for
 
 __all__ = [
-    "CACHE_TTL_S", "Expected", "TurnaroundCache", "check_priced", "deadline_seconds",
-    "priced_tiers", "requested_tier", "resolve_lane",
+    "BATCH_LANE_OFF", "CACHE_TTL_S", "Expected", "TurnaroundCache", "batch_margins",
+    "check_lane_on", "check_priced", "deadline_seconds", "priced_tiers", "requested_tier",
+    "resolve_lane",
 ]  # fmt: skip
+
+BATCH_LANE_OFF = "batch lane off (VISIONQ_BATCH_LANE_ENABLED=false)"
 
 # How long a read of the table serves submits; the worker refreshes the table every
 # VISIONQ_BATCH_POLL_S (30 s by default), so fresher reads would see the same rows.
@@ -133,6 +136,30 @@ def check_priced(options: JobOptions, model: str, settings: Settings, catalogue:
     )
 
 
+def check_lane_on(options: JobOptions, settings: Settings) -> None:
+    """422 tier_unavailable for an explicit tier batch while the batch lane is off
+    (VISIONQ_BATCH_LANE_ENABLED=false): no worker would ever gather the job."""
+    if settings.batch_lane_enabled or requested_tier(options, settings) is not Tier.BATCH:
+        return
+    raise ApiError(
+        "tier_unavailable",
+        "Tier batch is off on this deployment (VISIONQ_BATCH_LANE_ENABLED=false): no Gemini "
+        "batch would ever run the job. Use tier flex (also half price) or auto, or ask the "
+        "operator to turn the batch lane on.",
+    )
+
+
+def batch_margins(settings: Settings) -> tuple[Margin, ...]:
+    """What the batch lane needs beyond a batch's turnaround to serve a job in a batch: the
+    gather wait (VISIONQ_BATCH_GATHER_S, plus one lane tick, VISIONQ_BATCH_POLL_S) and the
+    reserve at which its watchdog hands a job to the standard lane
+    (VISIONQ_BATCH_SYNC_RESERVE_S)."""
+    return (
+        Margin("gather", settings.batch_gather_s + settings.batch_poll_s),
+        Margin("sync reserve", settings.batch_sync_reserve_s),
+    )
+
+
 def resolve_lane(
     options: JobOptions,
     model: str,
@@ -154,4 +181,6 @@ def resolve_lane(
         priced=priced_tiers(catalogue, model),
         safety=settings.tier_safety,
         measured=expected.measured,
+        margins={ServiceTier.BATCH: batch_margins(settings)},
+        off=None if settings.batch_lane_enabled else {ServiceTier.BATCH: BATCH_LANE_OFF},
     )

@@ -4,21 +4,23 @@ Pure: the caller passes the expected turnaround per tier (measured p90, else a p
 tiers the model has a price for on the day; nothing here reads a clock, a table or a setting.
 
 The ``auto`` rule (README, "How auto decides"): a tier *fits* when its expected turnaround
-times the safety factor is within the deadline; auto takes batch if it fits, else flex if it
-fits, else standard. Batch comes before flex although both cost half: it holds no worker
-thread and uses none of the per-minute quota urgent jobs need. Priority is never chosen by
-auto (it costs more). A tier the model has no price for is skipped.
+times the safety factor, plus the margins its lane needs (the batch lane's gather wait and the
+reserve before the deadline at which it hands a job to the standard lane), is within the
+deadline; auto takes batch if it fits, else flex if it fits, else standard. A tier whose lane
+is off (the caller says why) is skipped. Batch comes before flex although both cost half: it
+holds no worker thread and uses none of the per-minute quota urgent jobs need. Priority is
+never chosen by auto (it costs more). A tier the model has no price for is skipped.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from visionq.vision.catalogue import ServiceTier
 
-__all__ = ["AUTO_ORDER", "Tier", "TierChoice", "choose_tier", "deadline_for"]
+__all__ = ["AUTO_ORDER", "Margin", "Tier", "TierChoice", "choose_tier", "deadline_for"]
 
 
 class Tier(enum.StrEnum):
@@ -45,17 +47,37 @@ class TierChoice:
     expected_s: float | None
 
 
+@dataclass(frozen=True)
+class Margin:
+    """Time a tier's lane needs on top of the tier's turnaround, named for the reason
+    (e.g. the batch lane's "gather" wait and its "sync reserve")."""
+
+    label: str
+    seconds: float
+
+
 def _seconds(value: float) -> str:
     return f"{value:.0f} s"
 
 
+def _needed(expected: float, safety: float, margins: Sequence[Margin]) -> float:
+    return expected * safety + sum(margin.seconds for margin in margins)
+
+
 def _describe(
-    tier: ServiceTier, expected: float, safety: float, deadline_s: float, measured: bool | None
+    tier: ServiceTier,
+    *,
+    expected: float,
+    safety: float,
+    margins: Sequence[Margin],
+    deadline_s: float,
+    measured: bool | None,
 ) -> str:
     source = "" if measured is None else (" p90" if measured else " (prior)")
-    verb = "<=" if expected * safety <= deadline_s else ">"
+    verb = "<=" if _needed(expected, safety, margins) <= deadline_s else ">"
+    added = "".join(f" + {margin.label} {_seconds(margin.seconds)}" for margin in margins)
     return (
-        f"{tier.value}{source} {_seconds(expected)} x {safety:g} {verb} "
+        f"{tier.value}{source} {_seconds(expected)} x {safety:g}{added} {verb} "
         f"deadline {_seconds(deadline_s)}"
     )
 
@@ -68,18 +90,25 @@ def choose_tier(
     priced: Collection[ServiceTier],
     safety: float,
     measured: Collection[ServiceTier] | None = None,
+    margins: Mapping[ServiceTier, Sequence[Margin]] | None = None,
+    off: Mapping[ServiceTier, str] | None = None,
 ) -> TierChoice:
     """The lane for a job asking for ``tier`` with ``deadline_s`` seconds to its deadline.
 
-    An explicit tier is its own lane (whether it is priced is the caller's check: it answers
-    tier_not_priced). ``auto`` follows the module's rule. ``measured`` names the tiers whose
-    expected turnaround was measured (the others are priors); it only colours the reason.
+    An explicit tier is its own lane (whether it is priced or its lane is on is the
+    caller's check: it answers 422). ``auto`` follows the module's rule. ``measured`` names
+    the tiers whose expected turnaround was measured (the others are priors); it only
+    colours the reason. ``margins`` adds, per tier, what its lane needs beyond the
+    turnaround; ``off`` names the tiers auto must not pick, with why.
     """
     if tier is not Tier.AUTO:
         lane = ServiceTier(tier.value)
         return TierChoice(lane, f"tier {lane.value} as asked", expected_s.get(lane))
     notes: list[str] = []
     for candidate in AUTO_ORDER:
+        if off is not None and candidate in off:
+            notes.append(off[candidate])
+            continue
         if candidate not in priced:
             notes.append(f"{candidate.value} has no price for this model")
             continue
@@ -88,8 +117,16 @@ def choose_tier(
             notes.append(f"{candidate.value} turnaround unknown")
             continue
         known = None if measured is None else candidate in measured
-        described = _describe(candidate, expected, safety, deadline_s, known)
-        if expected * safety <= deadline_s:
+        needs = () if margins is None else tuple(margins.get(candidate, ()))
+        described = _describe(
+            candidate,
+            expected=expected,
+            safety=safety,
+            margins=needs,
+            deadline_s=deadline_s,
+            measured=known,
+        )
+        if _needed(expected, safety, needs) <= deadline_s:
             return TierChoice(candidate, _reason(candidate, [described, *notes]), expected)
         notes.append(f"{described}: does not fit")
     lane = ServiceTier.STANDARD

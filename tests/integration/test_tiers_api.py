@@ -115,12 +115,78 @@ def test_auto_picks_the_lane_from_measured_turnarounds(fresh_api: InProcessApi) 
     chosen = two_hours.raise_for_status().json()
     assert chosen["tier"] == "batch"
     assert chosen["assumptions"][-1] == (
-        "tier auto → batch: batch p90 1200 s x 1.5 <= deadline 7200 s"
+        "tier auto → batch: batch p90 1200 s x 1.5 + gather 150 s + sync reserve 600 s "
+        "<= deadline 7200 s"
     )
     assert urgent.raise_for_status().json()["tier"] == "standard"
     fallback = unmeasured.raise_for_status().json()
     assert fallback["tier"] == "flex"
     assert "batch (prior) 86400 s" in fallback["assumptions"][-1]
+
+
+def test_auto_picks_batch_only_when_the_batch_lane_can_serve_it(
+    fresh_api: InProcessApi,
+) -> None:
+    """A measured batch p90 of 12 s does not make a 60 s deadline a batch job: the lane
+    gathers for up to VISIONQ_BATCH_GATHER_S (+ a tick) and hands a job to standard
+    VISIONQ_BATCH_SYNC_RESERVE_S before its deadline, so batch needs 18 + 150 + 600 s."""
+    image, _ = scene_png(2007)
+    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
+    sessions = make_session_factory(engine)
+    row = {"model": MODEL, "tier": "batch", "samples": 200, "p50_s": 10.0, "p90_s": 12.0,
+           "measured_at": utcnow()}  # fmt: skip
+    try:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+            session.execute(insert(TIER_TURNAROUNDS), [row])
+        with fresh_api.client("tiers-auto") as client:
+            urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=60)
+            near = _estimate(client, image, MODEL, tier="auto", deadline_s=767)
+            room = _estimate(client, image, MODEL, tier="auto", deadline_s=768)
+            job = submit(client, image, task="caption", model=MODEL,
+                         options={"tier": "auto", "deadline_s": 60, "cache": False})  # fmt: skip
+    finally:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+        engine.dispose()
+    assert urgent.raise_for_status().json()["tier"] == "standard"
+    assert urgent.json()["assumptions"][-1].startswith(
+        "tier auto → standard: batch p90 12 s x 1.5 + gather 150 s + sync reserve 600 s > "
+        "deadline 60 s: does not fit"
+    )
+    assert near.raise_for_status().json()["tier"] == "standard"
+    assert room.raise_for_status().json()["tier"] == "batch"
+    assert job.status_code == 202, job.text
+    assert job.json()["lane"] == "standard"
+
+
+def test_tier_batch_is_refused_while_the_batch_lane_is_off(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """VISIONQ_BATCH_LANE_ENABLED=false: nothing would ever gather a batch job, so an
+    explicit tier batch (single, estimate, a user batch's default) is a 422 saying what to
+    use instead, and auto never picks batch (even for a deadline of days)."""
+    image, _ = scene_png(2008)
+    off = {"database_url": database_url, "batch_lane_enabled": False}
+    user_batch = {"name": "off", "task": "caption", "model": MODEL, "options": {"tier": "batch"}}
+    with (
+        in_process_api(tmp_path, redis_db(redis_url), ("lane-off",), **off) as app,
+        app.client("lane-off") as client,
+    ):
+        refused = [
+            submit(client, image, task="caption", model=MODEL, options={"tier": "batch"}),
+            _estimate(client, image, MODEL, tier="batch"),
+            client.post("/v1/batches", json=user_batch),
+        ]
+        auto = _estimate(client, image, MODEL, tier="auto", deadline_s=7 * 86_400)
+    for response in refused:
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "tier_unavailable", error
+        assert "VISIONQ_BATCH_LANE_ENABLED=false" in error["message"]
+        assert "Use tier flex" in error["message"]
+    assert auto.raise_for_status().json()["tier"] == "flex"
+    assert "batch lane off" in auto.json()["assumptions"][-1]
 
 
 def test_a_job_stores_its_tier_lane_and_deadline(stack: Stack) -> None:

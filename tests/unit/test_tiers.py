@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.tasks import JobOptions, TaskKind, cache_key
-from visionq.vision.tiers import Tier, choose_tier, deadline_for
+from visionq.vision.tiers import Margin, Tier, choose_tier, deadline_for
 
 PRIORS = {
     ServiceTier.STANDARD: 60.0,
@@ -71,6 +71,53 @@ def test_the_reason_says_what_was_measured_and_what_did_not_fit() -> None:
         "tier auto → flex: flex p90 412 s x 1.5 <= deadline 3600 s; "
         "batch (prior) 86400 s x 1.5 > deadline 3600 s: does not fit"
     )
+
+
+# The batch lane's needs (api/tiers.batch_margins with the defaults): gather 120 s + one
+# 30 s tick, and the 600 s before the deadline at which its watchdog sends a job to standard.
+BATCH_MARGINS = {ServiceTier.BATCH: (Margin("gather", 150.0), Margin("sync reserve", 600.0))}
+FAST_BATCH = {**PRIORS, ServiceTier.BATCH: 12.0}
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "lane"),
+    [
+        # A measured 12 s batch p90 fits 18 s, but the lane holds a job up to 150 s and
+        # hands it to standard 600 s before its deadline: batch needs 768 s.
+        (60, ServiceTier.STANDARD),
+        (767, ServiceTier.STANDARD),
+        (768, ServiceTier.BATCH),
+        (1_349, ServiceTier.BATCH),
+    ],
+)
+def test_batch_fits_only_with_what_the_batch_lane_needs(
+    deadline_s: float, lane: ServiceTier
+) -> None:
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=deadline_s, expected_s=FAST_BATCH, priced=ALL, safety=1.5,
+        margins=BATCH_MARGINS,
+    )  # fmt: skip
+    assert choice.lane is lane
+
+
+def test_the_reason_shows_the_batch_lanes_margins() -> None:
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=60, expected_s=FAST_BATCH, priced=ALL, safety=1.5,
+        measured={ServiceTier.BATCH}, margins=BATCH_MARGINS,
+    )  # fmt: skip
+    assert choice.reason == (
+        "tier auto → standard: batch p90 12 s x 1.5 + gather 150 s + sync reserve 600 s > "
+        "deadline 60 s: does not fit; flex (prior) 900 s x 1.5 > deadline 60 s: does not fit"
+    )
+
+
+def test_auto_skips_a_lane_that_is_off() -> None:
+    off = {ServiceTier.BATCH: "batch lane off (VISIONQ_BATCH_LANE_ENABLED=false)"}
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=200_000, expected_s=PRIORS, priced=ALL, safety=1.5, off=off
+    )
+    assert choice.lane is ServiceTier.FLEX
+    assert choice.reason.endswith("; batch lane off (VISIONQ_BATCH_LANE_ENABLED=false)")
 
 
 @pytest.mark.parametrize("tier", [t for t in Tier if t is not Tier.AUTO])
