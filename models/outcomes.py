@@ -11,13 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, or_, select, update
+from sqlalchemy import Update, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from visionq.models.budgets import reserve, settle
 from visionq.models.jobs import ACTIVE_STATUSES
-from visionq.models.tables import ATTEMPTS, JOB_INPUTS, JOBS, AttemptOutcome, JobStatus, utcnow
+from visionq.models.tables import (
+    ATTEMPTS,
+    JOB_INPUTS,
+    JOBS,
+    TERMINAL_STATUSES,
+    AttemptOutcome,
+    JobStatus,
+    utcnow,
+)
 
 # The worker's per-job statements are built once (see models/leases.py for why); values
 # are passed at execution: an UPDATE without .values() sets the columns named in them.
@@ -129,13 +137,15 @@ def complete_job(
     warnings: list[dict[str, str]] | None = None,
     served_tier: str | None = None,
     standard_cost_nusd: int | None = None,
+    summed: bool = False,
 ) -> bool:
     """Store the result of a running job; False if it is no longer running (cancelled) or,
     with ``lease_token``, no longer held under that lease (another worker took it over).
 
     The budget reservation is settled to the actual cost in the same transaction.
     ``served_tier`` is the tier of the call whose answer is stored; ``standard_cost_nusd``
-    what the job's calls would have cost at the standard price.
+    what the job's calls would have cost at the standard price. ``summed``: ``cost_nusd``
+    is already the job's whole cost (else, when None, its attempts' sum is taken).
     """
     values: dict[str, Any] = {
         "status": JobStatus.SUCCEEDED,
@@ -146,7 +156,9 @@ def complete_job(
     if warnings:
         # The whole list (the submit's warnings and the run's): it replaces the column.
         values["warnings"] = warnings
-    return _end(session, job_id, (JobStatus.RUNNING,), values, usage, cost_nusd, lease_token)
+    return _end(
+        session, job_id, (JobStatus.RUNNING,), values, usage, cost_nusd, lease_token, summed
+    )
 
 
 def fail_job(
@@ -160,10 +172,11 @@ def fail_job(
     lease_token: str | None = None,
     warnings: list[dict[str, str]] | None = None,
     standard_cost_nusd: int | None = None,
+    summed: bool = False,
 ) -> bool:
     """End an active job as failed; False if it had already ended (or, with
     ``lease_token``, is no longer held under that lease). ``warnings``, when given, is the
-    job's whole list (the submit's and the run's)."""
+    job's whole list (the submit's and the run's); ``summed`` as for complete_job."""
     values: dict[str, Any] = {
         "status": JobStatus.FAILED,
         "error_code": code,
@@ -172,7 +185,7 @@ def fail_job(
     _set_given(values, standard_cost_nusd=standard_cost_nusd)
     if warnings:
         values["warnings"] = warnings
-    return _end(session, job_id, ACTIVE_STATUSES, values, usage, cost_nusd, lease_token)
+    return _end(session, job_id, ACTIVE_STATUSES, values, usage, cost_nusd, lease_token, summed)
 
 
 def _any_status(statuses: Sequence[str]) -> ColumnElement[bool]:
@@ -198,6 +211,59 @@ _END: dict[tuple[tuple[JobStatus, ...], bool], Update] = {
 }
 
 
+@dataclass(frozen=True)
+class RecordedCall:
+    """A paid call recorded on one of a job's attempts: its usage_metadata, its cost, and
+    the job's model (the standard price of the call)."""
+
+    usage: dict[str, Any] | None
+    cost_nusd: int | None
+    model: str
+
+
+_EARLIER_CALLS = (
+    select(ATTEMPTS.c.usage, ATTEMPTS.c.cost_nusd, JOBS.c.model)
+    .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
+    .where(
+        ATTEMPTS.c.job_id == bindparam("calls_job_id"),
+        ATTEMPTS.c.id != bindparam("calls_attempt_id"),
+        or_(ATTEMPTS.c.usage.is_not(None), ATTEMPTS.c.cost_nusd.is_not(None)),
+    )
+)
+_ATTEMPTS_COST = select(func.sum(ATTEMPTS.c.cost_nusd)).where(
+    ATTEMPTS.c.job_id == bindparam("sum_job_id")
+)
+
+
+def earlier_calls(session: Session, job_id: str, attempt_id: int) -> list[RecordedCall]:
+    """The paid calls recorded on the job's attempts other than ``attempt_id`` (earlier
+    attempts of this run, of runs before a crash, of Gemini batches it was released from):
+    a job's cost and usage are those of all its attempts, whichever lane ran them."""
+    rows = session.connection().execute(
+        _EARLIER_CALLS, {"calls_job_id": job_id, "calls_attempt_id": attempt_id}
+    )
+    return [RecordedCall(row.usage, row.cost_nusd, row.model) for row in rows]
+
+
+def charge_late(session: Session, job_id: str, cost_nusd: int | None) -> bool:
+    """Count a paid call recorded on an attempt after its job ended (a batch line answered
+    for a job cancelled or sent elsewhere meanwhile, an answer discarded by the fence) in
+    the job's cost and its tenant's spend. A job still active needs nothing: its end sums
+    its attempts. True when charged."""
+    if not cost_nusd:
+        return False
+    ended = session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status.in_(TERMINAL_STATUSES))
+        .values(cost_nusd=func.coalesce(JOBS.c.cost_nusd, 0) + cost_nusd)
+        .returning(JOBS.c.tenant)
+    ).first()
+    if ended is None:
+        return False
+    settle(session, tenant=ended.tenant, reserved_nusd=0, cost_nusd=cost_nusd)
+    return True
+
+
 def _end(  # noqa: PLR0917 - private, called twice with all of them
     session: Session,
     job_id: str,
@@ -206,8 +272,16 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     usage: Usage | None,
     cost_nusd: int | None,
     lease_token: str | None,
+    summed: bool = False,
 ) -> bool:
-    """Move a job to a terminal state once, settling its budget reservation with it."""
+    """Move a job to a terminal state once, settling its budget reservation with it.
+
+    ``cost_nusd`` is the job's whole cost (``summed``: worker/completion.py sums its
+    attempts); when not given (a job given up, or stopped past its deadline) it is the sum
+    of what its attempts recorded: every paid call counts in the job's cost and its
+    tenant's spend."""
+    if cost_nusd is None and not summed:
+        cost_nusd = session.connection().execute(_ATTEMPTS_COST, {"sum_job_id": job_id}).scalar()
     params = {**values, "finished_at": utcnow(), "end_job_id": job_id, "cost_nusd": cost_nusd,
               "lease_expires_at": None}  # fmt: skip
     if usage is not None:

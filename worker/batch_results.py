@@ -12,9 +12,11 @@ What a line that is not an answer becomes:
 
 - blocked prompt or output, an unreadable answer, a non-retryable line error: the job fails
   with the sync lane's code (``gemini_<status>`` for a line error);
-- a schema mismatch, or an answer cut at (or emptied by) max_output_tokens: the job is
-  released to the sync lane, whose retry, raised cap and schema retry live there; the batch
-  line's usage and cost stay on its closed attempt;
+- a schema mismatch, or an answer cut at (or emptied by) visionq's own max_output_tokens:
+  the job is released to the sync lane, whose retry, raised cap and schema retry live
+  there; the batch line's usage and cost stay on its closed attempt (and count in the
+  job's cost at its end). Cut at a cap the user set (options.max_output_tokens), the job
+  fails at once with the sync lane's code and message: that lane never raises it;
 - a retryable line error (429, 5xx, a line with neither answer nor error) or a transient
   answer (empty, malformed): released, to a new batch while resends and the deadline allow,
   else to the sync lane.
@@ -56,9 +58,11 @@ from visionq.worker.batch_release import resend_lane
 from visionq.worker.completion import Failure, complete_run, fail_run, failure_of
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
+from visionq.worker.failures import job_error_code
 from visionq.worker.gemini import _from_api_error
 from visionq.worker.spend import Spend
 from visionq.worker.storing import DEFERRED, interpret, keep
+from visionq.worker.thinking import cap_failure_message, cap_may_be_raised
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +301,14 @@ class ResultStore:
     def _after_error(
         self, spec: JobSpec, attempt_id: int, exc: GeminiCallError, spend: Spend
     ) -> None:
-        if exc.code in _TO_SYNC_CODES:
+        if exc.code in _TO_SYNC_CODES and not cap_may_be_raised(spec.options, raised=False):
+            # The user's own cap: the sync lane would pay for the same cut again.
+            thoughts = exc.usage.thoughts_tokens if exc.usage else None
+            message = cap_failure_message(exc.code, cap=spec.options.max_output_tokens,
+                                          thoughts=thoughts, first_cap=None)  # fmt: skip
+            failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
+            self._fail(spec, attempt_id, failure, spend)
+        elif exc.code in _TO_SYNC_CODES:
             self._release(spec, attempt_id, spend, lane="standard", reason=exc.message,
                           error_class="GeminiCallError")  # fmt: skip
         elif exc.retryable:

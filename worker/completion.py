@@ -12,9 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from visionq.models.leases import Claim
 from visionq.models.outcomes import (
+    charge_late,
     complete_job,
+    earlier_calls,
     fail_job,
     finish_attempt,
     hold_more,
@@ -84,19 +88,23 @@ def complete_run(
     result: dict[str, Any],
     spend: Spend,
     model_version: str | None,
+    first_attempt: bool = False,
 ) -> str:
     """Store the job's result and close its attempt succeeded; ``discarded`` (nothing
     stored) when the job is no longer held under ``lease_token`` (cancelled, or taken over).
 
-    ``warnings`` are the job's stored warnings; the run's own come from ``spend``.
+    ``warnings`` are the job's stored warnings; the run's own come from ``spend``. The
+    job's usage and cost are those of all its attempts (``first_attempt``: the job has no
+    other, nothing to read).
     """
     with ctx.sessions.begin() as session:
         set_transports(session, job_id, spend.transports)
+        total = _totals(ctx, session, job_id, attempt_id, spend, first_attempt=first_attempt)
         stored = complete_job(
-            session, job_id, result=result, usage=spend.usage, model_version=model_version,
-            cost_nusd=spend.cost_nusd, lease_token=lease_token,
+            session, job_id, result=result, usage=total.usage, model_version=model_version,
+            cost_nusd=total.cost_nusd, lease_token=lease_token,
             warnings=run_warnings(warnings, spend), served_tier=spend.served_tier,
-            standard_cost_nusd=spend.standard_nusd,
+            standard_cost_nusd=total.standard_nusd, summed=True,
         )  # fmt: skip
         finish_attempt(
             session,
@@ -108,6 +116,8 @@ def complete_run(
             requested_tier=spend.requested_tier,
             served_tier=spend.served_tier,
         )
+        if not stored:  # a paid answer the job's end no longer counts: counted now
+            charge_late(session, job_id, spend.last_call_nusd)
     return "succeeded" if stored else "discarded"
 
 
@@ -120,15 +130,18 @@ def fail_run(
     warnings: Sequence[dict[str, str]],
     failure: Failure,
     spend: Spend,
+    first_attempt: bool = False,
 ) -> str:
     """End the job failed with ``failure`` and close its attempt; ``discarded`` when the
     job is no longer held under ``lease_token`` (it ended, or another holder took it)."""
     with ctx.sessions.begin() as session:
         set_transports(session, job_id, spend.transports)
+        total = _totals(ctx, session, job_id, attempt_id, spend, first_attempt=first_attempt)
         ended = fail_job(
-            session, job_id, code=failure.code, message=failure.message, usage=spend.usage,
-            cost_nusd=spend.cost_nusd, lease_token=lease_token,
-            warnings=run_warnings(warnings, spend), standard_cost_nusd=spend.standard_nusd,
+            session, job_id, code=failure.code, message=failure.message, usage=total.usage,
+            cost_nusd=total.cost_nusd, lease_token=lease_token,
+            warnings=run_warnings(warnings, spend), standard_cost_nusd=total.standard_nusd,
+            summed=True,
         )  # fmt: skip
         finish_attempt(
             session,
@@ -137,13 +150,30 @@ def fail_run(
             error_class=failure.error_class,
             error_message=failure.message,
             http_status=failure.http_status,
-            usage=spend.usage.raw if spend.usage else None,
+            usage=spend.last_usage,
             cost_nusd=spend.last_call_nusd,
             requested_tier=spend.requested_tier,
             served_tier=spend.served_tier,
         )
+        if not ended:
+            charge_late(session, job_id, spend.last_call_nusd)
     log.warning("job %s failed: %s %s", job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"
+
+
+def _totals(
+    ctx: WorkerContext,
+    session: Session,
+    job_id: str,
+    attempt_id: int,
+    spend: Spend,
+    *,
+    first_attempt: bool,
+) -> Spend:
+    """The job's totals at its end: its other attempts' recorded calls plus this one's."""
+    if first_attempt:
+        return spend
+    return spend.with_earlier(ctx, earlier_calls(session, job_id, attempt_id))
 
 
 def hold_difference(ctx: WorkerContext, claim: Claim, amount_nusd: int) -> bool:

@@ -39,9 +39,9 @@ from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer
 from visionq.worker.thinking import (
     DEFAULT_OUTPUT_LIMIT,
     answer_allowance,
-    exhausted_message,
+    cap_failure_message,
+    cap_may_be_raised,
     raised_cap,
-    truncated_message,
 )
 from visionq.worker.tiering import (
     after_flex_error,
@@ -193,6 +193,7 @@ class _Run:
                 ctx, job_id=self.claim.job_id, attempt_id=self.claim.attempt_id,
                 lease_token=self.claim.lease_token, warnings=self.job.warnings,
                 result=parsed.result, spend=self.spend, model_version=answer.model_version,
+                first_attempt=self.claim.attempt_number == 1,
             )  # fmt: skip
 
         return keep(store, job_id=self.job.id, deadline=self.deadline,
@@ -300,8 +301,7 @@ class _Run:
         thoughts = exc.usage.thoughts_tokens if exc.usage else None
         usage = exc.usage.raw if exc.usage else None
         options = self.job.options
-        # A cap the user set is never raised: the job must not spend past it.
-        if self.raised_cap is None and options.max_output_tokens is None:
+        if cap_may_be_raised(options, raised=self.raised_cap is not None):
             allowance = answer_allowance(TaskKind(self.job.task), options)
             entry = self.ctx.costs.catalogue.entry(self.job.model)
             limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT
@@ -315,10 +315,8 @@ class _Run:
                 )
                 failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
                 return self._again(failure, 0.0, usage)
-        if exc.code == "answer_truncated":
-            message = truncated_message(cap=sent, first_cap=self.first_cap)
-        else:
-            message = exhausted_message(cap=sent, thoughts=thoughts, first_cap=self.first_cap)
+        message = cap_failure_message(exc.code, cap=sent, thoughts=thoughts,
+                                      first_cap=self.first_cap)  # fmt: skip
         failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
         return self._fail(failure)
 
@@ -326,7 +324,8 @@ class _Run:
         claim = self.claim
         return fail_run(self.ctx, job_id=claim.job_id, attempt_id=claim.attempt_id,
                         lease_token=claim.lease_token, warnings=self.job.warnings,
-                        failure=failure, spend=self.spend)  # fmt: skip
+                        failure=failure, spend=self.spend,
+                        first_attempt=claim.attempt_number == 1)  # fmt: skip
 
     def _again(self, failure: Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
         """Close the failed attempt, wait ``delay_s`` and open the next one."""
@@ -344,6 +343,7 @@ class _Run:
         if claim is None:  # cancelled, or the lease was lost to another worker meanwhile
             return "discarded"
         self.claim = claim
+        self.spend.next_attempt()
         return None
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from google.genai import types
+from pydantic import ValidationError
+
 from visionq.models.leases import JobSpec
-from visionq.models.outcomes import Usage
+from visionq.models.outcomes import RecordedCall, Usage
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd, to_nano
 from visionq.vision.tasks import TaskKind
-from visionq.worker.answers import routed_model
+from visionq.worker.answers import routed_model, usage_from_metadata
 from visionq.worker.context import WorkerContext
 
 
@@ -31,6 +35,7 @@ class Spend:
     last_usage: dict[str, Any] | None = None
     served_tier: str | None = None
     standard_nusd: int | None = None
+    last_standard_nusd: int | None = None
     # The tier the last call asked for (None: as the attempt was opened, e.g. by a batch).
     requested_tier: str | None = None
     transports: list[str] = field(default_factory=list)
@@ -49,7 +54,7 @@ class Spend:
     ) -> None:
         """Count one call's usage, priced at the rate of the model and the tier that
         answered it (``served``: the model Gemini names; ``tier``: the tier it served at)."""
-        self.last_call_nusd = None
+        self.last_call_nusd = self.last_standard_nusd = None
         self.last_usage = call.raw if call is not None else None
         # A call with no usage (refused, timed out, shed) was not served at any tier.
         self.served_tier = tier.value if call is not None else None
@@ -69,7 +74,56 @@ class Spend:
             else _call_nusd(ctx, model, routed, call, ServiceTier.STANDARD)
         )
         if standard is not None:
+            self.last_standard_nusd = standard
             self.standard_nusd = (self.standard_nusd or 0) + standard
+
+    def next_attempt(self) -> None:
+        """A new attempt opened: its record starts with no call (the last one is on the
+        attempt just closed, and must not be recorded twice)."""
+        self.last_call_nusd = self.last_standard_nusd = None
+        self.last_usage = None
+        self.served_tier = None
+
+    def with_earlier(self, ctx: WorkerContext, calls: Sequence[RecordedCall]) -> Spend:
+        """The job's totals when its run ends: the calls recorded on its other attempts
+        (``calls``: earlier attempts of this run, of a run before a crash, of the Gemini
+        batches it left) plus this attempt's last call. A job's cost is the sum of its
+        attempts' costs, whichever lane ran them. Without earlier calls: this Spend."""
+        if not calls:
+            return self
+        usage: Usage | None = None
+        cost: int | None = None
+        standard: int | None = None
+        for call in calls:
+            recorded = _usage_of(call.usage)
+            usage = recorded.plus(usage) if recorded is not None else usage
+            if call.cost_nusd is not None:
+                cost = (cost or 0) + call.cost_nusd
+            priced = (
+                _call_nusd(ctx, call.model, None, recorded, ServiceTier.STANDARD)
+                if recorded is not None
+                else None
+            )
+            if priced is not None:
+                standard = (standard or 0) + priced
+        last = _usage_of(self.last_usage)
+        usage = last.plus(usage) if last is not None else usage
+        if self.last_call_nusd is not None:
+            cost = (cost or 0) + self.last_call_nusd
+        if self.last_standard_nusd is not None:
+            standard = (standard or 0) + self.last_standard_nusd
+        return replace(self, usage=usage, cost_nusd=cost, standard_nusd=standard)
+
+
+def _usage_of(raw: dict[str, Any] | None) -> Usage | None:
+    """A recorded usage_metadata as our Usage (None when absent or unreadable)."""
+    if not raw:
+        return None
+    try:
+        metadata = types.GenerateContentResponseUsageMetadata.model_validate(raw)
+    except ValidationError:
+        return None
+    return usage_from_metadata(metadata)
 
 
 def standard_surcharge_nusd(ctx: WorkerContext, job: JobSpec) -> int:

@@ -56,3 +56,21 @@ def truncated_message(*, cap: int | None, first_cap: int | None) -> str:
         "MAX_TOKENS); a cut answer is not kept. Raise options.max_output_tokens, lower "
         "options.max_objects, or ask for a shorter answer."
     )
+
+
+def cap_may_be_raised(options: JobOptions, *, raised: bool) -> bool:
+    """Whether an answer cut at (or emptied by) max_output_tokens may be asked for again
+    with a higher cap: only visionq's own per-task cap, and once; never the job's
+    options.max_output_tokens (a cap the user set: the job must not spend past it, so the
+    same cut would be paid for again). Both lanes decide by this rule."""
+    return not raised and options.max_output_tokens is None
+
+
+def cap_failure_message(
+    code: str, *, cap: int | None, thoughts: int | None, first_cap: int | None
+) -> str:
+    """What a user reads when a job fails at its output cap (``code``: answer_truncated,
+    or max_tokens_exhausted), whichever lane ran it."""
+    if code == "answer_truncated":
+        return truncated_message(cap=cap, first_cap=first_cap)
+    return exhausted_message(cap=cap, thoughts=thoughts, first_cap=first_cap)

@@ -23,10 +23,13 @@ from visionq.models.gemini_batches import (
     unfinished_jobs,
 )
 from visionq.models.jobs import NewInput, cancel_job, create_job
-from visionq.models.tables import ATTEMPTS, JOBS
+from visionq.models.leases import claim_job
+from visionq.models.outcomes import fail_job
+from visionq.models.tables import ATTEMPTS, BUDGETS, JOBS
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
 from visionq.vision.tasks import JobOptions
+from visionq.worker.answers import usage_from_metadata
 from visionq.worker.batch_results import (
     LineOutcome,
     line_error,
@@ -34,7 +37,10 @@ from visionq.worker.batch_results import (
     read_jsonl,
     store_outcomes,
 )
+from visionq.worker.completion import Failure, fail_run
 from visionq.worker.context import WorkerContext
+from visionq.worker.spend import Spend
+from visionq.worker.thinking import truncated_message
 
 USAGE = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100}
 
@@ -113,14 +119,17 @@ def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
     context.close()
 
 
-def _batch(ctx: WorkerContext, count: int, task: str = "caption") -> tuple[BatchRow, list[str]]:
+def _batch(
+    ctx: WorkerContext, count: int, task: str = "caption", options: JobOptions | None = None
+) -> tuple[BatchRow, list[str]]:
     sha = ctx.blobs.put(b"\x89PNG fake image bytes")
     ids = []
     with ctx.sessions.begin() as session:
         for _ in range(count):
             job = create_job(
                 session, tenant="t", task=task, model=MODEL, prompt=None,
-                labels=["cat", "dog"] if task == "classify" else None, options=JobOptions(),
+                labels=["cat", "dog"] if task == "classify" else None,
+                options=options or JobOptions(),
                 inputs=[NewInput(sha, "image/png", 64, 48, 30)], tier="batch", lane="batch",
                 deadline_s=86400,
             )  # fmt: skip
@@ -240,3 +249,66 @@ def test_unparsable_answer_fails_with_the_sync_code(ctx: WorkerContext) -> None:
     assert counts["failed"] == 1 and job.status == "failed"
     assert job.error_code and job.cost_nusd
     assert batch_token(row.id)  # the fence held the job until then
+
+
+def _spent(ctx: WorkerContext, tenant: str = "t") -> int:
+    with ctx.sessions() as session:
+        return int(session.scalar(select(BUDGETS.c.spent_day_nusd).where(
+            BUDGETS.c.tenant == tenant)) or 0)  # fmt: skip
+
+
+def _cut_line(job_id: str) -> LineOutcome:
+    cut = _response("half an ans", finish="MAX_TOKENS")
+    return LineOutcome(job_id, types.GenerateContentResponse.model_validate(cut), None)
+
+
+def test_a_released_jobs_cost_counts_its_batch_line(ctx: WorkerContext) -> None:
+    """Bug 1: a batch line cut at visionq's own cap is released to the sync lane; the job's
+    cost (and usage, standard cost, the tenant's spend) at its end is the sum of both."""
+    row, [job_id] = _batch(ctx, 1)
+    assert store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)["released"] == 1
+    with ctx.sessions.begin() as session:
+        claim = claim_job(session, job_id, lease_s=60, max_deliveries=5)
+    assert claim is not None
+    spend = Spend()
+    call = usage_from_metadata(types.GenerateContentResponseUsageMetadata.model_validate(USAGE))
+    spend.add(ctx, MODEL, call, tier=ServiceTier.STANDARD)
+    failure = Failure("max_tokens_exhausted", "cut again", "GeminiCallError", 200)
+    assert fail_run(ctx, job_id=job_id, attempt_id=claim.attempt_id,
+                    lease_token=claim.lease_token, warnings=(), failure=failure,
+                    spend=spend) == "failed"  # fmt: skip
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    standard = to_nano(ctx.costs.call_cost(MODEL, USAGE) or 0)
+    job = _jobs(ctx, [job_id])[job_id]
+    attempts = _attempts(ctx, job_id)
+    assert [a.cost_nusd for a in attempts] == [batch, standard]
+    assert job.cost_nusd == batch + standard == sum(a.cost_nusd for a in attempts)
+    assert job.standard_cost_nusd == 2 * standard
+    assert job.prompt_tokens == 2 * USAGE["promptTokenCount"]
+    assert _spent(ctx) == batch + standard
+
+
+def test_a_job_given_up_is_charged_its_attempts(ctx: WorkerContext) -> None:
+    """Bug 1, every end: a job ended with no cost of its own (given up after lost workers,
+    stopped past its deadline) costs what its attempts recorded."""
+    row, [job_id] = _batch(ctx, 1)
+    store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)
+    with ctx.sessions.begin() as session:
+        assert fail_job(session, job_id, code="worker_lost", message="gone")
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    assert _jobs(ctx, [job_id])[job_id].cost_nusd == batch
+    assert _spent(ctx) == batch
+
+
+def test_a_line_cut_at_the_users_cap_fails_at_once(ctx: WorkerContext) -> None:
+    """Bug 2: the sync lane never raises a cap the user set, so the job fails at once with
+    its code and message instead of paying a standard call for the same cut."""
+    row, [job_id] = _batch(ctx, 1, options=JobOptions(max_output_tokens=3))
+    counts = store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)
+    assert counts["failed"] == 1 and counts["released"] == 0
+    job = _jobs(ctx, [job_id])[job_id]
+    assert job.status == "failed" and job.error_code == "answer_truncated"
+    assert job.error_message == truncated_message(cap=3, first_cap=None)
+    [attempt] = _attempts(ctx, job_id)
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    assert attempt.cost_nusd == job.cost_nusd == batch
