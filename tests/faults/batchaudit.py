@@ -39,17 +39,14 @@ class TierAudit(Audit):
 
     def check(self, accepted: int) -> None:
         """Every accepted job ended once (one result, usage recorded once), its cost is the
-        sum of its attempts' costs, and it finished by its deadline.
-
-        A cancelled job is not billed: an answer Gemini billed after the cancel stays on its
-        ``discarded`` attempt (see ``discarded_nusd``)."""
+        sum of its attempts' costs (an answer Gemini billed after the job was cancelled
+        included: see ``discarded_nusd``), and it finished by its deadline."""
         assert len(self.jobs) == accepted, (len(self.jobs), accepted)
         self.check_exactly_once()
         late = []
         for job in self.jobs:
-            if job["status"] != "cancelled":
-                costs = sum(a["cost_nusd"] or 0 for a in self.attempts_of(job["id"]))
-                assert (job["cost_nusd"] or 0) == costs, (job["id"], job["cost_nusd"], costs)
+            costs = sum(a["cost_nusd"] or 0 for a in self.attempts_of(job["id"]))
+            assert (job["cost_nusd"] or 0) == costs, (job["id"], job["cost_nusd"], costs)
             deadline: datetime | None = job["deadline_at"]
             if deadline is not None and job["finished_at"] > deadline:
                 late.append((job["id"], job["finished_at"], deadline))
