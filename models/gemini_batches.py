@@ -64,6 +64,7 @@ __all__ = [
     "set_request_bytes",
     "set_state",
     "state_of",
+    "take_over",
     "unfinished_jobs",
 ]
 
@@ -324,18 +325,33 @@ def request_cancel(session: Session, batch_id: str) -> bool:
     return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
-def live_batches(session: Session, identity: str) -> list[BatchRow]:
+def live_batches(session: Session, identity: str, *, others: bool = False) -> list[BatchRow]:
     """Every batch of this Gemini project that is not ``closed``, oldest first: the live
-    ones and those whose results or jobs still need handling (filter on ``state``)."""
+    ones and those whose results or jobs still need handling (filter on ``state``).
+    ``others``: those of every other identity instead (recorded under another key or
+    endpoint; worker/batch_foreign.py)."""
+    mine = GEMINI_BATCHES.c.identity == identity
     query = (
         select(*_ROW_COLUMNS)
-        .where(
-            GEMINI_BATCHES.c.identity == identity,
-            GEMINI_BATCHES.c.state != GeminiBatchState.CLOSED,
-        )
+        .where(~mine if others else mine, GEMINI_BATCHES.c.state != GeminiBatchState.CLOSED)
         .order_by(GEMINI_BATCHES.c.created_at, GEMINI_BATCHES.c.id)
     )
     return [_row(row) for row in session.execute(query)]
+
+
+def take_over(session: Session, batch_id: str, *, identity: str) -> bool:
+    """Move a batch recorded under another identity to ``identity`` (its Gemini batch is
+    listed with this key: the same project, the key rotated); False if it is closed."""
+    changed = session.execute(
+        update(GEMINI_BATCHES)
+        .where(
+            GEMINI_BATCHES.c.id == batch_id,
+            GEMINI_BATCHES.c.identity != identity,
+            GEMINI_BATCHES.c.state != GeminiBatchState.CLOSED,
+        )
+        .values(identity=identity)
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 def get_row(session: Session, batch_id: str) -> BatchRow | None:

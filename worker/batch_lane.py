@@ -6,7 +6,8 @@ one tick, each step on its own (an outage of one is logged and skips it, not the
 1. reconcile (at start, then every VISIONQ_BATCH_RECONCILE_S): Gemini's batches against
    ours (worker/batch_reconcile.py): adopt, cancel orphans, mark lost;
 2. poll: follow live batches, store the results of ended ones (worker/batch_follow.py);
-3. watchdog: stalled, expired, near-deadline and cancelled batches (worker/batch_watchdog.py);
+3. watchdog: stalled, expired, near-deadline and cancelled batches (worker/batch_watchdog.py),
+   then batches recorded under another Gemini key or endpoint (worker/batch_foreign.py);
 4. gather and submit: waiting ``tier=batch`` jobs into new batches (worker/batch_gather.py);
 5. record turnarounds: the measured p50/p90 per model and tier that ``auto`` reads
    (models/tiers.py).
@@ -31,6 +32,7 @@ from visionq.models.settings import Settings
 from visionq.models.tiers import record_turnarounds
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_follow import Follower
+from visionq.worker.batch_foreign import ForeignBatches
 from visionq.worker.batch_gather import Gatherer
 from visionq.worker.batch_reconcile import Reconciler
 from visionq.worker.batch_requests import BatchBuilder, BatchPolicy, scratch_dir
@@ -114,6 +116,7 @@ class BatchLane:
         self.follower = Follower(ctx, batches, settings=settings, identity=identity,
                                  folder=folder, renew=renew)  # fmt: skip
         self.watchdog = BatchWatchdog(ctx.sessions, batches, settings, identity)
+        self.foreign = ForeignBatches(ctx.sessions, settings, identity)
         self.gatherer = Gatherer(ctx, batches, builder, settings=settings, identity=identity,
                                  renew=renew)  # fmt: skip
         self._reconcile_due = 0.0
@@ -142,6 +145,7 @@ class BatchLane:
             self._reconcile_due = now + self._settings.batch_reconcile_s
         self._step("poll", lambda: self.follower.run_once().as_dict(), report)
         self._step("watchdog", self.watchdog.run_once, report)
+        self._step("foreign", self.foreign.run_once, report)
         self._step("gather", lambda: self.gatherer.run_once().as_dict(), report)
         if now >= self._turnarounds_due:
             self._turnarounds_due = now + max(self._settings.batch_poll_s,
@@ -187,7 +191,8 @@ class BatchLane:
 # Counts worth a log line (a quiet tick logs nothing).
 _NOTEWORTHY = (
     "batches_created", "collected", "stored", "failed", "released", "lost", "adopted",
-    "orphans_cancelled", "jobs_released", "stalled", "creates_unconfirmed",
+    "orphans_cancelled", "jobs_released", "stalled", "creates_unconfirmed", "foreign_lost",
+    "taken_over",
 )  # fmt: skip
 
 

@@ -14,10 +14,14 @@ Rows Gemini does not list: a ``pending``/``running`` one whose get answers 404 i
 a ``creating`` one is ``lost`` once its submitter's claim and VISIONQ_BATCH_CREATE_GRACE_S
 passed. A lost batch's jobs are re-sent (a new batch, or the sync lane near the deadline).
 Another deployment sharing the Gemini project must use another VISIONQ_BATCH_NAME_PREFIX.
+A listed batch whose row was recorded under another identity (the key rotated in the same
+project) is taken over: followed by this lane from then on. Rows this key cannot see are
+worker/batch_foreign.py's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -35,6 +39,7 @@ from visionq.models.gemini_batches import (
     live_batches,
     observe,
     readopt,
+    take_over,
 )
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
@@ -84,10 +89,10 @@ class Reconciler:
         now = utcnow()
         with self._sessions() as session:
             rows = {row.id: row for row in live_batches(session, self._identity)}
-            for batch_id in set(ours) - set(rows):
-                row = get_row(session, batch_id)
-                if row is not None:
-                    rows[batch_id] = row
+            others = [get_row(session, batch_id) for batch_id in set(ours) - set(rows)]
+        for row in others:
+            if row is not None:
+                rows[row.id] = self._taken_over(row, counts)
         for batch_id, remotes in ours.items():
             for remote in remotes:
                 self._match(rows.get(batch_id), remote, counts)
@@ -101,6 +106,21 @@ class Reconciler:
                 self._lose(row, now, "Gemini no longer has this batch (404, not listed)", counts)
         log.info("batch reconcile: %s", counts)
         return counts
+
+    def _taken_over(self, row: BatchRow, counts: dict[str, int]) -> BatchRow:
+        """A listed batch recorded under another identity: this key sees it, so it is the
+        same Gemini project under a rotated key (or endpoint alias): this lane follows it
+        from now on."""
+        if row.identity == self._identity or row.state == GeminiBatchState.CLOSED:
+            return row
+        with self._sessions.begin() as session:
+            if not take_over(session, row.id, identity=self._identity):
+                return row
+        log.warning("batch %s (%s) was recorded under another Gemini key or endpoint "
+                    "(identity %s…); this key lists it: followed from now on", row.id,
+                    row.gemini_name, row.identity[:8])  # fmt: skip
+        _add(counts, {"taken_over": 1})
+        return dataclasses.replace(row, identity=self._identity)
 
     def match_creating(self, rows: Iterable[BatchRow]) -> dict[str, int]:
         """Settle batches whose create was never confirmed: adopted when Gemini lists their
