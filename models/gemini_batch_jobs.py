@@ -90,6 +90,22 @@ def open_attempts(session: Session, batch_id: str) -> dict[str, int]:
     return {row.job_id: row.id for row in session.execute(query)}
 
 
+def unrecorded_attempts(session: Session, batch_id: str) -> dict[str, tuple[int, bool]]:
+    """Job id -> (its attempt in this batch, still open) for the attempts with no paid call
+    recorded yet: where a line answered for a job the batch no longer holds (cancelled,
+    released near its deadline, re-sent after a stall) is recorded. An attempt that has
+    its call is left out, so reading a batch's output again records nothing twice."""
+    query = select(ATTEMPTS.c.job_id, ATTEMPTS.c.id, ATTEMPTS.c.outcome).where(
+        ATTEMPTS.c.gemini_batch_id == batch_id,
+        ATTEMPTS.c.usage.is_(None),
+        ATTEMPTS.c.cost_nusd.is_(None),
+    )
+    return {
+        row.job_id: (row.id, row.outcome == AttemptOutcome.RUNNING)
+        for row in session.execute(query)
+    }
+
+
 def release_jobs(
     session: Session,
     batch_id: str,

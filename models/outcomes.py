@@ -245,6 +245,28 @@ def earlier_calls(session: Session, job_id: str, attempt_id: int) -> list[Record
     return [RecordedCall(row.usage, row.cost_nusd, row.model) for row in rows]
 
 
+def record_late_call(
+    session: Session,
+    attempt_id: int,
+    *,
+    usage: dict[str, Any] | None,
+    cost_nusd: int | None,
+    served_tier: str | None,
+) -> bool:
+    """Record a paid call on an attempt already closed without one (a batch line answered
+    after its job left the batch); False when it has one already (recorded once)."""
+    if usage is None and cost_nusd is None:
+        return False
+    changed = session.execute(
+        update(ATTEMPTS)
+        .where(
+            ATTEMPTS.c.id == attempt_id, ATTEMPTS.c.usage.is_(None), ATTEMPTS.c.cost_nusd.is_(None)
+        )
+        .values(usage=usage, cost_nusd=cost_nusd, served_tier=served_tier)
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
 def charge_late(session: Session, job_id: str, cost_nusd: int | None) -> bool:
     """Count a paid call recorded on an attempt after its job ended (a batch line answered
     for a job cancelled or sent elsewhere meanwhile, an answer discarded by the fence) in

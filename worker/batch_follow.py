@@ -7,7 +7,9 @@ progress clock). A batch Gemini ended is then collected:
 - ``succeeded``: its results are read (inline responses, or the output file downloaded to
   a temporary file) and stored (worker/batch_results.py); jobs with no line are re-sent;
 - ``failed``, ``expired``, ``cancelled``: whatever results exist are stored (a cancelled
-  batch may have some), the rest of its jobs are re-sent (a new batch while the deadline
+  batch may have some: one the watchdog cancelled for a stall keeps the lines it answered),
+  lines of jobs that left the batch meanwhile recorded on their attempts (paid for), the
+  rest of its jobs re-sent (a new batch while the deadline
   and VISIONQ_BATCH_MAX_RESENDS allow, else the sync lane);
 
 then the row is ``closed``, the JSONL input deleted and (VISIONQ_BATCH_DELETE_DONE) the
@@ -36,13 +38,12 @@ from visionq.models.gemini_batches import (
     live_batches,
     observe,
     set_state,
-    unfinished_jobs,
 )
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_gather import expected_batch_s
-from visionq.worker.batch_release import release_held
+from visionq.worker.batch_release import STALL_MARK, release_held
 from visionq.worker.batch_requests import scratch_file
 from visionq.worker.batch_results import LineOutcome, read_inline, read_jsonl, store_outcomes
 from visionq.worker.context import WorkerContext
@@ -164,18 +165,17 @@ class Follower:
         state = GeminiBatchState(row.state)
         with self._ctx.sessions() as session:
             expected = expected_batch_s(session, row.model, self._settings)
-            if not unfinished_jobs(session, row.id):
-                expected = -1.0  # nothing left to store: no need to read the output
-        if expected >= 0:
-            with self._lines(row) as lines:
-                counts = store_outcomes(self._ctx, row, lines, self._settings,
-                                        expected_batch_s=expected, renew=self._renew)  # fmt: skip
-            report.add(counts)
-            if counts.get("deferred"):
-                log.warning("Gemini batch %s: %d results not stored yet (storage fault); "
-                            "stored again next poll", row.id, counts["deferred"])  # fmt: skip
-                return
-            self._release_rest(row, state, report)
+        # Read even when every job left the batch (cancelled, released near its deadline):
+        # a line Gemini answered for them was billed, and is recorded on their attempts.
+        with self._lines(row) as lines:
+            counts = store_outcomes(self._ctx, row, lines, self._settings,
+                                    expected_batch_s=expected, renew=self._renew)  # fmt: skip
+        report.add(counts)
+        if counts.get("deferred"):
+            log.warning("Gemini batch %s: %d results not stored yet (storage fault); "
+                        "stored again next poll", row.id, counts["deferred"])  # fmt: skip
+            return
+        self._release_rest(row, state, report)
         if self._close(row, state):
             report.collected += 1
             self._clean_up(row)
@@ -211,7 +211,7 @@ class Follower:
         with self._ctx.sessions.begin() as session:
             lanes = release_held(
                 session, row, now=utcnow(), reason=_release_reason(row, state),
-                error_class=_RELEASE_CLASS.get(state, "BatchEnded"), settings=self._settings,
+                error_class=_release_class(row, state), settings=self._settings,
             )  # fmt: skip
         report.add({"released": sum(lanes.values())})
 
@@ -237,6 +237,14 @@ class Follower:
             except GeminiCallError as exc:
                 log.info("%s not deleted (%s); the reconciler deletes ended batches of ours",
                          name, exc.message)  # fmt: skip
+
+
+def _release_class(row: BatchRow, state: GeminiBatchState) -> str:
+    """Why the rest of an ended batch's jobs leave it (their attempts' error_class): a
+    batch the watchdog cancelled for a stall is ``BatchStalled``."""
+    if state == GeminiBatchState.CANCELLED and (row.error or "").startswith(STALL_MARK):
+        return "BatchStalled"
+    return _RELEASE_CLASS.get(state, "BatchEnded")
 
 
 def _release_reason(row: BatchRow, state: GeminiBatchState) -> str:

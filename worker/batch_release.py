@@ -24,6 +24,9 @@ from visionq.worker.batch_gather import expected_batch_s
 
 BATCH = "batch"
 STANDARD = "standard"
+# Starts the row's error of a batch the watchdog cancelled for a stall: when Gemini confirms
+# the cancel, the poller stores its answered lines and re-sends the rest as ``BatchStalled``.
+STALL_MARK = "stalled: "
 
 
 def resend_lane(

@@ -38,6 +38,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import ValidationError
 
+from visionq.models.gemini_batch_jobs import unrecorded_attempts
 from visionq.models.gemini_batches import (
     BatchRow,
     batch_token,
@@ -47,7 +48,7 @@ from visionq.models.gemini_batches import (
     unfinished_jobs,
 )
 from visionq.models.leases import JobSpec
-from visionq.models.outcomes import finish_attempt
+from visionq.models.outcomes import charge_late, finish_attempt, record_late_call
 from visionq.models.settings import Settings
 from visionq.models.tables import AttemptOutcome, utcnow
 from visionq.vision.catalogue import ServiceTier
@@ -207,6 +208,7 @@ class ResultStore:
         self._token = batch_token(row.id)
         self._deadlines: dict[str, datetime | None] = {}
         self._attempts: dict[str, int] = {}
+        self._unrecorded: dict[str, tuple[int, bool]] = {}
 
     def store(self, lines: Iterable[LineOutcome]) -> StoreCounts:
         """Store every line whose job is still this batch's; the counts of what happened."""
@@ -214,6 +216,7 @@ class ResultStore:
             # The jobs still under this batch's token, with their open attempts.
             self._deadlines = unfinished_jobs(session, self._row.id)
             self._attempts = open_attempts(session, self._row.id)
+            self._unrecorded = unrecorded_attempts(session, self._row.id)
         iterator = iter(lines)
         while chunk := list(islice(iterator, _CHUNK)):
             self._renew()
@@ -237,24 +240,33 @@ class ResultStore:
             self._line(spec, attempt, line)
 
     def _discard(self, line: LineOutcome) -> None:
-        """A line for a job cancelled while in the batch: its answer is dropped, its attempt
-        (still open) closed ``discarded`` with what the line cost."""
-        attempt_id = self._attempts.get(line.job_id)
-        if attempt_id is None:
-            return
+        """A line for a job this batch no longer holds (cancelled, released near its
+        deadline, re-sent after a stall): its answer is dropped, what it cost recorded on
+        the job's attempt in this batch (closed ``discarded`` if still open) and counted in
+        the job's cost and its tenant's spend: Gemini billed it."""
+        found = self._unrecorded.pop(line.job_id, None)
+        self._attempts.pop(line.job_id, None)
+        if found is None:
+            return  # not ours, or its call is recorded already (output read again)
+        attempt_id, still_open = found
         spend = Spend()
         metadata = line.response.usage_metadata if line.response is not None else None
         usage = usage_from_metadata(metadata)
         if usage is not None:
             spend.add(self._ctx, self._row.model, usage, tier=ServiceTier.BATCH)
         with self._ctx.sessions.begin() as session:
-            finish_attempt(
-                session, attempt_id, outcome=AttemptOutcome.DISCARDED,
-                error_message="the job ended (cancelled) while in the Gemini batch; its "
-                "answer was dropped", usage=spend.last_usage, cost_nusd=spend.last_call_nusd,
-                served_tier=spend.served_tier,
-            )  # fmt: skip
-        self._attempts.pop(line.job_id, None)
+            if still_open:
+                finish_attempt(
+                    session, attempt_id, outcome=AttemptOutcome.DISCARDED,
+                    error_message="the job ended (cancelled) while in the Gemini batch; its "
+                    "answer was dropped", usage=spend.last_usage,
+                    cost_nusd=spend.last_call_nusd, served_tier=spend.served_tier,
+                )  # fmt: skip
+            else:
+                record_late_call(session, attempt_id, usage=spend.last_usage,
+                                 cost_nusd=spend.last_call_nusd,
+                                 served_tier=spend.served_tier)  # fmt: skip
+            charge_late(session, line.job_id, spend.last_call_nusd)
 
     def _line(self, spec: JobSpec, attempt_id: int, line: LineOutcome) -> None:
         spend = Spend()

@@ -7,8 +7,11 @@ Each tick :func:`judge` (pure) looks at every live batch and the jobs it still h
   VISIONQ_BATCH_CREATE_GRACE_S passed → ``lost``, its jobs re-sent (worker/batch_reconcile.py);
 - live, and a cancel was asked or every job of it ended (cancelled by users) → ``cancel``
   at Gemini (the poller then sees CANCELLED and closes it);
-- ``pending``/``running`` with no progress (batchStats, updateTime) for
-  VISIONQ_BATCH_STALL_S → ``stalled``: its jobs re-sent, Gemini cancel asked, row closed;
+- ``pending``/``running`` with lines still pending and no progress (batchStats,
+  updateTime) for VISIONQ_BATCH_STALL_S → ``stalled``: cancelled at Gemini, the row marked;
+  when Gemini confirms (CANCELLED), the poller stores the lines it answered (paid for) and
+  re-sends only the rest (``BatchStalled``). Still not confirmed at twice
+  VISIONQ_BATCH_STALL_S → ``stalled_unconfirmed``: its jobs re-sent, the row closed;
 - ``pending``/``running`` holding a job within VISIONQ_BATCH_SYNC_RESERVE_S of its deadline
   → ``release_near_deadline``: those jobs go to the sync lane now.
 
@@ -17,8 +20,9 @@ Batches Gemini ended (succeeded, failed, expired, cancelled) are the poller's
 within VISIONQ_BATCH_SYNC_RESERVE_S of their deadline go to the sync lane too. A job
 released from a batch goes to a new batch while its deadline allows (:func:`resend_lane`),
 else to the sync lane; its attempt is closed with the reason (``BatchStalled``,
-``BatchDeadline``, ``BatchLost``). A released job's late line is discarded: the batch's
-token no longer holds it.
+``BatchDeadline``, ``BatchLost``). A released job's late line is not stored (the batch's
+token no longer holds it), but what Gemini billed for it is recorded on its closed attempt
+and counted in its job's cost (worker/batch_results.py).
 """
 
 from __future__ import annotations
@@ -37,12 +41,20 @@ from visionq.models.gemini_batches import (
     close_stray_attempts,
     live_batches,
     release_waiting,
+    request_cancel,
+    set_state,
     unfinished_jobs,
 )
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_reconcile import BatchApi, Reconciler
-from visionq.worker.batch_release import STANDARD, give_up, release_held, resend_lane
+from visionq.worker.batch_release import (
+    STALL_MARK,
+    STANDARD,
+    give_up,
+    release_held,
+    resend_lane,
+)
 from visionq.worker.errors import GeminiCallError
 
 __all__ = ["BatchWatchdog", "WatchAction", "judge", "resend_lane"]
@@ -56,7 +68,9 @@ _FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
 class WatchAction:
     """What the watchdog does with one batch, and why (written into closed attempts)."""
 
-    kind: Literal["ok", "stalled", "release_near_deadline", "adopt_or_lose", "cancel"]
+    kind: Literal[
+        "ok", "stalled", "stalled_unconfirmed", "release_near_deadline", "adopt_or_lose", "cancel"
+    ]
     reason: str
     job_ids: tuple[str, ...] = ()
 
@@ -81,16 +95,25 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
         )
     if row.state not in _FOLLOWED:
         return WatchAction("ok", f"state {row.state}: the poller's")
+    idle = (now - row.progress_at).total_seconds()
     if row.cancel_requested:
+        if unfinished and idle >= 2 * settings.batch_stall_s:
+            return WatchAction(
+                "stalled_unconfirmed",
+                f"Gemini batch {name} made no progress for {idle:.0f} s and did not confirm "
+                f"its cancel (twice VISIONQ_BATCH_STALL_S = {settings.batch_stall_s:g}); "
+                "sent again",
+                tuple(sorted(unfinished)),
+            )
         return WatchAction("cancel", f"cancel of Gemini batch {name} requested")
     if not unfinished:
         return WatchAction("cancel", f"every job of Gemini batch {name} ended (cancelled)")
-    idle = (now - row.progress_at).total_seconds()
-    if idle >= settings.batch_stall_s:
+    if idle >= settings.batch_stall_s and _lines_pending(row.stats):
         return WatchAction(
             "stalled",
-            f"Gemini batch {name} made no progress for {idle:.0f} s "
-            f"(VISIONQ_BATCH_STALL_S = {settings.batch_stall_s:g}); sent again",
+            f"Gemini batch {name} made no progress for {idle:.0f} s with lines still "
+            f"pending (VISIONQ_BATCH_STALL_S = {settings.batch_stall_s:g}); cancelled, its "
+            "answered lines kept, the rest sent again",
             tuple(sorted(unfinished)),
         )
     reserve = timedelta(seconds=settings.batch_sync_reserve_s)
@@ -105,6 +128,18 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
             near,
         )
     return WatchAction("ok", "progressing")
+
+
+def _lines_pending(stats: Mapping[str, int]) -> bool:
+    """Whether the batch still has lines to answer (batchStats; unknown counts as yes): a
+    batch that answered every line is writing its output, not stalled."""
+    pending = stats.get("pendingRequestCount")
+    if pending is not None:
+        return pending > 0
+    total = stats.get("requestCount")
+    if total is None:
+        return True
+    return stats.get("successfulRequestCount", 0) + stats.get("failedRequestCount", 0) < total
 
 
 class BatchWatchdog:
@@ -143,6 +178,8 @@ class BatchWatchdog:
             elif action.kind == "cancel":
                 self._cancel(row, action, counts)
             elif action.kind == "stalled":
+                self._stall_cancel(row, action, counts)
+            elif action.kind == "stalled_unconfirmed":
                 self._stalled(row, action, now, counts)
             else:
                 self._near_deadline(row, action, now, counts)
@@ -164,6 +201,17 @@ class BatchWatchdog:
             _add(counts, {"cancel_errors": 1})
             return
         log.info("Gemini batch %s cancelled: %s", row.gemini_name, action.reason)
+
+    def _stall_cancel(self, row: BatchRow, action: WatchAction, counts: dict[str, int]) -> None:
+        """Cancel a stalled batch at Gemini, its jobs still held: the lines it answered were
+        paid for, and are stored from its CANCELLED output (worker/batch_follow.py)."""
+        with self._sessions.begin() as session:
+            if not request_cancel(session, row.id):
+                return
+            set_state(session, row.id, row.state, from_states=[row.state],
+                      error=f"{STALL_MARK}{action.reason}")  # fmt: skip
+        log.warning("%s", action.reason)
+        self._cancel(row, action, counts)
 
     def _stalled(
         self, row: BatchRow, action: WatchAction, now: datetime, counts: dict[str, int]

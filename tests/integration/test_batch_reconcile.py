@@ -298,9 +298,16 @@ def test_watchdog_resends_a_stalled_batch_and_cancels_it(
     watchdog = BatchWatchdog(sessions, fake, _settings(batch_stall_s=600), identity)
     assert watchdog.run_once() == {}
     _set_row(sessions, batch_id, progress_at=utcnow() - timedelta(seconds=601))
+    # Cancelled at Gemini, its jobs still held: the lines it answered are stored from its
+    # CANCELLED output (the poller's); the rest are re-sent then.
+    assert watchdog.run_once() == {"stalled": 1}
+    assert fake.cancelled == [name] and _state(sessions, batch_id) == "pending"
+    assert {job.gemini_batch_id for job in _jobs_of(sessions, jobs).values()} == {batch_id}
+    # Gemini never confirms the cancel: at twice the stall time its jobs are re-sent.
+    _set_row(sessions, batch_id, progress_at=utcnow() - timedelta(seconds=1201))
     counts = watchdog.run_once()
-    assert counts == {"stalled": 1, "resent_batch": 3}
-    assert fake.cancelled == [name] and _state(sessions, batch_id) == "closed"
+    assert counts == {"stalled_unconfirmed": 1, "resent_batch": 3}
+    assert _state(sessions, batch_id) == "closed"
     assert _attempt_classes(sessions, jobs) == {("failed", "BatchStalled")}
     assert {job.gemini_batch_id for job in _jobs_of(sessions, jobs).values()} == {None}
 

@@ -12,17 +12,22 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import select, update
 
-from tests.unit.batchfake import FakeBatches
+from tests.unit.batchfake import USAGE, FakeBatches
 from tests.unit.batchlane import MODEL
 from tests.unit.workercontext import worker_context
 from visionq.models.gemini_batches import Gatherable, batch_token, live_batches
-from visionq.models.jobs import NewInput, create_job
-from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOB_INPUTS, JOBS, utcnow
+from visionq.models.jobs import NewInput, cancel_job, create_job
+from visionq.models.outcomes import fail_job
+from visionq.models.tables import ATTEMPTS, BUDGETS, GEMINI_BATCHES, JOB_INPUTS, JOBS, utcnow
+from visionq.vision.catalogue import ServiceTier
+from visionq.vision.costing import to_nano
 from visionq.vision.tasks import JobOptions
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_follow import Follower
 from visionq.worker.batch_gather import Gatherer, batch_due
+from visionq.worker.batch_reconcile import BatchApi
 from visionq.worker.batch_requests import BatchBuilder, BatchPolicy
+from visionq.worker.batch_watchdog import BatchWatchdog
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.files import UploadCache
@@ -266,3 +271,94 @@ def test_a_succeeded_batch_whose_output_is_gone_releases_its_jobs(
     assert {(j.status, j.gemini_batch_id) for j in _rows(ctx, JOBS, id=ids)} == {("queued", None)}
     [row] = _rows(ctx, GEMINI_BATCHES)
     assert row.state == "closed"
+
+
+def _watchdog(ctx: WorkerContext, fake: FakeBatches) -> BatchWatchdog:
+    return BatchWatchdog(ctx.sessions, cast(BatchApi, fake), ctx.settings, IDENTITY)
+
+
+def _line_cost(ctx: WorkerContext) -> int:
+    return to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+
+
+def _spent(ctx: WorkerContext) -> int:
+    with ctx.sessions() as session:
+        spent = session.scalar(select(BUDGETS.c.spent_day_nusd).where(BUDGETS.c.tenant == "t"))
+    return int(spent or 0)
+
+
+def test_an_all_cancelled_batchs_answered_lines_are_recorded(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """Bug 3: every job of the batch cancelled; Gemini answered one line before the cancel.
+    The output is read: that line's usage and cost are on its discarded attempt, in its
+    job's cost and the tenant's spend; nothing is stored."""
+    ids = _jobs(ctx, 3)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    with ctx.sessions.begin() as session:
+        for job_id in ids:
+            assert cancel_job(session, tenant="t", job_id=job_id)
+    assert _watchdog(ctx, fake).run_once()["cancel"] == 1
+    assert fake.cancelled == ["batches/b1"]
+    fake.finish("batches/b1", "BATCH_STATE_CANCELLED", {ids[0]: "A"})
+    follower.run_once()
+    jobs = {j.id: j for j in _rows(ctx, JOBS, id=ids)}
+    assert {j.status for j in jobs.values()} == {"cancelled"}
+    assert {j.result for j in jobs.values()} == {None}
+    [paid] = _rows(ctx, ATTEMPTS, job_id=ids[0])
+    assert paid.outcome == "discarded" and paid.usage and paid.cost_nusd == _line_cost(ctx)
+    assert jobs[ids[0]].cost_nusd == _line_cost(ctx) and _spent(ctx) == _line_cost(ctx)
+    assert {a.cost_nusd for a in _rows(ctx, ATTEMPTS, job_id=ids[1:])} == {None}
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
+    follower.run_once()  # closed: nothing recorded twice
+    assert _spent(ctx) == _line_cost(ctx)
+
+
+def test_a_stalled_batch_keeps_the_lines_it_answered(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """Bug 6: a stalled batch is cancelled, not given up: its CANCELLED output's answered
+    lines are stored (paid once), only the rest re-sent (BatchStalled)."""
+    ids = _jobs(ctx, 3)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    with ctx.sessions.begin() as session:
+        session.execute(update(GEMINI_BATCHES).values(
+            progress_at=utcnow() - timedelta(seconds=ctx.settings.batch_stall_s + 1)))  # fmt: skip
+    assert _watchdog(ctx, fake).run_once() == {"stalled": 1}
+    assert fake.cancelled == ["batches/b1"]
+    assert {j.gemini_batch_id for j in _rows(ctx, JOBS, id=ids)} != {None}
+    fake.finish("batches/b1", "BATCH_STATE_CANCELLED", {ids[0]: "A", ids[1]: "B"})
+    report = follower.run_once()
+    assert report.counts["stored"] == 2 and report.counts["released"] == 1
+    jobs = {j.id: j for j in _rows(ctx, JOBS, id=ids)}
+    assert jobs[ids[0]].result == {"text": "A"} and jobs[ids[1]].result == {"text": "B"}
+    assert (jobs[ids[2]].status, jobs[ids[2]].gemini_batch_id) == ("queued", None)
+    [resent] = _rows(ctx, ATTEMPTS, job_id=ids[2])
+    assert resent.error_class == "BatchStalled"
+
+
+def test_a_late_line_of_a_job_released_near_its_deadline_is_recorded(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """Bug 6: a job released to standard near its deadline is answered by the batch anyway:
+    the line is not stored but its cost is recorded on the closed attempt (the job's end
+    sums it; an ended job is charged at once)."""
+    ids = _jobs(ctx, 3, deadline_s=ctx.settings.batch_sync_reserve_s - 10)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    counts = _watchdog(ctx, fake).run_once()
+    assert counts["release_near_deadline"] == 1 and counts["resent_standard"] == 3
+    with ctx.sessions.begin() as session:  # one of them already ended at standard
+        assert fail_job(session, ids[1], code="x", message="ended at standard", cost_nusd=7)
+    fake.finish("batches/b1", "BATCH_STATE_CANCELLED", {ids[0]: "A", ids[1]: "B"})
+    follower.run_once()
+    jobs = {j.id: j for j in _rows(ctx, JOBS, id=ids)}
+    assert jobs[ids[0]].result is None and jobs[ids[0]].status == "queued"
+    for job_id in ids[:2]:
+        [late] = _rows(ctx, ATTEMPTS, job_id=job_id)
+        assert late.error_class == "BatchDeadline" and late.cost_nusd == _line_cost(ctx)
+    assert jobs[ids[1]].cost_nusd == 7 + _line_cost(ctx)
+    assert _spent(ctx) == 7 + _line_cost(ctx)

@@ -57,6 +57,18 @@ FAR = {"a": NOW + timedelta(hours=5), "b": None}
         (_row(state="pending", progress_at=NOW - timedelta(hours=30)), FAR, "stalled",
          ("a", "b")),
         (_row(progress_at=NOW - timedelta(seconds=3599)), FAR, "ok", ()),
+        # Stalled only with lines still pending: one that answered them all is writing output.
+        (_row(progress_at=NOW - timedelta(hours=2),
+              stats={"requestCount": 2, "successfulRequestCount": 1, "failedRequestCount": 1}),
+         FAR, "ok", ()),
+        (_row(progress_at=NOW - timedelta(hours=2), stats={"pendingRequestCount": 1}), FAR,
+         "stalled", ("a", "b")),
+        # Cancelled for a stall: held for Gemini's CANCELLED (its answered lines are kept),
+        # re-sent without them when the cancel is not confirmed within twice the stall time.
+        (_row(cancel_requested=True, progress_at=NOW - timedelta(seconds=7199)), FAR,
+         "cancel", ()),
+        (_row(cancel_requested=True, progress_at=NOW - timedelta(seconds=7200)), FAR,
+         "stalled_unconfirmed", ("a", "b")),
         (_row(), {"a": NOW + timedelta(seconds=599), "b": NOW + timedelta(hours=2)},
          "release_near_deadline", ("a",)),
         (_row(), {"a": NOW - timedelta(seconds=5), "b": None}, "release_near_deadline", ("a",)),
