@@ -9,10 +9,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.integration.conftest import redis_db
 from tests.integration.test_batch_reconcile import (
     FakeBatches,
     _attempt_classes,
@@ -26,9 +31,15 @@ from tests.integration.test_batch_reconcile import (
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.gemini_batches import accept, get_row, record_batch, unfinished_jobs
 from visionq.models.migrate import upgrade
+from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
+from visionq.worker.batch_api import GeminiBatches
+from visionq.worker.batch_follow import Follower
 from visionq.worker.batch_foreign import ForeignBatches
+from visionq.worker.batch_gather import Gatherer
+from visionq.worker.batch_lane import BatchLane
 from visionq.worker.batch_reconcile import Reconciler
+from visionq.worker.context import WorkerContext
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +130,26 @@ def test_a_listed_batch_of_another_identity_is_taken_over_not_cancelled(
     ForeignBatches(sessions, _settings(batch_stall_s=600), current).run_once()
     assert _state(sessions, batch_id) == "running"
     assert {job.gemini_batch_id for job in _jobs_of(sessions, jobs).values()} == {batch_id}
+
+
+def test_the_lane_tick_runs_the_step_for_other_identities(
+    sessions: sessionmaker[Session], model: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Wired into the lane's tick (the other steps stubbed: this test is about the step)."""
+    settings = Settings(gemini_api_key=None, batch_name_prefix="visionq-", data_dir=tmp_path,
+                        batch_stall_s=600)  # fmt: skip
+    jobs = _jobs(sessions, model, 2)
+    batch_id = _batch(sessions, uuid.uuid4().hex, model, jobs, name="batches/elsewhere")
+    old = utcnow() - timedelta(seconds=601)
+    _set_row(sessions, batch_id, progress_at=old, created_at=old)
+    ctx = SimpleNamespace(
+        sessions=sessions, gemini=None, blobs=None, costs=SimpleNamespace(catalogue=None)
+    )
+    lane = BatchLane(cast(WorkerContext, ctx), redis.Redis.from_url(redis_db(redis_url)),
+                     cast(GeminiBatches, FakeBatches()), settings)  # fmt: skip
+    idle = SimpleNamespace(run_once=lambda: SimpleNamespace(as_dict=dict))
+    lane.follower = cast(Follower, idle)
+    lane.gatherer = cast(Gatherer, idle)
+    report = lane.tick()
+    assert report.get("foreign_lost", 0) >= 1, report
+    assert _state(sessions, batch_id) == "closed"
