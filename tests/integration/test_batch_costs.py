@@ -1,0 +1,130 @@
+"""Every answer Gemini bills is counted in the job's cost and its tenant's spend, whichever
+lane it ran in (the real stack: API, worker with its batch lane, emulator; SQLite and
+PostgreSQL, each on a database and an emulator of its own).
+
+- A batch line whose thoughts used visionq's own output cap is released to the sync lane,
+  answered there with the cap raised: the job's cost is the batch line's plus the standard
+  call's (review bug 1: it was the standard call's only).
+- A batch line cut at a max_output_tokens the user set fails at once with the sync lane's
+  code: the sync lane never raises that cap, so a second, standard-price call would be paid
+  for the same cut (review bug 2).
+
+The emulator is the witness: what it billed equals what visionq recorded, job by job summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from tests.integration.conftest import GEMINI_KEY, Stack, _create_key, redis_db
+from tests.integration.helpers import scene_png, submit
+from tests.integration.test_batch_lane import _wait_all
+from tests.integration.test_migration_race import empty_database
+from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine
+from visionq.models.tables import ATTEMPTS, BUDGETS, JOBS
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gemini-3.8-flash"
+PER_KIND = 3
+
+
+@pytest.fixture(scope="module")
+def cost_stack(
+    workdir: Path, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """API, its own emulator and database; the worker is started by the test."""
+    here = tmp_path_factory.mktemp("batch-costs")
+    url = empty_database(database_url, here)
+    builder = StackBuilder(here, database_url=url, extra_env={
+        "VISIONQ_BLOB_DIR": str(here / "blobs"),
+        "VISIONQ_BATCH_POLL_S": "1",
+        "VISIONQ_BATCH_GATHER_S": "60",
+        "VISIONQ_BATCH_MIN_REQUESTS": str(2 * PER_KIND),
+        "VISIONQ_BATCH_MAX_REQUESTS": str(2 * PER_KIND),
+        "VISIONQ_SWEEP_INTERVAL_S": "1",
+    })  # fmt: skip
+    builder.use_redis(redis_db(redis_url))
+    emulator = builder.start_emulator(
+        ["--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"],
+        name="batch-costs-emulator", key=GEMINI_KEY,
+    )  # fmt: skip
+    builder.use_gemini(emulator, GEMINI_KEY)
+    stack = Stack(name="batch-costs", builder=builder)
+    builder.migrate()
+    stack.keys = {"acme": _create_key(builder.env, "acme")}
+    stack.api_url = builder.start_api(name="batch-costs-api")
+    yield stack
+    stack.stop()
+
+
+def _rows(stack: Stack, ids: list[str]) -> tuple[dict[str, Any], dict[str, list[Any]], int]:
+    engine = make_engine(stack.env["VISIONQ_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            jobs = connection.execute(select(JOBS).where(JOBS.c.id.in_(ids))).all()
+            attempts = connection.execute(
+                select(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids)).order_by(ATTEMPTS.c.id)
+            ).all()
+            spent = connection.execute(
+                select(BUDGETS.c.spent_day_nusd).where(BUDGETS.c.tenant == "acme")
+            ).scalar()
+    finally:
+        engine.dispose()
+    of: dict[str, list[Any]] = {}
+    for attempt in attempts:
+        of.setdefault(attempt.job_id, []).append(attempt)
+    return {job.id: job for job in jobs}, of, int(spent or 0)
+
+
+def test_every_billed_batch_line_counts_in_the_jobs_cost(cost_stack: Stack) -> None:
+    base = cost_stack.env["VISIONQ_GEMINI_BASE_URL"]
+    # Thoughts past visionq's own cap for a caption (1,280 here), within its raised cap: the
+    # batch line is billed with no answer; the sync lane asks again, then raised, answers.
+    httpx.post(f"{base}/_emulator/faults", json={"thoughts_tokens": 1500}).raise_for_status()
+    batch_options = {"tier": "batch", "deadline_s": 7200, "cache": False}
+    ids: dict[str, list[str]] = {"own_cap": [], "user_cap": []}
+    with cost_stack.client() as client:
+        for n in range(2 * PER_KIND):
+            kind = "own_cap" if n < PER_KIND else "user_cap"
+            options = dict(batch_options)
+            if kind == "user_cap":
+                options["max_output_tokens"] = 3
+            image, _ = scene_png(9100 + n)
+            response = submit(client, image, task="caption", model=MODEL, options=options)
+            assert response.status_code == 202, response.text
+            assert response.json()["lane"] == "batch"
+            ids[kind].append(response.json()["id"])
+        cost_stack.start_worker(concurrency=2)
+        done = _wait_all(client, ids["own_cap"] + ids["user_cap"], timeout=180)
+    by_id = {job["id"]: job for job in done}
+    jobs, attempts, spent = _rows(cost_stack, ids["own_cap"] + ids["user_cap"])
+
+    for job_id in ids["own_cap"]:
+        assert by_id[job_id]["status"] == "succeeded", by_id[job_id]["error"]
+        tries = attempts[job_id]
+        assert (tries[0].served_tier, tries[0].error_class) == ("batch", "GeminiCallError")
+        assert (tries[-1].served_tier, tries[-1].outcome) == ("standard", "succeeded")
+        assert all(a.cost_nusd for a in tries)
+        assert jobs[job_id].cost_nusd == sum(a.cost_nusd for a in tries)
+    for job_id in ids["user_cap"]:
+        job = by_id[job_id]
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] in ("answer_truncated", "max_tokens_exhausted"), job
+        [only] = attempts[job_id]  # no standard call paid for the same cut
+        assert only.served_tier == "batch" and only.cost_nusd
+        assert jobs[job_id].cost_nusd == only.cost_nusd
+
+    recorded = sum(job.cost_nusd for job in jobs.values())
+    assert spent == recorded
+    stats = httpx.get(f"{base}/_emulator/stats").json()
+    billed = sum(stats["billed_usd_by_tier"].values())
+    calls = sum(len(tries) for tries in attempts.values())
+    assert abs(billed * 1e9 - recorded) <= calls, (billed, recorded)
