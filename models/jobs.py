@@ -289,6 +289,7 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
     ).first()
     if ended is None:
         return False
-    # The reservation is released; a late answer of a running call is not charged.
+    # The reservation is released; a late answer of a running call, if Gemini bills it, is
+    # charged when it arrives (models/outcomes.charge_late).
     settle(session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=0)
     return True
