@@ -8,6 +8,9 @@ PostgreSQL, each on a database and an emulator of its own).
 - A batch line cut at a max_output_tokens the user set fails at once with the sync lane's
   code: the sync lane never raises that cap, so a second, standard-price call would be paid
   for the same cut (review bug 2).
+- A batch that stalls with lines pending (answered slower than VISIONQ_BATCH_STALL_S) is
+  cancelled; the lines it had answered are stored from its output, only the rest re-sent,
+  so no line is paid twice (review bug 6).
 
 The emulator is the witness: what it billed equals what visionq recorded, job by job summed.
 """
@@ -50,6 +53,7 @@ def cost_stack(
         "VISIONQ_BATCH_MIN_REQUESTS": str(2 * PER_KIND),
         "VISIONQ_BATCH_MAX_REQUESTS": str(2 * PER_KIND),
         "VISIONQ_SWEEP_INTERVAL_S": "1",
+        "VISIONQ_BATCH_STALL_S": "3",
     })  # fmt: skip
     builder.use_redis(redis_db(redis_url))
     emulator = builder.start_emulator(
@@ -63,6 +67,16 @@ def cost_stack(
     stack.api_url = builder.start_api(name="batch-costs-api")
     yield stack
     stack.stop()
+
+
+def _worker(stack: Stack) -> None:
+    if stack.worker is None:
+        stack.start_worker(concurrency=2)
+
+
+def _billed(stack: Stack) -> tuple[float, int]:
+    stats = httpx.get(f"{stack.env['VISIONQ_GEMINI_BASE_URL']}/_emulator/stats").json()
+    return sum(stats["billed_usd_by_tier"].values()), int(stats["batch_lines_answered"])
 
 
 def _rows(stack: Stack, ids: list[str]) -> tuple[dict[str, Any], dict[str, list[Any]], int]:
@@ -102,7 +116,7 @@ def test_every_billed_batch_line_counts_in_the_jobs_cost(cost_stack: Stack) -> N
             assert response.status_code == 202, response.text
             assert response.json()["lane"] == "batch"
             ids[kind].append(response.json()["id"])
-        cost_stack.start_worker(concurrency=2)
+        _worker(cost_stack)
         done = _wait_all(client, ids["own_cap"] + ids["user_cap"], timeout=180)
     by_id = {job["id"]: job for job in done}
     jobs, attempts, spent = _rows(cost_stack, ids["own_cap"] + ids["user_cap"])
@@ -128,3 +142,41 @@ def test_every_billed_batch_line_counts_in_the_jobs_cost(cost_stack: Stack) -> N
     billed = sum(stats["billed_usd_by_tier"].values())
     calls = sum(len(tries) for tries in attempts.values())
     assert abs(billed * 1e9 - recorded) <= calls, (billed, recorded)
+
+
+def test_a_stalled_batch_keeps_what_it_answered(cost_stack: Stack) -> None:
+    base = cost_stack.env["VISIONQ_GEMINI_BASE_URL"]
+    # A line every 4 s: no progress for 3 s with lines pending, so each batch stalls.
+    faults = {"thoughts_tokens": None, "batch_lines_per_s": 0.25}
+    httpx.post(f"{base}/_emulator/faults", json=faults).raise_for_status()
+    billed_before, lines_before = _billed(cost_stack)
+    spent_before = _rows(cost_stack, [])[2]
+    options = {"tier": "batch", "deadline_s": 7200, "cache": False}
+    ids = []
+    try:
+        with cost_stack.client() as client:
+            for n in range(2 * PER_KIND):
+                image, _ = scene_png(9300 + n)
+                response = submit(client, image, task="caption", model=MODEL, options=options)
+                assert response.status_code == 202, response.text
+                ids.append(response.json()["id"])
+            _worker(cost_stack)
+            done = _wait_all(client, ids, timeout=240)
+    finally:
+        httpx.post(f"{base}/_emulator/faults", json={"batch_lines_per_s": 0}).raise_for_status()
+    assert {job["status"] for job in done} == {"succeeded"}, [job["error"] for job in done]
+    jobs, attempts, spent = _rows(cost_stack, ids)
+    tries = [a for job_id in ids for a in attempts[job_id]]
+    assert any(a.error_class == "BatchStalled" for a in tries), tries
+    billed, lines = _billed(cost_stack)
+    answered = lines - lines_before
+    # Every line Gemini answered was stored or recorded once: none answered twice for a job.
+    paid_batch = [a for a in tries if a.served_tier == "batch" and a.cost_nusd]
+    assert len(paid_batch) == answered > 0, (answered, paid_batch)
+    assert all(sum(1 for a in attempts[j] if a.outcome == "succeeded") == 1 for j in ids)
+    assert any(job["served_tier"] == "batch" for job in done)  # kept from a stalled batch
+    recorded = sum(job.cost_nusd for job in jobs.values())
+    for job_id in ids:
+        assert jobs[job_id].cost_nusd == sum(a.cost_nusd or 0 for a in attempts[job_id])
+    assert spent - spent_before == recorded
+    assert abs((billed - billed_before) * 1e9 - recorded) <= len(tries), (billed, recorded)
