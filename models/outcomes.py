@@ -267,6 +267,11 @@ def record_late_call(
     return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
+def attempts_cost(session: Session, job_id: str) -> int:
+    """What the job's attempts recorded so far (its paid calls, in any lane)."""
+    return int(session.connection().execute(_ATTEMPTS_COST, {"sum_job_id": job_id}).scalar() or 0)
+
+
 def charge_late(session: Session, job_id: str, cost_nusd: int | None) -> bool:
     """Count a paid call recorded on an attempt after its job ended (a batch line answered
     for a job cancelled or sent elsewhere meanwhile, an answer discarded by the fence) in

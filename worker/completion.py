@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from visionq.models.leases import Claim
 from visionq.models.outcomes import (
+    attempts_cost,
     charge_late,
     complete_job,
     earlier_calls,
@@ -208,9 +209,10 @@ def hold_run_tier(ctx: WorkerContext, claim: Claim, tier: ServiceTier) -> Failur
         options=job.options, sizes=[(item.width, item.height) for item in job.inputs],
         tier=tier,
     )  # fmt: skip
-    target = reservation_nusd(estimate)
     try:
         with ctx.sessions.begin() as session:
+            # What its batch lines already cost counts in its end's settle: held too.
+            target = reservation_nusd(estimate) + attempts_cost(session, claim.job_id)
             if not hold_up_to(session, job_id=claim.job_id, lease_token=claim.lease_token,
                               tenant=job.tenant, target_nusd=target):  # fmt: skip
                 raise _Refused

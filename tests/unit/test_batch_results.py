@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from tests.unit.batchlane import MODEL
 from tests.unit.workercontext import worker_context
+from visionq.models.budgets import reserve, set_budget
 from visionq.models.gemini_batches import (
     BatchRow,
     batch_token,
@@ -27,8 +28,9 @@ from visionq.models.leases import claim_job
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import ATTEMPTS, BUDGETS, JOBS
 from visionq.vision.catalogue import ServiceTier
-from visionq.vision.costing import to_nano
-from visionq.vision.tasks import JobOptions
+from visionq.vision.costing import reservation_nusd, to_nano
+from visionq.vision.estimate import StoredEstimate
+from visionq.vision.tasks import JobOptions, TaskKind
 from visionq.worker.answers import usage_from_metadata
 from visionq.worker.batch_results import (
     LineOutcome,
@@ -37,7 +39,7 @@ from visionq.worker.batch_results import (
     read_jsonl,
     store_outcomes,
 )
-from visionq.worker.completion import Failure, fail_run
+from visionq.worker.completion import Failure, fail_run, hold_run_tier
 from visionq.worker.context import WorkerContext
 from visionq.worker.spend import Spend
 from visionq.worker.thinking import truncated_message
@@ -312,3 +314,43 @@ def test_a_line_cut_at_the_users_cap_fails_at_once(ctx: WorkerContext) -> None:
     [attempt] = _attempts(ctx, job_id)
     batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
     assert attempt.cost_nusd == job.cost_nusd == batch
+
+
+def test_a_released_job_holds_its_paid_batch_line_before_the_sync_run(
+    ctx: WorkerContext,
+) -> None:
+    """Bug 1, the budget: a job released to the sync lane after a paid batch line holds its
+    standard estimate plus that line (its end charges both): a budget with room for the
+    standard estimate alone refuses it (budget_exceeded) instead of being passed."""
+    sizes = [(64, 48)]
+    at = {
+        tier: ctx.costs.estimate(task=TaskKind.CAPTION, model=MODEL, prompt=None, labels=None,
+                                 options=JobOptions(), sizes=sizes, tier=tier)
+        for tier in (ServiceTier.BATCH, ServiceTier.STANDARD)
+    }  # fmt: skip
+    held = reservation_nusd(at[ServiceTier.BATCH])
+    standard = reservation_nusd(at[ServiceTier.STANDARD])
+    line = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    sha = ctx.blobs.put(b"\x89PNG fake image bytes")
+    with ctx.sessions.begin() as session:
+        set_budget(session, tenant="t", daily_nusd=standard + line // 2, monthly_nusd=None)
+        assert reserve(session, tenant="t", amount_nusd=held)
+        job = create_job(
+            session, tenant="t", task="caption", model=MODEL, prompt=None, labels=None,
+            options=JobOptions(), inputs=[NewInput(sha, "image/png", 64, 48, 30)],
+            tier="batch", lane="batch", deadline_s=86400,
+            estimate=StoredEstimate.of(at[ServiceTier.BATCH]), reserved_nusd=held,
+        )  # fmt: skip
+        session.flush()
+        job_id = job.id
+        batch_id = str(uuid.uuid4())
+        record_batch(session, batch_id=batch_id, identity="test", model=MODEL, job_ids=[job_id],
+                     input_mode="inline", resends=0, claim_s=60)  # fmt: skip
+        row = get_row(session, batch_id)
+    assert row is not None
+    assert store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)["released"] == 1
+    with ctx.sessions.begin() as session:
+        claim = claim_job(session, job_id, lease_s=60, max_deliveries=5)
+    assert claim is not None
+    refused = hold_run_tier(ctx, claim, ServiceTier.STANDARD)
+    assert refused is not None and refused.code == "budget_exceeded"
