@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -278,7 +279,7 @@ def _watchdog(ctx: WorkerContext, fake: FakeBatches) -> BatchWatchdog:
 
 
 def _line_cost(ctx: WorkerContext) -> int:
-    return to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    return to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or Decimal(0))
 
 
 def _spent(ctx: WorkerContext) -> int:

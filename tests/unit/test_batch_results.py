@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -279,8 +280,8 @@ def test_a_released_jobs_cost_counts_its_batch_line(ctx: WorkerContext) -> None:
     assert fail_run(ctx, job_id=job_id, attempt_id=claim.attempt_id,
                     lease_token=claim.lease_token, warnings=(), failure=failure,
                     spend=spend) == "failed"  # fmt: skip
-    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
-    standard = to_nano(ctx.costs.call_cost(MODEL, USAGE) or 0)
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or Decimal(0))
+    standard = to_nano(ctx.costs.call_cost(MODEL, USAGE) or Decimal(0))
     job = _jobs(ctx, [job_id])[job_id]
     attempts = _attempts(ctx, job_id)
     assert [a.cost_nusd for a in attempts] == [batch, standard]
@@ -297,7 +298,7 @@ def test_a_job_given_up_is_charged_its_attempts(ctx: WorkerContext) -> None:
     store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)
     with ctx.sessions.begin() as session:
         assert fail_job(session, job_id, code="worker_lost", message="gone")
-    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or Decimal(0))
     assert _jobs(ctx, [job_id])[job_id].cost_nusd == batch
     assert _spent(ctx) == batch
 
@@ -312,7 +313,7 @@ def test_a_line_cut_at_the_users_cap_fails_at_once(ctx: WorkerContext) -> None:
     assert job.status == "failed" and job.error_code == "answer_truncated"
     assert job.error_message == truncated_message(cap=3, first_cap=None)
     [attempt] = _attempts(ctx, job_id)
-    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    batch = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or Decimal(0))
     assert attempt.cost_nusd == job.cost_nusd == batch
 
 
@@ -330,7 +331,7 @@ def test_a_released_job_holds_its_paid_batch_line_before_the_sync_run(
     }  # fmt: skip
     held = reservation_nusd(at[ServiceTier.BATCH])
     standard = reservation_nusd(at[ServiceTier.STANDARD])
-    line = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or 0)
+    line = to_nano(ctx.costs.call_cost(MODEL, USAGE, tier=ServiceTier.BATCH) or Decimal(0))
     sha = ctx.blobs.put(b"\x89PNG fake image bytes")
     with ctx.sessions.begin() as session:
         set_budget(session, tenant="t", daily_nusd=standard + line // 2, monthly_nusd=None)
