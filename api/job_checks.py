@@ -14,7 +14,13 @@ from pydantic import ValidationError
 
 from visionq.api.errors import ApiError
 from visionq.api.rawjob import RawJob, describe, too_large
-from visionq.api.tiers import check_lane_on, check_priced, deadline_seconds, requested_tier
+from visionq.api.tiers import (
+    check_deadline,
+    check_lane_on,
+    check_priced,
+    deadline_seconds,
+    requested_tier,
+)
 from visionq.models.settings import Settings
 from visionq.vision.catalogue import Catalogue
 from visionq.vision.formats import ImageRejectedError
@@ -177,6 +183,7 @@ def admit_fields(
         raise ApiError("invalid_schema", f"schema: {exc}") from exc
     check_priced(options, choice.model, settings, catalogue)
     check_lane_on(options, settings)
+    check_deadline(options, settings)
     return AdmittedFields(
         task=task,
         prompt=raw.prompt.strip() if raw.prompt and raw.prompt.strip() else None,

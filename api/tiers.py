@@ -5,6 +5,7 @@ refresh, whatever the submit rate."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,12 +19,20 @@ from visionq.models.tiers import read_turnarounds
 from visionq.vision.catalogue import Catalogue, ServiceTier
 from visionq.vision.costing import today
 from visionq.vision.tasks import JobOptions
-from visionq.vision.tiers import Margin, Tier, TierChoice, choose_tier, deadline_for
+from visionq.vision.tiers import (
+    MIN_FLEX_CALL_S,
+    Margin,
+    Tier,
+    TierChoice,
+    choose_tier,
+    deadline_for,
+    shortest_deadline,
+)
 
 __all__ = [
     "BATCH_LANE_OFF", "CACHE_TTL_S", "Expected", "TurnaroundCache", "batch_margins",
-    "check_lane_on", "check_priced", "deadline_seconds", "priced_tiers", "requested_tier",
-    "resolve_lane",
+    "check_deadline", "check_lane_on", "check_priced", "deadline_seconds", "flex_margins",
+    "lane_margins", "minimum_deadline", "priced_tiers", "requested_tier", "resolve_lane",
 ]  # fmt: skip
 
 BATCH_LANE_OFF = "batch lane off (VISIONQ_BATCH_LANE_ENABLED=false)"
@@ -160,6 +169,59 @@ def batch_margins(settings: Settings) -> tuple[Margin, ...]:
     )
 
 
+def flex_margins(settings: Settings) -> tuple[Margin, ...]:
+    """What the flex lane needs beyond a flex call's turnaround: the reserve it keeps before
+    the deadline for a fallback to standard (VISIONQ_FLEX_RESERVE_S). Its flex calls are cut
+    to end there (worker/tiering.flex_timeout), so a flex call that needs longer never
+    answers at flex."""
+    return (Margin("flex reserve", settings.flex_reserve_s),)
+
+
+def lane_margins(settings: Settings) -> dict[ServiceTier, tuple[Margin, ...]]:
+    """Per cheaper tier, what its lane needs on top of the turnaround (auto's fit)."""
+    return {ServiceTier.BATCH: batch_margins(settings), ServiceTier.FLEX: flex_margins(settings)}
+
+
+def minimum_deadline(tier: Tier, settings: Settings) -> int | None:
+    """The shortest deadline (whole seconds) at which an explicit flex or batch job can run
+    at its tier at all; None for the other tiers."""
+    if tier is Tier.FLEX:
+        return math.ceil(shortest_deadline(flex_margins(settings), call_s=MIN_FLEX_CALL_S))
+    if tier is Tier.BATCH:
+        return math.ceil(shortest_deadline(batch_margins(settings)))
+    return None
+
+
+def check_deadline(options: JobOptions, settings: Settings) -> None:
+    """422 deadline_too_short for an explicit flex or batch job whose deadline its lane can
+    never serve at that tier (it would be estimated and held at half price, then answered
+    and billed at standard): the message names the minimum, from the settings."""
+    tier = requested_tier(options, settings)
+    minimum = minimum_deadline(tier, settings)
+    deadline = deadline_seconds(options, settings)
+    if minimum is None or deadline >= minimum:
+        return
+    if tier is Tier.FLEX:
+        why = (
+            f"the flex lane keeps VISIONQ_FLEX_RESERVE_S ({settings.flex_reserve_s:g} s) "
+            "before the deadline for a fallback to standard"
+        )
+    else:
+        why = (
+            "the batch lane gathers a job for up to VISIONQ_BATCH_GATHER_S + "
+            f"VISIONQ_BATCH_POLL_S ({settings.batch_gather_s + settings.batch_poll_s:g} s) "
+            "and hands it to standard VISIONQ_BATCH_SYNC_RESERVE_S "
+            f"({settings.batch_sync_reserve_s:g} s) before its deadline"
+        )
+    raise ApiError(
+        "deadline_too_short",
+        f"Tier {tier.value} needs deadline_s of at least {minimum} s on this deployment "
+        f"({why}); a deadline of {deadline:g} s would never run at {tier.value}. Send a "
+        "longer deadline_s, or use tier auto (the cheapest tier that meets the deadline) "
+        "or standard.",
+    )
+
+
 def resolve_lane(
     options: JobOptions,
     model: str,
@@ -181,6 +243,6 @@ def resolve_lane(
         priced=priced_tiers(catalogue, model),
         safety=settings.tier_safety,
         measured=expected.measured,
-        margins={ServiceTier.BATCH: batch_margins(settings)},
+        margins=lane_margins(settings),
         off=None if settings.batch_lane_enabled else {ServiceTier.BATCH: BATCH_LANE_OFF},
     )

@@ -105,8 +105,10 @@ class JobOptions(BaseModel):
         "(costs more), batch (half price, hours) or auto (the cheapest tier whose measured "
         "turnaround meets the deadline); unset = the server's VISIONQ_TIER_DEFAULT.",
     )
+    # Strict: true is not 1 s and 1.5e3 is not 1500 s; a whole number of seconds is asked for.
     deadline_s: int | None = Field(
         default=None,
+        strict=True,
         ge=60,
         le=MAX_DEADLINE_S,
         description="Seconds from submission by which the job should end; unset = the "

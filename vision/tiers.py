@@ -5,11 +5,12 @@ tiers the model has a price for on the day; nothing here reads a clock, a table 
 
 The ``auto`` rule (README, "How auto decides"): a tier *fits* when its expected turnaround
 times the safety factor, plus the margins its lane needs (the batch lane's gather wait and the
-reserve before the deadline at which it hands a job to the standard lane), is within the
-deadline; auto takes batch if it fits, else flex if it fits, else standard. A tier whose lane
-is off (the caller says why) is skipped. Batch comes before flex although both cost half: it
-holds no worker thread and uses none of the per-minute quota urgent jobs need. Priority is
-never chosen by auto (it costs more). A tier the model has no price for is skipped.
+reserve before the deadline at which it hands a job to the standard lane; the flex lane's
+reserve, kept before the deadline for a fallback to standard), is within the deadline; auto
+takes batch if it fits, else flex if it fits, else standard. A tier whose lane is off (the
+caller says why) is skipped. Batch comes before flex although both cost half: it holds no
+worker thread and uses none of the per-minute quota urgent jobs need. Priority is never
+chosen by auto (it costs more). A tier the model has no price for is skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from dataclasses import dataclass
 
 from visionq.vision.catalogue import ServiceTier
 
-__all__ = ["AUTO_ORDER", "Margin", "Tier", "TierChoice", "choose_tier", "deadline_for"]
+__all__ = [
+    "AUTO_ORDER", "MIN_FLEX_CALL_S", "Margin", "Tier", "TierChoice", "choose_tier",
+    "deadline_for", "shortest_deadline",
+]  # fmt: skip
+
+# Below this many seconds for one flex call (the deadline less VISIONQ_FLEX_RESERVE_S), the
+# flex lane does not send it at flex (worker/tiering.flex_timeout): the job goes to standard.
+MIN_FLEX_CALL_S = 1.0
 
 
 class Tier(enum.StrEnum):
@@ -54,6 +62,12 @@ class Margin:
 
     label: str
     seconds: float
+
+
+def shortest_deadline(margins: Sequence[Margin], *, call_s: float = 0.0) -> float:
+    """The shortest deadline a lane can serve a job in at its tier at all: its margins, plus
+    ``call_s`` for the call itself (``MIN_FLEX_CALL_S`` for flex)."""
+    return call_s + sum(margin.seconds for margin in margins)
 
 
 def _seconds(value: float) -> str:

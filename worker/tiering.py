@@ -16,6 +16,7 @@ from typing import Literal
 
 from visionq.models.settings import Settings
 from visionq.vision.catalogue import ServiceTier
+from visionq.vision.tiers import MIN_FLEX_CALL_S
 from visionq.worker.errors import GeminiCallError
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
 
 # Codes of a flex call that Gemini did not serve for lack of capacity.
 _SHED_STATUSES = frozenset({429, 503})
-# Below this many seconds for one flex call, it is not worth sending at flex.
-MIN_FLEX_CALL_S = 1.0
 
 
 @dataclass(frozen=True)

@@ -251,3 +251,83 @@ def test_batch_lane_jobs_get_no_message(api: InProcessApi) -> None:
     assert (jobs["a"]["tier"], jobs["a"]["lane"]) == ("batch", "batch")
     assert (jobs["b"]["tier"], jobs["b"]["lane"]) == ("flex", "flex")
     assert jobs["a"]["deadline_at"] > jobs["a"]["created_at"]
+
+
+def test_auto_picks_flex_only_when_the_flex_lane_can_serve_it(fresh_api: InProcessApi) -> None:
+    """A measured flex p90 of 120 s does not make a 300 s deadline a flex job: the flex lane
+    cuts its calls VISIONQ_FLEX_RESERVE_S (300 s) before the deadline and sends the job to
+    standard when nothing is left, so flex needs 180 + 300 s."""
+    image, _ = scene_png(2009)
+    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
+    sessions = make_session_factory(engine)
+    row = {"model": MODEL, "tier": "flex", "samples": 200, "p50_s": 60.0, "p90_s": 120.0,
+           "measured_at": utcnow()}  # fmt: skip
+    try:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+            session.execute(insert(TIER_TURNAROUNDS), [row])
+        with fresh_api.client("tiers-auto") as client:
+            short = _estimate(client, image, MODEL, tier="auto", deadline_s=300)
+            room = _estimate(client, image, MODEL, tier="auto", deadline_s=480)
+    finally:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+        engine.dispose()
+    assert short.raise_for_status().json()["tier"] == "standard"
+    assert (
+        "flex p90 120 s x 1.5 + flex reserve 300 s > deadline 300 s: does not fit"
+        in (short.json()["assumptions"][-1])
+    )
+    assert room.raise_for_status().json()["tier"] == "flex"
+
+
+def test_an_explicit_tier_with_a_deadline_its_lane_cannot_serve_is_refused(
+    api: InProcessApi,
+) -> None:
+    """tier flex under VISIONQ_FLEX_RESERVE_S + 1 s, tier batch under the batch lane's gather,
+    tick and sync reserve: a 422 deadline_too_short naming the minimum (from the settings),
+    on a submit, an estimate and a user batch's defaults; nothing is stored."""
+    image, _ = scene_png(2010)
+    flex_min = int(api.settings.flex_reserve_s) + 1
+    batch_min = int(api.settings.batch_gather_s + api.settings.batch_poll_s
+                    + api.settings.batch_sync_reserve_s)  # fmt: skip
+    with api.client() as client:
+        refused = {
+            "flex": [
+                submit(client, image, task="caption", model=MODEL,
+                       options={"tier": "flex", "deadline_s": flex_min - 1}),
+                _estimate(client, image, MODEL, tier="flex", deadline_s=60),
+            ],
+            "batch": [
+                submit(client, image, task="caption", model=MODEL,
+                       options={"tier": "batch", "deadline_s": batch_min - 1}),
+                client.post("/v1/batches", json={
+                    "name": "too-short", "task": "caption", "model": MODEL,
+                    "options": {"tier": "batch", "deadline_s": 120},
+                }),
+            ],
+        }  # fmt: skip
+        flex_ok = _estimate(client, image, MODEL, tier="flex", deadline_s=flex_min)
+        batch_ok = _estimate(client, image, MODEL, tier="batch", deadline_s=batch_min)
+    for tier, responses in refused.items():
+        minimum = flex_min if tier == "flex" else batch_min
+        for response in responses:
+            assert response.status_code == 422, response.text
+            error = response.json()["error"]
+            assert error["code"] == "deadline_too_short", error
+            assert f"Tier {tier} needs deadline_s of at least {minimum} s" in error["message"]
+    assert flex_ok.raise_for_status().json()["tier"] == "flex"
+    assert batch_ok.raise_for_status().json()["tier"] == "batch"
+
+
+def test_deadline_s_must_be_a_whole_number(api: InProcessApi) -> None:
+    image, _ = scene_png(2011)
+    with api.client() as client:
+        answers = [
+            _estimate(client, image, MODEL, tier="auto", deadline_s=bad) for bad in (True, 1.5e3)
+        ]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_options"
+        assert "deadline_s: Input should be a valid integer" in error["message"]

@@ -173,3 +173,79 @@ def test_the_cli_sends_tier_and_deadline() -> None:
     assert job_options(["tier=flex"], deadline="90m") == {"tier": "flex", "deadline_s": 5400}
     with pytest.raises(typer.BadParameter, match="tier given twice"):
         job_options(["tier=flex"], tier=Tier.BATCH)
+
+
+# The flex lane's need (api/tiers.flex_margins with the default VISIONQ_FLEX_RESERVE_S): a
+# flex call is cut to end 300 s before the deadline, the rest is the fallback's.
+FLEX_MARGINS = {**BATCH_MARGINS, ServiceTier.FLEX: (Margin("flex reserve", 300.0),)}
+MEASURED_FLEX = {**PRIORS, ServiceTier.FLEX: 120.0}
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "lane"),
+    [
+        # A measured flex p90 of 120 s fits 180 s, but the lane keeps 300 s for the fallback.
+        (180, ServiceTier.STANDARD),
+        (479, ServiceTier.STANDARD),
+        (480, ServiceTier.FLEX),
+    ],
+)
+def test_flex_fits_only_with_the_flex_reserve(deadline_s: float, lane: ServiceTier) -> None:
+    choice = choose_tier(
+        Tier.AUTO, deadline_s=deadline_s, expected_s=MEASURED_FLEX, priced=ALL, safety=1.5,
+        measured={ServiceTier.FLEX}, margins=FLEX_MARGINS,
+    )  # fmt: skip
+    assert choice.lane is lane
+    assert "flex p90 120 s x 1.5 + flex reserve 300 s" in choice.reason
+
+
+def test_the_shortest_deadline_of_a_lane() -> None:
+    from visionq.api.tiers import minimum_deadline
+    from visionq.models.settings import Settings
+
+    settings = Settings(flex_reserve_s=20, batch_gather_s=2, batch_poll_s=1,
+                        batch_sync_reserve_s=60)  # fmt: skip
+    assert minimum_deadline(Tier.FLEX, settings) == 21  # reserve + one 1 s flex call
+    assert minimum_deadline(Tier.BATCH, settings) == 63  # gather + tick + sync reserve
+    assert minimum_deadline(Tier.FLEX, Settings()) == 301
+    assert minimum_deadline(Tier.BATCH, Settings()) == 750
+    for tier in (Tier.STANDARD, Tier.PRIORITY, Tier.AUTO):
+        assert minimum_deadline(tier, Settings()) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "fits"),
+    [
+        ({"tier": "flex", "deadline_s": 300}, False),
+        ({"tier": "flex", "deadline_s": 301}, True),
+        ({"tier": "batch", "deadline_s": 749}, False),
+        ({"tier": "batch", "deadline_s": 750}, True),
+        ({"tier": "batch"}, True),  # the default deadline (24 h)
+        ({"tier": "auto", "deadline_s": 60}, True),
+        ({"tier": "standard", "deadline_s": 60}, True),
+    ],
+)
+def test_an_explicit_flex_or_batch_deadline_too_short_is_refused(
+    options: dict[str, object], fits: bool
+) -> None:
+    from visionq.api.errors import ApiError
+    from visionq.api.tiers import check_deadline
+    from visionq.models.settings import Settings
+
+    parsed = JobOptions.model_validate(options)
+    if fits:
+        check_deadline(parsed, Settings())
+        return
+    with pytest.raises(ApiError) as raised:
+        check_deadline(parsed, Settings())
+    assert raised.value.code == "deadline_too_short" and raised.value.status == 422
+    minimum = "301" if options["tier"] == "flex" else "750"
+    assert f"needs deadline_s of at least {minimum} s" in raised.value.message
+    assert "use tier auto" in raised.value.message
+
+
+@pytest.mark.parametrize("bad", [True, 1.5e3, "1500", 1500.0])
+def test_deadline_is_a_strict_whole_number_of_seconds(bad: object) -> None:
+    with pytest.raises(ValidationError, match="valid integer"):
+        JobOptions.model_validate({"deadline_s": bad})
+    assert JobOptions.model_validate({"deadline_s": 1500}).deadline_s == 1500
