@@ -58,6 +58,9 @@ class Failure:
     message: str
     error_class: str
     http_status: int | None = None
+    # The tier the attempt was to ask for, when it failed before any call set the run's
+    # (hold_run_tier's refusal): the attempt records it all the same.
+    requested_tier: str | None = None
 
 
 def failure_of(exc: CodedError, finish_reason: str | None = None) -> Failure:
@@ -153,7 +156,7 @@ def fail_run(
             http_status=failure.http_status,
             usage=spend.last_usage,
             cost_nusd=spend.last_call_nusd,
-            requested_tier=spend.requested_tier,
+            requested_tier=spend.requested_tier or failure.requested_tier,
             served_tier=spend.served_tier,
         )
         if not ended:
@@ -223,7 +226,7 @@ def hold_run_tier(ctx: WorkerContext, claim: Claim, tier: ServiceTier) -> Failur
             "the tenant's budget. Raise the budget (visionq budgets set), or submit it again "
             "with tier batch and a later deadline."
         )
-        return Failure("budget_exceeded", message, "BudgetExceeded")
+        return Failure("budget_exceeded", message, "BudgetExceeded", requested_tier=tier.value)
     return None
 
 

@@ -140,6 +140,7 @@ def test_jobs_sent_back_from_a_failed_batch_hold_the_standard_price(fail_stack: 
             assert attempt.outcome in ("failed", "lost"), attempt
         elif attempt.job_id in refused_ids:  # the sync run's, refused before any call
             assert attempt.outcome == "failed" and attempt.error_class == "BudgetExceeded"
+            assert attempt.requested_tier == "standard"  # the tier its run was to ask
             assert attempt.cost_nusd is None
     print(f"batch hold {batch_hold} standard hold {standard_hold} budget {budget} "
           f"spent {state.spent_day_nusd} refused {len(refused)}/{JOBS_N}")  # fmt: skip
