@@ -58,7 +58,17 @@ def estimate_line(name: str, item: dict[str, Any]) -> str:
     low, high = _usd(cost.get("min")), _usd(cost.get("max"))
     if low is None or high is None:
         return f"{line}; no price ({item.get('reason') or 'the catalogue has none'})"
-    return f"{line}; USD {low} (no output) - {high} (output up to the cap)"
+    line = f"{line}; USD {low} (no output) - {high} (output up to the cap)"
+    return f"{line} at tier {item['tier']}" if item.get("tier") else line
+
+
+def tier_reason(item: dict[str, Any]) -> str | None:
+    """Why tier auto chose the estimate's tier (the API's assumption "tier auto → ..."), or
+    None when the tier was asked for."""
+    for assumption in item.get("assumptions") or []:
+        if isinstance(assumption, str) and assumption.startswith("tier auto"):
+            return assumption
+    return None
 
 
 def total_line(items: list[dict[str, Any]]) -> str:
@@ -103,7 +113,9 @@ def estimate(
 
     Per job: the input tokens, the output cap (the answer and thinking
     together), and USD from the input alone (min) to the input plus the whole
-    output cap (max). Over several jobs, a total line sums them.
+    output cap (max), at the price of the job's tier. With --tier auto, a
+    second line says which tier auto chose and why (turnaround against the
+    deadline). Over several jobs, a total line sums them.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
@@ -139,5 +151,8 @@ def estimate(
     console = Console()
     for group, item in zip(groups, found, strict=True):
         console.print(estimate_line(group_name(group), item), markup=False, highlight=False)
+        reason = tier_reason(item)
+        if reason is not None:
+            console.print(f"  {reason}", markup=False, highlight=False)
     if len(found) > 1:
         console.print(total_line(found), markup=False, highlight=False)

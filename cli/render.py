@@ -48,6 +48,24 @@ def summary(job: Job, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def tier_text(job: Job) -> str:
+    """A job's service tier in words: the tier asked, the lane it runs in (auto's choice),
+    the tier Gemini served it at (none before its call) and its deadline."""
+    served = job.served_tier or "not yet"
+    deadline = _when(job.deadline_at) if job.deadline_at is not None else "none"
+    return f"tier {job.tier}, lane {job.lane}, served {served}, deadline {deadline}"
+
+
+def tier_cell(job: Job) -> str:
+    """The tier column of the jobs table: the tier asked, "→ lane" when auto chose (or the
+    lane differs), and "(served ...)" when Gemini served another tier (a flex fallback, a
+    priority downgrade, a batch job sent to standard)."""
+    cell = job.tier if job.lane == job.tier else f"{job.tier}→{job.lane}"
+    if job.served_tier is not None and job.served_tier != job.lane:
+        cell += f" ({job.served_tier})"
+    return cell
+
+
 def _seconds(job: Job) -> str:
     if job.finished_at is None:
         return ""
@@ -60,8 +78,8 @@ def status_text(status: str) -> str:
 
 def results_view(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Group:
     """Finished jobs, for `submit --wait`, `wait`, `retry --wait` and the demo: a heading
-    line per job (full id, image, task, status, tokens, seconds) and its whole answer below
-    it, wrapped to the terminal.
+    line per job (full id, image, task, status, tokens, seconds), its tier line (tier asked,
+    lane, tier served, deadline) and its whole answer below it, wrapped to the terminal.
 
     Not a table: a full id takes 36 columns, which at 80 columns leaves an answer column
     too narrow to read.
@@ -79,6 +97,7 @@ def results_view(jobs: Iterable[Job], names: dict[str, str] | None = None) -> Gr
         if seconds:
             heading.append(f"  {seconds} s")
         parts.append(heading)
+        parts.append(Padding(Text(tier_text(job), style="dim"), (0, 0, 0, 4)))
         answer = summary(job, _WHOLE)
         if answer:
             parts.append(Padding(Text(answer, overflow="fold"), (0, 0, 0, 4)))
@@ -103,12 +122,13 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
     for column, width in (("id", 36), ("task", 8), ("status", 9), ("created", 8)):
         table.add_column(column, no_wrap=True, min_width=width)
     table.add_column("tries", justify="right", no_wrap=True, min_width=5)
+    table.add_column("tier", no_wrap=True, overflow="ellipsis")
     table.add_column("result / error", no_wrap=True, overflow="ellipsis", ratio=1)
     for job in jobs:
         created = _when(job.created_at)
         table.add_row(
             job.id, job.task, status_text(job.status), created, str(job.attempt_count),
-            escape(summary(job, 200)),
+            escape(tier_cell(job)), escape(summary(job, 200)),
         )  # fmt: skip
     return table
 

@@ -228,7 +228,9 @@ def submit(
     The same command run again (same files, same options) finds the jobs
     it made instead of making new ones: rerun an interrupted submit to resume it.
     To run them again anyway (billed again) add --new; to rerun failed jobs,
-    use visionq retry.
+    use visionq retry. With --wait each result shows its tier line: the tier
+    asked, the lane it ran in (auto's choice), the tier Gemini served and the
+    deadline.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,

@@ -53,7 +53,10 @@ def status(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the status of jobs."""
+    """Show the status of jobs.
+
+    The tier column reads asked→lane (served): e.g. auto→batch, flex (standard).
+    """
     with client_for(url, api_key) as client:
         jobs = [client.job(job_id) for job_id in job_ids]
     if as_json:
@@ -96,7 +99,10 @@ def jobs(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List your jobs, newest first."""
+    """List your jobs, newest first.
+
+    The tier column reads asked→lane (served): e.g. auto→batch, flex (standard).
+    """
     with client_for(url, api_key) as client:
         found: list[Job] = []
         # Pages no larger than every API accepts (VISIONQ_PAGE_SIZE_MAX is at least this).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,41 @@ def test_timeout_writes_the_finished_results_and_names_the_rest(
     assert (
         f"still running when --timeout expired; wait for them with: visionq wait {running}" in text
     )
+
+
+def test_the_cli_shows_a_jobs_tier_lane_served_tier_and_deadline() -> None:
+    from visionq.cli.render import jobs_table, tier_cell, tier_text
+
+    plain = make_job()
+    assert tier_cell(plain) == "standard"
+    deadline = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    auto = make_job().model_copy(
+        update={"tier": "auto", "lane": "batch", "served_tier": "batch", "deadline_at": deadline}
+    )
+    assert tier_cell(auto) == "auto→batch"
+    fell_back = make_job().model_copy(
+        update={"tier": "flex", "lane": "flex", "served_tier": "standard"}
+    )
+    assert tier_cell(fell_back) == "flex (standard)"
+    assert tier_text(auto).startswith("tier auto, lane batch, served batch, deadline ")
+    assert tier_text(make_job(status="queued")) == (
+        "tier standard, lane standard, served not yet, deadline none"
+    )
+    text = _rendered(results_view([auto]))
+    assert "tier auto, lane batch, served batch, deadline" in text
+    assert "auto→batch" in _rendered(jobs_table([auto, fell_back]), width=120)
+    assert "flex (standard)" in _rendered(jobs_table([auto, fell_back]), width=120)
+
+
+def test_estimate_says_which_tier_auto_chose_and_why(fake: FakeClient, tmp_path: Path) -> None:
+    reason = "tier auto → flex: flex (prior) 900 s x 1.5 + flex reserve 300 s <= deadline 7200 s"
+    fake.estimate_answer = lambda _: {
+        **_estimate("0.0001", "0.0002"), "tier": "flex", "assumptions": ["a", reason],
+    }  # fmt: skip
+    done = run("estimate", str(png_file(tmp_path / "a.png")), "--task", "caption",
+               "--tier", "auto", "--deadline", "2h")  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    assert "(output up to the cap) at tier flex" in done.stdout
+    assert reason in " ".join(done.stdout.split())
+    asked = {**_estimate("0.0001", "0.0002"), "tier": "flex", "assumptions": []}
+    assert estimate_line("a.png", asked).endswith("at tier flex")
