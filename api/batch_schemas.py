@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from visionq.api.schemas import ErrorDetail
+from visionq.api.schemas import ErrorDetail, typed_options
 from visionq.models.tables import JobStatus
 from visionq.vision.estimate import CostRange
 from visionq.vision.tasks import TaskKind
@@ -70,6 +70,7 @@ class BatchCreate(BaseModel):
         default_factory=dict,
         description="Default options of the items (as a job's options); an item's options "
         "are merged over them key by key.",
+        json_schema_extra=typed_options,
     )
     schema_: dict[str, Any] | None = Field(
         default=None, alias="schema", description="custom: the default JSON Schema."
@@ -135,7 +136,9 @@ class BatchItemIn(BaseModel):
     model: str | None = None
     labels: list[str] | None = None
     options: dict[str, Any] | None = Field(
-        default=None, description="Merged over the batch's options key by key."
+        default=None,
+        description="Merged over the batch's options key by key.",
+        json_schema_extra=typed_options,
     )
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
@@ -293,7 +296,9 @@ class RerunRequest(BaseModel):
     )
     model: str | None = Field(default=None, description="Run the new jobs on this model.")
     options: dict[str, Any] | None = Field(
-        default=None, description="Merged over each old job's options key by key."
+        default=None,
+        description="Merged over each old job's options key by key.",
+        json_schema_extra=typed_options,
     )
 
 

@@ -71,9 +71,46 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route that can answer these errors, each in the error shape."""
-    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
+# The 422 codes of a job's service tier and deadline (api/tiers.py), named on each route that
+# admits a job (submit, estimate, retry, a user batch's create, items and rerun), so a client
+# can tell them from a malformed field.
+TIER_ERRORS: dict[str, str] = {
+    "tier_not_priced": "an explicit tier other than standard (flex, priority, batch) that the "
+    "model has no price for today: use tier standard or auto.",
+    "tier_unavailable": "tier batch while the deployment's batch lane is off "
+    "(VISIONQ_BATCH_LANE_ENABLED=false): use tier flex or auto.",
+    "deadline_too_short": "tier flex or batch with a deadline_s its lane can never serve at "
+    "that tier (flex keeps VISIONQ_FLEX_RESERVE_S for a fallback to standard; batch needs "
+    "its gather wait and VISIONQ_BATCH_SYNC_RESERVE_S); the message names the minimum.",
+}
+
+
+def _tier_codes(response: dict[str, Any]) -> dict[str, Any]:
+    """A 422 answer that also names the tier codes, in its description and as examples."""
+    listed = " ".join(f"`{code}`: {meaning}" for code, meaning in TIER_ERRORS.items())
+    examples = {
+        code: {
+            "summary": meaning.split(":")[0],
+            "value": {"error": {"code": code, "message": meaning}},
+        }
+        for code, meaning in TIER_ERRORS.items()
+    }
+    return {
+        **response,
+        "description": f"{response['description']} Codes of the job's tier and deadline: {listed}",
+        "content": {"application/json": {"examples": examples}},
+    }
+
+
+def error_responses(*statuses: int, tiers: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that can answer these errors, each in the error shape;
+    ``tiers``: a route that admits a job, whose 422 also names TIER_ERRORS."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses
+    }
+    if tiers and 422 in responses:
+        responses[422] = _tier_codes(responses[422])
+    return responses
 
 
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -20,7 +20,8 @@ from visionq.models.batchjobs import BatchRef
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import Estimate
-from visionq.vision.tasks import TaskKind
+from visionq.vision.tasks import MAX_DEADLINE_S, TaskKind
+from visionq.vision.tiers import Tier
 
 
 class ImageIn(BaseModel):
@@ -49,6 +50,29 @@ class ImageIn(BaseModel):
         if (self.data is None) == (self.url is None):
             raise ValueError("give exactly one of data (base64 bytes) or url")
         return self
+
+
+def typed_options(schema: dict[str, Any]) -> None:
+    """The document's schema of a job's ``options``: free-form (JobOptions checks every key
+    and its 422 names what is allowed), with the tier and deadline typed: their enum and
+    bounds. For ``json_schema_extra``."""
+    schema["properties"] = {
+        "tier": {
+            "type": "string",
+            "enum": [tier.value for tier in Tier],
+            "description": "Service tier: standard, flex (half price, minutes), priority "
+            "(costs more), batch (half price, hours) or auto (the cheapest that meets the "
+            "deadline); unset = the server's VISIONQ_TIER_DEFAULT.",
+        },
+        "deadline_s": {
+            "type": "integer",
+            "minimum": 60,
+            "maximum": MAX_DEADLINE_S,
+            "description": "Seconds from submission by which the job should end (a whole "
+            "number, 60 to 604800); unset = the tier's default. Tier flex and batch need "
+            "more than their lane's reserve (422 deadline_too_short names the minimum).",
+        },
+    }
 
 
 class JobCreate(BaseModel):
@@ -80,8 +104,9 @@ class JobCreate(BaseModel):
         "(MINIMAL/LOW/MEDIUM/HIGH) or thinking_budget, max_objects (detect/segment), max_side "
         "(downscale before sending), media_resolution (LOW/MEDIUM/HIGH, any case, Gemini's "
         "MEDIA_RESOLUTION_ spelling too), image_media_resolution (one per image), cache, "
-        "economy, tier (standard, flex, priority, batch or auto) and deadline_s. What each "
-        "model takes: GET /v1/models.",
+        "economy, tier (standard, flex, priority, batch or auto) and deadline_s (seconds, "
+        "60 to 604800). What each model takes: GET /v1/models.",
+        json_schema_extra=typed_options,
     )
     schema_: dict[str, Any] | None = Field(
         default=None,

@@ -19,7 +19,7 @@ from visionq.api.submission import authorize_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-ADD_ERRORS = error_responses(400, 401, 402, 404, 409, 413, 415, 422, 429, 503, 507)
+ADD_ERRORS = error_responses(400, 401, 402, 404, 409, 413, 415, 422, 429, 503, 507, tiers=True)
 LOOKUP_ERRORS = error_responses(401, 404, 413, 415, 422, 503)
 BatchIdPath = Annotated[str, Path(description="The batch's id (a UUID), as created.")]
 

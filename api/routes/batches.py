@@ -39,12 +39,12 @@ from visionq.models.tables import Batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-CREATE_ERRORS = error_responses(401, 409, 413, 415, 422, 429, 503)
+CREATE_ERRORS = error_responses(401, 409, 413, 415, 422, 429, 503, tiers=True)
 LIST_ERRORS = error_responses(400, 401, 422, 503)
 READ_ERRORS = error_responses(401, 404, 422, 503)
 ITEMS_ERRORS = error_responses(400, 401, 404, 422, 503)
 CLOSE_ERRORS = error_responses(401, 404, 409, 422, 503)
-RERUN_ERRORS = error_responses(401, 402, 404, 409, 413, 415, 422, 429, 503)
+RERUN_ERRORS = error_responses(401, 402, 404, 409, 413, 415, 422, 429, 503, tiers=True)
 EXPORT_ERRORS: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The results, one item a line (JSON Lines) or a row (CSV, with a "

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["cost"])
 @router.post(
     "/estimate",
     response_model=EstimatePublic,
-    responses=error_responses(400, 401, 413, 415, 422, 502, 503, 504),
+    responses=error_responses(400, 401, 413, 415, 422, 502, 503, 504, tiers=True),
     openapi_extra=ESTIMATE_BODY,
     summary="Estimate a job's tokens and cost (same body as POST /v1/jobs)",
 )

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 # The errors each route can answer (api.openapi has what each status means).
-SUBMIT_ERRORS = error_responses(400, 401, 402, 413, 415, 422, 429, 502, 503, 504, 507)
+SUBMIT_ERRORS = error_responses(400, 401, 402, 413, 415, 422, 429, 502, 503, 504, 507, tiers=True)
 JOB_ERRORS = error_responses(401, 404, 409, 422, 503)
 LIST_ERRORS = error_responses(400, 401, 422, 503)
 JobIdPath = Annotated[str, Path(description=JOB_ID_DESCRIPTION)]

@@ -31,7 +31,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 # A submit's errors, the job id's (404, 409, 422), and 410 for images no longer stored.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    **error_responses(400, 401, 402, 404, 409, 413, 422, 429, 503, 507),
+    **error_responses(400, 401, 402, 404, 409, 413, 422, 429, 503, 507, tiers=True),
     410: {
         "model": ErrorBody,
         "description": "The job's images are no longer stored (job_inputs_gone).",

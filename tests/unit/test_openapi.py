@@ -226,3 +226,60 @@ def test_shared_declarations_are_written_once(doc: dict[str, Any]) -> None:
     retry = doc["paths"]["/v1/jobs/{job_id}/retry"]["post"]["parameters"]
     (job_id,) = [parameter for parameter in retry if parameter["name"] == "job_id"]
     assert f"at least {MIN_PREFIX} hex characters" in job_id["description"]
+
+
+TIER_CODES = {"tier_not_priced", "tier_unavailable", "deadline_too_short"}
+ADMITTING = (
+    "POST /v1/jobs", "POST /v1/estimate", "POST /v1/jobs/{job_id}/retry", "POST /v1/batches",
+    "POST /v1/batches/{batch_id}/items", "POST /v1/batches/{batch_id}/rerun",
+)  # fmt: skip
+
+
+def test_routes_that_admit_a_job_name_the_tier_codes_of_their_422(doc: dict[str, Any]) -> None:
+    operations = _operations(doc)
+    for label in ADMITTING:
+        answer = operations[label]["responses"]["422"]
+        for code in TIER_CODES:
+            assert f"`{code}`" in answer["description"], (label, code)
+        content = answer["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, label
+        assert set(content["examples"]) == TIER_CODES, label
+    # Routes that admit no job do not claim them.
+    assert (
+        "tier_not_priced"
+        not in operations["GET /v1/jobs/{job_id}"]["responses"]["422"]["description"]
+    )
+
+
+def _options_schema(node: Any) -> list[dict[str, Any]]:
+    """Every ``options`` property schema anywhere under ``node``."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and isinstance(props.get("options"), dict):
+            found.append(props["options"])
+        for value in node.values():
+            found.extend(_options_schema(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_options_schema(value))
+    return found
+
+
+def test_options_type_the_tier_and_the_deadline(doc: dict[str, Any]) -> None:
+    bodies = [
+        operation["requestBody"]["content"]["application/json"]
+        for operation in _operations(doc).values()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    schemas = _options_schema(bodies)
+    # A job's and an estimate's, a user batch's defaults, an item's and a rerun's options.
+    assert len(schemas) == 5
+    for options in schemas:
+        properties = options["properties"]
+        assert properties["tier"]["enum"] == ["standard", "flex", "priority", "batch", "auto"]
+        deadline = properties["deadline_s"]
+        assert (deadline["type"], deadline["minimum"], deadline["maximum"]) == (
+            "integer", 60, 604_800,
+        )  # fmt: skip
+        assert "Seconds" in deadline["description"]
