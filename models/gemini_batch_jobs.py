@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import JSON, and_, exists, func, insert, or_, select, true, type_coerce, update
 from sqlalchemy.orm import Session
 
 from visionq.models.leases import InputSpec, JobSpec
@@ -36,7 +36,8 @@ class Gatherable:
     nearest_deadline: datetime | None
 
 
-def _waiting() -> Any:
+def waiting_for_batch() -> Any:
+    """The condition on JOBS of a job waiting for a Gemini batch (queued in lane batch)."""
     return (
         (JOBS.c.lane == "batch")
         & (JOBS.c.status == JobStatus.QUEUED)
@@ -44,13 +45,50 @@ def _waiting() -> Any:
     )
 
 
+_waiting = waiting_for_batch
+
+
+def uses_cache() -> Any:
+    """The condition on JOBS of a job that may be answered from the cache: it has a cache
+    key and its options allow it (``cache`` is stored only when false: JobOptions.stored)."""
+    allowed = type_coerce(JOBS.c.options, JSON)["cache"].as_boolean()
+    return JOBS.c.cache_key.is_not(None) & or_(allowed.is_(None), allowed == true())
+
+
+def _twin_ahead() -> Any:
+    """A waiting job that uses the cache and has an identical job of its tenant (same cache
+    key) ahead of it: running (in a Gemini batch or the sync lane), queued for the sync
+    lane, or waiting too but older. It waits: the twin's answer is its cache hit
+    (models/batch_twins.py), and if the twin fails or is cancelled it is gathered next.
+    The watchdog still sends it to the sync lane near its deadline (release_waiting)."""
+    twin = JOBS.alias("twin")
+    ahead = or_(
+        twin.c.status == JobStatus.RUNNING,
+        twin.c.lane != "batch",
+        twin.c.created_at < JOBS.c.created_at,
+        and_(twin.c.created_at == JOBS.c.created_at, twin.c.id < JOBS.c.id),
+    )
+    return uses_cache() & exists().where(
+        twin.c.tenant == JOBS.c.tenant,
+        twin.c.cache_key == JOBS.c.cache_key,
+        twin.c.id != JOBS.c.id,
+        twin.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        ahead,
+    )
+
+
+def _gatherable() -> Any:
+    return _waiting() & ~_twin_ahead()
+
+
 def gather_models(session: Session) -> list[Gatherable]:
-    """Per model: how many jobs wait for a Gemini batch, the oldest, the nearest deadline."""
+    """Per model: how many jobs wait for a Gemini batch, the oldest, the nearest deadline
+    (jobs waiting for an identical job's answer left out)."""
     query = (
         select(
             JOBS.c.model, func.count(), func.min(JOBS.c.created_at), func.min(JOBS.c.deadline_at)
         )
-        .where(_waiting())
+        .where(_gatherable())
         .group_by(JOBS.c.model)
         .order_by(JOBS.c.model)
     )
@@ -58,10 +96,11 @@ def gather_models(session: Session) -> list[Gatherable]:
 
 
 def gatherable(session: Session, *, model: str, limit: int) -> list[str]:
-    """Up to ``limit`` ids of jobs of ``model`` waiting for a Gemini batch, oldest first."""
+    """Up to ``limit`` ids of jobs of ``model`` waiting for a Gemini batch, oldest first;
+    of identical jobs of a tenant only the first (see _twin_ahead)."""
     query = (
         select(JOBS.c.id)
-        .where(_waiting(), JOBS.c.model == model)
+        .where(_gatherable(), JOBS.c.model == model)
         .order_by(JOBS.c.created_at, JOBS.c.id)
         .limit(limit)
     )

@@ -155,12 +155,8 @@ def build_job(
     # (the batch lane gathers it); the time stays set so the sweeper leaves it alone.
     job.enqueued_at = job.created_at
     if cached is not None:
-        job.status = JobStatus.SUCCEEDED
-        job.started_at = job.finished_at = job.created_at
-        job.result = cached.result
-        job.model_version = cached.model_version
-        job.cached_from = cached.id
-        job.cost_nusd = 0
+        for column, value in cache_hit_values(cached, at=job.created_at).items():
+            setattr(job, column, value)
     job.inputs = [
         JobInput(
             position=position,
@@ -174,6 +170,22 @@ def build_job(
         for position, item in enumerate(inputs)
     ]
     return job
+
+
+def cache_hit_values(cached: CachedResult, *, at: datetime) -> dict[str, Any]:
+    """The columns of a job answered from the cache at ``at``: succeeded with the earlier
+    job's result (by reference: ``cached_from``), free, no attempt. What a submit's cache
+    hit is born with, and what the batch lane sets on a waiting job whose twin succeeded
+    (models/batch_twins.py)."""
+    return {
+        "status": JobStatus.SUCCEEDED,
+        "started_at": at,
+        "finished_at": at,
+        "result": cached.result,
+        "model_version": cached.model_version,
+        "cached_from": cached.id,
+        "cost_nusd": 0,
+    }
 
 
 def job_values(job: Job) -> dict[str, Any]:

@@ -13,12 +13,15 @@ A worker killed, or a create whose answer is lost, between 1 and 4 leaves the ro
 ``creating``: the reconciler (worker/batch_reconcile.py) finds Gemini's batch by display
 name and adopts it, or marks the row lost and releases its jobs. Never an orphan, never a
 job in two live batches. A create Gemini refuses (4xx other than 408/429) fails the row
-and sends its jobs to the sync lane with a ``batch_fallback`` warning.
+and sends its jobs to the sync lane with a ``batch_fallback`` warning. A create answered
+429 (the project's running-batch cap, a quota) created nothing: the row is closed, its jobs
+wait for a later batch, and the gatherer pauses creates for a while.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from visionq.models.batch_twins import answer_from_twins
 from visionq.models.gemini_batches import (
     Gatherable,
     GeminiBatchState,
@@ -57,8 +61,12 @@ from visionq.worker.spend import Spend
 
 log = logging.getLogger(__name__)
 
-# Statuses of a create that may have landed after all (answer lost, or not in time).
-_AMBIGUOUS_STATUSES = frozenset({408, 429})
+# Status of a create that may have landed after all (not answered in time).
+_TIMED_OUT = 408
+# A create refused for now (the project's running-batch cap, a quota): nothing was created.
+_THROTTLED = 429
+# How long creates pause after a 429 that names no retry delay.
+_THROTTLE_PAUSE_S = 60.0
 # Time the submitter holds a batch it is creating: building (downscaling up to 1,000 jobs'
 # images), the JSONL upload and the create call; past it the reconciler decides.
 _BUILD_ALLOWANCE_S = 300.0
@@ -91,12 +99,14 @@ def next_resends(session: Session, job_ids: Collection[str]) -> int:
     already sent in a Gemini batch (0 for jobs never sent)."""
     if not job_ids:
         return 0
+    # A batch Gemini never had (create refused for now, upload failed, never confirmed)
+    # is no generation: only those it accepted count.
     latest = session.execute(
         select(func.max(GEMINI_BATCHES.c.resends))
         .select_from(
             ATTEMPTS.join(GEMINI_BATCHES, ATTEMPTS.c.gemini_batch_id == GEMINI_BATCHES.c.id)
         )
-        .where(ATTEMPTS.c.job_id.in_(list(job_ids)))
+        .where(ATTEMPTS.c.job_id.in_(list(job_ids)), GEMINI_BATCHES.c.gemini_name.is_not(None))
     ).scalar_one_or_none()
     return 0 if latest is None else int(latest) + 1
 
@@ -110,13 +120,14 @@ class GatherReport:
     failed_jobs: int = 0
     released: int = 0
     ambiguous: int = 0
+    cached: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {
             "batches_created": self.batches, "jobs_sent": self.jobs,
             "jobs_failed": self.failed_jobs, "jobs_released": self.released,
-            "creates_unconfirmed": self.ambiguous,
+            "creates_unconfirmed": self.ambiguous, "jobs_cached": self.cached,
         }  # fmt: skip
 
 
@@ -139,16 +150,25 @@ class Gatherer:
         self._settings = settings
         self._identity = identity
         self._renew = renew
+        # Creates pause until then (monotonic) after a 429.
+        self._paused_until = 0.0
 
     def run_once(self) -> GatherReport:
-        """Gather and submit what is due; stops at VISIONQ_BATCH_MAX_RUNNING live batches."""
+        """Answer waiting repeats whose twin succeeded (cache hits), then gather and submit
+        what is due; stops at VISIONQ_BATCH_MAX_RUNNING live batches. Of identical jobs of a
+        tenant only the first is gathered (models/gemini_batch_jobs.py)."""
         report = GatherReport()
         settings = self._settings
+        # Repeats held back while their first copy was in a Gemini batch: answered from it.
+        with self._ctx.sessions.begin() as session:
+            report.cached = len(answer_from_twins(session))
         with self._ctx.sessions() as session:
             groups = gather_models(session)
             expected = {g.model: expected_batch_s(session, g.model, settings) for g in groups}
             live = count_live(session, self._identity)
         now = utcnow()
+        if time.monotonic() < self._paused_until:
+            return report
         for group in groups:
             if not batch_due(group, now=now, expected_s=expected[group.model], settings=settings):
                 continue
@@ -244,10 +264,11 @@ class Gatherer:
         except GeminiCallError as exc:
             status = exc.http_status
             refused = status is not None and 400 <= status < 500
+            if status == _THROTTLED:
+                self._throttled(batch_id, built, exc, report, input_file)
+                return
             # No key: nothing was sent; the sync lane fails the jobs saying what to set.
-            if exc.code == "gemini_not_configured" or (
-                refused and status not in _AMBIGUOUS_STATUSES
-            ):
+            if exc.code == "gemini_not_configured" or (refused and status != _TIMED_OUT):
                 self._refused(batch_id, built, exc, report, input_file)
                 return
             # Timed out, 5xx, connection lost: it may exist. The reconciler matches it by
@@ -294,6 +315,32 @@ class Gatherer:
         if input_file is not None:
             self._delete_file(input_file)
 
+    def _throttled(
+        self,
+        batch_id: str,
+        built: BatchInput,
+        exc: GeminiCallError,
+        report: GatherReport,
+        input_file: str | None,
+    ) -> None:
+        """Gemini answered the create 429: nothing was created (the running-batch cap or a
+        quota). The row closes, its jobs wait for a later batch (the watchdog still sends
+        them to the sync lane near their deadline), and creates pause meanwhile."""
+        pause = exc.retry_delay_s or _THROTTLE_PAUSE_S
+        self._paused_until = time.monotonic() + pause
+        reason = (
+            f"Gemini refused the batch for now ({exc.message}); the job waits for a later "
+            f"batch (creates pause {pause:g} s)"
+        )
+        self._end_unsent(batch_id, built.job_ids, GeminiBatchState.FAILED, lane="batch",
+                         reason=reason, error_class="BatchCreateThrottled", report=report,
+                         error=exc.message)  # fmt: skip
+        report.errors.append(exc.message)
+        log.warning("Gemini batch %s: create answered 429 (%s); creates pause %g s",
+                    batch_id, exc.message, pause)  # fmt: skip
+        if input_file is not None:
+            self._delete_file(input_file)
+
     def _give_back(
         self,
         batch_id: str,
@@ -303,9 +350,16 @@ class Gatherer:
         *,
         lane: str,
     ) -> None:
-        """The create was never sent (an upload failed): the jobs wait for the next batch."""
-        reason = f"the batch could not be sent ({exc.message}); it waits for the next one"
-        self._end_unsent(batch_id, job_ids, GeminiBatchState.LOST, lane=lane, reason=reason,
+        """The create was never sent (an image or JSONL upload failed): the jobs wait for
+        the next batch (``lane`` batch), or go to the sync lane (``standard``: the upload
+        will not succeed on a retry)."""
+        if lane == "batch":
+            state = GeminiBatchState.LOST
+            reason = f"the batch could not be sent ({exc.message}); it waits for the next one"
+        else:
+            state = GeminiBatchState.FAILED
+            reason = f"the batch could not be sent ({exc.message}); sent at standard price instead"
+        self._end_unsent(batch_id, job_ids, state, lane=lane, reason=reason,
                          error_class="BatchNotSent", report=report, error=exc.message)  # fmt: skip
         report.errors.append(exc.message)
         log.warning("Gemini batch %s not sent: %s", batch_id, exc.message)
