@@ -346,3 +346,11 @@ class EstimatePublic(Estimate):
 class HealthStatus(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Informational, never a reason for 503. batch_lane: the Gemini Batch "
+        "lane's batches not closed (live, of them creating; ended at Gemini, results being "
+        "stored; stalled; lost), how many live ones made no progress for "
+        "VISIONQ_BATCH_STALL_S (past_stall) and the oldest live one's seconds since its "
+        "last progress.",
+    )

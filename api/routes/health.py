@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -10,8 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from visionq.api.deps import ApiResources, ResourcesDep
 from visionq.api.schemas import HealthStatus
+from visionq.models.batch_lane_status import lane_status
 from visionq.models.heartbeats import workers_seen
 from visionq.models.migrate import head_revision, known_revisions, revision_of
+from visionq.models.tables import utcnow
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +30,8 @@ def healthz() -> HealthStatus:
 def readyz(resources: ResourcesDep) -> JSONResponse:
     """Ready to run jobs end to end: the database answers, its schema is at the migrations'
     head, Redis answers, and a worker beat within VISIONQ_WORKER_HEARTBEAT_S. 503 otherwise,
-    each failing check saying what to do (`checks`)."""
+    each failing check saying what to do (`checks`). `details` informs and never fails it:
+    the Gemini Batch lane's batches (stuck, lost or stalled ones show there)."""
     checks: dict[str, str] = {}
     try:
         with resources.engine.connect() as connection:
@@ -39,8 +44,22 @@ def readyz(resources: ResourcesDep) -> JSONResponse:
         checks["migrations"] = "error: unknown while the database is unreachable"
     checks.update(_redis_and_workers(resources))
     ready = all(value == "ok" for value in checks.values())
-    body = HealthStatus(status="ready" if ready else "not ready", checks=checks)
+    details = {"batch_lane": _batch_lane(resources)} if checks["migrations"] == "ok" else {}
+    body = HealthStatus(status="ready" if ready else "not ready", checks=checks, details=details)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _batch_lane(resources: ApiResources) -> dict[str, Any]:
+    """The batch lane's rows not closed (models/batch_lane_status.py: one GROUP BY), and
+    whether the lane is on; an error is reported, never raised."""
+    settings = resources.settings
+    detail: dict[str, Any] = {"enabled": settings.batch_lane_enabled}
+    try:
+        with resources.sessions() as session:
+            found = lane_status(session, now=utcnow(), stall_s=settings.batch_stall_s)
+    except SQLAlchemyError as exc:
+        return {**detail, "error": type(exc).__name__}
+    return {**detail, **found.as_dict()}
 
 
 def _migrations(revision: str | None) -> str:

@@ -153,3 +153,48 @@ def test_the_worker_heartbeat_beats_until_stopped_then_is_gone(
     finally:
         heartbeat.stop()
     assert client.zscore(KEY, "w") is None
+
+
+def test_readyz_details_the_batch_lane_and_never_fails_for_it(
+    tmp_path: Path, redis_url: str, client: redis.Redis
+) -> None:
+    """Design 4.7 / review nit 14: /readyz shows the batch lane's batches not closed (a stuck
+    one, past VISIONQ_BATCH_STALL_S without progress, included), informational only."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from visionq.models.db import make_engine
+    from visionq.models.tables import GEMINI_BATCHES, utcnow
+
+    settings = _settings(tmp_path, redis_url, batch_stall_s=600)
+    upgrade(settings.database_url)
+    beat(client, "worker-1")
+    now = utcnow()
+
+    def row(name: str, state: str, progress_s: float) -> dict[str, Any]:
+        return {
+            "id": name, "identity": "x" * 64, "model": "gemini-3.8-flash", "state": state,
+            "input_mode": "inline", "job_count": 3, "request_bytes": 0,
+            "progress_at": now - timedelta(seconds=progress_s), "created_at": now,
+        }  # fmt: skip
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    with engine.begin() as connection:
+        connection.execute(insert(GEMINI_BATCHES), [
+            row("a", "creating", 5), row("b", "running", 7200), row("c", "pending", 30),
+            row("d", "succeeded", 10), row("e", "lost", 10), row("f", "closed", 99_999),
+        ])  # fmt: skip
+    engine.dispose()
+    with TestClient(create_app(settings)) as api:
+        answer = api.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"database", "migrations", "redis", "workers"}
+    lane = body["details"]["batch_lane"]
+    assert lane == {
+        "enabled": True, "live": 3, "creating": 1, "ended": 1, "stalled": 0, "lost": 1,
+        "past_stall": 1, "oldest_progress_s": lane["oldest_progress_s"],
+    }  # fmt: skip
+    assert 7190 <= lane["oldest_progress_s"] <= 7300
