@@ -14,19 +14,22 @@ the rate limits allow (``VISIONQ_RATE_LIMITS``: an upper bound, the quota being 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
 from sqlalchemy.orm import Session
 
 from visionq.api.batch_schemas import (
+    BatchLaneProgress,
     BatchProgress,
     BatchPublic,
     BatchState,
+    GeminiBatchWait,
     StatusCounts,
     TokenTotals,
 )
+from visionq.models.batch_lane_status import UserBatchWait, user_batch_wait
 from visionq.models.batches import ProgressRow, progress_rows
 from visionq.models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota
 from visionq.models.settings import Settings
@@ -203,6 +206,18 @@ def progress_of(
     )
 
 
+def lane_progress(found: UserBatchWait | None) -> BatchLaneProgress | None:
+    """Where the batch's unfinished items wait in the Gemini Batch lane, as the API shows
+    it (None: none of them is in that lane)."""
+    if found is None:
+        return None
+    return BatchLaneProgress(
+        gathering=found.gathering,
+        in_batches=found.in_batches,
+        batches=[GeminiBatchWait(**asdict(wait)) for wait in found.batches],
+    )
+
+
 def batch_public(
     session: Session,
     batch: Batch,
@@ -218,6 +233,8 @@ def batch_public(
         since = now - timedelta(seconds=settings.batch_eta_window_s)
         rows = progress_rows(session, batch.id, since=since)
         progress = progress_of(batch, rows, settings, now=now, model=model or batch.model)
+        if progress.counts.queued or progress.counts.running:
+            progress.gemini = lane_progress(user_batch_wait(session, batch.id))
     return BatchPublic(
         id=batch.id,
         name=batch.name,

@@ -189,6 +189,33 @@ class TokenTotals(BaseModel):
     total: int = 0
 
 
+class GeminiBatchWait(BaseModel):
+    id: str = Field(description="visionq's id of the Gemini batch.")
+    state: str = Field(
+        description="creating, pending or running (at Gemini); succeeded, failed, cancelled "
+        "or expired (ended at Gemini, its results being stored); lost or stalled (its items "
+        "being re-sent)."
+    )
+    gemini_state: str | None = Field(description="Gemini's last seen state (BATCH_STATE_*).")
+    items: int = Field(description="This batch's unfinished items in it.")
+    requests: int = Field(description="All its requests (other batches' jobs included).")
+    answered: int | None = Field(
+        description="Requests Gemini answered so far (batchStats), null until it says."
+    )
+    progress_at: datetime = Field(description="When its progress last changed.")
+
+
+class BatchLaneProgress(BaseModel):
+    gathering: int = Field(
+        description="Unfinished items of tier batch not in a Gemini batch yet (gathered "
+        "within VISIONQ_BATCH_GATHER_S)."
+    )
+    in_batches: int = Field(description="Unfinished items inside Gemini batches.")
+    batches: list[GeminiBatchWait] = Field(
+        description="The Gemini batches they wait in, oldest first (at most 20)."
+    )
+
+
 class BatchProgress(BaseModel):
     counts: StatusCounts
     items: int = Field(description="Items added so far.")
@@ -211,6 +238,12 @@ class BatchProgress(BaseModel):
         "nothing to go by, or nothing left."
     )
     eta_not_added: int = Field(0, description="Expected items not added yet, in the ETA as queued.")
+    gemini: BatchLaneProgress | None = Field(
+        default=None,
+        description="Items in the Gemini Batch lane (tier batch, or auto's choice): how many "
+        "wait to be gathered and in which Gemini batches, with their state and progress; "
+        "null when no unfinished item is in that lane.",
+    )
 
 
 class BatchPublic(BaseModel):

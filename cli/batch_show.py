@@ -66,6 +66,9 @@ def status(
 ) -> None:
     """Show a batch's progress: counts, tokens, cost, estimate, ETA.
 
+    Items in the Gemini Batch lane (tier batch) show how many wait to be
+    gathered and each Gemini batch they wait in: its state, lines answered
+    and when it last progressed.
     With --wait, exit code 1 if an item failed, was cancelled or expired.
     """
     from visionq.cli.batch_flow import follow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from rich import box
@@ -13,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from visionq.client.batch_models import Batch, BatchProgress
+from visionq.client.batch_models import Batch, BatchLaneProgress, BatchProgress
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 # Where stderr is no terminal (a log file, CI), the progress line is printed this often.
@@ -157,6 +158,9 @@ def summary_table(batch: Batch, counts: UploadCounts | None, wall_s: float | Non
         )
         if progress.eta_s is not None and progress.unfinished:
             table.add_row("ETA", f"{duration(progress.eta_s)} ({progress.eta_basis} rate)")
+        if progress.gemini is not None:
+            for label, text in gemini_rows(progress.gemini):
+                table.add_row(label, text)
     table.add_row(
         "images", f"{batch.images_received:,} uploaded, {batch.images_referenced:,} by sha256"
     )
@@ -169,6 +173,34 @@ def summary_table(batch: Batch, counts: UploadCounts | None, wall_s: float | Non
     if wall_s is not None:
         table.add_row("wall time", duration(wall_s))
     return table
+
+
+def gemini_rows(lane: BatchLaneProgress, now: datetime | None = None) -> list[tuple[str, str]]:
+    """`batch status` rows for items in the Gemini Batch lane: how many wait to be gathered
+    and in Gemini batches, then one row per Gemini batch (its state, Gemini's, lines
+    answered, when it last progressed), so waiting can be told from stuck."""
+    moment = now or datetime.now(UTC)
+    rows = [
+        (
+            "batch lane",
+            f"{lane.in_batches:,} in {len(lane.batches):,} Gemini batch(es), "
+            f"{lane.gathering:,} waiting to be gathered",
+        )
+    ]
+    for batch in lane.batches:
+        answered = "?" if batch.answered is None else f"{batch.answered:,}"
+        at = batch.progress_at
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        since = max((moment - at).total_seconds(), 0.0)
+        gemini = f" ({batch.gemini_state})" if batch.gemini_state else ""
+        rows.append(
+            (
+                f"  gemini {batch.id[:8]}",
+                f"{batch.state}{gemini}, {answered}/{batch.requests:,} answered, "
+                f"{batch.items:,} of ours, progress {duration(since)} ago",
+            )
+        )
+    return rows
 
 
 def batches_lines(batches: Iterable[Batch]) -> list[str]:

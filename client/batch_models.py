@@ -61,6 +61,27 @@ class TokenTotals(_Body):
     total: int = 0
 
 
+class GeminiBatchWait(_Body):
+    """A Gemini batch some of the batch's unfinished items wait in (the batch lane)."""
+
+    id: str
+    state: str
+    gemini_state: str | None = None
+    items: int
+    requests: int
+    answered: int | None = None
+    progress_at: datetime
+
+
+class BatchLaneProgress(_Body):
+    """The batch's unfinished items in the Gemini Batch lane: not gathered yet, and in
+    which Gemini batches."""
+
+    gathering: int = 0
+    in_batches: int = 0
+    batches: list[GeminiBatchWait] = Field(default_factory=list)
+
+
 class BatchProgress(_Body):
     counts: StatusCounts
     items: int
@@ -73,6 +94,8 @@ class BatchProgress(_Body):
     eta_s: float | None = None
     eta_at: datetime | None = None
     eta_basis: str = "none"
+    # Older servers send none: read as no item in the batch lane.
+    gemini: BatchLaneProgress | None = None
 
     @property
     def unfinished(self) -> int:
