@@ -24,15 +24,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import update
 
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.gemini_batches import (
-    Gatherable,
     GeminiBatchState,
     accept,
     batch_token,
@@ -49,15 +45,18 @@ from visionq.models.gemini_batches import (
 )
 from visionq.models.outcomes import set_transports
 from visionq.models.settings import Settings
-from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, utcnow
-from visionq.models.tiers import read_turnarounds
-from visionq.vision.catalogue import ServiceTier
+from visionq.models.tables import GEMINI_BATCHES, utcnow
 from visionq.worker.batch_api import GeminiBatches
+
+# The gather's rules live in batch_plan.py; re-exported here for the lane and the tests.
+from visionq.worker.batch_plan import GatherReport, batch_due, expected_batch_s, next_resends
 from visionq.worker.batch_requests import BatchBuilder, BatchInput
 from visionq.worker.completion import fail_run, failure_of
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.spend import Spend
+
+__all__ = ["GatherReport", "Gatherer", "batch_due", "expected_batch_s", "next_resends"]
 
 log = logging.getLogger(__name__)
 
@@ -70,65 +69,6 @@ _THROTTLE_PAUSE_S = 60.0
 # Time the submitter holds a batch it is creating: building (downscaling up to 1,000 jobs'
 # images), the JSONL upload and the create call; past it the reconciler decides.
 _BUILD_ALLOWANCE_S = 300.0
-
-
-def expected_batch_s(session: Session, model: str, settings: Settings) -> float:
-    """How long a Gemini batch of ``model`` is expected to take: the measured p90 when
-    enough jobs were measured (models/tiers.py), else the prior (VISIONQ_TIER_PRIOR_S)."""
-    measured = read_turnarounds(session).get((model, ServiceTier.BATCH.value))
-    if measured is not None and measured.samples >= settings.tier_min_samples:
-        return measured.p90_s
-    return settings.tier_prior_s[ServiceTier.BATCH]
-
-
-def batch_due(group: Gatherable, *, now: datetime, expected_s: float, settings: Settings) -> bool:
-    """Whether a model's waiting jobs make a batch now: enough of them, the oldest waited
-    long enough, or the nearest deadline leaves no more time to wait."""
-    if group.count >= settings.batch_min_requests:
-        return True
-    if (now - group.oldest).total_seconds() >= settings.batch_gather_s:
-        return True
-    if group.nearest_deadline is None:
-        return False
-    left = (group.nearest_deadline - now).total_seconds()
-    return left < expected_s * settings.tier_safety + settings.batch_gather_s
-
-
-def next_resends(session: Session, job_ids: Collection[str]) -> int:
-    """The generation of a batch of these jobs: one more than the most any of them was
-    already sent in a Gemini batch (0 for jobs never sent)."""
-    if not job_ids:
-        return 0
-    # A batch Gemini never had (create refused for now, upload failed, never confirmed)
-    # is no generation: only those it accepted count.
-    latest = session.execute(
-        select(func.max(GEMINI_BATCHES.c.resends))
-        .select_from(
-            ATTEMPTS.join(GEMINI_BATCHES, ATTEMPTS.c.gemini_batch_id == GEMINI_BATCHES.c.id)
-        )
-        .where(ATTEMPTS.c.job_id.in_(list(job_ids)), GEMINI_BATCHES.c.gemini_name.is_not(None))
-    ).scalar_one_or_none()
-    return 0 if latest is None else int(latest) + 1
-
-
-@dataclass
-class GatherReport:
-    """What one gather pass did."""
-
-    batches: int = 0
-    jobs: int = 0
-    failed_jobs: int = 0
-    released: int = 0
-    ambiguous: int = 0
-    cached: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "batches_created": self.batches, "jobs_sent": self.jobs,
-            "jobs_failed": self.failed_jobs, "jobs_released": self.released,
-            "creates_unconfirmed": self.ambiguous, "jobs_cached": self.cached,
-        }  # fmt: skip
 
 
 class Gatherer:
