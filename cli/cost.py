@@ -57,11 +57,19 @@ def report(
     """Spending and savings per group, and how good estimates were.
 
     Each group's cost beside the same usage at standard prices (saved USD
-    and %: flex and batch bill half; "cached" jobs were answered for free).
+    and %: flex and batch bill half). A cached job was answered for free; at
+    standard it counts what its source job's answer cost there (the call the
+    cache saved; nothing when retention deleted the source).
     The estimation error per model, with proposed corrections.
     """
     from visionq.models.db import make_engine, make_session_factory
-    from visionq.models.reports import GROUPINGS, SpendRow, finished_jobs, spend_by
+    from visionq.models.reports import (
+        GROUPINGS,
+        SpendRow,
+        cache_sources,
+        finished_jobs,
+        spend_by,
+    )
     from visionq.vision.calibration import accuracy, observation_of
     from visionq.vision.costing import usd_text
 
@@ -71,9 +79,10 @@ def report(
     try:
         with make_session_factory(engine)() as session:
             jobs = finished_jobs(session, since=_since(since))
+            sources = cache_sources(session, jobs)
     finally:
         engine.dispose()
-    rows = spend_by(jobs, by)
+    rows = spend_by(jobs, by, sources)
     checks = accuracy(
         observation_of(job.model, job.estimate, job.usage) for job in jobs if not job.cached_from
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session
 from visionq.models.tables import Job
 
 GROUPINGS = ("model", "tenant", "task", "day", "tier")
+# Ids per IN list when reading cache hits' sources (well under every database's limit).
+_CHUNK = 500
 
 
 @dataclass
@@ -45,6 +48,21 @@ def finished_jobs(session: Session, *, since: datetime | None) -> list[Job]:
     return list(session.scalars(query))
 
 
+def cache_sources(session: Session, jobs: list[Job]) -> dict[str, int]:
+    """What the answer each cache hit reused cost at standard prices: its source job's
+    standard cost (its cost, for a source from before tiers were recorded), by source id.
+    A source retention deleted is absent (its hits then count no saving)."""
+    ids = sorted({job.cached_from for job in jobs if job.cached_from})
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = select(Job.id, Job.standard_cost_nusd, Job.cost_nusd).where(
+            Job.id.in_(ids[start : start + _CHUNK])
+        )
+        for source_id, standard, cost in session.execute(query):
+            found[source_id] = (cost or 0) if standard is None else standard
+    return found
+
+
 def tier_of(job: Job) -> str:
     """The tier a job was served at; "cached" for an answer reused for free, "unknown" for
     a job that ended with no served call (or finished before tiers were recorded)."""
@@ -62,8 +80,12 @@ def _key(job: Job, by: str) -> str:
     return str(getattr(job, by))
 
 
-def spend_by(jobs: list[Job], by: str) -> list[SpendRow]:
-    """Totals per model, tenant, task, day (UTC) or served tier of finished jobs."""
+def spend_by(jobs: list[Job], by: str, sources: Mapping[str, int] | None = None) -> list[SpendRow]:
+    """Totals per model, tenant, task, day (UTC) or served tier of finished jobs.
+
+    A cache hit costs nothing; at standard it counts what its source's answer cost there
+    (``sources``, from :func:`cache_sources`): the call the cache saved. Without
+    ``sources`` (or for a source no longer stored) it counts 0: no saving claimed."""
     if by not in GROUPINGS:
         raise ValueError(f"group by one of {', '.join(GROUPINGS)}")
     rows: dict[str, SpendRow] = defaultdict(lambda: SpendRow(key=""))
@@ -76,6 +98,9 @@ def spend_by(jobs: list[Job], by: str) -> list[SpendRow]:
         row.prompt_tokens += job.prompt_tokens or 0
         row.output_tokens += (job.candidates_tokens or 0) + (job.thoughts_tokens or 0)
         row.cost_nusd += job.cost_nusd or 0
+        if job.cached_from:
+            row.standard_nusd += (sources or {}).get(job.cached_from, 0)
+            continue
         # Jobs from before tiers were recorded ran at standard: their cost is the standard one.
         standard = job.standard_cost_nusd
         row.standard_nusd += (job.cost_nusd or 0) if standard is None else standard

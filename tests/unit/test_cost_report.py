@@ -67,6 +67,17 @@ def test_spend_by_tier_sets_each_cost_beside_its_standard_price() -> None:
     assert (rows["unknown"].cost_nusd, rows["unknown"].saved_nusd) == (700, 0)
 
 
+def test_a_cache_hit_counts_its_sources_standard_cost_as_saved() -> None:
+    jobs = [*_jobs(), _job(8, served=None, cost=0, standard=None, cached_from="job-gone")]
+    rows = {row.key: row for row in spend_by(jobs, "tier", {"job-1": 1000})}
+    cached = rows["cached"]
+    # job-6 reused job-1's answer (1,000 at standard); job-8's source is gone: no saving.
+    assert (cached.jobs, cached.cost_nusd, cached.standard_nusd, cached.saved_nusd) == (
+        2, 0, 1000, 1000,
+    )  # fmt: skip
+    assert cached.saved_pct == pytest.approx(100.0)
+
+
 def test_other_groupings_carry_the_savings_too() -> None:
     [row] = spend_by(_jobs(), "model")
     assert row.jobs == 7
@@ -112,7 +123,12 @@ def test_cli_reports_by_tier_in_json(migrated: str) -> None:
     flex = rows["flex"]
     assert flex["cost_usd"] == "0.00000075" and flex["standard_usd"] == "0.0000015"
     assert flex["saved_usd"] == "0.00000075" and flex["saved_pct"] == 50.0
-    assert rows["cached"]["saved_pct"] is None
+    # The cache hit reused job-1's answer, which cost 1,000 nUSD at standard: that is saved.
+    cached = rows["cached"]
+    assert (cached["cost_usd"], cached["standard_usd"], cached["saved_usd"]) == (
+        "0", "0.000001", "0.000001",
+    )  # fmt: skip
+    assert cached["saved_pct"] == 100.0
     assert rows["priority"]["saved_usd"] == "-0.0000008"
 
 
@@ -121,8 +137,9 @@ def test_cli_table_by_tier_has_the_savings_columns(migrated: str) -> None:
     assert result.exit_code == 0, result.output
     assert "at standard USD" in result.output and "saved %" in result.output
     [total] = [line for line in result.output.splitlines() if line.strip().startswith("total")]
-    # 4,750 nUSD billed against 5,200 at standard: 450 saved, 8.7 %.
-    assert total.split()[-4:] == ["0.00000475", "0.0000052", "0.00000045", "8.7"]
+    # 4,750 nUSD billed against 6,200 at standard (the cache hit's source: 1,000): 1,450
+    # saved, 23.4 %.
+    assert total.split()[-4:] == ["0.00000475", "0.0000062", "0.00000145", "23.4"]
 
 
 def test_cli_refuses_an_unknown_grouping(migrated: str) -> None:
