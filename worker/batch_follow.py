@@ -43,7 +43,7 @@ from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_gather import expected_batch_s
-from visionq.worker.batch_release import STALL_MARK, release_held
+from visionq.worker.batch_release import ENDED, FOLLOWED, NOT_FOUND, STALL_MARK, release_held
 from visionq.worker.batch_requests import scratch_file
 from visionq.worker.batch_results import LineOutcome, read_inline, read_jsonl, store_outcomes
 from visionq.worker.context import WorkerContext
@@ -51,14 +51,6 @@ from visionq.worker.errors import GeminiCallError
 
 log = logging.getLogger(__name__)
 
-_FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
-# Gemini's terminal states, as our rows name them: results to store, jobs to release.
-ENDED = (
-    GeminiBatchState.SUCCEEDED,
-    GeminiBatchState.FAILED,
-    GeminiBatchState.EXPIRED,
-    GeminiBatchState.CANCELLED,
-)
 # Why jobs leave a batch that ended without their line, per state (attempts' error_class).
 _RELEASE_CLASS = {
     GeminiBatchState.SUCCEEDED: "BatchLineMissing",
@@ -67,7 +59,6 @@ _RELEASE_CLASS = {
     GeminiBatchState.CANCELLED: "BatchCancelled",
     GeminiBatchState.LOST: "BatchLost",
 }
-_NOT_FOUND = 404
 
 
 @dataclass
@@ -110,21 +101,30 @@ class Follower:
         self._renew = renew
 
     def run_once(self) -> FollowReport:
-        """Poll every followed batch, then collect every one that ended (one failing batch
-        does not stop the others: its error is logged, it is tried again next tick)."""
+        """Poll every followed batch, then collect every one that ended (one failing batch,
+        whatever it raises, does not stop the others: its error is logged, it is tried again
+        next tick)."""
         report = FollowReport()
         with self._ctx.sessions() as session:
             rows = live_batches(session, self._identity)
         for row in rows:
             self._renew()
             try:
-                current = self._poll(row, report) if row.state in _FOLLOWED else row
+                current = self._poll(row, report) if row.state in FOLLOWED else row
                 if current is not None and current.state in ENDED:
                     self.collect(current, report)
             except GeminiCallError as exc:
                 report.errors += 1
                 log.warning("Gemini batch %s (%s): %s; tried again next poll",
                             row.id, row.gemini_name, exc.message)  # fmt: skip
+            except Exception:
+                # A bug of ours, or a fault while storing: logged with its traceback, and
+                # the batches after this one are still polled and collected (their jobs
+                # must not wait on it); this one is tried again next poll, and the
+                # watchdog's deadline rule sends its jobs to standard in time.
+                report.errors += 1
+                log.exception("Gemini batch %s (%s) could not be followed; tried again next "
+                              "poll", row.id, row.gemini_name)  # fmt: skip
         return report
 
     def _poll(self, row: BatchRow, report: FollowReport) -> BatchRow | None:
@@ -133,7 +133,7 @@ class Follower:
         try:
             remote = self._batches.get(row.gemini_name)
         except GeminiCallError as exc:
-            if exc.http_status != _NOT_FOUND or self._listed(row.gemini_name):
+            if exc.http_status != NOT_FOUND or self._listed(row.gemini_name):
                 raise
             self._lose(row, report)
             return None
@@ -151,7 +151,7 @@ class Follower:
         with self._ctx.sessions.begin() as session:
             gone = "Gemini no longer has this batch (404, not listed)"
             if not set_state(
-                session, row.id, GeminiBatchState.LOST, from_states=_FOLLOWED, error=gone
+                session, row.id, GeminiBatchState.LOST, from_states=FOLLOWED, error=gone
             ):
                 return
         log.warning("Gemini batch %s (%s) is gone at Gemini; its jobs are re-sent",
@@ -196,7 +196,7 @@ class Follower:
                     self._batches.download(row.output_file, path)
                     lines = read_jsonl(path)
             except GeminiCallError as exc:
-                if exc.http_status != _NOT_FOUND:
+                if exc.http_status != NOT_FOUND:
                     raise
                 log.warning("Gemini batch %s (%s): its output is gone (%s); its jobs are "
                             "re-sent", row.id, row.gemini_name, exc.message)  # fmt: skip

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -44,13 +44,10 @@ from visionq.models.gemini_batches import (
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_api import RemoteBatch
-from visionq.worker.batch_release import give_up
+from visionq.worker.batch_release import FOLLOWED, NOT_FOUND, add_counts, give_up
 from visionq.worker.errors import GeminiCallError
 
 log = logging.getLogger(__name__)
-
-_FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
-_NOT_FOUND = 404
 
 
 class BatchApi(Protocol):
@@ -119,7 +116,7 @@ class Reconciler:
         log.warning("batch %s (%s) was recorded under another Gemini key or endpoint "
                     "(identity %s…); this key lists it: followed from now on", row.id,
                     row.gemini_name, row.identity[:8])  # fmt: skip
-        _add(counts, {"taken_over": 1})
+        add_counts(counts, {"taken_over": 1})
         return dataclasses.replace(row, identity=self._identity)
 
     def match_creating(self, rows: Iterable[BatchRow]) -> dict[str, int]:
@@ -161,18 +158,18 @@ class Reconciler:
             if adopted:
                 log.warning("Gemini batch %s adopted for %s (its create was not confirmed)",
                             remote.name, row.id)  # fmt: skip
-                _add(counts, {"adopted": 1})
+                add_counts(counts, {"adopted": 1})
                 return
             with self._sessions() as session:
                 row = get_row(session, row.id)
-        if row is not None and row.state in _FOLLOWED and row.gemini_name == remote.name:
+        if row is not None and row.state in FOLLOWED and row.gemini_name == remote.name:
             with self._sessions.begin() as session:
                 # The list carries no batchStats: the stored ones are kept, so only a new
                 # updateTime counts as progress.
                 observe(session, row.id, gemini_state=remote.state,
                         update_time=remote.update_time, stats=row.stats,
                         output_file=remote.responses_file)  # fmt: skip
-            _add(counts, {"refreshed": 1})
+            add_counts(counts, {"refreshed": 1})
             return
         if row is not None and row.gemini_name == remote.name and row.state not in (
             GeminiBatchState.CLOSED, GeminiBatchState.LOST, GeminiBatchState.STALLED,
@@ -189,21 +186,21 @@ class Reconciler:
             if taken:
                 log.warning("Gemini batch %s re-adopted for %s with %d jobs", remote.name,
                             row.id, len(taken))  # fmt: skip
-                _add(counts, {"readopted": 1})
+                add_counts(counts, {"readopted": 1})
                 return
         try:
             if remote.live:
                 self._batches.cancel(remote.name)
                 log.warning("orphan Gemini batch %s (%s) cancelled", remote.name,
                             remote.display_name)  # fmt: skip
-                _add(counts, {"orphans_cancelled": 1})
+                add_counts(counts, {"orphans_cancelled": 1})
             elif self._settings.batch_delete_done:
                 self._batches.delete(remote.name)
-                _add(counts, {"orphans_deleted": 1})
+                add_counts(counts, {"orphans_deleted": 1})
         except GeminiCallError as exc:
             log.warning("orphan Gemini batch %s not cancelled/deleted (%s); tried again at "
                         "the next reconcile", remote.name, exc.message)  # fmt: skip
-            _add(counts, {"orphan_errors": 1})
+            add_counts(counts, {"orphan_errors": 1})
 
     def _unconfirmed(self, row: BatchRow, now: datetime, counts: dict[str, int]) -> None:
         """A ``creating`` row Gemini does not list: lost once claim and grace passed."""
@@ -220,7 +217,7 @@ class Reconciler:
         try:
             self._batches.get(row.gemini_name)
         except GeminiCallError as exc:
-            if exc.http_status == _NOT_FOUND:
+            if exc.http_status == NOT_FOUND:
                 return True
             raise
         return False
@@ -232,13 +229,8 @@ class Reconciler:
         if released is None:
             return
         log.warning("batch %s lost (%s): %d jobs re-sent", row.id, why, sum(released.values()))
-        _add(counts, {"lost": 1, **{f"resent_{lane}": n for lane, n in released.items()}})
+        add_counts(counts, {"lost": 1, **{f"resent_{lane}": n for lane, n in released.items()}})
 
 
 def _created(remote: RemoteBatch) -> float:
     return remote.create_time.timestamp() if remote.create_time else float("inf")
-
-
-def _add(counts: dict[str, int], more: Mapping[str, int]) -> None:
-    for key, value in more.items():
-        counts[key] = counts.get(key, 0) + value

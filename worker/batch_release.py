@@ -1,12 +1,13 @@
 """Where a job taken back from a Gemini batch goes, and taking a whole batch's jobs back.
 
 Shared by the watchdog (worker/batch_watchdog.py) and the reconciler
-(worker/batch_reconcile.py); the poller and the results use :func:`resend_lane` too.
+(worker/batch_reconcile.py); the poller and the results use :func:`resend_lane` too. The
+lane's state groups (FOLLOWED, ENDED) and report helper live here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -27,6 +28,22 @@ STANDARD = "standard"
 # Starts the row's error of a batch the watchdog cancelled for a stall: when Gemini confirms
 # the cancel, the poller stores its answered lines and re-sends the rest as ``BatchStalled``.
 STALL_MARK = "stalled: "
+# The rows the poller asks Gemini about.
+FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
+# Gemini's terminal states, as our rows name them: results to store, jobs to release.
+ENDED = (
+    GeminiBatchState.SUCCEEDED,
+    GeminiBatchState.FAILED,
+    GeminiBatchState.EXPIRED,
+    GeminiBatchState.CANCELLED,
+)
+NOT_FOUND = 404
+
+
+def add_counts(counts: dict[str, int], more: Mapping[str, int]) -> None:
+    """Sum ``more`` into ``counts`` (the lane steps' reports)."""
+    for key, value in more.items():
+        counts[key] = counts.get(key, 0) + value
 
 
 def resend_lane(

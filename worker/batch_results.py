@@ -1,9 +1,9 @@
 """A Gemini batch's results, stored exactly once per job.
 
-Lines are matched to jobs by the id they carry (inline: ``metadata.job_id``, echoed back by
-Gemini; file: ``key``), never by position; a line naming no job of ours is logged and
-skipped. Each answer goes through the sync lane's own code: ``answer_from_response`` (what a
-200 means), ``interpret`` (the task's parser), ``keep`` (storage faults retried), then
+Lines are read by worker/batch_lines.py (matched to jobs by the id they carry, never by
+position); a line naming no job of ours is skipped (its billed usage recorded). Each answer
+goes through the sync lane's own code: ``answer_from_response`` (what a 200 means),
+``interpret`` (the task's parser), ``keep`` (storage faults retried), then
 ``complete_run`` under the batch's lease token. That token is the fence: a job cancelled by
 its user, or re-sent elsewhere (the watchdog moved it), is no longer under it, so its answer
 is discarded and nothing is stored twice.
@@ -19,24 +19,21 @@ What a line that is not an answer becomes:
   fails at once with the sync lane's code and message: that lane never raises it;
 - a retryable line error (429, 5xx, a line with neither answer nor error) or a transient
   answer (empty, malformed): released, to a new batch while resends and the deadline allow,
-  else to the sync lane.
+  else to the sync lane;
+- anything else raised while handling a line (a bug of ours: a parser on an odd answer, a
+  mask store failing oddly) fails that job ``internal_error`` with its attempt, logged with
+  the traceback, like the sync lane's crash guard; the batch's other lines go on. A
+  database or storage fault is not the job's: the line is stored again next tick.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from pathlib import Path
-from typing import Any
-
-from google.genai import errors as genai_errors
-from google.genai import types
-from pydantic import ValidationError
 
 from visionq.models.gemini_batch_jobs import unrecorded_attempts
 from visionq.models.gemini_batches import (
@@ -55,15 +52,20 @@ from visionq.vision.catalogue import ServiceTier
 from visionq.vision.parsing import AnswerParseError
 from visionq.vision.structured import SchemaMismatchError
 from visionq.worker.answers import answer_from_response, usage_from_metadata
+from visionq.worker.batch_lines import LineOutcome, line_error, read_inline, read_jsonl
 from visionq.worker.batch_release import resend_lane
 from visionq.worker.completion import Failure, complete_run, fail_run, failure_of
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.failures import job_error_code
-from visionq.worker.gemini import _from_api_error
 from visionq.worker.spend import Spend
-from visionq.worker.storing import DEFERRED, interpret, keep
+from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, interpret, keep
 from visionq.worker.thinking import cap_failure_message, cap_may_be_raised
+
+__all__ = [
+    "LINE_ERROR", "LineOutcome", "ResultStore", "StoreCounts", "line_error", "read_inline",
+    "read_jsonl", "store_outcomes",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +77,6 @@ _STORE_PATIENCE_S = 20.0
 # Answers the sync lane handles better: its raised cap and schema retry live there.
 _TO_SYNC_CODES = frozenset({"max_tokens_exhausted", "answer_truncated"})
 LINE_ERROR = "BatchLineError"
-
-
-@dataclass(frozen=True)
-class LineOutcome:
-    """One line of a batch's output: the job it answers, and its response or its error
-    (a google.rpc Status as a dict: ``code``, ``message``, maybe ``status``)."""
-
-    job_id: str
-    response: types.GenerateContentResponse | None
-    error: dict[str, Any] | None
 
 
 @dataclass
@@ -104,86 +96,6 @@ class StoreCounts:
             "stored": self.stored, "failed": self.failed, "released": self.released,
             "discarded": self.discarded, "deferred": self.deferred, "skipped": self.skipped,
         }  # fmt: skip
-
-
-def read_inline(responses: Sequence[types.InlinedResponse]) -> Iterator[LineOutcome]:
-    """The lines of an inline batch, each with the job id its metadata echoes."""
-    for index, item in enumerate(responses):
-        job_id = (item.metadata or {}).get("job_id")
-        if not job_id:
-            log.warning("inline batch response %d names no job (metadata %s); skipped",
-                        index, item.metadata)  # fmt: skip
-            continue
-        error = item.error.model_dump(mode="json", exclude_none=True) if item.error else None
-        yield _outcome(str(job_id), item.response, error)
-
-
-def read_jsonl(path: Path) -> Iterator[LineOutcome]:
-    """The lines of a batch's output file (``{"key", "response"}`` or ``{"key", "error"}``),
-    streamed; an unreadable line is logged and skipped (its job is re-sent as missing)."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw)
-                job_id = str(line["key"])
-                response = line.get("response")
-                parsed = (
-                    types.GenerateContentResponse.model_validate(response)
-                    if isinstance(response, dict)
-                    else None
-                )
-            except (ValueError, KeyError, TypeError, ValidationError) as exc:
-                log.warning("batch output %s line %d unreadable (%s); skipped",
-                            path.name, number, exc)  # fmt: skip
-                continue
-            error = line.get("error")
-            yield _outcome(job_id, parsed, error if isinstance(error, dict) else None)
-
-
-def _outcome(
-    job_id: str, response: types.GenerateContentResponse | None, error: dict[str, Any] | None
-) -> LineOutcome:
-    if response is None and error is None:
-        # Neither answer nor error (the error line's shape is unconfirmed): a line error
-        # worth another try, not a failed job.
-        error = {"code": 500, "status": "INTERNAL",
-                 "message": "the batch line held neither a response nor an error"}  # fmt: skip
-    return LineOutcome(job_id, response, error)
-
-
-def line_error(error: Mapping[str, Any]) -> GeminiCallError:
-    """A line's google.rpc Status as the GeminiCallError a sync call would have raised
-    (same codes and retryability: worker/gemini.py). Its ``code`` may be an HTTP status or
-    a gRPC code (13): the status name, when given, decides."""
-    status = str(error.get("status") or "").upper() or None
-    raw = error.get("code")
-    code = int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else None
-    if status in _HTTP_OF_STATUS:
-        http = _HTTP_OF_STATUS[status]
-    elif code is not None and code >= 100:
-        http = code
-    else:
-        http = _HTTP_OF_GRPC.get(code or 0, 500)
-    name = status or _STATUS_OF_HTTP.get(http, "UNKNOWN")
-    message = str(error.get("message") or "no message")
-    body = {"error": {"code": http, "message": message, "status": name}}
-    return _from_api_error(genai_errors.APIError(http, body))
-
-
-_HTTP_OF_STATUS = {
-    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
-    "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500, "UNKNOWN": 500,
-    "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
-}  # fmt: skip
-_STATUS_OF_HTTP = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                   429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
-                   504: "DEADLINE_EXCEEDED"}  # fmt: skip
-# google.rpc.Code numbers: INVALID_ARGUMENT 3, DEADLINE_EXCEEDED 4, NOT_FOUND 5,
-# PERMISSION_DENIED 7, RESOURCE_EXHAUSTED 8, FAILED_PRECONDITION 9, INTERNAL 13, UNAVAILABLE 14.
-_HTTP_OF_GRPC = {3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503}
 
 
 class ResultStore:
@@ -237,7 +149,33 @@ class ResultStore:
                 self.counts.skipped += 1
                 self._discard(line)
                 continue
-            self._line(spec, attempt, line)
+            self._guarded(spec, attempt, line)
+
+    def _guarded(self, spec: JobSpec, attempt_id: int, line: LineOutcome) -> None:
+        """One line, its job ended whatever goes wrong: a bug of ours fails it
+        ``internal_error`` (never a lane wedged on one line, its jobs running forever)."""
+        try:
+            self._line(spec, attempt_id, line)
+        except INFRASTRUCTURE_ERRORS as exc:
+            # Not the job's fault: left under the batch, stored again next tick.
+            log.warning("batch %s: job %s: %s: %s; stored again next poll", self._row.id,
+                        spec.id, type(exc).__name__, exc)  # fmt: skip
+            self.counts.deferred += 1
+        except Exception as exc:
+            log.exception("batch %s: job %s crashed while its line was stored",
+                          self._row.id, spec.id)  # fmt: skip
+            failure = Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+            self._fail(spec, attempt_id, failure, self._paid(spec.model, line))
+
+    def _paid(self, model: str, line: LineOutcome) -> Spend:
+        """The line's billed usage at the batch price (a crashed or discarded line was paid
+        for all the same)."""
+        spend = Spend()
+        metadata = line.response.usage_metadata if line.response is not None else None
+        usage = usage_from_metadata(metadata)
+        if usage is not None:
+            spend.add(self._ctx, model, usage, tier=ServiceTier.BATCH)
+        return spend
 
     def _discard(self, line: LineOutcome) -> None:
         """A line for a job this batch no longer holds (cancelled, released near its
@@ -249,11 +187,7 @@ class ResultStore:
         if found is None:
             return  # not ours, or its call is recorded already (output read again)
         attempt_id, still_open = found
-        spend = Spend()
-        metadata = line.response.usage_metadata if line.response is not None else None
-        usage = usage_from_metadata(metadata)
-        if usage is not None:
-            spend.add(self._ctx, self._row.model, usage, tier=ServiceTier.BATCH)
+        spend = self._paid(self._row.model, line)
         with self._ctx.sessions.begin() as session:
             if still_open:
                 finish_attempt(

@@ -16,8 +16,11 @@ Each tick :func:`judge` (pure) looks at every live batch and the jobs it still h
   → ``release_near_deadline``: those jobs go to the sync lane now.
 
 Batches Gemini ended (succeeded, failed, expired, cancelled) are the poller's
-(worker/batch_follow.py). Jobs still waiting for a batch (VISIONQ_BATCH_MAX_RUNNING reached)
-within VISIONQ_BATCH_SYNC_RESERVE_S of their deadline go to the sync lane too. A job
+(worker/batch_follow.py); one the poller could not collect (a fault, a bug: it runs first
+each tick) still has its jobs within VISIONQ_BATCH_SYNC_RESERVE_S of their deadline sent to
+the sync lane (``release_near_deadline``), so none waits past its deadline on it. Jobs
+still waiting for a batch (VISIONQ_BATCH_MAX_RUNNING reached) within
+VISIONQ_BATCH_SYNC_RESERVE_S of their deadline go to the sync lane too. A job
 released from a batch goes to a new batch while its deadline allows (:func:`resend_lane`),
 else to the sync lane; its attempt is closed with the reason (``BatchStalled``,
 ``BatchDeadline``, ``BatchLost``). A released job's late line is not stored (the batch's
@@ -49,8 +52,11 @@ from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_reconcile import BatchApi, Reconciler
 from visionq.worker.batch_release import (
+    ENDED,
+    FOLLOWED,
     STALL_MARK,
     STANDARD,
+    add_counts,
     give_up,
     release_held,
     resend_lane,
@@ -60,8 +66,6 @@ from visionq.worker.errors import GeminiCallError
 __all__ = ["BatchWatchdog", "WatchAction", "judge", "resend_lane"]
 
 log = logging.getLogger(__name__)
-
-_FOLLOWED = (GeminiBatchState.PENDING, GeminiBatchState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,20 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
         return WatchAction(
             "adopt_or_lose", f"the create of batch {row.id} is unconfirmed ({state})"
         )
-    if row.state not in _FOLLOWED:
+    if row.state in ENDED:
+        # The poller collects an ended batch before the watchdog runs: one still here did
+        # not get collected (a fault, a bug). Its jobs must still end by their deadlines.
+        near = _near(unfinished, now, settings)
+        if near:
+            return WatchAction(
+                "release_near_deadline",
+                f"deadline within {settings.batch_sync_reserve_s:g} s and Gemini batch "
+                f"{name} ended {row.state} but its results are not stored yet; sent at "
+                "standard to hold it",
+                near,
+            )
+        return WatchAction("ok", f"state {row.state}: the poller's")
+    if row.state not in FOLLOWED:
         return WatchAction("ok", f"state {row.state}: the poller's")
     idle = (now - row.progress_at).total_seconds()
     if row.cancel_requested:
@@ -116,10 +133,7 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
             "answered lines kept, the rest sent again",
             tuple(sorted(unfinished)),
         )
-    reserve = timedelta(seconds=settings.batch_sync_reserve_s)
-    near = tuple(
-        sorted(job for job, deadline in unfinished.items() if deadline and deadline - now < reserve)
-    )
+    near = _near(unfinished, now, settings)
     if near:
         return WatchAction(
             "release_near_deadline",
@@ -128,6 +142,16 @@ def judge(  # noqa: PLR0911 - one return per rule of the table above
             near,
         )
     return WatchAction("ok", "progressing")
+
+
+def _near(
+    unfinished: Mapping[str, datetime | None], now: datetime, settings: Settings
+) -> tuple[str, ...]:
+    """The jobs within VISIONQ_BATCH_SYNC_RESERVE_S of their deadline."""
+    reserve = timedelta(seconds=settings.batch_sync_reserve_s)
+    return tuple(
+        sorted(job for job, deadline in unfinished.items() if deadline and deadline - now < reserve)
+    )
 
 
 def _lines_pending(stats: Mapping[str, int]) -> bool:
@@ -172,7 +196,7 @@ class BatchWatchdog:
             action = judge(row, unfinished, now=now, settings=self._settings)
             if action.kind == "ok":
                 continue
-            _add(counts, {action.kind: 1})
+            add_counts(counts, {action.kind: 1})
             if action.kind == "adopt_or_lose":
                 overdue.append(row)
             elif action.kind == "cancel":
@@ -184,8 +208,8 @@ class BatchWatchdog:
             else:
                 self._near_deadline(row, action, now, counts)
         if overdue:
-            _add(counts, self._reconciler.match_creating(overdue))
-        _add(counts, {"waiting_to_standard": self._waiting_to_standard(now)})
+            add_counts(counts, self._reconciler.match_creating(overdue))
+        add_counts(counts, {"waiting_to_standard": self._waiting_to_standard(now)})
         return {key: value for key, value in counts.items() if value}
 
     def _cancel(self, row: BatchRow, action: WatchAction, counts: dict[str, int]) -> None:
@@ -198,7 +222,7 @@ class BatchWatchdog:
         except GeminiCallError as exc:  # asked again next tick; a 404 is the poller's
             log.warning("Gemini batch %s not cancelled (%s); asked again next tick",
                         row.gemini_name, exc.message)  # fmt: skip
-            _add(counts, {"cancel_errors": 1})
+            add_counts(counts, {"cancel_errors": 1})
             return
         log.info("Gemini batch %s cancelled: %s", row.gemini_name, action.reason)
 
@@ -223,7 +247,7 @@ class BatchWatchdog:
             )  # fmt: skip
         if released is None:
             return
-        _add(counts, {f"resent_{lane}": n for lane, n in released.items()})
+        add_counts(counts, {f"resent_{lane}": n for lane, n in released.items()})
         log.warning("%s: %d jobs re-sent", action.reason, sum(released.values()))
         if row.gemini_name is not None:
             try:
@@ -240,7 +264,7 @@ class BatchWatchdog:
                 session, row, now=now, reason=action.reason, error_class="BatchDeadline",
                 settings=self._settings, only=action.job_ids, lane=STANDARD,
             )  # fmt: skip
-        _add(counts, {f"resent_{lane}": n for lane, n in released.items()})
+        add_counts(counts, {f"resent_{lane}": n for lane, n in released.items()})
 
     def _waiting_to_standard(self, now: datetime) -> int:
         """Jobs no batch took in time (the running cap) go to the sync lane."""
@@ -254,8 +278,3 @@ class BatchWatchdog:
                 session, deadline_before=now + timedelta(seconds=reserve), reason=reason
             )
         return len(moved)
-
-
-def _add(counts: dict[str, int], more: Mapping[str, int]) -> None:
-    for key, value in more.items():
-        counts[key] = counts.get(key, 0) + value

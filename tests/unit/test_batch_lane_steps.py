@@ -23,6 +23,7 @@ from visionq.models.tables import ATTEMPTS, BUDGETS, GEMINI_BATCHES, JOB_INPUTS,
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
 from visionq.vision.tasks import JobOptions
+from visionq.worker import storing
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_follow import Follower
 from visionq.worker.batch_gather import Gatherer, batch_due
@@ -363,3 +364,75 @@ def test_a_late_line_of_a_job_released_near_its_deadline_is_recorded(
         assert late.error_class == "BatchDeadline" and late.cost_nusd == _line_cost(ctx)
     assert jobs[ids[1]].cost_nusd == 7 + _line_cost(ctx)
     assert _spent(ctx) == 7 + _line_cost(ctx)
+
+
+def test_a_line_that_crashes_fails_its_job_and_the_others_are_stored(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug 7: an unexpected exception while storing one line (a parser bug on an odd
+    answer) fails that job internal_error with its attempt; the other lines are stored and
+    the batch is closed (never retried forever)."""
+    ids = _jobs(ctx, 3)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    real = storing.interpret
+
+    def interpret(spec: Any, text: str) -> Any:
+        if text == "odd":
+            raise ValueError("a parser bug")
+        return real(spec, text)
+
+    monkeypatch.setattr("visionq.worker.batch_results.interpret", interpret)
+    fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {ids[0]: "A", ids[1]: "odd", ids[2]: "C"})
+    report = follower.run_once()
+    assert report.collected == 1 and report.counts["stored"] == 2
+    assert report.counts["failed"] == 1
+    jobs = {j.id: j for j in _rows(ctx, JOBS, id=ids)}
+    crashed = jobs[ids[1]]
+    assert (crashed.status, crashed.error_code) == ("failed", "internal_error")
+    assert "ValueError: a parser bug" in crashed.error_message
+    [attempt] = _rows(ctx, ATTEMPTS, job_id=ids[1])
+    assert (attempt.outcome, attempt.error_class) == ("failed", "ValueError")
+    assert attempt.cost_nusd == _line_cost(ctx)  # the line was paid for all the same
+    assert {jobs[ids[0]].status, jobs[ids[2]].status} == {"succeeded"}
+    [row] = _rows(ctx, GEMINI_BATCHES)
+    assert row.state == "closed"
+
+
+def test_a_batch_that_cannot_be_collected_blocks_no_other_and_its_jobs_meet_their_deadline(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """Bug 7: collecting one batch raises something unexpected: later batches are still
+    collected, and the stuck batch's jobs go to standard before their deadline (the
+    watchdog's deadline rule covers rows Gemini ended that the poller could not close)."""
+    ids = _jobs(ctx, 6)
+    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer.run_once()
+    gatherer.run_once()
+    assert sorted(fake.remotes) == ["batches/b1", "batches/b2"]
+    fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {job_id: "A" for job_id in ids})
+    fake.finish("batches/b2", "BATCH_STATE_SUCCEEDED", {job_id: "B" for job_id in ids})
+    real = fake.inlined
+
+    def inlined(name: str) -> list[Any]:
+        if name == "batches/b1":
+            raise RuntimeError("a bug of ours")
+        return real(name)
+
+    fake.inlined = inlined  # type: ignore[method-assign]
+    report = follower.run_once()
+    assert report.errors == 1 and report.collected == 1 and report.counts["stored"] == 3
+    rows = {r.gemini_name: r for r in _rows(ctx, GEMINI_BATCHES)}
+    assert rows["batches/b1"].state == "succeeded" and rows["batches/b2"].state == "closed"
+    stuck = [j.id for j in _rows(ctx, JOBS, id=ids) if j.gemini_batch_id == rows["batches/b1"].id]
+    assert len(stuck) == 3  # b1's jobs still held
+    # Far from their deadline: left for the poller to try again.
+    assert "release_near_deadline" not in _watchdog(ctx, fake).run_once()
+    with ctx.sessions.begin() as session:
+        session.execute(update(JOBS).where(JOBS.c.id.in_(stuck))
+                        .values(deadline_at=utcnow() + timedelta(seconds=30)))  # fmt: skip
+    counts = _watchdog(ctx, fake).run_once()
+    assert counts["release_near_deadline"] == 1 and counts["resent_standard"] == 3
+    for job in _rows(ctx, JOBS, id=stuck):
+        assert (job.status, job.lane, job.gemini_batch_id) == ("queued", "standard", None)
+    assert {a.error_class for a in _rows(ctx, ATTEMPTS, job_id=stuck)} == {"BatchDeadline"}
