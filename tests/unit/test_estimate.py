@@ -302,7 +302,7 @@ def test_unknown_model_gives_no_estimate() -> None:
     [
         ("test-crop", DAY, ServiceTier.STANDARD),  # no prices at all
         ("test-later", DAY, ServiceTier.STANDARD),  # priced from 2027 only
-        ("gemini-3.8-flash", DAY, ServiceTier.PRIORITY),  # the tier is not listed
+        ("gemini-3-flash-preview", DAY, ServiceTier.PRIORITY),  # the tier is not listed
     ],
 )
 def test_no_price_gives_tokens_but_no_cost(model: str, day: dt.date, tier: ServiceTier) -> None:

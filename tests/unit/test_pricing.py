@@ -180,7 +180,10 @@ def test_call_cost_uses_the_price_of_the_day_and_tier() -> None:
     # A served version (modelVersion) is priced as its model.
     assert book.call_cost("gemini-3.6-flash-001", usage, day=DAY) == Decimal("0.00450")
     # No price: no guess.
-    assert book.call_cost("gemini-3.8-flash", usage, day=DAY, tier=ServiceTier.PRIORITY) is None
+    # gemini-3-flash-preview lists standard and batch prices only.
+    preview = "gemini-3-flash-preview"
+    assert book.call_cost(preview, usage, day=DAY) is not None
+    assert book.call_cost(preview, usage, day=DAY, tier=ServiceTier.PRIORITY) is None
     assert book.call_cost("gpt-4o", usage, day=DAY) is None
     assert book.call_cost("gemini-2.0-flash", usage, day=DAY) is None  # shut down: no prices
     assert book.call_cost("gemini-3.8-flash", None, day=DAY) is None
