@@ -283,3 +283,22 @@ _COUNT_ACTIVE = (
         or_(JOBS.c.status == JobStatus.QUEUED, JOBS.c.status == JobStatus.RUNNING),
     )
 )
+
+
+@dataclass(frozen=True)
+class EarlierAttempt:
+    """How a job's attempt before the current one ended (its error class and usage)."""
+
+    error_class: str | None
+    usage: dict[str, Any] | None
+
+
+def earlier_attempt(session: Session, job_id: str, before_id: int) -> EarlierAttempt | None:
+    """The job's last attempt before attempt ``before_id``; None for its first."""
+    row = session.execute(
+        select(ATTEMPTS.c.error_class, ATTEMPTS.c.usage)
+        .where(ATTEMPTS.c.job_id == job_id, ATTEMPTS.c.id < before_id)
+        .order_by(ATTEMPTS.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else EarlierAttempt(row.error_class, row.usage)

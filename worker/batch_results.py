@@ -14,7 +14,8 @@ What a line that is not an answer becomes:
   with the sync lane's code (``gemini_<status>`` for a line error);
 - a schema mismatch, or an answer cut at (or emptied by) visionq's own max_output_tokens:
   the job is released to the sync lane, whose retry, raised cap and schema retry live
-  there; the batch line's usage and cost stay on its closed attempt (and count in the
+  there (a cut line's job starts there at the raised cap: ``CUT_IN_BATCH``); the batch
+  line's usage and cost stay on its closed attempt (and count in the
   job's cost at its end). Cut at a cap the user set (options.max_output_tokens), the job
   fails at once with the sync lane's code and message: that lane never raises it;
 - a retryable line error (429, 5xx, a line with neither answer nor error) or a transient
@@ -60,7 +61,7 @@ from visionq.worker.errors import GeminiCallError
 from visionq.worker.failures import job_error_code
 from visionq.worker.spend import Spend
 from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, interpret, keep
-from visionq.worker.thinking import cap_failure_message, cap_may_be_raised
+from visionq.worker.thinking import CUT_IN_BATCH, cap_failure_message, cap_may_be_raised
 
 __all__ = [
     "LINE_ERROR", "LineOutcome", "ResultStore", "StoreCounts", "line_error", "read_inline",
@@ -255,8 +256,9 @@ class ResultStore:
             failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
             self._fail(spec, attempt_id, failure, spend)
         elif exc.code in _TO_SYNC_CODES:
+            # The sync run starts at the raised cap (worker/thinking.py CUT_IN_BATCH).
             self._release(spec, attempt_id, spend, lane="standard", reason=exc.message,
-                          error_class="GeminiCallError")  # fmt: skip
+                          error_class=CUT_IN_BATCH)  # fmt: skip
         elif exc.retryable:
             lane = resend_lane(
                 self._deadlines.get(spec.id), utcnow(), resends=self._row.resends,

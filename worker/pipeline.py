@@ -5,18 +5,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from google.genai import types
+
 from visionq.models.blobs import BlobNotFoundError
-from visionq.models.leases import Claim, JobSpec, claim_job, open_attempt
+from visionq.models.leases import Claim, JobSpec, claim_job, earlier_attempt, open_attempt
 from visionq.models.outcomes import finish_attempt
 from visionq.models.tables import AttemptOutcome, utcnow
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.formats import ImageRejectedError
+from visionq.vision.generation import output_cap
 from visionq.vision.parsing import AnswerParseError
 from visionq.vision.structured import SchemaMismatchError
 from visionq.vision.tasks import TaskKind
@@ -31,12 +33,13 @@ from visionq.worker.completion import (
 from visionq.worker.context import WorkerContext
 from visionq.worker.failures import job_error_code
 from visionq.worker.gemini import GeminiAnswer, GeminiCallError
+from visionq.worker.gemini_call import call_gemini
 from visionq.worker.ratelimit import RateLimitTimeout
-from visionq.worker.requests import GeminiRequest, build_request, decode_limits
 from visionq.worker.retry import decide
 from visionq.worker.spend import Spend, standard_surcharge_nusd
 from visionq.worker.storing import DEFERRED, INFRASTRUCTURE_ERRORS, ParsedAnswer, interpret, keep
 from visionq.worker.thinking import (
+    CUT_IN_BATCH,
     DEFAULT_OUTPUT_LIMIT,
     answer_allowance,
     cap_failure_message,
@@ -55,8 +58,6 @@ from visionq.worker.tiering import (
 from visionq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
-# Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
-_FILE_REFUSED_STATUSES = {400, 403, 404}
 
 
 def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -> str:
@@ -90,6 +91,8 @@ def _execute(ctx: WorkerContext, claim: Claim) -> str:
     refused = hold_run_tier(ctx, claim, run.tier)
     if refused is not None:
         return run._fail(refused)
+    if claim.attempt_number > 1:
+        run.carry_batch_cut()
     while True:
         outcome = run.step()
         if outcome is not None:
@@ -302,10 +305,7 @@ class _Run:
         usage = exc.usage.raw if exc.usage else None
         options = self.job.options
         if cap_may_be_raised(options, raised=self.raised_cap is not None):
-            allowance = answer_allowance(TaskKind(self.job.task), options)
-            entry = self.ctx.costs.catalogue.entry(self.job.model)
-            limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT
-            raised = raised_cap(cap=sent, thoughts=thoughts, allowance=allowance, limit=limit)
+            raised = self._raised(sent, thoughts)
             room = self._attempt < self.ctx.retry.max_attempts
             if raised is not None and room and time.monotonic() < self.deadline:
                 self.first_cap, self.raised_cap = sent, raised
@@ -319,6 +319,29 @@ class _Run:
                                       first_cap=self.first_cap)  # fmt: skip
         failure = Failure(job_error_code(exc), message, "GeminiCallError", exc.http_status)
         return self._fail(failure)
+
+    def _raised(self, sent: int | None, thoughts: int | None) -> int | None:
+        """The cap to ask again with after ``sent`` was used up (worker/thinking.py)."""
+        allowance = answer_allowance(TaskKind(self.job.task), self.job.options)
+        entry = self.ctx.costs.catalogue.entry(self.job.model)
+        limit = (entry.output_token_limit if entry else None) or DEFAULT_OUTPUT_LIMIT
+        return raised_cap(cap=sent, thoughts=thoughts, allowance=allowance, limit=limit)
+
+    def carry_batch_cut(self) -> None:
+        """A batch line of this job was cut at visionq's own cap (its attempt closed
+        CUT_IN_BATCH): that was the normal cap's call, so this run starts at the raised cap."""
+        with self.ctx.sessions() as session:
+            earlier = earlier_attempt(session, self.job.id, self.claim.attempt_id)
+        if earlier is None or earlier.error_class != CUT_IN_BATCH:
+            return
+        if not cap_may_be_raised(self.job.options, raised=False):
+            return
+        entry = self.ctx.costs.catalogue.entry(self.job.model)
+        sent = output_cap(TaskKind(self.job.task), self.job.options, entry)
+        metadata = types.GenerateContentResponseUsageMetadata.model_validate(earlier.usage or {})
+        raised = self._raised(sent, metadata.thoughts_token_count)
+        if raised is not None:
+            self.first_cap, self.raised_cap = sent, raised
 
     def _fail(self, failure: Failure) -> str:
         claim = self.claim
@@ -345,55 +368,3 @@ class _Run:
         self.claim = claim
         self.spend.next_attempt()
         return None
-
-
-def call_gemini(
-    ctx: WorkerContext,
-    job: JobSpec,
-    *,
-    pace: Callable[[], None],
-    spend: Spend,
-    cap: int | None = None,
-    tier: ServiceTier = ServiceTier.STANDARD,
-    timeout_s: float | None = None,
-) -> GeminiAnswer:
-    """Build the request and call Gemini at ``tier``; a file URI Gemini refuses is uploaded
-    again once.
-
-    ``pace`` waits for the rate limiter; it runs right before each call. ``cap`` replaces
-    the request's max_output_tokens (raised after thoughts used it all). ``timeout_s``: the
-    call's own timeout (a flex call's).
-    """
-    request = _request(ctx, job, spend, cap)
-    try:
-        pace()
-        return ctx.gemini.generate(
-            model=request.model, contents=request.parts, config=request.config, tier=tier,
-            timeout_s=timeout_s,
-        )  # fmt: skip
-    except GeminiCallError as exc:
-        refused = exc.http_status in _FILE_REFUSED_STATUSES and "file" in exc.message.lower()
-        if not (request.file_uris and refused):
-            raise
-        log.info("job %s: Gemini refused file URIs (%s); uploading again", job.id, exc.message)
-        ctx.uploads.forget(request.file_uris)
-    request = _request(ctx, job, spend, cap)
-    pace()
-    return ctx.gemini.generate(model=request.model, contents=request.parts,
-                               config=request.config, tier=tier, timeout_s=timeout_s)  # fmt: skip
-
-
-def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) -> GeminiRequest:
-    request = build_request(
-        job,
-        blobs=ctx.blobs,
-        uploads=ctx.uploads,
-        inline_limit=ctx.settings.inline_limit_bytes,
-        catalogue=ctx.costs.catalogue,
-        limits=decode_limits(ctx.settings),
-    )
-    if cap is not None:
-        request.config["max_output_tokens"] = cap
-    spend.transports = request.transports
-    spend.output_cap = request.config.get("max_output_tokens")
-    return request

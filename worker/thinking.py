@@ -17,6 +17,10 @@ from visionq.vision.tasks import JobOptions, TaskKind
 # Gemini's output limit of every current model (the catalogue's output_token_limit), and
 # the most options.max_output_tokens takes.
 DEFAULT_OUTPUT_LIMIT = 65_536
+# The error class of a batch line's attempt cut at (or emptied by) visionq's own cap and
+# released to the sync lane: that call was the normal cap's, so the sync run starts at the
+# raised cap (cap_may_be_raised's one raise; the normal cap again would be a sure repeat).
+CUT_IN_BATCH = "BatchOutputCap"
 
 
 def answer_allowance(task: TaskKind, options: JobOptions) -> int:

@@ -15,6 +15,7 @@ from google.genai import types
 from sqlalchemy import select, update
 
 from tests.unit.batchlane import MODEL
+from tests.unit.test_pipeline_answers import ScriptedGemini, _text
 from tests.unit.workercontext import worker_context
 from visionq.models.budgets import reserve, set_budget
 from visionq.models.gemini_batches import (
@@ -31,6 +32,7 @@ from visionq.models.tables import ATTEMPTS, BUDGETS, JOBS
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd, to_nano
 from visionq.vision.estimate import StoredEstimate
+from visionq.vision.generation import output_cap
 from visionq.vision.tasks import JobOptions, TaskKind
 from visionq.worker.answers import usage_from_metadata
 from visionq.worker.batch_results import (
@@ -42,8 +44,9 @@ from visionq.worker.batch_results import (
 )
 from visionq.worker.completion import Failure, fail_run, hold_run_tier
 from visionq.worker.context import WorkerContext
+from visionq.worker.pipeline import run_job
 from visionq.worker.spend import Spend
-from visionq.worker.thinking import truncated_message
+from visionq.worker.thinking import CUT_IN_BATCH, truncated_message
 
 USAGE = {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100}
 
@@ -355,3 +358,25 @@ def test_a_released_job_holds_its_paid_batch_line_before_the_sync_run(
     assert claim is not None
     refused = hold_run_tier(ctx, claim, ServiceTier.STANDARD)
     assert refused is not None and refused.code == "budget_exceeded"
+
+
+def test_a_line_cut_at_visionqs_own_cap_starts_the_sync_run_at_the_raised_cap(
+    ctx: WorkerContext,
+) -> None:
+    """Bug 2: the batch line was the normal cap's call; the sync run does not pay for the
+    same cap again (batch + standard + standard-raised) but starts at the raised one."""
+    row, [job_id] = _batch(ctx, 1)
+    assert store_outcomes(ctx, row, [_cut_line(job_id)], ctx.settings)["released"] == 1
+    [cut] = _attempts(ctx, job_id)
+    assert cut.error_class == CUT_IN_BATCH
+    gemini = ScriptedGemini([_text("A whole caption.", model=MODEL)])
+    ctx.gemini = gemini
+    assert run_job(ctx, job_id) == "succeeded"
+    spec = ctx.costs.catalogue.entry(MODEL)
+    normal = output_cap(TaskKind.CAPTION, JobOptions(), spec)
+    assert normal is not None
+    [config] = gemini.configs
+    assert config["max_output_tokens"] == 2 * normal  # raised once, as the sync lane would
+    job = _jobs(ctx, [job_id])[job_id]
+    assert job.status == "succeeded"
+    assert [a.outcome for a in _attempts(ctx, job_id)] == ["failed", "succeeded"]
