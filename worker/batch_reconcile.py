@@ -5,10 +5,13 @@ Every Gemini batch whose display name carries our prefix names our row (prefix +
 
 - row ``creating`` → adopted (the create landed; its answer was lost or its worker died);
 - row ``pending``/``running`` under that name → refreshed (its updateTime);
-- no row, or a row that is ``lost``, ``stalled``, ``closed`` or holds another name (a double
-  create) → an orphan: cancelled while live (VISIONQ_BATCH_ORPHANS=cancel; ``adopt`` takes a
-  batch declared lost back when its jobs still wait for one), deleted once ended
-  (VISIONQ_BATCH_DELETE_DONE).
+- a row that is ``lost``, ``stalled``, ``closed`` or holds another name (a double create)
+  → an orphan: cancelled while live (VISIONQ_BATCH_ORPHANS=cancel; ``adopt`` takes a batch
+  declared lost back when its jobs still wait for one), deleted once ended
+  (VISIONQ_BATCH_DELETE_DONE);
+- no row at all → not known to be ours: left alone, logged once per batch (another
+  deployment with the same prefix and key, e.g. dev or staging run with production's key,
+  must not have its batches cancelled: give each its own VISIONQ_BATCH_NAME_PREFIX).
 
 Rows Gemini does not list: a ``pending``/``running`` one whose get answers 404 is ``lost``;
 a ``creating`` one is ``lost`` once its submitter's claim and VISIONQ_BATCH_CREATE_GRACE_S
@@ -76,6 +79,8 @@ class Reconciler:
         self._batches = batches
         self._settings = settings
         self._identity = identity
+        # Batches with our prefix and no row, already logged (once per batch).
+        self._unknown: set[str] = set()
 
     def run_once(self) -> dict[str, int]:
         """Compare once: ``adopted``, ``orphans_cancelled``, ``lost``, ``refreshed`` (and
@@ -179,7 +184,21 @@ class Reconciler:
 
     def _orphan(self, row: BatchRow | None, remote: RemoteBatch, counts: dict[str, int]) -> None:
         """A Gemini batch of ours no live row owns: cancel it while live, delete it once
-        ended (or adopt it back when allowed and its jobs still wait)."""
+        ended (or adopt it back when allowed and its jobs still wait). One with no row at
+        all is left alone (it may be another deployment's)."""
+        if row is None:
+            add_counts(counts, {"unknown": 1})
+            if remote.name not in self._unknown:
+                self._unknown.add(remote.name)
+                log.warning(
+                    "Gemini batch %s (%s) carries this deployment's prefix %r but no batch "
+                    "row of ours names it: left alone. Another deployment (dev, staging) "
+                    "may share this Gemini project and prefix: give each deployment its own "
+                    "VISIONQ_BATCH_NAME_PREFIX. If it is a stray of this deployment (a "
+                    "database restored from backup), cancel it yourself.",
+                    remote.name, remote.display_name, self._settings.batch_name_prefix,
+                )  # fmt: skip
+            return
         if remote.live and row is not None and self._settings.batch_orphans == "adopt":
             with self._sessions.begin() as session:
                 taken = readopt(session, row.id, gemini_name=remote.name)

@@ -5,6 +5,7 @@ Every test works in its own Gemini identity and model: the database is shared.""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -222,16 +223,37 @@ def test_a_create_that_never_landed_is_lost_after_claim_and_grace(
 
 
 def test_orphans_are_cancelled_while_live_and_deleted_once_ended(
-    sessions: sessionmaker[Session], identity: str, fake: FakeBatches
+    sessions: sessionmaker[Session],
+    identity: str,
+    model: str,
+    fake: FakeBatches,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    live = fake.add(str(uuid.uuid4()))  # no row at all (a database restored from backup)
-    ended = fake.add(str(uuid.uuid4()), state="BATCH_STATE_SUCCEEDED")
+    live_id, ended_id = (_batch(sessions, identity, model, _jobs(sessions, model, 1)) for _ in "ab")
+    for batch_id in (live_id, ended_id):
+        _set_row(sessions, batch_id, state="closed")
+    live = fake.add(live_id)  # rows of ours, closed: orphans
+    ended = fake.add(ended_id, state="BATCH_STATE_SUCCEEDED")
+    # Our prefix, no row at all: maybe another deployment's (dev or staging run with
+    # production's key): never cancelled nor deleted, logged once.
+    unknown = fake.add(str(uuid.uuid4()))
+    unknown_ended = fake.add(str(uuid.uuid4()), state="BATCH_STATE_SUCCEEDED")
     fake.remotes["batches/foreign"] = RemoteBatch(
         name="batches/foreign", display_name="someone-else", state="BATCH_STATE_RUNNING"
     )
-    counts = Reconciler(sessions, fake, _settings(), identity).run_once()
-    assert (counts["orphans_cancelled"], counts["orphans_deleted"]) == (1, 1)
-    assert fake.cancelled == [live] and fake.deleted == [ended]  # never another's batch
+    reconciler = Reconciler(sessions, fake, _settings(), identity)
+    with caplog.at_level(logging.WARNING, logger="visionq.worker.batch_reconcile"):
+        counts = reconciler.run_once()
+        assert (counts["orphans_cancelled"], counts["orphans_deleted"]) == (1, 1)
+        assert counts["unknown"] == 2
+        assert fake.cancelled == [live] and fake.deleted == [ended]  # never another's batch
+        assert reconciler.run_once()["unknown"] == 2
+    assert unknown not in fake.cancelled and unknown_ended not in fake.deleted
+    warned = [r.getMessage() for r in caplog.records if "no batch row of ours" in r.getMessage()]
+    assert len(warned) == 2  # once per batch, not per reconcile
+    assert any(unknown in line for line in warned)
+    assert any(unknown_ended in line for line in warned)
+    assert all("VISIONQ_BATCH_NAME_PREFIX" in line for line in warned)
 
 
 def test_a_double_create_keeps_the_first_and_cancels_the_second(
