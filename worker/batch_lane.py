@@ -12,6 +12,11 @@ one tick, each step on its own (an outage of one is logged and skips it, not the
 5. record turnarounds: the measured p50/p90 per model and tier that ``auto`` reads
    (models/tiers.py).
 
+With VISIONQ_BATCH_LANE_ENABLED=false the lane still runs steps 2, 3 and 5: the Gemini
+batches already submitted are followed until they end and their jobs stored or re-sent
+(to standard: nothing is gathered), never left running; the sweeper sends jobs still
+waiting for a batch to the standard lane (worker/sweeper.py).
+
 The lock is held by one lane at a time and kept by it while it lives (renewed each step): a
 second worker's lane takes over within the lock's lifetime after the first one dies.
 """
@@ -140,13 +145,18 @@ class BatchLane:
             return {"skipped": 1}
         report: dict[str, int] = {}
         now = time.monotonic()
-        due = now >= self._reconcile_due
+        # Off (VISIONQ_BATCH_LANE_ENABLED=false): batches already sent are still followed
+        # until they end, nothing new is gathered (the sweeper sends waiting jobs to
+        # standard) and Gemini's list is not read for orphans.
+        on = self._settings.batch_lane_enabled
+        due = on and now >= self._reconcile_due
         if due and self._step("reconcile", self.reconciler.run_once, report):
             self._reconcile_due = now + self._settings.batch_reconcile_s
         self._step("poll", lambda: self.follower.run_once().as_dict(), report)
         self._step("watchdog", self.watchdog.run_once, report)
         self._step("foreign", self.foreign.run_once, report)
-        self._step("gather", lambda: self.gatherer.run_once().as_dict(), report)
+        if on:
+            self._step("gather", lambda: self.gatherer.run_once().as_dict(), report)
         if now >= self._turnarounds_due:
             self._turnarounds_due = now + max(self._settings.batch_poll_s,
                                               _MIN_TURNAROUND_EVERY_S)  # fmt: skip

@@ -3,6 +3,10 @@
 - queued jobs whose message never reached Redis (the send after the commit failed) or
   whose message is older than VISIONQ_REQUEUE_AFTER_S (it may have been lost with Redis);
 - running jobs whose lease lapsed: their worker died (SIGKILL, OOM, machine lost);
+- with VISIONQ_BATCH_LANE_ENABLED=false: jobs still waiting in lane batch (not in a Gemini
+  batch) go to the standard lane (``batch_fallback`` warning saying the lane is off); jobs
+  already in Gemini batches are followed by the lane until those batches end (it stops
+  gathering, worker/batch_lane.py);
 - and it deletes idempotency keys past their retention, and temporary blob files
   (``*.tmp``) older than VISIONQ_BLOB_TMP_GRACE_S that a killed process left behind.
 
@@ -17,21 +21,31 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models.blobs import BlobStore
+from visionq.models.gemini_batches import release_waiting
 from visionq.models.idempotency import forget_expired
 from visionq.models.leases import jobs_to_send, mark_sent
 from visionq.models.settings import Settings
+from visionq.models.tables import utcnow
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "visionq:sweeper"
 # Jobs read per page, and pages at most per sweep (5,000 jobs every sweep interval).
 PAGE = 500
 PAGES_PER_SWEEP = 10
+LANE_OFF_REASON = (
+    "the Gemini Batch lane is off (VISIONQ_BATCH_LANE_ENABLED=false on the workers), so no "
+    "batch would take this job; sent at standard. Turn the lane on to be served at the "
+    "batch price."
+)
+# Later than any deadline: with the lane off, every waiting job goes.
+_ANY_DEADLINE = timedelta(days=365 * 100)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class SweepReport:
     unsendable: int
     keys_forgotten: int
     temporaries_removed: int = 0
+    batch_lane_off: int = 0
 
 
 class Sweeper:
@@ -68,6 +83,7 @@ class Sweeper:
         lock_ms = max(int(self._settings.sweep_interval_s * 900), 100)
         if not self._redis.set(LOCK_KEY, "1", nx=True, px=lock_ms):
             return None
+        moved = self.release_batch_lane() if not self._settings.batch_lane_enabled else 0
         sent = unsendable = 0
         # Page after page while whole pages go out: a batch's jobs left unsent by a long
         # broker outage (tens of thousands) drain in a few sweeps, not one page per sweep.
@@ -83,8 +99,24 @@ class Sweeper:
             log.info("sweeper sent %d job(s) again", sent)
         return SweepReport(
             sent=sent, unsendable=unsendable, keys_forgotten=forgotten,
-            temporaries_removed=self.remove_temporaries(),
+            temporaries_removed=self.remove_temporaries(), batch_lane_off=moved,
         )  # fmt: skip
+
+    def release_batch_lane(self) -> int:
+        """The batch lane is off: jobs waiting for a Gemini batch go to the standard lane
+        (sent by this sweep's pages); how many."""
+        moved = 0
+        for _ in range(PAGES_PER_SWEEP):
+            with self._sessions.begin() as session:
+                page = release_waiting(session, deadline_before=utcnow() + _ANY_DEADLINE,
+                                       reason=LANE_OFF_REASON, limit=PAGE)  # fmt: skip
+            moved += len(page)
+            if len(page) < PAGE:
+                break
+        if moved:
+            log.warning("sweeper: %d job(s) waiting for a Gemini batch sent to the standard "
+                        "lane: VISIONQ_BATCH_LANE_ENABLED is false", moved)  # fmt: skip
+        return moved
 
     def _send_page(self) -> tuple[int, int]:
         """Send one page of due jobs and record them sent; (sent, due). Stops at the first

@@ -205,10 +205,9 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_batch_lane(sender: Any = None, **_: Any) -> None:
     """Every worker runs the Gemini Batch lane in a thread of its main process; one of them
-    works at a time (worker/batch_lane.py). VISIONQ_BATCH_LANE_ENABLED=false turns it off."""
-    settings = get_settings()
-    if settings.batch_lane_enabled:
-        WORKER.start_batch_lane(settings)
+    works at a time (worker/batch_lane.py). With VISIONQ_BATCH_LANE_ENABLED=false it gathers
+    nothing new but follows the Gemini batches already sent until they end."""
+    WORKER.start_batch_lane(get_settings())
 
 
 @signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]

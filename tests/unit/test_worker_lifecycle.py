@@ -102,8 +102,9 @@ def test_the_celery_signals_open_and_close_the_process_resources(
 def test_the_batch_lane_starts_once_on_ready_and_stops_on_shutdown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """worker_ready starts the Gemini Batch lane once (unless VISIONQ_BATCH_LANE_ENABLED is
-    false); worker_shutting_down stops it before the jobs' resources close."""
+    """worker_ready starts the Gemini Batch lane once (also with VISIONQ_BATCH_LANE_ENABLED
+    false: it then only follows the Gemini batches already sent until they end);
+    worker_shutting_down stops it before the jobs' resources close."""
     closed: list[str] = []
     started: list[str] = []
 
@@ -119,7 +120,7 @@ def test_the_batch_lane_starts_once_on_ready_and_stops_on_shutdown(
     monkeypatch.setenv("VISIONQ_SWEEPER_ENABLED", "false")
     monkeypatch.setenv("VISIONQ_BATCH_LANE_ENABLED", "false")
     tasks._start_batch_lane()
-    assert started == []
+    assert started == ["lane"]
     monkeypatch.setenv("VISIONQ_BATCH_LANE_ENABLED", "true")
     tasks._start_batch_lane()
     tasks._start_batch_lane()
