@@ -19,11 +19,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from google import genai
 from google.genai import types
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.gemini import _translated
@@ -93,24 +94,83 @@ def raw_operation(client: genai.Client, name: str) -> dict[str, Any]:
     return body
 
 
+def _count(value: Any) -> int:
+    """An int64 count as Gemini sends it (a JSON string), or 0 when unreadable."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _when(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (nanoseconds cut to micro), None when missing or unreadable."""
+    if not value:
+        return None
+    try:
+        return _TIMES.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _object(value: Any) -> Any:
+    """A missing (null) object read as an empty one."""
+    return value if value is not None else {}
+
+
+_Count = Annotated[int, BeforeValidator(_count)]
+_When = Annotated[datetime | None, BeforeValidator(_when)]
+_CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class _Output(BaseModel):
+    model_config = _CAMEL
+
+    responses_file: str | None = None
+
+
+class _Metadata(BaseModel):
+    """An Operation's metadata (a GenerateContentBatch): what the lane reads of it."""
+
+    model_config = _CAMEL
+
+    display_name: str | None = None
+    state: Annotated[str | None, BeforeValidator(lambda v: None if v is None else str(v))] = None
+    create_time: _When = None
+    update_time: _When = None
+    end_time: _When = None
+    batch_stats: Annotated[dict[str, _Count], BeforeValidator(_object)] = {}
+    output: _Output | None = None
+
+
+class Operation(BaseModel):
+    """A batch Operation as Gemini sends it (batchStats as int64 strings; the top-level
+    ``error`` of a failed batch, a google.rpc Status)."""
+
+    model_config = _CAMEL
+
+    name: Annotated[str, BeforeValidator(lambda v: "" if v is None else v)] = ""
+    metadata: Annotated[_Metadata, BeforeValidator(_object)] = _Metadata()
+    response: _Output | None = None
+    error: dict[str, Any] | None = None
+
+
 def remote_from_operation(operation: Mapping[str, Any]) -> RemoteBatch:
     """A RemoteBatch from a raw Operation (metadata.state, batchStats as int64 strings,
-    output.responsesFile; the top-level ``error`` of a failed batch)."""
-    metadata = operation.get("metadata") or {}
-    output = metadata.get("output") or (operation.get("response") or {})
-    stats_raw = metadata.get("batchStats") or {}
-    stats = {str(key): _int(value) for key, value in stats_raw.items()}
-    error = operation.get("error")
+    output.responsesFile; the top-level ``error`` of a failed batch). A body that is not an
+    Operation raises ValidationError (a ValueError)."""
+    parsed = Operation.model_validate(operation)
+    metadata = parsed.metadata
+    output = metadata.output or parsed.response
     return RemoteBatch(
-        name=str(operation.get("name") or ""),
-        display_name=metadata.get("displayName"),
-        state=batch_state(metadata.get("state")),
-        create_time=_time(metadata.get("createTime")),
-        update_time=_time(metadata.get("updateTime")),
-        end_time=_time(metadata.get("endTime")),
-        stats=stats,
-        responses_file=output.get("responsesFile") if isinstance(output, dict) else None,
-        error=dict(error) if isinstance(error, dict) else None,
+        name=parsed.name,
+        display_name=metadata.display_name,
+        state=batch_state(metadata.state),
+        create_time=metadata.create_time,
+        update_time=metadata.update_time,
+        end_time=metadata.end_time,
+        stats=dict(metadata.batch_stats),
+        responses_file=output.responses_file if output else None,
+        error=parsed.error,
     )
 
 
@@ -256,21 +316,3 @@ class GeminiBatches:
         """Delete an uploaded file (a batch's JSONL input once the batch is done)."""
         with _translated("files.delete", self._secret):
             self._sdk().files.delete(name=name)
-
-
-def _int(value: Any) -> int:
-    """An int64 count as Gemini sends it (a JSON string), or 0 when unreadable."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp (nanoseconds cut to micro), None when missing or unreadable."""
-    if not value:
-        return None
-    try:
-        return _TIMES.validate_python(value)
-    except ValidationError:
-        return None

@@ -122,3 +122,20 @@ def test_a_body_that_is_not_an_operation_is_retryable() -> None:
 def test_no_client_says_what_to_set() -> None:
     with pytest.raises(GeminiCallError, match="GEMINI_API_KEY"):
         GeminiBatches(None, secret=None).get("batches/x")
+
+
+def test_odd_operation_fields_read_leniently_or_as_malformed() -> None:
+    """Review nit 4: the Operation is parsed by a model; an unreadable count is 0 (never a
+    ValueError out of the poller), null objects read as empty, and a metadata that is not
+    an object is a retryable malformed_response."""
+    stats = {"requestCount": "many", "pendingRequestCount": "3"}
+    metadata = {"state": "BATCH_STATE_RUNNING", "updateTime": "x", "batchStats": stats}
+    odd = {"name": "batches/o", "metadata": metadata}
+    remote = remote_from_operation(odd)
+    assert remote.stats == {"requestCount": 0, "pendingRequestCount": 3}
+    assert remote.update_time is None and remote.live
+    bare = remote_from_operation({"name": "batches/n", "metadata": None})
+    assert (bare.state, bare.stats, bare.responses_file) == ("BATCH_STATE_UNSPECIFIED", {}, None)
+    with pytest.raises(GeminiCallError) as caught:
+        _batches(_ApiClient({"name": "batches/m", "metadata": ["no"]})).get("batches/m")
+    assert caught.value.code == "malformed_response" and caught.value.retryable
