@@ -12,8 +12,6 @@ the ``batch_expire_after_s`` fault). The last four are terminal (``done: true``)
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from visionq.emulator import errors
 from visionq.emulator.errors import EmulatorError
 from visionq.emulator.files import ID_ALPHABET
+from visionq.emulator.paging import page_of
 
 PENDING = "BATCH_STATE_PENDING"
 RUNNING = "BATCH_STATE_RUNNING"
@@ -171,28 +170,11 @@ class BatchStore:
         A token holds the creation number of the last batch returned, so deletions
         between pages neither repeat nor skip batches.
         """
-        size = page_size if page_size and page_size > 0 else DEFAULT_PAGE_SIZE
-        size = min(size, MAX_PAGE_SIZE)
-        ordered = sorted(self.batches.values(), key=lambda b: b.seq, reverse=True)
-        if page_token:
-            after = _decode_token(page_token)
-            ordered = [b for b in ordered if b.seq < after]
-        chosen = ordered[:size]
-        more = len(ordered) > size
-        return chosen, _encode_token(chosen[-1].seq) if more else ""
-
-
-def _encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"batch:{seq}".encode()).decode("ascii").rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    padded = token + "=" * (-len(token) % 4)
-    try:
-        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
-    except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise errors.invalid_page_token() from exc
-    prefix, _, number = text.partition(":")
-    if prefix != "batch" or not number.isdigit():
-        raise errors.invalid_page_token()
-    return int(number)
+        return page_of(
+            sorted(self.batches.values(), key=lambda b: b.seq, reverse=True),
+            lambda item: item.seq,
+            page_size=page_size,
+            page_token=page_token,
+            sizes=(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            kind="batch",
+        )

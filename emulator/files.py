@@ -20,7 +20,6 @@ Generated files (a batch's output, ``files/batch-<id>``) are ACTIVE at once, hav
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 import secrets
@@ -33,6 +32,7 @@ from typing import Any
 from PIL import Image
 
 from visionq.emulator import errors
+from visionq.emulator.paging import page_of
 from visionq.emulator.scene import UndecodableImageError, load_image
 
 Clock = Callable[[], float]
@@ -339,28 +339,11 @@ class FileStore:
         A token encodes the sequence number of the last file returned, so deletions
         between pages neither repeat nor skip files.
         """
-        size = page_size if page_size and page_size > 0 else DEFAULT_PAGE_SIZE
-        size = min(size, MAX_PAGE_SIZE)
-        files = self.live()
-        if page_token:
-            after = _decode_token(page_token)
-            files = [f for f in files if f.seq < after]
-        chosen = files[:size]
-        more = len(files) > size
-        return chosen, _encode_token(chosen[-1].seq) if more else ""
-
-
-def _encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{seq}".encode()).decode("ascii").rstrip("=")
-
-
-def _decode_token(token: str) -> int:
-    padded = token + "=" * (-len(token) % 4)
-    try:
-        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii")
-    except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise errors.invalid_page_token() from exc
-    prefix, _, number = text.partition(":")
-    if prefix != "after" or not number.isdigit():
-        raise errors.invalid_page_token()
-    return int(number)
+        return page_of(
+            self.live(),
+            lambda item: item.seq,
+            page_size=page_size,
+            page_token=page_token,
+            sizes=(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            kind="after",
+        )
