@@ -312,10 +312,10 @@ def markdown(result: dict[str, Any]) -> str:
     body += (
         f"\n**visionq / naive = {ratio:.3f}** (target <= {TARGET_RATIO}), jobs past deadline "
         f"{vq['past_deadline']} (target 0): {verdict(ok)}\n\n"
-        "Cache hits count only repeats whose first copy had already succeeded when they were "
-        "submitted (the cache reuses finished answers, never queued ones): with every image "
-        "sent within seconds and answered by Gemini batches minutes later, the repeats are "
-        "paid for again, at the batch price.\n"
+        "Cache hits: every image is sent within seconds and answered by Gemini batches "
+        "later, so a repeat finds no finished answer at submit; the batch lane holds it back "
+        "while its first copy is in a Gemini batch (only the first of identical jobs is "
+        "gathered) and answers it from that copy once it succeeds, free.\n"
     )
     reports = "\n".join(
         f"\n`visionq cost report --by {by}` (every tenant of the run):\n\n```\n{text}\n```\n"
