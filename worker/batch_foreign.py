@@ -36,7 +36,7 @@ from visionq.models.gemini_batches import (
 )
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
-from visionq.worker.batch_release import STANDARD, add_counts, give_up, release_held
+from visionq.worker.batch_release import STANDARD, add_counts, give_up, release_held, resent
 
 __all__ = ["ForeignAction", "ForeignBatches", "judge_foreign"]
 
@@ -128,7 +128,7 @@ class ForeignBatches:
                         error_class="BatchDeadline", settings=self._settings,
                         only=action.job_ids, lane=STANDARD,
                     )  # fmt: skip
-                add_counts(counts, {f"resent_{lane}": n for lane, n in released.items()})
+                add_counts(counts, resent(released))
         return {key: value for key, value in counts.items() if value}
 
     def _lose(
@@ -142,5 +142,4 @@ class ForeignBatches:
         if released is None:
             return
         log.warning("%s: %d jobs re-sent", action.reason, sum(released.values()))
-        resent = {f"resent_{lane}": n for lane, n in released.items()}
-        add_counts(counts, {"foreign_lost": 1, **resent})
+        add_counts(counts, {"foreign_lost": 1, **resent(released)})

@@ -47,7 +47,7 @@ from visionq.models.gemini_batches import (
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_api import RemoteBatch
-from visionq.worker.batch_release import FOLLOWED, NOT_FOUND, add_counts, give_up
+from visionq.worker.batch_release import FOLLOWED, NOT_FOUND, add_counts, give_up, resent
 from visionq.worker.errors import GeminiCallError
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class Reconciler:
         if released is None:
             return
         log.warning("batch %s lost (%s): %d jobs re-sent", row.id, why, sum(released.values()))
-        add_counts(counts, {"lost": 1, **{f"resent_{lane}": n for lane, n in released.items()}})
+        add_counts(counts, {"lost": 1, **resent(released)})
 
 
 def _created(remote: RemoteBatch) -> float:

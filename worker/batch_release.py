@@ -46,6 +46,11 @@ def add_counts(counts: dict[str, int], more: Mapping[str, int]) -> None:
         counts[key] = counts.get(key, 0) + value
 
 
+def resent(released: Mapping[str, int]) -> dict[str, int]:
+    """A release's jobs per lane as the lane steps report them (``resent_batch``, ...)."""
+    return {f"resent_{lane}": n for lane, n in released.items()}
+
+
 def resend_lane(
     deadline_at: datetime | None,
     now: datetime,

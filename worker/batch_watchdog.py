@@ -60,6 +60,7 @@ from visionq.worker.batch_release import (
     give_up,
     release_held,
     resend_lane,
+    resent,
 )
 from visionq.worker.errors import GeminiCallError
 
@@ -247,7 +248,7 @@ class BatchWatchdog:
             )  # fmt: skip
         if released is None:
             return
-        add_counts(counts, {f"resent_{lane}": n for lane, n in released.items()})
+        add_counts(counts, resent(released))
         log.warning("%s: %d jobs re-sent", action.reason, sum(released.values()))
         if row.gemini_name is not None:
             try:
@@ -264,7 +265,7 @@ class BatchWatchdog:
                 session, row, now=now, reason=action.reason, error_class="BatchDeadline",
                 settings=self._settings, only=action.job_ids, lane=STANDARD,
             )  # fmt: skip
-        add_counts(counts, {f"resent_{lane}": n for lane, n in released.items()})
+        add_counts(counts, resent(released))
 
     def _waiting_to_standard(self, now: datetime) -> int:
         """Jobs no batch took in time (the running cap) go to the sync lane."""
