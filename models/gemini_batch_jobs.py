@@ -290,7 +290,7 @@ def release_waiting(
 ) -> list[str]:
     """Send jobs still waiting for a Gemini batch whose deadline comes before
     ``deadline_before`` to the sync lane (standard, ``batch_fallback`` warning): no batch
-    took them in time (VISIONQ_BATCH_MAX_RUNNING reached, or the lane was down)."""
+    answered them in time (no free batch slot, an identical job still running, the lane down)."""
     due = list(
         session.scalars(
             select(JOBS.c.id)

@@ -268,11 +268,14 @@ class BatchWatchdog:
         add_counts(counts, resent(released))
 
     def _waiting_to_standard(self, now: datetime) -> int:
-        """Jobs no batch took in time (the running cap) go to the sync lane."""
+        """Jobs still waiting for a batch near their deadline go to the sync lane."""
         reserve = self._settings.batch_sync_reserve_s
+        # One message for every reason a job can still be waiting: a free batch slot
+        # (VISIONQ_BATCH_MAX_RUNNING), an identical job's answer (the cache), the lane.
         reason = (
-            f"no Gemini batch took this job {reserve:g} s before its deadline "
-            "(VISIONQ_BATCH_MAX_RUNNING reached, or the lane was down); sent at standard"
+            f"still waiting for a Gemini batch {reserve:g} s before its deadline (for a free "
+            "batch slot under VISIONQ_BATCH_MAX_RUNNING, for an identical job's answer, or "
+            "because the lane was down); sent at standard to hold the deadline"
         )
         with self._sessions.begin() as session:
             moved = release_waiting(
