@@ -4,21 +4,15 @@ already sent are followed by the lane until they end (it gathers nothing new).""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from unittest.mock import MagicMock
 
 import pytest
-from sqlalchemy import select
 
 from tests.unit.batchfake import FakeBatches
-from tests.unit.batchlane import MODEL
-from tests.unit.workercontext import worker_context
-from visionq.models.jobs import NewInput, create_job
-from visionq.models.tables import JOBS
-from visionq.vision.tasks import JobOptions
+from tests.unit.lanesteps import jobs_by_id, lane_context, waiting_jobs
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_lane import BatchLane
 from visionq.worker.context import WorkerContext
@@ -27,32 +21,9 @@ from visionq.worker.sweeper import Sweeper
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
-    context = worker_context(
-        tmp_path, batch_min_requests=3, batch_max_requests=3, batch_gather_s=3600,
-        tier_prior_s='{"batch": 60}',
-    )  # fmt: skip
+    context = lane_context(tmp_path, min_requests=3, max_requests=3)
     yield context
     context.close()
-
-
-def _jobs(ctx: WorkerContext, count: int) -> list[str]:
-    ids = []
-    with ctx.sessions.begin() as session:
-        for n in range(count):
-            sha = ctx.blobs.put(f"\x89PNG image {n} {uuid.uuid4()}".encode())
-            job = create_job(
-                session, tenant="t", task="caption", model=MODEL, prompt=None, labels=None,
-                options=JobOptions(), inputs=[NewInput(sha, "image/png", 64, 48, 30)],
-                tier="batch", lane="batch", deadline_s=86400,
-            )  # fmt: skip
-            session.flush()
-            ids.append(job.id)
-    return ids
-
-
-def _jobs_by_id(ctx: WorkerContext, ids: list[str]) -> dict[str, Any]:
-    with ctx.sessions() as session:
-        return {j.id: j for j in session.execute(select(JOBS).where(JOBS.c.id.in_(ids))).all()}
 
 
 def test_lane_off_sends_waiting_jobs_to_standard_and_follows_sent_batches(
@@ -60,10 +31,10 @@ def test_lane_off_sends_waiting_jobs_to_standard_and_follows_sent_batches(
 ) -> None:
     fake = FakeBatches(tmp_path)
     lane = BatchLane(ctx, MagicMock(), cast(GeminiBatches, fake), ctx.settings)
-    in_batch = _jobs(ctx, 3)
+    in_batch = waiting_jobs(ctx, 3)
     lane.tick()  # on: gathered into one Gemini batch
     assert list(fake.remotes) == ["batches/b1"]
-    waiting = _jobs(ctx, 3)
+    waiting = waiting_jobs(ctx, 3)
 
     ctx.settings.batch_lane_enabled = False
     lane.tick()  # off: nothing new gathered
@@ -76,7 +47,7 @@ def test_lane_off_sends_waiting_jobs_to_standard_and_follows_sent_batches(
     report = sweeper.sweep_once()
     assert report is not None and report.batch_lane_off == 3
     assert sorted(call.args[0] for call in send.call_args_list) == sorted(waiting)
-    jobs = _jobs_by_id(ctx, waiting + in_batch)
+    jobs = jobs_by_id(ctx, waiting + in_batch)
     for job_id in waiting:
         job = jobs[job_id]
         assert (job.status, job.lane) == ("queued", "standard")
@@ -88,5 +59,5 @@ def test_lane_off_sends_waiting_jobs_to_standard_and_follows_sent_batches(
     # The lane, off, still follows the batch it sent until it ends: its jobs are stored.
     fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {job_id: "A" for job_id in in_batch})
     lane.tick()
-    jobs = _jobs_by_id(ctx, in_batch)
+    jobs = jobs_by_id(ctx, in_batch)
     assert {(j.status, j.served_tier) for j in jobs.values()} == {("succeeded", "batch")}

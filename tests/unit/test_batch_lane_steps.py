@@ -3,7 +3,6 @@ steps on a SQLite database, against a fake Batch API (tests/unit/batchfake.py)."
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -15,69 +14,31 @@ from sqlalchemy import select, update
 
 from tests.unit.batchfake import USAGE, FakeBatches
 from tests.unit.batchlane import MODEL
-from tests.unit.workercontext import worker_context
+from tests.unit.lanesteps import IDENTITY, fake_batches, lane_context, lane_steps, waiting_jobs
 from visionq.models.gemini_batches import Gatherable, batch_token, live_batches
-from visionq.models.jobs import NewInput, cancel_job, create_job
+from visionq.models.jobs import cancel_job
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import ATTEMPTS, BUDGETS, GEMINI_BATCHES, JOB_INPUTS, JOBS, utcnow
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
-from visionq.vision.tasks import JobOptions
 from visionq.worker import storing
-from visionq.worker.batch_api import GeminiBatches
-from visionq.worker.batch_follow import Follower
-from visionq.worker.batch_gather import Gatherer, batch_due
+from visionq.worker.batch_gather import batch_due
 from visionq.worker.batch_reconcile import BatchApi
-from visionq.worker.batch_requests import BatchBuilder, BatchPolicy
 from visionq.worker.batch_watchdog import BatchWatchdog
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
-from visionq.worker.files import UploadCache
-
-IDENTITY = "test-project"
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
-    context = worker_context(
-        tmp_path, batch_min_requests=3, batch_max_requests=3, batch_gather_s=3600,
-        tier_prior_s='{"batch": 60}',
-    )  # fmt: skip
+    context = lane_context(tmp_path, min_requests=3, max_requests=3)
     yield context
     context.close()
 
 
 @pytest.fixture
 def fake(tmp_path: Path) -> FakeBatches:
-    folder = tmp_path / "gemini"
-    folder.mkdir()
-    return FakeBatches(folder)
-
-
-def _lane(ctx: WorkerContext, fake: FakeBatches, tmp_path: Path) -> tuple[Gatherer, Follower]:
-    batches = cast(GeminiBatches, fake)
-    builder = BatchBuilder(
-        blobs=ctx.blobs, uploads=cast(UploadCache, None), catalogue=ctx.costs.catalogue,
-        policy=BatchPolicy.from_settings(ctx.settings), folder=tmp_path,
-    )  # fmt: skip
-    gatherer = Gatherer(ctx, batches, builder, settings=ctx.settings, identity=IDENTITY)
-    follower = Follower(ctx, batches, settings=ctx.settings, identity=IDENTITY, folder=tmp_path)
-    return gatherer, follower
-
-
-def _jobs(ctx: WorkerContext, count: int, deadline_s: float = 86400) -> list[str]:
-    ids = []
-    with ctx.sessions.begin() as session:
-        for n in range(count):
-            sha = ctx.blobs.put(f"\x89PNG image {n} {uuid.uuid4()}".encode())
-            job = create_job(
-                session, tenant="t", task="caption", model=MODEL, prompt=None, labels=None,
-                options=JobOptions(), inputs=[NewInput(sha, "image/png", 64, 48, 30)],
-                tier="batch", lane="batch", deadline_s=deadline_s,
-            )  # fmt: skip
-            session.flush()
-            ids.append(job.id)
-    return ids
+    return fake_batches(tmp_path)
 
 
 def _rows(ctx: WorkerContext, table: Any, **where: Any) -> list[Any]:
@@ -92,7 +53,7 @@ def _rows(ctx: WorkerContext, table: Any, **where: Any) -> list[Any]:
 def test_batch_is_recorded_before_the_create_is_sent(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
-    ids = _jobs(ctx, 3)
+    ids = waiting_jobs(ctx, 3)
     seen: list[Any] = []
 
     def in_flight(display_name: str) -> None:
@@ -102,7 +63,7 @@ def test_batch_is_recorded_before_the_create_is_sent(
         seen.append((row.state, {(j.status, j.gemini_batch_id, j.lease_token) for j in jobs}))
 
     fake.on_create = in_flight
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     report = gatherer.run_once()
     [row] = _rows(ctx, GEMINI_BATCHES)
     assert seen == [("creating", {("running", row.id, batch_token(row.id))})]
@@ -117,9 +78,9 @@ def test_batch_is_recorded_before_the_create_is_sent(
 def test_unconfirmed_create_is_left_to_the_reconciler(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
-    ids = _jobs(ctx, 3)
+    ids = waiting_jobs(ctx, 3)
     fake.create_error = GeminiCallError("gemini_timeout", "no answer", retryable=True)
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     assert gatherer.run_once().ambiguous == 1
     [row] = _rows(ctx, GEMINI_BATCHES)
     # Still creating and holding its jobs: it may exist at Gemini (adopt or lose later).
@@ -131,11 +92,11 @@ def test_unconfirmed_create_is_left_to_the_reconciler(
 def test_refused_create_sends_the_jobs_to_the_sync_lane(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
-    ids = _jobs(ctx, 3)
+    ids = waiting_jobs(ctx, 3)
     fake.create_error = GeminiCallError(
         "gemini_invalid_argument", "Gemini answered 400: bad batch", http_status=400
     )
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     assert gatherer.run_once().released == 3
     [row] = _rows(ctx, GEMINI_BATCHES)
     assert row.state == "closed" and "bad batch" in row.error
@@ -151,10 +112,10 @@ def test_refused_create_sends_the_jobs_to_the_sync_lane(
 def test_gather_waits_for_enough_jobs_and_respects_the_running_cap(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
-    gatherer, _ = _lane(ctx, fake, tmp_path)
-    _jobs(ctx, 2)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
+    waiting_jobs(ctx, 2)
     assert gatherer.run_once().batches == 0  # 2 < VISIONQ_BATCH_MIN_REQUESTS, not old
-    _jobs(ctx, 7)
+    waiting_jobs(ctx, 7)
     ctx.settings.batch_max_running = 2
     report = gatherer.run_once()
     assert report.batches == 2 and report.jobs == 6  # 3 per batch, then the cap
@@ -182,13 +143,13 @@ def test_succeeded_batch_is_stored_closed_and_deleted(
     if mode == "file":
         ctx.settings.batch_inline_max_bytes = 64 * 1024
         ctx.settings.batch_file_image_min_bytes = 1 << 30
-    ids = _jobs(ctx, 3)
+    ids = waiting_jobs(ctx, 3)
     if mode == "file":  # one request over the cap: the batch goes as a file
         sha = ctx.blobs.put(b"\x89PNG" + bytes(range(256)) * 400)
         with ctx.sessions.begin() as session:
             session.execute(update(JOB_INPUTS).where(JOB_INPUTS.c.job_id == ids[0])
                             .values(sha256=sha))  # fmt: skip
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     [row] = _rows(ctx, GEMINI_BATCHES)
     assert row.input_mode == mode
@@ -221,8 +182,8 @@ def test_succeeded_batch_is_stored_closed_and_deleted(
 def test_an_ended_batch_releases_its_jobs(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path, state: str, error_class: str
 ) -> None:
-    ids = _jobs(ctx, 3)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     fake.finish("batches/b1", state, {})
     follower.run_once()
@@ -240,8 +201,8 @@ def test_an_ended_batch_releases_its_jobs(
 def test_a_batch_gemini_no_longer_has_is_lost(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
-    ids = _jobs(ctx, 3, deadline_s=600)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3, deadline_s=600)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     fake.remotes.clear()  # the emulator restarted: 404, and not listed
     assert follower.run_once().lost == 1
@@ -259,8 +220,8 @@ def test_a_succeeded_batch_whose_output_is_gone_releases_its_jobs(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
     """The output answers 404 (Gemini lost it): the jobs are re-sent, not held forever."""
-    ids = _jobs(ctx, 3)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     fake.finish("batches/b1", "BATCH_STATE_SUCCEEDED", {})
     gone = GeminiCallError("gemini_not_found", "no such output", http_status=404)
@@ -295,8 +256,8 @@ def test_an_all_cancelled_batchs_answered_lines_are_recorded(
     """Bug 3: every job of the batch cancelled; Gemini answered one line before the cancel.
     The output is read: that line's usage and cost are on its discarded attempt, in its
     job's cost and the tenant's spend; nothing is stored."""
-    ids = _jobs(ctx, 3)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     with ctx.sessions.begin() as session:
         for job_id in ids:
@@ -323,8 +284,8 @@ def test_a_stalled_batch_keeps_the_lines_it_answered(
 ) -> None:
     """Bug 6: a stalled batch is cancelled, not given up: its CANCELLED output's answered
     lines are stored (paid once), only the rest re-sent (BatchStalled)."""
-    ids = _jobs(ctx, 3)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     with ctx.sessions.begin() as session:
         session.execute(update(GEMINI_BATCHES).values(
@@ -348,8 +309,8 @@ def test_a_late_line_of_a_job_released_near_its_deadline_is_recorded(
     """Bug 6: a job released to standard near its deadline is answered by the batch anyway:
     the line is not stored but its cost is recorded on the closed attempt (the job's end
     sums it; an ended job is charged at once)."""
-    ids = _jobs(ctx, 3, deadline_s=ctx.settings.batch_sync_reserve_s - 10)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3, deadline_s=ctx.settings.batch_sync_reserve_s - 10)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     counts = _watchdog(ctx, fake).run_once()
     assert counts["release_near_deadline"] == 1 and counts["resent_standard"] == 3
@@ -372,8 +333,8 @@ def test_a_line_that_crashes_fails_its_job_and_the_others_are_stored(
     """Bug 7: an unexpected exception while storing one line (a parser bug on an odd
     answer) fails that job internal_error with its attempt; the other lines are stored and
     the batch is closed (never retried forever)."""
-    ids = _jobs(ctx, 3)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 3)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     real = storing.interpret
 
@@ -405,8 +366,8 @@ def test_a_batch_that_cannot_be_collected_blocks_no_other_and_its_jobs_meet_thei
     """Bug 7: collecting one batch raises something unexpected: later batches are still
     collected, and the stuck batch's jobs go to standard before their deadline (the
     watchdog's deadline rule covers rows Gemini ended that the poller could not close)."""
-    ids = _jobs(ctx, 6)
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    ids = waiting_jobs(ctx, 6)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     gatherer.run_once()
     assert sorted(fake.remotes) == ["batches/b1", "batches/b2"]

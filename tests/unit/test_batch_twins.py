@@ -16,51 +16,28 @@ from sqlalchemy import select
 
 from tests.unit.batchfake import FakeBatches
 from tests.unit.batchlane import MODEL
-from tests.unit.workercontext import worker_context
+from tests.unit.lanesteps import IDENTITY, fake_batches, jobs_by_id, lane_context, lane_steps
 from visionq.models.budgets import reserve, set_budget
 from visionq.models.jobs import NewInput, create_job
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import ATTEMPTS, BUDGETS, GEMINI_BATCHES, JOBS
 from visionq.vision.tasks import JobOptions
-from visionq.worker.batch_api import GeminiBatches
-from visionq.worker.batch_follow import Follower
-from visionq.worker.batch_gather import Gatherer
 from visionq.worker.batch_reconcile import BatchApi
-from visionq.worker.batch_requests import BatchBuilder, BatchPolicy
 from visionq.worker.batch_watchdog import BatchWatchdog
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
-from visionq.worker.files import UploadCache
-
-IDENTITY = "test-project"
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
-    context = worker_context(
-        tmp_path, batch_min_requests=1, batch_max_requests=20, batch_gather_s=3600,
-        tier_prior_s='{"batch": 60}',
-    )  # fmt: skip
+    context = lane_context(tmp_path, min_requests=1, max_requests=20)
     yield context
     context.close()
 
 
 @pytest.fixture
 def fake(tmp_path: Path) -> FakeBatches:
-    folder = tmp_path / "gemini"
-    folder.mkdir()
-    return FakeBatches(folder)
-
-
-def _lane(ctx: WorkerContext, fake: FakeBatches, tmp_path: Path) -> tuple[Gatherer, Follower]:
-    batches = cast(GeminiBatches, fake)
-    builder = BatchBuilder(
-        blobs=ctx.blobs, uploads=cast(UploadCache, None), catalogue=ctx.costs.catalogue,
-        policy=BatchPolicy.from_settings(ctx.settings), folder=tmp_path,
-    )  # fmt: skip
-    gatherer = Gatherer(ctx, batches, builder, settings=ctx.settings, identity=IDENTITY)
-    follower = Follower(ctx, batches, settings=ctx.settings, identity=IDENTITY, folder=tmp_path)
-    return gatherer, follower
+    return fake_batches(tmp_path)
 
 
 def _job(
@@ -84,11 +61,6 @@ def _job(
             reserved_nusd=reserved,
         )  # fmt: skip
         return job.id
-
-
-def _jobs(ctx: WorkerContext, ids: list[str]) -> dict[str, Any]:
-    with ctx.sessions() as session:
-        return {row.id: row for row in session.execute(select(JOBS).where(JOBS.c.id.in_(ids)))}
 
 
 def _sent(fake: FakeBatches) -> list[str]:
@@ -115,11 +87,11 @@ def test_only_the_first_twin_is_sent_the_others_become_cache_hits(
     other = _job(ctx, "k2")
     no_cache = _job(ctx, "k1", cache=False)  # asks to run: sent
     other_tenant = _job(ctx, "k1", tenant="u")  # tenants are kept apart: sent
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     report = gatherer.run_once()
     assert report.jobs == 4 and report.cached == 0
     assert _sent(fake) == [first, other, no_cache, other_tenant]
-    jobs = _jobs(ctx, twins)
+    jobs = jobs_by_id(ctx, twins)
     assert {(j.status, j.gemini_batch_id) for j in jobs.values()} == {("queued", None)}
     assert gatherer.run_once().batches == 0  # still waiting for the first copy's answer
 
@@ -128,8 +100,8 @@ def test_only_the_first_twin_is_sent_the_others_become_cache_hits(
     follower.run_once()
     report = gatherer.run_once()
     assert report.cached == 2 and report.batches == 0
-    sources = _jobs(ctx, [first, no_cache])
-    for job in _jobs(ctx, twins).values():
+    sources = jobs_by_id(ctx, [first, no_cache])
+    for job in jobs_by_id(ctx, twins).values():
         # As an admission cache hit: the newest identical answer by reference, free, no
         # attempt (the run-anyway twin answered too; either is the same question).
         source = sources[job.cached_from]
@@ -141,7 +113,7 @@ def test_only_the_first_twin_is_sent_the_others_become_cache_hits(
     with ctx.sessions() as session:
         budget = session.execute(select(BUDGETS).where(BUDGETS.c.tenant == "t")).one()
     # The twins' holds are released; only the lines sent for tenant t are spent.
-    paid = _jobs(ctx, [first, other, no_cache])
+    paid = jobs_by_id(ctx, [first, other, no_cache])
     assert budget.reserved_nusd == 0
     assert budget.spent_day_nusd == sum(job.cost_nusd for job in paid.values())
     assert gatherer.run_once().cached == 0  # nothing answered twice
@@ -157,10 +129,10 @@ def test_a_twin_answered_since_admission_is_a_cache_hit_without_a_batch(
             .values(status="succeeded", result={"text": "S"}, cost_nusd=9, lane="standard")
         )  # fmt: skip
     repeat = _job(ctx, "k1")
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     assert gatherer.run_once().cached == 1
     assert fake.sources == {}
-    job = _jobs(ctx, [repeat])[repeat]
+    job = jobs_by_id(ctx, [repeat])[repeat]
     assert (job.status, job.cached_from, job.cost_nusd) == ("succeeded", first, 0)
 
 
@@ -168,7 +140,7 @@ def test_the_next_twin_is_sent_when_the_first_fails(
     ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
 ) -> None:
     first, second, third = (_job(ctx, "k1") for _ in range(3))
-    gatherer, follower = _lane(ctx, fake, tmp_path)
+    gatherer, follower = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     assert _sent(fake) == [first]
     # The batch expires: the first is back waiting (older), still the one sent next.
@@ -183,7 +155,7 @@ def test_the_next_twin_is_sent_when_the_first_fails(
     fake.finish("batches/b3", "BATCH_STATE_SUCCEEDED", {second: "B"})
     follower.run_once()
     assert gatherer.run_once().cached == 1
-    job = _jobs(ctx, [third])[third]
+    job = jobs_by_id(ctx, [third])[third]
     assert (job.status, job.cached_from) == ("succeeded", second)
 
 
@@ -192,12 +164,12 @@ def test_a_waiting_twin_near_its_deadline_goes_to_the_sync_lane(
 ) -> None:
     first = _job(ctx, "k1")
     twin = _job(ctx, "k1", deadline_s=ctx.settings.batch_sync_reserve_s - 10)
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     gatherer.run_once()
     assert _sent(fake) == [first]
     watchdog = BatchWatchdog(ctx.sessions, cast(BatchApi, fake), ctx.settings, IDENTITY)
     assert watchdog.run_once()["waiting_to_standard"] == 1
-    job = _jobs(ctx, [twin])[twin]
+    job = jobs_by_id(ctx, [twin])[twin]
     assert (job.status, job.lane) == ("queued", "standard")
 
 
@@ -209,13 +181,13 @@ def test_a_create_answered_429_closes_the_row_and_the_jobs_wait_in_lane_batch(
     fake.create_error = GeminiCallError(
         "gemini_resource_exhausted", "Gemini answered 429: too many batches", http_status=429
     )
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     report = gatherer.run_once()
     assert report.released == 3 and report.ambiguous == 0
     with ctx.sessions() as session:
         [row] = session.execute(select(GEMINI_BATCHES)).all()
     assert row.state == "closed" and "too many batches" in row.error
-    for job in _jobs(ctx, ids).values():
+    for job in jobs_by_id(ctx, ids).values():
         assert (job.status, job.lane, job.gemini_batch_id) == ("queued", "batch", None)
         assert not job.warnings  # no batch_fallback: it stays in the batch lane
     [attempt] = _attempts(ctx, ids[0])
@@ -242,9 +214,9 @@ def test_a_failed_upload_says_where_the_jobs_go(
         raise GeminiCallError("file_processing_failed", "upload refused", retryable=retryable)
 
     fake.upload_jsonl = refuse  # type: ignore[method-assign]
-    gatherer, _ = _lane(ctx, fake, tmp_path)
+    gatherer, _ = lane_steps(ctx, fake, tmp_path)
     assert gatherer.run_once().released == 2
-    for job in _jobs(ctx, ids).values():
+    for job in jobs_by_id(ctx, ids).values():
         assert (job.status, job.lane) == ("queued", lane)
     [attempt] = _attempts(ctx, ids[0])
     expected = "waits for the next one" if lane == "batch" else "sent at standard price"
