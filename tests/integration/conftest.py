@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.inprocess import InProcessApi, in_process_api
+from tests.integration.test_migration_race import empty_database
 from tests.services import (
     Process,
     postgres_bindir,
@@ -29,6 +32,8 @@ from tests.services import (
     visionq_command,
 )
 from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine, make_session_factory
+from visionq.models.migrate import upgrade
 
 GEMINI_KEY = "emulator-test-key"
 
@@ -115,6 +120,28 @@ def database_url(request: pytest.FixtureRequest, workdir: Path) -> Iterator[str]
         pytest.skip("PostgreSQL server binaries not installed")
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the shared database of ``database_url``, migrated to head: every test
+    keeps to rows of its own (a tenant, ``model`` or ``identity`` of its own)."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def model() -> str:
+    """A model name of this test's own (not in the catalogue)."""
+    return f"gemini-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def identity() -> str:
+    """A Gemini identity (the project a key belongs to) of this test's own."""
+    return uuid.uuid4().hex
 
 
 @dataclass
@@ -294,3 +321,36 @@ def witness_stack(workdir: Path, redis_url: str) -> Iterator[Stack]:
     yield built
     built.stop()
     proc.stop()
+
+
+def batch_lane_stack(
+    name: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str,
+    redis_url: str,
+    *,
+    settings: dict[str, str],
+    emulator_flags: list[str],
+    tenant: str | None = "acme",
+) -> Stack:
+    """A stack ``name`` for the Gemini Batch lane: the API, an emulator and an empty database
+    of its own (another stack's lane would gather its jobs), the lane's polling and the
+    sweeper fast, batches gathered for up to 60 s. ``settings`` add to (or
+    replace) those; ``tenant`` gets an API key. The worker is started by the test."""
+    here = tmp_path_factory.mktemp(name)
+    builder = StackBuilder(here, database_url=empty_database(database_url, here), extra_env={
+        "VISIONQ_BLOB_DIR": str(here / "blobs"),
+        "VISIONQ_BATCH_POLL_S": "1",
+        "VISIONQ_BATCH_GATHER_S": "60",
+        "VISIONQ_SWEEP_INTERVAL_S": "1",
+        **settings,
+    })  # fmt: skip
+    builder.use_redis(redis_db(redis_url))
+    emulator = builder.start_emulator(emulator_flags, name=f"{name}-emulator", key=GEMINI_KEY)
+    builder.use_gemini(emulator, GEMINI_KEY)
+    stack = Stack(name=name, builder=builder)
+    builder.migrate()
+    if tenant is not None:
+        stack.keys = {tenant: _create_key(builder.env, tenant)}
+    stack.api_url = builder.start_api(name=f"{name}-api")
+    return stack

@@ -7,7 +7,6 @@ bounds and the rows and jobs of each test by id."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,9 +27,7 @@ from tests.integration.test_batch_reconcile import (
     _settings,
     _state,
 )
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.gemini_batches import accept, get_row, record_batch, unfinished_jobs
-from visionq.models.migrate import upgrade
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 from visionq.worker.batch_api import GeminiBatches
@@ -42,19 +39,6 @@ from visionq.worker.batch_reconcile import Reconciler
 from visionq.worker.context import WorkerContext
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def model() -> str:
-    return f"gemini-test-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -44,24 +43,14 @@ from visionq.models.batchjobs import (
     stored_inputs,
 )
 from visionq.models.budgets import budget_state, reserve, set_budget
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobs import InvalidCursorError, NewInput, create_job, find_cached
 from visionq.models.leases import jobs_to_send
-from visionq.models.migrate import upgrade
 from visionq.models.retention import delete_old_batches, delete_old_jobs
 from visionq.models.tables import BATCH_ITEMS, BATCHES, JOB_INPUTS, JOBS, Batch, utcnow
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.gemini_batches import (
     accept,
     display_name,
@@ -24,7 +23,6 @@ from visionq.models.gemini_batches import (
     unfinished_jobs,
 )
 from visionq.models.jobs import NewInput, cancel_job, create_job
-from visionq.models.migrate import upgrade
 from visionq.models.settings import Settings
 from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS, utcnow
 from visionq.vision.tasks import JobOptions
@@ -77,24 +75,6 @@ class FakeBatches:
     def _check(self) -> None:
         if self.down:
             raise GeminiCallError("gemini_unreachable", "connection refused", retryable=True)
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def identity() -> str:
-    return uuid.uuid4().hex
-
-
-@pytest.fixture
-def model() -> str:
-    return f"gemini-test-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

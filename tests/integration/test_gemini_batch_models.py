@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models.batches import cancel_batch, create_batch, insert_items, lock_for_write
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.gemini_batches import (
     GeminiBatchState,
     accept,
@@ -42,31 +40,12 @@ from visionq.models.gemini_batches import (
 )
 from visionq.models.jobs import NewInput, cancel_job, create_job
 from visionq.models.leases import claim_job, jobs_to_send
-from visionq.models.migrate import upgrade
 from visionq.models.outcomes import complete_job
 from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS, utcnow
 from visionq.models.tiers import percentile, read_turnarounds, record_turnarounds
 from visionq.vision.tasks import JobOptions
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_session_factory(engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def model() -> str:
-    return f"gemini-test-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def identity() -> str:
-    return uuid.uuid4().hex
 
 
 def _jobs(
