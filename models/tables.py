@@ -3,89 +3,61 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
-from typing import Any, Protocol, Self, TypeVar, cast
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
-    DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    false,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from visionq.models.batch_tables import (
+    BATCH_ITEMS,
+    BATCHES,
+    GEMINI_BATCHES,
+    TIER_TURNAROUNDS,
+    Batch,
+    BatchItem,
+    BatchState,
+    GeminiBatch,
+    TierTurnaround,
+)
+from visionq.models.table_base import (
+    Base,
+    ModelJSON,
+    StorableModel,
+    UTCDateTime,
+    utcnow,
+)
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
-
-def utcnow() -> datetime:
-    """Aware UTC now; every timestamp we store is UTC."""
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware UTC datetime on every backend (SQLite forgets the zone on its own)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class StorableModel(Protocol):
-    """A pydantic model a JSON column holds: ``stored()`` is its one dump for the row."""
-
-    def stored(self) -> dict[str, Any]: ...
-
-    @classmethod
-    def model_validate(cls, obj: Any) -> Self: ...
-
-
-ModelT = TypeVar("ModelT", bound=StorableModel)
-
-
-class ModelJSON(TypeDecorator[ModelT]):
-    """A JSON column read and written as a pydantic model: dumped once here (``stored()``),
-    validated once on load, so code between intake and the worker only sees the model.
-
-    A plain dict is stored as given (tests and data fixes write rows that way).
-    """
-
-    impl = JSON
-    cache_ok = True
-
-    def __init__(self, model: type[ModelT]) -> None:
-        super().__init__()
-        self.model = model
-
-    def process_bind_param(self, value: ModelT | dict[str, Any] | None, dialect: Dialect) -> Any:
-        if value is None or isinstance(value, dict):
-            return value
-        return value.stored()
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> ModelT | None:
-        return None if value is None else self.model.model_validate(value)
+# Defined in models/table_base.py and models/batch_tables.py and re-exported, so code
+# imports every table from here (the tables defined below are public as well).
+__all__ = [
+    "BATCHES",
+    "BATCH_ITEMS",
+    "GEMINI_BATCHES",
+    "TIER_TURNAROUNDS",
+    "Base",
+    "Batch",
+    "BatchItem",
+    "BatchState",
+    "GeminiBatch",
+    "ModelJSON",
+    "StorableModel",
+    "TierTurnaround",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 class JobStatus(enum.StrEnum):
@@ -108,13 +80,6 @@ class AttemptOutcome(enum.StrEnum):
     DISCARDED = "discarded"
     # The worker running it died (its lease expired); the job was delivered again.
     LOST = "lost"
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
-        datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
-    }
 
 
 class ApiKey(Base):
@@ -324,141 +289,6 @@ class Budget(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class BatchState(enum.StrEnum):
-    OPEN = "open"  # items may be added
-    CLOSED = "closed"  # no more items; its jobs run on and may be re-run
-    CANCELLED = "cancelled"  # its queued jobs were cancelled; nothing more is added or re-run
-
-
-class Batch(Base):
-    """A named set of items of one tenant (issue 19), with the defaults its items inherit.
-
-    Progress is computed from the items' jobs on read; the counters here are only what the
-    jobs cannot tell: estimates made at add, images sent vs referenced, and the spend of
-    jobs an item no longer points at (superseded by a re-run).
-    """
-
-    __tablename__ = "batches"
-    __table_args__ = (
-        UniqueConstraint("tenant", "name", name="uq_batches_tenant_name"),
-        Index("ix_batches_tenant_created", "tenant", "created_at", "id"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str] = mapped_column(String(200))
-    state: Mapped[str] = mapped_column(String(16), default=BatchState.OPEN)
-    # The items' defaults, stored as given (validated when the batch was created).
-    task: Mapped[str] = mapped_column(String(32))
-    model: Mapped[str | None] = mapped_column(String(100), default=None)
-    prompt: Mapped[str | None] = mapped_column(Text, default=None)
-    labels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
-    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    response_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    # sha256 of the canonical defaults: creating the same name again with equal defaults
-    # answers the existing batch, with other defaults is refused.
-    defaults_hash: Mapped[str] = mapped_column(String(64))
-    # How many items the creator expects (the CLI's file count): scales the estimate.
-    expected_items: Mapped[int | None] = mapped_column(default=None)
-    item_count: Mapped[int] = mapped_column(default=0)
-    estimate_min_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
-    estimate_max_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
-    estimate_input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Cost and tokens of jobs replaced by a re-run (items point at their latest job only).
-    prior_cost_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
-    prior_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Images uploaded as bytes vs given as the sha256 of an image the tenant had stored.
-    images_received: Mapped[int] = mapped_column(default=0)
-    images_referenced: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(default=None)
-    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class BatchItem(Base):
-    """One key of a batch and its latest job (a re-run points it at the new job; the old
-    one stays, linked by ``jobs.retry_of``). ``id`` is the insertion order: pages and
-    exports walk it, never ``key`` (collations differ between databases)."""
-
-    __tablename__ = "batch_items"
-    __table_args__ = (
-        UniqueConstraint("batch_id", "key", name="uq_batch_items_batch_key"),
-        Index("ix_batch_items_batch_id_id", "batch_id", "id"),
-        Index("ix_batch_items_job_id", "job_id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(1024))
-    # NULL only once retention deleted the job: the item then reads as expired.
-    job_id: Mapped[str | None] = mapped_column(
-        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
-    )
-    reruns: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class GeminiBatch(Base):
-    """One Gemini batch job (batchGenerateContent) of the batch lane; models/gemini_batches.py.
-
-    The row is written before the create is sent (state ``creating``) and matched with
-    Gemini's batch afterwards by its display name (prefix + id), so a worker killed between
-    the two leaves neither an orphan nor a double.
-    """
-
-    __tablename__ = "gemini_batches"
-    __table_args__ = (
-        UniqueConstraint("gemini_name", name="uq_gemini_batches_name"),
-        Index("ix_gemini_batches_identity_state", "identity", "state"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # The Gemini project (hash of endpoint and key, as gemini_files.identity).
-    identity: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(16))
-    gemini_name: Mapped[str | None] = mapped_column(String(100), default=None)
-    input_mode: Mapped[str] = mapped_column(String(8))  # inline | file
-    input_file: Mapped[str | None] = mapped_column(String(100), default=None)
-    output_file: Mapped[str | None] = mapped_column(String(100), default=None)
-    job_count: Mapped[int] = mapped_column(Integer)
-    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # Gemini's last seen state (BATCH_STATE_*) and batchStats (counts as ints).
-    gemini_state: Mapped[str | None] = mapped_column(String(32), default=None)
-    stats: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    gemini_update_time: Mapped[datetime | None] = mapped_column(default=None)
-    # Last time the stats or updateTime changed (or the row was made): the watchdog's clock.
-    progress_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # The submitter's hold while it creates the batch; past it the reconciler takes over.
-    claim: Mapped[str | None] = mapped_column(String(32), default=None)
-    claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # Generation: jobs re-sent from a stalled/expired batch go out in one with resends + 1.
-    resends: Mapped[int] = mapped_column(default=0, server_default="0")
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
-    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
-    ended_at: Mapped[datetime | None] = mapped_column(default=None)
-    closed_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
-class TierTurnaround(Base):
-    """Measured turnaround (finished - created) of succeeded jobs per model and served tier,
-    refreshed by the batch lane; ``auto`` reads it to pick a tier (models/tiers.py)."""
-
-    __tablename__ = "tier_turnarounds"
-
-    model: Mapped[str] = mapped_column(String(100), primary_key=True)
-    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
-    samples: Mapped[int] = mapped_column(Integer)
-    p50_s: Mapped[float] = mapped_column(Float)
-    p90_s: Mapped[float] = mapped_column(Float)
-    measured_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 # Core views of the tables, for hot conditional statements where ORM-enabled UPDATE and
 # INSERT would add session synchronisation and unit-of-work overhead for nothing.
 JOBS = cast(Table, Job.__table__)
@@ -466,7 +296,3 @@ JOB_INPUTS = cast(Table, JobInput.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
 BUDGETS = cast(Table, Budget.__table__)
 API_KEYS = cast(Table, ApiKey.__table__)
-BATCHES = cast(Table, Batch.__table__)
-BATCH_ITEMS = cast(Table, BatchItem.__table__)
-GEMINI_BATCHES = cast(Table, GeminiBatch.__table__)
-TIER_TURNAROUNDS = cast(Table, TierTurnaround.__table__)
