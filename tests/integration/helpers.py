@@ -46,6 +46,22 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[st
     raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
 
 
+def wait_all(client: httpx.Client, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
+    """The jobs ``ids`` once every one has ended, in the order given."""
+    deadline = time.monotonic() + timeout
+    pending = set(ids)
+    done: dict[str, dict[str, Any]] = {}
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} jobs not done in {timeout} s"
+        for job_id in list(pending):
+            job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+            if job["status"] in TERMINAL:
+                done[job_id] = job
+                pending.discard(job_id)
+        time.sleep(0.5)
+    return [done[job_id] for job_id in ids]
+
+
 def run_job(client: httpx.Client, image: bytes | list[bytes], **fields: Any) -> dict[str, Any]:
     response = submit(client, image, **fields)
     assert response.status_code == 202, response.text

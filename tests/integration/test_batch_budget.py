@@ -20,10 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.integration.conftest import GEMINI_KEY, Stack, redis_db
+from tests.integration.conftest import Stack, batch_lane_stack
 from tests.integration.helpers import TERMINAL, own_tenant, scene_png
-from tests.integration.test_migration_race import empty_database
-from visionq.cli.stackbuild import StackBuilder
 from visionq.models.budgets import budget_state, set_budget
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.tables import ATTEMPTS, JOBS
@@ -43,25 +41,14 @@ def fail_stack(
 ) -> Iterator[Stack]:
     """API, its own emulator (every Gemini batch ends FAILED) and database; the worker is
     started by the test once every job is queued."""
-    here = tmp_path_factory.mktemp("batch-budget")
-    url = empty_database(database_url, here)
-    builder = StackBuilder(here, database_url=url, extra_env={
-        "VISIONQ_BLOB_DIR": str(here / "blobs"),
-        "VISIONQ_BATCH_POLL_S": "1",
-        "VISIONQ_BATCH_GATHER_S": "60",
-        "VISIONQ_BATCH_MIN_REQUESTS": str(JOBS_N),
-        "VISIONQ_BATCH_MAX_REQUESTS": str(JOBS_N),
-        "VISIONQ_SWEEP_INTERVAL_S": "1",
-    })  # fmt: skip
-    builder.use_redis(redis_db(redis_url))
-    emulator = builder.start_emulator(
-        ["--batch-pending-s", "0.3", "--batch-fail", "100"],
-        name="batch-budget-emulator", key=GEMINI_KEY,
+    stack = batch_lane_stack(
+        "batch-budget", tmp_path_factory, database_url, redis_url, tenant=None,
+        settings={
+            "VISIONQ_BATCH_MIN_REQUESTS": str(JOBS_N),
+            "VISIONQ_BATCH_MAX_REQUESTS": str(JOBS_N),
+        },
+        emulator_flags=["--batch-pending-s", "0.3", "--batch-fail", "100"],
     )  # fmt: skip
-    builder.use_gemini(emulator, GEMINI_KEY)
-    stack = Stack(name="batch-budget", builder=builder)
-    builder.migrate()
-    stack.api_url = builder.start_api(name="batch-budget-api")
     yield stack
     stack.stop()
 

@@ -25,11 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.integration.conftest import GEMINI_KEY, Stack, _create_key, redis_db
-from tests.integration.helpers import scene_png, submit
-from tests.integration.test_batch_lane import _wait_all
-from tests.integration.test_migration_race import empty_database
-from visionq.cli.stackbuild import StackBuilder
+from tests.integration.conftest import Stack, batch_lane_stack
+from tests.integration.helpers import scene_png, submit, wait_all
 from visionq.models.db import make_engine
 from visionq.models.tables import ATTEMPTS, BUDGETS, JOBS
 from visionq.worker.thinking import CUT_IN_BATCH
@@ -45,27 +42,17 @@ def cost_stack(
     workdir: Path, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """API, its own emulator and database; the worker is started by the test."""
-    here = tmp_path_factory.mktemp("batch-costs")
-    url = empty_database(database_url, here)
-    builder = StackBuilder(here, database_url=url, extra_env={
-        "VISIONQ_BLOB_DIR": str(here / "blobs"),
-        "VISIONQ_BATCH_POLL_S": "1",
-        "VISIONQ_BATCH_GATHER_S": "60",
-        "VISIONQ_BATCH_MIN_REQUESTS": str(2 * PER_KIND),
-        "VISIONQ_BATCH_MAX_REQUESTS": str(2 * PER_KIND),
-        "VISIONQ_SWEEP_INTERVAL_S": "1",
-        "VISIONQ_BATCH_STALL_S": "3",
-    })  # fmt: skip
-    builder.use_redis(redis_db(redis_url))
-    emulator = builder.start_emulator(
-        ["--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"],
-        name="batch-costs-emulator", key=GEMINI_KEY,
+    stack = batch_lane_stack(
+        "batch-costs", tmp_path_factory, database_url, redis_url,
+        settings={
+            "VISIONQ_BATCH_MIN_REQUESTS": str(2 * PER_KIND),
+            "VISIONQ_BATCH_MAX_REQUESTS": str(2 * PER_KIND),
+            "VISIONQ_BATCH_STALL_S": "3",
+        },
+        emulator_flags=[
+            "--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"
+        ],
     )  # fmt: skip
-    builder.use_gemini(emulator, GEMINI_KEY)
-    stack = Stack(name="batch-costs", builder=builder)
-    builder.migrate()
-    stack.keys = {"acme": _create_key(builder.env, "acme")}
-    stack.api_url = builder.start_api(name="batch-costs-api")
     yield stack
     stack.stop()
 
@@ -118,7 +105,7 @@ def test_every_billed_batch_line_counts_in_the_jobs_cost(cost_stack: Stack) -> N
             assert response.json()["lane"] == "batch"
             ids[kind].append(response.json()["id"])
         _worker(cost_stack)
-        done = _wait_all(client, ids["own_cap"] + ids["user_cap"], timeout=180)
+        done = wait_all(client, ids["own_cap"] + ids["user_cap"], timeout=180)
     by_id = {job["id"]: job for job in done}
     jobs, attempts, spent = _rows(cost_stack, ids["own_cap"] + ids["user_cap"])
 
@@ -163,7 +150,7 @@ def test_a_stalled_batch_keeps_what_it_answered(cost_stack: Stack) -> None:
                 assert response.status_code == 202, response.text
                 ids.append(response.json()["id"])
             _worker(cost_stack)
-            done = _wait_all(client, ids, timeout=240)
+            done = wait_all(client, ids, timeout=240)
     finally:
         httpx.post(f"{base}/_emulator/faults", json={"batch_lines_per_s": 0}).raise_for_status()
     assert {job["status"] for job in done} == {"succeeded"}, [job["error"] for job in done]

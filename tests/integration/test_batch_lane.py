@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,8 @@ import redis
 from PIL import Image
 from sqlalchemy import select
 
-from tests.integration.conftest import GEMINI_KEY, Stack, _create_key, redis_db
-from tests.integration.helpers import TERMINAL, submit
-from tests.integration.test_migration_race import empty_database
-from visionq.cli.stackbuild import StackBuilder
+from tests.integration.conftest import Stack, batch_lane_stack, redis_db
+from tests.integration.helpers import submit, wait_all
 from visionq.models.db import make_engine
 from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS
 from visionq.vision.catalogue import ServiceTier
@@ -52,45 +49,20 @@ def batch_stack(
     workdir: Path, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """API, its own emulator and database; the worker is started by the test."""
-    here = tmp_path_factory.mktemp("batch-lane")
-    url = empty_database(database_url, here)
-    builder = StackBuilder(here, database_url=url, extra_env={
-        "VISIONQ_BLOB_DIR": str(here / "blobs"),
-        "VISIONQ_BATCH_POLL_S": "1",
-        "VISIONQ_BATCH_GATHER_S": "60",
-        "VISIONQ_BATCH_MIN_REQUESTS": str(PER_BATCH),
-        "VISIONQ_BATCH_MAX_REQUESTS": str(PER_BATCH),
-        "VISIONQ_BATCH_INLINE_MAX_BYTES": str(INLINE_MAX),
-        "VISIONQ_BATCH_FILE_IMAGE_MIN_BYTES": "8192",
-        "VISIONQ_SWEEP_INTERVAL_S": "1",
-    })  # fmt: skip
-    builder.use_redis(redis_db(redis_url))
-    emulator = builder.start_emulator(
-        ["--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"],
-        name="batch-emulator", key=GEMINI_KEY,
+    stack = batch_lane_stack(
+        "batch-lane", tmp_path_factory, database_url, redis_url,
+        settings={
+            "VISIONQ_BATCH_MIN_REQUESTS": str(PER_BATCH),
+            "VISIONQ_BATCH_MAX_REQUESTS": str(PER_BATCH),
+            "VISIONQ_BATCH_INLINE_MAX_BYTES": str(INLINE_MAX),
+            "VISIONQ_BATCH_FILE_IMAGE_MIN_BYTES": "8192",
+        },
+        emulator_flags=[
+            "--batch-pending-s", "0.3", "--batch-lines-per-s", "0", "--file-processing-s", "0"
+        ],
     )  # fmt: skip
-    builder.use_gemini(emulator, GEMINI_KEY)
-    stack = Stack(name="batch-lane", builder=builder)
-    builder.migrate()
-    stack.keys = {"acme": _create_key(builder.env, "acme")}
-    stack.api_url = builder.start_api(name="batch-lane-api")
     yield stack
     stack.stop()
-
-
-def _wait_all(client: httpx.Client, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    pending = set(ids)
-    done: dict[str, dict[str, Any]] = {}
-    while pending:
-        assert time.monotonic() < deadline, f"{len(pending)} jobs not done in {timeout} s"
-        for job_id in list(pending):
-            job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-            if job["status"] in TERMINAL:
-                done[job_id] = job
-                pending.discard(job_id)
-        time.sleep(0.5)
-    return [done[job_id] for job_id in ids]
 
 
 def test_batch_jobs_go_in_two_gemini_batches_and_succeed_once(batch_stack: Stack) -> None:
@@ -106,7 +78,7 @@ def test_batch_jobs_go_in_two_gemini_batches_and_succeed_once(batch_stack: Stack
             assert body["lane"] == "batch"
             ids.append(body["id"])
         batch_stack.start_worker(concurrency=2)
-        jobs = _wait_all(client, ids)
+        jobs = wait_all(client, ids)
     assert [job["status"] for job in jobs] == ["succeeded"] * len(ids)
     assert {job["served_tier"] for job in jobs} == {"batch"}
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,10 +24,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from tests.integration.conftest import GEMINI_KEY, Stack, _create_key, redis_db
-from tests.integration.helpers import TERMINAL, submit
+from tests.integration.conftest import Stack, batch_lane_stack
+from tests.integration.helpers import submit, wait_all
 from tests.integration.test_migration_race import empty_database
-from visionq.cli.stackbuild import StackBuilder
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.gemini_batches import gatherable
@@ -56,42 +54,15 @@ def twin_stack(
     workdir: Path, database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """API, its own emulator and database; the worker is started by the test."""
-    here = tmp_path_factory.mktemp("batch-twins")
-    url = empty_database(database_url, here)
-    builder = StackBuilder(here, database_url=url, extra_env={
-        "VISIONQ_BLOB_DIR": str(here / "blobs"),
-        "VISIONQ_BATCH_POLL_S": "1",
-        "VISIONQ_BATCH_GATHER_S": "60",
-        "VISIONQ_BATCH_MIN_REQUESTS": str(IMAGES),
-        "VISIONQ_SWEEP_INTERVAL_S": "1",
-    })  # fmt: skip
-    builder.use_redis(redis_db(redis_url))
-    emulator = builder.start_emulator(
-        ["--batch-pending-s", "0.3", "--batch-lines-per-s", "0"],
-        name="twins-emulator", key=GEMINI_KEY,
+    stack = batch_lane_stack(
+        "batch-twins", tmp_path_factory, database_url, redis_url,
+        settings={
+            "VISIONQ_BATCH_MIN_REQUESTS": str(IMAGES),
+        },
+        emulator_flags=["--batch-pending-s", "0.3", "--batch-lines-per-s", "0"],
     )  # fmt: skip
-    builder.use_gemini(emulator, GEMINI_KEY)
-    stack = Stack(name="batch-twins", builder=builder)
-    builder.migrate()
-    stack.keys = {"acme": _create_key(builder.env, "acme")}
-    stack.api_url = builder.start_api(name="batch-twins-api")
     yield stack
     stack.stop()
-
-
-def _wait_all(client: httpx.Client, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    pending = set(ids)
-    done: dict[str, dict[str, Any]] = {}
-    while pending:
-        assert time.monotonic() < deadline, f"{len(pending)} jobs not done in {timeout} s"
-        for job_id in list(pending):
-            job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-            if job["status"] in TERMINAL:
-                done[job_id] = job
-                pending.discard(job_id)
-        time.sleep(0.5)
-    return [done[job_id] for job_id in ids]
 
 
 def test_repeats_in_the_batch_lane_are_answered_from_their_first_copy(
@@ -111,7 +82,7 @@ def test_repeats_in_the_batch_lane_are_answered_from_their_first_copy(
         pairs = [list(pool.map(send, [image, image])) for image in images]
         ids = [job_id for pair in pairs for job_id in pair]
         twin_stack.start_worker(concurrency=2)
-        jobs = {job["id"]: job for job in _wait_all(client, ids)}
+        jobs = {job["id"]: job for job in wait_all(client, ids)}
     assert {job["status"] for job in jobs.values()} == {"succeeded"}
 
     engine = make_engine(twin_stack.env["VISIONQ_DATABASE_URL"])
