@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from google import genai
 from google.genai import types
 
-from tests.emulator.conftest import API_KEY, MODEL, make_client, running_emulator
+from tests.emulator.conftest import API_KEY, MODEL
 
 DONE = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED",
         "BATCH_STATE_EXPIRED")  # fmt: skip
 KEY = {"x-goog-api-key": API_KEY}
 WAIT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    """An emulator for batch tests: short PENDING, lines unpaced, files ACTIVE at once."""
-    flags = ("--batch-pending-s", "0.2", "--batch-lines-per-s", "0", "--file-processing-s", "0")
-    with running_emulator(*flags) as found:
-        yield found
-
-
-@pytest.fixture(scope="module")
-def sdk(url: str) -> Iterator[genai.Client]:
-    """A real SDK client without retries."""
-    client = make_client(url)
-    yield client
-    client.close()
 
 
 def raw_get(url: str, name: str) -> dict[str, Any]:

@@ -118,3 +118,20 @@ def faults_url() -> Iterator[str]:
     """For fault and quota tests: each test resets it, then sets its faults at runtime."""
     with running_emulator(*FAULTS_STARTUP_FLAGS) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def batch_url() -> Iterator[str]:
+    """An emulator for Batch API tests, one per module: short PENDING, lines unpaced, files
+    ACTIVE at once."""
+    flags = ("--batch-pending-s", "0.2", "--batch-lines-per-s", "0", "--file-processing-s", "0")
+    with running_emulator(*flags) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def batch_sdk(batch_url: str) -> Iterator[genai.Client]:
+    """A real SDK client for ``batch_url``, without retries."""
+    client = make_client(batch_url)
+    yield client
+    client.close()

@@ -12,26 +12,18 @@ from pathlib import Path
 import pytest
 from google.genai import types
 
-from tests.emulator.conftest import API_KEY, MODEL, make_client, running_emulator
+from tests.emulator.batch_helpers import WAIT_S
+from tests.emulator.conftest import API_KEY, MODEL, make_client
 from tests.emulator.helpers import blank, set_faults
 from visionq.worker.batch_api import GeminiBatches, RemoteBatch
 from visionq.worker.batch_results import read_inline, read_jsonl
 from visionq.worker.errors import GeminiCallError
 
-WAIT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    flags = ("--batch-pending-s", "0.2", "--batch-lines-per-s", "0", "--file-processing-s", "0")
-    with running_emulator(*flags) as found:
-        yield found
-
 
 @pytest.fixture
-def batches(url: str) -> Iterator[GeminiBatches]:
-    set_faults(url)
-    wrapper = GeminiBatches(make_client(url), secret=API_KEY)
+def batches(batch_url: str) -> Iterator[GeminiBatches]:
+    set_faults(batch_url)
+    wrapper = GeminiBatches(make_client(batch_url), secret=API_KEY)
     yield wrapper
     wrapper.close()
 
@@ -113,8 +105,8 @@ def test_jsonl_upload_returns_once_the_file_is_active(emulator_url: str, tmp_pat
         wrapper.close()
 
 
-def test_cancel_ends_a_running_batch(url: str, batches: GeminiBatches) -> None:
-    set_faults(url, batch_stall=True)
+def test_cancel_ends_a_running_batch(batch_url: str, batches: GeminiBatches) -> None:
+    set_faults(batch_url, batch_stall=True)
     created = batches.create(model=MODEL, src=[_request("j")], display_name="visionq-wrap-3")
     batches.cancel(created.name)
     assert _done(batches, created.name).state == "BATCH_STATE_CANCELLED"

@@ -25,37 +25,35 @@ from tests.emulator.batch_helpers import (
     image_request,
     jsonl,
     raw_get,
-    sdk,
     text_request,
-    url,
     wait_state,
 )
 from tests.emulator.conftest import MODEL, make_client, running_emulator
 from tests.emulator.helpers import blank, set_faults, stats, upload_bytes
 
-__all__ = ["sdk", "url"]  # fixtures
 
-
-def test_inline_batch_goes_pending_running_succeeded(url: str, sdk: genai.Client) -> None:
-    set_faults(url, batch_lines_per_s=20, batch_pending_s=0.2)
+def test_inline_batch_goes_pending_running_succeeded(
+    batch_url: str, batch_sdk: genai.Client
+) -> None:
+    set_faults(batch_url, batch_lines_per_s=20, batch_pending_s=0.2)
     src = [image_request(blank(64, 48), "j-0"), text_request("hi", "j-1"), text_request("x", "j-2")]
-    job = sdk.batches.create(model=MODEL, src=src, config={"display_name": "visionq-abc"})
+    job = batch_sdk.batches.create(model=MODEL, src=src, config={"display_name": "visionq-abc"})
     assert job.state == types.JobState.JOB_STATE_PENDING
     assert job.display_name == "visionq-abc"
     assert job.name is not None and job.name.startswith("batches/")
-    first = raw_get(url, job.name)
+    first = raw_get(batch_url, job.name)
     assert first["done"] is False
     assert first["metadata"]["batchStats"] == {"requestCount": "3", "pendingRequestCount": "3"}
-    running = wait_state(url, job.name, ("BATCH_STATE_RUNNING", *DONE))
+    running = wait_state(batch_url, job.name, ("BATCH_STATE_RUNNING", *DONE))
     assert running["metadata"]["state"] == "BATCH_STATE_RUNNING"
-    done = wait_state(url, job.name)
+    done = wait_state(batch_url, job.name)
     meta = done["metadata"]
     assert meta["state"] == "BATCH_STATE_SUCCEEDED" and done["done"] is True
     # int64 strings, zero counts (failed, pending) left out.
     assert meta["batchStats"] == {"requestCount": "3", "successfulRequestCount": "3"}
     assert "endTime" in meta and meta["updateTime"] >= meta["createTime"]
     assert done["response"]["inlinedResponses"] == meta["output"]["inlinedResponses"]
-    typed = sdk.batches.get(name=job.name)
+    typed = batch_sdk.batches.get(name=job.name)
     assert typed.state == types.JobState.JOB_STATE_SUCCEEDED
     assert typed.dest is not None and typed.dest.inlined_responses is not None
     got = [r.metadata for r in typed.dest.inlined_responses]
@@ -63,70 +61,70 @@ def test_inline_batch_goes_pending_running_succeeded(url: str, sdk: genai.Client
     first_answer = typed.dest.inlined_responses[0].response
     assert first_answer is not None and first_answer.text
     assert first_answer.usage_metadata is not None
-    counters = stats(url)
+    counters = stats(batch_url)
     assert counters["batches_created"] == 1 and counters["batch_lines_answered"] == 3
     assert counters["calls_by_tier"] == {"batch": 3}
     assert counters["answered_ok"] == 0  # batch lines are not generateContent calls
 
 
-def test_batch_lines_cost_half_of_standard(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
+def test_batch_lines_cost_half_of_standard(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
     image = blank(320, 240)
-    direct = sdk.models.generate_content(
+    direct = batch_sdk.models.generate_content(
         model=MODEL,
         contents=image_contents(image),
         config=types.GenerateContentConfig(max_output_tokens=200),
     )
-    name = sdk.batches.create(model=MODEL, src=[image_request(image, "x")]).name
+    name = batch_sdk.batches.create(model=MODEL, src=[image_request(image, "x")]).name
     assert name is not None
-    wait_state(url, name)
-    typed = sdk.batches.get(name=name)
+    wait_state(batch_url, name)
+    typed = batch_sdk.batches.get(name=name)
     assert typed.dest is not None and typed.dest.inlined_responses is not None
     line = typed.dest.inlined_responses[0].response
     assert line is not None and line.usage_metadata == direct.usage_metadata
-    billed = stats(url)["billed_usd_by_tier"]
+    billed = stats(batch_url)["billed_usd_by_tier"]
     assert billed["standard"] > 0
     assert billed["batch"] == pytest.approx(billed["standard"] * 0.5)
 
 
-def test_file_batch_output_downloads_at_both_paths(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
+def test_file_batch_output_downloads_at_both_paths(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
     data = jsonl([file_line("a", "one"), file_line("b", "two")])
-    uploaded = upload_bytes(sdk, data, mime_type="jsonl", display_name="input")
+    uploaded = upload_bytes(batch_sdk, data, mime_type="jsonl", display_name="input")
     assert uploaded.name is not None
-    job = sdk.batches.create(model=MODEL, src=uploaded.name)
+    job = batch_sdk.batches.create(model=MODEL, src=uploaded.name)
     assert job.name is not None
-    done = wait_state(url, job.name)
+    done = wait_state(batch_url, job.name)
     assert done["metadata"]["inputConfig"] == {"fileName": uploaded.name}
-    typed = sdk.batches.get(name=job.name)
+    typed = batch_sdk.batches.get(name=job.name)
     assert typed.dest is not None
     output = typed.dest.file_name
     assert output == f"files/batch-{job.name.removeprefix('batches/')}"
     assert typed.dest.inlined_responses is None
-    body = sdk.files.download(file=output)
+    body = batch_sdk.files.download(file=output)
     lines = [json.loads(line) for line in body.decode().splitlines()]
     assert [line["key"] for line in lines] == ["a", "b"]
     assert all(types.GenerateContentResponse.model_validate(x["response"]).text for x in lines)
-    docs_path = f"{url}/download/v1beta/{output}:download?alt=media"
+    docs_path = f"{batch_url}/download/v1beta/{output}:download?alt=media"
     again = httpx.get(docs_path, headers=KEY)
     assert again.status_code == 200 and again.content == body
-    meta = sdk.files.get(name=output)
+    meta = batch_sdk.files.get(name=output)
     assert meta.source == types.FileSource.GENERATED and meta.download_uri
 
 
-def test_uploaded_files_cannot_be_downloaded(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
-    uploaded = upload_bytes(sdk, jsonl([file_line("a", "x")]), mime_type="application/jsonl")
+def test_uploaded_files_cannot_be_downloaded(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
+    uploaded = upload_bytes(batch_sdk, jsonl([file_line("a", "x")]), mime_type="application/jsonl")
     assert uploaded.name is not None
     with pytest.raises(errors.ClientError) as caught:
-        sdk.files.download(file=uploaded.name)
+        batch_sdk.files.download(file=uploaded.name)
     assert caught.value.code == 400
-    both = httpx.get(f"{url}/download/v1beta/{uploaded.name}:download?alt=media", headers=KEY)
+    both = httpx.get(f"{batch_url}/download/v1beta/{uploaded.name}:download?alt=media", headers=KEY)
     assert both.status_code == 400
 
 
-def test_bad_lines_are_per_line_errors(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
+def test_bad_lines_are_per_line_errors(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
     data = jsonl(
         [
             file_line("ok", "fine"),
@@ -136,11 +134,11 @@ def test_bad_lines_are_per_line_errors(url: str, sdk: genai.Client) -> None:
             {"key": "extra", "request": {"contents": []}, "other": 1},
         ]
     )
-    uploaded = upload_bytes(sdk, data, mime_type="text/plain")
+    uploaded = upload_bytes(batch_sdk, data, mime_type="text/plain")
     assert uploaded.name is not None
-    name = sdk.batches.create(model=MODEL, src=uploaded.name).name
+    name = batch_sdk.batches.create(model=MODEL, src=uploaded.name).name
     assert name is not None
-    done = wait_state(url, name)
+    done = wait_state(batch_url, name)
     assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
     assert done["metadata"]["batchStats"] == {
         "requestCount": "5",
@@ -148,21 +146,21 @@ def test_bad_lines_are_per_line_errors(url: str, sdk: genai.Client) -> None:
         "failedRequestCount": "4",
     }
     output = done["metadata"]["output"]["responsesFile"]
-    lines = [json.loads(x) for x in sdk.files.download(file=output).decode().splitlines()]
+    lines = [json.loads(x) for x in batch_sdk.files.download(file=output).decode().splitlines()]
     assert "response" in lines[0] and lines[0]["key"] == "ok"
     assert [x["error"]["code"] for x in lines[1:]] == [400, 400, 400, 400]
     assert lines[1]["error"]["status"] == "INVALID_ARGUMENT" and "key" not in lines[1]
     assert [x.get("key") for x in lines[2:]] == ["unknown", "empty", "extra"]
-    assert stats(url)["batch_lines_failed"] == 4
+    assert stats(batch_url)["batch_lines_failed"] == 4
 
 
-def test_inline_line_error_keeps_its_metadata(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
+def test_inline_line_error_keeps_its_metadata(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
     src = [image_request(b"not an image", "broken"), text_request("fine", "ok")]
-    name = sdk.batches.create(model=MODEL, src=src).name
+    name = batch_sdk.batches.create(model=MODEL, src=src).name
     assert name is not None
-    wait_state(url, name)
-    typed = sdk.batches.get(name=name)
+    wait_state(batch_url, name)
+    typed = batch_sdk.batches.get(name=name)
     assert typed.dest is not None and typed.dest.inlined_responses is not None
     broken, fine = typed.dest.inlined_responses
     assert broken.metadata == {"job_id": "broken"} and broken.response is None
@@ -170,19 +168,21 @@ def test_inline_line_error_keeps_its_metadata(url: str, sdk: genai.Client) -> No
     assert fine.metadata == {"job_id": "ok"} and fine.response is not None
 
 
-def test_unknown_field_in_the_body_refuses_the_create(url: str) -> None:
-    set_faults(url)
+def test_unknown_field_in_the_body_refuses_the_create(batch_url: str) -> None:
+    set_faults(batch_url)
     request = {"request": {"contents": [{"parts": [{"text": "x"}]}], "bogus": 1}}
     body = {"batch": {"displayName": "d", "inputConfig": {"requests": {"requests": [request]}}}}
     response = httpx.post(
-        f"{url}/v1beta/models/{MODEL}:batchGenerateContent", json=body, headers=KEY
+        f"{batch_url}/v1beta/models/{MODEL}:batchGenerateContent", json=body, headers=KEY
     )
     assert response.status_code == 400
     assert "bogus" in response.json()["error"]["message"]
     snake = {"batch": {"display_name": "d", "input_config": {"requests": {"requests": []}}}}
-    empty = httpx.post(f"{url}/v1beta/models/{MODEL}:batchGenerateContent", json=snake, headers=KEY)
+    empty = httpx.post(
+        f"{batch_url}/v1beta/models/{MODEL}:batchGenerateContent", json=snake, headers=KEY
+    )
     assert empty.status_code == 400  # snake_case is read; no requests is refused
-    assert stats(url)["batches_created"] == 0
+    assert stats(batch_url)["batches_created"] == 0
 
 
 def test_inline_body_over_the_cap_is_400() -> None:
@@ -194,27 +194,27 @@ def test_inline_body_over_the_cap_is_400() -> None:
         assert "payload size exceeds" in str(caught.value)
 
 
-def test_file_input_must_exist_and_be_jsonl(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
+def test_file_input_must_exist_and_be_jsonl(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
     with pytest.raises(errors.ClientError) as unknown:
-        sdk.batches.create(model=MODEL, src="files/nosuchfile")
+        batch_sdk.batches.create(model=MODEL, src="files/nosuchfile")
     assert unknown.value.code == 403
-    image = upload_bytes(sdk, blank(8, 8), mime_type="image/png")
+    image = upload_bytes(batch_sdk, blank(8, 8), mime_type="image/png")
     assert image.name is not None
     with pytest.raises(errors.ClientError) as wrong_type:
-        sdk.batches.create(model=MODEL, src=image.name)
+        batch_sdk.batches.create(model=MODEL, src=image.name)
     assert wrong_type.value.code == 400 and "MIME type" in str(wrong_type.value)
 
 
-def test_list_pages_newest_first(url: str, sdk: genai.Client) -> None:
-    set_faults(url)
-    names = [create_inline(sdk, 1, f"visionq-{i}") for i in range(3)]
-    listed = list(sdk.batches.list(config={"page_size": 2}))  # the pager fetches page 2
+def test_list_pages_newest_first(batch_url: str, batch_sdk: genai.Client) -> None:
+    set_faults(batch_url)
+    names = [create_inline(batch_sdk, 1, f"visionq-{i}") for i in range(3)]
+    listed = list(batch_sdk.batches.list(config={"page_size": 2}))  # the pager fetches page 2
     assert [job.name for job in listed] == names[::-1]
-    first = httpx.get(f"{url}/v1beta/batches", params={"pageSize": 2}, headers=KEY).json()
+    first = httpx.get(f"{batch_url}/v1beta/batches", params={"pageSize": 2}, headers=KEY).json()
     assert len(first["operations"]) == 2 and first["nextPageToken"]
     second = httpx.get(
-        f"{url}/v1beta/batches", params={"pageToken": first["nextPageToken"]}, headers=KEY
+        f"{batch_url}/v1beta/batches", params={"pageToken": first["nextPageToken"]}, headers=KEY
     ).json()
     assert [op["name"] for op in second["operations"]] == [names[0]]
     assert "nextPageToken" not in second
@@ -222,36 +222,38 @@ def test_list_pages_newest_first(url: str, sdk: genai.Client) -> None:
 
 
 def test_cancel_keeps_answered_lines_and_delete_refuses_running(
-    url: str, sdk: genai.Client
+    batch_url: str, batch_sdk: genai.Client
 ) -> None:
-    set_faults(url, batch_lines_per_s=4)
-    name = create_inline(sdk, 10)
+    set_faults(batch_url, batch_lines_per_s=4)
+    name = create_inline(batch_sdk, 10)
     deadline = time.monotonic() + WAIT_S
-    while "successfulRequestCount" not in raw_get(url, name)["metadata"].get("batchStats", {}):
+    while "successfulRequestCount" not in raw_get(batch_url, name)["metadata"].get(
+        "batchStats", {}
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     with pytest.raises(errors.ClientError) as running:
-        sdk.batches.delete(name=name)
+        batch_sdk.batches.delete(name=name)
     assert running.value.code == 400
     assert running.value.status == "FAILED_PRECONDITION"
-    sdk.batches.cancel(name=name)
-    cancelled = raw_get(url, name)
+    batch_sdk.batches.cancel(name=name)
+    cancelled = raw_get(batch_url, name)
     assert cancelled["metadata"]["state"] == "BATCH_STATE_CANCELLED" and cancelled["done"]
     answered = cancelled["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
     assert 1 <= len(answered) < 10
     assert cancelled["metadata"]["batchStats"]["successfulRequestCount"] == str(len(answered))
     time.sleep(0.5)  # nothing moves after a cancel
-    assert raw_get(url, name) == cancelled
-    sdk.batches.cancel(name=name)  # already ended: left as it is
-    sdk.batches.delete(name=name)
+    assert raw_get(batch_url, name) == cancelled
+    batch_sdk.batches.cancel(name=name)  # already ended: left as it is
+    batch_sdk.batches.delete(name=name)
     with pytest.raises(errors.ClientError) as gone:
-        sdk.batches.get(name=name)
+        batch_sdk.batches.get(name=name)
     assert gone.value.code == 404
     with pytest.raises(errors.ClientError) as unknown:
-        sdk.batches.delete(name="batches/nosuchbatch")
+        batch_sdk.batches.delete(name="batches/nosuchbatch")
     assert unknown.value.code == 404
 
 
-def test_batches_only_on_v1beta(url: str) -> None:
-    response = httpx.get(f"{url}/v1/batches", headers=KEY)
+def test_batches_only_on_v1beta(batch_url: str) -> None:
+    response = httpx.get(f"{batch_url}/v1/batches", headers=KEY)
     assert response.status_code == 404
