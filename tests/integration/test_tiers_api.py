@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,24 @@ def fresh_api(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[InP
         yield app
 
 
+@contextmanager
+def _measured(api: InProcessApi, rows: list[dict[str, Any]]) -> Iterator[None]:
+    """The measured turnarounds are ``rows`` (and only those) while the block runs."""
+    engine = make_engine(api.settings.database_url, pool_size=1)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+            session.execute(insert(TIER_TURNAROUNDS), rows)
+        yield
+    finally:
+        with sessions.begin() as session:
+            session.execute(delete(TIER_TURNAROUNDS))
+        engine.dispose()
+
+
 def test_auto_picks_the_lane_from_measured_turnarounds(fresh_api: InProcessApi) -> None:
     image, _ = scene_png(2003)
-    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
-    sessions = make_session_factory(engine)
     # Measured: batch jobs of this model end in 20 min (p90), from enough samples; the other
     # model has too few samples to count, so its priors apply (batch 24 h).
     rows = [
@@ -99,19 +114,11 @@ def test_auto_picks_the_lane_from_measured_turnarounds(fresh_api: InProcessApi) 
         {"model": "gemini-3.6-flash", "tier": "batch", "samples": 3, "p50_s": 60.0,
          "p90_s": 90.0, "measured_at": utcnow()},
     ]  # fmt: skip
-    try:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-            session.execute(insert(TIER_TURNAROUNDS), rows)
-        with fresh_api.client("tiers-auto") as client:
-            two_hours = _estimate(client, image, MODEL, tier="auto", deadline_s=7200)
-            urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=600)
-            unmeasured = _estimate(client, image, "gemini-3.6-flash", tier="auto",
-                                   deadline_s=7200)  # fmt: skip
-    finally:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-        engine.dispose()
+    with _measured(fresh_api, rows), fresh_api.client("tiers-auto") as client:
+        two_hours = _estimate(client, image, MODEL, tier="auto", deadline_s=7200)
+        urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=600)
+        unmeasured = _estimate(client, image, "gemini-3.6-flash", tier="auto",
+                               deadline_s=7200)  # fmt: skip
     chosen = two_hours.raise_for_status().json()
     assert chosen["tier"] == "batch"
     assert chosen["assumptions"][-1] == (
@@ -131,24 +138,14 @@ def test_auto_picks_batch_only_when_the_batch_lane_can_serve_it(
     gathers for up to VISIONQ_BATCH_GATHER_S (+ a tick) and hands a job to standard
     VISIONQ_BATCH_SYNC_RESERVE_S before its deadline, so batch needs 18 + 150 + 600 s."""
     image, _ = scene_png(2007)
-    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
-    sessions = make_session_factory(engine)
     row = {"model": MODEL, "tier": "batch", "samples": 200, "p50_s": 10.0, "p90_s": 12.0,
            "measured_at": utcnow()}  # fmt: skip
-    try:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-            session.execute(insert(TIER_TURNAROUNDS), [row])
-        with fresh_api.client("tiers-auto") as client:
-            urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=60)
-            near = _estimate(client, image, MODEL, tier="auto", deadline_s=767)
-            room = _estimate(client, image, MODEL, tier="auto", deadline_s=768)
-            job = submit(client, image, task="caption", model=MODEL,
-                         options={"tier": "auto", "deadline_s": 60, "cache": False})  # fmt: skip
-    finally:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-        engine.dispose()
+    with _measured(fresh_api, [row]), fresh_api.client("tiers-auto") as client:
+        urgent = _estimate(client, image, MODEL, tier="auto", deadline_s=60)
+        near = _estimate(client, image, MODEL, tier="auto", deadline_s=767)
+        room = _estimate(client, image, MODEL, tier="auto", deadline_s=768)
+        job = submit(client, image, task="caption", model=MODEL,
+                     options={"tier": "auto", "deadline_s": 60, "cache": False})  # fmt: skip
     assert urgent.raise_for_status().json()["tier"] == "standard"
     assert urgent.json()["assumptions"][-1].startswith(
         "tier auto → standard: batch p90 12 s x 1.5 + gather 150 s + sync reserve 600 s > "
@@ -258,21 +255,11 @@ def test_auto_picks_flex_only_when_the_flex_lane_can_serve_it(fresh_api: InProce
     cuts its calls VISIONQ_FLEX_RESERVE_S (300 s) before the deadline and sends the job to
     standard when nothing is left, so flex needs 180 + 300 s."""
     image, _ = scene_png(2009)
-    engine = make_engine(fresh_api.settings.database_url, pool_size=1)
-    sessions = make_session_factory(engine)
     row = {"model": MODEL, "tier": "flex", "samples": 200, "p50_s": 60.0, "p90_s": 120.0,
            "measured_at": utcnow()}  # fmt: skip
-    try:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-            session.execute(insert(TIER_TURNAROUNDS), [row])
-        with fresh_api.client("tiers-auto") as client:
-            short = _estimate(client, image, MODEL, tier="auto", deadline_s=300)
-            room = _estimate(client, image, MODEL, tier="auto", deadline_s=480)
-    finally:
-        with sessions.begin() as session:
-            session.execute(delete(TIER_TURNAROUNDS))
-        engine.dispose()
+    with _measured(fresh_api, [row]), fresh_api.client("tiers-auto") as client:
+        short = _estimate(client, image, MODEL, tier="auto", deadline_s=300)
+        room = _estimate(client, image, MODEL, tier="auto", deadline_s=480)
     assert short.raise_for_status().json()["tier"] == "standard"
     assert (
         "flex p90 120 s x 1.5 + flex reserve 300 s > deadline 300 s: does not fit"
