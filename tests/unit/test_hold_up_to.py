@@ -2,32 +2,17 @@
 budget hold to its standard-price estimate): the difference is held once, a redelivered
 run holds nothing more, and a budget that cannot take it refuses. SQLite, real migrations."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models.budgets import budget_state, reserve, set_budget
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobs import NewInput, create_job
 from visionq.models.leases import claim_job
-from visionq.models.migrate import upgrade
 from visionq.models.outcomes import hold_up_to
 from visionq.models.tables import JOBS
 from visionq.vision.tasks import JobOptions
 
 TENANT = "t"
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _held_job(sessions: sessionmaker[Session], budget: int, hold: int) -> str:

@@ -3,20 +3,15 @@ them once (ModelJSON) and load them as models, the stored JSON unchanged."""
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.api.schemas import JobPublic
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobs import NewInput, create_job, get_job
 from visionq.models.leases import claim_job
-from visionq.models.migrate import upgrade
 from visionq.vision.estimate import (
     CostRange,
     EconomyReport,
@@ -25,15 +20,6 @@ from visionq.vision.estimate import (
     StoredEstimate,
 )
 from visionq.vision.tasks import JobOptions
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _estimate() -> Estimate:

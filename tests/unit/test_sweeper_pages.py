@@ -4,30 +4,16 @@ a broker outage drain in one sweep, up to PAGES_PER_SWEEP pages)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from unittest.mock import MagicMock
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models.batchjobs import NewJobRow, insert_jobs, mark_unsent_many
-from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobs import NewInput
 from visionq.models.leases import jobs_to_send
-from visionq.models.migrate import upgrade
 from visionq.models.settings import Settings
 from visionq.vision.tasks import JobOptions
 from visionq.worker.sweeper import PAGE, Sweeper
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _unsent_jobs(sessions: sessionmaker[Session], count: int) -> list[str]:
