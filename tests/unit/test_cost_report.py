@@ -4,19 +4,14 @@ prices (saved USD and %), in models/reports.spend_by and through the CLI."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from visionq.cli.main import app
 from visionq.models.db import make_engine, make_session_factory
-from visionq.models.migrate import upgrade
 from visionq.models.reports import GROUPINGS, SpendRow, spend_by, tier_of
-from visionq.models.settings import get_settings
 from visionq.models.tables import Job
 
 runner = CliRunner()
@@ -98,23 +93,18 @@ def test_saved_percentage_is_none_when_nothing_was_billed() -> None:
 
 
 @pytest.fixture
-def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.startswith("VISIONQ_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path / "data"))
-    url = get_settings().database_url
-    upgrade(url)
-    engine = make_engine(url, pool_size=1)
+def seeded(migrated: str) -> str:
+    """The CLI's database (``migrated``) holding the jobs of ``_jobs()``."""
+    engine = make_engine(migrated, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:
             session.add_all(_jobs())
     finally:
         engine.dispose()
-    yield url
+    return migrated
 
 
-def test_cli_reports_by_tier_in_json(migrated: str) -> None:
+def test_cli_reports_by_tier_in_json(seeded: str) -> None:
     result = runner.invoke(app, ["cost", "report", "--by", "tier", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -132,7 +122,7 @@ def test_cli_reports_by_tier_in_json(migrated: str) -> None:
     assert rows["priority"]["saved_usd"] == "-0.0000008"
 
 
-def test_cli_table_by_tier_has_the_savings_columns(migrated: str) -> None:
+def test_cli_table_by_tier_has_the_savings_columns(seeded: str) -> None:
     result = runner.invoke(app, ["cost", "report", "--by", "tier"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "at standard USD" in result.output and "saved %" in result.output
@@ -142,7 +132,7 @@ def test_cli_table_by_tier_has_the_savings_columns(migrated: str) -> None:
     assert total.split()[-4:] == ["0.00000475", "0.0000062", "0.00000145", "23.4"]
 
 
-def test_cli_refuses_an_unknown_grouping(migrated: str) -> None:
+def test_cli_refuses_an_unknown_grouping(seeded: str) -> None:
     result = runner.invoke(app, ["cost", "report", "--by", "colour"])
     assert result.exit_code != 0
     assert "tier" in result.output

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from visionq.cli.cost import _since
 from visionq.cli.main import app
-from visionq.models.migrate import upgrade
-from visionq.models.settings import get_settings
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.startswith("VISIONQ_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("VISIONQ_DATA_DIR", str(tmp_path / "data"))
-    url = get_settings().database_url
-    upgrade(url)
-    yield url
 
 
 def test_version_comes_from_the_package_metadata() -> None:
