@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import time
 from typing import Any
 
@@ -22,6 +23,17 @@ def scene_png(
 ) -> tuple[bytes, list[Shape]]:
     image, shapes = random_scene(seed, width=width, height=height, count=count)
     return encode(image, "PNG"), shapes
+
+
+def noise_png(seed: int, side: int) -> bytes:
+    """A ``side`` x ``side`` PNG of random pixels from ``seed``: the same for the same seed,
+    unlike any other seed's (and barely compressible)."""
+    rng = random.Random(seed)
+    pixels = bytes(rng.getrandbits(8) for _ in range(side * side * 3))
+    image = Image.frombytes("RGB", (side, side), pixels)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
 
 
 def submit(client: httpx.Client, image: bytes | list[bytes], **fields: Any) -> httpx.Response:

@@ -7,8 +7,6 @@ each on a database and an emulator of its own (another stack's lane would gather
 
 from __future__ import annotations
 
-import io
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from PIL import Image
 from sqlalchemy import select
 
 from tests.integration.conftest import Stack, batch_lane_stack, redis_db
-from tests.integration.helpers import submit, wait_all
+from tests.integration.helpers import noise_png, submit, wait_all
 from visionq.models.db import make_engine
 from visionq.models.tables import ATTEMPTS, GEMINI_BATCHES, JOBS
 from visionq.vision.catalogue import ServiceTier
@@ -33,15 +30,6 @@ MODEL = "gemini-3.8-flash"
 PER_BATCH = 60
 # Small images keep the first batch's body under this; the second one's noisy images do not.
 INLINE_MAX = 1024 * 1024
-
-
-def _noise_png(seed: int, side: int) -> bytes:
-    rng = random.Random(seed)
-    pixels = bytes(rng.getrandbits(8) for _ in range(side * side * 3))
-    image = Image.frombytes("RGB", (side, side), pixels)
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +54,8 @@ def batch_stack(
 
 
 def test_batch_jobs_go_in_two_gemini_batches_and_succeed_once(batch_stack: Stack) -> None:
-    small = [_noise_png(7000 + n, 24) for n in range(PER_BATCH)]  # ~2 KB
-    large = [_noise_png(8000 + n, 128) for n in range(PER_BATCH)]  # ~49 KB
+    small = [noise_png(7000 + n, 24) for n in range(PER_BATCH)]  # ~2 KB
+    large = [noise_png(8000 + n, 128) for n in range(PER_BATCH)]  # ~49 KB
     options = {"tier": "batch", "deadline_s": 3600}
     ids = []
     with batch_stack.client() as client:

@@ -12,8 +12,6 @@ both databases (``cache`` is stored only when false).
 
 from __future__ import annotations
 
-import io
-import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,11 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from sqlalchemy import select
 
 from tests.integration.conftest import Stack, batch_lane_stack
-from tests.integration.helpers import submit, wait_all
+from tests.integration.helpers import noise_png, submit, wait_all
 from tests.integration.test_migration_race import empty_database
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.db import make_engine, make_session_factory
@@ -39,14 +36,6 @@ pytestmark = pytest.mark.integration
 
 MODEL = "gemini-3.8-flash"
 IMAGES = 10
-
-
-def _png(seed: int) -> bytes:
-    rng = random.Random(seed)
-    image = Image.frombytes("RGB", (16, 16), bytes(rng.getrandbits(8) for _ in range(768)))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def test_repeats_in_the_batch_lane_are_answered_from_their_first_copy(
     twin_stack: Stack,
 ) -> None:
     options = {"tier": "batch", "deadline_s": 7200}
-    images = [_png(9100 + n) for n in range(IMAGES)]
+    images = [noise_png(9100 + n, 16) for n in range(IMAGES)]
     with twin_stack.client() as client, ThreadPoolExecutor(2) as pool:
 
         def send(image: bytes) -> str:
