@@ -32,6 +32,8 @@ DEFAULT_TIER_PRIOR_S: dict[ServiceTier, float] = {
     ServiceTier.FLEX: 900.0,
     ServiceTier.BATCH: 86400.0,
 }
+# Gemini keeps an uploaded file this long (File API).
+GEMINI_FILE_LIFETIME_S = 48 * 3600.0
 # Gemini runs at most 100 batches at once per project.
 GEMINI_MAX_RUNNING_BATCHES = 100
 
@@ -85,6 +87,9 @@ class TierSettings(BaseSettings):
     batch_max_requests: int = Field(default=1000, ge=1)
     batch_inline_max_bytes: int = Field(default=19_000_000, ge=64 * 1024, le=20_000_000)
     batch_file_image_min_bytes: int = Field(default=256 * 1024, ge=0)
+    # A file a batch refers to must outlive the batch (up to 24 h, expired after 48 h):
+    # an upload with less than this left before its expiry is uploaded again.
+    batch_file_margin_s: float = Field(default=26 * 3600.0, gt=0, lt=GEMINI_FILE_LIFETIME_S)
     batch_max_running: int = Field(default=50, ge=1, le=GEMINI_MAX_RUNNING_BATCHES)
     batch_stall_s: float = Field(default=3600.0, gt=0)
     batch_create_grace_s: float = Field(default=120.0, ge=0)

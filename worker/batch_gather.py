@@ -145,7 +145,8 @@ class Gatherer:
             attempts = open_attempts(session, batch_id)
         ordered = [specs[job_id] for job_id in attached if job_id in specs]
         try:
-            built = self._builder.build(ordered)
+            # Decoding and uploading 1,000 images outlasts the lane's lock: kept meanwhile.
+            built = self._builder.build(ordered, renew=self._renew)
         except GeminiCallError as exc:
             # An image upload failed: nothing was sent, the jobs wait for the next batch.
             self._give_back(batch_id, attached, exc, report, lane="batch")

@@ -28,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,9 +49,6 @@ from visionq.worker.requests import decode_limits
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "visionq:batch-lane"
-# A file a batch refers to must outlive the batch (up to 24 h; files live 48 h): images
-# uploaded less than this long before expiry are uploaded again.
-BATCH_FILE_MARGIN = timedelta(hours=26)
 # The least time the lock outlives its last renewal: a dead lane's successor waits this.
 _MIN_LOCK_S = 5.0
 # Turnarounds are measured at most this often (one query over the window per tick).
@@ -109,7 +105,7 @@ class BatchLane:
         folder = scratch_dir(settings)
         uploads = UploadCache(
             sessions=ctx.sessions, gemini=ctx.gemini, blobs=ctx.blobs, identity=identity,
-            policy=_batch_file_policy(settings),
+            policy=FilePolicy.from_settings(settings),
         )  # fmt: skip
         builder = BatchBuilder(
             blobs=ctx.blobs, uploads=uploads, catalogue=ctx.costs.catalogue,
@@ -204,12 +200,3 @@ _NOTEWORTHY = (
     "orphans_cancelled", "jobs_released", "stalled", "creates_unconfirmed", "foreign_lost",
     "taken_over",
 )  # fmt: skip
-
-
-def _batch_file_policy(settings: Settings) -> FilePolicy:
-    policy = FilePolicy.from_settings(settings)
-    return FilePolicy(
-        margin=max(policy.margin, BATCH_FILE_MARGIN),
-        stale_after=policy.stale_after,
-        active_timeout_s=policy.active_timeout_s,
-    )

@@ -20,10 +20,12 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -47,6 +49,10 @@ InputMode = Literal["inline", "file"]
 # What the create body adds around each inline request (metadata, keys, JSON punctuation):
 # generously rounded up, so the body never reaches Gemini's cap.
 REQUEST_OVERHEAD_BYTES = 2048
+# While a batch is built, the caller's ``renew`` (the lane's lock) runs at most this often:
+# building 1,000 requests (decodes, uploads) outlasts a short lock, a Redis call per image
+# would be waste.
+RENEW_EVERY_S = 1.0
 # Errors that are the job's own (its image is gone or undecodable): it fails, the rest go.
 JOB_ERRORS: tuple[type[CodedError], ...] = (BlobNotFoundError, ImageRejectedError)
 
@@ -57,12 +63,18 @@ class BatchPolicy:
 
     inline_max_bytes: int
     file_image_min_bytes: int
+    # The least time a referenced file must have left (VISIONQ_BATCH_FILE_MARGIN_S).
+    file_margin: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BatchPolicy:
         return cls(
             inline_max_bytes=settings.batch_inline_max_bytes,
             file_image_min_bytes=settings.batch_file_image_min_bytes,
+            # Never less than a sync call's margin.
+            file_margin=timedelta(
+                seconds=max(settings.batch_file_margin_s, settings.file_expiry_margin_s)
+            ),
         )
 
 
@@ -119,6 +131,28 @@ def _encoded(line: dict[str, Any]) -> bytes:
     return json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
+class Throttled:
+    """Runs ``action`` when called, at most once per ``every_s`` (counted from creation)."""
+
+    def __init__(
+        self,
+        action: Callable[[], None],
+        *,
+        every_s: float = RENEW_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._action = action
+        self._every_s = every_s
+        self._clock = clock
+        self._last = clock()
+
+    def __call__(self) -> None:
+        now = self._clock()
+        if now - self._last >= self._every_s:
+            self._last = now
+            self._action()
+
+
 def scratch_dir(settings: Settings) -> Path:
     """Where a batch's JSONL input and downloaded output live while in use: beside the
     blobs when the store is local (the sweeper removes ``*.tmp`` a killed worker left
@@ -147,7 +181,11 @@ class BatchBuilder:
         policy: BatchPolicy,
         folder: Path,
         limits: DecodeLimits | None = None,
+        renew_every_s: float = RENEW_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._renew_every_s = renew_every_s
+        self._clock = clock
         self._blobs = blobs
         self._uploads = uploads
         self._catalogue = catalogue
@@ -155,13 +193,21 @@ class BatchBuilder:
         self._folder = folder
         self._limits = limits
 
-    def build(self, specs: Sequence[JobSpec], *, cap: int | None = None) -> BatchInput:
+    def build(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        cap: int | None = None,
+        renew: Callable[[], None] | None = None,
+    ) -> BatchInput:
         """The requests of ``specs`` (inline, or a JSONL file the caller must ``discard``).
 
         A job whose images are missing or undecodable is left out (``failed``); an upload
         error (GeminiCallError) propagates: the batch is not sent, its jobs wait for the next
-        one. ``cap`` replaces max_output_tokens when given.
+        one. ``cap`` replaces max_output_tokens when given. ``renew`` (the lane's lock) is
+        called before each request and each upload, at most once per ``renew_every_s``.
         """
+        keep = Throttled(renew or (lambda: None), every_s=self._renew_every_s, clock=self._clock)
         counts = Counter(sha for spec in specs for sha in {item.sha256 for item in spec.inputs})
         shared = {sha for sha, count in counts.items() if count >= 2}
         batch = BatchInput(mode="inline")
@@ -170,6 +216,7 @@ class BatchBuilder:
         handle: IO[bytes] | None = None
         try:
             for spec in specs:
+                keep()
                 try:
                     request = self._request(spec, cap)
                 except JOB_ERRORS as exc:
@@ -186,10 +233,10 @@ class BatchBuilder:
                     handle = batch.path.open("wb")
                     batch.request_bytes = 0
                     for earlier, earlier_request in pending:
-                        self._write(batch, handle, earlier, earlier_request, shared)
+                        self._write(batch, handle, earlier, earlier_request, shared, keep=keep)
                     pending.clear()
                     continue
-                self._write(batch, handle, spec, request, shared)
+                self._write(batch, handle, spec, request, shared, keep=keep)
         except BaseException:
             if handle is not None:
                 handle.close()
@@ -222,9 +269,11 @@ class BatchBuilder:
         spec: JobSpec,
         request: GeminiRequest,
         shared: set[str],
+        *,
+        keep: Callable[[], None],
     ) -> None:
         try:
-            self._by_reference(spec, request, shared)
+            self._by_reference(spec, request, shared, keep)
         except JOB_ERRORS as exc:
             batch.failed[spec.id] = exc
             return
@@ -239,7 +288,9 @@ class BatchBuilder:
         batch.job_ids.append(spec.id)
         batch.transports[spec.id] = request.transports
 
-    def _by_reference(self, spec: JobSpec, request: GeminiRequest, shared: set[str]) -> None:
+    def _by_reference(
+        self, spec: JobSpec, request: GeminiRequest, shared: set[str], keep: Callable[[], None]
+    ) -> None:
         """Send large or shared images of a file-mode request by File API reference."""
         for index, part in enumerate(request.parts):
             blob = part.inline_data
@@ -251,7 +302,12 @@ class BatchBuilder:
                 continue
             # The sent bytes are in the blob store under their own sha256 (an original, or
             # the downscaled copy build_request stored).
-            uri = self._uploads.uri_for(hashlib.sha256(data).hexdigest(), mime_type, len(data))
+            keep()  # an upload may take seconds
+            # The file must outlive the batch, not just one call: the batch's margin.
+            uri = self._uploads.uri_for(
+                hashlib.sha256(data).hexdigest(), mime_type, len(data),
+                margin=self._policy.file_margin,
+            )  # fmt: skip
             request.parts[index] = types.Part(
                 file_data=types.FileData(file_uri=uri, mime_type=mime_type),
                 media_resolution=part.media_resolution,
@@ -275,6 +331,7 @@ __all__ = [
     "BatchInput",
     "BatchPolicy",
     "InputMode",
+    "Throttled",
     "inlined_request",
     "jsonl_line",
     "read_lines",

@@ -62,8 +62,15 @@ class UploadCache:
         self._identity = identity
         self._policy = policy
 
-    def uri_for(self, sha256: str, mime_type: str, size_bytes: int) -> str:
-        """An ACTIVE file URI for the blob ``sha256``; raises GeminiCallError."""
+    def uri_for(
+        self, sha256: str, mime_type: str, size_bytes: int, *, margin: timedelta | None = None
+    ) -> str:
+        """An ACTIVE file URI for the blob ``sha256``; raises GeminiCallError.
+
+        ``margin``: the least time the file must have left before its expiry (default: the
+        policy's, for a sync call); a Gemini batch passes its own, as it may wait 24 h.
+        """
+        margin = self._policy.margin if margin is None else margin
         deadline = (
             time.monotonic()
             + self._policy.active_timeout_s
@@ -72,13 +79,13 @@ class UploadCache:
         while True:
             with self._sessions.begin() as session:
                 row = find_file(session, identity=self._identity, sha256=sha256)
-                if row is not None and usable(row, margin=self._policy.margin):
+                if row is not None and usable(row, margin=margin):
                     mark_used(session, row.id)
                     assert row.uri is not None
                     return row.uri
                 token = claim_upload(
                     session, identity=self._identity, sha256=sha256, mime_type=mime_type,
-                    size_bytes=size_bytes, margin=self._policy.margin,
+                    size_bytes=size_bytes, margin=margin,
                     stale_after=self._policy.stale_after,
                 )  # fmt: skip
             if token is not None:

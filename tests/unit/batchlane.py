@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,13 @@ class FakeUploads:
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str, int]] = []
+        self.margins: list[timedelta | None] = []
 
-    def uri_for(self, sha256: str, mime_type: str, size_bytes: int) -> str:
+    def uri_for(
+        self, sha256: str, mime_type: str, size_bytes: int, *, margin: timedelta | None = None
+    ) -> str:
         self.asked.append((sha256, mime_type, size_bytes))
+        self.margins.append(margin)
         return f"https://emulator/v1beta/files/{sha256[:12]}"
 
 

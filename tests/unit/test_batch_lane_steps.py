@@ -22,11 +22,14 @@ from visionq.models.tables import ATTEMPTS, BUDGETS, GEMINI_BATCHES, JOB_INPUTS,
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
 from visionq.worker import storing
-from visionq.worker.batch_gather import batch_due
+from visionq.worker.batch_api import GeminiBatches
+from visionq.worker.batch_gather import Gatherer, batch_due
 from visionq.worker.batch_reconcile import BatchApi
+from visionq.worker.batch_requests import BatchBuilder, BatchPolicy
 from visionq.worker.batch_watchdog import BatchWatchdog
 from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
+from visionq.worker.files import UploadCache
 
 
 @pytest.fixture
@@ -397,3 +400,24 @@ def test_a_batch_that_cannot_be_collected_blocks_no_other_and_its_jobs_meet_thei
     for job in _rows(ctx, JOBS, id=stuck):
         assert (job.status, job.lane, job.gemini_batch_id) == ("queued", "standard", None)
     assert {a.error_class for a in _rows(ctx, ATTEMPTS, job_id=stuck)} == {"BatchDeadline"}
+
+
+def test_the_lane_lock_is_renewed_while_a_batch_is_built(
+    ctx: WorkerContext, fake: FakeBatches, tmp_path: Path
+) -> None:
+    """Building a batch (1,000 decodes and uploads) outlasts a short lock: the gatherer
+    passes its renew to the builder, called per request (unthrottled here)."""
+    ids = waiting_jobs(ctx, 3)
+    builder = BatchBuilder(
+        blobs=ctx.blobs, uploads=cast(UploadCache, None), catalogue=ctx.costs.catalogue,
+        policy=BatchPolicy.from_settings(ctx.settings), folder=tmp_path, renew_every_s=0.0,
+    )  # fmt: skip
+    renewals: list[str] = []
+    fake.on_create = lambda _name: renewals.append("create")
+    gatherer = Gatherer(
+        ctx, cast(GeminiBatches, fake), builder, settings=ctx.settings, identity=IDENTITY,
+        renew=lambda: renewals.append("renew"),
+    )  # fmt: skip
+    assert gatherer.run_once().jobs == 3
+    # One before the submit, one per request built, one before the create is sent.
+    assert renewals == ["renew"] * (1 + len(ids) + 1) + ["create"]

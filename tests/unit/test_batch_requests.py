@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from visionq.worker.files import UploadCache
 from visionq.worker.requests import GeminiRequest
 
 KIB = 1024
+MARGIN = timedelta(hours=26)
 
 
 def _builder(
@@ -33,7 +35,9 @@ def _builder(
     return BatchBuilder(
         blobs=store_at(tmp_path), uploads=cast(UploadCache, uploads),
         catalogue=CostBook.load().catalogue,
-        policy=BatchPolicy(inline_max_bytes=inline_max, file_image_min_bytes=file_min),
+        policy=BatchPolicy(
+            inline_max_bytes=inline_max, file_image_min_bytes=file_min, file_margin=MARGIN
+        ),
         folder=tmp_path,
     )  # fmt: skip
 
@@ -76,9 +80,53 @@ def test_past_the_inline_cap_every_request_goes_to_the_file(tmp_path: Path) -> N
             assert by_key[key][0]["inlineData"]["mimeType"] == "image/png"
             assert built.transports[key] == ["inline"]
         assert {sha for sha, _, _ in uploads.asked} == {*big, shared}
+        # Files referenced by a batch must outlive it: the batch's margin, not a call's.
+        assert set(uploads.margins) == {MARGIN}
     finally:
         built.discard()
     assert not built.path.exists()
+
+
+def _file_batch(tmp_path: Path, store: Any, jobs: int) -> list[Any]:
+    return [spec(f"b{i}", blob(store, 40 * KIB, i)) for i in range(jobs)]
+
+
+def test_the_lock_is_renewed_while_the_batch_is_built(tmp_path: Path) -> None:
+    """Building 1,000 requests (decodes, uploads) outlasts the lane's lock: ``renew`` runs
+    before each request and each upload (rate-limited; here without a limit)."""
+    store, uploads = store_at(tmp_path), FakeUploads()
+    specs = _file_batch(tmp_path, store, 6)
+    calls: list[int] = []
+    builder = BatchBuilder(
+        blobs=store, uploads=cast(UploadCache, uploads), catalogue=CostBook.load().catalogue,
+        policy=BatchPolicy(
+            inline_max_bytes=100 * KIB, file_image_min_bytes=8 * KIB, file_margin=MARGIN
+        ),
+        folder=tmp_path, renew_every_s=0.0,
+    )  # fmt: skip
+    built = builder.build(specs, renew=lambda: calls.append(1))
+    built.discard()
+    assert built.mode == "file" and len(uploads.asked) == 6
+    assert len(calls) == len(specs) + len(uploads.asked)
+
+
+def test_lock_renewals_are_rate_limited(tmp_path: Path) -> None:
+    """With a clock moving 0.25 s per look, at most one renewal per second."""
+    store, uploads = store_at(tmp_path), FakeUploads()
+    specs = _file_batch(tmp_path, store, 8)
+    ticks = iter(i * 0.25 for i in range(10_000))
+    calls: list[int] = []
+    builder = BatchBuilder(
+        blobs=store, uploads=cast(UploadCache, uploads), catalogue=CostBook.load().catalogue,
+        policy=BatchPolicy(
+            inline_max_bytes=100 * KIB, file_image_min_bytes=8 * KIB, file_margin=MARGIN
+        ),
+        folder=tmp_path, clock=lambda: next(ticks),
+    )  # fmt: skip
+    built = builder.build(specs, renew=lambda: calls.append(1))
+    built.discard()
+    looks = len(specs) + len(uploads.asked)  # 16 looks, 4 s of fake time
+    assert len(calls) == looks // 4
 
 
 def test_a_job_whose_image_is_gone_is_left_out(tmp_path: Path) -> None:
