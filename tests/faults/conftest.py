@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.stack import FaultStack
+from tests.services import postgres_bindir, postgres_server
 
 pytestmark = pytest.mark.faults
 
@@ -27,6 +28,19 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., FaultStack]]:
     yield make
     for stack in built:
         stack.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """For a test that runs on both databases: None (the stack's SQLite file) or a
+    throwaway PostgreSQL's URL, to pass to ``make_stack``."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if postgres_bindir() is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    with postgres_server() as url:
+        yield url
 
 
 def report(name: str, figures: dict[str, object]) -> None:

@@ -4,7 +4,7 @@ attempts); every job succeeds once, billed at the tier that served it, by its de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,24 +12,12 @@ import pytest
 from tests.faults.batchaudit import check_clean, tier_audit
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
-from tests.services import postgres_bindir, postgres_server
 from visionq.vision.catalogue import ServiceTier, load_catalogue
 from visionq.vision.costing import CostBook, to_nano
 
 pytestmark = pytest.mark.faults
 N = 100
 MODEL = load_catalogue().defaults["model"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-        return
-    if postgres_bindir() is None:
-        pytest.skip("PostgreSQL server binaries not installed")
-    with postgres_server() as url:
-        yield url
 
 
 def _billed_nusd(costs: CostBook, attempt: dict[str, Any]) -> int:

@@ -9,7 +9,7 @@ attempts', by its deadline; no 500s, no temporary files, no Gemini batch left li
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from tests.faults.batchaudit import (
 )
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
-from tests.services import postgres_bindir, postgres_server, wait_until
+from tests.services import wait_until
 
 pytestmark = pytest.mark.faults
 N = 100
@@ -41,18 +41,6 @@ LANE = {
     "batch_sync_reserve_s": "60",
 }
 FAST = ["--batch-pending-s", "1", "--batch-lines-per-s", "200"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None (the stack's SQLite file) or a throwaway PostgreSQL's URL."""
-    if request.param == "sqlite":
-        yield None
-        return
-    if postgres_bindir() is None:
-        pytest.skip("PostgreSQL server binaries not installed")
-    with postgres_server() as url:
-        yield url
 
 
 def _start(
