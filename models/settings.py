@@ -23,8 +23,8 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from visionq.models.ops_settings import OpsSettings
 from visionq.models.ratelimits import ModelQuota, parse_quotas
-from visionq.models.tier_settings import TierSettings
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -41,10 +41,11 @@ def default_data_dir() -> Path:
     return Path(base) / "visionq"
 
 
-class Settings(TierSettings):
+class Settings(OpsSettings):
     """All visionq settings; environment variables are ``VISIONQ_<FIELD>``.
 
-    The service tier and batch lane settings are declared in models/tier_settings.py."""
+    The service tier and batch lane settings are declared in models/tier_settings.py, the
+    metrics and webhook settings in models/ops_settings.py."""
 
     model_config = SettingsConfigDict(env_prefix="VISIONQ_", extra="ignore")
 
@@ -259,10 +260,11 @@ class Settings(TierSettings):
 
     def redacted(self) -> dict[str, object]:
         """Settings safe to print: secrets and URL passwords hidden."""
-        shown = self.model_dump(mode="json", exclude={"gemini_api_key"})
+        shown = self.model_dump(mode="json", exclude={"gemini_api_key", "metrics_token"})
         shown["database_url"] = redact_url(self.database_url)
         shown["redis_url"] = redact_url(self.redis_url)
         shown["gemini_api_key"] = "set" if self.gemini_api_key else "not set"
+        shown["metrics_token"] = "set" if self.metrics_token else "not set"
         return shown
 
 
