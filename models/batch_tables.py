@@ -45,6 +45,8 @@ class Batch(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "name", name="uq_batches_tenant_name"),
         Index("ix_batches_tenant_created", "tenant", "created_at", "id"),
+        # The webhook relay's completion scan: closed/cancelled batches not yet ended.
+        Index("ix_batches_ended_state", "ended_at", "state"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -77,6 +79,11 @@ class Batch(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Issue 21: the batch's callback URL (webhook_url at create), and when it ended
+    # (closed or cancelled with every item's job terminal; batch.completed was written then).
+    # An add or a re-run reopens it (NULL again).
+    callback_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class BatchItem(Base):

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from visionq.models.jobs import NewInput, build_job, input_values, job_values
+from visionq.models.jobs import NewInput, born_ended_event, build_job, input_values, job_values
 from visionq.models.tables import BATCH_ITEMS, JOB_INPUTS, JOBS, JobStatus
+from visionq.models.webhook_outbox import NewEvent, record_events
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
@@ -58,6 +59,8 @@ class NewJobRow:
     tier: str = "standard"
     lane: str = "standard"
     deadline_s: float | None = None
+    # Where the job's end event is also sent (a per-job or per-batch webhook_url).
+    callback_url: str | None = None
 
 
 def chunks(items: Collection[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
@@ -71,11 +74,13 @@ def insert_jobs(session: Session, rows: Sequence[NewJobRow]) -> None:
     """Insert the jobs and their inputs: one executemany for the jobs (two when some are
     born from the cache: their rows set more columns) and one for the inputs. Queued jobs
     get ``enqueued_at = created_at`` like create_job's: the caller sends them after the
-    commit and marks the ones it could not send (mark_unsent_many)."""
+    commit and marks the ones it could not send (mark_unsent_many). Jobs born succeeded
+    from the cache get their job.succeeded events (models/webhook_outbox.record_events)."""
     if not rows:
         return
     jobs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     inputs: list[dict[str, Any]] = []
+    born_ended: list[NewEvent] = []
     for row in rows:
         job = build_job(
             job_id=row.id, tenant=row.tenant, task=row.task, model=row.model,
@@ -83,8 +88,10 @@ def insert_jobs(session: Session, rows: Sequence[NewJobRow]) -> None:
             response_schema=row.response_schema, estimate=row.estimate,
             reserved_nusd=row.reserved_nusd, cache_key=row.cache_key, cached=row.cached,
             warnings=row.warnings, retry_of=row.retry_of, tier=row.tier, lane=row.lane,
-            deadline_s=row.deadline_s,
+            deadline_s=row.deadline_s, callback_url=row.callback_url,
         )  # fmt: skip
+        if row.cached is not None:
+            born_ended.append(born_ended_event(job))
         values = job_values(job)
         # An executemany needs the same columns in every row: group by the columns set.
         jobs.setdefault(tuple(values), []).append(values)
@@ -94,6 +101,8 @@ def insert_jobs(session: Session, rows: Sequence[NewJobRow]) -> None:
         connection.execute(insert(JOBS), group)
     if inputs:
         connection.execute(insert(JOB_INPUTS), inputs)
+    if born_ended:
+        record_events(session, born_ended)
 
 
 def find_cached_many(

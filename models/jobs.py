@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from visionq.models.budgets import settle
+from visionq.models.ended import ENDED_COLUMNS, EndedJob, ended_from_row
 from visionq.models.tables import (
     JOB_INPUTS,
     JOBS,
@@ -27,6 +28,7 @@ from visionq.models.tables import (
     JobStatus,
     utcnow,
 )
+from visionq.models.webhook_outbox import EventType, NewEvent, record_event
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
@@ -83,18 +85,21 @@ def create_job(
     tier: str = "standard",
     lane: str = "standard",
     deadline_s: float | None = None,
+    callback_url: str | None = None,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction.
 
     With ``cached`` (an earlier identical job), the new job is born succeeded with that
-    job's result, at zero cost, and is never queued. ``tier`` is the tier asked for (maybe
-    ``auto``), ``lane`` the one it resolved to, ``deadline_s`` seconds to its deadline.
+    job's result, at zero cost, and is never queued (its job.succeeded event is written
+    here). ``tier`` is the tier asked for (maybe ``auto``), ``lane`` the one it resolved
+    to, ``deadline_s`` seconds to its deadline; ``callback_url`` receives its end event.
     """
     job = build_job(
         job_id=str(uuid.uuid4()), tenant=tenant, task=task, model=model, prompt=prompt,
         labels=labels, options=options, inputs=inputs, response_schema=response_schema,
         estimate=estimate, reserved_nusd=reserved_nusd, cache_key=cache_key, cached=cached,
         warnings=warnings, retry_of=retry_of, tier=tier, lane=lane, deadline_s=deadline_s,
+        callback_url=callback_url,
     )  # fmt: skip
     # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
     # The returned object is not attached to the session; it carries what was inserted.
@@ -102,7 +107,15 @@ def create_job(
     connection.execute(_INSERT_JOB, job_values(job))
     for item in job.inputs:  # usually one: an executemany costs more for a single row
         connection.execute(_INSERT_INPUT, input_values(item, job.id))
+    if cached is not None:
+        record_event(session, born_ended_event(job))
     return job
+
+
+def born_ended_event(job: Job) -> NewEvent:
+    """The job.succeeded event of a job born succeeded from the cache (decision D4: every
+    job that ends sends one event, a cache hit too)."""
+    return NewEvent(job.tenant, EventType.JOB_SUCCEEDED, job.id, job.callback_url)
 
 
 def build_job(
@@ -125,6 +138,7 @@ def build_job(
     tier: str = "standard",
     lane: str = "standard",
     deadline_s: float | None = None,
+    callback_url: str | None = None,
 ) -> Job:
     """A new job and its inputs as unsaved ORM objects: what create_job inserts, and what
     models.batchjobs.insert_jobs inserts many at a time (the same values either way)."""
@@ -149,6 +163,7 @@ def build_job(
         tier=tier,
         lane=lane,
         deadline_at=created_at + timedelta(seconds=deadline_s) if deadline_s else None,
+        callback_url=callback_url,
     )
     # The caller sends the message right after the commit; a failed send clears this
     # (models.leases.mark_unsent) so the sweeper sends it. A batch-lane job gets no message
@@ -284,11 +299,12 @@ def list_jobs(
     return jobs[:limit], next_cursor
 
 
-def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
-    """Cancel a queued or running job; False when it had already ended (or is not found)."""
+def cancel_job(session: Session, *, tenant: str, job_id: str) -> EndedJob | None:
+    """Cancel a queued or running job (its job.cancelled event written with it): the job
+    as it ended; None when it had already ended (or is not found)."""
     if not is_job_id(job_id):
-        return False
-    ended = session.execute(
+        return None
+    row = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(ACTIVE_STATUSES))
         .values(
@@ -297,11 +313,13 @@ def cancel_job(session: Session, *, tenant: str, job_id: str) -> bool:
             error_code="cancelled",
             error_message="Cancelled at the caller's request.",
         )
-        .returning(Job.tenant, Job.reserved_nusd)
+        .returning(*ENDED_COLUMNS)
     ).first()
-    if ended is None:
-        return False
+    if row is None:
+        return None
+    ended = ended_from_row(row, JobStatus.CANCELLED)
     # The reservation is released; a late answer of a running call, if Gemini bills it, is
     # charged when it arrives (models/outcomes.charge_late).
     settle(session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=0)
-    return True
+    record_event(session, NewEvent(tenant, EventType.JOB_CANCELLED, job_id, ended.callback_url))
+    return ended

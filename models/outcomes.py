@@ -1,5 +1,6 @@
 """How a run ends: its attempt closed, its inputs' transports recorded, the job completed
-or failed with its usage and cost, and the tenant's budget settled in the same transaction.
+or failed with its usage and cost, the tenant's budget settled and the webhook event
+written (models/webhook_outbox.py, when someone listens) in the same transaction.
 
 Every end is a conditional UPDATE (from an active status, under the worker's lease), so a
 redelivered message or a presumed-dead worker cannot end a job twice.
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from visionq.models.budgets import reserve, settle
+from visionq.models.ended import ENDED_COLUMNS, EndedJob, ended_from_row
 from visionq.models.jobs import ACTIVE_STATUSES
 from visionq.models.tables import (
     ATTEMPTS,
@@ -26,6 +28,7 @@ from visionq.models.tables import (
     JobStatus,
     utcnow,
 )
+from visionq.models.webhook_outbox import NewEvent, job_event_type, record_event
 
 # The worker's per-job statements are built once (see models/leases.py for why); values
 # are passed at execution: an UPDATE without .values() sets the columns named in them.
@@ -138,9 +141,10 @@ def complete_job(
     served_tier: str | None = None,
     standard_cost_nusd: int | None = None,
     summed: bool = False,
-) -> bool:
-    """Store the result of a running job; False if it is no longer running (cancelled) or,
-    with ``lease_token``, no longer held under that lease (another worker took it over).
+) -> EndedJob | None:
+    """Store the result of a running job: the job as it ended; None if it is no longer
+    running (cancelled) or, with ``lease_token``, no longer held under that lease (another
+    worker took it over).
 
     The budget reservation is settled to the actual cost in the same transaction.
     ``served_tier`` is the tier of the call whose answer is stored; ``standard_cost_nusd``
@@ -173,10 +177,10 @@ def fail_job(
     warnings: list[dict[str, str]] | None = None,
     standard_cost_nusd: int | None = None,
     summed: bool = False,
-) -> bool:
-    """End an active job as failed; False if it had already ended (or, with
-    ``lease_token``, is no longer held under that lease). ``warnings``, when given, is the
-    job's whole list (the submit's and the run's); ``summed`` as for complete_job."""
+) -> EndedJob | None:
+    """End an active job as failed: the job as it ended; None if it had already ended (or,
+    with ``lease_token``, is no longer held under that lease). ``warnings``, when given, is
+    the job's whole list (the submit's and the run's); ``summed`` as for complete_job."""
     values: dict[str, Any] = {
         "status": JobStatus.FAILED,
         "error_code": code,
@@ -198,7 +202,7 @@ def _end_statement(from_statuses: Sequence[str], *, fenced: bool) -> Update:
     return (
         update(JOBS)
         .where(JOBS.c.id == bindparam("end_job_id"), _any_status(from_statuses), *fence)
-        .returning(JOBS.c.tenant, JOBS.c.reserved_nusd)
+        .returning(*ENDED_COLUMNS)
     )
 
 
@@ -300,8 +304,9 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     cost_nusd: int | None,
     lease_token: str | None,
     summed: bool = False,
-) -> bool:
-    """Move a job to a terminal state once, settling its budget reservation with it.
+) -> EndedJob | None:
+    """Move a job to a terminal state once, settling its budget reservation and writing
+    its webhook event with it; the job as it ended, or None when it was not ended here.
 
     ``cost_nusd`` is the job's whole cost (``summed``: worker/completion.py sums its
     attempts); when not given (a job given up, or stopped past its deadline) it is the sum
@@ -316,13 +321,18 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     if lease_token is not None:
         params["fence_token"] = lease_token
     statement = _END[(from_statuses, lease_token is not None)]
-    ended = session.connection().execute(statement, params).first()
-    if ended is None:
-        return False
+    row = session.connection().execute(statement, params).first()
+    if row is None:
+        return None
+    ended = ended_from_row(row, values["status"])
     settle(
         session, tenant=ended.tenant, reserved_nusd=ended.reserved_nusd, cost_nusd=cost_nusd or 0
     )
-    return True
+    record_event(
+        session,
+        NewEvent(ended.tenant, job_event_type(ended.status), ended.id, ended.callback_url),
+    )
+    return ended
 
 
 def hold_more(

@@ -37,25 +37,49 @@ from visionq.models.table_base import (
     UTCDateTime,
     utcnow,
 )
+from visionq.models.webhook_tables import (
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+    WEBHOOK_EVENTS,
+    WEBHOOK_SECRETS,
+    EndpointKind,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookSecret,
+)
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.tasks import JobOptions
 
-# Defined in models/table_base.py and models/batch_tables.py and re-exported, so code
-# imports every table from here (the tables defined below are public as well).
+# Defined in models/table_base.py, models/batch_tables.py and models/webhook_tables.py and
+# re-exported, so code imports every table from here (the tables below are public as well).
 __all__ = [
     "BATCHES",
     "BATCH_ITEMS",
     "GEMINI_BATCHES",
     "TIER_TURNAROUNDS",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_ENDPOINTS",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_SECRETS",
     "Base",
     "Batch",
     "BatchItem",
     "BatchState",
+    "EndpointKind",
     "GeminiBatch",
     "ModelJSON",
     "StorableModel",
     "TierTurnaround",
     "UTCDateTime",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookSecret",
     "utcnow",
 ]
 
@@ -164,6 +188,9 @@ class Job(Base):
     # The Gemini batch holding the job now (lease_token is then that batch's token). No
     # foreign key: adding one would rebuild `jobs` on SQLite.
     gemini_batch_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Issue 21: where this job's end event is also sent (signed with the tenant's callbacks
+    # endpoint secret), besides the tenant's endpoints.
+    callback_url: Mapped[str | None] = mapped_column(String(2048), default=None)
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"
@@ -287,6 +314,13 @@ class Budget(Base):
     month: Mapped[str] = mapped_column(String(7), default="")
     spent_month_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # budget.threshold events (issue 21): the ratios of a cap that send one (NULL: 0.8 and
+    # 1.0), and the highest level already sent in the current day and month.
+    alert_ratios: Mapped[list[float] | None] = mapped_column(JSON, default=None)
+    alert_day: Mapped[str | None] = mapped_column(String(10), default=None)
+    alert_day_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alert_month: Mapped[str | None] = mapped_column(String(7), default=None)
+    alert_month_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # Core views of the tables, for hot conditional statements where ORM-enabled UPDATE and
