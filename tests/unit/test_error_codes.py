@@ -17,6 +17,7 @@ from visionq.api.errors import HTTP_STATUS, ApiError, http_status
 from visionq.api.urlfetch import UrlFetchError
 from visionq.models.blobs import BlobNotFoundError
 from visionq.models.jobrefs import JobIdError
+from visionq.models.netguard import UrlRefused
 from visionq.vision.errors import CodedError, FixedCodeError
 from visionq.vision.formats import ImageRejectedError
 from visionq.vision.parsing import AnswerParseError
@@ -39,6 +40,7 @@ API_LEAVES: tuple[type[CodedError], ...] = (
     ImageRejectedError,
     JobIdError,
     UrlFetchError,
+    UrlRefused,
 )
 JOB_LEAVES: tuple[type[CodedError], ...] = (
     GeminiCallError,
@@ -54,6 +56,7 @@ BUILT_WITH_CODE = (*API_LEAVES, ApiError, GeminiCallError)
 # Helpers that build a leaf from their first argument, by (file, function name).
 BUILDERS: dict[tuple[str, str], type[CodedError]] = {
     ("api/urlfetch.py", "_refused"): UrlFetchError,
+    ("models/netguard.py", "_refused"): UrlRefused,
     ("worker/answers.py", "fail"): GeminiCallError,
 }
 
