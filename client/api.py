@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -13,36 +11,23 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from visionq.client.errors import (
+    VisionqConnectionError,
+    VisionqError,
+    error_from,
+    retry_delay,
+)
 from visionq.client.inputs import ImageSource, image_list, job_request, text_list, tier_options
 from visionq.client.models import Job, JobPage
 
 if TYPE_CHECKING:
     from visionq.client.batches import BatchClient
+    from visionq.client.webhooks import WebhookClient
+
+# Re-exported: callers import the errors and the retry delay from here.
+__all__ = ["VisionqClient", "VisionqConnectionError", "VisionqError", "retry_delay"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-class VisionqError(Exception):
-    """The API refused a request; ``code`` and ``message`` come from its error body."""
-
-    def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})")
-        self.status = status
-        self.code = code
-        self.message = message
-        # Seconds the server asked us to wait (Retry-After of a 429 or 503), if any.
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:
-        """Worth trying again later: rate limited, unavailable, or not reached at all."""
-        return self.status in (0, 429, 502, 503, 504)
-
-
-class VisionqConnectionError(VisionqError):
-    """The API could not be reached at all."""
 
 
 # The page size every visionq API accepts: VISIONQ_PAGE_SIZE_MAX (the longest page, and the
@@ -93,6 +78,13 @@ class VisionqClient:
 
         return BatchClient(self)
 
+    @property
+    def webhooks(self) -> WebhookClient:
+        """The webhook routes: endpoints, secrets and rotation, delivery log, replay."""
+        from visionq.client.webhooks import WebhookClient  # noqa: PLC0415
+
+        return WebhookClient(self)
+
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request to the API (``path`` under its URL; ``kwargs`` as httpx takes them);
         VisionqError for an error answer, VisionqConnectionError if it cannot be reached."""
@@ -101,7 +93,7 @@ class VisionqClient:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         if response.is_error:
-            raise _error_from(response)
+            raise error_from(response)
         return response
 
     @contextlib.contextmanager
@@ -112,7 +104,7 @@ class VisionqClient:
             with self._http.stream(method, path, **kwargs) as response:
                 if response.is_error:
                     response.read()
-                    raise _error_from(response)
+                    raise error_from(response)
                 yield response
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
@@ -374,27 +366,3 @@ def _is_full_id(job_id: str) -> bool:
 def _pending(wanted: list[str], latest: dict[str, Job]) -> str:
     pending = [job_id for job_id in wanted if job_id not in latest or not latest[job_id].done]
     return f"{len(pending)} job(s) still unfinished: {', '.join(pending)}"
-
-
-def retry_delay(error: VisionqError, attempt: int) -> float:
-    """The server's Retry-After when it gave one, else full-jitter backoff (cap 30 s)."""
-    if error.retry_after is not None:
-        return min(error.retry_after, 300.0)
-    return random.uniform(0, min(30.0, 0.5 * 2**attempt))
-
-
-def _error_from(response: httpx.Response) -> VisionqError:
-    retry_after: float | None = None
-    with contextlib.suppress(ValueError):
-        retry_after = float(response.headers.get("retry-after", ""))
-    if retry_after is not None and not 0 <= retry_after < math.inf:
-        retry_after = None  # a nonsense header: fall back to our own backoff
-    try:
-        error = response.json()["error"]
-        return VisionqError(
-            response.status_code, str(error["code"]), str(error["message"]),
-            retry_after=retry_after,
-        )  # fmt: skip
-    except (ValueError, KeyError, TypeError):
-        text = response.text.strip()[:200] or response.reason_phrase
-        return VisionqError(response.status_code, "http_error", text, retry_after=retry_after)

@@ -1,0 +1,57 @@
+"""The client's errors: the API's error answer as an exception, and how long to wait before
+trying a transient one again."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+
+import httpx
+
+
+class VisionqError(Exception):
+    """The API refused a request; ``code`` and ``message`` come from its error body."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{message} ({code}, HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+        # Seconds the server asked us to wait (Retry-After of a 429 or 503), if any.
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: rate limited, unavailable, or not reached at all."""
+        return self.status in (0, 429, 502, 503, 504)
+
+
+class VisionqConnectionError(VisionqError):
+    """The API could not be reached at all."""
+
+
+def retry_delay(error: VisionqError, attempt: int) -> float:
+    """The server's Retry-After when it gave one, else full-jitter backoff (cap 30 s)."""
+    if error.retry_after is not None:
+        return min(error.retry_after, 300.0)
+    return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+
+
+def error_from(response: httpx.Response) -> VisionqError:
+    retry_after: float | None = None
+    with contextlib.suppress(ValueError):
+        retry_after = float(response.headers.get("retry-after", ""))
+    if retry_after is not None and not 0 <= retry_after < math.inf:
+        retry_after = None  # a nonsense header: fall back to our own backoff
+    try:
+        error = response.json()["error"]
+        return VisionqError(
+            response.status_code, str(error["code"]), str(error["message"]),
+            retry_after=retry_after,
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        return VisionqError(response.status_code, "http_error", text, retry_after=retry_after)
