@@ -16,6 +16,7 @@ from visionq.cli import cost as cost_commands
 from visionq.cli import files as files_commands
 from visionq.cli import keys as keys_commands
 from visionq.cli import user
+from visionq.cli import webhooks as webhooks_commands
 from visionq.cli.demo import demo
 from visionq.cli.dev import dev
 from visionq.cli.emulator_cmd import run_emulator
@@ -59,6 +60,7 @@ app.add_typer(files_commands.app, name="files")
 app.add_typer(cost_commands.cost_app, name="cost")
 app.add_typer(cost_commands.budgets_app, name="budgets")
 app.add_typer(batch_commands.app, name="batch")
+app.add_typer(webhooks_commands.app, name="webhooks")
 user.register(app)
 app.command()(dev)
 app.command()(demo)
