@@ -176,7 +176,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
     """
-    from visionq.models.broker import JOBS_QUEUE
+    from visionq.models.broker import JOBS_QUEUE, WEBHOOKS_QUEUE
     from visionq.models.logs import configure_logging
     from visionq.worker.celery_app import app as celery_app
 
@@ -196,7 +196,7 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
             f"--concurrency={concurrency}",
             f"--pool={pool}",
             f"--loglevel={loglevel}",
-            f"--queues={JOBS_QUEUE}",
+            f"--queues={JOBS_QUEUE},{WEBHOOKS_QUEUE}",
             "--without-gossip",
             "--without-mingle",
         ]

@@ -28,10 +28,13 @@ from urllib.parse import urlsplit
 import redis
 from kombu.transport import redis as kombu_redis
 
-# The one task and queue of visionq's messages: the API sends by these names (it does not
-# import the worker), and the worker registers and consumes them.
+# The tasks and queues of visionq's messages: the API sends by these names (it does not
+# import the worker), and the worker registers and consumes them. Webhook deliveries have a
+# queue of their own, so a backlog of them never waits behind jobs (nor jobs behind them).
 PROCESS_JOB = "visionq.process_job"
 JOBS_QUEUE = "visionq.jobs"
+DELIVER_WEBHOOK = "visionq.deliver_webhook"
+WEBHOOKS_QUEUE = "visionq.webhooks"
 
 
 class Channel(kombu_redis.Channel):

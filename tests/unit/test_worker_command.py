@@ -64,7 +64,7 @@ def test_a_supported_pool_reaches_celery(
             "--concurrency=8",
             f"--pool={pool}",
             "--loglevel=INFO",
-            "--queues=visionq.jobs",
+            "--queues=visionq.jobs,visionq.webhooks",
             "--without-gossip",
             "--without-mingle",
         ]
