@@ -27,6 +27,12 @@ CONSTRAINTS_PATH = ROOT / "constraints.txt"
 SHARED_ENV_KEY = "x-visionq-env"
 # The only variables besides VISIONQ_* that visionq reads (same names as the google-genai SDK).
 SECRET_VARIABLES = frozenset({"GEMINI_API_KEY", "GOOGLE_API_KEY"})
+# Other images read their own variables (by prefix), set in the file or from the shell.
+IMAGE_VARIABLE_PREFIXES = {"postgres": "POSTGRES_", "grafana/grafana": "GF_"}
+# Shell variables (or .env) the file reads for images that are not visionq's.
+OTHER_SHELL_VARIABLES = frozenset({"GRAFANA_ADMIN_PASSWORD"})
+# The `monitoring` profile: Prometheus and Grafana with monitoring/ mounted.
+MONITORING_SERVICES = ("prometheus", "grafana")
 # Programs installed in the visionq image: the interpreter and the two console scripts.
 IMAGE_PROGRAMS = frozenset({"python", "visionq", "celery"})
 DEPENDS_ON_CONDITIONS = frozenset(
@@ -70,6 +76,12 @@ def service(name: str) -> dict[str, Any]:
 def is_built_here(name: str) -> bool:
     """The service runs the visionq image built from ./Dockerfile."""
     return "build" in service(name)
+
+
+def image_variable_prefix(name: str) -> str | None:
+    """The prefix of the variables a service's (non-visionq) image reads, if any."""
+    repository = service(name).get("image", "").rpartition(":")[0]
+    return IMAGE_VARIABLE_PREFIXES.get(repository)
 
 
 @functools.cache

@@ -11,7 +11,6 @@ from tests.deploy.deployfiles import (
     ALL_INTERFACES,
     BUILT_SERVICES,
     IMAGE_PROGRAMS,
-    SERVICE_NAMES,
     commands_of,
     commented_commands,
     container_ports,
@@ -73,7 +72,8 @@ def test_python_healthchecks_compile_and_probe_a_real_route(argv: list[str]) -> 
     assert re.search(r"https?://127\.0\.0\.1:\d+/", argv[2]), "probe the container itself"
 
 
-@pytest.mark.parametrize("name", [name for name in SERVICE_NAMES if service(name).get("ports")])
+# Services of other images (monitoring) are checked in test_compose_services.py.
+@pytest.mark.parametrize("name", [name for name in BUILT_SERVICES if service(name).get("ports")])
 def test_published_ports_are_where_the_server_listens(name: str) -> None:
     host, port, routes = listen_address(service_argv(name))
     assert host in ALL_INTERFACES, f"{name} listens on {host}: unreachable from outside"

@@ -12,10 +12,12 @@ from sqlalchemy.engine import make_url
 from tests.deploy.deployfiles import (
     BUILT_SERVICES,
     COMPOSE_PATH,
+    OTHER_SHELL_VARIABLES,
     SECRET_VARIABLES,
     SERVICE_NAMES,
     compose,
     environment,
+    image_variable_prefix,
     mounts,
     named_volume_at,
     referenced_variables,
@@ -31,17 +33,18 @@ from visionq.models.settings import Settings, get_settings
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)
 def test_environment_has_only_variables_something_reads(name: str) -> None:
-    image = service(name).get("image", "")
+    prefix = image_variable_prefix(name)
     for key in environment(name):
         allowed = key.startswith("VISIONQ_") or key in SECRET_VARIABLES
-        if image.startswith("postgres:"):
-            allowed = key.startswith("POSTGRES_")
+        if prefix is not None:
+            allowed = key.startswith(prefix)
         assert allowed, f"{name}: nothing reads {key}"
 
 
 def test_interpolated_variables_are_known_and_optional() -> None:
     for variable, operator in referenced_variables(compose()):
-        assert variable.startswith("VISIONQ_") or variable in SECRET_VARIABLES, variable
+        known = SECRET_VARIABLES | OTHER_SHELL_VARIABLES
+        assert variable.startswith("VISIONQ_") or variable in known, variable
         assert operator in (":-", "-"), f"${{{variable}}} needs a default: compose warns if unset"
 
 

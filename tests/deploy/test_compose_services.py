@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import yaml
 
 from tests.cli_parsing import parse_visionq
 from tests.deploy.deployfiles import (
@@ -10,6 +13,7 @@ from tests.deploy.deployfiles import (
     DEPENDS_ON_CONDITIONS,
     DOCKERFILE_PATH,
     LONG_RUNNING_RESTART,
+    MONITORING_SERVICES,
     REQUIRED_DEPENDENCIES,
     ROOT,
     SERVICE_NAMES,
@@ -22,7 +26,9 @@ from tests.deploy.deployfiles import (
     service,
     service_argv,
     services,
+    shared_environment,
 )
+from visionq.models.settings import Settings
 
 # --- the services ----------------------------------------------------------------------
 
@@ -128,3 +134,73 @@ def test_named_volumes_are_declared(name: str) -> None:
 def test_emulator_is_opt_in() -> None:
     assert service("emulator").get("profiles") == ["emulator"]
     assert parse_visionq(service_argv("emulator")).command_path == "visionq emulator"
+
+
+# --- the monitoring profile ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MONITORING_SERVICES)
+def test_monitoring_is_opt_in_and_published_on_loopback_only(name: str) -> None:
+    spec = service(name)
+    assert spec.get("profiles") == ["monitoring"], f"{name} should start only with the profile"
+    assert "build" not in spec, f"{name} runs its own pinned image"
+    (published,) = spec["ports"]
+    host, _, ports = str(published).partition(":")
+    assert host == "127.0.0.1", f"{name} has no authentication: publish it on loopback only"
+    inside = ports.rpartition(":")[2]
+    check = " ".join(healthcheck_argv(name))
+    assert f"http://127.0.0.1:{inside}/" in check, f"{name}: healthcheck probes another port"
+
+
+@pytest.mark.parametrize("name", MONITORING_SERVICES)
+def test_monitoring_mounts_the_repository_files(name: str) -> None:
+    binds = [(source, ro) for source, _, ro in mounts(name) if source.startswith("./")]
+    assert binds, f"{name} mounts nothing from monitoring/"
+    for source, read_only in binds:
+        assert (ROOT / source).is_dir(), f"{name} mounts missing {source}"
+        assert read_only, f"{name} may write to the repository's {source}"
+
+
+def _prometheus_config() -> dict[str, Any]:
+    argv = service_argv("prometheus")
+    (flag,) = [arg for arg in argv if arg.startswith("--config.file=")]
+    inside = flag.partition("=")[2]
+    for source, target, _ in mounts("prometheus"):
+        if inside.startswith(target.rstrip("/") + "/"):
+            path = ROOT / source / inside[len(target.rstrip("/")) + 1 :]
+            assert path.is_file(), f"--config.file {inside} is {path}: missing"
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            assert isinstance(data, dict)
+            for rules in data.get("rule_files", []):
+                assert (path.parent / rules).is_file(), f"rule file {rules} missing"
+            return data
+    pytest.fail(f"--config.file {inside} is not in a mounted folder")
+
+
+def test_prometheus_keeps_its_data_in_a_named_volume() -> None:
+    argv = service_argv("prometheus")
+    (flag,) = [arg for arg in argv if arg.startswith("--storage.tsdb.path=")]
+    assert named_volume_at("prometheus", flag.partition("=")[2]), "time series lost on `down`"
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_where_they_listen() -> None:
+    jobs = {job["job_name"]: job for job in _prometheus_config()["scrape_configs"]}
+    api_argv = service_argv("api")
+    (api_target,) = jobs["visionq-api"]["static_configs"][0]["targets"]
+    host, _, port = api_target.partition(":")
+    assert host == "api" and host in services()
+    assert port == api_argv[api_argv.index("--port") + 1]
+    assert jobs["visionq-api"].get("metrics_path", "/metrics") == "/metrics"
+    (dns,) = jobs["visionq-worker"]["dns_sd_configs"]
+    assert dns["names"] == ["worker"] and dns["type"] == "A"
+    assert "worker" in services()
+    port_setting = shared_environment().get("VISIONQ_WORKER_METRICS_PORT")
+    assert port_setting is not None, "the worker's metrics port is Settings' default, unseen here"
+    assert int(port_setting) == dns["port"] == Settings().worker_metrics_port
+    assert str(dns["port"]) in [str(port) for port in service("worker").get("expose", [])]
+
+
+def test_grafana_waits_for_prometheus_and_its_password_comes_from_the_shell() -> None:
+    assert depends_on("grafana") == {"prometheus": "service_healthy"}
+    raw = service("grafana").get("environment") or {}
+    assert raw.get("GF_SECURITY_ADMIN_PASSWORD") == "${GRAFANA_ADMIN_PASSWORD:-}"
