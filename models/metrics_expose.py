@@ -1,0 +1,148 @@
+"""Exposing the metrics: multiprocess set-up, per-scrape registries, the worker's port.
+
+prometheus-client picks how it stores values when it is first imported: in memory, or in
+per-process mmap files under ``PROMETHEUS_MULTIPROC_DIR`` that a scrape sums. The API runs
+several uvicorn processes and a worker may run prefork children, so `visionq api` and
+`visionq worker` call :func:`prepare_multiprocess` before anything imports
+prometheus_client; this module therefore imports it only inside its functions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The classic text format generate_latest writes; said explicitly (prometheus-client 0.26
+# calls it version 1.0.0 by default), which every Prometheus 2.x and 3.x reads.
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class MetricsPortInUse(Exception):
+    """The worker's metrics port is taken (another worker on this host has it)."""
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory this process's metrics live in (None: in memory, one process)."""
+    raw = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
+    return Path(raw) if raw else None
+
+
+def prepare_multiprocess(role: Literal["api", "worker"]) -> Path:
+    """Make this process and its children (uvicorn's workers, Celery's prefork pool) share
+    metrics through files; call it before anything imports prometheus_client.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` set by the operator: its ``*.db`` files of an earlier run
+    are deleted (prometheus-client needs a clean directory at start; give the API and each
+    worker on a host their own). Unset: a new temporary directory, removed when this process
+    exits. Raises RuntimeError when prometheus_client was imported too early, which would
+    silently keep each process's metrics to itself.
+    """
+    _check_not_imported_in_memory()
+    given = multiprocess_dir()
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        for stale in given.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        os.environ[MULTIPROC_ENV] = str(given)
+        return given
+    made = Path(tempfile.mkdtemp(prefix=f"visionq-metrics-{role}-"))
+    os.environ[MULTIPROC_ENV] = str(made)
+    owner = os.getpid()
+
+    def _remove() -> None:
+        # Forked children (prefork) inherit atexit handlers: only the creator removes it.
+        if os.getpid() == owner:
+            shutil.rmtree(made, ignore_errors=True)
+
+    atexit.register(_remove)
+    return made
+
+
+def _check_not_imported_in_memory() -> None:
+    values = sys.modules.get("prometheus_client.values")
+    if values is None:
+        return
+    value_class = getattr(values, "ValueClass", None)
+    if getattr(value_class, "__name__", "") == "MutexValue":
+        raise RuntimeError(
+            "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set, so this "
+            "process would keep its metrics in memory and a scrape would see one process "
+            "only: import visionq.models.metrics (or anything using it) inside the command, "
+            "after prepare_multiprocess(), not at the top of cli/main.py"
+        )
+
+
+class _DefaultCollectors:
+    """The in-memory registry's metrics, for one process without a metrics directory."""
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client import REGISTRY  # noqa: PLC0415 - import order, see above
+
+        yield from REGISTRY.collect()
+
+
+def scrape_registry(*extra: Collector) -> CollectorRegistry:
+    """A registry for one scrape: every process's metrics (summed from the metrics
+    directory, or this process's in memory) plus ``extra`` collectors (the API's cluster
+    gauges), which run in the scraping process."""
+    from prometheus_client import CollectorRegistry, multiprocess  # noqa: PLC0415 - see above
+
+    registry = CollectorRegistry(auto_describe=False)
+    folder = multiprocess_dir()
+    if folder is not None:
+        collector = multiprocess.MultiProcessCollector  # untyped in prometheus-client 0.26
+        collector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_DefaultCollectors())
+    for collector in extra:
+        registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The registry in Prometheus' text format: (body, content type)."""
+    from prometheus_client import generate_latest  # noqa: PLC0415 - import order, see above
+
+    return generate_latest(registry), TEXT_CONTENT_TYPE
+
+
+def serve_worker_metrics(host: str, port: int) -> None:
+    """Serve this worker's metrics (all its processes) on ``host:port`` from a daemon
+    thread; port 0 turns it off. Raises MetricsPortInUse when the port is taken."""
+    if port == 0:
+        return
+    from prometheus_client import start_http_server  # noqa: PLC0415 - import order, see above
+
+    try:
+        start_http_server(port, addr=host, registry=scrape_registry())
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise MetricsPortInUse(
+            f"port {port} is in use: give each worker on this host its own --metrics-port "
+            "(VISIONQ_WORKER_METRICS_PORT), or 0 to turn its metrics off"
+        ) from exc
+
+
+def process_dead(pid: int) -> None:
+    """A pool process ended: drop its live-gauge files (counters and histograms keep
+    counting in the sums)."""
+    if multiprocess_dir() is None:
+        return
+    from prometheus_client import multiprocess  # noqa: PLC0415 - import order, see above
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
