@@ -104,8 +104,8 @@ def scrape_registry(*extra: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     folder = multiprocess_dir()
     if folder is not None:
-        collector = multiprocess.MultiProcessCollector  # untyped in prometheus-client 0.26
-        collector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+        summed = multiprocess.MultiProcessCollector  # untyped in prometheus-client 0.26
+        summed(registry, path=str(folder))  # type: ignore[no-untyped-call]
     else:
         registry.register(_DefaultCollectors())
     for collector in extra:
