@@ -35,6 +35,7 @@ class GeminiCallError(CodedError):
         retry_delay_s: float | None = None,
         daily_quota: bool = False,
         model_version: str | None = None,
+        quota_class: str | None = None,
     ) -> None:
         super().__init__(code, message)
         self.http_status = http_status
@@ -47,6 +48,9 @@ class GeminiCallError(CodedError):
         self.daily_quota = daily_quota
         # The model that answered (a 200 that is still a failure is billed as that model).
         self.model_version = model_version
+        # Which of a 429's four shapes this was (worker/quotas.py, QUOTA_CLASSES): a metrics
+        # label (visionq_gemini_responses_total); None for anything but a 429.
+        self.quota_class = quota_class
 
     def scrubbed(self, secret: str | None) -> GeminiCallError:
         """This error with ``secret`` (the API key) masked in its message, should any

@@ -19,6 +19,10 @@ or ``...PerDay...``), ``google.rpc.RetryInfo`` (``retryDelay``, "26s") and
   "Spend" in it, or "spend limit" in the message): code ``spend_limit_exceeded``, retried
   after the RetryInfo delay or else a whole window (``SPEND_WINDOW_S``), within the job's
   deadline.
+
+Each error names its shape in ``quota_class`` (``per_minute``, ``per_day`` — per-day ids
+only —, ``spend``, ``help_only``), the label of ``visionq_gemini_responses_total``, so an
+operator sees which quota refuses calls.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from visionq.worker.errors import GeminiCallError
 SPEND_WINDOW_S = 600.0
 # A per-day-only refusal asking for at least this long is the day's quota, not a burst.
 LONG_DELAY_S = 60.0
+# GeminiCallError.quota_class of the four shapes above (metrics label values).
+PER_MINUTE, PER_DAY, SPEND, HELP_ONLY = "per_minute", "per_day", "spend", "help_only"
+QUOTA_CLASSES = (PER_MINUTE, PER_DAY, SPEND, HELP_ONLY)
 _SPEND_LIMIT = re.compile(r"spend limit of (\$[\d,.]+ per [^.]*?)(?:\.|$)", re.IGNORECASE)
 _TIER = re.compile(r"Tier\s*(\d+)", re.IGNORECASE)
 
@@ -60,13 +67,17 @@ def quota_error(code: int, status: str | None, message: str, body: Any) -> Gemin
             http_status=code,
             retryable=True,
             retry_delay_s=delay if delay is not None else SPEND_WINDOW_S,
+            quota_class=SPEND,
         )
     daily = [quota for quota in quota_ids if "PerDay" in quota]
-    if daily and len(daily) == len(quota_ids) and (delay is None or delay >= LONG_DELAY_S):
+    only_daily = bool(daily) and len(daily) == len(quota_ids)
+    if only_daily and (delay is None or delay >= LONG_DELAY_S):
         return daily_quota_error(said, daily, http_status=code, retry_delay_s=delay)
     text = said + named
+    quota_class = PER_DAY if only_daily else PER_MINUTE
     if not quota_ids and delay is None:
         # Help-only (or bare) bodies: nothing says which quota or for how long.
+        quota_class = HELP_ONLY
         text += (
             " (no quota named, no retry delay: retried with backoff; if it persists, check "
             "the project's rate limits in AI Studio or pace calls with VISIONQ_RATE_LIMITS)"
@@ -78,6 +89,7 @@ def quota_error(code: int, status: str | None, message: str, body: Any) -> Gemin
         retryable=True,
         retry_delay_s=delay,
         daily_quota=bool(daily),
+        quota_class=quota_class,
     )
 
 
@@ -92,6 +104,7 @@ def daily_quota_error(
         http_status=http_status,
         retry_delay_s=retry_delay_s,
         daily_quota=True,
+        quota_class=PER_DAY,
     )
 
 
