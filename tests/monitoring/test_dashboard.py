@@ -1,0 +1,136 @@
+"""The Grafana dashboard and its provisioning, checked as data (no Grafana, no Prometheus):
+structure Grafana needs, one datasource uid, and every metric the dashboard and the alert
+rules query is one visionq declares (a renamed metric breaks this test at once). The
+queries are evaluated against a real Prometheus in tests/integration/test_monitoring_live.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from prometheus_client.metrics import MetricWrapperBase
+
+from tests.deploy.deployfiles import mounts
+from tests.monitoring.promconfig import (
+    DASHBOARD,
+    DASHBOARD_PROVIDERS,
+    DATASOURCES,
+    alert_exprs,
+    dashboard,
+    dashboard_exprs,
+    load_yaml,
+    panels,
+)
+from visionq.models import metrics
+
+PANEL_TYPES = {"timeseries", "stat", "gauge", "table", "row"}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+# Metric names in PromQL: a name followed by a selector, a range or a closing parenthesis.
+METRIC_NAME = re.compile(r"\b(visionq_[a-z0-9_]+|up)\b(?=\s*[{\[)])")
+# "metric{...tenant=~" — the matchers of one selector.
+SELECTOR = re.compile(r"\b(visionq_[a-z0-9_]+)\{([^}]*)\}")
+
+
+def declared() -> dict[str, tuple[str, ...]]:
+    """Exposed series names of visionq's metrics → their label names (cluster gauges: the
+    labels are the collector's; not known here, so None-checked by name only)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            family = value.describe()[0]
+            # _labelnames: prometheus-client keeps a metric's label names only there.
+            labels = tuple(getattr(value, "_labelnames", ()))
+            for suffix in SUFFIXES[family.type]:
+                found[family.name + suffix] = labels
+    return found
+
+
+def datasource_uid() -> str:
+    (source,) = load_yaml(DATASOURCES)["datasources"]
+    assert source["type"] == "prometheus"
+    uid = source["uid"]
+    assert isinstance(uid, str)
+    return uid
+
+
+def test_dashboard_has_identity_and_schema() -> None:
+    data = dashboard()
+    assert data["uid"] == "visionq-overview"
+    assert data["title"]
+    assert data["schemaVersion"] >= 36
+    assert "id" not in data or data["id"] is None, "a provisioned dashboard has no fixed id"
+
+
+def test_panels_have_unique_ids_a_place_and_a_known_type() -> None:
+    seen: set[int] = set()
+    for panel in panels():
+        assert panel["id"] not in seen, f"panel id {panel['id']} twice"
+        seen.add(panel["id"])
+        assert panel["type"] in PANEL_TYPES, f"{panel['title']}: type {panel['type']}"
+        place = panel["gridPos"]
+        assert {"h", "w", "x", "y"} <= set(place), panel["title"]
+        assert place["x"] + place["w"] <= 24, f"{panel['title']} is wider than the grid"
+
+
+def test_panels_do_not_overlap() -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels():
+        place = panel["gridPos"]
+        for x in range(place["x"], place["x"] + place["w"]):
+            for y in range(place["y"], place["y"] + place["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
+def test_every_query_uses_the_provisioned_datasource() -> None:
+    uid = datasource_uid()
+    for panel in panels():
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        assert panel["targets"], f"{panel['title']} has no query"
+        for target in panel["targets"]:
+            assert target.get("expr", "").strip(), f"{panel['title']}: empty query"
+            assert target["datasource"]["uid"] == uid, panel["title"]
+    for variable in dashboard()["templating"]["list"]:
+        assert variable["datasource"]["uid"] == uid, variable["name"]
+
+
+def test_the_tenant_variable_lists_tenants_and_all_means_every_tenant() -> None:
+    (variable,) = dashboard()["templating"]["list"]
+    assert variable["name"] == "tenant"
+    assert "visionq_jobs_submitted_total" in variable["query"]["query"]
+    assert variable["includeAll"] and variable["allValue"] == ".*" and variable["multi"]
+    filtered = [expr for _, expr in dashboard_exprs(tenant="T") if 'tenant=~"T"' in expr]
+    assert filtered, "no panel is filtered by the tenant variable"
+
+
+@pytest.mark.parametrize(
+    ("where", "expr"),
+    [pytest.param(title, expr, id=title) for title, expr in dashboard_exprs()]
+    + [pytest.param(name, expr, id=name) for name, expr in alert_exprs()],
+)
+def test_every_metric_queried_is_declared(where: str, expr: str) -> None:
+    known = declared()
+    names = METRIC_NAME.findall(expr)
+    assert names, f"{where}: no metric found in {expr}"
+    for name in names:
+        assert name == "up" or name in known or name in metrics.CLUSTER_GAUGES, (
+            f"{where}: {name} is neither a metric of models/metrics.py nor a cluster gauge"
+        )
+    for name, matchers in SELECTOR.findall(expr):
+        if "tenant" in matchers and name in known:
+            assert "tenant" in known[name], f"{where}: {name} has no tenant label"
+
+
+def test_provisioning_loads_the_dashboard_compose_mounts() -> None:
+    providers: list[dict[str, Any]] = load_yaml(DASHBOARD_PROVIDERS)["providers"]
+    (provider,) = providers
+    assert provider["type"] == "file"
+    folder = provider["options"]["path"]
+    grafana = {target: source for source, target, _ in mounts("grafana")}
+    assert grafana.get(folder) == "./monitoring/grafana/dashboards", grafana
+    assert (DASHBOARD.parent / DASHBOARD.name).is_file()
+    assert grafana.get("/etc/grafana/provisioning") == "./monitoring/grafana/provisioning"
