@@ -46,7 +46,8 @@ class Received:
 
 
 class Receiver:
-    """A threaded HTTP receiver on 127.0.0.1; ``url`` is where to point an endpoint."""
+    """A threaded HTTP receiver on ``host`` (127.0.0.1 by default; tests/integration stacks
+    allow 127.0.0.2); ``url`` is where to point an endpoint."""
 
     def __init__(
         self,
@@ -54,8 +55,10 @@ class Receiver:
         *,
         port: int = 0,
         script: Callable[[int], int] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.secrets = list(secrets)
+        self.host = host
         self.script = script
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -72,14 +75,14 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        """The URL to register: http://127.0.0.1:<port>/hook."""
-        return f"http://127.0.0.1:{self._port}{PATH}"
+        """The URL to register: http://<host>:<port>/hook."""
+        return f"http://{self.host}:{self._port}{PATH}"
 
     def up(self) -> None:
         """Start listening (again, on the same port); no-op when already up."""
         if self._server is not None:
             return
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
+        server = ThreadingHTTPServer((self.host, self._port), self._handler())
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
