@@ -30,6 +30,7 @@ from visionq.cli.options import (
     SchemaFile,
     Thinking,
     TierOption,
+    WebhookUrlOption,
     job_options,
     parse_option,
 )
@@ -74,6 +75,7 @@ def run(
     economy: Economy = False,
     tier: TierOption = None,
     deadline: DeadlineOption = None,
+    webhook_url: WebhookUrlOption = None,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Chunks uploaded at once.")] = 4,
     chunk: Annotated[
         int,
@@ -131,7 +133,7 @@ def run(
         paths, task=task, name=name, prompt=prompt, labels=labels, model=model,
         schema_file=schema, options=options, parallel=parallel, chunk=chunk, wait=wait,
         timeout=timeout, skipped=skipped, rejected=rejected, url=url, api_key=api_key,
-        as_json=as_json,
+        as_json=as_json, webhook_url=webhook_url,
     )  # fmt: skip
 
 

@@ -65,6 +65,7 @@ def start_run(
     url: str,
     api_key: str | None,
     as_json: bool,
+    webhook_url: str | None = None,
 ) -> None:
     """The whole of `visionq batch run` (see its help)."""
     started = time.monotonic()
@@ -89,7 +90,9 @@ def start_run(
     )
     rejected_log = RejectedLog(rejected or default_rejected_path(batch_name), given=bool(rejected))
     with client_for(url, api_key) as client:
-        batch = open_batch(client, batch_name, defaults, expected_items=items)
+        batch = open_batch(
+            client, batch_name, defaults, expected_items=items, webhook_url=webhook_url
+        )
         with skipped_file(skipped) as skipped_handle:
             uploader = Uploader(
                 client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),
@@ -121,7 +124,12 @@ def start_run(
 
 
 def open_batch(
-    client: VisionqClient, name: str, defaults: BatchDefaults, *, expected_items: int
+    client: VisionqClient,
+    name: str,
+    defaults: BatchDefaults,
+    *,
+    expected_items: int,
+    webhook_url: str | None = None,
 ) -> Batch:
     """The batch ``name``: created, or found again with the same defaults (a resumed run).
 
@@ -132,14 +140,15 @@ def open_batch(
         batch = client.batches.create(
             name, task=defaults.task, prompt=defaults.prompt, labels=defaults.labels,
             model=defaults.model, options=defaults.options, schema=defaults.schema,
-            expected_items=expected_items,
+            expected_items=expected_items, webhook_url=webhook_url,
         )  # fmt: skip
     except VisionqError as exc:
         if exc.code != "batch_name_taken":
             raise
         die(
-            f"{exc.message} This run's task, prompt, labels, model, options or schema differ "
-            "from that batch's: run it with the same ones to resume it, or give another --name"
+            f"{exc.message} This run's task, prompt, labels, model, options, schema or "
+            "--webhook-url differ from that batch's: run it with the same ones to resume it, or "
+            "give another --name"
         )
     if batch.state == "cancelled":
         die(f"batch {name} was cancelled; to run these files again, give another --name")

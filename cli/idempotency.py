@@ -27,6 +27,7 @@ def job_key(
     image_sha256s: Sequence[str],
     occurrence: int = 0,
     salt: str | None = None,
+    webhook_url: str | None = None,
 ) -> str:
     """The Idempotency-Key of one job: a sha256 over a canonical form of its request.
 
@@ -35,9 +36,12 @@ def job_key(
     same key. ``occurrence`` tells identical jobs of one command apart (the same file
     given twice is two jobs, as asked). ``salt`` (`submit --new`, random per run) makes
     keys no earlier run had, so the same request makes new jobs; without it the key is
-    what it always was.
+    what it always was. ``webhook_url`` is in it only when given (the API's request
+    fingerprint has it then too), so keys without one are what they always were.
     """
-    salted = {} if salt is None else {"salt": salt}
+    salted: dict[str, str] = {} if salt is None else {"salt": salt}
+    if webhook_url is not None:
+        salted["webhook_url"] = webhook_url
     canonical = json.dumps(
         {
             **salted,

@@ -158,3 +158,15 @@ def job_options(
             )
         options[key] = value
     return options
+
+
+WebhookUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook-url",
+        metavar="URL",
+        help="Also POST the end event here, signed with your callbacks endpoint's secret "
+        "(visionq webhooks callbacks --secret); checked like image URLs (no private hosts).",
+        show_default=False,
+    ),
+]

@@ -50,6 +50,7 @@ from visionq.cli.options import (
     SchemaFile,
     Thinking,
     TierOption,
+    WebhookUrlOption,
     job_options,
 )
 from visionq.cli.outputs import write_outputs
@@ -89,6 +90,8 @@ class JobRequest:
     model: str | None
     options: dict[str, Any]
     schema: dict[str, Any] | None
+    # Where each job's end event is also sent (--webhook-url).
+    webhook_url: str | None = None
 
     def plan(self, groups: list[list[Path]], salt: str | None = None) -> list[PlannedJob]:
         """Each group's job with its key (reads every file once, to hash it); ``salt``
@@ -108,6 +111,7 @@ class JobRequest:
                     image_sha256s=shas,
                     occurrence=occurrence,
                     salt=salt,
+                    webhook_url=self.webhook_url,
                 ),
             )
             for group, shas, occurrence in zip(groups, digests, occurrences, strict=True)
@@ -125,6 +129,7 @@ class JobRequest:
                 options=self.options or None,
                 schema=self.schema,
                 idempotency_key=job.key,
+                webhook_url=self.webhook_url,
             )
         except VisionqError as exc:
             raise VisionqError(
@@ -197,6 +202,7 @@ def submit(
     economy: Economy = False,
     tier: TierOption = None,
     deadline: DeadlineOption = None,
+    webhook_url: WebhookUrlOption = None,
     new: Annotated[
         bool,
         typer.Option(
@@ -241,7 +247,9 @@ def submit(
         schema_value = read_schema(schema) if schema else None
     except InputError as exc:
         die(f"{str(exc).rstrip('.')}; nothing was submitted")
-    request = JobRequest(task.value, prompt, label_list(labels), model, options, schema_value)
+    request = JobRequest(
+        task.value, prompt, label_list(labels), model, options, schema_value, webhook_url
+    )
     planned = request.plan(job_groups(images, task), salt=secrets.token_hex(16) if new else None)
     waiting = wait or out is not None
     submitted: dict[str, PlannedJob] = {}

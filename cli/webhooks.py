@@ -17,7 +17,7 @@ from visionq.client import DEFAULT_URL
 from visionq.client.webhook_models import WebhookEndpoint
 
 app = typer.Typer(
-    help="Webhook endpoints: signed event deliveries (Standard Webhooks), their log, replay.",
+    help="Signed webhook endpoints: create, inspect, rotate, replay.",
     no_args_is_help=True,
 )
 
@@ -143,7 +143,10 @@ def create(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an endpoint; prints its id and signing secret (verify deliveries with it)."""
+    """Create an endpoint; prints its id and signing secret.
+
+    Verify each delivery's webhook-signature with the secret (Standard
+    Webhooks; README "Receiving webhooks" has five lines of Python)."""
     events = _events(event)
     if events is None:
         raise typer.BadParameter("give at least one --event", param_hint="--event")
@@ -178,7 +181,7 @@ def show(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One endpoint: URL, events, health (failing since, last error, why disabled)."""
+    """Show an endpoint: URL, events, health, why it was disabled."""
     with client_for(api_url, api_key) as client:
         endpoint = client.webhooks.get(endpoint_id)
         shown = client.webhooks.secret(endpoint_id) if secret else None
@@ -279,7 +282,10 @@ def deliveries(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The delivery log: every HTTP attempt (event, attempt, outcome, status, latency)."""
+    """The delivery log: every HTTP attempt, newest first.
+
+    Each line: time, event id, type, attempt, outcome, HTTP status,
+    latency and error."""
     moment = None if since is None else moment_of(since)
     with client_for(api_url, api_key) as client:
         rows = list(
@@ -318,7 +324,7 @@ def messages(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One line per event sent (or to send) to the endpoint: state, attempts, next try."""
+    """Each event sent (or to send): state, attempts, next try."""
     with client_for(api_url, api_key) as client:
         found = client.webhooks.deliveries(endpoint_id, state=state.value if state else None)
         rows = list(islice(found, limit))
@@ -360,7 +366,10 @@ def replay(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send again one event (--event) or the failed and skipped deliveries since a time."""
+    """Send one event again, or every failed delivery since a time.
+
+    --event msg_... replays one event; --since TIME replays the failed and
+    skipped deliveries since then (--state to pick one)."""
     if (event is None) == (since is None):
         die("give exactly one of --event msg_... or --since TIME")
     if state and event is not None:
@@ -385,7 +394,7 @@ def callbacks(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The endpoint that signs and logs per-job and per-batch --webhook-url deliveries."""
+    """Show the endpoint that signs --webhook-url callbacks."""
     with client_for(api_url, api_key) as client:
         endpoint = client.webhooks.callbacks()
         shown = client.webhooks.secret(endpoint.id) if secret else None

@@ -131,6 +131,7 @@ class VisionqClient:
         retries: int = 8,
         tier: str | None = None,
         deadline_s: int | None = None,
+        webhook_url: str | None = None,
     ) -> Job:
         """Submit one job with ``images``; returns it as queued.
 
@@ -141,6 +142,8 @@ class VisionqClient:
         safely, up to ``retries`` times, when the API is rate limiting (429, after its
         Retry-After), unavailable or unreachable: a retry never makes a second job.
         ``tier`` and ``deadline_s`` set options.tier and options.deadline_s.
+        ``webhook_url``: where the job's end event is also POSTed (signed with the secret of
+        ``webhooks.callbacks()``).
         """
         response = self._post_job(
             "/v1/jobs",
@@ -153,6 +156,7 @@ class VisionqClient:
             schema=schema,
             headers={"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"},
             retries=retries,
+            webhook_url=webhook_url,
         )
         return Job.model_validate(response.json())
 
@@ -196,6 +200,7 @@ class VisionqClient:
         schema: dict[str, Any] | None,
         headers: dict[str, str] | None = None,
         retries: int = 0,
+        webhook_url: str | None = None,
     ) -> httpx.Response:
         """POST a job (built once: multipart, or JSON when an image is a URL) to ``path``;
         transient errors are retried up to ``retries`` times, after the server's
@@ -209,6 +214,8 @@ class VisionqClient:
             options=options,
             schema=schema,
         )
+        if webhook_url is not None:  # a field of the JSON body or of the form alike
+            body["json" if "json" in body else "data"]["webhook_url"] = webhook_url
         return self.post_retried(path, retries, headers=headers, **body)
 
     def post_retried(self, path: str, retries: int, **kwargs: Any) -> httpx.Response:

@@ -124,6 +124,7 @@ class Batch(_Body):
     images_referenced: int = 0
     # GET /v1/batches/{id} only (None in lists).
     progress: BatchProgress | None = None
+    webhook_url: str | None = None
 
 
 class BatchPage(_Body):

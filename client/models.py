@@ -77,6 +77,8 @@ class Job(_Body):
     # A batch item's latest job: its batch and key (None for a single job).
     batch_id: str | None = None
     batch_key: str | None = None
+    # Where the job's end event is also sent (submit's webhook_url).
+    webhook_url: str | None = None
     # The service tier asked for (standard, flex, priority, batch or auto), the one the job
     # was sent to (auto resolved at submit), the one that served its stored answer, and by
     # when it should end (submit time + options.deadline_s, or the tier's default).
