@@ -22,6 +22,7 @@ from visionq.api.routes import (
     health,
     images,
     jobs,
+    metrics,
     models,
     retry,
 )
@@ -30,6 +31,7 @@ from visionq.api.tiers import TurnaroundCache
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobrefs import MIN_PREFIX
+from visionq.models.metrics import use_catalogue
 from visionq.models.settings import Settings, get_settings
 from visionq.vision.catalogue import check_default_model
 from visionq.vision.costing import CostBook
@@ -38,6 +40,7 @@ from visionq.vision.costing import CostBook
 def open_resources(settings: Settings) -> ApiResources:
     costs = CostBook.load(settings.catalogue_override())
     check_default_model(costs.catalogue, settings.default_model)
+    use_catalogue(costs.catalogue)  # model labels of the metrics: this catalogue's ids
     engine = make_engine(settings.database_url, busy_timeout_s=settings.api_db_busy_timeout_s)
     # Short timeouts: the submit limiter fails open when Redis is unreachable.
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # through it, and its `finally` logs the request as a 500.
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(jobs.router)
     app.include_router(retry.router)
     app.include_router(images.router)
