@@ -167,10 +167,19 @@ def set_(
     tenant: Annotated[str, typer.Argument(help="Tenant (see visionq keys list).")],
     daily: Annotated[str | None, typer.Option(help="USD per day (UTC); 'none' = no cap.")] = None,
     monthly: Annotated[str | None, typer.Option(help="USD per month; 'none' = no cap.")] = None,
+    alert_at: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--alert-at",
+            help="Send a budget.threshold webhook when spending reaches this ratio of a cap "
+            "(repeat: --alert-at 0.5 --alert-at 0.9; default 0.8 and 1.0; kept if omitted).",
+        ),
+    ] = None,
 ) -> None:
     """Set a tenant's daily and monthly USD caps.
 
-    Submissions that could exceed them are refused with 402.
+    Submissions that could exceed them are refused with 402. Crossing an alert ratio of a
+    cap sends one budget.threshold webhook event per ratio, day and month.
     """
     from visionq.models.budgets import set_budget
     from visionq.models.db import make_engine, make_session_factory
@@ -178,10 +187,18 @@ def set_(
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:
-            set_budget(session, tenant=tenant, daily_nusd=_nano(daily), monthly_nusd=_nano(monthly))
+            set_budget(
+                session, tenant=tenant, daily_nusd=_nano(daily), monthly_nusd=_nano(monthly),
+                alert_ratios=alert_at or None,
+            )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--alert-at") from exc
     finally:
         engine.dispose()
-    typer.echo(f"budget of {tenant}: daily {daily or 'none'}, monthly {monthly or 'none'} USD")
+    alerts = f", alerts at {', '.join(f'{r:g}' for r in sorted(alert_at))}" if alert_at else ""
+    typer.echo(
+        f"budget of {tenant}: daily {daily or 'none'}, monthly {monthly or 'none'} USD{alerts}"
+    )
 
 
 @budgets_app.command("show")

@@ -51,6 +51,7 @@ def gc(
     )
     typer.echo(f"{delete} {report.jobs} jobs ({kept})")
     typer.echo(f"{delete} {report.batches} batches left without jobs")
+    typer.echo(f"{delete} {report.webhook_events} webhook events (all their deliveries ended)")
     typer.echo(f"{delete} {report.idempotency_keys} expired idempotency keys")
     typer.echo(
         f"images: {move} {report.blobs_trashed} unused to the trash, {delete} "

@@ -16,17 +16,20 @@ from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import find_cached_many
 from visionq.models.budgets import settle
+from visionq.models.ended import ENDED_COLUMNS, EndedJob, ended_from_row
 from visionq.models.gemini_batch_jobs import uses_cache, waiting_for_batch
 from visionq.models.jobs import cache_hit_values
 from visionq.models.tables import ATTEMPTS, JOBS, JobStatus, utcnow
+from visionq.models.webhook_outbox import EventType, NewEvent, record_events
 
 
-def answer_from_twins(session: Session, *, limit: int = 500) -> list[str]:
+def answer_from_twins(session: Session, *, limit: int = 500) -> list[EndedJob]:
     """End as cache hits the jobs waiting for a Gemini batch (that allow the cache) whose
-    tenant has a succeeded job with the same cache key; returns their ids, oldest first.
+    tenant has a succeeded job with the same cache key; returns them, oldest first.
 
     Each is one conditional UPDATE (still waiting) with the admission's cache-hit values
-    (models/jobs.cache_hit_values) and its budget settled in the same transaction. A job
+    (models/jobs.cache_hit_values) and its budget settled in the same transaction, which
+    also writes their job.succeeded events (decision D4: cache hits send one too). A job
     that was in a Gemini batch before (released, waiting again) keeps what its attempts
     paid as its cost: a job's cost is its attempts' sum.
     """
@@ -55,7 +58,7 @@ def answer_from_twins(session: Session, *, limit: int = 500) -> list[str]:
         .where(ATTEMPTS.c.job_id == JOBS.c.id)
         .scalar_subquery()
     )
-    ended: list[str] = []
+    ended: list[EndedJob] = []
     for row in rows:
         answer = found.get((row.tenant, row.cache_key))
         if answer is None:
@@ -65,13 +68,16 @@ def answer_from_twins(session: Session, *, limit: int = 500) -> list[str]:
             update(JOBS)
             .where(JOBS.c.id == row.id, waiting_for_batch())
             .values(**values)
-            .returning(JOBS.c.tenant, JOBS.c.reserved_nusd, JOBS.c.cost_nusd)
+            .returning(*ENDED_COLUMNS)
         ).first()
         if done is None:
             continue
-        settle(
-            session, tenant=done.tenant, reserved_nusd=done.reserved_nusd,
-            cost_nusd=done.cost_nusd or 0,
-        )  # fmt: skip
-        ended.append(row.id)
+        job = ended_from_row(done, JobStatus.SUCCEEDED)
+        settle(session, tenant=job.tenant, reserved_nusd=job.reserved_nusd,
+               cost_nusd=job.cost_nusd or 0)  # fmt: skip
+        ended.append(job)
+    record_events(
+        session,
+        [NewEvent(job.tenant, EventType.JOB_SUCCEEDED, job.id, job.callback_url) for job in ended],
+    )
     return ended

@@ -7,8 +7,10 @@ of one batch run one after another and a key checked under the lock (existing_it
 still free when inserted. The unique (batch_id, key) constraint backs this up.
 
 Progress is computed on read from the items' jobs (progress_rows): the worker never
-touches a batch, and no hot row is updated at every job end. The reads (progress, pages of
-items) live in models/batchreads.py and are importable from here too.
+touches a batch, and no hot row is updated at every job end. A batch's end (closed or
+cancelled, every item's job terminal) is found later by the webhook relay's scan
+(models/batch_completion.py), which sets ``ended_at``; a re-run reopens it. The reads
+(progress, pages of items) live in models/batchreads.py and are importable from here too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 from visionq.models.batchjobs import chunks
 from visionq.models.batchreads import EXPIRED, ItemRow, ProgressRow, items_page, progress_rows
 from visionq.models.budgets import settle
+from visionq.models.ended import ENDED_COLUMNS, EndedJob, ended_from_row
 from visionq.models.jobs import decode_cursor, is_job_id
 from visionq.models.tables import (
     BATCH_ITEMS,
@@ -37,6 +40,7 @@ from visionq.models.tables import (
     JobStatus,
     utcnow,
 )
+from visionq.models.webhook_outbox import EventType, NewEvent, record_events
 from visionq.vision.estimate import StoredEstimate
 
 MISSING = "missing"
@@ -155,13 +159,23 @@ def list_batches(
 
 
 def lock_for_write(
-    session: Session, *, tenant: str, batch_id: str, allow: Collection[str]
+    session: Session,
+    *,
+    tenant: str,
+    batch_id: str,
+    allow: Collection[str],
+    reopen: bool = False,
 ) -> str | None:
     """Start a write transaction on the batch (see the module docstring): None when it is
     locked and in one of the ``allow`` states; else the state found ("missing": no such
-    batch of the tenant), and the caller writes nothing."""
+    batch of the tenant), and the caller writes nothing. ``reopen`` (an add or a re-run:
+    new jobs to wait for) clears ``ended_at``, so its next completion sends a new
+    batch.completed event."""
     if not is_job_id(batch_id):
         return MISSING
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if reopen:
+        values["ended_at"] = None
     locked = session.execute(
         update(BATCHES)
         .where(
@@ -169,7 +183,7 @@ def lock_for_write(
             BATCHES.c.tenant == tenant,
             BATCHES.c.state.in_(list(allow)),
         )
-        .values(updated_at=utcnow())
+        .values(**values)
     )
     if locked.rowcount:  # type: ignore[attr-defined]
         return None
@@ -216,12 +230,15 @@ def add_counts(
     prior_cost_nusd: int = 0,
     prior_tokens: int = 0,
 ) -> None:
-    """Add to the batch's counters (one UPDATE; the values are increments)."""
+    """Add to the batch's counters (one UPDATE; the values are increments). Called when
+    jobs are added or re-run: it reopens the batch (``ended_at`` NULL) for the webhook
+    relay's completion scan, so the next completion sends a new batch.completed."""
     c = BATCHES.c
     session.execute(
         update(BATCHES)
         .where(c.id == batch_id)
         .values(
+            ended_at=None,
             item_count=c.item_count + items,
             estimate_min_nusd=c.estimate_min_nusd + est_min_nusd,
             estimate_max_nusd=c.estimate_max_nusd + est_max_nusd,
@@ -262,15 +279,16 @@ def close_batch(session: Session, *, tenant: str, batch_id: str) -> str | None:
     return None
 
 
-def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> int:
+def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> list[EndedJob]:
     """Cancel the batch (idempotent) and its items' queued jobs, releasing their budget
-    reservations in one settlement; returns how many jobs it cancelled (0: none, or no
-    such batch). Running jobs finish: their calls are paid. A worker claims only queued
-    jobs, so a job cancelled here never runs. Jobs waiting in a Gemini batch (running under
-    the batch's token, nothing billed until Gemini answers them) are cancelled too: their
-    late answers are discarded, and a batch left with no job is cancelled at Gemini."""
+    reservations in one settlement and writing their job.cancelled events; returns the
+    jobs it cancelled (none, also for no such batch). Running jobs finish: their calls are
+    paid. A worker claims only queued jobs, so a job cancelled here never runs. Jobs
+    waiting in a Gemini batch (running under the batch's token, nothing billed until Gemini
+    answers them) are cancelled too: their late answers are discarded, and a batch left
+    with no job is cancelled at Gemini."""
     if not is_job_id(batch_id):
-        return 0
+        return []
     now = utcnow()
     # The first write: the batch row (its lock serializes this with adds and re-runs).
     changed = session.execute(
@@ -283,7 +301,7 @@ def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> int:
         )
     )
     if not changed.rowcount:  # type: ignore[attr-defined]
-        return 0
+        return []
     items = select(BATCH_ITEMS.c.job_id).where(
         BATCH_ITEMS.c.batch_id == batch_id, BATCH_ITEMS.c.job_id.is_not(None)
     )
@@ -302,12 +320,17 @@ def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> int:
             error_code="cancelled",
             error_message="The batch was cancelled.",
         )
-        .returning(JOBS.c.reserved_nusd)
+        .returning(*ENDED_COLUMNS)
     ).all()
-    reserved = sum(int(row.reserved_nusd or 0) for row in ended)
+    cancelled = [ended_from_row(row, JobStatus.CANCELLED) for row in ended]
+    reserved = sum(job.reserved_nusd for job in cancelled)
     if reserved:
         settle(session, tenant=tenant, reserved_nusd=reserved, cost_nusd=0)
-    return len(ended)
+    record_events(
+        session,
+        [NewEvent(tenant, EventType.JOB_CANCELLED, job.id, job.callback_url) for job in cancelled],
+    )
+    return cancelled
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Retention (`visionq gc`): old finished jobs, expired idempotency keys, unused images,
-and batches whose jobs are all gone.
+batches whose jobs are all gone, and old webhook events whose deliveries all ended.
 
 Safe while the service runs:
 - a job is deleted only when finished more than VISIONQ_RETENTION_DAYS ago, and the
@@ -35,6 +35,8 @@ from visionq.models.tables import (
     BATCH_ITEMS,
     BATCHES,
     TERMINAL_STATUSES,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_EVENTS,
     Attempt,
     IdempotencyKey,
     Job,
@@ -88,6 +90,7 @@ class GcReport:
     blobs_trashed: int = 0
     blobs_restored: int = 0
     blobs_deleted: int = 0
+    webhook_events: int = 0
 
 
 def grace_s(settings: Settings) -> float:
@@ -161,6 +164,39 @@ def delete_old_batches(
             still_old = select(BATCHES.c.id).where(BATCHES.c.id.in_(ids), *old)
             session.execute(delete(BATCH_ITEMS).where(BATCH_ITEMS.c.batch_id.in_(still_old)))
             result = session.execute(delete(BATCHES).where(BATCHES.c.id.in_(ids), *old))
+            deleted += int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_old_events(
+    sessions: sessionmaker[Session], *, retention_days: int, dry_run: bool = False
+) -> int:
+    """Delete webhook events that happened more than ``retention_days`` ago and have no
+    delivery still to send (pending or sending), with their deliveries and attempt log
+    (foreign key cascades); returns how many (0 days: none)."""
+    if retention_days <= 0:
+        return 0
+    cutoff = utcnow() - timedelta(days=retention_days)
+    d = WEBHOOK_DELIVERIES.c
+    unsent = (
+        select(d.id)
+        .where(d.event_id == WEBHOOK_EVENTS.c.id, d.state.in_(("pending", "sending")))
+        .exists()
+    )
+    # Re-checked by the DELETE: a replay makes a delivery pending again.
+    old = (WEBHOOK_EVENTS.c.occurred_at < cutoff, ~unsent)
+    if dry_run:
+        with sessions() as session:
+            count = select(func.count()).select_from(WEBHOOK_EVENTS).where(*old)
+            return int(session.scalar(count) or 0)
+    deleted = 0
+    while True:
+        with sessions.begin() as session:
+            ids = list(session.scalars(select(WEBHOOK_EVENTS.c.id).where(*old).limit(BATCH)))
+            if not ids:
+                return deleted
+            result = session.execute(
+                delete(WEBHOOK_EVENTS).where(WEBHOOK_EVENTS.c.id.in_(ids), *old)
+            )
             deleted += int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -263,10 +299,14 @@ def collect(
     dry_run: bool = False,
     grace: float | None = None,
 ) -> GcReport:
-    """One garbage collection: old jobs, expired idempotency keys, unreferenced blobs."""
+    """One garbage collection: old jobs, expired idempotency keys, unreferenced blobs, old
+    webhook events."""
     report = GcReport()
     report.jobs = delete_old_jobs(sessions, retention_days=settings.retention_days, dry_run=dry_run)
     report.batches = delete_old_batches(
+        sessions, retention_days=settings.retention_days, dry_run=dry_run
+    )
+    report.webhook_events = delete_old_events(
         sessions, retention_days=settings.retention_days, dry_run=dry_run
     )
     if dry_run:

@@ -294,7 +294,7 @@ def test_lock_close_and_states(sessions: sessionmaker[Session], tenant: str) -> 
         )
         assert allowed is None
     with sessions.begin() as session:
-        assert cancel_batch(session, tenant=tenant, batch_id=batch_id) == 0
+        assert len(cancel_batch(session, tenant=tenant, batch_id=batch_id)) == 0
     with sessions.begin() as session:
         assert close_batch(session, tenant=tenant, batch_id=batch_id) == "cancelled"
         assert close_batch(session, tenant=tenant, batch_id=str(uuid.uuid4())) == "missing"
@@ -507,7 +507,7 @@ def test_cancel_batch_cancels_only_queued_jobs_and_releases_their_budget(
 
         settle(session, tenant=tenant, reserved_nusd=1000, cost_nusd=10)
     with sessions.begin() as session:
-        assert cancel_batch(session, tenant=tenant, batch_id=batch_id) == 4
+        assert len(cancel_batch(session, tenant=tenant, batch_id=batch_id)) == 4
     with sessions() as session:
         status = dict(
             session.execute(select(JOBS.c.id, JOBS.c.status).where(JOBS.c.tenant == tenant)).all()
@@ -523,8 +523,8 @@ def test_cancel_batch_cancels_only_queued_jobs_and_releases_their_budget(
     assert reserved == 2000
     assert batch is not None and batch.state == "cancelled" and batch.cancelled_at is not None
     with sessions.begin() as session:  # again: nothing left to cancel, same state
-        assert cancel_batch(session, tenant=tenant, batch_id=batch_id) == 0
-        assert cancel_batch(session, tenant="x", batch_id=batch_id) == 0
+        assert len(cancel_batch(session, tenant=tenant, batch_id=batch_id)) == 0
+        assert len(cancel_batch(session, tenant="x", batch_id=batch_id)) == 0
         assert (
             lock_for_write(session, tenant=tenant, batch_id=batch_id, allow={"open", "closed"})
             == "cancelled"

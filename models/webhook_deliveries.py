@@ -1,0 +1,456 @@
+"""Webhook deliveries: one per (event, endpoint), the retry state machine the relay and the
+delivery task move along (issue 21, the database schedules retries; Celery only carries
+"send now").
+
+    pending --claim--> sending --2xx--> succeeded
+       ^                  |--failure--> pending (next_attempt_at) | failed (past the window)
+       |                  '--410------> failed (endpoint disabled)
+       '--reclaim (claim expired: the sender died) / replay (failed, skipped, succeeded)
+    skipped: the endpoint is disabled (a replay after enabling it sends them)
+
+Every step is a conditional UPDATE (or an insert behind a conditional UPDATE), so several
+relays and senders can run at once: each delivery is claimed by one, and an attempt is
+recorded only under the claim that sent it. The delivery log and its pages are in
+models/webhook_log.py (re-exported here).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from visionq.models.batchjobs import chunks
+from visionq.models.tables import (
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
+    WEBHOOK_EVENTS,
+    EndpointKind,
+)
+from visionq.models.webhook_endpoints import (
+    EndpointRow,
+    callbacks_endpoint,
+    endpoint_row,
+    skip_pending,
+)
+from visionq.models.webhook_log import (
+    AttemptRow,
+    DeliveryRow,
+    EventNotFound,
+    attempts_page,
+    deliveries_page,
+    replay,
+)
+from visionq.models.webhook_outbox import EventType
+
+__all__ = [
+    "AttemptResult",
+    "AttemptRow",
+    "DeliveryJob",
+    "DeliveryRow",
+    "DeliveryState",
+    "EventNotFound",
+    "attempts_page",
+    "claim_delivery",
+    "deliveries_page",
+    "due_deliveries",
+    "fan_out",
+    "freeze_payload",
+    "load_claimed",
+    "reclaim_expired",
+    "record_attempt",
+    "replay",
+]
+
+_D = WEBHOOK_DELIVERIES.c
+_E = WEBHOOK_ENDPOINTS.c
+_V = WEBHOOK_EVENTS.c
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """A claimed delivery with what sending it needs."""
+
+    delivery_id: int
+    event_id: str
+    event_type: str
+    tenant: str
+    subject_id: str
+    url: str
+    endpoint: EndpointRow
+    payload: dict[str, Any] | None
+    occurred_at: datetime
+    attempts: int
+    window_started_at: datetime
+    # > 0: the delivery was replayed (its attempts are marked replay in the log).
+    replays: int = 0
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """One HTTP try: outcome succeeded | gone | http_error | timeout | network_error |
+    refused; the receiver's status, the time taken, what went wrong, its Retry-After."""
+
+    outcome: str
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    retry_after_s: float | None = None
+
+
+def fan_out(session: Session, *, now: datetime, limit: int = 500) -> int:
+    """Make the deliveries of up to ``limit`` events not fanned out yet (oldest first): one
+    per endpoint of the tenant that wants the type (``skipped`` when it is disabled) and
+    one to the event's callback URL (signed by the tenant's callbacks endpoint). Each
+    event is taken by one relay: the conditional UPDATE of ``fanned_out_at`` in this
+    transaction decides. Returns how many events were fanned out."""
+    page = list(
+        session.scalars(
+            select(_V.id).where(_V.fanned_out_at.is_(None)).order_by(_V.occurred_at).limit(limit)
+        )
+    )
+    if not page:
+        return 0
+    taken = session.execute(
+        update(WEBHOOK_EVENTS)
+        .where(_V.id.in_(page), _V.fanned_out_at.is_(None))
+        .values(fanned_out_at=now)
+        .returning(_V.id, _V.tenant, _V.type, _V.callback_url)
+    ).all()
+    tenants = {event.tenant for event in taken}
+    listening: dict[str, list[Any]] = {tenant: [] for tenant in tenants}
+    for tenants_chunk in chunks(tenants):
+        for endpoint in session.execute(
+            select(_E.id, _E.tenant, _E.url, _E.enabled, _E.event_mask).where(
+                _E.tenant.in_(tenants_chunk), _E.kind == EndpointKind.ENDPOINT.value
+            )
+        ):
+            listening[endpoint.tenant].append(endpoint)
+    rows: list[dict[str, Any]] = []
+    common = {"attempts": 0, "replays": 0, "next_attempt_at": now, "window_started_at": now,
+              "created_at": now, "updated_at": now}  # fmt: skip
+    for event in taken:
+        bit = EventType(event.type).bit
+        for endpoint in listening[event.tenant]:
+            if endpoint.event_mask & bit and endpoint.url:
+                state = DeliveryState.PENDING if endpoint.enabled else DeliveryState.SKIPPED
+                rows.append({"event_id": event.id, "endpoint_id": endpoint.id,
+                             "url": endpoint.url, "state": state.value, **common})  # fmt: skip
+        if event.callback_url:
+            callbacks = callbacks_endpoint(session, event.tenant)
+            rows.append({"event_id": event.id, "endpoint_id": callbacks.id,
+                         "url": event.callback_url, "state": "pending", **common})  # fmt: skip
+    for chunk in chunks(rows):
+        session.execute(insert(WEBHOOK_DELIVERIES), chunk)
+    return len(taken)
+
+
+def reclaim_expired(session: Session, *, now: datetime) -> int:
+    """Put back to pending the deliveries whose sender's claim expired (it died mid-send,
+    or its message was lost): sent again now, so a receiver may see one twice."""
+    reclaimed = session.execute(
+        update(WEBHOOK_DELIVERIES)
+        .where(_D.state == DeliveryState.SENDING.value, _D.claim_expires_at < now)
+        .values(
+            state="pending", next_attempt_at=now, claim=None, claim_expires_at=None, updated_at=now
+        )
+    )
+    return int(reclaimed.rowcount)  # type: ignore[attr-defined]
+
+
+def due_deliveries(session: Session, *, now: datetime, max_in_flight: int, limit: int) -> list[int]:
+    """Ids of pending deliveries due now, oldest due first, at most ``max_in_flight``
+    sending per endpoint (1 while it is failing: one probe at a time, not one request per
+    event to a receiver that is down) and ``limit`` in all."""
+    due_per_endpoint = session.execute(
+        select(_D.endpoint_id, func.min(_D.next_attempt_at).label("first"))
+        .where(_D.state == DeliveryState.PENDING.value, _D.next_attempt_at <= now)
+        .group_by(_D.endpoint_id)
+    ).all()
+    if not due_per_endpoint:
+        return []
+    endpoint_ids = [row.endpoint_id for row in due_per_endpoint]
+    failing: dict[str, bool] = {}
+    sending: dict[str, int] = {}
+    for chunk in chunks(endpoint_ids):
+        failing.update(
+            (row.id, row.failing_since is not None and row.kind == EndpointKind.ENDPOINT.value)
+            for row in session.execute(
+                select(_E.id, _E.failing_since, _E.kind).where(_E.id.in_(chunk))
+            )
+        )
+        sending.update(
+            (row.endpoint_id, int(row.n))
+            for row in session.execute(
+                select(_D.endpoint_id, func.count().label("n"))
+                .where(_D.state == DeliveryState.SENDING.value, _D.endpoint_id.in_(chunk))
+                .group_by(_D.endpoint_id)
+            )
+        )
+    picked: list[int] = []
+    for row in sorted(due_per_endpoint, key=lambda r: r.first):
+        room = (1 if failing.get(row.endpoint_id) else max_in_flight) - sending.get(
+            row.endpoint_id, 0
+        )
+        room = min(room, limit - len(picked))
+        if room <= 0:
+            continue
+        picked.extend(
+            session.scalars(
+                select(_D.id)
+                .where(
+                    _D.endpoint_id == row.endpoint_id,
+                    _D.state == DeliveryState.PENDING.value,
+                    _D.next_attempt_at <= now,
+                )
+                .order_by(_D.next_attempt_at, _D.id)
+                .limit(room)
+            )
+        )
+        if len(picked) >= limit:
+            break
+    return picked
+
+
+def claim_delivery(session: Session, delivery_id: int, *, token: str, expires_at: datetime) -> bool:
+    """Take a pending delivery for sending under ``token`` until ``expires_at``; False when
+    another relay took it first (or it is no longer pending)."""
+    claimed = session.execute(
+        update(WEBHOOK_DELIVERIES)
+        .where(_D.id == delivery_id, _D.state == DeliveryState.PENDING.value)
+        .values(state="sending", claim=token, claim_expires_at=expires_at)
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+_ENDPOINT_COLUMNS = [getattr(_E, f.name).label(f"e_{f.name}") for f in fields(EndpointRow)]
+
+
+def load_claimed(session: Session, delivery_id: int, claim: str) -> DeliveryJob | None:
+    """The delivery if it is being sent under ``claim``; None for a stale message."""
+    row = session.execute(
+        select(
+            _D.id,
+            _D.event_id,
+            _D.url,
+            _D.attempts,
+            _D.window_started_at,
+            _D.replays,
+            _V.type,
+            _V.tenant,
+            _V.subject_id,
+            _V.payload,
+            _V.occurred_at,
+            *_ENDPOINT_COLUMNS,
+        )
+        .select_from(
+            WEBHOOK_DELIVERIES.join(WEBHOOK_EVENTS, _V.id == _D.event_id).join(
+                WEBHOOK_ENDPOINTS, _E.id == _D.endpoint_id
+            )
+        )
+        .where(_D.id == delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
+    ).first()
+    if row is None:
+        return None
+    endpoint = endpoint_row(_Prefixed(row._mapping, "e_"))
+    # An endpoint's URL may have changed since the fan-out: sent to the current one.
+    url = endpoint.url if endpoint.kind == EndpointKind.ENDPOINT and endpoint.url else row.url
+    return DeliveryJob(
+        delivery_id=row.id, event_id=row.event_id, event_type=row.type, tenant=row.tenant,
+        subject_id=row.subject_id, url=url, endpoint=endpoint, payload=row.payload,
+        occurred_at=row.occurred_at, attempts=row.attempts,
+        window_started_at=row.window_started_at, replays=row.replays,
+    )  # fmt: skip
+
+
+class _Prefixed:
+    """Attribute access to the ``prefix``-named columns of a row mapping."""
+
+    def __init__(self, mapping: Any, prefix: str) -> None:
+        self._mapping = mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._mapping[self._prefix + name]
+
+
+def freeze_payload(session: Session, event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Store the event's payload unless one is stored already; the stored one (the same
+    bytes go out on every attempt, to every endpoint, and on replays)."""
+    session.execute(
+        update(WEBHOOK_EVENTS)
+        .where(_V.id == event_id, _V.payload.is_(None))
+        .values(payload=payload)
+    )
+    stored = session.scalar(select(_V.payload).where(_V.id == event_id))
+    return dict(stored) if stored is not None else payload
+
+
+def _describe(result: AttemptResult) -> str:
+    """The attempt's failure in a few words (the endpoint's last_error, a disable reason)."""
+    if result.status_code is not None:
+        return f"HTTP {result.status_code}"
+    return f"{result.outcome.replace('_', ' ')}: {result.error}" if result.error else result.outcome
+
+
+def record_attempt(
+    session: Session,
+    job: DeliveryJob,
+    claim: str,
+    result: AttemptResult,
+    *,
+    next_attempt_at: datetime | None,
+    now: datetime,
+    disable_after_s: float,
+    disable_min_failures: int,
+    started_at: datetime | None = None,
+) -> DeliveryState | None:
+    """Record one attempt under ``claim`` (None, nothing written: the claim is no longer
+    the sender's) and move the delivery and its endpoint on; the delivery's new state.
+
+    2xx: succeeded, the endpoint healthy again (a failing one has its pending deliveries
+    made due now: the backlog drains at once). 410: the endpoint disabled (a callbacks
+    endpoint: this delivery failed). Else: retried at ``next_attempt_at`` (None: failed,
+    past the window); the endpoint failing, and disabled once it has failed for
+    ``disable_after_s`` with at least ``disable_min_failures`` attempts in a row."""
+    is_endpoint = job.endpoint.kind == EndpointKind.ENDPOINT
+    if result.outcome == "succeeded":
+        state = DeliveryState.SUCCEEDED
+    elif result.outcome == "gone" or next_attempt_at is None:
+        state = DeliveryState.FAILED
+    else:
+        state = DeliveryState.PENDING
+    values: dict[str, Any] = {
+        "state": state.value, "attempts": _D.attempts + 1, "claim": None,
+        "claim_expires_at": None, "last_status": result.status_code, "updated_at": now,
+        "last_error": None if state == DeliveryState.SUCCEEDED else _describe(result),
+    }  # fmt: skip
+    if state == DeliveryState.SUCCEEDED:
+        values["succeeded_at"] = now
+    if state == DeliveryState.PENDING:
+        values["next_attempt_at"] = next_attempt_at
+    fenced = session.execute(
+        update(WEBHOOK_DELIVERIES)
+        .where(_D.id == job.delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
+        .values(**values)
+    )
+    if not fenced.rowcount:  # type: ignore[attr-defined]
+        return None
+    session.execute(
+        insert(WEBHOOK_ATTEMPTS).values(
+            delivery_id=job.delivery_id, endpoint_id=job.endpoint.id, event_id=job.event_id,
+            attempt=job.attempts + 1, replay=job.replays > 0,
+            started_at=started_at or now - timedelta(milliseconds=result.latency_ms),
+            latency_ms=result.latency_ms, outcome=result.outcome,
+            status_code=result.status_code,
+            error=result.error[:500] if result.error else None,
+        )
+    )  # fmt: skip
+    endpoint_id = job.endpoint.id
+    if state == DeliveryState.SUCCEEDED:
+        _healthy(session, endpoint_id, now)
+        return state
+    if result.outcome == "gone":
+        if is_endpoint:
+            reason = (
+                f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M:%S} UTC: it asked to "
+                f"stop; re-enable with `visionq webhooks update {endpoint_id} --enable`"
+            )
+            _disable(session, endpoint_id, reason, now)
+        _failed(session, endpoint_id, _describe(result), now, failing=False)
+        return state
+    failing_since, failures = _failed(
+        session, endpoint_id, _describe(result), now, failing=is_endpoint
+    )
+    if (
+        is_endpoint
+        and failing_since is not None
+        and failing_since <= now - timedelta(seconds=disable_after_s)
+        and failures >= disable_min_failures
+    ):
+        reason = (
+            f"every delivery since {failing_since:%Y-%m-%d %H:%M:%S} UTC failed ({failures} "
+            f"attempts; last: {_describe(result)}); fix the receiver, then re-enable with "
+            f"`visionq webhooks update {endpoint_id} --enable` and replay the failed ones"
+        )
+        if _disable(session, endpoint_id, reason, now) and state == DeliveryState.PENDING:
+            return DeliveryState.SKIPPED
+    return state
+
+
+def _healthy(session: Session, endpoint_id: str, now: datetime) -> None:
+    session.execute(
+        update(WEBHOOK_ENDPOINTS)
+        .where(_E.id == endpoint_id)
+        .values(consecutive_failures=0, last_success_at=now)
+    )
+    recovered = session.execute(
+        update(WEBHOOK_ENDPOINTS)
+        .where(_E.id == endpoint_id, _E.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
+    if recovered.rowcount:  # type: ignore[attr-defined]
+        # The recovery flush: the backlog is sent now (max_in_flight at a time), not each
+        # at its own next step hours away.
+        session.execute(
+            update(WEBHOOK_DELIVERIES)
+            .where(
+                _D.endpoint_id == endpoint_id,
+                _D.state == DeliveryState.PENDING.value,
+                _D.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
+
+
+def _failed(
+    session: Session, endpoint_id: str, error: str, now: datetime, *, failing: bool
+) -> tuple[datetime | None, int]:
+    """Count a failed attempt on the endpoint; (failing since, failures in a row)."""
+    values: dict[str, Any] = {"last_failure_at": now, "last_error": error}
+    if failing:
+        values["failing_since"] = func.coalesce(_E.failing_since, now)
+        values["consecutive_failures"] = _E.consecutive_failures + 1
+    row = session.execute(
+        update(WEBHOOK_ENDPOINTS)
+        .where(_E.id == endpoint_id)
+        .values(**values)
+        .returning(_E.failing_since, _E.consecutive_failures)
+    ).first()
+    return (None, 0) if row is None else (row.failing_since, int(row.consecutive_failures))
+
+
+def _disable(session: Session, endpoint_id: str, reason: str, now: datetime) -> bool:
+    """Disable an enabled endpoint with ``reason`` and skip its pending deliveries; False
+    when it was disabled already (the first reason stays)."""
+    disabled = session.execute(
+        update(WEBHOOK_ENDPOINTS)
+        .where(_E.id == endpoint_id, _E.enabled.is_(True))
+        .values(enabled=False, disabled_at=now, disabled_reason=reason, updated_at=now)
+    )
+    if not disabled.rowcount:  # type: ignore[attr-defined]
+        return False
+    skip_pending(session, endpoint_id, now)
+    return True
+
+
+def states_of(session: Session, delivery_ids: Collection[int]) -> dict[int, str]:
+    """The current state of each delivery (tests and the relay's report)."""
+    found: dict[int, str] = {}
+    for chunk in chunks(delivery_ids):
+        found.update(session.execute(select(_D.id, _D.state).where(_D.id.in_(chunk))).tuples())
+    return found
