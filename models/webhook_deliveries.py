@@ -10,16 +10,15 @@ delivery task move along (issue 21, the database schedules retries; Celery only 
 
 Every step is a conditional UPDATE (or an insert behind a conditional UPDATE), so several
 relays and senders can run at once: each delivery is claimed by one, and an attempt is
-recorded only under the claim that sent it. The delivery log and its pages are in
-models/webhook_log.py (re-exported here).
+recorded only under the claim that sent it (models/webhook_record.py). The delivery log,
+its pages and replays are in models/webhook_log.py. Both are re-exported here.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -27,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import chunks
 from visionq.models.tables import (
-    WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
     WEBHOOK_ENDPOINTS,
     WEBHOOK_EVENTS,
@@ -37,7 +35,6 @@ from visionq.models.webhook_endpoints import (
     EndpointRow,
     callbacks_endpoint,
     endpoint_row,
-    skip_pending,
 )
 from visionq.models.webhook_log import (
     AttemptRow,
@@ -48,6 +45,12 @@ from visionq.models.webhook_log import (
     replay,
 )
 from visionq.models.webhook_outbox import EventType
+from visionq.models.webhook_record import (
+    AttemptResult,
+    DeliveryJob,
+    DeliveryState,
+    record_attempt,
+)
 
 __all__ = [
     "AttemptResult",
@@ -71,45 +74,6 @@ __all__ = [
 _D = WEBHOOK_DELIVERIES.c
 _E = WEBHOOK_ENDPOINTS.c
 _V = WEBHOOK_EVENTS.c
-
-
-class DeliveryState(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass(frozen=True)
-class DeliveryJob:
-    """A claimed delivery with what sending it needs."""
-
-    delivery_id: int
-    event_id: str
-    event_type: str
-    tenant: str
-    subject_id: str
-    url: str
-    endpoint: EndpointRow
-    payload: dict[str, Any] | None
-    occurred_at: datetime
-    attempts: int
-    window_started_at: datetime
-    # > 0: the delivery was replayed (its attempts are marked replay in the log).
-    replays: int = 0
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """One HTTP try: outcome succeeded | gone | http_error | timeout | network_error |
-    refused; the receiver's status, the time taken, what went wrong, its Retry-After."""
-
-    outcome: str
-    status_code: int | None
-    latency_ms: int
-    error: str | None
-    retry_after_s: float | None = None
 
 
 def fan_out(session: Session, *, now: datetime, limit: int = 500) -> int:
@@ -298,154 +262,6 @@ def freeze_payload(session: Session, event_id: str, payload: dict[str, Any]) -> 
     )
     stored = session.scalar(select(_V.payload).where(_V.id == event_id))
     return dict(stored) if stored is not None else payload
-
-
-def _describe(result: AttemptResult) -> str:
-    """The attempt's failure in a few words (the endpoint's last_error, a disable reason)."""
-    if result.status_code is not None:
-        return f"HTTP {result.status_code}"
-    return f"{result.outcome.replace('_', ' ')}: {result.error}" if result.error else result.outcome
-
-
-def record_attempt(
-    session: Session,
-    job: DeliveryJob,
-    claim: str,
-    result: AttemptResult,
-    *,
-    next_attempt_at: datetime | None,
-    now: datetime,
-    disable_after_s: float,
-    disable_min_failures: int,
-    started_at: datetime | None = None,
-) -> DeliveryState | None:
-    """Record one attempt under ``claim`` (None, nothing written: the claim is no longer
-    the sender's) and move the delivery and its endpoint on; the delivery's new state.
-
-    2xx: succeeded, the endpoint healthy again (a failing one has its pending deliveries
-    made due now: the backlog drains at once). 410: the endpoint disabled (a callbacks
-    endpoint: this delivery failed). Else: retried at ``next_attempt_at`` (None: failed,
-    past the window); the endpoint failing, and disabled once it has failed for
-    ``disable_after_s`` with at least ``disable_min_failures`` attempts in a row."""
-    is_endpoint = job.endpoint.kind == EndpointKind.ENDPOINT
-    if result.outcome == "succeeded":
-        state = DeliveryState.SUCCEEDED
-    elif result.outcome == "gone" or next_attempt_at is None:
-        state = DeliveryState.FAILED
-    else:
-        state = DeliveryState.PENDING
-    values: dict[str, Any] = {
-        "state": state.value, "attempts": _D.attempts + 1, "claim": None,
-        "claim_expires_at": None, "last_status": result.status_code, "updated_at": now,
-        "last_error": None if state == DeliveryState.SUCCEEDED else _describe(result),
-    }  # fmt: skip
-    if state == DeliveryState.SUCCEEDED:
-        values["succeeded_at"] = now
-    if state == DeliveryState.PENDING:
-        values["next_attempt_at"] = next_attempt_at
-    fenced = session.execute(
-        update(WEBHOOK_DELIVERIES)
-        .where(_D.id == job.delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
-        .values(**values)
-    )
-    if not fenced.rowcount:  # type: ignore[attr-defined]
-        return None
-    session.execute(
-        insert(WEBHOOK_ATTEMPTS).values(
-            delivery_id=job.delivery_id, endpoint_id=job.endpoint.id, event_id=job.event_id,
-            attempt=job.attempts + 1, replay=job.replays > 0,
-            started_at=started_at or now - timedelta(milliseconds=result.latency_ms),
-            latency_ms=result.latency_ms, outcome=result.outcome,
-            status_code=result.status_code,
-            error=result.error[:500] if result.error else None,
-        )
-    )  # fmt: skip
-    endpoint_id = job.endpoint.id
-    if state == DeliveryState.SUCCEEDED:
-        _healthy(session, endpoint_id, now)
-        return state
-    if result.outcome == "gone":
-        if is_endpoint:
-            reason = (
-                f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M:%S} UTC: it asked to "
-                f"stop; re-enable with `visionq webhooks update {endpoint_id} --enable`"
-            )
-            _disable(session, endpoint_id, reason, now)
-        _failed(session, endpoint_id, _describe(result), now, failing=False)
-        return state
-    failing_since, failures = _failed(
-        session, endpoint_id, _describe(result), now, failing=is_endpoint
-    )
-    if (
-        is_endpoint
-        and failing_since is not None
-        and failing_since <= now - timedelta(seconds=disable_after_s)
-        and failures >= disable_min_failures
-    ):
-        reason = (
-            f"every delivery since {failing_since:%Y-%m-%d %H:%M:%S} UTC failed ({failures} "
-            f"attempts; last: {_describe(result)}); fix the receiver, then re-enable with "
-            f"`visionq webhooks update {endpoint_id} --enable` and replay the failed ones"
-        )
-        if _disable(session, endpoint_id, reason, now) and state == DeliveryState.PENDING:
-            return DeliveryState.SKIPPED
-    return state
-
-
-def _healthy(session: Session, endpoint_id: str, now: datetime) -> None:
-    session.execute(
-        update(WEBHOOK_ENDPOINTS)
-        .where(_E.id == endpoint_id)
-        .values(consecutive_failures=0, last_success_at=now)
-    )
-    recovered = session.execute(
-        update(WEBHOOK_ENDPOINTS)
-        .where(_E.id == endpoint_id, _E.failing_since.is_not(None))
-        .values(failing_since=None)
-    )
-    if recovered.rowcount:  # type: ignore[attr-defined]
-        # The recovery flush: the backlog is sent now (max_in_flight at a time), not each
-        # at its own next step hours away.
-        session.execute(
-            update(WEBHOOK_DELIVERIES)
-            .where(
-                _D.endpoint_id == endpoint_id,
-                _D.state == DeliveryState.PENDING.value,
-                _D.next_attempt_at > now,
-            )
-            .values(next_attempt_at=now)
-        )
-
-
-def _failed(
-    session: Session, endpoint_id: str, error: str, now: datetime, *, failing: bool
-) -> tuple[datetime | None, int]:
-    """Count a failed attempt on the endpoint; (failing since, failures in a row)."""
-    values: dict[str, Any] = {"last_failure_at": now, "last_error": error}
-    if failing:
-        values["failing_since"] = func.coalesce(_E.failing_since, now)
-        values["consecutive_failures"] = _E.consecutive_failures + 1
-    row = session.execute(
-        update(WEBHOOK_ENDPOINTS)
-        .where(_E.id == endpoint_id)
-        .values(**values)
-        .returning(_E.failing_since, _E.consecutive_failures)
-    ).first()
-    return (None, 0) if row is None else (row.failing_since, int(row.consecutive_failures))
-
-
-def _disable(session: Session, endpoint_id: str, reason: str, now: datetime) -> bool:
-    """Disable an enabled endpoint with ``reason`` and skip its pending deliveries; False
-    when it was disabled already (the first reason stays)."""
-    disabled = session.execute(
-        update(WEBHOOK_ENDPOINTS)
-        .where(_E.id == endpoint_id, _E.enabled.is_(True))
-        .values(enabled=False, disabled_at=now, disabled_reason=reason, updated_at=now)
-    )
-    if not disabled.rowcount:  # type: ignore[attr-defined]
-        return False
-    skip_pending(session, endpoint_id, now)
-    return True
 
 
 def states_of(session: Session, delivery_ids: Collection[int]) -> dict[int, str]:
