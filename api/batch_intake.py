@@ -55,6 +55,7 @@ from visionq.models.batchjobs import (
 from visionq.models.budgets import has_caps, reserve
 from visionq.models.jobs import NewInput
 from visionq.models.leases import count_active
+from visionq.models.metrics import count_new_rows
 from visionq.models.tables import Batch, JobStatus
 from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES, key_bytes
 from visionq.vision.costing import to_nano
@@ -133,6 +134,7 @@ def add_items(raw: RawItems, caller: Caller, batch_id: str, resources: ApiResour
         ready, batch_id=batch_id, caller=caller, capped=capped, cached=cached, resources=resources
     )
     existing.update(raced)
+    count_new_rows(created.values(), source="batch_add")
     send_after_commit(resources, to_send(created.values()))
     return _answer(raw.items, existing, created, rejected, resources)
 

@@ -46,6 +46,7 @@ from visionq.models.batchjobs import (
 from visionq.models.budgets import has_caps, reserve
 from visionq.models.jobs import NewInput
 from visionq.models.leases import count_active
+from visionq.models.metrics import count_new_rows
 from visionq.models.tables import Batch, BatchState
 from visionq.vision.costing import to_nano
 from visionq.vision.estimate import StoredEstimate
@@ -240,6 +241,7 @@ def _rerun_page(
             prior_cost_nusd=sum(src.cost_nusd for src in sources),
             prior_tokens=sum(src.total_tokens for src in sources),
         )
+    count_new_rows(rows, source="rerun")
     send_after_commit(resources, to_send(rows))
     return len(rows), sources[-1].item_id
 

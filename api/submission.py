@@ -23,6 +23,7 @@ from visionq.models.budgets import has_caps, reserve
 from visionq.models.idempotency import recall, remember
 from visionq.models.jobs import NewInput, create_job, find_cached, get_job
 from visionq.models.leases import count_active, mark_unsent
+from visionq.models.metrics import count_new_job
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
 from visionq.vision.tasks import cache_key
@@ -253,6 +254,10 @@ def store_and_enqueue(
     if not held:
         with resources.sessions() as session:
             raise budget_refusal(session, caller.tenant, needed)
+    count_new_job(
+        tenant=caller.tenant, task=admitted.task, model=admitted.model,
+        tier=admitted.tier.value, cache_hit=cached is not None, source="submit",
+    )  # fmt: skip
     # A batch-lane job gets no message: the worker's batch lane gathers it from the table.
     if cached is None and estimate.tier is not ServiceTier.BATCH:
         _send(resources, job.id)

@@ -263,6 +263,46 @@ def count_born_succeeded(*, tenant: str, task: str, model: str, tier: str, n: in
         duration.observe(0.0)
 
 
+def count_new_job(
+    *, tenant: str, task: str, model: str, tier: str, cache_hit: bool, source: str
+) -> None:
+    """Count one job row the API stored (call after its commit): submitted, and when it was
+    born succeeded from the result cache, a cache hit (``source``) ended at once."""
+    count_submitted(tenant=tenant, task=task, model=model, tier=tier)
+    if cache_hit:
+        count_cache_hits(tenant=tenant, task=task, model=model, source=source)
+        count_born_succeeded(tenant=tenant, task=task, model=model, tier=tier)
+
+
+class NewRowLike(Protocol):
+    """What :func:`count_new_rows` reads of a stored job row (models/batchjobs.NewJobRow)."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def tier(self) -> str: ...
+    @property
+    def cached(self) -> object | None: ...
+
+
+def count_new_rows(rows: Iterable[NewRowLike], *, source: str) -> None:
+    """:func:`count_new_job` for rows inserted together (a batch add or re-run page), one
+    increment per label set."""
+    groups: dict[tuple[str, str, str, str], list[int]] = {}
+    for row in rows:
+        group = groups.setdefault((row.tenant, row.task, row.model, row.tier), [0, 0])
+        group[0] += 1
+        group[1] += row.cached is not None
+    for (tenant, task, model, tier), (stored, hits) in groups.items():
+        count_submitted(tenant=tenant, task=task, model=model, tier=tier, n=stored)
+        count_cache_hits(tenant=tenant, task=task, model=model, source=source, n=hits)
+        count_born_succeeded(tenant=tenant, task=task, model=model, tier=tier, n=hits)
+
+
 def count_ended(ended: Iterable[EndedLike]) -> None:
     """Count jobs that just ended (call after the transaction that ended them commits):
     JOBS_ENDED by outcome and JOB_DURATION_SECONDS from submit to the end."""

@@ -13,6 +13,7 @@ follows it; an ignored task's message is acknowledged too.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -25,9 +26,12 @@ from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB
+from visionq.models.metrics import count_ended, use_catalogue
+from visionq.models.metrics_expose import process_dead
 from visionq.models.outcomes import fail_job
 from visionq.models.settings import Settings, get_settings
 from visionq.models.tables import Job, JobStatus
+from visionq.vision.catalogue import load_catalogue
 from visionq.worker.celery_app import app
 from visionq.worker.context import WorkerContext
 from visionq.worker.heartbeat import Heartbeat
@@ -138,7 +142,11 @@ def process_job(self: PipelineTask, job_id: str) -> str:
         # instead of staying "running" forever.
         log.exception("job %s crashed", job_id)
         with context.sessions.begin() as session:
-            fail_job(session, job_id, code="internal_error", message=f"{type(exc).__name__}: {exc}")
+            ended = fail_job(
+                session, job_id, code="internal_error", message=f"{type(exc).__name__}: {exc}"
+            )
+        if ended is not None:  # counted once committed
+            count_ended([ended])
         outcome = "failed"
     # The failure is stored: now the task's state follows the job's (a message delivered
     # again for a job that already failed, "skipped", fails the same way).
@@ -184,8 +192,11 @@ def _runs_jobs_in_main_process(worker: Any) -> bool:
 @signals.worker_init.connect  # type: ignore[untyped-decorator]
 def _open_worker(sender: Any = None, **_: Any) -> None:
     """Main process: open the job resources unless pool processes run the jobs."""
+    settings = get_settings()
+    # Metric labels name this catalogue's models (prefork children inherit it).
+    use_catalogue(load_catalogue(settings.catalogue_override()))
     if _runs_jobs_in_main_process(sender):
-        WORKER.open(get_settings())
+        WORKER.open(settings)
 
 
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
@@ -222,6 +233,7 @@ def _stop_sweeping(**_: Any) -> None:
 def _close_pool_process(**_: Any) -> None:
     """A pool process ends: close its engine, Redis, Gemini client and watchdog."""
     WORKER.close_resources()
+    process_dead(os.getpid())  # its counters stay in the sums; only live gauges go
 
 
 @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]

@@ -35,6 +35,7 @@ from visionq.api.openapi import error_responses
 from visionq.api.submission import authorize_batch
 from visionq.models import batches as store
 from visionq.models.jobs import InvalidCursorError
+from visionq.models.metrics import count_ended
 from visionq.models.tables import Batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -241,7 +242,8 @@ def cancel_batch(batch_id: BatchIdPath, caller: CallerDep, resources: ResourcesD
     with resources.sessions() as session:
         full_id = _owned(session, caller, batch_id).id
     with resources.sessions.begin() as session:
-        store.cancel_batch(session, tenant=caller.tenant, batch_id=full_id)
+        ended = store.cancel_batch(session, tenant=caller.tenant, batch_id=full_id)
+    count_ended(ended)
     with resources.sessions() as session:
         batch = _owned(session, caller, full_id)
     return _public(resources, batch, True)

@@ -20,6 +20,7 @@ from visionq.api.submission import authorize_submit, submit
 from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
 from visionq.models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
+from visionq.models.metrics import count_ended
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.tasks import TaskKind
 
@@ -197,8 +198,10 @@ def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPubl
     Cancelling a job that already ended changes nothing and returns it as it is.
     """
     full_id = job_id_of(session, caller.tenant, job_id)
-    cancel_job(session, tenant=caller.tenant, job_id=full_id)
+    ended = cancel_job(session, tenant=caller.tenant, job_id=full_id)
     session.commit()
+    if ended is not None:
+        count_ended([ended])
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:
         raise job_not_found(job_id)

@@ -101,3 +101,24 @@ def test_a_cancelled_job_is_a_revoked_task_not_a_success(
     failed = _job(context, "0" * 64)
     assert process_job.apply(args=[failed], task_id=failed).state == "FAILURE"
     assert events == []
+
+
+def test_a_crash_ends_the_job_internal_error_and_counts_it_ended(
+    context: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def crash(*_: Any) -> str:
+        raise ZeroDivisionError("a bug of ours")
+
+    monkeypatch.setattr(tasks, "run_job", crash)
+    job_id = _job(context, "1" * 64)
+    labels = {"tenant": "t", "task": "caption", "model": "gemini-3.6-flash", "tier": "standard",
+              "outcome": "failed"}  # fmt: skip
+    before = REGISTRY.get_sample_value("visionq_jobs_ended_total", labels) or 0
+    result = process_job.apply(args=[job_id], task_id=job_id)
+    assert result.state == "FAILURE" and result.result.code == "internal_error"
+    assert REGISTRY.get_sample_value("visionq_jobs_ended_total", labels) == before + 1
+    # Delivered again: the job already ended, nothing counted twice.
+    process_job.apply(args=[job_id], task_id=job_id)
+    assert REGISTRY.get_sample_value("visionq_jobs_ended_total", labels) == before + 1
