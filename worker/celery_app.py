@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from visionq.models.broker import JOBS_QUEUE, transport_options
+from visionq.models.broker import DELIVER_WEBHOOK, JOBS_QUEUE, WEBHOOKS_QUEUE, transport_options
 from visionq.models.settings import Settings, get_settings
 
 
@@ -22,6 +22,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Results live in the SQL database; Celery's result backend would be a second copy.
         "task_ignore_result": True,
         "task_default_queue": JOBS_QUEUE,
+        # Webhook deliveries have their own queue (a backlog never delays jobs).
+        "task_routes": {DELIVER_WEBHOOK: {"queue": WEBHOOKS_QUEUE}},
         # A message is acknowledged only after the task ran, and given back to the queue
         # if the worker process dies: no accepted job is lost with a crashed worker.
         "task_acks_late": True,
@@ -38,5 +40,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     } | transport_options(settings.redis_url)
 
 
-app = Celery("visionq", set_as_current=False, include=["visionq.worker.tasks"])
+app = Celery(
+    "visionq",
+    set_as_current=False,
+    include=["visionq.worker.tasks", "visionq.worker.webhook_tasks"],
+)
 app.add_defaults(lambda: celery_config(get_settings()))

@@ -5,7 +5,7 @@ the jobs with the threads pool), ``worker_process_init`` in each prefork or solo
 process, ``worker_process_shutdown`` / ``worker_shutdown`` at the end. What a process
 opens: the job context (database engine, blob store, Gemini SDK client, the rate
 limiter's Redis, lease renewals) and the job watchdog; the main process also runs the
-sweeper and the Gemini Batch lane (each on its own engine and Redis). Tests pass
+sweeper, the Gemini Batch lane and the webhook relay (each on its own engine). Tests pass
 factories that build fakes.
 """
 
@@ -30,6 +30,7 @@ from visionq.worker.context import WorkerContext
 from visionq.worker.gemini import make_client
 from visionq.worker.sweeper import Sweeper
 from visionq.worker.watchdog import Watchdog
+from visionq.worker.webhook_relay import WebhookRelay
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,26 @@ class BatchLaneThread:
         self._batches.close()
         self._redis.close()
         self._context.close()
+
+
+class WebhookRelayThread:
+    """The webhook relay (worker/webhook_relay.py) in a daemon thread, on an engine of its
+    own; ``send(delivery_id, claim)`` sends a delivery's message."""
+
+    def __init__(self, settings: Settings, send: Callable[[int, str], None]) -> None:
+        self._engine: Engine = make_engine(settings.database_url, pool_size=2)
+        relay = WebhookRelay(make_session_factory(self._engine), send, settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=relay.run, args=(self._stop,), name="visionq-webhook-relay", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop relaying (a tick under way finishes first), then close the connections."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._engine.dispose()
 
 
 def open_resources(settings: Settings) -> WorkerResources:
