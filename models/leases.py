@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from visionq.models.metrics import count_ended
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import (
     ATTEMPTS,
@@ -65,6 +66,8 @@ class JobSpec:
     # deadline (flex falls back to standard in time to hold it).
     lane: str = "standard"
     deadline_at: datetime | None = None
+    # When it was submitted (the time-queued metric at its first start); None when unread.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ _NOW = bindparam("now", type_=JOBS.c.started_at.type)
 _JOB_COLUMNS = (
     JOBS.c.tenant, JOBS.c.task, JOBS.c.model, JOBS.c.prompt, JOBS.c.labels, JOBS.c.options,
     JOBS.c.response_schema, JOBS.c.estimate, JOBS.c.started_at, JOBS.c.warnings,
-    JOBS.c.lane, JOBS.c.deadline_at,
+    JOBS.c.lane, JOBS.c.deadline_at, JOBS.c.created_at,
 )  # fmt: skip
 _CLAIM = (
     update(JOBS)
@@ -154,7 +157,7 @@ def claim_job(
     if claimed.deliveries > 1:  # only a redelivery can find attempts of a dead worker
         _close_lost_attempts(session, job_id, now)
     if claimed.deliveries > max_deliveries:
-        fail_job(
+        ended = fail_job(
             session,
             job_id,
             code="worker_lost",
@@ -162,6 +165,8 @@ def claim_job(
             f"before finishing it (limit VISIONQ_MAX_DELIVERIES={max_deliveries}); it is "
             "not tried again. If the input is unusual (huge or odd image), check it.",
         )
+        # Counted before the caller's commit (rare: a rollback would count one end too many).
+        count_ended([ended] if ended else [])
         return None
     inputs = tuple(InputSpec(*row) for row in connection.execute(_INPUTS, {"job_id": job_id}))
     job = JobSpec(
@@ -169,7 +174,7 @@ def claim_job(
         prompt=claimed.prompt, labels=claimed.labels, options=claimed.options,
         response_schema=claimed.response_schema, estimate=claimed.estimate,
         started_at=claimed.started_at, inputs=inputs, warnings=tuple(claimed.warnings or ()),
-        lane=claimed.lane, deadline_at=claimed.deadline_at,
+        lane=claimed.lane, deadline_at=claimed.deadline_at, created_at=claimed.created_at,
     )  # fmt: skip
     return Claim(
         job_id=job_id,

@@ -26,6 +26,7 @@ from google.genai import types
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from visionq.vision.catalogue import ServiceTier
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.gemini import _translated
 
@@ -41,6 +42,8 @@ EXPIRED = "BATCH_STATE_EXPIRED"
 LIVE = frozenset({PENDING, RUNNING})
 ENDED = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
 _LIST_PAGE = 100
+# The tier label of the lane's calls in the Gemini metrics (worker/gemini.py _translated).
+_BATCH = ServiceTier.BATCH.value
 # How often an uploaded input file is asked for its state until it is ACTIVE.
 _ACTIVE_POLL_S = 0.25
 _TIMES: TypeAdapter[datetime] = TypeAdapter(datetime)
@@ -220,7 +223,7 @@ class GeminiBatches:
         """
         config = types.CreateBatchJobConfig(display_name=display_name)
         source: Any = src
-        with _translated("batches.create", self._secret):
+        with _translated("batches.create", self._secret, model=model, tier=_BATCH):
             job = self._sdk().batches.create(model=model, src=source, config=config)
         return remote_from_job(job)
 
@@ -229,7 +232,7 @@ class GeminiBatches:
         it: a batch created from a file still PROCESSING is refused (400
         FAILED_PRECONDITION "not in an ACTIVE state"), and the SDK's upload does not wait."""
         config = types.UploadFileConfig(mime_type="jsonl", display_name=display_name)
-        with _translated("files.upload", self._secret):
+        with _translated("files.upload", self._secret, tier=_BATCH):
             uploaded = self._sdk().files.upload(file=path, config=config)
         if not uploaded.name:
             raise GeminiCallError(
@@ -266,13 +269,13 @@ class GeminiBatches:
                     retryable=True,
                 )
             time.sleep(_ACTIVE_POLL_S)
-            with _translated("files.get", self._secret):
+            with _translated("files.get", self._secret, tier=_BATCH):
                 current = self._sdk().files.get(name=file.name)
 
     def get(self, name: str) -> RemoteBatch:
         """The batch with its progress (batchStats, updateTime), read raw."""
         try:
-            with _translated("batches.get", self._secret):
+            with _translated("batches.get", self._secret, tier=_BATCH):
                 return remote_from_operation(raw_operation(self._sdk(), name))
         except (TypeError, ValueError, AttributeError) as exc:
             raise GeminiCallError(
@@ -284,7 +287,7 @@ class GeminiBatches:
 
     def inlined(self, name: str) -> list[types.InlinedResponse]:
         """The inline responses of a finished inline batch (typed by the SDK)."""
-        with _translated("batches.get", self._secret):
+        with _translated("batches.get", self._secret, tier=_BATCH):
             job = self._sdk().batches.get(name=name)
         if job.dest is None or not job.dest.inlined_responses:
             return []
@@ -293,26 +296,26 @@ class GeminiBatches:
     def list_all(self) -> Iterator[RemoteBatch]:
         """Every batch of the project, page by page (100 a page)."""
         config = types.ListBatchJobsConfig(page_size=_LIST_PAGE)
-        with _translated("batches.list", self._secret):
+        with _translated("batches.list", self._secret, tier=_BATCH):
             for job in self._sdk().batches.list(config=config):
                 yield remote_from_job(job)
 
     def cancel(self, name: str) -> None:
         """Ask Gemini to cancel a batch (lines answered so far stay in its output)."""
-        with _translated("batches.cancel", self._secret):
+        with _translated("batches.cancel", self._secret, tier=_BATCH):
             self._sdk().batches.cancel(name=name)
 
     def delete(self, name: str) -> None:
         """Delete a finished batch (its results must be stored first)."""
-        with _translated("batches.delete", self._secret):
+        with _translated("batches.delete", self._secret, tier=_BATCH):
             self._sdk().batches.delete(name=name)
 
     def download(self, file_name: str, destination: Path) -> None:
         """Stream an output file (``"files/batch-<id>"``: the name, never a URI) to a path."""
-        with _translated("files.download", self._secret):
+        with _translated("files.download", self._secret, tier=_BATCH):
             self._sdk().files.download(file=file_name, destination=destination)
 
     def delete_file(self, name: str) -> None:
         """Delete an uploaded file (a batch's JSONL input once the batch is done)."""
-        with _translated("files.delete", self._secret):
+        with _translated("files.delete", self._secret, tier=_BATCH):
             self._sdk().files.delete(name=name)

@@ -25,7 +25,8 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.gemini_batches import (
@@ -43,9 +44,16 @@ from visionq.models.gemini_batches import (
     set_request_bytes,
     set_state,
 )
+from visionq.models.metrics import (
+    JOB_QUEUED_SECONDS,
+    count_cache_hits,
+    count_ended,
+    model_label,
+)
 from visionq.models.outcomes import set_transports
 from visionq.models.settings import Settings
-from visionq.models.tables import GEMINI_BATCHES, utcnow
+from visionq.models.tables import GEMINI_BATCHES, JOBS, utcnow
+from visionq.vision.catalogue import ServiceTier
 from visionq.worker.batch_api import GeminiBatches
 
 # The gather's rules live in batch_plan.py; re-exported here for the lane and the tests.
@@ -101,7 +109,11 @@ class Gatherer:
         settings = self._settings
         # Repeats held back while their first copy was in a Gemini batch: answered from it.
         with self._ctx.sessions.begin() as session:
-            report.cached = len(answer_from_twins(session))
+            twins = answer_from_twins(session)
+        report.cached = len(twins)
+        count_ended(twins)
+        for twin in twins:
+            count_cache_hits(tenant=twin.tenant, task=twin.task, model=twin.model, source="twin")
         with self._ctx.sessions() as session:
             groups = gather_models(session)
             expected = {g.model: expected_batch_s(session, g.model, settings) for g in groups}
@@ -143,6 +155,7 @@ class Gatherer:
         with self._ctx.sessions() as session:
             specs = job_specs(session, attached)
             attempts = open_attempts(session, batch_id)
+            _observe_queued(session, model, attached)
         ordered = [specs[job_id] for job_id in attached if job_id in specs]
         try:
             # Decoding and uploading 1,000 images outlasts the lane's lock: kept meanwhile.
@@ -181,7 +194,7 @@ class Gatherer:
             fail_run(
                 self._ctx, job_id=job_id, attempt_id=attempts[job_id],
                 lease_token=batch_token(batch_id), warnings=spec.warnings,
-                failure=failure_of(exc), spend=Spend(),
+                failure=failure_of(exc), spend=Spend(tenant=spec.tenant),
             )  # fmt: skip
             report.failed_jobs += 1
 
@@ -337,3 +350,15 @@ class Gatherer:
         except GeminiCallError as exc:
             log.info("batch input %s not deleted (%s); Gemini removes it within 48 h",
                      name, exc.message)  # fmt: skip
+
+
+def _observe_queued(session: Session, model: str, attached: list[str]) -> None:
+    """Time queued of the jobs a batch took on their first start (attempt 1: a job sent
+    back to wait for another batch was counted when it first joined one)."""
+    now = utcnow()
+    rows = session.execute(
+        select(JOBS.c.created_at).where(JOBS.c.id.in_(attached), JOBS.c.attempt_count == 1)
+    )
+    histogram = JOB_QUEUED_SECONDS.labels(ServiceTier.BATCH.value, model_label(model))
+    for (created_at,) in rows:
+        histogram.observe(max((now - created_at).total_seconds(), 0.0))

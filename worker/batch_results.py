@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
+from sqlalchemy import select
+
 from visionq.models.gemini_batch_jobs import unrecorded_attempts
 from visionq.models.gemini_batches import (
     BatchRow,
@@ -46,9 +48,10 @@ from visionq.models.gemini_batches import (
     unfinished_jobs,
 )
 from visionq.models.leases import JobSpec
+from visionq.models.metrics import GEMINI_BATCH_LINES, model_label
 from visionq.models.outcomes import charge_late, finish_attempt, record_late_call
 from visionq.models.settings import Settings
-from visionq.models.tables import AttemptOutcome, utcnow
+from visionq.models.tables import JOBS, AttemptOutcome, utcnow
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.parsing import AnswerParseError
 from visionq.vision.structured import SchemaMismatchError
@@ -166,12 +169,12 @@ class ResultStore:
             log.exception("batch %s: job %s crashed while its line was stored",
                           self._row.id, spec.id)  # fmt: skip
             failure = Failure("internal_error", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-            self._fail(spec, attempt_id, failure, self._paid(spec.model, line))
+            self._fail(spec, attempt_id, failure, self._paid(spec.model, spec.tenant, line))
 
-    def _paid(self, model: str, line: LineOutcome) -> Spend:
+    def _paid(self, model: str, tenant: str, line: LineOutcome) -> Spend:
         """The line's billed usage at the batch price (a crashed or discarded line was paid
-        for all the same)."""
-        spend = Spend()
+        for all the same), for ``tenant``."""
+        spend = Spend(tenant=tenant)
         metadata = line.response.usage_metadata if line.response is not None else None
         usage = usage_from_metadata(metadata)
         if usage is not None:
@@ -188,7 +191,9 @@ class ResultStore:
         if found is None:
             return  # not ours, or its call is recorded already (output read again)
         attempt_id, still_open = found
-        spend = self._paid(self._row.model, line)
+        with self._ctx.sessions() as session:
+            tenant = session.scalar(select(JOBS.c.tenant).where(JOBS.c.id == line.job_id))
+        spend = self._paid(self._row.model, tenant or "", line)
         with self._ctx.sessions.begin() as session:
             if still_open:
                 finish_attempt(
@@ -204,7 +209,7 @@ class ResultStore:
             charge_late(session, line.job_id, spend.last_call_nusd)
 
     def _line(self, spec: JobSpec, attempt_id: int, line: LineOutcome) -> None:
-        spend = Spend()
+        spend = Spend(tenant=spec.tenant)
         if line.response is None:
             assert line.error is not None
             self._after_error(spec, attempt_id, line_error(line.error), spend)
@@ -322,4 +327,11 @@ def store_outcomes(
         if expected_batch_s is not None
         else settings.tier_prior_s[ServiceTier.BATCH]
     )
-    return ResultStore(ctx, row, settings, expected, renew).store(lines).as_dict()
+    counts = ResultStore(ctx, row, settings, expected, renew).store(lines)
+    model = model_label(row.model)
+    stored = (("succeeded", counts.stored), ("failed", counts.failed),
+              ("released", counts.released), ("discarded", counts.discarded))  # fmt: skip
+    for outcome, n in stored:
+        if n:
+            GEMINI_BATCH_LINES.labels(model, outcome).inc(n)
+    return counts.as_dict()

@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from visionq.models.ended import EndedJob
 from visionq.models.leases import Claim
+from visionq.models.metrics import ESTIMATE_RATIO, count_ended, model_label
 from visionq.models.outcomes import (
     attempts_cost,
     charge_late,
@@ -28,7 +30,7 @@ from visionq.models.outcomes import (
 )
 from visionq.models.tables import AttemptOutcome
 from visionq.vision.catalogue import ServiceTier
-from visionq.vision.costing import reservation_nusd
+from visionq.vision.costing import reservation_nusd, to_nano
 from visionq.vision.errors import CodedError
 from visionq.vision.tasks import TaskKind
 from visionq.worker.context import WorkerContext
@@ -122,6 +124,9 @@ def complete_run(
         )
         if not stored:  # a paid answer the job's end no longer counts: counted now
             charge_late(session, job_id, spend.last_call_nusd)
+    if stored:  # committed: counted once, by the run that ended it
+        count_ended([stored])
+        observe_estimate(stored, total)
     return "succeeded" if stored else "discarded"
 
 
@@ -161,8 +166,27 @@ def fail_run(
         )
         if not ended:
             charge_late(session, job_id, spend.last_call_nusd)
+    if ended:
+        count_ended([ended])
     log.warning("job %s failed: %s %s", job_id, failure.code, failure.message)
     return "failed" if ended else "discarded"
+
+
+def observe_estimate(ended: EndedJob, total: Spend) -> None:
+    """How far a succeeded job's admission estimate was from what it took: actual /
+    estimated input tokens, and cost / the estimate's maximum (what budgets hold). Skipped
+    for a quantity without an estimate (unknown model) or without a measure."""
+    estimate = ended.estimate
+    if estimate is None:
+        return
+    model = model_label(ended.model)
+    tokens = total.usage.prompt_tokens if total.usage is not None else None
+    if tokens is not None and estimate.input_tokens:
+        ratio = tokens / estimate.input_tokens
+        ESTIMATE_RATIO.labels(ended.task, model, "input_tokens").observe(ratio)
+    held = to_nano(estimate.cost_usd.max) if estimate.cost_usd is not None else 0
+    if total.cost_nusd is not None and held > 0:
+        ESTIMATE_RATIO.labels(ended.task, model, "cost").observe(total.cost_nusd / held)
 
 
 def _totals(

@@ -21,6 +21,7 @@ from visionq.models.files import (
     record_upload,
     usable,
 )
+from visionq.models.metrics import FILE_UPLOAD_BYTES, FILE_UPLOADS
 from visionq.models.settings import Settings
 from visionq.models.tables import FileState
 from visionq.worker.gemini import GeminiCaller, GeminiCallError
@@ -77,17 +78,23 @@ class UploadCache:
             + self._policy.stale_after.total_seconds()
         )
         while True:
+            reused: str | None = None
+            token: str | None = None
             with self._sessions.begin() as session:
                 row = find_file(session, identity=self._identity, sha256=sha256)
                 if row is not None and usable(row, margin=margin):
                     mark_used(session, row.id)
-                    assert row.uri is not None
-                    return row.uri
-                token = claim_upload(
-                    session, identity=self._identity, sha256=sha256, mime_type=mime_type,
-                    size_bytes=size_bytes, margin=margin,
-                    stale_after=self._policy.stale_after,
-                )  # fmt: skip
+                    reused = row.uri
+                    assert reused is not None
+                else:
+                    token = claim_upload(
+                        session, identity=self._identity, sha256=sha256, mime_type=mime_type,
+                        size_bytes=size_bytes, margin=margin,
+                        stale_after=self._policy.stale_after,
+                    )  # fmt: skip
+            if reused is not None:
+                FILE_UPLOADS.labels("reused").inc()
+                return reused
             if token is not None:
                 return self._upload(sha256, mime_type, token)
             # Another worker is uploading the same image: wait for its result.
@@ -101,11 +108,14 @@ class UploadCache:
 
     def _upload(self, sha256: str, mime_type: str, token: str) -> str:
         try:
+            data = self._blobs.get(sha256)
             uploaded = self._gemini.upload(
-                self._blobs.get(sha256), mime_type=mime_type, display_name=f"visionq-{sha256[:16]}"
+                data, mime_type=mime_type, display_name=f"visionq-{sha256[:16]}"
             )
+            FILE_UPLOAD_BYTES.inc(len(data))
             active = self._wait_active(uploaded, sha256, token)
         except Exception as exc:
+            FILE_UPLOADS.labels("failed").inc()
             # Release the claim at once, so waiting workers do not wait for the stale timeout.
             with self._sessions.begin() as session:
                 record_failure(
@@ -113,6 +123,7 @@ class UploadCache:
                 )
             raise
         assert active.name is not None and active.uri is not None
+        FILE_UPLOADS.labels("uploaded").inc()
         try:
             with self._sessions.begin() as session:
                 replaced = record_upload(

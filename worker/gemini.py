@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from visionq.models.metrics import GEMINI_CALL_SECONDS, GEMINI_RESPONSES, model_label
 from visionq.models.settings import Settings
 from visionq.vision.catalogue import ServiceTier
 from visionq.worker.answers import answer_from_response, served_tier, usage_from_metadata
@@ -77,7 +79,7 @@ class GeminiCaller:
         this call: flex answers take minutes); raise GeminiCallError for every kind of
         failure. The answer names the tier that served it (``served_tier``)."""
         client = self._client_or_fail()
-        with _translated("generate_content", self._secret):
+        with _translated("generate_content", self._secret, model=model, tier=tier.value):
             response = client.models.generate_content(
                 model=model,
                 contents=[types.Content(role="user", parts=contents)],
@@ -130,21 +132,73 @@ _TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
 _TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError)
 
 
+# The `call` label of visionq_gemini_call_seconds and visionq_gemini_responses_total for
+# each SDK method ``_translated`` wraps (a closed set: labels stay bounded).
+CALL_LABELS = {
+    "generate_content": "generate",
+    "upload": "upload",
+    "files.upload": "upload",
+    "files.get": "file_get",
+    "files.delete": "file_delete",
+    "files.download": "batch_download",
+    "batches.create": "batch_create",
+    "batches.get": "batch_get",
+    "batches.list": "batch_list",
+    "batches.cancel": "batch_cancel",
+    "batches.delete": "batch_delete",
+}
+# Label of a call that names no model or tier (File API calls, batch reads).
+NO_LABEL = "none"
+
+
 @contextlib.contextmanager
-def _translated(what: str, secret: str | None) -> Iterator[None]:
-    """Turn SDK and transport errors into GeminiCallError, like generate does."""
+def _translated(
+    what: str, secret: str | None, *, model: str = "", tier: str = NO_LABEL
+) -> Iterator[None]:
+    """Turn SDK and transport errors into GeminiCallError, like generate does; time the
+    call and count Gemini's response (by HTTP status, ``timeout`` or ``unreachable``, and a
+    429's quota class) for the metrics. ``model`` and ``tier``: what the call asked for."""
+    started = time.monotonic()
+    code, quota_class = "200", NO_LABEL
     try:
         yield
     except genai_errors.APIError as exc:
-        raise _from_api_error(exc).scrubbed(secret) from exc
+        error = _from_api_error(exc).scrubbed(secret)
+        code = str(exc.code) if isinstance(exc.code, int) else "error"
+        quota_class = error.quota_class or NO_LABEL
+        raise error from exc
     except _TIMEOUTS as exc:
+        code = "timeout"
         raise GeminiCallError(
             "gemini_timeout", f"Gemini did not answer {what} in time ({exc}).", retryable=True
         ).scrubbed(secret) from exc
     except _TRANSPORT_ERRORS as exc:
+        code = "unreachable"
         raise GeminiCallError(
             "gemini_unreachable", f"Could not reach Gemini for {what}: {exc}.", retryable=True
         ).scrubbed(secret) from exc
+    except GeminiCallError:
+        code = ""  # ours, before any request (no key configured): Gemini answered nothing
+        raise
+    except Exception:
+        code = "error"  # the SDK failed reading an answer
+        raise
+    finally:
+        if code:
+            seconds = time.monotonic() - started
+            _observe(what, model=model, tier=tier, code=code, quota_class=quota_class,
+                     seconds=seconds)  # fmt: skip
+
+
+def _observe(
+    what: str, *, model: str, tier: str, code: str, quota_class: str, seconds: float
+) -> None:
+    """One SDK call in the Gemini metrics."""
+    call = CALL_LABELS.get(what, "other")
+    label = model_label(model) if model else NO_LABEL
+    outcome = "ok" if code == "200" else "error"
+    GEMINI_CALL_SECONDS.labels(label, tier, call, outcome).observe(seconds)
+    GEMINI_RESPONSES.labels(label, tier, call, code, quota_class).inc()
 
 
 _RETRYABLE_STATUSES = (408, 429, 500, 502, 503, 504)

@@ -14,6 +14,7 @@ from google.genai import types
 
 from visionq.models.blobs import BlobNotFoundError
 from visionq.models.leases import Claim, JobSpec, claim_job, earlier_attempt, open_attempt
+from visionq.models.metrics import JOB_QUEUED_SECONDS, RETRIES, model_label
 from visionq.models.outcomes import finish_attempt
 from visionq.models.tables import AttemptOutcome, utcnow
 from visionq.vision.catalogue import ServiceTier
@@ -86,7 +87,12 @@ def run_job(ctx: WorkerContext, job_id: str, watchdog: Watchdog | None = None) -
 
 
 def _execute(ctx: WorkerContext, claim: Claim) -> str:
-    run = _Run(ctx=ctx, job=claim.job, claim=claim, deadline=_deadline(ctx, claim.job))
+    job = claim.job
+    if claim.attempt_number == 1 and job.created_at is not None:  # its first start
+        queued = (job.started_at - job.created_at).total_seconds()
+        JOB_QUEUED_SECONDS.labels(job.lane, model_label(job.model)).observe(max(queued, 0.0))
+    run = _Run(ctx=ctx, job=job, claim=claim, deadline=_deadline(ctx, job),
+               spend=Spend(tenant=job.tenant))  # fmt: skip
     run.tier = lane_tier(claim.job.lane)
     refused = hold_run_tier(ctx, claim, run.tier)
     if refused is not None:
@@ -352,6 +358,8 @@ class _Run:
 
     def _again(self, failure: Failure, delay_s: float, usage: dict[str, Any] | None) -> str | None:
         """Close the failed attempt, wait ``delay_s`` and open the next one."""
+        tier = self.spend.requested_tier or self.tier.value
+        RETRIES.labels(model_label(self.job.model), tier, failure.code).inc()
         with self.ctx.sessions.begin() as session:
             finish_attempt(
                 session, self.claim.attempt_id, outcome=AttemptOutcome.FAILED,

@@ -35,6 +35,7 @@ from decimal import Decimal
 
 import redis
 
+from visionq.models.metrics import RATELIMIT_TIMEOUTS, RATELIMIT_WAIT_SECONDS, model_label
 from visionq.models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
 from visionq.vision.errors import CodedError
 
@@ -281,14 +282,20 @@ class GeminiRateLimiter:
         """Block until the request is admitted; RateLimitTimeout if not before ``deadline``.
 
         ``deadline`` is a ``clock()`` value. Raises as soon as the next possible admission
-        falls after the deadline, rather than sleeping in vain.
+        falls after the deadline, rather than sleeping in vain. The time slept before the
+        admission (0 when admitted at once) and each timeout go to the metrics.
         """
+        label = model_label(model)
+        slept = 0.0
         while True:
             wait = self.try_acquire(model, tokens, usd)
             if wait <= 0:
+                RATELIMIT_WAIT_SECONDS.labels(label).observe(slept)
                 return
             now = clock()
             if now + wait > deadline:
+                RATELIMIT_TIMEOUTS.labels(label).inc()
                 raise RateLimitTimeout(model, wait)
-            pause = wait + random.uniform(0.0, _JITTER_S)
-            sleep(min(pause, max(deadline - now, 0.0)))
+            pause = min(wait + random.uniform(0.0, _JITTER_S), max(deadline - now, 0.0))
+            sleep(pause)
+            slept += pause

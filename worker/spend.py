@@ -10,9 +10,10 @@ from google.genai import types
 from pydantic import ValidationError
 
 from visionq.models.leases import JobSpec
+from visionq.models.metrics import COST_USD, GEMINI_TOKENS, model_label
 from visionq.models.outcomes import RecordedCall, Usage
 from visionq.vision.catalogue import ServiceTier
-from visionq.vision.costing import reservation_nusd, to_nano
+from visionq.vision.costing import from_nano, reservation_nusd, to_nano
 from visionq.vision.tasks import TaskKind
 from visionq.worker.answers import routed_model, usage_from_metadata
 from visionq.worker.context import WorkerContext
@@ -22,6 +23,7 @@ from visionq.worker.context import WorkerContext
 class Spend:
     """Tokens and money of every Gemini call a job made (each attempt records its own), how
     its images were last sent (inline or File API), and the max_output_tokens sent last.
+    Every paid call counts in the metrics as it is added (tokens; cost for ``tenant``).
 
     Each call is billed at the tier that served it; ``standard_nusd`` is the same usage at
     the standard price (what the job would have cost there: the savings, without
@@ -29,6 +31,8 @@ class Spend:
 
     usage: Usage | None = None
     cost_nusd: int | None = None
+    # The job's tenant: the label of its calls' cost in visionq_cost_usd_total.
+    tenant: str = ""
     last_call_nusd: int | None = None
     # The usage_metadata of the last call (its attempt records it) and the tier it was
     # served at (None when it carried no usage: refused, timed out or shed).
@@ -65,6 +69,7 @@ class Spend:
             return
         self.usage = call.plus(self.usage)
         cost = _call_nusd(ctx, model, routed, call, tier)
+        _count_call(self.tenant, routed or model, tier, call, cost)
         if cost is not None:
             self.last_call_nusd = cost
             self.cost_nusd = (self.cost_nusd or 0) + cost
@@ -113,6 +118,18 @@ class Spend:
         if self.last_standard_nusd is not None:
             standard = (standard or 0) + self.last_standard_nusd
         return replace(self, usage=usage, cost_nusd=cost, standard_nusd=standard)
+
+
+def _count_call(tenant: str, model: str, tier: ServiceTier, call: Usage, cost: int | None) -> None:
+    """One paid call in the metrics: its tokens by kind, and its cost (when priced)."""
+    label = model_label(model)
+    kinds = (("input", call.prompt_tokens), ("output", call.candidates_tokens),
+             ("thinking", call.thoughts_tokens), ("cached", call.cached_tokens))  # fmt: skip
+    for kind, tokens in kinds:
+        if tokens:
+            GEMINI_TOKENS.labels(label, tier.value, kind).inc(tokens)
+    if cost is not None:
+        COST_USD.labels(tenant, label, tier.value).inc(float(from_nano(cost)))
 
 
 def _usage_of(raw: dict[str, Any] | None) -> Usage | None:

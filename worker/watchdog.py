@@ -27,6 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from visionq.models.metrics import count_ended
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import Attempt, AttemptOutcome, utcnow
 from visionq.worker.leasekeeper import LeaseKeeper
@@ -131,7 +132,9 @@ class Watchdog:
             # The lease is no longer renewed: it lapses and the sweeper takes the job back,
             # whose next run fails it at once (its deadline is past).
             log.warning("job %s past its deadline; could not fail it: %s", watched.job_id, exc)
-            ended = False
+            ended = None
+        if ended:
+            count_ended([ended])
         with self._lock:
             # Only a thread still running this job gets the exception: it may have ended it
             # itself meanwhile, and moved on to another job.
