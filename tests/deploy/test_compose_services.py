@@ -200,6 +200,18 @@ def test_prometheus_scrapes_the_api_and_every_worker_where_they_listen() -> None
     assert str(dns["port"]) in [str(port) for port in service("worker").get("expose", [])]
 
 
+def test_api_serves_metrics_where_prometheus_scrapes() -> None:
+    from starlette.routing import Match
+
+    from visionq.api.app import create_app
+
+    path = _prometheus_config()["scrape_configs"][0].get("metrics_path", "/metrics")
+    # Routers are mounted lazily and /metrics is outside the OpenAPI document: ask the
+    # routes themselves whether one serves GET at the path.
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    assert any(route.matches(scope)[0] == Match.FULL for route in create_app().routes)
+
+
 def test_grafana_waits_for_prometheus_and_its_password_comes_from_the_shell() -> None:
     assert depends_on("grafana") == {"prometheus": "service_healthy"}
     raw = service("grafana").get("environment") or {}
