@@ -25,6 +25,7 @@ from visionq.api.routes import (
     metrics,
     models,
     retry,
+    webhooks,
 )
 from visionq.api.throttle import SubmitThrottle
 from visionq.api.tiers import TurnaroundCache
@@ -124,4 +125,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(batches.router)
     app.include_router(batch_items.router)
+    app.include_router(webhooks.router)
     return app

@@ -11,9 +11,11 @@ from visionq.api.deps import ApiResources, Caller
 from visionq.api.errors import ApiError
 from visionq.api.job_checks import admit_fields
 from visionq.api.rawjob import RawJob
+from visionq.api.webhook_check import checked_url
 from visionq.models import batches as store
 from visionq.models.batches import BatchNameTakenError
 from visionq.models.tables import Batch
+from visionq.models.webhook_endpoints import callbacks_endpoint
 from visionq.vision.model_fit import choose_model
 from visionq.vision.task_registry import TASKS
 from visionq.vision.tasks import JobSpecError, TaskKind
@@ -25,8 +27,10 @@ _LABELS_STAND_IN = ["first label", "second label"]
 
 
 def defaults_hash(body: BatchCreate) -> str:
-    """sha256 of the canonical defaults: the body without its name and expected_items."""
-    fields = body.model_dump(mode="json", by_alias=True, exclude={"name", "expected_items"})
+    """sha256 of the canonical defaults: the body without its name and expected_items (and
+    without webhook_url when not given, so batches made before it existed still match)."""
+    excluded = {"name", "expected_items"} | ({"webhook_url"} if body.webhook_url is None else set())
+    fields = body.model_dump(mode="json", by_alias=True, exclude=excluded)
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -61,6 +65,8 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
     """The caller's batch ``body.name``: created (False), or the existing one with equal
     defaults (True); 409 batch_name_taken when its defaults differ. Blocking."""
     check_defaults(body, resources)
+    if body.webhook_url is not None:
+        body.webhook_url = checked_url(body.webhook_url, resources.settings, field="webhook_url")
     wanted = defaults_hash(body)
     tenant = caller.tenant
     # Read first, then a write transaction whose first statement is the INSERT (SQLite).
@@ -75,6 +81,11 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
                     response_schema=body.schema_, defaults_hash=wanted,
                     expected_items=body.expected_items,
                 )  # fmt: skip
+                if body.webhook_url is not None:
+                    # The callbacks endpoint signs the batch's event: made with the batch.
+                    batch.callback_url = body.webhook_url
+                    session.flush()
+                    callbacks_endpoint(session, tenant)
                 session.flush()
                 session.expunge(batch)
             return batch, False
@@ -93,8 +104,8 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
         raise ApiError(
             "batch_name_taken",
             f"A batch named {body.name!r} exists (id {found.id}) with other defaults; create "
-            "it with the same task, prompt, model, labels, options and schema to resume it, "
-            "or use another name.",
+            "it with the same task, prompt, model, labels, options, schema and webhook_url to "
+            "resume it, or use another name.",
         )
     if body.expected_items is not None and body.expected_items != found.expected_items:
         # A resumed run counts its inputs again: the estimate follows the new count.

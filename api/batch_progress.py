@@ -253,4 +253,5 @@ def batch_public(
         images_received=batch.images_received,
         images_referenced=batch.images_referenced,
         progress=progress,
+        webhook_url=batch.callback_url,
     )

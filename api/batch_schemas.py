@@ -83,6 +83,16 @@ class BatchCreate(BaseModel):
         description="How many items the client means to add (e.g. the files it found): the "
         "whole-batch estimate is extrapolated to it while fewer are added.",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Where the batch's batch.completed event is POSTed when it is closed or "
+        "cancelled and every item's job has ended (again after a re-run or new items end), "
+        "signed with the secret of your callbacks endpoint (GET /v1/webhooks/callbacks). "
+        "Its items' job events go to your endpoints (POST /v1/webhooks). Checked by the SSRF "
+        "rules of image URLs (422 url_*).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -267,6 +277,9 @@ class BatchPublic(BaseModel):
     images_referenced: int = Field(description="Images given by sha256 (not uploaded).")
     progress: BatchProgress | None = Field(
         default=None, description="GET /v1/batches/{id} only (null in lists)."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="Where batch.completed is also sent (create's webhook_url)."
     )
 
 

@@ -67,6 +67,11 @@ class ApiError(CodedError):
             "unavailable",
             "unknown_task",
             "unsupported_media_type",
+            "unknown_event_type",
+            "webhook_disabled",
+            "webhook_event_not_found",
+            "webhook_limit",
+            "webhook_not_found",
         }
     )
 
@@ -129,6 +134,12 @@ HTTP_STATUS: dict[str, int] = {
     "rate_limited": 429,
     "too_many_active_jobs": 429,
     "unavailable": 503,
+    # Webhook endpoints (api/routes/webhooks.py).
+    "webhook_not_found": 404,
+    "webhook_event_not_found": 404,
+    "webhook_disabled": 409,
+    "webhook_limit": 409,
+    "unknown_event_type": 422,
     # vision.tasks.JobSpecError: the request cannot be run as given.
     **dict.fromkeys(JobSpecError.codes, 422),
     # vision.formats.ImageRejectedError

@@ -15,7 +15,7 @@ from visionq.api.errors import ApiError
 from visionq.api.rawjob import RawJob, image_label, too_large
 from visionq.models.settings import Settings
 
-FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image"}
+FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image", "webhook_url"}
 
 
 class BodyTooLargeError(Exception):
@@ -124,6 +124,7 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
         schema=_json_object_field(form, "schema"),
         images=images,
         image_names=names,
+        webhook_url=_text_field(form, "webhook_url"),
     )
 
 

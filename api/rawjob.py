@@ -30,6 +30,8 @@ class RawJob:
     # What was done to each image before this request (a retry's stored inputs, already
     # converted at their first submit): kept in front of the new job's inputs' changes.
     image_changes: list[list[str]] = field(default_factory=list)
+    # Where the job's end event is also sent (checked by the SSRF rules at submit).
+    webhook_url: str | None = None
 
     def image_label(self, index: int) -> str:
         """How errors name image ``index``: its file name or URL, else "Image #N"."""

@@ -57,6 +57,7 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         images=images,
         image_urls=urls,
         image_names=names,
+        webhook_url=payload.webhook_url,
     )
 
 

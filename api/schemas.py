@@ -113,6 +113,14 @@ class JobCreate(BaseModel):
         alias="schema",
         description="custom: a JSON Schema the answer must satisfy (structured output).",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Where this job's end event (job.succeeded, job.failed or job.cancelled) is "
+        "also POSTed, signed with the secret of your callbacks endpoint (GET "
+        "/v1/webhooks/callbacks). Checked by the SSRF rules of image URLs (422 url_*).",
+    )
 
 
 def _usd(nusd: int | None) -> str | None:
@@ -270,6 +278,9 @@ class JobPublic(BaseModel):
         "job; a job a re-run replaced shows null: its replacement's retry_of names it).",
     )
     batch_key: str | None = Field(default=None, description="That item's key in the batch.")
+    webhook_url: str | None = Field(
+        default=None, description="Where the job's end event is also sent (submit's webhook_url)."
+    )
 
     @classmethod
     def of(cls, job: Job, batch: BatchRef | None = None) -> JobPublic:
@@ -319,6 +330,7 @@ class JobPublic(BaseModel):
             retry_of=job.retry_of,
             batch_id=batch.batch_id if batch is not None else None,
             batch_key=batch.key if batch is not None else None,
+            webhook_url=job.callback_url,
         )
 
 

@@ -19,11 +19,13 @@ from visionq.api.job_checks import AdmittedJob, admit
 from visionq.api.queue import QueueUnavailableError
 from visionq.api.rawjob import RawJob
 from visionq.api.schemas import JobPublic
+from visionq.api.webhook_check import checked_url
 from visionq.models.budgets import has_caps, reserve
 from visionq.models.idempotency import recall, remember
 from visionq.models.jobs import NewInput, create_job, find_cached, get_job
 from visionq.models.leases import count_active, mark_unsent
 from visionq.models.metrics import count_new_job
+from visionq.models.webhook_endpoints import callbacks_endpoint
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
 from visionq.vision.tasks import cache_key
@@ -67,6 +69,8 @@ def fingerprint(raw: RawJob, retry_of: str | None = None) -> str:
     }
     if retry_of is not None:
         fields["retry_of"] = retry_of
+    if raw.webhook_url is not None:  # only when given: keys stored before it still match
+        fields["webhook_url"] = raw.webhook_url
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -131,9 +135,13 @@ def submit(
             return earlier, True
         # else a new job (or the key's earlier job is gone)
     admitted = admit(raw, resources.settings, resources.costs.catalogue)
+    callback_url = None
+    if raw.webhook_url is not None:
+        callback_url = checked_url(raw.webhook_url, resources.settings, field="webhook_url")
     return store_and_enqueue(
-        admitted, caller, resources, idempotency, retry_of=retry_of, prior_changes=raw.image_changes
-    )
+        admitted, caller, resources, idempotency, retry_of=retry_of,
+        prior_changes=raw.image_changes, callback_url=callback_url,
+    )  # fmt: skip
 
 
 def _check_rate(caller: Caller, resources: ApiResources) -> None:
@@ -185,10 +193,13 @@ def store_and_enqueue(
     *,
     retry_of: str | None = None,
     prior_changes: list[list[str]] | None = None,
+    callback_url: str | None = None,
 ) -> tuple[JobPublic, bool]:
     """Store the job (budget held, idempotency key bound) in one transaction, then send its
     message. Returns the job and whether it is a replay of a concurrent identical request.
     ``prior_changes``: per image, what was done to it before (a retry's stored inputs).
+    ``callback_url`` (checked): where the job's end event is also sent; the tenant's
+    callbacks endpoint, which signs it, is made in the same transaction if it has none.
 
     The images are stored first and the row last: a full store (507) or a locked database
     (503, api/errors.py) leaves no row, and the blob store leaves no partial file.
@@ -235,7 +246,10 @@ def store_and_enqueue(
                     reserved_nusd=needed, cache_key=key, cached=cached,
                     warnings=admitted.warnings, retry_of=retry_of, tier=admitted.tier.value,
                     lane=estimate.tier.value, deadline_s=admitted.deadline_s,
+                    callback_url=callback_url,
                 )  # fmt: skip
+                if callback_url is not None:
+                    callbacks_endpoint(session, caller.tenant)
                 if idempotency is not None:
                     remember(
                         session, tenant=caller.tenant, key=idempotency[0],

@@ -56,6 +56,11 @@ _MULTIPART_SCHEMA = {
         },
         "options": {"type": "string", "description": 'A JSON object, e.g. {"temperature": 0}.'},
         "schema": {"type": "string", "description": "custom: a JSON Schema, as JSON text."},
+        "webhook_url": {
+            "type": "string",
+            "maxLength": 2048,
+            "description": "Where the job's end event is also POSTed (signed; see JSON body).",
+        },
     },
 }
 

@@ -57,6 +57,17 @@ OPERATIONS = {
     "POST /v1/batches/{batch_id}/cancel": (POSITIVE,),
     "POST /v1/batches/{batch_id}/rerun": (POSITIVE, NEGATIVE),
     "GET /v1/batches/{batch_id}/results": (POSITIVE, NEGATIVE),
+    "POST /v1/webhooks": (POSITIVE, NEGATIVE),
+    "GET /v1/webhooks": (POSITIVE,),
+    "GET /v1/webhooks/callbacks": (POSITIVE,),
+    "GET /v1/webhooks/{endpoint_id}": (POSITIVE,),
+    "PATCH /v1/webhooks/{endpoint_id}": (POSITIVE, NEGATIVE),
+    "DELETE /v1/webhooks/{endpoint_id}": (POSITIVE,),
+    "GET /v1/webhooks/{endpoint_id}/secret": (POSITIVE,),
+    "POST /v1/webhooks/{endpoint_id}/rotate": (POSITIVE, NEGATIVE),
+    "GET /v1/webhooks/{endpoint_id}/deliveries": (POSITIVE, NEGATIVE),
+    "GET /v1/webhooks/{endpoint_id}/messages": (POSITIVE, NEGATIVE),
+    "POST /v1/webhooks/{endpoint_id}/replay": (POSITIVE, NEGATIVE),
 }
 
 
