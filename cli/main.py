@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from typing import Literal
 
 import typer
 
@@ -121,10 +122,12 @@ def run_api(
         "(systemd socket activation; `visionq dev` uses it).",
     ),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs).
+    """Serve the HTTP API (OpenAPI docs at /docs) and its metrics (/metrics).
 
     Slow clients are cut off (api/server.py).
     """
+    # First: every uvicorn process must store its metrics where a scrape sums them.
+    prepare_metrics("api")
     from visionq.api.server import run
 
     run(host=host, port=port, workers=workers, fd=fd)
@@ -165,17 +168,52 @@ def run_worker(
         "gevent and eventlet are refused (this command does not monkey-patch).",
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
+    metrics_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Port serving this worker's metrics (Prometheus text format) "
+        "[default: VISIONQ_WORKER_METRICS_PORT, 9101]; 0 turns it off. Each worker on a host "
+        "needs its own.",
+    ),
 ) -> None:
-    """Run a Celery worker that processes jobs."""
-    start_worker(concurrency=concurrency, pool=pool.value, loglevel=loglevel)
+    """Run a Celery worker that processes jobs (and serves its metrics)."""
+    start_worker(
+        concurrency=concurrency, pool=pool.value, loglevel=loglevel, metrics_port=metrics_port
+    )
 
 
-def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
+def prepare_metrics(role: Literal["api", "worker"]) -> None:
+    """Share metrics across this process and its children (models/metrics_expose.py);
+    before anything imports prometheus_client."""
+    from visionq.models.metrics_expose import prepare_multiprocess
+
+    prepare_multiprocess(role)
+
+
+def serve_worker_metrics(host: str, port: int) -> None:
+    """The worker's metrics port (0: none); a taken port ends the command with the fix."""
+    from visionq.models.metrics_expose import MetricsPortInUse
+    from visionq.models.metrics_expose import serve_worker_metrics as serve
+
+    try:
+        serve(host, port)
+    except MetricsPortInUse as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from exc
+
+
+def start_worker(
+    *, concurrency: int, pool: str, loglevel: str, metrics_port: int | None = None
+) -> None:
     """Run Celery's worker in this process until it stops, as `visionq worker` does.
 
     ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
+    ``metrics_port`` overrides VISIONQ_WORKER_METRICS_PORT.
     """
+    # First: prefork children must store their metrics where the worker's port sums them.
+    prepare_metrics("worker")
     from visionq.models.broker import JOBS_QUEUE, WEBHOOKS_QUEUE
     from visionq.models.logs import configure_logging
     from visionq.worker.celery_app import app as celery_app
@@ -190,6 +228,11 @@ def start_worker(*, concurrency: int, pool: str, loglevel: str) -> None:
     # Text or JSON lines (VISIONQ_LOG_FORMAT); the per-call INFO lines of the SDK, httpx and
     # Celery are quietened there: the worker logs one line per job instead (worker/tasks.py).
     configure_logging(settings.log_format, loglevel)
+    # Served by this (main) process from a thread: all the worker's processes, summed.
+    serve_worker_metrics(
+        settings.worker_metrics_host,
+        settings.worker_metrics_port if metrics_port is None else metrics_port,
+    )
     celery_app.worker_main(
         [
             "worker",

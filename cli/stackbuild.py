@@ -82,6 +82,8 @@ class StackBuilder:
         self.processes: list[ManagedProcess] = []
         self.redis_url = ""
         self.api_url = ""
+        # Each worker's metrics URL by name (its own free port: stacks run side by side).
+        self.metrics_urls: dict[str, str] = {}
 
     def start(
         self,
@@ -210,13 +212,26 @@ class StackBuilder:
         env: Mapping[str, str] | None = None,
     ) -> ManagedProcess:
         """`visionq worker` (or ``args``, e.g. a gevent worker) ready to take jobs; ``env``
-        is added to the stack's environment for this worker only."""
+        is added to the stack's environment for this worker only. Its metrics are served on
+        127.0.0.1 at a free port (``metrics_url(name)``) unless ``env`` or the stack's
+        environment names VISIONQ_WORKER_METRICS_PORT."""
         if args is None:
             args = visionq_command("worker", "--concurrency", str(concurrency))
             if pool is not None:
                 args += ["--pool", pool]
+        worker_env = {**self.env, **(env or {})}
+        worker_env.setdefault("VISIONQ_WORKER_METRICS_PORT", str(free_port()))
+        worker_env.setdefault("VISIONQ_WORKER_METRICS_HOST", "127.0.0.1")
+        port = int(worker_env["VISIONQ_WORKER_METRICS_PORT"])
+        if port:
+            host = worker_env["VISIONQ_WORKER_METRICS_HOST"]
+            self.metrics_urls[name] = f"http://{host}:{port}/metrics"
         ready = worker_ready(self.workdir / f"{name}.log")
-        return self.start(name, args, ready, env={**self.env, **(env or {})})
+        return self.start(name, args, ready, env=worker_env)
+
+    def metrics_url(self, name: str = "worker") -> str:
+        """The metrics URL of the worker called ``name`` (KeyError if it serves none)."""
+        return self.metrics_urls[name]
 
     def process(self, name: str) -> ManagedProcess:
         """The newest process called ``name`` (KeyError if none)."""

@@ -6,17 +6,23 @@ counts summed over every process (multiprocess mode), matching the database."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import redis_db
-from tests.integration.helpers import scene_png, submit
+from tests.integration.conftest import GEMINI_KEY, redis_db
+from tests.integration.helpers import scene_png, submit, wait_all
 from tests.integration.inprocess import InProcessApi, in_process_api
+from visionq.cli.processes import visionq_command
+from visionq.cli.stackbuild import StackBuilder
 from visionq.models.metrics import CLUSTER_GAUGES
 
 pytestmark = pytest.mark.integration
@@ -91,7 +97,8 @@ def test_the_api_counts_submits_and_cancels_once_committed(api: InProcessApi) ->
     ended = {**job, "outcome": "cancelled"}
     before = counted("visionq_jobs_submitted_total", **job)
     before_ended = counted("visionq_jobs_ended_total", **ended)
-    with api.client() as client:
+    with api.client() as test_client:
+        client = cast(httpx.Client, test_client)  # TestClient is an httpx.Client
         image, _ = scene_png(7, width=96, height=96, count=1)
         first = submit(client, image, task="caption", model=model)
         assert first.status_code == 202, first.text
@@ -132,3 +139,97 @@ def test_the_api_counts_submits_and_cancels_once_committed(api: InProcessApi) ->
         assert counted("visionq_jobs_ended_total", **ended) == ended_before + 3
         duration = {"task": "caption", "model": model, "tier": "standard", "outcome": "cancelled"}
         assert counted("visionq_job_duration_seconds_count", **duration) >= 4
+
+
+@dataclass
+class MetricsStack:
+    builder: StackBuilder
+    api_url: str
+    tenant: str
+    key: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+
+
+@pytest.fixture(scope="module")
+def metrics_stack(
+    workdir: Path, database_url: str, redis_url: str, emulator_url: str
+) -> Iterator[MetricsStack]:
+    """An API of two uvicorn processes, a threads worker and a prefork worker (two pool
+    processes): every count must add up over the five processes. A tenant of its own on the
+    session's database, with a daily cap (the budget gauges)."""
+    backend = database_url.split(":", 1)[0]
+    tenant = f"metrics-{backend}-{uuid.uuid4().hex[:6]}"
+    folder = workdir / f"metrics-{backend}"
+    folder.mkdir()
+    builder = StackBuilder(folder, database_url=database_url)
+    builder.use_redis(redis_db(redis_url))
+    builder.use_gemini(emulator_url, GEMINI_KEY)
+    try:
+        builder.migrate()
+        run_cli(builder, "budgets", "set", tenant, "--daily", "5")
+        key = run_cli(builder, "keys", "create", "metrics", "--tenant", tenant)
+        api_url = builder.start_api(name="metrics-api", args=["--workers", "2"])
+        builder.start_worker(name="metrics-threads", concurrency=8)
+        builder.start_worker(name="metrics-prefork", concurrency=2, pool="prefork")
+        yield MetricsStack(builder, api_url, tenant, key)
+    finally:
+        builder.stop()
+
+
+def run_cli(builder: StackBuilder, *args: str) -> str:
+    done = subprocess.run(
+        visionq_command(*args), env=builder.env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def scrape(url: str) -> Samples:
+    answer = httpx.get(url, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain")
+    return parse(answer.text)
+
+
+def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
+    stack, tenant = metrics_stack, metrics_stack.tenant
+    model = "gemini-3.5-flash-lite"
+    with stack.client() as client:
+        images = [scene_png(seed, width=96, height=96, count=1)[0] for seed in range(12)]
+        ids = [submit(client, image, task="caption", model=model).json()["id"] for image in images]
+        jobs = wait_all(client, ids)
+        assert all(job["status"] == "succeeded" for job in jobs)
+        # The same image and task again: answered from the result cache.
+        hit = submit(client, images[0], task="caption", model=model).json()
+        assert hit["status"] == "succeeded"
+        # A batch-tier job waits for the batch lane (its minimum is far away): cancelled.
+        fresh = scene_png(99, width=96, height=96, count=1)[0]
+        waiting = submit(client, fresh, task="caption", model=model, options={"tier": "batch"})
+        assert waiting.status_code == 202, waiting.text
+        cancelled = client.post(f"/v1/jobs/{waiting.json()['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+    submitted = 14
+    # Each scrape is served by either API process; multiprocess mode makes every one see
+    # every process's counts (in memory, a process would see only the POSTs it served).
+    api = f"{stack.api_url}/metrics"
+    for _ in range(8):
+        samples = scrape(api)
+        assert total(samples, "visionq_jobs_submitted_total", tenant=tenant) == submitted
+        assert total(samples, "visionq_result_cache_hits_total", tenant=tenant) == 1
+        assert total(samples, "visionq_jobs_ended_total", tenant=tenant, outcome="cancelled") == 1
+        # The cache hit ended succeeded at its submit, counted by the API.
+        assert total(samples, "visionq_jobs_ended_total", tenant=tenant, outcome="succeeded") == 1
+    assert total(samples, "visionq_jobs_submitted_total", tenant=tenant, tier="batch") == 1
+    assert set(CLUSTER_GAUGES) <= {name for name, _ in samples}
+    assert total(samples, "visionq_broker_messages", queue="visionq.jobs") == 0
+    assert total(samples, "visionq_budget_cap_usd", tenant=tenant, period="day") == 5
+    # Each worker serves its own processes' metrics (not the cluster gauges: sum() over
+    # targets never counts a gauge twice).
+    for name in ("metrics-threads", "metrics-prefork"):
+        worker = scrape(stack.builder.metrics_url(name))
+        names = {sample for sample, _ in worker}
+        assert not set(CLUSTER_GAUGES) & names
+        assert "visionq_jobs_submitted_total" not in names  # the API's alone

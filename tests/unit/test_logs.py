@@ -132,6 +132,8 @@ def test_the_emulator_and_the_worker_use_the_same_setup(
         visionq.models.logs, "configure_logging", lambda f, *a: worker_formats.append(f)
     )
     monkeypatch.setattr(celery_app, "worker_main", lambda argv: None)
+    monkeypatch.setattr("visionq.cli.main.prepare_metrics", lambda role: None)
+    monkeypatch.setattr("visionq.cli.main.serve_worker_metrics", lambda host, port: None)
     runner = CliRunner()
     assert runner.invoke(app, ["emulator", "--port", "0"]).exit_code == 0
     assert runner.invoke(app, ["worker"]).exit_code == 0

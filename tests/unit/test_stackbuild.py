@@ -80,6 +80,15 @@ def test_options_reach_the_commands(
     assert builder.api_url == "http://127.0.0.1:8123"
     assert w1[-4:] == ["--concurrency", "3", "--pool", "solo"]
     assert w1_env["VISIONQ_LEASE_S"] == "4" and "VISIONQ_LEASE_S" not in w2_env
+    # Each worker its own metrics port on loopback, so workers and stacks never collide.
+    ports = {w1_env["VISIONQ_WORKER_METRICS_PORT"], w2_env["VISIONQ_WORKER_METRICS_PORT"]}
+    assert len(ports) == 2 and "9101" not in ports
+    assert w1_env["VISIONQ_WORKER_METRICS_HOST"] == "127.0.0.1"
+    w1_port = w1_env["VISIONQ_WORKER_METRICS_PORT"]
+    assert builder.metrics_url("w1") == f"http://127.0.0.1:{w1_port}/metrics"
+    builder.start_worker(name="w3", env={"VISIONQ_WORKER_METRICS_PORT": "0"})
+    assert started[-1][2]["VISIONQ_WORKER_METRICS_PORT"] == "0"
+    assert "w3" not in builder.metrics_urls
     assert w2[-2:] == ["--concurrency", "16"]
     assert w1_env["VISIONQ_REDIS_URL"] == "redis://127.0.0.1:6390/3"
 

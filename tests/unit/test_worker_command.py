@@ -16,7 +16,21 @@ def _text(output: str) -> str:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The metrics ports the command serves (none opened; this process's metrics stay in
+    memory: the command's multiprocess set-up is models/metrics_expose.py's, tested there)."""
+    import visionq.models.metrics_expose as expose
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr("visionq.cli.main.prepare_metrics", lambda role: None)
+    monkeypatch.setattr(
+        expose, "serve_worker_metrics", lambda host, port: calls.append((host, port))
+    )
+    return calls
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch, served: list[tuple[str, int]]) -> list[list[str]]:
     """The argv of every Celery worker the command starts (none actually runs)."""
     from visionq.worker.celery_app import app as celery_app
 
@@ -69,3 +83,30 @@ def test_a_supported_pool_reaches_celery(
             "--without-mingle",
         ]
     ]
+
+
+def test_the_metrics_port_is_the_setting_or_the_option(
+    started: list[list[str]], served: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VISIONQ_WORKER_METRICS_PORT", raising=False)
+    assert CliRunner().invoke(app, ["worker"]).exit_code == 0
+    monkeypatch.setenv("VISIONQ_WORKER_METRICS_PORT", "9200")
+    assert CliRunner().invoke(app, ["worker"]).exit_code == 0
+    assert CliRunner().invoke(app, ["worker", "--metrics-port", "0"]).exit_code == 0
+    assert served == [("0.0.0.0", 9101), ("0.0.0.0", 9200), ("0.0.0.0", 0)]
+    assert len(started) == 3
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_the_fix(
+    started: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import visionq.models.metrics_expose as expose
+
+    def taken(host: str, port: int) -> None:
+        raise expose.MetricsPortInUse(f"port {port} is in use: give each worker its own")
+
+    monkeypatch.setattr(expose, "serve_worker_metrics", taken)
+    result = CliRunner().invoke(app, ["worker", "--metrics-port", "9300"])
+    assert result.exit_code == 1
+    assert "error: port 9300 is in use: give each worker its own" in _text(result.output)
+    assert started == []  # Celery never started
