@@ -258,6 +258,26 @@ class FaultStack:
         self.wait_for(done, timeout, "all jobs terminal")
         return time.monotonic() - started
 
+    def webhook_rows(self) -> WebhookRows:
+        """The webhook tables as the database holds them: events (the outbox), deliveries,
+        attempts (the log) and endpoints."""
+        assert self.engine is not None
+        queries = {
+            "events": "SELECT id, type, subject_id, occurred_at, fanned_out_at FROM webhook_events",
+            "deliveries": "SELECT id, event_id, endpoint_id, state, attempts, replays "
+            "FROM webhook_deliveries",
+            "attempts": "SELECT event_id, attempt, outcome, status_code, error, started_at "
+            "FROM webhook_attempts",
+            "endpoints": "SELECT id, kind, enabled, failing_since, consecutive_failures, "
+            "disabled_reason FROM webhook_endpoints",
+        }
+        with self.engine.connect() as connection:
+            rows = {
+                name: [dict(row) for row in connection.execute(text(sql)).mappings().all()]
+                for name, sql in queries.items()
+            }
+        return WebhookRows(**rows)
+
     def audit(self) -> Audit:
         assert self.engine is not None
         with self.engine.connect() as connection:
@@ -338,3 +358,23 @@ class Audit:
             "attempt_outcomes": self.outcomes(),
             **extra,
         }
+
+
+@dataclass
+class WebhookRows:
+    """The webhook tables after a run (FaultStack.webhook_rows)."""
+
+    events: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+    endpoints: list[dict[str, Any]]
+
+    def failed_attempts(self) -> list[dict[str, Any]]:
+        """The attempts that did not deliver (the receiver down, an error answered...)."""
+        return [row for row in self.attempts if row["outcome"] != "succeeded"]
+
+    def delivery_states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.deliveries:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        return counts
