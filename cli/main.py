@@ -122,7 +122,7 @@ def run_api(
         "(systemd socket activation; `visionq dev` uses it).",
     ),
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) and its metrics (/metrics).
+    """Serve the HTTP API (docs at /docs, metrics at /metrics).
 
     Slow clients are cut off (api/server.py).
     """
@@ -177,7 +177,7 @@ def run_worker(
         "needs its own.",
     ),
 ) -> None:
-    """Run a Celery worker that processes jobs (and serves its metrics)."""
+    """Run a Celery worker that processes jobs and serves metrics."""
     start_worker(
         concurrency=concurrency, pool=pool.value, loglevel=loglevel, metrics_port=metrics_port
     )
