@@ -78,6 +78,7 @@ def test_two_relays_send_each_delivery_once(
         with lock:
             sent.append((delivery_id, claim))
 
+    counted = metrics.WEBHOOK_EVENTS.labels("job.succeeded")._value.get()
     relays = [WebhookRelay(sessions, send, settings) for _ in range(2)]
     reports: list[dict[str, int]] = []
     for _ in range(3):  # several rounds: whichever relay is first, nothing is sent twice
@@ -93,6 +94,7 @@ def test_two_relays_send_each_delivery_once(
     assert len(states) == 40 and set(states.values()) == {"sending"}
     assert sorted(d for d, _ in sent) == sorted(states)  # each one, once
     assert sum(report["fanned_out"] for report in reports) == 40
+    assert metrics.WEBHOOK_EVENTS.labels("job.succeeded")._value.get() == counted + 40
     assert sum(report["dispatched"] for report in reports) == 40
     with sessions() as session:
         rows = session.execute(select(WEBHOOK_DELIVERIES.c.id, WEBHOOK_DELIVERIES.c.claim))
