@@ -17,13 +17,16 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
-from tests.integration.conftest import GEMINI_KEY, redis_db
-from tests.integration.helpers import scene_png, submit, wait_all
+from tests.integration.conftest import redis_db
+from tests.integration.helpers import noise_png, scene_png, submit, wait_all
 from tests.integration.inprocess import InProcessApi, in_process_api
 from visionq.cli.processes import visionq_command
 from visionq.cli.stackbuild import StackBuilder
+from visionq.models.db import make_engine
 from visionq.models.metrics import CLUSTER_GAUGES
+from visionq.models.tables import ATTEMPTS, JOBS
 
 pytestmark = pytest.mark.integration
 
@@ -145,6 +148,7 @@ def test_the_api_counts_submits_and_cancels_once_committed(api: InProcessApi) ->
 class MetricsStack:
     builder: StackBuilder
     api_url: str
+    gemini_url: str
     tenant: str
     key: str
 
@@ -154,28 +158,34 @@ class MetricsStack:
         )
 
 
+# Gemini answers a quarter of the calls 429 (per-minute quota), retried at once.
+EMULATOR_FLAGS = ["--fail-429-rate", "0.25", "--fault-seed", "21", "--retry-delay-s", "0.05"]
+
+
 @pytest.fixture(scope="module")
-def metrics_stack(
-    workdir: Path, database_url: str, redis_url: str, emulator_url: str
-) -> Iterator[MetricsStack]:
+def metrics_stack(workdir: Path, database_url: str, redis_url: str) -> Iterator[MetricsStack]:
     """An API of two uvicorn processes, a threads worker and a prefork worker (two pool
-    processes): every count must add up over the five processes. A tenant of its own on the
-    session's database, with a daily cap (the budget gauges)."""
+    processes): every count must add up over the five processes. Its own emulator (the
+    witness of the Gemini calls), a tenant of its own on the session's database with a
+    daily cap (the budget gauges); images over 64 KiB go by the File API."""
     backend = database_url.split(":", 1)[0]
     tenant = f"metrics-{backend}-{uuid.uuid4().hex[:6]}"
     folder = workdir / f"metrics-{backend}"
     folder.mkdir()
-    builder = StackBuilder(folder, database_url=database_url)
+    builder = StackBuilder(
+        folder, database_url=database_url,
+        extra_env={"VISIONQ_INLINE_LIMIT_BYTES": str(64 * 1024), "VISIONQ_RETRY_BASE_S": "0.05"},
+    )  # fmt: skip
     builder.use_redis(redis_db(redis_url))
-    builder.use_gemini(emulator_url, GEMINI_KEY)
     try:
+        gemini_url = builder.start_own_emulator(EMULATOR_FLAGS)
         builder.migrate()
         run_cli(builder, "budgets", "set", tenant, "--daily", "5")
         key = run_cli(builder, "keys", "create", "metrics", "--tenant", tenant)
         api_url = builder.start_api(name="metrics-api", args=["--workers", "2"])
         builder.start_worker(name="metrics-threads", concurrency=8)
         builder.start_worker(name="metrics-prefork", concurrency=2, pool="prefork")
-        yield MetricsStack(builder, api_url, tenant, key)
+        yield MetricsStack(builder, api_url, gemini_url, tenant, key)
     finally:
         builder.stop()
 
@@ -194,11 +204,46 @@ def scrape(url: str) -> Samples:
     return parse(answer.text)
 
 
+def add(*scrapes: Samples) -> Samples:
+    """Samples summed over targets, as Prometheus' sum() does."""
+    summed: Samples = {}
+    for samples in scrapes:
+        for key, value in samples.items():
+            summed[key] = summed.get(key, 0.0) + value
+    return summed
+
+
+def database_truth(database_url: str, tenant: str) -> tuple[dict[str, int], int, int]:
+    """(jobs by status, attempts, cost in nano-dollars) of ``tenant`` in the database."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            statuses: dict[str, int] = dict(
+                connection.execute(
+                    select(JOBS.c.status, func.count())
+                    .where(JOBS.c.tenant == tenant)
+                    .group_by(JOBS.c.status)
+                ).all()
+            )
+            attempts = connection.execute(
+                select(func.count())
+                .select_from(ATTEMPTS.join(JOBS, ATTEMPTS.c.job_id == JOBS.c.id))
+                .where(JOBS.c.tenant == tenant)
+            ).scalar_one()
+            cost = connection.execute(
+                select(func.coalesce(func.sum(JOBS.c.cost_nusd), 0)).where(JOBS.c.tenant == tenant)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return {str(k): int(v) for k, v in statuses.items()}, int(attempts), int(cost)
+
+
 def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
     stack, tenant = metrics_stack, metrics_stack.tenant
     model = "gemini-3.5-flash-lite"
     with stack.client() as client:
         images = [scene_png(seed, width=96, height=96, count=1)[0] for seed in range(12)]
+        images.append(noise_png(5, 160))  # ~75 KiB: over the inline limit, by the File API
         ids = [submit(client, image, task="caption", model=model).json()["id"] for image in images]
         jobs = wait_all(client, ids)
         assert all(job["status"] == "succeeded" for job in jobs)
@@ -211,7 +256,7 @@ def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
         assert waiting.status_code == 202, waiting.text
         cancelled = client.post(f"/v1/jobs/{waiting.json()['id']}/cancel").json()
         assert cancelled["status"] == "cancelled"
-    submitted = 14
+    ran, submitted = len(images), len(images) + 2
     # Each scrape is served by either API process; multiprocess mode makes every one see
     # every process's counts (in memory, a process would see only the POSTs it served).
     api = f"{stack.api_url}/metrics"
@@ -226,10 +271,46 @@ def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
     assert set(CLUSTER_GAUGES) <= {name for name, _ in samples}
     assert total(samples, "visionq_broker_messages", queue="visionq.jobs") == 0
     assert total(samples, "visionq_budget_cap_usd", tenant=tenant, period="day") == 5
-    # Each worker serves its own processes' metrics (not the cluster gauges: sum() over
-    # targets never counts a gauge twice).
-    for name in ("metrics-threads", "metrics-prefork"):
-        worker = scrape(stack.builder.metrics_url(name))
+
+    # Each worker serves its own processes' metrics (the prefork one: its two children's),
+    # and never the cluster gauges: sum() over targets counts a gauge once.
+    workers = [scrape(stack.builder.metrics_url(name)) for name in ("metrics-threads",
+                                                                    "metrics-prefork")]  # fmt: skip
+    for worker in workers:
         names = {sample for sample, _ in worker}
         assert not set(CLUSTER_GAUGES) & names
         assert "visionq_jobs_submitted_total" not in names  # the API's alone
+    assert total(workers[1], "visionq_jobs_ended_total", tenant=tenant) > 0, "prefork counted"
+    everything = add(samples, *workers)
+
+    # Against the database: jobs by outcome, cost.
+    statuses, attempts, cost_nusd = database_truth(stack.builder.database_url, tenant)
+    for outcome in ("succeeded", "failed", "cancelled"):
+        counted_here = total(everything, "visionq_jobs_ended_total", tenant=tenant, outcome=outcome)
+        assert counted_here == statuses.get(outcome, 0), outcome
+    assert total(everything, "visionq_cost_usd_total", tenant=tenant) == pytest.approx(
+        cost_nusd / 1e9, abs=1e-9
+    )
+    assert total(samples, "visionq_budget_spent_usd", tenant=tenant, period="day") == (
+        pytest.approx(cost_nusd / 1e9, abs=1e-9)
+    )
+    assert total(everything, "visionq_job_queued_seconds_count", model=model) >= ran
+    # Against the emulator (the witness of what Gemini answered).
+    seen = httpx.get(f"{stack.gemini_url}/_emulator/stats", timeout=10).json()
+    generate = {"call": "generate", "model": model}
+    assert seen["faults"].get("429", 0) > 0, "the run met 429s"
+    assert total(everything, "visionq_gemini_responses_total", **generate, code="429",
+                 quota_class="per_minute") == seen["faults"]["429"]  # fmt: skip
+    assert (
+        total(everything, "visionq_gemini_responses_total", **generate, code="200")
+        == (seen["answered_ok"])
+    )
+    assert seen["generate_calls"] == attempts
+    assert total(everything, "visionq_retries_total", model=model) == attempts - ran
+    assert (
+        total(everything, "visionq_file_uploads_total", outcome="uploaded")
+        == (seen["uploads_completed"])
+    )
+    assert total(everything, "visionq_file_upload_bytes_total") == seen["upload_bytes"]
+    tokens = total(everything, "visionq_gemini_tokens_total", model=model, kind="input")
+    assert tokens > 0
