@@ -210,7 +210,7 @@ class ReplayResult(BaseModel):
     )
 
 
-class AttemptPublic(BaseModel):
+class WebhookAttempt(BaseModel):
     """One HTTP try of a delivery (the delivery log)."""
 
     event_id: str
@@ -227,14 +227,14 @@ class AttemptPublic(BaseModel):
     replay: bool
 
 
-class AttemptPage(BaseModel):
-    data: list[AttemptPublic]
+class WebhookAttemptPage(BaseModel):
+    data: list[WebhookAttempt]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null at the end."
     )
 
 
-class DeliveryPublic(BaseModel):
+class WebhookDelivery(BaseModel):
     """One event's delivery to this endpoint: its state and retries."""
 
     id: int
@@ -251,8 +251,8 @@ class DeliveryPublic(BaseModel):
     succeeded_at: datetime | None
 
 
-class DeliveryPage(BaseModel):
-    data: list[DeliveryPublic]
+class WebhookDeliveryPage(BaseModel):
+    data: list[WebhookDelivery]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null at the end."
     )

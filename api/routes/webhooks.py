@@ -25,16 +25,16 @@ from visionq.api.webhook_public import (
 )
 from visionq.api.webhook_schemas import (
     AttemptOutcomeName,
-    AttemptPage,
-    AttemptPublic,
-    DeliveryPage,
-    DeliveryPublic,
     DeliveryStateName,
     ReplayRequest,
     ReplayResult,
     RotateRequest,
+    WebhookAttempt,
+    WebhookAttemptPage,
     WebhookCreate,
     WebhookCreated,
+    WebhookDelivery,
+    WebhookDeliveryPage,
     WebhookEndpoint,
     WebhookList,
     WebhookSecret,
@@ -279,7 +279,7 @@ def _cursor_error(exc: Exception) -> ApiError:
 
 @router.get(
     "/{endpoint_id}/deliveries",
-    response_model=AttemptPage,
+    response_model=WebhookAttemptPage,
     responses=PAGE_ERRORS,
     summary="The delivery log",
 )
@@ -295,7 +295,7 @@ def read_webhook_attempts(
     since: Annotated[datetime | None, Query(description="Only attempts from then on.")] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
-) -> AttemptPage:
+) -> WebhookAttemptPage:
     """Every HTTP attempt to this endpoint, newest first: event, attempt number, outcome,
     status code, latency, error, and whether it was a replay."""
     row = owned(resources, caller, endpoint_id)
@@ -307,11 +307,11 @@ def read_webhook_attempts(
             )  # fmt: skip
         except (InvalidCursorError, ValueError) as exc:
             raise _cursor_error(exc) from exc
-    return AttemptPage(data=[_attempt(item) for item in rows], next_cursor=next_cursor)
+    return WebhookAttemptPage(data=[_attempt(item) for item in rows], next_cursor=next_cursor)
 
 
-def _attempt(row: Any) -> AttemptPublic:
-    return AttemptPublic(
+def _attempt(row: Any) -> WebhookAttempt:
+    return WebhookAttempt(
         event_id=row.event_id, event_type=row.event_type, attempt=row.attempt, at=row.at,
         outcome=row.outcome, status_code=row.status_code, latency_ms=row.latency_ms,
         error=row.error, replay=bool(row.replay),
@@ -320,7 +320,7 @@ def _attempt(row: Any) -> AttemptPublic:
 
 @router.get(
     "/{endpoint_id}/messages",
-    response_model=DeliveryPage,
+    response_model=WebhookDeliveryPage,
     responses=PAGE_ERRORS,
     summary="Deliveries by state",
 )
@@ -332,7 +332,7 @@ def read_webhook_messages(
     state: StateQuery = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
-) -> DeliveryPage:
+) -> WebhookDeliveryPage:
     """One row per event sent (or to send) to this endpoint, newest first: its state
     (pending, sending, succeeded, failed, skipped), attempts so far, next attempt."""
     row = owned(resources, caller, endpoint_id)
@@ -344,8 +344,8 @@ def read_webhook_messages(
             )  # fmt: skip
         except (InvalidCursorError, ValueError) as exc:
             raise _cursor_error(exc) from exc
-    return DeliveryPage(
-        data=[DeliveryPublic.model_validate(item, from_attributes=True) for item in rows],
+    return WebhookDeliveryPage(
+        data=[WebhookDelivery.model_validate(item, from_attributes=True) for item in rows],
         next_cursor=next_cursor,
     )
 
