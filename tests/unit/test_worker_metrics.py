@@ -17,17 +17,25 @@ from google.genai import errors as genai_errors
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.unit.batchlane import MODEL as TWIN_MODEL
+from tests.unit.lanesteps import fake_batches, lane_context, lane_steps
 from tests.unit.test_batch_results import MODEL as BATCH_MODEL
 from tests.unit.test_batch_results import USAGE as BATCH_USAGE
 from tests.unit.test_batch_results import _batch as batch_of
 from tests.unit.test_batch_results import _line as batch_line
+from tests.unit.test_batch_twins import _job as twin_job
 from tests.unit.test_files_margin import FakeGemini
 from tests.unit.test_pipeline_answers import _mixed_429, _run, _text
 from tests.unit.test_quota_class import PER_MINUTE, refusal
+from tests.unit.test_watchdog import StandIn
+from tests.unit.test_watchdog import _job as watchdog_job
+from tests.unit.test_watchdog import _run_in_thread as run_in_thread
 from tests.unit.workercontext import worker_context
 from visionq.models.blobs import BlobStore
+from visionq.models.leases import claim_job
 from visionq.models.outcomes import Usage
 from visionq.models.settings import Settings
+from visionq.models.tables import JOBS
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import to_nano
 from visionq.worker.batch_results import store_outcomes
@@ -37,6 +45,7 @@ from visionq.worker.files import FilePolicy, UploadCache
 from visionq.worker.gemini import GeminiCaller, _translated
 from visionq.worker.ratelimit import GeminiRateLimiter, RateLimitTimeout
 from visionq.worker.spend import Spend
+from visionq.worker.watchdog import Watchdog
 
 MODEL = "gemini-3.6-flash"
 
@@ -270,3 +279,59 @@ def test_batch_lines_are_counted_once_with_their_cost_and_ends(context: WorkerCo
         store_outcomes(context, row, lines, context.settings)
     assert stored == [3.0] and ends == [3.0]
     assert cost[0] == pytest.approx(3 * to_nano(price) / 1e9, abs=1e-12)
+
+
+def test_a_batch_twin_answered_from_the_cache_counts_a_hit_and_an_end(tmp_path: Path) -> None:
+    lane = lane_context(tmp_path, min_requests=1, max_requests=20)
+    try:
+        first = twin_job(lane, "k1")
+        with lane.sessions.begin() as session:  # served by the sync lane meanwhile, say
+            session.execute(
+                JOBS.update().where(JOBS.c.id == first)
+                .values(status="succeeded", result={"text": "S"}, cost_nusd=9, lane="standard")
+            )  # fmt: skip
+        twin_job(lane, "k1")
+        gatherer, _ = lane_steps(lane, fake_batches(tmp_path), tmp_path)
+        labels = {"tenant": "t", "task": "caption", "model": TWIN_MODEL}
+        with (
+            delta("visionq_result_cache_hits_total", **labels, source="twin") as hits,
+            delta("visionq_jobs_ended_total", **labels, tier="batch",
+                  outcome="succeeded") as ends,
+        ):  # fmt: skip
+            assert gatherer.run_once().cached == 1
+    finally:
+        lane.close()
+    assert hits == [1.0] and ends == [1.0]
+
+
+def test_a_job_stopped_by_the_watchdog_counts_as_failed(tmp_path: Path) -> None:
+    context = worker_context(tmp_path, job_deadline_s=0.5)
+    try:
+
+        def spin() -> str:
+            while True:
+                pass
+
+        context.gemini = StandIn(spin)
+        watchdog = Watchdog(context.sessions, context.leases, deadline_s=0.5, grace_s=0.2)
+        job_id = watchdog_job(context)
+        labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
+                  "tier": "standard", "outcome": "failed"}  # fmt: skip
+        with delta("visionq_jobs_ended_total", **labels) as failed:
+            run_in_thread(context, job_id, watchdog)
+        watchdog.close()
+    finally:
+        context.close()
+    assert failed == [1.0]
+
+
+def test_a_job_given_up_after_its_deliveries_counts_as_failed(context: WorkerContext) -> None:
+    job_id = watchdog_job(context)
+    labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
+              "tier": "standard", "outcome": "failed"}  # fmt: skip
+    with (
+        delta("visionq_jobs_ended_total", **labels) as failed,
+        context.sessions.begin() as session,
+    ):
+        assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
+    assert failed == [1.0]
