@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, func, or_, select, update
+from sqlalchemy import Update, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -28,7 +28,12 @@ from visionq.models.tables import (
     JobStatus,
     utcnow,
 )
-from visionq.models.webhook_outbox import NewEvent, job_event_type, record_event
+from visionq.models.webhook_outbox import (
+    NewEvent,
+    job_event_type,
+    listens_clause,
+    record_event,
+)
 
 # The worker's per-job statements are built once (see models/leases.py for why); values
 # are passed at execution: an UPDATE without .values() sets the columns named in them.
@@ -202,7 +207,13 @@ def _end_statement(from_statuses: Sequence[str], *, fenced: bool) -> Update:
     return (
         update(JOBS)
         .where(JOBS.c.id == bindparam("end_job_id"), _any_status(from_statuses), *fence)
-        .returning(*ENDED_COLUMNS)
+        # Whether an endpoint of the tenant wants the end event (the bit of the status
+        # set): the outbox's probe rides on this statement.
+        # (Named in full: SQLite renders RETURNING columns bare, and a bare "tenant" in the
+        # subquery would be the endpoint's own.)
+        .returning(
+            *ENDED_COLUMNS, listens_clause(literal_column("jobs.tenant")).label("webhook_listens")
+        )
     )
 
 
@@ -320,6 +331,7 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
         params.update(usage.columns())
     if lease_token is not None:
         params["fence_token"] = lease_token
+    params["listen_bit"] = job_event_type(values["status"]).bit
     statement = _END[(from_statuses, lease_token is not None)]
     row = session.connection().execute(statement, params).first()
     if row is None:
@@ -331,6 +343,7 @@ def _end(  # noqa: PLR0917 - private, called twice with all of them
     record_event(
         session,
         NewEvent(ended.tenant, job_event_type(ended.status), ended.id, ended.callback_url),
+        listens=bool(row.webhook_listens),
     )
     return ended
 
