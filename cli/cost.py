@@ -171,6 +171,7 @@ def set_(
         list[float] | None,
         typer.Option(
             "--alert-at",
+            metavar="RATIO",
             help="Send a budget.threshold webhook when spending reaches this ratio of a cap "
             "(repeat: --alert-at 0.5 --alert-at 0.9; default 0.8 and 1.0; kept if omitted).",
         ),
@@ -178,8 +179,9 @@ def set_(
 ) -> None:
     """Set a tenant's daily and monthly USD caps.
 
-    Submissions that could exceed them are refused with 402. Crossing an alert ratio of a
-    cap sends one budget.threshold webhook event per ratio, day and month.
+    Submissions that could exceed them are refused with 402.
+    Crossing an alert ratio of a cap sends one budget.threshold
+    webhook event per ratio, day and month.
     """
     from visionq.models.budgets import set_budget
     from visionq.models.db import make_engine, make_session_factory
