@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from tests.integration.conftest import redis_db
 from tests.integration.helpers import noise_png, scene_png, submit, wait_all
 from tests.integration.inprocess import InProcessApi, in_process_api
+from tests.webhookrecv import Receiver
 from visionq.cli.processes import visionq_command
 from visionq.cli.stackbuild import StackBuilder
 from visionq.models.db import make_engine
@@ -158,6 +160,7 @@ class MetricsStack:
         )
 
 
+WORKERS = ("metrics-threads", "metrics-prefork")
 # Gemini answers a quarter of the calls 429 (per-minute quota), retried at once.
 EMULATOR_FLAGS = ["--fail-429-rate", "0.25", "--fault-seed", "21", "--retry-delay-s", "0.05"]
 
@@ -174,7 +177,13 @@ def metrics_stack(workdir: Path, database_url: str, redis_url: str) -> Iterator[
     folder.mkdir()
     builder = StackBuilder(
         folder, database_url=database_url,
-        extra_env={"VISIONQ_INLINE_LIMIT_BYTES": str(64 * 1024), "VISIONQ_RETRY_BASE_S": "0.05"},
+        extra_env={
+            "VISIONQ_INLINE_LIMIT_BYTES": str(64 * 1024), "VISIONQ_RETRY_BASE_S": "0.05",
+            # The webhook receiver listens on 127.0.0.2 (allowed like a public host).
+            "VISIONQ_URL_FETCH_ALLOWED_NETWORKS": '["127.0.0.2/32"]',
+            "VISIONQ_WEBHOOK_RETRY_DELAYS_S": "[0.2]", "VISIONQ_WEBHOOK_RETRY_WINDOW_S": "60",
+            "VISIONQ_WEBHOOK_POLL_S": "0.2",
+        },
     )  # fmt: skip
     builder.use_redis(redis_db(redis_url))
     try:
@@ -238,10 +247,22 @@ def database_truth(database_url: str, tenant: str) -> tuple[dict[str, int], int,
     return {str(k): int(v) for k, v in statuses.items()}, int(attempts), int(cost)
 
 
-def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver answering its first two requests 500, then 204."""
+    with Receiver([], host="127.0.0.2", script=lambda n: 500 if n <= 2 else 204) as got:
+        yield got
+
+
+def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack, receiver: Receiver) -> None:
     stack, tenant = metrics_stack, metrics_stack.tenant
     model = "gemini-3.5-flash-lite"
     with stack.client() as client:
+        endpoint = client.post(
+            "/v1/webhooks", json={"url": receiver.url, "events": ["job.succeeded", "job.cancelled"]}
+        )
+        assert endpoint.status_code == 201, endpoint.text
+        receiver.secrets.append(endpoint.json()["secret"])
         images = [scene_png(seed, width=96, height=96, count=1)[0] for seed in range(12)]
         images.append(noise_png(5, 160))  # ~75 KiB: over the inline limit, by the File API
         ids = [submit(client, image, task="caption", model=model).json()["id"] for image in images]
@@ -274,8 +295,7 @@ def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
 
     # Each worker serves its own processes' metrics (the prefork one: its two children's),
     # and never the cluster gauges: sum() over targets counts a gauge once.
-    workers = [scrape(stack.builder.metrics_url(name)) for name in ("metrics-threads",
-                                                                    "metrics-prefork")]  # fmt: skip
+    workers = [scrape(stack.builder.metrics_url(name)) for name in WORKERS]
     for worker in workers:
         names = {sample for sample, _ in worker}
         assert not set(CLUSTER_GAUGES) & names
@@ -314,3 +334,20 @@ def test_a_run_adds_up_over_every_process(metrics_stack: MetricsStack) -> None:
     assert total(everything, "visionq_file_upload_bytes_total") == seen["upload_bytes"]
     tokens = total(everything, "visionq_gemini_tokens_total", model=model, kind="input")
     assert tokens > 0
+
+    # Webhooks: every job's event delivered (the first two attempts answered 500), and the
+    # attempts counted by outcome as the receiver saw them.
+    receiver.wait_for(lambda got: len({r.subject_id for r in got if r.ok}) == submitted, 60)
+    deadline = time.monotonic() + 30
+    while True:
+        hooks = add(*(scrape(stack.builder.metrics_url(name)) for name in WORKERS))
+        delivered = total(hooks, "visionq_webhook_deliveries_total", tenant=tenant,
+                          outcome="succeeded")  # fmt: skip
+        if delivered >= len(receiver.delivered()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert delivered == len(receiver.delivered())
+    assert (
+        total(hooks, "visionq_webhook_deliveries_total", tenant=tenant, outcome="http_error") == 2
+    )
+    assert total(hooks, "visionq_webhook_delivery_seconds_count") >= delivered + 2
