@@ -107,6 +107,7 @@ def fan_out(session: Session, *, now: datetime, limit: int = 500) -> int:
     rows: list[dict[str, Any]] = []
     common = {"attempts": 0, "replays": 0, "next_attempt_at": now, "window_started_at": now,
               "created_at": now, "updated_at": now}  # fmt: skip
+    callbacks: dict[str, str] = {}  # tenant -> its callbacks endpoint id
     for event in taken:
         bit = EventType(event.type).bit
         for endpoint in listening[event.tenant]:
@@ -115,8 +116,9 @@ def fan_out(session: Session, *, now: datetime, limit: int = 500) -> int:
                 rows.append({"event_id": event.id, "endpoint_id": endpoint.id,
                              "url": endpoint.url, "state": state.value, **common})  # fmt: skip
         if event.callback_url:
-            callbacks = callbacks_endpoint(session, event.tenant)
-            rows.append({"event_id": event.id, "endpoint_id": callbacks.id,
+            if event.tenant not in callbacks:
+                callbacks[event.tenant] = callbacks_endpoint(session, event.tenant).id
+            rows.append({"event_id": event.id, "endpoint_id": callbacks[event.tenant],
                          "url": event.callback_url, "state": "pending", **common})  # fmt: skip
     for chunk in chunks(rows):
         session.execute(insert(WEBHOOK_DELIVERIES), chunk)

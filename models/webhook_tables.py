@@ -134,7 +134,12 @@ class WebhookAttempt(Base):
     so the log is one indexed query)."""
 
     __tablename__ = "webhook_attempts"
-    __table_args__ = (Index("ix_webhook_attempts_endpoint", "endpoint_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_webhook_attempts_endpoint", "endpoint_id", "started_at"),
+        # The cascade from a deleted delivery (retention, a deleted endpoint) finds its
+        # attempts by this; without it every deleted delivery scans the log.
+        Index("ix_webhook_attempts_delivery", "delivery_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(

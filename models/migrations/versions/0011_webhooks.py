@@ -158,9 +158,11 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_attempts_endpoint", "webhook_attempts", ["endpoint_id", "started_at"]
     )
+    op.create_index("ix_webhook_attempts_delivery", "webhook_attempts", ["delivery_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_attempts_delivery", table_name="webhook_attempts")
     op.drop_index("ix_webhook_attempts_endpoint", table_name="webhook_attempts")
     op.drop_table("webhook_attempts")
     op.drop_index("ix_webhook_deliveries_endpoint", table_name="webhook_deliveries")
