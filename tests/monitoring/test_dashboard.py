@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from tests.deploy.deployfiles import mounts
+from tests.deploy.deployfiles import container_ports, mounts, services
 from tests.monitoring.promconfig import (
     DASHBOARD,
     DASHBOARD_PROVIDERS,
@@ -134,3 +135,10 @@ def test_provisioning_loads_the_dashboard_compose_mounts() -> None:
     assert grafana.get(folder) == "./monitoring/grafana/dashboards", grafana
     assert (DASHBOARD.parent / DASHBOARD.name).is_file()
     assert grafana.get("/etc/grafana/provisioning") == "./monitoring/grafana/provisioning"
+
+
+def test_the_datasource_points_at_the_compose_prometheus() -> None:
+    (source,) = load_yaml(DATASOURCES)["datasources"]
+    url = urlsplit(source["url"])
+    assert url.hostname in services(), f"no compose service {url.hostname}"
+    assert url.port in container_ports(url.hostname), "Grafana asks another port"
