@@ -30,7 +30,7 @@ from visionq.models.batchjobs import CachedAnswer, NewJobRow, insert_jobs
 from visionq.models.budgets import set_budget, settle
 from visionq.models.jobs import NewInput, cancel_job, create_job
 from visionq.models.outcomes import complete_job, fail_job
-from visionq.models.tables import BATCH_ITEMS, JOBS, WEBHOOK_EVENTS, utcnow
+from visionq.models.tables import BATCH_ITEMS, BATCHES, JOBS, WEBHOOK_EVENTS, utcnow
 from visionq.models.webhook_endpoints import create_endpoint
 from visionq.models.webhook_outbox import (
     EventType,
@@ -384,4 +384,11 @@ def test_batch_completed_once_and_again_after_a_rerun(
     with sessions.begin() as session:
         assert cancel_job(session, tenant=tenant, job_id=rerun) is not None
     assert scan() == [batch_id]
-    assert [kind for kind, _ in _events(sessions, tenant)] == ["batch.completed"] * 2
+    with sessions.begin() as session:  # lock_for_write(reopen=True) reopens it as well
+        assert lock_for_write(
+            session, tenant=tenant, batch_id=batch_id, allow={"closed"}, reopen=True
+        ) is None  # fmt: skip
+        ended_at = session.scalar(select(BATCHES.c.ended_at).where(BATCHES.c.id == batch_id))
+    assert ended_at is None
+    assert scan() == [batch_id]
+    assert [kind for kind, _ in _events(sessions, tenant)] == ["batch.completed"] * 3
