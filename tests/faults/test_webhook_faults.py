@@ -111,11 +111,13 @@ def test_receiver_down_under_200_completions(
 
     duplicates = len(delivered) - len(subject_of)
     last_delivery = max(r.at for r in delivered)
+    first_after_up = min(r.at for r in delivered if r.at >= back_at)
     report("webhook receiver down", audit.figures(
         events=len(rows.events), unique_ids=len(subject_of), duplicates=duplicates,
         requests=len(received), failed_attempts=len(failed),
         failed_attempt_outcomes=dict(Counter(row["outcome"] for row in failed)),
         verify_failures=len(unverified), delivered_before_down=held_while_down,
+        seconds_up_to_first_delivery=round(first_after_up - back_at, 2),
         seconds_up_to_last_delivery=round(last_delivery - back_at, 2),
         seconds_up_to_all_seen=round(settled_at - back_at, 2),
     ))  # fmt: skip
