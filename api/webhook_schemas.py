@@ -79,7 +79,7 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookUpdate(BaseModel):
-    """Fields to change; those left out stay as they are."""
+    """Fields to change; those left out (or null) stay as they are."""
 
     model_config = ConfigDict(extra="forbid")
 
