@@ -54,7 +54,7 @@ async def retry_job(
     resources: ResourcesDep,
 ) -> JobPublic:
     """Queue a new job with a finished (failed, cancelled or succeeded) job's images, task,
-    prompt, labels, model, options and schema; its `retry_of` names the job retried.
+    prompt, labels, model, options, schema and webhook_url; its `retry_of` names the job retried.
     Answers 202 like a submit; 409 `job_not_finished` while the job is queued or running.
 
     A succeeded job's retry runs again rather than copying its cached result. With an
@@ -133,6 +133,8 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
             options=options,
             schema=source.response_schema,
             image_changes=changes,
+            # The new job announces its end where the old one did (checked again at submit).
+            webhook_url=source.callback_url,
         )
     try:
         raw.images = [resources.blobs.get(sha256) for sha256 in hashes]

@@ -348,6 +348,10 @@ def test_webhook_url_on_jobs_and_batches(api: InProcessApi) -> None:
         assert client.get(f"/v1/jobs/{job.json()['id']}").json()["webhook_url"] == HOOK
         plain = client.post("/v1/jobs", json=body | {"options": {"cache": False}})
         assert plain.raise_for_status().json()["webhook_url"] is None
+        # A retry announces its end where the job it retries did.
+        client.post(f"/v1/jobs/{job.json()['id']}/cancel").raise_for_status()
+        retried = client.post(f"/v1/jobs/{job.json()['id']}/retry").raise_for_status()
+        assert retried.json()["webhook_url"] == HOOK
         # The callbacks endpoint that signs them was made with the first job.
         with make_session_factory(api.engine)() as session:
             kinds = session.scalars(
