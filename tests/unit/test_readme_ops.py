@@ -60,7 +60,7 @@ class _Request:
 
 def test_the_five_lines_verify_a_delivery() -> None:
     (snippet,) = re.findall(r"```py\n(.*?)```", README, flags=re.DOTALL)
-    assert len(snippet.strip().splitlines()) == 5
+    assert len([line for line in snippet.splitlines() if line.strip()]) == 5
     secret = new_secret()
     body = json.dumps({"type": "job.succeeded", "timestamp": "x", "data": {"id": "j"}}).encode()
     headers = webhook_headers("msg_readme", datetime.now(UTC), body, [secret])
