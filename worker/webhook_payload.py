@@ -1,9 +1,12 @@
 """The body of a webhook: ``{"type", "timestamp", "data"}`` (Standard Webhooks' shape).
 
 Built by the sender at an event's first send and frozen in ``webhook_events.payload``, so every
-attempt, endpoint and replay sends the same bytes. A job's data carries its status, cost, error,
-batch and a link, and its result when the endpoint wants results and the result's compact JSON
-fits ``VISIONQ_WEBHOOK_RESULT_MAX_BYTES``; a batch's data its counts by status. A job or batch
+attempt, endpoint and replay sends the same bytes for the same ``include_result``. A job's data
+carries its status, cost, error, batch and a link, and its result when the result's compact JSON
+fits ``VISIONQ_WEBHOOK_RESULT_MAX_BYTES``: the frozen payload carries it whatever the endpoint
+that sent first wants, and ``for_endpoint`` takes it out for endpoints with
+``include_result=false`` (``result_included`` says what that endpoint got). A batch's data
+carries its counts by status. A job or batch
 deleted by retention before the first send is announced from the event row alone
 (``"expired": true``).
 """
@@ -53,24 +56,35 @@ def _link(public_url: str, path: str) -> str:
 def build_payload(
     session: Session, job: DeliveryJob, *, public_url: str, result_max_bytes: int
 ) -> dict[str, Any]:
-    """The payload of ``job``'s event, read from the database now (one or two queries).
+    """The payload of ``job``'s event, read from the database now (one or two queries), the
+    same for every endpoint: it carries a job's result whenever it fits (``for_endpoint``
+    strips it per endpoint).
 
     ``public_url`` is the base of links (empty: path-only links); ``result_max_bytes`` 0
     never includes a result.
     """
     kind = EventType(job.event_type)
     if kind in _JOB_STATUS:
-        include = job.endpoint.include_result and result_max_bytes > 0
         data = _job_data(
-            session, job.subject_id, kind, public_url, result_max_bytes=result_max_bytes,
-            include=include,
-        )  # fmt: skip
+            session, job.subject_id, kind, public_url, result_max_bytes=result_max_bytes
+        )
     elif kind is EventType.BATCH_COMPLETED:
         data = _batch_data(session, job.subject_id, public_url)
     else:
         # budget.threshold events are written with their payload (nothing to read later).
         data = {"object": "budget", "tenant": job.tenant}
     return {"type": kind.value, "timestamp": timestamp_text(job.occurred_at), "data": data}
+
+
+def for_endpoint(payload: Mapping[str, Any], include_result: bool) -> dict[str, Any]:
+    """The frozen ``payload`` as an endpoint gets it: without the job's result (and with
+    ``result_included: false``) when the endpoint has ``include_result=false``."""
+    data = payload.get("data")
+    if include_result or not isinstance(data, Mapping) or "result" not in data:
+        return dict(payload)
+    stripped = {key: value for key, value in data.items() if key != "result"}
+    stripped["result_included"] = False
+    return {**payload, "data": stripped}
 
 
 _JOB_COLUMNS = (
@@ -87,7 +101,6 @@ def _job_data(
     public_url: str,
     *,
     result_max_bytes: int,
-    include: bool,
 ) -> dict[str, Any]:
     row = session.execute(select(*_JOB_COLUMNS).where(JOBS.c.id == job_id)).mappings().first()
     links = {"self": _link(public_url, f"/v1/jobs/{job_id}")}
@@ -119,7 +132,7 @@ def _job_data(
     }
     result = row["result"]
     fits = result is not None and len(body_bytes(result)) <= result_max_bytes
-    data["result_included"] = bool(include and fits)
+    data["result_included"] = bool(result_max_bytes > 0 and fits)
     if data["result_included"]:
         data["result"] = result
     return data

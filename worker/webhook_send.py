@@ -35,7 +35,7 @@ from visionq.models.webhook_deliveries import (
     record_attempt,
 )
 from visionq.models.webhook_endpoints import live_secrets
-from visionq.worker.webhook_payload import body_bytes, build_payload
+from visionq.worker.webhook_payload import body_bytes, build_payload, for_endpoint
 from visionq.worker.webhook_schedule import next_time
 from visionq.worker.webhook_sign import webhook_headers
 
@@ -179,7 +179,8 @@ def deliver(
             return str(DeliveryState.SKIPPED)
         secrets = live_secrets(session, job.endpoint.id, clock())
     networks = netguard.parse_networks(settings.url_fetch_allowed_networks)
-    body = body_bytes(payload)
+    # One frozen payload per event; the result is taken out for endpoints that opted out.
+    body = body_bytes(for_endpoint(payload, job.endpoint.include_result))
     started_at = clock()
     if secrets:
         # Signed at the real time (the receiver checks it within minutes), whatever the clock

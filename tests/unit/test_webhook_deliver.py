@@ -242,3 +242,42 @@ def test_a_url_now_pointing_at_a_private_address_is_refused(
         )  # fmt: skip
     assert attempt.outcome == "refused" and attempt.status_code is None
     assert "127.0.0.1" in (attempt.error or "")
+
+
+@pytest.mark.parametrize("first", ["without", "with"])
+def test_include_result_is_per_endpoint_whoever_sends_first(
+    sessions: sessionmaker[Session], settings: Settings, receiver: Receiver, first: str
+) -> None:
+    # One event, two endpoints: the payload is frozen once, by the first send, yet each
+    # endpoint gets what it asked for, in either order.
+    made: dict[str, tuple[str, Receiver]] = {}
+    with Receiver([]) as other:
+        for name, include, got in (("without", False, receiver), ("with", True, other)):
+            with sessions.begin() as session:
+                row, secret = create_endpoint(
+                    session, tenant=TENANT, url=got.url, events=["job.succeeded"],
+                    description=None, include_result=include, max_endpoints=20,
+                )  # fmt: skip
+            got.secrets = [secret]
+            made[name] = (row.id, got)
+        _jobs(sessions, 1)
+        now = utcnow()
+        with sessions.begin() as session:
+            fan_out(session, now=now)
+            d = WEBHOOK_DELIVERIES.c
+            rows = session.execute(select(d.endpoint_id, d.id))
+            by_endpoint = {row.endpoint_id: row.id for row in rows}
+        for name in (first, "with" if first == "without" else "without"):
+            delivery_id = by_endpoint[made[name][0]]
+            with sessions.begin() as session:
+                assert claim_delivery(
+                    session, delivery_id, token=name, expires_at=now + timedelta(seconds=60)
+                )
+            assert deliver(sessions, settings, delivery_id, name) == "succeeded"
+        (without,) = receiver.snapshot()
+        (with_result,) = other.snapshot()
+    assert without.verified and with_result.verified
+    assert without.json()["data"]["result_included"] is False
+    assert "result" not in without.json()["data"]
+    assert with_result.json()["data"]["result_included"] is True
+    assert with_result.json()["data"]["result"] == {"text": "a cat"}

@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from visionq.models.tables import Batch, BatchItem, Job
 from visionq.models.webhook_deliveries import DeliveryJob
 from visionq.models.webhook_endpoints import EndpointRow
-from visionq.worker.webhook_payload import body_bytes, build_payload, timestamp_text
+from visionq.worker.webhook_payload import (
+    body_bytes,
+    build_payload,
+    for_endpoint,
+    timestamp_text,
+)
 
 AT = datetime(2026, 12, 5, 11, 0, 0, 123456, tzinfo=UTC)
 SMALL = {"text": "a red bicycle — leaning on a wall"}
@@ -87,7 +92,10 @@ def test_the_result_rides_only_when_wanted_and_small(
     sessions: sessionmaker[Session], include: bool, max_bytes: int, included: bool
 ) -> None:
     _job(sessions, "j2")
-    data = _build(sessions, _delivery("j2", include=include), max_bytes=max_bytes)["data"]
+    # Frozen once whoever sends first: the same with either endpoint's flag.
+    frozen = _build(sessions, _delivery("j2", include=not include), max_bytes=max_bytes)
+    assert frozen == _build(sessions, _delivery("j2", include=include), max_bytes=max_bytes)
+    data = for_endpoint(frozen, include)["data"]
     assert data["result_included"] is included
     assert ("result" in data) is included
     assert data["links"]["self"].endswith("/v1/jobs/j2")  # the link always says where it is
