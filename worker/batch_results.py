@@ -173,7 +173,8 @@ class ResultStore:
 
     def _paid(self, model: str, tenant: str, line: LineOutcome) -> Spend:
         """The line's billed usage at the batch price (a crashed or discarded line was paid
-        for all the same), for ``tenant``."""
+        for all the same), for ``tenant``; counted in the metrics once it is recorded (the
+        crashed line's own Spend never is: its attempt was not written)."""
         spend = Spend(tenant=tenant)
         metadata = line.response.usage_metadata if line.response is not None else None
         usage = usage_from_metadata(metadata)
@@ -195,6 +196,7 @@ class ResultStore:
             tenant = session.scalar(select(JOBS.c.tenant).where(JOBS.c.id == line.job_id))
         spend = self._paid(self._row.model, tenant or "", line)
         with self._ctx.sessions.begin() as session:
+            recorded = True
             if still_open:
                 finish_attempt(
                     session, attempt_id, outcome=AttemptOutcome.DISCARDED,
@@ -203,10 +205,12 @@ class ResultStore:
                     cost_nusd=spend.last_call_nusd, served_tier=spend.served_tier,
                 )  # fmt: skip
             else:
-                record_late_call(session, attempt_id, usage=spend.last_usage,
-                                 cost_nusd=spend.last_call_nusd,
-                                 served_tier=spend.served_tier)  # fmt: skip
+                recorded = record_late_call(session, attempt_id, usage=spend.last_usage,
+                                            cost_nusd=spend.last_call_nusd,
+                                            served_tier=spend.served_tier)  # fmt: skip
             charge_late(session, line.job_id, spend.last_call_nusd)
+        if recorded:  # committed, and not recorded before (an output read again)
+            spend.count_recorded()
 
     def _line(self, spec: JobSpec, attempt_id: int, line: LineOutcome) -> None:
         spend = Spend(tenant=spec.tenant)
@@ -301,6 +305,7 @@ class ResultStore:
                     served_tier=spend.served_tier,
                 )  # fmt: skip
         if released:
+            spend.count_recorded()  # the closed attempt holds the line's call: committed
             self.counts.released += 1
         else:
             self.counts.discarded += 1

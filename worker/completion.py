@@ -124,6 +124,7 @@ def complete_run(
         )
         if not stored:  # a paid answer the job's end no longer counts: counted now
             charge_late(session, job_id, spend.last_call_nusd)
+    spend.count_recorded()  # the attempt recorded its call (either outcome): committed
     if stored:  # committed: counted once, by the run that ended it
         count_ended([stored])
         observe_estimate(stored, total)
@@ -166,6 +167,7 @@ def fail_run(
         )
         if not ended:
             charge_late(session, job_id, spend.last_call_nusd)
+    spend.count_recorded()  # the attempt recorded its call (either outcome): committed
     if ended:
         count_ended([ended])
     log.warning("job %s failed: %s %s", job_id, failure.code, failure.message)

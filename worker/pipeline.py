@@ -368,6 +368,7 @@ class _Run:
                 cost_nusd=self.spend.last_call_nusd, retry_delay_s=delay_s or None,
                 requested_tier=self.spend.requested_tier, served_tier=self.spend.served_tier,
             )  # fmt: skip
+        self.spend.count_recorded()  # the failed attempt's call is recorded: committed
         time.sleep(delay_s)
         with self.ctx.sessions.begin() as session:
             claim = open_attempt(session, self.claim)

@@ -23,7 +23,10 @@ from visionq.worker.context import WorkerContext
 class Spend:
     """Tokens and money of every Gemini call a job made (each attempt records its own), how
     its images were last sent (inline or File API), and the max_output_tokens sent last.
-    Every paid call counts in the metrics as it is added (tokens; cost for ``tenant``).
+    A paid call counts in the metrics (tokens; cost for ``tenant``) when the attempt that
+    records it has committed (:meth:`count_recorded`), not when it is added: a batch line
+    stored again after a database fault, or handled again on the crash path, adds its
+    call to a new Spend each time but is recorded, and so counted, once.
 
     Each call is billed at the tier that served it; ``standard_nusd`` is the same usage at
     the standard price (what the job would have cost there: the savings, without
@@ -46,6 +49,8 @@ class Spend:
     output_cap: int | None = None
     # Warnings of the run (code -> message), added to the job's when it ends.
     warnings: dict[str, str] = field(default_factory=dict)
+    # Calls added but not yet counted in the metrics (their attempt not yet committed).
+    uncounted: list[PaidCall] = field(default_factory=list)
 
     def add(
         self,
@@ -69,7 +74,7 @@ class Spend:
             return
         self.usage = call.plus(self.usage)
         cost = _call_nusd(ctx, model, routed, call, tier)
-        _count_call(self.tenant, routed or model, tier, call, cost)
+        self.uncounted.append(PaidCall(routed or model, tier, call, cost))
         if cost is not None:
             self.last_call_nusd = cost
             self.cost_nusd = (self.cost_nusd or 0) + cost
@@ -81,6 +86,13 @@ class Spend:
         if standard is not None:
             self.last_standard_nusd = standard
             self.standard_nusd = (self.standard_nusd or 0) + standard
+
+    def count_recorded(self) -> None:
+        """The calls added so far are recorded (the transaction writing their attempt
+        committed): count them in the metrics, once. Call it after the commit only."""
+        calls, self.uncounted[:] = list(self.uncounted), []
+        for paid in calls:
+            _count_call(self.tenant, paid)
 
     def next_attempt(self) -> None:
         """A new attempt opened: its record starts with no call (the last one is on the
@@ -120,9 +132,20 @@ class Spend:
         return replace(self, usage=usage, cost_nusd=cost, standard_nusd=standard)
 
 
-def _count_call(tenant: str, model: str, tier: ServiceTier, call: Usage, cost: int | None) -> None:
+@dataclass(frozen=True)
+class PaidCall:
+    """One paid call as the metrics count it: the model that answered (priced), the tier
+    it was served at, its usage, and its cost (None: no known price)."""
+
+    model: str
+    tier: ServiceTier
+    usage: Usage
+    cost_nusd: int | None
+
+
+def _count_call(tenant: str, paid: PaidCall) -> None:
     """One paid call in the metrics: its tokens by kind, and its cost (when priced)."""
-    label = model_label(model)
+    label, tier, call, cost = model_label(paid.model), paid.tier, paid.usage, paid.cost_nusd
     kinds = (("input", call.prompt_tokens), ("output", call.candidates_tokens),
              ("thinking", call.thoughts_tokens), ("cached", call.cached_tokens))  # fmt: skip
     for kind, tokens in kinds:

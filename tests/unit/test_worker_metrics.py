@@ -33,7 +33,6 @@ from tests.unit.test_watchdog import _run_in_thread as run_in_thread
 from tests.unit.workercontext import worker_context
 from visionq.models.blobs import BlobStore
 from visionq.models.leases import claim_job
-from visionq.models.outcomes import Usage
 from visionq.models.settings import Settings
 from visionq.models.tables import JOBS
 from visionq.vision.catalogue import ServiceTier
@@ -44,7 +43,6 @@ from visionq.worker.errors import GeminiCallError
 from visionq.worker.files import FilePolicy, UploadCache
 from visionq.worker.gemini import GeminiCaller, _translated
 from visionq.worker.ratelimit import GeminiRateLimiter, RateLimitTimeout
-from visionq.worker.spend import Spend
 from visionq.worker.watchdog import Watchdog
 
 MODEL = "gemini-3.6-flash"
@@ -169,24 +167,6 @@ def test_a_failed_job_counts_as_failed(context: WorkerContext) -> None:
     with delta("visionq_jobs_ended_total", **labels, outcome="failed") as failed:
         job, _ = _run(context, [blocked], model=MODEL)
     assert job.status == "failed" and failed == [1.0]
-
-
-def test_spend_counts_a_batch_calls_cost_for_its_tenant(context: WorkerContext) -> None:
-    raw = {"promptTokenCount": 2000, "candidatesTokenCount": 50, "thoughtsTokenCount": 70}
-    usage = Usage(prompt_tokens=2000, candidates_tokens=50, thoughts_tokens=70,
-                  cached_tokens=None, total_tokens=2120, raw=raw)  # fmt: skip
-    price = context.costs.call_cost(MODEL, raw, tier=ServiceTier.BATCH)
-    assert price is not None
-    with (
-        delta("visionq_cost_usd_total", tenant="acme", model=MODEL, tier="batch") as cost,
-        delta("visionq_gemini_tokens_total", model=MODEL, tier="batch",
-              kind="thinking") as thinking,
-        delta("visionq_gemini_tokens_total", model=MODEL, tier="batch",
-              kind="output") as output,
-    ):  # fmt: skip
-        Spend(tenant="acme").add(context, MODEL, usage, tier=ServiceTier.BATCH)
-    assert cost[0] == pytest.approx(to_nano(price) / 1e9, abs=1e-12)
-    assert thinking == [70.0] and output == [50.0]
 
 
 # --- the shared rate limiter -------------------------------------------------------------
