@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from visionq.models.metrics import count_ended
+from visionq.models.metrics import count_ended_on_commit
 from visionq.models.outcomes import fail_job
 from visionq.models.tables import (
     ATTEMPTS,
@@ -165,8 +165,8 @@ def claim_job(
             f"before finishing it (limit VISIONQ_MAX_DELIVERIES={max_deliveries}); it is "
             "not tried again. If the input is unusual (huge or odd image), check it.",
         )
-        # Counted before the caller's commit (rare: a rollback would count one end too many).
-        count_ended([ended] if ended else [])
+        # Counted once the caller's transaction commits, like every other end.
+        count_ended_on_commit(session, [ended] if ended else [])
         return None
     inputs = tuple(InputSpec(*row) for row in connection.execute(_INPUTS, {"job_id": job_id}))
     job = JobSpec(

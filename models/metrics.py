@@ -25,6 +25,8 @@ from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from visionq.vision.catalogue import Catalogue, load_catalogue
 
@@ -313,3 +315,31 @@ def count_ended(ended: Iterable[EndedLike]) -> None:
         JOB_DURATION_SECONDS.labels(job.task, label, job.tier, job.status).observe(
             max(seconds, 0.0)
         )
+
+
+# Session.info keys of count_ended_on_commit: the ends waiting for the commit.
+_PENDING_ENDS = "visionq_pending_ends"
+
+
+def count_ended_on_commit(session: Session, ended: Iterable[EndedLike]) -> None:
+    """Count jobs ended inside ``session``'s transaction when it commits (never on a
+    rollback): for a repository function whose caller owns the transaction."""
+    jobs = list(ended)
+    if not jobs:
+        return
+    if _PENDING_ENDS not in session.info:
+        session.info[_PENDING_ENDS] = []
+        event.listen(session, "after_commit", _count_pending_ends)
+        event.listen(session, "after_transaction_end", _drop_pending_ends)
+    session.info[_PENDING_ENDS].extend(jobs)
+
+
+def _count_pending_ends(session: Session) -> None:
+    pending, session.info[_PENDING_ENDS] = session.info[_PENDING_ENDS], []
+    count_ended(pending)
+
+
+def _drop_pending_ends(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without a commit (a rollback): its ends never happened.
+    if transaction.parent is None:
+        session.info[_PENDING_ENDS] = []

@@ -305,13 +305,34 @@ def test_a_job_stopped_by_the_watchdog_counts_as_failed(tmp_path: Path) -> None:
     assert failed == [1.0]
 
 
-def test_a_job_given_up_after_its_deliveries_counts_as_failed(context: WorkerContext) -> None:
+def test_a_job_given_up_after_its_deliveries_counts_as_failed_after_the_commit(
+    context: WorkerContext,
+) -> None:
     job_id = watchdog_job(context)
     labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
               "tier": "standard", "outcome": "failed"}  # fmt: skip
-    with (
-        delta("visionq_jobs_ended_total", **labels) as failed,
-        context.sessions.begin() as session,
-    ):
-        assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
+    with delta("visionq_jobs_ended_total", **labels) as failed:
+        with (
+            context.sessions.begin() as session,
+            delta("visionq_jobs_ended_total", **labels) as before_commit,
+        ):
+            assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
+        # Review R11: not counted until the caller's transaction commits.
+        assert before_commit == [0.0]
+    assert failed == [1.0]
+
+
+def test_a_job_given_up_in_a_transaction_rolled_back_is_not_counted(
+    context: WorkerContext,
+) -> None:
+    job_id = watchdog_job(context)
+    labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
+              "tier": "standard", "outcome": "failed"}  # fmt: skip
+    with delta("visionq_jobs_ended_total", **labels) as failed:
+        with contextlib.suppress(RuntimeError), context.sessions.begin() as session:
+            assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
+            raise RuntimeError("the caller's transaction fails after the claim")
+        with context.sessions.begin() as session:  # the end committed now: counted once
+            assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
+            assert failed == []  # (still inside the delta block)
     assert failed == [1.0]
