@@ -11,7 +11,8 @@ delivery task move along (issue 21, the database schedules retries; Celery only 
 Every step is a conditional UPDATE (or an insert behind a conditional UPDATE), so several
 relays and senders can run at once: each delivery is claimed by one, and an attempt is
 recorded only under the claim that sent it (models/webhook_record.py). The delivery log,
-its pages and replays are in models/webhook_log.py. Both are re-exported here.
+its pages and replays are in models/webhook_log.py, the fan-out in models/webhook_fanout.py.
+All are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import chunks
@@ -33,9 +34,9 @@ from visionq.models.tables import (
 )
 from visionq.models.webhook_endpoints import (
     EndpointRow,
-    callbacks_endpoint,
     endpoint_row,
 )
+from visionq.models.webhook_fanout import FanOut, fan_out
 from visionq.models.webhook_log import (
     AttemptRow,
     DeliveryRow,
@@ -44,7 +45,6 @@ from visionq.models.webhook_log import (
     deliveries_page,
     replay,
 )
-from visionq.models.webhook_outbox import EventType
 from visionq.models.webhook_record import (
     AttemptResult,
     DeliveryJob,
@@ -59,6 +59,7 @@ __all__ = [
     "DeliveryRow",
     "DeliveryState",
     "EventNotFound",
+    "FanOut",
     "attempts_page",
     "claim_delivery",
     "deliveries_page",
@@ -74,55 +75,6 @@ __all__ = [
 _D = WEBHOOK_DELIVERIES.c
 _E = WEBHOOK_ENDPOINTS.c
 _V = WEBHOOK_EVENTS.c
-
-
-def fan_out(session: Session, *, now: datetime, limit: int = 500) -> int:
-    """Make the deliveries of up to ``limit`` events not fanned out yet (oldest first): one
-    per endpoint of the tenant that wants the type (``skipped`` when it is disabled) and
-    one to the event's callback URL (signed by the tenant's callbacks endpoint). Each
-    event is taken by one relay: the conditional UPDATE of ``fanned_out_at`` in this
-    transaction decides. Returns how many events were fanned out."""
-    page = list(
-        session.scalars(
-            select(_V.id).where(_V.fanned_out_at.is_(None)).order_by(_V.occurred_at).limit(limit)
-        )
-    )
-    if not page:
-        return 0
-    taken = session.execute(
-        update(WEBHOOK_EVENTS)
-        .where(_V.id.in_(page), _V.fanned_out_at.is_(None))
-        .values(fanned_out_at=now)
-        .returning(_V.id, _V.tenant, _V.type, _V.callback_url)
-    ).all()
-    tenants = {event.tenant for event in taken}
-    listening: dict[str, list[Any]] = {tenant: [] for tenant in tenants}
-    for tenants_chunk in chunks(tenants):
-        for endpoint in session.execute(
-            select(_E.id, _E.tenant, _E.url, _E.enabled, _E.event_mask).where(
-                _E.tenant.in_(tenants_chunk), _E.kind == EndpointKind.ENDPOINT.value
-            )
-        ):
-            listening[endpoint.tenant].append(endpoint)
-    rows: list[dict[str, Any]] = []
-    common = {"attempts": 0, "replays": 0, "next_attempt_at": now, "window_started_at": now,
-              "created_at": now, "updated_at": now}  # fmt: skip
-    callbacks: dict[str, str] = {}  # tenant -> its callbacks endpoint id
-    for event in taken:
-        bit = EventType(event.type).bit
-        for endpoint in listening[event.tenant]:
-            if endpoint.event_mask & bit and endpoint.url:
-                state = DeliveryState.PENDING if endpoint.enabled else DeliveryState.SKIPPED
-                rows.append({"event_id": event.id, "endpoint_id": endpoint.id,
-                             "url": endpoint.url, "state": state.value, **common})  # fmt: skip
-        if event.callback_url:
-            if event.tenant not in callbacks:
-                callbacks[event.tenant] = callbacks_endpoint(session, event.tenant).id
-            rows.append({"event_id": event.id, "endpoint_id": callbacks[event.tenant],
-                         "url": event.callback_url, "state": "pending", **common})  # fmt: skip
-    for chunk in chunks(rows):
-        session.execute(insert(WEBHOOK_DELIVERIES), chunk)
-    return len(taken)
 
 
 def reclaim_expired(session: Session, *, now: datetime) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import chunks
@@ -25,6 +25,7 @@ from visionq.models.tables import (
     EndpointKind,
     utcnow,
 )
+from visionq.models.webhook_fanout import insert_if_absent
 from visionq.models.webhook_outbox import EventType
 
 _A = WEBHOOK_ATTEMPTS.c
@@ -263,7 +264,9 @@ def _replay_one(
     now: datetime,
 ) -> int:  # fmt: skip
     event = session.execute(
-        select(_V.id, _V.type, _V.callback_url).where(_V.id == event_id, _V.tenant == tenant)
+        select(_V.id, _V.type, _V.callback_url, _V.fanned_out_at).where(
+            _V.id == event_id, _V.tenant == tenant
+        )
     ).first()
     if event is None:
         raise EventNotFound(f"no webhook event {event_id} of this tenant")
@@ -285,10 +288,9 @@ def _replay_one(
         url = endpoint.url if endpoint.event_mask & EventType(event.type).bit else None
     if not url:
         raise EventNotFound(f"webhook endpoint {endpoint.id} does not take {event.type} events")
-    session.execute(
-        insert(WEBHOOK_DELIVERIES).values(
-            event_id=event_id, endpoint_id=endpoint.id, url=url, created_at=now,
-            **{**reset, "replays": 1},
-        )
-    )  # fmt: skip
+    if event.fanned_out_at is None:
+        return 0  # the relay's fan-out makes this delivery shortly: on its way already
+    # If absent: a concurrent replay of the same event may have made it meanwhile.
+    insert_if_absent(session, [{"event_id": event_id, "endpoint_id": endpoint.id, "url": url,
+                                "created_at": now, **reset, "replays": 1}])  # fmt: skip
     return 1

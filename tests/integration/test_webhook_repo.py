@@ -97,7 +97,7 @@ def _events(sessions: sessionmaker[Session], tenant: str, count: int, **kw: Any)
 
 def _fan_out(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
-        return fan_out(session, now=utcnow(), limit=10_000)
+        return fan_out(session, now=utcnow(), limit=10_000).events
 
 
 def _deliveries(sessions: sessionmaker[Session], endpoint_id: str) -> list[Any]:
