@@ -170,9 +170,9 @@ def delete_old_batches(
 def delete_old_events(
     sessions: sessionmaker[Session], *, retention_days: int, dry_run: bool = False
 ) -> int:
-    """Delete webhook events that happened more than ``retention_days`` ago and have no
-    delivery still to send (pending or sending), with their deliveries and attempt log
-    (foreign key cascades); returns how many (0 days: none)."""
+    """Delete webhook events that happened more than ``retention_days`` ago, were fanned
+    out and have no delivery still to send (pending or sending), with their deliveries and
+    attempt log (foreign key cascades); returns how many (0 days: none)."""
     if retention_days <= 0:
         return 0
     cutoff = utcnow() - timedelta(days=retention_days)
@@ -182,8 +182,13 @@ def delete_old_events(
         .where(d.event_id == WEBHOOK_EVENTS.c.id, d.state.in_(("pending", "sending")))
         .exists()
     )
-    # Re-checked by the DELETE: a replay makes a delivery pending again.
-    old = (WEBHOOK_EVENTS.c.occurred_at < cutoff, ~unsent)
+    # Re-checked by the DELETE: a replay makes a delivery pending again. An event not fanned
+    # out yet (workers stopped, webhooks turned off) has no delivery at all: kept until it is.
+    old = (
+        WEBHOOK_EVENTS.c.occurred_at < cutoff,
+        WEBHOOK_EVENTS.c.fanned_out_at.is_not(None),
+        ~unsent,
+    )
     if dry_run:
         with sessions() as session:
             count = select(func.count()).select_from(WEBHOOK_EVENTS).where(*old)

@@ -1,17 +1,19 @@
 """Fan-out (models/webhook_fanout.py) on SQLite and PostgreSQL: one event that cannot be fanned
 out, or a delivery that exists already, holds up no other event; a replay of an event the
-relay has not fanned out yet leaves it to the fan-out.
+relay has not fanned out yet leaves it to the fan-out; retention keeps events not fanned out.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.test_webhook_repo import _deliveries, _endpoint, _events, tenant
+from visionq.models.retention import delete_old_events
 from visionq.models.tables import WEBHOOK_DELIVERIES, WEBHOOK_EVENTS, utcnow
 from visionq.models.webhook_deliveries import fan_out, replay
 
@@ -87,4 +89,27 @@ def test_a_replay_before_the_fan_out_leaves_the_delivery_to_it(
     assert _deliveries(sessions, endpoint) == []
     with sessions.begin() as session:
         assert event not in fan_out(session, now=utcnow(), limit=10_000).unfannable
+    assert [(d.event_id, d.state) for d in _deliveries(sessions, endpoint)] == [(event, "pending")]
+
+
+def test_retention_keeps_old_events_not_fanned_out_yet(
+    sessions: sessionmaker[Session], tenant: str
+) -> None:
+    # Workers stopped (or VISIONQ_WEBHOOKS_ENABLED=false) longer than the retention: the
+    # event has no delivery yet, it is not "done".
+    endpoint = _endpoint(sessions, tenant)
+    old = utcnow() - timedelta(days=40)
+    event = f"msg_{uuid.uuid4().hex}"
+    with sessions.begin() as session:
+        session.execute(
+            insert(WEBHOOK_EVENTS).values(
+                id=event, tenant=tenant, type="job.failed", subject_id="j", occurred_at=old
+            )
+        )
+    delete_old_events(sessions, retention_days=30)
+    with sessions() as session:
+        kept = session.scalar(select(WEBHOOK_EVENTS.c.id).where(WEBHOOK_EVENTS.c.id == event))
+    assert kept == event  # still there, still to fan out
+    with sessions.begin() as session:
+        fan_out(session, now=utcnow(), limit=10_000)
     assert [(d.event_id, d.state) for d in _deliveries(sessions, endpoint)] == [(event, "pending")]
