@@ -40,7 +40,12 @@ BROKER_QUEUES = (JOBS_QUEUE, WEBHOOKS_QUEUE)
 # kombu's Redis transport keeps a queue's prioritised messages in sibling lists.
 _KOMBU_PRIORITY_SEP = "\x06\x16"
 _KOMBU_PRIORITY_STEPS = (3, 6, 9)
-ENDPOINT_STATES = ("enabled", "failing", "disabled")
+# disabled: by visionq (a day of failures, a 410): an incident to look at; paused: by the
+# tenant (`visionq webhooks update ID --disable`), on purpose, no alert.
+ENDPOINT_STATES = ("enabled", "failing", "disabled", "paused")
+# How models/webhook_endpoints.update_endpoint words a tenant's own disabling (the only
+# record of who disabled an endpoint; tests/unit/test_metrics_cluster.py pins it).
+TENANT_DISABLED_PREFIX = "disabled by the tenant"
 # A cluster query set slower than this is abandoned (PostgreSQL; SQLite waits busy_timeout).
 STATEMENT_TIMEOUT_MS = 2000
 NUSD_PER_USD = 1_000_000_000
@@ -201,8 +206,15 @@ def _counts(rows: Any, states: list[str]) -> dict[str, int]:
 
 
 def _webhooks(connection: Connection, now: datetime) -> list[Metric]:
+    # The age counts from when a delivery became due (its next attempt's time; a replay
+    # makes it due at the replay): one waiting out its backoff, or replayed from last week,
+    # is not late. Only a due delivery nobody sends (no worker relays webhooks, every
+    # sender busy) or one stuck sending ages.
+    due_at = case(
+        (WEBHOOK_DELIVERIES.c.next_attempt_at <= now, WEBHOOK_DELIVERIES.c.next_attempt_at)
+    )
     pending, oldest = connection.execute(
-        select(func.count(), func.min(WEBHOOK_DELIVERIES.c.created_at)).where(
+        select(func.count(), func.min(due_at)).where(
             WEBHOOK_DELIVERIES.c.state.in_(("pending", "sending"))
         )
     ).one()
@@ -213,10 +225,16 @@ def _webhooks(connection: Connection, now: datetime) -> list[Metric]:
     pending_family.add_metric([], pending)
     age_family = GaugeMetricFamily(
         f"{PREFIX}_webhook_oldest_pending_age_seconds",
-        "Age of the oldest webhook delivery still pending (0 when none).",
+        "Seconds since the oldest pending or sending webhook delivery became due (its next "
+        "attempt's time, a replay's time); 0 when none is due.",
     )
     age_family.add_metric([], _age(now, oldest))
     endpoint_state = case(
+        (
+            WEBHOOK_ENDPOINTS.c.enabled.is_(False)
+            & WEBHOOK_ENDPOINTS.c.disabled_reason.startswith(TENANT_DISABLED_PREFIX),
+            "paused",
+        ),
         (WEBHOOK_ENDPOINTS.c.enabled.is_(False), "disabled"),
         (WEBHOOK_ENDPOINTS.c.failing_since.is_not(None), "failing"),
         else_="enabled",
@@ -229,7 +247,8 @@ def _webhooks(connection: Connection, now: datetime) -> list[Metric]:
     )  # fmt: skip
     endpoint_family = GaugeMetricFamily(
         f"{PREFIX}_webhook_endpoints",
-        "Webhook endpoints by state (enabled, failing: its last attempts failed, disabled).",
+        "Webhook endpoints by state (enabled; failing: its last attempts failed; disabled: "
+        "by visionq after failures or a 410; paused: disabled by its tenant).",
         labels=["state"],
     )
     for state, count in endpoints.items():

@@ -15,6 +15,7 @@ from visionq.models.batch_tables import Batch, GeminiBatch
 from visionq.models.metrics import CLUSTER_GAUGES
 from visionq.models.metrics_cluster import ClusterCollector
 from visionq.models.tables import Budget, Job
+from visionq.models.webhook_endpoints import update_endpoint
 from visionq.models.webhook_tables import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -78,20 +79,27 @@ def seed(sessions: sessionmaker[Session]) -> None:
             WebhookEndpoint(id="e-failing", tenant="t", events=["job.succeeded"], event_mask=1,
                             failing_since=NOW),
             WebhookEndpoint(id="e-off", tenant="t", events=["job.succeeded"], event_mask=1,
-                            enabled=False),
+                            enabled=False, disabled_reason="failed for 24 hours"),
+            WebhookEndpoint(id="e-paused", tenant="t", events=["job.succeeded"], event_mask=1),
         ])  # fmt: skip
         session.flush()
+        # Paused by its tenant, through the real call (it words the reason).
+        assert update_endpoint(session, "t", "e-paused", enabled=False) is not None
+        # (state, seconds since it became due): created two days ago (a replay, or a
+        # receiver down since); the one due in 300 s waits out its backoff, not late.
         for n, (state, age_s) in enumerate(
-            [("pending", 600), ("sending", 60), ("succeeded", 9000), ("failed", 9000)]
-        ):
+            [("pending", 600), ("sending", 60), ("succeeded", 9000), ("failed", 9000),
+             ("pending", -300)]
+        ):  # fmt: skip
             session.add(WebhookEvent(id=f"msg_{n}", tenant="t", type="job.succeeded",
                                      subject_id=f"job-{n}", occurred_at=NOW))  # fmt: skip
             session.flush()
             session.add(
                 WebhookDelivery(
                     event_id=f"msg_{n}", endpoint_id="e-ok", url="https://hooks.example/",
-                    state=state, next_attempt_at=NOW, window_started_at=NOW,
-                    created_at=NOW - timedelta(seconds=age_s),
+                    state=state, next_attempt_at=NOW - timedelta(seconds=age_s),
+                    window_started_at=NOW - timedelta(seconds=age_s),
+                    created_at=NOW - timedelta(days=2),
                 )
             )  # fmt: skip
         session.add_all([
@@ -148,9 +156,11 @@ def test_every_gauge_from_the_database_and_redis(sessions: sessionmaker[Session]
     assert values[g("visionq_batches", state="open")] == 1
     assert values[g("visionq_batches", state="closed")] == 1  # the ended one is not counted
     assert values[g("visionq_batches", state="cancelled")] == 0
-    assert values[g("visionq_webhook_pending_deliveries")] == 2
+    assert values[g("visionq_webhook_pending_deliveries")] == 3
+    # From when the oldest became due, not from its creation two days ago (review R10).
     assert values[g("visionq_webhook_oldest_pending_age_seconds")] == 600
-    for state in ("enabled", "failing", "disabled"):
+    # Disabled by visionq vs paused by the tenant (only the first alerts; review R10).
+    for state in ("enabled", "failing", "disabled", "paused"):
         assert values[g("visionq_webhook_endpoints", state=state)] == 1
     assert values[g("visionq_budget_spent_usd", tenant="capped", period="day")] == 1.5
     assert values[g("visionq_budget_cap_usd", tenant="capped", period="day")] == 2
