@@ -68,6 +68,7 @@ class ApiError(CodedError):
             "unknown_task",
             "unsupported_media_type",
             "unknown_event_type",
+            "webhook_callbacks_endpoint",
             "webhook_disabled",
             "webhook_event_not_found",
             "webhook_limit",
@@ -139,6 +140,7 @@ HTTP_STATUS: dict[str, int] = {
     "webhook_event_not_found": 404,
     "webhook_disabled": 409,
     "webhook_limit": 409,
+    "webhook_callbacks_endpoint": 409,
     "unknown_event_type": 422,
     # vision.tasks.JobSpecError: the request cannot be run as given.
     **dict.fromkeys(JobSpecError.codes, 422),

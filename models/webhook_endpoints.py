@@ -244,9 +244,13 @@ def update_endpoint(
 
 def delete_endpoint(session: Session, tenant: str, endpoint_id: str) -> bool:
     """Delete the endpoint with its secrets, deliveries and their attempts (cascades);
-    False when the tenant has no such endpoint."""
+    False when the tenant has no such endpoint. Never the callbacks endpoint: its pending
+    callbacks would be lost and the next callback would make it again with a new secret,
+    which every receiver would then refuse."""
     deleted = session.execute(
-        delete(WEBHOOK_ENDPOINTS).where(_E.id == endpoint_id, _E.tenant == tenant)
+        delete(WEBHOOK_ENDPOINTS).where(
+            _E.id == endpoint_id, _E.tenant == tenant, _E.kind == EndpointKind.ENDPOINT.value
+        )
     )
     return bool(deleted.rowcount)  # type: ignore[attr-defined]
 

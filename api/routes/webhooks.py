@@ -55,6 +55,9 @@ CREATE_ERRORS = error_responses(401, 409, 413, 415, 422, 503)
 LIST_ERRORS = error_responses(401, 503)
 READ_ERRORS = error_responses(401, 404, 422, 503)
 UPDATE_ERRORS = error_responses(401, 404, 413, 415, 422, 503)
+# 409 webhook_callbacks_endpoint: the callbacks endpoint is neither deleted nor disabled.
+PATCH_ERRORS = error_responses(401, 404, 409, 413, 415, 422, 503)
+DELETE_ERRORS = error_responses(401, 404, 409, 422, 503)
 PAGE_ERRORS = error_responses(400, 401, 404, 422, 503)
 REPLAY_ERRORS = error_responses(401, 404, 409, 413, 415, 422, 503)
 EndpointIdPath = Annotated[str, Path(description="The endpoint's id (a UUID), as created.")]
@@ -163,7 +166,7 @@ def read_webhook(
 @router.patch(
     "/{endpoint_id}",
     response_model=WebhookEndpoint,
-    responses=UPDATE_ERRORS,
+    responses=PATCH_ERRORS,
     openapi_extra=json_request_body(WebhookUpdate.model_json_schema()),
     summary="Change a webhook endpoint",
 )
@@ -172,7 +175,8 @@ async def update_webhook(
 ) -> WebhookEndpoint:
     """Change any of url, events, description, include_result, enabled. `enabled: true`
     re-enables a disabled endpoint and clears its failing state (replay what it missed with
-    POST /v1/webhooks/{id}/replay)."""
+    POST /v1/webhooks/{id}/replay). The callbacks endpoint cannot be disabled (409
+    webhook_callbacks_endpoint)."""
     caller = await run_in_threadpool(caller_of, request, resources)
     full_id = endpoint_id_of(endpoint_id)
     body = await read_json_model(
@@ -185,6 +189,8 @@ def _update(
     body: WebhookUpdate, caller: Caller, endpoint_id: str, resources: ApiResources
 ) -> WebhookEndpoint:
     current = owned(resources, caller, endpoint_id)
+    if current.kind != "endpoint" and body.enabled is False:
+        raise _callbacks_fixed("disabled")
     if current.kind != "endpoint" and (body.url is not None or body.events is not None):
         raise ApiError(
             "invalid_request",
@@ -208,20 +214,33 @@ def _update(
     "/{endpoint_id}",
     status_code=204,
     response_class=Response,
-    responses=READ_ERRORS,
+    responses=DELETE_ERRORS,
     summary="Delete a webhook endpoint",
 )
 def delete_webhook(
     endpoint_id: EndpointIdPath, caller: CallerDep, resources: ResourcesDep
 ) -> Response:
     """Delete the endpoint with its secrets, deliveries and delivery log; its pending
-    deliveries are not sent."""
+    deliveries are not sent. The callbacks endpoint cannot be deleted (409
+    webhook_callbacks_endpoint)."""
     full_id = endpoint_id_of(endpoint_id)
+    if owned(resources, caller, full_id).kind != "endpoint":
+        raise _callbacks_fixed("deleted")
     with resources.sessions.begin() as session:
         deleted = endpoints.delete_endpoint(session, caller.tenant, full_id)
     if not deleted:
         raise not_found(endpoint_id)
     return Response(status_code=204)
+
+
+def _callbacks_fixed(what: str) -> ApiError:
+    return ApiError(
+        "webhook_callbacks_endpoint",
+        f"The callbacks endpoint cannot be {what}: it signs the callbacks to your jobs' and "
+        "batches' webhook_url, so its pending callbacks would be lost and your receivers' "
+        "secret would change. Rotate its secret (visionq webhooks rotate ID) or submit jobs "
+        "without webhook_url.",
+    )
 
 
 @router.get(

@@ -328,6 +328,15 @@ def test_callbacks_endpoint(client: httpx.Client) -> None:
     no_url = client.patch(f"/v1/webhooks/{first['id']}", json={"url": HOOK})
     assert _error(no_url, 422) == "invalid_request"
     assert first["id"] not in [item["id"] for item in client.get("/v1/webhooks").json()["data"]]
+    # Neither deleted (its pending callbacks lost, remade with a new secret) nor disabled.
+    deleted = client.delete(f"/v1/webhooks/{first['id']}")
+    assert _error(deleted, 409) == "webhook_callbacks_endpoint"
+    assert "visionq webhooks rotate" in deleted.json()["error"]["message"]
+    disabled = client.patch(f"/v1/webhooks/{first['id']}", json={"enabled": False})
+    assert _error(disabled, 409) == "webhook_callbacks_endpoint"
+    after = client.get(f"/v1/webhooks/{first['id']}").raise_for_status().json()
+    assert after["enabled"] is True
+    assert client.get(f"/v1/webhooks/{first['id']}/secret").json()["secret"] == secret
 
 
 def test_webhook_url_on_jobs_and_batches(api: InProcessApi) -> None:
