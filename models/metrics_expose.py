@@ -12,7 +12,9 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -45,23 +47,32 @@ def prepare_multiprocess(role: Literal["api", "worker"]) -> Path:
     """Make this process and its children (uvicorn's workers, Celery's prefork pool) share
     metrics through files; call it before anything imports prometheus_client.
 
-    ``PROMETHEUS_MULTIPROC_DIR`` set by the operator: its ``*.db`` files of an earlier run
-    are deleted (prometheus-client needs a clean directory at start; give the API and each
-    worker on a host their own). Unset: a new temporary directory, removed when this process
-    exits. Raises RuntimeError when prometheus_client was imported too early, which would
-    silently keep each process's metrics to itself.
+    The files go to a new folder of this process only, ``<role>-<host>-<pid>``: under
+    ``PROMETHEUS_MULTIPROC_DIR`` when the operator set it (so the API and the workers of a
+    host may share one directory: none wipes or serves another's live files), else a new
+    temporary directory. It is removed when this process exits; folders left by processes
+    of this host that died without cleaning up (SIGKILL) are swept first. Raises
+    RuntimeError when prometheus_client was imported too early, which would silently keep
+    each process's metrics to itself. Called again in the same process: the same folder.
     """
+    global _prepared  # noqa: PLW0603 - one folder per process, as prometheus-client's mode
     _check_not_imported_in_memory()
+    if _prepared is not None and _prepared.is_dir():
+        return _prepared
+    host, owner = _host(), os.getpid()
     given = multiprocess_dir()
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
-        for stale in given.glob("*.db"):
-            stale.unlink(missing_ok=True)
-        os.environ[MULTIPROC_ENV] = str(given)
-        return given
-    made = Path(tempfile.mkdtemp(prefix=f"visionq-metrics-{role}-"))
+        _sweep(given, _OPERATOR_FOLDER, host)
+        made = given / f"{role}-{host}-{owner}"
+        shutil.rmtree(made, ignore_errors=True)  # a pid reused from an earlier boot
+        made.mkdir()
+    else:
+        temporary = Path(tempfile.gettempdir())
+        _sweep(temporary, _TEMPORARY_FOLDER, host)
+        made = Path(tempfile.mkdtemp(prefix=f"visionq-metrics-{role}-{host}-{owner}-"))
     os.environ[MULTIPROC_ENV] = str(made)
-    owner = os.getpid()
+    _prepared = made
 
     def _remove() -> None:
         # Forked children (prefork) inherit atexit handlers: only the creator removes it.
@@ -70,6 +81,44 @@ def prepare_multiprocess(role: Literal["api", "worker"]) -> Path:
 
     atexit.register(_remove)
     return made
+
+
+# The folder prepare_multiprocess made for this process (None: not called).
+_prepared: Path | None = None
+# Folders prepare_multiprocess makes: under the operator's directory, and temporary ones.
+_OPERATOR_FOLDER = re.compile(r"^(?:api|worker)-(?P<host>.+)-(?P<pid>\d+)$")
+_TEMPORARY_FOLDER = re.compile(r"^visionq-metrics-(?:api|worker)-(?P<host>.+)-(?P<pid>\d+)-[^-]+$")
+
+
+def _host() -> str:
+    """This host's name as a folder name part (a container's id under Docker: containers
+    sharing a volume never take each other's folders, whatever their pids)."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _sweep(parent: Path, pattern: re.Pattern[str], host: str) -> None:
+    """Remove the metrics folders under ``parent`` of this host's processes that are gone
+    (a pid of another host says nothing here: those are left alone)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        found = pattern.match(entry.name)
+        if found is None or found["host"] != host or not entry.is_dir():
+            continue
+        if not _alive(int(found["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True
 
 
 def _check_not_imported_in_memory() -> None:

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from visionq.models import metrics
 from visionq.models.metrics_expose import (
     MetricsPortInUse,
+    _host,
     render,
     scrape_registry,
     serve_worker_metrics,
@@ -80,20 +81,63 @@ def test_spawned_processes_add_up_in_one_scrape(tmp_path: Path) -> None:
     assert samples[("visionq_jobs_submitted_total", "t")] == 7
 
 
-def test_an_operator_directory_is_wiped_of_old_values_and_kept(tmp_path: Path) -> None:
-    (tmp_path / "counter_123.db").write_bytes(b"old")
-    (tmp_path / "notes.txt").write_text("kept")
+def _dead_pid() -> int:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_an_operator_directory_shared_by_api_and_worker_is_never_wiped(tmp_path: Path) -> None:
+    # Review R5: the API (live, this test's pid) already keeps its files in the directory
+    # the operator set; a worker started second gets a folder of its own and deletes
+    # nothing of the API's. A folder of a process of this host that died is swept; one of
+    # another host (a container sharing the volume) is left alone.
+    host = _host()
+    live_api = tmp_path / f"api-{host}-{os.getpid()}"
+    live_api.mkdir()
+    (live_api / "counter_1.db").write_bytes(b"live")
+    (tmp_path / "counter_123.db").write_bytes(b"someone else's")
+    dead = tmp_path / f"worker-{host}-{_dead_pid()}"
+    dead.mkdir()
+    (dead / "counter_2.db").write_bytes(b"old")
+    elsewhere = tmp_path / f"worker-otherhost-{_dead_pid()}"
+    elsewhere.mkdir()
     done = run_python(
         """
+        import os
         from visionq.models.metrics_expose import prepare_multiprocess
-        print(prepare_multiprocess("worker"))
+        folder = prepare_multiprocess("worker")
+        assert prepare_multiprocess("worker") == folder  # once per process
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+        print(folder, os.getpid())
         """,
         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(tmp_path)
-    assert tmp_path.is_dir() and not (tmp_path / "counter_123.db").exists()
-    assert (tmp_path / "notes.txt").exists()
+    folder, pid = done.stdout.split()
+    assert folder == str(tmp_path / f"worker-{host}-{pid}")
+    assert not Path(folder).exists(), "its own folder is removed at exit"
+    assert (live_api / "counter_1.db").read_bytes() == b"live"
+    assert (tmp_path / "counter_123.db").exists()
+    assert not dead.exists() and elsewhere.exists()
+
+
+def test_temporary_folders_of_dead_processes_are_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = _host()
+    crashed = tmp_path / f"visionq-metrics-api-{host}-{_dead_pid()}-abc123"
+    crashed.mkdir()
+    live = tmp_path / f"visionq-metrics-api-{host}-{os.getpid()}-def456"
+    live.mkdir()
+    done = run_python(
+        "from visionq.models.metrics_expose import prepare_multiprocess\n"
+        "print(prepare_multiprocess('api'))",
+        env={"TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).parent == tmp_path
+    assert not crashed.exists() and live.exists()
 
 
 def test_an_early_import_is_an_error_naming_the_fix() -> None:
