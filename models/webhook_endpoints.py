@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import Select, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,9 @@ from visionq.models.webhook_outbox import JOB_EVENT_TYPES, EventType, mask_of
 # The namespace of callbacks endpoint ids: uuid5(NAMESPACE_VISIONQ, "callbacks:" + tenant).
 NAMESPACE_VISIONQ = uuid.uuid5(uuid.NAMESPACE_URL, "https://visionq.dev/webhooks")
 CALLBACK_EVENTS = (*(kind.value for kind in JOB_EVENT_TYPES), EventType.BATCH_COMPLETED.value)
+# The first key of the advisory locks that serialise a tenant's endpoint creations ("vqwe");
+# the second is the tenant's hashtext.
+_CREATE_LOCK_SPACE = 0x76717765
 # Expired secrets are kept this long after they stop signing, then deleted at a rotation.
 _EXPIRED_KEPT = timedelta(days=1)
 
@@ -105,9 +108,11 @@ def create_endpoint(
     max_endpoints: int,
 ) -> tuple[EndpointRow, str]:
     """Add an enabled endpoint and its first secret; (the endpoint, the secret). Raises
-    EndpointLimit when the tenant has ``max_endpoints`` already, ValueError for an
-    unknown event type. The URL is checked by the caller (models/netguard.py)."""
+    EndpointLimit when the tenant has ``max_endpoints`` already (concurrent creates of a
+    tenant are serialised: make it the first statement of its transaction), ValueError
+    for an unknown event type. The URL is checked by the caller (models/netguard.py)."""
     mask = mask_of(events)
+    _serialize_creates(session, tenant)
     count = session.scalar(
         select(func.count())
         .select_from(WEBHOOK_ENDPOINTS)
@@ -129,6 +134,21 @@ def create_endpoint(
     row = get_endpoint(session, tenant, endpoint_id)
     assert row is not None  # inserted above, in this transaction
     return row, secret
+
+
+def _serialize_creates(session: Session, tenant: str) -> None:
+    """Make the tenant's endpoint creations run one after another until this transaction
+    ends, so the count against ``max_endpoints`` sees every endpoint made before it: a
+    transaction-scoped advisory lock on PostgreSQL (READ COMMITTED would let two creates
+    both count 19 of 20); on SQLite a write first, which takes the database's write lock
+    before the count (call it as the transaction's first statement)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+            {"space": _CREATE_LOCK_SPACE, "tenant": tenant},
+        )
+        return
+    session.execute(update(WEBHOOK_ENDPOINTS).where(_E.id == "").values(updated_at=_E.updated_at))
 
 
 def callbacks_id(tenant: str) -> str:
