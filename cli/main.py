@@ -174,7 +174,8 @@ def run_worker(
         max=65535,
         help="Port serving this worker's metrics (Prometheus text format) "
         "[default: VISIONQ_WORKER_METRICS_PORT, 9101]; 0 turns it off. Each worker on a host "
-        "needs its own.",
+        "needs its own. It listens on VISIONQ_WORKER_METRICS_HOST (127.0.0.1: this host "
+        "only; 0.0.0.0 for a Prometheus elsewhere) and wants VISIONQ_METRICS_TOKEN if set.",
     ),
 ) -> None:
     """Run a Celery worker that processes jobs and serves metrics."""
@@ -191,13 +192,14 @@ def prepare_metrics(role: Literal["api", "worker"]) -> None:
     prepare_multiprocess(role)
 
 
-def serve_worker_metrics(host: str, port: int) -> None:
-    """The worker's metrics port (0: none); a taken port ends the command with the fix."""
+def serve_worker_metrics(host: str, port: int, token: str | None = None) -> None:
+    """The worker's metrics port (0: none; ``token``: the bearer token a scrape must send);
+    a taken port ends the command with the fix."""
     from visionq.models.metrics_expose import MetricsPortInUse
     from visionq.models.metrics_expose import serve_worker_metrics as serve
 
     try:
-        serve(host, port)
+        serve(host, port, token)
     except MetricsPortInUse as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from exc
@@ -232,6 +234,7 @@ def start_worker(
     serve_worker_metrics(
         settings.worker_metrics_host,
         settings.worker_metrics_port if metrics_port is None else metrics_port,
+        settings.metrics_token_value(),
     )
     celery_app.worker_main(
         [

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hmac
 import os
 import re
 import shutil
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
@@ -169,15 +172,31 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), TEXT_CONTENT_TYPE
 
 
-def serve_worker_metrics(host: str, port: int) -> None:
+def serve_worker_metrics(host: str, port: int, token: str | None = None) -> None:
     """Serve this worker's metrics (all its processes) on ``host:port`` from a daemon
-    thread; port 0 turns it off. Raises MetricsPortInUse when the port is taken."""
+    thread; port 0 turns it off. With ``token`` (VISIONQ_METRICS_TOKEN) a scrape must send
+    ``Authorization: Bearer <token>``, as the API's /metrics wants. Raises
+    MetricsPortInUse when the port is taken."""
     if port == 0:
         return
-    from prometheus_client import start_http_server  # noqa: PLC0415 - import order, see above
+    from wsgiref.simple_server import WSGIRequestHandler, make_server  # noqa: PLC0415
 
+    from prometheus_client.exposition import (  # noqa: PLC0415 - import order, see above
+        ThreadingWSGIServer,
+        make_wsgi_app,
+    )
+
+    class Server(ThreadingWSGIServer):
+        # IPv4 or IPv6, as the host names it (ThreadingWSGIServer is IPv4 only).
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """No access log line per scrape."""
+
+    app = _bearer_only(make_wsgi_app(scrape_registry()), token)
     try:
-        start_http_server(port, addr=host, registry=scrape_registry())
+        server = make_server(host, port, app, Server, handler_class=Quiet)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
@@ -185,6 +204,28 @@ def serve_worker_metrics(host: str, port: int) -> None:
             f"port {port} is in use: give each worker on this host its own --metrics-port "
             "(VISIONQ_WORKER_METRICS_PORT), or 0 to turn its metrics off"
         ) from exc
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+def _bearer_only(app: WSGIApplication, token: str | None) -> WSGIApplication:
+    """``app`` behind ``Authorization: Bearer <token>`` (None: open)."""
+    if token is None:
+        return app
+    expected = token.encode()
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
+            return app(environ, start_response)
+        body = (
+            b"this metrics port needs 'Authorization: Bearer <VISIONQ_METRICS_TOKEN>' "
+            b"(Prometheus: authorization.credentials_file in its scrape config)\n"
+        )
+        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("WWW-Authenticate", "Bearer")])  # fmt: skip
+        return [body]
+
+    return guarded
 
 
 def process_dead(pid: int) -> None:

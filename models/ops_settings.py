@@ -30,9 +30,10 @@ class OpsSettings(TierSettings):
     # Cluster gauges (queue depth, budgets...) are computed at scrape and cached this long
     # per API process, so a fast scraper costs at most one query set per period.
     metrics_cache_s: float = Field(default=5.0, ge=0)
-    # Each worker main process serves its metrics here (0 = off).
+    # Each worker main process serves its metrics here (0 = off). Loopback by default: the
+    # labels carry tenants and costs; compose sets 0.0.0.0 for its Prometheus container.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
-    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - a metrics port is meant to be scraped
+    worker_metrics_host: str = "127.0.0.1"
 
     # Base of the links in webhook payloads (e.g. https://visionq.example); empty = paths.
     public_url: str = ""

@@ -200,3 +200,24 @@ def test_the_worker_port_serves_metrics_and_a_taken_port_says_what_to_do() -> No
     assert answer.status_code == 200
     names = {f.name for f in text_string_to_metric_families(answer.text)}
     assert "visionq_jobs_submitted" in names
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_worker_port_wants_the_metrics_token_when_set() -> None:
+    # Review R12: the worker's labels carry tenants and costs like the API's /metrics.
+    port = _free_port()
+    serve_worker_metrics("127.0.0.1", port, "s3cret")
+    url = f"http://127.0.0.1:{port}/metrics"
+    refused = httpx.get(url, timeout=10)
+    assert refused.status_code == 401
+    assert "VISIONQ_METRICS_TOKEN" in refused.text
+    wrong = httpx.get(url, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 401
+    answer = httpx.get(url, headers={"Authorization": "bearer s3cret"}, timeout=10)
+    assert answer.status_code == 200
+    assert "visionq_jobs_submitted" in {f.name for f in text_string_to_metric_families(answer.text)}

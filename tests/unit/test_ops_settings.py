@@ -14,7 +14,7 @@ def test_defaults_are_the_documented_ones() -> None:
     settings = Settings(gemini_api_key=None)
     assert settings.metrics_token is None and settings.metrics_token_value() is None
     assert (settings.metrics_cache_s, settings.worker_metrics_port) == (5, 9101)
-    assert settings.worker_metrics_host == "0.0.0.0"
+    assert settings.worker_metrics_host == "127.0.0.1"  # loopback: review R12
     assert settings.webhook_retry_delays_s == [5, 300, 1800, 7200, 18000, 36000]
     assert (settings.webhook_retry_window_s, settings.webhook_disable_after_s) == (86400, 86400)
     assert (settings.webhook_timeout_s, settings.webhook_max_in_flight) == (15, 8)
