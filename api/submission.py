@@ -25,6 +25,7 @@ from visionq.models.idempotency import recall, remember
 from visionq.models.jobs import NewInput, create_job, find_cached, get_job
 from visionq.models.leases import count_active, mark_unsent
 from visionq.models.metrics import count_new_job
+from visionq.models.settings import Settings
 from visionq.models.webhook_endpoints import callbacks_endpoint
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
@@ -136,12 +137,32 @@ def submit(
         # else a new job (or the key's earlier job is gone)
     admitted = admit(raw, resources.settings, resources.costs.catalogue)
     callback_url = None
-    if raw.webhook_url is not None:
+    if raw.webhook_url is not None and retry_of is not None:
+        callback_url = _retry_callback(raw.webhook_url, resources.settings, admitted.warnings)
+    elif raw.webhook_url is not None:
         callback_url = checked_url(raw.webhook_url, resources.settings, field="webhook_url")
     return store_and_enqueue(
         admitted, caller, resources, idempotency, retry_of=retry_of,
         prior_changes=raw.image_changes, callback_url=callback_url,
     )  # fmt: skip
+
+
+def _retry_callback(url: str, settings: Settings, warnings: list[dict[str, str]]) -> str | None:
+    """A retry's webhook_url: the retried job's, which the caller did not send and cannot
+    change, so a refusal never fails the retry. A host that does not resolve now keeps it
+    (DNS may be down for a moment; every delivery checks again); a URL the rules refuse now
+    is dropped, and the new job's warning says so and how to get a callback."""
+    try:
+        return checked_url(url, settings, field="webhook_url")
+    except ApiError as exc:
+        if exc.code == "url_unresolvable":
+            return url.strip()
+        warnings.append({
+            "code": "webhook_url_dropped",
+            "message": f"The retried job's {exc.message}; this retry has no webhook_url. "
+            "To be called back, submit the job again with a webhook_url that is allowed.",
+        })  # fmt: skip
+        return None
 
 
 def _check_rate(caller: Caller, resources: ApiResources) -> None:

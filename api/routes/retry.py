@@ -133,7 +133,9 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
             options=options,
             schema=source.response_schema,
             image_changes=changes,
-            # The new job announces its end where the old one did (checked again at submit).
+            # The new job announces its end where the old one did (checked again at submit:
+            # a URL refused now is dropped with a warning, never a 422 for a field the caller
+            # did not send; api/submission._retry_callback).
             webhook_url=source.callback_url,
         )
     try:

@@ -361,6 +361,7 @@ def test_webhook_url_on_jobs_and_batches(api: InProcessApi) -> None:
         client.post(f"/v1/jobs/{job.json()['id']}/cancel").raise_for_status()
         retried = client.post(f"/v1/jobs/{job.json()['id']}/retry").raise_for_status()
         assert retried.json()["webhook_url"] == HOOK
+        _retry_with_a_url_refused_now(api, client, retried.json()["id"])
         # The callbacks endpoint that signs them was made with the first job.
         with make_session_factory(api.engine)() as session:
             kinds = session.scalars(
@@ -383,3 +384,24 @@ def test_webhook_url_on_jobs_and_batches(api: InProcessApi) -> None:
         other = client.post("/v1/batches", json=batch_body | {"webhook_url": HOOK + "2"})
         assert _error(other, 409) == "batch_name_taken"
         assert client.get(f"/v1/batches/{made.json()['id']}").json()["webhook_url"] == HOOK
+
+
+def _retry_with_a_url_refused_now(api: InProcessApi, client: httpx.Client, job_id: str) -> None:
+    """A job whose stored webhook_url no longer passes the check is still retried: without
+    it, with a warning, when the rules refuse it now; with it when its host does not resolve
+    now (DNS may be down for a moment: every delivery checks again)."""
+    client.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
+    for url, kept in (("http://10.1.2.3/x", None), ("https://no-such-host.invalid/x", True)):
+        with make_session_factory(api.engine).begin() as session:
+            session.execute(update(JOBS).where(JOBS.c.id == job_id).values(callback_url=url))
+        retried = client.post(f"/v1/jobs/{job_id}/retry")
+        assert retried.status_code == 202, retried.text
+        warnings = [w["code"] for w in retried.json()["warnings"]]
+        if kept:
+            assert retried.json()["webhook_url"] == url and "webhook_url_dropped" not in warnings
+        else:
+            assert retried.json()["webhook_url"] is None and "webhook_url_dropped" in warnings
+            (dropped,) = [
+                w for w in retried.json()["warnings"] if w["code"] == "webhook_url_dropped"
+            ]
+            assert "submit the job again with a webhook_url" in dropped["message"]
