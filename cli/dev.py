@@ -115,6 +115,7 @@ def dev(
     folder = data_dir or get_settings().data_dir / "dev"
     with running_stack(console, port, folder, redis_url) as stack:
         console.print(f"api       {stack.api_url}   (docs: {stack.api_url}/docs)", highlight=False)
+        console.print(metrics_line(stack), highlight=False)
         console.print(f"logs      {stack.run_dir}", highlight=False)
         console.print("\nReady. Use the stack from another terminal:", highlight=False)
         console.print(f"  export VISIONQ_URL={stack.api_url}", highlight=False)
@@ -131,6 +132,14 @@ def dev(
         while True:
             stack.check_alive()
             time.sleep(0.5)
+
+
+def metrics_line(stack: Stack) -> str:
+    """Where the stack's metrics are: the API's /metrics and the worker's port (a free one
+    on 127.0.0.1 unless VISIONQ_WORKER_METRICS_PORT names one)."""
+    urls = stack.builder.metrics_urls if stack.builder is not None else {}
+    worker = urls.get("worker", "off (VISIONQ_WORKER_METRICS_PORT=0)")
+    return f"metrics   {stack.api_url}/metrics   worker: {worker}"
 
 
 def keys_command(stack: Stack) -> str:

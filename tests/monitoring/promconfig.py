@@ -84,6 +84,8 @@ def render(
     if token_file is not None:
         api_job["authorization"] = {"credentials_file": str(token_file)}
     worker_job = _job(config, WORKER_JOB)
+    if token_file is not None:  # the workers want VISIONQ_METRICS_TOKEN too
+        worker_job["authorization"] = {"credentials_file": str(token_file)}
     worker_job.pop("dns_sd_configs")
     worker_job["static_configs"] = [{"targets": list(workers)}]
     return yaml.safe_dump(config, sort_keys=False)
