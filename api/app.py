@@ -25,6 +25,7 @@ from visionq.api.routes import (
     metrics,
     models,
     retry,
+    webhook_log,
     webhooks,
 )
 from visionq.api.throttle import SubmitThrottle
@@ -126,4 +127,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(batch_items.router)
     app.include_router(webhooks.router)
+    app.include_router(webhook_log.router)
     return app

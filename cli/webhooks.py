@@ -1,6 +1,6 @@
 """`visionq webhooks`: a tenant's webhook endpoints (create, list, show, update, delete),
-their signing secret and its rotation, the delivery log, deliveries by state, and replay.
-HTTP only, through client.webhooks."""
+their signing secret and its rotation, the delivery log (`attempts`: every HTTP attempt),
+`deliveries` (one per event, by state), and replay. HTTP only, through client.webhooks."""
 
 from __future__ import annotations
 
@@ -269,8 +269,8 @@ def rotate(
         typer.echo(f"previous secret signs too until {_at(rotated.previous_expires_at)}")
 
 
-@app.command("deliveries")
-def deliveries(
+@app.command("attempts")
+def attempts(
     endpoint_id: EndpointId,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed attempts.")] = False,
     since: Annotated[
@@ -312,8 +312,8 @@ def deliveries(
         )
 
 
-@app.command("messages")
-def messages(
+@app.command("deliveries")
+def deliveries(
     endpoint_id: EndpointId,
     state: Annotated[
         DeliveryState | None,
@@ -324,7 +324,7 @@ def messages(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each event sent (or to send): state, attempts, next try."""
+    """Each event sent (or to send): state, attempts, next try (see also `attempts`)."""
     with client_for(api_url, api_key) as client:
         found = client.webhooks.deliveries(endpoint_id, state=state.value if state else None)
         rows = list(islice(found, limit))

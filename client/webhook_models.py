@@ -46,7 +46,7 @@ class ReplayResult(_Body):
     more: bool = False
 
 
-class AttemptPublic(_Body):
+class WebhookAttempt(_Body):
     """One HTTP try of a delivery (the delivery log)."""
 
     event_id: str
@@ -60,12 +60,12 @@ class AttemptPublic(_Body):
     replay: bool = False
 
 
-class AttemptPage(_Body):
-    data: list[AttemptPublic]
+class WebhookAttemptPage(_Body):
+    data: list[WebhookAttempt]
     next_cursor: str | None = None
 
 
-class DeliveryPublic(_Body):
+class WebhookDelivery(_Body):
     """One event's delivery to an endpoint: its state and retries."""
 
     id: int
@@ -82,6 +82,6 @@ class DeliveryPublic(_Body):
     succeeded_at: datetime | None = None
 
 
-class DeliveryPage(_Body):
-    data: list[DeliveryPublic]
+class WebhookDeliveryPage(_Body):
+    data: list[WebhookDelivery]
     next_cursor: str | None = None

@@ -9,12 +9,12 @@ from typing import Any
 
 from visionq.client.api import VisionqClient
 from visionq.client.webhook_models import (
-    AttemptPage,
-    AttemptPublic,
-    DeliveryPage,
-    DeliveryPublic,
     ReplayResult,
+    WebhookAttempt,
+    WebhookAttemptPage,
     WebhookCreated,
+    WebhookDelivery,
+    WebhookDeliveryPage,
     WebhookEndpoint,
     WebhookSecret,
 )
@@ -92,17 +92,18 @@ class WebhookClient:
         *,
         outcome: str | None = None,
         since: datetime | None = None,
-    ) -> Iterator[AttemptPublic]:
-        """The delivery log, newest first: every HTTP attempt (pages fetched as needed).
-        ``outcome``: succeeded or failed."""
+    ) -> Iterator[WebhookAttempt]:
+        """The delivery log, newest first: every HTTP attempt (GET
+        /v1/webhooks/{id}/attempts; pages fetched as needed). ``outcome``: succeeded or
+        failed."""
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         if outcome:
             params["outcome"] = outcome
         if since is not None:
             params["since"] = since.isoformat()
-        path = f"/v1/webhooks/{endpoint_id}/deliveries"
+        path = f"/v1/webhooks/{endpoint_id}/attempts"
         while True:
-            page = AttemptPage.model_validate(
+            page = WebhookAttemptPage.model_validate(
                 self._client.request("GET", path, params=params).json()
             )
             yield from page.data
@@ -110,16 +111,19 @@ class WebhookClient:
                 return
             params["cursor"] = page.next_cursor
 
-    def deliveries(self, endpoint_id: str, *, state: str | None = None) -> Iterator[DeliveryPublic]:
-        """One row per event sent (or to send) to the endpoint, newest first; ``state``:
-        pending, sending, succeeded, failed or skipped."""
+    def deliveries(
+        self, endpoint_id: str, *, state: str | None = None
+    ) -> Iterator[WebhookDelivery]:
+        """One delivery per event sent (or to send) to the endpoint, newest first (GET
+        /v1/webhooks/{id}/deliveries); ``state``: pending, sending, succeeded, failed or
+        skipped."""
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         if state:
             params["state"] = state
-        path = f"/v1/webhooks/{endpoint_id}/messages"
+        path = f"/v1/webhooks/{endpoint_id}/deliveries"
         while True:
             response = self._client.request("GET", path, params=params)
-            page = DeliveryPage.model_validate(response.json())
+            page = WebhookDeliveryPage.model_validate(response.json())
             yield from page.data
             if not page.next_cursor:
                 return

@@ -65,8 +65,8 @@ OPERATIONS = {
     "DELETE /v1/webhooks/{endpoint_id}": (POSITIVE,),
     "GET /v1/webhooks/{endpoint_id}/secret": (POSITIVE,),
     "POST /v1/webhooks/{endpoint_id}/rotate": (POSITIVE, NEGATIVE),
+    "GET /v1/webhooks/{endpoint_id}/attempts": (POSITIVE, NEGATIVE),
     "GET /v1/webhooks/{endpoint_id}/deliveries": (POSITIVE, NEGATIVE),
-    "GET /v1/webhooks/{endpoint_id}/messages": (POSITIVE, NEGATIVE),
     "POST /v1/webhooks/{endpoint_id}/replay": (POSITIVE, NEGATIVE),
 }
 

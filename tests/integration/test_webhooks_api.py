@@ -152,7 +152,7 @@ def test_limit_ids_and_tenants(api: InProcessApi, client: httpx.Client) -> None:
         assert _error(client.get(f"/v1/webhooks/{bad}"), 404) == "webhook_not_found"
     with api.client(_tenant(api, 1)) as other:
         assert other.get("/v1/webhooks").json()["data"] == []
-        for path in ("", "/secret", "/deliveries", "/messages"):
+        for path in ("", "/secret", "/attempts", "/deliveries"):
             assert _error(other.get(f"/v1/webhooks/{ids[0]}{path}"), 404) == "webhook_not_found"
         assert _error(other.delete(f"/v1/webhooks/{ids[0]}"), 404) == "webhook_not_found"
         assert _error(other.post(f"/v1/webhooks/{ids[0]}/rotate"), 404) == "webhook_not_found"
@@ -248,19 +248,19 @@ def test_log_messages_and_replay(api: InProcessApi, client: httpx.Client) -> Non
     path = f"/v1/webhooks/{endpoint['id']}"
     events = _seed(api, endpoint["id"], ["succeeded", "failed", "failed", "skipped"])
 
-    log = client.get(f"{path}/deliveries").raise_for_status().json()
+    log = client.get(f"{path}/attempts").raise_for_status().json()
     assert [row["event_id"] for row in log["data"]] == events[::-1]  # newest first
     assert log["data"][0]["status_code"] == 503 and log["data"][0]["latency_ms"] == 12
-    failed = client.get(f"{path}/deliveries", params={"outcome": "failed"}).json()["data"]
+    failed = client.get(f"{path}/attempts", params={"outcome": "failed"}).json()["data"]
     assert {row["event_id"] for row in failed} == set(events[1:])
-    page = client.get(f"{path}/deliveries", params={"limit": 2}).json()
+    page = client.get(f"{path}/attempts", params={"limit": 2}).json()
     assert len(page["data"]) == 2 and page["next_cursor"]
-    rest = client.get(f"{path}/deliveries", params={"limit": 2, "cursor": page["next_cursor"]})
+    rest = client.get(f"{path}/attempts", params={"limit": 2, "cursor": page["next_cursor"]})
     assert [row["event_id"] for row in rest.json()["data"]] == events[1::-1]
-    bad_cursor = client.get(f"{path}/deliveries", params={"cursor": "not-a-cursor"})
+    bad_cursor = client.get(f"{path}/attempts", params={"cursor": "not-a-cursor"})
     assert _error(bad_cursor, 400) == "invalid_cursor"
 
-    by_state = client.get(f"{path}/messages", params={"state": "failed"}).json()["data"]
+    by_state = client.get(f"{path}/deliveries", params={"state": "failed"}).json()["data"]
     assert {row["event_id"] for row in by_state} == set(events[1:3])
     assert client.get(path).json()["failed_24h"] == 2
 
@@ -272,7 +272,7 @@ def test_log_messages_and_replay(api: InProcessApi, client: httpx.Client) -> Non
     assert rest_failed.json()["replayed"] == 1
     both = client.post(f"{path}/replay", json={"since": since})  # failed and skipped
     assert both.json()["replayed"] == 1  # the skipped one; the others are pending now
-    pending = client.get(f"{path}/messages", params={"state": "pending"}).json()["data"]
+    pending = client.get(f"{path}/deliveries", params={"state": "pending"}).json()["data"]
     assert {row["event_id"] for row in pending} == set(events[1:])
     with make_session_factory(api.engine)() as session:
         replays = session.scalars(

@@ -1,7 +1,7 @@
 """`visionq webhooks ...` and `--webhook-url` as a user types them, against the in-process
 app (the CLI's client talks to it through the TestClient's transport; the commands, the
 client and the routes are the real ones): create, list, show --secret, update
---disable/--enable, rotate --grace, deliveries, messages, replay (and its usage errors),
+--disable/--enable, rotate --grace, attempts, deliveries, replay (and its usage errors),
 callbacks --secret, delete; `visionq submit --webhook-url` stores the job's callback URL and
 refuses a private one."""
 
@@ -97,9 +97,9 @@ def test_webhooks_commands(cli: Any) -> None:
         new_secret
     )
 
-    assert _json(cli("webhooks", "deliveries", endpoint_id, "--failed", "--since", "2h",
+    assert _json(cli("webhooks", "attempts", endpoint_id, "--failed", "--since", "2h",
                      "--json")) == []  # fmt: skip
-    assert _json(cli("webhooks", "messages", endpoint_id, "--state", "failed", "--json")) == []
+    assert _json(cli("webhooks", "deliveries", endpoint_id, "--state", "failed", "--json")) == []
     replayed = cli("webhooks", "replay", endpoint_id, "--since", "2026-12-01T00:00Z")
     assert replayed.exit_code == 0 and "replayed 0 deliveries" in replayed.stdout
     both = cli("webhooks", "replay", endpoint_id, "--event", "msg_x", "--since", "1h")
