@@ -23,9 +23,12 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
     calls: list[tuple[str, int]] = []
     monkeypatch.setattr("visionq.cli.main.prepare_metrics", lambda role: None)
-    monkeypatch.setattr(
-        expose, "serve_worker_metrics", lambda host, port: calls.append((host, port))
-    )
+    monkeypatch.delenv("VISIONQ_METRICS_TOKEN", raising=False)
+
+    def serve(host: str, port: int, token: str | None = None) -> None:
+        calls.append((host, port) if token is None else (host, port, token))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(expose, "serve_worker_metrics", serve)
     return calls
 
 
@@ -93,8 +96,18 @@ def test_the_metrics_port_is_the_setting_or_the_option(
     monkeypatch.setenv("VISIONQ_WORKER_METRICS_PORT", "9200")
     assert CliRunner().invoke(app, ["worker"]).exit_code == 0
     assert CliRunner().invoke(app, ["worker", "--metrics-port", "0"]).exit_code == 0
-    assert served == [("0.0.0.0", 9101), ("0.0.0.0", 9200), ("0.0.0.0", 0)]
+    # Loopback unless VISIONQ_WORKER_METRICS_HOST says otherwise (review R12).
+    assert served == [("127.0.0.1", 9101), ("127.0.0.1", 9200), ("127.0.0.1", 0)]
     assert len(started) == 3
+
+
+def test_the_metrics_port_takes_the_host_and_token_settings(
+    started: list[list[str]], served: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISIONQ_WORKER_METRICS_HOST", "0.0.0.0")
+    monkeypatch.setenv("VISIONQ_METRICS_TOKEN", "s3cret")
+    assert CliRunner().invoke(app, ["worker", "--metrics-port", "9201"]).exit_code == 0
+    assert served == [("0.0.0.0", 9201, "s3cret")]  # type: ignore[comparison-overlap]
 
 
 def test_a_taken_metrics_port_stops_the_worker_with_the_fix(
@@ -102,7 +115,7 @@ def test_a_taken_metrics_port_stops_the_worker_with_the_fix(
 ) -> None:
     import visionq.models.metrics_expose as expose
 
-    def taken(host: str, port: int) -> None:
+    def taken(host: str, port: int, token: str | None = None) -> None:
         raise expose.MetricsPortInUse(f"port {port} is in use: give each worker its own")
 
     monkeypatch.setattr(expose, "serve_worker_metrics", taken)
