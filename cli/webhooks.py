@@ -324,7 +324,7 @@ def deliveries(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each event sent (or to send): state, attempts, next try (see also `attempts`)."""
+    """Each event sent (or to send): state, attempts, next try."""
     with client_for(api_url, api_key) as client:
         found = client.webhooks.deliveries(endpoint_id, state=state.value if state else None)
         rows = list(islice(found, limit))
