@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import case, func, insert, or_, update
 from sqlalchemy.orm import Session
 
 from visionq.models.tables import (
@@ -51,12 +51,15 @@ class DeliveryJob:
     window_started_at: datetime
     # > 0: the delivery was replayed (its attempts are marked replay in the log).
     replays: int = 0
+    # When it was due (its next_attempt_at when claimed): None when not known.
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """One HTTP try: outcome succeeded | gone | http_error | timeout | network_error |
-    refused; the receiver's status, the time taken, what went wrong, its Retry-After."""
+    """One try: outcome succeeded | gone | http_error | timeout | network_error | refused
+    | internal_error (nothing sent: visionq failed to prepare it); the receiver's status,
+    the time taken, what went wrong, its Retry-After."""
 
     outcome: str
     status_code: int | None
@@ -70,6 +73,19 @@ def _describe(result: AttemptResult) -> str:
     if result.status_code is not None:
         return f"HTTP {result.status_code}"
     return f"{result.outcome.replace('_', ' ')}: {result.error}" if result.error else result.outcome
+
+
+# An endpoint is "failing" (one probe at a time, the recovery flush when it answers again)
+# once this many attempts in a row failed with no success between: one delivery the
+# receiver refuses for its own reasons, among others that succeed, never makes it failing.
+FAILING_AFTER = 2
+
+
+def delivery_level(status_code: int | None) -> bool:
+    """True when a failure says something about this delivery, not about the receiver: a
+    4xx other than 408 (timeout) and 429 (slow down), e.g. 400/413/422 for one payload.
+    Timeouts, network errors, SSRF refusals, 3xx and 5xx are the endpoint's."""
+    return status_code is not None and 400 <= status_code < 500 and status_code not in (408, 429)
 
 
 def record_attempt(
@@ -87,11 +103,13 @@ def record_attempt(
     """Record one attempt under ``claim`` (None, nothing written: the claim is no longer
     the sender's) and move the delivery and its endpoint on; the delivery's new state.
 
-    2xx: succeeded, the endpoint healthy again (a failing one has its pending deliveries
-    made due now: the backlog drains at once). 410: the endpoint disabled (a callbacks
-    endpoint: this delivery failed). Else: retried at ``next_attempt_at`` (None: failed,
-    past the window); the endpoint failing, and disabled once it has failed for
-    ``disable_after_s`` with at least ``disable_min_failures`` attempts in a row."""
+    2xx: succeeded, the endpoint healthy again (a failing one has the pending deliveries
+    that waited on it made due now: the backlog drains at once). 410: the endpoint disabled
+    (a callbacks endpoint: this delivery failed). ``internal_error`` (visionq could not
+    prepare the request): retried at ``next_attempt_at``, the endpoint's health untouched.
+    Else: retried at ``next_attempt_at`` (None: failed, past the window); the endpoint
+    failing once FAILING_AFTER attempts in a row failed, and disabled once it has failed
+    for ``disable_after_s`` with at least ``disable_min_failures`` attempts in a row."""
     is_endpoint = job.endpoint.kind == EndpointKind.ENDPOINT
     if result.outcome == "succeeded":
         state = DeliveryState.SUCCEEDED
@@ -126,6 +144,8 @@ def record_attempt(
         )
     )  # fmt: skip
     endpoint_id = job.endpoint.id
+    if result.outcome == "internal_error":
+        return state
     if state == DeliveryState.SUCCEEDED:
         _healthy(session, endpoint_id, now)
         return state
@@ -170,13 +190,20 @@ def _healthy(session: Session, endpoint_id: str, now: datetime) -> None:
     )
     if recovered.rowcount:  # type: ignore[attr-defined]
         # The recovery flush: the backlog is sent now (max_in_flight at a time), not each
-        # at its own next step hours away.
+        # at its own next step hours away. Only what failed because the receiver was down
+        # (no answer, 5xx, 408, 429): a delivery the receiver refused for itself (400,
+        # 413, 422...) keeps its own schedule.
         session.execute(
             update(WEBHOOK_DELIVERIES)
             .where(
                 _D.endpoint_id == endpoint_id,
                 _D.state == DeliveryState.PENDING.value,
                 _D.next_attempt_at > now,
+                or_(
+                    _D.last_status.is_(None),
+                    ~_D.last_status.between(400, 499),
+                    _D.last_status.in_((408, 429)),
+                ),
             )
             .values(next_attempt_at=now)
         )
@@ -188,7 +215,10 @@ def _failed(
     """Count a failed attempt on the endpoint; (failing since, failures in a row)."""
     values: dict[str, Any] = {"last_failure_at": now, "last_error": error}
     if failing:
-        values["failing_since"] = func.coalesce(_E.failing_since, now)
+        values["failing_since"] = case(
+            (_E.consecutive_failures + 1 >= FAILING_AFTER, func.coalesce(_E.failing_since, now)),
+            else_=_E.failing_since,
+        )
         values["consecutive_failures"] = _E.consecutive_failures + 1
     row = session.execute(
         update(WEBHOOK_ENDPOINTS)

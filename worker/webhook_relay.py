@@ -3,13 +3,16 @@
 Every tick (``VISIONQ_WEBHOOK_POLL_S``), in a thread of each worker's main process:
 1. fan out new outbox events to one delivery per listening endpoint (and callback URL);
 2. every few seconds, end user batches whose jobs all ended (``batch.completed`` events);
-3. give back ``sending`` deliveries whose claim expired (a sender died mid-send);
-4. claim due deliveries (at most ``VISIONQ_WEBHOOK_MAX_IN_FLIGHT`` per endpoint, one while it
+3. give back ``sending`` deliveries whose claim expired with no attempt recorded (a sender
+   died mid-send, a message lost or not taken in time): an attempt ``lost`` each, counted
+   toward the retry window like any other;
+4. claim due deliveries (at most ``VISIONQ_WEBHOOK_MAX_IN_FLIGHT`` per receiver, one while it
    is failing) and send one message per claim to the ``visionq.webhooks`` queue.
 Several workers relay at once: each step is a conditional UPDATE or an insert guarded by a
 unique key, so doing it twice is harmless; a claim is won by one relay only. A message lost
 after its claim (Redis down, worker killed) leaves the claim to expire and be reclaimed: at
-least once, never silently dropped.
+least once, never silently dropped. The claim lasts DISPATCH_CLAIM_S until the sender starts
+(a message may wait for a free worker slot), then the attempt's deadline and a margin.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from visionq.models.webhook_deliveries import (
     due_deliveries,
     fan_out,
     reclaim_expired,
+    release_claim,
 )
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,22 @@ log = logging.getLogger(__name__)
 FAN_OUT_PAGE = 500
 DISPATCH_PAGE = 200
 BATCH_SCAN_S = 5.0
-# A claim outlives the attempt's own deadline by this much before another sender may take it.
+# A started sender's claim outlives the attempt's own deadline by this much before another
+# sender may take it.
 CLAIM_MARGIN_S = 30.0
+# A dispatched message has this long to be taken by a worker before its delivery is
+# reclaimed (an attempt "lost") and sent again by a new message.
+DISPATCH_CLAIM_S = 300.0
+
+
+def dispatch_claim_s(settings: Settings) -> float:
+    """How long a dispatched delivery's claim lasts until its sender starts."""
+    return max(DISPATCH_CLAIM_S, settings.webhook_timeout_s + CLAIM_MARGIN_S)
+
+
+def started_claim_s(settings: Settings) -> float:
+    """How long a started sender's claim lasts: its attempt's deadline and a margin."""
+    return settings.webhook_timeout_s + CLAIM_MARGIN_S
 
 
 class WebhookRelay:
@@ -87,7 +105,18 @@ class WebhookRelay:
                 metrics.BATCHES_ENDED.labels(state).inc()
             done["batches_ended"] = len(ended)
         with self._sessions.begin() as session:
-            done["reclaimed"] = reclaim_expired(session, now=self._clock())
+            lost = reclaim_expired(
+                session, now=self._clock(), window_s=self._settings.webhook_retry_window_s
+            )
+        for delivery in lost:
+            metrics.WEBHOOK_DELIVERIES.labels(delivery.tenant, delivery.event_type, "lost").inc()
+        if lost:
+            log.warning(
+                "%d webhook deliveries were claimed but no attempt finished (%d past their "
+                "window, now failed): is a worker consuming the visionq.webhooks queue, with "
+                "free slots?", len(lost), sum(delivery.failed for delivery in lost),
+            )  # fmt: skip
+        done["reclaimed"] = len(lost)
         done["dispatched"] = self._dispatch()
         return done
 
@@ -98,7 +127,9 @@ class WebhookRelay:
                 session, now=now, max_in_flight=self._settings.webhook_max_in_flight,
                 limit=DISPATCH_PAGE,
             )  # fmt: skip
-        expires = now + timedelta(seconds=self._settings.webhook_timeout_s + CLAIM_MARGIN_S)
+        # Long enough for the message to wait in the queue behind busy slots; the sender
+        # that starts cuts it to its own deadline (start_claimed).
+        expires = now + timedelta(seconds=dispatch_claim_s(self._settings))
         sent = 0
         for delivery_id in due:
             token = secrets.token_hex(16)
@@ -110,7 +141,10 @@ class WebhookRelay:
             try:
                 self._send(delivery_id, token)
             except Exception as exc:
-                # The claim expires and the delivery is reclaimed: sent later, not lost.
+                # Given back at once: the next tick tries again (a message that went out
+                # after all finds its claim gone and sends nothing).
+                with self._sessions.begin() as session:
+                    release_claim(session, delivery_id, token)
                 log.warning(
                     "webhook delivery %d not sent now (%s); retried later", delivery_id, exc
                 )

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import update
@@ -29,13 +29,15 @@ from visionq.models.table_base import utcnow
 from visionq.models.tables import WEBHOOK_DELIVERIES
 from visionq.models.webhook_deliveries import (
     AttemptResult,
+    DeliveryJob,
     DeliveryState,
     freeze_payload,
-    load_claimed,
     record_attempt,
+    start_claimed,
 )
 from visionq.models.webhook_endpoints import live_secrets
 from visionq.worker.webhook_payload import body_bytes, build_payload, for_endpoint
+from visionq.worker.webhook_relay import started_claim_s
 from visionq.worker.webhook_schedule import next_time
 from visionq.worker.webhook_sign import webhook_headers
 
@@ -160,38 +162,60 @@ def deliver(
 ) -> str:
     """Send one claimed delivery once and record the outcome; the delivery's new state
     (``succeeded``, ``pending`` = will retry, ``failed``, ``skipped``), or ``stale`` when
-    the claim is no longer this message's (another sender took over or it was recorded)."""
+    the claim is no longer this message's (another sender took over or it was recorded).
+
+    Starting extends the claim to this attempt's deadline (a message that waited in the
+    queue keeps its delivery). A delivery whose retry window ended while it waited (behind
+    a failing endpoint's one probe) ends ``failed`` unsent, unless it was the window's last
+    scheduled try. When visionq cannot prepare the request, the attempt is recorded as
+    ``internal_error`` and retried on the schedule."""
+    started = clock() + timedelta(seconds=started_claim_s(settings))
     with sessions.begin() as session:
-        job = load_claimed(session, delivery_id, claim)
-        if job is None:
-            return "stale"
-        payload = job.payload
-        if payload is None:
-            built = build_payload(
-                session, job, public_url=settings.public_url,
-                result_max_bytes=settings.webhook_result_max_bytes,
+        job = start_claimed(session, delivery_id, claim, expires_at=started)
+    if job is None:
+        return "stale"
+    window_end = job.window_started_at + timedelta(seconds=settings.webhook_retry_window_s)
+    last_try = job.due_at is not None and job.due_at >= window_end - timedelta(seconds=1)
+    if clock() >= window_end and not last_try:
+        with sessions.begin() as session:
+            _end_claimed(
+                session, delivery_id, claim, now=clock(), state=DeliveryState.FAILED,
+                error=f"not sent within its retry window ({settings.webhook_retry_window_s:g} "
+                "s): it waited while the endpoint was failing (one delivery at a time); "
+                "replay it once the receiver answers",
             )  # fmt: skip
-            payload = freeze_payload(session, job.event_id, built)
-        if not job.endpoint.enabled:
-            # Disabled after this delivery was claimed: not sent (a replay after enabling
-            # the endpoint sends it).
-            _skip_claimed(session, delivery_id, claim, clock())
-            return str(DeliveryState.SKIPPED)
-        secrets = live_secrets(session, job.endpoint.id, clock())
-    networks = netguard.parse_networks(settings.url_fetch_allowed_networks)
-    # One frozen payload per event; the result is taken out for endpoints that opted out.
-    body = body_bytes(for_endpoint(payload, job.endpoint.include_result))
+        log.warning("webhook %s to %s: retry window over before it was sent -> failed",
+                    job.event_id, netguard.shown_url(job.url))  # fmt: skip
+        return str(DeliveryState.FAILED)
     started_at = clock()
-    if secrets:
-        # Signed at the real time (the receiver checks it within minutes), whatever the clock
-        # that schedules.
-        headers = webhook_headers(job.event_id, utcnow(), body, secrets)
-        result = post(
-            job.url, body, headers, timeout_s=settings.webhook_timeout_s, networks=networks,
-            require_https=settings.webhook_require_https, resolve=resolve,
+    try:
+        with sessions.begin() as session:
+            payload = job.payload
+            if payload is None:
+                built = build_payload(
+                    session, job, public_url=settings.public_url,
+                    result_max_bytes=settings.webhook_result_max_bytes,
+                )  # fmt: skip
+                payload = freeze_payload(session, job.event_id, built)
+            if not job.endpoint.enabled:
+                # Disabled after this delivery was claimed: not sent (a replay after
+                # enabling the endpoint sends it).
+                _end_claimed(session, delivery_id, claim, now=clock(), state=DeliveryState.SKIPPED)
+                return str(DeliveryState.SKIPPED)
+            secrets = live_secrets(session, job.endpoint.id, clock())
+        # One frozen payload per event; the result is taken out for endpoints that opted out.
+        body = body_bytes(for_endpoint(payload, job.endpoint.include_result))
+    except Exception as exc:
+        # Recorded, so that the schedule and the window apply (a delivery that cannot be
+        # prepared ends failed at its window's end, with the reason, not cycling for ever).
+        log.exception("webhook %s: could not prepare the request", job.event_id)
+        result = AttemptResult(
+            "internal_error", None, 0,
+            f"visionq could not prepare the request ({type(exc).__name__}: {exc}); retried "
+            "on the schedule; report it to the operator if it keeps failing",
         )  # fmt: skip
     else:
-        result = AttemptResult("refused", None, 0, "the endpoint has no live secret; rotate it")
+        result = _send(job, body, secrets, settings, resolve=resolve)
     now = clock()
     retry_at = None
     if result.outcome not in ("succeeded", "gone"):
@@ -220,13 +244,49 @@ def deliver(
     return str(DeliveryState(state))
 
 
-def _skip_claimed(session: Session, delivery_id: int, claim: str, now: datetime) -> None:
-    """A claimed delivery of a disabled endpoint ends skipped (fenced by the claim)."""
+def _send(
+    job: DeliveryJob,
+    body: bytes,
+    secrets: list[str],
+    settings: Settings,
+    *,
+    resolve: Resolver | None,
+) -> AttemptResult:
+    """Sign ``body`` with ``secrets`` and POST it (refused when the endpoint has none)."""
+    if not secrets:
+        return AttemptResult(
+            "refused", None, 0,
+            f"the endpoint has no live secret; make one with `visionq webhooks rotate "
+            f"{job.endpoint.id}`",
+        )  # fmt: skip
+    # Signed at the real time (the receiver checks it within minutes), whatever the clock
+    # that schedules.
+    headers = webhook_headers(job.event_id, utcnow(), body, secrets)
+    return post(
+        job.url, body, headers, timeout_s=settings.webhook_timeout_s,
+        networks=netguard.parse_networks(settings.url_fetch_allowed_networks),
+        require_https=settings.webhook_require_https, resolve=resolve,
+    )  # fmt: skip
+
+
+def _end_claimed(
+    session: Session,
+    delivery_id: int,
+    claim: str,
+    *,
+    now: datetime,
+    state: DeliveryState,
+    error: str | None = None,
+) -> None:
+    """A claimed delivery ends unsent (fenced by the claim): skipped (its endpoint was
+    disabled) or failed (its window ended)."""
     d = WEBHOOK_DELIVERIES.c
+    values: dict[str, object] = {"state": state.value, "claim": None, "claim_expires_at": None,
+                                 "updated_at": now}  # fmt: skip
+    if error is not None:
+        values["last_error"] = error
     session.execute(
         update(WEBHOOK_DELIVERIES)
         .where(d.id == delivery_id, d.state == DeliveryState.SENDING.value, d.claim == claim)
-        .values(
-            state=DeliveryState.SKIPPED.value, claim=None, claim_expires_at=None, updated_at=now
-        )
+        .values(**values)
     )

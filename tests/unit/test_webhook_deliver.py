@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.webhookrecv import Receiver
 from visionq.models.settings import Settings
 from visionq.models.table_base import utcnow
-from visionq.models.tables import WEBHOOK_DELIVERIES, Job
+from visionq.models.tables import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, Job
 from visionq.models.webhook_deliveries import (
     attempts_page,
     claim_delivery,
@@ -281,3 +281,74 @@ def test_include_result_is_per_endpoint_whoever_sends_first(
     assert "result" not in without.json()["data"]
     assert with_result.json()["data"]["result_included"] is True
     assert with_result.json()["data"]["result"] == {"text": "a cat"}
+
+
+def _attempts(sessions: sessionmaker[Session], delivery_id: int) -> list[int | None]:
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(WEBHOOK_ATTEMPTS.c.status_code)
+                .where(WEBHOOK_ATTEMPTS.c.delivery_id == delivery_id)
+                .order_by(WEBHOOK_ATTEMPTS.c.id)
+            )
+        )
+
+
+def test_one_refused_delivery_keeps_its_schedule_and_the_endpoint_its_slots(
+    sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
+) -> None:
+    endpoint_id, secret = _endpoint(sessions, receiver.url)
+    receiver.secrets = [secret]
+    receiver.script = lambda n: 400 if n == 1 else 204  # the first delivery refused once
+    clock = Clock()
+    _jobs(sessions, 1)
+    assert _round(sessions, settings, clock) == ["pending"]
+    with sessions() as session:
+        poison = session.scalar(select(WEBHOOK_DELIVERIES.c.id))
+    assert poison is not None
+    # One delivery refused is not a failing endpoint: the others still go max_in_flight
+    # at a time.
+    _jobs(sessions, 3)
+    with sessions.begin() as session:
+        fan_out(session, now=clock.now)
+        assert len(due_deliveries(session, now=clock.now, max_in_flight=8, limit=100)) == 3
+        endpoint = get_endpoint(session, TENANT, endpoint_id)
+    assert endpoint is not None and endpoint.failing_since is None
+    for _ in range(3):  # others succeed meanwhile, no time passes: the 400 one is not sent
+        assert _round(sessions, settings, clock) == ["succeeded"] * (3 if _ == 0 else 1)
+        _jobs(sessions, 1)
+    assert _attempts(sessions, poison) == [400]
+    # Its next step (1 s ±20 %) comes: tried again, once (with the last new one).
+    clock.now += timedelta(seconds=2)
+    assert _round(sessions, settings, clock) == ["succeeded"] * 2
+    assert _attempts(sessions, poison) == [400, 204]
+
+
+def test_the_recovery_flush_leaves_a_refused_delivery_on_its_schedule(
+    sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
+) -> None:
+    endpoint_id, _ = _endpoint(sessions, receiver.url)
+    receiver.script = lambda n: {1: 400, 2: 503}.get(n, 204)
+    clock = Clock()
+    _jobs(sessions, 2)
+    # Two failures in a row (a 400 and a 503): the endpoint is failing.
+    assert _round(sessions, settings, clock) == ["pending", "pending"]
+    with sessions() as session:
+        refused, unavailable = session.scalars(
+            select(WEBHOOK_DELIVERIES.c.id).order_by(WEBHOOK_DELIVERIES.c.id)
+        )
+        endpoint = get_endpoint(session, TENANT, endpoint_id)
+    assert endpoint is not None and endpoint.failing_since is not None
+    assert _attempts(sessions, refused) == [400] and _attempts(sessions, unavailable) == [503]
+    _jobs(sessions, 1)
+    # It answers again: the 503 one (the receiver was down) is due now, the 400 one keeps
+    # its own next step.
+    assert _round(sessions, settings, clock) == ["succeeded"]
+    with sessions() as session:
+        due = dict(
+            (row.id, row.next_attempt_at)
+            for row in session.execute(
+                select(WEBHOOK_DELIVERIES.c.id, WEBHOOK_DELIVERIES.c.next_attempt_at)
+            )
+        )
+    assert due[unavailable] <= clock.now < due[refused]
