@@ -156,6 +156,20 @@ def _parse_pool(value: str) -> WorkerPool:
         raise typer.BadParameter(f"{value!r} is not one of {choices}.") from None
 
 
+def _parse_queues(value: str) -> str:
+    """Typer parser of --queues: known queue names, comma-separated, at least one."""
+    from visionq.models.broker import JOBS_QUEUE, WEBHOOKS_QUEUE
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in (JOBS_QUEUE, WEBHOOKS_QUEUE)]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"{', '.join(unknown) or 'no queue'}: give {JOBS_QUEUE}, {WEBHOOKS_QUEUE} or both, "
+            "comma-separated."
+        )
+    return ",".join(dict.fromkeys(names))
+
+
 @app.command("worker")
 def run_worker(
     concurrency: int = typer.Option(
@@ -177,11 +191,20 @@ def run_worker(
         "needs its own. It listens on VISIONQ_WORKER_METRICS_HOST (127.0.0.1: this host "
         "only; 0.0.0.0 for a Prometheus elsewhere) and wants VISIONQ_METRICS_TOKEN if set.",
     ),
+    queues: str = typer.Option(
+        "visionq.jobs,visionq.webhooks",
+        parser=_parse_queues,
+        help="Queues this worker consumes, comma-separated: visionq.jobs, visionq.webhooks. "
+        "Both share its --concurrency slots; so that webhook deliveries and jobs never wait "
+        "for each other's slots, run one worker with --queues visionq.jobs and a small one "
+        "(--concurrency 8) with --queues visionq.webhooks.",
+    ),
 ) -> None:
-    """Run a Celery worker that processes jobs and serves metrics."""
+    """Run a Celery worker: jobs, webhook deliveries, metrics."""
     start_worker(
-        concurrency=concurrency, pool=pool.value, loglevel=loglevel, metrics_port=metrics_port
-    )
+        concurrency=concurrency, pool=pool.value, loglevel=loglevel, metrics_port=metrics_port,
+        queues=queues,
+    )  # fmt: skip
 
 
 def prepare_metrics(role: Literal["api", "worker"]) -> None:
@@ -206,13 +229,19 @@ def serve_worker_metrics(host: str, port: int, token: str | None = None) -> None
 
 
 def start_worker(
-    *, concurrency: int, pool: str, loglevel: str, metrics_port: int | None = None
+    *,
+    concurrency: int,
+    pool: str,
+    loglevel: str,
+    metrics_port: int | None = None,
+    queues: str | None = None,
 ) -> None:
     """Run Celery's worker in this process until it stops, as `visionq worker` does.
 
     ``pool`` is passed to Celery unchecked: `visionq worker` only lets a WorkerPool through;
     bench/perf/gevent_worker.py passes gevent after monkey-patching its process.
-    ``metrics_port`` overrides VISIONQ_WORKER_METRICS_PORT.
+    ``metrics_port`` overrides VISIONQ_WORKER_METRICS_PORT; ``queues`` (comma-separated)
+    defaults to both of visionq's queues.
     """
     # First: prefork children must store their metrics where the worker's port sums them.
     prepare_metrics("worker")
@@ -242,7 +271,7 @@ def start_worker(
             f"--concurrency={concurrency}",
             f"--pool={pool}",
             f"--loglevel={loglevel}",
-            f"--queues={JOBS_QUEUE},{WEBHOOKS_QUEUE}",
+            f"--queues={queues or f'{JOBS_QUEUE},{WEBHOOKS_QUEUE}'}",
             "--without-gossip",
             "--without-mingle",
         ]

@@ -30,7 +30,9 @@ from kombu.transport import redis as kombu_redis
 
 # The tasks and queues of visionq's messages: the API sends by these names (it does not
 # import the worker), and the worker registers and consumes them. Webhook deliveries have a
-# queue of their own, so a backlog of them never waits behind jobs (nor jobs behind them).
+# queue of their own, which separates the messages, not the capacity: a worker consuming
+# both shares its slots between them (`visionq worker --queues` picks one, so a small
+# worker can serve webhooks while jobs hold every slot of the others).
 PROCESS_JOB = "visionq.process_job"
 JOBS_QUEUE = "visionq.jobs"
 DELIVER_WEBHOOK = "visionq.deliver_webhook"

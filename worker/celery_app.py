@@ -22,7 +22,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Results live in the SQL database; Celery's result backend would be a second copy.
         "task_ignore_result": True,
         "task_default_queue": JOBS_QUEUE,
-        # Webhook deliveries have their own queue (a backlog never delays jobs).
+        # Webhook deliveries have their own queue: `visionq worker --queues` chooses which
+        # a worker takes (both by default, sharing its slots).
         "task_routes": {DELIVER_WEBHOOK: {"queue": WEBHOOKS_QUEUE}},
         # A message is acknowledged only after the task ran, and given back to the queue
         # if the worker process dies: no accepted job is lost with a crashed worker.

@@ -2,9 +2,11 @@
 
 ``deliver_webhook`` runs one claimed attempt (worker/webhook_send.py) on the ``visionq.webhooks``
 queue; it never retries through Celery (the database schedules retries: a 10 h countdown
-would outlive the broker's visibility timeout). The relay thread (worker/webhook_relay.py)
-starts with the worker's main process (``VISIONQ_WEBHOOKS_ENABLED``) and stops when the worker
-is asked to stop.
+would outlive the broker's visibility timeout). It runs in the worker's pool, in the slots
+jobs use unless the worker consumes visionq.webhooks only (`visionq worker --queues`); a
+message that waits for a slot keeps its delivery (the claim is extended when it starts).
+The relay thread (worker/webhook_relay.py) starts with the worker's main process
+(``VISIONQ_WEBHOOKS_ENABLED``) and stops when the worker is asked to stop.
 """
 
 from __future__ import annotations

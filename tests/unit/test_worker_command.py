@@ -123,3 +123,14 @@ def test_a_taken_metrics_port_stops_the_worker_with_the_fix(
     assert result.exit_code == 1
     assert "error: port 9300 is in use: give each worker its own" in _text(result.output)
     assert started == []  # Celery never started
+
+
+def test_queues_choose_what_the_worker_consumes(started: list[list[str]]) -> None:
+    # A worker for webhook deliveries only: its slots are not taken by jobs (review R2).
+    result = CliRunner().invoke(app, ["worker", "--queues", "visionq.webhooks"])
+    assert result.exit_code == 0, result.output
+    assert "--queues=visionq.webhooks" in started[0]
+    result = CliRunner().invoke(app, ["worker", "--queues", "visionq.jobs,jobs"])
+    assert result.exit_code == 2
+    assert "jobs: give visionq.jobs, visionq.webhooks or both" in _text(result.output)
+    assert len(started) == 1
