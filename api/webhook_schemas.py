@@ -218,8 +218,9 @@ class WebhookAttempt(BaseModel):
     attempt: int
     at: datetime
     outcome: str = Field(
-        description="succeeded, http_error, timeout, network_error, refused (SSRF rules) "
-        "or gone (410)."
+        description="succeeded, http_error, timeout, network_error, refused (SSRF rules), "
+        "gone (410), lost (no worker finished the attempt) or internal_error (visionq could "
+        "not prepare the request)."
     )
     status_code: int | None
     latency_ms: int | None

@@ -141,7 +141,7 @@ FILE_UPLOAD_BYTES = Counter(
 WEBHOOK_DELIVERIES = Counter(
     f"{PREFIX}_webhook_deliveries",
     "Webhook delivery attempts by outcome "
-    "(succeeded, http_error, timeout, network_error, refused, gone).",
+    "(succeeded, http_error, timeout, network_error, refused, gone, lost, internal_error).",
     ["tenant", "event_type", "outcome"],
 )
 WEBHOOK_DELIVERY_SECONDS = Histogram(
