@@ -165,8 +165,16 @@ def _nano(usd: str | None) -> int | None:
 @budgets_app.command("set")
 def set_(
     tenant: Annotated[str, typer.Argument(help="Tenant (see visionq keys list).")],
-    daily: Annotated[str | None, typer.Option(help="USD per day (UTC); 'none' = no cap.")] = None,
-    monthly: Annotated[str | None, typer.Option(help="USD per month; 'none' = no cap.")] = None,
+    daily: Annotated[
+        str | None,
+        typer.Option(
+            help="USD per day (UTC); 'none' = no cap; kept if omitted.", show_default=False
+        ),
+    ] = None,
+    monthly: Annotated[
+        str | None,
+        typer.Option(help="USD per month; 'none' = no cap; kept if omitted.", show_default=False),
+    ] = None,
     alert_at: Annotated[
         list[float] | None,
         typer.Option(
@@ -174,23 +182,37 @@ def set_(
             metavar="RATIO",
             help="Send a budget.threshold webhook when spending reaches this ratio of a cap "
             "(repeat: --alert-at 0.5 --alert-at 0.9; default 0.8 and 1.0; kept if omitted).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Set a tenant's daily and monthly USD caps.
+    """Set a tenant's daily and monthly USD caps, and alert ratios.
 
-    Submissions that could exceed them are refused with 402.
-    Crossing an alert ratio of a cap sends one budget.threshold
-    webhook event per ratio, day and month.
+    Only the options given change: `--alert-at 0.9` alone keeps the caps,
+    `--daily none` removes the daily cap. Submissions that could exceed a
+    cap are refused with 402. Crossing an alert ratio of a cap sends one
+    budget.threshold webhook event per ratio, day and month.
     """
-    from visionq.models.budgets import set_budget
+    from visionq.models.budgets import budget_state, set_budget
     from visionq.models.db import make_engine, make_session_factory
 
+    if daily is None and monthly is None and not alert_at:
+        raise typer.BadParameter(
+            "nothing to change: give --daily USD, --monthly USD or --alert-at RATIO",
+            param_hint="--daily/--monthly/--alert-at",
+        )
+    daily_nusd, monthly_nusd = _nano(daily), _nano(monthly)
     engine = make_engine(get_settings().database_url, pool_size=1)
     try:
         with make_session_factory(engine).begin() as session:
+            # An option not given keeps its value (read in the same transaction).
+            current = budget_state(session, tenant)
+            if daily is None:
+                daily_nusd = current.daily_nusd
+            if monthly is None:
+                monthly_nusd = current.monthly_nusd
             set_budget(
-                session, tenant=tenant, daily_nusd=_nano(daily), monthly_nusd=_nano(monthly),
+                session, tenant=tenant, daily_nusd=daily_nusd, monthly_nusd=monthly_nusd,
                 alert_ratios=alert_at or None,
             )  # fmt: skip
     except ValueError as exc:
@@ -199,7 +221,7 @@ def set_(
         engine.dispose()
     alerts = f", alerts at {', '.join(f'{r:g}' for r in sorted(alert_at))}" if alert_at else ""
     typer.echo(
-        f"budget of {tenant}: daily {daily or 'none'}, monthly {monthly or 'none'} USD{alerts}"
+        f"budget of {tenant}: daily {_cap(daily_nusd)}, monthly {_cap(monthly_nusd)} USD{alerts}"
     )
 
 
