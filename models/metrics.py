@@ -155,6 +155,12 @@ WEBHOOK_EVENTS = Counter(
     "Webhook events fanned out to endpoints, by event type.",
     ["event_type"],
 )
+# No label: an event that cannot be fanned out may carry a type this version does not know.
+WEBHOOK_EVENTS_UNFANNABLE = Counter(
+    f"{PREFIX}_webhook_events_unfannable",
+    "Webhook events that could not be fanned out (unknown type, rows the database refused): "
+    "stamped without deliveries and logged.",
+)
 BATCHES_ENDED = Counter(
     f"{PREFIX}_batches_ended",
     "User batches whose every job ended, by the batch's state (closed, cancelled).",

@@ -94,6 +94,7 @@ class WebhookRelay:
         done["fanned_out"] = sum(fanned.by_type.values())
         # Stamped without deliveries (logged by fan_out): they hold up no other event.
         done["unfannable"] = len(fanned.unfannable)
+        metrics.WEBHOOK_EVENTS_UNFANNABLE.inc(len(fanned.unfannable))
         for event_type, count in fanned.by_type.items():
             metrics.WEBHOOK_EVENTS.labels(event_type).inc(count)
         if time.monotonic() >= self._next_batch_scan:

@@ -20,7 +20,10 @@ USER_AGENT = "visionq-webhooks/1"
 def sign(secrets: Sequence[str], msg_id: str, at: datetime, body: bytes) -> str:
     """The ``webhook-signature`` value: one ``v1,...`` per secret (``whsec_...``), in order."""
     if not secrets:
-        raise ValueError("an endpoint has no live secret to sign with; rotate its secret")
+        raise ValueError(
+            "an endpoint has no live secret to sign with: make one with "
+            "`visionq webhooks rotate ID` (ID from `visionq webhooks list`)"
+        )
     return " ".join(Webhook(secret).sign(msg_id, _aware(at), body) for secret in secrets)
 
 

@@ -25,6 +25,7 @@ UNITLESS = {
     "visionq_gemini_responses", "visionq_gemini_batch_lines", "visionq_retries",
     "visionq_ratelimit_timeouts", "visionq_gemini_tokens", "visionq_file_uploads",
     "visionq_webhook_deliveries", "visionq_webhook_events", "visionq_batches_ended",
+    "visionq_webhook_events_unfannable",
     "visionq_metrics_collect_errors",
 }  # fmt: skip
 UNBOUNDED_LABELS = {"job_id", "id", "url", "message", "batch_id", "error", "key"}
@@ -36,7 +37,8 @@ def test_the_pinned_metrics_are_all_declared() -> None:
         "JOB_DURATION_SECONDS", "GEMINI_CALL_SECONDS", "GEMINI_RESPONSES", "GEMINI_BATCH_LINES",
         "RETRIES", "RATELIMIT_WAIT_SECONDS", "RATELIMIT_TIMEOUTS", "GEMINI_TOKENS", "COST_USD",
         "ESTIMATE_RATIO", "FILE_UPLOADS", "FILE_UPLOAD_BYTES", "WEBHOOK_DELIVERIES",
-        "WEBHOOK_DELIVERY_SECONDS", "WEBHOOK_EVENTS", "BATCHES_ENDED", "COLLECT_ERRORS",
+        "WEBHOOK_DELIVERY_SECONDS", "WEBHOOK_EVENTS", "WEBHOOK_EVENTS_UNFANNABLE", "BATCHES_ENDED",
+        "COLLECT_ERRORS",
     }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models import metrics
@@ -151,6 +151,25 @@ def test_a_finished_batch_is_announced_once(
     with sessions() as session:
         kinds = list(session.scalars(select(WEBHOOK_EVENTS.c.type)))
     assert kinds == ["batch.completed"]
+
+
+def test_an_event_that_cannot_be_fanned_out_is_counted(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    _endpoint(sessions)
+    with sessions.begin() as session:
+        # Written by a newer version: a type this one does not know.
+        session.execute(
+            insert(WEBHOOK_EVENTS).values(
+                id="msg_poison", tenant="t", type="job.exploded", subject_id="j",
+                occurred_at=utcnow(),
+            )
+        )  # fmt: skip
+    _events(sessions, 1)
+    before = metrics.WEBHOOK_EVENTS_UNFANNABLE._value.get()
+    done = WebhookRelay(sessions, lambda d, c: None, settings).run_once()
+    assert (done["unfannable"], done["fanned_out"]) == (1, 1)
+    assert metrics.WEBHOOK_EVENTS_UNFANNABLE._value.get() == before + 1
 
 
 def test_a_failing_tick_does_not_stop_the_relay(

@@ -74,3 +74,8 @@ def test_an_old_timestamp_is_refused_by_the_receiver() -> None:
 def test_no_secret_is_an_error() -> None:
     with pytest.raises(ValueError):
         sign([], SPEC_ID, SPEC_AT, SPEC_BODY)
+
+
+def test_no_live_secret_names_the_command_that_makes_one() -> None:
+    with pytest.raises(ValueError, match=r"`visionq webhooks rotate ID`"):
+        sign([], SPEC_ID, SPEC_AT, SPEC_BODY)
