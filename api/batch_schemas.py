@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from visionq.api.schemas import ErrorDetail, typed_options
+from visionq.api.schemas import URL_MAX_CHARS, ErrorDetail, typed_options
 from visionq.models.tables import JobStatus
 from visionq.vision.estimate import CostRange
 from visionq.vision.tasks import TaskKind
@@ -86,7 +86,7 @@ class BatchCreate(BaseModel):
     webhook_url: str | None = Field(
         default=None,
         min_length=1,
-        max_length=2048,
+        max_length=URL_MAX_CHARS,
         description="Where the batch's batch.completed event is POSTed when it is closed or "
         "cancelled and every item's job has ended (again after a re-run or new items end), "
         "signed with the secret of your callbacks endpoint (GET /v1/webhooks/callbacks). "

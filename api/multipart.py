@@ -13,6 +13,7 @@ from starlette.types import Message
 
 from visionq.api.errors import ApiError
 from visionq.api.rawjob import RawJob, image_label, too_large
+from visionq.api.schemas import URL_MAX_CHARS
 from visionq.models.settings import Settings
 
 FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image", "webhook_url"}
@@ -124,8 +125,20 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
         schema=_json_object_field(form, "schema"),
         images=images,
         image_names=names,
-        webhook_url=_text_field(form, "webhook_url"),
+        webhook_url=_webhook_url_field(form),
     )
+
+
+def _webhook_url_field(form: FormData) -> str | None:
+    """The webhook_url field within the bounds of the JSON body's (JobCreate.webhook_url)."""
+    value = _text_field(form, "webhook_url")
+    if value is not None and not 1 <= len(value) <= URL_MAX_CHARS:
+        raise ApiError(
+            "invalid_request",
+            f"webhook_url: {len(value):,} characters; give a URL of 1 to {URL_MAX_CHARS:,} "
+            "characters.",
+        )
+    return value
 
 
 def _text_field(form: FormData, name: str) -> str | None:

@@ -23,6 +23,10 @@ from visionq.vision.estimate import Estimate
 from visionq.vision.tasks import MAX_DEADLINE_S, TaskKind
 from visionq.vision.tiers import Tier
 
+# The longest URL visionq takes for a webhook (endpoints, webhook_url of jobs and batches, in
+# JSON and multipart bodies); the database columns hold as much.
+URL_MAX_CHARS = 2048
+
 
 class ImageIn(BaseModel):
     """An image in a JSON request: its bytes (base64) or a URL the API downloads.
@@ -116,7 +120,7 @@ class JobCreate(BaseModel):
     webhook_url: str | None = Field(
         default=None,
         min_length=1,
-        max_length=2048,
+        max_length=URL_MAX_CHARS,
         description="Where this job's end event (job.succeeded, job.failed or job.cancelled) is "
         "also POSTed, signed with the secret of your callbacks endpoint (GET "
         "/v1/webhooks/callbacks). Checked by the SSRF rules of image URLs (422 url_*).",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from visionq.api.batch_schemas import text_problem
+from visionq.api.schemas import URL_MAX_CHARS
 
 EVENT_TYPES: tuple[str, ...] = (
     "job.succeeded",
@@ -20,7 +21,6 @@ EVENT_TYPES: tuple[str, ...] = (
 EndpointKindName = Literal["endpoint", "callbacks"]
 DeliveryStateName = Literal["pending", "sending", "succeeded", "failed", "skipped"]
 AttemptOutcomeName = Literal["succeeded", "failed"]
-URL_MAX_CHARS = 2048
 DESCRIPTION_MAX_CHARS = 200
 # Seven days: the longest both secrets may stay valid after a rotation.
 GRACE_MAX_S = 604_800

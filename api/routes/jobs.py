@@ -15,7 +15,7 @@ from visionq.api.errors import ApiError
 from visionq.api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
 from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses, inline_refs
 from visionq.api.request_body import read_job_request
-from visionq.api.schemas import JobCreate, JobPage, JobPublic
+from visionq.api.schemas import URL_MAX_CHARS, JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
 from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
@@ -58,7 +58,8 @@ _MULTIPART_SCHEMA = {
         "schema": {"type": "string", "description": "custom: a JSON Schema, as JSON text."},
         "webhook_url": {
             "type": "string",
-            "maxLength": 2048,
+            "minLength": 1,
+            "maxLength": URL_MAX_CHARS,
             "description": "Where the job's end event is also POSTed (signed; see JSON body).",
         },
     },

@@ -46,7 +46,8 @@ def api(
     suffix = uuid.uuid4().hex[:8]
     with in_process_api(
         Path(tmp_path_factory.mktemp("webhooks-api")), redis_db(redis_url),
-        (f"wh-a-{suffix}", f"wh-b-{suffix}", f"wh-c-{suffix}"), database_url=database_url,
+        (f"wh-a-{suffix}", f"wh-b-{suffix}", f"wh-c-{suffix}", f"wh-d-{suffix}"),
+        database_url=database_url,
         url_fetch_allowed_networks=["127.0.0.2/32"], webhook_max_endpoints=MAX_ENDPOINTS,
     ) as app:  # fmt: skip
         yield app
@@ -337,6 +338,29 @@ def test_callbacks_endpoint(client: httpx.Client) -> None:
     after = client.get(f"/v1/webhooks/{first['id']}").raise_for_status().json()
     assert after["enabled"] is True
     assert client.get(f"/v1/webhooks/{first['id']}/secret").json()["secret"] == secret
+
+
+def test_webhook_url_length_is_bounded_in_both_bodies(api: InProcessApi) -> None:
+    """A multipart webhook_url has the JSON body's (and the OpenAPI document's) bounds:
+    5,000 characters or an empty one is a 422, nothing stored; 2,048 is taken."""
+    image, _ = scene_png(2102)
+    long = HOOK + "/" + "b" * 5000
+    with api.client(_tenant(api, 3)) as client:
+        body = {"task": "caption", "images": [{"data": base64.b64encode(image).decode()}]}
+        assert _error(client.post("/v1/jobs", json=body | {"webhook_url": long}), 422) == (
+            "invalid_request"
+        )
+        for url in (long, ""):
+            refused = submit(client, image, task="caption", webhook_url=url)
+            assert _error(refused, 422) == "invalid_request"
+            assert "2,048" in refused.json()["error"]["message"]
+        assert client.get("/v1/jobs").json()["jobs"] == []  # nothing stored
+        longest = HOOK + "/" + "b" * (2048 - len(HOOK) - 1)
+        taken = submit(client, image, task="caption", webhook_url=longest)
+        assert taken.status_code == 202 and taken.json()["webhook_url"] == longest
+        form = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]["requestBody"]
+        field = form["content"]["multipart/form-data"]["schema"]["properties"]["webhook_url"]
+        assert (field["minLength"], field["maxLength"]) == (1, 2048)
 
 
 def test_webhook_url_on_jobs_and_batches(api: InProcessApi) -> None:
