@@ -18,6 +18,7 @@ from visionq.cli.batch_failures import codes_text, error_codes
 from visionq.cli.batch_ref import BatchRef, dump_batch, resolve
 from visionq.cli.common import JsonOption, KeyOption, UrlOption, client_for, print_json
 from visionq.cli.options import (
+    BatchWebhookUrlOption,
     Cache,
     DeadlineOption,
     Economy,
@@ -30,7 +31,6 @@ from visionq.cli.options import (
     SchemaFile,
     Thinking,
     TierOption,
-    WebhookUrlOption,
     job_options,
     parse_option,
 )
@@ -75,7 +75,7 @@ def run(
     economy: Economy = False,
     tier: TierOption = None,
     deadline: DeadlineOption = None,
-    webhook_url: WebhookUrlOption = None,
+    webhook_url: BatchWebhookUrlOption = None,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Chunks uploaded at once.")] = 4,
     chunk: Annotated[
         int,

@@ -106,6 +106,8 @@ def start_run(
         if rejected_log.count:
             say(rejected_log.summary())
         _report_upload(outcome, uploader, batch, skipped)
+        if webhook_url is not None:
+            batch = _close_for_webhook(client, batch, outcome.counts)
         if not wait:
             _finish_without_wait(client, batch, outcome.counts, as_json)
             return
@@ -183,6 +185,22 @@ def _report_upload(
         raise typer.Exit(130)
     if counts.skipped and counts.skipped == counts.total:
         die(f"none of the {counts.total:,} file(s) is an image that can be sent; nothing was added")
+
+
+def _close_for_webhook(client: VisionqClient, batch: Batch, counts: UploadCounts) -> Batch:
+    """With --webhook-url, the batch once every input is in it: closed, since batch.completed
+    is sent only for a closed batch (an open one may still get items). Left open when an item
+    was rejected, so that the same command can add it once fixed."""
+    if counts.rejected:
+        say(
+            f"batch {batch.name} left open ({counts.rejected:,} item(s) rejected), so "
+            f"batch.completed is not sent yet: fix them and run the same command, or close it "
+            f"to send it when its items end: visionq batch close {batch.name}"
+        )
+        return batch
+    closed = client.batches.close(batch.id)
+    say(f"batch {batch.name} closed: batch.completed goes to --webhook-url when every item ended")
+    return closed
 
 
 def _finish_without_wait(

@@ -170,3 +170,15 @@ WebhookUrlOption = Annotated[
         show_default=False,
     ),
 ]
+BatchWebhookUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook-url",
+        metavar="URL",
+        help="Also POST batch.completed here when every item ended, signed with your callbacks "
+        "endpoint's secret (visionq webhooks callbacks --secret); checked like image URLs. "
+        "The batch is closed once every input is added (left open if one was rejected: "
+        "visionq batch close sends it then).",
+        show_default=False,
+    ),
+]

@@ -155,6 +155,9 @@ def test_batch_run_with_webhook_url(api: InProcessApi, cli: Any, tmp_path: Path)
     with api.client(tenant) as client:
         (batch,) = client.get("/v1/batches", params={"name": name}).json()["batches"]
     assert batch["webhook_url"] == HOOK
+    # Every input added: closed, so that batch.completed is sent once its items end (an open
+    # batch may still get items, and --wait would wait for an event that never comes).
+    assert batch["state"] == "closed" and "batch.completed goes to --webhook-url" in ran.output
     # Resumed with another URL: the batch's defaults differ, and the message says so.
     other = cli("batch", "run", str(folder), "--task", "caption", "--name", name,
                 "--webhook-url", HOOK + "2")  # fmt: skip
