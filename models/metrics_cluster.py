@@ -25,7 +25,7 @@ from visionq.models.broker import JOBS_QUEUE, WEBHOOKS_QUEUE
 from visionq.models.gemini_batches import GeminiBatchState
 from visionq.models.metrics import COLLECT_ERRORS, PREFIX
 from visionq.models.tables import BUDGETS, JOBS, JobStatus, utcnow
-from visionq.models.webhook_tables import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
+from visionq.models.webhook_tables import WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS, DisabledBy
 from visionq.vision.catalogue import ServiceTier
 
 if TYPE_CHECKING:
@@ -43,9 +43,6 @@ _KOMBU_PRIORITY_STEPS = (3, 6, 9)
 # disabled: by visionq (a day of failures, a 410): an incident to look at; paused: by the
 # tenant (`visionq webhooks update ID --disable`), on purpose, no alert.
 ENDPOINT_STATES = ("enabled", "failing", "disabled", "paused")
-# How models/webhook_endpoints.update_endpoint words a tenant's own disabling (the only
-# record of who disabled an endpoint; tests/unit/test_metrics_cluster.py pins it).
-TENANT_DISABLED_PREFIX = "disabled by the tenant"
 # A cluster query set slower than this is abandoned (PostgreSQL; SQLite waits busy_timeout).
 STATEMENT_TIMEOUT_MS = 2000
 NUSD_PER_USD = 1_000_000_000
@@ -232,7 +229,7 @@ def _webhooks(connection: Connection, now: datetime) -> list[Metric]:
     endpoint_state = case(
         (
             WEBHOOK_ENDPOINTS.c.enabled.is_(False)
-            & WEBHOOK_ENDPOINTS.c.disabled_reason.startswith(TENANT_DISABLED_PREFIX),
+            & (WEBHOOK_ENDPOINTS.c.disabled_by == DisabledBy.TENANT),
             "paused",
         ),
         (WEBHOOK_ENDPOINTS.c.enabled.is_(False), "disabled"),

@@ -28,6 +28,7 @@ from visionq.models.tables import (
     utcnow,
 )
 from visionq.models.webhook_outbox import JOB_EVENT_TYPES, EventType, mask_of
+from visionq.models.webhook_tables import DisabledBy
 
 # The namespace of callbacks endpoint ids: uuid5(NAMESPACE_VISIONQ, "callbacks:" + tenant).
 NAMESPACE_VISIONQ = uuid.uuid5(uuid.NAMESPACE_URL, "https://visionq.dev/webhooks")
@@ -64,6 +65,8 @@ class EndpointRow:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    # DisabledBy while disabled (tenant: paused on purpose; visionq: after failures), else None.
+    disabled_by: str | None = None
 
 
 _E = WEBHOOK_ENDPOINTS.c
@@ -239,8 +242,8 @@ def update_endpoint(
         values["include_result"] = include_result
     if enabled is True:
         values.update(
-            enabled=True, disabled_at=None, disabled_reason=None, failing_since=None,
-            consecutive_failures=0,
+            enabled=True, disabled_at=None, disabled_reason=None, disabled_by=None,
+            failing_since=None, consecutive_failures=0,
         )  # fmt: skip
     changed = session.execute(
         update(WEBHOOK_ENDPOINTS).where(_E.id == endpoint_id, _E.tenant == tenant).values(**values)
@@ -256,6 +259,7 @@ def update_endpoint(
                 enabled=False,
                 disabled_at=now,
                 disabled_reason=f"disabled by the tenant at {now:%Y-%m-%d %H:%M:%S} UTC",
+                disabled_by=DisabledBy.TENANT,
             )
         )
         skip_pending(session, endpoint_id, now)

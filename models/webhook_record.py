@@ -21,6 +21,7 @@ from visionq.models.tables import (
     EndpointKind,
 )
 from visionq.models.webhook_endpoints import EndpointRow, skip_pending
+from visionq.models.webhook_tables import DisabledBy
 
 _D = WEBHOOK_DELIVERIES.c
 _E = WEBHOOK_ENDPOINTS.c
@@ -235,7 +236,13 @@ def _disable(session: Session, endpoint_id: str, reason: str, now: datetime) -> 
     disabled = session.execute(
         update(WEBHOOK_ENDPOINTS)
         .where(_E.id == endpoint_id, _E.enabled.is_(True))
-        .values(enabled=False, disabled_at=now, disabled_reason=reason, updated_at=now)
+        .values(
+            enabled=False,
+            disabled_at=now,
+            disabled_reason=reason,
+            disabled_by=DisabledBy.VISIONQ,
+            updated_at=now,
+        )
     )
     if not disabled.rowcount:  # type: ignore[attr-defined]
         return False

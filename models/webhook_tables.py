@@ -32,6 +32,14 @@ class EndpointKind(enum.StrEnum):
     CALLBACKS = "callbacks"  # one per tenant: signs per-job / per-batch callback URLs
 
 
+class DisabledBy(enum.StrEnum):
+    """Who disabled an endpoint: its tenant on purpose (paused, no alert) or visionq after
+    failed deliveries or a 410 (an incident: VisionqWebhookEndpointDisabled)."""
+
+    TENANT = "tenant"
+    VISIONQ = "visionq"
+
+
 class WebhookEndpoint(Base):
     """Where a tenant wants events sent, which ones (``events``, and the same as bits in
     ``event_mask`` for SQL), and its health: failing since when, disabled and why."""
@@ -53,6 +61,8 @@ class WebhookEndpoint(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
     disabled_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # A DisabledBy value while disabled, else NULL (the gauge tells paused from disabled).
+    disabled_by: Mapped[str | None] = mapped_column(String(16), default=None)
     failing_since: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_success_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from visionq.models.batch_tables import Batch, GeminiBatch
@@ -16,7 +17,14 @@ from visionq.models.metrics import CLUSTER_GAUGES
 from visionq.models.metrics_cluster import ClusterCollector
 from visionq.models.tables import Budget, Job
 from visionq.models.webhook_endpoints import update_endpoint
-from visionq.models.webhook_tables import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from visionq.models.webhook_record import _disable
+from visionq.models.webhook_tables import (
+    WEBHOOK_ENDPOINTS,
+    DisabledBy,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -78,13 +86,17 @@ def seed(sessions: sessionmaker[Session]) -> None:
             WebhookEndpoint(id="e-ok", tenant="t", events=["job.succeeded"], event_mask=1),
             WebhookEndpoint(id="e-failing", tenant="t", events=["job.succeeded"], event_mask=1,
                             failing_since=NOW),
-            WebhookEndpoint(id="e-off", tenant="t", events=["job.succeeded"], event_mask=1,
-                            enabled=False, disabled_reason="failed for 24 hours"),
+            WebhookEndpoint(id="e-off", tenant="t", events=["job.succeeded"], event_mask=1),
             WebhookEndpoint(id="e-paused", tenant="t", events=["job.succeeded"], event_mask=1),
         ])  # fmt: skip
         session.flush()
-        # Paused by its tenant, through the real call (it words the reason).
+        # Disabled by visionq, with a reason that quotes the tenant's words: who disabled it
+        # is the typed disabled_by column, never the reason's wording.
+        assert _disable(session, "e-off", "disabled by the tenant's receiver (410)", NOW)
+        # Paused by its tenant, through the real call.
         assert update_endpoint(session, "t", "e-paused", enabled=False) is not None
+        by = {row.id: row.disabled_by for row in session.execute(select(WEBHOOK_ENDPOINTS))}
+        assert (by["e-off"], by["e-paused"]) == (DisabledBy.VISIONQ, DisabledBy.TENANT)
         # (state, seconds since it became due): created two days ago (a replay, or a
         # receiver down since); the one due in 300 s waits out its backoff, not late.
         for n, (state, age_s) in enumerate(
@@ -167,6 +179,16 @@ def test_every_gauge_from_the_database_and_redis(sessions: sessionmaker[Session]
     assert values[g("visionq_budget_spent_usd", tenant="capped", period="month")] == 0
     assert values[g("visionq_budget_cap_usd", tenant="capped", period="month")] == 50
     assert not any(dict(labels).get("tenant") == "uncapped" for _, labels in values)
+
+
+def test_enabling_again_clears_who_disabled(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        session.add(WebhookEndpoint(id="e", tenant="t", events=["job.succeeded"], event_mask=1))
+        session.flush()
+        paused = update_endpoint(session, "t", "e", enabled=False)
+        assert paused is not None and paused.disabled_by == DisabledBy.TENANT
+        enabled = update_endpoint(session, "t", "e", enabled=True)
+        assert enabled is not None and enabled.disabled_by is None
 
 
 def test_an_empty_database_still_has_every_series(sessions: sessionmaker[Session]) -> None:

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
         _dt("disabled_at"),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
+        sa.Column("disabled_by", sa.String(length=16), nullable=True),
         _dt("failing_since"),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False, server_default="0"),
         _dt("last_success_at"),
