@@ -1,18 +1,16 @@
 """`visionq webhooks`: a tenant's webhook endpoints (create, list, show, update, delete),
-their signing secret and its rotation, the delivery log (`attempts`: every HTTP attempt),
-`deliveries` (one per event, by state), and replay. HTTP only, through client.webhooks."""
+their signing secret and its rotation, the callbacks endpoint. The delivery log, deliveries
+and replay are in cli/webhook_log.py, registered here. HTTP only, through client.webhooks."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from itertools import islice
 from typing import Annotated, Any
 
 import typer
 
+from visionq.cli import webhook_log
 from visionq.cli.common import JsonOption, KeyOption, UrlOption, client_for, die, print_json, say
+from visionq.cli.webhook_log import EndpointId, at_text, seconds_of
 from visionq.client import DEFAULT_URL
 from visionq.client.webhook_models import WebhookEndpoint
 
@@ -23,29 +21,23 @@ app = typer.Typer(
 
 EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "batch.completed",
                "budget.threshold")  # fmt: skip
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class DeliveryState(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class ReplayState(StrEnum):
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-EndpointId = Annotated[str, typer.Argument(metavar="ID", help="The endpoint's id.")]
-EventOption = Annotated[
+_EVENT_NAMES = ", ".join(EVENT_TYPES)
+CreateEvents = Annotated[
+    list[str],
+    typer.Option(
+        "--event",
+        "-e",
+        help=f"An event type to send (repeat for several): {_EVENT_NAMES}.",
+        show_default=False,
+    ),
+]
+UpdateEvents = Annotated[
     list[str] | None,
     typer.Option(
         "--event",
         "-e",
-        help=f"An event type to send (repeat for several): {', '.join(EVENT_TYPES)}.",
+        help="The event types to send, replacing the endpoint's whole list (repeat for "
+        f"several; give every one to keep): {_EVENT_NAMES}.",
         show_default=False,
     ),
 ]
@@ -54,30 +46,6 @@ Description = Annotated[
     str | None,
     typer.Option(help="A note for people (at most 200 characters).", show_default=False),
 ]
-
-
-def seconds_of(value: str) -> int:
-    """Seconds of a duration written 90s, 30m, 12h, 7d, 2w (or a plain number of seconds)."""
-    text = value.strip().lower()
-    if text.isdigit():
-        return int(text)
-    match = re.fullmatch(r"(\d+)\s*([smhdw])", text)
-    if match is None:
-        raise typer.BadParameter("use a duration like 90s, 30m, 24h, 7d or 2w")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def moment_of(value: str) -> datetime:
-    """A time: a duration back from now (30m, 2h, 7d) or an ISO date/time (UTC if no zone)."""
-    if re.fullmatch(r"\s*\d+\s*[smhdw]\s*", value.lower()):
-        return datetime.now(UTC) - timedelta(seconds=seconds_of(value))
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise typer.BadParameter(
-            "use a duration back from now (30m, 2h, 7d) or a time like 2026-12-05T10:00Z"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _events(events: list[str] | None) -> list[str] | None:
@@ -91,14 +59,10 @@ def _events(events: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(events))
 
 
-def _at(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S}Z"
-
-
 def _lines(endpoint: WebhookEndpoint) -> list[str]:
     state = "enabled" if endpoint.enabled else "DISABLED"
     if endpoint.enabled and endpoint.failing_since is not None:
-        state = f"failing since {_at(endpoint.failing_since)}"
+        state = f"failing since {at_text(endpoint.failing_since)}"
     lines = [
         f"{endpoint.id}  {endpoint.kind}  {state}",
         f"  url: {endpoint.url or '(each job or batch names its webhook_url)'}",
@@ -113,7 +77,7 @@ def _lines(endpoint: WebhookEndpoint) -> list[str]:
     if not endpoint.enabled:
         lines.append(f"  disabled: {endpoint.disabled_reason or 'by its owner'}")
     if endpoint.previous_secret_expires_at is not None:
-        until = _at(endpoint.previous_secret_expires_at)
+        until = at_text(endpoint.previous_secret_expires_at)
         lines.append(f"  previous secret signs too until {until}")
     return lines
 
@@ -134,7 +98,7 @@ def _show(endpoint: WebhookEndpoint, as_json: bool, secret: str | None = None) -
 @app.command("create")
 def create(
     url: Annotated[str, typer.Argument(help="Where events are POSTed (http or https).")],
-    event: EventOption = None,
+    event: CreateEvents,
     description: Description = None,
     result: Annotated[
         bool, typer.Option("--result/--no-result", help="Put small results in job events.")
@@ -146,7 +110,7 @@ def create(
     """Create an endpoint; prints its id and signing secret.
 
     Verify each delivery's webhook-signature with the secret (Standard
-    Webhooks; README "Receiving webhooks" has five lines of Python)."""
+    Webhooks; README "Webhooks", "Receiving one", has five lines of Python)."""
     events = _events(event)
     if events is None:
         raise typer.BadParameter("give at least one --event", param_hint="--event")
@@ -199,7 +163,7 @@ def update(
             show_default=False,
         ),
     ] = None,
-    event: EventOption = None,
+    event: UpdateEvents = None,
     description: Description = None,
     enable: Annotated[
         bool | None,
@@ -220,7 +184,10 @@ def update(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an endpoint (only the options given)."""
+    """Change an endpoint (only the options given).
+
+    --event replaces the endpoint's event list: give every type it should
+    keep."""
     fields = {"url": endpoint_url, "events": _events(event), "description": description,
               "enabled": enable, "include_result": result}  # fmt: skip
     changes: dict[str, Any] = {key: value for key, value in fields.items() if value is not None}
@@ -266,125 +233,13 @@ def rotate(
         return
     typer.echo(f"secret: {rotated.secret}")
     if rotated.previous_expires_at is not None:
-        typer.echo(f"previous secret signs too until {_at(rotated.previous_expires_at)}")
+        typer.echo(f"previous secret signs too until {at_text(rotated.previous_expires_at)}")
 
 
-@app.command("attempts")
-def attempts(
-    endpoint_id: EndpointId,
-    failed: Annotated[bool, typer.Option("--failed", help="Only failed attempts.")] = False,
-    since: Annotated[
-        str | None,
-        typer.Option(help="Only attempts since: 30m, 2h, 7d or a time.", show_default=False),
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
-    api_url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """The delivery log: every HTTP attempt, newest first.
-
-    Each line: time, event id, type, attempt, outcome, HTTP status,
-    latency and error."""
-    moment = None if since is None else moment_of(since)
-    with client_for(api_url, api_key) as client:
-        rows = list(
-            islice(
-                client.webhooks.attempts(
-                    endpoint_id, outcome="failed" if failed else None, since=moment
-                ),
-                limit,
-            )
-        )
-    if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        say("no delivery attempts")
-    for row in rows:
-        status = row.status_code if row.status_code is not None else "-"
-        latency = f"{row.latency_ms} ms" if row.latency_ms is not None else "-"
-        replay = " (replay)" if row.replay else ""
-        error = f"  {row.error}" if row.error else ""
-        typer.echo(
-            f"{_at(row.at)}  {row.event_id}  {row.event_type}  #{row.attempt}"
-            f"{replay}  {row.outcome}  {status}  {latency}{error}"
-        )
-
-
-@app.command("deliveries")
-def deliveries(
-    endpoint_id: EndpointId,
-    state: Annotated[
-        DeliveryState | None,
-        typer.Option(help="Only deliveries in this state.", show_default=False),
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
-    api_url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Each event sent (or to send): state, attempts, next try."""
-    with client_for(api_url, api_key) as client:
-        found = client.webhooks.deliveries(endpoint_id, state=state.value if state else None)
-        rows = list(islice(found, limit))
-    if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
-        return
-    if not rows:
-        say("no deliveries")
-    for row in rows:
-        following = (
-            f"  next {row.next_attempt_at:%H:%M:%S}"
-            if row.state == "pending" and row.next_attempt_at
-            else ""
-        )
-        status = f"  last {row.last_status}" if row.last_status is not None else ""
-        typer.echo(
-            f"{row.event_id}  {row.event_type}  {row.state}  attempts {row.attempts}{status}"
-            f"{following}"
-        )
-
-
-@app.command("replay")
-def replay(
-    endpoint_id: EndpointId,
-    event: Annotated[
-        str | None, typer.Option("--event", help="One event id (msg_...).", show_default=False)
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            help="Every failed/skipped delivery since: 2h, 1d or a time.", show_default=False
-        ),
-    ] = None,
-    state: Annotated[
-        list[ReplayState] | None,
-        typer.Option(help="With --since: only these states (default both).", show_default=False),
-    ] = None,
-    api_url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Send one event again, or every failed delivery since a time.
-
-    --event msg_... replays one event; --since TIME replays the failed and
-    skipped deliveries since then (--state to pick one)."""
-    if (event is None) == (since is None):
-        die("give exactly one of --event msg_... or --since TIME")
-    if state and event is not None:
-        die("--state goes with --since, not with --event")
-    with client_for(api_url, api_key) as client:
-        result = client.webhooks.replay(
-            endpoint_id, event_id=event, since=None if since is None else moment_of(since),
-            states=[item.value for item in state] if state else None,
-        )  # fmt: skip
-    if as_json:
-        print_json(result.model_dump(mode="json"))
-        return
-    typer.echo(f"replayed {result.replayed} deliveries")
-    if result.more:
-        say("more deliveries match: run the same command again to replay the next ones")
+# The delivery log and replay (cli/webhook_log.py), listed after the endpoint commands.
+app.command("attempts")(webhook_log.attempts)
+app.command("deliveries")(webhook_log.deliveries)
+app.command("replay")(webhook_log.replay)
 
 
 @app.command("callbacks")

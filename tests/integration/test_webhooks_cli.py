@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 import visionq.cli.common as cli_common
@@ -23,6 +24,10 @@ from tests.integration.helpers import scene_png
 from tests.integration.inprocess import InProcessApi, in_process_api
 from visionq.cli.main import app as cli_app
 from visionq.client import VisionqClient
+from visionq.models.db import make_session_factory
+from visionq.models.tables import utcnow
+from visionq.models.webhook_fanout import fan_out
+from visionq.models.webhook_tables import WEBHOOK_DELIVERIES
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +167,26 @@ def test_batch_run_with_webhook_url(api: InProcessApi, cli: Any, tmp_path: Path)
     other = cli("batch", "run", str(folder), "--task", "caption", "--name", name,
                 "--webhook-url", HOOK + "2")  # fmt: skip
     assert other.exit_code == 1 and "--webhook-url" in other.output
+
+
+def test_replay_of_one_event_says_one_delivery(api: InProcessApi, cli: Any, tmp_path: Path) -> None:
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png(2203)[0])
+    (job,) = _json(cli("submit", str(image), "--task", "caption", "--no-cache", "--webhook-url",
+                       HOOK, "--json"))  # fmt: skip
+    (tenant,) = api.keys
+    with api.client(tenant) as client:
+        client.post(f"/v1/jobs/{job['id']}/cancel").raise_for_status()
+    with make_session_factory(api.engine).begin() as session:  # the worker's fan-out
+        fan_out(session, now=utcnow())
+    callbacks = _json(cli("webhooks", "callbacks", "--json"))["id"]
+    (delivery,) = _json(cli("webhooks", "deliveries", callbacks, "--json"))
+    with make_session_factory(api.engine).begin() as session:  # its 24 h ended in failure
+        session.execute(
+            update(WEBHOOK_DELIVERIES)
+            .where(WEBHOOK_DELIVERIES.c.event_id == delivery["event_id"])
+            .values(state="failed")
+        )
+    replayed = cli("webhooks", "replay", callbacks, "--event", delivery["event_id"])
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.stdout.strip() == "replayed 1 delivery"
