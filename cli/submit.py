@@ -66,6 +66,22 @@ RESUME_HINT = (
 )
 
 
+# A refused --webhook-url is refused again on every run: resuming cannot help.
+WEBHOOK_URL_HINT = (
+    "the API refused --webhook-url, so running the same command again fails the same way: "
+    "give a URL of a public http(s) host (visionq webhooks callbacks shows how callbacks are "
+    "signed) or leave --webhook-url out; the URL is part of each job's Idempotency-Key, so a "
+    "new one makes new jobs of the files already submitted"
+)
+
+
+def refuses_webhook_url(exc: VisionqError) -> bool:
+    """True when the API refused the request for its webhook_url (SSRF rules or length)."""
+    return "webhook_url" in exc.message and (
+        exc.code.startswith("url_") or exc.code == "invalid_request"
+    )
+
+
 FRESH_HINT = (
     "this run used --new, so running the command again submits every file anew (billed "
     "again); the jobs above keep running: follow them with visionq wait ID..."
@@ -174,14 +190,20 @@ def submit_all(
 
 
 def report_partial(
-    submitted: dict[str, PlannedJob], total: int, cause: str, *, fresh: bool = False
+    submitted: dict[str, PlannedJob],
+    total: int,
+    cause: str,
+    *,
+    fresh: bool = False,
+    hint: str | None = None,
 ) -> None:
-    """After an interruption or a failure: what was submitted and how to resume."""
+    """After an interruption or a failure: what was submitted and how to resume (``hint``
+    when resuming cannot help)."""
     say(f"{cause}: {len(submitted)} of {total} job(s) submitted")
     for job_id, plan in submitted.items():
         say(f"  {job_id} {group_name(plan.files)}")
     if len(submitted) < total:
-        say(FRESH_HINT if fresh else RESUME_HINT)
+        say(hint or (FRESH_HINT if fresh else RESUME_HINT))
 
 
 def submit(
@@ -263,7 +285,8 @@ def submit(
             raise typer.Exit(130) from None
         except VisionqError as exc:
             say(f"error: {exc}")
-            report_partial(submitted, len(planned), "stopped", fresh=new)
+            hint = WEBHOOK_URL_HINT if webhook_url and refuses_webhook_url(exc) else None
+            report_partial(submitted, len(planned), "stopped", fresh=new, hint=hint)
             raise typer.Exit(1) from None
         names = {job_id: group_name(plan.files) for job_id, plan in submitted.items()}
         if not waiting:

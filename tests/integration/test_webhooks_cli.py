@@ -146,6 +146,8 @@ def test_submit_with_webhook_url(api: InProcessApi, cli: Any, tmp_path: Path) ->
     assert again["id"] == submitted["id"]
     refused = cli("submit", str(image), "--task", "caption", "--webhook-url", "http://10.9.9.9/")
     assert refused.exit_code == 1 and "url_host_not_allowed" in refused.output
+    # A refused URL is refused again on every run: no "run it again to resume".
+    assert "fails the same way" in refused.output and "to resume" not in refused.output
 
 
 def test_batch_run_with_webhook_url(api: InProcessApi, cli: Any, tmp_path: Path) -> None:
