@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from visionq.cli.cost import budgets_app
+from visionq.models.budgets import DEFAULT_ALERT_RATIOS
 from visionq.models.tables import BUDGETS
 
 pytestmark = pytest.mark.integration
@@ -51,3 +52,18 @@ def test_budgets_set_cost_caps_kept_unless_given(
     nothing = CliRunner().invoke(budgets_app, ["set", tenant], env=env)
     assert nothing.exit_code == 2 and "nothing to change" in nothing.output
     assert _row(sessions, tenant) == (None, 50_000_000_000, [0.5, 0.9])
+
+
+def test_budgets_set_alert_at(sessions: sessionmaker[Session], database_url: str) -> None:
+    tenant = f"budget-cli-{uuid.uuid4().hex[:8]}"
+    runner = CliRunner()
+    env = {"VISIONQ_DATABASE_URL": database_url, "COLUMNS": "100"}
+    args = ["set", tenant, "--daily", "1", "--alert-at", "0.9", "--alert-at", "0.5"]
+    result = runner.invoke(budgets_app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "alerts at 0.5, 0.9" in result.output
+    bad = runner.invoke(budgets_app, ["set", tenant, "--alert-at", "0"], env=env)
+    assert bad.exit_code != 0 and "between 0" in bad.output
+    with sessions() as session:
+        ratios = session.scalar(select(BUDGETS.c.alert_ratios).where(BUDGETS.c.tenant == tenant))
+    assert ratios == [0.5, 0.9] and DEFAULT_ALERT_RATIOS == (0.8, 1.0)

@@ -1,27 +1,88 @@
-"""models/webhook_endpoints.py on SQLite and PostgreSQL, what the review found: the endpoint
-limit holds under concurrent creates; the callbacks endpoint is never deleted.
+"""models/webhook_endpoints.py on SQLite and PostgreSQL: endpoints (create with the limit,
+update, delete, tenancy), secret rotation with a grace, the endpoint limit under concurrent
+creates; the callbacks endpoint is never deleted.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.test_webhook_repo import _endpoint, tenant
+from tests.integration.webhook_rows import JOB_EVENTS, make_endpoint, tenant
+from visionq.models.tables import utcnow
 from visionq.models.webhook_endpoints import (
     EndpointLimit,
     callbacks_endpoint,
     create_endpoint,
     current_secret,
     delete_endpoint,
+    get_endpoint,
     list_endpoints,
+    live_secrets,
+    new_secret,
+    rotate_secret,
+    update_endpoint,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["tenant"]  # the fixture, shared with test_webhook_repo.py
+__all__ = ["tenant"]  # the fixture
 LIMIT = 3
+
+
+def test_endpoints_crud_limit_and_tenancy(sessions: sessionmaker[Session], tenant: str) -> None:
+    first = make_endpoint(sessions, tenant, description="ops")
+    second = make_endpoint(sessions, tenant, events=("batch.completed",), include_result=False)
+    with sessions.begin() as session, pytest.raises(EndpointLimit):
+        create_endpoint(
+            session, tenant=tenant, url="https://example.com/3", events=JOB_EVENTS,
+            description=None, include_result=True, max_endpoints=2,
+        )  # fmt: skip
+    with sessions.begin() as session, pytest.raises(ValueError, match="unknown event type"):
+        create_endpoint(
+            session, tenant=tenant, url="https://example.com/3", events=["job.done"],
+            description=None, include_result=True, max_endpoints=20,
+        )  # fmt: skip
+    with sessions.begin() as session:
+        callbacks = callbacks_endpoint(session, tenant)
+        assert callbacks_endpoint(session, tenant).id == callbacks.id
+        assert (callbacks.kind, callbacks.url) == ("callbacks", None)
+        assert [row.id for row in list_endpoints(session, tenant)] == [first, second]
+        assert get_endpoint(session, "someone-else", first) is None
+        assert get_endpoint(session, tenant, callbacks.id) is not None
+        row = get_endpoint(session, tenant, first)
+        assert row is not None
+        assert (row.description, row.events, row.enabled) == ("ops", JOB_EVENTS, True)
+        changed = update_endpoint(
+            session, tenant, second, events=["budget.threshold"], url="https://example.com/b"
+        )
+        assert changed is not None
+        assert (changed.events, changed.url, changed.include_result) == (
+            ("budget.threshold",), "https://example.com/b", False,
+        )  # fmt: skip
+        assert update_endpoint(session, "someone-else", second, enabled=False) is None
+        assert not delete_endpoint(session, "someone-else", second)
+        assert delete_endpoint(session, tenant, second)
+        assert [row.id for row in list_endpoints(session, tenant)] == [first]
+
+
+def test_rotation_keeps_the_previous_secret_for_the_grace(
+    sessions: sessionmaker[Session], tenant: str
+) -> None:
+    endpoint = make_endpoint(sessions, tenant)
+    with sessions.begin() as session:
+        old = current_secret(session, endpoint)
+        new, expires = rotate_secret(session, endpoint, grace_s=3600)
+    assert new != old and new.startswith("whsec_") and len(new_secret()) == len(new)
+    assert expires is not None and expires > utcnow() + timedelta(minutes=59)
+    with sessions.begin() as session:
+        assert current_secret(session, endpoint) == new
+        assert live_secrets(session, endpoint, utcnow()) == [new, old]
+        assert live_secrets(session, endpoint, utcnow() + timedelta(hours=2)) == [new]
+        newest, _ = rotate_secret(session, endpoint, grace_s=0)
+        assert live_secrets(session, endpoint, utcnow() + timedelta(seconds=1)) == [newest, old]
 
 
 def _create(session: Session, tenant: str) -> None:
@@ -33,7 +94,7 @@ def _create(session: Session, tenant: str) -> None:
 
 def test_concurrent_creates_keep_to_the_limit(sessions: sessionmaker[Session], tenant: str) -> None:
     for _ in range(LIMIT - 1):
-        _endpoint(sessions, tenant)
+        make_endpoint(sessions, tenant)
     outcome: list[str] = []
 
     def second() -> None:

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.test_webhook_repo import _deliveries, _endpoint, _events, tenant
+from tests.integration.webhook_rows import deliveries, make_endpoint, make_events, tenant
 from visionq.models.retention import delete_old_events
 from visionq.models.tables import WEBHOOK_DELIVERIES, WEBHOOK_EVENTS, utcnow
 from visionq.models.webhook_deliveries import fan_out, replay
 
 pytestmark = pytest.mark.integration
-__all__ = ["tenant"]  # the fixture, shared with test_webhook_repo.py
+__all__ = ["tenant"]  # the fixture
 
 
 def _fanned_out_at(sessions: sessionmaker[Session], event_id: str) -> object:
@@ -31,7 +31,7 @@ def _fanned_out_at(sessions: sessionmaker[Session], event_id: str) -> object:
 def test_an_event_of_an_unknown_type_holds_up_no_other(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    endpoint = _endpoint(sessions, tenant)
+    endpoint = make_endpoint(sessions, tenant)
     poison = f"msg_{uuid.uuid4().hex}"
     now = utcnow()
     with sessions.begin() as session:
@@ -42,11 +42,11 @@ def test_an_event_of_an_unknown_type_holds_up_no_other(
                 occurred_at=now.replace(year=now.year - 1),
             )
         )  # fmt: skip
-    (event,) = _events(sessions, tenant, 1)
+    (event,) = make_events(sessions, tenant, 1)
     with sessions.begin() as session:
         done = fan_out(session, now=utcnow(), limit=10_000)
     assert poison in done.unfannable and done.by_type["job.failed"] >= 1
-    assert [(d.event_id, d.state) for d in _deliveries(sessions, endpoint)] == [(event, "pending")]
+    assert [(d.event_id, d.state) for d in deliveries(sessions, endpoint)] == [(event, "pending")]
     assert _fanned_out_at(sessions, poison) is not None  # never taken again
     with sessions.begin() as session:
         assert poison not in fan_out(session, now=utcnow(), limit=10_000).unfannable
@@ -55,8 +55,8 @@ def test_an_event_of_an_unknown_type_holds_up_no_other(
 def test_a_delivery_that_exists_already_is_kept_and_the_page_goes_on(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    endpoint = _endpoint(sessions, tenant)
-    first, second = _events(sessions, tenant, 2)
+    endpoint = make_endpoint(sessions, tenant)
+    first, second = make_events(sessions, tenant, 2)
     now = utcnow()
     with sessions.begin() as session:
         # Made before the fan-out (a replay of an older version did that): the unique key
@@ -71,7 +71,7 @@ def test_a_delivery_that_exists_already_is_kept_and_the_page_goes_on(
     with sessions.begin() as session:
         done = fan_out(session, now=utcnow(), limit=10_000)
     assert first not in done.unfannable and second not in done.unfannable
-    got = {d.event_id: d.state for d in _deliveries(sessions, endpoint)}
+    got = {d.event_id: d.state for d in deliveries(sessions, endpoint)}
     assert got == {first: "succeeded", second: "pending"}
     assert _fanned_out_at(sessions, first) is not None
     assert _fanned_out_at(sessions, second) is not None
@@ -80,16 +80,16 @@ def test_a_delivery_that_exists_already_is_kept_and_the_page_goes_on(
 def test_a_replay_before_the_fan_out_leaves_the_delivery_to_it(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    endpoint = _endpoint(sessions, tenant)
-    (event,) = _events(sessions, tenant, 1)
+    endpoint = make_endpoint(sessions, tenant)
+    (event,) = make_events(sessions, tenant, 1)
     with sessions.begin() as session:
         assert replay(session, tenant=tenant, endpoint_id=endpoint, event_id=event, limit=9) == (
             0, False,
         )  # fmt: skip
-    assert _deliveries(sessions, endpoint) == []
+    assert deliveries(sessions, endpoint) == []
     with sessions.begin() as session:
         assert event not in fan_out(session, now=utcnow(), limit=10_000).unfannable
-    assert [(d.event_id, d.state) for d in _deliveries(sessions, endpoint)] == [(event, "pending")]
+    assert [(d.event_id, d.state) for d in deliveries(sessions, endpoint)] == [(event, "pending")]
 
 
 def test_retention_keeps_old_events_not_fanned_out_yet(
@@ -97,7 +97,7 @@ def test_retention_keeps_old_events_not_fanned_out_yet(
 ) -> None:
     # Workers stopped (or VISIONQ_WEBHOOKS_ENABLED=false) longer than the retention: the
     # event has no delivery yet, it is not "done".
-    endpoint = _endpoint(sessions, tenant)
+    endpoint = make_endpoint(sessions, tenant)
     old = utcnow() - timedelta(days=40)
     event = f"msg_{uuid.uuid4().hex}"
     with sessions.begin() as session:
@@ -112,4 +112,4 @@ def test_retention_keeps_old_events_not_fanned_out_yet(
     assert kept == event  # still there, still to fan out
     with sessions.begin() as session:
         fan_out(session, now=utcnow(), limit=10_000)
-    assert [(d.event_id, d.state) for d in _deliveries(sessions, endpoint)] == [(event, "pending")]
+    assert [(d.event_id, d.state) for d in deliveries(sessions, endpoint)] == [(event, "pending")]

@@ -5,8 +5,8 @@ standardwebhooks reference library, as a consumer would.
 
 The first test runs on SQLite and PostgreSQL; the others (retries, 410, callback URLs) on
 SQLite only: what differs between databases is covered by the first one and by
-tests/integration/test_webhook_repo.py. Receivers listen on 127.0.0.2, the one address the
-stacks allow besides public ones.
+tests/integration/test_webhook_deliveries_repo.py. Receivers listen on 127.0.0.2, the one
+address the stacks allow besides public ones.
 """
 
 from __future__ import annotations
