@@ -15,6 +15,7 @@ from sqlalchemy import Text, cast, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.job_rows import job_row
 from visionq.models.batches import (
     BatchNameTakenError,
     ProgressRow,
@@ -58,27 +59,6 @@ def tenant() -> str:
     return f"batch-{uuid.uuid4().hex[:12]}"
 
 
-def _row(tenant: str, **changes: Any) -> NewJobRow:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "tenant": tenant,
-        "task": "caption",
-        "model": "gemini-2.5-flash",
-        "prompt": None,
-        "labels": None,
-        "options": JobOptions(),
-        "response_schema": None,
-        "estimate": None,
-        "reserved_nusd": 0,
-        "cache_key": None,
-        "cached": None,
-        "warnings": None,
-        "retry_of": None,
-        "inputs": [NewInput(SHA_A, "image/png", 10, 20, 30)],
-    }
-    return NewJobRow(**(values | changes))
-
-
 def _batch(sessions: sessionmaker[Session], tenant: str, name: str = "b") -> str:
     with sessions.begin() as session:
         return create_batch(
@@ -92,7 +72,7 @@ def _items(
     sessions: sessionmaker[Session], tenant: str, batch_id: str, keys: list[str]
 ) -> dict[str, str]:
     """Add one queued job per key to the batch; returns key -> job id."""
-    rows = [_row(tenant) for _ in keys]
+    rows = [job_row(tenant) for _ in keys]
     with sessions.begin() as session:
         assert lock_for_write(session, tenant=tenant, batch_id=batch_id, allow={"open"}) is None
         insert_jobs(session, rows)
@@ -143,7 +123,7 @@ def test_insert_jobs_writes_the_rows_create_job_writes(
     row = NewJobRow(id=str(uuid.uuid4()), **fields)
     with sessions.begin() as session:
         single = create_job(session, **fields)
-        insert_jobs(session, [row, _row(tenant)])  # and a plain one in the same call
+        insert_jobs(session, [row, job_row(tenant)])  # and a plain one in the same call
     with sessions() as session:
         (one,) = _raw(session, JOBS, JOBS.c.id == single.id)
         (many,) = _raw(session, JOBS, JOBS.c.id == row.id)
@@ -169,11 +149,11 @@ def test_find_cached_many_picks_what_find_cached_picks(
 ) -> None:
     now = utcnow()
     old, new, failed, other, plain = (
-        _row(tenant, cache_key="c1"),
-        _row(tenant, cache_key="c1"),
-        _row(tenant, cache_key="c2"),
-        _row("someone-else", cache_key="c2"),
-        _row(tenant, cache_key="c3"),
+        job_row(tenant, cache_key="c1"),
+        job_row(tenant, cache_key="c1"),
+        job_row(tenant, cache_key="c2"),
+        job_row("someone-else", cache_key="c2"),
+        job_row(tenant, cache_key="c3"),
     )
     with sessions.begin() as session:
         insert_jobs(session, [old, new, failed, other, plain])
@@ -194,9 +174,9 @@ def test_stored_inputs_are_the_tenants_own(sessions: sessionmaker[Session], tena
     mine = uuid.uuid4().hex * 2
     theirs = uuid.uuid4().hex * 2
     rows = [
-        _row(tenant, inputs=[NewInput(mine, "image/png", 5, 6, 7, ("converted",))]),
-        _row(tenant, inputs=[NewInput(mine, "image/png", 5, 6, 7)]),
-        _row("someone-else", inputs=[NewInput(theirs, "image/jpeg", 1, 2, 3)]),
+        job_row(tenant, inputs=[NewInput(mine, "image/png", 5, 6, 7, ("converted",))]),
+        job_row(tenant, inputs=[NewInput(mine, "image/png", 5, 6, 7)]),
+        job_row("someone-else", inputs=[NewInput(theirs, "image/jpeg", 1, 2, 3)]),
     ]
     with sessions.begin() as session:
         insert_jobs(session, rows)
@@ -212,7 +192,7 @@ def test_job_inputs_of_keeps_order_and_changes(
         NewInput(SHA_B, "image/png", 1, 2, 3, ("a", "b")),
         NewInput(SHA_A, "image/gif", 4, 5, 6),
     ]
-    first, second = _row(tenant, inputs=inputs), _row(tenant)
+    first, second = job_row(tenant, inputs=inputs), job_row(tenant)
     with sessions.begin() as session:
         insert_jobs(session, [first, second])
     with sessions() as session:
@@ -223,7 +203,7 @@ def test_job_inputs_of_keeps_order_and_changes(
 def test_mark_unsent_many_leaves_them_to_the_sweeper(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    queued, done = _row(tenant), _row(tenant)
+    queued, done = job_row(tenant), job_row(tenant)
     with sessions.begin() as session:
         insert_jobs(session, [queued, done])
     _set(sessions, done.id, status="succeeded")
@@ -333,7 +313,7 @@ def test_a_locked_batch_shows_the_winners_keys(
     first_locked, second_started = threading.Event(), threading.Event()
     seen: dict[str, str | None] = {}
     errors: list[BaseException] = []
-    row = _row(tenant)
+    row = job_row(tenant)
 
     def first() -> None:
         try:
@@ -381,7 +361,7 @@ def test_a_key_is_unique_in_a_batch_even_without_the_lock(
     other gets IntegrityError (and then sees the winner's key)."""
     batch_id = _batch(sessions, tenant)
     other_batch = _batch(sessions, tenant, "other")
-    a, b = _row(tenant), _row(tenant)
+    a, b = job_row(tenant), job_row(tenant)
     inserted = threading.Event()
     outcome: dict[str, BaseException | None] = {}
 
@@ -490,8 +470,8 @@ def test_cancel_batch_cancels_only_queued_jobs_and_releases_their_budget(
 ) -> None:
     batch_id = _batch(sessions, tenant)
     keys = [f"k{i}" for i in range(6)]
-    rows = [_row(tenant, reserved_nusd=1000) for _ in keys]
-    outside = _row(tenant, reserved_nusd=1000)  # a queued job of the tenant, not in the batch
+    rows = [job_row(tenant, reserved_nusd=1000) for _ in keys]
+    outside = job_row(tenant, reserved_nusd=1000)  # a queued job of the tenant, not in the batch
     with sessions.begin() as session:
         set_budget(session, tenant=tenant, daily_nusd=10**12, monthly_nusd=None)
     with sessions.begin() as session:
@@ -573,7 +553,7 @@ def test_rerun_sources_and_repoint_items(sessions: sessionmaker[Session], tenant
             is None
         )
         inputs = job_inputs_of(session, [s.job_id for s in failed])
-        new = [_row(tenant, retry_of=s.job_id, inputs=inputs[s.job_id]) for s in failed]
+        new = [job_row(tenant, retry_of=s.job_id, inputs=inputs[s.job_id]) for s in failed]
         insert_jobs(session, new)
         repoint_items(session, [(s.item_id, row.id) for s, row in zip(failed, new, strict=True)])
     with sessions() as session:

@@ -7,14 +7,16 @@ Every test works with a tenant of its own: the database is shared by the whole m
 
 from __future__ import annotations
 
-import threading
 import uuid
+from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.integration.webhook_rows import make_endpoint, run_together, tenant
+from tests.job_rows import job_row
 from visionq.models.batch_completion import complete_ended_batches
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.batches import (
@@ -26,12 +28,11 @@ from visionq.models.batches import (
     lock_for_write,
     repoint_items,
 )
-from visionq.models.batchjobs import CachedAnswer, NewJobRow, insert_jobs
+from visionq.models.batchjobs import CachedAnswer, insert_jobs
 from visionq.models.budgets import set_budget, settle
 from visionq.models.jobs import NewInput, cancel_job, create_job
 from visionq.models.outcomes import complete_job, fail_job
 from visionq.models.tables import BATCH_ITEMS, BATCHES, JOBS, WEBHOOK_EVENTS, utcnow
-from visionq.models.webhook_endpoints import create_endpoint
 from visionq.models.webhook_outbox import (
     EventType,
     NewEvent,
@@ -43,23 +44,10 @@ from visionq.models.webhook_outbox import (
 from visionq.vision.tasks import JobOptions
 
 pytestmark = pytest.mark.integration
+__all__ = ["tenant"]  # the fixture
 
 ALL_JOB_EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 INPUT = NewInput("ab" * 32, "image/png", 10, 20, 30)
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"hook-{uuid.uuid4().hex[:12]}"
-
-
-def _listen(sessions: sessionmaker[Session], tenant: str, events: tuple[str, ...]) -> str:
-    with sessions.begin() as session:
-        row, _ = create_endpoint(
-            session, tenant=tenant, url="https://example.com/hook", events=events,
-            description=None, include_result=True, max_endpoints=20,
-        )  # fmt: skip
-    return row.id
 
 
 def _job(sessions: sessionmaker[Session], tenant: str, **kwargs: Any) -> str:
@@ -99,7 +87,7 @@ def test_event_types_are_bits_and_ids_are_standard_webhooks_ids() -> None:
 def test_each_job_end_writes_one_event_when_listened_to(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ALL_JOB_EVENTS)
+    make_endpoint(sessions, tenant, events=ALL_JOB_EVENTS)
     done, failed, cancelled = (_job(sessions, tenant) for _ in range(3))
     _running(sessions, done)
     with sessions.begin() as session:
@@ -122,7 +110,7 @@ def test_each_job_end_writes_one_event_when_listened_to(
 def test_nothing_is_written_when_nobody_listens(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("job.failed",))  # listens, but not to successes
+    make_endpoint(sessions, tenant, events=("job.failed",))  # listens, but not to successes
     other = f"{tenant}-quiet"  # no endpoint at all
     with sessions() as session:
         assert tenant_listens(session, tenant, EventType.JOB_FAILED.bit)
@@ -154,7 +142,7 @@ def test_a_callback_url_gets_its_event_without_any_endpoint(
 
 
 def test_a_rolled_back_end_leaves_no_event(sessions: sessionmaker[Session], tenant: str) -> None:
-    _listen(sessions, tenant, ALL_JOB_EVENTS)
+    make_endpoint(sessions, tenant, events=ALL_JOB_EVENTS)
     job_id = _job(sessions, tenant)
     session = sessions()
     try:
@@ -169,55 +157,31 @@ def test_a_rolled_back_end_leaves_no_event(sessions: sessionmaker[Session], tena
 
 
 def test_two_racing_ends_write_one_event(sessions: sessionmaker[Session], tenant: str) -> None:
-    _listen(sessions, tenant, ALL_JOB_EVENTS)
+    make_endpoint(sessions, tenant, events=ALL_JOB_EVENTS)
     jobs = [_job(sessions, tenant) for _ in range(5)]
-    barrier = threading.Barrier(2)
     results: list[object] = []
 
-    def end(job_id: str, how: str) -> None:
-        barrier.wait()
+    def fail(job_id: str) -> None:
         with sessions.begin() as session:
-            if how == "fail":
-                results.append(fail_job(session, job_id, code="x", message="y"))
-            else:
-                results.append(cancel_job(session, tenant=tenant, job_id=job_id))
+            results.append(fail_job(session, job_id, code="x", message="y"))
+
+    def cancel(job_id: str) -> None:
+        with sessions.begin() as session:
+            results.append(cancel_job(session, tenant=tenant, job_id=job_id))
 
     for job_id in jobs:
-        threads = [threading.Thread(target=end, args=(job_id, how)) for how in ("fail", "cancel")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_together(partial(fail, job_id), partial(cancel, job_id))
     assert sum(result is not None for result in results) == len(jobs)
     events = _events(sessions, tenant)
     assert sorted(subject for _, subject in events) == sorted(jobs)
 
 
 def test_cache_hits_write_job_succeeded(sessions: sessionmaker[Session], tenant: str) -> None:
-    _listen(sessions, tenant, ("job.succeeded",))
+    make_endpoint(sessions, tenant, events=("job.succeeded",))
     answer = CachedAnswer(id=str(uuid.uuid4()), result={"text": "a"}, model_version="m")
     single = _job(sessions, tenant, cached=answer)
     queued = _job(sessions, tenant)  # not a cache hit: no event
-    rows = [
-        NewJobRow(
-            id=str(uuid.uuid4()),
-            tenant=tenant,
-            task="caption",
-            model="gemini-2.5-flash",
-            prompt=None,
-            labels=None,
-            options=JobOptions(),
-            response_schema=None,
-            estimate=None,
-            reserved_nusd=0,
-            cache_key=None,
-            cached=cached,
-            warnings=None,
-            retry_of=None,
-            inputs=[INPUT],
-        )
-        for cached in (answer, None, answer)
-    ]
+    rows = [job_row(tenant, cached=cached) for cached in (answer, None, answer)]
     with sessions.begin() as session:
         insert_jobs(session, rows)
     subjects = sorted(subject for kind, subject in _events(sessions, tenant))
@@ -235,27 +199,7 @@ def _batch_with_jobs(
             labels=None, options={}, response_schema=None, defaults_hash="h" * 64,
             expected_items=None,
         ).id  # fmt: skip
-    rows = [
-        NewJobRow(
-            id=str(uuid.uuid4()),
-            tenant=tenant,
-            task="caption",
-            model="gemini-2.5-flash",
-            prompt=None,
-            labels=None,
-            options=JobOptions(),
-            response_schema=None,
-            estimate=None,
-            reserved_nusd=0,
-            cache_key=None,
-            cached=None,
-            warnings=None,
-            retry_of=None,
-            inputs=[INPUT],
-            **row,
-        )
-        for _ in range(count)
-    ]
+    rows = [job_row(tenant, **row) for _ in range(count)]
     with sessions.begin() as session:
         assert lock_for_write(session, tenant=tenant, batch_id=batch_id, allow={"open"}) is None
         insert_jobs(session, rows)
@@ -266,7 +210,7 @@ def _batch_with_jobs(
 def test_cancel_batch_writes_one_event_per_cancelled_job(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("job.cancelled",))
+    make_endpoint(sessions, tenant, events=("job.cancelled",))
     batch_id, jobs = _batch_with_jobs(sessions, tenant, 4, callback_url="https://example.com/b")
     _running(sessions, jobs[0])  # a sync-lane job running: it finishes, not cancelled
     with sessions.begin() as session:
@@ -281,7 +225,7 @@ def test_cancel_batch_writes_one_event_per_cancelled_job(
 def test_twins_answered_in_the_batch_lane_write_job_succeeded(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("job.succeeded",))
+    make_endpoint(sessions, tenant, events=("job.succeeded",))
     key = uuid.uuid4().hex * 2
     first, repeat = (
         _job(sessions, tenant, cache_key=key, tier="batch", lane="batch", deadline_s=7200)
@@ -301,7 +245,7 @@ def test_twins_answered_in_the_batch_lane_write_job_succeeded(
 def test_budget_threshold_once_per_level_and_period(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("budget.threshold",))
+    make_endpoint(sessions, tenant, events=("budget.threshold",))
     with sessions.begin() as session:
         set_budget(session, tenant=tenant, daily_nusd=1000, monthly_nusd=None)
     spend = [300, 400, 50, 100, 200, 500]  # 30 %, 70 %, 75 %, 85 % (0.8), 105 % (1.0), more
@@ -329,28 +273,22 @@ def test_budget_threshold_once_per_level_and_period(
 def test_two_settles_crossing_together_write_one_event(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("budget.threshold",))
+    make_endpoint(sessions, tenant, events=("budget.threshold",))
     with sessions.begin() as session:
         set_budget(session, tenant=tenant, daily_nusd=None, monthly_nusd=1000, alert_ratios=[0.5])
-    barrier = threading.Barrier(2)
 
     def spend() -> None:
-        barrier.wait()
         with sessions.begin() as session:
             settle(session, tenant=tenant, reserved_nusd=0, cost_nusd=600)
 
-    threads = [threading.Thread(target=spend) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(spend, spend)
     assert [kind for kind, _ in _events(sessions, tenant)] == ["budget.threshold"]
 
 
 def test_batch_completed_once_and_again_after_a_rerun(
     sessions: sessionmaker[Session], tenant: str
 ) -> None:
-    _listen(sessions, tenant, ("batch.completed",))
+    make_endpoint(sessions, tenant, events=("batch.completed",))
     batch_id, jobs = _batch_with_jobs(sessions, tenant, 2)
     now = utcnow()
 

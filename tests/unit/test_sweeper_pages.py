@@ -3,40 +3,19 @@ a broker outage drain in one sweep, up to PAGES_PER_SWEEP pages)."""
 
 from __future__ import annotations
 
-import uuid
 from unittest.mock import MagicMock
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from visionq.models.batchjobs import NewJobRow, insert_jobs, mark_unsent_many
-from visionq.models.jobs import NewInput
+from tests.job_rows import job_row
+from visionq.models.batchjobs import insert_jobs, mark_unsent_many
 from visionq.models.leases import jobs_to_send
 from visionq.models.settings import Settings
-from visionq.vision.tasks import JobOptions
 from visionq.worker.sweeper import PAGE, Sweeper
 
 
 def _unsent_jobs(sessions: sessionmaker[Session], count: int) -> list[str]:
-    rows = [
-        NewJobRow(
-            id=str(uuid.uuid4()),
-            tenant="t",
-            task="caption",
-            model="m",
-            prompt=None,
-            labels=None,
-            options=JobOptions(),
-            response_schema=None,
-            estimate=None,
-            reserved_nusd=0,
-            cache_key=None,
-            cached=None,
-            warnings=None,
-            retry_of=None,
-            inputs=[NewInput("ab" * 32, "image/png", 1, 1, 1)],
-        )
-        for _ in range(count)
-    ]
+    rows = [job_row("t") for _ in range(count)]
     with sessions.begin() as session:
         insert_jobs(session, rows)
         mark_unsent_many(session, [row.id for row in rows])
