@@ -8,7 +8,6 @@ reaches past a failing endpoint's backlog."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,14 @@ import pytest
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.unit.test_webhook_deliver import TENANT, Clock, _endpoint, _jobs
+from tests.unit.webhook_db import (
+    TENANT,
+    Clock,
+    claim_one,
+    make_endpoint,
+    receiver,
+    succeeded_jobs,
+)
 from tests.webhookrecv import Receiver
 from visionq.models import metrics
 from visionq.models.settings import Settings
@@ -45,6 +51,7 @@ from visionq.worker.webhook_relay import CLAIM_MARGIN_S, DISPATCH_CLAIM_S, Webho
 from visionq.worker.webhook_send import deliver
 
 _D = WEBHOOK_DELIVERIES.c
+__all__ = ["receiver"]  # the fixture
 
 
 @pytest.fixture
@@ -53,12 +60,6 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path, url_fetch_allowed_networks=["127.0.0.0/8"], webhook_timeout_s=3,
         webhook_retry_delays_s=[1.0], webhook_retry_window_s=3600,
     )  # fmt: skip
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver([]) as got:
-        yield got
 
 
 def _log(sessions: sessionmaker[Session]) -> list[tuple[int, str]]:
@@ -79,9 +80,9 @@ def _delivery(sessions: sessionmaker[Session]) -> Any:
 def test_a_message_that_waited_in_the_queue_is_sent_once(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    _, secret = _endpoint(sessions, receiver.url)
+    _, secret = make_endpoint(sessions, receiver.url)
     receiver.secrets = [secret]
-    _jobs(sessions, 1)
+    succeeded_jobs(sessions, 1)
     clock = Clock()
     sent: list[tuple[int, str]] = []
     relay = WebhookRelay(sessions, lambda d, c: sent.append((d, c)), settings, clock=clock)
@@ -98,15 +99,10 @@ def test_a_message_that_waited_in_the_queue_is_sent_once(
 def test_a_started_sender_keeps_its_claim_past_the_dispatch_claim(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    _endpoint(sessions, "https://hooks.example/in")
-    _jobs(sessions, 1)
+    make_endpoint(sessions, "https://hooks.example/in")
+    succeeded_jobs(sessions, 1)
     now = utcnow()
-    with sessions.begin() as session:
-        fan_out(session, now=now)
-        (delivery_id,) = due_deliveries(session, now=now, max_in_flight=8, limit=10)
-        assert claim_delivery(
-            session, delivery_id, token="c1", expires_at=now + timedelta(seconds=300)
-        )
+    delivery_id = claim_one(sessions, "c1", now=now, expires_in_s=300)
     started = now + timedelta(seconds=299)
     with sessions.begin() as session:
         job = start_claimed(session, delivery_id, "c1", expires_at=started + timedelta(seconds=45))
@@ -124,8 +120,8 @@ def test_a_delivery_no_worker_sends_fails_at_its_window_end(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
     settings = settings.model_copy(update={"webhook_retry_window_s": 900})
-    _endpoint(sessions, receiver.url)
-    _jobs(sessions, 1)
+    make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 1)
     clock = Clock()
     sent: list[tuple[int, str]] = []  # no worker consumes visionq.webhooks: never delivered
     relay = WebhookRelay(sessions, lambda d, c: sent.append((d, c)), settings, clock=clock)
@@ -152,18 +148,15 @@ def test_a_delivery_that_cannot_be_prepared_is_an_internal_error_attempt(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    endpoint_id, _ = _endpoint(sessions, receiver.url)
-    _jobs(sessions, 1)
+    endpoint_id, _ = make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 1)
 
     def broken(*args: object, **kwargs: object) -> dict[str, Any]:
         raise ValueError("a result this version cannot read")
 
     monkeypatch.setattr(webhook_send, "build_payload", broken)
     now = utcnow()
-    with sessions.begin() as session:
-        fan_out(session, now=now)
-        (delivery_id,) = due_deliveries(session, now=now, max_in_flight=8, limit=10)
-        claim_delivery(session, delivery_id, token="c1", expires_at=now + timedelta(seconds=60))
+    delivery_id = claim_one(sessions, "c1", now=now, expires_in_s=60)
     assert deliver(sessions, settings, delivery_id, "c1") == "pending"
     assert receiver.snapshot() == [] and _log(sessions) == [(1, "internal_error")]
     delivery = _delivery(sessions)
@@ -180,8 +173,8 @@ def test_a_delivery_whose_window_ended_while_it_waited_is_failed_unsent(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
     settings = settings.model_copy(update={"webhook_retry_window_s": 600})
-    _endpoint(sessions, receiver.url)
-    _jobs(sessions, 2)
+    make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 2)
     start = utcnow()
     with sessions.begin() as session:
         fan_out(session, now=start)

@@ -8,18 +8,25 @@ by the SSRF check at send time. The stack test is tests/integration/test_webhook
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.unit.webhook_db import (
+    TENANT,
+    Clock,
+    claim_one,
+    make_endpoint,
+    receiver,
+    succeeded_jobs,
+)
 from tests.webhookrecv import Receiver
 from visionq.models.settings import Settings
 from visionq.models.table_base import utcnow
-from visionq.models.tables import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES, Job
+from visionq.models.tables import WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES
 from visionq.models.webhook_deliveries import (
     attempts_page,
     claim_delivery,
@@ -32,18 +39,9 @@ from visionq.models.webhook_endpoints import (
     rotate_secret,
     update_endpoint,
 )
-from visionq.models.webhook_outbox import EventType, NewEvent, record_event
 from visionq.worker.webhook_send import deliver
 
-TENANT = "t"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
+__all__ = ["receiver"]  # the fixture
 
 
 @pytest.fixture
@@ -53,36 +51,6 @@ def settings(tmp_path: Path) -> Settings:
         webhook_retry_delays_s=[1.0], webhook_retry_window_s=3600,
         webhook_disable_after_s=60, webhook_disable_min_failures=3,
     )  # fmt: skip
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver([]) as got:
-        yield got
-
-
-def _endpoint(sessions: sessionmaker[Session], url: str) -> tuple[str, str]:
-    with sessions.begin() as session:
-        row, secret = create_endpoint(
-            session, tenant=TENANT, url=url, events=["job.succeeded"], description=None,
-            include_result=True, max_endpoints=20,
-        )  # fmt: skip
-    return row.id, secret
-
-
-def _jobs(sessions: sessionmaker[Session], n: int) -> list[str]:
-    now = utcnow()
-    ids = [f"job-{i}-{secrets.token_hex(4)}" for i in range(n)]
-    with sessions.begin() as session:
-        for job_id in ids:
-            session.add(
-                Job(
-                    id=job_id, tenant=TENANT, task="caption", model="m", status="succeeded",
-                    created_at=now, finished_at=now, result={"text": "a cat"},
-                )
-            )  # fmt: skip
-            record_event(session, NewEvent(TENANT, EventType.JOB_SUCCEEDED, job_id))
-    return ids
 
 
 def _round(
@@ -109,9 +77,9 @@ def _round(
 def test_deliveries_are_signed_and_logged(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    endpoint_id, secret = _endpoint(sessions, receiver.url)
+    endpoint_id, secret = make_endpoint(sessions, receiver.url)
     receiver.secrets = [secret]
-    jobs = _jobs(sessions, 3)
+    jobs = succeeded_jobs(sessions, 3)
     assert _round(sessions, settings) == ["succeeded"] * 3
     got = receiver.snapshot()
     assert all(r.verified for r in got) and sorted(r.subject_id for r in got) == sorted(jobs)
@@ -131,11 +99,11 @@ def test_deliveries_are_signed_and_logged(
 def test_both_secrets_sign_during_a_rotation_grace(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    endpoint_id, old = _endpoint(sessions, receiver.url)
+    endpoint_id, old = make_endpoint(sessions, receiver.url)
     with sessions.begin() as session:
         new, expires = rotate_secret(session, endpoint_id, grace_s=3600)
     assert expires is not None
-    _jobs(sessions, 1)
+    succeeded_jobs(sessions, 1)
     assert _round(sessions, settings) == ["succeeded"]
     (request,) = receiver.snapshot()
     assert len(request.headers["webhook-signature"].split(" ")) == 2
@@ -145,7 +113,7 @@ def test_both_secrets_sign_during_a_rotation_grace(
     # After the grace only the new secret signs: a receiver left with the old one fails.
     later = Clock()
     later.now += timedelta(hours=2)
-    _jobs(sessions, 1)
+    succeeded_jobs(sessions, 1)
     assert _round(sessions, settings, later) == ["succeeded"]
     last = receiver.snapshot()[-1]
     assert len(last.headers["webhook-signature"].split(" ")) == 1
@@ -160,8 +128,8 @@ def test_a_receiver_failing_for_long_gets_the_endpoint_disabled(
 ) -> None:
     clock = Clock()
     with Receiver([], script=lambda n: 500) as failing:
-        endpoint_id, _ = _endpoint(sessions, failing.url)
-        _jobs(sessions, 3)
+        endpoint_id, _ = make_endpoint(sessions, failing.url)
+        succeeded_jobs(sessions, 3)
         # The first round sends all three (not failing yet); from then on one probe at a
         # time, 30 s apart: at 60 s the endpoint has failed for 60 s, 5 attempts in a row.
         seen = []
@@ -180,8 +148,8 @@ def test_a_receiver_failing_for_long_gets_the_endpoint_disabled(
 
 def test_410_disables_the_endpoint(sessions: sessionmaker[Session], settings: Settings) -> None:
     with Receiver([], script=lambda n: 410) as gone:
-        endpoint_id, _ = _endpoint(sessions, gone.url)
-        _jobs(sessions, 2)
+        endpoint_id, _ = make_endpoint(sessions, gone.url)
+        succeeded_jobs(sessions, 2)
         states = _round(sessions, settings)
     assert states[0] == "failed"
     with sessions() as session:
@@ -194,15 +162,9 @@ def test_410_disables_the_endpoint(sessions: sessionmaker[Session], settings: Se
 def test_an_endpoint_disabled_after_the_claim_is_not_sent(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    endpoint_id, _ = _endpoint(sessions, receiver.url)
-    _jobs(sessions, 1)
-    now = utcnow()
-    with sessions.begin() as session:
-        fan_out(session, now=now)
-        (delivery_id,) = due_deliveries(session, now=now, max_in_flight=8, limit=10)
-        assert claim_delivery(
-            session, delivery_id, token="c1", expires_at=now + timedelta(seconds=60)
-        )
+    endpoint_id, _ = make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 1)
+    delivery_id = claim_one(sessions, "c1", now=utcnow(), expires_in_s=60)
     with sessions.begin() as session:
         update_endpoint(session, TENANT, endpoint_id, enabled=False)
     assert deliver(sessions, settings, delivery_id, "c1") == "skipped"
@@ -214,13 +176,9 @@ def test_an_endpoint_disabled_after_the_claim_is_not_sent(
 def test_a_stale_claim_sends_nothing(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    _endpoint(sessions, receiver.url)
-    _jobs(sessions, 1)
-    now = utcnow()
-    with sessions.begin() as session:
-        fan_out(session, now=now)
-        (delivery_id,) = due_deliveries(session, now=now, max_in_flight=8, limit=10)
-        assert claim_delivery(session, delivery_id, token="mine", expires_at=now)
+    make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 1)
+    delivery_id = claim_one(sessions, "mine", now=utcnow(), expires_in_s=0)
     assert deliver(sessions, settings, delivery_id, "someone-else") == "stale"
     assert receiver.snapshot() == []
 
@@ -230,8 +188,8 @@ def test_a_url_now_pointing_at_a_private_address_is_refused(
 ) -> None:
     # Allowed when it was made; the network is no longer allowed when the attempt is made
     # (as when a name's DNS answer moves to an internal address).
-    endpoint_id, _ = _endpoint(sessions, receiver.url)
-    _jobs(sessions, 1)
+    endpoint_id, _ = make_endpoint(sessions, receiver.url)
+    succeeded_jobs(sessions, 1)
     narrowed = settings.model_copy(update={"url_fetch_allowed_networks": ["127.0.0.2/32"]})
     assert _round(sessions, narrowed) == ["pending"]
     assert receiver.snapshot() == []
@@ -260,7 +218,7 @@ def test_include_result_is_per_endpoint_whoever_sends_first(
                 )  # fmt: skip
             got.secrets = [secret]
             made[name] = (row.id, got)
-        _jobs(sessions, 1)
+        succeeded_jobs(sessions, 1)
         now = utcnow()
         with sessions.begin() as session:
             fan_out(session, now=now)
@@ -297,18 +255,18 @@ def _attempts(sessions: sessionmaker[Session], delivery_id: int) -> list[int | N
 def test_one_refused_delivery_keeps_its_schedule_and_the_endpoint_its_slots(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    endpoint_id, secret = _endpoint(sessions, receiver.url)
+    endpoint_id, secret = make_endpoint(sessions, receiver.url)
     receiver.secrets = [secret]
     receiver.script = lambda n: 400 if n == 1 else 204  # the first delivery refused once
     clock = Clock()
-    _jobs(sessions, 1)
+    succeeded_jobs(sessions, 1)
     assert _round(sessions, settings, clock) == ["pending"]
     with sessions() as session:
         poison = session.scalar(select(WEBHOOK_DELIVERIES.c.id))
     assert poison is not None
     # One delivery refused is not a failing endpoint: the others still go max_in_flight
     # at a time.
-    _jobs(sessions, 3)
+    succeeded_jobs(sessions, 3)
     with sessions.begin() as session:
         fan_out(session, now=clock.now)
         assert len(due_deliveries(session, now=clock.now, max_in_flight=8, limit=100)) == 3
@@ -316,7 +274,7 @@ def test_one_refused_delivery_keeps_its_schedule_and_the_endpoint_its_slots(
     assert endpoint is not None and endpoint.failing_since is None
     for _ in range(3):  # others succeed meanwhile, no time passes: the 400 one is not sent
         assert _round(sessions, settings, clock) == ["succeeded"] * (3 if _ == 0 else 1)
-        _jobs(sessions, 1)
+        succeeded_jobs(sessions, 1)
     assert _attempts(sessions, poison) == [400]
     # Its next step (1 s ±20 %) comes: tried again, once (with the last new one).
     clock.now += timedelta(seconds=2)
@@ -327,10 +285,10 @@ def test_one_refused_delivery_keeps_its_schedule_and_the_endpoint_its_slots(
 def test_the_recovery_flush_leaves_a_refused_delivery_on_its_schedule(
     sessions: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
-    endpoint_id, _ = _endpoint(sessions, receiver.url)
+    endpoint_id, _ = make_endpoint(sessions, receiver.url)
     receiver.script = lambda n: {1: 400, 2: 503}.get(n, 204)
     clock = Clock()
-    _jobs(sessions, 2)
+    succeeded_jobs(sessions, 2)
     # Two failures in a row (a 400 and a 503): the endpoint is failing.
     assert _round(sessions, settings, clock) == ["pending", "pending"]
     with sessions() as session:
@@ -340,7 +298,7 @@ def test_the_recovery_flush_leaves_a_refused_delivery_on_its_schedule(
         endpoint = get_endpoint(session, TENANT, endpoint_id)
     assert endpoint is not None and endpoint.failing_since is not None
     assert _attempts(sessions, refused) == [400] and _attempts(sessions, unavailable) == [503]
-    _jobs(sessions, 1)
+    succeeded_jobs(sessions, 1)
     # It answers again: the 503 one (the receiver was down) is due now, the 400 one keeps
     # its own next step.
     assert _round(sessions, settings, clock) == ["succeeded"]

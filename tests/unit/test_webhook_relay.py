@@ -6,7 +6,6 @@ the relay."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ from visionq.models.webhook_endpoints import create_endpoint
 from visionq.models.webhook_outbox import EventType, NewEvent, record_event
 from visionq.worker.lifecycle import WebhookRelayThread
 from visionq.worker.webhook_relay import WebhookRelay
-
-
-class Clock:
-    """A settable clock for the relay (the database's times follow it)."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
