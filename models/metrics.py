@@ -184,6 +184,7 @@ CLUSTER_GAUGES: tuple[str, ...] = (
     f"{PREFIX}_webhook_pending_deliveries",
     f"{PREFIX}_webhook_oldest_pending_age_seconds",
     f"{PREFIX}_webhook_endpoints",
+    f"{PREFIX}_webhook_failing_seconds",
     f"{PREFIX}_budget_spent_usd",
     f"{PREFIX}_budget_cap_usd",
 )

@@ -69,6 +69,10 @@ class ClusterCollector:
         self._lock = threading.Lock()
         self._cached: list[Metric] = []
         self._cached_at: float | None = None
+        # Exported at 0 from the start: a counter's first series would be born at 1, which
+        # increase() (VisionqClusterGaugesMissing) reads as no increase.
+        for source in ("sql", "redis"):
+            COLLECT_ERRORS.labels(source)
 
     def collect(self) -> Iterator[Metric]:
         """The gauges, from the cache when fresher than ``cache_s``."""
@@ -250,7 +254,29 @@ def _webhooks(connection: Connection, now: datetime) -> list[Metric]:
     )
     for state, count in endpoints.items():
         endpoint_family.add_metric([state], count)
-    return [pending_family, age_family, endpoint_family]
+    return [pending_family, age_family, endpoint_family, _failing(connection, now)]
+
+
+def _failing(connection: Connection, now: datetime) -> Metric:
+    # State, not attempt rates: a receiver down for hours is probed on the backoff schedule
+    # (5 min, 30 min, 2 h apart), so a low-traffic tenant has long windows without attempts,
+    # while failing_since stays set until a success (or visionq disables the endpoint).
+    rows = connection.execute(
+        select(WEBHOOK_ENDPOINTS.c.tenant, func.min(WEBHOOK_ENDPOINTS.c.failing_since))
+        .where(
+            WEBHOOK_ENDPOINTS.c.enabled.is_(True), WEBHOOK_ENDPOINTS.c.failing_since.is_not(None)
+        )
+        .group_by(WEBHOOK_ENDPOINTS.c.tenant)
+    ).all()
+    family = GaugeMetricFamily(
+        f"{PREFIX}_webhook_failing_seconds",
+        "Seconds the longest-failing enabled webhook endpoint of a tenant has failed every "
+        "attempt (two or more in a row); only tenants with a failing endpoint have a series.",
+        labels=["tenant"],
+    )
+    for tenant, since in rows:
+        family.add_metric([tenant], _age(now, since))
+    return family
 
 
 def _budgets(connection: Connection, now: datetime) -> list[Metric]:

@@ -31,6 +31,9 @@ DASHBOARD = GRAFANA_DIR / "dashboards" / "visionq.json"
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "visionq.yml"
 
+# Where monitoring/prometheus/entrypoint.sh writes VISIONQ_METRICS_TOKEN in compose.
+COMPOSE_TOKEN_FILE = "/run/visionq/metrics_token"
+ENTRYPOINT = PROMETHEUS_DIR / "entrypoint.sh"
 API_JOB = "visionq-api"
 WORKER_JOB = "visionq-worker"
 # Set by .ci/run: a missing Prometheus fails the monitoring tests instead of skipping them.
@@ -81,11 +84,14 @@ def render(
     config["rule_files"] = [str(PROMETHEUS_DIR / name) for name in config["rule_files"]]
     api_job = _job(config, API_JOB)
     api_job["static_configs"] = [{"targets": [api]}]
-    if token_file is not None:
-        api_job["authorization"] = {"credentials_file": str(token_file)}
     worker_job = _job(config, WORKER_JOB)
-    if token_file is not None:  # the workers want VISIONQ_METRICS_TOKEN too
-        worker_job["authorization"] = {"credentials_file": str(token_file)}
+    for job in (api_job, worker_job):  # both want VISIONQ_METRICS_TOKEN when it is set
+        # The checked-in path is compose's tmpfs file (entrypoint.sh writes it).
+        assert job["authorization"] == {"credentials_file": COMPOSE_TOKEN_FILE}, job
+        if token_file is None:
+            job.pop("authorization")
+        else:
+            job["authorization"] = {"credentials_file": str(token_file)}
     worker_job.pop("dns_sd_configs")
     worker_job["static_configs"] = [{"targets": list(workers)}]
     return yaml.safe_dump(config, sort_keys=False)

@@ -31,7 +31,9 @@ def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
 
 
 def test_the_checked_in_config_is_valid() -> None:
-    assert "SUCCESS" in promtool("check", "config", str(PROMETHEUS_CONFIG))
+    # Syntax only: its credentials_file exists only inside compose's prometheus container
+    # (a tmpfs); the rendered config below is checked in full, rule files included.
+    assert "SUCCESS" in promtool("check", "config", "--syntax-only", str(PROMETHEUS_CONFIG))
 
 
 def test_the_config_a_test_renders_is_valid(tmp_path: Path) -> None:
@@ -47,7 +49,7 @@ def test_the_config_a_test_renders_is_valid(tmp_path: Path) -> None:
 
 def test_the_alert_rules_are_valid() -> None:
     output = promtool("check", "rules", str(ALERTS))
-    assert "SUCCESS: 10 rules found" in output
+    assert "SUCCESS: 12 rules found" in output
 
 
 def test_the_alert_rules_unit_tests_pass() -> None:

@@ -85,7 +85,11 @@ def seed(sessions: sessionmaker[Session]) -> None:
         session.add_all([
             WebhookEndpoint(id="e-ok", tenant="t", events=["job.succeeded"], event_mask=1),
             WebhookEndpoint(id="e-failing", tenant="t", events=["job.succeeded"], event_mask=1,
-                            failing_since=NOW),
+                            failing_since=NOW - timedelta(minutes=20)),
+            # Failing for longer, but disabled since: not failing any more.
+            WebhookEndpoint(id="e-gone", tenant="u", events=["job.succeeded"], event_mask=1,
+                            failing_since=NOW - timedelta(days=1), enabled=False,
+                            disabled_by="visionq"),
             WebhookEndpoint(id="e-off", tenant="t", events=["job.succeeded"], event_mask=1),
             WebhookEndpoint(id="e-paused", tenant="t", events=["job.succeeded"], event_mask=1),
         ])  # fmt: skip
@@ -172,8 +176,12 @@ def test_every_gauge_from_the_database_and_redis(sessions: sessionmaker[Session]
     # From when the oldest became due, not from its creation two days ago (review R10).
     assert values[g("visionq_webhook_oldest_pending_age_seconds")] == 600
     # Disabled by visionq vs paused by the tenant (only the first alerts; review R10).
-    for state in ("enabled", "failing", "disabled", "paused"):
-        assert values[g("visionq_webhook_endpoints", state=state)] == 1
+    for state, count in (("enabled", 1), ("failing", 1), ("disabled", 2), ("paused", 1)):
+        assert values[g("visionq_webhook_endpoints", state=state)] == count
+    # Per tenant, from the failing state (which persists across the backoff's long gaps
+    # between attempts), only for tenants with an enabled failing endpoint (review bug 4).
+    assert values[g("visionq_webhook_failing_seconds", tenant="t")] == 1200
+    assert g("visionq_webhook_failing_seconds", tenant="u") not in values
     assert values[g("visionq_budget_spent_usd", tenant="capped", period="day")] == 1.5
     assert values[g("visionq_budget_cap_usd", tenant="capped", period="day")] == 2
     assert values[g("visionq_budget_spent_usd", tenant="capped", period="month")] == 0
