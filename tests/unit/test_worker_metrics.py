@@ -46,6 +46,11 @@ from visionq.worker.ratelimit import GeminiRateLimiter, RateLimitTimeout
 from visionq.worker.watchdog import Watchdog
 
 MODEL = "gemini-3.6-flash"
+# The labels of visionq_jobs_ended_total when watchdog_job's job fails.
+WATCHDOG_FAILED = {
+    "tenant": "t", "task": "caption", "model": "gemini-2.5-flash", "tier": "standard",
+    "outcome": "failed",
+}  # fmt: skip
 
 
 def value(name: str, **labels: str) -> float:
@@ -295,9 +300,7 @@ def test_a_job_stopped_by_the_watchdog_counts_as_failed(tmp_path: Path) -> None:
         context.gemini = StandIn(spin)
         watchdog = Watchdog(context.sessions, context.leases, deadline_s=0.5, grace_s=0.2)
         job_id = watchdog_job(context)
-        labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
-                  "tier": "standard", "outcome": "failed"}  # fmt: skip
-        with delta("visionq_jobs_ended_total", **labels) as failed:
+        with delta("visionq_jobs_ended_total", **WATCHDOG_FAILED) as failed:
             run_in_thread(context, job_id, watchdog)
         watchdog.close()
     finally:
@@ -309,12 +312,10 @@ def test_a_job_given_up_after_its_deliveries_counts_as_failed_after_the_commit(
     context: WorkerContext,
 ) -> None:
     job_id = watchdog_job(context)
-    labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
-              "tier": "standard", "outcome": "failed"}  # fmt: skip
-    with delta("visionq_jobs_ended_total", **labels) as failed:
+    with delta("visionq_jobs_ended_total", **WATCHDOG_FAILED) as failed:
         with (
             context.sessions.begin() as session,
-            delta("visionq_jobs_ended_total", **labels) as before_commit,
+            delta("visionq_jobs_ended_total", **WATCHDOG_FAILED) as before_commit,
         ):
             assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
         # Review R11: not counted until the caller's transaction commits.
@@ -326,9 +327,7 @@ def test_a_job_given_up_in_a_transaction_rolled_back_is_not_counted(
     context: WorkerContext,
 ) -> None:
     job_id = watchdog_job(context)
-    labels = {"tenant": "t", "task": "caption", "model": "gemini-2.5-flash",
-              "tier": "standard", "outcome": "failed"}  # fmt: skip
-    with delta("visionq_jobs_ended_total", **labels) as failed:
+    with delta("visionq_jobs_ended_total", **WATCHDOG_FAILED) as failed:
         with contextlib.suppress(RuntimeError), context.sessions.begin() as session:
             assert claim_job(session, job_id, lease_s=30, max_deliveries=0) is None
             raise RuntimeError("the caller's transaction fails after the claim")
