@@ -8,7 +8,6 @@ which runs the same table of forbidden URLs through fetch_image.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import socket
 import threading
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.unit.http_stub import QuietHandler, QuietServer, serving
 from visionq.models import netguard
 from visionq.models.netguard import UrlRefused, check_url, parse_networks, pinned_send
 
@@ -115,13 +115,6 @@ def test_a_malformed_network_is_an_operator_error() -> None:
 # --- pinned_send against a real server on 127.0.0.2 --------------------------------------
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # aborted connections are part of the tests
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
     """127.0.0.2: echoes ``Host`` and the body of a POST; ``/stall`` answers headers, then
@@ -129,12 +122,7 @@ def server() -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
     seen: list[tuple[str, str, bytes]] = []
     stop = threading.Event()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             seen.append((self.headers.get("Host", ""), self.path, body))
@@ -155,14 +143,12 @@ def server() -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
                 self.wfile.write(answer)
 
     try:
-        srv = _Server(("127.0.0.2", 0), Handler)
+        srv = QuietServer(("127.0.0.2", 0), Handler)
     except OSError as exc:
         pytest.skip(f"cannot bind 127.0.0.2 here: {exc}")
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield srv.server_address[1], seen
-    stop.set()
-    srv.shutdown()
-    srv.server_close()
+    with serving(srv) as port:
+        yield port, seen
+        stop.set()
 
 
 def test_a_post_goes_to_the_checked_address_with_the_original_host(

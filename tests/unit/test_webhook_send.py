@@ -5,24 +5,17 @@ deadline, connection refused, a URL refused by the SSRF check at send time)."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from tests.unit.http_stub import QuietHandler, QuietServer, serving
 from visionq.models.netguard import parse_networks
 from visionq.worker.webhook_send import _retry_after, post
 
 LOOPBACK = parse_networks(["127.0.0.0/8"])
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # aborted connections are part of the tests
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +24,7 @@ def receiver() -> Iterator[tuple[str, list[bytes]]]:
     bodies: list[bytes] = []
     stop = threading.Event()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             bodies.append(self.rfile.read(int(self.headers.get("content-length") or 0)))
             self.close_connection = True
@@ -55,14 +43,9 @@ def receiver() -> Iterator[tuple[str, list[bytes]]]:
                 self.end_headers()
                 self.wfile.write(text)
 
-    server = _Server(("127.0.0.1", 0), Handler)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", bodies
-    stop.set()
-    server.shutdown()
-    server.server_close()
+    with serving(QuietServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"http://127.0.0.1:{port}", bodies
+        stop.set()
 
 
 def _post(url: str, timeout_s: float = 3.0) -> tuple[str, int | None, str | None, float | None]:
