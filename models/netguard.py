@@ -269,16 +269,17 @@ def send_to_target(
 ) -> httpx.Response:
     """``pinned_send`` to the first checked address that accepts a connection (IPv6 or IPv4
     of the same host may be unreachable); the last address's error is raised."""
+
+    def send(address: str) -> httpx.Response:
+        return pinned_send(
+            client, target, address, method=method, headers=headers, content=content,
+            deadline=deadline, stream=stream,
+        )  # fmt: skip
+
     for address in target.addresses[:-1]:
         with contextlib.suppress(httpx.ConnectError):
-            return pinned_send(
-                client, target, address, method=method, headers=headers, content=content,
-                deadline=deadline, stream=stream,
-            )  # fmt: skip
-    return pinned_send(
-        client, target, target.addresses[-1], method=method, headers=headers, content=content,
-        deadline=deadline, stream=stream,
-    )  # fmt: skip
+            return send(address)
+    return send(target.addresses[-1])
 
 
 def guarded_client() -> httpx.Client:
