@@ -142,3 +142,57 @@ def test_the_datasource_points_at_the_compose_prometheus() -> None:
     url = urlsplit(source["url"])
     assert url.hostname in services(), f"no compose service {url.hostname}"
     assert url.port in container_ports(url.hostname), "Grafana asks another port"
+
+
+# What a query plots, from its metric's unit suffix and its function: two queries on one
+# axis must agree (a bytes/s line flattens counts/s; an age in seconds dwarfs a count).
+UNIT_SUFFIXES = (("_seconds", "time"), ("_bytes", "bytes"), ("_usd", "money"), ("_ratio", "ratio"))
+
+
+def plotted(expr: str) -> tuple[str, str]:
+    """(quantity, per) a query plots: per is 's' for rate(), 'window' for increase(),
+    '' for a level or a quantile."""
+    names = METRIC_NAME.findall(expr)
+    quantity = next(
+        (kind for suffix, kind in UNIT_SUFFIXES for name in names if suffix in name), "count"
+    )
+    if expr.startswith("histogram_quantile("):
+        return quantity, ""
+    per = "s" if "rate(" in expr else "window" if "increase(" in expr else ""
+    return quantity, per
+
+
+def _axis(panel: dict[str, Any], ref: str) -> tuple[str, str]:
+    """(placement, unit) of a query's series: the defaults, then its refId's override."""
+    config = panel.get("fieldConfig", {})
+    defaults = config.get("defaults", {})
+    placement = defaults.get("custom", {}).get("axisPlacement", "auto")
+    unit = defaults.get("unit", "")
+    for override in config.get("overrides", []):
+        if override["matcher"] == {"id": "byFrameRefID", "options": ref}:
+            for prop in override["properties"]:
+                if prop["id"] == "custom.axisPlacement":
+                    placement = prop["value"]
+                elif prop["id"] == "unit":
+                    unit = prop["value"]
+    return placement, unit
+
+
+@pytest.mark.parametrize(
+    "panel", [p for p in panels() if p["type"] == "timeseries"], ids=lambda p: p["title"]
+)
+def test_one_unit_per_axis(panel: dict[str, Any]) -> None:
+    axes: dict[str, set[tuple[str, str]]] = {}
+    units: dict[tuple[str, str], set[str]] = {}
+    for target in panel["targets"]:
+        placement, unit = _axis(panel, target["refId"])
+        what = plotted(target["expr"])
+        axes.setdefault(placement, set()).add(what)
+        units.setdefault(what, set()).add(unit)
+    for placement, kinds in axes.items():
+        assert len(kinds) == 1, f"{panel['title']}: {sorted(kinds)} share the {placement} axis"
+    for (quantity, per), found in units.items():
+        if quantity == "time" and not per:
+            assert found == {"s"}, f"{panel['title']}: seconds shown as {found}"
+        if quantity == "bytes" and per == "s":
+            assert found == {"Bps"}, f"{panel['title']}: bytes/s shown as {found}"
