@@ -46,7 +46,12 @@ JOB_DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 360
                         21600, 86400)  # fmt: skip
 GEMINI_CALL_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 900)
 RATELIMIT_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-ESTIMATE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 4)
+# Fine around 1 (input tokens are usually exact: an exact estimate must read 1.00, not the
+# middle of (0.9, 1]; a 2 % miss must show), coarse from 0.01 to 10 (cost compares with the
+# estimate's upper bound, output up to its cap: ratios of 0.01..0.3 are normal).
+ESTIMATE_RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.85, 0.9, 0.95,
+                          0.98, 0.995, 1.0, 1.005, 1.02, 1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 2, 3,
+                          5, 10)  # fmt: skip
 WEBHOOK_DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
 
 # Jobs. (prometheus-client adds `_total` to a counter's name.)
