@@ -30,6 +30,7 @@ from visionq.api.routes import (
 )
 from visionq.api.throttle import SubmitThrottle
 from visionq.api.tiers import TurnaroundCache
+from visionq.api.webhook_events import describe_webhooks
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.jobrefs import MIN_PREFIX
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     install_openapi(app, lambda: settings or get_settings())
+    # The events visionq POSTs to webhook endpoints, as the document's `webhooks` section.
+    describe_webhooks(app)
     install_error_handlers(app)
     # Inside Starlette's ServerErrorMiddleware (add_middleware puts user middleware
     # there), so it never sees the 500 that one sends; an unhandled error still passes
