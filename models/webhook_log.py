@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import chunks
@@ -90,12 +90,19 @@ def _decode(cursor: str) -> tuple[datetime, int]:
     return moment, row_id
 
 
-def _before(cursor: str | None, at: Any, row_id: Any) -> list[ColumnElement[bool]]:
-    """The newest-first page condition: rows strictly after the cursor's."""
-    if not cursor:
-        return []
-    moment, last = _decode(cursor)
-    return [or_(at < moment, and_(at == moment, row_id < last))]
+def _newest_first(
+    session: Session, query: Select[Any], at: Any, row_id: Any, *, cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    """Up to ``limit`` rows of ``query`` newest first (by ``at``, then ``row_id``) after the
+    ``cursor``'s row, and the next page's cursor (None: the last page)."""
+    if cursor:
+        moment, last = _decode(cursor)
+        query = query.where(or_(at < moment, and_(at == moment, row_id < last)))
+    rows = session.execute(query.order_by(at.desc(), row_id.desc()).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return list(rows), None
+    end = rows[limit - 1]._mapping
+    return list(rows[:limit]), _encode(end[at], end[row_id])
 
 
 def _owned(tenant: str, endpoint_id: str) -> ColumnElement[bool]:
@@ -130,7 +137,6 @@ def attempts_page(
         )
         .select_from(WEBHOOK_ATTEMPTS.join(WEBHOOK_EVENTS, _V.id == _A.event_id))
         .where(_A.endpoint_id == endpoint_id, _owned(tenant, endpoint_id))
-        .where(*_before(cursor, _A.started_at, _A.id))
     )
     if outcome == "failed":
         query = query.where(_A.outcome != "succeeded")
@@ -138,9 +144,7 @@ def attempts_page(
         query = query.where(_A.outcome == outcome)
     if since is not None:
         query = query.where(_A.started_at >= since)
-    rows = session.execute(
-        query.order_by(_A.started_at.desc(), _A.id.desc()).limit(limit + 1)
-    ).all()
+    rows, more = _newest_first(session, query, _A.started_at, _A.id, cursor=cursor, limit=limit)
     page = [
         AttemptRow(
             event_id=r.event_id,
@@ -153,10 +157,9 @@ def attempts_page(
             error=r.error,
             replay=bool(r.replay),
         )
-        for r in rows[:limit]
+        for r in rows
     ]
-    more = len(rows) > limit
-    return page, _encode(rows[limit - 1].started_at, rows[limit - 1].id) if more else None
+    return page, more
 
 
 def deliveries_page(
@@ -187,13 +190,10 @@ def deliveries_page(
         )
         .select_from(WEBHOOK_DELIVERIES.join(WEBHOOK_EVENTS, _V.id == _D.event_id))
         .where(_D.endpoint_id == endpoint_id, _owned(tenant, endpoint_id))
-        .where(*_before(cursor, _D.created_at, _D.id))
     )
     if state is not None:
         query = query.where(_D.state == state)
-    rows = session.execute(
-        query.order_by(_D.created_at.desc(), _D.id.desc()).limit(limit + 1)
-    ).all()
+    rows, more = _newest_first(session, query, _D.created_at, _D.id, cursor=cursor, limit=limit)
     page = [
         DeliveryRow(
             id=r.id,
@@ -209,10 +209,9 @@ def deliveries_page(
             created_at=r.created_at,
             succeeded_at=r.succeeded_at,
         )
-        for r in rows[:limit]
+        for r in rows
     ]
-    more = len(rows) > limit
-    return page, _encode(rows[limit - 1].created_at, rows[limit - 1].id) if more else None
+    return page, more
 
 
 def replay(
