@@ -18,7 +18,9 @@ def gc(
     """Delete old finished jobs and unused images; safe while running.
 
     Finished jobs older than VISIONQ_RETENTION_DAYS (with their inputs,
-    attempts and masks), expired idempotency keys, and images no job uses.
+    attempts and masks), webhook events that old whose deliveries all
+    ended (with their attempt log), expired idempotency keys, and images
+    no job uses.
     """
     from visionq.models.blobs import BlobStore
     from visionq.models.db import make_engine, make_session_factory

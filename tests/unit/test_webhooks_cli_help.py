@@ -28,3 +28,8 @@ def test_webhooks_create_help_marks_event_required_and_names_a_real_readme_secti
 
 def test_webhooks_update_help_says_event_replaces_the_list() -> None:
     assert "replacing the endpoint's whole list" in _help("update")
+
+
+def test_gc_help_says_it_deletes_old_webhook_events() -> None:
+    shown = run("gc", "--help")
+    assert shown.exit_code == 0 and "webhook events" in " ".join(shown.stdout.split())
