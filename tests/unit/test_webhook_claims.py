@@ -22,6 +22,7 @@ from tests.unit.webhook_db import (
     claim_one,
     make_endpoint,
     receiver,
+    send_settings,
     succeeded_jobs,
 )
 from tests.webhookrecv import Receiver
@@ -56,10 +57,7 @@ __all__ = ["receiver"]  # the fixture
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path, url_fetch_allowed_networks=["127.0.0.0/8"], webhook_timeout_s=3,
-        webhook_retry_delays_s=[1.0], webhook_retry_window_s=3600,
-    )  # fmt: skip
+    return send_settings(tmp_path)
 
 
 def _log(sessions: sessionmaker[Session]) -> list[tuple[int, str]]:

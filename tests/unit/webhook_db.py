@@ -6,11 +6,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.webhookrecv import Receiver
+from visionq.models.settings import Settings
 from visionq.models.table_base import utcnow
 from visionq.models.tables import Job
 from visionq.models.webhook_deliveries import claim_delivery, due_deliveries, fan_out
@@ -28,6 +31,15 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def send_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Settings for sending to a receiver on loopback quickly (``changes`` override)."""
+    values: dict[str, Any] = {
+        "url_fetch_allowed_networks": ["127.0.0.0/8"], "webhook_timeout_s": 3,
+        "webhook_retry_delays_s": [1.0], "webhook_retry_window_s": 3600,
+    }  # fmt: skip
+    return Settings(data_dir=data_dir, **(values | changes))
 
 
 @pytest.fixture
