@@ -93,21 +93,16 @@ def start_run(
         batch = open_batch(
             client, batch_name, defaults, expected_items=items, webhook_url=webhook_url
         )
-        with skipped_file(skipped) as skipped_handle:
-            uploader = Uploader(
-                client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),
-                skipped_file=skipped_handle, rejected_log=rejected_log,
+        if batch.state == "closed":  # an earlier --webhook-url run added every input
+            outcome = RunOutcome(UploadCounts(total, existing=batch.item_count), batch=batch)
+        else:
+            outcome = _upload(
+                client, batch, inputs, total=total, parallel=parallel, chunk=chunk,
+                skipped=skipped, rejected_log=rejected_log,
             )  # fmt: skip
-            try:
-                outcome = uploader.run(inputs)
-            finally:
-                rejected_log.close()
-        batch = outcome.batch or batch
-        if rejected_log.count:
-            say(rejected_log.summary())
-        _report_upload(outcome, uploader, batch, skipped)
-        if webhook_url is not None:
-            batch = _close_for_webhook(client, batch, outcome.counts)
+            batch = outcome.batch or batch
+            if webhook_url is not None:
+                batch = _close_for_webhook(client, batch, outcome.counts)
         if not wait:
             _finish_without_wait(client, batch, outcome.counts, as_json)
             return
@@ -154,6 +149,11 @@ def open_batch(
         )
     if batch.state == "cancelled":
         die(f"batch {name} was cancelled; to run these files again, give another --name")
+    if batch.state == "closed" and webhook_url is not None and batch.item_count >= expected_items:
+        # Closed by an earlier run of this command once every input was in (--webhook-url):
+        # the same command again follows it, as it would an open batch with nothing to add.
+        say(f"batch {name} ({batch.id}) is closed with every input in it: nothing to add")
+        return batch
     if batch.state == "closed":
         die(
             f"batch {name} is closed (no more items); to add files, give another --name; to "
@@ -162,6 +162,34 @@ def open_batch(
     if batch.item_count:
         say(f"resuming batch {name} ({batch.id}): {batch.item_count:,} item(s) already in it")
     return batch
+
+
+def _upload(
+    client: VisionqClient,
+    batch: Batch,
+    inputs: BatchInputs,
+    *,
+    total: int,
+    parallel: int,
+    chunk: int,
+    skipped: Path | None,
+    rejected_log: RejectedLog,
+) -> RunOutcome:
+    """Add every input to ``batch`` (cli/batch_run.py); an interrupted or failed upload
+    ends the command (_report_upload)."""
+    with skipped_file(skipped) as skipped_handle:
+        uploader = Uploader(
+            client, batch, total=total, parallel=parallel, chunk=chunk, console=stderr(),
+            skipped_file=skipped_handle, rejected_log=rejected_log,
+        )  # fmt: skip
+        try:
+            outcome = uploader.run(inputs)
+        finally:
+            rejected_log.close()
+    if rejected_log.count:
+        say(rejected_log.summary())
+    _report_upload(outcome, uploader, outcome.batch or batch, skipped)
+    return outcome
 
 
 def _report_upload(

@@ -165,6 +165,10 @@ def test_batch_run_with_webhook_url(api: InProcessApi, cli: Any, tmp_path: Path)
     # Every input added: closed, so that batch.completed is sent once its items end (an open
     # batch may still get items, and --wait would wait for an event that never comes).
     assert batch["state"] == "closed" and "batch.completed goes to --webhook-url" in ran.output
+    # The same command again finds it complete (exit 0), as it would an open one.
+    again = cli("batch", "run", str(folder), "--task", "caption", "--name", name,
+                "--webhook-url", HOOK)  # fmt: skip
+    assert again.exit_code == 0 and "nothing to add" in again.output, again.output
     # Resumed with another URL: the batch's defaults differ, and the message says so.
     other = cli("batch", "run", str(folder), "--task", "caption", "--name", name,
                 "--webhook-url", HOOK + "2")  # fmt: skip
