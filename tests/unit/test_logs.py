@@ -133,7 +133,7 @@ def test_the_emulator_and_the_worker_use_the_same_setup(
     )
     monkeypatch.setattr(celery_app, "worker_main", lambda argv: None)
     monkeypatch.setattr("visionq.cli.main.prepare_metrics", lambda role: None)
-    monkeypatch.setattr("visionq.cli.main.serve_worker_metrics", lambda host, port: None)
+    monkeypatch.setattr("visionq.cli.main.serve_worker_metrics", lambda *args, **kwargs: None)
     runner = CliRunner()
     assert runner.invoke(app, ["emulator", "--port", "0"]).exit_code == 0
     assert runner.invoke(app, ["worker"]).exit_code == 0
