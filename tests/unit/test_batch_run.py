@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,15 @@ from visionq.cli.batch_inputs import Source
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> FakeBatchApi:
     return install_batch_api(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Ctrl-C as a terminal delivers it: a shell that starts the run in the background
+    without job control (`cmd &` in a script) makes SIGINT ignored, and Python keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _photos(folder: Path, count: int, *, extra: bool = True) -> Path:
