@@ -195,8 +195,9 @@ CLUSTER_GAUGES: tuple[str, ...] = (
 )
 
 
-class EndedLike(Protocol):
-    """What :func:`count_ended` reads of an ended job (models/ended.py's EndedJob)."""
+class JobLabelsLike(Protocol):
+    """A job's fields its metric labels come from (the model is labelled by
+    :func:`model_label`)."""
 
     @property
     def tenant(self) -> str: ...
@@ -206,6 +207,11 @@ class EndedLike(Protocol):
     def model(self) -> str: ...
     @property
     def tier(self) -> str: ...
+
+
+class EndedLike(JobLabelsLike, Protocol):
+    """What :func:`count_ended` reads of an ended job (models/ended.py's EndedJob)."""
+
     @property
     def status(self) -> str: ...
     @property
@@ -282,23 +288,21 @@ def count_new_job(
 ) -> None:
     """Count one job row the API stored (call after its commit): submitted, and when it was
     born succeeded from the result cache, a cache hit (``source``) ended at once."""
-    count_submitted(tenant=tenant, task=task, model=model, tier=tier)
-    if cache_hit:
-        count_cache_hits(tenant=tenant, task=task, model=model, source=source)
-        count_born_succeeded(tenant=tenant, task=task, model=model, tier=tier)
+    _count_stored(tenant, task, model, tier, stored=1, hits=int(cache_hit), source=source)
 
 
-class NewRowLike(Protocol):
+def _count_stored(
+    tenant: str, task: str, model: str, tier: str, *, stored: int, hits: int, source: str
+) -> None:
+    # ``stored`` rows of one label set accepted, ``hits`` of them born succeeded from the cache.
+    count_submitted(tenant=tenant, task=task, model=model, tier=tier, n=stored)
+    count_cache_hits(tenant=tenant, task=task, model=model, source=source, n=hits)
+    count_born_succeeded(tenant=tenant, task=task, model=model, tier=tier, n=hits)
+
+
+class NewRowLike(JobLabelsLike, Protocol):
     """What :func:`count_new_rows` reads of a stored job row (models/batchjobs.NewJobRow)."""
 
-    @property
-    def tenant(self) -> str: ...
-    @property
-    def task(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def tier(self) -> str: ...
     @property
     def cached(self) -> object | None: ...
 
@@ -312,9 +316,7 @@ def count_new_rows(rows: Iterable[NewRowLike], *, source: str) -> None:
         group[0] += 1
         group[1] += row.cached is not None
     for (tenant, task, model, tier), (stored, hits) in groups.items():
-        count_submitted(tenant=tenant, task=task, model=model, tier=tier, n=stored)
-        count_cache_hits(tenant=tenant, task=task, model=model, source=source, n=hits)
-        count_born_succeeded(tenant=tenant, task=task, model=model, tier=tier, n=hits)
+        _count_stored(tenant, task, model, tier, stored=stored, hits=hits, source=source)
 
 
 def count_ended(ended: Iterable[EndedLike]) -> None:
