@@ -11,14 +11,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from visionq.api.deps import ApiResources, Caller, CallerDep, ResourcesDep
 from visionq.api.errors import ApiError
-from visionq.api.json_body import json_request_body, read_json_model
+from visionq.api.json_body import json_request_body
 from visionq.api.openapi import error_responses
-from visionq.api.routes.webhooks import EndpointIdPath
-from visionq.api.webhook_public import caller_of, endpoint_id_of, owned
+from visionq.api.routes.webhooks import EndpointIdPath, endpoint_body_call
+from visionq.api.webhook_public import owned
 from visionq.api.webhook_schemas import (
     AttemptOutcomeName,
     DeliveryStateName,
@@ -145,12 +144,9 @@ async def replay_webhook(
     type) or every delivery in `states` (default failed and skipped) since a time. Replayed
     deliveries get a fresh 24 h retry window. 409 webhook_disabled on a disabled endpoint:
     enable it first (PATCH {"enabled": true})."""
-    caller = await run_in_threadpool(caller_of, request, resources)
-    full_id = endpoint_id_of(endpoint_id)
-    body = await read_json_model(
-        request, resources.settings, ReplayRequest, example=_REPLAY_EXAMPLE
+    return await endpoint_body_call(
+        request, resources, endpoint_id, _replay, ReplayRequest, example=_REPLAY_EXAMPLE
     )
-    return await run_in_threadpool(_replay, body, caller, full_id, resources)
 
 
 def _replay(

@@ -4,14 +4,15 @@ is the worker's (worker/webhook_send.py); the rows are models/webhook_endpoints.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from visionq.api.deps import ApiResources, Caller, CallerDep, ResourcesDep
 from visionq.api.errors import ApiError
-from visionq.api.json_body import json_request_body, read_json_model
+from visionq.api.json_body import Model, json_request_body, read_json_model
 from visionq.api.openapi import error_responses
 from visionq.api.webhook_check import checked_url, event_types
 from visionq.api.webhook_public import (
@@ -45,6 +46,28 @@ EndpointIdPath = Annotated[str, Path(description="The endpoint's id (a UUID), as
 _CREATE_EXAMPLE = '{"url": "https://example.com/hooks", "events": ["job.succeeded"]}'
 _UPDATE_EXAMPLE = '{"enabled": true}'
 _ROTATE_EXAMPLE = '{"grace_s": 86400} (or no body: the default grace)'
+Answer = TypeVar("Answer")
+
+
+async def endpoint_body_call(
+    request: Request,
+    resources: ApiResources,
+    endpoint_id: str,
+    handler: Callable[[Model, Caller, str, ApiResources], Answer],
+    body_model: type[Model],
+    *,
+    example: str,
+    empty_is_default: bool = False,
+) -> Answer:
+    """The opening of a route on one endpoint that reads a JSON body: the caller (401
+    first), the endpoint id (404), the body (413/415/422, see read_json_model), then
+    ``handler(body, caller, endpoint_id, resources)`` in the thread pool."""
+    caller = await run_in_threadpool(caller_of, request, resources)
+    full_id = endpoint_id_of(endpoint_id)
+    body = await read_json_model(
+        request, resources.settings, body_model, example=example, empty_is_default=empty_is_default
+    )
+    return await run_in_threadpool(handler, body, caller, full_id, resources)
 
 
 def _public(resources: ApiResources, row: endpoints.EndpointRow) -> WebhookEndpoint:
@@ -149,12 +172,10 @@ async def update_webhook(
     re-enables a disabled endpoint and clears its failing state (replay what it missed with
     POST /v1/webhooks/{id}/replay). The callbacks endpoint cannot be disabled (409
     webhook_callbacks_endpoint)."""
-    caller = await run_in_threadpool(caller_of, request, resources)
-    full_id = endpoint_id_of(endpoint_id)
-    body = await read_json_model(
-        request, resources.settings, WebhookUpdate, example=_UPDATE_EXAMPLE, empty_is_default=True
-    )
-    return await run_in_threadpool(_update, body, caller, full_id, resources)
+    return await endpoint_body_call(
+        request, resources, endpoint_id, _update, WebhookUpdate, example=_UPDATE_EXAMPLE,
+        empty_is_default=True,
+    )  # fmt: skip
 
 
 def _update(
@@ -246,12 +267,10 @@ async def rotate_webhook_secret(
     """A new signing secret. The previous one signs too for `grace_s` seconds (default
     VISIONQ_WEBHOOK_ROTATION_GRACE_S): every delivery carries both signatures, so receivers
     can switch secrets without losing an event."""
-    caller = await run_in_threadpool(caller_of, request, resources)
-    full_id = endpoint_id_of(endpoint_id)
-    body = await read_json_model(
-        request, resources.settings, RotateRequest, example=_ROTATE_EXAMPLE, empty_is_default=True
-    )
-    return await run_in_threadpool(_rotate, body, caller, full_id, resources)
+    return await endpoint_body_call(
+        request, resources, endpoint_id, _rotate, RotateRequest, example=_ROTATE_EXAMPLE,
+        empty_is_default=True,
+    )  # fmt: skip
 
 
 def _rotate(
