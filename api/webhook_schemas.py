@@ -48,10 +48,25 @@ def _unique_events(events: list[str] | None) -> list[str] | None:
     return events
 
 
-class WebhookCreate(BaseModel):
-    """A new endpoint of the caller's tenant."""
+class _EndpointBody(BaseModel):
+    """The checks WebhookCreate and WebhookUpdate share (their fields differ in defaults, so
+    each declares its own; check_fields=False lets these validators name them)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("url", "description", check_fields=False)
+    @classmethod
+    def _text_ok(cls, value: str | None) -> str | None:
+        return _printable(value, "the text")
+
+    @field_validator("events", check_fields=False)
+    @classmethod
+    def _events_once(cls, value: list[str] | None) -> list[str] | None:
+        return _unique_events(value)
+
+
+class WebhookCreate(_EndpointBody):
+    """A new endpoint of the caller's tenant."""
 
     url: str = Field(min_length=1, max_length=URL_MAX_CHARS, description=_URL_DESCRIPTION)
     events: list[str] = Field(
@@ -67,21 +82,9 @@ class WebhookCreate(BaseModel):
         "(VISIONQ_WEBHOOK_RESULT_MAX_BYTES); otherwise only a link.",
     )
 
-    @field_validator("url", "description")
-    @classmethod
-    def _text_ok(cls, value: str | None) -> str | None:
-        return _printable(value, "the text")
 
-    @field_validator("events")
-    @classmethod
-    def _events_once(cls, value: list[str] | None) -> list[str] | None:
-        return _unique_events(value)
-
-
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(_EndpointBody):
     """Fields to change; those left out (or null) stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(
         default=None, min_length=1, max_length=URL_MAX_CHARS, description=_URL_DESCRIPTION
@@ -99,16 +102,6 @@ class WebhookUpdate(BaseModel):
         description="false pauses deliveries (events are recorded as skipped, replayable); "
         "true re-enables a disabled endpoint and clears its failing state.",
     )
-
-    @field_validator("url", "description")
-    @classmethod
-    def _text_ok(cls, value: str | None) -> str | None:
-        return _printable(value, "the text")
-
-    @field_validator("events")
-    @classmethod
-    def _events_once(cls, value: list[str] | None) -> list[str] | None:
-        return _unique_events(value)
 
 
 class WebhookEndpoint(BaseModel):

@@ -141,6 +141,9 @@ def test_refused_events_and_bodies(client: httpx.Client) -> None:
     private = client.patch(path, json={"url": "http://192.168.1.1/"})
     assert _error(private, 422) == "url_host_not_allowed"
     assert _error(client.patch(path, json={"events": ["nope"]}), 422) == "unknown_event_type"
+    # WebhookUpdate checks its fields as WebhookCreate does (the validators they share).
+    for body in ({"events": ["job.failed", "job.failed"]}, {"description": "a\x00b"}):
+        assert _error(client.patch(path, json=body), 422) == "invalid_request"
     assert client.get(path).json()["url"] == HOOK
 
 
