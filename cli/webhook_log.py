@@ -32,6 +32,7 @@ class ReplayState(StrEnum):
 
 
 EndpointId = Annotated[str, typer.Argument(metavar="ID", help="The endpoint's id.")]
+LimitOption = Annotated[int, typer.Option(min=1, help="At most this many, newest first.")]
 
 
 def seconds_of(value: str) -> int:
@@ -75,7 +76,7 @@ def attempts(
         str | None,
         typer.Option(help="Only attempts since: 30m, 2h, 7d or a time.", show_default=False),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: LimitOption = 50,
     api_url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -86,14 +87,10 @@ def attempts(
     latency and error."""
     moment = None if since is None else moment_of(since)
     with client_for(api_url, api_key) as client:
-        rows = list(
-            islice(
-                client.webhooks.attempts(
-                    endpoint_id, outcome="failed" if failed else None, since=moment
-                ),
-                limit,
-            )
+        found = client.webhooks.attempts(
+            endpoint_id, outcome="failed" if failed else None, since=moment
         )
+        rows = list(islice(found, limit))
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -116,7 +113,7 @@ def deliveries(
         DeliveryState | None,
         typer.Option(help="Only deliveries in this state.", show_default=False),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: LimitOption = 50,
     api_url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
