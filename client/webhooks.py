@@ -3,9 +3,9 @@ the rest of the client: no server code imported)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from visionq.client.api import VisionqClient
 from visionq.client.webhook_models import (
@@ -22,6 +22,14 @@ from visionq.client.webhook_models import (
 PAGE_SIZE = 200
 # The fields update() may change (PATCH /v1/webhooks/{id}).
 UPDATABLE = frozenset({"url", "events", "description", "include_result", "enabled"})
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+class _Page(Protocol[Item_co]):
+    @property
+    def data(self) -> Sequence[Item_co]: ...
+    @property
+    def next_cursor(self) -> str | None: ...
 
 
 class WebhookClient:
@@ -102,14 +110,7 @@ class WebhookClient:
         if since is not None:
             params["since"] = since.isoformat()
         path = f"/v1/webhooks/{endpoint_id}/attempts"
-        while True:
-            page = WebhookAttemptPage.model_validate(
-                self._client.request("GET", path, params=params).json()
-            )
-            yield from page.data
-            if not page.next_cursor:
-                return
-            params["cursor"] = page.next_cursor
+        return self._pages(path, params, WebhookAttemptPage.model_validate)
 
     def deliveries(
         self, endpoint_id: str, *, state: str | None = None
@@ -121,9 +122,14 @@ class WebhookClient:
         if state:
             params["state"] = state
         path = f"/v1/webhooks/{endpoint_id}/deliveries"
+        return self._pages(path, params, WebhookDeliveryPage.model_validate)
+
+    def _pages(
+        self, path: str, params: dict[str, Any], page_of: Callable[[Any], _Page[Item_co]]
+    ) -> Iterator[Item_co]:
+        # GET the pages of ``path`` one by one as the caller iterates, following next_cursor.
         while True:
-            response = self._client.request("GET", path, params=params)
-            page = WebhookDeliveryPage.model_validate(response.json())
+            page = page_of(self._client.request("GET", path, params=params).json())
             yield from page.data
             if not page.next_cursor:
                 return
