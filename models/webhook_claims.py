@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from visionq.models.batchjobs import chunks
@@ -50,6 +50,11 @@ RECENT_ATTEMPTS = 200
 _OURS = ("internal_error", "lost")
 
 
+def _held(delivery_id: int, claim: str | None) -> ColumnElement[bool]:
+    # The fence of every write and read under a claim: still sending under that claim.
+    return and_(_D.id == delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
+
+
 def claim_delivery(session: Session, delivery_id: int, *, token: str, expires_at: datetime) -> bool:
     """Take a pending delivery for sending under ``token`` until ``expires_at`` (its message
     may wait in the queue until then); False when another relay took it first (or it is no
@@ -67,7 +72,7 @@ def release_claim(session: Session, delivery_id: int, token: str) -> bool:
     broker is down): the next tick tries again; False when the claim is not held."""
     released = session.execute(
         update(WEBHOOK_DELIVERIES)
-        .where(_D.id == delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == token)
+        .where(_held(delivery_id, token))
         .values(state=DeliveryState.PENDING.value, claim=None, claim_expires_at=None)
     )
     return bool(released.rowcount)  # type: ignore[attr-defined]
@@ -88,7 +93,7 @@ def start_claimed(
     claim expired and was reclaimed meanwhile, or the attempt was recorded)."""
     extended = session.execute(
         update(WEBHOOK_DELIVERIES)
-        .where(_D.id == delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
+        .where(_held(delivery_id, claim))
         .values(claim_expires_at=expires_at)
     )
     if not extended.rowcount:  # type: ignore[attr-defined]
@@ -105,7 +110,7 @@ def load_claimed(session: Session, delivery_id: int, claim: str) -> DeliveryJob 
                 WEBHOOK_ENDPOINTS, _E.id == _D.endpoint_id
             )
         )
-        .where(_D.id == delivery_id, _D.state == DeliveryState.SENDING.value, _D.claim == claim)
+        .where(_held(delivery_id, claim))
     ).first()
     if row is None:
         return None
@@ -171,7 +176,7 @@ def reclaim_expired(session: Session, *, now: datetime, window_s: float) -> list
             values |= {"state": DeliveryState.PENDING.value, "next_attempt_at": now}
         taken = session.execute(
             update(WEBHOOK_DELIVERIES)
-            .where(_D.id == row.id, _D.state == DeliveryState.SENDING.value, _D.claim == row.claim)
+            .where(_held(row.id, row.claim))
             .values(**values)
             .returning(_D.endpoint_id, _D.event_id, _D.attempts, _D.replays)
         ).first()
