@@ -54,8 +54,9 @@ DISPATCH_CLAIM_S = 300.0
 
 
 def dispatch_claim_s(settings: Settings) -> float:
-    """How long a dispatched delivery's claim lasts until its sender starts."""
-    return max(DISPATCH_CLAIM_S, settings.webhook_timeout_s + CLAIM_MARGIN_S)
+    """How long a dispatched delivery's claim lasts until its sender starts (never shorter
+    than a started sender's)."""
+    return max(DISPATCH_CLAIM_S, started_claim_s(settings))
 
 
 def started_claim_s(settings: Settings) -> float:
