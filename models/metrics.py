@@ -128,7 +128,8 @@ COST_USD = Counter(
 )
 ESTIMATE_RATIO = Histogram(
     f"{PREFIX}_estimate_ratio",
-    "Actual / estimated per succeeded job (quantity: input_tokens, cost).",
+    "Per succeeded job: input tokens / their estimate (quantity input_tokens), cost / the "
+    "estimate's upper bound held against the budget (quantity cost).",
     ["task", "model", "quantity"],
     buckets=ESTIMATE_RATIO_BUCKETS,
 )
