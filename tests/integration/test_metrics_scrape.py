@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from tests.integration.conftest import redis_db
 from tests.integration.helpers import noise_png, scene_png, submit, wait_all
 from tests.integration.inprocess import InProcessApi, in_process_api
+from tests.integration.test_migration_race import empty_database
 from tests.webhookrecv import Receiver
 from visionq.cli.processes import visionq_command
 from visionq.cli.stackbuild import StackBuilder
@@ -173,14 +174,16 @@ EMULATOR_FLAGS = ["--fail-429-rate", "0.25", "--fault-seed", "21", "--retry-dela
 def metrics_stack(workdir: Path, database_url: str, redis_url: str) -> Iterator[MetricsStack]:
     """An API of two uvicorn processes, a threads worker and a prefork worker (two pool
     processes): every count must add up over the five processes. Its own emulator (the
-    witness of the Gemini calls), a tenant of its own on the session's database with a
-    daily cap (the budget gauges); images over 64 KiB go by the File API."""
+    witness of the Gemini calls) and its own empty database of the session's kind (another
+    stack's worker on a shared database would relay and send this tenant's webhooks, and
+    count them in its own metrics); a tenant with a daily cap (the budget gauges); images
+    over 64 KiB go by the File API."""
     backend = database_url.split(":", 1)[0]
     tenant = f"metrics-{backend}-{uuid.uuid4().hex[:6]}"
     folder = workdir / f"metrics-{backend}"
     folder.mkdir()
     builder = StackBuilder(
-        folder, database_url=database_url,
+        folder, database_url=empty_database(database_url, folder),
         extra_env={
             "VISIONQ_INLINE_LIMIT_BYTES": str(64 * 1024), "VISIONQ_RETRY_BASE_S": "0.05",
             # The webhook receiver listens on 127.0.0.2 (allowed like a public host).
