@@ -15,7 +15,9 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.faults.batchaudit import TEMPORARY_SUFFIX
@@ -33,6 +35,16 @@ JOB_EVENTS = ["job.succeeded", "job.failed", "job.cancelled"]
 
 def _ok_subjects(received: list[Received]) -> set[str]:
     return {r.subject_id for r in received if r.ok}
+
+
+def _settled_endpoint(client: httpx.Client, endpoint_id: str, timeout: float) -> dict[str, Any]:
+    """The endpoint once none of its deliveries is pending (or as it is at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown: dict[str, Any] = client.get(f"/v1/webhooks/{endpoint_id}").json()
+        if shown["pending"] == 0 or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.2)
 
 
 def test_receiver_down_under_200_completions(
@@ -73,7 +85,8 @@ def test_receiver_down_under_200_completions(
         receiver.wait_for(lambda got: _ok_subjects(got) >= job_ids, timeout=60)
         settled_at = time.time()
         received = receiver.snapshot()
-        shown = client.get(f"/v1/webhooks/{endpoint['id']}").json()
+        # The receiver answers before the sender records that answer: wait for the records.
+        shown = _settled_endpoint(client, endpoint["id"], timeout=30)
 
     # Every 202 ended, exactly once; no 500, no temporary file.
     audit = stack.audit()
