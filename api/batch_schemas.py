@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from visionq.api.schemas import URL_MAX_CHARS, ErrorDetail, typed_options
+from visionq.api.schemas import ErrorDetail, typed_options
+from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import JobStatus
 from visionq.vision.estimate import CostRange
 from visionq.vision.tasks import TaskKind
@@ -112,7 +113,7 @@ class BatchImageRef(BaseModel):
     )
     data: str | None = Field(default=None, description="JSON only: the image bytes, base64.")
     url: str | None = Field(
-        default=None, max_length=2048, description="An http(s) URL the API downloads."
+        default=None, max_length=URL_MAX_CHARS, description="An http(s) URL the API downloads."
     )
     sha256: str | None = Field(
         default=None,

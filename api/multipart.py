@@ -13,8 +13,8 @@ from starlette.types import Message
 
 from visionq.api.errors import ApiError
 from visionq.api.rawjob import RawJob, image_label, too_large
-from visionq.api.schemas import URL_MAX_CHARS
 from visionq.models.settings import Settings
+from visionq.models.table_base import URL_MAX_CHARS
 
 FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image", "webhook_url"}
 

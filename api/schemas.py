@@ -17,15 +17,12 @@ from pydantic import (
 
 from visionq.api.results import result_schema
 from visionq.models.batchjobs import BatchRef
+from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import Estimate
 from visionq.vision.tasks import MAX_DEADLINE_S, TaskKind
 from visionq.vision.tiers import Tier
-
-# The longest URL visionq takes for a webhook (endpoints, webhook_url of jobs and batches, in
-# JSON and multipart bodies); the database columns hold as much.
-URL_MAX_CHARS = 2048
 
 
 class ImageIn(BaseModel):
@@ -41,7 +38,7 @@ class ImageIn(BaseModel):
     )
     url: str | None = Field(
         default=None,
-        max_length=2048,
+        max_length=URL_MAX_CHARS,
         description="An http(s) URL of a public host; fetched by the API (size and time "
         "capped, redirects checked). Give either data or url.",
     )

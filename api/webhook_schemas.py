@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from visionq.api.batch_schemas import text_problem
-from visionq.api.schemas import URL_MAX_CHARS
+from visionq.models.table_base import URL_MAX_CHARS
 
 EVENT_TYPES: tuple[str, ...] = (
     "job.succeeded",

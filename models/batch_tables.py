@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from visionq.models.table_base import Base, utcnow
+from visionq.models.table_base import URL_MAX_CHARS, Base, utcnow
 
 
 class BatchState(enum.StrEnum):
@@ -82,7 +82,7 @@ class Batch(Base):
     # Issue 21: the batch's callback URL (webhook_url at create), and when it ended
     # (closed or cancelled with every item's job terminal; batch.completed was written then).
     # An add or a re-run reopens it (NULL again).
-    callback_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    callback_url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

@@ -11,6 +11,10 @@ from sqlalchemy import JSON, DateTime, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
+# The longest URL visionq stores (image URLs, webhook endpoints, per-job and per-batch
+# webhook_url); the API's request schemas accept no more (api.schemas re-uses it).
+URL_MAX_CHARS = 2048
+
 
 def utcnow() -> datetime:
     """Aware UTC now; every timestamp we store is UTC."""

@@ -31,6 +31,7 @@ from visionq.models.batch_tables import (
     TierTurnaround,
 )
 from visionq.models.table_base import (
+    URL_MAX_CHARS,
     Base,
     ModelJSON,
     StorableModel,
@@ -190,7 +191,7 @@ class Job(Base):
     gemini_batch_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # Issue 21: where this job's end event is also sent (signed with the tenant's callbacks
     # endpoint secret), besides the tenant's endpoints.
-    callback_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    callback_url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from visionq.models.table_base import Base, utcnow
+from visionq.models.table_base import URL_MAX_CHARS, Base, utcnow
 
 
 class EndpointKind(enum.StrEnum):
@@ -53,7 +53,7 @@ class WebhookEndpoint(Base):
         String(16), default=EndpointKind.ENDPOINT, server_default=EndpointKind.ENDPOINT.value
     )
     # NULL for the callbacks endpoint: each of its deliveries carries its own URL.
-    url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
     description: Mapped[str | None] = mapped_column(String(200), default=None)
     events: Mapped[list[str]] = mapped_column(JSON)
     event_mask: Mapped[int] = mapped_column(Integer)
@@ -103,7 +103,7 @@ class WebhookEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     # The job or batch id, or the budget's tenant for budget.threshold.
     subject_id: Mapped[str] = mapped_column(String(36))
-    callback_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    callback_url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     fanned_out_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -124,7 +124,7 @@ class WebhookDelivery(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    url: Mapped[str] = mapped_column(String(2048))
+    url: Mapped[str] = mapped_column(String(URL_MAX_CHARS))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     replays: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -15,12 +15,13 @@ from visionq.api.errors import ApiError
 from visionq.api.jobids import JOB_ID_DESCRIPTION, job_id_of, job_not_found
 from visionq.api.openapi import IDEMPOTENCY_KEY_PARAMETER, error_responses, inline_refs
 from visionq.api.request_body import read_job_request
-from visionq.api.schemas import URL_MAX_CHARS, JobCreate, JobPage, JobPublic
+from visionq.api.schemas import JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
 from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
 from visionq.models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
 from visionq.models.metrics import count_ended
+from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.tasks import TaskKind
 
