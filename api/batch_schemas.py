@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from visionq.api.schemas import ErrorDetail, typed_options
+from visionq.api.schemas import ErrorDetail, NextCursor, typed_options
 from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import JobStatus
 from visionq.vision.estimate import CostRange
@@ -286,9 +286,7 @@ class BatchPublic(BaseModel):
 
 class BatchPage(BaseModel):
     batches: list[BatchPublic]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
-    )
+    next_cursor: NextCursor
 
 
 class ItemPublic(BaseModel):
@@ -301,9 +299,7 @@ class ItemPublic(BaseModel):
 
 class ItemPage(BaseModel):
     items: list[ItemPublic]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
-    )
+    next_cursor: NextCursor
 
 
 class BatchLookup(BaseModel):

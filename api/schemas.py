@@ -24,6 +24,11 @@ from visionq.vision.estimate import Estimate
 from visionq.vision.tasks import MAX_DEADLINE_S, TaskKind
 from visionq.vision.tiers import Tier
 
+# The cursor of every paged list (jobs, batches, batch items, webhook deliveries and attempts).
+NextCursor = Annotated[
+    str | None, Field(description="Pass as ?cursor= for the next page; null at the end.")
+]
+
 
 class ImageIn(BaseModel):
     """An image in a JSON request: its bytes (base64) or a URL the API downloads.
@@ -337,9 +342,7 @@ class JobPublic(BaseModel):
 
 class JobPage(BaseModel):
     jobs: list[JobPublic]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
-    )
+    next_cursor: NextCursor
     missing: list[str] = Field(
         default_factory=list,
         description="With ?ids=: the ids asked for that name no job of this tenant (unknown, "

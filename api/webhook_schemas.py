@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from visionq.api.batch_schemas import text_problem
+from visionq.api.schemas import NextCursor
 from visionq.models.table_base import URL_MAX_CHARS
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -223,9 +224,7 @@ class WebhookAttempt(BaseModel):
 
 class WebhookAttemptPage(BaseModel):
     data: list[WebhookAttempt]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
-    )
+    next_cursor: NextCursor
 
 
 class WebhookDelivery(BaseModel):
@@ -247,6 +246,4 @@ class WebhookDelivery(BaseModel):
 
 class WebhookDeliveryPage(BaseModel):
     data: list[WebhookDelivery]
-    next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
-    )
+    next_cursor: NextCursor
