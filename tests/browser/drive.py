@@ -1,0 +1,153 @@
+"""Helpers that drive the console like a user and read its pixels.
+
+Locators use the pinned ``data-testid`` contract of the console (issue 22 plan, section 9);
+pixel helpers return Pillow images, and masks as Pillow "1" images.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from PIL import Image, ImageChops
+
+from tests.browser.stack import ConsoleStack
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where screenshots go (a CI artifact); two of them are copied into docs/ by hand.
+SCREENSHOT_VARIABLE = "VISIONQ_SCREENSHOT_DIR"
+JOB_TIMEOUT_MS = 60_000
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def expect(actual: Any) -> Any:
+    """Playwright's auto-waiting ``expect``, imported when used: without playwright the
+    test modules still import, and conftest's rule skips (or fails) their tests."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(actual)
+
+
+def screenshot_dir() -> Path:
+    return Path(os.environ.get(SCREENSHOT_VARIABLE) or ROOT / "build" / "screenshots")
+
+
+def tid(page: Page | Locator, name: str) -> Locator:
+    """The element(s) with ``data-testid=name``."""
+    return page.locator(f'[data-testid="{name}"]')
+
+
+def open_console(page: Page, stack: ConsoleStack, route: str = "") -> None:
+    """Load the console (``route`` is the hash, e.g. ``#/submit``)."""
+    page.goto(stack.console_url + route)
+
+
+def sign_in(page: Page, stack: ConsoleStack, tenant: str = "console", route: str = "") -> None:
+    """Open the console, type the tenant's key and press Enter; returns once signed in."""
+    open_console(page, stack, route)
+    key = tid(page, "signin-key")
+    key.fill(stack.keys[tenant])
+    key.press("Enter")
+    expect(tid(page, "signin-form")).to_have_count(0)
+    expect(tid(page, "signout")).to_be_visible()
+
+
+def go(page: Page, route: str) -> None:
+    """Follow an in-console route (a hash change, like clicking a link; no reload)."""
+    page.evaluate("route => { location.hash = route }", route)
+
+
+def wait_status(page: Page, status: str, timeout_ms: int = JOB_TIMEOUT_MS) -> None:
+    """Wait until the open job page shows ``status`` (it polls the API on its own)."""
+    expect(tid(page, "job-page")).to_have_attribute("data-status", status, timeout=timeout_ms)
+
+
+def open_job(page: Page, job_id: str) -> None:
+    """Go to the job's page and wait for it (and its overlay, if any) to be ready."""
+    go(page, f"#/jobs/{job_id}")
+    expect(tid(page, "job-page")).to_have_attribute("data-job-id", job_id)
+
+
+def drop_files(page: Page, selector: str, files: Iterable[tuple[str, bytes, str]]) -> None:
+    """Drop ``files`` (name, bytes, MIME type) on ``selector`` as a user dragging them from
+    a file manager would: a DataTransfer built in the page, then dragenter, dragover, drop."""
+    payload = [
+        {"name": name, "data": base64.b64encode(data).decode(), "type": mime}
+        for name, data, mime in files
+    ]
+    transfer = page.evaluate_handle(
+        """files => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.data), c => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, {type: f.type}));
+            }
+            return dt;
+        }""",
+        payload,
+    )
+    target = page.locator(selector)
+    for event in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(event, {"dataTransfer": transfer})
+
+
+def shot(page: Page, name: str) -> Path:
+    """Screenshot of the viewport as ``<dir>/<name>-<w>x<h>.png``."""
+    size = page.viewport_size or {"width": 0, "height": 0}
+    path = screenshot_dir() / f"{name}-{size['width']}x{size['height']}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path))
+    return path
+
+
+def overlay_png(page: Page) -> Image.Image:
+    """The overlay element's pixels (image, boxes, masks, labels) as an RGB image."""
+    data = tid(page, "overlay").screenshot(animations="disabled", caret="hide")
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def diff_mask(a: Image.Image, b: Image.Image, threshold: int = 30) -> Image.Image:
+    """A "1" image: the pixels where any channel of ``a`` and ``b`` differs by more than
+    ``threshold`` (what a toggled layer drew, whatever the image under it)."""
+    assert a.size == b.size, (a.size, b.size)
+    delta = ImageChops.difference(a, b).split()
+    widest = ImageChops.lighter(ImageChops.lighter(delta[0], delta[1]), delta[2])
+    return widest.point(lambda v: 255 if v > threshold else 0).convert("1")
+
+
+def points(mask: Image.Image) -> set[tuple[int, int]]:
+    """The set pixels of a "1" image as (x, y)."""
+    width = mask.size[0]
+    data = mask.convert("L").tobytes()
+    return {(i % width, i // width) for i, v in enumerate(data) if v}
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "") -> Any:
+    """Poll ``check`` until it returns a truthy value (returned)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.2)
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    """The job over the API once it ended."""
+
+    def ended() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        return job if job["status"] in TERMINAL else None
+
+    result: dict[str, Any] = wait_until(ended, timeout_s, f"job {job_id} ended")
+    return result
