@@ -1,0 +1,236 @@
+// jobs.js: the jobs list (#/jobs?status=&task=&model=&tier=&batch=&created_after=
+// &created_before=&limit=). Filters live in the hash (reload and back keep them) and use the
+// API's own query names, so the page shows exactly GET /v1/jobs with the same query. Rows
+// refresh live: the rows in view through ?ids= while any is active, the first page for new
+// jobs. jobRow() is shared with the submit page.
+
+import { api } from "./api.js";
+import { badge, h, usd, when } from "./dom.js";
+import { poll } from "./poll.js";
+
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const TASKS = ["caption", "ask", "classify", "detect", "segment", "compare", "custom"];
+const TIERS = ["standard", "flex", "priority", "batch", "auto"];
+const FILTERS = ["status", "task", "model", "tier", "batch", "created_after", "created_before"];
+const ACTIVE = new Set(["queued", "running"]);
+const IDS_PER_CALL = 100;
+
+function cell(caption, ...content) {
+  return h("td", null, h("span", { class: "cell-label", "aria-hidden": "true" }, caption),
+    ...content);
+}
+
+/** One job as a table row (data-* attributes carry the job's fields for tests and tools). */
+export function jobRow(job) {
+  return h("tr", {
+    "data-testid": "job-row", "data-job-id": job.id, "data-status": job.status,
+    "data-task": job.task, "data-model": job.model, "data-tier": job.tier,
+    "data-batch-id": job.batch_id || "", "data-created-at": job.created_at,
+  },
+  cell("Job", h("a", { href: "#/jobs/" + job.id, class: "mono",
+    "aria-label": "Job " + job.id.slice(0, 8) + ", " + job.task + ", " + job.status },
+  job.id.slice(0, 8))),
+  cell("Status", badge(job.status)),
+  cell("Task", job.task),
+  cell("Model", job.model),
+  cell("Tier", job.served_tier && job.served_tier !== job.tier
+    ? job.tier + " → " + job.served_tier : job.tier),
+  cell("Created", h("time", { datetime: job.created_at }, when(job.created_at))),
+  cell("Cost", usd(job.cost_usd)),
+  cell("Batch", job.batch_id
+    ? h("a", { href: "#/batches/" + job.batch_id, class: "mono",
+      "aria-label": "Batch " + job.batch_id.slice(0, 8) }, job.batch_id.slice(0, 8))
+    : "–"));
+}
+
+function options(values, all) {
+  return [h("option", { value: "" }, all), ...values.map((v) => h("option", { value: v }, v))];
+}
+
+function field(label, control) {
+  return h("label", { class: "field" }, h("span", null, label), control);
+}
+
+function selectOf(testid, label, values, all) {
+  return field(label, h("select", { "data-testid": testid, name: testid }, options(values, all)));
+}
+
+/** Renders the jobs list into root; query: URLSearchParams of the hash. Returns cleanup. */
+export function renderJobs(root, query) {
+  const params = new URLSearchParams(query);
+  const limit = params.get("limit") || "";
+  const controller = new AbortController();
+  const pollers = [];
+  let cursor = null;
+
+  const form = h("form", { "data-testid": "job-filters", class: "filters",
+    "aria-label": "Filter jobs", onsubmit: (e) => e.preventDefault() },
+  selectOf("filter-status", "Status", STATUSES, "Any status"),
+  selectOf("filter-task", "Task", TASKS, "Any task"),
+  selectOf("filter-model", "Model", [], "Any model"),
+  selectOf("filter-tier", "Tier", TIERS, "Any tier"),
+  field("Batch id", h("input", { type: "text", "data-testid": "filter-batch", name: "batch",
+    placeholder: "batch id", autocomplete: "off", spellcheck: "false" })),
+  field("Created from (UTC)", h("input", { type: "datetime-local", step: "0.001",
+    "data-testid": "filter-from", name: "created_after" })),
+  field("Created before (UTC)", h("input", { type: "datetime-local", step: "0.001",
+    "data-testid": "filter-to", name: "created_before" })),
+  h("button", { type: "button", "data-testid": "filter-clear", onclick: clear }, "Clear"));
+
+  const controls = {
+    status: form.querySelector("[data-testid=filter-status]"),
+    task: form.querySelector("[data-testid=filter-task]"),
+    model: form.querySelector("[data-testid=filter-model]"),
+    tier: form.querySelector("[data-testid=filter-tier]"),
+    batch: form.querySelector("[data-testid=filter-batch]"),
+    created_after: form.querySelector("[data-testid=filter-from]"),
+    created_before: form.querySelector("[data-testid=filter-to]"),
+  };
+  const modelSelect = controls.model;
+  const wanted = params.get("model");
+  if (wanted) modelSelect.append(h("option", { value: wanted }, wanted));
+  for (const name of FILTERS) {
+    const value = params.get(name);
+    if (value) controls[name].value = name.startsWith("created_") ? value.replace(/Z$/, "") : value;
+    controls[name].addEventListener("change", changed);
+  }
+
+  const tbody = h("tbody");
+  const table = h("table", { "data-testid": "jobs-table", class: "jobs-table cards" },
+    h("caption", { class: "visually-hidden" }, "Jobs, newest first"),
+    h("thead", null, h("tr", null, ["Job", "Status", "Task", "Model", "Tier", "Created",
+      "Cost", "Batch"].map((t) => h("th", { scope: "col" }, t)))),
+    tbody);
+  const empty = h("p", { "data-testid": "jobs-empty", class: "empty", hidden: true },
+    "No jobs match these filters.");
+  const more = h("button", { type: "button", "data-testid": "jobs-more", hidden: true,
+    onclick: loadMore }, "Load more");
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  root.append(h("h1", { tabindex: "-1" }, "Jobs"), form, error, table, empty, more);
+
+  api("/v1/models", { signal: controller.signal }).then((body) => {
+    for (const model of body.models || []) {
+      if (model.id !== wanted) modelSelect.append(h("option", { value: model.id }, model.id));
+    }
+  }, () => {});
+
+  function filterQuery() {
+    const q = new URLSearchParams();
+    for (const name of FILTERS) {
+      const value = controls[name].value.trim();
+      if (value) q.set(name, value);
+    }
+    return q;
+  }
+
+  function listPath(extra) {
+    const q = filterQuery();
+    if (limit) q.set("limit", limit);
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
+    return "/v1/jobs?" + q.toString();
+  }
+
+  function changed() {
+    const q = filterQuery();
+    if (limit) q.set("limit", limit);
+    const text = q.toString();
+    history.replaceState(null, "", "#/jobs" + (text ? "?" + text : ""));
+    reload();
+  }
+
+  function clear() {
+    for (const name of FILTERS) controls[name].value = "";
+    changed();
+  }
+
+  function showError(err) {
+    if (err && err.name === "AbortError") return;
+    error.textContent = "Could not load jobs: " + (err && err.message);
+    error.hidden = false;
+  }
+
+  function rowsInView() {
+    return [...tbody.querySelectorAll("tr[data-job-id]")];
+  }
+
+  function put(jobs, { append = true } = {}) {
+    for (const job of jobs) {
+      const row = jobRow(job);
+      const old = tbody.querySelector(`tr[data-job-id="${job.id}"]`);
+      if (old) old.replaceWith(row);
+      else if (append) tbody.append(row);
+      else tbody.prepend(row);
+    }
+    empty.hidden = tbody.children.length > 0;
+  }
+
+  async function reload() {
+    for (const p of pollers.splice(0)) p.stop();
+    error.hidden = true;
+    try {
+      const page = await api(listPath(), { signal: controller.signal });
+      tbody.replaceChildren();
+      put(page.jobs);
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      table.dataset.loaded = "true";
+      live();
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  async function loadMore() {
+    if (!cursor) return;
+    more.disabled = true;
+    try {
+      const page = await api(listPath({ cursor }), { signal: controller.signal });
+      put(page.jobs);
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+    } catch (err) {
+      showError(err);
+    } finally {
+      more.disabled = false;
+    }
+  }
+
+  function live() {
+    // Rows in view that are still active: refresh them every 2 s (filters applied, so a job
+    // that left the filter, e.g. status=running -> succeeded, leaves the list).
+    pollers.push(poll(async () => {
+      const active = rowsInView().filter((r) => ACTIVE.has(r.dataset.status))
+        .map((r) => r.dataset.jobId);
+      for (let i = 0; i < active.length; i += IDS_PER_CALL) {
+        const ids = active.slice(i, i + IDS_PER_CALL);
+        const q = filterQuery();
+        q.set("ids", ids.join(","));
+        const page = await api("/v1/jobs?" + q.toString(), { signal: controller.signal });
+        put(page.jobs);
+        for (const id of page.missing || []) {
+          const row = tbody.querySelector(`tr[data-job-id="${id}"]`);
+          if (row) row.remove();
+        }
+        const seen = new Set(page.jobs.map((j) => j.id));
+        for (const id of ids) {
+          if (!seen.has(id)) tbody.querySelector(`tr[data-job-id="${id}"]`)?.remove();
+        }
+      }
+      empty.hidden = tbody.children.length > 0;
+    }, { everyMs: 2000 }));
+    // New jobs: the first page every 5 s; the ones not on screen go on top.
+    pollers.push(poll(async () => {
+      const page = await api(listPath(), { signal: controller.signal });
+      const newest = rowsInView()[0];
+      const fresh = page.jobs.filter((j) => !tbody.querySelector(`tr[data-job-id="${j.id}"]`)
+        && (!newest || j.created_at >= newest.dataset.createdAt));
+      put(fresh.reverse(), { append: false });
+    }, { everyMs: 5000 }));
+  }
+
+  reload();
+  return () => {
+    controller.abort();
+    for (const p of pollers.splice(0)) p.stop();
+  };
+}

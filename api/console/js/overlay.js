@@ -1,0 +1,237 @@
+// overlay.js: the job page's image viewer. Shows an input image with the result's boxes,
+// masks and labels drawn by an SVG laid over it in IMAGE PIXEL coordinates (viewBox 0 0 W H,
+// so a box [x0,y0,x1,y1] is drawn as given, no maths here), strokes that stay 3 CSS px at
+// any zoom (vector-effect), per-object and per-layer toggles, and zoom (buttons and the
+// + - 0 keys; Fit by default) inside a scrolling viewport for panning.
+
+import { h, svg } from "./dom.js";
+
+/** Fixed colours: object i gets PALETTE[i % 12]. */
+export const PALETTE = [
+  "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
+  "#f032e6", "#bfef45", "#469990", "#9a6324", "#800000", "#000075",
+];
+
+const MIN_ZOOM = 0.25;
+const MAX_ZOOM = 8;
+const LABEL_PX = 13; // label font size in CSS px, whatever the zoom
+let overlays = 0; // mask ids must be unique in the document
+
+function layerToggle(name, text, onChange) {
+  const input = h("input", {
+    type: "checkbox", checked: true, "data-testid": "layer-" + name,
+    onchange: (e) => onChange(name, e.target.checked),
+  });
+  return h("label", { class: "toggle" }, input, " ", text);
+}
+
+/**
+ * Builds the viewer in container. objects: result.objects ({label, box, mask_url?});
+ * maskUrls: per object an object URL (or a promise of one) of its mask, or null.
+ * Returns {fit(), zoomBy(f), setVisible(i, on), setLayer(name, on), destroy()}.
+ */
+export function createOverlay(container, options) {
+  const { imageUrl, width, height, objects = [], maskUrls = [], alt = "Input image 1" } = options;
+  const uid = "ov" + ++overlays;
+  let scale = 1;
+  let fitMode = true;
+
+  const img = h("img", { "data-testid": "overlay-image", alt, draggable: "false" });
+  const layer = svg("svg", {
+    "data-testid": "overlay-svg", class: "overlay-svg", viewBox: `0 0 ${width} ${height}`,
+    preserveAspectRatio: "none", "aria-hidden": "true",
+  });
+  const defs = svg("defs");
+  layer.append(defs);
+  const groups = objects.map((obj, i) => drawObject(obj, i));
+  const wrapper = h("div", {
+    class: "overlay", "data-testid": "overlay", "data-image-width": width,
+    "data-image-height": height, "data-ready": "false",
+  }, img, layer);
+  const viewport = h("div", {
+    class: "overlay-viewport", tabindex: "0", role: "group",
+    "aria-label": "Image viewer: + and - zoom, 0 fits",
+  }, wrapper);
+
+  const level = h("output", { "data-testid": "zoom-level", "aria-live": "off" }, "100%");
+  const toolbar = h("div", { class: "overlay-toolbar" },
+    h("div", { class: "zoom", role: "group", "aria-label": "Zoom" },
+      h("button", { type: "button", "data-testid": "zoom-out", "aria-label": "Zoom out",
+        onclick: () => zoomBy(1 / Math.SQRT2) }, "−"),
+      h("button", { type: "button", "data-testid": "zoom-fit", "aria-label": "Fit to width",
+        onclick: () => fit() }, "Fit"),
+      h("button", { type: "button", "data-testid": "zoom-in", "aria-label": "Zoom in",
+        onclick: () => zoomBy(Math.SQRT2) }, "+"),
+      level),
+    objects.length ? h("div", { class: "layers", role: "group", "aria-label": "Layers" },
+      layerToggle("boxes", "Boxes", setLayer),
+      objects.some((o) => o.mask_url) ? layerToggle("masks", "Masks", setLayer) : null,
+      layerToggle("labels", "Labels", setLayer)) : null);
+
+  const checks = objects.map((obj, i) => h("input", {
+    type: "checkbox", checked: true, "data-testid": "object-toggle", "data-index": i,
+    onchange: (e) => setVisible(i, e.target.checked),
+  }));
+  const objectList = objects.length ? h("fieldset", { class: "objects" },
+    h("legend", null, "Objects (" + objects.length + ")"),
+    h("div", { class: "objects-buttons" },
+      h("button", { type: "button", "data-testid": "objects-all",
+        onclick: () => objects.forEach((_, i) => setVisible(i, true)) }, "All"),
+      h("button", { type: "button", "data-testid": "objects-none",
+        onclick: () => objects.forEach((_, i) => setVisible(i, false)) }, "None")),
+    h("ul", { class: "object-list" }, objects.map((obj, i) => h("li", null,
+      h("label", null, checks[i], " ",
+        h("span", { class: "swatch", "data-color": PALETTE[i % 12] }),
+        h("span", { class: "visually-hidden" }, `Show ${obj.label} #${i + 1}`),
+        h("span", { "aria-hidden": "true" }, `${obj.label} #${i + 1}`)))))) : null;
+
+  for (const swatch of objectList ? objectList.querySelectorAll(".swatch") : []) {
+    swatch.style.background = swatch.dataset.color; // CSSOM: allowed by the CSP
+  }
+  container.append(toolbar, viewport, objectList || "");
+
+  function drawObject(obj, i) {
+    const color = PALETTE[i % 12];
+    const [x0, y0, x1, y1] = obj.box;
+    const g = svg("g", {
+      "data-testid": "overlay-object", "data-index": i, "data-label": obj.label,
+      "data-box": obj.box.join(","), "data-color": color, "data-visible": "true",
+    });
+    if (obj.mask_url) {
+      const maskId = `${uid}-m${i}`;
+      defs.append(svg("mask", { id: maskId, maskUnits: "userSpaceOnUse", x: x0, y: y0,
+        width: x1 - x0, height: y1 - y0 },
+      svg("image", { class: "mask-image", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
+        preserveAspectRatio: "none" })));
+      g.append(svg("rect", { class: "mask", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
+        fill: color, "fill-opacity": "0.45", mask: `url(#${maskId})` }));
+    }
+    g.append(svg("rect", { class: "box", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
+      fill: "none", stroke: color, "stroke-width": "3", "vector-effect": "non-scaling-stroke" }));
+    const text = svg("text", { class: "label", fill: "#ffffff" }, `${obj.label} #${i + 1}`);
+    g.append(svg("rect", { class: "label-bg", fill: color }), text);
+    layer.append(g);
+    return g;
+  }
+
+  function placeLabels() {
+    const size = LABEL_PX / scale;
+    const pad = 3 / scale;
+    objects.forEach((obj, i) => {
+      const [x0, y0] = obj.box;
+      const g = groups[i];
+      const text = g.querySelector("text.label");
+      const bg = g.querySelector("rect.label-bg");
+      const boxH = size + 2 * pad;
+      const top = y0 < boxH ? y0 : y0 - boxH; // inside the box when no room above
+      const textW = text.textContent.length * size * 0.6 + 2 * pad;
+      text.setAttribute("font-size", String(size));
+      text.setAttribute("x", String(x0 + pad));
+      text.setAttribute("y", String(top + pad + size * 0.85));
+      bg.setAttribute("x", String(x0));
+      bg.setAttribute("y", String(top));
+      bg.setAttribute("width", String(textW));
+      bg.setAttribute("height", String(boxH));
+    });
+  }
+
+  function apply(next, keepCenter = true) {
+    const old = scale;
+    scale = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, next));
+    const cx = (viewport.scrollLeft + viewport.clientWidth / 2) / old;
+    const cy = (viewport.scrollTop + viewport.clientHeight / 2) / old;
+    wrapper.style.width = width * scale + "px";
+    wrapper.style.height = height * scale + "px";
+    wrapper.dataset.scale = String(scale);
+    wrapper.dataset.zoom = String(scale);
+    level.textContent = Math.round(scale * 100) + "%";
+    placeLabels();
+    if (keepCenter) {
+      viewport.scrollLeft = cx * scale - viewport.clientWidth / 2;
+      viewport.scrollTop = cy * scale - viewport.clientHeight / 2;
+    }
+  }
+
+  /** Fit: the whole width in view, never enlarged beyond 100 %. */
+  function fit() {
+    fitMode = true;
+    const avail = viewport.clientWidth || container.clientWidth || width;
+    apply(Math.min(1, avail / width), false);
+  }
+
+  function zoomBy(f) {
+    fitMode = false;
+    apply(scale * f);
+  }
+
+  function setVisible(i, on) {
+    const g = groups[i];
+    if (!g) return;
+    g.dataset.visible = on ? "true" : "false";
+    if (on) g.removeAttribute("display");
+    else g.setAttribute("display", "none");
+    checks[i].checked = on;
+  }
+
+  function setLayer(name, on) {
+    layer.classList.toggle("hide-" + name, !on);
+    const box = toolbar.querySelector(`[data-testid=layer-${name}]`);
+    if (box) box.checked = on;
+  }
+
+  function onKey(e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || !wrapper.isConnected) return;
+    const tag = e.target && e.target.tagName;
+    if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
+    if (e.key === "+" || e.key === "=") zoomBy(Math.SQRT2);
+    else if (e.key === "-" || e.key === "_") zoomBy(1 / Math.SQRT2);
+    else if (e.key === "0") fit();
+    else return;
+    e.preventDefault();
+  }
+
+  const resize = new ResizeObserver(() => {
+    if (fitMode) fit();
+  });
+
+  document.addEventListener("keydown", onKey);
+  resize.observe(viewport);
+  fit();
+
+  const loaded = [new Promise((resolve) => {
+    img.addEventListener("load", resolve, { once: true });
+    img.addEventListener("error", resolve, { once: true });
+  })];
+  Promise.resolve(imageUrl).then((url) => {
+    img.src = url;
+  }, () => {
+    img.alt = alt + " (could not be loaded)";
+  });
+  defs.querySelectorAll("image").forEach((node, k) => {
+    const index = objects.findIndex((o, j) => o.mask_url && maskIndex(j) === k);
+    loaded.push(Promise.resolve(maskUrls[index]).then((url) => new Promise((resolve) => {
+      if (!url) return resolve();
+      node.addEventListener("load", resolve, { once: true });
+      node.addEventListener("error", resolve, { once: true });
+      node.setAttribute("href", url);
+    }), () => {}));
+  });
+  function maskIndex(j) {
+    return objects.slice(0, j).filter((o) => o.mask_url).length;
+  }
+  Promise.all(loaded).then(() => {
+    if (fitMode) fit();
+    wrapper.dataset.ready = "true";
+  });
+
+  return {
+    fit, zoomBy, setVisible, setLayer,
+    destroy() {
+      document.removeEventListener("keydown", onKey);
+      resize.disconnect();
+      toolbar.remove();
+      viewport.remove();
+      if (objectList) objectList.remove();
+    },
+  };
+}
