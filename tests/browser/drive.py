@@ -1,7 +1,7 @@
 """Helpers that drive the console like a user and read its pixels.
 
 Locators use the pinned ``data-testid`` contract of the console (issue 22 plan, section 9);
-pixel helpers return Pillow images, and masks as Pillow "1" images.
+pixel helpers return numpy arrays (H x W x 3 screenshots, H x W boolean masks).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from PIL import Image, ImageChops
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
 
 from tests.browser.stack import ConsoleStack
 
@@ -39,6 +41,12 @@ def expect(actual: Any) -> Any:
 
 def screenshot_dir() -> Path:
     return Path(os.environ.get(SCREENSHOT_VARIABLE) or ROOT / "build" / "screenshots")
+
+
+def hex_rgb(color: str) -> tuple[int, int, int]:
+    """``#rrggbb`` as (r, g, b)."""
+    value = int(color.lstrip("#"), 16)
+    return (value >> 16) & 255, (value >> 8) & 255, value & 255
 
 
 def tid(page: Page | Locator, name: str) -> Locator:
@@ -109,26 +117,33 @@ def shot(page: Page, name: str) -> Path:
     return path
 
 
-def overlay_png(page: Page) -> Image.Image:
-    """The overlay element's pixels (image, boxes, masks, labels) as an RGB image."""
+def overlay_png(page: Page) -> NDArray[np.int16]:
+    """The overlay element's pixels (image, boxes, masks, labels): an H x W x 3 array
+    (signed, so differences need no casts)."""
     data = tid(page, "overlay").screenshot(animations="disabled", caret="hide")
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-def diff_mask(a: Image.Image, b: Image.Image, threshold: int = 30) -> Image.Image:
-    """A "1" image: the pixels where any channel of ``a`` and ``b`` differs by more than
-    ``threshold`` (what a toggled layer drew, whatever the image under it)."""
-    assert a.size == b.size, (a.size, b.size)
-    delta = ImageChops.difference(a, b).split()
-    widest = ImageChops.lighter(ImageChops.lighter(delta[0], delta[1]), delta[2])
-    return widest.point(lambda v: 255 if v > threshold else 0).convert("1")
+def diff_mask(a: NDArray[np.int16], b: NDArray[np.int16], threshold: int = 30) -> NDArray[np.bool_]:
+    """The pixels where any channel of ``a`` and ``b`` differs by more than ``threshold``:
+    what a toggled layer drew, whatever the image under it."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    found: NDArray[np.bool_] = (np.abs(a - b) > threshold).any(axis=2)
+    return found
 
 
-def points(mask: Image.Image) -> set[tuple[int, int]]:
-    """The set pixels of a "1" image as (x, y)."""
-    width = mask.size[0]
-    data = mask.convert("L").tobytes()
-    return {(i % width, i // width) for i, v in enumerate(data) if v}
+def overlay_origin(page: Page) -> tuple[float, float]:
+    """Where the image's top-left corner is inside the overlay element's screenshot (CSS px)."""
+    offset: list[float] = page.evaluate(
+        """() => {
+            const wrap = document.querySelector('[data-testid="overlay"]').getBoundingClientRect();
+            const img = document.querySelector('[data-testid="overlay-image"]')
+                .getBoundingClientRect();
+            return [img.left - wrap.left, img.top - wrap.top];
+        }"""
+    )
+    return offset[0], offset[1]
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "") -> Any:

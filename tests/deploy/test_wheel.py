@@ -86,6 +86,18 @@ def test_wheel_holds_one_top_level_package_with_every_module(wheel: Path) -> Non
             assert shipped in names, f"{shipped} is not in the wheel: list its package in pyproject"
 
 
+def test_wheel_ships_every_console_file(wheel: Path) -> None:
+    # The console's HTML, CSS, SVG and JS are package data, not modules: pyproject lists
+    # their patterns, and a file of a new kind would be left out of the image silently.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    console = ROOT / FOLDERS["visionq.api"] / "console"
+    shipped = [path for path in console.rglob("*") if path.is_file()]
+    assert shipped, "api/console holds no files"
+    for path in shipped:
+        inside = f"visionq/api/console/{path.relative_to(console).as_posix()}"
+        assert inside in names, f"{inside} is not in the wheel: add it to pyproject's package-data"
+
+
 def test_installed_wheel_imports_past_a_users_client_models_and_api(
     wheel: Path, tmp_path: Path
 ) -> None:
