@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from visionq.api.accesslog import AccessLog
+from visionq.api.console_files import install_console
+from visionq.api.cors import install_cors
 from visionq.api.deps import ApiResources
 from visionq.api.errors import install_error_handlers
 from visionq.api.openapi import install_openapi
@@ -21,10 +23,12 @@ from visionq.api.routes import (
     estimate,
     health,
     images,
+    inputs,
     jobs,
     metrics,
     models,
     retry,
+    spending,
     webhook_log,
     webhooks,
 )
@@ -131,4 +135,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batch_items.router)
     app.include_router(webhooks.router)
     app.include_router(webhook_log.router)
+    app.include_router(inputs.router)
+    app.include_router(spending.router)
+    served = settings or get_settings()
+    if served.console_enabled:
+        install_console(app)
+    # Last: the outermost middleware, so its headers reach error answers too.
+    install_cors(app, served)
     return app

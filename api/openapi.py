@@ -121,6 +121,19 @@ PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A job's input image as stored (api/routes/inputs.py): HEIC/HEIF are answered as PNG.
+IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The image as stored (upright): PNG, JPEG or WEBP; a HEIC or HEIF "
+        "image as PNG, so that every browser can show it.",
+        "content": {
+            mime: {"schema": {"type": "string", "format": "binary"}}
+            for mime in ("image/png", "image/jpeg", "image/webp")
+        },
+    }
+}
+
+
 def install_openapi(app: FastAPI, settings: Callable[[], Settings]) -> None:
     """Make ``app.openapi`` return the completed document (built once, on first use)."""
     generate = app.openapi

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from visionq.models.budgets import settle
 from visionq.models.ended import ENDED_COLUMNS, EndedJob, ended_from_row
 from visionq.models.tables import (
+    BATCH_ITEMS,
     JOB_INPUTS,
     JOBS,
     Job,
@@ -276,6 +277,56 @@ def is_job_id(value: object) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """What GET /v1/jobs narrows a list to (None: any). ``batch_id`` keeps the jobs that are
+    an item's latest job in that batch (as JobPublic.batch_id); ``created_after`` is
+    inclusive, ``created_before`` exclusive (both aware datetimes)."""
+
+    status: str | None = None
+    task: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    batch_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def keeps(self, job: Job, batch_id: str | None) -> bool:
+        """True when ``job`` (the latest job of batch ``batch_id``'s item, or of none)
+        passes: the same test as the query, for a list read by id."""
+        created = job.created_at
+        return (
+            (self.status is None or job.status == self.status)
+            and (self.task is None or job.task == self.task)
+            and (self.model is None or job.model == self.model)
+            and (self.tier is None or job.tier == self.tier)
+            and (self.batch_id is None or batch_id == self.batch_id)
+            and (self.created_after is None or created >= self.created_after)
+            and (self.created_before is None or created < self.created_before)
+        )
+
+
+def _filtered(query: Any, where: JobFilter) -> Any:
+    """``query`` on jobs narrowed by ``where``."""
+    for column, value in (
+        (Job.status, where.status),
+        (Job.task, where.task),
+        (Job.model, where.model),
+        (Job.tier, where.tier),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.batch_id is not None:
+        # An item's job_id is its latest job (a re-run replaces it), as batch_refs reads it.
+        items = select(BATCH_ITEMS.c.job_id).where(BATCH_ITEMS.c.batch_id == where.batch_id)
+        query = query.where(Job.id.in_(items))
+    if where.created_after is not None:
+        query = query.where(Job.created_at >= where.created_after)
+    if where.created_before is not None:
+        query = query.where(Job.created_at < where.created_before)
+    return query
+
+
 def list_jobs(
     session: Session,
     *,
@@ -283,9 +334,11 @@ def list_jobs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    where: JobFilter | None = None,
 ) -> tuple[list[Job], str | None]:
-    """A page of the tenant's jobs, newest first, and the cursor of the next page."""
-    query = select(Job).where(Job.tenant == tenant)
+    """A page of the tenant's jobs, newest first, and the cursor of the next page; ``where``
+    narrows the list (the keyset cursor on (created_at, id) holds under any filter)."""
+    query = _filtered(select(Job).where(Job.tenant == tenant), where or JobFilter())
     if status is not None:
         query = query.where(Job.status == status)
     if cursor:

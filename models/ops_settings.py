@@ -7,6 +7,7 @@ settings.py stays readable); environment variables are ``VISIONQ_<FIELD>`` as ev
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -19,6 +20,8 @@ from visionq.models.tier_settings import TierSettings
 DEFAULT_WEBHOOK_RETRY_DELAYS_S: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
 # A rotation's grace is at most a week (the API refuses longer).
 MAX_ROTATION_GRACE_S = 7 * 86400
+# A CORS origin: scheme://host[:port], nothing after (browsers send exactly this form).
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
 
 
 class OpsSettings(TierSettings):
@@ -61,6 +64,42 @@ class OpsSettings(TierSettings):
     webhook_replay_max: int = Field(default=10_000, ge=1)
     # Refuse http:// endpoint and callback URLs (SSRF rules apply either way).
     webhook_require_https: bool = False
+
+    # The web console at /console/ (api/console_files.py).
+    console_enabled: bool = True
+    # Origins other sites' pages may call the API from (CORS); empty = none (same origin
+    # only; the console needs none). A JSON list or comma-separated, or "*".
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long a browser may cache a preflight's answer (Access-Control-Max-Age).
+    cors_max_age_s: int = Field(default=600, ge=0, le=86400)
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(
+                        "VISIONQ_CORS_ALLOW_ORIGINS: a JSON list of origins, or origins "
+                        f"separated by commas: {exc}"
+                    ) from exc
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins_valid(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"VISIONQ_CORS_ALLOW_ORIGINS: {origin!r} is not an origin; give "
+                    "scheme://host[:port] without a path or a trailing slash (e.g. "
+                    "https://ui.example.com), or *"
+                )
+        return value
 
     @field_validator("webhook_retry_delays_s", mode="before")
     @classmethod

@@ -26,6 +26,13 @@ def open_upright(data: bytes) -> Image.Image:
         return upright.convert("RGB")
 
 
+def display_png(data: bytes) -> bytes:
+    """A PNG of an image browsers cannot show as stored (HEIC/HEIF), upright as stored."""
+    out = io.BytesIO()
+    open_upright(data).save(out, "PNG", optimize=False)
+    return out.getvalue()
+
+
 def _overlay_masks(
     image: Image.Image, objects: Sequence[dict[str, Any]], masks: Sequence[bytes | None]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -19,11 +20,12 @@ from visionq.api.schemas import JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
 from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
-from visionq.models.jobs import InvalidCursorError, cancel_job, get_job, list_jobs
+from visionq.models.jobs import InvalidCursorError, JobFilter, cancel_job, get_job, list_jobs
 from visionq.models.metrics import count_ended
 from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.tasks import TaskKind
+from visionq.vision.tiers import Tier
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -131,6 +133,30 @@ def read_jobs(
     session: SessionDep,
     resources: ResourcesDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    task: Annotated[TaskKind | None, Query(description="Only jobs of this task.")] = None,
+    model: Annotated[
+        str | None,
+        Query(max_length=100, description="Only jobs asking this model (its id as stored)."),
+    ] = None,
+    tier: Annotated[
+        Tier | None, Query(description="Only jobs that asked this tier (JobPublic.tier).")
+    ] = None,
+    batch: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Only the jobs that are an item's latest job in this batch (as "
+            "JobPublic.batch_id); a batch of no job of this key gives an empty page.",
+        ),
+    ] = None,
+    created_after: Annotated[
+        datetime | None,
+        Query(description="Only jobs created at or after this time (ISO 8601; no zone = UTC)."),
+    ] = None,
+    created_before: Annotated[
+        datetime | None,
+        Query(description="Only jobs created before this time (ISO 8601; no zone = UTC)."),
+    ] = None,
     limit: Annotated[
         int,
         Query(
@@ -149,15 +175,32 @@ def read_jobs(
         ),
     ] = None,
 ) -> JobPage:
-    """The caller's jobs, newest first, a page at a time; or, with ``ids``, those jobs."""
+    """The caller's jobs, newest first, a page at a time; or, with ``ids``, those jobs.
+
+    Every filter given narrows the list (and the ``ids`` page) further."""
+    where = JobFilter(
+        status=status,
+        task=task,
+        model=model,
+        tier=tier,
+        batch_id=batch,
+        created_after=_utc(created_after),
+        created_before=_utc(created_before),
+    )
+    if where.created_after and where.created_before and where.created_after >= where.created_before:
+        raise ApiError(
+            "invalid_request",
+            "created_after must be before created_before (the range includes created_after "
+            "and excludes created_before).",
+        )
     if ids is not None:
         return _jobs_by_id(
-            session, caller.tenant, ids=ids, status=status, cursor=cursor, resources=resources
+            session, caller.tenant, ids=ids, where=where, cursor=cursor, resources=resources
         )
     limit = min(limit, resources.settings.page_size_max)
     try:
         jobs, next_cursor = list_jobs(
-            session, tenant=caller.tenant, status=status, limit=limit, cursor=cursor
+            session, tenant=caller.tenant, limit=limit, cursor=cursor, where=where
         )
     except InvalidCursorError as exc:
         raise ApiError("invalid_cursor", "The cursor is invalid; start without one.") from exc
@@ -169,7 +212,7 @@ def _jobs_by_id(
     tenant: str,
     *,
     ids: list[str],
-    status: JobStatus | None,
+    where: JobFilter,
     cursor: str | None,
     resources: ResourcesDep,
 ) -> JobPage:
@@ -187,13 +230,27 @@ def _jobs_by_id(
         )
     jobs = get_jobs(session, tenant=tenant, job_ids=wanted)
     found = {job.id for job in jobs}
-    if status is not None:
-        jobs = [job for job in jobs if job.status == status]
+    answered = [
+        public
+        for public in _with_batches(session, jobs)
+        if where.keeps(_by_id(jobs, public.id), public.batch_id)
+    ]
     return JobPage(
-        jobs=_with_batches(session, jobs),
+        jobs=answered,
         next_cursor=None,
         missing=[job_id for job_id in wanted if job_id not in found],
     )
+
+
+def _by_id(jobs: Sequence[Job], job_id: str) -> Job:
+    return next(job for job in jobs if job.id == job_id)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A query time as an aware UTC datetime (a time without a zone is UTC)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.post(

@@ -45,6 +45,8 @@ OPERATIONS = {
     "POST /v1/jobs/{job_id}/retry": (POSITIVE,),
     "GET /v1/jobs/{job_id}/annotated.png": (POSITIVE,),
     "GET /v1/jobs/{job_id}/masks/{index}.png": (POSITIVE, NEGATIVE),
+    "GET /v1/jobs/{job_id}/images/{position}": (POSITIVE, NEGATIVE),
+    "GET /v1/spending": (POSITIVE, NEGATIVE),
     "POST /v1/estimate": (POSITIVE, NEGATIVE),
     "GET /v1/models": (POSITIVE,),
     "POST /v1/batches": (POSITIVE, NEGATIVE),

@@ -1,0 +1,70 @@
+"""A job's input images as stored (upright), for clients that show them: the console."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
+from visionq.api.errors import ApiError
+from visionq.api.jobids import job_id_of, job_not_found
+from visionq.api.openapi import IMAGE_RESPONSE, error_responses
+from visionq.api.routes.jobs import JobIdPath
+from visionq.api.schemas import ErrorBody
+from visionq.models.blobs import BlobNotFoundError
+from visionq.models.jobs import get_job
+from visionq.vision.annotate import display_png
+from visionq.vision.formats import HEIC, HEIF
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# The stored blob never changes (its name is its SHA-256): a browser may keep it for good.
+IMMUTABLE = "private, max-age=31536000, immutable"
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **IMAGE_RESPONSE,
+    **error_responses(401, 404, 409, 422, 503),
+    410: {
+        "model": ErrorBody,
+        "description": "The job's images are no longer stored (job_inputs_gone).",
+    },
+}
+
+
+@router.get(
+    "/{job_id}/images/{position}",
+    response_class=Response,
+    responses=_RESPONSES,
+    summary="One of a job's input images",
+)
+def input_image(
+    job_id: JobIdPath,
+    position: Annotated[int, Path(ge=0, description="The image's position (0 = first).")],
+    caller: CallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> Response:
+    """Input image ``position`` as stored: upright (EXIF orientation applied at submit), so
+    a result's pixel boxes fit it as they are. Any job status; HEIC and HEIF come as PNG."""
+    tenant = caller.tenant
+    job = get_job(session, tenant=tenant, job_id=job_id_of(session, tenant, job_id))
+    if job is None:
+        raise job_not_found(job_id)
+    inputs = sorted(job.inputs, key=lambda item: item.position)
+    if not 0 <= position < len(inputs):
+        raise ApiError(
+            "image_not_found",
+            f"The job has {len(inputs)} images (positions 0-{len(inputs) - 1}).",
+        )
+    item = inputs[position]
+    try:
+        data = resources.blobs.get(item.sha256)
+    except BlobNotFoundError as exc:
+        raise ApiError(
+            "job_inputs_gone",
+            f"Job {job.id}'s images are no longer stored (removed by retention).",
+        ) from exc
+    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{item.sha256}"'}
+    if item.mime_type in (HEIC, HEIF):
+        return Response(display_png(data), media_type="image/png", headers=headers)
+    return Response(data, media_type=item.mime_type, headers=headers)

@@ -1,0 +1,405 @@
+"""The API the web console reads (issue 22): job list filters, input images, spending, CORS
+and the /console mount. In process (inprocess.py): none of it needs a worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import update
+
+from tests.integration.conftest import redis_db
+from tests.integration.helpers import noise_png, submit
+from tests.integration.inprocess import InProcessApi, in_process_api
+from visionq.api.console_files import CONTENT_SECURITY_POLICY, install_console
+from visionq.api.errors import install_error_handlers
+from visionq.models.db import make_session_factory
+from visionq.models.reports import cache_sources, finished_jobs, spend_by, spend_cells
+from visionq.models.tables import JOBS, Job
+
+pytestmark = pytest.mark.integration
+
+MODEL_A, MODEL_B = "gemini-3.5-flash-lite", "gemini-3.6-flash"
+
+
+def _job(client: httpx.Client, seed: int, **fields: Any) -> dict[str, Any]:
+    response = submit(client, noise_png(seed, 24), **fields)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def _ids(client: httpx.Client, **query: Any) -> list[str]:
+    """Every job id the list gives for ``query``, following the cursor page by page."""
+    ids: list[str] = []
+    params = {key: value for key, value in query.items() if value is not None}
+    while True:
+        response = client.get("/v1/jobs", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        ids += [job["id"] for job in page["jobs"]]
+        if not page["next_cursor"]:
+            return ids
+        params["cursor"] = page["next_cursor"]
+
+
+def _set(api: InProcessApi, job_id: str, **values: Any) -> None:
+    with make_session_factory(api.engine).begin() as session:
+        session.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+
+
+@pytest.fixture(scope="module")
+def seeded(api: InProcessApi) -> dict[str, Any]:
+    """acme: caption/A/standard (old), detect/B/flex (old), caption/B/standard, and a
+    batch item's detect/A job; globex: one caption/A job."""
+    with api.client("acme") as client:
+        old_caption = _job(client, 1, task="caption", model=MODEL_A)
+        old_detect = _job(
+            client, 2, task="detect", model=MODEL_B, options={"tier": "flex", "deadline_s": 3600}
+        )
+        new_caption = _job(client, 3, task="caption", model=MODEL_B)
+        batch = client.post("/v1/batches", json={"name": "console", "task": "detect"})
+        assert batch.status_code == 201, batch.text
+        batch_id = batch.json()["id"]
+        items = {"items": [{"key": "a.png", "images": [{"part": 0}], "model": MODEL_A}]}
+        added = client.post(
+            f"/v1/batches/{batch_id}/items",
+            data={"items": json.dumps(items)},
+            files=[("image", ("a.png", noise_png(4, 24), "image/png"))],
+        )
+        assert added.status_code == 200, added.text
+        [item] = added.json()["items"]
+        batch_job = item["job_id"]
+    with api.client("globex") as client:
+        other = _job(client, 5, task="caption", model=MODEL_A)
+    # Two time groups: the first two jobs were created two days ago.
+    boundary = datetime.now(UTC) - timedelta(days=1)
+    for offset, job in enumerate((old_caption, old_detect)):
+        _set(api, job["id"], created_at=boundary - timedelta(days=1, seconds=offset))
+    return {
+        "old_caption": old_caption["id"],
+        "old_detect": old_detect["id"],
+        "new_caption": new_caption["id"],
+        "batch_job": batch_job,
+        "batch_id": batch_id,
+        "other": other["id"],
+        "boundary": boundary,
+    }
+
+
+def test_each_filter_narrows_the_list(api: InProcessApi, seeded: dict[str, Any]) -> None:
+    s = seeded
+    boundary = s["boundary"].isoformat()
+    mine = {s["old_caption"], s["old_detect"], s["new_caption"], s["batch_job"]}
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({}, mine),
+        ({"task": "caption"}, {s["old_caption"], s["new_caption"]}),
+        ({"task": "detect"}, {s["old_detect"], s["batch_job"]}),
+        ({"model": MODEL_B}, {s["old_detect"], s["new_caption"]}),
+        ({"tier": "flex"}, {s["old_detect"]}),
+        ({"tier": "standard"}, mine - {s["old_detect"]}),
+        ({"batch": s["batch_id"]}, {s["batch_job"]}),
+        ({"created_before": boundary}, {s["old_caption"], s["old_detect"]}),
+        ({"created_after": boundary}, {s["new_caption"], s["batch_job"]}),
+        # A time without a zone is UTC.
+        ({"created_after": s["boundary"].replace(tzinfo=None).isoformat()},
+         {s["new_caption"], s["batch_job"]}),
+        ({"task": "caption", "created_after": boundary}, {s["new_caption"]}),
+        ({"task": "detect", "model": MODEL_A, "status": "queued"}, {s["batch_job"]}),
+        ({"status": "succeeded"}, set()),
+        # Unknown, malformed and other tenants' batches: an empty page, nothing leaked.
+        ({"batch": "not-a-batch"}, set()),
+    ]  # fmt: skip
+    with api.client("acme") as client:
+        for query, expected in cases:
+            listed = _ids(client, **query)
+            assert set(listed) == expected, query
+            assert len(listed) == len(expected), query
+            # The cursor holds under every filter: a page of one at a time gives the same.
+            assert _ids(client, limit=1, **query) == listed, query
+            # With ids, the filters narrow the page the same way.
+            page = client.get("/v1/jobs", params={"ids": ",".join(sorted(mine)), **query})
+            assert {job["id"] for job in page.json()["jobs"]} == expected, query
+        assert all(
+            job["batch_id"] == s["batch_id"]
+            for job in client.get("/v1/jobs", params={"batch": s["batch_id"]}).json()["jobs"]
+        )
+    with api.client("globex") as client:
+        assert _ids(client, batch=s["batch_id"]) == []
+        assert _ids(client, task="caption") == [s["other"]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"created_after": "2030-01-02T00:00:00Z", "created_before": "2030-01-01T00:00:00Z"},
+        {"created_after": "2030-01-01T00:00:00Z", "created_before": "2030-01-01T00:00:00Z"},
+        {"created_after": "yesterday"},
+        {"task": "paint"},
+        {"tier": "cheap"},
+        {"model": "m" * 101},
+    ],
+)
+def test_bad_filters_are_422(api: InProcessApi, query: dict[str, str]) -> None:
+    with api.client("acme") as client:
+        response = client.get("/v1/jobs", params=query)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def _encoded(fmt: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    out = io.BytesIO()
+    image = Image.new("RGB", size, (200, 30, 60))
+    if fmt == "HEIF":
+        import pillow_heif
+
+        pillow_heif.from_pillow(image).save(out, quality=95)
+    else:
+        image.save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "stored", "served"),
+    [
+        ("PNG", "image/png", "image/png"),
+        ("JPEG", "image/jpeg", "image/jpeg"),
+        ("WEBP", "image/webp", "image/webp"),
+        ("HEIF", "image/heic", "image/png"),
+    ],
+)
+def test_input_image_is_served_as_stored(
+    api: InProcessApi, fmt: str, stored: str, served: str
+) -> None:
+    data = _encoded(fmt)
+    with api.client("acme") as client:
+        job = submit(client, [data, noise_png(9, 16)], task="compare").json()
+        assert job["inputs"][0]["mime_type"] in (stored, "image/heif")
+        response = client.get(f"/v1/jobs/{job['id'][:8]}/images/0")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == served
+        assert response.headers["etag"] == f'"{job["inputs"][0]["sha256"]}"'
+        assert "immutable" in response.headers["cache-control"]
+        if served == stored:
+            assert response.content == data
+        with Image.open(io.BytesIO(response.content)) as shown:
+            assert shown.size == (job["inputs"][0]["width"], job["inputs"][0]["height"])
+        second = client.get(f"/v1/jobs/{job['id']}/images/1")
+        assert second.status_code == 200 and second.content == noise_png(9, 16)
+        missing = client.get(f"/v1/jobs/{job['id']}/images/2")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "image_not_found"
+    with api.client("globex") as client:
+        hidden = client.get(f"/v1/jobs/{job['id']}/images/0")
+        assert hidden.status_code == 404
+        assert hidden.json()["error"]["code"] == "job_not_found"
+
+
+def test_input_image_gone_after_retention(api: InProcessApi) -> None:
+    data = noise_png(11, 20)
+    with api.client("acme") as client:
+        job = submit(client, data, task="caption").json()
+        blobs = Path(api.settings.blob_dir)
+        [path] = [p for p in blobs.rglob(job["inputs"][0]["sha256"] + "*") if p.is_file()]
+        os.remove(path)
+        response = client.get(f"/v1/jobs/{job['id']}/images/0")
+    assert response.status_code == 410, response.text
+    assert response.json()["error"]["code"] == "job_inputs_gone"
+
+
+def _finish(api: InProcessApi, job_id: str, *, days_ago: float, **values: Any) -> None:
+    finished = datetime.now(UTC) - timedelta(days=days_ago)
+    _set(
+        api,
+        job_id,
+        status="succeeded",
+        started_at=finished,
+        finished_at=finished,
+        **values,
+    )
+
+
+@pytest.fixture(scope="module")
+def spend_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
+    """An app of its own: the spending test finishes jobs, which the list tests must not see."""
+    with in_process_api(
+        Path(tmp_path_factory.mktemp("spend")), redis_db(redis_url), ("spender-a", "spender-b")
+    ) as app:
+        yield app
+
+
+def test_spending_counts_as_the_cost_report(spend_api: InProcessApi) -> None:
+    api = spend_api
+    with api.client("spender-a") as client, api.client("spender-b") as rival:
+        a = _job(client, 21, task="caption", model=MODEL_A)
+        b = _job(client, 22, task="caption", model=MODEL_B)
+        c = _job(client, 23, task="detect", model=MODEL_A)
+        old = _job(client, 24, task="caption", model=MODEL_A)
+        foreign = _job(rival, 25, task="caption", model=MODEL_A)
+    usage = {"prompt_tokens": 300, "candidates_tokens": 20, "thoughts_tokens": 5}
+    _finish(api, a["id"], days_ago=0, cost_nusd=5_000, standard_cost_nusd=5_000,
+            served_tier="standard", **usage)  # fmt: skip
+    _finish(api, b["id"], days_ago=0, cost_nusd=2_000, standard_cost_nusd=4_000,
+            served_tier="flex", **usage)  # fmt: skip
+    _finish(api, c["id"], days_ago=2, cost_nusd=7_000, standard_cost_nusd=7_000,
+            served_tier="standard", **usage)  # fmt: skip
+    _finish(api, old["id"], days_ago=40, cost_nusd=9_000, served_tier="standard", **usage)
+    _finish(api, foreign["id"], days_ago=0, cost_nusd=1_000, served_tier="standard", **usage)
+    with api.client("spender-a") as client:
+        report = client.get("/v1/spending").json()
+        longer = client.get("/v1/spending", params={"days": 60}).json()
+        for days in ("0", "367", "x"):
+            bad = client.get("/v1/spending", params={"days": days})
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    today = datetime.now(UTC).date()
+    assert (report["since"], report["until"]) == (
+        (today - timedelta(days=29)).isoformat(),
+        today.isoformat(),
+    )
+    two_days_ago = (today - timedelta(days=2)).isoformat()
+    assert [
+        (r["day"], r["model"], r["tier"], r["jobs"], r["cost_usd"]) for r in report["rows"]
+    ] == [
+        (two_days_ago, MODEL_A, "standard", 1, "0.000007"),
+        (today.isoformat(), MODEL_A, "standard", 1, "0.000005"),
+        (today.isoformat(), MODEL_B, "flex", 1, "0.000002"),
+    ]
+    assert report["rows"][0]["prompt_tokens"] == 300 and report["rows"][0]["output_tokens"] == 25
+    assert report["totals"] == {
+        "jobs": 3,
+        "cost_usd": "0.000014",
+        "standard_usd": "0.000016",
+        "saved_usd": "0.000002",
+        "saved_pct": 12.5,
+    }
+    assert longer["totals"]["jobs"] == 4 and longer["totals"]["cost_usd"] == "0.000023"
+    # The same numbers as `visionq cost report` counts for this tenant.
+    with make_session_factory(api.engine)() as session:
+        since = datetime.combine(today - timedelta(days=59), datetime.min.time(), tzinfo=UTC)
+        jobs = finished_jobs(session, since=since, tenant="spender-a")
+        sources = cache_sources(session, jobs)
+        by_model = {row.key: row for row in spend_by(jobs, "model", sources)}
+        cells = spend_cells(jobs, sources)
+    assert sum(cell.cost_nusd for cell in cells) == sum(r.cost_nusd for r in by_model.values())
+    assert {(r["model"], r["cost_usd"]) for r in longer["rows"]} <= {
+        (cell.model, f"{cell.cost_nusd / 1e9:.6f}") for cell in cells
+    }
+
+
+def test_finished_jobs_reads_no_result(spend_api: InProcessApi) -> None:
+    """The report's query leaves the result JSON unread (it can be large)."""
+    with make_session_factory(spend_api.engine)() as session:
+        jobs = finished_jobs(session, since=None, tenant="spender-a")
+        assert jobs
+        assert "result" not in {key for key in vars(jobs[0]) if not key.startswith("_")}
+        assert all(isinstance(job, Job) for job in jobs)
+
+
+@pytest.fixture(scope="module")
+def cors_api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[InProcessApi]:
+    with in_process_api(
+        Path(tmp_path_factory.mktemp("cors")),
+        redis_db(redis_url),
+        ("acme",),
+        cors_allow_origins=["https://ui.example"],
+        cors_max_age_s=120,
+        console_enabled=False,
+    ) as app:
+        yield app
+
+
+def _preflight(
+    client: TestClient, origin: str, method: str = "GET", **extra: str
+) -> httpx.Response:
+    headers = {"Origin": origin, "Access-Control-Request-Method": method, **extra}
+    return client.options("/v1/jobs", headers=headers)
+
+
+def test_cors_preflight_allowed_and_refused(cors_api: InProcessApi) -> None:
+    with cors_api.client(None) as client:
+        allowed = _preflight(
+            client, "https://ui.example", "POST",
+            **{"Access-Control-Request-Headers": "authorization, idempotency-key"},
+        )  # fmt: skip
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+        assert allowed.headers["access-control-max-age"] == "120"
+        assert "credentials" not in " ".join(allowed.headers.keys()).lower()
+        for refused in (
+            _preflight(client, "https://evil.example"),
+            _preflight(client, "https://ui.example", "PUT"),
+            _preflight(
+                client, "https://ui.example", **{"Access-Control-Request-Headers": "x-secret"}
+            ),
+        ):
+            assert refused.status_code == 400
+            assert refused.json()["error"]["code"] == "cors_refused"
+            assert "VISIONQ_CORS_ALLOW_ORIGINS" in refused.json()["error"]["message"]
+        # An actual call from the origin: the header on answers, error answers too.
+        denied = client.get("/v1/jobs", headers={"Origin": "https://ui.example"})
+        assert denied.status_code == 401
+        assert denied.headers["access-control-allow-origin"] == "https://ui.example"
+        assert "Retry-After" in denied.headers["access-control-expose-headers"]
+        stranger = client.get("/v1/jobs", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_no_cors_and_no_console_unless_enabled(api: InProcessApi, cors_api: InProcessApi) -> None:
+    with api.client("acme") as client:
+        plain = client.get("/v1/jobs", headers={"Origin": "https://ui.example"})
+        assert plain.status_code == 200
+        assert "access-control-allow-origin" not in plain.headers
+        preflight = _preflight(client, "https://ui.example")
+        assert preflight.status_code == 405  # no CORS: OPTIONS is just a method not taken
+        redirect = client.get("/console", follow_redirects=False)
+        assert redirect.status_code == 307 and redirect.headers["location"] == "/console/"
+    with cors_api.client(None) as client:
+        for path in ("/console", "/console/", "/console/js/main.js"):
+            off = client.get(path, follow_redirects=False)
+            assert off.status_code == 404, path
+            assert off.json()["error"]["code"] == "not_found"
+
+
+def test_console_files_and_headers(tmp_path: Path) -> None:
+    (tmp_path / "js").mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html><title>console</title>")
+    (tmp_path / "js" / "main.js").write_text("export const x = 1;\n")
+    app = FastAPI()
+    install_error_handlers(app)
+    install_console(app, tmp_path)
+    missing = FastAPI()
+    install_error_handlers(missing)
+    install_console(missing, tmp_path / "absent")  # a missing folder: 404s, no failure
+    with TestClient(app) as client, TestClient(missing) as empty:
+        page = client.get("/console/")
+        assert page.status_code == 200 and "console" in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "script-src 'self';" in CONTENT_SECURITY_POLICY
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-cache"
+        script = client.get("/console/js/main.js")
+        assert script.headers["content-type"].startswith(
+            ("text/javascript", "application/javascript")
+        )
+        again = client.get("/console/js/main.js", headers={"If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304
+        assert again.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        nope = client.get("/console/nope.js")
+        assert nope.status_code == 404 and nope.json()["error"]["code"] == "not_found"
+        posted = client.post("/console/")
+        assert posted.status_code == 405 and posted.json()["error"]["code"] == "method_not_allowed"
+        assert client.get("/console", follow_redirects=False).status_code == 307
+        gone = empty.get("/console/")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
