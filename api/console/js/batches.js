@@ -16,6 +16,12 @@ function param(query, name) {
   return query[name] ?? null;
 }
 
+/** A table cell with its caption for the narrow-screen card layout (console.css). */
+function cell(caption, ...content) {
+  return h("td", null, h("span", { class: "cell-label", "aria-hidden": "true" }, caption),
+    ...content);
+}
+
 /** A batch is finished when no more items can come and every item's job ended. */
 export function finished(batch) {
   const p = batch.progress;
@@ -121,12 +127,12 @@ export function renderBatches(root, query) {
     updateProgress(bar, batch);
     const tr = h("tr", { "data-testid": "batch-row", "data-batch-id": batch.id,
       "data-state": batch.state },
-    h("td", { "data-label": "Batch" }, h("a", { href: `#/batches/${batch.id}` }, batch.name)),
-    h("td", { "data-label": "State" }, badge(batch.state)),
-    h("td", { "data-label": "Task" }, batch.task),
-    h("td", { "data-label": "Progress", class: "cell-progress" }, bar),
-    h("td", { "data-label": "Cost so far", class: "cell-cost" }, "–"),
-    h("td", { "data-label": "Created" }, when(batch.created_at)));
+    cell("Batch", h("a", { href: `#/batches/${batch.id}` }, batch.name)),
+    cell("State", h("span", { class: "cell-state" }, badge(batch.state))),
+    cell("Task", batch.task),
+    cell("Progress", bar),
+    cell("Cost so far", h("span", { class: "cell-cost" }, "–")),
+    cell("Created", when(batch.created_at)));
     rows.set(batch.id, { batch, tr, bar });
     return tr;
   }
@@ -136,7 +142,7 @@ export function renderBatches(root, query) {
     if (!entry) return;
     entry.batch = batch;
     entry.tr.setAttribute("data-state", batch.state);
-    entry.tr.children[1].replaceChildren(badge(batch.state));
+    entry.tr.querySelector(".cell-state").replaceChildren(badge(batch.state));
     updateProgress(entry.bar, batch);
     entry.tr.querySelector(".cell-cost").textContent = batch.progress
       ? usd(batch.progress.cost_usd) : "–";
@@ -175,8 +181,8 @@ export function renderBatches(root, query) {
     h("section", { class: "page batches-page" },
       h("h1", { tabindex: "-1" }, "Batches"),
       h("div", { class: "toolbar" }, h("label", { for: "batches-state" }, "State"), filter),
-      h("div", { class: "table-scroll" },
-        h("table", { "data-testid": "batches-table", class: "data-table batches-table" },
+      h("div", { class: "table-wrap" },
+        h("table", { "data-testid": "batches-table", class: "batches-table cards" },
           h("caption", { class: "visually-hidden" }, "Batches, newest first"),
           h("thead", {}, h("tr", {}, ["Batch", "State", "Task", "Progress", "Cost so far",
             "Created"].map((name) => h("th", { scope: "col" }, name)))),
