@@ -113,7 +113,8 @@ def shot(page: Page, name: str) -> Path:
     size = page.viewport_size or {"width": 0, "height": 0}
     path = screenshot_dir() / f"{name}-{size['width']}x{size['height']}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path))
+    page.evaluate("() => window.scrollTo(0, 0)")  # the page's top: header and title
+    page.screenshot(path=str(path), animations="disabled", caret="hide")
     return path
 
 

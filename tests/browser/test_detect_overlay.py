@@ -1,0 +1,132 @@
+"""A detect job submitted by dropping a file on the Submit page, and its boxes drawn where
+the result says, checked in the browser's own pixels.
+
+Each box is shown alone and hidden again; the difference of the two screenshots is what the
+box drew, whatever the image under it. That difference must lie on the rectangle
+``box * scale`` (not shifted, not scaled), cover all four edges, leave the inside empty
+(stroke only) and have the object's colour.
+"""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+
+from tests.browser.drive import (
+    diff_mask,
+    drop_files,
+    expect,
+    go,
+    hex_rgb,
+    open_job,
+    overlay_origin,
+    overlay_png,
+    shot,
+    sign_in,
+    tid,
+    wait_job,
+)
+from tests.browser.pixels import assert_box_drawn_at
+from tests.browser.stack import ConsoleStack
+from tests.integration.helpers import assert_boxes_match
+from visionq.emulator.shapes import encode, random_scene
+
+
+def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    # Wider than the job page's image column, so Fit scales it down (s < 1).
+    image, shapes = random_scene(seed=22, width=1200, height=900, count=3, min_side=120)
+    png = encode(image, "PNG")
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', [("scene.png", png, "image/png")])
+    expect(tid(page, "file-item")).to_have_count(1)
+    tid(page, "submit-task").select_option("detect")
+    tid(page, "submit-prompt").fill("shapes")
+    expect(tid(page, "estimate")).to_have_attribute("data-state", "ready")
+    truth = (
+        api_client.post(
+            "/v1/estimate",
+            data={"task": "detect", "prompt": "shapes"},
+            files=[("image", ("scene.png", png, "image/png"))],
+        )
+        .raise_for_status()
+        .json()
+    )
+    estimate = tid(tid(page, "estimate"), "estimate-tokens")
+    expect(estimate).to_have_attribute("data-tokens", str(truth["input_tokens"]))
+    shot(page, "submit")
+
+    tid(page, "submit-send").click()
+    row = tid(tid(page, "submitted"), "job-row")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    job_id = row.get_attribute("data-job-id")
+    assert job_id
+    job = wait_job(api_client, job_id)
+    assert job["task"] == "detect" and job["status"] == "succeeded", job
+    objects = job["result"]["objects"]
+    assert_boxes_match(objects, shapes)
+
+    open_job(page, job_id)
+    overlay = tid(page, "overlay")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    assert overlay.get_attribute("data-image-width") == "1200"
+    assert overlay.get_attribute("data-image-height") == "900"
+    tid(page, "layer-labels").set_checked(False)
+    scale = float(overlay.get_attribute("data-scale") or "nan")
+    shown_width = tid(page, "overlay-image").evaluate("img => img.clientWidth")
+    assert 0.2 < scale < 1, f"Fit should scale the 1200 px image down, got {scale}"
+    assert abs(shown_width - 1200 * scale) <= 1, (shown_width, scale)
+
+    drawn_objects = tid(page, "overlay-object")
+    expect(drawn_objects).to_have_count(len(objects))
+    tid(page, "objects-none").click()
+    dx, dy = overlay_origin(page)
+    for index, obj in enumerate(objects):
+        node = drawn_objects.nth(index)
+        assert node.get_attribute("data-box") == ",".join(map(str, obj["box"]))
+        toggle = page.locator(f'[data-testid="object-toggle"][data-index="{index}"]')
+        toggle.set_checked(True)
+        expect(node).to_have_attribute("data-visible", "true")
+        shown = overlay_png(page)
+        toggle.set_checked(False)
+        expect(node).to_have_attribute("data-visible", "false")
+        hidden = overlay_png(page)
+        drawn = diff_mask(shown, hidden)
+        x0, y0, x1, y1 = obj["box"]
+        rect = (dx + x0 * scale, dy + y0 * scale, dx + x1 * scale, dy + y1 * scale)
+        assert_box_drawn_at(drawn, rect, f"object {index} ({obj['label']})")
+        colour = np.median(shown[drawn], axis=0)
+        expected = hex_rgb(node.get_attribute("data-color") or "")
+        assert np.all(np.abs(colour - expected) <= 40), (obj["label"], colour, expected)
+
+    # Zoom: two steps of + double the scale; each box follows the image exactly.
+    tid(page, "objects-all").click()
+    tid(page, "zoom-fit").focus()
+    page.keyboard.press("+")
+    page.keyboard.press("+")
+    expect(overlay).not_to_have_attribute("data-zoom", str(scale))
+    zoom = float(overlay.get_attribute("data-zoom") or "nan")
+    assert abs(zoom - 2 * scale) < 1e-6, (scale, zoom)
+    boxes = page.evaluate(
+        """() => {
+            const img = document.querySelector('[data-testid="overlay-image"]')
+                .getBoundingClientRect();
+            return [...document.querySelectorAll('[data-testid="overlay-object"] rect.box')]
+                .map(r => { const b = r.getBoundingClientRect();
+                            return [b.left - img.left, b.top - img.top,
+                                    b.right - img.left, b.bottom - img.top]; });
+        }"""
+    )
+    for obj, seen in zip(objects, boxes, strict=True):
+        wanted = [v * zoom for v in obj["box"]]
+        assert all(abs(a - b) <= 1 for a, b in zip(seen, wanted, strict=True)), (seen, wanted)
+
+    tid(page, "zoom-fit").click()
+    tid(page, "layer-labels").set_checked(True)
+    shot(page, "job-detect")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(overlay).to_have_attribute("data-ready", "true")
+    shot(page, "job-detect")
+    go(page, "#/jobs")
