@@ -18,6 +18,11 @@ function randomKey() {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+function seconds(s) {
+  const n = Number(s);
+  return (n < 10 ? n.toFixed(2) : n.toFixed(0)) + " s";
+}
+
 function attemptItem(a) {
   const bits = ["Attempt " + a.number, a.outcome];
   if (a.http_status) bits.push("HTTP " + a.http_status);
@@ -35,7 +40,7 @@ function attemptItem(a) {
     a.error_class ? h("code", null, a.error_class) : null, a.error_class ? ": " : null,
     a.error_message || "") : null,
   a.retry_delay_s !== null && a.retry_delay_s !== undefined
-    ? h("div", { class: "muted" }, "retried after " + a.retry_delay_s + " s") : null,
+    ? h("div", { class: "muted" }, "retried after " + seconds(a.retry_delay_s)) : null,
   h("div", { class: "muted" }, "started " + when(a.started_at)));
 }
 

@@ -155,7 +155,8 @@ export function createOverlay(container, options) {
   /** Fit: the whole width in view, never enlarged beyond 100 %. */
   function fit() {
     fitMode = true;
-    const avail = viewport.clientWidth || container.clientWidth || width;
+    // The container, not the viewport: the viewport shrinks to the image it shows.
+    const avail = container.clientWidth || width;
     apply(Math.min(1, avail / width), false);
   }
 
@@ -195,7 +196,7 @@ export function createOverlay(container, options) {
   });
 
   document.addEventListener("keydown", onKey);
-  resize.observe(viewport);
+  resize.observe(container);
   fit();
 
   const loaded = [new Promise((resolve) => {
