@@ -115,6 +115,7 @@ def dev(
     folder = data_dir or get_settings().data_dir / "dev"
     with running_stack(console, port, folder, redis_url) as stack:
         console.print(f"api       {stack.api_url}   (docs: {stack.api_url}/docs)", highlight=False)
+        console.print(console_line(stack, get_settings().console_enabled), highlight=False)
         console.print(metrics_line(stack), highlight=False)
         console.print(f"logs      {stack.run_dir}", highlight=False)
         console.print("\nReady. Use the stack from another terminal:", highlight=False)
@@ -132,6 +133,13 @@ def dev(
         while True:
             stack.check_alive()
             time.sleep(0.5)
+
+
+def console_line(stack: Stack, enabled: bool) -> str:
+    """Where the web console is (sign in with the key printed below), or why it is not."""
+    if not enabled:
+        return "console   off (VISIONQ_CONSOLE_ENABLED=false)"
+    return f"console   {stack.api_url}/console/   (sign in with the VISIONQ_API_KEY below)"
 
 
 def metrics_line(stack: Stack) -> str:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from visionq.cli.main import app
 from visionq.models.db import make_engine, make_session_factory
-from visionq.models.reports import GROUPINGS, SpendRow, spend_by, tier_of
+from visionq.models.reports import GROUPINGS, SpendRow, spend_by, spend_cells, tier_of
 from visionq.models.tables import Job
 
 runner = CliRunner()
@@ -136,3 +136,28 @@ def test_cli_refuses_an_unknown_grouping(seeded: str) -> None:
     result = runner.invoke(app, ["cost", "report", "--by", "colour"])
     assert result.exit_code != 0
     assert "tier" in result.output
+
+
+def test_spend_cells_group_by_day_model_and_served_tier() -> None:
+    """The API's spending rows: one per (day, model, served tier), counted as spend_by
+    counts (a cache hit's standard price from its source)."""
+    other_day = _job(8, served="flex", cost=100, standard=200)
+    other_day.finished_at = datetime(2026, 12, 4, 23, 59, tzinfo=UTC)
+    other_model = _job(9, served="flex", cost=300, standard=600)
+    other_model.model = "gemini-3.6-flash"
+    jobs = [*_jobs(), other_day, other_model]
+    cells = spend_cells(jobs, {"job-1": 1000})
+    keys = [(cell.day, cell.model, cell.tier) for cell in cells]
+    assert keys == sorted(keys) and len(keys) == len(set(keys))
+    cell = {(c.day, c.model, c.tier): c for c in cells}
+    flex = cell[("2026-12-05", "gemini-3.5-flash-lite", "flex")]
+    assert (flex.jobs, flex.cost_nusd, flex.standard_nusd) == (2, 750, 1500)
+    assert cell[("2026-12-04", "gemini-3.5-flash-lite", "flex")].jobs == 1
+    assert cell[("2026-12-05", "gemini-3.6-flash", "flex")].cost_nusd == 300
+    cached = cell[("2026-12-05", "gemini-3.5-flash-lite", "cached")]
+    assert (cached.cached, cached.cost_nusd, cached.standard_nusd) == (1, 0, 1000)
+    # Summed, the cells are the report's totals.
+    [total] = spend_by(jobs, "tenant", {"job-1": 1000})
+    assert sum(c.cost_nusd for c in cells) == total.cost_nusd
+    assert sum(c.standard_nusd for c in cells) == total.standard_nusd
+    assert sum(c.output_tokens for c in cells) == total.output_tokens

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.unit.test_stackbuild import started  # noqa: F401 - the fixture
-from visionq.cli.dev import metrics_line
+from visionq.cli.dev import console_line, metrics_line
 from visionq.cli.stack import Stack
 from visionq.cli.stackbuild import StackBuilder
 
@@ -37,3 +37,9 @@ def test_dev_says_when_the_worker_serves_no_metrics(
     builder = StackBuilder(tmp_path, database_url="sqlite:///x.db")
     builder.start_worker(env={"VISIONQ_WORKER_METRICS_PORT": "0"})
     assert "worker: off (VISIONQ_WORKER_METRICS_PORT=0)" in metrics_line(_stack(builder, tmp_path))
+
+
+def test_dev_prints_the_console_url(tmp_path: Path) -> None:
+    stack = _stack(StackBuilder(tmp_path, database_url="sqlite:///x.db"), tmp_path)
+    assert console_line(stack, True).split()[:2] == ["console", "http://127.0.0.1:8123/console/"]
+    assert "VISIONQ_CONSOLE_ENABLED=false" in console_line(stack, False)

@@ -51,6 +51,33 @@ def test_png_routes_type_their_image_and_their_errors(doc: dict[str, Any]) -> No
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
 
 
+def test_the_input_image_route_types_its_images_and_errors(doc: dict[str, Any]) -> None:
+    operation = doc["paths"]["/v1/jobs/{job_id}/images/{position}"]["get"]
+    binary = {"type": "string", "format": "binary"}
+    content = operation["responses"]["200"]["content"]
+    assert content == {
+        mime: {"schema": binary} for mime in ("image/png", "image/jpeg", "image/webp")
+    }
+    errors = {status for status in operation["responses"] if status != "200"}
+    assert errors == {"401", "404", "405", "409", "410", "422", "503"}
+    position = next(p for p in operation["parameters"] if p["name"] == "position")
+    assert position["schema"]["minimum"] == 0
+
+
+def test_the_console_routes_are_documented(doc: dict[str, Any]) -> None:
+    """The list filters and the spending report, as the console uses them; the console's
+    own files are not API operations."""
+    parameters = {p["name"]: p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert {"task", "model", "tier", "batch", "created_after", "created_before"} <= set(parameters)
+    spending = doc["paths"]["/v1/spending"]["get"]
+    assert spending["tags"] == ["cost"]
+    days = next(p for p in spending["parameters"] if p["name"] == "days")
+    assert (days["schema"]["minimum"], days["schema"]["maximum"]) == (1, 366)
+    report = doc["components"]["schemas"]["SpendingReport"]
+    assert set(report["properties"]) == {"since", "until", "rows", "totals", "estimation"}
+    assert not [path for path in doc["paths"] if path.startswith("/console")]
+
+
 def test_each_route_lists_only_the_errors_it_can_answer(doc: dict[str, Any]) -> None:
     operations = _operations(doc)
 

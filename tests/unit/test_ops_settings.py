@@ -59,3 +59,53 @@ def test_bad_values_are_refused_with_what_to_do(
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=re.escape(message)):
         get_settings()
+
+
+def test_console_and_cors_defaults() -> None:
+    """The console is on; CORS is off (same origin only) until origins are given."""
+    settings = Settings(gemini_api_key=None)
+    assert settings.console_enabled
+    assert settings.cors_allow_origins == []
+    assert settings.cors_max_age_s == 600
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        (
+            "https://ui.example,http://localhost:5173",
+            ["https://ui.example", "http://localhost:5173"],
+        ),
+        (' ["https://ui.example"] ', ["https://ui.example"]),
+        ("*", ["*"]),
+        ("http://[::1]:8080", ["http://[::1]:8080"]),
+        ("", []),
+    ],
+)
+def test_cors_origins_are_parsed(
+    monkeypatch: pytest.MonkeyPatch, value: str, origins: list[str]
+) -> None:
+    monkeypatch.setenv("VISIONQ_CORS_ALLOW_ORIGINS", value)
+    monkeypatch.setenv("VISIONQ_CORS_MAX_AGE_S", "0")
+    monkeypatch.setenv("VISIONQ_CONSOLE_ENABLED", "false")
+    settings = get_settings()
+    assert settings.cors_allow_origins == origins
+    assert settings.cors_max_age_s == 0 and not settings.console_enabled
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "https://ui.example/"}, "without a path"),
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "ui.example"}, "'ui.example' is not an origin"),
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "[https://x]"}, "a JSON list of origins"),
+        ({"VISIONQ_CORS_MAX_AGE_S": "86401"}, "less than or equal to 86400"),
+    ],
+)
+def test_bad_cors_values_say_what_to_give(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        get_settings()
