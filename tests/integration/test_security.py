@@ -44,12 +44,18 @@ def test_every_route_hides_other_tenants_jobs(stack: Stack) -> None:
             ("POST", f"/v1/jobs/{job_id}/cancel"),
             ("GET", f"/v1/jobs/{job_id}/annotated.png"),
             ("GET", f"/v1/jobs/{job_id}/masks/0.png"),
+            ("GET", f"/v1/jobs/{job_id}/images/0"),
         ]:
             response = globex.request(method, path)
             assert response.status_code == 404, (path, response.text)
             assert response.json()["error"]["code"] == "job_not_found"
         listed = globex.get("/v1/jobs", params={"limit": 200}).json()["jobs"]
         assert job_id not in [item["id"] for item in listed]
+        assert acme.get(f"/v1/jobs/{job_id}/images/0").status_code == 200
+        # The console's filters never reach past the tenant either.
+        for query in ({"task": "segment"}, {"created_after": job["created_at"]}):
+            listed = globex.get("/v1/jobs", params={"limit": 200, **query}).json()["jobs"]
+            assert job_id not in [item["id"] for item in listed], query
         assert acme.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"  # untouched
 
 
