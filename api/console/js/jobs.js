@@ -62,6 +62,7 @@ export function renderJobs(root, query) {
   const controller = new AbortController();
   const pollers = [];
   let cursor = null;
+  let generation = 0; // a newer reload wins over a slower older one
 
   const form = h("form", { "data-testid": "job-filters", class: "filters",
     "aria-label": "Filter jobs", onsubmit: (e) => e.preventDefault() },
@@ -167,8 +168,10 @@ export function renderJobs(root, query) {
   async function reload() {
     for (const p of pollers.splice(0)) p.stop();
     error.hidden = true;
+    const mine = ++generation;
     try {
       const page = await api(listPath(), { signal: controller.signal });
+      if (mine !== generation) return;
       tbody.replaceChildren();
       put(page.jobs);
       cursor = page.next_cursor;

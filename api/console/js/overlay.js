@@ -126,9 +126,10 @@ export function createOverlay(container, options) {
       const top = y0 < boxH ? y0 : y0 - boxH; // inside the box when no room above
       const textW = text.textContent.length * size * 0.6 + 2 * pad;
       text.setAttribute("font-size", String(size));
-      text.setAttribute("x", String(x0 + pad));
+      const left = Math.max(0, Math.min(x0, width - textW)); // keep it on the image
+      text.setAttribute("x", String(left + pad));
       text.setAttribute("y", String(top + pad + size * 0.85));
-      bg.setAttribute("x", String(x0));
+      bg.setAttribute("x", String(left));
       bg.setAttribute("y", String(top));
       bg.setAttribute("width", String(textW));
       bg.setAttribute("height", String(boxH));
