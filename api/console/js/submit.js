@@ -1,6 +1,6 @@
 // submit.js — the Submit page (#/submit): the file picker (dropzone.js: files and folders,
-// the file list), task/model/tier/prompt/labels, an estimate before sending (POST /v1/estimate, debounced, data-state), then
-// send as jobs (POST /v1/jobs, one Idempotency-Key per job) or as one batch (POST
+// the file list), task/model/tier/prompt/labels, an estimate before sending (POST
+// /v1/estimate, debounced, data-state), then send as jobs (POST /v1/jobs, one Idempotency-Key per job) or as one batch (POST
 // /v1/batches + items + close), and watch the submitted jobs live (GET /v1/jobs?ids=).
 
 import { api } from "./api.js";
