@@ -118,7 +118,9 @@ export function renderBatches(root, query) {
   const more = h("button", { type: "button", "data-testid": "batches-more", hidden: true,
     onclick: () => load() }, "Load more");
   const filter = h("select", { id: "batches-state", "data-testid": "batches-state",
-    onchange: () => { location.hash = "#/batches" + (filter.value ? `?state=${filter.value}` : ""); } },
+    onchange: () => {
+      location.hash = "#/batches" + (filter.value ? `?state=${filter.value}` : "");
+    } },
   h("option", { value: "" }, "All states"),
   STATES.map((s) => h("option", { value: s, selected: s === state }, s)));
 

@@ -92,7 +92,9 @@ export function fileDrop(onChange) {
       const url = THUMBNAILS.test(file.type) ? URL.createObjectURL(file) : null;
       files.push({ file, path, url });
     }
-    if (skipped) announce(`${skipped} file${skipped === 1 ? " is" : "s are"} not an image: skipped.`);
+    if (skipped) {
+      announce(`${skipped} file${skipped === 1 ? " is" : "s are"} not an image: skipped.`);
+    }
     changed();
   }
 

@@ -1,7 +1,8 @@
 // submit.js — the Submit page (#/submit): the file picker (dropzone.js: files and folders,
 // the file list), task/model/tier/prompt/labels, an estimate before sending (POST
-// /v1/estimate, debounced, data-state), then send as jobs (POST /v1/jobs, one Idempotency-Key per job) or as one batch (POST
-// /v1/batches + items + close), and watch the submitted jobs live (GET /v1/jobs?ids=).
+// /v1/estimate, debounced, data-state), then send as jobs (POST /v1/jobs, one
+// Idempotency-Key per job) or as one batch (POST /v1/batches + items + close), and watch
+// the submitted jobs live (GET /v1/jobs?ids=).
 
 import { api } from "./api.js";
 import { announce, h, tokens, usd } from "./dom.js";
@@ -216,7 +217,8 @@ export function renderSubmit(root) {
       const note = (found.approx ? `≈, from ${asked.length} of ${all.length} jobs. ` : "") +
         (known ? "" : `${answers.find((a) => !a.known)?.reason || "No price known."} `) +
         [...new Set(warnings)].join(" ");
-      setEstimate("ready", found, note.trim() || `${all.length} job${all.length === 1 ? "" : "s"}.`);
+      const count = `${all.length} job${all.length === 1 ? "" : "s"}.`;
+      setEstimate("ready", found, note.trim() || count);
     } catch (err) {
       if (controller.signal.aborted) return;
       setEstimate("error", null, `Cannot estimate: ${err.message}`);
