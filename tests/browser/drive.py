@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -167,3 +168,21 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 60) -> dict[s
 
     result: dict[str, Any] = wait_until(ended, timeout_s, f"job {job_id} ended")
     return result
+
+
+def add_batch_items(
+    client: httpx.Client, batch_id: str, images: list[bytes], start: int = 0
+) -> None:
+    """Add one item per image to the batch (keys ``item-<n>`` from ``start``), multipart."""
+    items = [{"key": f"item-{start + i}", "images": [{"part": i}]} for i in range(len(images))]
+    client.post(
+        f"/v1/batches/{batch_id}/items",
+        data={"items": json.dumps({"items": items})},
+        files=[("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)],
+    ).raise_for_status()
+
+
+def new_batch(client: httpx.Client, name: str, task: str, **defaults: Any) -> str:
+    """Create a batch of ``task`` items (``defaults`` as model=, options=); its id."""
+    body = {"name": name, "task": task, **defaults}
+    return str(client.post("/v1/batches", json=body).raise_for_status().json()["id"])
