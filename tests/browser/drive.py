@@ -186,3 +186,15 @@ def new_batch(client: httpx.Client, name: str, task: str, **defaults: Any) -> st
     """Create a batch of ``task`` items (``defaults`` as model=, options=); its id."""
     body = {"name": name, "task": task, **defaults}
     return str(client.post("/v1/batches", json=body).raise_for_status().json()["id"])
+
+
+def two_models(client: httpx.Client) -> tuple[str, str]:
+    """Two usable models that run captions and detection on the flex tier."""
+    models = client.get("/v1/models").raise_for_status().json()["models"]
+    fit = [
+        m["id"]
+        for m in models
+        if m["usable"] and {"caption", "detect"} <= set(m["tasks"]) and "flex" in m["tiers"]
+    ]
+    assert len(fit) >= 2, models
+    return fit[0], fit[1]

@@ -20,23 +20,12 @@ from tests.browser.drive import (
     shot,
     sign_in,
     tid,
+    two_models,
     wait_job,
     wait_until,
 )
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png, submit
-
-
-def two_models(client: httpx.Client) -> tuple[str, str]:
-    """Two usable models that run captions and detection on the flex tier."""
-    models = client.get("/v1/models").raise_for_status().json()["models"]
-    fit = [
-        m["id"]
-        for m in models
-        if m["usable"] and {"caption", "detect"} <= set(m["tasks"]) and "flex" in m["tiers"]
-    ]
-    assert len(fit) >= 2, models
-    return fit[0], fit[1]
 
 
 def seed(client: httpx.Client, png: bytes, task: str, model: str, tier: str) -> str:
