@@ -250,7 +250,14 @@ def _utc(moment: datetime | None) -> datetime | None:
     """A query time as an aware UTC datetime (a time without a zone is UTC)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:
+        # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC: bad input, not a 500.
+        raise ApiError(
+            "invalid_request",
+            "created_after/created_before: give a time between years 1 and 9999 in UTC.",
+        ) from exc
 
 
 @router.post(
