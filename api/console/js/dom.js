@@ -60,10 +60,15 @@ export function tokens(n) {
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "–";
   const s = Number(seconds);
-  if (s < 10) return (Math.round(s * 10) / 10).toString() + " s";
-  if (s < 60) return Math.round(s) + " s";
-  if (s < 3600) return Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
-  return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
+  // Round once, to the smallest unit shown, BEFORE splitting into units: rounding each part
+  // on its own turned 119.6 s into "1 min 60 s" and 3599.7 s into "59 min 60 s".
+  const tenths = Math.round(s * 10) / 10;
+  if (tenths < 10) return tenths.toString() + " s";
+  const whole = Math.round(s);
+  if (whole < 60) return whole + " s";
+  if (whole < 3600) return Math.floor(whole / 60) + " min " + (whole % 60) + " s";
+  const minutes = Math.round(s / 60);
+  return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
 }
 
 /** An ISO time as "2026-12-05 15:04:05 UTC" (UTC: the API's and the filters' zone). */
