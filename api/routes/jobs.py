@@ -136,7 +136,11 @@ def read_jobs(
     task: Annotated[TaskKind | None, Query(description="Only jobs of this task.")] = None,
     model: Annotated[
         str | None,
-        Query(max_length=100, description="Only jobs asking this model (its id as stored)."),
+        Query(
+            min_length=1,
+            max_length=100,
+            description="Only jobs asking this model (its id as stored).",
+        ),
     ] = None,
     tier: Annotated[
         Tier | None, Query(description="Only jobs that asked this tier (JobPublic.tier).")
@@ -144,9 +148,10 @@ def read_jobs(
     batch: Annotated[
         str | None,
         Query(
+            min_length=1,
             max_length=100,
-            description="Only the jobs that are an item's latest job in this batch (as "
-            "JobPublic.batch_id); a batch of no job of this key gives an empty page.",
+            description="Only the jobs that are an item's latest job in this batch (its full "
+            "id, as JobPublic.batch_id); a batch of no job of this key gives an empty page.",
         ),
     ] = None,
     created_after: Annotated[

@@ -148,6 +148,9 @@ def test_each_filter_narrows_the_list(api: InProcessApi, seeded: dict[str, Any])
         {"task": "paint"},
         {"tier": "cheap"},
         {"model": "m" * 101},
+        # Empty is not "any": it would match no job and look like an empty list.
+        {"model": ""},
+        {"batch": ""},
         # Before year 1 / after 9999 once in UTC: out of datetime's range, not a 500.
         {"created_after": "0001-01-01T00:00:00+01:00"},
         {"created_before": "9999-12-31T23:59:59-01:00"},
