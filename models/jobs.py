@@ -291,23 +291,9 @@ class JobFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
 
-    def keeps(self, job: Job, batch_id: str | None) -> bool:
-        """True when ``job`` (the latest job of batch ``batch_id``'s item, or of none)
-        passes: the same test as the query, for a list read by id."""
-        created = job.created_at
-        return (
-            (self.status is None or job.status == self.status)
-            and (self.task is None or job.task == self.task)
-            and (self.model is None or job.model == self.model)
-            and (self.tier is None or job.tier == self.tier)
-            and (self.batch_id is None or batch_id == self.batch_id)
-            and (self.created_after is None or created >= self.created_after)
-            and (self.created_before is None or created < self.created_before)
-        )
-
 
 def _filtered(query: Any, where: JobFilter) -> Any:
-    """``query`` on jobs narrowed by ``where``."""
+    """``query`` on jobs narrowed by ``where``: the one definition of the list's filters."""
     for column, value in (
         (Job.status, where.status),
         (Job.task, where.task),
@@ -325,6 +311,17 @@ def _filtered(query: Any, where: JobFilter) -> Any:
     if where.created_before is not None:
         query = query.where(Job.created_at < where.created_before)
     return query
+
+
+def job_ids_passing(
+    session: Session, *, tenant: str, job_ids: Sequence[str], where: JobFilter
+) -> set[str]:
+    """Which of ``job_ids`` (full ids) name a job of ``tenant`` that passes ``where``: the
+    list's filters for a page read by id (GET /v1/jobs?ids=), in the same SQL."""
+    if not job_ids:
+        return set()
+    query = select(Job.id).where(Job.tenant == tenant, Job.id.in_(list(job_ids)))
+    return set(session.scalars(_filtered(query, where)))
 
 
 def list_jobs(

@@ -20,7 +20,14 @@ from visionq.api.schemas import JobCreate, JobPage, JobPublic
 from visionq.api.submission import authorize_submit, submit
 from visionq.models.batchjobs import batch_refs
 from visionq.models.jobrefs import get_jobs
-from visionq.models.jobs import InvalidCursorError, JobFilter, cancel_job, get_job, list_jobs
+from visionq.models.jobs import (
+    InvalidCursorError,
+    JobFilter,
+    cancel_job,
+    get_job,
+    job_ids_passing,
+    list_jobs,
+)
 from visionq.models.metrics import count_ended
 from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import Job, JobStatus
@@ -235,20 +242,13 @@ def _jobs_by_id(
         )
     jobs = get_jobs(session, tenant=tenant, job_ids=wanted)
     found = {job.id for job in jobs}
-    answered = [
-        public
-        for public in _with_batches(session, jobs)
-        if where.keeps(_by_id(jobs, public.id), public.batch_id)
-    ]
+    passing = job_ids_passing(session, tenant=tenant, job_ids=sorted(found), where=where)
+    answered = _with_batches(session, [job for job in jobs if job.id in passing])
     return JobPage(
         jobs=answered,
         next_cursor=None,
         missing=[job_id for job_id in wanted if job_id not in found],
     )
-
-
-def _by_id(jobs: Sequence[Job], job_id: str) -> Job:
-    return next(job for job in jobs if job.id == job_id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
