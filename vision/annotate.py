@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from visionq.vision.formats import HEIC, HEIF, register_heif, sniff_mime_type
+from visionq.vision.memory import DecodeLimits, decode_bytes
 
 # Distinct, saturated colours that stay readable on photos.
 _COLOURS = [
@@ -26,10 +28,23 @@ def open_upright(data: bytes) -> Image.Image:
         return upright.convert("RGB")
 
 
-def display_png(data: bytes) -> bytes:
-    """A PNG of an image browsers cannot show as stored (HEIC/HEIF), upright as stored."""
+def display_png(data: bytes, limits: DecodeLimits | None = None) -> bytes:
+    """A PNG of an image browsers cannot show as stored (HEIC/HEIF), upright as stored.
+
+    With ``limits`` the decode runs under the same per-image bound and process budget as
+    submit's (``image_too_large`` / MemoryBusyError), so viewing costs no more memory than
+    sending did."""
+    mime_type = sniff_mime_type(data)
+    if mime_type in (HEIC, HEIF):
+        register_heif()
     out = io.BytesIO()
-    open_upright(data).save(out, "PNG", optimize=False)
+    with Image.open(io.BytesIO(data)) as image:
+        # Decoded, then turned (exif_transpose) and converted to RGB: two more copies.
+        needed = decode_bytes(*image.size, mime_type or "", image.mode, copies=2)
+        with limits.hold(*image.size, needed) if limits else nullcontext():
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+            # Fast zlib: the PNG goes to one browser once, CPU matters more than bytes.
+            upright.save(out, "PNG", compress_level=1)
     return out.getvalue()
 
 

@@ -15,7 +15,8 @@ from visionq.api.schemas import ErrorBody
 from visionq.models.blobs import BlobNotFoundError
 from visionq.models.jobs import get_job
 from visionq.vision.annotate import display_png
-from visionq.vision.formats import HEIC, HEIF
+from visionq.vision.formats import HEIC, HEIF, ImageRejectedError
+from visionq.vision.memory import MemoryBusyError, process_limits
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 IMMUTABLE = "private, max-age=31536000, immutable"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     **IMAGE_RESPONSE,
-    **error_responses(401, 404, 409, 422, 503),
+    **error_responses(401, 404, 409, 413, 422, 503),
     410: {
         "model": ErrorBody,
         "description": "The job's images are no longer stored (job_inputs_gone).",
@@ -66,5 +67,23 @@ def input_image(
         ) from exc
     headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{item.sha256}"'}
     if item.mime_type in (HEIC, HEIF):
-        return Response(display_png(data), media_type="image/png", headers=headers)
+        return Response(_as_png(data, resources), media_type="image/png", headers=headers)
     return Response(data, media_type=item.mime_type, headers=headers)
+
+
+def _as_png(data: bytes, resources: ResourcesDep) -> bytes:
+    """The HEIC/HEIF as PNG, decoded under submit's memory bound and budget."""
+    settings = resources.settings
+    limits = process_limits(
+        settings.image_decode_max_bytes,
+        settings.image_decode_budget_bytes,
+        settings.image_decode_wait_s,
+    )
+    try:
+        return display_png(data, limits)
+    except ImageRejectedError as exc:
+        raise ApiError.of(exc, f"Cannot show this image: {exc.message}") from exc
+    except MemoryBusyError as exc:
+        raise ApiError(
+            "unavailable", f"{exc}.", headers={"Retry-After": str(exc.retry_after_s)}
+        ) from exc
