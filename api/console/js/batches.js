@@ -4,23 +4,11 @@
 // GET /v1/batches/{id} (the list has no progress, so each unfinished row reads its batch).
 
 import { api, download } from "./api.js";
-import { announce, badge, duration, h, tokens, usd, when } from "./dom.js";
+import { announce, badge, cell, duration, h, tokens, usd, when } from "./dom.js";
 import { poll } from "./poll.js";
+import { ITEM_STATUSES as STATUSES, mapLimited, param } from "./util.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"];
 const STATES = ["open", "closed", "cancelled"];
-
-function param(query, name) {
-  if (!query) return null;
-  if (typeof query.get === "function") return query.get(name);
-  return query[name] ?? null;
-}
-
-/** A table cell with its caption for the narrow-screen card layout (console.css). */
-function cell(caption, ...content) {
-  return h("td", null, h("span", { class: "cell-label", "aria-hidden": "true" }, caption),
-    ...content);
-}
 
 /** A batch is finished when no more items can come and every item's job ended. */
 export function finished(batch) {
@@ -92,19 +80,6 @@ function costText(batch) {
   return `${usd(p.cost_usd)} so far${estimate}`;
 }
 
-/** Runs fn over items with at most `limit` at a time. */
-async function eachLimited(items, limit, fn) {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next];
-      next += 1;
-      await fn(item);
-    }
-  });
-  await Promise.all(workers);
-}
-
 /** The Batches list; `query` may carry state=open|closed|cancelled. */
 export function renderBatches(root, query) {
   const state = STATES.includes(param(query, "state")) ? param(query, "state") : "";
@@ -153,7 +128,7 @@ export function renderBatches(root, query) {
   // Reads every unfinished row's batch (concurrency 4); true when all are finished.
   async function refreshAll() {
     const pending = [...rows.values()].filter((e) => !e.batch.progress || !finished(e.batch));
-    await eachLimited(pending, 4, async (entry) => {
+    await mapLimited(pending, 4, async (entry) => {
       refresh(await api(`/v1/batches/${entry.batch.id}`, { signal: controller.signal }));
     });
     return [...rows.values()].every((e) => finished(e.batch));

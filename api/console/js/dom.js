@@ -40,6 +40,12 @@ export function svg(tag, attrs, ...children) {
   return fill(document.createElementNS(SVG_NS, tag), attrs, children, true);
 }
 
+/** A table cell with its caption for the narrow-screen card layout (console.css). */
+export function cell(caption, ...content) {
+  return h("td", null, h("span", { class: "cell-label", "aria-hidden": "true" }, caption),
+    ...content);
+}
+
 /** Money as the API gives it (a decimal string) to "$0.0123"; "–" when unknown. */
 export function usd(str) {
   if (str === null || str === undefined || str === "") return "–";

@@ -7,16 +7,9 @@ import { api, ApiError, blobUrl } from "./api.js";
 import { announce, badge, duration, h, tokens, usd, when } from "./dom.js";
 import { createOverlay } from "./overlay.js";
 import { poll } from "./poll.js";
+import { ACTIVE, newKey } from "./util.js";
 
-const ACTIVE = new Set(["queued", "running"]);
 const TEXT_TASKS = new Set(["caption", "ask", "compare", "classify", "custom"]);
-
-// crypto.randomUUID exists only in secure contexts (HTTPS, localhost); a console served over
-// plain HTTP on a LAN address still needs a unique Idempotency-Key.
-function randomKey() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 function seconds(s) {
   const n = Number(s);
@@ -206,7 +199,7 @@ export function renderJob(root, { id }) {
     retry.disabled = true;
     try {
       const job = await api(`/v1/jobs/${page.dataset.jobId}/retry`, { method: "POST",
-        headers: { "Idempotency-Key": randomKey() } });
+        headers: { "Idempotency-Key": newKey() } });
       announce("Retry submitted.");
       location.hash = "#/jobs/" + job.id;
     } catch (err) {

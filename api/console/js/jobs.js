@@ -5,19 +5,17 @@
 // jobs. jobRow() is shared with the submit page.
 
 import { api } from "./api.js";
-import { badge, h, usd, when } from "./dom.js";
+import { badge, cell, h, usd, when } from "./dom.js";
 import { poll } from "./poll.js";
+import { ACTIVE, JOB_STATUSES, TASKS, TIERS } from "./util.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-const TASKS = ["caption", "ask", "classify", "detect", "segment", "compare", "custom"];
-const TIERS = ["standard", "flex", "priority", "batch", "auto"];
 const FILTERS = ["status", "task", "model", "tier", "batch", "created_after", "created_before"];
-const ACTIVE = new Set(["queued", "running"]);
 const IDS_PER_CALL = 100;
+const COLUMNS = ["Job", "Status", "Task", "Model", "Tier", "Created", "Cost", "Batch"];
 
-function cell(caption, ...content) {
-  return h("td", null, h("span", { class: "cell-label", "aria-hidden": "true" }, caption),
-    ...content);
+/** The header row of a table of jobRow()s (the jobs list and the Submit page's). */
+export function jobsHead() {
+  return h("thead", null, h("tr", null, COLUMNS.map((t) => h("th", { scope: "col" }, t))));
 }
 
 /** One job as a table row (data-* attributes carry the job's fields for tests and tools). */
@@ -66,7 +64,7 @@ export function renderJobs(root, query) {
 
   const form = h("form", { "data-testid": "job-filters", class: "filters",
     "aria-label": "Filter jobs", onsubmit: (e) => e.preventDefault() },
-  selectOf("filter-status", "Status", STATUSES, "Any status"),
+  selectOf("filter-status", "Status", JOB_STATUSES, "Any status"),
   selectOf("filter-task", "Task", TASKS, "Any task"),
   selectOf("filter-model", "Model", [], "Any model"),
   selectOf("filter-tier", "Tier", TIERS, "Any tier"),
@@ -99,9 +97,7 @@ export function renderJobs(root, query) {
   const tbody = h("tbody");
   const table = h("table", { "data-testid": "jobs-table", class: "jobs-table cards" },
     h("caption", { class: "visually-hidden" }, "Jobs, newest first"),
-    h("thead", null, h("tr", null, ["Job", "Status", "Task", "Model", "Tier", "Created",
-      "Cost", "Batch"].map((t) => h("th", { scope: "col" }, t)))),
-    tbody);
+    jobsHead(), tbody);
   const empty = h("p", { "data-testid": "jobs-empty", class: "empty", hidden: true },
     "No jobs match these filters.");
   const more = h("button", { type: "button", "data-testid": "jobs-more", hidden: true,

@@ -5,14 +5,9 @@
 import { api } from "./api.js";
 import { h, usd, tokens, announce } from "./dom.js";
 import { COLORS, dataTable, hBars, stackedBars } from "./charts.js";
+import { param } from "./util.js";
 
 const PERIODS = [7, 30, 90];
-
-function param(query, name) {
-  if (!query) return null;
-  if (typeof query.get === "function") return query.get(name);
-  return query[name] ?? null;
-}
 
 /** Every day from `since` to `until` (inclusive, "YYYY-MM-DD", UTC). */
 function dayRange(since, until) {

@@ -7,38 +7,14 @@
 import { api } from "./api.js";
 import { announce, h, tokens, usd } from "./dom.js";
 import { poll } from "./poll.js";
-import { jobRow } from "./jobs.js";
+import { jobRow, jobsHead } from "./jobs.js";
 import { fileDrop } from "./dropzone.js";
+import { ACTIVE, mapLimited, newKey, TASKS, TIERS } from "./util.js";
 
-const TASKS = ["caption", "ask", "classify", "detect", "segment", "compare", "custom"];
 const MULTI = new Set(["ask", "compare", "custom"]); // one job holds all the files
 const NEEDS_PROMPT = new Set(["ask", "compare", "custom"]);
-const TIERS = ["standard", "flex", "priority", "batch", "auto"];
 const ESTIMATE_MAX = 20; // estimates asked per change; beyond, extrapolated by the mean
 const BATCH_CHUNK = 50; // files per POST /v1/batches/{id}/items
-const ENDED = new Set(["succeeded", "failed", "cancelled"]);
-
-/** A fresh idempotency key (crypto.randomUUID needs a secure context; fall back). */
-function newKey() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Runs fn over items with at most `limit` at a time; results in order. */
-async function mapLimited(items, limit, fn) {
-  const results = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next;
-      next += 1;
-      results[i] = await fn(items[i], i);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}
 
 /** Renders the Submit page into `root`; returns the cleanup the router calls. */
 export function renderSubmit(root) {
@@ -89,9 +65,7 @@ export function renderSubmit(root) {
     h("div", { class: "table-scroll" },
       h("table", { "data-testid": "submitted", class: "jobs-table cards" },
         h("caption", { class: "visually-hidden" }, "Jobs sent from this page"),
-        h("thead", {}, h("tr", {}, ["Job", "Status", "Task", "Model", "Tier", "Created",
-          "Cost", "Batch"].map((name) => h("th", { scope: "col" }, name)))),
-        submittedBody)));
+        jobsHead(), submittedBody)));
 
   const form = h("form", { class: "submit-form", "aria-label": "Submit jobs", novalidate: true },
     h("div", { class: "field" }, h("label", { for: "submit-task" }, "Task"), task),
@@ -243,7 +217,7 @@ export function renderSubmit(root) {
         const old = submittedBody.querySelector(`tr[data-job-id="${job.id}"]`);
         if (old) old.replaceWith(jobRow(job));
       }
-      return page.jobs.every((job) => ENDED.has(job.status));
+      return page.jobs.every((job) => !ACTIVE.has(job.status));
     }, { everyMs: 2000, until: (allEnded) => allEnded });
     pollers.push(poller);
   }
