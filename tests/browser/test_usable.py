@@ -59,14 +59,14 @@ def seeded(stack: ConsoleStack) -> dict[str, str]:
 
 
 def routes(seeded: dict[str, str]) -> list[tuple[str, str]]:
-    """(route, a test id that shows the page has rendered)."""
+    """(route, a selector that shows the page has rendered)."""
     return [
-        ("#/jobs", "job-row"),
-        (f"#/jobs/{seeded['job']}", "overlay-object"),
-        ("#/submit", "drop-zone"),
-        ("#/batches", "batch-row"),
-        (f"#/batches/{seeded['batch']}", "batch-progress"),
-        ("#/spending", "chart-cost"),
+        ("#/jobs", '[data-testid="job-row"]'),
+        (f"#/jobs/{seeded['job']}", '[data-testid="overlay"][data-ready="true"]'),
+        ("#/submit", '[data-testid="drop-zone"]'),
+        ("#/batches", '[data-testid="batch-row"]'),
+        (f"#/batches/{seeded['batch']}", '[data-testid="batch-progress"]'),
+        ("#/spending", '[data-testid="chart-cost"]'),
     ]
 
 
@@ -80,7 +80,7 @@ def test_every_page_fits_and_names_its_controls(
     sign_in(page, stack)
     for route, ready in routes(seeded):
         go(page, route)
-        expect(tid(page, ready).first).to_be_attached()
+        expect(page.locator(ready).first).to_be_attached()
         width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
         assert width[0] <= width[1], f"{route} scrolls sideways at {viewport}: {width}"
         unnamed = page.evaluate(UNNAMED)
@@ -130,3 +130,30 @@ def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
     page.keyboard.press("+")
     expect(overlay).not_to_have_attribute("data-zoom", str(before))
     assert float(overlay.get_attribute("data-zoom") or "nan") > before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="console bug (/work/notes/issue22_p4_findings.md #1): a route change revokes the "
+    "object URL of an image still being fetched, which the detached <img> then loads",
+)
+def test_leaving_a_job_page_before_its_image_arrives_logs_nothing(
+    page, stack: ConsoleStack, seeded: dict[str, str], console_log
+) -> None:
+    held = []
+    page.route("**/v1/jobs/*/images/*", held.append)  # the image answers when released
+    sign_in(page, stack)
+    go(page, f"#/jobs/{seeded['job']}")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the job page never asked for its image"
+    go(page, "#/submit")
+    expect(tid(page, "drop-zone")).to_be_attached()
+    for route in held:
+        route.continue_()
+    page.wait_for_timeout(1000)  # the fetch ends; a revoked URL would fail to load now
+    logged = list(console_log.messages)
+    console_log.messages.clear()  # judged here, so the strict xfail sees the outcome
+    assert not logged, logged
