@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
@@ -20,10 +20,13 @@ from visionq.vision.memory import MemoryBusyError, process_limits
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-# The stored blob never changes (its name is its SHA-256): a browser may keep it for good.
-IMMUTABLE = "private, max-age=31536000, immutable"
+# A browser's cache is keyed by URL, not by the key that fetched it: it may keep the image
+# but must ask again each time (with If-None-Match: a 304 costs no image), so the server
+# checks every key's tenant; Vary keeps an answer to one key from serving another.
+CACHE_CONTROL = "private, no-cache"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     **IMAGE_RESPONSE,
+    304: {"description": "Not modified: If-None-Match names this image's ETag."},
     **error_responses(401, 404, 409, 413, 422, 503),
     410: {
         "model": ErrorBody,
@@ -39,11 +42,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="One of a job's input images",
 )
 def input_image(
+    *,
     job_id: JobIdPath,
     position: Annotated[int, Path(ge=0, description="The image's position (0 = first).")],
     caller: CallerDep,
     session: SessionDep,
     resources: ResourcesDep,
+    request: Request,
 ) -> Response:
     """Input image ``position`` as stored: upright (EXIF orientation applied at submit), so
     a result's pixel boxes fit it as they are. Any job status; HEIC and HEIF come as PNG."""
@@ -65,8 +70,13 @@ def input_image(
             "job_inputs_gone",
             f"Job {job.id}'s images are no longer stored (removed by retention).",
         ) from exc
-    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{item.sha256}"'}
-    if item.mime_type in (HEIC, HEIF):
+    shown_as_png = item.mime_type in (HEIC, HEIF)
+    # The ETag names the bytes sent: a HEIC's PNG is not the HEIC its sha256 names.
+    etag = f'"{item.sha256}.png"' if shown_as_png else f'"{item.sha256}"'
+    headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag, "Vary": "Authorization"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if shown_as_png:
         return Response(_as_png(data, resources), media_type="image/png", headers=headers)
     return Response(data, media_type=item.mime_type, headers=headers)
 
@@ -87,3 +97,11 @@ def _as_png(data: bytes, resources: ResourcesDep) -> bytes:
         raise ApiError(
             "unavailable", f"{exc}.", headers={"Retry-After": str(exc.retry_after_s)}
         ) from exc
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """True when an If-None-Match header names ``etag`` (weakly, as RFC 9110 compares)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
