@@ -141,12 +141,14 @@ export function renderBatches(root, query) {
     if (cursor) params.set("cursor", cursor);
     try {
       const page = await api(`/v1/batches?${params}`, { signal: controller.signal });
+      if (controller.signal.aborted) return;
       for (const batch of page.batches) tbody.append(row(batch));
       cursor = page.next_cursor;
       more.hidden = !cursor;
       empty.hidden = rows.size > 0;
       if (poller) poller.stop();
-      poller = poll(refreshAll, { everyMs: 5000, until: (allDone) => allDone });
+      poller = poll(refreshAll, { everyMs: 5000, until: (allDone) => allDone,
+        signal: controller.signal });
     } catch (error) {
       if (!controller.signal.aborted) announce(`Cannot list batches: ${error.message}`);
     } finally {
@@ -189,6 +191,9 @@ export function renderBatch(root, { id }) {
   const button = (testid, text, onclick) =>
     h("button", { type: "button", "data-testid": testid, disabled: true, onclick }, text);
   const exportName = (ext) => `${(batch?.name || id).replace(/[^\w.-]+/g, "_")}.${ext}`;
+  // An action's request may answer after the user left the page: `gone` stops it there (no
+  // show, no toast, no poller restarted with the page's aborted signal).
+  const gone = () => controller.signal.aborted;
   const act = (what, fn) => async () => {
     error.textContent = "";
     try {
@@ -205,18 +210,26 @@ export function renderBatch(root, { id }) {
     download(`/v1/batches/${id}/results?format=csv`, exportName("csv"))));
   const rerun = button("batch-rerun", "Re-run failed", act("Re-run", async () => {
     rerun.disabled = true;
-    const result = await api(`/v1/batches/${id}/rerun`, { method: "POST", json: {} });
+    const result = await api(`/v1/batches/${id}/rerun`, { method: "POST", json: {},
+      signal: controller.signal });
+    if (gone()) return;
     announce(`Re-running ${result.rerun} failed item${result.rerun === 1 ? "" : "s"}.`);
     show(result.batch);
     watch();
   }));
   const close = button("batch-close", "Close batch", act("Close", async () => {
-    show(await api(`/v1/batches/${id}/close`, { method: "POST" }));
+    const next = await api(`/v1/batches/${id}/close`, { method: "POST",
+      signal: controller.signal });
+    if (gone()) return;
+    show(next);
     announce("Batch closed: no more items can be added.");
     watch();
   }));
   const cancel = button("batch-cancel", "Cancel batch", act("Cancel", async () => {
-    show(await api(`/v1/batches/${id}/cancel`, { method: "POST" }));
+    const next = await api(`/v1/batches/${id}/cancel`, { method: "POST",
+      signal: controller.signal });
+    if (gone()) return;
+    show(next);
     announce("Batch cancelled.");
     watch();
   }));
@@ -273,6 +286,7 @@ export function renderBatch(root, { id }) {
     if (poller) poller.stop();
     poller = poll(read, {
       everyMs: 2000,
+      signal: controller.signal,
       until: (next) => {
         if (next === null) return true;
         show(next);

@@ -192,17 +192,25 @@ export function renderJob(root, { id }) {
 
   function watch() {
     if (poller) poller.stop();
-    poller = poll(load, { everyMs: 1000, until: (job) => !ACTIVE.has(job.status) });
+    poller = poll(load, { everyMs: 1000, until: (job) => !ACTIVE.has(job.status),
+      signal: controller.signal });
   }
+
+  // The actions below await a request; the user may have left the page meanwhile. Then
+  // nothing more may happen here: no poller restarted (it would poll for good with the dead
+  // signal), no toast, and no jump to the retry's page from whatever page is open now.
+  const gone = () => controller.signal.aborted;
 
   async function doRetry() {
     retry.disabled = true;
     try {
       const job = await api(`/v1/jobs/${page.dataset.jobId}/retry`, { method: "POST",
-        headers: { "Idempotency-Key": newKey() } });
+        headers: { "Idempotency-Key": newKey() }, signal: controller.signal });
+      if (gone()) return;
       announce("Retry submitted.");
       location.hash = "#/jobs/" + job.id;
     } catch (err) {
+      if (gone()) return;
       announce("Retry refused: " + err.message);
       retry.disabled = false;
     }
@@ -211,17 +219,21 @@ export function renderJob(root, { id }) {
   async function doCancel() {
     cancel.disabled = true;
     try {
-      show(await api(`/v1/jobs/${page.dataset.jobId}/cancel`, { method: "POST" }));
+      const job = await api(`/v1/jobs/${page.dataset.jobId}/cancel`, { method: "POST",
+        signal: controller.signal });
+      if (gone()) return;
+      show(job);
       announce("Job cancelled.");
       watch();
     } catch (err) {
+      if (gone()) return;
       announce("Cancel refused: " + err.message);
       cancel.disabled = false;
     }
   }
 
   load().then((job) => {
-    if (ACTIVE.has(job.status)) watch();
+    if (ACTIVE.has(job.status) && !gone()) watch();
   }, (err) => {
     if (err && err.name === "AbortError") return;
     page.dataset.status = "error";

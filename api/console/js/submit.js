@@ -211,6 +211,7 @@ export function renderSubmit(root) {
 
   // ---- send -------------------------------------------------------------------------
   function watch(ids) {
+    if (gone.signal.aborted) return; // sent, but the page is gone: nothing to show it in
     const poller = poll(async () => {
       const page = await api(`/v1/jobs?ids=${ids.join(",")}`, { signal: gone.signal });
       for (const job of page.jobs) {
@@ -218,7 +219,7 @@ export function renderSubmit(root) {
         if (old) old.replaceWith(jobRow(job));
       }
       return page.jobs.every((job) => !ACTIVE.has(job.status));
-    }, { everyMs: 2000, until: (allEnded) => allEnded });
+    }, { everyMs: 2000, until: (allEnded) => allEnded, signal: gone.signal });
     pollers.push(poller);
   }
 
