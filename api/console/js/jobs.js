@@ -57,10 +57,14 @@ function selectOf(testid, label, values, all) {
 export function renderJobs(root, query) {
   const params = new URLSearchParams(query);
   const limit = params.get("limit") || "";
-  const controller = new AbortController();
+  const controller = new AbortController(); // the page's: aborted by the route's cleanup
   const pollers = [];
   let cursor = null;
-  let generation = 0; // a newer reload wins over a slower older one
+  // The current reload's own AbortController. Every request made for one filter (its first
+  // page, "Load more", the live pollers) carries its signal and checks stale() after each
+  // await: a filter change aborts it, so an answer for the old filter (a poll already in
+  // flight, a slow Load more) can never add its rows or its cursor to the new list.
+  let run = null;
 
   const form = h("form", { "data-testid": "job-filters", class: "filters",
     "aria-label": "Filter jobs", onsubmit: (e) => e.preventDefault() },
@@ -161,40 +165,51 @@ export function renderJobs(root, query) {
     empty.hidden = tbody.children.length > 0;
   }
 
+  /** True when mine is no longer the list's current reload (or the page is gone). */
+  function stale(mine) {
+    return mine !== run || mine.signal.aborted || controller.signal.aborted;
+  }
+
   async function reload() {
     for (const p of pollers.splice(0)) p.stop();
+    if (run) run.abort();
+    const mine = new AbortController();
+    run = mine;
+    cursor = null; // the old filter's cursor must not page the new filter
     error.hidden = true;
-    const mine = ++generation;
     try {
-      const page = await api(listPath(), { signal: controller.signal });
-      if (mine !== generation) return;
+      const page = await api(listPath(), { signal: mine.signal });
+      if (stale(mine)) return;
       tbody.replaceChildren();
       put(page.jobs);
       cursor = page.next_cursor;
       more.hidden = !cursor;
+      more.disabled = false;
       table.dataset.loaded = "true";
-      live();
+      live(mine);
     } catch (err) {
-      showError(err);
+      if (!stale(mine)) showError(err);
     }
   }
 
   async function loadMore() {
-    if (!cursor) return;
+    const mine = run;
+    if (!cursor || !mine) return;
     more.disabled = true;
     try {
-      const page = await api(listPath({ cursor }), { signal: controller.signal });
+      const page = await api(listPath({ cursor }), { signal: mine.signal });
+      if (stale(mine)) return;
       put(page.jobs);
       cursor = page.next_cursor;
       more.hidden = !cursor;
     } catch (err) {
-      showError(err);
+      if (!stale(mine)) showError(err);
     } finally {
-      more.disabled = false;
+      if (!stale(mine)) more.disabled = false;
     }
   }
 
-  function live() {
+  function live(mine) {
     // Rows in view that are still active: refresh them every 2 s (filters applied, so a job
     // that left the filter, e.g. status=running -> succeeded, leaves the list).
     pollers.push(poll(async () => {
@@ -204,7 +219,8 @@ export function renderJobs(root, query) {
         const ids = active.slice(i, i + IDS_PER_CALL);
         const q = filterQuery();
         q.set("ids", ids.join(","));
-        const page = await api("/v1/jobs?" + q.toString(), { signal: controller.signal });
+        const page = await api("/v1/jobs?" + q.toString(), { signal: mine.signal });
+        if (stale(mine)) return;
         put(page.jobs);
         for (const id of page.missing || []) {
           const row = tbody.querySelector(`tr[data-job-id="${id}"]`);
@@ -216,20 +232,22 @@ export function renderJobs(root, query) {
         }
       }
       empty.hidden = tbody.children.length > 0;
-    }, { everyMs: 2000 }));
+    }, { everyMs: 2000, signal: mine.signal }));
     // New jobs: the first page every 5 s; the ones not on screen go on top.
     pollers.push(poll(async () => {
-      const page = await api(listPath(), { signal: controller.signal });
+      const page = await api(listPath(), { signal: mine.signal });
+      if (stale(mine)) return;
       const newest = rowsInView()[0];
       const fresh = page.jobs.filter((j) => !tbody.querySelector(`tr[data-job-id="${j.id}"]`)
         && (!newest || j.created_at >= newest.dataset.createdAt));
       put(fresh.reverse(), { append: false });
-    }, { everyMs: 5000 }));
+    }, { everyMs: 5000, signal: mine.signal }));
   }
 
   reload();
   return () => {
     controller.abort();
+    if (run) run.abort();
     for (const p of pollers.splice(0)) p.stop();
   };
 }
