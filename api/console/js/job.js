@@ -93,6 +93,10 @@ export function renderJob(root, { id }) {
   let overlay = null;
   let shownKey = "";
   let position = 0;
+  // The job as last shown. The image tabs are built once, so their handler must read this,
+  // not the job it was built with: a tab clicked after the job finished would otherwise
+  // redraw from the queued copy (no result, so no boxes or masks) and never heal.
+  let current = null;
 
   const page = h("article", { "data-testid": "job-page", class: "job-page",
     "data-job-id": id, "data-status": "" });
@@ -126,6 +130,7 @@ export function renderJob(root, { id }) {
   root.append(page);
 
   function show(job) {
+    current = job;
     const previous = page.dataset.status;
     page.dataset.jobId = job.id;
     page.dataset.status = job.status;
@@ -161,7 +166,7 @@ export function renderJob(root, { id }) {
           for (const t of tabs.children) {
             t.setAttribute("aria-selected", String(t.dataset.position === String(position)));
           }
-          showImages(job);
+          showImages(current);
         },
       }, "Image " + (input.position + 1))));
     }
