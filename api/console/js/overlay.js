@@ -43,6 +43,7 @@ export function createOverlay(container, options) {
   });
   const defs = svg("defs");
   layer.append(defs);
+  const maskNodes = []; // object index -> its mask's <image> (kept by drawObject)
   const groups = objects.map((obj, i) => drawObject(obj, i));
   const wrapper = h("div", {
     class: "overlay", "data-testid": "overlay", "data-image-width": width,
@@ -99,10 +100,10 @@ export function createOverlay(container, options) {
     });
     if (obj.mask_url) {
       const maskId = `${uid}-m${i}`;
+      maskNodes[i] = svg("image", { class: "mask-image", x: x0, y: y0, width: x1 - x0,
+        height: y1 - y0, preserveAspectRatio: "none" });
       defs.append(svg("mask", { id: maskId, maskUnits: "userSpaceOnUse", x: x0, y: y0,
-        width: x1 - x0, height: y1 - y0 },
-      svg("image", { class: "mask-image", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
-        preserveAspectRatio: "none" })));
+        width: x1 - x0, height: y1 - y0 }, maskNodes[i]));
       g.append(svg("rect", { class: "mask", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
         fill: color, "fill-opacity": "0.45", mask: `url(#${maskId})` }));
     }
@@ -209,18 +210,14 @@ export function createOverlay(container, options) {
   }, () => {
     img.alt = alt + " (could not be loaded)";
   });
-  defs.querySelectorAll("image").forEach((node, k) => {
-    const index = objects.findIndex((o, j) => o.mask_url && maskIndex(j) === k);
-    loaded.push(Promise.resolve(maskUrls[index]).then((url) => new Promise((resolve) => {
+  maskNodes.forEach((node, i) => {
+    loaded.push(Promise.resolve(maskUrls[i]).then((url) => new Promise((resolve) => {
       if (!url) return resolve();
       node.addEventListener("load", resolve, { once: true });
       node.addEventListener("error", resolve, { once: true });
       node.setAttribute("href", url);
     }), () => {}));
   });
-  function maskIndex(j) {
-    return objects.slice(0, j).filter((o) => o.mask_url).length;
-  }
   Promise.all(loaded).then(() => {
     if (fitMode) fit();
     wrapper.dataset.ready = "true";
