@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 
 class SpendingRow(BaseModel):
-    day: str = Field(description="The UTC day the jobs finished, YYYY-MM-DD.")
+    day: date = Field(description="The UTC day the jobs finished.")
     model: str
     tier: str = Field(
         description="The tier the jobs were served at; cached for answers reused for free, "

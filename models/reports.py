@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, load_only
 
 from visionq.models.tables import Job
+from visionq.vision.calibration import Observation, observation_of
 
 GROUPINGS = ("model", "tenant", "task", "day", "tier")
 # Ids per IN list when reading cache hits' sources (well under every database's limit).
@@ -151,3 +153,100 @@ def spend_cells(jobs: list[Job], sources: Mapping[str, int] | None = None) -> li
         )
         _add(cell, job, sources)
     return [cells[key] for key in sorted(cells)]
+
+
+# Finished jobs read per query by :func:`spending`: its memory is bounded by this, not by
+# the number of jobs in the window.
+SPENDING_PAGE = 1000
+
+
+@dataclass
+class _Errors:
+    """A model's input-token estimate errors in %, kept as an exact sum, the largest and the
+    count: the same mean as :func:`vision.calibration.accuracy` (statistics.mean sums floats
+    exactly) without holding every job."""
+
+    jobs: int = 0
+    total: Fraction = field(default_factory=Fraction)
+    worst: float = 0.0
+
+
+@dataclass(frozen=True)
+class Spending:
+    """A tenant's spending report: per (day, model, served tier) cells, their total, and the
+    estimate error per model as (model, jobs, mean %, worst %) sorted by model."""
+
+    cells: list[SpendCell]
+    total: SpendRow
+    estimation: list[tuple[str, int, float, float]]
+
+
+def _finished_pages(
+    session: Session, *, since: datetime, tenant: str, page: int
+) -> Iterator[list[Job]]:
+    """The tenant's jobs finished since ``since`` as :func:`finished_jobs` reads them, a
+    keyset page on (finished_at, id) per query: no cursor stays open between pages."""
+    query = (
+        select(Job)
+        .where(Job.finished_at.is_not(None), Job.finished_at >= since, Job.tenant == tenant)
+        .options(load_only(*_REPORT_COLUMNS, raiseload=True))
+        .order_by(Job.finished_at, Job.id)
+        .limit(page)
+    )
+    after: tuple[datetime, str] | None = None
+    while True:
+        paged = query
+        if after is not None:
+            finished, job_id = after
+            paged = query.where(
+                or_(Job.finished_at > finished, and_(Job.finished_at == finished, Job.id > job_id))
+            )
+        jobs = list(session.scalars(paged))
+        if not jobs:
+            return
+        yield jobs
+        last = jobs[-1]
+        assert last.finished_at is not None
+        after = (last.finished_at, last.id)
+
+
+def spending(
+    session: Session, *, since: datetime, tenant: str, page: int = SPENDING_PAGE
+) -> Spending:
+    """``tenant``'s jobs finished since ``since`` counted as `visionq cost report` counts
+    them (:func:`spend_cells`, :func:`spend_by`'s total, the estimate errors of
+    vision.calibration.accuracy), reading ``page`` jobs at a time."""
+    cells: dict[tuple[str, str, str], SpendCell] = {}
+    total = SpendRow(key="total")
+    errors: dict[str, _Errors] = {}
+    for jobs in _finished_pages(session, since=since, tenant=tenant, page=page):
+        sources = cache_sources(session, jobs)
+        for job in jobs:
+            day, model, tier = _key(job, "day"), job.model, tier_of(job)
+            cell = cells.setdefault(
+                (day, model, tier),
+                SpendCell(key=f"{day}/{model}/{tier}", day=day, model=model, tier=tier),
+            )
+            _add(cell, job, sources)
+            _add(total, job, sources)
+            if not job.cached_from:
+                _count_error(errors, observation_of(job.model, job.estimate, job.usage))
+    return Spending(
+        cells=[cells[key] for key in sorted(cells)],
+        total=total,
+        estimation=[
+            (model, found.jobs, float(found.total / found.jobs), found.worst)
+            for model, found in sorted(errors.items())
+        ],
+    )
+
+
+def _count_error(errors: dict[str, _Errors], seen: Observation) -> None:
+    """Add one job's estimate error, as vision.calibration.accuracy computes it."""
+    if not (seen.estimated_input and seen.billed_input):
+        return
+    error = abs(seen.estimated_input - seen.billed_input) / seen.billed_input * 100
+    found = errors.setdefault(seen.model, _Errors())
+    found.jobs += 1
+    found.total += Fraction(error)
+    found.worst = max(found.worst, error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -15,8 +15,7 @@ from visionq.api.spending_schemas import (
     SpendingRow,
     SpendingTotals,
 )
-from visionq.models.reports import SpendRow, cache_sources, finished_jobs, spend_cells
-from visionq.vision.calibration import accuracy, observation_of
+from visionq.models.reports import spending
 from visionq.vision.costing import usd_text
 
 router = APIRouter(prefix="/v1", tags=["cost"])
@@ -49,22 +48,14 @@ def read_spending(
     until = datetime.now(UTC).date()
     since = until - timedelta(days=days - 1)
     start = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    jobs = finished_jobs(session, since=start, tenant=caller.tenant)
-    cells = spend_cells(jobs, cache_sources(session, jobs))
-    total = SpendRow(key="total")
-    for cell in cells:
-        total.jobs += cell.jobs
-        total.cost_nusd += cell.cost_nusd
-        total.standard_nusd += cell.standard_nusd
-    checks = accuracy(
-        observation_of(job.model, job.estimate, job.usage) for job in jobs if not job.cached_from
-    )
+    report = spending(session, since=start, tenant=caller.tenant)
+    total = report.total
     return SpendingReport(
         since=since,
         until=until,
         rows=[
             SpendingRow(
-                day=cell.day,
+                day=date.fromisoformat(cell.day),
                 model=cell.model,
                 tier=cell.tier,
                 jobs=cell.jobs,
@@ -74,7 +65,7 @@ def read_spending(
                 cost_usd=usd_text(cell.cost_nusd),
                 standard_usd=usd_text(cell.standard_nusd),
             )
-            for cell in cells
+            for cell in report.cells
         ],
         totals=SpendingTotals(
             jobs=total.jobs,
@@ -84,12 +75,7 @@ def read_spending(
             saved_pct=total.saved_pct,
         ),
         estimation=[
-            EstimationRow(
-                model=row.model,
-                jobs=row.jobs,
-                mean_abs_pct=row.mean_abs_pct,
-                worst_abs_pct=row.worst_abs_pct,
-            )
-            for row in checks
+            EstimationRow(model=model, jobs=jobs, mean_abs_pct=mean, worst_abs_pct=worst)
+            for model, jobs, mean, worst in report.estimation
         ],
     )

@@ -21,8 +21,16 @@ from tests.integration.conftest import redis_db
 from tests.integration.helpers import noise_png, submit
 from tests.integration.inprocess import InProcessApi, in_process_api
 from visionq.models.db import make_session_factory
-from visionq.models.reports import cache_sources, finished_jobs, spend_by, spend_cells
+from visionq.models.reports import (
+    SpendRow,
+    cache_sources,
+    finished_jobs,
+    spend_by,
+    spend_cells,
+    spending,
+)
 from visionq.models.tables import JOBS, Job
+from visionq.vision.calibration import accuracy, observation_of
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +329,49 @@ def test_finished_jobs_reads_no_result(spend_api: InProcessApi) -> None:
         assert jobs
         assert "result" not in {key for key in vars(jobs[0]) if not key.startswith("_")}
         assert all(isinstance(job, Job) for job in jobs)
+
+
+def test_spending_reads_a_page_at_a_time_with_the_cost_reports_numbers(
+    spend_api: InProcessApi,
+) -> None:
+    """models.reports.spending, a page of jobs per query (here 2, with jobs finished at the
+    same instant across a page boundary), counts exactly what the CLI's whole-list
+    functions count: cells, total and the estimate errors."""
+    api = spend_api
+    with api.client("spender-a") as client:
+        jobs = [
+            _job(client, 30 + n, task="caption", model=(MODEL_A, MODEL_B)[n % 2]) for n in range(7)
+        ]
+    same = datetime.now(UTC) - timedelta(hours=1)
+    for n, job in enumerate(jobs):
+        _set(api, job["id"], status="succeeded", started_at=same, finished_at=same,
+             served_tier=("standard", "flex")[n % 2], cost_nusd=1_000 * (n + 1),
+             standard_cost_nusd=1_500 * (n + 1), prompt_tokens=100 + n,
+             usage={"prompt_token_count": 90 + 7 * n})  # fmt: skip
+    _set(api, jobs[6]["id"], cached_from=jobs[0]["id"], served_tier=None, cost_nusd=0)
+    since = same - timedelta(days=3)
+    with make_session_factory(api.engine)() as session:
+        whole = finished_jobs(session, since=since, tenant="spender-a")
+        sources = cache_sources(session, whole)
+        cells = spend_cells(whole, sources)
+        [total] = [
+            SpendRow(key="total", jobs=sum(r.jobs for r in rows),
+                     cost_nusd=sum(r.cost_nusd for r in rows),
+                     standard_nusd=sum(r.standard_nusd for r in rows))
+            for rows in [spend_by(whole, "model", sources)]
+        ]  # fmt: skip
+        checks = accuracy(
+            observation_of(job.model, job.estimate, job.usage)
+            for job in whole
+            if not job.cached_from
+        )
+        for page in (2, 1000):
+            report = spending(session, since=since, tenant="spender-a", page=page)
+            assert report.cells == cells, page
+            assert (report.total.jobs, report.total.cost_nusd, report.total.standard_nusd) == (
+                total.jobs, total.cost_nusd, total.standard_nusd
+            ), page  # fmt: skip
+            assert report.estimation == [
+                (c.model, c.jobs, c.mean_abs_pct, c.worst_abs_pct) for c in checks
+            ], page
+    assert len(checks) == 2 and all(c.jobs >= 3 for c in checks)

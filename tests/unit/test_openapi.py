@@ -75,6 +75,9 @@ def test_the_console_routes_are_documented(doc: dict[str, Any]) -> None:
     assert (days["schema"]["minimum"], days["schema"]["maximum"]) == (1, 366)
     report = doc["components"]["schemas"]["SpendingReport"]
     assert set(report["properties"]) == {"since", "until", "rows", "totals", "estimation"}
+    # One type for days: a row's day is a date like since and until.
+    row = doc["components"]["schemas"]["SpendingRow"]["properties"]["day"]
+    assert row["format"] == report["properties"]["since"]["format"] == "date"
     assert not [path for path in doc["paths"] if path.startswith("/console")]
 
 
