@@ -119,3 +119,15 @@ def test_readme_documents_every_setting_and_no_other() -> None:
     client_only = {"URL", "API_KEY"}  # read by the CLI's user commands, not by Settings
     assert fields - mentioned == set(), "settings missing from the README"
     assert mentioned - fields - client_only == set(), "README names settings that do not exist"
+
+
+def test_readme_says_what_the_image_route_serves() -> None:
+    """The images row: the stored bytes (not the bytes sent, which submit may re-encode) and
+    the caching headers the route really sends."""
+    from visionq.api.routes.inputs import CACHE_CONTROL
+
+    [row] = [
+        line for line in README.splitlines() if line.startswith("| `GET /v1/jobs/{id}/images/")
+    ]
+    assert "as sent" not in row and "as stored" in row
+    assert f"`Cache-Control: {CACHE_CONTROL}`" in row and "`Vary: Authorization`" in row
