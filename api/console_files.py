@@ -53,7 +53,7 @@ def install_console(app: FastAPI, directory: Path = CONSOLE_DIR) -> None:
 
     @app.get("/console", include_in_schema=False)
     def console_root() -> RedirectResponse:
-        # Relative: the browser resolves it against the address it asked, whatever the host.
-        return RedirectResponse("console/", status_code=307)
+        # Absolute, like the console's /v1/... calls: it is served at the host's root (README).
+        return RedirectResponse("/console/", status_code=307)
 
     app.mount("/console", ConsoleFiles(directory=directory, html=True, check_dir=False))
