@@ -81,8 +81,17 @@ function showSignIn(message) {
   nav.hidden = true;
   signout.hidden = true;
   document.title = "Sign in · visionq console";
-  const key = h("input", { type: "password", id: "signin-key", "data-testid": "signin-key",
-    name: "key", autocomplete: "off", required: true, spellcheck: "false" });
+  // The key must stay in this tab's session only, so it must not reach a password manager
+  // (persistent, maybe synced). Chrome ignores autocomplete="off" (and unknown tokens) on a
+  // type=password field and still offers to save it; "new-password" even offers to generate
+  // one. What Chrome honours is the field's type: with no type=password field on the page
+  // its password manager has no credential to save. So: a text field, masked by CSS
+  // (-webkit-text-security, class "secret"), autocomplete="off" (which Chrome does honour for
+  // a text field's form history), and no spellcheck (enhanced spellcheck sends text away).
+  // data-1p-ignore / data-lpignore ask the common manager extensions to leave it too.
+  const key = h("input", { type: "text", id: "signin-key", "data-testid": "signin-key",
+    class: "secret", name: "visionq-api-key", autocomplete: "off", autocapitalize: "off",
+    spellcheck: "false", required: true, "data-1p-ignore": "true", "data-lpignore": "true" });
   const error = h("p", { "data-testid": "signin-error", role: "alert", class: "error",
     hidden: !message }, message || "");
   const button = h("button", { type: "submit", "data-testid": "signin-submit" }, "Sign in");
