@@ -87,6 +87,13 @@ def test_segment_masks_are_painted_where_the_mask_pngs_say(
         ys, xs = np.nonzero(painted)
         assert xs.min() >= dx + x0 * scale - 2 and xs.max() <= dx + x1 * scale + 2, obj
         assert ys.min() >= dy + y0 * scale - 2 and ys.max() <= dy + y1 * scale + 2, obj
+        # IoU forgives a few pixels' shift of a large mask: its extent must match too.
+        wy, wx = np.nonzero(expected)
+        extent = (xs.min(), ys.min(), xs.max(), ys.max())
+        wanted = (wx.min(), wy.min(), wx.max(), wy.max())
+        assert all(abs(int(a) - int(b)) <= 2 for a, b in zip(extent, wanted, strict=True)), (
+            f"{obj['label']}: mask painted over {extent}, its PNG covers {wanted}"
+        )
 
         # Deep inside the mask the fill blends the object's colour at 45 % over the image.
         cy, cx = (round(v) for v in np.argwhere(expected).mean(axis=0))
