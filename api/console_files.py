@@ -20,7 +20,9 @@ CONSOLE_DIR = Path(__file__).parent / "console"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'; "
+    # The console builds nodes, never HTML strings: an innerHTML (or eval) is a CSP error.
+    "require-trusted-types-for 'script'"
 )
 CONSOLE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -101,6 +101,7 @@ def test_console_files_and_headers(tmp_path: Path) -> None:
         assert page.headers["content-type"].startswith("text/html")
         assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert "script-src 'self';" in CONTENT_SECURITY_POLICY
+        assert CONTENT_SECURITY_POLICY.endswith("; require-trusted-types-for 'script'")
         assert page.headers["x-content-type-options"] == "nosniff"
         assert page.headers["referrer-policy"] == "no-referrer"
         assert page.headers["cache-control"] == "no-cache"
