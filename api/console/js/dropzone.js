@@ -106,9 +106,9 @@ function thumbnailer(root) {
 }
 
 /**
- * fileDrop(onChange) -> {element, files, destroy()}: `files` is the live list of
- * {file, path} (path = the relative path in a dropped folder, else the name);
- * onChange() runs after every addition or removal.
+ * fileDrop(onChange) -> {element, files, retain(entries), destroy()}: `files` is the live
+ * list of {file, path} (path = the relative path in a dropped folder, else the name);
+ * retain(entries) keeps only those entries (a Set); onChange() runs after every change.
  */
 export function fileDrop(onChange) {
   const files = [];
@@ -242,5 +242,11 @@ export function fileDrop(onChange) {
         "Choose folder"),
       clear),
     count, list);
-  return { element, files, destroy: () => thumbs.stop() };
+  function retain(entries) {
+    const kept = files.filter((entry) => entries.has(entry));
+    files.splice(0, files.length, ...kept);
+    changed();
+  }
+
+  return { element, files, retain, destroy: () => thumbs.stop() };
 }

@@ -1,20 +1,21 @@
 // submit.js — the Submit page (#/submit): the file picker (dropzone.js: files and folders,
 // the file list), task/model/tier/prompt/labels, an estimate before sending (POST
 // /v1/estimate, debounced, data-state), then send as jobs (POST /v1/jobs, one
-// Idempotency-Key per job) or as one batch (POST /v1/batches + items + close), and watch
-// the submitted jobs live (GET /v1/jobs?ids=).
+// Idempotency-Key per job) or as one batch (batchsend.js), and watch the submitted jobs
+// live (GET /v1/jobs?ids=). A partial failure is never silent: the page lists what was
+// sent and what was not, and why.
 
 import { api } from "./api.js";
 import { announce, h, tokens, usd } from "./dom.js";
 import { poll } from "./poll.js";
 import { jobRow, jobsHead } from "./jobs.js";
 import { fileDrop } from "./dropzone.js";
+import { sendAsBatch } from "./batchsend.js";
 import { ACTIVE, mapLimited, newKey, TASKS, TIERS } from "./util.js";
 
 const MULTI = new Set(["ask", "compare", "custom"]); // one job holds all the files
 const NEEDS_PROMPT = new Set(["ask", "compare", "custom"]);
 const ESTIMATE_MAX = 20; // estimates asked per change; beyond, extrapolated by the mean
-const BATCH_CHUNK = 50; // files per POST /v1/batches/{id}/items
 
 /** Renders the Submit page into `root`; returns the cleanup the router calls. */
 export function renderSubmit(root) {
@@ -59,6 +60,8 @@ export function renderSubmit(root) {
   const send = h("button", { type: "submit", "data-testid": "submit-send", disabled: true },
     "Send");
   const error = h("p", { role: "alert", class: "error", "data-testid": "submit-error" });
+  // What a partly failed send created and what it did not (filled by sendJobs/batchsend.js).
+  const outcome = h("div", { class: "outcome", "data-testid": "submit-outcome", hidden: true });
   const submittedBody = h("tbody");
   const submitted = h("section", { class: "submitted", hidden: true },
     h("h2", {}, "Submitted"),
@@ -79,7 +82,7 @@ export function renderSubmit(root) {
       h("label", { for: "submit-batch-name" }, "Batch name"), batchName),
     h("div", { class: "field-wide" }, estimate),
     h("div", { class: "actions field-wide" }, send),
-    error);
+    error, outcome);
 
   root.replaceChildren(
     h("section", { class: "page submit-page", "data-testid": "submit-page" },
@@ -226,7 +229,8 @@ export function renderSubmit(root) {
   async function sendJobs() {
     const all = groups();
     const ids = [];
-    let failed = 0;
+    const failed = []; // [group, message]: every one listed, none only in a passing toast
+    outcome.hidden = true;
     submitted.hidden = false;
     await mapLimited(all, 4, async (group) => {
       try {
@@ -236,49 +240,44 @@ export function renderSubmit(root) {
         ids.push(job.id);
       } catch (err) {
         if (gone.signal.aborted) throw err;
-        failed += 1;
-        error.textContent = `${group[0].path}: ${err.message}`;
+        failed.push([group, err.message]);
       }
     });
-    announce(`${ids.length} job${ids.length === 1 ? "" : "s"} sent` +
-      (failed ? `, ${failed} refused.` : "."));
+    if (gone.signal.aborted) return;
+    const sent = `${ids.length} of ${all.length} job${all.length === 1 ? "" : "s"} sent`;
+    announce(failed.length ? `${sent}; ${failed.length} not sent.` : `${sent}.`);
     for (let i = 0; i < ids.length; i += 100) watch(ids.slice(i, i + 100));
+    if (failed.length) showUnsent(sent, failed);
   }
 
-  async function sendBatch() {
-    const all = groups();
-    const batch = await api("/v1/batches", { method: "POST", json: {
-      name: batchName.value.trim(), task: task.value,
-      prompt: prompt.value.trim() ? prompt.value : null, model: model.value || null,
-      labels: task.value === "classify" ? labelList() : null,
-      options: tier.value ? { tier: tier.value } : {}, expected_items: all.length,
-    }, signal: gone.signal });
-    let rejected = 0;
-    let chunk = [];
-    let size = 0;
-    const flush = async () => {
-      if (!chunk.length) return;
-      const form = new FormData();
-      let part = 0;
-      const items = chunk.map((group) => ({ key: group.map((f) => f.path).join("+"),
-        images: group.map(() => ({ part: part++ })) }));
-      form.append("items", JSON.stringify({ items }));
-      for (const group of chunk) for (const f of group) form.append("image", f.file, f.path);
-      const added = await api(`/v1/batches/${batch.id}/items`, { method: "POST", form,
-        signal: gone.signal });
-      rejected += added.rejected;
-      chunk = [];
-      size = 0;
-    };
-    for (const group of all) {
-      if (size + group.length > BATCH_CHUNK) await flush();
-      chunk.push(group);
-      size += group.length;
-    }
-    await flush();
-    await api(`/v1/batches/${batch.id}/close`, { method: "POST", signal: gone.signal });
-    announce(`Batch ${batch.name} sent` + (rejected ? `; ${rejected} items refused.` : "."));
-    location.hash = `#/batches/${batch.id}`;
+  // Lists the jobs not sent and offers to keep only their files: a second Send then sends
+  // just those (sending all again would duplicate the jobs that were created).
+  function showUnsent(sent, failed) {
+    const unsent = new Set(failed.flatMap(([group]) => group));
+    const keep = h("button", { type: "button", "data-testid": "outcome-keep-unsent",
+      onclick: () => {
+        picker.retain(unsent);
+        outcome.hidden = true;
+      } }, `Keep only the ${unsent.size} unsent file${unsent.size === 1 ? "" : "s"}`);
+    outcome.replaceChildren(
+      h("p", {}, `${sent}; these were not:`),
+      h("ul", { "data-testid": "outcome-unsent" }, failed.map(([group, message]) =>
+        h("li", { "data-key": group.map((f) => f.path).join("+") },
+          h("code", {}, group.map((f) => f.path).join(", ")), ": ", message))),
+      h("div", { class: "actions" }, keep));
+    outcome.hidden = false;
+  }
+
+  function sendBatch() {
+    return sendAsBatch({
+      spec: {
+        name: batchName.value.trim(), task: task.value,
+        prompt: prompt.value.trim() ? prompt.value : null, model: model.value || null,
+        labels: task.value === "classify" ? labelList() : null,
+        options: tier.value ? { tier: tier.value } : {},
+      },
+      groups: groups(), signal: gone.signal, notice: outcome,
+    });
   }
 
   form.addEventListener("submit", async (event) => {
