@@ -2,7 +2,7 @@
 
 Skip rule: without the playwright package or a Chromium binary every test here skips, unless
 VISIONQ_REQUIRE_BROWSER=1 (CI, .ci/run), which turns the skip into a failure. One stack and
-one browser serve the whole session (tests run one after another); each test gets a new
+one browser serve all of them (tests run one after another); each test gets a new
 browser context (fresh sessionStorage: signed out) and a page whose console errors,
 warnings and uncaught exceptions fail the test unless it declared them expected.
 """
@@ -80,15 +80,17 @@ def chromium() -> str:
     return chromium_path()
 
 
-@pytest.fixture(scope="session")
+# Package scope: one stack and one browser for every test here, stopped when the last of
+# them ends, so the rest of a full run does not carry their processes along.
+@pytest.fixture(scope="package")
 def stack(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
-    """The session's stack (started after the browser check, so a skip costs nothing)."""
+    """The browser tests' stack (started after the browser check, so a skip costs nothing)."""
     built = console_stack(tmp_path_factory.mktemp("console-stack"))
     yield built
     built.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_session(chromium: str) -> Iterator[Playwright]:
     from playwright.sync_api import sync_playwright
 
@@ -96,7 +98,7 @@ def playwright_session(chromium: str) -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright, chromium: str) -> Iterator[Browser]:
     launched = playwright_session.chromium.launch(
         executable_path=chromium, headless=True, args=CHROMIUM_ARGS
