@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import re
 import shlex
@@ -131,3 +132,12 @@ def test_readme_says_what_the_image_route_serves() -> None:
     ]
     assert "as sent" not in row and "as stored" in row
     assert f"`Cache-Control: {CACHE_CONTROL}`" in row and "`Vary: Authorization`" in row
+
+
+def test_readme_says_the_console_is_served_at_the_hosts_root() -> None:
+    """The console calls /v1/... and redirects to /console/ absolutely: a path prefix breaks
+    it, and the Console section says so (review #20)."""
+    from visionq.api.console_files import install_console
+
+    assert '"/console/"' in inspect.getsource(install_console)
+    assert "serve the API at the root of its host" in " ".join(README.split())
