@@ -124,8 +124,10 @@ export function renderSubmit(root) {
   function fillModels() {
     const chosen = model.value;
     const usable = models.filter((m) => m.usable && m.tasks.includes(task.value));
+    // Spread: the DOM's replaceChildren does not flatten an array (it would become one text
+    // node, "[object HTMLOptionElement],...", leaving only "Server default" to pick).
     model.replaceChildren(h("option", { value: "" }, "Server default"),
-      usable.map((m) => h("option", { value: m.id, selected: m.id === chosen },
+      ...usable.map((m) => h("option", { value: m.id, selected: m.id === chosen },
         m.default_for.length ? `${m.id} (default)` : m.id)));
   }
 
