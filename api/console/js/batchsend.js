@@ -67,7 +67,7 @@ async function finish(state, signal, notice) {
     // Stay here: the refused files and their reasons would be lost on the batch's page.
     const text = `Batch ${batch.name} sent with ${plural(groups.length - refused.length,
       "item")}; ${plural(refused.length, "item")} refused:`;
-    notice.replaceChildren(h("p", {}, text), refusedList(state), batchLink(batch));
+    notice.replaceChildren(h("div", {}, h("p", {}, text), refusedList(state), batchLink(batch)));
     notice.hidden = false;
     announce(`${text} ${refused.map((r) => r.key).join(", ")}.`);
     return;
@@ -109,7 +109,7 @@ function incomplete(state, err, signal, notice) {
       : `Batch ${batch.name} cancelled.`);
     location.hash = `#/batches/${batch.id}`;
   };
-  notice.replaceChildren(
+  notice.replaceChildren(h("div", {},
     h("p", {}, text),
     refusedList(state),
     h("div", { class: "actions" }, batchLink(batch),
@@ -118,7 +118,7 @@ function incomplete(state, err, signal, notice) {
       action("outcome-close", missing ? `Close it with ${plural(next, "item")}` : "Close it",
         after("close")),
       action("outcome-cancel", "Cancel the batch", after("cancel"))),
-    status);
+    status));
   notice.hidden = false;
   announce(text);
 }
