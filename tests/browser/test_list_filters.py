@@ -144,7 +144,9 @@ def test_filters_paging_and_live_rows(
     # Live: a job submitted elsewhere appears, then turns succeeded, with no reload.
     go(page, "#/jobs")
     assert_list_is(page, api_client, {})
-    with emulator_faults(hang_rate=1, hang_s=6):
+    # Held 10 s at the emulator: the list polls its first page every 5 s, so the row shows
+    # up while the job is still running.
+    with emulator_faults(hang_rate=1, hang_s=10):
         # A new image: the same request again would be answered from visionq's cache.
         live = seed(api_client, scene_png(seed=62)[0], "caption", first, "standard")
         row = page.locator(f'[data-testid="job-row"][data-job-id="{live}"]')
