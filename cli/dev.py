@@ -118,21 +118,31 @@ def dev(
         console.print(console_line(stack, get_settings().console_enabled), highlight=False)
         console.print(metrics_line(stack), highlight=False)
         console.print(f"logs      {stack.run_dir}", highlight=False)
-        console.print("\nReady. Use the stack from another terminal:", highlight=False)
-        console.print(f"  export VISIONQ_URL={stack.api_url}", highlight=False)
-        console.print(
-            f"  export VISIONQ_API_KEY={stack.api_key}   # revoked at stop", highlight=False
-        )
-        console.print("  visionq submit photo.jpg --task caption --wait", highlight=False)
-        console.print(
-            f"More keys for this stack: {keys_command(stack)}",
-            highlight=False,
-            soft_wrap=True,  # one line, to copy and paste whole
-        )
-        console.print("\nPress Ctrl-C to stop.", highlight=False)
+        print_ready(console, stack)
         while True:
             stack.check_alive()
             time.sleep(0.5)
+
+
+def print_ready(console: Console, stack: Stack) -> None:
+    """Print the commands that use the stack from another terminal.
+
+    Each command is printed whole on one line (soft_wrap: rich would otherwise break a
+    long line at the terminal's width, and pasting the broken lines would run the tail
+    as a command); the note about the key goes on a comment line of its own, so that
+    nothing follows the key on its line.
+    """
+    console.print("\nReady. Use the stack from another terminal:", highlight=False)
+    lines = [
+        f"  export VISIONQ_URL={stack.api_url}",
+        "  # this key is revoked when the stack stops:",
+        f"  export VISIONQ_API_KEY={stack.api_key}",
+        "  visionq submit photo.jpg --task caption --wait",
+        f"More keys for this stack: {keys_command(stack)}",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print("\nPress Ctrl-C to stop.", highlight=False)
 
 
 def console_line(stack: Stack, enabled: bool) -> str:
