@@ -42,6 +42,13 @@ def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
     drop_files(page, '[data-testid="drop-zone"]', [("scene.png", png, "image/png")])
     expect(tid(page, "file-item")).to_have_count(1)
     tid(page, "submit-task").select_option("detect")
+    # The model choices: the server's default, then every usable model that detects.
+    models = api_client.get("/v1/models").raise_for_status().json()["models"]
+    detecting = [m["id"] for m in models if m["usable"] and "detect" in m["tasks"]]
+    options = tid(page, "submit-model").locator("option")
+    expect(options).to_have_count(len(detecting) + 1)
+    assert options.evaluate_all("os => os.map(o => o.value)") == ["", *detecting]
+    assert detecting[0] in options.nth(1).inner_text()
     tid(page, "submit-prompt").fill("shapes")
     expect(tid(page, "estimate")).to_have_attribute("data-state", "ready")
     truth = (
