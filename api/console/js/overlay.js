@@ -12,8 +12,9 @@ export const PALETTE = [
   "#f032e6", "#bfef45", "#469990", "#9a6324", "#800000", "#000075",
 ];
 
-const MIN_ZOOM = 0.25;
+const MIN_ZOOM = 0.25; // the zoom-out floor, lowered to the Fit scale for large photos
 const MAX_ZOOM = 8;
+const VIEW_HEIGHT = 0.75; // the viewport's max-height (console.css: 75vh)
 const LABEL_PX = 13; // label font size in CSS px, whatever the zoom
 let overlays = 0; // mask ids must be unique in the document
 
@@ -59,7 +60,8 @@ export function createOverlay(container, options) {
     h("div", { class: "zoom", role: "group", "aria-label": "Zoom" },
       h("button", { type: "button", "data-testid": "zoom-out", "aria-label": "Zoom out",
         onclick: () => zoomBy(1 / Math.SQRT2) }, "−"),
-      h("button", { type: "button", "data-testid": "zoom-fit", "aria-label": "Fit to width",
+      h("button", { type: "button", "data-testid": "zoom-fit",
+        "aria-label": "Fit the whole image",
         onclick: () => fit() }, "Fit"),
       h("button", { type: "button", "data-testid": "zoom-in", "aria-label": "Zoom in",
         onclick: () => zoomBy(Math.SQRT2) }, "+"),
@@ -139,7 +141,11 @@ export function createOverlay(container, options) {
 
   function apply(next, keepCenter = true) {
     const old = scale;
-    scale = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, next));
+    // A 4000 px photo fits a phone only below 25 %: the floor follows the Fit scale, so Fit
+    // and "-" always reach the whole image.
+    scale = Math.min(MAX_ZOOM, Math.max(Math.min(MIN_ZOOM, fitScale()), next));
+    // Enlarged pixels stay square and sharp (a tiny image's boxes are about its pixels).
+    img.style.imageRendering = scale >= 2 ? "pixelated" : "";
     const cx = (viewport.scrollLeft + viewport.clientWidth / 2) / old;
     const cy = (viewport.scrollTop + viewport.clientHeight / 2) / old;
     wrapper.style.width = width * scale + "px";
@@ -154,12 +160,23 @@ export function createOverlay(container, options) {
     }
   }
 
-  /** Fit: the whole width in view, never enlarged beyond 100 %. */
+  /**
+   * The scale that shows the whole image: width and height within the column and the
+   * viewport's height. Never enlarged for an image that merely fits; one at least twice too
+   * small is enlarged by a whole factor (up to MAX_ZOOM), so a 16 px image is not a dot.
+   */
+  function fitScale() {
+    // The container, not the viewport: the viewport shrinks to the image it shows.
+    const availW = container.clientWidth || width;
+    const availH = Math.max(100, window.innerHeight * VIEW_HEIGHT - 2);
+    const s = Math.min(availW / width, availH / height);
+    return s >= 2 ? Math.min(MAX_ZOOM, Math.floor(s)) : Math.min(1, s);
+  }
+
+  /** Fit: the whole image in view (see fitScale). */
   function fit() {
     fitMode = true;
-    // The container, not the viewport: the viewport shrinks to the image it shows.
-    const avail = container.clientWidth || width;
-    apply(Math.min(1, avail / width), false);
+    apply(fitScale(), false);
   }
 
   function zoomBy(f) {
@@ -197,7 +214,12 @@ export function createOverlay(container, options) {
     if (fitMode) fit();
   });
 
+  function onWindowResize() {
+    if (fitMode) fit(); // the height Fit uses is the window's
+  }
+
   document.addEventListener("keydown", onKey);
+  window.addEventListener("resize", onWindowResize);
   resize.observe(container);
   fit();
 
@@ -227,6 +249,7 @@ export function createOverlay(container, options) {
     fit, zoomBy, setVisible, setLayer,
     destroy() {
       document.removeEventListener("keydown", onKey);
+      window.removeEventListener("resize", onWindowResize);
       resize.disconnect();
       toolbar.remove();
       viewport.remove();
