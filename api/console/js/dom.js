@@ -90,13 +90,28 @@ export function badge(status) {
   return h("span", { class: "badge badge-" + String(status) }, String(status));
 }
 
-/** Says text in the page's role=status region (data-testid=toast). */
+const SHOWN_MS = 6000; // the status line is a passing message: it must not sit over content
+let hideTimer = null;
+
+/** Says text in the page's role=status region (data-testid=toast); it hides after 6 s. */
 export function announce(text) {
   const region = document.querySelector("[data-testid=toast]");
   if (!region) return;
   region.textContent = "";
+  clearTimeout(hideTimer);
   // A fresh text node after clearing makes screen readers repeat an identical message.
   setTimeout(() => {
     region.textContent = text;
+    clearTimeout(hideTimer);
+    hideTimer = setTimeout(() => {
+      if (region.textContent === text) region.textContent = "";
+    }, SHOWN_MS);
   }, 30);
+}
+
+/** Empties the status line (on route change: an old page's message is not about this one;
+ * a message announced just before the change still shows, it is set 30 ms later). */
+export function clearAnnouncement() {
+  const region = document.querySelector("[data-testid=toast]");
+  if (region) region.textContent = "";
 }

@@ -5,7 +5,7 @@
 // key (first filter), and the way back to sign-in when any call answers 401.
 
 import { api, clearKey, getKey, releaseBlobUrls, setKey } from "./api.js";
-import { announce, h } from "./dom.js";
+import { announce, clearAnnouncement, h } from "./dom.js";
 import { renderJob } from "./job.js";
 import { renderJobs } from "./jobs.js";
 import { renderBatch, renderBatches } from "./batches.js";
@@ -37,6 +37,7 @@ function leave() {
   }
   cleanup = null;
   releaseBlobUrls();
+  clearAnnouncement();
   view.replaceChildren();
 }
 
