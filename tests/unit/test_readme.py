@@ -141,3 +141,15 @@ def test_readme_says_the_console_is_served_at_the_hosts_root() -> None:
 
     assert '"/console/"' in inspect.getsource(install_console)
     assert "serve the API at the root of its host" in " ".join(README.split())
+
+
+def test_readme_says_what_a_preflight_gets_with_cors_off() -> None:
+    """The 400 ``cors_refused`` is the answer only when origins are configured; with CORS
+    off a preflight is a plain 405 and no CORS header is sent (review22 #13; the behaviour
+    itself: tests/integration/test_console_mount.py)."""
+    [row] = [
+        line for line in README.splitlines() if line.startswith("| `VISIONQ_CORS_ALLOW_ORIGINS`")
+    ]
+    assert "When set, a refused preflight is a 400 `cors_refused`" in row
+    assert "When empty, no answer ever carries a CORS header" in row
+    assert "405 `method_not_allowed`" in row
