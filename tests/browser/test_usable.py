@@ -3,6 +3,7 @@ on every control, and the keyboard path from the skip link to a job and its zoom
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -86,6 +87,9 @@ def test_every_page_fits_and_names_its_controls(
         assert width[0] <= width[1], f"{route} scrolls sideways at {viewport}: {width}"
         unnamed = page.evaluate(UNNAMED)
         assert unnamed == [], f"{route}: controls without an accessible name: {unnamed}"
+        text = page.locator("body").inner_text()
+        leaked = re.findall(r"\b(?:null|undefined|NaN)\b|\[object \w+\]", text)
+        assert not leaked, f"{route} shows JavaScript values as text: {leaked}"
 
 
 def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
