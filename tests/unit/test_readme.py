@@ -153,3 +153,16 @@ def test_readme_says_what_a_preflight_gets_with_cors_off() -> None:
     assert "When set, a refused preflight is a 400 `cors_refused`" in row
     assert "When empty, no answer ever carries a CORS header" in row
     assert "405 `method_not_allowed`" in row
+
+
+def test_readme_says_which_console_messages_fail_a_browser_test() -> None:
+    """Not "any console error": a test may declare the messages it provokes (the browser's
+    own log line for a failed request the page handles), as the fixture allows (review22
+    #12). The fixture is read, not imported: pytest imports it as the browser tests' conftest."""
+    fixture = (ROOT / "tests" / "browser" / "conftest.py").read_text()
+    assert "def expect(self, pattern: str)" in fixture
+    assert 'message.type in ("error", "warning")' in fixture and "on_pageerror" in fixture
+    text = " ".join(README.split())
+    assert "any console error" not in text
+    assert "unless the test declares the message it provokes on purpose" in text
+    assert "`console_log.expect(pattern)`" in text
