@@ -166,3 +166,18 @@ def test_readme_says_which_console_messages_fail_a_browser_test() -> None:
     assert "any console error" not in text
     assert "unless the test declares the message it provokes on purpose" in text
     assert "`console_log.expect(pattern)`" in text
+
+
+def test_readme_says_when_a_batch_eta_is_known() -> None:
+    """The console and the ETA bullet name the real threshold of a measured rate, and that
+    without it or a quota the ETA is null (review22 #7: a batch of 10 showed no ETA)."""
+    from visionq.api.batch_progress import MIN_MEASURED, eta
+
+    assert eta(1, MIN_MEASURED - 1, 60.0, None) == (None, None, "none")
+    assert eta(1, MIN_MEASURED, 60.0, None)[2] == "measured"
+    assert eta(1, 0, 60.0, 0.5)[2] == "quota"
+    text = " ".join(README.split())
+    assert f"The ETA is known once at least {MIN_MEASURED} of the batch's items" in text
+    assert f"a batch of fewer than {MIN_MEASURED} items shows none without a quota" in text
+    assert f"At least {MIN_MEASURED} such ends are needed" in text
+    assert "`eta_s` and `eta_at` are null and `eta_basis` is `none` until then" in text
