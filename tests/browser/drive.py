@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -146,6 +147,13 @@ def overlay_origin(page: Page) -> tuple[float, float]:
         }"""
     )
     return offset[0], offset[1]
+
+
+def assert_no_leaked_values(page: Page, where: str) -> None:
+    """The page shows no JavaScript value as text (null, undefined, NaN, [object X])."""
+    text = page.locator("body").inner_text()
+    leaked = re.findall(r"\b(?:null|undefined|NaN)\b|\[object \w+\]", text)
+    assert not leaked, f"{where} shows JavaScript values as text: {leaked}"
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "") -> Any:

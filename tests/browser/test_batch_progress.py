@@ -12,6 +12,7 @@ import httpx
 
 from tests.browser.drive import (
     add_batch_items,
+    assert_no_leaked_values,
     expect,
     go,
     new_batch,
@@ -65,6 +66,7 @@ def test_batch_progress_rerun_and_export(
     expect(bar).to_have_attribute("data-failed", "0")
     expect(bar).to_have_attribute("aria-valuenow", "5")
     expect(tid(page, "batch-rerun")).to_be_disabled()
+    assert_no_leaked_values(page, "the batch page after Re-run failed")
     final = progress(api_client, batch_id)["progress"]
     expect(tid(page, "batch-cost")).to_have_attribute("data-usd", final["cost_usd"])
 

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 
 from tests.browser.drive import (
+    assert_no_leaked_values,
     diff_mask,
     drop_files,
     expect,
@@ -68,6 +69,7 @@ def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
     row = tid(tid(page, "submitted"), "job-row")
     expect(row).to_have_count(1)
     expect(row).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    assert_no_leaked_values(page, "the Submit page after Send")
     job_id = row.get_attribute("data-job-id")
     assert job_id
     job = wait_job(api_client, job_id)

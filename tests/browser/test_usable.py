@@ -3,7 +3,6 @@ on every control, and the keyboard path from the skip link to a job and its zoom
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.drive import (
     add_batch_items,
+    assert_no_leaked_values,
     expect,
     go,
     new_batch,
@@ -87,9 +87,7 @@ def test_every_page_fits_and_names_its_controls(
         assert width[0] <= width[1], f"{route} scrolls sideways at {viewport}: {width}"
         unnamed = page.evaluate(UNNAMED)
         assert unnamed == [], f"{route}: controls without an accessible name: {unnamed}"
-        text = page.locator("body").inner_text()
-        leaked = re.findall(r"\b(?:null|undefined|NaN)\b|\[object \w+\]", text)
-        assert not leaked, f"{route} shows JavaScript values as text: {leaked}"
+        assert_no_leaked_values(page, route)
 
 
 def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
