@@ -11,6 +11,7 @@ import { ACTIVE, JOB_STATUSES, TASKS, TIERS } from "./util.js";
 
 const FILTERS = ["status", "task", "model", "tier", "batch", "created_after", "created_before"];
 const IDS_PER_CALL = 100;
+const RETRY_MS = [2000, 30000]; // a failed first page is asked again after 2 s, doubling to 30 s
 const COLUMNS = ["Job", "Status", "Task", "Model", "Tier", "Created", "Cost", "Batch"];
 
 /** The header row of a table of jobRow()s (the jobs list and the Submit page's). */
@@ -106,7 +107,14 @@ export function renderJobs(root, query) {
     "No jobs match these filters.");
   const more = h("button", { type: "button", "data-testid": "jobs-more", hidden: true,
     onclick: loadMore }, "Load more");
-  const error = h("p", { class: "error", role: "alert", hidden: true });
+  // A failed first page is retried by itself (backing off) and by the Retry button, so the
+  // list comes back after an outage without reloading the page.
+  const errorText = h("span");
+  const error = h("div", { class: "error", role: "alert", hidden: true }, errorText, " ",
+    h("button", { type: "button", "data-testid": "jobs-retry", onclick: () => reload() },
+      "Retry now"));
+  let retryTimer = null;
+  let retryMs = RETRY_MS[0];
   root.append(h("h1", { tabindex: "-1" }, "Jobs"), form, error, table, empty, more);
 
   api("/v1/models", { signal: controller.signal }).then((body) => {
@@ -144,9 +152,10 @@ export function renderJobs(root, query) {
     changed();
   }
 
-  function showError(err) {
+  function showError(err, retryIn) {
     if (err && err.name === "AbortError") return;
-    error.textContent = "Could not load jobs: " + (err && err.message);
+    errorText.textContent = "Could not load jobs: " + (err && err.message) +
+      (retryIn ? ` Retrying in ${Math.round(retryIn / 1000)} s.` : "");
     error.hidden = false;
   }
 
@@ -176,10 +185,12 @@ export function renderJobs(root, query) {
     const mine = new AbortController();
     run = mine;
     cursor = null; // the old filter's cursor must not page the new filter
-    error.hidden = true;
+    clearTimeout(retryTimer);
     try {
       const page = await api(listPath(), { signal: mine.signal });
       if (stale(mine)) return;
+      error.hidden = true;
+      retryMs = RETRY_MS[0];
       tbody.replaceChildren();
       put(page.jobs);
       cursor = page.next_cursor;
@@ -188,7 +199,10 @@ export function renderJobs(root, query) {
       table.dataset.loaded = "true";
       live(mine);
     } catch (err) {
-      if (!stale(mine)) showError(err);
+      if (stale(mine) || (err && err.name === "AbortError") || (err && err.status === 401)) return;
+      showError(err, retryMs);
+      retryTimer = setTimeout(reload, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MS[1]);
     }
   }
 
@@ -247,6 +261,7 @@ export function renderJobs(root, query) {
   reload();
   return () => {
     controller.abort();
+    clearTimeout(retryTimer);
     if (run) run.abort();
     for (const p of pollers.splice(0)) p.stop();
   };
