@@ -62,6 +62,8 @@ def test_wrong_key_is_refused_in_words(page, console_log: ConsoleLog, stack: Con
     expect(error).not_to_be_empty()
     expect(tid(page, "signin-form")).to_be_visible()
     assert page.evaluate("() => Object.values(sessionStorage)") == []
+    page.keyboard.press("Escape")  # closes the error
+    expect(error).to_be_hidden()
 
 
 def test_each_tenant_sees_only_its_own_jobs(page, stack: ConsoleStack) -> None:

@@ -109,6 +109,11 @@ def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
         )
         return info
 
+    # "/" jumps to the first filter.
+    page.locator("h1").first.focus()
+    page.keyboard.press("/")
+    expect(tid(page, "filter-status")).to_be_focused()
+
     # The page's h1 has the focus after a route change; the skip link comes first in the tab
     # order (it becomes visible when focused).
     tid(page, "skip-link").focus()
@@ -133,6 +138,11 @@ def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
     page.keyboard.press("+")
     expect(overlay).not_to_have_attribute("data-zoom", str(before))
     assert float(overlay.get_attribute("data-zoom") or "nan") > before
+
+    # The skip link moves the focus to the page's heading, past the header and nav.
+    tid(page, "skip-link").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("main h1").first).to_be_focused()
 
 
 @pytest.mark.xfail(
