@@ -1,0 +1,41 @@
+"""Dropped files sent "as a batch": one batch with an item per file keyed by its name,
+closed once all are added, and the page moves to the batch, which runs to the end."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from tests.browser.drive import drop_files, expect, sign_in, tid
+from tests.browser.stack import ConsoleStack
+from tests.integration.helpers import scene_png
+
+
+def test_dropped_files_sent_as_a_closed_batch(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    files = [(f"shot-{i}.png", scene_png(seed=100 + i)[0], "image/png") for i in range(3)]
+    name = f"dropped-{uuid.uuid4().hex[:8]}"
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', files)
+    expect(tid(page, "file-item")).to_have_count(3)
+    names = tid(page, "file-item").evaluate_all("items => items.map(i => i.dataset.name)")
+    assert sorted(names) == [f[0] for f in files]
+    tid(page, "submit-task").select_option("caption")
+    tid(page, "submit-as-batch").set_checked(True)
+    tid(page, "submit-batch-name").fill(name)
+    expect(tid(page, "estimate")).to_have_attribute("data-state", "ready")
+    tid(page, "submit-send").click()
+
+    expect(page).to_have_url(re.compile(r"#/batches/[0-9a-f-]{36}$"))
+    batch_id = page.url.rsplit("/", 1)[1]
+    bar = tid(tid(page, "batch-page"), "batch-progress")
+    expect(bar).to_have_attribute("data-succeeded", "3", timeout=60_000)
+    expect(tid(page, "batch-page")).not_to_have_attribute("data-state", "open")
+    batch = api_client.get(f"/v1/batches/{batch_id}").raise_for_status().json()
+    assert batch["name"] == name and batch["task"] == "caption", batch
+    assert batch["state"] != "open", batch  # closed after the last item was added
+    items = api_client.get(f"/v1/batches/{batch_id}/items").raise_for_status().json()
+    assert sorted(item["key"] for item in items["items"]) == [f[0] for f in files], items
