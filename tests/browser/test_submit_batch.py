@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -39,3 +40,18 @@ def test_dropped_files_sent_as_a_closed_batch(
     assert batch["state"] != "open", batch  # closed after the last item was added
     items = api_client.get(f"/v1/batches/{batch_id}/items").raise_for_status().json()
     assert sorted(item["key"] for item in items["items"]) == [f[0] for f in files], items
+
+
+def test_chosen_folder_lists_its_images_by_relative_path(
+    page, stack: ConsoleStack, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    (folder / "day2").mkdir(parents=True)
+    (folder / "a.png").write_bytes(scene_png(seed=110)[0])
+    (folder / "day2" / "b.png").write_bytes(scene_png(seed=111)[0])
+    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
+    sign_in(page, stack, route="#/submit")
+    tid(page, "folder-input").set_input_files(folder)
+    expect(tid(page, "file-item")).to_have_count(2)
+    names = tid(page, "file-item").evaluate_all("items => items.map(i => i.dataset.name)")
+    assert sorted(names) == ["photos/a.png", "photos/day2/b.png"], names
