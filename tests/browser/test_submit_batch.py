@@ -1,5 +1,6 @@
-"""Dropped files sent "as a batch": one batch with an item per file keyed by its name,
-closed once all are added, and the page moves to the batch, which runs to the end."""
+"""Many files from the Submit page: dropped files sent "as a batch" become one batch with an
+item per file keyed by its name, closed once all are added, and the page moves to the batch,
+which runs to the end; a chosen folder lists its images by relative path."""
 
 from __future__ import annotations
 
