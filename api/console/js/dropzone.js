@@ -180,7 +180,11 @@ export function fileDrop(onChange) {
 
   function add(found) {
     let skipped = 0;
-    for (const { file, path } of found) {
+    // A folder is read in whatever order the file system gives: sort by path (img2 before
+    // img10) so a file is easy to find, and batch items follow the same order.
+    const sorted = [...found].sort((a, b) =>
+      a.path.localeCompare(b.path, undefined, { numeric: true }));
+    for (const { file, path } of sorted) {
       if (!accepted(file)) {
         skipped += 1;
         continue;
