@@ -6,9 +6,11 @@
 import { api, download } from "./api.js";
 import { announce, badge, cell, duration, h, tokens, usd, when } from "./dom.js";
 import { poll } from "./poll.js";
-import { ITEM_STATUSES as STATUSES, mapLimited, param } from "./util.js";
+import { mapLimited, param } from "./util.js";
 
 const STATES = ["open", "closed", "cancelled"];
+// Item statuses in the bar's order: ended ones first (left, as a bar fills), then the rest.
+const STATUSES = ["succeeded", "failed", "cancelled", "expired", "running", "queued"];
 
 /** A batch is finished when no more items can come and every item's job ended. */
 export function finished(batch) {

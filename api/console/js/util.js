@@ -8,8 +8,6 @@ export const TASKS = ["caption", "ask", "classify", "detect", "segment", "compar
 export const TIERS = ["standard", "flex", "priority", "batch", "auto"];
 /** A job's statuses. */
 export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-/** A batch item's statuses: a job's, plus expired (a batch-tier item past its window). */
-export const ITEM_STATUSES = [...JOB_STATUSES, "expired"];
 /** Statuses in which a job can still change (the pollers watch these). */
 export const ACTIVE = new Set(["queued", "running"]);
 
