@@ -41,13 +41,23 @@ function niceMax(value) {
   return 10 * power;
 }
 
-function formatValue(value, unit) {
+function formatValue(value, unit, minDigits = 0) {
   if (unit === "USD") {
-    const digits = value !== 0 && Math.abs(value) < 0.01 ? 4 : 2;
+    const digits = Math.max(minDigits, value !== 0 && Math.abs(value) < 0.01 ? 4 : 2);
     return "$" + value.toFixed(digits);
   }
-  if (unit === "%") return value.toFixed(1) + " %";
+  if (unit === "%") return value.toFixed(Math.max(1, minDigits)) + " %";
   return String(Math.round(value * 100) / 100) + (unit ? " " + unit : "");
+}
+
+/** Decimals that write every multiple of step exactly (0.0125 -> 4), at most 6: an axis
+ * of $0.05 in quarters must read $0.0125, $0.025, not the rounded $0.01, $0.03. */
+function stepDigits(step) {
+  let digits = 0;
+  while (digits < 6 && Math.abs(step * 10 ** digits - Math.round(step * 10 ** digits)) > 1e-9) {
+    digits += 1;
+  }
+  return digits;
 }
 
 /** The attribute a bar's exact value goes in: data-usd for money, else data-value. */
@@ -111,12 +121,13 @@ export function stackedBars(figure, { days, series, value, unit = "", title = ""
     focusable: "false",
   });
   // Horizontal grid lines with their values, at quarters of the axis maximum.
+  const digits = stepDigits(top / 4);
   for (let i = 0; i <= 4; i += 1) {
     const y = pad.top + plotH - (plotH * i) / 4;
     chart.append(
       svg("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "chart-grid" }),
       svg("text", { x: pad.left - 6, y: y + 4, class: "chart-tick", "text-anchor": "end" },
-        formatValue((top * i) / 4, unit)),
+        formatValue((top * i) / 4, unit, digits)),
     );
   }
   const slot = days.length ? plotW / days.length : plotW;
