@@ -19,6 +19,10 @@ function dayRange(since, until) {
   return days;
 }
 
+// The report's "tier" also holds two non-tiers; say what they mean (keys stay the API's).
+const TIER_NAMES = { cached: "cache hit", unknown: "no tier (failed)" };
+const tierName = (tier) => TIER_NAMES[tier] || tier;
+
 function pct(value) {
   return value === null || value === undefined ? "—" : `${Number(value).toFixed(1)} %`;
 }
@@ -32,7 +36,11 @@ function costChart(report) {
     cells.set(`${row.day}|${key}`, row.cost_usd);
   }
   keys.sort();
-  const series = keys.map((key, i) => ({ key, label: key, color: COLORS[i % COLORS.length] }));
+  const series = keys.map((key, i) => {
+    const cut = key.lastIndexOf("/");
+    const [model, tier] = [key.slice(0, cut), key.slice(cut + 1)];
+    return { key, label: `${model}/${tierName(tier)}`, color: COLORS[i % COLORS.length] };
+  });
   const figure = h("figure", { "data-testid": "chart-cost" });
   stackedBars(figure, {
     days: dayRange(report.since, report.until),
@@ -46,7 +54,7 @@ function costChart(report) {
 
 function spendingTable(report) {
   const rows = report.rows.map((row) => [
-    row.day, row.model, row.tier, String(row.jobs), String(row.cached),
+    row.day, row.model, tierName(row.tier), String(row.jobs), String(row.cached),
     tokens(row.prompt_tokens), tokens(row.output_tokens),
     { text: usd(row.cost_usd), attrs: { "data-usd": row.cost_usd } },
     { text: usd(row.standard_usd), attrs: { "data-usd": row.standard_usd } },
