@@ -139,3 +139,29 @@ def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
     expect(overlay).to_have_attribute("data-ready", "true")
     shot(page, "job-detect")
     go(page, "#/jobs")
+
+
+def test_heic_input_is_shown_with_its_boxes(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    # Browsers cannot decode HEIC: the API serves it as PNG, so the page shows the image.
+    image, shapes = random_scene(seed=23, width=800, height=600, count=2, min_side=100)
+    heic = encode(image, "HEIF")
+    job_id = (
+        api_client.post(
+            "/v1/jobs",
+            data={"task": "detect"},
+            files=[("image", ("scene.heic", heic, "image/heic"))],
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
+    job = wait_job(api_client, job_id)
+    assert job["status"] == "succeeded", job
+    assert_boxes_match(job["result"]["objects"], shapes, tolerance=3)
+    sign_in(page, stack)
+    open_job(page, job_id)
+    expect(tid(page, "overlay")).to_have_attribute("data-ready", "true")
+    size = tid(page, "overlay-image").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [800, 600], size
+    expect(tid(page, "overlay-object")).to_have_count(2)
