@@ -165,3 +165,38 @@ def test_heic_input_is_shown_with_its_boxes(
     size = tid(page, "overlay-image").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert size == [800, 600], size
     expect(tid(page, "overlay-object")).to_have_count(2)
+
+
+def test_multi_image_job_shows_each_image_in_its_tab(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    first = encode(random_scene(seed=24, width=640, height=480, count=1)[0], "PNG")
+    second = encode(random_scene(seed=25, width=300, height=500, count=1)[0], "PNG")
+    job_id = (
+        api_client.post(
+            "/v1/jobs",
+            data={"task": "compare"},
+            files=[
+                ("image", ("a.png", first, "image/png")),
+                ("image", ("b.png", second, "image/png")),
+            ],
+        )
+        .raise_for_status()
+        .json()["id"]
+    )
+    assert wait_job(api_client, job_id)["status"] == "succeeded"
+    sign_in(page, stack)
+    open_job(page, job_id)
+    tabs = tid(page, "image-tab")
+    expect(tabs).to_have_count(2)
+    overlay = tid(page, "overlay")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    expect(overlay).to_have_attribute("data-image-width", "640")
+    expect(tid(page, "overlay-image")).to_have_attribute("alt", "Input image 1")
+    tabs.nth(1).click()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(overlay).to_have_attribute("data-image-width", "300")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    expect(tid(page, "overlay-image")).to_have_attribute("alt", "Input image 2")
+    size = tid(page, "overlay-image").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [300, 500], size
