@@ -5,7 +5,7 @@
 // item is keyed by its files' relative paths, so adding one again is harmless: the API
 // answers "exists"), close it as it is, or cancel it. An open batch is never left silently.
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import { announce, h } from "./dom.js";
 
 const BATCH_CHUNK = 50; // files per POST /v1/batches/{id}/items
@@ -81,8 +81,8 @@ function incomplete(state, err, signal, notice) {
   const missing = groups.length - next;
   const name = `${batch.name} (${batch.id.slice(0, 8)})`;
   const text = missing
-    ? `Batch ${name} was created and is still open with ${next} of ${plural(groups.length,
-      "item")}: adding the other ${missing} failed (${err.message}).`
+    ? `Batch ${name} is open with ${next} of ${plural(groups.length, "item")} sent from here: ` +
+      `adding the other ${missing} failed (${err.message}).`
     : `All ${plural(groups.length, "item")} were added to batch ${name}, but closing it ` +
       `failed (${err.message}); it is still open.`;
   const status = h("p", { class: "error", role: "alert" });
@@ -133,5 +133,10 @@ export async function sendAsBatch({ spec, groups, signal, notice }) {
   notice.replaceChildren();
   const batch = await api("/v1/batches", { method: "POST",
     json: { ...spec, expected_items: groups.length }, signal });
+  if (batch.state !== "open") {
+    // The name is an existing batch's (POST answers it as is), and that one takes no items.
+    throw new ApiError(409, `batch_${batch.state}`, `A batch named ${batch.name} already ` +
+      `exists and is ${batch.state}: it takes no more items.`);
+  }
   await finish({ batch, groups, next: 0, refused: [] }, signal, notice);
 }

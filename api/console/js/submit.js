@@ -17,6 +17,11 @@ const MULTI = new Set(["ask", "compare", "custom"]); // one job holds all the fi
 const NEEDS_PROMPT = new Set(["ask", "compare", "custom"]);
 const ESTIMATE_MAX = 20; // estimates asked per change; beyond, extrapolated by the mean
 
+/** A batch name nobody used yet: "console-" and the time to the second. */
+function freshName() {
+  return "console-" + new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+}
+
 /** Renders the Submit page into `root`; returns the cleanup the router calls. */
 export function renderSubmit(root) {
   const pollers = [];
@@ -48,7 +53,7 @@ export function renderSubmit(root) {
     type: "checkbox" });
   const batchName = h("input", { id: "submit-batch-name", "data-testid": "submit-batch-name",
     type: "text", disabled: true, autocomplete: "off", maxlength: "200",
-    value: "console-" + new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-") });
+    value: freshName() });
 
   const estTokens = h("span", { "data-testid": "estimate-tokens", "data-tokens": "" }, "–");
   const estUsd = h("span", { "data-testid": "estimate-usd", "data-min": "", "data-max": "" },
@@ -291,7 +296,13 @@ export function renderSubmit(root) {
     try {
       await (asBatch.checked ? sendBatch() : sendJobs());
     } catch (err) {
-      if (!gone.signal.aborted) error.textContent = `Not sent: ${err.message}`;
+      if (gone.signal.aborted) return;
+      error.textContent = `Not sent: ${err.message}`;
+      if (asBatch.checked && (err.code === "batch_closed" || err.code === "batch_cancelled")) {
+        // The name belongs to a batch that takes no more items: offer a fresh one at once.
+        batchName.value = freshName();
+        error.textContent += ` The name is now ${batchName.value}: press Send again to use it.`;
+      }
     } finally {
       sending = false;
       if (!gone.signal.aborted) changed();
