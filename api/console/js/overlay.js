@@ -36,6 +36,10 @@ export function createOverlay(container, options) {
   const uid = "ov" + ++overlays;
   let scale = 1;
   let fitMode = true;
+  // Set by destroy(). The page's blob URLs are revoked on route change, possibly while one is
+  // still being fetched: a late URL must not reach this (detached) viewer, or the browser
+  // loads a revoked URL and logs ERR_FILE_NOT_FOUND.
+  let destroyed = false;
 
   const img = h("img", { "data-testid": "overlay-image", alt, draggable: "false" });
   const layer = svg("svg", {
@@ -228,13 +232,13 @@ export function createOverlay(container, options) {
     img.addEventListener("error", resolve, { once: true });
   })];
   Promise.resolve(imageUrl).then((url) => {
-    img.src = url;
+    if (!destroyed) img.src = url;
   }, () => {
     img.alt = alt + " (could not be loaded)";
   });
   maskNodes.forEach((node, i) => {
     loaded.push(Promise.resolve(maskUrls[i]).then((url) => new Promise((resolve) => {
-      if (!url) return resolve();
+      if (!url || destroyed) return resolve();
       node.addEventListener("load", resolve, { once: true });
       node.addEventListener("error", resolve, { once: true });
       node.setAttribute("href", url);
@@ -248,6 +252,10 @@ export function createOverlay(container, options) {
   return {
     fit, zoomBy, setVisible, setLayer,
     destroy() {
+      destroyed = true;
+      // Drop the URLs (a load in flight stops) before the router revokes them.
+      img.removeAttribute("src");
+      maskNodes.forEach((node) => node.removeAttribute("href"));
       document.removeEventListener("keydown", onKey);
       window.removeEventListener("resize", onWindowResize);
       resize.disconnect();
