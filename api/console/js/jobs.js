@@ -36,9 +36,11 @@ export function jobRow(job) {
     ? job.tier + " → " + job.served_tier : job.tier),
   cell("Created", h("time", { datetime: job.created_at }, when(job.created_at))),
   cell("Cost", usd(job.cost_usd)),
+  // A batch item's key (its file's relative path) is the only name of the image a job has.
   cell("Batch", job.batch_id
-    ? h("a", { href: "#/batches/" + job.batch_id, class: "mono",
-      "aria-label": "Batch " + job.batch_id.slice(0, 8) }, job.batch_id.slice(0, 8))
+    ? [h("a", { href: "#/batches/" + job.batch_id, class: "mono",
+      "aria-label": "Batch " + job.batch_id.slice(0, 8) }, job.batch_id.slice(0, 8)),
+    job.batch_key ? h("span", { class: "muted batch-key" }, " · " + job.batch_key) : null]
     : "–"));
 }
 
