@@ -121,6 +121,8 @@ export function renderJobs(root, query) {
 
   api("/v1/models", { signal: controller.signal }).then((body) => {
     for (const model of body.models || []) {
+      // A catalogue wildcard ("gemini-1.5-*") is never a job's model: nothing to filter by.
+      if (model.id.includes("*")) continue;
       if (model.id !== wanted) modelSelect.append(h("option", { value: model.id }, model.id));
     }
   }, () => {});
