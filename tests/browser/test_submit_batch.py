@@ -1,6 +1,6 @@
 """Many files from the Submit page: dropped files sent "as a batch" become one batch with an
 item per file keyed by its name, closed once all are added, and the page moves to the batch,
-which runs to the end; a chosen folder lists its images by relative path."""
+which runs to the end; a chosen folder lists its images by relative path, in order."""
 
 from __future__ import annotations
 
@@ -48,11 +48,14 @@ def test_chosen_folder_lists_its_images_by_relative_path(
 ) -> None:
     folder = tmp_path / "photos"
     (folder / "day2").mkdir(parents=True)
-    (folder / "a.png").write_bytes(scene_png(seed=110)[0])
-    (folder / "day2" / "b.png").write_bytes(scene_png(seed=111)[0])
+    png = scene_png(seed=110)[0]
+    for name in ("img10.png", "img2.png", "img1.png", "day2/b.png"):
+        (folder / name).write_bytes(png)
     (folder / "notes.txt").write_text("not an image", encoding="utf-8")
     sign_in(page, stack, route="#/submit")
     tid(page, "folder-input").set_input_files(folder)
-    expect(tid(page, "file-item")).to_have_count(2)
+    expect(tid(page, "file-item")).to_have_count(4)
     names = tid(page, "file-item").evaluate_all("items => items.map(i => i.dataset.name)")
-    assert sorted(names) == ["photos/a.png", "photos/day2/b.png"], names
+    # Sorted by path as people count: img2 before img10.
+    wanted = ["photos/day2/b.png", "photos/img1.png", "photos/img2.png", "photos/img10.png"]
+    assert names == wanted, names
