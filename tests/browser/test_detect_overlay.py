@@ -50,12 +50,14 @@ def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
     expect(options).to_have_count(len(detecting) + 1)
     assert options.evaluate_all("os => os.map(o => o.value)") == ["", *detecting]
     assert detecting[0] in options.nth(1).inner_text()
+    chosen = detecting[-1]
+    tid(page, "submit-model").select_option(chosen)
     tid(page, "submit-prompt").fill("shapes")
     expect(tid(page, "estimate")).to_have_attribute("data-state", "ready")
     truth = (
         api_client.post(
             "/v1/estimate",
-            data={"task": "detect", "prompt": "shapes"},
+            data={"task": "detect", "prompt": "shapes", "model": chosen},
             files=[("image", ("scene.png", png, "image/png"))],
         )
         .raise_for_status()
@@ -74,6 +76,7 @@ def test_dropped_scene_runs_as_detect_and_boxes_sit_on_the_shapes(
     assert job_id
     job = wait_job(api_client, job_id)
     assert job["task"] == "detect" and job["status"] == "succeeded", job
+    assert job["model"] == chosen and row.get_attribute("data-model") == chosen, job["model"]
     objects = job["result"]["objects"]
     assert_boxes_match(objects, shapes)
 
