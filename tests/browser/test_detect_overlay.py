@@ -9,6 +9,8 @@ box drew, whatever the image under it. That difference must lie on the rectangle
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import numpy as np
 
@@ -26,6 +28,7 @@ from tests.browser.drive import (
     sign_in,
     tid,
     wait_job,
+    wait_status,
 )
 from tests.browser.pixels import assert_box_drawn_at
 from tests.browser.stack import ConsoleStack
@@ -203,3 +206,41 @@ def test_multi_image_job_shows_each_image_in_its_tab(
     expect(tid(page, "overlay-image")).to_have_attribute("alt", "Input image 2")
     size = tid(page, "overlay-image").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert size == [300, 500], size
+
+
+def test_tabs_show_the_finished_job_after_a_live_update(
+    page, stack: ConsoleStack, api_client: httpx.Client, emulator_faults: Any
+) -> None:
+    # Opened while running, the page must show the finished job when the tabs switch back,
+    # not the running job it first rendered.
+    first = encode(random_scene(seed=26, width=640, height=480, count=2)[0], "PNG")
+    second = encode(random_scene(seed=27, width=320, height=240, count=1)[0], "PNG")
+    sign_in(page, stack)
+    with emulator_faults(hang_rate=1, hang_s=4):
+        job_id = (
+            api_client.post(
+                "/v1/jobs",
+                data={"task": "compare"},
+                files=[
+                    ("image", ("a.png", first, "image/png")),
+                    ("image", ("b.png", second, "image/png")),
+                ],
+            )
+            .raise_for_status()
+            .json()["id"]
+        )
+        open_job(page, job_id)
+        expect(tid(page, "image-tab")).to_have_count(2)
+        wait_status(page, "succeeded")
+    job = wait_job(api_client, job_id)
+    assert job["status"] == "succeeded", job
+    tabs = tid(page, "image-tab")
+    tabs.nth(1).click()
+    overlay = tid(page, "overlay")
+    expect(overlay).to_have_attribute("data-image-width", "320")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    tabs.nth(0).click()
+    expect(overlay).to_have_attribute("data-image-width", "640")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    expect(tid(page, "job-result-text")).to_be_visible()
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
