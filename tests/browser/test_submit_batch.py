@@ -1,6 +1,8 @@
 """Many files from the Submit page: dropped files sent "as a batch" become one batch with an
 item per file keyed by its name, closed once all are added, and the page moves to the batch,
-which runs to the end; a chosen folder lists its images by relative path, in order."""
+which runs to the end; a chosen folder lists its images by relative path, in order; a closed
+batch's name is replaced before any item is sent; a batch whose items failed to send is
+completed from the outcome's button."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.browser.drive import drop_files, expect, sign_in, tid
+from tests.browser.conftest import ConsoleLog
+from tests.browser.drive import drop_files, expect, new_batch, sign_in, tid
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png
 
@@ -59,3 +62,52 @@ def test_chosen_folder_lists_its_images_by_relative_path(
     # Sorted by path as people count: img2 before img10.
     wanted = ["photos/day2/b.png", "photos/img1.png", "photos/img2.png", "photos/img10.png"]
     assert names == wanted, names
+
+
+def test_closed_batch_name_is_replaced_before_any_item_is_sent(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    name = f"closed-{uuid.uuid4().hex[:8]}"
+    closed = new_batch(api_client, name, "caption")
+    api_client.post(f"/v1/batches/{closed}/close").raise_for_status()
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    sign_in(page, stack, route="#/submit")
+    one = ("one.png", scene_png(seed=130)[0], "image/png")
+    drop_files(page, '[data-testid="drop-zone"]', [one])
+    tid(page, "submit-task").select_option("caption")
+    tid(page, "submit-as-batch").set_checked(True)
+    tid(page, "submit-batch-name").fill(name)
+    tid(page, "submit-send").click()
+    expect(tid(page, "submit-error")).to_contain_text("press Send again")
+    expect(tid(page, "submit-batch-name")).to_have_value(re.compile(r"^console-"))
+    tid(page, "submit-send").click()
+    expect(page).to_have_url(re.compile(r"#/batches/[0-9a-f-]{36}$"))
+    assert page.url.rsplit("/", 1)[1] != closed
+    assert not [url for url in sent if f"/v1/batches/{closed}/items" in url], sent
+
+
+def test_batch_whose_items_failed_to_send_can_be_completed(
+    page, stack: ConsoleStack, api_client: httpx.Client, console_log: ConsoleLog
+) -> None:
+    console_log.expect(r"status of 503")  # the injected answers, logged by Chromium
+    files = [(f"part-{i}.png", scene_png(seed=140 + i)[0], "image/png") for i in range(3)]
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', files)
+    tid(page, "submit-task").select_option("caption")
+    tid(page, "submit-as-batch").set_checked(True)
+    name = f"partial-{uuid.uuid4().hex[:8]}"
+    tid(page, "submit-batch-name").fill(name)
+    page.route("**/v1/batches/*/items", lambda route: route.fulfill(status=503, body="{}"))
+    tid(page, "submit-send").click()
+    outcome = tid(page, "submit-outcome")
+    expect(outcome).to_contain_text("is open with 0 of 3 items")
+    link = tid(outcome, "outcome-batch")
+    batch_id = (link.get_attribute("href") or "").rsplit("/", 1)[1]
+    assert api_client.get(f"/v1/batches/{batch_id}").json()["state"] == "open"
+    page.unroute("**/v1/batches/*/items")
+    tid(outcome, "outcome-resume").click()
+    expect(page).to_have_url(re.compile(f"#/batches/{batch_id}$"))
+    expect(tid(page, "batch-page")).not_to_have_attribute("data-state", "open")
+    batch = api_client.get(f"/v1/batches/{batch_id}").json()
+    assert batch["item_count"] == 3 and batch["state"] != "open", batch
