@@ -10,6 +10,7 @@ import httpx
 
 from tests.browser.drive import (
     expect,
+    go,
     open_job,
     shot,
     sign_in,
@@ -77,3 +78,35 @@ def test_running_job_cancelled_from_its_page(
         expect(tid(page, "job-cancel")).to_be_disabled()
         expect(tid(page, "job-retry")).to_be_enabled()
     assert api_client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_nothing_runs_after_leaving_a_page_during_its_action(
+    page, stack: ConsoleStack, api_client: httpx.Client, emulator_faults: Any
+) -> None:
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    png, _ = scene_png(seed=43)
+    sign_in(page, stack)
+    with emulator_faults(hang_rate=1, hang_s=8):
+        job_id = submit(api_client, png, task="caption").raise_for_status().json()["id"]
+        open_job(page, job_id)
+        wait_status(page, "running", timeout_ms=20_000)
+        page.route("**/v1/jobs/*/cancel", hold)
+        tid(page, "job-cancel").click()
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "Cancel sent no request"
+        go(page, "#/submit")
+        expect(tid(page, "drop-zone")).to_be_attached()
+        later: list[str] = []
+        page.on("request", lambda request: later.append(request.url))
+        for route in held:
+            route.continue_()
+        page.wait_for_timeout(4000)  # a job page still alive would poll or refresh now
+    assert not [url for url in later if f"/v1/jobs/{job_id}" in url], later
+    assert "Refresh failed" not in (tid(page, "toast").text_content() or "")

@@ -50,9 +50,14 @@ def api_ids(client: httpx.Client, query: dict[str, str]) -> list[str]:
 
 
 def assert_list_is(page, client: httpx.Client, query: dict[str, str]) -> list[str]:
-    """The rows on screen are GET /v1/jobs?<query>'s first page, in its order."""
-    wanted = api_ids(client, query)
-    wait_until(lambda: shown_ids(page) == wanted, 15, f"rows for {query} = {wanted}")
+    """The rows on screen are GET /v1/jobs?<query>'s first page, in its order (read again
+    on each look: a job of an earlier test may still end meanwhile)."""
+
+    def same() -> tuple[list[str]] | None:
+        wanted = api_ids(client, query)
+        return (wanted,) if shown_ids(page) == wanted else None  # a tuple: [] is an answer
+
+    (wanted,) = wait_until(same, 15, f"rows for {query} = GET /v1/jobs")
     if not wanted:
         expect(tid(page, "jobs-empty")).to_be_visible()
     return wanted
