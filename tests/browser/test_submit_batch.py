@@ -2,13 +2,15 @@
 item per file keyed by its name, closed once all are added, and the page moves to the batch,
 which runs to the end; a chosen folder lists its images by relative path, in order; a closed
 batch's name is replaced before any item is sent; a batch whose items failed to send is
-completed from the outcome's button."""
+completed from the outcome's button; jobs that failed to send are listed and kept to send
+again."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -111,3 +113,34 @@ def test_batch_whose_items_failed_to_send_can_be_completed(
     expect(tid(page, "batch-page")).not_to_have_attribute("data-state", "open")
     batch = api_client.get(f"/v1/batches/{batch_id}").json()
     assert batch["item_count"] == 3 and batch["state"] != "open", batch
+
+
+def test_jobs_that_failed_to_send_are_listed_and_kept(
+    page, stack: ConsoleStack, console_log: ConsoleLog
+) -> None:
+    console_log.expect(r"status of 503")  # the injected answer, logged by Chromium
+    files = [(f"job-{i}.png", scene_png(seed=150 + i)[0], "image/png") for i in range(3)]
+    posts: list[str] = []
+
+    def second_fails(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        posts.append(route.request.url)
+        if len(posts) == 2:
+            body = '{"error": {"code": "unavailable", "message": "try again"}}'
+            route.fulfill(status=503, content_type="application/json", body=body)
+        else:
+            route.continue_()
+
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', files)
+    tid(page, "submit-task").select_option("caption")
+    page.route("**/v1/jobs", second_fails)
+    tid(page, "submit-send").click()
+    outcome = tid(page, "submit-outcome")
+    expect(outcome).to_contain_text("2 of 3 jobs sent")
+    expect(tid(outcome, "outcome-unsent").locator("li")).to_have_count(1)
+    expect(tid(tid(page, "submitted"), "job-row")).to_have_count(2)
+    tid(outcome, "outcome-keep-unsent").click()
+    expect(tid(page, "file-item")).to_have_count(1)
