@@ -3,7 +3,7 @@ item per file keyed by its name, closed once all are added, and the page moves t
 which runs to the end; a chosen folder lists its images by relative path, in order; a closed
 batch's name is replaced before any item is sent; a batch whose items failed to send is
 completed from the outcome's button; jobs that failed to send are listed and kept to send
-again."""
+again; sixty files draw their thumbnails only as they scroll into view."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from tests.browser.conftest import ConsoleLog
 from tests.browser.drive import drop_files, expect, new_batch, sign_in, tid
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png
+from visionq.emulator.shapes import encode
 
 
 def test_dropped_files_sent_as_a_closed_batch(
@@ -144,3 +146,37 @@ def test_jobs_that_failed_to_send_are_listed_and_kept(
     expect(tid(tid(page, "submitted"), "job-row")).to_have_count(2)
     tid(outcome, "outcome-keep-unsent").click()
     expect(tid(page, "file-item")).to_have_count(1)
+
+
+def test_sixty_files_draw_thumbnails_only_in_view(
+    page, stack: ConsoleStack, tmp_path: Path
+) -> None:
+    paths = []
+    for i in range(60):
+        path = tmp_path / f"tile-{i:02d}.png"
+        path.write_bytes(encode(Image.new("RGB", (64, 48), (i * 4, 100, 200)), "PNG"))
+        paths.append(path)
+    sign_in(page, stack, route="#/submit")
+    tid(page, "file-input").set_input_files(paths)
+    items = tid(page, "file-item")
+    expect(items).to_have_count(60)
+    drawn = page.locator('[data-testid="file-list"] canvas.thumb[data-drawn="true"]')
+    expect(drawn.first).to_be_attached()
+    page.wait_for_timeout(300)
+    first = drawn.count()
+    assert 0 < first < 60, f"{first} of 60 thumbnails drawn before any scrolling"
+    tid(page, "file-list").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+    last = page.locator('[data-testid="file-item"]:last-child canvas[data-drawn="true"]')
+    expect(last).to_have_count(1)
+    assert drawn.count() > first
+    assert tid(page, "file-list").locator("img").count() == 0  # no object URL per file
+
+    # Removing one row keeps the other rows (the same nodes, in order).
+    third = items.nth(2).element_handle()
+    items.nth(1).get_by_role("button").click()
+    expect(items).to_have_count(59)
+    assert items.nth(1).evaluate("(li, kept) => li === kept", third)
+    # Choosing a listed file again adds nothing.
+    tid(page, "file-input").set_input_files(paths[:1])
+    page.wait_for_timeout(300)
+    expect(items).to_have_count(59)
