@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.browser.conftest import ConsoleLog
-from tests.browser.drive import expect, open_console, shot, sign_in, tid, wait_job
+from tests.browser.drive import expect, go, open_console, shot, sign_in, tid, wait_job
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png, submit
 
@@ -85,3 +85,10 @@ def test_each_tenant_sees_only_its_own_jobs(page, stack: ConsoleStack) -> None:
     expect(rows.first).to_be_visible()
     shown = rows.evaluate_all("rows => rows.map(r => r.dataset.jobId)")
     assert theirs in shown and mine not in shown, shown
+
+
+def test_status_message_goes_with_a_route_change(page, stack: ConsoleStack) -> None:
+    sign_in(page, stack)
+    expect(tid(page, "toast")).not_to_be_empty()  # "Signed in."
+    go(page, "#/batches")
+    expect(tid(page, "toast")).to_be_empty(timeout=1_500)
