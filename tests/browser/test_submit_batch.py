@@ -2,7 +2,7 @@
 item per file keyed by its name, closed once all are added, and the page moves to the batch,
 which runs to the end; a chosen folder lists its images by relative path, in order; a closed
 batch's name is replaced before any item is sent; a batch whose items failed to send is
-completed from the outcome's button; jobs that failed to send are listed and kept to send
+completed from the outcome's button, one that failed to close can be cancelled from it; jobs that failed to send are listed and kept to send
 again; sixty files draw their thumbnails only as they scroll into view."""
 
 from __future__ import annotations
@@ -180,3 +180,24 @@ def test_sixty_files_draw_thumbnails_only_in_view(
     tid(page, "file-input").set_input_files(paths[:1])
     page.wait_for_timeout(300)
     expect(items).to_have_count(59)
+
+
+def test_batch_that_failed_to_close_can_be_cancelled(
+    page, stack: ConsoleStack, api_client: httpx.Client, console_log: ConsoleLog
+) -> None:
+    console_log.expect(r"status of 503")  # the injected answer, logged by Chromium
+    files = [(f"close-{i}.png", scene_png(seed=160 + i)[0], "image/png") for i in range(2)]
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', files)
+    tid(page, "submit-task").select_option("caption")
+    tid(page, "submit-as-batch").set_checked(True)
+    tid(page, "submit-batch-name").fill(f"noclose-{uuid.uuid4().hex[:8]}")
+    page.route("**/v1/batches/*/close", lambda route: route.fulfill(status=503, body="{}"))
+    tid(page, "submit-send").click()
+    outcome = tid(page, "submit-outcome")
+    expect(outcome).to_contain_text("closing it failed")
+    expect(tid(outcome, "outcome-resume")).to_have_count(0)
+    tid(outcome, "outcome-cancel").click()
+    expect(tid(page, "batch-page")).to_have_attribute("data-state", "cancelled")
+    batch_id = tid(page, "batch-page").get_attribute("data-batch-id")
+    assert api_client.get(f"/v1/batches/{batch_id}").json()["state"] == "cancelled"
