@@ -2,8 +2,9 @@
 item per file keyed by its name, closed once all are added, and the page moves to the batch,
 which runs to the end; a chosen folder lists its images by relative path, in order; a closed
 batch's name is replaced before any item is sent; a batch whose items failed to send is
-completed from the outcome's button, one that failed to close can be cancelled from it; jobs that failed to send are listed and kept to send
-again; sixty files draw their thumbnails only as they scroll into view."""
+completed from the outcome's button, one that failed to close can be cancelled from it; jobs
+that failed to send are listed and kept to send again; sixty files draw their thumbnails
+only as they scroll into view."""
 
 from __future__ import annotations
 
