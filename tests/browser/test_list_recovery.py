@@ -1,5 +1,6 @@
 """The jobs list under a flaky network: a failed load offers a retry and recovers on its
-own, and an answer for filters no longer chosen never lands over the current ones."""
+own, and an answer for filters no longer chosen (a first page or a "Load more") never lands
+over the current ones."""
 
 from __future__ import annotations
 
@@ -56,3 +57,40 @@ def test_answer_for_old_filters_never_lands(
     page.wait_for_timeout(1000)  # the late answer arrives now
     tasks = tid(page, "job-row").evaluate_all("rows => rows.map(r => r.dataset.task)")
     assert tasks and set(tasks) == {"detect"}, tasks
+
+
+def test_late_load_more_never_lands_after_a_filter_change(
+    page, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    png = scene_png(seed=122)[0]
+    for task in ("caption", "caption", "detect", "detect"):
+        wait_job(api_client, submit(api_client, png, task=task).json()["id"])
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    sign_in(page, stack)
+    go(page, "#/jobs?task=caption&limit=1")
+    expect(tid(page, "job-row")).to_have_count(1)
+    page.route("**/v1/jobs?*cursor=*", hold)
+    tid(page, "jobs-more").click()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "Load more sent no request"
+    tid(page, "filter-task").select_option("detect")
+    expect(tid(page, "job-row").first).to_have_attribute("data-task", "detect")
+    for route in held:
+        route.continue_()
+    page.unroute("**/v1/jobs?*cursor=*")
+    page.wait_for_timeout(1000)  # the late caption page arrives now
+    tasks = tid(page, "job-row").evaluate_all("rows => rows.map(r => r.dataset.task)")
+    assert tasks == ["detect"], tasks
+    with page.expect_request("**/v1/jobs?*cursor=*") as more:
+        tid(page, "jobs-more").click()
+    assert "task=detect" in more.value.url, more.value.url
+    expect(tid(page, "job-row")).to_have_count(2)
+    tasks = tid(page, "job-row").evaluate_all("rows => rows.map(r => r.dataset.task)")
+    assert tasks == ["detect", "detect"], tasks
