@@ -50,6 +50,10 @@ def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"VISIONQ_WEBHOOK_RETRY_WINDOW_S": "600"}, "VISIONQ_WEBHOOK_RETRY_WINDOW_S (600)"),
         ({"VISIONQ_WEBHOOK_DISABLE_AFTER_S": "30"}, "greater than or equal to 60"),
         ({"VISIONQ_WORKER_METRICS_PORT": "70000"}, "less than or equal to 65535"),
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "https://ui.example/"}, "without a path"),
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "ui.example"}, "'ui.example' is not an origin"),
+        ({"VISIONQ_CORS_ALLOW_ORIGINS": "[https://x]"}, "a JSON list of origins"),
+        ({"VISIONQ_CORS_MAX_AGE_S": "86401"}, "less than or equal to 86400"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_do(
@@ -91,21 +95,3 @@ def test_cors_origins_are_parsed(
     settings = get_settings()
     assert settings.cors_allow_origins == origins
     assert settings.cors_max_age_s == 0 and not settings.console_enabled
-
-
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        ({"VISIONQ_CORS_ALLOW_ORIGINS": "https://ui.example/"}, "without a path"),
-        ({"VISIONQ_CORS_ALLOW_ORIGINS": "ui.example"}, "'ui.example' is not an origin"),
-        ({"VISIONQ_CORS_ALLOW_ORIGINS": "[https://x]"}, "a JSON list of origins"),
-        ({"VISIONQ_CORS_MAX_AGE_S": "86401"}, "less than or equal to 86400"),
-    ],
-)
-def test_bad_cors_values_say_what_to_give(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
-) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(ValidationError, match=re.escape(message)):
-        get_settings()
