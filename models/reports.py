@@ -146,13 +146,20 @@ def spend_cells(jobs: list[Job], sources: Mapping[str, int] | None = None) -> li
     counted as :func:`spend_by` counts."""
     cells: dict[tuple[str, str, str], SpendCell] = {}
     for job in jobs:
-        day, model, tier = _key(job, "day"), job.model, tier_of(job)
-        cell = cells.setdefault(
-            (day, model, tier),
-            SpendCell(key=f"{day}/{model}/{tier}", day=day, model=model, tier=tier),
-        )
-        _add(cell, job, sources)
+        _add_to_cell(cells, job, sources)
     return [cells[key] for key in sorted(cells)]
+
+
+def _add_to_cell(
+    cells: dict[tuple[str, str, str], SpendCell], job: Job, sources: Mapping[str, int] | None
+) -> None:
+    """Count ``job`` into its (UTC day finished, model, served tier) cell, made on first use."""
+    day, model, tier = _key(job, "day"), job.model, tier_of(job)
+    cell = cells.setdefault(
+        (day, model, tier),
+        SpendCell(key=f"{day}/{model}/{tier}", day=day, model=model, tier=tier),
+    )
+    _add(cell, job, sources)
 
 
 # Finished jobs read per query by :func:`spending`: its memory is bounded by this, not by
@@ -222,12 +229,7 @@ def spending(
     for jobs in _finished_pages(session, since=since, tenant=tenant, page=page):
         sources = cache_sources(session, jobs)
         for job in jobs:
-            day, model, tier = _key(job, "day"), job.model, tier_of(job)
-            cell = cells.setdefault(
-                (day, model, tier),
-                SpendCell(key=f"{day}/{model}/{tier}", day=day, model=model, tier=tier),
-            )
-            _add(cell, job, sources)
+            _add_to_cell(cells, job, sources)
             _add(total, job, sources)
             if not job.cached_from:
                 _count_error(errors, observation_of(job.model, job.estimate, job.usage))
