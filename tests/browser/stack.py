@@ -8,14 +8,13 @@ jobs against an emulator no other test shares, whose faults the tests change at 
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.services import visionq_command
+from tests.integration.conftest import _create_key
 from visionq.cli.stackbuild import StackBuilder
 
 # The tenants with keys: the console signs in as the first, the second must see none of it.
@@ -64,17 +63,6 @@ class ConsoleStack:
 
     def stop(self) -> None:
         self.builder.stop()
-
-
-def _create_key(env: dict[str, str], tenant: str) -> str:
-    done = subprocess.run(
-        visionq_command("keys", "create", f"{tenant}-key", "--tenant", tenant),
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def console_stack(workdir: Path) -> ConsoleStack:
