@@ -173,23 +173,26 @@ def test_heic_input_is_shown_with_its_boxes(
     expect(tid(page, "overlay-object")).to_have_count(2)
 
 
+def submit_compare(client: httpx.Client, first: bytes, second: bytes) -> str:
+    """POST a compare job of two PNGs (a.png, b.png); its id."""
+    answer = client.post(
+        "/v1/jobs",
+        data={"task": "compare"},
+        files=[
+            ("image", ("a.png", first, "image/png")),
+            ("image", ("b.png", second, "image/png")),
+        ],
+    )
+    job_id: str = answer.raise_for_status().json()["id"]
+    return job_id
+
+
 def test_multi_image_job_shows_each_image_in_its_tab(
     page, stack: ConsoleStack, api_client: httpx.Client
 ) -> None:
     first = encode(random_scene(seed=24, width=640, height=480, count=1)[0], "PNG")
     second = encode(random_scene(seed=25, width=300, height=500, count=1)[0], "PNG")
-    job_id = (
-        api_client.post(
-            "/v1/jobs",
-            data={"task": "compare"},
-            files=[
-                ("image", ("a.png", first, "image/png")),
-                ("image", ("b.png", second, "image/png")),
-            ],
-        )
-        .raise_for_status()
-        .json()["id"]
-    )
+    job_id = submit_compare(api_client, first, second)
     assert wait_job(api_client, job_id)["status"] == "succeeded"
     sign_in(page, stack)
     open_job(page, job_id)
@@ -217,18 +220,7 @@ def test_tabs_show_the_finished_job_after_a_live_update(
     second = encode(random_scene(seed=27, width=320, height=240, count=1)[0], "PNG")
     sign_in(page, stack)
     with emulator_faults(hang_rate=1, hang_s=4):
-        job_id = (
-            api_client.post(
-                "/v1/jobs",
-                data={"task": "compare"},
-                files=[
-                    ("image", ("a.png", first, "image/png")),
-                    ("image", ("b.png", second, "image/png")),
-                ],
-            )
-            .raise_for_status()
-            .json()["id"]
-        )
+        job_id = submit_compare(api_client, first, second)
         open_job(page, job_id)
         expect(tid(page, "image-tab")).to_have_count(2)
         wait_status(page, "succeeded")
