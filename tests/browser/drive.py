@@ -24,7 +24,7 @@ from PIL import Image
 from tests.browser.stack import ConsoleStack
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, Route
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where screenshots go (a CI artifact); two of them are copied into docs/ by hand.
@@ -154,6 +154,29 @@ def assert_no_leaked_values(page: Page, where: str) -> None:
     text = page.locator("body").inner_text()
     leaked = re.findall(r"\b(?:null|undefined|NaN)\b|\[object \w+\]", text)
     assert not leaked, f"{where} shows JavaScript values as text: {leaked}"
+
+
+def hold_requests(page: Page, pattern: str) -> list[Route]:
+    """Hold every request matching ``pattern`` unanswered until the test continues it."""
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # a plain function: Playwright cannot wrap a bound builtin
+        held.append(route)
+
+    page.route(pattern, hold)
+    return held
+
+
+def wait_held(page: Page, held: list[Route], what: str) -> None:
+    """Wait up to 5 s until a request is held (``what`` names the one that never came).
+
+    Polled with page.wait_for_timeout: Playwright runs route handlers only inside its calls.
+    """
+    for _ in range(100):
+        if held:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(what)
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60, what: str = "") -> Any:

@@ -11,10 +11,12 @@ import httpx
 from tests.browser.drive import (
     expect,
     go,
+    hold_requests,
     open_job,
     shot,
     sign_in,
     tid,
+    wait_held,
     wait_job,
     wait_status,
 )
@@ -83,24 +85,15 @@ def test_running_job_cancelled_from_its_page(
 def test_nothing_runs_after_leaving_a_page_during_its_action(
     page, stack: ConsoleStack, api_client: httpx.Client, emulator_faults: Any
 ) -> None:
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
     png, _ = scene_png(seed=43)
     sign_in(page, stack)
     with emulator_faults(hang_rate=1, hang_s=8):
         job_id = submit(api_client, png, task="caption").raise_for_status().json()["id"]
         open_job(page, job_id)
         wait_status(page, "running", timeout_ms=20_000)
-        page.route("**/v1/jobs/*/cancel", hold)
+        held = hold_requests(page, "**/v1/jobs/*/cancel")
         tid(page, "job-cancel").click()
-        for _ in range(100):
-            if held:
-                break
-            page.wait_for_timeout(50)
-        assert held, "Cancel sent no request"
+        wait_held(page, held, "Cancel sent no request")
         go(page, "#/submit")
         expect(tid(page, "drop-zone")).to_be_attached()
         later: list[str] = []

@@ -4,12 +4,10 @@ over the current ones."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
 from tests.browser.conftest import ConsoleLog
-from tests.browser.drive import expect, go, sign_in, tid, wait_job
+from tests.browser.drive import expect, go, hold_requests, sign_in, tid, wait_held, wait_job
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png, submit
 
@@ -36,20 +34,11 @@ def test_answer_for_old_filters_never_lands(
     png = scene_png(seed=121)[0]
     for task in ("caption", "detect"):
         wait_job(api_client, submit(api_client, png, task=task).json()["id"])
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
     sign_in(page, stack)
     expect(tid(page, "job-row").first).to_be_visible()
-    page.route("**/v1/jobs?*task=caption*", hold)
+    held = hold_requests(page, "**/v1/jobs?*task=caption*")
     tid(page, "filter-task").select_option("caption")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the list never asked for the caption jobs"
+    wait_held(page, held, "the list never asked for the caption jobs")
     tid(page, "filter-task").select_option("detect")
     expect(tid(page, "job-row").first).to_have_attribute("data-task", "detect")
     for route in held:
@@ -65,21 +54,12 @@ def test_late_load_more_never_lands_after_a_filter_change(
     png = scene_png(seed=122)[0]
     for task in ("caption", "caption", "detect", "detect"):
         wait_job(api_client, submit(api_client, png, task=task).json()["id"])
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        held.append(route)
-
     sign_in(page, stack)
     go(page, "#/jobs?task=caption&limit=1")
     expect(tid(page, "job-row")).to_have_count(1)
-    page.route("**/v1/jobs?*cursor=*", hold)
+    held = hold_requests(page, "**/v1/jobs?*cursor=*")
     tid(page, "jobs-more").click()
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "Load more sent no request"
+    wait_held(page, held, "Load more sent no request")
     tid(page, "filter-task").select_option("detect")
     expect(tid(page, "job-row").first).to_have_attribute("data-task", "detect")
     for route in held:

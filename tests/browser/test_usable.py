@@ -4,7 +4,6 @@ on every control, and the keyboard path from the skip link to a job and its zoom
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +14,12 @@ from tests.browser.drive import (
     assert_no_leaked_values,
     expect,
     go,
+    hold_requests,
     new_batch,
     open_console,
     sign_in,
     tid,
+    wait_held,
     wait_job,
 )
 from tests.browser.stack import ConsoleStack
@@ -148,19 +149,11 @@ def test_keyboard_from_skip_link_to_a_job_and_its_zoom(
 def test_leaving_a_job_page_before_its_image_arrives_logs_nothing(
     page, stack: ConsoleStack, seeded: dict[str, str]
 ) -> None:
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:  # the image answers when the test releases it
-        held.append(route)
-
-    page.route("**/v1/jobs/*/images/*", hold)
+    # The image answers when the test releases it.
+    held = hold_requests(page, "**/v1/jobs/*/images/*")
     sign_in(page, stack)
     go(page, f"#/jobs/{seeded['job']}")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the job page never asked for its image"
+    wait_held(page, held, "the job page never asked for its image")
     go(page, "#/submit")
     expect(tid(page, "drop-zone")).to_be_attached()
     for route in held:
