@@ -4,7 +4,7 @@ retry delay, and can be retried from the page; a running job can be cancelled fr
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,6 +22,9 @@ from tests.browser.drive import (
 )
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png, submit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 def test_failed_attempts_shown_then_retried(
@@ -65,15 +68,21 @@ def test_failed_attempts_shown_then_retried(
     assert api_client.get(f"/v1/jobs/{new_id}").json()["retry_of"] == job_id
 
 
+def open_running_job(page: Page, client: httpx.Client, seed: int) -> str:
+    """Submit a caption job and open its page once running (the emulator hangs); its id."""
+    png, _ = scene_png(seed=seed)
+    job_id: str = submit(client, png, task="caption").raise_for_status().json()["id"]
+    open_job(page, job_id)
+    wait_status(page, "running", timeout_ms=20_000)
+    return job_id
+
+
 def test_running_job_cancelled_from_its_page(
     page, stack: ConsoleStack, api_client: httpx.Client, emulator_faults: Any
 ) -> None:
-    png, _ = scene_png(seed=42)
     sign_in(page, stack)
     with emulator_faults(hang_rate=1, hang_s=15):
-        job_id = submit(api_client, png, task="caption").raise_for_status().json()["id"]
-        open_job(page, job_id)
-        wait_status(page, "running", timeout_ms=20_000)
+        job_id = open_running_job(page, api_client, seed=42)
         expect(tid(page, "job-retry")).to_be_disabled()
         tid(page, "job-cancel").click()
         wait_status(page, "cancelled", timeout_ms=15_000)
@@ -85,12 +94,9 @@ def test_running_job_cancelled_from_its_page(
 def test_nothing_runs_after_leaving_a_page_during_its_action(
     page, stack: ConsoleStack, api_client: httpx.Client, emulator_faults: Any
 ) -> None:
-    png, _ = scene_png(seed=43)
     sign_in(page, stack)
     with emulator_faults(hang_rate=1, hang_s=8):
-        job_id = submit(api_client, png, task="caption").raise_for_status().json()["id"]
-        open_job(page, job_id)
-        wait_status(page, "running", timeout_ms=20_000)
+        job_id = open_running_job(page, api_client, seed=43)
         held = hold_requests(page, "**/v1/jobs/*/cancel")
         tid(page, "job-cancel").click()
         wait_held(page, held, "Cancel sent no request")
