@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from PIL import Image
@@ -21,6 +21,20 @@ from tests.browser.drive import drop_files, expect, new_batch, sign_in, tid
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png
 from visionq.emulator.shapes import encode
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+
+def fill_caption_batch(
+    page: Page, stack: ConsoleStack, files: list[tuple[str, bytes, str]], name: str
+) -> None:
+    """Sign in on Submit, drop ``files`` and fill the form: caption, as a batch named ``name``."""
+    sign_in(page, stack, route="#/submit")
+    drop_files(page, '[data-testid="drop-zone"]', files)
+    tid(page, "submit-task").select_option("caption")
+    tid(page, "submit-as-batch").set_checked(True)
+    tid(page, "submit-batch-name").fill(name)
 
 
 def test_dropped_files_sent_as_a_closed_batch(
@@ -77,12 +91,7 @@ def test_closed_batch_name_is_replaced_before_any_item_is_sent(
     api_client.post(f"/v1/batches/{closed}/close").raise_for_status()
     sent: list[str] = []
     page.on("request", lambda request: sent.append(request.url))
-    sign_in(page, stack, route="#/submit")
-    one = ("one.png", scene_png(seed=130)[0], "image/png")
-    drop_files(page, '[data-testid="drop-zone"]', [one])
-    tid(page, "submit-task").select_option("caption")
-    tid(page, "submit-as-batch").set_checked(True)
-    tid(page, "submit-batch-name").fill(name)
+    fill_caption_batch(page, stack, [("one.png", scene_png(seed=130)[0], "image/png")], name)
     tid(page, "submit-send").click()
     expect(tid(page, "submit-error")).to_contain_text("press Send again")
     expect(tid(page, "submit-batch-name")).to_have_value(re.compile(r"^console-"))
@@ -97,12 +106,8 @@ def test_batch_whose_items_failed_to_send_can_be_completed(
 ) -> None:
     console_log.expect(r"status of 503")  # the injected answers, logged by Chromium
     files = [(f"part-{i}.png", scene_png(seed=140 + i)[0], "image/png") for i in range(3)]
-    sign_in(page, stack, route="#/submit")
-    drop_files(page, '[data-testid="drop-zone"]', files)
-    tid(page, "submit-task").select_option("caption")
-    tid(page, "submit-as-batch").set_checked(True)
     name = f"partial-{uuid.uuid4().hex[:8]}"
-    tid(page, "submit-batch-name").fill(name)
+    fill_caption_batch(page, stack, files, name)
     page.route("**/v1/batches/*/items", lambda route: route.fulfill(status=503, body="{}"))
     tid(page, "submit-send").click()
     outcome = tid(page, "submit-outcome")
@@ -188,11 +193,7 @@ def test_batch_that_failed_to_close_can_be_cancelled(
 ) -> None:
     console_log.expect(r"status of 503")  # the injected answer, logged by Chromium
     files = [(f"close-{i}.png", scene_png(seed=160 + i)[0], "image/png") for i in range(2)]
-    sign_in(page, stack, route="#/submit")
-    drop_files(page, '[data-testid="drop-zone"]', files)
-    tid(page, "submit-task").select_option("caption")
-    tid(page, "submit-as-batch").set_checked(True)
-    tid(page, "submit-batch-name").fill(f"noclose-{uuid.uuid4().hex[:8]}")
+    fill_caption_batch(page, stack, files, f"noclose-{uuid.uuid4().hex[:8]}")
     page.route("**/v1/batches/*/close", lambda route: route.fulfill(status=503, body="{}"))
     tid(page, "submit-send").click()
     outcome = tid(page, "submit-outcome")
