@@ -24,6 +24,18 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The drawing itself is hidden from assistive technology: the figure's summary and the
+// table below it carry the values.
+function chartSvg(width, height) {
+  return svg("svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    class: "chart-svg",
+    preserveAspectRatio: "xMidYMid meet",
+    "aria-hidden": "true",
+    focusable: "false",
+  });
+}
+
 function html(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -113,13 +125,7 @@ export function stackedBars(figure, { days, series, value, unit = "", title = ""
           `; ${series.length} series. The table below lists every value.`
       : "No data.",
   );
-  const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${height}`,
-    class: "chart-svg",
-    preserveAspectRatio: "xMidYMid meet",
-    "aria-hidden": "true",
-    focusable: "false",
-  });
+  const chart = chartSvg(width, height);
   // Horizontal grid lines with their values, at quarters of the axis maximum.
   const digits = stepDigits(top / 4);
   for (let i = 0; i <= 4; i += 1) {
@@ -189,13 +195,7 @@ export function hBars(figure, { rows, unit = "", title = "" }) {
       ? rows.map((r) => `${r.label}: ${formatValue(Number(r.value) || 0, unit)}`).join("; ")
       : "No data.",
   );
-  const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${height}`,
-    class: "chart-svg",
-    preserveAspectRatio: "xMidYMid meet",
-    "aria-hidden": "true",
-    focusable: "false",
-  });
+  const chart = chartSvg(width, height);
   rows.forEach((row, i) => {
     const amount = Number(row.value) || 0;
     const y = pad.top + i * rowH;
