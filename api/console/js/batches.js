@@ -219,22 +219,19 @@ export function renderBatch(root, { id }) {
     show(result.batch);
     watch();
   }));
-  const close = button("batch-close", "Close batch", act("Close", async () => {
-    const next = await api(`/v1/batches/${id}/close`, { method: "POST",
+  // Close and Cancel: POST /v1/batches/{id}/{path}, then show the batch it answers.
+  const post = (what, path, done) => act(what, async () => {
+    const next = await api(`/v1/batches/${id}/${path}`, { method: "POST",
       signal: controller.signal });
     if (gone()) return;
     show(next);
-    announce("Batch closed: no more items can be added.");
+    announce(done);
     watch();
-  }));
-  const cancel = button("batch-cancel", "Cancel batch", act("Cancel", async () => {
-    const next = await api(`/v1/batches/${id}/cancel`, { method: "POST",
-      signal: controller.signal });
-    if (gone()) return;
-    show(next);
-    announce("Batch cancelled.");
-    watch();
-  }));
+  });
+  const close = button("batch-close", "Close batch",
+    post("Close", "close", "Batch closed: no more items can be added."));
+  const cancel = button("batch-cancel", "Cancel batch",
+    post("Cancel", "cancel", "Batch cancelled."));
   const page = h("section", { class: "page batch-page", "data-testid": "batch-page",
     "data-batch-id": id, "aria-busy": "true" },
   title,
