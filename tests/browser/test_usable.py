@@ -4,6 +4,7 @@ on every control, and the keyboard path from the skip link to a job and its zoom
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -160,3 +161,27 @@ def test_leaving_a_job_page_before_its_image_arrives_logs_nothing(
         route.continue_()
     page.wait_for_timeout(1000)  # the fetch ends; a revoked URL would fail to load now
     # The collector fails the test at teardown if the revoked URL was loaded (finding 1).
+
+
+def test_job_image_is_revalidated_not_sent_again(
+    page, stack: ConsoleStack, seeded: dict[str, str]
+) -> None:
+    # Image bytes go through the HTTP cache (JSON does not): a job page opened again asks for
+    # its image with the ETag it was given (the API answers 304 without the bytes).
+    images: list[Any] = []
+    page.on(
+        "response", lambda response: images.append(response) if "/images/" in response.url else None
+    )
+    ready = '[data-testid="overlay"][data-ready="true"]'
+    sign_in(page, stack)
+    go(page, f"#/jobs/{seeded['job']}")
+    page.locator(ready).wait_for()
+    go(page, "#/jobs")
+    expect(tid(page, "job-row").first).to_be_visible()
+    go(page, f"#/jobs/{seeded['job']}")
+    page.locator(ready).wait_for()
+    assert len(images) == 2, [r.url for r in images]
+    assert images[0].status == 200
+    # Chromium reports the cached copy (200) to the page; the conditional request is the proof.
+    etag = images[0].all_headers()["etag"]
+    assert images[1].request.all_headers().get("if-none-match") == etag

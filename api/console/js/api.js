@@ -38,8 +38,11 @@ function authHeaders(extra) {
   return headers;
 }
 
-async function send(path, { method = "GET", json, form, headers, signal } = {}) {
-  const init = { method, headers: authHeaders(headers), signal, cache: "no-store" };
+// JSON is read fresh each time (no-store); image bytes pass cache: "default" so the
+// browser keeps them and revalidates with the route's ETag (a 304 reuses the copy).
+async function send(path, options = {}) {
+  const { method = "GET", json, form, headers, signal, cache = "no-store" } = options;
+  const init = { method, headers: authHeaders(headers), signal, cache };
   if (json !== undefined) {
     init.headers.set("Content-Type", "application/json");
     init.body = JSON.stringify(json);
@@ -89,7 +92,7 @@ const blobs = new Map(); // path -> Promise<object URL>, for this page
 export function blobUrl(path) {
   let url = blobs.get(path);
   if (!url) {
-    url = send(path).then(async (response) => URL.createObjectURL(await response.blob()));
+    url = send(path, { cache: "default" }).then(async (response) => URL.createObjectURL(await response.blob()));
     url.catch(() => blobs.delete(path)); // a failed fetch may be retried later
     blobs.set(path, url);
   }
