@@ -229,3 +229,19 @@ def two_models(client: httpx.Client) -> tuple[str, str]:
     ]
     assert len(fit) >= 2, models
     return fit[0], fit[1]
+
+
+def contrast(locator: Locator) -> float:
+    """The WCAG contrast ratio of the element's text colour on its own background colour."""
+    ratio: float = locator.evaluate(
+        """el => {
+            const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+            const lum = (c) => { const [r, g, b] = rgb(c).map((v) => { v /= 255;
+                return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+            const style = getComputedStyle(el);
+            const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
+            return (a + 0.05) / (b + 0.05);
+        }"""
+    )
+    return ratio

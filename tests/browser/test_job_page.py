@@ -1,0 +1,67 @@
+"""The job page as a user meets it (second user trial, issue 22 review 2): a loading state
+on a slow API, nothing but a message for a job the key cannot see, the classify and custom
+answers, the selected image tab, and label chips that fit their text and do not pile up.
+
+Answers are slowed (held) or rewritten with ``page.route``, as the trial did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.drive import (
+    contrast,
+    expect,
+    open_job,
+    sign_in,
+    tid,
+    wait_job,
+)
+from tests.browser.stack import ConsoleStack
+from tests.integration.helpers import scene_png, submit
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"count": {"type": "integer"}, "colours": {"type": "array"}},
+    "required": ["count"],
+}
+
+
+@pytest.fixture(scope="module")
+def jobs(stack: ConsoleStack) -> dict[str, str]:
+    """Finished jobs of the console tenant: detect (12 objects), classify, custom, compare."""
+    with stack.client() as client:
+        png, _ = scene_png(seed=2201, width=1024, height=768, count=12)
+        small, _ = scene_png(seed=2202)
+        other, _ = scene_png(seed=2203, width=300, height=400)
+        sent = {
+            "detect": submit(client, png, task="detect"),
+            "classify": submit(client, small, task="classify", labels="shapes,photo"),
+            "custom": submit(client, small, task="custom", prompt="Count", schema=SCHEMA),
+            "compare": submit(client, [small, other], task="compare"),
+        }
+        ids = {task: answer.raise_for_status().json()["id"] for task, answer in sent.items()}
+        for job_id in ids.values():
+            assert wait_job(client, job_id)["status"] == "succeeded"
+    return ids
+
+
+def test_selected_image_tab_stands_out(
+    page: Any, stack: ConsoleStack, jobs: dict[str, str]
+) -> None:
+    sign_in(page, stack)
+    open_job(page, jobs["compare"])
+    tabs = tid(page, "image-tab")
+    expect(tabs).to_have_count(2)
+    tabs.nth(1).click()  # the pointer stays on it: hovered and selected
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    assert contrast(tabs.nth(1)) >= 4.5
+    page.mouse.move(0, 0)
+    assert contrast(tabs.nth(1)) >= 4.5
+    assert contrast(tabs.nth(0)) >= 4.5
+    selected, other = (
+        tabs.nth(i).evaluate("el => getComputedStyle(el).backgroundColor") for i in (1, 0)
+    )
+    assert selected != other, "the selected tab looks like the others"
