@@ -198,7 +198,7 @@ export function renderSubmit(root) {
         approx: scale !== 1,
       };
       const warnings = answers.flatMap((a) => a.warnings || []).map((w) => w.message);
-      const note = (found.approx ? `≈, from ${asked.length} of ${all.length} jobs. ` : "") +
+      const note = (found.approx ? `(from ${asked.length} of ${all.length} jobs) ` : "") +
         (known ? "" : `${answers.find((a) => !a.known)?.reason || "No price known."} `) +
         [...new Set(warnings)].join(" ");
       const count = `${all.length} job${all.length === 1 ? "" : "s"}.`;

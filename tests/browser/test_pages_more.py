@@ -1,0 +1,38 @@
+"""The second user trial's page fixes (issue 22 review 2, and review 1 #14, #18): the Submit
+page names each sent job's file, the estimate reads cleanly when extrapolated, Cancel batch
+asks first, exports carry the batch id, the spending chart opens on the newest days at
+phone width, the jobs list's time filters take minutes and can be skipped, its Model
+filter groups retired models apart, and phone cards are compact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser.drive import (
+    drop_files,
+    expect,
+    sign_in,
+    tid,
+)
+from tests.browser.stack import ConsoleStack
+from tests.integration.helpers import scene_png
+
+
+def drop_shots(page: Any, count: int) -> list[str]:
+    """Drop ``count`` small scenes named shot1.png ... on the Submit page; their names."""
+    png, _ = scene_png(71, width=160, height=120, count=1)
+    names = [f"shot{i}.png" for i in range(1, count + 1)]
+    drop_files(page, '[data-testid="drop-zone"]', [(n, png, "image/png") for n in names])
+    return names
+
+
+def test_extrapolated_estimate_reads_cleanly(page: Any, stack: ConsoleStack) -> None:
+    """21 files, one more than the estimate samples: it says it extrapolated, no "≈,"."""
+    sign_in(page, stack, route="#/submit")
+    drop_shots(page, 21)
+    estimate = tid(page, "estimate")
+    expect(estimate).to_have_attribute("data-state", "ready", timeout=30_000)
+    text = estimate.inner_text()
+    assert "≈," not in text, text
+    assert "(from 20 of 21 jobs)" in text, text
+    assert tid(estimate, "estimate-tokens").inner_text().startswith("≈ "), text
