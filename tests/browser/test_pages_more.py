@@ -36,3 +36,19 @@ def test_extrapolated_estimate_reads_cleanly(page: Any, stack: ConsoleStack) -> 
     assert "≈," not in text, text
     assert "(from 20 of 21 jobs)" in text, text
     assert tid(estimate, "estimate-tokens").inner_text().startswith("≈ "), text
+
+
+def test_submitted_jobs_show_their_files_in_file_order(page: Any, stack: ConsoleStack) -> None:
+    """Send lists each job with the file it was made from, in the files' order, and keeps
+    the name when the live poll redraws the row."""
+    sign_in(page, stack, route="#/submit")
+    names = drop_shots(page, 6)
+    expect(tid(page, "submit-send")).to_be_enabled(timeout=30_000)
+    tid(page, "submit-send").click()
+    rows = tid(tid(page, "submitted"), "job-row")
+    expect(rows).to_have_count(6, timeout=30_000)
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.file)") == names
+    expect(tid(page, "submitted").locator("thead th").first).to_have_text("File")
+    expect(rows.first).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    expect(rows.first).to_have_attribute("data-file", "shot1.png")
+    expect(rows.first.locator("td").first).to_contain_text("shot1.png")

@@ -14,34 +14,49 @@ const IDS_PER_CALL = 100;
 const RETRY_MS = [2000, 30000]; // a failed first page is asked again after 2 s, doubling to 30 s
 const COLUMNS = ["Job", "Status", "Task", "Model", "Tier", "Created", "Cost", "Batch"];
 
-/** The header row of a table of jobRow()s (the jobs list and the Submit page's). */
-export function jobsHead() {
-  return h("thead", null, h("tr", null, COLUMNS.map((t) => h("th", { scope: "col" }, t))));
+/** The header row of a table of jobRow()s (the jobs list and the Submit page's); `file`
+ * adds the Submit page's File column first. */
+export function jobsHead({ file = false } = {}) {
+  const names = file ? ["File", ...COLUMNS] : COLUMNS;
+  return h("thead", null, h("tr", null, names.map((t) => h("th", { scope: "col" }, t))));
 }
 
-/** One job as a table row (data-* attributes carry the job's fields for tests and tools). */
-export function jobRow(job) {
+/** One job as a table row (data-* attributes carry the job's fields for tests and tools).
+ * `file` (the Submit page's): the name(s) of the file(s) the job was sent with, known only
+ * to the page that sent it, shown in a first File column. */
+export function jobRow(job, { file = null } = {}) {
+  const cells = [
+    cell("Job", h("a", { href: "#/jobs/" + job.id, class: "mono",
+      "aria-label": "Job " + job.id.slice(0, 8) + ", " + job.task + ", " + job.status },
+    job.id.slice(0, 8))),
+    cell("Status", badge(job.status)),
+    cell("Task", job.task),
+    cell("Model", job.model),
+    cell("Tier", job.served_tier && job.served_tier !== job.tier
+      ? job.tier + " → " + job.served_tier : job.tier),
+    cell("Created", h("time", { datetime: job.created_at }, when(job.created_at))),
+    cell("Cost", usd(job.cost_usd)),
+    // A batch item's key (its file's relative path) is the only name of the image a job has.
+    cell("Batch", job.batch_id
+      ? [h("a", { href: "#/batches/" + job.batch_id, class: "mono",
+        "aria-label": "Batch " + job.batch_id.slice(0, 8) }, job.batch_id.slice(0, 8)),
+      job.batch_key ? h("span", { class: "muted batch-key" }, " · " + job.batch_key) : null]
+      : "–"),
+  ];
+  // data-col names each cell for the compact phone cards (pages.css), whatever the columns.
+  COLUMNS.forEach((name, i) => cells[i].setAttribute("data-col", name.toLowerCase()));
+  if (!job.batch_id) cells[7].setAttribute("data-empty", "true");
+  if (file !== null) {
+    const named = cell("File", h("span", { class: "file-name" }, file));
+    named.setAttribute("data-col", "file");
+    cells.unshift(named);
+  }
   return h("tr", {
     "data-testid": "job-row", "data-job-id": job.id, "data-status": job.status,
     "data-task": job.task, "data-model": job.model, "data-tier": job.tier,
     "data-batch-id": job.batch_id || "", "data-created-at": job.created_at,
-  },
-  cell("Job", h("a", { href: "#/jobs/" + job.id, class: "mono",
-    "aria-label": "Job " + job.id.slice(0, 8) + ", " + job.task + ", " + job.status },
-  job.id.slice(0, 8))),
-  cell("Status", badge(job.status)),
-  cell("Task", job.task),
-  cell("Model", job.model),
-  cell("Tier", job.served_tier && job.served_tier !== job.tier
-    ? job.tier + " → " + job.served_tier : job.tier),
-  cell("Created", h("time", { datetime: job.created_at }, when(job.created_at))),
-  cell("Cost", usd(job.cost_usd)),
-  // A batch item's key (its file's relative path) is the only name of the image a job has.
-  cell("Batch", job.batch_id
-    ? [h("a", { href: "#/batches/" + job.batch_id, class: "mono",
-      "aria-label": "Batch " + job.batch_id.slice(0, 8) }, job.batch_id.slice(0, 8)),
-    job.batch_key ? h("span", { class: "muted batch-key" }, " · " + job.batch_key) : null]
-    : "–"));
+    ...(file !== null ? { "data-file": file } : {}),
+  }, ...cells);
 }
 
 function options(values, all) {

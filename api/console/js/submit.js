@@ -73,7 +73,7 @@ export function renderSubmit(root) {
     h("div", { class: "table-scroll" },
       h("table", { "data-testid": "submitted", class: "jobs-table cards" },
         h("caption", { class: "visually-hidden" }, "Jobs sent from this page"),
-        jobsHead(), submittedBody)));
+        jobsHead({ file: true }), submittedBody)));
 
   const form = h("form", { class: "submit-form", "aria-label": "Submit jobs", novalidate: true },
     h("div", { class: "field" }, h("label", { for: "submit-task" }, "Task"), task),
@@ -220,13 +220,17 @@ export function renderSubmit(root) {
   }
 
   // ---- send -------------------------------------------------------------------------
+  // Which file(s) each sent job was made from: only this page knows it (the API keeps no
+  // file name for a job outside a batch), so it is kept for the page's life.
+  const fileOf = new Map();
+
   function watch(ids) {
     if (gone.signal.aborted) return; // sent, but the page is gone: nothing to show it in
     const poller = poll(async () => {
       const page = await api(`/v1/jobs?ids=${ids.join(",")}`, { signal: gone.signal });
       for (const job of page.jobs) {
         const old = submittedBody.querySelector(`tr[data-job-id="${job.id}"]`);
-        if (old) old.replaceWith(jobRow(job));
+        if (old) old.replaceWith(jobRow(job, { file: fileOf.get(job.id) ?? "" }));
       }
       return page.jobs.every((job) => !ACTIVE.has(job.status));
     }, { everyMs: 2000, until: (allEnded) => allEnded, signal: gone.signal });
@@ -239,11 +243,18 @@ export function renderSubmit(root) {
     const failed = []; // [group, message]: every one listed, none only in a passing toast
     outcome.hidden = true;
     submitted.hidden = false;
-    await mapLimited(all, 4, async (group) => {
+    // This send's rows, by file order (answers arrive in any order): a row goes before the
+    // next one of this send already shown, else last (earlier sends' rows stay above).
+    const rows = new Array(all.length);
+    await mapLimited(all, 4, async (group, index) => {
       try {
         const job = await api("/v1/jobs", { method: "POST", form: fieldsOf(new FormData(), group),
           headers: { "Idempotency-Key": newKey() }, signal: gone.signal });
-        submittedBody.prepend(jobRow(job));
+        fileOf.set(job.id, group.map((f) => f.path).join(", "));
+        rows[index] = jobRow(job, { file: fileOf.get(job.id) });
+        const after = rows.slice(index + 1).find(Boolean);
+        if (after) after.before(rows[index]);
+        else submittedBody.append(rows[index]);
         ids.push(job.id);
       } catch (err) {
         if (gone.signal.aborted) throw err;
