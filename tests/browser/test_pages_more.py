@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from tests.browser.drive import (
     drop_files,
     expect,
@@ -15,7 +17,7 @@ from tests.browser.drive import (
     tid,
 )
 from tests.browser.stack import ConsoleStack
-from tests.integration.helpers import scene_png
+from tests.integration.helpers import scene_png, submit
 
 
 def drop_shots(page: Any, count: int) -> list[str]:
@@ -52,3 +54,42 @@ def test_submitted_jobs_show_their_files_in_file_order(page: Any, stack: Console
     expect(rows.first).to_have_attribute("data-status", "succeeded", timeout=60_000)
     expect(rows.first).to_have_attribute("data-file", "shot1.png")
     expect(rows.first.locator("td").first).to_contain_text("shot1.png")
+
+
+def test_time_filters_take_minutes_only(
+    page: Any, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    png, _ = scene_png(73, width=160, height=120, count=1)
+    submit(api_client, png, task="caption").raise_for_status()
+    sign_in(page, stack, route="#/jobs")
+    expect(tid(page, "job-row").first).to_be_visible()
+    for name in ("filter-from", "filter-to"):
+        expect(tid(page, name)).to_have_attribute("step", "60")
+    # A minutes-only value is a query the API takes (no error, the list answers).
+    tid(page, "filter-from").fill("2000-01-01T00:00")
+    expect(page).to_have_url(f"{stack.console_url}#/jobs?created_after=2000-01-01T00%3A00")
+    expect(tid(page, "job-row").first).to_be_visible()
+
+
+def test_time_filters_come_last_and_can_be_skipped(
+    page: Any, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    png, _ = scene_png(73, width=160, height=120, count=1)
+    submit(api_client, png, task="caption").raise_for_status()
+    sign_in(page, stack, route="#/jobs")
+    expect(tid(page, "job-row").first).to_be_visible()
+    order = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid=job-filters] [data-testid]')]
+            .map(e => e.dataset.testid)"""
+    )
+    assert order[-2:] == ["filter-from", "filter-to"], order
+    # From the last text filter, two Tabs and Enter reach the first job (not ~16 Tabs
+    # through the date and time segments).
+    tid(page, "filter-batch").focus()
+    page.keyboard.press("Tab")
+    expect(tid(page, "filter-clear")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(tid(page, "skip-results")).to_be_focused()
+    expect(tid(page, "skip-results")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(tid(page, "job-row").first.locator("a").first).to_be_focused()

@@ -92,11 +92,15 @@ export function renderJobs(root, query) {
   selectOf("filter-tier", "Tier", TIERS, "Any tier"),
   field("Batch id", h("input", { type: "text", "data-testid": "filter-batch", name: "batch",
     placeholder: "batch id", autocomplete: "off", spellcheck: "false" })),
-  field("Created from (UTC)", h("input", { type: "datetime-local", step: "0.001",
+  h("button", { type: "button", "data-testid": "filter-clear", onclick: clear }, "Clear"),
+  // The time fields come last, after a way past them: each is several Tab stops (one per
+  // date/time segment). step=60: minutes only (no seconds/milliseconds segments).
+  h("button", { type: "button", class: "skip-results", "data-testid": "skip-results",
+    onclick: skipToResults }, "Skip to results"),
+  field("Created from (UTC)", h("input", { type: "datetime-local", step: "60",
     "data-testid": "filter-from", name: "created_after" })),
-  field("Created before (UTC)", h("input", { type: "datetime-local", step: "0.001",
-    "data-testid": "filter-to", name: "created_before" })),
-  h("button", { type: "button", "data-testid": "filter-clear", onclick: clear }, "Clear"));
+  field("Created before (UTC)", h("input", { type: "datetime-local", step: "60",
+    "data-testid": "filter-to", name: "created_before" })));
 
   const controls = {
     status: form.querySelector("[data-testid=filter-status]"),
@@ -117,10 +121,12 @@ export function renderJobs(root, query) {
   }
 
   const tbody = h("tbody");
-  const table = h("table", { "data-testid": "jobs-table", class: "jobs-table cards" },
+  const table = h("table", { "data-testid": "jobs-table", class: "jobs-table cards",
+    tabindex: "-1" },
     h("caption", { class: "visually-hidden" }, "Jobs, newest first"),
     jobsHead(), tbody);
-  const empty = h("p", { "data-testid": "jobs-empty", class: "empty", hidden: true },
+  const empty = h("p", { "data-testid": "jobs-empty", class: "empty", hidden: true,
+    tabindex: "-1" },
     "No jobs match these filters.");
   const more = h("button", { type: "button", "data-testid": "jobs-more", hidden: true,
     onclick: loadMore }, "Load more");
@@ -141,6 +147,12 @@ export function renderJobs(root, query) {
       if (model.id !== wanted) modelSelect.append(h("option", { value: model.id }, model.id));
     }
   }, () => {});
+
+  function skipToResults() {
+    const first = tbody.querySelector("a");
+    if (first) first.focus();
+    else (empty.hidden ? table : empty).focus();
+  }
 
   function filterQuery() {
     const q = new URLSearchParams();
