@@ -93,3 +93,20 @@ def test_time_filters_come_last_and_can_be_skipped(
     expect(tid(page, "skip-results")).to_be_visible()
     page.keyboard.press("Enter")
     expect(tid(page, "job-row").first.locator("a").first).to_be_focused()
+
+
+def test_model_filter_puts_retired_models_apart(
+    page: Any, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    models = api_client.get("/v1/models").raise_for_status().json()["models"]
+    ids = [m["id"] for m in models if "*" not in m["id"]]
+    usable = [m["id"] for m in models if m["usable"] and "*" not in m["id"]]
+    retired = [i for i in ids if i not in usable]
+    assert retired, "the catalogue has no retired model to show apart"
+    sign_in(page, stack, route="#/jobs")
+    select = tid(page, "filter-model")
+    group = select.locator('optgroup[label="Retired (for old jobs)"]')
+    expect(group).to_have_count(1)
+    top = select.locator(":scope > option").evaluate_all("os => os.map(o => o.value)")
+    assert top == ["", *usable], top
+    assert group.locator("option").evaluate_all("os => os.map(o => o.value)") == retired

@@ -141,10 +141,15 @@ export function renderJobs(root, query) {
   root.append(h("h1", { tabindex: "-1" }, "Jobs"), form, error, table, empty, more);
 
   api("/v1/models", { signal: controller.signal }).then((body) => {
-    for (const model of body.models || []) {
-      // A catalogue wildcard ("gemini-1.5-*") is never a job's model: nothing to filter by.
-      if (model.id.includes("*")) continue;
-      if (model.id !== wanted) modelSelect.append(h("option", { value: model.id }, model.id));
+    // Usable models first; retired/closed ones (old jobs may carry them) in their own group.
+    // A catalogue wildcard ("gemini-1.5-*") is never a job's model: nothing to filter by.
+    const models = (body.models || []).filter((m) => !m.id.includes("*") && m.id !== wanted);
+    const retired = models.filter((m) => !m.usable);
+    modelSelect.append(...models.filter((m) => m.usable)
+      .map((m) => h("option", { value: m.id }, m.id)));
+    if (retired.length) {
+      modelSelect.append(h("optgroup", { label: "Retired (for old jobs)" },
+        retired.map((m) => h("option", { value: m.id }, m.id))));
     }
   }, () => {});
 
