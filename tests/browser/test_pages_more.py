@@ -6,10 +6,12 @@ filter groups retired models apart, and phone cards are compact."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.browser.conftest import PHONE
 from tests.browser.drive import (
     drop_files,
     expect,
@@ -110,3 +112,30 @@ def test_model_filter_puts_retired_models_apart(
     top = select.locator(":scope > option").evaluate_all("os => os.map(o => o.value)")
     assert top == ["", *usable], top
     assert group.locator("option").evaluate_all("os => os.map(o => o.value)") == retired
+
+
+def test_job_cards_are_compact_on_a_phone(
+    new_page: Callable[..., Any], stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    png, _ = scene_png(74, width=160, height=120, count=1)
+    for _ in range(3):
+        submit(api_client, png, task="caption").raise_for_status()
+    page = new_page(PHONE)
+    sign_in(page, stack, route="#/jobs")
+    rows = tid(page, "job-row")
+    expect(rows.nth(2)).to_be_visible()
+    heights = rows.evaluate_all("rs => rs.slice(0, 3).map(r => r.getBoundingClientRect().height)")
+    # One line per field was ~240 px a card (review 1 #18); compact is under half of it.
+    assert max(heights) <= 120, heights
+    row = rows.first
+    job = api_client.get(f"/v1/jobs/{row.get_attribute('data-job-id')}").json()
+    for column, text in (
+        ("job", job["id"][:8]),
+        ("task", job["task"]),
+        ("model", job["model"]),
+    ):
+        cell = row.locator(f'td[data-col="{column}"]')
+        expect(cell).to_be_visible()
+        expect(cell).to_contain_text(text)
+    for column in ("status", "created", "cost"):
+        expect(row.locator(f'td[data-col="{column}"]')).to_be_visible()
