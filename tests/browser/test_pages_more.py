@@ -58,6 +58,23 @@ def test_submitted_jobs_show_their_files_in_file_order(page: Any, stack: Console
     expect(rows.first.locator("td").first).to_contain_text("shot1.png")
 
 
+def test_spending_chart_opens_on_the_newest_days_on_a_phone(
+    new_page: Callable[..., Any], stack: ConsoleStack
+) -> None:
+    page = new_page(PHONE)
+    sign_in(page, stack, route="#/spending")
+    expect(tid(page, "chart-cost")).to_be_visible()
+    left, client, width = page.evaluate(
+        """() => {
+            const s = document.querySelector('[data-testid="chart-cost"] svg').parentElement;
+            return [s.scrollLeft, s.clientWidth, s.scrollWidth];
+        }"""
+    )
+    assert width > client, (left, client, width)  # it does scroll at 390 px
+    assert left > 0 and left + client >= width - 2, (left, client, width)
+    expect(tid(page, "chart-cost").locator(".chart-legend")).to_be_in_viewport()
+
+
 def test_time_filters_take_minutes_only(
     page: Any, stack: ConsoleStack, api_client: httpx.Client
 ) -> None:

@@ -172,8 +172,19 @@ export function stackedBars(figure, { days, series, value, unit = "", title = ""
     svg("line", { x1: pad.left, x2: width - pad.right, y1: pad.top + plotH,
       y2: pad.top + plotH, class: "chart-axis" }),
   );
-  figure.append(chart, legend(series));
+  // Its own scroller (phone widths, pages.css) so the legend stays in view; spending.js
+  // scrolls it to the newest days once shown.
+  const scroller = html("div", "chart-scroll");
+  scroller.append(chart);
+  figure.append(scroller, legend(series));
   if (title) figure.append(html("figcaption", "chart-caption", title));
+}
+
+/** Scrolls every day-chart scroller inside `root` to its right end (the newest days). */
+export function showNewest(root) {
+  for (const scroller of root.querySelectorAll(".chart-scroll")) {
+    scroller.scrollLeft = scroller.scrollWidth;
+  }
 }
 
 /**

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { h, usd, tokens, announce } from "./dom.js";
-import { COLORS, dataTable, hBars, stackedBars } from "./charts.js";
+import { COLORS, dataTable, hBars, showNewest, stackedBars } from "./charts.js";
 import { param } from "./util.js";
 
 const PERIODS = [7, 30, 90];
@@ -147,6 +147,7 @@ export function renderSpending(root, query) {
         accuracyTable(report),
       );
       body.setAttribute("aria-busy", "false");
+      showNewest(body); // a phone shows part of the 30 days: the latest, not the oldest
     })
     .catch((error) => {
       if (controller.signal.aborted) return;
