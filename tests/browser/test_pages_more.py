@@ -13,8 +13,10 @@ import httpx
 
 from tests.browser.conftest import PHONE
 from tests.browser.drive import (
+    add_batch_items,
     drop_files,
     expect,
+    new_batch,
     sign_in,
     tid,
 )
@@ -56,6 +58,27 @@ def test_submitted_jobs_show_their_files_in_file_order(page: Any, stack: Console
     expect(rows.first).to_have_attribute("data-status", "succeeded", timeout=60_000)
     expect(rows.first).to_have_attribute("data-file", "shot1.png")
     expect(rows.first.locator("td").first).to_contain_text("shot1.png")
+
+
+def open_batch(page: Any, stack: ConsoleStack, client: httpx.Client, name: str) -> str:
+    """An open batch of one caption item, shown on its page; its id."""
+    png, _ = scene_png(72, width=160, height=120, count=1)
+    batch_id = new_batch(client, name, "caption")
+    add_batch_items(client, batch_id, [png])  # left open: Cancel stays possible
+    sign_in(page, stack, route=f"#/batches/{batch_id}")
+    expect(tid(page, "batch-page")).to_have_attribute("data-state", "open")
+    return batch_id
+
+
+def test_batch_exports_carry_the_batch_id(
+    page: Any, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    batch_id = open_batch(page, stack, api_client, "same <b>name</b>")
+    expect(tid(page, "batch-export-jsonl")).to_be_enabled()
+    for kind in ("jsonl", "csv"):
+        with page.expect_download() as download:
+            tid(page, f"batch-export-{kind}").click()
+        assert download.value.suggested_filename == f"same_b_name_b_-{batch_id[:8]}.{kind}"
 
 
 def test_spending_chart_opens_on_the_newest_days_on_a_phone(

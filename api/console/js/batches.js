@@ -192,7 +192,9 @@ export function renderBatch(root, { id }) {
   const error = h("p", { role: "alert", class: "error", "data-testid": "batch-error" });
   const button = (testid, text, onclick) =>
     h("button", { type: "button", "data-testid": testid, disabled: true, onclick }, text);
-  const exportName = (ext) => `${(batch?.name || id).replace(/[^\w.-]+/g, "_")}.${ext}`;
+  // The id's first 8 characters tell apart two batches whose names clean up alike.
+  const exportName = (ext) =>
+    `${(batch?.name || "batch").replace(/[^\w.-]+/g, "_")}-${id.slice(0, 8)}.${ext}`;
   // An action's request may answer after the user left the page: `gone` stops it there (no
   // show, no toast, no poller restarted with the page's aborted signal).
   const gone = () => controller.signal.aborted;
