@@ -231,6 +231,19 @@ def two_models(client: httpx.Client) -> tuple[str, str]:
     return fit[0], fit[1]
 
 
+def rewrite_json(page: Page, pattern: str, change: Callable[[Any], None]) -> None:
+    """Answer every request matching ``pattern`` with the real answer's JSON after
+    ``change(data)`` edited it in place (a result the emulator would not give)."""
+
+    def handle(route: Route) -> None:
+        response = route.fetch()
+        data = response.json()
+        change(data)
+        route.fulfill(response=response, json=data)
+
+    page.route(pattern, handle)
+
+
 def contrast(locator: Locator) -> float:
     """The WCAG contrast ratio of the element's text colour on its own background colour."""
     ratio: float = locator.evaluate(

@@ -15,6 +15,7 @@ from tests.browser.drive import (
     contrast,
     expect,
     open_job,
+    rewrite_json,
     sign_in,
     tid,
     wait_job,
@@ -46,6 +47,33 @@ def jobs(stack: ConsoleStack) -> dict[str, str]:
         for job_id in ids.values():
             assert wait_job(client, job_id)["status"] == "succeeded"
     return ids
+
+
+@pytest.mark.parametrize(
+    ("result", "shown"),
+    [
+        ({"label": "shapes", "text": "shapes"}, "shapes"),
+        ({"label": "photo", "text": " Photo "}, "photo"),
+        ({"label": "shapes", "text": "three shapes on grey"}, "shapes — three shapes on grey"),
+    ],
+    ids=["same", "same-case", "differs"],
+)
+def test_classify_shows_its_text_only_when_it_differs_from_the_label(
+    page: Any,
+    stack: ConsoleStack,
+    jobs: dict[str, str],
+    result: dict[str, str],
+    shown: str,
+) -> None:
+    job_id = jobs["classify"]
+
+    def change(job: dict[str, Any]) -> None:
+        job["result"] = {**job["result"], **result}
+
+    rewrite_json(page, f"**/v1/jobs/{job_id}", change)
+    sign_in(page, stack)
+    open_job(page, job_id)
+    expect(tid(page, "job-result-text")).to_have_text(shown)
 
 
 def test_selected_image_tab_stands_out(

@@ -64,7 +64,12 @@ function resultText(job) {
   const r = job.result;
   if (!r || !TEXT_TASKS.has(job.task)) return null;
   let body;
-  if (job.task === "classify") body = [h("strong", null, r.label || "(no label)"), " — ", r.text];
+  if (job.task === "classify") {
+    // The model's words only when they say more than the label ("shapes — shapes" did not).
+    const text = (r.text || "").trim();
+    const same = text.toLowerCase() === String(r.label || "").trim().toLowerCase();
+    body = [h("strong", null, r.label || "(no label)"), text && !same ? " — " + text : ""];
+  }
   else if ("json" in r) body = h("pre", null, JSON.stringify(r.json, null, 2));
   else body = r.text;
   return h("section", { "aria-label": "Answer" }, h("h2", null, "Answer"),
