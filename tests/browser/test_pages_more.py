@@ -6,6 +6,7 @@ filter groups retired models apart, and phone cards are compact."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +80,30 @@ def test_batch_exports_carry_the_batch_id(
         with page.expect_download() as download:
             tid(page, f"batch-export-{kind}").click()
         assert download.value.suggested_filename == f"same_b_name_b_-{batch_id[:8]}.{kind}"
+
+
+def test_cancel_batch_asks_first(page: Any, stack: ConsoleStack, api_client: httpx.Client) -> None:
+    batch_id = open_batch(page, stack, api_client, "to cancel")
+    cancel = tid(page, "batch-cancel")
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    question = tid(page, "batch-cancel-question")
+    expect(question).to_be_visible()
+    expect(question).to_have_text(re.compile(r"^Really cancel (\d+ queued items?|this batch)\?"))
+    expect(tid(page, "batch-cancel-confirm")).to_be_focused()
+    # Nothing cancelled by the first press; Escape takes the question back.
+    assert api_client.get(f"/v1/batches/{batch_id}").json()["state"] == "open"
+    page.keyboard.press("Escape")
+    expect(question).to_be_hidden()
+    expect(cancel).to_be_focused()
+    assert api_client.get(f"/v1/batches/{batch_id}").json()["state"] == "open"
+
+    # Keyboard only: Enter on Cancel batch, then Enter on the focused "Yes, cancel".
+    page.keyboard.press("Enter")
+    expect(tid(page, "batch-cancel-confirm")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(tid(page, "batch-page")).to_have_attribute("data-state", "cancelled")
+    assert api_client.get(f"/v1/batches/{batch_id}").json()["state"] == "cancelled"
 
 
 def test_spending_chart_opens_on_the_newest_days_on_a_phone(

@@ -232,8 +232,32 @@ export function renderBatch(root, { id }) {
   });
   const close = button("batch-close", "Close batch",
     post("Close", "close", "Batch closed: no more items can be added."));
-  const cancel = button("batch-cancel", "Cancel batch",
-    post("Cancel", "cancel", "Batch cancelled."));
+  // Cancel cannot be undone: a first press asks, a second button ("Really cancel ...") does
+  // it; "Keep it" or Escape takes the question back. Focus moves with the question.
+  const confirmText = h("span", { "data-testid": "batch-cancel-question" });
+  const keep = h("button", { type: "button", "data-testid": "batch-cancel-keep",
+    onclick: () => ask(false) }, "Keep it");
+  const really = h("button", { type: "button", class: "danger",
+    "data-testid": "batch-cancel-confirm", onclick: async () => {
+      really.disabled = true;
+      await post("Cancel", "cancel", "Batch cancelled.")();
+      if (!gone()) ask(false);
+    } }, "Yes, cancel");
+  const confirm = h("div", { class: "confirm", role: "group", hidden: true,
+    "aria-label": "Confirm cancel", "data-testid": "batch-cancel-ask",
+    onkeydown: (e) => { if (e.key === "Escape") ask(false); } },
+  confirmText, " ", really, keep);
+  const cancel = button("batch-cancel", "Cancel batch", () => ask(true));
+  function ask(on) {
+    if (on) {
+      const queued = batch?.progress ? batch.progress.counts.queued : null;
+      confirmText.textContent = queued ? `Really cancel ${queued} queued item${
+        queued === 1 ? "" : "s"}?` : "Really cancel this batch? It takes no more items.";
+      really.disabled = false;
+    }
+    confirm.hidden = !on;
+    (on ? really : cancel).focus();
+  }
   const page = h("section", { class: "page batch-page", "data-testid": "batch-page",
     "data-batch-id": id, "aria-busy": "true" },
   title,
@@ -248,6 +272,7 @@ export function renderBatch(root, { id }) {
     h("dt", {}, "Created"), created),
   h("div", { class: "actions", role: "group", "aria-label": "Batch actions" },
     exportJsonl, exportCsv, rerun, close, cancel),
+  confirm,
   error);
   root.replaceChildren(page);
 
@@ -269,6 +294,7 @@ export function renderBatch(root, { id }) {
     rerun.disabled = !p || !p.counts.failed;
     close.disabled = batch.state !== "open";
     cancel.disabled = batch.state === "cancelled" || finished(batch);
+    if (cancel.disabled) confirm.hidden = true;
   }
 
   // A batch that is not there (or not this tenant's) stops the page: null ends polling.
