@@ -7,6 +7,7 @@ Answers are slowed (held) or rewritten with ``page.route``, as the trial did.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -74,6 +75,22 @@ def test_classify_shows_its_text_only_when_it_differs_from_the_label(
     sign_in(page, stack)
     open_job(page, job_id)
     expect(tid(page, "job-result-text")).to_have_text(shown)
+
+
+def test_custom_job_shows_its_schema_collapsed(
+    page: Any, stack: ConsoleStack, jobs: dict[str, str]
+) -> None:
+    sign_in(page, stack)
+    open_job(page, jobs["custom"])
+    schema = tid(page, "job-schema")
+    expect(schema).to_be_visible()
+    assert schema.evaluate("d => d.tagName") == "DETAILS"
+    expect(schema).not_to_have_attribute("open", "")
+    code = schema.locator("pre")
+    expect(code).to_be_hidden()
+    schema.locator("summary").click()
+    expect(code).to_be_visible()
+    assert json.loads(code.inner_text()) == SCHEMA
 
 
 def test_selected_image_tab_stands_out(

@@ -84,6 +84,10 @@ function details(job) {
     ["Finished", when(job.finished_at)], ["Prompt", job.prompt || "–"],
   ];
   if (job.labels) rows.push(["Labels", job.labels.join(", ")]);
+  // Collapsed: a schema can be long, and the answer above is what the page is about.
+  if (job.response_schema) rows.push(["Schema", h("details", { "data-testid": "job-schema" },
+    h("summary", null, "JSON Schema"),
+    h("pre", { class: "schema" }, JSON.stringify(job.response_schema, null, 2)))]);
   if (job.batch_id) rows.push(["Batch", h("a", { href: "#/batches/" + job.batch_id },
     job.batch_id.slice(0, 8) + (job.batch_key ? " · " + job.batch_key : ""))]);
   if (job.cached_from) rows.push(["Cached from", h("a", { href: "#/jobs/" + job.cached_from },
