@@ -15,10 +15,13 @@ import pytest
 from tests.browser.drive import (
     contrast,
     expect,
+    go,
+    hold_requests,
     open_job,
     rewrite_json,
     sign_in,
     tid,
+    wait_held,
     wait_job,
 )
 from tests.browser.stack import ConsoleStack
@@ -48,6 +51,39 @@ def jobs(stack: ConsoleStack) -> dict[str, str]:
         for job_id in ids.values():
             assert wait_job(client, job_id)["status"] == "succeeded"
     return ids
+
+
+def test_job_page_says_loading_until_the_job_and_its_image_arrive(
+    page: Any, stack: ConsoleStack, jobs: dict[str, str]
+) -> None:
+    job_id = jobs["detect"]
+    sign_in(page, stack)
+    held = hold_requests(page, f"**/v1/jobs/{job_id}")
+    images = hold_requests(page, f"**/v1/jobs/{job_id}/images/*")
+    go(page, f"#/jobs/{job_id}")
+    wait_held(page, held, "the job page never asked for its job")
+    job_page = tid(page, "job-page")
+    expect(job_page).to_have_attribute("aria-busy", "true")
+    expect(page.get_by_text("Loading…")).to_be_visible()
+    # Nothing to press and no empty sections while the job is on its way.
+    expect(tid(page, "job-retry")).to_be_hidden()
+    expect(tid(page, "job-cancel")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Cost")).to_be_hidden()
+    held[0].continue_()
+    expect(job_page).to_have_attribute("data-status", "succeeded")
+    expect(job_page).not_to_have_attribute("aria-busy", "true")
+    expect(page.get_by_text("Loading…", exact=True)).to_have_count(0)
+    expect(tid(page, "job-retry")).to_be_visible()
+    # The image is still on its way: no broken-image glyph, no boxes over an empty frame.
+    wait_held(page, images, "the job page never asked for its image")
+    expect(tid(page, "overlay")).to_have_attribute("aria-busy", "true")
+    expect(tid(page, "overlay-image")).to_be_hidden()
+    expect(tid(page, "overlay-svg")).to_be_hidden()
+    images[0].continue_()
+    expect(tid(page, "overlay")).to_have_attribute("data-ready", "true")
+    expect(tid(page, "overlay-image")).to_be_visible()
+    expect(tid(page, "overlay-svg")).to_be_visible()
+    expect(tid(page, "overlay")).not_to_have_attribute("aria-busy", "true")
 
 
 @pytest.mark.parametrize(

@@ -126,10 +126,17 @@ export function renderJob(root, { id }) {
   const detailSlot = h("div");
   const warnings = h("ul", { class: "warnings" });
 
+  // Until the job arrives only the title and "Loading…" show (aria-busy): no actions to
+  // press and no empty sections. A job the key cannot see never shows them at all.
+  const actions = h("div", { class: "actions", hidden: true }, retry, cancel);
+  const loading = h("p", { "data-testid": "job-loading", class: "muted" }, "Loading…");
+  const body = h("div", { hidden: true });
+  page.setAttribute("aria-busy", "true");
   page.append(
-    h("header", { class: "job-header" }, title, status,
-      h("div", { class: "actions" }, retry, cancel)),
-    retryOf, errorBox, warnings,
+    h("header", { class: "job-header" }, title, status, actions),
+    loading, errorBox,
+    body);
+  body.append(retryOf, warnings,
     h("div", { class: "job-grid" },
       h("section", { class: "job-media", "aria-label": "Images" }, tabs, viewer),
       h("div", { class: "job-details" }, textSlot,
@@ -140,6 +147,10 @@ export function renderJob(root, { id }) {
 
   function show(job) {
     current = job;
+    loading.remove();
+    page.removeAttribute("aria-busy");
+    actions.hidden = false;
+    body.hidden = false;
     const previous = page.dataset.status;
     page.dataset.jobId = job.id;
     page.dataset.status = job.status;
@@ -251,6 +262,8 @@ export function renderJob(root, { id }) {
   }, (err) => {
     if (err && err.name === "AbortError") return;
     page.dataset.status = "error";
+    loading.remove();
+    page.removeAttribute("aria-busy");
     const text = err instanceof ApiError && err.status === 404
       ? "No job " + id + " for this key: check the id, or go back to the jobs list."
       : "Could not load the job: " + err.message;

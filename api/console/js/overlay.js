@@ -50,10 +50,13 @@ export function createOverlay(container, options) {
   layer.append(defs);
   const maskNodes = []; // object index -> its mask's <image> (kept by drawObject)
   const groups = objects.map((obj, i) => drawObject(obj, i));
+  // Image and drawing stay hidden until the image has loaded: no broken-image glyph while
+  // the bytes are on their way, no boxes over an empty frame (console.css: .overlay.loading).
+  const wait = h("p", { class: "overlay-wait" }, "Loading image…");
   const wrapper = h("div", {
-    class: "overlay", "data-testid": "overlay", "data-image-width": width,
-    "data-image-height": height, "data-ready": "false",
-  }, img, layer);
+    class: "overlay loading", "data-testid": "overlay", "data-image-width": width,
+    "data-image-height": height, "data-ready": "false", "aria-busy": "true",
+  }, img, layer, wait);
   const viewport = h("div", {
     class: "overlay-viewport", tabindex: "0", role: "group",
     "aria-label": "Image viewer: + and - zoom, 0 fits",
@@ -227,15 +230,25 @@ export function createOverlay(container, options) {
   resize.observe(container);
   fit();
 
+  const failed = () => {
+    wait.textContent = alt + " could not be loaded: reload the page to try again.";
+    wrapper.removeAttribute("aria-busy");
+  };
   const loaded = [new Promise((resolve) => {
-    img.addEventListener("load", resolve, { once: true });
-    img.addEventListener("error", resolve, { once: true });
+    img.addEventListener("load", () => {
+      wrapper.classList.remove("loading");
+      wait.remove();
+      wrapper.removeAttribute("aria-busy");
+      resolve();
+    }, { once: true });
+    img.addEventListener("error", () => {
+      if (!destroyed) failed();
+      resolve();
+    }, { once: true });
   })];
   Promise.resolve(imageUrl).then((url) => {
     if (!destroyed) img.src = url;
-  }, () => {
-    img.alt = alt + " (could not be loaded)";
-  });
+  }, failed);
   maskNodes.forEach((node, i) => {
     loaded.push(Promise.resolve(maskUrls[i]).then((url) => new Promise((resolve) => {
       if (!url || destroyed) return resolve();
