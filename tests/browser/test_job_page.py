@@ -86,6 +86,25 @@ def test_job_page_says_loading_until_the_job_and_its_image_arrive(
     expect(tid(page, "overlay")).not_to_have_attribute("aria-busy", "true")
 
 
+def test_a_job_the_key_cannot_see_shows_only_the_message(
+    page: Any, stack: ConsoleStack, jobs: dict[str, str], console_log: Any
+) -> None:
+    job_id = jobs["detect"]
+    console_log.expect(rf"404 \(Not Found\) \(\S*/v1/jobs/{job_id}\)")
+    sign_in(page, stack, tenant="other")
+    go(page, f"#/jobs/{job_id}")
+    error = tid(page, "job-error")
+    expect(error).to_contain_text(f"No job {job_id} for this key")
+    expect(tid(page, "job-page")).not_to_have_attribute("aria-busy", "true")
+    for name in ("job-retry", "job-cancel", "cost", "attempts"):
+        expect(tid(page, name)).to_be_hidden()
+    for heading in ("Cost", "Attempts", "Details"):
+        expect(page.get_by_role("heading", name=heading)).to_be_hidden()
+    back = error.get_by_role("link", name="Back to Jobs")
+    back.click()
+    expect(tid(page, "jobs-table")).to_be_visible()
+
+
 @pytest.mark.parametrize(
     ("result", "shown"),
     [

@@ -266,9 +266,10 @@ export function renderJob(root, { id }) {
     page.removeAttribute("aria-busy");
     const text = err instanceof ApiError && err.status === 404
       ? "No job " + id + " for this key: check the id, or go back to the jobs list."
-      : "Could not load the job: " + err.message;
+      : "Could not load the job: " + err.message + " Reload the page to try again.";
     errorBox.hidden = false;
-    errorBox.replaceChildren(text);
+    errorBox.replaceChildren(h("p", null, text),
+      h("p", null, h("a", { "data-testid": "job-back", href: "#/jobs" }, "Back to Jobs")));
   });
 
   return () => {
