@@ -19,6 +19,7 @@ from tests.browser.drive import (
     hold_requests,
     open_job,
     rewrite_json,
+    shot,
     sign_in,
     tid,
     wait_held,
@@ -165,3 +166,130 @@ def test_selected_image_tab_stands_out(
         tabs.nth(i).evaluate("el => getComputedStyle(el).backgroundColor") for i in (1, 0)
     )
     assert selected != other, "the selected tab looks like the others"
+
+
+# Each drawn object's label chip on screen, and the image's rectangle (CSS px).
+CHIPS = """() => {
+    const box = (el) => { const r = el.getBoundingClientRect();
+        return [r.left, r.top, r.right, r.bottom]; };
+    const overlay = document.querySelector('[data-testid="overlay"]');
+    return {
+        image: box(document.querySelector('[data-testid="overlay-image"]')),
+        scale: Number(overlay.dataset.scale),
+        chips: [...document.querySelectorAll('[data-testid="overlay-object"]')].map((g) => ({
+            index: Number(g.dataset.index),
+            shown: g.dataset.labelShown !== "false"
+                && getComputedStyle(g.querySelector("rect.label-bg")).display !== "none",
+            text: g.querySelector("text.label").textContent,
+            title: (g.querySelector("title") || {}).textContent,
+            fontPx: Number(g.querySelector("text.label").getAttribute("font-size"))
+                * Number(overlay.dataset.scale),
+            textBox: box(g.querySelector("text.label")),
+            chip: box(g.querySelector("rect.label-bg")),
+        })),
+    };
+}"""
+
+
+def inside(inner: list[float], outer: list[float], slack: float = 0.5) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[2] <= outer[2] + slack
+        and inner[3] <= outer[3] + slack
+    )
+
+
+def assert_chips_fit(page: Any, where: str) -> list[dict[str, Any]]:
+    """Every shown chip holds its whole text and lies on the image; the shown chips."""
+    seen = page.evaluate(CHIPS)
+    shown = [c for c in seen["chips"] if c["shown"]]
+    assert shown, f"{where}: no label shown"
+    for chip in shown:
+        text = [chip["textBox"][0], chip["chip"][1], chip["textBox"][2], chip["chip"][3]]
+        assert inside(text, chip["chip"]), f"{where}: text cut by its chip: {chip}"
+        assert inside(chip["chip"], seen["image"]), f"{where}: chip off the image: {chip}"
+    return list(shown)
+
+
+HTML_LABEL = '<b>bold</b> & "q"'
+LONG_LABEL = " ".join(["a very long label"] * 6)
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}]
+)
+def test_label_chips_fit_their_text_and_cut_long_labels(
+    new_page: Any, stack: ConsoleStack, jobs: dict[str, str], viewport: dict[str, int]
+) -> None:
+    job_id = jobs["detect"]
+    page = new_page(viewport)
+
+    def change(job: dict[str, Any]) -> None:
+        objects = job["result"]["objects"][:4]
+        objects[1]["label"] = HTML_LABEL
+        objects[2]["label"] = LONG_LABEL
+        objects[3]["label"] = "magenta rectangle"
+        objects[3]["box"] = [1024 - 60, 300, 1024, 380]  # at the right edge
+        job["result"]["objects"] = objects
+
+    rewrite_json(page, f"**/v1/jobs/{job_id}", change)
+    sign_in(page, stack)
+    open_job(page, job_id)
+    expect(tid(page, "overlay")).to_have_attribute("data-ready", "true")
+    shot(page, "job-labels")
+    shown = {c["index"]: c for c in assert_chips_fit(page, str(viewport))}
+    labels = ["", HTML_LABEL, LONG_LABEL, "magenta rectangle"]
+    for index in (1, 2, 3):
+        chip = page.evaluate(CHIPS)["chips"][index]
+        assert chip["title"] == f"{labels[index]} #{index + 1}", chip
+    if 1 in shown:
+        assert shown[1]["text"] == f"{HTML_LABEL} #2"
+    if 3 in shown:
+        assert shown[3]["text"] == "magenta rectangle #4"
+    long = page.evaluate(CHIPS)["chips"][2]
+    assert long["text"].endswith("… #3") and long["text"].startswith("a very long"), long
+    image = page.evaluate(CHIPS)["image"]
+    width = long["chip"][2] - long["chip"][0]
+    assert width <= min(15 * 13, image[2] - image[0]) + 1, long
+    # The legend names the object in full.
+    expect(page.locator("fieldset.objects")).to_contain_text(f"{LONG_LABEL} #3")
+
+
+def test_many_labels_at_low_zoom_do_not_pile_up(
+    new_page: Any, stack: ConsoleStack, jobs: dict[str, str]
+) -> None:
+    page = new_page({"width": 390, "height": 844})
+    sign_in(page, stack)
+    open_job(page, jobs["detect"])
+    overlay = tid(page, "overlay")
+    expect(overlay).to_have_attribute("data-ready", "true")
+    expect(tid(page, "overlay-object")).to_have_count(12)
+    scale = float(overlay.get_attribute("data-scale") or "nan")
+    assert scale < 0.5, scale
+    shot(page, "job-many-labels")
+    shown = assert_chips_fit(page, "390 px, Fit")
+    assert shown[0]["index"] == 0, "the first object's label comes first"
+    for a, b in ((a, b) for i, a in enumerate(shown) for b in shown[i + 1 :]):
+        apart = (
+            a["chip"][2] <= b["chip"][0]
+            or b["chip"][2] <= a["chip"][0]
+            or a["chip"][3] <= b["chip"][1]
+            or b["chip"][3] <= a["chip"][1]
+        )
+        assert apart, f"chips overlap: {a['text']!r} and {b['text']!r}"
+    for chip in shown:
+        assert 10 - 0.01 <= chip["fontPx"] < 13, chip  # smaller than at 100 %
+    # Only one object shown: its chip has room.
+    tid(page, "objects-none").click()
+    last = page.locator('[data-testid="object-toggle"][data-index="11"]')
+    last.set_checked(True)
+    chips = page.evaluate(CHIPS)["chips"]
+    assert [c["index"] for c in chips if c["shown"]] == [11], chips
+    # Zoomed in, there is room for more labels again.
+    tid(page, "objects-all").click()
+    for _ in range(3):
+        tid(page, "zoom-in").click()
+    expect(overlay).not_to_have_attribute("data-scale", str(scale))
+    zoomed = [c for c in page.evaluate(CHIPS)["chips"] if c["shown"]]
+    assert len(zoomed) >= len(shown), (len(zoomed), len(shown))

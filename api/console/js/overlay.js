@@ -15,7 +15,9 @@ export const PALETTE = [
 const MIN_ZOOM = 0.25; // the zoom-out floor, lowered to the Fit scale for large photos
 const MAX_ZOOM = 8;
 const VIEW_HEIGHT = 0.75; // the viewport's max-height (console.css: 75vh)
-const LABEL_PX = 13; // label font size in CSS px, whatever the zoom
+const LABEL_PX = 13; // label font size in CSS px from 50 % zoom up
+const LABEL_MIN_PX = 10; // below 50 % the font shrinks with the zoom, down to this
+const LABEL_MAX_EM = 14; // a chip is at most this many ems wide: longer labels end in "…"
 let overlays = 0; // mask ids must be unique in the document
 
 function layerToggle(name, text, onChange) {
@@ -47,7 +49,11 @@ export function createOverlay(container, options) {
     preserveAspectRatio: "none", "aria-hidden": "true",
   });
   const defs = svg("defs");
-  layer.append(defs);
+  // Label widths are measured on this text (font-size 100, the labels' font): it is never
+  // hidden, unlike a label whose object or layer is switched off.
+  const ruler = svg("text", { class: "ruler", "font-size": "100", visibility: "hidden" });
+  layer.append(defs, ruler);
+  const widths = new Map(); // text -> its width at font-size 100
   const maskNodes = []; // object index -> its mask's <image> (kept by drawObject)
   const groups = objects.map((obj, i) => drawObject(obj, i));
   // Image and drawing stay hidden until the image has loaded: no broken-image glyph while
@@ -118,31 +124,86 @@ export function createOverlay(container, options) {
     }
     g.append(svg("rect", { class: "box", x: x0, y: y0, width: x1 - x0, height: y1 - y0,
       fill: "none", stroke: color, "stroke-width": "3", "vector-effect": "non-scaling-stroke" }));
+    // The full label as a tooltip: the chip may show it cut short (placeLabels).
+    g.prepend(svg("title", null, `${obj.label} #${i + 1}`));
     const text = svg("text", { class: "label", fill: "#ffffff" }, `${obj.label} #${i + 1}`);
     g.append(svg("rect", { class: "label-bg", fill: color }), text);
     layer.append(g);
     return g;
   }
 
+  /** The width of text in image px at font size `size` (measured once per text). */
+  function measure(text, size) {
+    if (!widths.has(text)) {
+      ruler.textContent = text;
+      // 0 when the viewer is not laid out yet: then an estimate, measured again next time.
+      const w = ruler.getComputedTextLength();
+      if (w > 0) widths.set(text, w);
+      else return text.length * 0.62 * size;
+    }
+    return (widths.get(text) * size) / 100;
+  }
+
+  /** The label as it fits in maxW: whole, or cut with "…" before its " #n". */
+  function fitText(label, n, size, maxW) {
+    const whole = `${label} #${n}`;
+    if (measure(whole, size) <= maxW) return whole;
+    const chars = Array.from(label);
+    let lo = 0;
+    let hi = chars.length - 1;
+    while (lo < hi) { // the longest prefix that fits
+      const mid = Math.ceil((lo + hi) / 2);
+      if (measure(`${chars.slice(0, mid).join("").trimEnd()}… #${n}`, size) <= maxW) lo = mid;
+      else hi = mid - 1;
+    }
+    return `${chars.slice(0, lo).join("").trimEnd()}… #${n}`;
+  }
+
+  /**
+   * Sizes each label's chip from its measured text and places it on the image: above the
+   * box's top-left corner, else inside, below or at the box's bottom, left or right aligned,
+   * the first of these that overlaps no chip placed before. A chip with no free place is
+   * left out (the legend and the chip's tooltip name every object); zooming in frees room.
+   */
   function placeLabels() {
-    const size = LABEL_PX / scale;
+    const px = scale >= 0.5 ? LABEL_PX : Math.max(LABEL_MIN_PX, (LABEL_PX * scale) / 0.5);
+    const size = px / scale;
     const pad = 3 / scale;
+    const gap = 1 / scale;
+    const chipH = size + 2 * pad;
+    const maxW = Math.min(width, LABEL_MAX_EM * size);
+    const placed = [];
+    const free = (x, y, w) => placed.every(([px0, py0, pw]) => x + w + gap <= px0
+      || px0 + pw + gap <= x || y + chipH + gap <= py0 || py0 + chipH + gap <= y);
+    const clampX = (x, w) => Math.max(0, Math.min(x, width - w));
+    const clampY = (y) => Math.max(0, Math.min(y, height - chipH));
     objects.forEach((obj, i) => {
-      const [x0, y0] = obj.box;
+      const [x0, y0, x1, y1] = obj.box;
       const g = groups[i];
       const text = g.querySelector("text.label");
       const bg = g.querySelector("rect.label-bg");
-      const boxH = size + 2 * pad;
-      const top = y0 < boxH ? y0 : y0 - boxH; // inside the box when no room above
-      const textW = text.textContent.length * size * 0.6 + 2 * pad;
+      text.textContent = fitText(obj.label, i + 1, size, maxW - 2 * pad);
+      const chipW = measure(text.textContent, size) + 2 * pad;
+      let spot = null;
+      if (g.dataset.visible === "true") {
+        const tops = [y0 >= chipH ? y0 - chipH : y0, y0, y1, y1 - chipH].map(clampY);
+        const lefts = [clampX(x0, chipW), clampX(x1 - chipW, chipW)];
+        for (const top of tops) {
+          spot = spot || lefts.map((left) => [left, top]).find(([x, y]) => free(x, y, chipW));
+        }
+      }
+      g.classList.toggle("label-off", !spot);
+      g.dataset.labelShown = spot ? "true" : "false";
+      if (!spot) return;
+      const [left, top] = spot;
+      placed.push([left, top, chipW]);
       text.setAttribute("font-size", String(size));
-      const left = Math.max(0, Math.min(x0, width - textW)); // keep it on the image
       text.setAttribute("x", String(left + pad));
       text.setAttribute("y", String(top + pad + size * 0.85));
       bg.setAttribute("x", String(left));
       bg.setAttribute("y", String(top));
-      bg.setAttribute("width", String(textW));
-      bg.setAttribute("height", String(boxH));
+      bg.setAttribute("width", String(chipW));
+      bg.setAttribute("height", String(chipH));
     });
   }
 
@@ -198,10 +259,12 @@ export function createOverlay(container, options) {
     if (on) g.removeAttribute("display");
     else g.setAttribute("display", "none");
     checks[i].checked = on;
+    placeLabels(); // a hidden object's chip frees its place for another
   }
 
   function setLayer(name, on) {
     layer.classList.toggle("hide-" + name, !on);
+    if (name === "labels" && on) placeLabels();
     const box = toolbar.querySelector(`[data-testid=layer-${name}]`);
     if (box) box.checked = on;
   }
