@@ -328,7 +328,6 @@ def list_jobs(
     session: Session,
     *,
     tenant: str,
-    status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
     where: JobFilter | None = None,
@@ -336,8 +335,6 @@ def list_jobs(
     """A page of the tenant's jobs, newest first, and the cursor of the next page; ``where``
     narrows the list (the keyset cursor on (created_at, id) holds under any filter)."""
     query = _filtered(select(Job).where(Job.tenant == tenant), where or JobFilter())
-    if status is not None:
-        query = query.where(Job.status == status)
     if cursor:
         created, job_id = decode_cursor(cursor)
         query = query.where(
