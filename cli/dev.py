@@ -108,8 +108,10 @@ def dev(
     """Run the whole stack in the foreground until Ctrl-C.
 
     Redis, the database, the API, a worker, and the emulator when no Gemini
-    key is set. Everything lives in its own data folder, never in your
-    configured database; the API key it prints is revoked when it stops.
+    key is set. It prints the URLs of the API and of the web console
+    (/console/, sign in with the API key it prints). Everything lives in its
+    own data folder, never in your configured database; the API key it
+    prints is revoked when it stops.
     """
     console = Console()
     folder = data_dir or get_settings().data_dir / "dev"

@@ -16,10 +16,12 @@ import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import update
+from typer.testing import CliRunner
 
 from tests.integration.conftest import redis_db
 from tests.integration.helpers import noise_png, submit
 from tests.integration.inprocess import InProcessApi, in_process_api
+from visionq.cli.main import app
 from visionq.models.db import make_session_factory
 from visionq.models.reports import (
     SpendRow,
@@ -375,3 +377,11 @@ def test_spending_reads_a_page_at_a_time_with_the_cost_reports_numbers(
                 (c.model, c.jobs, c.mean_abs_pct, c.worst_abs_pct) for c in checks
             ], page
     assert len(checks) == 2 and all(c.jobs >= 3 for c in checks)
+
+
+def test_dev_help_says_it_prints_the_console_url() -> None:
+    """`visionq dev --help` says where the console is, as README's Console section does."""
+    shown = CliRunner().invoke(app, ["dev", "--help"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    words = " ".join(shown.output.replace("│", " ").split())
+    assert "URLs of the API and of the web console (/console/" in words
