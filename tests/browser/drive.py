@@ -168,11 +168,12 @@ def hold_requests(page: Page, pattern: str) -> list[Route]:
 
 
 def wait_held(page: Page, held: list[Route], what: str) -> None:
-    """Wait up to 5 s until a request is held (``what`` names the one that never came).
+    """Wait up to 15 s (the pages' default timeout) until a request is held (``what`` names
+    the one that never came).
 
     Polled with page.wait_for_timeout: Playwright runs route handlers only inside its calls.
     """
-    for _ in range(100):
+    for _ in range(300):
         if held:
             return
         page.wait_for_timeout(50)
