@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -137,11 +138,17 @@ def console_log() -> ConsoleLog:
 
 
 @pytest.fixture
-def new_page(browser: Browser, console_log: ConsoleLog) -> Iterator[Callable[..., Page]]:
+def new_page(
+    browser: Browser, console_log: ConsoleLog, stack: ConsoleStack
+) -> Iterator[Callable[..., Page]]:
     """Makes pages in new contexts (each its own sessionStorage), 1280x800 unless a
     ``viewport`` is given; every page's console is collected into ``console_log``, whose
-    unexpected messages fail the test at teardown."""
+    unexpected messages fail the test at teardown, and every request its context makes is
+    recorded: one to another origin than the stack's (blob: and data: aside) or with an API
+    key in its URL fails the test at teardown too (README: no other host, key never in a URL).
+    """
     contexts: list[Any] = []
+    requested: list[str] = []
 
     def make(viewport: dict[str, int] | None = None) -> Page:
         context = browser.new_context(
@@ -152,6 +159,7 @@ def new_page(browser: Browser, console_log: ConsoleLog) -> Iterator[Callable[...
         )
         context.set_default_timeout(15_000)
         contexts.append(context)
+        context.on("request", lambda request: requested.append(request.url))
         page = context.new_page()
         page.on("console", console_log.on_console)
         page.on("pageerror", console_log.on_pageerror)
@@ -161,9 +169,32 @@ def new_page(browser: Browser, console_log: ConsoleLog) -> Iterator[Callable[...
     for context in contexts:
         with contextlib.suppress(Exception):
             context.close()
+    failures = []
     unexpected = console_log.unexpected()
     if unexpected:
-        pytest.fail("the page logged errors or warnings:\n" + "\n".join(unexpected))
+        failures.append("the page logged errors or warnings:\n" + "\n".join(unexpected))
+    bad = stray_requests(requested, stack.api_url, list(stack.keys.values()))
+    if bad:
+        failures.append("the page made requests it must not make:\n" + "\n".join(bad))
+    if failures:
+        pytest.fail("\n".join(failures))
+
+
+def stray_requests(urls: list[str], own_url: str, keys: list[str]) -> list[str]:
+    """The requests that leave the stack's origin (blob: and data: are the page's own) or
+    carry an API key in the URL, each with the reason."""
+    own = urlsplit(own_url)
+    bad = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("blob", "data") and (parts.scheme, parts.netloc) != (
+            own.scheme,
+            own.netloc,
+        ):
+            bad.append(f"another origin than {own_url}: {url[:200]}")
+        if any(key in url or key in unquote(url) for key in keys):
+            bad.append(f"an API key in the URL: {url[:200]}")
+    return bad
 
 
 @pytest.fixture
