@@ -34,7 +34,14 @@ def seed(client: httpx.Client, png: bytes, task: str, model: str, tier: str) -> 
 
 
 def stamp(moment: datetime) -> str:
-    """A datetime-local value with milliseconds (Chromium drops a ".000")."""
+    """A datetime-local value with milliseconds (Chromium drops a ".000").
+
+    The time fields are step=60 (minutes only, for people), yet the test types a
+    millisecond boundary between jobs seeded ~1 s apart: a minute-aligned boundary would
+    need the seeds to straddle a minute (up to 60 s of waiting). Chromium's fill() sets an
+    off-step value as typed (step only marks it invalid for form submission, which the page
+    does not use) and the page sends it as is, which the API comparison below checks.
+    """
     if moment.microsecond < 1000:
         moment += timedelta(milliseconds=1)
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
@@ -61,6 +68,10 @@ def assert_list_is(page, client: httpx.Client, query: dict[str, str]) -> list[st
     if not wanted:
         expect(tid(page, "jobs-empty")).to_be_visible()
     return wanted
+
+
+def job_status(client: httpx.Client, job_id: str) -> str:
+    return str(client.get(f"/v1/jobs/{job_id}").raise_for_status().json()["status"])
 
 
 def rows_attribute(page, name: str) -> set[str]:
@@ -146,18 +157,30 @@ def test_filters_paging_and_live_rows(
     tid(page, "jobs-more").click()
     wait_until(lambda: shown_ids(page) == page_one + after, 15, "the second page appended")
 
-    # Live: a job submitted elsewhere appears, then turns succeeded, with no reload.
-    go(page, "#/jobs")
-    assert_list_is(page, api_client, {})
-    # Held 10 s at the emulator: the list polls its first page every 5 s, so the row shows
-    # up while the job is still running.
+    # Live: a job submitted elsewhere appears, then turns succeeded, with no reload. The
+    # list's polls run on Playwright's clock (installed before the page loads), so the
+    # test fires the 5 s first-page poll itself once the API says the job is running (held
+    # 10 s at the emulator), and the 2 s row refresh once the API says it succeeded: no
+    # race between the hang and the poll period.
+    live_page = new_page()
+    live_page.clock.install()
+    sign_in(live_page, stack)
+    assert_list_is(live_page, api_client, {})
+    live_page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))
     with emulator_faults(hang_rate=1, hang_s=10):
         # A new image: the same request again would be answered from visionq's cache.
         live = seed(api_client, scene_png(seed=62)[0], "caption", first, "standard")
-        row = page.locator(f'[data-testid="job-row"][data-job-id="{live}"]')
-        expect(row).to_have_count(1, timeout=20_000)
+        wait_until(lambda: job_status(api_client, live) == "running", 30, "the job runs")
+        row = live_page.locator(f'[data-testid="job-row"][data-job-id="{live}"]')
+        expect(row).to_have_count(0)
+        live_page.clock.run_for(5_000)
+        expect(row).to_have_count(1)
         assert row.get_attribute("data-status") in ("queued", "running")
-        expect(row).to_have_attribute("data-status", "succeeded", timeout=30_000)
+        wait_job(api_client, live)
+    live_page.clock.run_for(5_000)
+    expect(row).to_have_attribute("data-status", "succeeded")
+    go(page, "#/jobs")
+    expect(page.locator(f'[data-testid="job-row"][data-job-id="{live}"]')).to_have_count(1)
     shot(page, "jobs")
     phone = new_page(PHONE)
     sign_in(phone, stack)
