@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,6 +25,9 @@ from tests.browser.drive import (
 from tests.browser.stack import ConsoleStack
 from tests.integration.helpers import scene_png
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, Route
+
 
 def progress(client: httpx.Client, batch_id: str) -> dict[str, Any]:
     batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").raise_for_status().json()
@@ -33,6 +37,43 @@ def progress(client: httpx.Client, batch_id: str) -> dict[str, Any]:
 def settled(client: httpx.Client, batch_id: str, done: int) -> dict[str, Any] | None:
     batch = progress(client, batch_id)
     return batch if batch["progress"]["done"] == done else None
+
+
+def record_json(page: Page, pattern: str) -> list[dict[str, Any]]:
+    """Every JSON answer the page gets for ``pattern``, in order (passed on unchanged)."""
+    answers: list[dict[str, Any]] = []
+
+    def record(route: Route) -> None:
+        response = route.fetch()
+        if response.ok:
+            answers.append(response.json())
+        route.fulfill(response=response)
+
+    page.route(pattern, record)
+    return answers
+
+
+def duration(seconds: float) -> str:
+    """Seconds as the page writes them under an hour ("0.4 s", "12 s", "3 min 5 s")."""
+    if round(seconds * 10) / 10 < 10:
+        return f"{round(seconds * 10) / 10:g} s"
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"
+
+
+def eta_text(batch: dict[str, Any]) -> str:
+    """The batch page's "Estimated time left" for a batch as GET /v1/batches/{id} gave it."""
+    p = batch["progress"]
+    if batch["state"] != "open" and p["done"] >= p["items"]:
+        return "Finished"
+    if batch["state"] == "open" and p["items"] == 0:
+        return "Waiting for items"
+    if p["eta_s"] is None:
+        return "Not known yet"
+    at = datetime.fromisoformat(p["eta_at"].replace("Z", "+00:00"))
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    basis = " (from the rate limits)" if p["eta_basis"] == "quota" else ""
+    return f"About {duration(p['eta_s'])}, at {at:%Y-%m-%d %H:%M:%S} UTC{basis}"
 
 
 def test_batch_progress_rerun_and_export(
@@ -49,6 +90,7 @@ def test_batch_progress_rerun_and_export(
     assert (counts["succeeded"], counts["failed"]) == (3, 2), counts
 
     sign_in(page, stack)
+    served = record_json(page, f"**/v1/batches/{batch_id}")
     go(page, f"#/batches/{batch_id}")
     bar = tid(tid(page, "batch-page"), "batch-progress")
     expect(bar).to_have_attribute("role", "progressbar")
@@ -59,6 +101,12 @@ def test_batch_progress_rerun_and_export(
     expect(bar).to_have_attribute("data-failed", "2")
     expect(tid(page, "batch-cost")).to_have_attribute("data-usd", batch["progress"]["cost_usd"])
     expect(tid(page, "batch-jobs")).to_have_attribute("href", f"#/jobs?batch={batch_id}")
+    # The ETA as the API gave it in the answer the page shows (its fields move on each poll).
+    wait_until(
+        lambda: served and tid(page, "batch-eta").inner_text() == eta_text(served[-1]),
+        15,
+        "the batch ETA = the API's progress eta fields",
+    )
     shot(page, "batch")
 
     tid(page, "batch-rerun").click()
