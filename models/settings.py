@@ -111,6 +111,11 @@ class Settings(OpsSettings):
         default_factory=dict
     )
     rate_window_s: float = Field(default=60.0, gt=0)
+    # Seconds added to each limiter window for the delay between admission and the request
+    # reaching Gemini (utilisation ceiling window / (window + margin)); learn: 429s lower the
+    # limits used, shared by all workers, recovered after quiet windows (worker/quota_learn.py).
+    rate_margin_s: float = Field(default=0.5, ge=0)
+    rate_learn: bool = True
 
     # Delivery (models/leases.py, worker/sweeper.py): a running job's lease, renewed by its
     # worker; when it lapses (the worker died) the job is delivered again, at most
