@@ -34,6 +34,8 @@ from kombu.transport import redis as kombu_redis
 # both shares its slots between them (`visionq worker --queues` picks one, so a small
 # worker can serve webhooks while jobs hold every slot of the others).
 PROCESS_JOB = "visionq.process_job"
+# A token: "run the next job fair share picks" (worker/tasks.py::run_next, models/fairqueue.py).
+RUN_NEXT = "visionq.run_next"
 JOBS_QUEUE = "visionq.jobs"
 DELIVER_WEBHOOK = "visionq.deliver_webhook"
 WEBHOOKS_QUEUE = "visionq.webhooks"
