@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
 from tests.services import redis_server
 from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT
@@ -37,7 +36,7 @@ def test_priority_zero_is_consumed_before_nine_in_one_queue(redis_url: str) -> N
         app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=9, task_id="token-5")
         # Consumed as a worker does: one message at a time (prefetch 1), acknowledged after.
         got: list[str] = []
-        with Connection(redis_url, transport_options=config["broker_transport_options"]) as conn:
+        with app.connection_for_read() as conn:  # the worker's transport and its options
             queue = conn.SimpleQueue(JOBS_QUEUE, no_ack=False)
             for _ in range(7):
                 message = queue.get(timeout=5)
