@@ -25,6 +25,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from visionq.models.ops_settings import OpsSettings
 from visionq.models.ratelimits import ModelQuota, parse_quotas
+from visionq.models.weights import parse_weights
 
 # Versions of the Gemini API whose requests visionq builds (tests/contract checks them).
 SUPPORTED_API_VERSIONS = ("v1beta",)
@@ -128,6 +129,12 @@ class Settings(OpsSettings):
     worker_heartbeat_s: float = Field(default=30.0, gt=0)
     sweep_interval_s: float = Field(default=15.0, gt=0)
     requeue_after_s: float = Field(default=900.0, gt=0)
+    # Fair share (models/fairqueue.py): free slots go to tenants by weight (JSON object, e.g.
+    # {"acme": 2}; 1.0 when not named), each tenant's jobs by priority 0..9 (9 first). Off:
+    # one FIFO queue, priorities stored but not used.
+    fair_share: bool = True
+    tenant_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    default_priority: int = Field(default=5, ge=0, le=9)
     # Redis gives an unacknowledged message to another worker after this long; it must
     # outlast any job (deadline plus one call), or a slow job would run twice.
     broker_visibility_timeout_s: float = Field(default=7200.0, gt=0)
@@ -174,6 +181,11 @@ class Settings(OpsSettings):
     retention_days: int = Field(default=30, ge=0)
     # Log lines of every process (models/logs.py): "text" for people, "json" for collectors.
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("tenant_weights", mode="before")
+    @classmethod
+    def _parse_tenant_weights(cls, value: object) -> object:
+        return parse_weights(value)
 
     @field_validator("rate_limits", mode="before")
     @classmethod
