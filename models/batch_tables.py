@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -84,6 +85,8 @@ class Batch(Base):
     # An add or a re-run reopens it (NULL again).
     callback_url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Issue 23: the priority its jobs get (0..9, 9 first within the tenant).
+    priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
 
 
 class BatchItem(Base):

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -192,6 +193,8 @@ class Job(Base):
     # Issue 21: where this job's end event is also sent (signed with the tenant's callbacks
     # endpoint secret), besides the tenant's endpoints.
     callback_url: Mapped[str | None] = mapped_column(String(URL_MAX_CHARS), default=None)
+    # Issue 23: the order within its tenant's waiting jobs (0..9, 9 first; models/fairqueue.py).
+    priority: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
 
     inputs: Mapped[list[JobInput]] = relationship(
         back_populates="job", order_by="JobInput.position", cascade="all, delete-orphan"
