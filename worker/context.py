@@ -16,6 +16,7 @@ from visionq.vision.costing import CostBook
 from visionq.worker.files import FilePolicy, UploadCache
 from visionq.worker.gemini import GeminiCaller, gemini_identity, make_client
 from visionq.worker.leasekeeper import LeaseKeeper
+from visionq.worker.quota_learn import LearnPolicy
 from visionq.worker.ratelimit import GeminiRateLimiter
 from visionq.worker.retry import RetryPolicy
 
@@ -81,5 +82,8 @@ def _limiter(settings: Settings) -> _Limiting:
         return {"limiter": None, "redis": None}
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
     # Parsed and checked once, when the settings loaded (models/settings.py).
-    limiter = GeminiRateLimiter(client, settings.rate_limits, window_s=settings.rate_window_s)
+    limiter = GeminiRateLimiter(
+        client, settings.rate_limits, window_s=settings.rate_window_s,
+        margin_s=settings.rate_margin_s, learn=LearnPolicy() if settings.rate_learn else None,
+    )  # fmt: skip
     return {"limiter": limiter, "redis": client}

@@ -7,15 +7,23 @@ import logging
 from collections.abc import Callable
 
 from visionq.models.leases import JobSpec
+from visionq.models.outcomes import Usage
 from visionq.vision.catalogue import ServiceTier
 from visionq.worker.context import WorkerContext
 from visionq.worker.gemini import GeminiAnswer, GeminiCallError
+from visionq.worker.quota_learn import learnable, quota_violation
+from visionq.worker.ratelimit import Admission, GeminiRateLimiter
 from visionq.worker.requests import GeminiRequest, build_request, decode_limits
 from visionq.worker.spend import Spend
 
 log = logging.getLogger(__name__)
 # Statuses with which Gemini refuses a file URI it no longer has (expired or deleted).
 _FILE_REFUSED_STATUSES = {400, 403, 404}
+# Errors raised before any request left: the admission is taken back.
+_NEVER_SENT = frozenset({"gemini_not_configured"})
+# Times an admission held up before the send is taken back and asked again.
+_REACQUIRES = 3
+_TIERS = frozenset(tier.value for tier in ServiceTier)
 
 
 def call_gemini(
@@ -37,11 +45,7 @@ def call_gemini(
     """
     request = _request(ctx, job, spend, cap)
     try:
-        pace()
-        return ctx.gemini.generate(
-            model=request.model, contents=request.parts, config=request.config, tier=tier,
-            timeout_s=timeout_s,
-        )  # fmt: skip
+        return _send(ctx, request, pace=pace, tier=tier, timeout_s=timeout_s)
     except GeminiCallError as exc:
         refused = exc.http_status in _FILE_REFUSED_STATUSES and "file" in exc.message.lower()
         if not (request.file_uris and refused):
@@ -49,9 +53,88 @@ def call_gemini(
         log.info("job %s: Gemini refused file URIs (%s); uploading again", job.id, exc.message)
         ctx.uploads.forget(request.file_uris)
     request = _request(ctx, job, spend, cap)
+    return _send(ctx, request, pace=pace, tier=tier, timeout_s=timeout_s)
+
+
+def _send(
+    ctx: WorkerContext,
+    request: GeminiRequest,
+    *,
+    pace: Callable[[], None],
+    tier: ServiceTier,
+    timeout_s: float | None,
+) -> GeminiAnswer:
+    """Pace, send, and tell the limiter how it went: the admission is settled to the
+    answer's actual input tokens and cost, a 429 teaches it (worker/quota_learn.py), a
+    call that was never sent is taken back."""
+    admission = _admitted(ctx.limiter, pace)
+    limiter = ctx.limiter
+    try:
+        answer = ctx.gemini.generate(
+            model=request.model, contents=request.parts, config=request.config, tier=tier,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+    except GeminiCallError as exc:
+        if limiter is not None:
+            _after_error(ctx, limiter, admission, request.model, exc)
+        raise
+    if limiter is not None and admission is not None:
+        _settle(ctx, limiter, admission, request.model, answer.usage, served=answer.served_tier)
+    return answer
+
+
+def _admitted(limiter: GeminiRateLimiter | None, pace: Callable[[], None]) -> Admission | None:
+    """Run ``pace`` and take its admission. One older than half the margin by now (the
+    thread was held up after it) is taken back and asked again, a few times at most: the
+    margin must cover the way to Gemini, not our own delays."""
     pace()
-    return ctx.gemini.generate(model=request.model, contents=request.parts,
-                               config=request.config, tier=tier, timeout_s=timeout_s)  # fmt: skip
+    if limiter is None:
+        return None
+    admission = limiter.take_admission()
+    for _ in range(_REACQUIRES):
+        if admission is None or limiter.margin_s <= 0 or admission.age() <= limiter.margin_s / 2:
+            break
+        log.info("rate limiter admission %.3f s old before the send; asking again",
+                 admission.age())  # fmt: skip
+        limiter.release(admission)
+        pace()
+        admission = limiter.take_admission()
+    return admission
+
+
+def _after_error(
+    ctx: WorkerContext,
+    limiter: GeminiRateLimiter,
+    admission: Admission | None,
+    model: str,
+    exc: GeminiCallError,
+) -> None:
+    if admission is not None and exc.code in _NEVER_SENT:
+        limiter.release(admission)
+        return
+    if learnable(exc):
+        kind, value = quota_violation(exc)
+        limiter.learn_429(model, quota_metric=kind, quota_value=value)
+    if admission is not None and exc.usage is not None:
+        _settle(ctx, limiter, admission, model, exc.usage, served=None)
+    # Otherwise the reservation stays: Gemini may have counted the request.
+
+
+def _settle(
+    ctx: WorkerContext,
+    limiter: GeminiRateLimiter,
+    admission: Admission,
+    model: str,
+    usage: Usage | None,
+    *,
+    served: str | None,
+) -> None:
+    """The admission's reserved amounts become the call's actual ones (when known)."""
+    if usage is None:
+        return
+    tier = ServiceTier(served) if served in _TIERS else ServiceTier.STANDARD
+    cost = ctx.costs.call_cost(model, usage.raw, tier=tier)
+    limiter.settle(admission, tokens=usage.prompt_tokens, usd=cost)
 
 
 def _request(ctx: WorkerContext, job: JobSpec, spend: Spend, cap: int | None) -> GeminiRequest:

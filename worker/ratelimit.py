@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import redis
@@ -38,111 +39,30 @@ import redis
 from visionq.models.metrics import RATELIMIT_TIMEOUTS, RATELIMIT_WAIT_SECONDS, model_label
 from visionq.models.ratelimits import ALL_MODELS, DEFAULT_USD_WINDOW_S, ModelQuota, parse_quotas
 from visionq.vision.errors import CodedError
+from visionq.worker.quota_learn import (
+    FLOOR,
+    KINDS,
+    LEARN_LUA,
+    SCALE_TTL_MS,
+    SETTLE_LUA,
+    LearnPolicy,
+)
+from visionq.worker.ratelimit_lua import RELEASE_LUA, SLIDING_LOG_LUA
 
-__all__ = ["GeminiRateLimiter", "ModelQuota", "RateLimitTimeout", "parse_quotas"]
+__all__ = [
+    "Admission",
+    "GeminiRateLimiter",
+    "LearnPolicy",
+    "ModelQuota",
+    "RateLimitTimeout",
+    "parse_quotas",
+]
 
 # Upper bound of the random delay added to each wait in `acquire`: workers refused together
 # would otherwise all retry at the same millisecond and collide again.
 _JITTER_S = 0.05
 
 _NANO = Decimal(1_000_000_000)
-
-# KEYS[1] log (sorted set), KEYS[2] token sum.
-# ARGV: window ms (margin included), rpm (-1 = none), tpm (-1 = none), tokens, member, ttl ms.
-# Returns 0 when admitted (and recorded), else the wait in ms (nothing recorded).
-#
-# An entry scored s counts while now - s <= window, so it has surely left at s + window + 1:
-# the millisecond truncation of TIME can then only make us wait longer, never admit early.
-_SLIDING_LOG_LUA = """
--- TIME followed by writes needs effects replication: the default from Redis 5 (the only
--- mode from 7); older servers must be asked for it.
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local rpm = tonumber(ARGV[2])
-local tpm = tonumber(ARGV[3])
-local tokens = tonumber(ARGV[4])
-local log, sum = KEYS[1], KEYS[2]
-
-local function tokens_of(member)
-  return tonumber(string.match(member, '^(%d+):'))
-end
-
--- Only the expired members are read, so a call costs O(expired + log n).
-local cutoff = '(' .. string.format('%.0f', now - window)
-local expired = redis.call('ZRANGEBYSCORE', log, '-inf', cutoff)
-local freed = 0
-if #expired > 0 then
-  for _, member in ipairs(expired) do freed = freed + tokens_of(member) end
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
-end
-local count = redis.call('ZCARD', log)
-local used = 0
-if count == 0 then
-  -- Resets the sum whenever the log empties, so it cannot drift for ever.
-  redis.call('DEL', sum)
-elseif freed > 0 then
-  used = redis.call('DECRBY', sum, freed)
-else
-  used = tonumber(redis.call('GET', sum)) or 0
-end
-
-local function leaves_at(score)
-  return tonumber(score) + window + 1 - now
-end
-
-local wait = 0
-if rpm >= 0 and count >= rpm then
-  -- The (count - rpm + 1) oldest must leave to make room for one more.
-  local idx = count - rpm
-  local entry = redis.call('ZRANGE', log, idx, idx, 'WITHSCORES')
-  wait = leaves_at(entry[2])
-end
-
-if tpm >= 0 and tokens > 0 and used + tokens > tpm then
-  local excess = used + tokens - tpm
-  -- Larger than the whole quota: it can only ever run with no other tokens in the window.
-  if tokens > tpm then excess = used end
-  if excess > 0 then
-    -- Walk from the oldest until enough tokens would have left; pages keep replies small.
-    local freeing, start, page_size, found = 0, 0, 64, nil
-    while not found do
-      local page = redis.call('ZRANGE', log, start, start + page_size - 1, 'WITHSCORES')
-      if #page == 0 then break end
-      for i = 1, #page, 2 do
-        freeing = freeing + tokens_of(page[i])
-        if freeing >= excess then
-          found = page[i + 1]
-          break
-        end
-      end
-      start = start + page_size
-    end
-    if not found then
-      -- The sum exceeds the log's members (it drifted): once all leave, the sum is reset.
-      found = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]
-    end
-    wait = math.max(wait, leaves_at(found))
-  end
-end
-
-if wait > 0 then return wait end
-redis.call('ZADD', log, now, ARGV[5])
-redis.call('INCRBY', sum, tokens)
-redis.call('PEXPIRE', log, ARGV[6])
-redis.call('PEXPIRE', sum, ARGV[6])
-return 0
-"""
-
-# KEYS[1] log, KEYS[2] sum; ARGV[1] member, ARGV[2] its amount. Takes an admission back.
-_RELEASE_LUA = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('DECRBY', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 class RateLimitTimeout(CodedError, TimeoutError):
@@ -163,12 +83,30 @@ class RateLimitTimeout(CodedError, TimeoutError):
 
 @dataclass(frozen=True)
 class _Log:
-    """One sliding log: its keys, window and limits (-1 = none), as the script takes them."""
+    """One sliding log: its keys, window and limits (-1 = none), as the script takes them,
+    and the kinds its count and amount limits have in the scale hash."""
 
     keys: tuple[str, str]
+    scale_key: str
     window_ms: int
     count_limit: int
     amount_limit: int
+    count_kind: str
+    amount_kind: str
+
+
+@dataclass
+class Admission:
+    """One admitted call: the log members it holds (log, member, amount), the amount kind
+    of each (tokens or nano-dollars) and when it was admitted (``time.monotonic``)."""
+
+    model: str
+    taken: list[tuple[_Log, str, int]] = field(default_factory=list)
+    at: float = 0.0
+
+    def age(self) -> float:
+        """Seconds since the admission."""
+        return time.monotonic() - self.at
 
 
 class GeminiRateLimiter:
@@ -179,7 +117,9 @@ class GeminiRateLimiter:
     its ``tpm`` and their estimated dollars its ``usd`` (and likewise for ``"*"``, over
     all models). A single request larger than a whole quota is admitted only when nothing
     else is in that window (otherwise it could never run); it then blocks the quota until
-    it leaves the window.
+    it leaves the window. With ``learn``, the limits used are the configured ones times the
+    factors Gemini's 429s taught (worker/quota_learn.py); ``settle`` replaces an
+    admission's reserved amounts by the call's actual ones.
     """
 
     def __init__(
@@ -193,6 +133,7 @@ class GeminiRateLimiter:
         margin_s: float = 0.5,
         prefix: str = "visionq:rl",
         usd_window_s: float = DEFAULT_USD_WINDOW_S,
+        learn: LearnPolicy | None = None,
     ) -> None:
         for name, value in (("window_s", window_s), ("usd_window_s", usd_window_s)):
             if not (math.isfinite(value) and value > 0):
@@ -202,9 +143,20 @@ class GeminiRateLimiter:
         self._quotas = dict(quotas)
         self._window_s, self._margin_s, self._usd_window_s = window_s, margin_s, usd_window_s
         self._prefix = prefix
-        self._script = redis.register_script(_SLIDING_LOG_LUA)
-        self._release = redis.register_script(_RELEASE_LUA)
+        self.learn = learn
+        self._script = redis.register_script(SLIDING_LOG_LUA)
+        self._release = redis.register_script(RELEASE_LUA)
+        self._settle = redis.register_script(SETTLE_LUA)
+        self._learn = redis.register_script(LEARN_LUA)
+        self._redis = redis
         self._logs = {name: self._logs_of(name, quota) for name, quota in self._quotas.items()}
+        # The last admission of each thread, for the caller that paced it (take_admission).
+        self._local = threading.local()
+
+    @property
+    def margin_s(self) -> float:
+        """Seconds added to each window for the delay between admission and arrival."""
+        return self._margin_s
 
     def keys(self, model: str) -> tuple[str, str]:
         """The Redis keys of ``model``'s requests and tokens: its log and its token sum."""
@@ -216,6 +168,10 @@ class GeminiRateLimiter:
         base = f"{self._prefix}:{{{model}}}:usd"
         return f"{base}:log", f"{base}:sum"
 
+    def scale_key(self, model: str) -> str:
+        """The Redis hash of the factors learned for ``model``'s entry (worker/quota_learn.py)."""
+        return f"{self._prefix}:{{{model}}}:scale"
+
     def _window_ms(self, window_s: float) -> int:
         return math.ceil((window_s + self._margin_s) * 1000)
 
@@ -225,19 +181,32 @@ class GeminiRateLimiter:
         if quota.rpm is not None or quota.tpm is not None:
             requests = _Log(
                 keys=self.keys(name),
+                scale_key=self.scale_key(name),
                 window_ms=self._window_ms(quota.window_s or self._window_s),
                 count_limit=-1 if quota.rpm is None else quota.rpm,
                 amount_limit=-1 if quota.tpm is None else quota.tpm,
+                count_kind="rpm",
+                amount_kind="tpm",
             )
         dollars = None
         if quota.usd is not None:
             dollars = _Log(
                 keys=self.usd_keys(name),
+                scale_key=self.scale_key(name),
                 window_ms=self._window_ms(quota.window_s or self._usd_window_s),
                 count_limit=-1,
                 amount_limit=int(quota.usd * _NANO),
+                count_kind="",
+                amount_kind="usd",
             )
         return requests, dollars
+
+    def _args(self, log: _Log, amount: int, member: str) -> list[int | str | float]:
+        learn = self.learn
+        return [log.window_ms, log.count_limit, log.amount_limit, amount, member,
+                2 * log.window_ms, log.count_kind, log.amount_kind,
+                log.window_ms if learn else 0, learn.increase if learn else 0,
+                learn.quiet_windows if learn else 0]  # fmt: skip
 
     def try_acquire(self, model: str, tokens: int, usd: Decimal = Decimal(0)) -> float:
         """Admit one request of ``tokens`` input tokens and ``usd`` estimated dollars for
@@ -247,27 +216,115 @@ class GeminiRateLimiter:
         blocks it leaves its window (nothing recorded). Calls no quota applies to are
         admitted without asking Redis. Redis errors propagate.
         """
+        return self._try(model, tokens, usd)[0]
+
+    def _try(self, model: str, tokens: int, usd: Decimal) -> tuple[float, Admission | None]:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         if usd < 0:
             raise ValueError(f"usd must be >= 0, got {usd}")
         nano = math.ceil(usd * _NANO)
-        admitted: list[tuple[_Log, str, int]] = []
+        admission = Admission(model)
         for name in dict.fromkeys((model, ALL_MODELS)):
             for log, amount in zip(self._logs.get(name, (None, None)), (tokens, nano), strict=True):
                 if log is None:
                     continue
                 member = f"{amount}:{uuid.uuid4().hex}"
-                args: list[int | str] = [log.window_ms, log.count_limit, log.amount_limit,
-                                         amount, member, 2 * log.window_ms]  # fmt: skip
-                wait_ms = int(self._script(keys=list(log.keys), args=args))
+                keys = [*log.keys, log.scale_key]
+                wait_ms = int(self._script(keys=keys, args=self._args(log, amount, member)))
                 if wait_ms > 0:
                     # Refused here: take back what the other logs admitted for this call.
-                    for taken, taken_member, taken_amount in admitted:
-                        self._release(keys=list(taken.keys), args=[taken_member, taken_amount])
-                    return wait_ms / 1000.0
-                admitted.append((log, member, amount))
-        return 0.0
+                    self.release(admission)
+                    return wait_ms / 1000.0, None
+                admission.taken.append((log, member, amount))
+        admission.at = time.monotonic()
+        return 0.0, admission
+
+    def release(self, admission: Admission) -> None:
+        """Take an admission back (its call was never sent): its members leave the logs."""
+        for log, member, amount in admission.taken:
+            self._release(keys=list(log.keys), args=[member, amount])
+        admission.taken = []
+
+    def settle(self, admission: Admission, *, tokens: int | None, usd: Decimal | None) -> None:
+        """Replace the admission's reserved input tokens and dollars by the call's actual
+        ones (None: unknown, the reservation stays), keeping its admission time: the
+        quotas are then counted as Gemini counts them, not as estimated."""
+        actual = (tokens, None if usd is None else math.ceil(max(usd, Decimal(0)) * _NANO))
+        settled = []
+        for log, member, amount in admission.taken:
+            new = actual[0] if log.amount_kind == "tpm" else actual[1]
+            if new is None or new == amount:
+                settled.append((log, member, amount))
+                continue
+            new_member = f"{max(new, 0)}:{uuid.uuid4().hex}"
+            self._settle(keys=list(log.keys), args=[member, new_member, max(new, 0) - amount])
+            settled.append((log, new_member, max(new, 0)))
+        admission.taken = settled
+
+    def take_admission(self) -> Admission | None:
+        """The last admission ``acquire`` made in this thread (then forgotten), if any."""
+        admission: Admission | None = getattr(self._local, "admission", None)
+        self._local.admission = None
+        return admission
+
+    def learn_429(
+        self,
+        model: str,
+        *,
+        quota_metric: str | None,
+        quota_value: int | None,
+        now_ms: int | None = None,
+    ) -> None:
+        """Lower the limits used for ``model`` after a 429 (worker/quota_learn.py).
+
+        ``quota_metric``: the limit kind the 429 named (``"rpm"``, ``"tpm"``, ``"usd"``;
+        None: unnamed, every kind); ``quota_value``: its QuotaFailure ``quotaValue``. The
+        most specific entry limiting that kind learns (the model's, else ``"*"``); an
+        unnamed 429 teaches every entry that applies. Nothing happens without ``learn``.
+        """
+        if self.learn is None:
+            return
+        for name in dict.fromkeys((model, ALL_MODELS)):
+            quota = self._quotas.get(name)
+            if quota is None:
+                continue
+            configured = _configured(quota, quota_metric)
+            if quota_metric is not None and configured is None:
+                continue
+            requests, dollars = self._logs[name]
+            log = dollars if quota_metric == "usd" else requests or dollars
+            if log is None:
+                continue
+            value = quota_value if quota_value else -1
+            limit = configured if configured is not None else -1
+            args: list[str | int | float] = [quota_metric or "", value, limit, self.learn.decrease,
+                                             FLOOR, log.window_ms, SCALE_TTL_MS,
+                                             "" if now_ms is None else now_ms]  # fmt: skip
+            self._learn(keys=[self.scale_key(name)], args=args)
+            if quota_metric is not None:
+                return
+
+    def factors(self, model: str) -> dict[str, float]:
+        """The learned factors of ``model``'s entry (1.0 where none was learned)."""
+        raw: list[bytes | None] = list(self._redis.hmget(self.scale_key(model), list(KINDS)))  # type: ignore[arg-type,unused-ignore]
+        return {
+            kind: float(value) if value else 1.0 for kind, value in zip(KINDS, raw, strict=True)
+        }
+
+    def effective_limits(self, model: str) -> dict[str, int]:
+        """The limits of ``model``'s entry in use now: configured x learned factor (the
+        factors as of now; a rise happens at the next admission)."""
+        quota = self._quotas.get(model)
+        if quota is None:
+            return {}
+        factors = self.factors(model) if self.learn else dict.fromkeys(KINDS, 1.0)
+        found: dict[str, int] = {}
+        for kind in KINDS:
+            configured = _configured(quota, kind)
+            if configured is not None:
+                found[kind] = max(1, math.floor(configured * factors[kind]))
+        return found
 
     def acquire(
         self,
@@ -278,20 +335,22 @@ class GeminiRateLimiter:
         usd: Decimal = Decimal(0),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    ) -> Admission:
         """Block until the request is admitted; RateLimitTimeout if not before ``deadline``.
 
         ``deadline`` is a ``clock()`` value. Raises as soon as the next possible admission
         falls after the deadline, rather than sleeping in vain. The time slept before the
-        admission (0 when admitted at once) and each timeout go to the metrics.
+        admission (0 when admitted at once) and each timeout go to the metrics. Returns
+        the admission (also kept for this thread's ``take_admission``).
         """
         label = model_label(model)
         slept = 0.0
         while True:
-            wait = self.try_acquire(model, tokens, usd)
-            if wait <= 0:
+            wait, admission = self._try(model, tokens, usd)
+            if admission is not None:
                 RATELIMIT_WAIT_SECONDS.labels(label).observe(slept)
-                return
+                self._local.admission = admission
+                return admission
             now = clock()
             if now + wait > deadline:
                 RATELIMIT_TIMEOUTS.labels(label).inc()
@@ -299,3 +358,10 @@ class GeminiRateLimiter:
             pause = min(wait + random.uniform(0.0, _JITTER_S), max(deadline - now, 0.0))
             sleep(pause)
             slept += pause
+
+
+def _configured(quota: ModelQuota, kind: str | None) -> float | None:
+    """The configured limit of ``kind`` (usd in dollars, as a quotaValue says it); None
+    when not limited."""
+    value = {"rpm": quota.rpm, "tpm": quota.tpm, "usd": quota.usd}.get(kind or "")
+    return None if value is None else float(value)

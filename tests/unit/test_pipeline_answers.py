@@ -276,9 +276,15 @@ class RecordingLimiter(GeminiRateLimiter):
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, Decimal]] = []
 
-    def acquire(self, model: str, tokens: int, *, deadline: float, usd: Decimal = Decimal(0),
+    def acquire(self, model: str, tokens: int, *, deadline: float, usd: Decimal = Decimal(0),  # type: ignore[override]
                 sleep: object = None, clock: object = None) -> None:  # fmt: skip
         self.calls.append((model, tokens, usd))
+
+    def take_admission(self) -> None:
+        return None  # nothing recorded in Redis: nothing to settle or take back
+
+    def learn_429(self, model: str, **_: object) -> None:
+        return None
 
 
 def test_each_call_is_paced_with_the_estimated_dollars(context: WorkerContext) -> None:

@@ -6,6 +6,7 @@ rate limiter's waits and timeouts, File API uploads and reuses, Gemini batch lin
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +43,7 @@ from visionq.worker.context import WorkerContext
 from visionq.worker.errors import GeminiCallError
 from visionq.worker.files import FilePolicy, UploadCache
 from visionq.worker.gemini import GeminiCaller, _translated
-from visionq.worker.ratelimit import GeminiRateLimiter, RateLimitTimeout
+from visionq.worker.ratelimit import Admission, GeminiRateLimiter, RateLimitTimeout
 from visionq.worker.watchdog import Watchdog
 
 MODEL = "gemini-3.6-flash"
@@ -178,10 +179,16 @@ def test_a_failed_job_counts_as_failed(context: WorkerContext) -> None:
 
 
 def _limiter(waits: list[float]) -> GeminiRateLimiter:
-    # Only acquire's loop is under test: try_acquire answers the scripted waits.
+    # Only acquire's loop is under test: _try answers the scripted waits.
     limiter = GeminiRateLimiter.__new__(GeminiRateLimiter)
+    limiter._local = threading.local()
     answers = iter(waits)
-    limiter.try_acquire = lambda *_a, **_k: next(answers)  # type: ignore[method-assign]
+
+    def attempt(*_a: object, **_k: object) -> tuple[float, Admission | None]:
+        wait = next(answers)
+        return wait, None if wait > 0 else Admission(MODEL)
+
+    limiter._try = attempt  # type: ignore[method-assign]
     return limiter
 
 
