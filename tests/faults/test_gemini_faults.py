@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 
 from tests.faults.conftest import report
 from tests.faults.stack import FaultStack
@@ -103,14 +104,14 @@ def _seconds_to_midnight_pacific() -> float:
 def test_two_workers_share_one_rate_limit(
     make_stack: Callable[..., FaultStack], limit: str
 ) -> None:
-    # One caption on the default model costs 1120 image tokens (HIGH) plus its prompt; 12
-    # calls' worth per window.
-    quota = {"rpm": 12} if limit == "rpm" else {"tpm": 12 * 1150}
+    # One caption on the default model costs 1120 image tokens (HIGH) plus its prompt; 30
+    # calls' worth per 5 s window (6 calls/s).
+    quota = {"rpm": 30} if limit == "rpm" else {"tpm": 30 * 1150}
     flag = f"--{limit}"
     stack = make_stack(
-        emulator_flags=[flag, str(quota[limit]), "--quota-window-s", "2"],
+        emulator_flags=[flag, str(quota[limit]), "--quota-window-s", "5"],
         rate_limits=json.dumps({DEFAULT_MODEL: quota}),
-        rate_window_s="2",
+        rate_window_s="5",
     )
     stack.start_worker(concurrency=16)
     stack.start_worker(concurrency=16)
@@ -119,15 +120,64 @@ def test_two_workers_share_one_rate_limit(
     audit.check_exactly_once()
     assert audit.by_status() == {"succeeded": N}
     stats = stack.emulator_stats()
-    # The emulator enforces the same quota and hardly ever has to refuse a call: unshared
-    # limiters would send twice the quota (about half the calls refused). A few refusals are
-    # the time between the limiter's admission and the call's arrival: on a loaded machine a
-    # call admitted at the end of one window can land in the emulator's next one (CI saw 5).
+    # The emulator enforces the same quota and never has to refuse a call: unshared
+    # limiters would send twice the quota (about half the calls refused). The default 0.5 s
+    # margin (10% of these windows) covers the way from admission to the emulator; an
+    # admission held up in the worker before its send is asked again (worker/gemini_call.py).
     rejected = stats["quota_rejections"]
-    assert rejected <= N // 20, stats
+    assert rejected <= N // 1000, stats
     refused = [a for a in audit.attempts if a["outcome"] != "succeeded"]
     assert len(refused) == rejected and all(a["http_status"] == 429 for a in refused), refused
     peak = stats["max_requests_in_window" if limit == "rpm" else "max_tokens_in_window"]
     assert 0.5 * quota[limit] <= peak <= quota[limit], stats
     report(f"rate limit {limit} across 2 workers", audit.figures(peak_in_window=peak,
                                                                  quota=quota[limit]))  # fmt: skip
+
+
+def _rpm_factor(stack: FaultStack) -> float:
+    """The rpm factor the workers learned for the default model (1.0: none learned)."""
+    assert stack.redis is not None
+    client = redis.Redis.from_url(f"{stack.redis.url}/0")
+    try:
+        raw = client.hget(f"visionq:rl:{{{DEFAULT_MODEL}}}:scale", "rpm")
+    finally:
+        client.close()
+    return float(raw) if raw else 1.0
+
+
+def test_lower_real_quota_is_learned(make_stack: Callable[..., FaultStack]) -> None:
+    # VISIONQ_RATE_LIMITS says 24 requests per 2 s; Gemini (the emulator) allows 12.
+    stack = make_stack(
+        emulator_flags=["--rpm", "12", "--quota-window-s", "2"],
+        rate_limits=json.dumps({DEFAULT_MODEL: {"rpm": 24}}),
+        rate_window_s="2",
+    )
+    stack.start_worker(concurrency=16)
+    stack.start_worker(concurrency=16)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N}
+    rejected = stack.emulator_stats()["quota_rejections"]
+    # The first window admits the configured 24 at once and 12 are refused; their 429s
+    # name the real quota (QuotaFailure quotaValue 12), so both workers use 0.98 x 12 / 24
+    # of the configured limit from then on. Quiet windows raise it again by 0.05 a window
+    # until the next 429 cuts it back: a few refusals per cycle, not one per window.
+    assert 0 < rejected <= 12 + 8, rejected
+    learned = _rpm_factor(stack)
+    assert 0.49 <= learned <= 0.75, learned
+
+    # Gemini's quota is raised: after two quiet windows the factor rises, window by window.
+    stack.set_faults(rpm=24)
+    more = 40
+    responses = stack.submit_many(more)
+    assert all(r.status_code == 202 for r in responses), {r.status_code for r in responses}
+    stack.wait_all_terminal(N + more)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N + more}
+    assert stack.emulator_stats()["quota_rejections"] == rejected
+    recovered = _rpm_factor(stack)
+    assert recovered > learned, (learned, recovered)
+    report("real quota half the configured", audit.figures(
+        rejections=rejected, learned=learned, recovered=recovered))  # fmt: skip
