@@ -63,9 +63,12 @@ class PostgresServer:
 
     As root it runs as the 'postgres' user, in a fresh directory under the system temp dir
     (pytest's own is private to root, so the postgres user could not enter it).
+
+    ``listen``: the address it listens on (and, when not loopback, clients from
+    ``trusted`` are let in without a password: the multi-host test's namespaces).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, listen: str = "127.0.0.1", trusted: str = "10.231.0.0/16") -> None:
         bindir = postgres_bindir()
         if bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found")
@@ -76,6 +79,7 @@ class PostgresServer:
         self.data, self.sockets = self.workdir / "data", self.workdir / "sock"
         self.port = free_port()
         self.proc: Process | None = None
+        self.listen, self.trusted = listen, trusted
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/visionq"
 
     def create(self) -> None:
@@ -86,6 +90,9 @@ class PostgresServer:
             shutil.chown(self.sockets, self.user)
         initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust"]
         _run([*self.prefix, *initdb, "-U", "postgres", "--no-sync", "-E", "UTF8"])
+        if self.listen != "127.0.0.1":  # initdb's pg_hba.conf lets in loopback only
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.trusted} trust\n")
         self.start()
         createdb = [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port)]
         _run([*self.prefix, *createdb, "-U", "postgres", "visionq"])
@@ -96,7 +103,7 @@ class PostgresServer:
             "postgres",
             [
                 str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                "-k", str(self.sockets), "-c", "listen_addresses=127.0.0.1",
+                "-k", str(self.sockets), "-c", f"listen_addresses={self.listen}",
                 "-c", "fsync=off", "-c", "max_connections=200",
             ],
             log=log,
@@ -143,10 +150,14 @@ def postgres_server() -> Iterator[str]:
 
 class RedisServer:
     """A Redis server on a fixed port that can be SIGKILLed and started again (its AOF
-    file, when ``persistent``, brings the data back)."""
+    file, when ``persistent``, brings the data back). ``bind``: the address it listens on
+    (not loopback: protected mode off, so clients of other namespaces get in)."""
 
-    def __init__(self, workdir: Path, *, persistent: bool, databases: int = 16) -> None:
+    def __init__(
+        self, workdir: Path, *, persistent: bool, databases: int = 16, bind: str = "127.0.0.1"
+    ) -> None:
         self.workdir = workdir
+        self.bind = bind
         self.persistent = persistent
         self.databases = databases
         self.port = free_port()
@@ -156,6 +167,8 @@ class RedisServer:
     def start(self) -> None:
         args = redis_args(self.port, self.workdir, persistent=self.persistent)
         args += ["--databases", str(self.databases)]
+        if self.bind != "127.0.0.1":  # the last --bind wins
+            args += ["--bind", self.bind, "--protected-mode", "no"]
         self.proc = Process("redis", args, log=self.workdir / "redis.log")
         wait_until(
             lambda: bool(redis.Redis.from_url(self.url).ping()),
