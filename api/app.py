@@ -37,11 +37,18 @@ from visionq.api.tiers import TurnaroundCache
 from visionq.api.webhook_events import describe_webhooks
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
+from visionq.models.fairqueue import FairQueue
 from visionq.models.jobrefs import MIN_PREFIX
 from visionq.models.metrics import use_catalogue
 from visionq.models.settings import Settings, get_settings
 from visionq.vision.catalogue import check_default_model
 from visionq.vision.costing import CostBook
+
+
+def _fair_queue(client: redis.Redis, settings: Settings) -> FairQueue | None:
+    """Fair share's waiting sets (models/fairqueue.py) on the API's Redis client (short
+    timeouts: a Redis error is a refused send, the sweeper sends the job); None: FIFO."""
+    return FairQueue(client, weights=settings.tenant_weights) if settings.fair_share else None
 
 
 def open_resources(settings: Settings) -> ApiResources:
@@ -62,7 +69,7 @@ def open_resources(settings: Settings) -> ApiResources:
         engine=engine,
         sessions=sessions,
         blobs=BlobStore(settings.blob_dir),
-        queue=JobQueue(settings.redis_url),
+        queue=JobQueue(settings.redis_url, fair=_fair_queue(client, settings)),
         costs=costs,
         redis=client,
         throttle=throttle,

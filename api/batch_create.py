@@ -30,6 +30,7 @@ def defaults_hash(body: BatchCreate) -> str:
     """sha256 of the canonical defaults: the body without its name and expected_items (and
     without webhook_url when not given, so batches made before it existed still match)."""
     excluded = {"name", "expected_items"} | ({"webhook_url"} if body.webhook_url is None else set())
+    excluded |= {"priority"} if body.priority is None else set()  # the same
     fields = body.model_dump(mode="json", by_alias=True, exclude=excluded)
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -86,6 +87,9 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
                     batch.callback_url = body.webhook_url
                     session.flush()
                     callbacks_endpoint(session, tenant)
+                batch.priority = (
+                    resources.settings.default_priority if body.priority is None else body.priority
+                )
                 session.flush()
                 session.expunge(batch)
             return batch, False

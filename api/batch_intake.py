@@ -131,8 +131,9 @@ def add_items(raw: RawItems, caller: Caller, batch_id: str, resources: ApiResour
             rejected[one.key] = ErrorDetail(code=error.code, message=error.message)
     ready = [one for one in planned if one.key not in rejected]
     raced, created = _insert(
-        ready, batch_id=batch_id, caller=caller, capped=capped, cached=cached, resources=resources
-    )
+        ready, batch_id=batch_id, caller=caller, capped=capped, cached=cached, resources=resources,
+        priority=batch.priority,
+    )  # fmt: skip
     existing.update(raced)
     count_new_rows(created.values(), source="batch_add")
     send_after_commit(resources, to_send(created.values()))
@@ -243,6 +244,7 @@ def _insert(
     capped: bool,
     cached: dict[str, CachedAnswer],
     resources: ApiResources,
+    priority: int,
 ) -> tuple[dict[str, str | None], dict[str, NewJobRow]]:
     """Store the ready items in ONE transaction: the batch locked first (concurrent adds to
     it wait here), keys added meanwhile by another call found again (they are answered as
@@ -261,7 +263,8 @@ def _insert(
                 raced = existing_items(session, batch_id, [one.key for one in ready])
                 todo = [one for one in ready if one.key not in raced]
                 plans = [one.plan for one in todo if one.plan is not None]
-                rows, needed = job_rows(plans, tenant=caller.tenant, cached=cached, capped=capped)
+                rows, needed = job_rows(plans, tenant=caller.tenant, cached=cached,
+                                        capped=capped, priority=priority)  # fmt: skip
                 paid = [row for row in rows if row.cached is None]
                 if (
                     capped

@@ -254,4 +254,5 @@ def batch_public(
         images_referenced=batch.images_referenced,
         progress=progress,
         webhook_url=batch.callback_url,
+        priority=batch.priority,
     )

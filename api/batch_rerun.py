@@ -66,6 +66,7 @@ class _Planner:
         self._body = body
         self._resources = resources
         self.capped = capped
+        self.priority = resources.settings.default_priority
         self._fields: dict[str, AdmittedFields] = {}
         self._estimates: dict[
             tuple[str, tuple[tuple[int, int], ...]], tuple[JobOptions, StoredEstimate]
@@ -161,6 +162,7 @@ def rerun(
         capped = has_caps(session, tenant)
     _check_overrides(body, batch, resources)
     planner = _Planner(body, resources, capped)
+    planner.priority = batch.priority  # re-run jobs wait at the batch's priority
     done, after = 0, 0
     while True:
         try:
@@ -260,5 +262,7 @@ def _plan_page(
     planned = [planner.plan(old[src.job_id], inputs.get(src.job_id, [])) for src in sources]
     wanted = {job.cache_key for job in planned if job.options.cache}
     cached = find_cached_many(session, tenant=tenant, cache_keys=wanted) if wanted else {}
-    rows, needed = job_rows(planned, tenant=tenant, cached=cached, capped=planner.capped)
+    rows, needed = job_rows(
+        planned, tenant=tenant, cached=cached, capped=planner.capped, priority=planner.priority
+    )
     return planned, needed, rows

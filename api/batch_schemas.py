@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from visionq.api.priority import priority_field, public_priority_field
 from visionq.api.schemas import ErrorDetail, NextCursor, typed_options
 from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import JobStatus
@@ -93,6 +94,10 @@ class BatchCreate(BaseModel):
         "signed with the secret of your callbacks endpoint (GET /v1/webhooks/callbacks). "
         "Its items' job events go to your endpoints (POST /v1/webhooks). Checked by the SSRF "
         "rules of image URLs (422 url_*).",
+    )
+    priority: int | None = priority_field(
+        "The priority of the batch's jobs among your own waiting jobs: 0 to 9, 9 first "
+        "(default 5, VISIONQ_DEFAULT_PRIORITY; fair share decides across tenants)."
     )
 
     @field_validator("name")
@@ -282,6 +287,7 @@ class BatchPublic(BaseModel):
     webhook_url: str | None = Field(
         default=None, description="Where batch.completed is also sent (create's webhook_url)."
     )
+    priority: int = public_priority_field()
 
 
 class BatchPage(BaseModel):

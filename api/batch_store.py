@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from visionq.api.deps import ApiResources
 from visionq.api.job_checks import AdmittedFields
 from visionq.models.batchjobs import CachedAnswer, NewJobRow, mark_unsent_many
+from visionq.models.fairqueue import QueuedJob
 from visionq.models.jobs import NewInput
 from visionq.vision.catalogue import ServiceTier
 from visionq.vision.costing import reservation_nusd
@@ -41,6 +42,7 @@ def job_rows(
     tenant: str,
     cached: Mapping[str, CachedAnswer],
     capped: bool,
+    priority: int = 5,
 ) -> tuple[list[NewJobRow], int]:
     """The rows to insert (fresh uuid4 ids), and the sum to reserve against the budget: each
     job's worst case when the tenant has a cap (``capped``), else 0. A job whose options
@@ -72,25 +74,31 @@ def job_rows(
                 tier=plan.fields.tier.value,
                 lane=plan.estimate.tier.value,
                 deadline_s=plan.fields.deadline_s,
+                priority=priority,
             )
         )
     return rows, total
 
 
-def to_send(rows: Iterable[NewJobRow]) -> list[str]:
-    """The ids of the inserted jobs that need a message: not born from the cache, and not
-    in the batch lane (the lane gathers those from the table; they get no message)."""
-    return [row.id for row in rows if row.cached is None and row.lane != ServiceTier.BATCH]
+def to_send(rows: Iterable[NewJobRow]) -> list[QueuedJob]:
+    """The inserted jobs that need a message: not born from the cache, and not in the
+    batch lane (the lane gathers those from the table; they get no message)."""
+    return [
+        QueuedJob(row.id, row.tenant, row.priority)
+        for row in rows
+        if row.cached is None and row.lane != ServiceTier.BATCH
+    ]
 
 
-def send_after_commit(resources: ApiResources, job_ids: Sequence[str]) -> None:
+def send_after_commit(resources: ApiResources, jobs: Sequence[QueuedJob]) -> None:
     """Send the committed jobs' messages; those Redis did not take are marked unsent, so
     the sweeper sends them once it is back. Never raises: the jobs are stored, and an error
     answer now would make the client add them again (the keys would find them, but a
     failed call reads as lost work)."""
-    if not job_ids:
+    if not jobs:
         return
-    unsent = resources.queue.enqueue_many(job_ids)
+    job_ids = [job.job_id for job in jobs]
+    unsent = resources.queue.enqueue_many(jobs)
     if not unsent:
         return
     log.error(

@@ -12,11 +12,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from visionq.api.errors import ApiError
+from visionq.api.priority import parse_form_priority
 from visionq.api.rawjob import RawJob, image_label, too_large
 from visionq.models.settings import Settings
 from visionq.models.table_base import URL_MAX_CHARS
 
-FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image", "webhook_url"}
+FORM_FIELDS = {"task", "prompt", "model", "labels", "options", "schema", "image", "webhook_url",
+               "priority"}  # fmt: skip
 
 
 class BodyTooLargeError(Exception):
@@ -126,6 +128,7 @@ async def _raw_from_form(form: FormData, settings: Settings) -> RawJob:
         images=images,
         image_names=names,
         webhook_url=_webhook_url_field(form),
+        priority=parse_form_priority(_text_field(form, "priority")),
     )
 
 

@@ -1,12 +1,21 @@
-"""Enqueueing jobs: the API sends a Celery message by task name, holding only the job id."""
+"""Enqueueing jobs. FIFO (``VISIONQ_FAIR_SHARE=false``): a Celery message per job, holding
+only the job id. Fair share: the job goes to its tenant's waiting set in Redis
+(models/fairqueue.py) and an anonymous ``run_next`` token goes to Celery; the worker taking
+the token starts whichever job fair share picks (worker/tasks.py::run_next)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 
-from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, transport_options
+from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT, transport_options
+from visionq.models.fairqueue import FairQueue, QueuedJob
+
+# Tokens are consumed after popped jobs' messages (priority 0 first, decision 16).
+TOKEN_PRIORITY = 9
+_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5}
 
 
 class QueueUnavailableError(RuntimeError):
@@ -14,46 +23,51 @@ class QueueUnavailableError(RuntimeError):
 
 
 class JobQueue:
-    """A Celery producer bound to the broker URL; no task code is imported."""
+    """A Celery producer bound to the broker URL (no task code is imported), and the fair
+    share sets when ``fair`` is given (None: FIFO)."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, *, fair: FairQueue | None = None) -> None:
         self._app = Celery("visionq-api", broker=broker_url, set_as_current=False)
         self._app.conf.broker_connection_retry_on_startup = True
         self._app.conf.update(transport_options(broker_url))
+        self._fair = fair
 
-    def enqueue(self, job_id: str) -> None:
+    def enqueue(self, job: QueuedJob) -> None:
+        """Queue one job; raises QueueUnavailableError when Redis did not take it."""
         try:
-            self._send(job_id)
+            if self._fair is not None:
+                self._fair.push([job])
+            self._send(job.job_id)
         except Exception as exc:
-            # kombu raises many transport-specific types; all mean "not enqueued".
+            # kombu and redis raise many transport-specific types; all mean "not enqueued".
             raise QueueUnavailableError(str(exc)) from exc
 
-    def enqueue_many(self, job_ids: Sequence[str]) -> list[str]:
-        """Send the jobs' messages through one producer (one connection for all of them).
+    def enqueue_many(self, jobs: Sequence[QueuedJob]) -> list[str]:
+        """Queue the jobs, their messages through one producer (one connection for all).
         Returns the ids NOT sent: from the first refusal on (its retries already spent,
         the broker is down: trying each of the rest would only wait for each one's)."""
         sent = 0
         try:
+            if self._fair is not None:
+                self._fair.push(jobs)
             with self._app.producer_or_acquire() as producer:
-                for job_id in job_ids:
-                    self._send(job_id, producer)
+                for job in jobs:
+                    self._send(job.job_id, producer)
                     sent += 1
         except Exception:
-            # kombu raises many transport-specific types; all mean "not enqueued".
-            return list(job_ids[sent:])
+            # kombu and redis raise many transport-specific types; all mean "not enqueued".
+            return [job.job_id for job in jobs[sent:]]
         return []
 
     def _send(self, job_id: str, producer: object | None = None) -> None:
-        self._app.send_task(
-            PROCESS_JOB,
-            args=[job_id],
-            queue=JOBS_QUEUE,
-            # Flower and Celery's events show the task under the job's own id.
-            task_id=job_id,
-            producer=producer,
-            retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
-        )
+        options: dict[str, Any] = {"queue": JOBS_QUEUE, "producer": producer, "retry": True,
+                                   "retry_policy": _RETRY_POLICY}  # fmt: skip
+        if self._fair is not None:
+            # A token names no job: the worker pops the one fair share picks.
+            self._app.send_task(RUN_NEXT, priority=TOKEN_PRIORITY, **options)
+            return
+        # Flower and Celery's events show the task under the job's own id.
+        self._app.send_task(PROCESS_JOB, args=[job_id], task_id=job_id, **options)
 
     def close(self) -> None:
         self._app.close()

@@ -32,6 +32,8 @@ class RawJob:
     image_changes: list[list[str]] = field(default_factory=list)
     # Where the job's end event is also sent (checked by the SSRF rules at submit).
     webhook_url: str | None = None
+    # 0..9 (9 first within the tenant); None: VISIONQ_DEFAULT_PRIORITY (api/priority.py).
+    priority: int | None = None
 
     def image_label(self, index: int) -> str:
         """How errors name image ``index``: its file name or URL, else "Image #N"."""

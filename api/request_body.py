@@ -58,6 +58,7 @@ async def _read_json(request: Request, settings: Settings) -> RawJob:
         image_urls=urls,
         image_names=names,
         webhook_url=payload.webhook_url,
+        priority=payload.priority,
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from visionq.api.priority import priority_field, public_priority_field
 from visionq.api.results import result_schema
 from visionq.models.batchjobs import BatchRef
 from visionq.models.table_base import URL_MAX_CHARS
@@ -127,6 +128,7 @@ class JobCreate(BaseModel):
         "also POSTed, signed with the secret of your callbacks endpoint (GET "
         "/v1/webhooks/callbacks). Checked by the SSRF rules of image URLs (422 url_*).",
     )
+    priority: int | None = priority_field()
 
 
 def _usd(nusd: int | None) -> str | None:
@@ -287,6 +289,7 @@ class JobPublic(BaseModel):
     webhook_url: str | None = Field(
         default=None, description="Where the job's end event is also sent (submit's webhook_url)."
     )
+    priority: int = public_priority_field()
 
     @classmethod
     def of(cls, job: Job, batch: BatchRef | None = None) -> JobPublic:
@@ -337,6 +340,7 @@ class JobPublic(BaseModel):
             batch_id=batch.batch_id if batch is not None else None,
             batch_key=batch.key if batch is not None else None,
             webhook_url=job.callback_url,
+            priority=job.priority if job.priority is not None else 5,
         )
 
 

@@ -21,6 +21,7 @@ from visionq.api.rawjob import RawJob
 from visionq.api.schemas import JobPublic
 from visionq.api.webhook_check import checked_url
 from visionq.models.budgets import has_caps, reserve
+from visionq.models.fairqueue import QueuedJob
 from visionq.models.idempotency import recall, remember
 from visionq.models.jobs import NewInput, create_job, find_cached, get_job
 from visionq.models.leases import count_active, mark_unsent
@@ -72,6 +73,8 @@ def fingerprint(raw: RawJob, retry_of: str | None = None) -> str:
         fields["retry_of"] = retry_of
     if raw.webhook_url is not None:  # only when given: keys stored before it still match
         fields["webhook_url"] = raw.webhook_url
+    if raw.priority is not None:  # the same
+        fields["priority"] = raw.priority
     digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -144,6 +147,7 @@ def submit(
     return store_and_enqueue(
         admitted, caller, resources, idempotency, retry_of=retry_of,
         prior_changes=raw.image_changes, callback_url=callback_url,
+        priority=resources.settings.default_priority if raw.priority is None else raw.priority,
     )  # fmt: skip
 
 
@@ -215,6 +219,7 @@ def store_and_enqueue(
     retry_of: str | None = None,
     prior_changes: list[list[str]] | None = None,
     callback_url: str | None = None,
+    priority: int = 5,
 ) -> tuple[JobPublic, bool]:
     """Store the job (budget held, idempotency key bound) in one transaction, then send its
     message. Returns the job and whether it is a replay of a concurrent identical request.
@@ -267,7 +272,7 @@ def store_and_enqueue(
                     reserved_nusd=needed, cache_key=key, cached=cached,
                     warnings=admitted.warnings, retry_of=retry_of, tier=admitted.tier.value,
                     lane=estimate.tier.value, deadline_s=admitted.deadline_s,
-                    callback_url=callback_url,
+                    callback_url=callback_url, priority=priority,
                 )  # fmt: skip
                 if callback_url is not None:
                     callbacks_endpoint(session, caller.tenant)
@@ -295,14 +300,15 @@ def store_and_enqueue(
     )  # fmt: skip
     # A batch-lane job gets no message: the worker's batch lane gathers it from the table.
     if cached is None and estimate.tier is not ServiceTier.BATCH:
-        _send(resources, job.id)
+        _send(resources, QueuedJob(job.id, caller.tenant, priority))
     return public, False
 
 
-def _send(resources: ApiResources, job_id: str) -> None:
+def _send(resources: ApiResources, queued: QueuedJob) -> None:
     """Send the job's message; if Redis refuses, the job stays queued for the sweeper."""
+    job_id = queued.job_id
     try:
-        resources.queue.enqueue(job_id)
+        resources.queue.enqueue(queued)
     except QueueUnavailableError as exc:
         log.error("could not enqueue job %s (%s); the sweeper will send it", job_id, exc)
         try:

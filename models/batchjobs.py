@@ -61,6 +61,8 @@ class NewJobRow:
     deadline_s: float | None = None
     # Where the job's end event is also sent (a per-job or per-batch webhook_url).
     callback_url: str | None = None
+    # The order within the tenant's waiting jobs (0..9, 9 first; the batch's priority).
+    priority: int = 5
 
 
 def chunks(items: Collection[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
@@ -88,7 +90,7 @@ def insert_jobs(session: Session, rows: Sequence[NewJobRow]) -> None:
             response_schema=row.response_schema, estimate=row.estimate,
             reserved_nusd=row.reserved_nusd, cache_key=row.cache_key, cached=row.cached,
             warnings=row.warnings, retry_of=row.retry_of, tier=row.tier, lane=row.lane,
-            deadline_s=row.deadline_s, callback_url=row.callback_url,
+            deadline_s=row.deadline_s, callback_url=row.callback_url, priority=row.priority,
         )  # fmt: skip
         if row.cached is not None:
             born_ended.append(born_ended_event(job))

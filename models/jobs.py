@@ -87,6 +87,7 @@ def create_job(
     lane: str = "standard",
     deadline_s: float | None = None,
     callback_url: str | None = None,
+    priority: int = 5,
 ) -> Job:
     """Add a queued job with its inputs; the caller commits both in one transaction.
 
@@ -100,7 +101,7 @@ def create_job(
         labels=labels, options=options, inputs=inputs, response_schema=response_schema,
         estimate=estimate, reserved_nusd=reserved_nusd, cache_key=cache_key, cached=cached,
         warnings=warnings, retry_of=retry_of, tier=tier, lane=lane, deadline_s=deadline_s,
-        callback_url=callback_url,
+        callback_url=callback_url, priority=priority,
     )  # fmt: skip
     # Core INSERTs (the API's hot path): the ORM unit of work costs more than the rows.
     # The returned object is not attached to the session; it carries what was inserted.
@@ -140,6 +141,7 @@ def build_job(
     lane: str = "standard",
     deadline_s: float | None = None,
     callback_url: str | None = None,
+    priority: int = 5,
 ) -> Job:
     """A new job and its inputs as unsaved ORM objects: what create_job inserts, and what
     models.batchjobs.insert_jobs inserts many at a time (the same values either way)."""
@@ -165,6 +167,7 @@ def build_job(
         lane=lane,
         deadline_at=created_at + timedelta(seconds=deadline_s) if deadline_s else None,
         callback_url=callback_url,
+        priority=priority,
     )
     # The caller sends the message right after the commit; a failed send clears this
     # (models.leases.mark_unsent) so the sweeper sends it. A batch-lane job gets no message

@@ -244,7 +244,16 @@ def mark_unsent(session: Session, job_id: str) -> None:
     )
 
 
-def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) -> list[str]:
+@dataclass(frozen=True)
+class DueJob:
+    """A job the sweeper sends again: its id, and its tenant and priority for fair share."""
+
+    id: str
+    tenant: str
+    priority: int
+
+
+def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) -> list[DueJob]:
     """Jobs that need a (new) message: queued without one, or whose message is older than
     ``requeue_after_s`` (lost with Redis), or running under a lease that lapsed since the
     last message (their worker died). Never a job of the batch lane (``lane='batch'``)."""
@@ -259,12 +268,12 @@ def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) 
     )
     # Jobs of the batch lane get no message: the lane gathers them into Gemini batches.
     query = (
-        select(Job.id)
+        select(Job.id, Job.tenant, Job.priority)
         .where(or_(queued, lapsed), Job.lane != "batch")
         .order_by(Job.created_at)
         .limit(limit)
     )
-    return list(session.scalars(query))
+    return [DueJob(*row) for row in session.execute(query)]
 
 
 def mark_sent(session: Session, job_ids: Collection[str]) -> None:

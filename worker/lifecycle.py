@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from visionq.models.blobs import BlobStore
 from visionq.models.db import make_engine, make_session_factory
+from visionq.models.leases import DueJob
 from visionq.models.settings import Settings
 from visionq.worker.batch_api import GeminiBatches
 from visionq.worker.batch_lane import BatchLane
@@ -57,12 +58,17 @@ class WorkerResources:
 class SweeperThread:
     """The sweeper (worker/sweeper.py) in a daemon thread, with its own engine and Redis."""
 
-    def __init__(self, settings: Settings, send: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        send: Callable[[DueJob], None],
+        top_up: Callable[[int], int] | None = None,
+    ) -> None:
         self._engine: Engine = make_engine(settings.database_url, pool_size=2)
         self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         sweeper = Sweeper(
             sessions=make_session_factory(self._engine), send=send, redis_client=self._redis,
-            settings=settings, blobs=BlobStore(settings.blob_dir),
+            settings=settings, blobs=BlobStore(settings.blob_dir), top_up=top_up,
         )  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -7,6 +7,10 @@
   batch) go to the standard lane (``batch_fallback`` warning saying the lane is off); jobs
   already in Gemini batches are followed by the lane until those batches end (it stops
   gathering, worker/batch_lane.py);
+- with fair share (models/fairqueue.py): a job sent again is pushed to its tenant's waiting
+  set (a job still waiting there keeps its place and gets no new token), and when fewer
+  ``run_next`` tokens wait in Redis than jobs wait in the sets (a token lost after its
+  push) it sends the missing tokens;
 - and it deletes idempotency keys past their retention, and temporary blob files
   (``*.tmp``) older than VISIONQ_BLOB_TMP_GRACE_S that a killed process left behind.
 
@@ -30,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from visionq.models.blobs import BlobStore
 from visionq.models.gemini_batches import release_waiting
 from visionq.models.idempotency import forget_expired
-from visionq.models.leases import jobs_to_send, mark_sent
+from visionq.models.leases import DueJob, jobs_to_send, mark_sent
 from visionq.models.settings import Settings
 from visionq.models.tables import utcnow
 
@@ -55,6 +59,7 @@ class SweepReport:
     keys_forgotten: int
     temporaries_removed: int = 0
     batch_lane_off: int = 0
+    tokens_topped_up: int = 0
 
 
 class Sweeper:
@@ -64,13 +69,16 @@ class Sweeper:
         self,
         *,
         sessions: sessionmaker[Session],
-        send: Callable[[str], None],
+        send: Callable[[DueJob], None],
         redis_client: redis.Redis,
         settings: Settings,
         blobs: BlobStore | None = None,
+        top_up: Callable[[int], int] | None = None,
     ) -> None:
         self._sessions = sessions
         self._send = send
+        # Fair share: sends up to n run_next tokens when fewer wait than jobs (lost tokens).
+        self._top_up = top_up
         self._redis = redis_client
         self._settings = settings
         self._blobs = blobs
@@ -93,6 +101,9 @@ class Sweeper:
             unsendable = due - page_sent
             if unsendable or due < PAGE:
                 break
+        tokens = self._top_up_tokens()
+        if tokens:
+            log.info("sweeper sent %d run_next token(s) for jobs waiting without one", tokens)
         with self._sessions.begin() as session:
             forgotten = forget_expired(session, ttl_s=self._settings.idempotency_ttl_s)
         if sent:
@@ -100,7 +111,18 @@ class Sweeper:
         return SweepReport(
             sent=sent, unsendable=unsendable, keys_forgotten=forgotten,
             temporaries_removed=self.remove_temporaries(), batch_lane_off=moved,
+            tokens_topped_up=tokens,
         )  # fmt: skip
+
+    def _top_up_tokens(self) -> int:
+        """Fair share's missing tokens (at most a page); a failure waits for the next sweep."""
+        if self._top_up is None:
+            return 0
+        try:
+            return self._top_up(PAGE)
+        except Exception as exc:  # kombu and redis raise transport-specific types
+            log.warning("sweeper could not top up run_next tokens: %s", exc)
+            return 0
 
     def release_batch_lane(self) -> int:
         """The batch lane is off: jobs waiting for a Gemini batch go to the standard lane
@@ -124,13 +146,13 @@ class Sweeper:
         with self._sessions() as session:
             due = jobs_to_send(session, requeue_after_s=self._settings.requeue_after_s, limit=PAGE)
         sent: list[str] = []
-        for job_id in due:
+        for job in due:
             try:
-                self._send(job_id)
+                self._send(job)
             except Exception as exc:  # kombu raises transport-specific types
-                log.warning("sweeper could not send job %s: %s", job_id, exc)
+                log.warning("sweeper could not send job %s: %s", job.id, exc)
                 break
-            sent.append(job_id)
+            sent.append(job.id)
         with self._sessions.begin() as session:
             mark_sent(session, sent)
         return len(sent), len(due)

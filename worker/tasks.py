@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+from functools import cache
 from typing import Any
 
 import redis
@@ -25,7 +26,9 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB
+from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT
+from visionq.models.fairqueue import FairQueue, QueuedJob
+from visionq.models.leases import DueJob
 from visionq.models.metrics import count_ended, use_catalogue
 from visionq.models.metrics_expose import process_dead
 from visionq.models.outcomes import fail_job
@@ -158,9 +161,71 @@ def process_job(self: PipelineTask, job_id: str) -> str:
     return outcome
 
 
-def send_job(job_id: str) -> None:
-    """Send a job's message (as the API does), under the job's id as its task id."""
-    app.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE, task_id=job_id)
+# Kombu's Redis transport serves priority 0 of a queue before 9 (tests/unit/
+# test_kombu_priority.py): a popped job's message overtakes the backlog of tokens.
+TOKEN_PRIORITY = 9
+JOB_PRIORITY = 0
+
+
+@cache
+def fair_queue() -> FairQueue:
+    """This process's handle on the fair-share sets (models/fairqueue.py), built once."""
+    settings = get_settings()
+    # Bounded waits: a token's pop must not hang on an unreachable Redis.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    return FairQueue(client, weights=settings.tenant_weights)
+
+
+@app.task(name=RUN_NEXT, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
+def run_next(self: Task) -> str:
+    """A free slot's token: pop the job fair share picks and send its PROCESS_JOB message
+    (under the job's id, so Flower shows the job, decision 16 of issue 23) at the priority
+    consumed first. The job is not run here. A token finding nothing waiting is a no-op
+    (tokens may outnumber jobs: the sweeper's top-ups, a cancelled job's entry)."""
+    job_id = fair_queue().pop()
+    if job_id is None:
+        return "empty"
+    # Not sent (Redis down): the job stays queued in the database, and the sweeper pushes
+    # it again once its message looks lost (VISIONQ_REQUEUE_AFTER_S), as a lost message.
+    app.send_task(
+        PROCESS_JOB, args=[job_id], task_id=job_id, queue=JOBS_QUEUE, priority=JOB_PRIORITY
+    )
+    return "dispatched"
+
+
+def send_job(job: DueJob) -> None:
+    """Send a job again (the sweeper). Fair share: push it to its tenant's set and send a
+    token only if it was not waiting there already; off: its message, under the job's id
+    as its task id, as the API sends it."""
+    if not get_settings().fair_share:
+        app.send_task(PROCESS_JOB, args=[job.id], queue=JOBS_QUEUE, task_id=job.id)
+        return
+    if fair_queue().push([QueuedJob(job.id, job.tenant, job.priority)]):
+        app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
+
+
+def top_up_tokens(limit: int) -> int:
+    """Send up to ``limit`` tokens when fewer wait (queued, or reserved by a worker) than
+    jobs wait in the fair-share sets: a push whose token was lost. Returns how many."""
+    if not get_settings().fair_share:
+        return 0
+    waiting = fair_queue().size()
+    if waiting <= 0:
+        return 0
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        try:
+            queued = channel.queue_declare(JOBS_QUEUE, passive=True).message_count
+        except connection.channel_errors:  # kombu: "no queue" when none of its lists exists
+            queued = 0
+        # Messages taken by workers and not yet acknowledged (tokens among them) live in
+        # kombu's unacked hash: counting them all errs toward fewer top-ups, which later
+        # sweeps make up once those messages are done.
+        reserved = channel.client.hlen(channel.unacked_key)
+        missing = min(limit, waiting - int(queued) - int(reserved))
+        for _ in range(max(missing, 0)):
+            app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
+    return max(missing, 0)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
@@ -175,7 +240,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 
 def _sweeper(settings: Settings) -> SweeperThread:
-    return SweeperThread(settings, send_job)
+    return SweeperThread(settings, send_job, top_up=top_up_tokens)
 
 
 # The worker's resources in this process: opened and closed by the signals below.

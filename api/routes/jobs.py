@@ -72,6 +72,12 @@ _MULTIPART_SCHEMA = {
             "maxLength": URL_MAX_CHARS,
             "description": "Where the job's end event is also POSTed (signed; see JSON body).",
         },
+        "priority": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 9,
+            "description": "Order among your own waiting jobs, 9 first (see JSON body).",
+        },
     },
 }
 

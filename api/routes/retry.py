@@ -137,6 +137,7 @@ def stored_request(job_id: str, caller: Caller, resources: ApiResources) -> tupl
             # a URL refused now is dropped with a warning, never a 422 for a field the caller
             # did not send; api/submission._retry_callback).
             webhook_url=source.callback_url,
+            priority=source.priority,  # a retry waits at the priority of the job it retries
         )
     try:
         raw.images = [resources.blobs.get(sha256) for sha256 in hashes]

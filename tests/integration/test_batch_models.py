@@ -215,7 +215,7 @@ def test_mark_unsent_many_leaves_them_to_the_sweeper(
                 select(JOBS.c.id, JOBS.c.enqueued_at).where(JOBS.c.tenant == tenant)
             ).all()
         )
-        due = jobs_to_send(session, requeue_after_s=900, limit=100_000)
+        due = [job.id for job in jobs_to_send(session, requeue_after_s=900, limit=100_000)]
     assert sent[queued.id] is None and sent[done.id] is not None
     assert queued.id in due and done.id not in due
 

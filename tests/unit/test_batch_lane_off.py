@@ -46,7 +46,7 @@ def test_lane_off_sends_waiting_jobs_to_standard_and_follows_sent_batches(
                       settings=ctx.settings)  # fmt: skip
     report = sweeper.sweep_once()
     assert report is not None and report.batch_lane_off == 3
-    assert sorted(call.args[0] for call in send.call_args_list) == sorted(waiting)
+    assert sorted(call.args[0].id for call in send.call_args_list) == sorted(waiting)
     jobs = jobs_by_id(ctx, waiting + in_batch)
     for job_id in waiting:
         job = jobs[job_id]

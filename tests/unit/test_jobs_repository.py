@@ -122,9 +122,9 @@ def test_the_sweeper_finds_unsent_stale_and_lapsed_jobs(sessions: sessionmaker[S
         assert _claim(session, lapsed, lease_s=0) is not None
         assert _claim(session, live) is not None
     with sessions() as session:
-        assert set(jobs_to_send(session, requeue_after_s=3600)) == {unsent, lapsed}
+        assert {j.id for j in jobs_to_send(session, requeue_after_s=3600)} == {unsent, lapsed}
         # A message older than requeue_after_s may have been lost with Redis.
-        assert set(jobs_to_send(session, requeue_after_s=-1)) == {sent, unsent, lapsed}
+        assert {j.id for j in jobs_to_send(session, requeue_after_s=-1)} == {sent, unsent, lapsed}
     with sessions.begin() as session:
         mark_sent(session, [unsent, lapsed])
     with sessions() as session:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.job_rows import job_row
 from visionq.models.batchjobs import insert_jobs, mark_unsent_many
-from visionq.models.leases import jobs_to_send
+from visionq.models.leases import DueJob, jobs_to_send
 from visionq.models.settings import Settings
 from visionq.worker.sweeper import PAGE, Sweeper
 
@@ -36,7 +36,7 @@ def test_one_sweep_sends_every_page_once(sessions: sessionmaker[Session]) -> Non
     send = MagicMock()
     report = _sweeper(sessions, send).sweep_once()
     assert report is not None and (report.sent, report.unsendable) == (len(ids), 0)
-    sent = [call.args[0] for call in send.call_args_list]
+    sent = [call.args[0].id for call in send.call_args_list]
     assert sorted(sent) == sorted(ids)  # each once
     with sessions() as session:
         assert jobs_to_send(session, requeue_after_s=900) == []
@@ -46,7 +46,7 @@ def test_a_failed_send_ends_the_sweep(sessions: sessionmaker[Session]) -> None:
     ids = _unsent_jobs(sessions, PAGE + 10)
     calls = 0
 
-    def send(job_id: str) -> None:
+    def send(job: DueJob) -> None:
         nonlocal calls
         calls += 1
         if calls > PAGE + 3:

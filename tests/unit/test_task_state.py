@@ -12,7 +12,9 @@ import pytest
 from tests.unit.workercontext import worker_context, worker_resources
 from visionq.api.queue import JobQueue
 from visionq.models.budgets import reserve
+from visionq.models.fairqueue import QueuedJob
 from visionq.models.jobs import NewInput, cancel_job, create_job, get_job
+from visionq.models.leases import DueJob
 from visionq.worker import tasks
 from visionq.worker.celery_app import app as celery_app
 from visionq.worker.context import WorkerContext
@@ -68,10 +70,12 @@ def test_messages_carry_the_job_id_as_task_id(monkeypatch: pytest.MonkeyPatch) -
         sent.append(kwargs)
 
     monkeypatch.setattr(celery_app, "send_task", record)
-    tasks.send_job("job-1")
+    # FIFO (fair share sends the same message from run_next: tests/unit/test_fair_dispatch.py)
+    monkeypatch.setenv("VISIONQ_FAIR_SHARE", "false")
+    tasks.send_job(DueJob("job-1", "t", 5))
     queue = JobQueue("redis://127.0.0.1:1/0")
     monkeypatch.setattr(queue._app, "send_task", record)
-    queue.enqueue("job-2")
+    queue.enqueue(QueuedJob("job-2", "t", 5))
     queue.close()
     assert [(item["args"], item["task_id"]) for item in sent] == [
         (["job-1"], "job-1"), (["job-2"], "job-2"),
