@@ -28,6 +28,7 @@ def job_key(
     occurrence: int = 0,
     salt: str | None = None,
     webhook_url: str | None = None,
+    priority: int | None = None,
 ) -> str:
     """The Idempotency-Key of one job: a sha256 over a canonical form of its request.
 
@@ -42,6 +43,8 @@ def job_key(
     salted: dict[str, str] = {} if salt is None else {"salt": salt}
     if webhook_url is not None:
         salted["webhook_url"] = webhook_url
+    if priority is not None:  # the same: only when given (--priority)
+        salted["priority"] = str(priority)
     canonical = json.dumps(
         {
             **salted,

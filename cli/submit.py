@@ -108,6 +108,8 @@ class JobRequest:
     schema: dict[str, Any] | None
     # Where each job's end event is also sent (--webhook-url).
     webhook_url: str | None = None
+    # 0..9, 9 first among the tenant's waiting jobs (--priority); None: the API's default.
+    priority: int | None = None
 
     def plan(self, groups: list[list[Path]], salt: str | None = None) -> list[PlannedJob]:
         """Each group's job with its key (reads every file once, to hash it); ``salt``
@@ -128,6 +130,7 @@ class JobRequest:
                     occurrence=occurrence,
                     salt=salt,
                     webhook_url=self.webhook_url,
+                    priority=self.priority,
                 ),
             )
             for group, shas, occurrence in zip(groups, digests, occurrences, strict=True)
@@ -146,6 +149,7 @@ class JobRequest:
                 schema=self.schema,
                 idempotency_key=job.key,
                 webhook_url=self.webhook_url,
+                priority=self.priority,
             )
         except VisionqError as exc:
             raise VisionqError(
@@ -225,6 +229,17 @@ def submit(
     tier: TierOption = None,
     deadline: DeadlineOption = None,
     webhook_url: WebhookUrlOption = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            min=0,
+            max=9,
+            help="0-9: the order among your own waiting jobs, 9 first (the server's "
+            "VISIONQ_DEFAULT_PRIORITY, 5, when not given). Not the service tier (--tier).",
+            show_default=False,
+        ),
+    ] = None,
     new: Annotated[
         bool,
         typer.Option(
@@ -270,8 +285,9 @@ def submit(
     except InputError as exc:
         die(f"{str(exc).rstrip('.')}; nothing was submitted")
     request = JobRequest(
-        task.value, prompt, label_list(labels), model, options, schema_value, webhook_url
-    )
+        task.value, prompt, label_list(labels), model, options, schema_value, webhook_url,
+        priority,
+    )  # fmt: skip
     planned = request.plan(job_groups(images, task), salt=secrets.token_hex(16) if new else None)
     waiting = wait or out is not None
     submitted: dict[str, PlannedJob] = {}

@@ -132,6 +132,7 @@ class VisionqClient:
         tier: str | None = None,
         deadline_s: int | None = None,
         webhook_url: str | None = None,
+        priority: int | None = None,
     ) -> Job:
         """Submit one job with ``images``; returns it as queued.
 
@@ -143,7 +144,8 @@ class VisionqClient:
         Retry-After), unavailable or unreachable: a retry never makes a second job.
         ``tier`` and ``deadline_s`` set options.tier and options.deadline_s.
         ``webhook_url``: where the job's end event is also POSTed (signed with the secret of
-        ``webhooks.callbacks()``).
+        ``webhooks.callbacks()``). ``priority``: 0..9, 9 first among your own waiting jobs
+        (the API's default when None).
         """
         response = self._post_job(
             "/v1/jobs",
@@ -157,6 +159,7 @@ class VisionqClient:
             headers={"Idempotency-Key": idempotency_key or f"vq-{uuid.uuid4().hex}"},
             retries=retries,
             webhook_url=webhook_url,
+            priority=priority,
         )
         return Job.model_validate(response.json())
 
@@ -201,6 +204,7 @@ class VisionqClient:
         headers: dict[str, str] | None = None,
         retries: int = 0,
         webhook_url: str | None = None,
+        priority: int | None = None,
     ) -> httpx.Response:
         """POST a job (built once: multipart, or JSON when an image is a URL) to ``path``;
         transient errors are retried up to ``retries`` times, after the server's
@@ -216,6 +220,11 @@ class VisionqClient:
         )
         if webhook_url is not None:  # a field of the JSON body or of the form alike
             body["json" if "json" in body else "data"]["webhook_url"] = webhook_url
+        if priority is not None:  # a JSON integer, or the form's text
+            if "json" in body:
+                body["json"]["priority"] = priority
+            else:
+                body["data"]["priority"] = str(priority)
         return self.post_retried(path, retries, headers=headers, **body)
 
     def post_retried(self, path: str, retries: int, **kwargs: Any) -> httpx.Response:

@@ -79,6 +79,8 @@ class Job(_Body):
     batch_key: str | None = None
     # Where the job's end event is also sent (submit's webhook_url).
     webhook_url: str | None = None
+    # 0..9, 9 first among the tenant's waiting jobs (fair share; not the service tier).
+    priority: int = 5
     # The service tier asked for (standard, flex, priority, batch or auto), the one the job
     # was sent to (auto resolved at submit), the one that served its stored answer, and by
     # when it should end (submit time + options.deadline_s, or the tier's default).
