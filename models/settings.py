@@ -54,6 +54,9 @@ class Settings(OpsSettings):
     database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     blob_dir: str = ""
+    # Given as they are to fsspec's file system for blob_dir (JSON object, e.g.
+    # {"endpoint_url": "http://minio:9000"}); credentials may come from its usual env instead.
+    blob_storage_options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
 
     gemini_base_url: str = ""
     # visionq needs v1beta: the public v1 has no File API, no thinkingConfig and no JSON
@@ -181,6 +184,19 @@ class Settings(OpsSettings):
     retention_days: int = Field(default=30, ge=0)
     # Log lines of every process (models/logs.py): "text" for people, "json" for collectors.
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("blob_storage_options", mode="before")
+    @classmethod
+    def _parse_storage_options(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(
+                    'VISIONQ_BLOB_STORAGE_OPTIONS must be a JSON object such as {"endpoint_url": '
+                    f'"http://minio:9000"}}, or empty: {exc}'
+                ) from exc
+        return value
 
     @field_validator("tenant_weights", mode="before")
     @classmethod
