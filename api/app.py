@@ -68,7 +68,7 @@ def open_resources(settings: Settings) -> ApiResources:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        blobs=BlobStore(settings.blob_dir),
+        blobs=BlobStore.from_settings(settings),
         queue=JobQueue(settings.redis_url, fair=_fair_queue(client, settings)),
         costs=costs,
         redis=client,

@@ -17,8 +17,14 @@ from visionq.api.job_checks import admit_image, check_downscale
 from visionq.api.rawjob import image_label, too_large
 from visionq.api.request_body import decode_base64
 from visionq.api.urlfetch import FetchPolicy, UrlFetchError, fetch_image, shown_url
-from visionq.models.blobs import BlobNotFoundError
+from visionq.models.blobs import BlobNotFoundError, BlobStore
 from visionq.models.jobs import NewInput
+from visionq.models.settings import Settings
+
+# An image's header (size, mode, a JPEG's EXIF and DCT layout) is in its first bytes: the
+# downscale check of a stored image reads only these (one ranged read on S3/GCS).
+HEADER_BYTES = 262144
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 # Codes of faults that are not the item's: the whole call fails (and may be retried).
 CALL_FAULTS = frozenset({"unavailable"})
@@ -123,7 +129,7 @@ def _image_input(
             raise _not_stored(label, ref.sha256)
         if max_side:
             try:
-                check_downscale(blobs.get(found.sha256), max_side, settings, label)
+                check_stored_downscale(blobs, found.sha256, max_side, settings, label)
             except BlobNotFoundError as exc:
                 raise _not_stored(label, ref.sha256) from exc
         return found, False
@@ -152,6 +158,28 @@ def _image_input(
     image = NewInput(sha256, prepared.mime_type, prepared.width, prepared.height, size,
                      prepared.changes)  # fmt: skip
     return image, True
+
+
+def check_stored_downscale(
+    blobs: BlobStore, sha256: str, max_side: int, settings: Settings, label: str
+) -> None:
+    """:func:`check_downscale` of a stored image from its first :data:`HEADER_BYTES`; the
+    whole image only when its header lies further (a JPEG with a large EXIF or ICC block)
+    or it is a PNG (whose orientation chunk may trail the pixels)."""
+    head = blobs.head(sha256, HEADER_BYTES)
+    if len(head) < HEADER_BYTES:
+        check_downscale(head, max_side, settings, label)  # the whole image
+        return
+    if not head.startswith(_PNG):
+        try:
+            check_downscale(head, max_side, settings, label)
+        except ApiError:
+            raise
+        except Exception:  # noqa: S110  # the header goes on past the head
+            pass
+        else:
+            return
+    check_downscale(blobs.get(sha256), max_side, settings, label)
 
 
 def _not_stored(label: str, sha256: str) -> ApiError:

@@ -35,7 +35,7 @@ def gc(
             report = collect(
                 settings,
                 make_session_factory(engine),
-                BlobStore(settings.blob_dir),
+                BlobStore.from_settings(settings),
                 dry_run=dry_run,
             )
     except GcRunningError as exc:

@@ -9,14 +9,17 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from visionq.vision.errors import FixedCodeError
+
+if TYPE_CHECKING:
+    from visionq.models.settings import Settings
 
 # A write refused for lack of room: the disk or quota is full, the file system read-only.
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -24,6 +27,7 @@ TEMPORARY_SUFFIX = ".tmp"
 _TRASH = "trash"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 class BlobNotFoundError(FixedCodeError, LookupError):
@@ -43,15 +47,34 @@ class BlobStoreUnavailableError(Exception):
 
 
 class BlobStore:
-    """Store at a local directory or any fsspec URL (s3://, gs://, ...)."""
+    """Store at a local directory or any fsspec URL (s3://, gs://, ...).
 
-    def __init__(self, url: str) -> None:
-        self._fs, root = fsspec.core.url_to_fs(url)
+    ``storage_options`` go to the fsspec file system as they are (VISIONQ_BLOB_STORAGE_OPTIONS:
+    endpoint_url, key, secret, token, project, ...)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        options = dict(storage_options or {})
+        if fsspec.core.split_protocol(url)[0] not in (None, "file", "local"):
+            # s3fs and gcsfs cache directory listings: after gc listed a shard, put's
+            # exists() could answer from that stale listing and skip writing a blob gc
+            # trashed meanwhile, losing an input. Every look goes to the store instead.
+            options.setdefault("use_listings_cache", False)
+        self._fs, root = fsspec.core.url_to_fs(url, **options)
         self._root = root.rstrip("/")
-        if isinstance(self._fs, LocalFileSystem):
+        if self.is_local:
             # A read-only store still opens (reads work); writes are refused with a 507.
             with contextlib.suppress(OSError):
                 self._fs.makedirs(self._root, exist_ok=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobStore:
+        """The store VISIONQ_BLOB_DIR and VISIONQ_BLOB_STORAGE_OPTIONS name."""
+        return cls(settings.blob_dir, settings.blob_storage_options)
+
+    @property
+    def is_local(self) -> bool:
+        """True for a directory on this machine (temp+rename writes, ``*.tmp`` cleanup)."""
+        return isinstance(self._fs, LocalFileSystem)
 
     def _path(self, sha256: str) -> str:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
@@ -66,6 +89,8 @@ class BlobStore:
         """
         sha256 = hashlib.sha256(data).hexdigest()
         path = self._path(sha256)
+        if not self.is_local:
+            return self._put_object(path, sha256, data)
         try:
             if self._fs.exists(path):
                 return sha256
@@ -90,25 +115,65 @@ class BlobStore:
                     self._fs.rm_file(temporary)
         return sha256
 
+    def _put_object(self, path: str, sha256: str, data: bytes) -> str:
+        """An object store's write: ONE PutObject/upload, which readers see whole or not
+        at all (no temporary object to leave behind; prefixes need no makedirs)."""
+        try:
+            # Content-addressed: an object already there holds these very bytes.
+            if not self._fs.exists(path):
+                self._fs.pipe_file(path, data)
+        except Exception as exc:
+            # s3fs/gcsfs raise OSError for most refusals, but botocore's and aiohttp's own
+            # connection errors for an unreachable store: all are the store failing.
+            raise _unavailable(exc) from exc
+        return sha256
+
     def get(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256`` (or waiting in the trash: see :meth:`trash`)."""
+        data: bytes = self._found(sha256, self._fs.cat_file)
+        return data
+
+    def size(self, sha256: str) -> int:
+        """The blob's length in bytes; :class:`BlobNotFoundError` when it is not stored."""
+        return int(self._found(sha256, self._fs.size))
+
+    def head(self, sha256: str, length: int = 262144) -> bytes:
+        """The blob's first ``length`` bytes (all of it when shorter): one ranged read."""
+        data: bytes = self._found(sha256, lambda path: self._fs.cat_file(path, start=0, end=length))
+        return data
+
+    def iter_chunks(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The blob in pieces of ``chunk`` bytes, for a streamed answer. The blob is opened
+        now, so a missing one raises :class:`BlobNotFoundError` here, before any is sent."""
+        handle = self._found(sha256, lambda path: self._fs.open(path, "rb", block_size=chunk))
+        return _chunks(handle, chunk)
+
+    def _found(self, sha256: str, read: Callable[[str], T]) -> T:
+        """``read`` applied to the blob's path, else to its copy waiting in the trash. An
+        object store that cannot be reached raises :class:`BlobStoreUnavailableError` (an
+        infrastructure fault: the API answers 503, the worker tries again later)."""
+        if self.is_local:
+            return self._found_here(sha256, read)
         try:
-            with self._fs.open(self._path(sha256), "rb") as handle:
-                data: bytes = handle.read()
+            return self._found_here(sha256, read)
+        except BlobNotFoundError:
+            raise
+        except Exception as exc:
+            raise _unavailable(exc, done="nothing was read") from exc
+
+    def _found_here(self, sha256: str, read: Callable[[str], T]) -> T:
+        try:
+            return read(self._path(sha256))
         except FileNotFoundError as exc:
             for path in self._trashed(sha256):
-                with contextlib.suppress(FileNotFoundError), self._fs.open(path, "rb") as handle:
-                    found: bytes = handle.read()
-                    return found
+                with contextlib.suppress(FileNotFoundError):
+                    return read(path)
             # gc may have restored the blob from the trash after the first miss: one more
             # look at the main path before calling an existing image missing.
             try:
-                with self._fs.open(self._path(sha256), "rb") as handle:
-                    restored: bytes = handle.read()
+                return read(self._path(sha256))
             except FileNotFoundError:
                 raise BlobNotFoundError(sha256) from exc
-            return restored
-        return data
 
     # --- garbage collection (models/retention.py) -------------------------------------
     # Deleting is two-phase: an unreferenced blob is first moved to the trash (a job that
@@ -136,7 +201,10 @@ class BlobStore:
         """Move the blob to the trash, named with the time it was moved; False if gone."""
         target = f"{self._root}/{_TRASH}/{sha256}.{int(time.time())}"
         try:
-            self._fs.makedirs(f"{self._root}/{_TRASH}", exist_ok=True)
+            if self.is_local:
+                self._fs.makedirs(f"{self._root}/{_TRASH}", exist_ok=True)
+            # On an object store mv is copy+delete: a crash between them leaves both, and
+            # gc's next pass restores (drops the copy) or purges it.
             self._fs.mv(self._path(sha256), target)
         except FileNotFoundError:
             return False
@@ -159,7 +227,8 @@ class BlobStore:
         if self._fs.exists(self._path(sha256)):
             self.purge(path)
             return
-        self._fs.makedirs(self._path(sha256).rsplit("/", 1)[0], exist_ok=True)
+        if self.is_local:
+            self._fs.makedirs(self._path(sha256).rsplit("/", 1)[0], exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self._fs.mv(path, self._path(sha256))
 
@@ -178,7 +247,7 @@ class BlobStore:
     def remove_stale_temporaries(self, older_than_s: float) -> int:
         """Delete ``*.tmp`` files older than ``older_than_s`` (left by a killed process);
         returns how many. Local stores only: object stores write whole objects."""
-        if not isinstance(self._fs, LocalFileSystem):
+        if not self.is_local:
             return 0
         cutoff = time.time() - older_than_s
         removed = 0
@@ -213,11 +282,18 @@ def _modified(info: dict[str, Any]) -> float | None:
     return None
 
 
-def _unavailable(exc: OSError) -> BlobStoreUnavailableError:
-    full = exc.errno in _NO_ROOM
+def _chunks(handle: IO[bytes], chunk: int) -> Iterator[bytes]:
+    with handle:
+        while piece := handle.read(chunk):
+            yield piece
+
+
+def _unavailable(exc: BaseException, done: str = "nothing was stored") -> BlobStoreUnavailableError:
+    full = isinstance(exc, OSError) and exc.errno in _NO_ROOM
     reason = "is full or read-only" if full else "failed"
+    detail = (exc.strerror if isinstance(exc, OSError) else None) or exc or type(exc).__name__
     message = (
-        f"The image store {reason} ({exc.strerror or exc}); nothing was stored. "
+        f"The image store {reason} ({detail}); {done}. "
         "Retry after the Retry-After delay; operators: free space or fix the blob directory."
     )
     return BlobStoreUnavailableError(message, full=full)

@@ -46,7 +46,7 @@ class WorkerContext:
             settings.database_url, pool_size=20, busy_timeout_s=settings.db_busy_timeout_s
         )
         sessions = make_session_factory(engine)
-        blobs = BlobStore(settings.blob_dir)
+        blobs = BlobStore.from_settings(settings)
         gemini = GeminiCaller(make_client(settings), secret=settings.gemini_key())
         uploads = UploadCache(
             sessions=sessions,

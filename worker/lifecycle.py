@@ -68,7 +68,7 @@ class SweeperThread:
         self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         sweeper = Sweeper(
             sessions=make_session_factory(self._engine), send=send, redis_client=self._redis,
-            settings=settings, blobs=BlobStore(settings.blob_dir), top_up=top_up,
+            settings=settings, blobs=BlobStore.from_settings(settings), top_up=top_up,
         )  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
 
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
 from visionq.api.jobids import job_id_of, job_not_found
 from visionq.api.openapi import PNG_RESPONSE, error_responses
 from visionq.api.routes.jobs import JobIdPath
+from visionq.api.schemas import ErrorBody
+from visionq.models.blobs import BlobNotFoundError
 from visionq.models.jobs import get_job
 from visionq.models.tables import Job, JobStatus
 from visionq.vision.annotate import annotate_detections
@@ -19,6 +24,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # 409: not a detect/segment job, not succeeded yet, or an ambiguous id prefix; 422: too
 # short a prefix (or, for a mask, an index that is not a number).
 _PNG_RESPONSES = {**PNG_RESPONSE, **error_responses(401, 404, 409, 422, 503)}
+_MASK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_PNG_RESPONSES,
+    410: {"model": ErrorBody, "description": "The job's masks are no longer stored."},
+}
 _BOX_TASKS = kinds_with(lambda spec: spec.boxes)
 _MASK_TASKS = kinds_with(lambda spec: spec.masks)
 
@@ -63,7 +72,7 @@ def annotated_png(
 @router.get(
     "/{job_id}/masks/{index}.png",
     response_class=Response,
-    responses=_PNG_RESPONSES,
+    responses=_MASK_RESPONSES,
     summary="One segmentation mask (binary PNG of its box's size)",
 )
 def mask_png(
@@ -77,4 +86,14 @@ def mask_png(
         raise ApiError(
             "mask_not_found", f"The job has {len(objects)} masks (0-{len(objects) - 1})."
         )
-    return Response(resources.blobs.get(objects[index]["mask_sha256"]), media_type="image/png")
+    sha256 = objects[index]["mask_sha256"]
+    try:
+        # Sized and opened before the answer starts: a missing mask is a 410, not a cut
+        # stream; the bytes then flow from the store in chunks (S3/GCS: ranged reads).
+        size = resources.blobs.size(sha256)
+        chunks = resources.blobs.iter_chunks(sha256)
+    except BlobNotFoundError as exc:
+        raise ApiError(
+            "job_inputs_gone", f"Job {job.id}'s masks are no longer stored (removed by retention)."
+        ) from exc
+    return StreamingResponse(chunks, media_type="image/png", headers={"Content-Length": str(size)})

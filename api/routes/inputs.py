@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
 
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
@@ -63,22 +64,27 @@ def input_image(
             f"The job has {len(inputs)} images (positions 0-{len(inputs) - 1}).",
         )
     item = inputs[position]
+    shown_as_png = item.mime_type in (HEIC, HEIF)
+    # The ETag names the bytes sent: a HEIC's PNG is not the HEIC its sha256 names.
+    etag = f'"{item.sha256}.png"' if shown_as_png else f'"{item.sha256}"'
+    headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag, "Vary": "Authorization"}
     try:
-        data = resources.blobs.get(item.sha256)
+        # Sized first: a removed image is a 410 before any byte (or a 304) is sent.
+        size = resources.blobs.size(item.sha256)
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        if shown_as_png:
+            data = resources.blobs.get(item.sha256)
+            return Response(_as_png(data, resources), media_type="image/png", headers=headers)
+        chunks = resources.blobs.iter_chunks(item.sha256)
     except BlobNotFoundError as exc:
         raise ApiError(
             "job_inputs_gone",
             f"Job {job.id}'s images are no longer stored (removed by retention).",
         ) from exc
-    shown_as_png = item.mime_type in (HEIC, HEIF)
-    # The ETag names the bytes sent: a HEIC's PNG is not the HEIC its sha256 names.
-    etag = f'"{item.sha256}.png"' if shown_as_png else f'"{item.sha256}"'
-    headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag, "Vary": "Authorization"}
-    if _matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    if shown_as_png:
-        return Response(_as_png(data, resources), media_type="image/png", headers=headers)
-    return Response(data, media_type=item.mime_type, headers=headers)
+    # Streamed from the store in chunks (S3/GCS: ranged reads), not held whole in memory.
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(chunks, media_type=item.mime_type, headers=headers)
 
 
 def _as_png(data: bytes, resources: ResourcesDep) -> bytes:
