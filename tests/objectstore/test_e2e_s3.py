@@ -1,0 +1,164 @@
+"""Jobs through the real stack (API, Celery worker, emulator, Redis, SQLite) with every blob in
+S3 (moto): inputs and masks land in the bucket and are served from it; a store that fails
+answers 503 at submit and loses no paid answer in the worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Stack, _build_stack, _start_emulator
+from tests.integration.helpers import scene_png, submit, wait_done
+from tests.objectstore.conftest import require
+from tests.objectstore.servers import (
+    MotoServer,
+    make_bucket,
+    s3_client,
+    s3_settings_env,
+    start_moto,
+)
+from tests.services import redis_server
+
+pytestmark = pytest.mark.objectstore
+
+BUCKET = "visionq-e2e"
+PREFIX = "blobs"
+
+
+class Store:
+    """The stack's own moto server, which a test may stop and start again on its port
+    (moto keeps its buckets in this process, so they outlive a restart)."""
+
+    def __init__(self) -> None:
+        self.server: MotoServer | None = start_moto()
+        self.port = self.server.port
+        self.endpoint_url = self.server.endpoint_url
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def start(self) -> None:
+        if self.server is None:
+            self.server = start_moto(port=self.port)
+
+    def keys(self) -> set[str]:
+        listed = s3_client(self.endpoint_url).list_objects_v2(Bucket=BUCKET)
+        return {item["Key"] for item in listed.get("Contents", [])}
+
+    def object(self, sha256: str) -> bytes:
+        got = s3_client(self.endpoint_url).get_object(Bucket=BUCKET, Key=key_of(sha256))
+        data: bytes = got["Body"].read()
+        return data
+
+
+def key_of(sha256: str) -> str:
+    return f"{PREFIX}/{sha256[:2]}/{sha256}"
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    require("moto", "s3fs", "boto3")
+    running = Store()
+    make_bucket(running.endpoint_url, BUCKET)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_stack(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("s3-stack")
+    with redis_server(workdir / "redis") as redis_url:
+        # 1.5 s per answer: long enough to take the store away while a call is in flight.
+        emulator, emulator_url = _start_emulator(workdir, "s3-emulator", "--latency-ms", "1500")
+        env = {
+            **s3_settings_env(store.endpoint_url, BUCKET, PREFIX),
+            # A job deferred by a store fault before its call is delivered again quickly.
+            "VISIONQ_LEASE_S": "3",
+            "VISIONQ_SWEEP_INTERVAL_S": "1",
+        }
+        stack = _build_stack(
+            "s3", workdir, f"sqlite:///{workdir / 'visionq.db'}", redis_url,
+            emulator_url, with_worker=True, extra_env=env,
+        )  # fmt: skip
+        try:
+            yield stack
+        finally:
+            stack.stop()
+            emulator.stop()
+
+
+def test_inputs_and_masks_live_in_the_bucket_and_are_served_from_it(
+    s3_stack: Stack, store: Store
+) -> None:
+    image, _ = scene_png(7)
+    with s3_stack.client() as client:
+        detect = submit(client, image, task="detect")
+        segment = submit(client, image, task="segment")
+        assert detect.status_code == 202 and segment.status_code == 202, segment.text
+        jobs = [wait_done(client, response.json()["id"]) for response in (detect, segment)]
+        assert [job["status"] for job in jobs] == ["succeeded", "succeeded"], jobs
+        segmented = jobs[1]
+        input_sha = segmented["inputs"][0]["sha256"]
+        masks = [obj["mask_sha256"] for obj in segmented["result"]["objects"]]
+        assert masks, segmented["result"]
+        keys = store.keys()
+        assert {key_of(sha) for sha in [input_sha, *masks]} <= keys
+        # One PutObject per blob: nothing but blobs in the bucket (no temporary keys).
+        assert not [key for key in keys if key.endswith(".tmp")]
+        mask = client.get(segmented["result"]["objects"][0]["mask_url"])
+        assert mask.status_code == 200, mask.text
+        assert mask.headers["content-type"] == "image/png"
+        assert mask.content == store.object(masks[0])
+        assert mask.headers["content-length"] == str(len(mask.content))
+        shown = client.get(f"/v1/jobs/{segmented['id']}/images/0")
+        assert shown.status_code == 200 and shown.content == store.object(input_sha)
+        annotated = client.get(f"/v1/jobs/{segmented['id']}/annotated.png")
+        assert annotated.status_code == 200
+    # Nothing of the blobs on the local disk of the API or the worker.
+    assert not (s3_stack.workdir / "blobs").exists()
+    assert not list(Path(s3_stack.workdir).rglob("*.tmp"))
+
+
+def test_a_failing_store_refuses_submits_and_loses_no_paid_answer(
+    s3_stack: Stack, store: Store
+) -> None:
+    image, _ = scene_png(8)
+    other, _ = scene_png(9)
+    with s3_stack.client() as client:
+        before = client.get("/v1/jobs").raise_for_status().json()
+        store.stop()
+        try:
+            refused = submit(client, other, task="detect")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "unavailable"
+            assert "Retry-After" in refused.headers
+        finally:
+            store.start()
+        after = client.get("/v1/jobs").raise_for_status().json()
+        assert len(after["jobs"]) == len(before["jobs"])  # nothing half-accepted
+
+        # The store fails while the worker waits for Gemini's answer: the masks cannot be
+        # stored, the paid answer is kept and stored once the store is back.
+        response = submit(client, image, task="segment")
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the input is read, the call is in flight
+        store.stop()
+        try:
+            time.sleep(3)  # the answer came back and its masks could not be stored
+        finally:
+            store.start()
+        job = wait_done(client, job_id, timeout=60)
+        assert job["status"] == "succeeded", job["error"]
+        masks = [obj["mask_sha256"] for obj in job["result"]["objects"]]
+        assert {key_of(sha) for sha in masks} <= store.keys()
+        assert client.get(job["result"]["objects"][0]["mask_url"]).status_code == 200
