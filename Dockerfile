@@ -18,12 +18,13 @@ WORKDIR /app
 # Dependencies in their own layer, keyed on pyproject.toml and constraints.txt only:
 # editing the code does not reinstall celery, grpc, pillow... setuptools cannot install the
 # project before its packages are present, so this reads the dependency list (plus the
-# `ops` extra) with tomllib (stdlib) and installs just that, at the exact versions CI
+# `ops`, `s3` and `gcs` extras: Flower, and blobs in S3 or GCS) with tomllib (stdlib) and installs just that, at the exact versions CI
 # tested (constraints.txt, written by scripts/lock). (python -c rather than a RUN heredoc:
 # works with every builder, not only BuildKit.)
 COPY pyproject.toml constraints.txt ./
 RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print("\n".join(p["dependencies"] + p["optional-dependencies"]["ops"]))' > /tmp/requirements.txt \
+e = p["optional-dependencies"]; \
+print("\n".join(p["dependencies"] + e["ops"] + e["s3"] + e["gcs"]))' > /tmp/requirements.txt \
     && pip install -c constraints.txt -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
@@ -40,7 +41,7 @@ COPY emulator ./emulator
 COPY client ./client
 COPY cli ./cli
 COPY visionq ./visionq
-RUN pip install -c constraints.txt ".[ops]"
+RUN pip install -c constraints.txt ".[ops,s3,gcs]"
 
 # Run as an unprivileged user: a compromised process cannot modify the installed code.
 # /data is the data dir (SQLite and blobs when nothing else is configured); it is created

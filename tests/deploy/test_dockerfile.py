@@ -42,7 +42,9 @@ def test_image_runs_as_an_unprivileged_user_in_app() -> None:
 
 def test_image_installs_the_ops_extra_and_no_dev_tools() -> None:
     installs = [shlex.split(run) for run in dockerfile_args("RUN") if "pip install" in run]
-    assert any(".[ops]" in argv for argv in installs), "pip install '.[ops]' is missing"
+    # ops: Flower; s3 and gcs: blobs in an object store (README: Object storage).
+    wanted = ".[ops,s3,gcs]"
+    assert any(wanted in argv for argv in installs), f"pip install '{wanted}' is missing"
     assert not any("[dev" in arg or arg == "-e" for argv in installs for arg in argv)
     ops = pyproject()["project"]["optional-dependencies"]["ops"]
     assert any(re.match(r"flower\b", requirement) for requirement in ops)
