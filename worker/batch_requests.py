@@ -153,14 +153,26 @@ class Throttled:
             self._action()
 
 
+# A scratch file in the temporary directory older than this was left by a killed worker
+# (a batch file is uploaded, or its output read, within minutes; then deleted).
+SCRATCH_STALE_S = 24 * 3600.0
+
+
 def scratch_dir(settings: Settings) -> Path:
     """Where a batch's JSONL input and downloaded output live while in use: beside the
     blobs when the store is local (the sweeper removes ``*.tmp`` a killed worker left
-    there), else the system's temporary directory."""
+    there), else the system's temporary directory, where a day-old ``*.tmp`` (a killed
+    worker's) is removed now. Each file is deleted once uploaded or read (try/finally)."""
     fs, root = fsspec.core.url_to_fs(settings.blob_dir)
-    base = Path(root) if isinstance(fs, LocalFileSystem) else Path(tempfile.gettempdir())
-    folder = base / "batch-tmp"
+    local = isinstance(fs, LocalFileSystem)
+    folder = (Path(root) if local else Path(tempfile.gettempdir())) / "batch-tmp"
     folder.mkdir(parents=True, exist_ok=True)
+    if not local:
+        cutoff = time.time() - SCRATCH_STALE_S
+        for path in folder.glob(f"*{TEMPORARY_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
     return folder
 
 
