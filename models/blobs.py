@@ -152,6 +152,7 @@ class BlobStore:
         """``read`` applied to the blob's path, else to its copy waiting in the trash. An
         object store that cannot be reached raises :class:`BlobStoreUnavailableError` (an
         infrastructure fault: the API answers 503, the worker tries again later)."""
+        self._path(sha256)  # a malformed digest is the caller's ValueError, not the store's
         if self.is_local:
             return self._found_here(sha256, read)
         try:

@@ -159,3 +159,11 @@ def test_from_settings_passes_the_storage_options(
     assert BlobStore(settings.blob_dir, s3_options(moto_server.endpoint_url)).get(sha256) == (
         b"via settings"
     )
+
+
+def test_a_malformed_digest_is_a_value_error(make_store: tuple[str, MakeStore]) -> None:
+    _, make = make_store
+    store = make()
+    for read in (store.get, store.size, store.head, store.iter_chunks):
+        with pytest.raises(ValueError, match="not a sha256"):
+            read("../../etc/passwd")
