@@ -23,10 +23,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 # 409: not a detect/segment job, not succeeded yet, or an ambiguous id prefix; 422: too
 # short a prefix (or, for a mask, an index that is not a number).
-_PNG_RESPONSES = {**PNG_RESPONSE, **error_responses(401, 404, 409, 422, 503)}
-_MASK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_PNG_RESPONSES,
-    410: {"model": ErrorBody, "description": "The job's masks are no longer stored."},
+_PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PNG_RESPONSE,
+    **error_responses(401, 404, 409, 422, 503),
+    410: {"model": ErrorBody, "description": "The job's images are no longer stored."},
 }
 _BOX_TASKS = kinds_with(lambda spec: spec.boxes)
 _MASK_TASKS = kinds_with(lambda spec: spec.masks)
@@ -61,18 +61,22 @@ def annotated_png(
     job = _finished_job(session, caller.tenant, job_id, _BOX_TASKS)
     assert job.result is not None
     objects = job.result.get("objects", [])
-    masks = [
-        resources.blobs.get(obj["mask_sha256"]) if obj.get("mask_sha256") else None
-        for obj in objects
-    ]
-    png = annotate_detections(resources.blobs.get(job.inputs[0].sha256), objects, masks=masks)
+    try:
+        masks = [
+            resources.blobs.get(obj["mask_sha256"]) if obj.get("mask_sha256") else None
+            for obj in objects
+        ]
+        image = resources.blobs.get(job.inputs[0].sha256)
+    except BlobNotFoundError as exc:
+        raise _gone(job.id, "images") from exc
+    png = annotate_detections(image, objects, masks=masks)
     return Response(png, media_type="image/png")
 
 
 @router.get(
     "/{job_id}/masks/{index}.png",
     response_class=Response,
-    responses=_MASK_RESPONSES,
+    responses=_PNG_RESPONSES,
     summary="One segmentation mask (binary PNG of its box's size)",
 )
 def mask_png(
@@ -93,7 +97,11 @@ def mask_png(
         size = resources.blobs.size(sha256)
         chunks = resources.blobs.iter_chunks(sha256)
     except BlobNotFoundError as exc:
-        raise ApiError(
-            "job_inputs_gone", f"Job {job.id}'s masks are no longer stored (removed by retention)."
-        ) from exc
+        raise _gone(job.id, "masks") from exc
     return StreamingResponse(chunks, media_type="image/png", headers={"Content-Length": str(size)})
+
+
+def _gone(job_id: str, what: str) -> ApiError:
+    return ApiError(
+        "job_inputs_gone", f"Job {job_id}'s {what} are no longer stored (removed by retention)."
+    )

@@ -119,6 +119,12 @@ def test_inputs_and_masks_live_in_the_bucket_and_are_served_from_it(
         assert shown.status_code == 200 and shown.content == store.object(input_sha)
         annotated = client.get(f"/v1/jobs/{segmented['id']}/annotated.png")
         assert annotated.status_code == 200
+        # A mask gone from the bucket (retention, or removed by hand): 410, not a 500.
+        s3_client(store.endpoint_url).delete_object(Bucket=BUCKET, Key=key_of(masks[0]))
+        for path in (segmented["result"]["objects"][0]["mask_url"], annotated.url.path):
+            gone = client.get(path)
+            assert gone.status_code == 410, (path, gone.text)
+            assert gone.json()["error"]["code"] == "job_inputs_gone"
     # Nothing of the blobs on the local disk of the API or the worker.
     assert not (s3_stack.workdir / "blobs").exists()
     assert not list(Path(s3_stack.workdir).rglob("*.tmp"))

@@ -45,10 +45,8 @@ def test_png_routes_type_their_image_and_their_errors(doc: dict[str, Any]) -> No
         binary = {"type": "string", "format": "binary"}
         assert responses["200"]["content"] == {"image/png": {"schema": binary}}
         errors = {status for status in responses if status != "200"}
-        # A mask removed by retention is a 410 (api/routes/images.py); a drawing is made
-        # from the input, whose absence the job's own 409/404 covers.
-        gone = {"410"} if "masks" in path else set()
-        assert errors == {"401", "404", "405", "409", "422", "503"} | gone, path
+        # 410: an image or mask removed by retention (api/routes/images.py).
+        assert errors == {"401", "404", "405", "409", "410", "422", "503"}, path
         for status in errors:
             schema = responses[status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
