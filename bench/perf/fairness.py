@@ -112,7 +112,14 @@ def run_mode(args: argparse.Namespace, fair: bool) -> dict[str, Any]:
             add_s = time.monotonic() - added
             for index in range(args.workers):
                 stack.builder.start_worker(name=f"worker{index}", concurrency=args.concurrency)
+            warm_until = time.monotonic() + args.max_wait_s
             while _count(stack, a_tenant, "running", "succeeded", "failed") < args.warm_jobs:
+                if time.monotonic() > warm_until:
+                    raise RuntimeError(
+                        f"A's jobs did not start within {args.max_wait_s:g} s: see the "
+                        f"workers' logs in {stack.workdir}"
+                    )
+                stack.check_alive()
                 time.sleep(POLL_S)
             backlog = _count(stack, a_tenant, "queued")
             b_ids = []
@@ -137,10 +144,10 @@ def run_mode(args: argparse.Namespace, fair: bool) -> dict[str, Any]:
         censored = [row for row in rows if row[1] is None]
         waits = [_seconds(created, started or measured_at) for created, started, _ in rows]
         first_created = min(row[0] for row in rows)
-        last_started = max((row[1] for row in rows if row[1] is not None), default=None)
-        a_between = (
-            _started_between(stack, a_tenant, first_created, last_started) if last_started else None
-        )
+        # B's wait window: to its last start, or to the end of the measurement (censored).
+        end = measured_at if censored else max(row[1] for row in rows if row[1] is not None)
+        a_between = _started_between(stack, a_tenant, first_created, end)
+        window_s = max(_seconds(first_created, end), 1e-3)
         figures = {
             "mode": mode,
             "a_jobs": args.a_jobs,
@@ -149,7 +156,11 @@ def run_mode(args: argparse.Namespace, fair: bool) -> dict[str, Any]:
             "b_jobs": args.b_jobs,
             "b_wait_s": {k: v / 1000 for k, v in percentiles(waits).items()},
             "b_not_started": len(censored),
-            "a_started_before_b_last": a_between,
+            "a_started_during_b_wait": a_between,
+            # A's start rate while B waited, and the backlog over it: what a censored B's
+            # wait would be at that rate (it starts after the whole backlog).
+            "a_starts_per_s": round(a_between / window_s, 1),
+            "backlog_drain_s": round(backlog / max(a_between / window_s, 1e-9), 1),
         }
         console.print(figures)
         return figures
@@ -171,16 +182,19 @@ def markdown(results: dict[str, Any]) -> str:
         wait = run["b_wait_s"]
         rows.append((
             run["mode"], run["backlog_at_b"], wait["p50"], wait["p95"], wait["max"],
-            run["b_not_started"], run["a_started_before_b_last"],
+            run["b_not_started"], run["a_started_during_b_wait"], run["a_starts_per_s"],
+            run["backlog_drain_s"],
         ))  # fmt: skip
     text += table(
         ["mode", "A queued when B came", "B wait p50 s", "B wait p95 s", "B wait max s",
-         "B not started (censored)", "A starts during B's wait"],
+         "B not started (censored)", "A starts during B's wait", "A starts/s",
+         "backlog / rate s"],
         rows,
     )  # fmt: skip
     text += (
         "\nCensored: B's jobs not started within --max-wait-s (their wait is at least that; "
-        "the run stops there to stay short).\n"
+        "the run stops there to stay short). In submit order B starts after the whole "
+        "backlog: about `backlog / rate` seconds at the rate A's jobs started.\n"
     )
     return text
 
