@@ -2,8 +2,8 @@
 
 Order inside a call: API key, model and JSON body checks (app.py), then ``fault_stage``
 (injected errors or a hang), then the request is parsed and billed, then ``admit`` applies
-the per-model rpm/tpm windows right before the answer. countTokens and the File API never
-pass through here.
+the per-model rpm/tpm windows on arrival, before the images are analysed (service.py).
+countTokens and the File API never pass through here.
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ async def generate_content(state: EmulatorState, call: Call, body: Mapping[str, 
     """The generateContent response for ``body``, answered by ``call.spec``.
 
     The call has passed the fault stage (``gate.fault_stage``, which counts it); the
-    quota windows admit it here, once its prompt tokens are known. A flex call that is
+    quota windows admit it on arrival, once its prompt tokens are known (from the images'
+    headers), before the images are analysed. A flex call that is
     not shed waits ``flex_latency_ms`` more (flex is slower by design).
     """
     tier = _service_tier(state, body)
@@ -207,13 +208,19 @@ async def answer_call(
     request, file_parts = await resolve_files(parsed, state, call.base_url)
     state.counters.file_parts_used += file_parts
     state.counters.inline_parts_used += inline
-    # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
-    scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
-    prompt = _prompt_tokens(state, spec.id, request, [(s.width, s.height) for s in scenes])
+    # Prompt tokens need only the images' sizes (their headers): the quota is checked on
+    # arrival, before the model runs, as Gemini's front door does (/work/shared/GEMINI.md,
+    # Errors: a 429 is an error body with QuotaFailure/RetryInfo and no usageMetadata, so
+    # nothing of the model ran). Counting it after the analysis below would stamp it late
+    # by the analysis time, which a busy machine makes long and uneven.
+    prompt = _prompt_tokens(state, spec.id, request, _sizes(request.images))
     if not batch:
         _check_spend(state, spec.id)
-        # After every check that can refuse the request, so only calls answered 200 count.
+        # After every check of the request itself, so refused requests never count.
         gate.admit(state, spec.id, prompt.total)
+    # Image analysis is CPU-bound Pillow work; a worker thread keeps the loop responsive.
+    scenes = await anyio.to_thread.run_sync(_analyse_all, request.images)
+    if not batch:
         await _simulate_latency(state.config)
     reply = Reply(
         model_version=spec.id,

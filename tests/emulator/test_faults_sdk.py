@@ -16,10 +16,12 @@ import httpx
 import pytest
 from google import genai
 from google.genai import errors, types
+from PIL import Image
 
 from tests.emulator.conftest import API_KEY, MODEL, make_client
-from tests.emulator.helpers import reset, set_faults, stats
+from tests.emulator.helpers import image_part, reset, set_faults, stats
 from visionq.emulator.faults import FaultSettings, decide_fault
+from visionq.emulator.shapes import encode
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
@@ -207,6 +209,24 @@ def test_tpm_window(faults_url: str, sdk: genai.Client) -> None:
     counters = stats(faults_url)
     assert counters["quota_rejections_by_limit"] == {"rpm": 0, "tpm": 1}
     assert (counters["max_tokens_in_window"], counters["max_requests_in_window"]) == (21, 3)
+
+
+def test_quota_counts_a_call_on_arrival_before_its_image_is_analysed(
+    faults_url: str, sdk: genai.Client
+) -> None:
+    # Gemini checks quota at its front door, before the model runs: a call is stamped into
+    # the window when it arrives, not after the (slow, uneven) image analysis. An image
+    # whose header reads but whose pixels do not shows it: counted, then refused with 400.
+    set_faults(faults_url, rpm=5, quota_window_s=60.0)
+    noise = random.Random(7).randbytes(64 * 48 * 3)
+    jpeg = encode(Image.frombytes("RGB", (64, 48), noise), "JPEG", quality=90)
+    truncated = image_part(jpeg[: len(jpeg) // 2], "image/jpeg")
+    with pytest.raises(errors.ClientError) as info:
+        sdk.models.generate_content(model=MODEL, contents=[truncated])
+    assert info.value.code == 400
+    counters = stats(faults_url)
+    assert counters["window_by_model"][MODEL]["requests_in_window"] == 1
+    assert counters["quota_rejections"] == 0
 
 
 def test_runtime_faults_endpoint(faults_url: str) -> None:
