@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _FILE_REFUSED_STATUSES = {400, 403, 404}
 # Errors raised before any request left: the admission is taken back.
 _NEVER_SENT = frozenset({"gemini_not_configured"})
-# Times an admission held up before the send is taken back and asked again.
+# Times an admission that left its log before the send is taken back and asked again.
 _REACQUIRES = 3
 _TIERS = frozenset(tier.value for tier in ServiceTier)
 
@@ -84,18 +84,23 @@ def _send(
 
 
 def _admitted(limiter: GeminiRateLimiter | None, pace: Callable[[], None]) -> Admission | None:
-    """Run ``pace`` and take its admission. One older than half the margin by now (the
-    thread was held up after it) is taken back and asked again, a few times at most: the
-    margin must cover the way to Gemini, not our own delays."""
+    """Run ``pace`` and take its admission. One older than a tenth of the margin by now (the
+    thread was held up after it) is restamped to now: the margin must cover the way to
+    Gemini, not our own delays. Restamping keeps the slot (taking it back and asking again
+    left the freed slot unused and waited for the next one). Only an admission that already
+    left its log is taken back and asked again, a few times at most."""
     pace()
     if limiter is None:
         return None
     admission = limiter.take_admission()
     for _ in range(_REACQUIRES):
-        if admission is None or limiter.margin_s <= 0 or admission.age() <= limiter.margin_s / 2:
+        if admission is None or limiter.margin_s <= 0 or admission.age() <= limiter.margin_s / 10:
             break
-        log.info("rate limiter admission %.3f s old before the send; asking again",
-                 admission.age())  # fmt: skip
+        age = admission.age()
+        if limiter.restamp(admission):
+            log.debug("rate limiter admission %.3f s old before the send; restamped", age)
+            break
+        log.info("rate limiter admission %.3f s old before the send; asking again", age)
         limiter.release(admission)
         pace()
         admission = limiter.take_admission()

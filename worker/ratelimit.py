@@ -47,7 +47,7 @@ from visionq.worker.quota_learn import (
     SETTLE_LUA,
     LearnPolicy,
 )
-from visionq.worker.ratelimit_lua import RELEASE_LUA, SLIDING_LOG_LUA
+from visionq.worker.ratelimit_lua import RELEASE_LUA, RESTAMP_LUA, SLIDING_LOG_LUA
 
 __all__ = [
     "Admission",
@@ -59,8 +59,9 @@ __all__ = [
 ]
 
 # Upper bound of the random delay added to each wait in `acquire`: workers refused together
-# would otherwise all retry at the same millisecond and collide again.
-_JITTER_S = 0.05
+# would otherwise all retry at the same millisecond and collide again. Small: the first to
+# wake takes the freed slot, and every millisecond of lateness is quota left unused.
+_JITTER_S = 0.01
 
 _NANO = Decimal(1_000_000_000)
 
@@ -146,6 +147,7 @@ class GeminiRateLimiter:
         self.learn = learn
         self._script = redis.register_script(SLIDING_LOG_LUA)
         self._release = redis.register_script(RELEASE_LUA)
+        self._restamp = redis.register_script(RESTAMP_LUA)
         self._settle = redis.register_script(SETTLE_LUA)
         self._learn = redis.register_script(LEARN_LUA)
         self._redis = redis
@@ -245,6 +247,19 @@ class GeminiRateLimiter:
         for log, member, amount in admission.taken:
             self._release(keys=list(log.keys), args=[member, amount])
         admission.taken = []
+
+    def restamp(self, admission: Admission) -> bool:
+        """Move the admission's stamps to now, right before its call is sent later than it
+        was admitted: the margin then covers only the way to Gemini. Never frees or takes a
+        slot, so it cannot exceed a limit (worker/ratelimit_lua.py). False when a member
+        already left its log (older than its window): take it back and ask again."""
+        kept = True
+        for log, member, _ in admission.taken:
+            ttl = 2 * log.window_ms
+            args: list[str | int] = [member, ttl, log.window_ms]
+            kept = bool(self._restamp(keys=list(log.keys), args=args)) and kept
+        admission.at = time.monotonic()
+        return kept
 
     def settle(self, admission: Admission, *, tokens: int | None, usd: Decimal | None) -> None:
         """Replace the admission's reserved input tokens and dollars by the call's actual

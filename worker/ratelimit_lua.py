@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from visionq.worker.quota_learn import SCALE_LUA
 
-__all__ = ["RELEASE_LUA", "SLIDING_LOG_LUA"]
+__all__ = ["RELEASE_LUA", "RESTAMP_LUA", "SLIDING_LOG_LUA"]
 
 # KEYS[1] log (sorted set), KEYS[2] token sum, KEYS[3] learned factors (worker/quota_learn.py).
 # ARGV: window ms (margin included), rpm (-1 = none), tpm (-1 = none), tokens, member, ttl ms,
@@ -111,4 +111,25 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   return 1
 end
 return 0
+"""
+
+# KEYS[1] log, KEYS[2] sum; ARGV[1] member, ARGV[2] ttl ms, ARGV[3] window ms (margin
+# included). Moves an admission's stamp to now (its call is about to be sent, later than it
+# was admitted); 0 when the member already left its window (it then counts no more: moving
+# it in would be an admission nobody checked).
+#
+# Never more than the limits in any window: the member is still in the window ending now,
+# so moving it later changes no count of that window; every later admission is checked
+# against the log with the member at its new stamp. It frees nothing either: no waiter is
+# admitted in its place (the sum is unchanged).
+RESTAMP_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not score or now - tonumber(score) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
 """

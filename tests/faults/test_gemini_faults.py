@@ -123,7 +123,7 @@ def test_two_workers_share_one_rate_limit(
     # The emulator enforces the same quota and never has to refuse a call: unshared
     # limiters would send twice the quota (about half the calls refused). The default 0.5 s
     # margin (10% of these windows) covers the way from admission to the emulator; an
-    # admission held up in the worker before its send is asked again (worker/gemini_call.py).
+    # admission held up in the worker before its send is restamped (worker/gemini_call.py).
     rejected = stats["quota_rejections"]
     assert rejected <= N // 1000, stats
     refused = [a for a in audit.attempts if a["outcome"] != "succeeded"]

@@ -146,22 +146,39 @@ def test_settle_replaces_the_reservation_keeping_its_time(client: redis.Redis, p
     assert int(client.get(tokens) or 0) == 700
 
 
-def test_an_admission_held_up_before_the_send_is_asked_again(
+def test_an_admission_held_up_before_the_send_is_restamped_keeping_its_slot(
     client: redis.Redis, prefix: str
 ) -> None:
-    limiter = _limiter(client, prefix, ModelQuota(rpm=10, tpm=None), window_s=5.0, margin_s=0.2)
+    limiter = _limiter(client, prefix, ModelQuota(rpm=1, tpm=None), window_s=5.0, margin_s=0.2)
+    log = limiter.keys(MODEL)[0]
+    paced: list[float] = []
+
+    def pace() -> None:
+        limiter.acquire(MODEL, 1, deadline=FAR)
+        paced.append(float(client.zrange(log, 0, 0, withscores=True)[0][1]))
+        time.sleep(0.15)  # the thread held up for more than a tenth of the margin
+
+    admission = _admitted(limiter, pace)
+    assert admission is not None and admission.age() < 0.1
+    assert len(paced) == 1  # not taken back and asked again
+    scored: list[tuple[bytes, float]] = list(client.zrange(log, 0, -1, withscores=True))  # type: ignore[arg-type]
+    assert len(scored) == 1 and scored[0][1] >= paced[0] + 100  # stamped when sent
+    assert limiter.try_acquire(MODEL, 1) > 0  # the slot stayed taken: nobody else got in
+
+
+def test_an_admission_that_left_its_window_is_asked_again(client: redis.Redis, prefix: str) -> None:
+    limiter = _limiter(client, prefix, ModelQuota(rpm=1, tpm=None), window_s=0.1, margin_s=0.1)
     paced: list[int] = []
 
     def pace() -> None:
         limiter.acquire(MODEL, 1, deadline=FAR)
         paced.append(1)
         if len(paced) == 1:
-            time.sleep(0.15)  # the thread held up for more than half the margin
+            time.sleep(0.35)  # past its whole window: restamping it would admit it unchecked
 
     admission = _admitted(limiter, pace)
-    assert admission is not None and admission.age() < 0.1
-    assert len(paced) == 2
-    assert client.zcard(limiter.keys(MODEL)[0]) == 1  # the stale admission was taken back
+    assert admission is not None and len(paced) == 2
+    assert client.zcard(limiter.keys(MODEL)[0]) == 1
 
 
 def _refusal(kind: str, value: int, *, free: bool = False) -> EmulatorError:
