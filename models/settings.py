@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -188,14 +189,18 @@ class Settings(OpsSettings):
     @field_validator("blob_storage_options", mode="before")
     @classmethod
     def _parse_storage_options(cls, value: object) -> object:
+        problem = "got " + type(value).__name__
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
+                problem = "got JSON " + type(value).__name__
             except ValueError as exc:
-                raise ValueError(
-                    'VISIONQ_BLOB_STORAGE_OPTIONS must be a JSON object such as {"endpoint_url": '
-                    f'"http://minio:9000"}}, or empty: {exc}'
-                ) from exc
+                problem = str(exc)
+        if not isinstance(value, dict):
+            raise ValueError(
+                'VISIONQ_BLOB_STORAGE_OPTIONS must be a JSON object such as {"endpoint_url": '
+                f'"http://minio:9000"}}, or empty: {problem}'
+            )
         return value
 
     @field_validator("tenant_weights", mode="before")
@@ -298,7 +303,27 @@ class Settings(OpsSettings):
         shown["redis_url"] = redact_url(self.redis_url)
         shown["gemini_api_key"] = "set" if self.gemini_api_key else "not set"
         shown["metrics_token"] = "set" if self.metrics_token else "not set"
+        shown["blob_storage_options"] = _hide_credentials(shown["blob_storage_options"])
         return shown
+
+
+# Keys of VISIONQ_BLOB_STORAGE_OPTIONS (at any depth) whose values are credentials:
+# s3fs "key"/"secret"/"token", gcsfs "token", botocore "aws_secret_access_key", ...
+_CREDENTIAL_KEY = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
+
+
+def _hide_credentials(value: object) -> object:
+    """``value`` with every credential-named key's value (nested too) shown as "set"."""
+    if isinstance(value, dict):
+        return {
+            name: "set" if _CREDENTIAL_KEY.search(str(name)) else _hide_credentials(item)
+            for name, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_hide_credentials(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)  # an endpoint written as http://user:pw@host
+    return value
 
 
 def redact_url(url: str) -> str:
