@@ -163,8 +163,11 @@ def scratch_dir(settings: Settings) -> Path:
     blobs when the store is local (the sweeper removes ``*.tmp`` a killed worker left
     there), else the system's temporary directory, where a day-old ``*.tmp`` (a killed
     worker's) is removed now. Each file is deleted once uploaded or read (try/finally)."""
-    fs, root = fsspec.core.url_to_fs(settings.blob_dir)
-    local = isinstance(fs, LocalFileSystem)
+    # Decided from the URL alone: building a file system here would open a second,
+    # unconfigured s3fs/gcsfs (no VISIONQ_BLOB_STORAGE_OPTIONS; gcsfs looks for default
+    # credentials as it starts). The same test as BlobStore's.
+    local = fsspec.core.split_protocol(settings.blob_dir)[0] in (None, "file", "local")
+    root = LocalFileSystem._strip_protocol(settings.blob_dir) if local else ""
     folder = (Path(root) if local else Path(tempfile.gettempdir())) / "batch-tmp"
     folder.mkdir(parents=True, exist_ok=True)
     if not local:
