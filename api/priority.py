@@ -3,6 +3,7 @@ tenant's own waiting jobs. Not Gemini's ``priority`` service tier (options.tier)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field
@@ -34,14 +35,12 @@ def parse_form_priority(value: str | None) -> int | None:
     """The multipart form's ``priority`` field (text), checked as the JSON body's."""
     if value is None:
         return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = -1
-    if not MIN_PRIORITY <= number <= MAX_PRIORITY:
+    # One ASCII digit, nothing else: int() would also take "+5", "0_5", " 5 " or other
+    # scripts' digits, which the JSON field (strict) refuses.
+    if re.fullmatch("[0-9]", value, flags=re.ASCII) is None:
         raise ApiError(
             "invalid_request",
             f"priority: {value[:20]!r} is not a priority; give an integer from 0 to 9 "
             "(9 starts first among your jobs).",
         )
-    return number
+    return int(value)

@@ -5,16 +5,22 @@ the token starts whichever job fair share picks (worker/tasks.py::run_next)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
 
-from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT, transport_options
+from visionq.models.broker import (
+    JOBS_QUEUE,
+    PROCESS_JOB,
+    RUN_NEXT,
+    TOKEN_PRIORITY,
+    transport_options,
+)
 from visionq.models.fairqueue import FairQueue, QueuedJob
 
-# Tokens are consumed after popped jobs' messages (priority 0 first, decision 16).
-TOKEN_PRIORITY = 9
+log = logging.getLogger(__name__)
 _RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5}
 
 
@@ -58,6 +64,17 @@ class JobQueue:
             # kombu and redis raise many transport-specific types; all mean "not enqueued".
             return [job.job_id for job in jobs[sent:]]
         return []
+
+    def forget(self, jobs: Sequence[tuple[str, str]]) -> None:
+        """Cancelled jobs, as (job id, tenant), leave the fair-share sets: they would take
+        stride turns from their tenant's live jobs until popped. Best effort, after the
+        commit: an entry left (Redis down) is popped later and skipped by the claim."""
+        if self._fair is None or not jobs:
+            return
+        try:
+            self._fair.remove_many(jobs)
+        except Exception as exc:  # redis raises many types; the cancel is stored already
+            log.warning("cancelled jobs left in the fair-share sets (%s): skipped when popped", exc)
 
     def _send(self, job_id: str, producer: object | None = None) -> None:
         options: dict[str, Any] = {"queue": JOBS_QUEUE, "producer": producer, "retry": True,

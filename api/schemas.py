@@ -340,7 +340,7 @@ class JobPublic(BaseModel):
             batch_id=batch.batch_id if batch is not None else None,
             batch_key=batch.key if batch is not None else None,
             webhook_url=job.callback_url,
-            priority=job.priority if job.priority is not None else 5,
+            priority=job.priority,
         )
 
 

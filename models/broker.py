@@ -36,6 +36,11 @@ from kombu.transport import redis as kombu_redis
 PROCESS_JOB = "visionq.process_job"
 # A token: "run the next job fair share picks" (worker/tasks.py::run_next, models/fairqueue.py).
 RUN_NEXT = "visionq.run_next"
+# Kombu's Redis transport serves priority 0 of a queue before 9 (tests/unit/
+# test_kombu_priority.py): a popped job's PROCESS_JOB (JOB_PRIORITY) overtakes the backlog of
+# tokens (TOKEN_PRIORITY), decision 16 of issue 23. One contract for the API and the worker.
+TOKEN_PRIORITY = 9
+JOB_PRIORITY = 0
 JOBS_QUEUE = "visionq.jobs"
 DELIVER_WEBHOOK = "visionq.deliver_webhook"
 WEBHOOKS_QUEUE = "visionq.webhooks"

@@ -23,8 +23,9 @@ works because every key shares the ``{fair}`` hash tag and so the slot of the de
 
 What Redis holds here is a schedule, not the truth: the database's job rows are. An entry
 lost with Redis (or popped by a worker killed before it sent the job on) is pushed again by
-the sweeper (worker/sweeper.py); an entry of a cancelled job is popped and then skipped by
-the claim (models/leases.py).
+the sweeper (worker/sweeper.py). Cancelling a queued job or batch removes its entries after
+the commit (best effort: an entry left behind, Redis being down then, is popped and then
+skipped by the claim, models/leases.py).
 """
 
 from __future__ import annotations
@@ -48,9 +49,13 @@ _PUSH_LUA = """
 local tenant = ARGV[1]
 local new = 0
 for i = 3, #ARGV, 2 do
-  local seq = redis.call('INCR', KEYS[5])
-  local score = (9 - tonumber(ARGV[i + 1])) * 1099511627776 + seq
-  new = new + redis.call('ZADD', KEYS[1], 'NX', string.format('%.0f', score), ARGV[i])
+  -- A job already waiting keeps its place, and costs no arrival number (the sweeper
+  -- checks waiting jobs again this way).
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    local seq = redis.call('INCR', KEYS[5])
+    local score = (9 - tonumber(ARGV[i + 1])) * 1099511627776 + seq
+    new = new + redis.call('ZADD', KEYS[1], string.format('%.0f', score), ARGV[i])
+  end
 end
 if new > 0 then redis.call('INCRBY', KEYS[7], new) end
 redis.call('HSET', KEYS[6], tenant, ARGV[2])
@@ -77,7 +82,10 @@ while true do
     redis.call('ZREM', KEYS[1], tenant)
   else
     redis.call('SET', KEYS[3], head[2])
+    -- Defensive: a weight that is not a finite number > 0 counts as 1 (else inf would
+    -- give that tenant every start, and 0 or nan a pass of inf or nan).
     local weight = tonumber(redis.call('HGET', KEYS[4], tenant) or '1')
+    if not weight or weight ~= weight or weight <= 0 or weight == math.huge then weight = 1 end
     local next_pass = string.format('%.17g', tonumber(head[2]) + 1 / weight)
     if redis.call('ZCARD', queue) == 0 then
       redis.call('ZREM', KEYS[1], tenant)
@@ -91,10 +99,11 @@ while true do
 end
 """
 
-# KEYS: q:<tenant>, size; ARGV: job id.
+# KEYS: q:<tenant>, size; ARGV: job ids (at most PUSH_CHUNK). Returns how many were waiting.
 _REMOVE_LUA = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then redis.call('DECR', KEYS[2]) end
-return 0
+local removed = redis.call('ZREM', KEYS[1], unpack(ARGV))
+if removed > 0 then redis.call('DECRBY', KEYS[2], removed) end
+return removed
 """
 
 
@@ -158,7 +167,20 @@ class FairQueue:
 
     def remove(self, job_id: str, tenant: str) -> None:
         """Take a waiting job out (its tenant leaves the schedule at its next turn)."""
-        self._remove(keys=[self._queue(tenant), self._key("size")], args=[job_id])
+        self.remove_many([(job_id, tenant)])
+
+    def remove_many(self, jobs: Sequence[tuple[str, str]]) -> int:
+        """Take waiting jobs out, given as (job id, tenant) (a cancelled batch); returns how
+        many were waiting. Jobs not waiting (running, popped) are passed over."""
+        by_tenant: dict[str, list[str]] = {}
+        for job_id, tenant in jobs:
+            by_tenant.setdefault(tenant, []).append(job_id)
+        removed = 0
+        for tenant, ids in by_tenant.items():
+            keys = [self._queue(tenant), self._key("size")]
+            for start in range(0, len(ids), PUSH_CHUNK):
+                removed += int(self._remove(keys=keys, args=ids[start : start + PUSH_CHUNK]))
+        return removed
 
     def size(self) -> int:
         """How many jobs wait, all tenants together."""

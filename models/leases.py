@@ -276,6 +276,15 @@ def jobs_to_send(session: Session, *, requeue_after_s: float, limit: int = 500) 
     return [DueJob(*row) for row in session.execute(query)]
 
 
+def mark_popped(session: Session, job_id: str) -> None:
+    """Fair share popped this queued job: its message is sent now (worker/tasks.py)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(enqueued_at=utcnow())
+    )
+
+
 def mark_sent(session: Session, job_ids: Collection[str]) -> None:
     """Record that a message was sent for these jobs now."""
     if job_ids:

@@ -5,9 +5,13 @@ starts of a tenant of weight 1 while both have jobs waiting (models/fairqueue.py
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 DEFAULT_WEIGHT = 1.0
+# A bound on the ratio between tenants: beyond it one tenant would in effect starve the
+# others (and Infinity, which JSON parsing accepts, would start only that tenant's jobs).
+MAX_WEIGHT = 1000.0
 
 
 def parse_weights(value: object) -> dict[str, float]:
@@ -27,10 +31,16 @@ def parse_weights(value: object) -> dict[str, float]:
         raise ValueError('VISIONQ_TENANT_WEIGHTS must be a JSON object such as {"acme": 2}')
     weights: dict[str, float] = {}
     for tenant, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+            or not 0 < weight <= MAX_WEIGHT
+        ):
             raise ValueError(
-                f"VISIONQ_TENANT_WEIGHTS: the weight of tenant {tenant!r} must be a number > 0"
-                f" (got {weight!r}); leave a tenant out for the default 1.0"
+                f"VISIONQ_TENANT_WEIGHTS: the weight of tenant {tenant!r} must be a finite"
+                f" number > 0 and <= {MAX_WEIGHT:g} (got {weight!r}); give a ratio such as"
+                " 2 or 0.5, or leave a tenant out for the default 1.0"
             )
         weights[str(tenant)] = float(weight)
     return weights

@@ -61,7 +61,7 @@ class SweeperThread:
     def __init__(
         self,
         settings: Settings,
-        send: Callable[[DueJob], None],
+        send: Callable[[DueJob], bool | None],
         top_up: Callable[[int], int] | None = None,
     ) -> None:
         self._engine: Engine = make_engine(settings.database_url, pool_size=2)

@@ -8,9 +8,12 @@
   already in Gemini batches are followed by the lane until those batches end (it stops
   gathering, worker/batch_lane.py);
 - with fair share (models/fairqueue.py): a job sent again is pushed to its tenant's waiting
-  set (a job still waiting there keeps its place and gets no new token), and when fewer
-  ``run_next`` tokens wait in Redis than jobs wait in the sets (a token lost after its
-  push) it sends the missing tokens;
+  set (a job still waiting there keeps its place, gets no new token and is not counted as
+  sent; a job's send time is its pop, so "older than VISIONQ_REQUEUE_AFTER_S" means popped
+  and not claimed since, or lost with Redis), and when fewer ``run_next`` tokens wait in
+  Redis than jobs wait in the sets (a token lost after its push) it sends the missing
+  tokens; with fair share off, jobs left in the sets are sent as FIFO messages, a page per
+  sweep;
 - and it deletes idempotency keys past their retention, and temporary blob files
   (``*.tmp``) older than VISIONQ_BLOB_TMP_GRACE_S that a killed process left behind.
 
@@ -59,7 +62,20 @@ class SweepReport:
     keys_forgotten: int
     temporaries_removed: int = 0
     batch_lane_off: int = 0
+    # Fair share: tokens sent for jobs waiting without one (or, fair share off, jobs sent
+    # from the sets as FIFO messages), and due jobs found still waiting in their sets.
     tokens_topped_up: int = 0
+    still_waiting: int = 0
+
+
+@dataclass
+class _Page:
+    """One page's jobs: due, handled (sent, still waiting, or bad), sent, still waiting."""
+
+    due: int
+    handled: int = 0
+    sent: int = 0
+    waiting: int = 0
 
 
 class Sweeper:
@@ -69,7 +85,7 @@ class Sweeper:
         self,
         *,
         sessions: sessionmaker[Session],
-        send: Callable[[DueJob], None],
+        send: Callable[[DueJob], bool | None],
         redis_client: redis.Redis,
         settings: Settings,
         blobs: BlobStore | None = None,
@@ -77,7 +93,8 @@ class Sweeper:
     ) -> None:
         self._sessions = sessions
         self._send = send
-        # Fair share: sends up to n run_next tokens when fewer wait than jobs (lost tokens).
+        # Fair share: sends up to n run_next tokens when fewer wait than jobs (lost tokens);
+        # with fair share off, sends up to n jobs left in the sets (worker/tasks.py).
         self._top_up = top_up
         self._redis = redis_client
         self._settings = settings
@@ -92,14 +109,15 @@ class Sweeper:
         if not self._redis.set(LOCK_KEY, "1", nx=True, px=lock_ms):
             return None
         moved = self.release_batch_lane() if not self._settings.batch_lane_enabled else 0
-        sent = unsendable = 0
+        sent = unsendable = waiting = 0
         # Page after page while whole pages go out: a batch's jobs left unsent by a long
         # broker outage (tens of thousands) drain in a few sweeps, not one page per sweep.
         for _ in range(PAGES_PER_SWEEP):
-            page_sent, due = self._send_page()
-            sent += page_sent
-            unsendable = due - page_sent
-            if unsendable or due < PAGE:
+            page = self._send_page()
+            sent += page.sent
+            waiting += page.waiting
+            unsendable = page.due - page.handled
+            if unsendable or page.due < PAGE:
                 break
         tokens = self._top_up_tokens()
         if tokens:
@@ -108,10 +126,12 @@ class Sweeper:
             forgotten = forget_expired(session, ttl_s=self._settings.idempotency_ttl_s)
         if sent:
             log.info("sweeper sent %d job(s) again", sent)
+        if waiting:
+            log.debug("sweeper: %d due job(s) still waiting in their fair-share sets", waiting)
         return SweepReport(
             sent=sent, unsendable=unsendable, keys_forgotten=forgotten,
             temporaries_removed=self.remove_temporaries(), batch_lane_off=moved,
-            tokens_topped_up=tokens,
+            tokens_topped_up=tokens, still_waiting=waiting,
         )  # fmt: skip
 
     def _top_up_tokens(self) -> int:
@@ -121,7 +141,8 @@ class Sweeper:
         try:
             return self._top_up(PAGE)
         except Exception as exc:  # kombu and redis raise transport-specific types
-            log.warning("sweeper could not top up run_next tokens: %s", exc)
+            log.warning("sweeper could not top up run_next tokens (or drain the fair-share "
+                        "sets): %s", exc)  # fmt: skip
             return 0
 
     def release_batch_lane(self) -> int:
@@ -140,22 +161,35 @@ class Sweeper:
                         "lane: VISIONQ_BATCH_LANE_ENABLED is false", moved)  # fmt: skip
         return moved
 
-    def _send_page(self) -> tuple[int, int]:
-        """Send one page of due jobs and record them sent; (sent, due). Stops at the first
-        failed send (the broker is down: the rest wait for the next sweep)."""
+    def _send_page(self) -> _Page:
+        """Send one page of due jobs and record them sent. Stops at the first failed send
+        (the broker is down: the rest wait for the next sweep); a job that cannot be sent
+        (ValueError: a bad row, say a priority outside 0..9) is logged and passed over, so
+        it does not hold back the jobs after it."""
         with self._sessions() as session:
             due = jobs_to_send(session, requeue_after_s=self._settings.requeue_after_s, limit=PAGE)
-        sent: list[str] = []
+        page = _Page(due=len(due))
+        handled: list[str] = []
         for job in due:
             try:
-                self._send(job)
+                changed = self._send(job)
+            except ValueError as exc:
+                # Recorded sent: tried again after VISIONQ_REQUEUE_AFTER_S, not every page.
+                log.error("sweeper cannot send job %s: %s; fix the job's row", job.id, exc)
+                handled.append(job.id)
+                continue
             except Exception as exc:  # kombu raises transport-specific types
                 log.warning("sweeper could not send job %s: %s", job.id, exc)
                 break
-            sent.append(job.id)
+            handled.append(job.id)
+            if changed is False:  # still waiting in its fair-share set: nothing sent
+                page.waiting += 1
+            else:
+                page.sent += 1
         with self._sessions.begin() as session:
-            mark_sent(session, sent)
-        return len(sent), len(due)
+            mark_sent(session, handled)
+        page.handled = len(handled)
+        return page
 
     def remove_temporaries(self) -> int:
         """Delete stale ``*.tmp`` blob files (each write removes its own on failure; these

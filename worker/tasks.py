@@ -20,15 +20,22 @@ from functools import cache
 from typing import Any
 
 import redis
-from celery import Task, signals
+from celery import Celery, Task, signals
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import Ignore
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
-from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT
+from visionq.models.broker import (
+    JOB_PRIORITY,
+    JOBS_QUEUE,
+    PROCESS_JOB,
+    RUN_NEXT,
+    TOKEN_PRIORITY,
+)
 from visionq.models.fairqueue import FairQueue, QueuedJob
-from visionq.models.leases import DueJob
+from visionq.models.leases import DueJob, mark_popped
 from visionq.models.metrics import count_ended, use_catalogue
 from visionq.models.metrics_expose import process_dead
 from visionq.models.outcomes import fail_job
@@ -161,12 +168,6 @@ def process_job(self: PipelineTask, job_id: str) -> str:
     return outcome
 
 
-# Kombu's Redis transport serves priority 0 of a queue before 9 (tests/unit/
-# test_kombu_priority.py): a popped job's message overtakes the backlog of tokens.
-TOKEN_PRIORITY = 9
-JOB_PRIORITY = 0
-
-
 @cache
 def fair_queue() -> FairQueue:
     """This process's handle on the fair-share sets (models/fairqueue.py), built once."""
@@ -176,56 +177,104 @@ def fair_queue() -> FairQueue:
     return FairQueue(client, weights=settings.tenant_weights)
 
 
+def pop_next(fair: FairQueue, sessions: sessionmaker[Session] | None) -> str | None:
+    """Pop the job fair share picks and record it sent now (``enqueued_at``), so that the
+    sweeper's VISIONQ_REQUEUE_AFTER_S counts from the pop: a job waiting in its tenant's set
+    is not "lost", a popped one not claimed in time is (its worker died before sending it
+    on). None when nothing waits."""
+    job_id = fair.pop()
+    if job_id is None or sessions is None:
+        return job_id
+    try:
+        with sessions.begin() as session:
+            mark_popped(session, job_id)
+    except _DB_UNAVAILABLE as exc:  # the claim does not need it; the sweeper may push again
+        log.warning("job %s: popped, but its send time not stored (%s)", job_id, exc)
+    return job_id
+
+
+def _worker_sessions() -> sessionmaker[Session] | None:
+    try:
+        return WORKER.resources.context.sessions
+    except RuntimeError:  # resources not open (a process that runs no jobs): nothing to mark
+        return None
+
+
 @app.task(name=RUN_NEXT, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
 def run_next(self: Task) -> str:
     """A free slot's token: pop the job fair share picks and send its PROCESS_JOB message
     (under the job's id, so Flower shows the job, decision 16 of issue 23) at the priority
     consumed first. The job is not run here. A token finding nothing waiting is a no-op
     (tokens may outnumber jobs: the sweeper's top-ups, a cancelled job's entry)."""
-    job_id = fair_queue().pop()
+    job_id = pop_next(fair_queue(), _worker_sessions())
     if job_id is None:
         return "empty"
     # Not sent (Redis down): the job stays queued in the database, and the sweeper pushes
-    # it again once its message looks lost (VISIONQ_REQUEUE_AFTER_S), as a lost message.
+    # it again once its pop is older than VISIONQ_REQUEUE_AFTER_S.
     app.send_task(
         PROCESS_JOB, args=[job_id], task_id=job_id, queue=JOBS_QUEUE, priority=JOB_PRIORITY
     )
     return "dispatched"
 
 
-def send_job(job: DueJob) -> None:
-    """Send a job again (the sweeper). Fair share: push it to its tenant's set and send a
-    token only if it was not waiting there already; off: its message, under the job's id
-    as its task id, as the API sends it."""
-    if not get_settings().fair_share:
-        app.send_task(PROCESS_JOB, args=[job.id], queue=JOBS_QUEUE, task_id=job.id)
-        return
-    if fair_queue().push([QueuedJob(job.id, job.tenant, job.priority)]):
-        app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
+def send_job(job: DueJob) -> bool:
+    """Send a job again (the sweeper); False when it was still waiting in its tenant's set
+    (nothing sent). See ``send_due``."""
+    return send_due(app, fair_queue(), job, fair_share=get_settings().fair_share)
 
 
-def top_up_tokens(limit: int) -> int:
-    """Send up to ``limit`` tokens when fewer wait (queued, or reserved by a worker) than
-    jobs wait in the fair-share sets: a push whose token was lost. Returns how many."""
-    if not get_settings().fair_share:
-        return 0
-    waiting = fair_queue().size()
+def send_due(celery: Celery, fair: FairQueue, job: DueJob, *, fair_share: bool) -> bool:
+    """Fair share: push the job to its tenant's set and send a token only if it was not
+    waiting there already (False: nothing sent; a token lost for a job still waiting is
+    made up by ``upkeep``). Off: its message, under the job's id as its task id, as the
+    API sends it."""
+    if not fair_share:
+        celery.send_task(PROCESS_JOB, args=[job.id], queue=JOBS_QUEUE, task_id=job.id)
+        return True
+    if not fair.push([QueuedJob(job.id, job.tenant, job.priority)]):
+        return False
+    celery.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
+    return True
+
+
+def fair_upkeep(limit: int) -> int:
+    """The sweeper's fair-share upkeep (``upkeep``) with this worker's app and settings."""
+    return upkeep(app, fair_queue(), fair_share=get_settings().fair_share, limit=limit)
+
+
+def upkeep(celery: Celery, fair: FairQueue, *, fair_share: bool, limit: int) -> int:
+    """Up to ``limit`` messages for jobs waiting in the fair-share sets; returns how many.
+
+    Fair share on: send the tokens missing, ``jobs waiting in the sets - tokens waiting in
+    the broker``. Only tokens are counted (they alone are sent at TOKEN_PRIORITY, so they
+    alone fill that priority's list), and tokens taken by workers and not yet run are not
+    subtracted: a killed worker's taken tokens stay in kombu's unacked hash until the
+    visibility timeout (hours), and a token lost with Redis (or evicted) is in no list at
+    all, so a count kept apart from the lists (a counter) would see tokens that will not
+    come. The cost is a few surplus tokens, at most the tokens workers hold, each a no-op
+    pop ("empty"): duplicate tokens are harmless, missing ones strand jobs.
+
+    Fair share off: jobs still waiting in the sets (pushed while it was on, their tokens
+    lost or already consumed) are popped and sent as FIFO messages by id, ``limit`` per
+    sweep, until the sets are empty."""
+    if not fair_share:
+        drained = 0
+        while drained < limit and (job_id := fair.pop()) is not None:
+            celery.send_task(PROCESS_JOB, args=[job_id], queue=JOBS_QUEUE, task_id=job_id)
+            drained += 1
+        if drained:
+            log.info("fair share is off: sent %d job(s) left in the fair-share sets", drained)
+        return drained
+    waiting = fair.size()
     if waiting <= 0:
         return 0
-    with app.connection_for_write() as connection:
+    with celery.connection_for_write() as connection:
         channel = connection.default_channel
-        try:
-            queued = channel.queue_declare(JOBS_QUEUE, passive=True).message_count
-        except connection.channel_errors:  # kombu: "no queue" when none of its lists exists
-            queued = 0
-        # Messages taken by workers and not yet acknowledged (tokens among them) live in
-        # kombu's unacked hash: counting them all errs toward fewer top-ups, which later
-        # sweeps make up once those messages are done.
-        reserved = channel.client.hlen(channel.unacked_key)
-        missing = min(limit, waiting - int(queued) - int(reserved))
-        for _ in range(max(missing, 0)):
-            app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
-    return max(missing, 0)
+        tokens = int(channel.client.llen(channel._q_for_pri(JOBS_QUEUE, TOKEN_PRIORITY)))
+        missing = max(min(limit, waiting - tokens), 0)
+        for _ in range(missing):
+            celery.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY)
+    return missing
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
@@ -240,7 +289,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 
 def _sweeper(settings: Settings) -> SweeperThread:
-    return SweeperThread(settings, send_job, top_up=top_up_tokens)
+    return SweeperThread(settings, send_job, top_up=fair_upkeep)
 
 
 # The worker's resources in this process: opened and closed by the signals below.

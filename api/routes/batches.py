@@ -244,6 +244,7 @@ def cancel_batch(batch_id: BatchIdPath, caller: CallerDep, resources: ResourcesD
     with resources.sessions.begin() as session:
         ended = store.cancel_batch(session, tenant=caller.tenant, batch_id=full_id)
     count_ended(ended)
+    resources.queue.forget([(job.id, job.tenant) for job in ended])
     with resources.sessions() as session:
         batch = _owned(session, caller, full_id)
     return _public(resources, batch, True)

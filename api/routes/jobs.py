@@ -274,7 +274,9 @@ def _utc(moment: datetime | None) -> datetime | None:
 @router.post(
     "/{job_id}/cancel", response_model=JobPublic, responses=JOB_ERRORS, summary="Cancel a job"
 )
-def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPublic:
+def cancel(
+    job_id: JobIdPath, caller: CallerDep, session: SessionDep, resources: ResourcesDep
+) -> JobPublic:
     """Cancel a queued or running job; a running job's late result is discarded.
 
     Cancelling a job that already ended changes nothing and returns it as it is.
@@ -284,6 +286,7 @@ def cancel(job_id: JobIdPath, caller: CallerDep, session: SessionDep) -> JobPubl
     session.commit()
     if ended is not None:
         count_ended([ended])
+        resources.queue.forget([(ended.id, ended.tenant)])
     job = get_job(session, tenant=caller.tenant, job_id=full_id)
     if job is None:
         raise job_not_found(job_id)

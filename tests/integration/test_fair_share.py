@@ -122,3 +122,59 @@ def test_a_lost_pop_and_a_lost_token_are_recovered(
         assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
     finally:
         stack.stop()
+
+
+WEIGHTED_JOBS = 45
+FIRST = 30
+
+
+def test_two_to_one_weights_give_two_to_one_starts_with_the_quota_binding(
+    workdir: Path, redis_url: str, emulator: str
+) -> None:
+    """Point 3 of issue 23: a weighted share of the shared quota. acme weighs 2, globex 1
+    (VISIONQ_TENANT_WEIGHTS); both queue 45 jobs before a worker starts, acme first. The
+    rate limit binds (10 calls a second for 4 slots answering in 0.2 s: slots wait at the
+    limiter), so starts follow dispatch. Among the first 30 starts acme has 20 (18 to 22
+    allowed): with equal weights it would have 15, with fair share off 30."""
+    stack = _stack(
+        "fair-weighted", workdir, redis_url, emulator,
+        VISIONQ_TENANT_WEIGHTS='{"acme": 2}',
+        VISIONQ_RATE_LIMITS='{"*": {"rpm": 10, "window_s": 1}}',
+    )  # fmt: skip
+    try:
+        with stack.client("acme") as a, stack.client("globex") as b:
+            a_ids = [_job(a, 400 + n) for n in range(WEIGHTED_JOBS)]
+            b_ids = [_job(b, 500 + n) for n in range(WEIGHTED_JOBS)]
+            stack.start_worker(concurrency=4)
+            jobs = wait_all(a, a_ids, timeout=120) + wait_all(b, b_ids, timeout=120)
+        assert {job["status"] for job in jobs} == {"succeeded"}
+        first = sorted(jobs, key=lambda job: str(job["started_at"]))[:FIRST]
+        acme = len({job["id"] for job in first} & set(a_ids))
+        assert 18 <= acme <= 22, f"acme had {acme} of the first {FIRST} starts"
+    finally:
+        stack.stop()
+
+
+def test_switching_fair_share_off_drains_the_sets(
+    workdir: Path, redis_url: str, emulator: str
+) -> None:
+    """Jobs queued with fair share on, their tokens lost, then workers restarted with
+    VISIONQ_FAIR_SHARE=false: the sweeper sends what waits in the sets as FIFO messages, so
+    they end and the sets are left empty (not counted as waiting for ever)."""
+    stack = _stack("fair-off", workdir, redis_url, emulator, VISIONQ_SWEEP_INTERVAL_S="1")
+    try:
+        broker = redis.Redis.from_url(stack.env["VISIONQ_REDIS_URL"])
+        fair = FairQueue(broker, weights={})
+        with stack.client("acme") as client:
+            ids = [_job(client, 600 + n) for n in range(5)]
+            assert broker.delete(f"{JOBS_QUEUE}\x06\x169") == 1  # their tokens, lost
+            assert fair.size() == 5
+            stack.builder.start_worker(
+                name="fair-off-worker", concurrency=2, env={"VISIONQ_FAIR_SHARE": "false"}
+            )
+            # Ends before VISIONQ_REQUEUE_AFTER_S (900 s) would resend them as lost.
+            jobs = wait_all(client, ids, timeout=60)
+        assert {job["status"] for job in jobs} == {"succeeded"}
+        assert fair.size() == 0
+    finally:
+        stack.stop()

@@ -118,6 +118,15 @@ def test_remove_and_size(client: redis.Redis) -> None:
     assert fair.size() == 0
 
 
+def test_remove_many_counts_only_jobs_waiting(client: redis.Redis) -> None:
+    fair = FairQueue(client, weights={})
+    fair.push(jobs("a", 700) + jobs("b", 2))  # more than one chunk of a's
+    gone = [(f"a-{n}", "a") for n in range(650)] + [("b-1", "b"), ("b-9", "b")]
+    assert fair.remove_many(gone) == 651
+    assert fair.size() == 51
+    assert fair.remove_many(gone) == 0 and fair.size() == 51
+
+
 def test_a_priority_out_of_range_is_refused(client: redis.Redis) -> None:
     with pytest.raises(ValueError, match=r"0\.\.9"):
         FairQueue(client, weights={}).push([QueuedJob("x", "a", 10)])
@@ -126,6 +135,19 @@ def test_a_priority_out_of_range_is_refused(client: redis.Redis) -> None:
 def test_weights_setting_is_checked() -> None:
     assert parse_weights('{"a": 2, "b": 0.5}') == {"a": 2.0, "b": 0.5}
     assert parse_weights("") == {}
-    for bad in ('{"a": 0}', '{"a": "x"}', "[1]", "{"):
+    assert parse_weights('{"a": 1000}') == {"a": 1000.0}
+    for bad in ('{"a": 0}', '{"a": "x"}', "[1]", "{", '{"a": Infinity}', '{"a": 1e400}',
+                '{"a": 1001}', '{"a": NaN}'):  # fmt: skip
         with pytest.raises(ValueError, match="VISIONQ_TENANT_WEIGHTS"):
             parse_weights(bad)
+
+
+def test_a_weight_stored_as_infinity_counts_as_one(client: redis.Redis) -> None:
+    # Defensive Lua: a weight in Redis that is not a finite number > 0 (written by an old
+    # process, or by hand) weighs 1, instead of giving that tenant every start.
+    fair = FairQueue(client, weights={})
+    fair.push(jobs("a", 5) + jobs("b", 5))
+    for bad in ("inf", "0", "nan", "x"):
+        client.hset("visionq:{fair}:weight", "a", bad)
+    order = [tenant_of(fair.pop()) for _ in range(4)]
+    assert Counter(order) == {"a": 2, "b": 2}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import redis_server
-from visionq.models.broker import JOBS_QUEUE, PROCESS_JOB, RUN_NEXT
+from visionq.models.broker import JOB_PRIORITY, JOBS_QUEUE, PROCESS_JOB, RUN_NEXT, TOKEN_PRIORITY
 from visionq.models.settings import Settings
 from visionq.worker.celery_app import celery_config
 
@@ -31,9 +31,11 @@ def test_priority_zero_is_consumed_before_nine_in_one_queue(redis_url: str) -> N
     app.conf.update(config)
     try:
         for n in range(5):
-            app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=9, task_id=f"token-{n}")
-        app.send_task(PROCESS_JOB, args=["job-1"], queue=JOBS_QUEUE, task_id="job-1", priority=0)
-        app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=9, task_id="token-5")
+            app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY, task_id=f"token-{n}")
+        app.send_task(
+            PROCESS_JOB, args=["job-1"], queue=JOBS_QUEUE, task_id="job-1", priority=JOB_PRIORITY
+        )
+        app.send_task(RUN_NEXT, queue=JOBS_QUEUE, priority=TOKEN_PRIORITY, task_id="token-5")
         # Consumed as a worker does: one message at a time (prefetch 1), acknowledged after.
         got: list[str] = []
         with app.connection_for_read() as conn:  # the worker's transport and its options

@@ -18,14 +18,21 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # Plain ADD COLUMNs with a server default: SQLite alters the tables in place, and the
-    # rows already there read priority 5 (the default of VISIONQ_DEFAULT_PRIORITY).
+    # rows already there read priority 5 (the default of VISIONQ_DEFAULT_PRIORITY). The
+    # CHECK goes inline in the column (SQLite's ADD COLUMN takes it; no table copy): a
+    # priority outside 0..9 (a hand-written UPDATE, a future import) is refused by the
+    # database instead of stopping fair share's push for that job.
     for table in ("jobs", "batches"):
+        check = sa.CheckConstraint("priority BETWEEN 0 AND 9", name=f"ck_{table}_priority")
         op.add_column(
-            table, sa.Column("priority", sa.SmallInteger(), nullable=False, server_default="5")
+            table,
+            sa.Column("priority", sa.SmallInteger(), check, nullable=False, server_default="5"),
         )
 
 
 def downgrade() -> None:
     for table in ("batches", "jobs"):
         with op.batch_alter_table(table) as batch:
+            # SQLite copies the table: the CHECK on the column would be copied without it.
+            batch.drop_constraint(f"ck_{table}_priority", type_="check")
             batch.drop_column("priority")
