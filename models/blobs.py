@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import time
@@ -28,6 +29,7 @@ _TRASH = "trash"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class BlobNotFoundError(FixedCodeError, LookupError):
@@ -144,9 +146,12 @@ class BlobStore:
 
     def iter_chunks(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The blob in pieces of ``chunk`` bytes, for a streamed answer. The blob is opened
-        now, so a missing one raises :class:`BlobNotFoundError` here, before any is sent."""
+        now, so a missing one raises :class:`BlobNotFoundError` here, before any is sent.
+        A read that fails later (the store gone mid-answer) is logged with the code
+        ``blob_store_unavailable`` and ends the pieces early: the headers are sent by then,
+        so the short body (against its Content-Length) is what tells the client."""
         handle = self._found(sha256, lambda path: self._fs.open(path, "rb", block_size=chunk))
-        return _chunks(handle, chunk)
+        return _chunks(handle, chunk, sha256)
 
     def _found(self, sha256: str, read: Callable[[str], T]) -> T:
         """``read`` applied to the blob's path, else to its copy waiting in the trash. An
@@ -283,10 +288,19 @@ def _modified(info: dict[str, Any]) -> float | None:
     return None
 
 
-def _chunks(handle: IO[bytes], chunk: int) -> Iterator[bytes]:
-    with handle:
-        while piece := handle.read(chunk):
-            yield piece
+def _chunks(handle: IO[bytes], chunk: int, sha256: str) -> Iterator[bytes]:
+    sent = 0
+    try:
+        with handle:
+            while piece := handle.read(chunk):
+                sent += len(piece)
+                yield piece
+    except Exception as exc:  # after the answer began: no error status can be sent
+        log.warning(
+            "blob %s: the store failed after %d bytes were sent; the answer is cut short: %s",
+            sha256, sent, exc,
+            extra={"code": "blob_store_unavailable", "blob": sha256, "sent_bytes": sent},
+        )  # fmt: skip
 
 
 def _unavailable(exc: BaseException, done: str = "nothing was stored") -> BlobStoreUnavailableError:

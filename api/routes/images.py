@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import StreamingResponse
 
 from visionq.api.deps import CallerDep, ResourcesDep, SessionDep
 from visionq.api.errors import ApiError
@@ -90,15 +89,13 @@ def mask_png(
         raise ApiError(
             "mask_not_found", f"The job has {len(objects)} masks (0-{len(objects) - 1})."
         )
-    sha256 = objects[index]["mask_sha256"]
     try:
-        # Sized and opened before the answer starts: a missing mask is a 410, not a cut
-        # stream; the bytes then flow from the store in chunks (S3/GCS: ranged reads).
-        size = resources.blobs.size(sha256)
-        chunks = resources.blobs.iter_chunks(sha256)
+        # Read whole before the answer starts (a mask is small: streaming buys nothing):
+        # a missing mask is a 410 and a failing store a 503, never a cut answer.
+        png = resources.blobs.get(objects[index]["mask_sha256"])
     except BlobNotFoundError as exc:
         raise _gone(job.id, "masks") from exc
-    return StreamingResponse(chunks, media_type="image/png", headers={"Content-Length": str(size)})
+    return Response(png, media_type="image/png")
 
 
 def _gone(job_id: str, what: str) -> ApiError:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.conftest import Stack, _build_stack, _start_emulator
@@ -56,6 +58,32 @@ class Store:
         return data
 
 
+def _emulator_stats(stack: Stack) -> dict[str, Any]:
+    stats: dict[str, Any] = (
+        httpx.get(f"{stack.env['EMULATOR_URL']}/_emulator/stats", timeout=10)
+        .raise_for_status()
+        .json()
+    )
+    return stats
+
+
+def _wait_for(stack: Stack, counter: str, value: int, timeout: float = 60) -> None:
+    """Until the emulator's ``counter`` reaches ``value`` (it never passes it here)."""
+    deadline = time.monotonic() + timeout
+    while (seen := _emulator_stats(stack)[counter]) < value:
+        assert time.monotonic() < deadline, f"emulator {counter} stayed at {seen} < {value}"
+        time.sleep(0.02)
+    assert seen == value, f"emulator {counter} is {seen}, expected {value}"
+
+
+def _wait_for_log(stack: Stack, line: str, timeout: float = 60) -> None:
+    """Until a worker's log holds ``line``."""
+    deadline = time.monotonic() + timeout
+    while not any(line in log.read_text() for log in stack.workdir.glob("*worker*.log")):
+        assert time.monotonic() < deadline, f"no worker log line {line!r}"
+        time.sleep(0.05)
+
+
 def key_of(sha256: str) -> str:
     return f"{PREFIX}/{sha256[:2]}/{sha256}"
 
@@ -85,6 +113,7 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator
             "s3", workdir, f"sqlite:///{workdir / 'visionq.db'}", redis_url,
             emulator_url, with_worker=True, extra_env=env,
         )  # fmt: skip
+        stack.env["EMULATOR_URL"] = emulator_url  # for its stats (the witness)
         try:
             yield stack
         finally:
@@ -119,6 +148,15 @@ def test_inputs_and_masks_live_in_the_bucket_and_are_served_from_it(
         assert shown.status_code == 200 and shown.content == store.object(input_sha)
         annotated = client.get(f"/v1/jobs/{segmented['id']}/annotated.png")
         assert annotated.status_code == 200
+        # The store down: a mask is read whole before its answer starts, so it is a 503 in
+        # the one error shape, never a 200 cut short.
+        store.stop()
+        try:
+            down = client.get(segmented["result"]["objects"][0]["mask_url"])
+        finally:
+            store.start()
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "unavailable"
         # A mask gone from the bucket (retention, or removed by hand): 410, not a 500.
         s3_client(store.endpoint_url).delete_object(Bucket=BUCKET, Key=key_of(masks[0]))
         for path in (segmented["result"]["objects"][0]["mask_url"], annotated.url.path):
@@ -149,22 +187,25 @@ def test_a_failing_store_refuses_submits_and_loses_no_paid_answer(
         assert len(after["jobs"]) == len(before["jobs"])  # nothing half-accepted
 
         # The store fails while the worker waits for Gemini's answer: the masks cannot be
-        # stored, the paid answer is kept and stored once the store is back.
+        # stored, the paid answer is kept and stored once the store is back. The emulator
+        # (the witness) says when its call arrived and was answered: the store is stopped
+        # only once the call is in flight (so the input was read), and started again only
+        # after the answer went out, so the path under test is the one that ran.
+        calls = _emulator_stats(s3_stack)
         response = submit(client, image, task="segment")
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)
-        time.sleep(0.5)  # the input is read, the call is in flight
+        _wait_for(s3_stack, "generate_calls", calls["generate_calls"] + 1)
         store.stop()
         try:
-            time.sleep(3)  # the answer came back and its masks could not be stored
+            _wait_for(s3_stack, "answered_ok", calls["answered_ok"] + 1)
+            _wait_for_log(s3_stack, f"job {job_id}: storing its answer failed")
         finally:
             store.start()
         job = wait_done(client, job_id, timeout=60)
         assert job["status"] == "succeeded", job["error"]
+        # Bought once: the answer was kept through the fault, not bought again on a rerun.
+        assert _emulator_stats(s3_stack)["generate_calls"] == calls["generate_calls"] + 1
         masks = [obj["mask_sha256"] for obj in job["result"]["objects"]]
         assert {key_of(sha) for sha in masks} <= store.keys()
         assert client.get(job["result"]["objects"][0]["mask_url"]).status_code == 200
