@@ -141,3 +141,41 @@ def test_api_and_worker_share_the_blob_store() -> None:
     for name in ("api", "worker"):
         read_only = [ro for _, target, ro in mounts(name) if target == blob_dir]
         assert read_only == [False], f"{name} mounts the blob store read-only"
+
+
+# Settings an operator sets in .env (issue 23): compose must pass them on, or .env has no
+# effect; unset, each renders visionq's own default.
+PASSED_FROM_DOTENV = {
+    "VISIONQ_FAIR_SHARE": ("false", False),
+    "VISIONQ_TENANT_WEIGHTS": ('{"acme": 2, "beta": 1}', {"acme": 2.0, "beta": 1.0}),
+    "VISIONQ_DEFAULT_PRIORITY": ("7", 7),
+    "VISIONQ_RATE_LEARN": ("false", False),
+    "VISIONQ_RATE_MARGIN_S": ("1.5", 1.5),
+}
+
+
+@pytest.mark.parametrize("name", BUILT_SERVICES)
+def test_dotenv_settings_reach_the_services_with_visionq_defaults(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("VISIONQ_") or key in SECRET_VARIABLES:
+            monkeypatch.delenv(key)
+    unset = environment(name)
+    for key in PASSED_FROM_DOTENV:
+        assert key in unset, f"{name}: {key} in .env never reaches the container"
+        monkeypatch.setenv(key, unset[key])
+    defaults = get_settings()
+    for key in PASSED_FROM_DOTENV:
+        field = key.removeprefix("VISIONQ_").lower()
+        assert getattr(defaults, field) == Settings.model_fields[field].get_default(
+            call_default_factory=True
+        ), f"{key} unset renders {unset[key]!r}, not visionq's default"
+    shell = {key: raw for key, (raw, _) in PASSED_FROM_DOTENV.items()}
+    rendered = environment(name, shell)
+    for key, (raw, _) in PASSED_FROM_DOTENV.items():
+        monkeypatch.setenv(key, rendered[key])
+        assert rendered[key] == raw, f"{key}={raw!r} renders {rendered[key]!r}"
+    settings = get_settings()
+    for key, (_, value) in PASSED_FROM_DOTENV.items():
+        assert getattr(settings, key.removeprefix("VISIONQ_").lower()) == value
