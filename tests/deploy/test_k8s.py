@@ -164,8 +164,74 @@ def test_api_probes_are_routes_on_the_port_it_listens_on() -> None:
     assert ctx.params["host"] == "0.0.0.0"
     assert [p["containerPort"] for p in container["ports"]] == [ctx.params["port"]]
     routes = http_paths(create_app())
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in routes
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz" in routes
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in routes
+
+
+def test_api_readiness_survives_a_newer_schema_and_resting_workers() -> None:
+    """The migration Job moves the schema ahead of the old API pods, and workers may all be
+    restarting: /readyz then says 503 (it means "a job can run end to end"), yet the API can
+    still take and queue jobs, so the Service's readiness must not be /readyz."""
+    from visionq.api.routes.health import _migrations
+
+    assert _migrations("9999_from_a_newer_visionq").startswith("error: at 9999")
+    (container,) = dict(workloads())["visionq-api"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] != "/readyz"
+    assert "/readyz" in (K8S / "README.md").read_text(encoding="utf-8")
+
+
+def test_images_are_pinned_in_one_place() -> None:
+    """Not :latest (pull policy Always, and no telling which build runs); kustomization.yaml
+    sets every Deployment's image, and the Job applied on its own names the same one."""
+    kustomization = yaml.safe_load((K8S / KUSTOMIZATION).read_text(encoding="utf-8"))
+    (entry,) = kustomization["images"]
+    pinned = f"{entry['newName']}:{entry['newTag']}"
+    assert entry["newTag"] != "latest"
+    for name, container in containers():
+        image = container["image"]
+        repository, _, tag = image.rpartition(":")
+        assert tag and tag != "latest" and "/" not in tag, f"{name}: {image} has no pinned tag"
+        assert repository == entry["name"], f"{name}: kustomization.yaml does not set {image}"
+        assert container["imagePullPolicy"] == "IfNotPresent", name
+    (job,) = objects("Job").values()
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == pinned, "migrate-job.yaml runs another build than the rest"
+
+
+@pytest.mark.parametrize("name", ["visionq-api", "visionq-worker", "visionq-sweeper"])
+def test_prometheus_is_told_where_each_pod_serves_metrics(name: str) -> None:
+    """The HPA's metric comes from Prometheus, which must scrape the API (prometheus-adapter
+    scrapes nothing); the workers' own metrics likewise."""
+    from visionq.api.routes import metrics
+
+    template = objects("Deployment")[name]["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    (container,) = template["spec"]["containers"]
+    ports = [p["containerPort"] for p in container["ports"]]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) in ports
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert "/metrics" in {getattr(route, "path", "") for route in metrics.router.routes}
+
+
+def test_the_autoscaled_deployment_leaves_the_replica_count_to_the_hpa() -> None:
+    (hpa,) = objects("HorizontalPodAutoscaler").values()
+    target = objects("Deployment")[hpa["spec"]["scaleTargetRef"]["name"]]
+    assert "replicas" not in target["spec"], "every kubectl apply would reset the HPA's count"
+
+
+def test_readme_pod_monitor_example_is_valid() -> None:
+    """The Prometheus Operator's PodMonitor in deploy/k8s/README.md selects the API pods and
+    scrapes their named port at /metrics."""
+    text = (K8S / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    (monitor,) = [d for b in blocks for d in yaml.safe_load_all(b) if d and d.get("kind") ==
+                  "PodMonitor"]  # fmt: skip
+    labels = objects("Deployment")["visionq-api"]["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"]["credentials"]["key"] == "VISIONQ_METRICS_TOKEN"
 
 
 @pytest.mark.parametrize("name", ["visionq-worker", "visionq-sweeper"])
