@@ -57,7 +57,10 @@ class Settings(OpsSettings):
     blob_dir: str = ""
     # Given as they are to fsspec's file system for blob_dir (JSON object, e.g.
     # {"endpoint_url": "http://minio:9000"}); credentials may come from its usual env instead.
-    blob_storage_options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    # repr=False: it may hold credentials (redacted() shows them as "set").
+    blob_storage_options: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, repr=False
+    )
 
     gemini_base_url: str = ""
     # visionq needs v1beta: the public v1 has no File API, no thinkingConfig and no JSON

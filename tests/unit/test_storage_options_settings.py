@@ -32,6 +32,12 @@ def test_redacted_hides_every_credential_of_the_storage_options() -> None:
     assert shown["client_kwargs"] == {"region_name": "eu-west-1", "aws_session_token": "set"}
 
 
+def test_repr_of_the_settings_shows_no_storage_credentials() -> None:
+    # A Settings object logged or shown in a traceback must not print the credentials.
+    settings = Settings(blob_storage_options=OPTIONS)
+    assert not [secret for secret in SECRETS if secret in repr(settings) + str(settings)]
+
+
 def test_an_endpoint_with_a_password_is_shown_without_it() -> None:
     settings = Settings(blob_storage_options={"endpoint_url": "http://user:hunter2@minio:9000"})
     assert "hunter2" not in json.dumps(settings.redacted())
