@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from visionq.api.json_priority import check_json_priority
 from visionq.api.priority import priority_field, public_priority_field
 from visionq.api.schemas import ErrorDetail, NextCursor, typed_options
 from visionq.models.table_base import URL_MAX_CHARS
@@ -104,6 +105,11 @@ class BatchCreate(BaseModel):
     @classmethod
     def _name_printable(cls, value: str) -> str:
         return _printable(value, "name")
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return check_json_priority(value)
 
 
 class BatchImageRef(BaseModel):

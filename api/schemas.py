@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from visionq.api.json_priority import check_json_priority
 from visionq.api.priority import priority_field, public_priority_field
 from visionq.api.results import result_schema
 from visionq.models.batchjobs import BatchRef
@@ -129,6 +130,11 @@ class JobCreate(BaseModel):
         "/v1/webhooks/callbacks). Checked by the SSRF rules of image URLs (422 url_*).",
     )
     priority: int | None = priority_field()
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> object:
+        return check_json_priority(value)
 
 
 def _usd(nusd: int | None) -> str | None:
