@@ -254,11 +254,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _store(_: Request, exc: BlobStoreUnavailableError) -> JSONResponse:
         log.warning("blob store refused a write: %s", exc)
         status, code = (507, "insufficient_storage") if exc.full else (503, "unavailable")
-        return JSONResponse(
-            error_body(code, str(exc)),
-            status_code=status,
-            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
-        )
+        # A missing bucket or a bad option never heals by waiting: no Retry-After.
+        retry = {} if exc.permanent else {"Retry-After": str(STORE_RETRY_AFTER_S)}
+        return JSONResponse(error_body(code, str(exc)), status_code=status, headers=retry)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import fsspec
+from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from visionq.vision.errors import FixedCodeError
@@ -31,6 +32,20 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# A hung object store (connection accepted, no answer) must not hold a submit or a job's
+# lease for minutes: s3fs/botocore and gcsfs otherwise wait 15 s to 300 s per request and
+# retry up to 5-6 times. Defaults per request (VISIONQ_BLOB_STORAGE_OPTIONS wins, key by
+# key), and a deadline on each whole call (retries included) of an async file system.
+S3_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 3,
+    "read_timeout": 10,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
+GCS_REQUEST_TIMEOUT_S = 10.0
+CALL_TIMEOUT_S = 20.0  # a put or read: below a client's usual 30-60 s request timeout
+CHECK_TIMEOUT_S = 5.0  # the start-up and /readyz probe
+_SETTINGS_HINT = "check VISIONQ_BLOB_DIR and VISIONQ_BLOB_STORAGE_OPTIONS"
+
 
 class BlobNotFoundError(FixedCodeError, LookupError):
     """The blob store has no object with this sha256 (its message): an input removed
@@ -43,9 +58,25 @@ class BlobStoreUnavailableError(Exception):
     """The store cannot take a write now (an infrastructure fault, not the job's): ``full``
     when it has no room or is read-only (HTTP 507), otherwise failing (HTTP 503)."""
 
+    #: A fault retrying cannot mend (no such bucket, access denied, a bad option): the API
+    #: answers 503 without Retry-After; the operator must fix the settings.
+    permanent = False
+
     def __init__(self, message: str, *, full: bool) -> None:
         super().__init__(message)
         self.full = full
+
+
+class BlobStoreMisconfiguredError(BlobStoreUnavailableError):
+    """The store's settings are wrong (missing bucket, access denied, an option the file
+    system does not take): retrying will not help until VISIONQ_BLOB_DIR or
+    VISIONQ_BLOB_STORAGE_OPTIONS is fixed. Still a BlobStoreUnavailableError, so a worker
+    keeps a paid answer and tries again rather than failing the job."""
+
+    permanent = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, full=False)
 
 
 class BlobStore:
@@ -56,11 +87,15 @@ class BlobStore:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         options = dict(storage_options or {})
-        if fsspec.core.split_protocol(url)[0] not in (None, "file", "local"):
+        protocol = fsspec.core.split_protocol(url)[0]
+        if protocol not in (None, "file", "local"):
             # s3fs and gcsfs cache directory listings: after gc listed a shard, put's
             # exists() could answer from that stale listing and skip writing a blob gc
             # trashed meanwhile, losing an input. Every look goes to the store instead.
             options.setdefault("use_listings_cache", False)
+            options = with_timeouts(protocol, options)
+        self._url = url
+        self._endpoint = str(options.get("endpoint_url") or url)
         self._fs, root = fsspec.core.url_to_fs(url, **options)
         self._root = root.rstrip("/")
         if self.is_local:
@@ -122,22 +157,48 @@ class BlobStore:
         at all (no temporary object to leave behind; prefixes need no makedirs)."""
         try:
             # Content-addressed: an object already there holds these very bytes.
-            if not self._fs.exists(path):
-                self._fs.pipe_file(path, data)
+            if not self._call(self._fs.exists, path):
+                self._call(self._fs.pipe_file, path, data)
         except Exception as exc:
             # s3fs/gcsfs raise OSError for most refusals, but botocore's and aiohttp's own
             # connection errors for an unreachable store: all are the store failing.
-            raise _unavailable(exc) from exc
+            raise self._unavailable(exc) from exc
         return sha256
+
+    def _call(self, method: Callable[..., T], *args: Any, timeout: float = CALL_TIMEOUT_S) -> T:
+        """``method(*args)``, within ``timeout`` seconds in all on an async file system
+        (s3fs, gcsfs: fsspec's sync() cancels it and raises FSTimeoutError)."""
+        if isinstance(self._fs, AsyncFileSystem):
+            return method(*args, timeout=timeout)
+        return method(*args)
+
+    def check(self) -> None:
+        """One cheap look at the store (the bucket of an object store), at start-up and by
+        /readyz. Raises :class:`BlobStoreMisconfiguredError` for settings that can never
+        work (missing bucket, access denied, a misspelt option), and
+        :class:`BlobStoreUnavailableError` for a store that does not answer."""
+        if self.is_local:
+            return
+        bucket = self._root.split("/", 1)[0]
+        try:
+            self._call(self._fs.info, bucket, timeout=CHECK_TIMEOUT_S)
+        except Exception as exc:
+            raise self._unavailable(exc, done="nothing can be stored") from exc
+
+    def _unavailable(
+        self, exc: BaseException, done: str = "nothing was stored"
+    ) -> BlobStoreUnavailableError:
+        """An object store's failure as the error the API and worker handle."""
+        return _unavailable(exc, done, where=(self._url, self._endpoint))
 
     def get(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256`` (or waiting in the trash: see :meth:`trash`)."""
-        data: bytes = self._found(sha256, self._fs.cat_file)
+        data: bytes = self._found(sha256, lambda path: self._call(self._fs.cat_file, path))
         return data
 
     def size(self, sha256: str) -> int:
         """The blob's length in bytes; :class:`BlobNotFoundError` when it is not stored."""
-        return int(self._found(sha256, self._fs.size))
+        return int(self._found(sha256, lambda path: self._call(self._fs.size, path)))
 
     def head(self, sha256: str, length: int = 262144) -> bytes:
         """The blob's first ``length`` bytes (all of it when shorter): one ranged read."""
@@ -165,7 +226,7 @@ class BlobStore:
         except BlobNotFoundError:
             raise
         except Exception as exc:
-            raise _unavailable(exc, done="nothing was read") from exc
+            raise self._unavailable(exc, done="nothing was read") from exc
 
     def _found_here(self, sha256: str, read: Callable[[str], T]) -> T:
         try:
@@ -303,12 +364,56 @@ def _chunks(handle: IO[bytes], chunk: int, sha256: str) -> Iterator[bytes]:
         )  # fmt: skip
 
 
-def _unavailable(exc: BaseException, done: str = "nothing was stored") -> BlobStoreUnavailableError:
+def with_timeouts(protocol: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with visionq's request timeouts added where the user gave none: s3fs's
+    botocore ``config_kwargs`` (connect/read timeouts, retries), gcsfs's
+    ``requests_timeout``. A key the user set is kept as it is."""
+    if protocol in ("s3", "s3a"):
+        given = options.get("config_kwargs")
+        config = {**S3_DEFAULTS, **(given if isinstance(given, dict) else {})}
+        return {**options, "config_kwargs": config}
+    if protocol in ("gs", "gcs"):
+        return {"requests_timeout": GCS_REQUEST_TIMEOUT_S, **options}
+    return options
+
+
+def _unavailable(
+    exc: BaseException,
+    done: str = "nothing was stored",
+    where: tuple[str, str] | None = None,
+) -> BlobStoreUnavailableError:
+    """The error for a store's failure; ``where`` = (VISIONQ_BLOB_DIR, endpoint) for an
+    object store, None for a local directory."""
     full = isinstance(exc, OSError) and exc.errno in _NO_ROOM
-    reason = "is full or read-only" if full else "failed"
-    detail = (exc.strerror if isinstance(exc, OSError) else None) or exc or type(exc).__name__
-    message = (
-        f"The image store {reason} ({detail}); {done}. "
-        "Retry after the Retry-After delay; operators: free space or fix the blob directory."
+    detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+    if where is None:
+        reason = "is full or read-only" if full else "failed"
+        return BlobStoreUnavailableError(
+            f"The image store {reason} ({detail}); {done}. Retry after the Retry-After delay; "
+            "operators: free space or fix the blob directory (VISIONQ_BLOB_DIR).",
+            full=full,
+        )
+    url, endpoint = where
+    if isinstance(exc, FileNotFoundError):
+        return BlobStoreMisconfiguredError(
+            f"The object store {url} has no such bucket ({detail}); {done}. Operators: "
+            f"create the bucket or fix VISIONQ_BLOB_DIR, then restart visionq."
+        )
+    if isinstance(exc, PermissionError):
+        return BlobStoreMisconfiguredError(
+            f"The object store {url} refused access ({detail}); {done}. Operators: check the "
+            "credentials (VISIONQ_BLOB_STORAGE_OPTIONS key/secret/token, or AWS_* / "
+            "GOOGLE_APPLICATION_CREDENTIALS) and the bucket's permissions."
+        )
+    if isinstance(exc, TypeError | ValueError):
+        # s3fs hands unknown options to botocore's session at the first call.
+        return BlobStoreMisconfiguredError(
+            f"The object store {url} cannot be used with these options ({detail}); {done}. "
+            "Operators: fix VISIONQ_BLOB_STORAGE_OPTIONS (a misspelt option?)."
+        )
+    return BlobStoreUnavailableError(
+        f"The object store at {endpoint} failed or did not answer ({detail}); "
+        f"{done}. Retry after the Retry-After delay; operators: check that the store is "
+        f"reachable and running, and {_SETTINGS_HINT}.",
+        full=full,
     )
-    return BlobStoreUnavailableError(message, full=full)

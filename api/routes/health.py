@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from visionq.api.deps import ApiResources, ResourcesDep
 from visionq.api.schemas import HealthStatus
 from visionq.models.batch_lane_status import lane_status
+from visionq.models.blobs import BlobStoreUnavailableError
 from visionq.models.heartbeats import workers_seen
 from visionq.models.migrate import head_revision, known_revisions, revision_of
 from visionq.models.tables import utcnow
@@ -29,7 +30,8 @@ def healthz() -> HealthStatus:
 @router.get("/readyz", response_model=HealthStatus, responses={503: {"model": HealthStatus}})
 def readyz(resources: ResourcesDep) -> JSONResponse:
     """Ready to run jobs end to end: the database answers, its schema is at the migrations'
-    head, Redis answers, and a worker beat within VISIONQ_WORKER_HEARTBEAT_S. 503 otherwise,
+    head, Redis answers, a worker beat within VISIONQ_WORKER_HEARTBEAT_S, and the image store
+    (VISIONQ_BLOB_DIR: an object store's bucket) answers. 503 otherwise,
     each failing check saying what to do (`checks`). `details` informs and never fails it:
     the Gemini Batch lane's batches (stuck, lost or stalled ones show there)."""
     checks: dict[str, str] = {}
@@ -43,10 +45,20 @@ def readyz(resources: ResourcesDep) -> JSONResponse:
         checks["database"] = f"error: {type(exc).__name__}; check VISIONQ_DATABASE_URL"
         checks["migrations"] = "error: unknown while the database is unreachable"
     checks.update(_redis_and_workers(resources))
+    checks["blob_store"] = _blob_store(resources)
     ready = all(value == "ok" for value in checks.values())
     details = {"batch_lane": _batch_lane(resources)} if checks["migrations"] == "ok" else {}
     body = HealthStatus(status="ready" if ready else "not ready", checks=checks, details=details)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+def _blob_store(resources: ApiResources) -> str:
+    """One look at the image store (an object store's bucket; models/blobs.py::check)."""
+    try:
+        resources.blobs.check()
+    except BlobStoreUnavailableError as exc:
+        return f"error: {exc}"
+    return "ok"
 
 
 def _batch_lane(resources: ApiResources) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def test_ready_when_migrated_with_redis_and_a_worker_beating(
     beat(client, "worker-1")
     assert _readyz(settings) == (
         200,
-        {"database": "ok", "migrations": "ok", "redis": "ok", "workers": "ok"},
+        {"database": "ok", "migrations": "ok", "redis": "ok", "workers": "ok", "blob_store": "ok"},
     )
 
 
@@ -101,6 +101,7 @@ def test_no_worker_is_not_ready(tmp_path: Path, redis_url: str, client: redis.Re
         "migrations": "ok",
         "redis": "ok",
         "workers": "error: no worker seen in 30 s; start visionq worker",
+        "blob_store": "ok",
     }
 
 
@@ -191,7 +192,7 @@ def test_readyz_details_the_batch_lane_and_never_fails_for_it(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"database", "migrations", "redis", "workers"}
+    assert set(body["checks"]) == {"database", "migrations", "redis", "workers", "blob_store"}
     lane = body["details"]["batch_lane"]
     assert lane == {
         "enabled": True, "live": 3, "creating": 1, "ended": 1, "stalled": 0, "lost": 1,
