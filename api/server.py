@@ -41,6 +41,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from visionq.models.blobs import startup_problem
 from visionq.models.logs import logging_config
 from visionq.models.settings import Settings, get_settings
 
@@ -362,6 +363,11 @@ def run(*, host: str, port: int, workers: int, fd: int | None = None) -> None:
         _configured_limits()  # a bad setting fails here, before the port is taken
     except ValueError as exc:
         sys.exit(f"visionq api: {exc}")
+    # A missing bucket, a misspelt option or a store nobody answers at would make every
+    # submit a 503 behind a healthy-looking process: refuse to start instead.
+    problem = startup_problem(get_settings())
+    if problem is not None:
+        sys.exit(f"visionq api: {problem}")
     uvicorn.run(
         # The app with its access log (api/accesslog.py), which replaces uvicorn's.
         "visionq.api.app:create_app",

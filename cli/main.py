@@ -250,6 +250,13 @@ def start_worker(
     from visionq.worker.celery_app import app as celery_app
 
     settings = get_settings()
+    from visionq.models.blobs import startup_problem
+
+    # A worker on a store it cannot use would hold every paid answer it could not store.
+    problem = startup_problem(settings)
+    if problem is not None:
+        typer.secho(f"error: {problem}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
     if not settings.gemini_key():
         typer.secho(
             "warning: no GEMINI_API_KEY or GOOGLE_API_KEY: jobs will fail until one is set.",

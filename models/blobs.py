@@ -417,3 +417,19 @@ def _unavailable(
         f"reachable and running, and {_SETTINGS_HINT}.",
         full=full,
     )
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """What stops the configured store from working, for `visionq api` and `visionq worker`
+    to refuse to start with (None: usable). A store that is down counts too: a process
+    that starts anyway would answer 503 to every submit while looking healthy."""
+    try:
+        BlobStore.from_settings(settings).check()
+    except BlobStoreUnavailableError as exc:
+        return f"VISIONQ_BLOB_DIR {settings.blob_dir}: {exc}"
+    except (ImportError, ValueError, TypeError) as exc:  # unknown protocol, missing s3fs/gcsfs
+        return (
+            f"VISIONQ_BLOB_DIR {settings.blob_dir} cannot be opened ({exc}); {_SETTINGS_HINT} "
+            '(s3:// and gs:// need pip install "visionq[s3,gcs]").'
+        )
+    return None
