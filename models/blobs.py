@@ -165,11 +165,11 @@ class BlobStore:
             raise self._unavailable(exc) from exc
         return sha256
 
-    def _call(self, method: Callable[..., T], *args: Any, timeout: float = CALL_TIMEOUT_S) -> T:
-        """``method(*args)``, within ``timeout`` seconds in all on an async file system
-        (s3fs, gcsfs: fsspec's sync() cancels it and raises FSTimeoutError)."""
+    def _call(self, method: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """``method(*args)``, within ``timeout`` seconds (CALL_TIMEOUT_S) in all on an async
+        file system (s3fs, gcsfs: fsspec's sync() cancels it and raises FSTimeoutError)."""
         if isinstance(self._fs, AsyncFileSystem):
-            return method(*args, timeout=timeout)
+            return method(*args, timeout=CALL_TIMEOUT_S if timeout is None else timeout)
         return method(*args)
 
     def check(self) -> None:

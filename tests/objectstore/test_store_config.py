@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.integration.helpers import scene_png, submit
+from tests.integration.inprocess import in_process_api
 from tests.objectstore.servers import FakeGcs, MotoServer, s3_options
-from tests.services import free_port
+from tests.services import free_port, redis_server
 from visionq.models.blobs import (
     CALL_TIMEOUT_S,
     BlobStore,
@@ -115,3 +117,25 @@ def test_visionq_refuses_to_start_on_a_store_it_cannot_use(
     nobody = f"http://127.0.0.1:{free_port()}"
     down = _start(command, tmp_path, f"s3://{s3_bucket}/p", s3_options(nobody))
     assert nobody in down and "reachable" in down
+
+
+def test_a_submit_to_a_missing_bucket_is_a_503_without_retry_after(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    # Retrying can never store the image: the client is not told to (no Retry-After).
+    with (
+        redis_server(tmp_path / "redis") as redis_url,
+        in_process_api(
+            tmp_path, redis_url, ("acme",), blob_dir="s3://no-such-bucket/blobs",
+            blob_storage_options=s3_options(moto_server.endpoint_url),
+        ) as api,
+        api.client() as client,
+    ):  # fmt: skip
+        image, _ = scene_png(5)
+        answer = submit(client, image, task="caption")
+        ready = client.get("/readyz")
+    assert answer.status_code == 503, answer.text
+    assert "retry-after" not in answer.headers
+    assert "no such bucket" in answer.json()["error"]["message"]
+    assert ready.status_code == 503
+    assert "no such bucket" in ready.json()["checks"]["blob_store"]
