@@ -16,6 +16,7 @@ from visionq.client.errors import (
     VisionqError,
     error_from,
     retry_delay,
+    retry_notice,
 )
 from visionq.client.inputs import ImageSource, image_list, job_request, text_list, tier_options
 from visionq.client.models import Job, JobPage
@@ -237,7 +238,9 @@ class VisionqClient:
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise
-                time.sleep(retry_delay(exc, attempt))
+                delay = retry_delay(exc, attempt)
+                retry_notice(exc, delay, attempt, retries)
+                time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def job(self, job_id: str) -> Job:
@@ -283,7 +286,9 @@ class VisionqClient:
             except VisionqError as exc:
                 if not exc.transient or attempt == retries:
                     raise
-                time.sleep(retry_delay(exc, attempt))
+                delay = retry_delay(exc, attempt)
+                retry_notice(exc, delay, attempt, retries)
+                time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def annotated_png(self, job_id: str) -> bytes:

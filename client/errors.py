@@ -4,6 +4,7 @@ trying a transient one again."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 
@@ -38,6 +39,18 @@ def retry_delay(error: VisionqError, attempt: int) -> float:
     if error.retry_after is not None:
         return min(error.retry_after, 300.0)
     return random.uniform(0, min(30.0, 0.5 * 2**attempt))
+
+
+def retry_notice(error: VisionqError, delay: float, attempt: int, retries: int) -> None:
+    """Say why a request waits before its next try, when the server is unavailable (503:
+    its store or database is down): a WARNING of the ``visionq.client`` logger, which
+    Python prints on stderr when the program configured no logging (the CLI's case)."""
+    if error.status != 503:
+        return
+    logging.getLogger("visionq.client").warning(
+        "server unavailable (503 %s: %s); retrying in %.0f s (try %d of %d)",
+        error.code, error.message, delay, attempt + 2, retries + 1,
+    )  # fmt: skip
 
 
 def error_from(response: httpx.Response) -> VisionqError:
