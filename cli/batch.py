@@ -18,6 +18,7 @@ from visionq.cli.batch_failures import codes_text, error_codes
 from visionq.cli.batch_ref import BatchRef, dump_batch, resolve
 from visionq.cli.common import JsonOption, KeyOption, UrlOption, client_for, print_json
 from visionq.cli.options import (
+    BatchPriorityOption,
     BatchWebhookUrlOption,
     Cache,
     DeadlineOption,
@@ -76,6 +77,7 @@ def run(
     tier: TierOption = None,
     deadline: DeadlineOption = None,
     webhook_url: BatchWebhookUrlOption = None,
+    priority: BatchPriorityOption = None,
     parallel: Annotated[int, typer.Option(min=1, max=32, help="Chunks uploaded at once.")] = 4,
     chunk: Annotated[
         int,
@@ -133,7 +135,7 @@ def run(
         paths, task=task, name=name, prompt=prompt, labels=labels, model=model,
         schema_file=schema, options=options, parallel=parallel, chunk=chunk, wait=wait,
         timeout=timeout, skipped=skipped, rejected=rejected, url=url, api_key=api_key,
-        as_json=as_json, webhook_url=webhook_url,
+        as_json=as_json, webhook_url=webhook_url, priority=priority,
     )  # fmt: skip
 
 

@@ -44,6 +44,8 @@ class BatchDefaults:
     model: str | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     schema: dict[str, Any] | None = None
+    # 0..9 (--priority); None: the server's default, and not part of the default name.
+    priority: int | None = None
 
 
 def start_run(
@@ -66,6 +68,7 @@ def start_run(
     api_key: str | None,
     as_json: bool,
     webhook_url: str | None = None,
+    priority: int | None = None,
 ) -> None:
     """The whole of `visionq batch run` (see its help)."""
     started = time.monotonic()
@@ -78,7 +81,7 @@ def start_run(
         die(f"{str(exc).rstrip('.')}; nothing was sent")
     if total == 0:
         die("no files found in the PATHs given; nothing was sent")
-    defaults = BatchDefaults(task.value, prompt, label_values, model, options, schema)
+    defaults = BatchDefaults(task.value, prompt, label_values, model, options, schema, priority)
     batch_name = name or default_name(paths, **dataclasses.asdict(defaults))
     items = total - inputs.not_images
     if items == 0:
@@ -137,15 +140,15 @@ def open_batch(
         batch = client.batches.create(
             name, task=defaults.task, prompt=defaults.prompt, labels=defaults.labels,
             model=defaults.model, options=defaults.options, schema=defaults.schema,
-            expected_items=expected_items, webhook_url=webhook_url,
+            expected_items=expected_items, webhook_url=webhook_url, priority=defaults.priority,
         )  # fmt: skip
     except VisionqError as exc:
         if exc.code != "batch_name_taken":
             raise
         die(
-            f"{exc.message} This run's task, prompt, labels, model, options, schema or "
-            "--webhook-url differ from that batch's: run it with the same ones to resume it, or "
-            "give another --name"
+            f"{exc.message} This run's task, prompt, labels, model, options, schema, "
+            "--priority or --webhook-url differ from that batch's: run it with the same ones "
+            "to resume it, or give another --name"
         )
     if batch.state == "cancelled":
         die(f"batch {name} was cancelled; to run these files again, give another --name")

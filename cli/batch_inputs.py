@@ -74,6 +74,7 @@ def default_name(
     model: str | None,
     options: dict[str, Any],
     schema: dict[str, Any] | None,
+    priority: int | None = None,
 ) -> str:
     """The batch name a run gets without --name: ``<first PATH's name>-<task>-<8 hex>``.
 
@@ -81,9 +82,11 @@ def default_name(
     run again (to resume) finds the same batch, and another command makes another one.
     """
     absolute = [os.path.abspath(path) for path in paths]
+    # A priority only when given: runs without --priority keep the names they had.
+    given = [] if priority is None else [priority]
     digest = hashlib.sha256(
         json.dumps(
-            [absolute, task, prompt, labels, model, options, schema],
+            [absolute, task, prompt, labels, model, options, schema, *given],
             sort_keys=True,
             separators=(",", ":"),
         ).encode()

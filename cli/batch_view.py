@@ -138,6 +138,7 @@ def summary_table(batch: Batch, counts: UploadCounts | None, wall_s: float | Non
     table.add_column()
     table.add_row("id", batch.id)
     table.add_row("state", batch.state)
+    table.add_row("priority", f"{batch.priority} (0-9, 9 first among your waiting jobs)")
     progress = batch.progress
     if progress is not None:
         counts_text = ", ".join(

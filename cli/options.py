@@ -170,6 +170,42 @@ WebhookUrlOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def parse_priority(text: str) -> int:
+    """``--priority``'s value: one digit 0-9, refused with the API's wording (typer's
+    min/max would print pydantic's "Input should be less than or equal to 9")."""
+    if re.fullmatch("[0-9]", text.strip(), flags=re.ASCII) is None:
+        raise typer.BadParameter(
+            f"{text[:20]!r} is not a priority; give an integer from 0 to 9 (9 starts first "
+            "among your jobs)."
+        )
+    return int(text)
+
+
+PriorityOption = Annotated[
+    int | None,
+    typer.Option(
+        "--priority",
+        metavar="0-9",
+        parser=parse_priority,
+        help="0-9: the order among your own waiting jobs, 9 first (the server's "
+        "VISIONQ_DEFAULT_PRIORITY, 5, when not given). Not the service tier (--tier).",
+        show_default=False,
+    ),
+]
+BatchPriorityOption = Annotated[
+    int | None,
+    typer.Option(
+        "--priority",
+        metavar="0-9",
+        parser=parse_priority,
+        help="0-9: the order of the batch's jobs among your own waiting jobs, 9 first (the "
+        "server's VISIONQ_DEFAULT_PRIORITY, 5, when not given). Part of the batch's defaults: "
+        "give the same one to resume. Not the service tier (--tier).",
+        show_default=False,
+    ),
+]
 BatchWebhookUrlOption = Annotated[
     str | None,
     typer.Option(

@@ -122,13 +122,15 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
     for column, width in (("id", 36), ("task", 8), ("status", 9), ("created", 8)):
         table.add_column(column, no_wrap=True, min_width=width)
     table.add_column("tries", justify="right", no_wrap=True, min_width=5)
+    # Priority 0-9 (9 first among the tenant's waiting jobs), "pri" to leave the answer room.
+    table.add_column("pri", justify="right", no_wrap=True, min_width=3)
     table.add_column("tier", no_wrap=True, overflow="ellipsis")
     table.add_column("result / error", no_wrap=True, overflow="ellipsis", ratio=1)
     for job in jobs:
         created = _when(job.created_at)
         table.add_row(
             job.id, job.task, status_text(job.status), created, str(job.attempt_count),
-            escape(tier_cell(job)), escape(summary(job, 200)),
+            str(job.priority), escape(tier_cell(job)), escape(summary(job, 200)),
         )  # fmt: skip
     return table
 

@@ -46,6 +46,7 @@ from visionq.cli.options import (
     MaxSide,
     Model,
     OptionArgs,
+    PriorityOption,
     Prompt,
     SchemaFile,
     Thinking,
@@ -229,17 +230,7 @@ def submit(
     tier: TierOption = None,
     deadline: DeadlineOption = None,
     webhook_url: WebhookUrlOption = None,
-    priority: Annotated[
-        int | None,
-        typer.Option(
-            "--priority",
-            min=0,
-            max=9,
-            help="0-9: the order among your own waiting jobs, 9 first (the server's "
-            "VISIONQ_DEFAULT_PRIORITY, 5, when not given). Not the service tier (--tier).",
-            show_default=False,
-        ),
-    ] = None,
+    priority: PriorityOption = None,
     new: Annotated[
         bool,
         typer.Option(

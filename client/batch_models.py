@@ -125,6 +125,8 @@ class Batch(_Body):
     # GET /v1/batches/{id} only (None in lists).
     progress: BatchProgress | None = None
     webhook_url: str | None = None
+    # 0..9, 9 first among the tenant's waiting jobs (the batch's jobs wait at it).
+    priority: int = 5
 
 
 class BatchPage(_Body):

@@ -43,17 +43,21 @@ class BatchClient:
         schema: dict[str, Any] | None = None,
         expected_items: int | None = None,
         webhook_url: str | None = None,
+        priority: int | None = None,
     ) -> Batch:
         """Create batch ``name`` with its items' defaults; if a batch of that name exists
         with the same defaults, that batch (so a second run resumes it); with other
         defaults, VisionqError 409 batch_name_taken. ``expected_items`` (how many items
         you mean to add) lets the whole-batch estimate be extrapolated before they are.
         ``webhook_url``: where batch.completed is POSTed (signed with the secret of
-        ``webhooks.callbacks()``); part of the defaults a resumed create must repeat."""
+        ``webhooks.callbacks()``); part of the defaults a resumed create must repeat.
+        ``priority``: 0..9, 9 first, the order of its jobs among your own waiting jobs
+        (None: the server's default); also part of the defaults."""
         body: dict[str, Any] = {"name": name, "task": task}
         fields = {"prompt": prompt, "labels": text_list("labels", labels), "model": model,
                   "options": options or None, "schema": schema,
-                  "expected_items": expected_items, "webhook_url": webhook_url}  # fmt: skip
+                  "expected_items": expected_items, "webhook_url": webhook_url,
+                  "priority": priority}  # fmt: skip
         body.update({key: value for key, value in fields.items() if value is not None})
         return Batch.model_validate(self._client.request("POST", "/v1/batches", json=body).json())
 
