@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import logging
@@ -370,7 +371,9 @@ def with_timeouts(protocol: str | None, options: dict[str, Any]) -> dict[str, An
     ``requests_timeout``. A key the user set is kept as it is."""
     if protocol in ("s3", "s3a"):
         given = options.get("config_kwargs")
-        config = {**S3_DEFAULTS, **(given if isinstance(given, dict) else {})}
+        # A deep copy: botocore rewrites the retries dict it is given (max_attempts ->
+        # total_max_attempts), which would change the defaults of every later store.
+        config = copy.deepcopy({**S3_DEFAULTS, **(given if isinstance(given, dict) else {})})
         return {**options, "config_kwargs": config}
     if protocol in ("gs", "gcs"):
         return {"requests_timeout": GCS_REQUEST_TIMEOUT_S, **options}
