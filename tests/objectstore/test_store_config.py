@@ -66,6 +66,17 @@ def test_a_missing_bucket_is_permanent_and_says_what_to_fix(moto_server: MotoSer
         assert "VISIONQ_BLOB_DIR" in str(raised.value)
 
 
+def test_gcs_a_missing_bucket_is_permanent_and_a_real_one_passes(
+    fake_gcs: FakeGcs, gcs_bucket: str
+) -> None:
+    BlobStore(f"gs://{gcs_bucket}/blobs", fake_gcs.options).check()
+    missing = BlobStore("gs://no-such-bucket/blobs", fake_gcs.options)
+    with pytest.raises(BlobStoreMisconfiguredError, match="no such bucket"):
+        missing.check()
+    with pytest.raises(BlobStoreMisconfiguredError, match="VISIONQ_BLOB_DIR"):
+        missing.put(b"image")
+
+
 def test_a_misspelt_option_is_permanent_and_names_the_setting(
     moto_server: MotoServer, s3_bucket: str
 ) -> None:
