@@ -389,6 +389,8 @@ def _unavailable(
     object store, None for a local directory."""
     full = isinstance(exc, OSError) and exc.errno in _NO_ROOM
     detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError) and not str(exc):  # fsspec's FSTimeoutError: the deadline
+        detail = "timed out: connected but no answer in time"
     if where is None:
         reason = "is full or read-only" if full else "failed"
         return BlobStoreUnavailableError(

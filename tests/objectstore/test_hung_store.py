@@ -116,6 +116,7 @@ def test_a_hung_store_is_a_prompt_503_and_leaves_no_job(
         assert answer.json()["error"]["code"] == "unavailable"
         message = answer.json()["error"]["message"]
         assert "object store" in message and "nothing was stored" in message
+        assert "timed out" in message
         assert _jobs(api) == 1  # no row for the refused submit
         ready = _bounded(lambda: client.get("/readyz"), 10 * DEADLINE_S)
         assert ready.status_code == 503
