@@ -3,81 +3,51 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import errno
 import hashlib
-import logging
 import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from visionq.vision.errors import FixedCodeError
+# The errors and defaults are part of this module's interface (imported from here).
+from visionq.models.blob_io import (
+    GCS_REQUEST_TIMEOUT_S,
+    S3_DEFAULTS,
+    SETTINGS_HINT,
+    BlobNotFoundError,
+    BlobStoreMisconfiguredError,
+    BlobStoreUnavailableError,
+    modified_time,
+    read_chunks,
+    unavailable_error,
+    with_timeouts,
+)
 
 if TYPE_CHECKING:
     from visionq.models.settings import Settings
 
-# A write refused for lack of room: the disk or quota is full, the file system read-only.
-_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 TEMPORARY_SUFFIX = ".tmp"
 _TRASH = "trash"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
-# A hung object store (connection accepted, no answer) must not hold a submit or a job's
-# lease for minutes: s3fs/botocore and gcsfs otherwise wait 15 s to 300 s per request and
-# retry up to 5-6 times. Defaults per request (VISIONQ_BLOB_STORAGE_OPTIONS wins, key by
-# key), and a deadline on each whole call (retries included) of an async file system.
-S3_DEFAULTS: dict[str, Any] = {
-    "connect_timeout": 3,
-    "read_timeout": 10,
-    "retries": {"max_attempts": 3, "mode": "standard"},
-}
-GCS_REQUEST_TIMEOUT_S = 10.0
+__all__ = [
+    "CALL_TIMEOUT_S", "CHECK_TIMEOUT_S", "GCS_REQUEST_TIMEOUT_S", "S3_DEFAULTS",
+    "TEMPORARY_SUFFIX", "BlobNotFoundError", "BlobStore", "BlobStoreMisconfiguredError",
+    "BlobStoreUnavailableError", "startup_problem", "with_timeouts",
+]  # fmt: skip
+
+# Deadlines of a whole call (retries included) to an object store (see blob_io.py): read
+# here at each call, so a test may shorten them.
 CALL_TIMEOUT_S = 20.0  # a put or read: below a client's usual 30-60 s request timeout
 CHECK_TIMEOUT_S = 5.0  # the start-up and /readyz probe
-_SETTINGS_HINT = "check VISIONQ_BLOB_DIR and VISIONQ_BLOB_STORAGE_OPTIONS"
-
-
-class BlobNotFoundError(FixedCodeError, LookupError):
-    """The blob store has no object with this sha256 (its message): an input removed
-    (e.g. by gc) before the worker or a retry read it."""
-
-    codes = frozenset({"blob_not_found"})
-
-
-class BlobStoreUnavailableError(Exception):
-    """The store cannot take a write now (an infrastructure fault, not the job's): ``full``
-    when it has no room or is read-only (HTTP 507), otherwise failing (HTTP 503)."""
-
-    #: A fault retrying cannot mend (no such bucket, access denied, a bad option): the API
-    #: answers 503 without Retry-After; the operator must fix the settings.
-    permanent = False
-
-    def __init__(self, message: str, *, full: bool) -> None:
-        super().__init__(message)
-        self.full = full
-
-
-class BlobStoreMisconfiguredError(BlobStoreUnavailableError):
-    """The store's settings are wrong (missing bucket, access denied, an option the file
-    system does not take): retrying will not help until VISIONQ_BLOB_DIR or
-    VISIONQ_BLOB_STORAGE_OPTIONS is fixed. Still a BlobStoreUnavailableError, so a worker
-    keeps a paid answer and tries again rather than failing the job."""
-
-    permanent = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, full=False)
 
 
 class BlobStore:
@@ -134,7 +104,7 @@ class BlobStore:
                 return sha256
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         except OSError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable_error(exc) from exc
         # Write then rename, so a reader never sees a half-written image.
         temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
         stored = False
@@ -144,7 +114,7 @@ class BlobStore:
             self._fs.mv(temporary, path)
             stored = True
         except OSError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable_error(exc) from exc
         finally:
             if not stored:
                 # A partial file would keep a full disk full: removed on every failure path
@@ -190,7 +160,7 @@ class BlobStore:
         self, exc: BaseException, done: str = "nothing was stored"
     ) -> BlobStoreUnavailableError:
         """An object store's failure as the error the API and worker handle."""
-        return _unavailable(exc, done, where=(self._url, self._endpoint))
+        return unavailable_error(exc, done, where=(self._url, self._endpoint))
 
     def get(self, sha256: str) -> bytes:
         """The bytes stored under ``sha256`` (or waiting in the trash: see :meth:`trash`)."""
@@ -213,7 +183,7 @@ class BlobStore:
         ``blob_store_unavailable`` and ends the pieces early: the headers are sent by then,
         so the short body (against its Content-Length) is what tells the client."""
         handle = self._found(sha256, lambda path: self._fs.open(path, "rb", block_size=chunk))
-        return _chunks(handle, chunk, sha256)
+        return read_chunks(handle, chunk, sha256)
 
     def _found(self, sha256: str, read: Callable[[str], T]) -> T:
         """``read`` applied to the blob's path, else to its copy waiting in the trash. An
@@ -261,7 +231,7 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 for entry in self._fs.ls(shard["name"], detail=True):
                     sha256 = entry["name"].rsplit("/", 1)[-1]
-                    modified = _modified(entry)
+                    modified = modified_time(entry)
                     if _SHA256.fullmatch(sha256) and modified is not None and modified < cutoff:
                         yield sha256
 
@@ -335,95 +305,6 @@ class BlobStore:
         return removed
 
 
-def _modified(info: dict[str, Any]) -> float | None:
-    """When a listed object was last written (Unix time), across fsspec backends; None
-    when the backend does not say (such an object is never collected)."""
-    for key in ("mtime", "LastModified", "updated", "last_modified"):
-        value = info.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, datetime):
-            return value.timestamp()
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
-
-
-def _chunks(handle: IO[bytes], chunk: int, sha256: str) -> Iterator[bytes]:
-    sent = 0
-    try:
-        with handle:
-            while piece := handle.read(chunk):
-                sent += len(piece)
-                yield piece
-    except Exception as exc:  # after the answer began: no error status can be sent
-        log.warning(
-            "blob %s: the store failed after %d bytes were sent; the answer is cut short: %s",
-            sha256, sent, exc,
-            extra={"code": "blob_store_unavailable", "blob": sha256, "sent_bytes": sent},
-        )  # fmt: skip
-
-
-def with_timeouts(protocol: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with visionq's request timeouts added where the user gave none: s3fs's
-    botocore ``config_kwargs`` (connect/read timeouts, retries), gcsfs's
-    ``requests_timeout``. A key the user set is kept as it is."""
-    if protocol in ("s3", "s3a"):
-        given = options.get("config_kwargs")
-        # A deep copy: botocore rewrites the retries dict it is given (max_attempts ->
-        # total_max_attempts), which would change the defaults of every later store.
-        config = copy.deepcopy({**S3_DEFAULTS, **(given if isinstance(given, dict) else {})})
-        return {**options, "config_kwargs": config}
-    if protocol in ("gs", "gcs"):
-        return {"requests_timeout": GCS_REQUEST_TIMEOUT_S, **options}
-    return options
-
-
-def _unavailable(
-    exc: BaseException,
-    done: str = "nothing was stored",
-    where: tuple[str, str] | None = None,
-) -> BlobStoreUnavailableError:
-    """The error for a store's failure; ``where`` = (VISIONQ_BLOB_DIR, endpoint) for an
-    object store, None for a local directory."""
-    full = isinstance(exc, OSError) and exc.errno in _NO_ROOM
-    detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError) and not str(exc):  # fsspec's FSTimeoutError: the deadline
-        detail = "timed out: connected but no answer in time"
-    if where is None:
-        reason = "is full or read-only" if full else "failed"
-        return BlobStoreUnavailableError(
-            f"The image store {reason} ({detail}); {done}. Retry after the Retry-After delay; "
-            "operators: free space or fix the blob directory (VISIONQ_BLOB_DIR).",
-            full=full,
-        )
-    url, endpoint = where
-    if isinstance(exc, FileNotFoundError):
-        return BlobStoreMisconfiguredError(
-            f"The object store {url} has no such bucket ({detail}); {done}. Operators: "
-            f"create the bucket or fix VISIONQ_BLOB_DIR, then restart visionq."
-        )
-    if isinstance(exc, PermissionError):
-        return BlobStoreMisconfiguredError(
-            f"The object store {url} refused access ({detail}); {done}. Operators: check the "
-            "credentials (VISIONQ_BLOB_STORAGE_OPTIONS key/secret/token, or AWS_* / "
-            "GOOGLE_APPLICATION_CREDENTIALS) and the bucket's permissions."
-        )
-    if isinstance(exc, TypeError | ValueError):
-        # s3fs hands unknown options to botocore's session at the first call.
-        return BlobStoreMisconfiguredError(
-            f"The object store {url} cannot be used with these options ({detail}); {done}. "
-            "Operators: fix VISIONQ_BLOB_STORAGE_OPTIONS (a misspelt option?)."
-        )
-    return BlobStoreUnavailableError(
-        f"The object store at {endpoint} failed or did not answer ({detail}); "
-        f"{done}. Retry after the Retry-After delay; operators: check that the store is "
-        f"reachable and running, and {_SETTINGS_HINT}.",
-        full=full,
-    )
-
-
 def startup_problem(settings: Settings) -> str | None:
     """What stops the configured store from working, for `visionq api` and `visionq worker`
     to refuse to start with (None: usable). A store that is down counts too: a process
@@ -434,7 +315,7 @@ def startup_problem(settings: Settings) -> str | None:
         return f"VISIONQ_BLOB_DIR {settings.blob_dir}: {exc}"
     except (ImportError, ValueError, TypeError) as exc:  # unknown protocol, missing s3fs/gcsfs
         return (
-            f"VISIONQ_BLOB_DIR {settings.blob_dir} cannot be opened ({exc}); {_SETTINGS_HINT} "
+            f"VISIONQ_BLOB_DIR {settings.blob_dir} cannot be opened ({exc}); {SETTINGS_HINT} "
             '(s3:// and gs:// need pip install "visionq[s3,gcs]").'
         )
     return None
