@@ -19,6 +19,7 @@ same limits at once; the hash expires a day after the last 429 or rise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,8 +208,11 @@ def _kind(metric: str, quota_id: str) -> str | None:
 
 
 def _value(raw: Any) -> int | None:
+    """A quota value from a 429's body (external input): a positive finite number, else None."""
     try:
-        value = int(float(str(raw)))
-    except ValueError:
+        number = float(str(raw))
+        # "Infinity", "1e999" and "nan" parse as floats but are no limit to learn.
+        value = int(number) if math.isfinite(number) else 0
+    except (ValueError, OverflowError):
         return None
     return value if value > 0 else None
