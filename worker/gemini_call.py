@@ -76,11 +76,24 @@ def _send(
         )  # fmt: skip
     except GeminiCallError as exc:
         if limiter is not None:
-            _after_error(ctx, limiter, admission, request.model, exc)
+            try:
+                _after_error(ctx, limiter, admission, request.model, exc)
+            except Exception as bookkeeping:  # the call's own error goes on
+                _not_settled(bookkeeping)
         raise
     if limiter is not None and admission is not None:
-        _settle(ctx, limiter, admission, request.model, answer.usage, served=answer.served_tier)
+        try:
+            _settle(ctx, limiter, admission, request.model, answer.usage, served=answer.served_tier)
+        except Exception as bookkeeping:  # a paid answer is never dropped
+            _not_settled(bookkeeping)
     return answer
+
+
+def _not_settled(exc: Exception) -> None:
+    """The limiter's bookkeeping after a call failed (Redis down, a cost the book lacks):
+    the reservation simply stays as admitted. Gemini has answered (and charged), so its
+    answer or its own error goes on unchanged."""
+    log.warning("rate limiter not settled after the Gemini call (the reservation stays): %r", exc)
 
 
 def _admitted(limiter: GeminiRateLimiter | None, pace: Callable[[], None]) -> Admission | None:
