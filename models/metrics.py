@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -115,6 +115,12 @@ RATELIMIT_TIMEOUTS = Counter(
     f"{PREFIX}_ratelimit_timeouts",
     "Calls the shared rate limiter could not admit before the job's deadline.",
     ["model"],
+)
+RATELIMIT_LEARNED_FACTOR = Gauge(
+    f"{PREFIX}_ratelimit_learned_factor",
+    "The factor Gemini's 429s taught the shared rate limiter (limit used = configured x "
+    "factor; 1 = the configured quota), as this worker last read it.",
+    ["model", "kind"],
 )
 GEMINI_TOKENS = Counter(
     f"{PREFIX}_gemini_tokens",

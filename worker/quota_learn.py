@@ -19,10 +19,14 @@ same limits at once; the hash expires a day after the last 429 or rise.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from visionq.models.metrics import RATELIMIT_LEARNED_FACTOR, model_label
+from visionq.models.ratelimits import ALL_MODELS
 from visionq.worker.quotas import HELP_ONLY, PER_MINUTE, SPEND, error_details
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "SCALE_LUA",
     "SCALE_TTL_MS",
     "SETTLE_LUA",
+    "FactorWatch",
     "LearnPolicy",
     "learnable",
     "quota_violation",
@@ -45,6 +50,7 @@ _BELOW_VALUE = 0.98
 # possible anyway: scaled limits are at least 1).
 FLOOR = 0.05
 SCALE_TTL_MS = 24 * 3600 * 1000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,49 @@ class LearnPolicy:
             raise ValueError(f"increase must be in (0, 1], got {self.increase!r}")
         if self.quiet_windows < 1:
             raise ValueError(f"quiet_windows must be >= 1, got {self.quiet_windows!r}")
+
+
+class FactorWatch:
+    """What this process last saw of each entry's learned factors: the gauge
+    visionq_ratelimit_learned_factor{model,kind}, and a log line when one changed (WARNING
+    when 429s lowered it, INFO when it rose back). ``due`` says when to read them again:
+    once per ``every_s`` per entry (one HMGET a window)."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._seen: dict[str, dict[str, float]] = {}
+        self._read_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, name: str, now: float) -> bool:
+        """Whether ``name``'s factors were last read ``every_s`` or longer before ``now``
+        (then counted as read now)."""
+        with self._lock:
+            if name in self._read_at and now - self._read_at[name] < self._every_s:
+                return False
+            self._read_at[name] = now
+            return True
+
+    def saw(self, name: str, factors: dict[str, float]) -> None:
+        """Record the factors just read for entry ``name`` (a model id or ``"*"``)."""
+        with self._lock:
+            before = self._seen.get(name, dict.fromkeys(KINDS, 1.0))
+            self._seen[name] = dict(factors)
+        label = name if name == ALL_MODELS else model_label(name)
+        for kind, factor in factors.items():
+            RATELIMIT_LEARNED_FACTOR.labels(label, kind).set(factor)
+            was = before.get(kind, 1.0)
+            if factor < was:
+                log.warning(
+                    "rate limiter: Gemini's 429s lowered the %s limit of %s to %.2f x the "
+                    "configured one (was %.2f); check the quota in Google AI Studio or "
+                    "lower VISIONQ_RATE_LIMITS", kind, name, factor, was,
+                )  # fmt: skip
+            elif factor > was:
+                log.info(
+                    "rate limiter: the %s limit of %s rose back to %.2f x the configured one",
+                    kind, name, factor,
+                )  # fmt: skip
 
 
 # KEYS[1] scale hash. ARGV: kind ('' = every kind), quota value (-1 = none), configured limit

@@ -45,6 +45,7 @@ from visionq.worker.quota_learn import (
     LEARN_LUA,
     SCALE_TTL_MS,
     SETTLE_LUA,
+    FactorWatch,
     LearnPolicy,
 )
 from visionq.worker.ratelimit_lua import RELEASE_LUA, RESTAMP_LUA, SLIDING_LOG_LUA
@@ -62,6 +63,9 @@ __all__ = [
 # would otherwise all retry at the same millisecond and collide again. Small: the first to
 # wake takes the freed slot, and every millisecond of lateness is quota left unused.
 _JITTER_S = 0.01
+# Admissions of the last second are at most twice a window's average rate: a window's quota
+# is spread over half of it at least, not sent in one burst (worker/ratelimit_lua.py).
+SMOOTH_MS, _BURST = 1000, 2
 
 _NANO = Decimal(1_000_000_000)
 
@@ -135,6 +139,7 @@ class GeminiRateLimiter:
         prefix: str = "visionq:rl",
         usd_window_s: float = DEFAULT_USD_WINDOW_S,
         learn: LearnPolicy | None = None,
+        smooth_ms: int = SMOOTH_MS,
     ) -> None:
         for name, value in (("window_s", window_s), ("usd_window_s", usd_window_s)):
             if not (math.isfinite(value) and value > 0):
@@ -144,7 +149,8 @@ class GeminiRateLimiter:
         self._quotas = dict(quotas)
         self._window_s, self._margin_s, self._usd_window_s = window_s, margin_s, usd_window_s
         self._prefix = prefix
-        self.learn = learn
+        self.learn, self._smooth_ms = learn, smooth_ms  # smooth_ms 0: no smoothing
+        self.watch = FactorWatch(window_s)
         self._script = redis.register_script(SLIDING_LOG_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._restamp = redis.register_script(RESTAMP_LUA)
@@ -208,7 +214,7 @@ class GeminiRateLimiter:
         return [log.window_ms, log.count_limit, log.amount_limit, amount, member,
                 2 * log.window_ms, log.count_kind, log.amount_kind,
                 log.window_ms if learn else 0, learn.increase if learn else 0,
-                learn.quiet_windows if learn else 0]  # fmt: skip
+                learn.quiet_windows if learn else 0, self._smooth_ms, _BURST]  # fmt: skip
 
     def try_acquire(self, model: str, tokens: int, usd: Decimal = Decimal(0)) -> float:
         """Admit one request of ``tokens`` input tokens and ``usd`` estimated dollars for
@@ -317,6 +323,7 @@ class GeminiRateLimiter:
                                              FLOOR, log.window_ms, SCALE_TTL_MS,
                                              "" if now_ms is None else now_ms]  # fmt: skip
             self._learn(keys=[self.scale_key(name)], args=args)
+            self.watch.saw(name, self.factors(name))
             if quota_metric is not None:
                 return
 
@@ -365,6 +372,10 @@ class GeminiRateLimiter:
             if admission is not None:
                 RATELIMIT_WAIT_SECONDS.labels(label).observe(slept)
                 self._local.admission = admission
+                if self.learn:  # factors rise in Redis (quiet windows): seen here
+                    for name in (n for n in (model, ALL_MODELS) if n in self._quotas):
+                        if self.watch.due(name, clock()):
+                            self.watch.saw(name, self.factors(name))
                 return admission
             now = clock()
             if now + wait > deadline:

@@ -10,7 +10,8 @@ __all__ = ["RELEASE_LUA", "RESTAMP_LUA", "SLIDING_LOG_LUA"]
 # KEYS[1] log (sorted set), KEYS[2] token sum, KEYS[3] learned factors (worker/quota_learn.py).
 # ARGV: window ms (margin included), rpm (-1 = none), tpm (-1 = none), tokens, member, ttl ms,
 # then the kinds the count and the amount limit ('' = none), the learning window ms (0 = not
-# learning), the factors' increase and the quiet windows before it (SCALE_LUA).
+# learning), the factors' increase and the quiet windows before it (SCALE_LUA), the
+# smoothing window ms (0 = none) and the burst: how many times the average rate it admits.
 # Returns 0 when admitted (and recorded), else the wait in ms (nothing recorded).
 #
 # An entry scored s counts while now - s <= window, so it has surely left at s + window + 1:
@@ -92,6 +93,42 @@ if tpm >= 0 and tokens > 0 and used + tokens > tpm then
       found = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')[2]
     end
     wait = math.max(wait, leaves_at(found))
+  end
+end
+
+-- Smoothing: in the last ARGV[12] ms at most ARGV[13] x the window's average rate, so a
+-- window's quota is not admitted in one burst at its start (a burst's calls reach Gemini
+-- spread over more than the margin, and the next window's first ones overlap them there).
+local short = tonumber(ARGV[12])
+if short > 0 and short < window then
+  local share = tonumber(ARGV[13]) * short / window
+  local since = '(' .. string.format('%.0f', now - short)
+  if rpm > 0 and math.ceil(rpm * share) < rpm then
+    local cap = math.max(1, math.ceil(rpm * share))
+    local recent = redis.call('ZCOUNT', log, since, '+inf')
+    if recent >= cap then
+      local entry = redis.call('ZRANGEBYSCORE', log, since, '+inf', 'WITHSCORES',
+        'LIMIT', recent - cap, 1)
+      wait = math.max(wait, tonumber(entry[2]) + short + 1 - now)
+    end
+  end
+  if tpm > 0 and tokens > 0 and math.ceil(tpm * share) < tpm then
+    local cap = math.max(1, math.ceil(tpm * share))
+    local recent = redis.call('ZRANGEBYSCORE', log, since, '+inf', 'WITHSCORES')
+    local recent_used = 0
+    for i = 1, #recent, 2 do recent_used = recent_used + tokens_of(recent[i]) end
+    local excess = recent_used + tokens - cap
+    -- Larger than the cap: it runs alone in its short window.
+    if tokens > cap then excess = recent_used end
+    local freeing = 0
+    for i = 1, #recent, 2 do
+      if excess <= 0 then break end
+      freeing = freeing + tokens_of(recent[i])
+      if freeing >= excess then
+        wait = math.max(wait, tonumber(recent[i + 1]) + short + 1 - now)
+        break
+      end
+    end
   end
 end
 

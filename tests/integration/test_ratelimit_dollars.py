@@ -43,7 +43,8 @@ def test_all_models_share_one_dollar_budget_per_window(client: redis.Redis, pref
 
 def test_a_model_budget_and_the_shared_one_both_apply(client: redis.Redis, prefix: str) -> None:
     quotas = parse_quotas({"a": {"usd": "0.005"}, "*": {"usd": "0.008"}})
-    limiter = GeminiRateLimiter(client, quotas, margin_s=0, prefix=prefix)
+    # No smoothing (test_ratelimit_smooth.py): the window's budget at once.
+    limiter = GeminiRateLimiter(client, quotas, margin_s=0, prefix=prefix, smooth_ms=0)
     assert limiter.try_acquire("a", 0, Decimal("0.004")) == 0.0
     assert limiter.try_acquire("a", 0, Decimal("0.002")) > 0, "a's own $0.005"
     assert limiter.try_acquire("b", 0, Decimal("0.004")) == 0.0
@@ -59,7 +60,7 @@ def test_a_refusal_by_dollars_takes_back_the_request_it_counted(
     client: redis.Redis, prefix: str
 ) -> None:
     quotas = parse_quotas({"m": {"rpm": 3, "usd": "0.01", "window_s": 30}})
-    limiter = GeminiRateLimiter(client, quotas, margin_s=0, prefix=prefix)
+    limiter = GeminiRateLimiter(client, quotas, margin_s=0, prefix=prefix, smooth_ms=0)
     assert limiter.try_acquire("m", 10, Decimal("0.009")) == 0.0
     assert limiter.try_acquire("m", 10, Decimal("0.009")) > 0
     assert limiter.try_acquire("m", 10, Decimal("0.0005")) == 0.0

@@ -36,7 +36,7 @@ def _limiter(
     margin = kwargs.pop("margin_s", 0.0)
     return GeminiRateLimiter(
         client, {MODEL: quota}, window_s=window_s, margin_s=margin, prefix=prefix,  # type: ignore[arg-type]
-        learn=learn,  # type: ignore[arg-type]
+        learn=learn, smooth_ms=0,  # type: ignore[arg-type]  # smoothing: test_ratelimit_smooth.py
     )  # fmt: skip
 
 
@@ -128,7 +128,7 @@ def test_not_learning_ignores_429s(client: redis.Redis, prefix: str) -> None:
 def test_settle_replaces_the_reservation_keeping_its_time(client: redis.Redis, prefix: str) -> None:
     quotas = {MODEL: ModelQuota(rpm=None, tpm=1000, usd=Decimal(1))}
     limiter = GeminiRateLimiter(client, quotas, window_s=5.0, margin_s=0.0, prefix=prefix,
-                                learn=LearnPolicy())  # fmt: skip
+                                learn=LearnPolicy(), smooth_ms=0)  # fmt: skip
     admission = limiter.acquire(MODEL, 900, usd=Decimal("0.9"), deadline=FAR)
     log, tokens = limiter.keys(MODEL)
     scored: list[tuple[bytes, float]] = list(client.zrange(log, 0, -1, withscores=True))  # type: ignore[arg-type]
@@ -212,3 +212,29 @@ def test_per_day_429_is_not_learned() -> None:
     translated = _translated(error)
     assert not learnable(translated)
     assert quota_violation(translated) == (None, None)
+
+
+def test_the_learned_factor_is_visible(
+    client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Trial finding 5: the gauge and a WARNING when a 429 lowers the limit, INFO when the
+    factor (raised in Redis, by any worker) is seen back up at a later admission."""
+    from prometheus_client import REGISTRY
+
+    from visionq.models.metrics import model_label
+
+    def gauge() -> float | None:
+        labels = {"model": model_label(MODEL), "kind": "rpm"}
+        return REGISTRY.get_sample_value("visionq_ratelimit_learned_factor", labels)
+
+    limiter = _limiter(client, prefix, ModelQuota(rpm=20, tpm=None), window_s=5.0)
+    with caplog.at_level("INFO", logger="visionq.worker.quota_learn"):
+        limiter.learn_429(MODEL, quota_metric="rpm", quota_value=10)
+        assert gauge() == pytest.approx(0.49)
+        lowered = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert lowered and "lowered the rpm limit" in lowered[0].getMessage()
+        client.hset(limiter.scale_key(MODEL), "rpm", "1")  # risen, as after quiet windows
+        limiter.acquire(MODEL, 1, deadline=FAR, clock=lambda: FAR / 2)
+        assert gauge() == 1.0
+        rose = [r for r in caplog.records if r.levelname == "INFO"]
+        assert rose and "rose back to 1.00" in rose[0].getMessage()

@@ -182,6 +182,7 @@ def _limiter(waits: list[float]) -> GeminiRateLimiter:
     # Only acquire's loop is under test: _try answers the scripted waits.
     limiter = GeminiRateLimiter.__new__(GeminiRateLimiter)
     limiter._local = threading.local()
+    limiter.learn = None  # no learned factors to read
     answers = iter(waits)
 
     def attempt(*_a: object, **_k: object) -> tuple[float, Admission | None]:
