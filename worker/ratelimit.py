@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import redis
 
@@ -209,24 +210,30 @@ class GeminiRateLimiter:
             )
         return requests, dollars
 
-    def _args(self, log: _Log, amount: int, member: str) -> list[int | str | float]:
+    def _args(self, log: _Log, amount: int, member: str, now: int | None) -> list[Any]:
         learn = self.learn
         return [log.window_ms, log.count_limit, log.amount_limit, amount, member,
                 2 * log.window_ms, log.count_kind, log.amount_kind,
                 log.window_ms if learn else 0, learn.increase if learn else 0,
-                learn.quiet_windows if learn else 0, self._smooth_ms, _BURST]  # fmt: skip
+                learn.quiet_windows if learn else 0, self._smooth_ms, _BURST,
+                "" if now is None else now]  # fmt: skip
 
-    def try_acquire(self, model: str, tokens: int, usd: Decimal = Decimal(0)) -> float:
+    def try_acquire(
+        self, model: str, tokens: int, usd: Decimal = Decimal(0), *, now_ms: int | None = None
+    ) -> float:
         """Admit one request of ``tokens`` input tokens and ``usd`` estimated dollars for
         ``model`` if every quota that applies (the model's, ``"*"``) allows it now.
 
         Returns 0.0 when admitted (and recorded), else the seconds until the entry that
         blocks it leaves its window (nothing recorded). Calls no quota applies to are
-        admitted without asking Redis. Redis errors propagate.
+        admitted without asking Redis. Redis errors propagate. ``now_ms``: a test's clock
+        (default Redis TIME).
         """
-        return self._try(model, tokens, usd)[0]
+        return self._try(model, tokens, usd, now_ms)[0]
 
-    def _try(self, model: str, tokens: int, usd: Decimal) -> tuple[float, Admission | None]:
+    def _try(
+        self, model: str, tokens: int, usd: Decimal, now_ms: int | None = None
+    ) -> tuple[float, Admission | None]:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
         if usd < 0:
@@ -239,7 +246,7 @@ class GeminiRateLimiter:
                     continue
                 member = f"{amount}:{uuid.uuid4().hex}"
                 keys = [*log.keys, log.scale_key]
-                wait_ms = int(self._script(keys=keys, args=self._args(log, amount, member)))
+                wait_ms = int(self._script(keys=keys, args=self._args(log, amount, member, now_ms)))
                 if wait_ms > 0:
                     # Refused here: take back what the other logs admitted for this call.
                     self.release(admission)

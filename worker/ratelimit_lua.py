@@ -11,7 +11,8 @@ __all__ = ["RELEASE_LUA", "RESTAMP_LUA", "SLIDING_LOG_LUA"]
 # ARGV: window ms (margin included), rpm (-1 = none), tpm (-1 = none), tokens, member, ttl ms,
 # then the kinds the count and the amount limit ('' = none), the learning window ms (0 = not
 # learning), the factors' increase and the quiet windows before it (SCALE_LUA), the
-# smoothing window ms (0 = none) and the burst: how many times the average rate it admits.
+# smoothing window ms (0 = none) and the burst: how many times the average rate it admits,
+# now ms ('' = Redis TIME).
 # Returns 0 when admitted (and recorded), else the wait in ms (nothing recorded).
 #
 # An entry scored s counts while now - s <= window, so it has surely left at s + window + 1:
@@ -21,8 +22,11 @@ SLIDING_LOG_LUA = (
 -- TIME followed by writes needs effects replication: the default from Redis 5 (the only
 -- mode from 7); older servers must be asked for it.
 if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now
+if ARGV[14] ~= '' then now = tonumber(ARGV[14]) else  -- a test's clock
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local window = tonumber(ARGV[1])
 local rpm = tonumber(ARGV[2])
 local tpm = tonumber(ARGV[3])

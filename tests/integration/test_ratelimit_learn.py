@@ -82,31 +82,33 @@ def test_without_value_decreases_once_per_window(client: redis.Redis, prefix: st
 
 
 def test_factor_recovers_after_quiet_windows(client: redis.Redis, prefix: str) -> None:
+    # Every call is given its time (no sleeps: a stalled CI cannot move a window).
     policy = LearnPolicy(increase=0.25, quiet_windows=2)
-    limiter = _limiter(client, prefix, ModelQuota(rpm=100, tpm=None), window_s=0.2, learn=policy)
-    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51)  # factor 0.4998
-    limiter.try_acquire(MODEL, 1)
+    limiter = _limiter(client, prefix, ModelQuota(rpm=100, tpm=None), window_s=2.0, learn=policy)
+    t0 = int(time.time() * 1000)
+    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51, now_ms=t0)  # factor 0.4998
+    limiter.try_acquire(MODEL, 1, now_ms=t0 + 1)
     assert limiter.effective_limits(MODEL) == {"rpm": 49}  # not quiet yet
-    time.sleep(0.45)  # more than 2 quiet windows
-    limiter.try_acquire(MODEL, 1)
+    limiter.try_acquire(MODEL, 1, now_ms=t0 + 4500)  # more than 2 quiet windows
     assert limiter.effective_limits(MODEL) == {"rpm": 74}
-    limiter.try_acquire(MODEL, 1)
+    limiter.try_acquire(MODEL, 1, now_ms=t0 + 4600)
     assert limiter.effective_limits(MODEL) == {"rpm": 74}  # one rise per window
-    for _ in range(3):
-        time.sleep(0.25)
-        limiter.try_acquire(MODEL, 1)
+    for k in range(1, 4):
+        limiter.try_acquire(MODEL, 1, now_ms=t0 + 4500 + k * 2100)
     assert limiter.effective_limits(MODEL) == {"rpm": 100}  # capped at the configured
 
 
 def test_a_429_restarts_the_quiet_period(client: redis.Redis, prefix: str) -> None:
-    limiter = _limiter(client, prefix, ModelQuota(rpm=100, tpm=None), window_s=0.2,
+    limiter = _limiter(client, prefix, ModelQuota(rpm=100, tpm=None), window_s=2.0,
                        learn=LearnPolicy(increase=0.25))  # fmt: skip
-    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51)
-    time.sleep(0.3)
-    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51)
-    time.sleep(0.2)
-    limiter.try_acquire(MODEL, 1)
+    t0 = int(time.time() * 1000)
+    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51, now_ms=t0)
+    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=51, now_ms=t0 + 3000)
+    # Two windows after the first 429 (it would rise) but one after the second.
+    limiter.try_acquire(MODEL, 1, now_ms=t0 + 5000)
     assert limiter.effective_limits(MODEL) == {"rpm": 49}
+    limiter.try_acquire(MODEL, 1, now_ms=t0 + 7100)
+    assert limiter.effective_limits(MODEL) == {"rpm": 74}
 
 
 def test_two_limiters_share_what_one_learned(client: redis.Redis, prefix: str) -> None:
