@@ -5,7 +5,9 @@ lowers the limits the limiter uses (``factor`` x configured, per kind ``rpm``, `
 ``usd``), in one hash per quota entry, ``<prefix>:{<model>}:scale``, next to its logs:
 
 - a QuotaFailure naming the violated quota with its ``quotaValue`` sets the factor of that
-  kind to at most ``0.98 * quotaValue / configured``: Gemini said the number;
+  kind to at most ``0.98 * quotaValue / configured``: Gemini said the number (a value at
+  least the configured one lowers nothing: that 429 came from arrival jitter, not a smaller
+  quota);
 - a 429 naming no value (Help only: the paid tier, python-genai#1427; a spend limit) cuts
   the named kind, or every kind, by ``decrease`` (x0.7), at most once per window: all the
   429s of one burst are one signal, not one each;
@@ -128,11 +130,16 @@ local scale, kind = KEYS[1], ARGV[1]
 local value, configured = tonumber(ARGV[2]), tonumber(ARGV[3])
 local changed = 0
 if kind ~= '' and value > 0 and configured > 0 then
-  local f = tonumber(redis.call('HGET', scale, kind)) or 1
-  local target = math.max({_BELOW_VALUE} * value / configured, 0.000001)
-  if target < f then
-    redis.call('HSET', scale, kind, string.format('%.6f', target))
-    changed = 1
+  -- A quota at least the configured one: the pacing was right and the 429 came from calls
+  -- reaching Gemini later than they were admitted, not from a smaller quota: nothing to
+  -- lower (a cut would waste 2% of the quota for windows).
+  if value < configured then
+    local f = tonumber(redis.call('HGET', scale, kind)) or 1
+    local target = math.max({_BELOW_VALUE} * value / configured, 0.000001)
+    if target < f then
+      redis.call('HSET', scale, kind, string.format('%.6f', target))
+      changed = 1
+    end
   end
   -- Every such 429 restarts the quiet period, lowered or not.
   redis.call('HSET', scale, 'cut_ms', now)

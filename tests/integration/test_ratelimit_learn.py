@@ -68,6 +68,18 @@ def test_quota_value_sets_the_limit_used(client: redis.Redis, prefix: str) -> No
     assert limiter.factors(MODEL)["rpm"] == pytest.approx(0.49)
 
 
+def test_a_quota_value_at_least_the_configured_one_lowers_nothing(
+    client: redis.Redis, prefix: str
+) -> None:
+    # Such a 429 comes from calls reaching Gemini later than admitted, not from a smaller
+    # quota: lowering to 0.98 would waste 2% of the quota for windows.
+    limiter = _limiter(client, prefix, ModelQuota(rpm=20, tpm=None))
+    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=20)
+    limiter.learn_429(MODEL, quota_metric="rpm", quota_value=25)
+    assert limiter.factors(MODEL)["rpm"] == 1.0
+    assert limiter.effective_limits(MODEL) == {"rpm": 20}
+
+
 def test_without_value_decreases_once_per_window(client: redis.Redis, prefix: str) -> None:
     limiter = _limiter(client, prefix, ModelQuota(rpm=100, tpm=1000))
     now = int(time.time() * 1000)
