@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.services import redis_server
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.migrate import upgrade
 from visionq.models.settings import get_settings
@@ -35,3 +37,19 @@ def migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = get_settings().database_url
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server of this test module's own (a module may define its own)."""
+    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as url:
+        yield url
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A connection to the module's Redis, emptied first so no test sees another's keys."""
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    yield connection
+    connection.close()

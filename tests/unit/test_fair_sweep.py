@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
@@ -18,7 +17,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.job_rows import job_row
-from tests.services import redis_server
 from visionq.models.batchjobs import insert_jobs
 from visionq.models.broker import JOBS_QUEUE, TOKEN_PRIORITY
 from visionq.models.fairqueue import FairQueue, QueuedJob
@@ -30,20 +28,6 @@ from visionq.worker.sweeper import Sweeper
 from visionq.worker.tasks import pop_next, send_due, upkeep
 
 TOKENS = f"{JOBS_QUEUE}\x06\x16{TOKEN_PRIORITY}"
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as url:
-        yield url
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    connection.flushdb()
-    yield connection
-    connection.close()
 
 
 @pytest.fixture

@@ -4,29 +4,12 @@ a newcomer behind a deep backlog, no credit banked while idle, idempotent pushes
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-from tests.services import redis_server
 from visionq.models.fairqueue import FairQueue, QueuedJob
 from visionq.models.weights import parse_weights
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as url:
-        yield url
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    connection.flushdb()
-    yield connection
-    connection.close()
 
 
 def jobs(tenant: str, count: int, priority: int = 5, start: int = 0) -> list[QueuedJob]:
