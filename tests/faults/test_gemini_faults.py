@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.faults.conftest import report
-from tests.faults.stack import FaultStack
+from tests.faults.stack import Audit, FaultStack
 from visionq.vision.catalogue import load_catalogue
 
 pytestmark = pytest.mark.faults
@@ -23,6 +23,18 @@ def _submit_and_finish(stack: FaultStack, already: int = 0) -> None:
     responses = stack.submit_many(N)
     assert all(r.status_code == 202 for r in responses), {r.status_code for r in responses}
     stack.wait_all_terminal(already + N)
+
+
+def _two_workers_all_succeed(stack: FaultStack) -> Audit:
+    """Two workers (16 threads each) sharing the stack's rate limit run N jobs; every job
+    succeeds exactly once. Returns the audit."""
+    stack.start_worker(concurrency=16)
+    stack.start_worker(concurrency=16)
+    _submit_and_finish(stack)
+    audit = stack.audit()
+    audit.check_exactly_once()
+    assert audit.by_status() == {"succeeded": N}
+    return audit
 
 
 def test_flaky_gemini_503_and_429_all_jobs_succeed(make_stack: Callable[..., FaultStack]) -> None:
@@ -113,12 +125,7 @@ def test_two_workers_share_one_rate_limit(
         rate_limits=json.dumps({DEFAULT_MODEL: quota}),
         rate_window_s="5",
     )
-    stack.start_worker(concurrency=16)
-    stack.start_worker(concurrency=16)
-    _submit_and_finish(stack)
-    audit = stack.audit()
-    audit.check_exactly_once()
-    assert audit.by_status() == {"succeeded": N}
+    audit = _two_workers_all_succeed(stack)
     stats = stack.emulator_stats()
     # The emulator enforces the same quota and never has to refuse a call: unshared
     # limiters would send twice the quota (about half the calls refused). The default 0.5 s
@@ -155,12 +162,7 @@ def test_lower_real_quota_is_learned(make_stack: Callable[..., FaultStack]) -> N
         rate_limits=json.dumps({DEFAULT_MODEL: {"rpm": 24}}),
         rate_window_s="2",
     )
-    stack.start_worker(concurrency=16)
-    stack.start_worker(concurrency=16)
-    _submit_and_finish(stack)
-    audit = stack.audit()
-    audit.check_exactly_once()
-    assert audit.by_status() == {"succeeded": N}
+    audit = _two_workers_all_succeed(stack)
     rejected = stack.emulator_stats()["quota_rejections"]
     # The first window admits the configured 24 at once and 12 are refused; their 429s
     # name the real quota (QuotaFailure quotaValue 12), so both workers use 0.98 x 12 / 24
