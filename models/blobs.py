@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import fsspec
@@ -173,7 +174,9 @@ class BlobStore:
 
     def head(self, sha256: str, length: int = 262144) -> bytes:
         """The blob's first ``length`` bytes (all of it when shorter): one ranged read."""
-        data: bytes = self._found(sha256, lambda path: self._fs.cat_file(path, start=0, end=length))
+        # start/end by name: s3fs's cat_file takes a version id second.
+        ranged = partial(self._fs.cat_file, start=0, end=length)
+        data: bytes = self._found(sha256, lambda path: self._call(ranged, path))
         return data
 
     def iter_chunks(self, sha256: str, chunk: int = 1 << 20) -> Iterator[bytes]:

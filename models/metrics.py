@@ -121,6 +121,9 @@ RATELIMIT_LEARNED_FACTOR = Gauge(
     "The factor Gemini's 429s taught the shared rate limiter (limit used = configured x "
     "factor; 1 = the configured quota), as this worker last read it.",
     ["model", "kind"],
+    # One value per model and kind, not one per process (no pid label): the factor lives in
+    # Redis, shared by every worker; the latest reading is the one to show.
+    multiprocess_mode="mostrecent",
 )
 GEMINI_TOKENS = Counter(
     f"{PREFIX}_gemini_tokens",
