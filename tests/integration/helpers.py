@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 import httpx
+import redis
 from PIL import Image
 
 from visionq.emulator.shapes import Shape, draw_scene, encode, random_scene
+from visionq.models.broker import JOBS_QUEUE
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.keys import create_key
 
@@ -115,3 +117,14 @@ def own_tenant(database_url: str, api_url: str, tenant: str) -> httpx.Client:
     engine.dispose()
     headers = {"Authorization": f"Bearer {secret}"}
     return httpx.Client(base_url=api_url, headers=headers, timeout=30)
+
+
+def jobs_queue_length(redis_url: str) -> int:
+    """Messages waiting in the jobs queue, every kombu priority list counted: with fair share
+    the API's messages are run_next tokens at priority 9, kept in a sibling list."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        names = [JOBS_QUEUE] + [f"{JOBS_QUEUE}\x06\x16{step}" for step in (3, 6, 9)]
+        return sum(int(client.llen(name)) for name in names)
+    finally:
+        client.close()

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
 from tests.integration.conftest import Stack
-from tests.integration.helpers import own_tenant, scene_png, submit, wait_done
+from tests.integration.helpers import jobs_queue_length, own_tenant, scene_png, submit, wait_done
 from tests.integration.inprocess import InProcessApi
 
 pytestmark = pytest.mark.integration
@@ -137,7 +136,7 @@ def test_listing_is_newest_first_with_cursor_and_status_filter(stack: Stack) -> 
 
 
 def _queue_length(stack: Stack) -> int:
-    return int(redis.Redis.from_url(stack.env["VISIONQ_REDIS_URL"]).llen("visionq.jobs"))
+    return jobs_queue_length(stack.env["VISIONQ_REDIS_URL"])
 
 
 def test_cancelled_queued_job_never_runs(paused_stack: Stack) -> None:

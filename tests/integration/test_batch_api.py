@@ -19,10 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.integration.conftest import Stack
-from tests.integration.helpers import scene_png
+from tests.integration.helpers import jobs_queue_length, scene_png
 from tests.services import visionq_command
 
 pytestmark = pytest.mark.integration
@@ -319,13 +318,12 @@ def test_cancel_ends_queued_items_that_never_run(paused_stack: Stack) -> None:
         _error(client.post(f"/v1/batches/{batch_id}/rerun", json={}), 409, "batch_cancelled")
         _error(client.post(f"/v1/batches/{batch_id}/close"), 409, "batch_cancelled")
         # The worker starts: the cancelled jobs' messages are taken and dropped, none run.
-        queue = redis.Redis.from_url(paused_stack.env["VISIONQ_REDIS_URL"])
-        assert queue.llen("visionq.jobs") >= 6
+        redis_url = paused_stack.env["VISIONQ_REDIS_URL"]
+        assert jobs_queue_length(redis_url) >= 6
         paused_stack.start_worker()
         deadline = time.monotonic() + 30
-        while queue.llen("visionq.jobs") and time.monotonic() < deadline:
+        while jobs_queue_length(redis_url) and time.monotonic() < deadline:
             time.sleep(0.1)
-        queue.close()
         time.sleep(0.5)  # let the worker finish handling the messages it took
         ids = [item["job_id"] for item in _all_items(client, batch_id, limit=1000)]
         jobs = _jobs(client, ids)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, _build_stack, _start_emulator
+from tests.integration.conftest import REDIS_DATABASES, Stack, _build_stack, _start_emulator
 from tests.integration.helpers import scene_png, submit, wait_done
 from tests.objectstore.conftest import require
 from tests.objectstore.servers import (
@@ -100,7 +100,9 @@ def store() -> Iterator[Store]:
 @pytest.fixture(scope="module")
 def s3_stack(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("s3-stack")
-    with redis_server(workdir / "redis") as redis_url:
+    # As many databases as the session's Redis: _build_stack takes the session's next
+    # database number (past 16 in a full run).
+    with redis_server(workdir / "redis", databases=REDIS_DATABASES) as redis_url:
         # 1.5 s per answer: long enough to take the store away while a call is in flight.
         emulator, emulator_url = _start_emulator(workdir, "s3-emulator", "--latency-ms", "1500")
         env = {
@@ -109,10 +111,14 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator
             "VISIONQ_LEASE_S": "3",
             "VISIONQ_SWEEP_INTERVAL_S": "1",
         }
-        stack = _build_stack(
-            "s3", workdir, f"sqlite:///{workdir / 'visionq.db'}", redis_url,
-            emulator_url, with_worker=True, extra_env=env,
-        )  # fmt: skip
+        try:
+            stack = _build_stack(
+                "s3", workdir, f"sqlite:///{workdir / 'visionq.db'}", redis_url,
+                emulator_url, with_worker=True, extra_env=env,
+            )  # fmt: skip
+        except BaseException:
+            emulator.stop()  # its process would outlive a stack that failed to start
+            raise
         stack.env["EMULATOR_URL"] = emulator_url  # for its stats (the witness)
         try:
             yield stack
