@@ -29,6 +29,10 @@ UNITLESS = {
     "visionq_metrics_collect_errors",
 }  # fmt: skip
 UNBOUNDED_LABELS = {"job_id", "id", "url", "message", "batch_id", "error", "key"}
+# The one in-process gauge: the rate limiter's learned factor lives in Redis, shared by every
+# worker, and each worker shows its latest reading (multiprocess_mode "mostrecent": one series
+# per model and kind, no pid label). A factor (limit used / configured) has no unit.
+IN_PROCESS_GAUGES = {"visionq_ratelimit_learned_factor"}
 
 
 def test_the_pinned_metrics_are_all_declared() -> None:
@@ -38,7 +42,7 @@ def test_the_pinned_metrics_are_all_declared() -> None:
         "RETRIES", "RATELIMIT_WAIT_SECONDS", "RATELIMIT_TIMEOUTS", "GEMINI_TOKENS", "COST_USD",
         "ESTIMATE_RATIO", "FILE_UPLOADS", "FILE_UPLOAD_BYTES", "WEBHOOK_DELIVERIES",
         "WEBHOOK_DELIVERY_SECONDS", "WEBHOOK_EVENTS", "WEBHOOK_EVENTS_UNFANNABLE", "BATCHES_ENDED",
-        "COLLECT_ERRORS",
+        "COLLECT_ERRORS", "RATELIMIT_LEARNED_FACTOR",
     }  # fmt: skip
 
 
@@ -49,10 +53,13 @@ def test_name_type_unit_and_labels_follow_the_conventions(attr: str) -> None:
     kind = metric._type
     assert re.fullmatch(r"visionq_[a-z][a-z0-9_]*[a-z0-9]", name), name
     assert not name.endswith("_total"), "prometheus-client appends _total to counters"
-    assert name.endswith(UNITS) or name in UNITLESS, f"{name}: a unit suffix or a count"
+    if name in IN_PROCESS_GAUGES:
+        assert kind == "gauge" and metric._multiprocess_mode == "mostrecent", name
+    else:
+        assert name.endswith(UNITS) or name in UNITLESS, f"{name}: a unit suffix or a count"
+        assert kind in {"counter", "histogram"}, "gauges are computed at scrape, not in-process"
     if kind == "histogram":
         assert name.endswith(("_seconds", "_ratio")), name
-    assert kind in {"counter", "histogram"}, "gauges are computed at scrape, never in-process"
     assert metric._documentation and metric._documentation.endswith(".")
     labels = metric._labelnames
     assert not set(labels) & UNBOUNDED_LABELS, f"{name} has an unbounded label"
