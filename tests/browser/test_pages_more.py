@@ -123,13 +123,18 @@ def test_spending_chart_opens_on_the_newest_days_on_a_phone(
     expect(tid(page, "chart-cost").locator(".chart-legend")).to_be_in_viewport()
 
 
-def test_time_filters_take_minutes_only(
-    page: Any, stack: ConsoleStack, api_client: httpx.Client
-) -> None:
+def _jobs_list_with_a_job(page: Any, stack: ConsoleStack, api_client: httpx.Client) -> None:
+    """Signed in on the jobs list, showing at least one job (a caption sent just now)."""
     png, _ = scene_png(73, width=160, height=120, count=1)
     submit(api_client, png, task="caption").raise_for_status()
     sign_in(page, stack, route="#/jobs")
     expect(tid(page, "job-row").first).to_be_visible()
+
+
+def test_time_filters_take_minutes_only(
+    page: Any, stack: ConsoleStack, api_client: httpx.Client
+) -> None:
+    _jobs_list_with_a_job(page, stack, api_client)
     for name in ("filter-from", "filter-to"):
         expect(tid(page, name)).to_have_attribute("step", "60")
     # A minutes-only value is a query the API takes (no error, the list answers).
@@ -141,10 +146,7 @@ def test_time_filters_take_minutes_only(
 def test_time_filters_come_last_and_can_be_skipped(
     page: Any, stack: ConsoleStack, api_client: httpx.Client
 ) -> None:
-    png, _ = scene_png(73, width=160, height=120, count=1)
-    submit(api_client, png, task="caption").raise_for_status()
-    sign_in(page, stack, route="#/jobs")
-    expect(tid(page, "job-row").first).to_be_visible()
+    _jobs_list_with_a_job(page, stack, api_client)
     order = page.evaluate(
         """() => [...document.querySelectorAll('[data-testid=job-filters] [data-testid]')]
             .map(e => e.dataset.testid)"""
