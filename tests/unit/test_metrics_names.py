@@ -64,13 +64,16 @@ def test_name_type_unit_and_labels_follow_the_conventions(attr: str) -> None:
     labels = metric._labelnames
     assert not set(labels) & UNBOUNDED_LABELS, f"{name} has an unbounded label"
     assert all(re.fullmatch(r"[a-z][a-z_]*", label) for label in labels)
-    # Exposed names: counters as <name>_total, histograms with _bucket/_sum/_count.
+    # Exposed names: counters as <name>_total, histograms with _bucket/_sum/_count, a gauge
+    # as its name.
     exposed = {sample.name for family in metric.collect() for sample in family.samples}
     # A labelled metric has no series until a label set is used (tests run before this
     # one may have used some: the whole process shares the metrics).
-    suffixes = (
-        ("_bucket", "_sum", "_count", "_created") if kind == "histogram" else ("_total", "_created")
-    )
+    suffixes = {
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+    }[kind]
     assert exposed <= {name + suffix for suffix in suffixes}
     if not labels and kind == "counter":
         assert exposed == {f"{name}_total", f"{name}_created"}
