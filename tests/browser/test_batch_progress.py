@@ -68,6 +68,8 @@ def eta_text(batch: dict[str, Any]) -> str:
         return "Finished"
     if batch["state"] == "open" and p["items"] == 0:
         return "Waiting for items"
+    if batch["state"] == "open" and p["done"] >= p["items"] and not p["eta_not_added"]:
+        return "All added items done; waiting for more or for the close"
     if p["eta_s"] is None:
         return "Not known yet"
     at = datetime.fromisoformat(p["eta_at"].replace("Z", "+00:00"))

@@ -69,6 +69,11 @@ function etaText(batch) {
   if (!p) return "–";
   if (finished(batch)) return "Finished";
   if (batch.state === "open" && p.items === 0) return "Waiting for items";
+  // An open batch whose items have all ended has nothing to estimate ("About 0 s" said
+  // nothing): it waits for more items or for its close.
+  if (batch.state === "open" && p.done >= p.items && !p.eta_not_added) {
+    return "All added items done; waiting for more or for the close";
+  }
   if (p.eta_s === null || p.eta_s === undefined) return "Not known yet";
   const basis = p.eta_basis === "quota" ? " (from the rate limits)" : "";
   return `About ${duration(p.eta_s)}, at ${when(p.eta_at)}${basis}`;
