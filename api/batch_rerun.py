@@ -27,14 +27,8 @@ from visionq.api.deps import ApiResources, Caller
 from visionq.api.errors import ApiError
 from visionq.api.job_checks import AdmittedFields, admit_fields
 from visionq.api.rawjob import RawJob
-from visionq.models.batches import (
-    RerunSource,
-    add_counts,
-    get_batch,
-    lock_for_write,
-    repoint_items,
-    rerun_sources,
-)
+from visionq.models.batch_reruns import RerunSource, repoint_items, rerun_sources
+from visionq.models.batches import add_counts, get_batch, lock_for_write
 from visionq.models.batchjobs import (
     NewJobRow,
     RerunFields,

@@ -10,7 +10,8 @@ Progress is computed on read from the items' jobs (progress_rows): the worker ne
 touches a batch, and no hot row is updated at every job end. A batch's end (closed or
 cancelled, every item's job terminal) is found later by the webhook relay's scan
 (models/batch_completion.py), which sets ``ended_at``; a re-run reopens it. The reads
-(progress, pages of items) live in models/batchreads.py and are importable from here too.
+(progress, pages of items) live in models/batchreads.py and are importable from here too;
+the re-run's reads and writes in models/batch_reruns.py.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import base64
 import json
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,7 +41,6 @@ from visionq.models.tables import (
     utcnow,
 )
 from visionq.models.webhook_outbox import EventType, NewEvent, record_events
-from visionq.vision.estimate import StoredEstimate
 
 MISSING = "missing"
 
@@ -51,7 +50,6 @@ __all__ = [
     "BatchNameTakenError",
     "ItemRow",
     "ProgressRow",
-    "RerunSource",
     "add_counts",
     "cancel_batch",
     "close_batch",
@@ -64,8 +62,6 @@ __all__ = [
     "list_batches",
     "lock_for_write",
     "progress_rows",
-    "repoint_items",
-    "rerun_sources",
 ]
 
 
@@ -331,73 +327,3 @@ def cancel_batch(session: Session, *, tenant: str, batch_id: str) -> list[EndedJ
         [NewEvent(tenant, EventType.JOB_CANCELLED, job.id, job.callback_url) for job in cancelled],
     )
     return cancelled
-
-
-@dataclass(frozen=True)
-class RerunSource:
-    """An item to re-run and its latest job (whose stored inputs the new job reuses)."""
-
-    item_id: int
-    key: str
-    job_id: str
-    cost_nusd: int
-    total_tokens: int
-    # Its estimate, taken out of the batch's estimate counters when a new job replaces it.
-    estimate: StoredEstimate | None = None
-
-
-def rerun_sources(
-    session: Session,
-    batch_id: str,
-    *,
-    statuses: Collection[str],
-    error_codes: Collection[str] | None,
-    after_id: int,
-    limit: int,
-) -> list[RerunSource]:
-    """Up to ``limit`` items after ``after_id`` (in order) whose latest job ended in one of
-    ``statuses`` (and, if given, with one of ``error_codes``). Call under lock_for_write:
-    a concurrent re-run then sees the jobs this one adds, and picks none of them twice."""
-    j = JOBS.c
-    bi = BATCH_ITEMS.c
-    query = (
-        select(bi.id, bi.key, j.id.label("job_id"), j.cost_nusd, j.total_tokens, j.estimate)
-        .select_from(BATCH_ITEMS.join(JOBS, j.id == bi.job_id))
-        .where(bi.batch_id == batch_id, bi.id > after_id, j.status.in_(list(statuses)))
-        .order_by(bi.id)
-        .limit(limit)
-    )
-    if error_codes is not None:
-        query = query.where(j.error_code.in_(list(error_codes)))
-    return [
-        RerunSource(
-            row.id,
-            row.key,
-            row.job_id,
-            int(row.cost_nusd or 0),
-            int(row.total_tokens or 0),
-            row.estimate,
-        )
-        for row in session.execute(query)
-    ]
-
-
-_REPOINT = (
-    update(BATCH_ITEMS)
-    .where(BATCH_ITEMS.c.id == bindparam("item_id"))
-    .values(
-        job_id=bindparam("new_job_id"),
-        reruns=BATCH_ITEMS.c.reruns + 1,
-        updated_at=bindparam("now", type_=BATCH_ITEMS.c.updated_at.type),
-    )
-)
-
-
-def repoint_items(session: Session, moves: Sequence[tuple[int, str]]) -> None:
-    """Point each item (id) at its new job and count the re-run (one executemany)."""
-    if not moves:
-        return
-    now = utcnow()
-    session.connection().execute(
-        _REPOINT, [{"item_id": item, "new_job_id": job, "now": now} for item, job in moves]
-    )

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.job_rows import job_row
+from visionq.models.batch_reruns import repoint_items, rerun_sources
 from visionq.models.batches import (
     BatchNameTakenError,
     ProgressRow,
@@ -31,8 +32,6 @@ from visionq.models.batches import (
     list_batches,
     lock_for_write,
     progress_rows,
-    repoint_items,
-    rerun_sources,
 )
 from visionq.models.batchjobs import (
     CachedAnswer,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.webhook_rows import make_endpoint, run_together, tenant
 from tests.job_rows import job_row
 from visionq.models.batch_completion import complete_ended_batches
+from visionq.models.batch_reruns import repoint_items
 from visionq.models.batch_twins import answer_from_twins
 from visionq.models.batches import (
     add_counts,
@@ -26,7 +27,6 @@ from visionq.models.batches import (
     create_batch,
     insert_items,
     lock_for_write,
-    repoint_items,
 )
 from visionq.models.batchjobs import CachedAnswer, insert_jobs
 from visionq.models.budgets import set_budget, settle
