@@ -13,7 +13,8 @@ from visionq.api.job_checks import AdmittedFields, AdmittedJob
 from visionq.api.tiers import requested_tier, resolve_lane
 from visionq.models.budgets import budget_state
 from visionq.vision.costing import usd_text
-from visionq.vision.estimate import EconomyReport, Estimate, StoredEstimate, economy_plan
+from visionq.vision.economy import economy_plan
+from visionq.vision.estimate import EconomyReport, Estimate, StoredEstimate
 from visionq.vision.tasks import JobOptions
 from visionq.vision.tiers import Tier
 

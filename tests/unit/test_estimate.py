@@ -1,4 +1,4 @@
-"""Job estimates and the economy plan (vision.estimate), from the model catalogue."""
+"""Job estimates (vision.estimate), from the model catalogue."""
 
 import datetime as dt
 import json
@@ -7,62 +7,13 @@ from typing import Any
 
 import pytest
 
+from tests.unit.tile_models import CATALOGUE
 from visionq.vision.catalogue import Catalogue, ServiceTier, load_catalogue
 from visionq.vision.costing import CostBook
-from visionq.vision.estimate import MAX_COVERS, Estimate, economy_plan, estimate_job
+from visionq.vision.estimate import MAX_COVERS, Estimate, estimate_job
 from visionq.vision.tasks import JobOptions, TaskKind, build_prompt
 
 DAY = dt.date(2026, 12, 5)
-EVERY_TASK_BUT_SEGMENT = ["caption", "ask", "classify", "detect", "compare", "custom"]
-# Models with the older tile rules (what Gemini 2.x / 1.5 billed), added by an override:
-# the economy plan only has sizes to choose under such rules.
-TEST_MODELS: dict[str, Any] = {
-    # Like Gemini 2.5 Flash: 258 per 768 tile, thinks by default, budget 0 turns it off.
-    "test-tiles": {
-        "status": "stable",
-        "prices": [
-            {
-                "standard": {"input": "0.30", "output": "2.50"},
-                "batch": {"input": "0.15", "output": "1.25"},
-            }
-        ],
-        "image_tokens": {
-            "image_rule": "tiles_768",
-            "tile_tokens": 258,
-            "small_max_side": 384,
-            "media_resolution": {"LOW": 64, "MEDIUM": 256},
-        },
-        "thinking": {"budget": {"min": 1, "max": 24576, "off": True}, "max_tokens": 24576},
-        "tasks": ["caption", "ask", "classify", "detect", "segment", "compare", "custom"],
-        "mask_format": "png",
-    },
-    # Like Gemini 2.5 Flash-Lite: thinks only when asked.
-    "test-tiles-lite": {
-        "status": "stable",
-        "prices": [{"standard": {"input": "0.10", "output": "0.40"}}],
-        "image_tokens": {"image_rule": "tiles_768", "tile_tokens": 258, "small_max_side": 384},
-        "thinking": {
-            "budget": {"min": 512, "max": 24576, "off": True},
-            "default_on": False,
-            "max_tokens": 24576,
-        },
-        "tasks": EVERY_TASK_BUT_SEGMENT,
-    },
-    # Like Gemini 1.5: the crop-unit rule, no thinking and (here) no price.
-    "test-crop": {
-        "status": "stable",
-        "image_tokens": {"image_rule": "crop_unit", "tile_tokens": 258, "small_max_side": 384},
-        "tasks": EVERY_TASK_BUT_SEGMENT,
-    },
-    # Priced only from 2027.
-    "test-later": {
-        "status": "preview",
-        "prices": [{"from": "2027-01-01", "standard": {"input": "1", "output": "2"}}],
-        "image_tokens": {"image_rule": "flat", "tile_tokens": 258},
-        "tasks": EVERY_TASK_BUT_SEGMENT,
-    },
-}
-CATALOGUE = load_catalogue({"models": TEST_MODELS})
 KEYS = {
     "model",
     "tier",
@@ -355,118 +306,3 @@ def test_cost_book_estimate_uses_the_downscaled_size_and_real_prompt() -> None:
     )
     assert result.text_tokens == -(-len(prompt) // 4)
     assert result.tier is ServiceTier.BATCH
-
-
-def test_economy_plan_for_a_caption() -> None:
-    plan = economy_plan(
-        model="test-tiles",
-        task=TaskKind.CAPTION,
-        images=[(1000, 800), (300, 300), (3840, 2160)],
-        media_resolution=None,
-        catalogue=CATALOGUE,
-    )
-    data = plan.model_dump(mode="json")
-    assert data["applies"] is True
-    assert data["max_side"] == 768
-    assert data["rule"] == "test-tiles"
-    assert data["images"] == [
-        {
-            "width": 1000,
-            "height": 800,
-            "tokens": 1032,
-            "target": {"width": 768, "height": 614, "tokens": 258},
-            "tokens_saved": 774,
-        },
-        {"width": 300, "height": 300, "tokens": 258, "target": None, "tokens_saved": 0},
-        {
-            "width": 3840,
-            "height": 2160,
-            "tokens": 3870,
-            "target": {"width": 768, "height": 432, "tokens": 258},
-            "tokens_saved": 3612,
-        },
-    ]
-    assert data["tokens_saved"] == 774 + 3612
-    assert data["reason"] is None
-
-
-def test_economy_plan_crop_unit() -> None:
-    plan = economy_plan(
-        model="test-crop",
-        task=TaskKind.CLASSIFY,
-        images=[(960, 540)],
-        media_resolution=None,
-        catalogue=CATALOGUE,
-    )
-    assert plan.max_side == 384
-    target = plan.images[0].target
-    assert target is not None
-    assert (target.width, target.height, target.tokens) == (384, 216, 258)
-    assert plan.tokens_saved == 1548 - 258
-
-
-@pytest.mark.parametrize(
-    ("model", "task", "media_resolution", "reason"),
-    [
-        ("test-tiles", TaskKind.DETECT, None, "task detect needs the full resolution"),
-        ("test-tiles", TaskKind.SEGMENT, None, "task segment needs the full resolution"),
-        ("gemini-3.8-flash", TaskKind.DETECT, None, "task detect needs the full resolution"),
-        ("test-later", TaskKind.ASK, None, "(flat) does not depend on image size"),
-        ("test-tiles", TaskKind.CAPTION, "LOW", "already in the cheapest token tier"),
-        ("gemini-3.8-flash", TaskKind.CAPTION, "low", "already at the cheapest level"),
-        ("gpt-4o", TaskKind.CAPTION, None, "gpt-4o is not in the model catalogue"),
-    ],
-)
-def test_economy_plan_leaves_images_alone(
-    model: str, task: TaskKind, media_resolution: str | None, reason: str
-) -> None:
-    plan = economy_plan(
-        model=model,
-        task=task,
-        images=[(3840, 2160)],
-        media_resolution=media_resolution,
-        catalogue=CATALOGUE,
-    )
-    assert plan.applies is False
-    assert plan.max_side is None
-    assert plan.media_resolution is None
-    assert plan.tokens_saved == 0
-    assert plan.images[0].target is None
-    assert plan.reason is not None
-    assert reason in plan.reason
-
-
-def test_economy_plan_by_level_on_gemini_3() -> None:
-    # A smaller image costs the same under a media_resolution rule: economy sends the
-    # request's lowest level instead, and leaves images that have a level of their own.
-    plan = economy_plan(
-        model="gemini-3.8-flash",
-        task=TaskKind.ASK,
-        images=[(3840, 2160), (100, 100), (640, 480)],
-        media_resolution=None,
-        image_media_resolution=[None, "ULTRA_HIGH", None],
-        catalogue=CATALOGUE,
-    )
-    data = plan.model_dump(mode="json")
-    assert data["applies"] is True
-    assert data["media_resolution"] == "LOW"
-    assert data["max_side"] is None
-    assert data["images"] == [
-        {
-            "width": 3840,
-            "height": 2160,
-            "tokens": 1120,
-            "target": {"width": 3840, "height": 2160, "tokens": 280},
-            "tokens_saved": 840,
-        },
-        {"width": 100, "height": 100, "tokens": 2240, "target": None, "tokens_saved": 0},
-        {
-            "width": 640,
-            "height": 480,
-            "tokens": 1120,
-            "target": {"width": 640, "height": 480, "tokens": 280},
-            "tokens_saved": 840,
-        },
-    ]
-    assert data["tokens_saved"] == 2 * 840
-    assert data["reason"] is None
