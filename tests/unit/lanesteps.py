@@ -1,12 +1,15 @@
 """The batch lane's steps on a SQLite worker context for unit tests: the context, a fake
-Batch API (tests/unit/batchfake.py), the gatherer and follower on it, and waiting jobs."""
+Batch API (tests/unit/batchfake.py), the gatherer and follower on it, and waiting jobs; the
+``ctx`` and ``fake`` fixtures and the ``_rows`` query of the lane step tests."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import select
 
 from tests.unit.batchfake import FakeBatches
@@ -74,3 +77,27 @@ def jobs_by_id(ctx: WorkerContext, ids: list[str]) -> dict[str, Any]:
     """The JOBS rows of ``ids``, by id."""
     with ctx.sessions() as session:
         return {row.id: row for row in session.execute(select(JOBS).where(JOBS.c.id.in_(ids)))}
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[WorkerContext]:
+    """A lane context sending batches of exactly 3 jobs (``lane_context``)."""
+    context = lane_context(tmp_path, min_requests=3, max_requests=3)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeBatches:
+    """A fake Batch API (``fake_batches``)."""
+    return fake_batches(tmp_path)
+
+
+def _rows(ctx: WorkerContext, table: Any, **where: Any) -> list[Any]:
+    """The rows of ``table`` whose columns equal (or, given a list, are in) ``where``."""
+    with ctx.sessions() as session:
+        query = select(table)
+        for key, value in where.items():
+            column = table.c[key]
+            query = query.where(column.in_(value) if isinstance(value, list) else column == value)
+        return list(session.execute(query).all())
