@@ -1,101 +1,31 @@
-"""The Redis rate limiters against a real Redis: GCRA submit throttle and Gemini sliding log.
-
-The concurrency tests run the limiter the way workers do (several processes, several
-threads each) and check the admissions as seen by the clients' own clocks.
-"""
+"""The Gemini sliding-log rate limiter (requests, tokens, acquire) and its quotas, real Redis."""
 
 from __future__ import annotations
 
-import bisect
-import json
-import math
-import multiprocessing
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from tests.integration.limiter_fixtures import client, prefix, redis_url
-from tests.services import free_port
-from visionq.api.throttle import SubmitThrottle
+from tests.integration.limiter_fixtures import (
+    MODEL,
+    _unreachable_redis,
+    client,
+    prefix,
+    redis_url,
+)
 from visionq.worker.ratelimit import GeminiRateLimiter, ModelQuota, RateLimitTimeout, parse_quotas
 
 __all__ = ["client", "prefix", "redis_url"]  # fixtures used by this module
 
 pytestmark = pytest.mark.integration
 
-MODEL = "gemini-test"
-
-
-def _unreachable_redis() -> redis.Redis:
-    # No retries: redis-py would otherwise back off for seconds before raising.
-    return redis.Redis(port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
-
 
 def test_server_replicates_script_effects(client: redis.Redis) -> None:
     # TIME before writes in a script needs effects replication, the default from Redis 5.
     major = int(str(client.info("server")["redis_version"]).split(".")[0])
     assert major >= 5
-
-
-# --- GCRA submit throttle -------------------------------------------------------------
-
-
-def test_gcra_burst_then_refusal_then_refill(client: redis.Redis, prefix: str) -> None:
-    throttle = SubmitThrottle(client, rate_per_s=10, burst=3, prefix=prefix)
-    start = time.monotonic()
-    assert [throttle.check(1) for _ in range(3)] == [0.0, 0.0, 0.0]
-    retry = throttle.check(1)
-    elapsed = time.monotonic() - start
-    # After a burst of 3 at ~start, the next slot opens one interval (0.1 s) after start.
-    assert 0.1 - elapsed - 0.01 <= retry <= 0.1
-    # Refusals are not counted: otherwise the sleep below would not be enough.
-    assert throttle.check(1) > 0
-    assert throttle.check("other-key") == 0.0, "keys are independent"
-
-    time.sleep(retry + 0.005)
-    assert throttle.check(1) == 0.0
-    assert throttle.check(1) > 0, "one interval refills one request only"
-
-    ttl_ms = client.pttl(throttle.key(1))
-    assert 0 < ttl_ms <= 300
-    time.sleep(0.32)
-    assert client.exists(throttle.key(1)) == 0, "a fully refilled key is gone"
-    assert [throttle.check(1) > 0 for _ in range(4)] == [False, False, False, True]
-
-
-def test_gcra_slow_rate_retry_after(client: redis.Redis, prefix: str) -> None:
-    throttle = SubmitThrottle(client, rate_per_s=0.5, burst=1, prefix=prefix)
-    assert throttle.check("k") == 0.0
-    retry = throttle.check("k")
-    assert 1.9 < retry <= 2.0
-
-
-def test_gcra_redis_errors_propagate() -> None:
-    dead = _unreachable_redis()
-    throttle = SubmitThrottle(dead, rate_per_s=1, burst=1)
-    with pytest.raises(redis.ConnectionError):
-        throttle.check(1)
-    dead.close()
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"rate_per_s": 0, "burst": 1}, "rate_per_s"),
-        ({"rate_per_s": float("inf"), "burst": 1}, "rate_per_s"),
-        ({"rate_per_s": 1, "burst": 0}, "burst"),
-        ({"rate_per_s": 1, "burst": 1.5}, "burst"),
-    ],
-)
-def test_gcra_rejects_bad_settings(client: redis.Redis, kwargs: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        SubmitThrottle(client, **kwargs)
 
 
 # --- Gemini sliding log: requests ------------------------------------------------------
@@ -258,125 +188,6 @@ def test_acquire_deadline_after_sleeping(client: redis.Redis, prefix: str) -> No
         )
     assert 1 <= len(sleeps) <= 3
     assert all(0.15 < s <= 0.26 for s in sleeps), sleeps
-
-
-# --- concurrency: processes x threads --------------------------------------------------
-
-PROCESSES = 2
-THREADS = 8
-WINDOW_S = 1.0
-MARGIN_S = 0.05
-RUN_S = 3.0
-
-
-def _hammer(
-    url: str, prefix: str, quota: ModelQuota, ready: Any, go: Any, start_at: Any, out: str
-) -> None:
-    """One worker process: THREADS threads acquiring until the shared stop time."""
-    conn = redis.Redis.from_url(url)
-    limiter = GeminiRateLimiter(
-        conn, {MODEL: quota}, window_s=WINDOW_S, margin_s=MARGIN_S, prefix=prefix
-    )
-    admitted: list[tuple[float, int]] = []
-    errors: list[str] = []
-    ready.release()
-    go.wait(30)
-    start = start_at.value
-    stop = start + RUN_S
-
-    def run(index: int) -> None:
-        # Different sizes per thread, so token packing is exercised too.
-        size = 10 * (1 + index % 4)
-        time.sleep(max(0.0, start - time.time()))
-        try:
-            while True:
-                # time.time() deadlines: all processes share the same stop instant.
-                limiter.acquire(MODEL, size, deadline=stop, clock=time.time)
-                admitted.append((time.time(), size))
-        except RateLimitTimeout:
-            pass
-        except Exception as exc:
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    conn.close()
-    Path(out).write_text(json.dumps({"admitted": admitted, "errors": errors}))
-
-
-def _run_workers(
-    redis_url: str, prefix: str, quota: ModelQuota, tmp_path: Path
-) -> tuple[list[tuple[float, int]], float]:
-    ctx = multiprocessing.get_context("spawn")
-    ready, go = ctx.Semaphore(0), ctx.Event()
-    start_at = ctx.Value("d", 0.0)
-    outs = [tmp_path / f"admitted-{n}.json" for n in range(PROCESSES)]
-    procs = [
-        ctx.Process(target=_hammer, args=(redis_url, prefix, quota, ready, go, start_at, str(out)))
-        for out in outs
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        # Start together once every process has imported everything.
-        for _ in procs:
-            assert ready.acquire(timeout=30), "worker process did not start"
-        start_at.value = time.time() + 0.2
-        go.set()
-        for proc in procs:
-            proc.join(RUN_S + 15)
-            assert proc.exitcode == 0, f"worker process exit code {proc.exitcode}"
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-    admitted: list[tuple[float, int]] = []
-    for out in outs:
-        result = json.loads(out.read_text())
-        assert result["errors"] == []
-        admitted += [(t, size) for t, size in result["admitted"]]
-    return sorted(admitted), float(start_at.value)
-
-
-def _max_in_any_window(admitted: list[tuple[float, int]], weight: bool) -> int:
-    """Largest count (or token sum) over every closed window [t, t + WINDOW_S]."""
-    times = [t for t, _ in admitted]
-    best = 0
-    for i, (t, _) in enumerate(admitted):
-        end = bisect.bisect_right(times, t + WINDOW_S)
-        best = max(best, sum(size if weight else 1 for _, size in admitted[i:end]))
-    return best
-
-
-def _theoretical_max(limit: int) -> int:
-    # Starting from an empty log, a full quota is admitted at the start and again each time
-    # the window (margin included) has passed.
-    return limit * math.ceil(RUN_S / (WINDOW_S + MARGIN_S))
-
-
-def test_rpm_holds_across_processes_and_threads(
-    redis_url: str, prefix: str, tmp_path: Path
-) -> None:
-    rpm = 20
-    admitted, start = _run_workers(redis_url, prefix, ModelQuota(rpm=rpm, tpm=None), tmp_path)
-    assert all(start <= t <= start + RUN_S + 0.1 for t, _ in admitted)
-    assert _max_in_any_window(admitted, weight=False) <= rpm
-    assert len(admitted) >= 0.8 * _theoretical_max(rpm), len(admitted)
-
-
-def test_tpm_holds_across_processes_and_threads(
-    redis_url: str, prefix: str, tmp_path: Path
-) -> None:
-    tpm = 400
-    admitted, start = _run_workers(redis_url, prefix, ModelQuota(rpm=None, tpm=tpm), tmp_path)
-    assert all(start <= t <= start + RUN_S + 0.1 for t, _ in admitted)
-    assert _max_in_any_window(admitted, weight=True) <= tpm
-    total = sum(size for _, size in admitted)
-    assert total >= 0.8 * _theoretical_max(tpm), total
 
 
 # --- parse_quotas -----------------------------------------------------------------------

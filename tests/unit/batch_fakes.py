@@ -1,21 +1,25 @@
 """A fake batch API behind httpx.MockTransport: the real client and CLI talk to it in-process.
 
 It keeps batches, items and the images it received (by sha256), answers the routes
-`visionq batch` uses, and records every request so tests can count uploads.
+`visionq batch` uses, and records every request so tests can count uploads. Also the
+fixtures and the folder of photos the `visionq batch run` tests share.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.unit.cli_fakes import png_file
 from visionq.client import VisionqClient
 
 NOW = "2026-12-05T00:00:00Z"
@@ -263,3 +267,28 @@ def install_batch_api(monkeypatch: pytest.MonkeyPatch) -> FakeBatchApi:
     )
     monkeypatch.setenv("VISIONQ_API_KEY", "vq-test")
     return api
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeBatchApi:
+    return install_batch_api(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Ctrl-C as a terminal delivers it: a shell that starts the run in the background
+    without job control (`cmd &` in a script) makes SIGINT ignored, and Python keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _photos(folder: Path, count: int, *, extra: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        sub = folder / ("sub" if index % 2 else "")
+        sub.mkdir(exist_ok=True)
+        png_file(sub / f"p{index:02}.png", size=(8 + index, 8))
+    if extra:
+        (folder / "notes.txt").write_text("not an image")
+    return folder

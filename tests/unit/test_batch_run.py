@@ -1,5 +1,4 @@
-"""`visionq batch ...` in-process against a fake batch API (tests/unit/batch_fakes.py): the
-real client and CLI, so the requests counted are the ones a real run sends."""
+"""How `visionq batch run` uploads: chunks, parallel calls, sha256 reuse, Ctrl-C and resuming."""
 
 from __future__ import annotations
 
@@ -8,59 +7,23 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.unit.batch_fakes import FakeBatchApi, install_batch_api, multipart
+from tests.unit.batch_fakes import (
+    FakeBatchApi,
+    _photos,
+    api,
+    ctrl_c_as_in_a_terminal,
+    multipart,
+)
 from tests.unit.cli_fakes import png_file, run
 from visionq.cli.batch_chunk import chunks
 from visionq.cli.batch_inputs import Source
 
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> FakeBatchApi:
-    return install_batch_api(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def ctrl_c_as_in_a_terminal() -> Iterator[None]:
-    """Ctrl-C as a terminal delivers it: a shell that starts the run in the background
-    without job control (`cmd &` in a script) makes SIGINT ignored, and Python keeps it so."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-def _photos(folder: Path, count: int, *, extra: bool = True) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        sub = folder / ("sub" if index % 2 else "")
-        sub.mkdir(exist_ok=True)
-        png_file(sub / f"p{index:02}.png", size=(8 + index, 8))
-    if extra:
-        (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-def test_a_folder_run_adds_every_image_and_lists_the_rest_as_skipped(
-    api: FakeBatchApi, tmp_path: Path
-) -> None:
-    photos = _photos(tmp_path / "photos", 6)
-    result = run("batch", "run", str(photos), "--task", "caption", "--name", "photos")
-    assert result.exit_code == 0, result.output
-    (batch,) = api.batches.values()
-    assert sorted(batch.items) == sorted(
-        ["p00.png", "p02.png", "p04.png", "sub/p01.png", "sub/p03.png", "sub/p05.png"]
-    )
-    # Told apart by their first bytes before anything is sent: notes.txt is no item.
-    assert batch.expected_items == 6
-    assert "batch photos: 6 item(s) (1 other file(s) to skip);" in result.stderr
-    assert "skipped: notes.txt: " in result.stderr
-    assert "6 added, 0 already there, 0 rejected, 1 skipped" in result.stdout
-    assert len(api.uploaded) == 6 and batch.received == 6
+__all__ = ["api", "ctrl_c_as_in_a_terminal"]  # fixtures used by this module
 
 
 def test_the_same_command_again_uploads_nothing(api: FakeBatchApi, tmp_path: Path) -> None:
@@ -74,14 +37,6 @@ def test_the_same_command_again_uploads_nothing(api: FakeBatchApi, tmp_path: Pat
     assert "resuming batch photos-caption-" in again.stderr
     assert "0 added, 6 already there" in again.stdout
     assert len(api.add_calls) == posts and len(api.uploaded) == 6
-
-
-def test_other_options_under_the_same_name_are_refused(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 2)
-    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
-    other = run("batch", "run", str(photos), "-t", "caption", "--name", "b", "-o", "temperature=1")
-    assert other.exit_code == 1
-    assert "give another --name" in other.stderr and "Batch b exists" in other.stderr
 
 
 def test_images_this_key_stored_are_sent_by_sha256(api: FakeBatchApi, tmp_path: Path) -> None:
@@ -104,64 +59,6 @@ def test_an_image_twice_in_a_chunk_is_sent_once(api: FakeBatchApi, tmp_path: Pat
     assert len(api.uploaded) == 1
     (batch,) = api.batches.values()
     assert len(batch.items) == 3
-
-
-def test_rejected_items_are_named_listed_in_a_file_and_exit_1(
-    api: FakeBatchApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    photos = _photos(tmp_path / "photos", 3, extra=False)
-    monkeypatch.chdir(tmp_path)
-    api.reject = {"sub/p01.png"}
-    result = run("batch", "run", str(photos), "-t", "caption", "--name", "my/batch")
-    assert result.exit_code == 1
-    assert "rejected: sub/p01.png: corrupt_image: Image 'x': cannot be read." in result.stderr
-    assert "2 added, 0 already there, 1 rejected" in result.stdout
-    listing = tmp_path / "my_batch.rejected.jsonl"
-    assert f"1 item(s) rejected, not in the batch; listed in {listing.name} " in result.stderr
-    assert "fix them and run the same command again to add them" in result.stderr
-    assert [json.loads(line) for line in listing.read_text().splitlines()] == [
-        {"key": "sub/p01.png", "code": "corrupt_image", "message": "Image 'x': cannot be read.",
-         "input": str(photos / "sub" / "p01.png")}
-    ]  # fmt: skip
-    api.reject = set()
-    clean = run("batch", "run", str(photos), "-t", "caption", "--name", "other")
-    assert clean.exit_code == 0, clean.output
-    assert not (tmp_path / "other.rejected.jsonl").exists()  # none rejected, no file
-    assert "rejected, not in the batch" not in clean.stderr
-
-
-def test_rejected_names_the_file_and_the_terminal_shows_the_first_20(
-    api: FakeBatchApi, tmp_path: Path
-) -> None:
-    photos = _photos(tmp_path / "photos", 25, extra=False)
-    api.reject = {f"p{i:02}.png" for i in range(0, 25, 2)} | {
-        f"sub/p{i:02}.png" for i in range(1, 25, 2)
-    }
-    listing = tmp_path / "out" / "rejected.jsonl"
-    listing.parent.mkdir()
-    result = run("batch", "run", str(photos), "-t", "caption", "--rejected", str(listing))
-    assert result.exit_code == 1
-    assert result.stderr.count("rejected: ") == 20
-    assert f"25 item(s) rejected, not in the batch; listed in {listing} " in result.stderr
-    lines = [json.loads(line) for line in listing.read_text().splitlines()]
-    assert len(lines) == 25 and {line["code"] for line in lines} == {"corrupt_image"}
-    api.reject = set()
-    again = run("batch", "run", str(photos), "-t", "caption", "--rejected", str(listing))
-    assert again.exit_code == 0, again.output
-    assert listing.read_text() == ""  # given: written anew, empty when nothing was rejected
-
-
-def test_open_batch_takes_typed_defaults(api: FakeBatchApi) -> None:
-    from visionq.cli.batch_flow import BatchDefaults, open_batch
-    from visionq.client import VisionqClient
-
-    defaults = BatchDefaults("classify", labels=["cat", "dog"], options={"temperature": 0.5})
-    with VisionqClient("http://api.test", "vq-test", transport=api.transport()) as client:
-        batch = open_batch(client, "typed", defaults, expected_items=3)
-    assert batch.task == "classify" and batch.labels == ["cat", "dog"]
-    assert api.batches[batch.id].defaults == {
-        "task": "classify", "labels": ["cat", "dog"], "options": {"temperature": 0.5}
-    }  # fmt: skip
 
 
 def test_chunks_and_parallel_uploads(api: FakeBatchApi, tmp_path: Path) -> None:
@@ -225,146 +122,6 @@ def test_an_interrupted_resume_says_what_the_batch_holds(api: FakeBatchApi, tmp_
         resumed.stderr
     )
     assert "in batch 2/10 (already there 2)" in resumed.stderr  # nothing counted as uploaded
-
-
-def test_wait_ends_with_a_summary_and_the_exit_code(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 3, extra=False)
-    done = run("batch", "run", str(photos), "-t", "caption", "--wait")
-    assert done.exit_code == 0, done.output
-    assert "succeeded 3" in done.stdout and "wall time" in done.stdout
-    api.status_on_create = "failed"
-    failed = run("batch", "run", str(photos), "-t", "caption", "--name", "f", "--wait", "--json")
-    assert failed.exit_code == 1
-    assert json.loads(failed.stdout)["progress"]["counts"]["failed"] == 3
-
-
-def test_a_failed_wait_says_why_by_error_code_and_what_to_run_next(
-    api: FakeBatchApi, tmp_path: Path
-) -> None:
-    photos = _photos(tmp_path / "photos", 3, extra=False)
-    api.status_on_create = "failed"
-    api.error_code_on_create = "gemini_refused"
-    failed = run("batch", "run", str(photos), "-t", "caption", "--name", "my b", "--wait")
-    assert failed.exit_code == 1
-    steps = [
-        "3 item(s) failed, by error code: gemini_refused 3",
-        "see them: visionq batch export 'my b' --status failed",
-        "re-run them: visionq batch rerun 'my b' (only one code: --error-code gemini_refused)",
-    ]
-    assert all(step in failed.stderr for step in steps), failed.stderr
-    status = run("batch", "status", "my b")
-    assert all(step in status.stderr for step in steps), status.stderr
-    api.batches[next(iter(api.batches))].items["p00.png"].status = "cancelled"
-    cancelled = run("batch", "status", "my b", "--json")
-    assert "2 item(s) failed, by error code: gemini_refused 2" in cancelled.stderr
-    assert "1 item(s) cancelled; re-run them: visionq batch rerun 'my b' --include-cancelled" in (
-        cancelled.stderr
-    )
-    api.status_on_create = "succeeded"
-    fine = run("batch", "run", str(photos), "-t", "caption", "--name", "ok", "--wait")
-    assert fine.exit_code == 0 and "by error code" not in fine.stderr
-
-
-def test_wait_timeout_says_the_batch_keeps_running(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 2, extra=False)
-    api.status_on_create = "queued"
-    result = run("batch", "run", str(photos), "-t", "caption", "--wait", "--timeout", "0")
-    assert result.exit_code == 1
-    assert "--timeout expired; the batch keeps running: visionq batch status" in result.stderr
-
-
-def test_skipped_file_lists_every_skipped_file(api: FakeBatchApi, tmp_path: Path) -> None:
-    folder = _photos(tmp_path / "photos", 1, extra=False)
-    for index in range(25):
-        (folder / f"n{index:02}.txt").write_text("text")
-    listing = tmp_path / "skipped.txt"
-    result = run("batch", "run", str(folder), "-t", "caption", "--skipped", str(listing))
-    assert result.exit_code == 0, result.output
-    assert result.stderr.count("skipped: n") == 20
-    lines = listing.read_text().splitlines()
-    assert len(lines) == 25 and lines[0].startswith("n00.txt: ")
-
-
-def test_bad_inputs_send_nothing(api: FakeBatchApi, tmp_path: Path) -> None:
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text('{"image": "missing.png"}\n')
-    result = run("batch", "run", str(manifest), "-t", "caption")
-    assert result.exit_code == 1
-    assert "missing.png: no such file; nothing was sent" in result.stderr
-    assert api.requests == []
-
-
-def test_a_manifest_run_sends_overrides(api: FakeBatchApi, tmp_path: Path) -> None:
-    png_file(tmp_path / "a.png")
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text(
-        json.dumps({"key": "k1", "image": "a.png", "prompt": "how many?"}) + "\n"
-        + json.dumps({"key": "k2", "image": "https://example.test/b.png"}) + "\n"
-    )  # fmt: skip
-    result = run("batch", "run", str(manifest), "-t", "ask", "--prompt", "what?")
-    assert result.exit_code == 0, result.output
-    (batch,) = api.batches.values()
-    assert batch.defaults["prompt"] == "what?"
-    assert batch.items["k1"].fields == {"prompt": "how many?"}
-    assert batch.items["k2"].fields == {}
-
-
-def test_closed_and_cancelled_batches_are_not_added_to(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 2, extra=False)
-    command = ["batch", "run", str(photos), "-t", "caption", "--name", "b"]
-    assert run(*command).exit_code == 0
-    assert run("batch", "close", "b").stdout.endswith("closed\n")
-    closed = run(*command)
-    assert closed.exit_code == 1 and "is closed" in closed.stderr
-    assert run("batch", "cancel", "b").exit_code == 0
-    cancelled = run(*command)
-    assert cancelled.exit_code == 1 and "was cancelled" in cancelled.stderr
-
-
-def test_status_list_rerun(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 3, extra=False)
-    api.status_on_create = "failed"
-    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
-    (batch,) = api.batches.values()
-    status = run("batch", "status", "b")
-    assert status.exit_code == 0 and "failed 3" in status.stdout
-    by_id = run("batch", "status", batch.id, "--json")
-    assert json.loads(by_id.stdout)["name"] == "b"
-    listed = run("batch", "list", "--json")
-    assert [entry["name"] for entry in json.loads(listed.stdout)] == ["b"]
-    lines = run("batch", "list").stdout.splitlines()
-    assert lines[0].split() == ["id", "state", "items", "task", "created", "name"]
-    assert lines[1].split()[:4] == [batch.id, "open", "3", "caption"] and lines[1].endswith(" b")
-    rerun = run("batch", "rerun", "b", "--error-code", "nope", "--model", "m2")
-    assert rerun.exit_code == 0 and rerun.stdout == (
-        "nothing to re-run in batch b: no failed item has error code nope; their codes: x 3\n"
-    )
-    rerun = run("batch", "rerun", "b")
-    assert "3 item(s) of batch b re-run" in rerun.stdout
-    api.status_on_create = "succeeded"  # the new jobs are queued in the fake: none failed now
-    again = run("batch", "rerun", "b")
-    assert again.stdout == "nothing to re-run in batch b: no item is failed\n"
-    missing = run("batch", "status", "nope")
-    assert missing.exit_code == 1 and "no batch named 'nope'" in missing.stderr
-
-
-def test_export_jsonl_to_stdout_and_csv_to_a_file(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 3, extra=False)
-    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
-    exported = run("batch", "export", "b")
-    assert exported.exit_code == 0, exported.output
-    keys = [json.loads(line)["key"] for line in exported.stdout.splitlines()]
-    assert keys == ["p00.png", "p02.png", "sub/p01.png"]
-    out = tmp_path / "out" / "results.jsonl"
-    out.parent.mkdir()
-    assert run("batch", "export", "b", "--out", str(out)).exit_code == 0
-    assert len(out.read_text().splitlines()) == 3
-    assert [path.name for path in out.parent.iterdir()] == ["results.jsonl"]  # no temp file
-    umask = os.umask(0)
-    os.umask(umask)
-    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
-    no_out = run("batch", "export", "b", "--format", "parquet")
-    assert no_out.exit_code == 1 and "give --out FILE" in no_out.stderr
 
 
 def test_chunks_hold_at_most_the_bytes_limit(tmp_path: Path) -> None:
@@ -477,39 +234,6 @@ def test_a_refused_add_stops_the_run_and_says_how_to_resume(
     )
 
 
-def test_ctrl_c_while_waiting_leaves_the_batch_running(api: FakeBatchApi, tmp_path: Path) -> None:
-    photos = _photos(tmp_path / "photos", 2, extra=False)
-    api.status_on_create = "queued"
-    original = api.handle
-    polls = 0
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        nonlocal polls
-        if request.method == "GET" and request.url.path.count("/") == 3:
-            polls += 1
-            if polls == 3:  # the upload asks twice (during, at its end), --wait then
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.1)
-        return original(request)
-
-    api.handle = handle  # type: ignore[method-assign]
-    result = run("batch", "run", str(photos), "-t", "caption", "--name", "b", "--wait")
-    assert result.exit_code == 130, result.output
-    assert "interrupted; the batch keeps running: visionq batch status b" in result.stderr
-    (batch,) = api.batches.values()
-    assert batch.state == "open" and len(batch.items) == 2
-
-
-def test_a_folder_without_images_is_an_error(api: FakeBatchApi, tmp_path: Path) -> None:
-    folder = tmp_path / "texts"
-    folder.mkdir()
-    (folder / "a.txt").write_text("a")
-    result = run("batch", "run", str(folder), "-t", "caption")
-    assert result.exit_code == 1
-    assert "none of the 1 file(s) is an image that can be sent; nothing was added" in result.stderr
-    assert api.requests == []  # told before a batch is created
-
-
 def test_sha256_lookups_stay_within_the_chunk_size(api: FakeBatchApi, tmp_path: Path) -> None:
     for index in range(6):
         png_file(tmp_path / f"{index}.png", size=(8 + index, 8))
@@ -545,71 +269,3 @@ def test_url_items_need_no_sha256_lookup(api: FakeBatchApi, tmp_path: Path) -> N
     assert api.add_calls == [
         {"items": [{"key": "u", "images": [{"url": "https://example.test/a.png"}]}]}
     ]
-
-
-def test_help_texts_keep_their_brackets_and_export_status_has_choices(
-    api: FakeBatchApi, tmp_path: Path
-) -> None:
-    from typer.testing import CliRunner
-
-    from visionq.cli.main import app
-
-    wide = CliRunner().invoke(app, ["batch", "export", "--help"], env={"COLUMNS": "300"})
-    # Rich reads "[parquet]" as markup and drops it unless escaped.
-    assert "pip install 'visionq[parquet]'" in wide.stdout
-    assert "<queued|running|succeeded|failed|cancelled|expired>" in wide.stdout
-    photos = _photos(tmp_path / "photos", 1, extra=False)
-    assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
-    bad = run("batch", "export", "b", "--status", "done")
-    assert bad.exit_code == 2 and "'done' is not one of" in bad.stderr
-    assert not any(path.endswith("/results") for _, path in api.requests)
-
-
-EXPORT_TO_A_PIPE = """
-import json
-import time
-
-import httpx
-
-from tests.unit.batch_fakes import FakeBatch, FakeBatchApi, FakeItem, export_record
-from visionq.cli import common
-from visionq.cli.main import app
-from visionq.client import VisionqClient
-
-api = FakeBatchApi()
-batch = FakeBatch("b1", "b", {"task": "caption"}, None)
-for index in range(3000):
-    key = f"photo-{index:05}.png"
-    batch.items[key] = FakeItem(key, f"job-{index}", [], {}, status="succeeded")
-api.batches[batch.id] = batch
-
-
-def lines():  # as a real export arrives: a line at a time, the reader gone meanwhile
-    for item in batch.items.values():
-        yield (json.dumps(export_record(item)) + "\\n").encode()
-        time.sleep(0.001)
-
-
-api._results = lambda batch, request: httpx.Response(200, content=lines())
-common.VisionqClient = lambda url, key, **_: VisionqClient(url, key, transport=api.transport())
-app(["batch", "export", "b"])
-"""
-
-
-def test_export_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    env = dict(os.environ, VISIONQ_API_KEY="vq-test")
-    child = subprocess.Popen(
-        [sys.executable, "-c", EXPORT_TO_A_PIPE], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=env, cwd=Path(__file__).parents[2],
-    )  # fmt: skip
-    assert child.stdout is not None and child.stderr is not None
-    first = child.stdout.readline()  # `| head -1`
-    child.stdout.close()
-    stderr = child.stderr.read().decode()
-    child.stderr.close()
-    assert child.wait(timeout=60) == 128 + signal.SIGPIPE, stderr
-    assert json.loads(first)["key"] == "photo-00000.png"
-    assert stderr == ""  # no "error: cannot write stdout: Broken pipe", no traceback
