@@ -44,7 +44,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Redis databases on the session's server: one per stack or in-process app (``redis_db``).
-REDIS_DATABASES = 256
+REDIS_DATABASES = 1024  # room to spare: every stack and in-process app module takes one
 _redis_dbs = itertools.count(1)
 
 

@@ -1,17 +1,10 @@
-"""The batch API (issue 19, part C) on the real stack, SQLite and PostgreSQL: create is
-idempotent by name, progress counts are the jobs' statuses, the export is the jobs row by
-row (JSON Lines and CSV), items pages walk the whole batch, close and cancel refuse what they
-should, and a re-run gives failed items new jobs while the old ones stay."""
+"""The batch API on the real stack: create by name, progress counts, the export, close, re-run."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
-import random
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
@@ -20,77 +13,19 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.batch_api_calls import (
+    CUT,
+    _add,
+    _all_items,
+    _create,
+    _error,
+    _items,
+    _jobs,
+    _wait_done,
+)
 from tests.integration.conftest import Stack
-from tests.integration.helpers import jobs_queue_length, scene_png
-from tests.services import visionq_command
 
 pytestmark = pytest.mark.integration
-
-# A caption job capped at one output token has no room to answer (max_tokens_exhausted): a
-# failure on demand, fixed by a re-run with a larger cap.
-CUT = {"max_output_tokens": 1}
-
-
-def _image(seed: int) -> str:
-    data, _ = scene_png(seed, width=96, height=96, count=1)
-    return base64.b64encode(data).decode()
-
-
-def _create(client: httpx.Client, name: str, **fields: Any) -> httpx.Response:
-    return client.post("/v1/batches", json={"name": name, "task": "caption", **fields})
-
-
-def _add(client: httpx.Client, batch_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    response = client.post(f"/v1/batches/{batch_id}/items", json={"items": items})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _items(seeds: range, prefix: str, **overrides: Any) -> list[dict[str, Any]]:
-    return [
-        {"key": f"{prefix}{seed}.png", "images": [{"data": _image(seed)}], **overrides}
-        for seed in seeds
-    ]
-
-
-def _wait_done(client: httpx.Client, batch_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()
-        progress = batch["progress"]
-        if progress["done"] == progress["items"]:
-            return batch
-        assert time.monotonic() < deadline, progress
-        time.sleep(0.2)
-
-
-def _all_items(client: httpx.Client, batch_id: str, limit: int) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": limit}
-        if cursor:
-            params["cursor"] = cursor
-        page = client.get(f"/v1/batches/{batch_id}/items", params=params).json()
-        found.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return found
-
-
-def _jobs(client: httpx.Client, ids: list[str]) -> dict[str, dict[str, Any]]:
-    page = client.get("/v1/jobs", params={"ids": ",".join(ids)}).json()
-    assert page["missing"] == []
-    return {job["id"]: job for job in page["jobs"]}
-
-
-def _error(response: httpx.Response, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code, body
-    message: str = body["message"]
-    return message
 
 
 def test_create_is_idempotent_by_name(stack: Stack) -> None:
@@ -273,64 +208,6 @@ def test_progress_export_items_and_rerun(stack: Stack) -> None:
         assert [found["id"] for found in listed["batches"]] == [batch_id]
 
 
-def _budget_reserved(stack: Stack, tenant: str) -> Decimal:
-    shown = subprocess.run(
-        visionq_command("budgets", "show", tenant, "--json"),
-        env=stack.env, capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
-    [state] = json.loads(shown)
-    return Decimal(state["reserved_usd"])
-
-
-def test_cancel_ends_queued_items_that_never_run(paused_stack: Stack) -> None:
-    if paused_stack.worker is not None:
-        paused_stack.worker.stop()
-        paused_stack.worker = None
-    tenant = f"batch-cancel-{paused_stack.name}"
-    made = subprocess.run(
-        visionq_command("keys", "create", "c", "--tenant", tenant),
-        env=paused_stack.env, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    key = made.stdout.strip().splitlines()[-1]
-    subprocess.run(
-        visionq_command("budgets", "set", tenant, "--daily", "100"),
-        env=paused_stack.env, capture_output=True, check=True, timeout=120,
-    )  # fmt: skip
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=paused_stack.api_url, headers=headers, timeout=60) as client:
-        batch_id = _create(client, "to-cancel").json()["id"]
-        added = _add(client, batch_id, _items(range(600, 606), "c"))
-        assert added["created"] == 6
-        assert _budget_reserved(paused_stack, tenant) > 0
-        cancelled = client.post(f"/v1/batches/{batch_id}/cancel")
-        assert cancelled.status_code == 200, cancelled.text
-        body = cancelled.json()
-        assert body["state"] == "cancelled" and body["cancelled_at"]
-        assert body["progress"]["counts"]["cancelled"] == 6
-        assert _budget_reserved(paused_stack, tenant) == 0
-        again = client.post(f"/v1/batches/{batch_id}/cancel")
-        assert again.status_code == 200 and again.json()["cancelled_at"] == body["cancelled_at"]
-        _error(
-            client.post(f"/v1/batches/{batch_id}/items", json={"items": _items(range(1), "x")}),
-            409,
-            "batch_cancelled",
-        )
-        _error(client.post(f"/v1/batches/{batch_id}/rerun", json={}), 409, "batch_cancelled")
-        _error(client.post(f"/v1/batches/{batch_id}/close"), 409, "batch_cancelled")
-        # The worker starts: the cancelled jobs' messages are taken and dropped, none run.
-        redis_url = paused_stack.env["VISIONQ_REDIS_URL"]
-        assert jobs_queue_length(redis_url) >= 6
-        paused_stack.start_worker()
-        deadline = time.monotonic() + 30
-        while jobs_queue_length(redis_url) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)  # let the worker finish handling the messages it took
-        ids = [item["job_id"] for item in _all_items(client, batch_id, limit=1000)]
-        jobs = _jobs(client, ids)
-    assert all(job["status"] == "cancelled" and job["attempts"] == [] for job in jobs.values())
-    assert {job["error"]["code"] for job in jobs.values()} == {"cancelled"}
-
-
 def test_concurrent_creates_of_one_name_make_one_batch(stack: Stack) -> None:
     name = f"race-{stack.name}"
 
@@ -342,131 +219,3 @@ def test_concurrent_creates_of_one_name_make_one_batch(stack: Stack) -> None:
         answers = list(pool.map(create, range(8)))
     assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
     assert len({answer.json()["id"] for answer in answers}) == 1
-
-
-def _tenant_client(stack: Stack, tenant: str) -> httpx.Client:
-    made = subprocess.run(
-        visionq_command("keys", "create", "k", "--tenant", tenant),
-        env=stack.env, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    key = made.stdout.strip().splitlines()[-1]
-    headers = {"Authorization": f"Bearer {key}"}
-    return httpx.Client(base_url=stack.api_url, headers=headers, timeout=60)
-
-
-def _set_budget(stack: Stack, tenant: str, daily: str) -> None:
-    subprocess.run(
-        visionq_command("budgets", "set", tenant, "--daily", daily),
-        env=stack.env, capture_output=True, check=True, timeout=120,
-    )  # fmt: skip
-
-
-def test_reruns_pick_each_item_once_and_answer_the_budget(paused_stack: Stack) -> None:
-    """No worker: items cancelled one by one are re-run (statuses=cancelled); two re-runs at
-    once give each item one new job; a model retired is a 422, a budget too small a 402,
-    and neither changes an item."""
-    if paused_stack.worker is not None:
-        paused_stack.worker.stop()
-        paused_stack.worker = None
-    tenant = f"batch-rerun-{paused_stack.name}"
-    with _tenant_client(paused_stack, tenant) as client:
-        batch_id = _create(client, "reruns").json()["id"]
-        _add(client, batch_id, _items(range(700, 708), "r"))
-        items = _all_items(client, batch_id, limit=1000)
-        for item in items:
-            assert client.post(f"/v1/jobs/{item['job_id']}/cancel").status_code == 200
-        items = _all_items(client, batch_id, limit=1000)
-        assert {item["status"] for item in items} == {"cancelled"}
-        body = {"statuses": ["cancelled"]}
-        _error(
-            client.post(
-                f"/v1/batches/{batch_id}/rerun", json={**body, "model": "gemini-2.0-flash-lite"}
-            ),
-            422,
-            "model_retired",
-        )
-        _set_budget(paused_stack, tenant, "0.000000001")
-        _error(client.post(f"/v1/batches/{batch_id}/rerun", json=body), 402, "budget_exceeded")
-        assert _all_items(client, batch_id, limit=1000) == items
-        _set_budget(paused_stack, tenant, "100")
-
-        def rerun(_: int) -> httpx.Response:
-            return client.post(f"/v1/batches/{batch_id}/rerun", json=body)
-
-        with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(rerun, range(2)))
-        assert [answer.status_code for answer in answers] == [202, 202]
-        assert sum(answer.json()["rerun"] for answer in answers) == len(items)
-        after = _all_items(client, batch_id, limit=1000)
-        assert [item["reruns"] for item in after] == [1] * len(items)
-        assert [item["status"] for item in after] == ["queued"] * len(items)
-        jobs = _jobs(client, [item["job_id"] for item in after])
-        assert [jobs[new["job_id"]]["retry_of"] for new in after] == [
-            old["job_id"] for old in items
-        ]
-        # Leave nothing queued for the tests that start this stack's worker.
-        assert client.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
-
-
-def test_cursor_and_key_limits_hold_on_every_database(stack: Stack) -> None:
-    """A cursor past what batch_items.id holds (32 bits on PostgreSQL) is a 400, never the
-    database's error; a key is bounded by UTF-8 bytes (the unique index holds bytes: 1,024
-    characters of 4-byte text passed a character limit and failed PostgreSQL's btree as a
-    retryable 503), refused as a whole call with the limit named; 1,024 bytes are stored."""
-    picker = random.Random(19)
-
-    def emoji_key(chars: int) -> str:  # incompressible 4-byte characters
-        return "".join(chr(picker.randrange(0x1F300, 0x1FAFF)) for _ in range(chars))
-
-    with stack.client() as client:
-        batch_id = _create(client, f"limits-{stack.name}").json()["id"]
-        longest = emoji_key(256)  # 1,024 bytes
-        added = _add(client, batch_id, [{"key": longest, "images": [{"data": _image(901)}]}])
-        assert added["created"] == 1, added
-        pages = f"/v1/batches/{batch_id}/items"
-        for cursor in ("2147483648", "999999999999999999", "99999999999"):
-            _error(client.get(pages, params={"cursor": cursor}), 400, "invalid_cursor")
-        last = client.get(pages, params={"cursor": "2147483647"})
-        assert last.status_code == 200 and last.json()["items"] == []
-        for chars in (257, 1024):
-            refused = client.post(
-                f"/v1/batches/{batch_id}/items",
-                json={"items": [{"key": emoji_key(chars), "images": [{"data": _image(902)}]}]},
-            )
-            message = _error(refused, 422, "invalid_item_key")
-            assert "1,024 bytes" in message, message
-        assert client.get(f"/v1/batches/{batch_id}").json()["item_count"] == 1
-        # The lookup of a key no item can have finds nothing (and is no error).
-        found = client.post(f"/v1/batches/{batch_id}/lookup", json={"keys": [emoji_key(1024)]})
-        assert found.status_code == 200 and found.json()["existing"] == {}
-
-
-def test_a_batch_items_job_names_its_batch_and_key(stack: Stack) -> None:
-    """GET /v1/jobs/{id} (and the lists) of a batch item's job carry its batch id and key;
-    a single job's are null; after a re-run the new job carries them."""
-    with stack.client() as client:
-        batch_id = _create(client, f"ref-{stack.name}").json()["id"]
-        added = _add(client, batch_id, _items(range(910, 912), "ref/", options=CUT))
-        job_ids = [item["job_id"] for item in added["items"]]
-        job = client.get(f"/v1/jobs/{job_ids[0]}").json()
-        assert (job["batch_id"], job["batch_key"]) == (batch_id, "ref/910.png")
-        listed = _jobs(client, job_ids)
-        assert [listed[i]["batch_key"] for i in job_ids] == ["ref/910.png", "ref/911.png"]
-        single = client.post(
-            "/v1/jobs", json={"task": "caption", "images": [{"data": _image(913)}]}
-        )
-        assert single.status_code in (200, 202), single.text
-        alone = client.get(f"/v1/jobs/{single.json()['id']}").json()
-        assert alone["batch_id"] is None and alone["batch_key"] is None
-        _wait_done(client, batch_id)
-        rerun = client.post(
-            f"/v1/batches/{batch_id}/rerun", json={"options": {"max_output_tokens": 200}}
-        )
-        assert rerun.status_code == 202 and rerun.json()["rerun"] == 2, rerun.text
-        new_id = _all_items(client, batch_id, limit=10)[0]["job_id"]
-        new = client.get(f"/v1/jobs/{new_id}").json()
-        assert (new["batch_id"], new["batch_key"], new["retry_of"]) == (
-            batch_id,
-            "ref/910.png",
-            job_ids[0],
-        )

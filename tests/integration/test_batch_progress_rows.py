@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.test_batch_models import _batch, _items, _set, tenant
+from tests.integration.batch_rows import _batch, _items, _set, tenant
 from visionq.api.batch_progress import totals
 from visionq.models.batches import progress_rows
 from visionq.models.tables import utcnow
 
-__all__ = ["tenant"]  # the fixture, shared with test_batch_models
+__all__ = ["tenant"]  # the fixture (tests/integration/batch_rows.py)
 
 
 def test_only_jobs_a_worker_ran_measure_the_rate(
