@@ -7,6 +7,10 @@ retired since is a 422). Old jobs and their attempts stay as they are; the item 
 its latest job, whose ``retry_of`` names the one it replaces. Pages of items, one
 transaction each, which starts by locking the batch row: two concurrent re-runs cannot both
 pick an item (the second sees the new queued job).
+
+A retry of an item's latest job (POST /v1/jobs/{id}/retry, :func:`retry_item`) is a re-run
+of that one item through the same path, with a retry's own rules (its job's priority, no
+cached answer for a succeeded job, an Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from visionq.api.batch_create import check_item_fields
@@ -26,22 +31,28 @@ from visionq.api.budget_gate import budget_refusal, economy_and_estimate, unboun
 from visionq.api.deps import ApiResources, Caller
 from visionq.api.errors import ApiError
 from visionq.api.job_checks import AdmittedFields, admit_fields
+from visionq.api.jobids import job_not_found
 from visionq.api.rawjob import RawJob
+from visionq.api.schemas import JobPublic
+from visionq.api.submission import replay
 from visionq.models.batch_reruns import RerunSource, repoint_items, rerun_sources
 from visionq.models.batches import add_counts, get_batch, lock_for_write
 from visionq.models.batchjobs import (
+    BatchRef,
     NewJobRow,
     RerunFields,
+    batch_refs,
     find_cached_many,
     insert_jobs,
     job_inputs_of,
     rerun_fields,
 )
 from visionq.models.budgets import has_caps, reserve
-from visionq.models.jobs import NewInput
+from visionq.models.idempotency import remember
+from visionq.models.jobs import NewInput, get_job
 from visionq.models.leases import count_active
 from visionq.models.metrics import count_new_rows
-from visionq.models.tables import Batch, BatchState
+from visionq.models.tables import TERMINAL_STATUSES, Batch, BatchState, Job, JobStatus
 from visionq.vision.costing import to_nano
 from visionq.vision.estimate import StoredEstimate
 from visionq.vision.pricing import format_usd
@@ -218,28 +229,48 @@ def _rerun_page(
         if not sources:
             return None
         _check_active(session, resources, tenant, len(sources), done)
-        planned, needed, rows = _plan_page(session, sources, tenant, resources, planner)
-        if needed and not reserve(session, tenant=tenant, amount_nusd=needed):
-            raise _NotHeld(needed)  # rolls the page back
-        insert_jobs(session, rows)
-        moves = [(src.item_id, row.id) for src, row in zip(sources, rows, strict=True)]
-        repoint_items(session, moves)
-        # The counters hold the latest jobs' estimates: the new ones replace the old ones,
-        # whose actual cost moves to prior_cost (whole_estimate adds it back, exact).
-        new = [_estimate_nusd(job.estimate) for job in planned]
-        old = [_estimate_nusd(src.estimate) for src in sources if src.estimate is not None]
-        add_counts(
-            session,
-            batch_id,
-            est_min_nusd=sum(e[0] for e in new) - sum(e[0] for e in old),
-            est_max_nusd=sum(e[1] for e in new) - sum(e[1] for e in old),
-            est_tokens=sum(e[2] for e in new) - sum(e[2] for e in old),
-            prior_cost_nusd=sum(src.cost_nusd for src in sources),
-            prior_tokens=sum(src.total_tokens for src in sources),
+        rows = replace_jobs(
+            session, resources, planner, tenant=tenant, batch_id=batch_id, sources=sources
         )
     count_new_rows(rows, source="rerun")
     send_after_commit(resources, to_send(rows))
     return len(rows), sources[-1].item_id
+
+
+def replace_jobs(
+    session: Session,
+    resources: ApiResources,
+    planner: _Planner,
+    *,
+    tenant: str,
+    batch_id: str,
+    sources: Sequence[RerunSource],
+) -> list[NewJobRow]:
+    """Give each item of ``sources`` a new job, in the caller's transaction (begun by
+    lock_for_write on the batch): plan, hold the budget (_NotHeld rolls it back), insert,
+    point the items at them and move the batch's counters. The one path of a batch re-run
+    and of a retry of an item's job (:func:`retry_item`). The caller sends the rows after
+    its commit (send_after_commit)."""
+    planned, needed, rows = _plan_page(session, sources, tenant, resources, planner)
+    if needed and not reserve(session, tenant=tenant, amount_nusd=needed):
+        raise _NotHeld(needed)  # rolls the page back
+    insert_jobs(session, rows)
+    moves = [(src.item_id, row.id) for src, row in zip(sources, rows, strict=True)]
+    repoint_items(session, moves)
+    # The counters hold the latest jobs' estimates: the new ones replace the old ones,
+    # whose actual cost moves to prior_cost (whole_estimate adds it back, exact).
+    new = [_estimate_nusd(job.estimate) for job in planned]
+    old = [_estimate_nusd(src.estimate) for src in sources if src.estimate is not None]
+    add_counts(
+        session,
+        batch_id,
+        est_min_nusd=sum(e[0] for e in new) - sum(e[0] for e in old),
+        est_max_nusd=sum(e[1] for e in new) - sum(e[1] for e in old),
+        est_tokens=sum(e[2] for e in new) - sum(e[2] for e in old),
+        prior_cost_nusd=sum(src.cost_nusd for src in sources),
+        prior_tokens=sum(src.total_tokens for src in sources),
+    )
+    return rows
 
 
 def _plan_page(
@@ -260,3 +291,76 @@ def _plan_page(
         planned, tenant=tenant, cached=cached, capped=planner.capped, priority=planner.priority
     )
     return planned, needed, rows
+
+
+class ItemReplacedError(Exception):
+    """The job retried is no longer its item's latest: a concurrent re-run replaced it."""
+
+
+def retry_item(
+    source: Job,
+    batch_id: str,
+    caller: Caller,
+    resources: ApiResources,
+    idempotency: tuple[str, str] | None,
+) -> tuple[JobPublic, bool]:
+    """Retry ``source``, the latest job of an item of batch ``batch_id``, as a re-run of
+    that one item: the new job joins the batch. A retry's rules stay: ``source``'s
+    priority, no cached answer when ``source`` succeeded, the budget held, ``idempotency``
+    (key, request hash) bound to the new job. Returns the job and whether it is a replay;
+    raises ItemReplacedError when a concurrent re-run replaced ``source`` first. Blocking."""
+    tenant = caller.tenant
+    if idempotency is not None:
+        earlier = replay(caller, resources, *idempotency)  # 422 for a key used elsewhere
+        if earlier is not None:
+            return _in_its_batch(earlier, resources), True
+    with resources.sessions() as session:
+        capped = has_caps(session, tenant)
+    # A succeeded job's result is in the cache: a retry that copied it would change nothing.
+    changes = {"cache": False} if source.status == JobStatus.SUCCEEDED else None
+    planner = _Planner(RerunRequest(options=changes), resources, capped)
+    planner.priority = source.priority  # a retry waits at the priority of the job it retries
+    try:
+        with resources.sessions.begin() as session:
+            refused = lock_for_write(session, tenant=tenant, batch_id=batch_id, allow=_RERUNNABLE)
+            if refused is not None:
+                raise batch_refused(batch_id, refused)
+            sources = rerun_sources(
+                session, batch_id, statuses=list(TERMINAL_STATUSES), error_codes=None,
+                after_id=0, limit=1, job_id=source.id,
+            )  # fmt: skip
+            if not sources:
+                raise ItemReplacedError(source.id)
+            (row,) = replace_jobs(
+                session, resources, planner, tenant=tenant, batch_id=batch_id, sources=sources
+            )
+            if idempotency is not None:
+                remember(
+                    session, tenant=tenant, key=idempotency[0], request_hash=idempotency[1],
+                    job_id=row.id, ttl_s=resources.settings.idempotency_ttl_s,
+                )  # fmt: skip
+    except _NotHeld as exc:
+        with resources.sessions() as session:
+            raise budget_refusal(session, tenant, exc.needed_nusd) from exc
+    except IntegrityError:
+        # Only the idempotency key can collide: a concurrent request with it won the race.
+        earlier = replay(caller, resources, *idempotency) if idempotency is not None else None
+        if earlier is None:
+            raise
+        return _in_its_batch(earlier, resources), True
+    count_new_rows([row], source="rerun")
+    send_after_commit(resources, to_send([row]))
+    with resources.sessions() as session:
+        job = get_job(session, tenant=tenant, job_id=row.id)
+        if job is None:  # only retention racing the answer gets here
+            raise job_not_found(row.id)
+        return JobPublic.of(job, BatchRef(batch_id, sources[0].key)), False
+
+
+def _in_its_batch(job: JobPublic, resources: ApiResources) -> JobPublic:
+    """``job`` (a replay's answer) with the batch item it is the latest job of."""
+    with resources.sessions() as session:
+        ref = batch_refs(session, [job.id]).get(job.id)
+    if ref is None:
+        return job
+    return job.model_copy(update={"batch_id": ref.batch_id, "batch_key": ref.key})

@@ -25,6 +25,12 @@ from visionq.models.tables import TERMINAL_STATUSES, JobStatus
 
 # The statuses a job can be retried from: the finished ones, declared once in models.tables.
 FINISHED = TERMINAL_STATUSES
+# With --status, the refusals that are no error of the caller's: the job's batch decides.
+SKIPPED = {
+    "job_superseded": "a newer job replaced each in its batch item (that one is retried "
+    "when it matches --status; or re-run the batch: visionq batch rerun NAME)",
+    "batch_cancelled": "their batch is cancelled (submit the images again for this work)",
+}
 
 
 def finished_status(value: str) -> JobStatus:
@@ -68,24 +74,36 @@ def retry(
     Each retry's Idempotency-Key comes from the old job's id, so running the
     command again returns the same new jobs instead of paying twice (within
     the server's idempotency retention). To retry a retry, give the new id.
+
+    A batch item's latest job is retried through its batch: the new job joins
+    it, so `visionq batch rerun` does not run the item again. With --status,
+    older batch jobs a newer one replaced (and cancelled batches' jobs) are
+    skipped, counted on one line.
     Exit code 1 if a job could not be retried or, with --wait, did not succeed.
     """
     if bool(job_ids) == (status is not None):
         die("give job ids or --status (e.g. visionq retry --status failed), not both")
     made: list[Job] = []
     refused = 0
+    skipped = dict.fromkeys(SKIPPED, 0)
     with client_for(url, api_key) as client:
         sources = job_ids or _jobs_in(client, status, limit)
         for source in sources:
             try:
                 new = _retry_one(client, source)
             except VisionqError as exc:
+                if status is not None and exc.code in skipped:
+                    skipped[exc.code] += 1  # picked by status, not asked for by id
+                    continue
                 refused += 1
                 say(f"error: {source}: {exc.message}")
                 continue
             made.append(new)
             if not as_json:
                 typer.echo(f"{new.retry_of} -> {new.id} {new.status}")
+        for code, count in skipped.items():
+            if count:
+                say(f"skipped {count} {status} job(s): {SKIPPED[code]}")
         ids = [job.id for job in made]
         found = wait_for(client, ids, timeout, quiet=as_json) if wait and ids else {}
     if as_json:

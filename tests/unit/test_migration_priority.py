@@ -51,7 +51,7 @@ def test_priority_columns_up_and_down(tmp_path: Path) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         assert "priority" not in {c["name"] for c in sa.inspect(connection).get_columns("jobs")}
-    upgrade(url)
+    upgrade(url, "0012")
     assert current_revision(url) == "0012"
     with engine.begin() as connection:
         inspector = sa.inspect(connection)
