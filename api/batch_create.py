@@ -108,8 +108,8 @@ def create(body: BatchCreate, caller: Caller, resources: ApiResources) -> tuple[
         raise ApiError(
             "batch_name_taken",
             f"A batch named {body.name!r} exists (id {found.id}) with other defaults; create "
-            "it with the same task, prompt, model, labels, options, schema and webhook_url to "
-            "resume it, or use another name.",
+            "it with the same task, prompt, model, labels, options, schema, webhook_url and "
+            "priority to resume it, or use another name.",
         )
     if body.expected_items is not None and body.expected_items != found.expected_items:
         # A resumed run counts its inputs again: the estimate follows the new count.

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from visionq.cli.batch_failures import next_steps
 from visionq.cli.batch_files import RejectedLog, default_rejected_path, skipped_file
-from visionq.cli.batch_inputs import BatchInputs, default_name
+from visionq.cli.batch_inputs import BatchInputs, MissingFields, default_name
 from visionq.cli.batch_run import SKIPPED_SHOWN, RunOutcome, Uploader
 from visionq.cli.batch_view import (
     StatusLine,
@@ -73,12 +73,7 @@ def start_run(
     """The whole of `visionq batch run` (see its help)."""
     started = time.monotonic()
     label_values = label_list(labels)
-    try:
-        inputs = BatchInputs(paths, task)
-        schema = read_schema(schema_file) if schema_file else None
-        total = inputs.count()
-    except InputError as exc:
-        die(f"{str(exc).rstrip('.')}; nothing was sent")
+    inputs, schema, total = _read_inputs(paths, task, prompt, label_values, schema_file)
     if total == 0:
         die("no files found in the PATHs given; nothing was sent")
     defaults = BatchDefaults(task.value, prompt, label_values, model, options, schema, priority)
@@ -123,6 +118,27 @@ def start_run(
         raise typer.Exit(1)
 
 
+def _read_inputs(
+    paths: list[Path],
+    task: TaskKind,
+    prompt: str | None,
+    labels: list[str] | None,
+    schema_file: Path | None,
+) -> tuple[BatchInputs, dict[str, Any] | None, int]:
+    """The run's inputs, its schema and its number of items, every input checked: a
+    problem ends the command before anything is sent."""
+    try:
+        inputs = BatchInputs(paths, task, defaults={"prompt": prompt, "labels": labels})
+        schema = read_schema(schema_file) if schema_file else None
+        return inputs, schema, inputs.count()
+    except MissingFields as exc:
+        # A usage error (exit 2), told before the batch is made: made with these defaults,
+        # its name would refuse the same run with the option added.
+        raise typer.BadParameter(f"{exc}; nothing was sent", param_hint=exc.options) from None
+    except InputError as exc:
+        die(f"{str(exc).rstrip('.')}; nothing was sent")
+
+
 def open_batch(
     client: VisionqClient,
     name: str,
@@ -145,10 +161,12 @@ def open_batch(
     except VisionqError as exc:
         if exc.code != "batch_name_taken":
             raise
+        # Said in the CLI's own words, not after the API's message: that one gives the same
+        # advice in the API's field names (the run's options name them here).
         die(
-            f"{exc.message} This run's task, prompt, labels, model, options, schema, "
-            "--priority or --webhook-url differ from that batch's: run it with the same ones "
-            "to resume it, or give another --name"
+            f"a batch named {name!r} exists with other defaults: this run's task, prompt, "
+            "labels, model, options, schema, --priority or --webhook-url differ from that "
+            "batch's; run it with the same ones to resume it, or give another --name"
         )
     if batch.state == "cancelled":
         die(f"batch {name} was cancelled; to run these files again, give another --name")

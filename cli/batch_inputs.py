@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from visionq.cli.inputs import InputError
 from visionq.client.inputs import is_url
 from visionq.vision.batch_keys import MAX_ITEM_KEY_BYTES
 from visionq.vision.formats import sniff_source_type
-from visionq.vision.task_registry import TASKS
+from visionq.vision.task_registry import TASKS, TaskSpec
 from visionq.vision.tasks import TaskKind
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
@@ -33,6 +33,44 @@ MANIFEST_SUFFIXES = (".jsonl", ".csv")
 SNIFF_BYTES = 512
 # Manifest errors shown before "... and N more": enough to see the pattern of a mistake.
 MAX_ERRORS_SHOWN = 20
+# Manifest lines named when they lack a field the task needs, before "and N more".
+MAX_LACKING_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Need:
+    """A field an item cannot run without (its task's TaskSpec says so), given to every item
+    by ``option`` or per item by a manifest's ``field``."""
+
+    field: str
+    option: str
+    holds: str
+
+
+def needs(spec: TaskSpec) -> list[Need]:
+    """What the task cannot run without, as its TaskSpec declares it: a prompt
+    (``prompt_needs``), labels (``takes_labels``: the API wants two or more)."""
+    found = []
+    if spec.prompt_needs is not None:
+        found.append(Need("prompt", "--prompt", spec.prompt_needs))
+    if spec.takes_labels:
+        found.append(Need("labels", "--labels", "two or more, comma-separated"))
+    return found
+
+
+class MissingFields(InputError):
+    """A field the task needs that neither the run's options nor every item give: the API
+    would reject every such item, after the batch is made under the run's defaults (and a
+    run with the option added could no longer use that name). ``options``: what to add."""
+
+    def __init__(self, task: TaskKind, missing: Sequence[Need], where: str) -> None:
+        self.options = "/".join(need.option for need in missing)
+        wanted = " and ".join(f"{need.option} ({need.holds})" for need in missing)
+        fields = " and ".join(need.field for need in missing)
+        super().__init__(
+            f"--task {task.value} needs {wanted}, or a manifest giving {fields} on every line: "
+            f"{where}"
+        )
 
 
 @dataclass(frozen=True)
@@ -105,12 +143,19 @@ class BatchInputs:
     A file reached twice (a folder inside another given folder) is one item.
     """
 
-    def __init__(self, paths: Sequence[Path], task: TaskKind) -> None:
+    def __init__(
+        self, paths: Sequence[Path], task: TaskKind, *, defaults: Mapping[str, Any] | None = None
+    ) -> None:
+        """``defaults``: the item fields the run's options give every item, by field name."""
         if not paths:
             raise InputError("give at least one file, folder or manifest")
         self.paths = list(paths)
         self.not_images = 0  # known after count()
+        self.task = task
         self.spec = TASKS[task]
+        # What each item must then give itself (only a manifest line can).
+        given = defaults or {}
+        self.missing = [need for need in needs(self.spec) if not _gives(given.get(need.field))]
         for path in self.paths:
             if not path.exists():
                 raise InputError(f"{path}: no such file or folder")
@@ -128,6 +173,8 @@ class BatchInputs:
                 "file is one image, so list each item's images in a manifest (.jsonl, "
                 '"images": [...])'
             )
+        if parents and self.missing:
+            raise MissingFields(task, self.missing, "a file or folder gives none")
 
     def count(self) -> int:
         """The number of items, after checking every manifest line (InputError naming each
@@ -135,16 +182,28 @@ class BatchInputs:
         them will be skipped when sent: a local file whose first bytes are no image, or a
         file whose key the API would refuse."""
         errors: list[str] = []
+        # The manifest lines that lack a field of self.missing: the first few, and how many.
+        lacking: list[str] = []
+        lacks = 0
         total = 0
         self.not_images = 0
         for source in self._items(errors):
             total += 1
             if key_problem(source.key) or not all(map(looks_like_image, source.images)):
                 self.not_images += 1
+            if not all(_gives(source.overrides.get(need.field)) for need in self.missing):
+                lacks += 1
+                if len(lacking) < MAX_LACKING_SHOWN:
+                    lacking.append(source.origin)
         if errors:
             shown = errors[:MAX_ERRORS_SHOWN]
             more = len(errors) - len(shown)
             raise InputError("; ".join(shown) + (f"; and {more} more" if more else ""))
+        if lacks:
+            others = f" and {lacks - len(lacking):,} more" if lacks > len(lacking) else ""
+            verb = "gives" if lacks == 1 else "give"
+            where = f"{', '.join(lacking)}{others} {verb} none"
+            raise MissingFields(self.task, self.missing, where)
         return total
 
     def __iter__(self) -> Iterator[Source]:
@@ -190,6 +249,11 @@ class BatchInputs:
     def _file_source(self, absolute: str) -> Source:
         key = Path(os.path.relpath(absolute, self.base)).as_posix()
         return Source(key=key, images=(Path(absolute),))
+
+
+def _gives(value: object) -> bool:
+    """Whether an item's field gives something (not a blank prompt, nor no labels)."""
+    return bool(value.strip() if isinstance(value, str) else value)
 
 
 def looks_like_image(image: Path | str) -> bool:

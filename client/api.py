@@ -17,6 +17,7 @@ from visionq.client.errors import (
     error_from,
     retry_delay,
     retry_notice,
+    transport_problem,
 )
 from visionq.client.inputs import ImageSource, image_list, job_request, text_list, tier_options
 from visionq.client.models import Job, JobPage
@@ -114,8 +115,8 @@ class VisionqClient:
         return VisionqConnectionError(
             0,
             "unreachable",
-            f"cannot reach the visionq API at {self.base_url} ({exc}); is it running? "
-            "Set --url or VISIONQ_URL",
+            f"cannot reach the visionq API (no answer from {self.base_url}: "
+            f"{transport_problem(exc)}); is it running? Set --url or VISIONQ_URL",
         )
 
     def submit(

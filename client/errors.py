@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import random
+import re
 
 import httpx
 
@@ -17,7 +18,8 @@ class VisionqError(Exception):
     def __init__(
         self, status: int, code: str, message: str, *, retry_after: float | None = None
     ) -> None:
-        super().__init__(f"{message} ({code}, HTTP {status})")
+        # Status 0: no HTTP answer at all (VisionqConnectionError), so no status to show.
+        super().__init__(f"{message} ({code}, HTTP {status})" if status else message)
         self.status = status
         self.code = code
         self.message = message
@@ -32,6 +34,18 @@ class VisionqError(Exception):
 
 class VisionqConnectionError(VisionqError):
     """The API could not be reached at all."""
+
+
+# "[Errno 111] Connection refused": the errno is noise to a reader.
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def transport_problem(exc: httpx.TransportError) -> str:
+    """Why no answer came, in a few words: "connection refused", "timed out"."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    text = _ERRNO.sub("", str(exc).strip()).rstrip(".")
+    return text[:1].lower() + text[1:] if text else type(exc).__name__
 
 
 def retry_delay(error: VisionqError, attempt: int) -> float:

@@ -43,6 +43,8 @@ def test_create_is_idempotent_by_name(stack: Stack) -> None:
         assert client.get(f"/v1/batches/{batch['id']}").json()["expected_items"] == 99
         message = _error(_create(client, name, prompt="Long."), 409, "batch_name_taken")
         assert batch["id"] in message
+        # Every default that tells batches apart is named (priority is one of them).
+        assert "schema, webhook_url and priority to resume it" in message
         listed = client.get("/v1/batches", params={"name": name}).json()
         assert [found["id"] for found in listed["batches"]] == [batch["id"]]
         assert listed["batches"][0]["progress"] is None

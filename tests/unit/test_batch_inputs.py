@@ -104,7 +104,7 @@ def test_jsonl_manifest_items_with_overrides(tmp_path: Path) -> None:
         {"key": "remote", "image": "https://example.test/x.jpg"},
     ]  # fmt: skip
     manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
-    inputs = BatchInputs([manifest], TaskKind.CLASSIFY)
+    inputs = BatchInputs([manifest], TaskKind.CLASSIFY, defaults={"labels": ["a", "b"]})
     assert inputs.count() == 3
     items = list(inputs)
     assert items[0] == Source(
@@ -170,6 +170,63 @@ def test_csv_manifest(tmp_path: Path) -> None:
     assert [item.key for item in items] == ["k1", "b.png"]
     assert items[0].overrides == {"labels": ["cat", "dog"], "options": {"temperature": 0.5}}
     assert items[1].overrides == {} and items[1].origin == f"{manifest}:3"
+
+
+@pytest.mark.parametrize(
+    ("task", "option", "holds"),
+    [
+        (TaskKind.CLASSIFY, "--labels", "two or more, comma-separated"),
+        (TaskKind.ASK, "--prompt", "a question"),
+        (TaskKind.CUSTOM, "--prompt", "the instructions"),
+    ],
+)
+def test_files_cannot_give_a_field_the_task_needs(
+    tmp_path: Path, task: TaskKind, option: str, holds: str
+) -> None:
+    _tree(tmp_path / "photos", ["a.png"])
+    folder, one_file = tmp_path / "photos", tmp_path / "photos" / "a.png"
+    for paths in ([folder], [one_file]):
+        # Refused before the folder is even walked: no item of it could give the field.
+        with pytest.raises(batch_inputs.MissingFields) as raised:
+            BatchInputs(paths, task)
+        field = option.removeprefix("--")
+        assert str(raised.value) == (
+            f"--task {task.value} needs {option} ({holds}), or a manifest giving {field} on "
+            "every line: a file or folder gives none"
+        )
+        assert raised.value.options == option
+    # Given by the run's options: every item has it. A blank one is none.
+    given = {"labels": ["cat", "dog"], "prompt": "what is it?"}
+    assert BatchInputs([folder], task, defaults=given).count() == 1
+    with pytest.raises(batch_inputs.MissingFields):
+        BatchInputs([folder], task, defaults={"labels": [], "prompt": "  "})
+    # A task that needs neither takes files alone.
+    assert BatchInputs([folder], TaskKind.CAPTION).count() == 1
+
+
+def test_manifest_lines_lacking_a_needed_field_are_named(tmp_path: Path) -> None:
+    _tree(tmp_path, ["a.png"])
+    jsonl = tmp_path / "items.jsonl"
+    lines = [{"key": f"k{n}", "image": "a.png"} for n in range(8)]
+    lines[1]["labels"] = ["cat", "dog"]
+    jsonl.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    inputs = BatchInputs([jsonl], TaskKind.CLASSIFY)
+    with pytest.raises(batch_inputs.MissingFields) as raised:
+        inputs.count()
+    shown = ", ".join(f"{jsonl}:{line}" for line in (1, 3, 4, 5, 6))
+    assert str(raised.value).endswith(f"labels on every line: {shown} and 2 more give none")
+    # A manifest giving the field on every line needs no option; nor one with the option.
+    everywhere = tmp_path / "all.csv"
+    everywhere.write_text('key,image,labels\nk1,a.png,"cat,dog"\nk2,a.png,"x,y"\n')
+    assert BatchInputs([everywhere], TaskKind.CLASSIFY).count() == 2
+    given = BatchInputs([jsonl], TaskKind.CLASSIFY, defaults={"labels": ["cat", "dog"]})
+    assert given.count() == 8
+    # A CSV without the column: every line lacks it.
+    no_column = tmp_path / "plain.csv"
+    no_column.write_text("key,image\nk1,a.png\n")
+    with pytest.raises(batch_inputs.MissingFields) as raised:
+        BatchInputs([no_column], TaskKind.ASK).count()
+    assert str(raised.value).endswith(f"prompt on every line: {no_column}:2 gives none")
 
 
 def test_csv_manifest_errors(tmp_path: Path) -> None:

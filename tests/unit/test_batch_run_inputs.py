@@ -36,7 +36,30 @@ def test_other_options_under_the_same_name_are_refused(api: FakeBatchApi, tmp_pa
     assert run("batch", "run", str(photos), "-t", "caption", "--name", "b").exit_code == 0
     other = run("batch", "run", str(photos), "-t", "caption", "--name", "b", "-o", "temperature=1")
     assert other.exit_code == 1
-    assert "give another --name" in other.stderr and "Batch b exists" in other.stderr
+    text = " ".join(other.stderr.split())
+    assert "a batch named 'b' exists with other defaults: this run's task," in text
+    # Said once, in the CLI's words: the API's own message (its advice) is not repeated.
+    assert text.count("give another --name") == 1 and "Batch b exists" not in text
+
+
+@pytest.mark.parametrize(
+    ("task", "option", "value"),
+    [("classify", "--labels", "cat,dog"), ("ask", "--prompt", "what is it?")],
+)
+def test_a_field_no_file_can_give_is_asked_for_before_the_batch_is_made(
+    api: FakeBatchApi, tmp_path: Path, task: str, option: str, value: str
+) -> None:
+    photos = _photos(tmp_path / "photos", 3, extra=False)
+    command = ["batch", "run", str(photos), "-t", task, "--name", "b"]
+    refused = run(*command)
+    assert refused.exit_code == 2  # a usage error, as a bad option is
+    text = " ".join(refused.stderr.replace("│", " ").split())
+    assert f"--task {task} needs {option} (" in text and "nothing was sent" in text
+    assert api.requests == []  # no batch made: the same name takes the fixed command
+    fixed = run(*command, option, value)
+    assert fixed.exit_code == 0, fixed.output
+    (batch,) = api.batches.values()
+    assert batch.name == "b" and len(batch.items) == 3
 
 
 def test_rejected_items_are_named_listed_in_a_file_and_exit_1(

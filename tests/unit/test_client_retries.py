@@ -101,3 +101,26 @@ def test_an_estimate_is_not_retried() -> None:
     with _client(answers, seen) as client, pytest.raises(VisionqError) as raised:
         client.estimate([b"png"], task="caption")
     assert raised.value.status == 503 and len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "connection refused"),
+        (httpx.ConnectTimeout(""), "timed out"),
+        (httpx.RemoteProtocolError("Server disconnected."), "server disconnected"),
+    ],
+)
+def test_no_answer_is_said_without_an_http_status(error: httpx.TransportError, said: str) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    client = VisionqClient("http://api.test/", "k", transport=httpx.MockTransport(handle))
+    with client, pytest.raises(VisionqError) as raised:
+        client.job("j1")
+    assert str(raised.value) == (
+        f"cannot reach the visionq API (no answer from http://api.test: {said}); is it "
+        "running? Set --url or VISIONQ_URL"
+    )
+    # Still a status 0 for the code that retries it.
+    assert raised.value.status == 0 and raised.value.transient
