@@ -72,7 +72,7 @@ def wait_for(
     """Every job as last seen: all ended, or, when ``timeout`` expires, some still running.
 
     A timeout is not an error here: the caller shows (and writes) the finished jobs and
-    names the unfinished ones (``unfinished``).
+    names the unfinished ones (exit_for).
     """
     seen: dict[str, Job] = {}
 
@@ -92,11 +92,6 @@ def wait_for(
     except TimeoutError:
         # Jobs never seen (the timeout struck before their first poll) are fetched once.
         return {job_id: seen.get(job_id) or client.job(job_id) for job_id in job_ids}
-
-
-def unfinished(jobs: dict[str, Job]) -> list[str]:
-    """The ids of the jobs that have not ended."""
-    return [job_id for job_id, job in jobs.items() if not job.done]
 
 
 def exit_for(jobs: Sequence[Job], *, explain: bool) -> None:

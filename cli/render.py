@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.markup import escape
 from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -50,10 +51,18 @@ def summary(job: Job, width: int = 80) -> str:
 
 def tier_text(job: Job) -> str:
     """A job's service tier in words: the tier asked, the lane it runs in (auto's choice),
-    the tier Gemini served it at (none before its call) and its deadline."""
-    served = job.served_tier or "not yet"
+    the tier Gemini served it at (or the cached job that answered it) and its deadline."""
     deadline = _when(job.deadline_at) if job.deadline_at is not None else "none"
-    return f"tier {job.tier}, lane {job.lane}, served {served}, deadline {deadline}"
+    return f"tier {job.tier}, lane {job.lane}, {_served(job)}, deadline {deadline}"
+
+
+def _served(job: Job) -> str:
+    # A cache hit never calls Gemini (served_tier stays null): "served not yet" would be false.
+    if job.cached_from is not None and job.done:
+        return f"cached from {job.cached_from} (no charge)"
+    if job.served_tier is not None:
+        return f"served {job.served_tier}"
+    return "no answer served" if job.done else "served not yet"
 
 
 def tier_cell(job: Job) -> str:
@@ -115,23 +124,66 @@ def _when(moment: datetime) -> str:
     return local.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M")
 
 
-def jobs_table(jobs: Sequence[Job]) -> Table:
-    """The listing of `visionq jobs` and `visionq status`: one line per job."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", expand=True)
-    # Identity and state columns never shrink; the result column takes what is left.
-    for column, width in (("id", 36), ("task", 8), ("status", 9), ("created", 8)):
-        table.add_column(column, no_wrap=True, min_width=width)
-    table.add_column("tries", justify="right", no_wrap=True, min_width=5)
-    # Priority 0-9 (9 first among the tenant's waiting jobs), "pri" to leave the answer room.
-    table.add_column("pri", justify="right", no_wrap=True, min_width=3)
-    table.add_column("tier", no_wrap=True, overflow="ellipsis")
-    table.add_column("result / error", no_wrap=True, overflow="ellipsis", ratio=1)
-    for job in jobs:
-        created = _when(job.created_at)
-        table.add_row(
-            job.id, job.task, status_text(job.status), created, str(job.attempt_count),
-            str(job.priority), escape(tier_cell(job)), escape(summary(job, 200)),
-        )  # fmt: skip
+# The jobs table's columns in display order. A full id takes 36 columns, so at 80 not all
+# fit: the first five always show (README promises pri and tier); the others join, most
+# useful first (_OPTIONAL), where the terminal has room, and the caption names those left out.
+_RESULT = "result / error"
+_COLUMNS = ("id", "task", "status", "created", "tries", "pri", "tier", _RESULT)
+_ALWAYS = ("id", "task", "status", "pri", "tier")
+_OPTIONAL = (_RESULT, "created", "tries")
+# Narrower than this an answer says too little: leave the column out and say so.
+_RESULT_MIN = 20
+# Between columns (collapsed padding: one space each side of an invisible rule).
+_GAP = 2
+
+
+def jobs_table(jobs: Sequence[Job]) -> RenderableType:
+    """The listing of `visionq jobs` and `visionq status`: one line per job, its columns
+    chosen for the width it is printed at."""
+    return _JobsTable(list(jobs))
+
+
+class _JobsTable:
+    def __init__(self, jobs: list[Job]) -> None:
+        self._jobs = jobs
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield _fitted_table(self._jobs, options.max_width)
+
+
+def _fitted_table(jobs: list[Job], width: int) -> Table:
+    rows = [
+        {"id": job.id, "task": job.task, "status": job.status, "created": _when(job.created_at),
+         "tries": str(job.attempt_count), "pri": str(job.priority), "tier": tier_cell(job),
+         _RESULT: summary(job, 200)}
+        for job in jobs
+    ]  # fmt: skip
+    natural = {name: max([cell_len(name), *(cell_len(row[name]) for row in rows)])
+               for name in _COLUMNS}  # fmt: skip
+    needs = {**natural, _RESULT: min(natural[_RESULT], _RESULT_MIN)}
+    shown = set(_ALWAYS)
+    used = sum(needs[name] + _GAP for name in shown) - _GAP
+    for name in _OPTIONAL:
+        if used + _GAP + needs[name] <= width:
+            shown.add(name)
+            used += _GAP + needs[name]
+    hidden = [name for name in _OPTIONAL if name not in shown]
+    caption = f"left out at this width: {', '.join(hidden)} (see visionq result ID)"
+    table = Table(
+        box=box.SIMPLE_HEAD, header_style="bold", show_edge=False, pad_edge=False,
+        collapse_padding=True, caption=caption if hidden else None, caption_justify="left",
+        caption_style="dim",
+    )  # fmt: skip
+    for name in (name for name in _COLUMNS if name in shown):
+        # The answer alone is cut (…) to what the other columns leave.
+        room = width - used + needs[name] if name == _RESULT else None
+        justify: JustifyMethod = "right" if name in ("tries", "pri") else "left"
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in rows:
+        table.add_row(*(
+            status_text(row[name]) if name == "status" else escape(row[name])
+            for name in _COLUMNS if name in shown
+        ))  # fmt: skip
     return table
 
 

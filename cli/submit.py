@@ -22,7 +22,6 @@ from visionq.cli.common import (
     print_json,
     say,
     stderr,
-    unfinished,
     wait_for,
 )
 from visionq.cli.idempotency import job_key, numbered
@@ -54,7 +53,7 @@ from visionq.cli.options import (
     WebhookUrlOption,
     job_options,
 )
-from visionq.cli.outputs import write_outputs
+from visionq.cli.outputs import write_outputs, written_line
 from visionq.cli.render import results_view
 from visionq.client import DEFAULT_URL, Job, VisionqClient, VisionqError
 from visionq.vision.formats import ACCEPTED_FORMATS_TEXT
@@ -194,6 +193,12 @@ def submit_all(
             say(f"submitted {job.id} {group_name(plan.files)}")
 
 
+def rerun_helps(exc: VisionqError) -> bool:
+    """Whether the same command run again may get past ``exc``: the API was not reached,
+    pushed back (429) or failed (5xx). A 4xx refusal is refused again, the same way."""
+    return exc.transient or exc.status >= 500
+
+
 def report_partial(
     submitted: dict[str, PlannedJob],
     total: int,
@@ -201,13 +206,15 @@ def report_partial(
     *,
     fresh: bool = False,
     hint: str | None = None,
+    resumable: bool = True,
 ) -> None:
     """After an interruption or a failure: what was submitted and how to resume (``hint``
-    when resuming cannot help)."""
+    when resuming cannot help). ``resumable`` False (a refusal a rerun repeats): the resume
+    hint only once a job was submitted, since a rerun then at least finds it again."""
     say(f"{cause}: {len(submitted)} of {total} job(s) submitted")
     for job_id, plan in submitted.items():
         say(f"  {job_id} {group_name(plan.files)}")
-    if len(submitted) < total:
+    if len(submitted) < total and (hint or resumable or submitted):
         say(hint or (FRESH_HINT if fresh else RESUME_HINT))
 
 
@@ -263,8 +270,8 @@ def submit(
     it made instead of making new ones: rerun an interrupted submit to resume it.
     To run them again anyway (billed again) add --new; to rerun failed jobs,
     use visionq retry. With --wait each result shows its tier line: the tier
-    asked, the lane it ran in (auto's choice), the tier Gemini served and the
-    deadline.
+    asked, the lane it ran in (auto's choice), the tier Gemini served (or the
+    cached job that answered it, at no charge) and the deadline.
     """
     options = job_options(
         option, max_output_tokens=max_output_tokens, thinking=thinking, max_side=max_side,
@@ -293,7 +300,10 @@ def submit(
         except VisionqError as exc:
             say(f"error: {exc}")
             hint = WEBHOOK_URL_HINT if webhook_url and refuses_webhook_url(exc) else None
-            report_partial(submitted, len(planned), "stopped", fresh=new, hint=hint)
+            report_partial(
+                submitted, len(planned), "stopped", fresh=new, hint=hint,
+                resumable=rerun_helps(exc),
+            )  # fmt: skip
             raise typer.Exit(1) from None
         names = {job_id: group_name(plan.files) for job_id, plan in submitted.items()}
         if not waiting:
@@ -308,21 +318,27 @@ def submit(
         if out is not None:
             stems = {job_id: group_stem(p.files, task.value) for job_id, p in submitted.items()}
             try:
-                write_outputs(client, jobs, stems, out)
+                sources = {job_id: p.files[0] for job_id, p in submitted.items()}
+                write_outputs(client, jobs, stems, out, sources)
             except OSError as exc:
                 die(f"cannot write results to {out}: {exc.strerror or exc}")
-    show_finished(jobs, names, out=out, as_json=as_json)
+    show_finished(jobs, names, out=out, as_json=as_json, fresh=new)
 
 
 def show_finished(
-    jobs: dict[str, Job], names: dict[str, str] | None, *, out: Path | None, as_json: bool
+    jobs: dict[str, Job],
+    names: dict[str, str] | None,
+    *,
+    out: Path | None,
+    as_json: bool,
+    fresh: bool = False,
 ) -> None:
-    """The jobs' results (JSON or human), then exit 1 if any failed or is still running."""
+    """The jobs' results (JSON or human) and what ``out`` got (``fresh``: submit --new),
+    then exit 1 if any failed or is still running."""
     if as_json:
         print_json([dump(job) for job in jobs.values()])
     else:
         Console().print(results_view(jobs.values(), names))
         if out is not None:
-            written = "results" if not unfinished(jobs) else "finished jobs' results"
-            say(f"{written} written to {out}/")
+            say(written_line(jobs, out, fresh=fresh))
     exit_for(list(jobs.values()), explain=not as_json)

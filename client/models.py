@@ -74,6 +74,8 @@ class Job(_Body):
     warnings: list[JobError] = []
     # Set on a job made by VisionqClient.retry: the job it runs again.
     retry_of: str | None = None
+    # Answered from the result cache: the earlier identical job (no charge, no call).
+    cached_from: str | None = None
     # A batch item's latest job: its batch and key (None for a single job).
     batch_id: str | None = None
     batch_key: str | None = None

@@ -42,10 +42,14 @@ def shapes_png(tmp_path: Path) -> Path:
 
 def fresh_png(path: Path, colour: str = "red") -> Path:
     """A small PNG no other test sends: the CLI derives a job's Idempotency-Key from its
-    files, so the same file and options would find another test's job."""
+    files, so the same file and options would find another test's job (the stacks share
+    one database). A random shape offset alone repeated once in 40 draws: a corner pixel
+    carries 24 random bits too (not a palette colour: the shape is what the emulator sees)."""
     offset = secrets.randbelow(40)
     shape = Shape("rectangle", colour, (10 + offset, 10, 80 + offset, 60))
-    path.write_bytes(encode(draw_scene(160, 90, [shape]), "PNG"))
+    image = draw_scene(160, 90, [shape])
+    image.putpixel((0, 0), tuple(secrets.token_bytes(3)))
+    path.write_bytes(encode(image, "PNG"))
     return path
 
 

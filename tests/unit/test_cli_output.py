@@ -166,12 +166,13 @@ def test_photographs_are_written_as_jpeg_drawings_as_png() -> None:
     photo = Image.new("RGB", (200, 150))
     photo.putdata([tuple(noise.randrange(256) for _ in range(3)) for _ in range(200 * 150)])
     photo_png = _png(photo)
-    data, extension = compact_image(photo_png, photo_hint=False)
+    data, extension = compact_image(photo_png, photo=True)
     assert extension == "jpg" and len(data) < len(photo_png)
     drawing_png = _png(Image.new("RGB", (200, 150), "white"))
-    data, extension = compact_image(drawing_png, photo_hint=False)
+    data, extension = compact_image(drawing_png, photo=False)
     assert extension == "png" and len(data) <= len(drawing_png)
-    assert compact_image(drawing_png, photo_hint=True)[1] == "jpg"
+    # The input decides (photo_input), not the annotated copy's colours.
+    assert compact_image(photo_png, photo=False)[1] == "png"
 
 
 def test_multi_image_jobs_get_readable_names() -> None:

@@ -262,3 +262,50 @@ def test_a_refusal_names_the_right_file_of_two_with_one_base_name(
     assert done.exit_code == 1
     text = " ".join(done.stderr.split())
     assert f"{second}: cannot be decoded" in text and f"{first}: cannot" not in text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        VisionqError(401, "unauthorized", "Invalid API key."),
+        VisionqError(422, "missing_labels", "Task classify needs at least two non-empty labels."),
+        VisionqError(413, "image_too_large", "Image #1 is over the size limit."),
+        VisionqError(422, "unknown_model", "Unknown model gemini-9."),
+    ],
+)
+def test_a_refusal_before_any_job_promises_no_resume(
+    fake: FakeClient, pngs: list[Path], error: VisionqError
+) -> None:
+    fake.fail_on[1] = error
+    done = run("submit", *map(str, pngs), "--task", "caption")
+    assert done.exit_code == 1
+    text = " ".join(done.stderr.split())
+    assert f"({error.code}, HTTP {error.status})" in text
+    assert "stopped: 0 of 3 job(s) submitted" in text
+    # The same command fails the same way: nothing to resume, and no hint saying so.
+    assert "to resume" not in text and "Idempotency-Key" not in text
+
+
+@pytest.mark.parametrize(
+    ("error", "submitted"),
+    [
+        # Already submitted jobs are found again by a rerun, whatever stopped it.
+        (VisionqError(422, "corrupt_image", "Image #1: cannot be decoded."), 1),
+        # Not reached, pushed back or failed: a rerun may get through.
+        (VisionqError(0, "unreachable", "cannot reach the visionq API (no answer)"), 0),
+        (VisionqError(429, "rate_limited", "Too many requests."), 0),
+        (VisionqError(500, "internal_error", "Something broke."), 0),
+        (VisionqError(503, "unavailable", "The database is down."), 0),
+    ],
+)
+def test_a_failure_a_rerun_can_get_past_says_how_to_resume(
+    fake: FakeClient, pngs: list[Path], error: VisionqError, submitted: int
+) -> None:
+    fake.fail_on[submitted + 1] = error
+    done = run("submit", *map(str, pngs), "--task", "caption")
+    assert done.exit_code == 1
+    text = " ".join(done.stderr.split())
+    assert f"stopped: {submitted} of 3 job(s) submitted" in text
+    assert "run the same command again to resume" in text
+    # No answer at all has no HTTP status to show.
+    assert "HTTP 0" not in text
