@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import Request
 from pydantic_core import from_json
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import Message
 
 from visionq.api.errors import ApiError
@@ -57,18 +58,32 @@ async def read_form(
 ) -> FormData:
     """The multipart form of ``request``, read within VISIONQ_MAX_REQUEST_BYTES (413);
     ``too_many_files`` over ``max_files`` file parts, ``field_too_large(reason)`` for a text
-    field over ``max_part_size``, 400 invalid_multipart for the rest."""
+    field over ``max_part_size``, 400 invalid_multipart for the rest (a body without its
+    closing boundary included)."""
     limited = limited_request(request, settings.max_request_bytes)
     try:
-        return await limited.form(
-            max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
-        )
+        async with aclosing(limited.stream()) as stream:
+            parser = _ClosingBoundaryParser(
+                limited.headers,
+                stream,
+                max_files=max_files,
+                max_fields=max_fields,
+                max_part_size=max_part_size,
+            )
+            form = await parser.parse()
+    except UnterminatedBodyError as exc:
+        raise ApiError(
+            "invalid_multipart",
+            "The multipart body ended before its closing boundary (the line --BOUNDARY--, "
+            "BOUNDARY being the Content-Type's boundary): the upload was cut short, or the "
+            "body was built without it. Send the complete body.",
+        ) from exc
     except BodyTooLargeError as exc:
         raise too_large(
             "request", settings.max_request_bytes + 1, settings.max_request_bytes
         ) from exc
     except Exception as exc:  # python-multipart raises several parser-specific types
-        reason = str(exc.detail if isinstance(exc, HTTPException) else exc).rstrip(".")
+        reason = str(exc.message if isinstance(exc, MultiPartException) else exc).rstrip(".")
         if "Too many files" in reason:
             raise too_many_files from exc
         if "exceeded maximum size" in reason:
@@ -76,6 +91,34 @@ async def read_form(
         raise ApiError(
             "invalid_multipart", f"The multipart body cannot be parsed: {reason}."
         ) from exc
+    return form
+
+
+class UnterminatedBodyError(Exception):
+    """The multipart body ended before its closing boundary."""
+
+
+class _ClosingBoundaryParser(MultiPartParser):
+    """Starlette's multipart parser, noting whether the closing boundary was read.
+
+    python-multipart's finalize does not check it (a TODO there): a body cut short parses
+    as the parts before the cut, the last one silently dropped, so the job would be refused
+    for a field it did send (missing_task) or run on fewer images than were sent.
+    """
+
+    closed = False
+
+    def on_end(self) -> None:  # called by python-multipart at the closing boundary only
+        self.closed = True
+
+    async def parse(self) -> FormData:
+        form = await super().parse()
+        if not self.closed:
+            # Every spooled file, the cut part's too (it is in no form item to close).
+            for file in self._files_to_close_on_error:
+                file.close()
+            raise UnterminatedBodyError
+        return form
 
 
 async def read_multipart(request: Request, settings: Settings) -> RawJob:

@@ -21,6 +21,7 @@ from visionq.api.results import result_schema
 from visionq.models.batchjobs import BatchRef
 from visionq.models.table_base import URL_MAX_CHARS
 from visionq.models.tables import Job, JobStatus
+from visionq.vision.changes import changes_description
 from visionq.vision.costing import usd_text
 from visionq.vision.estimate import Estimate
 from visionq.vision.tasks import MAX_DEADLINE_S, TaskKind
@@ -165,9 +166,7 @@ class InputPublic(BaseModel):
     transport: str | None
     changes: list[str] = Field(
         default_factory=list,
-        description="What submit did to the uploaded image before storing it, e.g. "
-        '"converted GIF to PNG (first frame of 12)" (GIF, BMP and TIFF become PNG), '
-        '"first_frame", "cmyk_to_rgb", "exif_transposed"; empty when it is stored as sent.',
+        description=changes_description(),
     )
 
     @field_validator("changes", mode="before")

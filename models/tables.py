@@ -130,6 +130,9 @@ class Job(Base):
         Index("ix_jobs_lane_status_model", "lane", "status", "model", "created_at"),
         Index("ix_jobs_gemini_batch_id", "gemini_batch_id"),
         Index("ix_jobs_status_finished", "status", "finished_at"),  # turnarounds
+        # A retry's check for a newer job that replaced this one (models/batch_reruns.py
+        # replacing_item): the jobs made from it, found without scanning the tenant's jobs.
+        Index("ix_jobs_tenant_retry_of", "tenant", "retry_of"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -218,8 +221,9 @@ class JobInput(Base):
     byte_size: Mapped[int]
     # "inline" or "file": how the bytes reached Gemini (decided by the worker).
     transport: Mapped[str | None] = mapped_column(String(16), default=None)
-    # What submit did to the uploaded image before storing it (vision.prepare: "converted
-    # GIF to PNG (first frame of 12)", "exif_transposed", ...); None or [] for none.
+    # What submit did to the uploaded image before storing it (codes of vision.changes:
+    # "gif_to_png", "exif_transposed", ...; older rows may hold sentences such as "converted
+    # GIF to PNG (first frame of 12)"); None or [] for none.
     changes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
     job: Mapped[Job] = relationship(back_populates="inputs")

@@ -3,32 +3,32 @@
 ``vision.prepare`` decodes them like any image (the same pixel limit, decode-memory bound
 and corrupt-file checks) and always re-encodes them as PNG, lossless. An animated GIF or a
 multi-page TIFF gives its first frame or page, which every viewer shows first. What was
-done is the image's change ``conversion_note`` words, e.g. "converted GIF to PNG (first
-frame of 12)". Frames and pages are counted from the bytes (block and IFD headers only),
-never by decoding them.
+done is the image's changes ``conversion_changes`` gives (codes of ``vision.changes``),
+e.g. ``gif_to_png`` and ``first_frame``. Frames and pages are counted from the bytes
+(block and IFD headers only), never by decoding them.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from visionq.vision.formats import BMP, FORMAT_NAMES, GIF, TIFF
+from visionq.vision.changes import Change
+from visionq.vision.formats import BMP, GIF, TIFF
 
-# Counting stops here: a note saying "of 10000+" is as useful as the exact number.
+# Counting stops here: past it, the count makes no difference.
 MAX_COUNTED = 10_000
 _GIF_EXTENSION, _GIF_IMAGE, _GIF_TRAILER = 0x21, 0x2C, 0x3B
 _GIF_COLOUR_TABLE = 0x80
+_TO_PNG = {GIF: Change.GIF_TO_PNG, BMP: Change.BMP_TO_PNG, TIFF: Change.TIFF_TO_PNG}
 
 
-def conversion_note(data: bytes, source: str) -> str:
-    """The change recorded for converting ``data`` (GIF, BMP or TIFF) to PNG."""
-    name = FORMAT_NAMES[source]
-    count = gif_frames(data) if source == GIF else tiff_pages(data) if source == TIFF else 1
-    if source == BMP or count <= 1:
-        return f"converted {name} to PNG"
-    what = "frame" if source == GIF else "page"
-    of = f"{count}+" if count >= MAX_COUNTED else str(count)
-    return f"converted {name} to PNG (first {what} of {of})"
+def conversion_changes(data: bytes, source: str) -> tuple[Change, ...]:
+    """The changes recorded for converting ``data`` (GIF, BMP or TIFF) to PNG."""
+    if source == GIF and gif_frames(data) > 1:
+        return (Change.GIF_TO_PNG, Change.FIRST_FRAME)
+    if source == TIFF and tiff_pages(data) > 1:
+        return (Change.TIFF_TO_PNG, Change.FIRST_PAGE)
+    return (_TO_PNG[source],)
 
 
 def _skip_sub_blocks(data: bytes, pos: int) -> int:

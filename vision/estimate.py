@@ -228,9 +228,10 @@ def estimate_job(
         if thinking:
             assumptions.append("thinking shares max_output_tokens: the cap bounds both")
     else:
+        article = "an" if task[0] in "aeiou" else "a"  # an ask answer, a caption answer
         assumptions.append(
-            f"no max_output_tokens given: sent as {output_max} ({answer} for a {task} answer "
-            "and what thinking may add, within the model's output limit)"
+            f"no max_output_tokens given: sent as {output_max} ({answer} for {article} {task} "
+            "answer and what thinking may add, within the model's output limit)"
         )
         assumptions.extend(thinking_notes)
 

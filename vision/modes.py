@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from PIL import Image
 
+from visionq.vision.changes import Change, mode_change
 from visionq.vision.formats import JPEG
 
 KEPT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
@@ -24,18 +25,18 @@ def normalise_mode(image: Image.Image, icc: bytes | None = None) -> tuple[Image.
     """
     mode = image.mode
     if mode in ("RGB", "L", "1") and "transparency" in image.info:
-        return image.convert("RGBA" if mode == "RGB" else "LA"), ["transparency_to_alpha"]
+        return image.convert("RGBA" if mode == "RGB" else "LA"), [Change.TRANSPARENCY_TO_ALPHA]
     if mode == "PA" or (mode == "P" and image.has_transparency_data):
-        return image.convert("RGBA"), ["palette_expanded"]
+        return image.convert("RGBA"), [Change.PALETTE_EXPANDED]
     if mode in KEPT_MODES:
         return image, []
     if mode == "CMYK":
-        return _cmyk_to_rgb(image, icc), ["cmyk_to_rgb"]
+        return _cmyk_to_rgb(image, icc), [Change.CMYK_TO_RGB]
     if mode in WIDE_GRAY_MODES:
-        change = "16bit_to_8bit" if mode.startswith("I;16") else "32bit_to_8bit"
+        change = Change.BITS16_TO_8BIT if mode.startswith("I;16") else Change.BITS32_TO_8BIT
         return _stretch_to_l(image), [change]
     target = "RGBA" if image.has_transparency_data else "RGB"
-    return image.convert(target), [f"{mode.lower()}_to_{target.lower()}"]
+    return image.convert(target), [mode_change(mode, target)]
 
 
 def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> Image.Image:

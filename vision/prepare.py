@@ -41,8 +41,8 @@ otherwise the image is re-encoded: as JPEG quality 95 (ICC profile kept, 4:4:4 c
 kept) when the source is a JPEG, HEIC or HEIF without alpha, and as PNG (lossless) for
 everything else. Re-encoded output carries no EXIF and no XMP (so no orientation tag can
 be applied twice) and keeps the ICC profile only while it still matches the colour model.
-``PreparedImage.changes`` lists what was done, and is empty exactly when the bytes are the
-input's:
+``PreparedImage.changes`` lists what was done (the codes of ``vision.changes``), and is
+empty exactly when the bytes are the input's:
 
 - EXIF orientation 2-8 (or an XMP tiff:Orientation, as Pillow reads it): the pixels are
   transposed to upright, as ``ImageOps.exif_transpose`` does -> ``exif_transposed``.
@@ -61,9 +61,10 @@ input's:
   same stretch -> ``32bit_to_8bit``. 16-bit RGB/RGBA/LA PNGs, which Pillow reduces to their
   high byte (a full-range scale), are re-encoded as 8-bit PNG -> ``16bit_to_8bit``.
 - Other modes (YCbCr, LAB, HSV, ...) -> RGB or RGBA -> ``<mode>_to_<mode>``.
-- GIF, BMP and TIFF (which Gemini does not take) -> PNG, the first frame of an animated
-  GIF and the first page of a multi-page TIFF -> "converted GIF to PNG (first frame of
-  12)" (``vision.conversion.conversion_note``), before any change below.
+- GIF, BMP and TIFF (which Gemini does not take) -> PNG ``gif_to_png``, ``bmp_to_png``,
+  ``tiff_to_png``; the first frame of an animated GIF -> also ``first_frame``, the first
+  page of a multi-page TIFF -> also ``first_page`` (``vision.conversion``), before any
+  change below.
 - Animated PNG (APNG) and animated WEBP: the first frame (for an APNG, the default image
   that non-animated decoders show) becomes a still PNG -> ``first_frame``. A multi-picture
   JPEG (MPO) or a multi-image HEIF is not an animation: its primary image is what every
@@ -81,7 +82,8 @@ from dataclasses import dataclass
 
 from PIL import Image, JpegImagePlugin
 
-from visionq.vision.conversion import conversion_note
+from visionq.vision.changes import Change
+from visionq.vision.conversion import conversion_changes
 from visionq.vision.formats import (
     CONVERTED_MIME_TYPES,
     HEIC,
@@ -231,18 +233,18 @@ def _prepare_open(
     decode(image, source)
     changes: list[str] = []
     if source in CONVERTED_MIME_TYPES:  # never kept: Gemini does not take the format
-        changes.append(conversion_note(data, source))
+        changes.extend(conversion_changes(data, source))
     if source in (PNG, WEBP) and getattr(image, "is_animated", False):
-        changes.append("first_frame")
+        changes.append(Change.FIRST_FRAME)
     if source == PNG and png_bit_depth(data) == 16 and image.mode not in WIDE_GRAY_MODES:
-        changes.append("16bit_to_8bit")  # Pillow already kept the high byte
+        changes.append(Change.BITS16_TO_8BIT)  # Pillow already kept the high byte
     icc = image.info.get("icc_profile") or None
     subsampling = chroma_subsampling(image)
     upright = image
     orientation = read_orientation(image)
     if orientation in _TRANSPOSE:
         upright = image.transpose(_TRANSPOSE[orientation])
-        changes.append("exif_transposed")
+        changes.append(Change.EXIF_TRANSPOSED)
     output, mode_changes = normalise_mode(upright, icc)
     changes.extend(mode_changes)
     width, height = output.size

@@ -59,10 +59,7 @@ def input_image(
         raise job_not_found(job_id)
     inputs = sorted(job.inputs, key=lambda item: item.position)
     if not 0 <= position < len(inputs):
-        raise ApiError(
-            "image_not_found",
-            f"The job has {len(inputs)} images (positions 0-{len(inputs) - 1}).",
-        )
+        raise ApiError("image_not_found", _positions(len(inputs)))
     item = inputs[position]
     shown_as_png = item.mime_type in (HEIC, HEIF)
     # The ETag names the bytes sent: a HEIC's PNG is not the HEIC its sha256 names.
@@ -111,3 +108,12 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         return False
     tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
     return "*" in tags or etag in tags
+
+
+def _positions(count: int) -> str:
+    """What an out-of-range position is told: the positions the job has."""
+    if count == 0:
+        return "The job has no input images."
+    if count == 1:
+        return "The job has 1 image (position 0)."
+    return f"The job has {count} images (positions 0-{count - 1})."

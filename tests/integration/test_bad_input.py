@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration.bad_input_corpus import (
+    BOUNDARY,
     CAPTION,
     IMAGES,
     JPEG,
@@ -24,6 +25,7 @@ from tests.integration.bad_input_corpus import (
     _with_json_images,
     assert_error,
     corpus,
+    encode_multipart,
     get,
     json_body,
     json_with_headers,
@@ -58,6 +60,15 @@ def _big_schema() -> dict[str, Any]:
 
 def _deep_cursor() -> str:
     return base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("=")
+
+
+def _unterminated(fields: dict[str, str], images: list[bytes]) -> Send:
+    """A multipart body cut short before its closing ``--BOUNDARY--`` (a truncated upload:
+    python-multipart parses the parts before the cut and drops the last one unnoticed)."""
+    body = encode_multipart(fields, images, "image/png").removesuffix(
+        f"--{BOUNDARY}--\r\n".encode()
+    )
+    return raw_body(body, f"multipart/form-data; boundary={BOUNDARY}")
 
 
 UUID = str(uuid.UUID(int=1))
@@ -128,6 +139,13 @@ CASES = [
     case("multipart-without-boundary", raw_body(b"task=caption", "multipart/form-data"), 400,
          "invalid_multipart"),
     case("multipart-garbage", raw_body(b"\x00garbage", "multipart/form-data; boundary=xyz"),
+         400, "invalid_multipart"),
+    # A new user's trial: the task part, last and unterminated, was dropped (missing_task).
+    case("multipart-unterminated-task-last", _unterminated(CAPTION, []), 400,
+         "invalid_multipart"),
+    case("multipart-unterminated-image-last", _unterminated(CAPTION, [PNG]), 400,
+         "invalid_multipart"),
+    case("multipart-empty-body", raw_body(b"", f"multipart/form-data; boundary={BOUNDARY}"),
          400, "invalid_multipart"),
     # Task, model, labels, prompt.
     case("unknown-task", multipart({"task": "paint"}), 422, "unknown_task"),
@@ -353,6 +371,12 @@ def test_an_unresolvable_ref_is_named_in_the_refusal(corpus: Corpus) -> None:
     message = response.json()["error"]["message"]
     assert "'#/$defs/item/'" in message and "#/properties/items/items/$ref" in message
     assert corpus.job_count() == before
+
+
+def test_an_unterminated_multipart_body_says_so(corpus: Corpus) -> None:
+    response = _unterminated(CAPTION, [PNG])(corpus)
+    assert_error(response, 400, "invalid_multipart")
+    assert "ended before its closing boundary" in response.json()["error"]["message"]
 
 
 def test_the_corpus_is_large_enough() -> None:

@@ -131,11 +131,25 @@ def test_input_image_is_served_as_stored(
         missing = client.get(f"/v1/jobs/{job['id']}/images/2")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "image_not_found"
+        assert missing.json()["error"]["message"] == "The job has 2 images (positions 0-1)."
     with api.client("globex") as client:
         # Another key revalidating with the ETag is checked, not told "not modified".
         hidden = client.get(f"/v1/jobs/{job['id']}/images/0", headers={"If-None-Match": etag})
         assert hidden.status_code == 404
         assert hidden.json()["error"]["code"] == "job_not_found"
+
+
+def test_an_image_position_past_a_one_image_job_says_so_in_the_singular(
+    api: InProcessApi,
+) -> None:
+    with api.client("acme") as client:
+        job = submit(client, noise_png(5, 7), task="caption").json()
+        missing = client.get(f"/v1/jobs/{job['id']}/images/1")
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["error"] == {
+        "code": "image_not_found",
+        "message": "The job has 1 image (position 0).",
+    }
 
 
 def test_input_image_gone_after_retention(api: InProcessApi) -> None:

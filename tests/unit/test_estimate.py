@@ -82,6 +82,15 @@ def test_default_model_caption_serialises_exactly() -> None:
     assert Estimate.model_validate(data) == result
 
 
+@pytest.mark.parametrize(
+    ("task", "phrase"),
+    [(TaskKind.ASK, "for an ask answer"), (TaskKind.DETECT, "for a detect answer")],
+)
+def test_the_answer_allowance_note_has_the_right_article(task: TaskKind, phrase: str) -> None:
+    notes = estimate(task=task).assumptions
+    assert any(phrase in note for note in notes), notes
+
+
 def test_real_prompt_text() -> None:
     prompt = build_prompt(TaskKind.CAPTION, prompt=None, labels=None, options=JobOptions())
     result = estimate("test-tiles", prompt_text=prompt, images=[(300, 300)])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from visionq.api.schemas import AttemptPublic, InputPublic
 from visionq.models.tables import Attempt, JobInput
+from visionq.vision.changes import MEANINGS, Change
 
 
 def test_an_input_row_reads_as_before() -> None:
@@ -21,6 +22,26 @@ def test_an_input_row_reads_as_before() -> None:
     row.changes, row.transport = ["first_frame"], "inline"
     assert InputPublic.model_validate(row).changes == ["first_frame"]
     assert InputPublic.model_validate(row).transport == "inline"
+
+
+def test_an_input_row_stored_before_the_change_codes_still_reads() -> None:
+    """Rows written before the codes hold a sentence for a GIF/BMP/TIFF: shown as is."""
+    row = JobInput(
+        position=0, sha256="a" * 64, mime_type="image/png", width=8, height=6, byte_size=100,
+        transport="inline", changes=["converted GIF to PNG (first frame of 12)", "cmyk_to_rgb"],
+    )  # fmt: skip
+    assert InputPublic.model_validate(row).changes == [
+        "converted GIF to PNG (first frame of 12)",
+        "cmyk_to_rgb",
+    ]
+
+
+def test_the_changes_description_lists_every_code() -> None:
+    description = InputPublic.model_fields["changes"].description or ""
+    assert set(MEANINGS) == set(Change)
+    for change in Change:
+        assert f"{change.value} (" in description, change
+    assert "converted GIF to PNG" not in description.split("Jobs stored before")[0]
 
 
 def test_an_attempt_row_reads_as_before() -> None:
