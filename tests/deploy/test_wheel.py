@@ -64,12 +64,22 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
         )
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+    # Verbose, for the build backend's output (pip shows it only so): kept next to the wheel.
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps",
          "--wheel-dir", str(out), str(source)],
-        check=True, timeout=120,
+        check=True, timeout=120, capture_output=True, text=True,
     )  # fmt: skip
+    (out / "build.log").write_text(built.stdout + built.stderr, encoding="utf-8")
     return next(out.glob("visionq-*.whl"))
+
+
+def test_the_build_warns_of_no_unlisted_package(wheel: Path) -> None:
+    """A data folder (no __init__.py) left out of pyproject's ``packages`` still ships, but
+    setuptools warned about each one on every install (a new user's ``scripts/demo`` printed
+    five such warnings)."""
+    log = (wheel.parent / "build.log").read_text("utf-8")
+    assert "absent from the `packages` configuration" not in log, log[-3000:]
 
 
 def test_wheel_holds_one_top_level_package_with_every_module(wheel: Path) -> None:

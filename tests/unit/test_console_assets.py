@@ -18,9 +18,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "api" / "console"
-PACKAGE_DATA: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"][
-    "setuptools"
-]["package-data"]["visionq.api"]
+_PACKAGE_DATA: dict[str, list[str]] = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))[
+    "tool"
+]["setuptools"]["package-data"]
+# The globs of visionq.api and its data packages (visionq.api.console, ...), as paths
+# under api/: "visionq.api.console.js" = ["*.js"] is console/js/*.js.
+PACKAGE_DATA: list[str] = [
+    "/".join([*package.split(".")[2:], glob])
+    for package, globs in _PACKAGE_DATA.items()
+    if package == "visionq.api" or package.startswith("visionq.api.")
+    for glob in globs
+]
 # XML namespace names are identifiers, never fetched (createElementNS, the SVG's xmlns).
 NAMESPACES = ("http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink")
 MAX_JS_LINES = 400
@@ -118,5 +126,5 @@ def test_every_file_is_package_data() -> None:
             inside = path.relative_to(CONSOLE.parent).as_posix()
             assert any(fnmatch.fnmatchcase(inside, glob) for glob in PACKAGE_DATA), (
                 f"{inside} is not shipped in the wheel: add its pattern to pyproject's "
-                '[tool.setuptools.package-data] "visionq.api"'
+                '[tool.setuptools.package-data] "visionq.api.console" (or its folder\'s package)'
             )

@@ -181,3 +181,81 @@ def test_readme_says_when_a_batch_eta_is_known() -> None:
     assert f"a batch of fewer than {MIN_MEASURED} items shows none without a quota" in text
     assert f"At least {MIN_MEASURED} such ends are needed" in text
     assert "`eta_s` and `eta_at` are null and `eta_basis` is `none` until then" in text
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        (["submit"], ["--cache", "--no-cache", "--economy", "--tier", "--deadline"]),
+        (["batch", "run"], ["--cache", "--no-cache", "--economy", "--tier", "--deadline"]),
+        (["worker"], ["--loglevel", "--metrics-port"]),
+        (["emulator"], ["--host"]),
+        (["demo"], ["--port"]),
+    ],
+    ids=" ".join,
+)
+def test_reference_table_lists_the_options_a_new_user_looked_for(
+    path: list[str], options: list[str]
+) -> None:
+    """A new user's trial: these were in the commands' help but not in the README's table."""
+    import typer
+
+    from visionq.cli.main import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    real = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    [row] = [
+        line for line in README.splitlines() if line.startswith(f"| `visionq {' '.join(path)} ")
+    ]
+    usage = row.split("` |")[0]
+    for option in options:
+        assert option in real, f"visionq {' '.join(path)} has no {option}"
+        assert re.search(rf"[\[|]{option}(?![\w-])", usage), f"{option} is not in the row: {usage}"
+
+
+def test_readme_states_the_emulators_palette_and_tolerance_exactly() -> None:
+    """A new user's pure-red shapes got "no objects": the README says which colours the
+    emulator's detect reads, within what tolerance, and which pure colours fall outside."""
+    from PIL import Image
+
+    from visionq.emulator.scene import (
+        MAX_OFF_PALETTE_FRACTION,
+        MIN_SHAPE_AREA,
+        MIN_SHAPE_SIDE,
+        PALETTE_NAMES,
+        PALETTE_TOLERANCE,
+        quantise,
+    )
+    from visionq.emulator.shapes import PALETTE
+
+    text = " ".join(README.split())
+    assert f"{len(PALETTE)} palette colours" in text
+    for name, (r, g, b) in PALETTE.items():
+        assert f"{name} ({r},{g},{b})" in text, name
+    assert f"within {PALETTE_TOLERANCE} per channel" in text
+    assert f"at least {100 - round(MAX_OFF_PALETTE_FRACTION * 100)}% of the pixels" in text
+    assert f"at least {MIN_SHAPE_AREA} pixels and {MIN_SHAPE_SIDE} pixels a side" in text
+    colours = tuple(PALETTE[name] for name in PALETTE_NAMES)
+    off = {}
+    for rgb in ((255, 0, 0), (255, 255, 0), (0, 255, 255), (0, 255, 0), (0, 0, 255), (255, 0, 255)):
+        nearest = colours[quantise(Image.new("RGB", (1, 1), rgb), colours).getpixel((0, 0))]
+        off[rgb] = max(abs(a - b) for a, b in zip(rgb, nearest, strict=True))
+    inside = "Pure red (255,0,0), yellow (255,255,0) and cyan (0,255,255) are within that tolerance"
+    assert inside in text
+    assert all(off[rgb] <= PALETTE_TOLERANCE for rgb in ((255, 0, 0), (255, 255, 0), (0, 255, 255)))
+    outside = [off[(0, 255, 0)], off[(0, 0, 255)], off[(255, 0, 255)]]
+    assert all(value > PALETTE_TOLERANCE for value in outside)
+    assert (
+        "pure green (0,255,0), blue (0,0,255) and magenta (255,0,255) are not "
+        f"({outside[0]}, {outside[1]} and {outside[2]} off)"
+    ) in text
+
+
+def test_readme_lists_every_input_change_code() -> None:
+    """``inputs[].changes`` are codes (GIF/BMP/TIFF gave sentences before), all of them named."""
+    from visionq.vision.changes import Change
+
+    for change in Change:
+        assert f"`{change.value}`" in README, change
