@@ -330,7 +330,7 @@ def retry_item(
                 after_id=0, limit=1, job_id=source.id,
             )  # fmt: skip
             if not sources:
-                raise ItemReplacedError(source.id)
+                raise ItemReplacedError(source.id)  # after the lock: see the replay below
             (row,) = replace_jobs(
                 session, resources, planner, tenant=tenant, batch_id=batch_id, sources=sources
             )
@@ -342,6 +342,13 @@ def retry_item(
     except _NotHeld as exc:
         with resources.sessions() as session:
             raise budget_refusal(session, tenant, exc.needed_nusd) from exc
+    except ItemReplacedError:
+        # The same retry sent twice at once: the first took the batch lock, replaced the job
+        # and stored the key before this one got the lock. Answer with its job, not a 409.
+        earlier = replay(caller, resources, *idempotency) if idempotency is not None else None
+        if earlier is None:
+            raise
+        return _in_its_batch(earlier, resources), True
     except IntegrityError:
         # Only the idempotency key can collide: a concurrent request with it won the race.
         earlier = replay(caller, resources, *idempotency) if idempotency is not None else None

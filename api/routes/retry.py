@@ -84,33 +84,43 @@ async def retry_job(
     `POST /v1/batches/{id}/rerun` does it): the new job joins the batch (`batch_id`,
     `batch_key`), the item points at it (its `reruns` count grows) and the batch's progress
     and estimate count it, so a later batch re-run does not run the item again. Its
-    priority stays the retried job's. An older job of an item, which a newer job replaced
-    there, is a 409 `job_superseded` naming the item's latest job: retry that one, or re-run
-    the batch. A cancelled batch's jobs are not retried (409 `batch_cancelled`).
+    priority stays the retried job's. A succeeded item's retry runs it again (no cache), and
+    the batch then shows the new job's answer (or error) for that item, not the old one.
+    An older job of an item, which a newer job replaced there, is a 409 `job_superseded`
+    naming the item's latest job: retry that one, or re-run the batch. A cancelled batch's
+    jobs are not retried (409 `batch_cancelled`).
     """
     caller, key = await run_in_threadpool(authorize_submit, request, resources)
-    # The key first: a repeated retry returns the job it made even after retention removed
-    # the job retried or its images (which the stored request below needs).
-    earlier = None
-    if key is not None:
-        earlier = await run_in_threadpool(earlier_retry, job_id, caller, resources, key)
-    if earlier is not None:
-        job, replayed = earlier, True
-    else:
-        source = await run_in_threadpool(finished_job, job_id, caller, resources)
-        if source.item is not None:
-            job, replayed = await run_in_threadpool(
-                retry_in_batch, source.job, source.item, caller, resources, key
-            )
-        else:
-            raw = await run_in_threadpool(stored_request, source.job, resources)
-            job, replayed = await run_in_threadpool(
-                submit, raw, caller, resources, key, retry_of=source.job.id
-            )
+    job, replayed = await run_in_threadpool(retried, job_id, caller, resources, key)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
+
+
+def retried(
+    job_id: str, caller: Caller, resources: ApiResources, key: str | None
+) -> tuple[JobPublic, bool]:
+    """The retry of ``job_id``: its job, and whether an earlier request with the same
+    Idempotency-Key made it (a replay). Blocking: run it in the thread pool."""
+    # The key first: a repeated retry returns the job it made even after retention removed
+    # the job retried or its images (which the stored request below needs).
+    earlier = earlier_retry(job_id, caller, resources, key) if key is not None else None
+    if earlier is not None:
+        return earlier, True
+    try:
+        source = finished_job(job_id, caller, resources)
+    except JobSupersededError as exc:
+        # The same retry sent twice at once: the first replaced the job after this one's key
+        # check above, so its key now names the job it made: answer with that.
+        earlier = earlier_retry(job_id, caller, resources, key) if key is not None else None
+        if earlier is None:
+            raise superseded(exc.job.id, exc.item) from exc
+        return earlier, True
+    if source.item is not None:
+        return retry_in_batch(source.job, source.item, caller, resources, key)
+    raw = stored_request(source.job, resources)
+    return submit(raw, caller, resources, key, retry_of=source.job.id)
 
 
 def earlier_retry(
@@ -138,8 +148,9 @@ def earlier_retry(
 
 def finished_job(job_id: str, caller: Caller, resources: ApiResources) -> RetrySource:
     """The finished job ``job_id`` (a full id or a unique prefix) and the batch item it is
-    the latest job of; 404, or 409 when it is not finished or was replaced in its batch.
-    Blocking: run it in the thread pool."""
+    the latest job of; 404, or 409 when it is not finished. Raises JobSupersededError when
+    a newer job replaced it in its batch item (the caller's 409, unless its key made that
+    job). Blocking: run it in the thread pool."""
     with resources.sessions() as session:
         full_id = job_id_of(session, caller.tenant, job_id)  # a unique prefix will do
         try:
@@ -151,8 +162,6 @@ def finished_job(job_id: str, caller: Caller, resources: ApiResources) -> RetryS
                 f"Job {found.id} is {found.status}; only a finished job can be retried. "
                 f"Wait for it (visionq wait {found.id}) or cancel it first.",
             ) from exc
-        except JobSupersededError as exc:
-            raise superseded(exc.job.id, exc.item) from exc
         if source is None:
             raise job_not_found(job_id)
     # Its images are read (or checked) after the session closed: the store may be slow.
@@ -187,7 +196,9 @@ def retry_in_batch(
     except ItemReplacedError as exc:
         with resources.sessions() as session:
             now = replacing_item(session, tenant=caller.tenant, job_id=source.id)
-        raise superseded(source.id, now or item) from exc
+        if now is None:  # retention removed the replacing job meanwhile
+            raise job_not_found(source.id) from exc
+        raise superseded(source.id, now) from exc
 
 
 def stored_request(source: Job, resources: ApiResources) -> RawJob:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -102,6 +104,35 @@ def test_retrying_an_items_job_reruns_the_item_in_its_batch(stack: Stack, faults
         bound = spent + sum(Decimal(j["estimate"]["cost_usd"]["max"]) for j in latest.values())
         whole = Decimal(done["progress"]["estimate_usd"]["max"])
         assert bound <= whole <= bound + Decimal("0.000000001") * len(latest)
+
+
+def test_the_same_retry_sent_twice_at_once_answers_one_job(stack: Stack, faults: str) -> None:
+    # A client resending after a timeout while its first request still runs: the second
+    # waits on the batch lock, then finds the item already replaced. It must answer the
+    # first one's job (a replay), never a 409 job_superseded naming it.
+    name = f"retry-race-{uuid.uuid4().hex[:8]}"
+    with stack.client() as client:
+        batch_id = _failed_batch(client, faults, name, range(1810, 1814))
+        items = _all_items(client, batch_id, limit=100)
+
+    def send(job_id: str, start: threading.Barrier) -> httpx.Response:
+        with stack.client() as own:  # one connection each: the two are sent at once
+            start.wait()
+            return own.post(f"/v1/jobs/{job_id}/retry", headers={"Idempotency-Key": job_id})
+
+    for item in items:
+        start = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            sent = [pool.submit(send, item["job_id"], start) for _ in range(2)]
+            answers = [future.result() for future in sent]
+        assert [answer.status_code for answer in answers] == [202, 202], [
+            answer.text for answer in answers
+        ]
+        made = {answer.json()["id"] for answer in answers}
+        assert len(made) == 1, made
+        assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+    with stack.client() as client:
+        assert [item["reruns"] for item in _all_items(client, batch_id, limit=100)] == [1] * 4
 
 
 def _tenant_key(stack: Stack, tenant: str) -> None:
