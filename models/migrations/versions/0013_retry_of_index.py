@@ -16,8 +16,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_jobs_tenant_retry_of", "jobs", ["tenant", "retry_of"])
+    # CONCURRENTLY on PostgreSQL: a plain CREATE INDEX on a big jobs table would hold every
+    # submit until it is built. It cannot run in a transaction, hence the autocommit block
+    # (SQLite ignores the option and builds the index at once).
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_jobs_tenant_retry_of", "jobs", ["tenant", "retry_of"], postgresql_concurrently=True
+        )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_jobs_tenant_retry_of", table_name="jobs")
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_jobs_tenant_retry_of", table_name="jobs", postgresql_concurrently=True)
