@@ -168,7 +168,9 @@ def _fitted_table(jobs: list[Job], width: int) -> Table:
             shown.add(name)
             used += _GAP + needs[name]
     hidden = [name for name in _OPTIONAL if name not in shown]
-    caption = f"left out at this width: {', '.join(hidden)} (see visionq result ID)"
+    caption = f"left out at this width: {', '.join(hidden)}; a wider terminal shows them" + (
+        " (or visionq result ID)" if _RESULT in hidden else ""
+    )
     table = Table(
         box=box.SIMPLE_HEAD, header_style="bold", show_edge=False, pad_edge=False,
         collapse_padding=True, caption=caption if hidden else None, caption_justify="left",
@@ -178,7 +180,10 @@ def _fitted_table(jobs: list[Job], width: int) -> Table:
         # The answer alone is cut (…) to what the other columns leave.
         room = width - used + needs[name] if name == _RESULT else None
         justify: JustifyMethod = "right" if name in ("tries", "pri") else "left"
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=room)
+        # The id is what users copy: never cut (the other columns give way).
+        least = needs[name] if name == "id" else None
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",
+                         max_width=room, min_width=least)  # fmt: skip
     for row in rows:
         table.add_row(*(
             status_text(row[name]) if name == "status" else escape(row[name])

@@ -80,10 +80,19 @@ def test_at_80_columns_the_jobs_table_keeps_pri_and_tier_and_names_what_it_left_
     header = _header(text)
     assert {"pri", "tier"} <= set(header) and "result" not in header
     assert all(len(line) <= 80 for line in text.splitlines())
-    assert "left out at this width: result / error, created (see visionq result ID)" in text
+    assert (
+        "left out at this width: result / error, created; a wider terminal shows them"
+        " (or visionq result ID)" in " ".join(text.split())  # the caption wraps at 80
+    )
     cells = {line.split()[0]: line.split()[-2:] for line in text.splitlines()
              if line.split()[:1] in ([job.id] for job in jobs)}  # fmt: skip
     assert cells == {jobs[0].id: ["9", "standard"], jobs[1].id: ["5", "auto→flex"]}
+
+
+def test_a_narrow_terminal_never_cuts_a_job_id() -> None:
+    jobs = _jobs()
+    text = _rendered(jobs_table(jobs), 60)
+    assert all(job.id in text for job in jobs), text
 
 
 def test_at_150_columns_the_jobs_table_shows_every_column_and_cuts_the_answer() -> None:
