@@ -247,6 +247,15 @@ def multipart(
     return send
 
 
+def unterminated(fields: dict[str, str], images: list[bytes]) -> Send:
+    """A multipart body cut short before its closing ``--BOUNDARY--`` (a truncated upload:
+    python-multipart parses the parts before the cut and drops the last one unnoticed)."""
+    body = encode_multipart(fields, images, "image/png").removesuffix(
+        f"--{BOUNDARY}--\r\n".encode()
+    )
+    return raw_body(body, f"multipart/form-data; boundary={BOUNDARY}")
+
+
 def json_body(body: object, *, path: str = "/v1/jobs") -> Send:
     def send(corpus: Corpus) -> httpx.Response:
         with corpus.client() as client:

@@ -1,4 +1,4 @@
-"""Request bodies over max_request_bytes, declared or chunked, get a 413 on a raw socket."""
+"""Request bodies over max_request_bytes (a 413 on a raw socket) and cut short (a 400)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.bad_input_corpus import MAX_REQUEST_BYTES, Corpus, stack_corpus
+from tests.integration.bad_input_corpus import (
+    CAPTION,
+    MAX_REQUEST_BYTES,
+    PNG,
+    Corpus,
+    assert_error,
+    corpus,
+    stack_corpus,
+    unterminated,
+)
 
-__all__ = ["stack_corpus"]  # fixtures used by this module
+__all__ = ["corpus", "stack_corpus"]  # fixtures used by this module
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +108,9 @@ def test_chunked_json_body_over_the_limit_is_413(stack_corpus: Corpus) -> None:
     assert body["error"]["code"] == "payload_too_large"
     assert MAX_REQUEST_BYTES < sent < MAX_REQUEST_BYTES + 16 * len(piece)
     assert stack_corpus.job_count() == before
+
+
+def test_an_unterminated_multipart_body_says_so(corpus: Corpus) -> None:
+    response = unterminated(CAPTION, [PNG])(corpus)
+    assert_error(response, 400, "invalid_multipart")
+    assert "ended before its closing boundary" in response.json()["error"]["message"]
