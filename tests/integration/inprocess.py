@@ -8,18 +8,24 @@ served app (raw sockets, a worker) stays on the process stack (conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from click.testing import Result
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
+import visionq.cli.common as cli_common
 from visionq.api.app import create_app
+from visionq.cli.main import app as cli_app
+from visionq.client import VisionqClient
 from visionq.models.db import make_engine, make_session_factory
 from visionq.models.keys import create_key
 from visionq.models.migrate import upgrade
@@ -72,3 +78,23 @@ def in_process_api(
             yield InProcessApi(app=app, settings=settings, engine=engine, keys=keys)
     finally:
         engine.dispose()
+
+
+def in_process_cli(api: InProcessApi, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run `visionq ARGS` in process (typer's CliRunner), its client the real VisionqClient
+    with the app's TestClient (an httpx.Client) as its HTTP client, as ``api``'s one tenant."""
+    (tenant,) = api.keys
+
+    def client(url: str, api_key: str | None) -> VisionqClient:
+        made = VisionqClient(url, api_key)
+        made._http.close()
+        made._http = api.client(tenant)
+        return made
+
+    monkeypatch.setattr(cli_common, "VisionqClient", client)
+    env = {"COLUMNS": "100", "VISIONQ_API_KEY": api.keys[tenant], "VISIONQ_URL": "http://api"}
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli_app, list(args), env=env)
+
+    return run

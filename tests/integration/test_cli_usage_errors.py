@@ -12,14 +12,10 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
-import visionq.cli.common as cli_common
 from tests.integration.conftest import redis_db
 from tests.integration.helpers import scene_png
-from tests.integration.inprocess import InProcessApi, in_process_api
-from visionq.cli.main import app as cli_app
-from visionq.client import VisionqClient
+from tests.integration.inprocess import InProcessApi, in_process_api, in_process_cli
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +33,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[In
 def cli(api: InProcessApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """Run `visionq ARGS` in process, its client wired to the in-process app, in a
     directory of its own (a batch run writes its rejected items' file there)."""
-    (tenant,) = api.keys
     monkeypatch.chdir(tmp_path)
-
-    def client(url: str, api_key: str | None) -> VisionqClient:
-        made = VisionqClient(url, api_key)
-        made._http.close()
-        made._http = api.client(tenant)
-        return made
-
-    monkeypatch.setattr(cli_common, "VisionqClient", client)
-    env = {"COLUMNS": "100", "VISIONQ_API_KEY": api.keys[tenant], "VISIONQ_URL": "http://api"}
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli_app, list(args), env=env)
-
-    return run
+    return in_process_cli(api, monkeypatch)
 
 
 @pytest.fixture

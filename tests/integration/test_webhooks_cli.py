@@ -16,14 +16,10 @@ from typing import Any
 import pytest
 from click.testing import Result
 from sqlalchemy import update
-from typer.testing import CliRunner
 
-import visionq.cli.common as cli_common
 from tests.integration.conftest import redis_db
 from tests.integration.helpers import scene_png
-from tests.integration.inprocess import InProcessApi, in_process_api
-from visionq.cli.main import app as cli_app
-from visionq.client import VisionqClient
+from tests.integration.inprocess import InProcessApi, in_process_api, in_process_cli
 from visionq.models.db import make_session_factory
 from visionq.models.tables import utcnow
 from visionq.models.webhook_fanout import fan_out
@@ -47,22 +43,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[In
 @pytest.fixture
 def cli(api: InProcessApi, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run `visionq ARGS` in process, its client wired to the in-process app."""
-    (tenant,) = api.keys
-
-    def client(url: str, api_key: str | None) -> VisionqClient:
-        # The real client with the app's TestClient (an httpx.Client) as its HTTP client.
-        made = VisionqClient(url, api_key)
-        made._http.close()
-        made._http = api.client(tenant)
-        return made
-
-    monkeypatch.setattr(cli_common, "VisionqClient", client)
-    env = {"COLUMNS": "100", "VISIONQ_API_KEY": api.keys[tenant], "VISIONQ_URL": "http://api"}
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(cli_app, list(args), env=env)
-
-    return run
+    return in_process_cli(api, monkeypatch)
 
 
 def _json(result: Result) -> Any:
