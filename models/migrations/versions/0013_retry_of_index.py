@@ -16,15 +16,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # CONCURRENTLY on PostgreSQL: a plain CREATE INDEX on a big jobs table would hold every
-    # submit until it is built. It cannot run in a transaction, hence the autocommit block
-    # (SQLite ignores the option and builds the index at once).
-    with op.get_context().autocommit_block():
-        op.create_index(
-            "ix_jobs_tenant_retry_of", "jobs", ["tenant", "retry_of"], postgresql_concurrently=True
-        )
+    # In the migration's transaction, not CONCURRENTLY: that waits for every other running
+    # statement, the ones of processes waiting for the migration lock too (they would wait
+    # for each other forever). On a big jobs table an operator can build it beforehand with
+    # CREATE INDEX CONCURRENTLY (README: `visionq db upgrade`); IF NOT EXISTS then skips it here.
+    op.create_index("ix_jobs_tenant_retry_of", "jobs", ["tenant", "retry_of"], if_not_exists=True)
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index("ix_jobs_tenant_retry_of", table_name="jobs", postgresql_concurrently=True)
+    op.drop_index("ix_jobs_tenant_retry_of", table_name="jobs")
